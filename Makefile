@@ -1,0 +1,38 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+SHARED     ?= $(abspath ../shared)
+
+.PHONY: all deps build run test test-fast clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --buildtype=debugoptimized
+
+$(ASAN_BUILD)/build.ninja:
+	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	$(BUILD)/app/vitlab-cli classify $(SHARED)/weights/vit-tiny-augreg-in1k \
+	    $(SHARED)/datasets/imagenet-samples/*.JPEG --top 3
+
+# The whole suite, then the engine tests once more under AddressSanitizer and UBSan;
+# scripts/test-summary.py prints the closing "N passed, N failed" line over both.
+test: build $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	-meson test -C $(BUILD) --print-errorlogs --num-processes 1
+	-meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli
+	@python3 scripts/test-summary.py $(BUILD) $(ASAN_BUILD)
+
+test-fast: build
+	meson test -C $(BUILD) --print-errorlogs
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

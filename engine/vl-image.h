@@ -1,0 +1,59 @@
+/* vl-image.h: decoding (stb_image) and timm-style evaluation preprocessing.
+ *
+ * The resize reproduces Pillow's Image.resize(BICUBIC) on 8-bit images exactly as
+ * torchvision's Resize uses it (separable, antialiased, a = -0.5, horizontal pass first,
+ * fixed-point coefficients, rounding to uint8 after each pass), so preprocessed pixels match
+ * timm's evaluation transform to within JPEG-decoder differences. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+typedef struct {
+  int      width;
+  int      height;
+  int      channels;   /* 1..4, interleaved */
+  uint8_t *pixels;     /* width * height * channels bytes */
+} VlImage;
+
+/* Largest image accepted, in pixels (width * height). */
+#define VL_IMAGE_MAX_PIXELS (100 * 1000 * 1000)
+
+/* Decodes any format stb_image knows, converting to `channels` (1 or 3; 0 keeps the file's).
+ * Errors (VL_ERROR) name the file and stb_image's reason; empty files, truncated data and
+ * images above VL_IMAGE_MAX_PIXELS are refused. */
+VlImage *vl_image_load        (const char *path, int channels, GError **error);
+VlImage *vl_image_load_memory (const uint8_t *data, size_t size, const char *name,
+                               int channels, GError **error);
+VlImage *vl_image_new         (int width, int height, int channels);
+void     vl_image_free        (VlImage *img);
+
+typedef enum {
+  VL_INTERP_BICUBIC,
+  VL_INTERP_BILINEAR,
+  VL_INTERP_NEAREST,
+} VlInterp;
+
+/* Pillow-exact resize of an 8-bit image. */
+VlImage *vl_image_resize      (const VlImage *img, int width, int height, VlInterp interp);
+
+typedef struct {
+  int      channels;     /* model input channels (1 or 3) */
+  int      size;         /* crop size (square), e.g. 224 */
+  double   crop_pct;     /* e.g. 0.9 -> shorter side to floor(size / crop_pct) */
+  VlInterp interp;
+  float    mean[4];
+  float    std[4];
+} VlPreprocess;
+
+/* timm eval transform: shorter side to floor(size / crop_pct) keeping aspect (torchvision
+ * Resize rule: long side int(new_short * long / short)), center crop size x size (top/left =
+ * round((dim - size) / 2)), scale to [0,1], (x - mean) / std. Writes CHW floats
+ * (channels * size * size) into out. */
+void     vl_preprocess_eval   (const VlImage *img, const VlPreprocess *pp, float *out);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlImage, vl_image_free)
+
+G_END_DECLS

@@ -1,0 +1,278 @@
+/* vl-kernels.c: see vl-kernels.h. */
+#include "vl-kernels.h"
+#include "vl-pool.h"
+
+#include <math.h>
+#include <string.h>
+
+void
+vl_layernorm_forward (float *out, float *mean, float *rstd, const float *inp,
+                      const float *w, const float *b, int64_t N, int C, float eps)
+{
+  for (int64_t i = 0; i < N; i++)
+    {
+      const float *x = inp + i * C;
+      float *o = out + i * C;
+      float s = 0.f;
+      for (int c = 0; c < C; c++)
+        s += x[c];
+      float m = s / C;
+      float v = 0.f;
+      for (int c = 0; c < C; c++)
+        {
+          float d = x[c] - m;
+          v += d * d;
+        }
+      float r = 1.0f / sqrtf (v / C + eps);
+      for (int c = 0; c < C; c++)
+        o[c] = (x[c] - m) * r * w[c] + b[c];
+      if (mean)
+        mean[i] = m;
+      if (rstd)
+        rstd[i] = r;
+    }
+}
+
+void
+vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
+                       const float *inp, const float *w, const float *mean,
+                       const float *rstd, int64_t N, int C)
+{
+  for (int64_t i = 0; i < N; i++)
+    {
+      const float *x = inp + i * C;
+      const float *dy = dout + i * C;
+      float m = mean[i], r = rstd[i];
+      /* dxhat = dy * w; dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+      float sum_dxhat = 0.f, sum_dxhat_xhat = 0.f;
+      for (int c = 0; c < C; c++)
+        {
+          float xhat = (x[c] - m) * r;
+          float dxhat = dy[c] * w[c];
+          sum_dxhat += dxhat;
+          sum_dxhat_xhat += dxhat * xhat;
+          if (dw)
+            dw[c] += dy[c] * xhat;
+          if (db)
+            db[c] += dy[c];
+        }
+      if (dinp)
+        {
+          float *dx = dinp + i * C;
+          float a = sum_dxhat / C, bb = sum_dxhat_xhat / C;
+          for (int c = 0; c < C; c++)
+            {
+              float xhat = (x[c] - m) * r;
+              dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
+            }
+        }
+    }
+}
+
+#define VL_SQRT1_2 0.70710678118654752440f
+#define VL_INV_SQRT_2PI 0.39894228040143267794f
+
+void
+vl_gelu_forward (float *out, const float *inp, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + erff (x * VL_SQRT1_2));
+    }
+}
+
+void
+vl_gelu_backward (float *dinp, const float *inp, const float *dout, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      float x = inp[i];
+      float cdf = 0.5f * (1.0f + erff (x * VL_SQRT1_2));
+      float pdf = VL_INV_SQRT_2PI * expf (-0.5f * x * x);
+      dinp[i] = dout[i] * (cdf + x * pdf);
+    }
+}
+
+void
+vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
+{
+  for (int64_t r = 0; r < rows; r++)
+    {
+      float *row = x + r * cols;
+      float mx = -INFINITY;
+      for (int c = 0; c < cols; c++)
+        {
+          row[c] *= scale;
+          mx = row[c] > mx ? row[c] : mx;
+        }
+      float s = 0.f;
+      for (int c = 0; c < cols; c++)
+        {
+          row[c] = expf (row[c] - mx);
+          s += row[c];
+        }
+      float inv = 1.0f / s;
+      for (int c = 0; c < cols; c++)
+        row[c] *= inv;
+    }
+}
+
+void
+vl_attention_forward (float *out, float *att, const float *qkv, int T, int W, int D, int h)
+{
+  const int ld = 3 * W;
+  const float *q = qkv + h * D;
+  const float *k = qkv + W + h * D;
+  const float *v = qkv + 2 * W + h * D;
+  /* att (T, T) = softmax (q k^T / sqrt (D)) */
+  vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, q, ld, k, ld, 0.0f, att, T);
+  vl_softmax_rows (att, T, T, 1.0f / sqrtf ((float) D));
+  /* out (T, D) = att v */
+  vl_gemm_serial (FALSE, FALSE, T, D, T, 1.0f, att, T, v, ld, 0.0f, out + h * D, W);
+}
+
+void
+vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,
+                       const float *qkv, int T, int W, int D, int h)
+{
+  const int ld = 3 * W;
+  const float scale = 1.0f / sqrtf ((float) D);
+  const float *q = qkv + h * D;
+  const float *k = qkv + W + h * D;
+  const float *v = qkv + 2 * W + h * D;
+  float *dq = dqkv + h * D;
+  float *dk = dqkv + W + h * D;
+  float *dv = dqkv + 2 * W + h * D;
+  const float *dy = dout + h * D;
+
+  /* dv (T, D) = att^T dy */
+  vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, att, T, dy, W, 0.0f, dv, ld);
+  /* datt (T, T) = dy v^T */
+  vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, dy, W, v, ld, 0.0f, dscore, T);
+  /* dscore = att * (datt - rowsum (datt * att)) * scale */
+  for (int i = 0; i < T; i++)
+    {
+      float *ds = dscore + (int64_t) i * T;
+      const float *a = att + (int64_t) i * T;
+      float dot = 0.f;
+      for (int j = 0; j < T; j++)
+        dot += ds[j] * a[j];
+      for (int j = 0; j < T; j++)
+        ds[j] = a[j] * (ds[j] - dot) * scale;
+    }
+  /* dq = dscore k; dk = dscore^T q */
+  vl_gemm_serial (FALSE, FALSE, T, D, T, 1.0f, dscore, T, k, ld, 0.0f, dq, ld);
+  vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, dscore, T, q, ld, 0.0f, dk, ld);
+}
+
+double
+vl_cross_entropy (float *dlogits, const float *logits, const int *targets, int B, int K,
+                  float label_smoothing)
+{
+  double total = 0.0;
+  for (int b = 0; b < B; b++)
+    {
+      const float *z = logits + (int64_t) b * K;
+      float *dz = dlogits ? dlogits + (int64_t) b * K : NULL;
+      double mx = -INFINITY;
+      for (int k = 0; k < K; k++)
+        mx = z[k] > mx ? z[k] : mx;
+      double s = 0.0;
+      for (int k = 0; k < K; k++)
+        s += exp ((double) z[k] - mx);
+      double lse = mx + log (s);
+      double nll = lse - z[targets[b]];
+      double smooth = 0.0;
+      for (int k = 0; k < K; k++)
+        smooth += lse - z[k];
+      smooth /= K;
+      total += (1.0 - label_smoothing) * nll + label_smoothing * smooth;
+      if (dz)
+        for (int k = 0; k < K; k++)
+          {
+            double p = exp ((double) z[k] - lse);
+            double t = label_smoothing / K + (k == targets[b] ? 1.0 - label_smoothing : 0.0);
+            dz[k] = (float) ((p - t) / B);
+          }
+    }
+  return total / B;
+}
+
+static double
+aa_bicubic (double x)   /* the Pillow / PyTorch antialias kernel, a = -0.5 */
+{
+  const double a = -0.5;
+  x = fabs (x);
+  if (x < 1.0)
+    return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+  if (x < 2.0)
+    return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
+  return 0.0;
+}
+
+void
+vl_bicubic_matrix (float *w, int out_size, int in_size)
+{
+  /* PyTorch's _compute_indices_weights_aa (F.interpolate bicubic, antialias=True,
+   * align_corners=False), which timm's resample_abs_pos_embed uses by default */
+  const double scale = (double) in_size / out_size;
+  const double support = scale >= 1.0 ? 2.0 * scale : 2.0;
+  const double invscale = scale >= 1.0 ? 1.0 / scale : 1.0;
+  memset (w, 0, sizeof (float) * out_size * in_size);
+  for (int o = 0; o < out_size; o++)
+    {
+      double center = scale * (o + 0.5);
+      int xmin = (int) (center - support + 0.5);
+      xmin = xmin < 0 ? 0 : xmin;
+      int xmax = (int) (center + support + 0.5);
+      xmax = xmax > in_size ? in_size : xmax;
+      float *row = w + (int64_t) o * in_size;
+      double total = 0.0;
+      for (int j = xmin; j < xmax; j++)
+        total += aa_bicubic ((j - center + 0.5) * invscale);
+      for (int j = xmin; j < xmax; j++)
+        row[j] = (float) (total != 0.0 ? aa_bicubic ((j - center + 0.5) * invscale) / total : 0.0);
+    }
+}
+
+void
+vl_im2col_patches (float *cols, const float *images, int B, int C, int H, int W, int p)
+{
+  const int gh = H / p, gw = W / p;
+  const int K = C * p * p;
+  for (int b = 0; b < B; b++)
+    for (int py = 0; py < gh; py++)
+      for (int px = 0; px < gw; px++)
+        {
+          float *row = cols + ((int64_t) (b * gh + py) * gw + px) * K;
+          for (int c = 0; c < C; c++)
+            for (int ky = 0; ky < p; ky++)
+              {
+                const float *src = images + (((int64_t) b * C + c) * H + py * p + ky) * W + px * p;
+                memcpy (row + (c * p + ky) * p, src, sizeof (float) * p);
+              }
+        }
+}
+
+void
+vl_adamw_update (float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                 float beta1, float beta2, float eps, float weight_decay, int step)
+{
+  /* as torch.optim.AdamW: bias corrections in double, then float arithmetic per element */
+  const double bc1 = 1.0 - pow (beta1, step);
+  const double bc2 = 1.0 - pow (beta2, step);
+  const float step_size = (float) (lr / bc1);
+  const float bc2_sqrt = (float) sqrt (bc2);
+  const float decay = 1.0f - lr * weight_decay;
+  for (int64_t i = 0; i < n; i++)
+    {
+      float gi = g[i];
+      float pi = p[i] * decay;
+      float mi = beta1 * m[i] + (1.0f - beta1) * gi;
+      float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      p[i] = pi - step_size * mi / (sqrtf (vi) / bc2_sqrt + eps);
+    }
+}

@@ -1,0 +1,52 @@
+/* vl-kernels.h: the numerical kernels, one plain function per layer direction.
+ *
+ * Conventions (after llm.c): row-major buffers, shapes in comments; a backward *adds* into its
+ * parameter-gradient outputs (dw, db), which may be NULL when that parameter is frozen. The
+ * kernels are serial; vl-compute.c runs them over the thread pool in row ranges. */
+#pragma once
+
+#include <stdint.h>
+
+/* out, mean, rstd: (N, C), (N), (N); mean/rstd may be NULL (inference). */
+void vl_layernorm_forward  (float *out, float *mean, float *rstd, const float *inp,
+                            const float *w, const float *b, int64_t N, int C, float eps);
+/* dinp (N, C) +=; dw, db (C) += (NULL when frozen); dinp NULL when not needed. */
+void vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, const float *mean,
+                            const float *rstd, int64_t N, int C);
+
+/* Exact (erf) GELU. */
+void vl_gelu_forward       (float *out, const float *inp, int64_t n);
+/* dinp = dout * gelu'(inp) (overwrites; dinp may alias dout). */
+void vl_gelu_backward      (float *dinp, const float *inp, const float *dout, int64_t n);
+
+/* In place, each of `rows` rows of `cols` (after multiplying by `scale`). */
+void vl_softmax_rows       (float *x, int64_t rows, int cols, float scale);
+
+/* One image, one head. qkv (T, 3W) laid out as timm's reshape (T, 3, H, D); out (T, W) gets this
+ * head's columns h*D..h*D+D-1; att (T, T) receives the softmax probabilities. */
+void vl_attention_forward  (float *out, float *att, const float *qkv, int T, int W, int D,
+                            int h);
+/* dqkv (T, 3W): this head's q, k, v columns are overwritten. dscore: (T, T) scratch. */
+void vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,
+                            const float *qkv, int T, int W, int D, int h);
+
+/* Mean cross-entropy over the batch with PyTorch's label smoothing:
+ * loss_i = (1 - ls) * -log p[y] + ls * mean_k (-log p_k). dlogits (B, K) = d loss / d logits.
+ * Returns the loss; NaN when any logit is not finite. targets must be in [0, K). */
+double vl_cross_entropy    (float *dlogits, const float *logits, const int *targets, int B,
+                            int K, float label_smoothing);
+
+/* 1-D resampling as timm's resample_abs_pos_embed does it (F.interpolate bicubic,
+ * align_corners=False, antialias=True: the Pillow kernel, a = -0.5, support widened when
+ * downsampling, weights normalised) as a matrix w (out_size, in_size): y = w x. */
+void vl_bicubic_matrix     (float *w, int out_size, int in_size);
+
+/* images (B, C, H, W) -> cols (B * gh * gw, C * p * p), columns ordered (c, ky, kx) to match a
+ * conv weight (W, C, p, p). */
+void vl_im2col_patches     (float *cols, const float *images, int B, int C, int H, int W, int p);
+
+/* One AdamW step with torch.optim.AdamW semantics (decoupled decay applied first), `step` >= 1
+ * being this parameter's own step count. */
+void vl_adamw_update       (float *p, const float *g, float *m, float *v, int64_t n, float lr,
+                            float beta1, float beta2, float eps, float weight_decay, int step);

@@ -1,0 +1,161 @@
+/* vl-model.h: a pre-norm Vision Transformer loaded from a checkpoint, its layer groups, its head,
+ * and the training step.
+ *
+ *   g_autoptr(VlModel) m = vl_model_load ("vit-tiny/", &error);
+ *   vl_model_lock (m, 1);                                  // OpenCLIP lock(unlocked_groups=1)
+ *   vl_model_forward (m, images, B, 224, 224, VL_FORWARD_TRAIN, &error);
+ *   vl_model_backward (m, targets, 0.1f, &loss, &error);
+ *   vl_model_adamw_step (m, &opt);
+ */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "vl-safetensors.h"
+
+G_BEGIN_DECLS
+
+typedef struct _VlModel VlModel;
+
+typedef enum {
+  VL_POOL_TOKEN,   /* the CLS token */
+  VL_POOL_AVG,     /* mean over the patch tokens (CLS excluded) */
+  VL_POOL_MAX,     /* elementwise max over the patch tokens */
+} VlPoolKind;
+
+typedef enum {
+  VL_HEAD_NONE,
+  VL_HEAD_LINEAR,  /* Linear (W -> K) */
+  VL_HEAD_MLP,     /* Linear (W -> hidden) -> GELU -> Linear (hidden -> K) */
+} VlHeadKind;
+
+typedef struct {
+  char     *family;        /* "timm" */
+  char     *architecture;  /* from config.json, or "vit" */
+  int       in_chans;
+  int       patch;
+  int       width;
+  int       depth;
+  int       heads;
+  int       head_dim;
+  int       mlp;
+  int       grid;          /* native grid side (pos_embed) */
+  int       img_size;      /* native input side = grid * patch */
+  int       n_tokens;      /* at the native size: 1 + grid * grid */
+  float     eps;
+  /* preprocessing (pretrained_cfg) */
+  int       input_size;
+  double    crop_pct;
+  char     *interpolation;
+  float     mean[4];
+  float     std[4];
+} VlGeometry;
+
+/* Loads a `.safetensors` file (with config.json beside it when there is one) or a folder holding
+ * model.safetensors and config.json. Every tensor is checked against the geometry; errors name
+ * the file, the tensor, the shape found and the shape expected. */
+VlModel          *vl_model_load            (const char *path, GError **error);
+/* A randomly initialised model of the given geometry (timm's initialisation: trunc-normal
+ * std 0.02 for weights, zeros for biases, ones for LayerNorm weights). */
+VlModel          *vl_model_new_random      (const VlGeometry *geometry, int num_classes,
+                                            uint64_t seed);
+void              vl_model_free            (VlModel *m);
+
+const VlGeometry *vl_model_geometry        (VlModel *m);
+const char       *vl_model_path            (VlModel *m);
+/* Class names (K entries) when the checkpoint came with them, else NULL. */
+const char *const*vl_model_class_names     (VlModel *m);
+int64_t           vl_model_n_params        (VlModel *m);
+
+/* ---- the head ---- */
+VlHeadKind        vl_model_head_kind       (VlModel *m);
+int               vl_model_num_classes     (VlModel *m);
+VlPoolKind        vl_model_pool            (VlModel *m);
+void              vl_model_set_pool        (VlModel *m, VlPoolKind pool);
+/* Replaces the head with a new one for num_classes classes, initialised as timm initialises a
+ * reset classifier (nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias).
+ * hidden is the MLP head's hidden width (ignored for linear). Optimizer state of the head is
+ * dropped. VL_HEAD_NONE removes the head. */
+void              vl_model_set_head        (VlModel *m, VlHeadKind kind, int num_classes,
+                                            int hidden, uint64_t seed);
+gboolean          vl_pool_from_string      (const char *s, VlPoolKind *pool);
+
+/* ---- layer groups (OpenCLIP lock semantics over timm's grouping) ----
+ * stem [patch_embed.*, cls_token, pos_embed], blocks.0 … blocks.L-1, norm, head (when present). */
+int               vl_model_n_groups        (VlModel *m);
+const char       *vl_model_group_name      (VlModel *m, int group);
+int64_t           vl_model_group_n_params  (VlModel *m, int group);
+gboolean          vl_model_group_trainable (VlModel *m, int group);
+void              vl_model_set_group_trainable (VlModel *m, int group, gboolean trainable);
+/* Unlocks the last n groups and locks the rest: 0 freezes everything, n >= n_groups unlocks all. */
+void              vl_model_lock            (VlModel *m, int unlocked_groups);
+int64_t           vl_model_n_trainable     (VlModel *m);
+
+/* ---- parameters, by their checkpoint names ---- */
+int               vl_model_n_tensors       (VlModel *m);
+const char       *vl_model_tensor_name     (VlModel *m, int index);
+/* data and (after a backward, NULL before) gradient of tensor `index`; shape via ndim/shape. */
+float            *vl_model_tensor_data     (VlModel *m, int index, int *ndim, int64_t *shape,
+                                            int64_t *numel);
+float            *vl_model_tensor_grad     (VlModel *m, int index);
+int               vl_model_tensor_group    (VlModel *m, int index);
+int               vl_model_find_tensor     (VlModel *m, const char *name);
+/* Writes every parameter under the checkpoint's own names (atomically). */
+gboolean          vl_model_save            (VlModel *m, const char *path, GError **error);
+
+/* ---- compute ---- */
+typedef enum {
+  VL_FORWARD_INFER            = 0,
+  VL_FORWARD_TRAIN            = 1 << 0, /* keep what backward needs (for the unlocked groups) */
+  VL_FORWARD_CAPTURE_ATTN     = 1 << 1, /* keep every block's attention probabilities */
+} VlForwardFlags;
+
+/* images: (B, C, H, W) float32, already normalised. H and W must be multiples of the patch size;
+ * another grid than the native one resamples the position embedding as timm does. */
+gboolean          vl_model_forward         (VlModel *m, const float *images, int B, int H,
+                                            int W, VlForwardFlags flags, GError **error);
+/* Results of the last forward (valid until the next one). */
+int               vl_model_batch           (VlModel *m);
+int               vl_model_n_tokens_last   (VlModel *m);     /* T of the last forward */
+const float      *vl_model_tokens_final    (VlModel *m);     /* (B, T, W) */
+const float      *vl_model_features        (VlModel *m);     /* (B, W) pooled */
+const float      *vl_model_logits          (VlModel *m);     /* (B, K), NULL without head */
+/* (B, heads, T, T) of block `block`, only after VL_FORWARD_CAPTURE_ATTN. */
+const float      *vl_model_attention       (VlModel *m, int block);
+/* Attention rollout (B, T - 1) from the captured attention. */
+gboolean          vl_model_rollout         (VlModel *m, float *out, GError **error);
+/* The position embedding used by the last forward (1, T, W). */
+const float      *vl_model_pos_embed_used  (VlModel *m);
+
+/* Cross-entropy of the logits against targets (B) with label smoothing, and its gradient for
+ * every trainable parameter (gradients are overwritten, not accumulated). Needs a forward with
+ * VL_FORWARD_TRAIN. A non-finite loss is an error (VL_ERROR_NUMERIC) and leaves grads unset. */
+gboolean          vl_model_backward        (VlModel *m, const int *targets,
+                                            float label_smoothing, double *loss,
+                                            GError **error);
+/* Global L2 norm of the trainable gradients; scales them to max_norm when above it
+ * (torch.nn.utils.clip_grad_norm_). max_norm <= 0 only measures. */
+double            vl_model_clip_grad_norm  (VlModel *m, double max_norm);
+
+typedef struct {
+  float lr;
+  float beta1, beta2, eps;
+  float weight_decay;
+  /* per-group learning-rate multiplier (layer decay); NULL = 1 for all */
+  const float *group_lr_scale;
+} VlAdamW;
+
+#define VL_ADAMW_DEFAULTS { .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, \
+                            .weight_decay = 0.05f, .group_lr_scale = NULL }
+
+/* One AdamW step on the trainable parameters, with timm's rule of no weight decay on 1-D
+ * parameters, pos_embed and cls_token. Each parameter keeps its own step count, so a group
+ * unlocked later starts its bias correction at step 1 and groups already training keep theirs. */
+void              vl_model_adamw_step      (VlModel *m, const VlAdamW *opt);
+/* TRUE when weight decay applies to tensor `index`. */
+gboolean          vl_model_tensor_decays   (VlModel *m, int index);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlModel, vl_model_free)
+
+G_END_DECLS

@@ -1,0 +1,107 @@
+/* vl-safetensors.h: validated, memory-mapped safetensors reader and an atomic writer.
+ *
+ * The reader maps the file and checks everything before any tensor is handed out:
+ * the header length lies within the file, the JSON header parses (json-glib), every
+ * entry has a known dtype, a shape whose element count does not overflow and whose
+ * byte size equals its data_offsets span, offsets inside the data area, and no two
+ * tensors overlapping. Errors name the file and the problem (VL_ERROR domain). */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+#define VL_ERROR (vl_error_quark ())
+GQuark vl_error_quark (void);
+
+typedef enum {
+  VL_ERROR_IO,        /* cannot open/read/write a file */
+  VL_ERROR_FORMAT,    /* file is not what it claims (corrupt, truncated, lying header) */
+  VL_ERROR_MISMATCH,  /* tensors/config disagree with each other or with the model */
+  VL_ERROR_MISSING,   /* a required tensor or key is absent */
+  VL_ERROR_INVALID,   /* bad argument from the user (option value, tensor name) */
+  VL_ERROR_NUMERIC,   /* NaN/Inf where a finite value is required */
+} VlErrorCode;
+
+typedef enum {
+  VL_DTYPE_F32,
+  VL_DTYPE_F16,
+  VL_DTYPE_BF16,
+  VL_DTYPE_F64,
+  VL_DTYPE_I64,
+  VL_DTYPE_I32,
+  VL_DTYPE_I16,
+  VL_DTYPE_I8,
+  VL_DTYPE_U8,
+  VL_DTYPE_BOOL,
+} VlDtype;
+
+#define VL_MAX_DIMS 8
+
+typedef struct {
+  const char    *name;
+  VlDtype        dtype;
+  int            ndim;
+  int64_t        shape[VL_MAX_DIMS];
+  int64_t        numel;    /* product of shape (1 for a scalar) */
+  const void    *data;     /* points into the mapping; may be unaligned */
+  size_t         nbytes;
+} VlTensorInfo;
+
+typedef struct _VlSafetensors VlSafetensors;
+
+VlSafetensors      *vl_safetensors_open       (const char     *path,
+                                               GError        **error);
+void                vl_safetensors_free       (VlSafetensors  *st);
+const char         *vl_safetensors_path       (VlSafetensors  *st);
+guint               vl_safetensors_n_tensors  (VlSafetensors  *st);
+/* Tensors in header order. */
+const VlTensorInfo *vl_safetensors_get        (VlSafetensors  *st,
+                                               guint           index);
+/* NULL when absent (no error set). */
+const VlTensorInfo *vl_safetensors_lookup     (VlSafetensors  *st,
+                                               const char     *name);
+/* The "__metadata__" string map, or NULL. */
+GHashTable         *vl_safetensors_metadata   (VlSafetensors  *st);
+
+const char         *vl_dtype_name             (VlDtype         dtype);
+size_t              vl_dtype_size             (VlDtype         dtype);
+
+/* Converts F32, F16, BF16, F64 and integer tensors to float32 into dst (t->numel floats). */
+void                vl_tensor_to_f32          (const VlTensorInfo *t,
+                                               float              *dst);
+/* Looks up `name`, checks it is a floating or integer tensor, returns a newly allocated
+ * float32 copy (g_free). Error names the file and the tensor when absent. */
+float              *vl_safetensors_read_f32   (VlSafetensors  *st,
+                                               const char     *name,
+                                               const VlTensorInfo **info_out,
+                                               GError        **error);
+
+/* Shape as "[4,3,32,32]" (g_free). */
+char               *vl_shape_to_string        (int             ndim,
+                                               const int64_t  *shape);
+
+/* Writer: collects F32 tensors (data referenced, not copied: keep it alive until write),
+ * writes header + data to a temporary file beside `path`, fsyncs and renames it over
+ * `path`, so an earlier file is never left half-written. */
+typedef struct _VlSafetensorsWriter VlSafetensorsWriter;
+
+VlSafetensorsWriter *vl_safetensors_writer_new     (void);
+void                 vl_safetensors_writer_add_f32 (VlSafetensorsWriter *w,
+                                                    const char          *name,
+                                                    int                  ndim,
+                                                    const int64_t       *shape,
+                                                    const float         *data);
+void                 vl_safetensors_writer_add_metadata (VlSafetensorsWriter *w,
+                                                         const char          *key,
+                                                         const char          *value);
+gboolean             vl_safetensors_writer_write   (VlSafetensorsWriter *w,
+                                                    const char          *path,
+                                                    GError             **error);
+void                 vl_safetensors_writer_free    (VlSafetensorsWriter *w);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlSafetensors, vl_safetensors_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlSafetensorsWriter, vl_safetensors_writer_free)
+
+G_END_DECLS

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Installs every Debian package vitlab's build, tests and app use, and nothing that is
+# already there. Uses sudo when not root. Safe to run again.
+set -eu
+
+PACKAGES="
+  build-essential pkg-config meson ninja-build python3
+  libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
+  xvfb xauth dataset-fashion-mnist
+"
+if [ "${VITLAB_BENCH:-0}" = 1 ]; then
+  PACKAGES="$PACKAGES python3-torch python3-torchvision python3-numpy"
+fi
+
+missing=""
+for p in $PACKAGES; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  case "$status" in
+    *"install ok installed"*) ;;
+    *) missing="$missing $p" ;;
+  esac
+done
+
+if [ -z "$missing" ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  SUDO="sudo"
+fi
+echo "Installing:$missing"
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing

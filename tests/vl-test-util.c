@@ -1,0 +1,118 @@
+#include "vl-test-util.h"
+
+#include <math.h>
+#include <stdarg.h>
+
+static char *
+build_path_va (const char *root, const char *first, va_list ap)
+{
+  GPtrArray *parts = g_ptr_array_new ();
+  g_ptr_array_add (parts, (gpointer) root);
+  for (const char *p = first; p != NULL; p = va_arg (ap, const char *))
+    g_ptr_array_add (parts, (gpointer) p);
+  g_ptr_array_add (parts, NULL);
+  char *path = g_build_filenamev ((char **) parts->pdata);
+  g_ptr_array_free (parts, TRUE);
+  return path;
+}
+
+char *
+vl_test_shared_path (const char *first, ...)
+{
+  const char *root = g_getenv ("VITLAB_SHARED");
+  if (root == NULL)
+    root = "../shared";
+  if (!g_file_test (root, G_FILE_TEST_IS_DIR))
+    g_error ("shared data folder %s not found (set VITLAB_SHARED)", root);
+  va_list ap;
+  va_start (ap, first);
+  char *path = build_path_va (root, first, ap);
+  va_end (ap);
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    g_error ("required test data %s is missing", path);
+  return path;
+}
+
+char *
+vl_test_data_path (const char *first, ...)
+{
+  const char *root = g_getenv ("G_TEST_SRCDIR");
+  char *data = g_build_filename (root ? root : ".", "data", NULL);
+  va_list ap;
+  va_start (ap, first);
+  char *path = build_path_va (data, first, ap);
+  va_end (ap);
+  g_free (data);
+  return path;
+}
+
+VlSafetensors *
+vl_test_open (const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  VlSafetensors *st = vl_safetensors_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (st);
+  return st;
+}
+
+float *
+vl_test_read (VlSafetensors *st, const char *name, int64_t *numel)
+{
+  g_autoptr(GError) error = NULL;
+  const VlTensorInfo *info = NULL;
+  float *data = vl_safetensors_read_f32 (st, name, &info, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (data);
+  if (numel)
+    *numel = info->numel;
+  return data;
+}
+
+double
+vl_test_max_abs_diff (const float *a, const float *b, int64_t n)
+{
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      double d = fabs ((double) a[i] - (double) b[i]);
+      if (!(d <= worst))
+        worst = isnan (d) ? INFINITY : d;
+    }
+  return worst;
+}
+
+void
+vl_test_assert_close (const char *what, const float *got, const float *want, int64_t n,
+                      double atol, double rtol)
+{
+  int64_t worst_i = -1;
+  double worst_excess = 0, max_diff = 0;
+  for (int64_t i = 0; i < n; i++)
+    {
+      double d = fabs ((double) got[i] - (double) want[i]);
+      double tol = atol + rtol * fabs ((double) want[i]);
+      if (isnan (d))
+        d = INFINITY;
+      if (d > max_diff)
+        max_diff = d;
+      if (d > tol && (worst_i < 0 || d - tol > worst_excess))
+        {
+          worst_i = i;
+          worst_excess = d - tol;
+        }
+    }
+  g_test_message ("%s: max abs diff %.3g over %" G_GINT64_FORMAT " elements", what, max_diff, n);
+  if (worst_i >= 0)
+    g_error ("%s: element %" G_GINT64_FORMAT " is %.8g, expected %.8g (atol %.1g, rtol %.1g)",
+             what, worst_i, got[worst_i], want[worst_i], atol, rtol);
+}
+
+char *
+vl_test_tmpdir (void)
+{
+  g_autoptr(GError) error = NULL;
+  char *dir = g_dir_make_tmp ("vitlab-test-XXXXXX", &error);
+  g_assert_no_error (error);
+  return dir;
+}

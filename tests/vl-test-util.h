@@ -1,0 +1,27 @@
+/* vl-test-util.h: helpers shared by the tests. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+#include "vl-safetensors.h"
+
+G_BEGIN_DECLS
+
+/* Path of a file under ../shared (VITLAB_SHARED); aborts the test when that folder is
+ * missing: the tests never skip for want of data. */
+char  *vl_test_shared_path (const char *first, ...) G_GNUC_NULL_TERMINATED;
+/* Path of a file under tests/data. */
+char  *vl_test_data_path   (const char *first, ...) G_GNUC_NULL_TERMINATED;
+/* Opens a safetensors file or fails the test. */
+VlSafetensors *vl_test_open (const char *path);
+/* Reads a tensor as float32 or fails the test; *numel receives its element count. */
+float *vl_test_read (VlSafetensors *st, const char *name, int64_t *numel);
+/* Largest absolute difference; records it in the test log with `what`. */
+double vl_test_max_abs_diff (const float *a, const float *b, int64_t n);
+/* Asserts |a - b| <= atol + rtol * |b| elementwise, naming `what` and the worst element. */
+void   vl_test_assert_close (const char *what, const float *got, const float *want, int64_t n,
+                             double atol, double rtol);
+/* A fresh temporary directory for this test (removed at exit is not needed: under /tmp). */
+char  *vl_test_tmpdir (void);
+
+G_END_DECLS
