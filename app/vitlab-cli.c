@@ -1,1 +1,500 @@
-int main (void) { return 0; }
+/* vitlab-cli: the engine from the command line.
+ *
+ *   vitlab-cli info CHECKPOINT
+ *   vitlab-cli forward CHECKPOINT --images FILE[:TENSOR] [--pool token|avg|max] --out OUT
+ *   vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N
+ *                   --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT
+ *   vitlab-cli classify CHECKPOINT IMAGE... [--top K]
+ *
+ * Every failure is one line on stderr naming the file and the problem, and exit status 1
+ * (2 for a malformed command line). */
+#include "vl-image.h"
+#include "vl-model.h"
+#include "vl-pool.h"
+#include "vl-safetensors.h"
+
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXIT_USAGE 2
+
+static const char *usage_text =
+  "Usage:\n"
+  "  vitlab-cli info CHECKPOINT\n"
+  "  vitlab-cli forward CHECKPOINT --images FILE.safetensors[:TENSOR] [--pool token|avg|max]\n"
+  "                     --out OUT.safetensors\n"
+  "  vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N\n"
+  "                  --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT.safetensors\n"
+  "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
+  "\n"
+  "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
+  "VITLAB_THREADS sets the number of compute threads (default: all cores).\n";
+
+static int
+fail (GError *error)
+{
+  g_printerr ("vitlab-cli: %s\n", error->message);
+  g_error_free (error);
+  return EXIT_FAILURE;
+}
+
+static int
+usage_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+static int
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_printerr ("vitlab-cli: %s\n(run 'vitlab-cli --help' for usage)\n", msg);
+  return EXIT_USAGE;
+}
+
+/* Parses the options of a subcommand; leaves the positional arguments in argv. */
+static gboolean
+parse_options (const char *command, GOptionEntry *entries, int *argc, char ***argv,
+               GError **error)
+{
+  g_autofree char *param = g_strdup_printf ("%s", command);
+  g_autoptr(GOptionContext) ctx = g_option_context_new (param);
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_help_enabled (ctx, TRUE);
+  return g_option_context_parse (ctx, argc, argv, error);
+}
+
+/* "FILE[:TENSOR]": the tensor name follows the last ':' unless the whole string is a file. */
+static void
+split_tensor_spec (const char *spec, const char *default_name, char **file, char **tensor)
+{
+  const char *colon = strrchr (spec, ':');
+  if (colon && colon != spec && !g_file_test (spec, G_FILE_TEST_EXISTS) && colon[1] != '\0' &&
+      strchr (colon, '/') == NULL)
+    {
+      *file = g_strndup (spec, colon - spec);
+      *tensor = g_strdup (colon + 1);
+    }
+  else
+    {
+      *file = g_strdup (spec);
+      *tensor = g_strdup (default_name);
+    }
+}
+
+typedef struct {
+  VlSafetensors *st;
+  float         *data;
+  const VlTensorInfo *info;
+} TensorArg;
+
+static void
+tensor_arg_clear (TensorArg *t)
+{
+  g_clear_pointer (&t->st, vl_safetensors_free);
+  g_clear_pointer (&t->data, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (TensorArg, tensor_arg_clear)
+
+static gboolean
+read_tensor_arg (const char *spec, const char *default_name, TensorArg *out, GError **error)
+{
+  g_autofree char *file = NULL, *tensor = NULL;
+  split_tensor_spec (spec, default_name, &file, &tensor);
+  out->st = vl_safetensors_open (file, error);
+  if (!out->st)
+    return FALSE;
+  out->data = vl_safetensors_read_f32 (out->st, tensor, &out->info, error);
+  return out->data != NULL;
+}
+
+static gboolean
+read_images (VlModel *m, const char *spec, TensorArg *img, GError **error)
+{
+  if (!read_tensor_arg (spec, "images", img, error))
+    return FALSE;
+  const VlGeometry *g = vl_model_geometry (m);
+  const VlTensorInfo *t = img->info;
+  if (t->ndim != 4 || t->shape[1] != g->in_chans || t->shape[0] <= 0 || t->shape[0] > 65536 ||
+      t->shape[2] > 8192 || t->shape[3] > 8192)
+    {
+      g_autofree char *shape = vl_shape_to_string (t->ndim, t->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor %s has shape %s, expected [B,%d,H,W] (NCHW images with the "
+                   "model's %d channels)", vl_safetensors_path (img->st), t->name, shape,
+                   g->in_chans, g->in_chans);
+      return FALSE;
+    }
+  for (int64_t i = 0; i < t->numel; i++)
+    if (!isfinite (img->data[i]))
+      {
+        g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                     "%s: tensor %s holds a non-finite value at element %" G_GINT64_FORMAT,
+                     vl_safetensors_path (img->st), t->name, i);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static VlModel *
+load_model (const char *path, GError **error)
+{
+  return vl_model_load (path, error);
+}
+
+/* ------------------------------------------------------------------ info */
+
+static const char *
+pool_name (VlPoolKind pool)
+{
+  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : "token";
+}
+
+static int
+cmd_info (int argc, char **argv)
+{
+  GError *error = NULL;
+  GOptionEntry entries[] = { { NULL } };
+  if (!parse_options ("info CHECKPOINT", entries, &argc, &argv, &error))
+    return usage_error ("%s", error->message);
+  if (argc != 2)
+    return usage_error ("info takes one CHECKPOINT");
+  g_autoptr(VlModel) m = load_model (argv[1], &error);
+  if (!m)
+    return fail (error);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_print ("checkpoint:   %s\n", argv[1]);
+  g_print ("family:       %s (%s)\n", g->family, g->architecture);
+  g_print ("geometry:     patch %d, %d input channels, width %d, depth %d, %d heads of %d, "
+           "MLP %d\n", g->patch, g->in_chans, g->width, g->depth, g->heads, g->head_dim, g->mlp);
+  g_print ("tokens:       %d (CLS + %dx%d grid at %dx%d pixels)\n", g->n_tokens, g->grid, g->grid,
+           g->img_size, g->img_size);
+  g_print ("layer norm:   eps %g\n", g->eps);
+  if (vl_model_num_classes (m) > 0)
+    g_print ("head:         linear, %d classes, pool %s%s\n", vl_model_num_classes (m),
+             pool_name (vl_model_pool (m)), vl_model_class_names (m) ? ", with class names" : "");
+  else
+    g_print ("head:         none (features only), pool %s\n", pool_name (vl_model_pool (m)));
+  g_print ("input:        %dx%d, crop_pct %g, %s; mean", g->input_size, g->input_size, g->crop_pct,
+           g->interpolation);
+  for (int c = 0; c < g->in_chans; c++)
+    g_print (" %g", g->mean[c]);
+  g_print (", std");
+  for (int c = 0; c < g->in_chans; c++)
+    g_print (" %g", g->std[c]);
+  g_print ("\nparameters:   %" G_GINT64_FORMAT "\n", vl_model_n_params (m));
+  g_print ("layer groups: %d (unlock N = the last N; OpenCLIP lock(unlocked_groups=N))\n",
+           vl_model_n_groups (m));
+  int n = vl_model_n_groups (m);
+  for (int gr = 0; gr < n; gr++)
+    g_print ("  %2d  %-10s %10" G_GINT64_FORMAT " params   unlocked by N >= %d\n", gr,
+             vl_model_group_name (m, gr), vl_model_group_n_params (m, gr), n - gr);
+  return EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ forward */
+
+static int
+cmd_forward (int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *images = NULL, *out = NULL, *pool = NULL;
+  GOptionEntry entries[] = {
+    { "images", 0, 0, G_OPTION_ARG_FILENAME, &images, "NCHW float32 images", "FILE[:TENSOR]" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "features: token, avg or max", "POOL" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output safetensors", "OUT" },
+    { NULL },
+  };
+  if (!parse_options ("forward CHECKPOINT", entries, &argc, &argv, &error))
+    return usage_error ("%s", error->message);
+  if (argc != 2 || !images || !out)
+    return usage_error ("forward needs CHECKPOINT, --images and --out");
+  VlPoolKind pool_kind = VL_POOL_TOKEN;
+  if (pool && !vl_pool_from_string (pool, &pool_kind))
+    return usage_error ("--pool %s: expected token, avg or max", pool);
+
+  g_autoptr(VlModel) m = load_model (argv[1], &error);
+  if (!m)
+    return fail (error);
+  if (pool)
+    vl_model_set_pool (m, pool_kind);
+  g_auto(TensorArg) img = { 0 };
+  if (!read_images (m, images, &img, &error))
+    return fail (error);
+  const VlTensorInfo *t = img.info;
+  int B = (int) t->shape[0], H = (int) t->shape[2], W = (int) t->shape[3];
+  if (!vl_model_forward (m, img.data, B, H, W, VL_FORWARD_CAPTURE_ATTN, &error))
+    {
+      g_prefix_error (&error, "%s: ", vl_safetensors_path (img.st));
+      return fail (error);
+    }
+
+  const VlGeometry *g = vl_model_geometry (m);
+  int T = vl_model_n_tokens_last (m);
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  int64_t s_feat[2] = { B, g->width };
+  int64_t s_tok[3] = { B, T, g->width };
+  int64_t s_att[4] = { B, g->heads, T, T };
+  int64_t s_roll[2] = { B, T - 1 };
+  int64_t s_logits[2] = { B, vl_model_num_classes (m) };
+  vl_safetensors_writer_add_f32 (w, "features", 2, s_feat, vl_model_features (m));
+  vl_safetensors_writer_add_f32 (w, "tokens_final", 3, s_tok, vl_model_tokens_final (m));
+  char **names = g_new0 (char *, g->depth + 1);
+  for (int l = 0; l < g->depth; l++)
+    {
+      names[l] = g_strdup_printf ("attn.%d", l);
+      vl_safetensors_writer_add_f32 (w, names[l], 4, s_att, vl_model_attention (m, l));
+    }
+  g_autofree float *rollout = g_new (float, (int64_t) B * (T - 1));
+  if (!vl_model_rollout (m, rollout, &error))
+    {
+      g_strfreev (names);
+      return fail (error);
+    }
+  vl_safetensors_writer_add_f32 (w, "rollout", 2, s_roll, rollout);
+  if (vl_model_logits (m))
+    vl_safetensors_writer_add_f32 (w, "logits", 2, s_logits, vl_model_logits (m));
+  vl_safetensors_writer_add_metadata (w, "pool", pool_name (vl_model_pool (m)));
+  gboolean ok = vl_safetensors_writer_write (w, out, &error);
+  g_strfreev (names);
+  return ok ? EXIT_SUCCESS : fail (error);
+}
+
+/* ------------------------------------------------------------------ step */
+
+static gboolean
+parse_float (const char *option, const char *s, double lo, double hi, double *out)
+{
+  if (s == NULL)
+    return FALSE;
+  char *end = NULL;
+  double v = g_ascii_strtod (s, &end);
+  if (end == s || *end != '\0' || !isfinite (v) || v < lo || v > hi)
+    {
+      g_printerr ("vitlab-cli: %s %s: expected a number in [%g, %g]\n", option, s, lo, hi);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
+static int
+cmd_step (int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *images = NULL, *targets = NULL, *out = NULL;
+  g_autofree char *lr_s = NULL, *wd_s = NULL, *ls_s = NULL, *clip_s = NULL;
+  int unlock = -1;
+  GOptionEntry entries[] = {
+    { "images", 0, 0, G_OPTION_ARG_FILENAME, &images, "NCHW float32 images", "FILE[:TENSOR]" },
+    { "targets", 0, 0, G_OPTION_ARG_FILENAME, &targets, "class labels [B]", "FILE[:TENSOR]" },
+    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "unlock the last N layer groups", "N" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, "learning rate", "F" },
+    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, "weight decay", "F" },
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, "label smoothing (0)", "F" },
+    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, "clip the global gradient norm", "F" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output safetensors", "OUT" },
+    { NULL },
+  };
+  if (!parse_options ("step CHECKPOINT", entries, &argc, &argv, &error))
+    return usage_error ("%s", error->message);
+  if (argc != 2 || !images || !targets || !out || unlock < 0 || !lr_s || !wd_s)
+    return usage_error ("step needs CHECKPOINT, --images, --targets, --unlock N (N >= 0), --lr, "
+                        "--wd and --out");
+  double lr, wd, ls = 0.0, clip = 0.0;
+  if (!parse_float ("--lr", lr_s, 0.0, 1e3, &lr) || !parse_float ("--wd", wd_s, 0.0, 1e3, &wd) ||
+      (ls_s && !parse_float ("--label-smoothing", ls_s, 0.0, 0.999999, &ls)) ||
+      (clip_s && !parse_float ("--clip-grad", clip_s, 0.0, 1e9, &clip)))
+    return EXIT_USAGE;
+
+  g_autoptr(VlModel) m = load_model (argv[1], &error);
+  if (!m)
+    return fail (error);
+  if (vl_model_num_classes (m) == 0)
+    {
+      g_printerr ("vitlab-cli: %s: the checkpoint has no head (head.weight) to train\n", argv[1]);
+      return EXIT_FAILURE;
+    }
+  vl_model_set_pool (m, VL_POOL_TOKEN);
+  g_auto(TensorArg) img = { 0 };
+  g_auto(TensorArg) tgt = { 0 };
+  if (!read_images (m, images, &img, &error) || !read_tensor_arg (targets, "targets", &tgt, &error))
+    return fail (error);
+  int B = (int) img.info->shape[0];
+  if (tgt.info->numel != B || tgt.info->ndim > 2)
+    {
+      g_autofree char *shape = vl_shape_to_string (tgt.info->ndim, tgt.info->shape);
+      g_printerr ("vitlab-cli: %s: tensor %s has shape %s, expected [%d] (one label per image)\n",
+                  vl_safetensors_path (tgt.st), tgt.info->name, shape, B);
+      return EXIT_FAILURE;
+    }
+  g_autofree int *labels = g_new (int, B);
+  for (int b = 0; b < B; b++)
+    {
+      float v = tgt.data[b];
+      if (!(v >= 0 && v < vl_model_num_classes (m) && v == floorf (v)))
+        {
+          g_printerr ("vitlab-cli: %s: tensor %s: label %g of image %d is not a class index in "
+                      "[0, %d)\n", vl_safetensors_path (tgt.st), tgt.info->name, v, b,
+                      vl_model_num_classes (m));
+          return EXIT_FAILURE;
+        }
+      labels[b] = (int) v;
+    }
+
+  vl_model_lock (m, unlock);
+  const VlTensorInfo *t = img.info;
+  if (!vl_model_forward (m, img.data, B, (int) t->shape[2], (int) t->shape[3], VL_FORWARD_TRAIN,
+                         &error))
+    {
+      g_prefix_error (&error, "%s: ", vl_safetensors_path (img.st));
+      return fail (error);
+    }
+  double loss;
+  if (!vl_model_backward (m, labels, (float) ls, &loss, &error))
+    return fail (error);
+  double norm = vl_model_clip_grad_norm (m, clip);
+  VlAdamW opt = VL_ADAMW_DEFAULTS;
+  opt.lr = (float) lr;
+  opt.weight_decay = (float) wd;
+  vl_model_adamw_step (m, &opt);
+  if (!vl_model_save (m, out, &error))
+    return fail (error);
+  g_print ("loss=%.6f grad_norm=%.6f trainable=%" G_GINT64_FORMAT "\n", loss, norm,
+           vl_model_n_trainable (m));
+  return EXIT_SUCCESS;
+}
+
+/* ------------------------------------------------------------------ classify */
+
+typedef struct {
+  int   index;
+  float prob;
+} Ranked;
+
+static int
+ranked_cmp (const void *a, const void *b)
+{
+  const Ranked *x = a, *y = b;
+  return x->prob < y->prob ? 1 : x->prob > y->prob ? -1 : x->index - y->index;
+}
+
+static int
+cmd_classify (int argc, char **argv)
+{
+  GError *error = NULL;
+  int top = 1;
+  GOptionEntry entries[] = {
+    { "top", 0, 0, G_OPTION_ARG_INT, &top, "print the top K classes (1)", "K" },
+    { NULL },
+  };
+  if (!parse_options ("classify CHECKPOINT IMAGE...", entries, &argc, &argv, &error))
+    return usage_error ("%s", error->message);
+  if (argc < 3)
+    return usage_error ("classify needs a CHECKPOINT and at least one IMAGE");
+  if (top < 1)
+    return usage_error ("--top %d: expected K >= 1", top);
+
+  g_autoptr(VlModel) m = load_model (argv[1], &error);
+  if (!m)
+    return fail (error);
+  const int K = vl_model_num_classes (m);
+  if (K == 0)
+    {
+      g_printerr ("vitlab-cli: %s: the checkpoint has no classifier head\n", argv[1]);
+      return EXIT_FAILURE;
+    }
+  const VlGeometry *g = vl_model_geometry (m);
+  VlPreprocess pp = {
+    .channels = g->in_chans, .size = g->input_size, .crop_pct = g->crop_pct,
+    .interp = g_str_equal (g->interpolation, "bilinear") ? VL_INTERP_BILINEAR
+            : g_str_equal (g->interpolation, "nearest") ? VL_INTERP_NEAREST : VL_INTERP_BICUBIC,
+  };
+  memcpy (pp.mean, g->mean, sizeof pp.mean);
+  memcpy (pp.std, g->std, sizeof pp.std);
+  const char *const *names = vl_model_class_names (m);
+  top = MIN (top, K);
+
+  const int batch = 8;
+  const int64_t per_image = (int64_t) g->in_chans * pp.size * pp.size;
+  g_autofree float *pixels = g_new (float, batch * per_image);
+  g_autofree Ranked *ranked = g_new (Ranked, K);
+  const char *files[8];
+  int failures = 0;
+  for (int i = 2; i < argc;)
+    {
+      int n = 0;
+      for (; i < argc && n < batch; i++)
+        {
+          g_autoptr(VlImage) img = vl_image_load (argv[i], 0, &error);  /* PIL-exact conversion in preprocess */
+          if (!img)
+            {
+              g_printerr ("vitlab-cli: %s\n", error->message);
+              g_clear_error (&error);
+              failures++;
+              continue;
+            }
+          vl_preprocess_eval (img, &pp, pixels + n * per_image);
+          files[n++] = argv[i];
+        }
+      if (n == 0)
+        continue;
+      if (!vl_model_forward (m, pixels, n, pp.size, pp.size, VL_FORWARD_INFER, &error))
+        return fail (error);
+      const float *logits = vl_model_logits (m);
+      for (int b = 0; b < n; b++)
+        {
+          const float *z = logits + (int64_t) b * K;
+          float mx = z[0];
+          for (int k = 1; k < K; k++)
+            mx = MAX (mx, z[k]);
+          double s = 0;
+          for (int k = 0; k < K; k++)
+            s += exp ((double) z[k] - mx);
+          for (int k = 0; k < K; k++)
+            ranked[k] = (Ranked) { k, (float) (exp ((double) z[k] - mx) / s) };
+          qsort (ranked, K, sizeof (Ranked), ranked_cmp);
+          for (int r = 0; r < top; r++)
+            {
+              char idx[16];
+              g_snprintf (idx, sizeof idx, "%d", ranked[r].index);
+              g_print ("%s\t%d\t%s\t%.6f\n", files[b], ranked[r].index,
+                       names ? names[ranked[r].index] : idx, ranked[r].prob);
+            }
+        }
+    }
+  return failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+int
+main (int argc, char **argv)
+{
+  setlocale (LC_ALL, "");
+  if (argc < 2 || g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") ||
+      g_str_equal (argv[1], "help"))
+    {
+      fputs (usage_text, argc < 2 ? stderr : stdout);
+      return argc < 2 ? EXIT_USAGE : EXIT_SUCCESS;
+    }
+  vl_pool_init (0);
+  const char *cmd = argv[1];
+  /* the subcommand's own arguments, with the program name in front */
+  argv[1] = g_strdup_printf ("vitlab-cli %s", cmd);
+  int rc;
+  if (g_str_equal (cmd, "info"))
+    rc = cmd_info (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "forward"))
+    rc = cmd_forward (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "step"))
+    rc = cmd_step (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "classify"))
+    rc = cmd_classify (argc - 1, argv + 1);
+  else
+    rc = usage_error ("unknown command '%s'", cmd);
+  g_free (argv[1]);
+  return rc;
+}

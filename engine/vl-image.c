@@ -11,6 +11,11 @@
  * Image.resize (Python side) premultiplies alpha for LA/RGBA before filtering and divides it
  * out again afterwards; so do we for 2 and 4 channels. NEAREST goes through Pillow's
  * ImagingScaleAffine instead, whose source positions are accumulated by repeated addition.
+ * Every output pixel depends only on its own coordinates, so the preprocessing resizes just
+ * the centre-crop window of the resized image: the same bytes, bounded memory.
+ *
+ * Gray models: stb_image's own 1-channel conversion (77 R + 150 G + 29 B) >> 8 is not
+ * PIL's convert('L'); load with 0 or 3 channels and let vl_preprocess_eval convert.
  *
  * Weights and sums are plain double arithmetic; on a target with fused multiply-add and
  * contraction enabled a weight could round differently (x86-64 baseline has no FMA). */

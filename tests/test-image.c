@@ -202,11 +202,11 @@ geometry_fixture (int w, int h, int s, int size)
   return g;
 }
 
-/* Resize + crop + (x / 255 - 0.5) / 0.5 with an explicit geometry, RGB. */
+/* Full resize, then crop and (x / 255 - 0.5) / 0.5 with an explicit geometry, RGB. */
 static void
-preprocess_with (const VlImage *img, Geometry g, int size, float *out)
+preprocess_with (const VlImage *img, Geometry g, int size, VlInterp interp, float *out)
 {
-  g_autoptr(VlImage) r = vl_image_resize (img, g.new_w, g.new_h, VL_INTERP_BICUBIC);
+  g_autoptr(VlImage) r = vl_image_resize (img, g.new_w, g.new_h, interp);
   for (int c = 0; c < 3; c++)
     for (int i = 0; i < size; i++)
       for (int j = 0; j < size; j++)
@@ -289,7 +289,7 @@ test_preprocess_timm_parity (void)
       g_autofree char *what = g_strdup_printf ("%s %dx%d -> %dx%d +%d+%d (fixture)", name,
                                                img->width, img->height, fx.new_w, fx.new_h,
                                                fx.left, fx.top);
-      preprocess_with (img, fx, size, got);
+      preprocess_with (img, fx, size, VL_INTERP_BICUBIC, got);
       assert_decoder_close (what, got, ref, per_image, scratch);
 
       /* vl_preprocess_eval, timm's rule, where the fixture agrees with it. */
@@ -306,7 +306,7 @@ test_preprocess_timm_parity (void)
         {
           /* It must then equal timm's geometry done by hand. */
           g_autofree float *by_hand = g_new (float, per_image);
-          preprocess_with (img, tv, size, by_hand);
+          preprocess_with (img, tv, size, VL_INTERP_BICUBIC, by_hand);
           g_assert_cmpmem (got, per_image * sizeof (float), by_hand,
                            per_image * sizeof (float));
           g_test_message ("%s: fixture used another geometry; checked against "
@@ -352,6 +352,7 @@ test_load_bad (void)
   {
     g_autoptr(GError) error = NULL;
     g_autoptr(VlImage) img = vl_image_load (missing, 3, &error);
+    g_assert_null (img);
     g_assert_error (error, VL_ERROR, VL_ERROR_IO);
   }
 
@@ -633,6 +634,46 @@ test_preprocess_crop (void)
   vl_preprocess_eval (strip, &pp, out);
   pp.crop_pct = 7.5;   /* scale_size 1: a 1 x 300 -> 1 x 300 strip, padded to 8 wide */
   vl_preprocess_eval (strip, &pp, out);
+
+  /* vl_preprocess_eval resizes only the crop window: the same bytes as a full resize */
+  {
+    g_autoptr(VlImage) rgb = synth_image ("RGB");
+    const VlInterp interps[] = { VL_INTERP_BICUBIC, VL_INTERP_BILINEAR, VL_INTERP_NEAREST };
+    const struct { int size; double crop_pct; } cases[] = {
+      { 16, 0.875 }, { 8, 0.5 }, { 30, 0.9 }, { 21, 1.0 }, { 5, 0.3 },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS (interps); i++)
+      for (guint k = 0; k < G_N_ELEMENTS (cases); k++)
+        {
+          VlPreprocess pw = {
+            .channels = 3, .size = cases[k].size, .crop_pct = cases[k].crop_pct,
+            .interp = interps[i], .mean = { 0.5f, 0.5f, 0.5f }, .std = { 0.5f, 0.5f, 0.5f },
+          };
+          gsize n = 3 * (gsize) pw.size * pw.size;
+          g_autofree float *a = g_new (float, n);
+          g_autofree float *b = g_new (float, n);
+          int s = (int) floor (pw.size / pw.crop_pct);
+          vl_preprocess_eval (rgb, &pw, a);
+          preprocess_with (rgb, geometry_torchvision (SYNTH_W, SYNTH_H, s, pw.size), pw.size,
+                           interps[i], b);
+          g_assert_cmpmem (a, n * sizeof (float), b, n * sizeof (float));
+        }
+  }
+
+  /* 1 x 20000: the full resize would be 248 x 4960000; the window is 224 x 224 */
+  {
+    g_autoptr(VlImage) thin = vl_image_new (1, 20000, 3);
+    for (int i = 0; i < 20000 * 3; i++)
+      thin->pixels[i] = (uint8_t) (i / 3 / 100);
+    VlPreprocess pt = pp_plain;
+    pt.size = 224;
+    pt.crop_pct = 0.9;
+    g_autofree float *o = g_new (float, 3 * 224 * 224);
+    vl_preprocess_eval (thin, &pt, o);
+    /* rows of the crop come from source rows near 10000 - 112 / 20 .. 10000 + 112 / 20 */
+    g_assert_cmpint (level_at (o, 224, 0, 0), ==, 99);
+    g_assert_cmpint (level_at (o, 224, 223, 223), ==, 100);
+  }
 
   /* rounding of the crop on a resized image: 10x7, crop 8 at 1.0: short side 7 -> 8,
    * long side int(8 * 10 / 7) = 11, left round(1.5) = 2; compare with resize + slice */
