@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #define EXIT_USAGE 2
 
@@ -29,6 +30,8 @@ static const char *usage_text =
   "  vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N\n"
   "                  --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT.safetensors\n"
   "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
+  "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
+  "                   --mode infer|unlock1|unlock6|full\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
   "VITLAB_THREADS sets the number of compute threads (default: all cores).\n";
@@ -470,9 +473,102 @@ cmd_classify (int argc, char **argv)
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* ------------------------------------------------------------------ bench */
+
+static int
+cmd_bench (int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *model = NULL, *mode = NULL;
+  int img = 224, batch = 32, reps = 5, warmup = 1;
+  GOptionEntry entries[] = {
+    { "model", 0, 0, G_OPTION_ARG_STRING, &model, "vit-tiny or vit-small", "NAME" },
+    { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224)", "N" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "N" },
+    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "infer, unlock1, unlock6 or full", "MODE" },
+    { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed repetitions (5)", "N" },
+    { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "untimed repetitions first (1)", "N" },
+    { NULL },
+  };
+  if (!parse_options ("bench", entries, &argc, &argv, &error))
+    return usage_error ("%s", error->message);
+  if (!model || !mode || argc != 1)
+    return usage_error ("bench needs --model and --mode");
+  VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12,};
+  if (g_str_equal (model, "vit-tiny"))
+    g.width = 192, g.heads = 3;
+  else if (g_str_equal (model, "vit-small"))
+    g.width = 384, g.heads = 6;
+  else if (g_str_equal (model, "vit-base"))
+    g.width = 768, g.heads = 12;
+  else
+    return usage_error ("--model %s: expected vit-tiny, vit-small or vit-base", model);
+  int unlock;
+  if (g_str_equal (mode, "infer"))
+    unlock = -1;
+  else if (g_str_equal (mode, "unlock1"))
+    unlock = 1;
+  else if (g_str_equal (mode, "unlock6"))
+    unlock = 6;
+  else if (g_str_equal (mode, "full"))
+    unlock = 1000;
+  else
+    return usage_error ("--mode %s: expected infer, unlock1, unlock6 or full", mode);
+  if (img < 16 || img % 16 || batch < 1 || reps < 1 || warmup < 0)
+    return usage_error ("--img must be a multiple of 16, --batch and --reps positive");
+  g.mlp = 4 * g.width;
+  g.grid = img / 16;
+  g_autoptr(VlModel) m = vl_model_new_random (&g, 1000, 1);
+  vl_model_lock (m, unlock < 0 ? 0 : unlock);
+
+  int64_t n = (int64_t) batch * 3 * img * img;
+  g_autofree float *x = g_new (float, n);
+  g_autofree int *y = g_new (int, batch);
+  for (int64_t i = 0; i < n; i++)
+    x[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+  for (int b = 0; b < batch; b++)
+    y[b] = b % 1000;
+  VlAdamW opt = VL_ADAMW_DEFAULTS;
+  double *rates = g_new (double, reps);
+  for (int r = -warmup; r < reps; r++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      double loss;
+      if (!vl_model_forward (m, x, batch, img, img, unlock < 0 ? VL_FORWARD_INFER : VL_FORWARD_TRAIN,
+                             &error))
+        return fail (error);
+      if (unlock >= 0)
+        {
+          if (!vl_model_backward (m, y, 0.0f, &loss, &error))
+            return fail (error);
+          vl_model_adamw_step (m, &opt);
+        }
+      double s = (g_get_monotonic_time () - t0) / 1e6;
+      if (r >= 0)
+        rates[r] = batch / s;
+    }
+  for (int i = 1; i < reps; i++)   /* insertion sort for the median */
+    for (int j = i; j > 0 && rates[j] < rates[j - 1]; j--)
+      {
+        double t = rates[j];
+        rates[j] = rates[j - 1];
+        rates[j - 1] = t;
+      }
+  double median = reps % 2 ? rates[reps / 2] : 0.5 * (rates[reps / 2 - 1] + rates[reps / 2]);
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n", model, img, batch, mode,
+           vl_pool_n_threads ());
+  g_print ("images_per_s=%.2f\n", median);
+  g_print ("peak_rss_mib=%.0f\n", ru.ru_maxrss / 1024.0);
+  g_free (rates);
+  return EXIT_SUCCESS;
+}
+
 int
 main (int argc, char **argv)
 {
+  vl_blas_select_kernel (argv);
   setlocale (LC_ALL, "");
   if (argc < 2 || g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") ||
       g_str_equal (argv[1], "help"))
@@ -493,6 +589,8 @@ main (int argc, char **argv)
     rc = cmd_step (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "classify"))
     rc = cmd_classify (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "bench"))
+    rc = cmd_bench (argc - 1, argv + 1);
   else
     rc = usage_error ("unknown command '%s'", cmd);
   g_free (argv[1]);

@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 typedef struct {
   GMutex       lock;          /* guards generation, quit, fn/ctx/n */
@@ -90,6 +92,33 @@ pool_start (gpointer data)
   for (int i = 1; i < n; i++)
     pool.threads[i] = g_thread_new ("vl-pool", worker_main, GINT_TO_POINTER (i));
   return NULL;
+}
+
+void
+vl_blas_select_kernel (char **argv)
+{
+  if (getenv ("OPENBLAS_CORETYPE") != NULL)
+    return;
+  const char *core = openblas_get_corename ();
+  static const char *generic[] = { "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
+                                   "Atom", "Unknown", "generic" };
+  gboolean fell_back = FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (generic); i++)
+    fell_back |= core != NULL && g_ascii_strcasecmp (core, generic[i]) == 0;
+  if (!fell_back)
+    return;
+  const char *want = NULL;
+  __builtin_cpu_init ();
+  if (__builtin_cpu_supports ("avx512f") && __builtin_cpu_supports ("avx512bw") &&
+      __builtin_cpu_supports ("avx512vl") && __builtin_cpu_supports ("avx512dq"))
+    want = "SkylakeX";
+  else if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
+    want = "Haswell";
+  if (want == NULL)
+    return;
+  setenv ("OPENBLAS_CORETYPE", want, 1);
+  execv ("/proc/self/exe", argv);
+  /* exec failed: go on with the generic kernels */
 }
 
 void

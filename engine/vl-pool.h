@@ -13,6 +13,14 @@
 
 G_BEGIN_DECLS
 
+/* Call first thing in main (before any thread starts). Debian's OpenBLAS 0.3.21 does not
+ * recognise recent CPUs (e.g. Sapphire Rapids) and falls back to its SSE3 "Prescott" kernels,
+ * 3-4x slower; it reads OPENBLAS_CORETYPE only while it is being loaded. When it fell back to a
+ * generic core on a CPU with AVX-512 or AVX2+FMA, this sets OPENBLAS_CORETYPE to the matching
+ * kernel family (SkylakeX, Haswell) and re-executes the program once with the same arguments.
+ * Does nothing when OPENBLAS_CORETYPE is already set (a user's choice is kept). */
+void vl_blas_select_kernel (char **argv);
+
 /* fn (ctx, index, worker): worker is in [0, vl_pool_n_threads ()), unique among tasks running at
  * the same time, so a task may use per-worker scratch space indexed by it. */
 typedef void (*VlTaskFunc) (void *ctx, int64_t index, int worker);
