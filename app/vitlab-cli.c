@@ -54,7 +54,7 @@ usage_error (const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_printerr ("vitlab-cli: %s\n(run 'vitlab-cli --help' for usage)\n", msg);
+  g_printerr ("vitlab-cli: %s (see 'vitlab-cli --help')\n", msg);
   return EXIT_USAGE;
 }
 
@@ -570,6 +570,7 @@ main (int argc, char **argv)
 {
   vl_blas_select_kernel (argv);
   setlocale (LC_ALL, "");
+  setlocale (LC_NUMERIC, "C");   /* numbers on stdout are read by other programs */
   if (argc < 2 || g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") ||
       g_str_equal (argv[1], "help"))
     {

@@ -23,6 +23,7 @@
 #include "vl-safetensors.h"   /* VL_ERROR */
 
 #include <limits.h>
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -158,8 +159,13 @@ vl_image_load (const char *path, int channels, GError **error)
   g_autoptr(GError) local = NULL;
   if (!g_file_get_contents (path, &contents, &size, &local))
     {
-      /* GLib's message already names the file. */
-      g_set_error_literal (error, VL_ERROR, VL_ERROR_IO, local->message);
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot read: %s", path,
+                   g_strerror (local->domain == G_FILE_ERROR &&
+                               local->code == G_FILE_ERROR_NOENT ? ENOENT :
+                               local->domain == G_FILE_ERROR &&
+                               local->code == G_FILE_ERROR_ACCES ? EACCES :
+                               local->domain == G_FILE_ERROR &&
+                               local->code == G_FILE_ERROR_ISDIR ? EISDIR : EIO));
       return NULL;
     }
   return vl_image_load_memory ((const uint8_t *) contents, size, path, channels, error);

@@ -484,7 +484,7 @@ vl_safetensors_open (const char *path, GError **error)
     {
       set_error (error, VL_ERROR_FORMAT, path,
                  "header length %" G_GUINT64_FORMAT " exceeds the file size %" G_GSIZE_FORMAT
-                 " (file truncated?)", n, size);
+                 " (truncated, or not a safetensors file)", n, size);
       return NULL;
     }
   if (n > HEADER_MAX)

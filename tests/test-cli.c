@@ -260,15 +260,6 @@ write_tensor (const char *path, const char *name, int ndim, const int64_t *shape
   g_assert_no_error (error);
 }
 
-static int64_t
-numel_of (int ndim, const int64_t *shape)
-{
-  int64_t n = 1;
-  for (int i = 0; i < ndim; i++)
-    n *= shape[i];
-  return n;
-}
-
 /* Tensor `name` of `st` with exactly this shape. */
 static const VlTensorInfo *
 assert_tensor_shape (VlSafetensors *st, const char *name, int ndim, const int64_t *shape)
@@ -495,7 +486,8 @@ test_forward_geometries (void)
 
 /* Runs `step` with the given hyperparameters and checks the output against `prefix.<name>` of
  * the expected file for the stepped parameters; every other parameter must equal the
- * checkpoint's bit for bit, and the output holds every parameter under its own name. */
+ * checkpoint's bit for bit, and the output holds every parameter under its own name.
+ * prefix NULL: nothing is unlocked, so nothing may change. */
 static void
 check_step (const char *dir, const char *prefix, const char *unlock, const char *lr,
             const char *wd, const char *ls)
@@ -534,7 +526,10 @@ check_step (const char *dir, const char *prefix, const char *unlock, const char 
                                   : g_strdup ("loss_token");
   g_autofree float *want_loss = vl_test_read (ref, loss_name, NULL);
   g_assert_cmpfloat_with_epsilon (loss, want_loss[0], 1e-5);
-  g_assert_cmpfloat (gnorm, >, 0);
+  if (prefix)
+    g_assert_cmpfloat (gnorm, >, 0);
+  else
+    g_assert_cmpfloat (gnorm, ==, 0);
 
   g_assert_cmpuint (vl_safetensors_n_tensors (o), ==, vl_safetensors_n_tensors (ck));
   int64_t stepped_numel = 0;
@@ -544,7 +539,7 @@ check_step (const char *dir, const char *prefix, const char *unlock, const char 
       const VlTensorInfo *c = vl_safetensors_get (ck, i);
       const VlTensorInfo *t = assert_tensor_shape (o, c->name, c->ndim, c->shape);
       g_autofree float *got = vl_test_read (o, c->name, NULL);
-      g_autofree char *step_name = g_strdup_printf ("%s.%s", prefix, c->name);
+      g_autofree char *step_name = g_strdup_printf ("%s.%s", prefix ? prefix : "-", c->name);
       if (vl_safetensors_lookup (ref, step_name) == NULL)
         {
           g_autofree float *orig = vl_test_read (ck, c->name, NULL);
@@ -575,11 +570,11 @@ check_step (const char *dir, const char *prefix, const char *unlock, const char 
     }
   /* every stepped reference tensor was matched by a checkpoint parameter */
   guint n_ref = 0;
-  g_autofree char *dot = g_strdup_printf ("%s.", prefix);
+  g_autofree char *dot = g_strdup_printf ("%s.", prefix ? prefix : "-");
   for (guint i = 0; i < vl_safetensors_n_tensors (ref); i++)
     n_ref += g_str_has_prefix (vl_safetensors_get (ref, i)->name, dot);
   g_assert_cmpuint (n_stepped, ==, n_ref);
-  g_assert_cmpuint (n_stepped, >, 0);
+  g_assert_cmpuint (n_stepped > 0, ==, prefix != NULL);
   g_assert_cmpint (trainable, ==, stepped_numel);
   rm_rf (tmp);
 }
@@ -593,6 +588,7 @@ test_step_fixture (void)
   g_autoptr(VlSafetensors) ck = vl_test_open (model);
   g_assert_cmpuint (vl_safetensors_n_tensors (ck), ==, 56);
   check_step (tiny, "step.unlock3", "3", "1e-3", "0.05", NULL);
+  check_step (tiny, NULL, "0", "1e-3", "0.05", NULL);
 
   /* geom-p4-d2-h4: every step recorded in the expected file's __metadata__, as
    * "step_ls.unlock2": "lr=0.005 wd=0.1 ls=0.1 unlock=2" */
@@ -712,6 +708,38 @@ test_classify_imagenet (void)
           g_assert_cmpfloat (sum, <=, 1.0 + 1e-5);
         }
     }
+}
+
+/* --top above the number of classes prints every class once, most probable first. */
+static void
+test_classify_top (void)
+{
+  g_autofree char *tiny = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autofree char *jpeg = vl_test_shared_path ("datasets", "imagenet-samples",
+                                               "n02125311_10473.JPEG", NULL);
+  g_autoptr(CliRun) r = cli_run ("classify", tiny, jpeg, "--top", "10", NULL);
+  expect_success (r);
+  g_auto(GStrv) lines = split_lines (r->out);
+  g_assert_cmpuint (g_strv_length (lines), ==, 5);
+  gboolean seen[5] = { FALSE };
+  double prev = 2.0, sum = 0;
+  for (int k = 0; k < 5; k++)
+    {
+      g_auto(GStrv) f = g_strsplit (lines[k], "\t", -1);
+      g_assert_cmpuint (g_strv_length (f), ==, 4);
+      g_assert_cmpstr (f[0], ==, jpeg);
+      int idx = atoi (f[1]);
+      g_assert_cmpint (idx, >=, 0);
+      g_assert_cmpint (idx, <, 5);
+      g_assert_false (seen[idx]);
+      seen[idx] = TRUE;
+      g_assert_cmpstr (f[2], ==, f[1]);  /* no class names: the index */
+      double p = g_ascii_strtod (f[3], NULL);
+      g_assert_cmpfloat (p, <=, prev);
+      prev = p;
+      sum += p;
+    }
+  g_assert_cmpfloat_with_epsilon (sum, 1.0, 1e-5);
 }
 
 /* ------------------------------------------------------------------ /cli/errors */
@@ -938,32 +966,32 @@ test_errors_images (void)
   expect_images_error (&e, targets, e.inputs, "targets", "[4]");
 
   /* one channel for a 3-channel model */
-  g_autofree float *px = g_new0 (float, 2 * 3 * 32 * 32);
+  g_autofree float *px = g_new0 (float, 4 * 3 * 32 * 32);
   g_autofree char *gray = env_path (&e, "gray.safetensors");
-  write_tensor (gray, "images", 4, (int64_t[]) { 2, 1, 32, 32 }, px);
-  expect_images_error (&e, gray, gray, "[2,1,32,32]", "channel");
+  write_tensor (gray, "images", 4, (int64_t[]) { 4, 1, 32, 32 }, px);
+  expect_images_error (&e, gray, gray, "[4,1,32,32]", "channel");
 
   /* 30x30: not a multiple of the patch (8) */
   g_autofree char *odd = env_path (&e, "odd.safetensors");
-  write_tensor (odd, "images", 4, (int64_t[]) { 2, 3, 30, 30 }, px);
+  write_tensor (odd, "images", 4, (int64_t[]) { 4, 3, 30, 30 }, px);
   expect_images_error (&e, odd, odd, "30", "patch|multiple|divisible");
 
   /* 32x24: not square, but both sides multiples of the patch: must work */
   g_autofree char *rect = env_path (&e, "rect.safetensors");
-  write_tensor (rect, "images", 4, (int64_t[]) { 2, 3, 32, 24 }, px);
+  write_tensor (rect, "images", 4, (int64_t[]) { 4, 3, 32, 24 }, px);
   {
     g_autofree char *out = env_path (&e, "rect-out.safetensors");
     g_autoptr(CliRun) r = cli_run ("forward", e.tiny, "--images", rect, "--out", out, NULL);
     expect_success (r);
     g_autoptr(VlSafetensors) o = vl_test_open (out);
-    assert_tensor_shape (o, "tokens_final", 3, (int64_t[]) { 2, 1 + 4 * 3, 48 });
-    assert_tensor_shape (o, "rollout", 2, (int64_t[]) { 2, 12 });
+    assert_tensor_shape (o, "tokens_final", 3, (int64_t[]) { 4, 1 + 4 * 3, 48 });
+    assert_tensor_shape (o, "rollout", 2, (int64_t[]) { 4, 12 });
   }
 
   /* a NaN pixel */
   px[1000] = NAN;
   g_autofree char *nan = env_path (&e, "nan.safetensors");
-  write_tensor (nan, "images", 4, (int64_t[]) { 2, 3, 32, 32 }, px);
+  write_tensor (nan, "images", 4, (int64_t[]) { 4, 3, 32, 32 }, px);
   expect_images_error (&e, nan, nan, "finite|nan", NULL);
 }
 
@@ -1216,6 +1244,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/forward/geometries", test_forward_geometries);
   g_test_add_func ("/cli/step/fixture", test_step_fixture);
   g_test_add_func ("/cli/classify/imagenet", test_classify_imagenet);
+  g_test_add_func ("/cli/classify/top", test_classify_top);
   g_test_add_func ("/cli/errors/checkpoint", test_errors_checkpoint);
   g_test_add_func ("/cli/errors/images", test_errors_images);
   g_test_add_func ("/cli/errors/targets", test_errors_targets);
