@@ -34,6 +34,7 @@ struct _VlActs {
   gboolean   valid;          /* a forward ran and its results are in place */
   gboolean   valid_train;    /* ... with VL_FORWARD_TRAIN */
   gboolean   resampled;
+  gboolean   from_boundary;  /* the last forward started at the pooled features */
 
   GPtrArray *allocs;
   float     *cols;           /* (B*NP, C*p*p) */
@@ -515,9 +516,8 @@ forward_pool (VlModel *m, VlActs *a)
     }
 }
 
-gboolean
-vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwardFlags flags,
-                  GError **error)
+static gboolean
+check_input (VlModel *m, int B, int H, int W, GError **error)
 {
   const VlGeometry *g = &m->geo;
   if (B <= 0 || H <= 0 || W <= 0 || H % g->patch || W % g->patch)
@@ -534,13 +534,17 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
                    (H / g->patch) * (W / g->patch));
       return FALSE;
     }
-  VlActs *a = acts_ensure (m, B, H / g->patch, W / g->patch, flags);
-  a->valid = a->valid_train = FALSE;
-  a->g0 = lowest_trainable (m);
-  const int Wd = g->width, T = a->T, NP = a->gh * a->gw;
+  return TRUE;
+}
+
+static void
+forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
+{
+  const VlGeometry *g = &m->geo;
+  const int B = a->B, Wd = g->width, T = a->T, NP = a->gh * a->gw;
   const int CPP = g->in_chans * g->patch * g->patch;
 
-  /* stem: patches -> tokens, CLS first, plus the (resampled) position embedding */
+  /* patches -> tokens, CLS first, plus the (resampled) position embedding */
   prepare_pos_embed (m, a);
   vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
   linear_forward (a->patch_out, NULL, a->cols, vl_param (m, P_PATCH_W)->data,
@@ -560,16 +564,21 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
             xt[c] = p[c] + pe[c];
         }
     }
+}
 
-  for (int l = 0; l < g->depth; l++)
-    forward_block (m, a, l);
-
-  const int64_t BT = (int64_t) B * T;
-  layernorm_forward (a->lnf, a->lnf_mean, a->lnf_rstd, a->xs[g->depth],
+static void
+forward_final_norm (VlModel *m, VlActs *a)
+{
+  layernorm_forward (a->lnf, a->lnf_mean, a->lnf_rstd, a->xs[m->geo.depth],
                      vl_param (m, vl_norm_param (m, 0))->data,
-                     vl_param (m, vl_norm_param (m, 1))->data, BT, Wd, g->eps);
-  forward_pool (m, a);
+                     vl_param (m, vl_norm_param (m, 1))->data, (int64_t) a->B * a->T,
+                     m->geo.width, m->geo.eps);
+}
 
+static void
+forward_head (VlModel *m, VlActs *a)
+{
+  const int B = a->B, Wd = m->geo.width;
   if (m->head_kind == VL_HEAD_LINEAR)
     linear_forward (a->logits, NULL, a->pooled, vl_param (m, vl_head_param (m, H_W))->data,
                     vl_param (m, vl_head_param (m, H_B))->data, NULL, B, Wd, m->num_classes);
@@ -582,8 +591,137 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
                       vl_param (m, vl_head_param (m, H_FC2_B))->data, NULL, B, m->head_hidden,
                       m->num_classes);
     }
+}
+
+/* Where the frozen prefix ends: the input of the lowest trainable component. */
+typedef enum {
+  BOUNDARY_NONE,      /* the stem trains (or nothing does): nothing to cache */
+  BOUNDARY_BLOCK,     /* xs[block] (T, W) per image; block == depth: before the final norm */
+  BOUNDARY_FEATURES,  /* pooled features (W) per image: only the head trains */
+} BoundaryKind;
+
+static BoundaryKind
+boundary_of (VlModel *m, int *block)
+{
+  int g0 = lowest_trainable (m);
+  *block = 0;
+  if (g0 <= 0)
+    return BOUNDARY_NONE;
+  if (g0 >= vl_head_group (m))
+    return BOUNDARY_FEATURES;
+  *block = MIN (g0 - 1, m->geo.depth);
+  return BOUNDARY_BLOCK;
+}
+
+int64_t
+vl_model_boundary_numel (VlModel *m, int H, int W)
+{
+  int block;
+  switch (boundary_of (m, &block))
+    {
+    case BOUNDARY_BLOCK:
+      return (int64_t) (1 + (H / m->geo.patch) * (W / m->geo.patch)) * m->geo.width;
+    case BOUNDARY_FEATURES:
+      return m->geo.width;
+    case BOUNDARY_NONE:
+    default:
+      return 0;
+    }
+}
+
+gboolean
+vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwardFlags flags,
+                  GError **error)
+{
+  if (!check_input (m, B, H, W, error))
+    return FALSE;
+  const VlGeometry *g = &m->geo;
+  VlActs *a = acts_ensure (m, B, H / g->patch, W / g->patch, flags);
+  a->valid = a->valid_train = FALSE;
+  a->g0 = lowest_trainable (m);
+  forward_stem (m, a, images, H, W);
+  for (int l = 0; l < g->depth; l++)
+    forward_block (m, a, l);
+  forward_final_norm (m, a);
+  forward_pool (m, a);
+  forward_head (m, a);
   a->valid = TRUE;
   a->valid_train = a->train;
+  a->from_boundary = FALSE;
+  return TRUE;
+}
+
+gboolean
+vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int W, float *out,
+                              GError **error)
+{
+  int block;
+  BoundaryKind kind = boundary_of (m, &block);
+  if (kind == BOUNDARY_NONE)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "the stem trains (or nothing does): there is no frozen prefix to cache");
+      return FALSE;
+    }
+  if (!check_input (m, B, H, W, error))
+    return FALSE;
+  const VlGeometry *g = &m->geo;
+  VlActs *a = acts_ensure (m, B, H / g->patch, W / g->patch, VL_FORWARD_INFER);
+  a->valid = a->valid_train = FALSE;
+  forward_stem (m, a, images, H, W);
+  for (int l = 0; l < block; l++)
+    forward_block (m, a, l);
+  if (kind == BOUNDARY_FEATURES)
+    {
+      for (int l = block; l < g->depth; l++)
+        forward_block (m, a, l);
+      forward_final_norm (m, a);
+      forward_pool (m, a);
+      memcpy (out, a->pooled, sizeof (float) * B * g->width);
+    }
+  else
+    memcpy (out, a->xs[block], sizeof (float) * B * a->T * g->width);
+  return TRUE;
+}
+
+gboolean
+vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B, int H, int W,
+                                VlForwardFlags flags, GError **error)
+{
+  int block;
+  BoundaryKind kind = boundary_of (m, &block);
+  if (kind == BOUNDARY_NONE)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "the stem trains (or nothing does): there is no frozen prefix to start from");
+      return FALSE;
+    }
+  if (!check_input (m, B, H, W, error))
+    return FALSE;
+  if ((flags & VL_FORWARD_CAPTURE_ATTN) && block > 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "attention of the frozen blocks cannot be captured from cached activations");
+      return FALSE;
+    }
+  const VlGeometry *g = &m->geo;
+  VlActs *a = acts_ensure (m, B, H / g->patch, W / g->patch, flags);
+  a->valid = a->valid_train = FALSE;
+  a->g0 = lowest_trainable (m);
+  if (kind == BOUNDARY_FEATURES)
+    memcpy (a->pooled, boundary, sizeof (float) * B * g->width);
+  else
+    {
+      memcpy (a->xs[block], boundary, sizeof (float) * B * a->T * g->width);
+      for (int l = block; l < g->depth; l++)
+        forward_block (m, a, l);
+      forward_final_norm (m, a);
+      forward_pool (m, a);
+    }
+  forward_head (m, a);
+  a->valid = TRUE;
+  a->valid_train = a->train;
+  a->from_boundary = kind == BOUNDARY_FEATURES;
   return TRUE;
 }
 
@@ -593,7 +731,7 @@ int vl_model_n_tokens_last (VlModel *m) { return m->acts && m->acts->valid ? m->
 const float *
 vl_model_tokens_final (VlModel *m)
 {
-  return m->acts && m->acts->valid ? m->acts->lnf : NULL;
+  return m->acts && m->acts->valid && !m->acts->from_boundary ? m->acts->lnf : NULL;
 }
 
 const float *

@@ -115,6 +115,22 @@ typedef enum {
  * another grid than the native one resamples the position embedding as timm does. */
 gboolean          vl_model_forward         (VlModel *m, const float *images, int B, int H,
                                             int W, VlForwardFlags flags, GError **error);
+/* Frozen-prefix caching. The lock boundary is the input of the lowest unlocked group: the token
+ * stream entering the lowest unlocked block (or the final norm), or the pooled features when only
+ * the head trains. Everything below it is frozen, so its output can be computed once per image
+ * and reused in every epoch:
+ *   vl_model_forward_to_boundary (m, images, B, H, W, cache + i * numel, &e);   // once
+ *   vl_model_forward_from_boundary (m, cache + i * numel, B, H, W, VL_FORWARD_TRAIN, &e);
+ *   vl_model_backward (...);                                              // identical gradients
+ * numel is 0 when the stem trains (nothing to cache); the cache is invalid once the lock, the
+ * pooling or the frozen weights change. */
+int64_t           vl_model_boundary_numel  (VlModel *m, int H, int W);
+gboolean          vl_model_forward_to_boundary   (VlModel *m, const float *images, int B, int H,
+                                                  int W, float *out, GError **error);
+gboolean          vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B,
+                                                  int H, int W, VlForwardFlags flags,
+                                                  GError **error);
+
 /* Results of the last forward (valid until the next one). */
 int               vl_model_batch           (VlModel *m);
 int               vl_model_n_tokens_last   (VlModel *m);     /* T of the last forward */

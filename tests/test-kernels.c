@@ -15,7 +15,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <stdio.h>
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -854,6 +853,37 @@ model_difference (const ModelEval *e, float *x, const float *d, const float *g, 
   return same;
 }
 
+/* The differences check the backward against the forward, not the forward itself: the position
+ * embedding the forward used, against its definition (timm's resample_abs_pos_embed: CLS entry
+ * kept, the grid resampled along rows by bicubic_ref (gh, G) and along columns by
+ * bicubic_ref (gw, G)), so that a resampled grid that is not square is covered too. */
+static void
+check_pos_embed_used (VlModel *m, int gh, int gw)
+{
+  const VlGeometry *geo = vl_model_geometry (m);
+  const int G = geo->grid, Wd = geo->width;
+  const float *pos = vl_model_tensor_data (m, vl_model_find_tensor (m, "pos_embed"), NULL, NULL,
+                                           NULL);
+  const float *used = vl_model_pos_embed_used (m);
+  g_autofree double *rh = g_new (double, gh * G);
+  g_autofree double *rw = g_new (double, gw * G);
+  bicubic_ref (rh, gh, G);
+  bicubic_ref (rw, gw, G);
+  g_autofree float *want = g_new (float, (1 + gh * gw) * Wd);
+  memcpy (want, pos, sizeof (float) * Wd);
+  for (int i = 0; i < gh; i++)
+    for (int j = 0; j < gw; j++)
+      for (int c = 0; c < Wd; c++)
+        {
+          double v = 0;
+          for (int p = 0; p < G; p++)
+            for (int q = 0; q < G; q++)
+              v += rh[i * G + p] * rw[j * G + q] * pos[(1 + p * G + q) * Wd + c];
+          want[(1 + i * gw + j) * Wd + c] = (float) v;
+        }
+  vl_test_assert_close ("pos_embed used", used, want, (1 + gh * gw) * Wd, 1e-5, 1e-5);
+}
+
 /* Tolerances of the model checks, with h = 1e-2 * max (1, |w|) on single elements and steps of
  * norm 1e-2 on whole tensors. The loss (~1.5) carries float32 rounding of ~1e-7 relative through
  * ~40 dependent operations, ~1e-6 absolute, which is ~1e-4 after dividing by 2h; the curvature
@@ -866,15 +896,34 @@ model_difference (const ModelEval *e, float *x, const float *d, const float *g, 
 #define MODEL_ATOL    1e-4
 #define MODEL_SIGNAL  1e-2
 
+/* One check of the gradient g of x[0 .. n) along the unit direction dir: a step of norm scale,
+ * or scale / 4, scale / 16 when the max pool switched tokens in between. The change of L and its
+ * prediction are compared per unit step. FALSE when every step crossed a kink. */
 static gboolean
-model_close (double fd, double an, double scale)
+model_check (const ModelEval *e, const int *sig0, int *sig, float *x, const float *dir,
+             const float *g, int64_t n, double scale, const char *what, double *worst,
+             int *n_kinks)
 {
-  /* fd and an are changes of L for a step of size `scale`: compared per unit step */
-  fd /= scale;
-  an /= scale;
-  if (g_getenv ("FD_DEBUG"))
-    fprintf (stderr, "FDDBG %.6g %.6g abs %.3g rel %.3g\n", fd, an, fabs (fd - an), fabs (fd - an) / MAX (fabs (fd), 1e-30));
-  return fabs (fd - an) <= MODEL_RTOL * MAX (fabs (fd), fabs (an)) + MODEL_ATOL;
+  g_autofree float *d = g_new (float, n);
+  for (int attempt = 0; attempt < 3; attempt++)
+    {
+      double s = scale / pow (4, attempt), fd, an;
+      for (int64_t k = 0; k < n; k++)
+        d[k] = (float) (s * dir[k]);
+      if (!model_difference (e, x, d, g, n, sig0, sig, &fd, &an))
+        {
+          (*n_kinks)++;
+          continue;
+        }
+      fd /= s;
+      an /= s;
+      double tol = MODEL_RTOL * MAX (fabs (fd), fabs (an)) + MODEL_ATOL;
+      *worst = MAX (*worst, fabs (fd - an) / tol);
+      if (!(fabs (fd - an) <= tol))
+        g_test_fail_printf ("%s: finite differences %.7g, analytic gradient %.7g", what, fd, an);
+      return TRUE;
+    }
+  return FALSE;
 }
 
 static void
@@ -936,69 +985,50 @@ test_model_backward (gconstpointer data)
 
   int n_checked = 0, n_kinks = 0;
   double worst = 0;   /* largest |fd - g| / (rtol max + atol) seen: 1 is the limit */
+  check_pos_embed_used (m, mc->H / geo->patch, mc->W / geo->patch);
   for (int i = 0; i < n_tensors; i++)
     {
       const char *name = vl_model_tensor_name (m, i);
       int64_t n;
       float *x = vl_model_tensor_data (m, i, NULL, NULL, &n);
       const float *g = grads->pdata[i];
-      g_autofree float *d = g_new (float, n);
-      double fd, an, gnorm = sqrt (dot_d (g, g, n));
+      g_autofree float *dir = g_new (float, n);
+      g_autofree char *what = NULL;
+      double gnorm = sqrt (dot_d (g, g, n));
 
-      /* 1. along the analytic gradient (a step of norm 1e-2): L changes by 1e-2 ||g|| exactly
-       *    when g is right; a wrong scale, sign or index, or a missing term changes it */
+      /* 1. along the analytic gradient, a step of norm 1e-2: L changes by 1e-2 ||g|| when g is
+       *    right; a wrong scale, sign, index or term changes that. Every tensor has a real
+       *    gradient here, and a check below MODEL_SIGNAL would say nothing. */
       if (gnorm < MODEL_SIGNAL)
+        g_test_fail_printf ("%s: gradient norm %.3g, too small for the check to mean anything",
+                            name, gnorm);
+      if (gnorm > 0)
         {
-          g_test_fail_printf ("%s: gradient norm %.3g, too small for the check to mean anything",
-                              name, gnorm);
-          continue;
-        }
-      for (int attempt = 0; attempt < 3; attempt++)
-        {
-          double step = MODEL_H / pow (4, attempt);
           for (int64_t k = 0; k < n; k++)
-            d[k] = (float) (step * g[k] / gnorm);
-          if (model_difference (&e, x, d, g, n, sig0, sig, &fd, &an))
-            {
-              if (!model_close (fd, an, step))
-                g_test_fail_printf ("%s: along the gradient, L changes by %.7g for %.7g predicted "
-                                    "(||g|| = %.5g)", name, fd, an, gnorm);
-              worst = MAX (worst, fabs (fd - an) / step /
-                           (MODEL_RTOL * MAX (fabs (fd), fabs (an)) / step + MODEL_ATOL));
-              n_checked++;
-              break;
-            }
-          n_kinks++;
+            dir[k] = (float) (g[k] / gnorm);
+          what = g_strdup_printf ("%s, along the gradient", name);
+          n_checked += model_check (&e, sig0, sig, x, dir, g, n, MODEL_H, what, &worst,
+                                    &n_kinks);
+          g_clear_pointer (&what, g_free);
         }
+      else
+        n_checked++;
 
-      /* 2. along a random direction (independent of g) of norm 1e-2 */
+      /* 2. along a random direction (independent of g), a step of norm 1e-2 */
       double dn = 0;
       for (int64_t k = 0; k < n; k++)
         {
-          d[k] = rnd (&r, 1.0);
-          dn += (double) d[k] * d[k];
+          dir[k] = rnd (&r, 1.0);
+          dn += (double) dir[k] * dir[k];
         }
-      for (int attempt = 0; attempt < 3; attempt++)
-        {
-          double step = MODEL_H / pow (4, attempt);
-          g_autofree float *ds = g_new (float, n);
-          for (int64_t k = 0; k < n; k++)
-            ds[k] = (float) (step * d[k] / sqrt (dn));
-          if (model_difference (&e, x, ds, g, n, sig0, sig, &fd, &an))
-            {
-              if (!model_close (fd, an, step))
-                g_test_fail_printf ("%s: along a random direction, L changes by %.7g for %.7g "
-                                    "predicted", name, fd, an);
-              worst = MAX (worst, fabs (fd - an) / step /
-                           (MODEL_RTOL * MAX (fabs (fd), fabs (an)) / step + MODEL_ATOL));
-              n_checked++;
-              break;
-            }
-          n_kinks++;
-        }
+      for (int64_t k = 0; k < n; k++)
+        dir[k] = (float) (dir[k] / sqrt (dn));
+      what = g_strdup_printf ("%s, along a random direction", name);
+      n_checked += model_check (&e, sig0, sig, x, dir, g, n, MODEL_H, what, &worst, &n_kinks);
+      g_clear_pointer (&what, g_free);
 
-      /* 3. one element, the largest |g| of 4 drawn at random (so that the check has signal),
-       *    h = 1e-2 * max (1, |w|) */
+      /* 3. one element, h = 1e-2 * max (1, |w|): of 4 drawn at random the one of largest |g|,
+       *    so that the check has signal */
       int64_t j = (int64_t) (vl_rng_next (&r) % (uint64_t) n);
       for (int c = 0; c < 3; c++)
         {
@@ -1006,29 +1036,16 @@ test_model_backward (gconstpointer data)
           if (fabs (g[k]) > fabs (g[j]))
             j = k;
         }
-      for (int attempt = 0; attempt < 3; attempt++)
-        {
-          float h = (float) (MODEL_H / pow (4, attempt) * MAX (1.0, fabs ((double) x[j])));
-          /* the step the float took, half of (x + h) - (x - h) after rounding */
-          double step = ((double) (float) (x[j] + (double) h) -
-                         (double) (float) (x[j] - (double) h)) / 2;
-          if (model_difference (&e, x + j, &h, g + j, 1, sig0, sig, &fd, &an))
-            {
-              if (g[j] == 0 || !model_close (fd, an, step))
-                g_test_fail_printf ("%s[%" G_GINT64_FORMAT "]: analytic %.7g, finite "
-                                    "differences %.7g", name, j, g[j], fd / step);
-              else
-                worst = MAX (worst, fabs (fd - an) / step /
-                             (MODEL_RTOL * MAX (fabs (fd), fabs (an)) / step + MODEL_ATOL));
-              n_checked++;
-              break;
-            }
-          n_kinks++;
-        }
+      const float one = 1.0f;
+      what = g_strdup_printf ("%s[%" G_GINT64_FORMAT "]", name, j);
+      n_checked += model_check (&e, sig0, sig, x + j, &one, g + j, 1,
+                                MODEL_H * MAX (1.0, fabs ((double) x[j])), what, &worst, &n_kinks);
     }
   g_test_message ("%s: %d checks over %d tensors, %d steps redone for a max-pool kink, worst "
                   "at %.2f of the tolerance", mc->name, n_checked, n_tensors, n_kinks, worst);
-  g_assert_cmpint (n_checked, ==, 3 * n_tensors);
+  if (n_checked != 3 * n_tensors)
+    g_test_fail_printf ("%s: %d of %d checks were left out, the max pool switching tokens even "
+                        "at h / 16", mc->name, 3 * n_tensors - n_checked, 3 * n_tensors);
 }
 
 /* ------------------------------------------------------------------ partial unlock */

@@ -363,6 +363,62 @@ test_locked_unchanged_many_steps (Fixture *f, gconstpointer data)
   g_free (before);
 }
 
+/* Forward from cached frozen-prefix activations gives the same logits and gradients. */
+static void
+test_boundary_cache (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  VlModel *m = f->model;
+  int n = vl_model_n_tensors (m);
+  vl_model_lock (m, 7);
+  g_assert_cmpint (vl_model_boundary_numel (m, f->H, f->W), ==, 0);   /* stem trains */
+  g_assert_false (vl_model_forward_to_boundary (m, f->images, f->B, f->H, f->W, NULL, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_INVALID);
+  g_clear_error (&error);
+  for (int unlock = 1; unlock <= 6; unlock++)
+    for (int pool = VL_POOL_TOKEN; pool <= VL_POOL_MAX; pool++)
+      {
+        vl_model_lock (m, unlock);
+        vl_model_set_pool (m, pool);
+        int64_t numel = vl_model_boundary_numel (m, f->H, f->W);
+        g_assert_cmpint (numel, ==, unlock == 1 ? 48 : 17 * 48);
+        /* reference: the whole forward */
+        forward (f, pool, VL_FORWARD_TRAIN);
+        double loss_ref, loss;
+        g_assert_true (vl_model_backward (m, f->targets, 0.1f, &loss_ref, &error));
+        g_autofree float *logits_ref = g_memdup2 (vl_model_logits (m), sizeof (float) * f->B * 5);
+        float **grads = g_new0 (float *, n);
+        for (int i = 0; i < n; i++)
+          if (vl_model_tensor_grad (m, i) && vl_model_group_trainable (m, vl_model_tensor_group (m, i)))
+            {
+              int64_t k;
+              vl_model_tensor_data (m, i, NULL, NULL, &k);
+              grads[i] = g_memdup2 (vl_model_tensor_grad (m, i), sizeof (float) * k);
+            }
+        /* cached: the prefix once, then from the boundary */
+        g_autofree float *cache = g_new (float, numel * f->B);
+        g_assert_true (vl_model_forward_to_boundary (m, f->images, f->B, f->H, f->W, cache, &error));
+        g_assert_no_error (error);
+        g_assert_true (vl_model_forward_from_boundary (m, cache, f->B, f->H, f->W,
+                                                       VL_FORWARD_TRAIN, &error));
+        g_assert_no_error (error);
+        vl_test_assert_close ("logits from the boundary", vl_model_logits (m), logits_ref,
+                              f->B * 5, 1e-6, 0);
+        g_assert_true (vl_model_backward (m, f->targets, 0.1f, &loss, &error));
+        g_assert_cmpfloat_with_epsilon (loss, loss_ref, 1e-6);
+        for (int i = 0; i < n; i++)
+          if (grads[i])
+            {
+              int64_t k;
+              vl_model_tensor_data (m, i, NULL, NULL, &k);
+              vl_test_assert_close (vl_model_tensor_name (m, i), vl_model_tensor_grad (m, i),
+                                    grads[i], k, 1e-6, 1e-5);
+              g_free (grads[i]);
+            }
+        g_free (grads);
+      }
+}
+
 static void
 test_real_forward (Fixture *f, gconstpointer data)
 {
@@ -424,6 +480,7 @@ main (int argc, char **argv)
   ADD ("/model/tiny/backward/each-lock", fixture_tiny_setup, test_backward_each_lock);
   ADD ("/model/tiny/step/unlock3", fixture_tiny_setup, test_step_unlock3);
   ADD ("/model/tiny/step/locked-unchanged", fixture_tiny_setup, test_locked_unchanged_many_steps);
+  ADD ("/model/tiny/boundary-cache", fixture_tiny_setup, test_boundary_cache);
   ADD ("/model/tiny/save-roundtrip", fixture_tiny_setup, test_save_roundtrip);
   ADD ("/model/real/forward", fixture_real_setup, test_real_forward);
   return g_test_run ();
