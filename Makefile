@@ -3,7 +3,7 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 SHARED     ?= $(abspath ../shared)
 
-.PHONY: all deps build run test test-fast clean
+.PHONY: all deps build run test test-fast bench clean
 
 all: build
 
@@ -33,6 +33,11 @@ test: build $(ASAN_BUILD)/build.ninja
 
 test-fast: build
 	meson test -C $(BUILD) --print-errorlogs
+
+# vitlab against PyTorch on this machine (not part of `make test`); writes docs/BENCHMARKS.md.
+bench: build
+	@VITLAB_BENCH=1 scripts/install-deps.sh
+	/usr/bin/python3 bench/run.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) --out docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -8,6 +8,7 @@
  *
  * Every failure is one line on stderr naming the file and the problem, and exit status 1
  * (2 for a malformed command line). */
+#include "cli-commands.h"
 #include "vl-image.h"
 #include "vl-model.h"
 #include "vl-pool.h"
@@ -592,6 +593,10 @@ main (int argc, char **argv)
     rc = cmd_classify (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "bench"))
     rc = cmd_bench (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "train"))
+    rc = cmd_train (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "eval"))
+    rc = cmd_eval (argc - 1, argv + 1);
   else
     rc = usage_error ("unknown command '%s'", cmd);
   g_free (argv[1]);

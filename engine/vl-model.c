@@ -1014,6 +1014,58 @@ vl_model_adamw_step (VlModel *m, const VlAdamW *opt)
     }
 }
 
+double
+vl_model_group_grad_norm (VlModel *m, int group)
+{
+  double sq = 0.0;
+  if (group < 0 || group >= m->n_groups || !m->trainable[group])
+    return 0.0;
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      if (p->group != group || p->grad == NULL)
+        continue;
+      for (int64_t k = 0; k < p->numel; k++)
+        sq += (double) p->grad[k] * p->grad[k];
+    }
+  return sqrt (sq);
+}
+
+void
+vl_model_tensor_optim_state (VlModel *m, int index, const float **exp_avg,
+                             const float **exp_avg_sq, int *step)
+{
+  VlParam *p = vl_param (m, index);
+  if (exp_avg)
+    *exp_avg = p->m;
+  if (exp_avg_sq)
+    *exp_avg_sq = p->v;
+  if (step)
+    *step = p->step;
+}
+
+void
+vl_model_tensor_set_optim_state (VlModel *m, int index, const float *exp_avg,
+                                 const float *exp_avg_sq, int step)
+{
+  VlParam *p = vl_param (m, index);
+  int which = index >= m->n_backbone;
+  if (p->m == NULL)
+    {
+      p->m = mirror (m, m->m_block, which) + (p->data - m->block[which]);
+      p->v = mirror (m, m->v_block, which) + (p->data - m->block[which]);
+    }
+  if (exp_avg)
+    memcpy (p->m, exp_avg, sizeof (float) * p->numel);
+  else
+    memset (p->m, 0, sizeof (float) * p->numel);
+  if (exp_avg_sq)
+    memcpy (p->v, exp_avg_sq, sizeof (float) * p->numel);
+  else
+    memset (p->v, 0, sizeof (float) * p->numel);
+  p->step = step;
+}
+
 /* ------------------------------------------------------------------ saving */
 
 gboolean

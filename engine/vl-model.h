@@ -169,6 +169,16 @@ typedef struct {
  * parameters, pos_embed and cls_token. Each parameter keeps its own step count, so a group
  * unlocked later starts its bias correction at step 1 and groups already training keep theirs. */
 void              vl_model_adamw_step      (VlModel *m, const VlAdamW *opt);
+/* L2 norm of the gradients of one group after a backward (0 when it is frozen). */
+double            vl_model_group_grad_norm (VlModel *m, int group);
+/* AdamW state of tensor `index`: moments (NULL before its first step) and its step count. */
+void              vl_model_tensor_optim_state (VlModel *m, int index, const float **exp_avg,
+                                               const float **exp_avg_sq, int *step);
+/* Restores it (for resuming a run): allocates the moments when missing, copies them (NULL:
+ * zeros) and sets the step count. */
+void              vl_model_tensor_set_optim_state (VlModel *m, int index, const float *exp_avg,
+                                                   const float *exp_avg_sq, int step);
+
 /* TRUE when weight decay applies to tensor `index`. */
 gboolean          vl_model_tensor_decays   (VlModel *m, int index);
 

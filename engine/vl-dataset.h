@@ -1,0 +1,110 @@
+/* vl-dataset.h: labelled image datasets, augmentation, and a prefetching batch loader.
+ *
+ * Sources (the spec string of vl_dataset_open):
+ *   DIR                      one subfolder per class (DIR/CLASS/*.jpg), or DIR/train/CLASS and
+ *                            DIR/val/CLASS; without val/, a stratified split by val_fraction
+ *   fashion-mnist[:classes=5-9,per-class=100,val-per-class=N]
+ *                            Debian's dataset-fashion-mnist (gzip IDX under
+ *                            /usr/share/datasets/fashion-mnist/); train = its training images,
+ *                            val = its test images, of the chosen classes; per-class caps train
+ *   cifar10:DIR | cifar100:DIR
+ *                            CIFAR binary batches (data_batch_*.bin / test_batch.bin, or
+ *                            train.bin / test.bin for CIFAR-100 fine labels)
+ * Classes are numbered in sorted folder-name order (or the dataset's own order), labels 0..K-1. */
+#pragma once
+
+#include <glib.h>
+#include <stdint.h>
+
+#include "vl-image.h"
+
+G_BEGIN_DECLS
+
+typedef enum {
+  VL_SPLIT_TRAIN,
+  VL_SPLIT_VAL,
+} VlSplit;
+
+typedef enum {
+  VL_AUGMENT_NONE,    /* eval transform (vl_preprocess_eval) */
+  VL_AUGMENT_LIGHT,   /* random resized crop (scale 0.35-1, ratio 3/4-4/3) + horizontal flip */
+  VL_AUGMENT_STRONG,  /* light + colour jitter + RandAugment-style operations */
+} VlAugment;
+
+typedef struct {
+  double   val_fraction;   /* 0.2: used when the source has no validation split */
+  uint64_t seed;           /* split and shuffling */
+} VlDatasetOptions;
+
+#define VL_DATASET_OPTIONS_DEFAULT { .val_fraction = 0.2, .seed = 0 }
+
+typedef struct {
+  char *path;              /* file (or "fashion-mnist:train#123" for a record) */
+  char *reason;            /* "cannot decode image: ...", "empty file", "20000x20000 is above ..." */
+} VlSkipped;
+
+typedef struct _VlDataset VlDataset;
+
+/* Scans the source (image headers only, not pixels). Files that are not images, empty, or above
+ * VL_IMAGE_MAX_PIXELS are skipped and listed. Fewer than two classes, an empty class, or no
+ * images at all is an error naming the folder. */
+VlDataset  *vl_dataset_open          (const char *spec, const VlDatasetOptions *options,
+                                      GError **error);
+void        vl_dataset_free          (VlDataset *ds);
+/* A dataset of in-memory images, already preprocessed (CHW floats, channels x size x size), for
+ * tests and synthetic data. The arrays are copied. Augmentation on them: none, or a horizontal
+ * flip (light and strong). */
+VlDataset  *vl_dataset_new_memory    (int n_classes, const char *const *class_names,
+                                      int channels, int size,
+                                      const float *train_images, const int *train_labels,
+                                      int n_train,
+                                      const float *val_images, const int *val_labels, int n_val);
+const char *vl_dataset_description   (VlDataset *ds);   /* e.g. "hymenoptera (train/val folders)" */
+int         vl_dataset_n_classes     (VlDataset *ds);
+const char *vl_dataset_class_name    (VlDataset *ds, int k);
+int         vl_dataset_n_items       (VlDataset *ds, VlSplit split);
+int         vl_dataset_class_count   (VlDataset *ds, VlSplit split, int k);
+int         vl_dataset_label         (VlDataset *ds, VlSplit split, int i);
+/* File path (or record name) of item i. */
+const char *vl_dataset_item_name     (VlDataset *ds, VlSplit split, int i);
+/* Native channel count of the source (1 for Fashion-MNIST, 3 for folders and CIFAR). */
+int         vl_dataset_channels      (VlDataset *ds);
+
+/* Skipped items so far (scan and decode); a copy, safe to call from any thread. Free with
+ * g_ptr_array_unref. */
+GPtrArray  *vl_dataset_skipped       (VlDataset *ds);
+
+/* Decodes item i and writes it preprocessed, CHW floats (pp->channels * pp->size²), into out.
+ * aug_seed makes the augmentation deterministic. An image that fails to decode returns FALSE
+ * with an error naming the file and is added to the skipped list. Thread-safe. */
+gboolean    vl_dataset_load          (VlDataset *ds, VlSplit split, int i,
+                                      const VlPreprocess *pp, VlAugment augment,
+                                      uint64_t aug_seed, float *out, GError **error);
+
+/* A loader yields batches of one split in a (seed, epoch)-determined order, decoding and
+ * augmenting on its own prefetch thread while the caller computes. */
+typedef struct _VlLoader VlLoader;
+
+typedef struct {
+  const float *images;     /* (n, C, S, S) */
+  const int   *labels;     /* (n) */
+  const int   *indices;    /* (n) item indices in the split */
+  int          n;          /* images in this batch (items that failed to decode are left out) */
+} VlBatch;
+
+VlLoader   *vl_loader_new            (VlDataset *ds, VlSplit split, const VlPreprocess *pp,
+                                      VlAugment augment, int batch_size, gboolean shuffle,
+                                      uint64_t seed);
+/* Starts an epoch (cancelling any prefetch in progress): order and augmentation are a function
+ * of (seed, epoch) only. start_batch skips the first batches (for resuming mid-epoch). */
+void        vl_loader_start_epoch    (VlLoader *loader, int epoch, int start_batch);
+/* Blocks until the next batch is ready; FALSE at the end of the epoch. The batch stays valid
+ * until the next call. */
+gboolean    vl_loader_next           (VlLoader *loader, VlBatch *batch);
+int         vl_loader_n_batches      (VlLoader *loader);
+void        vl_loader_free           (VlLoader *loader);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataset, vl_dataset_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlLoader, vl_loader_free)
+
+G_END_DECLS
