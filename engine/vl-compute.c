@@ -1,13 +1,15 @@
 /* vl-compute.c: forward and backward of the ViT over the thread pool.
  *
+ * Token layout per image: [CLS] [DIST] [REG × R] [patches], n_prefix = CLS + DIST + R.
  * Activations are allocated on the first forward of a given shape and reused after that: a
- * training step at a fixed batch size allocates nothing. Blocks below the lowest unlocked group
- * run in inference mode and share one scratch set; only blocks at or above it keep what their
- * backward needs. */
+ * training step at a fixed batch size allocates nothing. Blocks below the lowest unlocked
+ * component run in inference mode and share one scratch set; only blocks at or above it keep
+ * what their backward needs. */
 #include "vl-model-private.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -16,15 +18,16 @@ typedef struct {
   float *qkv;                          /* (B,T,3W) */
   float *att;                          /* (B,H,T,T) */
   float *atty;                         /* (B,T,W) attention output before proj */
-  float *xmid;                         /* (B,T,W) x + proj (atty) */
+  float *ls1b;                         /* (B,T,W) proj output, when layer scale multiplies it */
+  float *xmid;                         /* (B,T,W) x + [ls1 *] proj (atty) */
   float *ln2, *ln2_mean, *ln2_rstd;   /* (B,T,W), (B,T), (B,T) */
-  float *h, *g;                        /* (B,T,M) fc1 output, GELU of it */
+  float *h, *g;                        /* (B,T,M) fc1 output, activation of it */
+  float *ls2b;                         /* (B,T,W) fc2 output, when layer scale multiplies it */
 } BlockActs;
 
 struct _VlActs {
   /* what this allocation was made for */
-  int        B, gh, gw, T;
-  int        g0;             /* lowest trainable group at the forward (-1: none) */
+  int        B, gh, gw, T, P, pos_prefix;
   int        store_from;     /* blocks >= this keep their own activations */
   gboolean   capture;
   gboolean   train;
@@ -34,33 +37,45 @@ struct _VlActs {
   gboolean   valid;          /* a forward ran and its results are in place */
   gboolean   valid_train;    /* ... with VL_FORWARD_TRAIN */
   gboolean   resampled;
-  gboolean   from_boundary;  /* the last forward started at the pooled features */
+  gboolean   from_features;  /* the last forward started after the tokens */
+  gboolean   pooled_valid;   /* the pooled features of the last forward are in place */
+  int        c0;             /* lowest trainable component at the forward (-1: none) */
 
   GPtrArray *allocs;
   float     *cols;           /* (B*NP, C*p*p) */
   float     *patch_out;      /* (B*NP, W) */
-  float     *pos;            /* (T, W) the position embedding used */
+  float     *pos;            /* (pos_prefix + NP, W) the position embedding used */
   float     *resample;       /* (NP, NP0) */
   float     *resample_h, *resample_w;
+  float     *xemb, *pre_mean, *pre_rstd;  /* (B,T,W) before ln_pre */
   float    **xs;             /* depth + 1 of (B,T,W) */
   BlockActs *blk;
   BlockActs  scratch;
-  float     *lnf, *lnf_mean, *lnf_rstd;
-  float     *pooled;         /* (B,W) */
+  float     *lnf, *lnf_mean, *lnf_rstd;   /* token norm output (== xs[depth] with fc_norm) */
+  float     *pooled_raw;     /* (B,W) before fc_norm */
+  float     *fc_mean, *fc_rstd;
+  float     *pooled;         /* (B,W) the features */
   int       *argmax;         /* (B,W) */
+  float     *emb;            /* (B,E) OpenCLIP embedding */
+  float     *dist_feat;      /* (B,W) the distillation token's features */
   float     *head_h, *head_g;/* (B,hidden) */
   float     *logits;         /* (B,K) */
+  float     *logits_dist;    /* (B,K) */
 
   float     *dlogits;        /* (B,K) */
+  float     *dhin;           /* (B,max(W,E)) d head input */
   float     *dpooled;        /* (B,W) */
+  float     *dpooled_raw;    /* (B,W) */
+  float     *ddist;          /* (B,W) */
   float     *dhead;          /* (B,hidden) */
   float     *dx;             /* (B,T,W) */
   float     *dtmp;           /* (B,T,W) */
+  float     *dbranch;        /* (B,T,W) */
   float     *dwide;          /* (B,T,max(M,3W)) */
   float     *datty;          /* (B,T,W) */
   float     *dscore;         /* (threads,T,T) */
   float     *ln_partial;     /* (threads,2,W) */
-  float     *dpos_new;       /* (T,W) */
+  float     *dpos_new;       /* (pos_prefix + NP, W) */
 };
 
 void
@@ -93,22 +108,28 @@ block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, gboolean with_at
   k->qkv = FALLOC (a, BT * 3 * g->width);
   k->att = with_att ? FALLOC (a, (int64_t) a->B * g->heads * a->T * a->T) : NULL;
   k->atty = FALLOC (a, BT * g->width);
+  k->ls1b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
   k->xmid = FALLOC (a, BT * g->width);
   k->ln2 = FALLOC (a, BT * g->width);
   k->ln2_mean = FALLOC (a, BT);
   k->ln2_rstd = FALLOC (a, BT);
   k->h = FALLOC (a, BT * g->mlp);
   k->g = FALLOC (a, BT * g->mlp);
+  k->ls2b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
 }
 
-/* Lowest trainable group, or -1 when everything is frozen. */
+/* Lowest compute component with a trainable parameter, or -1 when everything is frozen. */
 static int
 lowest_trainable (VlModel *m)
 {
-  for (int g = 0; g < m->n_groups; g++)
-    if (m->trainable[g])
-      return g;
-  return -1;
+  int c0 = INT_MAX;
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      if (m->trainable[p->group] && p->comp < c0)
+        c0 = p->comp;
+    }
+  return c0 == INT_MAX ? -1 : c0;
 }
 
 static VlActs *
@@ -117,8 +138,8 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   const VlGeometry *g = &m->geo;
   gboolean train = (flags & VL_FORWARD_TRAIN) != 0;
   gboolean capture = (flags & VL_FORWARD_CAPTURE_ATTN) != 0;
-  int g0 = train ? lowest_trainable (m) : -1;
-  int store_from = g0 < 0 ? g->depth : MAX (0, MIN (g0 - 1, g->depth));
+  int c0 = train ? lowest_trainable (m) : -1;
+  int store_from = c0 < 0 ? g->depth : MAX (0, MIN (c0 - 1, g->depth));
   int threads = vl_pool_n_threads ();
   VlActs *a = m->acts;
 
@@ -133,7 +154,9 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   a->B = B;
   a->gh = gh;
   a->gw = gw;
-  a->T = 1 + gh * gw;
+  a->P = g->n_prefix;
+  a->pos_prefix = g->no_embed_class ? 0 : g->n_prefix;
+  a->T = a->P + gh * gw;
   a->store_from = store_from;
   a->capture = capture;
   a->train = train;
@@ -142,13 +165,20 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   a->n_threads = threads;
 
   const int W = g->width, T = a->T, NP = gh * gw, CPP = g->in_chans * g->patch * g->patch;
+  const int E = MAX (g->embed_dim, 1), K = MAX (a->K, 1), Hd = MAX (a->hidden, 1);
   const int64_t BT = (int64_t) B * T;
   a->cols = FALLOC (a, (int64_t) B * NP * CPP);
   a->patch_out = FALLOC (a, (int64_t) B * NP * W);
-  a->pos = FALLOC (a, (int64_t) T * W);
+  a->pos = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
   a->resample = FALLOC (a, (int64_t) NP * g->grid * g->grid);
   a->resample_h = FALLOC (a, (int64_t) gh * g->grid);
   a->resample_w = FALLOC (a, (int64_t) gw * g->grid);
+  if (g->pre_norm)
+    {
+      a->xemb = FALLOC (a, BT * W);
+      a->pre_mean = FALLOC (a, BT);
+      a->pre_rstd = FALLOC (a, BT);
+    }
   a->xs = g_new0 (float *, g->depth + 1);
   for (int l = 0; l <= g->depth; l++)
     a->xs[l] = FALLOC (a, BT * W);
@@ -166,26 +196,36 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
             a->blk[l].att = FALLOC (a, (int64_t) B * g->heads * T * T);
         }
     }
-  a->lnf = FALLOC (a, BT * W);
+  a->lnf = g->fc_norm ? a->xs[g->depth] : FALLOC (a, BT * W);
   a->lnf_mean = FALLOC (a, BT);
   a->lnf_rstd = FALLOC (a, BT);
+  a->pooled_raw = FALLOC (a, (int64_t) B * W);
+  a->fc_mean = FALLOC (a, B);
+  a->fc_rstd = FALLOC (a, B);
   a->pooled = FALLOC (a, (int64_t) B * W);
   a->argmax = acts_alloc (a, (int64_t) B * W, sizeof (int));
-  a->head_h = FALLOC (a, (int64_t) B * MAX (a->hidden, 1));
-  a->head_g = FALLOC (a, (int64_t) B * MAX (a->hidden, 1));
-  a->logits = FALLOC (a, (int64_t) B * MAX (a->K, 1));
+  a->emb = FALLOC (a, (int64_t) B * E);
+  a->dist_feat = FALLOC (a, (int64_t) B * W);
+  a->head_h = FALLOC (a, (int64_t) B * Hd);
+  a->head_g = FALLOC (a, (int64_t) B * Hd);
+  a->logits = FALLOC (a, (int64_t) B * K);
+  a->logits_dist = FALLOC (a, (int64_t) B * K);
   if (train)
     {
-      a->dlogits = FALLOC (a, (int64_t) B * MAX (a->K, 1));
+      a->dlogits = FALLOC (a, (int64_t) B * K);
+      a->dhin = FALLOC (a, (int64_t) B * MAX (W, E));
       a->dpooled = FALLOC (a, (int64_t) B * W);
-      a->dhead = FALLOC (a, (int64_t) B * MAX (a->hidden, 1));
+      a->dpooled_raw = FALLOC (a, (int64_t) B * W);
+      a->ddist = FALLOC (a, (int64_t) B * W);
+      a->dhead = FALLOC (a, (int64_t) B * Hd);
       a->dx = FALLOC (a, BT * W);
       a->dtmp = FALLOC (a, BT * W);
+      a->dbranch = g->layer_scale ? FALLOC (a, BT * W) : NULL;
       a->dwide = FALLOC (a, BT * MAX (g->mlp, 3 * W));
       a->datty = FALLOC (a, BT * W);
       a->dscore = FALLOC (a, (int64_t) threads * T * T);
       a->ln_partial = FALLOC (a, (int64_t) threads * 2 * W);
-      a->dpos_new = FALLOC (a, (int64_t) T * W);
+      a->dpos_new = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
     }
   return a;
 }
@@ -210,12 +250,14 @@ rows_task (void *data, int64_t i, int worker)
     j->fn (j->ctx, r0, r1, worker);
 }
 
-/* Splits `rows` into chunks (per_thread per thread) and runs fn on each over the pool. */
+/* Splits `rows` into chunks (per_thread per thread) and runs fn on each over the pool; small jobs
+ * (rows * row_work below ~64k operations) run on the calling thread, where waking another thread
+ * would cost more than it saves. */
 static void
-parallel_rows (int64_t rows, int per_thread, RowsFunc fn, void *ctx)
+parallel_rows (int64_t rows, int64_t row_work, int per_thread, RowsFunc fn, void *ctx)
 {
   int64_t chunks = MIN (rows, (int64_t) vl_pool_n_threads () * per_thread);
-  if (chunks <= 1)
+  if (chunks <= 1 || rows * row_work < 65536)
     {
       if (rows > 0)
         fn (ctx, 0, rows, 0);
@@ -225,12 +267,21 @@ parallel_rows (int64_t rows, int per_thread, RowsFunc fn, void *ctx)
   vl_parallel_for (chunks, rows_task, &j);
 }
 
-/* out (M,N) = [residual +] inp (M,K) w^T (N,K) + b; then act = GELU (out) when act != NULL.
- * The bias, residual and GELU are applied on each row panel while it is in cache. */
+typedef enum { ACT_NONE, ACT_GELU, ACT_QUICK_GELU } Act;
+
+static Act
+model_act (VlModel *m)
+{
+  return m->geo.quick_gelu ? ACT_QUICK_GELU : ACT_GELU;
+}
+
+/* out (M,N) = [residual +] inp (M,K) w^T (N,K) [+ b]; then act_out = act (out).
+ * The bias, residual and activation are applied on each row panel while it is in cache. */
 typedef struct {
-  float *out, *act;
+  float *out, *act_out;
   const float *inp, *w, *b, *residual;
   int K, N;
+  Act act;
 } LinearFwd;
 
 static void
@@ -258,24 +309,27 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
     }
   vl_gemm_serial (FALSE, TRUE, (int) (r1 - r0), N, L->K, 1.0f, L->inp + r0 * L->K, L->K,
                   L->w, L->K, 1.0f, out, N);
-  if (L->act)
-    vl_gelu_forward (L->act + r0 * N, out, (r1 - r0) * N);
+  if (L->act == ACT_GELU)
+    vl_gelu_forward (L->act_out + r0 * N, out, (r1 - r0) * N);
+  else if (L->act == ACT_QUICK_GELU)
+    vl_quick_gelu_forward (L->act_out + r0 * N, out, (r1 - r0) * N);
 }
 
 static void
-linear_forward (float *out, float *act, const float *inp, const float *w, const float *b,
-                const float *residual, int64_t M, int K, int N)
+linear_forward (float *out, Act act, float *act_out, const float *inp, const float *w,
+                const float *b, const float *residual, int64_t M, int K, int N)
 {
-  LinearFwd L = { out, act, inp, w, b, residual, K, N };
-  parallel_rows (M, 1, linear_fwd_rows, &L);
+  LinearFwd L = { out, act_out, inp, w, b, residual, K, N, act };
+  parallel_rows (M, (int64_t) K * N, 1, linear_fwd_rows, &L);
 }
 
-/* dinp (M,K) = [dinp +] dout (M,N) w (N,K); then dinp *= GELU' (pre) when pre != NULL. */
+/* dinp (M,K) = [dinp +] dout (M,N) w (N,K); then dinp *= act' (pre). */
 typedef struct {
   float *dinp;
   const float *dout, *w, *pre;
   int K, N;
   float beta;
+  Act act;
 } LinearBwd;
 
 static void
@@ -285,21 +339,23 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
   float *dinp = L->dinp + r0 * L->K;
   vl_gemm_serial (FALSE, FALSE, (int) (r1 - r0), L->K, L->N, 1.0f, L->dout + r0 * L->N, L->N,
                   L->w, L->K, L->beta, dinp, L->K);
-  if (L->pre)
+  if (L->act == ACT_GELU)
     vl_gelu_backward (dinp, L->pre + r0 * L->K, dinp, (r1 - r0) * L->K);
+  else if (L->act == ACT_QUICK_GELU)
+    vl_quick_gelu_backward (dinp, L->pre + r0 * L->K, dinp, (r1 - r0) * L->K);
 }
 
 static void
-linear_backward_input (float *dinp, const float *dout, const float *w, const float *gelu_pre,
-                       int64_t M, int K, int N, gboolean accumulate)
+linear_backward_input (float *dinp, const float *dout, const float *w, Act act,
+                       const float *pre, int64_t M, int K, int N, gboolean accumulate)
 {
-  LinearBwd L = { dinp, dout, w, gelu_pre, K, N, accumulate ? 1.0f : 0.0f };
-  parallel_rows (M, 1, linear_bwd_rows, &L);
+  LinearBwd L = { dinp, dout, w, pre, K, N, accumulate ? 1.0f : 0.0f, act };
+  parallel_rows (M, (int64_t) K * N, 1, linear_bwd_rows, &L);
 }
 
 typedef struct {
   float *db;
-  const float *dout;
+  const float *dout, *scale_by;
   int64_t M;
   int N;
 } ColSum;
@@ -311,9 +367,24 @@ colsum_cols (void *data, int64_t c0, int64_t c1, int worker)
   for (int64_t r = 0; r < s->M; r++)
     {
       const float *row = s->dout + r * s->N;
-      for (int64_t c = c0; c < c1; c++)
-        s->db[c] += row[c];
+      if (s->scale_by)
+        {
+          const float *sb = s->scale_by + r * s->N;
+          for (int64_t c = c0; c < c1; c++)
+            s->db[c] += row[c] * sb[c];
+        }
+      else
+        for (int64_t c = c0; c < c1; c++)
+          s->db[c] += row[c];
     }
+}
+
+/* db (N) += column sums of dout (M,N) [* scale_by (M,N) elementwise]. */
+static void
+colsum (float *db, const float *dout, const float *scale_by, int64_t M, int N)
+{
+  ColSum s = { db, dout, scale_by, M, N };
+  parallel_rows (N, M, 1, colsum_cols, &s);
 }
 
 /* dw (N,K) += dout^T inp; db (N) += column sums of dout. Either may be NULL. */
@@ -324,10 +395,7 @@ linear_backward_params (float *dw, float *db, const float *dout, const float *in
   if (dw)
     vl_gemm (TRUE, FALSE, N, K, (int) M, 1.0f, dout, N, inp, K, 1.0f, dw, K);
   if (db)
-    {
-      ColSum s = { db, dout, M, N };
-      parallel_rows (N, 1, colsum_cols, &s);
-    }
+    colsum (db, dout, NULL, M, N);
 }
 
 typedef struct {
@@ -351,7 +419,7 @@ layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const
                    const float *b, int64_t N, int C, float eps)
 {
   LnFwd L = { out, mean, rstd, inp, w, b, C, eps };
-  parallel_rows (N, 2, ln_fwd_rows, &L);
+  parallel_rows (N, 8 * C, 2, ln_fwd_rows, &L);
 }
 
 typedef struct {
@@ -381,7 +449,7 @@ layernorm_backward (VlActs *a, float *dinp, float *dw, float *db, const float *d
   if (params)
     memset (a->ln_partial, 0, sizeof (float) * a->n_threads * 2 * C);
   LnBwd L = { dinp, a->ln_partial, dout, inp, w, mean, rstd, C, params };
-  parallel_rows (N, 2, ln_bwd_rows, &L);
+  parallel_rows (N, 12 * C, 2, ln_bwd_rows, &L);
   if (params)
     for (int t = 0; t < a->n_threads; t++)
       for (int c = 0; c < C; c++)
@@ -389,6 +457,29 @@ layernorm_backward (VlActs *a, float *dinp, float *dw, float *db, const float *d
           dw[c] += a->ln_partial[(int64_t) t * 2 * C + c];
           db[c] += a->ln_partial[(int64_t) t * 2 * C + C + c];
         }
+}
+
+/* out = x + gamma * branch, row by row (layer scale). */
+typedef struct {
+  float *out;
+  const float *x, *branch, *gamma;
+  int C;
+} ScaleAdd;
+
+static void
+scale_add_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const ScaleAdd *s = data;
+  for (int64_t r = r0; r < r1; r++)
+    for (int c = 0; c < s->C; c++)
+      s->out[r * s->C + c] = s->x[r * s->C + c] + s->gamma[c] * s->branch[r * s->C + c];
+}
+
+static void
+scale_add (float *out, const float *x, const float *branch, const float *gamma, int64_t N, int C)
+{
+  ScaleAdd s = { out, x, branch, gamma, C };
+  parallel_rows (N, C, 2, scale_add_rows, &s);
 }
 
 typedef struct {
@@ -428,16 +519,16 @@ static void
 prepare_pos_embed (VlModel *m, VlActs *a)
 {
   const VlGeometry *g = &m->geo;
-  const float *pos = vl_param (m, P_POS)->data;
-  const int W = g->width, G = g->grid;
+  const float *pos = vl_pdata (m, m->ix.pos);
+  const int W = g->width, G = g->grid, PP = a->pos_prefix;
   a->resampled = a->gh != G || a->gw != G;
   if (!a->resampled)
     {
-      memcpy (a->pos, pos, sizeof (float) * a->T * W);
+      memcpy (a->pos, pos, sizeof (float) * (PP + G * G) * W);
       return;
     }
-  /* timm's resample_abs_pos_embed: CLS entry kept, grid part bicubic (A = -0.75,
-   * align_corners=False), as one matrix R = Rh (x) Rw over the flattened grid. */
+  /* timm's resample_abs_pos_embed: prefix entries kept, grid part through PyTorch's antialiased
+   * bicubic weights (vl_bicubic_matrix), as one matrix R = Rh (x) Rw over the flattened grid */
   vl_bicubic_matrix (a->resample_h, a->gh, G);
   vl_bicubic_matrix (a->resample_w, a->gw, G);
   for (int i = 0; i < a->gh; i++)
@@ -448,9 +539,50 @@ prepare_pos_embed (VlModel *m, VlActs *a)
           for (int q = 0; q < G; q++)
             row[p * G + q] = a->resample_h[i * G + p] * a->resample_w[j * G + q];
       }
-  memcpy (a->pos, pos, sizeof (float) * W);
-  vl_gemm (FALSE, FALSE, a->gh * a->gw, W, G * G, 1.0f, a->resample, G * G, pos + W, W, 0.0f,
-           a->pos + W, W);
+  memcpy (a->pos, pos, sizeof (float) * PP * W);
+  vl_gemm (FALSE, FALSE, a->gh * a->gw, W, G * G, 1.0f, a->resample, G * G, pos + PP * W, W,
+           0.0f, a->pos + PP * W, W);
+}
+
+static void
+forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
+{
+  const VlGeometry *g = &m->geo;
+  const int B = a->B, Wd = g->width, T = a->T, NP = a->gh * a->gw, P = a->P, PP = a->pos_prefix;
+  const int CPP = g->in_chans * g->patch * g->patch;
+
+  prepare_pos_embed (m, a);
+  vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
+  linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
+                  vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
+  /* the prefix tokens in order, each with its position entry unless no_embed_class */
+  const float *prefix[64];
+  int np = 0;
+  if (g->class_token)
+    prefix[np++] = vl_pdata (m, m->ix.cls);
+  if (g->dist_token)
+    prefix[np++] = vl_pdata (m, m->ix.dist);
+  for (int r = 0; r < g->reg_tokens && np < 64; r++)
+    prefix[np++] = vl_pdata (m, m->ix.reg) + (int64_t) r * Wd;
+  float *x0 = g->pre_norm ? a->xemb : a->xs[0];
+  for (int b = 0; b < B; b++)
+    {
+      float *x = x0 + (int64_t) b * T * Wd;
+      for (int t = 0; t < P; t++)
+        for (int c = 0; c < Wd; c++)
+          x[t * Wd + c] = prefix[t][c] + (PP ? a->pos[t * Wd + c] : 0.0f);
+      for (int t = 0; t < NP; t++)
+        {
+          const float *p = a->patch_out + ((int64_t) b * NP + t) * Wd;
+          const float *pe = a->pos + (int64_t) (PP + t) * Wd;
+          float *xt = x + (int64_t) (P + t) * Wd;
+          for (int c = 0; c < Wd; c++)
+            xt[c] = p[c] + pe[c];
+        }
+    }
+  if (g->pre_norm)
+    layernorm_forward (a->xs[0], a->pre_mean, a->pre_rstd, a->xemb, vl_pdata (m, m->ix.pre_w),
+                       vl_pdata (m, m->ix.pre_b), (int64_t) B * T, Wd, g->eps);
 }
 
 static void
@@ -461,29 +593,43 @@ forward_block (VlModel *m, VlActs *a, int l)
   const int64_t BT = (int64_t) a->B * a->T;
   BlockActs *k = &a->blk[l];
   const float *x = a->xs[l];
-#define BP(which) (vl_param (m, vl_block_param (l, (which)))->data)
+#define BP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
 
   layernorm_forward (k->ln1, k->ln1_mean, k->ln1_rstd, x, BP (B_LN1_W), BP (B_LN1_B), BT, W,
                      g->eps);
-  linear_forward (k->qkv, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, BT, W, 3 * W);
+  linear_forward (k->qkv, ACT_NONE, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, BT, W, 3 * W);
   AttnJob j = { .g = g, .T = a->T, .k = k };
   vl_parallel_for ((int64_t) a->B * g->heads, attn_fwd_task, &j);
-  linear_forward (k->xmid, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), x, BT, W, W);
+  if (g->layer_scale)
+    {
+      linear_forward (k->ls1b, ACT_NONE, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), NULL, BT, W, W);
+      scale_add (k->xmid, x, k->ls1b, BP (B_LS1), BT, W);
+    }
+  else
+    linear_forward (k->xmid, ACT_NONE, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), x, BT, W, W);
   layernorm_forward (k->ln2, k->ln2_mean, k->ln2_rstd, k->xmid, BP (B_LN2_W), BP (B_LN2_B), BT,
                      W, g->eps);
-  linear_forward (k->h, k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, BT, W, M);
-  linear_forward (a->xs[l + 1], NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), k->xmid, BT, M, W);
+  linear_forward (k->h, model_act (m), k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, BT, W, M);
+  if (g->layer_scale)
+    {
+      linear_forward (k->ls2b, ACT_NONE, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), NULL, BT, M, W);
+      scale_add (a->xs[l + 1], k->xmid, k->ls2b, BP (B_LS2), BT, W);
+    }
+  else
+    linear_forward (a->xs[l + 1], ACT_NONE, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), k->xmid, BT,
+                    M, W);
 #undef BP
 }
 
+/* Pools `tok` (B,T,W) over the patch tokens [P, T), or takes token 0. */
 static void
-forward_pool (VlModel *m, VlActs *a)
+pool_tokens (VlModel *m, VlActs *a, const float *tokens, float *out_all)
 {
-  const int W = m->geo.width, T = a->T, B = a->B;
+  const int W = m->geo.width, T = a->T, B = a->B, P = a->P;
   for (int b = 0; b < B; b++)
     {
-      const float *tok = a->lnf + (int64_t) b * T * W;
-      float *out = a->pooled + (int64_t) b * W;
+      const float *tok = tokens + (int64_t) b * T * W;
+      float *out = out_all + (int64_t) b * W;
       int *arg = a->argmax + (int64_t) b * W;
       switch (m->pool)
         {
@@ -492,19 +638,19 @@ forward_pool (VlModel *m, VlActs *a)
           break;
         case VL_POOL_AVG:
           memset (out, 0, sizeof (float) * W);
-          for (int t = 1; t < T; t++)
+          for (int t = P; t < T; t++)
             for (int c = 0; c < W; c++)
               out[c] += tok[(int64_t) t * W + c];
           for (int c = 0; c < W; c++)
-            out[c] /= (float) (T - 1);
+            out[c] /= (float) (T - P);
           break;
         case VL_POOL_MAX:
           for (int c = 0; c < W; c++)
             {
-              out[c] = tok[W + c];
-              arg[c] = 1;
+              out[c] = tok[(int64_t) P * W + c];
+              arg[c] = P;
             }
-          for (int t = 2; t < T; t++)
+          for (int t = P + 1; t < T; t++)
             for (int c = 0; c < W; c++)
               if (tok[(int64_t) t * W + c] > out[c])
                 {
@@ -513,6 +659,74 @@ forward_pool (VlModel *m, VlActs *a)
                 }
           break;
         }
+    }
+}
+
+/* Final norm and pooling: the token norm then pooling, or pooling then fc_norm. */
+static void
+forward_norm_pool (VlModel *m, VlActs *a)
+{
+  const VlGeometry *g = &m->geo;
+  const int W = g->width, T = a->T, B = a->B;
+  const float *nw = vl_pdata (m, m->ix.norm_w), *nb = vl_pdata (m, m->ix.norm_b);
+  if (g->fc_norm)
+    {
+      pool_tokens (m, a, a->xs[g->depth], a->pooled_raw);
+      layernorm_forward (a->pooled, a->fc_mean, a->fc_rstd, a->pooled_raw, nw, nb, B, W, g->eps);
+    }
+  else
+    {
+      layernorm_forward (a->lnf, a->lnf_mean, a->lnf_rstd, a->xs[g->depth], nw, nb,
+                         (int64_t) B * T, W, g->eps);
+      pool_tokens (m, a, a->lnf, a->pooled);
+    }
+  if (g->dist_token)
+    for (int b = 0; b < B; b++)
+      memcpy (a->dist_feat + (int64_t) b * W, a->lnf + ((int64_t) b * T + 1) * W,
+              sizeof (float) * W);
+}
+
+static void
+forward_proj (VlModel *m, VlActs *a)
+{
+  if (m->geo.embed_dim > 0)
+    linear_forward (a->emb, ACT_NONE, NULL, a->pooled, vl_pdata (m, m->ix.proj), NULL, NULL, a->B,
+                    m->geo.width, m->geo.embed_dim);
+}
+
+static const float *
+head_input (VlModel *m, VlActs *a, int *din)
+{
+  *din = m->geo.embed_dim > 0 ? m->geo.embed_dim : m->geo.width;
+  return m->geo.embed_dim > 0 ? a->emb : a->pooled;
+}
+
+static void
+forward_head (VlModel *m, VlActs *a)
+{
+  const int B = a->B, K = m->num_classes;
+  int din;
+  const float *hin = head_input (m, a, &din);
+  if (m->head_kind == VL_HEAD_LINEAR)
+    {
+      linear_forward (a->logits, ACT_NONE, NULL, hin, vl_pdata (m, m->ix.head_w),
+                      vl_pdata (m, m->ix.head_b), NULL, B, din, K);
+      if (m->ix.hdist_w >= 0)
+        {
+          /* DeiT distilled, eval: the mean of the class head and the distillation head */
+          linear_forward (a->logits_dist, ACT_NONE, NULL, a->dist_feat, vl_pdata (m, m->ix.hdist_w),
+                          vl_pdata (m, m->ix.hdist_b), NULL, B, m->geo.width, K);
+          for (int64_t i = 0; i < (int64_t) B * K; i++)
+            a->logits[i] = 0.5f * (a->logits[i] + a->logits_dist[i]);
+        }
+    }
+  else if (m->head_kind == VL_HEAD_MLP)
+    {
+      linear_forward (a->head_h, ACT_GELU, a->head_g,
+                      hin, vl_pdata (m, m->ix.head_w), vl_pdata (m, m->ix.head_b), NULL, B, din,
+                      m->head_hidden);
+      linear_forward (a->logits, ACT_NONE, NULL, a->head_g, vl_pdata (m, m->ix.head2_w),
+                      vl_pdata (m, m->ix.head2_b), NULL, B, m->head_hidden, K);
     }
 }
 
@@ -537,80 +751,29 @@ check_input (VlModel *m, int B, int H, int W, GError **error)
   return TRUE;
 }
 
-static void
-forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
-{
-  const VlGeometry *g = &m->geo;
-  const int B = a->B, Wd = g->width, T = a->T, NP = a->gh * a->gw;
-  const int CPP = g->in_chans * g->patch * g->patch;
-
-  /* patches -> tokens, CLS first, plus the (resampled) position embedding */
-  prepare_pos_embed (m, a);
-  vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
-  linear_forward (a->patch_out, NULL, a->cols, vl_param (m, P_PATCH_W)->data,
-                  vl_param (m, P_PATCH_B)->data, NULL, (int64_t) B * NP, CPP, Wd);
-  const float *cls = vl_param (m, P_CLS)->data;
-  for (int b = 0; b < B; b++)
-    {
-      float *x = a->xs[0] + (int64_t) b * T * Wd;
-      for (int c = 0; c < Wd; c++)
-        x[c] = cls[c] + a->pos[c];
-      for (int t = 1; t < T; t++)
-        {
-          const float *p = a->patch_out + ((int64_t) b * NP + t - 1) * Wd;
-          const float *pe = a->pos + (int64_t) t * Wd;
-          float *xt = x + (int64_t) t * Wd;
-          for (int c = 0; c < Wd; c++)
-            xt[c] = p[c] + pe[c];
-        }
-    }
-}
-
-static void
-forward_final_norm (VlModel *m, VlActs *a)
-{
-  layernorm_forward (a->lnf, a->lnf_mean, a->lnf_rstd, a->xs[m->geo.depth],
-                     vl_param (m, vl_norm_param (m, 0))->data,
-                     vl_param (m, vl_norm_param (m, 1))->data, (int64_t) a->B * a->T,
-                     m->geo.width, m->geo.eps);
-}
-
-static void
-forward_head (VlModel *m, VlActs *a)
-{
-  const int B = a->B, Wd = m->geo.width;
-  if (m->head_kind == VL_HEAD_LINEAR)
-    linear_forward (a->logits, NULL, a->pooled, vl_param (m, vl_head_param (m, H_W))->data,
-                    vl_param (m, vl_head_param (m, H_B))->data, NULL, B, Wd, m->num_classes);
-  else if (m->head_kind == VL_HEAD_MLP)
-    {
-      linear_forward (a->head_h, a->head_g, a->pooled,
-                      vl_param (m, vl_head_param (m, H_W))->data,
-                      vl_param (m, vl_head_param (m, H_B))->data, NULL, B, Wd, m->head_hidden);
-      linear_forward (a->logits, NULL, a->head_g, vl_param (m, vl_head_param (m, H_FC2_W))->data,
-                      vl_param (m, vl_head_param (m, H_FC2_B))->data, NULL, B, m->head_hidden,
-                      m->num_classes);
-    }
-}
-
 /* Where the frozen prefix ends: the input of the lowest trainable component. */
 typedef enum {
   BOUNDARY_NONE,      /* the stem trains (or nothing does): nothing to cache */
   BOUNDARY_BLOCK,     /* xs[block] (T, W) per image; block == depth: before the final norm */
-  BOUNDARY_FEATURES,  /* pooled features (W) per image: only the head trains */
+  BOUNDARY_POOLED,    /* the pooled features (W): the projection (or the head) trains */
+  BOUNDARY_EMBEDDING, /* the projection's output (E): only the head trains */
 } BoundaryKind;
 
 static BoundaryKind
 boundary_of (VlModel *m, int *block)
 {
-  int g0 = lowest_trainable (m);
-  *block = 0;
-  if (g0 <= 0)
+  int c0 = lowest_trainable (m);
+  *block = m->geo.depth;
+  if (c0 <= C_STEM)
     return BOUNDARY_NONE;
-  if (g0 >= vl_head_group (m))
-    return BOUNDARY_FEATURES;
-  *block = MIN (g0 - 1, m->geo.depth);
-  return BOUNDARY_BLOCK;
+  if (c0 <= C_NORM (m) || (c0 >= C_HEAD (m) && m->ix.hdist_w >= 0))
+    {
+      *block = MIN (c0 - 1, m->geo.depth);
+      return BOUNDARY_BLOCK;
+    }
+  if (c0 == C_PROJ (m) || m->geo.embed_dim == 0)
+    return BOUNDARY_POOLED;
+  return BOUNDARY_EMBEDDING;
 }
 
 int64_t
@@ -620,13 +783,25 @@ vl_model_boundary_numel (VlModel *m, int H, int W)
   switch (boundary_of (m, &block))
     {
     case BOUNDARY_BLOCK:
-      return (int64_t) (1 + (H / m->geo.patch) * (W / m->geo.patch)) * m->geo.width;
-    case BOUNDARY_FEATURES:
+      return (int64_t) (m->geo.n_prefix + (H / m->geo.patch) * (W / m->geo.patch)) * m->geo.width;
+    case BOUNDARY_POOLED:
       return m->geo.width;
+    case BOUNDARY_EMBEDDING:
+      return m->geo.embed_dim;
     case BOUNDARY_NONE:
     default:
       return 0;
     }
+}
+
+static void
+mark_valid (VlModel *m, VlActs *a, gboolean from_features)
+{
+  a->valid = TRUE;
+  a->pooled_valid = TRUE;
+  a->valid_train = a->train;
+  a->from_features = from_features;
+  a->c0 = lowest_trainable (m);
 }
 
 gboolean
@@ -638,16 +813,13 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
   const VlGeometry *g = &m->geo;
   VlActs *a = acts_ensure (m, B, H / g->patch, W / g->patch, flags);
   a->valid = a->valid_train = FALSE;
-  a->g0 = lowest_trainable (m);
   forward_stem (m, a, images, H, W);
   for (int l = 0; l < g->depth; l++)
     forward_block (m, a, l);
-  forward_final_norm (m, a);
-  forward_pool (m, a);
+  forward_norm_pool (m, a);
+  forward_proj (m, a);
   forward_head (m, a);
-  a->valid = TRUE;
-  a->valid_train = a->train;
-  a->from_boundary = FALSE;
+  mark_valid (m, a, FALSE);
   return TRUE;
 }
 
@@ -671,16 +843,19 @@ vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int
   forward_stem (m, a, images, H, W);
   for (int l = 0; l < block; l++)
     forward_block (m, a, l);
-  if (kind == BOUNDARY_FEATURES)
+  if (kind == BOUNDARY_BLOCK)
     {
-      for (int l = block; l < g->depth; l++)
-        forward_block (m, a, l);
-      forward_final_norm (m, a);
-      forward_pool (m, a);
-      memcpy (out, a->pooled, sizeof (float) * B * g->width);
+      memcpy (out, a->xs[block], sizeof (float) * B * a->T * g->width);
+      return TRUE;
     }
+  forward_norm_pool (m, a);
+  if (kind == BOUNDARY_POOLED)
+    memcpy (out, a->pooled, sizeof (float) * B * g->width);
   else
-    memcpy (out, a->xs[block], sizeof (float) * B * a->T * g->width);
+    {
+      forward_proj (m, a);
+      memcpy (out, a->emb, sizeof (float) * B * g->embed_dim);
+    }
   return TRUE;
 }
 
@@ -698,7 +873,7 @@ vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B, int H,
     }
   if (!check_input (m, B, H, W, error))
     return FALSE;
-  if ((flags & VL_FORWARD_CAPTURE_ATTN) && block > 0)
+  if ((flags & VL_FORWARD_CAPTURE_ATTN) && (kind != BOUNDARY_BLOCK || block > 0))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
                    "attention of the frozen blocks cannot be captured from cached activations");
@@ -707,21 +882,28 @@ vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B, int H,
   const VlGeometry *g = &m->geo;
   VlActs *a = acts_ensure (m, B, H / g->patch, W / g->patch, flags);
   a->valid = a->valid_train = FALSE;
-  a->g0 = lowest_trainable (m);
-  if (kind == BOUNDARY_FEATURES)
-    memcpy (a->pooled, boundary, sizeof (float) * B * g->width);
-  else
+  switch (kind)
     {
+    case BOUNDARY_BLOCK:
       memcpy (a->xs[block], boundary, sizeof (float) * B * a->T * g->width);
       for (int l = block; l < g->depth; l++)
         forward_block (m, a, l);
-      forward_final_norm (m, a);
-      forward_pool (m, a);
+      forward_norm_pool (m, a);
+      forward_proj (m, a);
+      break;
+    case BOUNDARY_POOLED:
+      memcpy (a->pooled, boundary, sizeof (float) * B * g->width);
+      forward_proj (m, a);
+      break;
+    case BOUNDARY_EMBEDDING:
+      memcpy (a->emb, boundary, sizeof (float) * B * g->embed_dim);
+      break;
+    case BOUNDARY_NONE:
+      break;
     }
   forward_head (m, a);
-  a->valid = TRUE;
-  a->valid_train = a->train;
-  a->from_boundary = kind == BOUNDARY_FEATURES;
+  mark_valid (m, a, kind != BOUNDARY_BLOCK);
+  a->pooled_valid = kind != BOUNDARY_EMBEDDING;
   return TRUE;
 }
 
@@ -731,13 +913,20 @@ int vl_model_n_tokens_last (VlModel *m) { return m->acts && m->acts->valid ? m->
 const float *
 vl_model_tokens_final (VlModel *m)
 {
-  return m->acts && m->acts->valid && !m->acts->from_boundary ? m->acts->lnf : NULL;
+  return m->acts && m->acts->valid && !m->acts->from_features ? m->acts->lnf : NULL;
 }
 
 const float *
 vl_model_features (VlModel *m)
 {
-  return m->acts && m->acts->valid ? m->acts->pooled : NULL;
+  VlActs *a = m->acts;
+  return a && a->valid && a->pooled_valid ? a->pooled : NULL;
+}
+
+const float *
+vl_model_embedding (VlModel *m)
+{
+  return m->acts && m->acts->valid && m->geo.embed_dim > 0 ? m->acts->emb : NULL;
 }
 
 const float *
@@ -756,7 +945,7 @@ const float *
 vl_model_attention (VlModel *m, int block)
 {
   VlActs *a = m->acts;
-  if (a == NULL || !a->valid || block < 0 || block >= m->geo.depth)
+  if (a == NULL || !a->valid || a->from_features || block < 0 || block >= m->geo.depth)
     return NULL;
   if (!a->capture && block < a->store_from)
     return NULL;   /* overwritten: a frozen block's attention is kept only when captured */
@@ -773,7 +962,7 @@ rollout_task (void *data, int64_t b, int worker)
 {
   const RolloutJob *j = data;
   VlActs *a = j->m->acts;
-  const int T = a->T, H = j->m->geo.heads;
+  const int T = a->T, H = j->m->geo.heads, P = a->P, NP = T - P;
   const int64_t TT = (int64_t) T * T;
   float *R = j->scratch + (int64_t) worker * 3 * TT, *A = R + TT, *tmp = A + TT;
   memset (R, 0, sizeof (float) * TT);
@@ -803,14 +992,26 @@ rollout_task (void *data, int64_t b, int worker)
       vl_gemm_serial (FALSE, FALSE, T, T, T, 1.0f, A, T, R, T, 0.0f, tmp, T);
       memcpy (R, tmp, sizeof (float) * TT);
     }
-  memcpy (j->out + b * (T - 1), R + 1, sizeof (float) * (T - 1));
+  float *out = j->out + b * NP;
+  if (j->m->geo.class_token)
+    memcpy (out, R + P, sizeof (float) * NP);   /* the CLS row, over the patches */
+  else
+    {
+      /* no CLS token: the mean of the patch rows */
+      memset (out, 0, sizeof (float) * NP);
+      for (int i = P; i < T; i++)
+        for (int c = 0; c < NP; c++)
+          out[c] += R[(int64_t) i * T + P + c];
+      for (int c = 0; c < NP; c++)
+        out[c] /= (float) NP;
+    }
 }
 
 gboolean
 vl_model_rollout (VlModel *m, float *out, GError **error)
 {
   VlActs *a = m->acts;
-  if (a == NULL || !a->valid || !a->capture)
+  if (a == NULL || !a->valid || !a->capture || a->from_features)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
                    "attention rollout needs a forward pass that captured the attention");
@@ -829,8 +1030,38 @@ vl_model_rollout (VlModel *m, float *out, GError **error)
 static float *
 grad_of (VlModel *m, int index)
 {
+  if (index < 0)
+    return NULL;
   VlParam *p = vl_param (m, index);
   return m->trainable[p->group] ? p->grad : NULL;
+}
+
+/* Layer scale on a residual branch: out = x + gamma * branch. Given dout, dbranch = dout * gamma
+ * and dgamma += sum (dout * branch); the residual passes dout through unchanged. */
+typedef struct {
+  float *dbranch;
+  const float *dout, *gamma;
+  int C;
+} LsBwd;
+
+static void
+ls_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const LsBwd *s = data;
+  for (int64_t r = r0; r < r1; r++)
+    for (int c = 0; c < s->C; c++)
+      s->dbranch[r * s->C + c] = s->dout[r * s->C + c] * s->gamma[c];
+}
+
+static const float *
+layer_scale_backward (VlActs *a, float *dgamma, const float *gamma, const float *branch,
+                      int64_t N, int C)
+{
+  if (dgamma)
+    colsum (dgamma, a->dx, branch, N, C);
+  LsBwd s = { a->dbranch, a->dx, gamma, C };
+  parallel_rows (N, C, 2, ls_bwd_rows, &s);
+  return a->dbranch;
 }
 
 static void
@@ -840,19 +1071,22 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   const int W = g->width, M = g->mlp;
   const int64_t BT = (int64_t) a->B * a->T;
   const BlockActs *k = &a->blk[l];
-#define BP(which) (vl_param (m, vl_block_param (l, (which)))->data)
-#define BG(which) (grad_of (m, vl_block_param (l, (which))))
+#define BP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
+#define BG(which) (grad_of (m, vl_block_param (m, l, (which))))
 
-  /* dx holds d out. MLP branch: out = xmid + fc2 (gelu (fc1 (ln2 (xmid)))) */
-  linear_backward_params (BG (B_FC2_W), BG (B_FC2_B), a->dx, k->g, BT, M, W);
-  linear_backward_input (a->dwide, a->dx, BP (B_FC2_W), k->h, BT, M, W, FALSE);  /* d h */
+  /* dx holds d out. MLP branch: out = xmid + [ls2 *] fc2 (act (fc1 (ln2 (xmid)))) */
+  const float *dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS2), BP (B_LS2), k->ls2b, BT, W)
+                                   : a->dx;
+  linear_backward_params (BG (B_FC2_W), BG (B_FC2_B), dy, k->g, BT, M, W);
+  linear_backward_input (a->dwide, dy, BP (B_FC2_W), model_act (m), k->h, BT, M, W, FALSE);
   linear_backward_params (BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
-  linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), NULL, BT, W, M, FALSE); /* d ln2 */
+  linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE);
   layernorm_backward (a, a->dx, BG (B_LN2_W), BG (B_LN2_B), a->dtmp, k->xmid, BP (B_LN2_W),
                       k->ln2_mean, k->ln2_rstd, BT, W);
-  /* dx holds d xmid. Attention branch: xmid = x + proj (attn (qkv (ln1 (x)))) */
-  linear_backward_params (BG (B_PROJ_W), BG (B_PROJ_B), a->dx, k->atty, BT, W, W);
-  linear_backward_input (a->datty, a->dx, BP (B_PROJ_W), NULL, BT, W, W, FALSE);
+  /* dx holds d xmid. Attention branch: xmid = x + [ls1 *] proj (attn (qkv (ln1 (x)))) */
+  dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS1), BP (B_LS1), k->ls1b, BT, W) : a->dx;
+  linear_backward_params (BG (B_PROJ_W), BG (B_PROJ_B), dy, k->atty, BT, W, W);
+  linear_backward_input (a->datty, dy, BP (B_PROJ_W), ACT_NONE, NULL, BT, W, W, FALSE);
   AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide,
                 .dscore = a->dscore };
   vl_parallel_for ((int64_t) a->B * g->heads, attn_bwd_task, &j);
@@ -860,7 +1094,7 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   gboolean ln1_trains = BG (B_LN1_W) != NULL;
   if (need_dinput || ln1_trains)
     {
-      linear_backward_input (a->dtmp, a->dwide, BP (B_QKV_W), NULL, BT, W, 3 * W, FALSE);
+      linear_backward_input (a->dtmp, a->dwide, BP (B_QKV_W), ACT_NONE, NULL, BT, W, 3 * W, FALSE);
       layernorm_backward (a, need_dinput ? a->dx : NULL, BG (B_LN1_W), BG (B_LN1_B), a->dtmp,
                           a->xs[l], BP (B_LN1_W), k->ln1_mean, k->ln1_rstd, BT, W);
     }
@@ -872,33 +1106,133 @@ static void
 backward_stem (VlModel *m, VlActs *a)
 {
   const VlGeometry *g = &m->geo;
-  const int W = g->width, T = a->T, NP = a->gh * a->gw, G = g->grid;
+  const int W = g->width, T = a->T, NP = a->gh * a->gw, G = g->grid, P = a->P, PP = a->pos_prefix;
   const int CPP = g->in_chans * g->patch * g->patch;
-  float *dcls = vl_param (m, P_CLS)->grad;
-  float *dpos = vl_param (m, P_POS)->grad;
+  const int64_t BT = (int64_t) a->B * T;
+
+  /* d of the embeddings before ln_pre */
+  const float *demb = a->dx;
+  if (g->pre_norm)
+    {
+      memset (a->dtmp, 0, sizeof (float) * BT * W);
+      layernorm_backward (a, a->dtmp, grad_of (m, m->ix.pre_w), grad_of (m, m->ix.pre_b), a->dx,
+                          a->xemb, vl_pdata (m, m->ix.pre_w), a->pre_mean, a->pre_rstd, BT, W);
+      demb = a->dtmp;
+    }
+  float *dpos = grad_of (m, m->ix.pos);
   float *dpos_used = a->resampled ? a->dpos_new : dpos;
   if (a->resampled)
-    memset (a->dpos_new, 0, sizeof (float) * T * W);
+    memset (a->dpos_new, 0, sizeof (float) * (PP + NP) * W);
+  float *dprefix[64];
+  int np = 0;
+  if (g->class_token)
+    dprefix[np++] = grad_of (m, m->ix.cls);
+  if (g->dist_token)
+    dprefix[np++] = grad_of (m, m->ix.dist);
+  for (int r = 0; r < g->reg_tokens && np < 64; r++)
+    dprefix[np++] = grad_of (m, m->ix.reg) + (int64_t) r * W;
+  float *dpatch = a->datty;   /* (B*NP, W) */
   for (int b = 0; b < a->B; b++)
     {
-      const float *dx = a->dx + (int64_t) b * T * W;
-      for (int c = 0; c < W; c++)
-        dcls[c] += dx[c];
-      for (int64_t e = 0; e < (int64_t) T * W; e++)
-        dpos_used[e] += dx[e];
-      for (int t = 1; t < T; t++)
-        memcpy (a->dtmp + ((int64_t) b * NP + t - 1) * W, dx + (int64_t) t * W,
-                sizeof (float) * W);
+      const float *d = demb + (int64_t) b * T * W;
+      for (int t = 0; t < P; t++)
+        for (int c = 0; c < W; c++)
+          {
+            dprefix[t][c] += d[t * W + c];
+            if (PP)
+              dpos_used[t * W + c] += d[t * W + c];
+          }
+      for (int t = 0; t < NP; t++)
+        {
+          const float *dt = d + (int64_t) (P + t) * W;
+          float *dp = dpos_used + (int64_t) (PP + t) * W;
+          for (int c = 0; c < W; c++)
+            dp[c] += dt[c];
+          memcpy (dpatch + ((int64_t) b * NP + t) * W, dt, sizeof (float) * W);
+        }
     }
   if (a->resampled)
     {
-      for (int c = 0; c < W; c++)
-        dpos[c] += a->dpos_new[c];
-      vl_gemm (TRUE, FALSE, G * G, W, NP, 1.0f, a->resample, G * G, a->dpos_new + W, W, 1.0f,
-               dpos + W, W);
+      for (int64_t e = 0; e < (int64_t) PP * W; e++)
+        dpos[e] += a->dpos_new[e];
+      vl_gemm (TRUE, FALSE, G * G, W, NP, 1.0f, a->resample, G * G, a->dpos_new + PP * W, W, 1.0f,
+               dpos + PP * W, W);
     }
-  linear_backward_params (vl_param (m, P_PATCH_W)->grad, vl_param (m, P_PATCH_B)->grad, a->dtmp,
-                          a->cols, (int64_t) a->B * NP, CPP, W);
+  linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch, a->cols,
+                          (int64_t) a->B * NP, CPP, W);
+}
+
+/* The head: d logits -> d head input (a->dhin) when `below`, and the head's gradients. */
+static void
+backward_head (VlModel *m, VlActs *a, gboolean below)
+{
+  const int B = a->B, K = m->num_classes;
+  int din;
+  const float *hin = head_input (m, a, &din);
+  if (m->head_kind == VL_HEAD_LINEAR)
+    {
+      if (m->ix.hdist_w >= 0)
+        {
+          /* logits = (head + head_dist) / 2 */
+          for (int64_t i = 0; i < (int64_t) B * K; i++)
+            a->dlogits[i] *= 0.5f;
+          linear_backward_params (grad_of (m, m->ix.hdist_w), grad_of (m, m->ix.hdist_b),
+                                  a->dlogits, a->dist_feat, B, m->geo.width, K);
+          if (below)
+            linear_backward_input (a->ddist, a->dlogits, vl_pdata (m, m->ix.hdist_w), ACT_NONE,
+                                   NULL, B, m->geo.width, K, FALSE);
+        }
+      linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dlogits,
+                              hin, B, din, K);
+      if (below)
+        linear_backward_input (a->dhin, a->dlogits, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
+                               din, K, FALSE);
+    }
+  else
+    {
+      const int Hd = m->head_hidden;
+      linear_backward_params (grad_of (m, m->ix.head2_w), grad_of (m, m->ix.head2_b), a->dlogits,
+                              a->head_g, B, Hd, K);
+      linear_backward_input (a->dhead, a->dlogits, vl_pdata (m, m->ix.head2_w), ACT_GELU,
+                             a->head_h, B, Hd, K, FALSE);
+      linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dhead, hin,
+                              B, din, Hd);
+      if (below)
+        linear_backward_input (a->dhin, a->dhead, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
+                               din, Hd, FALSE);
+    }
+}
+
+/* Pooling backward: spreads dpool (B,W) onto dtok (B,T,W) (which it zeroes first). */
+static void
+backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok)
+{
+  const int B = a->B, W = m->geo.width, T = a->T, P = a->P;
+  memset (dtok, 0, sizeof (float) * B * T * W);
+  for (int b = 0; b < B; b++)
+    {
+      const float *dp = dpool + (int64_t) b * W;
+      float *dt = dtok + (int64_t) b * T * W;
+      const int *arg = a->argmax + (int64_t) b * W;
+      switch (m->pool)
+        {
+        case VL_POOL_TOKEN:
+          memcpy (dt, dp, sizeof (float) * W);
+          break;
+        case VL_POOL_AVG:
+          for (int t = P; t < T; t++)
+            for (int c = 0; c < W; c++)
+              dt[(int64_t) t * W + c] = dp[c] / (float) (T - P);
+          break;
+        case VL_POOL_MAX:
+          for (int c = 0; c < W; c++)
+            dt[(int64_t) arg[c] * W + c] = dp[c];
+          break;
+        }
+      if (m->geo.dist_token && m->ix.hdist_w >= 0)
+        for (int c = 0; c < W; c++)
+          dt[W + c] += a->ddist[(int64_t) b * W + c];
+    }
 }
 
 gboolean
@@ -918,7 +1252,7 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "the model has no head to train");
       return FALSE;
     }
-  if (lowest_trainable (m) != a->g0)
+  if (lowest_trainable (m) != a->c0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
                    "the layer groups changed since the forward pass; run it again");
@@ -949,78 +1283,58 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
       return FALSE;
     }
 
-  int g0 = lowest_trainable (m);
-  if (g0 < 0)
+  const int c0 = a->c0;
+  if (c0 < 0)
     return TRUE;
   vl_model_prepare_grads (m);
-  const int head_group = vl_head_group (m), norm_group = vl_norm_group (m);
 
-  /* head */
-  if (m->head_kind == VL_HEAD_LINEAR)
+  backward_head (m, a, c0 < C_HEAD (m));
+  if (c0 >= C_HEAD (m))
+    return TRUE;
+
+  /* projection: emb = pooled proj^T */
+  const float *dpooled = a->dhin;
+  if (g->embed_dim > 0)
     {
-      linear_backward_params (grad_of (m, vl_head_param (m, H_W)),
-                              grad_of (m, vl_head_param (m, H_B)), a->dlogits, a->pooled, B, W, K);
-      if (g0 < head_group)
-        linear_backward_input (a->dpooled, a->dlogits, vl_param (m, vl_head_param (m, H_W))->data,
-                               NULL, B, W, K, FALSE);
+      linear_backward_params (grad_of (m, m->ix.proj), NULL, a->dhin, a->pooled, B, W,
+                              g->embed_dim);
+      if (c0 < C_PROJ (m))
+        linear_backward_input (a->dpooled, a->dhin, vl_pdata (m, m->ix.proj), ACT_NONE, NULL, B, W,
+                               g->embed_dim, FALSE);
+      dpooled = a->dpooled;
+    }
+  if (c0 >= C_PROJ (m))
+    return TRUE;
+
+  /* final norm and pooling -> d xs[depth] in dx */
+  gboolean below = c0 < C_NORM (m);
+  float *nw_grad = grad_of (m, m->ix.norm_w), *nb_grad = grad_of (m, m->ix.norm_b);
+  const float *nw = vl_pdata (m, m->ix.norm_w);
+  if (g->fc_norm)
+    {
+      memset (a->dpooled_raw, 0, sizeof (float) * B * W);
+      layernorm_backward (a, a->dpooled_raw, nw_grad, nb_grad, dpooled, a->pooled_raw, nw,
+                          a->fc_mean, a->fc_rstd, B, W);
+      if (!below)
+        return TRUE;
+      backward_pool (m, a, a->dpooled_raw, a->dx);
     }
   else
     {
-      const int Hd = m->head_hidden;
-      linear_backward_params (grad_of (m, vl_head_param (m, H_FC2_W)),
-                              grad_of (m, vl_head_param (m, H_FC2_B)), a->dlogits, a->head_g, B,
-                              Hd, K);
-      linear_backward_input (a->dhead, a->dlogits, vl_param (m, vl_head_param (m, H_FC2_W))->data,
-                             a->head_h, B, Hd, K, FALSE);
-      linear_backward_params (grad_of (m, vl_head_param (m, H_W)),
-                              grad_of (m, vl_head_param (m, H_B)), a->dhead, a->pooled, B, W, Hd);
-      if (g0 < head_group)
-        linear_backward_input (a->dpooled, a->dhead, vl_param (m, vl_head_param (m, H_W))->data,
-                               NULL, B, W, Hd, FALSE);
-    }
-  if (g0 >= head_group)
-    return TRUE;
-
-  /* pooling -> d tokens_final (into dtmp) */
-  memset (a->dtmp, 0, sizeof (float) * B * T * W);
-  for (int b = 0; b < B; b++)
-    {
-      const float *dp = a->dpooled + (int64_t) b * W;
-      float *dt = a->dtmp + (int64_t) b * T * W;
-      const int *arg = a->argmax + (int64_t) b * W;
-      switch (m->pool)
-        {
-        case VL_POOL_TOKEN:
-          memcpy (dt, dp, sizeof (float) * W);
-          break;
-        case VL_POOL_AVG:
-          for (int t = 1; t < T; t++)
-            for (int c = 0; c < W; c++)
-              dt[(int64_t) t * W + c] = dp[c] / (float) (T - 1);
-          break;
-        case VL_POOL_MAX:
-          for (int c = 0; c < W; c++)
-            dt[(int64_t) arg[c] * W + c] = dp[c];
-          break;
-        }
+      backward_pool (m, a, dpooled, a->dtmp);
+      if (below)
+        memset (a->dx, 0, sizeof (float) * B * T * W);
+      layernorm_backward (a, below ? a->dx : NULL, nw_grad, nb_grad, a->dtmp, a->xs[g->depth], nw,
+                          a->lnf_mean, a->lnf_rstd, (int64_t) B * T, W);
+      if (!below)
+        return TRUE;
     }
 
-  /* final norm */
-  gboolean below = g0 < norm_group;
-  if (below)
-    memset (a->dx, 0, sizeof (float) * B * T * W);
-  layernorm_backward (a, below ? a->dx : NULL, grad_of (m, vl_norm_param (m, 0)),
-                      grad_of (m, vl_norm_param (m, 1)), a->dtmp, a->xs[g->depth],
-                      vl_param (m, vl_norm_param (m, 0))->data, a->lnf_mean, a->lnf_rstd,
-                      (int64_t) B * T, W);
-  if (!below)
-    return TRUE;
+  /* blocks, down to the lowest unlocked component */
+  for (int l = g->depth - 1; l >= 0 && vl_comp_block (l) >= c0; l--)
+    backward_block (m, a, l, c0 < vl_comp_block (l));
 
-  /* blocks, down to the lowest unlocked group */
-  for (int l = g->depth - 1; l >= 0 && vl_group_of_block (l) >= g0; l--)
-    backward_block (m, a, l, g0 < vl_group_of_block (l));
-
-  if (g0 == 0)
+  if (c0 == C_STEM)
     backward_stem (m, a);
   return TRUE;
 }

@@ -1,2 +1,1363 @@
-/* placeholder */
-#include <glib.h>
+/* vl-families.c: reading the ViT checkpoints people have, onto the one internal model.
+ *
+ * The internal parameter table uses timm's names. Each family recognises itself from its tensor
+ * names, reads the geometry off the tensor shapes (and its config file), builds the internal
+ * table, and records for every internal tensor where it comes from (VlSource: name, rows,
+ * transposition), so the same table loads the checkpoint and saves it back in its own naming.
+ *
+ *   timm          patch_embed.proj, cls_token, pos_embed, blocks.N.*, norm, head  (+ variants:
+ *                 layer scale, register tokens, no class token with fc_norm, DeiT distillation,
+ *                 no_embed_class, norm_pre)
+ *   openclip      [visual.]conv1, class_embedding, positional_embedding, ln_pre,
+ *                 transformer.resblocks.N.*, ln_post, proj (text tower ignored)
+ *   hf-vit        [vit.]embeddings.*, encoder.layer.N.*, layernorm, classifier (pooler ignored)
+ *   torchvision   conv_proj, class_token, encoder.pos_embedding,
+ *                 encoder.layers.encoder_layer_N.*, encoder.ln, heads.head
+ */
+#include "vl-model-private.h"
+#include "vl-rng.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ config files */
+
+typedef struct {
+  JsonParser *parser;
+  JsonObject *root;
+  char       *path;
+} Config;
+
+static void
+config_clear (Config *c)
+{
+  g_clear_object (&c->parser);
+  g_clear_pointer (&c->path, g_free);
+  c->root = NULL;
+}
+
+static gboolean
+config_load (Config *c, const char *path, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  c->path = g_strdup (path);
+  c->parser = json_parser_new ();
+  if (!json_parser_load_from_file (c->parser, path, &local))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not valid JSON: %s", path,
+                   local->message);
+      return FALSE;
+    }
+  JsonNode *root = json_parser_get_root (c->parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: the top level is not a JSON object",
+                   path);
+      return FALSE;
+    }
+  c->root = json_node_get_object (root);
+  return TRUE;
+}
+
+static JsonObject *
+config_object (JsonObject *o, const char *key)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return NULL;
+  JsonNode *n = json_object_get_member (o, key);
+  return JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+}
+
+static gboolean
+node_number (JsonNode *n, double *out)
+{
+  if (!JSON_NODE_HOLDS_VALUE (n))
+    return FALSE;
+  GType t = json_node_get_value_type (n);
+  if (t == G_TYPE_INT64)
+    *out = (double) json_node_get_int (n);
+  else if (t == G_TYPE_DOUBLE)
+    *out = json_node_get_double (n);
+  else if (t == G_TYPE_BOOLEAN)
+    *out = json_node_get_boolean (n);
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/* A number (or boolean) member: FALSE when absent or null; *ok = FALSE with an error when present
+ * but of another type. */
+static gboolean
+config_number (const Config *c, JsonObject *o, const char *key, double *out, gboolean *ok,
+               GError **error)
+{
+  if (o == NULL || !*ok || !json_object_has_member (o, key))
+    return FALSE;
+  JsonNode *n = json_object_get_member (o, key);
+  if (JSON_NODE_HOLDS_NULL (n))
+    return FALSE;
+  if (!node_number (n, out))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: \"%s\" is not a number", c->path, key);
+      *ok = FALSE;
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* An array of up to `max` numbers: the count, 0 when absent, -1 with an error otherwise. */
+static int
+config_numbers (const Config *c, JsonObject *o, const char *key, double *out, int max,
+                GError **error)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return 0;
+  JsonNode *n = json_object_get_member (o, key);
+  if (JSON_NODE_HOLDS_NULL (n))
+    return 0;
+  if (!JSON_NODE_HOLDS_ARRAY (n))
+    goto bad;
+  JsonArray *a = json_node_get_array (n);
+  int len = (int) json_array_get_length (a);
+  if (len > max)
+    goto bad;
+  for (int i = 0; i < len; i++)
+    if (!node_number (json_array_get_element (a, i), &out[i]))
+      goto bad;
+  return len;
+bad:
+  g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+               "%s: \"%s\" is not an array of at most %d numbers", c->path, key, max);
+  return -1;
+}
+
+static const char *
+config_string (JsonObject *o, const char *key)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return NULL;
+  JsonNode *n = json_object_get_member (o, key);
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}
+
+/* A config value that must agree with what the tensors say. */
+static gboolean
+config_agrees (const Config *c, JsonObject *o, const char *key, double from_tensors,
+               const char *tensor, gboolean *ok, GError **error)
+{
+  double v;
+  if (!config_number (c, o, key, &v, ok, error))
+    return *ok;
+  if (fabs (v - from_tensors) > 1e-6 * fabs (from_tensors))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: \"%s\" is %g but tensor %s says %g", c->path, key, v, tensor,
+                   from_tensors);
+      *ok = FALSE;
+    }
+  return *ok;
+}
+
+/* ------------------------------------------------------------------ tensors */
+
+typedef struct {
+  VlSafetensors *st;
+  const char    *file;
+  const char    *prefix;   /* prepended to every name looked up ("visual.", "vit.", "") */
+  GHashTable    *used;     /* names consumed */
+} Source;
+
+static const VlTensorInfo *
+src_lookup (Source *s, const char *name)
+{
+  g_autofree char *full = g_strconcat (s->prefix, name, NULL);
+  return vl_safetensors_lookup (s->st, full);
+}
+
+static gboolean
+check_float (Source *s, const VlTensorInfo *t, GError **error)
+{
+  switch (t->dtype)
+    {
+    case VL_DTYPE_F32: case VL_DTYPE_F16: case VL_DTYPE_BF16: case VL_DTYPE_F64:
+      return TRUE;
+    default:
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor %s has dtype %s, expected a floating-point type (F32, F16, BF16)",
+                   s->file, t->name, vl_dtype_name (t->dtype));
+      return FALSE;
+    }
+}
+
+/* A tensor that must exist with ndim in [lo, hi]. */
+static const VlTensorInfo *
+src_require (Source *s, const char *name, int lo, int hi, GError **error)
+{
+  const VlTensorInfo *t = src_lookup (s, name);
+  if (t == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor %s%s", s->file, s->prefix,
+                   name);
+      return NULL;
+    }
+  if (t->ndim < lo || t->ndim > hi)
+    {
+      g_autofree char *found = vl_shape_to_string (t->ndim, t->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor %s has shape %s, expected %d to %d dimensions", s->file, t->name,
+                   found, lo, hi);
+      return NULL;
+    }
+  return check_float (s, t, error) ? t : NULL;
+}
+
+/* Counts consecutive blocks "<before>N<after>" from N = 0. */
+static int
+count_indexed (Source *s, const char *before, const char *after)
+{
+  int n = 0;
+  for (;; n++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s%d%s", before, n, after);
+      if (!src_lookup (s, name))
+        return n;
+    }
+}
+
+static gboolean
+is_square (int64_t n, int *side)
+{
+  if (n <= 0)
+    return FALSE;
+  int r = (int) llround (sqrt ((double) n));
+  *side = r;
+  return (int64_t) r * r == n;
+}
+
+/* Copies every source of every parameter into the parameter blocks, checking shapes. */
+static gboolean
+copy_tensors (VlModel *m, Source *s, GError **error)
+{
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      int64_t row = p->ndim >= 2 ? p->numel / p->shape[0] : 1;
+      for (int k = 0; k < p->n_src; k++)
+        {
+          const VlSource *src = &p->src[k];
+          const VlTensorInfo *t = vl_safetensors_lookup (s->st, src->name);
+          if (t == NULL)
+            {
+              g_autofree char *want = vl_shape_to_string (src->ndim, src->shape);
+              g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                           "%s: no tensor %s (expected shape %s)", s->file, src->name, want);
+              return FALSE;
+            }
+          if (!check_float (s, t, error))
+            return FALSE;
+          gboolean same = t->ndim == src->ndim;
+          for (int d = 0; same && d < src->ndim; d++)
+            same = t->shape[d] == src->shape[d];
+          if (!same)
+            {
+              g_autofree char *found = vl_shape_to_string (t->ndim, t->shape);
+              g_autofree char *want = vl_shape_to_string (src->ndim, src->shape);
+              g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                           "%s: tensor %s has shape %s, expected %s", s->file, t->name, found,
+                           want);
+              return FALSE;
+            }
+          float *dst = p->data + src->row0 * row;
+          if (src->transpose)
+            {
+              /* source (C, R) -> internal (R, C) */
+              g_autofree float *tmp = g_new (float, t->numel);
+              vl_tensor_to_f32 (t, tmp);
+              int64_t R = p->shape[0], C = p->shape[1];
+              for (int64_t r = 0; r < R; r++)
+                for (int64_t c = 0; c < C; c++)
+                  p->data[r * C + c] = tmp[c * R + r];
+            }
+          else
+            vl_tensor_to_f32 (t, dst);
+          g_hash_table_add (s->used, (gpointer) t->name);
+        }
+    }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ the internal table */
+
+static const char *block_names[] = {
+  "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias",
+  "attn.proj.weight", "attn.proj.bias", "norm2.weight", "norm2.bias",
+  "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+  "ls1.gamma", "ls2.gamma",
+};
+
+/* Builds the backbone's parameters (timm names, default sources = those names) from m->geo.
+ * Groups are assigned afterwards by the family. */
+static void
+build_internal (VlModel *m, gboolean patch_bias)
+{
+  VlGeometry *g = &m->geo;
+  const int64_t W = g->width;
+  int64_t s[4];
+  g->n_prefix = g->class_token + g->dist_token + g->reg_tokens;
+  g->n_tokens = g->n_prefix + g->grid * g->grid;
+  g->img_size = g->grid * g->patch;
+  g->head_dim = g->width / g->heads;
+
+  m->ix.patch_w = vl_model_add_param (m, "patch_embed.proj.weight", 0, C_STEM, 4,
+                                      (s[0] = W, s[1] = g->in_chans, s[2] = s[3] = g->patch, s));
+  if (patch_bias)
+    m->ix.patch_b = vl_model_add_param (m, "patch_embed.proj.bias", 0, C_STEM, 1, (s[0] = W, s));
+  if (g->class_token)
+    m->ix.cls = vl_model_add_param (m, "cls_token", 0, C_STEM, 3, (s[0] = 1, s[1] = 1, s[2] = W, s));
+  if (g->dist_token)
+    m->ix.dist = vl_model_add_param (m, "dist_token", 0, C_STEM, 3, (s[0] = 1, s[1] = 1, s[2] = W, s));
+  if (g->reg_tokens)
+    m->ix.reg = vl_model_add_param (m, "reg_token", 0, C_STEM, 3,
+                                    (s[0] = 1, s[1] = g->reg_tokens, s[2] = W, s));
+  int64_t n_pos = (g->no_embed_class ? 0 : g->n_prefix) + (int64_t) g->grid * g->grid;
+  m->ix.pos = vl_model_add_param (m, "pos_embed", 0, C_STEM, 3, (s[0] = 1, s[1] = n_pos, s[2] = W, s));
+  if (g->pre_norm)
+    {
+      m->ix.pre_w = vl_model_add_param (m, "norm_pre.weight", 0, C_STEM, 1, (s[0] = W, s));
+      m->ix.pre_b = vl_model_add_param (m, "norm_pre.bias", 0, C_STEM, 1, s);
+    }
+  g_free (m->ix.block);
+  m->ix.block = g_new (int, g->depth);
+  for (int l = 0; l < g->depth; l++)
+    {
+      int64_t shapes[14][2] = {
+        { W, 0 }, { W, 0 }, { 3 * W, W }, { 3 * W, 0 }, { W, W }, { W, 0 }, { W, 0 }, { W, 0 },
+        { g->mlp, W }, { g->mlp, 0 }, { W, g->mlp }, { W, 0 }, { W, 0 }, { W, 0 },
+      };
+      int n = g->layer_scale ? 14 : 12;
+      for (int j = 0; j < n; j++)
+        {
+          char name[96];
+          g_snprintf (name, sizeof name, "blocks.%d.%s", l, block_names[j]);
+          int idx = vl_model_add_param (m, name, 1 + l, vl_comp_block (l), shapes[j][1] ? 2 : 1,
+                                        shapes[j]);
+          if (j == 0)
+            m->ix.block[l] = idx;
+        }
+    }
+  const char *norm = g->fc_norm ? "fc_norm" : "norm";
+  g_autofree char *nw = g_strconcat (norm, ".weight", NULL);
+  g_autofree char *nb = g_strconcat (norm, ".bias", NULL);
+  m->ix.norm_w = vl_model_add_param (m, nw, g->depth + 1, C_NORM (m), 1, (s[0] = W, s));
+  m->ix.norm_b = vl_model_add_param (m, nb, g->depth + 1, C_NORM (m), 1, s);
+  if (g->embed_dim > 0)
+    m->ix.proj = vl_model_add_param (m, "proj.weight", g->depth + 2, C_PROJ (m), 2,
+                                     (s[0] = g->embed_dim, s[1] = W, s));
+}
+
+/* timm's grouping: stem, each block, the final norm (then the head). */
+static void
+groups_timm (VlModel *m)
+{
+  vl_model_add_group (m, "stem");
+  for (int l = 0; l < m->geo.depth; l++)
+    {
+      char name[32];
+      g_snprintf (name, sizeof name, "blocks.%d", l);
+      vl_model_add_group (m, name);
+    }
+  vl_model_add_group (m, m->geo.fc_norm ? "fc_norm" : "norm");
+  if (m->geo.embed_dim > 0)
+    vl_model_add_group (m, "proj");
+}
+
+/* OpenCLIP's VisionTransformer.lock: [conv1, class_embedding, positional_embedding, ln_pre],
+ * blocks 0 … L-2, [last block, ln_post], [proj] (then the user's head). */
+static void
+groups_openclip (VlModel *m)
+{
+  const int L = m->geo.depth;
+  vl_model_add_group (m, "stem");
+  for (int l = 0; l < L - 1; l++)
+    {
+      char name[32];
+      g_snprintf (name, sizeof name, "blocks.%d", l);
+      vl_model_add_group (m, name);
+    }
+  char last[48];
+  g_snprintf (last, sizeof last, "blocks.%d+ln_post", L - 1);
+  vl_model_add_group (m, last);
+  if (m->geo.embed_dim > 0)
+    vl_model_add_group (m, "proj");
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      if (p->comp == C_NORM (m))
+        p->group = L;               /* with the last block */
+      else if (p->comp == C_PROJ (m))
+        p->group = L + 1;
+    }
+}
+
+static void
+set_source (VlModel *m, int index, const char *name, gboolean squeeze_to, int ndim,
+            const int64_t *shape)
+{
+  VlParam *p = vl_param (m, index);
+  vl_model_add_source (m, index, name, squeeze_to ? ndim : p->ndim, squeeze_to ? shape : p->shape,
+                       0, FALSE);
+}
+
+/* ------------------------------------------------------------------ families */
+
+typedef struct {
+  const char *name;
+  const char *config_file;   /* preferred config file name */
+} Family;
+
+static void
+default_preprocess (VlGeometry *g, double crop_pct, const char *interp, const float *mean,
+                    const float *std)
+{
+  g->input_size = g->img_size;
+  g->crop_pct = crop_pct;
+  g_free (g->interpolation);
+  g->interpolation = g_strdup (interp);
+  for (int i = 0; i < 4; i++)
+    {
+      g->mean[i] = mean[MIN (i, 2)];
+      g->std[i] = std[MIN (i, 2)];
+    }
+}
+
+static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f };
+static const float imagenet_std[3] = { 0.229f, 0.224f, 0.225f };
+static const float half[3] = { 0.5f, 0.5f, 0.5f };
+static const float openai_mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
+static const float openai_std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
+
+static gboolean
+read_mean_std (const Config *c, JsonObject *o, const char *mean_key, const char *std_key,
+               VlGeometry *g, GError **error)
+{
+  const char *keys[2] = { mean_key, std_key };
+  float *dst[2] = { g->mean, g->std };
+  double nums[4];
+  for (int k = 0; k < 2; k++)
+    {
+      int n = config_numbers (c, o, keys[k], nums, 4, error);
+      if (n < 0)
+        return FALSE;
+      if (n == 0)
+        continue;
+      if (n != g->in_chans && n != 1)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: %s has %d values for %d input channels", c->path, keys[k], n,
+                       g->in_chans);
+          return FALSE;
+        }
+      for (int i = 0; i < 4; i++)
+        dst[k][i] = (float) nums[n == 1 ? 0 : MIN (i, n - 1)];
+    }
+  for (int i = 0; i < g->in_chans; i++)
+    if (!(g->std[i] > 0))
+      {
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s must be positive", c->path,
+                     std_key);
+        return FALSE;
+      }
+  return TRUE;
+}
+
+/* Heads: from the config, the file's own metadata (files vitlab wrote), or width / 64. */
+static gboolean
+resolve_heads (VlModel *m, Source *s, const Config *c, double from_config, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  GHashTable *meta = vl_safetensors_metadata (s->st);
+  const char *meta_heads = meta ? g_hash_table_lookup (meta, "num_heads") : NULL;
+  if (from_config > 0)
+    g->heads = (int) from_config;
+  else if (meta_heads)
+    g->heads = atoi (meta_heads);
+  else if (g->width % 64 == 0)
+    g->heads = g->width / 64;    /* timm's and most ViTs' 64-wide heads */
+  else
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: width %d is not a multiple of 64, so the number of heads cannot be "
+                   "inferred; add model_args.num_heads to config.json", s->file, g->width);
+      return FALSE;
+    }
+  if (g->heads <= 0 || g->width % g->heads != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: %d heads do not divide the width %d", c->path ? c->path : s->file,
+                   g->heads, g->width);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+check_patch (Source *s, const VlTensorInfo *pw, VlGeometry *g, GError **error)
+{
+  if (pw->ndim != 4 || pw->shape[2] != pw->shape[3] || pw->shape[2] <= 0 || pw->shape[0] <= 0 ||
+      pw->shape[1] <= 0 || pw->shape[0] > 65536 || pw->shape[1] > 16 || pw->shape[2] > 1024)
+    {
+      g_autofree char *shape = vl_shape_to_string (pw->ndim, pw->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor %s has shape %s, expected [width,channels,p,p] with a square patch",
+                   s->file, pw->name, shape);
+      return FALSE;
+    }
+  g->width = (int) pw->shape[0];
+  g->in_chans = (int) pw->shape[1];
+  g->patch = (int) pw->shape[2];
+  return TRUE;
+}
+
+static gboolean
+check_pos (Source *s, const VlTensorInfo *pos, int lead, int n_prefix_in_pos, VlGeometry *g,
+           GError **error)
+{
+  /* lead = 1 for [1,T,W], 0 for [T,W] */
+  int64_t T = pos->shape[lead];
+  int grid;
+  if ((lead && pos->shape[0] != 1) || pos->shape[lead + 1] != g->width ||
+      !is_square (T - n_prefix_in_pos, &grid))
+    {
+      g_autofree char *shape = vl_shape_to_string (pos->ndim, pos->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor %s has shape %s, expected %s%d+G*G,%d] (%d prefix entries and a "
+                   "square grid)", s->file, pos->name, shape, lead ? "[1," : "[",
+                   n_prefix_in_pos, g->width, n_prefix_in_pos);
+      return FALSE;
+    }
+  g->grid = grid;
+  return TRUE;
+}
+
+static gboolean
+check_mlp (Source *s, const char *fc1_name, VlGeometry *g, GError **error)
+{
+  const VlTensorInfo *fc1 = src_require (s, fc1_name, 2, 2, error);
+  if (!fc1)
+    return FALSE;
+  g->mlp = (int) fc1->shape[0];
+  return TRUE;
+}
+
+/* --- timm --- */
+
+static gboolean
+load_timm (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  JsonObject *args = config_object (c->root, "model_args");
+  double v;
+
+  const VlTensorInfo *pw = src_require (s, "patch_embed.proj.weight", 4, 4, error);
+  if (!pw || !check_patch (s, pw, g, error))
+    return FALSE;
+  g->class_token = src_lookup (s, "cls_token") != NULL;
+  g->dist_token = src_lookup (s, "dist_token") != NULL;
+  const VlTensorInfo *reg = src_lookup (s, "reg_token");
+  g->reg_tokens = reg && reg->ndim == 3 ? (int) reg->shape[1] : 0;
+  if (reg && (reg->ndim != 3 || reg->shape[0] != 1 || reg->shape[2] != g->width))
+    {
+      g_autofree char *shape = vl_shape_to_string (reg->ndim, reg->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: tensor reg_token has shape %s, "
+                   "expected [1,R,%d]", s->file, shape, g->width);
+      return FALSE;
+    }
+  g->n_prefix = g->class_token + g->dist_token + g->reg_tokens;
+  g->pre_norm = src_lookup (s, "norm_pre.weight") != NULL;
+  g->layer_scale = src_lookup (s, "blocks.0.ls1.gamma") != NULL;
+  g->fc_norm = src_lookup (s, "fc_norm.weight") != NULL && src_lookup (s, "norm.weight") == NULL;
+
+  const VlTensorInfo *pos = src_require (s, "pos_embed", 3, 3, error);
+  if (!pos)
+    return FALSE;
+  /* pos_embed covers the prefix tokens unless no_embed_class: the config says, else the shape */
+  int side;
+  if (config_number (c, args, "no_embed_class", &v, &ok, error))
+    g->no_embed_class = v != 0;
+  else if (!ok)
+    return FALSE;
+  else
+    g->no_embed_class = g->n_prefix > 0 && !is_square (pos->shape[1] - g->n_prefix, &side) &&
+                        is_square (pos->shape[1], &side);
+  if (!check_pos (s, pos, 1, g->no_embed_class ? 0 : g->n_prefix, g, error))
+    return FALSE;
+
+  g->depth = count_indexed (s, "blocks.", ".norm1.weight");
+  if (g->depth == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor blocks.0.norm1.weight",
+                   s->file);
+      return FALSE;
+    }
+  if (!check_mlp (s, "blocks.0.mlp.fc1.weight", g, error))
+    return FALSE;
+
+  double heads = 0;
+  if (!config_number (c, args, "num_heads", &heads, &ok, error) && !ok)
+    return FALSE;
+  if (!resolve_heads (m, s, c, heads, error))
+    return FALSE;
+  const char *act = config_string (args, "act_layer");
+  if (act && strcmp (act, "quick_gelu") != 0 && strcmp (act, "gelu") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: model_args.act_layer \"%s\" is not supported (gelu, quick_gelu)",
+                   c->path, act);
+      return FALSE;
+    }
+  g->quick_gelu = act && strcmp (act, "quick_gelu") == 0;
+
+  g->eps = 1e-6f;
+  GHashTable *meta = vl_safetensors_metadata (s->st);
+  const char *meta_eps = meta ? g_hash_table_lookup (meta, "layer_norm_eps") : NULL;
+  if (config_number (c, c->root, "layer_norm_eps", &v, &ok, error) ||
+      config_number (c, args, "layer_norm_eps", &v, &ok, error) ||
+      config_number (c, args, "norm_eps", &v, &ok, error))
+    g->eps = (float) v;
+  else if (ok && meta_eps)
+    g->eps = (float) g_ascii_strtod (meta_eps, NULL);
+  if (!ok)
+    return FALSE;
+
+  /* the config must agree with the tensors */
+  if (!config_agrees (c, args, "embed_dim", g->width, "patch_embed.proj.weight", &ok, error) ||
+      !config_agrees (c, args, "patch_size", g->patch, "patch_embed.proj.weight", &ok, error) ||
+      !config_agrees (c, args, "in_chans", g->in_chans, "patch_embed.proj.weight", &ok, error) ||
+      !config_agrees (c, args, "depth", g->depth, "blocks.N.*", &ok, error) ||
+      !config_agrees (c, args, "img_size", g->grid * g->patch, "pos_embed", &ok, error) ||
+      !config_agrees (c, args, "mlp_ratio", (double) g->mlp / g->width, "blocks.0.mlp.fc1.weight",
+                      &ok, error) ||
+      !config_agrees (c, args, "reg_tokens", g->reg_tokens, "reg_token", &ok, error))
+    return FALSE;
+  if (config_number (c, args, "class_token", &v, &ok, error) && (v != 0) != g->class_token)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: \"class_token\" is %s but the checkpoint %s a cls_token", c->path,
+                   v != 0 ? "true" : "false", g->class_token ? "has" : "has no");
+      return FALSE;
+    }
+  if (!ok)
+    return FALSE;
+
+  build_internal (m, src_lookup (s, "patch_embed.proj.bias") != NULL);
+  groups_timm (m);
+  vl_model_finish_backbone (m);
+
+  const VlTensorInfo *hw = src_lookup (s, "head.weight");
+  int K = 0;
+  if (hw)
+    {
+      if (hw->ndim != 2 || hw->shape[1] != g->width || hw->shape[0] <= 0)
+        {
+          g_autofree char *found = vl_shape_to_string (hw->ndim, hw->shape);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensor head.weight has shape %s, expected [classes,%d]", s->file,
+                       found, g->width);
+          return FALSE;
+        }
+      K = (int) hw->shape[0];
+    }
+  if (g->dist_token && (!hw || !src_lookup (s, "head_dist.weight")))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: a distilled model (dist_token) needs head.weight and head_dist.weight",
+                   s->file);
+      return FALSE;
+    }
+  if (!config_agrees (c, c->root, "num_classes", K, "head.weight", &ok, error))
+    return FALSE;
+  vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, g->dist_token);
+
+  const char *gp = config_string (c->root, "global_pool");
+  if (!gp)
+    gp = config_string (args, "global_pool");
+  m->pool = g->class_token ? VL_POOL_TOKEN : VL_POOL_AVG;
+  if (gp && *gp && !vl_pool_from_string (gp, &m->pool))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: global_pool \"%s\" is not one of token, avg, max", c->path, gp);
+      return FALSE;
+    }
+  vl_model_set_pool (m, m->pool);
+
+  /* pretrained_cfg: preprocessing */
+  default_preprocess (g, 0.9, "bicubic", half, half);
+  JsonObject *pc = config_object (c->root, "pretrained_cfg");
+  double nums[3];
+  int n = config_numbers (c, pc, "input_size", nums, 3, error);
+  if (n < 0)
+    return FALSE;
+  if (n == 3)
+    {
+      if ((int) nums[0] != g->in_chans || nums[1] != nums[2] || nums[1] < g->patch)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: pretrained_cfg.input_size [%g,%g,%g] disagrees with tensor "
+                       "patch_embed.proj.weight (%d channels) or is not square",
+                       c->path, nums[0], nums[1], nums[2], g->in_chans);
+          return FALSE;
+        }
+      g->input_size = (int) nums[1];
+    }
+  if (config_number (c, pc, "crop_pct", &v, &ok, error))
+    g->crop_pct = v;
+  if (!ok || !read_mean_std (c, pc, "mean", "std", g, error))
+    return FALSE;
+  const char *interp = config_string (pc, "interpolation");
+  if (interp)
+    {
+      g_free (g->interpolation);
+      g->interpolation = g_strdup (interp);
+    }
+  return TRUE;
+}
+
+/* --- OpenCLIP / OpenAI CLIP visual tower --- */
+
+static gboolean
+load_openclip (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  JsonObject *mc = config_object (c->root, "model_cfg");
+  JsonObject *vc = config_object (mc, "vision_cfg");
+  double v;
+
+  const VlTensorInfo *pw = src_require (s, "conv1.weight", 4, 4, error);
+  if (!pw || !check_patch (s, pw, g, error))
+    return FALSE;
+  const VlTensorInfo *ce = src_require (s, "class_embedding", 1, 1, error);
+  if (!ce)
+    return FALSE;
+  if (ce->shape[0] != g->width)
+    {
+      g_autofree char *shape = vl_shape_to_string (ce->ndim, ce->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor %s has shape %s, expected [%d]", s->file, ce->name, shape, g->width);
+      return FALSE;
+    }
+  g->class_token = TRUE;
+  g->n_prefix = 1;
+  g->pre_norm = TRUE;
+  const VlTensorInfo *pos = src_require (s, "positional_embedding", 2, 2, error);
+  if (!pos || !check_pos (s, pos, 0, 1, g, error))
+    return FALSE;
+  g->depth = count_indexed (s, "transformer.resblocks.", ".ln_1.weight");
+  if (g->depth == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: no tensor %stransformer.resblocks.0.ln_1.weight", s->file, s->prefix);
+      return FALSE;
+    }
+  if (!check_mlp (s, "transformer.resblocks.0.mlp.c_fc.weight", g, error))
+    return FALSE;
+  const VlTensorInfo *proj = src_lookup (s, "proj");
+  if (proj)
+    {
+      if (proj->ndim != 2 || proj->shape[0] != g->width || proj->shape[1] <= 0)
+        {
+          g_autofree char *shape = vl_shape_to_string (proj->ndim, proj->shape);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensor %s has shape %s, expected [%d,embed_dim]", s->file, proj->name,
+                       shape, g->width);
+          return FALSE;
+        }
+      g->embed_dim = (int) proj->shape[1];
+    }
+
+  double head_width = 64;
+  config_number (c, vc, "head_width", &head_width, &ok, error);
+  if (!ok)
+    return FALSE;
+  if (head_width <= 0 || g->width % (int) head_width != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: head_width %g does not divide the width %d", c->path ? c->path : s->file,
+                   head_width, g->width);
+      return FALSE;
+    }
+  if (!resolve_heads (m, s, c, g->width / head_width, error))
+    return FALSE;
+  g->quick_gelu = config_number (c, mc, "quick_gelu", &v, &ok, error) && v != 0;
+  if (!ok)
+    return FALSE;
+  g->eps = 1e-5f;   /* torch.nn.LayerNorm's default, which OpenCLIP uses */
+  if (!config_agrees (c, vc, "width", g->width, "conv1.weight", &ok, error) ||
+      !config_agrees (c, vc, "layers", g->depth, "transformer.resblocks.N.*", &ok, error) ||
+      !config_agrees (c, vc, "patch_size", g->patch, "conv1.weight", &ok, error) ||
+      !config_agrees (c, vc, "image_size", g->grid * g->patch, "positional_embedding", &ok, error) ||
+      !config_agrees (c, vc, "mlp_ratio", (double) g->mlp / g->width,
+                      "transformer.resblocks.0.mlp.c_fc.weight", &ok, error) ||
+      !config_agrees (c, mc, "embed_dim", g->embed_dim, "proj", &ok, error))
+    return FALSE;
+
+  build_internal (m, FALSE);
+  /* sources */
+  const int64_t W = g->width;
+  int64_t sh[2];
+  g_autofree char *n_conv = g_strconcat (s->prefix, "conv1.weight", NULL);
+  g_autofree char *n_cls = g_strconcat (s->prefix, "class_embedding", NULL);
+  g_autofree char *n_pos = g_strconcat (s->prefix, "positional_embedding", NULL);
+  g_autofree char *n_prew = g_strconcat (s->prefix, "ln_pre.weight", NULL);
+  g_autofree char *n_preb = g_strconcat (s->prefix, "ln_pre.bias", NULL);
+  g_autofree char *n_postw = g_strconcat (s->prefix, "ln_post.weight", NULL);
+  g_autofree char *n_postb = g_strconcat (s->prefix, "ln_post.bias", NULL);
+  g_autofree char *n_proj = g_strconcat (s->prefix, "proj", NULL);
+  set_source (m, m->ix.patch_w, n_conv, FALSE, 0, NULL);
+  set_source (m, m->ix.cls, n_cls, TRUE, 1, (sh[0] = W, sh));
+  set_source (m, m->ix.pos, n_pos, TRUE, 2, (sh[0] = g->n_tokens, sh[1] = W, sh));
+  set_source (m, m->ix.pre_w, n_prew, FALSE, 0, NULL);
+  set_source (m, m->ix.pre_b, n_preb, FALSE, 0, NULL);
+  static const char *names[12] = {
+    "ln_1.weight", "ln_1.bias", "attn.in_proj_weight", "attn.in_proj_bias",
+    "attn.out_proj.weight", "attn.out_proj.bias", "ln_2.weight", "ln_2.bias",
+    "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias",
+  };
+  for (int l = 0; l < g->depth; l++)
+    for (int j = 0; j < 12; j++)
+      {
+        g_autofree char *name = g_strdup_printf ("%stransformer.resblocks.%d.%s", s->prefix, l,
+                                                 names[j]);
+        set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
+      }
+  set_source (m, m->ix.norm_w, n_postw, FALSE, 0, NULL);
+  set_source (m, m->ix.norm_b, n_postb, FALSE, 0, NULL);
+  if (g->embed_dim > 0)
+    vl_model_add_source (m, m->ix.proj, n_proj, 2, (sh[0] = W, sh[1] = g->embed_dim, sh), 0, TRUE);
+  groups_openclip (m);
+  vl_model_finish_backbone (m);
+  vl_model_build_head (m, VL_HEAD_NONE, 0, 0, FALSE);
+  m->pool = VL_POOL_TOKEN;
+
+  default_preprocess (g, 1.0, "bicubic", openai_mean, openai_std);
+  JsonObject *pp = config_object (c->root, "preprocess_cfg");
+  if (!read_mean_std (c, pp, "mean", "std", g, error))
+    return FALSE;
+  const char *interp = config_string (pp, "interpolation");
+  if (interp)
+    {
+      g_free (g->interpolation);
+      g->interpolation = g_strdup (interp);
+    }
+  return TRUE;
+}
+
+/* --- Hugging Face transformers ViT --- */
+
+static gboolean
+load_hf (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  JsonObject *r = c->root;
+  double v;
+
+  const VlTensorInfo *pw = src_require (s, "embeddings.patch_embeddings.projection.weight", 4, 4,
+                                        error);
+  if (!pw || !check_patch (s, pw, g, error))
+    return FALSE;
+  g->class_token = TRUE;
+  g->n_prefix = 1;
+  const VlTensorInfo *pos = src_require (s, "embeddings.position_embeddings", 3, 3, error);
+  if (!pos || !check_pos (s, pos, 1, 1, g, error))
+    return FALSE;
+  g->depth = count_indexed (s, "encoder.layer.", ".layernorm_before.weight");
+  if (g->depth == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: no tensor %sencoder.layer.0.layernorm_before.weight", s->file, s->prefix);
+      return FALSE;
+    }
+  if (!check_mlp (s, "encoder.layer.0.intermediate.dense.weight", g, error))
+    return FALSE;
+  double heads = 0;
+  if (!config_number (c, r, "num_attention_heads", &heads, &ok, error) && !ok)
+    return FALSE;
+  if (!resolve_heads (m, s, c, heads, error))
+    return FALSE;
+  g->eps = 1e-12f;   /* transformers' default, and what its ViTs use */
+  if (config_number (c, r, "layer_norm_eps", &v, &ok, error))
+    g->eps = (float) v;
+  if (!ok)
+    return FALSE;
+  const char *act = config_string (r, "hidden_act");
+  if (act && strcmp (act, "gelu") != 0 && strcmp (act, "quick_gelu") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: hidden_act \"%s\" is not supported (gelu, quick_gelu)", c->path, act);
+      return FALSE;
+    }
+  g->quick_gelu = act && strcmp (act, "quick_gelu") == 0;
+  if (config_number (c, r, "qkv_bias", &v, &ok, error) && v == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: qkv_bias false is not supported",
+                   c->path);
+      return FALSE;
+    }
+  if (!config_agrees (c, r, "hidden_size", g->width,
+                      "embeddings.patch_embeddings.projection.weight", &ok, error) ||
+      !config_agrees (c, r, "num_hidden_layers", g->depth, "encoder.layer.N.*", &ok, error) ||
+      !config_agrees (c, r, "intermediate_size", g->mlp, "intermediate.dense.weight", &ok, error) ||
+      !config_agrees (c, r, "patch_size", g->patch, "patch_embeddings.projection.weight", &ok,
+                      error) ||
+      !config_agrees (c, r, "num_channels", g->in_chans, "patch_embeddings.projection.weight",
+                      &ok, error) ||
+      !config_agrees (c, r, "image_size", g->grid * g->patch, "embeddings.position_embeddings",
+                      &ok, error))
+    return FALSE;
+
+  build_internal (m, TRUE);
+  const int64_t W = g->width;
+  int64_t sh[2];
+#define HF(name) g_strconcat (s->prefix, name, NULL)
+  char *n;
+  set_source (m, m->ix.patch_w, n = HF ("embeddings.patch_embeddings.projection.weight"), FALSE, 0, NULL); g_free (n);
+  set_source (m, m->ix.patch_b, n = HF ("embeddings.patch_embeddings.projection.bias"), FALSE, 0, NULL); g_free (n);
+  set_source (m, m->ix.cls, n = HF ("embeddings.cls_token"), FALSE, 0, NULL); g_free (n);
+  set_source (m, m->ix.pos, n = HF ("embeddings.position_embeddings"), FALSE, 0, NULL); g_free (n);
+  set_source (m, m->ix.norm_w, n = HF ("layernorm.weight"), FALSE, 0, NULL); g_free (n);
+  set_source (m, m->ix.norm_b, n = HF ("layernorm.bias"), FALSE, 0, NULL); g_free (n);
+#undef HF
+  static const char *names[12] = {
+    "layernorm_before.weight", "layernorm_before.bias", NULL, NULL,
+    "attention.output.dense.weight", "attention.output.dense.bias",
+    "layernorm_after.weight", "layernorm_after.bias",
+    "intermediate.dense.weight", "intermediate.dense.bias",
+    "output.dense.weight", "output.dense.bias",
+  };
+  static const char *qkv[3] = { "query", "key", "value" };
+  for (int l = 0; l < g->depth; l++)
+    {
+      for (int j = 0; j < 12; j++)
+        if (names[j])
+          {
+            g_autofree char *name = g_strdup_printf ("%sencoder.layer.%d.%s", s->prefix, l,
+                                                     names[j]);
+            set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
+          }
+      for (int k = 0; k < 3; k++)
+        {
+          g_autofree char *wn = g_strdup_printf ("%sencoder.layer.%d.attention.attention.%s.weight",
+                                                 s->prefix, l, qkv[k]);
+          g_autofree char *bn = g_strdup_printf ("%sencoder.layer.%d.attention.attention.%s.bias",
+                                                 s->prefix, l, qkv[k]);
+          vl_model_add_source (m, vl_block_param (m, l, B_QKV_W), wn, 2, (sh[0] = W, sh[1] = W, sh),
+                               k * W, FALSE);
+          vl_model_add_source (m, vl_block_param (m, l, B_QKV_B), bn, 1, (sh[0] = W, sh), k * W,
+                               FALSE);
+        }
+    }
+  groups_timm (m);
+  vl_model_finish_backbone (m);
+
+  /* the classifier sits outside the "vit." prefix */
+  const VlTensorInfo *cw = vl_safetensors_lookup (s->st, "classifier.weight");
+  int K = 0;
+  if (cw)
+    {
+      if (cw->ndim != 2 || cw->shape[1] != g->width || cw->shape[0] <= 0)
+        {
+          g_autofree char *found = vl_shape_to_string (cw->ndim, cw->shape);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensor classifier.weight has shape %s, expected [classes,%d]",
+                       s->file, found, g->width);
+          return FALSE;
+        }
+      K = (int) cw->shape[0];
+    }
+  vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, FALSE);
+  if (K > 0)
+    {
+      set_source (m, m->ix.head_w, "classifier.weight", FALSE, 0, NULL);
+      set_source (m, m->ix.head_b, "classifier.bias", FALSE, 0, NULL);
+    }
+  m->pool = VL_POOL_TOKEN;
+  default_preprocess (g, 1.0, "bilinear", half, half);
+  return TRUE;
+}
+
+/* --- torchvision --- */
+
+static gboolean
+load_torchvision (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  const VlTensorInfo *pw = src_require (s, "conv_proj.weight", 4, 4, error);
+  if (!pw || !check_patch (s, pw, g, error))
+    return FALSE;
+  g->class_token = TRUE;
+  g->n_prefix = 1;
+  const VlTensorInfo *pos = src_require (s, "encoder.pos_embedding", 3, 3, error);
+  if (!pos || !check_pos (s, pos, 1, 1, g, error))
+    return FALSE;
+  g->depth = count_indexed (s, "encoder.layers.encoder_layer_", ".ln_1.weight");
+  if (g->depth == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: no tensor encoder.layers.encoder_layer_0.ln_1.weight", s->file);
+      return FALSE;
+    }
+  gboolean old_mlp = src_lookup (s, "encoder.layers.encoder_layer_0.mlp.linear_1.weight") != NULL;
+  if (!check_mlp (s, old_mlp ? "encoder.layers.encoder_layer_0.mlp.linear_1.weight"
+                             : "encoder.layers.encoder_layer_0.mlp.0.weight", g, error))
+    return FALSE;
+  if (src_lookup (s, "heads.pre_logits.weight"))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: tensor heads.pre_logits.weight: torchvision's representation layer is "
+                   "not supported", s->file);
+      return FALSE;
+    }
+  /* torchvision saves no config: its ViTs have 64-wide heads, except vit_h_14 (16 heads of 80);
+   * a config.json beside the file may say otherwise (num_heads, or model_args.num_heads) */
+  double heads = g->width == 1280 ? 16 : 0;
+  gboolean ok = TRUE;
+  if (!config_number (c, c->root, "num_heads", &heads, &ok, error))
+    config_number (c, config_object (c->root, "model_args"), "num_heads", &heads, &ok, error);
+  if (!ok || !resolve_heads (m, s, c, heads, error))
+    return FALSE;
+  g->eps = 1e-6f;
+
+  build_internal (m, TRUE);
+  set_source (m, m->ix.patch_w, "conv_proj.weight", FALSE, 0, NULL);
+  set_source (m, m->ix.patch_b, "conv_proj.bias", FALSE, 0, NULL);
+  set_source (m, m->ix.cls, "class_token", FALSE, 0, NULL);
+  set_source (m, m->ix.pos, "encoder.pos_embedding", FALSE, 0, NULL);
+  set_source (m, m->ix.norm_w, "encoder.ln.weight", FALSE, 0, NULL);
+  set_source (m, m->ix.norm_b, "encoder.ln.bias", FALSE, 0, NULL);
+  const char *names[12] = {
+    "ln_1.weight", "ln_1.bias", "self_attention.in_proj_weight", "self_attention.in_proj_bias",
+    "self_attention.out_proj.weight", "self_attention.out_proj.bias", "ln_2.weight", "ln_2.bias",
+    old_mlp ? "mlp.linear_1.weight" : "mlp.0.weight", old_mlp ? "mlp.linear_1.bias" : "mlp.0.bias",
+    old_mlp ? "mlp.linear_2.weight" : "mlp.3.weight", old_mlp ? "mlp.linear_2.bias" : "mlp.3.bias",
+  };
+  for (int l = 0; l < g->depth; l++)
+    for (int j = 0; j < 12; j++)
+      {
+        g_autofree char *name = g_strdup_printf ("encoder.layers.encoder_layer_%d.%s", l, names[j]);
+        set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
+      }
+  groups_timm (m);
+  vl_model_finish_backbone (m);
+  const VlTensorInfo *hw = src_lookup (s, "heads.head.weight");
+  int K = hw && hw->ndim == 2 ? (int) hw->shape[0] : 0;
+  if (hw && (hw->ndim != 2 || hw->shape[1] != g->width))
+    {
+      g_autofree char *found = vl_shape_to_string (hw->ndim, hw->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: tensor heads.head.weight has shape %s, expected [classes,%d]", s->file,
+                   found, g->width);
+      return FALSE;
+    }
+  vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, FALSE);
+  if (K > 0)
+    {
+      set_source (m, m->ix.head_w, "heads.head.weight", FALSE, 0, NULL);
+      set_source (m, m->ix.head_b, "heads.head.bias", FALSE, 0, NULL);
+    }
+  m->pool = VL_POOL_TOKEN;
+  default_preprocess (g, 0.875, "bilinear", imagenet_mean, imagenet_std);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ recognising */
+
+static char *
+file_beside (const char *st_path, const char *name)
+{
+  g_autofree char *dir = g_path_get_dirname (st_path);
+  char *p = g_build_filename (dir, name, NULL);
+  if (g_file_test (p, G_FILE_TEST_IS_REGULAR))
+    return p;
+  g_free (p);
+  return NULL;
+}
+
+static gboolean
+resolve_checkpoint (const char *path, char **st_path, GError **error)
+{
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      *st_path = g_build_filename (path, "model.safetensors", NULL);
+      if (!g_file_test (*st_path, G_FILE_TEST_EXISTS))
+        {
+          g_free (*st_path);
+          *st_path = g_build_filename (path, "open_clip_model.safetensors", NULL);
+        }
+      if (!g_file_test (*st_path, G_FILE_TEST_EXISTS))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                       "%s: checkpoint folder has no model.safetensors", path);
+          return FALSE;
+        }
+      g_autofree char *cfg = file_beside (*st_path, "config.json");
+      g_autofree char *ocfg = file_beside (*st_path, "open_clip_config.json");
+      if (!cfg && !ocfg)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                       "%s: checkpoint folder has no config.json", path);
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: no such file or folder", path);
+      return FALSE;
+    }
+  *st_path = g_strdup (path);
+  return TRUE;
+}
+
+static char **
+read_label_file (const char *path, int expected)
+{
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return NULL;
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 0; lines[i]; i++)
+    {
+      char *l = g_strstrip (lines[i]);
+      if (*l)
+        g_ptr_array_add (names, g_strdup (l));
+    }
+  if ((int) names->len != expected)
+    {
+      g_ptr_array_unref (names);
+      return NULL;
+    }
+  g_ptr_array_set_free_func (names, NULL);
+  g_ptr_array_add (names, NULL);
+  return (char **) g_ptr_array_free (names, FALSE);
+}
+
+static void
+load_class_names (VlModel *m, const Config *c, const char *st_path)
+{
+  int K = m->num_classes;
+  if (K <= 0)
+    return;
+  JsonObject *root = c->root;
+  if (root && json_object_has_member (root, "label_names"))   /* timm's hub config */
+    {
+      JsonNode *n = json_object_get_member (root, "label_names");
+      if (JSON_NODE_HOLDS_ARRAY (n) && (int) json_array_get_length (json_node_get_array (n)) == K)
+        {
+          JsonArray *a = json_node_get_array (n);
+          m->class_names = g_new0 (char *, K + 1);
+          for (int i = 0; i < K; i++)
+            {
+              JsonNode *e = json_array_get_element (a, i);
+              const char *str = JSON_NODE_HOLDS_VALUE (e) &&
+                                json_node_get_value_type (e) == G_TYPE_STRING ?
+                                json_node_get_string (e) : NULL;
+              m->class_names[i] = g_strdup (str ? str : "");
+            }
+          return;
+        }
+    }
+  JsonObject *id2label = config_object (root, "id2label");   /* transformers */
+  if (id2label && (int) json_object_get_size (id2label) == K)
+    {
+      char **names = g_new0 (char *, K + 1);
+      gboolean complete = TRUE;
+      for (int i = 0; i < K && complete; i++)
+        {
+          char key[16];
+          g_snprintf (key, sizeof key, "%d", i);
+          const char *str = config_string (id2label, key);
+          complete = str != NULL;
+          names[i] = g_strdup (str);
+        }
+      if (complete)
+        {
+          m->class_names = names;
+          return;
+        }
+      g_strfreev (names);
+    }
+  const char *files[] = { "imagenet-classes.txt", "labels.txt", "classes.txt" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *p = file_beside (st_path, files[i]);
+      char **names = p ? read_label_file (p, K) : NULL;
+      if (names)
+        {
+          m->class_names = names;
+          return;
+        }
+    }
+}
+
+/* Tensors a family may leave unread: OpenCLIP's text tower (outside "visual."), HF's pooler. */
+static gboolean
+ignorable (const char *family, const char *prefix, const char *name)
+{
+  if (strcmp (family, "openclip") == 0 && *prefix && !g_str_has_prefix (name, prefix))
+    return TRUE;
+  if (strcmp (family, "hf-vit") == 0)
+    {
+      g_autofree char *pooler = g_strconcat (prefix, "pooler.", NULL);
+      return g_str_has_prefix (name, pooler);
+    }
+  return FALSE;
+}
+
+gboolean
+vl_families_load (VlModel *m, const char *path, GError **error)
+{
+  g_autofree char *st_path = NULL;
+  if (!resolve_checkpoint (path, &st_path, error))
+    return FALSE;
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (st_path, error);
+  if (st == NULL)
+    return FALSE;
+
+  Source s = { st, vl_safetensors_path (st), "", g_hash_table_new (g_str_hash, g_str_equal) };
+  const char *family = NULL;
+  gboolean (*load) (VlModel *, Source *, Config *, GError **) = NULL;
+  const char *config_name = "config.json";
+  if (vl_safetensors_lookup (st, "patch_embed.proj.weight"))
+    family = "timm", load = load_timm;
+  else if (vl_safetensors_lookup (st, "visual.conv1.weight"))
+    family = "openclip", load = load_openclip, s.prefix = "visual.", config_name = "open_clip_config.json";
+  else if (vl_safetensors_lookup (st, "conv1.weight") && vl_safetensors_lookup (st, "class_embedding"))
+    family = "openclip", load = load_openclip, config_name = "open_clip_config.json";
+  else if (vl_safetensors_lookup (st, "vit.embeddings.patch_embeddings.projection.weight"))
+    family = "hf-vit", load = load_hf, s.prefix = "vit.";
+  else if (vl_safetensors_lookup (st, "embeddings.patch_embeddings.projection.weight"))
+    family = "hf-vit", load = load_hf;
+  else if (vl_safetensors_lookup (st, "conv_proj.weight") && vl_safetensors_lookup (st, "class_token"))
+    family = "torchvision", load = load_torchvision;
+
+  if (family == NULL)
+    {
+      GString *names = g_string_new (NULL);
+      guint n = vl_safetensors_n_tensors (st);
+      for (guint i = 0; i < MIN (n, 5u); i++)
+        g_string_append_printf (names, "%s%s", i ? ", " : "", vl_safetensors_get (st, i)->name);
+      if (n > 5)
+        g_string_append (names, ", …");
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: not a ViT checkpoint vitlab knows (tensors: %s); it reads timm, OpenCLIP / "
+                   "OpenAI CLIP visual towers, Hugging Face ViT and torchvision ViT naming",
+                   s.file, n ? names->str : "none");
+      g_string_free (names, TRUE);
+      g_hash_table_unref (s.used);
+      return FALSE;
+    }
+
+  Config c = { 0 };
+  g_autofree char *cfg_path = file_beside (st_path, config_name);
+  if (cfg_path == NULL)
+    cfg_path = file_beside (st_path, strcmp (config_name, "config.json") ? "config.json"
+                                                                         : "open_clip_config.json");
+  gboolean ok = cfg_path == NULL || config_load (&c, cfg_path, error);
+  if (ok)
+    {
+      m->geo.family = g_strdup (family);
+      const char *arch = config_string (c.root, "architecture");
+      JsonObject *mc = config_object (c.root, "model_cfg");
+      if (!arch && c.root && json_object_has_member (c.root, "architectures"))
+        {
+          JsonNode *a = json_object_get_member (c.root, "architectures");
+          if (JSON_NODE_HOLDS_ARRAY (a) && json_array_get_length (json_node_get_array (a)) > 0)
+            arch = json_array_get_string_element (json_node_get_array (a), 0);
+        }
+      m->geo.architecture = g_strdup (arch ? arch : mc ? "open_clip" : family);
+      ok = load (m, &s, &c, error) && copy_tensors (m, &s, error);
+    }
+  /* every tensor must have been understood: a tensor we do not know means a model we would
+   * compute wrongly */
+  for (guint i = 0; ok && i < vl_safetensors_n_tensors (st); i++)
+    {
+      const char *name = vl_safetensors_get (st, i)->name;
+      if (!g_hash_table_contains (s.used, name) && !ignorable (family, s.prefix, name))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s: tensor %s is not part of a %s ViT as vitlab reads it", s.file, name,
+                       family);
+          ok = FALSE;
+        }
+    }
+  if (ok)
+    load_class_names (m, &c, st_path);
+  /* HF keeps preprocessing in preprocessor_config.json */
+  if (ok && strcmp (family, "hf-vit") == 0)
+    {
+      g_autofree char *pp_path = file_beside (st_path, "preprocessor_config.json");
+      Config pc = { 0 };
+      if (pp_path)
+        ok = config_load (&pc, pp_path, error) &&
+             read_mean_std (&pc, pc.root, "image_mean", "image_std", &m->geo, error);
+      config_clear (&pc);
+    }
+  config_clear (&c);
+  g_hash_table_unref (s.used);
+  return ok;
+}
+
+/* ------------------------------------------------------------------ random models */
+
+VlModel *
+vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
+{
+  VlModel *m = vl_model_alloc ();
+  VlGeometry *g = &m->geo;
+  *g = *geometry;
+  g->family = g_strdup ("timm");
+  g->architecture = g_strdup (geometry->architecture ? geometry->architecture : "vit");
+  g->interpolation = g_strdup (geometry->interpolation ? geometry->interpolation : "bicubic");
+  if (g->eps <= 0)
+    g->eps = 1e-6f;
+  m->path = g_strdup ("(random)");
+  build_internal (m, !g->pre_norm);
+  groups_timm (m);
+  vl_model_finish_backbone (m);
+  if (g->input_size <= 0)
+    g->input_size = g->img_size;
+  if (g->crop_pct <= 0)
+    g->crop_pct = 1.0;
+  if (g->std[0] <= 0)
+    for (int i = 0; i < 4; i++)
+      g->mean[i] = g->std[i] = 0.5f;
+
+  VlRng rng;
+  vl_rng_seed (&rng, seed);
+  for (int i = 0; i < m->n_backbone; i++)
+    {
+      VlParam *p = vl_param (m, i);
+      if (g_str_has_suffix (p->name, ".gamma"))
+        for (int64_t k = 0; k < p->numel; k++)
+          p->data[k] = 1e-5f;          /* timm's init_values for layer scale */
+      else if (p->ndim == 1 && g_str_has_suffix (p->name, "weight"))
+        for (int64_t k = 0; k < p->numel; k++)
+          p->data[k] = 1.0f;
+      else if (i == m->ix.cls || i == m->ix.dist || i == m->ix.reg)
+        for (int64_t k = 0; k < p->numel; k++)
+          p->data[k] = (float) (vl_rng_normal (&rng) * 1e-6);
+      else if (p->ndim >= 2)
+        for (int64_t k = 0; k < p->numel; k++)
+          p->data[k] = (float) vl_rng_trunc_normal (&rng, 0.02);
+    }
+  m->pool = g->class_token ? VL_POOL_TOKEN : VL_POOL_AVG;
+  vl_model_set_head (m, VL_HEAD_LINEAR, num_classes, 0, seed ^ 0x5eedull);
+  return m;
+}

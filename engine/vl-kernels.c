@@ -95,6 +95,27 @@ vl_gelu_backward (float *dinp, const float *inp, const float *dout, int64_t n)
 }
 
 void
+vl_quick_gelu_forward (float *out, const float *inp, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      float x = inp[i];
+      out[i] = x / (1.0f + expf (-1.702f * x));
+    }
+}
+
+void
+vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      float x = inp[i];
+      float s = 1.0f / (1.0f + expf (-1.702f * x));
+      dinp[i] = dout[i] * (s + 1.702f * x * s * (1.0f - s));
+    }
+}
+
+void
 vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
 {
   for (int64_t r = 0; r < rows; r++)

@@ -15,6 +15,10 @@ void vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout
                             const float *inp, const float *w, const float *mean,
                             const float *rstd, int64_t N, int C);
 
+/* QuickGELU (OpenAI CLIP): x * sigmoid (1.702 x). Same conventions as the GELU pair. */
+void vl_quick_gelu_forward  (float *out, const float *inp, int64_t n);
+void vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, int64_t n);
+
 /* Exact (erf) GELU. */
 void vl_gelu_forward       (float *out, const float *inp, int64_t n);
 /* dinp = dout * gelu'(inp) (overwrites; dinp may alias dout). */
@@ -33,7 +37,7 @@ void vl_attention_backward (float *dqkv, float *dscore, const float *dout, const
 
 /* Mean cross-entropy over the batch with PyTorch's label smoothing:
  * loss_i = (1 - ls) * -log p[y] + ls * mean_k (-log p_k). dlogits (B, K) = d loss / d logits.
- * Returns the loss; NaN when any logit is not finite. targets must be in [0, K). */
+ * Returns the loss; not finite when a logit is not finite. targets must be in [0, K). */
 double vl_cross_entropy    (float *dlogits, const float *logits, const int *targets, int B,
                             int K, float label_smoothing);
 

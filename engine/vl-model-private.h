@@ -1,29 +1,62 @@
-/* vl-model-private.h: the model's insides, shared by vl-model.c (loading, groups, heads,
- * optimizer) and vl-compute.c (forward and backward). */
+/* vl-model-private.h: the model's insides, shared by vl-model.c (parameters, groups, heads,
+ * optimizer), vl-families.c (loading each checkpoint family), vl-export.c and vl-compute.c
+ * (forward and backward). */
 #pragma once
 
 #include "vl-model.h"
 
 G_BEGIN_DECLS
 
+/* Where a parameter comes from in the checkpoint: a whole tensor, or rows [row0, row0 + rows)
+ * of the internal tensor (HF's separate query/key/value make one qkv), possibly transposed
+ * (OpenCLIP's proj is stored [W, E], used as a Linear weight [E, W]). */
 typedef struct {
-  char    *name;           /* checkpoint name, e.g. "blocks.3.attn.qkv.weight" */
+  char    *name;
+  int      ndim;
+  int64_t  shape[4];
+  int64_t  row0;
+  gboolean transpose;
+} VlSource;
+
+#define VL_MAX_SOURCES 3
+
+/* Compute components, in forward order; backward runs down to the lowest one that trains. */
+enum { C_STEM = 0 };
+static inline int vl_comp_block (int layer) { return 1 + layer; }
+#define C_NORM(m) ((m)->geo.depth + 1)
+#define C_PROJ(m) ((m)->geo.depth + 2)
+#define C_HEAD(m) ((m)->geo.depth + 3)
+
+typedef struct {
+  char    *name;           /* internal (timm) name, e.g. "blocks.3.attn.qkv.weight" */
   int      ndim;
   int64_t  shape[4];
   int64_t  numel;
-  int      group;
+  int      group;          /* layer group (family-specific grouping) */
+  int      comp;           /* compute component */
   gboolean decay;          /* AdamW weight decay applies */
   int      step;           /* AdamW steps taken by this parameter */
+  VlSource src[VL_MAX_SOURCES];
+  int      n_src;
   float   *data;           /* views into the parameter blocks */
   float   *grad;           /* NULL until the first backward that trains it */
   float   *m, *v;          /* AdamW moments, NULL until the first step */
 } VlParam;
 
-/* Stem tensors, then per block, then the final norm, then the head. */
-enum { P_PATCH_W, P_PATCH_B, P_CLS, P_POS, P_N_STEM };
+/* Per block: these 12, then ls1, ls2 when the model has layer scale. */
 enum { B_LN1_W, B_LN1_B, B_QKV_W, B_QKV_B, B_PROJ_W, B_PROJ_B,
-       B_LN2_W, B_LN2_B, B_FC1_W, B_FC1_B, B_FC2_W, B_FC2_B, B_N_PARAMS };
-enum { H_W, H_B, H_FC2_W, H_FC2_B };    /* linear: W, B; MLP: fc1 W, B, fc2 W, B */
+       B_LN2_W, B_LN2_B, B_FC1_W, B_FC1_B, B_FC2_W, B_FC2_B, B_LS1, B_LS2 };
+
+/* Indices into the parameter table; -1 when the model has no such tensor. */
+typedef struct {
+  int  patch_w, patch_b, cls, dist, reg, pos, pre_w, pre_b;
+  int *block;              /* depth entries: index of B_LN1_W of each block */
+  int  norm_w, norm_b;     /* final norm: `norm` over tokens, or `fc_norm` after pooling */
+  int  proj;               /* OpenCLIP's projection, a Linear weight (E, W) without bias */
+  int  head_w, head_b;     /* linear head, or the MLP head's first layer */
+  int  head2_w, head2_b;   /* the MLP head's second layer */
+  int  hdist_w, hdist_b;   /* DeiT's distillation head */
+} VlIndex;
 
 typedef struct _VlActs VlActs;
 
@@ -41,12 +74,16 @@ struct _VlModel {
   /* parameters: the backbone in one block, the head in another (it can be replaced) */
   GArray      *params;        /* of VlParam */
   int          n_backbone;    /* params[0 .. n_backbone) are the backbone */
+  VlIndex      ix;
   float       *block[2];      /* backbone, head */
   float       *grad_block[2];
   float       *m_block[2];
   float       *v_block[2];
   int64_t      block_size[2]; /* floats */
 
+  /* layer groups: the body's groups (family-specific), then the head's */
+  GPtrArray   *group_names;   /* body groups; "head" follows when there is a head */
+  int          n_body_groups;
   gboolean    *trainable;     /* per group */
   int          n_groups;
 
@@ -59,28 +96,35 @@ vl_param (VlModel *m, int index)
   return &g_array_index (m->params, VlParam, index);
 }
 
-static inline int
-vl_block_param (int layer, int which)
+static inline float *
+vl_pdata (VlModel *m, int index)
 {
-  return P_N_STEM + layer * B_N_PARAMS + which;
+  return index >= 0 ? vl_param (m, index)->data : NULL;
 }
 
 static inline int
-vl_norm_param (const VlModel *m, int which)   /* 0 weight, 1 bias */
+vl_block_param (VlModel *m, int layer, int which)
 {
-  return P_N_STEM + m->geo.depth * B_N_PARAMS + which;
+  return m->ix.block[layer] + which;
 }
 
-static inline int
-vl_head_param (const VlModel *m, int which)
-{
-  return m->n_backbone + which;
-}
+/* Building (vl-model.c): append a parameter of the backbone with its sources. */
+int   vl_model_add_param     (VlModel *m, const char *name, int group, int comp, int ndim,
+                              const int64_t *shape);
+void  vl_model_add_source    (VlModel *m, int index, const char *name, int ndim,
+                              const int64_t *shape, int64_t row0, gboolean transpose);
+/* After the backbone's parameters are added: lays them out, sets up the groups. */
+void  vl_model_finish_backbone (VlModel *m);
+VlModel *vl_model_alloc      (void);
+void  vl_model_add_group     (VlModel *m, const char *name);
+/* Builds a head whose tensors come from the checkpoint under the given names (NULL: internal
+ * name); the distillation head when hdist_name is non-NULL. */
+void  vl_model_build_head    (VlModel *m, VlHeadKind kind, int num_classes, int hidden,
+                              gboolean distilled);
 
-/* Group indices: stem 0, block l is 1 + l, norm depth + 1, head depth + 2. */
-static inline int vl_group_of_block (int layer) { return 1 + layer; }
-static inline int vl_norm_group (const VlModel *m) { return m->geo.depth + 1; }
-static inline int vl_head_group (const VlModel *m) { return m->geo.depth + 2; }
+/* Family loading (vl-families.c): recognises the checkpoint, fills m->geo, the parameter table
+ * with sources and the groups, and copies the tensors. */
+gboolean vl_families_load    (VlModel *m, const char *path, GError **error);
 
 void vl_acts_free (VlActs *a);
 /* Gradients for the trainable params exist and are zeroed. */

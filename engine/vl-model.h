@@ -31,7 +31,7 @@ typedef enum {
 } VlHeadKind;
 
 typedef struct {
-  char     *family;        /* "timm" */
+  char     *family;        /* "timm", "openclip", "hf-vit", "torchvision" */
   char     *architecture;  /* from config.json, or "vit" */
   int       in_chans;
   int       patch;
@@ -42,8 +42,19 @@ typedef struct {
   int       mlp;
   int       grid;          /* native grid side (pos_embed) */
   int       img_size;      /* native input side = grid * patch */
-  int       n_tokens;      /* at the native size: 1 + grid * grid */
+  int       n_tokens;      /* at the native size: n_prefix + grid * grid */
   float     eps;
+  /* structure beyond the plain timm ViT (all FALSE / 0 for it, but class_token) */
+  gboolean  class_token;   /* a CLS token leads the sequence */
+  gboolean  dist_token;    /* DeiT's distillation token follows it (and head_dist) */
+  int       reg_tokens;    /* register tokens follow (excluded from pooling and heatmaps) */
+  int       n_prefix;      /* class + distillation + register tokens */
+  gboolean  no_embed_class;/* pos_embed covers the patch tokens only */
+  gboolean  pre_norm;      /* LayerNorm after the embeddings (OpenCLIP ln_pre, timm norm_pre) */
+  gboolean  layer_scale;   /* per-channel gammas on both residual branches (ls1, ls2) */
+  gboolean  fc_norm;       /* the final norm applies after pooling (timm fc_norm) */
+  gboolean  quick_gelu;    /* x * sigmoid (1.702 x) instead of the exact GELU */
+  int       embed_dim;     /* output width of OpenCLIP's projection; 0 when there is none */
   /* preprocessing (pretrained_cfg) */
   int       input_size;
   double    crop_pct;
@@ -52,12 +63,16 @@ typedef struct {
   float     std[4];
 } VlGeometry;
 
-/* Loads a `.safetensors` file (with config.json beside it when there is one) or a folder holding
- * model.safetensors and config.json. Every tensor is checked against the geometry; errors name
- * the file, the tensor, the shape found and the shape expected. */
+/* Loads a `.safetensors` file (with its config file beside it when there is one) or a folder
+ * holding model.safetensors and config.json (or open_clip_config.json). The family (timm,
+ * OpenCLIP / OpenAI CLIP visual tower, Hugging Face ViT, torchvision) is recognised from the
+ * tensor names. Every tensor is checked against the geometry; errors name the file, the tensor,
+ * the shape found and the shape expected. */
 VlModel          *vl_model_load            (const char *path, GError **error);
-/* A randomly initialised model of the given geometry (timm's initialisation: trunc-normal
- * std 0.02 for weights, zeros for biases, ones for LayerNorm weights). */
+/* A randomly initialised timm model of the given geometry (timm's initialisation: trunc-normal
+ * std 0.02 for weights, zeros for biases, ones for LayerNorm weights). The structure flags of
+ * the geometry (class_token, reg_tokens, pre_norm, layer_scale, …) are honoured; family, names
+ * and n_prefix are filled in. */
 VlModel          *vl_model_new_random      (const VlGeometry *geometry, int num_classes,
                                             uint64_t seed);
 void              vl_model_free            (VlModel *m);
@@ -101,8 +116,13 @@ float            *vl_model_tensor_data     (VlModel *m, int index, int *ndim, in
 float            *vl_model_tensor_grad     (VlModel *m, int index);
 int               vl_model_tensor_group    (VlModel *m, int index);
 int               vl_model_find_tensor     (VlModel *m, const char *name);
-/* Writes every parameter under the checkpoint's own names (atomically). */
+/* Writes every parameter under the checkpoint's own names and layout (atomically). */
 gboolean          vl_model_save            (VlModel *m, const char *path, GError **error);
+/* Writes a timm-compatible model into folder `dir`: model.safetensors in timm naming and a
+ * timm-style config.json (architecture, num_classes, global_pool, model_args with the full
+ * geometry, pretrained_cfg, label_names). OpenCLIP's projection is folded into the head (or
+ * becomes the head when there is none). Each file is written atomically. */
+gboolean          vl_model_export          (VlModel *m, const char *dir, GError **error);
 
 /* ---- compute ---- */
 typedef enum {
@@ -137,9 +157,13 @@ int               vl_model_n_tokens_last   (VlModel *m);     /* T of the last fo
 const float      *vl_model_tokens_final    (VlModel *m);     /* (B, T, W) */
 const float      *vl_model_features        (VlModel *m);     /* (B, W) pooled */
 const float      *vl_model_logits          (VlModel *m);     /* (B, K), NULL without head */
+/* OpenCLIP's image embedding, features @ proj (B, E); NULL without a projection. */
+const float      *vl_model_embedding       (VlModel *m);
 /* (B, heads, T, T) of block `block`, only after VL_FORWARD_CAPTURE_ATTN. */
 const float      *vl_model_attention       (VlModel *m, int block);
-/* Attention rollout (B, T - 1) from the captured attention. */
+/* Attention rollout over the patch tokens (B, T - n_prefix) from the captured attention: the
+ * CLS row (or, without a CLS token, the mean of the patch rows) of the product of the blocks'
+ * head-averaged, identity-added, row-normalised attention matrices. */
 gboolean          vl_model_rollout         (VlModel *m, float *out, GError **error);
 /* The position embedding used by the last forward (1, T, W). */
 const float      *vl_model_pos_embed_used  (VlModel *m);

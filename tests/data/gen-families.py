@@ -1,0 +1,1128 @@
+#!/usr/bin/python3
+"""Generate the checkpoint-family reference fixtures in tests/data/fam-*/.
+
+Run with Debian's PyTorch (torch 1.13, plus python3-torchvision for one cross-check),
+from the project root:
+
+    /usr/bin/python3 tests/data/gen-families.py
+
+Each folder holds a small random ViT in one library's OWN tensor names and file layout
+(OpenCLIP, Hugging Face transformers ViT, torchvision, timm variants), `inputs.safetensors`
+and `expected.safetensors`.  See the "Checkpoint families" section of tests/data/README.md.
+
+Everything is computed in float64 from the stored float32 weights and inputs and stored as
+float32.  The safetensors writer/reader and the float64 approach are those of gen-fixtures.py
+(imported from it).  Output is deterministic: re-running reproduces identical bytes.
+
+Every folder is checked before it is written:
+  * against a replica of the library's own module structure (loaded with
+    load_state_dict(strict=True) from the file's tensors, so the names are checked too) or,
+    for torchvision, against the real torchvision.models.VisionTransformer;
+  * where the family reduces to a plain timm ViT (HF ViT, HF DINO, torchvision), against the
+    independent timm-style forward of gen-fixtures.py after renaming (q/k/v concatenated).
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+_spec = importlib.util.spec_from_file_location("gen_fixtures", os.path.join(HERE, "gen-fixtures.py"))
+gf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gf)
+
+st_write, st_read, f32, to64 = gf.st_write, gf.st_read, gf.f32, gf.to64
+
+MAX_FOLDER_BYTES = 300 * 1024
+TOL = 1e-5          # every cross-check must agree to this (float64 vs stored float32)
+REPORT = []         # (folder, what, value) lines printed at the end
+
+
+def note(folder, what, value):
+    REPORT.append((folder, what, value))
+    print("  %-20s %-62s %.3g" % (folder, what, value))
+
+
+# ---------------------------------------------------------------------------
+# Random weights, in canonical (timm) naming
+# ---------------------------------------------------------------------------
+#
+# Canonical names are timm's: patch_embed.proj.*, cls_token, reg_token, dist_token, pos_embed,
+# norm_pre.* (OpenCLIP's ln_pre), blocks.N.{norm1, attn.qkv, attn.proj, ls1.gamma, norm2,
+# mlp.fc1, mlp.fc2, ls2.gamma}, norm.*, fc_norm.*, head.*, head_dist.*, and `proj` [W,E]
+# (OpenCLIP's visual projection).  Each family converts to/from its own names.
+
+def make_canonical(gen, a):
+    """a: dict with width, depth, mlp, patch, tokens_pos (rows of pos_embed), and the flags
+    conv_bias, cls, reg, dist, norm_pre, layer_scale, final ('norm'|'fc_norm'),
+    head (classes or 0), proj (E or 0)."""
+    W = a["width"]
+
+    def mat(*shape, fan_in):
+        std = min(0.3, max(0.02, fan_in ** -0.5))
+        return torch.randn(*shape, generator=gen) * std
+
+    def bias(n):
+        return torch.randn(n, generator=gen) * 0.1
+
+    def ln_w(n):
+        return 1.0 + 0.1 * torch.randn(n, generator=gen)
+
+    P = a["patch"]
+    p = OrderedDict()
+    p["patch_embed.proj.weight"] = mat(W, 3, P, P, fan_in=3 * P * P)
+    if a.get("conv_bias", True):
+        p["patch_embed.proj.bias"] = bias(W)
+    if a.get("cls", True):
+        p["cls_token"] = torch.randn(1, 1, W, generator=gen) * 0.5
+    if a.get("dist", False):
+        p["dist_token"] = torch.randn(1, 1, W, generator=gen) * 0.5
+    if a.get("reg", 0):
+        p["reg_token"] = torch.randn(1, a["reg"], W, generator=gen) * 0.5
+    p["pos_embed"] = torch.randn(1, a["tokens_pos"], W, generator=gen) * 0.5
+    if a.get("norm_pre", False):
+        p["norm_pre.weight"] = ln_w(W)
+        p["norm_pre.bias"] = bias(W)
+    M = a["mlp"]
+    for i in range(a["depth"]):
+        b = "blocks.%d." % i
+        p[b + "norm1.weight"] = ln_w(W)
+        p[b + "norm1.bias"] = bias(W)
+        p[b + "attn.qkv.weight"] = mat(3 * W, W, fan_in=W)
+        p[b + "attn.qkv.bias"] = bias(3 * W)
+        p[b + "attn.proj.weight"] = mat(W, W, fan_in=W)
+        p[b + "attn.proj.bias"] = bias(W)
+        if a.get("layer_scale", False):
+            p[b + "ls1.gamma"] = 0.5 + 0.15 * torch.randn(W, generator=gen)
+        p[b + "norm2.weight"] = ln_w(W)
+        p[b + "norm2.bias"] = bias(W)
+        p[b + "mlp.fc1.weight"] = mat(M, W, fan_in=W)
+        p[b + "mlp.fc1.bias"] = bias(M)
+        p[b + "mlp.fc2.weight"] = mat(W, M, fan_in=M)
+        p[b + "mlp.fc2.bias"] = bias(W)
+        if a.get("layer_scale", False):
+            p[b + "ls2.gamma"] = 0.5 + 0.15 * torch.randn(W, generator=gen)
+    fin = a.get("final", "norm")
+    p[fin + ".weight"] = ln_w(W)
+    p[fin + ".bias"] = bias(W)
+    if a.get("head", 0):
+        p["head.weight"] = mat(a["head"], W, fan_in=W)
+        p["head.bias"] = bias(a["head"])
+        if a.get("dist", False):
+            p["head_dist.weight"] = mat(a["head"], W, fan_in=W)
+            p["head_dist.bias"] = bias(a["head"])
+    if a.get("proj", 0):
+        p["proj"] = mat(W, a["proj"], fan_in=W)
+    return OrderedDict((k, v.to(torch.float32).contiguous()) for k, v in p.items())
+
+
+def quiet(p, name, row, s):
+    """Scale a prefix token (and its pos_embed row, if any) by s: its residual stream then has a
+    tiny variance at the first LayerNorm, so LayerNorm's eps visibly changes the outputs."""
+    p[name] = p[name] * s
+    if row is not None:
+        pe = p["pos_embed"].clone()
+        pe[:, row] *= s
+        p["pos_embed"] = pe
+
+
+# ---------------------------------------------------------------------------
+# The reference forward (canonical names, float64)
+# ---------------------------------------------------------------------------
+
+def quick_gelu(x):
+    return x * torch.sigmoid(1.702 * x)
+
+
+def ref_forward(p, images, s):
+    """s: patch, heads, eps, act ('gelu'|'quick_gelu'), pos_prefix (pos_embed also covers the
+    prefix tokens: concat, then add) and final ('norm'|'fc_norm').  Prefix tokens are taken in
+    the order cls, dist, reg, whichever exist.  Returns x after the final `norm` (or the raw
+    tokens when the model has fc_norm instead), the attention probabilities and the number of
+    prefix tokens."""
+    eps, heads = s["eps"], s["heads"]
+    act = quick_gelu if s.get("act", "gelu") == "quick_gelu" else F.gelu
+    x = F.conv2d(images, p["patch_embed.proj.weight"], p.get("patch_embed.proj.bias"),
+                 stride=s["patch"])
+    B, W = x.shape[0], x.shape[1]
+    x = x.flatten(2).transpose(1, 2)
+    prefix = [p[n].expand(B, -1, -1) for n in ("cls_token", "dist_token", "reg_token") if n in p]
+    n_prefix = sum(t.shape[1] for t in prefix)
+    if s["pos_prefix"]:
+        x = torch.cat(prefix + [x], dim=1) + p["pos_embed"]
+    else:
+        x = torch.cat(prefix + [x + p["pos_embed"]], dim=1)
+    if "norm_pre.weight" in p:
+        x = F.layer_norm(x, (W,), p["norm_pre.weight"], p["norm_pre.bias"], eps)
+    T = x.shape[1]
+    D = W // heads
+    attns = []
+    i = 0
+    while "blocks.%d.norm1.weight" % i in p:
+        b = "blocks.%d." % i
+        h = F.layer_norm(x, (W,), p[b + "norm1.weight"], p[b + "norm1.bias"], eps)
+        qkv = F.linear(h, p[b + "attn.qkv.weight"], p[b + "attn.qkv.bias"])
+        q, k, v = qkv.reshape(B, T, 3, heads, D).permute(2, 0, 3, 1, 4).unbind(0)
+        a = ((q * D ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        attns.append(a)
+        h = F.linear((a @ v).transpose(1, 2).reshape(B, T, W),
+                     p[b + "attn.proj.weight"], p[b + "attn.proj.bias"])
+        if b + "ls1.gamma" in p:
+            h = h * p[b + "ls1.gamma"]
+        x = x + h
+        h = F.layer_norm(x, (W,), p[b + "norm2.weight"], p[b + "norm2.bias"], eps)
+        h = F.linear(act(F.linear(h, p[b + "mlp.fc1.weight"], p[b + "mlp.fc1.bias"])),
+                     p[b + "mlp.fc2.weight"], p[b + "mlp.fc2.bias"])
+        if b + "ls2.gamma" in p:
+            h = h * p[b + "ls2.gamma"]
+        x = x + h
+        i += 1
+    if s.get("final", "norm") == "norm":
+        x = F.layer_norm(x, (W,), p["norm.weight"], p["norm.bias"], eps)
+    return x, attns, n_prefix
+
+
+def rollout_matrix(attns):
+    """Abnar & Zuidema: per block mean over heads, + I, rows renormalized; R = A_{L-1}...A_0."""
+    R = None
+    for a in attns:
+        m = a.mean(dim=1)
+        m = m + torch.eye(m.shape[-1], dtype=m.dtype)
+        m = m / m.sum(dim=-1, keepdim=True)
+        R = m if R is None else m @ R
+    return R
+
+
+def linear(p, name, x):
+    return F.linear(x, p[name + ".weight"], p[name + ".bias"])
+
+
+def expected_of(p, images, s, pool):
+    """The stored quantities.  pool: 'openclip' | 'token' | 'token_avg' | 'gap' | 'distilled'."""
+    x, attns, n_prefix = ref_forward(p, images, s)
+    R = rollout_matrix(attns)
+    e = OrderedDict()
+    e["tokens_final"] = x
+    for i, a in enumerate(attns):
+        e["attn.%d" % i] = a
+    if pool == "gap":
+        W = x.shape[-1]
+        feat = F.layer_norm(x[:, n_prefix:].mean(dim=1), (W,), p["fc_norm.weight"],
+                            p["fc_norm.bias"], s["eps"])
+        e["rollout"] = R[:, n_prefix:, n_prefix:].mean(dim=1)      # mean over the patch query rows
+    else:
+        feat = x[:, 0]
+        e["rollout"] = R[:, 0, n_prefix:]                           # CLS row, patch columns
+    e["features"] = feat
+    if pool == "openclip":
+        e["embedding"] = feat @ p["proj"]
+    elif pool == "distilled":
+        e["features_dist"] = x[:, 1]
+        e["logits"] = (linear(p, "head", x[:, 0]) + linear(p, "head_dist", x[:, 1])) / 2
+    elif "head.weight" in p:
+        e["logits"] = linear(p, "head", feat)
+    if pool == "token_avg":
+        e["features_avg"] = x[:, n_prefix:].mean(dim=1)
+        e["logits_avg"] = linear(p, "head", e["features_avg"])
+    return e
+
+
+def check_attention(folder, e):
+    peaks = [e[k].max(dim=-1).values for k in e if k.startswith("attn.")]
+    lo = min(t.min().item() for t in peaks)
+    hi = max(t.max().item() for t in peaks)
+    print("  %-20s attention row peaks %.2f .. %.2f" % (folder, lo, hi))
+    assert 0.1 < hi < 0.995, "attention is uniform or one-hot"
+
+
+def compare(folder, what, mine, e, keys=None):
+    """Max abs difference between another computation (float64) and the stored float32 values."""
+    worst = 0.0
+    for k in (keys or mine.keys()):
+        worst = max(worst, (mine[k].double() - f32(e[k]).double()).abs().max().item())
+    note(folder, what, worst)
+    if worst > TOL:
+        raise SystemExit("%s: %s FAILED (%.3g)" % (folder, what, worst))
+    return worst
+
+
+def f32_noise(folder, p64, images, spec, pool, e):
+    """The same forward run in float32: the rounding noise a float32 engine should expect."""
+    e32 = expected_of({k: v.float() for k, v in p64.items()}, images.float(), spec, pool)
+    worst = max((e32[k].double() - f32(e[k]).double()).abs().max().item() for k in e)
+    note(folder, "(same forward in float32: max abs over every stored tensor)", worst)
+    assert worst < 1e-4
+
+
+def eps_sensitivity(folder, p, images, s, pool, e, alt_eps):
+    s2 = dict(s, eps=alt_eps)
+    e2 = expected_of(p, images, s2, pool)
+    keys = [k for k in ("logits", "embedding", "features") if k in e]
+    d = max((e2[k] - e[k]).abs().max().item() for k in keys)
+    dt = (e2["tokens_final"] - e["tokens_final"]).abs().max().item()
+    note(folder, "eps %g instead of %g: %s / tokens_final off by" % (alt_eps, s["eps"], keys[0]), d)
+    print("  %-20s %-62s %.3g" % ("", "(tokens_final)", dt))
+    return d
+
+
+# ---------------------------------------------------------------------------
+# Name conversions (family <-> canonical)
+# ---------------------------------------------------------------------------
+
+def blocks_of(p):
+    n = 0
+    while "blocks.%d.norm1.weight" % n in p:
+        n += 1
+    return n
+
+
+OC_BLOCK = [("ln_1", "norm1"), ("attn.in_proj_weight", "attn.qkv.weight"),
+            ("attn.in_proj_bias", "attn.qkv.bias"), ("attn.out_proj", "attn.proj"),
+            ("ln_2", "norm2"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")]
+
+
+def openclip_from_canonical(p):
+    o = OrderedDict()
+    o["conv1.weight"] = p["patch_embed.proj.weight"]
+    o["class_embedding"] = p["cls_token"].reshape(-1)
+    o["positional_embedding"] = p["pos_embed"][0]
+    for s in ("weight", "bias"):
+        o["ln_pre." + s] = p["norm_pre." + s]
+    for i in range(blocks_of(p)):
+        for oc, tm in OC_BLOCK:
+            if oc.endswith(("_weight", "_bias")):
+                o["transformer.resblocks.%d.%s" % (i, oc)] = p["blocks.%d.%s" % (i, tm)]
+            else:
+                for s in ("weight", "bias"):
+                    o["transformer.resblocks.%d.%s.%s" % (i, oc, s)] = p["blocks.%d.%s.%s" % (i, tm, s)]
+    for s in ("weight", "bias"):
+        o["ln_post." + s] = p["norm." + s]
+    o["proj"] = p["proj"]
+    return o
+
+
+def openclip_to_canonical(o):
+    p = OrderedDict()
+    p["patch_embed.proj.weight"] = o["conv1.weight"]
+    p["cls_token"] = o["class_embedding"].reshape(1, 1, -1)
+    p["pos_embed"] = o["positional_embedding"].unsqueeze(0)
+    for s in ("weight", "bias"):
+        p["norm_pre." + s] = o["ln_pre." + s]
+    i = 0
+    while "transformer.resblocks.%d.ln_1.weight" % i in o:
+        for oc, tm in OC_BLOCK:
+            if oc.endswith(("_weight", "_bias")):
+                p["blocks.%d.%s" % (i, tm)] = o["transformer.resblocks.%d.%s" % (i, oc)]
+            else:
+                for s in ("weight", "bias"):
+                    p["blocks.%d.%s.%s" % (i, tm, s)] = o["transformer.resblocks.%d.%s.%s" % (i, oc, s)]
+        i += 1
+    for s in ("weight", "bias"):
+        p["norm." + s] = o["ln_post." + s]
+    p["proj"] = o["proj"]
+    return p
+
+
+HF_BLOCK = [("layernorm_before", "norm1"), ("attention.output.dense", "attn.proj"),
+            ("layernorm_after", "norm2"), ("intermediate.dense", "mlp.fc1"),
+            ("output.dense", "mlp.fc2")]
+
+
+def hf_from_canonical(p, base):
+    """base: 'vit.' (ViTForImageClassification) or '' (ViTModel)."""
+    o = OrderedDict()
+    W = p["pos_embed"].shape[-1]
+    o[base + "embeddings.cls_token"] = p["cls_token"]
+    o[base + "embeddings.position_embeddings"] = p["pos_embed"]
+    for s in ("weight", "bias"):
+        o[base + "embeddings.patch_embeddings.projection." + s] = p["patch_embed.proj." + s]
+    for i in range(blocks_of(p)):
+        L = base + "encoder.layer.%d." % i
+        b = "blocks.%d." % i
+        for s in ("weight", "bias"):
+            qkv = p[b + "attn.qkv." + s]
+            for j, n in enumerate(("query", "key", "value")):
+                o[L + "attention.attention.%s.%s" % (n, s)] = qkv[j * W:(j + 1) * W].contiguous()
+            for hf, tm in HF_BLOCK:
+                o[L + hf + "." + s] = p[b + tm + "." + s]
+    for s in ("weight", "bias"):
+        o[base + "layernorm." + s] = p["norm." + s]
+        if "head." + s in p:
+            o["classifier." + s] = p["head." + s]
+    return o
+
+
+def hf_to_canonical(o, base):
+    p = OrderedDict()
+    p["patch_embed.proj.weight"] = o[base + "embeddings.patch_embeddings.projection.weight"]
+    p["patch_embed.proj.bias"] = o[base + "embeddings.patch_embeddings.projection.bias"]
+    p["cls_token"] = o[base + "embeddings.cls_token"]
+    p["pos_embed"] = o[base + "embeddings.position_embeddings"]
+    i = 0
+    while base + "encoder.layer.%d.layernorm_before.weight" % i in o:
+        L = base + "encoder.layer.%d." % i
+        b = "blocks.%d." % i
+        for s in ("weight", "bias"):
+            p[b + "attn.qkv." + s] = torch.cat(
+                [o[L + "attention.attention.%s.%s" % (n, s)] for n in ("query", "key", "value")])
+            for hf, tm in HF_BLOCK:
+                p[b + tm + "." + s] = o[L + hf + "." + s]
+        i += 1
+    for s in ("weight", "bias"):
+        p["norm." + s] = o[base + "layernorm." + s]
+        if "classifier." + s in o:
+            p["head." + s] = o["classifier." + s]
+    return p
+
+
+TV_BLOCK = [("ln_1", "norm1"), ("self_attention.out_proj", "attn.proj"), ("ln_2", "norm2"),
+            ("mlp.0", "mlp.fc1"), ("mlp.3", "mlp.fc2")]
+
+
+def tv_from_canonical(p):
+    o = OrderedDict()
+    o["conv_proj.weight"] = p["patch_embed.proj.weight"]
+    o["conv_proj.bias"] = p["patch_embed.proj.bias"]
+    o["class_token"] = p["cls_token"]
+    o["encoder.pos_embedding"] = p["pos_embed"]
+    for i in range(blocks_of(p)):
+        L = "encoder.layers.encoder_layer_%d." % i
+        b = "blocks.%d." % i
+        o[L + "self_attention.in_proj_weight"] = p[b + "attn.qkv.weight"]
+        o[L + "self_attention.in_proj_bias"] = p[b + "attn.qkv.bias"]
+        for s in ("weight", "bias"):
+            for tv, tm in TV_BLOCK:
+                o[L + tv + "." + s] = p[b + tm + "." + s]
+    for s in ("weight", "bias"):
+        o["encoder.ln." + s] = p["norm." + s]
+        o["heads.head." + s] = p["head." + s]
+    return o
+
+
+def tv_to_canonical(o):
+    p = OrderedDict()
+    p["patch_embed.proj.weight"] = o["conv_proj.weight"]
+    p["patch_embed.proj.bias"] = o["conv_proj.bias"]
+    p["cls_token"] = o["class_token"]
+    p["pos_embed"] = o["encoder.pos_embedding"]
+    i = 0
+    while "encoder.layers.encoder_layer_%d.ln_1.weight" % i in o:
+        L = "encoder.layers.encoder_layer_%d." % i
+        b = "blocks.%d." % i
+        p[b + "attn.qkv.weight"] = o[L + "self_attention.in_proj_weight"]
+        p[b + "attn.qkv.bias"] = o[L + "self_attention.in_proj_bias"]
+        for s in ("weight", "bias"):
+            for tv, tm in TV_BLOCK:
+                p[b + tm + "." + s] = o[L + tv + "." + s]
+        i += 1
+    for s in ("weight", "bias"):
+        p["norm." + s] = o["encoder.ln." + s]
+        p["head." + s] = o["heads.head." + s]
+    return p
+
+
+def check_roundtrip(canon, back):
+    assert sorted(canon) == sorted(back), (sorted(set(canon) ^ set(back)))
+    for k in canon:
+        assert torch.equal(canon[k], back[k]), k
+
+
+# ---------------------------------------------------------------------------
+# Replicas of each library's module structure (float64), loaded with strict=True
+# ---------------------------------------------------------------------------
+
+class QuickGELU(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(1.702 * x)
+
+
+class OCResidualAttentionBlock(nn.Module):
+    """open_clip.transformer.ResidualAttentionBlock (ls_init_value None)."""
+
+    def __init__(self, d, heads, mlp_ratio, act):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d)                      # open_clip LayerNorm: torch eps 1e-5
+        self.attn = nn.MultiheadAttention(d, heads)
+        self.ln_2 = nn.LayerNorm(d)
+        w = int(d * mlp_ratio)
+        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(d, w)), ("gelu", act()),
+                                              ("c_proj", nn.Linear(w, d))]))
+
+    def forward(self, x):                                # x is LND, as in open_clip's Transformer
+        h = self.ln_1(x)
+        a, self.probs = self.attn(h, h, h, need_weights=True, average_attn_weights=False)
+        x = x + a
+        return x + self.mlp(self.ln_2(x))
+
+
+class OCVisionTransformer(nn.Module):
+    """open_clip.transformer.VisionTransformer, pool_type 'tok', final_ln_after_pool False."""
+
+    def __init__(self, image_size, patch_size, width, layers, heads, mlp_ratio, output_dim, act):
+        super().__init__()
+        g = image_size // patch_size
+        self.conv1 = nn.Conv2d(3, width, patch_size, stride=patch_size, bias=False)
+        self.class_embedding = nn.Parameter(torch.zeros(width))
+        self.positional_embedding = nn.Parameter(torch.zeros(g * g + 1, width))
+        self.ln_pre = nn.LayerNorm(width)
+        self.transformer = nn.Module()
+        self.transformer.resblocks = nn.ModuleList(
+            [OCResidualAttentionBlock(width, heads, mlp_ratio, act) for _ in range(layers)])
+        self.ln_post = nn.LayerNorm(width)
+        self.proj = nn.Parameter(torch.zeros(width, output_dim))
+
+    def forward(self, x):
+        x = self.conv1(x)
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        x = torch.cat([self.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1), x], dim=1)
+        x = x + self.positional_embedding
+        x = self.ln_pre(x)
+        x = x.transpose(0, 1)
+        for r in self.transformer.resblocks:
+            x = r(x)
+        x = x.transpose(0, 1)
+        x = self.ln_post(x)
+        pooled = x[:, 0]
+        out = {"tokens_final": x, "features": pooled, "embedding": pooled @ self.proj}
+        for i, r in enumerate(self.transformer.resblocks):
+            out["attn.%d" % i] = r.probs
+        return out
+
+
+class HFSelfAttention(nn.Module):
+    def __init__(self, hidden, heads):
+        super().__init__()
+        self.heads, self.hd = heads, hidden // heads
+        self.query = nn.Linear(hidden, hidden)
+        self.key = nn.Linear(hidden, hidden)
+        self.value = nn.Linear(hidden, hidden)
+
+    def split(self, x):
+        return x.view(x.size()[:-1] + (self.heads, self.hd)).permute(0, 2, 1, 3)
+
+    def forward(self, h):                                # eager_attention_forward
+        k, v, q = self.split(self.key(h)), self.split(self.value(h)), self.split(self.query(h))
+        w = torch.matmul(q, k.transpose(-1, -2)) * self.hd ** -0.5
+        w = F.softmax(w, dim=-1)
+        ctx = torch.matmul(w, v).transpose(1, 2).contiguous()
+        return ctx.view(ctx.size()[:-2] + (self.heads * self.hd,)), w
+
+
+class HFLayer(nn.Module):
+    """transformers ViTLayer (layernorm_before -> attention -> +res; layernorm_after -> MLP -> +res)."""
+
+    def __init__(self, hidden, heads, inter, eps):
+        super().__init__()
+        self.attention = nn.Module()
+        self.attention.attention = HFSelfAttention(hidden, heads)
+        self.attention.output = nn.Module()
+        self.attention.output.dense = nn.Linear(hidden, hidden)
+        self.intermediate = nn.Module()
+        self.intermediate.dense = nn.Linear(hidden, inter)
+        self.output = nn.Module()
+        self.output.dense = nn.Linear(inter, hidden)
+        self.layernorm_before = nn.LayerNorm(hidden, eps=eps)
+        self.layernorm_after = nn.LayerNorm(hidden, eps=eps)
+
+    def forward(self, x):
+        ctx, self.probs = self.attention.attention(self.layernorm_before(x))
+        x = self.attention.output.dense(ctx) + x
+        h = F.gelu(self.intermediate.dense(self.layernorm_after(x)))   # ACT2FN["gelu"]: erf
+        return self.output.dense(h) + x
+
+
+class HFViTModel(nn.Module):
+    def __init__(self, c, pooler):
+        super().__init__()
+        W, P, S = c["hidden_size"], c["patch_size"], c["image_size"]
+        self.embeddings = nn.Module()
+        self.embeddings.cls_token = nn.Parameter(torch.zeros(1, 1, W))
+        self.embeddings.position_embeddings = nn.Parameter(torch.zeros(1, (S // P) ** 2 + 1, W))
+        self.embeddings.patch_embeddings = nn.Module()
+        self.embeddings.patch_embeddings.projection = nn.Conv2d(c["num_channels"], W, P, stride=P)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(
+            [HFLayer(W, c["num_attention_heads"], c["intermediate_size"], c["layer_norm_eps"])
+             for _ in range(c["num_hidden_layers"])])
+        self.layernorm = nn.LayerNorm(W, eps=c["layer_norm_eps"])
+        if pooler:
+            self.pooler = nn.Module()
+            self.pooler.dense = nn.Linear(W, W)
+
+    def forward(self, pixel_values):
+        e = self.embeddings.patch_embeddings.projection(pixel_values).flatten(2).transpose(1, 2)
+        e = torch.cat((self.embeddings.cls_token.expand(e.shape[0], -1, -1), e), dim=1)
+        x = e + self.embeddings.position_embeddings
+        for layer in self.encoder.layer:
+            x = layer(x)
+        x = self.layernorm(x)
+        out = {"tokens_final": x, "features": x[:, 0]}
+        for i, layer in enumerate(self.encoder.layer):
+            out["attn.%d" % i] = layer.probs
+        return out
+
+
+class HFViTForImageClassification(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.vit = HFViTModel(c, pooler=False)           # add_pooling_layer=False
+        self.classifier = nn.Linear(c["hidden_size"], len(c["id2label"]))
+
+    def forward(self, pixel_values):
+        out = self.vit(pixel_values)
+        out["logits"] = self.classifier(out["tokens_final"][:, 0, :])
+        return out
+
+
+class TimmAttention(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        # Independent attention code: PyTorch's multi_head_attention_forward on timm's weights.
+        xt = x.transpose(0, 1)
+        out, self.probs = F.multi_head_attention_forward(
+            xt, xt, xt, x.shape[-1], self.heads, self.qkv.weight, self.qkv.bias, None, None,
+            False, 0.0, self.proj.weight, self.proj.bias, training=False, need_weights=True,
+            average_attn_weights=False)
+        return out.transpose(0, 1)
+
+
+class TimmLayerScale(nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * self.gamma
+
+
+class TimmBlock(nn.Module):
+    def __init__(self, dim, heads, mlp, init_values, eps):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = TimmAttention(dim, heads)
+        self.ls1 = TimmLayerScale(dim) if init_values else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(dim, mlp)
+        self.mlp.act = nn.GELU()
+        self.mlp.fc2 = nn.Linear(mlp, dim)
+        self.ls2 = TimmLayerScale(dim) if init_values else nn.Identity()
+
+    def forward(self, x):
+        x = x + self.ls1(self.attn(self.norm1(x)))
+        return x + self.ls2(self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm2(x)))))
+
+
+class TimmVisionTransformer(nn.Module):
+    """timm VisionTransformer / VisionTransformerDistilled, following their _pos_embed,
+    forward_features and forward_head."""
+
+    def __init__(self, ma, distilled=False, eps=1e-6):
+        super().__init__()
+        W, P, S = ma["embed_dim"], ma["patch_size"], ma["img_size"]
+        n_patches = (S // P) ** 2
+        self.global_pool = ma.get("global_pool", "token")
+        class_token = ma.get("class_token", True)
+        reg = ma.get("reg_tokens", 0)
+        fc_norm = ma.get("fc_norm", None)
+        use_fc_norm = self.global_pool in ("avg", "avgmax", "max") if fc_norm is None else fc_norm
+        self.no_embed_class = ma.get("no_embed_class", False)
+        self.distilled = distilled
+        self.num_prefix_tokens = (1 if class_token else 0) + reg + (1 if distilled else 0)
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, W, P, stride=P)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, W)) if class_token else None
+        self.reg_token = nn.Parameter(torch.zeros(1, reg, W)) if reg else None
+        if distilled:
+            self.dist_token = nn.Parameter(torch.zeros(1, 1, W))
+        embed_len = n_patches if self.no_embed_class else n_patches + self.num_prefix_tokens
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, W))
+        self.blocks = nn.ModuleList(
+            [TimmBlock(W, ma["num_heads"], int(W * ma["mlp_ratio"]), ma.get("init_values"), eps)
+             for _ in range(ma["depth"])])
+        self.norm = nn.LayerNorm(W, eps=eps) if not use_fc_norm else nn.Identity()
+        self.fc_norm = nn.LayerNorm(W, eps=eps) if use_fc_norm else nn.Identity()
+        self.head = nn.Linear(W, ma["num_classes"])
+        if distilled:
+            self.head_dist = nn.Linear(W, ma["num_classes"])
+
+    def _pos_embed(self, x):
+        if self.distilled:                               # VisionTransformerDistilled
+            x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1),
+                           self.dist_token.expand(x.shape[0], -1, -1), x), dim=1)
+            return x + self.pos_embed
+        to_cat = []
+        if self.cls_token is not None:
+            to_cat.append(self.cls_token.expand(x.shape[0], -1, -1))
+        if self.reg_token is not None:
+            to_cat.append(self.reg_token.expand(x.shape[0], -1, -1))
+        if self.no_embed_class:
+            x = x + self.pos_embed
+            if to_cat:
+                x = torch.cat(to_cat + [x], dim=1)
+        else:
+            if to_cat:
+                x = torch.cat(to_cat + [x], dim=1)
+            x = x + self.pos_embed
+        return x
+
+    def forward(self, images):
+        x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
+        x = self._pos_embed(x)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.norm(x)
+        out = {"tokens_final": x}
+        for i, blk in enumerate(self.blocks):
+            out["attn.%d" % i] = blk.attn.probs
+        if self.distilled:
+            out["features"] = x[:, 0]
+            out["features_dist"] = x[:, 1]
+            out["logits"] = (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
+            return out
+        if self.global_pool == "avg":
+            pooled = x[:, self.num_prefix_tokens:].mean(dim=1)
+        else:
+            pooled = x[:, 0]
+        out["features"] = self.fc_norm(pooled)
+        out["logits"] = self.head(out["features"])
+        return out
+
+
+def load_strict(module, sd):
+    module = module.double().eval()
+    res = module.load_state_dict({k: v.double() for k, v in sd.items()}, strict=True)
+    assert not res.missing_keys and not res.unexpected_keys
+    return module
+
+
+# ---------------------------------------------------------------------------
+# Folder writing
+# ---------------------------------------------------------------------------
+
+def write_json(path, obj, sort_keys=False):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=sort_keys)
+        f.write("\n")
+
+
+def save(outroot, folder, model, images, exp, configs, meta=None):
+    d = os.path.join(outroot, folder)
+    os.makedirs(d, exist_ok=True)
+    for name, (obj, sort_keys) in configs.items():
+        write_json(os.path.join(d, name), obj, sort_keys)
+    st_write(os.path.join(d, "model.safetensors"), model, {"format": "pt"})
+    st_write(os.path.join(d, "inputs.safetensors"), {"images": images})
+    st_write(os.path.join(d, "expected.safetensors"),
+             OrderedDict((k, f32(v)) for k, v in exp.items()), meta)
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    assert size < MAX_FOLDER_BYTES, "%s is %d bytes" % (folder, size)
+    return size
+
+
+def images_of(gen, batch, size):
+    return torch.randn(batch, 3, size, size, generator=gen).float()
+
+
+# ---------------------------------------------------------------------------
+# 1. OpenCLIP
+# ---------------------------------------------------------------------------
+
+OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def gen_openclip(outroot, folder, seed, S, W, L, head_width, E, quick, full_dict):
+    P, heads = 8, W // head_width
+    T = (S // P) ** 2 + 1
+    gen = torch.Generator().manual_seed(seed)
+    canon = make_canonical(gen, {"width": W, "depth": L, "mlp": int(W * 4.0), "patch": P,
+                                 "tokens_pos": T, "conv_bias": False, "norm_pre": True,
+                                 "proj": E})
+    quiet(canon, "cls_token", 0, 0.01)
+    visual = openclip_from_canonical(canon)
+    check_roundtrip(canon, openclip_to_canonical(visual))
+    text_cfg = {"context_length": 77, "vocab_size": 64, "width": W, "heads": 2, "layers": 1}
+    if full_dict:
+        model = OrderedDict(("visual." + k, v) for k, v in visual.items())
+        text = OrderedDict()
+        text["token_embedding.weight"] = torch.randn(64, W, generator=gen) * 0.02
+        text["positional_embedding"] = torch.randn(77, W, generator=gen) * 0.01
+        text["transformer.resblocks.0.attn.in_proj_weight"] = torch.randn(3 * W, W, generator=gen) * W ** -0.5
+        text["ln_final.weight"] = 1.0 + 0.1 * torch.randn(W, generator=gen)
+        text["text_projection"] = torch.randn(W, E, generator=gen) * W ** -0.5
+        text["logit_scale"] = torch.tensor(4.6052, dtype=torch.float32)   # log(100), shape []
+        for k, v in text.items():
+            model[k] = v.to(torch.float32).contiguous()
+    else:
+        model = visual
+    images = images_of(gen, 2, S)
+    spec = {"patch": P, "heads": heads, "eps": 1e-5, "pos_prefix": True,
+            "act": "quick_gelu" if quick else "gelu"}
+    # The expected values come from the tensors as stored (float64), converted back.
+    src = OrderedDict((k[len("visual."):], v) for k, v in model.items() if k.startswith("visual.")) \
+        if full_dict else model
+    p64 = to64(openclip_to_canonical(src))
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "openclip")
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, "openclip", e)
+
+    rep = load_strict(OCVisionTransformer(S, P, W, L, heads, 4.0, E, QuickGELU if quick else nn.GELU),
+                      src)
+    with torch.no_grad():
+        compare(folder, "open_clip module replica (strict load), all outputs", rep(im64), e)
+    d = (expected_of(p64, im64, dict(spec, heads=1), "openclip")["embedding"]
+         - e["embedding"]).abs().max().item()
+    note(folder, "1 head instead of %d (width/head_width): embedding off by" % heads, d)
+    other = 1e-6
+    eps_sensitivity(folder, p64, im64, spec, "openclip", e, other)
+    act2 = dict(spec, act="gelu" if quick else "quick_gelu")
+    d = (expected_of(p64, im64, act2, "openclip")["embedding"] - e["embedding"]).abs().max().item()
+    note(folder, "%s instead: embedding off by" % ("exact GELU" if quick else "QuickGELU"), d)
+
+    model_cfg = OrderedDict()
+    model_cfg["embed_dim"] = E
+    if quick:
+        model_cfg["quick_gelu"] = True
+    model_cfg["vision_cfg"] = OrderedDict([("image_size", S), ("layers", L), ("width", W),
+                                           ("head_width", head_width), ("patch_size", P),
+                                           ("mlp_ratio", 4.0)])
+    model_cfg["text_cfg"] = text_cfg
+    conf = OrderedDict([("model_cfg", model_cfg),
+                        ("preprocess_cfg", OrderedDict([("mean", OPENAI_MEAN), ("std", OPENAI_STD)]))])
+    meta = {"family": "open_clip VisionTransformer (%s)" % ("QuickGELU" if quick else "exact GELU"),
+            "layer_norm_eps": "1e-05",
+            "features": "ln_post(x)[:, 0]; embedding = features @ proj (not L2-normalized)",
+            "rollout": "CLS row of R, patch columns (T-1)"}
+    return save(outroot, folder, model, images, e, {"open_clip_config.json": (conf, False)}, meta)
+
+
+# ---------------------------------------------------------------------------
+# 2. Hugging Face ViT
+# ---------------------------------------------------------------------------
+
+LABELS = ["cat", "dog", "bird", "fish", "horse", "frog", "ship"]
+
+
+def hf_config(arch, S, W, L, H, I, eps, classes):
+    c = {
+        "architectures": [arch],
+        "attention_probs_dropout_prob": 0.0,
+        "encoder_stride": 8,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "hidden_size": W,
+        "image_size": S,
+        "initializer_range": 0.02,
+        "intermediate_size": I,
+        "layer_norm_eps": eps,
+        "model_type": "vit",
+        "num_attention_heads": H,
+        "num_channels": 3,
+        "num_hidden_layers": L,
+        "patch_size": 8,
+        "qkv_bias": True,
+        "torch_dtype": "float32",
+        "transformers_version": "4.46.3",
+    }
+    if classes:
+        c["id2label"] = {str(i): LABELS[i] for i in range(classes)}
+        c["label2id"] = {LABELS[i]: i for i in range(classes)}
+    return c
+
+
+def timm_ref_check(folder, p64, im64, e, depth, heads, eps, with_logits):
+    """Compare with gen-fixtures.py's timm-style forward (a separate implementation)."""
+    p = dict(p64)
+    if "head.weight" not in p:
+        W = p["pos_embed"].shape[-1]
+        p["head.weight"] = torch.zeros(1, W, dtype=torch.float64)
+        p["head.bias"] = torch.zeros(1, dtype=torch.float64)
+    cfg = {"depth": depth, "num_heads": heads, "eps": eps,
+           "patch_size": p["patch_embed.proj.weight"].shape[-1]}
+    out = gf.forward(p, im64, cfg)
+    mine = {"tokens_final": out["tokens_final"], "features": out["features_token"]}
+    for i, a in enumerate(out["attn"]):
+        mine["attn.%d" % i] = a
+    if with_logits:
+        mine["logits"] = out["logits_token"]
+    mine["rollout"] = gf.rollout(out["attn"])
+    compare(folder, "gen-fixtures.py timm forward after renaming (qkv concatenated)", mine, e)
+
+
+def gen_hf(outroot, folder, seed, S, W, L, H, I, eps, classes, alt_eps):
+    P = 8
+    T = (S // P) ** 2 + 1
+    gen = torch.Generator().manual_seed(seed)
+    canon = make_canonical(gen, {"width": W, "depth": L, "mlp": I, "patch": P, "tokens_pos": T,
+                                 "head": classes})
+    quiet(canon, "cls_token", 0, 0.003)
+    base = "vit." if classes else ""
+    model = hf_from_canonical(canon, base)
+    if not classes:
+        model["pooler.dense.weight"] = (torch.randn(W, W, generator=gen) * W ** -0.5).float()
+        model["pooler.dense.bias"] = (torch.randn(W, generator=gen) * 0.1).float()
+    check_roundtrip(canon, hf_to_canonical(model, base))
+    images = images_of(gen, 2, S)
+    arch = "ViTForImageClassification" if classes else "ViTModel"
+    conf = hf_config(arch, S, W, L, H, I, eps, classes)
+    spec = {"patch": P, "heads": H, "eps": eps, "pos_prefix": True}
+    p64 = to64(hf_to_canonical(model, base))
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "token")
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, "token", e)
+
+    if classes:
+        rep = load_strict(HFViTForImageClassification(conf), model)
+    else:
+        rep = load_strict(HFViTModel(conf, pooler=True), model)
+    with torch.no_grad():
+        mine = rep(im64)
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1:]
+    compare(folder, "transformers module replica (strict load), all outputs", mine, e)
+    timm_ref_check(folder, p64, im64, e, L, H, eps, bool(classes))
+    eps_sensitivity(folder, p64, im64, spec, "token", e, alt_eps)
+    key = "logits" if classes else "features"
+    d = (expected_of(p64, im64, dict(spec, heads=1), "token")[key] - e[key]).abs().max().item()
+    note(folder, "1 head instead of %d: %s off by" % (H, key), d)
+
+    if classes:
+        pre = OrderedDict([("do_normalize", True), ("do_rescale", True), ("do_resize", True),
+                           ("image_mean", [0.5, 0.5, 0.5]),
+                           ("image_processor_type", "ViTImageProcessor"),
+                           ("image_std", [0.5, 0.5, 0.5]), ("resample", 2),
+                           ("rescale_factor", 0.00392156862745098),
+                           ("size", OrderedDict([("height", S), ("width", S)]))])
+    else:
+        # The older feature-extractor layout of facebook/dino-*: "size" is a plain int.
+        pre = OrderedDict([("do_normalize", True), ("do_resize", True),
+                           ("feature_extractor_type", "ViTFeatureExtractor"),
+                           ("image_mean", [0.485, 0.456, 0.406]),
+                           ("image_std", [0.229, 0.224, 0.225]), ("resample", 3), ("size", S)])
+    meta = {"family": "transformers " + arch, "layer_norm_eps": repr(eps),
+            "features": "layernorm(x)[:, 0]" + ("; logits = classifier(features)" if classes
+                                                 else "; pooler.* ignored"),
+            "rollout": "CLS row of R, patch columns (T-1)"}
+    return save(outroot, folder, model, images, e,
+                {"config.json": (conf, True), "preprocessor_config.json": (pre, False)}, meta)
+
+
+# ---------------------------------------------------------------------------
+# 3. torchvision
+# ---------------------------------------------------------------------------
+
+def gen_torchvision(outroot, folder, seed):
+    S, P, W, L, H, M, K = 32, 8, 32, 2, 4, 128, 7
+    T = (S // P) ** 2 + 1
+    gen = torch.Generator().manual_seed(seed)
+    canon = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P, "tokens_pos": T,
+                                 "head": K})
+    quiet(canon, "cls_token", 0, 0.01)
+    model = tv_from_canonical(canon)
+    check_roundtrip(canon, tv_to_canonical(model))
+    images = images_of(gen, 2, S)
+    spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": True}
+    p64 = to64(tv_to_canonical(model))
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "token")
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, "token", e)
+
+    try:
+        import torchvision
+        from torchvision.models import VisionTransformer
+    except ImportError:
+        raise SystemExit("python3-torchvision is needed for the torchvision cross-check "
+                         "(apt-get install python3-torchvision)")
+    tv = VisionTransformer(image_size=S, patch_size=P, num_layers=L, num_heads=H, hidden_dim=W,
+                           mlp_dim=M, num_classes=K)
+    tv = load_strict(tv, model)
+    with torch.no_grad():
+        x = tv._process_input(im64)
+        x = torch.cat([tv.class_token.expand(x.shape[0], -1, -1), x], dim=1)
+        mine = {"logits": tv(im64)}
+        h = x + tv.encoder.pos_embedding
+        for i, layer in enumerate(tv.encoder.layers):
+            y = layer.ln_1(h)
+            _, mine["attn.%d" % i] = layer.self_attention(y, y, y, need_weights=True,
+                                                          average_attn_weights=False)
+            h = layer(h)
+        mine["tokens_final"] = tv.encoder.ln(h)
+        mine["features"] = mine["tokens_final"][:, 0]
+        mine["tokens_final_encoder"] = tv.encoder(x)     # the real Encoder.forward
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1:]
+    enc = mine.pop("tokens_final_encoder")
+    compare(folder, "torchvision %s VisionTransformer (strict load), all outputs"
+            % torchvision.__version__, mine, e)
+    compare(folder, "torchvision Encoder.forward vs tokens_final", {"tokens_final": enc}, e)
+    timm_ref_check(folder, p64, im64, e, L, H, 1e-6, True)
+    eps_sensitivity(folder, p64, im64, spec, "token", e, 1e-5)
+    meta = {"family": "torchvision VisionTransformer", "layer_norm_eps": "1e-06",
+            "features": "encoder.ln(x)[:, 0]; logits = heads.head(features)",
+            "rollout": "CLS row of R, patch columns (T-1)"}
+    return save(outroot, folder, model, images, e, {}, meta)
+
+
+# ---------------------------------------------------------------------------
+# 4. timm variants
+# ---------------------------------------------------------------------------
+
+def timm_conf(arch, S, W, L, H, mlp_ratio, K, global_pool, extra, mean, std, classifier="head"):
+    ma = OrderedDict([("img_size", S), ("patch_size", 8), ("embed_dim", W), ("depth", L),
+                      ("num_heads", H), ("mlp_ratio", mlp_ratio), ("num_classes", K)])
+    ma.update(extra)
+    return OrderedDict([
+        ("architecture", arch), ("num_classes", K), ("num_features", W),
+        ("global_pool", global_pool), ("model_args", ma),
+        ("pretrained_cfg", OrderedDict([
+            ("input_size", [3, S, S]), ("interpolation", "bicubic"), ("crop_pct", 0.9),
+            ("crop_mode", "center"), ("mean", mean), ("std", std), ("num_classes", K),
+            ("first_conv", "patch_embed.proj"), ("classifier", classifier)]))])
+
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def gen_timm(outroot, folder, seed, kind):
+    P = 8
+    if kind == "reg-ls":
+        S, W, L, H, M, K = 24, 32, 3, 2, 128, 4
+        NP = (S // P) ** 2
+        a = {"width": W, "depth": L, "mlp": M, "patch": P, "tokens_pos": NP, "reg": 4,
+             "layer_scale": True, "head": K}
+        extra = OrderedDict([("reg_tokens", 4), ("init_values", 1e-5), ("no_embed_class", True),
+                             ("global_pool", "token")])
+        conf = timm_conf("vit_custom_reg4_ls", S, W, L, H, M / W, K, "token", extra,
+                         [0.5] * 3, [0.5] * 3)
+        spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": False}
+        pool = "token_avg"
+    elif kind == "gap":
+        S, W, L, H, M, K = 32, 32, 2, 4, 96, 3
+        NP = (S // P) ** 2
+        a = {"width": W, "depth": L, "mlp": M, "patch": P, "tokens_pos": NP, "cls": False,
+             "final": "fc_norm", "head": K}
+        extra = OrderedDict([("class_token", False), ("global_pool", "avg")])
+        conf = timm_conf("vit_custom_gap", S, W, L, H, M / W, K, "avg", extra,
+                         [0.5] * 3, [0.5] * 3)
+        spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": True, "final": "fc_norm"}
+        pool = "gap"
+    else:
+        S, W, L, H, M, K = 24, 32, 3, 4, 128, 5
+        NP = (S // P) ** 2
+        a = {"width": W, "depth": L, "mlp": M, "patch": P, "tokens_pos": NP + 2, "dist": True,
+             "head": K}
+        conf = timm_conf("deit_custom_distilled", S, W, L, H, M / W, K, "token", OrderedDict(),
+                         IMAGENET_MEAN, IMAGENET_STD, classifier=["head", "head_dist"])
+        spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": True}
+        pool = "distilled"
+    gen = torch.Generator().manual_seed(seed)
+    model = make_canonical(gen, a)
+    if kind == "reg-ls":
+        quiet(model, "reg_token", None, 0.01)            # registers get no pos_embed here
+    elif kind == "gap":
+        for n in ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed"):
+            model[n] = model[n] * 0.05                   # quiet stream, as geom-p7 does
+    else:
+        quiet(model, "dist_token", 1, 0.01)
+    images = images_of(gen, 2, S)
+    p64 = to64(model)
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, pool)
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, pool, e)
+
+    rep = load_strict(TimmVisionTransformer(conf["model_args"], distilled=(kind == "deit-dist")),
+                      model)
+    with torch.no_grad():
+        mine = rep(im64)
+        R = rollout_matrix([mine["attn.%d" % i] for i in range(L)])
+        npf = rep.num_prefix_tokens
+        mine["rollout"] = R[:, npf:, npf:].mean(dim=1) if kind == "gap" else R[:, 0, npf:]
+        if kind == "reg-ls":
+            mine["features_avg"] = mine["tokens_final"][:, npf:].mean(dim=1)
+            mine["logits_avg"] = rep.head(mine["features_avg"])
+    compare(folder, "timm module replica (strict load, PyTorch MHA), all outputs", mine, e)
+    eps_sensitivity(folder, p64, im64, spec, pool, e, 1e-5)
+    if kind == "reg-ls":
+        no_ls = {k: v for k, v in p64.items() if not k.endswith(("ls1.gamma", "ls2.gamma"))}
+        d = (expected_of(no_ls, im64, spec, pool)["logits"] - e["logits"]).abs().max().item()
+        note(folder, "layer scale ignored: logits off by", d)
+        r = e["rollout"].sum(dim=-1)
+        print("  %-20s rollout row sums (patches only, not renormalized) %.3f .. %.3f"
+              % ("", r.min().item(), r.max().item()))
+    if kind == "gap":
+        mean_tok = f32(e["tokens_final"]).double().mean(dim=1)
+        d = (mean_tok - f32(e["features"]).double()).abs().max().item()
+        note(folder, "features without fc_norm (plain mean of tokens_final) off by", d)
+        r = e["rollout"].sum(dim=-1)
+        print("  %-20s rollout sums %.6f .. %.6f (mean of stochastic rows: 1)"
+              % ("", r.min().item(), r.max().item()))
+    if kind == "deit-dist":
+        lc = linear(p64, "head", e["tokens_final"][:, 0])
+        note(folder, "head(cls) alone: logits off by", (lc - e["logits"]).abs().max().item())
+    meta = {"family": "timm " + conf["architecture"], "layer_norm_eps": "1e-06",
+            "features": {"reg-ls": "norm(x)[:, 0]; features_avg = mean of norm(x) over the patch "
+                                   "tokens (cls and registers excluded)",
+                         "gap": "fc_norm(mean of x over all tokens); tokens_final = x (norm is "
+                                "Identity)",
+                         "deit-dist": "norm(x)[:, 0]; features_dist = norm(x)[:, 1]; logits = "
+                                      "(head(x0) + head_dist(x1)) / 2"}[kind],
+            "rollout": {"reg-ls": "CLS row of R, patch columns only (registers and cls "
+                                  "excluded), not renormalized",
+                        "gap": "mean over the patch query rows of R (no CLS)",
+                        "deit-dist": "CLS row of R, patch columns only (cls and dist excluded), "
+                                     "not renormalized"}[kind]}
+    return save(outroot, folder, model, images, e, {"config.json": (conf, False)}, meta)
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=HERE, help="where the fam-* folders go")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+    sizes = OrderedDict()
+    print("fam-openclip")
+    sizes["fam-openclip"] = gen_openclip(args.out, "fam-openclip", 2001, S=32, W=32, L=2,
+                                         head_width=16, E=24, quick=True, full_dict=True)
+    print("fam-openclip-gelu")
+    sizes["fam-openclip-gelu"] = gen_openclip(args.out, "fam-openclip-gelu", 2002, S=24, W=40,
+                                              L=2, head_width=10, E=16, quick=False,
+                                              full_dict=False)
+    print("fam-hf-vit")
+    sizes["fam-hf-vit"] = gen_hf(args.out, "fam-hf-vit", 2003, S=32, W=32, L=3, H=4, I=128,
+                                 eps=1e-12, classes=5, alt_eps=1e-6)
+    print("fam-hf-dino")
+    sizes["fam-hf-dino"] = gen_hf(args.out, "fam-hf-dino", 2004, S=24, W=48, L=2, H=3, I=96,
+                                  eps=1e-6, classes=0, alt_eps=1e-12)
+    print("fam-torchvision")
+    sizes["fam-torchvision"] = gen_torchvision(args.out, "fam-torchvision", 2005)
+    for folder, seed, kind in (("fam-timm-reg-ls", 2006, "reg-ls"), ("fam-timm-gap", 2007, "gap"),
+                               ("fam-deit-dist", 2008, "deit-dist")):
+        print(folder)
+        sizes[folder] = gen_timm(args.out, folder, seed, kind)
+    print()
+    for k, v in sizes.items():
+        print("%-20s %8d bytes" % (k, v))
+
+
+if __name__ == "__main__":
+    main()
