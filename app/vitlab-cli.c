@@ -31,6 +31,7 @@ static const char *usage_text =
   "  vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N\n"
   "                  --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT.safetensors\n"
   "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
+  "  vitlab-cli export SOURCE --out DIR\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full\n"
   "\n"
@@ -175,8 +176,22 @@ cmd_info (int argc, char **argv)
   g_print ("family:       %s (%s)\n", g->family, g->architecture);
   g_print ("geometry:     patch %d, %d input channels, width %d, depth %d, %d heads of %d, "
            "MLP %d\n", g->patch, g->in_chans, g->width, g->depth, g->heads, g->head_dim, g->mlp);
-  g_print ("tokens:       %d (CLS + %dx%d grid at %dx%d pixels)\n", g->n_tokens, g->grid, g->grid,
-           g->img_size, g->img_size);
+  GString *prefix = g_string_new (NULL);
+  if (g->class_token)
+    g_string_append (prefix, "CLS + ");
+  if (g->dist_token)
+    g_string_append (prefix, "distillation + ");
+  if (g->reg_tokens)
+    g_string_append_printf (prefix, "%d registers + ", g->reg_tokens);
+  g_print ("tokens:       %d (%s%dx%d grid at %dx%d pixels)\n", g->n_tokens, prefix->str, g->grid,
+           g->grid, g->img_size, g->img_size);
+  g_string_free (prefix, TRUE);
+  g_print ("blocks:       pre-norm, %s%s%s%s%s\n", g->quick_gelu ? "QuickGELU" : "exact GELU",
+           g->layer_scale ? ", layer scale" : "", g->pre_norm ? ", LayerNorm before the blocks" : "",
+           g->no_embed_class ? ", position embedding on patches only" : "",
+           g->fc_norm ? ", final norm after pooling (fc_norm)" : "");
+  if (g->embed_dim > 0)
+    g_print ("projection:   %d -> %d (image embedding)\n", g->width, g->embed_dim);
   g_print ("layer norm:   eps %g\n", g->eps);
   if (vl_model_num_classes (m) > 0)
     g_print ("head:         linear, %d classes, pool %s%s\n", vl_model_num_classes (m),
@@ -243,7 +258,8 @@ cmd_forward (int argc, char **argv)
   int64_t s_feat[2] = { B, g->width };
   int64_t s_tok[3] = { B, T, g->width };
   int64_t s_att[4] = { B, g->heads, T, T };
-  int64_t s_roll[2] = { B, T - 1 };
+  int64_t s_roll[2] = { B, T - g->n_prefix };
+  int64_t s_emb[2] = { B, g->embed_dim };
   int64_t s_logits[2] = { B, vl_model_num_classes (m) };
   vl_safetensors_writer_add_f32 (w, "features", 2, s_feat, vl_model_features (m));
   vl_safetensors_writer_add_f32 (w, "tokens_final", 3, s_tok, vl_model_tokens_final (m));
@@ -253,13 +269,15 @@ cmd_forward (int argc, char **argv)
       names[l] = g_strdup_printf ("attn.%d", l);
       vl_safetensors_writer_add_f32 (w, names[l], 4, s_att, vl_model_attention (m, l));
     }
-  g_autofree float *rollout = g_new (float, (int64_t) B * (T - 1));
+  g_autofree float *rollout = g_new (float, (int64_t) B * (T - g->n_prefix));
   if (!vl_model_rollout (m, rollout, &error))
     {
       g_strfreev (names);
       return fail (error);
     }
   vl_safetensors_writer_add_f32 (w, "rollout", 2, s_roll, rollout);
+  if (vl_model_embedding (m))
+    vl_safetensors_writer_add_f32 (w, "embedding", 2, s_emb, vl_model_embedding (m));
   if (vl_model_logits (m))
     vl_safetensors_writer_add_f32 (w, "logits", 2, s_logits, vl_model_logits (m));
   vl_safetensors_writer_add_metadata (w, "pool", pool_name (vl_model_pool (m)));
@@ -474,6 +492,32 @@ cmd_classify (int argc, char **argv)
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+/* ------------------------------------------------------------------ export */
+
+static int
+cmd_export (int argc, char **argv)
+{
+  GError *error = NULL;
+  g_autofree char *out = NULL;
+  GOptionEntry entries[] = {
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output folder", "DIR" },
+    { NULL },
+  };
+  if (!parse_options ("export SOURCE", entries, &argc, &argv, &error))
+    return usage_error ("%s", error->message);
+  if (argc != 2 || !out)
+    return usage_error ("export needs a SOURCE (checkpoint or run folder) and --out DIR");
+  g_autoptr(VlModel) m = load_model (argv[1], &error);
+  if (!m)
+    return fail (error);
+  if (!vl_model_export (m, out, &error))
+    return fail (error);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_print ("exported %s (%s) to %s: model.safetensors + config.json in timm naming\n", argv[1],
+           g->family, out);
+  return EXIT_SUCCESS;
+}
+
 /* ------------------------------------------------------------------ bench */
 
 static int
@@ -495,7 +539,7 @@ cmd_bench (int argc, char **argv)
     return usage_error ("%s", error->message);
   if (!model || !mode || argc != 1)
     return usage_error ("bench needs --model and --mode");
-  VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12,};
+  VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12, .class_token = TRUE };
   if (g_str_equal (model, "vit-tiny"))
     g.width = 192, g.heads = 3;
   else if (g_str_equal (model, "vit-small"))
@@ -593,6 +637,8 @@ main (int argc, char **argv)
     rc = cmd_classify (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "bench"))
     rc = cmd_bench (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "export"))
+    rc = cmd_export (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "train"))
     rc = cmd_train (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "eval"))

@@ -658,9 +658,28 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   groups_timm (m);
   vl_model_finish_backbone (m);
 
-  const VlTensorInfo *hw = src_lookup (s, "head.weight");
+  /* vitlab's MLP head (Linear -> GELU -> Linear), as vl_model_export writes it */
+  const VlTensorInfo *f1 = src_lookup (s, "head.fc1.weight");
+  const VlTensorInfo *f2 = src_lookup (s, "head.fc2.weight");
+  if (f1 || f2)
+    {
+      if (!f1 || !f2 || f1->ndim != 2 || f2->ndim != 2 || f1->shape[1] != g->width ||
+          f2->shape[1] != f1->shape[0] || f2->shape[0] <= 0 || g->dist_token)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensors head.fc1.weight / head.fc2.weight do not form an MLP head "
+                       "[hidden,%d] / [classes,hidden]", s->file, g->width);
+          return FALSE;
+        }
+      if (!config_agrees (c, c->root, "num_classes", f2->shape[0], "head.fc2.weight", &ok, error))
+        return FALSE;
+      vl_model_build_head (m, VL_HEAD_MLP, (int) f2->shape[0], (int) f1->shape[0], FALSE);
+    }
+  const VlTensorInfo *hw = f1 ? NULL : src_lookup (s, "head.weight");
   int K = 0;
-  if (hw)
+  if (f1)
+    ;
+  else if (hw)
     {
       if (hw->ndim != 2 || hw->shape[1] != g->width || hw->shape[0] <= 0)
         {
@@ -679,9 +698,12 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
                    s->file);
       return FALSE;
     }
-  if (!config_agrees (c, c->root, "num_classes", K, "head.weight", &ok, error))
-    return FALSE;
-  vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, g->dist_token);
+  if (!f1)
+    {
+      if (!config_agrees (c, c->root, "num_classes", K, "head.weight", &ok, error))
+        return FALSE;
+      vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, g->dist_token);
+    }
 
   const char *gp = config_string (c->root, "global_pool");
   if (!gp)
@@ -780,18 +802,17 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
       g->embed_dim = (int) proj->shape[1];
     }
 
-  double head_width = 64;
-  config_number (c, vc, "head_width", &head_width, &ok, error);
-  if (!ok)
-    return FALSE;
-  if (head_width <= 0 || g->width % (int) head_width != 0)
+  double head_width = 0;
+  if (config_number (c, vc, "head_width", &head_width, &ok, error) &&
+      (head_width <= 0 || g->width % (int) head_width != 0))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                   "%s: head_width %g does not divide the width %d", c->path ? c->path : s->file,
-                   head_width, g->width);
+                   "%s: head_width %g does not divide the width %d", c->path, head_width,
+                   g->width);
       return FALSE;
     }
-  if (!resolve_heads (m, s, c, g->width / head_width, error))
+  /* without a config: the file's own metadata, else OpenCLIP's default 64-wide heads */
+  if (!ok || !resolve_heads (m, s, c, head_width > 0 ? g->width / head_width : 0, error))
     return FALSE;
   g->quick_gelu = config_number (c, mc, "quick_gelu", &v, &ok, error) && v != 0;
   if (!ok)
@@ -1105,14 +1126,8 @@ resolve_checkpoint (const char *path, char **st_path, GError **error)
                        "%s: checkpoint folder has no model.safetensors", path);
           return FALSE;
         }
-      g_autofree char *cfg = file_beside (*st_path, "config.json");
-      g_autofree char *ocfg = file_beside (*st_path, "open_clip_config.json");
-      if (!cfg && !ocfg)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                       "%s: checkpoint folder has no config.json", path);
-          return FALSE;
-        }
+      /* config.json (or open_clip_config.json) is read when present; torchvision saves none,
+       * and the geometry comes from the tensors anyway */
       return TRUE;
     }
   if (!g_file_test (path, G_FILE_TEST_EXISTS))
@@ -1292,7 +1307,7 @@ vl_families_load (VlModel *m, const char *path, GError **error)
       if (!g_hash_table_contains (s.used, name) && !ignorable (family, s.prefix, name))
         {
           g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                       "%s: tensor %s is not part of a %s ViT as vitlab reads it", s.file, name,
+                       "%s: tensor %s is not part of the %s ViT layout vitlab reads", s.file, name,
                        family);
           ok = FALSE;
         }

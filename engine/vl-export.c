@@ -1,0 +1,241 @@
+/* vl-export.c: writing any loaded model back as a timm-compatible checkpoint folder.
+ *
+ * model.safetensors holds the internal tensors under their timm names. OpenCLIP's projection has
+ * no timm counterpart outside the head, so it is folded into it: without a head it becomes the
+ * head (head.weight = proj, zero bias, num_classes = embed_dim, as timm's CLIP models do); before
+ * a linear head, head.weight = W_head · proj (exact up to float rounding). config.json follows
+ * timm's Hugging Face layout; model_args carries only arguments timm's VisionTransformer
+ * accepts, so `timm.create_model (architecture, pretrained=True,
+ * pretrained_cfg_overlay=dict(file=...), **model_args)` builds the same model. The LayerNorm eps
+ * goes at the top level (timm's ViTs use 1e-6; vitlab reads it back). */
+#include "vl-model-private.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+static void
+add_int (JsonBuilder *b, const char *key, int64_t v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_int_value (b, v);
+}
+
+static void
+add_double (JsonBuilder *b, const char *key, double v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_double_value (b, v);
+}
+
+static void
+add_bool (JsonBuilder *b, const char *key, gboolean v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_boolean_value (b, v);
+}
+
+static void
+add_string (JsonBuilder *b, const char *key, const char *v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_string_value (b, v);
+}
+
+static void
+add_floats (JsonBuilder *b, const char *key, const float *v, int n)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_begin_array (b);
+  for (int i = 0; i < n; i++)
+    json_builder_add_double_value (b, (double) v[i]);
+  json_builder_end_array (b);
+}
+
+static const char *
+pool_string (VlPoolKind pool)
+{
+  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : "token";
+}
+
+/* A registered timm architecture whose defaults model_args then override. */
+static const char *
+timm_architecture (VlModel *m)
+{
+  const VlGeometry *g = &m->geo;
+  if (g->dist_token)
+    return "deit_base_distilled_patch16_224";
+  if (strcmp (g->family, "timm") == 0 && g_str_has_prefix (g->architecture, "vit_") &&
+      strstr (g->architecture, "custom") == NULL)
+    return g->architecture;
+  return "vit_base_patch16_224";
+}
+
+static char *
+config_json (VlModel *m, int num_classes)
+{
+  const VlGeometry *g = &m->geo;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  add_string (b, "architecture", timm_architecture (m));
+  add_int (b, "num_classes", num_classes);
+  add_int (b, "num_features", g->width);
+  add_string (b, "global_pool", pool_string (m->pool));
+  add_double (b, "layer_norm_eps", g->eps);
+  add_string (b, "exported_from", g->family);
+  if (m->head_kind == VL_HEAD_MLP)
+    {
+      /* not a timm head: vitlab reads it back; timm would not */
+      json_builder_set_member_name (b, "vitlab_head");
+      json_builder_begin_object (b);
+      add_string (b, "kind", "mlp");
+      add_int (b, "hidden", m->head_hidden);
+      json_builder_end_object (b);
+    }
+
+  json_builder_set_member_name (b, "model_args");
+  json_builder_begin_object (b);
+  add_int (b, "img_size", g->img_size);
+  add_int (b, "patch_size", g->patch);
+  add_int (b, "in_chans", g->in_chans);
+  add_int (b, "embed_dim", g->width);
+  add_int (b, "depth", g->depth);
+  add_int (b, "num_heads", g->heads);
+  add_double (b, "mlp_ratio", (double) g->mlp / g->width);
+  add_int (b, "num_classes", num_classes);
+  add_string (b, "global_pool", pool_string (m->pool));
+  add_bool (b, "qkv_bias", TRUE);
+  if (!g->dist_token)
+    {
+      add_bool (b, "class_token", g->class_token);
+      add_bool (b, "no_embed_class", g->no_embed_class);
+      add_int (b, "reg_tokens", g->reg_tokens);
+      add_bool (b, "pre_norm", g->pre_norm);
+      add_bool (b, "fc_norm", g->fc_norm);
+    }
+  if (g->layer_scale)
+    add_double (b, "init_values", 1e-5);   /* any value: the gammas are in the file */
+  if (g->quick_gelu)
+    add_string (b, "act_layer", "quick_gelu");
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "pretrained_cfg");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "input_size");
+  json_builder_begin_array (b);
+  json_builder_add_int_value (b, g->in_chans);
+  json_builder_add_int_value (b, g->input_size);
+  json_builder_add_int_value (b, g->input_size);
+  json_builder_end_array (b);
+  add_string (b, "interpolation", g->interpolation);
+  add_double (b, "crop_pct", g->crop_pct);
+  add_string (b, "crop_mode", "center");
+  add_floats (b, "mean", g->mean, g->in_chans);
+  add_floats (b, "std", g->std, g->in_chans);
+  add_int (b, "num_classes", num_classes);
+  add_string (b, "first_conv", "patch_embed.proj");
+  add_string (b, "classifier", "head");
+  json_builder_end_object (b);
+
+  if (m->class_names && num_classes == m->num_classes)
+    {
+      json_builder_set_member_name (b, "label_names");
+      json_builder_begin_array (b);
+      for (int i = 0; i < num_classes; i++)
+        json_builder_add_string_value (b, m->class_names[i]);
+      json_builder_end_array (b);
+    }
+  json_builder_end_object (b);
+
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  json_generator_set_pretty (gen, TRUE);
+  json_generator_set_indent (gen, 2);
+  return json_generator_to_data (gen, NULL);
+}
+
+/* out (R, C) = a (R, K) · b (K, C), in double for the fold. */
+static float *
+matmul (const float *a, const float *b, int64_t R, int64_t K, int64_t C)
+{
+  float *out = g_new (float, R * C);
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t c = 0; c < C; c++)
+      {
+        double s = 0.0;
+        for (int64_t k = 0; k < K; k++)
+          s += (double) a[r * K + k] * b[k * C + c];
+        out[r * C + c] = (float) s;
+      }
+  return out;
+}
+
+gboolean
+vl_model_export (VlModel *m, const char *dir, GError **error)
+{
+  const VlGeometry *g = &m->geo;
+  if (g_mkdir_with_parents (dir, 0755) != 0)
+    {
+      int e = errno;
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot create the folder: %s", dir,
+                   g_strerror (e));
+      return FALSE;
+    }
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  GPtrArray *temps = g_ptr_array_new_with_free_func (g_free);
+  int num_classes = m->num_classes;
+
+  for (int i = 0; i < (int) m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, i);
+      if (i == m->ix.proj)
+        continue;
+      if (g->embed_dim > 0 && (i == m->ix.head_w))
+        {
+          /* fold the projection: (K, E) · (E, W) */
+          const float *proj = vl_pdata (m, m->ix.proj);
+          float *folded = matmul (p->data, proj, p->shape[0], g->embed_dim, g->width);
+          g_ptr_array_add (temps, folded);
+          int64_t shape[2] = { p->shape[0], g->width };
+          vl_safetensors_writer_add_f32 (w, p->name, 2, shape, folded);
+          continue;
+        }
+      vl_safetensors_writer_add_f32 (w, p->name, p->ndim, p->shape, p->data);
+    }
+  if (g->embed_dim > 0 && m->head_kind == VL_HEAD_NONE)
+    {
+      /* the projection becomes the head */
+      VlParam *proj = vl_param (m, m->ix.proj);
+      float *zeros = g_new0 (float, g->embed_dim);
+      g_ptr_array_add (temps, zeros);
+      int64_t bshape[1] = { g->embed_dim };
+      vl_safetensors_writer_add_f32 (w, "head.weight", 2, proj->shape, proj->data);
+      vl_safetensors_writer_add_f32 (w, "head.bias", 1, bshape, zeros);
+      num_classes = g->embed_dim;
+    }
+  char heads[16];
+  g_snprintf (heads, sizeof heads, "%d", g->heads);
+  vl_safetensors_writer_add_metadata (w, "format", "pt");
+  vl_safetensors_writer_add_metadata (w, "num_heads", heads);
+
+  g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  gboolean ok = vl_safetensors_writer_write (w, st_path, error);
+  g_ptr_array_unref (temps);
+  if (!ok)
+    return FALSE;
+  g_autofree char *json = config_json (m, num_classes);
+  g_autoptr(GError) local = NULL;
+  if (!g_file_set_contents_full (cfg_path, json, -1,
+                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
+                                 0644, &local))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write: %s", cfg_path,
+                   local->message);
+      return FALSE;
+    }
+  /* the class names travel in config.json; a label list the source had is not needed */
+  return TRUE;
+}
