@@ -1235,6 +1235,90 @@ test_errors_output (void)
   assert_dir_holds (keepdir, "adir", "out.safetensors", NULL);
 }
 
+/* ------------------------------------------------------------------ /cli/families */
+
+/* info names each family; forward writes what its PyTorch reference holds (OpenCLIP: embedding
+ * too; registers and a distillation token: rollout over the patches only). */
+static void
+test_families_forward (void)
+{
+  static const struct { const char *dir, *family; } fams[] = {
+    { "fam-openclip", "openclip" }, { "fam-openclip-gelu", "openclip" },
+    { "fam-hf-vit", "hf-vit" }, { "fam-hf-dino", "hf-vit" },
+    { "fam-timm-reg-ls", "timm" }, { "fam-timm-gap", "timm" }, { "fam-deit-dist", "timm" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (fams); i++)
+    {
+      g_autofree char *ckpt = vl_test_data_path (fams[i].dir, NULL);
+      g_autofree char *inputs = vl_test_data_path (fams[i].dir, "inputs.safetensors", NULL);
+      g_autofree char *expected = vl_test_data_path (fams[i].dir, "expected.safetensors", NULL);
+      g_autoptr(CliRun) info = cli_run ("info", ckpt, NULL);
+      expect_success (info);
+      g_autofree char *fam_line = g_strdup_printf ("family:       %s", fams[i].family);
+      if (!strstr (info->out, fam_line))
+        g_error ("info %s does not say \"%s\":\n%s", ckpt, fam_line, info->out);
+
+      g_autofree char *tmp = vl_test_tmpdir ();
+      g_autofree char *out = g_build_filename (tmp, "out.safetensors", NULL);
+      g_autoptr(CliRun) r = cli_run ("forward", ckpt, "--images", inputs, "--out", out, NULL);
+      expect_success (r);
+      g_autoptr(VlSafetensors) o = vl_test_open (out);
+      g_autoptr(VlSafetensors) ref = vl_test_open (expected);
+      const char *names[] = { "features", "tokens_final", "rollout", "logits", "embedding",
+                              "attn.0", "attn.1" };
+      int compared = 0;
+      for (guint k = 0; k < G_N_ELEMENTS (names); k++)
+        if (vl_safetensors_lookup (ref, names[k]))
+          {
+            assert_tensor_close (o, names[k], ref, names[k]);
+            compared++;
+          }
+        else
+          g_assert_null (vl_safetensors_lookup (o, names[k]));
+      g_assert_cmpint (compared, >=, 5);
+      rm_rf (tmp);
+    }
+}
+
+/* export writes a timm-named folder that loads and classifies like the original. */
+static void
+test_families_export (void)
+{
+  g_autofree char *real = vl_test_shared_path ("weights", "vit-tiny-augreg-in1k", NULL);
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *dir = g_build_filename (tmp, "exported", NULL);
+  g_autoptr(CliRun) e = cli_run ("export", real, "--out", dir, NULL);
+  expect_success (e);
+  assert_dir_holds (dir, "config.json", "model.safetensors", NULL);
+  g_autofree char *photo = vl_test_shared_path ("datasets", "imagenet-samples",
+                                                "n02125311_10473.JPEG", NULL);
+  g_autoptr(CliRun) c = cli_run ("classify", dir, photo, NULL);
+  expect_success (c);
+  if (!strstr (c->out, "\t286\tcougar\t"))
+    g_error ("the exported model does not name the cougar:\n%s", c->out);
+  /* a failed export (a file where the folder should be) is an error that names it */
+  g_autofree char *blocker = g_build_filename (tmp, "file", NULL);
+  write_text (blocker, "x");
+  g_autofree char *under = g_build_filename (blocker, "out", NULL);
+  g_autoptr(CliRun) bad = cli_run ("export", real, "--out", under, NULL);
+  expect_failure (bad, 1, under, NULL);
+  rm_rf (tmp);
+}
+
+static void
+test_families_unknown (void)
+{
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (tmp, "resnet.safetensors", NULL);
+  float x[4] = { 0 };
+  write_tensor (path, "layer1.0.conv1.weight", 2, (int64_t[]) { 2, 2 }, x);
+  g_autoptr(CliRun) r = cli_run ("info", path, NULL);
+  expect_failure (r, 1, path, "layer1.0.conv1.weight", NULL);
+  if (!strstr (r->err, "OpenCLIP") || !strstr (r->err, "torchvision"))
+    g_error ("the error does not list the known families: %s", r->err);
+  rm_rf (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1251,5 +1335,8 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/errors/classify", test_errors_classify);
   g_test_add_func ("/cli/errors/usage", test_errors_usage);
   g_test_add_func ("/cli/errors/output", test_errors_output);
+  g_test_add_func ("/cli/families/forward", test_families_forward);
+  g_test_add_func ("/cli/families/export", test_families_export);
+  g_test_add_func ("/cli/families/unknown", test_families_unknown);
   return g_test_run ();
 }
