@@ -27,7 +27,7 @@ run: build
 # scripts/test-summary.py prints the closing "N passed, N failed" line over both.
 test: build $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	-meson test -C $(BUILD) --print-errorlogs --num-processes 1
+	-xvfb-run -a -s '-screen 0 1600x1000x24' meson test -C $(BUILD) --print-errorlogs --num-processes 1
 	-meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli
 	@python3 scripts/test-summary.py $(BUILD) $(ASAN_BUILD)
 

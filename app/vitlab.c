@@ -1,0 +1,2 @@
+#include <gtk/gtk.h>
+int main (int argc, char **argv) { return 0; }
