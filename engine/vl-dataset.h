@@ -1,7 +1,7 @@
 /* vl-dataset.h: labelled image datasets, augmentation, and a prefetching batch loader.
  *
  * Sources (the spec string of vl_dataset_open):
- *   DIR                      one subfolder per class (DIR/CLASS/*.jpg), or DIR/train/CLASS and
+ *   DIR                      one subfolder per class (DIR/CLASS/x.jpg), or DIR/train/CLASS and
  *                            DIR/val/CLASS; without val/, a stratified split by val_fraction
  *   fashion-mnist[:classes=5-9,per-class=100,val-per-class=N]
  *                            Debian's dataset-fashion-mnist (gzip IDX under
@@ -90,8 +90,12 @@ typedef struct {
   const int   *labels;     /* (n) */
   const int   *indices;    /* (n) item indices in the split */
   int          n;          /* images in this batch (items that failed to decode are left out) */
+  int          index;      /* batch number in the epoch, 0 .. vl_loader_n_batches - 1 (resume
+                            * at index + 1); a batch whose every item failed is not returned */
 } VlBatch;
 
+/* pp may be NULL for a memory dataset (its own channels and size); otherwise it must match a
+ * memory dataset's shape. */
 VlLoader   *vl_loader_new            (VlDataset *ds, VlSplit split, const VlPreprocess *pp,
                                       VlAugment augment, int batch_size, gboolean shuffle,
                                       uint64_t seed);
@@ -103,6 +107,12 @@ void        vl_loader_start_epoch    (VlLoader *loader, int epoch, int start_bat
 gboolean    vl_loader_next           (VlLoader *loader, VlBatch *batch);
 int         vl_loader_n_batches      (VlLoader *loader);
 void        vl_loader_free           (VlLoader *loader);
+/* The prefetch thread (decoding and augmentation run there, never on the caller's thread). */
+GThread    *vl_loader_thread         (VlLoader *loader);
+
+/* The aug_seed a loader passes to vl_dataset_load for item `index` (of its split) in `epoch`:
+ * a function of (seed, epoch, index) only, so batch size and order do not change pixels. */
+uint64_t    vl_augment_seed          (uint64_t seed, int epoch, int index);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataset, vl_dataset_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlLoader, vl_loader_free)

@@ -1,5 +1,6 @@
 /* vl-pool.c: a fixed pool of worker threads for the engine's parallel loops. */
 #include "vl-pool.h"
+#include "vl-sync.h"
 
 #include <cblas.h>
 #include <stdatomic.h>
@@ -47,23 +48,23 @@ worker_main (gpointer data)
 
   for (;;)
     {
-      g_mutex_lock (&pool.lock);
+      vl_mutex_lock (&pool.lock);
       while (pool.generation == seen && !pool.quit)
-        g_cond_wait (&pool.wake, &pool.lock);
+        vl_cond_wait (&pool.wake, &pool.lock);
       if (pool.quit)
         {
-          g_mutex_unlock (&pool.lock);
+          vl_mutex_unlock (&pool.lock);
           return NULL;
         }
       seen = pool.generation;
-      g_mutex_unlock (&pool.lock);
+      vl_mutex_unlock (&pool.lock);
 
       run_tasks (worker);
 
-      g_mutex_lock (&pool.lock);
+      vl_mutex_lock (&pool.lock);
       if (atomic_fetch_sub (&pool.running, 1) == 1)
         g_cond_signal (&pool.done);
-      g_mutex_unlock (&pool.lock);
+      vl_mutex_unlock (&pool.lock);
     }
 }
 
@@ -141,7 +142,7 @@ vl_parallel_for (int64_t n, VlTaskFunc fn, void *ctx)
   vl_pool_init (0);
   if (n <= 0)
     return;
-  if (n == 1 || pool.n_threads == 1 || !g_mutex_trylock (&pool.busy))
+  if (n == 1 || pool.n_threads == 1 || !vl_mutex_trylock (&pool.busy))
     {
       /* Busy (a nested call, or another thread's region): run inline. Worker ids then repeat
        * those of the outer region, so tasks call only vl_gemm_serial, never a parallel region. */
@@ -150,7 +151,7 @@ vl_parallel_for (int64_t n, VlTaskFunc fn, void *ctx)
       return;
     }
 
-  g_mutex_lock (&pool.lock);
+  vl_mutex_lock (&pool.lock);
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = n;
@@ -158,15 +159,15 @@ vl_parallel_for (int64_t n, VlTaskFunc fn, void *ctx)
   atomic_store (&pool.running, pool.n_threads - 1);
   pool.generation++;
   g_cond_broadcast (&pool.wake);
-  g_mutex_unlock (&pool.lock);
+  vl_mutex_unlock (&pool.lock);
 
   run_tasks (0);
 
-  g_mutex_lock (&pool.lock);
+  vl_mutex_lock (&pool.lock);
   while (atomic_load (&pool.running) > 0)
-    g_cond_wait (&pool.done, &pool.lock);
-  g_mutex_unlock (&pool.lock);
-  g_mutex_unlock (&pool.busy);
+    vl_cond_wait (&pool.done, &pool.lock);
+  vl_mutex_unlock (&pool.lock);
+  vl_mutex_unlock (&pool.busy);
 }
 
 void
