@@ -55,33 +55,6 @@ clip8f (float v)
   return (uint8_t) v;
 }
 
-/* PIL's convert(): to 1 channel (L24 luma, alpha ignored) or 3 (gray replicated, alpha
- * dropped). Returns NULL when img already has `channels`. */
-static VlImage *
-convert_channels (const VlImage *img, int channels)
-{
-  const int C = img->channels;
-  if (C == channels)
-    return NULL;
-  gsize n = (gsize) img->width * img->height;
-  VlImage *out = vl_image_new (img->width, img->height, channels);
-  const uint8_t *p = img->pixels;
-  uint8_t *q = out->pixels;
-  if (channels == 1 && C >= 3)
-    for (gsize i = 0; i < n; i++, p += C)
-      q[i] = (uint8_t) ((p[0] * 19595u + p[1] * 38470u + p[2] * 7471u + 0x8000u) >> 16);
-  else if (channels == 1)           /* LA */
-    for (gsize i = 0; i < n; i++, p += C)
-      q[i] = p[0];
-  else if (C >= 3)                  /* RGBA */
-    for (gsize i = 0; i < n; i++, p += C, q += 3)
-      memcpy (q, p, 3);
-  else                              /* L, LA */
-    for (gsize i = 0; i < n; i++, p += C, q += 3)
-      memset (q, p[0], 3);
-  return out;
-}
-
 static VlImage *
 crop_image (const VlImage *img, int x0, int y0, int w, int h)
 {
@@ -530,7 +503,7 @@ vl_augment_image (const VlImage *img, const VlPreprocess *pp, VlAugment augment,
   vl_rng_seed (&rng, seed);
 
   int work_channels = pp->channels == 3 && img->channels <= 2 ? 1 : pp->channels;
-  g_autoptr(VlImage) converted = convert_channels (img, work_channels);
+  g_autoptr(VlImage) converted = vl_image_convert (img, work_channels);
   const VlImage *src = converted != NULL ? converted : img;
 
   Rect rc = rrc_params (&rng, src->width, src->height);

@@ -512,10 +512,8 @@ round_half_even_div2 (int d)
   return q;
 }
 
-/* PIL's convert(): to 1 channel (L24 luma, ignoring alpha) or to 3 channels (gray
- * replicated, alpha dropped). Returns NULL when img already has `channels`. */
-static VlImage *
-convert_channels (const VlImage *img, int channels)
+VlImage *
+vl_image_convert (const VlImage *img, int channels)
 {
   const int C = img->channels;
   if (C == channels)
@@ -553,7 +551,7 @@ vl_preprocess_eval (const VlImage *img, const VlPreprocess *pp, float *out)
   /* Work in as few channels as the result needs: a gray image for an RGB model is resized
    * once and replicated at the end (the same bytes as resizing three equal planes). */
   int work_channels = C == 3 && img->channels <= 2 ? 1 : C;
-  g_autoptr(VlImage) converted = convert_channels (img, work_channels);
+  g_autoptr(VlImage) converted = vl_image_convert (img, work_channels);
   const VlImage *src = converted != NULL ? converted : img;
 
   /* timm: scale_size = floor(size / crop_pct); torchvision Resize(int): shorter side to

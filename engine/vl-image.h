@@ -36,6 +36,10 @@ typedef enum {
   VL_INTERP_NEAREST,
 } VlInterp;
 
+/* PIL's convert (): to 1 channel (L24 luma, alpha ignored) or to 3 channels (gray replicated,
+ * alpha dropped). Returns NULL when img already has `channels`. */
+VlImage *vl_image_convert     (const VlImage *img, int channels);
+
 /* Pillow-exact resize of an 8-bit image. */
 VlImage *vl_image_resize      (const VlImage *img, int width, int height, VlInterp interp);
 
