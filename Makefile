@@ -1,6 +1,7 @@
 # The two commands: `make run` and `make test`. Both install what is missing first.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 SHARED     ?= $(abspath ../shared)
 
 .PHONY: all deps build run test test-fast bench clean
@@ -16,6 +17,9 @@ $(BUILD)/build.ninja:
 $(ASAN_BUILD)/build.ninja:
 	meson setup $(ASAN_BUILD) --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
 
+$(TSAN_BUILD)/build.ninja:
+	meson setup $(TSAN_BUILD) --buildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
+
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
@@ -23,13 +27,19 @@ run: build
 	$(BUILD)/app/vitlab-cli classify $(SHARED)/weights/vit-tiny-augreg-in1k \
 	    $(SHARED)/datasets/imagenet-samples/*.JPEG --top 3
 
-# The whole suite, then the engine tests once more under AddressSanitizer and UBSan;
-# scripts/test-summary.py prints the closing "N passed, N failed" line over both.
-test: build $(ASAN_BUILD)/build.ninja
+# The whole suite; then the engine and CLI tests once more under AddressSanitizer and UBSan, and
+# the threaded parts (pool, loader, trainer) under ThreadSanitizer. scripts/test-summary.py
+# prints the closing "N passed, N failed" line over all three runs.
+TSAN_TESTS = kernels dataset trainer
+
+test: build $(ASAN_BUILD)/build.ninja $(TSAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
+	ninja -C $(TSAN_BUILD) $(foreach t,$(TSAN_TESTS),tests/test-$(t))
 	-xvfb-run -a -s '-screen 0 1600x1000x24' meson test -C $(BUILD) --print-errorlogs --num-processes 1
 	-meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli
-	@python3 scripts/test-summary.py $(BUILD) $(ASAN_BUILD)
+	-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 meson test -C $(TSAN_BUILD) \
+	    --no-rebuild --print-errorlogs --num-processes 1 $(TSAN_TESTS)
+	@python3 scripts/test-summary.py $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
 test-fast: build
 	meson test -C $(BUILD) --print-errorlogs
@@ -40,4 +50,10 @@ bench: build
 	/usr/bin/python3 bench/run.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) --out docs/BENCHMARKS.md
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+
+# vitlab's timm export against a PyTorch rebuild of timm's ViT (not part of `make test`).
+.PHONY: interop
+interop: build
+	@VITLAB_BENCH=1 scripts/install-deps.sh
+	/usr/bin/python3 tests/interop/check_export.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED)

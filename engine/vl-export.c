@@ -5,9 +5,11 @@
  * head (head.weight = proj, zero bias, num_classes = embed_dim, as timm's CLIP models do); before
  * a linear head, head.weight = W_head · proj (exact up to float rounding). config.json follows
  * timm's Hugging Face layout; model_args carries only arguments timm's VisionTransformer
- * accepts, so `timm.create_model (architecture, pretrained=True,
- * pretrained_cfg_overlay=dict(file=...), **model_args)` builds the same model. The LayerNorm eps
- * goes at the top level (timm's ViTs use 1e-6; vitlab reads it back). */
+ * accepts, so timm builds the same model from the folder (`timm.create_model ("local-dir:DIR")`,
+ * or create_model (architecture, pretrained=True, pretrained_cfg_overlay=<the file's whole
+ * pretrained_cfg> + dict(file=DIR/model.safetensors, custom_load=False), **model_args)). The
+ * LayerNorm eps goes at the top level: timm's ViTs always use 1e-6 (pass norm_layer=partial
+ * (nn.LayerNorm, eps=...) for another), vitlab reads it back. */
 #include "vl-model-private.h"
 
 #include <errno.h>
@@ -76,13 +78,15 @@ static char *
 config_json (VlModel *m, int num_classes)
 {
   const VlGeometry *g = &m->geo;
+  char eps_text[32];   /* the float's shortest decimal form, not its widened double */
+  g_snprintf (eps_text, sizeof eps_text, "%.7g", g->eps);
   g_autoptr(JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
   add_string (b, "architecture", timm_architecture (m));
   add_int (b, "num_classes", num_classes);
   add_int (b, "num_features", g->width);
   add_string (b, "global_pool", pool_string (m->pool));
-  add_double (b, "layer_norm_eps", g->eps);
+  add_double (b, "layer_norm_eps", g_ascii_strtod (eps_text, NULL));
   add_string (b, "exported_from", g->family);
   if (m->head_kind == VL_HEAD_MLP)
     {
@@ -135,7 +139,17 @@ config_json (VlModel *m, int num_classes)
   add_floats (b, "std", g->std, g->in_chans);
   add_int (b, "num_classes", num_classes);
   add_string (b, "first_conv", "patch_embed.proj");
-  add_string (b, "classifier", "head");
+  if (g->dist_token)
+    {
+      /* timm drops every module named here when it re-heads the model */
+      json_builder_set_member_name (b, "classifier");
+      json_builder_begin_array (b);
+      json_builder_add_string_value (b, "head");
+      json_builder_add_string_value (b, "head_dist");
+      json_builder_end_array (b);
+    }
+  else
+    add_string (b, "classifier", "head");
   json_builder_end_object (b);
 
   if (m->class_names && num_classes == m->num_classes)
