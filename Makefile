@@ -34,7 +34,7 @@ TSAN_TESTS = kernels dataset trainer
 
 test: build $(ASAN_BUILD)/build.ninja $(TSAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
-	ninja -C $(TSAN_BUILD) $(foreach t,$(TSAN_TESTS),tests/test-$(t))
+	ninja -C $(TSAN_BUILD) app/vitlab-cli $(foreach t,$(TSAN_TESTS),tests/test-$(t))
 	-xvfb-run -a -s '-screen 0 1600x1000x24' meson test -C $(BUILD) --print-errorlogs --num-processes 1
 	-meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli
 	-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 meson test -C $(TSAN_BUILD) \

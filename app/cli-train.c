@@ -1,16 +1,612 @@
+/* cli-train.c: vitlab-cli train and eval, on the engine's trainer (the same API the app uses).
+ *
+ *   vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]
+ *   vitlab-cli train --resume --out RUNDIR [--epochs E]
+ *   vitlab-cli eval RUNDIR [--data SPEC] [--split val|train] [--batch B]
+ *
+ * train shows a progress bar on a terminal (plain lines otherwise), one line per epoch on
+ * stdout, and ends with the line val_acc=0.XXXX. Ctrl-C stops at the next batch and saves the
+ * exact position, so --resume continues as if nothing happened. */
 #include "cli-commands.h"
+#include "vl-trainer.h"
+
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+#define EXIT_INTERRUPTED 130
+
+static int
+fail (GError *error)
+{
+  g_printerr ("vitlab-cli: %s\n", error->message);
+  g_error_free (error);
+  return EXIT_FAILURE;
+}
+
+static int
+usage_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
+
+static int
+usage_error (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  g_autofree char *msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_printerr ("vitlab-cli: %s (see 'vitlab-cli %s --help')\n", msg,
+              strstr (msg, "eval") == msg ? "eval" : "train");
+  return EXIT_USAGE;
+}
+
+static gboolean
+parse_options (const char *param, const char *summary, GOptionEntry *entries, int *argc,
+               char ***argv, GError **error)
+{
+  g_autoptr(GOptionContext) ctx = g_option_context_new (param);
+  g_option_context_set_summary (ctx, summary);
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  return g_option_context_parse (ctx, argc, argv, error);
+}
+
+/* A number option given as text (NULL: not given). */
+static gboolean
+parse_number (const char *option, const char *s, double lo, double hi, double *out)
+{
+  if (s == NULL)
+    return TRUE;
+  char *end = NULL;
+  double v = g_ascii_strtod (s, &end);
+  if (end == s || *end != '\0' || !isfinite (v) || v < lo || v > hi)
+    {
+      usage_error ("%s %s: expected a number in [%g, %g]", option, s, lo, hi);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
+static void
+format_duration (char *buf, gsize size, double s)
+{
+  if (!isfinite (s) || s < 0)
+    g_snprintf (buf, size, "--:--");
+  else if (s >= 3600)
+    g_snprintf (buf, size, "%d:%02d:%02d", (int) (s / 3600), (int) fmod (s / 60, 60),
+                (int) fmod (s, 60));
+  else
+    g_snprintf (buf, size, "%d:%02d", (int) (s / 60), (int) fmod (s, 60));
+}
+
+/* ------------------------------------------------------------------ train */
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_sigint (int sig)
+{
+  interrupted = 1;
+  signal (sig, SIG_DFL);   /* a second Ctrl-C ends the program at once */
+}
+
+typedef struct {
+  gboolean  tty;
+  gboolean  bar_shown;
+  int       epochs;
+  int       n_groups;
+  char    **class_names;
+  int       n_classes;
+  double    last_val_acc;
+  gboolean  have_val;
+  gint64    last_plain;
+  gint64    started;
+  guint     n_skipped;
+} Progress;
+
+static void
+clear_bar (Progress *p)
+{
+  if (p->bar_shown)
+    {
+      fputs ("\r\033[K", stderr);
+      p->bar_shown = FALSE;
+    }
+}
+
+static void
+print_skipped (char **skipped, const char *when)
+{
+  int n = skipped ? (int) g_strv_length (skipped) : 0;
+  if (n == 0)
+    return;
+  g_printerr ("%s %d file%s:\n", when, n, n == 1 ? "" : "s");
+  for (int i = 0; i < n; i++)
+    g_printerr ("  %s\n", skipped[i]);
+}
+
+static void
+show_step (Progress *p, const VlTrainEvent *ev)
+{
+  const VlStepPoint *pt = &ev->points[ev->n_points - 1];
+  char eta[32];
+  format_duration (eta, sizeof eta, ev->eta_s);
+  if (p->tty)
+    {
+      const int width = 24;
+      int fill = ev->n_batches ? (int) ((int64_t) width * ev->batch / ev->n_batches) : 0;
+      char bar[64];
+      for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '-';
+      bar[width] = '\0';
+      g_printerr ("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s",
+                  ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
+                  ev->images_per_s, eta);
+      p->bar_shown = TRUE;
+    }
+  else
+    {
+      gint64 now = g_get_monotonic_time ();
+      if (now - p->last_plain < 10 * G_USEC_PER_SEC)
+        return;
+      p->last_plain = now;
+      g_printerr ("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n", ev->epoch + 1,
+                  p->epochs, ev->batch, ev->n_batches, pt->loss, pt->lr, ev->images_per_s, eta);
+    }
+}
+
+static void
+show_epoch (Progress *p, const VlEpochMetrics *m)
+{
+  clear_bar (p);
+  GString *s = g_string_new (NULL);
+  g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
+                          m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
+  if (isfinite (m->val.top5))
+    g_string_append_printf (s, "  val_top5 %.4f", m->val.top5);
+  g_string_append_printf (s, "  unlocked %d%s  %.1f s  %.0f img/s%s", m->unlocked,
+                          m->cached ? " (cached)" : "", m->seconds, m->images_per_s,
+                          m->best ? "  *" : "");
+  g_print ("%s\n", s->str);
+  fflush (stdout);
+  g_string_free (s, TRUE);
+  p->last_val_acc = m->val.top1;
+  p->have_val = TRUE;
+}
+
+/* Drains and prints; returns TRUE once FINISHED was seen (*rc set). */
+static gboolean
+show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
+{
+  g_autoptr(GPtrArray) evs = vl_trainer_drain (t);
+  for (guint i = 0; i < evs->len; i++)
+    {
+      VlTrainEvent *ev = g_ptr_array_index (evs, i);
+      switch (ev->kind)
+        {
+        case VL_TRAIN_EVENT_READY:
+          p->n_groups = ev->n_groups;
+          p->n_classes = ev->n_classes;
+          p->class_names = g_strdupv (ev->class_names);
+          g_printerr ("data: %d classes, %d training and %d validation images\n", ev->n_classes,
+                      ev->n_train, ev->n_val);
+          print_skipped (ev->skipped, "skipped");
+          p->n_skipped = ev->skipped ? g_strv_length (ev->skipped) : 0;
+          if (ev->start_epoch > 0 || ev->step > 0)
+            g_printerr ("resuming at epoch %d, step %" G_GINT64_FORMAT "\n", ev->start_epoch + 1,
+                        ev->step);
+          break;
+        case VL_TRAIN_EVENT_LOCK:
+          clear_bar (p);
+          g_printerr ("epoch %d: training the last %d of %d layer groups (%" G_GINT64_FORMAT
+                      " parameters)\n", ev->epoch + 1, ev->unlocked, p->n_groups,
+                      ev->n_trainable);
+          break;
+        case VL_TRAIN_EVENT_MESSAGE:
+          clear_bar (p);
+          g_printerr ("%s\n", ev->message);
+          break;
+        case VL_TRAIN_EVENT_STEP:
+          show_step (p, ev);
+          break;
+        case VL_TRAIN_EVENT_EPOCH:
+          show_epoch (p, ev->metrics);
+          break;
+        case VL_TRAIN_EVENT_FINISHED:
+          clear_bar (p);
+          if (ev->end == VL_TRAIN_END_FAILED)
+            {
+              *rc = fail (g_error_copy (ev->error));
+              return TRUE;
+            }
+          if (ev->skipped && g_strv_length (ev->skipped) != p->n_skipped)
+            print_skipped (ev->skipped, "skipped (could not be used)");
+          else if (p->n_skipped)
+            g_printerr ("%u file%s skipped (listed above)\n", p->n_skipped,
+                        p->n_skipped == 1 ? " was" : "s were");
+          char took[32];
+          format_duration (took, sizeof took, (g_get_monotonic_time () - p->started) / 1e6);
+          if (ev->end == VL_TRAIN_END_STOPPED && interrupted)
+            {
+              g_printerr ("stopped at epoch %d, step %" G_GINT64_FORMAT " after %s; continue "
+                          "with: vitlab-cli train --resume --out %s\n", ev->epoch + 1, ev->step,
+                          took, cfg->out_dir);
+              *rc = EXIT_INTERRUPTED;
+              return TRUE;
+            }
+          g_printerr ("%s after %d epochs in %s; run folder %s\n",
+                      ev->end == VL_TRAIN_END_EARLY_STOPPED ? "stopped early" : "finished",
+                      ev->epoch, took, cfg->out_dir);
+          if (p->have_val)
+            g_print ("val_acc=%.4f\n", p->last_val_acc);
+          *rc = EXIT_SUCCESS;
+          return TRUE;
+        case VL_TRAIN_EVENT_PROBES:
+        case VL_TRAIN_EVENT_PAUSED:
+        case VL_TRAIN_EVENT_RESUMED:
+          break;
+        }
+    }
+  if (p->tty)
+    fflush (stderr);
+  return FALSE;
+}
 
 int
 cmd_train (int argc, char **argv)
 {
-  fprintf (stderr, "vitlab-cli: train is not built yet\n");
-  return 1;
+  GError *error = NULL;
+  g_autofree char *backbone = NULL, *data = NULL, *out = NULL, *head = NULL, *pool = NULL;
+  g_autofree char *schedule = NULL, *augment = NULL;
+  g_autofree char *lr_s = NULL, *wd_s = NULL, *warmup_s = NULL, *ld_s = NULL, *ls_s = NULL;
+  g_autofree char *clip_s = NULL, *vf_s = NULL, *min_lr_s = NULL, *limit_s = NULL;
+  int unlock = -1, epochs = -1, batch = -1, early_stop = -1, mlp_hidden = -1, probe_every = -1;
+  gint64 seed = -1;
+  gboolean cache = FALSE, resume = FALSE;
+  GOptionEntry entries[] = {
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
+      "image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR",
+      "SPEC" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "run folder (created)", "RUNDIR" },
+    { "head", 0, 0, G_OPTION_ARG_STRING, &head, "linear (default) or mlp", "KIND" },
+    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden, "MLP head width (the backbone's)", "N" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
+    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "train the last N layer groups (1: head)", "N" },
+    { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule,
+      "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "epochs (10)", "E" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, "peak learning rate (1e-3)", "F" },
+    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &min_lr_s, "learning rate at the end (0)", "F" },
+    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, "AdamW weight decay (0.05)", "F" },
+    { "warmup", 0, 0, G_OPTION_ARG_STRING, &warmup_s, "linear warmup epochs (1)", "EPOCHS" },
+    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &ld_s, "layer-wise lr decay (1: off)", "F" },
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, "label smoothing (0)", "F" },
+    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, "clip the gradient norm (0: off)", "F" },
+    { "augment", 0, 0, G_OPTION_ARG_STRING, &augment, "none (default), light or strong", "A" },
+    { "cache-features", 0, 0, G_OPTION_ARG_NONE, &cache,
+      "compute the frozen layers once (augment none)", NULL },
+    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &limit_s, "feature cache limit in GiB (4)", "GIB" },
+    { "val-fraction", 0, 0, G_OPTION_ARG_STRING, &vf_s,
+      "validation share without a val split (0.2)", "F" },
+    { "early-stop", 0, 0, G_OPTION_ARG_INT, &early_stop,
+      "stop after N epochs without a lower val loss (0: off)", "N" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "seed (0)", "S" },
+    { "probe-every", 0, 0, G_OPTION_ARG_INT, &probe_every,
+      "attention rollout of probe images every K steps (0: off)", "K" },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue the run in --out", NULL },
+    { NULL },
+  };
+  if (!parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
+                      "Fine-tunes a ViT backbone on a labelled image dataset.", entries, &argc,
+                      &argv, &error))
+    {
+      int rc = usage_error ("%s", error->message);
+      g_error_free (error);
+      return rc;
+    }
+  if (argc != 1)
+    return usage_error ("train takes no positional arguments ('%s')", argv[1]);
+  if (out == NULL)
+    return usage_error ("train needs --out RUNDIR");
+
+  VlTrainConfig cfg;
+  if (resume)
+    {
+      /* the run's own configuration; only what does not change its past may be given */
+      const char *fixed = backbone ? "--backbone" : head ? "--head" : pool ? "--pool"
+                        : unlock >= 0 ? "--unlock" : schedule ? "--unlock-schedule"
+                        : batch >= 0 ? "--batch" : lr_s ? "--lr" : min_lr_s ? "--min-lr"
+                        : wd_s ? "--wd" : warmup_s ? "--warmup" : ld_s ? "--layer-decay"
+                        : ls_s ? "--label-smoothing" : clip_s ? "--clip-grad"
+                        : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
+                        : mlp_hidden >= 0 ? "--mlp-hidden" : NULL;
+      if (fixed)
+        return usage_error ("%s cannot change when resuming: the run's configuration is in "
+                            "%s/run.json", fixed, out);
+      if (!vl_train_config_load (&cfg, out, &error))
+        return fail (error);
+      cfg.resume = TRUE;
+    }
+  else
+    {
+      vl_train_config_init (&cfg);
+      if (backbone == NULL || data == NULL)
+        {
+          vl_train_config_clear (&cfg);
+          return usage_error ("train needs --backbone, --data and --out");
+        }
+      cfg.backbone = g_strdup (backbone);
+      cfg.out_dir = g_strdup (out);
+    }
+  /* from here on, cfg owns strings: leave through `done` */
+  int rc = EXIT_USAGE;
+  g_autoptr(VlTrainer) t = NULL;
+  if (data)
+    {
+      g_free (cfg.data);
+      cfg.data = g_strdup (data);
+    }
+  if (head && g_str_equal (head, "linear"))
+    cfg.head = VL_HEAD_LINEAR;
+  else if (head && g_str_equal (head, "mlp"))
+    cfg.head = VL_HEAD_MLP;
+  else if (head)
+    {
+      usage_error ("--head %s: expected linear or mlp", head);
+      goto done;
+    }
+  if (mlp_hidden >= 0)
+    cfg.mlp_hidden = mlp_hidden;
+  if (pool && !vl_pool_from_string (pool, &cfg.pool))
+    {
+      usage_error ("--pool %s: expected token, avg or max", pool);
+      goto done;
+    }
+  if (augment && !g_str_equal (augment, "none") && !g_str_equal (augment, "light") &&
+      !g_str_equal (augment, "strong"))
+    {
+      usage_error ("--augment %s: expected none, light or strong", augment);
+      goto done;
+    }
+  if (augment)
+    cfg.augment = g_str_equal (augment, "light") ? VL_AUGMENT_LIGHT
+                : g_str_equal (augment, "strong") ? VL_AUGMENT_STRONG : VL_AUGMENT_NONE;
+  if (unlock >= 0 && schedule)
+    {
+      usage_error ("give --unlock or --unlock-schedule, not both");
+      goto done;
+    }
+  if (unlock >= 0 || schedule)
+    {
+      g_free (cfg.unlock_schedule);
+      cfg.unlock_schedule = schedule ? g_strdup (schedule) : g_strdup_printf ("%d", unlock);
+      int n;
+      g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (cfg.unlock_schedule, &n, &error);
+      if (s == NULL)
+        {
+          usage_error ("--unlock-schedule: %s", error->message);
+          g_clear_error (&error);
+          goto done;
+        }
+    }
+  if (epochs != -1 && epochs < 1)
+    {
+      usage_error ("--epochs %d: expected at least 1", epochs);
+      goto done;
+    }
+  if (epochs != -1)
+    cfg.epochs = epochs;
+  if (batch != -1 && (batch < 1 || batch > 65536))
+    {
+      usage_error ("--batch %d: expected 1 to 65536", batch);
+      goto done;
+    }
+  if (batch != -1)
+    cfg.batch_size = batch;
+  if (early_stop < -1 || probe_every < -1 || mlp_hidden < -1)
+    {
+      usage_error ("--early-stop, --probe-every and --mlp-hidden must not be negative");
+      goto done;
+    }
+  if (early_stop >= 0)
+    cfg.early_stop = early_stop;
+  if (probe_every >= 0)
+    cfg.probe_every = probe_every;
+  if (seed >= 0)
+    cfg.seed = (uint64_t) seed;
+  if (cache)
+    cfg.cache_features = TRUE;
+  double limit = (double) cfg.cache_limit / (1 << 30);
+  if (!parse_number ("--lr", lr_s, 1e-12, 1e3, &cfg.lr) ||
+      !parse_number ("--min-lr", min_lr_s, 0, 1e3, &cfg.min_lr) ||
+      !parse_number ("--wd", wd_s, 0, 1e3, &cfg.weight_decay) ||
+      !parse_number ("--warmup", warmup_s, 0, 1e6, &cfg.warmup_epochs) ||
+      !parse_number ("--layer-decay", ld_s, 1e-6, 1, &cfg.layer_decay) ||
+      !parse_number ("--label-smoothing", ls_s, 0, 0.999, &cfg.label_smoothing) ||
+      !parse_number ("--clip-grad", clip_s, 0, 1e9, &cfg.clip_grad) ||
+      !parse_number ("--val-fraction", vf_s, 1e-6, 0.95, &cfg.val_fraction) ||
+      !parse_number ("--cache-limit", limit_s, 0, 1 << 20, &limit))
+    goto done;
+  cfg.cache_limit = (int64_t) (limit * (1 << 30));
+
+  t = vl_trainer_new (&cfg, &error);
+  if (t == NULL)
+    {
+      usage_error ("%s", error->message);
+      g_clear_error (&error);
+      goto done;
+    }
+  if (!vl_trainer_start (t, &error))
+    {
+      rc = fail (error);
+      goto done;
+    }
+  signal (SIGINT, on_sigint);
+  signal (SIGTERM, on_sigint);
+  Progress p = { .tty = isatty (STDERR_FILENO), .epochs = cfg.epochs,
+                 .started = g_get_monotonic_time () };
+  gboolean stop_sent = FALSE;
+  for (;;)
+    {
+      vl_trainer_wait (t, 200000);
+      if (interrupted && !stop_sent)
+        {
+          clear_bar (&p);
+          g_printerr ("stopping (saving the position)...\n");
+          vl_trainer_stop (t);
+          stop_sent = TRUE;
+        }
+      if (show_events (t, &p, &cfg, &rc))
+        break;
+    }
+  vl_trainer_join (t);
+  g_strfreev (p.class_names);
+done:
+  vl_train_config_clear (&cfg);
+  return rc;
 }
+
+/* ------------------------------------------------------------------ eval */
 
 int
 cmd_eval (int argc, char **argv)
 {
-  fprintf (stderr, "vitlab-cli: eval is not built yet\n");
-  return 1;
+  GError *error = NULL;
+  g_autofree char *data = NULL, *split = NULL;
+  int batch = 32;
+  GOptionEntry entries[] = {
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "dataset (default: the run's)", "SPEC" },
+    { "split", 0, 0, G_OPTION_ARG_STRING, &split, "val (default) or train", "SPLIT" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
+    { NULL },
+  };
+  if (!parse_options ("RUNDIR", "Evaluates a trained model (a run folder, or any checkpoint "
+                      "with --data).", entries, &argc, &argv, &error))
+    {
+      int rc = usage_error ("eval: %s", error->message);
+      g_error_free (error);
+      return rc;
+    }
+  if (argc != 2)
+    return usage_error ("eval takes one RUNDIR");
+  if (batch < 1 || batch > 65536)
+    return usage_error ("eval: --batch %d: expected 1 to 65536", batch);
+  VlSplit which = VL_SPLIT_VAL;
+  if (split && g_str_equal (split, "train"))
+    which = VL_SPLIT_TRAIN;
+  else if (split && !g_str_equal (split, "val"))
+    return usage_error ("eval: --split %s: expected val or train", split);
+  const char *run = argv[1];
+
+  /* the run's dataset and split, unless --data says otherwise */
+  VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
+  g_autofree char *spec = g_strdup (data);
+  g_autofree char *run_json = g_build_filename (run, "run.json", NULL);
+  if (g_file_test (run_json, G_FILE_TEST_EXISTS))
+    {
+      VlTrainConfig cfg;
+      if (!vl_train_config_load (&cfg, run, &error))
+        return fail (error);
+      opts.val_fraction = cfg.val_fraction;
+      opts.seed = cfg.seed;
+      if (spec == NULL)
+        spec = g_strdup (cfg.data);
+      vl_train_config_clear (&cfg);
+    }
+  else if (!g_file_test (run, G_FILE_TEST_EXISTS))
+    {
+      g_printerr ("vitlab-cli: %s: no such run folder or checkpoint\n", run);
+      return EXIT_FAILURE;
+    }
+  if (spec == NULL)
+    return usage_error ("eval: %s is not a run folder (no run.json): give --data", run);
+
+  g_auto(GStrv) names = NULL;
+  g_autoptr(VlModel) m = vl_run_load_model (run, &names, &error);
+  if (m == NULL && g_error_matches (error, VL_ERROR, VL_ERROR_MISSING))
+    {
+      g_clear_error (&error);   /* a plain checkpoint without config.json */
+      m = vl_model_load (run, &error);
+    }
+  if (m == NULL)
+    return fail (error);
+  g_autoptr(VlDataset) ds = vl_dataset_open (spec, &opts, &error);
+  if (ds == NULL)
+    return fail (error);
+  const int K = vl_dataset_n_classes (ds);
+  if (vl_model_num_classes (m) != K)
+    {
+      g_printerr ("vitlab-cli: %s: the model has %d classes, %s has %d\n", run,
+                  vl_model_num_classes (m), spec, K);
+      return EXIT_FAILURE;
+    }
+  for (int k = 0; names && k < K; k++)
+    if (g_strcmp0 (names[k], vl_dataset_class_name (ds, k)) != 0)
+      {
+        g_printerr ("vitlab-cli: %s: class %d is \"%s\" in the model but \"%s\" in %s\n", run, k,
+                    names[k], vl_dataset_class_name (ds, k), spec);
+        return EXIT_FAILURE;
+      }
+  VlEvalResult r;
+  if (!vl_evaluate (m, ds, which, batch, NULL, &r, &error))
+    return fail (error);
+  g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
+  if (skipped->len)
+    {
+      g_printerr ("skipped %u file%s:\n", skipped->len, skipped->len == 1 ? "" : "s");
+      for (guint i = 0; i < skipped->len; i++)
+        {
+          VlSkipped *s = g_ptr_array_index (skipped, i);
+          g_printerr ("  %s: %s\n", s->path, s->reason);
+        }
+    }
+
+  int name_w = 5;
+  for (int k = 0; k < K; k++)
+    name_w = MAX (name_w, (int) strlen (vl_dataset_class_name (ds, k)));
+  name_w = MIN (name_w, 24);
+  g_print ("data:      %s, %s split, %" G_GINT64_FORMAT " images\n", vl_dataset_description (ds),
+           which == VL_SPLIT_VAL ? "val" : "train", r.n);
+  g_print ("loss:      %.4f\n", r.loss);
+  int64_t correct = 0;
+  for (int k = 0; k < K; k++)
+    correct += r.confusion[(gsize) k * K + k];
+  g_print ("accuracy:  %.4f (%" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ")\n", r.top1, correct, r.n);
+  if (isfinite (r.top5))
+    g_print ("top-5:     %.4f\n", r.top5);
+  g_print ("per-class accuracy:\n");
+  for (int k = 0; k < K; k++)
+    {
+      int64_t row = 0;
+      for (int j = 0; j < K; j++)
+        row += r.confusion[(gsize) k * K + j];
+      g_print ("  %-*.*s  %.4f (%" G_GINT64_FORMAT "/%" G_GINT64_FORMAT ")\n", name_w, name_w,
+               vl_dataset_class_name (ds, k), r.class_acc[k],
+               r.confusion[(gsize) k * K + k], row);
+    }
+  if (K <= 30)
+    {
+      g_print ("confusion matrix (rows: true class, columns: predicted):\n");
+      g_print ("  %*s", name_w, "");
+      for (int j = 0; j < K; j++)
+        g_print (" %6.6s", vl_dataset_class_name (ds, j));
+      g_print ("\n");
+      for (int k = 0; k < K; k++)
+        {
+          g_print ("  %-*.*s", name_w, name_w, vl_dataset_class_name (ds, k));
+          for (int j = 0; j < K; j++)
+            g_print (" %6" G_GINT64_FORMAT, r.confusion[(gsize) k * K + j]);
+          g_print ("\n");
+        }
+    }
+  else
+    g_print ("confusion matrix: %d classes, too many to print (see metrics.jsonl)\n", K);
+  g_print ("%s_acc=%.4f\n", which == VL_SPLIT_VAL ? "val" : "train", r.top1);
+  vl_eval_result_clear (&r);
+  return EXIT_SUCCESS;
 }

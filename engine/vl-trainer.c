@@ -1,2 +1,2635 @@
-/* placeholder */
-#include <glib.h>
+/* vl-trainer.c: the training loop on its own thread, its event queue, evaluation, run folders.
+ *
+ * Threads: the caller's (UI or CLI) creates, controls and drains; the worker owns the model, the
+ * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
+ * queue, the control requests (pause, stop, unlock) and the state. */
+#include "vl-trainer.h"
+#include "vl-safetensors.h"
+#include "vl-sync.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GIB ((int64_t) 1 << 30)
+
+/* ------------------------------------------------------------------ names */
+
+static const char *
+head_name (VlHeadKind k)
+{
+  return k == VL_HEAD_MLP ? "mlp" : k == VL_HEAD_NONE ? "none" : "linear";
+}
+
+static const char *
+pool_name (VlPoolKind p)
+{
+  return p == VL_POOL_AVG ? "avg" : p == VL_POOL_MAX ? "max" : "token";
+}
+
+static const char *
+augment_name (VlAugment a)
+{
+  return a == VL_AUGMENT_LIGHT ? "light" : a == VL_AUGMENT_STRONG ? "strong" : "none";
+}
+
+static gboolean
+augment_from_string (const char *s, VlAugment *out)
+{
+  if (g_strcmp0 (s, "none") == 0)
+    *out = VL_AUGMENT_NONE;
+  else if (g_strcmp0 (s, "light") == 0)
+    *out = VL_AUGMENT_LIGHT;
+  else if (g_strcmp0 (s, "strong") == 0)
+    *out = VL_AUGMENT_STRONG;
+  else
+    return FALSE;
+  return TRUE;
+}
+
+const char *
+vl_train_event_kind_name (VlTrainEventKind kind)
+{
+  static const char *names[] = { "ready", "lock", "step", "epoch", "probes", "message", "paused",
+                                 "resumed", "finished" };
+  return (guint) kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+/* ------------------------------------------------------------------ configuration */
+
+void
+vl_train_config_init (VlTrainConfig *c)
+{
+  memset (c, 0, sizeof *c);
+  c->head = VL_HEAD_LINEAR;
+  c->pool = VL_POOL_TOKEN;
+  c->val_fraction = 0.2;
+  c->augment = VL_AUGMENT_NONE;
+  c->unlock_schedule = g_strdup ("1");
+  c->epochs = 10;
+  c->batch_size = 32;
+  c->lr = 1e-3;
+  c->min_lr = 0.0;
+  c->weight_decay = 0.05;
+  c->beta1 = 0.9;
+  c->beta2 = 0.999;
+  c->eps = 1e-8;
+  c->warmup_epochs = 1.0;
+  c->layer_decay = 1.0;
+  c->cache_limit = 4 * GIB;
+  c->n_probes = 4;
+}
+
+void
+vl_train_config_clear (VlTrainConfig *c)
+{
+  g_clear_pointer (&c->backbone, g_free);
+  g_clear_pointer (&c->data, g_free);
+  g_clear_pointer (&c->unlock_schedule, g_free);
+  g_clear_pointer (&c->out_dir, g_free);
+}
+
+void
+vl_train_config_copy (VlTrainConfig *dst, const VlTrainConfig *src)
+{
+  *dst = *src;
+  dst->backbone = g_strdup (src->backbone);
+  dst->data = g_strdup (src->data);
+  dst->unlock_schedule = g_strdup (src->unlock_schedule);
+  dst->out_dir = g_strdup (src->out_dir);
+}
+
+VlUnlockStep *
+vl_unlock_schedule_parse (const char *text, int *n_steps, GError **error)
+{
+  *n_steps = 0;
+  if (text == NULL || *text == '\0')
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "unlock schedule: empty");
+      return NULL;
+    }
+  g_auto(GStrv) parts = g_strsplit (text, ",", -1);
+  int n = (int) g_strv_length (parts);
+  g_autofree VlUnlockStep *steps = g_new0 (VlUnlockStep, MAX (n, 1));
+  for (int i = 0; i < n; i++)
+    {
+      char *p = g_strstrip (parts[i]);
+      char *colon = strchr (p, ':');
+      const char *count = p;
+      int epoch = 0;
+      if (colon)
+        {
+          *colon = '\0';
+          count = g_strstrip (colon + 1);
+          char *end = NULL;
+          gint64 e = g_ascii_strtoll (g_strstrip (p), &end, 10);
+          if (end == p || *end != '\0' || e < 0 || e > 1000000)
+            goto bad;
+          epoch = (int) e;
+        }
+      else if (n > 1)
+        goto bad;
+      int unlocked;
+      if (g_ascii_strcasecmp (count, "all") == 0)
+        unlocked = VL_UNLOCK_ALL;
+      else
+        {
+          char *end = NULL;
+          gint64 u = g_ascii_strtoll (count, &end, 10);
+          if (end == count || *end != '\0' || u < 0 || u > VL_UNLOCK_ALL)
+            goto bad;
+          unlocked = (int) u;
+        }
+      if ((i == 0 && epoch != 0) || (i > 0 && epoch <= steps[i - 1].epoch))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "unlock schedule \"%s\": epochs must start at 0 and increase", text);
+          return NULL;
+        }
+      steps[i] = (VlUnlockStep) { epoch, unlocked };
+    }
+  *n_steps = n;
+  return g_steal_pointer (&steps);
+bad:
+  g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+               "unlock schedule \"%s\": expected N or EPOCH:N[,EPOCH:N...] with N a number of "
+               "layer groups or \"all\" (e.g. \"0:1,2:4,4:all\")", text);
+  return NULL;
+}
+
+int
+vl_unlock_schedule_at (const VlUnlockStep *steps, int n_steps, int epoch)
+{
+  int unlocked = n_steps > 0 ? steps[0].unlocked : 1;
+  for (int i = 0; i < n_steps; i++)
+    if (steps[i].epoch <= epoch)
+      unlocked = steps[i].unlocked;
+  return unlocked;
+}
+
+static char *
+schedule_to_string (const VlUnlockStep *steps, int n)
+{
+  GString *s = g_string_new (NULL);
+  for (int i = 0; i < n; i++)
+    {
+      if (i)
+        g_string_append_c (s, ',');
+      if (steps[i].unlocked >= VL_UNLOCK_ALL)
+        g_string_append_printf (s, "%d:all", steps[i].epoch);
+      else
+        g_string_append_printf (s, "%d:%d", steps[i].epoch, steps[i].unlocked);
+    }
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+check_range (const char *what, double v, double lo, double hi, gboolean lo_open, GError **error)
+{
+  if (isfinite (v) && (lo_open ? v > lo : v >= lo) && v <= hi)
+    return TRUE;
+  g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s %g: expected a number in %s%g, %g]",
+               what, v, lo_open ? "(" : "[", lo, hi);
+  return FALSE;
+}
+
+gboolean
+vl_train_config_check (const VlTrainConfig *c, GError **error)
+{
+  if (c->epochs < 1 || c->epochs > 1000000)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "epochs %d: expected at least 1", c->epochs);
+      return FALSE;
+    }
+  if (c->batch_size < 1 || c->batch_size > 65536)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "batch size %d: expected 1 to 65536",
+                   c->batch_size);
+      return FALSE;
+    }
+  if (c->head != VL_HEAD_LINEAR && c->head != VL_HEAD_MLP)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "head: expected linear or mlp");
+      return FALSE;
+    }
+  if (c->mlp_hidden < 0 || c->mlp_hidden > 1 << 20)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "MLP hidden width %d is out of range",
+                   c->mlp_hidden);
+      return FALSE;
+    }
+  if (!check_range ("learning rate", c->lr, 0, 1e38, TRUE, error) ||
+      !check_range ("min lr", c->min_lr, 0, c->lr, FALSE, error) ||
+      !check_range ("weight decay", c->weight_decay, 0, 1e6, FALSE, error) ||
+      !check_range ("beta1", c->beta1, 0, 0.999999, FALSE, error) ||
+      !check_range ("beta2", c->beta2, 0, 0.99999999, FALSE, error) ||
+      !check_range ("eps", c->eps, 0, 1, TRUE, error) ||
+      !check_range ("warmup epochs", c->warmup_epochs, 0, 1e6, FALSE, error) ||
+      !check_range ("layer decay", c->layer_decay, 0, 1, TRUE, error) ||
+      !check_range ("label smoothing", c->label_smoothing, 0, 0.999, FALSE, error) ||
+      !check_range ("clip grad", c->clip_grad, 0, 1e30, FALSE, error) ||
+      !check_range ("val fraction", c->val_fraction, 0, 0.95, TRUE, error))
+    return FALSE;
+  if (c->early_stop < 0 || c->probe_every < 0 || c->n_probes < 0 || c->n_probes > 64 ||
+      c->cache_limit < 0 || c->stop_after_epoch < 0 || c->stop_after_step < 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "early stop, probe interval, probe count (at most 64), cache limit and "
+                   "scripted stops must not be negative");
+      return FALSE;
+    }
+  if (c->resume && c->out_dir == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "resuming needs the run folder");
+      return FALSE;
+    }
+  int n;
+  g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (c->unlock_schedule, &n, error);
+  return s != NULL;
+}
+
+/* ------------------------------------------------------------------ schedules */
+
+static int64_t
+warmup_steps (const VlTrainConfig *c, int64_t steps_per_epoch)
+{
+  return (int64_t) llround (c->warmup_epochs * (double) steps_per_epoch);
+}
+
+double
+vl_train_lr_at (const VlTrainConfig *c, int64_t step, int64_t steps_per_epoch)
+{
+  int64_t total = (int64_t) c->epochs * steps_per_epoch;
+  int64_t warm = MIN (warmup_steps (c, steps_per_epoch), total);
+  if (step < warm)
+    return c->lr * (double) (step + 1) / (double) warm;
+  double progress = (double) (step - warm) / (double) MAX (total - warm, 1);
+  progress = CLAMP (progress, 0.0, 1.0);
+  return c->min_lr + (c->lr - c->min_lr) * 0.5 * (1.0 + cos (G_PI * progress));
+}
+
+void
+vl_train_layer_scales (VlModel *m, double decay, float *scales)
+{
+  int n = vl_model_n_groups (m);
+  g_autofree int *id = g_new (int, MAX (n, 1));
+  int next = 0;
+  for (int g = 0; g < n; g++)
+    {
+      const char *name = vl_model_group_name (m, g);
+      /* timm's group_matcher puts ^norm (the final norm, or fc_norm) in the last block's group */
+      gboolean merge = g > 0 && (g_str_equal (name, "norm") || g_str_equal (name, "fc_norm") ||
+                                 g_str_equal (name, "ln_post"));
+      id[g] = merge ? id[g - 1] : next++;
+    }
+  int max_id = next - 1;
+  for (int g = 0; g < n; g++)
+    scales[g] = (float) pow (decay, (double) (max_id - id[g]));
+}
+
+void
+vl_preprocess_from_model (VlModel *m, VlPreprocess *pp)
+{
+  const VlGeometry *g = vl_model_geometry (m);
+  memset (pp, 0, sizeof *pp);
+  pp->channels = g->in_chans;
+  pp->size = g->input_size > 0 ? g->input_size : g->img_size;
+  pp->crop_pct = g->crop_pct > 0 ? g->crop_pct : 1.0;
+  pp->interp = g_strcmp0 (g->interpolation, "bilinear") == 0 ? VL_INTERP_BILINEAR
+             : g_strcmp0 (g->interpolation, "nearest") == 0 ? VL_INTERP_NEAREST
+             : VL_INTERP_BICUBIC;
+  memcpy (pp->mean, g->mean, sizeof pp->mean);
+  memcpy (pp->std, g->std, sizeof pp->std);
+}
+
+/* ------------------------------------------------------------------ evaluation */
+
+void
+vl_eval_result_begin (VlEvalResult *r, int n_classes)
+{
+  memset (r, 0, sizeof *r);
+  r->n_classes = n_classes;
+  r->class_acc = g_new0 (double, n_classes);
+  r->confusion = g_new0 (int64_t, (gsize) n_classes * n_classes);
+}
+
+void
+vl_eval_result_clear (VlEvalResult *r)
+{
+  g_clear_pointer (&r->class_acc, g_free);
+  g_clear_pointer (&r->confusion, g_free);
+}
+
+void
+vl_eval_result_add (VlEvalResult *r, const float *logits, const int *labels, int B)
+{
+  const int K = r->n_classes;
+  for (int b = 0; b < B; b++)
+    {
+      const float *z = logits + (gsize) b * K;
+      int y = labels[b];
+      double mx = z[0];
+      int pred = 0;
+      for (int k = 1; k < K; k++)
+        if (z[k] > mx)
+          {
+            mx = z[k];
+            pred = k;
+          }
+      double s = 0;
+      for (int k = 0; k < K; k++)
+        s += exp ((double) z[k] - mx);
+      r->loss += mx + log (s) - (double) z[y];
+      int rank = 0;   /* classes ranked above the true one (ties: the lower index first) */
+      for (int k = 0; k < K; k++)
+        rank += z[k] > z[y] || (z[k] == z[y] && k < y);
+      r->top1 += rank == 0;
+      r->top5 += rank < 5;
+      r->confusion[(gsize) y * K + pred]++;
+      r->n++;
+    }
+}
+
+void
+vl_eval_result_end (VlEvalResult *r)
+{
+  const int K = r->n_classes;
+  double n = (double) MAX (r->n, 1);
+  r->loss = r->n ? r->loss / n : NAN;
+  r->top1 = r->n ? r->top1 / n : NAN;
+  r->top5 = r->n && K >= 5 ? r->top5 / n : NAN;
+  for (int k = 0; k < K; k++)
+    {
+      int64_t row = 0;
+      for (int j = 0; j < K; j++)
+        row += r->confusion[(gsize) k * K + j];
+      r->class_acc[k] = row ? (double) r->confusion[(gsize) k * K + k] / (double) row : NAN;
+    }
+}
+
+static gboolean
+check_cancelled (GCancellable *cancellable, GError **error)
+{
+  return g_cancellable_set_error_if_cancelled (cancellable, error);
+}
+
+gboolean
+vl_evaluate (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+             GCancellable *cancellable, VlEvalResult *out, GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (vl_model_num_classes (m) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "the model's head has %d classes, the dataset %d", vl_model_num_classes (m), K);
+      return FALSE;
+    }
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
+                                              MAX (batch_size, 1), FALSE, 0);
+  vl_eval_result_begin (out, K);
+  vl_loader_start_epoch (loader, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (loader, &b))
+    {
+      if (check_cancelled (cancellable, error) ||
+          !vl_model_forward (m, b.images, b.n, pp.size, pp.size, VL_FORWARD_INFER, error))
+        {
+          vl_eval_result_clear (out);
+          return FALSE;
+        }
+      vl_eval_result_add (out, vl_model_logits (m), b.labels, b.n);
+    }
+  vl_eval_result_end (out);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ files */
+
+static gboolean
+io_error (GError **error, const char *path, int err, const char *what)
+{
+  g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: %s: %s", path, what, g_strerror (err));
+  return FALSE;
+}
+
+static void
+fsync_dir (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0)
+    {
+      fsync (fd);
+      close (fd);
+    }
+}
+
+gboolean
+vl_write_file_atomic (const char *path, const char *contents, gssize length, GError **error)
+{
+  gsize len = length < 0 ? strlen (contents) : (gsize) length;
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *tmp = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
+  int fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error (error, path, errno, "cannot create a file beside it");
+  const char *p = contents;
+  gsize left = len;
+  while (left > 0)
+    {
+      ssize_t w = write (fd, p, left);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        {
+          int err = w < 0 ? errno : ENOSPC;
+          close (fd);
+          g_unlink (tmp);
+          return io_error (error, path, err, "cannot write");
+        }
+      p += w;
+      left -= (gsize) w;
+    }
+  if (fsync (fd) != 0 || close (fd) != 0)
+    {
+      int err = errno;
+      g_unlink (tmp);
+      return io_error (error, path, err, "cannot write");
+    }
+  if (g_rename (tmp, path) != 0)
+    {
+      int err = errno;
+      g_unlink (tmp);
+      return io_error (error, path, err, "cannot replace");
+    }
+  fsync_dir (dir);
+  return TRUE;
+}
+
+/* A checkpoint is several files. Each is first written (atomically) under a pending name beside
+ * its final one; only when all of them are on disk are they renamed into place, so a failed save
+ * leaves the previous checkpoint whole. */
+typedef struct {
+  char      *dir;
+  GPtrArray *pending;   /* pairs: pending path, final path */
+} Commit;
+
+static const char *
+commit_add (Commit *c, const char *name)
+{
+  g_ptr_array_add (c->pending, g_strdup_printf ("%s/.%s.pending", c->dir, name));
+  g_ptr_array_add (c->pending, g_build_filename (c->dir, name, NULL));
+  return g_ptr_array_index (c->pending, c->pending->len - 2);
+}
+
+static void
+commit_init (Commit *c, const char *dir)
+{
+  c->dir = g_strdup (dir);
+  c->pending = g_ptr_array_new_with_free_func (g_free);
+}
+
+static void
+commit_abort (Commit *c)
+{
+  for (guint i = 0; i < c->pending->len; i += 2)
+    g_unlink (g_ptr_array_index (c->pending, i));
+  g_ptr_array_unref (c->pending);
+  g_free (c->dir);
+}
+
+static gboolean
+commit_finish (Commit *c, GError **error)
+{
+  gboolean ok = TRUE;
+  for (guint i = 0; i < c->pending->len && ok; i += 2)
+    if (g_rename (g_ptr_array_index (c->pending, i), g_ptr_array_index (c->pending, i + 1)) != 0)
+      ok = io_error (error, g_ptr_array_index (c->pending, i + 1), errno, "cannot replace");
+  fsync_dir (c->dir);
+  commit_abort (c);
+  return ok;
+}
+
+static char *
+sha256_file (const char *path)
+{
+  g_autofree char *file = g_file_test (path, G_FILE_TEST_IS_DIR)
+                          ? g_build_filename (path, "model.safetensors", NULL) : g_strdup (path);
+  FILE *f = fopen (file, "rb");
+  if (f == NULL)
+    return NULL;
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree guchar *buf = g_malloc (1 << 20);
+  size_t n;
+  while ((n = fread (buf, 1, 1 << 20, f)) > 0)
+    g_checksum_update (sum, buf, n);
+  gboolean bad = ferror (f);
+  fclose (f);
+  return bad ? NULL : g_strdup (g_checksum_get_string (sum));
+}
+
+/* SHA-256 of every parameter (names, shapes, float32 data): ties the optimizer state to the
+ * model it belongs to. */
+static char *
+model_params_sha256 (VlModel *m)
+{
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      int64_t numel;
+      const float *d = vl_model_tensor_data (m, i, NULL, NULL, &numel);
+      const char *name = vl_model_tensor_name (m, i);
+      g_checksum_update (sum, (const guchar *) name, strlen (name) + 1);
+      g_checksum_update (sum, (const guchar *) d, (gssize) (numel * sizeof (float)));
+    }
+  return g_strdup (g_checksum_get_string (sum));
+}
+
+/* Copies every tensor of the model from a safetensors file (same names and shapes, nothing
+ * missing, nothing left over). */
+static gboolean
+load_tensors_into (VlModel *m, const char *path, GError **error)
+{
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  if (st == NULL)
+    return FALSE;
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      int ndim;
+      int64_t shape[VL_MAX_DIMS], numel;
+      float *d = vl_model_tensor_data (m, i, &ndim, shape, &numel);
+      const char *name = vl_model_tensor_name (m, i);
+      const VlTensorInfo *t = vl_safetensors_lookup (st, name);
+      gboolean same = t != NULL && t->ndim == ndim && t->dtype == VL_DTYPE_F32;
+      for (int k = 0; same && k < ndim; k++)
+        same = t->shape[k] == shape[k];
+      if (!same)
+        {
+          g_autofree char *want = vl_shape_to_string (ndim, shape);
+          g_autofree char *found = t ? vl_shape_to_string (t->ndim, t->shape) : NULL;
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensor %s is %s%s, expected F32 %s", path, name,
+                       t ? vl_dtype_name (t->dtype) : "missing", t ? found : "", want);
+          return FALSE;
+        }
+      vl_tensor_to_f32 (t, d);
+    }
+  if ((int) vl_safetensors_n_tensors (st) != vl_model_n_tensors (m))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: holds %u tensors, the model has %d", path, vl_safetensors_n_tensors (st),
+                   vl_model_n_tensors (m));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ JSON helpers */
+
+static void
+add_num (JsonBuilder *b, const char *key, double v)
+{
+  json_builder_set_member_name (b, key);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
+add_int (JsonBuilder *b, const char *key, int64_t v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_int_value (b, v);
+}
+
+static void
+add_str (JsonBuilder *b, const char *key, const char *v)
+{
+  json_builder_set_member_name (b, key);
+  if (v)
+    json_builder_add_string_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
+add_bool (JsonBuilder *b, const char *key, gboolean v)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_add_boolean_value (b, v);
+}
+
+/* json-glib 1.6 writes a double without a '.' in its shortest form with ".0" appended, which
+ * turns 1e-08 into the invalid 1e-08.0: drop that suffix after an exponent (outside strings). */
+static void
+fix_exponents (char *s)
+{
+  gboolean in_string = FALSE;
+  char *w = s;
+  for (char *p = s; *p; p++)
+    {
+      if (in_string)
+        {
+          if (*p == '\\' && p[1])
+            {
+              *w++ = *p++;
+            }
+          else if (*p == '"')
+            in_string = FALSE;
+        }
+      else if (*p == '"')
+        in_string = TRUE;
+      else if ((*p == 'e' || *p == 'E') && p > s && g_ascii_isdigit (p[-1]))
+        {
+          char *q = p + 1;
+          if (*q == '+' || *q == '-')
+            q++;
+          while (g_ascii_isdigit (*q))
+            q++;
+          if (q[0] == '.' && q[1] == '0' && !g_ascii_isdigit (q[2]))
+            {
+              while (p < q)
+                *w++ = *p++;
+              p = q + 1;   /* skip ".0"; the loop's p++ moves past the '0' */
+              continue;
+            }
+        }
+      *w++ = *p;
+    }
+  *w = '\0';
+}
+
+static char *
+builder_to_string (JsonBuilder *b, gboolean pretty)
+{
+  g_autoptr(JsonNode) root = json_builder_get_root (b);
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  json_generator_set_pretty (gen, pretty);
+  json_generator_set_indent (gen, 2);
+  json_generator_set_root (gen, root);
+  char *s = json_generator_to_data (gen, NULL);
+  fix_exponents (s);
+  if (pretty)
+    {
+      char *t = g_strconcat (s, "\n", NULL);
+      g_free (s);
+      s = t;
+    }
+  return s;
+}
+
+static JsonObject *
+obj_member (JsonObject *o, const char *key)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return NULL;
+  JsonNode *n = json_object_get_member (o, key);
+  return JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+}
+
+static gboolean
+get_num (JsonObject *o, const char *key, double *out)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return FALSE;
+  JsonNode *n = json_object_get_member (o, key);
+  if (!JSON_NODE_HOLDS_VALUE (n))
+    return FALSE;
+  GType t = json_node_get_value_type (n);
+  if (t == G_TYPE_INT64)
+    *out = (double) json_node_get_int (n);
+  else if (t == G_TYPE_DOUBLE)
+    *out = json_node_get_double (n);
+  else if (t == G_TYPE_BOOLEAN)
+    *out = json_node_get_boolean (n);
+  else
+    return FALSE;
+  return TRUE;
+}
+
+static gboolean
+get_int (JsonObject *o, const char *key, int64_t *out)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return FALSE;
+  JsonNode *n = json_object_get_member (o, key);
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+    return FALSE;
+  *out = json_node_get_int (n);
+  return TRUE;
+}
+
+static const char *
+get_str (JsonObject *o, const char *key)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return NULL;
+  JsonNode *n = json_object_get_member (o, key);
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}
+
+static char **
+get_strv (JsonObject *o, const char *key)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return NULL;
+  JsonNode *n = json_object_get_member (o, key);
+  if (!JSON_NODE_HOLDS_ARRAY (n))
+    return NULL;
+  JsonArray *a = json_node_get_array (n);
+  guint len = json_array_get_length (a);
+  char **v = g_new0 (char *, len + 1);
+  for (guint i = 0; i < len; i++)
+    {
+      const char *s = json_node_get_string (json_array_get_element (a, i));
+      v[i] = g_strdup (s ? s : "");
+    }
+  return v;
+}
+
+static JsonParser *
+parse_json_file (const char *path, JsonObject **root, GError **error)
+{
+  g_autoptr(JsonParser) p = json_parser_new ();
+  g_autoptr(GError) local = NULL;
+  if (!json_parser_load_from_file (p, path, &local))
+    {
+      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no such file", path);
+      else
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s", path, local->message);
+      return NULL;
+    }
+  JsonNode *n = json_parser_get_root (p);
+  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: the top level is not a JSON object",
+                   path);
+      return NULL;
+    }
+  *root = json_node_get_object (n);
+  return g_steal_pointer (&p);
+}
+
+/* ------------------------------------------------------------------ run.json */
+
+gboolean
+vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
+{
+  vl_train_config_init (c);
+  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) parser = parse_json_file (path, &root, error);
+  if (parser == NULL)
+    return FALSE;
+  if (g_strcmp0 (get_str (root, "format"), "vitlab-run") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a vitlab run (no \"format\": "
+                   "\"vitlab-run\")", path);
+      return FALSE;
+    }
+  JsonObject *bb = obj_member (root, "backbone"), *head = obj_member (root, "head");
+  JsonObject *hp = obj_member (root, "hyperparameters"), *data = obj_member (root, "data");
+  JsonObject *mon = obj_member (root, "monitor");
+  double v;
+  int64_t i;
+  c->backbone = g_strdup (get_str (bb, "path"));
+  const char *s = get_str (head, "kind");
+  c->head = g_strcmp0 (s, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
+  if (get_int (head, "mlp_hidden", &i))
+    c->mlp_hidden = (int) i;
+  if ((s = get_str (head, "pool")) && !vl_pool_from_string (s, &c->pool))
+    goto bad;
+  c->data = g_strdup (get_str (data, "spec"));
+  if (get_num (data, "val_fraction", &v))
+    c->val_fraction = v;
+  if ((s = get_str (root, "unlock_schedule")))
+    {
+      g_free (c->unlock_schedule);
+      c->unlock_schedule = g_strdup (s);
+    }
+  if (get_int (hp, "epochs", &i))
+    c->epochs = (int) i;
+  if (get_int (hp, "batch_size", &i))
+    c->batch_size = (int) i;
+  struct { const char *key; double *dst; } nums[] = {
+    { "lr", &c->lr }, { "min_lr", &c->min_lr }, { "weight_decay", &c->weight_decay },
+    { "beta1", &c->beta1 }, { "beta2", &c->beta2 }, { "eps", &c->eps },
+    { "warmup_epochs", &c->warmup_epochs }, { "layer_decay", &c->layer_decay },
+    { "label_smoothing", &c->label_smoothing }, { "clip_grad", &c->clip_grad },
+  };
+  for (guint k = 0; k < G_N_ELEMENTS (nums); k++)
+    if (get_num (hp, nums[k].key, &v))
+      *nums[k].dst = v;
+  if (get_int (hp, "early_stop", &i))
+    c->early_stop = (int) i;
+  if ((s = get_str (hp, "augment")) && !augment_from_string (s, &c->augment))
+    goto bad;
+  if (get_num (hp, "cache_features", &v))
+    c->cache_features = v != 0;
+  if (get_int (hp, "cache_limit", &i))
+    c->cache_limit = i;
+  if (get_int (root, "seed", &i))
+    c->seed = (uint64_t) i;
+  if (get_int (mon, "probe_every", &i))
+    c->probe_every = (int) i;
+  if (get_int (mon, "n_probes", &i))
+    c->n_probes = (int) i;
+  c->out_dir = g_strdup (run_dir);
+  if (!vl_train_config_check (c, error))
+    {
+      g_prefix_error (error, "%s: ", path);
+      return FALSE;
+    }
+  return TRUE;
+bad:
+  g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: unknown value \"%s\"", path, s);
+  return FALSE;
+}
+
+/* ------------------------------------------------------------------ config.json (timm layout) */
+
+static void
+add_float_array (JsonBuilder *b, const char *key, const float *v, int n)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_begin_array (b);
+  for (int i = 0; i < n; i++)
+    json_builder_add_double_value (b, v[i]);
+  json_builder_end_array (b);
+}
+
+static void
+add_strv (JsonBuilder *b, const char *key, const char *const *v, int n)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_begin_array (b);
+  for (int i = 0; i < n; i++)
+    json_builder_add_string_value (b, v[i]);
+  json_builder_end_array (b);
+}
+
+/* A timm hub config.json, so that the run folder loads like any checkpoint; the "vitlab" member
+ * carries what timm has no name for (the MLP head, and the geometry to rebuild it). */
+static char *
+timm_config_json (VlModel *m, const char *const *class_names)
+{
+  const VlGeometry *g = vl_model_geometry (m);
+  const int K = vl_model_num_classes (m);
+  gboolean timm = g_strcmp0 (g->family, "timm") == 0;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  add_str (b, "architecture", g->architecture ? g->architecture : "vit");
+  add_int (b, "num_classes", K);
+  add_int (b, "num_features", g->width);
+  add_str (b, "global_pool", pool_name (vl_model_pool (m)));
+  if (timm)
+    {
+      json_builder_set_member_name (b, "model_args");
+      json_builder_begin_object (b);
+      add_int (b, "img_size", g->img_size);
+      add_int (b, "patch_size", g->patch);
+      add_int (b, "in_chans", g->in_chans);
+      add_int (b, "embed_dim", g->width);
+      add_int (b, "depth", g->depth);
+      add_int (b, "num_heads", g->heads);
+      add_num (b, "mlp_ratio", (double) g->mlp / g->width);
+      add_int (b, "num_classes", K);
+      add_str (b, "global_pool", pool_name (vl_model_pool (m)));
+      json_builder_end_object (b);
+    }
+  json_builder_set_member_name (b, "pretrained_cfg");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "input_size");
+  json_builder_begin_array (b);
+  json_builder_add_int_value (b, g->in_chans);
+  json_builder_add_int_value (b, g->input_size);
+  json_builder_add_int_value (b, g->input_size);
+  json_builder_end_array (b);
+  add_str (b, "interpolation", g->interpolation ? g->interpolation : "bicubic");
+  add_num (b, "crop_pct", g->crop_pct);
+  add_str (b, "crop_mode", "center");
+  add_float_array (b, "mean", g->mean, g->in_chans);
+  add_float_array (b, "std", g->std, g->in_chans);
+  add_int (b, "num_classes", K);
+  add_str (b, "first_conv", "patch_embed.proj");
+  add_str (b, "classifier", "head");
+  json_builder_end_object (b);
+  if (class_names)
+    add_strv (b, "label_names", class_names, K);
+
+  json_builder_set_member_name (b, "vitlab");
+  json_builder_begin_object (b);
+  add_str (b, "head", head_name (vl_model_head_kind (m)));
+  if (vl_model_head_kind (m) == VL_HEAD_MLP)
+    {
+      int64_t shape[VL_MAX_DIMS];
+      vl_model_tensor_data (m, vl_model_find_tensor (m, "head.fc1.weight"), NULL, shape, NULL);
+      add_int (b, "mlp_hidden", shape[0]);
+    }
+  add_str (b, "family", g->family);
+  json_builder_set_member_name (b, "geometry");
+  json_builder_begin_object (b);
+  add_int (b, "in_chans", g->in_chans);
+  add_int (b, "patch", g->patch);
+  add_int (b, "width", g->width);
+  add_int (b, "depth", g->depth);
+  add_int (b, "heads", g->heads);
+  add_int (b, "mlp", g->mlp);
+  add_int (b, "grid", g->grid);
+  add_num (b, "eps", g->eps);
+  add_bool (b, "class_token", g->class_token);
+  add_bool (b, "dist_token", g->dist_token);
+  add_int (b, "reg_tokens", g->reg_tokens);
+  add_bool (b, "no_embed_class", g->no_embed_class);
+  add_bool (b, "pre_norm", g->pre_norm);
+  add_bool (b, "layer_scale", g->layer_scale);
+  add_bool (b, "fc_norm", g->fc_norm);
+  add_bool (b, "quick_gelu", g->quick_gelu);
+  add_int (b, "embed_dim", g->embed_dim);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+  return builder_to_string (b, TRUE);
+}
+
+static gboolean
+read_float_array (JsonObject *o, const char *key, float *dst, int max)
+{
+  if (o == NULL || !json_object_has_member (o, key))
+    return FALSE;
+  JsonNode *n = json_object_get_member (o, key);
+  if (!JSON_NODE_HOLDS_ARRAY (n))
+    return FALSE;
+  JsonArray *a = json_node_get_array (n);
+  int len = (int) json_array_get_length (a);
+  for (int i = 0; i < max && len > 0; i++)
+    dst[i] = (float) json_node_get_double (json_array_get_element (a, MIN (i, len - 1)));
+  return len > 0;
+}
+
+VlModel *
+vl_run_load_model (const char *run_dir, char ***class_names, GError **error)
+{
+  g_autofree char *cfg_path = g_build_filename (run_dir, "config.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) parser = parse_json_file (cfg_path, &root, error);
+  if (parser == NULL)
+    return NULL;
+  JsonObject *vl = obj_member (root, "vitlab");
+  g_autoptr(VlModel) m = NULL;
+  if (g_strcmp0 (get_str (vl, "head"), "mlp") != 0)
+    {
+      m = vl_model_load (run_dir, error);
+      if (m == NULL)
+        return NULL;
+    }
+  else
+    {
+      /* vl_model_load knows only linear heads: rebuild the structure, then read every tensor */
+      JsonObject *go = obj_member (vl, "geometry"), *pc = obj_member (root, "pretrained_cfg");
+      VlGeometry g = { 0 };
+      int64_t v, K = 0, hidden = 0;
+      double d;
+      struct { const char *key; int *dst; } ints[] = {
+        { "in_chans", &g.in_chans }, { "patch", &g.patch }, { "width", &g.width },
+        { "depth", &g.depth }, { "heads", &g.heads }, { "mlp", &g.mlp }, { "grid", &g.grid },
+        { "reg_tokens", &g.reg_tokens }, { "embed_dim", &g.embed_dim },
+      };
+      for (guint i = 0; i < G_N_ELEMENTS (ints); i++)
+        if (get_int (go, ints[i].key, &v))
+          *ints[i].dst = (int) v;
+      struct { const char *key; gboolean *dst; } flags[] = {
+        { "class_token", &g.class_token }, { "dist_token", &g.dist_token },
+        { "no_embed_class", &g.no_embed_class }, { "pre_norm", &g.pre_norm },
+        { "layer_scale", &g.layer_scale }, { "fc_norm", &g.fc_norm },
+        { "quick_gelu", &g.quick_gelu },
+      };
+      for (guint i = 0; i < G_N_ELEMENTS (flags); i++)
+        if (get_num (go, flags[i].key, &d))
+          *flags[i].dst = d != 0;
+      if (get_num (go, "eps", &d))
+        g.eps = (float) d;
+      get_int (root, "num_classes", &K);
+      get_int (vl, "mlp_hidden", &hidden);
+      if (g.in_chans < 1 || g.in_chans > 4 || g.patch < 1 || g.width < 1 || g.depth < 0 ||
+          g.heads < 1 || g.width % g.heads || g.mlp < 1 || g.grid < 1 || K < 1 || hidden < 1)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s: the vitlab.geometry of the MLP head's run is incomplete", cfg_path);
+          return NULL;
+        }
+      JsonNode *isz = pc && json_object_has_member (pc, "input_size")
+                      ? json_object_get_member (pc, "input_size") : NULL;
+      if (isz && JSON_NODE_HOLDS_ARRAY (isz) &&
+          json_array_get_length (json_node_get_array (isz)) == 3)
+        g.input_size = (int) json_array_get_int_element (json_node_get_array (isz), 1);
+      if (get_num (pc, "crop_pct", &d))
+        g.crop_pct = d;
+      g.interpolation = (char *) get_str (pc, "interpolation");
+      for (int i = 0; i < 4; i++)
+        g.mean[i] = g.std[i] = 0.5f;
+      read_float_array (pc, "mean", g.mean, 4);
+      read_float_array (pc, "std", g.std, 4);
+      g.architecture = (char *) get_str (root, "architecture");
+      m = vl_model_new_random (&g, (int) K, 0);
+      vl_model_set_head (m, VL_HEAD_MLP, (int) K, (int) hidden, 0);
+      VlPoolKind pool = VL_POOL_TOKEN;
+      vl_pool_from_string (get_str (root, "global_pool"), &pool);
+      vl_model_set_pool (m, pool);
+      g_autofree char *st = g_build_filename (run_dir, "model.safetensors", NULL);
+      if (!load_tensors_into (m, st, error))
+        return NULL;
+    }
+  if (class_names)
+    {
+      *class_names = get_strv (root, "label_names");
+      if (*class_names && (int) g_strv_length (*class_names) != vl_model_num_classes (m))
+        g_clear_pointer (class_names, g_strfreev);
+    }
+  return g_steal_pointer (&m);
+}
+
+/* ------------------------------------------------------------------ events */
+
+void
+vl_train_event_free (VlTrainEvent *ev)
+{
+  if (ev == NULL)
+    return;
+  g_strfreev (ev->class_names);
+  g_strfreev (ev->skipped);
+  g_free (ev->points);
+  g_free (ev->group_grad_norms);
+  if (ev->metrics)
+    {
+      vl_eval_result_clear (&ev->metrics->val);
+      g_free (ev->metrics);
+    }
+  g_free (ev->rollout);
+  g_free (ev->probe_labels);
+  g_free (ev->probe_predicted);
+  g_strfreev (ev->probe_names);
+  g_free (ev->message);
+  g_clear_error (&ev->error);
+  g_free (ev);
+}
+
+/* ------------------------------------------------------------------ the trainer */
+
+struct _VlTrainer {
+  gint            ref_count;
+  VlTrainConfig   cfg;
+  VlModel        *model;        /* the worker's while it runs */
+  VlDataset      *ds;
+  VlTrainerNotify notify;
+  gpointer        notify_data;
+  GDestroyNotify  notify_destroy;
+  GCancellable   *cancel;       /* stop */
+  GThread        *thread;
+
+  GMutex          lock;         /* everything below (through vl-sync.h, for ThreadSanitizer) */
+  GCond           cond;         /* events queued, pause lifted, worker done */
+  GQueue          events;
+  gboolean        notified;     /* a notification went out since the last drain */
+  VlTrainerState  state;
+  gboolean        done;         /* the worker has returned */
+  gboolean        pause_req;
+  int             unlock_req;   /* -1: none */
+};
+
+/* Queues an event (taking it); merges it with the tail when both are steps, replaces an
+ * undrained PROBES event. Notifies outside the lock. */
+static void
+post (VlTrainer *t, VlTrainEvent *ev)
+{
+  gboolean wake = FALSE;
+  vl_mutex_lock (&t->lock);
+  if (ev->kind == VL_TRAIN_EVENT_PROBES)
+    for (GList *l = t->events.head; l; l = l->next)
+      if (((VlTrainEvent *) l->data)->kind == VL_TRAIN_EVENT_PROBES)
+        {
+          vl_train_event_free (l->data);
+          g_queue_delete_link (&t->events, l);
+          break;
+        }
+  g_queue_push_tail (&t->events, ev);
+  if (!t->notified)
+    wake = t->notified = TRUE;
+  g_cond_broadcast (&t->cond);
+  vl_mutex_unlock (&t->lock);
+  if (wake && t->notify)
+    t->notify (t, t->notify_data);
+}
+
+static VlTrainEvent *
+event_new (VlTrainEventKind kind, int epoch, int64_t step)
+{
+  VlTrainEvent *ev = g_new0 (VlTrainEvent, 1);
+  ev->kind = kind;
+  ev->epoch = epoch;
+  ev->step = step;
+  return ev;
+}
+
+VlTrainer *
+vl_trainer_new (const VlTrainConfig *config, GError **error)
+{
+  if (!vl_train_config_check (config, error))
+    return NULL;
+  VlTrainer *t = g_new0 (VlTrainer, 1);
+  t->ref_count = 1;
+  vl_train_config_copy (&t->cfg, config);
+  t->cancel = g_cancellable_new ();
+  g_mutex_init (&t->lock);
+  g_cond_init (&t->cond);
+  g_queue_init (&t->events);
+  t->state = VL_TRAINER_IDLE;
+  t->unlock_req = -1;
+  return t;
+}
+
+VlTrainer *
+vl_trainer_ref (VlTrainer *t)
+{
+  g_atomic_int_inc (&t->ref_count);
+  return t;
+}
+
+void
+vl_trainer_unref (VlTrainer *t)
+{
+  if (t == NULL || !g_atomic_int_dec_and_test (&t->ref_count))
+    return;
+  vl_trainer_stop (t);
+  vl_trainer_join (t);
+  g_queue_clear_full (&t->events, (GDestroyNotify) vl_train_event_free);
+  if (t->notify_destroy)
+    t->notify_destroy (t->notify_data);
+  vl_model_free (t->model);
+  vl_dataset_free (t->ds);
+  g_object_unref (t->cancel);
+  vl_train_config_clear (&t->cfg);
+  g_mutex_clear (&t->lock);
+  g_cond_clear (&t->cond);
+  g_free (t);
+}
+
+void
+vl_trainer_take_model (VlTrainer *t, VlModel *model)
+{
+  g_return_if_fail (vl_trainer_get_state (t) == VL_TRAINER_IDLE);
+  vl_model_free (t->model);
+  t->model = model;
+}
+
+void
+vl_trainer_take_dataset (VlTrainer *t, VlDataset *dataset)
+{
+  g_return_if_fail (vl_trainer_get_state (t) == VL_TRAINER_IDLE);
+  vl_dataset_free (t->ds);
+  t->ds = dataset;
+}
+
+void
+vl_trainer_set_notify (VlTrainer *t, VlTrainerNotify notify, gpointer user_data,
+                       GDestroyNotify destroy)
+{
+  g_return_if_fail (vl_trainer_get_state (t) == VL_TRAINER_IDLE);
+  if (t->notify_destroy)
+    t->notify_destroy (t->notify_data);
+  t->notify = notify;
+  t->notify_data = user_data;
+  t->notify_destroy = destroy;
+}
+
+void
+vl_trainer_pause (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  if (!t->done)
+    t->pause_req = TRUE;
+  vl_mutex_unlock (&t->lock);
+}
+
+void
+vl_trainer_resume (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  t->pause_req = FALSE;
+  g_cond_broadcast (&t->cond);
+  vl_mutex_unlock (&t->lock);
+}
+
+void
+vl_trainer_stop (VlTrainer *t)
+{
+  g_cancellable_cancel (t->cancel);
+  vl_mutex_lock (&t->lock);
+  g_cond_broadcast (&t->cond);
+  vl_mutex_unlock (&t->lock);
+}
+
+void
+vl_trainer_set_unlock (VlTrainer *t, int unlocked)
+{
+  g_return_if_fail (unlocked >= 0);
+  vl_mutex_lock (&t->lock);
+  t->unlock_req = MIN (unlocked, VL_UNLOCK_ALL);
+  vl_mutex_unlock (&t->lock);
+}
+
+VlTrainerState
+vl_trainer_get_state (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  VlTrainerState s = t->state;
+  vl_mutex_unlock (&t->lock);
+  return s;
+}
+
+GPtrArray *
+vl_trainer_drain (VlTrainer *t)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) vl_train_event_free);
+  vl_mutex_lock (&t->lock);
+  VlTrainEvent *ev;
+  while ((ev = g_queue_pop_head (&t->events)))
+    g_ptr_array_add (out, ev);
+  t->notified = FALSE;
+  vl_mutex_unlock (&t->lock);
+  return out;
+}
+
+gboolean
+vl_trainer_wait (VlTrainer *t, gint64 timeout_us)
+{
+  gint64 end = timeout_us < 0 ? G_MAXINT64 : g_get_monotonic_time () + timeout_us;
+  vl_mutex_lock (&t->lock);
+  while (g_queue_is_empty (&t->events))
+    {
+      if (t->done && t->state == VL_TRAINER_FINISHED)
+        break;   /* nothing will ever come */
+      if (timeout_us < 0)
+        vl_cond_wait (&t->cond, &t->lock);
+      else if (!vl_cond_wait_until (&t->cond, &t->lock, end))
+        break;
+    }
+  gboolean any = !g_queue_is_empty (&t->events);
+  vl_mutex_unlock (&t->lock);
+  return any;
+}
+
+void
+vl_trainer_join (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  while (t->state != VL_TRAINER_IDLE && !t->done)
+    vl_cond_wait (&t->cond, &t->lock);
+  GThread *th = g_steal_pointer (&t->thread);
+  vl_mutex_unlock (&t->lock);
+  if (th)
+    g_thread_join (th);
+}
+
+VlModel *
+vl_trainer_get_model (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  gboolean done = t->done;
+  vl_mutex_unlock (&t->lock);
+  return done ? t->model : NULL;
+}
+
+VlDataset *
+vl_trainer_get_dataset (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  gboolean done = t->done;
+  vl_mutex_unlock (&t->lock);
+  return done ? t->ds : NULL;
+}
+
+const VlTrainConfig *
+vl_trainer_get_config (VlTrainer *t)
+{
+  return &t->cfg;
+}
+
+/* ------------------------------------------------------------------ the worker */
+
+typedef enum { OK, STOPPED, FAILED } Outcome;
+
+typedef struct {
+  float   *data;       /* (n, numel) activations at the lock boundary */
+  guint8  *ok;         /* (n) the image decoded */
+  int      n;
+} FeatCache;
+
+typedef struct {
+  VlTrainer           *t;
+  const VlTrainConfig *cfg;
+  VlModel             *m;
+  VlDataset           *ds;
+  VlPreprocess         pp;
+  int                  S, K, n_groups, n_train, n_val;
+  char                *backbone_path, *backbone_sha;
+  char               **class_names;
+  char                *created;
+
+  VlLoader            *train_loader;    /* images, created when first needed */
+  VlLoader            *val_loader;
+  VlDataset           *order_ds;        /* labels only: gives the cached path the loader's order */
+  VlLoader            *order_loader;
+  int64_t              spe, total_steps;
+
+  /* position: the next batch to train is (epoch, batch) */
+  int                  epoch, batch;
+  int64_t              step;
+  double               loss_sum;
+  int64_t              seen;
+  double               best_val;
+  int                  best_epoch, bad_epochs;
+  gboolean             dirty;           /* trained since the last save */
+  int                  saved_epoch;     /* epochs complete in the checkpoint on disk; -1: none */
+
+  VlUnlockStep        *sched;
+  int                  n_sched;
+  int                  unlocked;        /* applied, clamped; -1 before the first */
+  int64_t              n_trainable;
+
+  gboolean             cache_wanted, cached;
+  int                  cache_checked_for;
+  int64_t              cache_numel;
+  FeatCache            ctrain, cval;
+  float               *buf;             /* (batch, numel) gathered from the cache */
+  int                 *buf_labels;
+
+  VlAdamW              opt;
+  float               *scales;
+  double              *gnorms;
+
+  int                  n_probes;
+  float               *probe_px;
+  int                 *probe_labels;
+  char               **probe_names;
+
+  GPtrArray           *metrics_lines;
+  double               step_s_ema, ips_ema, val_seconds;
+  gint64               last_step_time;
+  double               train_seconds;   /* of this epoch, in this session */
+  int64_t              session_seen;    /* images trained in this epoch, in this session */
+} Run;
+
+static void
+message (Run *r, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+static void
+message (Run *r, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_MESSAGE, r->epoch, r->step);
+  ev->message = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  post (r->t, ev);
+}
+
+static gboolean
+cancelled (Run *r)
+{
+  return g_cancellable_is_cancelled (r->t->cancel);
+}
+
+/* Called between batches: waits while paused; TRUE when the run must stop. */
+static gboolean
+should_stop (Run *r)
+{
+  VlTrainer *t = r->t;
+  if (cancelled (r))
+    return TRUE;
+  vl_mutex_lock (&t->lock);
+  gboolean pause = t->pause_req;
+  if (pause)
+    t->state = VL_TRAINER_PAUSED;
+  vl_mutex_unlock (&t->lock);
+  if (!pause)
+    return FALSE;
+  post (t, event_new (VL_TRAIN_EVENT_PAUSED, r->epoch, r->step));
+  vl_mutex_lock (&t->lock);
+  while (t->pause_req && !g_cancellable_is_cancelled (t->cancel))
+    vl_cond_wait (&t->cond, &t->lock);
+  t->state = VL_TRAINER_RUNNING;
+  vl_mutex_unlock (&t->lock);
+  post (t, event_new (VL_TRAIN_EVENT_RESUMED, r->epoch, r->step));
+  r->last_step_time = g_get_monotonic_time ();   /* the pause is not training time */
+  return cancelled (r);
+}
+
+static char **
+skipped_strv (VlDataset *ds)
+{
+  g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
+  char **v = g_new0 (char *, sk->len + 1);
+  for (guint i = 0; i < sk->len; i++)
+    {
+      VlSkipped *s = g_ptr_array_index (sk, i);
+      v[i] = g_strdup_printf ("%s: %s", s->path, s->reason);
+    }
+  return v;
+}
+
+static void
+cache_free (FeatCache *c)
+{
+  g_clear_pointer (&c->data, g_free);
+  g_clear_pointer (&c->ok, g_free);
+  c->n = 0;
+}
+
+static void
+run_clear (Run *r)
+{
+  vl_loader_free (r->train_loader);
+  vl_loader_free (r->val_loader);
+  vl_loader_free (r->order_loader);
+  vl_dataset_free (r->order_ds);
+  cache_free (&r->ctrain);
+  cache_free (&r->cval);
+  g_free (r->buf);
+  g_free (r->buf_labels);
+  g_free (r->sched);
+  g_free (r->scales);
+  g_free (r->gnorms);
+  g_free (r->probe_px);
+  g_free (r->probe_labels);
+  g_strfreev (r->probe_names);
+  g_strfreev (r->class_names);
+  g_free (r->backbone_path);
+  g_free (r->backbone_sha);
+  g_free (r->created);
+  if (r->metrics_lines)
+    g_ptr_array_unref (r->metrics_lines);
+}
+
+static VlLoader *
+train_loader (Run *r)
+{
+  if (r->train_loader == NULL)
+    r->train_loader = vl_loader_new (r->ds, VL_SPLIT_TRAIN, &r->pp, r->cfg->augment,
+                                     r->cfg->batch_size, TRUE, r->cfg->seed);
+  return r->train_loader;
+}
+
+static VlLoader *
+val_loader (Run *r)
+{
+  if (r->val_loader == NULL)
+    r->val_loader = vl_loader_new (r->ds, VL_SPLIT_VAL, &r->pp, VL_AUGMENT_NONE,
+                                   r->cfg->batch_size, FALSE, r->cfg->seed);
+  return r->val_loader;
+}
+
+/* The cached path trains in the loader's order without decoding anything: a loader over a
+ * dataset of one float per training image, with the same labels, seed and batch size, yields
+ * the same batches of indices (its order is a function of seed, epoch and the item count). */
+static VlLoader *
+order_loader (Run *r)
+{
+  if (r->order_loader == NULL)
+    {
+      g_autofree float *px = g_new0 (float, MAX (r->n_train, 1));
+      g_autofree int *labels = g_new (int, MAX (r->n_train, 1));
+      for (int i = 0; i < r->n_train; i++)
+        labels[i] = vl_dataset_label (r->ds, VL_SPLIT_TRAIN, i);
+      r->order_ds = vl_dataset_new_memory (r->K, NULL, 1, 1, px, labels, r->n_train, NULL, NULL,
+                                           0);
+      r->order_loader = vl_loader_new (r->order_ds, VL_SPLIT_TRAIN, NULL, VL_AUGMENT_NONE,
+                                       r->cfg->batch_size, TRUE, r->cfg->seed);
+    }
+  return r->order_loader;
+}
+
+/* ---- run.json, metrics, checkpoints ---- */
+
+static char *
+run_json (Run *r)
+{
+  const VlTrainConfig *c = r->cfg;
+  const VlGeometry *g = vl_model_geometry (r->m);
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  add_str (b, "format", "vitlab-run");
+  add_int (b, "version", 1);
+  add_str (b, "created", r->created);
+
+  json_builder_set_member_name (b, "backbone");
+  json_builder_begin_object (b);
+  add_str (b, "path", r->backbone_path);
+  add_str (b, "sha256", r->backbone_sha);
+  add_str (b, "family", g->family);
+  add_str (b, "architecture", g->architecture);
+  add_int (b, "width", g->width);
+  add_int (b, "depth", g->depth);
+  add_int (b, "patch", g->patch);
+  add_int (b, "input_size", r->S);
+  add_int (b, "layer_groups", r->n_groups);
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "head");
+  json_builder_begin_object (b);
+  add_str (b, "kind", head_name (c->head));
+  add_int (b, "mlp_hidden", c->mlp_hidden);
+  add_str (b, "pool", pool_name (c->pool));
+  add_int (b, "num_classes", r->K);
+  json_builder_end_object (b);
+
+  g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
+  add_str (b, "unlock_schedule", sched);
+
+  json_builder_set_member_name (b, "hyperparameters");
+  json_builder_begin_object (b);
+  add_int (b, "epochs", c->epochs);
+  add_int (b, "batch_size", c->batch_size);
+  add_num (b, "lr", c->lr);
+  add_num (b, "min_lr", c->min_lr);
+  add_num (b, "weight_decay", c->weight_decay);
+  add_num (b, "beta1", c->beta1);
+  add_num (b, "beta2", c->beta2);
+  add_num (b, "eps", c->eps);
+  add_num (b, "warmup_epochs", c->warmup_epochs);
+  add_num (b, "layer_decay", c->layer_decay);
+  add_num (b, "label_smoothing", c->label_smoothing);
+  add_num (b, "clip_grad", c->clip_grad);
+  add_int (b, "early_stop", c->early_stop);
+  add_str (b, "augment", augment_name (c->augment));
+  add_bool (b, "cache_features", c->cache_features);
+  add_int (b, "cache_limit", c->cache_limit);
+  add_str (b, "schedule", "linear warmup, then cosine decay per step");
+  add_int (b, "steps_per_epoch", r->spe);
+  json_builder_end_object (b);
+
+  add_int (b, "seed", (int64_t) c->seed);
+  json_builder_set_member_name (b, "monitor");
+  json_builder_begin_object (b);
+  add_int (b, "probe_every", c->probe_every);
+  add_int (b, "n_probes", c->n_probes);
+  json_builder_end_object (b);
+
+  json_builder_set_member_name (b, "data");
+  json_builder_begin_object (b);
+  add_str (b, "spec", c->data ? c->data : "(in memory)");
+  add_str (b, "description", vl_dataset_description (r->ds));
+  add_num (b, "val_fraction", c->val_fraction);
+  add_strv (b, "classes", (const char *const *) r->class_names, r->K);
+  json_builder_set_member_name (b, "split");
+  json_builder_begin_object (b);
+  add_int (b, "train", r->n_train);
+  add_int (b, "val", r->n_val);
+  for (int s = 0; s < 2; s++)
+    {
+      json_builder_set_member_name (b, s == 0 ? "train_per_class" : "val_per_class");
+      json_builder_begin_array (b);
+      for (int k = 0; k < r->K; k++)
+        json_builder_add_int_value (b, vl_dataset_class_count (r->ds, (VlSplit) s, k));
+      json_builder_end_array (b);
+    }
+  json_builder_set_member_name (b, "val_items");
+  json_builder_begin_array (b);
+  for (int i = 0; i < r->n_val; i++)
+    json_builder_add_string_value (b, vl_dataset_item_name (r->ds, VL_SPLIT_VAL, i));
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_auto(GStrv) skipped = skipped_strv (r->ds);
+  add_strv (b, "skipped", (const char *const *) skipped, (int) g_strv_length (skipped));
+  json_builder_end_object (b);
+
+  json_builder_end_object (b);
+  return builder_to_string (b, TRUE);
+}
+
+static char *
+metrics_line (const VlEpochMetrics *e)
+{
+  const int K = e->val.n_classes;
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  add_int (b, "epoch", e->epoch);
+  add_int (b, "step", e->step);
+  add_int (b, "unlocked", e->unlocked);
+  add_bool (b, "cached", e->cached);
+  add_num (b, "lr", e->lr);
+  add_num (b, "train_loss", e->train_loss);
+  add_num (b, "val_loss", e->val.loss);
+  add_num (b, "val_top1", e->val.top1);
+  add_num (b, "val_top5", e->val.top5);
+  add_int (b, "val_images", e->val.n);
+  json_builder_set_member_name (b, "val_class_acc");
+  json_builder_begin_array (b);
+  for (int k = 0; k < K; k++)
+    if (isfinite (e->val.class_acc[k]))
+      json_builder_add_double_value (b, e->val.class_acc[k]);
+    else
+      json_builder_add_null_value (b);
+  json_builder_end_array (b);
+  json_builder_set_member_name (b, "val_confusion");
+  json_builder_begin_array (b);
+  for (int k = 0; k < K; k++)
+    {
+      json_builder_begin_array (b);
+      for (int j = 0; j < K; j++)
+        json_builder_add_int_value (b, e->val.confusion[(gsize) k * K + j]);
+      json_builder_end_array (b);
+    }
+  json_builder_end_array (b);
+  add_num (b, "seconds", e->seconds);
+  add_num (b, "images_per_s", e->images_per_s);
+  add_bool (b, "best", e->best);
+  json_builder_end_object (b);
+  char *s = builder_to_string (b, FALSE);
+  char *line = g_strconcat (s, "\n", NULL);
+  g_free (s);
+  return line;
+}
+
+static void
+meta_int (VlSafetensorsWriter *w, const char *key, int64_t v)
+{
+  char buf[32];
+  g_snprintf (buf, sizeof buf, "%" G_GINT64_FORMAT, v);
+  vl_safetensors_writer_add_metadata (w, key, buf);
+}
+
+static void
+meta_double (VlSafetensorsWriter *w, const char *key, double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+  vl_safetensors_writer_add_metadata (w, key, isfinite (v) ? g_ascii_dtostr (buf, sizeof buf, v)
+                                                           : isnan (v) ? "nan" : "inf");
+}
+
+/* Saves the model, the optimizer state and position (epoch, batch), config.json, run.json and
+ * metrics.jsonl as one commit. */
+static gboolean
+save_checkpoint (Run *r, int epoch, int batch, GError **error)
+{
+  VlModel *m = r->m;
+  Commit c;
+  commit_init (&c, r->cfg->out_dir);
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(JsonBuilder) steps = json_builder_new ();
+  json_builder_begin_object (steps);
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      const float *ea, *eas;
+      int step, ndim;
+      int64_t shape[VL_MAX_DIMS];
+      vl_model_tensor_optim_state (m, i, &ea, &eas, &step);
+      if (step > 0)
+        add_int (steps, vl_model_tensor_name (m, i), step);
+      if (ea == NULL)
+        continue;
+      vl_model_tensor_data (m, i, &ndim, shape, NULL);
+      char *n1 = g_strconcat ("exp_avg.", vl_model_tensor_name (m, i), NULL);
+      char *n2 = g_strconcat ("exp_avg_sq.", vl_model_tensor_name (m, i), NULL);
+      g_ptr_array_add (names, n1);
+      g_ptr_array_add (names, n2);
+      vl_safetensors_writer_add_f32 (w, n1, ndim, shape, ea);
+      vl_safetensors_writer_add_f32 (w, n2, ndim, shape, eas);
+    }
+  json_builder_end_object (steps);
+  g_autofree char *steps_json = builder_to_string (steps, FALSE);
+  g_autofree char *sha = model_params_sha256 (m);
+  g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
+  vl_safetensors_writer_add_metadata (w, "format", "vitlab-optimizer");
+  vl_safetensors_writer_add_metadata (w, "optimizer", "adamw");
+  vl_safetensors_writer_add_metadata (w, "steps", steps_json);
+  vl_safetensors_writer_add_metadata (w, "model_sha256", sha);
+  vl_safetensors_writer_add_metadata (w, "unlock_schedule", sched);
+  meta_int (w, "epoch", epoch);
+  meta_int (w, "batch", batch);
+  meta_int (w, "global_step", r->step);
+  meta_int (w, "seed", (int64_t) r->cfg->seed);
+  meta_int (w, "steps_per_epoch", r->spe);
+  meta_double (w, "train_loss_sum", batch ? r->loss_sum : 0.0);
+  meta_int (w, "train_seen", batch ? r->seen : 0);
+  meta_double (w, "best_val_loss", r->best_val);
+  meta_int (w, "best_epoch", r->best_epoch);
+  meta_int (w, "bad_epochs", r->bad_epochs);
+
+  g_autofree char *config = timm_config_json (m, (const char *const *) r->class_names);
+  g_autofree char *run = run_json (r);
+  GString *metrics = g_string_new (NULL);
+  for (guint i = 0; i < r->metrics_lines->len; i++)
+    g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
+
+  gboolean ok = vl_model_save (m, commit_add (&c, "model.safetensors"), error) &&
+                vl_write_file_atomic (commit_add (&c, "config.json"), config, -1, error) &&
+                vl_safetensors_writer_write (w, commit_add (&c, "optimizer.safetensors"), error) &&
+                vl_write_file_atomic (commit_add (&c, "metrics.jsonl"), metrics->str,
+                                      (gssize) metrics->len, error) &&
+                vl_write_file_atomic (commit_add (&c, "run.json"), run, -1, error);
+  g_string_free (metrics, TRUE);
+  g_ptr_array_unref (names);
+  if (!ok)
+    {
+      commit_abort (&c);
+      return FALSE;
+    }
+  if (!commit_finish (&c, error))
+    return FALSE;
+  r->dirty = FALSE;
+  r->saved_epoch = epoch;
+  return TRUE;
+}
+
+static const char *
+meta_get (GHashTable *meta, const char *key)
+{
+  return meta ? g_hash_table_lookup (meta, key) : NULL;
+}
+
+static gboolean
+meta_get_int (GHashTable *meta, const char *key, int64_t *out)
+{
+  const char *s = meta_get (meta, key);
+  char *end = NULL;
+  if (s == NULL)
+    return FALSE;
+  *out = g_ascii_strtoll (s, &end, 10);
+  return end != s && *end == '\0';
+}
+
+static double
+meta_get_double (GHashTable *meta, const char *key, double dflt)
+{
+  const char *s = meta_get (meta, key);
+  return s ? g_ascii_strtod (s, NULL) : dflt;
+}
+
+/* Restores the optimizer state and the position from the run folder (the model's tensors are
+ * already loaded). */
+static gboolean
+load_checkpoint_state (Run *r, GError **error)
+{
+  VlModel *m = r->m;
+  g_autofree char *path = g_build_filename (r->cfg->out_dir, "optimizer.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  if (st == NULL)
+    return FALSE;
+  GHashTable *meta = vl_safetensors_metadata (st);
+  if (g_strcmp0 (meta_get (meta, "format"), "vitlab-optimizer") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a vitlab optimizer state", path);
+      return FALSE;
+    }
+  g_autofree char *sha = model_params_sha256 (m);
+  if (g_strcmp0 (meta_get (meta, "model_sha256"), sha) != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: belongs to another model.safetensors than the one beside it (a save was "
+                   "interrupted between the two renames?)", path);
+      return FALSE;
+    }
+  int64_t epoch, batch, step, spe, v;
+  if (!meta_get_int (meta, "epoch", &epoch) || !meta_get_int (meta, "batch", &batch) ||
+      !meta_get_int (meta, "global_step", &step))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no epoch, batch or global_step", path);
+      return FALSE;
+    }
+  if (meta_get_int (meta, "steps_per_epoch", &spe) && spe != r->spe)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: the run had %" G_GINT64_FORMAT " batches per epoch, now %" G_GINT64_FORMAT
+                   " (batch size or data changed)", path, spe, r->spe);
+      return FALSE;
+    }
+  g_autoptr(JsonParser) p = json_parser_new ();
+  const char *steps_json = meta_get (meta, "steps");
+  JsonObject *steps = NULL;
+  if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
+      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+    steps = json_node_get_object (json_parser_get_root (p));
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      const char *name = vl_model_tensor_name (m, i);
+      g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
+      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
+      int64_t tstep = 0;
+      get_int (steps, name, &tstep);
+      if (!vl_safetensors_lookup (st, n1))
+        {
+          if (tstep > 0)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor %s", path, n1);
+              return FALSE;
+            }
+          continue;
+        }
+      int64_t numel;
+      vl_model_tensor_data (m, i, NULL, NULL, &numel);
+      const VlTensorInfo *t1 = NULL, *t2 = NULL;
+      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
+      if (ea == NULL)
+        return FALSE;
+      g_autofree float *eas = vl_safetensors_read_f32 (st, n2, &t2, error);
+      if (eas == NULL)
+        return FALSE;
+      if (t1->numel != numel || t2->numel != numel)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s have %"
+                       G_GINT64_FORMAT " elements, the tensor %" G_GINT64_FORMAT, path, name,
+                       t1->numel != numel ? t1->numel : t2->numel, numel);
+          return FALSE;
+        }
+      vl_model_tensor_set_optim_state (m, i, ea, eas, (int) tstep);
+    }
+  const char *sched = meta_get (meta, "unlock_schedule");
+  if (sched)
+    {
+      int n;
+      VlUnlockStep *s = vl_unlock_schedule_parse (sched, &n, error);
+      if (s == NULL)
+        {
+          g_prefix_error (error, "%s: ", path);
+          return FALSE;
+        }
+      g_free (r->sched);
+      r->sched = s;
+      r->n_sched = n;
+    }
+  r->epoch = (int) epoch;
+  r->batch = (int) batch;
+  r->step = step;
+  r->loss_sum = meta_get_double (meta, "train_loss_sum", 0.0);
+  r->seen = meta_get_int (meta, "train_seen", &v) ? v : 0;
+  r->best_val = meta_get_double (meta, "best_val_loss", INFINITY);
+  r->best_epoch = meta_get_int (meta, "best_epoch", &v) ? (int) v : -1;
+  r->bad_epochs = meta_get_int (meta, "bad_epochs", &v) ? (int) v : 0;
+  r->saved_epoch = (int) epoch;
+  return TRUE;
+}
+
+/* On resume: the run.json there must describe the same data. */
+static gboolean
+check_run_data (Run *r, GError **error)
+{
+  g_autofree char *path = g_build_filename (r->cfg->out_dir, "run.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) parser = parse_json_file (path, &root, error);
+  if (parser == NULL)
+    return FALSE;
+  g_free (r->created);
+  r->created = g_strdup (get_str (root, "created"));
+  JsonObject *data = obj_member (root, "data");
+  g_auto(GStrv) classes = get_strv (data, "classes");
+  JsonObject *split = obj_member (data, "split");
+  int64_t n_train = -1, n_val = -1;
+  get_int (split, "train", &n_train);
+  get_int (split, "val", &n_val);
+  gboolean same = classes && (int) g_strv_length (classes) == r->K && n_train == r->n_train &&
+                  n_val == r->n_val;
+  for (int k = 0; same && k < r->K; k++)
+    same = g_strcmp0 (classes[k], r->class_names[k]) == 0;
+  if (!same)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: the run was trained on other data (%d classes, %" G_GINT64_FORMAT " + %"
+                   G_GINT64_FORMAT " images; now %s: %d classes, %d + %d images)", path,
+                   classes ? (int) g_strv_length (classes) : 0, n_train, n_val,
+                   vl_dataset_description (r->ds), r->K, r->n_train, r->n_val);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* On resume: metrics.jsonl is kept up to the checkpoint's epoch. */
+static void
+load_metrics (Run *r)
+{
+  g_autofree char *mpath = g_build_filename (r->cfg->out_dir, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  if (g_file_get_contents (mpath, &text, NULL, NULL))
+    {
+      g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+      for (int i = 0; lines[i]; i++)
+        {
+          g_autoptr(JsonParser) lp = json_parser_new ();
+          int64_t e;
+          if (*lines[i] == '\0' || !json_parser_load_from_data (lp, lines[i], -1, NULL) ||
+              !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (lp)))
+            continue;
+          if (get_int (json_node_get_object (json_parser_get_root (lp)), "epoch", &e) &&
+              e < r->epoch)
+            g_ptr_array_add (r->metrics_lines, g_strconcat (lines[i], "\n", NULL));
+        }
+    }
+}
+
+/* ---- setup ---- */
+
+static gboolean
+choose_probes (Run *r)
+{
+  int n = MIN (r->cfg->n_probes, r->n_val);
+  if (r->cfg->probe_every <= 0 || n <= 0)
+    return TRUE;
+  /* the first validation image of each class, then the second of each, ... */
+  g_autofree int *picked = g_new (int, n);
+  g_autofree int *taken = g_new0 (int, r->K);
+  int count = 0;
+  for (int round = 0; count < n && round < r->n_val; round++)
+    for (int k = 0; k < r->K && count < n; k++)
+      {
+        int seen = 0;
+        for (int i = 0; i < r->n_val; i++)
+          if (vl_dataset_label (r->ds, VL_SPLIT_VAL, i) == k && seen++ == round)
+            {
+              picked[count++] = i;
+              break;
+            }
+      }
+  int64_t per = (int64_t) r->pp.channels * r->S * r->S;
+  r->probe_px = g_new (float, per * MAX (count, 1));
+  r->probe_labels = g_new (int, MAX (count, 1));
+  r->probe_names = g_new0 (char *, count + 1);
+  int ok = 0;
+  for (int j = 0; j < count; j++)
+    {
+      int i = picked[j];
+      if (!vl_dataset_load (r->ds, VL_SPLIT_VAL, i, &r->pp, VL_AUGMENT_NONE, 0,
+                            r->probe_px + per * ok, NULL))
+        continue;
+      r->probe_labels[ok] = vl_dataset_label (r->ds, VL_SPLIT_VAL, i);
+      r->probe_names[ok] = g_strdup (vl_dataset_item_name (r->ds, VL_SPLIT_VAL, i));
+      ok++;
+    }
+  r->n_probes = ok;
+  return TRUE;
+}
+
+static gboolean
+setup (Run *r, GError **error)
+{
+  VlTrainer *t = r->t;
+  const VlTrainConfig *c = r->cfg;
+
+  if (t->model == NULL)
+    {
+      if (c->resume && (c->backbone == NULL || !g_file_test (c->backbone, G_FILE_TEST_EXISTS)))
+        t->model = vl_run_load_model (c->out_dir, NULL, error);   /* the run has every tensor */
+      else if (c->backbone == NULL)
+        g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "no backbone to train");
+      else
+        t->model = vl_model_load (c->backbone, error);
+      if (t->model == NULL)
+        return FALSE;
+      r->backbone_path = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
+    }
+  else
+    r->backbone_path = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
+  if (t->ds == NULL)
+    {
+      VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
+      opts.val_fraction = c->val_fraction;
+      opts.seed = c->seed;
+      t->ds = vl_dataset_open (c->data, &opts, error);
+      if (t->ds == NULL)
+        return FALSE;
+    }
+  r->ds = t->ds;
+  r->K = vl_dataset_n_classes (r->ds);
+  r->n_train = vl_dataset_n_items (r->ds, VL_SPLIT_TRAIN);
+  r->n_val = vl_dataset_n_items (r->ds, VL_SPLIT_VAL);
+  if (r->n_train == 0 || r->n_val == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: %s", vl_dataset_description (r->ds),
+                   r->n_train == 0 ? "no training images" : "no validation images");
+      return FALSE;
+    }
+  r->class_names = g_new0 (char *, r->K + 1);
+  for (int k = 0; k < r->K; k++)
+    r->class_names[k] = g_strdup (vl_dataset_class_name (r->ds, k));
+
+  r->m = t->model;
+  r->backbone_sha = sha256_file (r->backbone_path);
+
+  vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
+  vl_model_set_pool (r->m, c->pool);
+  r->n_groups = vl_model_n_groups (r->m);
+  vl_preprocess_from_model (r->m, &r->pp);
+  r->S = r->pp.size;
+
+  /* one image through the preprocessing catches a memory dataset of another shape */
+  {
+    g_autofree float *px = g_new (float, (gsize) r->pp.channels * r->S * r->S);
+    g_autoptr(GError) e = NULL;
+    if (!vl_dataset_load (r->ds, VL_SPLIT_TRAIN, 0, &r->pp, VL_AUGMENT_NONE, 0, px, &e) &&
+        g_str_has_prefix (vl_dataset_description (r->ds), "memory"))
+      {
+        g_propagate_error (error, g_steal_pointer (&e));
+        return FALSE;
+      }
+  }
+
+  r->spe = (r->n_train + c->batch_size - 1) / c->batch_size;
+  r->total_steps = (int64_t) c->epochs * r->spe;
+  r->sched = vl_unlock_schedule_parse (c->unlock_schedule, &r->n_sched, error);
+  if (r->sched == NULL)
+    return FALSE;
+  r->unlocked = -1;
+  r->cache_checked_for = -1;
+  r->best_val = INFINITY;
+  r->best_epoch = -1;
+  r->saved_epoch = -1;
+  r->metrics_lines = g_ptr_array_new_with_free_func (g_free);
+  r->cache_wanted = c->cache_features && c->augment == VL_AUGMENT_NONE;
+  if (c->cache_features && c->augment != VL_AUGMENT_NONE)
+    message (r, "augmentation is on: every epoch sees new pixels, so features are not cached");
+
+  if (c->resume)
+    {
+      g_autofree char *mpath = g_build_filename (c->out_dir, "model.safetensors", NULL);
+      if (!check_run_data (r, error) || !load_tensors_into (r->m, mpath, error) ||
+          !load_checkpoint_state (r, error))
+        return FALSE;
+      load_metrics (r);
+    }
+  if (r->created == NULL)
+    {
+      g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
+      r->created = g_date_time_format_iso8601 (now);
+    }
+
+  r->opt = (VlAdamW) VL_ADAMW_DEFAULTS;
+  r->opt.beta1 = (float) c->beta1;
+  r->opt.beta2 = (float) c->beta2;
+  r->opt.eps = (float) c->eps;
+  r->opt.weight_decay = (float) c->weight_decay;
+  r->scales = g_new (float, r->n_groups);
+  vl_train_layer_scales (r->m, c->layer_decay, r->scales);
+  r->opt.group_lr_scale = c->layer_decay < 1.0 ? r->scales : NULL;
+  r->gnorms = g_new0 (double, r->n_groups);
+  choose_probes (r);
+
+  if (c->out_dir && !c->resume)
+    {
+      g_autofree char *run = run_json (r);
+      g_autofree char *path = g_build_filename (c->out_dir, "run.json", NULL);
+      if (!vl_write_file_atomic (path, run, -1, error))
+        return FALSE;
+    }
+
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_READY, r->epoch, r->step);
+  ev->n_train = r->n_train;
+  ev->n_val = r->n_val;
+  ev->n_classes = r->K;
+  ev->n_groups = r->n_groups;
+  ev->class_names = g_strdupv (r->class_names);
+  ev->steps_per_epoch = r->spe;
+  ev->total_steps = r->total_steps;
+  ev->start_epoch = r->epoch;
+  ev->skipped = skipped_strv (r->ds);
+  post (t, ev);
+  return TRUE;
+}
+
+/* ---- the lock and the cache ---- */
+
+static void
+apply_unlock (Run *r)
+{
+  VlTrainer *t = r->t;
+  vl_mutex_lock (&t->lock);
+  int req = t->unlock_req;
+  t->unlock_req = -1;
+  vl_mutex_unlock (&t->lock);
+  if (req >= 0)
+    {
+      int n = 0;
+      while (n < r->n_sched && r->sched[n].epoch < r->epoch)
+        n++;
+      r->sched = g_renew (VlUnlockStep, r->sched, n + 1);
+      r->sched[n] = (VlUnlockStep) { r->epoch, req };
+      r->n_sched = n + 1;
+    }
+  int want = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, r->epoch), r->n_groups);
+  if (want == r->unlocked)
+    return;
+  vl_model_lock (r->m, want);
+  r->unlocked = want;
+  r->n_trainable = vl_model_n_trainable (r->m);
+  r->cached = FALSE;
+  cache_free (&r->ctrain);
+  cache_free (&r->cval);
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
+  ev->unlocked = want;
+  ev->n_trainable = r->n_trainable;
+  int64_t numel = vl_model_boundary_numel (r->m, r->S, r->S);
+  ev->cached = r->cache_wanted && numel > 0 &&
+               (double) numel * sizeof (float) * (r->n_train + r->n_val) <=
+               (double) r->cfg->cache_limit;
+  post (t, ev);
+}
+
+static Outcome
+build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
+{
+  int n = split == VL_SPLIT_TRAIN ? r->n_train : r->n_val;
+  fc->n = n;
+  fc->data = g_try_new (float, (gsize) n * r->cache_numel);
+  fc->ok = g_new0 (guint8, MAX (n, 1));
+  if (fc->data == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
+                   (double) n * r->cache_numel * 4 / GIB);
+      return FAILED;
+    }
+  g_autoptr(VlLoader) l = vl_loader_new (r->ds, split, &r->pp, VL_AUGMENT_NONE,
+                                         r->cfg->batch_size, FALSE, r->cfg->seed);
+  g_autofree float *tmp = g_new (float, (gsize) r->cfg->batch_size * r->cache_numel);
+  vl_loader_start_epoch (l, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (l, &b))
+    {
+      if (should_stop (r))
+        return STOPPED;
+      if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
+        return FAILED;
+      for (int j = 0; j < b.n; j++)
+        {
+          memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
+                  tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
+          fc->ok[b.indices[j]] = 1;
+        }
+    }
+  return OK;
+}
+
+static Outcome
+prepare_cache (Run *r, GError **error)
+{
+  if (!r->cache_wanted || r->cached || r->cache_checked_for == r->unlocked)
+    return OK;
+  r->cache_checked_for = r->unlocked;
+  r->cache_numel = vl_model_boundary_numel (r->m, r->S, r->S);
+  if (r->cache_numel == 0)
+    {
+      message (r, "the stem trains: there is no frozen prefix to cache, training from images");
+      return OK;
+    }
+  double bytes = (double) r->cache_numel * sizeof (float) * (r->n_train + r->n_val);
+  if (bytes > (double) r->cfg->cache_limit)
+    {
+      message (r, "the feature cache would need %.2f GiB, above the %.2f GiB limit: training "
+               "from images", bytes / GIB, (double) r->cfg->cache_limit / GIB);
+      return OK;
+    }
+  message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
+           " floats (%.1f MiB)...", r->n_train + r->n_val, r->cache_numel, bytes / (1 << 20));
+  gint64 t0 = g_get_monotonic_time ();
+  Outcome o = build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error);
+  if (o == OK)
+    o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
+  if (o != OK)
+    {
+      cache_free (&r->ctrain);
+      cache_free (&r->cval);
+      r->cache_checked_for = -1;
+      return o;
+    }
+  r->buf = g_renew (float, r->buf, (gsize) r->cfg->batch_size * r->cache_numel);
+  r->buf_labels = g_renew (int, r->buf_labels, r->cfg->batch_size);
+  r->cached = TRUE;
+  message (r, "cached in %.1f s; each epoch now runs from the cache",
+           (g_get_monotonic_time () - t0) / 1e6);
+  return OK;
+}
+
+/* ---- steps ---- */
+
+static void
+run_probes (Run *r)
+{
+  if (r->n_probes == 0)
+    return;
+  g_autoptr(GError) e = NULL;
+  VlModel *m = r->m;
+  if (!vl_model_forward (m, r->probe_px, r->n_probes, r->S, r->S,
+                         VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN, &e))
+    {
+      message (r, "probe images: %s", e->message);
+      return;
+    }
+  const VlGeometry *g = vl_model_geometry (m);
+  int gh = r->S / g->patch, P = gh * gh;
+  int T = vl_model_n_tokens_last (m);
+  g_autofree float *roll = g_new (float, (gsize) r->n_probes * MAX (T, P));
+  if (!vl_model_rollout (m, roll, &e))
+    {
+      message (r, "probe images: %s", e->message);
+      return;
+    }
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_PROBES, r->epoch, r->step);
+  ev->n_probes = r->n_probes;
+  ev->grid_h = ev->grid_w = gh;
+  ev->rollout = g_memdup2 (roll, sizeof (float) * r->n_probes * P);
+  ev->probe_labels = g_memdup2 (r->probe_labels, sizeof (int) * r->n_probes);
+  ev->probe_predicted = g_new (int, r->n_probes);
+  ev->probe_names = g_strdupv (r->probe_names);
+  const float *logits = vl_model_logits (m);
+  for (int b = 0; b < r->n_probes; b++)
+    {
+      int best = 0;
+      for (int k = 1; k < r->K; k++)
+        if (logits[b * r->K + k] > logits[b * r->K + best])
+          best = k;
+      ev->probe_predicted[b] = best;
+    }
+  post (r->t, ev);
+}
+
+static void
+post_step (Run *r, float loss, float lr, float grad_norm, int n, gint64 now)
+{
+  VlTrainer *t = r->t;
+  double dt = (now - r->last_step_time) / 1e6;
+  r->last_step_time = now;
+  double a = r->step_s_ema == 0 ? 1.0 : 0.1;
+  r->step_s_ema += a * (dt - r->step_s_ema);
+  r->ips_ema += a * (n / MAX (dt, 1e-9) - r->ips_ema);
+  double eta = (double) (r->total_steps - r->step) * r->step_s_ema +
+               (double) (r->cfg->epochs - r->epoch) * r->val_seconds;
+
+  gboolean wake = FALSE;
+  VlStepPoint pt = { r->step, r->epoch, loss, lr, grad_norm };
+  vl_mutex_lock (&t->lock);
+  VlTrainEvent *ev = g_queue_peek_tail (&t->events);
+  if (ev == NULL || ev->kind != VL_TRAIN_EVENT_STEP)
+    {
+      ev = event_new (VL_TRAIN_EVENT_STEP, r->epoch, r->step);
+      ev->group_grad_norms = g_new0 (double, r->n_groups);
+      g_queue_push_tail (&t->events, ev);
+    }
+  /* capacity: the next power of two */
+  if ((ev->n_points & (ev->n_points - 1)) == 0)
+    ev->points = g_renew (VlStepPoint, ev->points, MAX (2 * ev->n_points, 1));
+  ev->points[ev->n_points++] = pt;
+  ev->epoch = r->epoch;
+  ev->step = r->step;
+  ev->batch = r->batch;
+  ev->n_batches = (int) r->spe;
+  ev->images_per_s = r->ips_ema;
+  ev->eta_s = eta;
+  ev->unlocked = r->unlocked;
+  ev->n_trainable = r->n_trainable;
+  ev->cached = r->cached;
+  memcpy (ev->group_grad_norms, r->gnorms, sizeof (double) * r->n_groups);
+  if (!t->notified)
+    wake = t->notified = TRUE;
+  g_cond_broadcast (&t->cond);
+  vl_mutex_unlock (&t->lock);
+  if (wake && t->notify)
+    t->notify (t, t->notify_data);
+}
+
+/* One optimisation step on a batch (images, or boundary activations when from_cache). */
+static Outcome
+train_step (Run *r, const float *x, const int *labels, int n, GError **error)
+{
+  VlModel *m = r->m;
+  const VlTrainConfig *c = r->cfg;
+  gboolean ok = r->cached
+                ? vl_model_forward_from_boundary (m, x, n, r->S, r->S, VL_FORWARD_TRAIN, error)
+                : vl_model_forward (m, x, n, r->S, r->S, VL_FORWARD_TRAIN, error);
+  if (!ok)
+    return FAILED;
+  if (cancelled (r))   /* between forward and backward: the batch is dropped, redone on resume */
+    return STOPPED;
+  double loss;
+  if (!vl_model_backward (m, labels, (float) c->label_smoothing, &loss, error))
+    return FAILED;
+  for (int g = 0; g < r->n_groups; g++)
+    r->gnorms[g] = vl_model_group_grad_norm (m, g);
+  double norm = vl_model_clip_grad_norm (m, c->clip_grad);
+  double lr = vl_train_lr_at (c, r->step, r->spe);
+  r->opt.lr = (float) lr;
+  vl_model_adamw_step (m, &r->opt);
+  r->step++;
+  r->loss_sum += loss * n;
+  r->seen += n;
+  r->session_seen += n;
+  r->dirty = TRUE;
+  r->batch++;
+  post_step (r, (float) loss, (float) lr, (float) norm, n, g_get_monotonic_time ());
+  if (c->probe_every > 0 && r->step % c->probe_every == 0)
+    run_probes (r);
+  if (c->stop_after_step > 0 && r->step >= c->stop_after_step)
+    g_cancellable_cancel (r->t->cancel);
+  return OK;
+}
+
+static Outcome
+train_epoch (Run *r, GError **error)
+{
+  if (r->batch >= r->spe)
+    return OK;
+  VlLoader *l = r->cached ? order_loader (r) : train_loader (r);
+  vl_loader_start_epoch (l, r->epoch, r->batch);
+  r->last_step_time = g_get_monotonic_time ();
+  gint64 t0 = r->last_step_time;
+  VlBatch b;
+  Outcome o = OK;
+  while (o == OK)
+    {
+      if (should_stop (r))
+        {
+          o = STOPPED;
+          break;
+        }
+      if (!vl_loader_next (l, &b))
+        break;
+      r->batch = b.index;   /* batches skipped by the loader (nothing decoded) count as done */
+      if (!r->cached)
+        {
+          o = train_step (r, b.images, b.labels, b.n, error);
+          continue;
+        }
+      int n = 0;
+      for (int j = 0; j < b.n; j++)
+        if (r->ctrain.ok[b.indices[j]])
+          {
+            memcpy (r->buf + (gsize) n * r->cache_numel,
+                    r->ctrain.data + (gsize) b.indices[j] * r->cache_numel,
+                    sizeof (float) * r->cache_numel);
+            r->buf_labels[n++] = b.labels[j];
+          }
+      if (n == 0)
+        {
+          r->batch = b.index + 1;
+          continue;
+        }
+      o = train_step (r, r->buf, r->buf_labels, n, error);
+    }
+  if (o == OK)
+    r->batch = (int) r->spe;
+  r->train_seconds += (g_get_monotonic_time () - t0) / 1e6;
+  return o;
+}
+
+static Outcome
+validate (Run *r, VlEvalResult *out, GError **error)
+{
+  VlModel *m = r->m;
+  vl_eval_result_begin (out, r->K);
+  if (r->cached)
+    {
+      int bs = r->cfg->batch_size;
+      for (int i = 0; i < r->n_val;)
+        {
+          if (should_stop (r))
+            return STOPPED;
+          int n = 0;
+          for (; i < r->n_val && n < bs; i++)
+            if (r->cval.ok[i])
+              {
+                memcpy (r->buf + (gsize) n * r->cache_numel,
+                        r->cval.data + (gsize) i * r->cache_numel,
+                        sizeof (float) * r->cache_numel);
+                r->buf_labels[n++] = vl_dataset_label (r->ds, VL_SPLIT_VAL, i);
+              }
+          if (n == 0)
+            continue;
+          if (!vl_model_forward_from_boundary (m, r->buf, n, r->S, r->S, VL_FORWARD_INFER,
+                                               error))
+            return FAILED;
+          vl_eval_result_add (out, vl_model_logits (m), r->buf_labels, n);
+        }
+    }
+  else
+    {
+      VlLoader *l = val_loader (r);
+      vl_loader_start_epoch (l, 0, 0);
+      VlBatch b;
+      while (vl_loader_next (l, &b))
+        {
+          if (should_stop (r))
+            return STOPPED;
+          if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
+            return FAILED;
+          vl_eval_result_add (out, vl_model_logits (m), b.labels, b.n);
+        }
+    }
+  vl_eval_result_end (out);
+  return OK;
+}
+
+static VlEpochMetrics *
+metrics_copy (const VlEpochMetrics *e)
+{
+  VlEpochMetrics *c = g_memdup2 (e, sizeof *e);
+  int K = e->val.n_classes;
+  c->val.class_acc = g_memdup2 (e->val.class_acc, sizeof (double) * K);
+  c->val.confusion = g_memdup2 (e->val.confusion, sizeof (int64_t) * K * K);
+  return c;
+}
+
+static void
+failed_at (Run *r, GError **error)
+{
+  if (error == NULL || *error == NULL)
+    return;
+  g_prefix_error (error, "epoch %d, step %" G_GINT64_FORMAT ": ", r->epoch + 1, r->step + 1);
+  if (r->cfg->out_dir == NULL)
+    return;
+  char *msg = (*error)->message;
+  if (r->saved_epoch > 0)
+    (*error)->message = g_strdup_printf ("%s; the run folder keeps the checkpoint of epoch %d",
+                                         msg, r->saved_epoch);
+  else
+    (*error)->message = g_strdup_printf ("%s; no checkpoint was saved yet", msg);
+  g_free (msg);
+}
+
+static VlTrainEnd
+run_epochs (Run *r, GError **error)
+{
+  const VlTrainConfig *c = r->cfg;
+  Outcome o = OK;
+  for (; r->epoch < c->epochs; r->epoch++)
+    {
+      apply_unlock (r);
+      if ((o = prepare_cache (r, error)) != OK)
+        break;
+      r->train_seconds = 0;
+      r->session_seen = 0;
+      if ((o = train_epoch (r, error)) != OK)
+        break;
+      gint64 tv = g_get_monotonic_time ();
+      VlEpochMetrics e = { 0 };
+      if ((o = validate (r, &e.val, error)) != OK)
+        {
+          vl_eval_result_clear (&e.val);
+          break;
+        }
+      r->val_seconds = (g_get_monotonic_time () - tv) / 1e6;
+      e.epoch = r->epoch;
+      e.step = r->step;
+      e.unlocked = r->unlocked;
+      e.cached = r->cached;
+      e.lr = vl_train_lr_at (c, MAX (r->step - 1, 0), r->spe);
+      e.train_loss = r->seen ? r->loss_sum / (double) r->seen : NAN;
+      e.seconds = r->train_seconds + r->val_seconds;
+      e.images_per_s = r->train_seconds > 0 ? r->session_seen / r->train_seconds : 0;
+      if (e.val.loss < r->best_val)
+        {
+          r->best_val = e.val.loss;
+          r->best_epoch = r->epoch;
+          r->bad_epochs = 0;
+          e.best = TRUE;
+        }
+      else
+        r->bad_epochs++;
+      g_ptr_array_add (r->metrics_lines, metrics_line (&e));
+      r->loss_sum = 0;
+      r->seen = 0;
+      r->batch = 0;
+      if (c->out_dir)
+        {
+          if (!save_checkpoint (r, r->epoch + 1, 0, error))
+            {
+              g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
+              vl_eval_result_clear (&e.val);
+              return VL_TRAIN_END_FAILED;
+            }
+          if (e.best && c->early_stop > 0)
+            {
+              g_autofree char *best = g_build_filename (c->out_dir, "best.safetensors", NULL);
+              if (!vl_model_save (r->m, best, error))
+                {
+                  vl_eval_result_clear (&e.val);
+                  return VL_TRAIN_END_FAILED;
+                }
+            }
+        }
+      VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_EPOCH, r->epoch, r->step);
+      ev->metrics = metrics_copy (&e);
+      ev->unlocked = r->unlocked;
+      ev->cached = r->cached;
+      post (r->t, ev);
+      vl_eval_result_clear (&e.val);
+      if (c->early_stop > 0 && r->bad_epochs >= c->early_stop && r->epoch + 1 < c->epochs)
+        {
+          message (r, "early stop: the validation loss has not improved for %d epochs (best "
+                   "%.4f at epoch %d)", r->bad_epochs, r->best_val, r->best_epoch + 1);
+          r->epoch++;
+          return VL_TRAIN_END_EARLY_STOPPED;
+        }
+      if ((c->stop_after_epoch > 0 && r->epoch + 1 >= c->stop_after_epoch) || cancelled (r))
+        {
+          r->epoch++;
+          return VL_TRAIN_END_STOPPED;
+        }
+    }
+  if (o == FAILED)
+    {
+      failed_at (r, error);
+      return VL_TRAIN_END_FAILED;
+    }
+  if (o == STOPPED)
+    {
+      if (c->out_dir && r->dirty && !save_checkpoint (r, r->epoch, r->batch, error))
+        {
+          g_prefix_error (error, "saving the checkpoint at the stop: ");
+          return VL_TRAIN_END_FAILED;
+        }
+      return VL_TRAIN_END_STOPPED;
+    }
+  return VL_TRAIN_END_COMPLETED;
+}
+
+static gpointer
+worker (gpointer data)
+{
+  VlTrainer *t = data;
+  Run r = { 0 };
+  r.t = t;
+  r.cfg = &t->cfg;
+  GError *error = NULL;
+  VlTrainEnd end;
+  if (!setup (&r, &error))
+    end = VL_TRAIN_END_FAILED;
+  else
+    {
+      if (t->cfg.probe_every > 0)
+        run_probes (&r);
+      end = run_epochs (&r, &error);
+    }
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_FINISHED, r.epoch, r.step);
+  ev->end = end;
+  ev->error = error;
+  ev->skipped = r.ds ? skipped_strv (r.ds) : NULL;
+  run_clear (&r);
+  vl_mutex_lock (&t->lock);
+  t->done = TRUE;
+  t->state = VL_TRAINER_FINISHED;
+  vl_mutex_unlock (&t->lock);
+  post (t, ev);
+  return NULL;
+}
+
+gboolean
+vl_trainer_start (VlTrainer *t, GError **error)
+{
+  g_return_val_if_fail (vl_trainer_get_state (t) == VL_TRAINER_IDLE, FALSE);
+  const VlTrainConfig *c = &t->cfg;
+  if (c->out_dir)
+    {
+      if (g_mkdir_with_parents (c->out_dir, 0755) != 0)
+        return io_error (error, c->out_dir, errno, "cannot create the run folder");
+      if (access (c->out_dir, W_OK) != 0)
+        return io_error (error, c->out_dir, errno, "cannot write in the run folder");
+      g_autofree char *existing = g_build_filename (c->out_dir, "run.json", NULL);
+      if (!c->resume && g_file_test (existing, G_FILE_TEST_EXISTS))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "%s: already holds a run; resume it or choose another folder",
+                       c->out_dir);
+          return FALSE;
+        }
+      const char *need[] = { "run.json", "model.safetensors", "optimizer.safetensors" };
+      for (guint i = 0; c->resume && i < G_N_ELEMENTS (need); i++)
+        {
+          g_autofree char *p = g_build_filename (c->out_dir, need[i], NULL);
+          if (!g_file_test (p, G_FILE_TEST_EXISTS))
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                           "%s: nothing to resume (no %s)", c->out_dir, need[i]);
+              return FALSE;
+            }
+        }
+    }
+  if (t->ds == NULL && c->data == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "no data to train on");
+      return FALSE;
+    }
+  vl_mutex_lock (&t->lock);
+  t->state = VL_TRAINER_RUNNING;
+  vl_mutex_unlock (&t->lock);
+  t->thread = g_thread_new ("vl-trainer", worker, t);
+  return TRUE;
+}

@@ -1,0 +1,326 @@
+/* vl-trainer.h: the training loop on its own thread, its events, and run folders.
+ *
+ *   VlTrainConfig cfg;
+ *   vl_train_config_init (&cfg);                      // the defaults
+ *   cfg.backbone = g_strdup ("vit-tiny/");
+ *   cfg.data = g_strdup ("hymenoptera/");
+ *   cfg.out_dir = g_strdup ("runs/lp");
+ *   g_autoptr(VlTrainer) t = vl_trainer_new (&cfg, &error);   // copies cfg
+ *   vl_train_config_clear (&cfg);
+ *   vl_trainer_set_notify (t, wake_ui, win, NULL);    // worker thread: at most once per drain
+ *   vl_trainer_start (t, &error);
+ *   ...
+ *   // in the UI's idle (or the CLI's loop after vl_trainer_wait):
+ *   g_autoptr(GPtrArray) events = vl_trainer_drain (t);       // VlTrainEvent *, oldest first
+ *
+ * The trainer owns everything it uses: a copy of the configuration, the model (loaded from
+ * cfg.backbone on the worker thread, or handed over with vl_trainer_take_model) and the dataset
+ * (opened from cfg.data, or handed over with vl_trainer_take_dataset). While it runs, only the
+ * worker touches them; vl_trainer_get_model gives the model back once the worker has ended.
+ *
+ * Each epoch: the unlock schedule decides which layer groups train (OpenCLIP lock semantics: the
+ * last N), a batch loop runs AdamW with linear warmup then cosine decay (per step), layer-wise
+ * learning-rate decay, label smoothing and gradient clipping, then the validation split is
+ * evaluated (loss, top-1, top-5, per-class accuracy, confusion matrix) and, with a run folder,
+ * everything needed to continue is saved before the EPOCH event is posted.
+ *
+ * Frozen-feature cache: with augmentation off and cfg.cache_features, the activations at the lock
+ * boundary (vl_model_forward_to_boundary) are computed once for the train and validation images
+ * and every epoch trains from them; the cache is rebuilt when the lock changes, and skipped (with
+ * a MESSAGE event) when the stem trains or it would exceed cfg.cache_limit bytes. The parameters
+ * are the same as without the cache, to float rounding.
+ *
+ * Stopping: the worker checks for a stop (and a pause) between batches, and for a stop between
+ * each batch's forward and backward passes and between the batches of cache building and
+ * validation. So it stops within the longest single forward or backward pass of one batch: for
+ * ViT-Ti at batch 32, 224 px with every group training, about 1.4 s forward and 2.4 s backward
+ * on a loaded two-core machine (0.5 to 1 s each on a quiet, faster one); with the head alone
+ * from the cache, a few milliseconds. With a run folder it then saves a checkpoint of the exact
+ * position (epoch, batch), so that cfg.resume continues as if it had never stopped; that write
+ * (about 70 MB with fsync for ViT-Ti) comes on top of the bound.
+ *
+ * Run folder (cfg.out_dir):
+ *   run.json               the configuration: backbone path and SHA-256, head, pool, unlock
+ *                          schedule, hyperparameters, seed, dataset spec, classes and split
+ *   metrics.jsonl          one JSON object per finished epoch
+ *   model.safetensors      the model (vl_model_save), with
+ *   config.json            timm layout: the folder itself loads with vl_model_load
+ *                          (a linear head; see vl_run_load_model for the MLP head)
+ *   optimizer.safetensors  AdamW moments per tensor; step counts, epoch, batch, global step and
+ *                          the state of early stopping in its metadata
+ *   best.safetensors       the model at the lowest validation loss (with early stopping)
+ * Every file is written to a temporary name, fsynced and renamed, so an interrupted or failed save
+ * (full disk, folder made read-only) leaves the previous checkpoint whole.
+ */
+#pragma once
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <stdint.h>
+
+#include "vl-dataset.h"
+#include "vl-model.h"
+
+G_BEGIN_DECLS
+
+/* ------------------------------------------------------------------ configuration */
+
+/* The unlock count meaning "every layer group". */
+#define VL_UNLOCK_ALL 100000
+
+typedef struct {
+  int epoch;        /* from this epoch on (0-based) ... */
+  int unlocked;     /* ... the last `unlocked` layer groups train (VL_UNLOCK_ALL: all) */
+} VlUnlockStep;
+
+typedef struct {
+  /* the model */
+  char       *backbone;          /* checkpoint path (unused when a model is handed over) */
+  VlHeadKind  head;              /* VL_HEAD_LINEAR (default) or VL_HEAD_MLP */
+  int         mlp_hidden;        /* MLP head's hidden width; 0: the backbone's width */
+  VlPoolKind  pool;              /* VL_POOL_TOKEN */
+  /* the data */
+  char       *data;              /* vl_dataset_open spec (unused when a dataset is handed over) */
+  double      val_fraction;      /* 0.2 (when the source has no validation split) */
+  VlAugment   augment;           /* VL_AUGMENT_NONE */
+  /* what trains when: "0:1,2:4,4:all" = the head alone for epochs 0-1, the last 4 groups for
+   * epochs 2-3, everything from epoch 4; a plain "N" is "0:N". Default "1" (linear probe). */
+  char       *unlock_schedule;
+  /* optimisation */
+  int         epochs;            /* 10 */
+  int         batch_size;        /* 32 */
+  double      lr;                /* 1e-3: peak learning rate (scaled per group by layer decay) */
+  double      min_lr;            /* 0: the end of the cosine */
+  double      weight_decay;      /* 0.05 */
+  double      beta1, beta2, eps; /* 0.9, 0.999, 1e-8 */
+  double      warmup_epochs;     /* 1 (fractions allowed) */
+  double      layer_decay;       /* 1: off; e.g. 0.75 (timm param_groups_layer_decay) */
+  double      label_smoothing;   /* 0 */
+  double      clip_grad;         /* 0: off; else the max global L2 norm */
+  int         early_stop;        /* patience in epochs without a lower validation loss; 0: off */
+  uint64_t    seed;              /* 0: head initialisation, split, data order, augmentation */
+  /* frozen-feature cache */
+  gboolean    cache_features;    /* FALSE */
+  int64_t     cache_limit;       /* bytes; 4 GiB */
+  /* monitoring */
+  int         probe_every;       /* attention rollout of the probe images every K steps; 0: off */
+  int         n_probes;          /* 4: the first validation images, one class after another */
+  /* the run folder; NULL: nothing is written */
+  char       *out_dir;
+  gboolean    resume;            /* continue from out_dir's checkpoint */
+  /* scripted stops (tests, batch jobs): behave as if vl_trainer_stop had been called once this
+   * many epochs (or global steps) are done; 0: never */
+  int         stop_after_epoch;
+  int64_t     stop_after_step;
+} VlTrainConfig;
+
+/* The defaults above (strings NULL but unlock_schedule "1"). */
+void      vl_train_config_init   (VlTrainConfig *c);
+void      vl_train_config_clear  (VlTrainConfig *c);
+/* Deep copy into an uninitialised dst. */
+void      vl_train_config_copy   (VlTrainConfig *dst, const VlTrainConfig *src);
+/* Checks ranges and the schedule; errors name the option ("lr -1: must be positive"). */
+gboolean  vl_train_config_check  (const VlTrainConfig *c, GError **error);
+/* Reads run_dir/run.json into c (initialised first); out_dir is set to run_dir. */
+gboolean  vl_train_config_load   (VlTrainConfig *c, const char *run_dir, GError **error);
+
+/* Parses an unlock schedule: entries "EPOCH:N" (N a count or "all") separated by commas, epochs
+ * strictly increasing from 0; a plain "N" means "0:N". Returns n_steps entries (g_free). */
+VlUnlockStep *vl_unlock_schedule_parse (const char *text, int *n_steps, GError **error);
+/* Groups unlocked in `epoch` (VL_UNLOCK_ALL as is). */
+int       vl_unlock_schedule_at  (const VlUnlockStep *steps, int n_steps, int epoch);
+
+/* The learning rate of global step `step` (0-based): linear warmup to cfg.lr over
+ * round(warmup_epochs * steps_per_epoch) steps (step s gets lr (s + 1) / warmup), then cosine
+ * decay from lr to min_lr over the remaining steps of cfg.epochs epochs. */
+double    vl_train_lr_at         (const VlTrainConfig *c, int64_t step, int64_t steps_per_epoch);
+/* Layer-wise learning-rate scale per layer group (vl_model_n_groups entries), timm's
+ * param_groups_layer_decay over ViT.group_matcher: layer ids count the groups in order, except
+ * that the final norm shares the last block's id (timm's MATCH_PREV_GROUP); the head has the
+ * highest id. scale = decay ^ (max_id - id): head 1, norm and the last block decay, block i
+ * decay^(depth - i), stem decay^(depth + 1). */
+void      vl_train_layer_scales  (VlModel *m, double decay, float *scales);
+
+/* The model's evaluation preprocessing (pretrained_cfg: input size, crop_pct, interpolation,
+ * mean, std; channels = in_chans). */
+void      vl_preprocess_from_model (VlModel *m, VlPreprocess *pp);
+
+/* ------------------------------------------------------------------ evaluation */
+
+typedef struct {
+  int      n_classes;
+  int64_t  n;             /* images evaluated (those that failed to decode are left out) */
+  double   loss;          /* mean cross-entropy, without label smoothing */
+  double   top1;
+  double   top5;          /* NAN with fewer than 5 classes */
+  double  *class_acc;     /* (K) top-1 per true class; NAN for a class without images */
+  int64_t *confusion;     /* (K, K): row = true class, column = predicted */
+} VlEvalResult;
+
+void      vl_eval_result_clear   (VlEvalResult *r);
+/* Accumulates one batch of logits (B, K) into r (set up by vl_eval_result_begin). */
+void      vl_eval_result_begin   (VlEvalResult *r, int n_classes);
+void      vl_eval_result_add     (VlEvalResult *r, const float *logits, const int *labels, int B);
+void      vl_eval_result_end     (VlEvalResult *r);
+/* Evaluates the model (its head must have the dataset's classes) on one split, in batches. */
+gboolean  vl_evaluate            (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+                                  GCancellable *cancellable, VlEvalResult *out, GError **error);
+
+/* ------------------------------------------------------------------ events */
+
+typedef enum {
+  VL_TRAIN_EVENT_READY,      /* model and data are ready: sizes, classes, skipped files */
+  VL_TRAIN_EVENT_LOCK,       /* the trainable groups changed (at an epoch start) */
+  VL_TRAIN_EVENT_STEP,       /* one or more training steps (merged: see points) */
+  VL_TRAIN_EVENT_EPOCH,      /* an epoch ended: its metrics (already saved with a run folder) */
+  VL_TRAIN_EVENT_PROBES,     /* attention rollout of the probe images */
+  VL_TRAIN_EVENT_MESSAGE,    /* information for the user, e.g. why the cache is not used */
+  VL_TRAIN_EVENT_PAUSED,
+  VL_TRAIN_EVENT_RESUMED,
+  VL_TRAIN_EVENT_FINISHED,   /* always the last event: how it ended, the error if it failed */
+} VlTrainEventKind;
+
+typedef enum {
+  VL_TRAIN_END_COMPLETED,    /* every epoch ran */
+  VL_TRAIN_END_EARLY_STOPPED,
+  VL_TRAIN_END_STOPPED,      /* vl_trainer_stop, or a scripted stop */
+  VL_TRAIN_END_FAILED,       /* see error (VL_ERROR_NUMERIC for a NaN/Inf loss) */
+} VlTrainEnd;
+
+typedef struct {
+  int64_t step;              /* global step, 1-based: the step just taken */
+  int     epoch;
+  float   loss;              /* training loss of the batch (with label smoothing) */
+  float   lr;                /* peak-group learning rate used */
+  float   grad_norm;         /* global gradient norm before clipping */
+} VlStepPoint;
+
+typedef struct {
+  int          epoch;        /* 0-based */
+  int64_t      step;         /* global steps done at its end */
+  int          unlocked;     /* groups that trained (clamped to the model's count) */
+  gboolean     cached;       /* trained from the frozen-feature cache */
+  double       lr;           /* at its last step */
+  double       train_loss;   /* mean over its images (with label smoothing) */
+  VlEvalResult val;
+  double       seconds;      /* training + validation */
+  double       images_per_s; /* training throughput */
+  gboolean     best;         /* lowest validation loss so far */
+} VlEpochMetrics;
+
+typedef struct {
+  VlTrainEventKind kind;
+  int          epoch;        /* the epoch it belongs to (0-based) */
+  int64_t      step;         /* global steps done when it was posted */
+
+  /* READY */
+  int          n_train, n_val, n_classes, n_groups;
+  char       **class_names;  /* (n_classes) */
+  int64_t      steps_per_epoch, total_steps;
+  int          start_epoch;  /* > 0 (or step > 0) when resumed */
+  char       **skipped;      /* "FILE: reason" (also in FINISHED, with those found later) */
+
+  /* LOCK (and STEP): what trains now; cached: the epochs of this lock run from the frozen-
+   * feature cache (built right after this event, announced by MESSAGE events) */
+  int          unlocked;
+  int64_t      n_trainable;
+  gboolean     cached;
+
+  /* STEP: every step since the last drain, oldest first, and the latest state */
+  VlStepPoint *points;
+  int          n_points;
+  int          batch, n_batches;     /* batches done in this epoch, out of */
+  double       images_per_s;         /* recent training throughput */
+  double       eta_s;                /* to the end of the last epoch */
+  double      *group_grad_norms;     /* (n_groups) of the latest step, before clipping */
+
+  /* EPOCH */
+  VlEpochMetrics *metrics;
+
+  /* PROBES: rollout heatmaps (n_probes, grid_h, grid_w), each row sums to 1 */
+  int          n_probes, grid_h, grid_w;
+  float       *rollout;
+  int         *probe_labels, *probe_predicted;
+  char       **probe_names;          /* file names (val split) */
+
+  /* MESSAGE */
+  char        *message;
+
+  /* FINISHED */
+  VlTrainEnd   end;
+  GError      *error;
+} VlTrainEvent;
+
+void      vl_train_event_free    (VlTrainEvent *ev);
+const char *vl_train_event_kind_name (VlTrainEventKind kind);
+
+/* ------------------------------------------------------------------ the trainer */
+
+typedef struct _VlTrainer VlTrainer;
+
+typedef enum {
+  VL_TRAINER_IDLE,           /* created, not started */
+  VL_TRAINER_RUNNING,
+  VL_TRAINER_PAUSED,         /* paused at a batch boundary */
+  VL_TRAINER_FINISHED,       /* the worker has ended (FINISHED is queued) */
+} VlTrainerState;
+
+/* Called on the worker thread when an event is queued and none was queued since the last drain:
+ * at most one call per drain. Keep it short (e.g. g_main_context_invoke / g_idle_add a drain);
+ * do not call vl_trainer_* from it except vl_trainer_ref, and never drop the last reference. */
+typedef void (*VlTrainerNotify) (VlTrainer *trainer, gpointer user_data);
+
+/* Copies and checks the configuration. */
+VlTrainer *vl_trainer_new         (const VlTrainConfig *config, GError **error);
+VlTrainer *vl_trainer_ref         (VlTrainer *t);
+/* The last reference stops the worker, waits for it and frees everything. */
+void      vl_trainer_unref        (VlTrainer *t);
+/* Before start: train this model (its head is replaced by one for the dataset's classes)
+ * instead of loading config->backbone. */
+void      vl_trainer_take_model   (VlTrainer *t, VlModel *model);
+/* Before start: use this dataset instead of opening config->data. */
+void      vl_trainer_take_dataset (VlTrainer *t, VlDataset *dataset);
+void      vl_trainer_set_notify   (VlTrainer *t, VlTrainerNotify notify, gpointer user_data,
+                                   GDestroyNotify destroy);
+/* Starts the worker. Fails at once (nothing started) when the run folder cannot be created or
+ * written, or cfg.resume finds no checkpoint there; later failures end the run with a FINISHED
+ * event carrying the error. */
+gboolean  vl_trainer_start        (VlTrainer *t, GError **error);
+/* Pauses at the next batch boundary / resumes. */
+void      vl_trainer_pause        (VlTrainer *t);
+void      vl_trainer_resume       (VlTrainer *t);
+/* Asks the worker to stop (see the bound above); returns at once. Idempotent. */
+void      vl_trainer_stop         (VlTrainer *t);
+/* From the next epoch on, train the last `unlocked` groups (VL_UNLOCK_ALL: all), overriding
+ * the schedule; the optimizer state of groups already training is kept. Saved in the run. */
+void      vl_trainer_set_unlock   (VlTrainer *t, int unlocked);
+VlTrainerState vl_trainer_get_state (VlTrainer *t);
+/* Takes every queued event (VlTrainEvent *, oldest first; the array frees them). Consecutive
+ * steps arrive as one STEP event whose points hold each of them; an undrained PROBES event is
+ * replaced by a newer one. Never NULL. Any thread. */
+GPtrArray *vl_trainer_drain       (VlTrainer *t);
+/* Blocks until an event is queued or timeout_us passes (< 0: no limit); TRUE when one is. */
+gboolean  vl_trainer_wait         (VlTrainer *t, gint64 timeout_us);
+/* Waits for the worker to end. */
+void      vl_trainer_join         (VlTrainer *t);
+/* The model once the worker has ended (NULL before): for evaluation, export, classification.
+ * Owned by the trainer. */
+VlModel  *vl_trainer_get_model    (VlTrainer *t);
+/* The dataset once the worker has ended (NULL before). */
+VlDataset *vl_trainer_get_dataset (VlTrainer *t);
+const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);
+
+/* ------------------------------------------------------------------ run folders */
+
+/* Loads the model saved in a run folder: vl_model_load for a linear head; for the MLP head the
+ * backbone structure comes from config.json and every tensor from model.safetensors. class_names
+ * (optional) receives the run's class names (g_strfreev). */
+VlModel  *vl_run_load_model       (const char *run_dir, char ***class_names, GError **error);
+/* Writes contents to path atomically: a temporary file beside it, fsync, rename. */
+gboolean  vl_write_file_atomic    (const char *path, const char *contents, gssize length,
+                                   GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainEvent, vl_train_event_free)
+
+G_END_DECLS
