@@ -751,6 +751,13 @@ check_input (VlModel *m, int B, int H, int W, GError **error)
   return TRUE;
 }
 
+/* TRUE (with G_IO_ERROR_CANCELLED) once the model's cancellable is cancelled. */
+static gboolean
+cancelled (VlModel *m, GError **error)
+{
+  return m->cancellable != NULL && g_cancellable_set_error_if_cancelled (m->cancellable, error);
+}
+
 /* Where the frozen prefix ends: the input of the lowest trainable component. */
 typedef enum {
   BOUNDARY_NONE,      /* the stem trains (or nothing does): nothing to cache */
@@ -815,7 +822,11 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
   a->valid = a->valid_train = FALSE;
   forward_stem (m, a, images, H, W);
   for (int l = 0; l < g->depth; l++)
-    forward_block (m, a, l);
+    {
+      if (cancelled (m, error))
+        return FALSE;
+      forward_block (m, a, l);
+    }
   forward_norm_pool (m, a);
   forward_proj (m, a);
   forward_head (m, a);
@@ -842,7 +853,11 @@ vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int
   a->valid = a->valid_train = FALSE;
   forward_stem (m, a, images, H, W);
   for (int l = 0; l < block; l++)
-    forward_block (m, a, l);
+    {
+      if (cancelled (m, error))
+        return FALSE;
+      forward_block (m, a, l);
+    }
   if (kind == BOUNDARY_BLOCK)
     {
       memcpy (out, a->xs[block], sizeof (float) * B * a->T * g->width);
@@ -887,7 +902,11 @@ vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B, int H,
     case BOUNDARY_BLOCK:
       memcpy (a->xs[block], boundary, sizeof (float) * B * a->T * g->width);
       for (int l = block; l < g->depth; l++)
-        forward_block (m, a, l);
+        {
+          if (cancelled (m, error))
+            return FALSE;
+          forward_block (m, a, l);
+        }
       forward_norm_pool (m, a);
       forward_proj (m, a);
       break;
@@ -1332,7 +1351,11 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
 
   /* blocks, down to the lowest unlocked component */
   for (int l = g->depth - 1; l >= 0 && vl_comp_block (l) >= c0; l--)
-    backward_block (m, a, l, c0 < vl_comp_block (l));
+    {
+      if (cancelled (m, error))
+        return FALSE;
+      backward_block (m, a, l, c0 < vl_comp_block (l));
+    }
 
   if (c0 == C_STEM)
     backward_stem (m, a);

@@ -88,6 +88,7 @@ struct _VlModel {
   int          n_groups;
 
   VlActs      *acts;
+  GCancellable *cancellable;   /* checked between blocks */
 };
 
 static inline VlParam *

@@ -182,6 +182,7 @@ vl_model_free (VlModel *m)
   g_free (m->ix.block);
   g_free (m->trainable);
   g_strfreev (m->class_names);
+  g_clear_object (&m->cancellable);
   g_free (m->geo.family);
   g_free (m->geo.architecture);
   g_free (m->geo.interpolation);
@@ -215,6 +216,23 @@ const char *vl_model_tensor_name (VlModel *m, int i) { return vl_param (m, i)->n
 float *vl_model_tensor_grad (VlModel *m, int i) { return vl_param (m, i)->grad; }
 int vl_model_tensor_group (VlModel *m, int i) { return vl_param (m, i)->group; }
 gboolean vl_model_tensor_decays (VlModel *m, int i) { return vl_param (m, i)->decay; }
+
+void
+vl_model_set_class_names (VlModel *m, const char *const *names)
+{
+  g_clear_pointer (&m->class_names, g_strfreev);
+  if (names == NULL || m->num_classes <= 0)
+    return;
+  m->class_names = g_new0 (char *, m->num_classes + 1);
+  for (int i = 0; i < m->num_classes; i++)
+    m->class_names[i] = g_strdup (names[i] ? names[i] : "");
+}
+
+void
+vl_model_set_cancellable (VlModel *m, GCancellable *cancellable)
+{
+  g_set_object (&m->cancellable, cancellable);
+}
 
 void
 vl_model_set_pool (VlModel *m, VlPoolKind pool)

@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <gio/gio.h>
 #include <glib.h>
 #include <stdint.h>
 
@@ -82,6 +83,14 @@ const char       *vl_model_path            (VlModel *m);
 /* Class names (K entries) when the checkpoint came with them, else NULL. */
 const char *const*vl_model_class_names     (VlModel *m);
 int64_t           vl_model_n_params        (VlModel *m);
+
+/* Replaces the class names (K = vl_model_num_classes entries; NULL clears them). */
+void              vl_model_set_class_names (VlModel *m, const char *const *names);
+
+/* Forward and backward passes check this between blocks and stop with G_IO_ERROR_CANCELLED
+ * once it is cancelled, so a worker stops within one block rather than one whole pass. The
+ * model keeps a reference; NULL removes it. */
+void              vl_model_set_cancellable (VlModel *m, GCancellable *cancellable);
 
 /* ---- the head ---- */
 VlHeadKind        vl_model_head_kind       (VlModel *m);

@@ -1406,6 +1406,18 @@ message (Run *r, const char *fmt, ...)
   post (r->t, ev);
 }
 
+/* A model call failed: STOPPED when the stop interrupted it mid-pass, else FAILED. */
+static Outcome
+failed_or_stopped (GError **error)
+{
+  if (error && g_error_matches (*error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    {
+      g_clear_error (error);
+      return STOPPED;
+    }
+  return FAILED;
+}
+
 static gboolean
 cancelled (Run *r)
 {
@@ -2028,6 +2040,9 @@ setup (Run *r, GError **error)
   r->backbone_sha = sha256_file (r->backbone_path);
 
   vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
+  vl_model_set_class_names (r->m, (const char *const *) r->class_names);
+  /* a stop interrupts a pass between two blocks */
+  vl_model_set_cancellable (r->m, r->t->cancel);
   vl_model_set_pool (r->m, c->pool);
   r->n_groups = vl_model_n_groups (r->m);
   vl_preprocess_from_model (r->m, &r->pp);
@@ -2168,7 +2183,7 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
       if (should_stop (r))
         return STOPPED;
       if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
-        return FAILED;
+        return failed_or_stopped (error);
       for (int j = 0; j < b.n; j++)
         {
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
@@ -2316,12 +2331,12 @@ train_step (Run *r, const float *x, const int *labels, int n, GError **error)
                 ? vl_model_forward_from_boundary (m, x, n, r->S, r->S, VL_FORWARD_TRAIN, error)
                 : vl_model_forward (m, x, n, r->S, r->S, VL_FORWARD_TRAIN, error);
   if (!ok)
-    return FAILED;
+    return failed_or_stopped (error);
   if (cancelled (r))   /* between forward and backward: the batch is dropped, redone on resume */
     return STOPPED;
   double loss;
   if (!vl_model_backward (m, labels, (float) c->label_smoothing, &loss, error))
-    return FAILED;
+    return failed_or_stopped (error);
   for (int g = 0; g < r->n_groups; g++)
     r->gnorms[g] = vl_model_group_grad_norm (m, g);
   double norm = vl_model_clip_grad_norm (m, c->clip_grad);
@@ -2415,7 +2430,7 @@ validate (Run *r, VlEvalResult *out, GError **error)
             continue;
           if (!vl_model_forward_from_boundary (m, r->buf, n, r->S, r->S, VL_FORWARD_INFER,
                                                error))
-            return FAILED;
+            return failed_or_stopped (error);
           vl_eval_result_add (out, vl_model_logits (m), r->buf_labels, n);
         }
     }
@@ -2429,7 +2444,7 @@ validate (Run *r, VlEvalResult *out, GError **error)
           if (should_stop (r))
             return STOPPED;
           if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
-            return FAILED;
+            return failed_or_stopped (error);
           vl_eval_result_add (out, vl_model_logits (m), b.labels, b.n);
         }
     }
@@ -2583,6 +2598,8 @@ worker (gpointer data)
   ev->error = error;
   ev->skipped = r.ds ? skipped_strv (r.ds) : NULL;
   run_clear (&r);
+  if (t->model)
+    vl_model_set_cancellable (t->model, NULL);   /* the model handed back runs freely */
   vl_mutex_lock (&t->lock);
   t->done = TRUE;
   t->state = VL_TRAINER_FINISHED;
