@@ -8,6 +8,14 @@
  * stdout, and ends with the line val_acc=0.XXXX. Ctrl-C stops at the next batch and saves the
  * exact position, so --resume continues as if nothing happened. */
 #include "cli-commands.h"
+
+/* The recipes behind --preset (see apply_preset). */
+#define VITLAB_FMNIST_GEOMETRY \
+  "img=28,patch=4,chans=1,width=96,depth=6,heads=3,mlp=384,mean=0.2860,std=0.3530"
+#define VITLAB_FMNIST_EPOCHS 8
+#define VITLAB_DEMO_SCHEDULE "0:1,2:3,4:all"
+#define VITLAB_DEMO_EPOCHS 12
+#define VITLAB_DEMO_LR 1e-3
 #include "vl-trainer.h"
 
 #include <math.h>
@@ -255,6 +263,56 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
   return FALSE;
 }
 
+/* Where presets find vitlab's own files: $VITLAB_DATA_DIR, else the source tree's data/. */
+static char *
+data_path (const char *rel)
+{
+  const char *dir = g_getenv ("VITLAB_DATA_DIR");
+  return g_build_filename (dir ? dir : VITLAB_DATA_DIR, rel, NULL);
+}
+
+/* Named recipes: they fill the configuration; options given with them override it.
+ *   demo             the default transfer experiment: vitlab's own Fashion-MNIST backbone
+ *                    (pretrained on classes 0-4) to classes 5-9 with 100 images per class,
+ *                    validated on their 5,000 test images; progressive unfreezing
+ *   pretrain-fmnist  how that backbone was made, from scratch */
+static gboolean
+apply_preset (VlTrainConfig *c, const char *name)
+{
+  if (g_str_equal (name, "demo"))
+    {
+      c->backbone = data_path ("backbones/vitlab-fmnist-tiny");
+      c->data = g_strdup ("fashion-mnist:classes=5-9,per-class=100");
+      g_free (c->unlock_schedule);
+      c->unlock_schedule = g_strdup (VITLAB_DEMO_SCHEDULE);
+      c->epochs = VITLAB_DEMO_EPOCHS;
+      c->batch_size = 32;
+      c->lr = VITLAB_DEMO_LR;
+      c->weight_decay = 0.05;
+      c->warmup_epochs = 1;
+      c->label_smoothing = 0.1;
+      c->augment = VL_AUGMENT_LIGHT;
+      return TRUE;
+    }
+  if (g_str_equal (name, "pretrain-fmnist"))
+    {
+      c->init_random = TRUE;
+      c->geometry = g_strdup (VITLAB_FMNIST_GEOMETRY);
+      c->data = g_strdup ("fashion-mnist:classes=0-4");
+      g_free (c->unlock_schedule);
+      c->unlock_schedule = g_strdup ("0:all");
+      c->epochs = VITLAB_FMNIST_EPOCHS;
+      c->batch_size = 128;
+      c->lr = 1e-3;
+      c->weight_decay = 0.05;
+      c->warmup_epochs = 1;
+      c->label_smoothing = 0.1;
+      c->augment = VL_AUGMENT_LIGHT;
+      return TRUE;
+    }
+  return FALSE;
+}
+
 int
 cmd_train (int argc, char **argv)
 {
@@ -266,6 +324,7 @@ cmd_train (int argc, char **argv)
   int unlock = -1, epochs = -1, batch = -1, early_stop = -1, mlp_hidden = -1, probe_every = -1;
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
+  g_autofree char *init = NULL, *geometry = NULL, *preset = NULL;
   GOptionEntry entries[] = {
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
@@ -299,6 +358,13 @@ cmd_train (int argc, char **argv)
     { "probe-every", 0, 0, G_OPTION_ARG_INT, &probe_every,
       "attention rollout of probe images every K steps (0: off)", "K" },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue the run in --out", NULL },
+    { "init", 0, 0, G_OPTION_ARG_STRING, &init,
+      "pretrained (default) or random: train from scratch with timm's initialisation", "INIT" },
+    { "geometry", 0, 0, G_OPTION_ARG_STRING, &geometry,
+      "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
+      "SPEC" },
+    { "preset", 0, 0, G_OPTION_ARG_STRING, &preset,
+      "start from a recipe (demo, pretrain-fmnist); other options override it", "NAME" },
     { NULL },
   };
   if (!parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
@@ -319,6 +385,7 @@ cmd_train (int argc, char **argv)
     {
       /* the run's own configuration; only what does not change its past may be given */
       const char *fixed = backbone ? "--backbone" : head ? "--head" : pool ? "--pool"
+                        : init ? "--init" : geometry ? "--geometry" : preset ? "--preset"
                         : unlock >= 0 ? "--unlock" : schedule ? "--unlock-schedule"
                         : batch >= 0 ? "--batch" : lr_s ? "--lr" : min_lr_s ? "--min-lr"
                         : wd_s ? "--wd" : warmup_s ? "--warmup" : ld_s ? "--layer-decay"
@@ -335,12 +402,38 @@ cmd_train (int argc, char **argv)
   else
     {
       vl_train_config_init (&cfg);
-      if (backbone == NULL || data == NULL)
+      if (preset && !apply_preset (&cfg, preset))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("train needs --backbone, --data and --out");
+          return usage_error ("--preset %s: expected one of demo, pretrain-fmnist", preset);
         }
-      cfg.backbone = g_strdup (backbone);
+      if (init && !g_str_equal (init, "random") && !g_str_equal (init, "pretrained"))
+        {
+          vl_train_config_clear (&cfg);
+          return usage_error ("--init %s: expected pretrained or random", init);
+        }
+      if (init)
+        cfg.init_random = g_str_equal (init, "random");
+      if (geometry)
+        {
+          g_free (cfg.geometry);
+          cfg.geometry = g_strdup (geometry);
+          g_clear_pointer (&cfg.backbone, g_free);
+        }
+      if (backbone)
+        {
+          g_free (cfg.backbone);
+          cfg.backbone = g_strdup (backbone);
+          if (!geometry)
+            g_clear_pointer (&cfg.geometry, g_free);
+        }
+      if ((cfg.backbone == NULL && !(cfg.init_random && cfg.geometry)) ||
+          (data == NULL && cfg.data == NULL))
+        {
+          vl_train_config_clear (&cfg);
+          return usage_error ("train needs --backbone (or --init random --geometry SPEC), --data "
+                              "and --out");
+        }
       cfg.out_dir = g_strdup (out);
     }
   /* from here on, cfg owns strings: leave through `done` */

@@ -1331,6 +1331,95 @@ vl_families_load (VlModel *m, const char *path, GError **error)
 
 /* ------------------------------------------------------------------ random models */
 
+gboolean
+vl_geometry_parse (const char *spec, VlGeometry *g, GError **error)
+{
+  memset (g, 0, sizeof *g);
+  g->in_chans = 3;
+  g->class_token = TRUE;
+  g->eps = 1e-6f;
+  int img = 0, mlp = 0;
+  double mean[4] = { 0.5, 0.5, 0.5, 0.5 }, std[4] = { 0.5, 0.5, 0.5, 0.5 };
+  int n_mean = 0, n_std = 0;
+  g_auto(GStrv) parts = g_strsplit (spec ? spec : "", ",", -1);
+  const char *pending = NULL;   /* mean/std take several values: "mean=0.5,0.4,0.3" */
+  for (int i = 0; parts[i]; i++)
+    {
+      char *item = g_strstrip (parts[i]);
+      if (*item == '\0')
+        continue;
+      char *eq = strchr (item, '=');
+      const char *key = pending, *val = item;
+      if (eq)
+        {
+          *eq = '\0';
+          key = item;
+          val = eq + 1;
+          pending = NULL;
+        }
+      char *end = NULL;
+      double v = key ? g_ascii_strtod (val, &end) : 0;
+      if (!key || end == val || *end != '\0' || !isfinite (v))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "geometry \"%s\": \"%s\" is not KEY=NUMBER", spec, item);
+          return FALSE;
+        }
+      if (strcmp (key, "mean") == 0 || strcmp (key, "std") == 0)
+        {
+          double *dst = key[0] == 'm' ? mean : std;
+          int *n = key[0] == 'm' ? &n_mean : &n_std;
+          if (*n < 4)
+            dst[(*n)++] = v;
+          pending = key[0] == 'm' ? "mean" : "std";
+          continue;
+        }
+      int iv = (int) v;
+      if (strcmp (key, "img") == 0) img = iv;
+      else if (strcmp (key, "patch") == 0) g->patch = iv;
+      else if (strcmp (key, "chans") == 0) g->in_chans = iv;
+      else if (strcmp (key, "width") == 0) g->width = iv;
+      else if (strcmp (key, "depth") == 0) g->depth = iv;
+      else if (strcmp (key, "heads") == 0) g->heads = iv;
+      else if (strcmp (key, "mlp") == 0) mlp = iv;
+      else if (strcmp (key, "eps") == 0) g->eps = (float) v;
+      else
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "geometry \"%s\": unknown key \"%s\" (img, patch, chans, width, depth, "
+                       "heads, mlp, mean, std, eps)", spec, key);
+          return FALSE;
+        }
+    }
+  if (g->heads == 0 && g->width % 64 == 0)
+    g->heads = g->width / 64;
+  if (img <= 0 || g->patch <= 0 || img % g->patch || g->width <= 0 || g->depth <= 0 ||
+      g->heads <= 0 || g->width % g->heads || g->in_chans < 1 || g->in_chans > 4 ||
+      img / g->patch > 128 || g->width > 8192 || g->depth > 256 || !(g->eps > 0))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "geometry \"%s\": needs img (a multiple of patch), patch, width, depth and "
+                   "heads (dividing width) within sane limits", spec);
+      return FALSE;
+    }
+  g->grid = img / g->patch;
+  g->mlp = mlp > 0 ? mlp : 4 * g->width;
+  for (int c = 0; c < 4; c++)
+    {
+      g->mean[c] = (float) mean[n_mean > 1 ? MIN (c, n_mean - 1) : 0];
+      g->std[c] = (float) std[n_std > 1 ? MIN (c, n_std - 1) : 0];
+      if (!(g->std[c] > 0))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "geometry \"%s\": std must be positive",
+                       spec);
+          return FALSE;
+        }
+    }
+  g->input_size = img;
+  g->crop_pct = 1.0;
+  return TRUE;
+}
+
 VlModel *
 vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
 {
@@ -1359,6 +1448,9 @@ vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
   for (int i = 0; i < m->n_backbone; i++)
     {
       VlParam *p = vl_param (m, i);
+      if (p->ndim == 1 && i != m->ix.patch_b && !g_str_has_suffix (p->name, "weight") &&
+          !g_str_has_suffix (p->name, ".gamma"))
+        continue;   /* biases stay zero */
       if (g_str_has_suffix (p->name, ".gamma"))
         for (int64_t k = 0; k < p->numel; k++)
           p->data[k] = 1e-5f;          /* timm's init_values for layer scale */
@@ -1368,6 +1460,13 @@ vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
       else if (i == m->ix.cls || i == m->ix.dist || i == m->ix.reg)
         for (int64_t k = 0; k < p->numel; k++)
           p->data[k] = (float) (vl_rng_normal (&rng) * 1e-6);
+      else if (i == m->ix.patch_w || i == m->ix.patch_b)
+        {
+          /* timm leaves the patch conv at PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) */
+          double bound = 1.0 / sqrt ((double) g->in_chans * g->patch * g->patch);
+          for (int64_t k = 0; k < p->numel; k++)
+            p->data[k] = (float) ((2.0 * vl_rng_uniform (&rng) - 1.0) * bound);
+        }
       else if (p->ndim >= 2)
         for (int64_t k = 0; k < p->numel; k++)
           p->data[k] = (float) vl_rng_trunc_normal (&rng, 0.02);

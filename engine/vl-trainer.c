@@ -89,6 +89,7 @@ void
 vl_train_config_clear (VlTrainConfig *c)
 {
   g_clear_pointer (&c->backbone, g_free);
+  g_clear_pointer (&c->geometry, g_free);
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->unlock_schedule, g_free);
   g_clear_pointer (&c->out_dir, g_free);
@@ -99,6 +100,7 @@ vl_train_config_copy (VlTrainConfig *dst, const VlTrainConfig *src)
 {
   *dst = *src;
   dst->backbone = g_strdup (src->backbone);
+  dst->geometry = g_strdup (src->geometry);
   dst->data = g_strdup (src->data);
   dst->unlock_schedule = g_strdup (src->unlock_schedule);
   dst->out_dir = g_strdup (src->out_dir);
@@ -247,6 +249,18 @@ vl_train_config_check (const VlTrainConfig *c, GError **error)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "resuming needs the run folder");
       return FALSE;
+    }
+  if (c->geometry && !c->init_random)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "a geometry is only used to train from scratch (init random)");
+      return FALSE;
+    }
+  if (c->init_random && c->geometry)
+    {
+      VlGeometry geo;
+      if (!vl_geometry_parse (c->geometry, &geo, error))
+        return FALSE;
     }
   int n;
   g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (c->unlock_schedule, &n, error);
@@ -805,6 +819,10 @@ vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   double v;
   int64_t i;
   c->backbone = g_strdup (get_str (bb, "path"));
+  c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
+  c->geometry = g_strdup (get_str (bb, "geometry"));
+  if (c->init_random && c->geometry)
+    g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
   const char *s = get_str (head, "kind");
   c->head = g_strcmp0 (s, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
   if (get_int (head, "mlp_hidden", &i))
@@ -1548,6 +1566,9 @@ run_json (Run *r)
 
   json_builder_set_member_name (b, "backbone");
   json_builder_begin_object (b);
+  add_str (b, "init", c->init_random ? "random" : "pretrained");
+  if (c->geometry)
+    add_str (b, "geometry", c->geometry);
   add_str (b, "path", r->backbone_path);
   add_str (b, "sha256", r->backbone_sha);
   add_str (b, "family", g->family);
@@ -1993,6 +2014,24 @@ choose_probes (Run *r)
   return TRUE;
 }
 
+/* From scratch: the backbone's geometry (or the config's) with timm's initialisation. */
+static VlModel *
+random_model (const VlTrainConfig *c, GError **error)
+{
+  VlGeometry geo;
+  if (c->backbone)
+    {
+      g_autoptr(VlModel) shape = vl_model_load (c->backbone, error);
+      if (shape == NULL)
+        return NULL;
+      geo = *vl_model_geometry (shape);   /* strings are copied by vl_model_new_random */
+      return vl_model_new_random (&geo, 1, c->seed);
+    }
+  if (!vl_geometry_parse (c->geometry, &geo, error))
+    return NULL;
+  return vl_model_new_random (&geo, 1, c->seed);
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -2003,6 +2042,8 @@ setup (Run *r, GError **error)
     {
       if (c->resume && (c->backbone == NULL || !g_file_test (c->backbone, G_FILE_TEST_EXISTS)))
         t->model = vl_run_load_model (c->out_dir, NULL, error);   /* the run has every tensor */
+      else if (c->init_random)
+        t->model = random_model (c, error);
       else if (c->backbone == NULL)
         g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "no backbone to train");
       else

@@ -76,6 +76,9 @@ typedef struct {
 typedef struct {
   /* the model */
   char       *backbone;          /* checkpoint path (unused when a model is handed over) */
+  gboolean    init_random;       /* train from scratch: the backbone's geometry (or `geometry`)
+                                  * with timm's random initialisation, seeded by `seed` */
+  char       *geometry;          /* vl_geometry_parse spec, for init_random without a backbone */
   VlHeadKind  head;              /* VL_HEAD_LINEAR (default) or VL_HEAD_MLP */
   int         mlp_hidden;        /* MLP head's hidden width; 0: the backbone's width */
   VlPoolKind  pool;              /* VL_POOL_TOKEN */
