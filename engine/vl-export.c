@@ -75,7 +75,7 @@ timm_architecture (VlModel *m)
 }
 
 static char *
-config_json (VlModel *m, int num_classes)
+config_json (VlModel *m, int num_classes, gboolean for_timm)
 {
   const VlGeometry *g = &m->geo;
   char eps_text[32];   /* the float's shortest decimal form, not its widened double */
@@ -88,15 +88,20 @@ config_json (VlModel *m, int num_classes)
   add_string (b, "global_pool", pool_string (m->pool));
   add_double (b, "layer_norm_eps", g_ascii_strtod (eps_text, NULL));
   add_string (b, "exported_from", g->family);
+  /* what timm's naming cannot say, for vitlab reading it back */
+  json_builder_set_member_name (b, "vitlab");
+  json_builder_begin_object (b);
+  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp" : m->head_kind == VL_HEAD_LINEAR
+                         ? "linear" : "none");
   if (m->head_kind == VL_HEAD_MLP)
+    add_int (b, "mlp_hidden", m->head_hidden);
+  if (!for_timm)
     {
-      /* not a timm head: vitlab reads it back; timm would not */
-      json_builder_set_member_name (b, "vitlab_head");
-      json_builder_begin_object (b);
-      add_string (b, "kind", "mlp");
-      add_int (b, "hidden", m->head_hidden);
-      json_builder_end_object (b);
+      add_int (b, "embed_dim", g->embed_dim);
+      add_string (b, "group_layout", strcmp (g->family, "openclip") == 0 ||
+                  m->n_body_groups != g->depth + 2 + (g->embed_dim > 0) ? "openclip" : "timm");
     }
+  json_builder_end_object (b);
 
   json_builder_set_member_name (b, "model_args");
   json_builder_begin_object (b);
@@ -186,27 +191,25 @@ matmul (const float *a, const float *b, int64_t R, int64_t K, int64_t C)
   return out;
 }
 
-gboolean
-vl_model_export (VlModel *m, const char *dir, GError **error)
+/* Writes model.safetensors (st_path) and config.json (cfg_path, NULL: none). for_timm folds
+ * OpenCLIP's projection into the head; otherwise every internal tensor is written as it is
+ * (lossless: vitlab reads it back exactly, projection and layer-group layout included). */
+static gboolean
+write_model (VlModel *m, const char *st_path, const char *cfg_path, gboolean for_timm,
+             GError **error)
 {
   const VlGeometry *g = &m->geo;
-  if (g_mkdir_with_parents (dir, 0755) != 0)
-    {
-      int e = errno;
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot create the folder: %s", dir,
-                   g_strerror (e));
-      return FALSE;
-    }
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
   GPtrArray *temps = g_ptr_array_new_with_free_func (g_free);
   int num_classes = m->num_classes;
+  const gboolean fold = for_timm && g->embed_dim > 0;
 
   for (int i = 0; i < (int) m->params->len; i++)
     {
       VlParam *p = vl_param (m, i);
-      if (i == m->ix.proj)
+      if (fold && i == m->ix.proj)
         continue;
-      if (g->embed_dim > 0 && (i == m->ix.head_w))
+      if (fold && i == m->ix.head_w)
         {
           /* fold the projection: (K, E) · (E, W) */
           const float *proj = vl_pdata (m, m->ix.proj);
@@ -218,7 +221,7 @@ vl_model_export (VlModel *m, const char *dir, GError **error)
         }
       vl_safetensors_writer_add_f32 (w, p->name, p->ndim, p->shape, p->data);
     }
-  if (g->embed_dim > 0 && m->head_kind == VL_HEAD_NONE)
+  if (fold && m->head_kind == VL_HEAD_NONE)
     {
       /* the projection becomes the head */
       VlParam *proj = vl_param (m, m->ix.proj);
@@ -234,13 +237,11 @@ vl_model_export (VlModel *m, const char *dir, GError **error)
   vl_safetensors_writer_add_metadata (w, "format", "pt");
   vl_safetensors_writer_add_metadata (w, "num_heads", heads);
 
-  g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
-  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
   gboolean ok = vl_safetensors_writer_write (w, st_path, error);
   g_ptr_array_unref (temps);
-  if (!ok)
-    return FALSE;
-  g_autofree char *json = config_json (m, num_classes);
+  if (!ok || cfg_path == NULL)
+    return ok;
+  g_autofree char *json = config_json (m, num_classes, for_timm);
   g_autoptr(GError) local = NULL;
   if (!g_file_set_contents_full (cfg_path, json, -1,
                                  G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
@@ -250,6 +251,27 @@ vl_model_export (VlModel *m, const char *dir, GError **error)
                    local->message);
       return FALSE;
     }
-  /* the class names travel in config.json; a label list the source had is not needed */
   return TRUE;
+}
+
+gboolean
+vl_model_export (VlModel *m, const char *dir, GError **error)
+{
+  if (g_mkdir_with_parents (dir, 0755) != 0)
+    {
+      int e = errno;
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot create the folder: %s", dir,
+                   g_strerror (e));
+      return FALSE;
+    }
+  g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
+  return write_model (m, st_path, cfg_path, TRUE, error);
+}
+
+gboolean
+vl_model_save_checkpoint (VlModel *m, const char *st_path, const char *cfg_path,
+                          GError **error)
+{
+  return write_model (m, st_path, cfg_path, FALSE, error);
 }

@@ -580,6 +580,20 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   g->n_prefix = g->class_token + g->dist_token + g->reg_tokens;
   g->pre_norm = src_lookup (s, "norm_pre.weight") != NULL;
   g->layer_scale = src_lookup (s, "blocks.0.ls1.gamma") != NULL;
+  /* OpenCLIP's projection, as vitlab's lossless checkpoints keep it */
+  const VlTensorInfo *proj = src_lookup (s, "proj.weight");
+  if (proj)
+    {
+      if (proj->ndim != 2 || proj->shape[1] != g->width || proj->shape[0] <= 0)
+        {
+          g_autofree char *shape = vl_shape_to_string (proj->ndim, proj->shape);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensor proj.weight has shape %s, expected [embed_dim,%d]", s->file,
+                       shape, g->width);
+          return FALSE;
+        }
+      g->embed_dim = (int) proj->shape[0];
+    }
   g->fc_norm = src_lookup (s, "fc_norm.weight") != NULL && src_lookup (s, "norm.weight") == NULL;
 
   const VlTensorInfo *pos = src_require (s, "pos_embed", 3, 3, error);
@@ -655,20 +669,24 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
     return FALSE;
 
   build_internal (m, src_lookup (s, "patch_embed.proj.bias") != NULL);
-  groups_timm (m);
+  if (g_strcmp0 (config_string (config_object (c->root, "vitlab"), "group_layout"), "openclip") == 0)
+    groups_openclip (m);
+  else
+    groups_timm (m);
   vl_model_finish_backbone (m);
+  const int head_in = g->embed_dim > 0 ? g->embed_dim : g->width;
 
   /* vitlab's MLP head (Linear -> GELU -> Linear), as vl_model_export writes it */
   const VlTensorInfo *f1 = src_lookup (s, "head.fc1.weight");
   const VlTensorInfo *f2 = src_lookup (s, "head.fc2.weight");
   if (f1 || f2)
     {
-      if (!f1 || !f2 || f1->ndim != 2 || f2->ndim != 2 || f1->shape[1] != g->width ||
+      if (!f1 || !f2 || f1->ndim != 2 || f2->ndim != 2 || f1->shape[1] != head_in ||
           f2->shape[1] != f1->shape[0] || f2->shape[0] <= 0 || g->dist_token)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
                        "%s: tensors head.fc1.weight / head.fc2.weight do not form an MLP head "
-                       "[hidden,%d] / [classes,hidden]", s->file, g->width);
+                       "[hidden,%d] / [classes,hidden]", s->file, head_in);
           return FALSE;
         }
       if (!config_agrees (c, c->root, "num_classes", f2->shape[0], "head.fc2.weight", &ok, error))
@@ -681,12 +699,12 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
     ;
   else if (hw)
     {
-      if (hw->ndim != 2 || hw->shape[1] != g->width || hw->shape[0] <= 0)
+      if (hw->ndim != 2 || hw->shape[1] != head_in || hw->shape[0] <= 0)
         {
           g_autofree char *found = vl_shape_to_string (hw->ndim, hw->shape);
           g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
                        "%s: tensor head.weight has shape %s, expected [classes,%d]", s->file,
-                       found, g->width);
+                       found, head_in);
           return FALSE;
         }
       K = (int) hw->shape[0];

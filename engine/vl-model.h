@@ -137,6 +137,12 @@ gboolean          vl_model_save            (VlModel *m, const char *path, GError
  * geometry, pretrained_cfg, label_names). OpenCLIP's projection is folded into the head (or
  * becomes the head when there is none). Each file is written atomically. */
 gboolean          vl_model_export          (VlModel *m, const char *dir, GError **error);
+/* Writes the model losslessly under vitlab's internal (timm) names: st_path gets every tensor
+ * (OpenCLIP's projection as proj.weight, an MLP head as head.fc1/fc2), cfg_path (may be NULL) a
+ * timm-style config.json whose "vitlab" section records what timm's naming cannot (projection
+ * width, layer-group layout, head). vl_model_load reads it back exactly. Used by run folders. */
+gboolean          vl_model_save_checkpoint (VlModel *m, const char *st_path,
+                                            const char *cfg_path, GError **error);
 
 /* ---- compute ---- */
 typedef enum {

@@ -878,15 +878,6 @@ bad:
 
 /* ------------------------------------------------------------------ config.json (timm layout) */
 
-static void
-add_float_array (JsonBuilder *b, const char *key, const float *v, int n)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_begin_array (b);
-  for (int i = 0; i < n; i++)
-    json_builder_add_double_value (b, v[i]);
-  json_builder_end_array (b);
-}
 
 static void
 add_strv (JsonBuilder *b, const char *key, const char *const *v, int n)
@@ -898,178 +889,20 @@ add_strv (JsonBuilder *b, const char *key, const char *const *v, int n)
   json_builder_end_array (b);
 }
 
-/* A timm hub config.json, so that the run folder loads like any checkpoint; the "vitlab" member
- * carries what timm has no name for (the MLP head, and the geometry to rebuild it). */
-static char *
-timm_config_json (VlModel *m, const char *const *class_names)
-{
-  const VlGeometry *g = vl_model_geometry (m);
-  const int K = vl_model_num_classes (m);
-  gboolean timm = g_strcmp0 (g->family, "timm") == 0;
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  add_str (b, "architecture", g->architecture ? g->architecture : "vit");
-  add_int (b, "num_classes", K);
-  add_int (b, "num_features", g->width);
-  add_str (b, "global_pool", pool_name (vl_model_pool (m)));
-  if (timm)
-    {
-      json_builder_set_member_name (b, "model_args");
-      json_builder_begin_object (b);
-      add_int (b, "img_size", g->img_size);
-      add_int (b, "patch_size", g->patch);
-      add_int (b, "in_chans", g->in_chans);
-      add_int (b, "embed_dim", g->width);
-      add_int (b, "depth", g->depth);
-      add_int (b, "num_heads", g->heads);
-      add_num (b, "mlp_ratio", (double) g->mlp / g->width);
-      add_int (b, "num_classes", K);
-      add_str (b, "global_pool", pool_name (vl_model_pool (m)));
-      json_builder_end_object (b);
-    }
-  json_builder_set_member_name (b, "pretrained_cfg");
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "input_size");
-  json_builder_begin_array (b);
-  json_builder_add_int_value (b, g->in_chans);
-  json_builder_add_int_value (b, g->input_size);
-  json_builder_add_int_value (b, g->input_size);
-  json_builder_end_array (b);
-  add_str (b, "interpolation", g->interpolation ? g->interpolation : "bicubic");
-  add_num (b, "crop_pct", g->crop_pct);
-  add_str (b, "crop_mode", "center");
-  add_float_array (b, "mean", g->mean, g->in_chans);
-  add_float_array (b, "std", g->std, g->in_chans);
-  add_int (b, "num_classes", K);
-  add_str (b, "first_conv", "patch_embed.proj");
-  add_str (b, "classifier", "head");
-  json_builder_end_object (b);
-  if (class_names)
-    add_strv (b, "label_names", class_names, K);
 
-  json_builder_set_member_name (b, "vitlab");
-  json_builder_begin_object (b);
-  add_str (b, "head", head_name (vl_model_head_kind (m)));
-  if (vl_model_head_kind (m) == VL_HEAD_MLP)
-    {
-      int64_t shape[VL_MAX_DIMS];
-      vl_model_tensor_data (m, vl_model_find_tensor (m, "head.fc1.weight"), NULL, shape, NULL);
-      add_int (b, "mlp_hidden", shape[0]);
-    }
-  add_str (b, "family", g->family);
-  json_builder_set_member_name (b, "geometry");
-  json_builder_begin_object (b);
-  add_int (b, "in_chans", g->in_chans);
-  add_int (b, "patch", g->patch);
-  add_int (b, "width", g->width);
-  add_int (b, "depth", g->depth);
-  add_int (b, "heads", g->heads);
-  add_int (b, "mlp", g->mlp);
-  add_int (b, "grid", g->grid);
-  add_num (b, "eps", g->eps);
-  add_bool (b, "class_token", g->class_token);
-  add_bool (b, "dist_token", g->dist_token);
-  add_int (b, "reg_tokens", g->reg_tokens);
-  add_bool (b, "no_embed_class", g->no_embed_class);
-  add_bool (b, "pre_norm", g->pre_norm);
-  add_bool (b, "layer_scale", g->layer_scale);
-  add_bool (b, "fc_norm", g->fc_norm);
-  add_bool (b, "quick_gelu", g->quick_gelu);
-  add_int (b, "embed_dim", g->embed_dim);
-  json_builder_end_object (b);
-  json_builder_end_object (b);
-  json_builder_end_object (b);
-  return builder_to_string (b, TRUE);
-}
-
-static gboolean
-read_float_array (JsonObject *o, const char *key, float *dst, int max)
-{
-  if (o == NULL || !json_object_has_member (o, key))
-    return FALSE;
-  JsonNode *n = json_object_get_member (o, key);
-  if (!JSON_NODE_HOLDS_ARRAY (n))
-    return FALSE;
-  JsonArray *a = json_node_get_array (n);
-  int len = (int) json_array_get_length (a);
-  for (int i = 0; i < max && len > 0; i++)
-    dst[i] = (float) json_node_get_double (json_array_get_element (a, MIN (i, len - 1)));
-  return len > 0;
-}
 
 VlModel *
 vl_run_load_model (const char *run_dir, char ***class_names, GError **error)
 {
+  /* runs are saved losslessly (vl_model_save_checkpoint): the folder loads as it is */
   g_autofree char *cfg_path = g_build_filename (run_dir, "config.json", NULL);
   JsonObject *root = NULL;
   g_autoptr(JsonParser) parser = parse_json_file (cfg_path, &root, error);
   if (parser == NULL)
     return NULL;
-  JsonObject *vl = obj_member (root, "vitlab");
-  g_autoptr(VlModel) m = NULL;
-  if (g_strcmp0 (get_str (vl, "head"), "mlp") != 0)
-    {
-      m = vl_model_load (run_dir, error);
-      if (m == NULL)
-        return NULL;
-    }
-  else
-    {
-      /* vl_model_load knows only linear heads: rebuild the structure, then read every tensor */
-      JsonObject *go = obj_member (vl, "geometry"), *pc = obj_member (root, "pretrained_cfg");
-      VlGeometry g = { 0 };
-      int64_t v, K = 0, hidden = 0;
-      double d;
-      struct { const char *key; int *dst; } ints[] = {
-        { "in_chans", &g.in_chans }, { "patch", &g.patch }, { "width", &g.width },
-        { "depth", &g.depth }, { "heads", &g.heads }, { "mlp", &g.mlp }, { "grid", &g.grid },
-        { "reg_tokens", &g.reg_tokens }, { "embed_dim", &g.embed_dim },
-      };
-      for (guint i = 0; i < G_N_ELEMENTS (ints); i++)
-        if (get_int (go, ints[i].key, &v))
-          *ints[i].dst = (int) v;
-      struct { const char *key; gboolean *dst; } flags[] = {
-        { "class_token", &g.class_token }, { "dist_token", &g.dist_token },
-        { "no_embed_class", &g.no_embed_class }, { "pre_norm", &g.pre_norm },
-        { "layer_scale", &g.layer_scale }, { "fc_norm", &g.fc_norm },
-        { "quick_gelu", &g.quick_gelu },
-      };
-      for (guint i = 0; i < G_N_ELEMENTS (flags); i++)
-        if (get_num (go, flags[i].key, &d))
-          *flags[i].dst = d != 0;
-      if (get_num (go, "eps", &d))
-        g.eps = (float) d;
-      get_int (root, "num_classes", &K);
-      get_int (vl, "mlp_hidden", &hidden);
-      if (g.in_chans < 1 || g.in_chans > 4 || g.patch < 1 || g.width < 1 || g.depth < 0 ||
-          g.heads < 1 || g.width % g.heads || g.mlp < 1 || g.grid < 1 || K < 1 || hidden < 1)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                       "%s: the vitlab.geometry of the MLP head's run is incomplete", cfg_path);
-          return NULL;
-        }
-      JsonNode *isz = pc && json_object_has_member (pc, "input_size")
-                      ? json_object_get_member (pc, "input_size") : NULL;
-      if (isz && JSON_NODE_HOLDS_ARRAY (isz) &&
-          json_array_get_length (json_node_get_array (isz)) == 3)
-        g.input_size = (int) json_array_get_int_element (json_node_get_array (isz), 1);
-      if (get_num (pc, "crop_pct", &d))
-        g.crop_pct = d;
-      g.interpolation = (char *) get_str (pc, "interpolation");
-      for (int i = 0; i < 4; i++)
-        g.mean[i] = g.std[i] = 0.5f;
-      read_float_array (pc, "mean", g.mean, 4);
-      read_float_array (pc, "std", g.std, 4);
-      g.architecture = (char *) get_str (root, "architecture");
-      m = vl_model_new_random (&g, (int) K, 0);
-      vl_model_set_head (m, VL_HEAD_MLP, (int) K, (int) hidden, 0);
-      VlPoolKind pool = VL_POOL_TOKEN;
-      vl_pool_from_string (get_str (root, "global_pool"), &pool);
-      vl_model_set_pool (m, pool);
-      g_autofree char *st = g_build_filename (run_dir, "model.safetensors", NULL);
-      if (!load_tensors_into (m, st, error))
-        return NULL;
-    }
+  g_autoptr(VlModel) m = vl_model_load (run_dir, error);
+  if (m == NULL)
+    return NULL;
   if (class_names)
     {
       *class_names = get_strv (root, "label_names");
@@ -1762,14 +1595,13 @@ save_checkpoint (Run *r, int epoch, int batch, GError **error)
   meta_int (w, "best_epoch", r->best_epoch);
   meta_int (w, "bad_epochs", r->bad_epochs);
 
-  g_autofree char *config = timm_config_json (m, (const char *const *) r->class_names);
   g_autofree char *run = run_json (r);
   GString *metrics = g_string_new (NULL);
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  gboolean ok = vl_model_save (m, commit_add (&c, "model.safetensors"), error) &&
-                vl_write_file_atomic (commit_add (&c, "config.json"), config, -1, error) &&
+  const char *st_name = commit_add (&c, "model.safetensors");
+  gboolean ok = vl_model_save_checkpoint (m, st_name, commit_add (&c, "config.json"), error) &&
                 vl_safetensors_writer_write (w, commit_add (&c, "optimizer.safetensors"), error) &&
                 vl_write_file_atomic (commit_add (&c, "metrics.jsonl"), metrics->str,
                                       (gssize) metrics->len, error) &&
@@ -2574,7 +2406,7 @@ run_epochs (Run *r, GError **error)
           if (e.best && c->early_stop > 0)
             {
               g_autofree char *best = g_build_filename (c->out_dir, "best.safetensors", NULL);
-              if (!vl_model_save (r->m, best, error))
+              if (!vl_model_save_checkpoint (r->m, best, NULL, error))
                 {
                   vl_eval_result_clear (&e.val);
                   return VL_TRAIN_END_FAILED;

@@ -1256,6 +1256,83 @@ test_cli_errors (void)
   rm_rf (tmp);
 }
 
+/* Runs of non-timm backbones (OpenCLIP with its projection, QuickGELU and its own layer groups;
+ * Hugging Face with eps 1e-12) save losslessly: the run folder loads with the same groups and
+ * outputs, resumes to the same parameters, and exports. */
+static void
+test_run_families (void)
+{
+  const char *fams[] = { "fam-openclip", "fam-hf-vit" };
+  for (guint f = 0; f < G_N_ELEMENTS (fams); f++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autofree char *backbone = vl_test_data_path (fams[f], NULL);
+      VlTrainConfig c;
+      base_config (&c);
+      g_free (c.unlock_schedule);
+      c.unlock_schedule = g_strdup ("0:3,1:all");
+      g_autofree char *tmp = vl_test_tmpdir ();
+      g_autofree char *dir_a = g_build_filename (tmp, "straight", NULL);
+      g_autofree char *dir_b = g_build_filename (tmp, "resumed", NULL);
+      c.out_dir = g_strdup (dir_a);
+      RunLog a = { 0 };
+      g_autoptr(VlTrainer) straight = train (&c, vl_model_load (backbone, NULL),
+                                             tiny_dataset (3, 8, 4, 32, 5), &a);
+      assert_finished (&a, VL_TRAIN_END_COMPLETED);
+      VlModel *trained = vl_trainer_get_model (straight);
+
+      /* the run folder loads as it is: same groups, same outputs */
+      g_autoptr(VlModel) back = vl_model_load (dir_a, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (vl_model_n_groups (back), ==, vl_model_n_groups (trained));
+      for (int g = 0; g < vl_model_n_groups (back); g++)
+        g_assert_cmpstr (vl_model_group_name (back, g), ==, vl_model_group_name (trained, g));
+      g_assert_cmpint (vl_model_geometry (back)->embed_dim, ==,
+                       vl_model_geometry (trained)->embed_dim);
+      g_assert_cmpint (vl_model_geometry (back)->quick_gelu, ==,
+                       vl_model_geometry (trained)->quick_gelu);
+      g_assert_cmpfloat (vl_model_geometry (back)->eps, ==, vl_model_geometry (trained)->eps);
+      g_autofree float *img = g_new (float, 2 * 3 * 32 * 32);
+      for (int i = 0; i < 2 * 3 * 32 * 32; i++)
+        img[i] = (float) ((i * 37) % 101) / 50.0f - 1.0f;
+      g_assert_true (vl_model_forward (trained, img, 2, 32, 32, VL_FORWARD_INFER, &error));
+      float want[6];
+      memcpy (want, vl_model_logits (trained), sizeof want);
+      g_assert_true (vl_model_forward (back, img, 2, 32, 32, VL_FORWARD_INFER, &error));
+      g_assert_cmpmem (vl_model_logits (back), sizeof want, want, sizeof want);
+      const char *const *names = vl_model_class_names (back);
+      g_assert_nonnull (names);
+      g_assert_cmpstr (names[1], ==, "beta");
+
+      /* and exports to timm naming with the same logits */
+      g_autofree char *exp = g_build_filename (tmp, "export", NULL);
+      g_assert_true (vl_model_export (back, exp, &error));
+      g_autoptr(VlModel) exported = vl_model_load (exp, &error);
+      g_assert_no_error (error);
+      g_assert_true (vl_model_forward (exported, img, 2, 32, 32, VL_FORWARD_INFER, &error));
+      vl_test_assert_close ("exported run", vl_model_logits (exported), want, 6, 1e-5, 0);
+
+      /* stop after one epoch, resume: the same parameters as straight through */
+      g_free (c.out_dir);
+      c.out_dir = g_strdup (dir_b);
+      c.stop_after_epoch = 1;
+      RunLog b1 = { 0 }, b2 = { 0 };
+      g_autoptr(VlTrainer) first = train (&c, vl_model_load (backbone, NULL),
+                                          tiny_dataset (3, 8, 4, 32, 5), &b1);
+      assert_finished (&b1, VL_TRAIN_END_STOPPED);
+      c.stop_after_epoch = 0;
+      c.resume = TRUE;
+      g_autoptr(VlTrainer) second = train (&c, vl_model_load (backbone, NULL),
+                                           tiny_dataset (3, 8, 4, 32, 5), &b2);
+      assert_finished (&b2, VL_TRAIN_END_COMPLETED);
+      assert_same_params (fams[f], trained, vl_trainer_get_model (second), 1e-6);
+      run_log_clear (&a);
+      run_log_clear (&b1);
+      run_log_clear (&b2);
+      vl_train_config_clear (&c);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1273,6 +1350,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/probes", test_probes);
   g_test_add_func ("/trainer/run/resume", test_resume);
   g_test_add_func ("/trainer/run/resume-errors", test_resume_errors);
+  g_test_add_func ("/trainer/run/families", test_run_families);
   g_test_add_func ("/trainer/run/nan", test_nan);
   g_test_add_func ("/trainer/run/unwritable", test_unwritable);
   g_test_add_func ("/trainer/run/save-failure", test_save_failure);
