@@ -32,10 +32,14 @@ static const char *usage_text =
   "                  --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT.safetensors\n"
   "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
   "  vitlab-cli export SOURCE --out DIR\n"
+  "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
+  "  vitlab-cli train --preset demo|pretrain-fmnist --out RUNDIR [options]\n"
+  "  vitlab-cli eval RUNDIR [--data SPEC]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
+  "'vitlab-cli COMMAND --help' lists a command's options.\n"
   "VITLAB_THREADS sets the number of compute threads (default: all cores).\n";
 
 static int
