@@ -292,6 +292,7 @@ apply_preset (VlTrainConfig *c, const char *name)
       c->warmup_epochs = 1;
       c->label_smoothing = 0.1;
       c->augment = VL_AUGMENT_LIGHT;
+      c->cache_features = TRUE;   /* the validation images' frozen features */
       return TRUE;
     }
   if (g_str_equal (name, "pretrain-fmnist"))

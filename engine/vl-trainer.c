@@ -1220,7 +1220,8 @@ typedef struct {
   int                  unlocked;        /* applied, clamped; -1 before the first */
   int64_t              n_trainable;
 
-  gboolean             cache_wanted, cached;
+  gboolean             cache_wanted, cached;   /* cached: training runs from the cache */
+  gboolean             val_cached;             /* validation runs from the cache */
   int                  cache_checked_for;
   int64_t              cache_numel;
   FeatCache            ctrain, cval;
@@ -1944,9 +1945,12 @@ setup (Run *r, GError **error)
   r->best_epoch = -1;
   r->saved_epoch = -1;
   r->metrics_lines = g_ptr_array_new_with_free_func (g_free);
-  r->cache_wanted = c->cache_features && c->augment == VL_AUGMENT_NONE;
+  /* with augmentation every epoch sees new training pixels, but the validation images never
+   * change: their activations at the lock boundary are still cached */
+  r->cache_wanted = c->cache_features;
   if (c->cache_features && c->augment != VL_AUGMENT_NONE)
-    message (r, "augmentation is on: every epoch sees new pixels, so features are not cached");
+    message (r, "augmentation is on: training images are decoded every epoch; the validation "
+             "images' frozen features are cached");
 
   if (c->resume)
     {
@@ -2020,14 +2024,14 @@ apply_unlock (Run *r)
   vl_model_lock (r->m, want);
   r->unlocked = want;
   r->n_trainable = vl_model_n_trainable (r->m);
-  r->cached = FALSE;
+  r->cached = r->val_cached = FALSE;
   cache_free (&r->ctrain);
   cache_free (&r->cval);
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
   ev->unlocked = want;
   ev->n_trainable = r->n_trainable;
   int64_t numel = vl_model_boundary_numel (r->m, r->S, r->S);
-  ev->cached = r->cache_wanted && numel > 0 &&
+  ev->cached = r->cache_wanted && r->cfg->augment == VL_AUGMENT_NONE && numel > 0 &&
                (double) numel * sizeof (float) * (r->n_train + r->n_val) <=
                (double) r->cfg->cache_limit;
   post (t, ev);
@@ -2070,7 +2074,7 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
 static Outcome
 prepare_cache (Run *r, GError **error)
 {
-  if (!r->cache_wanted || r->cached || r->cache_checked_for == r->unlocked)
+  if (!r->cache_wanted || r->val_cached || r->cache_checked_for == r->unlocked)
     return OK;
   r->cache_checked_for = r->unlocked;
   r->cache_numel = vl_model_boundary_numel (r->m, r->S, r->S);
@@ -2079,7 +2083,9 @@ prepare_cache (Run *r, GError **error)
       message (r, "the stem trains: there is no frozen prefix to cache, training from images");
       return OK;
     }
-  double bytes = (double) r->cache_numel * sizeof (float) * (r->n_train + r->n_val);
+  const gboolean train_too = r->cfg->augment == VL_AUGMENT_NONE;
+  const int n = (train_too ? r->n_train : 0) + r->n_val;
+  double bytes = (double) r->cache_numel * sizeof (float) * n;
   if (bytes > (double) r->cfg->cache_limit)
     {
       message (r, "the feature cache would need %.2f GiB, above the %.2f GiB limit: training "
@@ -2087,9 +2093,9 @@ prepare_cache (Run *r, GError **error)
       return OK;
     }
   message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
-           " floats (%.1f MiB)...", r->n_train + r->n_val, r->cache_numel, bytes / (1 << 20));
+           " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
   gint64 t0 = g_get_monotonic_time ();
-  Outcome o = build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error);
+  Outcome o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error) : OK;
   if (o == OK)
     o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
   if (o != OK)
@@ -2101,9 +2107,11 @@ prepare_cache (Run *r, GError **error)
     }
   r->buf = g_renew (float, r->buf, (gsize) r->cfg->batch_size * r->cache_numel);
   r->buf_labels = g_renew (int, r->buf_labels, r->cfg->batch_size);
-  r->cached = TRUE;
-  message (r, "cached in %.1f s; each epoch now runs from the cache",
-           (g_get_monotonic_time () - t0) / 1e6);
+  r->cached = train_too;
+  r->val_cached = TRUE;
+  message (r, "cached in %.1f s; each epoch now %s from the cache",
+           (g_get_monotonic_time () - t0) / 1e6,
+           train_too ? "runs" : "validates");
   return OK;
 }
 
@@ -2283,7 +2291,7 @@ validate (Run *r, VlEvalResult *out, GError **error)
 {
   VlModel *m = r->m;
   vl_eval_result_begin (out, r->K);
-  if (r->cached)
+  if (r->val_cached)
     {
       int bs = r->cfg->batch_size;
       for (int i = 0; i < r->n_val;)

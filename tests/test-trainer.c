@@ -568,6 +568,49 @@ test_cache_equivalence (void)
     }
 }
 
+/* With augmentation on, training decodes every epoch, but the validation split runs from its
+ * cached boundary activations: the same parameters and validation metrics, bit for bit close. */
+static void
+test_cache_validation_only (void)
+{
+  VlTrainConfig c;
+  base_config (&c);
+  c.epochs = 3;
+  c.augment = VL_AUGMENT_LIGHT;
+  g_free (c.unlock_schedule);
+  c.unlock_schedule = g_strdup ("0:1,1:3,2:all");
+  RunLog a = { 0 }, b = { 0 };
+  g_autoptr(VlTrainer) plain = train (&c, NULL, NULL, &a);
+  c.cache_features = TRUE;
+  g_autoptr(VlTrainer) cached = train (&c, NULL, NULL, &b);
+  assert_finished (&a, VL_TRAIN_END_COMPLETED);
+  assert_finished (&b, VL_TRAIN_END_COMPLETED);
+  g_autoptr(GPtrArray) ea = epoch_metrics (&a);
+  g_autoptr(GPtrArray) eb = epoch_metrics (&b);
+  g_assert_cmpuint (ea->len, ==, 3);
+  for (guint e = 0; e < ea->len; e++)
+    {
+      VlEpochMetrics *x = g_ptr_array_index (ea, e), *y = g_ptr_array_index (eb, e);
+      g_assert_false (y->cached);   /* training itself never runs from the cache here */
+      g_assert_cmpfloat_with_epsilon (x->train_loss, y->train_loss, 1e-5);
+      g_assert_cmpfloat_with_epsilon (x->val.loss, y->val.loss, 1e-5);
+      g_assert_cmpfloat (x->val.top1, ==, y->val.top1);
+    }
+  /* and the run said so */
+  gboolean told = FALSE;
+  for (guint i = 0; i < b.events->len; i++)
+    {
+      VlTrainEvent *ev = g_ptr_array_index (b.events, i);
+      told |= ev->kind == VL_TRAIN_EVENT_MESSAGE && strstr (ev->message, "validates");
+    }
+  g_assert_true (told);
+  assert_same_params ("validation cache", vl_trainer_get_model (plain),
+                      vl_trainer_get_model (cached), 1e-6);
+  run_log_clear (&a);
+  run_log_clear (&b);
+  vl_train_config_clear (&c);
+}
+
 static void
 test_cache_limit (void)
 {
@@ -1347,6 +1390,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/train/mlp-head", test_mlp_head);
   g_test_add_func ("/trainer/cache/equivalence", test_cache_equivalence);
   g_test_add_func ("/trainer/cache/limit", test_cache_limit);
+  g_test_add_func ("/trainer/cache/validation-only", test_cache_validation_only);
   g_test_add_func ("/trainer/probes", test_probes);
   g_test_add_func ("/trainer/run/resume", test_resume);
   g_test_add_func ("/trainer/run/resume-errors", test_resume_errors);
