@@ -23,9 +23,10 @@ $(TSAN_BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
+# The app, with the default backbone and dataset already chosen: press Train.
 run: build
-	$(BUILD)/app/vitlab-cli classify $(SHARED)/weights/vit-tiny-augreg-in1k \
-	    $(SHARED)/datasets/imagenet-samples/*.JPEG --top 3
+	GSETTINGS_SCHEMA_DIR=$(abspath $(BUILD))/data $(BUILD)/app/vitlab \
+	    --backbone $(SHARED)/weights/vit-tiny-augreg-in1k --data $(SHARED)/datasets/hymenoptera
 
 # The whole suite; then the engine and CLI tests once more under AddressSanitizer and UBSan, and
 # the threaded parts (pool, loader, trainer) under ThreadSanitizer. scripts/test-summary.py

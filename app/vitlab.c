@@ -1,2 +1,12 @@
-#include <gtk/gtk.h>
-int main (int argc, char **argv) { return 0; }
+/* vitlab: the desktop app. See ui/vl-application.h for the command line. */
+#include "vl-application.h"
+#include "vl-pool.h"
+
+int
+main (int argc, char **argv)
+{
+  /* first, before any thread exists: it may re-execute us with OpenBLAS's right kernels */
+  vl_blas_select_kernel (argv);
+  g_autoptr(VlApplication) app = vl_application_new ();
+  return g_application_run (G_APPLICATION (app), argc, argv);
+}

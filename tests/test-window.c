@@ -1,9 +1,775 @@
+/* test-window.c: the main window, driven through its actions as a user would, with the main
+ * context spun until the expected state arrives (with a timeout).
+ *
+ * The backbone is ../shared/fixtures/vit-timm-tiny (32x32 input, 7 layer groups); the dataset
+ * is a small image folder written here (two classes of coloured PNGs). Runs go to a temporary
+ * XDG_DATA_HOME. A private D-Bus session (GTestDBus) keeps GtkApplication quiet. */
 #include "vl-test-util.h"
+
 #include <gtk/gtk.h>
+#include <math.h>
+#include <stb_image_write.h>
+#include <string.h>
+
+#include "vl-application.h"
+#include "vl-attention-view.h"
+#include "vl-confusion-view.h"
+#include "vl-loss-chart.h"
+#include "vl-window-private.h"
+
+static VlApplication *app;
+static char *dataset_dir;
+static char *trained_run_dir;   /* a finished run, for the open-run test */
+
+/* ------------------------------------------------------------------ helpers */
+
+typedef gboolean (*Condition) (VlWindow *win);
+
+/* A main-loop latency probe: a 10 ms timeout that records how late it fires. */
+typedef struct {
+  gint64 expected;
+  gint64 worst;
+  guint  source;
+  int    ticks;
+} Probe;
+
+static gboolean
+probe_tick (gpointer data)
+{
+  Probe *p = data;
+  gint64 now = g_get_monotonic_time ();
+  p->worst = MAX (p->worst, now - p->expected);
+  p->expected = now + 10000;
+  p->ticks++;
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+probe_start (Probe *p)
+{
+  memset (p, 0, sizeof *p);
+  p->expected = g_get_monotonic_time () + 10000;
+  p->source = g_timeout_add (10, probe_tick, p);
+}
+
+/* The bound on lateness: 50 ms (VITLAB_LATENCY_MS raises it for sanitizer builds). */
+static gint64
+latency_bound_us (void)
+{
+  const char *env = g_getenv ("VITLAB_LATENCY_MS");
+  return (env ? g_ascii_strtoll (env, NULL, 10) : 50) * 1000;
+}
+
+static void
+probe_stop (Probe *p)
+{
+  g_source_remove (p->source);
+  g_test_message ("main loop: %d ticks, worst lateness %.1f ms", p->ticks, p->worst / 1000.0);
+  g_assert_cmpint (p->worst, <, latency_bound_us ());
+}
+
+/* Spins the default main context until cond holds; fails the test after timeout_s. */
+static void
+wait_for (VlWindow *win, Condition cond, double timeout_s, const char *what)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) (timeout_s * G_USEC_PER_SEC);
+  while (!cond (win))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("timed out after %.0f s waiting for: %s", timeout_s, what);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+static void
+spin_for (double seconds)
+{
+  gint64 end = g_get_monotonic_time () + (gint64) (seconds * G_USEC_PER_SEC);
+  while (g_get_monotonic_time () < end)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+static gboolean
+loaded (VlWindow *win)
+{
+  return !vl_window_is_loading (win);
+}
+
+static gboolean
+running (VlWindow *win)
+{
+  return vl_window_is_running (win);
+}
+
+static gboolean
+finished (VlWindow *win)
+{
+  return win->trainer != NULL && win->run_state == VL_TRAINER_FINISHED;
+}
+
+static gboolean
+has_points (VlWindow *win)
+{
+  return vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart)) > 0;
+}
+
+static gboolean
+has_epoch (VlWindow *win)
+{
+  return vl_loss_chart_get_n_epochs (VL_LOSS_CHART (win->chart)) > 0;
+}
+
+static gboolean
+has_run_attention (VlWindow *win)
+{
+  return win->n_probe_events > 0 && win->probe_rollout != NULL;
+}
+
+static gboolean
+has_pretrained_attention (VlWindow *win)
+{
+  return win->probe_ref_attn != NULL && win->attn_cancel == NULL;
+}
+
+static gboolean
+has_predictions (VlWindow *win)
+{
+  return win->predictions.n > 0;
+}
+
+static gboolean
+is_paused (VlWindow *win)
+{
+  return win->paused;
+}
+
+static gboolean
+not_paused (VlWindow *win)
+{
+  return !win->paused;
+}
+
+static gboolean
+not_exporting (VlWindow *win)
+{
+  return !win->exporting;
+}
+
+static gboolean
+action (VlWindow *win, const char *name)
+{
+  return gtk_widget_activate_action (GTK_WIDGET (win), name, NULL);
+}
+
+static gboolean
+action_s (VlWindow *win, const char *name, const char *arg)
+{
+  return gtk_widget_activate_action (GTK_WIDGET (win), name, "s", arg);
+}
+
+/* Whether an action is enabled, as the buttons bound to it show. */
+static gboolean
+train_enabled (VlWindow *win)
+{
+  return gtk_widget_get_sensitive (win->train_button);
+}
+
+static char *
+fixture_backbone (void)
+{
+  return vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+}
+
+/* A fresh window with the fixture backbone and the test dataset, everything loaded. */
+static VlWindow *
+new_window (gboolean with_data)
+{
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  g_autofree char *backbone = fixture_backbone ();
+  g_assert_true (action_s (win, "win.load-backbone", backbone));
+  if (with_data)
+    g_assert_true (action_s (win, "win.load-data", dataset_dir));
+  wait_for (win, loaded, 30, "the backbone and the dataset");
+  g_assert_nonnull (win->model);
+  if (with_data)
+    g_assert_nonnull (win->data);
+  return win;
+}
+
+static void
+destroy_window (VlWindow *win)
+{
+  GtkWidget *w = GTK_WIDGET (win);
+  g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
+  win->suppress_confirm = TRUE;
+  gtk_window_destroy (GTK_WINDOW (win));
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (w != NULL && g_get_monotonic_time () < deadline)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  /* tasks still finishing hold a reference until they report back */
+  g_assert_null (w);
+}
+
+/* A few training settings that make the fixture train in well under a second per epoch. */
+static void
+quick_settings (VlWindow *win, int epochs)
+{
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), epochs);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 4);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
+}
+
+/* ------------------------------------------------------------------ the dataset */
+
+static void
+write_dataset (void)
+{
+  dataset_dir = vl_test_tmpdir ();
+  const char *classes[] = { "reds", "blues" };
+  GRand *rand = g_rand_new_with_seed (7);
+  for (int k = 0; k < 2; k++)
+    {
+      g_autofree char *dir = g_build_filename (dataset_dir, classes[k], NULL);
+      g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+      for (int i = 0; i < 10; i++)
+        {
+          guint8 px[40 * 40 * 3];
+          for (int p = 0; p < 40 * 40; p++)
+            {
+              int noise = g_rand_int_range (rand, -40, 40);
+              px[p * 3 + 0] = (guint8) CLAMP ((k == 0 ? 200 : 40) + noise, 0, 255);
+              px[p * 3 + 1] = (guint8) CLAMP (80 + noise, 0, 255);
+              px[p * 3 + 2] = (guint8) CLAMP ((k == 0 ? 40 : 200) + noise, 0, 255);
+            }
+          g_autofree char *name = g_strdup_printf ("%s-%02d.png", classes[k], i);
+          g_autofree char *path = g_build_filename (dir, name, NULL);
+          g_assert_cmpint (stbi_write_png (path, 40, 40, 3, px, 40 * 3), !=, 0);
+        }
+    }
+  /* a file that is not an image: listed as skipped */
+  g_autofree char *junk = g_build_filename (dataset_dir, "reds", "notes.jpg", NULL);
+  g_assert_true (g_file_set_contents (junk, "not a jpeg", -1, NULL));
+  g_rand_free (rand);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void
+test_startup (void)
+{
+  gint64 t0 = g_get_monotonic_time ();
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  g_autofree char *backbone = fixture_backbone ();
+  vl_window_open_backbone (win, backbone);
+  /* the load runs on a worker thread: the spinner shows meanwhile */
+  g_assert_true (vl_window_is_loading (win));
+  g_assert_true (gtk_widget_get_visible (win->backbone_spinner));
+  g_assert_false (train_enabled (win));
+  wait_for (win, loaded, 10, "the backbone");
+  double seconds = (g_get_monotonic_time () - t0) / 1e6;
+  g_test_message ("window and backbone in %.3f s", seconds);
+  g_assert_cmpfloat (seconds, <, 2.0);
+  g_assert_false (gtk_widget_get_visible (win->backbone_spinner));
+
+  VlModel *m = vl_window_get_model (win);
+  g_assert_nonnull (m);
+  g_assert_cmpint (vl_model_n_groups (m), ==, 7);
+  g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 32);
+  g_assert_cmpuint (win->group_rows->len, ==, 7);
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->info_params)), ==, "123,557");
+  /* the default lock is a linear probe: the head alone */
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
+  g_assert_true (vl_model_group_trainable (m, 6));
+  g_assert_false (vl_model_group_trainable (m, 0));
+  /* no dataset yet: nothing to train on */
+  g_assert_false (train_enabled (win));
+  /* the shortcuts window and the recent list */
+  g_assert_nonnull (g_action_map_lookup_action (G_ACTION_MAP (win), "show-help-overlay"));
+  GtkShortcutsWindow *help = gtk_application_window_get_help_overlay (GTK_APPLICATION_WINDOW (win));
+  g_assert_nonnull (help);
+  g_action_group_activate_action (G_ACTION_GROUP (win), "show-help-overlay", NULL);
+  spin_for (0.2);
+  g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
+  gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
+  g_assert_cmpint (g_menu_model_get_n_items (G_MENU_MODEL (win->recent_section)), >=, 1);
+  destroy_window (win);
+}
+
+static void
+test_bad_backbone (void)
+{
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  g_assert_true (action_s (win, "win.load-backbone", "/nonexistent/model.safetensors"));
+  wait_for (win, loaded, 10, "the failed load");
+  g_assert_null (win->model);
+  /* the error is shown in the window, not only on the terminal */
+  g_assert_true (gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->banner_label)), "nonexistent"));
+  destroy_window (win);
+}
+
+static void
+test_groups (void)
+{
+  VlWindow *win = new_window (FALSE);
+  VlModel *m = win->model;
+  const int G = vl_model_n_groups (m);
+
+  /* a switch sets the engine's lock state; a suffix sets N */
+  VlGroupRow *r5 = g_ptr_array_index (win->group_rows, 5);
+  gtk_switch_set_active (GTK_SWITCH (r5->toggle), TRUE);
+  g_assert_true (vl_model_group_trainable (m, 5));
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
+  g_assert_false (gtk_widget_get_visible (win->unlock_custom_label));
+  g_assert_cmpint (vl_model_n_trainable (m), ==,
+                   vl_model_group_n_params (m, 5) + vl_model_group_n_params (m, 6));
+
+  /* a hole in the suffix is "custom", and the trainer cannot train it */
+  VlGroupRow *r2 = g_ptr_array_index (win->group_rows, 2);
+  gtk_switch_set_active (GTK_SWITCH (r2->toggle), TRUE);
+  g_assert_true (vl_model_group_trainable (m, 2));
+  g_assert_false (vl_model_group_trainable (m, 3));
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, -1);
+  g_assert_true (gtk_widget_get_visible (win->unlock_custom_label));
+  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+
+  /* N sets the switches */
+  for (int n = 0; n <= G; n++)
+    {
+      gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), n);
+      for (int g = 0; g < G; g++)
+        {
+          VlGroupRow *r = g_ptr_array_index (win->group_rows, g);
+          gboolean want = g >= G - n;
+          g_assert_cmpint (gtk_switch_get_active (GTK_SWITCH (r->toggle)), ==, want);
+          g_assert_cmpint (vl_model_group_trainable (m, g), ==, want);
+        }
+      g_assert_false (gtk_widget_get_visible (win->unlock_custom_label));
+    }
+  g_autofree char *all = vl_window_unlock_schedule (win);
+  g_assert_cmpstr (all, ==, "all");
+  /* the keyboard actions step N */
+  g_assert_true (action (win, "win.unlock-fewer"));
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, G - 1);
+  g_assert_true (action (win, "win.unlock-more"));
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, G);
+
+  /* layer decay shows each group's learning-rate multiplier */
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->layer_decay_spin), 0.5);
+  VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
+  VlGroupRow *rh = g_ptr_array_index (win->group_rows, G - 1);
+  g_assert_true (gtk_widget_get_visible (r0->lr_label));
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (rh->lr_label)), ==, "lr ×1");
+  float scales[16];
+  vl_train_layer_scales (m, 0.5, scales);
+  g_autofree char *want = g_strdup_printf ("lr ×%.3g", scales[0]);
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (r0->lr_label)), ==, want);
+
+  /* progressive unfreezing: a schedule of (epoch -> groups) steps */
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
+  gtk_switch_set_active (GTK_SWITCH (win->progressive_switch), TRUE);
+  g_assert_cmpuint (win->schedule_rows->len, ==, 1);
+  g_autofree char *s1 = vl_window_unlock_schedule (win);
+  g_assert_cmpstr (s1, ==, "0:1,2:3");
+  g_signal_emit_by_name (win->schedule_add_button, "clicked");
+  g_autofree char *s2 = vl_window_unlock_schedule (win);
+  g_assert_cmpstr (s2, ==, "0:1,2:3,4:5");
+  int n_steps;
+  g_autofree VlUnlockStep *steps = vl_unlock_schedule_parse (s2, &n_steps, NULL);
+  g_assert_nonnull (steps);
+  g_assert_cmpint (n_steps, ==, 3);
+  /* a schedule from a preset or a run fills the editor */
+  vl_window_set_unlock_schedule (win, "0:1,3:4,6:all");
+  g_autofree char *s3 = vl_window_unlock_schedule (win);
+  g_assert_cmpstr (s3, ==, "0:1,3:4,6:all");
+  vl_window_set_unlock_schedule (win, "2");
+  g_assert_false (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 2);
+  destroy_window (win);
+}
+
+static void
+test_heads (void)
+{
+  VlWindow *win = new_window (TRUE);
+  VlModel *m = win->model;
+  const struct { const char *id; VlHeadKind kind; VlPoolKind pool; } heads[] = {
+    { "linear-avg", VL_HEAD_LINEAR, VL_POOL_AVG },
+    { "linear-max", VL_HEAD_LINEAR, VL_POOL_MAX },
+    { "mlp", VL_HEAD_MLP, VL_POOL_TOKEN },
+    { "linear-token", VL_HEAD_LINEAR, VL_POOL_TOKEN },
+  };
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 3);
+  for (guint i = 0; i < G_N_ELEMENTS (heads); i++)
+    {
+      g_assert_true (action_s (win, "win.head", heads[i].id));
+      g_autofree char *head = NULL;
+      g_object_get (win, "head", &head, NULL);
+      g_assert_cmpstr (head, ==, heads[i].id);
+      g_assert_cmpint (vl_model_head_kind (m), ==, heads[i].kind);
+      g_assert_cmpint (vl_model_pool (m), ==, heads[i].pool);
+      /* a head for the dataset's two classes; the lock is kept */
+      g_assert_cmpint (vl_model_num_classes (m), ==, 2);
+      g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 3);
+      g_assert_cmpint (gtk_widget_get_sensitive (win->mlp_hidden_box), ==,
+                       heads[i].kind == VL_HEAD_MLP);
+      VlTrainConfig cfg;
+      vl_window_config_from_ui (win, &cfg);
+      g_assert_cmpint (cfg.head, ==, heads[i].kind);
+      g_assert_cmpint (cfg.pool, ==, heads[i].pool);
+      vl_train_config_clear (&cfg);
+    }
+  /* the hidden width of the MLP head */
+  g_assert_true (action_s (win, "win.head", "mlp"));
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->mlp_hidden_spin), 32);
+  int idx = vl_model_find_tensor (m, "head.fc1.weight");
+  g_assert_cmpint (idx, >=, 0);
+  int ndim;
+  int64_t shape[4], numel;
+  vl_model_tensor_data (m, idx, &ndim, shape, &numel);
+  g_assert_cmpint (shape[0], ==, 32);
+  destroy_window (win);
+}
+
+static void
+test_data_panel (void)
+{
+  VlWindow *win = new_window (TRUE);
+  VlDataset *ds = win->data->ds;
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 2);
+  /* one card per class, the skipped file listed with its reason */
+  int cards = 0;
+  for (GtkWidget *c = gtk_widget_get_first_child (win->classes_box); c; c = gtk_widget_get_next_sibling (c))
+    cards++;
+  g_assert_cmpint (cards, ==, 2);
+  g_assert_true (gtk_widget_get_visible (win->skipped_expander));
+  GtkWidget *first = gtk_widget_get_first_child (win->skipped_list);
+  g_assert_nonnull (first);
+  /* the folder has no val/: the validation share applies */
+  g_assert_true (gtk_widget_get_visible (win->val_fraction_box));
+  /* thumbnails and the pretrained attention of the probes arrive from worker threads */
+  wait_for (win, has_pretrained_attention, 30, "the pretrained attention");
+  g_assert_cmpint (win->n_probe_images, ==, 4);   /* 4 validation images: 2 per class */
+  g_assert_cmpint (win->attn_gh, ==, 4);
+  float heat[16];
+  g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
+  /* augmentation turns the feature cache off */
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 1);
+  g_assert_false (gtk_widget_get_sensitive (win->cache_switch));
+  VlTrainConfig cfg;
+  vl_window_config_from_ui (win, &cfg);
+  g_assert_cmpint (cfg.augment, ==, VL_AUGMENT_LIGHT);
+  g_assert_false (cfg.cache_features);
+  g_assert_cmpstr (cfg.data, ==, dataset_dir);
+  vl_train_config_clear (&cfg);
+  destroy_window (win);
+}
+
+static void
+test_presets (void)
+{
+  VlWindow *win = new_window (TRUE);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 2);   /* full fine-tune */
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 7);
+  g_assert_cmpfloat (gtk_spin_button_get_value (GTK_SPIN_BUTTON (win->layer_decay_spin)), ==, 0.75);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 0);   /* linear probe */
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
+  g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->cache_switch)));
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 3);   /* progressive */
+  g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
+  g_autofree char *s = vl_window_unlock_schedule (win);
+  g_assert_true (g_str_has_prefix (s, "0:1,"));
+  /* editing a value makes it "Custom"; the values stay editable */
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.002);
+  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+  destroy_window (win);
+}
+
+static void
+test_train (void)
+{
+  VlWindow *win = new_window (TRUE);
+  wait_for (win, has_pretrained_attention, 30, "the pretrained attention");
+  quick_settings (win, 20);
+  g_assert_true (train_enabled (win));
+
+  g_assert_true (action (win, "win.train"));
+  g_assert_true (running (win));
+  /* what must not change mid-run is insensitive */
+  g_assert_false (train_enabled (win));
+  g_assert_false (gtk_widget_get_sensitive (win->hyper_grid));
+  g_assert_false (gtk_widget_get_sensitive (win->augment_dropdown));
+  VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
+  g_assert_false (gtk_widget_get_sensitive (r0->toggle));
+  g_assert_true (gtk_widget_get_sensitive (win->stop_button));
+  /* a second train while running does nothing */
+  action (win, "win.train");
+
+  wait_for (win, has_points, 60, "training steps on the chart");
+  /* from the first step to the end of the run, the main loop stays responsive */
+  Probe probe;
+  probe_start (&probe);
+  wait_for (win, has_run_attention, 60, "the run's attention maps");
+  float heat[16];
+  g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
+  double sum = 0;
+  for (int i = 0; i < 16; i++)
+    sum += heat[i];
+  g_assert_cmpfloat (sum, >, 0);
+  g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
+  wait_for (win, finished, 120, "the end of the run");
+  probe_stop (&probe);
+  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+
+  VlLossChart *chart = VL_LOSS_CHART (win->chart);
+  /* 16 training images in batches of 4, 20 epochs */
+  g_assert_cmpint (vl_loss_chart_get_n_points (chart), ==, 80);
+  g_assert_cmpint (vl_loss_chart_get_n_epochs (chart), ==, 20);
+  g_assert_cmpint (vl_confusion_view_get_n_classes (VL_CONFUSION_VIEW (win->confusion)), ==, 2);
+  int64_t n = 0;
+  for (int t = 0; t < 2; t++)
+    for (int p = 0; p < 2; p++)
+      n += vl_confusion_view_get_count (VL_CONFUSION_VIEW (win->confusion), t, p);
+  g_assert_cmpint (n, ==, 4);
+  /* the switches show the user's setting again */
+  g_assert_true (gtk_widget_get_sensitive (r0->toggle));
+  g_assert_true (train_enabled (win));
+
+  /* the gallery: each validation image's prediction, from a worker thread */
+  wait_for (win, has_predictions, 60, "the predictions");
+  g_assert_cmpint (win->predictions.n, ==, 4);
+  int t = win->predictions.label[0], p = win->predictions.predicted[0];
+  g_signal_emit_by_name (win->confusion, "cell-activated", t, p);
+  g_assert_nonnull (win->gallery);
+  if (g_getenv ("VL_SHOTS"))
+    {
+      spin_for (1.0);
+      g_autofree char *shot = g_build_filename (g_getenv ("VL_SHOTS"), "gallery.png", NULL);
+      vl_window_save_screenshot (GTK_WINDOW (win->gallery), shot, NULL);
+    }
+  gtk_window_destroy (GTK_WINDOW (win->gallery));
+  g_assert_null (win->gallery);
+
+  /* export on a worker thread */
+  g_autofree char *out = vl_test_tmpdir ();
+  g_autofree char *export_dir = g_build_filename (out, "exported", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (export_dir), g_free);
+  g_assert_true (action (win, "win.export"));
+  wait_for (win, not_exporting, 60, "the export");
+  g_assert_false (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR &&
+                  gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) exported = vl_model_load (export_dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_num_classes (exported), ==, 2);
+
+  /* the run folder */
+  g_autofree char *metrics = g_build_filename (win->run_dir, "metrics.jsonl", NULL);
+  g_assert_true (g_file_test (metrics, G_FILE_TEST_IS_REGULAR));
+  g_free (trained_run_dir);
+  trained_run_dir = g_strdup (win->run_dir);
+
+  /* changing the head now asks first: cancel keeps it, accept discards the trained one */
+  g_assert_true (action_s (win, "win.head", "linear-avg"));
+  g_assert_nonnull (win->head_dialog);
+  gtk_dialog_response (GTK_DIALOG (win->head_dialog), GTK_RESPONSE_CANCEL);
+  g_assert_null (win->head_dialog);
+  g_assert_cmpstr (win->head, ==, "linear-token");
+  g_assert_true (win->have_trained);
+  g_assert_true (action_s (win, "win.head", "linear-avg"));
+  gtk_dialog_response (GTK_DIALOG (win->head_dialog), GTK_RESPONSE_ACCEPT);
+  g_assert_cmpstr (win->head, ==, "linear-avg");
+  g_assert_false (win->have_trained);
+  destroy_window (win);
+}
+
+static void
+test_pause_stop_resume (void)
+{
+  VlWindow *win = new_window (TRUE);
+  quick_settings (win, 500);
+  g_assert_true (action (win, "win.train"));
+  wait_for (win, has_points, 60, "training steps");
+  g_assert_true (action (win, "win.pause"));
+  wait_for (win, is_paused, 30, "the pause");
+  int64_t at = vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart));
+  spin_for (0.3);
+  g_assert_cmpint (vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart)), <=, at + 1);
+  g_assert_true (action (win, "win.pause"));
+  wait_for (win, not_paused, 30, "the resume");
+
+  Probe probe;
+  probe_start (&probe);
+  spin_for (1.0);
+  g_assert_true (action (win, "win.stop"));
+  g_assert_true (win->stop_requested);
+  wait_for (win, finished, 60, "the stop");
+  probe_stop (&probe);
+  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
+  /* the window is responsive and the stopped run can be resumed from its checkpoint */
+  g_assert_true (win->run_resumable);
+  g_autofree char *opt = g_build_filename (win->run_dir, "optimizer.safetensors", NULL);
+  g_assert_true (g_file_test (opt, G_FILE_TEST_IS_REGULAR));
+  int64_t before = win->steps_done;
+  g_assert_true (action (win, "win.resume-run"));
+  g_assert_true (running (win));
+  wait_for (win, has_points, 60, "steps after resuming");
+  spin_for (0.5);
+  g_assert_true (action (win, "win.stop"));
+  wait_for (win, finished, 60, "the second stop");
+  g_assert_cmpint (win->steps_done, >, before);
+  destroy_window (win);
+}
+
+static gboolean
+close_dialog_shown (VlWindow *win)
+{
+  return win->close_dialog != NULL;
+}
+
+static void
+test_close_during_training (void)
+{
+  VlWindow *win = new_window (TRUE);
+  quick_settings (win, 500);
+  g_assert_true (action (win, "win.train"));
+  wait_for (win, has_epoch, 60, "an epoch");
+  g_autofree char *run_dir = g_strdup (win->run_dir);
+
+  /* closing asks; "Cancel" keeps training */
+  gtk_window_close (GTK_WINDOW (win));
+  wait_for (win, close_dialog_shown, 10, "the confirmation");
+  gtk_dialog_response (GTK_DIALOG (win->close_dialog), GTK_RESPONSE_CANCEL);
+  g_assert_null (win->close_dialog);
+  spin_for (0.2);
+  g_assert_true (running (win));
+
+  /* "Stop and Close" stops the worker cleanly, keeps the checkpoint and closes */
+  GtkWidget *w = GTK_WIDGET (win);
+  g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
+  gtk_window_close (GTK_WINDOW (win));
+  wait_for (win, close_dialog_shown, 10, "the confirmation");
+  gtk_dialog_response (GTK_DIALOG (win->close_dialog), GTK_RESPONSE_ACCEPT);
+  gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  while (w != NULL && g_get_monotonic_time () < deadline)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  g_assert_null (w);
+  g_autofree char *model = g_build_filename (run_dir, "model.safetensors", NULL);
+  g_autofree char *opt = g_build_filename (run_dir, "optimizer.safetensors", NULL);
+  g_assert_true (g_file_test (model, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_test (opt, G_FILE_TEST_IS_REGULAR));
+  /* the checkpoint is whole: the run folder loads */
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_run_load_model (run_dir, NULL, &error);
+  g_assert_no_error (error);
+}
+
+static gboolean
+run_opened (VlWindow *win)
+{
+  return !win->opening_run && !vl_window_is_loading (win);
+}
+
+static void
+test_open_run (void)
+{
+  if (trained_run_dir == NULL)
+    {
+      g_test_skip ("needs /ui/window/train");
+      return;
+    }
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  vl_window_open_run (win, trained_run_dir);
+  wait_for (win, run_opened, 30, "the run");
+  g_assert_cmpint (vl_loss_chart_get_n_epochs (VL_LOSS_CHART (win->chart)), ==, 20);
+  g_assert_true (win->have_trained);
+  g_assert_nonnull (win->model);
+  g_assert_nonnull (win->data);
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->epochs_spin)), ==, 20);
+  g_assert_cmpint (vl_confusion_view_get_n_classes (VL_CONFUSION_VIEW (win->confusion)), ==, 2);
+  g_assert_false (win->run_resumable);
+  wait_for (win, has_predictions, 60, "the predictions of the opened run");
+  /* its model exports */
+  g_autofree char *out = vl_test_tmpdir ();
+  g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (out), g_free);
+  g_assert_true (action (win, "win.export"));
+  g_assert_true (win->exporting);
+  wait_for (win, not_exporting, 60, "the export");
+  g_autofree char *config = g_build_filename (out, "config.json", NULL);
+  g_assert_true (g_file_test (config, G_FILE_TEST_IS_REGULAR));
+  destroy_window (win);
+}
+
+static void
+test_dark (void)
+{
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gboolean dark;
+  g_assert_true (action (win, "win.dark"));
+  g_object_get (gtk_settings_get_default (), "gtk-application-prefer-dark-theme", &dark, NULL);
+  g_assert_true (dark);
+  g_assert_true (action (win, "win.dark"));
+  g_object_get (gtk_settings_get_default (), "gtk-application-prefer-dark-theme", &dark, NULL);
+  g_assert_false (dark);
+  destroy_window (win);
+}
 
 int
 main (int argc, char **argv)
 {
+  /* the software GL renderer under Xvfb is slow enough to starve the main loop on two busy
+   * cores; cairo is what a headless test wants */
+  g_setenv ("GSK_RENDERER", "cairo", FALSE);
+  g_setenv ("GTK_A11Y", "none", TRUE);   /* no accessibility bus on the private session bus */
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  g_autofree char *xdg = vl_test_tmpdir ();
+  g_setenv ("XDG_DATA_HOME", xdg, TRUE);
   g_test_init (&argc, &argv, NULL);
-  return g_test_run ();
+  /* GTestDBus unsets DISPLAY (against X11 autolaunch): keep Xvfb's */
+  g_autofree char *display = g_strdup (g_getenv ("DISPLAY"));
+  GTestDBus *bus = g_test_dbus_new (G_TEST_DBUS_NONE);
+  g_test_dbus_up (bus);
+  if (display)
+    g_setenv ("DISPLAY", display, TRUE);
+  gtk_init ();
+
+  write_dataset ();
+  app = vl_application_new ();
+  g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
+  g_application_hold (G_APPLICATION (app));
+
+  g_test_add_func ("/ui/window/startup", test_startup);
+  g_test_add_func ("/ui/window/bad-backbone", test_bad_backbone);
+  g_test_add_func ("/ui/window/groups", test_groups);
+  g_test_add_func ("/ui/window/heads", test_heads);
+  g_test_add_func ("/ui/window/data-panel", test_data_panel);
+  g_test_add_func ("/ui/window/presets", test_presets);
+  g_test_add_func ("/ui/window/train", test_train);
+  g_test_add_func ("/ui/window/pause-stop-resume", test_pause_stop_resume);
+  g_test_add_func ("/ui/window/close-during-training", test_close_during_training);
+  g_test_add_func ("/ui/window/open-run", test_open_run);
+  g_test_add_func ("/ui/window/dark", test_dark);
+  int rc = g_test_run ();
+
+  g_application_release (G_APPLICATION (app));
+  g_clear_object (&app);
+  /* stop, not down: GTK keeps its session-bus connection until exit */
+  g_test_dbus_stop (bus);
+  g_free (dataset_dir);
+  g_free (trained_run_dir);
+  return rc;
 }

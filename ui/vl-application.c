@@ -1,2 +1,385 @@
-/* placeholder */
-#include <gtk/gtk.h>
+/* vl-application.c: the GtkApplication subclass: options, the style sheet and dark style, app
+ * actions (about, quit), the main window with its default backbone and dataset, and the
+ * --screenshot demo mode. */
+#include "vl-application.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+
+#include "vl-pool.h"
+#include "vl-window-private.h"
+
+struct _VlApplication
+{
+  GtkApplication parent_instance;
+
+  char     *backbone;
+  char     *data;
+  char     *run;
+  char     *preset;
+  int       epochs;
+  gboolean  train;
+  gboolean  dark;
+  char    **pages;
+  char     *screenshot;
+  char     *screenshot_when;
+  guint     poll_source;
+  gboolean  train_started;
+  gint64    started;
+};
+
+G_DEFINE_FINAL_TYPE (VlApplication, vl_application, GTK_TYPE_APPLICATION)
+
+/* ------------------------------------------------------------------ screenshots */
+
+gboolean
+vl_window_save_screenshot (GtkWindow *window, const char *path, GError **error)
+{
+  GtkWidget *w = GTK_WIDGET (window);
+  int width = gtk_widget_get_width (w), height = gtk_widget_get_height (w);
+  GskRenderer *renderer = gtk_native_get_renderer (GTK_NATIVE (window));
+  if (width <= 0 || height <= 0 || renderer == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "the window is not shown yet");
+      return FALSE;
+    }
+  g_autoptr(GdkPaintable) paintable = gtk_widget_paintable_new (w);
+  GtkSnapshot *snapshot = gtk_snapshot_new ();
+  /* an opaque background: the window's own is drawn by its CSS node */
+  gdk_paintable_snapshot (paintable, snapshot, width, height);
+  g_autoptr(GskRenderNode) node = gtk_snapshot_free_to_node (snapshot);
+  if (node == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "nothing to render");
+      return FALSE;
+    }
+  g_autoptr(GdkTexture) texture =
+    gsk_renderer_render_texture (renderer, node, &GRAPHENE_RECT_INIT (0, 0, width, height));
+  g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
+  if (!gdk_texture_save_to_png (texture, tmp))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: cannot write the PNG", path);
+      return FALSE;
+    }
+  if (g_rename (tmp, path) != 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: %s", path, g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ defaults */
+
+static char *
+shared_default (const char *first, ...)
+{
+  const char *env = g_getenv ("VITLAB_SHARED");
+  g_autofree char *cwd = g_get_current_dir ();
+  g_autofree char *beside = g_build_filename (cwd, "..", "shared", NULL);
+  g_autofree char *inside = g_build_filename (cwd, "shared", NULL);
+  const char *roots[] = { env, beside, inside };
+  for (guint i = 0; i < G_N_ELEMENTS (roots); i++)
+    {
+      if (roots[i] == NULL)
+        continue;
+      g_autofree char *path = g_build_filename (roots[i], first, NULL);
+      if (g_file_test (path, G_FILE_TEST_EXISTS))
+        {
+          g_autoptr(GFile) f = g_file_new_for_path (path);
+          return g_file_get_path (f);   /* canonical */
+        }
+    }
+  return NULL;
+}
+
+static char *
+choose_default (GSettings *settings, const char *key, const char *fallback_dir,
+                const char *fallback_name, gboolean is_spec)
+{
+  g_autofree char *last = g_settings_get_string (settings, key);
+  if (last && *last && (g_file_test (last, G_FILE_TEST_EXISTS) || (is_spec && !g_path_is_absolute (last))))
+    return g_steal_pointer (&last);
+  g_autofree char *rel = g_build_filename (fallback_dir, fallback_name, NULL);
+  return shared_default (rel, NULL);
+}
+
+static char *
+absolute (const char *path)
+{
+  if (path == NULL)
+    return NULL;
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return g_strdup (path);   /* a spec such as fashion-mnist:... */
+  g_autoptr(GFile) f = g_file_new_for_commandline_arg (path);
+  return g_file_get_path (f);
+}
+
+/* ------------------------------------------------------------------ demo mode */
+
+static void
+take_screenshot (VlApplication *self, VlWindow *win)
+{
+  g_autoptr(GError) error = NULL;
+  if (!vl_window_save_screenshot (GTK_WINDOW (win), self->screenshot, &error))
+    g_printerr ("vitlab: screenshot: %s\n", error->message);
+  else
+    g_print ("%s\n", self->screenshot);
+  if (vl_window_is_running (win))
+    {
+      win->suppress_confirm = TRUE;
+      win->close_after_stop = TRUE;
+      vl_window_stop_training (win);
+    }
+  else
+    g_application_quit (G_APPLICATION (self));
+}
+
+/* Polls the window (100 ms): starts training once everything is loaded, and takes the
+ * screenshot when the asked-for state arrives. */
+static gboolean
+poll_window (gpointer user_data)
+{
+  VlApplication *self = user_data;
+  GtkWindow *active = gtk_application_get_active_window (GTK_APPLICATION (self));
+  if (active == NULL || !VL_IS_WINDOW (active))
+    return G_SOURCE_CONTINUE;
+  VlWindow *win = VL_WINDOW (active);
+  gboolean ready = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
+                   win->thumbs_cancel != NULL && win->model != NULL &&
+                   win->predict_cancel == NULL;
+  if (self->train && !self->train_started && ready)
+    {
+      if (g_action_group_get_action_enabled (G_ACTION_GROUP (win), "train") ||
+          gtk_widget_get_sensitive (win->train_button))
+        {
+          self->train_started = TRUE;
+          gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL);
+        }
+    }
+  if (self->screenshot == NULL)
+    {
+      if (!self->train || self->train_started)
+        {
+          self->poll_source = 0;
+          return G_SOURCE_REMOVE;
+        }
+      return G_SOURCE_CONTINUE;
+    }
+  const char *when = self->screenshot_when ? self->screenshot_when
+                   : self->train ? "finished" : "ready";
+  gboolean now = FALSE;
+  double waited = (g_get_monotonic_time () - self->started) / 1e6;
+  if (g_str_equal (when, "ready"))
+    now = ready && waited > 1.5;
+  else if (g_str_equal (when, "training"))
+    now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
+  else if (g_str_equal (when, "finished"))
+    now = self->train_started && win->trainer && win->run_state == VL_TRAINER_FINISHED &&
+          win->predict_cancel == NULL;
+  if (waited > 600)
+    now = TRUE;   /* give up waiting: show what there is */
+  if (!now)
+    return G_SOURCE_CONTINUE;
+  self->poll_source = 0;
+  take_screenshot (self, win);
+  return G_SOURCE_REMOVE;
+}
+
+/* ------------------------------------------------------------------ actions */
+
+static void
+action_about (GSimpleAction *action, GVariant *param, gpointer user_data)
+{
+  GtkApplication *app = user_data;
+  static const char *authors[] = { "The vitlab developers", NULL };
+  gtk_show_about_dialog (gtk_application_get_active_window (app),
+                         "program-name", "vitlab",
+                         "logo-icon-name", "org.vitlab.Vitlab",
+                         "version", "0.1.0",
+                         "comments", "Transfer learning with Vision Transformers: unlock layer "
+                                     "groups, train a head, watch the loss and the attention.",
+                         "license-type", GTK_LICENSE_MIT_X11,
+                         "authors", authors,
+                         NULL);
+}
+
+static void
+action_quit (GSimpleAction *action, GVariant *param, gpointer user_data)
+{
+  GtkApplication *app = user_data;
+  /* each window may ask (a run in progress) */
+  GList *windows = g_list_copy (gtk_application_get_windows (app));
+  for (GList *l = windows; l; l = l->next)
+    gtk_window_close (GTK_WINDOW (l->data));
+  g_list_free (windows);
+}
+
+static const GActionEntry app_actions[] = {
+  { .name = "about", .activate = action_about },
+  { .name = "quit", .activate = action_quit },
+};
+
+/* ------------------------------------------------------------------ GApplication */
+
+static void
+vl_application_startup (GApplication *app)
+{
+  G_APPLICATION_CLASS (vl_application_parent_class)->startup (app);
+  vl_ui_start_compute_pool ();
+  g_action_map_add_action_entries (G_ACTION_MAP (app), app_actions, G_N_ELEMENTS (app_actions), app);
+  static const char *quit[] = { "<Control>q", NULL };
+  static const char *help[] = { "<Control>question", "F1", NULL };
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "app.quit", quit);
+  gtk_application_set_accels_for_action (GTK_APPLICATION (app), "win.show-help-overlay", help);
+
+  GtkCssProvider *css = gtk_css_provider_new ();
+  gtk_css_provider_load_from_resource (css, "/org/vitlab/Vitlab/style.css");
+  gtk_style_context_add_provider_for_display (gdk_display_get_default (), GTK_STYLE_PROVIDER (css),
+                                              GTK_STYLE_PROVIDER_PRIORITY_APPLICATION);
+  g_object_unref (css);
+  gtk_window_set_default_icon_name ("org.vitlab.Vitlab");
+
+  g_autoptr(GSettings) settings = g_settings_new ("org.vitlab.Vitlab");
+  g_object_set (gtk_settings_get_default (), "gtk-application-prefer-dark-theme",
+                g_settings_get_boolean (settings, "dark"), NULL);
+}
+
+static void
+vl_application_activate (GApplication *app)
+{
+  VlApplication *self = VL_APPLICATION (app);
+  GtkWindow *existing = gtk_application_get_active_window (GTK_APPLICATION (app));
+  if (existing)
+    {
+      gtk_window_present (existing);
+      return;
+    }
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  if (self->preset)
+    {
+      static const char *ids[] = { "linear-probe", "last-blocks", "full", "progressive" };
+      for (int i = 0; i < 4; i++)
+        if (g_str_equal (self->preset, ids[i]))
+          vl_window_apply_preset (win, i);
+    }
+  if (self->dark)
+    g_object_set (win, "dark", TRUE, NULL);
+  if (self->epochs > 0)
+    gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
+  for (int i = 0; self->pages && self->pages[i]; i++)
+    gtk_widget_activate_action (GTK_WIDGET (win), "win.page", "s", self->pages[i]);
+
+  g_autoptr(GSettings) settings = g_settings_new ("org.vitlab.Vitlab");
+  if (self->run)
+    vl_window_open_run (win, self->run);
+  else
+    {
+      g_autofree char *backbone = self->backbone ? g_strdup (self->backbone)
+                                : choose_default (settings, "last-backbone", "weights",
+                                                  "vit-tiny-augreg-in1k", FALSE);
+      g_autofree char *data = self->data ? g_strdup (self->data)
+                            : choose_default (settings, "last-data", "datasets", "hymenoptera",
+                                              TRUE);
+      if (backbone)
+        vl_window_open_backbone (win, backbone);
+      if (data)
+        vl_window_open_data (win, data);
+    }
+  gtk_window_present (GTK_WINDOW (win));
+  self->started = g_get_monotonic_time ();
+  if ((self->train || self->screenshot) && self->poll_source == 0)
+    self->poll_source = g_timeout_add (100, poll_window, self);
+}
+
+static int
+vl_application_handle_local_options (GApplication *app, GVariantDict *options)
+{
+  VlApplication *self = VL_APPLICATION (app);
+  g_autofree char *backbone = NULL, *data = NULL, *run = NULL;
+  g_variant_dict_lookup (options, "backbone", "^ay", &backbone);
+  g_variant_dict_lookup (options, "data", "s", &data);
+  g_variant_dict_lookup (options, "run", "^ay", &run);
+  g_variant_dict_lookup (options, "preset", "s", &self->preset);
+  g_variant_dict_lookup (options, "epochs", "i", &self->epochs);
+  g_variant_dict_lookup (options, "train", "b", &self->train);
+  g_variant_dict_lookup (options, "dark", "b", &self->dark);
+  g_variant_dict_lookup (options, "page", "^as", &self->pages);
+  g_variant_dict_lookup (options, "screenshot", "^ay", &self->screenshot);
+  g_variant_dict_lookup (options, "screenshot-when", "s", &self->screenshot_when);
+  self->backbone = absolute (backbone);
+  self->data = absolute (data);
+  self->run = absolute (run);
+  if (self->screenshot_when && !g_str_equal (self->screenshot_when, "ready") &&
+      !g_str_equal (self->screenshot_when, "training") &&
+      !g_str_equal (self->screenshot_when, "finished"))
+    {
+      g_printerr ("vitlab: --screenshot-when %s: expected ready, training or finished\n",
+                  self->screenshot_when);
+      return 2;
+    }
+  return -1;
+}
+
+static void
+vl_application_finalize (GObject *object)
+{
+  VlApplication *self = VL_APPLICATION (object);
+  if (self->poll_source)
+    g_source_remove (self->poll_source);
+  g_free (self->backbone);
+  g_free (self->data);
+  g_free (self->run);
+  g_free (self->preset);
+  g_strfreev (self->pages);
+  g_free (self->screenshot);
+  g_free (self->screenshot_when);
+  G_OBJECT_CLASS (vl_application_parent_class)->finalize (object);
+}
+
+static void
+vl_application_class_init (VlApplicationClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GApplicationClass *app_class = G_APPLICATION_CLASS (klass);
+  object_class->finalize = vl_application_finalize;
+  app_class->startup = vl_application_startup;
+  app_class->activate = vl_application_activate;
+  app_class->handle_local_options = vl_application_handle_local_options;
+}
+
+static void
+vl_application_init (VlApplication *self)
+{
+  static const GOptionEntry entries[] = {
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, NULL,
+      "Checkpoint to open (.safetensors file or folder)", "PATH" },
+    { "data", 0, 0, G_OPTION_ARG_STRING, NULL,
+      "Dataset: an image folder, or fashion-mnist[:classes=5-9,per-class=100]", "SPEC" },
+    { "run", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Run folder to open", "DIR" },
+    { "preset", 0, 0, G_OPTION_ARG_STRING, NULL,
+      "linear-probe, last-blocks, full or progressive", "NAME" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, NULL, "Epochs to train", "N" },
+    { "train", 0, 0, G_OPTION_ARG_NONE, NULL, "Start training once everything is loaded", NULL },
+    { "dark", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the dark style", NULL },
+    { "page", 0, 0, G_OPTION_ARG_STRING_ARRAY, NULL,
+      "Show a page: curves, attention, evaluation; backbone, groups, head, data, training",
+      "NAME" },
+    { "screenshot", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Save the window as a PNG, then quit",
+      "PNG" },
+    { "screenshot-when", 0, 0, G_OPTION_ARG_STRING, NULL,
+      "ready (default), training (after an epoch) or finished (with --train)", "WHEN" },
+    { NULL },
+  };
+  g_application_add_main_option_entries (G_APPLICATION (self), entries);
+}
+
+VlApplication *
+vl_application_new (void)
+{
+  return g_object_new (VL_TYPE_APPLICATION,
+                       "application-id", "org.vitlab.Vitlab",
+                       "flags", G_APPLICATION_NON_UNIQUE,
+                       "resource-base-path", "/org/vitlab/Vitlab",
+                       NULL);
+}

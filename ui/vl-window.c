@@ -1,2 +1,970 @@
-/* placeholder */
-#include <gtk/gtk.h>
+/* vl-window.c: the window type, its actions and shortcuts, the one function that decides what
+ * is enabled, the error banner, confirmations, drag and drop, and the remembered settings. */
+#include "vl-window-private.h"
+
+#include "vl-attention-view.h"
+#include "vl-confusion-view.h"
+#include "vl-loss-chart.h"
+#include "vl-resources.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+#include "vl-pool.h"
+
+G_DEFINE_FINAL_TYPE (VlWindow, vl_window, GTK_TYPE_APPLICATION_WINDOW)
+
+enum {
+  PROP_0,
+  PROP_HEAD,
+  PROP_DARK,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+/* ------------------------------------------------------------------ helpers */
+
+char *
+vl_format_count (int64_t n)
+{
+  /* 5717416 -> "5,717,416" */
+  char digits[32];
+  g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, n < 0 ? -n : n);
+  GString *s = g_string_new (n < 0 ? "-" : "");
+  int len = (int) strlen (digits);
+  for (int i = 0; i < len; i++)
+    {
+      g_string_append_c (s, digits[i]);
+      if ((len - i - 1) % 3 == 0 && i < len - 1)
+        g_string_append_c (s, ',');
+    }
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+vl_window_is_running (VlWindow *self)
+{
+  return self->trainer != NULL &&
+         (self->run_state == VL_TRAINER_RUNNING || self->run_state == VL_TRAINER_PAUSED);
+}
+
+gboolean
+vl_window_is_loading (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->backbone_cancel != NULL || vl_window_data_loading (self) || self->opening_run;
+}
+
+VlModel *
+vl_window_get_model (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->model;
+}
+
+/* ------------------------------------------------------------------ thread priorities */
+
+/* Compute runs below the UI: a worker thread calls this first, so that on two busy cores the
+ * main loop still gets the processor the moment it has something to draw. (Raising the nice
+ * value needs no privilege; threads created afterwards inherit it.) */
+void
+vl_lower_thread_priority (void)
+{
+#ifdef __linux__
+  pid_t tid = (pid_t) syscall (SYS_gettid);
+  errno = 0;
+  int now = getpriority (PRIO_PROCESS, (id_t) tid);
+  if (errno == 0 && now < 10)
+    setpriority (PRIO_PROCESS, (id_t) tid, 10);
+#endif
+}
+
+static gpointer
+pool_starter (gpointer data)
+{
+  vl_lower_thread_priority ();
+  vl_pool_init (0);   /* the pool threads inherit the lower priority */
+  return NULL;
+}
+
+/* Starts the engine's thread pool from a lower-priority thread (once). */
+void
+vl_ui_start_compute_pool (void)
+{
+  static gsize once = 0;
+  if (g_once_init_enter (&once))
+    {
+      g_thread_join (g_thread_new ("vl-pool-start", pool_starter, NULL));
+      g_once_init_leave (&once, 1);
+    }
+}
+
+/* ------------------------------------------------------------------ the banner */
+
+static void
+show_banner (VlWindow *self, GtkMessageType type, const char *text)
+{
+  gtk_info_bar_set_message_type (GTK_INFO_BAR (self->banner), type);
+  gtk_label_set_text (GTK_LABEL (self->banner_label), text);
+  gtk_info_bar_set_revealed (GTK_INFO_BAR (self->banner), TRUE);
+}
+
+void
+vl_window_show_error (VlWindow *self, const char *format, ...)
+{
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *text = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  g_message ("%s", text);
+  show_banner (self, GTK_MESSAGE_ERROR, text);
+}
+
+void
+vl_window_show_info (VlWindow *self, const char *format, ...)
+{
+  va_list ap;
+  va_start (ap, format);
+  g_autofree char *text = g_strdup_vprintf (format, ap);
+  va_end (ap);
+  show_banner (self, GTK_MESSAGE_INFO, text);
+}
+
+static void
+on_banner_response (GtkInfoBar *bar, int response, VlWindow *self)
+{
+  gtk_info_bar_set_revealed (bar, FALSE);
+}
+
+void
+vl_window_set_status (VlWindow *self, const char *text)
+{
+  if (g_strcmp0 (gtk_label_get_text (GTK_LABEL (self->status_label)), text ? text : "") != 0)
+    gtk_label_set_text (GTK_LABEL (self->status_label), text ? text : "");
+}
+
+/* The status bar's idle text and spinner: what loads, or what the user can do next. */
+void
+vl_window_update_status (VlWindow *self)
+{
+  gboolean loading = vl_window_is_loading (self);
+  gtk_spinner_set_spinning (GTK_SPINNER (self->status_spinner),
+                            loading || self->exporting || self->saving ||
+                            (vl_window_is_running (self) && !self->paused));
+  if (vl_window_is_running (self))
+    return;   /* the training events write it */
+  if (self->backbone_cancel)
+    vl_window_set_status (self, "Loading the backbone…");
+  else if (vl_window_data_loading (self))
+    vl_window_set_status (self, "Scanning the dataset…");
+  else if (self->opening_run)
+    vl_window_set_status (self, "Opening the run…");
+  else if (self->exporting)
+    vl_window_set_status (self, "Exporting the model…");
+  else if (self->saving)
+    vl_window_set_status (self, "Copying the run folder…");
+  else if (self->model == NULL)
+    vl_window_set_status (self, "Open a backbone to start");
+  else if (self->data == NULL)
+    vl_window_set_status (self, "Open a dataset to train on");
+  else if (self->idle_status)
+    vl_window_set_status (self, self->idle_status);
+  else
+    vl_window_set_status (self, "Ready: press Train (Ctrl+Return)");
+}
+
+/* ------------------------------------------------------------------ sensitivity */
+
+/* A backbone and a dataset are there, nothing loads or runs, and what to unlock is something
+ * the trainer can do (a suffix of groups, or a valid schedule). */
+gboolean
+vl_window_can_train (VlWindow *self)
+{
+  if (vl_window_is_running (self) || vl_window_is_loading (self) || self->exporting ||
+      self->model == NULL || self->data == NULL)
+    return FALSE;
+  g_autofree char *schedule = vl_window_unlock_schedule (self);
+  return schedule != NULL &&
+         (vl_window_unlocked_suffix (self) >= 0 ||
+          gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)));
+}
+
+/* The one place that decides what can be done now. */
+void
+vl_window_update_actions (VlWindow *self)
+{
+  GtkWidget *w = GTK_WIDGET (self);
+  gboolean running = vl_window_is_running (self);
+  gboolean loading = vl_window_is_loading (self);
+  int suffix = vl_window_unlocked_suffix (self);
+  g_autofree char *schedule = vl_window_unlock_schedule (self);
+  gboolean schedule_ok = schedule != NULL;
+  gboolean can_train = vl_window_can_train (self);
+
+  gtk_widget_action_set_enabled (w, "win.train", can_train);
+  gtk_widget_action_set_enabled (w, "win.pause", running && !self->stop_requested);
+  gtk_widget_action_set_enabled (w, "win.stop", running && !self->stop_requested);
+  gtk_widget_action_set_enabled (w, "win.resume-run",
+                                 !running && !loading && self->run_resumable && self->run_dir);
+  gtk_widget_action_set_enabled (w, "win.open-backbone", !running);
+  gtk_widget_action_set_enabled (w, "win.open-backbone-folder", !running);
+  gtk_widget_action_set_enabled (w, "win.load-backbone", !running);
+  gtk_widget_action_set_enabled (w, "win.open-data", !running);
+  gtk_widget_action_set_enabled (w, "win.load-data", !running);
+  gtk_widget_action_set_enabled (w, "win.use-fashion-mnist", !running);
+  gtk_widget_action_set_enabled (w, "win.open-run", !running && !self->opening_run);
+  gtk_widget_action_set_enabled (w, "win.save-run",
+                                 !running && self->run_dir != NULL && !self->saving &&
+                                 g_file_test (self->run_dir, G_FILE_TEST_IS_DIR));
+  gtk_widget_action_set_enabled (w, "win.export",
+                                 !running && self->trained != NULL && !self->exporting);
+  gtk_widget_action_set_enabled (w, "win.head", !running);
+  gtk_widget_action_set_enabled (w, "win.unlock-more", self->model != NULL);
+  gtk_widget_action_set_enabled (w, "win.unlock-fewer", self->model != NULL);
+
+  /* settings that must not change while a run uses them; the unlock count stays live (it
+   * becomes vl_trainer_set_unlock from the next epoch) */
+  gtk_widget_set_sensitive (self->mlp_hidden_box, !running && g_strcmp0 (self->head, "mlp") == 0);
+  gtk_widget_set_sensitive (self->progressive_switch, !running);
+  gtk_widget_set_sensitive (self->schedule_box,
+                            !running && gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)));
+  for (guint i = 0; self->group_rows && i < self->group_rows->len; i++)
+    {
+      VlGroupRow *r = g_ptr_array_index (self->group_rows, i);
+      gtk_widget_set_sensitive (r->toggle, !running);
+    }
+  gtk_widget_set_sensitive (self->unlock_spin, self->model != NULL);
+  gtk_widget_set_sensitive (self->unlock_scale, gtk_widget_get_sensitive (self->unlock_spin));
+  gtk_widget_set_sensitive (self->val_fraction_box, !running);
+  gtk_widget_set_sensitive (self->augment_dropdown, !running);
+  gtk_widget_set_sensitive (self->cache_switch, !running &&
+                            gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) == 0);
+  gtk_widget_set_sensitive (self->fmnist_button, !running);
+  gtk_widget_set_sensitive (self->hyper_grid, !running);
+  gtk_widget_set_sensitive (self->preset_dropdown, !running);
+  gtk_widget_set_sensitive (self->recent_button, !running);
+
+  /* the header bar buttons (set only what changed: this runs at every drain) */
+  const char *icon = self->paused ? "media-playback-start-symbolic" : "media-playback-pause-symbolic";
+  if (g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (self->pause_button)), icon) != 0)
+    {
+      gtk_button_set_icon_name (GTK_BUTTON (self->pause_button), icon);
+      gtk_widget_set_tooltip_text (self->pause_button,
+                                   self->paused ? "Resume training (Ctrl+P)"
+                                                : "Pause training at the next batch (Ctrl+P)");
+    }
+  const char *label = running ? (self->stop_requested ? "Stopping…"
+                                 : self->paused ? "Paused" : "Training…")
+                              : "_Train";
+  if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (self->train_button_label)), label) != 0)
+    gtk_label_set_text_with_mnemonic (GTK_LABEL (self->train_button_label), label);
+  const char *tip = "Start training with the settings in the sidebar (Ctrl+Return)";
+  if (!can_train && !running)
+    tip = self->model == NULL ? "Open a backbone first"
+        : self->data == NULL ? "Open a dataset first"
+        : loading ? "Wait until loading ends"
+        : !schedule_ok ? "The unfreezing schedule is not valid"
+        : suffix < 0 ? "The unlocked groups must be the last N (the trainer unlocks a suffix of "
+                       "groups): adjust the switches"
+        : tip;
+  if (g_strcmp0 (gtk_widget_get_tooltip_text (self->train_button), tip) != 0)
+    gtk_widget_set_tooltip_text (self->train_button, tip);
+  vl_window_update_status (self);
+}
+
+/* ------------------------------------------------------------------ dialogs */
+
+typedef struct {
+  VlWindow *self;
+  GtkWidget **slot;
+  void (*done) (VlWindow *self, gboolean accepted);
+} ConfirmData;
+
+static void
+on_confirm_response (GtkDialog *dialog, int response, gpointer user_data)
+{
+  ConfirmData *cd = user_data;
+  VlWindow *self = cd->self;
+  if (cd->slot && *cd->slot == GTK_WIDGET (dialog))
+    *cd->slot = NULL;
+  gtk_window_destroy (GTK_WINDOW (dialog));
+  cd->done (self, response == GTK_RESPONSE_ACCEPT);
+  g_object_unref (self);
+  g_free (cd);
+}
+
+/* A modal question; the answer goes to done. The dialog is kept in *slot while it is open (so
+ * tests can answer it with gtk_dialog_response). */
+void
+vl_window_confirm (VlWindow *self, GtkWidget **slot, const char *primary, const char *secondary,
+                   const char *accept, void (*done) (VlWindow *self, gboolean accepted))
+{
+  if (self->suppress_confirm)
+    {
+      done (self, TRUE);
+      return;
+    }
+  GtkWidget *dialog = gtk_message_dialog_new (GTK_WINDOW (self), GTK_DIALOG_MODAL |
+                                              GTK_DIALOG_DESTROY_WITH_PARENT,
+                                              GTK_MESSAGE_QUESTION, GTK_BUTTONS_NONE, "%s",
+                                              primary);
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s", secondary);
+  gtk_dialog_add_button (GTK_DIALOG (dialog), "_Cancel", GTK_RESPONSE_CANCEL);
+  GtkWidget *ok = gtk_dialog_add_button (GTK_DIALOG (dialog), accept, GTK_RESPONSE_ACCEPT);
+  gtk_widget_add_css_class (ok, "destructive-action");
+  gtk_dialog_set_default_response (GTK_DIALOG (dialog), GTK_RESPONSE_CANCEL);
+  ConfirmData *cd = g_new0 (ConfirmData, 1);
+  cd->self = g_object_ref (self);
+  cd->slot = slot;
+  cd->done = done;
+  if (slot)
+    *slot = dialog;
+  g_signal_connect (dialog, "response", G_CALLBACK (on_confirm_response), cd);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+typedef struct {
+  VlWindow *self;
+  char *settings_key;
+  void (*done) (VlWindow *self, GFile *file);
+} ChooserData;
+
+static void
+on_chooser_response (GtkNativeDialog *native, int response, gpointer user_data)
+{
+  ChooserData *cd = user_data;
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
+      if (file)
+        {
+          if (cd->settings_key)
+            {
+              g_autoptr(GFile) parent = g_file_get_parent (file);
+              g_autofree char *dir = parent ? g_file_get_path (parent) : NULL;
+              if (dir)
+                g_settings_set_string (cd->self->settings, cd->settings_key, dir);
+            }
+          cd->done (cd->self, file);
+        }
+    }
+  gtk_native_dialog_destroy (native);
+  g_object_unref (native);
+  g_object_unref (cd->self);
+  g_free (cd->settings_key);
+  g_free (cd);
+}
+
+/* A file or folder chooser (GtkFileChooserNative: GTK 4.8 has no GtkFileDialog) that starts in
+ * the folder remembered under settings_key and remembers the new one. */
+void
+vl_window_choose_file (VlWindow *self, const char *title, GtkFileChooserAction action,
+                       const char *accept, const char *settings_key, GtkFileFilter *filter,
+                       void (*done) (VlWindow *self, GFile *file))
+{
+  GtkFileChooserNative *native = gtk_file_chooser_native_new (title, GTK_WINDOW (self), action,
+                                                              accept, "_Cancel");
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (native), TRUE);
+  if (filter)
+    gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (native), filter);
+  if (settings_key)
+    {
+      g_autofree char *dir = g_settings_get_string (self->settings, settings_key);
+      if (dir && *dir && g_file_test (dir, G_FILE_TEST_IS_DIR))
+        {
+          g_autoptr(GFile) f = g_file_new_for_path (dir);
+          gtk_file_chooser_set_current_folder (GTK_FILE_CHOOSER (native), f, NULL);
+        }
+    }
+  ChooserData *cd = g_new0 (ChooserData, 1);
+  cd->self = g_object_ref (self);
+  cd->settings_key = g_strdup (settings_key);
+  cd->done = done;
+  g_signal_connect (native, "response", G_CALLBACK (on_chooser_response), cd);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
+}
+
+/* ------------------------------------------------------------------ actions */
+
+static void
+backbone_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path)
+    vl_window_open_backbone (self, path);
+}
+
+static void
+data_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path)
+    vl_window_open_data (self, path);
+}
+
+static void
+run_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path)
+    vl_window_open_run (self, path);
+}
+
+static void
+action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
+{
+  VlWindow *self = VL_WINDOW (widget);
+  GtkFileFilter *filter = gtk_file_filter_new ();
+  gtk_file_filter_set_name (filter, "Checkpoints (.safetensors)");
+  gtk_file_filter_add_pattern (filter, "*.safetensors");
+  vl_window_choose_file (self, "Open Backbone", GTK_FILE_CHOOSER_ACTION_OPEN, "_Open",
+                         "backbone-folder", filter, backbone_chosen);
+  g_object_unref (filter);
+}
+
+static void
+action_open_backbone_folder (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_choose_file (VL_WINDOW (widget), "Open Backbone Folder",
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "backbone-folder", NULL,
+                         backbone_chosen);
+}
+
+static void
+action_load_backbone (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_open_backbone (VL_WINDOW (widget), g_variant_get_string (param, NULL));
+}
+
+static void
+action_open_data (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_choose_file (VL_WINDOW (widget), "Open Image Folder",
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "data-folder", NULL,
+                         data_chosen);
+}
+
+static void
+action_load_data (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_open_data (VL_WINDOW (widget), g_variant_get_string (param, NULL));
+}
+
+static void
+action_use_fashion_mnist (GtkWidget *widget, const char *name, GVariant *param)
+{
+  VlWindow *self = VL_WINDOW (widget);
+  const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
+  int cap = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->fmnist_cap_spin));
+  int val = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->fmnist_val_spin));
+  g_autofree char *spec = g_strdup_printf ("fashion-mnist:classes=%s,per-class=%d,"
+                                           "val-per-class=%d", *classes ? classes : "0-9", cap,
+                                           val);
+  gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
+  vl_window_open_data (self, spec);
+}
+
+static void
+action_open_run (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_choose_file (VL_WINDOW (widget), "Open Run Folder",
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "run-folder", NULL,
+                         run_chosen);
+}
+
+static void
+action_save_run (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_save_run (VL_WINDOW (widget));
+}
+
+static void
+action_export (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_export (VL_WINDOW (widget));
+}
+
+static void
+action_train (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_start_training (VL_WINDOW (widget), FALSE);
+}
+
+static void
+action_resume_run (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_start_training (VL_WINDOW (widget), TRUE);
+}
+
+static void
+action_pause (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_toggle_pause (VL_WINDOW (widget));
+}
+
+static void
+action_stop (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_stop_training (VL_WINDOW (widget));
+}
+
+static void
+action_page (GtkWidget *widget, const char *name, GVariant *param)
+{
+  VlWindow *self = VL_WINDOW (widget);
+  const char *page = g_variant_get_string (param, NULL);
+  if (gtk_stack_get_child_by_name (GTK_STACK (self->main_stack), page))
+    gtk_stack_set_visible_child_name (GTK_STACK (self->main_stack), page);
+  else if (gtk_stack_get_child_by_name (GTK_STACK (self->side_stack), page))
+    gtk_stack_set_visible_child_name (GTK_STACK (self->side_stack), page);
+}
+
+static void
+action_unlock_step (GtkWidget *widget, const char *name, GVariant *param)
+{
+  VlWindow *self = VL_WINDOW (widget);
+  int delta = g_str_equal (name, "win.unlock-more") ? 1 : -1;
+  GtkSpinButton *spin = GTK_SPIN_BUTTON (self->unlock_spin);
+  gtk_spin_button_set_value (spin, gtk_spin_button_get_value_as_int (spin) + delta);
+}
+
+static void
+action_close (GtkWidget *widget, const char *name, GVariant *param)
+{
+  gtk_window_close (GTK_WINDOW (widget));
+}
+
+/* ------------------------------------------------------------------ head and dark properties */
+
+static void
+head_confirmed (VlWindow *self, gboolean accepted)
+{
+  if (!accepted)
+    return;
+  const char *pending = g_object_get_data (G_OBJECT (self), "pending-head");
+  g_autofree char *head = g_strdup (pending);
+  g_object_set_data (G_OBJECT (self), "pending-head", NULL);
+  vl_window_discard_trained (self);
+  vl_window_set_head (self, head);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEAD]);
+}
+
+static void
+request_head (VlWindow *self, const char *head)
+{
+  if (head == NULL || g_strcmp0 (head, self->head) == 0)
+    return;
+  if (self->have_trained)
+    {
+      /* the trained head would be lost: ask first (the radio stays until then) */
+      g_object_set_data_full (G_OBJECT (self), "pending-head", g_strdup (head), g_free);
+      vl_window_confirm (self, &self->head_dialog, "Discard the trained head?",
+                         "A new head starts from fresh random weights. The run folder keeps the "
+                         "trained model; export it first to use it elsewhere.",
+                         "_Discard", head_confirmed);
+      g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEAD]);
+      return;
+    }
+  vl_window_set_head (self, head);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEAD]);
+}
+
+static void
+apply_dark (VlWindow *self, gboolean dark)
+{
+  self->dark = dark;
+  g_object_set (gtk_settings_get_default (), "gtk-application-prefer-dark-theme", dark, NULL);
+  if (g_settings_get_boolean (self->settings, "dark") != dark)
+    g_settings_set_boolean (self->settings, "dark", dark);
+}
+
+static void
+vl_window_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  VlWindow *self = VL_WINDOW (object);
+  switch (prop_id)
+    {
+    case PROP_HEAD:
+      g_value_set_string (value, self->head);
+      break;
+    case PROP_DARK:
+      g_value_set_boolean (value, self->dark);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+vl_window_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  VlWindow *self = VL_WINDOW (object);
+  switch (prop_id)
+    {
+    case PROP_HEAD:
+      request_head (self, g_value_get_string (value));
+      break;
+    case PROP_DARK:
+      if (self->dark != g_value_get_boolean (value))
+        {
+          apply_dark (self, g_value_get_boolean (value));
+          g_object_notify_by_pspec (object, pspec);
+        }
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+/* ------------------------------------------------------------------ drag and drop */
+
+static gboolean
+looks_like_checkpoint (GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path == NULL)
+    return FALSE;
+  if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    return g_str_has_suffix (path, ".safetensors");
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  const char *name;
+  while (dir && (name = g_dir_read_name (dir)))
+    if (g_str_has_suffix (name, ".safetensors"))
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+on_drop (GtkDropTarget *target, const GValue *value, double x, double y, VlWindow *self)
+{
+  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+    return FALSE;
+  GSList *files = g_value_get_boxed (value);
+  if (files == NULL)
+    return FALSE;
+  if (vl_window_is_running (self))
+    {
+      vl_window_show_error (self, "Stop training before opening another backbone or dataset");
+      return FALSE;
+    }
+  GFile *file = files->data;
+  g_autofree char *path = g_file_get_path (file);
+  if (path == NULL)
+    {
+      vl_window_show_error (self, "Only local files and folders can be opened");
+      return FALSE;
+    }
+  g_autofree char *run_json = g_build_filename (path, "run.json", NULL);
+  if (g_file_test (run_json, G_FILE_TEST_IS_REGULAR))
+    vl_window_open_run (self, path);
+  else if (looks_like_checkpoint (file))
+    vl_window_open_backbone (self, path);
+  else if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    vl_window_open_data (self, path);
+  else
+    {
+      vl_window_show_error (self, "%s: not a checkpoint (.safetensors), an image folder or a run "
+                            "folder", path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ closing */
+
+static void
+close_confirmed (VlWindow *self, gboolean accepted)
+{
+  if (!accepted)
+    return;
+  if (!vl_window_is_running (self))
+    {
+      gtk_window_destroy (GTK_WINDOW (self));
+      return;
+    }
+  self->close_after_stop = TRUE;
+  vl_window_stop_training (self);   /* the FINISHED event destroys the window */
+  vl_window_set_status (self, "Stopping and saving a checkpoint before closing…");
+}
+
+static void
+save_window_state (VlWindow *self)
+{
+  int w, h;
+  gtk_window_get_default_size (GTK_WINDOW (self), &w, &h);
+  gboolean maximized = gtk_window_is_maximized (GTK_WINDOW (self));
+  if (!maximized && w > 0 && h > 0)
+    {
+      g_settings_set_int (self->settings, "window-width", w);
+      g_settings_set_int (self->settings, "window-height", h);
+    }
+  g_settings_set_boolean (self->settings, "window-maximized", maximized);
+  g_settings_set_int (self->settings, "sidebar-width", gtk_paned_get_position (GTK_PANED (self->paned)));
+}
+
+static gboolean
+vl_window_close_request (GtkWindow *window)
+{
+  VlWindow *self = VL_WINDOW (window);
+  save_window_state (self);
+  if (vl_window_is_running (self))
+    {
+      if (self->close_after_stop)
+        return TRUE;   /* already stopping */
+      vl_window_confirm (self, &self->close_dialog, "Stop training and close?",
+                         "The run stops at the next batch and its folder keeps a checkpoint of "
+                         "the exact position: open the run and press Resume to continue later.",
+                         "_Stop and Close", close_confirmed);
+      return TRUE;
+    }
+  return GTK_WINDOW_CLASS (vl_window_parent_class)->close_request (window);
+}
+
+/* ------------------------------------------------------------------ type */
+
+static void
+vl_window_dispose (GObject *object)
+{
+  VlWindow *self = VL_WINDOW (object);
+  self->disposed = TRUE;
+  vl_window_train_dispose (self);
+  vl_window_data_dispose (self);
+  vl_window_backbone_dispose (self);
+  /* no gtk_widget_dispose_template: GtkWindow disposes its child and titlebar itself (the
+   * template's titlebar would be unparented twice in GTK 4.8) */
+  G_OBJECT_CLASS (vl_window_parent_class)->dispose (object);
+}
+
+static void
+vl_window_finalize (GObject *object)
+{
+  VlWindow *self = VL_WINDOW (object);
+  g_clear_object (&self->settings);
+  g_free (self->head);
+  G_OBJECT_CLASS (vl_window_parent_class)->finalize (object);
+}
+
+static void
+vl_window_class_init (VlWindowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
+
+  object_class->dispose = vl_window_dispose;
+  object_class->finalize = vl_window_finalize;
+  object_class->get_property = vl_window_get_property;
+  object_class->set_property = vl_window_set_property;
+  window_class->close_request = vl_window_close_request;
+
+  properties[PROP_HEAD] = g_param_spec_string ("head", NULL, NULL, "linear-token",
+                                               G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                               G_PARAM_STATIC_STRINGS);
+  properties[PROP_DARK] = g_param_spec_boolean ("dark", NULL, NULL, FALSE,
+                                                G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /* links the compiled resources into every program that uses the window (the static
+   * library's resource constructor is dropped otherwise) */
+  vl_ui_start_compute_pool ();
+  GResource *resources = vl_get_resource ();
+  g_return_if_fail (resources != NULL);
+  g_type_ensure (VL_TYPE_LOSS_CHART);
+  g_type_ensure (VL_TYPE_ATTENTION_VIEW);
+  g_type_ensure (VL_TYPE_CONFUSION_VIEW);
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/vitlab/Vitlab/vl-window.ui");
+#define CHILD(name) gtk_widget_class_bind_template_child (widget_class, VlWindow, name)
+  CHILD (header_bar);
+  CHILD (train_button);
+  CHILD (train_button_label);
+  CHILD (pause_button);
+  CHILD (stop_button);
+  CHILD (dark_button);
+  CHILD (banner);
+  CHILD (banner_label);
+  CHILD (paned);
+  CHILD (side_stack);
+  CHILD (main_stack);
+  CHILD (recent_section);
+  CHILD (recent_button);
+  CHILD (backbone_spinner);
+  CHILD (backbone_name_label);
+  CHILD (backbone_path_label);
+  CHILD (backbone_info_grid);
+  CHILD (info_family);
+  CHILD (info_geometry);
+  CHILD (info_params);
+  CHILD (info_input);
+  CHILD (info_norm);
+  CHILD (info_head);
+  CHILD (info_groups);
+  CHILD (unlock_spin);
+  CHILD (unlock_scale);
+  CHILD (unlock_of_label);
+  CHILD (unlock_custom_label);
+  CHILD (trainable_label);
+  CHILD (trainable_bar);
+  CHILD (groups_list);
+  CHILD (progressive_switch);
+  CHILD (schedule_box);
+  CHILD (schedule_list);
+  CHILD (schedule_label);
+  CHILD (schedule_add_button);
+  CHILD (mlp_hidden_box);
+  CHILD (mlp_hidden_spin);
+  CHILD (head_note_label);
+  CHILD (data_spinner);
+  CHILD (data_name_label);
+  CHILD (data_split_label);
+  CHILD (fmnist_button);
+  CHILD (fmnist_popover);
+  CHILD (fmnist_classes_entry);
+  CHILD (fmnist_cap_spin);
+  CHILD (fmnist_val_spin);
+  CHILD (val_fraction_box);
+  CHILD (val_fraction_spin);
+  CHILD (classes_box);
+  CHILD (skipped_expander);
+  CHILD (skipped_list);
+  CHILD (augment_dropdown);
+  CHILD (cache_switch);
+  CHILD (preset_dropdown);
+  CHILD (hyper_grid);
+  CHILD (epochs_spin);
+  CHILD (batch_spin);
+  CHILD (lr_spin);
+  CHILD (wd_spin);
+  CHILD (warmup_spin);
+  CHILD (layer_decay_spin);
+  CHILD (smoothing_spin);
+  CHILD (seed_spin);
+  CHILD (run_dir_label);
+  CHILD (stat_epoch);
+  CHILD (stat_train_loss);
+  CHILD (stat_val_loss);
+  CHILD (stat_acc);
+  CHILD (stat_unlocked);
+  CHILD (chart_frame);
+  CHILD (chart);
+  CHILD (attention);
+  CHILD (confusion);
+  CHILD (attn_toolbar);
+  CHILD (probe_box);
+  CHILD (attn_mode_dropdown);
+  CHILD (attn_block_spin);
+  CHILD (attn_head_spin);
+  CHILD (attn_opacity_scale);
+  CHILD (attn_cmap_dropdown);
+  CHILD (attention_frame);
+  CHILD (confusion_frame);
+  CHILD (message_label);
+  CHILD (class_acc_box);
+  CHILD (eval_summary_label);
+  CHILD (status_spinner);
+  CHILD (status_label);
+  CHILD (speed_label);
+  CHILD (eta_label);
+  CHILD (progress_bar);
+#undef CHILD
+  gtk_widget_class_bind_template_callback (widget_class, on_banner_response);
+
+  /* training */
+  gtk_widget_class_install_action (widget_class, "win.train", NULL, action_train);
+  gtk_widget_class_install_action (widget_class, "win.pause", NULL, action_pause);
+  gtk_widget_class_install_action (widget_class, "win.stop", NULL, action_stop);
+  gtk_widget_class_install_action (widget_class, "win.resume-run", NULL, action_resume_run);
+  /* files */
+  gtk_widget_class_install_action (widget_class, "win.open-backbone", NULL, action_open_backbone);
+  gtk_widget_class_install_action (widget_class, "win.open-backbone-folder", NULL,
+                                   action_open_backbone_folder);
+  gtk_widget_class_install_action (widget_class, "win.load-backbone", "s", action_load_backbone);
+  gtk_widget_class_install_action (widget_class, "win.open-data", NULL, action_open_data);
+  gtk_widget_class_install_action (widget_class, "win.load-data", "s", action_load_data);
+  gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist", NULL,
+                                   action_use_fashion_mnist);
+  gtk_widget_class_install_action (widget_class, "win.open-run", NULL, action_open_run);
+  gtk_widget_class_install_action (widget_class, "win.save-run", NULL, action_save_run);
+  gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
+  /* view and settings */
+  gtk_widget_class_install_action (widget_class, "win.page", "s", action_page);
+  gtk_widget_class_install_action (widget_class, "win.unlock-more", NULL, action_unlock_step);
+  gtk_widget_class_install_action (widget_class, "win.unlock-fewer", NULL, action_unlock_step);
+  gtk_widget_class_install_action (widget_class, "win.close", NULL, action_close);
+  gtk_widget_class_install_property_action (widget_class, "win.head", "head");
+  gtk_widget_class_install_property_action (widget_class, "win.dark", "dark");
+
+  /* shortcuts, all bound to actions (the shortcuts window lists them) */
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "win.train", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_KP_Enter, GDK_CONTROL_MASK, "win.train", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.stop", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_period, GDK_CONTROL_MASK, "win.stop", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open-backbone", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.open-data", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_r, GDK_CONTROL_MASK, "win.open-run", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-run", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_d, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.dark", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_w, GDK_CONTROL_MASK, "win.close", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketright, GDK_CONTROL_MASK, "win.unlock-more", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketleft, GDK_CONTROL_MASK, "win.unlock-fewer", NULL);
+  static const char *main_pages[] = { "curves", "attention", "evaluation" };
+  for (int i = 0; i < 3; i++)
+    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_CONTROL_MASK,
+                                         "win.page", "s", main_pages[i]);
+  static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
+  for (int i = 0; i < 5; i++)
+    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_ALT_MASK,
+                                         "win.page", "s", side_pages[i]);
+}
+
+static void
+on_augment_changed (VlWindow *self)
+{
+  vl_window_update_actions (self);
+}
+
+static void
+vl_window_init (VlWindow *self)
+{
+  self->head = g_strdup ("linear-token");
+  self->settings = g_settings_new ("org.vitlab.Vitlab");
+  gtk_widget_init_template (GTK_WIDGET (self));
+
+  int w = g_settings_get_int (self->settings, "window-width");
+  int h = g_settings_get_int (self->settings, "window-height");
+  if (w > 0 && h > 0)
+    gtk_window_set_default_size (GTK_WINDOW (self), w, h);
+  if (g_settings_get_boolean (self->settings, "window-maximized"))
+    gtk_window_maximize (GTK_WINDOW (self));
+  int sw = g_settings_get_int (self->settings, "sidebar-width");
+  if (sw > 0)
+    gtk_paned_set_position (GTK_PANED (self->paned), sw);
+  self->dark = g_settings_get_boolean (self->settings, "dark");
+
+  GtkDropTarget *drop = gtk_drop_target_new (GDK_TYPE_FILE_LIST, GDK_ACTION_COPY);
+  g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);
+  gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
+
+  g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
+                            G_CALLBACK (on_augment_changed), self);
+
+  vl_window_backbone_init (self);
+  vl_window_data_init (self);
+  vl_window_train_init (self);
+  vl_window_update_actions (self);
+}
+
+VlWindow *
+vl_window_new (GtkApplication *app)
+{
+  return g_object_new (VL_TYPE_WINDOW, "application", app, NULL);
+}

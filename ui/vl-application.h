@@ -1,0 +1,24 @@
+/* vl-application.h: vitlab's GtkApplication: command line, styles, app actions, main window.
+ *
+ *   vitlab [--backbone PATH] [--data SPEC] [--run DIR] [--preset NAME] [--epochs N] [--train]
+ *          [--page NAME]... [--screenshot PNG [--screenshot-when ready|training|finished]]
+ *
+ * Without --backbone/--data, the last ones used (GSettings) or the defaults found beside the
+ * checkout ($VITLAB_SHARED or ../shared: weights/vit-tiny-augreg-in1k, datasets/hymenoptera)
+ * are opened, so a first-time user can press Train at once. --screenshot renders the window to
+ * a PNG (once loaded, after an epoch of training, or when the run has finished) and quits. */
+#pragma once
+
+#include <gtk/gtk.h>
+
+G_BEGIN_DECLS
+
+#define VL_TYPE_APPLICATION (vl_application_get_type ())
+G_DECLARE_FINAL_TYPE (VlApplication, vl_application, VL, APPLICATION, GtkApplication)
+
+VlApplication *vl_application_new (void);
+
+/* Renders a window (its widget tree, no window-manager frame) to a PNG file. */
+gboolean vl_window_save_screenshot (GtkWindow *window, const char *path, GError **error);
+
+G_END_DECLS

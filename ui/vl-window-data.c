@@ -1,0 +1,700 @@
+/* vl-window-data.c: the dataset panel (opening a source on a worker thread; classes, split,
+ * thumbnails decoded on a worker thread; skipped files), and the pretrained attention of the
+ * probe images, computed on a worker thread with its own copy of the backbone. */
+#include "vl-window-private.h"
+
+#include <math.h>
+#include <string.h>
+
+#define THUMBS_PER_CLASS 6
+#define THUMB_SIZE 96
+#define MAX_PROBES 4
+
+/* ------------------------------------------------------------------ the shared dataset */
+
+static void
+data_ref_clear (gpointer p)
+{
+  VlDataRef *d = p;
+  if (d->owner)
+    vl_trainer_unref (d->owner);
+  else
+    g_clear_pointer (&d->ds, vl_dataset_free);
+  g_free (d->spec);
+}
+
+/* The dataset a finished trainer used (it stays the trainer's). */
+VlDataRef *
+vl_data_ref_new_for_trainer (VlTrainer *trainer)
+{
+  VlDataset *ds = vl_trainer_get_dataset (trainer);
+  if (ds == NULL)
+    return NULL;
+  VlDataRef *d = g_atomic_rc_box_new0 (VlDataRef);
+  d->owner = vl_trainer_ref (trainer);
+  d->ds = ds;
+  d->spec = g_strdup (vl_trainer_get_config (trainer)->data);
+  return d;
+}
+
+VlDataRef *
+vl_data_ref (VlDataRef *d)
+{
+  return g_atomic_rc_box_acquire (d);
+}
+
+void
+vl_data_unref (VlDataRef *d)
+{
+  g_atomic_rc_box_release_full (d, data_ref_clear);
+}
+
+gboolean
+vl_window_data_loading (VlWindow *self)
+{
+  return self->data_cancel != NULL;
+}
+
+/* ------------------------------------------------------------------ thumbnails */
+
+typedef struct {
+  VlDataRef *data;
+  VlSplit    split;
+  int       *items;
+  int        n;
+  int        size;
+  GdkTexture **textures;   /* (n) results; NULL where decoding failed */
+  void (*done) (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
+  gpointer   user_data;
+  GDestroyNotify destroy;
+} ThumbJob;
+
+static void
+thumb_job_free (gpointer p)
+{
+  ThumbJob *j = p;
+  vl_data_unref (j->data);
+  g_free (j->items);
+  for (int i = 0; j->textures && i < j->n; i++)
+    g_clear_object (&j->textures[i]);
+  g_free (j->textures);
+  if (j->destroy)
+    j->destroy (j->user_data);
+  g_free (j);
+}
+
+/* CHW floats in [0, 1] (or normalised with mean/std) to an RGB texture. */
+static GdkTexture *
+texture_from_chw (const float *px, int channels, int size, const float *mean, const float *std)
+{
+  guchar *rgb = g_malloc ((gsize) size * size * 3);
+  for (int y = 0; y < size; y++)
+    for (int x = 0; x < size; x++)
+      for (int c = 0; c < 3; c++)
+        {
+          int cc = channels == 1 ? 0 : c;
+          float v = px[((gsize) cc * size + y) * size + x];
+          if (mean)
+            v = v * std[cc] + mean[cc];
+          int b = (int) lrintf (v * 255.0f);
+          rgb[((gsize) y * size + x) * 3 + c] = (guchar) CLAMP (b, 0, 255);
+        }
+  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, (gsize) size * size * 3);
+  return gdk_memory_texture_new (size, size, GDK_MEMORY_R8G8B8, bytes, (gsize) size * 3);
+}
+
+static void
+thumbs_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ThumbJob *j = task_data;
+  VlPreprocess pp = { .channels = 3, .size = j->size, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
+                      .mean = { 0, 0, 0, 0 }, .std = { 1, 1, 1, 1 } };
+  g_autofree float *px = g_new (float, (gsize) 3 * j->size * j->size);
+  j->textures = g_new0 (GdkTexture *, j->n);
+  for (int i = 0; i < j->n; i++)
+    {
+      if (g_cancellable_is_cancelled (cancel))
+        break;
+      if (vl_dataset_load (j->data->ds, j->split, j->items[i], &pp, VL_AUGMENT_NONE, 0, px, NULL))
+        j->textures[i] = texture_from_chw (px, 3, j->size, NULL, NULL);
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+thumbs_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  ThumbJob *j = g_task_get_task_data (G_TASK (result));
+  if (g_cancellable_is_cancelled (g_task_get_cancellable (G_TASK (result))))
+    return;   /* stale: another dataset, or the dialog closed */
+  for (int i = 0; i < j->n; i++)
+    j->done (self, i, j->textures[i], j->user_data);
+}
+
+/* Decodes items of a split as size×size thumbnails on a worker thread; done (slot, texture)
+ * runs on the main thread for each, unless cancel was cancelled meanwhile. */
+void
+vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const int *items,
+                           int n_items, int size, GCancellable *cancel,
+                           void (*done) (VlWindow *self, int slot, GdkTexture *tex,
+                                         gpointer user_data),
+                           gpointer user_data, GDestroyNotify destroy)
+{
+  ThumbJob *j = g_new0 (ThumbJob, 1);
+  j->data = vl_data_ref (data);
+  j->split = split;
+  j->items = g_memdup2 (items, sizeof (int) * MAX (n_items, 1));
+  j->n = n_items;
+  j->size = size;
+  j->done = done;
+  j->user_data = user_data;
+  j->destroy = destroy;
+  g_autoptr(GTask) task = g_task_new (self, cancel, thumbs_done, NULL);
+  g_task_set_task_data (task, j, thumb_job_free);
+  g_task_run_in_thread (task, thumbs_thread);
+}
+
+static void
+class_thumb_done (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
+{
+  GPtrArray *pictures = user_data;
+  if (slot >= (int) pictures->len)
+    return;
+  GtkWidget *pic = g_ptr_array_index (pictures, slot);
+  if (tex)
+    gtk_picture_set_paintable (GTK_PICTURE (pic), GDK_PAINTABLE (tex));
+}
+
+/* ------------------------------------------------------------------ opening */
+
+typedef struct {
+  char *spec;
+  VlDatasetOptions options;
+} OpenJob;
+
+static void
+open_job_free (gpointer p)
+{
+  OpenJob *j = p;
+  g_free (j->spec);
+  g_free (j);
+}
+
+static void
+open_data_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  OpenJob *j = task_data;
+  GError *error = NULL;
+  VlDataset *ds = vl_dataset_open (j->spec, &j->options, &error);
+  if (ds == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  VlDataRef *d = g_atomic_rc_box_new0 (VlDataRef);
+  d->ds = ds;
+  d->spec = g_strdup (j->spec);
+  d->options = j->options;
+  g_task_return_pointer (task, d, (GDestroyNotify) vl_data_unref);
+}
+
+static gboolean
+spec_has_split (const char *spec)
+{
+  if (!g_file_test (spec, G_FILE_TEST_IS_DIR))
+    return TRUE;   /* fashion-mnist, cifar: their own test split */
+  g_autofree char *val = g_build_filename (spec, "val", NULL);
+  return g_file_test (val, G_FILE_TEST_IS_DIR);
+}
+
+static void
+show_skipped_strv (VlWindow *self, char **skipped)
+{
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->skipped_list)))
+    gtk_list_box_remove (GTK_LIST_BOX (self->skipped_list), child);
+  int n = skipped ? (int) g_strv_length (skipped) : 0;
+  for (int i = 0; i < n && i < 500; i++)
+    {
+      GtkWidget *l = gtk_label_new (skipped[i]);
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_label_set_wrap (GTK_LABEL (l), TRUE);
+      gtk_label_set_wrap_mode (GTK_LABEL (l), PANGO_WRAP_WORD_CHAR);
+      gtk_label_set_selectable (GTK_LABEL (l), TRUE);
+      gtk_widget_add_css_class (l, "caption");
+      gtk_widget_add_css_class (l, "vl-skipped");
+      gtk_list_box_append (GTK_LIST_BOX (self->skipped_list), l);
+    }
+  g_autofree char *label = g_strdup_printf ("Skipped files (%d)", n);
+  gtk_expander_set_label (GTK_EXPANDER (self->skipped_expander), label);
+  gtk_widget_set_visible (self->skipped_expander, n > 0);
+}
+
+/* also from the trainer's READY/FINISHED events */
+void
+vl_window_show_skipped (VlWindow *self, char **skipped)
+{
+  show_skipped_strv (self, skipped);
+}
+
+static void
+show_skipped (VlWindow *self, VlDataset *ds)
+{
+  g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
+  g_autoptr(GStrvBuilder) b = g_strv_builder_new ();
+  for (guint i = 0; i < sk->len; i++)
+    {
+      VlSkipped *s = g_ptr_array_index (sk, i);
+      g_autofree char *base = g_path_get_basename (s->path);
+      g_autofree char *line = g_strdup_printf ("%s: %s", base, s->reason);
+      g_strv_builder_add (b, line);
+    }
+  g_auto(GStrv) strv = g_strv_builder_end (b);
+  show_skipped_strv (self, strv);
+}
+
+static void
+show_classes (VlWindow *self)
+{
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->classes_box)))
+    gtk_box_remove (GTK_BOX (self->classes_box), child);
+  VlDataset *ds = self->data->ds;
+  int K = vl_dataset_n_classes (ds);
+  int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
+
+  /* which items to show: the first few of each class in the training split */
+  int per = K > 12 ? 3 : THUMBS_PER_CLASS;
+  g_autofree int *items = g_new (int, (gsize) K * per + 1);
+  g_autofree int *taken = g_new0 (int, K);
+  int n_items = 0;
+  g_autofree int *slot_class = g_new (int, (gsize) K * per + 1);
+  for (int i = 0; i < n_train && n_items < K * per; i++)
+    {
+      int k = vl_dataset_label (ds, VL_SPLIT_TRAIN, i);
+      if (k >= 0 && k < K && taken[k] < per)
+        {
+          taken[k]++;
+          slot_class[n_items] = k;
+          items[n_items++] = i;
+        }
+    }
+  /* one card per class: name, counts, a strip of thumbnails */
+  g_autofree GtkWidget **flows = g_new0 (GtkWidget *, K);
+  for (int k = 0; k < K && k < 200; k++)
+    {
+      GtkWidget *card = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+      gtk_widget_add_css_class (card, "vl-card");
+      GtkWidget *head = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 8);
+      GtkWidget *name = gtk_label_new (vl_dataset_class_name (ds, k));
+      gtk_label_set_xalign (GTK_LABEL (name), 0);
+      gtk_label_set_ellipsize (GTK_LABEL (name), PANGO_ELLIPSIZE_END);
+      gtk_widget_set_hexpand (name, TRUE);
+      gtk_widget_add_css_class (name, "heading");
+      gtk_box_append (GTK_BOX (head), name);
+      g_autofree char *counts = g_strdup_printf ("%d train · %d val",
+                                                 vl_dataset_class_count (ds, VL_SPLIT_TRAIN, k),
+                                                 vl_dataset_class_count (ds, VL_SPLIT_VAL, k));
+      GtkWidget *cl = gtk_label_new (counts);
+      gtk_widget_add_css_class (cl, "dim-label");
+      gtk_widget_add_css_class (cl, "vl-numeric");
+      gtk_box_append (GTK_BOX (head), cl);
+      gtk_box_append (GTK_BOX (card), head);
+      if (taken[k] > 0)
+        {
+          GtkWidget *flow = gtk_flow_box_new ();
+          gtk_flow_box_set_selection_mode (GTK_FLOW_BOX (flow), GTK_SELECTION_NONE);
+          gtk_flow_box_set_homogeneous (GTK_FLOW_BOX (flow), TRUE);
+          gtk_flow_box_set_max_children_per_line (GTK_FLOW_BOX (flow), per);
+          gtk_flow_box_set_min_children_per_line (GTK_FLOW_BOX (flow), 3);
+          gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 4);
+          gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 4);
+          gtk_box_append (GTK_BOX (card), flow);
+          flows[k] = flow;
+        }
+      gtk_box_append (GTK_BOX (self->classes_box), card);
+    }
+  if (n_items == 0)
+    return;
+  GPtrArray *pictures = g_ptr_array_new_with_free_func (g_object_unref);
+  for (int s = 0; s < n_items; s++)
+    {
+      GtkWidget *pic = gtk_picture_new ();
+      gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
+      gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
+      gtk_widget_set_size_request (pic, 52, 52);
+      gtk_widget_add_css_class (pic, "vl-thumb");
+      g_autofree char *base = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_TRAIN, items[s]));
+      gtk_widget_set_tooltip_text (pic, base);
+      if (slot_class[s] < 200 && flows[slot_class[s]])
+        gtk_flow_box_append (GTK_FLOW_BOX (flows[slot_class[s]]), pic);
+      g_ptr_array_add (pictures, g_object_ref (pic));
+    }
+  if (self->thumbs_cancel)
+    g_cancellable_cancel (self->thumbs_cancel);
+  g_clear_object (&self->thumbs_cancel);
+  self->thumbs_cancel = g_cancellable_new ();
+  vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n_items, THUMB_SIZE,
+                             self->thumbs_cancel, class_thumb_done, pictures,
+                             (GDestroyNotify) g_ptr_array_unref);
+}
+
+/* The trainer's probe images: the first validation image of each class, then the second of
+ * each, ... (vl-trainer.c choose_probes), so the pretrained maps line up with the run's. */
+static void
+choose_probes (VlWindow *self)
+{
+  g_clear_pointer (&self->probe_index, g_free);
+  self->n_probes = 0;
+  VlDataset *ds = self->data->ds;
+  int K = vl_dataset_n_classes (ds);
+  int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
+  int n = MIN (MAX_PROBES, n_val);
+  self->probe_index = g_new (int, MAX (n, 1));
+  for (int round = 0; self->n_probes < n && round < n_val; round++)
+    for (int k = 0; k < K && self->n_probes < n; k++)
+      {
+        int seen = 0;
+        for (int i = 0; i < n_val; i++)
+          if (vl_dataset_label (ds, VL_SPLIT_VAL, i) == k && seen++ == round)
+            {
+              self->probe_index[self->n_probes++] = i;
+              break;
+            }
+      }
+}
+
+static void
+data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  GCancellable *cancel = g_task_get_cancellable (G_TASK (result));
+  g_autoptr(GError) error = NULL;
+  VlDataRef *d = g_task_propagate_pointer (G_TASK (result), &error);
+  if (cancel != self->data_cancel)
+    {
+      g_clear_pointer (&d, vl_data_unref);
+      return;
+    }
+  g_clear_object (&self->data_cancel);
+  gtk_spinner_set_spinning (GTK_SPINNER (self->data_spinner), FALSE);
+  gtk_widget_set_visible (self->data_spinner, FALSE);
+  if (d == NULL)
+    {
+      vl_window_show_error (self, "Could not open the dataset: %s", error->message);
+      gtk_label_set_text (GTK_LABEL (self->data_name_label),
+                          self->data ? self->data->spec : "No dataset");
+      vl_window_update_actions (self);
+      return;
+    }
+  g_clear_pointer (&self->data, vl_data_unref);
+  self->data = d;
+  VlDataset *ds = d->ds;
+  g_settings_set_string (self->settings, "last-data", d->spec);
+
+  g_autofree char *base = g_file_test (d->spec, G_FILE_TEST_IS_DIR)
+                        ? g_path_get_basename (d->spec)
+                        : g_str_has_prefix (d->spec, "fashion-mnist") ? g_strdup ("Fashion-MNIST")
+                        : g_strdup (d->spec);
+  gtk_label_set_text (GTK_LABEL (self->data_name_label), base);
+  gtk_widget_set_tooltip_text (self->data_name_label, d->spec);
+  int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
+  int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
+  g_autofree char *t = vl_format_count (n_train);
+  g_autofree char *v = vl_format_count (n_val);
+  g_autofree char *split = g_strdup_printf ("%s\n%d classes · %s training · %s validation images",
+                                            vl_dataset_description (ds),
+                                            vl_dataset_n_classes (ds), t, v);
+  gtk_label_set_text (GTK_LABEL (self->data_split_label), split);
+  gtk_widget_set_visible (self->val_fraction_box, !spec_has_split (d->spec));
+  show_classes (self);
+  show_skipped (self, ds);
+  choose_probes (self);
+  g_clear_pointer (&self->probe_final_attn, g_free);   /* of the previous probes */
+
+  /* the head follows the number of classes */
+  if (!vl_window_is_running (self))
+    vl_window_set_head (self, self->head);
+  vl_window_start_pretrained_attention (self);
+  vl_window_train_data_ready (self);
+  vl_window_update_actions (self);
+}
+
+void
+vl_window_open_data (VlWindow *self, const char *spec)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  g_return_if_fail (spec != NULL);
+  if (vl_window_is_running (self))
+    {
+      vl_window_show_error (self, "Stop training before opening another dataset");
+      return;
+    }
+  if (self->data_cancel)
+    g_cancellable_cancel (self->data_cancel);
+  g_clear_object (&self->data_cancel);
+  self->data_cancel = g_cancellable_new ();
+  g_free (self->data_spec);
+  self->data_spec = g_strdup (spec);
+  gtk_spinner_set_spinning (GTK_SPINNER (self->data_spinner), TRUE);
+  gtk_widget_set_visible (self->data_spinner, TRUE);
+  g_autofree char *base = g_file_test (spec, G_FILE_TEST_IS_DIR) ? g_path_get_basename (spec)
+                                                                 : g_strdup (spec);
+  g_autofree char *loading = g_strdup_printf ("Scanning %s…", base);
+  gtk_label_set_text (GTK_LABEL (self->data_name_label), loading);
+
+  OpenJob *j = g_new0 (OpenJob, 1);
+  j->spec = g_strdup (spec);
+  j->options = (VlDatasetOptions) VL_DATASET_OPTIONS_DEFAULT;
+  j->options.val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
+  j->options.seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  g_autoptr(GTask) task = g_task_new (self, self->data_cancel, data_opened, NULL);
+  g_task_set_source_tag (task, vl_window_open_data);
+  g_task_set_task_data (task, j, open_job_free);
+  g_task_run_in_thread (task, open_data_thread);
+  vl_window_update_actions (self);
+}
+
+/* The split depends on the validation share and the seed (folders without val/): rescan after
+ * the user stops changing them. */
+static gboolean
+rescan_timeout (gpointer user_data)
+{
+  VlWindow *self = user_data;
+  g_object_set_data (G_OBJECT (self), "rescan-source", NULL);
+  if (self->data && !vl_window_is_running (self) && !spec_has_split (self->data->spec))
+    {
+      g_autofree char *spec = g_strdup (self->data->spec);
+      vl_window_open_data (self, spec);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_rescan (VlWindow *self)
+{
+  if (self->data == NULL || spec_has_split (self->data->spec))
+    return;
+  guint id = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (self), "rescan-source"));
+  if (id)
+    g_source_remove (id);
+  id = g_timeout_add_full (G_PRIORITY_DEFAULT, 400, rescan_timeout, self, NULL);
+  g_object_set_data (G_OBJECT (self), "rescan-source", GUINT_TO_POINTER (id));
+}
+
+/* ------------------------------------------------------------------ pretrained attention */
+
+/* The 8-bit crop the model sees, from its normalised CHW floats. */
+static VlImage *
+image_from_chw (const float *px, const VlPreprocess *pp)
+{
+  int S = pp->size, C = pp->channels;
+  VlImage *img = vl_image_new (S, S, C);
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++)
+      for (int c = 0; c < C; c++)
+        {
+          float v = px[((gsize) c * S + y) * S + x] * pp->std[c] + pp->mean[c];
+          int b = (int) lrintf (v * 255.0f);
+          img->pixels[((gsize) y * S + x) * C + c] = (uint8_t) CLAMP (b, 0, 255);
+        }
+  return img;
+}
+
+typedef struct {
+  char        *backbone;
+  VlDataRef   *data;
+  int         *items;
+  int          n;
+  /* results */
+  VlImage    **images;      /* (n) */
+  int         *labels;      /* (n) */
+  char       **names;       /* (n + 1) */
+  float       *attn;        /* (n, depth, heads, T, T) */
+  float       *rollout;     /* (n, gh * gw) */
+  int          depth, heads, T, n_prefix, gh, gw;
+  gboolean     has_cls;
+} AttnJob;
+
+static void
+attn_job_free (gpointer p)
+{
+  AttnJob *j = p;
+  g_free (j->backbone);
+  vl_data_unref (j->data);
+  g_free (j->items);
+  for (int i = 0; j->images && i < j->n; i++)
+    vl_image_free (j->images[i]);
+  g_free (j->images);
+  g_free (j->labels);
+  g_strfreev (j->names);
+  g_free (j->attn);
+  g_free (j->rollout);
+  g_free (j);
+}
+
+static void
+attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  AttnJob *j = task_data;
+  GError *error = NULL;
+  /* a copy of the backbone of our own: the window's model stays main-thread only */
+  g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
+  if (m == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  const VlGeometry *g = vl_model_geometry (m);
+  gsize per = (gsize) pp.channels * pp.size * pp.size;
+  g_autofree float *px = g_new (float, per * MAX (j->n, 1));
+  j->images = g_new0 (VlImage *, MAX (j->n, 1));
+  j->labels = g_new0 (int, MAX (j->n, 1));
+  j->names = g_new0 (char *, j->n + 1);
+  int ok = 0;
+  for (int i = 0; i < j->n; i++)
+    if (vl_dataset_load (j->data->ds, VL_SPLIT_VAL, j->items[i], &pp, VL_AUGMENT_NONE, 0,
+                         px + per * ok, NULL))
+      {
+        j->images[ok] = image_from_chw (px + per * ok, &pp);
+        j->labels[ok] = vl_dataset_label (j->data->ds, VL_SPLIT_VAL, j->items[i]);
+        j->names[ok] = g_path_get_basename (vl_dataset_item_name (j->data->ds, VL_SPLIT_VAL,
+                                                                  j->items[i]));
+        ok++;
+      }
+  j->n = ok;
+  if (ok == 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                               "none of the probe images could be decoded");
+      return;
+    }
+  if (!vl_model_forward (m, px, ok, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  int T = vl_model_n_tokens_last (m);
+  j->T = T;
+  j->depth = g->depth;
+  j->heads = g->heads;
+  j->n_prefix = g->n_prefix;
+  j->has_cls = g->class_token;
+  j->gh = j->gw = pp.size / g->patch;
+  gsize per_attn = (gsize) g->heads * T * T;
+  gsize per_image = (gsize) g->depth * per_attn;
+  j->attn = g_new (float, per_image * ok);
+  for (int l = 0; l < g->depth; l++)
+    {
+      const float *a = vl_model_attention (m, l);
+      for (int b = 0; b < ok; b++)
+        memcpy (j->attn + b * per_image + l * per_attn, a + b * per_attn, per_attn * sizeof (float));
+    }
+  j->rollout = g_new (float, (gsize) ok * MAX (T, j->gh * j->gw));
+  if (!vl_model_rollout (m, j->rollout, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  g_autoptr(GError) error = NULL;
+  if (g_task_get_cancellable (G_TASK (result)) != self->attn_cancel)
+    return;   /* stale */
+  g_clear_object (&self->attn_cancel);
+  AttnJob *j = g_task_get_task_data (G_TASK (result));
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      vl_window_show_error (self, "Attention of the pretrained backbone: %s", error->message);
+      return;
+    }
+  vl_window_probes_clear (self);
+  self->n_probe_images = j->n;
+  self->probe_images = g_steal_pointer (&j->images);
+  self->probe_labels = g_steal_pointer (&j->labels);
+  self->probe_names = g_steal_pointer (&j->names);
+  self->probe_ref_attn = g_steal_pointer (&j->attn);
+  self->probe_ref_rollout = g_steal_pointer (&j->rollout);
+  self->attn_depth = j->depth;
+  self->attn_heads = j->heads;
+  self->attn_T = j->T;
+  self->attn_prefix = j->n_prefix;
+  self->attn_cls = j->has_cls;
+  self->attn_gh = j->gh;
+  self->attn_gw = j->gw;
+  j->n = 0;
+  vl_window_show_probes (self);
+}
+
+/* When both a backbone and a dataset are there: the pretrained backbone's attention of the
+ * probe images, so the run's maps can be compared with where it started. */
+void
+vl_window_start_pretrained_attention (VlWindow *self)
+{
+  if (self->model == NULL || self->data == NULL || self->n_probes == 0 ||
+      self->backbone_path == NULL)
+    return;
+  if (self->attn_cancel)
+    g_cancellable_cancel (self->attn_cancel);
+  g_clear_object (&self->attn_cancel);
+  self->attn_cancel = g_cancellable_new ();
+  AttnJob *j = g_new0 (AttnJob, 1);
+  j->backbone = g_strdup (self->backbone_path);
+  j->data = vl_data_ref (self->data);
+  j->items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
+  j->n = self->n_probes;
+  g_autoptr(GTask) task = g_task_new (self, self->attn_cancel, attn_done, NULL);
+  g_task_set_task_data (task, j, attn_job_free);
+  g_task_run_in_thread (task, attn_thread);
+}
+
+/* ------------------------------------------------------------------ setup */
+
+void
+vl_window_data_init (VlWindow *self)
+{
+  g_signal_connect_swapped (self->val_fraction_spin, "value-changed",
+                            G_CALLBACK (schedule_rescan), self);
+  g_signal_connect_swapped (self->seed_spin, "value-changed", G_CALLBACK (schedule_rescan), self);
+  gtk_widget_set_visible (self->val_fraction_box, FALSE);
+}
+
+void
+vl_window_data_dispose (VlWindow *self)
+{
+  guint id = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (self), "rescan-source"));
+  if (id)
+    {
+      g_source_remove (id);
+      g_object_set_data (G_OBJECT (self), "rescan-source", NULL);
+    }
+  GCancellable **cancels[] = { &self->data_cancel, &self->thumbs_cancel, &self->attn_cancel };
+  for (guint i = 0; i < G_N_ELEMENTS (cancels); i++)
+    {
+      if (*cancels[i])
+        g_cancellable_cancel (*cancels[i]);
+      g_clear_object (cancels[i]);
+    }
+  g_clear_pointer (&self->data, vl_data_unref);
+  g_clear_pointer (&self->data_spec, g_free);
+  g_clear_pointer (&self->probe_index, g_free);
+}

@@ -1,0 +1,283 @@
+/* vl-window-private.h: the window's state, shared by the files that implement it
+ * (vl-window.c: the type, actions and their sensitivity; vl-window-backbone.c: the backbone,
+ * layer groups, head and unfreezing schedule; vl-window-data.c: the dataset panel;
+ * vl-window-train.c: training, the embedded views, runs and export). Tests include it to read
+ * the window's state. Everything here is main-thread only. */
+#pragma once
+
+#include "vl-window.h"
+#include "vl-trainer.h"
+
+G_BEGIN_DECLS
+
+/* A dataset shared with worker threads (thumbnails, probe images): an atomic refcounted box,
+ * so a worker keeps it alive while the user opens another one. vl_dataset_load is thread-safe. */
+typedef struct {
+  VlDataset *ds;
+  char      *spec;
+  VlDatasetOptions options;
+  VlTrainer *owner;        /* when set, ds belongs to this (finished) trainer */
+} VlDataRef;
+
+VlDataRef *vl_data_ref_new_for_trainer (VlTrainer *trainer);
+
+VlDataRef *vl_data_ref   (VlDataRef *d);
+void       vl_data_unref (VlDataRef *d);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataRef, vl_data_unref)
+
+/* One row of the layer-group list. */
+/* The trained model, shared with worker threads (predictions, export): the finished trainer
+ * that owns it, or a model loaded from a run folder. Tasks using the model hold a reference
+ * and its lock. */
+typedef struct {
+  VlTrainer *trainer;      /* finished (or NULL) */
+  VlModel   *model;        /* owned when loaded from a run folder (or NULL) */
+  GMutex     lock;
+} VlTrainedRef;
+
+VlTrainedRef *vl_trained_ref   (VlTrainedRef *t);
+void          vl_trained_unref (VlTrainedRef *t);
+VlModel      *vl_trained_model (VlTrainedRef *t);
+
+typedef struct {
+  GtkWidget *row;
+  GtkWidget *toggle;       /* GtkSwitch: trainable */
+  GtkWidget *lr_label;     /* learning-rate multiplier with layer decay */
+  GtkWidget *grad_bar;     /* GtkLevelBar: relative gradient norm during training */
+  GtkWidget *state_label;  /* "trains" / "frozen" */
+} VlGroupRow;
+
+/* Per-image predictions on the validation split of the trained model (for the gallery). */
+typedef struct {
+  int    n;
+  int   *label;
+  int   *predicted;
+  float *confidence;       /* softmax probability of the predicted class */
+} VlPredictions;
+
+struct _VlWindow
+{
+  GtkApplicationWindow parent_instance;
+
+  GSettings *settings;
+
+  /* ---- template children ---- */
+  GtkWidget *header_bar;
+  GtkWidget *train_button;
+  GtkWidget *train_button_label;
+  GtkWidget *pause_button;
+  GtkWidget *stop_button;
+  GtkWidget *dark_button;
+  GtkWidget *banner;
+  GtkWidget *banner_label;
+  GtkWidget *paned;
+  GtkWidget *side_stack;
+  GtkWidget *main_stack;
+  GMenu     *recent_section;
+  GtkWidget *recent_button;
+  /* backbone page */
+  GtkWidget *backbone_spinner;
+  GtkWidget *backbone_name_label;
+  GtkWidget *backbone_path_label;
+  GtkWidget *backbone_info_grid;
+  GtkWidget *info_family, *info_geometry, *info_params, *info_input, *info_norm, *info_head;
+  GtkWidget *info_groups;
+  /* layer groups page */
+  GtkWidget *unlock_spin;
+  GtkWidget *unlock_scale;
+  GtkWidget *unlock_of_label;
+  GtkWidget *unlock_custom_label;
+  GtkWidget *trainable_label;
+  GtkWidget *trainable_bar;
+  GtkWidget *groups_list;
+  GtkWidget *progressive_switch;
+  GtkWidget *schedule_box;
+  GtkWidget *schedule_list;
+  GtkWidget *schedule_label;
+  GtkWidget *schedule_add_button;
+  /* head page */
+  GtkWidget *mlp_hidden_box;
+  GtkWidget *mlp_hidden_spin;
+  GtkWidget *head_note_label;
+  /* data page */
+  GtkWidget *data_spinner;
+  GtkWidget *data_name_label;
+  GtkWidget *data_split_label;
+  GtkWidget *fmnist_button;
+  GtkWidget *fmnist_popover;
+  GtkWidget *fmnist_classes_entry;
+  GtkWidget *fmnist_cap_spin;
+  GtkWidget *fmnist_val_spin;
+  GtkWidget *val_fraction_box;
+  GtkWidget *val_fraction_spin;
+  GtkWidget *classes_box;
+  GtkWidget *skipped_expander;
+  GtkWidget *skipped_list;
+  GtkWidget *augment_dropdown;
+  GtkWidget *cache_switch;
+  /* training page */
+  GtkWidget *preset_dropdown;
+  GtkWidget *hyper_grid;
+  GtkWidget *epochs_spin, *batch_spin, *lr_spin, *wd_spin, *warmup_spin, *layer_decay_spin;
+  GtkWidget *smoothing_spin, *seed_spin;
+  GtkWidget *run_dir_label;
+  /* main area */
+  GtkWidget *stat_epoch, *stat_train_loss, *stat_val_loss, *stat_acc, *stat_unlocked;
+  GtkWidget *chart_frame, *attention_frame, *confusion_frame;
+  GtkWidget *message_label;
+  GtkWidget *class_acc_box;
+  GtkWidget *eval_summary_label;
+  /* status bar */
+  GtkWidget *status_spinner, *status_label, *speed_label, *eta_label, *progress_bar;
+
+  /* the embedded views */
+  GtkWidget *chart;          /* VlLossChart */
+  GtkWidget *attention;      /* VlAttentionView */
+  GtkWidget *confusion;      /* VlConfusionView */
+  GtkWidget *attn_toolbar, *probe_box, *attn_mode_dropdown, *attn_block_spin, *attn_head_spin;
+  GtkWidget *attn_opacity_scale, *attn_cmap_dropdown;
+
+  /* ---- the backbone (the pretrained model; its lock state is what the switches show) ---- */
+  char         *backbone_path;
+  VlModel      *model;
+  GCancellable *backbone_cancel;     /* the load in flight; NULL when none */
+  GPtrArray    *group_rows;          /* VlGroupRow * */
+  gboolean      syncing;             /* set while code moves switches/spin (no feedback) */
+
+  /* unfreezing schedule: rows of (epoch, unlocked) after the first (epoch 0 = unlock_spin) */
+  GPtrArray    *schedule_rows;       /* GtkWidget * rows; spins as object data */
+
+  /* head */
+  char         *head;                /* "linear-token", "linear-avg", "linear-max", "mlp" */
+
+  /* ---- the dataset ---- */
+  VlDataRef    *data;
+  char         *data_spec;           /* the spec chosen (may still be loading) */
+  GCancellable *data_cancel;
+  GCancellable *thumbs_cancel;
+  GCancellable *attn_cancel;         /* pretrained attention of the probe images */
+  int           n_probes;
+  int          *probe_index;         /* val items of the probes (the trainer's choice) */
+
+  /* probe images, their pretrained attention (the reference side) and the run's maps */
+  int           probe_selected;
+  int           n_probe_images;
+  VlImage     **probe_images;        /* (n) the crops the model sees */
+  int          *probe_labels;        /* (n) */
+  char        **probe_names;         /* (n + 1) */
+  float        *probe_ref_attn;      /* (n, depth, heads, T, T) pretrained */
+  float        *probe_ref_rollout;   /* (n, gh * gw) pretrained */
+  int           attn_depth, attn_heads, attn_T, attn_prefix, attn_gh, attn_gw;
+  gboolean      attn_cls;
+  float        *probe_rollout;       /* (n, gh * gw) latest PROBES event; NULL before */
+  int          *probe_predicted;     /* (n) */
+  int           n_probe_rollout;
+  float        *probe_final_attn;    /* (n, depth, heads, T, T) the trained model's */
+  int           final_attn_T;
+
+  /* ---- training ---- */
+  VlTrainer    *trainer;             /* the current run (kept after it ends) */
+  VlTrainedRef *trained;             /* the trained model (after a run, or an opened run) */
+  VlTrainerState run_state;          /* as the events told */
+  gboolean      stop_requested;
+  gboolean      close_after_stop;
+  gboolean      paused;
+  gboolean      suppress_confirm;    /* tests: skip confirmation dialogs (answer yes) */
+  char         *run_dir;
+  gboolean      run_resumable;       /* stopped with a checkpoint: win.resume-run */
+  gboolean      have_trained;        /* a trained head exists (changing the head asks) */
+  VlTrainEnd    last_end;
+  int           epochs_total;
+  int64_t       total_steps;
+  int64_t       steps_done;
+  int           n_classes;
+  char        **class_names;
+  int           n_groups_run;
+  int           unlocked_now;
+  int64_t       n_points;            /* STEP points fed to the chart (tests read it) */
+  int           n_epochs_done;
+  int           n_probe_events;
+  int64_t      *confusion_counts;    /* (K, K) of the last EPOCH */
+  gint64        last_status_us;      /* throttles the status text during a run */
+  char         *idle_status;         /* what the status bar says after a run ends */
+  /* the trained model's predictions for the gallery */
+  GCancellable *predict_cancel;
+  VlPredictions predictions;
+  VlDataRef    *pred_data;           /* the dataset the predictions index */
+  gboolean      exporting;
+  gboolean      saving;
+  gboolean      opening_run;
+
+  /* confirmations (tests answer them through these) */
+  GtkWidget    *close_dialog;
+  GtkWidget    *head_dialog;
+  GtkWidget    *gallery;             /* the last gallery dialog */
+
+  gboolean      dark;
+  gboolean      disposed;            /* late task results are dropped */
+};
+
+/* vl-window.c */
+void  vl_lower_thread_priority   (void);
+void  vl_ui_start_compute_pool   (void);
+void  vl_window_update_actions   (VlWindow *self);
+void  vl_window_show_error       (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
+void  vl_window_show_info        (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
+void  vl_window_set_status       (VlWindow *self, const char *text);
+void  vl_window_update_status    (VlWindow *self);
+gboolean vl_window_is_running    (VlWindow *self);
+gboolean vl_window_can_train     (VlWindow *self);
+char *vl_format_count            (int64_t n);
+void  vl_window_choose_file      (VlWindow *self, const char *title, GtkFileChooserAction action,
+                                  const char *accept, const char *settings_key,
+                                  GtkFileFilter *filter,
+                                  void (*done) (VlWindow *self, GFile *file));
+void  vl_window_confirm          (VlWindow *self, GtkWidget **slot, const char *primary,
+                                  const char *secondary, const char *accept,
+                                  void (*done) (VlWindow *self, gboolean accepted));
+
+/* vl-window-backbone.c */
+void  vl_window_backbone_init    (VlWindow *self);
+void  vl_window_backbone_dispose (VlWindow *self);
+void  vl_window_refresh_recent   (VlWindow *self);
+void  vl_window_sync_groups      (VlWindow *self);          /* switches, N, counts from the model */
+void  vl_window_update_layer_scales (VlWindow *self);
+void  vl_window_show_live_lock   (VlWindow *self, int unlocked);
+void  vl_window_set_group_grad_norms (VlWindow *self, const double *norms, int n);
+int   vl_window_unlocked_suffix  (VlWindow *self);          /* N, or -1 when not a suffix */
+char *vl_window_unlock_schedule  (VlWindow *self);          /* the schedule string */
+void  vl_window_set_unlock_schedule (VlWindow *self, const char *schedule);
+void  vl_window_set_head         (VlWindow *self, const char *head);
+void  vl_window_head_to_config   (VlWindow *self, VlTrainConfig *cfg);
+void  vl_window_set_head_from_config (VlWindow *self, const VlTrainConfig *cfg);
+void  vl_window_backbone_run_ended (VlWindow *self);
+
+/* vl-window-data.c */
+void  vl_window_data_init        (VlWindow *self);
+void  vl_window_data_dispose     (VlWindow *self);
+gboolean vl_window_data_loading  (VlWindow *self);
+void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split,
+                                  const int *items, int n_items, int size, GCancellable *cancel,
+                                  void (*done) (VlWindow *self, int slot, GdkTexture *tex,
+                                                gpointer user_data),
+                                  gpointer user_data, GDestroyNotify destroy);
+void  vl_window_start_pretrained_attention (VlWindow *self);
+void  vl_window_show_skipped     (VlWindow *self, char **skipped);
+
+/* vl-window-train.c */
+void  vl_window_train_init       (VlWindow *self);
+void  vl_window_train_dispose    (VlWindow *self);
+void  vl_window_apply_preset     (VlWindow *self, int preset);
+void  vl_window_config_from_ui   (VlWindow *self, VlTrainConfig *cfg);
+void  vl_window_start_training   (VlWindow *self, gboolean resume);
+void  vl_window_toggle_pause     (VlWindow *self);
+void  vl_window_stop_training    (VlWindow *self);
+void  vl_window_discard_trained  (VlWindow *self);
+void  vl_window_export           (VlWindow *self);
+void  vl_window_save_run         (VlWindow *self);
+void  vl_window_show_probes      (VlWindow *self);
+void  vl_window_probes_clear     (VlWindow *self);
+void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
+void  vl_window_train_data_ready (VlWindow *self);
+
+G_END_DECLS

@@ -1,0 +1,1721 @@
+/* vl-window-train.c: presets and the configuration, the training run (the trainer's worker
+ * thread posts events; at most one idle is queued and it drains them all; an idle of an older
+ * run is dropped), what the events feed (loss chart, attention view, confusion view, status),
+ * the trained model's predictions and the gallery, export, and saving and opening runs. */
+#include "vl-window-private.h"
+
+#include <errno.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+#include "vl-attention-view.h"
+#include "vl-confusion-view.h"
+#include "vl-loss-chart.h"
+
+enum { PRESET_LINEAR_PROBE, PRESET_LAST_BLOCKS, PRESET_FULL, PRESET_PROGRESSIVE, PRESET_CUSTOM };
+
+static const char *preset_ids[] = { "linear-probe", "last-blocks", "full", "progressive", "custom" };
+
+static void maybe_predict (VlWindow *self);
+
+/* ------------------------------------------------------------------ the trained model */
+
+static void
+trained_clear (gpointer p)
+{
+  VlTrainedRef *t = p;
+  g_clear_pointer (&t->trainer, vl_trainer_unref);
+  g_clear_pointer (&t->model, vl_model_free);
+  g_mutex_clear (&t->lock);
+}
+
+static VlTrainedRef *
+trained_new (VlTrainer *trainer, VlModel *model)
+{
+  VlTrainedRef *t = g_atomic_rc_box_new0 (VlTrainedRef);
+  g_mutex_init (&t->lock);
+  t->trainer = trainer ? vl_trainer_ref (trainer) : NULL;
+  t->model = model;
+  return t;
+}
+
+VlTrainedRef *
+vl_trained_ref (VlTrainedRef *t)
+{
+  return g_atomic_rc_box_acquire (t);
+}
+
+void
+vl_trained_unref (VlTrainedRef *t)
+{
+  g_atomic_rc_box_release_full (t, trained_clear);
+}
+
+VlModel *
+vl_trained_model (VlTrainedRef *t)
+{
+  return t->model ? t->model : t->trainer ? vl_trainer_get_model (t->trainer) : NULL;
+}
+
+/* ------------------------------------------------------------------ formatting */
+
+static void
+format_duration (char *buf, gsize size, double s)
+{
+  if (!isfinite (s) || s < 0)
+    g_snprintf (buf, size, "--:--");
+  else if (s >= 3600)
+    g_snprintf (buf, size, "%d:%02d:%02d", (int) (s / 3600), (int) fmod (s / 60, 60),
+                (int) fmod (s, 60));
+  else
+    g_snprintf (buf, size, "%d:%02d", (int) (s / 60), (int) fmod (s, 60));
+}
+
+static char *
+format_pct (double v)
+{
+  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100.0 * v) : g_strdup ("—");
+}
+
+/* ------------------------------------------------------------------ presets */
+
+static void
+set_spin (GtkWidget *spin, double v)
+{
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (spin), v);
+}
+
+void
+vl_window_apply_preset (VlWindow *self, int preset)
+{
+  if (preset < 0 || preset >= PRESET_CUSTOM)
+    return;
+  gboolean was = self->syncing;
+  self->syncing = TRUE;
+  int epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
+  const char *schedule = "1";
+  g_autofree char *progressive = NULL;
+  switch (preset)
+    {
+    case PRESET_LINEAR_PROBE:
+      schedule = "1";
+      set_spin (self->lr_spin, 1e-3);
+      set_spin (self->wd_spin, 0.05);
+      set_spin (self->warmup_spin, 1);
+      set_spin (self->layer_decay_spin, 1.0);
+      set_spin (self->smoothing_spin, 0.0);
+      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 0);
+      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), TRUE);
+      break;
+    case PRESET_LAST_BLOCKS:
+      schedule = "4";   /* head, final norm and the last two blocks */
+      set_spin (self->lr_spin, 1e-4);
+      set_spin (self->wd_spin, 0.05);
+      set_spin (self->warmup_spin, 1);
+      set_spin (self->layer_decay_spin, 1.0);
+      set_spin (self->smoothing_spin, 0.1);
+      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
+      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
+      break;
+    case PRESET_FULL:
+      schedule = "all";
+      set_spin (self->lr_spin, 1e-4);
+      set_spin (self->wd_spin, 0.05);
+      set_spin (self->warmup_spin, 1);
+      set_spin (self->layer_decay_spin, 0.75);
+      set_spin (self->smoothing_spin, 0.1);
+      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
+      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
+      break;
+    case PRESET_PROGRESSIVE:
+      {
+        /* the head first, then the top of the network, then everything */
+        int e1 = MAX (1, epochs / 4), e2 = MAX (e1 + 1, epochs / 2);
+        progressive = g_strdup_printf ("0:1,%d:4,%d:all", e1, e2);
+        schedule = progressive;
+        set_spin (self->lr_spin, 3e-4);
+        set_spin (self->wd_spin, 0.05);
+        set_spin (self->warmup_spin, 1);
+        set_spin (self->layer_decay_spin, 0.75);
+        set_spin (self->smoothing_spin, 0.1);
+        gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
+        gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
+        break;
+      }
+    }
+  vl_window_set_unlock_schedule (self, schedule);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), preset);
+  g_settings_set_string (self->settings, "preset", preset_ids[preset]);
+  self->syncing = was;
+  vl_window_update_actions (self);
+}
+
+static void
+on_preset_selected (VlWindow *self)
+{
+  if (self->syncing)
+    return;
+  int p = (int) gtk_drop_down_get_selected (GTK_DROP_DOWN (self->preset_dropdown));
+  vl_window_apply_preset (self, p);
+}
+
+static void
+on_hyper_changed (VlWindow *self)
+{
+  if (self->syncing)
+    return;
+  self->syncing = TRUE;
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), PRESET_CUSTOM);
+  self->syncing = FALSE;
+  vl_window_update_actions (self);
+}
+
+/* ------------------------------------------------------------------ the configuration */
+
+static char *
+new_run_dir (void)
+{
+  g_autoptr(GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y%m%d-%H%M%S");
+  g_autofree char *root = g_build_filename (g_get_user_data_dir (), "vitlab", "runs", NULL);
+  char *dir = g_build_filename (root, stamp, NULL);
+  for (int i = 2; g_file_test (dir, G_FILE_TEST_EXISTS); i++)
+    {
+      g_free (dir);
+      g_autofree char *name = g_strdup_printf ("%s-%d", stamp, i);
+      dir = g_build_filename (root, name, NULL);
+    }
+  return dir;
+}
+
+void
+vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
+{
+  vl_train_config_init (cfg);
+  cfg->backbone = g_strdup (self->backbone_path);
+  cfg->data = g_strdup (self->data ? self->data->spec : self->data_spec);
+  vl_window_head_to_config (self, cfg);
+  cfg->val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
+  guint aug = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown));
+  cfg->augment = aug == 2 ? VL_AUGMENT_STRONG : aug == 1 ? VL_AUGMENT_LIGHT : VL_AUGMENT_NONE;
+  cfg->cache_features = cfg->augment == VL_AUGMENT_NONE &&
+                        gtk_switch_get_active (GTK_SWITCH (self->cache_switch));
+  g_free (cfg->unlock_schedule);
+  cfg->unlock_schedule = vl_window_unlock_schedule (self);
+  if (cfg->unlock_schedule == NULL)
+    cfg->unlock_schedule = g_strdup ("1");
+  cfg->epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
+  cfg->batch_size = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->batch_spin));
+  cfg->lr = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->lr_spin));
+  cfg->weight_decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->wd_spin));
+  cfg->warmup_epochs = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->warmup_spin));
+  cfg->layer_decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->layer_decay_spin));
+  cfg->label_smoothing = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->smoothing_spin));
+  cfg->seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  /* attention rollout of the probes about four times an epoch */
+  int n_train = self->data ? vl_dataset_n_items (self->data->ds, VL_SPLIT_TRAIN) : 0;
+  int spe = MAX (1, (n_train + cfg->batch_size - 1) / cfg->batch_size);
+  cfg->probe_every = MAX (1, spe / 4);
+  cfg->n_probes = MAX (1, self->n_probes);
+  cfg->out_dir = new_run_dir ();
+}
+
+/* ------------------------------------------------------------------ probes in the view */
+
+static void
+show_probe (VlWindow *self, int i)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  if (i < 0 || i >= self->n_probe_images)
+    {
+      vl_attention_view_set_image (view, NULL);
+      vl_attention_view_clear_maps (view);
+      return;
+    }
+  self->probe_selected = i;
+  int gh = self->attn_gh, gw = self->attn_gw;
+  gsize per = (gsize) self->attn_depth * self->attn_heads * self->attn_T * self->attn_T;
+  vl_attention_view_set_image (view, self->probe_images[i]);
+  vl_attention_view_clear_maps (view);
+  gboolean final = self->probe_final_attn && self->final_attn_T == self->attn_T;
+  gboolean have_run = (self->probe_rollout && i < self->n_probe_rollout) || final;
+  if (have_run)
+    {
+      if (final)
+        vl_attention_view_set_attention (view, self->probe_final_attn + per * i, self->attn_depth,
+                                         self->attn_heads, self->attn_T, self->attn_prefix,
+                                         self->attn_cls, gh, gw);
+      else
+        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * gh * gw, gh, gw);
+      if (self->probe_ref_attn)
+        vl_attention_view_set_reference_attention (view, self->probe_ref_attn + per * i,
+                                                   self->attn_depth, self->attn_heads,
+                                                   self->attn_T, self->attn_prefix,
+                                                   self->attn_cls, gh, gw);
+      vl_attention_view_set_labels (view, final ? "fine-tuned" : "now", "pretrained");
+    }
+  else if (self->probe_ref_attn)
+    {
+      vl_attention_view_set_attention (view, self->probe_ref_attn + per * i, self->attn_depth,
+                                       self->attn_heads, self->attn_T, self->attn_prefix,
+                                       self->attn_cls, gh, gw);
+      vl_attention_view_set_labels (view, "pretrained", NULL);
+    }
+  const char *true_name = self->data && self->probe_labels
+                        ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
+  g_autofree char *title = NULL;
+  if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
+      self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
+    title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
+                             self->class_names[self->probe_predicted[i]]);
+  else
+    title = g_strdup_printf ("%s · %s", self->probe_names[i], true_name);
+  vl_attention_view_set_title (view, title);
+}
+
+static void
+on_probe_toggled (GtkToggleButton *button, VlWindow *self)
+{
+  if (gtk_toggle_button_get_active (button))
+    show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
+}
+
+static GdkTexture *
+texture_from_image (const VlImage *img)
+{
+  gsize stride = (gsize) img->width * 3;
+  guchar *rgb = g_malloc (stride * img->height);
+  for (int p = 0; p < img->width * img->height; p++)
+    for (int c = 0; c < 3; c++)
+      rgb[p * 3 + c] = img->pixels[(gsize) p * img->channels + (img->channels >= 3 ? c : 0)];
+  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, stride * img->height);
+  return gdk_memory_texture_new (img->width, img->height, GDK_MEMORY_R8G8B8, bytes, stride);
+}
+
+/* The probe buttons (a thumbnail and the class each) and the selected probe in the view. */
+void
+vl_window_show_probes (VlWindow *self)
+{
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->probe_box)))
+    gtk_box_remove (GTK_BOX (self->probe_box), child);
+  GtkToggleButton *group = NULL;
+  for (int i = 0; i < self->n_probe_images; i++)
+    {
+      GtkWidget *b = gtk_toggle_button_new ();
+      GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+      g_autoptr(GdkTexture) tex = texture_from_image (self->probe_images[i]);
+      GtkWidget *pic = gtk_picture_new_for_paintable (GDK_PAINTABLE (tex));
+      gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
+      gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
+      gtk_widget_set_size_request (pic, 30, 30);
+      gtk_widget_add_css_class (pic, "vl-probe-thumb");
+      gtk_box_append (GTK_BOX (box), pic);
+      const char *cls = self->data && self->probe_labels
+                      ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
+      gtk_button_set_child (GTK_BUTTON (b), box);
+      g_autofree char *tip = g_strdup_printf ("Probe %d: %s (%s)", i + 1, self->probe_names[i], cls);
+      gtk_widget_set_tooltip_text (b, tip);
+      g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
+      if (group)
+        gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (b), group);
+      else
+        group = GTK_TOGGLE_BUTTON (b);
+      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
+      gtk_box_append (GTK_BOX (self->probe_box), b);
+      if (i == MIN (self->probe_selected, self->n_probe_images - 1))
+        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
+    }
+  if (self->n_probe_images > 0)
+    show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
+}
+
+void
+vl_window_probes_clear (VlWindow *self)
+{
+  for (int i = 0; self->probe_images && i < self->n_probe_images; i++)
+    vl_image_free (self->probe_images[i]);
+  g_clear_pointer (&self->probe_images, g_free);
+  g_clear_pointer (&self->probe_labels, g_free);
+  g_clear_pointer (&self->probe_names, g_strfreev);
+  g_clear_pointer (&self->probe_ref_attn, g_free);
+  g_clear_pointer (&self->probe_ref_rollout, g_free);
+  g_clear_pointer (&self->probe_rollout, g_free);
+  g_clear_pointer (&self->probe_predicted, g_free);
+  self->n_probe_images = 0;
+  self->n_probe_rollout = 0;
+  self->probe_selected = 0;
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+static void
+show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
+{
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
+    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  for (int k = 0; k < r->n_classes && k < 1000; k++)
+    {
+      GtkWidget *row = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
+      GtkWidget *line = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+      GtkWidget *name = gtk_label_new (names && names[k] ? names[k] : "?");
+      gtk_label_set_xalign (GTK_LABEL (name), 0);
+      gtk_label_set_ellipsize (GTK_LABEL (name), PANGO_ELLIPSIZE_END);
+      gtk_widget_set_hexpand (name, TRUE);
+      gtk_box_append (GTK_BOX (line), name);
+      g_autofree char *pct = format_pct (r->class_acc[k]);
+      GtkWidget *v = gtk_label_new (pct);
+      gtk_widget_add_css_class (v, "vl-numeric");
+      gtk_box_append (GTK_BOX (line), v);
+      gtk_box_append (GTK_BOX (row), line);
+      GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
+      gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->class_acc[k]) ? r->class_acc[k] : 0);
+      gtk_box_append (GTK_BOX (row), bar);
+      gtk_box_append (GTK_BOX (self->class_acc_box), row);
+    }
+  int64_t correct = 0;
+  for (int k = 0; k < r->n_classes; k++)
+    correct += r->confusion[(gsize) k * r->n_classes + k];
+  g_autofree char *top1 = format_pct (r->top1);
+  g_autofree char *top5 = format_pct (r->top5);
+  g_autofree char *summary = g_strdup_printf ("Top-1 %s (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                                              ") · top-5 %s · loss %.4f", top1, correct, r->n,
+                                              top5, r->loss);
+  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+}
+
+static void
+show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
+{
+  VlLossChart *chart = VL_LOSS_CHART (self->chart);
+  vl_loss_chart_add_epoch (chart, m);
+  self->n_epochs_done = m->epoch + 1;
+  g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1, MAX (self->epochs_total, m->epoch + 1));
+  gtk_label_set_text (GTK_LABEL (self->stat_epoch), ep);
+  g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
+  gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
+  g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
+  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  g_autofree char *top1 = format_pct (m->val.top1);
+  g_autofree char *top5 = format_pct (m->val.top5);
+  g_autofree char *acc = isfinite (m->val.top5) ? g_strdup_printf ("%s · top-5 %s", top1, top5)
+                                                : g_strdup (top1);
+  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  if (!vl_window_is_running (self))
+    {
+      g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
+                                            m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
+      gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
+    }
+
+  const VlEvalResult *r = &m->val;
+  vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,
+                                (const char *const *) names);
+  g_autofree char *title = g_strdup_printf ("Epoch %d · validation · %" G_GINT64_FORMAT " images",
+                                            m->epoch + 1, r->n);
+  vl_confusion_view_set_title (VL_CONFUSION_VIEW (self->confusion), title);
+  g_free (self->confusion_counts);
+  self->confusion_counts = g_memdup2 (r->confusion, sizeof (int64_t) * r->n_classes * r->n_classes);
+  show_class_accuracy (self, r, names);
+}
+
+/* ------------------------------------------------------------------ the run's events */
+
+/* The link from the trainer's notify (worker thread) to the window: a weak reference, so an
+ * idle queued for a window that is gone does nothing. */
+typedef struct {
+  gatomicrefcount ref;
+  GWeakRef win;
+  gboolean reniced;   /* worker thread only */
+} RunLink;
+
+static RunLink *
+run_link_new (VlWindow *self)
+{
+  RunLink *l = g_new0 (RunLink, 1);
+  g_atomic_ref_count_init (&l->ref);
+  g_weak_ref_init (&l->win, self);
+  return l;
+}
+
+static void
+run_link_unref (gpointer p)
+{
+  RunLink *l = p;
+  if (g_atomic_ref_count_dec (&l->ref))
+    {
+      g_weak_ref_clear (&l->win);
+      g_free (l);
+    }
+}
+
+typedef struct {
+  RunLink   *link;
+  VlTrainer *trainer;
+} DrainIdle;
+
+static void
+drain_idle_free (gpointer p)
+{
+  DrainIdle *d = p;
+  run_link_unref (d->link);
+  vl_trainer_unref (d->trainer);
+  g_free (d);
+}
+
+static void handle_event (VlWindow *self, VlTrainEvent *ev, gboolean *finished);
+
+static gboolean
+drain_idle (gpointer user_data)
+{
+  DrainIdle *d = user_data;
+  g_autoptr(VlWindow) self = g_weak_ref_get (&d->link->win);
+  if (self == NULL || self->trainer != d->trainer)
+    return G_SOURCE_REMOVE;   /* the window is gone, or this run is not the current one */
+  g_autoptr(GPtrArray) events = vl_trainer_drain (self->trainer);
+  gboolean finished = FALSE;
+  for (guint i = 0; i < events->len; i++)
+    handle_event (self, g_ptr_array_index (events, i), &finished);
+  vl_window_update_actions (self);
+  if (finished && self->close_after_stop)
+    gtk_window_destroy (GTK_WINDOW (self));
+  return G_SOURCE_REMOVE;
+}
+
+/* Worker thread: at most once per drain (the trainer's promise), so at most one idle queued. */
+static void
+on_trainer_notify (VlTrainer *trainer, gpointer user_data)
+{
+  RunLink *link = user_data;
+  if (!link->reniced)
+    {
+      /* the trainer's worker computes too: below the UI, like the pool */
+      vl_lower_thread_priority ();
+      link->reniced = TRUE;
+    }
+  DrainIdle *d = g_new0 (DrainIdle, 1);
+  g_atomic_ref_count_inc (&link->ref);
+  d->link = link;
+  d->trainer = vl_trainer_ref (trainer);
+  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, drain_idle, d, drain_idle_free);
+}
+
+static const char *const *
+group_names (VlWindow *self, int n)
+{
+  static const char *none[] = { NULL };
+  const char **names = g_object_get_data (G_OBJECT (self), "group-names");
+  if (names && (int) g_strv_length ((char **) names) == n)
+    return names;
+  GStrvBuilder *b = g_strv_builder_new ();
+  for (int g = 0; g < n; g++)
+    {
+      if (self->model && n == vl_model_n_groups (self->model))
+        g_strv_builder_add (b, vl_model_group_name (self->model, g));
+      else
+        {
+          g_autofree char *s = g_strdup_printf ("group %d", g);
+          g_strv_builder_add (b, s);
+        }
+    }
+  GStrv strv = g_strv_builder_end (b);
+  g_strv_builder_unref (b);
+  g_object_set_data_full (G_OBJECT (self), "group-names", strv, (GDestroyNotify) g_strfreev);
+  return n > 0 ? (const char *const *) strv : none;
+}
+
+static void
+show_step (VlWindow *self, const VlTrainEvent *ev)
+{
+  VlLossChart *chart = VL_LOSS_CHART (self->chart);
+  if (ev->n_points > 0)
+    {
+      vl_loss_chart_add_steps (chart, ev->points, ev->n_points);
+      self->n_points += ev->n_points;
+    }
+  if (ev->group_grad_norms && self->n_groups_run > 0)
+    vl_loss_chart_set_group_norms (chart, self->n_groups_run,
+                                   group_names (self, self->n_groups_run),
+                                   ev->group_grad_norms, ev->step);
+  self->steps_done = ev->step;
+  /* the text and bars at most five times a second: each change re-lays out the window */
+  gint64 now = g_get_monotonic_time ();
+  if (now - self->last_status_us < 200000)
+    return;
+  self->last_status_us = now;
+  if (ev->group_grad_norms && self->n_groups_run > 0)
+    vl_window_set_group_grad_norms (self, ev->group_grad_norms, self->n_groups_run);
+  if (self->total_steps > 0)
+    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
+                                   CLAMP ((double) ev->step / self->total_steps, 0, 1));
+  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
+  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
+  char eta[32];
+  format_duration (eta, sizeof eta, ev->eta_s);
+  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
+  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
+  if (ev->n_points > 0)
+    {
+      const VlStepPoint *pt = &ev->points[ev->n_points - 1];
+      g_autofree char *status = g_strdup_printf ("Epoch %d/%d · batch %d/%d · loss %.4f · lr %.2e",
+                                                 ev->epoch + 1, self->epochs_total, ev->batch,
+                                                 ev->n_batches, pt->loss, pt->lr);
+      vl_window_set_status (self, status);
+    }
+}
+
+static void
+show_probes_event (VlWindow *self, const VlTrainEvent *ev)
+{
+  self->n_probe_events++;
+  int P = ev->grid_h * ev->grid_w;
+  if (self->n_probe_images == 0 || ev->grid_h != self->attn_gh || ev->grid_w != self->attn_gw)
+    return;   /* the pretrained maps are not there (yet): nothing to lay these over */
+  int n = MIN (ev->n_probes, self->n_probe_images);
+  g_free (self->probe_rollout);
+  self->probe_rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
+  g_free (self->probe_predicted);
+  self->probe_predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
+  self->n_probe_rollout = n;
+  g_clear_pointer (&self->probe_final_attn, g_free);
+  /* replace only the maps (the view keeps the image) */
+  int i = self->probe_selected;
+  if (i < n)
+    {
+      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+      gboolean first = self->n_probe_events == 1;
+      if (first)
+        show_probe (self, i);
+      else
+        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * P, ev->grid_h,
+                                       ev->grid_w);
+      g_autofree char *label = g_strdup_printf ("step %" G_GINT64_FORMAT, ev->step);
+      vl_attention_view_set_labels (view, label, "pretrained");
+      if (first)
+        vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
+    }
+}
+
+static void
+set_idle_status (VlWindow *self, const char *text)
+{
+  g_free (self->idle_status);
+  self->idle_status = g_strdup (text);
+  vl_window_set_status (self, text);
+}
+
+static void
+run_finished (VlWindow *self, const VlTrainEvent *ev)
+{
+  self->run_state = VL_TRAINER_FINISHED;
+  self->last_end = ev->end;
+  self->paused = FALSE;
+  self->stop_requested = FALSE;
+  gtk_label_set_text (GTK_LABEL (self->speed_label), "");
+  gtk_label_set_text (GTK_LABEL (self->eta_label), "");
+  vl_window_backbone_run_ended (self);
+  if (ev->skipped && ev->skipped[0])
+    vl_window_show_skipped (self, ev->skipped);
+  gboolean trained = vl_trainer_get_model (self->trainer) != NULL && ev->step > 0;
+  if (trained)
+    {
+      g_clear_pointer (&self->trained, vl_trained_unref);
+      self->trained = trained_new (self->trainer, NULL);
+      self->have_trained = TRUE;
+    }
+  self->run_resumable = self->run_dir != NULL && ev->end == VL_TRAIN_END_STOPPED && ev->step > 0;
+  switch (ev->end)
+    {
+    case VL_TRAIN_END_COMPLETED:
+    case VL_TRAIN_END_EARLY_STOPPED:
+      {
+        g_autofree char *t = g_strdup_printf ("%s after %d epoch%s · run folder %s",
+                                              ev->end == VL_TRAIN_END_COMPLETED ? "Finished"
+                                                                                : "Stopped early",
+                                              self->n_epochs_done,
+                                              self->n_epochs_done == 1 ? "" : "s",
+                                              self->run_dir ? self->run_dir : "(none)");
+        set_idle_status (self, t);
+        gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 1.0);
+        break;
+      }
+    case VL_TRAIN_END_STOPPED:
+      {
+        g_autofree char *t = g_strdup_printf ("Stopped at epoch %d, step %" G_GINT64_FORMAT
+                                              "; the run folder keeps this position (Resume "
+                                              "continues it)", ev->epoch + 1, ev->step);
+        set_idle_status (self, t);
+        break;
+      }
+    case VL_TRAIN_END_FAILED:
+      set_idle_status (self, "Training failed");
+      vl_window_show_error (self, "Training failed: %s",
+                            ev->error ? ev->error->message : "unknown error");
+      break;
+    }
+  if (self->have_trained && !self->close_after_stop)
+    maybe_predict (self);
+}
+
+static void
+handle_event (VlWindow *self, VlTrainEvent *ev, gboolean *finished)
+{
+  switch (ev->kind)
+    {
+    case VL_TRAIN_EVENT_READY:
+      self->n_classes = ev->n_classes;
+      g_strfreev (self->class_names);
+      self->class_names = g_strdupv (ev->class_names);
+      self->total_steps = ev->total_steps;
+      self->n_groups_run = ev->n_groups;
+      vl_loss_chart_set_total_steps (VL_LOSS_CHART (self->chart), ev->total_steps);
+      vl_window_show_skipped (self, ev->skipped);
+      {
+        g_autofree char *t = g_strdup_printf ("Training on %d images, validating on %d…",
+                                              ev->n_train, ev->n_val);
+        vl_window_set_status (self, t);
+      }
+      break;
+    case VL_TRAIN_EVENT_LOCK:
+      {
+        self->unlocked_now = ev->unlocked;
+        vl_window_show_live_lock (self, ev->unlocked);
+        g_autofree char *count = vl_format_count (ev->n_trainable);
+        g_autofree char *t = g_strdup_printf ("last %d group%s · %s params%s", ev->unlocked,
+                                              ev->unlocked == 1 ? "" : "s", count,
+                                              ev->cached ? " · cached" : "");
+        gtk_label_set_text (GTK_LABEL (self->stat_unlocked), t);
+        gtk_widget_set_tooltip_text (self->stat_unlocked, t);
+        gtk_widget_set_visible (self->message_label, FALSE);
+        break;
+      }
+    case VL_TRAIN_EVENT_STEP:
+      show_step (self, ev);
+      break;
+    case VL_TRAIN_EVENT_EPOCH:
+      show_epoch (self, ev->metrics, self->class_names);
+      break;
+    case VL_TRAIN_EVENT_PROBES:
+      show_probes_event (self, ev);
+      break;
+    case VL_TRAIN_EVENT_MESSAGE:
+      gtk_label_set_text (GTK_LABEL (self->message_label), ev->message);
+      gtk_widget_set_visible (self->message_label, TRUE);
+      break;
+    case VL_TRAIN_EVENT_PAUSED:
+      self->paused = TRUE;
+      vl_window_set_status (self, "Paused (Ctrl+P resumes)");
+      break;
+    case VL_TRAIN_EVENT_RESUMED:
+      self->paused = FALSE;
+      break;
+    case VL_TRAIN_EVENT_FINISHED:
+      run_finished (self, ev);
+      *finished = TRUE;
+      break;
+    }
+}
+
+/* ------------------------------------------------------------------ start, pause, stop */
+
+static void
+clear_predictions (VlWindow *self)
+{
+  if (self->predict_cancel)
+    g_cancellable_cancel (self->predict_cancel);
+  g_clear_object (&self->predict_cancel);
+  g_clear_pointer (&self->predictions.label, g_free);
+  g_clear_pointer (&self->predictions.predicted, g_free);
+  g_clear_pointer (&self->predictions.confidence, g_free);
+  self->predictions.n = 0;
+  g_clear_pointer (&self->pred_data, vl_data_unref);
+}
+
+static char *
+run_label (const VlTrainConfig *cfg, int preset)
+{
+  static const char *names[] = { "linear probe", "last blocks", "full fine-tune", "progressive",
+                                 "custom" };
+  return g_strdup_printf ("%s · lr %.0e · unlock %s", names[CLAMP (preset, 0, 4)], cfg->lr,
+                          cfg->unlock_schedule);
+}
+
+void
+vl_window_start_training (VlWindow *self, gboolean resume)
+{
+  if (vl_window_is_running (self))
+    return;
+  g_autoptr(GError) error = NULL;
+  VlTrainConfig cfg;
+  if (resume)
+    {
+      if (self->run_dir == NULL || !vl_train_config_load (&cfg, self->run_dir, &error))
+        {
+          vl_window_show_error (self, "Cannot resume: %s",
+                                error ? error->message : "no run folder");
+          return;
+        }
+      cfg.resume = TRUE;
+    }
+  else
+    {
+      if (!vl_window_can_train (self))
+        return;
+      vl_window_config_from_ui (self, &cfg);
+    }
+  VlTrainer *t = vl_trainer_new (&cfg, &error);
+  if (t == NULL)
+    {
+      vl_window_show_error (self, "Cannot train: %s", error->message);
+      vl_train_config_clear (&cfg);
+      return;
+    }
+  if (cfg.out_dir)
+    {
+      g_autofree char *parent = g_path_get_dirname (cfg.out_dir);
+      g_mkdir_with_parents (parent, 0755);
+    }
+  vl_trainer_set_notify (t, on_trainer_notify, run_link_new (self), run_link_unref);
+  if (!vl_trainer_start (t, &error))
+    {
+      vl_window_show_error (self, "Cannot start training: %s", error->message);
+      vl_trainer_unref (t);
+      vl_train_config_clear (&cfg);
+      return;
+    }
+  /* the new run replaces the previous one (its folder keeps its model) */
+  clear_predictions (self);
+  g_clear_pointer (&self->trainer, vl_trainer_unref);
+  self->trainer = t;
+  self->run_state = VL_TRAINER_RUNNING;
+  self->paused = FALSE;
+  self->stop_requested = FALSE;
+  self->run_resumable = FALSE;
+  self->n_probe_events = 0;
+  self->epochs_total = cfg.epochs;
+  self->total_steps = 0;
+  self->steps_done = 0;
+  g_clear_pointer (&self->probe_final_attn, g_free);
+  g_clear_pointer (&self->probe_rollout, g_free);
+  self->n_probe_rollout = 0;
+  g_clear_pointer (&self->idle_status, g_free);
+  if (self->n_probe_images > 0)
+    show_probe (self, self->probe_selected);   /* the pretrained maps until the run's arrive */
+  g_free (self->run_dir);
+  self->run_dir = g_strdup (cfg.out_dir);
+  gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir ? self->run_dir : "");
+  gtk_widget_set_tooltip_text (self->run_dir_label, self->run_dir);
+  if (!resume)
+    {
+      int preset = (int) gtk_drop_down_get_selected (GTK_DROP_DOWN (self->preset_dropdown));
+      g_autofree char *label = run_label (&cfg, preset);
+      vl_loss_chart_new_run (VL_LOSS_CHART (self->chart), label);
+      self->n_points = 0;
+      self->n_epochs_done = 0;
+    }
+  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
+  vl_window_set_status (self, resume ? "Resuming the run…" : "Loading the model and the data…");
+  gtk_widget_set_visible (self->message_label, FALSE);
+  vl_train_config_clear (&cfg);
+  vl_window_update_actions (self);
+}
+
+void
+vl_window_toggle_pause (VlWindow *self)
+{
+  if (!vl_window_is_running (self))
+    return;
+  if (self->paused)
+    vl_trainer_resume (self->trainer);
+  else
+    vl_trainer_pause (self->trainer);
+}
+
+void
+vl_window_stop_training (VlWindow *self)
+{
+  if (!vl_window_is_running (self) || self->stop_requested)
+    return;
+  self->stop_requested = TRUE;
+  if (self->paused)
+    vl_trainer_resume (self->trainer);
+  vl_trainer_stop (self->trainer);
+  vl_window_set_status (self, "Stopping at the next batch and saving the position…");
+  vl_window_update_actions (self);
+}
+
+/* The trained head is given up (the user chose another head). */
+void
+vl_window_discard_trained (VlWindow *self)
+{
+  clear_predictions (self);
+  g_clear_pointer (&self->trained, vl_trained_unref);
+  g_clear_pointer (&self->probe_final_attn, g_free);
+  self->have_trained = FALSE;
+  vl_window_update_actions (self);
+}
+
+/* ------------------------------------------------------------------ predictions */
+
+typedef struct {
+  VlTrainedRef *trained;
+  VlDataRef    *data;
+  int          *probe_items;
+  int           n_probes;
+  VlPredictions pred;
+  float        *final_attn;   /* (n_probes, depth, heads, T, T) */
+  int           attn_T;
+} PredictJob;
+
+static void
+predict_job_free (gpointer p)
+{
+  PredictJob *j = p;
+  vl_trained_unref (j->trained);
+  vl_data_unref (j->data);
+  g_free (j->probe_items);
+  g_free (j->pred.label);
+  g_free (j->pred.predicted);
+  g_free (j->pred.confidence);
+  g_free (j->final_attn);
+  g_free (j);
+}
+
+static void
+predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  PredictJob *j = task_data;
+  g_autoptr(GError) error = NULL;
+  g_mutex_lock (&j->trained->lock);
+  VlModel *m = vl_trained_model (j->trained);
+  VlDataset *ds = j->data->ds;
+  const int K = vl_model_num_classes (m);
+  if (K != vl_dataset_n_classes (ds))
+    {
+      g_mutex_unlock (&j->trained->lock);
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                               "the model has %d classes, the dataset %d", K,
+                               vl_dataset_n_classes (ds));
+      return;
+    }
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  const int n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
+  const int B = 32;
+  gsize per = (gsize) pp.channels * pp.size * pp.size;
+  g_autofree float *px = g_new (float, per * B);
+  g_autofree int *idx = g_new (int, B);
+  j->pred.n = n;
+  j->pred.label = g_new (int, MAX (n, 1));
+  j->pred.predicted = g_new (int, MAX (n, 1));
+  j->pred.confidence = g_new0 (float, MAX (n, 1));
+  gboolean ok = TRUE;
+  for (int i0 = 0; i0 < n && ok; i0 += B)
+    {
+      if (g_cancellable_is_cancelled (cancel))
+        {
+          ok = FALSE;
+          break;
+        }
+      int b = 0;
+      for (int i = i0; i < MIN (n, i0 + B); i++)
+        {
+          j->pred.label[i] = vl_dataset_label (ds, VL_SPLIT_VAL, i);
+          j->pred.predicted[i] = -1;
+          if (vl_dataset_load (ds, VL_SPLIT_VAL, i, &pp, VL_AUGMENT_NONE, 0, px + per * b, NULL))
+            idx[b++] = i;
+        }
+      if (b == 0)
+        continue;
+      if (!vl_model_forward (m, px, b, pp.size, pp.size, VL_FORWARD_INFER, &error))
+        {
+          ok = FALSE;
+          break;
+        }
+      const float *logits = vl_model_logits (m);
+      for (int r = 0; r < b; r++)
+        {
+          const float *z = logits + (gsize) r * K;
+          int best = 0;
+          for (int k = 1; k < K; k++)
+            if (z[k] > z[best])
+              best = k;
+          double sum = 0;
+          for (int k = 0; k < K; k++)
+            sum += exp ((double) z[k] - z[best]);
+          j->pred.predicted[idx[r]] = best;
+          j->pred.confidence[idx[r]] = (float) (1.0 / sum);
+        }
+    }
+  /* the trained model's attention of the probes, for every block and head */
+  if (ok && j->n_probes > 0)
+    {
+      g_autofree float *probe_px = g_new (float, per * j->n_probes);
+      int got = 0;
+      for (int i = 0; i < j->n_probes; i++)
+        if (vl_dataset_load (ds, VL_SPLIT_VAL, j->probe_items[i], &pp, VL_AUGMENT_NONE, 0,
+                             probe_px + per * got, NULL))
+          got++;
+      if (got == j->n_probes &&
+          vl_model_forward (m, probe_px, got, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, NULL))
+        {
+          const VlGeometry *g = vl_model_geometry (m);
+          int T = vl_model_n_tokens_last (m);
+          gsize pa = (gsize) g->heads * T * T, pi = (gsize) g->depth * pa;
+          j->final_attn = g_new (float, pi * got);
+          j->attn_T = T;
+          for (int l = 0; l < g->depth; l++)
+            {
+              const float *a = vl_model_attention (m, l);
+              for (int b = 0; b < got; b++)
+                memcpy (j->final_attn + b * pi + l * pa, a + b * pa, pa * sizeof (float));
+            }
+        }
+    }
+  g_mutex_unlock (&j->trained->lock);
+  if (!ok)
+    {
+      if (error)
+        g_task_return_error (task, g_steal_pointer (&error));
+      else
+        g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  g_autoptr(GError) error = NULL;
+  if (g_task_get_cancellable (G_TASK (result)) != self->predict_cancel)
+    return;   /* stale */
+  PredictJob *j = g_task_get_task_data (G_TASK (result));
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_clear_object (&self->predict_cancel);
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        vl_window_show_error (self, "Predictions of the trained model: %s", error->message);
+      return;
+    }
+  g_clear_object (&self->predict_cancel);
+  self->predictions = j->pred;
+  memset (&j->pred, 0, sizeof j->pred);
+  self->pred_data = vl_data_ref (j->data);
+  if (j->final_attn)
+    {
+      g_free (self->probe_final_attn);
+      self->probe_final_attn = g_steal_pointer (&j->final_attn);
+      self->final_attn_T = j->attn_T;
+      if (self->n_probe_images > 0)
+        show_probe (self, self->probe_selected);
+    }
+  vl_window_update_actions (self);
+}
+
+/* After a run (or when a run was opened and its dataset is there): every validation image's
+ * prediction, for the gallery, on a worker thread. */
+static void
+maybe_predict (VlWindow *self)
+{
+  if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0)
+    return;
+  VlDataRef *data = NULL;
+  VlTrainedRef *tr = self->trained;
+  if (tr->trainer)
+    data = vl_data_ref_new_for_trainer (tr->trainer);
+  else if (self->data)
+    data = vl_data_ref (self->data);
+  if (data == NULL)
+    return;
+  self->predict_cancel = g_cancellable_new ();
+  PredictJob *j = g_new0 (PredictJob, 1);
+  j->trained = vl_trained_ref (tr);
+  j->data = data;
+  if (self->probe_index && self->n_probes > 0)
+    {
+      j->probe_items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
+      j->n_probes = self->n_probes;
+    }
+  g_autoptr(GTask) task = g_task_new (self, self->predict_cancel, predict_done, NULL);
+  g_task_set_task_data (task, j, predict_job_free);
+  g_task_run_in_thread (task, predict_thread);
+}
+
+/* ------------------------------------------------------------------ the gallery */
+
+static void
+gallery_thumb_done (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
+{
+  GPtrArray *pictures = user_data;
+  if (tex && slot < (int) pictures->len)
+    gtk_picture_set_paintable (GTK_PICTURE (g_ptr_array_index (pictures, slot)),
+                               GDK_PAINTABLE (tex));
+}
+
+static void
+on_gallery_destroy (GtkWidget *dialog, GCancellable *cancel)
+{
+  g_cancellable_cancel (cancel);
+}
+
+static void
+on_gallery_weak_notify (gpointer data, GObject *where)
+{
+  VlWindow *self = data;
+  if (self->gallery == (GtkWidget *) where)
+    self->gallery = NULL;
+}
+
+void
+vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
+{
+  if (self->predictions.n == 0 || self->pred_data == NULL)
+    {
+      vl_window_show_info (self, self->predict_cancel
+                           ? "Working out each image's prediction; try again in a moment."
+                           : "The gallery needs a trained model and its dataset.");
+      return;
+    }
+  VlDataset *ds = self->pred_data->ds;
+  const int K = vl_dataset_n_classes (ds);
+  if (true_class < 0 || true_class >= K || predicted_class < 0 || predicted_class >= K)
+    return;
+  g_autoptr(GArray) items = g_array_new (FALSE, FALSE, sizeof (int));
+  for (int i = 0; i < self->predictions.n; i++)
+    if (self->predictions.label[i] == true_class && self->predictions.predicted[i] == predicted_class)
+      g_array_append_val (items, i);
+  const int max_shown = 200;
+
+  GtkWidget *dialog = gtk_window_new ();
+  gtk_window_set_transient_for (GTK_WINDOW (dialog), GTK_WINDOW (self));
+  gtk_window_set_destroy_with_parent (GTK_WINDOW (dialog), TRUE);
+  gtk_window_set_default_size (GTK_WINDOW (dialog), 820, 600);
+  g_autofree char *title = g_strdup_printf ("True %s · predicted %s",
+                                            vl_dataset_class_name (ds, true_class),
+                                            vl_dataset_class_name (ds, predicted_class));
+  gtk_window_set_title (GTK_WINDOW (dialog), title);
+  GtkWidget *header = gtk_header_bar_new ();
+  gtk_window_set_titlebar (GTK_WINDOW (dialog), header);
+
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 8);
+  gtk_widget_add_css_class (box, "main-page");
+  g_autofree char *summary = g_strdup_printf (
+    "%u validation image%s of class “%s” %s “%s”%s. Confidence is the trained model's "
+    "probability for its prediction.", items->len, items->len == 1 ? "" : "s",
+    vl_dataset_class_name (ds, true_class),
+    true_class == predicted_class ? "correctly predicted as" : "mistaken for",
+    vl_dataset_class_name (ds, predicted_class),
+    (int) items->len > max_shown ? " (the first 200 shown)" : "");
+  GtkWidget *sl = gtk_label_new (summary);
+  gtk_label_set_wrap (GTK_LABEL (sl), TRUE);
+  gtk_label_set_xalign (GTK_LABEL (sl), 0);
+  gtk_widget_add_css_class (sl, "dim-label");
+  gtk_box_append (GTK_BOX (box), sl);
+  GtkWidget *scroll = gtk_scrolled_window_new ();
+  gtk_widget_set_vexpand (scroll, TRUE);
+  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (scroll), GTK_POLICY_NEVER,
+                                  GTK_POLICY_AUTOMATIC);
+  GtkWidget *flow = gtk_flow_box_new ();
+  gtk_flow_box_set_selection_mode (GTK_FLOW_BOX (flow), GTK_SELECTION_NONE);
+  gtk_flow_box_set_homogeneous (GTK_FLOW_BOX (flow), TRUE);
+  gtk_flow_box_set_max_children_per_line (GTK_FLOW_BOX (flow), 12);
+  gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 8);
+  gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 8);
+  gtk_widget_set_valign (flow, GTK_ALIGN_START);
+  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroll), flow);
+  gtk_box_append (GTK_BOX (box), scroll);
+  gtk_window_set_child (GTK_WINDOW (dialog), box);
+
+  GPtrArray *pictures = g_ptr_array_new_with_free_func (g_object_unref);
+  int n = MIN ((int) items->len, max_shown);
+  for (int s = 0; s < n; s++)
+    {
+      int i = g_array_index (items, int, s);
+      GtkWidget *card = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
+      gtk_widget_add_css_class (card, "vl-gallery-card");
+      GtkWidget *pic = gtk_picture_new ();
+      gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
+      gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
+      gtk_widget_set_size_request (pic, 120, 120);
+      gtk_widget_add_css_class (pic, "vl-thumb");
+      gtk_box_append (GTK_BOX (card), pic);
+      g_autofree char *base = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, i));
+      GtkWidget *name = gtk_label_new (base);
+      gtk_label_set_ellipsize (GTK_LABEL (name), PANGO_ELLIPSIZE_MIDDLE);
+      gtk_label_set_max_width_chars (GTK_LABEL (name), 14);
+      gtk_widget_add_css_class (name, "caption");
+      gtk_box_append (GTK_BOX (card), name);
+      g_autofree char *conf = g_strdup_printf ("%s %.0f %%",
+                                               vl_dataset_class_name (ds, predicted_class),
+                                               100.0 * self->predictions.confidence[i]);
+      GtkWidget *cl = gtk_label_new (conf);
+      gtk_widget_add_css_class (cl, "caption");
+      gtk_widget_add_css_class (cl, true_class == predicted_class ? "vl-correct" : "vl-wrong");
+      gtk_box_append (GTK_BOX (card), cl);
+      g_autofree char *tip = g_strdup_printf ("%s\ntrue: %s\npredicted: %s (%.1f %%)",
+                                              vl_dataset_item_name (ds, VL_SPLIT_VAL, i),
+                                              vl_dataset_class_name (ds, true_class),
+                                              vl_dataset_class_name (ds, predicted_class),
+                                              100.0 * self->predictions.confidence[i]);
+      gtk_widget_set_tooltip_text (card, tip);
+      gtk_flow_box_append (GTK_FLOW_BOX (flow), card);
+      g_ptr_array_add (pictures, g_object_ref (pic));
+    }
+  if (n == 0)
+    {
+      GtkWidget *empty = gtk_label_new ("No images in this cell");
+      gtk_widget_add_css_class (empty, "dim-label");
+      gtk_flow_box_append (GTK_FLOW_BOX (flow), empty);
+    }
+  GCancellable *cancel = g_cancellable_new ();
+  g_signal_connect_data (dialog, "destroy", G_CALLBACK (on_gallery_destroy), cancel,
+                         (GClosureNotify) (void (*) (void)) g_object_unref, 0);
+  if (n > 0)
+    vl_window_load_thumbnails (self, self->pred_data, VL_SPLIT_VAL, (const int *) items->data, n,
+                               160, cancel, gallery_thumb_done, pictures,
+                               (GDestroyNotify) g_ptr_array_unref);
+  else
+    g_ptr_array_unref (pictures);
+  self->gallery = dialog;
+  g_object_weak_ref (G_OBJECT (dialog), on_gallery_weak_notify, self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+on_cell_activated (VlConfusionView *view, int true_class, int predicted_class, VlWindow *self)
+{
+  vl_window_show_gallery (self, true_class, predicted_class);
+}
+
+/* ------------------------------------------------------------------ export */
+
+typedef struct {
+  VlTrainedRef *trained;
+  char *dir;
+} ExportJob;
+
+static void
+export_job_free (gpointer p)
+{
+  ExportJob *j = p;
+  vl_trained_unref (j->trained);
+  g_free (j->dir);
+  g_free (j);
+}
+
+static void
+export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ExportJob *j = task_data;
+  GError *error = NULL;
+  g_mutex_lock (&j->trained->lock);
+  gboolean ok = g_mkdir_with_parents (j->dir, 0755) == 0 &&
+                vl_model_export (vl_trained_model (j->trained), j->dir, &error);
+  g_mutex_unlock (&j->trained->lock);
+  if (!ok && error == NULL)
+    error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
+                         g_strerror (errno));
+  if (ok)
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+static void
+export_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  g_autoptr(GError) error = NULL;
+  ExportJob *j = g_task_get_task_data (G_TASK (result));
+  self->exporting = FALSE;
+  if (g_task_propagate_boolean (G_TASK (result), &error))
+    vl_window_show_info (self, "Exported the fine-tuned model to %s (timm layout: "
+                         "model.safetensors and config.json)", j->dir);
+  else
+    vl_window_show_error (self, "Export failed: %s", error->message);
+  vl_window_update_actions (self);
+}
+
+static void
+export_to (VlWindow *self, const char *dir)
+{
+  if (self->trained == NULL || vl_trained_model (self->trained) == NULL)
+    return;
+  ExportJob *j = g_new0 (ExportJob, 1);
+  j->trained = vl_trained_ref (self->trained);
+  j->dir = g_strdup (dir);
+  self->exporting = TRUE;
+  g_autoptr(GTask) task = g_task_new (self, NULL, export_done, NULL);
+  g_task_set_task_data (task, j, export_job_free);
+  g_task_run_in_thread (task, export_thread);
+  vl_window_update_actions (self);
+}
+
+static void
+export_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path)
+    export_to (self, path);
+}
+
+void
+vl_window_export (VlWindow *self)
+{
+  if (self->trained == NULL || self->exporting)
+    return;
+  const char *dir = g_object_get_data (G_OBJECT (self), "export-dir-override");
+  if (dir)   /* tests */
+    {
+      export_to (self, dir);
+      return;
+    }
+  vl_window_choose_file (self, "Export Fine-Tuned Model (choose or create a folder)",
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
+                         export_chosen);
+}
+
+/* ------------------------------------------------------------------ save a run */
+
+typedef struct {
+  char *src;
+  char *dest;
+} CopyJob;
+
+static void
+copy_job_free (gpointer p)
+{
+  CopyJob *j = p;
+  g_free (j->src);
+  g_free (j->dest);
+  g_free (j);
+}
+
+static void
+copy_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  CopyJob *j = task_data;
+  GError *error = NULL;
+  if (g_mkdir_with_parents (j->dest, 0755) != 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
+                               j->dest, g_strerror (errno));
+      return;
+    }
+  g_autoptr(GDir) dir = g_dir_open (j->src, 0, &error);
+  if (dir == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  const char *name;
+  while ((name = g_dir_read_name (dir)))
+    {
+      g_autofree char *from = g_build_filename (j->src, name, NULL);
+      if (!g_file_test (from, G_FILE_TEST_IS_REGULAR))
+        continue;
+      g_autofree char *to = g_build_filename (j->dest, name, NULL);
+      g_autoptr(GFile) f = g_file_new_for_path (from);
+      g_autoptr(GFile) t = g_file_new_for_path (to);
+      if (!g_file_copy (f, t, G_FILE_COPY_OVERWRITE, cancel, NULL, NULL, &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  g_autoptr(GError) error = NULL;
+  CopyJob *j = g_task_get_task_data (G_TASK (result));
+  self->saving = FALSE;
+  if (g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      g_free (self->run_dir);
+      self->run_dir = g_strdup (j->dest);
+      gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
+      vl_window_show_info (self, "Saved the run to %s", j->dest);
+    }
+  else
+    vl_window_show_error (self, "Saving the run failed: %s", error->message);
+  vl_window_update_actions (self);
+}
+
+static void
+save_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path == NULL || self->run_dir == NULL)
+    return;
+  g_autofree char *base = g_path_get_basename (self->run_dir);
+  CopyJob *j = g_new0 (CopyJob, 1);
+  j->src = g_strdup (self->run_dir);
+  j->dest = g_build_filename (path, base, NULL);
+  self->saving = TRUE;
+  g_autoptr(GTask) task = g_task_new (self, NULL, copy_done, NULL);
+  g_task_set_task_data (task, j, copy_job_free);
+  g_task_run_in_thread (task, copy_thread);
+  vl_window_update_actions (self);
+}
+
+void
+vl_window_save_run (VlWindow *self)
+{
+  if (self->run_dir == NULL || vl_window_is_running (self) || self->saving)
+    return;
+  vl_window_choose_file (self, "Save Run Into Folder", GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+                         "_Save", "run-folder", NULL, save_chosen);
+}
+
+/* ------------------------------------------------------------------ open a run */
+
+typedef struct {
+  char          *dir;
+  VlTrainConfig  cfg;
+  gboolean       have_cfg;
+  VlModel       *model;
+  char         **class_names;
+  GPtrArray     *epochs;      /* VlEpochMetrics * */
+} OpenRunJob;
+
+static void
+epoch_metrics_free (gpointer p)
+{
+  VlEpochMetrics *m = p;
+  vl_eval_result_clear (&m->val);
+  g_free (m);
+}
+
+static void
+open_run_job_free (gpointer p)
+{
+  OpenRunJob *j = p;
+  g_free (j->dir);
+  if (j->have_cfg)
+    vl_train_config_clear (&j->cfg);
+  g_clear_pointer (&j->model, vl_model_free);
+  g_strfreev (j->class_names);
+  g_clear_pointer (&j->epochs, g_ptr_array_unref);
+  g_free (j);
+}
+
+static double
+member_double (JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member (o, name);
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n) || !JSON_NODE_HOLDS_VALUE (n))
+    return NAN;
+  return json_node_get_double (n);
+}
+
+/* metrics.jsonl: one object per finished epoch (vl-trainer.c metrics_line). */
+static GPtrArray *
+read_metrics (const char *dir, int K)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func (epoch_metrics_free);
+  g_autofree char *path = g_build_filename (dir, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return out;
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i]; i++)
+    {
+      if (*g_strstrip (lines[i]) == '\0')
+        continue;
+      g_autoptr(JsonParser) parser = json_parser_new ();
+      if (!json_parser_load_from_data (parser, lines[i], -1, NULL))
+        continue;
+      JsonNode *root = json_parser_get_root (parser);
+      if (!JSON_NODE_HOLDS_OBJECT (root))
+        continue;
+      JsonObject *o = json_node_get_object (root);
+      VlEpochMetrics *m = g_new0 (VlEpochMetrics, 1);
+      m->epoch = (int) json_object_get_int_member_with_default (o, "epoch", 0);
+      m->step = json_object_get_int_member_with_default (o, "step", 0);
+      m->unlocked = (int) json_object_get_int_member_with_default (o, "unlocked", 0);
+      m->cached = json_object_get_boolean_member_with_default (o, "cached", FALSE);
+      m->lr = member_double (o, "lr");
+      m->train_loss = member_double (o, "train_loss");
+      m->seconds = member_double (o, "seconds");
+      m->images_per_s = member_double (o, "images_per_s");
+      m->best = json_object_get_boolean_member_with_default (o, "best", FALSE);
+      vl_eval_result_begin (&m->val, K);
+      m->val.loss = member_double (o, "val_loss");
+      m->val.top1 = member_double (o, "val_top1");
+      m->val.top5 = member_double (o, "val_top5");
+      m->val.n = json_object_get_int_member_with_default (o, "val_images", 0);
+      JsonArray *acc = json_object_has_member (o, "val_class_acc")
+                     ? json_object_get_array_member (o, "val_class_acc") : NULL;
+      for (int k = 0; acc && k < K && k < (int) json_array_get_length (acc); k++)
+        {
+          JsonNode *n = json_array_get_element (acc, k);
+          m->val.class_acc[k] = JSON_NODE_HOLDS_NULL (n) ? NAN : json_node_get_double (n);
+        }
+      JsonArray *conf = json_object_has_member (o, "val_confusion")
+                      ? json_object_get_array_member (o, "val_confusion") : NULL;
+      for (int r = 0; conf && r < K && r < (int) json_array_get_length (conf); r++)
+        {
+          JsonArray *row = json_array_get_array_element (conf, r);
+          for (int c = 0; row && c < K && c < (int) json_array_get_length (row); c++)
+            m->val.confusion[(gsize) r * K + c] = json_array_get_int_element (row, c);
+        }
+      g_ptr_array_add (out, m);
+    }
+  return out;
+}
+
+static void
+open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  OpenRunJob *j = task_data;
+  GError *error = NULL;
+  if (!vl_train_config_load (&j->cfg, j->dir, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  j->have_cfg = TRUE;
+  g_autofree char *model_path = g_build_filename (j->dir, "model.safetensors", NULL);
+  if (g_file_test (model_path, G_FILE_TEST_EXISTS))
+    {
+      j->model = vl_run_load_model (j->dir, &j->class_names, &error);
+      if (j->model == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  int K = j->class_names ? (int) g_strv_length (j->class_names)
+        : j->model ? vl_model_num_classes (j->model) : 0;
+  j->epochs = read_metrics (j->dir, K);
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+set_spins_from_config (VlWindow *self, const VlTrainConfig *c)
+{
+  self->syncing = TRUE;
+  set_spin (self->epochs_spin, c->epochs);
+  set_spin (self->batch_spin, c->batch_size);
+  set_spin (self->lr_spin, c->lr);
+  set_spin (self->wd_spin, c->weight_decay);
+  set_spin (self->warmup_spin, c->warmup_epochs);
+  set_spin (self->layer_decay_spin, c->layer_decay);
+  set_spin (self->smoothing_spin, c->label_smoothing);
+  set_spin (self->seed_spin, (double) c->seed);
+  set_spin (self->val_fraction_spin, c->val_fraction);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown),
+                              c->augment == VL_AUGMENT_STRONG ? 2 : c->augment == VL_AUGMENT_LIGHT ? 1 : 0);
+  gtk_switch_set_active (GTK_SWITCH (self->cache_switch), c->cache_features);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), PRESET_CUSTOM);
+  self->syncing = FALSE;
+}
+
+static void
+open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  g_autoptr(GError) error = NULL;
+  OpenRunJob *j = g_task_get_task_data (G_TASK (result));
+  self->opening_run = FALSE;
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      vl_window_show_error (self, "Could not open the run: %s", error->message);
+      vl_window_update_actions (self);
+      return;
+    }
+  if (vl_window_is_running (self))
+    {
+      vl_window_update_actions (self);
+      return;
+    }
+  const VlTrainConfig *c = &j->cfg;
+  set_spins_from_config (self, c);
+  vl_window_set_head_from_config (self, c);
+  if (c->backbone && g_file_test (c->backbone, G_FILE_TEST_EXISTS) &&
+      g_strcmp0 (c->backbone, self->backbone_path) != 0)
+    {
+      g_object_set_data_full (G_OBJECT (self), "pending-schedule", g_strdup (c->unlock_schedule),
+                              g_free);
+      vl_window_open_backbone (self, c->backbone);
+    }
+  else
+    vl_window_set_unlock_schedule (self, c->unlock_schedule);
+  if (c->data && (g_file_test (c->data, G_FILE_TEST_EXISTS) || !g_path_is_absolute (c->data)) &&
+      (self->data == NULL || g_strcmp0 (c->data, self->data->spec) != 0))
+    vl_window_open_data (self, c->data);
+
+  /* the run's results */
+  clear_predictions (self);
+  g_clear_pointer (&self->trainer, vl_trainer_unref);
+  self->run_state = VL_TRAINER_IDLE;
+  g_clear_pointer (&self->trained, vl_trained_unref);
+  self->have_trained = j->model != NULL;
+  if (j->model)
+    self->trained = trained_new (NULL, g_steal_pointer (&j->model));
+  g_free (self->run_dir);
+  self->run_dir = g_strdup (j->dir);
+  gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
+  self->epochs_total = c->epochs;
+  self->run_resumable = (int) j->epochs->len < c->epochs;
+  g_strfreev (self->class_names);
+  self->class_names = g_steal_pointer (&j->class_names);
+  self->n_classes = self->class_names ? (int) g_strv_length (self->class_names) : 0;
+  g_autofree char *base = g_path_get_basename (j->dir);
+  VlLossChart *chart = VL_LOSS_CHART (self->chart);
+  vl_loss_chart_new_run (chart, base);
+  self->n_points = 0;
+  if (j->epochs->len > 0)
+    {
+      const VlEpochMetrics *last = g_ptr_array_index (j->epochs, j->epochs->len - 1);
+      vl_loss_chart_set_total_steps (chart, last->step / (last->epoch + 1) * c->epochs);
+    }
+  for (guint i = 0; i < j->epochs->len; i++)
+    show_epoch (self, g_ptr_array_index (j->epochs, i), self->class_names);
+  g_autofree char *status = g_strdup_printf ("Opened run %s: %u of %d epochs%s", base,
+                                             j->epochs->len, c->epochs,
+                                             self->run_resumable ? " (Resume continues it)" : "");
+  set_idle_status (self, status);
+  maybe_predict (self);
+  vl_window_update_actions (self);
+}
+
+void
+vl_window_open_run (VlWindow *self, const char *run_dir)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  if (vl_window_is_running (self) || self->opening_run)
+    return;
+  OpenRunJob *j = g_new0 (OpenRunJob, 1);
+  j->dir = g_strdup (run_dir);
+  self->opening_run = TRUE;
+  g_autoptr(GTask) task = g_task_new (self, NULL, open_run_done, NULL);
+  g_task_set_task_data (task, j, open_run_job_free);
+  g_task_run_in_thread (task, open_run_thread);
+  vl_window_update_actions (self);
+}
+
+/* called by the data panel when a dataset arrives (an opened run waits for it) */
+void
+vl_window_train_data_ready (VlWindow *self)
+{
+  maybe_predict (self);
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static gboolean
+mode_to_selected (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
+{
+  g_value_set_uint (to, (guint) g_value_get_enum (from));
+  return TRUE;
+}
+
+static gboolean
+selected_to_mode (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
+{
+  guint v = g_value_get_uint (from);
+  if (v == GTK_INVALID_LIST_POSITION)
+    return FALSE;
+  g_value_set_enum (to, (int) v);
+  return TRUE;
+}
+
+static void
+on_attn_shape (VlWindow *self)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  int depth = vl_attention_view_get_depth (view), heads = vl_attention_view_get_heads (view);
+  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
+                            MAX (depth - 1, 0));
+  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
+                            MAX (heads - 1, 0));
+  VlAttnMode mode = vl_attention_view_get_mode (view);
+  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
+  gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
+}
+
+void
+vl_window_train_init (VlWindow *self)
+{
+  GtkWidget *spins[] = { self->epochs_spin, self->batch_spin, self->lr_spin, self->wd_spin,
+                         self->warmup_spin, self->layer_decay_spin, self->smoothing_spin };
+  for (guint i = 0; i < G_N_ELEMENTS (spins); i++)
+    g_signal_connect_swapped (spins[i], "value-changed", G_CALLBACK (on_hyper_changed), self);
+  g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
+                            G_CALLBACK (on_hyper_changed), self);
+  g_signal_connect_swapped (self->cache_switch, "notify::active", G_CALLBACK (on_hyper_changed),
+                            self);
+  g_signal_connect_swapped (self->preset_dropdown, "notify::selected",
+                            G_CALLBACK (on_preset_selected), self);
+  g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);
+
+  /* the attention controls drive the view's properties */
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
+  g_object_bind_property_full (view, "mode", self->attn_mode_dropdown, "selected",
+                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
+                               mode_to_selected, selected_to_mode, NULL, NULL);
+  g_object_bind_property_full (view, "colormap", self->attn_cmap_dropdown, "selected",
+                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
+                               mode_to_selected, selected_to_mode, NULL, NULL);
+  g_object_bind_property (gtk_range_get_adjustment (GTK_RANGE (self->attn_opacity_scale)), "value",
+                          view, "opacity", G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
+                          "value", view, "block", G_BINDING_BIDIRECTIONAL);
+  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
+                          "value", view, "head", G_BINDING_BIDIRECTIONAL);
+  g_signal_connect_swapped (view, "notify::depth", G_CALLBACK (on_attn_shape), self);
+  g_signal_connect_swapped (view, "notify::heads", G_CALLBACK (on_attn_shape), self);
+  g_signal_connect_swapped (view, "notify::mode", G_CALLBACK (on_attn_shape), self);
+  on_attn_shape (self);
+
+  /* the remembered preset */
+  g_autofree char *preset = g_settings_get_string (self->settings, "preset");
+  int p = PRESET_LINEAR_PROBE;
+  for (int i = 0; i < PRESET_CUSTOM; i++)
+    if (g_strcmp0 (preset, preset_ids[i]) == 0)
+      p = i;
+  vl_window_apply_preset (self, p);
+  gtk_label_set_text (GTK_LABEL (self->run_dir_label),
+                      "A new folder under ~/.local/share/vitlab/runs for each run");
+}
+
+void
+vl_window_train_dispose (VlWindow *self)
+{
+  if (self->trainer)
+    {
+      /* stops the worker (it saves the position) and waits for it */
+      vl_trainer_stop (self->trainer);
+      g_clear_pointer (&self->trainer, vl_trainer_unref);
+    }
+  clear_predictions (self);
+  g_clear_pointer (&self->trained, vl_trained_unref);
+  vl_window_probes_clear (self);
+  g_clear_pointer (&self->probe_final_attn, g_free);
+  g_clear_pointer (&self->class_names, g_strfreev);
+  g_clear_pointer (&self->confusion_counts, g_free);
+  g_clear_pointer (&self->run_dir, g_free);
+  g_clear_pointer (&self->idle_status, g_free);
+}
