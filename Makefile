@@ -23,10 +23,15 @@ $(TSAN_BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# The app, with the default backbone and dataset already chosen: press Train.
+# The app on the default experiment, ready to press Train: vitlab's own Fashion-MNIST backbone
+# (data/backbones) transferred to classes 5-9 with 100 images each, progressive unfreezing —
+# the same recipe as `vitlab-cli train --preset demo`.
+DEMO_BACKBONE = data/backbones/vitlab-fmnist-tiny
+DEMO_DATA = fashion-mnist:classes=5-9,per-class=100
+
 run: build
 	GSETTINGS_SCHEMA_DIR=$(abspath $(BUILD))/data $(BUILD)/app/vitlab \
-	    --backbone $(SHARED)/weights/vit-tiny-augreg-in1k --data $(SHARED)/datasets/hymenoptera
+	    --backbone $(DEMO_BACKBONE) --data $(DEMO_DATA) --preset progressive --epochs 12
 
 # The whole suite; then the engine and CLI tests once more under AddressSanitizer and UBSan, and
 # the threaded parts (pool, loader, trainer) under ThreadSanitizer. scripts/test-summary.py

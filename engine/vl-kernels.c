@@ -74,8 +74,11 @@ vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
 
 /* The elementwise kernels are compiled for AVX-512, AVX2 and the x86-64 baseline; the loader
  * picks the best the CPU has (GCC function multiversioning). Their loops are branch-free so GCC
- * vectorizes them (the build uses -fno-trapping-math, which lets it if-convert the clamps). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+ * vectorizes them (the build uses -fno-trapping-math, which lets it if-convert the clamps).
+ * Sanitizer builds keep one version: the ifunc resolver runs during relocation, before a
+ * sanitizer runtime is ready, and its instrumentation crashes there. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 #define VL_MULTIVERSION __attribute__ ((target_clones ("avx512f", "avx2", "default")))
 #else
 #define VL_MULTIVERSION

@@ -19,7 +19,7 @@ typedef struct {
   void        *ctx;
   int64_t      n;
   atomic_llong next;          /* next index to hand out */
-  atomic_int   running;       /* workers still inside the current region */
+  int          active;        /* workers inside a region (guarded by lock) */
   int          n_threads;
   GThread    **threads;
 } VlPool;
@@ -40,6 +40,9 @@ run_tasks (int worker)
     }
 }
 
+/* A worker joins a region only when it wakes while the region still runs, and the caller waits
+ * only for workers that joined: a worker that is slow to wake (a busy machine, a lower priority)
+ * never holds up a region whose tasks the caller already finished alone. */
 static gpointer
 worker_main (gpointer data)
 {
@@ -57,13 +60,14 @@ worker_main (gpointer data)
           return NULL;
         }
       seen = pool.generation;
+      pool.active++;
       vl_mutex_unlock (&pool.lock);
 
       run_tasks (worker);
 
       vl_mutex_lock (&pool.lock);
-      if (atomic_fetch_sub (&pool.running, 1) == 1)
-        g_cond_signal (&pool.done);
+      if (--pool.active == 0)
+        g_cond_broadcast (&pool.done);
       vl_mutex_unlock (&pool.lock);
     }
 }
@@ -152,19 +156,22 @@ vl_parallel_for (int64_t n, VlTaskFunc fn, void *ctx)
     }
 
   vl_mutex_lock (&pool.lock);
+  /* a worker that joined the previous region late may still be leaving it */
+  while (pool.active > 0)
+    vl_cond_wait (&pool.done, &pool.lock);
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = n;
   atomic_store (&pool.next, 0);
-  atomic_store (&pool.running, pool.n_threads - 1);
   pool.generation++;
   g_cond_broadcast (&pool.wake);
   vl_mutex_unlock (&pool.lock);
 
   run_tasks (0);
 
+  /* every index is handed out; wait for the workers that took some */
   vl_mutex_lock (&pool.lock);
-  while (atomic_load (&pool.running) > 0)
+  while (pool.active > 0)
     vl_cond_wait (&pool.done, &pool.lock);
   vl_mutex_unlock (&pool.lock);
   vl_mutex_unlock (&pool.busy);

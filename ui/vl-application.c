@@ -256,6 +256,9 @@ vl_application_activate (GApplication *app)
       return;
     }
   VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  /* epochs first: the progressive preset's schedule is laid out over them */
+  if (self->epochs > 0)
+    gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
   if (self->preset)
     {
       static const char *ids[] = { "linear-probe", "last-blocks", "full", "progressive" };
@@ -265,8 +268,6 @@ vl_application_activate (GApplication *app)
     }
   if (self->dark)
     g_object_set (win, "dark", TRUE, NULL);
-  if (self->epochs > 0)
-    gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
   for (int i = 0; self->pages && self->pages[i]; i++)
     gtk_widget_activate_action (GTK_WIDGET (win), "win.page", "s", self->pages[i]);
 

@@ -130,17 +130,20 @@ vl_window_apply_preset (VlWindow *self, int preset)
       break;
     case PRESET_PROGRESSIVE:
       {
-        /* the head first, then the top of the network, then everything */
-        int e1 = MAX (1, epochs / 4), e2 = MAX (e1 + 1, epochs / 2);
-        progressive = g_strdup_printf ("0:1,%d:4,%d:all", e1, e2);
+        /* the head first, then the top of the network (last block, final norm, head), then
+         * everything: at 12 epochs "0:1,2:3,4:all", the recipe of `vitlab-cli train --preset
+         * demo` (app/cli-train.c) that make run opens. The cache holds the validation images'
+         * frozen features while the stem is locked. */
+        int e1 = MAX (1, epochs / 6), e2 = MAX (e1 + 1, epochs / 3);
+        progressive = g_strdup_printf ("0:1,%d:3,%d:all", e1, e2);
         schedule = progressive;
-        set_spin (self->lr_spin, 3e-4);
+        set_spin (self->lr_spin, 1e-3);
         set_spin (self->wd_spin, 0.05);
         set_spin (self->warmup_spin, 1);
-        set_spin (self->layer_decay_spin, 0.75);
+        set_spin (self->layer_decay_spin, 1.0);
         set_spin (self->smoothing_spin, 0.1);
         gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-        gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
+        gtk_switch_set_active (GTK_SWITCH (self->cache_switch), TRUE);
         break;
       }
     }
