@@ -432,7 +432,12 @@ typedef struct {
   gatomicrefcount ref;
   GWeakRef win;
   gboolean reniced;   /* worker thread only */
+  gint64   last_drain_us;   /* monotonic time of the last drain (atomic) */
 } RunLink;
+
+/* The main loop drains the trainer's events at most this often: a small model makes dozens of
+ * steps a second, and redrawing the chart for each would take the cores training needs. */
+#define DRAIN_INTERVAL_US 100000
 
 static RunLink *
 run_link_new (VlWindow *self)
@@ -477,6 +482,8 @@ drain_idle (gpointer user_data)
   g_autoptr(VlWindow) self = g_weak_ref_get (&d->link->win);
   if (self == NULL || self->trainer != d->trainer)
     return G_SOURCE_REMOVE;   /* the window is gone, or this run is not the current one */
+  g_atomic_pointer_set ((gpointer *) &d->link->last_drain_us,
+                        GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
   g_autoptr(GPtrArray) events = vl_trainer_drain (self->trainer);
   gboolean finished = FALSE;
   for (guint i = 0; i < events->len; i++)
@@ -502,7 +509,15 @@ on_trainer_notify (VlTrainer *trainer, gpointer user_data)
   g_atomic_ref_count_inc (&link->ref);
   d->link = link;
   d->trainer = vl_trainer_ref (trainer);
-  g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, drain_idle, d, drain_idle_free);
+  /* one source queued at a time (the trainer notifies once per drain), and at most one drain
+   * per DRAIN_INTERVAL_US */
+  gint64 last = (gint64) GPOINTER_TO_SIZE (g_atomic_pointer_get ((gpointer *) &link->last_drain_us));
+  gint64 wait_us = last + DRAIN_INTERVAL_US - g_get_monotonic_time ();
+  if (wait_us > 0)
+    g_timeout_add_full (G_PRIORITY_DEFAULT_IDLE, (guint) (wait_us / 1000) + 1, drain_idle, d,
+                        drain_idle_free);
+  else
+    g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, drain_idle, d, drain_idle_free);
 }
 
 static const char *const *

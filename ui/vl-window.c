@@ -155,9 +155,10 @@ void
 vl_window_update_status (VlWindow *self)
 {
   gboolean loading = vl_window_is_loading (self);
+  /* not while training: a spinner redraws every frame, and training needs both cores; the
+   * progress bar and the status text already move with every batch */
   gtk_spinner_set_spinning (GTK_SPINNER (self->status_spinner),
-                            loading || self->exporting || self->saving ||
-                            (vl_window_is_running (self) && !self->paused));
+                            loading || self->exporting || self->saving);
   if (vl_window_is_running (self))
     return;   /* the training events write it */
   if (self->backbone_cancel)
