@@ -1,0 +1,292 @@
+#!/usr/bin/python3
+"""PyTorch side of `make bench`: the same cases as `vitlab-cli bench`, one case per process.
+
+    torch_bench.py step  --model vit-tiny|vit-small [--img 224] [--batch 32]
+                         --mode infer|unlock1|unlock6|full [--reps N] [--warmup N]
+                         [--threads default|N] [--max-seconds S]
+    torch_bench.py epoch --data DIR --backbone DIR [--batch 32] [--unlock 1] [--augment none|light]
+                         [--lr 1e-3] [--wd 0.05] [--warmup-epochs 1] [--threads default|N]
+    torch_bench.py info
+
+Run it with Debian's /usr/bin/python3 (python3-torch 1.13, python3-torchvision 0.14).
+`step` prints `key=value` lines ending in `images_per_s=N` (median) and `peak_rss_mib=N`, like
+`vitlab-cli bench`. `epoch` trains the head of a real ViT-Ti/16 for one epoch on an image folder
+(torchvision ImageFolder, the checkpoint's own preprocessing) and evaluates it on val/.
+"""
+import argparse
+import ctypes
+import json
+import os
+import resource
+import statistics
+import struct
+import sys
+import time
+
+import torch
+import torch.nn as nn
+from torchvision.models.vision_transformer import VisionTransformer
+
+MODELS = {  # name: (heads, width, mlp)
+    "vit-tiny": (3, 192, 768),
+    "vit-small": (6, 384, 1536),
+}
+UNLOCK = {"infer": None, "unlock1": 1, "unlock6": 6, "full": 1000}
+
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def openblas():
+    """(corename, threads) of the OpenBLAS that torch loaded, or (None, None)."""
+    try:
+        lib = ctypes.CDLL("libopenblasp-r0.3.21.so", mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+    except OSError:
+        try:
+            lib = ctypes.CDLL("libblas.so.3", mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+        except OSError:
+            return None, None
+    try:
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode(), lib.openblas_get_num_threads()
+    except AttributeError:
+        return None, None
+
+
+def set_threads(spec):
+    if spec != "default":
+        torch.set_num_threads(int(spec))
+
+
+def print_config(threads_spec):
+    core, blas_threads = openblas()
+    print(f"torch={torch.__version__} threads_arg={threads_spec} "
+          f"torch_threads={torch.get_num_threads()} "
+          f"interop_threads={torch.get_num_interop_threads()} "
+          f"openblas_core={core} openblas_threads={blas_threads} "
+          f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')} "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}")
+
+
+def make_vit(model, img, classes=1000):
+    heads, width, mlp = MODELS[model]
+    return VisionTransformer(image_size=img, patch_size=16, num_layers=12, num_heads=heads,
+                             hidden_dim=width, mlp_dim=mlp, num_classes=classes)
+
+
+def groups(vit):
+    """Layer groups in vitlab's (OpenCLIP's lock) order: embedding, 12 blocks, final norm, head."""
+    g = [[vit.conv_proj, vit.class_token, vit.encoder.pos_embedding]]
+    g += [[layer] for layer in vit.encoder.layers]
+    g += [[vit.encoder.ln], [vit.heads]]
+    return g
+
+
+def lock(vit, unlock):
+    """Freezes all but the last `unlock` groups (requires_grad=False); returns trainable params."""
+    gs = groups(vit)
+    for i, group in enumerate(gs):
+        train = i >= len(gs) - unlock
+        for item in group:
+            params = [item] if isinstance(item, nn.Parameter) else list(item.parameters())
+            for p in params:
+                p.requires_grad_(train)
+    return [p for p in vit.parameters() if p.requires_grad]
+
+
+def cmd_step(a):
+    set_threads(a.threads)
+    base = rss_mib()
+    torch.manual_seed(0)
+    vit = make_vit(a.model, a.img)
+    unlock = UNLOCK[a.mode]
+    x = torch.randn(a.batch, 3, a.img, a.img)
+    y = torch.arange(a.batch) % 1000
+    rates = []
+    t_timed = None
+
+    def more(r):
+        """Timed reps go on until --reps, or until --max-seconds of them (at least one)."""
+        nonlocal t_timed
+        if r == 0:
+            t_timed = time.perf_counter()
+        return r < 1 or not a.max_seconds or time.perf_counter() - t_timed < a.max_seconds
+    if unlock is None:
+        vit.eval()
+        with torch.inference_mode():
+            for r in range(-a.warmup, a.reps):
+                if r >= 0 and not more(r):
+                    break
+                t0 = time.perf_counter()
+                vit(x)
+                dt = time.perf_counter() - t0
+                if r >= 0:
+                    rates.append(a.batch / dt)
+    else:
+        vit.train()
+        params = lock(vit, unlock)
+        opt = torch.optim.AdamW(params)
+        loss_fn = nn.CrossEntropyLoss()
+        for r in range(-a.warmup, a.reps):
+            if r >= 0 and not more(r):
+                break
+            t0 = time.perf_counter()
+            loss = loss_fn(vit(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            dt = time.perf_counter() - t0
+            if r >= 0:
+                rates.append(a.batch / dt)
+    print_config(a.threads)
+    print(f"model={a.model} img={a.img} batch={a.batch} mode={a.mode} "
+          f"rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
+          f"import_rss_mib={base:.0f}")
+    print(f"images_per_s={statistics.median(rates):.2f}")
+    print(f"peak_rss_mib={rss_mib():.0f}")
+
+
+# ------------------------------------------------------------------ epoch on an image folder
+
+def read_safetensors(path):
+    import numpy as np
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", (path, name, info["dtype"])
+        lo, hi = info["data_offsets"]
+        out[name] = torch.from_numpy(np.frombuffer(data[lo:hi], dtype=np.float32)
+                                     .reshape(info["shape"]).copy())
+    return out
+
+
+def timm_to_torchvision(sd):
+    """timm ViT names (patch_embed.proj, blocks.i.attn.qkv, ...) to torchvision's."""
+    out = {
+        "conv_proj.weight": sd["patch_embed.proj.weight"],
+        "conv_proj.bias": sd["patch_embed.proj.bias"],
+        "class_token": sd["cls_token"],
+        "encoder.pos_embedding": sd["pos_embed"],
+        "encoder.ln.weight": sd["norm.weight"],
+        "encoder.ln.bias": sd["norm.bias"],
+    }
+    i = 0
+    while f"blocks.{i}.norm1.weight" in sd:
+        s, d = f"blocks.{i}.", f"encoder.layers.encoder_layer_{i}."
+        for a, b in [("norm1", "ln_1"), ("norm2", "ln_2"), ("attn.proj", "self_attention.out_proj"),
+                     ("mlp.fc1", "mlp.0"), ("mlp.fc2", "mlp.3")]:
+            out[d + b + ".weight"] = sd[s + a + ".weight"]
+            out[d + b + ".bias"] = sd[s + a + ".bias"]
+        out[d + "self_attention.in_proj_weight"] = sd[s + "attn.qkv.weight"]
+        out[d + "self_attention.in_proj_bias"] = sd[s + "attn.qkv.bias"]
+        i += 1
+    return out
+
+
+def cmd_epoch(a):
+    from torchvision import datasets, transforms
+    set_threads(a.threads)
+    base = rss_mib()
+    t_start = time.perf_counter()
+    cfg = json.load(open(os.path.join(a.backbone, "config.json")))
+    pc = cfg.get("pretrained_cfg", cfg)
+    size = pc.get("input_size", [3, 224, 224])[-1]
+    crop_pct = pc.get("crop_pct", 0.9)
+    mean, std = pc.get("mean", [0.5] * 3), pc.get("std", [0.5] * 3)
+    bicubic = transforms.InterpolationMode.BICUBIC
+    norm = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    eval_tf = transforms.Compose([transforms.Resize(int(size / crop_pct), interpolation=bicubic),
+                                  transforms.CenterCrop(size)] + norm)
+    if a.augment == "light":   # vitlab's --augment light: random resized crop + flip
+        train_tf = transforms.Compose([transforms.RandomResizedCrop(size, scale=(0.35, 1.0),
+                                                                    interpolation=bicubic),
+                                       transforms.RandomHorizontalFlip()] + norm)
+    else:                      # vitlab's default, --augment none: the eval transform
+        train_tf = eval_tf
+    train = datasets.ImageFolder(os.path.join(a.data, "train"), train_tf)
+    val = datasets.ImageFolder(os.path.join(a.data, "val"), eval_tf)
+    # one loader worker process: decoding overlaps the compute, as vitlab's prefetch thread does
+    kw = dict(batch_size=a.batch, num_workers=1, persistent_workers=False)
+    train_dl = torch.utils.data.DataLoader(train, shuffle=True, **kw)
+    val_dl = torch.utils.data.DataLoader(val, shuffle=False, **kw)
+
+    torch.manual_seed(0)
+    vit = make_vit("vit-tiny", size)
+    sd = timm_to_torchvision(read_safetensors(os.path.join(a.backbone, "model.safetensors")))
+    vit.load_state_dict({**vit.state_dict(), **{k: v for k, v in sd.items()}}, strict=True)
+    vit.heads.head = nn.Linear(vit.hidden_dim, len(train.classes))
+    params = lock(vit, a.unlock)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=a.wd)
+    # vitlab's schedule for one epoch with --warmup 1: linear warm-up, lr * (step + 1) / steps
+    warm = max(1, round(a.warmup_epochs * len(train_dl)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / warm))
+    loss_fn = nn.CrossEntropyLoss()
+    t_ready = time.perf_counter()
+
+    vit.train()
+    losses, n_train = [], 0
+    for x, y in train_dl:
+        loss = loss_fn(vit(x), y)
+        loss.backward()
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        n_train += len(y)
+    t_train = time.perf_counter()
+    vit.eval()
+    correct = n_val = 0
+    with torch.inference_mode():
+        for x, y in val_dl:
+            correct += (vit(x).argmax(1) == y).sum().item()
+            n_val += len(y)
+    t_end = time.perf_counter()
+    print_config(a.threads)
+    print(f"train_images={n_train} val_images={n_val} setup_s={t_ready - t_start:.2f} "
+          f"train_s={t_train - t_ready:.2f} val_s={t_end - t_train:.2f} "
+          f"mean_loss={statistics.mean(losses):.4f} val_acc={correct / n_val:.4f} "
+          f"import_rss_mib={base:.0f}")
+    print(f"epoch_s={t_end - t_start:.2f}")
+    print(f"peak_rss_mib={rss_mib():.0f}")
+
+
+def cmd_info(a):
+    print_config("default")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("step")
+    s.add_argument("--model", choices=MODELS, required=True)
+    s.add_argument("--img", type=int, default=224)
+    s.add_argument("--batch", type=int, default=32)
+    s.add_argument("--mode", choices=UNLOCK, required=True)
+    s.add_argument("--reps", type=int, default=5)
+    s.add_argument("--warmup", type=int, default=1)
+    s.add_argument("--threads", default="default")
+    s.add_argument("--max-seconds", type=float, default=0,
+                   help="stop the timed reps after this long (0: never)")
+    e = sub.add_parser("epoch")
+    e.add_argument("--data", required=True)
+    e.add_argument("--backbone", required=True)
+    e.add_argument("--batch", type=int, default=32)
+    e.add_argument("--unlock", type=int, default=1)
+    e.add_argument("--lr", type=float, default=1e-3)
+    e.add_argument("--wd", type=float, default=0.05)
+    e.add_argument("--warmup-epochs", type=float, default=1.0)
+    e.add_argument("--augment", choices=["none", "light"], default="none")
+    e.add_argument("--threads", default="default")
+    sub.add_parser("info")
+    a = p.parse_args()
+    {"step": cmd_step, "epoch": cmd_epoch, "info": cmd_info}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
