@@ -832,6 +832,8 @@ vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   c->data = g_strdup (get_str (data, "spec"));
   if (get_num (data, "val_fraction", &v))
     c->val_fraction = v;
+  if (get_int (root, "unlock_mask", &i))
+    c->unlock_mask = (guint64) i;
   if ((s = get_str (root, "unlock_schedule")))
     {
       g_free (c->unlock_schedule);
@@ -1424,6 +1426,7 @@ run_json (Run *r)
 
   g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
   add_str (b, "unlock_schedule", sched);
+  add_int (b, "unlock_mask", (int64_t) c->unlock_mask);
 
   json_builder_set_member_name (b, "hyperparameters");
   json_builder_begin_object (b);
@@ -2018,10 +2021,28 @@ apply_unlock (Run *r)
       r->sched[n] = (VlUnlockStep) { r->epoch, req };
       r->n_sched = n + 1;
     }
-  int want = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, r->epoch), r->n_groups);
-  if (want == r->unlocked)
-    return;
-  vl_model_lock (r->m, want);
+  int want;
+  if (r->cfg->unlock_mask)
+    {
+      /* a fixed pattern: applied once, for the whole run */
+      if (r->unlocked >= 0)
+        return;
+      vl_model_lock (r->m, 0);
+      want = 0;
+      for (int g = 0; g < r->n_groups && g < 64; g++)
+        if (r->cfg->unlock_mask & (G_GUINT64_CONSTANT (1) << g))
+          {
+            vl_model_set_group_trainable (r->m, g, TRUE);
+            want++;
+          }
+    }
+  else
+    {
+      want = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, r->epoch), r->n_groups);
+      if (want == r->unlocked)
+        return;
+      vl_model_lock (r->m, want);
+    }
   r->unlocked = want;
   r->n_trainable = vl_model_n_trainable (r->m);
   r->cached = r->val_cached = FALSE;

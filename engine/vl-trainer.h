@@ -89,6 +89,9 @@ typedef struct {
   /* what trains when: "0:1,2:4,4:all" = the head alone for epochs 0-1, the last 4 groups for
    * epochs 2-3, everything from epoch 4; a plain "N" is "0:N". Default "1" (linear probe). */
   char       *unlock_schedule;
+  /* A fixed set of layer groups instead (bit g: group g trains, in every epoch), for patterns
+   * that are not the last N, e.g. the stem and one middle block. 0: use the schedule. */
+  guint64     unlock_mask;
   /* optimisation */
   int         epochs;            /* 10 */
   int         batch_size;        /* 32 */

@@ -465,6 +465,59 @@ test_frozen_unchanged (void)
   vl_train_config_clear (&c);
 }
 
+/* A fixed pattern that is not the last N: the stem and the head train, the blocks and the norm
+ * stay bit for bit; the run records the pattern and resumes with it. */
+static void
+test_unlock_mask (void)
+{
+  VlTrainConfig c;
+  base_config (&c);
+  VlModel *model = tiny_model ();
+  const int n_groups = vl_model_n_groups (model);   /* stem, blocks.0, blocks.1, norm, head */
+  c.unlock_mask = 1 | (G_GUINT64_CONSTANT (1) << (n_groups - 1));
+  g_autofree char *tmp = vl_test_tmpdir ();
+  c.out_dir = g_build_filename (tmp, "run", NULL);
+  int64_t n;
+  g_autofree float *before = params_copy (model, &n);
+  int n_backbone = vl_model_n_tensors (model) - 2;
+  RunLog log = { 0 };
+  g_autoptr(VlTrainer) t = train (&c, model, NULL, &log);
+  assert_finished (&log, VL_TRAIN_END_COMPLETED);
+  VlModel *m = vl_trainer_get_model (t);
+  int64_t off = 0;
+  for (int i = 0; i < n_backbone; i++)
+    {
+      int64_t k;
+      const float *d = vl_model_tensor_data (m, i, NULL, NULL, &k);
+      int group = vl_model_tensor_group (m, i);
+      gboolean equal = memcmp (d, before + off, sizeof (float) * k) == 0;
+      if ((group == 0) == equal)
+        g_error ("%s (group %d) %s", vl_model_tensor_name (m, i), group,
+                 equal ? "did not train" : "changed though frozen");
+      off += k;
+    }
+  /* the LOCK event counts the two groups */
+  gboolean locked = FALSE;
+  for (guint i = 0; i < log.events->len; i++)
+    {
+      VlTrainEvent *ev = g_ptr_array_index (log.events, i);
+      if (ev->kind == VL_TRAIN_EVENT_LOCK)
+        {
+          g_assert_cmpint (ev->unlocked, ==, 2);
+          locked = TRUE;
+        }
+    }
+  g_assert_true (locked);
+  g_autoptr(GError) error = NULL;
+  VlTrainConfig back;
+  g_assert_true (vl_train_config_load (&back, c.out_dir, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (back.unlock_mask, ==, c.unlock_mask);
+  vl_train_config_clear (&back);
+  run_log_clear (&log);
+  vl_train_config_clear (&c);
+}
+
 static void
 test_progressive (void)
 {
@@ -1387,6 +1440,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/train/learns", test_learns);
   g_test_add_func ("/trainer/train/frozen-unchanged", test_frozen_unchanged);
   g_test_add_func ("/trainer/train/progressive", test_progressive);
+  g_test_add_func ("/trainer/train/unlock-mask", test_unlock_mask);
   g_test_add_func ("/trainer/train/mlp-head", test_mlp_head);
   g_test_add_func ("/trainer/cache/equivalence", test_cache_equivalence);
   g_test_add_func ("/trainer/cache/limit", test_cache_limit);

@@ -334,7 +334,7 @@ test_groups (void)
   g_assert_cmpint (vl_model_n_trainable (m), ==,
                    vl_model_group_n_params (m, 5) + vl_model_group_n_params (m, 6));
 
-  /* a hole in the suffix is "custom", and the trainer cannot train it */
+  /* a hole in the suffix is "custom": the trainer gets exactly those groups as a mask */
   VlGroupRow *r2 = g_ptr_array_index (win->group_rows, 2);
   gtk_switch_set_active (GTK_SWITCH (r2->toggle), TRUE);
   g_assert_true (vl_model_group_trainable (m, 2));
@@ -342,6 +342,17 @@ test_groups (void)
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, -1);
   g_assert_true (gtk_widget_get_visible (win->unlock_custom_label));
   g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+  {
+    VlTrainConfig cfg;
+    vl_window_config_from_ui (win, &cfg);
+    guint64 want = 0;
+    for (int g = 0; g < G; g++)
+      if (vl_model_group_trainable (m, g))
+        want |= G_GUINT64_CONSTANT (1) << g;
+    g_assert_cmpuint (cfg.unlock_mask, ==, want);
+    g_assert_cmpuint (cfg.unlock_mask & (1u << 2), !=, 0);
+    vl_train_config_clear (&cfg);
+  }
 
   /* N sets the switches */
   for (int n = 0; n <= G; n++)

@@ -208,6 +208,12 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->unlock_schedule = vl_window_unlock_schedule (self);
   if (cfg->unlock_schedule == NULL)
     cfg->unlock_schedule = g_strdup ("1");
+  /* switches that are not the last N (and no progressive schedule): exactly those groups */
+  if (self->model && vl_window_unlocked_suffix (self) < 0 &&
+      !gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+    for (int g = 0; g < vl_model_n_groups (self->model) && g < 64; g++)
+      if (vl_model_group_trainable (self->model, g))
+        cfg->unlock_mask |= G_GUINT64_CONSTANT (1) << g;
   cfg->epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
   cfg->batch_size = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->batch_spin));
   cfg->lr = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->lr_spin));

@@ -183,8 +183,8 @@ vl_window_update_status (VlWindow *self)
 
 /* ------------------------------------------------------------------ sensitivity */
 
-/* A backbone and a dataset are there, nothing loads or runs, and what to unlock is something
- * the trainer can do (a suffix of groups, or a valid schedule). */
+/* A backbone and a dataset are there, nothing loads or runs, and something trains: the last N
+ * groups, any other set of switches (a fixed pattern), or a valid schedule. */
 gboolean
 vl_window_can_train (VlWindow *self)
 {
@@ -192,9 +192,12 @@ vl_window_can_train (VlWindow *self)
       self->model == NULL || self->data == NULL)
     return FALSE;
   g_autofree char *schedule = vl_window_unlock_schedule (self);
-  return schedule != NULL &&
-         (vl_window_unlocked_suffix (self) >= 0 ||
-          gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)));
+  if (schedule == NULL)
+    return FALSE;
+  if (vl_window_unlocked_suffix (self) >= 0 ||
+      gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+    return TRUE;
+  return vl_model_n_trainable (self->model) > 0;   /* a custom pattern */
 }
 
 /* The one place that decides what can be done now. */
@@ -272,8 +275,7 @@ vl_window_update_actions (VlWindow *self)
         : self->data == NULL ? "Open a dataset first"
         : loading ? "Wait until loading ends"
         : !schedule_ok ? "The unfreezing schedule is not valid"
-        : suffix < 0 ? "The unlocked groups must be the last N (the trainer unlocks a suffix of "
-                       "groups): adjust the switches"
+        : suffix < 0 ? "Unlock at least one layer group"
         : tip;
   if (g_strcmp0 (gtk_widget_get_tooltip_text (self->train_button), tip) != 0)
     gtk_widget_set_tooltip_text (self->train_button, tip);
