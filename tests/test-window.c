@@ -2,7 +2,8 @@
  * context spun until the expected state arrives (with a timeout).
  *
  * The backbone is ../shared/fixtures/vit-timm-tiny (32x32 input, 7 layer groups); the dataset
- * is a small image folder written here (two classes of coloured PNGs). Runs go to a temporary
+ * is a small image folder written here (two classes of coloured PNGs); probe images are PNGs
+ * written here too, and the sample fallback reads data/samples. Runs go to a temporary
  * XDG_DATA_HOME. A private D-Bus session (GTestDBus) keeps GtkApplication quiet. */
 #include "vl-test-util.h"
 
@@ -725,6 +726,356 @@ test_open_run (void)
   destroy_window (win);
 }
 
+/* ------------------------------------------------------------------ the probe file */
+
+static gboolean
+probe_idle (VlWindow *win)
+{
+  return win->probe_cancel == NULL;
+}
+
+static gboolean
+probe_file_ready (VlWindow *win)
+{
+  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
+         win->probe_file.ref_attn != NULL;
+}
+
+static gboolean
+probe_file_fine_tuned (VlWindow *win)
+{
+  return win->probe_cancel == NULL && win->probe_file.now_attn != NULL;
+}
+
+static gboolean
+banner_error_shown (VlWindow *win)
+{
+  return gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)) &&
+         gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR;
+}
+
+/* A w x h RGB PNG: a gradient with a bright square at (sx, sy), so the attention has something
+ * to look at. */
+static char *
+write_probe_png (const char *dir, const char *name, int w, int h, int sx, int sy)
+{
+  g_autofree guint8 *px = g_new (guint8, (gsize) w * h * 3);
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      {
+        guint8 *p = px + ((gsize) y * w + x) * 3;
+        gboolean square = x >= sx && x < sx + w / 4 && y >= sy && y < sy + h / 4;
+        p[0] = square ? 250 : (guint8) (x * 200 / w);
+        p[1] = square ? 240 : (guint8) (y * 160 / h);
+        p[2] = square ? 60 : (guint8) (90 + (x + y) % 40);
+      }
+  char *path = g_build_filename (dir, name, NULL);
+  g_assert_cmpint (stbi_write_png (path, w, h, 3, px, w * 3), !=, 0);
+  return path;
+}
+
+/* What the attention page must show for image_path under the window's backbone: the exact
+ * crop the model sees, and its rollout (computed here with a model of our own). */
+static void
+assert_view_shows (VlWindow *win, const char *image_path)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load (image_path, 0, &error);
+  g_assert_no_error (error);
+  g_autoptr(VlModel) m = vl_model_load (win->backbone_path, &error);
+  g_assert_no_error (error);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  g_autoptr(VlImage) want = vl_attention_crop_for_display (img, &pp);
+  g_autoptr(VlImage) shown = vl_attention_view_get_image (view);
+  g_assert_nonnull (shown);
+  g_assert_cmpint (shown->width, ==, want->width);
+  g_assert_cmpint (shown->height, ==, want->height);
+  g_assert_cmpmem (shown->pixels, (gsize) shown->width * shown->height * 3, want->pixels,
+                   (gsize) want->width * want->height * 3);
+
+  /* the heatmap is this image's rollout under the pretrained backbone */
+  g_assert_cmpint (vl_attention_view_get_mode (view), ==, VL_ATTN_MODE_ROLLOUT);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+  vl_preprocess_eval (img, &pp, px);
+  g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, &error));
+  g_assert_no_error (error);
+  const int T = vl_model_n_tokens_last (m);
+  g_autofree float *roll = g_new (float, T);
+  g_assert_true (vl_model_rollout (m, roll, &error));
+  int gh = 0, gw = 0;
+  vl_attention_view_get_grid (view, &gh, &gw);
+  const int P = gh * gw;
+  g_assert_cmpint (P, ==, T - vl_model_geometry (m)->n_prefix);
+  g_autofree float *heat = g_new (float, P);
+  g_assert_true (vl_attention_view_get_heatmap (view, win->probe_file.now_attn != NULL, heat));
+  vl_test_assert_close ("probe rollout", heat, roll, P, 1e-6, 1e-4);
+}
+
+/* The view as drawn has both the image and a heatmap: many colours, not one flat fill. */
+static void
+assert_view_drawn (VlWindow *win)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *png = g_build_filename (dir, "attention.png", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_attention_view_export_png (VL_ATTENTION_VIEW (win->attention), png, 0, 0,
+                                               &error));
+  g_assert_no_error (error);
+  g_autoptr(VlImage) drawn = vl_image_load (png, 3, &error);
+  g_assert_no_error (error);
+  g_autoptr(GHashTable) colours = g_hash_table_new (NULL, NULL);
+  for (int i = 0; i < drawn->width * drawn->height; i++)
+    {
+      const uint8_t *p = drawn->pixels + (gsize) i * 3;
+      g_hash_table_add (colours, GUINT_TO_POINTER ((p[0] << 16) | (p[1] << 8) | p[2]));
+    }
+  g_test_message ("attention view drawn %dx%d, %u colours", drawn->width, drawn->height,
+                  g_hash_table_size (colours));
+  g_assert_cmpuint (g_hash_table_size (colours), >, 64);
+}
+
+/* Drops files on the window through the real GtkDropTarget (its "drop" signal). */
+static gboolean
+emit_drop (VlWindow *win, GFile *file)
+{
+  GtkDropTarget *target = NULL;
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (win));
+  for (guint i = 0; i < g_list_model_get_n_items (controllers) && target == NULL; i++)
+    {
+      g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
+      if (GTK_IS_DROP_TARGET (c))
+        target = GTK_DROP_TARGET (c);
+    }
+  g_assert_nonnull (target);
+  GSList *list = g_slist_prepend (NULL, file);
+  GValue value = G_VALUE_INIT;
+  g_value_init (&value, GDK_TYPE_FILE_LIST);
+  g_value_take_boxed (&value, gdk_file_list_new_from_list (list));
+  g_slist_free (list);
+  gboolean accepted = FALSE;
+  g_signal_emit_by_name (target, "drop", &value, 10.0, 10.0, &accepted);
+  g_value_unset (&value);
+  return accepted;
+}
+
+/* A PNG dropped on the window becomes the probe: the attention page shows its crop with the
+ * pretrained backbone's rollout; a second drop through the window's drop target replaces it. */
+static void
+test_probe_drop (void)
+{
+  VlWindow *win = new_window (TRUE);
+  wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
+  wait_for (win, probe_idle, 30, "the probe file (none)");
+  g_assert_null (vl_window_get_probe_path (win));   /* a dataset is open: no sample */
+  g_assert_false (win->probe_file_shown);
+  g_autoptr(VlImage) before = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_nonnull (before);
+
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *png = write_probe_png (dir, "dropped.png", 48, 40, 30, 6);
+  g_autoptr(GFile) file = g_file_new_for_path (png);
+  GSList *files = g_slist_prepend (NULL, file);
+  GdkFileList *list = gdk_file_list_new_from_list (files);
+  g_slist_free (files);
+  GSList *dropped = gdk_file_list_get_files (list);
+  g_assert_true (vl_window_drop_files (win, dropped));
+  g_slist_free (dropped);
+  g_boxed_free (GDK_TYPE_FILE_LIST, list);
+  wait_for (win, probe_file_ready, 30, "the dropped image's attention");
+  g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
+  g_assert_true (win->probe_file_shown);
+  g_assert_false (win->probe_file.is_sample);
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==,
+                   "attention");
+  /* the dataset's probes are still there, after the probe file's button */
+  g_assert_cmpint (win->n_probe_images, >, 0);
+  int n_buttons = 0;
+  for (GtkWidget *c = gtk_widget_get_first_child (win->probe_box); c;
+       c = gtk_widget_get_next_sibling (c))
+    n_buttons++;
+  g_assert_cmpint (n_buttons, ==, win->n_probe_images + 1);
+  GtkWidget *first = gtk_widget_get_first_child (win->probe_box);
+  g_assert_true (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (first)));
+  assert_view_shows (win, png);
+  assert_view_drawn (win);
+  g_assert_false (banner_error_shown (win));
+
+  /* through the drop target itself: another image replaces it */
+  g_autofree char *png2 = write_probe_png (dir, "second.png", 32, 56, 2, 40);
+  g_autoptr(GFile) file2 = g_file_new_for_path (png2);
+  g_assert_true (emit_drop (win, file2));
+  wait_for (win, probe_file_ready, 30, "the second image's attention");
+  g_assert_cmpstr (vl_window_get_probe_path (win), ==, png2);
+  assert_view_shows (win, png2);
+
+  /* a dataset probe's button shows that probe; the probe file's button brings it back */
+  GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (win->probe_box));
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (second), TRUE);
+  g_assert_false (win->probe_file_shown);
+  g_autoptr(VlImage) dataset_probe = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_cmpmem (dataset_probe->pixels, (gsize) dataset_probe->width * dataset_probe->height * 3,
+                   win->probe_images[0]->pixels,
+                   (gsize) win->probe_images[0]->width * win->probe_images[0]->height *
+                   win->probe_images[0]->channels);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_widget_get_first_child (win->probe_box)),
+                                TRUE);
+  g_assert_true (win->probe_file_shown);
+  assert_view_shows (win, png2);
+  destroy_window (win);
+}
+
+/* A truncated or empty image: the banner names the file, the previous probe stays. */
+static void
+test_probe_bad_image (void)
+{
+  VlWindow *win = new_window (FALSE);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *good = write_probe_png (dir, "good.png", 40, 40, 4, 4);
+  vl_window_open_probe (win, good);
+  wait_for (win, probe_file_ready, 30, "the good image's attention");
+  g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
+  g_autoptr(VlImage) before = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_nonnull (before);
+
+  /* the first 100 bytes of a valid PNG, and an empty "JPEG" */
+  g_autofree char *contents = NULL;
+  gsize length = 0;
+  g_assert_true (g_file_get_contents (good, &contents, &length, NULL));
+  g_assert_cmpuint (length, >, 200);
+  g_autofree char *truncated = g_build_filename (dir, "truncated.png", NULL);
+  g_assert_true (g_file_set_contents (truncated, contents, 100, NULL));
+  g_autofree char *empty = g_build_filename (dir, "empty.jpg", NULL);
+  g_assert_true (g_file_set_contents (empty, "", 0, NULL));
+  const char *bad[] = { truncated, empty };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      gtk_info_bar_set_revealed (GTK_INFO_BAR (win->banner), FALSE);
+      g_autoptr(GFile) file = g_file_new_for_path (bad[i]);
+      g_assert_true (emit_drop (win, file));   /* taken as an image; decoding is what fails */
+      wait_for (win, probe_idle, 30, "the bad image");
+      g_assert_true (banner_error_shown (win));
+      const char *text = gtk_label_get_text (GTK_LABEL (win->banner_label));
+      g_test_message ("banner: %s", text);
+      g_autofree char *base = g_path_get_basename (bad[i]);
+      g_assert_nonnull (strstr (text, base));
+      /* the previous probe, untouched */
+      g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
+      g_assert_true (win->probe_file_shown);
+      g_autoptr(VlImage) after = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+      g_assert_nonnull (after);
+      g_assert_cmpmem (after->pixels, (gsize) after->width * after->height * 3, before->pixels,
+                       (gsize) before->width * before->height * 3);
+      assert_view_shows (win, good);
+    }
+  /* a file that is neither an image nor anything else the window opens */
+  g_autofree char *notes = g_build_filename (dir, "notes.txt", NULL);
+  g_assert_true (g_file_set_contents (notes, "plain text, not a picture\n", -1, NULL));
+  g_autoptr(GFile) nf = g_file_new_for_path (notes);
+  GSList *files = g_slist_prepend (NULL, nf);
+  g_assert_false (vl_window_drop_files (win, files));
+  g_slist_free (files);
+  g_assert_true (banner_error_shown (win));
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->banner_label)), "notes.txt"));
+  g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
+  destroy_window (win);
+}
+
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *) a, *(const char *const *) b);
+}
+
+/* The first shipped sample (data/samples, in name order) as written there. */
+static char *
+first_shipped_sample (void)
+{
+  g_autofree char *dir = g_test_build_filename (G_TEST_DIST, "..", "data", "samples", NULL);
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  g_assert_nonnull (d);
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+  while ((name = g_dir_read_name (d)))
+    if (g_str_has_suffix (name, ".png"))
+      g_ptr_array_add (names, g_strdup (name));
+  g_assert_cmpuint (names->len, >, 0);
+  g_ptr_array_sort (names, compare_names);
+  return g_build_filename (dir, g_ptr_array_index (names, 0), NULL);
+}
+
+/* A backbone and no dataset: the attention page shows the first shipped sample; the dataset's
+ * probes replace it once they arrive. */
+static void
+test_probe_sample (void)
+{
+  VlWindow *win = new_window (FALSE);
+  g_assert_null (win->data);
+  wait_for (win, probe_file_ready, 30, "the sample's attention");
+  g_autofree char *want = first_shipped_sample ();
+  g_autofree char *want_base = g_path_get_basename (want);
+  g_autofree char *got_base = g_path_get_basename (vl_window_get_probe_path (win));
+  g_assert_cmpstr (got_base, ==, "0-t-shirt-top-0.png");
+  g_assert_cmpstr (got_base, ==, want_base);
+  g_assert_true (win->probe_file.is_sample);
+  g_assert_true (win->probe_file_shown);
+  assert_view_shows (win, want);
+  assert_view_drawn (win);
+
+  g_assert_true (action_s (win, "win.load-data", dataset_dir));
+  wait_for (win, loaded, 30, "the dataset");
+  wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
+  g_assert_null (vl_window_get_probe_path (win));
+  g_assert_false (win->probe_file_shown);
+  g_autoptr(VlImage) shown = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_cmpmem (shown->pixels, (gsize) shown->width * shown->height * 3,
+                   win->probe_images[0]->pixels,
+                   (gsize) win->probe_images[0]->width * win->probe_images[0]->height *
+                   win->probe_images[0]->channels);
+  destroy_window (win);
+}
+
+/* With a run: the probe file shows the pretrained map alone while it trains, then the
+ * fine-tuned model's beside the pretrained one. */
+static void
+test_probe_fine_tuned (void)
+{
+  VlWindow *win = new_window (TRUE);
+  wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *png = write_probe_png (dir, "probe.png", 40, 40, 20, 20);
+  vl_window_open_probe (win, png);
+  wait_for (win, probe_file_ready, 30, "the probe file");
+  g_assert_null (win->probe_file.now_attn);
+  float heat[16];
+  g_assert_false (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
+
+  quick_settings (win, 2);
+  g_assert_true (action (win, "win.train"));
+  g_assert_true (running (win));
+  wait_for (win, has_run_attention, 60, "the run's attention maps");
+  /* the run's PROBES events leave the probe file in the view */
+  g_assert_true (win->probe_file_shown);
+  assert_view_shows (win, png);
+  wait_for (win, finished, 120, "the end of the run");
+  wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
+  g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
+  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  /* both sides: the reference is the pretrained rollout (checked against the engine) */
+  assert_view_shows (win, png);
+  g_assert_true (vl_attention_view_get_heatmap (view, FALSE, heat));
+  double sum = 0;
+  for (int i = 0; i < 16; i++)
+    sum += heat[i];
+  g_assert_cmpfloat (sum, >, 0);
+  g_assert_nonnull (win->probe_file.now_class);
+  g_assert_true (g_str_equal (win->probe_file.now_class, "reds") ||
+                 g_str_equal (win->probe_file.now_class, "blues"));
+  assert_view_drawn (win);
+  destroy_window (win);
+}
+
 static void
 test_dark (void)
 {
@@ -774,6 +1125,10 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/close-during-training", test_close_during_training);
   g_test_add_func ("/ui/window/open-run", test_open_run);
   g_test_add_func ("/ui/window/dark", test_dark);
+  g_test_add_func ("/ui/window/probe/drop", test_probe_drop);
+  g_test_add_func ("/ui/window/probe/bad-image", test_probe_bad_image);
+  g_test_add_func ("/ui/window/probe/sample", test_probe_sample);
+  g_test_add_func ("/ui/window/probe/fine-tuned", test_probe_fine_tuned);
   int rc = g_test_run ();
 
   g_application_release (G_APPLICATION (app));

@@ -1,11 +1,13 @@
 /* vl-application.h: vitlab's GtkApplication: command line, styles, app actions, main window.
  *
- *   vitlab [--backbone PATH] [--data SPEC] [--run DIR] [--preset NAME] [--epochs N] [--train]
- *          [--page NAME]... [--screenshot PNG [--screenshot-when ready|training|finished]]
+ *   vitlab [--backbone PATH] [--data SPEC] [--run DIR] [--probe IMAGE] [--preset NAME]
+ *          [--epochs N] [--train] [--page NAME]...
+ *          [--screenshot PNG [--screenshot-when ready|training|finished]]
  *
  * Without --backbone/--data, the last ones used (GSettings) or the defaults found beside the
  * checkout ($VITLAB_SHARED or ../shared: weights/vit-tiny-augreg-in1k, datasets/hymenoptera)
- * are opened, so a first-time user can press Train at once. --screenshot renders the window to
+ * are opened, so a first-time user can press Train at once. --probe makes an image the
+ * attention probe, as a drop on the window does. --screenshot renders the window to
  * a PNG (once loaded, after an epoch of training, or when the run has finished) and quits. */
 #pragma once
 

@@ -955,6 +955,30 @@ after_data_change (VlAttentionView *view)
   invalidate_maps (view);
 }
 
+VlImage *
+vl_attention_view_get_image (VlAttentionView *view)
+{
+  g_return_val_if_fail (VL_IS_ATTENTION_VIEW (view), NULL);
+  if (view->image == NULL)
+    return NULL;
+  cairo_surface_flush (view->image);
+  const guint8 *data = cairo_image_surface_get_data (view->image);
+  const int stride = cairo_image_surface_get_stride (view->image);
+  VlImage *img = vl_image_new (view->img_w, view->img_h, 3);
+  for (int y = 0; y < view->img_h; y++)
+    {
+      const guint32 *row = (const guint32 *) (data + (gsize) y * stride);
+      for (int x = 0; x < view->img_w; x++)
+        {
+          uint8_t *p = img->pixels + ((gsize) y * view->img_w + x) * 3;
+          p[0] = (row[x] >> 16) & 0xff;
+          p[1] = (row[x] >> 8) & 0xff;
+          p[2] = row[x] & 0xff;
+        }
+    }
+  return img;
+}
+
 gboolean
 vl_attention_view_set_attention (VlAttentionView *view, const float *attn, int depth,
                                  int heads, int T, int n_prefix, gboolean has_cls, int gh,

@@ -57,6 +57,9 @@ GtkWidget *vl_attention_view_new              (void);
  * at its own aspect (the model's input aspect when it is the crop). NULL clears it. */
 void       vl_attention_view_set_image        (VlAttentionView *view, const VlImage *img);
 
+/* A copy of the image shown (RGB), or NULL when there is none. */
+VlImage   *vl_attention_view_get_image        (VlAttentionView *view);
+
 /* The attention of every block for this image (copied): attn is [depth][heads][T][T]
  * (vl_model_attention (m, l) + b * heads * T * T for l = 0 … depth-1, laid one after another),
  * T = n_prefix + gh * gw, has_cls: the first prefix token is a CLS token (geometry->class_token).

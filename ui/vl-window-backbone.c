@@ -180,6 +180,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *title = g_strdup_printf ("vitlab — %s", name);
   gtk_window_set_title (GTK_WINDOW (self), title);
   vl_window_start_pretrained_attention (self);
+  vl_window_refresh_probe_file (self, TRUE);   /* the probe file (or the sample) under it */
   vl_window_update_actions (self);
 }
 

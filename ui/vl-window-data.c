@@ -391,6 +391,7 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
       vl_window_show_error (self, "Could not open the dataset: %s", error->message);
       gtk_label_set_text (GTK_LABEL (self->data_name_label),
                           self->data ? self->data->spec : "No dataset");
+      vl_window_refresh_probe_file (self, FALSE);   /* still no dataset: the sample */
       vl_window_update_actions (self);
       return;
     }
@@ -642,6 +643,7 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->attn_gh = j->gh;
   self->attn_gw = j->gw;
   j->n = 0;
+  vl_window_drop_probe_sample (self);   /* the dataset's own probes replace the sample */
   vl_window_show_probes (self);
 }
 

@@ -25,7 +25,6 @@ VlDataRef *vl_data_ref   (VlDataRef *d);
 void       vl_data_unref (VlDataRef *d);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataRef, vl_data_unref)
 
-/* One row of the layer-group list. */
 /* The trained model, shared with worker threads (predictions, export): the finished trainer
  * that owns it, or a model loaded from a run folder. Tasks using the model hold a reference
  * and its lock. */
@@ -39,6 +38,23 @@ VlTrainedRef *vl_trained_ref   (VlTrainedRef *t);
 void          vl_trained_unref (VlTrainedRef *t);
 VlModel      *vl_trained_model (VlTrainedRef *t);
 
+/* The probe file: one image the user chose (dropped on the window, "Open Probe Image…",
+ * --probe) or, with a backbone and no dataset, the first of the shipped samples
+ * (data/samples); its attention under the pretrained backbone and, once a run has a trained
+ * model, under that one. Computed on a worker thread (vl-window-probe.c). */
+typedef struct {
+  char     *path;           /* NULL: none */
+  gboolean  is_sample;      /* the fallback sample, replaced by the dataset's probes */
+  VlImage  *image;          /* the crop the model sees, RGB (NULL before the first result) */
+  float    *ref_attn;       /* (depth, heads, T, T) the pretrained backbone's; NULL without one */
+  float    *now_attn;       /* (depth, heads, T, T) the trained model's; NULL without one */
+  char     *ref_class;      /* the pretrained head's top class, when it names its classes */
+  char     *now_class;      /* the trained model's top class */
+  int       depth, heads, T, n_prefix, gh, gw;
+  gboolean  has_cls;
+} VlProbeFile;
+
+/* One row of the layer-group list. */
 typedef struct {
   GtkWidget *row;
   GtkWidget *toggle;       /* GtkSwitch: trainable */
@@ -174,6 +190,13 @@ struct _VlWindow
   int           n_probe_rollout;
   float        *probe_final_attn;    /* (n, depth, heads, T, T) the trained model's */
   int           final_attn_T;
+  /* the probe file, shown instead of a dataset probe while probe_file_shown */
+  VlProbeFile   probe_file;
+  gboolean      probe_file_shown;
+  gboolean      probe_file_stale;    /* its maps are not of the current models: recompute */
+  GCancellable *probe_cancel;        /* a probe file's attention in flight; NULL when none */
+  char         *probe_pending;       /* the file in flight (not yet probe_file.path) */
+  gboolean      probe_pending_sample, probe_pending_user;
 
   /* ---- training ---- */
   VlTrainer    *trainer;             /* the current run (kept after it ends) */
@@ -263,6 +286,18 @@ void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split
                                   gpointer user_data, GDestroyNotify destroy);
 void  vl_window_start_pretrained_attention (VlWindow *self);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);
+
+/* vl-window-probe.c */
+void  vl_window_probe_dispose    (VlWindow *self);
+gboolean vl_looks_like_image     (const char *path);
+char *vl_first_sample_image      (void);
+/* The models changed (backbone loaded, a run finished or was opened, a dataset came or
+ * failed): the sample fallback is chosen or dropped, and the probe file's maps are recomputed
+ * when they are not of the current models. */
+void  vl_window_refresh_probe_file (VlWindow *self, gboolean models_changed);
+void  vl_window_show_probe_file  (VlWindow *self);
+void  vl_window_drop_probe_sample (VlWindow *self);
+void  vl_window_choose_probe     (VlWindow *self);
 
 /* vl-window-train.c */
 void  vl_window_train_init       (VlWindow *self);

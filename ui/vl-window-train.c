@@ -283,11 +283,32 @@ show_probe (VlWindow *self, int i)
   vl_attention_view_set_title (view, title);
 }
 
+/* The probe file or the selected dataset probe, whichever the probe buttons have active. */
+static void
+show_selected_probe (VlWindow *self)
+{
+  if (self->probe_file_shown && self->probe_file.image)
+    vl_window_show_probe_file (self);
+  else if (self->n_probe_images > 0)
+    show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
+}
+
 static void
 on_probe_toggled (GtkToggleButton *button, VlWindow *self)
 {
-  if (gtk_toggle_button_get_active (button))
-    show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  self->probe_file_shown = FALSE;
+  show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
+}
+
+static void
+on_probe_file_toggled (GtkToggleButton *button, VlWindow *self)
+{
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  self->probe_file_shown = TRUE;
+  vl_window_show_probe_file (self);
 }
 
 static GdkTexture *
@@ -302,7 +323,24 @@ texture_from_image (const VlImage *img)
   return gdk_memory_texture_new (img->width, img->height, GDK_MEMORY_R8G8B8, bytes, stride);
 }
 
-/* The probe buttons (a thumbnail and the class each) and the selected probe in the view. */
+static GtkWidget *
+probe_button (const VlImage *img)
+{
+  GtkWidget *b = gtk_toggle_button_new ();
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  g_autoptr(GdkTexture) tex = texture_from_image (img);
+  GtkWidget *pic = gtk_picture_new_for_paintable (GDK_PAINTABLE (tex));
+  gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
+  gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
+  gtk_widget_set_size_request (pic, 30, 30);
+  gtk_widget_add_css_class (pic, "vl-probe-thumb");
+  gtk_box_append (GTK_BOX (box), pic);
+  gtk_button_set_child (GTK_BUTTON (b), box);
+  return b;
+}
+
+/* The probe buttons (the probe file first, then a thumbnail and the class of each dataset
+ * probe) and the selected probe in the view. */
 void
 vl_window_show_probes (VlWindow *self)
 {
@@ -310,20 +348,33 @@ vl_window_show_probes (VlWindow *self)
   while ((child = gtk_widget_get_first_child (self->probe_box)))
     gtk_box_remove (GTK_BOX (self->probe_box), child);
   GtkToggleButton *group = NULL;
+  const VlProbeFile *pf = &self->probe_file;
+  if (pf->image == NULL)
+    self->probe_file_shown = FALSE;
+  else
+    {
+      if (self->n_probe_images == 0)
+        self->probe_file_shown = TRUE;
+      GtkWidget *b = probe_button (pf->image);
+      gtk_widget_add_css_class (b, "vl-probe-file");
+      g_autofree char *base = g_path_get_basename (pf->path);
+      g_autofree char *tip = pf->is_sample
+        ? g_strdup_printf ("Shipped sample %s: shown while no dataset is open (drop an image on "
+                           "the window to use your own)", base)
+        : g_strdup_printf ("Probe image %s (drop another image on the window, or Open Probe "
+                           "Image…, to replace it)", base);
+      gtk_widget_set_tooltip_text (b, tip);
+      group = GTK_TOGGLE_BUTTON (b);
+      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
+      gtk_box_append (GTK_BOX (self->probe_box), b);
+      if (self->probe_file_shown)
+        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
+    }
   for (int i = 0; i < self->n_probe_images; i++)
     {
-      GtkWidget *b = gtk_toggle_button_new ();
-      GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-      g_autoptr(GdkTexture) tex = texture_from_image (self->probe_images[i]);
-      GtkWidget *pic = gtk_picture_new_for_paintable (GDK_PAINTABLE (tex));
-      gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
-      gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
-      gtk_widget_set_size_request (pic, 30, 30);
-      gtk_widget_add_css_class (pic, "vl-probe-thumb");
-      gtk_box_append (GTK_BOX (box), pic);
+      GtkWidget *b = probe_button (self->probe_images[i]);
       const char *cls = self->data && self->probe_labels
                       ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
-      gtk_button_set_child (GTK_BUTTON (b), box);
       g_autofree char *tip = g_strdup_printf ("Probe %d: %s (%s)", i + 1, self->probe_names[i], cls);
       gtk_widget_set_tooltip_text (b, tip);
       g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
@@ -333,11 +384,18 @@ vl_window_show_probes (VlWindow *self)
         group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
       gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (i == MIN (self->probe_selected, self->n_probe_images - 1))
+      if (!self->probe_file_shown && i == MIN (self->probe_selected, self->n_probe_images - 1))
         gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
     }
-  if (self->n_probe_images > 0)
-    show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
+  if (self->probe_file_shown || self->n_probe_images > 0)
+    show_selected_probe (self);
+  else
+    {
+      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+      vl_attention_view_set_image (view, NULL);
+      vl_attention_view_clear_maps (view);
+      vl_attention_view_set_title (view, NULL);
+    }
 }
 
 void
@@ -606,7 +664,7 @@ show_probes_event (VlWindow *self, const VlTrainEvent *ev)
   g_clear_pointer (&self->probe_final_attn, g_free);
   /* replace only the maps (the view keeps the image) */
   int i = self->probe_selected;
-  if (i < n)
+  if (i < n && !self->probe_file_shown)
     {
       VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
       gboolean first = self->n_probe_events == 1;
@@ -680,7 +738,11 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
       break;
     }
   if (self->have_trained && !self->close_after_stop)
-    maybe_predict (self);
+    {
+      maybe_predict (self);
+      if (trained)
+        vl_window_refresh_probe_file (self, TRUE);   /* the probe file's fine-tuned side */
+    }
 }
 
 static void
@@ -825,8 +887,10 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   g_clear_pointer (&self->probe_rollout, g_free);
   self->n_probe_rollout = 0;
   g_clear_pointer (&self->idle_status, g_free);
-  if (self->n_probe_images > 0)
-    show_probe (self, self->probe_selected);   /* the pretrained maps until the run's arrive */
+  /* the previous run's model is not "now": the probe file shows the pretrained side alone */
+  g_clear_pointer (&self->probe_file.now_attn, g_free);
+  g_clear_pointer (&self->probe_file.now_class, g_free);
+  show_selected_probe (self);   /* the pretrained maps until the run's arrive */
   g_free (self->run_dir);
   self->run_dir = g_strdup (cfg.out_dir);
   gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir ? self->run_dir : "");
@@ -877,6 +941,10 @@ vl_window_discard_trained (VlWindow *self)
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
   g_clear_pointer (&self->probe_final_attn, g_free);
+  g_clear_pointer (&self->probe_file.now_attn, g_free);
+  g_clear_pointer (&self->probe_file.now_class, g_free);
+  if (self->probe_file_shown)
+    vl_window_show_probe_file (self);
   self->have_trained = FALSE;
   vl_window_update_actions (self);
 }
@@ -1037,7 +1105,7 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
       g_free (self->probe_final_attn);
       self->probe_final_attn = g_steal_pointer (&j->final_attn);
       self->final_attn_T = j->attn_T;
-      if (self->n_probe_images > 0)
+      if (self->n_probe_images > 0 && !self->probe_file_shown)
         show_probe (self, self->probe_selected);
     }
   vl_window_update_actions (self);
@@ -1621,6 +1689,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
                                              self->run_resumable ? " (Resume continues it)" : "");
   set_idle_status (self, status);
   maybe_predict (self);
+  vl_window_refresh_probe_file (self, TRUE);   /* the probe file beside the run's model */
   vl_window_update_actions (self);
 }
 

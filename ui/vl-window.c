@@ -1,5 +1,6 @@
 /* vl-window.c: the window type, its actions and shortcuts, the one function that decides what
- * is enabled, the error banner, confirmations, drag and drop, and the remembered settings. */
+ * is enabled, the error banner, confirmations, drag and drop (checkpoints, image folders, runs,
+ * probe images), and the remembered settings. */
 #include "vl-window-private.h"
 
 #include "vl-attention-view.h"
@@ -475,6 +476,12 @@ action_use_fashion_mnist (GtkWidget *widget, const char *name, GVariant *param)
 }
 
 static void
+action_open_probe (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_choose_probe (VL_WINDOW (widget));
+}
+
+static void
 action_open_run (GtkWidget *widget, const char *name, GVariant *param)
 {
   vl_window_choose_file (VL_WINDOW (widget), "Open Run Folder",
@@ -644,24 +651,29 @@ looks_like_checkpoint (GFile *file)
   return FALSE;
 }
 
-static gboolean
-on_drop (GtkDropTarget *target, const GValue *value, double x, double y, VlWindow *self)
+gboolean
+vl_window_drop_files (VlWindow *self, GSList *files)
 {
-  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
-    return FALSE;
-  GSList *files = g_value_get_boxed (value);
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
   if (files == NULL)
     return FALSE;
-  if (vl_window_is_running (self))
-    {
-      vl_window_show_error (self, "Stop training before opening another backbone or dataset");
-      return FALSE;
-    }
   GFile *file = files->data;
   g_autofree char *path = g_file_get_path (file);
   if (path == NULL)
     {
       vl_window_show_error (self, "Only local files and folders can be opened");
+      return FALSE;
+    }
+  /* an image becomes the attention probe (also during a run: it changes nothing there) */
+  if (vl_looks_like_image (path))
+    {
+      vl_window_open_probe (self, path);
+      gtk_widget_activate_action (GTK_WIDGET (self), "win.page", "s", "attention");
+      return TRUE;
+    }
+  if (vl_window_is_running (self))
+    {
+      vl_window_show_error (self, "Stop training before opening another backbone or dataset");
       return FALSE;
     }
   g_autofree char *run_json = g_build_filename (path, "run.json", NULL);
@@ -673,11 +685,19 @@ on_drop (GtkDropTarget *target, const GValue *value, double x, double y, VlWindo
     vl_window_open_data (self, path);
   else
     {
-      vl_window_show_error (self, "%s: not a checkpoint (.safetensors), an image folder or a run "
-                            "folder", path);
+      vl_window_show_error (self, "%s: not a checkpoint (.safetensors), an image folder, a run "
+                            "folder or an image", path);
       return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+on_drop (GtkDropTarget *target, const GValue *value, double x, double y, VlWindow *self)
+{
+  if (!G_VALUE_HOLDS (value, GDK_TYPE_FILE_LIST))
+    return FALSE;
+  return vl_window_drop_files (self, g_value_get_boxed (value));
 }
 
 /* ------------------------------------------------------------------ closing */
@@ -738,6 +758,7 @@ vl_window_dispose (GObject *object)
   VlWindow *self = VL_WINDOW (object);
   self->disposed = TRUE;
   vl_window_train_dispose (self);
+  vl_window_probe_dispose (self);
   vl_window_data_dispose (self);
   vl_window_backbone_dispose (self);
   /* no gtk_widget_dispose_template: GtkWindow disposes its child and titlebar itself (the
@@ -893,6 +914,7 @@ vl_window_class_init (VlWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.load-data", "s", action_load_data);
   gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist", NULL,
                                    action_use_fashion_mnist);
+  gtk_widget_class_install_action (widget_class, "win.open-probe", NULL, action_open_probe);
   gtk_widget_class_install_action (widget_class, "win.open-run", NULL, action_open_run);
   gtk_widget_class_install_action (widget_class, "win.save-run", NULL, action_save_run);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
