@@ -49,8 +49,10 @@ struct _VlActs {
   float     *resample_h, *resample_w;
   float     *xemb, *pre_mean, *pre_rstd;  /* (B,T,W) before ln_pre */
   float    **xs;             /* depth + 1 of (B,T,W) */
-  BlockActs *blk;
-  BlockActs  scratch;
+  BlockActs *blk;           /* blocks >= store_from; below it only .att, when capturing */
+  int        span;           /* > 0: blocks run `span` images at a time per worker; 0: whole */
+  BlockActs *scratch;        /* the frozen blocks' intermediates: one set per worker of `span`
+                              * images each, or one set for the whole batch */
   float     *lnf, *lnf_mean, *lnf_rstd;   /* token norm output (== xs[depth] with fc_norm) */
   float     *pooled_raw;     /* (B,W) before fc_norm */
   float     *fc_mean, *fc_rstd;
@@ -86,6 +88,7 @@ vl_acts_free (VlActs *a)
   g_ptr_array_free (a->allocs, TRUE);
   g_free (a->xs);
   g_free (a->blk);
+  g_free (a->scratch);
   g_free (a);
 }
 
@@ -98,15 +101,16 @@ acts_alloc (VlActs *a, int64_t n, size_t size)
 }
 #define FALLOC(a, n) ((float *) acts_alloc ((a), (n), sizeof (float)))
 
+/* Activations of one block for n_img images. */
 static void
-block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, gboolean with_att)
+block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gboolean with_att)
 {
-  int64_t BT = (int64_t) a->B * a->T;
+  int64_t BT = (int64_t) n_img * a->T;
   k->ln1 = FALLOC (a, BT * g->width);
   k->ln1_mean = FALLOC (a, BT);
   k->ln1_rstd = FALLOC (a, BT);
   k->qkv = FALLOC (a, BT * 3 * g->width);
-  k->att = with_att ? FALLOC (a, (int64_t) a->B * g->heads * a->T * a->T) : NULL;
+  k->att = with_att ? FALLOC (a, (int64_t) n_img * g->heads * a->T * a->T) : NULL;
   k->atty = FALLOC (a, BT * g->width);
   k->ls1b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
   k->xmid = FALLOC (a, BT * g->width);
@@ -183,18 +187,19 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   for (int l = 0; l <= g->depth; l++)
     a->xs[l] = FALLOC (a, BT * W);
   a->blk = g_new0 (BlockActs, g->depth);
+  /* image by image when every thread gets whole images with little imbalance */
+  a->span = threads > 1 && (B % threads == 0 || B >= 4 * threads) ? 1 : 0;
+  int n_scratch = a->span ? threads : 1;
+  a->scratch = g_new0 (BlockActs, n_scratch);
   if (store_from > 0)
-    block_acts_alloc (a, &a->scratch, g, !capture);
+    for (int w = 0; w < n_scratch; w++)
+      block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture);
   for (int l = 0; l < g->depth; l++)
     {
       if (l >= store_from)
-        block_acts_alloc (a, &a->blk[l], g, TRUE);
-      else
-        {
-          a->blk[l] = a->scratch;
-          if (capture)
-            a->blk[l].att = FALLOC (a, (int64_t) B * g->heads * T * T);
-        }
+        block_acts_alloc (a, &a->blk[l], g, B, TRUE);
+      else if (capture)
+        a->blk[l].att = FALLOC (a, (int64_t) B * g->heads * T * T);
     }
   a->lnf = g->fc_norm ? a->xs[g->depth] : FALLOC (a, BT * W);
   a->lnf_mean = FALLOC (a, BT);
@@ -289,21 +294,22 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
 {
   const LinearFwd *L = data;
   const int N = L->N;
+  const float *restrict b = L->b;
   float *out = L->out + r0 * N;
   for (int64_t r = r0; r < r1; r++)
     {
-      float *o = L->out + r * N;
+      float *restrict o = L->out + r * N;
       if (L->residual)
         {
-          const float *res = L->residual + r * N;
-          if (L->b)
+          const float *restrict res = L->residual + r * N;
+          if (b)
             for (int c = 0; c < N; c++)
-              o[c] = res[c] + L->b[c];
+              o[c] = res[c] + b[c];
           else
             memcpy (o, res, sizeof (float) * N);
         }
-      else if (L->b)
-        memcpy (o, L->b, sizeof (float) * N);
+      else if (b)
+        memcpy (o, b, sizeof (float) * N);
       else
         memset (o, 0, sizeof (float) * N);
     }
@@ -475,12 +481,6 @@ scale_add_rows (void *data, int64_t r0, int64_t r1, int worker)
       s->out[r * s->C + c] = s->x[r * s->C + c] + s->gamma[c] * s->branch[r * s->C + c];
 }
 
-static void
-scale_add (float *out, const float *x, const float *branch, const float *gamma, int64_t N, int C)
-{
-  ScaleAdd s = { out, x, branch, gamma, C };
-  parallel_rows (N, C, 2, scale_add_rows, &s);
-}
 
 typedef struct {
   const VlGeometry *g;
@@ -488,17 +488,22 @@ typedef struct {
   const BlockActs *k;
   const float *datty;
   float *dqkv, *dscore;
+  int q_chunks;          /* forward: query-row chunks per (image, head) */
 } AttnJob;
 
+/* task i: image b, head h, query rows chunk c of q_chunks */
 static void
 attn_fwd_task (void *data, int64_t i, int worker)
 {
   const AttnJob *j = data;
-  const int H = j->g->heads, W = j->g->width, T = j->T;
-  int64_t b = i / H;
-  int h = (int) (i % H);
-  vl_attention_forward (j->k->atty + b * T * W, j->k->att + i * T * T,
-                        j->k->qkv + b * T * 3 * W, T, W, j->g->head_dim, h);
+  const int H = j->g->heads, W = j->g->width, T = j->T, qc = j->q_chunks;
+  int64_t bh = i / qc;
+  int c = (int) (i % qc);
+  int64_t b = bh / H;
+  int h = (int) (bh % H);
+  vl_attention_forward_rows (j->k->atty + b * T * W, j->k->att + bh * T * T,
+                             j->k->qkv + b * T * 3 * W, T, W, j->g->head_dim, h,
+                             (int) ((int64_t) T * c / qc), (int) ((int64_t) T * (c + 1) / qc));
 }
 
 static void
@@ -585,40 +590,193 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
                        vl_pdata (m, m->ix.pre_b), (int64_t) B * T, Wd, g->eps);
 }
 
+/* Where a block's stages run. Whole batch: each stage is one parallel region over row panels
+ * (attention over (image, head) pairs) — the shape for small batches. One image (per_image):
+ * every stage runs on the calling thread over that image's rows only, so the intermediates
+ * (about 2 MiB per ViT-Ti image, in the worker's own scratch set when the block is frozen) stay
+ * in the core's L2 cache from one stage to the next, and the whole block costs one parallel
+ * region instead of seven. */
+typedef struct {
+  gboolean serial;
+  int      b0, n;        /* images [b0, b0 + n) */
+  int      worker;
+} Span;
+
+static void
+run_rows (const Span *sp, const VlActs *a, int64_t row_work, int per_thread, RowsFunc fn,
+          void *ctx)
+{
+  if (sp->serial)
+    fn (ctx, 0, (int64_t) sp->n * a->T, sp->worker);
+  else
+    parallel_rows ((int64_t) sp->n * a->T, row_work, per_thread, fn, ctx);
+}
+
+#define SHIFT(p, n) ((p) ? (p) + (n) : NULL)
+
+/* Block l's buffers seen from image b0 on (row 0 of each is image b0's first token). */
+static BlockActs
+block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
+{
+  const int64_t t = (int64_t) b0 * a->T, W = g->width;
+  const int64_t att = (int64_t) b0 * g->heads * a->T * a->T;
+  BlockActs v;
+  if (l >= a->store_from)
+    v = a->blk[l];
+  else
+    {
+      v = a->scratch[a->span ? worker : 0];
+      if (a->span)
+        {
+          if (a->capture)
+            v.att = a->blk[l].att + att;
+          return v;
+        }
+      if (a->capture)
+        v.att = a->blk[l].att;
+    }
+  v.ln1 += t * W;
+  v.ln1_mean += t;
+  v.ln1_rstd += t;
+  v.qkv += t * 3 * W;
+  v.att += att;
+  v.atty += t * W;
+  v.ls1b = SHIFT (v.ls1b, t * W);
+  v.xmid += t * W;
+  v.ln2 += t * W;
+  v.ln2_mean += t;
+  v.ln2_rstd += t;
+  v.h += t * g->mlp;
+  v.g += t * g->mlp;
+  v.ls2b = SHIFT (v.ls2b, t * W);
+  return v;
+}
+
+/* A block's forward around its attention: the row-local stages before it (LN1, qkv) and after
+ * it (proj, residual, LN2, fc1 + GELU, fc2, residual), each run over one range of rows. */
+typedef struct {
+  VlModel         *m;
+  const BlockActs *k;
+  const float     *x;
+  float           *x_out;
+  int              l;
+} BlockFwd;
+
+#define BP(which) (vl_param (f->m, vl_block_param (f->m, f->l, (which)))->data)
+
+static void
+pre_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const BlockFwd *f = data;
+  const VlGeometry *g = &f->m->geo;
+  const BlockActs *k = f->k;
+  const int W = g->width;
+  LnFwd ln1 = { k->ln1, k->ln1_mean, k->ln1_rstd, f->x, BP (B_LN1_W), BP (B_LN1_B), W, g->eps };
+  ln_fwd_rows (&ln1, r0, r1, worker);
+  LinearFwd qkv = { k->qkv, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, W, 3 * W, ACT_NONE };
+  linear_fwd_rows (&qkv, r0, r1, worker);
+}
+
+static void
+post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const BlockFwd *f = data;
+  const VlGeometry *g = &f->m->geo;
+  const BlockActs *k = f->k;
+  const int W = g->width, M = g->mlp;
+  if (g->layer_scale)
+    {
+      LinearFwd proj = { k->ls1b, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), NULL, W, W,
+                         ACT_NONE };
+      linear_fwd_rows (&proj, r0, r1, worker);
+      ScaleAdd sa = { k->xmid, f->x, k->ls1b, BP (B_LS1), W };
+      scale_add_rows (&sa, r0, r1, worker);
+    }
+  else
+    {
+      LinearFwd proj = { k->xmid, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), f->x, W, W,
+                         ACT_NONE };
+      linear_fwd_rows (&proj, r0, r1, worker);
+    }
+  LnFwd ln2 = { k->ln2, k->ln2_mean, k->ln2_rstd, k->xmid, BP (B_LN2_W), BP (B_LN2_B), W,
+                g->eps };
+  ln_fwd_rows (&ln2, r0, r1, worker);
+  LinearFwd fc1 = { k->h, k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, W, M,
+                    model_act (f->m) };
+  linear_fwd_rows (&fc1, r0, r1, worker);
+  if (g->layer_scale)
+    {
+      LinearFwd fc2 = { k->ls2b, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), NULL, M, W, ACT_NONE };
+      linear_fwd_rows (&fc2, r0, r1, worker);
+      ScaleAdd sa = { f->x_out, k->xmid, k->ls2b, BP (B_LS2), W };
+      scale_add_rows (&sa, r0, r1, worker);
+    }
+  else
+    {
+      LinearFwd fc2 = { f->x_out, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), k->xmid, M, W,
+                        ACT_NONE };
+      linear_fwd_rows (&fc2, r0, r1, worker);
+    }
+}
+
+#undef BP
+
+static void
+block_forward_span (VlModel *m, VlActs *a, int l, const Span *sp)
+{
+  const VlGeometry *g = &m->geo;
+  const int W = g->width;
+  BlockActs view = block_view (a, g, l, sp->b0, sp->worker);
+  BlockFwd f = { m, &view, a->xs[l] + (int64_t) sp->b0 * a->T * W,
+                 a->xs[l + 1] + (int64_t) sp->b0 * a->T * W, l };
+  const int64_t lin_work = (int64_t) W * (3 * W + W + 2 * g->mlp);
+
+  run_rows (sp, a, lin_work, 1, pre_attn_rows, &f);
+  AttnJob j = { .g = g, .T = a->T, .k = &view, .q_chunks = 1 };
+  int64_t pairs = (int64_t) sp->n * g->heads;
+  if (sp->serial)
+    for (int64_t i = 0; i < pairs; i++)
+      attn_fwd_task (&j, i, sp->worker);
+  else
+    {
+      /* few (image, head) pairs (batch 1: one per head): split their query rows too, so that
+       * every thread gets several tasks of similar size */
+      int threads = vl_pool_n_threads ();
+      while (pairs * j.q_chunks < 4 * threads && j.q_chunks * 16 < a->T)
+        j.q_chunks *= 2;
+      vl_parallel_for (pairs * j.q_chunks, attn_fwd_task, &j);
+    }
+  run_rows (sp, a, lin_work, 1, post_attn_rows, &f);
+}
+
+typedef struct {
+  VlModel *m;
+  VlActs  *a;
+  int      l;
+} BlockJob;
+
+static void
+block_image_task (void *data, int64_t b, int worker)
+{
+  const BlockJob *j = data;
+  int b0 = (int) b * j->a->span;
+  Span sp = { TRUE, b0, MIN (j->a->span, j->a->B - b0), worker };
+  block_forward_span (j->m, j->a, j->l, &sp);
+}
+
 static void
 forward_block (VlModel *m, VlActs *a, int l)
 {
-  const VlGeometry *g = &m->geo;
-  const int W = g->width, M = g->mlp;
-  const int64_t BT = (int64_t) a->B * a->T;
-  BlockActs *k = &a->blk[l];
-  const float *x = a->xs[l];
-#define BP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
-
-  layernorm_forward (k->ln1, k->ln1_mean, k->ln1_rstd, x, BP (B_LN1_W), BP (B_LN1_B), BT, W,
-                     g->eps);
-  linear_forward (k->qkv, ACT_NONE, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, BT, W, 3 * W);
-  AttnJob j = { .g = g, .T = a->T, .k = k };
-  vl_parallel_for ((int64_t) a->B * g->heads, attn_fwd_task, &j);
-  if (g->layer_scale)
+  if (a->span)
     {
-      linear_forward (k->ls1b, ACT_NONE, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), NULL, BT, W, W);
-      scale_add (k->xmid, x, k->ls1b, BP (B_LS1), BT, W);
+      BlockJob j = { m, a, l };
+      vl_parallel_for ((a->B + a->span - 1) / a->span, block_image_task, &j);
     }
   else
-    linear_forward (k->xmid, ACT_NONE, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), x, BT, W, W);
-  layernorm_forward (k->ln2, k->ln2_mean, k->ln2_rstd, k->xmid, BP (B_LN2_W), BP (B_LN2_B), BT,
-                     W, g->eps);
-  linear_forward (k->h, model_act (m), k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, BT, W, M);
-  if (g->layer_scale)
     {
-      linear_forward (k->ls2b, ACT_NONE, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), NULL, BT, M, W);
-      scale_add (a->xs[l + 1], k->xmid, k->ls2b, BP (B_LS2), BT, W);
+      Span sp = { FALSE, 0, a->B, 0 };
+      block_forward_span (m, a, l, &sp);
     }
-  else
-    linear_forward (a->xs[l + 1], ACT_NONE, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), k->xmid, BT,
-                    M, W);
-#undef BP
 }
 
 /* Pools `tok` (B,T,W) over the patch tokens [P, T), or takes token 0. */

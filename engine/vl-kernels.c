@@ -5,33 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-void
-vl_layernorm_forward (float *out, float *mean, float *rstd, const float *inp,
-                      const float *w, const float *b, int64_t N, int C, float eps)
-{
-  for (int64_t i = 0; i < N; i++)
-    {
-      const float *x = inp + i * C;
-      float *o = out + i * C;
-      float s = 0.f;
-      for (int c = 0; c < C; c++)
-        s += x[c];
-      float m = s / C;
-      float v = 0.f;
-      for (int c = 0; c < C; c++)
-        {
-          float d = x[c] - m;
-          v += d * d;
-        }
-      float r = 1.0f / sqrtf (v / C + eps);
-      for (int c = 0; c < C; c++)
-        o[c] = (x[c] - m) * r * w[c] + b[c];
-      if (mean)
-        mean[i] = m;
-      if (rstd)
-        rstd[i] = r;
-    }
-}
 
 void
 vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
@@ -114,6 +87,118 @@ vl_erf_sqrt1_2 (float x, float *gauss)
   return copysignf (1.0f - poly * e, x);
 }
 
+/* Row kernels with reductions (layer norm, softmax) are written with GCC's vector extensions:
+ * GCC does not vectorize a float reduction on its own (that would reassociate the sum), so the
+ * sums run in VL_LANES explicit lanes, combined at the end. One vl_vf is one AVX-512 register;
+ * the AVX2 and baseline clones split it into two or four. Row tails go through the scalar code. */
+#define VL_LANES 16
+/* the helpers below are always inlined: no vector ever crosses a call boundary */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float   vl_vf __attribute__ ((vector_size (VL_LANES * sizeof (float))));
+typedef int32_t vl_vi __attribute__ ((vector_size (VL_LANES * sizeof (int32_t))));
+
+static inline __attribute__ ((always_inline)) vl_vf
+vload (const float *p)
+{
+  vl_vf v;
+  memcpy (&v, p, sizeof v);
+  return v;
+}
+
+static inline __attribute__ ((always_inline)) void
+vstore (float *p, vl_vf v)
+{
+  memcpy (p, &v, sizeof v);
+}
+
+static inline __attribute__ ((always_inline)) vl_vf
+vmax (vl_vf a, vl_vf b)
+{
+  vl_vi m = a > b;
+  return (vl_vf) (((vl_vi) a & m) | ((vl_vi) b & ~m));
+}
+
+static inline __attribute__ ((always_inline)) vl_vf
+vmin (vl_vf a, vl_vf b)
+{
+  vl_vi m = a < b;
+  return (vl_vf) (((vl_vi) a & m) | ((vl_vi) b & ~m));
+}
+
+static inline __attribute__ ((always_inline)) float
+vsum (vl_vf v)
+{
+  float l[VL_LANES];
+  memcpy (l, &v, sizeof l);
+  for (int w = VL_LANES / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; i++)
+      l[i] += l[i + w];
+  return l[0];
+}
+
+static inline __attribute__ ((always_inline)) float
+vhmax (vl_vf v)
+{
+  float l[VL_LANES];
+  memcpy (l, &v, sizeof l);
+  for (int w = VL_LANES / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; i++)
+      l[i] = l[i + w] > l[i] ? l[i + w] : l[i];
+  return l[0];
+}
+
+/* vl_expf, lane by lane (the same steps, so the same results up to FMA contraction). */
+static inline __attribute__ ((always_inline)) vl_vf
+vexp (vl_vf x)
+{
+  const vl_vf zero = { 0 };
+  x = vmax (x, zero - 87.0f);
+  x = vmin (x, zero + 88.0f);
+  vl_vf k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  vl_vf r = x - k * 0.693145751953125f - k * 1.42860682030941723e-6f;
+  vl_vf p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666671633720f + r * (0.0416666418313980f +
+            r * (0.00833345205336809f + r * 0.00138925421237946f)))));
+  vl_vi two_k = (__builtin_convertvector (k, vl_vi) + 127) << 23;
+  return p * (vl_vf) two_k;
+}
+
+VL_MULTIVERSION void
+vl_layernorm_forward (float *out, float *mean, float *rstd, const float *inp,
+                      const float *w, const float *b, int64_t N, int C, float eps)
+{
+  const int body = C - C % VL_LANES;
+  for (int64_t i = 0; i < N; i++)
+    {
+      const float *x = inp + i * C;
+      float *o = out + i * C;
+      vl_vf acc = { 0 };
+      for (int c = 0; c < body; c += VL_LANES)
+        acc += vload (x + c);
+      float s = vsum (acc);
+      for (int c = body; c < C; c++)
+        s += x[c];
+      const float m = s / C;
+      vl_vf acc2 = { 0 };
+      for (int c = 0; c < body; c += VL_LANES)
+        {
+          vl_vf d = vload (x + c) - m;
+          acc2 += d * d;
+        }
+      float v = vsum (acc2);
+      for (int c = body; c < C; c++)
+        v += (x[c] - m) * (x[c] - m);
+      const float r = 1.0f / sqrtf (v / C + eps);
+      for (int c = 0; c < body; c += VL_LANES)
+        vstore (o + c, (vload (x + c) - m) * r * vload (w + c) + vload (b + c));
+      for (int c = body; c < C; c++)
+        o[c] = (x[c] - m) * r * w[c] + b[c];
+      if (mean)
+        mean[i] = m;
+      if (rstd)
+        rstd[i] = r;
+    }
+}
+
 VL_MULTIVERSION void
 vl_gelu_forward (float *out, const float *inp, int64_t n)
 {
@@ -159,22 +244,38 @@ vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, int64_
 VL_MULTIVERSION void
 vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
 {
+  const int body = cols - cols % VL_LANES;
   for (int64_t r = 0; r < rows; r++)
     {
       float *row = x + r * cols;
-      float mx = -INFINITY;
-      for (int c = 0; c < cols; c++)
+      vl_vf vmx = { 0 };
+      vmx -= INFINITY;
+      for (int c = 0; c < body; c += VL_LANES)
+        {
+          vl_vf v = vload (row + c) * scale;
+          vstore (row + c, v);
+          vmx = vmax (vmx, v);
+        }
+      float mx = vhmax (vmx);
+      for (int c = body; c < cols; c++)
         {
           row[c] *= scale;
           mx = row[c] > mx ? row[c] : mx;
         }
-      float s = 0.f;
-      for (int c = 0; c < cols; c++)
+      vl_vf vs = { 0 };
+      for (int c = 0; c < body; c += VL_LANES)
+        {
+          vl_vf e = vexp (vload (row + c) - mx);
+          vstore (row + c, e);
+          vs += e;
+        }
+      float s = vsum (vs);
+      for (int c = body; c < cols; c++)
         {
           row[c] = vl_expf (row[c] - mx);
           s += row[c];
         }
-      float inv = 1.0f / s;
+      const float inv = 1.0f / s;
       for (int c = 0; c < cols; c++)
         row[c] *= inv;
     }
@@ -183,15 +284,24 @@ vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
 void
 vl_attention_forward (float *out, float *att, const float *qkv, int T, int W, int D, int h)
 {
+  vl_attention_forward_rows (out, att, qkv, T, W, D, h, 0, T);
+}
+
+void
+vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D, int h,
+                           int q0, int q1)
+{
   const int ld = 3 * W;
-  const float *q = qkv + h * D;
+  const float *q = qkv + (int64_t) q0 * ld + h * D;
   const float *k = qkv + W + h * D;
   const float *v = qkv + 2 * W + h * D;
-  /* att (T, T) = softmax (q k^T / sqrt (D)) */
-  vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, q, ld, k, ld, 0.0f, att, T);
-  vl_softmax_rows (att, T, T, 1.0f / sqrtf ((float) D));
-  /* out (T, D) = att v */
-  vl_gemm_serial (FALSE, FALSE, T, D, T, 1.0f, att, T, v, ld, 0.0f, out + h * D, W);
+  float *a = att + (int64_t) q0 * T;
+  /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)) */
+  vl_gemm_serial (FALSE, TRUE, q1 - q0, T, D, 1.0f, q, ld, k, ld, 0.0f, a, T);
+  vl_softmax_rows (a, q1 - q0, T, 1.0f / sqrtf ((float) D));
+  /* out (q1 - q0, D) = att v */
+  vl_gemm_serial (FALSE, FALSE, q1 - q0, D, T, 1.0f, a, T, v, ld, 0.0f,
+                  out + (int64_t) q0 * W + h * D, W);
 }
 
 void

@@ -31,6 +31,9 @@ void vl_softmax_rows       (float *x, int64_t rows, int cols, float scale);
  * head's columns h*D..h*D+D-1; att (T, T) receives the softmax probabilities. */
 void vl_attention_forward  (float *out, float *att, const float *qkv, int T, int W, int D,
                             int h);
+/* The same for the query rows [q0, q1) only (their rows of att and out). */
+void vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D,
+                                int h, int q0, int q1);
 /* dqkv (T, 3W): this head's q, k, v columns are overwritten. dscore: (T, T) scratch. */
 void vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,
                             const float *qkv, int T, int W, int D, int h);

@@ -13,13 +13,13 @@ typedef struct {
   GCond        wake;
   GCond        done;
   GMutex       busy;          /* held by the thread that owns the current parallel region */
-  guint64      generation;
-  gboolean     quit;
+  atomic_ullong generation;   /* written under lock; read without it while spinning */
+  atomic_bool  quit;
   VlTaskFunc   fn;
   void        *ctx;
   int64_t      n;
   atomic_llong next;          /* next index to hand out */
-  int          active;        /* workers inside a region (guarded by lock) */
+  atomic_int   active;        /* workers inside a region (changed under lock) */
   int          n_threads;
   GThread    **threads;
 } VlPool;
@@ -43,6 +43,53 @@ run_tasks (int worker)
 /* A worker joins a region only when it wakes while the region still runs, and the caller waits
  * only for workers that joined: a worker that is slow to wake (a busy machine, a lower priority)
  * never holds up a region whose tasks the caller already finished alone. */
+/* Regions come in quick succession (a ViT block at batch 1 is a few of them per millisecond), and
+ * waking a sleeping thread costs tens of microseconds on a virtual machine, so a thread that
+ * waits first polls for up to VL_SPIN_US before it sleeps on the condition variable. */
+#define VL_SPIN_US 100
+
+static inline void
+cpu_relax (void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause ();
+#endif
+}
+
+/* Polls until cond (ctx) holds or VL_SPIN_US pass; returns whether it holds. */
+static gboolean
+spin_until (gboolean (*cond) (const void *), const void *ctx)
+{
+  gint64 until = 0;
+  for (unsigned i = 1;; i++)
+    {
+      if (cond (ctx))
+        return TRUE;
+      if ((i & 63) == 0)
+        {
+          gint64 now = g_get_monotonic_time ();
+          if (until == 0)
+            until = now + VL_SPIN_US;
+          else if (now > until)
+            return FALSE;
+        }
+      cpu_relax ();
+    }
+}
+
+static gboolean
+new_region (const void *seen)
+{
+  return atomic_load_explicit (&pool.generation, memory_order_relaxed) != *(const guint64 *) seen ||
+         atomic_load_explicit (&pool.quit, memory_order_relaxed);
+}
+
+static gboolean
+workers_out (const void *unused)
+{
+  return atomic_load_explicit (&pool.active, memory_order_relaxed) == 0;
+}
+
 static gpointer
 worker_main (gpointer data)
 {
@@ -51,6 +98,7 @@ worker_main (gpointer data)
 
   for (;;)
     {
+      spin_until (new_region, &seen);
       vl_mutex_lock (&pool.lock);
       while (pool.generation == seen && !pool.quit)
         vl_cond_wait (&pool.wake, &pool.lock);
@@ -170,6 +218,7 @@ vl_parallel_for (int64_t n, VlTaskFunc fn, void *ctx)
   run_tasks (0);
 
   /* every index is handed out; wait for the workers that took some */
+  spin_until (workers_out, NULL);
   vl_mutex_lock (&pool.lock);
   while (pool.active > 0)
     vl_cond_wait (&pool.done, &pool.lock);

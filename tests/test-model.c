@@ -1,6 +1,7 @@
 /* test-model.c: the model against PyTorch, on ../shared/fixtures (vit-timm-tiny, vit-tiny-real). */
 #include "vl-test-util.h"
 #include "vl-model.h"
+#include "vl-pool.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -442,6 +443,39 @@ test_real_forward (Fixture *f, gconstpointer data)
   expect_close (f, "logits_avg", vl_model_logits (f->model), 2e-4, 0);
 }
 
+/* The engine runs a block image by image (whole images per thread) when the batch divides
+ * among the threads, and over row panels with attention split by query rows otherwise (batch 1,
+ * batch 3 on two threads): both shapes must give the reference's numbers for every image. */
+static void
+test_real_batch_shapes (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  const int K = 1000, T = 197, H = 3, per_image = f->C * f->H * f->W;
+  int64_t n;
+  g_autofree float *logits = vl_test_read (f->expected, "logits_token", &n);
+  g_assert_cmpint (n, ==, (int64_t) f->B * K);
+  g_autofree float *att0 = vl_test_read (f->expected, "attn.0", NULL);
+  g_autofree float *att11 = vl_test_read (f->expected, "attn.11", NULL);
+  vl_model_set_pool (f->model, VL_POOL_TOKEN);
+  for (int b = 0; b < f->B; b++)
+    {
+      g_assert_true (vl_model_forward (f->model, f->images + (int64_t) b * per_image, 1, f->H,
+                                       f->W, VL_FORWARD_CAPTURE_ATTN, &error));
+      g_assert_no_error (error);
+      vl_test_assert_close ("logits, batch 1", vl_model_logits (f->model), logits + b * K, K,
+                            2e-4, 0);
+      vl_test_assert_close ("attn.0, batch 1", vl_model_attention (f->model, 0),
+                            att0 + (int64_t) b * H * T * T, H * T * T, 1e-4, 0);
+      vl_test_assert_close ("attn.11, batch 1", vl_model_attention (f->model, 11),
+                            att11 + (int64_t) b * H * T * T, H * T * T, 1e-4, 0);
+    }
+  g_assert_cmpint (f->B, >=, 3);
+  g_assert_true (vl_model_forward (f->model, f->images, 3, f->H, f->W, VL_FORWARD_INFER,
+                                   &error));
+  g_assert_no_error (error);
+  vl_test_assert_close ("logits, batch 3", vl_model_logits (f->model), logits, 3 * K, 2e-4, 0);
+}
+
 static void
 test_save_roundtrip (Fixture *f, gconstpointer data)
 {
@@ -470,6 +504,7 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
+  vl_pool_init (2);   /* both ways of running a block (see batch-shapes), whatever the machine */
 #define ADD(path, setup, fn) g_test_add (path, Fixture, NULL, setup, fn, fixture_teardown)
   ADD ("/model/tiny/load", fixture_tiny_setup, test_load_tiny);
   ADD ("/model/tiny/lock", fixture_tiny_setup, test_lock_semantics);
@@ -483,5 +518,6 @@ main (int argc, char **argv)
   ADD ("/model/tiny/boundary-cache", fixture_tiny_setup, test_boundary_cache);
   ADD ("/model/tiny/save-roundtrip", fixture_tiny_setup, test_save_roundtrip);
   ADD ("/model/real/forward", fixture_real_setup, test_real_forward);
+  ADD ("/model/real/batch-shapes", fixture_real_setup, test_real_batch_shapes);
   return g_test_run ();
 }
