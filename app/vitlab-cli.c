@@ -525,6 +525,21 @@ cmd_export (int argc, char **argv)
 /* ------------------------------------------------------------------ bench */
 
 static int
+cmp_double (const void *a, const void *b)
+{
+  double x = *(const double *) a, y = *(const double *) b;
+  return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (sorts v). */
+static double
+median_of (double *v, int n)
+{
+  qsort (v, n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int
 cmd_bench (int argc, char **argv)
 {
   GError *error = NULL;
@@ -579,6 +594,7 @@ cmd_bench (int argc, char **argv)
     y[b] = b % 1000;
   VlAdamW opt = VL_ADAMW_DEFAULTS;
   double *rates = g_new (double, reps);
+  double *t_fwd = g_new (double, reps), *t_bwd = g_new (double, reps), *t_upd = g_new (double, reps);
   for (int r = -warmup; r < reps; r++)
     {
       gint64 t0 = g_get_monotonic_time ();
@@ -586,30 +602,36 @@ cmd_bench (int argc, char **argv)
       if (!vl_model_forward (m, x, batch, img, img, unlock < 0 ? VL_FORWARD_INFER : VL_FORWARD_TRAIN,
                              &error))
         return fail (error);
+      gint64 t1 = g_get_monotonic_time (), t2 = t1;
       if (unlock >= 0)
         {
           if (!vl_model_backward (m, y, 0.0f, &loss, &error))
             return fail (error);
+          t2 = g_get_monotonic_time ();
           vl_model_adamw_step (m, &opt);
         }
-      double s = (g_get_monotonic_time () - t0) / 1e6;
+      gint64 t3 = g_get_monotonic_time ();
       if (r >= 0)
-        rates[r] = batch / s;
+        {
+          rates[r] = batch / ((t3 - t0) / 1e6);
+          t_fwd[r] = (t1 - t0) / 1e3;
+          t_bwd[r] = (t2 - t1) / 1e3;
+          t_upd[r] = (t3 - t2) / 1e3;
+        }
     }
-  for (int i = 1; i < reps; i++)   /* insertion sort for the median */
-    for (int j = i; j > 0 && rates[j] < rates[j - 1]; j--)
-      {
-        double t = rates[j];
-        rates[j] = rates[j - 1];
-        rates[j - 1] = t;
-      }
-  double median = reps % 2 ? rates[reps / 2] : 0.5 * (rates[reps / 2 - 1] + rates[reps / 2]);
+  double median = median_of (rates, reps);
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
   g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n", model, img, batch, mode,
            vl_pool_n_threads ());
+  /* where a step's time goes (medians of each part separately, so they need not add up) */
+  g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
+           median_of (t_bwd, reps), median_of (t_upd, reps));
   g_print ("images_per_s=%.2f\n", median);
   g_print ("peak_rss_mib=%.0f\n", ru.ru_maxrss / 1024.0);
+  g_free (t_fwd);
+  g_free (t_bwd);
+  g_free (t_upd);
   g_free (rates);
   return EXIT_SUCCESS;
 }

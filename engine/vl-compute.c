@@ -367,22 +367,29 @@ typedef struct {
 } ColSum;
 
 static void
-colsum_cols (void *data, int64_t c0, int64_t c1, int worker)
+colsum_range (float *restrict db, const float *dout, const float *scale_by, int64_t M, int N,
+              int64_t c0, int64_t c1)
 {
-  const ColSum *s = data;
-  for (int64_t r = 0; r < s->M; r++)
+  for (int64_t r = 0; r < M; r++)
     {
-      const float *row = s->dout + r * s->N;
-      if (s->scale_by)
+      const float *restrict row = dout + r * N;
+      if (scale_by)
         {
-          const float *sb = s->scale_by + r * s->N;
+          const float *restrict sb = scale_by + r * N;
           for (int64_t c = c0; c < c1; c++)
-            s->db[c] += row[c] * sb[c];
+            db[c] += row[c] * sb[c];
         }
       else
         for (int64_t c = c0; c < c1; c++)
-          s->db[c] += row[c];
+          db[c] += row[c];
     }
+}
+
+static void
+colsum_cols (void *data, int64_t c0, int64_t c1, int worker)
+{
+  const ColSum *s = data;
+  colsum_range (s->db, s->dout, s->scale_by, s->M, s->N, c0, c1);
 }
 
 /* db (N) += column sums of dout (M,N) [* scale_by (M,N) elementwise]. */
@@ -393,15 +400,42 @@ colsum (float *db, const float *dout, const float *scale_by, int64_t M, int N)
   parallel_rows (N, M, 1, colsum_cols, &s);
 }
 
+/* The parameter gradients of a linear layer over the pool, split by output feature: each task
+ * takes a range [n0, n1) of rows of dw and the same entries of db, whose column sums it makes
+ * right after its GEMM, while those columns of dout are still in cache. */
+typedef struct {
+  float *dw, *db;
+  const float *dout, *inp;
+  int64_t M;
+  int K, N, n_tasks;
+} ParamsJob;
+
+static void
+params_task (void *data, int64_t i, int worker)
+{
+  const ParamsJob *j = data;
+  int n0 = (int) ((int64_t) j->N * i / j->n_tasks), n1 = (int) ((int64_t) j->N * (i + 1) / j->n_tasks);
+  if (j->dw)
+    vl_gemm_serial (TRUE, FALSE, n1 - n0, j->K, (int) j->M, 1.0f, j->dout + n0, j->N, j->inp, j->K,
+                    1.0f, j->dw + (int64_t) n0 * j->K, j->K);
+  if (j->db)
+    colsum_range (j->db, j->dout, NULL, j->M, j->N, n0, n1);
+}
+
 /* dw (N,K) += dout^T inp; db (N) += column sums of dout. Either may be NULL. */
 static void
 linear_backward_params (float *dw, float *db, const float *dout, const float *inp, int64_t M,
                         int K, int N)
 {
-  if (dw)
-    vl_gemm (TRUE, FALSE, N, K, (int) M, 1.0f, dout, N, inp, K, 1.0f, dw, K);
-  if (db)
-    colsum (db, dout, NULL, M, N);
+  int threads = vl_pool_n_threads ();
+  ParamsJob j = { dw, db, dout, inp, M, K, N, 1 };
+  if (threads > 1 && N >= 8 * threads && 2.0 * M * N * K >= 2e6)
+    {
+      j.n_tasks = threads;
+      vl_parallel_for (threads, params_task, &j);
+    }
+  else
+    params_task (&j, 0, 0);
 }
 
 typedef struct {

@@ -6,41 +6,6 @@
 #include <string.h>
 
 
-void
-vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
-                       const float *inp, const float *w, const float *mean,
-                       const float *rstd, int64_t N, int C)
-{
-  for (int64_t i = 0; i < N; i++)
-    {
-      const float *x = inp + i * C;
-      const float *dy = dout + i * C;
-      float m = mean[i], r = rstd[i];
-      /* dxhat = dy * w; dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
-      float sum_dxhat = 0.f, sum_dxhat_xhat = 0.f;
-      for (int c = 0; c < C; c++)
-        {
-          float xhat = (x[c] - m) * r;
-          float dxhat = dy[c] * w[c];
-          sum_dxhat += dxhat;
-          sum_dxhat_xhat += dxhat * xhat;
-          if (dw)
-            dw[c] += dy[c] * xhat;
-          if (db)
-            db[c] += dy[c];
-        }
-      if (dinp)
-        {
-          float *dx = dinp + i * C;
-          float a = sum_dxhat / C, bb = sum_dxhat_xhat / C;
-          for (int c = 0; c < C; c++)
-            {
-              float xhat = (x[c] - m) * r;
-              dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
-            }
-        }
-    }
-}
 
 #define VL_SQRT1_2 0.70710678118654752440f
 #define VL_INV_SQRT_2PI 0.39894228040143267794f
@@ -200,6 +165,60 @@ vl_layernorm_forward (float *out, float *mean, float *rstd, const float *inp,
 }
 
 VL_MULTIVERSION void
+vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
+                       const float *inp, const float *w, const float *mean,
+                       const float *rstd, int64_t N, int C)
+{
+  const int body = C - C % VL_LANES;
+  for (int64_t i = 0; i < N; i++)
+    {
+      const float *x = inp + i * C;
+      const float *dy = dout + i * C;
+      const float m = mean[i], r = rstd[i];
+      /* dxhat = dy * w; dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+      vl_vf s1 = { 0 }, s2 = { 0 };
+      for (int c = 0; c < body; c += VL_LANES)
+        {
+          vl_vf xhat = (vload (x + c) - m) * r, dyv = vload (dy + c);
+          vl_vf dxhat = dyv * vload (w + c);
+          s1 += dxhat;
+          s2 += dxhat * xhat;
+          if (dw)
+            vstore (dw + c, vload (dw + c) + dyv * xhat);
+          if (db)
+            vstore (db + c, vload (db + c) + dyv);
+        }
+      float sum_dxhat = vsum (s1), sum_dxhat_xhat = vsum (s2);
+      for (int c = body; c < C; c++)
+        {
+          float xhat = (x[c] - m) * r;
+          float dxhat = dy[c] * w[c];
+          sum_dxhat += dxhat;
+          sum_dxhat_xhat += dxhat * xhat;
+          if (dw)
+            dw[c] += dy[c] * xhat;
+          if (db)
+            db[c] += dy[c];
+        }
+      if (dinp)
+        {
+          float *dx = dinp + i * C;
+          const float a = sum_dxhat / C, bb = sum_dxhat_xhat / C;
+          for (int c = 0; c < body; c += VL_LANES)
+            {
+              vl_vf xhat = (vload (x + c) - m) * r;
+              vstore (dx + c, vload (dx + c) + r * (vload (dy + c) * vload (w + c) - a - xhat * bb));
+            }
+          for (int c = body; c < C; c++)
+            {
+              float xhat = (x[c] - m) * r;
+              dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
+            }
+        }
+    }
+}
+
+VL_MULTIVERSION void
 vl_gelu_forward (float *out, const float *inp, int64_t n)
 {
   for (int64_t i = 0; i < n; i++)
@@ -281,6 +300,27 @@ vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
     }
 }
 
+/* ds = p * (ds - rowsum (ds * p)) * scale, row by row: the softmax's backward, ds (rows, cols)
+ * holding d p on entry. */
+VL_MULTIVERSION void
+vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, float scale)
+{
+  const int body = cols - cols % VL_LANES;
+  for (int64_t i = 0; i < rows; i++)
+    {
+      float *d = ds + i * cols;
+      const float *a = p + i * cols;
+      vl_vf acc = { 0 };
+      for (int c = 0; c < body; c += VL_LANES)
+        acc += vload (d + c) * vload (a + c);
+      float dot = vsum (acc);
+      for (int c = body; c < cols; c++)
+        dot += d[c] * a[c];
+      for (int c = 0; c < cols; c++)
+        d[c] = a[c] * (d[c] - dot) * scale;
+    }
+}
+
 void
 vl_attention_forward (float *out, float *att, const float *qkv, int T, int W, int D, int h)
 {
@@ -323,16 +363,7 @@ vl_attention_backward (float *dqkv, float *dscore, const float *dout, const floa
   /* datt (T, T) = dy v^T */
   vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, dy, W, v, ld, 0.0f, dscore, T);
   /* dscore = att * (datt - rowsum (datt * att)) * scale */
-  for (int i = 0; i < T; i++)
-    {
-      float *ds = dscore + (int64_t) i * T;
-      const float *a = att + (int64_t) i * T;
-      float dot = 0.f;
-      for (int j = 0; j < T; j++)
-        dot += ds[j] * a[j];
-      for (int j = 0; j < T; j++)
-        ds[j] = a[j] * (ds[j] - dot) * scale;
-    }
+  vl_softmax_backward_rows (dscore, att, T, T, scale);
   /* dq = dscore k; dk = dscore^T q */
   vl_gemm_serial (FALSE, FALSE, T, D, T, 1.0f, dscore, T, k, ld, 0.0f, dq, ld);
   vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, dscore, T, q, ld, 0.0f, dk, ld);

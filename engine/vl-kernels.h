@@ -26,6 +26,8 @@ void vl_gelu_backward      (float *dinp, const float *inp, const float *dout, in
 
 /* In place, each of `rows` rows of `cols` (after multiplying by `scale`). */
 void vl_softmax_rows       (float *x, int64_t rows, int cols, float scale);
+/* Its backward in place: ds = p * (ds - rowsum (ds * p)) * scale, ds holding d p on entry. */
+void vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, float scale);
 
 /* One image, one head. qkv (T, 3W) laid out as timm's reshape (T, 3, H, D); out (T, W) gets this
  * head's columns h*D..h*D+D-1; att (T, T) receives the softmax probabilities. */
