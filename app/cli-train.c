@@ -175,8 +175,9 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
                           m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
   if (isfinite (m->val.top5))
     g_string_append_printf (s, "  val_top5 %.4f", m->val.top5);
-  g_string_append_printf (s, "  unlocked %d%s  %.1f s  %.0f img/s%s", m->unlocked,
-                          m->cached ? " (cached)" : "", m->seconds, m->images_per_s,
+  g_string_append_printf (s, "  unlocked %d%s  %.*f s  %.0f img/s%s", m->unlocked,
+                          m->cached ? " (cached)" : "", m->seconds < 1.0 ? 3 : 1, m->seconds,
+                          m->images_per_s,
                           m->best ? "  *" : "");
   g_print ("%s\n", s->str);
   fflush (stdout);
