@@ -101,9 +101,11 @@ acts_alloc (VlActs *a, int64_t n, size_t size)
 }
 #define FALLOC(a, n) ((float *) acts_alloc ((a), (n), sizeof (float)))
 
-/* Activations of one block for n_img images. */
+/* Activations of one block for n_img images. Without for_backward (a frozen block's scratch),
+ * GELU runs in place: nothing reads fc1's output before the activation. */
 static void
-block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gboolean with_att)
+block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gboolean with_att,
+                  gboolean for_backward)
 {
   int64_t BT = (int64_t) n_img * a->T;
   k->ln1 = FALLOC (a, BT * g->width);
@@ -118,7 +120,7 @@ block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gbool
   k->ln2_mean = FALLOC (a, BT);
   k->ln2_rstd = FALLOC (a, BT);
   k->h = FALLOC (a, BT * g->mlp);
-  k->g = FALLOC (a, BT * g->mlp);
+  k->g = for_backward ? FALLOC (a, BT * g->mlp) : k->h;
   k->ls2b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
 }
 
@@ -193,11 +195,11 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   a->scratch = g_new0 (BlockActs, n_scratch);
   if (store_from > 0)
     for (int w = 0; w < n_scratch; w++)
-      block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture);
+      block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE);
   for (int l = 0; l < g->depth; l++)
     {
       if (l >= store_from)
-        block_acts_alloc (a, &a->blk[l], g, B, TRUE);
+        block_acts_alloc (a, &a->blk[l], g, B, TRUE, TRUE);
       else if (capture)
         a->blk[l].att = FALLOC (a, (int64_t) B * g->heads * T * T);
     }
