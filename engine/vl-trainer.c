@@ -934,6 +934,8 @@ vl_train_event_free (VlTrainEvent *ev)
   g_free (ev->probe_labels);
   g_free (ev->probe_predicted);
   g_strfreev (ev->probe_names);
+  g_free (ev->user_attn);
+  g_free (ev->user_rollout);
   g_free (ev->message);
   g_clear_error (&ev->error);
   g_free (ev);
@@ -960,6 +962,10 @@ struct _VlTrainer {
   gboolean        done;         /* the worker has returned */
   gboolean        pause_req;
   int             unlock_req;   /* -1: none */
+  /* the caller's probe image (vl_trainer_set_user_probe) until the worker takes it */
+  float          *user_px;      /* (user_c, user_h, user_w); NULL: none (or taken) */
+  int             user_c, user_h, user_w;
+  guint64         user_serial;  /* of the latest call; the worker compares its own */
 };
 
 /* Queues an event (taking it); merges it with the tail when both are steps, replaces an
@@ -1028,6 +1034,7 @@ vl_trainer_unref (VlTrainer *t)
   vl_trainer_stop (t);
   vl_trainer_join (t);
   g_queue_clear_full (&t->events, (GDestroyNotify) vl_train_event_free);
+  g_free (t->user_px);
   if (t->notify_destroy)
     t->notify_destroy (t->notify_data);
   vl_model_free (t->model);
@@ -1101,6 +1108,27 @@ vl_trainer_set_unlock (VlTrainer *t, int unlocked)
   vl_mutex_lock (&t->lock);
   t->unlock_req = MIN (unlocked, VL_UNLOCK_ALL);
   vl_mutex_unlock (&t->lock);
+}
+
+guint64
+vl_trainer_set_user_probe (VlTrainer *t, const float *pixels, int channels, int height,
+                           int width)
+{
+  g_return_val_if_fail (t != NULL, 0);
+  g_return_val_if_fail (pixels == NULL || (channels > 0 && height > 0 && width > 0), 0);
+  /* the copy outside the lock: the worker only ever waits for a pointer swap */
+  float *copy = pixels ? g_memdup2 (pixels, sizeof (float) * channels * height * width) : NULL;
+  vl_mutex_lock (&t->lock);
+  float *old = t->user_px;
+  t->user_px = copy;
+  t->user_c = channels;
+  t->user_h = height;
+  t->user_w = width;
+  guint64 serial = ++t->user_serial;
+  g_cond_broadcast (&t->cond);   /* a paused worker computes it at once */
+  vl_mutex_unlock (&t->lock);
+  g_free (old);
+  return pixels ? serial : 0;
 }
 
 VlTrainerState
@@ -1235,9 +1263,14 @@ typedef struct {
   double              *gnorms;
 
   int                  n_probes;
-  float               *probe_px;
+  float               *probe_px;        /* (n_probes + 1, C, S, S): room for the user's */
   int                 *probe_labels;
   char               **probe_names;
+  /* the caller's probe image, taken from the trainer (vl_trainer_set_user_probe) */
+  float               *user_px;         /* (user_c, user_h, user_w); NULL: none */
+  int                  user_c, user_h, user_w;
+  guint64              user_serial;     /* the trainer's serial last seen */
+  guint64              user_probe;      /* the serial of user_px (0: none) */
 
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
@@ -1278,7 +1311,18 @@ cancelled (Run *r)
   return g_cancellable_is_cancelled (r->t->cancel);
 }
 
-/* Called between batches: waits while paused; TRUE when the run must stop. */
+static void run_probes (Run *r);
+
+/* A probe image newer than the one the worker has (under the lock). */
+static gboolean
+user_probe_pending_locked (Run *r)
+{
+  return r->cfg->probe_every > 0 && r->t->user_serial != r->user_serial;
+}
+
+/* Called between batches: runs the probes at once when the caller has given a new probe
+ * image (rather than at the next refresh), waits while paused (running any image given
+ * meanwhile); TRUE when the run must stop. */
 static gboolean
 should_stop (Run *r)
 {
@@ -1286,16 +1330,27 @@ should_stop (Run *r)
   if (cancelled (r))
     return TRUE;
   vl_mutex_lock (&t->lock);
-  gboolean pause = t->pause_req;
+  gboolean pause = t->pause_req, probe = user_probe_pending_locked (r);
   if (pause)
     t->state = VL_TRAINER_PAUSED;
   vl_mutex_unlock (&t->lock);
+  if (probe)
+    run_probes (r);
   if (!pause)
     return FALSE;
   post (t, event_new (VL_TRAIN_EVENT_PAUSED, r->epoch, r->step));
   vl_mutex_lock (&t->lock);
   while (t->pause_req && !g_cancellable_is_cancelled (t->cancel))
-    vl_cond_wait (&t->cond, &t->lock);
+    {
+      if (user_probe_pending_locked (r))
+        {
+          vl_mutex_unlock (&t->lock);
+          run_probes (r);
+          vl_mutex_lock (&t->lock);
+          continue;
+        }
+      vl_cond_wait (&t->cond, &t->lock);
+    }
   t->state = VL_TRAINER_RUNNING;
   vl_mutex_unlock (&t->lock);
   post (t, event_new (VL_TRAIN_EVENT_RESUMED, r->epoch, r->step));
@@ -1341,6 +1396,7 @@ run_clear (Run *r)
   g_free (r->probe_px);
   g_free (r->probe_labels);
   g_strfreev (r->probe_names);
+  g_free (r->user_px);
   g_strfreev (r->class_names);
   g_free (r->backbone_path);
   g_free (r->backbone_sha);
@@ -1832,7 +1888,7 @@ choose_probes (Run *r)
             }
       }
   int64_t per = (int64_t) r->pp.channels * r->S * r->S;
-  r->probe_px = g_new (float, per * MAX (count, 1));
+  r->probe_px = g_new (float, per * (count + 1));   /* + the user's probe image */
   r->probe_labels = g_new (int, MAX (count, 1));
   r->probe_names = g_new0 (char *, count + 1);
   int ok = 0;
@@ -2138,45 +2194,130 @@ prepare_cache (Run *r, GError **error)
 
 /* ---- steps ---- */
 
+/* Takes the caller's newest probe image, if any (the trainer keeps only the serial). An image
+ * the model cannot take is refused with a message; the previous one stays. */
+static void
+take_user_probe (Run *r)
+{
+  VlTrainer *t = r->t;
+  vl_mutex_lock (&t->lock);
+  gboolean changed = t->user_serial != r->user_serial;
+  float *px = changed ? g_steal_pointer (&t->user_px) : NULL;
+  int c = t->user_c, h = t->user_h, w = t->user_w;
+  guint64 serial = t->user_serial;
+  vl_mutex_unlock (&t->lock);
+  if (!changed)
+    return;
+  r->user_serial = serial;   /* seen, taken or refused */
+  const int patch = vl_model_geometry (r->m)->patch;
+  if (px && (c != r->pp.channels || h % patch != 0 || w % patch != 0))
+    {
+      message (r, "probe image: %d channel%s of %dx%d pixels; the model takes %d channel%s, "
+               "sides that are multiples of %d", c, c == 1 ? "" : "s", w, h, r->pp.channels,
+               r->pp.channels == 1 ? "" : "s", patch);
+      g_free (px);
+      return;
+    }
+  g_free (r->user_px);
+  r->user_px = px;
+  r->user_c = c;
+  r->user_h = h;
+  r->user_w = w;
+  r->user_probe = px ? serial : 0;
+}
+
+/* A forward of B images (C, H, W) with every block's attention kept, and their rollout
+ * (B, H / patch * W / patch) into *roll. FALSE (with a message, unless the run was stopped
+ * meanwhile) when it fails. */
+static gboolean
+probe_forward (Run *r, const float *px, int B, int H, int W, float **roll)
+{
+  g_autoptr(GError) e = NULL;
+  const VlGeometry *g = vl_model_geometry (r->m);
+  *roll = g_new (float, (gsize) B * (H / g->patch) * (W / g->patch));
+  if (vl_model_forward (r->m, px, B, H, W, VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN, &e) &&
+      vl_model_rollout (r->m, *roll, &e))
+    return TRUE;
+  g_clear_pointer (roll, g_free);
+  if (!cancelled (r))
+    message (r, "probe images: %s", e->message);
+  return FALSE;
+}
+
+/* The top class of image b of the last forward. */
+static int
+top_class (Run *r, int b)
+{
+  const float *logits = vl_model_logits (r->m) + (gsize) b * r->K;
+  int best = 0;
+  for (int k = 1; k < r->K; k++)
+    if (logits[k] > logits[best])
+      best = k;
+  return best;
+}
+
+/* The user's probe, image b of the last forward (rollout: its map), into ev. */
+static void
+user_probe_into (Run *r, VlTrainEvent *ev, int b, const float *rollout)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  const int T = vl_model_n_tokens_last (r->m);
+  const gsize per_block = (gsize) g->heads * T * T;
+  ev->user_probe = r->user_probe;
+  ev->user_grid_h = r->user_h / g->patch;
+  ev->user_grid_w = r->user_w / g->patch;
+  ev->user_depth = g->depth;
+  ev->user_heads = g->heads;
+  ev->user_T = T;
+  ev->user_attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
+  for (int l = 0; l < g->depth; l++)
+    memcpy (ev->user_attn + l * per_block, vl_model_attention (r->m, l) + b * per_block,
+            sizeof (float) * per_block);
+  ev->user_rollout = g_memdup2 (rollout, sizeof (float) * ev->user_grid_h * ev->user_grid_w);
+  ev->user_predicted = top_class (r, b);
+}
+
+/* The validation probes and the user's probe image through the model as it is now: one
+ * PROBES event. The user's image rides in the same batch when it has the model's input size. */
 static void
 run_probes (Run *r)
 {
-  if (r->n_probes == 0)
+  take_user_probe (r);
+  const gboolean user = r->user_px != NULL;
+  if (r->n_probes == 0 && !user)
     return;
-  g_autoptr(GError) e = NULL;
-  VlModel *m = r->m;
-  if (!vl_model_forward (m, r->probe_px, r->n_probes, r->S, r->S,
-                         VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN, &e))
+  const gsize per = (gsize) r->pp.channels * r->S * r->S;
+  const gboolean together = user && r->n_probes > 0 && r->user_h == r->S && r->user_w == r->S;
+  const int gh = r->S / vl_model_geometry (r->m)->patch, P = gh * gh;
+  g_autoptr(VlTrainEvent) ev = event_new (VL_TRAIN_EVENT_PROBES, r->epoch, r->step);
+  if (r->n_probes > 0)
     {
-      message (r, "probe images: %s", e->message);
-      return;
+      const int B = r->n_probes + (together ? 1 : 0);
+      if (together)
+        memcpy (r->probe_px + per * r->n_probes, r->user_px, sizeof (float) * per);
+      g_autofree float *roll = NULL;
+      if (!probe_forward (r, r->probe_px, B, r->S, r->S, &roll))
+        return;
+      ev->n_probes = r->n_probes;
+      ev->grid_h = ev->grid_w = gh;
+      ev->rollout = g_memdup2 (roll, sizeof (float) * r->n_probes * P);
+      ev->probe_labels = g_memdup2 (r->probe_labels, sizeof (int) * r->n_probes);
+      ev->probe_predicted = g_new (int, r->n_probes);
+      ev->probe_names = g_strdupv (r->probe_names);
+      for (int b = 0; b < r->n_probes; b++)
+        ev->probe_predicted[b] = top_class (r, b);
+      if (together)
+        user_probe_into (r, ev, r->n_probes, roll + (gsize) r->n_probes * P);
     }
-  const VlGeometry *g = vl_model_geometry (m);
-  int gh = r->S / g->patch, P = gh * gh;
-  int T = vl_model_n_tokens_last (m);
-  g_autofree float *roll = g_new (float, (gsize) r->n_probes * MAX (T, P));
-  if (!vl_model_rollout (m, roll, &e))
+  if (user && !together)
     {
-      message (r, "probe images: %s", e->message);
-      return;
+      g_autofree float *roll = NULL;
+      if (probe_forward (r, r->user_px, 1, r->user_h, r->user_w, &roll))
+        user_probe_into (r, ev, 0, roll);
+      else if (r->n_probes == 0)
+        return;
     }
-  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_PROBES, r->epoch, r->step);
-  ev->n_probes = r->n_probes;
-  ev->grid_h = ev->grid_w = gh;
-  ev->rollout = g_memdup2 (roll, sizeof (float) * r->n_probes * P);
-  ev->probe_labels = g_memdup2 (r->probe_labels, sizeof (int) * r->n_probes);
-  ev->probe_predicted = g_new (int, r->n_probes);
-  ev->probe_names = g_strdupv (r->probe_names);
-  const float *logits = vl_model_logits (m);
-  for (int b = 0; b < r->n_probes; b++)
-    {
-      int best = 0;
-      for (int k = 1; k < r->K; k++)
-        if (logits[b * r->K + k] > logits[b * r->K + best])
-          best = k;
-      ev->probe_predicted[b] = best;
-    }
-  post (r->t, ev);
+  post (r->t, g_steal_pointer (&ev));
 }
 
 static void

@@ -30,6 +30,10 @@
  * a MESSAGE event) when the stem trains or it would exceed cfg.cache_limit bytes. The parameters
  * are the same as without the cache, to float rounding.
  *
+ * Attention: with cfg.probe_every K, the worker runs the first cfg.n_probes validation images
+ * (and the caller's own image, vl_trainer_set_user_probe) with every block's attention kept, at
+ * the start and every K steps, and posts a PROBES event with their maps.
+ *
  * Stopping: the worker checks for a stop (and a pause) between batches, and for a stop between
  * each batch's forward and backward passes and between the batches of cache building and
  * validation. So it stops within the longest single forward or backward pass of one batch: for
@@ -243,11 +247,23 @@ typedef struct {
   /* EPOCH */
   VlEpochMetrics *metrics;
 
-  /* PROBES: rollout heatmaps (n_probes, grid_h, grid_w), each row sums to 1 */
+  /* PROBES: rollout heatmaps (n_probes, grid_h, grid_w) of the validation probes, non-negative,
+   * each summing to at most 1 (the CLS token's own share of the rollout row is left out) */
   int          n_probes, grid_h, grid_w;
   float       *rollout;
   int         *probe_labels, *probe_predicted;
   char       **probe_names;          /* file names (val split) */
+  /* PROBES, the caller's own probe image (vl_trainer_set_user_probe), under the same model:
+   * user_probe is the serial that call returned (0: this event has none); its patch grid, every
+   * block's attention probabilities (user_depth, user_heads, user_T, user_T), each row summing to
+   * 1 (T = the model's prefix tokens + user_grid_h * user_grid_w), its rollout (user_grid_h,
+   * user_grid_w) as above, and its top class */
+  guint64      user_probe;
+  int          user_grid_h, user_grid_w;
+  int          user_depth, user_heads, user_T;
+  float       *user_attn;
+  float       *user_rollout;
+  int          user_predicted;
 
   /* MESSAGE */
   char        *message;
@@ -301,6 +317,17 @@ void      vl_trainer_stop         (VlTrainer *t);
  * the schedule; the optimizer state of groups already training is kept. Saved in the run. */
 void      vl_trainer_set_unlock   (VlTrainer *t, int unlocked);
 VlTrainerState vl_trainer_get_state (VlTrainer *t);
+/* A probe image of the caller's own (e.g. one the user dropped on the window), already
+ * preprocessed to the model's input: (channels, height, width) floats, copied; height and width
+ * multiples of the patch size (the model's input size batches it with the validation probes;
+ * another size runs on its own, with the position embedding resampled). Any thread, any time,
+ * also while the worker runs: it takes the image at its next batch boundary (while paused, at
+ * once), and from then on every PROBES event carries its attention (user_* fields) with the
+ * serial returned here, until another call replaces it (pixels NULL: none; returns 0). Nothing
+ * is computed with cfg.probe_every 0. An image the model cannot take (other channels, a side
+ * that is not a multiple of the patch) is refused with a MESSAGE event; the previous one stays. */
+guint64   vl_trainer_set_user_probe (VlTrainer *t, const float *pixels, int channels, int height,
+                                     int width);
 /* Takes every queued event (VlTrainEvent *, oldest first; the array frees them). Consecutive
  * steps arrive as one STEP event whose points hold each of them; an undrained PROBES event is
  * replaced by a newer one. Never NULL. Any thread. */

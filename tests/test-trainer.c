@@ -1100,6 +1100,204 @@ test_pause_resume (void)
   vl_train_config_clear (&c);
 }
 
+/* A probe image of the caller's own: (3, H, H) noise with a bright square. */
+static float *
+user_image (int H, guint32 seed)
+{
+  float *px = g_new (float, (gsize) 3 * H * H);
+  GRand *rand = g_rand_new_with_seed (seed);
+  for (int c = 0; c < 3; c++)
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < H; x++)
+        px[((gsize) c * H + y) * H + x] = (float) g_rand_double_range (rand, -1, 1) +
+                                           (x >= H / 4 && x < H / 2 && y >= H / 2 ? 2.0f : 0.0f);
+  g_rand_free (rand);
+  return px;
+}
+
+/* Drains until an event of `kind` (for PROBES: carrying the user probe `serial`) and returns
+ * it; FINISHED before it fails the test. */
+static VlTrainEvent *
+next_event (VlTrainer *t, VlTrainEventKind kind, guint64 serial)
+{
+  gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < deadline)
+    {
+      vl_trainer_wait (t, 100000);
+      g_autoptr(GPtrArray) evs = vl_trainer_drain (t);
+      for (guint i = 0; i < evs->len; i++)
+        {
+          VlTrainEvent *ev = g_ptr_array_index (evs, i);
+          g_assert_cmpint (ev->kind, !=, VL_TRAIN_EVENT_FINISHED);
+          if (ev->kind == kind && (kind != VL_TRAIN_EVENT_PROBES || ev->user_probe == serial))
+            return g_ptr_array_steal_index (evs, i);
+        }
+    }
+  g_error ("no %s event within 60 s", vl_train_event_kind_name (kind));
+  return NULL;
+}
+
+/* The user probe's fields: grid, sizes, every attention row a probability distribution, the
+ * rollout non-negative with a mass of at most 1, a class. */
+static void
+assert_user_probe (const VlTrainEvent *ev, guint64 serial, int grid)
+{
+  g_assert_cmpint (ev->kind, ==, VL_TRAIN_EVENT_PROBES);
+  g_assert_cmpuint (ev->user_probe, ==, serial);
+  g_assert_cmpint (ev->user_grid_h, ==, grid);
+  g_assert_cmpint (ev->user_grid_w, ==, grid);
+  g_assert_cmpint (ev->user_depth, ==, 2);
+  g_assert_cmpint (ev->user_heads, ==, 2);
+  const int T = ev->user_T;
+  g_assert_cmpint (T, ==, 1 + grid * grid);
+  g_assert_nonnull (ev->user_attn);
+  for (int r = 0; r < 2 * 2 * T; r++)   /* depth x heads x T rows */
+    {
+      double sum = 0;
+      for (int c = 0; c < T; c++)
+        {
+          float v = ev->user_attn[(gsize) r * T + c];
+          g_assert_true (isfinite (v));
+          g_assert_cmpfloat (v, >=, 0);
+          sum += v;
+        }
+      g_assert_cmpfloat_with_epsilon (sum, 1.0, 1e-4);
+    }
+  double mass = 0;
+  for (int p = 0; p < grid * grid; p++)
+    {
+      g_assert_cmpfloat (ev->user_rollout[p], >=, 0);
+      mass += ev->user_rollout[p];
+    }
+  g_assert_cmpfloat (mass, >, 0);
+  g_assert_cmpfloat (mass, <=, 1.0 + 1e-5);
+  g_assert_cmpint (ev->user_predicted, >=, 0);
+  g_assert_cmpint (ev->user_predicted, <, 3);
+}
+
+/* Every block's attention of px (3, H, H) under m, (depth, heads, T, T), as the event lays it
+ * out; its rollout into *roll. */
+static float *
+attention_of (VlModel *m, const float *px, int H, float **roll)
+{
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_model_forward (m, px, 1, H, H, VL_FORWARD_CAPTURE_ATTN, &error));
+  g_assert_no_error (error);
+  const VlGeometry *g = vl_model_geometry (m);
+  const int T = vl_model_n_tokens_last (m);
+  const gsize per_block = (gsize) g->heads * T * T;
+  float *attn = g_new (float, per_block * g->depth);
+  for (int l = 0; l < g->depth; l++)
+    memcpy (attn + l * per_block, vl_model_attention (m, l), sizeof (float) * per_block);
+  *roll = g_new (float, T);
+  g_assert_true (vl_model_rollout (m, *roll, &error));
+  return attn;
+}
+
+/* The caller's own probe image, given mid-run (while paused, then another of another size,
+ * then training resumes): every PROBES event from then on carries its attention under the
+ * model as it is at that step, and the training itself is unchanged. */
+static void
+test_user_probe (void)
+{
+  VlTrainConfig c;
+  base_config (&c);
+  c.epochs = 4;         /* 24 training images in batches of 8: 3 steps per epoch, 12 in all */
+  c.probe_every = 3;
+  c.n_probes = 2;
+  g_free (c.unlock_schedule);
+  c.unlock_schedule = g_strdup ("all");   /* the blocks train: the attention changes */
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
+  g_assert_no_error (error);
+  vl_trainer_take_model (t, tiny_model ());
+  vl_trainer_take_dataset (t, tiny_dataset (3, 8, 4, 16, 11));
+  g_assert_true (vl_trainer_start (t, &error));
+  vl_trainer_pause (t);
+  g_autoptr(VlTrainEvent) paused = next_event (t, VL_TRAIN_EVENT_PAUSED, 0);
+  g_assert_cmpint (vl_trainer_get_state (t), ==, VL_TRAINER_PAUSED);
+
+  /* the model's input size: batched with the validation probes, computed while paused */
+  g_autofree float *a = user_image (16, 5);
+  guint64 serial_a = vl_trainer_set_user_probe (t, a, 3, 16, 16);
+  g_assert_cmpuint (serial_a, >, 0);
+  g_autoptr(VlTrainEvent) ea = next_event (t, VL_TRAIN_EVENT_PROBES, serial_a);
+  g_assert_cmpint (vl_trainer_get_state (t), ==, VL_TRAINER_PAUSED);
+  g_assert_cmpint (ea->step, ==, paused->step);
+  assert_user_probe (ea, serial_a, 4);
+  g_assert_cmpint (ea->n_probes, ==, 2);
+  g_assert_cmpint (ea->grid_h, ==, 4);
+  /* no step yet: the backbone is the one handed over (the head does not change attention) */
+  g_autoptr(VlModel) fresh = tiny_model ();
+  g_autofree float *roll_a = NULL;
+  g_autofree float *attn_a = attention_of (fresh, a, 16, &roll_a);
+  vl_test_assert_close ("user probe at the start", ea->user_attn, attn_a, 2 * 2 * 17 * 17,
+                        1e-6, 1e-4);
+  vl_test_assert_close ("user probe rollout", ea->user_rollout, roll_a, 16, 1e-6, 1e-4);
+
+  /* an image the model cannot take is refused, with a message; the previous one stays */
+  g_autofree float *gray = g_new0 (float, 16 * 16);
+  guint64 serial_bad = vl_trainer_set_user_probe (t, gray, 1, 16, 16);
+  g_assert_cmpuint (serial_bad, >, serial_a);
+  g_autoptr(VlTrainEvent) refused = next_event (t, VL_TRAIN_EVENT_MESSAGE, 0);
+  g_assert_nonnull (strstr (refused->message, "probe image: 1 channel"));
+
+  /* another size (24 x 24: a 6 x 6 grid, the position embedding resampled) runs on its own */
+  g_autofree float *b = user_image (24, 6);
+  guint64 serial_b = vl_trainer_set_user_probe (t, b, 3, 24, 24);
+  g_assert_cmpuint (serial_b, >, serial_bad);
+  g_autoptr(VlTrainEvent) eb = next_event (t, VL_TRAIN_EVENT_PROBES, serial_b);
+  assert_user_probe (eb, serial_b, 6);
+  g_assert_cmpint (eb->n_probes, ==, 2);
+  g_assert_cmpint (eb->grid_h, ==, 4);   /* the validation probes keep the model's grid */
+  g_autofree float *roll_b0 = NULL;
+  g_autofree float *attn_b0 = attention_of (fresh, b, 24, &roll_b0);
+  vl_test_assert_close ("resized user probe at the start", eb->user_attn, attn_b0,
+                        2 * 2 * 37 * 37, 1e-6, 1e-4);
+
+  /* training resumes: each refresh (every 3 steps) carries it, the last one at the last step */
+  vl_trainer_resume (t);
+  RunLog log = { 0 };
+  collect (t, &log);
+  assert_finished (&log, VL_TRAIN_END_COMPLETED);
+  const VlTrainEvent *last = NULL;
+  int n_user = 0;
+  for (guint i = 0; i < log.events->len; i++)
+    {
+      const VlTrainEvent *ev = g_ptr_array_index (log.events, i);
+      if (ev->kind != VL_TRAIN_EVENT_PROBES)
+        continue;
+      assert_user_probe (ev, serial_b, 6);
+      g_assert_cmpint (ev->step % 3, ==, 0);
+      n_user++;
+      last = ev;
+    }
+  g_assert_cmpint (n_user, >=, 1);
+  g_assert_cmpint (last->step, ==, 12);
+  /* ... under the trained model, whose attention has moved away from the start */
+  VlModel *trained = vl_trainer_get_model (t);
+  g_autofree float *roll_b = NULL;
+  g_autofree float *attn_b = attention_of (trained, b, 24, &roll_b);
+  vl_test_assert_close ("user probe at the end", last->user_attn, attn_b, 2 * 2 * 37 * 37,
+                        1e-6, 1e-4);
+  vl_test_assert_close ("user probe rollout at the end", last->user_rollout, roll_b, 36,
+                        1e-6, 1e-4);
+  double moved = 0;
+  for (int i = 0; i < 2 * 2 * 37 * 37; i++)
+    moved = MAX (moved, fabs (last->user_attn[i] - attn_b0[i]));
+  g_test_message ("user probe attention moved by up to %.4f", moved);
+  g_assert_cmpfloat (moved, >, 1e-3);
+
+  /* the probes' forwards (other batch sizes and grids, while paused) leave training unchanged */
+  c.probe_every = 0;
+  RunLog plain_log = { 0 };
+  g_autoptr(VlTrainer) plain = train (&c, NULL, NULL, &plain_log);
+  assert_same_params ("with a user probe", vl_trainer_get_model (plain), trained, 1e-6);
+  run_log_clear (&plain_log);
+  run_log_clear (&log);
+  vl_train_config_clear (&c);
+}
+
 static void
 test_set_unlock (void)
 {
@@ -1446,6 +1644,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/cache/limit", test_cache_limit);
   g_test_add_func ("/trainer/cache/validation-only", test_cache_validation_only);
   g_test_add_func ("/trainer/probes", test_probes);
+  g_test_add_func ("/trainer/probes/user", test_user_probe);
   g_test_add_func ("/trainer/run/resume", test_resume);
   g_test_add_func ("/trainer/run/resume-errors", test_resume_errors);
   g_test_add_func ("/trainer/run/families", test_run_families);

@@ -809,7 +809,9 @@ assert_view_shows (VlWindow *win, const char *image_path)
   const int P = gh * gw;
   g_assert_cmpint (P, ==, T - vl_model_geometry (m)->n_prefix);
   g_autofree float *heat = g_new (float, P);
-  g_assert_true (vl_attention_view_get_heatmap (view, win->probe_file.now_attn != NULL, heat));
+  /* beside a trained or a training model's maps, it is the reference side */
+  gboolean beside = win->probe_file.now_attn != NULL || win->probe_file.live_attn != NULL;
+  g_assert_true (vl_attention_view_get_heatmap (view, beside, heat));
   vl_test_assert_close ("probe rollout", heat, roll, P, 1e-6, 1e-4);
 }
 
@@ -1036,8 +1038,61 @@ test_probe_sample (void)
   destroy_window (win);
 }
 
-/* With a run: the probe file shows the pretrained map alone while it trains, then the
- * fine-tuned model's beside the pretrained one. */
+static const char *live_path;   /* the probe file probe_file_live waits for */
+static int64_t live_after;      /* ... with a map of a later step than this */
+
+static gboolean
+probe_file_live (VlWindow *win)
+{
+  const VlProbeFile *pf = &win->probe_file;
+  return win->probe_cancel == NULL && g_strcmp0 (pf->path, live_path) == 0 &&
+         pf->live_attn != NULL && pf->live_step > live_after;
+}
+
+/* The largest difference between the view's two sides (the current mode's maps). */
+static double
+sides_differ (VlWindow *win)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  float now[16], ref[16];
+  int gh = 0, gw = 0;
+  vl_attention_view_get_grid (view, &gh, &gw);
+  g_assert_cmpint (gh * gw, ==, 16);
+  g_assert_true (vl_attention_view_get_heatmap (view, FALSE, now));
+  g_assert_true (vl_attention_view_get_heatmap (view, TRUE, ref));
+  double d = 0;
+  for (int i = 0; i < 16; i++)
+    d = MAX (d, fabs (now[i] - ref[i]));
+  return d;
+}
+
+/* The view shows the probe file with the run's map at live_step beside the pretrained one. */
+static void
+assert_live_shown (VlWindow *win, const char *png)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  g_assert_true (win->probe_file_shown);
+  assert_view_shows (win, png);   /* its crop; the reference is its pretrained rollout */
+  g_autofree char *label = NULL;
+  g_object_get (view, "label", &label, NULL);
+  g_autofree char *want = g_strdup_printf ("step %" G_GINT64_FORMAT, win->probe_file.live_step);
+  g_assert_cmpstr (label, ==, want);
+  /* the "now" side is the rollout of the event's attention */
+  float heat[16];
+  g_assert_true (vl_attention_view_get_heatmap (view, FALSE, heat));
+  double mass = 0;
+  for (int i = 0; i < 16; i++)
+    {
+      g_assert_cmpfloat (heat[i], >=, 0);
+      mass += heat[i];
+    }
+  g_assert_cmpfloat (mass, >, 0);
+  g_assert_cmpfloat (mass, <=, 1.0 + 1e-5);
+  g_assert_nonnull (win->probe_file.live_class);
+}
+
+/* Opened before a run: the run takes it along, its "now" side is the run's (a linear probe:
+ * the backbone, so the attention, does not move), then the fine-tuned model's. */
 static void
 test_probe_fine_tuned (void)
 {
@@ -1055,9 +1110,12 @@ test_probe_fine_tuned (void)
   g_assert_true (action (win, "win.train"));
   g_assert_true (running (win));
   wait_for (win, has_run_attention, 60, "the run's attention maps");
-  /* the run's PROBES events leave the probe file in the view */
-  g_assert_true (win->probe_file_shown);
-  assert_view_shows (win, png);
+  /* the run's PROBES events leave the probe file in the view, with its own map beside */
+  live_path = png;
+  live_after = -1;
+  wait_for (win, probe_file_live, 60, "the probe file's map from the run");
+  assert_live_shown (win, png);
+  g_assert_cmpfloat (sides_differ (win), <, 1e-6);
   wait_for (win, finished, 120, "the end of the run");
   wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
@@ -1073,6 +1131,84 @@ test_probe_fine_tuned (void)
   g_assert_true (g_str_equal (win->probe_file.now_class, "reds") ||
                  g_str_equal (win->probe_file.now_class, "blues"));
   assert_view_drawn (win);
+  destroy_window (win);
+}
+
+/* An image dropped during a run gets the run's "now" attention beside the pretrained one,
+ * updated as it trains: dropped while training, then another one while paused; after the run,
+ * the fine-tuned side is the model the last live map came from. */
+static void
+test_probe_live (void)
+{
+  VlWindow *win = new_window (TRUE);
+  wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin),
+                             vl_model_n_groups (win->model));   /* every group: attention moves */
+  quick_settings (win, 500);   /* 2000 steps: stopped below */
+  g_assert_true (action (win, "win.train"));
+  wait_for (win, has_points, 60, "training steps");
+  g_assert_null (vl_window_get_probe_path (win));
+
+  /* dropped while it trains */
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *png = write_probe_png (dir, "live.png", 40, 40, 20, 4);
+  g_autoptr(GFile) file = g_file_new_for_path (png);
+  g_assert_true (emit_drop (win, file));
+  live_path = png;
+  live_after = 0;
+  wait_for (win, probe_file_live, 60, "the dropped image's attention from the run");
+  g_assert_true (running (win));
+  g_assert_cmpint (win->probe_file.live_serial, >, 0);
+  assert_live_shown (win, png);
+  int64_t first_step = win->probe_file.live_step;
+  g_test_message ("first live map at step %" G_GINT64_FORMAT, first_step);
+
+  /* it follows the training, and the main loop stays responsive while the maps arrive (the
+   * checks run on it, so they are left out) */
+  live_after = first_step + 40;
+  Probe probe;
+  probe_start (&probe);
+  wait_for (win, probe_file_live, 60, "a later map of the dropped image");
+  probe_stop (&probe);
+  g_assert_true (running (win));
+  assert_live_shown (win, png);
+  double moved = sides_differ (win);
+  g_test_message ("step %" G_GINT64_FORMAT ": now vs pretrained, max difference %.4f",
+                  win->probe_file.live_step, moved);
+  g_assert_cmpfloat (moved, >, 1e-3);
+
+  /* another image while paused: the paused worker computes it at once */
+  g_assert_true (action (win, "win.pause"));
+  wait_for (win, is_paused, 30, "the pause");
+  g_autofree char *png2 = write_probe_png (dir, "paused.png", 48, 40, 6, 24);
+  g_autoptr(GFile) file2 = g_file_new_for_path (png2);
+  GSList *files = g_slist_prepend (NULL, file2);
+  g_assert_true (vl_window_drop_files (win, files));
+  g_slist_free (files);
+  live_path = png2;
+  live_after = 0;
+  wait_for (win, probe_file_live, 60, "the second image's attention while paused");
+  g_assert_true (win->paused);
+  g_assert_cmpint (win->probe_file.live_step, ==, win->steps_done);
+  assert_live_shown (win, png2);
+  g_assert_cmpfloat (sides_differ (win), >, 1e-3);
+  gsize per = (gsize) win->probe_file.depth * win->probe_file.heads * win->probe_file.T *
+              win->probe_file.T;
+  g_autofree float *live = g_memdup2 (win->probe_file.live_attn, sizeof (float) * per);
+
+  /* stopped while paused: the trained model is the one of that map, as its fine-tuned side */
+  g_assert_true (action (win, "win.stop"));
+  wait_for (win, finished, 60, "the stop");
+  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
+  wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
+  g_assert_cmpstr (vl_window_get_probe_path (win), ==, png2);
+  vl_test_assert_close ("live vs fine-tuned attention", win->probe_file.now_attn, live, per,
+                        1e-5, 1e-4);
+  assert_view_shows (win, png2);
+  g_autofree char *label = NULL;
+  g_object_get (win->attention, "label", &label, NULL);
+  g_assert_cmpstr (label, ==, "fine-tuned");
+  g_assert_cmpfloat (sides_differ (win), >, 1e-3);
   destroy_window (win);
 }
 
@@ -1129,6 +1265,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/probe/bad-image", test_probe_bad_image);
   g_test_add_func ("/ui/window/probe/sample", test_probe_sample);
   g_test_add_func ("/ui/window/probe/fine-tuned", test_probe_fine_tuned);
+  g_test_add_func ("/ui/window/probe/live", test_probe_live);
   int rc = g_test_run ();
 
   g_application_release (G_APPLICATION (app));

@@ -7,6 +7,7 @@
 #include <glib/gstdio.h>
 
 #include "vl-attention-view.h"
+#include "vl-loss-chart.h"
 #include "vl-pool.h"
 #include "vl-window-private.h"
 
@@ -188,10 +189,11 @@ poll_window (gpointer user_data)
     return G_SOURCE_CONTINUE;
   if (!self->shot_unhovered)
     {
-      /* where Xvfb's pointer happens to rest is not part of the picture: no hover outline
-       * (drawn by the next frame, the shot waits for the next poll) */
+      /* where Xvfb's pointer happens to rest is not part of the picture: no hover outline or
+       * read-out (drawn by the next frame, the shot waits for the next poll) */
       self->shot_unhovered = TRUE;
       vl_attention_view_hover_at (VL_ATTENTION_VIEW (win->attention), -1, -1);
+      vl_loss_chart_hover_at (VL_LOSS_CHART (win->chart), -1, -1);
       return G_SOURCE_CONTINUE;
     }
   self->poll_source = 0;

@@ -41,7 +41,9 @@ VlModel      *vl_trained_model (VlTrainedRef *t);
 /* The probe file: one image the user chose (dropped on the window, "Open Probe Image…",
  * --probe) or, with a backbone and no dataset, the first of the shipped samples
  * (data/samples); its attention under the pretrained backbone and, once a run has a trained
- * model, under that one. Computed on a worker thread (vl-window-probe.c). */
+ * model, under that one, computed on a worker thread (vl-window-probe.c); while a run trains,
+ * under the run's model as it is now, from the trainer's PROBES events (the preprocessed
+ * pixels go to the trainer with vl_trainer_set_user_probe). */
 typedef struct {
   char     *path;           /* NULL: none */
   gboolean  is_sample;      /* the fallback sample, replaced by the dataset's probes */
@@ -52,6 +54,14 @@ typedef struct {
   char     *now_class;      /* the trained model's top class */
   int       depth, heads, T, n_prefix, gh, gw;
   gboolean  has_cls;
+  float    *px;             /* (px_channels, px_size, px_size) the backbone's input; NULL
+                             * without a backbone */
+  int       px_channels, px_size;
+  /* the running trainer's view of it (PROBES events) */
+  guint64   live_serial;    /* what vl_trainer_set_user_probe returned; 0: not given */
+  float    *live_attn;      /* (depth, heads, T, T) at live_step; NULL before the first event */
+  int64_t   live_step;
+  char     *live_class;     /* the run's top class at live_step */
 } VlProbeFile;
 
 /* One row of the layer-group list. */
@@ -298,6 +308,13 @@ void  vl_window_refresh_probe_file (VlWindow *self, gboolean models_changed);
 void  vl_window_show_probe_file  (VlWindow *self);
 void  vl_window_drop_probe_sample (VlWindow *self);
 void  vl_window_choose_probe     (VlWindow *self);
+/* A run has just started, or the probe file's result arrives during one: the run's trainer
+ * gets the probe file's pixels (its maps come with the PROBES events), and the maps of a
+ * previous model are dropped. */
+void  vl_window_probe_file_to_trainer (VlWindow *self);
+/* A PROBES event of the current run: the probe file's "now" side, when it carries it (its
+ * attention is taken from the event). */
+void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
 
 /* vl-window-train.c */
 void  vl_window_train_init       (VlWindow *self);

@@ -2,7 +2,9 @@
  * Probe Image…" or names with --probe, or, while a backbone is loaded and no dataset is open,
  * the first of the shipped samples (data/samples): decoded and run through a copy of the
  * pretrained backbone and, when a run has left a trained model, through that one too, on a
- * worker thread; the Attention page shows it as the first probe button. */
+ * worker thread; the Attention page shows it as the first probe button. While a run trains,
+ * its preprocessed pixels go to the trainer (vl_trainer_set_user_probe), whose PROBES events
+ * bring its attention under the model as it is now. */
 #include "vl-window-private.h"
 
 #include "vl-attention-view.h"
@@ -97,6 +99,9 @@ probe_file_clear (VlProbeFile *pf)
   g_free (pf->now_attn);
   g_free (pf->ref_class);
   g_free (pf->now_class);
+  g_free (pf->px);
+  g_free (pf->live_attn);
+  g_free (pf->live_class);
   memset (pf, 0, sizeof *pf);
 }
 
@@ -130,16 +135,24 @@ probe_job_free (gpointer p)
 }
 
 /* One forward of img through m with every block's attention kept, copied into *attn as
- * (depth, heads, T, T); the geometry into geo; the top class's name when m names its classes. */
+ * (depth, heads, T, T); the geometry into geo; the top class's name when m names its classes;
+ * the model's input into geo->px (when keep_px). */
 static gboolean
 capture_attention (VlModel *m, const VlImage *img, float **attn, VlProbeFile *geo,
-                   char **top_class, GError **error)
+                   char **top_class, gboolean keep_px, GError **error)
 {
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   const VlGeometry *g = vl_model_geometry (m);
   g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);   /* (C, S, S) */
   vl_preprocess_eval (img, &pp, px);
+  if (keep_px)
+    {
+      g_free (geo->px);
+      geo->px = g_memdup2 (px, sizeof (float) * pp.channels * pp.size * pp.size);
+      geo->px_channels = pp.channels;
+      geo->px_size = pp.size;
+    }
   if (!vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN,
                          error))
     return FALSE;
@@ -196,7 +209,7 @@ probe_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   /* a copy of the backbone of our own: the window's model stays main-thread only */
   g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
   if (m == NULL ||
-      !capture_attention (m, img, &r->ref_attn, r, &r->ref_class, &error))
+      !capture_attention (m, img, &r->ref_attn, r, &r->ref_class, TRUE, &error))
     {
       g_prefix_error (&error, "%s: ", j->path);
       g_task_return_error (task, error);
@@ -215,7 +228,7 @@ probe_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       VlProbeFile geo = { 0 };
       float *now = NULL;
       g_autoptr(GError) e = NULL;
-      if (tm && capture_attention (tm, img, &now, &geo, &r->now_class, &e) &&
+      if (tm && capture_attention (tm, img, &now, &geo, &r->now_class, FALSE, &e) &&
           geo.depth == r->depth && geo.heads == r->heads && geo.T == r->T && geo.gh == r->gh)
         r->now_attn = g_steal_pointer (&now);
       else if (e)
@@ -258,6 +271,8 @@ probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->probe_file_stale = FALSE;
   if (j->user || (j->is_sample && self->n_probe_images == 0))
     self->probe_file_shown = TRUE;
+  if (vl_window_is_running (self))
+    vl_window_probe_file_to_trainer (self);   /* its "now" side comes from the run's events */
   vl_window_show_probes (self);
   vl_window_update_status (self);
 }
@@ -348,6 +363,29 @@ vl_window_drop_probe_sample (VlWindow *self)
 
 /* ------------------------------------------------------------------ showing it */
 
+/* The line above the panels: the file, and what each side's model predicts. */
+static void
+show_title (VlWindow *self)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  VlProbeFile *pf = &self->probe_file;
+  g_autofree char *base = g_path_get_basename (pf->path);
+  GString *title = g_string_new (base);
+  if (pf->ref_attn == NULL)
+    g_string_append (title, " · open a backbone to see its attention");
+  if (pf->ref_class)
+    g_string_append_printf (title, " · pretrained: %s", pf->ref_class);
+  if (pf->now_attn && pf->now_class)
+    g_string_append_printf (title, " · fine-tuned: %s", pf->now_class);
+  else if (pf->live_attn && pf->live_class)
+    g_string_append_printf (title, " · step %" G_GINT64_FORMAT ": %s", pf->live_step,
+                            pf->live_class);
+  if (pf->is_sample)
+    g_string_append (title, " · shipped sample (no dataset open)");
+  vl_attention_view_set_title (view, title->str);
+  g_string_free (title, TRUE);
+}
+
 void
 vl_window_show_probe_file (VlWindow *self)
 {
@@ -360,13 +398,16 @@ vl_window_show_probe_file (VlWindow *self)
       vl_attention_view_set_title (view, NULL);
       return;
     }
-  if (pf->ref_attn && pf->now_attn)
+  /* beside the pretrained maps: the trained model's after a run, the run's model during one */
+  const float *now = pf->now_attn ? pf->now_attn : pf->live_attn;
+  if (pf->ref_attn && now)
     {
-      vl_attention_view_set_attention (view, pf->now_attn, pf->depth, pf->heads, pf->T,
-                                       pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
+      vl_attention_view_set_attention (view, now, pf->depth, pf->heads, pf->T, pf->n_prefix,
+                                       pf->has_cls, pf->gh, pf->gw);
       vl_attention_view_set_reference_attention (view, pf->ref_attn, pf->depth, pf->heads, pf->T,
                                                  pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
-      vl_attention_view_set_labels (view, "fine-tuned", "pretrained");
+      g_autofree char *step = g_strdup_printf ("step %" G_GINT64_FORMAT, pf->live_step);
+      vl_attention_view_set_labels (view, pf->now_attn ? "fine-tuned" : step, "pretrained");
     }
   else if (pf->ref_attn)
     {
@@ -374,18 +415,58 @@ vl_window_show_probe_file (VlWindow *self)
                                        pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
       vl_attention_view_set_labels (view, "pretrained", NULL);
     }
-  g_autofree char *base = g_path_get_basename (pf->path);
-  GString *title = g_string_new (base);
-  if (pf->ref_attn == NULL)
-    g_string_append (title, " · open a backbone to see its attention");
-  if (pf->ref_class)
-    g_string_append_printf (title, " · pretrained: %s", pf->ref_class);
-  if (pf->now_attn && pf->now_class)
-    g_string_append_printf (title, " · fine-tuned: %s", pf->now_class);
-  if (pf->is_sample)
-    g_string_append (title, " · shipped sample (no dataset open)");
-  vl_attention_view_set_title (view, title->str);
-  g_string_free (title, TRUE);
+  show_title (self);
+}
+
+/* ------------------------------------------------------------------ during a run */
+
+void
+vl_window_probe_file_to_trainer (VlWindow *self)
+{
+  VlProbeFile *pf = &self->probe_file;
+  /* a previous model's maps are not "now" */
+  g_clear_pointer (&pf->now_attn, g_free);
+  g_clear_pointer (&pf->now_class, g_free);
+  g_clear_pointer (&pf->live_attn, g_free);
+  g_clear_pointer (&pf->live_class, g_free);
+  pf->live_serial = 0;
+  /* a copy under the trainer's lock: the worker takes it at its next batch boundary */
+  if (self->trainer && pf->px)
+    pf->live_serial = vl_trainer_set_user_probe (self->trainer, pf->px, pf->px_channels,
+                                                 pf->px_size, pf->px_size);
+}
+
+void
+vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev)
+{
+  VlProbeFile *pf = &self->probe_file;
+  if (ev->user_probe == 0 || ev->user_probe != pf->live_serial || pf->ref_attn == NULL)
+    return;   /* none, or an image the probe file has replaced since */
+  if (ev->user_depth != pf->depth || ev->user_heads != pf->heads || ev->user_T != pf->T ||
+      ev->user_grid_h != pf->gh || ev->user_grid_w != pf->gw)
+    return;   /* not the pretrained side's geometry (a resumed run of another backbone) */
+  gboolean first = pf->live_attn == NULL;
+  g_free (pf->live_attn);
+  pf->live_attn = g_steal_pointer (&ev->user_attn);
+  pf->live_step = ev->step;
+  g_free (pf->live_class);
+  pf->live_class = self->class_names && ev->user_predicted >= 0 &&
+                   ev->user_predicted < self->n_classes
+                   ? g_strdup (self->class_names[ev->user_predicted]) : NULL;
+  if (!self->probe_file_shown || pf->now_attn)
+    return;
+  if (first)
+    {
+      vl_window_show_probe_file (self);   /* now both sides */
+      return;
+    }
+  /* only the "now" map changes: the image, the reference and the controls stay */
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  vl_attention_view_set_attention (view, pf->live_attn, pf->depth, pf->heads, pf->T,
+                                   pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
+  g_autofree char *step = g_strdup_printf ("step %" G_GINT64_FORMAT, pf->live_step);
+  vl_attention_view_set_labels (view, step, "pretrained");
+  show_title (self);
 }
 
 /* ------------------------------------------------------------------ the chooser */

@@ -649,9 +649,10 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
 }
 
 static void
-show_probes_event (VlWindow *self, const VlTrainEvent *ev)
+show_probes_event (VlWindow *self, VlTrainEvent *ev)
 {
   self->n_probe_events++;
+  vl_window_probe_file_event (self, ev);   /* the user's probe image, when it carries it */
   int P = ev->grid_h * ev->grid_w;
   if (self->n_probe_images == 0 || ev->grid_h != self->attn_gh || ev->grid_w != self->attn_gw)
     return;   /* the pretrained maps are not there (yet): nothing to lay these over */
@@ -887,10 +888,10 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   g_clear_pointer (&self->probe_rollout, g_free);
   self->n_probe_rollout = 0;
   g_clear_pointer (&self->idle_status, g_free);
-  /* the previous run's model is not "now": the probe file shows the pretrained side alone */
-  g_clear_pointer (&self->probe_file.now_attn, g_free);
-  g_clear_pointer (&self->probe_file.now_class, g_free);
-  show_selected_probe (self);   /* the pretrained maps until the run's arrive */
+  /* the previous run's model is not "now": the probe file goes to the trainer, whose events
+   * bring its "now" side; until then it (and every probe) shows the pretrained maps alone */
+  vl_window_probe_file_to_trainer (self);
+  show_selected_probe (self);
   g_free (self->run_dir);
   self->run_dir = g_strdup (cfg.out_dir);
   gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir ? self->run_dir : "");

@@ -664,7 +664,8 @@ vl_window_drop_files (VlWindow *self, GSList *files)
       vl_window_show_error (self, "Only local files and folders can be opened");
       return FALSE;
     }
-  /* an image becomes the attention probe (also during a run: it changes nothing there) */
+  /* an image becomes the attention probe (also during a run: the trainer then runs it with
+   * its own probes, which leaves the training unchanged) */
   if (vl_looks_like_image (path))
     {
       vl_window_open_probe (self, path);
