@@ -1106,16 +1106,25 @@ test_probe_fine_tuned (void)
   float heat[16];
   g_assert_false (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
 
-  quick_settings (win, 2);
+  /* a linear probe whatever preset an earlier test left in the settings (a progressive
+   * schedule would unlock blocks in the second epoch, and the maps would move) */
+  vl_window_apply_preset (win, 0);   /* linear probe */
+  quick_settings (win, 500);          /* long enough to look at it while it runs */
   g_assert_true (action (win, "win.train"));
   g_assert_true (running (win));
   wait_for (win, has_run_attention, 60, "the run's attention maps");
-  /* the run's PROBES events leave the probe file in the view, with its own map beside */
+  /* the run's PROBES events leave the probe file in the view, with its own map beside; paused,
+   * so that the run cannot end (and hand over to the fine-tuned side) while we look */
+  wait_for (win, has_points, 60, "training steps");
+  g_assert_true (action (win, "win.pause"));
+  wait_for (win, is_paused, 30, "the pause");
   live_path = png;
   live_after = -1;
   wait_for (win, probe_file_live, 60, "the probe file's map from the run");
   assert_live_shown (win, png);
+  g_assert_cmpint (win->probe_file.live_step, >, 0);
   g_assert_cmpfloat (sides_differ (win), <, 1e-6);
+  g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 120, "the end of the run");
   wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
