@@ -424,6 +424,8 @@ def render(a, info, gemm, results, epoch, t_total, hand):
     w("")
     w(f"Images per second, median of the timed repetitions (random weights of the model's "
       f"geometry, {IMG}x{IMG},")
+    w("vitlab's figure: the mean of one run before and one after PyTorch's, since the speed of "
+      "this shared machine drifts;")
     w("1000 classes; a step is forward + cross-entropy + backward + AdamW over the unlocked "
       "groups). Ratio = vitlab")
     w("images/s divided by PyTorch's; > 1 means vitlab is faster. \"best\" is the fastest of the "
@@ -937,6 +939,18 @@ def bench_all(a, cli_abs):
                     r["torch"][key] = parse_case(res, cmdline(targv, env))
                     log(f"{model} b{batch} {mode}: {label} {r['torch'][key]['ips']} img/s "
                         f"{r['torch'][key]['rss']} MiB ({res['wall']:.0f} s)")
+                # vitlab once more after PyTorch: this machine's speed drifts by up to a
+                # quarter over minutes (a shared host; invisible in /proc/stat), so vitlab's
+                # figure is the mean of a run before and a run after PyTorch's
+                res = run([cli_abs] + argv[1:])
+                again = parse_case(res, cmdline(argv))
+                first = r["vitlab"]
+                if first.get("ips") and again.get("ips"):
+                    r["vitlab_runs"] = [first["ips"], again["ips"]]
+                    first["ips"] = (first["ips"] + again["ips"]) / 2
+                    first["rss"] = max(first["rss"], again["rss"])
+                    first["foreign"] = max(first["foreign"], again["foreign"])
+                log(f"{model} b{batch} {mode}: vitlab again {again['ips']} img/s")
                 results.append(r)
     epoch = None if a.no_epoch else run_epoch(a, cli_abs)
     gemm = run_gemm(a.quick, gemm)
