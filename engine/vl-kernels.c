@@ -269,12 +269,16 @@ vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
       float *row = x + r * cols;
       vl_vf vmx = { 0 };
       vmx -= INFINITY;
-      for (int c = 0; c < body; c += VL_LANES)
-        {
-          vl_vf v = vload (row + c) * scale;
-          vstore (row + c, v);
-          vmx = vmax (vmx, v);
-        }
+      if (scale != 1.0f)
+        for (int c = 0; c < body; c += VL_LANES)
+          {
+            vl_vf v = vload (row + c) * scale;
+            vstore (row + c, v);
+            vmx = vmax (vmx, v);
+          }
+      else   /* already scaled (by the GEMM's alpha): only read */
+        for (int c = 0; c < body; c += VL_LANES)
+          vmx = vmax (vmx, vload (row + c));
       float mx = vhmax (vmx);
       for (int c = body; c < cols; c++)
         {
@@ -336,9 +340,9 @@ vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int 
   const float *k = qkv + W + h * D;
   const float *v = qkv + 2 * W + h * D;
   float *a = att + (int64_t) q0 * T;
-  /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)) */
-  vl_gemm_serial (FALSE, TRUE, q1 - q0, T, D, 1.0f, q, ld, k, ld, 0.0f, a, T);
-  vl_softmax_rows (a, q1 - q0, T, 1.0f / sqrtf ((float) D));
+  /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)), the scale applied by the GEMM */
+  vl_gemm_serial (FALSE, TRUE, q1 - q0, T, D, 1.0f / sqrtf ((float) D), q, ld, k, ld, 0.0f, a, T);
+  vl_softmax_rows (a, q1 - q0, T, 1.0f);
   /* out (q1 - q0, D) = att v */
   vl_gemm_serial (FALSE, FALSE, q1 - q0, D, T, 1.0f, a, T, v, ld, 0.0f,
                   out + (int64_t) q0 * W + h * D, W);
