@@ -53,6 +53,8 @@ struct _VlActs {
   int        span;           /* > 0: blocks run `span` images at a time per worker; 0: whole */
   BlockActs *scratch;        /* the frozen blocks' intermediates: one set per worker of `span`
                               * images each, or one set for the whole batch */
+  float    **gbuf;           /* the stored blocks' GELU output, sized like the scratch sets:
+                              * fc2's input in the forward, recomputed from h for the backward */
   float     *lnf, *lnf_mean, *lnf_rstd;   /* token norm output (== xs[depth] with fc_norm) */
   float     *pooled_raw;     /* (B,W) before fc_norm */
   float     *fc_mean, *fc_rstd;
@@ -89,6 +91,7 @@ vl_acts_free (VlActs *a)
   g_free (a->xs);
   g_free (a->blk);
   g_free (a->scratch);
+  g_free (a->gbuf);
   g_free (a);
 }
 
@@ -102,7 +105,9 @@ acts_alloc (VlActs *a, int64_t n, size_t size)
 #define FALLOC(a, n) ((float *) acts_alloc ((a), (n), sizeof (float)))
 
 /* Activations of one block for n_img images. Without for_backward (a frozen block's scratch),
- * GELU runs in place: nothing reads fc1's output before the activation. */
+ * GELU runs in place: nothing reads fc1's output before the activation. With it, GELU's output
+ * is not kept (a->gbuf holds it while the forward needs it; the backward recomputes it from h):
+ * a fifth of a stored block's memory. */
 static void
 block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gboolean with_att,
                   gboolean for_backward)
@@ -120,7 +125,7 @@ block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gbool
   k->ln2_mean = FALLOC (a, BT);
   k->ln2_rstd = FALLOC (a, BT);
   k->h = FALLOC (a, BT * g->mlp);
-  k->g = for_backward ? FALLOC (a, BT * g->mlp) : k->h;
+  k->g = for_backward ? NULL : k->h;   /* stored blocks: a->gbuf */
   k->ls2b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
 }
 
@@ -196,6 +201,10 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   if (store_from > 0)
     for (int w = 0; w < n_scratch; w++)
       block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE);
+  a->gbuf = g_new0 (float *, n_scratch);
+  if (store_from < g->depth)
+    for (int w = 0; w < n_scratch; w++)
+      a->gbuf[w] = FALLOC (a, (int64_t) (a->span ? a->span : B) * T * g->mlp);
   for (int l = 0; l < g->depth; l++)
     {
       if (l >= store_from)
@@ -658,7 +667,10 @@ block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
   const int64_t att = (int64_t) b0 * g->heads * a->T * a->T;
   BlockActs v;
   if (l >= a->store_from)
-    v = a->blk[l];
+    {
+      v = a->blk[l];
+      v.g = a->gbuf[0];   /* GELU's output: the batch's buffer (per worker: below) */
+    }
   else
     {
       v = a->scratch[a->span ? worker : 0];
@@ -685,6 +697,8 @@ block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
   v.h += t * g->mlp;
   v.g += t * g->mlp;
   v.ls2b = SHIFT (v.ls2b, t * W);
+  if (l >= a->store_from && a->span)
+    v.g = a->gbuf[worker];   /* the worker's own, for its images */
   return v;
 }
 
@@ -1277,6 +1291,24 @@ layer_scale_backward (VlActs *a, float *dgamma, const float *gamma, const float 
   return a->dbranch;
 }
 
+/* out = act (inp), rows of C. */
+typedef struct {
+  float *out;
+  const float *inp;
+  int C;
+  Act act;
+} ActRows;
+
+static void
+act_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const ActRows *A = data;
+  if (A->act == ACT_QUICK_GELU)
+    vl_quick_gelu_forward (A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
+  else
+    vl_gelu_forward (A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
+}
+
 static void
 backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
 {
@@ -1290,7 +1322,10 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   /* dx holds d out. MLP branch: out = xmid + [ls2 *] fc2 (act (fc1 (ln2 (xmid)))) */
   const float *dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS2), BP (B_LS2), k->ls2b, BT, W)
                                    : a->dx;
-  linear_backward_params (BG (B_FC2_W), BG (B_FC2_B), dy, k->g, BT, M, W);
+  /* fc2's input, GELU (h), recomputed into dwide (which the next product overwrites) */
+  ActRows ar = { a->dwide, k->h, M, model_act (m) };
+  parallel_rows (BT, 16 * M, 2, act_rows, &ar);
+  linear_backward_params (BG (B_FC2_W), BG (B_FC2_B), dy, a->dwide, BT, M, W);
   linear_backward_input (a->dwide, dy, BP (B_FC2_W), model_act (m), k->h, BT, M, W, FALSE);
   linear_backward_params (BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
   linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE);
