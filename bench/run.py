@@ -74,10 +74,16 @@ def short_label(label):
 SCRUB = ["OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
          "MKL_NUM_THREADS", "VITLAB_THREADS", "OPENBLAS_VERBOSE"]
 
-HAND_WRITTEN = ["OpenBLAS kernel selection"]
+HAND_WRITTEN = ["OpenBLAS kernel selection", "Profile"]
 TORCH_CAP = 60   # seconds of timed PyTorch reps per case at most (fewer reps when slower)
 
 DEFAULT_HAND_WRITTEN = {
+    "Profile": """\
+## Profile: where the rest of the time goes
+
+(Hand-written: `perf record -g build/app/vitlab-cli bench ...`, then `perf report --no-children
+--sort symbol`; record the shares of the non-GEMM symbols here.)
+""",
     "OpenBLAS kernel selection": """\
 ## OpenBLAS kernel selection matters 3x
 
