@@ -157,12 +157,13 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   add_recent (self, path);
   vl_window_refresh_recent (self);
 
-  const VlGeometry *g = vl_model_geometry (m);
+  /* the checkpoint's own name (its folder, or its file without the extension): the
+   * architecture a config names may be only the base its model_args reshape (an export of a
+   * small model names vit_base_patch16_224); the family row shows it */
   g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *name = g_strdup_printf ("%s", g_str_equal (g->architecture, "vit") ||
-                                           g_str_equal (g->architecture, "vit_custom")
-                                           ? base : g->architecture);
-  gtk_label_set_text (GTK_LABEL (self->backbone_name_label), name);
+  if (g_str_has_suffix (base, ".safetensors"))
+    base[strlen (base) - strlen (".safetensors")] = '\0';
+  gtk_label_set_text (GTK_LABEL (self->backbone_name_label), base);
   g_autofree char *loaded = g_strdup_printf ("%s\nloaded in %.2f s", path, ms / 1000.0);
   gtk_label_set_text (GTK_LABEL (self->backbone_path_label), loaded);
   gtk_widget_set_tooltip_text (self->backbone_path_label, path);
@@ -177,7 +178,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   g_object_set_data (G_OBJECT (self), "pending-schedule", NULL);
   vl_window_set_unlock_schedule (self, schedule);
 
-  g_autofree char *title = g_strdup_printf ("vitlab — %s", name);
+  g_autofree char *title = g_strdup_printf ("vitlab — %s", base);
   gtk_window_set_title (GTK_WINDOW (self), title);
   vl_window_start_pretrained_attention (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file (or the sample) under it */
