@@ -3,5 +3,10 @@
  * failure (one line on stderr naming the file and the problem), 2 for a malformed command line. */
 #pragma once
 
+#include <glib.h>
+
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
+
+/* Prints "vitlab-cli: <message>" on stderr, frees the error; returns 1 (EXIT_FAILURE). */
+int cli_fail (GError *error);

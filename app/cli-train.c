@@ -29,14 +29,6 @@
 #define EXIT_INTERRUPTED 130
 
 static int
-fail (GError *error)
-{
-  g_printerr ("vitlab-cli: %s\n", error->message);
-  g_error_free (error);
-  return EXIT_FAILURE;
-}
-
-static int
 usage_error (const char *fmt, ...) G_GNUC_PRINTF (1, 2);
 
 static int
@@ -228,7 +220,7 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
           clear_bar (p);
           if (ev->end == VL_TRAIN_END_FAILED)
             {
-              *rc = fail (g_error_copy (ev->error));
+              *rc = cli_fail (g_error_copy (ev->error));
               return TRUE;
             }
           if (ev->skipped && g_strv_length (ev->skipped) != p->n_skipped)
@@ -398,7 +390,7 @@ cmd_train (int argc, char **argv)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
       if (!vl_train_config_load (&cfg, out, &error))
-        return fail (error);
+        return cli_fail (error);
       cfg.resume = TRUE;
     }
   else
@@ -538,7 +530,7 @@ cmd_train (int argc, char **argv)
     }
   if (!vl_trainer_start (t, &error))
     {
-      rc = fail (error);
+      rc = cli_fail (error);
       goto done;
     }
   signal (SIGINT, on_sigint);
@@ -606,7 +598,7 @@ cmd_eval (int argc, char **argv)
     {
       VlTrainConfig cfg;
       if (!vl_train_config_load (&cfg, run, &error))
-        return fail (error);
+        return cli_fail (error);
       opts.val_fraction = cfg.val_fraction;
       opts.seed = cfg.seed;
       if (spec == NULL)
@@ -629,10 +621,10 @@ cmd_eval (int argc, char **argv)
       m = vl_model_load (run, &error);
     }
   if (m == NULL)
-    return fail (error);
+    return cli_fail (error);
   g_autoptr(VlDataset) ds = vl_dataset_open (spec, &opts, &error);
   if (ds == NULL)
-    return fail (error);
+    return cli_fail (error);
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {
@@ -649,7 +641,7 @@ cmd_eval (int argc, char **argv)
       }
   VlEvalResult r;
   if (!vl_evaluate (m, ds, which, batch, NULL, &r, &error))
-    return fail (error);
+    return cli_fail (error);
   g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
   if (skipped->len)
     {

@@ -42,8 +42,8 @@ static const char *usage_text =
   "'vitlab-cli COMMAND --help' lists a command's options.\n"
   "VITLAB_THREADS sets the number of compute threads (default: all cores).\n";
 
-static int
-fail (GError *error)
+int
+cli_fail (GError *error)
 {
   g_printerr ("vitlab-cli: %s\n", error->message);
   g_error_free (error);
@@ -174,7 +174,7 @@ cmd_info (int argc, char **argv)
     return usage_error ("info takes one CHECKPOINT");
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
-    return fail (error);
+    return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);
   g_print ("checkpoint:   %s\n", argv[1]);
   g_print ("family:       %s (%s)\n", g->family, g->architecture);
@@ -242,18 +242,18 @@ cmd_forward (int argc, char **argv)
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
-    return fail (error);
+    return cli_fail (error);
   if (pool)
     vl_model_set_pool (m, pool_kind);
   g_auto(TensorArg) img = { 0 };
   if (!read_images (m, images, &img, &error))
-    return fail (error);
+    return cli_fail (error);
   const VlTensorInfo *t = img.info;
   int B = (int) t->shape[0], H = (int) t->shape[2], W = (int) t->shape[3];
   if (!vl_model_forward (m, img.data, B, H, W, VL_FORWARD_CAPTURE_ATTN, &error))
     {
       g_prefix_error (&error, "%s: ", vl_safetensors_path (img.st));
-      return fail (error);
+      return cli_fail (error);
     }
 
   const VlGeometry *g = vl_model_geometry (m);
@@ -277,7 +277,7 @@ cmd_forward (int argc, char **argv)
   if (!vl_model_rollout (m, rollout, &error))
     {
       g_strfreev (names);
-      return fail (error);
+      return cli_fail (error);
     }
   vl_safetensors_writer_add_f32 (w, "rollout", 2, s_roll, rollout);
   if (vl_model_embedding (m))
@@ -287,7 +287,7 @@ cmd_forward (int argc, char **argv)
   vl_safetensors_writer_add_metadata (w, "pool", pool_name (vl_model_pool (m)));
   gboolean ok = vl_safetensors_writer_write (w, out, &error);
   g_strfreev (names);
-  return ok ? EXIT_SUCCESS : fail (error);
+  return ok ? EXIT_SUCCESS : cli_fail (error);
 }
 
 /* ------------------------------------------------------------------ step */
@@ -339,7 +339,7 @@ cmd_step (int argc, char **argv)
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
-    return fail (error);
+    return cli_fail (error);
   if (vl_model_num_classes (m) == 0)
     {
       g_printerr ("vitlab-cli: %s: the checkpoint has no head (head.weight) to train\n", argv[1]);
@@ -349,7 +349,7 @@ cmd_step (int argc, char **argv)
   g_auto(TensorArg) img = { 0 };
   g_auto(TensorArg) tgt = { 0 };
   if (!read_images (m, images, &img, &error) || !read_tensor_arg (targets, "targets", &tgt, &error))
-    return fail (error);
+    return cli_fail (error);
   int B = (int) img.info->shape[0];
   if (tgt.info->numel != B || tgt.info->ndim > 2)
     {
@@ -378,18 +378,18 @@ cmd_step (int argc, char **argv)
                          &error))
     {
       g_prefix_error (&error, "%s: ", vl_safetensors_path (img.st));
-      return fail (error);
+      return cli_fail (error);
     }
   double loss;
   if (!vl_model_backward (m, labels, (float) ls, &loss, &error))
-    return fail (error);
+    return cli_fail (error);
   double norm = vl_model_clip_grad_norm (m, clip);
   VlAdamW opt = VL_ADAMW_DEFAULTS;
   opt.lr = (float) lr;
   opt.weight_decay = (float) wd;
   vl_model_adamw_step (m, &opt);
   if (!vl_model_save (m, out, &error))
-    return fail (error);
+    return cli_fail (error);
   g_print ("loss=%.6f grad_norm=%.6f trainable=%" G_GINT64_FORMAT "\n", loss, norm,
            vl_model_n_trainable (m));
   return EXIT_SUCCESS;
@@ -427,7 +427,7 @@ cmd_classify (int argc, char **argv)
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
-    return fail (error);
+    return cli_fail (error);
   const int K = vl_model_num_classes (m);
   if (K == 0)
     {
@@ -470,7 +470,7 @@ cmd_classify (int argc, char **argv)
       if (n == 0)
         continue;
       if (!vl_model_forward (m, pixels, n, pp.size, pp.size, VL_FORWARD_INFER, &error))
-        return fail (error);
+        return cli_fail (error);
       const float *logits = vl_model_logits (m);
       for (int b = 0; b < n; b++)
         {
@@ -513,9 +513,9 @@ cmd_export (int argc, char **argv)
     return usage_error ("export needs a SOURCE (checkpoint or run folder) and --out DIR");
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
-    return fail (error);
+    return cli_fail (error);
   if (!vl_model_export (m, out, &error))
-    return fail (error);
+    return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);
   g_print ("exported %s (%s) to %s: model.safetensors + config.json in timm naming\n", argv[1],
            g->family, out);
@@ -601,12 +601,12 @@ cmd_bench (int argc, char **argv)
       double loss;
       if (!vl_model_forward (m, x, batch, img, img, unlock < 0 ? VL_FORWARD_INFER : VL_FORWARD_TRAIN,
                              &error))
-        return fail (error);
+        return cli_fail (error);
       gint64 t1 = g_get_monotonic_time (), t2 = t1;
       if (unlock >= 0)
         {
           if (!vl_model_backward (m, y, 0.0f, &loss, &error))
-            return fail (error);
+            return cli_fail (error);
           t2 = g_get_monotonic_time ();
           vl_model_adamw_step (m, &opt);
         }
