@@ -152,13 +152,16 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   int c0 = train ? lowest_trainable (m) : -1;
   int store_from = c0 < 0 ? g->depth : MAX (0, MIN (c0 - 1, g->depth));
   int threads = vl_pool_n_threads ();
-  VlActs *a = m->acts;
-
-  if (a && a->B == B && a->gh == gh && a->gw == gw && a->store_from == store_from &&
-      a->capture == capture && a->train == train && a->K == m->num_classes &&
-      a->hidden == m->head_hidden)
-    return a;
-
+#define FITS(x) ((x) && (x)->B == B && (x)->gh == gh && (x)->gw == gw && \
+                 (x)->store_from == store_from && (x)->capture == capture && \
+                 (x)->train == train && (x)->K == m->num_classes && (x)->hidden == m->head_hidden)
+  if (FITS (m->acts))
+    return m->acts;
+  VlActs *a = m->acts_spare;
+  m->acts_spare = m->acts;
+  if (FITS (a))
+    return m->acts = a;
+#undef FITS
   vl_acts_free (a);
   a = m->acts = g_new0 (VlActs, 1);
   a->allocs = g_ptr_array_new_with_free_func (g_aligned_free);
@@ -291,6 +294,16 @@ model_act (VlModel *m)
   return m->geo.quick_gelu ? ACT_QUICK_GELU : ACT_GELU;
 }
 
+/* out = act (inp) for n values (nothing for ACT_NONE). */
+static void
+act_forward (Act act, float *out, const float *inp, int64_t n)
+{
+  if (act == ACT_GELU)
+    vl_gelu_forward (out, inp, n);
+  else if (act == ACT_QUICK_GELU)
+    vl_quick_gelu_forward (out, inp, n);
+}
+
 /* out (M,N) = [residual +] inp (M,K) w^T (N,K) [+ b]; then act_out = act (out).
  * The bias, residual and activation are applied on each row panel while it is in cache. */
 typedef struct {
@@ -326,10 +339,7 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
     }
   vl_gemm_serial (FALSE, TRUE, (int) (r1 - r0), N, L->K, 1.0f, L->inp + r0 * L->K, L->K,
                   L->w, L->K, 1.0f, out, N);
-  if (L->act == ACT_GELU)
-    vl_gelu_forward (L->act_out + r0 * N, out, (r1 - r0) * N);
-  else if (L->act == ACT_QUICK_GELU)
-    vl_quick_gelu_forward (L->act_out + r0 * N, out, (r1 - r0) * N);
+  act_forward (L->act, L->act_out + r0 * N, out, (r1 - r0) * N);
 }
 
 static void
@@ -526,7 +536,6 @@ scale_add_rows (void *data, int64_t r0, int64_t r1, int worker)
       s->out[r * s->C + c] = s->x[r * s->C + c] + s->gamma[c] * s->branch[r * s->C + c];
 }
 
-
 typedef struct {
   const VlGeometry *g;
   int T;
@@ -636,8 +645,8 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
 }
 
 /* Where a block's stages run. Whole batch: each stage is one parallel region over row panels
- * (attention over (image, head) pairs) — the shape for small batches. One image (per_image):
- * every stage runs on the calling thread over that image's rows only, so the intermediates
+ * (attention over (image, head) pairs) — the shape for small batches. A span of images (a->span):
+ * every stage runs on the calling thread over those images' rows only, so the intermediates
  * (about 2 MiB per ViT-Ti image, in the worker's own scratch set when the block is frozen) stay
  * in the core's L2 cache from one stage to the next, and the whole block costs one parallel
  * region instead of seven. */
@@ -659,30 +668,24 @@ run_rows (const Span *sp, const VlActs *a, int64_t row_work, int per_thread, Row
 
 #define SHIFT(p, n) ((p) ? (p) + (n) : NULL)
 
-/* Block l's buffers seen from image b0 on (row 0 of each is image b0's first token). */
+/* Block l's buffers seen from image b0 on (row 0 of each is image b0's first token). A frozen
+ * block uses the worker's own scratch set (span) or the batch's (b0 is then 0); a stored block its
+ * own arrays, with GELU's output in the worker's (or the batch's) gbuf. */
 static BlockActs
 block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
 {
   const int64_t t = (int64_t) b0 * a->T, W = g->width;
   const int64_t att = (int64_t) b0 * g->heads * a->T * a->T;
+  const int w = a->span ? worker : 0;
   BlockActs v;
-  if (l >= a->store_from)
+  if (l < a->store_from)
     {
-      v = a->blk[l];
-      v.g = a->gbuf[0];   /* GELU's output: the batch's buffer (per worker: below) */
-    }
-  else
-    {
-      v = a->scratch[a->span ? worker : 0];
-      if (a->span)
-        {
-          if (a->capture)
-            v.att = a->blk[l].att + att;
-          return v;
-        }
+      v = a->scratch[w];
       if (a->capture)
-        v.att = a->blk[l].att;
+        v.att = a->blk[l].att + att;
+      return v;
     }
+  v = a->blk[l];
   v.ln1 += t * W;
   v.ln1_mean += t;
   v.ln1_rstd += t;
@@ -695,10 +698,8 @@ block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
   v.ln2_mean += t;
   v.ln2_rstd += t;
   v.h += t * g->mlp;
-  v.g += t * g->mlp;
+  v.g = a->gbuf[w];
   v.ls2b = SHIFT (v.ls2b, t * W);
-  if (l >= a->store_from && a->span)
-    v.g = a->gbuf[worker];   /* the worker's own, for its images */
   return v;
 }
 
@@ -1303,10 +1304,7 @@ static void
 act_rows (void *data, int64_t r0, int64_t r1, int worker)
 {
   const ActRows *A = data;
-  if (A->act == ACT_QUICK_GELU)
-    vl_quick_gelu_forward (A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
-  else
-    vl_gelu_forward (A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
+  act_forward (A->act, A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
 }
 
 static void
@@ -1322,9 +1320,13 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   /* dx holds d out. MLP branch: out = xmid + [ls2 *] fc2 (act (fc1 (ln2 (xmid)))) */
   const float *dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS2), BP (B_LS2), k->ls2b, BT, W)
                                    : a->dx;
-  /* fc2's input, GELU (h), recomputed into dwide (which the next product overwrites) */
-  ActRows ar = { a->dwide, k->h, M, model_act (m) };
-  parallel_rows (BT, 16 * M, 2, act_rows, &ar);
+  /* fc2's weight gradient needs its input GELU (h): recomputed into dwide, which the next
+   * product overwrites (not when fc2's weight is frozen: nothing reads it then) */
+  if (BG (B_FC2_W))
+    {
+      ActRows ar = { a->dwide, k->h, M, model_act (m) };
+      parallel_rows (BT, 16 * M, 2, act_rows, &ar);
+    }
   linear_backward_params (BG (B_FC2_W), BG (B_FC2_B), dy, a->dwide, BT, M, W);
   linear_backward_input (a->dwide, dy, BP (B_FC2_W), model_act (m), k->h, BT, M, W, FALSE);
   linear_backward_params (BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);

@@ -5,8 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-
-
 #define VL_SQRT1_2 0.70710678118654752440f
 #define VL_INV_SQRT_2PI 0.39894228040143267794f
 
@@ -261,7 +259,7 @@ vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, int64_
 }
 
 VL_MULTIVERSION void
-vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
+vl_softmax_rows (float *x, int64_t rows, int cols)
 {
   const int body = cols - cols % VL_LANES;
   for (int64_t r = 0; r < rows; r++)
@@ -269,22 +267,11 @@ vl_softmax_rows (float *x, int64_t rows, int cols, float scale)
       float *row = x + r * cols;
       vl_vf vmx = { 0 };
       vmx -= INFINITY;
-      if (scale != 1.0f)
-        for (int c = 0; c < body; c += VL_LANES)
-          {
-            vl_vf v = vload (row + c) * scale;
-            vstore (row + c, v);
-            vmx = vmax (vmx, v);
-          }
-      else   /* already scaled (by the GEMM's alpha): only read */
-        for (int c = 0; c < body; c += VL_LANES)
-          vmx = vmax (vmx, vload (row + c));
+      for (int c = 0; c < body; c += VL_LANES)
+        vmx = vmax (vmx, vload (row + c));
       float mx = vhmax (vmx);
       for (int c = body; c < cols; c++)
-        {
-          row[c] *= scale;
-          mx = row[c] > mx ? row[c] : mx;
-        }
+        mx = row[c] > mx ? row[c] : mx;
       vl_vf vs = { 0 };
       for (int c = 0; c < body; c += VL_LANES)
         {
@@ -342,7 +329,7 @@ vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int 
   float *a = att + (int64_t) q0 * T;
   /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)), the scale applied by the GEMM */
   vl_gemm_serial (FALSE, TRUE, q1 - q0, T, D, 1.0f / sqrtf ((float) D), q, ld, k, ld, 0.0f, a, T);
-  vl_softmax_rows (a, q1 - q0, T, 1.0f);
+  vl_softmax_rows (a, q1 - q0, T);
   /* out (q1 - q0, D) = att v */
   vl_gemm_serial (FALSE, FALSE, q1 - q0, D, T, 1.0f, a, T, v, ld, 0.0f,
                   out + (int64_t) q0 * W + h * D, W);

@@ -24,8 +24,8 @@ void vl_gelu_forward       (float *out, const float *inp, int64_t n);
 /* dinp = dout * gelu'(inp) (overwrites; dinp may alias dout). */
 void vl_gelu_backward      (float *dinp, const float *inp, const float *dout, int64_t n);
 
-/* In place, each of `rows` rows of `cols` (after multiplying by `scale`). */
-void vl_softmax_rows       (float *x, int64_t rows, int cols, float scale);
+/* In place, each of `rows` rows of `cols` (already scaled: attention's GEMM applies 1/sqrt(D)). */
+void vl_softmax_rows       (float *x, int64_t rows, int cols);
 /* Its backward in place: ds = p * (ds - rowsum (ds * p)) * scale, ds holding d p on entry. */
 void vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, float scale);
 

@@ -87,7 +87,10 @@ struct _VlModel {
   gboolean    *trainable;     /* per group */
   int          n_groups;
 
-  VlActs      *acts;
+  VlActs      *acts;          /* the last forward's */
+  VlActs      *acts_spare;    /* the shape before it: training alternates with the probes' and
+                               * validation's forwards, which would otherwise reallocate (and
+                               * page in) every activation at each switch */
   GCancellable *cancellable;   /* checked between blocks */
 };
 

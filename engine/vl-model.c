@@ -156,11 +156,8 @@ vl_model_build_head (VlModel *m, VlHeadKind kind, int num_classes, int hidden,
   if (old)
     memcpy (m->trainable, old, sizeof (gboolean) * MIN (old_n, m->n_body_groups + 1));
   g_free (old);
-  if (m->acts)
-    {
-      vl_acts_free (m->acts);
-      m->acts = NULL;
-    }
+  g_clear_pointer (&m->acts, vl_acts_free);
+  g_clear_pointer (&m->acts_spare, vl_acts_free);
 }
 
 void
@@ -168,8 +165,8 @@ vl_model_free (VlModel *m)
 {
   if (m == NULL)
     return;
-  if (m->acts)
-    vl_acts_free (m->acts);
+  vl_acts_free (m->acts);
+  vl_acts_free (m->acts_spare);
   g_array_unref (m->params);
   for (int i = 0; i < 2; i++)
     {

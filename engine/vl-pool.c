@@ -40,9 +40,6 @@ run_tasks (int worker)
     }
 }
 
-/* A worker joins a region only when it wakes while the region still runs, and the caller waits
- * only for workers that joined: a worker that is slow to wake (a busy machine, a lower priority)
- * never holds up a region whose tasks the caller already finished alone. */
 /* Regions come in quick succession (a ViT block at batch 1 is a few of them per millisecond), and
  * waking a sleeping thread costs tens of microseconds on a virtual machine, so a thread that
  * waits first polls for up to VL_SPIN_US before it sleeps on the condition variable. */
@@ -56,22 +53,22 @@ cpu_relax (void)
 #endif
 }
 
-/* Polls until cond (ctx) holds or VL_SPIN_US pass; returns whether it holds. */
-static gboolean
+/* Polls until cond (ctx) holds or VL_SPIN_US pass (the caller then waits properly). */
+static void
 spin_until (gboolean (*cond) (const void *), const void *ctx)
 {
   gint64 until = 0;
   for (unsigned i = 1;; i++)
     {
       if (cond (ctx))
-        return TRUE;
+        return;
       if ((i & 63) == 0)
         {
           gint64 now = g_get_monotonic_time ();
           if (until == 0)
             until = now + VL_SPIN_US;
           else if (now > until)
-            return FALSE;
+            return;
         }
       cpu_relax ();
     }
@@ -90,6 +87,9 @@ workers_out (const void *unused)
   return atomic_load_explicit (&pool.active, memory_order_relaxed) == 0;
 }
 
+/* A worker joins a region only when it wakes while the region still runs, and the caller waits
+ * only for workers that joined: a worker that is slow to wake (a busy machine, a lower priority)
+ * never holds up a region whose tasks the caller already finished alone. */
 static gpointer
 worker_main (gpointer data)
 {
