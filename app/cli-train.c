@@ -256,14 +256,6 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
   return FALSE;
 }
 
-/* Where presets find vitlab's own files: $VITLAB_DATA_DIR, else the source tree's data/. */
-static char *
-data_path (const char *rel)
-{
-  const char *dir = g_getenv ("VITLAB_DATA_DIR");
-  return g_build_filename (dir ? dir : VITLAB_DATA_DIR, rel, NULL);
-}
-
 /* Named recipes: they fill the configuration; options given with them override it.
  *   demo             the default transfer experiment: vitlab's own Fashion-MNIST backbone
  *                    (pretrained on classes 0-4) to classes 5-9 with 100 images per class,
@@ -274,7 +266,7 @@ apply_preset (VlTrainConfig *c, const char *name)
 {
   if (g_str_equal (name, "demo"))
     {
-      c->backbone = data_path ("backbones/vitlab-fmnist-tiny");
+      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
       c->data = g_strdup ("fashion-mnist:classes=5-9,per-class=100");
       g_free (c->unlock_schedule);
       c->unlock_schedule = g_strdup (VITLAB_DEMO_SCHEDULE);

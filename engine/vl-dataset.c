@@ -292,23 +292,6 @@ check_fraction (const char *what, double fraction, GError **error)
 
 #define MAX_FOLDER_DEPTH 16
 
-static const char *const image_extensions[] = {
-  "jpg", "jpeg", "jpe", "jfif", "png", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "pbm",
-  "tga", "psd", "hdr", "pic", "tif", "tiff", "webp",
-};
-
-static gboolean
-has_image_extension (const char *name)
-{
-  const char *dot = strrchr (name, '.');
-  if (dot == NULL || dot == name)
-    return FALSE;
-  for (gsize i = 0; i < G_N_ELEMENTS (image_extensions); i++)
-    if (g_ascii_strcasecmp (dot + 1, image_extensions[i]) == 0)
-      return TRUE;
-  return FALSE;
-}
-
 static int
 compare_names (gconstpointer a, gconstpointer b)
 {
@@ -390,7 +373,7 @@ collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char
             n_skipped += collect_images (ds, full, depth + 1, out, first_skip);
           continue;
         }
-      if (!S_ISREG (st.st_mode) || !has_image_extension (full))
+      if (!S_ISREG (st.st_mode) || !vl_image_has_extension (full, TRUE))
         continue;
       char *reason = check_image_header (full, st.st_size);
       if (reason == NULL)
@@ -456,7 +439,7 @@ folder_has_images (const char *path)
   GPtrArray *names = list_folder (path, NULL);
   gboolean found = FALSE;
   for (guint i = 0; names != NULL && i < names->len && !found; i++)
-    found = has_image_extension (g_ptr_array_index (names, i));
+    found = vl_image_has_extension (g_ptr_array_index (names, i), TRUE);
   if (names != NULL)
     g_ptr_array_unref (names);
   return found;
@@ -1626,4 +1609,11 @@ vl_loader_free (VlLoader *l)
   g_mutex_clear (&l->lock);
   g_cond_clear (&l->cond);
   g_free (l);
+}
+
+char *
+vl_data_path (const char *rel)
+{
+  const char *dir = g_getenv ("VITLAB_DATA_DIR");
+  return g_build_filename (dir && *dir ? dir : VITLAB_DATA_DIR, rel, NULL);
 }

@@ -117,4 +117,8 @@ uint64_t    vl_augment_seed          (uint64_t seed, int epoch, int index);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataset, vl_dataset_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlLoader, vl_loader_free)
 
+/* A path under vitlab's own shipped files (the backbone, the sample images): $VITLAB_DATA_DIR
+ * when set, else the source tree's data/. */
+char *vl_data_path (const char *rel);
+
 G_END_DECLS

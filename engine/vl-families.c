@@ -14,6 +14,7 @@
  *   torchvision   conv_proj, class_token, encoder.pos_embedding,
  *                 encoder.layers.encoder_layer_N.*, encoder.ln, heads.head
  */
+#include "vl-json.h"
 #include "vl-model-private.h"
 #include "vl-rng.h"
 
@@ -61,32 +62,6 @@ config_load (Config *c, const char *path, GError **error)
   return TRUE;
 }
 
-static JsonObject *
-config_object (JsonObject *o, const char *key)
-{
-  if (o == NULL || !json_object_has_member (o, key))
-    return NULL;
-  JsonNode *n = json_object_get_member (o, key);
-  return JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
-}
-
-static gboolean
-node_number (JsonNode *n, double *out)
-{
-  if (!JSON_NODE_HOLDS_VALUE (n))
-    return FALSE;
-  GType t = json_node_get_value_type (n);
-  if (t == G_TYPE_INT64)
-    *out = (double) json_node_get_int (n);
-  else if (t == G_TYPE_DOUBLE)
-    *out = json_node_get_double (n);
-  else if (t == G_TYPE_BOOLEAN)
-    *out = json_node_get_boolean (n);
-  else
-    return FALSE;
-  return TRUE;
-}
-
 /* A number (or boolean) member: FALSE when absent or null; *ok = FALSE with an error when present
  * but of another type. */
 static gboolean
@@ -98,7 +73,7 @@ config_number (const Config *c, JsonObject *o, const char *key, double *out, gbo
   JsonNode *n = json_object_get_member (o, key);
   if (JSON_NODE_HOLDS_NULL (n))
     return FALSE;
-  if (!node_number (n, out))
+  if (!vl_json_number (n, out))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: \"%s\" is not a number", c->path, key);
       *ok = FALSE;
@@ -124,7 +99,7 @@ config_numbers (const Config *c, JsonObject *o, const char *key, double *out, in
   if (len > max)
     goto bad;
   for (int i = 0; i < len; i++)
-    if (!node_number (json_array_get_element (a, i), &out[i]))
+    if (!vl_json_number (json_array_get_element (a, i), &out[i]))
       goto bad;
   return len;
 bad:
@@ -560,7 +535,7 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
 {
   VlGeometry *g = &m->geo;
   gboolean ok = TRUE;
-  JsonObject *args = config_object (c->root, "model_args");
+  JsonObject *args = vl_json_object_member (c->root, "model_args");
   double v;
 
   const VlTensorInfo *pw = src_require (s, "patch_embed.proj.weight", 4, 4, error);
@@ -669,7 +644,7 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
     return FALSE;
 
   build_internal (m, src_lookup (s, "patch_embed.proj.bias") != NULL);
-  if (g_strcmp0 (config_string (config_object (c->root, "vitlab"), "group_layout"), "openclip") == 0)
+  if (g_strcmp0 (config_string (vl_json_object_member (c->root, "vitlab"), "group_layout"), "openclip") == 0)
     groups_openclip (m);
   else
     groups_timm (m);
@@ -737,7 +712,7 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
 
   /* pretrained_cfg: preprocessing */
   default_preprocess (g, 0.9, "bicubic", half, half);
-  JsonObject *pc = config_object (c->root, "pretrained_cfg");
+  JsonObject *pc = vl_json_object_member (c->root, "pretrained_cfg");
   double nums[3];
   int n = config_numbers (c, pc, "input_size", nums, 3, error);
   if (n < 0)
@@ -774,8 +749,8 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
 {
   VlGeometry *g = &m->geo;
   gboolean ok = TRUE;
-  JsonObject *mc = config_object (c->root, "model_cfg");
-  JsonObject *vc = config_object (mc, "vision_cfg");
+  JsonObject *mc = vl_json_object_member (c->root, "model_cfg");
+  JsonObject *vc = vl_json_object_member (mc, "vision_cfg");
   double v;
 
   const VlTensorInfo *pw = src_require (s, "conv1.weight", 4, 4, error);
@@ -884,7 +859,7 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
   m->pool = VL_POOL_TOKEN;
 
   default_preprocess (g, 1.0, "bicubic", openai_mean, openai_std);
-  JsonObject *pp = config_object (c->root, "preprocess_cfg");
+  JsonObject *pp = vl_json_object_member (c->root, "preprocess_cfg");
   if (!read_mean_std (c, pp, "mean", "std", g, error))
     return FALSE;
   const char *interp = config_string (pp, "interpolation");
@@ -1067,7 +1042,7 @@ load_torchvision (VlModel *m, Source *s, Config *c, GError **error)
   double heads = g->width == 1280 ? 16 : 0;
   gboolean ok = TRUE;
   if (!config_number (c, c->root, "num_heads", &heads, &ok, error))
-    config_number (c, config_object (c->root, "model_args"), "num_heads", &heads, &ok, error);
+    config_number (c, vl_json_object_member (c->root, "model_args"), "num_heads", &heads, &ok, error);
   if (!ok || !resolve_heads (m, s, c, heads, error))
     return FALSE;
   g->eps = 1e-6f;
@@ -1206,7 +1181,7 @@ load_class_names (VlModel *m, const Config *c, const char *st_path)
           return;
         }
     }
-  JsonObject *id2label = config_object (root, "id2label");   /* transformers */
+  JsonObject *id2label = vl_json_object_member (root, "id2label");   /* transformers */
   if (id2label && (int) json_object_get_size (id2label) == K)
     {
       char **names = g_new0 (char *, K + 1);
@@ -1307,7 +1282,7 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     {
       m->geo.family = g_strdup (family);
       const char *arch = config_string (c.root, "architecture");
-      JsonObject *mc = config_object (c.root, "model_cfg");
+      JsonObject *mc = vl_json_object_member (c.root, "model_cfg");
       if (!arch && c.root && json_object_has_member (c.root, "architectures"))
         {
           JsonNode *a = json_object_get_member (c.root, "architectures");

@@ -148,6 +148,32 @@ vl_image_load_memory (const uint8_t *data, size_t size, const char *name, int ch
   return img;
 }
 
+const char *const vl_image_extensions[] = {
+  "jpg", "jpeg", "jpe", "jfif", "png", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "tga", "psd",
+  "hdr", "pic", NULL
+};
+
+static const char *const undecodable_extensions[] = { "pbm", "tif", "tiff", "webp", NULL };
+
+static gboolean
+extension_in (const char *ext, const char *const *list)
+{
+  for (int i = 0; list[i]; i++)
+    if (g_ascii_strcasecmp (ext, list[i]) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+vl_image_has_extension (const char *name, gboolean also_undecodable)
+{
+  const char *dot = strrchr (name, '.');
+  if (dot == NULL || dot == name)
+    return FALSE;
+  return extension_in (dot + 1, vl_image_extensions) ||
+         (also_undecodable && extension_in (dot + 1, undecodable_extensions));
+}
+
 VlImage *
 vl_image_load (const char *path, int channels, GError **error)
 {

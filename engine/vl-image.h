@@ -58,6 +58,13 @@ typedef struct {
  * (channels * size * size) into out. */
 void     vl_preprocess_eval   (const VlImage *img, const VlPreprocess *pp, float *out);
 
+/* File-name extensions (lower case, without the dot; NULL-terminated) of the formats
+ * vl_image_load decodes (stb_image). */
+extern const char *const vl_image_extensions[];
+/* Whether name ends in one of those extensions (any case) or, with also_undecodable, in one of an
+ * image format stb_image cannot read (TIFF, WebP, PBM: a dataset lists those as skipped). */
+gboolean vl_image_has_extension (const char *name, gboolean also_undecodable);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlImage, vl_image_free)
 
 G_END_DECLS

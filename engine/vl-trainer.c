@@ -4,6 +4,7 @@
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer.h"
+#include "vl-json.h"
 #include "vl-safetensors.h"
 #include "vl-sync.h"
 
@@ -701,33 +702,11 @@ builder_to_string (JsonBuilder *b, gboolean pretty)
   return s;
 }
 
-static JsonObject *
-obj_member (JsonObject *o, const char *key)
-{
-  if (o == NULL || !json_object_has_member (o, key))
-    return NULL;
-  JsonNode *n = json_object_get_member (o, key);
-  return JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
-}
-
 static gboolean
 get_num (JsonObject *o, const char *key, double *out)
 {
-  if (o == NULL || !json_object_has_member (o, key))
-    return FALSE;
-  JsonNode *n = json_object_get_member (o, key);
-  if (!JSON_NODE_HOLDS_VALUE (n))
-    return FALSE;
-  GType t = json_node_get_value_type (n);
-  if (t == G_TYPE_INT64)
-    *out = (double) json_node_get_int (n);
-  else if (t == G_TYPE_DOUBLE)
-    *out = json_node_get_double (n);
-  else if (t == G_TYPE_BOOLEAN)
-    *out = json_node_get_boolean (n);
-  else
-    return FALSE;
-  return TRUE;
+  return o != NULL && json_object_has_member (o, key) &&
+         vl_json_number (json_object_get_member (o, key), out);
 }
 
 static gboolean
@@ -813,9 +792,9 @@ vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
                    "\"vitlab-run\")", path);
       return FALSE;
     }
-  JsonObject *bb = obj_member (root, "backbone"), *head = obj_member (root, "head");
-  JsonObject *hp = obj_member (root, "hyperparameters"), *data = obj_member (root, "data");
-  JsonObject *mon = obj_member (root, "monitor");
+  JsonObject *bb = vl_json_object_member (root, "backbone"), *head = vl_json_object_member (root, "head");
+  JsonObject *hp = vl_json_object_member (root, "hyperparameters"), *data = vl_json_object_member (root, "data");
+  JsonObject *mon = vl_json_object_member (root, "monitor");
   double v;
   int64_t i;
   c->backbone = g_strdup (get_str (bb, "path"));
@@ -1819,9 +1798,9 @@ check_run_data (Run *r, GError **error)
     return FALSE;
   g_free (r->created);
   r->created = g_strdup (get_str (root, "created"));
-  JsonObject *data = obj_member (root, "data");
+  JsonObject *data = vl_json_object_member (root, "data");
   g_auto(GStrv) classes = get_strv (data, "classes");
-  JsonObject *split = obj_member (data, "split");
+  JsonObject *split = vl_json_object_member (data, "split");
   int64_t n_train = -1, n_val = -1;
   get_int (split, "train", &n_train);
   get_int (split, "val", &n_val);

@@ -15,22 +15,6 @@
 
 /* ------------------------------------------------------------------ finding images */
 
-/* What stb_image decodes (vl_image_load): the suffixes it is usually found under. */
-static const char *const image_suffixes[] = {
-  ".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".tga", ".psd", ".hdr", ".pic", ".pnm",
-  ".ppm", ".pgm", NULL
-};
-
-static gboolean
-has_image_suffix (const char *name)
-{
-  g_autofree char *lower = g_ascii_strdown (name, -1);
-  for (int i = 0; image_suffixes[i]; i++)
-    if (g_str_has_suffix (lower, image_suffixes[i]))
-      return TRUE;
-  return FALSE;
-}
-
 /* A regular file to try as an image: an image suffix, or content that sniffs as one. (Whether
  * it really decodes is for vl_image_load to say, on the worker thread.) */
 gboolean
@@ -40,7 +24,7 @@ vl_looks_like_image (const char *path)
     return FALSE;
   if (g_str_has_suffix (path, ".safetensors"))
     return FALSE;
-  if (has_image_suffix (path))
+  if (vl_image_has_extension (path, FALSE))
     return TRUE;
   guchar head[512];
   size_t n = 0;
@@ -56,27 +40,18 @@ vl_looks_like_image (const char *path)
   return mime != NULL && g_str_has_prefix (mime, "image/");
 }
 
-/* vitlab's own files: $VITLAB_DATA_DIR, else the source tree's data/ (as vitlab-cli's
- * presets find them). */
-static char *
-data_path (const char *rel)
-{
-  const char *dir = g_getenv ("VITLAB_DATA_DIR");
-  return g_build_filename (dir && *dir ? dir : VITLAB_DATA_DIR, rel, NULL);
-}
-
 /* The first shipped sample in byte order of the names (0-t-shirt-top-0.png), or NULL. */
 char *
 vl_first_sample_image (void)
 {
-  g_autofree char *dir = data_path ("samples");
+  g_autofree char *dir = vl_data_path ("samples");
   g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
   if (d == NULL)
     return NULL;
   g_autofree char *first = NULL;
   const char *name;
   while ((name = g_dir_read_name (d)))
-    if (has_image_suffix (name) && (first == NULL || strcmp (name, first) < 0))
+    if (vl_image_has_extension (name, FALSE) && (first == NULL || strcmp (name, first) < 0))
       {
         g_autofree char *path = g_build_filename (dir, name, NULL);
         if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
@@ -338,8 +313,11 @@ vl_window_refresh_probe_file (VlWindow *self, gboolean models_changed)
       if (sample)
         start_job (self, sample, TRUE, FALSE);
       else
-        g_message ("no shipped sample image (VITLAB_DATA_DIR or %s): the attention page stays "
-                   "empty until a dataset or an image is opened", VITLAB_DATA_DIR);
+        {
+          g_autofree char *dir = vl_data_path ("samples");
+          g_message ("no shipped sample image in %s (see VITLAB_DATA_DIR): the attention page "
+                     "stays empty until a dataset or an image is opened", dir);
+        }
     }
 }
 
@@ -486,8 +464,8 @@ vl_window_choose_probe (VlWindow *self)
 {
   GtkFileFilter *filter = gtk_file_filter_new ();
   gtk_file_filter_set_name (filter, "Images (PNG, JPEG, BMP, GIF, TGA, PNM, PSD, HDR)");
-  for (int i = 0; image_suffixes[i]; i++)
-    gtk_file_filter_add_suffix (filter, image_suffixes[i] + 1);
+  for (int i = 0; vl_image_extensions[i]; i++)
+    gtk_file_filter_add_suffix (filter, vl_image_extensions[i]);
   vl_window_choose_file (self, "Open Probe Image", GTK_FILE_CHOOSER_ACTION_OPEN, "_Open",
                          "probe-folder", filter, probe_chosen);
   g_object_unref (filter);
