@@ -6,6 +6,7 @@
  * component run in inference mode and share one scratch set; only blocks at or above it keep
  * what their backward needs. */
 #include "vl-model-private.h"
+#include "vl-gemm.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
 
@@ -79,6 +80,10 @@ struct _VlActs {
   float     *datty;          /* (B,T,W) */
   float     *dscore;         /* (threads,T,T) */
   float     *ln_partial;     /* (threads,2,W) */
+  float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
+  float     *gemm_scratch;   /* (threads, gemm_scratch_numel): vl_gemm_packed's row buffers */
+  int64_t    gemm_scratch_numel;
+  const float *packed[4];    /* the current block's packed weights (pack_block) */
   float     *dpos_new;       /* (pos_prefix + NP, W) */
 };
 
@@ -204,6 +209,8 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   if (store_from > 0)
     for (int w = 0; w < n_scratch; w++)
       block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE);
+  a->gemm_scratch_numel = (vl_gemm_packed_scratch_numel (MAX (W, g->mlp)) + 15) / 16 * 16;
+  a->gemm_scratch = FALLOC (a, threads * a->gemm_scratch_numel);
   a->gbuf = g_new0 (float *, n_scratch);
   if (store_from < g->depth)
     for (int w = 0; w < n_scratch; w++)
@@ -244,6 +251,7 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       a->datty = FALLOC (a, BT * W);
       a->dscore = FALLOC (a, (int64_t) threads * T * T);
       a->ln_partial = FALLOC (a, (int64_t) threads * 2 * W);
+      a->dw_part = FALLOC (a, (int64_t) MAX (threads - 1, 1) * ((int64_t) W * MAX (g->mlp, 3 * W) + MAX (g->mlp, 3 * W)));
       a->dpos_new = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
     }
   return a;
@@ -311,6 +319,8 @@ typedef struct {
   const float *inp, *w, *b, *residual;
   int K, N;
   Act act;
+  const float *wp;        /* w packed (vl_gemm_packed), or NULL for OpenBLAS */
+  VlActs      *a;         /* its per-worker scratch, with wp */
 } LinearFwd;
 
 static void
@@ -320,6 +330,14 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
   const int N = L->N;
   const float *restrict b = L->b;
   float *out = L->out + r0 * N;
+  if (L->wp)
+    {
+      vl_gemm_packed (out, N, L->inp + r0 * L->K, L->K, L->wp, b,
+                      L->residual ? L->residual + r0 * N : NULL, N, (int) (r1 - r0), N, L->K,
+                      L->a->gemm_scratch + worker * L->a->gemm_scratch_numel);
+      act_forward (L->act, L->act_out + r0 * N, out, (r1 - r0) * N);
+      return;
+    }
   for (int64_t r = r0; r < r1; r++)
     {
       float *restrict o = L->out + r * N;
@@ -457,6 +475,81 @@ linear_backward_params (float *dw, float *db, const float *dout, const float *in
     }
   else
     params_task (&j, 0, 0);
+}
+
+/* The same for a whole batch of token rows (M large): each thread takes a share of the rows (the
+ * contraction), so that every operand is packed once in all rather than once per thread; the
+ * other threads' partial sums go to `part` ((threads - 1) (N K + N) floats) and are added after. */
+typedef struct {
+  float *dw, *db, *part;
+  const float *dout, *inp;
+  int64_t M;
+  int K, N, n_tasks;
+} RowParamsJob;
+
+static void
+row_params_task (void *data, int64_t i, int worker)
+{
+  const RowParamsJob *j = data;
+  int64_t m0 = j->M * i / j->n_tasks, m1 = j->M * (i + 1) / j->n_tasks;
+  int64_t NK = (int64_t) j->N * j->K;
+  float *dw = j->dw, *db = j->db;
+  float beta = 1.0f;
+  if (i > 0)
+    {
+      dw = j->part + (i - 1) * (NK + j->N);
+      db = j->db ? dw + NK : NULL;
+      beta = 0.0f;
+      if (db)
+        memset (db, 0, sizeof (float) * j->N);
+    }
+  if (j->dw)
+    vl_gemm_serial (TRUE, FALSE, j->N, j->K, (int) (m1 - m0), 1.0f, j->dout + m0 * j->N, j->N,
+                    j->inp + m0 * j->K, j->K, beta, dw, j->K);
+  if (db)
+    colsum_range (db, j->dout + m0 * j->N, NULL, m1 - m0, j->N, 0, j->N);
+}
+
+typedef struct {
+  float *dst;
+  const float *part;
+  int64_t n, stride;
+  int n_parts;
+} SumParts;
+
+static void
+sum_parts_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const SumParts *s = data;
+  for (int p = 0; p < s->n_parts; p++)
+    {
+      const float *restrict src = s->part + p * s->stride;
+      float *restrict d = s->dst;
+      for (int64_t r = r0; r < r1; r++)
+        d[r] += src[r];
+    }
+}
+
+static void
+linear_backward_params_rows (VlActs *a, float *dw, float *db, const float *dout, const float *inp,
+                             int64_t M, int K, int N)
+{
+  int threads = vl_pool_n_threads ();
+  if (threads == 1 || M < 64 * threads || !dw)
+    {
+      linear_backward_params (dw, db, dout, inp, M, K, N);
+      return;
+    }
+  RowParamsJob j = { dw, db, a->dw_part, dout, inp, M, K, N, threads };
+  vl_parallel_for (threads, row_params_task, &j);
+  int64_t NK = (int64_t) N * K;
+  SumParts sw = { dw, a->dw_part, NK, NK + N, threads - 1 };
+  parallel_rows (NK, threads, 4, sum_parts_rows, &sw);
+  if (db)
+    {
+      SumParts sb = { db, a->dw_part + NK, N, NK + N, threads - 1 };
+      sum_parts_rows (&sb, 0, N, 0);
+    }
 }
 
 typedef struct {
@@ -711,6 +804,8 @@ typedef struct {
   const float     *x;
   float           *x_out;
   int              l;
+  VlActs          *a;
+  const float     *wp[4];   /* qkv, proj, fc1, fc2 packed (all NULL: OpenBLAS) */
 } BlockFwd;
 
 #define BP(which) (vl_param (f->m, vl_block_param (f->m, f->l, (which)))->data)
@@ -724,7 +819,8 @@ pre_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   const int W = g->width;
   LnFwd ln1 = { k->ln1, k->ln1_mean, k->ln1_rstd, f->x, BP (B_LN1_W), BP (B_LN1_B), W, g->eps };
   ln_fwd_rows (&ln1, r0, r1, worker);
-  LinearFwd qkv = { k->qkv, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, W, 3 * W, ACT_NONE };
+  LinearFwd qkv = { k->qkv, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, W, 3 * W, ACT_NONE,
+                    f->wp[0], f->a };
   linear_fwd_rows (&qkv, r0, r1, worker);
 }
 
@@ -738,7 +834,7 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   if (g->layer_scale)
     {
       LinearFwd proj = { k->ls1b, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), NULL, W, W,
-                         ACT_NONE };
+                         ACT_NONE, f->wp[1], f->a };
       linear_fwd_rows (&proj, r0, r1, worker);
       ScaleAdd sa = { k->xmid, f->x, k->ls1b, BP (B_LS1), W };
       scale_add_rows (&sa, r0, r1, worker);
@@ -746,18 +842,19 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   else
     {
       LinearFwd proj = { k->xmid, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), f->x, W, W,
-                         ACT_NONE };
+                         ACT_NONE, f->wp[1], f->a };
       linear_fwd_rows (&proj, r0, r1, worker);
     }
   LnFwd ln2 = { k->ln2, k->ln2_mean, k->ln2_rstd, k->xmid, BP (B_LN2_W), BP (B_LN2_B), W,
                 g->eps };
   ln_fwd_rows (&ln2, r0, r1, worker);
   LinearFwd fc1 = { k->h, k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, W, M,
-                    model_act (f->m) };
+                    model_act (f->m), f->wp[2], f->a };
   linear_fwd_rows (&fc1, r0, r1, worker);
   if (g->layer_scale)
     {
-      LinearFwd fc2 = { k->ls2b, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), NULL, M, W, ACT_NONE };
+      LinearFwd fc2 = { k->ls2b, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), NULL, M, W, ACT_NONE,
+                        f->wp[3], f->a };
       linear_fwd_rows (&fc2, r0, r1, worker);
       ScaleAdd sa = { f->x_out, k->xmid, k->ls2b, BP (B_LS2), W };
       scale_add_rows (&sa, r0, r1, worker);
@@ -765,7 +862,7 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   else
     {
       LinearFwd fc2 = { f->x_out, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), k->xmid, M, W,
-                        ACT_NONE };
+                        ACT_NONE, f->wp[3], f->a };
       linear_fwd_rows (&fc2, r0, r1, worker);
     }
 }
@@ -779,7 +876,8 @@ block_forward_span (VlModel *m, VlActs *a, int l, const Span *sp)
   const int W = g->width;
   BlockActs view = block_view (a, g, l, sp->b0, sp->worker);
   BlockFwd f = { m, &view, a->xs[l] + (int64_t) sp->b0 * a->T * W,
-                 a->xs[l + 1] + (int64_t) sp->b0 * a->T * W, l };
+                 a->xs[l + 1] + (int64_t) sp->b0 * a->T * W, l, a,
+                 { a->packed[0], a->packed[1], a->packed[2], a->packed[3] } };
   const int64_t lin_work = (int64_t) W * (3 * W + W + 2 * g->mlp);
 
   run_rows (sp, a, lin_work, 1, pre_attn_rows, &f);
@@ -815,9 +913,53 @@ block_image_task (void *data, int64_t b, int worker)
   block_forward_span (j->m, j->a, j->l, &sp);
 }
 
+/* Block l's linear weights packed for vl_gemm_packed into a->packed (NULLs where this CPU has no
+ * AVX-512): a frozen weight's copy is made once and again when its version changes (an update, a
+ * writable access, a change of its group's lock); a trainable weight's at every forward. */
+static void
+pack_block (VlModel *m, VlActs *a, int l)
+{
+  static const int which[4] = { B_QKV_W, B_PROJ_W, B_FC1_W, B_FC2_W };
+  /* VITLAB_PACKED_GEMM=0 keeps OpenBLAS for these products too (for A/B measurements) */
+  static int use = -1;
+  if (use < 0)
+    use = vl_gemm_packed_supported () && g_strcmp0 (g_getenv ("VITLAB_PACKED_GEMM"), "0") != 0;
+  memset (a->packed, 0, sizeof a->packed);
+  if (!use)
+    return;
+  if (m->packed == NULL)
+    {
+      m->packed = g_new0 (float *, m->n_backbone);
+      m->packed_version = g_new0 (unsigned, m->n_backbone);
+    }
+  for (int i = 0; i < 4; i++)
+    {
+      int ix = vl_block_param (m, l, which[i]);
+      if (ix < 0 || ix >= m->n_backbone || vl_param (m, ix)->ndim != 2)
+        return;
+      const VlParam *p = vl_param (m, ix);
+      int N = (int) p->shape[0], K = (int) p->shape[1];
+      if (m->packed[ix] == NULL)
+        {
+          m->packed[ix] = g_aligned_alloc (vl_packed_numel (N, K), sizeof (float), 64);
+          m->packed_version[ix] = p->version - 1;
+        }
+      /* a trainable weight may have been written through a pointer held since (finite
+       * differences do that): its copy is remade at every forward */
+      if (m->packed_version[ix] != p->version || m->trainable[p->group])
+        {
+          vl_pack_weights (m->packed[ix], p->data, N, K);
+          m->packed_version[ix] = p->version;
+        }
+    }
+  for (int i = 0; i < 4; i++)
+    a->packed[i] = m->packed[vl_block_param (m, l, which[i])];
+}
+
 static void
 forward_block (VlModel *m, VlActs *a, int l)
 {
+  pack_block (m, a, l);
   if (a->span)
     {
       BlockJob j = { m, a, l };
@@ -1307,6 +1449,7 @@ act_rows (void *data, int64_t r0, int64_t r1, int worker)
   act_forward (A->act, A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
 }
 
+
 static void
 backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
 {
@@ -1327,20 +1470,20 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
       ActRows ar = { a->dwide, k->h, M, model_act (m) };
       parallel_rows (BT, 16 * M, 2, act_rows, &ar);
     }
-  linear_backward_params (BG (B_FC2_W), BG (B_FC2_B), dy, a->dwide, BT, M, W);
+  linear_backward_params_rows (a, BG (B_FC2_W), BG (B_FC2_B), dy, a->dwide, BT, M, W);
   linear_backward_input (a->dwide, dy, BP (B_FC2_W), model_act (m), k->h, BT, M, W, FALSE);
-  linear_backward_params (BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
+  linear_backward_params_rows (a, BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
   linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE);
   layernorm_backward (a, a->dx, BG (B_LN2_W), BG (B_LN2_B), a->dtmp, k->xmid, BP (B_LN2_W),
                       k->ln2_mean, k->ln2_rstd, BT, W);
   /* dx holds d xmid. Attention branch: xmid = x + [ls1 *] proj (attn (qkv (ln1 (x)))) */
   dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS1), BP (B_LS1), k->ls1b, BT, W) : a->dx;
-  linear_backward_params (BG (B_PROJ_W), BG (B_PROJ_B), dy, k->atty, BT, W, W);
+  linear_backward_params_rows (a, BG (B_PROJ_W), BG (B_PROJ_B), dy, k->atty, BT, W, W);
   linear_backward_input (a->datty, dy, BP (B_PROJ_W), ACT_NONE, NULL, BT, W, W, FALSE);
   AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide,
                 .dscore = a->dscore };
   vl_parallel_for ((int64_t) a->B * g->heads, attn_bwd_task, &j);
-  linear_backward_params (BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);
+  linear_backward_params_rows (a, BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);
   gboolean ln1_trains = BG (B_LN1_W) != NULL;
   if (need_dinput || ln1_trains)
     {

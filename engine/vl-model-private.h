@@ -41,6 +41,7 @@ typedef struct {
   float   *data;           /* views into the parameter blocks */
   float   *grad;           /* NULL until the first backward that trains it */
   float   *m, *v;          /* AdamW moments, NULL until the first step */
+  unsigned version;        /* bumped at each change of data (update, writable access) */
 } VlParam;
 
 /* Per block: these 12, then ls1, ls2 when the model has layer scale. */
@@ -92,6 +93,11 @@ struct _VlModel {
                                * validation's forwards, which would otherwise reallocate (and
                                * page in) every activation at each switch */
   GCancellable *cancellable;   /* checked between blocks */
+
+  /* the blocks' linear weights packed for vl_gemm_packed, per parameter index (NULL: not yet),
+   * and the version of the parameter each copy was made from */
+  float      **packed;
+  unsigned    *packed_version;
 };
 
 static inline VlParam *

@@ -167,6 +167,11 @@ vl_model_free (VlModel *m)
     return;
   vl_acts_free (m->acts);
   vl_acts_free (m->acts_spare);
+  if (m->packed)
+    for (int i = 0; i < m->n_backbone; i++)
+      g_aligned_free (m->packed[i]);
+  g_free (m->packed);
+  g_free (m->packed_version);
   g_array_unref (m->params);
   for (int i = 0; i < 2; i++)
     {
@@ -251,6 +256,7 @@ float *
 vl_model_tensor_data (VlModel *m, int i, int *ndim, int64_t *shape, int64_t *numel)
 {
   VlParam *p = vl_param (m, i);
+  p->version++;   /* the caller may write through the pointer: packed copies are remade */
   if (ndim)
     *ndim = p->ndim;
   if (shape)
@@ -337,6 +343,10 @@ void
 vl_model_set_group_trainable (VlModel *m, int group, gboolean trainable)
 {
   g_return_if_fail (group >= 0 && group < m->n_groups);
+  if (m->trainable[group] != trainable)
+    for (guint i = 0; i < m->params->len; i++)
+      if (vl_param (m, (int) i)->group == group)
+        vl_param (m, (int) i)->version++;
   m->trainable[group] = trainable;
 }
 
@@ -344,7 +354,7 @@ void
 vl_model_lock (VlModel *m, int unlocked_groups)
 {
   for (int g = 0; g < m->n_groups; g++)
-    m->trainable[g] = g >= m->n_groups - unlocked_groups;
+    vl_model_set_group_trainable (m, g, g >= m->n_groups - unlocked_groups);
 }
 
 int64_t
@@ -428,6 +438,7 @@ vl_model_adamw_step (VlModel *m, const VlAdamW *opt)
       float lr = opt->lr * (opt->group_lr_scale ? opt->group_lr_scale[p->group] : 1.0f);
       vl_adamw_update (p->data, p->grad, p->m, p->v, p->numel, lr, opt->beta1, opt->beta2,
                        opt->eps, p->decay ? opt->weight_decay : 0.0f, p->step);
+      p->version++;
     }
 }
 

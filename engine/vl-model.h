@@ -124,7 +124,10 @@ int64_t           vl_model_n_trainable     (VlModel *m);
 /* ---- parameters, by their checkpoint names ---- */
 int               vl_model_n_tensors       (VlModel *m);
 const char       *vl_model_tensor_name     (VlModel *m, int index);
-/* data and (after a backward, NULL before) gradient of tensor `index`; shape via ndim/shape. */
+/* data and (after a backward, NULL before) gradient of tensor `index`; shape via ndim/shape.
+ * The engine keeps packed copies of frozen weights: a write through the data pointer into a
+ * frozen group's tensor is seen by the forwards after the next call of this function for it (or a
+ * change of the group's lock); trainable tensors are read afresh at every forward. */
 float            *vl_model_tensor_data     (VlModel *m, int index, int *ndim, int64_t *shape,
                                             int64_t *numel);
 float            *vl_model_tensor_grad     (VlModel *m, int index);

@@ -11,6 +11,7 @@
  *
  * The model tests take their geometry from ../shared/fixtures/vit-timm-tiny (VITLAB_SHARED). */
 #include "vl-test-util.h"
+#include "vl-gemm.h"
 #include "vl-kernels.h"
 #include "vl-model.h"
 #include "vl-rng.h"
@@ -716,6 +717,72 @@ test_adamw_three_steps (void)
     }
 }
 
+/* ------------------------------------------------------------------ packed-weight product */
+
+/* vl_gemm_packed against a double-precision reference: every remainder of its 12-row tiles and
+ * 32-feature panels, with and without bias and residual, the residual being the output itself,
+ * and a row stride wider than N whose extra columns must stay untouched. */
+static void
+test_gemm_packed (void)
+{
+  static const int Ms[] = { 1, 5, 12, 13, 25, 197 }, Ns[] = { 1, 16, 17, 32, 48, 100, 192 },
+                   Ks[] = { 1, 3, 16, 64, 200 };
+  VlRng r;
+  vl_rng_seed (&r, 91);
+  int cases = 0;
+  for (guint mi = 0; mi < G_N_ELEMENTS (Ms); mi++)
+    for (guint ni = 0; ni < G_N_ELEMENTS (Ns); ni++)
+      for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+        {
+          const int M = Ms[mi], N = Ns[ni], K = Ks[ki], variant = cases++ % 4;
+          const int lda = K + 3, ldc = N + 5;
+          g_autofree float *a = g_new (float, (gsize) M * lda);
+          g_autofree float *w = g_new (float, (gsize) N * K);
+          g_autofree float *b = g_new (float, N);
+          g_autofree float *c = g_new (float, (gsize) M * ldc);
+          g_autofree float *res = g_new (float, (gsize) M * ldc);
+          float *wp = g_aligned_alloc (vl_packed_numel (N, K), sizeof (float), 64);
+          float *scratch = g_aligned_alloc (vl_gemm_packed_scratch_numel (K), sizeof (float), 64);
+          fill_normal (&r, a, (int64_t) M * lda, 0.0, 1.0);
+          fill_normal (&r, w, (int64_t) N * K, 0.0, 1.0);
+          fill_normal (&r, b, N, 0.0, 1.0);
+          fill_normal (&r, c, (int64_t) M * ldc, 0.0, 1.0);
+          memcpy (res, c, sizeof (float) * M * ldc);
+          vl_pack_weights (wp, w, N, K);
+          /* 0: plain; 1: bias; 2: bias + residual in another buffer; 3: residual = c itself */
+          const float *bias = variant == 1 || variant == 2 ? b : NULL;
+          const float *resid = variant == 2 ? res : variant == 3 ? c : NULL;
+          vl_gemm_packed (c, ldc, a, lda, wp, bias, resid, ldc, M, N, K, scratch);
+          for (int i = 0; i < M; i++)
+            for (int j = 0; j < ldc; j++)
+              {
+                float got = c[(int64_t) i * ldc + j];
+                if (j >= N)
+                  {
+                    g_assert_cmpfloat (got, ==, res[(int64_t) i * ldc + j]);
+                    continue;
+                  }
+                double want = bias ? b[j] : 0.0, mag = fabs (want);
+                if (resid)
+                  want += res[(int64_t) i * ldc + j], mag += fabs (res[(int64_t) i * ldc + j]);
+                for (int k = 0; k < K; k++)
+                  {
+                    double t = (double) a[(int64_t) i * lda + k] * w[(int64_t) j * K + k];
+                    want += t;
+                    mag += fabs (t);
+                  }
+                /* float32 sums of K products: a few ulps of the sum of magnitudes */
+                if (fabs (got - want) > 1e-6 * (K + 2) * mag + 1e-30)
+                  g_error ("vl_gemm_packed M=%d N=%d K=%d variant %d: c[%d][%d] = %.9g, want %.9g",
+                           M, N, K, variant, i, j, got, want);
+              }
+          g_aligned_free (wp);
+          g_aligned_free (scratch);
+        }
+  g_test_message ("%d shapes; AVX-512 kernel: %s", cases,
+                  vl_gemm_packed_supported () ? "yes" : "no (plain C)");
+}
+
 /* ------------------------------------------------------------------ the whole model */
 
 typedef struct {
@@ -1083,6 +1150,45 @@ forward_backward (VlModel *m, const float *images, const int *targets, double *l
   g_assert_no_error (error);
 }
 
+/* The forward keeps packed copies of frozen weights: a change written through
+ * vl_model_tensor_data's pointer is seen once the pointer has been asked for again, and undoing
+ * it gives back the first result bit for bit. */
+static void
+test_model_frozen_weight_changed (void)
+{
+  g_autoptr(VlModel) m = make_model (VL_HEAD_LINEAR, 81);
+  g_autoptr(GError) error = NULL;
+  VlRng r;
+  vl_rng_seed (&r, 82);
+  float images[MB * 3 * 8 * 8];
+  fill_normal (&r, images, G_N_ELEMENTS (images), 0.0, 1.0);
+  vl_model_lock (m, 1);
+  const int K = 5;
+  float first[MB * 5], changed[MB * 5];
+
+  g_assert_true (vl_model_forward (m, images, MB, 8, 8, VL_FORWARD_INFER, &error));
+  g_assert_no_error (error);
+  memcpy (first, vl_model_logits (m), sizeof first);
+
+  int64_t n;
+  int ix = vl_model_find_tensor (m, "blocks.1.mlp.fc1.weight");
+  g_assert_cmpint (ix, >=, 0);
+  float *w = vl_model_tensor_data (m, ix, NULL, NULL, &n);
+  g_autofree float *saved = g_memdup2 (w, sizeof (float) * n);
+  for (int64_t i = 0; i < n; i++)
+    w[i] *= -2.0f;
+  g_assert_true (vl_model_forward (m, images, MB, 8, 8, VL_FORWARD_INFER, &error));
+  memcpy (changed, vl_model_logits (m), sizeof changed);
+  double diff = 0.0;
+  for (int i = 0; i < MB * K; i++)
+    diff += fabs (changed[i] - first[i]);
+  g_assert_cmpfloat (diff, >, 1e-3);
+
+  memcpy (vl_model_tensor_data (m, ix, NULL, NULL, NULL), saved, sizeof (float) * n);
+  g_assert_true (vl_model_forward (m, images, MB, 8, 8, VL_FORWARD_INFER, &error));
+  g_assert_cmpmem (vl_model_logits (m), sizeof first, first, sizeof first);
+}
+
 static void
 test_model_partial_unlock (void)
 {
@@ -1207,6 +1313,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/im2col/naive", test_im2col);
   g_test_add_func ("/kernels/adamw/first-step", test_adamw_first_step);
   g_test_add_func ("/kernels/adamw/three-steps", test_adamw_three_steps);
+  g_test_add_func ("/kernels/gemm/packed", test_gemm_packed);
 
   /* the whole model: every pool with both heads on the native and a resampled grid, label
    * smoothing 0 or 0.1 alternating so that each pool, head and grid meets both (the full product
@@ -1241,6 +1348,7 @@ main (int argc, char **argv)
   for (int i = 0; i < n; i++)
     g_test_add_data_func (cases[i].name, &cases[i], test_model_backward);
   g_test_add_func ("/kernels/model/partial-unlock", test_model_partial_unlock);
+  g_test_add_func ("/kernels/model/frozen-weight-changed", test_model_frozen_weight_changed);
 
   int ret = g_test_run ();
   for (int i = 0; i < n; i++)
