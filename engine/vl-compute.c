@@ -921,11 +921,12 @@ pack_block (VlModel *m, VlActs *a, int l)
 {
   static const int which[4] = { B_QKV_W, B_PROJ_W, B_FC1_W, B_FC2_W };
   /* VITLAB_PACKED_GEMM=0 keeps OpenBLAS for these products too (for A/B measurements) */
-  static int use = -1;
-  if (use < 0)
-    use = vl_gemm_packed_supported () && g_strcmp0 (g_getenv ("VITLAB_PACKED_GEMM"), "0") != 0;
+  static gsize use;   /* 1 + whether to */
+  if (g_once_init_enter (&use))
+    g_once_init_leave (&use, 1 + (vl_gemm_packed_supported () &&
+                                  g_strcmp0 (g_getenv ("VITLAB_PACKED_GEMM"), "0") != 0));
   memset (a->packed, 0, sizeof a->packed);
-  if (!use)
+  if (use != 2)
     return;
   if (m->packed == NULL)
     {

@@ -48,13 +48,13 @@ vl_pack_weights (float *dst, const float *w, int N, int K)
 gboolean
 vl_gemm_packed_supported (void)
 {
-  static int supported = -1;
-  if (supported < 0)
+  static gsize supported;   /* 1 + whether */
+  if (g_once_init_enter (&supported))
     {
       __builtin_cpu_init ();
-      supported = __builtin_cpu_supports ("avx512f") ? 1 : 0;
+      g_once_init_leave (&supported, 1 + (__builtin_cpu_supports ("avx512f") != 0));
     }
-  return supported;
+  return supported == 2;
 }
 
 #define AVX512 __attribute__ ((target ("avx512f")))
