@@ -81,8 +81,6 @@ struct _VlActs {
   float     *dscore;         /* (threads,T,T) */
   float     *ln_partial;     /* (threads,2,W) */
   float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
-  float     *gemm_scratch;   /* (threads, gemm_scratch_numel): vl_gemm_packed's row buffers */
-  int64_t    gemm_scratch_numel;
   const float *packed[4];    /* the current block's packed weights (pack_block) */
   float     *dpos_new;       /* (pos_prefix + NP, W) */
 };
@@ -209,8 +207,6 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   if (store_from > 0)
     for (int w = 0; w < n_scratch; w++)
       block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE);
-  a->gemm_scratch_numel = (vl_gemm_packed_scratch_numel (MAX (W, g->mlp)) + 15) / 16 * 16;
-  a->gemm_scratch = FALLOC (a, threads * a->gemm_scratch_numel);
   a->gbuf = g_new0 (float *, n_scratch);
   if (store_from < g->depth)
     for (int w = 0; w < n_scratch; w++)
@@ -320,7 +316,6 @@ typedef struct {
   int K, N;
   Act act;
   const float *wp;        /* w packed (vl_gemm_packed), or NULL for OpenBLAS */
-  VlActs      *a;         /* its per-worker scratch, with wp */
 } LinearFwd;
 
 static void
@@ -333,8 +328,7 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
   if (L->wp)
     {
       vl_gemm_packed (out, N, L->inp + r0 * L->K, L->K, L->wp, b,
-                      L->residual ? L->residual + r0 * N : NULL, N, (int) (r1 - r0), N, L->K,
-                      L->a->gemm_scratch + worker * L->a->gemm_scratch_numel);
+                      L->residual ? L->residual + r0 * N : NULL, N, (int) (r1 - r0), N, L->K);
       act_forward (L->act, L->act_out + r0 * N, out, (r1 - r0) * N);
       return;
     }
@@ -820,7 +814,7 @@ pre_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   LnFwd ln1 = { k->ln1, k->ln1_mean, k->ln1_rstd, f->x, BP (B_LN1_W), BP (B_LN1_B), W, g->eps };
   ln_fwd_rows (&ln1, r0, r1, worker);
   LinearFwd qkv = { k->qkv, NULL, k->ln1, BP (B_QKV_W), BP (B_QKV_B), NULL, W, 3 * W, ACT_NONE,
-                    f->wp[0], f->a };
+                    f->wp[0] };
   linear_fwd_rows (&qkv, r0, r1, worker);
 }
 
@@ -834,7 +828,7 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   if (g->layer_scale)
     {
       LinearFwd proj = { k->ls1b, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), NULL, W, W,
-                         ACT_NONE, f->wp[1], f->a };
+                         ACT_NONE, f->wp[1] };
       linear_fwd_rows (&proj, r0, r1, worker);
       ScaleAdd sa = { k->xmid, f->x, k->ls1b, BP (B_LS1), W };
       scale_add_rows (&sa, r0, r1, worker);
@@ -842,19 +836,19 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   else
     {
       LinearFwd proj = { k->xmid, NULL, k->atty, BP (B_PROJ_W), BP (B_PROJ_B), f->x, W, W,
-                         ACT_NONE, f->wp[1], f->a };
+                         ACT_NONE, f->wp[1] };
       linear_fwd_rows (&proj, r0, r1, worker);
     }
   LnFwd ln2 = { k->ln2, k->ln2_mean, k->ln2_rstd, k->xmid, BP (B_LN2_W), BP (B_LN2_B), W,
                 g->eps };
   ln_fwd_rows (&ln2, r0, r1, worker);
   LinearFwd fc1 = { k->h, k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, W, M,
-                    model_act (f->m), f->wp[2], f->a };
+                    model_act (f->m), f->wp[2] };
   linear_fwd_rows (&fc1, r0, r1, worker);
   if (g->layer_scale)
     {
       LinearFwd fc2 = { k->ls2b, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), NULL, M, W, ACT_NONE,
-                        f->wp[3], f->a };
+                        f->wp[3] };
       linear_fwd_rows (&fc2, r0, r1, worker);
       ScaleAdd sa = { f->x_out, k->xmid, k->ls2b, BP (B_LS2), W };
       scale_add_rows (&sa, r0, r1, worker);
@@ -862,7 +856,7 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
   else
     {
       LinearFwd fc2 = { f->x_out, NULL, k->g, BP (B_FC2_W), BP (B_FC2_B), k->xmid, M, W,
-                        ACT_NONE, f->wp[3], f->a };
+                        ACT_NONE, f->wp[3] };
       linear_fwd_rows (&fc2, r0, r1, worker);
     }
 }

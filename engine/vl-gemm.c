@@ -4,8 +4,8 @@
  * 197 token rows against weights of up to 768 x 768, so repacking the weights (read from L3 each
  * time) costs about a tenth of the forward. Here a weight is packed once (after each change) into
  * panels of 32 output features, each panel K x 32 floats in order; the product streams a panel
- * from cache while 12 rows of activations (transposed into a small buffer) stay in L1, and adds
- * the bias and the residual as it stores the result. AVX-512 only; elsewhere the callers keep
+ * from cache against 12 rows of activations read in place, and adds the bias and the residual as
+ * it stores the result. AVX-512 only; elsewhere the callers keep
  * OpenBLAS (vl_gemm_packed_supported). */
 #include "vl-gemm.h"
 
@@ -59,10 +59,11 @@ vl_gemm_packed_supported (void)
 
 #define AVX512 __attribute__ ((target ("avx512f")))
 
-/* c (mr rows, one panel) = ap (K x MR, k-major) bp (K x 32) [+ bias] [+ res]. */
+/* c (mr rows, one panel) = a (mr rows of K, stride lda) bp (K x 32) [+ bias] [+ res]: the rows
+ * of a are read in place (each value broadcast into the FMA), so they need no packing. */
 static inline __attribute__ ((always_inline)) AVX512 void
-micro (const int mr, int K, const float *restrict ap, const float *restrict bp, float *c,
-       int64_t ldc, const float *bias, const float *res, int64_t ldr, __mmask16 m0, __mmask16 m1)
+micro (const int mr, int K, const float *restrict ap, int64_t lda, const float *restrict bp,
+       float *c, int64_t ldc, const float *bias, const float *res, int64_t ldr, __mmask16 m0, __mmask16 m1)
 {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
@@ -72,11 +73,11 @@ micro (const int mr, int K, const float *restrict ap, const float *restrict bp, 
     {
       __m512 b0 = _mm512_load_ps (bp + (int64_t) k * NR);
       __m512 b1 = _mm512_load_ps (bp + (int64_t) k * NR + 16);
-      const float *a = ap + (int64_t) k * MR;
+      const float *a = ap + k;
 #pragma GCC unroll 12
       for (int i = 0; i < mr; i++)
         {
-          __m512 av = _mm512_set1_ps (a[i]);
+          __m512 av = _mm512_set1_ps (a[i * lda]);
           c0[i] = _mm512_fmadd_ps (av, b0, c0[i]);
           c1[i] = _mm512_fmadd_ps (av, b1, c1[i]);
         }
@@ -98,50 +99,35 @@ micro (const int mr, int K, const float *restrict ap, const float *restrict bp, 
 }
 
 #define MICRO(n) \
-  static AVX512 void micro_##n (int K, const float *ap, const float *bp, float *c, int64_t ldc, \
-                                const float *bias, const float *res, int64_t ldr, __mmask16 m0, \
-                                __mmask16 m1) \
-  { micro (n, K, ap, bp, c, ldc, bias, res, ldr, m0, m1); }
+  static AVX512 void micro_##n (int K, const float *ap, int64_t lda, const float *bp, float *c, \
+                                int64_t ldc, const float *bias, const float *res, int64_t ldr, \
+                                __mmask16 m0, __mmask16 m1) \
+  { micro (n, K, ap, lda, bp, c, ldc, bias, res, ldr, m0, m1); }
 MICRO (1) MICRO (2) MICRO (3) MICRO (4) MICRO (5) MICRO (6)
 MICRO (7) MICRO (8) MICRO (9) MICRO (10) MICRO (11) MICRO (12)
 #undef MICRO
 
-typedef void (*MicroFn) (int, const float *, const float *, float *, int64_t, const float *,
+typedef void (*MicroFn) (int, const float *, int64_t, const float *, float *, int64_t, const float *,
                          const float *, int64_t, __mmask16, __mmask16);
 static const MicroFn micro_fns[MR + 1] = {
   NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6,
   micro_7, micro_8, micro_9, micro_10, micro_11, micro_12,
 };
 
-/* ap (K x MR) = rows [0, mr) of a, transposed; the missing rows are left as they are (their
- * results are never stored). */
-static AVX512 void
-pack_rows (float *restrict ap, const float *restrict a, int64_t lda, int mr, int K)
-{
-  for (int i = 0; i < mr; i++)
-    {
-      const float *row = a + i * lda;
-      for (int k = 0; k < K; k++)
-        ap[(int64_t) k * MR + i] = row[k];
-    }
-}
-
 static void
 gemm_packed_avx512 (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                    const float *bias, const float *res, int64_t ldr, int M, int N, int K,
-                    float *scratch)
+                    const float *bias, const float *res, int64_t ldr, int M, int N, int K)
 {
   for (int r = 0; r < M; r += MR)
     {
       int mr = M - r < MR ? M - r : MR;
-      pack_rows (scratch, a + (int64_t) r * lda, lda, mr, K);
       for (int p = 0; p < N; p += NR)
         {
           int n_here = N - p < NR ? N - p : NR;
           __mmask16 m0 = (__mmask16) (n_here >= 16 ? 0xffff : (1u << n_here) - 1);
           __mmask16 m1 = (__mmask16) (n_here <= 16 ? 0 : n_here >= 32 ? 0xffff
                                                      : (1u << (n_here - 16)) - 1);
-          micro_fns[mr] (K, scratch, wp + (int64_t) p * K, c + (int64_t) r * ldc + p, ldc,
+          micro_fns[mr] (K, a + (int64_t) r * lda, lda, wp + (int64_t) p * K, c + (int64_t) r * ldc + p, ldc,
                          bias ? bias + p : NULL, res ? res + (int64_t) r * ldr + p : NULL, ldr,
                          m0, m1);
         }
@@ -187,21 +173,14 @@ vl_gemm_packed_supported (void)
 
 void
 vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                const float *bias, const float *res, int64_t ldr, int M, int N, int K,
-                float *scratch)
+                const float *bias, const float *res, int64_t ldr, int M, int N, int K)
 {
 #ifdef VL_HAVE_AVX512_GEMM
   if (vl_gemm_packed_supported ())
     {
-      gemm_packed_avx512 (c, ldc, a, lda, wp, bias, res, ldr, M, N, K, scratch);
+      gemm_packed_avx512 (c, ldc, a, lda, wp, bias, res, ldr, M, N, K);
       return;
     }
 #endif
   gemm_packed_plain (c, ldc, a, lda, wp, bias, res, ldr, M, N, K);
-}
-
-int64_t
-vl_gemm_packed_scratch_numel (int K)
-{
-  return (int64_t) MR * K;
 }

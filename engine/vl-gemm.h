@@ -8,16 +8,14 @@
  * (vl_gemm_packed still works there, in plain C). */
 gboolean vl_gemm_packed_supported (void);
 
-/* Floats of a packed (N, K) weight, and of vl_gemm_packed's scratch for K. */
+/* Floats of a packed (N, K) weight. */
 int64_t  vl_packed_numel (int N, int K);
-int64_t  vl_gemm_packed_scratch_numel (int K);
 
 /* dst (vl_packed_numel, 64-byte aligned) = w (N, K) (a linear layer's weight, out x in) in
  * panels of 32 output features, each K x 32, the last one zero-padded. */
 void     vl_pack_weights (float *dst, const float *w, int N, int K);
 
 /* c (M, N) = a (M, K) w^T [+ bias (N)] [+ res (M, N)], w packed by vl_pack_weights; res may be
- * c itself. scratch: vl_gemm_packed_scratch_numel (K) floats, 64-byte aligned. */
+ * c itself. */
 void     vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                         const float *bias, const float *res, int64_t ldr, int M, int N, int K,
-                         float *scratch);
+                         const float *bias, const float *res, int64_t ldr, int M, int N, int K);
