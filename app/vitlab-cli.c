@@ -10,6 +10,7 @@
  * (2 for a malformed command line). */
 #include "cli-commands.h"
 #include "vl-image.h"
+#include "vl-gemm.h"
 #include "vl-model.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
@@ -545,6 +546,7 @@ cmd_bench (int argc, char **argv)
   GError *error = NULL;
   g_autofree char *model = NULL, *mode = NULL;
   int img = 224, batch = 32, reps = 5, warmup = 1;
+  gboolean gemm_ab = FALSE;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_STRING, &model, "vit-tiny or vit-small", "NAME" },
     { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224)", "N" },
@@ -552,6 +554,8 @@ cmd_bench (int argc, char **argv)
     { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "infer, unlock1, unlock6 or full", "MODE" },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed repetitions (5)", "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "untimed repetitions first (1)", "N" },
+    { "gemm-ab", 0, 0, G_OPTION_ARG_NONE, &gemm_ab,
+      "also time OpenBLAS in place of vitlab's own products, alternating step by step", NULL },
     { NULL },
   };
   if (!parse_options ("bench", entries, &argc, &argv, &error))
@@ -593,10 +597,19 @@ cmd_bench (int argc, char **argv)
   for (int b = 0; b < batch; b++)
     y[b] = b % 1000;
   VlAdamW opt = VL_ADAMW_DEFAULTS;
-  double *rates = g_new (double, reps);
-  double *t_fwd = g_new (double, reps), *t_bwd = g_new (double, reps), *t_upd = g_new (double, reps);
-  for (int r = -warmup; r < reps; r++)
+  if (gemm_ab && !vl_gemm_enabled ())
+    return usage_error ("--gemm-ab: vitlab's own products need AVX-512 (and no "
+                        "VITLAB_PACKED_GEMM=0)");
+  /* with --gemm-ab, even repetitions (0, 2, ...) use vitlab's products and odd ones OpenBLAS's,
+   * so that both see the same drift of the machine */
+  const int variants = gemm_ab ? 2 : 1, total = reps * variants;
+  double *rates = g_new (double, total);
+  double *t_fwd = g_new (double, total), *t_bwd = g_new (double, total);
+  double *t_upd = g_new (double, total);
+  for (int r = -warmup * variants; r < total; r++)
     {
+      if (gemm_ab)
+        vl_gemm_set_enabled ((r & 1) == 0);
       gint64 t0 = g_get_monotonic_time ();
       double loss;
       if (!vl_model_forward (m, x, batch, img, img, unlock < 0 ? VL_FORWARD_INFER : VL_FORWARD_TRAIN,
@@ -613,10 +626,12 @@ cmd_bench (int argc, char **argv)
       gint64 t3 = g_get_monotonic_time ();
       if (r >= 0)
         {
-          rates[r] = batch / ((t3 - t0) / 1e6);
-          t_fwd[r] = (t1 - t0) / 1e3;
-          t_bwd[r] = (t2 - t1) / 1e3;
-          t_upd[r] = (t3 - t2) / 1e3;
+          /* stored variant by variant: [own reps..., OpenBLAS reps...] */
+          int at = (r % variants) * reps + r / variants;
+          rates[at] = batch / ((t3 - t0) / 1e6);
+          t_fwd[at] = (t1 - t0) / 1e3;
+          t_bwd[at] = (t2 - t1) / 1e3;
+          t_upd[at] = (t3 - t2) / 1e3;
         }
     }
   double median = median_of (rates, reps);
@@ -627,6 +642,13 @@ cmd_bench (int argc, char **argv)
   /* where a step's time goes (medians of each part separately, so they need not add up) */
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));
+  if (gemm_ab)
+    {
+      vl_gemm_set_enabled (TRUE);
+      g_print ("openblas_forward_ms=%.2f openblas_backward_ms=%.2f openblas_images_per_s=%.2f\n",
+               median_of (t_fwd + reps, reps), median_of (t_bwd + reps, reps),
+               median_of (rates + reps, reps));
+    }
   g_print ("images_per_s=%.2f\n", median);
   g_print ("peak_rss_mib=%.0f\n", ru.ru_maxrss / 1024.0);
   g_free (t_fwd);

@@ -82,6 +82,8 @@ struct _VlActs {
   float     *ln_partial;     /* (threads,2,W) */
   float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
   const float *packed[4];    /* the current block's packed weights (pack_block) */
+  float     *kpack;          /* (threads, kpack_numel): one head's keys packed, per worker */
+  int64_t    kpack_numel;
   float     *dpos_new;       /* (pos_prefix + NP, W) */
 };
 
@@ -207,6 +209,8 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   if (store_from > 0)
     for (int w = 0; w < n_scratch; w++)
       block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE);
+  a->kpack_numel = (vl_packed_numel (T, g->head_dim) + 15) / 16 * 16;
+  a->kpack = FALLOC (a, threads * a->kpack_numel);
   a->gbuf = g_new0 (float *, n_scratch);
   if (store_from < g->depth)
     for (int w = 0; w < n_scratch; w++)
@@ -327,7 +331,7 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
   float *out = L->out + r0 * N;
   if (L->wp)
     {
-      vl_gemm_packed (out, N, L->inp + r0 * L->K, L->K, L->wp, b,
+      vl_gemm_packed (out, N, L->inp + r0 * L->K, L->K, L->wp, 1.0f, b,
                       L->residual ? L->residual + r0 * N : NULL, N, (int) (r1 - r0), N, L->K);
       act_forward (L->act, L->act_out + r0 * N, out, (r1 - r0) * N);
       return;
@@ -376,8 +380,12 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
 {
   const LinearBwd *L = data;
   float *dinp = L->dinp + r0 * L->K;
-  vl_gemm_serial (FALSE, FALSE, (int) (r1 - r0), L->K, L->N, 1.0f, L->dout + r0 * L->N, L->N,
-                  L->w, L->K, L->beta, dinp, L->K);
+  if (vl_gemm_enabled ())
+    vl_gemm_rowmajor (FALSE, dinp, L->K, L->dout + r0 * L->N, L->N, L->w, L->K, 1.0f,
+                      L->beta != 0.0f ? dinp : NULL, L->K, (int) (r1 - r0), L->K, L->N);
+  else
+    vl_gemm_serial (FALSE, FALSE, (int) (r1 - r0), L->K, L->N, 1.0f, L->dout + r0 * L->N, L->N,
+                    L->w, L->K, L->beta, dinp, L->K);
   if (L->act == ACT_GELU)
     vl_gelu_backward (dinp, L->pre + r0 * L->K, dinp, (r1 - r0) * L->K);
   else if (L->act == ACT_QUICK_GELU)
@@ -630,6 +638,7 @@ typedef struct {
   const float *datty;
   float *dqkv, *dscore;
   int q_chunks;          /* forward: query-row chunks per (image, head) */
+  const VlActs *a;       /* forward: its per-worker kpack */
 } AttnJob;
 
 /* task i: image b, head h, query rows chunk c of q_chunks */
@@ -644,7 +653,8 @@ attn_fwd_task (void *data, int64_t i, int worker)
   int h = (int) (bh % H);
   vl_attention_forward_rows (j->k->atty + b * T * W, j->k->att + bh * T * T,
                              j->k->qkv + b * T * 3 * W, T, W, j->g->head_dim, h,
-                             (int) ((int64_t) T * c / qc), (int) ((int64_t) T * (c + 1) / qc));
+                             (int) ((int64_t) T * c / qc), (int) ((int64_t) T * (c + 1) / qc),
+                             j->a->kpack + worker * j->a->kpack_numel);
 }
 
 static void
@@ -875,7 +885,7 @@ block_forward_span (VlModel *m, VlActs *a, int l, const Span *sp)
   const int64_t lin_work = (int64_t) W * (3 * W + W + 2 * g->mlp);
 
   run_rows (sp, a, lin_work, 1, pre_attn_rows, &f);
-  AttnJob j = { .g = g, .T = a->T, .k = &view, .q_chunks = 1 };
+  AttnJob j = { .g = g, .T = a->T, .k = &view, .q_chunks = 1, .a = a };
   int64_t pairs = (int64_t) sp->n * g->heads;
   if (sp->serial)
     for (int64_t i = 0; i < pairs; i++)
@@ -914,13 +924,8 @@ static void
 pack_block (VlModel *m, VlActs *a, int l)
 {
   static const int which[4] = { B_QKV_W, B_PROJ_W, B_FC1_W, B_FC2_W };
-  /* VITLAB_PACKED_GEMM=0 keeps OpenBLAS for these products too (for A/B measurements) */
-  static gsize use;   /* 1 + whether to */
-  if (g_once_init_enter (&use))
-    g_once_init_leave (&use, 1 + (vl_gemm_packed_supported () &&
-                                  g_strcmp0 (g_getenv ("VITLAB_PACKED_GEMM"), "0") != 0));
   memset (a->packed, 0, sizeof a->packed);
-  if (use != 2)
+  if (!vl_gemm_enabled ())
     return;
   if (m->packed == NULL)
     {
@@ -943,7 +948,7 @@ pack_block (VlModel *m, VlActs *a, int l)
        * differences do that): its copy is remade at every forward */
       if (m->packed_version[ix] != p->version || m->trainable[p->group])
         {
-          vl_pack_weights (m->packed[ix], p->data, N, K);
+          vl_pack_weights (m->packed[ix], p->data, K, N, K);
           m->packed_version[ix] = p->version;
         }
     }
@@ -1443,6 +1448,7 @@ act_rows (void *data, int64_t r0, int64_t r1, int worker)
   const ActRows *A = data;
   act_forward (A->act, A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
 }
+
 
 
 static void

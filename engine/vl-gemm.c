@@ -1,12 +1,15 @@
-/* vl-gemm.c: products with a weight packed once, for the linear layers' forward.
+/* vl-gemm.c: the products of the forward (and of the backward's input gradients) without
+ * OpenBLAS's per-call packing.
  *
  * OpenBLAS packs both operands again at every call. A ViT block run image by image calls it with
  * 197 token rows against weights of up to 768 x 768, so repacking the weights (read from L3 each
- * time) costs about a tenth of the forward. Here a weight is packed once (after each change) into
- * panels of 32 output features, each panel K x 32 floats in order; the product streams a panel
- * from cache against 12 rows of activations read in place, and adds the bias and the residual as
- * it stores the result. AVX-512 only; elsewhere the callers keep
- * OpenBLAS (vl_gemm_packed_supported). */
+ * time) cost about a tenth of the forward. Here the right-hand operand is read as panels of 32
+ * columns, K rows each: a linear layer's weight is packed into that form once (after each change),
+ * and a row-major operand (a weight used untransposed, attention's values) is read as it is, a
+ * panel being 32 columns of it. The kernel keeps 12 x 32 results in registers, broadcasts each
+ * left-hand value from its row in place (no packing there either), and scales, adds the bias and
+ * the residual as it stores. AVX-512 only; other CPUs run the same contract in plain C, and the
+ * engine keeps OpenBLAS there (vl_gemm_packed_supported). */
 #include "vl-gemm.h"
 
 #include <string.h>
@@ -16,8 +19,19 @@
 #define VL_HAVE_AVX512_GEMM 1
 #endif
 
-#define NR 32   /* output features per panel: two zmm registers */
-#define MR 12   /* rows per micro-tile: 24 accumulators */
+#define NR 32   /* columns per panel: two zmm registers */
+#define MR 12   /* rows per tile: 24 accumulators */
+
+/* c (M, N) = alpha a (M, K) B (K, N) [+ bias (N)] [+ res (M, N)], B's column panel j starting at
+ * b + j panel, its rows ldb apart. */
+typedef struct {
+  const float *a, *b, *bias, *res;
+  float *c;
+  int64_t lda, ldb, panel, ldc, ldr;
+  float alpha;
+  int M, N, K;
+  gboolean ta;   /* a stored transposed: element (i, k) at a[k lda + i] */
+} Gemm;
 
 int64_t
 vl_packed_numel (int N, int K)
@@ -26,20 +40,22 @@ vl_packed_numel (int N, int K)
 }
 
 void
-vl_pack_weights (float *dst, const float *w, int N, int K)
+vl_pack_weights (float *dst, const float *w, int64_t ldw, int N, int K)
 {
   for (int p = 0; p < N; p += NR)
     {
       float *panel = dst + (int64_t) p * K;
       int n_here = N - p < NR ? N - p : NR;
-      for (int k = 0; k < K; k++)
+      /* each row of w read in order (they may lie far apart: attention's keys) */
+      for (int j = 0; j < n_here; j++)
         {
-          float *row = panel + (int64_t) k * NR;
-          for (int j = 0; j < n_here; j++)
-            row[j] = w[(int64_t) (p + j) * K + k];
-          for (int j = n_here; j < NR; j++)
-            row[j] = 0.0f;
+          const float *src = w + (int64_t) (p + j) * ldw;
+          for (int k = 0; k < K; k++)
+            panel[(int64_t) k * NR + j] = src[k];
         }
+      if (n_here < NR)
+        for (int k = 0; k < K; k++)
+          memset (panel + (int64_t) k * NR + n_here, 0, sizeof (float) * (NR - n_here));
     }
 }
 
@@ -59,35 +75,59 @@ vl_gemm_packed_supported (void)
 
 #define AVX512 __attribute__ ((target ("avx512f")))
 
-/* c (mr rows, one panel) = a (mr rows of K, stride lda) bp (K x 32) [+ bias] [+ res]: the rows
- * of a are read in place (each value broadcast into the FMA), so they need no packing. */
+/* One tile: rows [r, r + mr) and the panel of columns [p, p + 32); m0, m1 say which of them are
+ * in the matrix. The loads from b are plain where every column is (a packed panel is padded
+ * with zeros; `mode` PACKED also fixes its row stride at 32), masked only for a row-major
+ * operand's last, narrower panel. The arguments are scalars so that they stay in registers. */
+enum { PACKED, ROWS, ROWS_TAIL };
+
+/* ta: a is stored transposed, its element (i, k) at ap[k lda + i] (else at ap[i lda + k]). */
 static inline __attribute__ ((always_inline)) AVX512 void
-micro (const int mr, int K, const float *restrict ap, int64_t lda, const float *restrict bp,
-       float *c, int64_t ldc, const float *bias, const float *res, int64_t ldr, __mmask16 m0, __mmask16 m1)
+tile (const int mr, const int mode, const int ta, int K, const float *restrict ap, int64_t lda,
+      const float *restrict bp, int64_t ldb, float *c, int64_t ldc, float alpha,
+      const float *bias, const float *res, int64_t ldr, __mmask16 m0, __mmask16 m1)
 {
+  if (mode == PACKED)
+    ldb = NR;
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 12
   for (int i = 0; i < mr; i++)
     c0[i] = c1[i] = _mm512_setzero_ps ();
   for (int k = 0; k < K; k++)
     {
-      __m512 b0 = _mm512_load_ps (bp + (int64_t) k * NR);
-      __m512 b1 = _mm512_load_ps (bp + (int64_t) k * NR + 16);
-      const float *a = ap + k;
+      __m512 b0, b1;
+      if (mode == ROWS_TAIL)
+        {
+          b0 = _mm512_maskz_loadu_ps (m0, bp);
+          b1 = _mm512_maskz_loadu_ps (m1, bp + 16);
+        }
+      else
+        {
+          b0 = _mm512_loadu_ps (bp);
+          b1 = _mm512_loadu_ps (bp + 16);
+        }
+      bp += ldb;
+      const float *a = ta ? ap + k * lda : ap + k;
 #pragma GCC unroll 12
       for (int i = 0; i < mr; i++)
         {
-          __m512 av = _mm512_set1_ps (a[i * lda]);
+          __m512 av = _mm512_set1_ps (ta ? a[i] : a[i * lda]);
           c0[i] = _mm512_fmadd_ps (av, b0, c0[i]);
           c1[i] = _mm512_fmadd_ps (av, b1, c1[i]);
         }
     }
-  __m512 bias0 = bias ? _mm512_maskz_loadu_ps (m0, bias) : _mm512_setzero_ps ();
-  __m512 bias1 = bias ? _mm512_maskz_loadu_ps (m1, bias + 16) : _mm512_setzero_ps ();
+  const __m512 va = _mm512_set1_ps (alpha);
+  __m512 bias0 = _mm512_setzero_ps (), bias1 = _mm512_setzero_ps ();
+  if (bias)
+    {
+      bias0 = _mm512_maskz_loadu_ps (m0, bias);
+      bias1 = _mm512_maskz_loadu_ps (m1, bias + 16);
+    }
 #pragma GCC unroll 12
   for (int i = 0; i < mr; i++)
     {
-      __m512 v0 = _mm512_add_ps (c0[i], bias0), v1 = _mm512_add_ps (c1[i], bias1);
+      __m512 v0 = _mm512_fmadd_ps (c0[i], va, bias0);
+      __m512 v1 = _mm512_fmadd_ps (c1[i], va, bias1);
       if (res)
         {
           v0 = _mm512_add_ps (v0, _mm512_maskz_loadu_ps (m0, res + i * ldr));
@@ -98,89 +138,137 @@ micro (const int mr, int K, const float *restrict ap, int64_t lda, const float *
     }
 }
 
-#define MICRO(n) \
-  static AVX512 void micro_##n (int K, const float *ap, int64_t lda, const float *bp, float *c, \
-                                int64_t ldc, const float *bias, const float *res, int64_t ldr, \
-                                __mmask16 m0, __mmask16 m1) \
-  { micro (n, K, ap, lda, bp, c, ldc, bias, res, ldr, m0, m1); }
-MICRO (1) MICRO (2) MICRO (3) MICRO (4) MICRO (5) MICRO (6)
-MICRO (7) MICRO (8) MICRO (9) MICRO (10) MICRO (11) MICRO (12)
-#undef MICRO
+typedef void (*TileFn) (int, const float *, int64_t, const float *, int64_t, float *, int64_t,
+                        float, const float *, const float *, int64_t, __mmask16, __mmask16);
 
-typedef void (*MicroFn) (int, const float *, int64_t, const float *, float *, int64_t, const float *,
-                         const float *, int64_t, __mmask16, __mmask16);
-static const MicroFn micro_fns[MR + 1] = {
-  NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6,
-  micro_7, micro_8, micro_9, micro_10, micro_11, micro_12,
-};
+#define TILE(n, mode, ta) \
+  static AVX512 void tile_##n##_##mode##ta (int K, const float *ap, int64_t lda, \
+                                            const float *bp, int64_t ldb, float *c, int64_t ldc, \
+                                            float alpha, const float *bias, const float *res, \
+                                            int64_t ldr, __mmask16 m0, __mmask16 m1) \
+  { tile (n, mode, ta, K, ap, lda, bp, ldb, c, ldc, alpha, bias, res, ldr, m0, m1); }
+#define TILES(mode, ta) \
+  TILE (1, mode, ta) TILE (2, mode, ta) TILE (3, mode, ta) TILE (4, mode, ta) \
+  TILE (5, mode, ta) TILE (6, mode, ta) TILE (7, mode, ta) TILE (8, mode, ta) \
+  TILE (9, mode, ta) TILE (10, mode, ta) TILE (11, mode, ta) TILE (12, mode, ta) \
+  static const TileFn tiles_##mode##ta[MR + 1] = { \
+    NULL, tile_1_##mode##ta, tile_2_##mode##ta, tile_3_##mode##ta, tile_4_##mode##ta, \
+    tile_5_##mode##ta, tile_6_##mode##ta, tile_7_##mode##ta, tile_8_##mode##ta, \
+    tile_9_##mode##ta, tile_10_##mode##ta, tile_11_##mode##ta, tile_12_##mode##ta };
+TILES (PACKED, 0)
+TILES (ROWS, 0)
+TILES (ROWS_TAIL, 0)
+TILES (ROWS, 1)
+TILES (ROWS_TAIL, 1)
+#undef TILES
+#undef TILE
 
 static void
-gemm_packed_avx512 (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                    const float *bias, const float *res, int64_t ldr, int M, int N, int K)
+gemm_avx512 (const Gemm *g, gboolean packed)
 {
-  for (int r = 0; r < M; r += MR)
+  for (int r = 0; r < g->M; r += MR)
     {
-      int mr = M - r < MR ? M - r : MR;
-      for (int p = 0; p < N; p += NR)
+      int mr = g->M - r < MR ? g->M - r : MR;
+      for (int p = 0; p < g->N; p += NR)
         {
-          int n_here = N - p < NR ? N - p : NR;
+          int n_here = g->N - p < NR ? g->N - p : NR;
           __mmask16 m0 = (__mmask16) (n_here >= 16 ? 0xffff : (1u << n_here) - 1);
           __mmask16 m1 = (__mmask16) (n_here <= 16 ? 0 : n_here >= 32 ? 0xffff
                                                      : (1u << (n_here - 16)) - 1);
-          micro_fns[mr] (K, a + (int64_t) r * lda, lda, wp + (int64_t) p * K, c + (int64_t) r * ldc + p, ldc,
-                         bias ? bias + p : NULL, res ? res + (int64_t) r * ldr + p : NULL, ldr,
-                         m0, m1);
+          const TileFn *fns = packed ? tiles_PACKED0
+                              : n_here == NR ? (g->ta ? tiles_ROWS1 : tiles_ROWS0)
+                              : (g->ta ? tiles_ROWS_TAIL1 : tiles_ROWS_TAIL0);
+          fns[mr] (g->K, g->a + (g->ta ? r : (int64_t) r * g->lda), g->lda, g->b + (int64_t) (p / NR) * g->panel,
+                   g->ldb, g->c + (int64_t) r * g->ldc + p, g->ldc, g->alpha,
+                   g->bias ? g->bias + p : NULL, g->res ? g->res + (int64_t) r * g->ldr + p : NULL,
+                   g->ldr, m0, m1);
         }
     }
 }
 
-#endif
+#else
 
-/* The same in plain C, for CPUs without AVX-512 (where the engine keeps OpenBLAS; this one is for
- * the tests and for completeness). */
-static void
-gemm_packed_plain (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                   const float *bias, const float *res, int64_t ldr, int M, int N, int K)
-{
-  for (int r = 0; r < M; r++)
-    for (int p = 0; p < N; p += NR)
-      {
-        float acc[NR] = { 0 };
-        const float *panel = wp + (int64_t) p * K;
-        for (int k = 0; k < K; k++)
-          {
-            float av = a[(int64_t) r * lda + k];
-            for (int j = 0; j < NR; j++)
-              acc[j] += av * panel[(int64_t) k * NR + j];
-          }
-        for (int j = 0; j < NR && p + j < N; j++)
-          {
-            float v = acc[j] + (bias ? bias[p + j] : 0.0f);
-            if (res)
-              v += res[(int64_t) r * ldr + p + j];
-            c[(int64_t) r * ldc + p + j] = v;
-          }
-      }
-}
-
-#ifndef VL_HAVE_AVX512_GEMM
 gboolean
 vl_gemm_packed_supported (void)
 {
   return FALSE;
 }
+
 #endif
 
-void
-vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                const float *bias, const float *res, int64_t ldr, int M, int N, int K)
+static gsize gemm_use;   /* 1 + whether */
+
+gboolean
+vl_gemm_enabled (void)
 {
+  if (g_once_init_enter (&gemm_use))
+    g_once_init_leave (&gemm_use, 1 + (vl_gemm_packed_supported () &&
+                                       g_strcmp0 (g_getenv ("VITLAB_PACKED_GEMM"), "0") != 0));
+  return gemm_use == 2;
+}
+
+void
+vl_gemm_set_enabled (gboolean enabled)
+{
+  vl_gemm_enabled ();
+  g_atomic_pointer_set (&gemm_use, 1 + (enabled && vl_gemm_packed_supported ()));
+}
+
+/* The same in plain C, for CPUs without AVX-512 (where the engine keeps OpenBLAS; this one is for
+ * the tests and for completeness). */
+static void
+gemm_plain (const Gemm *g)
+{
+  for (int r = 0; r < g->M; r++)
+    for (int p = 0; p < g->N; p += NR)
+      {
+        int n_here = g->N - p < NR ? g->N - p : NR;
+        float acc[NR] = { 0 };
+        const float *bp = g->b + (int64_t) (p / NR) * g->panel;
+        for (int k = 0; k < g->K; k++)
+          {
+            float av = g->ta ? g->a[(int64_t) k * g->lda + r] : g->a[(int64_t) r * g->lda + k];
+            for (int j = 0; j < n_here; j++)
+              acc[j] += av * bp[(int64_t) k * g->ldb + j];
+          }
+        for (int j = 0; j < n_here; j++)
+          {
+            float v = acc[j] * g->alpha + (g->bias ? g->bias[p + j] : 0.0f);
+            if (g->res)
+              v += g->res[(int64_t) r * g->ldr + p + j];
+            g->c[(int64_t) r * g->ldc + p + j] = v;
+          }
+      }
+}
+
+static void
+gemm_run (const Gemm *g, gboolean packed)
+{
+  if (g->M <= 0 || g->N <= 0)
+    return;
 #ifdef VL_HAVE_AVX512_GEMM
   if (vl_gemm_packed_supported ())
     {
-      gemm_packed_avx512 (c, ldc, a, lda, wp, bias, res, ldr, M, N, K);
+      gemm_avx512 (g, packed);
       return;
     }
 #endif
-  gemm_packed_plain (c, ldc, a, lda, wp, bias, res, ldr, M, N, K);
+  gemm_plain (g);
+}
+
+void
+vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp, float alpha,
+                const float *bias, const float *res, int64_t ldr, int M, int N, int K)
+{
+  Gemm g = { a, wp, bias, res, c, lda, NR, (int64_t) NR * K, ldc, ldr, alpha, M, N, K, FALSE };
+  gemm_run (&g, TRUE);
+}
+
+void
+vl_gemm_rowmajor (gboolean trans_a, float *c, int64_t ldc, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float alpha, const float *res, int64_t ldr, int M,
+                  int N, int K)
+{
+  Gemm g = { a, b, NULL, res, c, lda, ldb, NR, ldc, ldr, alpha, M, N, K, trans_a };
+  gemm_run (&g, FALSE);
 }

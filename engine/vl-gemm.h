@@ -1,21 +1,36 @@
-/* vl-gemm.h: the linear layers' forward product against a weight packed once. */
+/* vl-gemm.h: products read without per-call packing (see vl-gemm.c), for the forward's linear
+ * layers and attention and the backward's input gradients. */
 #pragma once
 
 #include <glib.h>
 #include <stdint.h>
 
-/* TRUE when this CPU runs vl_gemm_packed's AVX-512 kernel; otherwise the engine uses OpenBLAS
- * (vl_gemm_packed still works there, in plain C). */
+/* TRUE when this CPU runs the AVX-512 kernel; otherwise the engine uses OpenBLAS (the functions
+ * below still work there, in plain C). */
 gboolean vl_gemm_packed_supported (void);
 
-/* Floats of a packed (N, K) weight. */
+/* Whether the engine uses these products (else OpenBLAS's): on AVX-512, unless the environment
+ * says VITLAB_PACKED_GEMM=0 (for A/B measurements). */
+gboolean vl_gemm_enabled (void);
+/* Overrides that choice (on AVX-512 only) from now on: for benchmarks that alternate the two
+ * within one process. Not while a forward or backward runs. */
+void     vl_gemm_set_enabled (gboolean enabled);
+
+/* Floats of a packed (N, K) matrix. */
 int64_t  vl_packed_numel (int N, int K);
 
-/* dst (vl_packed_numel, 64-byte aligned) = w (N, K) (a linear layer's weight, out x in) in
- * panels of 32 output features, each K x 32, the last one zero-padded. */
-void     vl_pack_weights (float *dst, const float *w, int N, int K);
+/* dst (vl_packed_numel (N, K)) = w (N, K; rows ldw apart: a linear layer's weight, out x in) in
+ * panels of 32 rows of w, each stored K x 32, the last one zero-padded. */
+void     vl_pack_weights (float *dst, const float *w, int64_t ldw, int N, int K);
 
-/* c (M, N) = a (M, K) w^T [+ bias (N)] [+ res (M, N)], w packed by vl_pack_weights; res may be
- * c itself. */
+/* c (M, N) = alpha a (M, K) w^T [+ bias (N)] [+ res (M, N)], w packed by vl_pack_weights; res
+ * may be c itself. */
 void     vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp,
-                         const float *bias, const float *res, int64_t ldr, int M, int N, int K);
+                         float alpha, const float *bias, const float *res, int64_t ldr, int M,
+                         int N, int K);
+
+/* c (M, N) = alpha op(a) (M, K) b (K, N) [+ res (M, N)], b row-major with rows ldb apart; op(a)
+ * = a (M, K), or with trans_a a^T, a being (K, M); lda is a's row stride either way. */
+void     vl_gemm_rowmajor (gboolean trans_a, float *c, int64_t ldc, const float *a, int64_t lda,
+                           const float *b, int64_t ldb, float alpha, const float *res,
+                           int64_t ldr, int M, int N, int K);

@@ -1,4 +1,5 @@
 /* vl-kernels.c: see vl-kernels.h. */
+#include "vl-gemm.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
 
@@ -315,24 +316,36 @@ vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, flo
 void
 vl_attention_forward (float *out, float *att, const float *qkv, int T, int W, int D, int h)
 {
-  vl_attention_forward_rows (out, att, qkv, T, W, D, h, 0, T);
+  vl_attention_forward_rows (out, att, qkv, T, W, D, h, 0, T, NULL);
 }
 
 void
 vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D, int h,
-                           int q0, int q1)
+                           int q0, int q1, float *kpack)
 {
   const int ld = 3 * W;
   const float *q = qkv + (int64_t) q0 * ld + h * D;
   const float *k = qkv + W + h * D;
   const float *v = qkv + 2 * W + h * D;
   float *a = att + (int64_t) q0 * T;
-  /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)), the scale applied by the GEMM */
-  vl_gemm_serial (FALSE, TRUE, q1 - q0, T, D, 1.0f / sqrtf ((float) D), q, ld, k, ld, 0.0f, a, T);
+  /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)), the scale applied by the GEMM; k packed as a
+   * weight first, when that is paid back by enough query rows */
+  if (kpack && vl_gemm_enabled () && 2 * (q1 - q0) >= T)
+    {
+      vl_pack_weights (kpack, k, ld, T, D);
+      vl_gemm_packed (a, T, q, ld, kpack, 1.0f / sqrtf ((float) D), NULL, NULL, 0, q1 - q0, T, D);
+    }
+  else
+    vl_gemm_serial (FALSE, TRUE, q1 - q0, T, D, 1.0f / sqrtf ((float) D), q, ld, k, ld, 0.0f, a,
+                    T);
   vl_softmax_rows (a, q1 - q0, T);
   /* out (q1 - q0, D) = att v */
-  vl_gemm_serial (FALSE, FALSE, q1 - q0, D, T, 1.0f, a, T, v, ld, 0.0f,
-                  out + (int64_t) q0 * W + h * D, W);
+  if (vl_gemm_enabled ())
+    vl_gemm_rowmajor (FALSE, out + (int64_t) q0 * W + h * D, W, a, T, v, ld, 1.0f, NULL, 0,
+                      q1 - q0, D, T);
+  else
+    vl_gemm_serial (FALSE, FALSE, q1 - q0, D, T, 1.0f, a, T, v, ld, 0.0f,
+                    out + (int64_t) q0 * W + h * D, W);
 }
 
 void
@@ -349,15 +362,27 @@ vl_attention_backward (float *dqkv, float *dscore, const float *dout, const floa
   float *dv = dqkv + 2 * W + h * D;
   const float *dy = dout + h * D;
 
+  const gboolean own = vl_gemm_enabled ();
   /* dv (T, D) = att^T dy */
-  vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, att, T, dy, W, 0.0f, dv, ld);
+  if (own)
+    vl_gemm_rowmajor (TRUE, dv, ld, att, T, dy, W, 1.0f, NULL, 0, T, D, T);
+  else
+    vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, att, T, dy, W, 0.0f, dv, ld);
   /* datt (T, T) = dy v^T */
   vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, dy, W, v, ld, 0.0f, dscore, T);
   /* dscore = att * (datt - rowsum (datt * att)) * scale */
   vl_softmax_backward_rows (dscore, att, T, T, scale);
   /* dq = dscore k; dk = dscore^T q */
-  vl_gemm_serial (FALSE, FALSE, T, D, T, 1.0f, dscore, T, k, ld, 0.0f, dq, ld);
-  vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, dscore, T, q, ld, 0.0f, dk, ld);
+  if (own)
+    {
+      vl_gemm_rowmajor (FALSE, dq, ld, dscore, T, k, ld, 1.0f, NULL, 0, T, D, T);
+      vl_gemm_rowmajor (TRUE, dk, ld, dscore, T, q, ld, 1.0f, NULL, 0, T, D, T);
+    }
+  else
+    {
+      vl_gemm_serial (FALSE, FALSE, T, D, T, 1.0f, dscore, T, k, ld, 0.0f, dq, ld);
+      vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, dscore, T, q, ld, 0.0f, dk, ld);
+    }
 }
 
 double

@@ -33,9 +33,10 @@ void vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols
  * head's columns h*D..h*D+D-1; att (T, T) receives the softmax probabilities. */
 void vl_attention_forward  (float *out, float *att, const float *qkv, int T, int W, int D,
                             int h);
-/* The same for the query rows [q0, q1) only (their rows of att and out). */
+/* The same for the query rows [q0, q1) only (their rows of att and out). kpack: NULL, or
+ * vl_packed_numel (T, D) floats of scratch (64-byte aligned) for this head's keys packed. */
 void vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D,
-                                int h, int q0, int q1);
+                                int h, int q0, int q1, float *kpack);
 /* dqkv (T, 3W): this head's q, k, v columns are overwritten. dscore: (T, T) scratch. */
 void vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,
                             const float *qkv, int T, int W, int D, int h);

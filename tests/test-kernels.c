@@ -299,42 +299,49 @@ att_case_init (AttCase *c, uint64_t seed)
 static void
 test_attention_forward (void)
 {
-  AttCase c;
-  att_case_init (&c, 31);
-  const float sentinel = -777.f;
-  for (int i = 0; i < AT_T * AT_W; i++)
-    c.out[i] = sentinel;
-  vl_attention_forward (c.out, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD);
-
-  const int ld = 3 * AT_W;
-  for (int i = 0; i < AT_T; i++)
+  /* the keys as they are (OpenBLAS), then packed (vl_gemm_packed, where the CPU has it) */
+  float *kpack = g_aligned_alloc (vl_packed_numel (AT_T, AT_D), sizeof (float), 64);
+  for (int packed = 0; packed < 2; packed++)
     {
-      double s[AT_T], mx = -INFINITY, sum = 0;
-      for (int j = 0; j < AT_T; j++)
+      AttCase c;
+      att_case_init (&c, 31);
+      const float sentinel = -777.f;
+      for (int i = 0; i < AT_T * AT_W; i++)
+        c.out[i] = sentinel;
+      vl_attention_forward_rows (c.out, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD, 0, AT_T,
+                                 packed ? kpack : NULL);
+
+      const int ld = 3 * AT_W;
+      for (int i = 0; i < AT_T; i++)
         {
-          s[j] = 0;
-          for (int d = 0; d < AT_D; d++)
-            s[j] += (double) c.qkv[i * ld + AT_HEAD * AT_D + d] *
-                    c.qkv[j * ld + AT_W + AT_HEAD * AT_D + d];
-          s[j] /= sqrt (AT_D);
-          mx = MAX (mx, s[j]);
-        }
-      for (int j = 0; j < AT_T; j++)
-        sum += (s[j] = exp (s[j] - mx));
-      for (int j = 0; j < AT_T; j++)
-        check_scalar ("att", c.att[i * AT_T + j], s[j] / sum, 1e-6, 1e-5);
-      for (int d = 0; d < AT_D; d++)
-        {
-          double o = 0;
+          double s[AT_T], mx = -INFINITY, sum = 0;
           for (int j = 0; j < AT_T; j++)
-            o += s[j] / sum * c.qkv[j * ld + 2 * AT_W + AT_HEAD * AT_D + d];
-          check_scalar ("out", c.out[i * AT_W + AT_HEAD * AT_D + d], o, 1e-5, 1e-5);
+            {
+              s[j] = 0;
+              for (int d = 0; d < AT_D; d++)
+                s[j] += (double) c.qkv[i * ld + AT_HEAD * AT_D + d] *
+                        c.qkv[j * ld + AT_W + AT_HEAD * AT_D + d];
+              s[j] /= sqrt (AT_D);
+              mx = MAX (mx, s[j]);
+            }
+          for (int j = 0; j < AT_T; j++)
+            sum += (s[j] = exp (s[j] - mx));
+          for (int j = 0; j < AT_T; j++)
+            check_scalar ("att", c.att[i * AT_T + j], s[j] / sum, 1e-6, 1e-5);
+          for (int d = 0; d < AT_D; d++)
+            {
+              double o = 0;
+              for (int j = 0; j < AT_T; j++)
+                o += s[j] / sum * c.qkv[j * ld + 2 * AT_W + AT_HEAD * AT_D + d];
+              check_scalar ("out", c.out[i * AT_W + AT_HEAD * AT_D + d], o, 1e-5, 1e-5);
+            }
+          /* other heads' columns untouched */
+          for (int col = 0; col < AT_W; col++)
+            if (col / AT_D != AT_HEAD)
+              g_assert_cmpfloat (c.out[i * AT_W + col], ==, sentinel);
         }
-      /* other heads' columns untouched */
-      for (int col = 0; col < AT_W; col++)
-        if (col / AT_D != AT_HEAD)
-          g_assert_cmpfloat (c.out[i * AT_W + col], ==, sentinel);
     }
+  g_aligned_free (kpack);
 }
 
 static void
@@ -747,11 +754,11 @@ test_gemm_packed (void)
           fill_normal (&r, b, N, 0.0, 1.0);
           fill_normal (&r, c, (int64_t) M * ldc, 0.0, 1.0);
           memcpy (res, c, sizeof (float) * M * ldc);
-          vl_pack_weights (wp, w, N, K);
+          vl_pack_weights (wp, w, K, N, K);
           /* 0: plain; 1: bias; 2: bias + residual in another buffer; 3: residual = c itself */
           const float *bias = variant == 1 || variant == 2 ? b : NULL;
           const float *resid = variant == 2 ? res : variant == 3 ? c : NULL;
-          vl_gemm_packed (c, ldc, a, lda, wp, bias, resid, ldc, M, N, K);
+          vl_gemm_packed (c, ldc, a, lda, wp, 1.0f, bias, resid, ldc, M, N, K);
           for (int i = 0; i < M; i++)
             for (int j = 0; j < ldc; j++)
               {
@@ -779,6 +786,64 @@ test_gemm_packed (void)
         }
   g_test_message ("%d shapes; AVX-512 kernel: %s", cases,
                   vl_gemm_packed_supported () ? "yes" : "no (plain C)");
+}
+
+/* vl_gemm_rowmajor the same way: b read in place with a row stride wider than N (attention's
+ * values are a slice of qkv), a plain or transposed, alpha, and the residual being c. */
+static void
+test_gemm_rowmajor (void)
+{
+  static const int Ms[] = { 1, 7, 12, 30, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100 },
+                   Ks[] = { 1, 5, 64, 197 };
+  VlRng r;
+  vl_rng_seed (&r, 92);
+  int cases = 0;
+  for (guint mi = 0; mi < G_N_ELEMENTS (Ms); mi++)
+    for (guint ni = 0; ni < G_N_ELEMENTS (Ns); ni++)
+      for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+        {
+          const int M = Ms[mi], N = Ns[ni], K = Ks[ki], variant = cases++ % 4;
+          const gboolean ta = variant & 1, accumulate = variant & 2;
+          const int lda = (ta ? M : K) + 2, ldb = N + 7, ldc = N + 3;
+          const float alpha = variant == 1 ? 0.125f : variant == 2 ? -1.5f : 1.0f;
+          const int a_rows = ta ? K : M;
+          g_autofree float *a = g_new (float, (gsize) a_rows * lda);
+          g_autofree float *b = g_new (float, (gsize) K * ldb);
+          g_autofree float *c = g_new (float, (gsize) M * ldc);
+          g_autofree float *before = g_new (float, (gsize) M * ldc);
+          fill_normal (&r, a, (int64_t) a_rows * lda, 0.0, 1.0);
+          fill_normal (&r, b, (int64_t) K * ldb, 0.0, 1.0);
+          fill_normal (&r, c, (int64_t) M * ldc, 0.0, 1.0);
+          memcpy (before, c, sizeof (float) * M * ldc);
+          vl_gemm_rowmajor (ta, c, ldc, a, lda, b, ldb, alpha, accumulate ? c : NULL, ldc, M, N,
+                            K);
+          for (int i = 0; i < M; i++)
+            for (int j = 0; j < ldc; j++)
+              {
+                float got = c[(int64_t) i * ldc + j];
+                if (j >= N)
+                  {
+                    g_assert_cmpfloat (got, ==, before[(int64_t) i * ldc + j]);
+                    continue;
+                  }
+                double want = 0.0, mag = 0.0;
+                for (int k = 0; k < K; k++)
+                  {
+                    double av = ta ? a[(int64_t) k * lda + i] : a[(int64_t) i * lda + k];
+                    double t = av * b[(int64_t) k * ldb + j];
+                    want += t;
+                    mag += fabs (t);
+                  }
+                want *= alpha;
+                mag *= fabs (alpha);
+                if (accumulate)
+                  want += before[(int64_t) i * ldc + j], mag += fabs (before[(int64_t) i * ldc + j]);
+                if (fabs (got - want) > 1e-6 * (K + 2) * mag + 1e-30)
+                  g_error ("vl_gemm_rowmajor M=%d N=%d K=%d variant %d: c[%d][%d] = %.9g, "
+                           "want %.9g", M, N, K, variant, i, j, got, want);
+              }
+        }
+  g_test_message ("%d shapes", cases);
 }
 
 /* ------------------------------------------------------------------ the whole model */
@@ -1312,6 +1377,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/adamw/first-step", test_adamw_first_step);
   g_test_add_func ("/kernels/adamw/three-steps", test_adamw_three_steps);
   g_test_add_func ("/kernels/gemm/packed", test_gemm_packed);
+  g_test_add_func ("/kernels/gemm/rowmajor", test_gemm_rowmajor);
 
   /* the whole model: every pool with both heads on the native and a resampled grid, label
    * smoothing 0 or 0.1 alternating so that each pool, head and grid meets both (the full product
