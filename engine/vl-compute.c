@@ -111,11 +111,11 @@ acts_alloc (VlActs *a, int64_t n, size_t size)
 
 /* Activations of one block for n_img images. Without for_backward (a frozen block's scratch),
  * GELU runs in place: nothing reads fc1's output before the activation. With it, GELU's output
- * is not kept (a->gbuf holds it while the forward needs it; the backward recomputes it from h):
- * a fifth of a stored block's memory. */
+ * is kept only with keep_gelu (otherwise a->gbuf holds it while the forward needs it and the
+ * backward recomputes it from h: a fifth of a stored block's memory). */
 static void
 block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gboolean with_att,
-                  gboolean for_backward)
+                  gboolean for_backward, gboolean keep_gelu)
 {
   int64_t BT = (int64_t) n_img * a->T;
   k->ln1 = FALLOC (a, BT * g->width);
@@ -130,7 +130,7 @@ block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gbool
   k->ln2_mean = FALLOC (a, BT);
   k->ln2_rstd = FALLOC (a, BT);
   k->h = FALLOC (a, BT * g->mlp);
-  k->g = for_backward ? NULL : k->h;   /* stored blocks: a->gbuf */
+  k->g = !for_backward ? k->h : keep_gelu ? FALLOC (a, BT * g->mlp) : NULL;   /* NULL: a->gbuf */
   k->ls2b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
 }
 
@@ -208,17 +208,20 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   a->scratch = g_new0 (BlockActs, n_scratch);
   if (store_from > 0)
     for (int w = 0; w < n_scratch; w++)
-      block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE);
+      block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE, FALSE);
   a->kpack_numel = (vl_packed_numel (T, g->head_dim) + 15) / 16 * 16;
   a->kpack = FALLOC (a, threads * a->kpack_numel);
+  /* GELU's output is kept for the backward when at most half the blocks are stored (it saves a
+   * pass over h); a full fine-tune recomputes it, which keeps its peak memory lower */
+  const gboolean keep_gelu = 2 * (g->depth - store_from) <= g->depth;
   a->gbuf = g_new0 (float *, n_scratch);
-  if (store_from < g->depth)
+  if (store_from < g->depth && !keep_gelu)
     for (int w = 0; w < n_scratch; w++)
       a->gbuf[w] = FALLOC (a, (int64_t) (a->span ? a->span : B) * T * g->mlp);
   for (int l = 0; l < g->depth; l++)
     {
       if (l >= store_from)
-        block_acts_alloc (a, &a->blk[l], g, B, TRUE, TRUE);
+        block_acts_alloc (a, &a->blk[l], g, B, TRUE, TRUE, keep_gelu);
       else if (capture)
         a->blk[l].att = FALLOC (a, (int64_t) B * g->heads * T * T);
     }
@@ -767,7 +770,7 @@ run_rows (const Span *sp, const VlActs *a, int64_t row_work, int per_thread, Row
 
 /* Block l's buffers seen from image b0 on (row 0 of each is image b0's first token). A frozen
  * block uses the worker's own scratch set (span) or the batch's (b0 is then 0); a stored block its
- * own arrays, with GELU's output in the worker's (or the batch's) gbuf. */
+ * own arrays, with GELU's output its own too or in the worker's (or the batch's) gbuf. */
 static BlockActs
 block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
 {
@@ -795,7 +798,7 @@ block_view (VlActs *a, const VlGeometry *g, int l, int b0, int worker)
   v.ln2_mean += t;
   v.ln2_rstd += t;
   v.h += t * g->mlp;
-  v.g = a->gbuf[w];
+  v.g = v.g ? v.g + t * g->mlp : a->gbuf[w];
   v.ls2b = SHIFT (v.ls2b, t * W);
   return v;
 }
@@ -1464,14 +1467,17 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   /* dx holds d out. MLP branch: out = xmid + [ls2 *] fc2 (act (fc1 (ln2 (xmid)))) */
   const float *dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS2), BP (B_LS2), k->ls2b, BT, W)
                                    : a->dx;
-  /* fc2's weight gradient needs its input GELU (h): recomputed into dwide, which the next
-   * product overwrites (not when fc2's weight is frozen: nothing reads it then) */
-  if (BG (B_FC2_W))
+  /* fc2's weight gradient needs its input GELU (h): kept by the forward, or recomputed into
+   * dwide, which the next product overwrites (not when fc2's weight is frozen: nothing reads it
+   * then) */
+  const float *gelu = k->g;
+  if (gelu == NULL && BG (B_FC2_W))
     {
       ActRows ar = { a->dwide, k->h, M, model_act (m) };
       parallel_rows (BT, 16 * M, 2, act_rows, &ar);
+      gelu = a->dwide;
     }
-  linear_backward_params_rows (a, BG (B_FC2_W), BG (B_FC2_B), dy, a->dwide, BT, M, W);
+  linear_backward_params_rows (a, BG (B_FC2_W), BG (B_FC2_B), dy, gelu, BT, M, W);
   linear_backward_input (a->dwide, dy, BP (B_FC2_W), model_act (m), k->h, BT, M, W, FALSE);
   linear_backward_params_rows (a, BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
   linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE);
