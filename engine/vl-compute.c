@@ -641,7 +641,7 @@ typedef struct {
   const float *datty;
   float *dqkv, *dscore;
   int q_chunks;          /* forward: query-row chunks per (image, head) */
-  const VlActs *a;       /* forward: its per-worker kpack */
+  const VlActs *a;       /* its per-worker kpack */
 } AttnJob;
 
 /* task i: image b, head h, query rows chunk c of q_chunks */
@@ -669,7 +669,7 @@ attn_bwd_task (void *data, int64_t i, int worker)
   int h = (int) (i % H);
   vl_attention_backward (j->dqkv + b * T * 3 * W, j->dscore + (int64_t) worker * T * T,
                          j->datty + b * T * W, j->k->att + i * T * T, j->k->qkv + b * T * 3 * W,
-                         T, W, j->g->head_dim, h);
+                         T, W, j->g->head_dim, h, j->a->kpack + worker * j->a->kpack_numel);
 }
 
 /* ------------------------------------------------------------------ forward */
@@ -1487,7 +1487,7 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS1), BP (B_LS1), k->ls1b, BT, W) : a->dx;
   linear_backward_params_rows (a, BG (B_PROJ_W), BG (B_PROJ_B), dy, k->atty, BT, W, W);
   linear_backward_input (a->datty, dy, BP (B_PROJ_W), ACT_NONE, NULL, BT, W, W, FALSE);
-  AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide,
+  AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide, .a = a,
                 .dscore = a->dscore };
   vl_parallel_for ((int64_t) a->B * g->heads, attn_bwd_task, &j);
   linear_backward_params_rows (a, BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);

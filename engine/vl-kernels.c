@@ -350,7 +350,7 @@ vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int 
 
 void
 vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,
-                       const float *qkv, int T, int W, int D, int h)
+                       const float *qkv, int T, int W, int D, int h, float *vpack)
 {
   const int ld = 3 * W;
   const float scale = 1.0f / sqrtf ((float) D);
@@ -368,8 +368,14 @@ vl_attention_backward (float *dqkv, float *dscore, const float *dout, const floa
     vl_gemm_rowmajor (TRUE, dv, ld, att, T, dy, W, 1.0f, NULL, 0, T, D, T);
   else
     vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, att, T, dy, W, 0.0f, dv, ld);
-  /* datt (T, T) = dy v^T */
-  vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, dy, W, v, ld, 0.0f, dscore, T);
+  /* datt (T, T) = dy v^T (v packed as a weight first) */
+  if (own && vpack)
+    {
+      vl_pack_weights (vpack, v, ld, T, D);
+      vl_gemm_packed (dscore, T, dy, W, vpack, 1.0f, NULL, NULL, 0, T, T, D);
+    }
+  else
+    vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, dy, W, v, ld, 0.0f, dscore, T);
   /* dscore = att * (datt - rowsum (datt * att)) * scale */
   vl_softmax_backward_rows (dscore, att, T, T, scale);
   /* dq = dscore k; dk = dscore^T q */

@@ -37,9 +37,10 @@ void vl_attention_forward  (float *out, float *att, const float *qkv, int T, int
  * vl_packed_numel (T, D) floats of scratch (64-byte aligned) for this head's keys packed. */
 void vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D,
                                 int h, int q0, int q1, float *kpack);
-/* dqkv (T, 3W): this head's q, k, v columns are overwritten. dscore: (T, T) scratch. */
+/* dqkv (T, 3W): this head's q, k, v columns are overwritten. dscore: (T, T) scratch; vpack:
+ * NULL or vl_packed_numel (T, D) floats of scratch (64-byte aligned) for the values packed. */
 void vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,
-                            const float *qkv, int T, int W, int D, int h);
+                            const float *qkv, int T, int W, int D, int h, float *vpack);
 
 /* Mean cross-entropy over the batch with PyTorch's label smoothing:
  * loss_i = (1 - ls) * -log p[y] + ls * mean_k (-log p_k). dlogits (B, K) = d loss / d logits.

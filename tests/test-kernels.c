@@ -347,37 +347,44 @@ test_attention_forward (void)
 static void
 test_attention_backward (void)
 {
-  AttCase c;
-  att_case_init (&c, 32);
-  att_loss (&c);
+  /* the values as they are (OpenBLAS), then packed (vl_gemm_packed, where the CPU has it) */
+  float *vpack = g_aligned_alloc (vl_packed_numel (AT_T, AT_D), sizeof (float), 64);
+  for (int packed = 0; packed < 2; packed++)
+    {
+      AttCase c;
+      att_case_init (&c, 32);
+      att_loss (&c);
 
-  const float sentinel = 12345.f;
-  float dqkv[AT_T * 3 * AT_W], dscore[AT_T * AT_T];
-  for (int i = 0; i < AT_T * 3 * AT_W; i++)
-    dqkv[i] = sentinel;
-  for (int i = 0; i < AT_T * AT_T; i++)
-    dscore[i] = NAN;   /* scratch: must be written before it is read */
-  vl_attention_backward (dqkv, dscore, c.R, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD);
+      const float sentinel = 12345.f;
+      float dqkv[AT_T * 3 * AT_W], dscore[AT_T * AT_T];
+      for (int i = 0; i < AT_T * 3 * AT_W; i++)
+        dqkv[i] = sentinel;
+      for (int i = 0; i < AT_T * AT_T; i++)
+        dscore[i] = NAN;   /* scratch: must be written before it is read */
+      vl_attention_backward (dqkv, dscore, c.R, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD,
+                             packed ? vpack : NULL);
 
-  /* this head's q, k, v columns are overwritten (a sentinel left in them would fail the
-   * differences below), the others are left alone; their true gradient is 0 */
-  float g[AT_T * 3 * AT_W];
-  for (int t = 0; t < AT_T; t++)
-    for (int col = 0; col < 3 * AT_W; col++)
-      {
-        int i = t * 3 * AT_W + col;
-        if ((col % AT_W) / AT_D == AT_HEAD)
-          g[i] = dqkv[i];
-        else
+      /* this head's q, k, v columns are overwritten (a sentinel left in them would fail the
+       * differences below), the others are left alone; their true gradient is 0 */
+      float g[AT_T * 3 * AT_W];
+      for (int t = 0; t < AT_T; t++)
+        for (int col = 0; col < 3 * AT_W; col++)
           {
-            g_assert_cmpfloat (dqkv[i], ==, sentinel);
-            g[i] = 0.f;
+            int i = t * 3 * AT_W + col;
+            if ((col % AT_W) / AT_D == AT_HEAD)
+              g[i] = dqkv[i];
+            else
+              {
+                g_assert_cmpfloat (dqkv[i], ==, sentinel);
+                g[i] = 0.f;
+              }
           }
-      }
-  /* all 3W columns, so that a forward reading another head's columns would show too; inputs
-   * O(1), h = 1e-2: noise ~ 1e-7 * 6 / 2e-2 ~ 3e-5, h^2 term ~ 1e-4 */
-  check_grad_fd ("attention d qkv", c.qkv, AT_T * 3 * AT_W, g, att_loss, &c, 1e-2, 5e-3, 2e-4,
-                 1e-3);
+      /* all 3W columns, so that a forward reading another head's columns would show too; inputs
+       * O(1), h = 1e-2: noise ~ 1e-7 * 6 / 2e-2 ~ 3e-5, h^2 term ~ 1e-4 */
+      check_grad_fd ("attention d qkv", c.qkv, AT_T * 3 * AT_W, g, att_loss, &c, 1e-2, 5e-3, 2e-4,
+                     1e-3);
+    }
+  g_aligned_free (vpack);
 }
 
 /* ------------------------------------------------------------------ cross-entropy */
