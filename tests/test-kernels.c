@@ -801,7 +801,7 @@ static void
 test_gemm_rowmajor (void)
 {
   static const int Ms[] = { 1, 7, 12, 30, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100 },
-                   Ks[] = { 1, 5, 64, 197 };
+                   Ks[] = { 1, 5, 64, 197, 1100 };
   VlRng r;
   vl_rng_seed (&r, 92);
   int cases = 0;
