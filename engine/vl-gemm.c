@@ -163,27 +163,45 @@ TILES (ROWS_TAIL, 1)
 #undef TILES
 #undef TILE
 
+/* One tile of 12 rows against the panel of columns [p, p + 32). */
+static inline void
+gemm_tile_avx512 (const Gemm *g, gboolean packed, int r, int p)
+{
+  int mr = g->M - r < MR ? g->M - r : MR;
+  int n_here = g->N - p < NR ? g->N - p : NR;
+  __mmask16 m0 = (__mmask16) (n_here >= 16 ? 0xffff : (1u << n_here) - 1);
+  __mmask16 m1 = (__mmask16) (n_here <= 16 ? 0 : n_here >= 32 ? 0xffff
+                                             : (1u << (n_here - 16)) - 1);
+  const TileFn *fns = packed ? tiles_PACKED0
+                      : n_here == NR ? (g->ta ? tiles_ROWS1 : tiles_ROWS0)
+                      : (g->ta ? tiles_ROWS_TAIL1 : tiles_ROWS_TAIL0);
+  fns[mr] (g->K, g->a + (g->ta ? r : (int64_t) r * g->lda), g->lda,
+           g->b + (int64_t) (p / NR) * g->panel, g->ldb, g->c + (int64_t) r * g->ldc + p, g->ldc,
+           g->alpha, g->bias ? g->bias + p : NULL,
+           g->res ? g->res + (int64_t) r * g->ldr + p : NULL, g->ldr, m0, m1);
+}
+
+/* The order of the tiles. While b fits in L2 beside the rows of a in use (every ViT-Ti weight),
+ * 12 rows of a at a time against all of b, read from L2. A larger b (ViT-S's MLP) would then come
+ * from L3 for every 12 rows: the rows go in blocks of about 768 KiB of a instead, and each panel of
+ * b (K x 32) is read once per block and passes all the block's rows while it is in cache. */
 static void
 gemm_avx512 (const Gemm *g, gboolean packed)
 {
-  for (int r = 0; r < g->M; r += MR)
+  const int64_t b_bytes = (int64_t) g->K * ((g->N + NR - 1) / NR * NR) * sizeof (float);
+  if (b_bytes <= (1 << 20))
     {
-      int mr = g->M - r < MR ? g->M - r : MR;
-      for (int p = 0; p < g->N; p += NR)
-        {
-          int n_here = g->N - p < NR ? g->N - p : NR;
-          __mmask16 m0 = (__mmask16) (n_here >= 16 ? 0xffff : (1u << n_here) - 1);
-          __mmask16 m1 = (__mmask16) (n_here <= 16 ? 0 : n_here >= 32 ? 0xffff
-                                                     : (1u << (n_here - 16)) - 1);
-          const TileFn *fns = packed ? tiles_PACKED0
-                              : n_here == NR ? (g->ta ? tiles_ROWS1 : tiles_ROWS0)
-                              : (g->ta ? tiles_ROWS_TAIL1 : tiles_ROWS_TAIL0);
-          fns[mr] (g->K, g->a + (g->ta ? r : (int64_t) r * g->lda), g->lda, g->b + (int64_t) (p / NR) * g->panel,
-                   g->ldb, g->c + (int64_t) r * g->ldc + p, g->ldc, g->alpha,
-                   g->bias ? g->bias + p : NULL, g->res ? g->res + (int64_t) r * g->ldr + p : NULL,
-                   g->ldr, m0, m1);
-        }
+      for (int r = 0; r < g->M; r += MR)
+        for (int p = 0; p < g->N; p += NR)
+          gemm_tile_avx512 (g, packed, r, p);
+      return;
     }
+  int mc = (int) ((768 << 10) / ((int64_t) g->K * sizeof (float))) / MR * MR;
+  mc = mc < MR ? MR : mc;
+  for (int r0 = 0; r0 < g->M; r0 += mc)
+    for (int p = 0; p < g->N; p += NR)
+      for (int r = r0; r < g->M && r < r0 + mc; r += MR)
+        gemm_tile_avx512 (g, packed, r, p);
 }
 
 #else

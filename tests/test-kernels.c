@@ -796,11 +796,12 @@ test_gemm_packed (void)
 }
 
 /* vl_gemm_rowmajor the same way: b read in place with a row stride wider than N (attention's
- * values are a slice of qkv), a plain or transposed, alpha, and the residual being c. */
+ * values are a slice of qkv), a plain or transposed, alpha, and the residual being c; b of over
+ * 1 MiB (300 x 1100) takes the row-blocked order. */
 static void
 test_gemm_rowmajor (void)
 {
-  static const int Ms[] = { 1, 7, 12, 30, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100 },
+  static const int Ms[] = { 1, 7, 12, 30, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100, 300 },
                    Ks[] = { 1, 5, 64, 197, 1100 };
   VlRng r;
   vl_rng_seed (&r, 92);
