@@ -363,11 +363,8 @@ vl_attention_backward (float *dqkv, float *dscore, const float *dout, const floa
   const float *dy = dout + h * D;
 
   const gboolean own = vl_gemm_enabled ();
-  /* dv (T, D) = att^T dy */
-  if (own)
-    vl_gemm_rowmajor (TRUE, dv, ld, att, T, dy, W, 1.0f, NULL, 0, T, D, T);
-  else
-    vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, att, T, dy, W, 0.0f, dv, ld);
+  /* The probabilities (read from memory: the forward wrote them long ago) are first read row by
+   * row, in order, by the softmax's backward; d v then finds them in cache. */
   /* datt (T, T) = dy v^T (v packed as a weight first) */
   if (own && vpack)
     {
@@ -378,6 +375,11 @@ vl_attention_backward (float *dqkv, float *dscore, const float *dout, const floa
     vl_gemm_serial (FALSE, TRUE, T, T, D, 1.0f, dy, W, v, ld, 0.0f, dscore, T);
   /* dscore = att * (datt - rowsum (datt * att)) * scale */
   vl_softmax_backward_rows (dscore, att, T, T, scale);
+  /* dv (T, D) = att^T dy */
+  if (own)
+    vl_gemm_rowmajor (TRUE, dv, ld, att, T, dy, W, 1.0f, NULL, 0, T, D, T);
+  else
+    vl_gemm_serial (TRUE, FALSE, T, D, T, 1.0f, att, T, dy, W, 0.0f, dv, ld);
   /* dq = dscore k; dk = dscore^T q */
   if (own)
     {
