@@ -341,7 +341,7 @@ def old_sections(path):
     return found
 
 
-def render(a, info, gemm, results, epoch, t_total, hand):
+def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     L = []
     w = L.append
     w("# Benchmarks")
@@ -493,6 +493,32 @@ def render(a, info, gemm, results, epoch, t_total, hand):
           f"{fmt(r['vitlab'].get('rss'))} | {rss_t} | {fmt(100 * case_foreign(r), 0)} |")
     w("")
 
+    # ---- own products against OpenBLAS's
+    w("### vitlab's own products against OpenBLAS's")
+    w("")
+    w("On AVX-512 the forward's linear layers (weights packed once), attention's products and the "
+      "backward's input")
+    w("gradients run on vitlab's own kernel (`engine/vl-gemm.c`); the weight gradients stay on "
+      "OpenBLAS. `vitlab-cli bench")
+    w("--gemm-ab` alternates it with OpenBLAS step by step in one process (medians of each; "
+      "ms per step):")
+    w("")
+    w("| model, batch, case | forward own / OpenBLAS | backward own / OpenBLAS "
+      "| images/s own / OpenBLAS | gain |")
+    w("|---|---:|---:|---:|---:|")
+    for g in gemm_ab:
+        d = g["d"]
+        if not g["ok"]:
+            w(f"| {MODELS[g['model']][0]}, {g['batch']}, {g['mode']} | failed | | | |")
+            continue
+        own, blas = float(d["images_per_s"]), float(d["openblas_images_per_s"])
+        bwd = (f"{fmt(float(d['backward_ms']))} / {fmt(float(d['openblas_backward_ms']))}"
+               if g["mode"] != "infer" else "—")
+        w(f"| {MODELS[g['model']][0]}, {g['batch']}, {g['mode']} | "
+          f"{fmt(float(d['forward_ms']))} / {fmt(float(d['openblas_forward_ms']))} | {bwd} | "
+          f"{fmt(own)} / {fmt(blas)} | {own / blas:.2f}x |")
+    w("")
+
     # ---- epoch
     w("## End to end: one epoch of ants vs bees")
     w("")
@@ -558,6 +584,8 @@ def render(a, info, gemm, results, epoch, t_total, hand):
     w("")
     for r in gemm.get("commands", []):
         w("    " + r)
+    for g in gemm_ab:
+        w("    " + g["cmd"])
     for r in results:
         w("    " + r["vitlab"]["cmd"])
         for c in TORCH_CONFIGS:
@@ -753,6 +781,28 @@ def parse_case(res, cmd):
     r["rates"] = d.get("rates")
     r["reps_done"] = int(d["reps_done"]) if "reps_done" in d else None
     return r
+
+
+GEMM_AB_CASES = [("vit-tiny", 32, "infer"), ("vit-tiny", 32, "unlock6"), ("vit-tiny", 32, "full"),
+                 ("vit-tiny", 1, "infer"), ("vit-small", 32, "infer")]
+
+
+def run_gemm_ab(a, cli_abs):
+    """vitlab's own products against OpenBLAS's inside vitlab (`vitlab-cli bench --gemm-ab`:
+    the two alternate step by step in one process, so that both see the same machine)."""
+    out = []
+    cases = GEMM_AB_CASES if not a.quick else GEMM_AB_CASES[:1]
+    for model, batch, mode in cases:
+        reps = 3 if a.quick else (30 if batch == 1 else (4 if model == "vit-small" else 6))
+        argv = [a.cli, "bench", "--model", model, "--batch", str(batch), "--mode", mode,
+                "--reps", str(reps), "--gemm-ab"]
+        res = run([cli_abs] + argv[1:])
+        d = kv(res["out"])
+        out.append({"model": model, "batch": batch, "mode": mode, "cmd": cmdline(argv),
+                    "ok": res["rc"] == 0 and "openblas_images_per_s" in d, "d": d})
+        log(f"gemm-ab {model} b{batch} {mode}: {d.get('images_per_s')} vs "
+            f"{d.get('openblas_images_per_s')} img/s")
+    return out
 
 
 def run_gemm(quick, gemm=None):
@@ -958,10 +1008,11 @@ def bench_all(a, cli_abs):
                     first["foreign"] = max(first["foreign"], again["foreign"])
                 log(f"{model} b{batch} {mode}: vitlab again {again['ips']} img/s")
                 results.append(r)
+    gemm_ab = run_gemm_ab(a, cli_abs)
     epoch = None if a.no_epoch else run_epoch(a, cli_abs)
     gemm = run_gemm(a.quick, gemm)
     t_total = time.perf_counter() - t0
-    text = render(a, info, gemm, results, epoch, t_total, hand)
+    text = render(a, info, gemm, results, epoch, t_total, hand, gemm_ab)
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
