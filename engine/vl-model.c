@@ -1,6 +1,7 @@
 /* vl-model.c: the parameter table, layer groups, heads, gradients, AdamW, saving. Loading each
  * checkpoint family lives in vl-families.c, export in vl-export.c. */
 #include "vl-model-private.h"
+#include "vl-pool.h"
 #include "vl-kernels.h"
 #include "vl-rng.h"
 
@@ -420,9 +421,38 @@ vl_model_clip_grad_norm (VlModel *m, double max_norm)
   return norm;
 }
 
+/* One piece of a parameter for the pool: elements [i0, i1) of params[ix]. */
+typedef struct {
+  int     ix;
+  int64_t i0, i1;
+} AdamPiece;
+
+typedef struct {
+  VlModel        *m;
+  const VlAdamW  *opt;
+  GArray         *pieces;
+} AdamJob;
+
+static void
+adamw_piece (void *data, int64_t i, int worker)
+{
+  const AdamJob *j = data;
+  const AdamPiece *pc = &g_array_index (j->pieces, AdamPiece, i);
+  VlParam *p = vl_param (j->m, pc->ix);
+  const VlAdamW *opt = j->opt;
+  float lr = opt->lr * (opt->group_lr_scale ? opt->group_lr_scale[p->group] : 1.0f);
+  vl_adamw_update (p->data + pc->i0, p->grad + pc->i0, p->m + pc->i0, p->v + pc->i0,
+                   pc->i1 - pc->i0, lr, opt->beta1, opt->beta2, opt->eps,
+                   p->decay ? opt->weight_decay : 0.0f, p->step);
+}
+
 void
 vl_model_adamw_step (VlModel *m, const VlAdamW *opt)
 {
+  /* every trainable parameter in pieces of at most 64k elements, spread over the pool (each
+   * element's update is independent of the others: the same result on any number of threads) */
+  const int64_t piece = 65536;
+  g_autoptr(GArray) pieces = g_array_new (FALSE, FALSE, sizeof (AdamPiece));
   for (guint i = 0; i < m->params->len; i++)
     {
       VlParam *p = vl_param (m, (int) i);
@@ -435,11 +465,15 @@ vl_model_adamw_step (VlModel *m, const VlAdamW *opt)
           p->v = mirror (m, m->v_block, which) + (p->data - m->block[which]);
         }
       p->step++;
-      float lr = opt->lr * (opt->group_lr_scale ? opt->group_lr_scale[p->group] : 1.0f);
-      vl_adamw_update (p->data, p->grad, p->m, p->v, p->numel, lr, opt->beta1, opt->beta2,
-                       opt->eps, p->decay ? opt->weight_decay : 0.0f, p->step);
       p->version++;
+      for (int64_t i0 = 0; i0 < p->numel; i0 += piece)
+        {
+          AdamPiece pc = { (int) i, i0, MIN (p->numel, i0 + piece) };
+          g_array_append_val (pieces, pc);
+        }
     }
+  AdamJob j = { m, opt, pieces };
+  vl_parallel_for (pieces->len, adamw_piece, &j);
 }
 
 double
