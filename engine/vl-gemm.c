@@ -39,6 +39,8 @@ vl_packed_numel (int N, int K)
   return (int64_t) (N + NR - 1) / NR * NR * K;
 }
 
+static gboolean pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K);
+
 void
 vl_pack_weights (float *dst, const float *w, int64_t ldw, int N, int K)
 {
@@ -46,6 +48,8 @@ vl_pack_weights (float *dst, const float *w, int64_t ldw, int N, int K)
     {
       float *panel = dst + (int64_t) p * K;
       int n_here = N - p < NR ? N - p : NR;
+      if (pack_panel_avx512 (panel, w + (int64_t) p * ldw, ldw, n_here, K))
+        continue;
       /* each row of w read in order (they may lie far apart: attention's keys) */
       for (int j = 0; j < n_here; j++)
         {
@@ -74,6 +78,67 @@ vl_gemm_packed_supported (void)
 }
 
 #define AVX512 __attribute__ ((target ("avx512f")))
+
+/* r[16] (16 rows of 16) transposed in registers: unpack pairs of rows, shuffle within 128-bit
+ * lanes (4 x 4 blocks), then move the lanes across registers in two steps. */
+static inline __attribute__ ((always_inline)) AVX512 void
+transpose16 (__m512 r[16])
+{
+  __m512 t[16], u[16], v[16];
+  for (int i = 0; i < 8; i++)
+    {
+      t[2 * i] = _mm512_unpacklo_ps (r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps (r[2 * i], r[2 * i + 1]);
+    }
+  for (int g = 0; g < 4; g++)
+    {
+      u[4 * g + 0] = _mm512_shuffle_ps (t[4 * g + 0], t[4 * g + 2], _MM_SHUFFLE (1, 0, 1, 0));
+      u[4 * g + 1] = _mm512_shuffle_ps (t[4 * g + 0], t[4 * g + 2], _MM_SHUFFLE (3, 2, 3, 2));
+      u[4 * g + 2] = _mm512_shuffle_ps (t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE (1, 0, 1, 0));
+      u[4 * g + 3] = _mm512_shuffle_ps (t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE (3, 2, 3, 2));
+    }
+  /* u[4g + q], 128-bit lane L: rows 4g .. 4g + 3 of column 4L + q */
+  for (int q = 0; q < 4; q++)
+    {
+      v[q] = _mm512_shuffle_f32x4 (u[q], u[4 + q], 0x88);
+      v[4 + q] = _mm512_shuffle_f32x4 (u[q], u[4 + q], 0xdd);
+      v[8 + q] = _mm512_shuffle_f32x4 (u[8 + q], u[12 + q], 0x88);
+      v[12 + q] = _mm512_shuffle_f32x4 (u[8 + q], u[12 + q], 0xdd);
+    }
+  for (int q = 0; q < 4; q++)
+    {
+      r[q] = _mm512_shuffle_f32x4 (v[q], v[8 + q], 0x88);
+      r[8 + q] = _mm512_shuffle_f32x4 (v[q], v[8 + q], 0xdd);
+      r[4 + q] = _mm512_shuffle_f32x4 (v[4 + q], v[12 + q], 0x88);
+      r[12 + q] = _mm512_shuffle_f32x4 (v[4 + q], v[12 + q], 0xdd);
+    }
+}
+
+static AVX512 void
+pack_panel_16x16 (float *panel, const float *w, int64_t ldw, int K)
+{
+  for (int j0 = 0; j0 < NR; j0 += 16)
+    for (int k0 = 0; k0 < K; k0 += 16)
+      {
+        __m512 r[16];
+        for (int t = 0; t < 16; t++)
+          r[t] = _mm512_loadu_ps (w + (int64_t) (j0 + t) * ldw + k0);
+        transpose16 (r);
+        for (int q = 0; q < 16; q++)
+          _mm512_storeu_ps (panel + (int64_t) (k0 + q) * NR + j0, r[q]);
+      }
+}
+
+/* A whole panel whose rows are a multiple of 16 long: 16 x 16 blocks transposed in registers
+ * (attention packs its keys and values per head: 1% of a step done element by element). */
+static gboolean
+pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K)
+{
+  if (n_here != NR || K % 16 != 0 || !vl_gemm_packed_supported ())
+    return FALSE;
+  pack_panel_16x16 (panel, w, ldw, K);
+  return TRUE;
+}
 
 /* One tile: rows [r, r + mr) and the panel of columns [p, p + 32); m0, m1 say which of them are
  * in the matrix. The loads from b are plain where every column is (a packed panel is padded
@@ -208,6 +273,12 @@ gemm_avx512 (const Gemm *g, gboolean packed)
 
 gboolean
 vl_gemm_packed_supported (void)
+{
+  return FALSE;
+}
+
+static gboolean
+pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K)
 {
   return FALSE;
 }

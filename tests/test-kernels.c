@@ -749,19 +749,20 @@ test_gemm_packed (void)
       for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
         {
           const int M = Ms[mi], N = Ns[ni], K = Ks[ki], variant = cases++ % 4;
-          const int lda = K + 3, ldc = N + 5;
+          /* the weight's rows further apart than K in every other case (attention's keys) */
+          const int lda = K + 3, ldc = N + 5, ldw = K + (cases % 2 ? 0 : 19);
           g_autofree float *a = g_new (float, (gsize) M * lda);
-          g_autofree float *w = g_new (float, (gsize) N * K);
+          g_autofree float *w = g_new (float, (gsize) N * ldw);
           g_autofree float *b = g_new (float, N);
           g_autofree float *c = g_new (float, (gsize) M * ldc);
           g_autofree float *res = g_new (float, (gsize) M * ldc);
           float *wp = g_aligned_alloc (vl_packed_numel (N, K), sizeof (float), 64);
           fill_normal (&r, a, (int64_t) M * lda, 0.0, 1.0);
-          fill_normal (&r, w, (int64_t) N * K, 0.0, 1.0);
+          fill_normal (&r, w, (int64_t) N * ldw, 0.0, 1.0);
           fill_normal (&r, b, N, 0.0, 1.0);
           fill_normal (&r, c, (int64_t) M * ldc, 0.0, 1.0);
           memcpy (res, c, sizeof (float) * M * ldc);
-          vl_pack_weights (wp, w, K, N, K);
+          vl_pack_weights (wp, w, ldw, N, K);
           /* 0: plain; 1: bias; 2: bias + residual in another buffer; 3: residual = c itself */
           const float *bias = variant == 1 || variant == 2 ? b : NULL;
           const float *resid = variant == 2 ? res : variant == 3 ? c : NULL;
@@ -780,7 +781,7 @@ test_gemm_packed (void)
                   want += res[(int64_t) i * ldc + j], mag += fabs (res[(int64_t) i * ldc + j]);
                 for (int k = 0; k < K; k++)
                   {
-                    double t = (double) a[(int64_t) i * lda + k] * w[(int64_t) j * K + k];
+                    double t = (double) a[(int64_t) i * lda + k] * w[(int64_t) j * ldw + k];
                     want += t;
                     mag += fabs (t);
                   }
