@@ -134,7 +134,7 @@ pack_panel_16x16 (float *panel, const float *w, int64_t ldw, int K)
 static gboolean
 pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K)
 {
-  if (n_here != NR || K % 16 != 0 || !vl_gemm_packed_supported ())
+  if (n_here != NR || K % 16 != 0 || !vl_gemm_enabled ())
     return FALSE;
   pack_panel_16x16 (panel, w, ldw, K);
   return TRUE;
@@ -336,7 +336,7 @@ gemm_run (const Gemm *g, gboolean packed)
   if (g->M <= 0 || g->N <= 0)
     return;
 #ifdef VL_HAVE_AVX512_GEMM
-  if (vl_gemm_packed_supported ())
+  if (vl_gemm_enabled ())
     {
       gemm_avx512 (g, packed);
       return;

@@ -5,15 +5,16 @@
 #include <glib.h>
 #include <stdint.h>
 
-/* TRUE when this CPU runs the AVX-512 kernel; otherwise the engine uses OpenBLAS (the functions
- * below still work there, in plain C). */
+/* TRUE when this CPU can run the AVX-512 kernel. */
 gboolean vl_gemm_packed_supported (void);
 
-/* Whether the engine uses these products (else OpenBLAS's): on AVX-512, unless the environment
- * says VITLAB_PACKED_GEMM=0 (for A/B measurements). */
+/* Whether the AVX-512 kernel is in use: on such a CPU, unless the environment says
+ * VITLAB_PACKED_GEMM=0 (for A/B measurements). When it is, the engine runs its products on it;
+ * when not, on OpenBLAS, and the functions below (still correct) run in plain C. */
 gboolean vl_gemm_enabled (void);
 /* Overrides that choice (on AVX-512 only) from now on: for benchmarks that alternate the two
- * within one process. Not while a forward or backward runs. */
+ * within one process, and for the tests of the plain-C code. Not while a forward or backward
+ * runs. */
 void     vl_gemm_set_enabled (gboolean enabled);
 
 /* Floats of a packed (N, K) matrix. */

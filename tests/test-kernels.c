@@ -737,7 +737,7 @@ test_adamw_three_steps (void)
  * 32-feature panels, with and without bias and residual, the residual being the output itself,
  * and a row stride wider than N whose extra columns must stay untouched. */
 static void
-test_gemm_packed (void)
+gemm_packed_once (void)
 {
   static const int Ms[] = { 1, 5, 12, 13, 25, 197 }, Ns[] = { 1, 16, 17, 32, 48, 100, 192 },
                    Ks[] = { 1, 3, 16, 64, 200 };
@@ -793,14 +793,14 @@ test_gemm_packed (void)
           g_aligned_free (wp);
         }
   g_test_message ("%d shapes; AVX-512 kernel: %s", cases,
-                  vl_gemm_packed_supported () ? "yes" : "no (plain C)");
+                  vl_gemm_enabled () ? "yes" : "no (plain C)");
 }
 
 /* vl_gemm_rowmajor the same way: b read in place with a row stride wider than N (attention's
  * values are a slice of qkv), a plain or transposed, alpha, and the residual being c; b of over
  * 1 MiB (300 x 1100) takes the row-blocked order. */
 static void
-test_gemm_rowmajor (void)
+gemm_rowmajor_once (void)
 {
   static const int Ms[] = { 1, 7, 12, 30, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100, 300 },
                    Ks[] = { 1, 5, 64, 197, 1100 };
@@ -853,6 +853,32 @@ test_gemm_rowmajor (void)
               }
         }
   g_test_message ("%d shapes", cases);
+}
+
+/* Both ways the products run: the AVX-512 kernel where the CPU has it, and plain C (what other
+ * CPUs run). */
+static void
+both_kernels (void (*fn) (void))
+{
+  const gboolean was = vl_gemm_enabled ();
+  vl_gemm_set_enabled (TRUE);
+  fn ();
+  vl_gemm_set_enabled (FALSE);
+  g_assert_false (vl_gemm_enabled ());
+  fn ();
+  vl_gemm_set_enabled (was);
+}
+
+static void
+test_gemm_packed (void)
+{
+  both_kernels (gemm_packed_once);
+}
+
+static void
+test_gemm_rowmajor (void)
+{
+  both_kernels (gemm_rowmajor_once);
 }
 
 /* ------------------------------------------------------------------ the whole model */
