@@ -1287,6 +1287,62 @@ test_model_frozen_weight_changed (void)
   g_assert_cmpmem (vl_model_logits (m), sizeof first, first, sizeof first);
 }
 
+/* The model through vitlab's AVX-512 products and through OpenBLAS (what CPUs without AVX-512
+ * run): the same loss, logits and gradients up to float rounding. */
+static void
+test_model_gemm_paths (void)
+{
+  g_autoptr(VlModel) m = make_model (VL_HEAD_LINEAR, 85);
+  VlRng r;
+  vl_rng_seed (&r, 86);
+  float images[MB * 3 * 8 * 8];
+  fill_normal (&r, images, G_N_ELEMENTS (images), 0.0, 1.0);
+  int targets[MB] = { 1, 0, 4 };
+  const int n = vl_model_n_tensors (m);
+  const gboolean was = vl_gemm_enabled ();
+  vl_model_lock (m, 100);
+
+  double loss[2];
+  float logits[2][MB * 5];
+  GPtrArray *grads[2];
+  for (int path = 0; path < 2; path++)
+    {
+      vl_gemm_set_enabled (path == 0);
+      for (int i = 0; i < n; i++)
+        {
+          int64_t k;
+          vl_model_tensor_data (m, i, NULL, NULL, &k);
+          float *g = vl_model_tensor_grad (m, i);
+          if (g)
+            memset (g, 0, sizeof (float) * k);
+        }
+      forward_backward (m, images, targets, &loss[path]);
+      memcpy (logits[path], vl_model_logits (m), sizeof logits[path]);
+      grads[path] = g_ptr_array_new_with_free_func (g_free);
+      for (int i = 0; i < n; i++)
+        {
+          int64_t k;
+          vl_model_tensor_data (m, i, NULL, NULL, &k);
+          g_ptr_array_add (grads[path], g_memdup2 (vl_model_tensor_grad (m, i), sizeof (float) * k));
+        }
+    }
+  vl_gemm_set_enabled (was);
+  g_assert_cmpfloat_with_epsilon (loss[0], loss[1], 1e-5);
+  vl_test_assert_close ("logits", logits[0], logits[1], MB * 5, 1e-5, 1e-4);
+  for (int i = 0; i < n; i++)
+    {
+      int64_t k;
+      vl_model_tensor_data (m, i, NULL, NULL, &k);
+      const float *a = grads[0]->pdata[i], *b = grads[1]->pdata[i];
+      double scale = 0.0;
+      for (int64_t j = 0; j < k; j++)
+        scale = MAX (scale, fabs (b[j]));
+      vl_test_assert_close (vl_model_tensor_name (m, i), a, b, k, 1e-4 * scale + 1e-7, 1e-4);
+    }
+  g_ptr_array_unref (grads[0]);
+  g_ptr_array_unref (grads[1]);
+}
+
 static void
 test_model_partial_unlock (void)
 {
@@ -1448,6 +1504,7 @@ main (int argc, char **argv)
     g_test_add_data_func (cases[i].name, &cases[i], test_model_backward);
   g_test_add_func ("/kernels/model/partial-unlock", test_model_partial_unlock);
   g_test_add_func ("/kernels/model/frozen-weight-changed", test_model_frozen_weight_changed);
+  g_test_add_func ("/kernels/model/gemm-paths", test_model_gemm_paths);
 
   int ret = g_test_run ();
   for (int i = 0; i < n; i++)
