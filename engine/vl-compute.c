@@ -454,9 +454,10 @@ colsum (float *db, const float *dout, const float *scale_by, int64_t M, int N)
 
 /* The parameter gradients of a linear layer over the pool, split by output feature: each task
  * takes a range [n0, n1) of rows of dw and the same entries of db, whose column sums it makes
- * right after its GEMM, while those columns of dout are still in cache. */
+ * right after its GEMM, while those columns of dout are still in cache. (part: for the split by
+ * token rows below.) */
 typedef struct {
-  float *dw, *db;
+  float *dw, *db, *part;
   const float *dout, *inp;
   int64_t M;
   int K, N, n_tasks;
@@ -480,7 +481,7 @@ linear_backward_params (float *dw, float *db, const float *dout, const float *in
                         int K, int N)
 {
   int threads = vl_pool_n_threads ();
-  ParamsJob j = { dw, db, dout, inp, M, K, N, 1 };
+  ParamsJob j = { dw, db, NULL, dout, inp, M, K, N, 1 };
   if (threads > 1 && N >= 8 * threads && 2.0 * M * N * K >= 2e6)
     {
       j.n_tasks = threads;
@@ -493,17 +494,10 @@ linear_backward_params (float *dw, float *db, const float *dout, const float *in
 /* The same for a whole batch of token rows (M large): each thread takes a share of the rows (the
  * contraction), so that every operand is packed once in all rather than once per thread; the
  * other threads' partial sums go to `part` ((threads - 1) (N K + N) floats) and are added after. */
-typedef struct {
-  float *dw, *db, *part;
-  const float *dout, *inp;
-  int64_t M;
-  int K, N, n_tasks;
-} RowParamsJob;
-
 static void
 row_params_task (void *data, int64_t i, int worker)
 {
-  const RowParamsJob *j = data;
+  const ParamsJob *j = data;
   int64_t m0 = j->M * i / j->n_tasks, m1 = j->M * (i + 1) / j->n_tasks;
   int64_t NK = (int64_t) j->N * j->K;
   float *dw = j->dw, *db = j->db;
@@ -553,7 +547,7 @@ linear_backward_params_rows (VlActs *a, float *dw, float *db, const float *dout,
       linear_backward_params (dw, db, dout, inp, M, K, N);
       return;
     }
-  RowParamsJob j = { dw, db, a->dw_part, dout, inp, M, K, N, threads };
+  ParamsJob j = { dw, db, a->dw_part, dout, inp, M, K, N, threads };
   vl_parallel_for (threads, row_params_task, &j);
   int64_t NK = (int64_t) N * K;
   SumParts sw = { dw, a->dw_part, NK, NK + N, threads - 1 };

@@ -733,6 +733,43 @@ test_adamw_three_steps (void)
 
 /* ------------------------------------------------------------------ packed-weight product */
 
+/* c (M rows, ldc apart) against the double-precision product alpha a b [+ bias] [+ added], with
+ * a (i, k) = a[i a_row + k a_col], b (k, j) = b[k b_row + j b_col], added (i, j) = added[i ldc + j];
+ * the columns past N must still hold `before`. A float32 sum of K products may be off by a few
+ * ulps of the sum of the magnitudes. */
+static void
+check_product (const char *what, int variant, const float *c, const float *before, int ldc, int M,
+               int N, int K, const float *a, int64_t a_row, int64_t a_col, const float *b,
+               int64_t b_row, int64_t b_col, float alpha, const float *bias, const float *added)
+{
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < ldc; j++)
+      {
+        float got = c[(int64_t) i * ldc + j];
+        if (j >= N)
+          {
+            g_assert_cmpfloat (got, ==, before[(int64_t) i * ldc + j]);
+            continue;
+          }
+        double want = 0.0, mag = 0.0;
+        for (int k = 0; k < K; k++)
+          {
+            double t = (double) a[i * a_row + k * a_col] * b[k * b_row + j * b_col];
+            want += t;
+            mag += fabs (t);
+          }
+        want *= alpha;
+        mag *= fabs (alpha);
+        if (bias)
+          want += bias[j], mag += fabs (bias[j]);
+        if (added)
+          want += added[(int64_t) i * ldc + j], mag += fabs (added[(int64_t) i * ldc + j]);
+        if (fabs (got - want) > 1e-6 * (K + 2) * mag + 1e-30)
+          g_error ("%s M=%d N=%d K=%d variant %d: c[%d][%d] = %.9g, want %.9g", what, M, N, K,
+                   variant, i, j, got, want);
+      }
+}
+
 /* vl_gemm_packed against a double-precision reference: every remainder of its 12-row tiles and
  * 32-feature panels, with and without bias and residual, the residual being the output itself,
  * and a row stride wider than N whose extra columns must stay untouched. */
@@ -767,29 +804,9 @@ gemm_packed_once (void)
           const float *bias = variant == 1 || variant == 2 ? b : NULL;
           const float *resid = variant == 2 ? res : variant == 3 ? c : NULL;
           vl_gemm_packed (c, ldc, a, lda, wp, 1.0f, bias, resid, ldc, M, N, K);
-          for (int i = 0; i < M; i++)
-            for (int j = 0; j < ldc; j++)
-              {
-                float got = c[(int64_t) i * ldc + j];
-                if (j >= N)
-                  {
-                    g_assert_cmpfloat (got, ==, res[(int64_t) i * ldc + j]);
-                    continue;
-                  }
-                double want = bias ? b[j] : 0.0, mag = fabs (want);
-                if (resid)
-                  want += res[(int64_t) i * ldc + j], mag += fabs (res[(int64_t) i * ldc + j]);
-                for (int k = 0; k < K; k++)
-                  {
-                    double t = (double) a[(int64_t) i * lda + k] * w[(int64_t) j * ldw + k];
-                    want += t;
-                    mag += fabs (t);
-                  }
-                /* float32 sums of K products: a few ulps of the sum of magnitudes */
-                if (fabs (got - want) > 1e-6 * (K + 2) * mag + 1e-30)
-                  g_error ("vl_gemm_packed M=%d N=%d K=%d variant %d: c[%d][%d] = %.9g, want %.9g",
-                           M, N, K, variant, i, j, got, want);
-              }
+          /* res holds c as it was */
+          check_product ("vl_gemm_packed", variant, c, res, ldc, M, N, K, a, lda, 1, w, 1, ldw,
+                         1.0f, bias, resid ? res : NULL);
           g_aligned_free (wp);
         }
   g_test_message ("%d shapes; AVX-512 kernel: %s", cases,
@@ -826,31 +843,9 @@ gemm_rowmajor_once (void)
           memcpy (before, c, sizeof (float) * M * ldc);
           vl_gemm_rowmajor (ta, c, ldc, a, lda, b, ldb, alpha, accumulate ? c : NULL, ldc, M, N,
                             K);
-          for (int i = 0; i < M; i++)
-            for (int j = 0; j < ldc; j++)
-              {
-                float got = c[(int64_t) i * ldc + j];
-                if (j >= N)
-                  {
-                    g_assert_cmpfloat (got, ==, before[(int64_t) i * ldc + j]);
-                    continue;
-                  }
-                double want = 0.0, mag = 0.0;
-                for (int k = 0; k < K; k++)
-                  {
-                    double av = ta ? a[(int64_t) k * lda + i] : a[(int64_t) i * lda + k];
-                    double t = av * b[(int64_t) k * ldb + j];
-                    want += t;
-                    mag += fabs (t);
-                  }
-                want *= alpha;
-                mag *= fabs (alpha);
-                if (accumulate)
-                  want += before[(int64_t) i * ldc + j], mag += fabs (before[(int64_t) i * ldc + j]);
-                if (fabs (got - want) > 1e-6 * (K + 2) * mag + 1e-30)
-                  g_error ("vl_gemm_rowmajor M=%d N=%d K=%d variant %d: c[%d][%d] = %.9g, "
-                           "want %.9g", M, N, K, variant, i, j, got, want);
-              }
+          check_product ("vl_gemm_rowmajor", variant, c, before, ldc, M, N, K, a,
+                         ta ? 1 : lda, ta ? lda : 1, b, ldb, 1, alpha, NULL,
+                         accumulate ? before : NULL);
         }
   g_test_message ("%d shapes", cases);
 }
