@@ -424,6 +424,25 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     else:
         w("little over one.")
     w("")
+    cores = gemm.get("cores") or {}
+    if cores.get("rows"):
+        fp = cores.get("fma_peak")
+        w("One core on the products vitlab runs on its own kernel (`engine/vl-gemm.c`), operands "
+          "in cache, best of 5;")
+        w("OpenBLAS single-threaded with the same inputs (for the linear layers, a pass filling "
+          "the output with the bias")
+        w(f"first, then beta = 1; vitlab adds the bias as it stores). The core's FMA peak "
+          f"(16 chains of 512-bit FMAs): **{fmt(fp)} GFLOP/s**.")
+        w("")
+        w("| product | vitlab's kernel | OpenBLAS | ratio | vitlab, % of FMA peak |")
+        w("|---|---:|---:|---:|---:|")
+        for name, own, blas in cores["rows"]:
+            w(f"| {name} | {fmt(own)} | {fmt(blas)} | {own / blas:.2f}x | "
+              f"{fmt(100 * own / fp if fp else None, 0)}% |")
+        w("")
+    elif cores.get("error"):
+        w(f"The one-core products did not run: {cores['error']}")
+        w("")
 
     # ---- results
     w("## Results")
@@ -584,6 +603,8 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     w("")
     for r in gemm.get("commands", []):
         w("    " + r)
+    if gemm.get("cores"):
+        w("    " + gemm["cores"]["cmd"])
     for g in gemm_ab:
         w("    " + g["cmd"])
     for r in results:
@@ -783,6 +804,33 @@ def parse_case(res, cmd):
     return r
 
 
+def gemm_bench_path(cli):
+    """build/bench/vitlab-gemm-bench beside build/app/vitlab-cli."""
+    return os.path.join(os.path.dirname(os.path.dirname(cli)), "bench", "vitlab-gemm-bench")
+
+
+def run_gemm_cores(a, cli_abs):
+    """One core's GFLOP/s on ViT-Ti's products: vitlab's kernel and OpenBLAS, and the core's FMA
+    peak (its snapshot beside the CLI's: <snapshot>/bench/vitlab-gemm-bench)."""
+    exe = os.path.join(os.path.dirname(cli_abs), "bench", "vitlab-gemm-bench")
+    argv = [gemm_bench_path(a.cli)]
+    if not os.access(exe, os.X_OK):
+        return {"rows": [], "fma_peak": None, "cmd": cmdline(argv),
+                "error": f"{argv[0]} is missing (run `make build`)"}
+    res = run([exe])
+    rows, peak = [], None
+    for line in res["out"].splitlines():
+        if line.startswith("shape="):
+            name, rest = line[len("shape="):].rsplit(" own=", 1)
+            own, blas = rest.split(" openblas=")
+            rows.append((name, float(own), float(blas)))
+        elif line.startswith("fma_peak="):
+            peak = float(line.split("=", 1)[1])
+    log(f"gemm cores: {len(rows)} shapes, FMA peak {peak}")
+    return {"rows": rows, "fma_peak": peak, "cmd": cmdline(argv),
+            "error": None if res["rc"] == 0 else first_line(res["err"])}
+
+
 GEMM_AB_CASES = [("vit-tiny", 32, "infer"), ("vit-tiny", 32, "unlock6"), ("vit-tiny", 32, "full"),
                  ("vit-tiny", 1, "infer"), ("vit-small", 32, "infer")]
 
@@ -961,6 +1009,10 @@ def main():
     snap = tempfile.mkdtemp(prefix="vitlab-bench-cli-")
     cli_abs = os.path.join(snap, "vitlab-cli")
     shutil.copy2(a.cli, cli_abs)
+    gemm_bench = gemm_bench_path(a.cli)
+    if os.access(gemm_bench, os.X_OK):
+        os.makedirs(os.path.join(snap, "bench"), exist_ok=True)
+        shutil.copy2(gemm_bench, os.path.join(snap, "bench", "vitlab-gemm-bench"))
     try:
         bench_all(a, cli_abs)
     finally:
@@ -1009,6 +1061,7 @@ def bench_all(a, cli_abs):
                 log(f"{model} b{batch} {mode}: vitlab again {again['ips']} img/s")
                 results.append(r)
     gemm_ab = run_gemm_ab(a, cli_abs)
+    gemm["cores"] = run_gemm_cores(a, cli_abs)
     epoch = None if a.no_epoch else run_epoch(a, cli_abs)
     gemm = run_gemm(a.quick, gemm)
     t_total = time.perf_counter() - t0

@@ -1,0 +1,157 @@
+/* gemm_bench.c: one core's GFLOP/s on ViT-Ti's products, vitlab's kernel (engine/vl-gemm.c)
+ * against single-threaded OpenBLAS, and the core's FMA peak; for docs/BENCHMARKS.md (make bench
+ * runs it as build/bench/vitlab-gemm-bench).
+ *
+ * Each product runs with its operands in cache, best of 5 timings of many calls. The linear
+ * layers' forward includes what each side needs for bias and output: OpenBLAS a pass filling the
+ * output with the bias (then beta = 1), vitlab its kernel adding it (the weight packed once,
+ * outside the timing). Prints one `shape=... own=... openblas=...` line per product and
+ * `fma_peak=...`, GFLOP/s. */
+#include "vl-gemm.h"
+#include "vl-pool.h"
+
+#include <cblas.h>
+#include <glib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* 16 independent chains of 512-bit FMAs: enough to cover both FMA units' latency */
+__attribute__ ((target ("avx512f"))) static double
+fma_peak (void)
+{
+  __m512 acc[16];
+  const __m512 b = _mm512_set1_ps (1.0000001f), c = _mm512_set1_ps (1e-7f);
+  for (int i = 0; i < 16; i++)
+    acc[i] = _mm512_set1_ps ((float) i);
+  const long n = 50000000;
+  gint64 t0 = g_get_monotonic_time ();
+  for (long k = 0; k < n; k++)
+    {
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++)
+        acc[i] = _mm512_fmadd_ps (acc[i], b, c);
+    }
+  double s = (g_get_monotonic_time () - t0) / 1e6;
+  float keep = 0.0f;
+  for (int i = 0; i < 16; i++)
+    keep += _mm512_reduce_add_ps (acc[i]);
+  if (keep == 12345.0f)   /* never: keeps the loop */
+    printf ("\n");
+  return n * 16.0 * 32.0 / s / 1e9;
+}
+#endif
+
+typedef struct {
+  const char *name;
+  int M, N, K;
+  int kind;   /* 0: linear forward (a w^T + bias), 1: a b with b row-major (ldb) */
+  int ldb;
+} Shape;
+
+static double
+best_seconds (void (*fn) (void *), void *ctx, int calls)
+{
+  double best = 1e30;
+  for (int rep = 0; rep < 5; rep++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      for (int i = 0; i < calls; i++)
+        fn (ctx);
+      double s = (g_get_monotonic_time () - t0) / 1e6;
+      best = s < best ? s : best;
+    }
+  return best;
+}
+
+typedef struct {
+  const Shape *s;
+  float *a, *w, *wp, *bias, *c;
+} Run;
+
+static void
+run_own (void *data)
+{
+  Run *r = data;
+  const Shape *s = r->s;
+  if (s->kind == 0)
+    vl_gemm_packed (r->c, s->N, r->a, s->K, r->wp, 1.0f, r->bias, NULL, 0, s->M, s->N, s->K);
+  else
+    vl_gemm_rowmajor (FALSE, r->c, s->N, r->a, s->K, r->w, s->ldb, 1.0f, NULL, 0, s->M, s->N,
+                      s->K);
+}
+
+static void
+run_openblas (void *data)
+{
+  Run *r = data;
+  const Shape *s = r->s;
+  if (s->kind == 0)
+    {
+      for (int i = 0; i < s->M; i++)
+        memcpy (r->c + (int64_t) i * s->N, r->bias, sizeof (float) * s->N);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, s->M, s->N, s->K, 1.0f, r->a, s->K,
+                   r->w, s->K, 1.0f, r->c, s->N);
+    }
+  else
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, s->M, s->N, s->K, 1.0f, r->a, s->K,
+                 r->w, s->ldb, 0.0f, r->c, s->N);
+}
+
+int
+main (int argc, char **argv)
+{
+  vl_blas_select_kernel (argv);
+  vl_pool_init (1);   /* OpenBLAS single-threaded; this program uses one core */
+  if (!vl_gemm_enabled ())
+    {
+      fprintf (stderr, "vitlab-gemm-bench: vitlab's kernel needs AVX-512 (and no "
+                       "VITLAB_PACKED_GEMM=0)\n");
+      return 1;
+    }
+  static const Shape shapes[] = {
+    { "qkv, one image (197 x 192 @ 192 x 576)", 197, 576, 192, 0, 0 },
+    { "proj, one image (197 x 192 @ 192 x 192)", 197, 192, 192, 0, 0 },
+    { "fc1, one image (197 x 192 @ 192 x 768)", 197, 768, 192, 0, 0 },
+    { "fc2, one image (197 x 768 @ 768 x 192)", 197, 192, 768, 0, 0 },
+    { "fc1, half an image at batch 1 (99 x 192 @ 192 x 768)", 99, 768, 192, 0, 0 },
+    { "att v, one head (197 x 197 @ 197 x 64 of qkv)", 197, 64, 197, 1, 576 },
+    { "fc1 input gradient, a thread's half of batch 32 (3152 x 768 @ 768 x 192)", 3152, 192,
+      768, 1, 192 },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (shapes); i++)
+    {
+      const Shape *s = &shapes[i];
+      const int64_t wn = s->kind == 0 ? (int64_t) s->N * s->K : (int64_t) s->K * s->ldb;
+      Run r = { s, g_new (float, (gsize) s->M * s->K), g_new (float, wn),
+                g_aligned_alloc (vl_packed_numel (s->N, s->K), sizeof (float), 64),
+                g_new (float, s->N), g_new (float, (gsize) s->M * s->N) };
+      for (int64_t k = 0; k < (int64_t) s->M * s->K; k++)
+        r.a[k] = (float) ((k * 2654435761u) % 1000) / 1000.0f - 0.5f;
+      for (int64_t k = 0; k < wn; k++)
+        r.w[k] = (float) ((k * 40503u) % 1000) / 1000.0f - 0.5f;
+      for (int k = 0; k < s->N; k++)
+        r.bias[k] = 0.01f * k;
+      if (s->kind == 0)
+        vl_pack_weights (r.wp, r.w, s->K, s->N, s->K);
+      const double flop = 2.0 * s->M * s->N * s->K;
+      const int calls = (int) (4e9 / flop) + 1;   /* about 25 ms per timing */
+      run_own (&r);
+      run_openblas (&r);
+      double own = flop * calls / best_seconds (run_own, &r, calls) / 1e9;
+      double blas = flop * calls / best_seconds (run_openblas, &r, calls) / 1e9;
+      printf ("shape=%s own=%.1f openblas=%.1f\n", s->name, own, blas);
+      g_free (r.a);
+      g_free (r.w);
+      g_aligned_free (r.wp);
+      g_free (r.bias);
+      g_free (r.c);
+    }
+#if defined(__x86_64__) && defined(__GNUC__)
+  printf ("fma_peak=%.1f\n", fma_peak ());
+#endif
+  return 0;
+}
