@@ -48,7 +48,8 @@ fma_peak (void)
 typedef struct {
   const char *name;
   int M, N, K;
-  int kind;   /* 0: linear forward (a w^T + bias), 1: a b with b row-major (ldb) */
+  int kind;   /* 0: linear forward (a w^T + bias), 1: a b with b row-major (ldb),
+               * 2: a weight gradient a^T w, a (K, M) and w (K, N) row-major */
   int ldb;
 } Shape;
 
@@ -72,6 +73,7 @@ typedef struct {
   float *a, *w, *wp, *bias, *c;
 } Run;
 
+
 static void
 run_own (void *data)
 {
@@ -79,6 +81,8 @@ run_own (void *data)
   const Shape *s = r->s;
   if (s->kind == 0)
     vl_gemm_packed (r->c, s->N, r->a, s->K, r->wp, 1.0f, r->bias, NULL, 0, s->M, s->N, s->K);
+  else if (s->kind == 2)
+    vl_gemm_tn (r->c, s->N, FALSE, r->a, s->M, r->w, s->N, NULL, s->M, s->N, s->K, r->wp);
   else
     vl_gemm_rowmajor (FALSE, r->c, s->N, r->a, s->K, r->w, s->ldb, 1.0f, NULL, 0, s->M, s->N,
                       s->K);
@@ -96,6 +100,9 @@ run_openblas (void *data)
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, s->M, s->N, s->K, 1.0f, r->a, s->K,
                    r->w, s->K, 1.0f, r->c, s->N);
     }
+  else if (s->kind == 2)
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, s->M, s->N, s->K, 1.0f, r->a, s->M,
+                 r->w, s->N, 0.0f, r->c, s->N);
   else
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, s->M, s->N, s->K, 1.0f, r->a, s->K,
                  r->w, s->ldb, 0.0f, r->c, s->N);
@@ -121,13 +128,22 @@ main (int argc, char **argv)
     { "att v, one head (197 x 197 @ 197 x 64 of qkv)", 197, 64, 197, 1, 576 },
     { "fc1 input gradient, a thread's half of batch 32 (3152 x 768 @ 768 x 192)", 3152, 192,
       768, 1, 192 },
+    { "qkv weight gradient, a thread's half of batch 32 (576 x 3152 @ 3152 x 192)", 576, 192,
+      3152, 2, 0 },
+    { "fc1 weight gradient, a thread's half of batch 32 (768 x 3152 @ 3152 x 192)", 768, 192,
+      3152, 2, 0 },
+    { "fc2 weight gradient, a thread's half of batch 32 (192 x 3152 @ 3152 x 768)", 192, 768,
+      3152, 2, 0 },
   };
   for (guint i = 0; i < G_N_ELEMENTS (shapes); i++)
     {
       const Shape *s = &shapes[i];
-      const int64_t wn = s->kind == 0 ? (int64_t) s->N * s->K : (int64_t) s->K * s->ldb;
+      const int64_t wn = s->kind == 0 ? (int64_t) s->N * s->K
+                         : s->kind == 2 ? (int64_t) s->K * s->N : (int64_t) s->K * s->ldb;
+      const int64_t work = s->kind == 2 ? vl_gemm_tn_workspace (s->M, s->N)
+                                        : vl_packed_numel (s->N, s->K);
       Run r = { s, g_new (float, (gsize) s->M * s->K), g_new (float, wn),
-                g_aligned_alloc (vl_packed_numel (s->N, s->K), sizeof (float), 64),
+                g_aligned_alloc (work, sizeof (float), 64),
                 g_new (float, s->N), g_new (float, (gsize) s->M * s->N) };
       for (int64_t k = 0; k < (int64_t) s->M * s->K; k++)
         r.a[k] = (float) ((k * 2654435761u) % 1000) / 1000.0f - 0.5f;

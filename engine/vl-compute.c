@@ -81,6 +81,8 @@ struct _VlActs {
   float     *dscore;         /* (threads,T,T) */
   float     *ln_partial;     /* (threads,2,W) */
   float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
+  float     *tn_work;        /* (threads, tn_numel): vl_gemm_tn's packing space, per worker */
+  int64_t    tn_numel;
   const float *packed[4];    /* the current block's packed weights (pack_block) */
   float     *kpack;          /* (threads, kpack_numel): one head's keys packed, per worker */
   int64_t    kpack_numel;
@@ -255,6 +257,9 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       a->dscore = FALLOC (a, (int64_t) threads * T * T);
       a->ln_partial = FALLOC (a, (int64_t) threads * 2 * W);
       a->dw_part = FALLOC (a, (int64_t) MAX (threads - 1, 1) * ((int64_t) W * MAX (g->mlp, 3 * W) + MAX (g->mlp, 3 * W)));
+      const int widest = MAX (MAX (g->mlp, 3 * W), W);
+      a->tn_numel = (vl_gemm_tn_workspace (widest, widest) + 15) / 16 * 16;
+      a->tn_work = FALLOC (a, (int64_t) threads * a->tn_numel);
       a->dpos_new = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
     }
   return a;
@@ -461,6 +466,8 @@ typedef struct {
   const float *dout, *inp;
   int64_t M;
   int K, N, n_tasks;
+  float *work;           /* per worker, work_numel floats: vl_gemm_tn's (NULL: OpenBLAS) */
+  int64_t work_numel;
 } ParamsJob;
 
 static void
@@ -510,9 +517,15 @@ row_params_task (void *data, int64_t i, int worker)
       if (db)
         memset (db, 0, sizeof (float) * j->N);
     }
-  if (j->dw)
-    vl_gemm_serial (TRUE, FALSE, j->N, j->K, (int) (m1 - m0), 1.0f, j->dout + m0 * j->N, j->N,
-                    j->inp + m0 * j->K, j->K, beta, dw, j->K);
+  if (j->work)
+    {
+      /* the bias gradient is summed while dout is packed */
+      vl_gemm_tn (dw, j->K, beta != 0.0f, j->dout + m0 * j->N, j->N, j->inp + m0 * j->K, j->K,
+                  db, j->N, j->K, (int) (m1 - m0), j->work + (int64_t) worker * j->work_numel);
+      return;
+    }
+  vl_gemm_serial (TRUE, FALSE, j->N, j->K, (int) (m1 - m0), 1.0f, j->dout + m0 * j->N, j->N,
+                  j->inp + m0 * j->K, j->K, beta, dw, j->K);
   if (db)
     colsum_range (db, j->dout + m0 * j->N, NULL, m1 - m0, j->N, 0, j->N);
 }
@@ -547,7 +560,8 @@ linear_backward_params_rows (VlActs *a, float *dw, float *db, const float *dout,
       linear_backward_params (dw, db, dout, inp, M, K, N);
       return;
     }
-  ParamsJob j = { dw, db, a->dw_part, dout, inp, M, K, N, threads };
+  ParamsJob j = { dw, db, a->dw_part, dout, inp, M, K, N, threads,
+                  vl_gemm_enabled () ? a->tn_work : NULL, a->tn_numel };
   vl_parallel_for (threads, row_params_task, &j);
   int64_t NK = (int64_t) N * K;
   SumParts sw = { dw, a->dw_part, NK, NK + N, threads - 1 };

@@ -21,6 +21,9 @@
 
 #define NR 32   /* columns per panel: two zmm registers */
 #define MR 12   /* rows per tile: 24 accumulators */
+#define KC 192  /* contraction block of vl_gemm_tn: a 32-column panel of it is 24 KiB */
+#define AS 16   /* floats per row of a packed tile of vl_gemm_tn's left operand: 12, padded to a
+                 * 64-byte line so that the copy is whole aligned stores */
 
 /* c (M, N) = alpha a (M, K) B (K, N) [+ bias (N)] [+ res (M, N)], B's column panel j starting at
  * b + j panel, its rows ldb apart. */
@@ -221,6 +224,7 @@ typedef void (*TileFn) (int, const float *, int64_t, const float *, int64_t, flo
     tile_5_##mode##ta, tile_6_##mode##ta, tile_7_##mode##ta, tile_8_##mode##ta, \
     tile_9_##mode##ta, tile_10_##mode##ta, tile_11_##mode##ta, tile_12_##mode##ta };
 TILES (PACKED, 0)
+TILES (PACKED, 1)
 TILES (ROWS, 0)
 TILES (ROWS_TAIL, 0)
 TILES (ROWS, 1)
@@ -267,6 +271,81 @@ gemm_avx512 (const Gemm *g, gboolean packed)
     for (int p = 0; p < g->N; p += NR)
       for (int r = r0; r < g->M && r < r0 + mc; r += MR)
         gemm_tile_avx512 (g, packed, r, p);
+}
+
+/* c (M, N) [+]= a^T b over a long contraction (see vl_gemm_tn), on AVX-512: the contraction in
+ * blocks of KC rows. Each block of a (KC x M) is copied into tiles of 12 of its columns (KC rows
+ * of AS floats each), and of b (KC x N) into panels of 32 columns (KC x 32); then panel by panel
+ * (24 KiB: in L1 while it passes every tile of a, read from L2) the kernel adds the block's
+ * products into c. On one core this is about as fast as OpenBLAS (bench/gemm_bench.c: 145-150
+ * GFLOP/s for ViT-Ti's weight gradients); in the engine it also makes the bias gradient while
+ * it copies a, and saves OpenBLAS's per-call set-up: about a tenth of the weight gradients'
+ * time in unlock 6. Reading a in place instead of packing it was slower (120-140): its rows lie
+ * M floats apart. */
+static AVX512 void
+gemm_tn_avx512 (float *c, int64_t ldc, gboolean accumulate, const float *a, int64_t lda,
+                const float *b, int64_t ldb, float *colsum, int M, int N, int K, float *work)
+{
+  const int m_tiles = (M + MR - 1) / MR, n_panels = (N + NR - 1) / NR;
+  for (int k0 = 0; k0 < K; k0 += KC)
+    {
+      const int kc = K - k0 < KC ? K - k0 : KC;
+      float *ap = work, *bp = work + (int64_t) m_tiles * AS * KC;
+      /* 8 rows at a time, tile by tile, so that each tile's copy is written in one run (row by
+       * row, the stores would go to addresses a multiple of 4 KiB apart) */
+      for (int g0 = 0; g0 < kc; g0 += 8)
+        {
+          const int g1 = kc - g0 < 8 ? kc : g0 + 8;
+          for (int t = 0; t < m_tiles; t++)
+            {
+              const int i0 = t * MR;
+              const __mmask16 m = (__mmask16) ((1u << (M - i0 < 16 ? M - i0 : 16)) - 1);
+              for (int k = g0; k < g1; k++)
+                _mm512_store_ps (ap + ((int64_t) t * kc + k) * AS,
+                                 _mm512_maskz_loadu_ps (m, a + (int64_t) (k0 + k) * lda + i0));
+            }
+          for (int p = 0; p < n_panels; p++)
+            {
+              const int j0 = p * NR, n = N - j0 < NR ? N - j0 : NR;
+              const __mmask16 m0 = (__mmask16) (n >= 16 ? 0xffff : (1u << n) - 1);
+              const __mmask16 m1 = (__mmask16) (n <= 16 ? 0 : n >= 32 ? 0xffff
+                                                 : (1u << (n - 16)) - 1);
+              for (int k = g0; k < g1; k++)
+                {
+                  const float *brow = b + (int64_t) (k0 + k) * ldb + j0;
+                  float *dst = bp + ((int64_t) p * kc + k) * NR;
+                  _mm512_storeu_ps (dst, _mm512_maskz_loadu_ps (m0, brow));
+                  _mm512_storeu_ps (dst + 16, _mm512_maskz_loadu_ps (m1, brow + 16));
+                }
+            }
+          if (colsum)
+            for (int k = g0; k < g1; k++)
+              {
+                const float *arow = a + (int64_t) (k0 + k) * lda;
+                int i = 0;
+                for (; i + 16 <= M; i += 16)
+                  _mm512_storeu_ps (colsum + i, _mm512_add_ps (_mm512_loadu_ps (colsum + i),
+                                                               _mm512_loadu_ps (arow + i)));
+                for (; i < M; i++)
+                  colsum[i] += arow[i];
+              }
+        }
+      const gboolean add = accumulate || k0 > 0;
+      for (int p = 0; p < n_panels; p++)
+        {
+          const int j0 = p * NR, n = N - j0 < NR ? N - j0 : NR;
+          const __mmask16 m0 = (__mmask16) (n >= 16 ? 0xffff : (1u << n) - 1);
+          const __mmask16 m1 = (__mmask16) (n <= 16 ? 0 : n >= 32 ? 0xffff
+                                             : (1u << (n - 16)) - 1);
+          for (int t = 0; t < m_tiles; t++)
+            {
+              const int i0 = t * MR, mr = M - i0 < MR ? M - i0 : MR;
+              float *ct = c + (int64_t) i0 * ldc + j0;
+              tiles_PACKED1[mr] (kc, ap + (int64_t) t * kc * AS, AS, bp + (int64_t) p * kc * NR,
+                                 NR, ct, ldc, 1.0f, NULL, add ? ct : NULL, ldc, m0, m1);
+            }
+        }
+    }
 }
 
 #else
@@ -360,4 +439,42 @@ vl_gemm_rowmajor (gboolean trans_a, float *c, int64_t ldc, const float *a, int64
 {
   Gemm g = { a, b, NULL, res, c, lda, ldb, NR, ldc, ldr, alpha, M, N, K, trans_a };
   gemm_run (&g, FALSE);
+}
+
+int64_t
+vl_gemm_tn_workspace (int M, int N)
+{
+  return ((int64_t) (M + MR - 1) / MR * AS + (int64_t) (N + NR - 1) / NR * NR) * KC;
+}
+
+void
+vl_gemm_tn (float *c, int64_t ldc, gboolean accumulate, const float *a, int64_t lda,
+            const float *b, int64_t ldb, float *colsum, int M, int N, int K, float *work)
+{
+  if (M <= 0 || N <= 0)
+    return;
+#ifdef VL_HAVE_AVX512_GEMM
+  if (vl_gemm_enabled ())
+    {
+      gemm_tn_avx512 (c, ldc, accumulate, a, lda, b, ldb, colsum, M, N, K, work);
+      return;
+    }
+#endif
+  for (int i = 0; i < M; i++)
+    if (!accumulate)
+      memset (c + (int64_t) i * ldc, 0, sizeof (float) * N);
+  for (int k = 0; k < K; k++)
+    {
+      const float *arow = a + (int64_t) k * lda, *brow = b + (int64_t) k * ldb;
+      for (int i = 0; i < M; i++)
+        {
+          float *restrict ci = c + (int64_t) i * ldc;
+          const float av = arow[i];
+          for (int j = 0; j < N; j++)
+            ci[j] += av * brow[j];
+        }
+      if (colsum)
+        for (int i = 0; i < M; i++)
+          colsum[i] += arow[i];
+    }
 }

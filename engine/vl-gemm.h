@@ -35,3 +35,14 @@ void     vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, con
 void     vl_gemm_rowmajor (gboolean trans_a, float *c, int64_t ldc, const float *a, int64_t lda,
                            const float *b, int64_t ldb, float alpha, const float *res,
                            int64_t ldr, int M, int N, int K);
+
+/* Floats of the workspace vl_gemm_tn needs for an (M, N) result (64-byte aligned). */
+int64_t  vl_gemm_tn_workspace (int M, int N);
+
+/* c (M, N) = [c +] a^T b, a (K, M) and b (K, N) row-major with rows lda and ldb apart: a product
+ * over a long contraction, such as a weight gradient dout^T inp over a batch's token rows. Both
+ * operands are packed block by block into `work`. colsum (M), unless NULL, += the column sums of
+ * a (the bias gradient, made while a is read). */
+void     vl_gemm_tn (float *c, int64_t ldc, gboolean accumulate, const float *a, int64_t lda,
+                     const float *b, int64_t ldb, float *colsum, int M, int N, int K,
+                     float *work);

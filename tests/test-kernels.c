@@ -850,6 +850,54 @@ gemm_rowmajor_once (void)
   g_test_message ("%d shapes", cases);
 }
 
+/* vl_gemm_tn (a weight gradient: c [+]= a^T b over a long contraction) the same way: every
+ * remainder of its 12-row tiles, 32-column panels, 8-row packing groups and contraction blocks
+ * (K up to 6304, a batch of 32 images' tokens), row strides wider than the matrices, with and
+ * without accumulating, and the column sums of a added to what colsum held. */
+static void
+gemm_tn_once (void)
+{
+  static const int Ms[] = { 1, 11, 12, 13, 100, 576 }, Ns[] = { 1, 17, 32, 33, 192 },
+                   Ks[] = { 1, 7, 9, 191, 193, 500, 6304 };
+  VlRng r;
+  vl_rng_seed (&r, 93);
+  int cases = 0;
+  for (guint mi = 0; mi < G_N_ELEMENTS (Ms); mi++)
+    for (guint ni = 0; ni < G_N_ELEMENTS (Ns); ni++)
+      for (guint ki = 0; ki < G_N_ELEMENTS (Ks); ki++)
+        {
+          const int M = Ms[mi], N = Ns[ni], K = Ks[ki], variant = cases++ % 4;
+          if (K == 6304 && (int64_t) M * N > 100 * 192)
+            continue;   /* the reference's cost; the long contraction is covered below that */
+          const gboolean accumulate = variant & 1, sums = variant & 2;
+          const int lda = M + 5, ldb = N + 3, ldc = N + 2;
+          g_autofree float *a = g_new (float, (gsize) K * lda);
+          g_autofree float *b = g_new (float, (gsize) K * ldb);
+          g_autofree float *c = g_new (float, (gsize) M * ldc);
+          g_autofree float *before = g_new (float, (gsize) M * ldc);
+          g_autofree float *colsum = g_new (float, M);
+          float *work = g_aligned_alloc (vl_gemm_tn_workspace (M, N), sizeof (float), 64);
+          fill_normal (&r, a, (int64_t) K * lda, 0.0, 1.0);
+          fill_normal (&r, b, (int64_t) K * ldb, 0.0, 1.0);
+          fill_normal (&r, c, (int64_t) M * ldc, 0.0, 1.0);
+          fill_normal (&r, colsum, M, 0.0, 1.0);
+          memcpy (before, c, sizeof (float) * M * ldc);
+          g_autofree float *colsum_before = g_memdup2 (colsum, sizeof (float) * M);
+          vl_gemm_tn (c, ldc, accumulate, a, lda, b, ldb, sums ? colsum : NULL, M, N, K, work);
+          check_product ("vl_gemm_tn", variant, c, before, ldc, M, N, K, a, 1, lda, b, ldb, 1,
+                         1.0f, NULL, accumulate ? before : NULL);
+          for (int i = 0; i < M; i++)
+            {
+              double want = colsum_before[i], mag = fabs (want);
+              for (int k = 0; sums && k < K; k++)
+                want += a[(int64_t) k * lda + i], mag += fabs (a[(int64_t) k * lda + i]);
+              g_assert_cmpfloat (fabs (colsum[i] - want), <=, 1e-6 * (K + 1) * mag);
+            }
+          g_aligned_free (work);
+        }
+  g_test_message ("%d shapes", cases);
+}
+
 /* Both ways the products run: the AVX-512 kernel where the CPU has it, and plain C (what other
  * CPUs run). */
 static void
@@ -874,6 +922,12 @@ static void
 test_gemm_rowmajor (void)
 {
   both_kernels (gemm_rowmajor_once);
+}
+
+static void
+test_gemm_tn (void)
+{
+  both_kernels (gemm_tn_once);
 }
 
 /* ------------------------------------------------------------------ the whole model */
@@ -1464,6 +1518,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/adamw/three-steps", test_adamw_three_steps);
   g_test_add_func ("/kernels/gemm/packed", test_gemm_packed);
   g_test_add_func ("/kernels/gemm/rowmajor", test_gemm_rowmajor);
+  g_test_add_func ("/kernels/gemm/tn", test_gemm_tn);
 
   /* the whole model: every pool with both heads on the native and a resampled grid, label
    * smoothing 0 or 0.1 alternating so that each pool, head and grid meets both (the full product
