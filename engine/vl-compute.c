@@ -82,6 +82,7 @@ struct _VlActs {
   float     *ln_partial;     /* (threads,2,W) */
   float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
   float     *tn_work;        /* (threads, tn_numel): vl_gemm_tn's packing space, per worker */
+  float     *qkv_g;          /* (3W W + 3W): see qkv_ln1_params_backward */
   int64_t    tn_numel;
   const float *packed[4];    /* the current block's packed weights (pack_block) */
   float     *kpack;          /* (threads, kpack_numel): one head's keys packed, per worker */
@@ -260,6 +261,7 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       const int widest = MAX (MAX (g->mlp, 3 * W), W);
       a->tn_numel = (vl_gemm_tn_workspace (widest, widest) + 15) / 16 * 16;
       a->tn_work = FALLOC (a, (int64_t) threads * a->tn_numel);
+      a->qkv_g = FALLOC (a, (int64_t) 3 * W * W + 3 * W);
       a->dpos_new = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
     }
   return a;
@@ -1470,6 +1472,69 @@ act_rows (void *data, int64_t r0, int64_t r1, int worker)
 
 
 
+/* xhat = (x - mean) rstd, row by row: a LayerNorm's normalized input. */
+typedef struct {
+  float *xhat;
+  const float *x, *mean, *rstd;
+  int C;
+} NormRows;
+
+static void
+norm_rows (void *data, int64_t r0, int64_t r1, int worker)
+{
+  const NormRows *n = data;
+  for (int64_t r = r0; r < r1; r++)
+    {
+      const float mu = n->mean[r], rs = n->rstd[r];
+      const float *restrict x = n->x + r * n->C;
+      float *restrict o = n->xhat + r * n->C;
+      for (int c = 0; c < n->C; c++)
+        o[c] = (x[c] - mu) * rs;
+    }
+}
+
+/* The parameter gradients of qkv and of the LayerNorm before it, in the lowest trainable block
+ * when nothing below it needs an input gradient (unlock 6's blocks.8). With y = xhat gamma + beta
+ * the LayerNorm's output, qkv = y Wq^T + bq, G = dqkv^T xhat (3W x W) and s = this step's column
+ * sums of dqkv:
+ *   d Wq = G diag (gamma) + s beta^T,  d gamma_j = sum_k Wq_kj G_kj,  d beta_j = sum_k Wq_kj s_k.
+ * G costs what qkv's weight gradient costs anyway; the general path would add dqkv Wq (a product
+ * as large) and the LayerNorm's backward, only to sum them away. dqkv is in a->dwide. */
+static void
+qkv_ln1_params_backward (VlModel *m, VlActs *a, int l)
+{
+  const VlGeometry *g = &m->geo;
+  const int W = g->width, N = 3 * W;
+  const int64_t BT = (int64_t) a->B * a->T;
+  const BlockActs *k = &a->blk[l];
+  NormRows nr = { a->dtmp, a->xs[l], k->ln1_mean, k->ln1_rstd, W };
+  parallel_rows (BT, 2 * W, 2, norm_rows, &nr);
+  float *G = a->qkv_g, *s = a->qkv_g + (int64_t) N * W;
+  memset (G, 0, sizeof (float) * ((int64_t) N * W + N));
+  linear_backward_params_rows (a, G, s, a->dwide, a->dtmp, BT, W, N);
+
+#define QP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
+#define QG(which) (grad_of (m, vl_block_param (m, l, (which))))
+  const float *wq = QP (B_QKV_W), *gamma = QP (B_LN1_W), *beta = QP (B_LN1_B);
+  float *dwq = QG (B_QKV_W), *dbq = QG (B_QKV_B), *dgamma = QG (B_LN1_W), *dbeta = QG (B_LN1_B);
+#undef QP
+#undef QG
+  for (int kk = 0; kk < N; kk++)
+    {
+      const float *restrict gk = G + (int64_t) kk * W, *restrict wk = wq + (int64_t) kk * W;
+      float *restrict dwk = dwq + (int64_t) kk * W;
+      const float sk = s[kk];
+      for (int j = 0; j < W; j++)
+        {
+          dwk[j] += gamma[j] * gk[j] + beta[j] * sk;
+          dgamma[j] += wk[j] * gk[j];
+          if (dbeta)
+            dbeta[j] += wk[j] * sk;
+        }
+      dbq[kk] += sk;
+    }
+}
+
 static void
 backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
 {
@@ -1506,8 +1571,13 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide, .a = a,
                 .dscore = a->dscore };
   vl_parallel_for ((int64_t) a->B * g->heads, attn_bwd_task, &j);
-  linear_backward_params_rows (a, BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);
   gboolean ln1_trains = BG (B_LN1_W) != NULL;
+  if (!need_dinput && ln1_trains && BG (B_QKV_W) && BG (B_QKV_B))
+    {
+      qkv_ln1_params_backward (m, a, l);
+      return;
+    }
+  linear_backward_params_rows (a, BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);
   if (need_dinput || ln1_trains)
     {
       linear_backward_input (a->dtmp, a->dwide, BP (B_QKV_W), ACT_NONE, NULL, BT, W, 3 * W, FALSE);

@@ -1473,7 +1473,16 @@ test_model_partial_unlock (void)
           vl_model_tensor_data (m, i, NULL, NULL, &n);
           const float *g = vl_model_tensor_grad (m, i);
           if (vl_model_group_trainable (m, vl_model_tensor_group (m, i)))
-            vl_test_assert_close (vl_model_tensor_name (m, i), g, full->pdata[i], n, 1e-6, 1e-6);
+            {
+              /* to 1e-4 of the tensor's largest gradient: the lowest trainable block's qkv and
+               * norm1 take another path (qkv_ln1_params_backward), equal only up to rounding */
+              const float *want = full->pdata[i];
+              double scale = 0.0;
+              for (int64_t k = 0; k < n; k++)
+                scale = MAX (scale, fabs (want[k]));
+              g_assert_cmpfloat (scale, >, 0.0);
+              vl_test_assert_close (vl_model_tensor_name (m, i), g, want, n, 1e-4 * scale, 1e-6);
+            }
           else
             for (int64_t k = 0; k < n; k++)
               if (g[k] != -99.f)
