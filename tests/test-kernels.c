@@ -214,7 +214,22 @@ test_layernorm_accumulate (void)
   g_assert_cmpmem (db5, sizeof db5, db1, sizeof db1);
 }
 
-/* ------------------------------------------------------------------ gelu */
+/* ------------------------------------------------------------------ gelu, softmax */
+
+/* Both ways the products (and GELU and the softmax) run: the AVX-512 kernels where the CPU has
+ * them, and the portable code (what other CPUs run). */
+static void
+both_kernels (void (*fn) (void))
+{
+  const gboolean was = vl_gemm_enabled ();
+  vl_gemm_set_enabled (TRUE);
+  fn ();
+  vl_gemm_set_enabled (FALSE);
+  g_assert_false (vl_gemm_enabled ());
+  fn ();
+  vl_gemm_set_enabled (was);
+}
+
 
 enum { GELU_N = 40 };
 
@@ -231,7 +246,7 @@ gelu_loss (void *data)
 }
 
 static void
-test_gelu_backward (void)
+gelu_backward_once (void)
 {
   static const float fixed[] = { -10.f, -6.f, -4.f, -3.f, -1.f, -0.5f, -1e-3f, 0.f, 1e-3f, 0.3f,
                                  1.f, 2.5f, 4.f, 6.f, 10.f };
@@ -264,6 +279,77 @@ test_gelu_backward (void)
   memcpy (alias, c.R, sizeof alias);
   vl_gelu_backward (alias, c.x, alias, GELU_N);
   g_assert_cmpmem (alias, sizeof alias, g, sizeof g);
+}
+
+static void
+test_gelu_backward (void)
+{
+  both_kernels (gelu_backward_once);
+}
+
+/* GELU (x) = x Phi (x) against erf in double, over lengths that leave every tail of 16 */
+static void
+gelu_forward_once (void)
+{
+  VlRng r;
+  vl_rng_seed (&r, 23);
+  for (int n = 1; n <= 40; n += 3)
+    {
+      float x[40], out[40];
+      fill_normal (&r, x, n, 0.0, 3.0);
+      x[0] = n % 2 ? -9.5f : 7.25f;
+      vl_gelu_forward (out, x, n);
+      for (int i = 0; i < n; i++)
+        {
+          double want = 0.5 * x[i] * (1.0 + erf (x[i] / sqrt (2.0)));
+          check_scalar ("gelu against erf", out[i], want, 3e-7 * MAX (1.0, fabs (x[i])), 1e-6);
+        }
+    }
+}
+
+static void
+test_gelu_forward (void)
+{
+  both_kernels (gelu_forward_once);
+}
+
+/* The softmax of rows against double precision: lengths around 16 and ViT's 197, logits far
+ * apart (a row whose largest entry dwarfs the rest, exponentials that underflow) */
+static void
+softmax_once (void)
+{
+  static const int lens[] = { 1, 5, 16, 17, 33, 197 };
+  VlRng r;
+  vl_rng_seed (&r, 24);
+  for (guint li = 0; li < G_N_ELEMENTS (lens); li++)
+    {
+      const int cols = lens[li], rows = 3;
+      g_autofree float *x = g_new (float, rows * cols);
+      g_autofree float *orig = g_new (float, rows * cols);
+      fill_normal (&r, x, rows * cols, 0.0, 4.0);
+      x[cols - 1] = 60.0f;             /* row 0: one entry far above the rest */
+      for (int c = 0; c < cols; c++)   /* row 1: a spread wide enough to underflow */
+        x[cols + c] = -150.0f + 300.0f * c / cols;
+      memcpy (orig, x, sizeof (float) * rows * cols);
+      vl_softmax_rows (x, rows, cols);
+      for (int i = 0; i < rows; i++)
+        {
+          const float *o = orig + i * cols;
+          double mx = -INFINITY, sum = 0.0;
+          for (int c = 0; c < cols; c++)
+            mx = MAX (mx, o[c]);
+          for (int c = 0; c < cols; c++)
+            sum += exp ((double) o[c] - mx);
+          for (int c = 0; c < cols; c++)
+            check_scalar ("softmax", x[i * cols + c], exp ((double) o[c] - mx) / sum, 1e-9, 2e-6);
+        }
+    }
+}
+
+static void
+test_softmax_rows (void)
+{
+  both_kernels (softmax_once);
 }
 
 /* ------------------------------------------------------------------ attention */
@@ -898,20 +984,6 @@ gemm_tn_once (void)
   g_test_message ("%d shapes", cases);
 }
 
-/* Both ways the products run: the AVX-512 kernel where the CPU has it, and plain C (what other
- * CPUs run). */
-static void
-both_kernels (void (*fn) (void))
-{
-  const gboolean was = vl_gemm_enabled ();
-  vl_gemm_set_enabled (TRUE);
-  fn ();
-  vl_gemm_set_enabled (FALSE);
-  g_assert_false (vl_gemm_enabled ());
-  fn ();
-  vl_gemm_set_enabled (was);
-}
-
 static void
 test_gemm_packed (void)
 {
@@ -1514,7 +1586,9 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/layernorm/forward", test_layernorm_forward);
   g_test_add_func ("/kernels/layernorm/backward", test_layernorm_backward);
   g_test_add_func ("/kernels/layernorm/accumulate", test_layernorm_accumulate);
+  g_test_add_func ("/kernels/gelu/forward", test_gelu_forward);
   g_test_add_func ("/kernels/gelu/backward", test_gelu_backward);
+  g_test_add_func ("/kernels/softmax/rows", test_softmax_rows);
   g_test_add_func ("/kernels/attention/forward", test_attention_forward);
   g_test_add_func ("/kernels/attention/backward", test_attention_backward);
   g_test_add_func ("/kernels/cross-entropy/loss", test_cross_entropy_loss);
