@@ -23,6 +23,8 @@ typedef struct {
   float *xmid;                         /* (B,T,W) x + [ls1 *] proj (atty) */
   float *ln2, *ln2_mean, *ln2_rstd;   /* (B,T,W), (B,T), (B,T) */
   float *h, *g;                        /* (B,T,M) fc1 output, activation of it */
+  gboolean h_deriv;                    /* h holds act'(fc1 output) instead: g is kept, and the
+                                        * backward needs nothing else of fc1's output */
   float *ls2b;                         /* (B,T,W) fc2 output, when layer scale multiplies it */
 } BlockActs;
 
@@ -134,6 +136,7 @@ block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gbool
   k->ln2_rstd = FALLOC (a, BT);
   k->h = FALLOC (a, BT * g->mlp);
   k->g = !for_backward ? k->h : keep_gelu ? FALLOC (a, BT * g->mlp) : NULL;   /* NULL: a->gbuf */
+  k->h_deriv = for_backward && keep_gelu;
   k->ls2b = g->layer_scale ? FALLOC (a, BT * g->width) : NULL;
 }
 
@@ -304,7 +307,8 @@ parallel_rows (int64_t rows, int64_t row_work, int per_thread, RowsFunc fn, void
   vl_parallel_for (chunks, rows_task, &j);
 }
 
-typedef enum { ACT_NONE, ACT_GELU, ACT_QUICK_GELU } Act;
+/* ACT_DERIV: only in the backward, the activation's derivative stored by the forward */
+typedef enum { ACT_NONE, ACT_GELU, ACT_QUICK_GELU, ACT_DERIV } Act;
 
 static Act
 model_act (VlModel *m)
@@ -330,7 +334,21 @@ typedef struct {
   int K, N;
   Act act;
   const float *wp;        /* w packed (vl_gemm_packed), or NULL for OpenBLAS */
+  gboolean deriv;         /* out then gets act' (out) in place (BlockActs.h_deriv) */
 } LinearFwd;
+
+static void
+linear_fwd_act (const LinearFwd *L, int64_t r0, int64_t r1)
+{
+  float *out = L->out + r0 * L->N, *act_out = L->act_out + r0 * L->N;
+  const int64_t n = (r1 - r0) * L->N;
+  if (!L->deriv)
+    act_forward (L->act, act_out, out, n);
+  else if (L->act == ACT_GELU)
+    vl_gelu_forward_deriv (act_out, out, n);
+  else if (L->act == ACT_QUICK_GELU)
+    vl_quick_gelu_forward_deriv (act_out, out, n);
+}
 
 static void
 linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
@@ -343,7 +361,7 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
     {
       vl_gemm_packed (out, N, L->inp + r0 * L->K, L->K, L->wp, 1.0f, b,
                       L->residual ? L->residual + r0 * N : NULL, N, (int) (r1 - r0), N, L->K);
-      act_forward (L->act, L->act_out + r0 * N, out, (r1 - r0) * N);
+      linear_fwd_act (L, r0, r1);
       return;
     }
   for (int64_t r = r0; r < r1; r++)
@@ -365,7 +383,7 @@ linear_fwd_rows (void *data, int64_t r0, int64_t r1, int worker)
     }
   vl_gemm_serial (FALSE, TRUE, (int) (r1 - r0), N, L->K, 1.0f, L->inp + r0 * L->K, L->K,
                   L->w, L->K, 1.0f, out, N);
-  act_forward (L->act, L->act_out + r0 * N, out, (r1 - r0) * N);
+  linear_fwd_act (L, r0, r1);
 }
 
 static void
@@ -407,6 +425,12 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
         vl_gelu_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
       else if (L->act == ACT_QUICK_GELU)
         vl_quick_gelu_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
+      else if (L->act == ACT_DERIV)
+        {
+          const float *restrict d = L->pre + s0 * L->K;
+          for (int64_t i = 0; i < (s1 - s0) * L->K; i++)
+            dinp[i] *= d[i];
+        }
     }
 }
 
@@ -874,7 +898,7 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
                 g->eps };
   ln_fwd_rows (&ln2, r0, r1, worker);
   LinearFwd fc1 = { k->h, k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, W, M,
-                    model_act (f->m), f->wp[2] };
+                    model_act (f->m), f->wp[2], k->h_deriv };
   linear_fwd_rows (&fc1, r0, r1, worker);
   if (g->layer_scale)
     {
@@ -1554,12 +1578,14 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   const float *gelu = k->g;
   if (gelu == NULL && BG (B_FC2_W))
     {
+      g_assert (!k->h_deriv);
       ActRows ar = { a->dwide, k->h, M, model_act (m) };
       parallel_rows (BT, 16 * M, 2, act_rows, &ar);
       gelu = a->dwide;
     }
   linear_backward_params_rows (a, BG (B_FC2_W), BG (B_FC2_B), dy, gelu, BT, M, W);
-  linear_backward_input (a->dwide, dy, BP (B_FC2_W), model_act (m), k->h, BT, M, W, FALSE);
+  linear_backward_input (a->dwide, dy, BP (B_FC2_W), k->h_deriv ? ACT_DERIV : model_act (m), k->h,
+                         BT, M, W, FALSE);
   linear_backward_params_rows (a, BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
   linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE);
   layernorm_backward (a, a->dx, BG (B_LN2_W), BG (B_LN2_B), a->dtmp, k->xmid, BP (B_LN2_W),

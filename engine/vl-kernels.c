@@ -238,6 +238,30 @@ gelu_backward_generic (float *dinp, const float *inp, const float *dout, int64_t
     }
 }
 
+VL_MULTIVERSION static void
+gelu_forward_deriv_generic (float *out, float *x, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      float xi = x[i], e;
+      float cdf = 0.5f * (1.0f + vl_erf_sqrt1_2 (xi, &e));
+      out[i] = xi * cdf;
+      x[i] = cdf + xi * VL_INV_SQRT_2PI * e;
+    }
+}
+
+VL_MULTIVERSION void
+vl_quick_gelu_forward_deriv (float *out, float *x, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      float xi = x[i];
+      float s = 1.0f / (1.0f + vl_expf (-1.702f * xi));
+      out[i] = xi * s;
+      x[i] = s + 1.702f * xi * s * (1.0f - s);
+    }
+}
+
 VL_MULTIVERSION void
 vl_quick_gelu_forward (float *out, const float *inp, int64_t n)
 {
@@ -404,6 +428,23 @@ gelu_backward_avx512 (float *dinp, const float *inp, const float *dout, int64_t 
 }
 
 static AVX512 void
+gelu_forward_deriv_avx512 (float *out, float *x, int64_t n)
+{
+  for (int64_t i = 0; i < n; i += 16)
+    {
+      const __mmask16 m = tail_mask (n - i);
+      const __m512 xv = _mm512_maskz_loadu_ps (m, x + i);
+      __m512 e;
+      const __m512 erf = erf512 (xv, &e);
+      const __m512 cdf = _mm512_fmadd_ps (erf, _mm512_set1_ps (0.5f), _mm512_set1_ps (0.5f));
+      _mm512_mask_storeu_ps (out + i, m, _mm512_mul_ps (xv, cdf));
+      _mm512_mask_storeu_ps (x + i, m,
+                             _mm512_fmadd_ps (_mm512_mul_ps (xv, _mm512_set1_ps (VL_INV_SQRT_2PI)),
+                                              e, cdf));
+    }
+}
+
+static AVX512 void
 softmax_rows_avx512 (float *x, int64_t rows, int cols)
 {
   for (int64_t r = 0; r < rows; r++)
@@ -442,6 +483,19 @@ vl_gelu_forward (float *out, const float *inp, int64_t n)
     }
 #endif
   gelu_forward_generic (out, inp, n);
+}
+
+void
+vl_gelu_forward_deriv (float *out, float *x, int64_t n)
+{
+#ifdef VL_HAVE_AVX512_ELEMENTWISE
+  if (vl_gemm_enabled ())
+    {
+      gelu_forward_deriv_avx512 (out, x, n);
+      return;
+    }
+#endif
+  gelu_forward_deriv_generic (out, x, n);
 }
 
 void

@@ -24,6 +24,12 @@ void vl_gelu_forward       (float *out, const float *inp, int64_t n);
 /* dinp = dout * gelu'(inp) (overwrites; dinp may alias dout). */
 void vl_gelu_backward      (float *dinp, const float *inp, const float *dout, int64_t n);
 
+/* out = act (x) and, in place of x, act' (x): for a block whose backward will need only the
+ * derivative (its activation's output being stored too), so that the backward multiplies by it
+ * instead of evaluating erf again. */
+void vl_gelu_forward_deriv       (float *out, float *x, int64_t n);
+void vl_quick_gelu_forward_deriv (float *out, float *x, int64_t n);
+
 /* In place, each of `rows` rows of `cols` (already scaled: attention's GEMM applies 1/sqrt(D)). */
 void vl_softmax_rows       (float *x, int64_t rows, int cols);
 /* Its backward in place: ds = p * (ds - rowsum (ds * p)) * scale, ds holding d p on entry. */

@@ -313,6 +313,45 @@ test_gelu_forward (void)
   both_kernels (gelu_forward_once);
 }
 
+/* The forward that also leaves act' (x) in place of x: the same output as the forward, and the
+ * derivative the backward gives for dout = 1 (GELU and QuickGELU) */
+static void
+gelu_forward_deriv_once (void)
+{
+  enum { N = 37 };
+  VlRng r;
+  vl_rng_seed (&r, 25);
+  float x[N], ones[N], out[N], d[N], want_out[N], want_d[N];
+  fill_normal (&r, x, N, 0.0, 3.0);
+  x[0] = -12.0f, x[1] = 0.0f, x[2] = 9.0f;
+  for (int i = 0; i < N; i++)
+    ones[i] = 1.0f;
+  for (int quick = 0; quick < 2; quick++)
+    {
+      memcpy (d, x, sizeof d);
+      if (quick)
+        {
+          vl_quick_gelu_forward_deriv (out, d, N);
+          vl_quick_gelu_forward (want_out, x, N);
+          vl_quick_gelu_backward (want_d, x, ones, N);
+        }
+      else
+        {
+          vl_gelu_forward_deriv (out, d, N);
+          vl_gelu_forward (want_out, x, N);
+          vl_gelu_backward (want_d, x, ones, N);
+        }
+      vl_test_assert_close (quick ? "quick gelu" : "gelu", out, want_out, N, 1e-7, 1e-6);
+      vl_test_assert_close (quick ? "quick gelu'" : "gelu'", d, want_d, N, 1e-7, 1e-6);
+    }
+}
+
+static void
+test_gelu_forward_deriv (void)
+{
+  both_kernels (gelu_forward_deriv_once);
+}
+
 /* The softmax of rows against double precision: lengths around 16 and ViT's 197, logits far
  * apart (a row whose largest entry dwarfs the rest, exponentials that underflow) */
 static void
@@ -1588,6 +1627,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/layernorm/accumulate", test_layernorm_accumulate);
   g_test_add_func ("/kernels/gelu/forward", test_gelu_forward);
   g_test_add_func ("/kernels/gelu/backward", test_gelu_backward);
+  g_test_add_func ("/kernels/gelu/forward-deriv", test_gelu_forward_deriv);
   g_test_add_func ("/kernels/softmax/rows", test_softmax_rows);
   g_test_add_func ("/kernels/attention/forward", test_attention_forward);
   g_test_add_func ("/kernels/attention/backward", test_attention_backward);
