@@ -515,12 +515,13 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     # ---- own products against OpenBLAS's
     w("### vitlab's own products against OpenBLAS's")
     w("")
-    w("On AVX-512 the forward's linear layers (weights packed once), attention's products and the "
+    w("On AVX-512 the forward's linear layers (weights packed once), attention's products, the "
       "backward's input")
-    w("gradients run on vitlab's own kernel (`engine/vl-gemm.c`); the weight gradients stay on "
-      "OpenBLAS. `vitlab-cli bench")
-    w("--gemm-ab` alternates it with OpenBLAS step by step in one process (medians of each; "
-      "ms per step):")
+    w("and weight gradients run on vitlab's own kernel (`engine/vl-gemm.c`), and GELU and the "
+      "softmax on AVX-512")
+    w("code of their own. `vitlab-cli bench --gemm-ab` alternates all of that with OpenBLAS (and "
+      "the portable")
+    w("element-wise code) step by step in one process (medians of each; ms per step):")
     w("")
     w("| model, batch, case | forward own / OpenBLAS | backward own / OpenBLAS "
       "| images/s own / OpenBLAS | gain |")

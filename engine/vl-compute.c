@@ -745,6 +745,25 @@ prepare_pos_embed (VlModel *m, VlActs *a)
            0.0f, a->pos + PP * W, W);
 }
 
+static const float *packed_weight (VlModel *m, int ix);
+
+/* Images [b0, b1) of the patch embedding on vitlab's kernel: each image's NP patch rows of x (rows
+ * T apart per image) = cols W^T + bias + pos. */
+typedef struct {
+  float *x;
+  const float *cols, *wp, *bias, *pos;
+  int NP, CPP, Wd, T;
+} StemRows;
+
+static void
+stem_rows (void *data, int64_t b0, int64_t b1, int worker)
+{
+  const StemRows *s = data;
+  for (int64_t b = b0; b < b1; b++)
+    vl_gemm_packed (s->x + b * s->T * s->Wd, s->Wd, s->cols + b * s->NP * s->CPP, s->CPP, s->wp,
+                    1.0f, s->bias, s->pos, s->Wd, s->NP, s->Wd, s->CPP);
+}
+
 static void
 forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
 {
@@ -754,8 +773,10 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
 
   prepare_pos_embed (m, a);
   vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
-  linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
-                  vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
+  const float *wp = packed_weight (m, m->ix.patch_w);
+  if (wp == NULL)
+    linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
+                    vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
   /* the prefix tokens in order, each with its position entry unless no_embed_class */
   const float *prefix[64];
   int np = 0;
@@ -766,12 +787,22 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
   for (int r = 0; r < g->reg_tokens && np < 64; r++)
     prefix[np++] = vl_pdata (m, m->ix.reg) + (int64_t) r * Wd;
   float *x0 = g->pre_norm ? a->xemb : a->xs[0];
+  if (wp)
+    {
+      /* on vitlab's kernel, straight into the token rows, the position entries added as the
+       * product is stored */
+      StemRows sr = { x0 + (int64_t) P * Wd, a->cols, wp, vl_pdata (m, m->ix.patch_b),
+                      a->pos + (int64_t) PP * Wd, NP, CPP, Wd, T };
+      parallel_rows (B, (int64_t) NP * CPP * Wd, 1, stem_rows, &sr);
+    }
   for (int b = 0; b < B; b++)
     {
       float *x = x0 + (int64_t) b * T * Wd;
       for (int t = 0; t < P; t++)
         for (int c = 0; c < Wd; c++)
           x[t * Wd + c] = prefix[t][c] + (PP ? a->pos[t * Wd + c] : 0.0f);
+      if (wp)
+        continue;   /* the patch rows are written */
       for (int t = 0; t < NP; t++)
         {
           const float *p = a->patch_out + ((int64_t) b * NP + t) * Wd;
@@ -965,40 +996,48 @@ block_image_task (void *data, int64_t b, int worker)
 /* Block l's linear weights packed for vl_gemm_packed into a->packed (NULLs where this CPU has no
  * AVX-512): a frozen weight's copy is made once and again when its version changes (an update, a
  * writable access, a change of its group's lock); a trainable weight's at every forward. */
-static void
-pack_block (VlModel *m, VlActs *a, int l)
+/* Parameter ix (a backbone weight: N rows of K) packed for vl_gemm_packed, remade when its
+ * version changed; NULL when vitlab's kernel is not in use. A trainable weight may have been
+ * written through a pointer held since (finite differences do that): its copy is remade at every
+ * forward. */
+static const float *
+packed_weight (VlModel *m, int ix)
 {
-  static const int which[4] = { B_QKV_W, B_PROJ_W, B_FC1_W, B_FC2_W };
-  memset (a->packed, 0, sizeof a->packed);
-  if (!vl_gemm_enabled ())
-    return;
+  if (!vl_gemm_enabled () || ix < 0 || ix >= m->n_backbone)
+    return NULL;
   if (m->packed == NULL)
     {
       m->packed = g_new0 (float *, m->n_backbone);
       m->packed_version = g_new0 (unsigned, m->n_backbone);
     }
+  const VlParam *p = vl_param (m, ix);
+  const int N = (int) p->shape[0], K = (int) (p->numel / N);
+  if (m->packed[ix] == NULL)
+    {
+      m->packed[ix] = g_aligned_alloc (vl_packed_numel (N, K), sizeof (float), 64);
+      m->packed_version[ix] = p->version - 1;
+    }
+  if (m->packed_version[ix] != p->version || m->trainable[p->group])
+    {
+      vl_pack_weights (m->packed[ix], p->data, K, N, K);
+      m->packed_version[ix] = p->version;
+    }
+  return m->packed[ix];
+}
+
+static void
+pack_block (VlModel *m, VlActs *a, int l)
+{
+  static const int which[4] = { B_QKV_W, B_PROJ_W, B_FC1_W, B_FC2_W };
+  memset (a->packed, 0, sizeof a->packed);
   for (int i = 0; i < 4; i++)
     {
       int ix = vl_block_param (m, l, which[i]);
-      if (ix < 0 || ix >= m->n_backbone || vl_param (m, ix)->ndim != 2)
+      if (ix < 0 || vl_param (m, ix)->ndim != 2)
         return;
-      const VlParam *p = vl_param (m, ix);
-      int N = (int) p->shape[0], K = (int) p->shape[1];
-      if (m->packed[ix] == NULL)
-        {
-          m->packed[ix] = g_aligned_alloc (vl_packed_numel (N, K), sizeof (float), 64);
-          m->packed_version[ix] = p->version - 1;
-        }
-      /* a trainable weight may have been written through a pointer held since (finite
-       * differences do that): its copy is remade at every forward */
-      if (m->packed_version[ix] != p->version || m->trainable[p->group])
-        {
-          vl_pack_weights (m->packed[ix], p->data, K, N, K);
-          m->packed_version[ix] = p->version;
-        }
     }
   for (int i = 0; i < 4; i++)
-    a->packed[i] = m->packed[vl_block_param (m, l, which[i])];
+    a->packed[i] = packed_weight (m, vl_block_param (m, l, which[i]));
 }
 
 static void

@@ -243,10 +243,11 @@ gelu_forward_deriv_generic (float *out, float *x, int64_t n)
 {
   for (int64_t i = 0; i < n; i++)
     {
+      /* out as vl_gelu_forward computes it, x' as vl_gelu_backward: the same bits */
       float xi = x[i], e;
-      float cdf = 0.5f * (1.0f + vl_erf_sqrt1_2 (xi, &e));
-      out[i] = xi * cdf;
-      x[i] = cdf + xi * VL_INV_SQRT_2PI * e;
+      float erf = vl_erf_sqrt1_2 (xi, &e);
+      out[i] = 0.5f * xi * (1.0f + erf);
+      x[i] = 0.5f * (1.0f + erf) + xi * VL_INV_SQRT_2PI * e;
     }
 }
 
@@ -257,7 +258,7 @@ vl_quick_gelu_forward_deriv (float *out, float *x, int64_t n)
     {
       float xi = x[i];
       float s = 1.0f / (1.0f + vl_expf (-1.702f * xi));
-      out[i] = xi * s;
+      out[i] = xi / (1.0f + vl_expf (-1.702f * xi));   /* as vl_quick_gelu_forward */
       x[i] = s + 1.702f * xi * s * (1.0f - s);
     }
 }
@@ -437,7 +438,8 @@ gelu_forward_deriv_avx512 (float *out, float *x, int64_t n)
       __m512 e;
       const __m512 erf = erf512 (xv, &e);
       const __m512 cdf = _mm512_fmadd_ps (erf, _mm512_set1_ps (0.5f), _mm512_set1_ps (0.5f));
-      _mm512_mask_storeu_ps (out + i, m, _mm512_mul_ps (xv, cdf));
+      const __m512 hx = _mm512_mul_ps (xv, _mm512_set1_ps (0.5f));   /* as gelu_forward_avx512 */
+      _mm512_mask_storeu_ps (out + i, m, _mm512_fmadd_ps (hx, erf, hx));
       _mm512_mask_storeu_ps (x + i, m,
                              _mm512_fmadd_ps (_mm512_mul_ps (xv, _mm512_set1_ps (VL_INV_SQRT_2PI)),
                                               e, cdf));
