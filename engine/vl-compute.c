@@ -114,6 +114,8 @@ acts_alloc (VlActs *a, int64_t n, size_t size)
 }
 #define FALLOC(a, n) ((float *) acts_alloc ((a), (n), sizeof (float)))
 
+#define VL_KEEP_GELU_BYTES ((int64_t) 256 << 20)
+
 /* Activations of one block for n_img images. Without for_backward (a frozen block's scratch),
  * GELU runs in place: nothing reads fc1's output before the activation. With it, GELU's output
  * is kept only with keep_gelu (otherwise a->gbuf holds it while the forward needs it and the
@@ -217,9 +219,13 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE, FALSE);
   a->kpack_numel = (vl_packed_numel (T, g->head_dim) + 15) / 16 * 16;
   a->kpack = FALLOC (a, threads * a->kpack_numel);
-  /* GELU's output is kept for the backward when at most half the blocks are stored (it saves a
-   * pass over h); a full fine-tune recomputes it, which keeps its peak memory lower */
-  const gboolean keep_gelu = 2 * (g->depth - store_from) <= g->depth;
+  /* GELU's output is kept for the backward (with its derivative in place of h: the backward then
+   * evaluates no erf at all) when at most half the blocks are stored, or when keeping it costs at
+   * most VL_KEEP_GELU_BYTES (ViT-Ti's full fine-tune at batch 32: 232 MB, 3-4% faster); beyond
+   * that the backward recomputes it from h, which keeps a large model's peak memory lower */
+  const int64_t keep_bytes = (int64_t) (g->depth - store_from) * BT * g->mlp * sizeof (float);
+  const gboolean keep_gelu = 2 * (g->depth - store_from) <= g->depth ||
+                             keep_bytes <= VL_KEEP_GELU_BYTES;
   a->gbuf = g_new0 (float *, n_scratch);
   if (store_from < g->depth && !keep_gelu)
     for (int w = 0; w < n_scratch; w++)
