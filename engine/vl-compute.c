@@ -88,6 +88,7 @@ struct _VlActs {
   int64_t    tn_numel;
   const float *packed[4];    /* the current block's packed weights (pack_block) */
   float     *kpack;          /* (threads, kpack_numel): one head's keys packed, per worker */
+  float     *kshared;        /* (4 threads, kpack_numel): keys per (image, head), AttnJob */
   int64_t    kpack_numel;
   float     *dpos_new;       /* (pos_prefix + NP, W) */
 };
@@ -219,6 +220,7 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       block_acts_alloc (a, &a->scratch[w], g, a->span ? a->span : B, !capture, FALSE, FALSE);
   a->kpack_numel = (vl_packed_numel (T, g->head_dim) + 15) / 16 * 16;
   a->kpack = FALLOC (a, threads * a->kpack_numel);
+  a->kshared = FALLOC (a, 4 * threads * a->kpack_numel);
   /* GELU's output is kept for the backward (with its derivative in place of h: the backward then
    * evaluates no erf at all) when at most half the blocks are stored, or when keeping it costs at
    * most VL_KEEP_GELU_BYTES (ViT-Ti's full fine-tune at batch 32: 232 MB, 3-4% faster); beyond
@@ -689,6 +691,7 @@ typedef struct {
   const float *datty;
   float *dqkv, *dscore;
   int q_chunks;          /* forward: query-row chunks per (image, head) */
+  float *kshared;        /* forward with q_chunks > 1: each pair's keys packed, kpack_numel apart */
   const VlActs *a;       /* its per-worker kpack */
 } AttnJob;
 
@@ -702,10 +705,12 @@ attn_fwd_task (void *data, int64_t i, int worker)
   int c = (int) (i % qc);
   int64_t b = bh / H;
   int h = (int) (bh % H);
+  float *kpack = j->kshared ? j->kshared + bh * j->a->kpack_numel
+                            : j->a->kpack + worker * j->a->kpack_numel;
   vl_attention_forward_rows (j->k->atty + b * T * W, j->k->att + bh * T * T,
                              j->k->qkv + b * T * 3 * W, T, W, j->g->head_dim, h,
                              (int) ((int64_t) T * c / qc), (int) ((int64_t) T * (c + 1) / qc),
-                             j->a->kpack + worker * j->a->kpack_numel);
+                             kpack, j->kshared != NULL);
 }
 
 static void
@@ -979,6 +984,17 @@ block_forward_span (VlModel *m, VlActs *a, int l, const Span *sp)
       int threads = vl_pool_n_threads ();
       while (pairs * j.q_chunks < 4 * threads && j.q_chunks * 16 < a->T)
         j.q_chunks *= 2;
+      /* the chunks of a pair share its keys, packed once here (a few microseconds each) so that
+       * even short chunks run on vitlab's kernel */
+      if (j.q_chunks > 1 && pairs <= 4 * threads)
+        {
+          j.kshared = a->kshared;
+          for (int64_t bh = 0; bh < pairs && j.kshared; bh++)
+            if (!vl_attention_pack_keys (a->kshared + bh * a->kpack_numel,
+                                         view.qkv + bh / g->heads * a->T * 3 * W, a->T, W,
+                                         g->head_dim, (int) (bh % g->heads)))
+              j.kshared = NULL;
+        }
       vl_parallel_for (pairs * j.q_chunks, attn_fwd_task, &j);
     }
   run_rows (sp, a, lin_work, 1, post_attn_rows, &f);

@@ -548,12 +548,21 @@ vl_softmax_rows (float *x, int64_t rows, int cols)
 void
 vl_attention_forward (float *out, float *att, const float *qkv, int T, int W, int D, int h)
 {
-  vl_attention_forward_rows (out, att, qkv, T, W, D, h, 0, T, NULL);
+  vl_attention_forward_rows (out, att, qkv, T, W, D, h, 0, T, NULL, FALSE);
+}
+
+gboolean
+vl_attention_pack_keys (float *kpack, const float *qkv, int T, int W, int D, int h)
+{
+  if (!vl_gemm_enabled ())
+    return FALSE;
+  vl_pack_weights (kpack, qkv + W + h * D, 3 * W, T, D);
+  return TRUE;
 }
 
 void
 vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D, int h,
-                           int q0, int q1, float *kpack)
+                           int q0, int q1, float *kpack, gboolean kpacked)
 {
   const int ld = 3 * W;
   const float *q = qkv + (int64_t) q0 * ld + h * D;
@@ -562,9 +571,10 @@ vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int 
   float *a = att + (int64_t) q0 * T;
   /* att (q1 - q0, T) = softmax (q k^T / sqrt (D)), the scale applied by the GEMM; k packed as a
    * weight first, when that is paid back by enough query rows */
-  if (kpack && vl_gemm_enabled () && 2 * (q1 - q0) >= T)
+  if (kpack && vl_gemm_enabled () && (kpacked || 2 * (q1 - q0) >= T))
     {
-      vl_pack_weights (kpack, k, ld, T, D);
+      if (!kpacked)
+        vl_pack_weights (kpack, k, ld, T, D);
       vl_gemm_packed (a, T, q, ld, kpack, 1.0f / sqrtf ((float) D), NULL, NULL, 0, q1 - q0, T, D);
     }
   else

@@ -40,9 +40,14 @@ void vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols
 void vl_attention_forward  (float *out, float *att, const float *qkv, int T, int W, int D,
                             int h);
 /* The same for the query rows [q0, q1) only (their rows of att and out). kpack: NULL, or
- * vl_packed_numel (T, D) floats of scratch (64-byte aligned) for this head's keys packed. */
+ * vl_packed_numel (T, D) floats (64-byte aligned): scratch for this head's keys packed, or with
+ * kpacked, the keys as vl_attention_pack_keys left them (chunks of one head's query rows share
+ * them: batch 1 splits each head's rows between the threads). */
 void vl_attention_forward_rows (float *out, float *att, const float *qkv, int T, int W, int D,
-                                int h, int q0, int q1, float *kpack);
+                                int h, int q0, int q1, float *kpack, gboolean kpacked);
+/* kpack = head h's keys packed for vl_gemm_packed; FALSE (nothing done) where vitlab's kernel is
+ * not in use. */
+gboolean vl_attention_pack_keys (float *kpack, const float *qkv, int T, int W, int D, int h);
 /* dqkv (T, 3W): this head's q, k, v columns are overwritten. dscore: (T, T) scratch; vpack:
  * NULL or vl_packed_numel (T, D) floats of scratch (64-byte aligned) for the values packed. */
 void vl_attention_backward (float *dqkv, float *dscore, const float *dout, const float *att,

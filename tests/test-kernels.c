@@ -425,17 +425,27 @@ att_case_init (AttCase *c, uint64_t seed)
 static void
 test_attention_forward (void)
 {
-  /* the keys as they are (OpenBLAS), then packed (vl_gemm_packed, where the CPU has it) */
+  /* the keys as they are (OpenBLAS), then packed (vl_gemm_packed, where the CPU has it), then
+   * packed once by vl_attention_pack_keys and shared by query-row chunks of 1, 2 and 3 rows */
   float *kpack = g_aligned_alloc (vl_packed_numel (AT_T, AT_D), sizeof (float), 64);
-  for (int packed = 0; packed < 2; packed++)
+  for (int packed = 0; packed < 3; packed++)
     {
       AttCase c;
       att_case_init (&c, 31);
       const float sentinel = -777.f;
       for (int i = 0; i < AT_T * AT_W; i++)
         c.out[i] = sentinel;
-      vl_attention_forward_rows (c.out, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD, 0, AT_T,
-                                 packed ? kpack : NULL);
+      if (packed < 2)
+        vl_attention_forward_rows (c.out, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD, 0, AT_T,
+                                   packed ? kpack : NULL, FALSE);
+      else
+        {
+          const gboolean have = vl_attention_pack_keys (kpack, c.qkv, AT_T, AT_W, AT_D, AT_HEAD);
+          g_assert_true (have == vl_gemm_enabled ());
+          for (int q0 = 0, n = 1; q0 < AT_T; q0 += n, n++)
+            vl_attention_forward_rows (c.out, c.att, c.qkv, AT_T, AT_W, AT_D, AT_HEAD, q0,
+                                       MIN (AT_T, q0 + n), have ? kpack : NULL, have);
+        }
 
       const int ld = 3 * AT_W;
       for (int i = 0; i < AT_T; i++)
