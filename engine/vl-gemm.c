@@ -8,8 +8,10 @@
  * and a row-major operand (a weight used untransposed, attention's values) is read as it is, a
  * panel being 32 columns of it. The kernel keeps 12 x 32 results in registers, broadcasts each
  * left-hand value from its row in place (no packing there either), and scales, adds the bias and
- * the residual as it stores. AVX-512 only; other CPUs run the same contract in plain C, and the
- * engine keeps OpenBLAS there (vl_gemm_packed_supported). */
+ * the residual as it stores. The weight gradients (a long contraction over a batch's token rows)
+ * use the same kernel on both operands copied per block (vl_gemm_tn). AVX-512 only; other CPUs
+ * run the same contract in plain C, and the engine keeps OpenBLAS there
+ * (vl_gemm_packed_supported). */
 #include "vl-gemm.h"
 
 #include <string.h>

@@ -1,5 +1,6 @@
-/* vl-gemm.h: products read without per-call packing (see vl-gemm.c), for the forward's linear
- * layers and attention and the backward's input gradients. */
+/* vl-gemm.h: vitlab's own products (see vl-gemm.c): without per-call packing for the forward's
+ * linear layers, attention and the backward's input gradients; packed block by block for the
+ * weight gradients (vl_gemm_tn). */
 #pragma once
 
 #include <glib.h>
