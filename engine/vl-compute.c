@@ -85,6 +85,7 @@ struct _VlActs {
   float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
   float     *tn_work;        /* (threads, tn_numel): vl_gemm_tn's packing space, per worker */
   float     *qkv_g;          /* (3W W + 3W): see qkv_ln1_params_backward */
+  float     *wpack;          /* a block weight packed for its input gradient (vl_pack_rows) */
   int64_t    tn_numel;
   const float *packed[4];    /* the current block's packed weights (pack_block) */
   float     *kpack;          /* (threads, kpack_numel): one head's keys packed, per worker */
@@ -273,6 +274,8 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       a->tn_numel = (vl_gemm_tn_workspace (widest, widest) + 15) / 16 * 16;
       a->tn_work = FALLOC (a, (int64_t) threads * a->tn_numel);
       a->qkv_g = FALLOC (a, (int64_t) 3 * W * W + 3 * W);
+      a->wpack = FALLOC (a, MAX (vl_packed_numel (W, MAX (g->mlp, 3 * W)),
+                                 vl_packed_numel (MAX (g->mlp, 3 * W), W)));
       a->dpos_new = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
     }
   return a;
@@ -409,6 +412,7 @@ typedef struct {
   int K, N;
   float beta;
   Act act;
+  const float *wp;   /* w packed by vl_pack_rows, or NULL */
 } LinearBwd;
 
 static void
@@ -423,7 +427,10 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
     {
       const int64_t s1 = MIN (r1, s0 + step);
       float *dinp = L->dinp + s0 * L->K;
-      if (vl_gemm_enabled ())
+      if (L->wp)
+        vl_gemm_packed (dinp, L->K, L->dout + s0 * L->N, L->N, L->wp, 1.0f, NULL,
+                        L->beta != 0.0f ? dinp : NULL, L->K, (int) (s1 - s0), L->K, L->N);
+      else if (vl_gemm_enabled ())
         vl_gemm_rowmajor (FALSE, dinp, L->K, L->dout + s0 * L->N, L->N, L->w, L->K, 1.0f,
                           L->beta != 0.0f ? dinp : NULL, L->K, (int) (s1 - s0), L->K, L->N);
       else
@@ -442,11 +449,18 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
     }
 }
 
+/* wpack: room for w packed (vl_packed_numel (K, N)), used where vl_gemm_pack_rows_pays, or NULL */
 static void
 linear_backward_input (float *dinp, const float *dout, const float *w, Act act,
-                       const float *pre, int64_t M, int K, int N, gboolean accumulate)
+                       const float *pre, int64_t M, int K, int N, gboolean accumulate,
+                       float *wpack)
 {
-  LinearBwd L = { dinp, dout, w, pre, K, N, accumulate ? 1.0f : 0.0f, act };
+  LinearBwd L = { dinp, dout, w, pre, K, N, accumulate ? 1.0f : 0.0f, act, NULL };
+  if (wpack && vl_gemm_pack_rows_pays ())
+    {
+      vl_pack_rows (wpack, w, K, N, K);
+      L.wp = wpack;
+    }
   parallel_rows (M, (int64_t) K * N, 1, linear_bwd_rows, &L);
 }
 
@@ -1015,11 +1029,9 @@ block_image_task (void *data, int64_t b, int worker)
   block_forward_span (j->m, j->a, j->l, &sp);
 }
 
-/* Block l's linear weights packed for vl_gemm_packed into a->packed (NULLs where this CPU has no
- * AVX-512): a frozen weight's copy is made once and again when its version changes (an update, a
- * writable access, a change of its group's lock); a trainable weight's at every forward. */
 /* Parameter ix (a backbone weight: N rows of K) packed for vl_gemm_packed, remade when its
- * version changed; NULL when vitlab's kernel is not in use. A trainable weight may have been
+ * version changed (an update, a writable access, a change of its group's lock) or another kernel
+ * came into use; NULL when none of vitlab's kernels is in use. A trainable weight may have been
  * written through a pointer held since (finite differences do that): its copy is remade at every
  * forward. */
 static const float *
@@ -1031,6 +1043,14 @@ packed_weight (VlModel *m, int ix)
     {
       m->packed = g_new0 (float *, m->n_backbone);
       m->packed_version = g_new0 (unsigned, m->n_backbone);
+      m->packed_isa = vl_gemm_isa ();
+    }
+  if (m->packed_isa != (int) vl_gemm_isa ())
+    {
+      for (int i = 0; i < m->n_backbone; i++)
+        if (m->packed[i] != NULL)
+          m->packed_version[i] = vl_param (m, i)->version - 1;
+      m->packed_isa = vl_gemm_isa ();
     }
   const VlParam *p = vl_param (m, ix);
   const int N = (int) p->shape[0], K = (int) (p->numel / N);
@@ -1047,6 +1067,8 @@ packed_weight (VlModel *m, int ix)
   return m->packed[ix];
 }
 
+/* Block l's linear weights packed for vl_gemm_packed into a->packed (NULLs where none of vitlab's
+ * kernels is in use) */
 static void
 pack_block (VlModel *m, VlActs *a, int l)
 {
@@ -1646,15 +1668,16 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
     }
   linear_backward_params_rows (a, BG (B_FC2_W), BG (B_FC2_B), dy, gelu, BT, M, W);
   linear_backward_input (a->dwide, dy, BP (B_FC2_W), k->h_deriv ? ACT_DERIV : model_act (m), k->h,
-                         BT, M, W, FALSE);
+                         BT, M, W, FALSE, a->wpack);
   linear_backward_params_rows (a, BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
-  linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE);
+  linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE,
+                         a->wpack);
   layernorm_backward (a, a->dx, BG (B_LN2_W), BG (B_LN2_B), a->dtmp, k->xmid, BP (B_LN2_W),
                       k->ln2_mean, k->ln2_rstd, BT, W);
   /* dx holds d xmid. Attention branch: xmid = x + [ls1 *] proj (attn (qkv (ln1 (x)))) */
   dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS1), BP (B_LS1), k->ls1b, BT, W) : a->dx;
   linear_backward_params_rows (a, BG (B_PROJ_W), BG (B_PROJ_B), dy, k->atty, BT, W, W);
-  linear_backward_input (a->datty, dy, BP (B_PROJ_W), ACT_NONE, NULL, BT, W, W, FALSE);
+  linear_backward_input (a->datty, dy, BP (B_PROJ_W), ACT_NONE, NULL, BT, W, W, FALSE, a->wpack);
   AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide, .a = a,
                 .dscore = a->dscore };
   vl_parallel_for ((int64_t) a->B * g->heads, attn_bwd_task, &j);
@@ -1667,7 +1690,8 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   linear_backward_params_rows (a, BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);
   if (need_dinput || ln1_trains)
     {
-      linear_backward_input (a->dtmp, a->dwide, BP (B_QKV_W), ACT_NONE, NULL, BT, W, 3 * W, FALSE);
+      linear_backward_input (a->dtmp, a->dwide, BP (B_QKV_W), ACT_NONE, NULL, BT, W, 3 * W, FALSE,
+                             a->wpack);
       layernorm_backward (a, need_dinput ? a->dx : NULL, BG (B_LN1_W), BG (B_LN1_B), a->dtmp,
                           a->xs[l], BP (B_LN1_W), k->ln1_mean, k->ln1_rstd, BT, W);
     }
@@ -1753,13 +1777,13 @@ backward_head (VlModel *m, VlActs *a, gboolean below)
                                   a->dlogits, a->dist_feat, B, m->geo.width, K);
           if (below)
             linear_backward_input (a->ddist, a->dlogits, vl_pdata (m, m->ix.hdist_w), ACT_NONE,
-                                   NULL, B, m->geo.width, K, FALSE);
+                                   NULL, B, m->geo.width, K, FALSE, NULL);
         }
       linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dlogits,
                               hin, B, din, K);
       if (below)
         linear_backward_input (a->dhin, a->dlogits, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
-                               din, K, FALSE);
+                               din, K, FALSE, NULL);
     }
   else
     {
@@ -1767,12 +1791,12 @@ backward_head (VlModel *m, VlActs *a, gboolean below)
       linear_backward_params (grad_of (m, m->ix.head2_w), grad_of (m, m->ix.head2_b), a->dlogits,
                               a->head_g, B, Hd, K);
       linear_backward_input (a->dhead, a->dlogits, vl_pdata (m, m->ix.head2_w), ACT_GELU,
-                             a->head_h, B, Hd, K, FALSE);
+                             a->head_h, B, Hd, K, FALSE, NULL);
       linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dhead, hin,
                               B, din, Hd);
       if (below)
         linear_backward_input (a->dhin, a->dhead, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
-                               din, Hd, FALSE);
+                               din, Hd, FALSE, NULL);
     }
 }
 
@@ -1873,7 +1897,7 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
                               g->embed_dim);
       if (c0 < C_PROJ (m))
         linear_backward_input (a->dpooled, a->dhin, vl_pdata (m, m->ix.proj), ACT_NONE, NULL, B, W,
-                               g->embed_dim, FALSE);
+                               g->embed_dim, FALSE, NULL);
       dpooled = a->dpooled;
     }
   if (c0 >= C_PROJ (m))

@@ -18,7 +18,7 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#define VL_HAVE_AVX512_GEMM 1
+#define VL_HAVE_X86_GEMM 1
 #endif
 
 #define NR 32   /* columns per panel: two zmm registers */
@@ -46,41 +46,38 @@ vl_packed_numel (int N, int K)
 
 static gboolean pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K);
 
+/* Columns of a packed panel for the kernel in use: 32 (two zmm registers; also the plain C's
+ * layout), 16 for the AVX2 kernel */
+static int
+packed_width (void)
+{
+  return vl_gemm_isa () == VL_GEMM_AVX2 ? 16 : NR;
+}
+
 void
 vl_pack_weights (float *dst, const float *w, int64_t ldw, int N, int K)
 {
-  for (int p = 0; p < N; p += NR)
+  const int nr = packed_width ();
+  for (int p = 0; p < N; p += nr)
     {
       float *panel = dst + (int64_t) p * K;
-      int n_here = N - p < NR ? N - p : NR;
-      if (pack_panel_avx512 (panel, w + (int64_t) p * ldw, ldw, n_here, K))
+      int n_here = N - p < nr ? N - p : nr;
+      if (nr == NR && pack_panel_avx512 (panel, w + (int64_t) p * ldw, ldw, n_here, K))
         continue;
       /* each row of w read in order (they may lie far apart: attention's keys) */
       for (int j = 0; j < n_here; j++)
         {
           const float *src = w + (int64_t) (p + j) * ldw;
           for (int k = 0; k < K; k++)
-            panel[(int64_t) k * NR + j] = src[k];
+            panel[(int64_t) k * nr + j] = src[k];
         }
-      if (n_here < NR)
+      if (n_here < nr)
         for (int k = 0; k < K; k++)
-          memset (panel + (int64_t) k * NR + n_here, 0, sizeof (float) * (NR - n_here));
+          memset (panel + (int64_t) k * nr + n_here, 0, sizeof (float) * (nr - n_here));
     }
 }
 
-#ifdef VL_HAVE_AVX512_GEMM
-
-gboolean
-vl_gemm_packed_supported (void)
-{
-  static gsize supported;   /* 1 + whether */
-  if (g_once_init_enter (&supported))
-    {
-      __builtin_cpu_init ();
-      g_once_init_leave (&supported, 1 + (__builtin_cpu_supports ("avx512f") != 0));
-    }
-  return supported == 2;
-}
+#ifdef VL_HAVE_X86_GEMM
 
 #define AVX512 __attribute__ ((target ("avx512f")))
 
@@ -139,7 +136,7 @@ pack_panel_16x16 (float *panel, const float *w, int64_t ldw, int K)
 static gboolean
 pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K)
 {
-  if (n_here != NR || K % 16 != 0 || !vl_gemm_enabled ())
+  if (n_here != NR || K % 16 != 0 || vl_gemm_isa () != VL_GEMM_AVX512)
     return FALSE;
   pack_panel_16x16 (panel, w, ldw, K);
   return TRUE;
@@ -350,13 +347,326 @@ gemm_tn_avx512 (float *c, int64_t ldc, gboolean accumulate, const float *a, int6
     }
 }
 
-#else
+#endif
 
-gboolean
-vl_gemm_packed_supported (void)
+#ifdef VL_HAVE_X86_GEMM
+
+/* The same contract on AVX2 + FMA (AMD Zen, Intel before AVX-512): 16 ymm registers hold a tile
+ * of 6 rows x 16 columns (12 accumulators, enough to cover the FMA latency of two pipes), half
+ * of a 32-column panel, so the panels and the packing are the ones of the AVX-512 kernel. */
+#define AVX2 __attribute__ ((target ("avx2,fma")))
+#define MR2 6
+#define NR2 16   /* columns of a tile, and of a packed panel */
+
+/* lanes [0, n) of 8 */
+static inline __attribute__ ((always_inline)) AVX2 __m256i
+lanes8 (int n)
 {
-  return FALSE;
+  return _mm256_cmpgt_epi32 (_mm256_set1_epi32 (n), _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+/* The first n (at most 8) lanes of v stored: a masked store (vmaskmovps) costs about 17 cycles
+ * on Zen 3, four narrower stores a few. */
+static inline __attribute__ ((always_inline)) AVX2 void
+store_lanes (float *p, __m256 v, int n)
+{
+  if (n >= 8)
+    {
+      _mm256_storeu_ps (p, v);
+      return;
+    }
+  __m128 x = _mm256_castps256_ps128 (v);
+  if (n >= 4)
+    {
+      _mm_storeu_ps (p, x);
+      x = _mm256_extractf128_ps (v, 1);
+      p += 4;
+      n -= 4;
+    }
+  if (n >= 2)
+    {
+      _mm_storel_pi ((__m64 *) p, x);
+      x = _mm_movehl_ps (x, x);
+      p += 2;
+      n -= 2;
+    }
+  if (n >= 1)
+    _mm_store_ss (p, x);
+}
+
+/* One tile: rows [0, mr) of ap against 16 columns of bp, n (1 to 16) of them in the matrix.
+ * Loads from b are masked only for a row-major operand's last, narrower columns (ROWS_TAIL);
+ * the stores (and the bias and residual loads) only where n < 16. */
+static inline __attribute__ ((always_inline)) AVX2 void
+tile2 (const int mr, const int mode, const int ta, int K, const float *restrict ap, int64_t lda,
+       const float *restrict bp, int64_t ldb, float *c, int64_t ldc, float alpha,
+       const float *bias, const float *res, int64_t ldr, int n)
+{
+  if (mode == PACKED)
+    ldb = NR2;
+  const __m256i k0 = lanes8 (n), k1 = lanes8 (n - 8);
+  __m256 c0[MR2], c1[MR2];
+#pragma GCC unroll 6
+  for (int i = 0; i < mr; i++)
+    c0[i] = c1[i] = _mm256_setzero_ps ();
+  for (int k = 0; k < K; k++)
+    {
+      __m256 b0, b1;
+      if (mode == ROWS_TAIL)
+        {
+          b0 = _mm256_maskload_ps (bp, k0);
+          b1 = _mm256_maskload_ps (bp + 8, k1);
+        }
+      else
+        {
+          b0 = _mm256_loadu_ps (bp);
+          b1 = _mm256_loadu_ps (bp + 8);
+        }
+      bp += ldb;
+      const float *a = ta ? ap + k * lda : ap + k;
+#pragma GCC unroll 6
+      for (int i = 0; i < mr; i++)
+        {
+          const __m256 av = _mm256_broadcast_ss (ta ? a + i : a + i * lda);
+          c0[i] = _mm256_fmadd_ps (av, b0, c0[i]);
+          c1[i] = _mm256_fmadd_ps (av, b1, c1[i]);
+        }
+    }
+  const __m256 va = _mm256_set1_ps (alpha);
+  const gboolean whole = n >= 16;
+  __m256 bias0 = _mm256_setzero_ps (), bias1 = _mm256_setzero_ps ();
+  if (bias)
+    {
+      bias0 = whole ? _mm256_loadu_ps (bias) : _mm256_maskload_ps (bias, k0);
+      bias1 = whole ? _mm256_loadu_ps (bias + 8) : _mm256_maskload_ps (bias + 8, k1);
+    }
+#pragma GCC unroll 6
+  for (int i = 0; i < mr; i++)
+    {
+      __m256 v0 = _mm256_fmadd_ps (c0[i], va, bias0);
+      __m256 v1 = _mm256_fmadd_ps (c1[i], va, bias1);
+      if (whole)
+        {
+          if (res)
+            {
+              v0 = _mm256_add_ps (v0, _mm256_loadu_ps (res + i * ldr));
+              v1 = _mm256_add_ps (v1, _mm256_loadu_ps (res + i * ldr + 8));
+            }
+          _mm256_storeu_ps (c + i * ldc, v0);
+          _mm256_storeu_ps (c + i * ldc + 8, v1);
+        }
+      else
+        {
+          if (res)
+            {
+              v0 = _mm256_add_ps (v0, _mm256_maskload_ps (res + i * ldr, k0));
+              v1 = _mm256_add_ps (v1, _mm256_maskload_ps (res + i * ldr + 8, k1));
+            }
+          store_lanes (c + i * ldc, v0, n);
+          store_lanes (c + i * ldc + 8, v1, n - 8);
+        }
+    }
+}
+
+typedef void (*Tile2Fn) (int, const float *, int64_t, const float *, int64_t, float *, int64_t,
+                         float, const float *, const float *, int64_t, int);
+
+#define TILE2(n, mode, ta) \
+  static AVX2 void tile2_##n##_##mode##ta (int K, const float *ap, int64_t lda, \
+                                           const float *bp, int64_t ldb, float *c, int64_t ldc, \
+                                           float alpha, const float *bias, const float *res, \
+                                           int64_t ldr, int cols) \
+  { tile2 (n, mode, ta, K, ap, lda, bp, ldb, c, ldc, alpha, bias, res, ldr, cols); }
+#define TILES2(mode, ta) \
+  TILE2 (1, mode, ta) TILE2 (2, mode, ta) TILE2 (3, mode, ta) TILE2 (4, mode, ta) \
+  TILE2 (5, mode, ta) TILE2 (6, mode, ta) \
+  static const Tile2Fn tiles2_##mode##ta[MR2 + 1] = { \
+    NULL, tile2_1_##mode##ta, tile2_2_##mode##ta, tile2_3_##mode##ta, tile2_4_##mode##ta, \
+    tile2_5_##mode##ta, tile2_6_##mode##ta };
+TILES2 (PACKED, 0)
+TILES2 (PACKED, 1)
+TILES2 (ROWS, 0)
+TILES2 (ROWS_TAIL, 0)
+TILES2 (ROWS, 1)
+TILES2 (ROWS_TAIL, 1)
+#undef TILES2
+#undef TILE2
+
+/* Each thread's buffer for the rows of a copied into micro-panels (pack_a_avx2), kept from call
+ * to call and freed with the thread. */
+typedef struct {
+  float  *buf;
+  int64_t cap;
+} APack;
+
+static void
+apack_free (gpointer data)
+{
+  APack *ap = data;
+  g_aligned_free (ap->buf);
+  g_free (ap);
+}
+
+static GPrivate apack_key = G_PRIVATE_INIT (apack_free);
+
+/* Rows [r0, r0 + rows) of a (not transposed) copied as micro-panels of 6 rows, k-major: the
+ * kernel then broadcasts its left-hand values from one stream instead of six rows lda apart
+ * (2-4% of a step, measured in one process alternating both; the copy is K floats per row
+ * against N multiply-adds per value). */
+static float *
+pack_a_avx2 (const Gemm *g, int r0, int rows)
+{
+  APack *ap = g_private_get (&apack_key);
+  if (ap == NULL)
+    {
+      ap = g_new0 (APack, 1);
+      g_private_set (&apack_key, ap);
+    }
+  const int tiles = (rows + MR2 - 1) / MR2;
+  const int64_t need = (int64_t) tiles * MR2 * g->K;
+  if (need > ap->cap)
+    {
+      g_aligned_free (ap->buf);
+      ap->buf = g_aligned_alloc (need, sizeof (float), 64);
+      ap->cap = need;
+    }
+  for (int t = 0; t < tiles; t++)
+    {
+      const int i0 = r0 + t * MR2, mr = rows - t * MR2 < MR2 ? rows - t * MR2 : MR2;
+      float *dst = ap->buf + (int64_t) t * MR2 * g->K;
+      for (int i = 0; i < mr; i++)
+        {
+          const float *src = g->a + (int64_t) (i0 + i) * g->lda;
+          for (int k = 0; k < g->K; k++)
+            dst[(int64_t) k * MR2 + i] = src[k];
+        }
+    }
+  return ap->buf;
+}
+
+/* The order of the tiles, for the smaller caches of such CPUs (Zen 3: 32 KiB L1, 512 KiB L2,
+ * where a ViT-Ti MLP weight alone is 576 KiB): the rows in blocks of about 256 KiB of a, and for
+ * each block panel by panel (16 columns: weights are packed 16 wide for this kernel, so that a
+ * panel is one contiguous run, 12 KiB at K = 192), the panel staying in L1 while it passes every
+ * 6 rows of the block, read from L2. With packed weights, the block of a is copied into
+ * micro-panels first. */
+static void
+gemm_avx2 (const Gemm *g, gboolean packed)
+{
+  int mc = (int) ((256 << 10) / ((int64_t) g->K * sizeof (float))) / MR2 * MR2;
+  mc = mc < MR2 ? MR2 : mc;
+  if (packed && !g->ta)
+    {
+      for (int r0 = 0; r0 < g->M; r0 += mc)
+        {
+          const int rows = g->M - r0 < mc ? g->M - r0 : mc;
+          const float *ap = pack_a_avx2 (g, r0, rows);
+          for (int p = 0; p < g->N; p += 16)
+            {
+              const int n = g->N - p < 16 ? g->N - p : 16;
+              const float *b = g->b + (int64_t) p * g->K;
+              for (int r = 0; r < rows; r += MR2)
+                {
+                  const int mr = rows - r < MR2 ? rows - r : MR2;
+                  tiles2_PACKED1[mr] (g->K, ap + (int64_t) r * g->K, MR2, b, g->ldb,
+                                      g->c + (int64_t) (r0 + r) * g->ldc + p, g->ldc, g->alpha,
+                                      g->bias ? g->bias + p : NULL,
+                                      g->res ? g->res + (int64_t) (r0 + r) * g->ldr + p : NULL,
+                                      g->ldr, n);
+                }
+            }
+        }
+      return;
+    }
+  for (int r0 = 0; r0 < g->M; r0 += mc)
+    for (int p = 0; p < g->N; p += 16)
+      {
+        const int n = g->N - p < 16 ? g->N - p : 16;
+        const Tile2Fn *fns = packed ? tiles2_PACKED0
+                             : n == 16 ? (g->ta ? tiles2_ROWS1 : tiles2_ROWS0)
+                             : (g->ta ? tiles2_ROWS_TAIL1 : tiles2_ROWS_TAIL0);
+        const float *b = packed ? g->b + (int64_t) p * g->K : g->b + p;
+        for (int r = r0; r < g->M && r < r0 + mc; r += MR2)
+          {
+            const int mr = g->M - r < MR2 ? g->M - r : MR2;
+            fns[mr] (g->K, g->a + (g->ta ? r : (int64_t) r * g->lda), g->lda, b, g->ldb,
+                     g->c + (int64_t) r * g->ldc + p, g->ldc, g->alpha,
+                     g->bias ? g->bias + p : NULL,
+                     g->res ? g->res + (int64_t) r * g->ldr + p : NULL, g->ldr, n);
+          }
+      }
+}
+
+/* vl_gemm_tn on AVX2: the contraction in blocks of KC rows, as gemm_tn_avx512; each block of a
+ * (KC x M) copied into micro-panels of 6 of its columns (KC x 6, 4.5 KiB), of b (KC x N) into
+ * panels of 16 columns (KC x 16, 12 KiB). Then, for a group of b's panels that fits in half of
+ * L2, each micro-panel of a (in L1) passes every panel of the group (read from L2). */
+static AVX2 void
+gemm_tn_avx2 (float *c, int64_t ldc, gboolean accumulate, const float *a, int64_t lda,
+              const float *b, int64_t ldb, float *colsum, int M, int N, int K, float *work)
+{
+  const int m_tiles = (M + MR2 - 1) / MR2, n_panels = (N + NR2 - 1) / NR2;
+  const int group = 10;   /* panels: 120 KiB */
+  for (int k0 = 0; k0 < K; k0 += KC)
+    {
+      const int kc = K - k0 < KC ? K - k0 : KC;
+      float *ap = work, *bp = work + (int64_t) m_tiles * MR2 * KC;
+      for (int g0 = 0; g0 < kc; g0 += 8)
+        {
+          const int g1 = kc - g0 < 8 ? kc : g0 + 8;
+          for (int t = 0; t < m_tiles; t++)
+            {
+              const int i0 = t * MR2, n = M - i0 < MR2 ? M - i0 : MR2;
+              const __m256i m0 = lanes8 (n);
+              /* 8 floats stored for each row of 6 (the next row's store covers the two extra)
+               * but for the micro-panel's last row */
+              for (int k = g0; k < g1; k++)
+                store_lanes (ap + ((int64_t) t * kc + k) * MR2,
+                             _mm256_maskload_ps (a + (int64_t) (k0 + k) * lda + i0, m0),
+                             k == kc - 1 ? MR2 : 8);
+            }
+          for (int p = 0; p < n_panels; p++)
+            {
+              const int j0 = p * NR2, n = N - j0 < NR2 ? N - j0 : NR2;
+              const __m256i m0 = lanes8 (n), m1 = lanes8 (n - 8);
+              for (int k = g0; k < g1; k++)
+                {
+                  const float *brow = b + (int64_t) (k0 + k) * ldb + j0;
+                  float *dst = bp + ((int64_t) p * kc + k) * NR2;
+                  _mm256_storeu_ps (dst, _mm256_maskload_ps (brow, m0));
+                  _mm256_storeu_ps (dst + 8, _mm256_maskload_ps (brow + 8, m1));
+                }
+            }
+          if (colsum)
+            for (int k = g0; k < g1; k++)
+              {
+                const float *arow = a + (int64_t) (k0 + k) * lda;
+                int i = 0;
+                for (; i + 8 <= M; i += 8)
+                  _mm256_storeu_ps (colsum + i, _mm256_add_ps (_mm256_loadu_ps (colsum + i),
+                                                               _mm256_loadu_ps (arow + i)));
+                for (; i < M; i++)
+                  colsum[i] += arow[i];
+              }
+        }
+      const gboolean add = accumulate || k0 > 0;
+      for (int p0 = 0; p0 < n_panels; p0 += group)
+        for (int t = 0; t < m_tiles; t++)
+          {
+            const int i0 = t * MR2, mr = M - i0 < MR2 ? M - i0 : MR2;
+            const float *at = ap + (int64_t) t * kc * MR2;
+            for (int p = p0; p < n_panels && p < p0 + group; p++)
+              {
+                const int j0 = p * NR2, n = N - j0 < NR2 ? N - j0 : NR2;
+                float *ct = c + (int64_t) i0 * ldc + j0;
+                tiles2_PACKED1[mr] (kc, at, MR2, bp + (int64_t) p * kc * NR2, NR2, ct, ldc, 1.0f,
+                                    NULL, add ? ct : NULL, ldc, n);
+              }
+          }
+    }
+}
+
+#else
 
 static gboolean
 pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K)
@@ -366,22 +676,86 @@ pack_panel_avx512 (float *panel, const float *w, int64_t ldw, int n_here, int K)
 
 #endif
 
-static gsize gemm_use;   /* 1 + whether */
+/* The kernels this CPU can run: a bit per VlGemmIsa */
+static guint
+isa_supported_bits (void)
+{
+  static gsize bits;   /* 1 + the bits */
+  if (g_once_init_enter (&bits))
+    {
+      gsize b = 1u << VL_GEMM_PLAIN;
+#ifdef VL_HAVE_X86_GEMM
+      __builtin_cpu_init ();
+      if (__builtin_cpu_supports ("avx2") && __builtin_cpu_supports ("fma"))
+        b |= 1u << VL_GEMM_AVX2;
+      if (__builtin_cpu_supports ("avx512f"))
+        b |= 1u << VL_GEMM_AVX512;
+#endif
+      g_once_init_leave (&bits, 1 + b);
+    }
+  return (guint) (bits - 1);
+}
+
+gboolean
+vl_gemm_isa_supported (VlGemmIsa isa)
+{
+  return isa >= VL_GEMM_PLAIN && isa <= VL_GEMM_AVX512 && (isa_supported_bits () >> isa & 1);
+}
+
+static VlGemmIsa
+best_isa (void)
+{
+  return vl_gemm_isa_supported (VL_GEMM_AVX512) ? VL_GEMM_AVX512
+         : vl_gemm_isa_supported (VL_GEMM_AVX2) ? VL_GEMM_AVX2 : VL_GEMM_PLAIN;
+}
+
+gboolean
+vl_gemm_packed_supported (void)
+{
+  return best_isa () != VL_GEMM_PLAIN;
+}
+
+const char *
+vl_gemm_isa_name (VlGemmIsa isa)
+{
+  return isa == VL_GEMM_AVX512 ? "avx512" : isa == VL_GEMM_AVX2 ? "avx2" : "plain";
+}
+
+static gsize gemm_use;   /* 1 + the VlGemmIsa in use */
+
+VlGemmIsa
+vl_gemm_isa (void)
+{
+  if (g_once_init_enter (&gemm_use))
+    {
+      const char *env = g_getenv ("VITLAB_PACKED_GEMM");
+      VlGemmIsa isa = best_isa ();
+      if (g_strcmp0 (env, "0") == 0 || g_strcmp0 (env, "plain") == 0)
+        isa = VL_GEMM_PLAIN;
+      else if (g_strcmp0 (env, "avx2") == 0 && vl_gemm_isa_supported (VL_GEMM_AVX2))
+        isa = VL_GEMM_AVX2;
+      g_once_init_leave (&gemm_use, 1 + isa);
+    }
+  return (VlGemmIsa) (gemm_use - 1);
+}
 
 gboolean
 vl_gemm_enabled (void)
 {
-  if (g_once_init_enter (&gemm_use))
-    g_once_init_leave (&gemm_use, 1 + (vl_gemm_packed_supported () &&
-                                       g_strcmp0 (g_getenv ("VITLAB_PACKED_GEMM"), "0") != 0));
-  return gemm_use == 2;
+  return vl_gemm_isa () != VL_GEMM_PLAIN;
+}
+
+void
+vl_gemm_set_isa (VlGemmIsa isa)
+{
+  vl_gemm_isa ();
+  g_atomic_pointer_set (&gemm_use, 1 + (vl_gemm_isa_supported (isa) ? isa : VL_GEMM_PLAIN));
 }
 
 void
 vl_gemm_set_enabled (gboolean enabled)
 {
-  vl_gemm_enabled ();
-  g_atomic_pointer_set (&gemm_use, 1 + (enabled && vl_gemm_packed_supported ()));
+  vl_gemm_set_isa (enabled ? best_isa () : VL_GEMM_PLAIN);
 }
 
 /* The same in plain C, for CPUs without AVX-512 (where the engine keeps OpenBLAS; this one is for
@@ -416,21 +790,51 @@ gemm_run (const Gemm *g, gboolean packed)
 {
   if (g->M <= 0 || g->N <= 0)
     return;
-#ifdef VL_HAVE_AVX512_GEMM
-  if (vl_gemm_enabled ())
+#ifdef VL_HAVE_X86_GEMM
+  switch (vl_gemm_isa ())
     {
+    case VL_GEMM_AVX512:
       gemm_avx512 (g, packed);
       return;
+    case VL_GEMM_AVX2:
+      gemm_avx2 (g, packed);
+      return;
+    default:
+      break;
     }
 #endif
   gemm_plain (g);
 }
 
 void
+vl_pack_rows (float *dst, const float *b, int64_t ldb, int K, int N)
+{
+  const int nr = packed_width ();
+  for (int p = 0; p < N; p += nr)
+    {
+      float *panel = dst + (int64_t) p * K;
+      const int n_here = N - p < nr ? N - p : nr;
+      for (int k = 0; k < K; k++)
+        {
+          memcpy (panel + (int64_t) k * nr, b + (int64_t) k * ldb + p, sizeof (float) * n_here);
+          if (n_here < nr)
+            memset (panel + (int64_t) k * nr + n_here, 0, sizeof (float) * (nr - n_here));
+        }
+    }
+}
+
+gboolean
+vl_gemm_pack_rows_pays (void)
+{
+  return vl_gemm_isa () == VL_GEMM_AVX2;
+}
+
+void
 vl_gemm_packed (float *c, int64_t ldc, const float *a, int64_t lda, const float *wp, float alpha,
                 const float *bias, const float *res, int64_t ldr, int M, int N, int K)
 {
-  Gemm g = { a, wp, bias, res, c, lda, NR, (int64_t) NR * K, ldc, ldr, alpha, M, N, K, FALSE };
+  const int nr = packed_width ();
+  Gemm g = { a, wp, bias, res, c, lda, nr, (int64_t) nr * K, ldc, ldr, alpha, M, N, K, FALSE };
   gemm_run (&g, TRUE);
 }
 
@@ -455,11 +859,17 @@ vl_gemm_tn (float *c, int64_t ldc, gboolean accumulate, const float *a, int64_t 
 {
   if (M <= 0 || N <= 0)
     return;
-#ifdef VL_HAVE_AVX512_GEMM
-  if (vl_gemm_enabled ())
+#ifdef VL_HAVE_X86_GEMM
+  switch (vl_gemm_isa ())
     {
+    case VL_GEMM_AVX512:
       gemm_tn_avx512 (c, ldc, accumulate, a, lda, b, ldb, colsum, M, N, K, work);
       return;
+    case VL_GEMM_AVX2:
+      gemm_tn_avx2 (c, ldc, accumulate, a, lda, b, ldb, colsum, M, N, K, work);
+      return;
+    default:
+      break;
     }
 #endif
   for (int i = 0; i < M; i++)

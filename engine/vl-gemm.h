@@ -6,24 +6,48 @@
 #include <glib.h>
 #include <stdint.h>
 
-/* TRUE when this CPU can run the AVX-512 kernel. */
-gboolean vl_gemm_packed_supported (void);
+/* The kernels: AVX-512 (12 x 32 tiles), AVX2 + FMA (6 x 16 tiles, for AMD Zen and older Intel
+ * CPUs), or the plain C that runs the same contracts anywhere (and with which the engine keeps
+ * OpenBLAS for its products). */
+typedef enum { VL_GEMM_PLAIN, VL_GEMM_AVX2, VL_GEMM_AVX512 } VlGemmIsa;
 
-/* Whether the AVX-512 kernel is in use: on such a CPU, unless the environment says
- * VITLAB_PACKED_GEMM=0 (for A/B measurements). When it is, the engine runs its products on it;
- * when not, on OpenBLAS, and the functions below (still correct) run in plain C. */
-gboolean vl_gemm_enabled (void);
-/* Overrides that choice (on AVX-512 only) from now on: for benchmarks that alternate the two
- * within one process, and for the tests of the plain-C code. Not while a forward or backward
- * runs. */
-void     vl_gemm_set_enabled (gboolean enabled);
+/* Whether this CPU can run that kernel (PLAIN always). */
+gboolean    vl_gemm_isa_supported (VlGemmIsa isa);
+/* TRUE when this CPU can run one of vitlab's SIMD kernels. */
+gboolean    vl_gemm_packed_supported (void);
+/* "avx512", "avx2" or "plain" */
+const char *vl_gemm_isa_name (VlGemmIsa isa);
+
+/* The kernel in use: the best this CPU has, unless the environment says VITLAB_PACKED_GEMM=0
+ * (plain C and OpenBLAS, for A/B measurements) or VITLAB_PACKED_GEMM=avx2 (the AVX2 kernel on
+ * an AVX-512 CPU). */
+VlGemmIsa   vl_gemm_isa (void);
+/* Whether a SIMD kernel is in use (vl_gemm_isa () is not PLAIN): the engine then runs its
+ * products on it; when not, on OpenBLAS, and the functions below (still correct) run in plain
+ * C. */
+gboolean    vl_gemm_enabled (void);
+/* Override that choice from now on (an ISA the CPU lacks means PLAIN): for benchmarks that
+ * alternate within one process, and for the tests of each kernel. Not while a forward or
+ * backward runs. vl_gemm_set_enabled (TRUE) picks the best kernel the CPU has. */
+void        vl_gemm_set_isa (VlGemmIsa isa);
+void        vl_gemm_set_enabled (gboolean enabled);
 
 /* Floats of a packed (N, K) matrix. */
 int64_t  vl_packed_numel (int N, int K);
 
 /* dst (vl_packed_numel (N, K)) = w (N, K; rows ldw apart: a linear layer's weight, out x in) in
- * panels of 32 rows of w, each stored K x 32, the last one zero-padded. */
+ * panels of 32 rows of w (16 for the AVX2 kernel), each stored K x 32 (K x 16), the last one
+ * zero-padded: for vl_gemm_packed while the same kernel is in use. */
 void     vl_pack_weights (float *dst, const float *w, int64_t ldw, int N, int K);
+
+/* dst (vl_packed_numel (N, K)) = b (K, N; rows ldb apart) in the same panels, so that
+ * vl_gemm_packed with it computes a b: for a weight used untransposed (the backward's input
+ * gradients). */
+void     vl_pack_rows (float *dst, const float *b, int64_t ldb, int K, int N);
+/* Whether the kernel in use runs a large row-major right-hand operand faster packed by
+ * vl_pack_rows first than read in place by vl_gemm_rowmajor: on AVX2, whose CPUs have the smaller
+ * caches (a 16-column strip of a ViT-Ti MLP weight read in place spans 768 lines). */
+gboolean vl_gemm_pack_rows_pays (void);
 
 /* c (M, N) = alpha a (M, K) w^T [+ bias (N)] [+ res (M, N)], w packed by vl_pack_weights; res
  * may be c itself. */

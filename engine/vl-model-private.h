@@ -95,9 +95,11 @@ struct _VlModel {
   GCancellable *cancellable;   /* checked between blocks */
 
   /* the blocks' linear weights packed for vl_gemm_packed, per parameter index (NULL: not yet),
-   * and the version of the parameter each copy was made from */
+   * the version of the parameter each copy was made from, and the kernel they were packed for
+   * (its panels' width depends on it) */
   float      **packed;
   unsigned    *packed_version;
+  int          packed_isa;
 };
 
 static inline VlParam *

@@ -216,18 +216,24 @@ test_layernorm_accumulate (void)
 
 /* ------------------------------------------------------------------ gelu, softmax */
 
-/* Both ways the products (and GELU and the softmax) run: the AVX-512 kernels where the CPU has
- * them, and the portable code (what other CPUs run). */
+/* Every way the products (and GELU and the softmax) run on this CPU: the AVX-512 kernels, the
+ * AVX2 ones (also on an AVX-512 CPU), and the portable code with OpenBLAS. */
 static void
-both_kernels (void (*fn) (void))
+every_kernel (void (*fn) (void))
 {
-  const gboolean was = vl_gemm_enabled ();
-  vl_gemm_set_enabled (TRUE);
-  fn ();
-  vl_gemm_set_enabled (FALSE);
-  g_assert_false (vl_gemm_enabled ());
-  fn ();
-  vl_gemm_set_enabled (was);
+  static const VlGemmIsa isas[] = { VL_GEMM_AVX512, VL_GEMM_AVX2, VL_GEMM_PLAIN };
+  const VlGemmIsa was = vl_gemm_isa ();
+  for (guint i = 0; i < G_N_ELEMENTS (isas); i++)
+    {
+      if (!vl_gemm_isa_supported (isas[i]))
+        continue;
+      vl_gemm_set_isa (isas[i]);
+      g_assert_cmpint (vl_gemm_isa (), ==, isas[i]);
+      g_assert_true (vl_gemm_enabled () == (isas[i] != VL_GEMM_PLAIN));
+      g_test_message ("kernel: %s", vl_gemm_isa_name (isas[i]));
+      fn ();
+    }
+  vl_gemm_set_isa (was);
 }
 
 
@@ -284,7 +290,7 @@ gelu_backward_once (void)
 static void
 test_gelu_backward (void)
 {
-  both_kernels (gelu_backward_once);
+  every_kernel (gelu_backward_once);
 }
 
 /* GELU (x) = x Phi (x) against erf in double, over lengths that leave every tail of 16 */
@@ -310,7 +316,7 @@ gelu_forward_once (void)
 static void
 test_gelu_forward (void)
 {
-  both_kernels (gelu_forward_once);
+  every_kernel (gelu_forward_once);
 }
 
 /* The forward that also leaves act' (x) in place of x: the forward's output to the bit, and the
@@ -350,7 +356,7 @@ gelu_forward_deriv_once (void)
 static void
 test_gelu_forward_deriv (void)
 {
-  both_kernels (gelu_forward_deriv_once);
+  every_kernel (gelu_forward_deriv_once);
 }
 
 /* The softmax of rows against double precision: lengths around 16 and ViT's 197, logits far
@@ -389,7 +395,7 @@ softmax_once (void)
 static void
 test_softmax_rows (void)
 {
-  both_kernels (softmax_once);
+  every_kernel (softmax_once);
 }
 
 /* ------------------------------------------------------------------ attention */
@@ -423,7 +429,7 @@ att_case_init (AttCase *c, uint64_t seed)
 }
 
 static void
-test_attention_forward (void)
+attention_forward_once (void)
 {
   /* the keys as they are (OpenBLAS), then packed (vl_gemm_packed, where the CPU has it), then
    * packed once by vl_attention_pack_keys and shared by query-row chunks of 1, 2 and 3 rows */
@@ -481,7 +487,7 @@ test_attention_forward (void)
 }
 
 static void
-test_attention_backward (void)
+attention_backward_once (void)
 {
   /* the values as they are (OpenBLAS), then packed (vl_gemm_packed, where the CPU has it) */
   float *vpack = g_aligned_alloc (vl_packed_numel (AT_T, AT_D), sizeof (float), 64);
@@ -570,6 +576,18 @@ ce_case_init (CeCase *c, uint64_t seed, float ls)
   for (int b = 0; b < CE_B; b++)
     c->targets[b] = (int) (vl_rng_next (&r) % CE_K);
   c->ls = ls;
+}
+
+static void
+test_attention_forward (void)
+{
+  every_kernel (attention_forward_once);
+}
+
+static void
+test_attention_backward (void)
+{
+  every_kernel (attention_backward_once);
 }
 
 static void
@@ -906,9 +924,10 @@ check_product (const char *what, int variant, const float *c, const float *befor
       }
 }
 
-/* vl_gemm_packed against a double-precision reference: every remainder of its 12-row tiles and
- * 32-feature panels, with and without bias and residual, the residual being the output itself,
- * and a row stride wider than N whose extra columns must stay untouched. */
+/* vl_gemm_packed against a double-precision reference: every remainder of its tiles (12 or 6
+ * rows) and panels (32 or 16 features), with and without bias and residual, the residual being
+ * the output itself, and a row stride wider than N whose extra columns must stay untouched; with
+ * the weight packed by vl_pack_weights and by vl_pack_rows. */
 static void
 gemm_packed_once (void)
 {
@@ -943,10 +962,20 @@ gemm_packed_once (void)
           /* res holds c as it was */
           check_product ("vl_gemm_packed", variant, c, res, ldc, M, N, K, a, lda, 1, w, 1, ldw,
                          1.0f, bias, resid ? res : NULL);
+          /* a weight used untransposed: w read as (K, N) rows ldw2 apart, packed by
+           * vl_pack_rows */
+          const int ldw2 = N + (cases % 3);
+          g_autofree float *w2 = g_new (float, (gsize) K * ldw2);
+          fill_normal (&r, w2, (int64_t) K * ldw2, 0.0, 1.0);
+          fill_normal (&r, c, (int64_t) M * ldc, 0.0, 1.0);
+          memcpy (res, c, sizeof (float) * M * ldc);
+          vl_pack_rows (wp, w2, ldw2, K, N);
+          vl_gemm_packed (c, ldc, a, lda, wp, 1.0f, bias, resid, ldc, M, N, K);
+          check_product ("vl_pack_rows + vl_gemm_packed", variant, c, res, ldc, M, N, K, a, lda,
+                         1, w2, ldw2, 1, 1.0f, bias, resid ? res : NULL);
           g_aligned_free (wp);
         }
-  g_test_message ("%d shapes; AVX-512 kernel: %s", cases,
-                  vl_gemm_enabled () ? "yes" : "no (plain C)");
+  g_test_message ("%d shapes", cases);
 }
 
 /* vl_gemm_rowmajor the same way: b read in place with a row stride wider than N (attention's
@@ -1037,19 +1066,19 @@ gemm_tn_once (void)
 static void
 test_gemm_packed (void)
 {
-  both_kernels (gemm_packed_once);
+  every_kernel (gemm_packed_once);
 }
 
 static void
 test_gemm_rowmajor (void)
 {
-  both_kernels (gemm_rowmajor_once);
+  every_kernel (gemm_rowmajor_once);
 }
 
 static void
 test_gemm_tn (void)
 {
-  both_kernels (gemm_tn_once);
+  every_kernel (gemm_tn_once);
 }
 
 /* ------------------------------------------------------------------ the whole model */
@@ -1458,8 +1487,8 @@ test_model_frozen_weight_changed (void)
   g_assert_cmpmem (vl_model_logits (m), sizeof first, first, sizeof first);
 }
 
-/* The model through vitlab's AVX-512 products and through OpenBLAS (what CPUs without AVX-512
- * run): the same loss, logits and gradients up to float rounding. */
+/* The model through each of vitlab's SIMD kernels and through plain C and OpenBLAS (what other
+ * CPUs run): the same loss, logits and gradients up to float rounding. */
 static void
 test_model_gemm_paths (void)
 {
@@ -1470,15 +1499,19 @@ test_model_gemm_paths (void)
   fill_normal (&r, images, G_N_ELEMENTS (images), 0.0, 1.0);
   int targets[MB] = { 1, 0, 4 };
   const int n = vl_model_n_tensors (m);
-  const gboolean was = vl_gemm_enabled ();
+  const VlGemmIsa was = vl_gemm_isa ();
   vl_model_lock (m, 100);
 
-  double loss[2];
-  float logits[2][MB * 5];
-  GPtrArray *grads[2];
-  for (int path = 0; path < 2; path++)
+  /* the portable path first, then each SIMD kernel this CPU has, against it */
+  static const VlGemmIsa isas[] = { VL_GEMM_PLAIN, VL_GEMM_AVX2, VL_GEMM_AVX512 };
+  double loss[3];
+  float logits[3][MB * 5];
+  GPtrArray *grads[3] = { NULL, NULL, NULL };
+  for (int path = 0; path < 3; path++)
     {
-      vl_gemm_set_enabled (path == 0);
+      if (!vl_gemm_isa_supported (isas[path]))
+        continue;
+      vl_gemm_set_isa (isas[path]);
       for (int i = 0; i < n; i++)
         {
           int64_t k;
@@ -1497,21 +1530,28 @@ test_model_gemm_paths (void)
           g_ptr_array_add (grads[path], g_memdup2 (vl_model_tensor_grad (m, i), sizeof (float) * k));
         }
     }
-  vl_gemm_set_enabled (was);
-  g_assert_cmpfloat_with_epsilon (loss[0], loss[1], 1e-5);
-  vl_test_assert_close ("logits", logits[0], logits[1], MB * 5, 1e-5, 1e-4);
-  for (int i = 0; i < n; i++)
+  vl_gemm_set_isa (was);
+  for (int path = 1; path < 3; path++)
     {
-      int64_t k;
-      vl_model_tensor_data (m, i, NULL, NULL, &k);
-      const float *a = grads[0]->pdata[i], *b = grads[1]->pdata[i];
-      double scale = 0.0;
-      for (int64_t j = 0; j < k; j++)
-        scale = MAX (scale, fabs (b[j]));
-      vl_test_assert_close (vl_model_tensor_name (m, i), a, b, k, 1e-4 * scale + 1e-7, 1e-4);
+      if (grads[path] == NULL)
+        continue;
+      g_test_message ("%s against plain C and OpenBLAS", vl_gemm_isa_name (isas[path]));
+      g_assert_cmpfloat_with_epsilon (loss[path], loss[0], 1e-5);
+      vl_test_assert_close ("logits", logits[path], logits[0], MB * 5, 1e-5, 1e-4);
+      for (int i = 0; i < n; i++)
+        {
+          int64_t k;
+          vl_model_tensor_data (m, i, NULL, NULL, &k);
+          const float *a = grads[path]->pdata[i], *b = grads[0]->pdata[i];
+          double scale = 0.0;
+          for (int64_t j = 0; j < k; j++)
+            scale = MAX (scale, fabs (b[j]));
+          vl_test_assert_close (vl_model_tensor_name (m, i), a, b, k, 1e-4 * scale + 1e-7, 1e-4);
+        }
     }
-  g_ptr_array_unref (grads[0]);
-  g_ptr_array_unref (grads[1]);
+  for (int path = 0; path < 3; path++)
+    if (grads[path])
+      g_ptr_array_unref (grads[path]);
 }
 
 static void
