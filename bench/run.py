@@ -55,20 +55,76 @@ def reps_for(model, batch, mode, quick):
     return (1, 3)
 
 
+# OpenBLAS's kernels for this CPU. Debian's OpenBLAS 0.3.21 does not know Sapphire Rapids and
+# falls back to its generic SSE3 kernels there; vitlab-cli then picks SkylakeX itself
+# (vl_blas_select_kernel), and PyTorch's best configuration gets the same through
+# OPENBLAS_CORETYPE. On a CPU it knows (AMD Zen: "Zen"), its own choice is already the best.
+GENERIC_CORES = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "unknown",
+                 "generic"}
+
+
+def cpu_flags():
+    try:
+        m = re.search(r"^flags\s*:\s*(.+)$", open("/proc/cpuinfo").read(), re.M)
+        return set(m.group(1).split()) if m else set()
+    except OSError:
+        return set()
+
+
+def openblas_own_core():
+    """OpenBLAS's own choice of kernels here (what `torch_bench.py info` reports)."""
+    env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+    try:
+        out = subprocess.run([PY, TORCH_BENCH, "info"], capture_output=True, text=True, env=env,
+                             cwd=os.path.dirname(HERE), timeout=120).stdout
+        m = re.search(r"openblas_core=(\S+)", out)
+        return m.group(1) if m and m.group(1) != "None" else None
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def blas_choice():
+    """(own, best, env): OpenBLAS's own kernels, the ones the best configuration uses (as
+    vl_blas_select_kernel would choose them), and the environment that selects them."""
+    own = openblas_own_core() or "?"
+    flags = cpu_flags()
+    best = own
+    if own.lower() in GENERIC_CORES or own == "?":
+        if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+            best = "SkylakeX"
+        elif {"avx2", "fma"} <= flags:
+            best = "Haswell"
+    return own, best, ({"OPENBLAS_CORETYPE": best} if best != own else {})
+
+
+# set by main () once blas_choice () has run
+BLAS_OWN, BLAS_BEST, BLAS_ENV = "?", "?", {}
 # PyTorch configurations: (key, column label, extra environment, --threads)
-TORCH_CONFIGS = [
-    ("default", "PyTorch defaults", {}, "default"),
-    ("t1skx", "PyTorch set_num_threads(1) + OPENBLAS_CORETYPE=SkylakeX",
-     {"OPENBLAS_CORETYPE": "SkylakeX"}, "1"),
-    ("t2skx", "PyTorch set_num_threads(2) + OPENBLAS_CORETYPE=SkylakeX",
-     {"OPENBLAS_CORETYPE": "SkylakeX"}, "2"),
-]
+TORCH_CONFIGS = []
+GEMM_RUNS = []  # key, label, env
+
+
+def set_blas_choice(own, best, env):
+    global BLAS_OWN, BLAS_BEST, BLAS_ENV
+    BLAS_OWN, BLAS_BEST, BLAS_ENV = own, best, env
+    how = f"OPENBLAS_CORETYPE={best}" if env else f"OpenBLAS's {best}"
+    TORCH_CONFIGS[:] = [
+        ("default", "PyTorch defaults", {}, "default"),
+        ("t1", f"PyTorch set_num_threads(1) + {how}", dict(env), "1"),
+        ("t2", f"PyTorch set_num_threads(2) + {how}", dict(env), "2"),
+    ]
+    GEMM_RUNS[:] = [
+        ("best2", f"{best}, 2 threads", dict(env, OPENBLAS_NUM_THREADS="2")),
+        ("best1", f"{best}, 1 thread", dict(env, OPENBLAS_NUM_THREADS="1")),
+        ("default", f"defaults ({own}), 2 threads", {"OPENBLAS_NUM_THREADS": "2"}),
+    ]
 
 
 def short_label(label):
     return (label.replace("PyTorch ", "").replace("set_num_threads(1)", "1 thread")
-            .replace("set_num_threads(2)", "2 threads").replace(" + OPENBLAS_CORETYPE=SkylakeX",
-                                                                " + SkylakeX"))
+            .replace("set_num_threads(2)", "2 threads")
+            .replace(f" + OPENBLAS_CORETYPE={BLAS_BEST}", f" + {BLAS_BEST}")
+            .replace(f" + OpenBLAS's {BLAS_BEST}", f" + {BLAS_BEST}"))
 
 # variables that would change what "defaults" means; removed from every child's environment
 SCRUB = ["OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
@@ -371,9 +427,11 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     g_def = gemm.get("default", {})
     w(f"- OpenBLAS {pk.get('libopenblas0-pthread', '?')} (pthread): "
       f"`{g_def.get('openblas_config', '?')}`; "
-      f"corename on its own: **{g_def.get('openblas_core', '?')}** (the generic fallback)")
+      f"corename on its own: **{g_def.get('openblas_core', '?')}**"
+      + (" (the generic fallback)" if BLAS_ENV else ""))
     w(f"- vitlab: {info.get('vitlab commit', '?')}, {info.get('vitlab build', '?')}; "
-      f"{results_threads(results)}; OpenBLAS kernel chosen by `vl_blas_select_kernel`: SkylakeX")
+      f"{results_threads(results)}; OpenBLAS kernel (`vl_blas_select_kernel`): {BLAS_BEST}; "
+      f"vitlab's own product kernel: {(gemm.get('cores') or {}).get('kernel') or '?'}")
     tinfo = gemm.get("torch_info", {})
     w(f"- PyTorch {pk.get('python3-torch', '?')} (torch {tinfo.get('torch', '?')}), "
       f"torchvision {pk.get('python3-torchvision', '?')}, numpy {pk.get('python3-numpy', '?')}; "
@@ -383,13 +441,15 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
       f"{tinfo.get('interop_threads', '?')}; the OpenBLAS it loads: corename "
       f"{tinfo.get('openblas_core', '?')}, {tinfo.get('openblas_threads', '?')} threads of its own")
     w("")
+    how = f"`OPENBLAS_CORETYPE={BLAS_BEST}`" if BLAS_ENV else f"OpenBLAS's own {BLAS_BEST}"
     w("PyTorch is measured in three configurations: **defaults** (nothing set: "
-      f"{tinfo.get('torch_threads', '?')} intra-op thread, OpenBLAS's Prescott fallback with its own")
+      f"{tinfo.get('torch_threads', '?')} intra-op thread, OpenBLAS's {BLAS_OWN} kernels with its "
+      "own")
     w(f"{tinfo.get('openblas_threads', '?')} threads); **`torch.set_num_threads(1)` + "
-      "`OPENBLAS_CORETYPE=SkylakeX`**, the issue's best configuration")
-    w("(one PyTorch thread, OpenBLAS's own two threads, on the AVX-512 kernels vitlab selects, so "
+      f"{how} kernels**, the issue's best configuration")
+    w("(one PyTorch thread, OpenBLAS's own two threads, on the kernels vitlab selects, so "
       "that both sides run the")
-    w("same sgemm); and **`set_num_threads(2)` + `OPENBLAS_CORETYPE=SkylakeX`** (two OpenMP "
+    w(f"same sgemm); and **`set_num_threads(2)` + {how}** (two OpenMP "
       "threads with OpenBLAS's two")
     w("beside them: the clash the issue describes). The environment is otherwise scrubbed")
     w(f"of {', '.join('`' + s + '`' for s in SCRUB)}.")
@@ -398,7 +458,7 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     # ---- gemm peak
     w("## sgemm peak")
     w("")
-    skx2 = gemm.get("skx2", {})
+    skx2 = gemm.get("best2", {})
     peak = gemm.get("peak")
     w("numpy's `matmul` (the same OpenBLAS), float32, best of 7 after a warm-up, on the "
       "ViT-shaped products")
@@ -415,12 +475,11 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     w("| **best** | " + " | ".join(fmt(gemm.get(k, {}).get("peak")) for k in gemm_keys()) + " |")
     w("")
     runs = ", ".join(fmt(x) for x in skx2.get("runs", []))
-    w(f"The peak used below is the best two-thread SkylakeX figure, **{fmt(peak)} GFLOP/s** "
+    w(f"The peak used below is the best two-thread {BLAS_BEST} figure, **{fmt(peak)} GFLOP/s** "
       f"(start, end: {runs}). Two threads gain")
-    one = gemm.get("skx1", {}).get("peak")
+    one = gemm.get("best1", {}).get("peak")
     if one and peak:
-        w(f"only {peak / one:.2f}x over one ({fmt(one)}): the two vCPUs do not behave like two "
-          "full cores for AVX-512 work.")
+        w(f"{peak / one:.2f}x over one ({fmt(one)}).")
     else:
         w("little over one.")
     w("")
@@ -431,8 +490,10 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
           "in cache, best of 5;")
         w("OpenBLAS single-threaded with the same inputs (for the linear layers, a pass filling "
           "the output with the bias")
-        w(f"first, then beta = 1; vitlab adds the bias as it stores). The core's FMA peak "
-          f"(16 chains of 512-bit FMAs): **{fmt(fp)} GFLOP/s**.")
+        chains = ("16 chains of 512-bit FMAs" if cores.get("kernel") == "avx512"
+                  else "10 chains of 256-bit FMAs")
+        w(f"first, then beta = 1; vitlab adds the bias as it stores). vitlab's kernel here: "
+          f"**{cores.get('kernel')}**. The core's FMA peak ({chains}): **{fmt(fp)} GFLOP/s**.")
         w("")
         w("| product | vitlab's kernel | OpenBLAS | ratio | vitlab, % of FMA peak |")
         w("|---|---:|---:|---:|---:|")
@@ -494,7 +555,7 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
       f"{fmt(torch_import_rss(results))} MiB for the")
     w("imported libraries before any tensor exists). GFLOP/s = the FLOPs per image of the formula "
       "below x images/s;")
-    w(f"% peak = that / {fmt(peak)} GFLOP/s (two-thread SkylakeX sgemm). \"others' load\" is "
+    w(f"% peak = that / {fmt(peak)} GFLOP/s (two-thread {BLAS_BEST} sgemm). \"others' load\" is "
       "the largest share of the")
     w("machine's CPU time that other processes (or the hypervisor) took during any of the "
       "case's runs; a run")
@@ -525,10 +586,10 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     # ---- own products against OpenBLAS's
     w("### vitlab's own products against OpenBLAS's")
     w("")
-    w("On AVX-512 the forward's linear layers (weights packed once), attention's products, the "
-      "backward's input")
+    w("On AVX-512 and on AVX2 the forward's linear layers (weights packed once), attention's "
+      "products, the backward's input")
     w("and weight gradients run on vitlab's own kernel (`engine/vl-gemm.c`), and GELU and the "
-      "softmax on AVX-512")
+      "softmax on SIMD")
     w("code of their own. `vitlab-cli bench --gemm-ab` alternates all of that with OpenBLAS (and "
       "the portable")
     w("element-wise code) step by step in one process (medians of each; ms per step):")
@@ -661,13 +722,6 @@ def torch_import_rss(results):
     return statistics.median(vals) if vals else None
 
 
-GEMM_RUNS = [  # key, label, env
-    ("skx2", "SkylakeX, 2 threads", {"OPENBLAS_CORETYPE": "SkylakeX", "OPENBLAS_NUM_THREADS": "2"}),
-    ("skx1", "SkylakeX, 1 thread", {"OPENBLAS_CORETYPE": "SkylakeX", "OPENBLAS_NUM_THREADS": "1"}),
-    ("default", "defaults (Prescott), 2 threads", {"OPENBLAS_NUM_THREADS": "2"}),
-]
-
-
 def gemm_keys():
     return [g[0] for g in GEMM_RUNS]
 
@@ -703,7 +757,8 @@ def targets(results, epoch, peak):
     vs_best(32, "infer", 2.0, "Inference, batch 32")
     r = case(32, "infer")
     v = r["vitlab"].get("ips") if r else None
-    rows.append(("Inference, batch 32: at least ONNX Runtime's 77 img/s",
+    rows.append(("Inference, batch 32: at least ONNX Runtime's 77 img/s (the issue's figure, "
+                 "from its AVX-512 machine)",
                  f"{fmt(v)} img/s" if v else "not measured", bool(v and v >= 77)))
     vs_best(1, "infer", 1.5, "Inference, batch 1")
     vs_best(32, "full", 1.6, "Full fine-tune, batch 32")
@@ -829,16 +884,18 @@ def run_gemm_cores(a, cli_abs):
         return {"rows": [], "fma_peak": None, "cmd": cmdline(argv),
                 "error": f"{argv[0]} is missing (run `make build`)"}
     res = run([exe])
-    rows, peak = [], None
+    rows, peak, kernel = [], None, None
     for line in res["out"].splitlines():
-        if line.startswith("shape="):
+        if line.startswith("kernel="):
+            kernel = line.split("=", 1)[1].strip()
+        elif line.startswith("shape="):
             name, rest = line[len("shape="):].rsplit(" own=", 1)
             own, blas = rest.split(" openblas=")
             rows.append((name, float(own), float(blas)))
         elif line.startswith("fma_peak="):
             peak = float(line.split("=", 1)[1])
     log(f"gemm cores: {len(rows)} shapes, FMA peak {peak}")
-    return {"rows": rows, "fma_peak": peak, "cmd": cmdline(argv),
+    return {"rows": rows, "fma_peak": peak, "kernel": kernel, "cmd": cmdline(argv),
             "error": None if res["rc"] == 0 else first_line(res["err"])}
 
 
@@ -892,7 +949,7 @@ def run_gemm(quick, gemm=None):
         else:
             d["runs"] = [d["peak"]]
         gemm[key] = d
-    gemm["peak"] = gemm["skx2"]["peak"]
+    gemm["peak"] = gemm["best2"]["peak"]
     if first:
         res = run([PY, TORCH_BENCH, "info"], retry=False)
         gemm["torch_info"] = kv(res["out"])
@@ -917,8 +974,7 @@ def run_epoch(a, cli_abs):
     runs = [("vitlab", plain, {}, True),
             ("PyTorch defaults", torch_argv("default"), {}, False),
             ("vitlab --cache-features", cached, {}, True),
-            ("PyTorch 1 thread + SkylakeX", torch_argv("1"), {"OPENBLAS_CORETYPE": "SkylakeX"},
-             False)]
+            (f"PyTorch 1 thread + {BLAS_BEST}", torch_argv("1"), dict(BLAS_ENV), False)]
     results, commands = [], []
     try:
         for name, argv, env, is_vitlab in runs:
@@ -1009,6 +1065,9 @@ def main():
                    help="seconds to spend, in all, waiting for a quiet machine and repeating "
                         f"disturbed runs ({WAIT_BUDGET:.0f}; 0: never)")
     a = p.parse_args()
+    set_blas_choice(*blas_choice())
+    log(f"OpenBLAS kernels: its own {BLAS_OWN}; the best configuration's {BLAS_BEST} "
+        f"({cmdline([], BLAS_ENV).strip() or 'nothing to set'})")
     globals()["WAIT_BUDGET"] = a.wait_budget
     root = os.path.dirname(HERE)
     if os.path.realpath(os.getcwd()) != os.path.realpath(root):
