@@ -163,10 +163,10 @@ layernorm_forward_generic (float *out, float *mean, float *rstd, const float *in
     }
 }
 
-VL_MULTIVERSION void
-vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout,
-                       const float *inp, const float *w, const float *mean,
-                       const float *rstd, int64_t N, int C)
+VL_MULTIVERSION static void
+layernorm_backward_generic (float *dinp, float *dw, float *db, const float *dout,
+                            const float *inp, const float *w, const float *mean,
+                            const float *rstd, int64_t N, int C)
 {
   const int body = C - C % VL_LANES;
   for (int64_t i = 0; i < N; i++)
@@ -319,8 +319,8 @@ softmax_rows_generic (float *x, int64_t rows, int cols)
 
 /* ds = p * (ds - rowsum (ds * p)) * scale, row by row: the softmax's backward, ds (rows, cols)
  * holding d p on entry. */
-VL_MULTIVERSION void
-vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, float scale)
+VL_MULTIVERSION static void
+softmax_backward_rows_generic (float *ds, const float *p, int64_t rows, int cols, float scale)
 {
   const int body = cols - cols % VL_LANES;
   for (int64_t i = 0; i < rows; i++)
@@ -339,8 +339,8 @@ vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, flo
 }
 
 /* The three element-wise kernels that cost most (GELU and the softmax: about 7% of a training
- * step on AVX-512, 17% of inference on AVX2 as GCC vectorizes them), written by hand for AVX-512: e^x as 2^k p(r) with k from a rounding instruction and
- * 2^k applied by vscalefps, which also handles the ranges the portable code clamps, and each
+ * step on AVX-512, 17% of inference on AVX2 as GCC vectorizes them), written by hand for
+ * AVX-512: e^x as 2^k p(r) with k from a rounding instruction and 2^k applied by vscalefps, which also handles the ranges the portable code clamps, and each
  * row's tail (197 = 12 x 16 + 5 columns) as one masked vector rather than five scalar
  * exponentials; and for AVX2 below. They run where the product kernel of the same instruction
  * set does (vl_gemm_isa), so the tests can check each against the portable code. */
@@ -722,6 +722,99 @@ softmax_rows_avx2 (float *x, int64_t rows, int cols)
 
 /* LayerNorm's forward on AVX2: GCC's 16-lane vectors of the portable code become two registers
  * with the sums spilled through the stack there (5% of inference) */
+/* The backward passes of the softmax and of LayerNorm on AVX2, for the same reason */
+static AVX2 void
+softmax_backward_rows_avx2 (float *ds, const float *p, int64_t rows, int cols, float scale)
+{
+  const int body = cols & ~7;
+  const __m256 vs = _mm256_set1_ps (scale);
+  for (int64_t i = 0; i < rows; i++)
+    {
+      float *d = ds + i * cols;
+      const float *a = p + i * cols;
+      __m256 acc0 = _mm256_setzero_ps (), acc1 = acc0;
+      int c = 0;
+      for (; c + 16 <= body; c += 16)
+        {
+          acc0 = _mm256_fmadd_ps (_mm256_loadu_ps (d + c), _mm256_loadu_ps (a + c), acc0);
+          acc1 = _mm256_fmadd_ps (_mm256_loadu_ps (d + c + 8), _mm256_loadu_ps (a + c + 8), acc1);
+        }
+      for (; c < body; c += 8)
+        acc0 = _mm256_fmadd_ps (_mm256_loadu_ps (d + c), _mm256_loadu_ps (a + c), acc0);
+      float dot = hsum256 (_mm256_add_ps (acc0, acc1));
+      for (c = body; c < cols; c++)
+        dot += d[c] * a[c];
+      const __m256 vdot = _mm256_set1_ps (dot);
+      for (c = 0; c < body; c += 8)
+        _mm256_storeu_ps (d + c, _mm256_mul_ps (_mm256_mul_ps (_mm256_loadu_ps (a + c),
+                                                                _mm256_sub_ps (_mm256_loadu_ps (d + c),
+                                                                               vdot)),
+                                                vs));
+      for (c = body; c < cols; c++)
+        d[c] = a[c] * (d[c] - dot) * scale;
+    }
+}
+
+static AVX2 void
+layernorm_backward_avx2 (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, const float *mean, const float *rstd, int64_t N, int C)
+{
+  const int body = C & ~7;
+  for (int64_t i = 0; i < N; i++)
+    {
+      const float *x = inp + i * C;
+      const float *dy = dout + i * C;
+      const float m = mean[i], r = rstd[i];
+      const __m256 vm = _mm256_set1_ps (m), vr = _mm256_set1_ps (r);
+      /* dxhat = dy * w; dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+      __m256 s1 = _mm256_setzero_ps (), s2 = s1;
+      for (int c = 0; c < body; c += 8)
+        {
+          const __m256 xhat = _mm256_mul_ps (_mm256_sub_ps (_mm256_loadu_ps (x + c), vm), vr);
+          const __m256 dyv = _mm256_loadu_ps (dy + c);
+          const __m256 dxhat = _mm256_mul_ps (dyv, _mm256_loadu_ps (w + c));
+          s1 = _mm256_add_ps (s1, dxhat);
+          s2 = _mm256_fmadd_ps (dxhat, xhat, s2);
+          if (dw)
+            _mm256_storeu_ps (dw + c, _mm256_fmadd_ps (dyv, xhat, _mm256_loadu_ps (dw + c)));
+          if (db)
+            _mm256_storeu_ps (db + c, _mm256_add_ps (_mm256_loadu_ps (db + c), dyv));
+        }
+      float sum_dxhat = hsum256 (s1), sum_dxhat_xhat = hsum256 (s2);
+      for (int c = body; c < C; c++)
+        {
+          float xhat = (x[c] - m) * r;
+          float dxhat = dy[c] * w[c];
+          sum_dxhat += dxhat;
+          sum_dxhat_xhat += dxhat * xhat;
+          if (dw)
+            dw[c] += dy[c] * xhat;
+          if (db)
+            db[c] += dy[c];
+        }
+      if (dinp)
+        {
+          float *dx = dinp + i * C;
+          const float a = sum_dxhat / C, bb = sum_dxhat_xhat / C;
+          const __m256 va = _mm256_set1_ps (a), vb = _mm256_set1_ps (bb);
+          for (int c = 0; c < body; c += 8)
+            {
+              const __m256 xhat = _mm256_mul_ps (_mm256_sub_ps (_mm256_loadu_ps (x + c), vm), vr);
+              const __m256 t = _mm256_sub_ps (
+                  _mm256_sub_ps (_mm256_mul_ps (_mm256_loadu_ps (dy + c), _mm256_loadu_ps (w + c)),
+                                 va),
+                  _mm256_mul_ps (xhat, vb));
+              _mm256_storeu_ps (dx + c, _mm256_fmadd_ps (vr, t, _mm256_loadu_ps (dx + c)));
+            }
+          for (int c = body; c < C; c++)
+            {
+              float xhat = (x[c] - m) * r;
+              dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
+            }
+        }
+    }
+}
+
 static AVX2 void
 layernorm_forward_avx2 (float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, int64_t N, int C, float eps)
@@ -778,6 +871,33 @@ layernorm_forward_avx2 (float *out, float *mean, float *rstd, const float *inp, 
     }
 }
 #endif
+
+void
+vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                       const float *w, const float *mean, const float *rstd, int64_t N, int C)
+{
+#ifdef VL_HAVE_AVX512_ELEMENTWISE
+  if (vl_gemm_isa () == VL_GEMM_AVX2)
+    {
+      layernorm_backward_avx2 (dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+      return;
+    }
+#endif
+  layernorm_backward_generic (dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+
+void
+vl_softmax_backward_rows (float *ds, const float *p, int64_t rows, int cols, float scale)
+{
+#ifdef VL_HAVE_AVX512_ELEMENTWISE
+  if (vl_gemm_isa () == VL_GEMM_AVX2)
+    {
+      softmax_backward_rows_avx2 (ds, p, rows, cols, scale);
+      return;
+    }
+#endif
+  softmax_backward_rows_generic (ds, p, rows, cols, scale);
+}
 
 void
 vl_layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const float *w,

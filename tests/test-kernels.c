@@ -97,7 +97,7 @@ check_grad_fd (const char *what, float *x, int64_t n, const float *g, LossFunc l
 
 /* ------------------------------------------------------------------ layernorm */
 
-enum { LN_N = 5, LN_C = 7 };
+enum { LN_N = 5, LN_C = 21 };   /* 21: vectors of 8 and 16, then a tail */
 
 typedef struct {
   float inp[LN_N * LN_C];   /* (N, C) */
@@ -180,7 +180,7 @@ test_layernorm_forward (void)
 }
 
 static void
-test_layernorm_backward (void)
+layernorm_backward_once (void)
 {
   LnCase c;
   ln_case_init (&c, 12);
@@ -197,7 +197,7 @@ test_layernorm_backward (void)
 }
 
 static void
-test_layernorm_accumulate (void)
+layernorm_accumulate_once (void)
 {
   LnCase c;
   ln_case_init (&c, 13);
@@ -262,6 +262,54 @@ every_kernel (void (*fn) (void))
   vl_gemm_set_isa (was);
 }
 
+
+static void
+test_layernorm_backward (void)
+{
+  every_kernel (layernorm_backward_once);
+}
+
+static void
+test_layernorm_accumulate (void)
+{
+  every_kernel (layernorm_accumulate_once);
+}
+
+/* ds = p (ds - rowsum (ds p)) scale over rows of 197 and 21 (vectors, then a tail), against
+ * double precision */
+static void
+softmax_backward_once (void)
+{
+  static const int widths[] = { 197, 21, 5 };
+  VlRng r;
+  vl_rng_seed (&r, 47);
+  for (guint wi = 0; wi < G_N_ELEMENTS (widths); wi++)
+    {
+      const int rows = 3, cols = widths[wi];
+      g_autofree float *p = g_new (float, rows * cols), *ds = g_new (float, rows * cols);
+      g_autofree float *d0 = g_new (float, rows * cols);
+      fill_normal (&r, p, rows * cols, 0.0, 1.0);
+      vl_softmax_rows (p, rows, cols);
+      fill_normal (&r, ds, rows * cols, 0.0, 1.0);
+      memcpy (d0, ds, sizeof (float) * rows * cols);
+      vl_softmax_backward_rows (ds, p, rows, cols, 0.125f);
+      for (int i = 0; i < rows; i++)
+        {
+          double dot = 0.0;
+          for (int c = 0; c < cols; c++)
+            dot += (double) d0[i * cols + c] * p[i * cols + c];
+          for (int c = 0; c < cols; c++)
+            check_scalar ("softmax backward", ds[i * cols + c],
+                          p[i * cols + c] * (d0[i * cols + c] - dot) * 0.125, 1e-7, 1e-5);
+        }
+    }
+}
+
+static void
+test_softmax_backward (void)
+{
+  every_kernel (softmax_backward_once);
+}
 
 enum { GELU_N = 40 };
 
@@ -1706,6 +1754,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/gelu/backward", test_gelu_backward);
   g_test_add_func ("/kernels/gelu/forward-deriv", test_gelu_forward_deriv);
   g_test_add_func ("/kernels/softmax/rows", test_softmax_rows);
+  g_test_add_func ("/kernels/softmax/backward", test_softmax_backward);
   g_test_add_func ("/kernels/attention/forward", test_attention_forward);
   g_test_add_func ("/kernels/attention/backward", test_attention_backward);
   g_test_add_func ("/kernels/cross-entropy/loss", test_cross_entropy_loss);
