@@ -598,7 +598,7 @@ cmd_bench (int argc, char **argv)
     y[b] = b % 1000;
   VlAdamW opt = VL_ADAMW_DEFAULTS;
   if (gemm_ab && !vl_gemm_enabled ())
-    return usage_error ("--gemm-ab: vitlab's own products need AVX-512 (and no "
+    return usage_error ("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and no "
                         "VITLAB_PACKED_GEMM=0)");
   /* with --gemm-ab, even repetitions (0, 2, ...) use vitlab's products and odd ones OpenBLAS's,
    * so that both see the same drift of the machine */
