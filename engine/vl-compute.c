@@ -292,11 +292,24 @@ typedef struct {
   int64_t  n_chunks;
 } RowsJob;
 
+/* Chunk i's first row: an even split, rounded to the row tile of the AVX2 kernel (6) when it is
+ * in use, so that only the last chunk has a partial tile */
+static int64_t
+chunk_start (const RowsJob *j, int64_t i)
+{
+  if (i >= j->n_chunks)
+    return j->rows;
+  const int64_t r = j->rows * i / j->n_chunks;
+  if (vl_gemm_isa () != VL_GEMM_AVX2)
+    return r;
+  return MIN (j->rows, (r + 3) / 6 * 6);
+}
+
 static void
 rows_task (void *data, int64_t i, int worker)
 {
   const RowsJob *j = data;
-  int64_t r0 = j->rows * i / j->n_chunks, r1 = j->rows * (i + 1) / j->n_chunks;
+  int64_t r0 = chunk_start (j, i), r1 = chunk_start (j, i + 1);
   if (r1 > r0)
     j->fn (j->ctx, r0, r1, worker);
 }
