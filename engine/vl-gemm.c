@@ -9,15 +9,15 @@
  * panel being 32 columns of it. The kernel keeps 12 x 32 results in registers, broadcasts each
  * left-hand value from its row in place (no packing there either), and scales, adds the bias and
  * the residual as it stores. The weight gradients (a long contraction over a batch's token rows)
- * use the same kernel on both operands copied per block (vl_gemm_tn). AVX-512 only; other CPUs
- * run the same contract in plain C, and the engine keeps OpenBLAS there
- * (vl_gemm_packed_supported). */
+ * use the same kernel on both operands copied per block (vl_gemm_tn). That is the AVX-512 kernel;
+ * CPUs with AVX2 + FMA only (AMD Zen) run a 6 x 16 one on panels of 16 (below, "AVX2"); other
+ * CPUs run the same contract in plain C, and the engine keeps OpenBLAS there (vl_gemm_isa). */
 #include "vl-gemm.h"
 
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "vl-avx2.h"
 #define VL_HAVE_X86_GEMM 1
 #endif
 
@@ -357,46 +357,10 @@ gemm_tn_avx512 (float *c, int64_t ldc, gboolean accumulate, const float *a, int6
 /* The same contract on AVX2 + FMA (AMD Zen, Intel before AVX-512): 16 ymm registers hold a tile
  * of 6 rows x 16 columns (12 accumulators, enough to cover the FMA latency of two pipes), half
  * of a 32-column panel, so the panels and the packing are the ones of the AVX-512 kernel. */
-#define AVX2 __attribute__ ((target ("avx2,fma")))
+#define AVX2 VL_AVX2
 #define MR2 6
 #define KC2 192   /* contraction block of gemm_tn_avx2 (384 measured no faster, 768 slower) */
 #define NR2 16   /* columns of a tile, and of a packed panel */
-
-/* lanes [0, n) of 8 */
-static inline __attribute__ ((always_inline)) AVX2 __m256i
-lanes8 (int n)
-{
-  return _mm256_cmpgt_epi32 (_mm256_set1_epi32 (n), _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* The first n (at most 8) lanes of v stored: a masked store (vmaskmovps) costs about 17 cycles
- * on Zen 3, four narrower stores a few. */
-static inline __attribute__ ((always_inline)) AVX2 void
-store_lanes (float *p, __m256 v, int n)
-{
-  if (n >= 8)
-    {
-      _mm256_storeu_ps (p, v);
-      return;
-    }
-  __m128 x = _mm256_castps256_ps128 (v);
-  if (n >= 4)
-    {
-      _mm_storeu_ps (p, x);
-      x = _mm256_extractf128_ps (v, 1);
-      p += 4;
-      n -= 4;
-    }
-  if (n >= 2)
-    {
-      _mm_storel_pi ((__m64 *) p, x);
-      x = _mm_movehl_ps (x, x);
-      p += 2;
-      n -= 2;
-    }
-  if (n >= 1)
-    _mm_store_ss (p, x);
-}
 
 /* One tile: rows [0, mr) of ap against 16 columns of bp, n (1 to 16) of them in the matrix.
  * Loads from b are masked only for a row-major operand's last, narrower columns (ROWS_TAIL);
@@ -408,7 +372,7 @@ tile2 (const int mr, const int mode, const int ta, int K, const float *restrict 
 {
   if (mode == PACKED)
     ldb = NR2;
-  const __m256i k0 = lanes8 (n), k1 = lanes8 (n - 8);
+  const __m256i k0 = vl_lanes8 (n), k1 = vl_lanes8 (n - 8);
   __m256 c0[MR2], c1[MR2];
 #pragma GCC unroll 6
   for (int i = 0; i < mr; i++)
@@ -469,8 +433,8 @@ tile2 (const int mr, const int mode, const int ta, int K, const float *restrict 
               v0 = _mm256_add_ps (v0, _mm256_maskload_ps (res + i * ldr, k0));
               v1 = _mm256_add_ps (v1, _mm256_maskload_ps (res + i * ldr + 8, k1));
             }
-          store_lanes (c + i * ldc, v0, n);
-          store_lanes (c + i * ldc + 8, v1, n - 8);
+          vl_store_lanes8 (c + i * ldc, v0, n);
+          vl_store_lanes8 (c + i * ldc + 8, v1, n - 8);
         }
     }
 }
@@ -684,18 +648,18 @@ gemm_tn_avx2 (float *c, int64_t ldc, gboolean accumulate, const float *a, int64_
           for (int t = 0; t < m_tiles; t++)
             {
               const int i0 = t * MR2, n = M - i0 < MR2 ? M - i0 : MR2;
-              const __m256i m0 = lanes8 (n);
+              const __m256i m0 = vl_lanes8 (n);
               /* 8 floats stored for each row of 6 (the next row's store covers the two extra)
                * but for the micro-panel's last row */
               for (int k = g0; k < g1; k++)
-                store_lanes (ap + ((int64_t) t * kc + k) * MR2,
+                vl_store_lanes8 (ap + ((int64_t) t * kc + k) * MR2,
                              _mm256_maskload_ps (a + (int64_t) (k0 + k) * lda + i0, m0),
                              k == kc - 1 ? MR2 : 8);
             }
           for (int p = 0; p < n_panels; p++)
             {
               const int j0 = p * NR2, n = N - j0 < NR2 ? N - j0 : NR2;
-              const __m256i m0 = lanes8 (n), m1 = lanes8 (n - 8);
+              const __m256i m0 = vl_lanes8 (n), m1 = vl_lanes8 (n - 8);
               for (int k = g0; k < g1; k++)
                 {
                   const float *brow = b + (int64_t) (k0 + k) * ldb + j0;
@@ -789,12 +753,6 @@ best_isa (void)
 {
   return vl_gemm_isa_supported (VL_GEMM_AVX512) ? VL_GEMM_AVX512
          : vl_gemm_isa_supported (VL_GEMM_AVX2) ? VL_GEMM_AVX2 : VL_GEMM_PLAIN;
-}
-
-gboolean
-vl_gemm_packed_supported (void)
-{
-  return best_isa () != VL_GEMM_PLAIN;
 }
 
 const char *

@@ -13,8 +13,6 @@ typedef enum { VL_GEMM_PLAIN, VL_GEMM_AVX2, VL_GEMM_AVX512 } VlGemmIsa;
 
 /* Whether this CPU can run that kernel (PLAIN always). */
 gboolean    vl_gemm_isa_supported (VlGemmIsa isa);
-/* TRUE when this CPU can run one of vitlab's SIMD kernels. */
-gboolean    vl_gemm_packed_supported (void);
 /* "avx512", "avx2" or "plain" */
 const char *vl_gemm_isa_name (VlGemmIsa isa);
 

@@ -163,6 +163,38 @@ layernorm_forward_generic (float *out, float *mean, float *rstd, const float *in
     }
 }
 
+/* LayerNorm's backward over the columns [c0, C) of one row, one at a time: the tails of the
+ * vectorized loops (the portable code's and AVX2's). First the row's two sums and the parameter
+ * gradients, then the input gradient. */
+static inline __attribute__ ((always_inline)) void
+ln_backward_sums_tail (float *sum_dxhat, float *sum_dxhat_xhat, float *dw, float *db,
+                       const float *x, const float *dy, const float *w, float m, float r, int c0,
+                       int C)
+{
+  for (int c = c0; c < C; c++)
+    {
+      float xhat = (x[c] - m) * r;
+      float dxhat = dy[c] * w[c];
+      *sum_dxhat += dxhat;
+      *sum_dxhat_xhat += dxhat * xhat;
+      if (dw)
+        dw[c] += dy[c] * xhat;
+      if (db)
+        db[c] += dy[c];
+    }
+}
+
+static inline __attribute__ ((always_inline)) void
+ln_backward_dx_tail (float *dx, const float *x, const float *dy, const float *w, float m, float r,
+                     float a, float bb, int c0, int C)
+{
+  for (int c = c0; c < C; c++)
+    {
+      float xhat = (x[c] - m) * r;
+      dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
+    }
+}
+
 VL_MULTIVERSION static void
 layernorm_backward_generic (float *dinp, float *dw, float *db, const float *dout,
                             const float *inp, const float *w, const float *mean,
@@ -188,17 +220,7 @@ layernorm_backward_generic (float *dinp, float *dw, float *db, const float *dout
             vstore (db + c, vload (db + c) + dyv);
         }
       float sum_dxhat = vsum (s1), sum_dxhat_xhat = vsum (s2);
-      for (int c = body; c < C; c++)
-        {
-          float xhat = (x[c] - m) * r;
-          float dxhat = dy[c] * w[c];
-          sum_dxhat += dxhat;
-          sum_dxhat_xhat += dxhat * xhat;
-          if (dw)
-            dw[c] += dy[c] * xhat;
-          if (db)
-            db[c] += dy[c];
-        }
+      ln_backward_sums_tail (&sum_dxhat, &sum_dxhat_xhat, dw, db, x, dy, w, m, r, body, C);
       if (dinp)
         {
           float *dx = dinp + i * C;
@@ -208,11 +230,7 @@ layernorm_backward_generic (float *dinp, float *dw, float *db, const float *dout
               vl_vf xhat = (vload (x + c) - m) * r;
               vstore (dx + c, vload (dx + c) + r * (vload (dy + c) * vload (w + c) - a - xhat * bb));
             }
-          for (int c = body; c < C; c++)
-            {
-              float xhat = (x[c] - m) * r;
-              dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
-            }
+          ln_backward_dx_tail (dx, x, dy, w, m, r, a, bb, body, C);
         }
     }
 }
@@ -340,13 +358,14 @@ softmax_backward_rows_generic (float *ds, const float *p, int64_t rows, int cols
 
 /* The three element-wise kernels that cost most (GELU and the softmax: about 7% of a training
  * step on AVX-512, 17% of inference on AVX2 as GCC vectorizes them), written by hand for
- * AVX-512: e^x as 2^k p(r) with k from a rounding instruction and 2^k applied by vscalefps, which also handles the ranges the portable code clamps, and each
- * row's tail (197 = 12 x 16 + 5 columns) as one masked vector rather than five scalar
- * exponentials; and for AVX2 below. They run where the product kernel of the same instruction
- * set does (vl_gemm_isa), so the tests can check each against the portable code. */
+ * AVX-512: e^x as 2^k p(r) with k from a rounding instruction and 2^k applied by vscalefps,
+ * which also handles the ranges the portable code clamps, and each row's tail (197 = 12 x 16 + 5
+ * columns) as one masked vector rather than five scalar exponentials; and for AVX2 below. They
+ * run where the product kernel of the same instruction set does (vl_gemm_isa), so the tests can
+ * check each against the portable code. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__) && \
     !defined(__SANITIZE_ADDRESS__)
-#include <immintrin.h>
+#include "vl-avx2.h"
 #define VL_HAVE_AVX512_ELEMENTWISE 1
 #define AVX512 __attribute__ ((target ("avx512f")))
 
@@ -495,7 +514,7 @@ softmax_rows_avx512 (float *x, int64_t rows, int cols)
 /* The same three on AVX2 + FMA (AMD Zen, Intel before AVX-512), where the AVX2 product kernel
  * runs: e^x as the portable code computes it (inputs clamped to [-87, 88], 2^k built in the
  * exponent bits), row tails as one masked vector. */
-#define AVX2 __attribute__ ((target ("avx2,fma")))
+#define AVX2 VL_AVX2
 
 static inline __attribute__ ((always_inline)) AVX2 __m256
 exp256 (__m256 x)
@@ -539,65 +558,16 @@ erf256 (__m256 x, __m256 *gauss)
   return _mm256_or_ps (mag, _mm256_and_ps (x, sign));
 }
 
-/* lanes [0, left) of 8 */
-static inline __attribute__ ((always_inline)) AVX2 __m256i
-tail8 (int64_t left)
-{
-  return _mm256_cmpgt_epi32 (_mm256_set1_epi32 ((int) (left < 8 ? left : 8)),
-                             _mm256_setr_epi32 (0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* The first n (below 8) lanes of v stored: a masked store (vmaskmovps) costs about 17 cycles on
- * Zen 3, which a row of 197 pays three times in the softmax */
-static inline __attribute__ ((always_inline)) AVX2 void
-store_tail8 (float *p, __m256 v, int n)
-{
-  __m128 x = _mm256_castps256_ps128 (v);
-  if (n >= 4)
-    {
-      _mm_storeu_ps (p, x);
-      x = _mm256_extractf128_ps (v, 1);
-      p += 4;
-      n -= 4;
-    }
-  if (n >= 2)
-    {
-      _mm_storel_pi ((__m64 *) p, x);
-      x = _mm_movehl_ps (x, x);
-      p += 2;
-      n -= 2;
-    }
-  if (n >= 1)
-    _mm_store_ss (p, x);
-}
-
-/* Eight lanes at a time, loaded and stored whole but for the last (masked load, narrow
- * stores). */
-static inline __attribute__ ((always_inline)) AVX2 __m256
-load_lanes (const float *p, int64_t left)
-{
-  return left >= 8 ? _mm256_loadu_ps (p) : _mm256_maskload_ps (p, tail8 (left));
-}
-
-static inline __attribute__ ((always_inline)) AVX2 void
-store_lanes8 (float *p, __m256 v, int64_t left)
-{
-  if (left >= 8)
-    _mm256_storeu_ps (p, v);
-  else
-    store_tail8 (p, v, (int) left);
-}
-
 static AVX2 void
 gelu_forward_avx2 (float *out, const float *inp, int64_t n)
 {
   for (int64_t i = 0; i < n; i += 8)
     {
-      const __m256 x = load_lanes (inp + i, n - i);
+      const __m256 x = vl_load_lanes8 (inp + i, n - i);
       __m256 e;
       const __m256 erf = erf256 (x, &e);
       const __m256 hx = _mm256_mul_ps (x, _mm256_set1_ps (0.5f));
-      store_lanes8 (out + i, _mm256_fmadd_ps (hx, erf, hx), n - i);
+      vl_store_lanes8 (out + i, _mm256_fmadd_ps (hx, erf, hx), n - i);
     }
 }
 
@@ -606,13 +576,13 @@ gelu_backward_avx2 (float *dinp, const float *inp, const float *dout, int64_t n)
 {
   for (int64_t i = 0; i < n; i += 8)
     {
-      const __m256 x = load_lanes (inp + i, n - i);
+      const __m256 x = vl_load_lanes8 (inp + i, n - i);
       __m256 e;
       const __m256 erf = erf256 (x, &e);
       const __m256 cdf = _mm256_fmadd_ps (erf, _mm256_set1_ps (0.5f), _mm256_set1_ps (0.5f));
       const __m256 d = _mm256_fmadd_ps (_mm256_mul_ps (x, _mm256_set1_ps (VL_INV_SQRT_2PI)), e,
                                         cdf);
-      store_lanes8 (dinp + i, _mm256_mul_ps (load_lanes (dout + i, n - i), d), n - i);
+      vl_store_lanes8 (dinp + i, _mm256_mul_ps (vl_load_lanes8 (dout + i, n - i), d), n - i);
     }
 }
 
@@ -621,13 +591,13 @@ gelu_forward_deriv_avx2 (float *out, float *x, int64_t n)
 {
   for (int64_t i = 0; i < n; i += 8)
     {
-      const __m256 xv = load_lanes (x + i, n - i);
+      const __m256 xv = vl_load_lanes8 (x + i, n - i);
       __m256 e;
       const __m256 erf = erf256 (xv, &e);
       const __m256 cdf = _mm256_fmadd_ps (erf, _mm256_set1_ps (0.5f), _mm256_set1_ps (0.5f));
       const __m256 hx = _mm256_mul_ps (xv, _mm256_set1_ps (0.5f));   /* as gelu_forward_avx2 */
-      store_lanes8 (out + i, _mm256_fmadd_ps (hx, erf, hx), n - i);
-      store_lanes8 (x + i,
+      vl_store_lanes8 (out + i, _mm256_fmadd_ps (hx, erf, hx), n - i);
+      vl_store_lanes8 (x + i,
                     _mm256_fmadd_ps (_mm256_mul_ps (xv, _mm256_set1_ps (VL_INV_SQRT_2PI)), e, cdf),
                     n - i);
     }
@@ -656,7 +626,7 @@ static inline __attribute__ ((always_inline)) AVX2 void
 softmax_rows2_avx2 (float *r0, float *r1, int cols)
 {
   const int body = cols & ~7;
-  const __m256i mt = tail8 (cols - body);
+  const __m256i mt = vl_lanes8 (cols - body);
   const __m256 ninf = _mm256_set1_ps (-INFINITY);
   __m256 m0 = ninf, m1 = ninf;
   for (int c = 0; c < body; c += 8)
@@ -688,8 +658,8 @@ softmax_rows2_avx2 (float *r0, float *r1, int cols)
           mf, exp256 (_mm256_sub_ps (_mm256_maskload_ps (r0 + body, mt), v0)));
       const __m256 e1 = _mm256_and_ps (
           mf, exp256 (_mm256_sub_ps (_mm256_maskload_ps (r1 + body, mt), v1)));
-      store_tail8 (r0 + body, e0, cols - body);
-      store_tail8 (r1 + body, e1, cols - body);
+      vl_store_lanes8 (r0 + body, e0, cols - body);
+      vl_store_lanes8 (r1 + body, e1, cols - body);
       s0 = _mm256_add_ps (s0, e0);
       s1 = _mm256_add_ps (s1, e1);
     }
@@ -705,8 +675,8 @@ softmax_rows2_avx2 (float *r0, float *r1, int cols)
     {
       const __m256 a0 = _mm256_maskload_ps (r0 + body, mt);
       const __m256 a1 = _mm256_maskload_ps (r1 + body, mt);
-      store_tail8 (r0 + body, _mm256_mul_ps (a0, i0), cols - body);
-      store_tail8 (r1 + body, _mm256_mul_ps (a1, i1), cols - body);
+      vl_store_lanes8 (r0 + body, _mm256_mul_ps (a0, i0), cols - body);
+      vl_store_lanes8 (r1 + body, _mm256_mul_ps (a1, i1), cols - body);
     }
 }
 
@@ -746,10 +716,10 @@ softmax_backward_rows_avx2 (float *ds, const float *p, int64_t rows, int cols, f
         dot += d[c] * a[c];
       const __m256 vdot = _mm256_set1_ps (dot);
       for (c = 0; c < body; c += 8)
-        _mm256_storeu_ps (d + c, _mm256_mul_ps (_mm256_mul_ps (_mm256_loadu_ps (a + c),
-                                                                _mm256_sub_ps (_mm256_loadu_ps (d + c),
-                                                                               vdot)),
-                                                vs));
+        {
+          const __m256 t = _mm256_sub_ps (_mm256_loadu_ps (d + c), vdot);
+          _mm256_storeu_ps (d + c, _mm256_mul_ps (_mm256_mul_ps (_mm256_loadu_ps (a + c), t), vs));
+        }
       for (c = body; c < cols; c++)
         d[c] = a[c] * (d[c] - dot) * scale;
     }
@@ -781,17 +751,7 @@ layernorm_backward_avx2 (float *dinp, float *dw, float *db, const float *dout, c
             _mm256_storeu_ps (db + c, _mm256_add_ps (_mm256_loadu_ps (db + c), dyv));
         }
       float sum_dxhat = hsum256 (s1), sum_dxhat_xhat = hsum256 (s2);
-      for (int c = body; c < C; c++)
-        {
-          float xhat = (x[c] - m) * r;
-          float dxhat = dy[c] * w[c];
-          sum_dxhat += dxhat;
-          sum_dxhat_xhat += dxhat * xhat;
-          if (dw)
-            dw[c] += dy[c] * xhat;
-          if (db)
-            db[c] += dy[c];
-        }
+      ln_backward_sums_tail (&sum_dxhat, &sum_dxhat_xhat, dw, db, x, dy, w, m, r, body, C);
       if (dinp)
         {
           float *dx = dinp + i * C;
@@ -806,11 +766,7 @@ layernorm_backward_avx2 (float *dinp, float *dw, float *db, const float *dout, c
                   _mm256_mul_ps (xhat, vb));
               _mm256_storeu_ps (dx + c, _mm256_fmadd_ps (vr, t, _mm256_loadu_ps (dx + c)));
             }
-          for (int c = body; c < C; c++)
-            {
-              float xhat = (x[c] - m) * r;
-              dx[c] += r * (dy[c] * w[c] - a - xhat * bb);
-            }
+          ln_backward_dx_tail (dx, x, dy, w, m, r, a, bb, body, C);
         }
     }
 }
