@@ -1813,9 +1813,10 @@ backward_head (VlModel *m, VlActs *a, gboolean below)
     }
 }
 
-/* Pooling backward: spreads dpool (B,W) onto dtok (B,T,W) (which it zeroes first). */
+/* Pooling backward: spreads dpool (B,W) onto dtok (B,T,W) (which it zeroes first); with_dist
+ * adds the distillation head's gradient (a->ddist) onto the DIST token's row. */
 static void
-backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok)
+backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok, gboolean with_dist)
 {
   const int B = a->B, W = m->geo.width, T = a->T, P = a->P;
   memset (dtok, 0, sizeof (float) * B * T * W);
@@ -1839,27 +1840,21 @@ backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok)
             dt[(int64_t) arg[c] * W + c] = dp[c];
           break;
         }
-      if (m->geo.dist_token && m->ix.hdist_w >= 0)
+      if (with_dist && m->geo.dist_token && m->ix.hdist_w >= 0)
         for (int c = 0; c < W; c++)
           dt[W + c] += a->ddist[(int64_t) b * W + c];
     }
 }
 
-gboolean
-vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double *loss_out,
-                   GError **error)
+/* The checks every backward shares: a training forward, the same lock since. */
+static gboolean
+backward_ready (VlModel *m, GError **error)
 {
   VlActs *a = m->acts;
-  const VlGeometry *g = &m->geo;
   if (a == NULL || !a->valid_train)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
                    "backward needs a forward pass made with VL_FORWARD_TRAIN");
-      return FALSE;
-    }
-  if (m->head_kind == VL_HEAD_NONE)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "the model has no head to train");
       return FALSE;
     }
   if (lowest_trainable (m) != a->c0)
@@ -1868,7 +1863,130 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
                    "the layer groups changed since the forward pass; run it again");
       return FALSE;
     }
-  const int B = a->B, K = m->num_classes, W = g->width, T = a->T;
+  return TRUE;
+}
+
+/* From d xs[depth] (in a->dx) down through the blocks to the lowest unlocked component. */
+static gboolean
+backward_blocks (VlModel *m, VlActs *a, GError **error)
+{
+  const int c0 = a->c0;
+  for (int l = m->geo.depth - 1; l >= 0 && vl_comp_block (l) >= c0; l--)
+    {
+      if (cancelled (m, error))
+        return FALSE;
+      backward_block (m, a, l, c0 < vl_comp_block (l));
+    }
+  if (c0 == C_STEM)
+    backward_stem (m, a);
+  return TRUE;
+}
+
+/* From d tokens_final (B,T,W): the token norm (none with fc_norm), then the blocks. */
+static gboolean
+backward_from_tokens (VlModel *m, VlActs *a, const float *dtok, GError **error)
+{
+  const VlGeometry *g = &m->geo;
+  const int64_t BTW = (int64_t) a->B * a->T * g->width;
+  const gboolean below = a->c0 < C_NORM (m);
+  if (g->fc_norm)
+    {
+      if (!below)
+        return TRUE;
+      memcpy (a->dx, dtok, sizeof (float) * BTW);
+    }
+  else
+    {
+      if (below)
+        memset (a->dx, 0, sizeof (float) * BTW);
+      if (a->c0 <= C_NORM (m))
+        layernorm_backward (a, below ? a->dx : NULL, grad_of (m, m->ix.norm_w),
+                            grad_of (m, m->ix.norm_b), dtok, a->xs[g->depth],
+                            vl_pdata (m, m->ix.norm_w), a->lnf_mean, a->lnf_rstd,
+                            (int64_t) a->B * a->T, g->width);
+      if (!below)
+        return TRUE;
+    }
+  return backward_blocks (m, a, error);
+}
+
+/* From d features (B,W): the final norm and the pooling (with_dist: plus the distillation
+ * token's gradient from its head), then the blocks. */
+static gboolean
+backward_from_features (VlModel *m, VlActs *a, const float *dpooled, gboolean with_dist,
+                        GError **error)
+{
+  const VlGeometry *g = &m->geo;
+  const int B = a->B, W = g->width, T = a->T;
+  if (a->c0 > C_NORM (m))
+    return TRUE;
+  gboolean below = a->c0 < C_NORM (m);
+  float *nw_grad = grad_of (m, m->ix.norm_w), *nb_grad = grad_of (m, m->ix.norm_b);
+  const float *nw = vl_pdata (m, m->ix.norm_w);
+  if (g->fc_norm)
+    {
+      memset (a->dpooled_raw, 0, sizeof (float) * B * W);
+      layernorm_backward (a, a->dpooled_raw, nw_grad, nb_grad, dpooled, a->pooled_raw, nw,
+                          a->fc_mean, a->fc_rstd, B, W);
+      if (!below)
+        return TRUE;
+      backward_pool (m, a, a->dpooled_raw, a->dx, with_dist);
+    }
+  else
+    {
+      backward_pool (m, a, dpooled, a->dtmp, with_dist);
+      if (below)
+        memset (a->dx, 0, sizeof (float) * B * T * W);
+      layernorm_backward (a, below ? a->dx : NULL, nw_grad, nb_grad, a->dtmp, a->xs[g->depth], nw,
+                          a->lnf_mean, a->lnf_rstd, (int64_t) B * T, W);
+      if (!below)
+        return TRUE;
+    }
+  return backward_blocks (m, a, error);
+}
+
+/* From d embedding (B,E): OpenCLIP's projection, then the features. */
+static gboolean
+backward_from_embedding (VlModel *m, VlActs *a, const float *demb, gboolean with_dist,
+                         GError **error)
+{
+  const VlGeometry *g = &m->geo;
+  if (a->c0 > C_PROJ (m))
+    return TRUE;
+  linear_backward_params (grad_of (m, m->ix.proj), NULL, demb, a->pooled, a->B, g->width,
+                          g->embed_dim);
+  if (a->c0 >= C_PROJ (m))
+    return TRUE;
+  linear_backward_input (a->dpooled, demb, vl_pdata (m, m->ix.proj), ACT_NONE, NULL, a->B,
+                         g->width, g->embed_dim, FALSE, NULL);
+  return backward_from_features (m, a, a->dpooled, with_dist, error);
+}
+
+/* From d logits (in a->dlogits): the head, then what lies below it. */
+static gboolean
+backward_from_logits (VlModel *m, VlActs *a, GError **error)
+{
+  backward_head (m, a, a->c0 < C_HEAD (m));
+  if (a->c0 >= C_HEAD (m))
+    return TRUE;
+  if (m->geo.embed_dim > 0)
+    return backward_from_embedding (m, a, a->dhin, TRUE, error);
+  return backward_from_features (m, a, a->dhin, TRUE, error);
+}
+
+gboolean
+vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double *loss_out,
+                   GError **error)
+{
+  if (!backward_ready (m, error))
+    return FALSE;
+  if (m->head_kind == VL_HEAD_NONE)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "the model has no head to train");
+      return FALSE;
+    }
+  VlActs *a = m->acts;
+  const int B = a->B, K = m->num_classes;
   for (int b = 0; b < B; b++)
     if (targets[b] < 0 || targets[b] >= K)
       {
@@ -1892,63 +2010,71 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
                    "learning rate is too high", loss);
       return FALSE;
     }
-
-  const int c0 = a->c0;
-  if (c0 < 0)
+  if (a->c0 < 0)
     return TRUE;
   vl_model_prepare_grads (m);
+  return backward_from_logits (m, a, error);
+}
 
-  backward_head (m, a, c0 < C_HEAD (m));
-  if (c0 >= C_HEAD (m))
+gboolean
+vl_model_backward_from (VlModel *m, VlGradAt where, const float *d_out, GError **error)
+{
+  if (!backward_ready (m, error))
+    return FALSE;
+  VlActs *a = m->acts;
+  const VlGeometry *g = &m->geo;
+  const int B = a->B;
+  switch (where)
+    {
+    case VL_GRAD_LOGITS:
+      if (m->head_kind == VL_HEAD_NONE)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "the model has no head: no logits");
+          return FALSE;
+        }
+      break;
+    case VL_GRAD_EMBEDDING:
+      if (g->embed_dim == 0)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "the model has no projection: no embedding to start from");
+          return FALSE;
+        }
+      break;
+    case VL_GRAD_FEATURES:
+      if (!a->pooled_valid || (g->embed_dim > 0 && a->from_features && a->c0 < C_PROJ (m)))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "the last forward started after the pooled features");
+          return FALSE;
+        }
+      break;
+    case VL_GRAD_TOKENS:
+      if (a->from_features)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "the last forward started after the token grid (from cached features)");
+          return FALSE;
+        }
+      break;
+    default:
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "unknown gradient entry %d", (int) where);
+      return FALSE;
+    }
+  if (a->c0 < 0)
     return TRUE;
-
-  /* projection: emb = pooled proj^T */
-  const float *dpooled = a->dhin;
-  if (g->embed_dim > 0)
+  vl_model_prepare_grads (m);
+  switch (where)
     {
-      linear_backward_params (grad_of (m, m->ix.proj), NULL, a->dhin, a->pooled, B, W,
-                              g->embed_dim);
-      if (c0 < C_PROJ (m))
-        linear_backward_input (a->dpooled, a->dhin, vl_pdata (m, m->ix.proj), ACT_NONE, NULL, B, W,
-                               g->embed_dim, FALSE, NULL);
-      dpooled = a->dpooled;
+    case VL_GRAD_LOGITS:
+      memcpy (a->dlogits, d_out, sizeof (float) * B * m->num_classes);
+      return backward_from_logits (m, a, error);
+    case VL_GRAD_EMBEDDING:
+      return backward_from_embedding (m, a, d_out, FALSE, error);
+    case VL_GRAD_FEATURES:
+      return backward_from_features (m, a, d_out, FALSE, error);
+    case VL_GRAD_TOKENS:
+    default:
+      return backward_from_tokens (m, a, d_out, error);
     }
-  if (c0 >= C_PROJ (m))
-    return TRUE;
-
-  /* final norm and pooling -> d xs[depth] in dx */
-  gboolean below = c0 < C_NORM (m);
-  float *nw_grad = grad_of (m, m->ix.norm_w), *nb_grad = grad_of (m, m->ix.norm_b);
-  const float *nw = vl_pdata (m, m->ix.norm_w);
-  if (g->fc_norm)
-    {
-      memset (a->dpooled_raw, 0, sizeof (float) * B * W);
-      layernorm_backward (a, a->dpooled_raw, nw_grad, nb_grad, dpooled, a->pooled_raw, nw,
-                          a->fc_mean, a->fc_rstd, B, W);
-      if (!below)
-        return TRUE;
-      backward_pool (m, a, a->dpooled_raw, a->dx);
-    }
-  else
-    {
-      backward_pool (m, a, dpooled, a->dtmp);
-      if (below)
-        memset (a->dx, 0, sizeof (float) * B * T * W);
-      layernorm_backward (a, below ? a->dx : NULL, nw_grad, nb_grad, a->dtmp, a->xs[g->depth], nw,
-                          a->lnf_mean, a->lnf_rstd, (int64_t) B * T, W);
-      if (!below)
-        return TRUE;
-    }
-
-  /* blocks, down to the lowest unlocked component */
-  for (int l = g->depth - 1; l >= 0 && vl_comp_block (l) >= c0; l--)
-    {
-      if (cancelled (m, error))
-        return FALSE;
-      backward_block (m, a, l, c0 < vl_comp_block (l));
-    }
-
-  if (c0 == C_STEM)
-    backward_stem (m, a);
-  return TRUE;
 }

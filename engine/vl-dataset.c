@@ -24,6 +24,8 @@
 #include "vl-safetensors.h"   /* VL_ERROR */
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,6 +50,7 @@ typedef struct {
   int            label;
   const uint8_t *record;  /* SOURCE_RECORDS: the record's pixels */
   const float   *image;   /* SOURCE_MEMORY: (C, S, S) */
+  const float   *values;  /* regression targets (ds->n_values), NULL without them */
 } Item;
 
 typedef struct {
@@ -72,6 +75,12 @@ struct _VlDataset {
   int           rec_w, rec_h;
   gboolean      rec_planar;
   GPtrArray    *blobs;         /* GBytes holding the records */
+
+  /* regression targets: n_values numbers per item (targets.csv, or the rotation angle) */
+  int           n_values;
+  char        **value_names;   /* (n_values + 1), NULL-terminated */
+  GPtrArray    *value_store;   /* float blocks the items' values point into */
+  gboolean      rotate;        /* records are rotated by values[0] degrees when loaded */
 
   GMutex        lock;          /* guards skipped, failed */
   GPtrArray    *skipped;       /* VlSkipped* */
@@ -101,6 +110,7 @@ dataset_new (SourceKind kind, int n_classes)
       ds->splits[s].class_counts = g_new0 (int, n_classes);
     }
   ds->blobs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  ds->value_store = g_ptr_array_new_with_free_func (g_free);
   g_mutex_init (&ds->lock);
   ds->skipped = g_ptr_array_new_with_free_func (skipped_free);
   ds->failed = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
@@ -122,6 +132,8 @@ vl_dataset_free (VlDataset *ds)
     }
   g_string_chunk_free (ds->names);
   g_ptr_array_unref (ds->blobs);
+  g_ptr_array_unref (ds->value_store);
+  g_strfreev (ds->value_names);
   g_mutex_clear (&ds->lock);
   g_ptr_array_unref (ds->skipped);
   g_hash_table_unref (ds->failed);
@@ -298,6 +310,9 @@ compare_names (gconstpointer a, gconstpointer b)
   return strcmp (*(const char *const *) a, *(const char *const *) b);
 }
 
+static VlDataset *open_targets_folder (const char *root, const VlDatasetOptions *opt,
+                                       GError **error);
+
 /* Visible entries of a folder, sorted by byte order. */
 static GPtrArray *
 list_folder (const char *path, GError **error)
@@ -465,6 +480,11 @@ open_folder (const char *spec, const VlDatasetOptions *opt, GError **error)
                    "or train/ and val/ folders of class folders)", root);
       return NULL;
     }
+
+  g_autofree char *csv = g_build_filename (root, "targets.csv", NULL);
+  g_autofree char *train_csv = g_build_filename (root, "train", "targets.csv", NULL);
+  if (g_file_test (csv, G_FILE_TEST_EXISTS) || g_file_test (train_csv, G_FILE_TEST_EXISTS))
+    return open_targets_folder (root, opt, error);
 
   g_autofree char *train_dir = g_build_filename (root, "train", NULL);
   g_autofree char *val_dir = g_build_filename (root, "val", NULL);
@@ -789,7 +809,7 @@ parse_class_item (const char *what, const char *item, int *classes, int *n_class
 }
 
 static VlDataset *
-open_fashion_mnist (const char *options, GError **error)
+open_fashion_mnist (const char *options, double *max_angle, GError **error)
 {
   const char *what = "fashion-mnist";
   int classes[10], n_classes = 0, per_class = 0, val_per_class = 0;
@@ -846,6 +866,18 @@ open_fashion_mnist (const char *options, GError **error)
           g_free (dir);
           dir = g_strdup (value);
         }
+      else if (strcmp (key, "max-angle") == 0 && max_angle != NULL)
+        {
+          char *end = NULL;
+          double a = g_ascii_strtod (value, &end);
+          if (end == value || *end != '\0' || !(a > 0.0 && a <= 180.0))
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                           "%s: max-angle '%s': expected degrees in (0, 180]", what, value);
+              return NULL;
+            }
+          *max_angle = a;
+        }
       else
         {
           g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
@@ -857,7 +889,7 @@ open_fashion_mnist (const char *options, GError **error)
   if (n_classes == 0)
     for (int c = 0; c < 10; c++)
       classes[n_classes++] = c;
-  if (n_classes < 2)
+  if (n_classes < 2 && max_angle == NULL)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
                    "%s: only one class chosen; at least two classes are needed", what);
@@ -1102,6 +1134,283 @@ open_cifar (gboolean hundred, const char *dir_spec, const VlDatasetOptions *opt,
 }
 
 /* ------------------------------------------------------------------------------------- */
+/* Regression targets                                                                     *
+ *
+ * A folder whose images come with numbers instead of class folders: DIR/targets.csv (a seeded
+ * split by val_fraction), or DIR/train/targets.csv and DIR/val/targets.csv. The CSV's header
+ * names the file column, then each target ("file,angle" or "file,x,y"); each row names an image
+ * relative to the CSV's folder and gives one number per target. A missing image, a row with
+ * too few or too many fields, or a value that is not a finite number is an error naming the
+ * CSV file and line; an image that cannot be decoded is skipped and listed, as in class
+ * folders. Every item has class 0 ("images"): regression has no classes.
+ *
+ * fashion-mnist-rotate[:classes=…,per-class=…,val-per-class=…,max-angle=45]: Fashion-MNIST's
+ * images, each rotated by an angle drawn uniformly in [-max-angle, max-angle] from (seed, split,
+ * record) (bilinear, black outside), the target being that angle in degrees. */
+
+/* Stores n values for an item and returns where they are. */
+static const float *
+store_values (VlDataset *ds, const float *values, int n)
+{
+  float *v = g_memdup2 (values, sizeof (float) * n);
+  g_ptr_array_add (ds->value_store, v);
+  return v;
+}
+
+/* Rotates a W x H x C record by `degrees` about its centre into out (bilinear, zero outside):
+ * out (x, y) = in (c + cos a (x - c) - sin a (y - c), c + sin a (x - c) + cos a (y - c)). */
+static void
+rotate_record (const uint8_t *in, int W, int H, int C, float degrees, uint8_t *out)
+{
+  const double a = degrees * G_PI / 180.0, ca = cos (a), sa = sin (a);
+  const double cx = (W - 1) / 2.0, cy = (H - 1) / 2.0;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      {
+        double dx = x - cx, dy = y - cy;
+        double xs = cx + ca * dx - sa * dy, ys = cy + sa * dx + ca * dy;
+        int x0 = (int) floor (xs), y0 = (int) floor (ys);
+        double fx = xs - x0, fy = ys - y0;
+        for (int c = 0; c < C; c++)
+          {
+            double v = 0.0;
+            for (int j = 0; j < 2; j++)
+              for (int i = 0; i < 2; i++)
+                {
+                  int xi = x0 + i, yj = y0 + j;
+                  if (xi < 0 || yj < 0 || xi >= W || yj >= H)
+                    continue;
+                  double w = (i ? fx : 1.0 - fx) * (j ? fy : 1.0 - fy);
+                  v += w * in[((gsize) yj * W + xi) * C + c];
+                }
+            out[((gsize) y * W + x) * C + c] = (uint8_t) CLAMP (floor (v + 0.5), 0, 255);
+          }
+      }
+}
+
+static VlDataset *
+open_fashion_mnist_rotate (const char *options, const VlDatasetOptions *opt, GError **error)
+{
+  double max_angle = 45.0;
+  g_autoptr(VlDataset) ds = open_fashion_mnist (options, &max_angle, error);
+  if (ds == NULL)
+    return NULL;
+  ds->rotate = TRUE;
+  ds->n_values = 1;
+  ds->value_names = g_new0 (char *, 2);
+  ds->value_names[0] = g_strdup ("angle");
+  for (int s = 0; s < 2; s++)
+    for (guint i = 0; i < ds->splits[s].items->len; i++)
+      {
+        Item *it = &g_array_index (ds->splits[s].items, Item, i);
+        const char *hash = strrchr (it->name, '#');
+        uint64_t x = opt->seed ^ 0x726f74617465ull /* "rotate" */;
+        x = vl_rng_splitmix (&x) ^ ((uint64_t) s << 32) ^ (uint64_t) atoi (hash ? hash + 1 : "0");
+        VlRng rng;
+        vl_rng_seed (&rng, vl_rng_splitmix (&x));
+        float angle = (float) ((2.0 * vl_rng_uniform (&rng) - 1.0) * max_angle);
+        it->values = store_values (ds, &angle, 1);
+      }
+  char *d = g_strdup_printf ("%s, each rotated by up to ±%g° (the target)", ds->description,
+                             max_angle);
+  g_free (ds->description);
+  ds->description = d;
+  return g_steal_pointer (&ds);
+}
+
+/* Splits one CSV line into fields: commas, double quotes around a field ("" inside is a
+ * quote), spaces around fields trimmed. */
+static GPtrArray *
+csv_fields (const char *line)
+{
+  GPtrArray *f = g_ptr_array_new_with_free_func (g_free);
+  const char *p = line;
+  for (;;)
+    {
+      GString *field = g_string_new (NULL);
+      while (*p == ' ' || *p == '\t')
+        p++;
+      if (*p == '"')
+        {
+          for (p++; *p; p++)
+            {
+              if (*p == '"' && p[1] == '"')
+                g_string_append_c (field, *p++);
+              else if (*p == '"')
+                {
+                  p++;
+                  break;
+                }
+              else
+                g_string_append_c (field, *p);
+            }
+          while (*p && *p != ',')
+            p++;
+        }
+      else
+        while (*p && *p != ',')
+          g_string_append_c (field, *p++);
+      g_ptr_array_add (f, g_strstrip (g_string_free (field, FALSE)));
+      if (*p != ',')
+        break;
+      p++;
+    }
+  return f;
+}
+
+/* Reads DIR/targets.csv into `split`. The first CSV read sets the target names; a later one
+ * must name the same. */
+static gboolean
+read_targets_csv (VlDataset *ds, VlSplit split, const char *dir, GError **error)
+{
+  g_autofree char *csv = g_build_filename (dir, "targets.csv", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) local = NULL;
+  if (!g_file_get_contents (csv, &text, NULL, &local))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: %s", csv, local->message);
+      return FALSE;
+    }
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  int line = 0, n_rows = 0;
+  g_autoptr(GPtrArray) header = NULL;
+  g_autofree float *vals = NULL;
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      line = i + 1;
+      char *l = lines[i];
+      gsize len = strlen (l);
+      if (len > 0 && l[len - 1] == '\r')
+        l[--len] = '\0';
+      if (i == 0 && g_str_has_prefix (l, "\xef\xbb\xbf"))
+        l += 3;   /* a byte-order mark */
+      if (*g_strstrip (l) == '\0')
+        continue;
+      g_autoptr(GPtrArray) f = csv_fields (l);
+      if (header == NULL)
+        {
+          header = g_steal_pointer (&f);
+          if (header->len < 2)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                           "%s:%d: the header names the file column and at least one target "
+                           "(file,target1[,target2…])", csv, line);
+              return FALSE;
+            }
+          int n = (int) header->len - 1;
+          if (ds->value_names != NULL)
+            {
+              gboolean same = (int) g_strv_length (ds->value_names) == n;
+              for (int j = 0; same && j < n; j++)
+                same = strcmp (ds->value_names[j], g_ptr_array_index (header, j + 1)) == 0;
+              if (!same)
+                {
+                  g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                               "%s:%d: the targets differ from the training split's", csv, line);
+                  return FALSE;
+                }
+            }
+          else
+            {
+              ds->n_values = n;
+              ds->value_names = g_new0 (char *, n + 1);
+              for (int j = 0; j < n; j++)
+                ds->value_names[j] = g_strdup (g_ptr_array_index (header, j + 1));
+            }
+          vals = g_new (float, n);
+          continue;
+        }
+      if (f->len != header->len)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s:%d: %u field%s, the header has %u", csv, line, f->len,
+                       f->len == 1 ? "" : "s", header->len);
+          return FALSE;
+        }
+      const char *file = g_ptr_array_index (f, 0);
+      for (int j = 0; j < ds->n_values; j++)
+        {
+          const char *v = g_ptr_array_index (f, j + 1);
+          char *end = NULL;
+          double x = g_ascii_strtod (v, &end);
+          if (*v == '\0' || end == v || *end != '\0' || !isfinite (x))
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                           "%s:%d: %s: '%s' is not a number", csv, line,
+                           ds->value_names[j], v);
+              return FALSE;
+            }
+          vals[j] = (float) x;
+        }
+      g_autofree char *path = g_path_is_absolute (file) ? g_strdup (file)
+                                                        : g_build_filename (dir, file, NULL);
+      GStatBuf st;
+      if (*file == '\0' || g_stat (path, &st) != 0 || !S_ISREG (st.st_mode))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s:%d: %s: no such image file", csv,
+                       line, *file ? path : "(empty file name)");
+          return FALSE;
+        }
+      char *reason = check_image_header (path, st.st_size);
+      if (reason != NULL)
+        {
+          add_skipped (ds, path, reason);
+          g_free (reason);
+          continue;
+        }
+      add_item (ds, split, path, 0);
+      Item *it = &g_array_index (ds->splits[split].items, Item,
+                                 ds->splits[split].items->len - 1);
+      it->values = store_values (ds, vals, ds->n_values);
+      n_rows++;
+    }
+  if (header == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: empty (expected a header "
+                   "file,target1[,target2…] and one row per image)", csv);
+      return FALSE;
+    }
+  if (n_rows == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no usable image rows", csv);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* DIR/targets.csv, or DIR/train/targets.csv with DIR/val/targets.csv. */
+static VlDataset *
+open_targets_folder (const char *root, const VlDatasetOptions *opt, GError **error)
+{
+  g_autofree char *train_dir = g_build_filename (root, "train", NULL);
+  g_autofree char *val_dir = g_build_filename (root, "val", NULL);
+  g_autofree char *train_csv = g_build_filename (train_dir, "targets.csv", NULL);
+  gboolean split_layout = g_file_test (train_csv, G_FILE_TEST_EXISTS);
+  g_autoptr(VlDataset) ds = dataset_new (SOURCE_FOLDER, 1);
+  ds->channels = 3;
+  ds->class_names[0] = g_strdup ("images");
+  g_autofree char *base = g_path_get_basename (root);
+  if (split_layout)
+    {
+      if (!read_targets_csv (ds, VL_SPLIT_TRAIN, train_dir, error) ||
+          !read_targets_csv (ds, VL_SPLIT_VAL, val_dir, error))
+        return NULL;
+      ds->description = g_strdup_printf ("%s (train/val targets.csv)", base);
+    }
+  else
+    {
+      if (!check_fraction (root, opt->val_fraction, error) ||
+          !read_targets_csv (ds, VL_SPLIT_TRAIN, root, error))
+        return NULL;
+      split_stratified (ds, opt->val_fraction, opt->seed);
+      ds->description = g_strdup_printf ("%s (targets.csv, %g%% held out for validation, seed %"
+                                         G_GUINT64_FORMAT ")", base, opt->val_fraction * 100.0,
+                                         opt->seed);
+    }
+  return g_steal_pointer (&ds);
+}
+
+/* ------------------------------------------------------------------------------------- */
 
 VlDataset *
 vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **error)
@@ -1117,15 +1426,41 @@ vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **err
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "empty dataset name");
       return NULL;
     }
+  if (strcmp (spec, "fashion-mnist-rotate") == 0)
+    return open_fashion_mnist_rotate (NULL, opt, error);
+  if (g_str_has_prefix (spec, "fashion-mnist-rotate:"))
+    return open_fashion_mnist_rotate (spec + strlen ("fashion-mnist-rotate:"), opt, error);
   if (strcmp (spec, "fashion-mnist") == 0)
-    return open_fashion_mnist (NULL, error);
+    return open_fashion_mnist (NULL, NULL, error);
   if (g_str_has_prefix (spec, "fashion-mnist:"))
-    return open_fashion_mnist (spec + strlen ("fashion-mnist:"), error);
+    return open_fashion_mnist (spec + strlen ("fashion-mnist:"), NULL, error);
   if (g_str_has_prefix (spec, "cifar10:") || strcmp (spec, "cifar10") == 0)
     return open_cifar (FALSE, spec[7] == ':' ? spec + 8 : NULL, opt, error);
   if (g_str_has_prefix (spec, "cifar100:") || strcmp (spec, "cifar100") == 0)
     return open_cifar (TRUE, spec[8] == ':' ? spec + 9 : NULL, opt, error);
   return open_folder (spec, opt, error);
+}
+
+int
+vl_dataset_n_values (VlDataset *ds)
+{
+  g_return_val_if_fail (ds != NULL, 0);
+  return ds->n_values;
+}
+
+const char *
+vl_dataset_value_name (VlDataset *ds, int j)
+{
+  g_return_val_if_fail (ds != NULL && j >= 0 && j < ds->n_values, NULL);
+  return ds->value_names[j];
+}
+
+const float *
+vl_dataset_values (VlDataset *ds, VlSplit split, int i)
+{
+  g_return_val_if_fail (ds != NULL && (split == VL_SPLIT_TRAIN || split == VL_SPLIT_VAL), NULL);
+  g_return_val_if_fail (i >= 0 && i < (int) ds->splits[split].items->len, NULL);
+  return get_item (ds, split, i)->values;
 }
 
 const char *
@@ -1249,7 +1584,13 @@ vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
   if (ds->kind == SOURCE_RECORDS)
     {
       const int C = ds->channels, W = ds->rec_w, H = ds->rec_h;
-      if (!ds->rec_planar || C == 1)
+      if (ds->rotate)
+        {
+          g_autoptr(VlImage) img = vl_image_new (W, H, C);
+          rotate_record (it->record, W, H, C, it->values[0], img->pixels);
+          vl_augment_image (img, pp, augment, aug_seed, out);
+        }
+      else if (!ds->rec_planar || C == 1)
         {
           VlImage img = { W, H, C, (uint8_t *) it->record };
           vl_augment_image (&img, pp, augment, aug_seed, out);
@@ -1355,6 +1696,7 @@ typedef struct {
   int       n;
   float    *images;    /* (batch_size, C, S, S) */
   int      *labels;    /* (batch_size) */
+  float    *values;    /* (batch_size, n_values), NULL without regression targets */
   int      *indices;   /* (batch_size) */
 } Slot;
 
@@ -1399,6 +1741,9 @@ loader_fill (VlLoader *l, Slot *slot, int count, int epoch)
         {
           slot->indices[n] = i;
           slot->labels[n] = vl_dataset_label (l->ds, l->split, i);
+          if (slot->values)
+            memcpy (slot->values + (gsize) n * l->ds->n_values,
+                    vl_dataset_values (l->ds, l->split, i), sizeof (float) * l->ds->n_values);
           n++;
         }
     }
@@ -1477,6 +1822,8 @@ vl_loader_new (VlDataset *ds, VlSplit split, const VlPreprocess *pp, VlAugment a
     {
       l->slots[s].images = g_new (float, l->sample_floats * batch_size);
       l->slots[s].labels = g_new (int, batch_size);
+      l->slots[s].values = ds->n_values > 0 ? g_new (float, (gsize) batch_size * ds->n_values)
+                                            : NULL;
       l->slots[s].indices = g_new (int, batch_size);
     }
   g_mutex_init (&l->lock);
@@ -1563,6 +1910,8 @@ vl_loader_next (VlLoader *l, VlBatch *batch)
       slot->state = SLOT_HELD;
       batch->images = slot->images;
       batch->labels = slot->labels;
+      batch->values = slot->values;
+      batch->n_values = l->ds->n_values;
       batch->indices = slot->indices;
       batch->n = slot->n;
       batch->index = slot->batch;
@@ -1603,6 +1952,7 @@ vl_loader_free (VlLoader *l)
     {
       g_free (l->slots[s].images);
       g_free (l->slots[s].labels);
+      g_free (l->slots[s].values);
       g_free (l->slots[s].indices);
     }
   g_free (l->order);

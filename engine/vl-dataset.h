@@ -7,6 +7,11 @@
  *                            Debian's dataset-fashion-mnist (gzip IDX under
  *                            /usr/share/datasets/fashion-mnist/); train = its training images,
  *                            val = its test images, of the chosen classes; per-class caps train
+ *   fashion-mnist-rotate[:classes=…,per-class=…,max-angle=45]
+ *                            regression: each image rotated by a seeded uniform angle in
+ *                            [-max-angle, max-angle] degrees, the target being that angle
+ *   DIR with targets.csv     regression: DIR/targets.csv (file,target1[,target2…]; a seeded
+ *                            split by val_fraction) or DIR/train/ and DIR/val/ each with one
  *   cifar10:DIR | cifar100:DIR
  *                            CIFAR binary batches (data_batch_*.bin / test_batch.bin, or
  *                            train.bin / test.bin for CIFAR-100 fine labels)
@@ -67,6 +72,11 @@ int         vl_dataset_class_count   (VlDataset *ds, VlSplit split, int k);
 int         vl_dataset_label         (VlDataset *ds, VlSplit split, int i);
 /* File path (or record name) of item i. */
 const char *vl_dataset_item_name     (VlDataset *ds, VlSplit split, int i);
+/* Regression targets: how many numbers each item carries (0 for a dataset of classes only),
+ * their names, and item i's (n_values floats, in the targets' own units). */
+int         vl_dataset_n_values      (VlDataset *ds);
+const char *vl_dataset_value_name    (VlDataset *ds, int j);
+const float*vl_dataset_values        (VlDataset *ds, VlSplit split, int i);
 /* Native channel count of the source (1 for Fashion-MNIST, 3 for folders and CIFAR). */
 int         vl_dataset_channels      (VlDataset *ds);
 
@@ -88,6 +98,8 @@ typedef struct _VlLoader VlLoader;
 typedef struct {
   const float *images;     /* (n, C, S, S) */
   const int   *labels;     /* (n) */
+  const float *values;     /* (n, n_values) regression targets; NULL when the dataset has none */
+  int          n_values;
   const int   *indices;    /* (n) item indices in the split */
   int          n;          /* images in this batch (items that failed to decode are left out) */
   int          index;      /* batch number in the epoch, 0 .. vl_loader_n_batches - 1 (resume

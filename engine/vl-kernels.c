@@ -1,6 +1,7 @@
 /* vl-kernels.c: see vl-kernels.h. */
 #include "vl-gemm.h"
 #include "vl-kernels.h"
+#include "vl-loss.h"
 #include "vl-pool.h"
 
 #include <math.h>
@@ -1039,33 +1040,7 @@ double
 vl_cross_entropy (float *dlogits, const float *logits, const int *targets, int B, int K,
                   float label_smoothing)
 {
-  double total = 0.0;
-  for (int b = 0; b < B; b++)
-    {
-      const float *z = logits + (int64_t) b * K;
-      float *dz = dlogits ? dlogits + (int64_t) b * K : NULL;
-      double mx = -INFINITY;
-      for (int k = 0; k < K; k++)
-        mx = z[k] > mx ? z[k] : mx;
-      double s = 0.0;
-      for (int k = 0; k < K; k++)
-        s += exp ((double) z[k] - mx);
-      double lse = mx + log (s);
-      double nll = lse - z[targets[b]];
-      double smooth = 0.0;
-      for (int k = 0; k < K; k++)
-        smooth += lse - z[k];
-      smooth /= K;
-      total += (1.0 - label_smoothing) * nll + label_smoothing * smooth;
-      if (dz)
-        for (int k = 0; k < K; k++)
-          {
-            double p = exp ((double) z[k] - lse);
-            double t = label_smoothing / K + (k == targets[b] ? 1.0 - label_smoothing : 0.0);
-            dz[k] = (float) ((p - t) / B);
-          }
-    }
-  return total / B;
+  return vl_loss_cross_entropy (dlogits, logits, targets, B, K, label_smoothing, VL_NO_IGNORE);
 }
 
 static double

@@ -197,6 +197,23 @@ const float      *vl_model_pos_embed_used  (VlModel *m);
 gboolean          vl_model_backward        (VlModel *m, const int *targets,
                                             float label_smoothing, double *loss,
                                             GError **error);
+/* Where a backward can start: the gradient of the loss with respect to one of the forward's
+ * results. A task whose head lives outside the model (a segmentation map over the token grid, a
+ * detector) computes its own loss and hands the model the gradient on what its head read. */
+typedef enum {
+  VL_GRAD_LOGITS,      /* (B, K): the model's own head output (vl_model_logits) */
+  VL_GRAD_EMBEDDING,   /* (B, E): OpenCLIP's image embedding (vl_model_embedding) */
+  VL_GRAD_FEATURES,    /* (B, W): the pooled features (vl_model_features) */
+  VL_GRAD_TOKENS,      /* (B, T, W): the final-norm token grid (vl_model_tokens_final) */
+} VlGradAt;
+
+/* The backward from d_out, the gradient on `where` of the last VL_FORWARD_TRAIN forward:
+ * gradients of every trainable parameter at or below `where` (overwritten, not accumulated;
+ * parameters above it, such as the head when starting from the features, get zeros). The
+ * distillation head of a DeiT model contributes only from VL_GRAD_LOGITS. vl_model_backward is
+ * the cross-entropy of the logits followed by this from VL_GRAD_LOGITS. */
+gboolean          vl_model_backward_from   (VlModel *m, VlGradAt where, const float *d_out,
+                                            GError **error);
 /* Global L2 norm of the trainable gradients; scales them to max_norm when above it
  * (torch.nn.utils.clip_grad_norm_). max_norm <= 0 only measures. */
 double            vl_model_clip_grad_norm  (VlModel *m, double max_norm);

@@ -307,125 +307,6 @@ vl_train_layer_scales (VlModel *m, double decay, float *scales)
     scales[g] = (float) pow (decay, (double) (max_id - id[g]));
 }
 
-void
-vl_preprocess_from_model (VlModel *m, VlPreprocess *pp)
-{
-  const VlGeometry *g = vl_model_geometry (m);
-  memset (pp, 0, sizeof *pp);
-  pp->channels = g->in_chans;
-  pp->size = g->input_size > 0 ? g->input_size : g->img_size;
-  pp->crop_pct = g->crop_pct > 0 ? g->crop_pct : 1.0;
-  pp->interp = g_strcmp0 (g->interpolation, "bilinear") == 0 ? VL_INTERP_BILINEAR
-             : g_strcmp0 (g->interpolation, "nearest") == 0 ? VL_INTERP_NEAREST
-             : VL_INTERP_BICUBIC;
-  memcpy (pp->mean, g->mean, sizeof pp->mean);
-  memcpy (pp->std, g->std, sizeof pp->std);
-}
-
-/* ------------------------------------------------------------------ evaluation */
-
-void
-vl_eval_result_begin (VlEvalResult *r, int n_classes)
-{
-  memset (r, 0, sizeof *r);
-  r->n_classes = n_classes;
-  r->class_acc = g_new0 (double, n_classes);
-  r->confusion = g_new0 (int64_t, (gsize) n_classes * n_classes);
-}
-
-void
-vl_eval_result_clear (VlEvalResult *r)
-{
-  g_clear_pointer (&r->class_acc, g_free);
-  g_clear_pointer (&r->confusion, g_free);
-}
-
-void
-vl_eval_result_add (VlEvalResult *r, const float *logits, const int *labels, int B)
-{
-  const int K = r->n_classes;
-  for (int b = 0; b < B; b++)
-    {
-      const float *z = logits + (gsize) b * K;
-      int y = labels[b];
-      double mx = z[0];
-      int pred = 0;
-      for (int k = 1; k < K; k++)
-        if (z[k] > mx)
-          {
-            mx = z[k];
-            pred = k;
-          }
-      double s = 0;
-      for (int k = 0; k < K; k++)
-        s += exp ((double) z[k] - mx);
-      r->loss += mx + log (s) - (double) z[y];
-      int rank = 0;   /* classes ranked above the true one (ties: the lower index first) */
-      for (int k = 0; k < K; k++)
-        rank += z[k] > z[y] || (z[k] == z[y] && k < y);
-      r->top1 += rank == 0;
-      r->top5 += rank < 5;
-      r->confusion[(gsize) y * K + pred]++;
-      r->n++;
-    }
-}
-
-void
-vl_eval_result_end (VlEvalResult *r)
-{
-  const int K = r->n_classes;
-  double n = (double) MAX (r->n, 1);
-  r->loss = r->n ? r->loss / n : NAN;
-  r->top1 = r->n ? r->top1 / n : NAN;
-  r->top5 = r->n && K >= 5 ? r->top5 / n : NAN;
-  for (int k = 0; k < K; k++)
-    {
-      int64_t row = 0;
-      for (int j = 0; j < K; j++)
-        row += r->confusion[(gsize) k * K + j];
-      r->class_acc[k] = row ? (double) r->confusion[(gsize) k * K + k] / (double) row : NAN;
-    }
-}
-
-static gboolean
-check_cancelled (GCancellable *cancellable, GError **error)
-{
-  return g_cancellable_set_error_if_cancelled (cancellable, error);
-}
-
-gboolean
-vl_evaluate (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
-             GCancellable *cancellable, VlEvalResult *out, GError **error)
-{
-  const int K = vl_dataset_n_classes (ds);
-  memset (out, 0, sizeof *out);
-  if (vl_model_num_classes (m) != K)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                   "the model's head has %d classes, the dataset %d", vl_model_num_classes (m), K);
-      return FALSE;
-    }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
-                                              MAX (batch_size, 1), FALSE, 0);
-  vl_eval_result_begin (out, K);
-  vl_loader_start_epoch (loader, 0, 0);
-  VlBatch b;
-  while (vl_loader_next (loader, &b))
-    {
-      if (check_cancelled (cancellable, error) ||
-          !vl_model_forward (m, b.images, b.n, pp.size, pp.size, VL_FORWARD_INFER, error))
-        {
-          vl_eval_result_clear (out);
-          return FALSE;
-        }
-      vl_eval_result_add (out, vl_model_logits (m), b.labels, b.n);
-    }
-  vl_eval_result_end (out);
-  return TRUE;
-}
-
 /* ------------------------------------------------------------------ files */
 
 static gboolean
@@ -797,12 +678,19 @@ vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   JsonObject *mon = vl_json_object_member (root, "monitor");
   double v;
   int64_t i;
+  const char *s;
+  JsonObject *task = vl_json_object_member (root, "task");
+  if ((s = get_str (task, "kind")) && !vl_task_from_string (s, &c->task))
+    goto bad;
+  if ((s = get_str (task, "loss")) && c->task == VL_TASK_REGRESS &&
+      !vl_reg_loss_from_string (s, &c->reg_loss))
+    goto bad;
   c->backbone = g_strdup (get_str (bb, "path"));
   c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
   c->geometry = g_strdup (get_str (bb, "geometry"));
   if (c->init_random && c->geometry)
     g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
-  const char *s = get_str (head, "kind");
+  s = get_str (head, "kind");
   c->head = g_strcmp0 (s, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
   if (get_int (head, "mlp_hidden", &i))
     c->mlp_hidden = (int) i;
@@ -901,12 +789,14 @@ vl_train_event_free (VlTrainEvent *ev)
   if (ev == NULL)
     return;
   g_strfreev (ev->class_names);
+  g_strfreev (ev->value_names);
   g_strfreev (ev->skipped);
   g_free (ev->points);
   g_free (ev->group_grad_norms);
   if (ev->metrics)
     {
       vl_eval_result_clear (&ev->metrics->val);
+      vl_regress_result_clear (&ev->metrics->reg);
       g_free (ev->metrics);
     }
   g_free (ev->rollout);
@@ -1204,6 +1094,11 @@ typedef struct {
   VlDataset           *ds;
   VlPreprocess         pp;
   int                  S, K, n_groups, n_train, n_val;
+  VlTaskSpec           task;            /* K outputs: classes, or regression targets */
+  float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
+  float               *dout;            /* (batch, K) the loss's gradient on the outputs */
+  float               *buf_values;      /* (batch, K) regress: targets gathered from the cache */
+  char               **value_names;
   char                *backbone_path, *backbone_sha;
   char               **class_names;
   char                *created;
@@ -1369,6 +1264,11 @@ run_clear (Run *r)
   cache_free (&r->cval);
   g_free (r->buf);
   g_free (r->buf_labels);
+  g_free (r->buf_values);
+  g_free (r->tmean);
+  g_free (r->tstd);
+  g_free (r->dout);
+  g_strfreev (r->value_names);
   g_free (r->sched);
   g_free (r->scales);
   g_free (r->gnorms);
@@ -1434,6 +1334,26 @@ run_json (Run *r)
   add_str (b, "format", "vitlab-run");
   add_int (b, "version", 1);
   add_str (b, "created", r->created);
+
+  json_builder_set_member_name (b, "task");
+  json_builder_begin_object (b);
+  add_str (b, "kind", vl_task_name (c->task));
+  if (c->task == VL_TASK_REGRESS)
+    {
+      add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
+      add_strv (b, "targets", (const char *const *) r->value_names, r->K);
+      json_builder_set_member_name (b, "mean");
+      json_builder_begin_array (b);
+      for (int j = 0; j < r->K; j++)
+        json_builder_add_double_value (b, r->tmean[j]);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "std");
+      json_builder_begin_array (b);
+      for (int j = 0; j < r->K; j++)
+        json_builder_add_double_value (b, r->tstd[j]);
+      json_builder_end_array (b);
+    }
+  json_builder_end_object (b);
 
   json_builder_set_member_name (b, "backbone");
   json_builder_begin_object (b);
@@ -1524,30 +1444,45 @@ run_json (Run *r)
   return builder_to_string (b, TRUE);
 }
 
-static char *
-metrics_line (const VlEpochMetrics *e)
+static void
+add_doubles (JsonBuilder *b, const char *key, const double *v, int n)
+{
+  json_builder_set_member_name (b, key);
+  json_builder_begin_array (b);
+  for (int k = 0; k < n; k++)
+    if (isfinite (v[k]))
+      json_builder_add_double_value (b, v[k]);
+    else
+      json_builder_add_null_value (b);
+  json_builder_end_array (b);
+}
+
+/* A regression epoch: the loss on the standardised targets, MAE, RMSE and R² (their means over
+ * the targets, and per target in the targets' units). */
+static void
+metrics_regress (JsonBuilder *b, const VlEpochMetrics *e)
+{
+  const VlRegressResult *g = &e->reg;
+  add_num (b, "val_loss", g->loss);
+  add_num (b, "val_mae", g->mae_mean);
+  add_num (b, "val_rmse", g->rmse_mean);
+  add_num (b, "val_r2", g->r2_mean);
+  add_int (b, "val_images", g->n);
+  add_doubles (b, "val_mae_per_target", g->mae, g->n_values);
+  add_doubles (b, "val_rmse_per_target", g->rmse, g->n_values);
+  add_doubles (b, "val_r2_per_target", g->r2, g->n_values);
+}
+
+/* A classification epoch: loss, top-1, top-5, per-class accuracy and the confusion matrix. */
+static void
+metrics_classify (JsonBuilder *b, const VlEpochMetrics *e)
 {
   const int K = e->val.n_classes;
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  add_int (b, "epoch", e->epoch);
-  add_int (b, "step", e->step);
-  add_int (b, "unlocked", e->unlocked);
-  add_bool (b, "cached", e->cached);
-  add_num (b, "lr", e->lr);
-  add_num (b, "train_loss", e->train_loss);
   add_num (b, "val_loss", e->val.loss);
   add_num (b, "val_top1", e->val.top1);
   add_num (b, "val_top5", e->val.top5);
   add_int (b, "val_images", e->val.n);
-  json_builder_set_member_name (b, "val_class_acc");
-  json_builder_begin_array (b);
-  for (int k = 0; k < K; k++)
-    if (isfinite (e->val.class_acc[k]))
-      json_builder_add_double_value (b, e->val.class_acc[k]);
-    else
-      json_builder_add_null_value (b);
-  json_builder_end_array (b);
+  add_doubles (b, "val_class_acc", e->val.class_acc, K);
   json_builder_set_member_name (b, "val_confusion");
   json_builder_begin_array (b);
   for (int k = 0; k < K; k++)
@@ -1558,6 +1493,25 @@ metrics_line (const VlEpochMetrics *e)
       json_builder_end_array (b);
     }
   json_builder_end_array (b);
+}
+
+/* One line of metrics.jsonl: the epoch, its training, and its task's validation metrics. */
+static char *
+metrics_line (const VlEpochMetrics *e)
+{
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  add_str (b, "task", vl_task_name (e->task));
+  add_int (b, "epoch", e->epoch);
+  add_int (b, "step", e->step);
+  add_int (b, "unlocked", e->unlocked);
+  add_bool (b, "cached", e->cached);
+  add_num (b, "lr", e->lr);
+  add_num (b, "train_loss", e->train_loss);
+  if (e->task == VL_TASK_REGRESS)
+    metrics_regress (b, e);
+  else
+    metrics_classify (b, e);
   add_num (b, "seconds", e->seconds);
   add_num (b, "images_per_s", e->images_per_s);
   add_bool (b, "best", e->best);
@@ -1804,9 +1758,10 @@ check_run_data (Run *r, GError **error)
   int64_t n_train = -1, n_val = -1;
   get_int (split, "train", &n_train);
   get_int (split, "val", &n_val);
-  gboolean same = classes && (int) g_strv_length (classes) == r->K && n_train == r->n_train &&
+  const int K = vl_dataset_n_classes (r->ds);
+  gboolean same = classes && (int) g_strv_length (classes) == K && n_train == r->n_train &&
                   n_val == r->n_val;
-  for (int k = 0; same && k < r->K; k++)
+  for (int k = 0; same && k < K; k++)
     same = g_strcmp0 (classes[k], r->class_names[k]) == 0;
   if (!same)
     {
@@ -1814,7 +1769,7 @@ check_run_data (Run *r, GError **error)
                    "%s: the run was trained on other data (%d classes, %" G_GINT64_FORMAT " + %"
                    G_GINT64_FORMAT " images; now %s: %d classes, %d + %d images)", path,
                    classes ? (int) g_strv_length (classes) : 0, n_train, n_val,
-                   vl_dataset_description (r->ds), r->K, r->n_train, r->n_val);
+                   vl_dataset_description (r->ds), K, r->n_train, r->n_val);
       return FALSE;
     }
   return TRUE;
@@ -1903,6 +1858,50 @@ random_model (const VlTrainConfig *c, GError **error)
   return vl_model_new_random (&geo, 1, c->seed);
 }
 
+/* The task's outputs: K classes, or K regression targets standardised by the training split's
+ * mean and std. */
+static gboolean
+setup_task (Run *r, GError **error)
+{
+  const VlTrainConfig *c = r->cfg;
+  r->task = (VlTaskSpec) { .kind = c->task, .label_smoothing = (float) c->label_smoothing,
+                           .reg_loss = c->reg_loss };
+  if (c->task == VL_TASK_CLASSIFY)
+    {
+      r->K = vl_dataset_n_classes (r->ds);
+      if (r->K < 2)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: one class only: nothing to "
+                       "classify%s", vl_dataset_description (r->ds),
+                       vl_dataset_n_values (r->ds) ? " (it has regression targets: --task "
+                       "regress)" : "");
+          return FALSE;
+        }
+    }
+  else
+    {
+      r->K = vl_dataset_n_values (r->ds);
+      if (r->K == 0)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "%s: no regression targets (a folder with targets.csv, or "
+                       "fashion-mnist-rotate)", vl_dataset_description (r->ds));
+          return FALSE;
+        }
+      r->value_names = g_new0 (char *, r->K + 1);
+      for (int j = 0; j < r->K; j++)
+        r->value_names[j] = g_strdup (vl_dataset_value_name (r->ds, j));
+      r->tmean = g_new (float, r->K);
+      r->tstd = g_new (float, r->K);
+      vl_task_target_stats (r->ds, r->tmean, r->tstd);
+      r->task.mean = r->tmean;
+      r->task.std = r->tstd;
+    }
+  r->task.n_outputs = r->K;
+  r->dout = g_new (float, (gsize) c->batch_size * r->K);
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -1935,7 +1934,8 @@ setup (Run *r, GError **error)
         return FALSE;
     }
   r->ds = t->ds;
-  r->K = vl_dataset_n_classes (r->ds);
+  if (!setup_task (r, error))
+    return FALSE;
   r->n_train = vl_dataset_n_items (r->ds, VL_SPLIT_TRAIN);
   r->n_val = vl_dataset_n_items (r->ds, VL_SPLIT_VAL);
   if (r->n_train == 0 || r->n_val == 0)
@@ -1944,15 +1944,17 @@ setup (Run *r, GError **error)
                    r->n_train == 0 ? "no training images" : "no validation images");
       return FALSE;
     }
-  r->class_names = g_new0 (char *, r->K + 1);
-  for (int k = 0; k < r->K; k++)
+  const int n_classes = vl_dataset_n_classes (r->ds);
+  r->class_names = g_new0 (char *, n_classes + 1);
+  for (int k = 0; k < n_classes; k++)
     r->class_names[k] = g_strdup (vl_dataset_class_name (r->ds, k));
 
   r->m = t->model;
   r->backbone_sha = sha256_file (r->backbone_path);
 
   vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
-  vl_model_set_class_names (r->m, (const char *const *) r->class_names);
+  vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
+                                                         ? r->value_names : r->class_names));
   /* a stop interrupts a pass between two blocks */
   vl_model_set_cancellable (r->m, r->t->cancel);
   vl_model_set_pool (r->m, c->pool);
@@ -2026,7 +2028,10 @@ setup (Run *r, GError **error)
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_READY, r->epoch, r->step);
   ev->n_train = r->n_train;
   ev->n_val = r->n_val;
-  ev->n_classes = r->K;
+  ev->task = c->task;
+  ev->n_classes = n_classes;
+  ev->n_values = c->task == VL_TASK_REGRESS ? r->K : 0;
+  ev->value_names = g_strdupv (r->value_names);
   ev->n_groups = r->n_groups;
   ev->class_names = g_strdupv (r->class_names);
   ev->steps_per_epoch = r->spe;
@@ -2163,6 +2168,8 @@ prepare_cache (Run *r, GError **error)
     }
   r->buf = g_renew (float, r->buf, (gsize) r->cfg->batch_size * r->cache_numel);
   r->buf_labels = g_renew (int, r->buf_labels, r->cfg->batch_size);
+  if (r->task.kind == VL_TASK_REGRESS)
+    r->buf_values = g_renew (float, r->buf_values, (gsize) r->cfg->batch_size * r->K);
   r->cached = train_too;
   r->val_cached = TRUE;
   message (r, "cached in %.1f s; each epoch now %s from the cache",
@@ -2345,7 +2352,8 @@ post_step (Run *r, float loss, float lr, float grad_norm, int n, gint64 now)
 
 /* One optimisation step on a batch (images, or boundary activations when from_cache). */
 static Outcome
-train_step (Run *r, const float *x, const int *labels, int n, GError **error)
+train_step (Run *r, const float *x, const int *labels, const float *values, int n,
+            GError **error)
 {
   VlModel *m = r->m;
   const VlTrainConfig *c = r->cfg;
@@ -2356,8 +2364,15 @@ train_step (Run *r, const float *x, const int *labels, int n, GError **error)
     return failed_or_stopped (error);
   if (cancelled (r))   /* between forward and backward: the batch is dropped, redone on resume */
     return STOPPED;
-  double loss;
-  if (!vl_model_backward (m, labels, (float) c->label_smoothing, &loss, error))
+  double loss = vl_task_loss (&r->task, vl_model_logits (m), labels, values, n, r->dout);
+  if (!isfinite (loss))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
+                   "learning rate is too high", loss);
+      return FAILED;
+    }
+  if (!vl_model_backward_from (m, VL_GRAD_LOGITS, r->dout, error))
     return failed_or_stopped (error);
   for (int g = 0; g < r->n_groups; g++)
     r->gnorms[g] = vl_model_group_grad_norm (m, g);
@@ -2402,7 +2417,7 @@ train_epoch (Run *r, GError **error)
       r->batch = b.index;   /* batches skipped by the loader (nothing decoded) count as done */
       if (!r->cached)
         {
-          o = train_step (r, b.images, b.labels, b.n, error);
+          o = train_step (r, b.images, b.labels, b.values, b.n, error);
           continue;
         }
       int n = 0;
@@ -2412,6 +2427,9 @@ train_epoch (Run *r, GError **error)
             memcpy (r->buf + (gsize) n * r->cache_numel,
                     r->ctrain.data + (gsize) b.indices[j] * r->cache_numel,
                     sizeof (float) * r->cache_numel);
+            if (r->buf_values)
+              memcpy (r->buf_values + (gsize) n * r->K, b.values + (gsize) j * r->K,
+                      sizeof (float) * r->K);
             r->buf_labels[n++] = b.labels[j];
           }
       if (n == 0)
@@ -2419,7 +2437,7 @@ train_epoch (Run *r, GError **error)
           r->batch = b.index + 1;
           continue;
         }
-      o = train_step (r, r->buf, r->buf_labels, n, error);
+      o = train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
     }
   if (o == OK)
     r->batch = (int) r->spe;
@@ -2427,14 +2445,30 @@ train_epoch (Run *r, GError **error)
   return o;
 }
 
+/* One batch of the last forward's outputs into the epoch's metrics. */
+static void
+validate_add (Run *r, VlEpochMetrics *e, const int *labels, const float *values,
+              const int *items, int n)
+{
+  if (r->task.kind == VL_TASK_REGRESS)
+    vl_regress_result_add (&e->reg, &r->task, vl_model_logits (r->m), values, items, n);
+  else
+    vl_eval_result_add (&e->val, vl_model_logits (r->m), labels, n);
+}
+
 static Outcome
-validate (Run *r, VlEvalResult *out, GError **error)
+validate (Run *r, VlEpochMetrics *e, GError **error)
 {
   VlModel *m = r->m;
-  vl_eval_result_begin (out, r->K);
+  e->task = r->task.kind;
+  if (e->task == VL_TASK_REGRESS)
+    vl_regress_result_begin (&e->reg, r->K);
+  else
+    vl_eval_result_begin (&e->val, r->K);
   if (r->val_cached)
     {
       int bs = r->cfg->batch_size;
+      g_autofree int *items = g_new (int, bs);
       for (int i = 0; i < r->n_val;)
         {
           if (should_stop (r))
@@ -2446,6 +2480,10 @@ validate (Run *r, VlEvalResult *out, GError **error)
                 memcpy (r->buf + (gsize) n * r->cache_numel,
                         r->cval.data + (gsize) i * r->cache_numel,
                         sizeof (float) * r->cache_numel);
+                if (r->buf_values)
+                  memcpy (r->buf_values + (gsize) n * r->K,
+                          vl_dataset_values (r->ds, VL_SPLIT_VAL, i), sizeof (float) * r->K);
+                items[n] = i;
                 r->buf_labels[n++] = vl_dataset_label (r->ds, VL_SPLIT_VAL, i);
               }
           if (n == 0)
@@ -2453,7 +2491,7 @@ validate (Run *r, VlEvalResult *out, GError **error)
           if (!vl_model_forward_from_boundary (m, r->buf, n, r->S, r->S, VL_FORWARD_INFER,
                                                error))
             return failed_or_stopped (error);
-          vl_eval_result_add (out, vl_model_logits (m), r->buf_labels, n);
+          validate_add (r, e, r->buf_labels, r->buf_values, items, n);
         }
     }
   else
@@ -2467,11 +2505,28 @@ validate (Run *r, VlEvalResult *out, GError **error)
             return STOPPED;
           if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
             return failed_or_stopped (error);
-          vl_eval_result_add (out, vl_model_logits (m), b.labels, b.n);
+          validate_add (r, e, b.labels, b.values, b.indices, b.n);
         }
     }
-  vl_eval_result_end (out);
+  if (e->task == VL_TASK_REGRESS)
+    vl_regress_result_end (&e->reg);
+  else
+    vl_eval_result_end (&e->val);
   return OK;
+}
+
+/* The epoch's validation loss, whatever the task. */
+static double
+metrics_val_loss (const VlEpochMetrics *e)
+{
+  return e->task == VL_TASK_REGRESS ? e->reg.loss : e->val.loss;
+}
+
+static void
+metrics_clear (VlEpochMetrics *e)
+{
+  vl_eval_result_clear (&e->val);
+  vl_regress_result_clear (&e->reg);
 }
 
 static VlEpochMetrics *
@@ -2481,6 +2536,7 @@ metrics_copy (const VlEpochMetrics *e)
   int K = e->val.n_classes;
   c->val.class_acc = g_memdup2 (e->val.class_acc, sizeof (double) * K);
   c->val.confusion = g_memdup2 (e->val.confusion, sizeof (int64_t) * K * K);
+  vl_regress_result_copy (&c->reg, &e->reg);
   return c;
 }
 
@@ -2517,9 +2573,9 @@ run_epochs (Run *r, GError **error)
         break;
       gint64 tv = g_get_monotonic_time ();
       VlEpochMetrics e = { 0 };
-      if ((o = validate (r, &e.val, error)) != OK)
+      if ((o = validate (r, &e, error)) != OK)
         {
-          vl_eval_result_clear (&e.val);
+          metrics_clear (&e);
           break;
         }
       r->val_seconds = (g_get_monotonic_time () - tv) / 1e6;
@@ -2531,9 +2587,9 @@ run_epochs (Run *r, GError **error)
       e.train_loss = r->seen ? r->loss_sum / (double) r->seen : NAN;
       e.seconds = r->train_seconds + r->val_seconds;
       e.images_per_s = r->train_seconds > 0 ? r->session_seen / r->train_seconds : 0;
-      if (e.val.loss < r->best_val)
+      if (metrics_val_loss (&e) < r->best_val)
         {
-          r->best_val = e.val.loss;
+          r->best_val = metrics_val_loss (&e);
           r->best_epoch = r->epoch;
           r->bad_epochs = 0;
           e.best = TRUE;
@@ -2549,7 +2605,7 @@ run_epochs (Run *r, GError **error)
           if (!save_checkpoint (r, r->epoch + 1, 0, error))
             {
               g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
-              vl_eval_result_clear (&e.val);
+              metrics_clear (&e);
               return VL_TRAIN_END_FAILED;
             }
           if (e.best && c->early_stop > 0)
@@ -2557,7 +2613,7 @@ run_epochs (Run *r, GError **error)
               g_autofree char *best = g_build_filename (c->out_dir, "best.safetensors", NULL);
               if (!vl_model_save_checkpoint (r->m, best, NULL, error))
                 {
-                  vl_eval_result_clear (&e.val);
+                  metrics_clear (&e);
                   return VL_TRAIN_END_FAILED;
                 }
             }
@@ -2567,7 +2623,7 @@ run_epochs (Run *r, GError **error)
       ev->unlocked = r->unlocked;
       ev->cached = r->cached;
       post (r->t, ev);
-      vl_eval_result_clear (&e.val);
+      metrics_clear (&e);
       if (c->early_stop > 0 && r->bad_epochs >= c->early_stop && r->epoch + 1 < c->epochs)
         {
           message (r, "early stop: the validation loss has not improved for %d epochs (best "

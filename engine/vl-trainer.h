@@ -64,6 +64,7 @@
 
 #include "vl-dataset.h"
 #include "vl-model.h"
+#include "vl-task.h"
 
 G_BEGIN_DECLS
 
@@ -78,6 +79,9 @@ typedef struct {
 } VlUnlockStep;
 
 typedef struct {
+  /* the task: what the head predicts and the loss it trains with (vl-task.h) */
+  VlTaskKind  task;              /* VL_TASK_CLASSIFY */
+  VlRegLoss   reg_loss;          /* VL_REG_LOSS_MSE (regress) */
   /* the model */
   char       *backbone;          /* checkpoint path (unused when a model is handed over) */
   gboolean    init_random;       /* train from scratch: the backbone's geometry (or `geometry`)
@@ -151,30 +155,7 @@ double    vl_train_lr_at         (const VlTrainConfig *c, int64_t step, int64_t 
  * decay^(depth - i), stem decay^(depth + 1). */
 void      vl_train_layer_scales  (VlModel *m, double decay, float *scales);
 
-/* The model's evaluation preprocessing (pretrained_cfg: input size, crop_pct, interpolation,
- * mean, std; channels = in_chans). */
-void      vl_preprocess_from_model (VlModel *m, VlPreprocess *pp);
-
-/* ------------------------------------------------------------------ evaluation */
-
-typedef struct {
-  int      n_classes;
-  int64_t  n;             /* images evaluated (those that failed to decode are left out) */
-  double   loss;          /* mean cross-entropy, without label smoothing */
-  double   top1;
-  double   top5;          /* NAN with fewer than 5 classes */
-  double  *class_acc;     /* (K) top-1 per true class; NAN for a class without images */
-  int64_t *confusion;     /* (K, K): row = true class, column = predicted */
-} VlEvalResult;
-
-void      vl_eval_result_clear   (VlEvalResult *r);
-/* Accumulates one batch of logits (B, K) into r (set up by vl_eval_result_begin). */
-void      vl_eval_result_begin   (VlEvalResult *r, int n_classes);
-void      vl_eval_result_add     (VlEvalResult *r, const float *logits, const int *labels, int B);
-void      vl_eval_result_end     (VlEvalResult *r);
-/* Evaluates the model (its head must have the dataset's classes) on one split, in batches. */
-gboolean  vl_evaluate            (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
-                                  GCancellable *cancellable, VlEvalResult *out, GError **error);
+/* Evaluation (vl_evaluate, VlEvalResult, vl_preprocess_from_model) is in vl-task.h. */
 
 /* ------------------------------------------------------------------ events */
 
@@ -206,13 +187,15 @@ typedef struct {
 } VlStepPoint;
 
 typedef struct {
+  VlTaskKind   task;         /* which of val (classify) and reg (regress) holds the metrics */
   int          epoch;        /* 0-based */
   int64_t      step;         /* global steps done at its end */
   int          unlocked;     /* groups that trained (clamped to the model's count) */
   gboolean     cached;       /* trained from the frozen-feature cache */
   double       lr;           /* at its last step */
   double       train_loss;   /* mean over its images (with label smoothing) */
-  VlEvalResult val;
+  VlEvalResult val;          /* classify */
+  VlRegressResult reg;       /* regress: MAE, RMSE, R² per target; predictions for a scatter */
   double       seconds;      /* training + validation */
   double       images_per_s; /* training throughput */
   gboolean     best;         /* lowest validation loss so far */
@@ -224,7 +207,10 @@ typedef struct {
   int64_t      step;         /* global steps done when it was posted */
 
   /* READY */
+  VlTaskKind   task;
   int          n_train, n_val, n_classes, n_groups;
+  int          n_values;     /* regress: targets (the head's outputs), named by value_names */
+  char       **value_names;
   char       **class_names;  /* (n_classes) */
   int64_t      steps_per_epoch, total_steps;
   int          start_epoch;  /* > 0 (or step > 0) when resumed */
