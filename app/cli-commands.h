@@ -7,6 +7,7 @@
 
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
+int cmd_predict (int argc, char **argv); /* app/cli-predict.c */
 
 /* Prints "vitlab-cli: <message>" on stderr, frees the error; returns 1 (EXIT_FAILURE). */
 int cli_fail (GError *error);

@@ -16,6 +16,9 @@
 #define VITLAB_DEMO_SCHEDULE "0:1,2:3,4:all"
 #define VITLAB_DEMO_EPOCHS 12
 #define VITLAB_DEMO_LR 1e-3
+#define VITLAB_ROTATE_DATA "fashion-mnist-rotate:classes=0-4,per-class=200,val-per-class=200,max-angle=45"
+#define VITLAB_ROTATE_SCHEDULE "0:1,2:3,4:all"
+#define VITLAB_ROTATE_EPOCHS 10
 #include "vl-trainer.h"
 
 #include <math.h>
@@ -100,7 +103,9 @@ typedef struct {
   int       n_groups;
   char    **class_names;
   int       n_classes;
+  VlTaskKind task;
   double    last_val_acc;
+  double    last_val_mae, last_val_r2;
   gboolean  have_val;
   gint64    last_plain;
   gint64    started;
@@ -163,9 +168,14 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
 {
   clear_bar (p);
   GString *s = g_string_new (NULL);
-  g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
-                          m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
-  if (isfinite (m->val.top5))
+  if (m->task == VL_TASK_REGRESS)
+    g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_mae %.4f  "
+                            "val_rmse %.4f  val_r2 %.4f", m->epoch + 1, p->epochs, m->train_loss,
+                            m->reg.loss, m->reg.mae_mean, m->reg.rmse_mean, m->reg.r2_mean);
+  else
+    g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
+                            m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
+  if (m->task == VL_TASK_CLASSIFY && isfinite (m->val.top5))
     g_string_append_printf (s, "  val_top5 %.4f", m->val.top5);
   g_string_append_printf (s, "  unlocked %d%s  %.*f s  %.0f img/s%s", m->unlocked,
                           m->cached ? " (cached)" : "", m->seconds < 1.0 ? 3 : 1, m->seconds,
@@ -174,7 +184,10 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
   g_print ("%s\n", s->str);
   fflush (stdout);
   g_string_free (s, TRUE);
+  p->task = m->task;
   p->last_val_acc = m->val.top1;
+  p->last_val_mae = m->reg.mae_mean;
+  p->last_val_r2 = m->reg.r2_mean;
   p->have_val = TRUE;
 }
 
@@ -192,8 +205,16 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
           p->n_groups = ev->n_groups;
           p->n_classes = ev->n_classes;
           p->class_names = g_strdupv (ev->class_names);
-          g_printerr ("data: %d classes, %d training and %d validation images\n", ev->n_classes,
-                      ev->n_train, ev->n_val);
+          if (ev->task == VL_TASK_REGRESS)
+            {
+              g_autofree char *names = g_strjoinv (", ", ev->value_names);
+              g_printerr ("data: %d regression target%s (%s), %d training and %d validation "
+                          "images\n", ev->n_values, ev->n_values == 1 ? "" : "s", names,
+                          ev->n_train, ev->n_val);
+            }
+          else
+            g_printerr ("data: %d classes, %d training and %d validation images\n",
+                        ev->n_classes, ev->n_train, ev->n_val);
           print_skipped (ev->skipped, "skipped");
           p->n_skipped = ev->skipped ? g_strv_length (ev->skipped) : 0;
           if (ev->start_epoch > 0 || ev->step > 0)
@@ -241,7 +262,9 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
           g_printerr ("%s after %d epochs in %s; run folder %s\n",
                       ev->end == VL_TRAIN_END_EARLY_STOPPED ? "stopped early" : "finished",
                       ev->epoch, took, cfg->out_dir);
-          if (p->have_val)
+          if (p->have_val && p->task == VL_TASK_REGRESS)
+            g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
+          else if (p->have_val)
             g_print ("val_acc=%.4f\n", p->last_val_acc);
           *rc = EXIT_SUCCESS;
           return TRUE;
@@ -280,6 +303,22 @@ apply_preset (VlTrainConfig *c, const char *name)
       c->cache_features = TRUE;   /* the validation images' frozen features */
       return TRUE;
     }
+  if (g_str_equal (name, "rotate"))
+    {
+      /* regression: the angle each garment was turned by, on the shipped backbone */
+      c->task = VL_TASK_REGRESS;
+      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
+      c->data = g_strdup (VITLAB_ROTATE_DATA);
+      g_free (c->unlock_schedule);
+      c->unlock_schedule = g_strdup (VITLAB_ROTATE_SCHEDULE);
+      c->epochs = VITLAB_ROTATE_EPOCHS;
+      c->batch_size = 32;
+      c->lr = 1e-3;
+      c->weight_decay = 0.05;
+      c->warmup_epochs = 1;
+      c->cache_features = TRUE;
+      return TRUE;
+    }
   if (g_str_equal (name, "pretrain-fmnist"))
     {
       c->init_random = TRUE;
@@ -310,8 +349,12 @@ cmd_train (int argc, char **argv)
   int unlock = -1, epochs = -1, batch = -1, early_stop = -1, mlp_hidden = -1, probe_every = -1;
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
-  g_autofree char *init = NULL, *geometry = NULL, *preset = NULL;
+  g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
   GOptionEntry entries[] = {
+    { "task", 0, 0, G_OPTION_ARG_STRING, &task,
+      "classify (default) or regress (targets.csv, fashion-mnist-rotate)", "TASK" },
+    { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, "regression loss: mse (default) or smooth-l1",
+      "LOSS" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
       "image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR",
@@ -350,7 +393,7 @@ cmd_train (int argc, char **argv)
       "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
       "SPEC" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, &preset,
-      "start from a recipe (demo, pretrain-fmnist); other options override it", "NAME" },
+      "start from a recipe (demo, rotate, pretrain-fmnist); other options override it", "NAME" },
     { NULL },
   };
   if (!parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
@@ -377,7 +420,8 @@ cmd_train (int argc, char **argv)
                         : wd_s ? "--wd" : warmup_s ? "--warmup" : ld_s ? "--layer-decay"
                         : ls_s ? "--label-smoothing" : clip_s ? "--clip-grad"
                         : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
-                        : mlp_hidden >= 0 ? "--mlp-hidden" : NULL;
+                        : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
+                        : loss ? "--loss" : NULL;
       if (fixed)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
@@ -391,7 +435,8 @@ cmd_train (int argc, char **argv)
       if (preset && !apply_preset (&cfg, preset))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("--preset %s: expected one of demo, pretrain-fmnist", preset);
+          return usage_error ("--preset %s: expected one of demo, rotate, pretrain-fmnist",
+                              preset);
         }
       if (init && !g_str_equal (init, "random") && !g_str_equal (init, "pretrained"))
         {
@@ -429,6 +474,21 @@ cmd_train (int argc, char **argv)
     {
       g_free (cfg.data);
       cfg.data = g_strdup (data);
+    }
+  if (task && !vl_task_from_string (task, &cfg.task))
+    {
+      usage_error ("--task %s: expected classify or regress", task);
+      goto done;
+    }
+  if (loss && !vl_reg_loss_from_string (loss, &cfg.reg_loss))
+    {
+      usage_error ("--loss %s: expected mse or smooth-l1", loss);
+      goto done;
+    }
+  if (loss && cfg.task != VL_TASK_REGRESS)
+    {
+      usage_error ("--loss is for --task regress (classification trains with cross-entropy)");
+      goto done;
     }
   if (head && g_str_equal (head, "linear"))
     cfg.head = VL_HEAD_LINEAR;
@@ -552,6 +612,63 @@ done:
 
 /* ------------------------------------------------------------------ eval */
 
+static void
+print_skipped_files (VlDataset *ds)
+{
+  g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
+  if (skipped->len == 0)
+    return;
+  g_printerr ("skipped %u file%s:\n", skipped->len, skipped->len == 1 ? "" : "s");
+  for (guint i = 0; i < skipped->len; i++)
+    {
+      VlSkipped *s = g_ptr_array_index (skipped, i);
+      g_printerr ("  %s: %s\n", s->path, s->reason);
+    }
+}
+
+/* eval of a regression run: MAE, RMSE and R² per target, and their means. */
+static int
+eval_regress (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSplit which,
+              int batch, const VlRunTask *task)
+{
+  GError *error = NULL;
+  const int N = vl_dataset_n_values (ds);
+  if (N != task->n_values)
+    {
+      g_printerr ("vitlab-cli: %s: the run predicts %d target%s, %s has %d\n", run,
+                  task->n_values, task->n_values == 1 ? "" : "s", spec, N);
+      return EXIT_FAILURE;
+    }
+  for (int j = 0; j < N; j++)
+    if (g_strcmp0 (task->value_names[j], vl_dataset_value_name (ds, j)) != 0)
+      {
+        g_printerr ("vitlab-cli: %s: target %d is \"%s\" in the run but \"%s\" in %s\n", run,
+                    j, task->value_names[j], vl_dataset_value_name (ds, j), spec);
+        return EXIT_FAILURE;
+      }
+  VlTaskSpec t = vl_run_task_spec (task);
+  VlRegressResult r;
+  if (!vl_evaluate_regress (m, ds, which, batch, &t, NULL, &r, &error))
+    return cli_fail (error);
+  print_skipped_files (ds);
+  const char *sp = which == VL_SPLIT_VAL ? "val" : "train";
+  g_print ("data:      %s, %s split, %" G_GINT64_FORMAT " images\n", vl_dataset_description (ds),
+           sp, r.n);
+  g_print ("task:      regression (%s on standardised targets)\n",
+           vl_reg_loss_name (task->reg_loss));
+  g_print ("loss:      %.4f\n", r.loss);
+  g_print ("%-16s %12s %12s %11s %12s %12s\n", "target", "MAE", "RMSE", "R²", "mean", "std");
+  for (int j = 0; j < N; j++)
+    g_print ("%-16.16s %12.4f %12.4f %10.4f %12.4f %12.4f\n", task->value_names[j], r.mae[j],
+             r.rmse[j], r.r2[j], task->mean[j], task->std[j]);
+  if (N > 1)
+    g_print ("%-16s %12.4f %12.4f %10.4f\n", "mean", r.mae_mean, r.rmse_mean, r.r2_mean);
+  g_print ("%s_mae=%.4f\n%s_rmse=%.4f\n%s_r2=%.4f\n", sp, r.mae_mean, sp, r.rmse_mean, sp,
+           r.r2_mean);
+  vl_regress_result_clear (&r);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_eval (int argc, char **argv)
 {
@@ -617,6 +734,15 @@ cmd_eval (int argc, char **argv)
   g_autoptr(VlDataset) ds = vl_dataset_open (spec, &opts, &error);
   if (ds == NULL)
     return cli_fail (error);
+  VlRunTask task = { 0 };
+  if (g_file_test (run_json, G_FILE_TEST_EXISTS) && !vl_run_read_task (run, &task, &error))
+    return cli_fail (error);
+  if (task.kind == VL_TASK_REGRESS)
+    {
+      int rc = eval_regress (run, m, ds, spec, which, batch, &task);
+      vl_run_task_clear (&task);
+      return rc;
+    }
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {
@@ -634,16 +760,7 @@ cmd_eval (int argc, char **argv)
   VlEvalResult r;
   if (!vl_evaluate (m, ds, which, batch, NULL, &r, &error))
     return cli_fail (error);
-  g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
-  if (skipped->len)
-    {
-      g_printerr ("skipped %u file%s:\n", skipped->len, skipped->len == 1 ? "" : "s");
-      for (guint i = 0; i < skipped->len; i++)
-        {
-          VlSkipped *s = g_ptr_array_index (skipped, i);
-          g_printerr ("  %s: %s\n", s->path, s->reason);
-        }
-    }
+  print_skipped_files (ds);
 
   int name_w = 5;
   for (int k = 0; k < K; k++)

@@ -35,7 +35,10 @@ static const char *usage_text =
   "  vitlab-cli export SOURCE --out DIR\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
   "  vitlab-cli train --preset demo|pretrain-fmnist --out RUNDIR [options]\n"
+  "  vitlab-cli train --task regress --backbone CKPT --data DIR|fashion-mnist-rotate[:...]\n"
+  "                  --out RUNDIR [--loss mse|smooth-l1] [options]\n"
   "  vitlab-cli eval RUNDIR [--data SPEC]\n"
+  "  vitlab-cli predict RUNDIR IMAGE... [--top K]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full\n"
   "\n"
@@ -691,6 +694,8 @@ main (int argc, char **argv)
     rc = cmd_train (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "eval"))
     rc = cmd_eval (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "predict"))
+    rc = cmd_predict (argc - 1, argv + 1);
   else
     rc = usage_error ("unknown command '%s'", cmd);
   g_free (argv[1]);

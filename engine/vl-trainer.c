@@ -783,6 +783,90 @@ vl_run_load_model (const char *run_dir, char ***class_names, GError **error)
 
 /* ------------------------------------------------------------------ events */
 
+/* A JSON array of n numbers into floats (g_free); NULL when it is not one. */
+static float *
+get_floats (JsonObject *o, const char *key, int n)
+{
+  if (o == NULL || !json_object_has_member (o, key) ||
+      !JSON_NODE_HOLDS_ARRAY (json_object_get_member (o, key)))
+    return NULL;
+  JsonArray *a = json_object_get_array_member (o, key);
+  if ((int) json_array_get_length (a) != n)
+    return NULL;
+  float *v = g_new (float, MAX (n, 1));
+  for (int i = 0; i < n; i++)
+    {
+      double x;
+      if (!vl_json_number (json_array_get_element (a, i), &x) || !isfinite (x))
+        {
+          g_free (v);
+          return NULL;
+        }
+      v[i] = (float) x;
+    }
+  return v;
+}
+
+gboolean
+vl_run_read_task (const char *run_dir, VlRunTask *out, GError **error)
+{
+  memset (out, 0, sizeof *out);
+  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) parser = parse_json_file (path, &root, error);
+  if (parser == NULL)
+    return FALSE;
+  JsonObject *task = vl_json_object_member (root, "task");
+  const char *kind = get_str (task, "kind");
+  if (kind == NULL)
+    return TRUE;   /* runs made before tasks: classification */
+  if (!vl_task_from_string (kind, &out->kind))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: unknown task \"%s\"", path, kind);
+      return FALSE;
+    }
+  if (out->kind != VL_TASK_REGRESS)
+    return TRUE;
+  const char *loss = get_str (task, "loss");
+  if (loss && !vl_reg_loss_from_string (loss, &out->reg_loss))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: unknown regression loss \"%s\"", path,
+                   loss);
+      return FALSE;
+    }
+  out->value_names = get_strv (task, "targets");
+  out->n_values = out->value_names ? (int) g_strv_length (out->value_names) : 0;
+  out->mean = get_floats (task, "mean", out->n_values);
+  out->std = get_floats (task, "std", out->n_values);
+  gboolean std_ok = out->std != NULL;
+  for (int j = 0; std_ok && j < out->n_values; j++)
+    std_ok = out->std[j] > 0;
+  if (out->n_values == 0 || out->mean == NULL || !std_ok)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: the regression task needs \"targets\" and their \"mean\" and positive "
+                   "\"std\", one number per target", path);
+      vl_run_task_clear (out);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+vl_run_task_clear (VlRunTask *t)
+{
+  g_clear_pointer (&t->value_names, g_strfreev);
+  g_clear_pointer (&t->mean, g_free);
+  g_clear_pointer (&t->std, g_free);
+}
+
+VlTaskSpec
+vl_run_task_spec (const VlRunTask *t)
+{
+  return (VlTaskSpec) { .kind = t->kind, .n_outputs = t->n_values, .reg_loss = t->reg_loss,
+                        .mean = t->mean, .std = t->std };
+}
+
 void
 vl_train_event_free (VlTrainEvent *ev)
 {
@@ -1314,8 +1398,8 @@ order_loader (Run *r)
       g_autofree int *labels = g_new (int, MAX (r->n_train, 1));
       for (int i = 0; i < r->n_train; i++)
         labels[i] = vl_dataset_label (r->ds, VL_SPLIT_TRAIN, i);
-      r->order_ds = vl_dataset_new_memory (r->K, NULL, 1, 1, px, labels, r->n_train, NULL, NULL,
-                                           0);
+      r->order_ds = vl_dataset_new_memory (vl_dataset_n_classes (r->ds), NULL, 1, 1, px, labels,
+                                           r->n_train, NULL, NULL, 0);
       r->order_loader = vl_loader_new (r->order_ds, VL_SPLIT_TRAIN, NULL, VL_AUGMENT_NONE,
                                        r->cfg->batch_size, TRUE, r->cfg->seed);
     }
@@ -2427,8 +2511,9 @@ train_epoch (Run *r, GError **error)
             memcpy (r->buf + (gsize) n * r->cache_numel,
                     r->ctrain.data + (gsize) b.indices[j] * r->cache_numel,
                     sizeof (float) * r->cache_numel);
-            if (r->buf_values)
-              memcpy (r->buf_values + (gsize) n * r->K, b.values + (gsize) j * r->K,
+            if (r->buf_values)   /* the order loader's dataset holds no targets */
+              memcpy (r->buf_values + (gsize) n * r->K,
+                      vl_dataset_values (r->ds, VL_SPLIT_TRAIN, b.indices[j]),
                       sizeof (float) * r->K);
             r->buf_labels[n++] = b.labels[j];
           }

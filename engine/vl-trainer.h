@@ -335,6 +335,20 @@ const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);
  * backbone structure comes from config.json and every tensor from model.safetensors. class_names
  * (optional) receives the run's class names (g_strfreev). */
 VlModel  *vl_run_load_model       (const char *run_dir, char ***class_names, GError **error);
+/* The task a run folder was trained for (run.json's "task"; a run without one classifies):
+ * for regression, its targets' names and the standardisation its head predicts in. */
+typedef struct {
+  VlTaskKind kind;
+  VlRegLoss  reg_loss;
+  int        n_values;
+  char     **value_names;
+  float     *mean, *std;
+} VlRunTask;
+
+gboolean  vl_run_read_task        (const char *run_dir, VlRunTask *out, GError **error);
+void      vl_run_task_clear       (VlRunTask *t);
+/* A VlTaskSpec viewing t's arrays (valid while t is). */
+VlTaskSpec vl_run_task_spec       (const VlRunTask *t);
 /* Writes contents to path atomically: a temporary file beside it, fsync, rename. */
 gboolean  vl_write_file_atomic    (const char *path, const char *contents, gssize length,
                                    GError **error);
