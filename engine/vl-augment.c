@@ -485,39 +485,159 @@ to_chw (const VlImage *img, const VlPreprocess *pp, float *out)
 }
 
 void
-vl_augment_image (const VlImage *img, const VlPreprocess *pp, VlAugment augment,
-                  uint64_t seed, float *out)
+vl_augment_draw (VlAugment augment, uint64_t seed, int width, int height, VlAugmentParams *p)
 {
-  g_return_if_fail (img != NULL && img->pixels != NULL && pp != NULL && out != NULL);
+  memset (p, 0, sizeof *p);
+  p->kind = augment;
+  p->src_w = width;
+  p->src_h = height;
+  p->crop_w = width;
+  p->crop_h = height;
+  if (augment == VL_AUGMENT_NONE)
+    return;
+  vl_rng_seed (&p->rng, seed);
+  Rect rc = rrc_params (&p->rng, width, height);
+  p->crop_x = rc.x;
+  p->crop_y = rc.y;
+  p->crop_w = rc.w;
+  p->crop_h = rc.h;
+  p->flip = vl_rng_uniform (&p->rng) < 0.5;
+}
+
+void
+vl_augment_apply (const VlImage *img, const VlPreprocess *pp, const VlAugmentParams *p,
+                  float *out)
+{
+  g_return_if_fail (img != NULL && img->pixels != NULL && pp != NULL && out != NULL && p != NULL);
   g_return_if_fail (img->channels >= 1 && img->channels <= 4);
   g_return_if_fail (pp->channels == 1 || pp->channels == 3);
   g_return_if_fail (pp->size > 0);
+  g_return_if_fail (img->width == p->src_w && img->height == p->src_h);
 
-  if (augment == VL_AUGMENT_NONE)
+  if (p->kind == VL_AUGMENT_NONE)
     {
       vl_preprocess_eval (img, pp, out);
       return;
     }
-
-  VlRng rng;
-  vl_rng_seed (&rng, seed);
+  VlRng rng = p->rng;   /* the colour operations' draws follow the crop's and the flip's */
 
   int work_channels = pp->channels == 3 && img->channels <= 2 ? 1 : pp->channels;
   g_autoptr(VlImage) converted = vl_image_convert (img, work_channels);
   const VlImage *src = converted != NULL ? converted : img;
 
-  Rect rc = rrc_params (&rng, src->width, src->height);
-  g_autoptr(VlImage) crop = crop_image (src, rc.x, rc.y, rc.w, rc.h);
+  g_autoptr(VlImage) crop = crop_image (src, p->crop_x, p->crop_y, p->crop_w, p->crop_h);
   g_autoptr(VlImage) im = vl_image_resize (crop, pp->size, pp->size, VL_INTERP_BICUBIC);
 
-  if (vl_rng_uniform (&rng) < 0.5)
+  if (p->flip)
     flip_horizontal (im);
 
-  if (augment == VL_AUGMENT_STRONG)
+  if (p->kind == VL_AUGMENT_STRONG)
     {
       color_jitter (&rng, im);
       rand_augment (&rng, im);
     }
 
   to_chw (im, pp, out);
+}
+
+void
+vl_augment_image (const VlImage *img, const VlPreprocess *pp, VlAugment augment,
+                  uint64_t seed, float *out)
+{
+  g_return_if_fail (img != NULL);
+  VlAugmentParams p;
+  vl_augment_draw (augment, seed, img->width, img->height, &p);
+  vl_augment_apply (img, pp, &p, out);
+}
+
+/* The source rectangle the output's size x size pixels show, in source pixel units: the
+ * random crop, or for the eval transform the centre crop of the resized image mapped back (the
+ * shorter side resized to floor (size / crop_pct), as vl_preprocess_eval does). */
+static void
+source_rect (const VlAugmentParams *p, const VlPreprocess *pp, double *x0, double *y0,
+             double *sx, double *sy)
+{
+  if (p->kind != VL_AUGMENT_NONE)
+    {
+      *x0 = p->crop_x;
+      *y0 = p->crop_y;
+      *sx = (double) p->crop_w / pp->size;
+      *sy = (double) p->crop_h / pp->size;
+      return;
+    }
+  const int W = p->src_w, H = p->src_h;
+  double crop_pct = pp->crop_pct > 0 ? pp->crop_pct : 1.0;
+  int scale = (int) floor (pp->size / crop_pct);
+  int nw, nh;
+  if (W <= H)
+    {
+      nw = scale;
+      nh = (int) ((int64_t) scale * H / W);
+    }
+  else
+    {
+      nh = scale;
+      nw = (int) ((int64_t) scale * W / H);
+    }
+  double f_x = (double) W / nw, f_y = (double) H / nh;
+  int left = (int) round ((nw - pp->size) / 2.0), top = (int) round ((nh - pp->size) / 2.0);
+  *x0 = left * f_x;
+  *y0 = top * f_y;
+  *sx = f_x;
+  *sy = f_y;
+}
+
+void
+vl_augment_apply_mask (const uint8_t *mask, const VlAugmentParams *p, const VlPreprocess *pp,
+                       uint8_t fill, uint8_t *out)
+{
+  double x0, y0, sx, sy;
+  source_rect (p, pp, &x0, &y0, &sx, &sy);
+  const int S = pp->size;
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++)
+      {
+        /* the output pixel's centre, back in the source (nearest neighbour) */
+        int ox = p->flip ? S - 1 - x : x;
+        int u = (int) floor (x0 + (ox + 0.5) * sx), v = (int) floor (y0 + (y + 0.5) * sy);
+        out[(gsize) y * S + x] = u >= 0 && v >= 0 && u < p->src_w && v < p->src_h
+                                 ? mask[(gsize) v * p->src_w + u] : fill;
+      }
+}
+
+int
+vl_augment_apply_boxes (const float *boxes, const int *labels, int n, const VlAugmentParams *p,
+                        const VlPreprocess *pp, float min_size, float *out, int *out_labels)
+{
+  double x0, y0, sx, sy;
+  source_rect (p, pp, &x0, &y0, &sx, &sy);
+  const double S = pp->size;
+  int kept = 0;
+  for (int i = 0; i < n; i++)
+    {
+      const float *b = boxes + 4 * (gsize) i;
+      double a = (b[0] - x0) / sx, c = (b[2] - x0) / sx;
+      double t = (b[1] - y0) / sy, d = (b[3] - y0) / sy;
+      if (p->flip)
+        {
+          double na = S - c, nc = S - a;
+          a = na;
+          c = nc;
+        }
+      a = CLAMP (a, 0, S);
+      c = CLAMP (c, 0, S);
+      t = CLAMP (t, 0, S);
+      d = CLAMP (d, 0, S);
+      if (c - a < min_size || d - t < min_size)
+        continue;   /* left the crop, or too little of it is inside */
+      float *o = out + 4 * (gsize) kept;
+      o[0] = (float) a;
+      o[1] = (float) t;
+      o[2] = (float) c;
+      o[3] = (float) d;
+      if (out_labels)
+        out_labels[kept] = labels ? labels[i] : 0;
+      kept++;
+    }
+  return kept;
 }

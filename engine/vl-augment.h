@@ -16,8 +16,38 @@
 
 #include "vl-dataset.h"
 #include "vl-image.h"
+#include "vl-rng.h"
 
 G_BEGIN_DECLS
+
+/* One augmentation, drawn once and applied to an image and to its targets alike: the source
+ * rectangle of the random resized crop (the whole image for none) and the flip, and the
+ * generator's state for the colour operations of strong (drawn after them). */
+typedef struct {
+  VlAugment kind;
+  int       src_w, src_h;                   /* the image it was drawn for */
+  int       crop_x, crop_y, crop_w, crop_h;  /* in its pixels */
+  gboolean  flip;                           /* mirrored left-right after resizing */
+  VlRng     rng;
+} VlAugmentParams;
+
+/* Draws the parameters for an image of width x height: the same seed, the same draw. */
+void vl_augment_draw    (VlAugment augment, uint64_t seed, int width, int height,
+                         VlAugmentParams *p);
+/* The image under drawn parameters (see vl_augment_image). */
+void vl_augment_apply   (const VlImage *img, const VlPreprocess *pp, const VlAugmentParams *p,
+                         float *out);
+/* A label mask (src_w x src_h, one byte per pixel) under the same parameters: nearest
+ * neighbour onto pp->size x pp->size, pixels outside the source filled with `fill` (e.g. 255,
+ * ignored). For none, the eval transform's centre crop. */
+void vl_augment_apply_mask  (const uint8_t *mask, const VlAugmentParams *p,
+                             const VlPreprocess *pp, uint8_t fill, uint8_t *out);
+/* Boxes (n, 4: x0, y0, x1, y1 in source pixels) under the same affine map, in output pixels,
+ * clipped to the output; a box left with a side under min_size pixels is dropped. Writes the
+ * kept boxes (and their labels) in order; returns how many. */
+int  vl_augment_apply_boxes (const float *boxes, const int *labels, int n,
+                             const VlAugmentParams *p, const VlPreprocess *pp, float min_size,
+                             float *out, int *out_labels);
 
 /* Writes CHW floats (pp->channels * pp->size²) into out. img may have 1 to 4 channels; it is
  * converted to pp->channels as PIL's convert() does (luma L = (19595 R + 38470 G + 7471 B +

@@ -1540,10 +1540,23 @@ vl_dataset_skipped (VlDataset *ds)
   return copy;
 }
 
+/* The augmentation drawn once for img and applied to it; *flipped (when not NULL) says whether
+ * it mirrored the image, for the targets that a mirror changes. */
+static void
+augment_into (const VlImage *img, const VlPreprocess *pp, VlAugment augment, uint64_t seed,
+              float *out, gboolean *flipped)
+{
+  VlAugmentParams p;
+  vl_augment_draw (augment, seed, img->width, img->height, &p);
+  vl_augment_apply (img, pp, &p, out);
+  if (flipped)
+    *flipped = p.flip;
+}
+
 /* A memory image: copied, flipped (light, strong) with probability 1/2. */
 static gboolean
 load_memory (VlDataset *ds, const Item *it, const VlPreprocess *pp, VlAugment augment,
-             uint64_t aug_seed, float *out, GError **error)
+             uint64_t aug_seed, float *out, gboolean *flipped, GError **error)
 {
   const int C = ds->channels, S = ds->mem_size;
   if (pp != NULL && (pp->channels != C || pp->size != S))
@@ -1559,14 +1572,18 @@ load_memory (VlDataset *ds, const Item *it, const VlPreprocess *pp, VlAugment au
       VlRng rng;
       vl_rng_seed (&rng, aug_seed);
       if (vl_rng_uniform (&rng) < 0.5)
-        vl_augment_flip_chw (out, C, S);
+        {
+          vl_augment_flip_chw (out, C, S);
+          if (flipped)
+            *flipped = TRUE;
+        }
     }
   return TRUE;
 }
 
-gboolean
-vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
-                 VlAugment augment, uint64_t aug_seed, float *out, GError **error)
+static gboolean
+load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugment augment,
+           uint64_t aug_seed, float *out, gboolean *flipped, GError **error)
 {
   g_return_val_if_fail (ds != NULL && (split == VL_SPLIT_TRAIN || split == VL_SPLIT_VAL),
                         FALSE);
@@ -1576,7 +1593,7 @@ vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
 
   const Item *it = get_item (ds, split, i);
   if (ds->kind == SOURCE_MEMORY)
-    return load_memory (ds, it, pp, augment, aug_seed, out, error);
+    return load_memory (ds, it, pp, augment, aug_seed, out, flipped, error);
 
   g_return_val_if_fail (pp != NULL && (pp->channels == 1 || pp->channels == 3), FALSE);
   g_return_val_if_fail (pp->size > 0 && pp->crop_pct > 0, FALSE);
@@ -1588,12 +1605,12 @@ vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
         {
           g_autoptr(VlImage) img = vl_image_new (W, H, C);
           rotate_record (it->record, W, H, C, it->values[0], img->pixels);
-          vl_augment_image (img, pp, augment, aug_seed, out);
+          augment_into (img, pp, augment, aug_seed, out, flipped);
         }
       else if (!ds->rec_planar || C == 1)
         {
           VlImage img = { W, H, C, (uint8_t *) it->record };
-          vl_augment_image (&img, pp, augment, aug_seed, out);
+          augment_into (&img, pp, augment, aug_seed, out, flipped);
         }
       else
         {
@@ -1602,7 +1619,7 @@ vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
           for (gsize p = 0; p < plane; p++)
             for (int c = 0; c < C; c++)
               img->pixels[p * C + c] = it->record[c * plane + p];
-          vl_augment_image (img, pp, augment, aug_seed, out);
+          augment_into (img, pp, augment, aug_seed, out, flipped);
         }
       return TRUE;
     }
@@ -1636,7 +1653,34 @@ vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
-  vl_augment_image (img, pp, augment, aug_seed, out);
+  augment_into (img, pp, augment, aug_seed, out, flipped);
+  return TRUE;
+}
+
+gboolean
+vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
+                 VlAugment augment, uint64_t aug_seed, float *out, GError **error)
+{
+  return load_item (ds, split, i, pp, augment, aug_seed, out, NULL, error);
+}
+
+gboolean
+vl_dataset_load_target (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
+                        VlAugment augment, uint64_t aug_seed, float *out, VlTarget *target,
+                        GError **error)
+{
+  gboolean flipped = FALSE;
+  if (!load_item (ds, split, i, pp, augment, aug_seed, out, &flipped, error))
+    return FALSE;
+  const Item *it = get_item (ds, split, i);
+  target->label = it->label;
+  if (target->values && ds->n_values > 0)
+    {
+      memcpy (target->values, it->values, sizeof (float) * ds->n_values);
+      /* a garment turned by θ and mirrored is the mirrored garment turned by -θ */
+      if (ds->rotate && flipped)
+        target->values[0] = -target->values[0];
+    }
   return TRUE;
 }
 
@@ -1736,14 +1780,13 @@ loader_fill (VlLoader *l, Slot *slot, int count, int epoch)
         break;   /* cancelled */
       int i = slot->indices[j];
       float *out = slot->images + (gsize) n * l->sample_floats;
-      if (vl_dataset_load (l->ds, l->split, i, l->has_pp ? &l->pp : NULL, l->augment,
-                           vl_augment_seed (l->seed, epoch, i), out, NULL))
+      VlTarget target = { .values = slot->values ? slot->values + (gsize) n * l->ds->n_values
+                                                 : NULL };
+      if (vl_dataset_load_target (l->ds, l->split, i, l->has_pp ? &l->pp : NULL, l->augment,
+                                  vl_augment_seed (l->seed, epoch, i), out, &target, NULL))
         {
           slot->indices[n] = i;
-          slot->labels[n] = vl_dataset_label (l->ds, l->split, i);
-          if (slot->values)
-            memcpy (slot->values + (gsize) n * l->ds->n_values,
-                    vl_dataset_values (l->ds, l->split, i), sizeof (float) * l->ds->n_values);
+          slot->labels[n] = target.label;
           n++;
         }
     }

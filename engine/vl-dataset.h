@@ -91,6 +91,23 @@ gboolean    vl_dataset_load          (VlDataset *ds, VlSplit split, int i,
                                       const VlPreprocess *pp, VlAugment augment,
                                       uint64_t aug_seed, float *out, GError **error);
 
+/* What an image is to be learnt as, after the augmentation its pixels went through: its class,
+ * and its regression targets (values: the caller's n_values floats; NULL: not wanted). A
+ * target that the augmentation changes follows it: the angle of fashion-mnist-rotate changes
+ * sign with a mirrored image. (Targets.csv values are taken as they are: choose augment none
+ * when yours depend on left and right.) Masks and boxes follow their images through
+ * vl_augment_apply_mask and vl_augment_apply_boxes (vl-augment.h). */
+typedef struct {
+  int    label;
+  float *values;
+} VlTarget;
+
+/* vl_dataset_load, and the item's target under the same augmentation. */
+gboolean    vl_dataset_load_target   (VlDataset *ds, VlSplit split, int i,
+                                      const VlPreprocess *pp, VlAugment augment,
+                                      uint64_t aug_seed, float *out, VlTarget *target,
+                                      GError **error);
+
 /* A loader yields batches of one split in a (seed, epoch)-determined order, decoding and
  * augmenting on its own prefetch thread while the caller computes. */
 typedef struct _VlLoader VlLoader;
@@ -98,7 +115,8 @@ typedef struct _VlLoader VlLoader;
 typedef struct {
   const float *images;     /* (n, C, S, S) */
   const int   *labels;     /* (n) */
-  const float *values;     /* (n, n_values) regression targets; NULL when the dataset has none */
+  const float *values;     /* (n, n_values) regression targets after augmentation (VlTarget);
+                            * NULL when the dataset has none */
   int          n_values;
   const int   *indices;    /* (n) item indices in the split */
   int          n;          /* images in this batch (items that failed to decode are left out) */

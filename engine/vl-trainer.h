@@ -349,6 +349,14 @@ gboolean  vl_run_read_task        (const char *run_dir, VlRunTask *out, GError *
 void      vl_run_task_clear       (VlRunTask *t);
 /* A VlTaskSpec viewing t's arrays (valid while t is). */
 VlTaskSpec vl_run_task_spec       (const VlRunTask *t);
+/* metrics.jsonl of a run folder: one VlEpochMetrics per finished epoch (those of a run of
+ * `task` with n_outputs classes or targets; regression epochs carry no predictions), oldest
+ * first; an empty array when no epoch has finished. A line cut short is left out; a line of
+ * another task is an error naming the file and line. Free with g_ptr_array_unref. */
+GPtrArray *vl_run_read_metrics    (const char *run_dir, VlTaskKind task, int n_outputs,
+                                   GError **error);
+void      vl_epoch_metrics_free   (VlEpochMetrics *m);
+
 /* Writes contents to path atomically: a temporary file beside it, fsync, rename. */
 gboolean  vl_write_file_atomic    (const char *path, const char *contents, gssize length,
                                    GError **error);

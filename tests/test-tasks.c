@@ -3,6 +3,7 @@
  * and by finite differences), regression targets in datasets (targets.csv folders and their
  * errors, fashion-mnist-rotate), regression metrics, and regression through the trainer and
  * vitlab-cli (train, eval, predict). */
+#include "vl-augment.h"
 #include "vl-loss.h"
 #include "vl-rng.h"
 #include "vl-task.h"
@@ -532,6 +533,121 @@ test_fashion_mnist_rotate (void)
   g_assert_error (error, VL_ERROR, VL_ERROR_INVALID);
 }
 
+
+/* ------------------------------------------------------------------ joint augmentation */
+
+/* A 120 x 90 image, black but for a bright rectangle [30, 80) x [20, 60): its mask and its box
+ * follow the pixels through every augmentation. */
+static void
+test_augment_joint (void)
+{
+  const int W = 120, H = 90;
+  g_autoptr(VlImage) img = vl_image_new (W, H, 3);
+  g_autofree uint8_t *mask = g_new0 (uint8_t, W * H);
+  memset (img->pixels, 0, (gsize) W * H * 3);
+  for (int y = 20; y < 60; y++)
+    for (int x = 30; x < 80; x++)
+      {
+        memset (img->pixels + ((gsize) y * W + x) * 3, 255, 3);
+        mask[y * W + x] = 1;
+      }
+  const float box[4] = { 30, 20, 80, 60 };
+  const int label = 7;
+  VlPreprocess pp = { .channels = 3, .size = 48, .crop_pct = 0.875,
+                      .interp = VL_INTERP_BICUBIC, .mean = { 0, 0, 0 }, .std = { 1, 1, 1 } };
+  const int S = pp.size;
+  g_autofree float *px = g_new (float, 3 * S * S);
+  g_autofree uint8_t *m = g_new (uint8_t, S * S);
+  int flips = 0, dropped = 0;
+  for (int t = 0; t < 40; t++)
+    {
+      VlAugment aug = t == 0 ? VL_AUGMENT_NONE : VL_AUGMENT_LIGHT;
+      VlAugmentParams p;
+      vl_augment_draw (aug, 1000 + t, W, H, &p);
+      vl_augment_apply (img, &pp, &p, px);
+      /* the same seed through the one-call path gives the same pixels */
+      g_autofree float *again = g_new (float, 3 * S * S);
+      vl_augment_image (img, &pp, aug, 1000 + t, again);
+      g_assert_cmpmem (px, 3 * S * S * sizeof (float), again, 3 * S * S * sizeof (float));
+      vl_augment_apply_mask (mask, &p, &pp, 255, m);
+      float out[4];
+      int out_label = -1;
+      int kept = vl_augment_apply_boxes (box, &label, 1, &p, &pp, 1.0f, out, &out_label);
+      flips += p.flip;
+      /* pixels that are clearly bright or dark agree with the mask */
+      int bright = 0, agree = 0;
+      double bx0 = S, by0 = S, bx1 = 0, by1 = 0;
+      for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+          {
+            float v = px[(gsize) y * S + x];
+            if (v > 0.9f || v < 0.1f)
+              {
+                agree += (v > 0.9f) == (m[y * S + x] == 1);
+                bright += v > 0.9f;
+              }
+            if (v > 0.9f)
+              {
+                bx0 = MIN (bx0, x);
+                by0 = MIN (by0, y);
+                bx1 = MAX (bx1, x + 1);
+                by1 = MAX (by1, y + 1);
+              }
+          }
+      int clear = 0;
+      for (int k = 0; k < S * S; k++)
+        clear += px[k] > 0.9f || px[k] < 0.1f;
+      g_assert_cmpfloat ((double) agree / MAX (clear, 1), >, 0.99);
+      if (bright == 0)
+        {
+          /* the crop missed the rectangle: so does the box */
+          g_assert_cmpint (kept, ==, 0);
+          dropped++;
+          continue;
+        }
+      g_assert_cmpint (kept, ==, 1);
+      g_assert_cmpint (out_label, ==, 7);
+      /* the box is the bright pixels' bounding box, to a pixel and a half */
+      g_assert_cmpfloat (fabs (out[0] - bx0), <=, 1.5);
+      g_assert_cmpfloat (fabs (out[1] - by0), <=, 1.5);
+      g_assert_cmpfloat (fabs (out[2] - bx1), <=, 1.5);
+      g_assert_cmpfloat (fabs (out[3] - by1), <=, 1.5);
+    }
+  g_assert_cmpint (flips, >, 5);
+  g_assert_cmpint (flips, <, 35);
+  g_test_message ("%d flips, %d crops without the rectangle", flips, dropped);
+}
+
+/* The angle of fashion-mnist-rotate changes sign with a mirrored image. */
+static void
+test_rotate_flip_target (void)
+{
+  g_autoptr(GError) error = NULL;
+  VlDatasetOptions opt = { .val_fraction = 0.2, .seed = 1 };
+  g_autoptr(VlDataset) ds = vl_dataset_open ("fashion-mnist-rotate:classes=0-1,per-class=5",
+                                             &opt, &error);
+  g_assert_no_error (error);
+  VlPreprocess pp = { .channels = 1, .size = 28, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
+                      .mean = { 0 }, .std = { 1 } };
+  float px[28 * 28], v;
+  int neg = 0, pos = 0;
+  for (int seed = 0; seed < 30; seed++)
+    {
+      VlTarget t = { .values = &v };
+      g_assert_true (vl_dataset_load_target (ds, VL_SPLIT_TRAIN, 3, &pp, VL_AUGMENT_LIGHT, seed,
+                                             px, &t, &error));
+      const float angle = vl_dataset_values (ds, VL_SPLIT_TRAIN, 3)[0];
+      VlAugmentParams p;
+      vl_augment_draw (VL_AUGMENT_LIGHT, seed, 28, 28, &p);
+      g_assert_cmpfloat (v, ==, p.flip ? -angle : angle);
+      neg += p.flip;
+      pos += !p.flip;
+      g_assert_cmpint (t.label, ==, vl_dataset_label (ds, VL_SPLIT_TRAIN, 3));
+    }
+  g_assert_cmpint (neg, >, 0);
+  g_assert_cmpint (pos, >, 0);
+}
+
 /* ------------------------------------------------------------------ the trainer and the CLI */
 
 static char *
@@ -711,6 +827,8 @@ main (int argc, char **argv)
   g_test_add_func ("/tasks/data/targets-csv", test_targets_csv);
   g_test_add_func ("/tasks/data/targets-csv-errors", test_targets_csv_errors);
   g_test_add_func ("/tasks/data/fashion-mnist-rotate", test_fashion_mnist_rotate);
+  g_test_add_func ("/tasks/augment/joint", test_augment_joint);
+  g_test_add_func ("/tasks/augment/rotate-flip-target", test_rotate_flip_target);
   g_test_add_func ("/tasks/train/regress", test_train_regress);
   g_test_add_func ("/tasks/cli/regress", test_cli_regress);
   return g_test_run ();

@@ -109,7 +109,7 @@ running (VlWindow *win)
 static gboolean
 finished (VlWindow *win)
 {
-  return win->trainer != NULL && win->run_state == VL_TRAINER_FINISHED;
+  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
 }
 
 static gboolean

@@ -181,7 +181,7 @@ poll_window (gpointer user_data)
   else if (g_str_equal (when, "training"))
     now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
   else if (g_str_equal (when, "finished"))
-    now = self->train_started && win->trainer && win->run_state == VL_TRAINER_FINISHED &&
+    now = self->train_started && vl_window_trainer (win) && win->run_state == VL_TRAINER_FINISHED &&
           win->predict_cancel == NULL;
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */

@@ -1,5 +1,6 @@
 /* vl-confusion-view.c: the confusion matrix, drawn with cairo in snapshot. */
 #include "vl-confusion-view.h"
+#include "vl-task-view.h"
 
 #include <math.h>
 #include <string.h>
@@ -18,7 +19,24 @@ struct _VlConfusionView {
   int        hover_t, hover_p;   /* -1: none */
 };
 
-G_DEFINE_FINAL_TYPE (VlConfusionView, vl_confusion_view, GTK_TYPE_WIDGET)
+static void vl_confusion_view_task_view_init (VlTaskViewInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (VlConfusionView, vl_confusion_view, GTK_TYPE_WIDGET,
+                               G_IMPLEMENT_INTERFACE (VL_TYPE_TASK_VIEW,
+                                                      vl_confusion_view_task_view_init))
+
+/* VlTaskView: a confusion matrix is classification's */
+static gboolean
+confusion_applies_to (VlTaskView *view, VlTaskKind task)
+{
+  return task == VL_TASK_CLASSIFY;
+}
+
+static void
+vl_confusion_view_task_view_init (VlTaskViewInterface *iface)
+{
+  iface->applies_to = confusion_applies_to;
+}
 
 enum {
   SIGNAL_CELL_ACTIVATED,

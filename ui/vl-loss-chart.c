@@ -21,7 +21,9 @@ typedef struct {
 typedef struct {
   int     epoch;
   int64_t step;
-  double  train_loss, val_loss, top1, top5;
+  double  train_loss, val_loss;
+  double  top1, top5;   /* classification; for a regression epoch: R² and MAE (the right
+                         * axis plots top1 either way: accuracy, or R²) */
   gboolean best;
 } Epoch;
 
@@ -53,6 +55,7 @@ struct _VlLossChart {
 
   gboolean   log_scale;
   double     smoothing;
+  VlTaskKind task;            /* of the latest epoch added: what the right axis shows */
   int64_t    total_steps;
 
   gboolean   hovering;
@@ -606,7 +609,10 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
         cairo_move_to (cr, S.px + S.pw, y);
         cairo_line_to (cr, S.px + S.pw + 3, y);
         cairo_stroke (cr);
-        g_snprintf (buf, sizeof buf, "%.0f%%", fabs (v) < 1e-9 ? 0.0 : v * 100);
+        if (self->task == VL_TASK_REGRESS)
+          g_snprintf (buf, sizeof buf, "%.2f", fabs (v) < 1e-9 ? 0.0 : v);
+        else
+          g_snprintf (buf, sizeof buf, "%.0f%%", fabs (v) < 1e-9 ? 0.0 : v * 100);
         vl_draw_set_source (cr, &P.acc, 0.9);
         vl_draw_text (cr, small, buf, S.px + S.pw + 6, y, 0.0, 0.5);
       }
@@ -624,7 +630,8 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
     vl_draw_set_source (cr, &P.acc, 0.9);
     cairo_translate (cr, width - 8, S.py + S.ph / 2);
     cairo_rotate (cr, G_PI / 2);
-    vl_draw_text (cr, small, "val accuracy", 0, 0, 0.5, 0.0);
+    vl_draw_text (cr, small, self->task == VL_TASK_REGRESS ? "val R²" : "val accuracy", 0, 0,
+                  0.5, 0.0);
     cairo_restore (cr);
   }
 
@@ -774,7 +781,7 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
       { "train loss", &P.loss, 0.35, 0 },
       { "smoothed", &P.loss, 1.0, 1 },
       { "val loss", &P.val, 1.0, 2 },
-      { "val accuracy", &P.acc, 1.0, 2 },
+      { self->task == VL_TASK_REGRESS ? "val R²" : "val accuracy", &P.acc, 1.0, 2 },
     };
     for (guint i = 0; i < G_N_ELEMENTS (items) + self->history->len + 1; i++)
       {
@@ -877,7 +884,13 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
       if ((double) e->step <= step + 0.5 && (ep == NULL || e->step >= ep->step))
         ep = e;
     }
-  if (ep != NULL)
+  if (ep != NULL && self->task == VL_TASK_REGRESS)
+    g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
+                            "<span foreground=\"%s\">R² %.3f</span> · MAE %.4g (epoch %d)",
+                            P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
+                            P.c.dark ? "#57e389" : "#26a269", ep->top1, ep->top5,
+                            ep->epoch + 1);
+  else if (ep != NULL)
     g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
                             "<span foreground=\"%s\">acc %.1f%%</span> (epoch %d)",
                             P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
@@ -1175,6 +1188,13 @@ vl_loss_chart_add_epoch (VlLossChart *chart, const VlEpochMetrics *m)
     .top5 = m->val.n > 0 ? m->val.top5 : NAN,
     .best = m->best,
   };
+  if (m->task == VL_TASK_REGRESS)
+    {
+      e.val_loss = m->reg.n > 0 ? m->reg.loss : NAN;
+      e.top1 = m->reg.n > 0 ? m->reg.r2_mean : NAN;
+      e.top5 = m->reg.n > 0 ? m->reg.mae_mean : NAN;
+    }
+  chart->task = m->task;
   GArray *eps = chart->cur->epochs;
   guint at = eps->len;
   for (guint i = 0; i < eps->len; i++)
@@ -1479,8 +1499,11 @@ vl_loss_chart_export_csv (VlLossChart *chart, const char *path, GError **error)
 {
   g_return_val_if_fail (VL_IS_LOSS_CHART (chart), FALSE);
   g_return_val_if_fail (path != NULL, FALSE);
-  g_autoptr(GString) s = g_string_new ("run,step,epoch,loss,loss_smoothed,lr,grad_norm,"
-                                       "val_loss,val_top1,val_top5\n");
+  g_autoptr(GString) s = g_string_new (chart->task == VL_TASK_REGRESS
+                                       ? "run,step,epoch,loss,loss_smoothed,lr,grad_norm,"
+                                         "val_loss,val_r2,val_mae\n"
+                                       : "run,step,epoch,loss,loss_smoothed,lr,grad_norm,"
+                                         "val_loss,val_top1,val_top5\n");
   for (guint i = 0; i < chart->history->len; i++)
     csv_run (s, g_ptr_array_index (chart->history, i));
   csv_run (s, chart->cur);

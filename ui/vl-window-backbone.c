@@ -476,7 +476,7 @@ on_unlock_changed (GtkSpinButton *spin, VlWindow *self)
   if (vl_window_is_running (self))
     {
       /* applies from the next epoch; the LOCK event shows it */
-      vl_trainer_set_unlock (self->trainer, n >= vl_model_n_groups (self->model) ? VL_UNLOCK_ALL : n);
+      vl_trainer_set_unlock (vl_window_trainer (self), n >= vl_model_n_groups (self->model) ? VL_UNLOCK_ALL : n);
       g_autofree char *msg = g_strdup_printf ("From the next epoch on, the last %d group%s train.",
                                               n, n == 1 ? "" : "s");
       gtk_label_set_text (GTK_LABEL (self->message_label), msg);

@@ -7,6 +7,8 @@
 
 #include "vl-window.h"
 #include "vl-trainer.h"
+#include "vl-threads.h"
+#include "vl-run-controller.h"
 
 G_BEGIN_DECLS
 
@@ -153,6 +155,11 @@ struct _VlWindow
   GtkWidget *message_label;
   GtkWidget *class_acc_box;
   GtkWidget *eval_summary_label;
+  /* the task: its choice in the head panel, the views and labels that follow it */
+  GtkWidget *task_dropdown, *reg_loss_box, *reg_loss_dropdown, *head_title_label;
+  GtkWidget *scatter, *class_acc_title, *eval_caption, *stat_acc_title;
+  GCancellable *scatter_thumb_cancel;
+  char        **value_names;         /* regression: the targets' names (the run's) */
   /* status bar */
   GtkWidget *status_spinner, *status_label, *speed_label, *eta_label, *progress_bar;
 
@@ -209,7 +216,9 @@ struct _VlWindow
   gboolean      probe_pending_sample, probe_pending_user;
 
   /* ---- training ---- */
-  VlTrainer    *trainer;             /* the current run (kept after it ends) */
+  VlRunController *run;              /* the current run's trainer and its events as signals */
+  VlTaskKind    task;                /* of the current (or last, or opened) run */
+  gboolean      finished_in_drain;   /* the drain being handled carried FINISHED */
   VlTrainedRef *trained;             /* the trained model (after a run, or an opened run) */
   VlTrainerState run_state;          /* as the events told */
   gboolean      stop_requested;
@@ -251,8 +260,6 @@ struct _VlWindow
 };
 
 /* vl-window.c */
-void  vl_lower_thread_priority   (void);
-void  vl_ui_start_compute_pool   (void);
 void  vl_window_update_actions   (VlWindow *self);
 void  vl_window_show_error       (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
 void  vl_window_show_info        (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
@@ -312,6 +319,15 @@ void  vl_window_choose_probe     (VlWindow *self);
  * gets the probe file's pixels (its maps come with the PROBES events), and the maps of a
  * previous model are dropped. */
 void  vl_window_probe_file_to_trainer (VlWindow *self);
+/* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
+void  vl_window_set_task             (VlWindow *self, VlTaskKind task);
+
+/* The current run's trainer (NULL before any run, or after an opened run folder replaced it). */
+static inline VlTrainer *
+vl_window_trainer (VlWindow *self)
+{
+  return vl_run_controller_get_trainer (self->run);
+}
 /* A PROBES event of the current run: the probe file's "now" side, when it carries it (its
  * attention is taken from the event). */
 void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);

@@ -409,8 +409,8 @@ vl_window_probe_file_to_trainer (VlWindow *self)
   g_clear_pointer (&pf->live_class, g_free);
   pf->live_serial = 0;
   /* a copy under the trainer's lock: the worker takes it at its next batch boundary */
-  if (self->trainer && pf->px)
-    pf->live_serial = vl_trainer_set_user_probe (self->trainer, pf->px, pf->px_channels,
+  if (vl_window_trainer (self) && pf->px)
+    pf->live_serial = vl_trainer_set_user_probe (vl_window_trainer (self), pf->px, pf->px_channels,
                                                  pf->px_size, pf->px_size);
 }
 

@@ -11,6 +11,8 @@
 
 #include "vl-attention-view.h"
 #include "vl-confusion-view.h"
+#include "vl-scatter-view.h"
+#include "vl-task-view.h"
 #include "vl-loss-chart.h"
 
 enum { PRESET_LINEAR_PROBE, PRESET_LAST_BLOCKS, PRESET_FULL, PRESET_PROGRESSIVE, PRESET_CUSTOM };
@@ -228,6 +230,133 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->probe_every = MAX (1, spe / 4);
   cfg->n_probes = MAX (1, self->n_probes);
   cfg->out_dir = new_run_dir ();
+  cfg->task = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) == 1
+              ? VL_TASK_REGRESS : VL_TASK_CLASSIFY;
+  cfg->reg_loss = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->reg_loss_dropdown)) == 1
+                  ? VL_REG_LOSS_SMOOTH_L1 : VL_REG_LOSS_MSE;
+}
+
+/* ------------------------------------------------------------------ the task */
+
+void
+vl_window_set_task (VlWindow *self, VlTaskKind task)
+{
+  self->task = task;
+  guint want = task == VL_TASK_REGRESS ? 1 : 0;
+  if (gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) != want)
+    gtk_drop_down_set_selected (GTK_DROP_DOWN (self->task_dropdown), want);
+  const gboolean reg = task == VL_TASK_REGRESS;
+  gtk_widget_set_visible (self->reg_loss_box, reg);
+  gtk_label_set_text (GTK_LABEL (self->head_title_label),
+                      reg ? "Regression head (one output per target)" : "Classification head");
+  vl_task_view_show_for (self->confusion_frame, task);
+  gtk_label_set_text (GTK_LABEL (self->class_acc_title),
+                      reg ? "Per-target error" : "Per-class accuracy");
+  gtk_label_set_text (GTK_LABEL (self->eval_caption),
+                      reg ? "Predicted against true values of the validation split after the "
+                            "last epoch; points on the dashed line are exact. Point at one to "
+                            "see its image."
+                          : "Confusion matrix of the validation split after the last epoch "
+                            "(rows: true class, columns: predicted). Click a cell to see its "
+                            "images.");
+  gtk_label_set_text (GTK_LABEL (self->stat_acc_title), reg ? "R² · MAE" : "Accuracy");
+}
+
+static void
+on_task_selected (VlWindow *self)
+{
+  VlTaskKind task = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) == 1
+                    ? VL_TASK_REGRESS : VL_TASK_CLASSIFY;
+  if (task != self->task && !vl_window_is_running (self))
+    {
+      vl_window_set_task (self, task);
+      vl_window_update_actions (self);
+    }
+}
+
+/* The image of a hovered scatter point, decoded on a worker thread. */
+static void
+scatter_thumb_done (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
+{
+  int point = GPOINTER_TO_INT (user_data);
+  if (tex && vl_scatter_view_get_hovered (VL_SCATTER_VIEW (self->scatter)) == point)
+    vl_scatter_view_set_thumbnail (VL_SCATTER_VIEW (self->scatter), point, tex);
+}
+
+static void
+on_scatter_hovered (VlScatterView *view, int point, VlWindow *self)
+{
+  if (self->scatter_thumb_cancel)
+    g_cancellable_cancel (self->scatter_thumb_cancel);
+  g_clear_object (&self->scatter_thumb_cancel);
+  const int *items = g_object_get_data (G_OBJECT (view), "items");
+  int n = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (view), "n-items"));
+  if (point < 0 || items == NULL || point >= n || self->data == NULL ||
+      vl_dataset_n_values (self->data->ds) == 0)
+    return;
+  self->scatter_thumb_cancel = g_cancellable_new ();
+  vl_window_load_thumbnails (self, self->data, VL_SPLIT_VAL, items + point, 1, 96,
+                             self->scatter_thumb_cancel, scatter_thumb_done,
+                             GINT_TO_POINTER (point), NULL);
+}
+
+/* A regression epoch: the scatter of its predictions, the error per target. */
+static void
+show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
+{
+  const VlRegressResult *r = &m->reg;
+  g_autofree char *acc = g_strdup_printf ("%.3f · %.4g", r->r2_mean, r->mae_mean);
+  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
+  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  const char *target = self->value_names && self->value_names[0] ? self->value_names[0] : NULL;
+  if (r->pred != NULL)
+    {
+      /* the images' names, when the open dataset is the run's */
+      g_autofree char **names = NULL;
+      VlDataset *ds = self->data ? self->data->ds : NULL;
+      gboolean same = ds && vl_dataset_n_values (ds) == r->n_values;
+      if (same)
+        {
+          names = g_new0 (char *, r->n + 1);
+          for (int64_t i = 0; i < r->n; i++)
+            same = same && r->items[i] < vl_dataset_n_items (ds, VL_SPLIT_VAL);
+          for (int64_t i = 0; same && i < r->n; i++)
+            names[i] = (char *) vl_dataset_item_name (ds, VL_SPLIT_VAL, r->items[i]);
+        }
+      vl_scatter_view_set_result (VL_SCATTER_VIEW (self->scatter), r, 0, target,
+                                  same ? (const char *const *) names : NULL);
+      g_object_set_data_full (G_OBJECT (self->scatter), "items",
+                              same ? g_memdup2 (r->items, sizeof (int) * MAX (r->n, 1)) : NULL,
+                              g_free);
+      g_object_set_data (G_OBJECT (self->scatter), "n-items", GINT_TO_POINTER ((int) r->n));
+    }
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
+    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  for (int j = 0; j < r->n_values; j++)
+    {
+      const char *name = self->value_names && j < (int) g_strv_length (self->value_names)
+                         ? self->value_names[j] : "?";
+      g_autofree char *t = g_strdup_printf ("<b>%s</b>\nMAE %.4g · RMSE %.4g · R² %.3f",
+                                            name, r->mae[j], r->rmse[j], r->r2[j]);
+      GtkWidget *l = gtk_label_new (NULL);
+      gtk_label_set_markup (GTK_LABEL (l), t);
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_label_set_ellipsize (GTK_LABEL (l), PANGO_ELLIPSIZE_END);
+      gtk_box_append (GTK_BOX (self->class_acc_box), l);
+      GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
+      gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->r2[j]) ? CLAMP (r->r2[j], 0, 1)
+                                                                          : 0);
+      gtk_widget_set_tooltip_text (bar, "R²: the share of the targets' variance the model "
+                                        "explains (1: every value exact)");
+      gtk_box_append (GTK_BOX (self->class_acc_box), bar);
+    }
+  g_autofree char *summary = g_strdup_printf ("Epoch %d · %" G_GINT64_FORMAT " validation images "
+                                              "· MAE %.4g · RMSE %.4g · R² %.3f · loss %.4f",
+                                              m->epoch + 1, r->n, r->mae_mean, r->rmse_mean,
+                                              r->r2_mean, r->loss);
+  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
 /* ------------------------------------------------------------------ probes in the view */
@@ -463,6 +592,17 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   gtk_label_set_text (GTK_LABEL (self->stat_epoch), ep);
   g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
   gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
+  if (!vl_window_is_running (self))
+    {
+      g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
+                                            m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
+      gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
+    }
+  if (m->task == VL_TASK_REGRESS)
+    {
+      show_regress_epoch (self, m);
+      return;
+    }
   g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
   gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
   g_autofree char *top1 = format_pct (m->val.top1);
@@ -470,12 +610,6 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   g_autofree char *acc = isfinite (m->val.top5) ? g_strdup_printf ("%s · top-5 %s", top1, top5)
                                                 : g_strdup (top1);
   gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-  if (!vl_window_is_running (self))
-    {
-      g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
-                                            m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
-      gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
-    }
 
   const VlEvalResult *r = &m->val;
   vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,
@@ -489,100 +623,6 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 }
 
 /* ------------------------------------------------------------------ the run's events */
-
-/* The link from the trainer's notify (worker thread) to the window: a weak reference, so an
- * idle queued for a window that is gone does nothing. */
-typedef struct {
-  gatomicrefcount ref;
-  GWeakRef win;
-  gboolean reniced;   /* worker thread only */
-  gint64   last_drain_us;   /* monotonic time of the last drain (atomic) */
-} RunLink;
-
-/* The main loop drains the trainer's events at most this often: a small model makes dozens of
- * steps a second, and redrawing the chart for each would take the cores training needs. */
-#define DRAIN_INTERVAL_US 100000
-
-static RunLink *
-run_link_new (VlWindow *self)
-{
-  RunLink *l = g_new0 (RunLink, 1);
-  g_atomic_ref_count_init (&l->ref);
-  g_weak_ref_init (&l->win, self);
-  return l;
-}
-
-static void
-run_link_unref (gpointer p)
-{
-  RunLink *l = p;
-  if (g_atomic_ref_count_dec (&l->ref))
-    {
-      g_weak_ref_clear (&l->win);
-      g_free (l);
-    }
-}
-
-typedef struct {
-  RunLink   *link;
-  VlTrainer *trainer;
-} DrainIdle;
-
-static void
-drain_idle_free (gpointer p)
-{
-  DrainIdle *d = p;
-  run_link_unref (d->link);
-  vl_trainer_unref (d->trainer);
-  g_free (d);
-}
-
-static void handle_event (VlWindow *self, VlTrainEvent *ev, gboolean *finished);
-
-static gboolean
-drain_idle (gpointer user_data)
-{
-  DrainIdle *d = user_data;
-  g_autoptr(VlWindow) self = g_weak_ref_get (&d->link->win);
-  if (self == NULL || self->trainer != d->trainer)
-    return G_SOURCE_REMOVE;   /* the window is gone, or this run is not the current one */
-  g_atomic_pointer_set ((gpointer *) &d->link->last_drain_us,
-                        GSIZE_TO_POINTER ((gsize) g_get_monotonic_time ()));
-  g_autoptr(GPtrArray) events = vl_trainer_drain (self->trainer);
-  gboolean finished = FALSE;
-  for (guint i = 0; i < events->len; i++)
-    handle_event (self, g_ptr_array_index (events, i), &finished);
-  vl_window_update_actions (self);
-  if (finished && self->close_after_stop)
-    gtk_window_destroy (GTK_WINDOW (self));
-  return G_SOURCE_REMOVE;
-}
-
-/* Worker thread: at most once per drain (the trainer's promise), so at most one idle queued. */
-static void
-on_trainer_notify (VlTrainer *trainer, gpointer user_data)
-{
-  RunLink *link = user_data;
-  if (!link->reniced)
-    {
-      /* the trainer's worker computes too: below the UI, like the pool */
-      vl_lower_thread_priority ();
-      link->reniced = TRUE;
-    }
-  DrainIdle *d = g_new0 (DrainIdle, 1);
-  g_atomic_ref_count_inc (&link->ref);
-  d->link = link;
-  d->trainer = vl_trainer_ref (trainer);
-  /* one source queued at a time (the trainer notifies once per drain), and at most one drain
-   * per DRAIN_INTERVAL_US */
-  gint64 last = (gint64) GPOINTER_TO_SIZE (g_atomic_pointer_get ((gpointer *) &link->last_drain_us));
-  gint64 wait_us = last + DRAIN_INTERVAL_US - g_get_monotonic_time ();
-  if (wait_us > 0)
-    g_timeout_add_full (G_PRIORITY_DEFAULT_IDLE, (guint) (wait_us / 1000) + 1, drain_idle, d,
-                        drain_idle_free);
-  else
-    g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, drain_idle, d, drain_idle_free);
-}
 
 static const char *const *
 group_names (VlWindow *self, int n)
@@ -701,11 +741,11 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
   vl_window_backbone_run_ended (self);
   if (ev->skipped && ev->skipped[0])
     vl_window_show_skipped (self, ev->skipped);
-  gboolean trained = vl_trainer_get_model (self->trainer) != NULL && ev->step > 0;
+  gboolean trained = vl_trainer_get_model (vl_window_trainer (self)) != NULL && ev->step > 0;
   if (trained)
     {
       g_clear_pointer (&self->trained, vl_trained_unref);
-      self->trained = trained_new (self->trainer, NULL);
+      self->trained = trained_new (vl_window_trainer (self), NULL);
       self->have_trained = TRUE;
     }
   self->run_resumable = self->run_dir != NULL && ev->end == VL_TRAIN_END_STOPPED && ev->step > 0;
@@ -746,8 +786,9 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
     }
 }
 
+/* ::event of the run controller: one event of the current run. */
 static void
-handle_event (VlWindow *self, VlTrainEvent *ev, gboolean *finished)
+on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
 {
   switch (ev->kind)
     {
@@ -755,6 +796,9 @@ handle_event (VlWindow *self, VlTrainEvent *ev, gboolean *finished)
       self->n_classes = ev->n_classes;
       g_strfreev (self->class_names);
       self->class_names = g_strdupv (ev->class_names);
+      g_strfreev (self->value_names);
+      self->value_names = g_strdupv (ev->value_names);
+      vl_window_set_task (self, ev->task);
       self->total_steps = ev->total_steps;
       self->n_groups_run = ev->n_groups;
       vl_loss_chart_set_total_steps (VL_LOSS_CHART (self->chart), ev->total_steps);
@@ -800,9 +844,19 @@ handle_event (VlWindow *self, VlTrainEvent *ev, gboolean *finished)
       break;
     case VL_TRAIN_EVENT_FINISHED:
       run_finished (self, ev);
-      *finished = TRUE;
+      self->finished_in_drain = TRUE;
       break;
     }
+}
+
+/* ::drained: after the events of one drain */
+static void
+on_run_drained (VlRunController *run, VlWindow *self)
+{
+  vl_window_update_actions (self);
+  if (self->finished_in_drain && self->close_after_stop)
+    gtk_window_destroy (GTK_WINDOW (self));
+  self->finished_in_drain = FALSE;
 }
 
 /* ------------------------------------------------------------------ start, pause, stop */
@@ -852,30 +906,20 @@ vl_window_start_training (VlWindow *self, gboolean resume)
         return;
       vl_window_config_from_ui (self, &cfg);
     }
-  VlTrainer *t = vl_trainer_new (&cfg, &error);
-  if (t == NULL)
-    {
-      vl_window_show_error (self, "Cannot train: %s", error->message);
-      vl_train_config_clear (&cfg);
-      return;
-    }
   if (cfg.out_dir)
     {
       g_autofree char *parent = g_path_get_dirname (cfg.out_dir);
       g_mkdir_with_parents (parent, 0755);
     }
-  vl_trainer_set_notify (t, on_trainer_notify, run_link_new (self), run_link_unref);
-  if (!vl_trainer_start (t, &error))
+  /* the new run replaces the previous one (its folder keeps its model) */
+  if (!vl_run_controller_start (self->run, &cfg, &error))
     {
       vl_window_show_error (self, "Cannot start training: %s", error->message);
-      vl_trainer_unref (t);
       vl_train_config_clear (&cfg);
       return;
     }
-  /* the new run replaces the previous one (its folder keeps its model) */
   clear_predictions (self);
-  g_clear_pointer (&self->trainer, vl_trainer_unref);
-  self->trainer = t;
+  vl_window_set_task (self, cfg.task);
   self->run_state = VL_TRAINER_RUNNING;
   self->paused = FALSE;
   self->stop_requested = FALSE;
@@ -917,9 +961,9 @@ vl_window_toggle_pause (VlWindow *self)
   if (!vl_window_is_running (self))
     return;
   if (self->paused)
-    vl_trainer_resume (self->trainer);
+    vl_run_controller_resume (self->run);
   else
-    vl_trainer_pause (self->trainer);
+    vl_run_controller_pause (self->run);
 }
 
 void
@@ -929,8 +973,8 @@ vl_window_stop_training (VlWindow *self)
     return;
   self->stop_requested = TRUE;
   if (self->paused)
-    vl_trainer_resume (self->trainer);
-  vl_trainer_stop (self->trainer);
+    vl_run_controller_resume (self->run);
+  vl_run_controller_stop (self->run);
   vl_window_set_status (self, "Stopping at the next batch and saving the position…");
   vl_window_update_actions (self);
 }
@@ -1117,8 +1161,9 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 maybe_predict (VlWindow *self)
 {
-  if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0)
-    return;
+  if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0 ||
+      self->task != VL_TASK_CLASSIFY)
+    return;   /* the confusion cells' per-image predictions: classification's */
   VlDataRef *data = NULL;
   VlTrainedRef *tr = self->trained;
   if (tr->trainer)
@@ -1486,15 +1531,8 @@ typedef struct {
   VlModel       *model;
   char         **class_names;
   GPtrArray     *epochs;      /* VlEpochMetrics * */
+  VlRunTask      task;
 } OpenRunJob;
-
-static void
-epoch_metrics_free (gpointer p)
-{
-  VlEpochMetrics *m = p;
-  vl_eval_result_clear (&m->val);
-  g_free (m);
-}
 
 static void
 open_run_job_free (gpointer p)
@@ -1506,72 +1544,8 @@ open_run_job_free (gpointer p)
   g_clear_pointer (&j->model, vl_model_free);
   g_strfreev (j->class_names);
   g_clear_pointer (&j->epochs, g_ptr_array_unref);
+  vl_run_task_clear (&j->task);
   g_free (j);
-}
-
-static double
-member_double (JsonObject *o, const char *name)
-{
-  JsonNode *n = json_object_get_member (o, name);
-  if (n == NULL || JSON_NODE_HOLDS_NULL (n) || !JSON_NODE_HOLDS_VALUE (n))
-    return NAN;
-  return json_node_get_double (n);
-}
-
-/* metrics.jsonl: one object per finished epoch (vl-trainer.c metrics_line). */
-static GPtrArray *
-read_metrics (const char *dir, int K)
-{
-  GPtrArray *out = g_ptr_array_new_with_free_func (epoch_metrics_free);
-  g_autofree char *path = g_build_filename (dir, "metrics.jsonl", NULL);
-  g_autofree char *text = NULL;
-  if (!g_file_get_contents (path, &text, NULL, NULL))
-    return out;
-  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
-  for (int i = 0; lines[i]; i++)
-    {
-      if (*g_strstrip (lines[i]) == '\0')
-        continue;
-      g_autoptr(JsonParser) parser = json_parser_new ();
-      if (!json_parser_load_from_data (parser, lines[i], -1, NULL))
-        continue;
-      JsonNode *root = json_parser_get_root (parser);
-      if (!JSON_NODE_HOLDS_OBJECT (root))
-        continue;
-      JsonObject *o = json_node_get_object (root);
-      VlEpochMetrics *m = g_new0 (VlEpochMetrics, 1);
-      m->epoch = (int) json_object_get_int_member_with_default (o, "epoch", 0);
-      m->step = json_object_get_int_member_with_default (o, "step", 0);
-      m->unlocked = (int) json_object_get_int_member_with_default (o, "unlocked", 0);
-      m->cached = json_object_get_boolean_member_with_default (o, "cached", FALSE);
-      m->lr = member_double (o, "lr");
-      m->train_loss = member_double (o, "train_loss");
-      m->seconds = member_double (o, "seconds");
-      m->images_per_s = member_double (o, "images_per_s");
-      m->best = json_object_get_boolean_member_with_default (o, "best", FALSE);
-      vl_eval_result_begin (&m->val, K);
-      m->val.loss = member_double (o, "val_loss");
-      m->val.top1 = member_double (o, "val_top1");
-      m->val.top5 = member_double (o, "val_top5");
-      m->val.n = json_object_get_int_member_with_default (o, "val_images", 0);
-      JsonArray *acc = json_object_has_member (o, "val_class_acc")
-                     ? json_object_get_array_member (o, "val_class_acc") : NULL;
-      for (int k = 0; acc && k < K && k < (int) json_array_get_length (acc); k++)
-        {
-          JsonNode *n = json_array_get_element (acc, k);
-          m->val.class_acc[k] = JSON_NODE_HOLDS_NULL (n) ? NAN : json_node_get_double (n);
-        }
-      JsonArray *conf = json_object_has_member (o, "val_confusion")
-                      ? json_object_get_array_member (o, "val_confusion") : NULL;
-      for (int r = 0; conf && r < K && r < (int) json_array_get_length (conf); r++)
-        {
-          JsonArray *row = json_array_get_array_element (conf, r);
-          for (int c = 0; row && c < K && c < (int) json_array_get_length (row); c++)
-            m->val.confusion[(gsize) r * K + c] = json_array_get_int_element (row, c);
-        }
-      g_ptr_array_add (out, m);
-    }
-  return out;
 }
 
 static void
@@ -1596,9 +1570,20 @@ open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable 
           return;
         }
     }
-  int K = j->class_names ? (int) g_strv_length (j->class_names)
+  if (!vl_run_read_task (j->dir, &j->task, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
+        : j->class_names ? (int) g_strv_length (j->class_names)
         : j->model ? vl_model_num_classes (j->model) : 0;
-  j->epochs = read_metrics (j->dir, K);
+  j->epochs = vl_run_read_metrics (j->dir, j->task.kind, K, &error);
+  if (j->epochs == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
   g_task_return_boolean (task, TRUE);
 }
 
@@ -1660,7 +1645,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
 
   /* the run's results */
   clear_predictions (self);
-  g_clear_pointer (&self->trainer, vl_trainer_unref);
+  vl_run_controller_clear (self->run);
   self->run_state = VL_TRAINER_IDLE;
   g_clear_pointer (&self->trained, vl_trained_unref);
   self->have_trained = j->model != NULL;
@@ -1674,6 +1659,9 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_strfreev (self->class_names);
   self->class_names = g_steal_pointer (&j->class_names);
   self->n_classes = self->class_names ? (int) g_strv_length (self->class_names) : 0;
+  g_strfreev (self->value_names);
+  self->value_names = g_strdupv (j->task.value_names);
+  vl_window_set_task (self, j->task.kind);
   g_autofree char *base = g_path_get_basename (j->dir);
   VlLossChart *chart = VL_LOSS_CHART (self->chart);
   vl_loss_chart_new_run (chart, base);
@@ -1713,6 +1701,10 @@ vl_window_open_run (VlWindow *self, const char *run_dir)
 void
 vl_window_train_data_ready (VlWindow *self)
 {
+  /* a dataset with numbers per image is for regression; one of classes only for classification */
+  if (!vl_window_is_running (self) && self->data)
+    vl_window_set_task (self, vl_dataset_n_values (self->data->ds) > 0 ? VL_TASK_REGRESS
+                                                                       : VL_TASK_CLASSIFY);
   maybe_predict (self);
 }
 
@@ -1763,6 +1755,12 @@ vl_window_train_init (VlWindow *self)
   g_signal_connect_swapped (self->preset_dropdown, "notify::selected",
                             G_CALLBACK (on_preset_selected), self);
   g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);
+  g_signal_connect_swapped (self->task_dropdown, "notify::selected",
+                            G_CALLBACK (on_task_selected), self);
+  g_signal_connect (self->scatter, "point-hovered", G_CALLBACK (on_scatter_hovered), self);
+  self->run = vl_run_controller_new ();
+  g_signal_connect (self->run, "event", G_CALLBACK (on_run_event), self);
+  g_signal_connect (self->run, "drained", G_CALLBACK (on_run_drained), self);
 
   /* the attention controls drive the view's properties */
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
@@ -1798,17 +1796,22 @@ vl_window_train_init (VlWindow *self)
 void
 vl_window_train_dispose (VlWindow *self)
 {
-  if (self->trainer)
+  if (self->run)
     {
       /* stops the worker (it saves the position) and waits for it */
-      vl_trainer_stop (self->trainer);
-      g_clear_pointer (&self->trainer, vl_trainer_unref);
+      vl_run_controller_stop (self->run);
+      g_signal_handlers_disconnect_by_data (self->run, self);
+      g_clear_object (&self->run);
     }
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
   vl_window_probes_clear (self);
   g_clear_pointer (&self->probe_final_attn, g_free);
   g_clear_pointer (&self->class_names, g_strfreev);
+  g_clear_pointer (&self->value_names, g_strfreev);
+  if (self->scatter_thumb_cancel)
+    g_cancellable_cancel (self->scatter_thumb_cancel);
+  g_clear_object (&self->scatter_thumb_cancel);
   g_clear_pointer (&self->confusion_counts, g_free);
   g_clear_pointer (&self->run_dir, g_free);
   g_clear_pointer (&self->idle_status, g_free);

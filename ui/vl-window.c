@@ -5,6 +5,8 @@
 
 #include "vl-attention-view.h"
 #include "vl-confusion-view.h"
+#include "vl-scatter-view.h"
+#include "vl-task-view.h"
 #include "vl-loss-chart.h"
 #include "vl-resources.h"
 
@@ -52,7 +54,7 @@ vl_format_count (int64_t n)
 gboolean
 vl_window_is_running (VlWindow *self)
 {
-  return self->trainer != NULL &&
+  return vl_window_trainer (self) != NULL &&
          (self->run_state == VL_TRAINER_RUNNING || self->run_state == VL_TRAINER_PAUSED);
 }
 
@@ -68,43 +70,6 @@ vl_window_get_model (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
   return self->model;
-}
-
-/* ------------------------------------------------------------------ thread priorities */
-
-/* Compute runs below the UI: a worker thread calls this first, so that on two busy cores the
- * main loop still gets the processor the moment it has something to draw. (Raising the nice
- * value needs no privilege; threads created afterwards inherit it.) */
-void
-vl_lower_thread_priority (void)
-{
-#ifdef __linux__
-  pid_t tid = (pid_t) syscall (SYS_gettid);
-  errno = 0;
-  int now = getpriority (PRIO_PROCESS, (id_t) tid);
-  if (errno == 0 && now < 10)
-    setpriority (PRIO_PROCESS, (id_t) tid, 10);
-#endif
-}
-
-static gpointer
-pool_starter (gpointer data)
-{
-  vl_lower_thread_priority ();
-  vl_pool_init (0);   /* the pool threads inherit the lower priority */
-  return NULL;
-}
-
-/* Starts the engine's thread pool from a lower-priority thread (once). */
-void
-vl_ui_start_compute_pool (void)
-{
-  static gsize once = 0;
-  if (g_once_init_enter (&once))
-    {
-      g_thread_join (g_thread_new ("vl-pool-start", pool_starter, NULL));
-      g_once_init_leave (&once, 1);
-    }
 }
 
 /* ------------------------------------------------------------------ the banner */
@@ -194,6 +159,10 @@ vl_window_can_train (VlWindow *self)
     return FALSE;
   g_autofree char *schedule = vl_window_unlock_schedule (self);
   if (schedule == NULL)
+    return FALSE;
+  /* the task needs its targets: numbers per image, or two classes at least */
+  if (self->task == VL_TASK_REGRESS ? vl_dataset_n_values (self->data->ds) == 0
+                                    : vl_dataset_n_classes (self->data->ds) < 2)
     return FALSE;
   if (vl_window_unlocked_suffix (self) >= 0 ||
       gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
@@ -805,6 +774,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_LOSS_CHART);
   g_type_ensure (VL_TYPE_ATTENTION_VIEW);
   g_type_ensure (VL_TYPE_CONFUSION_VIEW);
+  g_type_ensure (VL_TYPE_SCATTER_VIEW);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/vitlab/Vitlab/vl-window.ui");
 #define CHILD(name) gtk_widget_class_bind_template_child (widget_class, VlWindow, name)
   CHILD (header_bar);
@@ -893,6 +863,14 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (message_label);
   CHILD (class_acc_box);
   CHILD (eval_summary_label);
+  CHILD (task_dropdown);
+  CHILD (reg_loss_box);
+  CHILD (reg_loss_dropdown);
+  CHILD (head_title_label);
+  CHILD (scatter);
+  CHILD (class_acc_title);
+  CHILD (eval_caption);
+  CHILD (stat_acc_title);
   CHILD (status_spinner);
   CHILD (status_label);
   CHILD (speed_label);

@@ -1,0 +1,139 @@
+/* vl-run-read.c: reading a run folder's metrics back (vl_run_read_metrics), for the CLI and the
+ * app alike: metrics.jsonl as vl-trainer.c's metrics_line writes it, for every task. */
+#include "vl-trainer.h"
+#include "vl-json.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+
+static double
+member_double (JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member (o, name);
+  double v;
+  return n != NULL && vl_json_number (n, &v) ? v : NAN;
+}
+
+static int64_t
+member_int (JsonObject *o, const char *name)
+{
+  double v = member_double (o, name);
+  return isfinite (v) && fabs (v) < 9e15 ? (int64_t) v : 0;
+}
+
+/* An array member of numbers (null: NAN) into out[0 .. n). */
+static void
+member_doubles (JsonObject *o, const char *name, double *out, int n)
+{
+  JsonNode *node = json_object_get_member (o, name);
+  JsonArray *a = node && JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+  for (int k = 0; k < n; k++)
+    {
+      double v = NAN;
+      if (a && k < (int) json_array_get_length (a))
+        vl_json_number (json_array_get_element (a, k), &v);
+      out[k] = v;
+    }
+}
+
+static void
+read_classify (JsonObject *o, VlEpochMetrics *m, int K)
+{
+  vl_eval_result_begin (&m->val, K);
+  m->val.loss = member_double (o, "val_loss");
+  m->val.top1 = member_double (o, "val_top1");
+  m->val.top5 = member_double (o, "val_top5");
+  m->val.n = member_int (o, "val_images");
+  member_doubles (o, "val_class_acc", m->val.class_acc, K);
+  JsonNode *node = json_object_get_member (o, "val_confusion");
+  JsonArray *conf = node && JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+  for (int r = 0; conf && r < K && r < (int) json_array_get_length (conf); r++)
+    {
+      JsonNode *rn = json_array_get_element (conf, r);
+      JsonArray *row = JSON_NODE_HOLDS_ARRAY (rn) ? json_node_get_array (rn) : NULL;
+      for (int c = 0; row && c < K && c < (int) json_array_get_length (row); c++)
+        {
+          double v;
+          if (vl_json_number (json_array_get_element (row, c), &v) && v >= 0 && v < 9e15)
+            m->val.confusion[(gsize) r * K + c] = (int64_t) v;
+        }
+    }
+}
+
+static void
+read_regress (JsonObject *o, VlEpochMetrics *m, int N)
+{
+  vl_regress_result_begin (&m->reg, N);
+  m->reg.loss = member_double (o, "val_loss");
+  m->reg.mae_mean = member_double (o, "val_mae");
+  m->reg.rmse_mean = member_double (o, "val_rmse");
+  m->reg.r2_mean = member_double (o, "val_r2");
+  m->reg.n = member_int (o, "val_images");
+  member_doubles (o, "val_mae_per_target", m->reg.mae, N);
+  member_doubles (o, "val_rmse_per_target", m->reg.rmse, N);
+  member_doubles (o, "val_r2_per_target", m->reg.r2, N);
+}
+
+void
+vl_epoch_metrics_free (VlEpochMetrics *m)
+{
+  if (m == NULL)
+    return;
+  vl_eval_result_clear (&m->val);
+  vl_regress_result_clear (&m->reg);
+  g_free (m);
+}
+
+GPtrArray *
+vl_run_read_metrics (const char *run_dir, VlTaskKind task, int n_outputs, GError **error)
+{
+  GPtrArray *out = g_ptr_array_new_with_free_func ((GDestroyNotify) vl_epoch_metrics_free);
+  g_autofree char *path = g_build_filename (run_dir, "metrics.jsonl", NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) local = NULL;
+  if (!g_file_get_contents (path, &text, NULL, &local))
+    {
+      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        return out;   /* no epoch finished yet */
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: %s", path, local->message);
+      g_ptr_array_unref (out);
+      return NULL;
+    }
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i]; i++)
+    {
+      if (*g_strstrip (lines[i]) == '\0')
+        continue;
+      g_autoptr(JsonParser) parser = json_parser_new ();
+      if (!json_parser_load_from_data (parser, lines[i], -1, NULL) ||
+          !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+        continue;   /* a line cut by a crash: the epochs before it stand */
+      JsonObject *o = json_node_get_object (json_parser_get_root (parser));
+      VlEpochMetrics *m = g_new0 (VlEpochMetrics, 1);
+      const char *kind = json_object_get_string_member_with_default (o, "task", "classify");
+      if (!vl_task_from_string (kind, &m->task) || m->task != task)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s:%d: an epoch of task \"%s\" in a "
+                       "run of task \"%s\"", path, i + 1, kind, vl_task_name (task));
+          vl_epoch_metrics_free (m);
+          g_ptr_array_unref (out);
+          return NULL;
+        }
+      m->epoch = (int) member_int (o, "epoch");
+      m->step = member_int (o, "step");
+      m->unlocked = (int) member_int (o, "unlocked");
+      m->cached = json_object_get_boolean_member_with_default (o, "cached", FALSE);
+      m->lr = member_double (o, "lr");
+      m->train_loss = member_double (o, "train_loss");
+      m->seconds = member_double (o, "seconds");
+      m->images_per_s = member_double (o, "images_per_s");
+      m->best = json_object_get_boolean_member_with_default (o, "best", FALSE);
+      if (task == VL_TASK_REGRESS)
+        read_regress (o, m, n_outputs);
+      else
+        read_classify (o, m, n_outputs);
+      g_ptr_array_add (out, m);
+    }
+  return out;
+}
