@@ -17,6 +17,7 @@
 #include "vl-confusion-view.h"
 #include "vl-loss-chart.h"
 #include "vl-window-private.h"
+#include "vl-scatter-view.h"
 
 static VlApplication *app;
 static char *dataset_dir;
@@ -602,6 +603,94 @@ test_train (void)
   gtk_dialog_response (GTK_DIALOG (win->head_dialog), GTK_RESPONSE_ACCEPT);
   g_assert_cmpstr (win->head, ==, "linear-avg");
   g_assert_false (win->have_trained);
+  destroy_window (win);
+}
+
+
+/* A regression folder: 40 x 40 images of a grey level, the target being that level. Opening it
+ * switches the task to regression; a run fills the scatter view, hides the confusion matrix,
+ * and the run controller's ::event::epoch signal carries regression metrics. */
+static char *
+write_regress_dataset (void)
+{
+  char *dir = vl_test_tmpdir ();
+  GString *csv = g_string_new ("file,level\n");
+  for (int i = 0; i < 24; i++)
+    {
+      guint8 px[40 * 40 * 3];
+      int level = 20 + 9 * i;
+      memset (px, level, sizeof px);
+      g_autofree char *path = g_strdup_printf ("%s/g%02d.png", dir, i);
+      g_assert_cmpint (stbi_write_png (path, 40, 40, 3, px, 40 * 3), !=, 0);
+      g_string_append_printf (csv, "g%02d.png,%d\n", i, level);
+    }
+  g_autofree char *csv_path = g_build_filename (dir, "targets.csv", NULL);
+  g_assert_true (g_file_set_contents (csv_path, csv->str, -1, NULL));
+  g_string_free (csv, TRUE);
+  return dir;
+}
+
+static void
+count_epoch (VlRunController *run, VlTrainEvent *ev, int *n)
+{
+  g_assert_cmpint (ev->kind, ==, VL_TRAIN_EVENT_EPOCH);
+  g_assert_cmpint (ev->metrics->task, ==, VL_TASK_REGRESS);
+  (*n)++;
+}
+
+static void
+test_regression (void)
+{
+  VlWindow *win = new_window (FALSE);
+  g_autofree char *dir = write_regress_dataset ();
+  g_assert_true (action_s (win, "win.load-data", dir));
+  wait_for (win, loaded, 30, "the regression dataset");
+  /* the data decides the task; the head follows it */
+  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 1);
+  g_assert_true (gtk_widget_get_visible (win->reg_loss_box));
+  g_assert_cmpint (vl_model_num_classes (win->model), ==, 1);
+  quick_settings (win, 8);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->reg_loss_dropdown), 1);   /* smooth L1 */
+  int epochs = 0;
+  gulong id = g_signal_connect (win->run, "event::epoch", G_CALLBACK (count_epoch), &epochs);
+  g_assert_true (train_enabled (win));
+  g_assert_true (action (win, "win.train"));
+  wait_for (win, finished, 120, "the end of the regression run");
+  g_signal_handler_disconnect (win->run, id);
+  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (epochs, ==, 8);
+  g_assert_false (gtk_widget_get_visible (win->confusion));
+  g_assert_true (gtk_widget_get_visible (win->scatter));
+  VlScatterView *sv = VL_SCATTER_VIEW (win->scatter);
+  g_assert_cmpint (vl_scatter_view_get_n_points (sv), ==, 5);   /* 20% of 24, seeded */
+  /* pointing at a point picks it */
+  double x, y;
+  g_assert_true (vl_scatter_view_point_position (sv, 2, &x, &y));
+  vl_scatter_view_hover_at (sv, x, y);
+  g_assert_cmpint (vl_scatter_view_get_hovered (sv), >=, 0);
+  vl_scatter_view_hover_at (sv, -1, -1);
+  g_assert_cmpint (vl_scatter_view_get_hovered (sv), ==, -1);
+  g_assert_cmpint (vl_loss_chart_get_n_epochs (VL_LOSS_CHART (win->chart)), ==, 8);
+  VlRunTask task;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_run_read_task (win->run_dir, &task, &error));
+  g_assert_cmpint (task.kind, ==, VL_TASK_REGRESS);
+  g_assert_cmpint (task.reg_loss, ==, VL_REG_LOSS_SMOOTH_L1);
+  g_assert_cmpstr (task.value_names[0], ==, "level");
+  vl_run_task_clear (&task);
+  if (g_getenv ("VL_SHOTS"))
+    {
+      g_assert_true (action_s (win, "win.page", "evaluation"));
+      spin_for (0.5);
+      g_autofree char *shot = g_build_filename (g_getenv ("VL_SHOTS"), "regression.png", NULL);
+      vl_window_save_screenshot (GTK_WINDOW (win), shot, NULL);
+    }
+  /* back to a dataset of classes: classification again, the matrix back */
+  g_assert_true (action_s (win, "win.load-data", dataset_dir));
+  wait_for (win, loaded, 30, "the class folders");
+  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 0);
+  g_assert_true (gtk_widget_get_visible (win->confusion));
+  g_assert_false (gtk_widget_get_visible (win->scatter));
   destroy_window (win);
 }
 
@@ -1266,6 +1355,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/data-panel", test_data_panel);
   g_test_add_func ("/ui/window/presets", test_presets);
   g_test_add_func ("/ui/window/train", test_train);
+  g_test_add_func ("/ui/window/regression", test_regression);
   g_test_add_func ("/ui/window/pause-stop-resume", test_pause_stop_resume);
   g_test_add_func ("/ui/window/close-during-training", test_close_during_training);
   g_test_add_func ("/ui/window/open-run", test_open_run);

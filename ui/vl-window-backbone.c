@@ -720,6 +720,17 @@ vl_window_set_head_from_config (VlWindow *self, const VlTrainConfig *cfg)
   g_object_notify (G_OBJECT (self), "head");
 }
 
+/* The head's outputs for the open dataset and the task: its classes, or its regression
+ * targets; without a dataset, the checkpoint's own (0: none). */
+static int
+head_outputs (VlWindow *self)
+{
+  if (self->data == NULL)
+    return vl_model_num_classes (self->model);
+  return self->task == VL_TASK_REGRESS ? vl_dataset_n_values (self->data->ds)
+                                       : vl_dataset_n_classes (self->data->ds);
+}
+
 static void
 update_head_note (VlWindow *self)
 {
@@ -735,16 +746,18 @@ update_head_note (VlWindow *self)
     }
   int W = vl_model_geometry (self->model)->embed_dim ? vl_model_geometry (self->model)->embed_dim
                                                      : vl_model_geometry (self->model)->width;
-  int K = self->data ? vl_dataset_n_classes (self->data->ds) : vl_model_num_classes (self->model);
+  int K = head_outputs (self);
   int hidden = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->mlp_hidden_spin));
   if (hidden <= 0)
     hidden = vl_model_geometry (self->model)->width;
   int64_t params = kind == VL_HEAD_MLP ? (int64_t) W * hidden + hidden + (int64_t) hidden * K + K
                                        : (int64_t) W * K + K;
   g_autofree char *count = vl_format_count (params);
-  g_autofree char *t = g_strdup_printf ("%s for %d classes%s: %s parameters, freshly initialised "
+  const gboolean reg = self->data && self->task == VL_TASK_REGRESS;
+  g_autofree char *t = g_strdup_printf ("%s for %d %s%s: %s parameters, freshly initialised "
                                         "(seeded) when training starts.",
                                         kind == VL_HEAD_MLP ? "An MLP head" : "A linear head", K,
+                                        reg ? (K == 1 ? "target" : "targets") : "classes",
                                         self->data ? "" : " (the pretrained ones until a dataset "
                                         "is open)", count);
   gtk_label_set_text (GTK_LABEL (self->head_note_label), t);
@@ -770,7 +783,7 @@ vl_window_set_head (VlWindow *self, const char *head)
       for (int g = 0; g < n_before; g++)
         was[g] = vl_model_group_trainable (self->model, g);
       int suffix = vl_window_unlocked_suffix (self);
-      int K = self->data ? vl_dataset_n_classes (self->data->ds) : vl_model_num_classes (self->model);
+      int K = head_outputs (self);
       gboolean keep_pretrained = self->data == NULL && kind == VL_HEAD_LINEAR &&
                                  vl_model_head_kind (self->model) == VL_HEAD_LINEAR;
       if (!keep_pretrained && K > 0)

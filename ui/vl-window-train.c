@@ -260,6 +260,8 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
                             "(rows: true class, columns: predicted). Click a cell to see its "
                             "images.");
   gtk_label_set_text (GTK_LABEL (self->stat_acc_title), reg ? "R² · MAE" : "Accuracy");
+  if (!vl_window_is_running (self) && self->head)
+    vl_window_set_head (self, self->head);   /* one output per class, or per target */
 }
 
 static void
