@@ -1,0 +1,364 @@
+/* vl-conv.c: see vl-conv.h. */
+#include "vl-conv.h"
+#include "vl-kernels.h"
+
+#include <cblas.h>
+#include <string.h>
+
+int
+vl_conv2d_out_h (const VlConv2d *c)
+{
+  return (c->H + 2 * c->pad - c->kh) / c->stride + 1;
+}
+
+int
+vl_conv2d_out_w (const VlConv2d *c)
+{
+  return (c->W + 2 * c->pad - c->kw) / c->stride + 1;
+}
+
+static gboolean
+conv_is_pointwise (const VlConv2d *c)
+{
+  return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->groups == 1;
+}
+
+int64_t
+vl_conv2d_work_size (const VlConv2d *c)
+{
+  if (conv_is_pointwise (c))
+    return 0;
+  int64_t P = (int64_t) vl_conv2d_out_h (c) * vl_conv2d_out_w (c);
+  return P * (c->Cin / c->groups) * c->kh * c->kw;
+}
+
+static void
+conv_check (const VlConv2d *c)
+{
+  g_assert (c->groups >= 1 && c->Cin % c->groups == 0 && c->Cout % c->groups == 0);
+  g_assert (c->stride >= 1 && c->pad >= 0 && c->kh >= 1 && c->kw >= 1);
+  g_assert (vl_conv2d_out_h (c) >= 1 && vl_conv2d_out_w (c) >= 1);
+}
+
+/* cols (Ho Wo, Cg kh kw), columns ordered (c, ky, kx) as a row of w: one image (H, W, Cin),
+ * group g's channels; zeros where the window leaves the padded image. */
+static void
+im2col (float *cols, const float *img, const VlConv2d *c, int g)
+{
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int Cg = c->Cin / c->groups, kk = c->kh * c->kw, K = Cg * kk;
+  for (int oy = 0; oy < Ho; oy++)
+    for (int ox = 0; ox < Wo; ox++)
+      {
+        float *row = cols + ((int64_t) oy * Wo + ox) * K;
+        for (int ky = 0; ky < c->kh; ky++)
+          {
+            const int iy = oy * c->stride - c->pad + ky;
+            for (int kx = 0; kx < c->kw; kx++)
+              {
+                const int ix = ox * c->stride - c->pad + kx;
+                float *dst = row + ky * c->kw + kx;
+                if (iy < 0 || iy >= c->H || ix < 0 || ix >= c->W)
+                  for (int ch = 0; ch < Cg; ch++)
+                    dst[(int64_t) ch * kk] = 0.0f;
+                else
+                  {
+                    const float *src = img + ((int64_t) iy * c->W + ix) * c->Cin + g * Cg;
+                    for (int ch = 0; ch < Cg; ch++)
+                      dst[(int64_t) ch * kk] = src[ch];
+                  }
+              }
+          }
+      }
+}
+
+/* The transpose of im2col: dimg (H, W, Cin) += the columns scattered back. */
+static void
+col2im_add (float *dimg, const float *cols, const VlConv2d *c, int g)
+{
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int Cg = c->Cin / c->groups, kk = c->kh * c->kw, K = Cg * kk;
+  for (int oy = 0; oy < Ho; oy++)
+    for (int ox = 0; ox < Wo; ox++)
+      {
+        const float *row = cols + ((int64_t) oy * Wo + ox) * K;
+        for (int ky = 0; ky < c->kh; ky++)
+          {
+            const int iy = oy * c->stride - c->pad + ky;
+            if (iy < 0 || iy >= c->H)
+              continue;
+            for (int kx = 0; kx < c->kw; kx++)
+              {
+                const int ix = ox * c->stride - c->pad + kx;
+                if (ix < 0 || ix >= c->W)
+                  continue;
+                const float *src = row + ky * c->kw + kx;
+                float *dst = dimg + ((int64_t) iy * c->W + ix) * c->Cin + g * Cg;
+                for (int ch = 0; ch < Cg; ch++)
+                  dst[ch] += src[(int64_t) ch * kk];
+              }
+          }
+      }
+}
+
+void
+vl_conv2d_forward (float *out, const float *inp, const float *w, const float *b,
+                   const VlConv2d *c, float *work)
+{
+  conv_check (c);
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int64_t P = (int64_t) Ho * Wo;
+  const int Cg = c->Cin / c->groups, Cog = c->Cout / c->groups, K = Cg * c->kh * c->kw;
+
+  if (conv_is_pointwise (c))
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (c->B * P), c->Cout, c->Cin,
+                 1.0f, inp, c->Cin, w, c->Cin, 0.0f, out, c->Cout);
+  else
+    {
+      float *cols = work ? work : g_new (float, vl_conv2d_work_size (c));
+      for (int bi = 0; bi < c->B; bi++)
+        {
+          const float *img = inp + (int64_t) bi * c->H * c->W * c->Cin;
+          float *o = out + (int64_t) bi * P * c->Cout;
+          for (int g = 0; g < c->groups; g++)
+            {
+              im2col (cols, img, c, g);
+              /* o[:, g Cog ..] (P, Cog) = cols (P, K) x w_g (Cog, K)^T */
+              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) P, Cog, K, 1.0f, cols,
+                           K, w + (int64_t) g * Cog * K, K, 0.0f, o + g * Cog, c->Cout);
+            }
+        }
+      if (!work)
+        g_free (cols);
+    }
+  if (b)
+    for (int64_t p = 0; p < c->B * P; p++)
+      for (int o = 0; o < c->Cout; o++)
+        out[p * c->Cout + o] += b[o];
+}
+
+void
+vl_conv2d_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                    const float *w, const VlConv2d *c, float *work)
+{
+  conv_check (c);
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int64_t P = (int64_t) Ho * Wo;
+  const int Cg = c->Cin / c->groups, Cog = c->Cout / c->groups, K = Cg * c->kh * c->kw;
+
+  if (db)
+    for (int64_t p = 0; p < c->B * P; p++)
+      for (int o = 0; o < c->Cout; o++)
+        db[o] += dout[p * c->Cout + o];
+
+  if (conv_is_pointwise (c))
+    {
+      const int N = (int) (c->B * P);
+      if (dw)   /* dw (Cout, Cin) += dout^T (Cout, N) x inp (N, Cin) */
+        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, c->Cout, c->Cin, N, 1.0f, dout,
+                     c->Cout, inp, c->Cin, 1.0f, dw, c->Cin);
+      if (dinp) /* dinp (N, Cin) += dout (N, Cout) x w (Cout, Cin) */
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, N, c->Cin, c->Cout, 1.0f, dout,
+                     c->Cout, w, c->Cin, 1.0f, dinp, c->Cin);
+      return;
+    }
+  if (!dw && !dinp)
+    return;
+
+  float *cols = work ? work : g_new (float, vl_conv2d_work_size (c));
+  for (int bi = 0; bi < c->B; bi++)
+    {
+      const float *img = inp + (int64_t) bi * c->H * c->W * c->Cin;
+      const float *d = dout + (int64_t) bi * P * c->Cout;
+      for (int g = 0; g < c->groups; g++)
+        {
+          if (dw)
+            {
+              im2col (cols, img, c, g);
+              /* dw_g (Cog, K) += d_g^T (Cog, P) x cols (P, K) */
+              cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, Cog, K, (int) P, 1.0f,
+                           d + g * Cog, c->Cout, cols, K, 1.0f, dw + (int64_t) g * Cog * K, K);
+            }
+          if (dinp)
+            {
+              /* dcols (P, K) = d_g (P, Cog) x w_g (Cog, K), then scattered back */
+              cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) P, K, Cog, 1.0f,
+                           d + g * Cog, c->Cout, w + (int64_t) g * Cog * K, K, 0.0f, cols, K);
+              col2im_add (dinp + (int64_t) bi * c->H * c->W * c->Cin, cols, c, g);
+            }
+        }
+    }
+  if (!work)
+    g_free (cols);
+}
+
+/* ------------------------------------------------------------------ transposed 2x2 */
+
+int64_t
+vl_convt2x2_work_size (int B, int H, int W, int Cout)
+{
+  return (int64_t) B * H * W * 4 * Cout;
+}
+
+void
+vl_convt2x2_forward (float *out, const float *inp, const float *w, const float *b, int B, int H,
+                     int W, int Cin, int Cout, float *work)
+{
+  const int64_t P = (int64_t) B * H * W;
+  const int N4 = 4 * Cout;
+  float *y = work ? work : g_new (float, vl_convt2x2_work_size (B, H, W, Cout));
+  /* y (P, Cout * 4) = inp (P, Cin) x w (Cin, Cout * 4), columns ordered (o, dy, dx) */
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) P, N4, Cin, 1.0f, inp, Cin, w,
+               N4, 0.0f, y, N4);
+  for (int bi = 0; bi < B; bi++)
+    for (int i = 0; i < H; i++)
+      for (int j = 0; j < W; j++)
+        {
+          const float *yr = y + (((int64_t) bi * H + i) * W + j) * N4;
+          for (int dy = 0; dy < 2; dy++)
+            for (int dx = 0; dx < 2; dx++)
+              {
+                float *o = out + (((int64_t) bi * 2 * H + 2 * i + dy) * 2 * W + 2 * j + dx) * Cout;
+                for (int c = 0; c < Cout; c++)
+                  o[c] = yr[c * 4 + dy * 2 + dx] + (b ? b[c] : 0.0f);
+              }
+        }
+  if (!work)
+    g_free (y);
+}
+
+void
+vl_convt2x2_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                      const float *w, int B, int H, int W, int Cin, int Cout, float *work)
+{
+  const int64_t P = (int64_t) B * H * W;
+  const int N4 = 4 * Cout;
+  if (db)
+    for (int64_t p = 0; p < 4 * P; p++)
+      for (int c = 0; c < Cout; c++)
+        db[c] += dout[p * Cout + c];
+  if (!dinp && !dw)
+    return;
+  float *dy_ = work ? work : g_new (float, vl_convt2x2_work_size (B, H, W, Cout));
+  for (int bi = 0; bi < B; bi++)
+    for (int i = 0; i < H; i++)
+      for (int j = 0; j < W; j++)
+        {
+          float *yr = dy_ + (((int64_t) bi * H + i) * W + j) * N4;
+          for (int dy = 0; dy < 2; dy++)
+            for (int dx = 0; dx < 2; dx++)
+              {
+                const float *d = dout + (((int64_t) bi * 2 * H + 2 * i + dy) * 2 * W + 2 * j + dx)
+                                        * Cout;
+                for (int c = 0; c < Cout; c++)
+                  yr[c * 4 + dy * 2 + dx] = d[c];
+              }
+        }
+  if (dinp)   /* dinp (P, Cin) += dy (P, 4 Cout) x w^T */
+    cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) P, Cin, N4, 1.0f, dy_, N4, w, N4,
+                 1.0f, dinp, Cin);
+  if (dw)     /* dw (Cin, 4 Cout) += inp^T (Cin, P) x dy (P, 4 Cout) */
+    cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, Cin, N4, (int) P, 1.0f, inp, Cin, dy_,
+                 N4, 1.0f, dw, N4);
+  if (!work)
+    g_free (dy_);
+}
+
+/* ------------------------------------------------------------------ bilinear */
+
+/* One axis of PyTorch's upsample_bilinear2d (align_corners=False, size given), in float as its
+ * CPU kernel computes it: i0 (n), i1 = i0 + (i0 < in - 1), weights l0 = 1 - l1, l1. */
+static void
+bilinear_axis (int *i0, int *i1, float *l0, float *l1, int in, int out)
+{
+  const float scale = (float) in / (float) out;
+  for (int o = 0; o < out; o++)
+    {
+      float src = scale * ((float) o + 0.5f) - 0.5f;
+      src = src < 0.0f ? 0.0f : src;
+      int i = (int) src;
+      i0[o] = i;
+      i1[o] = i + (i < in - 1 ? 1 : 0);
+      l1[o] = src - (float) i;
+      l0[o] = 1.0f - l1[o];
+    }
+}
+
+void
+vl_bilinear_forward (float *out, const float *inp, int B, int H, int W, int C, int Ho, int Wo)
+{
+  g_autofree int *y0 = g_new (int, Ho), *y1 = g_new (int, Ho);
+  g_autofree int *x0 = g_new (int, Wo), *x1 = g_new (int, Wo);
+  g_autofree float *wy0 = g_new (float, Ho), *wy1 = g_new (float, Ho);
+  g_autofree float *wx0 = g_new (float, Wo), *wx1 = g_new (float, Wo);
+  bilinear_axis (y0, y1, wy0, wy1, H, Ho);
+  bilinear_axis (x0, x1, wx0, wx1, W, Wo);
+  for (int b = 0; b < B; b++)
+    {
+      const float *img = inp + (int64_t) b * H * W * C;
+      for (int oy = 0; oy < Ho; oy++)
+        {
+          const float *r0 = img + (int64_t) y0[oy] * W * C, *r1 = img + (int64_t) y1[oy] * W * C;
+          for (int ox = 0; ox < Wo; ox++)
+            {
+              float *o = out + (((int64_t) b * Ho + oy) * Wo + ox) * C;
+              const float *a = r0 + (int64_t) x0[ox] * C, *bb = r0 + (int64_t) x1[ox] * C;
+              const float *cc = r1 + (int64_t) x0[ox] * C, *d = r1 + (int64_t) x1[ox] * C;
+              for (int c = 0; c < C; c++)
+                o[c] = wy0[oy] * (wx0[ox] * a[c] + wx1[ox] * bb[c]) +
+                       wy1[oy] * (wx0[ox] * cc[c] + wx1[ox] * d[c]);
+            }
+        }
+    }
+}
+
+void
+vl_bilinear_backward (float *dinp, const float *dout, int B, int H, int W, int C, int Ho, int Wo)
+{
+  g_autofree int *y0 = g_new (int, Ho), *y1 = g_new (int, Ho);
+  g_autofree int *x0 = g_new (int, Wo), *x1 = g_new (int, Wo);
+  g_autofree float *wy0 = g_new (float, Ho), *wy1 = g_new (float, Ho);
+  g_autofree float *wx0 = g_new (float, Wo), *wx1 = g_new (float, Wo);
+  bilinear_axis (y0, y1, wy0, wy1, H, Ho);
+  bilinear_axis (x0, x1, wx0, wx1, W, Wo);
+  for (int b = 0; b < B; b++)
+    {
+      float *img = dinp + (int64_t) b * H * W * C;
+      for (int oy = 0; oy < Ho; oy++)
+        {
+          float *r0 = img + (int64_t) y0[oy] * W * C, *r1 = img + (int64_t) y1[oy] * W * C;
+          for (int ox = 0; ox < Wo; ox++)
+            {
+              const float *g = dout + (((int64_t) b * Ho + oy) * Wo + ox) * C;
+              float *a = r0 + (int64_t) x0[ox] * C, *bb = r0 + (int64_t) x1[ox] * C;
+              float *cc = r1 + (int64_t) x0[ox] * C, *d = r1 + (int64_t) x1[ox] * C;
+              const float w00 = wy0[oy] * wx0[ox], w01 = wy0[oy] * wx1[ox];
+              const float w10 = wy1[oy] * wx0[ox], w11 = wy1[oy] * wx1[ox];
+              for (int c = 0; c < C; c++)
+                {
+                  a[c] += w00 * g[c];
+                  bb[c] += w01 * g[c];
+                  cc[c] += w10 * g[c];
+                  d[c] += w11 * g[c];
+                }
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ channel LayerNorm */
+
+void
+vl_layernorm2d_forward (float *out, float *mean, float *rstd, const float *inp, const float *w,
+                        const float *b, int B, int H, int W, int C, float eps)
+{
+  vl_layernorm_forward (out, mean, rstd, inp, w, b, (int64_t) B * H * W, C, eps);
+}
+
+void
+vl_layernorm2d_backward (float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, const float *mean, const float *rstd, int B, int H,
+                         int W, int C)
+{
+  vl_layernorm_backward (dinp, dw, db, dout, inp, w, mean, rstd, (int64_t) B * H * W, C);
+}
