@@ -6,6 +6,7 @@
  * the step the floats actually took, a tolerance per op with the noise it leaves room for. */
 #include "vl-test-util.h"
 #include "vl-conv.h"
+#include "vl-seg.h"
 
 #include <math.h>
 #include <string.h>
@@ -393,6 +394,144 @@ test_layernorm2d (void)
   g_free (k.out);
 }
 
+/* ------------------------------------------------------------------ segmentation */
+
+typedef struct {
+  float *logits;
+  uint8_t *labels;
+  int64_t N;
+  int K;
+} SegCeCase;
+
+static double
+seg_ce_loss (void *ctx)
+{
+  SegCeCase *k = ctx;
+  return vl_seg_cross_entropy (NULL, k->logits, k->labels, k->N, k->K, VL_SEG_IGNORE, NULL);
+}
+
+static void
+test_seg_ce (void)
+{
+  g_autoptr(VlSafetensors) st = open_fixture ("seg-ce");
+  int64_t n, nz;
+  g_autofree float *cfg = read_t (st, NULL, "config", &n, FALSE);
+  const int64_t N = (int64_t) cfg[0] * cfg[1] * cfg[2];
+  const int K = (int) cfg[3];
+  g_autofree float *logits = read_t (st, NULL, "logits", &nz, FALSE);
+  g_autofree float *labf = read_t (st, NULL, "labels", &n, FALSE);
+  g_autofree float *want_loss = read_t (st, NULL, "loss", NULL, FALSE);
+  g_autofree float *want_d = read_t (st, NULL, "dlogits", NULL, FALSE);
+  assert_numel ("logits", nz, N * K);
+  assert_numel ("labels", n, N);
+  g_autofree uint8_t *labels = g_new (uint8_t, N);
+  int64_t n_ignored = 0;
+  for (int64_t i = 0; i < N; i++)
+    {
+      labels[i] = (uint8_t) labf[i];
+      n_ignored += labels[i] == VL_SEG_IGNORE;
+    }
+  g_assert_cmpint (n_ignored, >, 0);   /* the fixture has ignored pixels */
+
+  g_autofree float *d = g_new (float, nz);
+  for (int64_t i = 0; i < nz; i++) d[i] = 0.5f;
+  int64_t counted = -1;
+  double loss = vl_seg_cross_entropy (d, logits, labels, N, K, VL_SEG_IGNORE, &counted);
+  for (int64_t i = 0; i < nz; i++) d[i] -= 0.5f;
+  g_assert_cmpint (counted, ==, N - n_ignored);
+  check_scalar ("seg ce loss", loss, want_loss[0], 1e-6, 1e-6);
+  vl_test_assert_close ("seg ce dlogits", d, want_d, nz, 1e-7, 1e-5);
+  /* ignored pixels get no gradient */
+  for (int64_t i = 0; i < N; i++)
+    if (labels[i] == VL_SEG_IGNORE)
+      for (int k = 0; k < K; k++)
+        g_assert_cmpfloat (d[i * K + k], ==, 0.0f);
+
+  /* smooth loss of O(1) logits: h = 1e-2, noise ~ 1e-7 / 2e-2, curvature ~ 1e-4 relative */
+  SegCeCase k = { logits, labels, N, K };
+  check_grad_fd ("seg ce d logits", logits, nz, d, seg_ce_loss, &k, 1e-2, 1e-3, 1e-6, 1e-4);
+
+  /* every pixel ignored: 0 and no gradient (PyTorch would give NaN) */
+  memset (labels, VL_SEG_IGNORE, N);
+  memset (d, 0, nz * sizeof (float));
+  g_assert_cmpfloat (vl_seg_cross_entropy (d, logits, labels, N, K, VL_SEG_IGNORE, &counted),
+                     ==, 0.0);
+  g_assert_cmpint (counted, ==, 0);
+  for (int64_t i = 0; i < nz; i++)
+    g_assert_cmpfloat (d[i], ==, 0.0f);
+}
+
+static void
+test_seg_argmax (void)
+{
+  const float z[] = { 1, 3, 3, 0,   -1, -2, -3, -0.5f,   2, 2, 2, 2 };
+  uint8_t p[3];
+  vl_seg_argmax (p, z, 3, 4);
+  g_assert_cmpint (p[0], ==, 1);   /* first of equal maxima */
+  g_assert_cmpint (p[1], ==, 3);
+  g_assert_cmpint (p[2], ==, 0);
+}
+
+static gboolean
+same_or_both_nan (double a, double b, double tol)
+{
+  return (isnan (a) && isnan (b)) || fabs (a - b) <= tol;
+}
+
+static void
+test_seg_metric (void)
+{
+  g_autoptr(VlSafetensors) st = open_fixture ("seg-metric");
+  int64_t n, ns, K;
+  g_autofree float *predf = read_t (st, NULL, "pred", &n, FALSE);
+  g_autofree float *labf = read_t (st, NULL, "label", NULL, FALSE);
+  g_autofree float *sizes = read_t (st, NULL, "sizes", &ns, FALSE);
+  g_autofree float *want_iou = read_t (st, NULL, "iou", &K, FALSE);
+  g_autofree float *want_acc = read_t (st, NULL, "acc", NULL, FALSE);
+  g_autofree float *want_ai = read_t (st, NULL, "area_intersect", NULL, FALSE);
+  g_autofree float *want_au = read_t (st, NULL, "area_union", NULL, FALSE);
+  g_autofree float *want_ap = read_t (st, NULL, "area_pred", NULL, FALSE);
+  g_autofree float *want_al = read_t (st, NULL, "area_label", NULL, FALSE);
+  g_autofree float *summary = read_t (st, NULL, "summary", NULL, FALSE);
+  g_autofree uint8_t *pred = g_new (uint8_t, n), *label = g_new (uint8_t, n);
+  for (int64_t i = 0; i < n; i++)
+    pred[i] = (uint8_t) predf[i], label[i] = (uint8_t) labf[i];
+
+  g_autoptr(VlSegMetric) m = vl_seg_metric_new ((int) K, VL_SEG_IGNORE);
+  /* something added before a reset must not count */
+  vl_seg_metric_add (m, label, pred, n);
+  vl_seg_metric_reset (m);
+  int64_t off = 0;
+  for (int64_t i = 0; i < ns; i++)   /* image by image, as an evaluation loop would */
+    {
+      vl_seg_metric_add (m, pred + off, label + off, (int64_t) sizes[i]);
+      off += (int64_t) sizes[i];
+    }
+  g_assert_cmpint (off, ==, n);
+  g_autofree double *iou = g_new (double, K), *acc = g_new (double, K);
+  double macc, aacc;
+  double miou = vl_seg_metric_compute (m, iou, acc, &macc, &aacc);
+  for (int k = 0; k < K; k++)
+    {
+      g_assert_cmpfloat (m->area_intersect[k], ==, want_ai[k]);
+      g_assert_cmpfloat (m->area_union[k], ==, want_au[k]);
+      g_assert_cmpfloat (m->area_pred[k], ==, want_ap[k]);
+      g_assert_cmpfloat (m->area_label[k], ==, want_al[k]);
+      if (!same_or_both_nan (iou[k], want_iou[k], 1e-6) ||
+          !same_or_both_nan (acc[k], want_acc[k], 1e-6))
+        g_test_fail_printf ("class %d: IoU %g Acc %g, expected %g %g", k, iou[k], acc[k],
+                            want_iou[k], want_acc[k]);
+    }
+  g_assert_true (isnan (iou[K - 1]));   /* the class absent from both */
+  check_scalar ("mIoU", miou, summary[0], 1e-6, 0);
+  check_scalar ("mAcc", macc, summary[1], 1e-6, 0);
+  check_scalar ("aAcc", aacc, summary[2], 1e-6, 0);
+
+  vl_seg_metric_reset (m);
+  g_assert_true (isnan (vl_seg_metric_compute (m, NULL, NULL, &macc, &aacc)));
+  g_assert_true (isnan (macc) && isnan (aacc));
+}
+
 /* ------------------------------------------------------------------ main */
 
 int
@@ -413,6 +552,9 @@ main (int argc, char **argv)
       g_test_add_data_func (path, bilinear_names[i], test_bilinear);
     }
   g_test_add_func ("/dense/layernorm2d", test_layernorm2d);
+  g_test_add_func ("/dense/seg/cross-entropy", test_seg_ce);
+  g_test_add_func ("/dense/seg/argmax", test_seg_argmax);
+  g_test_add_func ("/dense/seg/metric", test_seg_metric);
 
   return g_test_run ();
 }

@@ -146,6 +146,63 @@ def gen_layernorm2d():
                           "config": torch.tensor([B, H, W, C], dtype=torch.float64)})
 
 
+# ---------------------------------------------------------------------------- segmentation
+
+def gen_seg_ce():
+    g = torch.Generator().manual_seed(1505)
+    B, K, H, W = 2, 5, 4, 6
+    z = r64(B, K, H, W, std=2.0, gen=g).requires_grad_()
+    y = torch.randint(0, K, (B, H, W), generator=g)
+    y[torch.rand(B, H, W, generator=g) < 0.25] = 255
+    loss = F.cross_entropy(z, y, ignore_index=255)
+    loss.backward()
+    write("seg-ce", {"logits": cl(z), "labels": y.double(), "loss": loss.reshape(1),
+                     "dlogits": cl(z.grad), "config": torch.tensor([B, H, W, K], dtype=torch.float64)})
+
+
+def mmseg_intersect_and_union(pred, label, K, ignore):
+    """mmseg's IoUMetric.intersect_and_union, in numpy (histc over [0, K - 1] with K bins)."""
+    mask = label != ignore
+    pred, label = pred[mask], label[mask]
+    inter = pred[pred == label]
+    h = lambda v: np.histogram(v, bins=K, range=(0, K - 1))[0].astype(np.float64)
+    ai, ap, al = h(inter), h(pred), h(label)
+    return ai, ap + al - ai, ap, al
+
+
+def gen_seg_metric():
+    rng = np.random.RandomState(1506)
+    K, ignore = 6, 255
+    preds, labels = [], []
+    for i, (h, w) in enumerate([(5, 7), (6, 4), (3, 9), (8, 8)]):
+        # class 5 never appears (NaN), class 4 is predicted but never labelled (IoU 0, Acc NaN),
+        # class 3 labelled but never predicted (IoU 0, Acc 0)
+        lab = rng.choice([0, 1, 2, 3], size=(h, w), p=[0.4, 0.25, 0.2, 0.15])
+        pred = np.where(rng.rand(h, w) < 0.6, lab, rng.choice([0, 1, 2, 4], size=(h, w)))
+        pred[pred == 3] = 0
+        lab[rng.rand(h, w) < 0.15] = ignore
+        preds.append(pred.ravel())
+        labels.append(lab.ravel())
+    tot = [np.zeros(K) for _ in range(4)]
+    for p, l in zip(preds, labels):
+        for acc, v in zip(tot, mmseg_intersect_and_union(p, l, K, ignore)):
+            acc += v
+    ai, au, ap, al = tot
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = ai / au
+        acc = ai / al
+    aacc = ai.sum() / al.sum()
+    assert np.isnan(iou[5]) and iou[4] == 0 and iou[3] == 0 and np.isnan(acc[4])
+    t = {"pred": torch.from_numpy(np.concatenate(preds)).double(),
+         "label": torch.from_numpy(np.concatenate(labels)).double(),
+         "sizes": torch.tensor([len(p) for p in preds], dtype=torch.float64),
+         "iou": torch.from_numpy(iou), "acc": torch.from_numpy(acc),
+         "area_intersect": torch.from_numpy(ai), "area_union": torch.from_numpy(au),
+         "area_pred": torch.from_numpy(ap), "area_label": torch.from_numpy(al),
+         "summary": torch.tensor([np.nanmean(iou), np.nanmean(acc), aacc])}
+    write("seg-metric", t)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_default_dtype(torch.float64)
@@ -153,6 +210,8 @@ def main():
     gen_convt()
     gen_bilinear()
     gen_layernorm2d()
+    gen_seg_ce()
+    gen_seg_metric()
 
 
 if __name__ == "__main__":
