@@ -7,6 +7,7 @@
 #include "vl-test-util.h"
 #include "vl-conv.h"
 #include "vl-seg.h"
+#include "vl-fcos.h"
 
 #include <math.h>
 #include <string.h>
@@ -532,6 +533,383 @@ test_seg_metric (void)
   g_assert_true (isnan (macc) && isnan (aacc));
 }
 
+/* ------------------------------------------------------------------ detection losses */
+
+typedef struct {
+  float *x, *t;
+  int64_t n;
+  int kind;   /* 0 focal (0.25, 2), 1 focal (0.6, 1.5), 2 giou, 3 bce */
+} DetLossCase;
+
+static double
+det_loss (void *ctx)
+{
+  DetLossCase *k = ctx;
+  switch (k->kind)
+    {
+    case 0: return vl_sigmoid_focal_loss (NULL, k->x, k->t, k->n, 0.25f, 2.0f, 1.0f);
+    case 1: return vl_sigmoid_focal_loss (NULL, k->x, k->t, k->n, 0.6f, 1.5f, 1.0f);
+    case 2: return vl_giou_loss (NULL, k->x, k->t, k->n / 4, 1.0f);
+    default: return vl_bce_with_logits (NULL, k->x, k->t, k->n, 1.0f);
+    }
+}
+
+static const char *det_loss_names[] = { "focal", "focal2", "giou", "bce" };
+
+static void
+test_det_loss (gconstpointer data)
+{
+  const int kind = GPOINTER_TO_INT (data);
+  const char *name = det_loss_names[kind];
+  g_autoptr(VlSafetensors) st = open_fixture ("det-losses");
+  int64_t n;
+  g_autofree float *x = read_t (st, name, kind == 2 ? "pred" : "x", &n, FALSE);
+  g_autofree float *t = read_t (st, name, kind == 2 ? "gt" : "t", NULL, FALSE);
+  g_autofree float *want = read_t (st, name, "loss", NULL, FALSE);
+  g_autofree float *want_d = read_t (st, name, kind == 2 ? "dpred" : "dx", NULL, FALSE);
+  g_autofree float *d = g_new (float, n);
+  const float scale = 0.75f;   /* the gradient is added, scaled */
+  for (int64_t i = 0; i < n; i++) d[i] = 1.0f;
+  double loss;
+  switch (kind)
+    {
+    case 0: loss = vl_sigmoid_focal_loss (d, x, t, n, 0.25f, 2.0f, scale); break;
+    case 1: loss = vl_sigmoid_focal_loss (d, x, t, n, 0.6f, 1.5f, scale); break;
+    case 2: loss = vl_giou_loss (d, x, t, n / 4, scale); break;
+    default: loss = vl_bce_with_logits (d, x, t, n, scale); break;
+    }
+  for (int64_t i = 0; i < n; i++) d[i] = (d[i] - 1.0f) / scale;
+  check_scalar (name, loss, want[0], 1e-5, 1e-6);
+  vl_test_assert_close (name, d, want_d, n, 2e-6, 1e-5);
+  /* the losses are evaluated in double from the float inputs, so the only noise is double
+   * rounding: small steps are safe. GIoU has kinks (its min / max, the overlap's edge) that a
+   * step must not cross: h = 1e-5 (steps ~ 2e-4 on boxes of O(20)); the others h = 1e-3 */
+  DetLossCase k = { x, t, n, kind };
+  check_grad_fd (name, x, n, d, det_loss, &k, kind == 2 ? 1e-5 : 1e-3, 1e-3, 1e-6, 1e-4);
+}
+
+/* ------------------------------------------------------------------ FCOS */
+
+typedef struct {
+  int B, C, K, stride, gh, gw, A;
+  VlSafetensors *st;
+} FcosFixture;
+
+static void
+fcos_open (FcosFixture *f)
+{
+  f->st = open_fixture ("fcos");
+  int64_t n;
+  g_autofree float *cfg = read_t (f->st, NULL, "config", &n, FALSE);
+  f->B = (int) cfg[0], f->C = (int) cfg[1], f->K = (int) cfg[2], f->stride = (int) cfg[3];
+  f->gh = (int) cfg[4], f->gw = (int) cfg[5];
+  f->A = f->gh * f->gw;
+}
+
+static void
+test_fcos_anchors (void)
+{
+  FcosFixture f;
+  fcos_open (&f);
+  int64_t n;
+  g_autofree float *want = read_t (f.st, NULL, "anchors", &n, FALSE);
+  assert_numel ("anchors", n, (int64_t) f.A * 4);
+  g_autofree float *a = g_new (float, n);
+  vl_fcos_anchors (a, f.gh, f.gw, f.stride);
+  vl_test_assert_close ("anchors", a, want, n, 0, 0);
+  g_autofree float *want7 = read_t (f.st, NULL, "anchors7", &n, FALSE);
+  assert_numel ("anchors7", n, 3 * 4 * 4);
+  vl_fcos_anchors (a, 3, 4, 7);   /* round (+-3.5) = +-4: anchors 8 wide */
+  vl_test_assert_close ("anchors stride 7", a, want7, n, 0, 0);
+  vl_safetensors_free (f.st);
+}
+
+/* The head's three 3x3 convolutions (torchvision's FCOSHead with num_convs=0) through
+ * vl_conv2d_forward: the same (B, A, K), (B, A, 4) after the ReLU and (B, A) as torchvision. */
+static void
+test_fcos_head (void)
+{
+  FcosFixture f;
+  fcos_open (&f);
+  static const struct { const char *w, *b, *out; int relu; } convs[] = {
+    { "cls_logits.weight", "cls_logits.bias", "cls", 0 },
+    { "bbox_reg.weight", "bbox_reg.bias", "reg", 1 },
+    { "bbox_ctrness.weight", "bbox_ctrness.bias", "ctr", 0 },
+  };
+  g_autofree float *feats = read_t (f.st, NULL, "feats", NULL, FALSE);
+  for (guint i = 0; i < G_N_ELEMENTS (convs); i++)
+    {
+      int64_t nb, no;
+      g_autofree float *w = read_t (f.st, NULL, convs[i].w, NULL, FALSE);
+      g_autofree float *b = read_t (f.st, NULL, convs[i].b, &nb, FALSE);
+      g_autofree float *want = read_t (f.st, NULL, convs[i].out, &no, FALSE);
+      VlConv2d c = { f.B, f.gh, f.gw, f.C, (int) nb, 3, 3, 1, 1, 1 };
+      assert_numel (convs[i].out, no, (int64_t) f.B * f.A * nb);
+      g_autofree float *out = g_new (float, no);
+      vl_conv2d_forward (out, feats, w, b, &c, NULL);
+      if (convs[i].relu)
+        for (int64_t k = 0; k < no; k++)
+          out[k] = MAX (out[k], 0.0f);
+      vl_test_assert_close (convs[i].out, out, want, no, 1e-5, 1e-5);
+    }
+  vl_safetensors_free (f.st);
+}
+
+typedef struct {
+  float *codes, *anchors, *R, *boxes;
+  int64_t n;
+} CoderCase;
+
+static double
+coder_loss (void *ctx)
+{
+  CoderCase *k = ctx;
+  vl_box_decode (k->boxes, k->codes, k->anchors, k->n);
+  return dot_d (k->boxes, k->R, k->n * 4);
+}
+
+static void
+test_fcos_coder (void)
+{
+  enum { N = 12 };
+  float anchors[N * 4], boxes[N * 4], codes[N * 4], back[N * 4], R[N * 4], d[N * 4];
+  vl_fcos_anchors (anchors, 3, 4, 16);
+  for (int i = 0; i < N; i++)
+    {
+      const float *a = anchors + i * 4;
+      float *b = boxes + i * 4;
+      b[0] = a[0] - 3.0f * (i % 3);
+      b[1] = a[1] - 1.5f * (i % 4);
+      b[2] = a[2] + 2.0f + i;
+      b[3] = a[3] + 5.25f;
+    }
+  vl_box_encode (codes, anchors, boxes, N);
+  /* by hand for the first: anchor (-8, -8, 8, 8), box (-8, -8, 10, 13.25) */
+  check_scalar ("code l", codes[0], 0.5, 1e-7, 0);
+  check_scalar ("code r", codes[2], 10.0 / 16.0, 1e-7, 0);
+  check_scalar ("code b", codes[3], 13.25 / 16.0, 1e-7, 0);
+  vl_box_decode (back, codes, anchors, N);
+  vl_test_assert_close ("decode (encode (b))", back, boxes, N * 4, 1e-5, 1e-6);
+  for (int i = 0; i < N * 4; i++)
+    R[i] = (float) sin (1.3 * i), d[i] = 0.0f;
+  vl_box_decode_backward (d, R, anchors, N);
+  CoderCase k = { codes, anchors, R, back, N };
+  check_grad_fd ("decode d codes", codes, N * 4, d, coder_loss, &k, 1e-2, 1e-3, 1e-4, 1e-4);
+}
+
+/* targets read from the fixture; the arrays stay alive with it */
+typedef struct {
+  VlFcosTarget t[8];
+  float *boxes[8];
+  int *labels[8];
+} FcosTargets;
+
+static void
+fcos_read_targets (FcosFixture *f, FcosTargets *tg)
+{
+  g_assert_cmpint (f->B, <=, 8);
+  for (int b = 0; b < f->B; b++)
+    {
+      g_autofree char *bn = g_strdup_printf ("boxes%d", b), *ln = g_strdup_printf ("labels%d", b);
+      int64_t nb, nl;
+      tg->boxes[b] = read_t (f->st, NULL, bn, &nb, FALSE);
+      g_autofree float *lf = read_t (f->st, NULL, ln, &nl, FALSE);
+      assert_numel (bn, nb, nl * 4);
+      tg->labels[b] = g_new (int, MAX (nl, 1));
+      for (int64_t i = 0; i < nl; i++)
+        tg->labels[b][i] = (int) lf[i];
+      tg->t[b] = (VlFcosTarget) { tg->boxes[b], tg->labels[b], (int) nl };
+    }
+}
+
+static void
+fcos_free_targets (FcosFixture *f, FcosTargets *tg)
+{
+  for (int b = 0; b < f->B; b++)
+    g_free (tg->boxes[b]), g_free (tg->labels[b]);
+}
+
+static void
+test_fcos_match (void)
+{
+  FcosFixture f;
+  fcos_open (&f);
+  FcosTargets tg;
+  fcos_read_targets (&f, &tg);
+  int64_t n;
+  g_autofree float *anchors = read_t (f.st, NULL, "anchors", NULL, FALSE);
+  g_autofree float *want = read_t (f.st, NULL, "matched", &n, FALSE);
+  assert_numel ("matched", n, (int64_t) f.B * f.A);
+  g_autofree int *m = g_new (int, f.A);
+  int n_fg = 0, n_tie = 0;
+  for (int b = 0; b < f.B; b++)
+    {
+      if (tg.t[b].n == 0)
+        continue;   /* vl_fcos_loss handles empty images; torchvision gives -1 */
+      vl_fcos_match (m, anchors, f.A, tg.t[b].boxes, tg.t[b].n, 1.5f, 0.0f, INFINITY);
+      for (int a = 0; a < f.A; a++)
+        {
+          if (m[a] != (int) want[b * f.A + a])
+            g_test_fail_printf ("image %d anchor %d: matched %d, torchvision %d", b, a, m[a],
+                                (int) want[b * f.A + a]);
+          n_fg += m[a] >= 0;
+          n_tie += b == 0 && m[a] == 0;
+        }
+    }
+  g_assert_cmpint (n_fg, >, 0);
+  g_assert_cmpint (n_tie, >, 0);
+  fcos_free_targets (&f, &tg);
+  vl_safetensors_free (f.st);
+}
+
+typedef struct {
+  float *cls, *reg, *ctr, *anchors;
+  const VlFcosTarget *t;
+  int B, A, K;
+} FcosLossCase;
+
+static double
+fcos_total_loss (void *ctx)
+{
+  FcosLossCase *k = ctx;
+  VlFcosLosses l;
+  vl_fcos_loss (&l, NULL, NULL, NULL, NULL, k->cls, k->reg, k->ctr, k->anchors, k->t, k->B,
+                k->A, k->K);
+  return l.classification + l.bbox_regression + l.bbox_ctrness;
+}
+
+static void
+test_fcos_loss (void)
+{
+  FcosFixture f;
+  fcos_open (&f);
+  FcosTargets tg;
+  fcos_read_targets (&f, &tg);
+  int64_t ncls, nreg, nctr;
+  g_autofree float *anchors = read_t (f.st, NULL, "anchors", NULL, FALSE);
+  g_autofree float *cls = read_t (f.st, NULL, "cls", &ncls, FALSE);
+  g_autofree float *reg = read_t (f.st, NULL, "reg", &nreg, FALSE);
+  g_autofree float *ctr = read_t (f.st, NULL, "ctr", &nctr, FALSE);
+  g_autofree float *want = read_t (f.st, NULL, "losses", NULL, FALSE);
+  g_autofree float *want_m = read_t (f.st, NULL, "matched", NULL, FALSE);
+  g_autofree float *want_dcls = read_t (f.st, NULL, "dcls", NULL, FALSE);
+  g_autofree float *want_dreg = read_t (f.st, NULL, "dreg", NULL, FALSE);
+  g_autofree float *want_dctr = read_t (f.st, NULL, "dctr", NULL, FALSE);
+  assert_numel ("cls", ncls, (int64_t) f.B * f.A * f.K);
+  assert_numel ("ctr", nctr, (int64_t) f.B * f.A);
+
+  g_autofree float *dcls = g_new0 (float, ncls), *dreg = g_new0 (float, nreg);
+  g_autofree float *dctr = g_new0 (float, nctr);
+  g_autofree int *m = g_new (int, f.B * f.A);
+  VlFcosLosses l;
+  vl_fcos_loss (&l, dcls, dreg, dctr, m, cls, reg, ctr, anchors, tg.t, f.B, f.A, f.K);
+  int64_t fg = 0;
+  for (int i = 0; i < f.B * f.A; i++)
+    {
+      g_assert_cmpint (m[i], ==, (int) want_m[i]);
+      fg += m[i] >= 0;
+    }
+  g_assert_cmpint (l.n_foreground, ==, fg);
+  check_scalar ("classification", l.classification, want[0], 1e-6, 1e-5);
+  check_scalar ("bbox_regression", l.bbox_regression, want[1], 1e-6, 1e-5);
+  check_scalar ("bbox_ctrness", l.bbox_ctrness, want[2], 1e-6, 1e-5);
+  vl_test_assert_close ("d cls", dcls, want_dcls, ncls, 1e-6, 1e-4);
+  vl_test_assert_close ("d reg", dreg, want_dreg, nreg, 1e-6, 1e-4);
+  vl_test_assert_close ("d ctr", dctr, want_dctr, nctr, 1e-6, 1e-4);
+
+  /* cls and ctr: the loss is double from the float logits, h = 1e-3 leaves only the curvature.
+   * reg: the decoded box is rounded to float (~2e-6 px on boxes of ~30 px, times a gradient
+   * ~1e-2: 2e-8 in L), and GIoU has kinks a step must not cross: h = 1e-4 (8e-4 px on 8-px
+   * anchors), noise 2e-8 / 2e-4 = 1e-4.
+   * Where the ReLU left a 0, a box side sits on its anchor's centre, and a box whose two
+   * opposite codes are 0 has no width: a kink of GIoU's overlap test (torch takes one side, as
+   * here), so for the differences the zeros are moved to 0.05 and the analytic gradient taken
+   * again. */
+  int n_zero = 0;
+  for (int64_t i = 0; i < nreg; i++)
+    if (reg[i] == 0.0f)
+      reg[i] = 0.05f, n_zero++;
+  g_assert_cmpint (n_zero, >, 0);
+  memset (dcls, 0, ncls * sizeof (float));
+  memset (dreg, 0, nreg * sizeof (float));
+  memset (dctr, 0, nctr * sizeof (float));
+  vl_fcos_loss (&l, dcls, dreg, dctr, NULL, cls, reg, ctr, anchors, tg.t, f.B, f.A, f.K);
+  FcosLossCase k = { cls, reg, ctr, anchors, tg.t, f.B, f.A, f.K };
+  check_grad_fd ("fcos d cls", cls, ncls, dcls, fcos_total_loss, &k, 1e-3, 1e-3, 1e-6, 1e-4);
+  check_grad_fd ("fcos d reg", reg, nreg, dreg, fcos_total_loss, &k, 1e-4, 2e-3, 3e-4, 2e-3);
+  check_grad_fd ("fcos d ctr", ctr, nctr, dctr, fcos_total_loss, &k, 1e-3, 1e-3, 1e-6, 1e-4);
+
+  /* no box in the whole batch: only the focal loss, divided by 1 */
+  VlFcosTarget none[8] = { { NULL, NULL, 0 } };
+  memset (dreg, 0, nreg * sizeof (float));
+  vl_fcos_loss (&l, NULL, dreg, NULL, NULL, cls, reg, ctr, anchors, none, f.B, f.A, f.K);
+  g_assert_cmpint (l.n_foreground, ==, 0);
+  g_assert_cmpfloat (l.bbox_regression, ==, 0.0);
+  g_assert_cmpfloat (l.bbox_ctrness, ==, 0.0);
+  g_autofree float *zeros = g_new0 (float, ncls);
+  check_scalar ("all background", l.classification,
+                vl_sigmoid_focal_loss (NULL, cls, zeros, ncls, 0.25f, 2.0f, 1.0f), 1e-9, 1e-9);
+  for (int64_t i = 0; i < nreg; i++)
+    g_assert_cmpfloat (dreg[i], ==, 0.0f);
+
+  fcos_free_targets (&f, &tg);
+  vl_safetensors_free (f.st);
+}
+
+static void
+test_fcos_postprocess (gconstpointer data)
+{
+  const char *name = data;
+  FcosFixture f;
+  fcos_open (&f);
+  g_autofree float *anchors = read_t (f.st, NULL, "anchors", NULL, FALSE);
+  g_autofree float *cls = read_t (f.st, NULL, "cls", NULL, FALSE);
+  g_autofree float *reg = read_t (f.st, NULL, "reg", NULL, FALSE);
+  g_autofree float *ctr = read_t (f.st, NULL, "ctr", NULL, FALSE);
+  g_autofree float *cfg = read_t (f.st, name, "config", NULL, FALSE);
+  VlFcosPostprocess p = { cfg[0], cfg[1], (int) cfg[2], (int) cfg[3] };
+  g_autofree VlDetection *dets = g_new (VlDetection, p.max_dets);
+  const int H = f.gh * f.stride, W = f.gw * f.stride;
+  int clipped = 0;
+  for (int b = 0; b < f.B; b++)
+    {
+      g_autofree char *pre = g_strdup_printf ("%s%d", name, b);
+      int64_t nd;
+      g_autofree float *want_boxes = read_t (f.st, pre, "boxes", NULL, FALSE);
+      g_autofree float *want_scores = read_t (f.st, pre, "scores", &nd, FALSE);
+      g_autofree float *want_labels = read_t (f.st, pre, "labels", NULL, FALSE);
+      int n = vl_fcos_postprocess (dets, cls + (int64_t) b * f.A * f.K, reg + (int64_t) b * f.A * 4,
+                                   ctr + (int64_t) b * f.A, anchors, f.A, f.K, H, W, &p);
+      g_assert_cmpint (n, ==, nd);
+      for (int i = 0; i < n; i++)
+        {
+          g_assert_cmpint (dets[i].label, ==, (int) want_labels[i]);
+          check_scalar ("score", dets[i].score, want_scores[i], 1e-6, 1e-6);
+          vl_test_assert_close ("box", dets[i].box, want_boxes + i * 4, 4, 1e-4, 1e-6);
+          clipped += dets[i].box[0] == 0.0f || dets[i].box[2] == (float) W;
+        }
+    }
+  g_assert_cmpint (clipped, >, 0);   /* the fixture exercises the clipping */
+  vl_safetensors_free (f.st);
+}
+
+static void
+test_nms (void)
+{
+  /* three overlapping boxes of class 0 (IoU 0.81 and 0.5 with the best), one of class 1 on top */
+  const float boxes[] = { 0, 0, 10, 10,   1, 1, 10, 10,   5, 0, 15, 10,   0, 0, 10, 10 };
+  const float scores[] = { 0.9f, 0.8f, 0.7f, 0.6f };
+  const int labels[] = { 0, 0, 0, 1 };
+  int keep[4];
+  int n = vl_batched_nms (keep, boxes, scores, labels, 4, 0.6f);
+  g_assert_cmpint (n, ==, 3);
+  g_assert_cmpint (keep[0], ==, 0);
+  g_assert_cmpint (keep[1], ==, 2);   /* IoU 1/3 with box 0: kept */
+  g_assert_cmpint (keep[2], ==, 3);   /* another class: kept */
+  n = vl_batched_nms (keep, boxes, scores, labels, 4, 0.3f);
+  g_assert_cmpint (n, ==, 2);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int
@@ -555,6 +933,19 @@ main (int argc, char **argv)
   g_test_add_func ("/dense/seg/cross-entropy", test_seg_ce);
   g_test_add_func ("/dense/seg/argmax", test_seg_argmax);
   g_test_add_func ("/dense/seg/metric", test_seg_metric);
+  for (guint i = 0; i < G_N_ELEMENTS (det_loss_names); i++)
+    {
+      g_autofree char *path = g_strconcat ("/dense/det-loss/", det_loss_names[i], NULL);
+      g_test_add_data_func (path, GINT_TO_POINTER (i), test_det_loss);
+    }
+  g_test_add_func ("/dense/fcos/anchors", test_fcos_anchors);
+  g_test_add_func ("/dense/fcos/head", test_fcos_head);
+  g_test_add_func ("/dense/fcos/coder", test_fcos_coder);
+  g_test_add_func ("/dense/fcos/match", test_fcos_match);
+  g_test_add_func ("/dense/fcos/loss", test_fcos_loss);
+  g_test_add_data_func ("/dense/fcos/postprocess/default", "post", test_fcos_postprocess);
+  g_test_add_data_func ("/dense/fcos/postprocess/small", "post-small", test_fcos_postprocess);
+  g_test_add_func ("/dense/fcos/nms", test_nms);
 
   return g_test_run ();
 }
