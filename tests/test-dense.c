@@ -8,6 +8,7 @@
 #include "vl-conv.h"
 #include "vl-seg.h"
 #include "vl-fcos.h"
+#include "vl-coco-eval.h"
 
 #include <math.h>
 #include <string.h>
@@ -910,6 +911,91 @@ test_nms (void)
   g_assert_cmpint (n, ==, 2);
 }
 
+/* ------------------------------------------------------------------ COCO AP */
+
+static VlCocoBox *
+coco_read_boxes (VlSafetensors *st, const char *prefix, const char *name, int cols, int *n)
+{
+  int64_t numel;
+  g_autofree float *v = read_t (st, prefix, name, &numel, FALSE);
+  g_assert_cmpint (numel % cols, ==, 0);
+  *n = (int) (numel / cols);
+  VlCocoBox *b = g_new0 (VlCocoBox, MAX (*n, 1));
+  for (int i = 0; i < *n; i++)
+    {
+      const float *r = v + (int64_t) i * cols;
+      b[i].image = (int) r[0];
+      b[i].category = (int) r[1];
+      memcpy (b[i].box, r + 2, sizeof b[i].box);
+      b[i].score = cols > 6 ? r[6] : 0.0f;
+    }
+  return b;
+}
+
+static void
+test_coco (gconstpointer data)
+{
+  const char *name = data;
+  g_autoptr(VlSafetensors) st = open_fixture ("coco");
+  int n_gt, n_dt;
+  int64_t n;
+  g_autofree VlCocoBox *gt = coco_read_boxes (st, name, "gt", 6, &n_gt);
+  g_autofree VlCocoBox *dt = coco_read_boxes (st, name, "dt", 7, &n_dt);
+  g_autofree float *cfg = read_t (st, name, "config", NULL, FALSE);
+  g_autofree float *want = read_t (st, name, "stats", NULL, FALSE);
+  g_autofree float *want_ap = read_t (st, name, "class_ap", &n, FALSE);
+  g_autofree float *want_ap50 = read_t (st, name, "class_ap50", NULL, FALSE);
+  const int n_images = (int) cfg[0], K = (int) cfg[1];
+  assert_numel ("class_ap", n, K);
+  VlCocoStats s;
+  g_autofree double *ap = g_new (double, K), *ap50 = g_new (double, K);
+  vl_coco_eval (&s, ap, ap50, gt, n_gt, dt, n_dt, n_images, K);
+  /* the reference is stored as float32: 1e-6; one detection matched differently moves AP by
+   * far more */
+  check_scalar ("AP", s.ap, want[0], 1e-6, 0);
+  check_scalar ("AP50", s.ap50, want[1], 1e-6, 0);
+  check_scalar ("AP75", s.ap75, want[2], 1e-6, 0);
+  check_scalar ("AR100", s.ar100, want[3], 1e-6, 0);
+  for (int k = 0; k < K; k++)
+    {
+      check_scalar ("class AP", ap[k], want_ap[k], 1e-6, 0);
+      check_scalar ("class AP50", ap50[k], want_ap50[k], 1e-6, 0);
+    }
+}
+
+static void
+test_coco_edges (void)
+{
+  /* detections equal to the ground truth: AP 1; none: AP 0; no ground truth at all: -1 */
+  VlCocoBox gt[] = { { 0, 0, { 1, 2, 11, 7 }, 0 }, { 1, 0, { 3, 3, 7, 7 }, 0 },
+                     { 1, 1, { 0, 0, 9, 9 }, 0 } };
+  VlCocoBox dt[3];
+  for (int i = 0; i < 3; i++)
+    dt[i] = gt[i], dt[i].score = 0.5f + 0.1f * i;
+  VlCocoStats s;
+  double ap[3];
+  vl_coco_eval (&s, ap, NULL, gt, 3, dt, 3, 3, 3);
+  /* precision 1 / (1 + 2^-52), as pycocotools' */
+  check_scalar ("AP of perfect detections", s.ap, 1.0, 1e-12, 0);
+  check_scalar ("AR of perfect detections", s.ar100, 1.0, 1e-12, 0);
+  g_assert_cmpfloat (ap[2], ==, -1.0);
+  vl_coco_eval (&s, NULL, NULL, gt, 3, dt, 0, 3, 3);
+  g_assert_cmpfloat (s.ap, ==, 0.0);
+  g_assert_cmpfloat (s.ar100, ==, 0.0);
+  vl_coco_eval (&s, ap, NULL, gt, 0, dt, 3, 3, 3);
+  g_assert_cmpfloat (s.ap, ==, -1.0);
+  g_assert_cmpfloat (ap[0], ==, -1.0);
+  /* one box at IoU 0.58: matched for the thresholds .50 and .55 only; at IoU 0.6 exactly also
+   * for .60 (an IoU equal to the threshold matches, and linspace's third value is 0.6 exactly) */
+  VlCocoBox one = { 0, 0, { 0, 0, 10, 10 }, 0 }, det = { 0, 0, { 0, 0, 10, 5.8f }, 0.9f };
+  vl_coco_eval (&s, NULL, NULL, &one, 1, &det, 1, 1, 1);
+  check_scalar ("AP50 at IoU 0.58", s.ap50, 1.0, 1e-12, 0);
+  check_scalar ("AP at IoU 0.58", s.ap, 0.2, 1e-12, 0);
+  det.box[3] = 6.0f;
+  vl_coco_eval (&s, NULL, NULL, &one, 1, &det, 1, 1, 1);
+  check_scalar ("AP at IoU 0.6", s.ap, 0.3, 1e-12, 0);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int
@@ -946,6 +1032,13 @@ main (int argc, char **argv)
   g_test_add_data_func ("/dense/fcos/postprocess/default", "post", test_fcos_postprocess);
   g_test_add_data_func ("/dense/fcos/postprocess/small", "post-small", test_fcos_postprocess);
   g_test_add_func ("/dense/fcos/nms", test_nms);
+  static const char *coco_cases[] = { "case0", "case1", "case2", "case3", "case4" };
+  for (guint i = 0; i < G_N_ELEMENTS (coco_cases); i++)
+    {
+      g_autofree char *path = g_strconcat ("/dense/coco/", coco_cases[i], NULL);
+      g_test_add_data_func (path, coco_cases[i], test_coco);
+    }
+  g_test_add_func ("/dense/coco/edges", test_coco_edges);
 
   return g_test_run ();
 }

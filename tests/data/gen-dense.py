@@ -361,6 +361,172 @@ def gen_fcos():
     write("fcos", t)
 
 
+# ---------------------------------------------------------------------------- COCO AP
+
+def coco_iou(d, g):
+    """maskUtils.iou for boxes (xywh, not crowd): (D, G)."""
+    out = np.zeros((len(d), len(g)))
+    for j, gb in enumerate(g):
+        for i, db in enumerate(d):
+            w = min(db[0] + db[2], gb[0] + gb[2]) - max(db[0], gb[0])
+            h = min(db[1] + db[3], gb[1] + gb[3]) - max(db[1], gb[1])
+            if w <= 0 or h <= 0:
+                continue
+            inter = w * h
+            out[i, j] = inter / (db[2] * db[3] + gb[2] * gb[3] - inter)
+    return out
+
+
+def coco_eval(gts, dts, n_images, n_classes, max_det=100):
+    """pycocotools COCOeval (bbox, area "all", maxDets 100, iscrowd 0), after its evaluate(),
+    accumulate() and summarize(). gts: [(img, cat, x, y, w, h)], dts: [(img, cat, x, y, w, h,
+    score)], both in annotation order. Returns (AP, AP50, AP75, AR100), per-class AP and AP50."""
+    iou_thrs = np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True)
+    rec_thrs = np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True)
+    T, R, K = len(iou_thrs), len(rec_thrs), n_classes
+    precision = -np.ones((T, R, K))
+    recall = -np.ones((T, K))
+    for k in range(K):
+        E = []
+        for img in range(n_images):   # sorted image ids
+            gt = [g for g in gts if g[0] == img and g[1] == k]
+            dt = [d for d in dts if d[0] == img and d[1] == k]
+            if len(gt) == 0 and len(dt) == 0:
+                continue
+            # gt sorted by _ignore (all 0 here): order kept
+            dtind = np.argsort([-d[6] for d in dt], kind="mergesort")
+            dt = [dt[i] for i in dtind[0:max_det]]
+            ious = coco_iou([d[2:6] for d in dt], [g[2:6] for g in gt]) if len(gt) and len(dt) else []
+            gtm = np.zeros((T, len(gt)))
+            dtm = np.zeros((T, len(dt)))
+            gt_ig = np.zeros(len(gt))
+            dt_ig = np.zeros((T, len(dt)))
+            if len(ious):
+                for tind, t in enumerate(iou_thrs):
+                    for dind, d in enumerate(dt):
+                        iou = min([t, 1 - 1e-10])
+                        m = -1
+                        for gind, g in enumerate(gt):
+                            if gtm[tind, gind] > 0:
+                                continue
+                            if m > -1 and gt_ig[m] == 0 and gt_ig[gind] == 1:
+                                break
+                            if ious[dind, gind] < iou:
+                                continue
+                            iou = ious[dind, gind]
+                            m = gind
+                        if m == -1:
+                            continue
+                        dt_ig[tind, dind] = gt_ig[m]
+                        dtm[tind, dind] = dind + 1
+                        gtm[tind, m] = dind + 1
+            E.append({"dtScores": [d[6] for d in dt], "dtMatches": dtm, "dtIgnore": dt_ig,
+                      "gtIgnore": gt_ig})
+        if len(E) == 0:
+            continue
+        dt_scores = np.concatenate([e["dtScores"][0:max_det] for e in E])
+        inds = np.argsort(-dt_scores, kind="mergesort")
+        dtm = np.concatenate([e["dtMatches"][:, 0:max_det] for e in E], axis=1)[:, inds]
+        dt_ig = np.concatenate([e["dtIgnore"][:, 0:max_det] for e in E], axis=1)[:, inds]
+        gt_ig = np.concatenate([e["gtIgnore"] for e in E])
+        npig = np.count_nonzero(gt_ig == 0)
+        if npig == 0:
+            continue
+        tps = np.logical_and(dtm, np.logical_not(dt_ig))
+        fps = np.logical_and(np.logical_not(dtm), np.logical_not(dt_ig))
+        tp_sum = np.cumsum(tps, axis=1).astype(dtype=np.float64)
+        fp_sum = np.cumsum(fps, axis=1).astype(dtype=np.float64)
+        for t, (tp, fp) in enumerate(zip(tp_sum, fp_sum)):
+            tp, fp = np.array(tp), np.array(fp)
+            nd = len(tp)
+            rc = tp / npig
+            pr = tp / (fp + tp + np.spacing(1))
+            q = np.zeros((R,))
+            recall[t, k] = rc[-1] if nd else 0
+            pr = pr.tolist()
+            q = q.tolist()
+            for i in range(nd - 1, 0, -1):
+                if pr[i] > pr[i - 1]:
+                    pr[i - 1] = pr[i]
+            inds_r = np.searchsorted(rc, rec_thrs, side="left")
+            try:
+                for ri, pi in enumerate(inds_r):
+                    q[ri] = pr[pi]
+            except IndexError:
+                pass
+            precision[t, :, k] = np.array(q)
+
+    def mean_valid(x):
+        x = x[x > -1]
+        return -1 if len(x) == 0 else np.mean(x)
+
+    stats = [mean_valid(precision), mean_valid(precision[np.where(0.5 == iou_thrs)[0]]),
+             mean_valid(precision[np.where(0.75 == iou_thrs)[0]]), mean_valid(recall)]
+    class_ap = [mean_valid(precision[:, :, k]) for k in range(K)]
+    class_ap50 = [mean_valid(precision[0, :, k]) for k in range(K)]
+    return stats, class_ap, class_ap50
+
+
+def gen_coco():
+    rng = np.random.RandomState(1509)
+    t = {}
+    cases = []
+    # 0..3 random cases; the last has an image-class with more than 100 detections
+    for case in range(5):
+        n_images, K = (6, 4) if case < 4 else (2, 2)
+        gts, dts = [], []
+        for img in range(n_images):
+            if case < 4 and img == 1:
+                n_g = 0                     # an image without ground truth
+            else:
+                n_g = rng.randint(1, 6) if case < 4 else 8
+            for _ in range(n_g):
+                k = rng.randint(0, K - 1 if case < 4 else K)   # class K-1: no ground truth
+                x, y = rng.rand(2) * 80
+                w, h = rng.rand(2) * 30 + 4
+                gts.append((img, k, x, y, x + w, y + h))
+            if case < 4 and img == 2:
+                continue                    # an image without detections
+        for g in gts:
+            if g[0] == 2 and case < 4:
+                continue
+            for _ in range(rng.randint(0, 4)):   # noisy copies, some with the wrong class
+                jit = rng.randn(4) * rng.choice([0.5, 2, 6])
+                k = g[1] if rng.rand() < 0.8 else rng.randint(0, K)
+                dts.append((g[0], k, g[2] + jit[0], g[3] + jit[1], g[4] + jit[2], g[5] + jit[3]))
+        n_fp = 15 if case < 4 else 120
+        for _ in range(n_fp):
+            img = rng.randint(0, n_images) if case < 4 else 0
+            if case < 4 and img == 2:
+                continue
+            x, y = rng.rand(2) * 90
+            w, h = rng.rand(2) * 25 + 2
+            dts.append((img, rng.randint(0, K) if case < 4 else 0, x, y, x + w, y + h))
+        order = rng.permutation(len(dts))
+        # scores on a grid of 0.05: ties happen, and pycocotools' stable sorts decide them
+        dts = [dts[i] + (float(np.float32(rng.randint(1, 20) * 0.05)),) for i in order]
+        gts = [tuple(float(np.float32(v)) if i >= 2 else v for i, v in enumerate(g)) for g in gts]
+        dts = [tuple(float(np.float32(v)) if 2 <= i < 6 else v for i, v in enumerate(d)) for d in dts]
+        g_ref = [(g[0], g[1], g[2], g[3], g[4] - g[2], g[5] - g[3]) for g in gts]
+        d_ref = [(d[0], d[1], d[2], d[3], d[4] - d[2], d[5] - d[3], d[6]) for d in dts]
+        stats, cap, cap50 = coco_eval(g_ref, d_ref, n_images, K)
+        name = "case%d" % case
+        t[name + ".gt"] = torch.tensor(gts, dtype=torch.float64).reshape(-1, 6)
+        t[name + ".dt"] = torch.tensor(dts, dtype=torch.float64).reshape(-1, 7)
+        t[name + ".config"] = torch.tensor([n_images, K], dtype=torch.float64)
+        t[name + ".stats"] = torch.tensor(stats, dtype=torch.float64)
+        t[name + ".class_ap"] = torch.tensor(cap, dtype=torch.float64)
+        t[name + ".class_ap50"] = torch.tensor(cap50, dtype=torch.float64)
+        print("    %s: %d gt, %d dt, AP %.4f AP50 %.4f AP75 %.4f AR100 %.4f, per class %s" % (
+            name, len(gts), len(dts), *stats, ["%.3f" % a for a in cap]))
+    # sanity of the replica: detections equal to the ground truth score AP 1
+    g_ref = [(0, 0, 1.0, 2.0, 10.0, 5.0), (1, 0, 3.0, 3.0, 4.0, 4.0), (1, 1, 0.0, 0.0, 9.0, 9.0)]
+    d_ref = [g + (0.9,) for g in g_ref]
+    stats, cap, _ = coco_eval(g_ref, d_ref, 2, 2)
+    assert stats == [1.0, 1.0, 1.0, 1.0], stats
+    write("coco", t)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.set_default_dtype(torch.float64)
@@ -372,6 +538,7 @@ def main():
     gen_seg_metric()
     gen_det_losses()
     gen_fcos()
+    gen_coco()
 
 
 if __name__ == "__main__":
