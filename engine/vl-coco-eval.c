@@ -63,6 +63,18 @@ det_cmp_in_image (const void *pa, const void *pb)
   return a->order < b->order ? -1 : a->order > b->order;
 }
 
+static int
+by_category_image (gconstpointer pa, gconstpointer pb, gpointer data)
+{
+  const VlCocoBox *boxes = data;
+  const int a = *(const int *) pa, b = *(const int *) pb;
+  if (boxes[a].category != boxes[b].category)
+    return boxes[a].category < boxes[b].category ? -1 : 1;
+  if (boxes[a].image != boxes[b].image)
+    return boxes[a].image < boxes[b].image ? -1 : 1;
+  return a < b ? -1 : a > b;
+}
+
 void
 vl_coco_eval (VlCocoStats *stats, double *class_ap, double *class_ap50, const VlCocoBox *gt,
               int n_gt, const VlCocoBox *dt, int n_dt, int n_images, int n_classes)
@@ -77,34 +89,54 @@ vl_coco_eval (VlCocoStats *stats, double *class_ap, double *class_ap50, const Vl
     g_assert (dt[i].image >= 0 && dt[i].image < n_images && dt[i].category >= 0 &&
               dt[i].category < n_classes);
 
+  /* both lists bucketed by (category, image), input order kept inside a bucket */
+  g_autofree int *go = g_new (int, MAX (n_gt, 1)), *dto = g_new (int, MAX (n_dt, 1));
+  for (int i = 0; i < n_gt; i++)
+    go[i] = i;
+  for (int i = 0; i < n_dt; i++)
+    dto[i] = i;
+  g_qsort_with_data (go, n_gt, sizeof (int), by_category_image, (gpointer) gt);
+  g_qsort_with_data (dto, n_dt, sizeof (int), by_category_image, (gpointer) dt);
+
   double sum_ap = 0, sum_ap50 = 0, sum_ap75 = 0, sum_ar = 0;
   int n_valid = 0;
   g_autofree Det *dets = g_new (Det, MAX (n_dt, 1));
-  g_autofree int *gidx = g_new (int, MAX (n_gt, 1));
   g_autofree guint8 *gmatched = g_new (guint8, (int64_t) MAX (n_gt, 1) * N_IOU);
   g_autofree double *pr = g_new (double, MAX (n_dt, 1));
   g_autofree double *rc = g_new (double, MAX (n_dt, 1));
 
+  int gi = 0, di = 0;   /* the cursors into go and dto */
   for (int k = 0; k < n_classes; k++)
     {
       int nd = 0, npig = 0;
-      for (int img = 0; img < n_images; img++)
+      while ((gi < n_gt && gt[go[gi]].category == k) || (di < n_dt && dt[dto[di]].category == k))
         {
-          /* this image's ground truth and detections of class k, in input order */
+          /* the next image with ground truth or detections of class k (images in order) */
+          int img = G_MAXINT;
+          if (gi < n_gt && gt[go[gi]].category == k)
+            img = gt[go[gi]].image;
+          if (di < n_dt && dt[dto[di]].category == k)
+            img = MIN (img, dt[dto[di]].image);
+          const int *g0 = go + gi;
           int ng = 0;
-          for (int i = 0; i < n_gt; i++)
-            if (gt[i].image == img && gt[i].category == k)
-              gidx[ng++] = i;
+          while (gi < n_gt && gt[go[gi]].category == k && gt[go[gi]].image == img)
+            gi++, ng++;
           Det *d0 = dets + nd;
           int ni = 0;
-          for (int i = 0; i < n_dt; i++)
-            if (dt[i].image == img && dt[i].category == k)
+          while (di < n_dt && dt[dto[di]].category == k && dt[dto[di]].image == img)
+            {
+              const int i = dto[di++];
               d0[ni++] = (Det) { dt[i].score, img, i, i, { 0 } };
+            }
           qsort (d0, ni, sizeof (Det), det_cmp_in_image);
           ni = MIN (ni, VL_COCO_MAX_DETS);
           memset (gmatched, 0, (size_t) ng * N_IOU);
+          g_autofree double *ious = g_new (double, MAX ((int64_t) ni * ng, 1));   /* (ni, ng) */
+          for (int d = 0; d < ni; d++)
+            for (int g = 0; g < ng; g++)
+              ious[(int64_t) d * ng + g] = box_iou (dt[d0[d].index].box, gt[g0[g]].box);
           for (int t = 0; t < N_IOU; t++)
-            for (int di = 0; di < ni; di++)
+            for (int d = 0; d < ni; d++)
               {
                 double best = MIN (iou_thr[t], 1 - 1e-10);
                 int m = -1;
@@ -112,7 +144,7 @@ vl_coco_eval (VlCocoStats *stats, double *class_ap, double *class_ap50, const Vl
                   {
                     if (gmatched[g * N_IOU + t])
                       continue;
-                    double o = box_iou (dt[d0[di].index].box, gt[gidx[g]].box);
+                    const double o = ious[(int64_t) d * ng + g];
                     if (o < best)
                       continue;
                     best = o;
@@ -121,7 +153,7 @@ vl_coco_eval (VlCocoStats *stats, double *class_ap, double *class_ap50, const Vl
                 if (m < 0)
                   continue;
                 gmatched[m * N_IOU + t] = 1;
-                d0[di].matched[t] = 1;
+                d0[d].matched[t] = 1;
               }
           nd += ni;
           npig += ng;
