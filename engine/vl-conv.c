@@ -23,11 +23,21 @@ conv_is_pointwise (const VlConv2d *c)
   return c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->groups == 1;
 }
 
+/* Depthwise (one input channel per group, M = Cout / groups outputs each): direct loops over
+ * the channels-last rows instead of one tiny GEMM per group and image. */
+static gboolean
+conv_is_depthwise (const VlConv2d *c)
+{
+  return c->groups > 1 && c->Cin == c->groups;
+}
+
 int64_t
 vl_conv2d_work_size (const VlConv2d *c)
 {
   if (conv_is_pointwise (c))
     return 0;
+  if (conv_is_depthwise (c))
+    return (int64_t) c->kh * c->kw * c->Cout;
   int64_t P = (int64_t) vl_conv2d_out_h (c) * vl_conv2d_out_w (c);
   return P * (c->Cin / c->groups) * c->kh * c->kw;
 }
@@ -101,6 +111,109 @@ col2im_add (float *dimg, const float *cols, const VlConv2d *c, int g)
       }
 }
 
+/* wt (kh kw, Cout) = w [Cout, 1, kh, kw] transposed, so that the inner loop runs over channels. */
+static void
+depthwise_transpose (float *wt, const float *w, const VlConv2d *c)
+{
+  const int kk = c->kh * c->kw;
+  for (int o = 0; o < c->Cout; o++)
+    for (int q = 0; q < kk; q++)
+      wt[(int64_t) q * c->Cout + o] = w[(int64_t) o * kk + q];
+}
+
+static void
+depthwise_forward (float *out, const float *inp, const float *w, const VlConv2d *c, float *wt)
+{
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int M = c->Cout / c->groups, Co = c->Cout;
+  depthwise_transpose (wt, w, c);
+  for (int bi = 0; bi < c->B; bi++)
+    for (int oy = 0; oy < Ho; oy++)
+      for (int ox = 0; ox < Wo; ox++)
+        {
+          float *o = out + (((int64_t) bi * Ho + oy) * Wo + ox) * Co;
+          for (int ch = 0; ch < Co; ch++)
+            o[ch] = 0.0f;
+          for (int ky = 0; ky < c->kh; ky++)
+            {
+              const int iy = oy * c->stride - c->pad + ky;
+              if (iy < 0 || iy >= c->H)
+                continue;
+              for (int kx = 0; kx < c->kw; kx++)
+                {
+                  const int ix = ox * c->stride - c->pad + kx;
+                  if (ix < 0 || ix >= c->W)
+                    continue;
+                  const float *x = inp + (((int64_t) bi * c->H + iy) * c->W + ix) * c->Cin;
+                  const float *wq = wt + (int64_t) (ky * c->kw + kx) * Co;
+                  if (M == 1)
+                    for (int ch = 0; ch < Co; ch++)
+                      o[ch] += x[ch] * wq[ch];
+                  else
+                    for (int ch = 0; ch < Co; ch++)
+                      o[ch] += x[ch / M] * wq[ch];
+                }
+            }
+        }
+}
+
+static void
+depthwise_backward (float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                    const VlConv2d *c, float *wt)
+{
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int M = c->Cout / c->groups, Co = c->Cout, kk = c->kh * c->kw;
+  depthwise_transpose (wt, w, c);
+  /* dwt (kh kw, Cout) accumulated apart, then added into dw [Cout, 1, kh, kw] */
+  g_autofree float *dwt = dw ? g_new0 (float, (int64_t) kk * Co) : NULL;
+  for (int bi = 0; bi < c->B; bi++)
+    for (int oy = 0; oy < Ho; oy++)
+      for (int ox = 0; ox < Wo; ox++)
+        {
+          const float *d = dout + (((int64_t) bi * Ho + oy) * Wo + ox) * Co;
+          for (int ky = 0; ky < c->kh; ky++)
+            {
+              const int iy = oy * c->stride - c->pad + ky;
+              if (iy < 0 || iy >= c->H)
+                continue;
+              for (int kx = 0; kx < c->kw; kx++)
+                {
+                  const int ix = ox * c->stride - c->pad + kx;
+                  if (ix < 0 || ix >= c->W)
+                    continue;
+                  const int64_t xo = (((int64_t) bi * c->H + iy) * c->W + ix) * c->Cin;
+                  const int q = ky * c->kw + kx;
+                  if (dinp)
+                    {
+                      const float *wq = wt + (int64_t) q * Co;
+                      float *dx = dinp + xo;
+                      if (M == 1)
+                        for (int ch = 0; ch < Co; ch++)
+                          dx[ch] += d[ch] * wq[ch];
+                      else
+                        for (int ch = 0; ch < Co; ch++)
+                          dx[ch / M] += d[ch] * wq[ch];
+                    }
+                  if (dw)
+                    {
+                      const float *x = inp + xo;
+                      float *dq = dwt + (int64_t) q * Co;
+                      if (M == 1)
+                        for (int ch = 0; ch < Co; ch++)
+                          dq[ch] += d[ch] * x[ch];
+                      else
+                        for (int ch = 0; ch < Co; ch++)
+                          dq[ch] += d[ch] * x[ch / M];
+                    }
+                }
+            }
+        }
+  if (dw)
+    for (int o = 0; o < Co; o++)
+      for (int q = 0; q < kk; q++)
+        dw[(int64_t) o * kk + q] += dwt[(int64_t) q * Co + o];
+}
+
 void
 vl_conv2d_forward (float *out, const float *inp, const float *w, const float *b,
                    const VlConv2d *c, float *work)
@@ -113,6 +226,13 @@ vl_conv2d_forward (float *out, const float *inp, const float *w, const float *b,
   if (conv_is_pointwise (c))
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (c->B * P), c->Cout, c->Cin,
                  1.0f, inp, c->Cin, w, c->Cin, 0.0f, out, c->Cout);
+  else if (conv_is_depthwise (c))
+    {
+      float *wt = work ? work : g_new (float, vl_conv2d_work_size (c));
+      depthwise_forward (out, inp, w, c, wt);
+      if (!work)
+        g_free (wt);
+    }
   else
     {
       float *cols = work ? work : g_new (float, vl_conv2d_work_size (c));
@@ -164,6 +284,14 @@ vl_conv2d_backward (float *dinp, float *dw, float *db, const float *dout, const 
     }
   if (!dw && !dinp)
     return;
+  if (conv_is_depthwise (c))
+    {
+      float *wt = work ? work : g_new (float, vl_conv2d_work_size (c));
+      depthwise_backward (dinp, dw, dout, inp, w, c, wt);
+      if (!work)
+        g_free (wt);
+      return;
+    }
 
   float *cols = work ? work : g_new (float, vl_conv2d_work_size (c));
   for (int bi = 0; bi < c->B; bi++)

@@ -120,7 +120,7 @@ conv_loss (void *ctx)
 }
 
 static const char *conv_names[] = { "k3s1p1", "k3s2p1g2", "depthwise", "pointwise", "k4s4",
-                                    "k5x3p1" };
+                                    "k5x3p1", "depthwise-s2" };
 
 static void
 test_conv (gconstpointer data)
@@ -190,8 +190,8 @@ test_conv (gconstpointer data)
   g_free (k.out);
 }
 
-/* The general path (im2col + GEMM) and the pointwise path (one GEMM over the rows) agree with a
- * direct sum in double on a larger, odd-sized case. */
+/* The three paths (im2col + GEMM, the pointwise GEMM, the depthwise loops with multipliers 1
+ * and 3) agree with a direct sum in double on larger, odd-sized cases. */
 static void
 test_conv_naive (void)
 {
@@ -200,6 +200,7 @@ test_conv_naive (void)
     { 1, 9, 8, 6, 9, 3, 3, 2, 0, 3 },
     { 2, 4, 5, 12, 7, 1, 1, 1, 0, 1 },
     { 1, 6, 7, 4, 4, 3, 2, 1, 2, 4 },
+    { 2, 7, 6, 5, 15, 3, 3, 2, 1, 5 },
   };
   for (guint ci = 0; ci < G_N_ELEMENTS (cases); ci++)
     {

@@ -60,6 +60,7 @@ CONVS = [  # name, B, H, W, Cin, Cout, kh, kw, stride, pad, groups, bias
     ("pointwise", 2, 3, 4, 8, 5, 1, 1, 1, 0, 1, True),
     ("k4s4", 1, 8, 8, 3, 5, 4, 4, 4, 0, 1, True),
     ("k5x3p1", 1, 6, 6, 3, 4, 5, 3, 1, 1, 1, True),
+    ("depthwise-s2", 1, 7, 6, 5, 5, 3, 3, 2, 1, 5, True),
 ]
 
 
