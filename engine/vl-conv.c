@@ -412,6 +412,9 @@ bilinear_axis (int *i0, int *i1, float *l0, float *l1, int in, int out)
     }
 }
 
+/* Separable, in the order PyTorch's kernel evaluates l0y (l0x a + l1x b) + l1y (l0x c + l1x d):
+ * each input row is first interpolated along the width into rows (B, H, Wo, C), then pairs of
+ * those rows are mixed along the height. */
 void
 vl_bilinear_forward (float *out, const float *inp, int B, int H, int W, int C, int Ho, int Wo)
 {
@@ -421,21 +424,27 @@ vl_bilinear_forward (float *out, const float *inp, int B, int H, int W, int C, i
   g_autofree float *wx0 = g_new (float, Wo), *wx1 = g_new (float, Wo);
   bilinear_axis (y0, y1, wy0, wy1, H, Ho);
   bilinear_axis (x0, x1, wx0, wx1, W, Wo);
+  const int64_t row = (int64_t) Wo * C;
+  g_autofree float *tmp = g_new (float, H * row);   /* one image's rows (H, Wo, C) */
   for (int b = 0; b < B; b++)
     {
       const float *img = inp + (int64_t) b * H * W * C;
+      for (int y = 0; y < H; y++)
+        for (int ox = 0; ox < Wo; ox++)
+          {
+            const float *a = img + ((int64_t) y * W + x0[ox]) * C;
+            const float *bb = img + ((int64_t) y * W + x1[ox]) * C;
+            float *t = tmp + y * row + (int64_t) ox * C;
+            for (int c = 0; c < C; c++)
+              t[c] = wx0[ox] * a[c] + wx1[ox] * bb[c];
+          }
       for (int oy = 0; oy < Ho; oy++)
         {
-          const float *r0 = img + (int64_t) y0[oy] * W * C, *r1 = img + (int64_t) y1[oy] * W * C;
-          for (int ox = 0; ox < Wo; ox++)
-            {
-              float *o = out + (((int64_t) b * Ho + oy) * Wo + ox) * C;
-              const float *a = r0 + (int64_t) x0[ox] * C, *bb = r0 + (int64_t) x1[ox] * C;
-              const float *cc = r1 + (int64_t) x0[ox] * C, *d = r1 + (int64_t) x1[ox] * C;
-              for (int c = 0; c < C; c++)
-                o[c] = wy0[oy] * (wx0[ox] * a[c] + wx1[ox] * bb[c]) +
-                       wy1[oy] * (wx0[ox] * cc[c] + wx1[ox] * d[c]);
-            }
+          const float *r0 = tmp + y0[oy] * row, *r1 = tmp + y1[oy] * row;
+          float *o = out + ((int64_t) b * Ho + oy) * row;
+          const float l0 = wy0[oy], l1 = wy1[oy];
+          for (int64_t k = 0; k < row; k++)
+            o[k] = l0 * r0[k] + l1 * r1[k];
         }
     }
 }
@@ -449,28 +458,35 @@ vl_bilinear_backward (float *dinp, const float *dout, int B, int H, int W, int C
   g_autofree float *wx0 = g_new (float, Wo), *wx1 = g_new (float, Wo);
   bilinear_axis (y0, y1, wy0, wy1, H, Ho);
   bilinear_axis (x0, x1, wx0, wx1, W, Wo);
+  const int64_t row = (int64_t) Wo * C;
+  g_autofree float *dtmp = g_new (float, H * row);
   for (int b = 0; b < B; b++)
     {
-      float *img = dinp + (int64_t) b * H * W * C;
+      memset (dtmp, 0, sizeof (float) * H * row);
       for (int oy = 0; oy < Ho; oy++)
         {
-          float *r0 = img + (int64_t) y0[oy] * W * C, *r1 = img + (int64_t) y1[oy] * W * C;
-          for (int ox = 0; ox < Wo; ox++)
+          float *r0 = dtmp + y0[oy] * row, *r1 = dtmp + y1[oy] * row;
+          const float *g = dout + ((int64_t) b * Ho + oy) * row;
+          const float l0 = wy0[oy], l1 = wy1[oy];
+          for (int64_t k = 0; k < row; k++)
             {
-              const float *g = dout + (((int64_t) b * Ho + oy) * Wo + ox) * C;
-              float *a = r0 + (int64_t) x0[ox] * C, *bb = r0 + (int64_t) x1[ox] * C;
-              float *cc = r1 + (int64_t) x0[ox] * C, *d = r1 + (int64_t) x1[ox] * C;
-              const float w00 = wy0[oy] * wx0[ox], w01 = wy0[oy] * wx1[ox];
-              const float w10 = wy1[oy] * wx0[ox], w11 = wy1[oy] * wx1[ox];
-              for (int c = 0; c < C; c++)
-                {
-                  a[c] += w00 * g[c];
-                  bb[c] += w01 * g[c];
-                  cc[c] += w10 * g[c];
-                  d[c] += w11 * g[c];
-                }
+              r0[k] += l0 * g[k];
+              r1[k] += l1 * g[k];
             }
         }
+      float *img = dinp + (int64_t) b * H * W * C;
+      for (int y = 0; y < H; y++)
+        for (int ox = 0; ox < Wo; ox++)
+          {
+            const float *t = dtmp + y * row + (int64_t) ox * C;
+            float *a = img + ((int64_t) y * W + x0[ox]) * C;
+            float *bb = img + ((int64_t) y * W + x1[ox]) * C;
+            for (int c = 0; c < C; c++)
+              {
+                a[c] += wx0[ox] * t[c];
+                bb[c] += wx1[ox] * t[c];
+              }
+          }
     }
 }
 
