@@ -31,6 +31,16 @@ conv_is_depthwise (const VlConv2d *c)
   return c->groups > 1 && c->Cin == c->groups;
 }
 
+/* Stride 1, dense, fewer outputs than inputs (a detection or segmentation head's 3x3 convs):
+ * "shift" form. y (H W, kh kw Cout) = img (H W, Cin) x wall (Cin, kh kw Cout) is one GEMM per
+ * image at the input positions, and each output sums its kh kw taps of y: the GEMM's N is
+ * kh kw Cout instead of im2col's Cout, and no (Ho Wo, Cin kh kw) matrix is written. */
+static gboolean
+conv_is_shift (const VlConv2d *c)
+{
+  return c->stride == 1 && c->groups == 1 && c->Cout <= c->Cin && !conv_is_pointwise (c);
+}
+
 int64_t
 vl_conv2d_work_size (const VlConv2d *c)
 {
@@ -38,6 +48,8 @@ vl_conv2d_work_size (const VlConv2d *c)
     return 0;
   if (conv_is_depthwise (c))
     return (int64_t) c->kh * c->kw * c->Cout;
+  if (conv_is_shift (c))   /* wall, dwall (Cin, kh kw Cout) and y (H W, kh kw Cout) */
+    return ((int64_t) 2 * c->Cin + (int64_t) c->H * c->W) * c->kh * c->kw * c->Cout;
   int64_t P = (int64_t) vl_conv2d_out_h (c) * vl_conv2d_out_w (c);
   return P * (c->Cin / c->groups) * c->kh * c->kw;
 }
@@ -214,6 +226,104 @@ depthwise_backward (float *dinp, float *dw, const float *dout, const float *inp,
         dw[(int64_t) o * kk + q] += dwt[(int64_t) q * Co + o];
 }
 
+/* wall (Cin, kh kw Cout): wall[c, q Cout + o] = w[o, c, q] with q = ky kw + kx. */
+static void
+shift_weights (float *wall, const float *w, const VlConv2d *c)
+{
+  const int kk = c->kh * c->kw, N = kk * c->Cout;
+  for (int o = 0; o < c->Cout; o++)
+    for (int ch = 0; ch < c->Cin; ch++)
+      for (int q = 0; q < kk; q++)
+        wall[(int64_t) ch * N + q * c->Cout + o] = w[((int64_t) o * c->Cin + ch) * kk + q];
+}
+
+static void
+shift_forward (float *out, const float *inp, const float *w, const VlConv2d *c, float *work)
+{
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int kk = c->kh * c->kw, N = kk * c->Cout, Co = c->Cout;
+  float *wall = work, *y = work + (int64_t) 2 * c->Cin * N;
+  shift_weights (wall, w, c);
+  for (int bi = 0; bi < c->B; bi++)
+    {
+      const float *img = inp + (int64_t) bi * c->H * c->W * c->Cin;
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, c->H * c->W, N, c->Cin, 1.0f, img,
+                   c->Cin, wall, N, 0.0f, y, N);
+      for (int oy = 0; oy < Ho; oy++)
+        for (int ox = 0; ox < Wo; ox++)
+          {
+            float *o = out + (((int64_t) bi * Ho + oy) * Wo + ox) * Co;
+            for (int k = 0; k < Co; k++)
+              o[k] = 0.0f;
+            for (int ky = 0; ky < c->kh; ky++)
+              {
+                const int iy = oy - c->pad + ky;
+                if (iy < 0 || iy >= c->H)
+                  continue;
+                for (int kx = 0; kx < c->kw; kx++)
+                  {
+                    const int ix = ox - c->pad + kx;
+                    if (ix < 0 || ix >= c->W)
+                      continue;
+                    const float *t = y + ((int64_t) iy * c->W + ix) * N + (ky * c->kw + kx) * Co;
+                    for (int k = 0; k < Co; k++)
+                      o[k] += t[k];
+                  }
+              }
+          }
+    }
+}
+
+static void
+shift_backward (float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                const VlConv2d *c, float *work)
+{
+  const int Ho = vl_conv2d_out_h (c), Wo = vl_conv2d_out_w (c);
+  const int kk = c->kh * c->kw, N = kk * c->Cout, Co = c->Cout;
+  float *wall = work, *dwall = work + (int64_t) c->Cin * N, *dy = dwall + (int64_t) c->Cin * N;
+  if (dinp)
+    shift_weights (wall, w, c);
+  if (dw)
+    memset (dwall, 0, sizeof (float) * c->Cin * N);
+  for (int bi = 0; bi < c->B; bi++)
+    {
+      /* dy (H W, kh kw Cout): each output's gradient scattered back to its taps */
+      memset (dy, 0, sizeof (float) * c->H * c->W * N);
+      for (int oy = 0; oy < Ho; oy++)
+        for (int ox = 0; ox < Wo; ox++)
+          {
+            const float *d = dout + (((int64_t) bi * Ho + oy) * Wo + ox) * Co;
+            for (int ky = 0; ky < c->kh; ky++)
+              {
+                const int iy = oy - c->pad + ky;
+                if (iy < 0 || iy >= c->H)
+                  continue;
+                for (int kx = 0; kx < c->kw; kx++)
+                  {
+                    const int ix = ox - c->pad + kx;
+                    if (ix < 0 || ix >= c->W)
+                      continue;
+                    float *t = dy + ((int64_t) iy * c->W + ix) * N + (ky * c->kw + kx) * Co;
+                    for (int k = 0; k < Co; k++)
+                      t[k] += d[k];
+                  }
+              }
+          }
+      const float *img = inp + (int64_t) bi * c->H * c->W * c->Cin;
+      if (dinp)   /* dimg (H W, Cin) += dy x wall^T */
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, c->H * c->W, c->Cin, N, 1.0f, dy,
+                     N, wall, N, 1.0f, dinp + (int64_t) bi * c->H * c->W * c->Cin, c->Cin);
+      if (dw)     /* dwall (Cin, N) += img^T x dy */
+        cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans, c->Cin, N, c->H * c->W, 1.0f, img,
+                     c->Cin, dy, N, 1.0f, dwall, N);
+    }
+  if (dw)
+    for (int o = 0; o < Co; o++)
+      for (int ch = 0; ch < c->Cin; ch++)
+        for (int q = 0; q < kk; q++)
+          dw[((int64_t) o * c->Cin + ch) * kk + q] += dwall[(int64_t) ch * N + q * Co + o];
+}
+
 void
 vl_conv2d_forward (float *out, const float *inp, const float *w, const float *b,
                    const VlConv2d *c, float *work)
@@ -226,10 +336,13 @@ vl_conv2d_forward (float *out, const float *inp, const float *w, const float *b,
   if (conv_is_pointwise (c))
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int) (c->B * P), c->Cout, c->Cin,
                  1.0f, inp, c->Cin, w, c->Cin, 0.0f, out, c->Cout);
-  else if (conv_is_depthwise (c))
+  else if (conv_is_depthwise (c) || conv_is_shift (c))
     {
       float *wt = work ? work : g_new (float, vl_conv2d_work_size (c));
-      depthwise_forward (out, inp, w, c, wt);
+      if (conv_is_depthwise (c))
+        depthwise_forward (out, inp, w, c, wt);
+      else
+        shift_forward (out, inp, w, c, wt);
       if (!work)
         g_free (wt);
     }
@@ -284,10 +397,13 @@ vl_conv2d_backward (float *dinp, float *dw, float *db, const float *dout, const 
     }
   if (!dw && !dinp)
     return;
-  if (conv_is_depthwise (c))
+  if (conv_is_depthwise (c) || conv_is_shift (c))
     {
       float *wt = work ? work : g_new (float, vl_conv2d_work_size (c));
-      depthwise_backward (dinp, dw, dout, inp, w, c, wt);
+      if (conv_is_depthwise (c))
+        depthwise_backward (dinp, dw, dout, inp, w, c, wt);
+      else
+        shift_backward (dinp, dw, dout, inp, w, c, wt);
       if (!work)
         g_free (wt);
       return;

@@ -33,9 +33,11 @@ int     vl_conv2d_out_w        (const VlConv2d *c);
 int64_t vl_conv2d_work_size    (const VlConv2d *c);
 
 /* out (B, Ho, Wo, Cout) = conv (inp (B, H, W, Cin), w [Cout, Cin/groups, kh, kw]) + b (Cout);
- * b may be NULL. im2col + cblas_sgemm per image and group; a 1x1 stride-1 unpadded dense conv is
- * one GEMM over all the rows (no scratch), a depthwise one (Cin == groups, any multiplier
- * Cout / groups) direct loops over the channels (scratch: the weights transposed). */
+ * b may be NULL. Four paths, by shape: a 1x1 stride-1 unpadded dense conv is one GEMM over all
+ * the rows (no scratch); a depthwise one (Cin == groups, any multiplier Cout / groups) direct
+ * loops over the channels; a dense stride-1 one with Cout <= Cin (a head's 3x3) one GEMM per
+ * image onto (H W, kh kw Cout) then each output's taps summed; anything else im2col +
+ * cblas_sgemm per image and group. */
 void vl_conv2d_forward  (float *out, const float *inp, const float *w, const float *b,
                          const VlConv2d *c, float *work);
 /* dinp (B, H, W, Cin) +=, dw [Cout, Cin/groups, kh, kw] +=, db (Cout) +=, from dout

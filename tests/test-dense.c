@@ -190,8 +190,9 @@ test_conv (gconstpointer data)
   g_free (k.out);
 }
 
-/* The three paths (im2col + GEMM, the pointwise GEMM, the depthwise loops with multipliers 1
- * and 3) agree with a direct sum in double on larger, odd-sized cases. */
+/* The four paths (im2col + GEMM, the pointwise GEMM, the depthwise loops with multipliers 1
+ * and 3, the stride-1 shift form with padding 2 and 0) agree with a direct sum in double on
+ * larger, odd-sized cases. */
 static void
 test_conv_naive (void)
 {
@@ -201,6 +202,8 @@ test_conv_naive (void)
     { 2, 4, 5, 12, 7, 1, 1, 1, 0, 1 },
     { 1, 6, 7, 4, 4, 3, 2, 1, 2, 4 },
     { 2, 7, 6, 5, 15, 3, 3, 2, 1, 5 },
+    { 2, 6, 7, 9, 4, 3, 2, 1, 2, 1 },
+    { 1, 5, 5, 7, 7, 5, 5, 1, 0, 1 },
   };
   for (guint ci = 0; ci < G_N_ELEMENTS (cases); ci++)
     {
