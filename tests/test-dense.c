@@ -895,6 +895,10 @@ test_fcos_postprocess (gconstpointer data)
         }
     }
   g_assert_cmpint (clipped, >, 0);   /* the fixture exercises the clipping */
+  /* nothing above the threshold: no detection */
+  VlFcosPostprocess none = p;
+  none.score_thresh = 1.0f;
+  g_assert_cmpint (vl_fcos_postprocess (dets, cls, reg, ctr, anchors, f.A, f.K, H, W, &none), ==, 0);
   vl_safetensors_free (f.st);
 }
 
