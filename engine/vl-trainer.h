@@ -64,6 +64,7 @@
 
 #include "vl-dataset.h"
 #include "vl-model.h"
+#include "vl-run.h"
 
 G_BEGIN_DECLS
 
@@ -343,15 +344,7 @@ VlModel  *vl_trainer_get_model    (VlTrainer *t);
 VlDataset *vl_trainer_get_dataset (VlTrainer *t);
 const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);
 
-/* ------------------------------------------------------------------ run folders */
-
-/* Loads the model saved in a run folder: vl_model_load for a linear head; for the MLP head the
- * backbone structure comes from config.json and every tensor from model.safetensors. class_names
- * (optional) receives the run's class names (g_strfreev). */
-VlModel  *vl_run_load_model       (const char *run_dir, char ***class_names, GError **error);
-/* Writes contents to path atomically: a temporary file beside it, fsync, rename. */
-gboolean  vl_write_file_atomic    (const char *path, const char *contents, gssize length,
-                                   GError **error);
+/* Run folders (vl_run_load_model, vl_write_file_atomic, the checkpoint commit): vl-run.h. */
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainEvent, vl_train_event_free)
