@@ -412,8 +412,9 @@ vl_run_begin (const char *dir, gboolean resume, VlRunLock **lock, gboolean *has_
     }
   else
     {
-      /* what a run that never committed a checkpoint left */
-      const char *left[] = { "run.json", METRICS, "best.safetensors", "config.json" };
+      /* what a run that never committed a checkpoint may have left (the new run's commits
+       * append to metrics.jsonl); run.json and config.json are rewritten */
+      const char *left[] = { METRICS, "best.safetensors" };
       for (guint i = 0; i < G_N_ELEMENTS (left); i++)
         {
           g_autofree char *p = g_build_filename (dir, left[i], NULL);

@@ -69,8 +69,8 @@ gboolean  vl_run_recover          (const char *dir, VlRunLock *lock, GError **er
 gboolean  vl_run_has_checkpoint   (const char *dir);
 /* Prepares dir for a trainer: creates it, checks it is writable, takes the lock (*lock, free with
  * vl_run_unlock), recovers. For a new run (resume FALSE), refuses a folder that holds a checkpoint
- * ("already holds a run") and removes what a run that never saved a checkpoint left (run.json,
- * metrics.jsonl, best.safetensors, config.json). For resume, needs run.json; *has_checkpoint
+ * ("already holds a run") and removes the metrics.jsonl and best.safetensors a run that never
+ * saved a checkpoint may have left. For resume, needs run.json; *has_checkpoint
  * FALSE then means the run starts again from epoch 0. */
 gboolean  vl_run_begin            (const char *dir, gboolean resume, VlRunLock **lock,
                                    gboolean *has_checkpoint, GError **error);

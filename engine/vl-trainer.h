@@ -44,17 +44,22 @@
  * (about 70 MB with fsync for ViT-Ti) comes on top of the bound.
  *
  * Run folder (cfg.out_dir):
- *   run.json               the configuration: backbone path and SHA-256, head, pool, unlock
- *                          schedule, hyperparameters, seed, dataset spec, classes and split
- *   metrics.jsonl          one JSON object per finished epoch
+ *   run.json               the configuration: backbone path (absolute; "path_typed" as given)
+ *                          and SHA-256, head, pool, unlock schedule, hyperparameters, seed,
+ *                          dataset spec (absolute path; "spec_typed" as given), classes, split
+ *   metrics.jsonl          one JSON object per epoch of the checkpoint
  *   model.safetensors      the model (vl_model_save), with
  *   config.json            timm layout: the folder itself loads with vl_model_load
  *                          (a linear head; see vl_run_load_model for the MLP head)
  *   optimizer.safetensors  AdamW moments per tensor; step counts, epoch, batch, global step and
  *                          the state of early stopping in its metadata
  *   best.safetensors       the model at the lowest validation loss (with early stopping)
- * Every file is written to a temporary name, fsynced and renamed, so an interrupted or failed save
- * (full disk, folder made read-only) leaves the previous checkpoint whole.
+ * run.json is written when the run starts; everything else (run.json again) is saved as one
+ * checkpoint after each epoch and at a stop, committed as a group by vl_run_commit_checkpoint
+ * (vl-run.h): an interrupted save (kill -9, full disk) leaves the previous checkpoint or the new
+ * one, whole, and the next opening of the folder finishes or rolls it back. A folder with run.json
+ * and no checkpoint resumes from epoch 0 and may take a new run; one with a checkpoint refuses a
+ * new run. While the worker runs, the trainer holds the folder's lock (vl_run_lock).
  */
 #pragma once
 
@@ -306,8 +311,9 @@ void      vl_trainer_take_dataset (VlTrainer *t, VlDataset *dataset);
 void      vl_trainer_set_notify   (VlTrainer *t, VlTrainerNotify notify, gpointer user_data,
                                    GDestroyNotify destroy);
 /* Starts the worker. Fails at once (nothing started) when the run folder cannot be created or
- * written, or cfg.resume finds no checkpoint there; later failures end the run with a FINISHED
- * event carrying the error. */
+ * written, another trainer uses it, cfg.resume finds no run.json there (without a checkpoint it
+ * starts at epoch 0), or a new run finds a checkpoint there (vl_run_begin); later failures end
+ * the run with a FINISHED event carrying the error. */
 gboolean  vl_trainer_start        (VlTrainer *t, GError **error);
 /* Pauses at the next batch boundary / resumes. */
 void      vl_trainer_pause        (VlTrainer *t);

@@ -472,7 +472,7 @@ test_kill (void)
   Env *e = env_get ();
   g_autofree char *dir = g_build_filename (e->tmp, "killed", NULL);
   GRand *rand = g_rand_new_with_seed (20261206);
-  const int n_starts = 20;
+  const int n_starts = 12;
   int killed = 0, finished = 0, with_checkpoint = 0, checked = 0;
   for (int i = 0; i < n_starts; i++)
     {
