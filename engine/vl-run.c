@@ -336,6 +336,98 @@ remove_strays (const char *dir)
     fsync_dir (dir);
 }
 
+char *
+vl_run_params_sha256 (VlModel *m)
+{
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      int64_t numel;
+      const float *d = vl_model_tensor_data (m, i, NULL, NULL, &numel);
+      const char *name = vl_model_tensor_name (m, i);
+      g_checksum_update (sum, (const guchar *) name, strlen (name) + 1);
+      g_checksum_update (sum, (const guchar *) d, (gssize) (numel * sizeof (float)));
+    }
+  return g_strdup (g_checksum_get_string (sum));
+}
+
+/* A metadata value of a safetensors file (NULL when unreadable or absent). */
+static char *
+st_meta (const char *path, const char *key)
+{
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, NULL);
+  GHashTable *meta = st ? vl_safetensors_metadata (st) : NULL;
+  return g_strdup (meta ? g_hash_table_lookup (meta, key) : NULL);
+}
+
+/* The epochs of a metrics file's lines in order; NULL when it cannot be read or a line is not a
+ * metrics object. */
+static GArray *
+read_epochs (const char *path)
+{
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return NULL;
+  GArray *epochs = g_array_new (FALSE, FALSE, sizeof (int64_t));
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i]; i++)
+    {
+      if (*lines[i] == '\0')
+        continue;
+      g_autoptr(JsonParser) lp = json_parser_new ();
+      JsonNode *n = NULL;
+      if (json_parser_load_from_data (lp, lines[i], -1, NULL) &&
+          JSON_NODE_HOLDS_OBJECT (json_parser_get_root (lp)))
+        n = json_object_get_member (json_node_get_object (json_parser_get_root (lp)), "epoch");
+      if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
+        {
+          g_array_unref (epochs);
+          return NULL;
+        }
+      int64_t e = json_node_get_int (n);
+      g_array_append_val (epochs, e);
+    }
+  return epochs;
+}
+
+/* Earlier versions' interrupted renames (see vl-run.h): adopts the pending optimizer state or
+ * metrics that belong to the checkpoint in place. Called without a manifest, under the lock. */
+static void
+salvage_legacy (const char *dir)
+{
+  g_autofree char *p_model = pending_path (dir, "model.safetensors");
+  g_autofree char *p_opt = pending_path (dir, "optimizer.safetensors");
+  g_autofree char *p_metrics = pending_path (dir, METRICS);
+  g_autofree char *opt = g_build_filename (dir, "optimizer.safetensors", NULL);
+  g_autofree char *metrics = g_build_filename (dir, METRICS, NULL);
+  if (exists (p_model) || (!is_regular (p_opt) && !is_regular (p_metrics)))
+    return;
+  if (is_regular (p_opt))
+    {
+      g_autoptr(VlModel) m = vl_model_load (dir, NULL);
+      g_autofree char *sha = m ? vl_run_params_sha256 (m) : NULL;
+      g_autofree char *pending_sha = st_meta (p_opt, "model_sha256");
+      g_autofree char *current_sha = st_meta (opt, "model_sha256");
+      if (sha && g_strcmp0 (pending_sha, sha) == 0 && g_strcmp0 (current_sha, sha) != 0 &&
+          g_rename (p_opt, opt) == 0)
+        g_debug ("%s: adopted the optimizer state an interrupted save left pending", dir);
+    }
+  g_autofree char *epoch_s = st_meta (opt, "epoch");
+  if (is_regular (p_metrics) && epoch_s)
+    {
+      int64_t epoch = g_ascii_strtoll (epoch_s, NULL, 10);
+      g_autoptr(GArray) pending = read_epochs (p_metrics);
+      g_autoptr(GArray) current = read_epochs (metrics);
+      gboolean whole = pending && (int64_t) pending->len == epoch;
+      for (guint i = 0; whole && i < pending->len; i++)
+        whole = g_array_index (pending, int64_t, i) == (int64_t) i;
+      if (whole && (current == NULL || current->len < pending->len) &&
+          g_rename (p_metrics, metrics) == 0)
+        g_debug ("%s: adopted the metrics.jsonl an interrupted save left pending", dir);
+    }
+  fsync_dir (dir);
+}
+
 gboolean
 vl_run_recover (const char *dir, VlRunLock *lock, GError **error)
 {
@@ -361,6 +453,8 @@ vl_run_recover (const char *dir, VlRunLock *lock, GError **error)
           return FALSE;
         }
     }
+  else
+    salvage_legacy (dir);
   remove_strays (dir);
   return TRUE;
 }

@@ -22,6 +22,14 @@
  * previous checkpoint stays whole. Each step of 3 is idempotent (a listed file without a pending
  * copy was already renamed), so a recovery interrupted in turn is finished by the next.
  *
+ * Folders of earlier versions renamed the files one by one without a manifest; a kill between two
+ * renames left a model whose optimizer state was still pending, or a checkpoint whose metrics were.
+ * Without a manifest and without .model.safetensors.pending (which every commit writes first, so
+ * its absence means the old commit was renaming), the recovery adopts .optimizer.safetensors.pending
+ * when it belongs to model.safetensors (model_sha256) and the file in place does not, and
+ * .metrics.jsonl.pending when it holds exactly the epochs of the checkpoint and metrics.jsonl
+ * fewer; everything else pending is removed.
+ *
  * Runs that are training hold an exclusive flock on the folder (vl_run_lock; released by the
  * kernel when the process dies): a second trainer is refused, and the recovery of a reader (the
  * app opening a run that the CLI is writing) leaves the folder alone.
@@ -90,6 +98,10 @@ gboolean  vl_run_commit_checkpoint (const char *dir, VlModel *model,
  * rewriting the file atomically only when something goes. For a resume: the log then ends where
  * the checkpoint does. */
 gboolean  vl_run_trim_metrics     (const char *dir, int epochs, GError **error);
+
+/* SHA-256 of every parameter (names with their NUL, float32 data, in the model's order):
+ * optimizer.safetensors records the one of the model it belongs to ("model_sha256"). */
+char     *vl_run_params_sha256    (VlModel *m);
 
 /* ---- loading ---- */
 

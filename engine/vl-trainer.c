@@ -449,23 +449,6 @@ sha256_file (const char *path)
   return bad ? NULL : g_strdup (g_checksum_get_string (sum));
 }
 
-/* SHA-256 of every parameter (names, shapes, float32 data): ties the optimizer state to the
- * model it belongs to. */
-static char *
-model_params_sha256 (VlModel *m)
-{
-  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-  for (int i = 0; i < vl_model_n_tensors (m); i++)
-    {
-      int64_t numel;
-      const float *d = vl_model_tensor_data (m, i, NULL, NULL, &numel);
-      const char *name = vl_model_tensor_name (m, i);
-      g_checksum_update (sum, (const guchar *) name, strlen (name) + 1);
-      g_checksum_update (sum, (const guchar *) d, (gssize) (numel * sizeof (float)));
-    }
-  return g_strdup (g_checksum_get_string (sum));
-}
-
 /* Copies every tensor of the model from a safetensors file (same names and shapes, nothing
  * missing, nothing left over). */
 static gboolean
@@ -1484,7 +1467,7 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
     }
   json_builder_end_object (steps);
   g_autofree char *steps_json = builder_to_string (steps, FALSE);
-  g_autofree char *sha = model_params_sha256 (m);
+  g_autofree char *sha = vl_run_params_sha256 (m);
   g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
   vl_safetensors_writer_add_metadata (w, "format", "vitlab-optimizer");
   vl_safetensors_writer_add_metadata (w, "optimizer", "adamw");
@@ -1558,7 +1541,7 @@ load_checkpoint_state (Run *r, GError **error)
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a vitlab optimizer state", path);
       return FALSE;
     }
-  g_autofree char *sha = model_params_sha256 (m);
+  g_autofree char *sha = vl_run_params_sha256 (m);
   if (g_strcmp0 (meta_get (meta, "model_sha256"), sha) != 0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,

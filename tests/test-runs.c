@@ -196,6 +196,15 @@ read_bytes (const char *dir, const char *name)
   return g_bytes_new_take (data, n);
 }
 
+static void
+write_bytes (const char *dir, const char *name, GBytes *b)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  gsize n;
+  const char *data = g_bytes_get_data (b, &n);
+  g_assert_true (g_file_set_contents (path, data, (gssize) n, NULL));
+}
+
 static gboolean
 has_file (const char *dir, const char *name)
 {
@@ -657,6 +666,46 @@ test_paths (void)
   g_assert_cmpstr (json_object_get_string_member (bbo, "path_typed"), ==, "../bb");
 }
 
+/* Folders that earlier versions left when killed between two renames of their save (model
+ * renamed, optimizer state still pending; or the checkpoint renamed, its metrics still pending)
+ * resume once opened, to the same end as a run never interrupted. */
+static void
+test_legacy (void)
+{
+  Env *e = env_get ();
+  for (int variant = 0; variant < 2; variant++)
+    {
+      g_autofree char *name = g_strdup_printf ("legacy-%d", variant);
+      g_autofree char *dir = g_build_filename (e->tmp, name, NULL);
+      /* the checkpoints of epochs 2 and 3, by faults at the start of a commit */
+      g_autoptr(CliRun) r1 = start_run (e, dir, "3:1", FALSE);
+      g_assert_cmpint (r1->status, ==, 9);
+      g_assert_cmpint (recover_and_check (dir), ==, 2);
+      g_autoptr(GBytes) opt2 = read_bytes (dir, "optimizer.safetensors");
+      g_autoptr(GBytes) metrics2 = read_bytes (dir, "metrics.jsonl");
+      g_autoptr(CliRun) r2 = start_run (e, dir, "2:1", FALSE);
+      g_assert_cmpint (r2->status, ==, 9);
+      g_assert_cmpint (recover_and_check (dir), ==, 3);
+      g_autoptr(GBytes) opt3 = read_bytes (dir, "optimizer.safetensors");
+      g_autoptr(GBytes) metrics3 = read_bytes (dir, "metrics.jsonl");
+      g_autoptr(GBytes) run3 = read_bytes (dir, "run.json");
+      /* the old save wrote every file whole under .NAME.pending, then renamed model, config,
+       * optimizer, metrics, run.json in turn; killed after the model (0) or the optimizer (1) */
+      if (variant == 0)
+        {
+          write_bytes (dir, "optimizer.safetensors", opt2);
+          write_bytes (dir, ".optimizer.safetensors.pending", opt3);
+        }
+      write_bytes (dir, "metrics.jsonl", metrics2);
+      write_bytes (dir, ".metrics.jsonl.pending", metrics3);
+      write_bytes (dir, ".run.json.pending", run3);
+      g_autoptr(CliRun) r3 = start_run (e, dir, NULL, FALSE);
+      expect_success (r3);
+      g_assert_nonnull (strstr (r3->err, "resuming at epoch 4"));
+      assert_same_as (dir, e->ref);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -665,6 +714,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/runs/kill", test_kill);
   g_test_add_func ("/cli/runs/no-checkpoint", test_no_checkpoint);
   g_test_add_func ("/cli/runs/paths", test_paths);
+  g_test_add_func ("/cli/runs/legacy", test_legacy);
   int rc = g_test_run ();
   env_teardown (&shared_env);
   return rc;
