@@ -110,43 +110,46 @@ vl_write_file_atomic (const char *path, const char *contents, gssize length, GEr
 
 /* ------------------------------------------------------------------ fault injection */
 
-static int fault_commit = -1;   /* -1: not read yet; 0: off */
+static int fault_commit;    /* 0: off */
 static int fault_step;
-static int commits_begun;       /* commits of this process */
-static int commit_step;         /* steps of the current commit; -1: outside a commit */
+static int commits_begun;   /* commits of this process (atomic) */
 
 static void
 fault_init (void)
 {
-  if (fault_commit >= 0)
+  static gsize once = 0;
+  if (!g_once_init_enter (&once))
     return;
-  fault_commit = 0;
-  commit_step = -1;
   const char *s = g_getenv ("VITLAB_FAULT_COMMIT");
-  if (s == NULL || *s == '\0')
-    return;
   int c = 1, n = 0;
-  if (strchr (s, ':') ? sscanf (s, "%d:%d", &c, &n) == 2 : sscanf (s, "%d", &n) == 1)
-    if (c > 0 && n > 0)
-      {
-        fault_commit = c;
-        fault_step = n;
-      }
+  if (s && *s && (strchr (s, ':') ? sscanf (s, "%d:%d", &c, &n) == 2 : sscanf (s, "%d", &n) == 1)
+      && c > 0 && n > 0)
+    {
+      fault_commit = c;
+      fault_step = n;
+    }
+  g_once_init_leave (&once, 1);
 }
 
-/* A step of the commit in progress: with VITLAB_FAULT_COMMIT naming it, the process ends here as
- * a kill -9 would end it (no cleanup, no atexit). */
+/* Where a commit is: its number in this process and its steps so far. */
+typedef struct {
+  int commit;
+  int step;
+} FaultCursor;
+
+/* A step of a commit (cursor NULL: a recovery, not counted): with VITLAB_FAULT_COMMIT naming
+ * it, the process ends here as a kill -9 would end it (no cleanup, no atexit). */
 static void
-fault_point (const char *what)
+fault_point (FaultCursor *cur, const char *what)
 {
-  if (commit_step < 0)
-    return;   /* a recovery, not a commit */
-  commit_step++;
-  if (fault_commit == commits_begun && fault_step == commit_step)
+  if (cur == NULL)
+    return;
+  cur->step++;
+  if (fault_commit == cur->commit && fault_step == cur->step)
     {
       char msg[512];
       int n = g_snprintf (msg, sizeof msg, "vitlab: fault injection: exit at commit %d step %d "
-                          "(before %s)\n", commits_begun, commit_step, what);
+                          "(before %s)\n", cur->commit, cur->step, what);
       if (write (STDERR_FILENO, msg, MIN ((gsize) n, sizeof msg - 1)) < 0)
         {
           /* nothing to do: the exit is the point */
@@ -211,7 +214,7 @@ vl_run_unlock (VlRunLock *lock)
 
 /* Steps 3 and 4 of a commit whose manifest is in place; each step can be repeated. */
 static gboolean
-finish_commit (const char *dir, JsonObject *manifest, GError **error)
+finish_commit (const char *dir, JsonObject *manifest, FaultCursor *cur, GError **error)
 {
   g_autofree char *mpath = g_build_filename (dir, VL_RUN_MANIFEST, NULL);
   JsonNode *fn = json_object_get_member (manifest, "files");
@@ -241,7 +244,7 @@ finish_commit (const char *dir, JsonObject *manifest, GError **error)
       g_autofree char *pending = pending_path (dir, name);
       g_autofree char *final = g_build_filename (dir, name, NULL);
       g_autofree char *what = g_strdup_printf ("renaming %s", name);
-      fault_point (what);
+      fault_point (cur, what);
       if (!is_regular (pending))
         continue;   /* renamed already */
       if (g_rename (pending, final) != 0)
@@ -252,7 +255,7 @@ finish_commit (const char *dir, JsonObject *manifest, GError **error)
       int64_t length = json_node_get_int (ln);
       g_autofree char *pending = pending_path (dir, METRICS);
       g_autofree char *final = g_build_filename (dir, METRICS, NULL);
-      fault_point ("appending to metrics.jsonl");
+      fault_point (cur, "appending to metrics.jsonl");
       if (is_regular (pending))
         {
           g_autofree char *lines = NULL;
@@ -285,13 +288,13 @@ finish_commit (const char *dir, JsonObject *manifest, GError **error)
             }
           if (fsync (fd) != 0 || close (fd) != 0)
             return io_error (error, final, errno, "cannot write");
-          fault_point ("removing .metrics.jsonl.pending");
+          fault_point (cur, "removing .metrics.jsonl.pending");
           if (g_unlink (pending) != 0)
             return io_error (error, pending, errno, "cannot remove");
         }
     }
   fsync_dir (dir);
-  fault_point ("removing the manifest");
+  fault_point (cur, "removing the manifest");
   if (g_unlink (mpath) != 0 && errno != ENOENT)
     return io_error (error, mpath, errno, "cannot remove");
   fsync_dir (dir);
@@ -447,7 +450,7 @@ vl_run_recover (const char *dir, VlRunLock *lock, GError **error)
     {
       JsonObject *root = NULL;
       g_autoptr(JsonParser) p = vl_json_load_object_file (mpath, &root, error);
-      if (p == NULL || !finish_commit (dir, root, error))
+      if (p == NULL || !finish_commit (dir, root, NULL, error))
         {
           g_prefix_error (error, "%s: cannot finish an interrupted save: ", dir);
           return FALSE;
@@ -529,8 +532,7 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
                           GError **error)
 {
   fault_init ();
-  commits_begun++;
-  commit_step = 0;
+  FaultCursor cur = { g_atomic_int_add (&commits_begun, 1) + 1, 0 };
   g_autoptr(GPtrArray) files = g_ptr_array_new ();
   g_autofree char *p_model = pending_path (dir, "model.safetensors");
   g_autofree char *p_config = pending_path (dir, "config.json");
@@ -543,31 +545,31 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
   gboolean with_metrics = metrics != NULL && metrics[0] != '\0';
 
   /* 1. the group under pending names */
-  fault_point ("writing .model.safetensors.pending and .config.json.pending");
+  fault_point (&cur, "writing .model.safetensors.pending and .config.json.pending");
   gboolean ok = vl_model_save_checkpoint (model, p_model, p_config, error);
   g_ptr_array_add (files, "model.safetensors");
   g_ptr_array_add (files, "config.json");
   if (ok)
     {
-      fault_point ("writing .optimizer.safetensors.pending");
+      fault_point (&cur, "writing .optimizer.safetensors.pending");
       ok = vl_safetensors_writer_write (optimizer, p_opt, error);
       g_ptr_array_add (files, "optimizer.safetensors");
     }
   if (ok && best)
     {
-      fault_point ("writing .best.safetensors.pending");
+      fault_point (&cur, "writing .best.safetensors.pending");
       ok = vl_model_save_checkpoint (model, p_best, NULL, error);
       g_ptr_array_add (files, "best.safetensors");
     }
   if (ok && run_json)
     {
-      fault_point ("writing .run.json.pending");
+      fault_point (&cur, "writing .run.json.pending");
       ok = vl_write_file_atomic (p_run, run_json, -1, error);
       g_ptr_array_add (files, "run.json");
     }
   if (ok && with_metrics)
     {
-      fault_point ("writing .metrics.jsonl.pending");
+      fault_point (&cur, "writing .metrics.jsonl.pending");
       ok = vl_write_file_atomic (p_metrics, metrics, -1, error);
     }
 
@@ -592,7 +594,7 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
   g_autofree char *text = json_to_string (root, FALSE);
   if (ok)
     {
-      fault_point ("writing the manifest");
+      fault_point (&cur, "writing the manifest");
       ok = vl_write_file_atomic (mpath, text, -1, error);
     }
   if (!ok)
@@ -601,14 +603,11 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
       for (guint i = 0; i < G_N_ELEMENTS (all); i++)
         if (is_regular (all[i]))
           g_unlink (all[i]);
-      commit_step = -1;
       return FALSE;
     }
 
   /* 3-4. into place (what vl_run_recover repeats after an interruption) */
-  ok = finish_commit (dir, json_node_get_object (root), error);
-  commit_step = -1;
-  return ok;
+  return finish_commit (dir, json_node_get_object (root), &cur, error);
 }
 
 /* ------------------------------------------------------------------ metrics */
