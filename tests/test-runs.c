@@ -14,6 +14,7 @@
 #include "vl-test-util.h"
 #include "vl-model.h"
 #include "vl-run.h"
+#include "vl-trainer.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -706,6 +707,51 @@ test_legacy (void)
     }
 }
 
+/* A manifest that is not one (damaged by hand or by another program) is an error naming it, on
+ * every opening, and nothing is renamed; it never names a file outside the run's own. */
+static void
+test_bad_manifest (void)
+{
+  Env *e = env_get ();
+  g_autofree char *dir = g_build_filename (e->tmp, "bad-manifest", NULL);
+  g_autofree char *manifest = g_build_filename (dir, VL_RUN_MANIFEST, NULL);
+  g_autofree char *victim = g_build_filename (e->tmp, "victim", NULL);
+  g_assert_cmpint (g_mkdir (dir, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (victim, "keep", -1, NULL));
+  g_autoptr(GBytes) run = read_bytes (e->ref, "run.json");
+  write_bytes (dir, "run.json", run);
+  struct {
+    const char *text;
+    const char *says;
+  } cases[] = {
+    { "{\"files\": [\"model.safetensors\"", VL_RUN_MANIFEST },
+    { "[]", "not a JSON object" },
+    { "{\"files\": 3}", "not a commit manifest" },
+    { "{\"files\": [\"model.safetensors\"], \"metrics_length\": \"x\"}",
+      "not a commit manifest" },
+    { "{\"files\": [\"../victim\"]}", "\"../victim\", not a file of a run" },
+    { "{\"files\": [{}]}", "not a file of a run" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_assert_true (g_file_set_contents (manifest, cases[i].text, -1, NULL));
+      g_autoptr(GError) error = NULL;
+      VlTrainConfig c;
+      g_assert_false (vl_train_config_load (&c, dir, &error));
+      g_assert_nonnull (error);
+      g_test_message ("%s -> %s", cases[i].text, error->message);
+      g_assert_nonnull (strstr (error->message, manifest));
+      g_assert_nonnull (strstr (error->message, cases[i].says));
+      g_clear_error (&error);
+      g_assert_null (vl_run_load_model (dir, NULL, &error));
+      g_assert_nonnull (strstr (error->message, manifest));
+      g_autofree char *kept = NULL;
+      g_assert_true (g_file_get_contents (victim, &kept, NULL, NULL));
+      g_assert_cmpstr (kept, ==, "keep");
+      g_assert_true (g_file_test (manifest, G_FILE_TEST_EXISTS));
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -715,6 +761,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/runs/no-checkpoint", test_no_checkpoint);
   g_test_add_func ("/cli/runs/paths", test_paths);
   g_test_add_func ("/cli/runs/legacy", test_legacy);
+  g_test_add_func ("/cli/runs/bad-manifest", test_bad_manifest);
   int rc = g_test_run ();
   env_teardown (&shared_env);
   return rc;
