@@ -634,8 +634,8 @@ get_strv (JsonObject *o, const char *key)
 
 /* ------------------------------------------------------------------ run.json */
 
-gboolean
-vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
+static gboolean
+config_load (VlTrainConfig *c, const char *run_dir, GError **error)
 {
   vl_train_config_init (c);
   /* an interrupted save is finished (or rolled back) before anything is read */
@@ -714,6 +714,15 @@ vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   return TRUE;
 bad:
   g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: unknown value \"%s\"", path, s);
+  return FALSE;
+}
+
+gboolean
+vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
+{
+  if (config_load (c, run_dir, error))
+    return TRUE;
+  vl_train_config_clear (c);   /* nothing for the caller to free */
   return FALSE;
 }
 

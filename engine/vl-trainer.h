@@ -137,7 +137,8 @@ void      vl_train_config_clear  (VlTrainConfig *c);
 void      vl_train_config_copy   (VlTrainConfig *dst, const VlTrainConfig *src);
 /* Checks ranges and the schedule; errors name the option ("lr -1: must be positive"). */
 gboolean  vl_train_config_check  (const VlTrainConfig *c, GError **error);
-/* Reads run_dir/run.json into c (initialised first); out_dir is set to run_dir. */
+/* Reads run_dir/run.json into c (initialised first); out_dir is set to run_dir. Finishes or
+ * rolls back an interrupted save first (vl_run_recover). On failure c holds nothing to free. */
 gboolean  vl_train_config_load   (VlTrainConfig *c, const char *run_dir, GError **error);
 
 /* Parses an unlock schedule: entries "EPOCH:N" (N a count or "all") separated by commas, epochs
