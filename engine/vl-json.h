@@ -1,8 +1,10 @@
 /* vl-json.h: small json-glib helpers the engine's config readers share (checkpoint configs in
- * vl-families.c, run.json in vl-trainer.c). Engine-internal. */
+ * vl-families.c, run.json in vl-trainer.c, run folders in vl-run.c). Engine-internal. */
 #pragma once
 
 #include <json-glib/json-glib.h>
+
+#include "vl-safetensors.h"   /* VL_ERROR */
 
 /* Member `key` of o when it is an object; NULL when o is NULL, or the member is absent or of
  * another type. */
@@ -31,4 +33,33 @@ vl_json_number (JsonNode *n, double *out)
   else
     return FALSE;
   return TRUE;
+}
+
+/* Parses a JSON file whose top level is an object: the parser (owning *root), or NULL with an
+ * error naming the file (VL_ERROR_MISSING when it does not exist, else VL_ERROR_FORMAT). */
+static inline JsonParser *
+vl_json_load_object_file (const char *path, JsonObject **root, GError **error)
+{
+  JsonParser *p = json_parser_new ();
+  GError *local = NULL;
+  if (!json_parser_load_from_file (p, path, &local))
+    {
+      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
+        g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no such file", path);
+      else
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s", path, local->message);
+      g_error_free (local);
+      g_object_unref (p);
+      return NULL;
+    }
+  JsonNode *n = json_parser_get_root (p);
+  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: the top level is not a JSON object",
+                   path);
+      g_object_unref (p);
+      return NULL;
+    }
+  *root = json_node_get_object (n);
+  return p;
 }

@@ -1,5 +1,8 @@
 /* vl-trainer.c: the training loop on its own thread, its event queue, evaluation, run folders.
  *
+ * The files of a run folder are written, committed and recovered by vl-run.c; this file decides
+ * what goes into them.
+ *
  * Threads: the caller's (UI or CLI) creates, controls and drains; the worker owns the model, the
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
@@ -309,111 +312,6 @@ vl_train_layer_scales (VlModel *m, double decay, float *scales)
 
 /* ------------------------------------------------------------------ files */
 
-static gboolean
-io_error (GError **error, const char *path, int err, const char *what)
-{
-  g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: %s: %s", path, what, g_strerror (err));
-  return FALSE;
-}
-
-static void
-fsync_dir (const char *dir)
-{
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0)
-    {
-      fsync (fd);
-      close (fd);
-    }
-}
-
-gboolean
-vl_write_file_atomic (const char *path, const char *contents, gssize length, GError **error)
-{
-  gsize len = length < 0 ? strlen (contents) : (gsize) length;
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *tmp = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
-  int fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return io_error (error, path, errno, "cannot create a file beside it");
-  const char *p = contents;
-  gsize left = len;
-  while (left > 0)
-    {
-      ssize_t w = write (fd, p, left);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0)
-        {
-          int err = w < 0 ? errno : ENOSPC;
-          close (fd);
-          g_unlink (tmp);
-          return io_error (error, path, err, "cannot write");
-        }
-      p += w;
-      left -= (gsize) w;
-    }
-  if (fsync (fd) != 0 || close (fd) != 0)
-    {
-      int err = errno;
-      g_unlink (tmp);
-      return io_error (error, path, err, "cannot write");
-    }
-  if (g_rename (tmp, path) != 0)
-    {
-      int err = errno;
-      g_unlink (tmp);
-      return io_error (error, path, err, "cannot replace");
-    }
-  fsync_dir (dir);
-  return TRUE;
-}
-
-/* A checkpoint is several files. Each is first written (atomically) under a pending name beside
- * its final one; only when all of them are on disk are they renamed into place, so a failed save
- * leaves the previous checkpoint whole. */
-typedef struct {
-  char      *dir;
-  GPtrArray *pending;   /* pairs: pending path, final path */
-} Commit;
-
-static const char *
-commit_add (Commit *c, const char *name)
-{
-  g_ptr_array_add (c->pending, g_strdup_printf ("%s/.%s.pending", c->dir, name));
-  g_ptr_array_add (c->pending, g_build_filename (c->dir, name, NULL));
-  return g_ptr_array_index (c->pending, c->pending->len - 2);
-}
-
-static void
-commit_init (Commit *c, const char *dir)
-{
-  c->dir = g_strdup (dir);
-  c->pending = g_ptr_array_new_with_free_func (g_free);
-}
-
-static void
-commit_abort (Commit *c)
-{
-  for (guint i = 0; i < c->pending->len; i += 2)
-    g_unlink (g_ptr_array_index (c->pending, i));
-  g_ptr_array_unref (c->pending);
-  g_free (c->dir);
-}
-
-static gboolean
-commit_finish (Commit *c, GError **error)
-{
-  gboolean ok = TRUE;
-  for (guint i = 0; i < c->pending->len && ok; i += 2)
-    if (g_rename (g_ptr_array_index (c->pending, i), g_ptr_array_index (c->pending, i + 1)) != 0)
-      ok = io_error (error, g_ptr_array_index (c->pending, i + 1), errno, "cannot replace");
-  fsync_dir (c->dir);
-  commit_abort (c);
-  return ok;
-}
-
 static char *
 sha256_file (const char *path)
 {
@@ -430,23 +328,6 @@ sha256_file (const char *path)
   gboolean bad = ferror (f);
   fclose (f);
   return bad ? NULL : g_strdup (g_checksum_get_string (sum));
-}
-
-/* SHA-256 of every parameter (names, shapes, float32 data): ties the optimizer state to the
- * model it belongs to. */
-static char *
-model_params_sha256 (VlModel *m)
-{
-  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
-  for (int i = 0; i < vl_model_n_tensors (m); i++)
-    {
-      int64_t numel;
-      const float *d = vl_model_tensor_data (m, i, NULL, NULL, &numel);
-      const char *name = vl_model_tensor_name (m, i);
-      g_checksum_update (sum, (const guchar *) name, strlen (name) + 1);
-      g_checksum_update (sum, (const guchar *) d, (gssize) (numel * sizeof (float)));
-    }
-  return g_strdup (g_checksum_get_string (sum));
 }
 
 /* Copies every tensor of the model from a safetensors file (same names and shapes, nothing
@@ -632,39 +513,18 @@ get_strv (JsonObject *o, const char *key)
   return v;
 }
 
-static JsonParser *
-parse_json_file (const char *path, JsonObject **root, GError **error)
-{
-  g_autoptr(JsonParser) p = json_parser_new ();
-  g_autoptr(GError) local = NULL;
-  if (!json_parser_load_from_file (p, path, &local))
-    {
-      if (g_error_matches (local, G_FILE_ERROR, G_FILE_ERROR_NOENT))
-        g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no such file", path);
-      else
-        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s", path, local->message);
-      return NULL;
-    }
-  JsonNode *n = json_parser_get_root (p);
-  if (n == NULL || !JSON_NODE_HOLDS_OBJECT (n))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: the top level is not a JSON object",
-                   path);
-      return NULL;
-    }
-  *root = json_node_get_object (n);
-  return g_steal_pointer (&p);
-}
-
 /* ------------------------------------------------------------------ run.json */
 
-gboolean
-vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
+static gboolean
+config_load (VlTrainConfig *c, const char *run_dir, GError **error)
 {
   vl_train_config_init (c);
+  /* an interrupted save is finished (or rolled back) before anything is read */
+  if (!vl_run_recover (run_dir, NULL, error))
+    return FALSE;
   g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
   JsonObject *root = NULL;
-  g_autoptr(JsonParser) parser = parse_json_file (path, &root, error);
+  g_autoptr(JsonParser) parser = vl_json_load_object_file (path, &root, error);
   if (parser == NULL)
     return FALSE;
   if (g_strcmp0 (get_str (root, "format"), "vitlab-run") != 0)
@@ -745,6 +605,15 @@ bad:
   return FALSE;
 }
 
+gboolean
+vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
+{
+  if (config_load (c, run_dir, error))
+    return TRUE;
+  vl_train_config_clear (c);   /* nothing for the caller to free */
+  return FALSE;
+}
+
 /* ------------------------------------------------------------------ config.json (timm layout) */
 
 
@@ -759,27 +628,6 @@ add_strv (JsonBuilder *b, const char *key, const char *const *v, int n)
 }
 
 
-
-VlModel *
-vl_run_load_model (const char *run_dir, char ***class_names, GError **error)
-{
-  /* runs are saved losslessly (vl_model_save_checkpoint): the folder loads as it is */
-  g_autofree char *cfg_path = g_build_filename (run_dir, "config.json", NULL);
-  JsonObject *root = NULL;
-  g_autoptr(JsonParser) parser = parse_json_file (cfg_path, &root, error);
-  if (parser == NULL)
-    return NULL;
-  g_autoptr(VlModel) m = vl_model_load (run_dir, error);
-  if (m == NULL)
-    return NULL;
-  if (class_names)
-    {
-      *class_names = get_strv (root, "label_names");
-      if (*class_names && (int) g_strv_length (*class_names) != vl_model_num_classes (m))
-        g_clear_pointer (class_names, g_strfreev);
-    }
-  return g_steal_pointer (&m);
-}
 
 /* ------------------------------------------------------------------ events */
 
@@ -813,7 +661,7 @@ vl_run_read_task (const char *run_dir, VlRunTask *out, GError **error)
   memset (out, 0, sizeof *out);
   g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
   JsonObject *root = NULL;
-  g_autoptr(JsonParser) parser = parse_json_file (path, &root, error);
+  g_autoptr(JsonParser) parser = vl_json_load_object_file (path, &root, error);
   if (parser == NULL)
     return FALSE;
   JsonObject *task = vl_json_object_member (root, "task");
@@ -919,6 +767,9 @@ struct _VlTrainer {
   float          *user_px;      /* (user_c, user_h, user_w); NULL: none (or taken) */
   int             user_c, user_h, user_w;
   guint64         user_serial;  /* of the latest call; the worker compares its own */
+  /* the run folder (vl_run_begin in vl_trainer_start): locked until the worker ends */
+  VlRunLock      *run_lock;
+  gboolean        run_has_checkpoint;   /* resume from it; FALSE: a resume starts at epoch 0 */
 };
 
 /* Queues an event (taking it); merges it with the tail when both are steps, replaces an
@@ -992,6 +843,7 @@ vl_trainer_unref (VlTrainer *t)
     t->notify_destroy (t->notify_data);
   vl_model_free (t->model);
   vl_dataset_free (t->ds);
+  vl_run_unlock (t->run_lock);
   g_object_unref (t->cancel);
   vl_train_config_clear (&t->cfg);
   g_mutex_clear (&t->lock);
@@ -1186,6 +1038,9 @@ typedef struct {
   char                *backbone_path, *backbone_sha;
   char               **class_names;
   char                *created;
+  char                *backbone_typed;  /* as given; backbone_path is absolute */
+  char                *data_spec;       /* the dataset spec with an absolute path */
+  char                *data_typed;      /* as given */
 
   VlLoader            *train_loader;    /* images, created when first needed */
   VlLoader            *val_loader;
@@ -1363,6 +1218,9 @@ run_clear (Run *r)
   g_strfreev (r->class_names);
   g_free (r->backbone_path);
   g_free (r->backbone_sha);
+  g_free (r->backbone_typed);
+  g_free (r->data_spec);
+  g_free (r->data_typed);
   g_free (r->created);
   if (r->metrics_lines)
     g_ptr_array_unref (r->metrics_lines);
@@ -1445,6 +1303,7 @@ run_json (Run *r)
   if (c->geometry)
     add_str (b, "geometry", c->geometry);
   add_str (b, "path", r->backbone_path);
+  add_str (b, "path_typed", r->backbone_typed);
   add_str (b, "sha256", r->backbone_sha);
   add_str (b, "family", g->family);
   add_str (b, "architecture", g->architecture);
@@ -1498,7 +1357,9 @@ run_json (Run *r)
 
   json_builder_set_member_name (b, "data");
   json_builder_begin_object (b);
-  add_str (b, "spec", c->data ? c->data : "(in memory)");
+  add_str (b, "spec", r->data_spec ? r->data_spec : "(in memory)");
+  if (r->data_typed)
+    add_str (b, "spec_typed", r->data_typed);
   add_str (b, "description", vl_dataset_description (r->ds));
   add_num (b, "val_fraction", c->val_fraction);
   add_strv (b, "classes", (const char *const *) r->class_names, r->K);
@@ -1622,14 +1483,13 @@ meta_double (VlSafetensorsWriter *w, const char *key, double v)
                                                            : isnan (v) ? "nan" : "inf");
 }
 
-/* Saves the model, the optimizer state and position (epoch, batch), config.json, run.json and
- * metrics.jsonl as one commit. */
+/* Saves the model, the optimizer state and position (epoch, batch), config.json, run.json, the
+ * metrics of the epochs not saved yet and, when `best`, best.safetensors as one group commit
+ * (vl_run_commit_checkpoint). */
 static gboolean
-save_checkpoint (Run *r, int epoch, int batch, GError **error)
+save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
 {
   VlModel *m = r->m;
-  Commit c;
-  commit_init (&c, r->cfg->out_dir);
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
   GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(JsonBuilder) steps = json_builder_new ();
@@ -1654,7 +1514,7 @@ save_checkpoint (Run *r, int epoch, int batch, GError **error)
     }
   json_builder_end_object (steps);
   g_autofree char *steps_json = builder_to_string (steps, FALSE);
-  g_autofree char *sha = model_params_sha256 (m);
+  g_autofree char *sha = vl_run_params_sha256 (m);
   g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
   vl_safetensors_writer_add_metadata (w, "format", "vitlab-optimizer");
   vl_safetensors_writer_add_metadata (w, "optimizer", "adamw");
@@ -1677,21 +1537,12 @@ save_checkpoint (Run *r, int epoch, int batch, GError **error)
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  const char *st_name = commit_add (&c, "model.safetensors");
-  gboolean ok = vl_model_save_checkpoint (m, st_name, commit_add (&c, "config.json"), error) &&
-                vl_safetensors_writer_write (w, commit_add (&c, "optimizer.safetensors"), error) &&
-                vl_write_file_atomic (commit_add (&c, "metrics.jsonl"), metrics->str,
-                                      (gssize) metrics->len, error) &&
-                vl_write_file_atomic (commit_add (&c, "run.json"), run, -1, error);
+  gboolean ok = vl_run_commit_checkpoint (r->cfg->out_dir, m, w, best, run, metrics->str, error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);
   if (!ok)
-    {
-      commit_abort (&c);
-      return FALSE;
-    }
-  if (!commit_finish (&c, error))
     return FALSE;
+  g_ptr_array_set_size (r->metrics_lines, 0);   /* in metrics.jsonl now */
   r->dirty = FALSE;
   r->saved_epoch = epoch;
   return TRUE;
@@ -1737,7 +1588,7 @@ load_checkpoint_state (Run *r, GError **error)
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a vitlab optimizer state", path);
       return FALSE;
     }
-  g_autofree char *sha = model_params_sha256 (m);
+  g_autofree char *sha = vl_run_params_sha256 (m);
   if (g_strcmp0 (meta_get (meta, "model_sha256"), sha) != 0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
@@ -1831,12 +1682,26 @@ check_run_data (Run *r, GError **error)
 {
   g_autofree char *path = g_build_filename (r->cfg->out_dir, "run.json", NULL);
   JsonObject *root = NULL;
-  g_autoptr(JsonParser) parser = parse_json_file (path, &root, error);
+  g_autoptr(JsonParser) parser = vl_json_load_object_file (path, &root, error);
   if (parser == NULL)
     return FALSE;
   g_free (r->created);
   r->created = g_strdup (get_str (root, "created"));
   JsonObject *data = vl_json_object_member (root, "data");
+  /* the typed form of a path stays while the path does */
+  JsonObject *bb = vl_json_object_member (root, "backbone");
+  const char *typed = get_str (bb, "path_typed");
+  if (typed && g_strcmp0 (get_str (bb, "path"), r->backbone_path) == 0)
+    {
+      g_free (r->backbone_typed);
+      r->backbone_typed = g_strdup (typed);
+    }
+  typed = get_str (data, "spec_typed");
+  if (typed && r->data_spec && g_strcmp0 (get_str (data, "spec"), r->data_spec) == 0)
+    {
+      g_free (r->data_typed);
+      r->data_typed = g_strdup (typed);
+    }
   g_auto(GStrv) classes = get_strv (data, "classes");
   JsonObject *split = vl_json_object_member (data, "split");
   int64_t n_train = -1, n_val = -1;
@@ -1857,29 +1722,6 @@ check_run_data (Run *r, GError **error)
       return FALSE;
     }
   return TRUE;
-}
-
-/* On resume: metrics.jsonl is kept up to the checkpoint's epoch. */
-static void
-load_metrics (Run *r)
-{
-  g_autofree char *mpath = g_build_filename (r->cfg->out_dir, "metrics.jsonl", NULL);
-  g_autofree char *text = NULL;
-  if (g_file_get_contents (mpath, &text, NULL, NULL))
-    {
-      g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
-      for (int i = 0; lines[i]; i++)
-        {
-          g_autoptr(JsonParser) lp = json_parser_new ();
-          int64_t e;
-          if (*lines[i] == '\0' || !json_parser_load_from_data (lp, lines[i], -1, NULL) ||
-              !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (lp)))
-            continue;
-          if (get_int (json_node_get_object (json_parser_get_root (lp)), "epoch", &e) &&
-              e < r->epoch)
-            g_ptr_array_add (r->metrics_lines, g_strconcat (lines[i], "\n", NULL));
-        }
-    }
 }
 
 /* ---- setup ---- */
@@ -1994,7 +1836,8 @@ setup (Run *r, GError **error)
 
   if (t->model == NULL)
     {
-      if (c->resume && (c->backbone == NULL || !g_file_test (c->backbone, G_FILE_TEST_EXISTS)))
+      if (c->resume && t->run_has_checkpoint &&
+          (c->backbone == NULL || !g_file_test (c->backbone, G_FILE_TEST_EXISTS)))
         t->model = vl_run_load_model (c->out_dir, NULL, error);   /* the run has every tensor */
       else if (c->init_random)
         t->model = random_model (c, error);
@@ -2004,10 +1847,12 @@ setup (Run *r, GError **error)
         t->model = vl_model_load (c->backbone, error);
       if (t->model == NULL)
         return FALSE;
-      r->backbone_path = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
     }
-  else
-    r->backbone_path = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
+  /* run.json records absolute paths (the run opens from anywhere) and the typed ones */
+  r->backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
+  r->backbone_path = vl_run_absolute_path (r->backbone_typed);
+  r->data_typed = g_strdup (c->data);
+  r->data_spec = vl_run_absolute_spec (c->data);
   if (t->ds == NULL)
     {
       VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
@@ -2078,11 +1923,15 @@ setup (Run *r, GError **error)
 
   if (c->resume)
     {
+      /* without a checkpoint (the run never saved one) it starts again from epoch 0 */
       g_autofree char *mpath = g_build_filename (c->out_dir, "model.safetensors", NULL);
-      if (!check_run_data (r, error) || !load_tensors_into (r->m, mpath, error) ||
-          !load_checkpoint_state (r, error))
+      if (!check_run_data (r, error) ||
+          (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
+                                     !load_checkpoint_state (r, error))))
         return FALSE;
-      load_metrics (r);
+      /* metrics.jsonl ends where the checkpoint does */
+      if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
+        return FALSE;
     }
   if (r->created == NULL)
     {
@@ -2101,7 +1950,7 @@ setup (Run *r, GError **error)
   r->gnorms = g_new0 (double, r->n_groups);
   choose_probes (r);
 
-  if (c->out_dir && !c->resume)
+  if (c->out_dir && (!c->resume || !t->run_has_checkpoint))
     {
       g_autofree char *run = run_json (r);
       g_autofree char *path = g_build_filename (c->out_dir, "run.json", NULL);
@@ -2687,20 +2536,11 @@ run_epochs (Run *r, GError **error)
       r->batch = 0;
       if (c->out_dir)
         {
-          if (!save_checkpoint (r, r->epoch + 1, 0, error))
+          if (!save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
             {
               g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
               metrics_clear (&e);
               return VL_TRAIN_END_FAILED;
-            }
-          if (e.best && c->early_stop > 0)
-            {
-              g_autofree char *best = g_build_filename (c->out_dir, "best.safetensors", NULL);
-              if (!vl_model_save_checkpoint (r->m, best, NULL, error))
-                {
-                  metrics_clear (&e);
-                  return VL_TRAIN_END_FAILED;
-                }
             }
         }
       VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_EPOCH, r->epoch, r->step);
@@ -2729,7 +2569,7 @@ run_epochs (Run *r, GError **error)
     }
   if (o == STOPPED)
     {
-      if (c->out_dir && r->dirty && !save_checkpoint (r, r->epoch, r->batch, error))
+      if (c->out_dir && r->dirty && !save_checkpoint (r, r->epoch, r->batch, FALSE, error))
         {
           g_prefix_error (error, "saving the checkpoint at the stop: ");
           return VL_TRAIN_END_FAILED;
@@ -2763,6 +2603,7 @@ worker (gpointer data)
   run_clear (&r);
   if (t->model)
     vl_model_set_cancellable (t->model, NULL);   /* the model handed back runs freely */
+  g_clear_pointer (&t->run_lock, vl_run_unlock);   /* the folder is free once FINISHED is seen */
   vl_mutex_lock (&t->lock);
   t->done = TRUE;
   t->state = VL_TRAINER_FINISHED;
@@ -2776,34 +2617,12 @@ vl_trainer_start (VlTrainer *t, GError **error)
 {
   g_return_val_if_fail (vl_trainer_get_state (t) == VL_TRAINER_IDLE, FALSE);
   const VlTrainConfig *c = &t->cfg;
-  if (c->out_dir)
-    {
-      if (g_mkdir_with_parents (c->out_dir, 0755) != 0)
-        return io_error (error, c->out_dir, errno, "cannot create the run folder");
-      if (access (c->out_dir, W_OK) != 0)
-        return io_error (error, c->out_dir, errno, "cannot write in the run folder");
-      g_autofree char *existing = g_build_filename (c->out_dir, "run.json", NULL);
-      if (!c->resume && g_file_test (existing, G_FILE_TEST_EXISTS))
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                       "%s: already holds a run; resume it or choose another folder",
-                       c->out_dir);
-          return FALSE;
-        }
-      const char *need[] = { "run.json", "model.safetensors", "optimizer.safetensors" };
-      for (guint i = 0; c->resume && i < G_N_ELEMENTS (need); i++)
-        {
-          g_autofree char *p = g_build_filename (c->out_dir, need[i], NULL);
-          if (!g_file_test (p, G_FILE_TEST_EXISTS))
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                           "%s: nothing to resume (no %s)", c->out_dir, need[i]);
-              return FALSE;
-            }
-        }
-    }
+  if (c->out_dir &&
+      !vl_run_begin (c->out_dir, c->resume, &t->run_lock, &t->run_has_checkpoint, error))
+    return FALSE;
   if (t->ds == NULL && c->data == NULL)
     {
+      g_clear_pointer (&t->run_lock, vl_run_unlock);
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "no data to train on");
       return FALSE;
     }

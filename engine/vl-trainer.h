@@ -44,17 +44,22 @@
  * (about 70 MB with fsync for ViT-Ti) comes on top of the bound.
  *
  * Run folder (cfg.out_dir):
- *   run.json               the configuration: backbone path and SHA-256, head, pool, unlock
- *                          schedule, hyperparameters, seed, dataset spec, classes and split
- *   metrics.jsonl          one JSON object per finished epoch
+ *   run.json               the configuration: backbone path (absolute; "path_typed" as given)
+ *                          and SHA-256, head, pool, unlock schedule, hyperparameters, seed,
+ *                          dataset spec (absolute path; "spec_typed" as given), classes, split
+ *   metrics.jsonl          one JSON object per epoch of the checkpoint
  *   model.safetensors      the model (vl_model_save), with
  *   config.json            timm layout: the folder itself loads with vl_model_load
  *                          (a linear head; see vl_run_load_model for the MLP head)
  *   optimizer.safetensors  AdamW moments per tensor; step counts, epoch, batch, global step and
  *                          the state of early stopping in its metadata
  *   best.safetensors       the model at the lowest validation loss (with early stopping)
- * Every file is written to a temporary name, fsynced and renamed, so an interrupted or failed save
- * (full disk, folder made read-only) leaves the previous checkpoint whole.
+ * run.json is written when the run starts; everything else (run.json again) is saved as one
+ * checkpoint after each epoch and at a stop, committed as a group by vl_run_commit_checkpoint
+ * (vl-run.h): an interrupted save (kill -9, full disk) leaves the previous checkpoint or the new
+ * one, whole, and the next opening of the folder finishes or rolls it back. A folder with run.json
+ * and no checkpoint resumes from epoch 0 and may take a new run; one with a checkpoint refuses a
+ * new run. While the worker runs, the trainer holds the folder's lock (vl_run_lock).
  */
 #pragma once
 
@@ -64,6 +69,7 @@
 
 #include "vl-dataset.h"
 #include "vl-model.h"
+#include "vl-run.h"
 #include "vl-task.h"
 
 G_BEGIN_DECLS
@@ -135,7 +141,8 @@ void      vl_train_config_clear  (VlTrainConfig *c);
 void      vl_train_config_copy   (VlTrainConfig *dst, const VlTrainConfig *src);
 /* Checks ranges and the schedule; errors name the option ("lr -1: must be positive"). */
 gboolean  vl_train_config_check  (const VlTrainConfig *c, GError **error);
-/* Reads run_dir/run.json into c (initialised first); out_dir is set to run_dir. */
+/* Reads run_dir/run.json into c (initialised first); out_dir is set to run_dir. Finishes or
+ * rolls back an interrupted save first (vl_run_recover). On failure c holds nothing to free. */
 gboolean  vl_train_config_load   (VlTrainConfig *c, const char *run_dir, GError **error);
 
 /* Parses an unlock schedule: entries "EPOCH:N" (N a count or "all") separated by commas, epochs
@@ -291,8 +298,9 @@ void      vl_trainer_take_dataset (VlTrainer *t, VlDataset *dataset);
 void      vl_trainer_set_notify   (VlTrainer *t, VlTrainerNotify notify, gpointer user_data,
                                    GDestroyNotify destroy);
 /* Starts the worker. Fails at once (nothing started) when the run folder cannot be created or
- * written, or cfg.resume finds no checkpoint there; later failures end the run with a FINISHED
- * event carrying the error. */
+ * written, another trainer uses it, cfg.resume finds no run.json there (without a checkpoint it
+ * starts at epoch 0), or a new run finds a checkpoint there (vl_run_begin); later failures end
+ * the run with a FINISHED event carrying the error. */
 gboolean  vl_trainer_start        (VlTrainer *t, GError **error);
 /* Pauses at the next batch boundary / resumes. */
 void      vl_trainer_pause        (VlTrainer *t);
@@ -331,10 +339,8 @@ const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);
 
 /* ------------------------------------------------------------------ run folders */
 
-/* Loads the model saved in a run folder: vl_model_load for a linear head; for the MLP head the
- * backbone structure comes from config.json and every tensor from model.safetensors. class_names
- * (optional) receives the run's class names (g_strfreev). */
-VlModel  *vl_run_load_model       (const char *run_dir, char ***class_names, GError **error);
+/* Run folders (vl_run_load_model, vl_write_file_atomic, the checkpoint commit): vl-run.h. */
+
 /* The task a run folder was trained for (run.json's "task"; a run without one classifies):
  * for regression, its targets' names and the standardisation its head predicts in. */
 typedef struct {
@@ -357,9 +363,6 @@ GPtrArray *vl_run_read_metrics    (const char *run_dir, VlTaskKind task, int n_o
                                    GError **error);
 void      vl_epoch_metrics_free   (VlEpochMetrics *m);
 
-/* Writes contents to path atomically: a temporary file beside it, fsync, rename. */
-gboolean  vl_write_file_atomic    (const char *path, const char *contents, gssize length,
-                                   GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainEvent, vl_train_event_free)
