@@ -1952,3 +1952,12 @@ vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double
     backward_stem (m, a);
   return TRUE;
 }
+
+const float *
+vl_model_tokens_after_block (VlModel *m, int block)
+{
+  VlActs *a = m->acts;
+  if (a == NULL || !a->valid || a->from_features || block < 0 || block >= m->geo.depth)
+    return NULL;
+  return a->xs[block + 1];
+}
