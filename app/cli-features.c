@@ -379,7 +379,7 @@ cmd_probe (int argc, char **argv)
       g_autoptr(VlLogreg) lr = vl_logreg_fit_sweep (Xtr, ytr, n_train, D, K, &sw, &r, NULL, &error);
       if (lr == NULL)
         return cli_fail (error);
-      g_print ("logistic regression: C swept over 10^[%g … %g] by %g on a %.0f%% hold-out of "
+      g_print ("logistic regression: C swept over 10^[%g, %g] by %g on a %.0f%% hold-out of "
                "train (%" G_GINT64_FORMAT " images, seed %" G_GINT64_FORMAT "):\n",
                sw.log10_c_min, sw.log10_c_max, sw.log10_c_step, sw.holdout * 100, r.n_holdout,
                seed);
