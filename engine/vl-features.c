@@ -102,6 +102,12 @@ pool_image (const float *tok, int T, int P, int W, VlFeaturePool pool, float *ou
 
 static const VlPoolKind model_pool_of[] = { VL_POOL_TOKEN, VL_POOL_AVG, VL_POOL_MAX };
 
+static const char *
+model_name (VlModel *m)
+{
+  return vl_model_path (m) ? vl_model_path (m) : "the model";
+}
+
 static gboolean
 check_options (VlModel *m, const VlFeatureOptions *o, GError **error)
 {
@@ -109,7 +115,7 @@ check_options (VlModel *m, const VlFeatureOptions *o, GError **error)
   if (o->layer != VL_FEATURE_LAYER_FINAL && (o->layer < 0 || o->layer >= g->depth))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "%s: layer %d: the model has blocks 0 to %d", vl_model_path (m), o->layer,
+                   "%s: layer %d: the model has blocks 0 to %d", model_name (m), o->layer,
                    g->depth - 1);
       return FALSE;
     }
@@ -123,7 +129,7 @@ check_options (VlModel *m, const VlFeatureOptions *o, GError **error)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
                    "%s: the model has no class token to pool: use avg, max or all",
-                   vl_model_path (m));
+                   model_name (m));
       return FALSE;
     }
   if (o->batch_size < 1 || o->batch_size > 4096)
@@ -148,9 +154,9 @@ typedef struct {
   GCancellable      *cancellable;
 } Extract;
 
-/* Appends one batch's features (after the forward) to e->f. */
-static void
-take_batch (Extract *e, VlSplit split, const VlBatch *b)
+/* Appends one batch's features (after the forward) to e->f. FALSE when they cannot be stored. */
+static gboolean
+take_batch (Extract *e, VlSplit split, const VlBatch *b, GError **error)
 {
   VlFeatures *f = e->f;
   const VlGeometry *g = vl_model_geometry (e->m);
@@ -159,7 +165,16 @@ take_batch (Extract *e, VlSplit split, const VlBatch *b)
     {
       f->n_tokens = e->o->pool == VL_FEATURE_POOL_ALL ? T : 1;
       f->dim = (int64_t) f->n_tokens * W;
-      f->features = g_new (float, MAX (e->capacity, 1) * f->dim);
+      f->features = g_try_malloc (sizeof (float) * MAX (e->capacity, 1) * f->dim);
+      if (f->features == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "the features of %" G_GINT64_FORMAT " images x %" G_GINT64_FORMAT
+                       " values would take %.1f GiB: pool them, or take fewer images",
+                       e->capacity, f->dim,
+                       (double) e->capacity * f->dim * sizeof (float) / (1 << 30));
+          return FALSE;
+        }
     }
   g_assert (e->o->pool != VL_FEATURE_POOL_ALL || f->n_tokens == T);
   const int64_t D = f->dim;
@@ -180,6 +195,7 @@ take_batch (Extract *e, VlSplit split, const VlBatch *b)
       f->labels[row] = b->labels[i];
       f->files[row] = g_strdup (vl_dataset_item_name (e->ds, split, b->indices[i]));
     }
+  return TRUE;
 }
 
 static gboolean
@@ -198,7 +214,8 @@ extract_split (Extract *e, VlSplit split, GError **error)
       if (g_cancellable_set_error_if_cancelled (e->cancellable, error) ||
           !vl_model_forward (e->m, b.images, b.n, e->pp.size, e->pp.size, VL_FORWARD_INFER, error))
         return FALSE;
-      take_batch (e, split, &b);
+      if (!take_batch (e, split, &b, error))
+        return FALSE;
       e->done = before + MIN ((int64_t) (b.index + 1) * bs, n_items);
       if (e->progress)
         e->progress (e->done, e->total, e->user_data);
@@ -398,29 +415,34 @@ write_npy (const VlFeatures *f, const char *path, GError **error)
   g_string_append_c (dict, '\n');
 
   const gsize data_bytes = (gsize) f->n * (gsize) f->dim * sizeof (float);
-  GByteArray *buf = g_byte_array_sized_new ((guint) MIN (prefix + dict->len + data_bytes,
-                                                          G_MAXUINT));
+  const gsize total_bytes = prefix + dict->len + data_bytes;
+  guint8 *buf = g_try_malloc (total_bytes);
+  if (buf == NULL)
+    {
+      g_string_free (dict, TRUE);
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot allocate %" G_GSIZE_FORMAT
+                   " bytes to write", path, total_bytes);
+      return FALSE;
+    }
   const guint8 magic[8] = { 0x93, 'N', 'U', 'M', 'P', 'Y', v2 ? 2 : 1, 0 };
-  g_byte_array_append (buf, magic, 8);
+  memcpy (buf, magic, 8);
   if (v2)
     {
       guint32 len = GUINT32_TO_LE ((guint32) dict->len);
-      g_byte_array_append (buf, (const guint8 *) &len, 4);
+      memcpy (buf + 8, &len, 4);
     }
   else
     {
       guint16 len = GUINT16_TO_LE ((guint16) dict->len);
-      g_byte_array_append (buf, (const guint8 *) &len, 2);
+      memcpy (buf + 8, &len, 2);
     }
-  g_byte_array_append (buf, (const guint8 *) dict->str, dict->len);
-  g_string_free (dict, TRUE);
+  memcpy (buf + prefix, dict->str, dict->len);
   /* little-endian float32, the host's order on every platform vitlab builds for */
   G_STATIC_ASSERT (G_BYTE_ORDER == G_LITTLE_ENDIAN);
-  for (gsize off = 0; off < data_bytes; off += G_MAXUINT / 2)
-    g_byte_array_append (buf, (const guint8 *) f->features + off,
-                         (guint) MIN (data_bytes - off, G_MAXUINT / 2));
-  gboolean ok = vl_write_file_atomic (path, (const char *) buf->data, (gssize) buf->len, error);
-  g_byte_array_unref (buf);
+  memcpy (buf + prefix + dict->len, f->features, data_bytes);
+  g_string_free (dict, TRUE);
+  gboolean ok = vl_write_file_atomic (path, (const char *) buf, (gssize) total_bytes, error);
+  g_free (buf);
   return ok;
 }
 
