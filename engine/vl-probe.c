@@ -270,9 +270,8 @@ line_search (Line *L, double f0, double g0, double t_init, double *t_out, double
     }
   if (!zoom)
     {
-      /* 40 expansions and still descending: take the last point (it decreased f) */
-      double gt;
-      *f_out = line_eval (L, t_prev, &gt);
+      /* 40 expansions and still descending: the last point (xt, gt hold it) decreased f */
+      *f_out = f_prev;
       *t_out = t_prev;
       return FALSE;
     }
@@ -280,23 +279,23 @@ line_search (Line *L, double f0, double g0, double t_init, double *t_out, double
     {
       if (fabs (hi - lo) <= 1e-16 * MAX (fabs (lo), fabs (hi)))
         break;
-      double t = cubic_step (lo, f_lo, g_lo, hi, f_hi, g_hi);
+      double tz = cubic_step (lo, f_lo, g_lo, hi, f_hi, g_hi);
       double gt;
-      double ft = line_eval (L, t, &gt);
-      if (ft > f0 + C1 * t * g0 || ft >= f_lo)
+      double ft = line_eval (L, tz, &gt);
+      if (ft > f0 + C1 * tz * g0 || ft >= f_lo)
         {
-          hi = t, f_hi = ft, g_hi = gt;
+          hi = tz, f_hi = ft, g_hi = gt;
           continue;
         }
       if (fabs (gt) <= -C2 * g0)
         {
-          *t_out = t;
+          *t_out = tz;
           *f_out = ft;
           return TRUE;
         }
       if (gt * (hi - lo) >= 0)
         hi = lo, f_hi = f_lo, g_hi = g_lo;
-      lo = t, f_lo = ft, g_lo = gt;
+      lo = tz, f_lo = ft, g_lo = gt;
     }
   /* the interval shrank to nothing: lo is the best point that met the decrease condition */
   *t_out = lo;
