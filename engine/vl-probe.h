@@ -52,12 +52,12 @@ typedef double (*VlLbfgsFunc) (const double *x, double *grad, gpointer user_data
 
 typedef struct {
   int    memory;       /* correction pairs kept (10) */
-  int    max_iter;     /* iterations (1000) */
+  int    max_iter;     /* iterations (2000) */
   double gtol;         /* stop when max |g| <= gtol * max (1, max |g(x0)|) (1e-8) */
-  double ftol;         /* ... or when the decrease (f_k - f_k+1) <= ftol * max (|f_k|, 1) (1e-15) */
+  double ftol;         /* ... or when the decrease (f_k - f_k+1) <= ftol * max (|f_k|, 1) (1e-12) */
 } VlLbfgsOptions;
 
-#define VL_LBFGS_DEFAULTS { .memory = 10, .max_iter = 1000, .gtol = 1e-8, .ftol = 1e-15 }
+#define VL_LBFGS_DEFAULTS { .memory = 10, .max_iter = 2000, .gtol = 1e-8, .ftol = 1e-12 }
 
 typedef enum {
   VL_LBFGS_CONVERGED,        /* the gradient test */
