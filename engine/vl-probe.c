@@ -325,7 +325,7 @@ vl_lbfgs_minimize (int64_t n, double *x, VlLbfgsFunc f, gpointer user_data,
 
   double fx = f (x, g, user_data);
   r.evaluations = 1;
-  const double gtol = o->gtol * MAX (1.0, max_abs (g, n));
+  const double gtol = o->gtol * (o->gscale > 0 ? o->gscale : MAX (1.0, max_abs (g, n)));
   Line L = { n, x, d, xt, gt, f, user_data, 0 };
   for (;;)
     {
@@ -542,8 +542,18 @@ fit_double (const double *Xd, const int *y, int64_t n, int dim, int K, double C,
                                     : g_new0 (double, P);
   g_autofree double *Z = g_new (double, MAX (n * K, 1));
   Objective o = { Xd, y, n, dim, K, C, Z };
+  VlLbfgsOptions opt = VL_LBFGS_DEFAULTS;
+  if (options)
+    opt = *options;
+  if (opt.gscale <= 0)
+    {
+      /* the gradient at zero sets the scale, so that a warm start stops where a cold one does */
+      g_autofree double *zero = g_new0 (double, P), *g0 = g_new (double, P);
+      objective_eval (zero, g0, &o);
+      opt.gscale = MAX (1.0, max_abs (g0, P));
+    }
   VlLogreg *lr = g_new0 (VlLogreg, 1);
-  vl_lbfgs_minimize (P, theta, objective_eval, &o, options, &lr->report);
+  vl_lbfgs_minimize (P, theta, objective_eval, &o, &opt, &lr->report);
   lr->n_classes = K;
   lr->dim = dim;
   lr->C = C;

@@ -54,10 +54,13 @@ typedef struct {
   int    memory;       /* correction pairs kept (10) */
   int    max_iter;     /* iterations (2000) */
   double gtol;         /* stop when max |g| <= gtol * max (1, max |g(x0)|) (1e-8) */
+  double gscale;       /* > 0: scales gtol in place of max (1, max |g(x0)|) (so that a warm start
+                        * does not tighten the test) */
   double ftol;         /* ... or when the decrease (f_k - f_k+1) <= ftol * max (|f_k|, 1) (1e-12) */
 } VlLbfgsOptions;
 
-#define VL_LBFGS_DEFAULTS { .memory = 10, .max_iter = 2000, .gtol = 1e-8, .ftol = 1e-12 }
+#define VL_LBFGS_DEFAULTS { .memory = 10, .max_iter = 2000, .gtol = 1e-8, .gscale = 0, \
+                            .ftol = 1e-12 }
 
 typedef enum {
   VL_LBFGS_CONVERGED,        /* the gradient test */
@@ -95,7 +98,8 @@ typedef struct {
  * and its gradient into grad (K·D + K entries; may be NULL). */
 double    vl_logreg_objective   (const float *X, const int *y, int64_t n, int dim, int n_classes,
                                  double C, const double *theta, double *grad);
-/* Minimises it from theta0 (K·D + K entries; NULL: zeros). Errors: C not positive, a label
+/* Minimises it from theta0 (K·D + K entries; NULL: zeros), the gradient test scaled by the
+ * gradient at zero whatever the start (options NULL: VL_LBFGS_DEFAULTS). Errors: C not positive, a label
  * outside 0 … K-1, a non-finite feature, fewer than two classes. */
 VlLogreg *vl_logreg_fit         (const float *X, const int *y, int64_t n, int dim, int n_classes,
                                  double C, const double *theta0, const VlLbfgsOptions *options,
