@@ -3,11 +3,13 @@
  *   vitlab-cli features CKPT|RUN --data SPEC [--split train|val|all] [--layer L|final]
  *                       [--pool token|avg|max|all] [--batch B] --out FILE
  *   vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]
- *                    [--temperature 0.07] [--layer L|final] [--pool token|avg|max] [--seed S]
+ *                    [--temperature 0.07] [--layer L|final|all] [--pool token|avg|max] [--seed S]
  *
  * A RUN is a run folder (run.json: its dataset is the default --data, with its split and seed);
  * a CKPT anything vl_model_load opens. On a terminal, stderr shows the extraction's progress and
- * ETA. probe prints per-class accuracy and ends with the lines knn_acc=N and/or logreg_acc=N. */
+ * ETA. probe prints per-class accuracy and ends with the lines knn_acc=N and/or logreg_acc=N;
+ * with --layer all, a table of the probes at every block's output from one pass over the images,
+ * the closing lines then being the final layer's. */
 #include "cli-commands.h"
 
 #include "vl-features.h"
@@ -269,6 +271,93 @@ print_score (const char *title, const VlProbeScore *s, char **class_names)
              class_names[k], s->class_acc[k], s->class_correct[k], s->class_n[k]);
 }
 
+typedef struct {
+  gboolean knn, logreg;
+  int      k;
+  double   temperature;
+  gint64   seed;
+  gboolean verbose;    /* per-class accuracy and the sweep; else nothing printed */
+} ProbeArgs;
+
+/* Runs the probes asked for on f (train rows first); accuracies into knn_acc and logreg_acc. */
+static gboolean
+run_probes (const VlFeatures *f, const ProbeArgs *a, double *knn_acc, double *logreg_acc,
+            GError **error)
+{
+  const int64_t n_train = f->n_train, n_val = f->n - f->n_train;
+  const int K = f->n_classes, D = (int) f->dim;
+  const float *Xtr = f->features, *Xva = f->features + n_train * f->dim;
+  const int *ytr = f->labels, *yva = f->labels + n_train;
+  g_autofree int *pred = g_new (int, n_val);
+  *knn_acc = *logreg_acc = NAN;
+  if (a->knn)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      if (!vl_knn_predict (Xtr, ytr, n_train, Xva, n_val, D, K, a->k, a->temperature, pred,
+                           error))
+        return FALSE;
+      VlProbeScore s;
+      vl_probe_score (pred, yva, n_val, K, &s);
+      if (a->verbose)
+        {
+          g_autofree char *title = g_strdup_printf ("k-NN (k %d, T %g, cosine; %.2f s)",
+                                                    (int) MIN ((int64_t) a->k, n_train),
+                                                    a->temperature,
+                                                    (g_get_monotonic_time () - t0) / 1e6);
+          print_score (title, &s, f->class_names);
+        }
+      *knn_acc = s.acc;
+      vl_probe_score_clear (&s);
+    }
+  if (a->logreg)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      VlLogregSweep sw = VL_LOGREG_SWEEP_DEFAULT;
+      sw.seed = (uint64_t) a->seed;
+      VlLogregSweepResult r;
+      g_autoptr(VlLogreg) lr = vl_logreg_fit_sweep (Xtr, ytr, n_train, D, K, &sw, &r, NULL, error);
+      if (lr == NULL)
+        return FALSE;
+      vl_logreg_predict (lr, Xva, n_val, pred, NULL);
+      VlProbeScore s;
+      vl_probe_score (pred, yva, n_val, K, &s);
+      if (a->verbose)
+        {
+          g_print ("logistic regression: C swept over 10^[%g, %g] by %g on a %.0f%% hold-out of "
+                   "train (%" G_GINT64_FORMAT " images, seed %" G_GINT64_FORMAT "):\n",
+                   sw.log10_c_min, sw.log10_c_max, sw.log10_c_step, sw.holdout * 100,
+                   r.n_holdout, a->seed);
+          for (int c = 0; c < r.n_c; c++)
+            g_print ("  C %-8.3g hold-out accuracy %.4f, log-loss %.4f%s\n", r.c[c],
+                     r.holdout_acc[c], r.holdout_loss[c], c == r.best ? "  <- chosen" : "");
+          g_autofree char *title = g_strdup_printf ("logistic regression (C %.3g, refit on all %"
+                                                    G_GINT64_FORMAT " train images, %d L-BFGS "
+                                                    "iterations; %.2f s)", lr->C, n_train,
+                                                    lr->report.iterations,
+                                                    (g_get_monotonic_time () - t0) / 1e6);
+          print_score (title, &s, f->class_names);
+        }
+      if (lr->report.status != VL_LBFGS_CONVERGED && lr->report.status != VL_LBFGS_FLAT)
+        g_printerr ("vitlab-cli: warning: the logistic regression's L-BFGS stopped before "
+                    "converging (largest gradient entry %.3g)\n", lr->report.gmax);
+      *logreg_acc = s.acc;
+      vl_probe_score_clear (&s);
+      vl_logreg_sweep_result_clear (&r);
+    }
+  return TRUE;
+}
+
+static gboolean
+check_both_splits (VlDataset *ds, const VlFeatures *f)
+{
+  if (f->n_train > 0 && f->n > f->n_train)
+    return TRUE;
+  g_printerr ("vitlab-cli: %s: the probes need images in both splits (train %" G_GINT64_FORMAT
+              ", val %" G_GINT64_FORMAT ")\n", vl_dataset_description (ds), f->n_train,
+              f->n - f->n_train);
+  return FALSE;
+}
+
 int
 cmd_probe (int argc, char **argv)
 {
@@ -282,7 +371,8 @@ cmd_probe (int argc, char **argv)
     { "k", 0, 0, G_OPTION_ARG_INT, &k, "neighbours of the k-NN (20)", "K" },
     { "temperature", 0, 0, G_OPTION_ARG_STRING, &temp_s, "k-NN vote temperature (0.07)", "T" },
     { "layer", 0, 0, G_OPTION_ARG_STRING, &layer,
-      "a block's output (0-based; negative from the end) or final (default)", "L" },
+      "a block's output (0-based; negative from the end), final (default), or all: a table of "
+      "every block's", "L" },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
     { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "the logistic regression's hold-out draw (0)", "S" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per forward (32)", "B" },
@@ -327,81 +417,75 @@ cmd_probe (int argc, char **argv)
     return status;
   VlFeatureOptions o = VL_FEATURE_OPTIONS_DEFAULT;
   o.batch_size = batch;
-  if (!parse_layer_pool ("probe", m, layer, pool, FALSE, &o, &status))
+  const gboolean all_layers = layer && g_str_equal (layer, "all");
+  if (!parse_layer_pool ("probe", m, all_layers ? NULL : layer, pool, FALSE, &o, &status))
     return status;
 
+  ProbeArgs pa = { .knn = knn, .logreg = logreg, .k = k, .temperature = temperature,
+                   .seed = seed, .verbose = TRUE };
   Progress p = { .tty = isatty (STDERR_FILENO), .started = g_get_monotonic_time () };
-  g_autoptr(VlFeatures) f = vl_features_extract (m, ds, VL_FEATURE_SPLIT_ALL, &o, on_progress, &p,
-                                                 NULL, &error);
-  progress_end (&p);
-  print_skipped (ds);
-  if (f == NULL)
-    return cli_fail (error);
-  const double t_features = (g_get_monotonic_time () - p.started) / 1e6;
-  const int64_t n_train = f->n_train, n_val = f->n - f->n_train;
-  const int K = f->n_classes, D = (int) f->dim;
-  if (n_train == 0 || n_val == 0)
+  double knn_acc, logreg_acc;
+  if (all_layers)
     {
-      g_printerr ("vitlab-cli: %s: the probes need images in both splits (train %" G_GINT64_FORMAT
-                  ", val %" G_GINT64_FORMAT ")\n", vl_dataset_description (ds), n_train, n_val);
-      return EXIT_FAILURE;
-    }
-  const float *Xtr = f->features, *Xva = f->features + n_train * f->dim;
-  const int *ytr = f->labels, *yva = f->labels + n_train;
-  g_autofree char *where = describe_layer (f);
-  g_print ("data:      %s: %" G_GINT64_FORMAT " train, %" G_GINT64_FORMAT " val images, %d "
-           "classes\n", vl_dataset_description (ds), n_train, n_val, K);
-  g_print ("features:  %d, %s, pool %s (%.1f s)\n", D, where, vl_feature_pool_name (f->pool),
-           t_features);
-
-  g_autofree int *pred = g_new (int, n_val);
-  double knn_acc = NAN, logreg_acc = NAN;
-  if (knn)
-    {
-      gint64 t0 = g_get_monotonic_time ();
-      if (!vl_knn_predict (Xtr, ytr, n_train, Xva, n_val, D, K, k, temperature, pred, &error))
+      VlFeatures **sets = vl_features_extract_all_layers (m, ds, VL_FEATURE_SPLIT_ALL, o.pool,
+                                                          o.batch_size, on_progress, &p, NULL,
+                                                          &error);
+      progress_end (&p);
+      print_skipped (ds);
+      if (sets == NULL)
         return cli_fail (error);
-      VlProbeScore s;
-      vl_probe_score (pred, yva, n_val, K, &s);
-      g_autofree char *title = g_strdup_printf ("k-NN (k %d, T %g, cosine; %.2f s)",
-                                                (int) MIN ((int64_t) k, n_train), temperature,
-                                                (g_get_monotonic_time () - t0) / 1e6);
-      print_score (title, &s, f->class_names);
-      knn_acc = s.acc;
-      vl_probe_score_clear (&s);
+      const VlFeatures *f = sets[0];
+      if (!check_both_splits (ds, f))
+        {
+          vl_features_free_all (sets);
+          return EXIT_FAILURE;
+        }
+      g_print ("data:      %s: %" G_GINT64_FORMAT " train, %" G_GINT64_FORMAT " val images, %d "
+               "classes\n", vl_dataset_description (ds), f->n_train, f->n - f->n_train,
+               f->n_classes);
+      g_print ("features:  %" G_GINT64_FORMAT ", every block's output and the final norm, pool %s "
+               "(%.1f s)\n", f->dim, vl_feature_pool_name (f->pool),
+               (g_get_monotonic_time () - p.started) / 1e6);
+      g_print ("layer  %s%s\n", knn ? "   k-NN" : "", logreg ? "  logreg" : "");
+      pa.verbose = FALSE;
+      for (int j = 0; sets[j]; j++)
+        {
+          if (!run_probes (sets[j], &pa, &knn_acc, &logreg_acc, &error))
+            {
+              vl_features_free_all (sets);
+              return cli_fail (error);
+            }
+          g_autofree char *name = sets[j]->layer == VL_FEATURE_LAYER_FINAL
+                                  ? g_strdup ("final") : g_strdup_printf ("%d", sets[j]->layer);
+          g_print ("%-5s", name);
+          if (knn)
+            g_print ("  %.4f", knn_acc);
+          if (logreg)
+            g_print ("  %.4f", logreg_acc);
+          g_print ("\n");
+        }
+      vl_features_free_all (sets);
     }
-  if (logreg)
+  else
     {
-      gint64 t0 = g_get_monotonic_time ();
-      VlLogregSweep sw = VL_LOGREG_SWEEP_DEFAULT;
-      sw.seed = (uint64_t) seed;
-      VlLogregSweepResult r;
-      g_autoptr(VlLogreg) lr = vl_logreg_fit_sweep (Xtr, ytr, n_train, D, K, &sw, &r, NULL, &error);
-      if (lr == NULL)
+      g_autoptr(VlFeatures) f = vl_features_extract (m, ds, VL_FEATURE_SPLIT_ALL, &o, on_progress,
+                                                     &p, NULL, &error);
+      progress_end (&p);
+      print_skipped (ds);
+      if (f == NULL)
         return cli_fail (error);
-      g_print ("logistic regression: C swept over 10^[%g, %g] by %g on a %.0f%% hold-out of "
-               "train (%" G_GINT64_FORMAT " images, seed %" G_GINT64_FORMAT "):\n",
-               sw.log10_c_min, sw.log10_c_max, sw.log10_c_step, sw.holdout * 100, r.n_holdout,
-               seed);
-      for (int c = 0; c < r.n_c; c++)
-        g_print ("  C %-8.3g hold-out accuracy %.4f, log-loss %.4f%s\n", r.c[c], r.holdout_acc[c],
-                 r.holdout_loss[c], c == r.best ? "  <- chosen" : "");
-      vl_logreg_predict (lr, Xva, n_val, pred, NULL);
-      VlProbeScore s;
-      vl_probe_score (pred, yva, n_val, K, &s);
-      g_autofree char *title = g_strdup_printf ("logistic regression (C %.3g, refit on all %"
-                                                G_GINT64_FORMAT " train images, %d L-BFGS "
-                                                "iterations; %.2f s)", lr->C, n_train,
-                                                lr->report.iterations,
-                                                (g_get_monotonic_time () - t0) / 1e6);
-      print_score (title, &s, f->class_names);
-      if (lr->report.status != VL_LBFGS_CONVERGED && lr->report.status != VL_LBFGS_FLAT)
-        g_printerr ("vitlab-cli: warning: the logistic regression's L-BFGS stopped before "
-                    "converging (largest gradient entry %.3g)\n", lr->report.gmax);
-      logreg_acc = s.acc;
-      vl_probe_score_clear (&s);
-      vl_logreg_sweep_result_clear (&r);
+      if (!check_both_splits (ds, f))
+        return EXIT_FAILURE;
+      g_autofree char *where = describe_layer (f);
+      g_print ("data:      %s: %" G_GINT64_FORMAT " train, %" G_GINT64_FORMAT " val images, %d "
+               "classes\n", vl_dataset_description (ds), f->n_train, f->n - f->n_train,
+               f->n_classes);
+      g_print ("features:  %" G_GINT64_FORMAT ", %s, pool %s (%.1f s)\n", f->dim, where,
+               vl_feature_pool_name (f->pool), (g_get_monotonic_time () - p.started) / 1e6);
+      if (!run_probes (f, &pa, &knn_acc, &logreg_acc, &error))
+        return cli_fail (error);
     }
+  /* the closing lines: the final layer's figures with --layer all */
   if (knn)
     g_print ("knn_acc=%.4f\n", knn_acc);
   if (logreg)

@@ -144,9 +144,11 @@ check_options (VlModel *m, const VlFeatureOptions *o, GError **error)
 typedef struct {
   VlModel           *m;
   VlDataset         *ds;
-  const VlFeatureOptions *o;
+  VlFeaturePool      pool;
+  int                batch_size;
   VlPreprocess       pp;
-  VlFeatures        *f;
+  VlFeatures       **f;          /* one set per layer asked for */
+  int                n_f;
   int64_t            capacity;   /* rows allocated */
   int64_t            done, total;
   VlFeatureProgress  progress;
@@ -154,16 +156,15 @@ typedef struct {
   GCancellable      *cancellable;
 } Extract;
 
-/* Appends one batch's features (after the forward) to e->f. FALSE when they cannot be stored. */
+/* Appends one batch's features (after the forward) to f. FALSE when they cannot be stored. */
 static gboolean
-take_batch (Extract *e, VlSplit split, const VlBatch *b, GError **error)
+take_batch (Extract *e, VlFeatures *f, VlSplit split, const VlBatch *b, GError **error)
 {
-  VlFeatures *f = e->f;
   const VlGeometry *g = vl_model_geometry (e->m);
   const int W = g->width, T = vl_model_n_tokens_last (e->m), P = g->n_prefix;
   if (f->features == NULL)   /* the first batch: T is known now */
     {
-      f->n_tokens = e->o->pool == VL_FEATURE_POOL_ALL ? T : 1;
+      f->n_tokens = e->pool == VL_FEATURE_POOL_ALL ? T : 1;
       f->dim = (int64_t) f->n_tokens * W;
       f->features = g_try_malloc (sizeof (float) * MAX (e->capacity, 1) * f->dim);
       if (f->features == NULL)
@@ -176,22 +177,22 @@ take_batch (Extract *e, VlSplit split, const VlBatch *b, GError **error)
           return FALSE;
         }
     }
-  g_assert (e->o->pool != VL_FEATURE_POOL_ALL || f->n_tokens == T);
+  g_assert (e->pool != VL_FEATURE_POOL_ALL || f->n_tokens == T);
   const int64_t D = f->dim;
-  const gboolean final = e->o->layer == VL_FEATURE_LAYER_FINAL;
+  const gboolean final = f->layer == VL_FEATURE_LAYER_FINAL;
   const float *tokens = final ? vl_model_tokens_final (e->m)
-                              : vl_model_tokens_after_block (e->m, e->o->layer);
+                              : vl_model_tokens_after_block (e->m, f->layer);
   for (int i = 0; i < b->n; i++)
     {
       int64_t row = f->n++;
       float *out = f->features + row * D;
       const float *tok = tokens + (int64_t) i * T * W;
-      if (e->o->pool == VL_FEATURE_POOL_ALL)
+      if (e->pool == VL_FEATURE_POOL_ALL)
         memcpy (out, tok, sizeof (float) * D);
       else if (final)
         memcpy (out, vl_model_features (e->m) + (int64_t) i * W, sizeof (float) * W);
       else
-        pool_image (tok, T, P, W, e->o->pool, out);
+        pool_image (tok, T, P, W, e->pool, out);
       f->labels[row] = b->labels[i];
       f->files[row] = g_strdup (vl_dataset_item_name (e->ds, split, b->indices[i]));
     }
@@ -204,7 +205,7 @@ extract_split (Extract *e, VlSplit split, GError **error)
   const int n_items = vl_dataset_n_items (e->ds, split);
   if (n_items == 0)
     return TRUE;
-  const int bs = e->o->batch_size;
+  const int bs = e->batch_size;
   g_autoptr(VlLoader) loader = vl_loader_new (e->ds, split, &e->pp, VL_AUGMENT_NONE, bs, FALSE, 0);
   vl_loader_start_epoch (loader, 0, 0);
   const int64_t before = e->done;
@@ -214,14 +215,81 @@ extract_split (Extract *e, VlSplit split, GError **error)
       if (g_cancellable_set_error_if_cancelled (e->cancellable, error) ||
           !vl_model_forward (e->m, b.images, b.n, e->pp.size, e->pp.size, VL_FORWARD_INFER, error))
         return FALSE;
-      if (!take_batch (e, split, &b, error))
-        return FALSE;
+      for (int j = 0; j < e->n_f; j++)
+        if (!take_batch (e, e->f[j], split, &b, error))
+          return FALSE;
       e->done = before + MIN ((int64_t) (b.index + 1) * bs, n_items);
       if (e->progress)
         e->progress (e->done, e->total, e->user_data);
     }
   e->done = before + n_items;
   return !g_cancellable_set_error_if_cancelled (e->cancellable, error);
+}
+
+static void
+free_sets (VlFeatures **sets)
+{
+  for (int j = 0; sets && sets[j]; j++)
+    vl_features_free (sets[j]);
+  g_free (sets);
+}
+
+/* The features at each of layers[0 .. n) from one pass: a NULL-terminated array of n sets. */
+static VlFeatures **
+extract_layers (VlModel *m, VlDataset *ds, VlFeatureSplit split, const int *layers, int n,
+                VlFeaturePool pool, int batch_size, VlFeatureProgress progress,
+                gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  const VlGeometry *g = vl_model_geometry (m);
+  Extract e = { .m = m, .ds = ds, .pool = pool, .batch_size = batch_size, .n_f = n,
+                .progress = progress, .user_data = user_data, .cancellable = cancellable };
+  vl_preprocess_from_model (m, &e.pp);
+  const gboolean want_train = split != VL_FEATURE_SPLIT_VAL;
+  const gboolean want_val = split != VL_FEATURE_SPLIT_TRAIN;
+  e.total = (want_train ? vl_dataset_n_items (ds, VL_SPLIT_TRAIN) : 0) +
+            (want_val ? vl_dataset_n_items (ds, VL_SPLIT_VAL) : 0);
+  e.capacity = e.total;
+
+  e.f = g_new0 (VlFeatures *, n + 1);
+  for (int j = 0; j < n; j++)
+    {
+      VlFeatures *f = e.f[j] = g_new0 (VlFeatures, 1);
+      f->width = g->width;
+      f->split = split;
+      f->layer = layers[j];
+      f->pool = pool;
+      f->labels = g_new0 (int, MAX (e.total, 1));
+      f->files = g_new0 (char *, e.total + 1);
+      f->n_classes = vl_dataset_n_classes (ds);
+      f->class_names = g_new0 (char *, f->n_classes + 1);
+      for (int k = 0; k < f->n_classes; k++)
+        f->class_names[k] = g_strdup (vl_dataset_class_name (ds, k));
+    }
+
+  const VlPoolKind old_pool = vl_model_pool (m);
+  if (pool != VL_FEATURE_POOL_ALL)
+    vl_model_set_pool (m, model_pool_of[pool]);
+  vl_model_set_cancellable (m, cancellable);
+  gboolean ok = (!want_train || extract_split (&e, VL_SPLIT_TRAIN, error));
+  for (int j = 0; j < n; j++)
+    e.f[j]->n_train = e.f[j]->n;
+  ok = ok && (!want_val || extract_split (&e, VL_SPLIT_VAL, error));
+  vl_model_set_cancellable (m, NULL);
+  vl_model_set_pool (m, old_pool);
+  if (ok && e.f[0]->n == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no image of the %s split could be read",
+                   vl_dataset_description (ds),
+                   split == VL_FEATURE_SPLIT_TRAIN ? "train" : split == VL_FEATURE_SPLIT_VAL ? "val"
+                                                   : "train or val");
+      ok = FALSE;
+    }
+  if (!ok)
+    {
+      free_sets (e.f);
+      return NULL;
+    }
+  return e.f;
 }
 
 VlFeatures *
@@ -233,47 +301,43 @@ vl_features_extract (VlModel *m, VlDataset *ds, VlFeatureSplit split,
   const VlFeatureOptions *o = options ? options : &defaults;
   if (!check_options (m, o, error))
     return NULL;
-  const VlGeometry *g = vl_model_geometry (m);
-  Extract e = { .m = m, .ds = ds, .o = o, .progress = progress, .user_data = user_data,
-                .cancellable = cancellable };
-  vl_preprocess_from_model (m, &e.pp);
-  const gboolean want_train = split != VL_FEATURE_SPLIT_VAL, want_val = split != VL_FEATURE_SPLIT_TRAIN;
-  e.total = (want_train ? vl_dataset_n_items (ds, VL_SPLIT_TRAIN) : 0) +
-            (want_val ? vl_dataset_n_items (ds, VL_SPLIT_VAL) : 0);
-  e.capacity = e.total;
-
-  g_autoptr(VlFeatures) f = e.f = g_new0 (VlFeatures, 1);
-  f->width = g->width;
-  f->split = split;
-  f->layer = o->layer;
-  f->pool = o->pool;
-  f->labels = g_new0 (int, MAX (e.total, 1));
-  f->files = g_new0 (char *, e.total + 1);
-  f->n_classes = vl_dataset_n_classes (ds);
-  f->class_names = g_new0 (char *, f->n_classes + 1);
-  for (int k = 0; k < f->n_classes; k++)
-    f->class_names[k] = g_strdup (vl_dataset_class_name (ds, k));
-
-  const VlPoolKind old_pool = vl_model_pool (m);
-  if (o->pool != VL_FEATURE_POOL_ALL)
-    vl_model_set_pool (m, model_pool_of[o->pool]);
-  vl_model_set_cancellable (m, cancellable);
-  gboolean ok = (!want_train || extract_split (&e, VL_SPLIT_TRAIN, error));
-  f->n_train = f->n;
-  ok = ok && (!want_val || extract_split (&e, VL_SPLIT_VAL, error));
-  vl_model_set_cancellable (m, NULL);
-  vl_model_set_pool (m, old_pool);
-  if (!ok)
+  VlFeatures **sets = extract_layers (m, ds, split, &o->layer, 1, o->pool, o->batch_size,
+                                      progress, user_data, cancellable, error);
+  if (sets == NULL)
     return NULL;
-  if (f->n == 0)
+  VlFeatures *f = sets[0];
+  g_free (sets);
+  return f;
+}
+
+VlFeatures **
+vl_features_extract_all_layers (VlModel *m, VlDataset *ds, VlFeatureSplit split,
+                                VlFeaturePool pool, int batch_size, VlFeatureProgress progress,
+                                gpointer user_data, GCancellable *cancellable, GError **error)
+{
+  VlFeatureOptions o = { .layer = VL_FEATURE_LAYER_FINAL, .pool = pool,
+                         .batch_size = batch_size };
+  if (!check_options (m, &o, error))
+    return NULL;
+  if (pool == VL_FEATURE_POOL_ALL)
     {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no image of the %s split could be read",
-                   vl_dataset_description (ds),
-                   split == VL_FEATURE_SPLIT_TRAIN ? "train" : split == VL_FEATURE_SPLIT_VAL ? "val"
-                                                   : "train or val");
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "every layer's features need a pooling (token, avg or max), not all tokens");
       return NULL;
     }
-  return g_steal_pointer (&f);
+  const int depth = vl_model_geometry (m)->depth;
+  g_autofree int *layers = g_new (int, depth + 1);
+  for (int l = 0; l < depth; l++)
+    layers[l] = l;
+  layers[depth] = VL_FEATURE_LAYER_FINAL;
+  return extract_layers (m, ds, split, layers, depth + 1, pool, batch_size, progress, user_data,
+                         cancellable, error);
+}
+
+void
+vl_features_free_all (VlFeatures **sets)
+{
+  free_sets (sets);
 }
 
 /* ------------------------------------------------------------------ writers */

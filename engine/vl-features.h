@@ -92,6 +92,15 @@ VlFeatures  *vl_features_extract          (VlModel *m, VlDataset *ds, VlFeatureS
                                            VlFeatureProgress progress, gpointer user_data,
                                            GCancellable *cancellable, GError **error);
 void         vl_features_free             (VlFeatures *f);
+/* Every block's output and the final features from one pass over the images (the same cost as
+ * one layer): a NULL-terminated array of depth + 1 sets, blocks 0 … depth-1 then final, pooled as
+ * `pool` (not VL_FEATURE_POOL_ALL). Free with vl_features_free_all. Where in the network the
+ * useful features are: a probe on each. */
+VlFeatures **vl_features_extract_all_layers (VlModel *m, VlDataset *ds, VlFeatureSplit split,
+                                             VlFeaturePool pool, int batch_size,
+                                             VlFeatureProgress progress, gpointer user_data,
+                                             GCancellable *cancellable, GError **error);
+void         vl_features_free_all         (VlFeatures **sets);
 
 /* Writes f as the extension of path names (above); an unknown one is an error naming it. */
 gboolean     vl_features_write            (const VlFeatures *f, const char *path, GError **error);

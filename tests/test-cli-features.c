@@ -386,6 +386,30 @@ test_probe (void)
   g_assert_nonnull (strstr (r2->out, "after block 1, pool max"));
   g_assert_null (strstr (r2->out, "logreg_acc="));
   g_assert_nonnull (strstr (r2->out, "\nknn_acc="));
+
+  /* every layer in one pass: a row per block and the final one, each the figure of that
+   * layer alone; the closing line is the final layer's */
+  g_autoptr(Run) r3 = cli ("probe", env.ckpt, "--data", env.data, "--method", "knn", "--k", "3",
+                           "--layer", "all", "--pool", "max", NULL);
+  expect_success (r3);
+  g_auto(GStrv) rows = g_strsplit (r3->out, "\n", -1);
+  int header = -1;
+  for (int i = 0; rows[i]; i++)
+    if (g_str_has_prefix (rows[i], "layer "))
+      header = i;
+  g_assert_cmpint (header, >=, 0);
+  const char *names[] = { "0", "1", "2", "3", "final" };
+  for (int j = 0; j < 5; j++)
+    {
+      g_auto(GStrv) cells = g_strsplit_set (rows[header + 1 + j], " ", -1);
+      g_assert_cmpstr (cells[0], ==, names[j]);
+      double acc = g_ascii_strtod (rows[header + 1 + j] + 5, NULL);
+      if (j == 1)
+        g_assert_cmpfloat (fabs (acc - printed (r2->out, "knn_acc")), <, 1e-9);
+      if (j == 4)
+        g_assert_cmpfloat (fabs (acc - printed (r3->out, "knn_acc")), <, 1e-9);
+    }
+  g_assert_true (g_str_has_prefix (rows[header + 6], "knn_acc="));
 }
 
 /* A run folder: its dataset is the default; only its head trained, so its features are the

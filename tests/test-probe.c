@@ -614,6 +614,36 @@ test_features_fixture (void)
         }
     }
 
+  /* every layer from one pass: the same as one layer at a time */
+  {
+    VlFeatures **sets = vl_features_extract_all_layers (m, ds, VL_FEATURE_SPLIT_ALL,
+                                                        VL_FEATURE_POOL_AVG, 3, NULL, NULL, NULL,
+                                                        &error);
+    g_assert_no_error (error);
+    int n_sets = 0;
+    while (sets[n_sets])
+      n_sets++;
+    g_assert_cmpint (n_sets, ==, 5);
+    for (int j = 0; j < n_sets; j++)
+      {
+        int layer = j < 4 ? j : VL_FEATURE_LAYER_FINAL;
+        g_assert_cmpint (sets[j]->layer, ==, layer);
+        g_autoptr(VlFeatures) one = extract (m, ds, VL_FEATURE_SPLIT_ALL, layer,
+                                             VL_FEATURE_POOL_AVG, 3);
+        g_assert_cmpint (sets[j]->n, ==, one->n);
+        g_assert_cmpint (sets[j]->n_train, ==, B);
+        g_assert_cmpmem (sets[j]->features, sizeof (float) * one->n * one->dim, one->features,
+                         sizeof (float) * one->n * one->dim);
+        g_assert_cmpstr (sets[j]->files[B], ==, "memory:val#0");
+      }
+    vl_features_free_all (sets);
+    g_assert_null (vl_features_extract_all_layers (m, ds, VL_FEATURE_SPLIT_ALL,
+                                                   VL_FEATURE_POOL_ALL, 3, NULL, NULL, NULL,
+                                                   &error));
+    g_assert_error (error, VL_ERROR, VL_ERROR_INVALID);
+    g_clear_error (&error);
+  }
+
   /* progress: after each batch, up to the total */
   {
     VlFeatureOptions o = { .layer = VL_FEATURE_LAYER_FINAL, .pool = VL_FEATURE_POOL_AVG,
