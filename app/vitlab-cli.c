@@ -39,7 +39,7 @@ static const char *usage_text =
   "  vitlab-cli features CKPT|RUN --data SPEC [--split train|val|all] [--layer L|final]\n"
   "                      [--pool token|avg|max|all] --out FILE.safetensors|.npy|.csv\n"
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
-  "                   [--layer L|final] [--pool token|avg|max]\n"
+  "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full\n"
   "\n"
