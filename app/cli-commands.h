@@ -8,6 +8,8 @@
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
 int cmd_predict (int argc, char **argv); /* app/cli-predict.c */
+int cmd_features (int argc, char **argv);   /* app/cli-features.c */
+int cmd_probe    (int argc, char **argv);   /* app/cli-features.c */
 
 /* Prints "vitlab-cli: <message>" on stderr, frees the error; returns 1 (EXIT_FAILURE). */
 int cli_fail (GError *error);

@@ -39,6 +39,10 @@ static const char *usage_text =
   "                  --out RUNDIR [--loss mse|smooth-l1] [options]\n"
   "  vitlab-cli eval RUNDIR [--data SPEC]\n"
   "  vitlab-cli predict RUNDIR IMAGE... [--top K]\n"
+  "  vitlab-cli features CKPT|RUN --data SPEC [--split train|val|all] [--layer L|final]\n"
+  "                      [--pool token|avg|max|all] --out FILE.safetensors|.npy|.csv\n"
+  "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
+  "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full\n"
   "\n"
@@ -696,6 +700,10 @@ main (int argc, char **argv)
     rc = cmd_eval (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "predict"))
     rc = cmd_predict (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "features"))
+    rc = cmd_features (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "probe"))
+    rc = cmd_probe (argc - 1, argv + 1);
   else
     rc = usage_error ("unknown command '%s'", cmd);
   g_free (argv[1]);

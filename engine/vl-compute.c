@@ -2078,3 +2078,12 @@ vl_model_backward_from (VlModel *m, VlGradAt where, const float *d_out, GError *
       return backward_from_tokens (m, a, d_out, error);
     }
 }
+
+const float *
+vl_model_tokens_after_block (VlModel *m, int block)
+{
+  VlActs *a = m->acts;
+  if (a == NULL || !a->valid || a->from_features || block < 0 || block >= m->geo.depth)
+    return NULL;
+  return a->xs[block + 1];
+}

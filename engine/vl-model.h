@@ -190,6 +190,11 @@ const float      *vl_model_attention       (VlModel *m, int block);
 gboolean          vl_model_rollout         (VlModel *m, float *out, GError **error);
 /* The position embedding used by the last forward (1, T, W). */
 const float      *vl_model_pos_embed_used  (VlModel *m);
+/* The token stream (B, T, W) leaving block `block` (0 … depth-1) in the last vl_model_forward,
+ * before any final norm (block depth-1: the final norm's input); NULL for another block or when
+ * the last forward started from cached pooled features (after vl_model_forward_from_boundary,
+ * only the blocks from the boundary on hold this batch's tokens). */
+const float      *vl_model_tokens_after_block (VlModel *m, int block);
 
 /* Cross-entropy of the logits against targets (B) with label smoothing, and its gradient for
  * every trainable parameter (gradients are overwritten, not accumulated). Needs a forward with

@@ -674,7 +674,8 @@ typedef struct {
   char        *name;
   int          ndim;
   int64_t     *shape;   /* (ndim) */
-  const float *data;    /* referenced, not copied */
+  const void  *data;    /* referenced, not copied */
+  VlDtype      dtype;   /* F32 or I64 */
 } WriterTensor;
 
 struct _VlSafetensorsWriter {
@@ -725,6 +726,25 @@ vl_safetensors_writer_add_f32 (VlSafetensorsWriter *w, const char *name, int ndi
     .ndim = ndim,
     .shape = g_memdup2 (shape, sizeof (int64_t) * (size_t) ndim),
     .data = data,
+    .dtype = VL_DTYPE_F32,
+  };
+  g_array_append_val (w->tensors, t);
+}
+
+void
+vl_safetensors_writer_add_i64 (VlSafetensorsWriter *w, const char *name, int ndim,
+                               const int64_t *shape, const int64_t *data)
+{
+  g_return_if_fail (w != NULL);
+  g_return_if_fail (name != NULL);
+  g_return_if_fail (ndim >= 0);
+  g_return_if_fail (ndim == 0 || shape != NULL);
+  WriterTensor t = {
+    .name = g_strdup (name),
+    .ndim = ndim,
+    .shape = g_memdup2 (shape, sizeof (int64_t) * (size_t) ndim),
+    .data = data,
+    .dtype = VL_DTYPE_I64,
   };
   g_array_append_val (w->tensors, t);
 }
@@ -780,7 +800,8 @@ writer_validate (VlSafetensorsWriter *w, const char *path, size_t *nbytes, GErro
           overflow |= __builtin_mul_overflow (numel, (uint64_t) t->shape[d], &numel);
         }
       uint64_t bytes;
-      if (overflow || numel > (uint64_t) INT64_MAX || __builtin_mul_overflow (numel, 4, &bytes)
+      if (overflow || numel > (uint64_t) INT64_MAX ||
+          __builtin_mul_overflow (numel, (uint64_t) vl_dtype_size (t->dtype), &bytes)
           || bytes > G_MAXSIZE || __builtin_add_overflow (total, bytes, &total) || total > INT64_MAX)
         {
           g_autofree char *s = vl_shape_to_string (t->ndim, t->shape);
@@ -819,7 +840,7 @@ writer_build_header (VlSafetensorsWriter *w, const size_t *nbytes)
       json_builder_set_member_name (b, t->name);
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "dtype");
-      json_builder_add_string_value (b, "F32");
+      json_builder_add_string_value (b, vl_dtype_name (t->dtype));
       json_builder_set_member_name (b, "shape");
       json_builder_begin_array (b);
       for (int d = 0; d < t->ndim; d++)

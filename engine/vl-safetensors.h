@@ -82,7 +82,7 @@ float              *vl_safetensors_read_f32   (VlSafetensors  *st,
 char               *vl_shape_to_string        (int             ndim,
                                                const int64_t  *shape);
 
-/* Writer: collects F32 tensors (data referenced, not copied: keep it alive until write),
+/* Writer: collects F32 (and I64) tensors (data referenced, not copied: keep it alive until write),
  * writes header + data to a temporary file beside `path`, fsyncs and renames it over
  * `path`, so an earlier file is never left half-written. */
 typedef struct _VlSafetensorsWriter VlSafetensorsWriter;
@@ -93,6 +93,12 @@ void                 vl_safetensors_writer_add_f32 (VlSafetensorsWriter *w,
                                                     int                  ndim,
                                                     const int64_t       *shape,
                                                     const float         *data);
+/* The same for an I64 tensor (e.g. labels). */
+void                 vl_safetensors_writer_add_i64 (VlSafetensorsWriter *w,
+                                                    const char          *name,
+                                                    int                  ndim,
+                                                    const int64_t       *shape,
+                                                    const int64_t       *data);
 void                 vl_safetensors_writer_add_metadata (VlSafetensorsWriter *w,
                                                          const char          *key,
                                                          const char          *value);

@@ -6,11 +6,11 @@ set -eu
 PACKAGES="
   build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
-  xvfb xauth dataset-fashion-mnist
+  xvfb xauth dataset-fashion-mnist python3-numpy
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "
 if [ "${VITLAB_BENCH:-0}" = 1 ]; then
-  PACKAGES="$PACKAGES python3-torch python3-torchvision python3-numpy"
+  PACKAGES="$PACKAGES python3-torch python3-torchvision python3-sklearn"
 fi
 
 missing=""
