@@ -149,6 +149,46 @@ cell_colour (const VlDrawColors *C, gboolean diagonal, double *rgb)
   memcpy (rgb, c, sizeof (double) * 3);
 }
 
+/* The footer: what the colours mean, and the overall accuracy (correct of total). */
+static void
+draw_footer (cairo_t *cr, const VlDrawColors *cc, PangoLayout *small, const Layout *Lp,
+             int width, int64_t correct, int64_t total)
+{
+  const VlDrawColors C = *cc;
+  const Layout L = *Lp;
+  double y = L.footer_y + L.font_h / 2.0;
+  g_autofree char *overall = total > 0
+    ? g_strdup_printf ("overall %.1f%% of %" G_GINT64_FORMAT " images",
+                       100.0 * correct / total, total)
+    : g_strdup ("no images");
+  const char *legend = "share of the true class:  0%";
+  int w1, w2, w3;
+  vl_draw_text_size (small, legend, &w1, NULL);
+  vl_draw_text_size (small, overall, &w3, NULL);
+  vl_draw_text_size (small, "100%", &w2, NULL);
+  double bar = 60;
+  double total_w = w1 + 6 + bar + 4 + w2 + 18 + w3;
+  double x = MAX (8, round (width / 2.0 - total_w / 2));
+  vl_draw_set_source (cr, &C.fg, 0.7);
+  vl_draw_text (cr, small, legend, x, y, 0.0, 0.5);
+  x += w1 + 6;
+  double rgb[3];
+  cell_colour (&C, TRUE, rgb);
+  cairo_pattern_t *g = cairo_pattern_create_linear (x, 0, x + bar, 0);
+  cairo_pattern_add_color_stop_rgba (g, 0, rgb[0], rgb[1], rgb[2], 0.12);
+  cairo_pattern_add_color_stop_rgba (g, 1, rgb[0], rgb[1], rgb[2], 1.0);
+  cairo_rectangle (cr, x, y - 4, bar, 8);
+  cairo_set_source (cr, g);
+  cairo_fill (cr);
+  cairo_pattern_destroy (g);
+  x += bar + 4;
+  vl_draw_set_source (cr, &C.fg, 0.7);
+  vl_draw_text (cr, small, "100%", x, y, 0.0, 0.5);
+  x += w2 + 18;
+  vl_draw_set_source (cr, &C.fg, 0.9);
+  vl_draw_text (cr, small, overall, x, y, 0.0, 0.5);
+}
+
 static void
 draw_matrix (VlConfusionView *self, cairo_t *cr, int width, int height, gboolean hover,
              gboolean background)
@@ -330,40 +370,7 @@ draw_matrix (VlConfusionView *self, cairo_t *cr, int width, int height, gboolean
       cairo_stroke (cr);
     }
 
-  /* footer: what the colours mean, and the overall accuracy */
-  {
-    double y = L.footer_y + L.font_h / 2.0;
-    g_autofree char *overall = total > 0
-      ? g_strdup_printf ("overall %.1f%% of %" G_GINT64_FORMAT " images",
-                         100.0 * correct / total, total)
-      : g_strdup ("no images");
-    const char *legend = "share of the true class:  0%";
-    int w1, w2, w3;
-    vl_draw_text_size (small, legend, &w1, NULL);
-    vl_draw_text_size (small, overall, &w3, NULL);
-    vl_draw_text_size (small, "100%", &w2, NULL);
-    double bar = 60;
-    double total_w = w1 + 6 + bar + 4 + w2 + 18 + w3;
-    double x = MAX (8, round (width / 2.0 - total_w / 2));
-    vl_draw_set_source (cr, &C.fg, 0.7);
-    vl_draw_text (cr, small, legend, x, y, 0.0, 0.5);
-    x += w1 + 6;
-    double rgb[3];
-    cell_colour (&C, TRUE, rgb);
-    cairo_pattern_t *g = cairo_pattern_create_linear (x, 0, x + bar, 0);
-    cairo_pattern_add_color_stop_rgba (g, 0, rgb[0], rgb[1], rgb[2], 0.12);
-    cairo_pattern_add_color_stop_rgba (g, 1, rgb[0], rgb[1], rgb[2], 1.0);
-    cairo_rectangle (cr, x, y - 4, bar, 8);
-    cairo_set_source (cr, g);
-    cairo_fill (cr);
-    cairo_pattern_destroy (g);
-    x += bar + 4;
-    vl_draw_set_source (cr, &C.fg, 0.7);
-    vl_draw_text (cr, small, "100%", x, y, 0.0, 0.5);
-    x += w2 + 18;
-    vl_draw_set_source (cr, &C.fg, 0.9);
-    vl_draw_text (cr, small, overall, x, y, 0.0, 0.5);
-  }
+  draw_footer (cr, &C, small, &L, width, correct, total);
 }
 
 /* ------------------------------------------------------------------ GtkWidget */

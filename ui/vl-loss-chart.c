@@ -495,35 +495,30 @@ strip_update (VlLossChart *self, const Scale *s, int cols)
   cairo_surface_mark_dirty (self->strip);
 }
 
+/* What every layer of the chart draws with. */
+typedef struct {
+  VlLossChart *self;
+  cairo_t     *cr;
+  Palette      P;
+  Layout       L;
+  Scale        S;
+  PangoLayout *small;
+  int          width, height;
+} Paint;
+
+/* Layer 1: the loss grid and ticks (left), the steps (below), the right axis (accuracy, or
+ * R² for regression), the axis titles and the plot's frame. */
 static void
-draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hover,
-            gboolean background)
+paint_axes (const Paint *c)
 {
-  Palette P;
-  palette_init (&P, GTK_WIDGET (self));
+  VlLossChart *self = c->self;
+  cairo_t *cr = c->cr;
+  const Palette P = c->P;
+  const Layout L = c->L;
+  const Scale S = c->S;
+  PangoLayout *small = c->small;
   const GdkRGBA *fg = &P.c.fg;
-
-  if (background)
-    {
-      vl_draw_set_source (cr, &P.c.bg, 1.0);
-      cairo_paint (cr);
-    }
-  if (width < 40 || height < 40)
-    return;
-
-  g_autoptr(PangoLayout) small = vl_draw_layout (cr, GTK_WIDGET (self), 0.85);
-  Layout L;
-  compute_layout (self, small, width, height, &L);
-  Scale S;
-  compute_scale (self, &S);
-  S.px = L.plot.x;
-  S.pw = L.plot.w;
-  S.py = L.plot.y;
-  S.ph = L.plot.h;
-
-  cairo_set_line_join (cr, CAIRO_LINE_JOIN_ROUND);
-  cairo_set_line_cap (cr, CAIRO_LINE_CAP_ROUND);
-
+  const int width = c->width;
   /* ---- grid and y ticks (loss, left) ---- */
   char buf[64];
   cairo_set_line_width (cr, 1.0);
@@ -640,6 +635,17 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
   cairo_rectangle (cr, round (S.px) + 0.5, round (S.py) + 0.5, round (S.pw), round (S.ph));
   cairo_stroke (cr);
 
+}
+
+/* Layer 2: the series, clipped to the plot: earlier runs muted, the raw and smoothed losses,
+ * the validation loss and the right-axis metric per epoch. */
+static void
+paint_series (const Paint *c)
+{
+  VlLossChart *self = c->self;
+  cairo_t *cr = c->cr;
+  const Palette P = c->P;
+  const Scale S = c->S;
   /* ---- series, clipped to the plot ---- */
   cairo_save (cr);
   cairo_rectangle (cr, S.px, S.py - 4, S.pw, S.ph + 8);
@@ -730,6 +736,18 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
     }
   cairo_restore (cr);
 
+}
+
+/* Layer 3: the gradient-norm strip under the plot. */
+static void
+paint_strip (const Paint *c)
+{
+  VlLossChart *self = c->self;
+  cairo_t *cr = c->cr;
+  const Palette P = c->P;
+  const Layout L = c->L;
+  const Scale S = c->S;
+  const GdkRGBA *fg = &P.c.fg;
   /* ---- the gradient-norm strip ---- */
   if (L.strip.h > 0)
     {
@@ -772,6 +790,21 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
         }
     }
 
+}
+
+/* Layer 4: the legend, and a word when there is nothing to draw. */
+static void
+paint_legend (const Paint *c)
+{
+  VlLossChart *self = c->self;
+  cairo_t *cr = c->cr;
+  const Palette P = c->P;
+  const Layout L = c->L;
+  const Scale S = c->S;
+  PangoLayout *small = c->small;
+  const GdkRGBA *fg = &P.c.fg;
+  const Run *cur = self->cur;
+  guint n = cur->points->len;
   /* ---- legend ---- */
   {
     double x = L.legend.x, y = L.legend.y + L.legend.h / 2 - 2;
@@ -853,8 +886,23 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
                     0.5, 0.5);
     }
 
+}
+
+/* Layer 5: the hover's vertical rule and read-out. */
+static void
+paint_hover (const Paint *c)
+{
+  VlLossChart *self = c->self;
+  cairo_t *cr = c->cr;
+  const Palette P = c->P;
+  const Layout L = c->L;
+  const Scale S = c->S;
+  PangoLayout *small = c->small;
+  const GdkRGBA *fg = &P.c.fg;
+  const Run *cur = self->cur;
+  const Point *pts = (const Point *) cur->points->data;
   /* ---- hover: vertical rule and read-out ---- */
-  if (!hover || !self->hovering)
+  if (!self->hovering)
     return;
   gboolean in_plot = self->hover_x >= S.px && self->hover_x <= S.px + S.pw &&
                      self->hover_y >= S.py && self->hover_y <= L.strip.y + L.strip.h + 2;
@@ -960,6 +1008,42 @@ draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hove
   vl_draw_set_source (cr, fg, 1.0);
   cairo_move_to (cr, round (bx + pad), round (by + pad));
   pango_cairo_show_layout (cr, small);
+}
+
+static void
+draw_chart (VlLossChart *self, cairo_t *cr, int width, int height, gboolean hover,
+            gboolean background)
+{
+  Palette P;
+  palette_init (&P, GTK_WIDGET (self));
+
+  if (background)
+    {
+      vl_draw_set_source (cr, &P.c.bg, 1.0);
+      cairo_paint (cr);
+    }
+  if (width < 40 || height < 40)
+    return;
+
+  g_autoptr(PangoLayout) small = vl_draw_layout (cr, GTK_WIDGET (self), 0.85);
+  Paint c = { .self = self, .cr = cr, .P = P, .small = small, .width = width,
+              .height = height };
+  compute_layout (self, small, width, height, &c.L);
+  compute_scale (self, &c.S);
+  c.S.px = c.L.plot.x;
+  c.S.pw = c.L.plot.w;
+  c.S.py = c.L.plot.y;
+  c.S.ph = c.L.plot.h;
+
+  cairo_set_line_join (cr, CAIRO_LINE_JOIN_ROUND);
+  cairo_set_line_cap (cr, CAIRO_LINE_CAP_ROUND);
+
+  paint_axes (&c);
+  paint_series (&c);
+  paint_strip (&c);
+  paint_legend (&c);
+  if (hover)
+    paint_hover (&c);
 }
 
 /* ------------------------------------------------------------------ GtkWidget */
