@@ -8,6 +8,9 @@
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
 int cmd_predict (int argc, char **argv); /* app/cli-predict.c */
+/* FILE<TAB>INDEX<TAB>NAME<TAB>PROB for the top `top` classes of one image's logits (K). */
+void cli_print_top_classes (const char *file, const float *logits, int K,
+                            const char *const *names, int top);
 int cmd_features (int argc, char **argv);   /* app/cli-features.c */
 int cmd_probe    (int argc, char **argv);   /* app/cli-features.c */
 

@@ -10,6 +10,7 @@
  * ETA. probe prints per-class accuracy and ends with the lines knn_acc=N and/or logreg_acc=N;
  * with --layer all, a table of the probes at every block's output from one pass over the images,
  * the closing lines then being the final layer's. */
+#include "vl-format.h"
 #include "cli-commands.h"
 
 #include "vl-features.h"
@@ -119,18 +120,6 @@ typedef struct {
 } Progress;
 
 static void
-format_duration (char *buf, gsize size, double s)
-{
-  if (!isfinite (s) || s < 0)
-    g_snprintf (buf, size, "--:--");
-  else if (s >= 3600)
-    g_snprintf (buf, size, "%d:%02d:%02d", (int) (s / 3600), (int) fmod (s / 60, 60),
-                (int) fmod (s, 60));
-  else
-    g_snprintf (buf, size, "%d:%02d", (int) (s / 60), (int) fmod (s, 60));
-}
-
-static void
 on_progress (int64_t done, int64_t total, gpointer user_data)
 {
   Progress *p = user_data;
@@ -139,7 +128,7 @@ on_progress (int64_t done, int64_t total, gpointer user_data)
   double elapsed = (g_get_monotonic_time () - p->started) / 1e6;
   double rate = elapsed > 0 ? done / elapsed : 0;
   char eta[32];
-  format_duration (eta, sizeof eta, rate > 0 ? (total - done) / rate : NAN);
+  vl_format_duration (eta, sizeof eta, rate > 0 ? (total - done) / rate : NAN);
   const int width = 24;
   int fill = (int) (width * done / total);
   char bar[32];

@@ -21,22 +21,12 @@ ranked_cmp (const void *a, const void *b)
   return x->prob < y->prob ? 1 : x->prob > y->prob ? -1 : x->index - y->index;
 }
 
-/* One image's line(s) from its outputs (K). */
-static void
-print_prediction (const char *file, const float *z, int K, const VlRunTask *task,
-                  const char *const *names, int top)
+/* FILE<TAB>INDEX<TAB>NAME<TAB>PROB for the top classes of one image's logits (K), most likely
+ * first (ties: the lower index). */
+void
+cli_print_top_classes (const char *file, const float *z, int K, const char *const *names,
+                       int top)
 {
-  if (task->kind == VL_TASK_REGRESS)
-    {
-      VlTaskSpec t = vl_run_task_spec (task);
-      g_autofree float *v = g_new (float, K);
-      vl_task_unstandardize (&t, z, v);
-      g_print ("%s", file);
-      for (int j = 0; j < K; j++)
-        g_print ("\t%s=%.6g", task->value_names[j], v[j]);
-      g_print ("\n");
-      return;
-    }
   g_autofree Ranked *ranked = g_new (Ranked, K);
   float mx = z[0];
   for (int k = 1; k < K; k++)
@@ -54,6 +44,25 @@ print_prediction (const char *file, const float *z, int K, const VlRunTask *task
       g_print ("%s\t%d\t%s\t%.6f\n", file, ranked[r].index,
                names ? names[ranked[r].index] : idx, ranked[r].prob);
     }
+}
+
+/* One image's line(s) from its outputs (K). */
+static void
+print_prediction (const char *file, const float *z, int K, const VlRunTask *task,
+                  const char *const *names, int top)
+{
+  if (task->kind == VL_TASK_REGRESS)
+    {
+      VlTaskSpec t = vl_run_task_spec (task);
+      g_autofree float *v = g_new (float, K);
+      vl_task_unstandardize (&t, z, v);
+      g_print ("%s", file);
+      for (int j = 0; j < K; j++)
+        g_print ("\t%s=%.6g", task->value_names[j], v[j]);
+      g_print ("\n");
+      return;
+    }
+  cli_print_top_classes (file, z, K, names, top);
 }
 
 int

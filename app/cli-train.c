@@ -7,6 +7,7 @@
  * train shows a progress bar on a terminal (plain lines otherwise), one line per epoch on
  * stdout, and ends with the line val_acc=0.XXXX. Ctrl-C stops at the next batch and saves the
  * exact position, so --resume continues as if nothing happened. */
+#include "vl-format.h"
 #include "cli-commands.h"
 
 /* The recipes behind --preset (see apply_preset). */
@@ -73,18 +74,6 @@ parse_number (const char *option, const char *s, double lo, double hi, double *o
   return TRUE;
 }
 
-static void
-format_duration (char *buf, gsize size, double s)
-{
-  if (!isfinite (s) || s < 0)
-    g_snprintf (buf, size, "--:--");
-  else if (s >= 3600)
-    g_snprintf (buf, size, "%d:%02d:%02d", (int) (s / 3600), (int) fmod (s / 60, 60),
-                (int) fmod (s, 60));
-  else
-    g_snprintf (buf, size, "%d:%02d", (int) (s / 60), (int) fmod (s, 60));
-}
-
 /* ------------------------------------------------------------------ train */
 
 static volatile sig_atomic_t interrupted;
@@ -138,7 +127,7 @@ show_step (Progress *p, const VlTrainEvent *ev)
 {
   const VlStepPoint *pt = &ev->points[ev->n_points - 1];
   char eta[32];
-  format_duration (eta, sizeof eta, ev->eta_s);
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
   if (p->tty)
     {
       const int width = 24;
@@ -250,7 +239,7 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
             g_printerr ("%u file%s skipped (listed above)\n", p->n_skipped,
                         p->n_skipped == 1 ? " was" : "s were");
           char took[32];
-          format_duration (took, sizeof took, (g_get_monotonic_time () - p->started) / 1e6);
+          vl_format_duration (took, sizeof took, (g_get_monotonic_time () - p->started) / 1e6);
           if (ev->end == VL_TRAIN_END_STOPPED && interrupted)
             {
               g_printerr ("stopped at epoch %d, step %" G_GINT64_FORMAT " after %s; continue "

@@ -12,6 +12,7 @@
 #include "vl-image.h"
 #include "vl-gemm.h"
 #include "vl-model.h"
+#include "vl-task.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
 
@@ -405,18 +406,6 @@ cmd_step (int argc, char **argv)
 
 /* ------------------------------------------------------------------ classify */
 
-typedef struct {
-  int   index;
-  float prob;
-} Ranked;
-
-static int
-ranked_cmp (const void *a, const void *b)
-{
-  const Ranked *x = a, *y = b;
-  return x->prob < y->prob ? 1 : x->prob > y->prob ? -1 : x->index - y->index;
-}
-
 static int
 cmd_classify (int argc, char **argv)
 {
@@ -442,21 +431,14 @@ cmd_classify (int argc, char **argv)
       g_printerr ("vitlab-cli: %s: the checkpoint has no classifier head\n", argv[1]);
       return EXIT_FAILURE;
     }
-  const VlGeometry *g = vl_model_geometry (m);
-  VlPreprocess pp = {
-    .channels = g->in_chans, .size = g->input_size, .crop_pct = g->crop_pct,
-    .interp = g_str_equal (g->interpolation, "bilinear") ? VL_INTERP_BILINEAR
-            : g_str_equal (g->interpolation, "nearest") ? VL_INTERP_NEAREST : VL_INTERP_BICUBIC,
-  };
-  memcpy (pp.mean, g->mean, sizeof pp.mean);
-  memcpy (pp.std, g->std, sizeof pp.std);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
   const char *const *names = vl_model_class_names (m);
   top = MIN (top, K);
 
   const int batch = 8;
-  const int64_t per_image = (int64_t) g->in_chans * pp.size * pp.size;
+  const int64_t per_image = (int64_t) pp.channels * pp.size * pp.size;
   g_autofree float *pixels = g_new (float, batch * per_image);
-  g_autofree Ranked *ranked = g_new (Ranked, K);
   const char *files[8];
   int failures = 0;
   for (int i = 2; i < argc;)
@@ -479,27 +461,8 @@ cmd_classify (int argc, char **argv)
         continue;
       if (!vl_model_forward (m, pixels, n, pp.size, pp.size, VL_FORWARD_INFER, &error))
         return cli_fail (error);
-      const float *logits = vl_model_logits (m);
       for (int b = 0; b < n; b++)
-        {
-          const float *z = logits + (int64_t) b * K;
-          float mx = z[0];
-          for (int k = 1; k < K; k++)
-            mx = MAX (mx, z[k]);
-          double s = 0;
-          for (int k = 0; k < K; k++)
-            s += exp ((double) z[k] - mx);
-          for (int k = 0; k < K; k++)
-            ranked[k] = (Ranked) { k, (float) (exp ((double) z[k] - mx) / s) };
-          qsort (ranked, K, sizeof (Ranked), ranked_cmp);
-          for (int r = 0; r < top; r++)
-            {
-              char idx[16];
-              g_snprintf (idx, sizeof idx, "%d", ranked[r].index);
-              g_print ("%s\t%d\t%s\t%.6f\n", files[b], ranked[r].index,
-                       names ? names[ranked[r].index] : idx, ranked[r].prob);
-            }
-        }
+        cli_print_top_classes (files[b], vl_model_logits (m) + (int64_t) b * K, K, names, top);
     }
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -300,10 +300,33 @@ vl_eval_result_end (VlEvalResult *r)
     }
 }
 
+/* The model over one split in batches, without augmentation: `add` takes each batch's outputs. */
+typedef void (*AddFunc) (const VlBatch *b, const float *out, gpointer data);
+
 static gboolean
-check_cancelled (GCancellable *cancellable, GError **error)
+evaluate_batches (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+                  GCancellable *cancellable, AddFunc add, gpointer data, GError **error)
 {
-  return g_cancellable_set_error_if_cancelled (cancellable, error);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
+                                              MAX (batch_size, 1), FALSE, 0);
+  vl_loader_start_epoch (loader, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (loader, &b))
+    {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
+          !vl_model_forward (m, b.images, b.n, pp.size, pp.size, VL_FORWARD_INFER, error))
+        return FALSE;
+      add (&b, vl_model_logits (m), data);
+    }
+  return TRUE;
+}
+
+static void
+add_classify (const VlBatch *b, const float *out, gpointer data)
+{
+  vl_eval_result_add (data, out, b->labels, b->n);
 }
 
 gboolean
@@ -318,27 +341,27 @@ vl_evaluate (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
                    "the model's head has %d classes, the dataset %d", vl_model_num_classes (m), K);
       return FALSE;
     }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
-                                              MAX (batch_size, 1), FALSE, 0);
   vl_eval_result_begin (out, K);
-  vl_loader_start_epoch (loader, 0, 0);
-  VlBatch b;
-  while (vl_loader_next (loader, &b))
+  if (!evaluate_batches (m, ds, split, batch_size, cancellable, add_classify, out, error))
     {
-      if (check_cancelled (cancellable, error) ||
-          !vl_model_forward (m, b.images, b.n, pp.size, pp.size, VL_FORWARD_INFER, error))
-        {
-          vl_eval_result_clear (out);
-          return FALSE;
-        }
-      vl_eval_result_add (out, vl_model_logits (m), b.labels, b.n);
+      vl_eval_result_clear (out);
+      return FALSE;
     }
   vl_eval_result_end (out);
   return TRUE;
 }
 
+typedef struct {
+  VlRegressResult  *r;
+  const VlTaskSpec *t;
+} RegressAdd;
+
+static void
+add_regress (const VlBatch *b, const float *out, gpointer data)
+{
+  RegressAdd *a = data;
+  vl_regress_result_add (a->r, a->t, out, b->values, b->indices, b->n);
+}
 
 gboolean
 vl_evaluate_regress (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
@@ -354,22 +377,12 @@ vl_evaluate_regress (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
                    vl_model_num_classes (m), N);
       return FALSE;
     }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
-                                              MAX (batch_size, 1), FALSE, 0);
   vl_regress_result_begin (out, N);
-  vl_loader_start_epoch (loader, 0, 0);
-  VlBatch b;
-  while (vl_loader_next (loader, &b))
+  RegressAdd a = { out, t };
+  if (!evaluate_batches (m, ds, split, batch_size, cancellable, add_regress, &a, error))
     {
-      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
-          !vl_model_forward (m, b.images, b.n, pp.size, pp.size, VL_FORWARD_INFER, error))
-        {
-          vl_regress_result_clear (out);
-          return FALSE;
-        }
-      vl_regress_result_add (out, t, vl_model_logits (m), b.values, b.indices, b.n);
+      vl_regress_result_clear (out);
+      return FALSE;
     }
   vl_regress_result_end (out);
   return TRUE;

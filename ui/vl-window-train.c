@@ -2,6 +2,7 @@
  * thread posts events; at most one idle is queued and it drains them all; an idle of an older
  * run is dropped), what the events feed (loss chart, attention view, confusion view, status),
  * the trained model's predictions and the gallery, export, and saving and opening runs. */
+#include "vl-format.h"
 #include "vl-window-private.h"
 
 #include <errno.h>
@@ -61,18 +62,6 @@ vl_trained_model (VlTrainedRef *t)
 }
 
 /* ------------------------------------------------------------------ formatting */
-
-static void
-format_duration (char *buf, gsize size, double s)
-{
-  if (!isfinite (s) || s < 0)
-    g_snprintf (buf, size, "--:--");
-  else if (s >= 3600)
-    g_snprintf (buf, size, "%d:%02d:%02d", (int) (s / 3600), (int) fmod (s / 60, 60),
-                (int) fmod (s, 60));
-  else
-    g_snprintf (buf, size, "%d:%02d", (int) (s / 60), (int) fmod (s, 60));
-}
 
 static char *
 format_pct (double v)
@@ -677,7 +666,7 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
   gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
   char eta[32];
-  format_duration (eta, sizeof eta, ev->eta_s);
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
   g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
   gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
   if (ev->n_points > 0)
