@@ -6,6 +6,7 @@
  * component run in inference mode and share one scratch set; only blocks at or above it keep
  * what their backward needs. */
 #include "vl-model-private.h"
+#include "vl-attention.h"
 #include "vl-gemm.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
@@ -1473,49 +1474,15 @@ rollout_task (void *data, int64_t b, int worker)
 {
   const RolloutJob *j = data;
   VlActs *a = j->m->acts;
-  const int T = a->T, H = j->m->geo.heads, P = a->P, NP = T - P;
-  const int64_t TT = (int64_t) T * T;
-  float *R = j->scratch + (int64_t) worker * 3 * TT, *A = R + TT, *tmp = A + TT;
-  memset (R, 0, sizeof (float) * TT);
-  for (int i = 0; i < T; i++)
-    R[(int64_t) i * T + i] = 1.0f;
-  for (int l = 0; l < j->m->geo.depth; l++)
-    {
-      const float *att = a->blk[l].att + b * H * TT;
-      /* A = rownorm (mean over heads + I); R = A R */
-      for (int64_t e = 0; e < TT; e++)
-        {
-          float s = 0.f;
-          for (int h = 0; h < H; h++)
-            s += att[h * TT + e];
-          A[e] = s / H;
-        }
-      for (int i = 0; i < T; i++)
-        {
-          float *row = A + (int64_t) i * T;
-          row[i] += 1.0f;
-          float s = 0.f;
-          for (int c = 0; c < T; c++)
-            s += row[c];
-          for (int c = 0; c < T; c++)
-            row[c] /= s;
-        }
-      vl_gemm_serial (FALSE, FALSE, T, T, T, 1.0f, A, T, R, T, 0.0f, tmp, T);
-      memcpy (R, tmp, sizeof (float) * TT);
-    }
-  float *out = j->out + b * NP;
-  if (j->m->geo.class_token)
-    memcpy (out, R + P, sizeof (float) * NP);   /* the CLS row, over the patches */
-  else
-    {
-      /* no CLS token: the mean of the patch rows */
-      memset (out, 0, sizeof (float) * NP);
-      for (int i = P; i < T; i++)
-        for (int c = 0; c < NP; c++)
-          out[c] += R[(int64_t) i * T + P + c];
-      for (int c = 0; c < NP; c++)
-        out[c] /= (float) NP;
-    }
+  const VlGeometry *g = &j->m->geo;
+  const VlAttnShape s = { .depth = g->depth, .heads = g->heads, .T = a->T, .n_prefix = a->P,
+                          .has_cls = g->class_token };
+  const int64_t per_image = (int64_t) g->heads * a->T * a->T;
+  const float **blocks = g_newa (const float *, MAX (g->depth, 1));
+  for (int l = 0; l < g->depth; l++)
+    blocks[l] = a->blk[l].att + b * per_image;
+  vl_attention_rollout_blocks (blocks, &s, -1, j->out + b * (a->T - a->P),
+                               j->scratch + (int64_t) worker * 3 * a->T);
 }
 
 gboolean
@@ -1529,7 +1496,7 @@ vl_model_rollout (VlModel *m, float *out, GError **error)
       return FALSE;
     }
   int threads = vl_pool_n_threads ();
-  float *scratch = g_new (float, (int64_t) threads * 3 * a->T * a->T);
+  float *scratch = g_new (float, (int64_t) threads * 3 * a->T);
   RolloutJob j = { m, out, scratch };
   vl_parallel_for (a->B, rollout_task, &j);
   g_free (scratch);

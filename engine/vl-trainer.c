@@ -7,6 +7,7 @@
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer.h"
+#include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-safetensors.h"
 #include "vl-sync.h"
@@ -2189,9 +2190,7 @@ user_probe_into (Run *r, VlTrainEvent *ev, int b, const float *rollout)
   ev->user_heads = g->heads;
   ev->user_T = T;
   ev->user_attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
-  for (int l = 0; l < g->depth; l++)
-    memcpy (ev->user_attn + l * per_block, vl_model_attention (r->m, l) + b * per_block,
-            sizeof (float) * per_block);
+  vl_model_attention_copy (r->m, b, ev->user_attn);
   ev->user_rollout = g_memdup2 (rollout, sizeof (float) * ev->user_grid_h * ev->user_grid_w);
   ev->user_predicted = top_class (r, b);
 }

@@ -6,6 +6,7 @@
  * surface (recomputed only when the map or the colour map changes). Drawing a frame only
  * composites the cached image and heat surfaces. */
 #include "vl-attention-view.h"
+#include "vl-attention.h"
 
 #include <math.h>
 #include <string.h>
@@ -107,82 +108,27 @@ side_set_grid (Side *s, int gh, int gw)
   s->map_dirty = s->heat_dirty = TRUE;
 }
 
-/* The row of the query token's attention in one block, averaged over heads [h0, h1), over the
- * patch columns: out[c] = mean_h A_h[q][n_prefix + c]; without a CLS token and no patch query,
- * the mean over the patch rows. */
+/* The side's attention maps from the engine's kernels (vl-attention.h): one block's query row
+ * over a range of heads, or the rollout row; exactly what the engine computes for the run. */
+static VlAttnShape
+side_shape (const Side *s)
+{
+  return (VlAttnShape) { .depth = s->depth, .heads = s->heads, .T = s->T,
+                         .n_prefix = s->n_prefix, .has_cls = s->has_cls };
+}
+
 static void
 side_attention_row (Side *s, int block, int h0, int h1, int query)
 {
-  const int T = s->T, P = s->n_prefix, NP = s->gh * s->gw;
-  const gsize TT = (gsize) T * T;
-  float *out = s->map;
-  memset (out, 0, sizeof (float) * NP);
-  int r0, r1;
-  if (query >= 0)
-    r0 = P + query, r1 = r0 + 1;
-  else if (s->has_cls)
-    r0 = 0, r1 = 1;
-  else
-    r0 = P, r1 = T;
-  for (int h = h0; h < h1; h++)
-    {
-      const float *A = s->attn + ((gsize) block * s->heads + h) * TT;
-      for (int r = r0; r < r1; r++)
-        {
-          const float *row = A + (gsize) r * T + P;
-          for (int c = 0; c < NP; c++)
-            out[c] += row[c];
-        }
-    }
-  float scale = 1.0f / (float) ((h1 - h0) * (r1 - r0));
-  for (int c = 0; c < NP; c++)
-    out[c] *= scale;
+  const VlAttnShape shape = side_shape (s);
+  vl_attention_row (s->attn, &shape, block, h0, h1, query, s->map);
 }
 
-/* Rollout row: v = e_q (or the mean of the patch rows without a CLS token), then for blocks
- * L-1 … 0: v <- v Â_l with Â_l = rownorm (mean_h A_l + I): the q-th row of
- * R = Â_{L-1} ⋯ Â_0, exactly vl_model_rollout's CLS row. O(depth · heads · T²). */
 static void
 side_rollout_row (Side *s, int query)
 {
-  const int T = s->T, P = s->n_prefix, H = s->heads, NP = s->gh * s->gw;
-  const gsize TT = (gsize) T * T;
-  float *v = s->scratch, *w = v + T, *mean = w + T;
-  memset (v, 0, sizeof (float) * T);
-  if (query >= 0)
-    v[P + query] = 1.0f;
-  else if (s->has_cls)
-    v[0] = 1.0f;
-  else
-    for (int r = P; r < T; r++)
-      v[r] = 1.0f / (float) NP;
-  for (int l = s->depth - 1; l >= 0; l--)
-    {
-      memset (w, 0, sizeof (float) * T);
-      const float *Al = s->attn + (gsize) l * H * TT;
-      for (int r = 0; r < T; r++)
-        {
-          if (v[r] == 0.0f)
-            continue;
-          /* the head mean of row r, plus the identity, normalised */
-          float sum = 0.f;
-          for (int c = 0; c < T; c++)
-            {
-              float m = 0.f;
-              for (int h = 0; h < H; h++)
-                m += Al[(gsize) h * TT + (gsize) r * T + c];
-              mean[c] = m / (float) H;
-              sum += mean[c];
-            }
-          mean[r] += 1.0f;
-          sum += 1.0f;
-          float k = v[r] / sum;
-          for (int c = 0; c < T; c++)
-            w[c] += k * mean[c];
-        }
-      memcpy (v, w, sizeof (float) * T);
-    }
-  memcpy (s->map, v + P, sizeof (float) * NP);
+  const VlAttnShape shape = side_shape (s);
+  vl_attention_rollout (s->attn, &shape, query, s->map, s->scratch);
 }
 
 static void

@@ -597,12 +597,8 @@ attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   gsize per_attn = (gsize) g->heads * T * T;
   gsize per_image = (gsize) g->depth * per_attn;
   j->attn = g_new (float, per_image * ok);
-  for (int l = 0; l < g->depth; l++)
-    {
-      const float *a = vl_model_attention (m, l);
-      for (int b = 0; b < ok; b++)
-        memcpy (j->attn + b * per_image + l * per_attn, a + b * per_attn, per_attn * sizeof (float));
-    }
+  for (int b = 0; b < ok; b++)
+    vl_model_attention_copy (m, b, j->attn + b * per_image);
   j->rollout = g_new (float, (gsize) ok * MAX (T, j->gh * j->gw));
   if (!vl_model_rollout (m, j->rollout, &error))
     {

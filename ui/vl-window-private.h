@@ -8,6 +8,7 @@
 #include "vl-window.h"
 #include "vl-trainer.h"
 #include "vl-threads.h"
+#include "vl-attention.h"
 #include "vl-run-controller.h"
 
 G_BEGIN_DECLS

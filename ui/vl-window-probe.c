@@ -134,8 +134,7 @@ capture_attention (VlModel *m, const VlImage *img, float **attn, VlProbeFile *ge
   const int T = vl_model_n_tokens_last (m);
   const gsize per_block = (gsize) g->heads * T * T;
   *attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
-  for (int l = 0; l < g->depth; l++)
-    memcpy (*attn + l * per_block, vl_model_attention (m, l), per_block * sizeof (float));
+  vl_model_attention_copy (m, 0, *attn);
   geo->depth = g->depth;
   geo->heads = g->heads;
   geo->T = T;

@@ -1095,12 +1095,8 @@ predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
           gsize pa = (gsize) g->heads * T * T, pi = (gsize) g->depth * pa;
           j->final_attn = g_new (float, pi * got);
           j->attn_T = T;
-          for (int l = 0; l < g->depth; l++)
-            {
-              const float *a = vl_model_attention (m, l);
-              for (int b = 0; b < got; b++)
-                memcpy (j->final_attn + b * pi + l * pa, a + b * pa, pa * sizeof (float));
-            }
+          for (int b = 0; b < got; b++)
+            vl_model_attention_copy (m, b, j->final_attn + b * pi);
         }
     }
   g_mutex_unlock (&j->trained->lock);
