@@ -495,15 +495,11 @@ cmd_train (int argc, char **argv)
       usage_error ("--pool %s: expected token, avg or max", pool);
       goto done;
     }
-  if (augment && !g_str_equal (augment, "none") && !g_str_equal (augment, "light") &&
-      !g_str_equal (augment, "strong"))
+  if (augment && !vl_augment_from_string (augment, &cfg.augment))
     {
       usage_error ("--augment %s: expected none, light or strong", augment);
       goto done;
     }
-  if (augment)
-    cfg.augment = g_str_equal (augment, "light") ? VL_AUGMENT_LIGHT
-                : g_str_equal (augment, "strong") ? VL_AUGMENT_STRONG : VL_AUGMENT_NONE;
   if (unlock >= 0 && schedule)
     {
       usage_error ("give --unlock or --unlock-schedule, not both");

@@ -166,12 +166,6 @@ load_model (const char *path, GError **error)
 
 /* ------------------------------------------------------------------ info */
 
-static const char *
-pool_name (VlPoolKind pool)
-{
-  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : "token";
-}
-
 static int
 cmd_info (int argc, char **argv)
 {
@@ -208,9 +202,9 @@ cmd_info (int argc, char **argv)
   g_print ("layer norm:   eps %g\n", g->eps);
   if (vl_model_num_classes (m) > 0)
     g_print ("head:         linear, %d classes, pool %s%s\n", vl_model_num_classes (m),
-             pool_name (vl_model_pool (m)), vl_model_class_names (m) ? ", with class names" : "");
+             vl_pool_name (vl_model_pool (m)), vl_model_class_names (m) ? ", with class names" : "");
   else
-    g_print ("head:         none (features only), pool %s\n", pool_name (vl_model_pool (m)));
+    g_print ("head:         none (features only), pool %s\n", vl_pool_name (vl_model_pool (m)));
   g_print ("input:        %dx%d, crop_pct %g, %s; mean", g->input_size, g->input_size, g->crop_pct,
            g->interpolation);
   for (int c = 0; c < g->in_chans; c++)
@@ -293,7 +287,7 @@ cmd_forward (int argc, char **argv)
     vl_safetensors_writer_add_f32 (w, "embedding", 2, s_emb, vl_model_embedding (m));
   if (vl_model_logits (m))
     vl_safetensors_writer_add_f32 (w, "logits", 2, s_logits, vl_model_logits (m));
-  vl_safetensors_writer_add_metadata (w, "pool", pool_name (vl_model_pool (m)));
+  vl_safetensors_writer_add_metadata (w, "pool", vl_pool_name (vl_model_pool (m)));
   gboolean ok = vl_safetensors_writer_write (w, out, &error);
   g_strfreev (names);
   return ok ? EXIT_SUCCESS : cli_fail (error);

@@ -1441,6 +1441,26 @@ vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **err
   return open_folder (spec, opt, error);
 }
 
+const char *
+vl_augment_name (VlAugment a)
+{
+  return a == VL_AUGMENT_LIGHT ? "light" : a == VL_AUGMENT_STRONG ? "strong" : "none";
+}
+
+gboolean
+vl_augment_from_string (const char *s, VlAugment *out)
+{
+  if (g_strcmp0 (s, "none") == 0)
+    *out = VL_AUGMENT_NONE;
+  else if (g_strcmp0 (s, "light") == 0)
+    *out = VL_AUGMENT_LIGHT;
+  else if (g_strcmp0 (s, "strong") == 0)
+    *out = VL_AUGMENT_STRONG;
+  else
+    return FALSE;
+  return TRUE;
+}
+
 int
 vl_dataset_n_values (VlDataset *ds)
 {

@@ -36,6 +36,10 @@ typedef enum {
   VL_AUGMENT_STRONG,  /* light + colour jitter + RandAugment-style operations */
 } VlAugment;
 
+/* "none", "light", "strong" (run.json, the CLI). */
+const char *vl_augment_name        (VlAugment augment);
+gboolean    vl_augment_from_string (const char *s, VlAugment *out);
+
 typedef struct {
   double   val_fraction;   /* 0.2: used when the source has no validation split */
   uint64_t seed;           /* split and shuffling */

@@ -55,12 +55,6 @@ add_floats (JsonBuilder *b, const char *key, const float *v, int n)
   json_builder_end_array (b);
 }
 
-static const char *
-pool_string (VlPoolKind pool)
-{
-  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : "token";
-}
-
 /* A registered timm architecture whose defaults model_args then override. */
 static const char *
 timm_architecture (VlModel *m)
@@ -85,7 +79,7 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   add_string (b, "architecture", timm_architecture (m));
   add_int (b, "num_classes", num_classes);
   add_int (b, "num_features", g->width);
-  add_string (b, "global_pool", pool_string (m->pool));
+  add_string (b, "global_pool", vl_pool_name (m->pool));
   add_double (b, "layer_norm_eps", g_ascii_strtod (eps_text, NULL));
   add_string (b, "exported_from", g->family);
   /* what timm's naming cannot say, for vitlab reading it back */
@@ -113,7 +107,7 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   add_int (b, "num_heads", g->heads);
   add_double (b, "mlp_ratio", (double) g->mlp / g->width);
   add_int (b, "num_classes", num_classes);
-  add_string (b, "global_pool", pool_string (m->pool));
+  add_string (b, "global_pool", vl_pool_name (m->pool));
   add_bool (b, "qkv_bias", TRUE);
   if (!g->dist_token)
     {

@@ -276,6 +276,18 @@ vl_model_find_tensor (VlModel *m, const char *name)
   return -1;
 }
 
+const char *
+vl_pool_name (VlPoolKind pool)
+{
+  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : "token";
+}
+
+const char *
+vl_head_kind_name (VlHeadKind kind)
+{
+  return kind == VL_HEAD_MLP ? "mlp" : kind == VL_HEAD_NONE ? "none" : "linear";
+}
+
 gboolean
 vl_pool_from_string (const char *s, VlPoolKind *pool)
 {

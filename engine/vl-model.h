@@ -109,6 +109,10 @@ void              vl_model_set_pool        (VlModel *m, VlPoolKind pool);
 void              vl_model_set_head        (VlModel *m, VlHeadKind kind, int num_classes,
                                             int hidden, uint64_t seed);
 gboolean          vl_pool_from_string      (const char *s, VlPoolKind *pool);
+/* The names run.json, config.json and the CLI use: "token", "avg", "max"; "linear", "mlp",
+ * "none". */
+const char       *vl_pool_name             (VlPoolKind pool);
+const char       *vl_head_kind_name        (VlHeadKind kind);
 
 /* ---- layer groups (OpenCLIP lock semantics over timm's grouping) ----
  * stem [patch_embed.*, cls_token, pos_embed], blocks.0 … blocks.L-1, norm, head (when present). */

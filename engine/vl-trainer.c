@@ -25,38 +25,6 @@
 
 /* ------------------------------------------------------------------ names */
 
-static const char *
-head_name (VlHeadKind k)
-{
-  return k == VL_HEAD_MLP ? "mlp" : k == VL_HEAD_NONE ? "none" : "linear";
-}
-
-static const char *
-pool_name (VlPoolKind p)
-{
-  return p == VL_POOL_AVG ? "avg" : p == VL_POOL_MAX ? "max" : "token";
-}
-
-static const char *
-augment_name (VlAugment a)
-{
-  return a == VL_AUGMENT_LIGHT ? "light" : a == VL_AUGMENT_STRONG ? "strong" : "none";
-}
-
-static gboolean
-augment_from_string (const char *s, VlAugment *out)
-{
-  if (g_strcmp0 (s, "none") == 0)
-    *out = VL_AUGMENT_NONE;
-  else if (g_strcmp0 (s, "light") == 0)
-    *out = VL_AUGMENT_LIGHT;
-  else if (g_strcmp0 (s, "strong") == 0)
-    *out = VL_AUGMENT_STRONG;
-  else
-    return FALSE;
-  return TRUE;
-}
-
 const char *
 vl_train_event_kind_name (VlTrainEventKind kind)
 {
@@ -582,7 +550,7 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
       *nums[k].dst = v;
   if (get_int (hp, "early_stop", &i))
     c->early_stop = (int) i;
-  if ((s = get_str (hp, "augment")) && !augment_from_string (s, &c->augment))
+  if ((s = get_str (hp, "augment")) && !vl_augment_from_string (s, &c->augment))
     goto bad;
   if (get_num (hp, "cache_features", &v))
     c->cache_features = v != 0;
@@ -1317,9 +1285,9 @@ run_json (Run *r)
 
   json_builder_set_member_name (b, "head");
   json_builder_begin_object (b);
-  add_str (b, "kind", head_name (c->head));
+  add_str (b, "kind", vl_head_kind_name (c->head));
   add_int (b, "mlp_hidden", c->mlp_hidden);
-  add_str (b, "pool", pool_name (c->pool));
+  add_str (b, "pool", vl_pool_name (c->pool));
   add_int (b, "num_classes", r->K);
   json_builder_end_object (b);
 
@@ -1342,7 +1310,7 @@ run_json (Run *r)
   add_num (b, "label_smoothing", c->label_smoothing);
   add_num (b, "clip_grad", c->clip_grad);
   add_int (b, "early_stop", c->early_stop);
-  add_str (b, "augment", augment_name (c->augment));
+  add_str (b, "augment", vl_augment_name (c->augment));
   add_bool (b, "cache_features", c->cache_features);
   add_int (b, "cache_limit", c->cache_limit);
   add_str (b, "schedule", "linear warmup, then cosine decay per step");
