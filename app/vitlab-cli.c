@@ -12,7 +12,10 @@
 #include "vl-image.h"
 #include "vl-gemm.h"
 #include "vl-model.h"
+#include "vl-onnx.h"
+#include "vl-run.h"
 #include "vl-task.h"
+#include "vl-trainer.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
 
@@ -33,7 +36,8 @@ static const char *usage_text =
   "  vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N\n"
   "                  --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT.safetensors\n"
   "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
-  "  vitlab-cli export SOURCE --out DIR\n"
+  "  vitlab-cli export SOURCE|RUNDIR [--format timm|onnx] [--pool token|avg|max]\n"
+  "                    --out DIR|FILE.onnx\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
   "  vitlab-cli train --preset demo|pretrain-fmnist --out RUNDIR [options]\n"
   "  vitlab-cli train --task regress --backbone CKPT --data DIR|fashion-mnist-rotate[:...]\n"
@@ -463,22 +467,79 @@ cmd_classify (int argc, char **argv)
 
 /* ------------------------------------------------------------------ export */
 
+/* An ONNX file of a checkpoint or of a run folder (run.json beside the model: its task, its
+ * class or target names and, for regression, the standardisation the graph undoes). */
+static int
+export_onnx (const char *source, const char *out, const char *pool, VlPoolKind pool_kind)
+{
+  GError *error = NULL;
+  g_autofree char *run_json = g_build_filename (source, "run.json", NULL);
+  VlRunTask task = { 0 };
+  VlTaskSpec spec = { .kind = VL_TASK_CLASSIFY };
+  g_auto(GStrv) names = NULL;
+  g_autoptr(VlModel) m = NULL;
+  if (g_file_test (run_json, G_FILE_TEST_IS_REGULAR))
+    {
+      if (!vl_run_read_task (source, &task, &error))
+        return cli_fail (error);
+      m = vl_run_load_model (source, &names, &error);
+      spec = vl_run_task_spec (&task);
+    }
+  else
+    m = load_model (source, &error);
+  if (m == NULL)
+    {
+      vl_run_task_clear (&task);
+      return cli_fail (error);
+    }
+  if (pool)
+    vl_model_set_pool (m, pool_kind);
+  const char *const *labels = task.kind == VL_TASK_REGRESS
+                              ? (const char *const *) task.value_names
+                              : (const char *const *) names;
+  VlOnnxOptions o = { .task = &spec, .names = labels };
+  gboolean ok = vl_model_export_onnx (m, &o, out, &error);
+  vl_run_task_clear (&task);
+  if (!ok)
+    return cli_fail (error);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_print ("exported %s (%s) to %s: ONNX opset 17, pixel_values (N, %d, %d, %d) -> %s%s\n",
+           source, g->family, out, g->in_chans, g->img_size, g->img_size,
+           vl_model_head_kind (m) == VL_HEAD_NONE ? "" : spec.kind == VL_TASK_REGRESS
+           ? "values, " : "logits, ", g->embed_dim > 0 ? "features, embedding" : "features");
+  return EXIT_SUCCESS;
+}
+
 static int
 cmd_export (int argc, char **argv)
 {
   GError *error = NULL;
-  g_autofree char *out = NULL;
+  g_autofree char *out = NULL, *format = NULL, *pool = NULL;
   GOptionEntry entries[] = {
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output folder", "DIR" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "the pooling: token, avg or max (the model's)",
+      "POOL" },
+    { "format", 0, 0, G_OPTION_ARG_STRING, &format,
+      "timm (a folder: model.safetensors + config.json, the default) or onnx (one file)",
+      "FORMAT" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output folder (timm) or file (onnx)", "OUT" },
     { NULL },
   };
   if (!parse_options ("export SOURCE", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc != 2 || !out)
-    return usage_error ("export needs a SOURCE (checkpoint or run folder) and --out DIR");
+    return usage_error ("export needs a SOURCE (checkpoint or run folder) and --out");
+  VlPoolKind pool_kind = VL_POOL_TOKEN;
+  if (pool && !vl_pool_from_string (pool, &pool_kind))
+    return usage_error ("--pool %s: expected token, avg or max", pool);
+  if (format && strcmp (format, "onnx") == 0)
+    return export_onnx (argv[1], out, pool, pool_kind);
+  if (format && strcmp (format, "timm") != 0)
+    return usage_error ("--format %s: expected timm or onnx", format);
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
     return cli_fail (error);
+  if (pool)
+    vl_model_set_pool (m, pool_kind);
   if (!vl_model_export (m, out, &error))
     return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);

@@ -1,0 +1,733 @@
+/* vl-onnx.c: the ONNX export (see vl-onnx.h): a protobuf encoder, a graph builder and the
+ * Vision Transformer written with them.
+ *
+ * The wire format: every field is a tag (field number << 3 | wire type) as a varint, then a
+ * varint (type 0), four little-endian bytes (type 5) or a varint length and that many bytes
+ * (type 2: strings, bytes, packed repeated numbers, nested messages). Repeated fields may
+ * interleave with others, so a GraphProto's nodes and initializers are appended as they are made.
+ * Field numbers are onnx.proto's (onnx 1.12, IR version 8). */
+#include "vl-onnx.h"
+
+#include "vl-model-private.h"
+#include "vl-run.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ onnx.proto field numbers */
+
+enum { WIRE_VARINT = 0, WIRE_LEN = 2, WIRE_I32 = 5 };
+
+/* ModelProto */
+enum { MODEL_IR_VERSION = 1, MODEL_PRODUCER_NAME = 2, MODEL_PRODUCER_VERSION = 3,
+       MODEL_DOC_STRING = 6, MODEL_GRAPH = 7, MODEL_OPSET_IMPORT = 8, MODEL_METADATA_PROPS = 14 };
+/* OperatorSetIdProto, StringStringEntryProto */
+enum { OPSET_DOMAIN = 1, OPSET_VERSION = 2 };
+enum { ENTRY_KEY = 1, ENTRY_VALUE = 2 };
+/* GraphProto */
+enum { GRAPH_NODE = 1, GRAPH_NAME = 2, GRAPH_INITIALIZER = 5, GRAPH_INPUT = 11,
+       GRAPH_OUTPUT = 12 };
+/* NodeProto */
+enum { NODE_INPUT = 1, NODE_OUTPUT = 2, NODE_NAME = 3, NODE_OP_TYPE = 4, NODE_ATTRIBUTE = 5 };
+/* AttributeProto and its AttributeType */
+enum { ATTR_NAME = 1, ATTR_F = 2, ATTR_I = 3, ATTR_INTS = 8, ATTR_TYPE = 20 };
+enum { ATTR_TYPE_FLOAT = 1, ATTR_TYPE_INT = 2, ATTR_TYPE_INTS = 7 };
+/* TensorProto and its DataType */
+enum { TENSOR_DIMS = 1, TENSOR_DATA_TYPE = 2, TENSOR_NAME = 8, TENSOR_RAW_DATA = 9 };
+enum { DT_FLOAT = 1, DT_INT64 = 7 };
+/* ValueInfoProto, TypeProto, TypeProto.Tensor, TensorShapeProto, its Dimension */
+enum { VALUE_NAME = 1, VALUE_TYPE = 2 };
+enum { TYPE_TENSOR = 1 };
+enum { TTENSOR_ELEM_TYPE = 1, TTENSOR_SHAPE = 2 };
+enum { SHAPE_DIM = 1 };
+enum { DIM_VALUE = 1, DIM_PARAM = 2 };
+
+#define IR_VERSION 8
+#define OPSET      17
+
+/* ------------------------------------------------------------------ the encoder */
+
+void
+vl_pb_varint (GByteArray *b, uint64_t v)
+{
+  guint8 buf[10];
+  int n = 0;
+  do
+    {
+      guint8 byte = v & 0x7f;
+      v >>= 7;
+      buf[n++] = byte | (v ? 0x80 : 0);
+    }
+  while (v);
+  g_byte_array_append (b, buf, n);
+}
+
+static void
+pb_tag (GByteArray *b, int field, int wire)
+{
+  vl_pb_varint (b, ((uint64_t) field << 3) | (uint64_t) wire);
+}
+
+void
+vl_pb_int (GByteArray *b, int field, int64_t v)
+{
+  pb_tag (b, field, WIRE_VARINT);
+  vl_pb_varint (b, (uint64_t) v);   /* int64: a negative value takes ten bytes */
+}
+
+void
+vl_pb_float (GByteArray *b, int field, float v)
+{
+  guint32 u;
+  memcpy (&u, &v, 4);
+  u = GUINT32_TO_LE (u);
+  pb_tag (b, field, WIRE_I32);
+  g_byte_array_append (b, (const guint8 *) &u, 4);
+}
+
+void
+vl_pb_bytes (GByteArray *b, int field, const void *data, gsize len)
+{
+  pb_tag (b, field, WIRE_LEN);
+  vl_pb_varint (b, len);
+  if (len)
+    g_byte_array_append (b, data, (guint) len);
+}
+
+void
+vl_pb_string (GByteArray *b, int field, const char *s)
+{
+  vl_pb_bytes (b, field, s, strlen (s));
+}
+
+void
+vl_pb_message (GByteArray *b, int field, GByteArray *sub)
+{
+  vl_pb_bytes (b, field, sub->data, sub->len);
+  g_byte_array_unref (sub);
+}
+
+/* ------------------------------------------------------------------ the graph builder */
+
+typedef struct {
+  GByteArray   *buf;     /* GraphProto fields: nodes and initializers, in the order made */
+  GStringChunk *names;
+  int           serial;  /* for fresh value names */
+} Graph;
+
+/* A fresh value name, prefix.N. */
+static const char *
+fresh (Graph *g, const char *prefix)
+{
+  char buf[128];
+  g_snprintf (buf, sizeof buf, "%s.%d", prefix, g->serial++);
+  return g_string_chunk_insert (g->names, buf);
+}
+
+static const char *
+intern (Graph *g, const char *name)
+{
+  return g_string_chunk_insert_const (g->names, name);
+}
+
+/* An initializer of float32 (raw_data, little-endian) or int64 values. */
+static const char *
+init_tensor (Graph *g, const char *name, int dtype, int ndim, const int64_t *dims,
+             const void *data, int64_t numel)
+{
+  GByteArray *t = g_byte_array_new ();
+  for (int i = 0; i < ndim; i++)
+    vl_pb_int (t, TENSOR_DIMS, dims[i]);
+  vl_pb_int (t, TENSOR_DATA_TYPE, dtype);
+  vl_pb_string (t, TENSOR_NAME, name);
+  gsize size = (gsize) numel * (dtype == DT_FLOAT ? 4 : 8);
+#if G_BYTE_ORDER == G_LITTLE_ENDIAN
+  vl_pb_bytes (t, TENSOR_RAW_DATA, data, size);
+#else
+  guint8 *le = g_malloc (size);
+  const int w = dtype == DT_FLOAT ? 4 : 8;
+  for (gsize i = 0; i < size; i += w)
+    for (int k = 0; k < w; k++)
+      le[i + k] = ((const guint8 *) data)[i + w - 1 - k];
+  vl_pb_bytes (t, TENSOR_RAW_DATA, le, size);
+  g_free (le);
+#endif
+  vl_pb_message (g->buf, GRAPH_INITIALIZER, t);
+  return intern (g, name);
+}
+
+static const char *
+init_f32 (Graph *g, const char *name, int ndim, const int64_t *dims, const float *data)
+{
+  int64_t numel = 1;
+  for (int i = 0; i < ndim; i++)
+    numel *= dims[i];
+  return init_tensor (g, name, DT_FLOAT, ndim, dims, data, numel);
+}
+
+static const char *
+init_i64 (Graph *g, const char *prefix, int n, const int64_t *v)
+{
+  int64_t dims[1] = { n };
+  return init_tensor (g, fresh (g, prefix), DT_INT64, 1, dims, v, n);
+}
+
+/* A rank-0 constant. */
+static const char *
+scalar_f32 (Graph *g, const char *prefix, float v)
+{
+  return init_tensor (g, fresh (g, prefix), DT_FLOAT, 0, NULL, &v, 1);
+}
+
+static const char *
+scalar_i64 (Graph *g, const char *prefix, int64_t v)
+{
+  return init_tensor (g, fresh (g, prefix), DT_INT64, 0, NULL, &v, 1);
+}
+
+/* A node under construction. */
+typedef struct {
+  GByteArray *b;
+} Node;
+
+static Node
+node_begin (Graph *g, const char *op)
+{
+  Node n = { g_byte_array_new () };
+  vl_pb_string (n.b, NODE_OP_TYPE, op);
+  char name[64];
+  g_snprintf (name, sizeof name, "%s_%d", op, g->serial++);
+  vl_pb_string (n.b, NODE_NAME, name);
+  return n;
+}
+
+static void
+node_in (Node *n, const char *value)
+{
+  vl_pb_string (n->b, NODE_INPUT, value);
+}
+
+static void
+attr_int (Node *n, const char *name, int64_t v)
+{
+  GByteArray *a = g_byte_array_new ();
+  vl_pb_string (a, ATTR_NAME, name);
+  vl_pb_int (a, ATTR_TYPE, ATTR_TYPE_INT);
+  vl_pb_int (a, ATTR_I, v);
+  vl_pb_message (n->b, NODE_ATTRIBUTE, a);
+}
+
+static void
+attr_float (Node *n, const char *name, float v)
+{
+  GByteArray *a = g_byte_array_new ();
+  vl_pb_string (a, ATTR_NAME, name);
+  vl_pb_int (a, ATTR_TYPE, ATTR_TYPE_FLOAT);
+  vl_pb_float (a, ATTR_F, v);
+  vl_pb_message (n->b, NODE_ATTRIBUTE, a);
+}
+
+static void
+attr_ints (Node *n, const char *name, int k, const int64_t *v)
+{
+  GByteArray *a = g_byte_array_new ();
+  vl_pb_string (a, ATTR_NAME, name);
+  vl_pb_int (a, ATTR_TYPE, ATTR_TYPE_INTS);
+  for (int i = 0; i < k; i++)   /* unpacked, as onnx's own serialiser writes them */
+    vl_pb_int (a, ATTR_INTS, v[i]);
+  vl_pb_message (n->b, NODE_ATTRIBUTE, a);
+}
+
+/* Ends the node with one output (out NULL: a fresh name from the op) and returns its name. */
+static const char *
+node_end (Graph *g, Node *n, const char *out)
+{
+  const char *name = out ? intern (g, out) : fresh (g, "t");
+  vl_pb_string (n->b, NODE_OUTPUT, name);
+  vl_pb_message (g->buf, GRAPH_NODE, n->b);
+  n->b = NULL;
+  return name;
+}
+
+static const char *
+op1 (Graph *g, const char *op, const char *x, const char *out)
+{
+  Node n = node_begin (g, op);
+  node_in (&n, x);
+  return node_end (g, &n, out);
+}
+
+static const char *
+op2 (Graph *g, const char *op, const char *x, const char *y, const char *out)
+{
+  Node n = node_begin (g, op);
+  node_in (&n, x);
+  node_in (&n, y);
+  return node_end (g, &n, out);
+}
+
+static const char *
+transpose (Graph *g, const char *x, int k, const int64_t *perm)
+{
+  Node n = node_begin (g, "Transpose");
+  node_in (&n, x);
+  attr_ints (&n, "perm", k, perm);
+  return node_end (g, &n, NULL);
+}
+
+static const char *
+reshape (Graph *g, const char *x, int k, const int64_t *shape)
+{
+  return op2 (g, "Reshape", x, init_i64 (g, "shape", k, shape), NULL);
+}
+
+/* x (..., axis, ...) -> the entry `index` of the axis, which goes. */
+static const char *
+gather (Graph *g, const char *x, int64_t index, int axis)
+{
+  Node n = node_begin (g, "Gather");
+  node_in (&n, x);
+  node_in (&n, scalar_i64 (g, "index", index));
+  attr_int (&n, "axis", axis);
+  return node_end (g, &n, NULL);
+}
+
+/* ------------------------------------------------------------------ the model's pieces */
+
+typedef struct {
+  Graph    g;
+  VlModel *m;
+} Ctx;
+
+/* A model tensor as it is. */
+static const char *
+param (Ctx *c, int index)
+{
+  VlParam *p = vl_param (c->m, index);
+  return init_f32 (&c->g, p->name, p->ndim, p->shape, p->data);
+}
+
+/* A Linear weight (out, in) as the (in, out) right operand of MatMul: "NAME.T". */
+static const char *
+param_t (Ctx *c, int index)
+{
+  VlParam *p = vl_param (c->m, index);
+  const int64_t R = p->shape[0], C = p->shape[1];
+  float *t = g_new (float, R * C);
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t k = 0; k < C; k++)
+      t[k * R + r] = p->data[r * C + k];
+  g_autofree char *name = g_strconcat (p->name, ".T", NULL);
+  int64_t dims[2] = { C, R };
+  const char *v = init_f32 (&c->g, name, 2, dims, t);
+  g_free (t);
+  return v;
+}
+
+/* x (..., in) @ W^T + b; b_index -1: no bias. */
+static const char *
+linear (Ctx *c, const char *x, int w_index, int b_index)
+{
+  const char *y = op2 (&c->g, "MatMul", x, param_t (c, w_index), NULL);
+  return b_index >= 0 ? op2 (&c->g, "Add", y, param (c, b_index), NULL) : y;
+}
+
+static const char *
+layer_norm (Ctx *c, const char *x, int w_index, int b_index)
+{
+  Node n = node_begin (&c->g, "LayerNormalization");
+  node_in (&n, x);
+  node_in (&n, param (c, w_index));
+  if (b_index >= 0)
+    node_in (&n, param (c, b_index));
+  attr_int (&n, "axis", -1);
+  attr_float (&n, "epsilon", c->m->geo.eps);
+  return node_end (&c->g, &n, NULL);
+}
+
+/* Exact GELU: 0.5 x (1 + erf (x / sqrt 2)). */
+static const char *
+gelu (Ctx *c, const char *x)
+{
+  Graph *g = &c->g;
+  const char *e = op1 (g, "Erf", op2 (g, "Div", x, scalar_f32 (g, "sqrt2", (float) M_SQRT2),
+                                      NULL), NULL);
+  const char *s = op2 (g, "Add", e, scalar_f32 (g, "one", 1.0f), NULL);
+  return op2 (g, "Mul", op2 (g, "Mul", x, s, NULL), scalar_f32 (g, "half", 0.5f), NULL);
+}
+
+/* QuickGELU (OpenAI CLIP): x * sigmoid (1.702 x). */
+static const char *
+quick_gelu (Ctx *c, const char *x)
+{
+  Graph *g = &c->g;
+  const char *s = op1 (g, "Sigmoid", op2 (g, "Mul", x, scalar_f32 (g, "k1702", 1.702f), NULL),
+                       NULL);
+  return op2 (g, "Mul", x, s, NULL);
+}
+
+/* The patch embedding and the prefix tokens: (N, T, W). */
+static const char *
+embed (Ctx *c, const char *pixels)
+{
+  Graph *g = &c->g;
+  VlModel *m = c->m;
+  const VlGeometry *geo = &m->geo;
+  const int W = geo->width, P = geo->n_prefix, NP = geo->grid * geo->grid;
+  const int PP = geo->no_embed_class ? 0 : P;   /* prefix entries of pos_embed */
+  const float *pos = vl_pdata (m, m->ix.pos);
+
+  Node n = node_begin (g, "Conv");
+  node_in (&n, pixels);
+  node_in (&n, param (c, m->ix.patch_w));
+  if (m->ix.patch_b >= 0)
+    node_in (&n, param (c, m->ix.patch_b));
+  int64_t k[2] = { geo->patch, geo->patch };
+  attr_ints (&n, "kernel_shape", 2, k);
+  attr_ints (&n, "strides", 2, k);
+  const char *conv = node_end (g, &n, NULL);                       /* (N, W, G, G) */
+  int64_t s3[3] = { 0, W, NP };
+  int64_t perm[3] = { 0, 2, 1 };
+  const char *x = transpose (g, reshape (g, conv, 3, s3), 3, perm); /* (N, NP, W) */
+  if (pos)
+    {
+      /* the patch tokens' position entries */
+      int64_t dims[3] = { 1, NP, W };
+      x = op2 (g, "Add", x, init_f32 (g, "pos_embed.patches", 3, dims, pos + (int64_t) PP * W),
+               NULL);
+    }
+  if (P == 0)
+    return x;
+
+  /* the prefix tokens (with their position entries unless no_embed_class), (1, P, W),
+   * broadcast to (N, P, W) */
+  float *prefix = g_new0 (float, (int64_t) P * W);
+  int t = 0;
+  if (geo->class_token)
+    memcpy (prefix + (int64_t) W * t++, vl_pdata (m, m->ix.cls), sizeof (float) * W);
+  if (geo->dist_token)
+    memcpy (prefix + (int64_t) W * t++, vl_pdata (m, m->ix.dist), sizeof (float) * W);
+  for (int r = 0; r < geo->reg_tokens; r++)
+    memcpy (prefix + (int64_t) W * t++, vl_pdata (m, m->ix.reg) + (int64_t) r * W,
+            sizeof (float) * W);
+  if (PP && pos)
+    for (int64_t i = 0; i < (int64_t) P * W; i++)
+      prefix[i] += pos[i];
+  int64_t pdims[3] = { 1, P, W };
+  const char *pre = init_f32 (g, "prefix_tokens", 3, pdims, prefix);
+  g_free (prefix);
+
+  Node sh = node_begin (g, "Shape");
+  node_in (&sh, pixels);
+  attr_int (&sh, "start", 0);
+  attr_int (&sh, "end", 1);
+  const char *batch = node_end (g, &sh, NULL);                      /* [N] */
+  int64_t pw[2] = { P, W };
+  Node cat = node_begin (g, "Concat");
+  node_in (&cat, batch);
+  node_in (&cat, init_i64 (g, "shape", 2, pw));
+  attr_int (&cat, "axis", 0);
+  const char *shape = node_end (g, &cat, NULL);                     /* [N, P, W] */
+  const char *pre_n = op2 (g, "Expand", pre, shape, NULL);
+
+  Node tok = node_begin (g, "Concat");
+  node_in (&tok, pre_n);
+  node_in (&tok, x);
+  attr_int (&tok, "axis", 1);
+  return node_end (g, &tok, NULL);
+}
+
+static const char *
+block (Ctx *c, const char *x, int l)
+{
+  Graph *g = &c->g;
+  VlModel *m = c->m;
+  const VlGeometry *geo = &m->geo;
+  const int W = geo->width, T = geo->n_tokens, H = geo->heads, D = geo->head_dim;
+#define BI(which) vl_block_param (m, l, (which))
+
+  const char *h = layer_norm (c, x, BI (B_LN1_W), BI (B_LN1_B));
+  const char *qkv = linear (c, h, BI (B_QKV_W), BI (B_QKV_B));      /* (N, T, 3W) */
+  int64_t s5[5] = { 0, T, 3, H, D };
+  int64_t p5[5] = { 2, 0, 3, 1, 4 };
+  const char *qkv5 = transpose (g, reshape (g, qkv, 5, s5), 5, p5);  /* (3, N, H, T, D) */
+  const char *q = gather (g, qkv5, 0, 0);
+  const char *k = gather (g, qkv5, 1, 0);
+  const char *v = gather (g, qkv5, 2, 0);
+  int64_t pk[4] = { 0, 1, 3, 2 };
+  const char *scores = op2 (g, "MatMul", q, transpose (g, k, 4, pk), NULL);  /* (N, H, T, T) */
+  scores = op2 (g, "Mul", scores, scalar_f32 (g, "scale", 1.0f / sqrtf ((float) D)), NULL);
+  Node sm = node_begin (g, "Softmax");
+  node_in (&sm, scores);
+  attr_int (&sm, "axis", -1);
+  const char *attn = node_end (g, &sm, NULL);
+  const char *o = op2 (g, "MatMul", attn, v, NULL);                 /* (N, H, T, D) */
+  int64_t po[4] = { 0, 2, 1, 3 };
+  int64_t s3[3] = { 0, T, W };
+  o = reshape (g, transpose (g, o, 4, po), 3, s3);                  /* (N, T, W) */
+  o = linear (c, o, BI (B_PROJ_W), BI (B_PROJ_B));
+  if (geo->layer_scale)
+    o = op2 (g, "Mul", o, param (c, BI (B_LS1)), NULL);
+  x = op2 (g, "Add", x, o, NULL);
+
+  h = layer_norm (c, x, BI (B_LN2_W), BI (B_LN2_B));
+  h = linear (c, h, BI (B_FC1_W), BI (B_FC1_B));
+  h = geo->quick_gelu ? quick_gelu (c, h) : gelu (c, h);
+  h = linear (c, h, BI (B_FC2_W), BI (B_FC2_B));
+  if (geo->layer_scale)
+    h = op2 (g, "Mul", h, param (c, BI (B_LS2)), NULL);
+#undef BI
+  return op2 (g, "Add", x, h, NULL);
+}
+
+/* Pools tokens (N, T, W) to (N, W) as the engine's pool_tokens: token 0, or the mean or max
+ * over the patch tokens [n_prefix, T). */
+static const char *
+pool (Ctx *c, const char *tokens)
+{
+  Graph *g = &c->g;
+  const VlGeometry *geo = &c->m->geo;
+  VlPoolKind kind = c->m->pool;
+  if (kind == VL_POOL_TOKEN)
+    return gather (g, tokens, 0, 1);
+  const char *patches = tokens;
+  if (geo->n_prefix > 0)
+    {
+      int64_t start = geo->n_prefix, end = geo->n_tokens, axis = 1;
+      Node n = node_begin (g, "Slice");
+      node_in (&n, tokens);
+      node_in (&n, init_i64 (g, "starts", 1, &start));
+      node_in (&n, init_i64 (g, "ends", 1, &end));
+      node_in (&n, init_i64 (g, "axes", 1, &axis));
+      patches = node_end (g, &n, NULL);
+    }
+  Node r = node_begin (g, kind == VL_POOL_AVG ? "ReduceMean" : "ReduceMax");
+  node_in (&r, patches);
+  int64_t axes[1] = { 1 };
+  attr_ints (&r, "axes", 1, axes);
+  attr_int (&r, "keepdims", 0);
+  return node_end (g, &r, NULL);
+}
+
+/* A graph input or output: float32 with the batch dimension named "batch". */
+static GByteArray *
+value_info (const char *name, int ndim, const int64_t *dims)
+{
+  GByteArray *shape = g_byte_array_new ();
+  for (int i = 0; i < ndim; i++)
+    {
+      GByteArray *d = g_byte_array_new ();
+      if (i == 0)
+        vl_pb_string (d, DIM_PARAM, "batch");
+      else
+        vl_pb_int (d, DIM_VALUE, dims[i]);
+      vl_pb_message (shape, SHAPE_DIM, d);
+    }
+  GByteArray *tt = g_byte_array_new ();
+  vl_pb_int (tt, TTENSOR_ELEM_TYPE, DT_FLOAT);
+  vl_pb_message (tt, TTENSOR_SHAPE, shape);
+  GByteArray *type = g_byte_array_new ();
+  vl_pb_message (type, TYPE_TENSOR, tt);
+  GByteArray *vi = g_byte_array_new ();
+  vl_pb_string (vi, VALUE_NAME, name);
+  vl_pb_message (vi, VALUE_TYPE, type);
+  return vi;
+}
+
+static void
+add_output (Graph *g, GByteArray *outputs, const char *value, const char *name, int64_t width)
+{
+  op1 (g, "Identity", value, name);
+  int64_t dims[2] = { -1, width };
+  vl_pb_message (outputs, GRAPH_OUTPUT, value_info (name, 2, dims));
+}
+
+static void
+add_meta (GByteArray *model, const char *key, const char *value)
+{
+  GByteArray *e = g_byte_array_new ();
+  vl_pb_string (e, ENTRY_KEY, key);
+  vl_pb_string (e, ENTRY_VALUE, value);
+  vl_pb_message (model, MODEL_METADATA_PROPS, e);
+}
+
+/* A JSON array of n floats (shortest float form) or strings. */
+static char *
+json_floats (const float *v, int n)
+{
+  GString *s = g_string_new ("[");
+  for (int i = 0; i < n; i++)
+    {
+      char buf[G_ASCII_DTOSTR_BUF_SIZE];
+      char num[32];
+      g_snprintf (num, sizeof num, "%.9g", (double) v[i]);
+      g_ascii_formatd (buf, sizeof buf, "%.9g", g_ascii_strtod (num, NULL));
+      g_string_append_printf (s, "%s%s", i ? ", " : "", buf);
+    }
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+static char *
+json_strings (const char *const *v, int n)
+{
+  GString *s = g_string_new ("[");
+  for (int i = 0; i < n; i++)
+    {
+      g_string_append (s, i ? ", \"" : "\"");
+      for (const char *p = v[i]; *p; p++)
+        {
+          if (*p == '"' || *p == '\\')
+            g_string_append_printf (s, "\\%c", *p);
+          else if ((guchar) *p < 0x20)
+            g_string_append_printf (s, "\\u%04x", (guchar) *p);
+          else
+            g_string_append_c (s, *p);
+        }
+      g_string_append_c (s, '"');
+    }
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path,
+                      GError **error)
+{
+  const VlGeometry *geo = &m->geo;
+  const VlTaskSpec *task = options ? options->task : NULL;
+  const gboolean regress = task && task->kind == VL_TASK_REGRESS;
+  const int K = m->num_classes;
+  if (regress && (m->head_kind == VL_HEAD_NONE || K != task->n_outputs || !task->mean ||
+                  !task->std))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "%s: a regression export needs a head with one output per target and the "
+                   "targets' mean and std (head: %d outputs, task: %d targets)", path, K,
+                   task->n_outputs);
+      return FALSE;
+    }
+  if (geo->n_prefix > 0 && m->ix.pos < 0 && !geo->no_embed_class)
+    {
+      /* cannot happen for a loaded model; guards the prefix arithmetic */
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: the model has no pos_embed", path);
+      return FALSE;
+    }
+
+  Ctx c = { { g_byte_array_new (), g_string_chunk_new (4096), 0 }, m };
+  Graph *g = &c.g;
+  GByteArray *io = g_byte_array_new ();   /* inputs and outputs, appended to the graph last */
+  int64_t in_dims[4] = { -1, geo->in_chans, geo->img_size, geo->img_size };
+  vl_pb_message (io, GRAPH_INPUT, value_info ("pixel_values", 4, in_dims));
+
+  const char *x = embed (&c, "pixel_values");
+  if (geo->pre_norm)
+    x = layer_norm (&c, x, m->ix.pre_w, m->ix.pre_b);
+  for (int l = 0; l < geo->depth; l++)
+    x = block (&c, x, l);
+
+  /* the final norm on the tokens, then pooling; or pooling, then fc_norm */
+  const char *tokens = x, *pooled;
+  if (geo->fc_norm)
+    {
+      pooled = pool (&c, x);
+      if (m->ix.norm_w >= 0)
+        pooled = layer_norm (&c, pooled, m->ix.norm_w, m->ix.norm_b);
+    }
+  else
+    {
+      if (m->ix.norm_w >= 0)
+        tokens = layer_norm (&c, x, m->ix.norm_w, m->ix.norm_b);
+      pooled = pool (&c, tokens);
+    }
+  const char *head_in = pooled;
+  if (geo->embed_dim > 0)
+    head_in = linear (&c, pooled, m->ix.proj, -1);
+
+  const char *out = NULL;
+  if (m->head_kind == VL_HEAD_LINEAR)
+    {
+      out = linear (&c, head_in, m->ix.head_w, m->ix.head_b);
+      if (m->ix.hdist_w >= 0)
+        {
+          /* DeiT: the mean of the class head and the distillation head on token 1 */
+          const char *d = linear (&c, gather (g, tokens, 1, 1), m->ix.hdist_w, m->ix.hdist_b);
+          out = op2 (g, "Mul", op2 (g, "Add", out, d, NULL), scalar_f32 (g, "half", 0.5f), NULL);
+        }
+    }
+  else if (m->head_kind == VL_HEAD_MLP)
+    {
+      const char *h = gelu (&c, linear (&c, head_in, m->ix.head_w, m->ix.head_b));
+      out = linear (&c, h, m->ix.head2_w, m->ix.head2_b);
+    }
+
+  if (out && regress)
+    {
+      int64_t dims[1] = { K };
+      out = op2 (g, "Mul", out, init_f32 (g, "target_std", 1, dims, task->std), NULL);
+      out = op2 (g, "Add", out, init_f32 (g, "target_mean", 1, dims, task->mean), NULL);
+      add_output (g, io, out, "values", K);
+    }
+  else if (out)
+    add_output (g, io, out, "logits", K);
+  add_output (g, io, pooled, "features", geo->width);
+  if (geo->embed_dim > 0)
+    add_output (g, io, head_in, "embedding", geo->embed_dim);
+
+  vl_pb_string (g->buf, GRAPH_NAME, "vitlab");
+  g_byte_array_append (g->buf, io->data, io->len);
+  g_byte_array_unref (io);
+
+  /* the model */
+  GByteArray *model = g_byte_array_new ();
+  vl_pb_int (model, MODEL_IR_VERSION, IR_VERSION);
+  GByteArray *opset = g_byte_array_new ();
+  vl_pb_string (opset, OPSET_DOMAIN, "");
+  vl_pb_int (opset, OPSET_VERSION, OPSET);
+  vl_pb_message (model, MODEL_OPSET_IMPORT, opset);
+  vl_pb_string (model, MODEL_PRODUCER_NAME, "vitlab");
+  vl_pb_string (model, MODEL_PRODUCER_VERSION, "1");
+  g_autofree char *doc = g_strdup_printf ("%s ViT (%s), %d blocks, width %d, from %s",
+                                          geo->family, geo->architecture, geo->depth,
+                                          geo->width, m->path ? m->path : "memory");
+  vl_pb_string (model, MODEL_DOC_STRING, doc);
+  vl_pb_message (model, MODEL_GRAPH, g->buf);
+  g_string_chunk_free (g->names);
+
+  char num[64];
+  add_meta (model, "vitlab.task", regress ? "regress" : out ? "classify" : "features");
+  add_meta (model, "vitlab.family", geo->family);
+  g_snprintf (num, sizeof num, "%d", geo->img_size);
+  add_meta (model, "input_size", num);
+  g_snprintf (num, sizeof num, "%d", geo->input_size > 0 ? geo->input_size : geo->img_size);
+  add_meta (model, "image_size", num);
+  g_snprintf (num, sizeof num, "%d", geo->in_chans);
+  add_meta (model, "in_chans", num);
+  g_ascii_formatd (num, sizeof num, "%.9g", geo->crop_pct);
+  add_meta (model, "crop_pct", num);
+  add_meta (model, "crop_mode", "center");
+  add_meta (model, "interpolation", geo->interpolation ? geo->interpolation : "bicubic");
+  g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
+  g_autofree char *std = json_floats (geo->std, geo->in_chans);
+  add_meta (model, "mean", mean);
+  add_meta (model, "std", std);
+  add_meta (model, "pooling", vl_pool_name (m->pool));
+  const char *const *names = options && options->names ? options->names
+                             : (const char *const *) m->class_names;
+  if (names && out && (int) g_strv_length ((char **) names) == K)
+    {
+      g_autofree char *list = json_strings (names, K);
+      add_meta (model, regress ? "target_names" : "class_names", list);
+    }
+  if (regress)
+    {
+      g_autofree char *tm = json_floats (task->mean, K);
+      g_autofree char *ts = json_floats (task->std, K);
+      add_meta (model, "target_mean", tm);
+      add_meta (model, "target_std", ts);
+    }
+
+  gboolean ok = vl_write_file_atomic (path, (const char *) model->data, model->len, error);
+  g_byte_array_unref (model);
+  return ok;
+}

@@ -1,0 +1,67 @@
+/* vl-onnx.h: a loaded model as an ONNX file that ONNX Runtime runs.
+ *
+ *   VlTaskSpec t = { .kind = VL_TASK_CLASSIFY };
+ *   VlOnnxOptions o = { .task = &t };
+ *   vl_model_export_onnx (m, &o, "model.onnx", &error);
+ *
+ * The file is a ModelProto (IR version 8, default-domain opset 17) written by vitlab's own
+ * protobuf encoder (vl-onnx.c); no Python and no ONNX library take part. The graph:
+ *
+ *   input    pixel_values  float32 (N, C, S, S): normalised pixels at the model's native size
+ *                          S = grid * patch; N is dynamic ("batch")
+ *   outputs  logits        (N, K)  classification (DeiT: the mean of the two heads)
+ *            values        (N, T)  regression, in the targets' units (head * std + mean)
+ *            features      (N, W)  the pooled features (vl_model_features), always
+ *            embedding     (N, E)  OpenCLIP's image embedding, when the model has a projection
+ *
+ * Ops: Conv (kernel = stride = patch) for the patch embedding, LayerNormalization, MatMul + Add
+ * for every Linear (weights stored transposed, (in, out)), attention as Reshape / Transpose /
+ * MatMul / Mul / Softmax, exact GELU as 0.5 x (1 + Erf (x / sqrt 2)), QuickGELU as
+ * x * Sigmoid (1.702 x), token / avg / max pooling over the patch tokens (Gather, Slice +
+ * ReduceMean / ReduceMax), the prefix tokens broadcast to the batch with Shape + Concat + Expand.
+ * Every structure variant the engine loads is written: class / distillation / register tokens,
+ * no_embed_class, pre_norm, layer scale, fc_norm, QuickGELU, OpenCLIP's projection, the linear,
+ * DeiT's two and the MLP head. Weights are float32 initializers (raw_data) named after the
+ * model's tensors (".T" appended to a transposed one).
+ *
+ * metadata_props: "vitlab.task" (classify / regress / features), "vitlab.family",
+ * "input_size" (S), "image_size" (the preprocessing's size), "crop_pct", "crop_mode" (center),
+ * "interpolation", "mean" and "std" (JSON arrays, one value per channel), "in_chans", "pooling",
+ * "class_names" or "target_names" (JSON arrays), and for regression "target_mean" / "target_std"
+ * (already applied in the graph). */
+#pragma once
+
+#include <gio/gio.h>
+#include <glib.h>
+#include <stdint.h>
+
+#include "vl-model.h"
+#include "vl-task.h"
+
+G_BEGIN_DECLS
+
+typedef struct {
+  /* classify (NULL: classify with the model's head), or regress with n_outputs targets and
+   * their mean / std (the head predicts standardised values) */
+  const VlTaskSpec  *task;
+  /* the class or target names (NULL: the model's class names, or none) */
+  const char *const *names;
+} VlOnnxOptions;
+
+/* Writes the model as ONNX to path (atomically). Errors name the path and the problem (a
+ * regression head whose width is not the task's number of targets, a failed write). */
+gboolean vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path,
+                               GError **error);
+
+/* ---- the protobuf wire format (exposed for tests) ----
+ * Appends to a GByteArray: a field's tag and a varint, a 32-bit float, or length-delimited
+ * bytes (strings, packed arrays, nested messages). */
+void vl_pb_varint  (GByteArray *b, uint64_t v);
+void vl_pb_int     (GByteArray *b, int field, int64_t v);
+void vl_pb_float   (GByteArray *b, int field, float v);
+void vl_pb_bytes   (GByteArray *b, int field, const void *data, gsize len);
+void vl_pb_string  (GByteArray *b, int field, const char *s);
+/* Appends sub as a nested message and frees it. */
+void vl_pb_message (GByteArray *b, int field, GByteArray *sub);
+
+G_END_DECLS

@@ -1,0 +1,230 @@
+#!/usr/bin/env node
+/* Checks `vitlab-cli export --format onnx` in ONNX Runtime (onnxruntime-node, the CPU provider)
+ * against `vitlab-cli forward` on the same images, and the exported real ViT-Ti on the ImageNet
+ * samples against `vitlab-cli classify` and the samples' labels.
+ *
+ *   NODE_PATH=build/interop-node/node_modules node tests/interop/check_onnx.js \
+ *       --cli build/app/vitlab-cli --shared ../shared [--only NAME] [--keep]
+ *
+ * Per source and pooling: export, forward, then the ONNX model on the whole batch and on its
+ * first image alone (the batch dimension is dynamic); logits / values, features and (OpenCLIP)
+ * embedding must agree within 1e-4 max abs. The ImageNet images are preprocessed from the ONNX
+ * file's own metadata_props (tests/interop/onnx_preprocess.py, PIL: resize the shorter side to
+ * input_size / crop_pct with the named interpolation, center crop, mean / std), as a deployment
+ * would. Prints one line per check and "N passed, N failed"; exits 1 when anything failed. */
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { execFileSync } = require('child_process');
+
+const TOL = 1e-4;
+const HERE = __dirname;
+const ROOT = path.dirname(path.dirname(HERE));
+
+function parseArgs () {
+  const a = { cli: path.join(ROOT, 'build/app/vitlab-cli'), shared: path.join(ROOT, '../shared'),
+              only: null, keep: false, python: '/usr/bin/python3' };
+  const v = process.argv.slice(2);
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === '--cli') a.cli = v[++i];
+    else if (v[i] === '--shared') a.shared = v[++i];
+    else if (v[i] === '--only') a.only = v[++i];
+    else if (v[i] === '--python') a.python = v[++i];
+    else if (v[i] === '--keep') a.keep = true;
+    else { console.error(`check_onnx.js: unknown argument ${v[i]}`); process.exit(2); }
+  }
+  return a;
+}
+
+/* safetensors: 8-byte little-endian header length, JSON header, raw little-endian data */
+function readSafetensors (file) {
+  const buf = fs.readFileSync(file);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+  const out = {};
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const [b, e] = t.data_offsets;
+    const raw = buf.subarray(8 + n + b, 8 + n + e);
+    let data;
+    if (t.dtype === 'F32') {
+      data = new Float32Array(raw.length / 4);
+      for (let i = 0; i < data.length; i++) data[i] = raw.readFloatLE(4 * i);
+    } else if (t.dtype === 'I64') {
+      data = new BigInt64Array(raw.length / 8);
+      for (let i = 0; i < data.length; i++) data[i] = raw.readBigInt64LE(8 * i);
+    } else continue;
+    out[name] = { shape: t.shape, data };
+  }
+  return out;
+}
+
+function maxAbsDiff (a, b) {
+  if (a.length !== b.length) return Infinity;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = d;   /* NaN counts as infinitely far */
+    if (Number.isNaN(d)) return Infinity;
+  }
+  return m;
+}
+
+function argmax (a, off, n) {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (a[off + i] > a[off + best]) best = i;
+  return best;
+}
+
+class Results {
+  constructor () { this.passed = 0; this.failed = 0; }
+  add (source, check, ok, detail) {
+    if (ok) this.passed++; else this.failed++;
+    console.log(`${ok ? 'PASS' : 'FAIL'}  ${source.padEnd(26)} ${check.padEnd(24)} ${detail}`);
+  }
+}
+
+async function main () {
+  const args = parseArgs();
+  let ort;
+  try {
+    ort = require('onnxruntime-node');
+  } catch (e) {
+    console.error(`check_onnx.js: cannot load onnxruntime-node (set NODE_PATH to the node_modules ` +
+                  `holding it; 'make interop' installs it into build/interop-node): ${e.message}`);
+    process.exit(1);
+  }
+  const S = args.shared;
+  const D = path.join(ROOT, 'tests/data');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vitlab-onnx-'));
+  const res = new Results();
+  const cli = (...a) => execFileSync(args.cli, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+  /* [name, source, images file, pools (null: the model's own)] */
+  const cases = [
+    ['vit-timm-tiny', `${S}/fixtures/vit-timm-tiny`, `${S}/fixtures/vit-timm-tiny/inputs.safetensors`, ['token', 'avg', 'max']],
+    ['vit-tiny-real', `${S}/weights/vit-tiny-augreg-in1k`, `${S}/fixtures/vit-tiny-real/inputs.safetensors`, [null, 'avg']],
+  ];
+  for (const fam of ['fam-deit-dist', 'fam-hf-dino', 'fam-hf-vit', 'fam-openclip', 'fam-openclip-gelu',
+                     'fam-timm-gap', 'fam-timm-reg-ls', 'fam-torchvision'])
+    cases.push([fam, `${D}/${fam}`, `${D}/${fam}/inputs.safetensors`,
+                fam === 'fam-timm-reg-ls' || fam === 'fam-deit-dist' ? [null, 'avg', 'max'] : [null]]);
+  /* torchvision saves no config and the fixture's 4 heads cannot be read off width 32: a copy
+   * beside a config.json naming them (as tests/test-families.c does) */
+  const tv = cases.find((c) => c[0] === 'fam-torchvision');
+  fs.mkdirSync(path.join(tmp, 'fam-torchvision'));
+  fs.copyFileSync(path.join(tv[1], 'model.safetensors'), path.join(tmp, 'fam-torchvision/model.safetensors'));
+  fs.writeFileSync(path.join(tmp, 'fam-torchvision/config.json'), '{"num_heads": 4}');
+  tv[1] = path.join(tmp, 'fam-torchvision');
+  for (const geo of ['geom-bf16', 'geom-f16', 'geom-noheads', 'geom-p4-d2-h4', 'geom-p7-d3-h2-gray'])
+    cases.push([geo, `${D}/${geo}`, `${D}/${geo}/inputs.safetensors`, [null]]);
+  /* a regression run folder, when the caller made one (VITLAB_ONNX_REGRESS_RUN) */
+  if (process.env.VITLAB_ONNX_REGRESS_RUN)
+    cases.push(['regress-run', process.env.VITLAB_ONNX_REGRESS_RUN,
+                process.env.VITLAB_ONNX_REGRESS_IMAGES, [null]]);
+
+  for (const [name, src, imagesFile, pools] of cases) {
+    if (args.only && name !== args.only) continue;
+    for (const pool of pools) {
+      const label = pool ? `${name}/${pool}` : name;
+      const onnxPath = path.join(tmp, `${label.replace('/', '-')}.onnx`);
+      const fwdPath = path.join(tmp, `${label.replace('/', '-')}.forward.safetensors`);
+      const poolArg = pool ? ['--pool', pool] : [];
+      try {
+        cli('export', src, '--format', 'onnx', ...poolArg, '--out', onnxPath);
+        const isRun = fs.existsSync(path.join(src, 'run.json'));
+        cli('forward', isRun ? path.join(src, 'model.safetensors') : src, '--images', imagesFile,
+            ...poolArg, '--out', fwdPath);
+      } catch (e) {
+        res.add(label, 'export + forward', false, (e.stderr || e.message).trim());
+        continue;
+      }
+      const ref = readSafetensors(fwdPath);
+      const images = readSafetensors(imagesFile).images;
+      const session = await ort.InferenceSession.create(onnxPath, { executionProviders: ['cpu'] });
+      const [B, C, H, W] = images.shape;
+      const per = C * H * W;
+      const full = await session.run({ pixel_values: new ort.Tensor('float32', images.data, [B, C, H, W]) });
+      const one = await session.run({ pixel_values: new ort.Tensor('float32', images.data.slice(0, per), [1, C, H, W]) });
+      const outputs = session.outputNames;
+      const pairs = [['features', 'features'], ['embedding', 'embedding']];
+      if (outputs.includes('logits')) pairs.push(['logits', 'logits']);
+      if (outputs.includes('values')) pairs.push(['values', 'logits']);
+      for (const [out, key] of pairs) {
+        if (!outputs.includes(out) && !(key in ref)) continue;
+        if (!outputs.includes(out) || !(key in ref)) {
+          res.add(label, out, false, `present in ${outputs.includes(out) ? 'ONNX' : 'vitlab forward'} only`);
+          continue;
+        }
+        let want = ref[key].data;
+        if (out === 'values') {
+          /* forward gives the standardised head; the graph maps it to the targets' units */
+          const meta = JSON.parse(fs.readFileSync(path.join(src, 'run.json'), 'utf8'));
+          want = unstandardise(want, meta);
+        }
+        const d = maxAbsDiff(full[out].data, want);
+        res.add(label, `${out} vs forward`, d <= TOL, `max abs diff ${d.toExponential(2)} (B=${B}, ${full[out].dims.join('x')})`);
+        const n = want.length / B;
+        const d1 = maxAbsDiff(one[out].data, want.slice(0, n));
+        res.add(label, `${out} batch of 1`, d1 <= TOL, `max abs diff ${d1.toExponential(2)}`);
+      }
+    }
+  }
+
+  if (!args.only || args.only === 'imagenet')
+    await imagenet(args, ort, cli, tmp, res);
+
+  if (!args.keep) fs.rmSync(tmp, { recursive: true, force: true });
+  else console.log(`kept ${tmp}`);
+  console.log(`${res.passed} passed, ${res.failed} failed`);
+  process.exit(res.failed ? 1 : 0);
+}
+
+/* run.json's regression targets: values = z * std + mean */
+function unstandardise (z, run) {
+  const t = run.task || {};
+  const mean = t.target_mean || t.mean, std = t.target_std || t.std;
+  if (!mean || !std) throw new Error('run.json: no target mean / std');
+  const K = mean.length, out = new Float32Array(z.length);
+  for (let i = 0; i < z.length; i++) out[i] = z[i] * std[i % K] + mean[i % K];
+  return out;
+}
+
+async function imagenet (args, ort, cli, tmp, res) {
+  const model = `${args.shared}/weights/vit-tiny-augreg-in1k`;
+  const dir = `${args.shared}/datasets/imagenet-samples`;
+  const onnxPath = path.join(tmp, 'vit-tiny-imagenet.onnx');
+  cli('export', model, '--format', 'onnx', '--out', onnxPath);
+  const files = fs.readdirSync(dir).filter((f) => /\.jpe?g$/i.test(f)).sort();
+  const labels = {};
+  for (const line of fs.readFileSync(path.join(dir, 'labels.tsv'), 'utf8').split('\n').slice(1)) {
+    const [f, idx] = line.split('\t');
+    if (f) labels[f] = Number(idx);
+  }
+  /* vitlab's own top-1 */
+  const vitlab = {};
+  for (const line of cli('classify', model, ...files.map((f) => path.join(dir, f))).split('\n')) {
+    const [f, idx] = line.split('\t');
+    if (f) vitlab[path.basename(f)] = Number(idx);
+  }
+  const pixPath = path.join(tmp, 'imagenet-pixels.safetensors');
+  execFileSync(args.python, [path.join(HERE, 'onnx_preprocess.py'), onnxPath, pixPath,
+                             ...files.map((f) => path.join(dir, f))]);
+  const px = readSafetensors(pixPath).images;
+  const session = await ort.InferenceSession.create(onnxPath, { executionProviders: ['cpu'] });
+  const out = await session.run({ pixel_values: new ort.Tensor('float32', px.data, px.shape) });
+  const K = out.logits.dims[1];
+  let same = 0, right = 0;
+  files.forEach((f, b) => {
+    const top = argmax(out.logits.data, b * K, K);
+    if (top === vitlab[f]) same++;
+    if (top === labels[f]) right++;
+    res.add(`imagenet/${f}`, 'ONNX top-1', top === vitlab[f] && top === labels[f],
+            `ONNX ${top}, vitlab-cli classify ${vitlab[f]}, label ${labels[f]}`);
+  });
+  console.log(`imagenet: ONNX top-1 = vitlab's on ${same}/${files.length}, = label on ${right}/${files.length}`);
+}
+
+main().catch((e) => { console.error(`check_onnx.js: ${e.stack || e}`); process.exit(1); });
