@@ -58,8 +58,24 @@ bench: build
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
-# vitlab's timm export against a PyTorch rebuild of timm's ViT (not part of `make test`).
+# vitlab's timm export against a PyTorch rebuild of timm's ViT, and its ONNX export in ONNX
+# Runtime (onnxruntime-node from npm, into $(ORT_NODE); not part of `make test`).
+ORT_NODE ?= $(BUILD)/interop-node
+ORT_NODE_VERSION ?= 1.30.0
 .PHONY: interop
 interop: build
 	@VITLAB_BENCH=1 scripts/install-deps.sh
-	/usr/bin/python3 tests/interop/check_export.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED)
+	@if [ ! -f $(ORT_NODE)/node_modules/onnxruntime-node/package.json ]; then \
+	  mkdir -p $(ORT_NODE) && cd $(ORT_NODE) && echo '{"private": true}' > package.json && \
+	  ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund \
+	      onnxruntime-node@$(ORT_NODE_VERSION); fi
+	@lib=$(ORT_NODE)/node_modules/onnxruntime-node/bin/napi-v6/linux/$$(node -p process.arch); \
+	  test -f $$lib/libonnxruntime.so.1 && test -f $$lib/onnxruntime_binding.node || \
+	  { echo "onnxruntime-node: no CPU binary in $$lib"; exit 1; }
+	@# both checks run; the target fails when either does
+	@status=0; \
+	/usr/bin/python3 tests/interop/check_export.py --cli $(BUILD)/app/vitlab-cli \
+	    --shared $(SHARED) || status=1; \
+	NODE_PATH=$(abspath $(ORT_NODE))/node_modules node tests/interop/check_onnx.js \
+	    --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) || status=1; \
+	exit $$status
