@@ -503,8 +503,10 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
   if (!ok)
     return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);
+  /* the preprocessing's size when it fits the patch (vl-onnx.h) */
+  const int S = g->input_size > 0 && g->input_size % g->patch == 0 ? g->input_size : g->img_size;
   g_print ("exported %s (%s) to %s: ONNX opset 17, pixel_values (N, %d, %d, %d) -> %s%s\n",
-           source, g->family, out, g->in_chans, g->img_size, g->img_size,
+           source, g->family, out, g->in_chans, S, S,
            vl_model_head_kind (m) == VL_HEAD_NONE ? "" : spec.kind == VL_TASK_REGRESS
            ? "values, " : "logits, ", g->embed_dim > 0 ? "features, embedding" : "features");
   return EXIT_SUCCESS;

@@ -295,8 +295,12 @@ gather (Graph *g, const char *x, int64_t index, int axis)
 /* ------------------------------------------------------------------ the model's pieces */
 
 typedef struct {
-  Graph    g;
-  VlModel *m;
+  Graph        g;
+  VlModel     *m;
+  int          size;   /* input side */
+  int          grid;   /* patches per side at that size */
+  int          T;      /* tokens: n_prefix + grid * grid */
+  const float *pos;    /* the position embedding at that grid (PP + grid * grid rows), or NULL */
 } Ctx;
 
 /* A model tensor as it is. */
@@ -373,9 +377,9 @@ embed (Ctx *c, const char *pixels)
   Graph *g = &c->g;
   VlModel *m = c->m;
   const VlGeometry *geo = &m->geo;
-  const int W = geo->width, P = geo->n_prefix, NP = geo->grid * geo->grid;
+  const int W = geo->width, P = geo->n_prefix, NP = c->grid * c->grid;
   const int PP = geo->no_embed_class ? 0 : P;   /* prefix entries of pos_embed */
-  const float *pos = vl_pdata (m, m->ix.pos);
+  const float *pos = c->pos;
 
   Node n = node_begin (g, "Conv");
   node_in (&n, pixels);
@@ -443,7 +447,7 @@ block (Ctx *c, const char *x, int l)
   Graph *g = &c->g;
   VlModel *m = c->m;
   const VlGeometry *geo = &m->geo;
-  const int W = geo->width, T = geo->n_tokens, H = geo->heads, D = geo->head_dim;
+  const int W = geo->width, T = c->T, H = geo->heads, D = geo->head_dim;
 #define BI(which) vl_block_param (m, l, (which))
 
   const char *h = layer_norm (c, x, BI (B_LN1_W), BI (B_LN1_B));
@@ -493,7 +497,7 @@ pool (Ctx *c, const char *tokens)
   const char *patches = tokens;
   if (geo->n_prefix > 0)
     {
-      int64_t start = geo->n_prefix, end = geo->n_tokens, axis = 1;
+      int64_t start = geo->n_prefix, end = c->T, axis = 1;
       Node n = node_begin (g, "Slice");
       node_in (&n, tokens);
       node_in (&n, init_i64 (g, "starts", 1, &start));
@@ -614,10 +618,36 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
       return FALSE;
     }
 
-  Ctx c = { { g_byte_array_new (), g_string_chunk_new (4096), 0 }, m };
+  /* The input size: the model's preprocessing size (pretrained_cfg input_size) when it differs
+   * from the native one and fits the patch, with the position embedding resampled there as the
+   * engine's forward does (timm's resample_abs_pos_embed: taken from a forward of one blank
+   * image at that size), so the file computes what vitlab classify computes; else native. */
+  Ctx c = { { NULL, NULL, 0 }, m, geo->img_size, geo->grid, geo->n_tokens,
+            vl_pdata (m, m->ix.pos) };
+  g_autofree float *pos_resampled = NULL;
+  if (geo->input_size > 0 && geo->input_size != geo->img_size &&
+      geo->input_size % geo->patch == 0 && m->ix.pos >= 0)
+    {
+      const int S = geo->input_size, G = S / geo->patch;
+      const int PP = geo->no_embed_class ? 0 : geo->n_prefix;
+      g_autofree float *blank = g_new0 (float, (gsize) geo->in_chans * S * S);
+      if (!vl_model_forward (m, blank, 1, S, S, VL_FORWARD_INFER, error))
+        {
+          g_prefix_error (error, "%s: resampling the position embedding to %d: ", path, S);
+          return FALSE;
+        }
+      pos_resampled = g_memdup2 (vl_model_pos_embed_used (m),
+                                 sizeof (float) * (gsize) (PP + G * G) * geo->width);
+      c.size = S;
+      c.grid = G;
+      c.T = geo->n_prefix + G * G;
+      c.pos = pos_resampled;
+    }
+  c.g.buf = g_byte_array_new ();
+  c.g.names = g_string_chunk_new (4096);
   Graph *g = &c.g;
   GByteArray *io = g_byte_array_new ();   /* inputs and outputs, appended to the graph last */
-  int64_t in_dims[4] = { -1, geo->in_chans, geo->img_size, geo->img_size };
+  int64_t in_dims[4] = { -1, geo->in_chans, c.size, c.size };
   vl_pb_message (io, GRAPH_INPUT, value_info ("pixel_values", 4, in_dims));
 
   const char *x = embed (&c, "pixel_values");
@@ -697,7 +727,7 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   char num[64];
   add_meta (model, "vitlab.task", regress ? "regress" : out ? "classify" : "features");
   add_meta (model, "vitlab.family", geo->family);
-  g_snprintf (num, sizeof num, "%d", geo->img_size);
+  g_snprintf (num, sizeof num, "%d", c.size);
   add_meta (model, "input_size", num);
   g_snprintf (num, sizeof num, "%d", geo->input_size > 0 ? geo->input_size : geo->img_size);
   add_meta (model, "image_size", num);

@@ -7,8 +7,11 @@
  * The file is a ModelProto (IR version 8, default-domain opset 17) written by vitlab's own
  * protobuf encoder (vl-onnx.c); no Python and no ONNX library take part. The graph:
  *
- *   input    pixel_values  float32 (N, C, S, S): normalised pixels at the model's native size
- *                          S = grid * patch; N is dynamic ("batch")
+ *   input    pixel_values  float32 (N, C, S, S): normalised pixels at the model's
+ *                          preprocessing size S (pretrained_cfg input_size; the position
+ *                          embedding resampled there as the engine does when it is not the
+ *                          native grid * patch; the native size when it is not a multiple of the
+ *                          patch); N is dynamic ("batch")
  *   outputs  logits        (N, K)  classification (DeiT: the mean of the two heads)
  *            values        (N, T)  regression, in the targets' units (head * std + mean)
  *            features      (N, W)  the pooled features (vl_model_features), always

@@ -227,7 +227,9 @@ check_export (const char *name, const char *src, const char *pool, VlModel *m,
 
   JsonArray *in = json_object_get_array_member (o, "inputs");
   g_assert_cmpint (json_array_get_length (in), ==, 1);
-  int64_t in_dims[4] = { 0, g->in_chans, g->img_size, g->img_size };
+  const int S = g->input_size % g->patch == 0 ? g->input_size : g->img_size;
+  const int64_t NP = (int64_t) (S / g->patch) * (S / g->patch);
+  int64_t in_dims[4] = { 0, g->in_chans, S, S };
   assert_value (json_array_get_array_element (in, 0), "pixel_values", 4, in_dims);
 
   JsonArray *out = json_object_get_array_member (o, "outputs");
@@ -273,9 +275,12 @@ check_export (const char *name, const char *src, const char *pool, VlModel *m,
       g_assert_cmpint (json_array_get_int_element (st, k), ==, g->patch);
     }
 
-  /* every parameter is in the file once: the position entries of the prefix tokens are folded
-   * into them (unless no_embed_class), a regression export adds the targets' mean and std */
-  int64_t want = vl_model_n_params (m) - (g->no_embed_class ? 0 : (int64_t) g->n_prefix * g->width);
+  /* every parameter is in the file once, but pos_embed: the position entries of the prefix
+   * tokens are folded into them (unless no_embed_class), the patches' are at the input's grid;
+   * a regression export adds the targets' mean and std */
+  const int64_t pos_numel = (int64_t) ((g->no_embed_class ? 0 : g->n_prefix) +
+                                       g->grid * g->grid) * g->width;
+  int64_t want = vl_model_n_params (m) - pos_numel + NP * g->width;
   if (strcmp (task, "regress") == 0)
     want += 2 * K;
   g_assert_cmpint (json_object_get_int_member (o, "weights"), ==, want);
@@ -283,7 +288,8 @@ check_export (const char *name, const char *src, const char *pool, VlModel *m,
   JsonObject *meta = json_object_get_object_member (o, "meta");
   g_assert_cmpstr (json_object_get_string_member (meta, "vitlab.task"), ==, task);
   g_assert_cmpstr (json_object_get_string_member (meta, "vitlab.family"), ==, g->family);
-  g_assert_cmpint (atoi (json_object_get_string_member (meta, "input_size")), ==, g->img_size);
+  g_assert_cmpint (atoi (json_object_get_string_member (meta, "input_size")), ==, S);
+  g_assert_cmpint (atoi (json_object_get_string_member (meta, "image_size")), ==, g->input_size);
   g_assert_cmpint (atoi (json_object_get_string_member (meta, "in_chans")), ==, g->in_chans);
   g_assert_cmpfloat_with_epsilon (g_ascii_strtod (json_object_get_string_member (meta, "crop_pct"),
                                                   NULL), g->crop_pct, 1e-6);
@@ -326,6 +332,44 @@ test_fixture (void)
 }
 
 static void
+copy_file (const char *from, const char *to)
+{
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_assert_true (g_file_get_contents (from, &data, &len, NULL));
+  g_assert_true (g_file_set_contents (to, data, (gssize) len, NULL));
+}
+
+/* A model whose preprocessing size (48) is not its native one (32): the graph takes 48 with the
+ * position embedding resampled to the 6x6 grid. */
+static void
+test_input_size (void)
+{
+  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autofree char *dir = g_build_filename (tmpdir, "tiny-48", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  g_autofree char *from = g_build_filename (src, "model.safetensors", NULL);
+  g_autofree char *to = g_build_filename (dir, "model.safetensors", NULL);
+  copy_file (from, to);
+  g_autofree char *cfg_from = g_build_filename (src, "config.json", NULL);
+  g_autofree char *cfg = NULL;
+  g_assert_true (g_file_get_contents (cfg_from, &cfg, NULL, NULL));
+  g_autoptr(GRegex) re = g_regex_new ("\"input_size\": \\[\\s*3,\\s*32,\\s*32\\s*\\]", 0, 0,
+                                      NULL);
+  g_autofree char *cfg48 = g_regex_replace_literal (re, cfg, -1, 0,
+                                                    "\"input_size\": [3, 48, 48]", 0, NULL);
+  g_assert_nonnull (strstr (cfg48, "[3, 48, 48]"));
+  g_autofree char *cfg_to = g_build_filename (dir, "config.json", NULL);
+  g_assert_true (g_file_set_contents (cfg_to, cfg48, -1, NULL));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 48);
+  g_assert_cmpint (vl_model_geometry (m)->img_size, ==, 32);
+  export_source ("tiny-48", dir, NULL);
+}
+
+static void
 test_real (void)
 {
   g_autofree char *src = vl_test_shared_path ("weights", "vit-tiny-augreg-in1k", NULL);
@@ -335,15 +379,6 @@ test_real (void)
   g_assert_cmpint (vl_model_num_classes (m), ==, 1000);
   g_assert_nonnull (vl_model_class_names (m));   /* 1000 names go into the metadata */
   export_source ("vit-tiny-real", src, NULL);
-}
-
-static void
-copy_file (const char *from, const char *to)
-{
-  g_autofree char *data = NULL;
-  gsize len = 0;
-  g_assert_true (g_file_get_contents (from, &data, &len, NULL));
-  g_assert_true (g_file_set_contents (to, data, (gssize) len, NULL));
 }
 
 static void
@@ -496,6 +531,7 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/fixture", test_fixture);
   g_test_add_func ("/onnx/families", test_families);
   g_test_add_func ("/onnx/geometries", test_geometries);
+  g_test_add_func ("/onnx/input-size", test_input_size);
   g_test_add_func ("/onnx/real-vit-tiny", test_real);
   g_test_add_func ("/onnx/regress-run", test_regress_run);
   g_test_add_func ("/onnx/errors", test_errors);

@@ -118,6 +118,15 @@ async function main () {
   fs.copyFileSync(path.join(tv[1], 'model.safetensors'), path.join(tmp, 'fam-torchvision/model.safetensors'));
   fs.writeFileSync(path.join(tmp, 'fam-torchvision/config.json'), '{"num_heads": 4}');
   tv[1] = path.join(tmp, 'fam-torchvision');
+  /* the fixture with a preprocessing size of 48 (native 32): the graph takes 48 with pos_embed
+   * resampled to the 6x6 grid, as vitlab's forward resamples it */
+  const t48 = path.join(tmp, 'vit-timm-tiny-48');
+  fs.mkdirSync(t48);
+  fs.copyFileSync(`${S}/fixtures/vit-timm-tiny/model.safetensors`, path.join(t48, 'model.safetensors'));
+  const cfg48 = JSON.parse(fs.readFileSync(`${S}/fixtures/vit-timm-tiny/config.json`, 'utf8'));
+  cfg48.pretrained_cfg.input_size = [3, 48, 48];
+  fs.writeFileSync(path.join(t48, 'config.json'), JSON.stringify(cfg48));
+  cases.push(['vit-timm-tiny-48', t48, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
   for (const geo of ['geom-bf16', 'geom-f16', 'geom-noheads', 'geom-p4-d2-h4', 'geom-p7-d3-h2-gray'])
     cases.push([geo, `${D}/${geo}`, `${D}/${geo}/inputs.safetensors`, [null]]);
   /* a regression run with an MLP head, trained here for one epoch (a second): the graph's
@@ -145,7 +154,8 @@ async function main () {
         continue;
       }
       const ref = readSafetensors(fwdPath);
-      const images = readSafetensors(imagesFile).images;
+      const [imagesPath, tensor] = imagesFile.split(':');
+      const images = readSafetensors(imagesPath)[tensor || 'images'];
       const session = await ort.InferenceSession.create(onnxPath, { executionProviders: ['cpu'] });
       const [B, C, H, W] = images.shape;
       const per = C * H * W;
@@ -155,6 +165,20 @@ async function main () {
       const pairs = [['features', 'features'], ['embedding', 'embedding']];
       if (outputs.includes('logits')) pairs.push(['logits', 'logits']);
       if (outputs.includes('values')) pairs.push(['values', 'logits']);
+      /* and against PyTorch where the fixtures hold its outputs (../shared/fixtures/README.md) */
+      const torchRef = {
+        'vit-timm-tiny-48': ['vit-timm-tiny', 'logits_token_48'],
+        'vit-timm-tiny/token': ['vit-timm-tiny', 'logits_token'],
+        'vit-timm-tiny/avg': ['vit-timm-tiny', 'logits_avg'],
+        'vit-timm-tiny/max': ['vit-timm-tiny', 'logits_max'],
+        'vit-tiny-real': ['vit-tiny-real', 'logits_token'],
+        'vit-tiny-real/avg': ['vit-tiny-real', 'logits_avg'],
+      }[label];
+      if (torchRef) {
+        const want = readSafetensors(`${S}/fixtures/${torchRef[0]}/expected.safetensors`)[torchRef[1]].data;
+        const d = maxAbsDiff(full.logits.data, want);
+        res.add(label, 'logits vs PyTorch', d <= TOL, `max abs diff ${d.toExponential(2)} (${torchRef[1]})`);
+      }
       for (const [out, key] of pairs) {
         if (!outputs.includes(out) && !(key in ref)) continue;
         if (!outputs.includes(out) || !(key in ref)) {
