@@ -707,6 +707,17 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   vl_pb_string (g->buf, GRAPH_NAME, "vitlab");
   g_byte_array_append (g->buf, io->data, io->len);
   g_byte_array_unref (io);
+  if (g->buf->len > G_MAXINT32 - (1 << 20))
+    {
+      /* protobuf's (and so ONNX Runtime's) limit for one message */
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "%s: the graph would take %.2f GiB; an ONNX file holds at most 2 GiB "
+                   "without external data, which vitlab does not write", path,
+                   g->buf->len / 1073741824.0);
+      g_byte_array_unref (g->buf);
+      g_string_chunk_free (g->names);
+      return FALSE;
+    }
 
   /* the model */
   GByteArray *model = g_byte_array_new ();

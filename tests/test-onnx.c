@@ -467,6 +467,30 @@ test_regress_run (void)
   g_assert_false (json_object_has_member (meta, "class_names"));
 }
 
+/* A classification run folder: the class names come from the run (its config.json). */
+static void
+test_classify_run (void)
+{
+  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (src, &error);
+  g_assert_no_error (error);
+  const char *names[] = { "ant", "bee", "cat \"tabby\"", "dog\\wolf", "eel", NULL };
+  vl_model_set_class_names (m, names);
+  g_autofree char *dir = g_build_filename (tmpdir, "classify-run", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  g_autofree char *st = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_assert_true (vl_model_save_checkpoint (m, st, cfg, &error));
+  g_assert_no_error (error);
+  g_autofree char *run_json = g_build_filename (dir, "run.json", NULL);
+  g_assert_true (g_file_set_contents (run_json, "{\"task\": {\"kind\": \"classify\"}}", -1,
+                                      NULL));
+  /* check_export compares the metadata's class_names (JSON) with the model's, quotes and
+   * backslashes included */
+  check_export ("classify-run", dir, NULL, m, "classify", 5);
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void
@@ -534,6 +558,7 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/input-size", test_input_size);
   g_test_add_func ("/onnx/real-vit-tiny", test_real);
   g_test_add_func ("/onnx/regress-run", test_regress_run);
+  g_test_add_func ("/onnx/classify-run", test_classify_run);
   g_test_add_func ("/onnx/errors", test_errors);
   int rc = g_test_run ();
   rm_tree (tmpdir);
