@@ -161,6 +161,41 @@ not_exporting (VlWindow *win)
   return !win->exporting;
 }
 
+/* Exports the window's trained model as ONNX (win.export-onnx) and checks the file with
+ * python3-onnx (VITLAB_PYTHON): check_model with full shape inference, then its outputs and
+ * task, which must read `expect` ("logits,features classify"). */
+static void
+export_onnx_and_check (VlWindow *win, const char *dir, const char *expect)
+{
+  g_autofree char *file = g_build_filename (dir, "model.onnx", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-onnx-override", g_strdup (file), g_free);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export-onnx", NULL));
+  g_assert_true (win->exporting);
+  while (win->exporting)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_false (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR &&
+                  gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  const char *py = g_getenv ("VITLAB_PYTHON");
+  const char *argv[] = {
+    py ? py : "/usr/bin/python3", "-c",
+    "import onnx, sys\n"
+    "m = onnx.load(sys.argv[1])\n"
+    "onnx.checker.check_model(m, full_check=True)\n"
+    "meta = {p.key: p.value for p in m.metadata_props}\n"
+    "print(','.join(o.name for o in m.graph.output), meta['vitlab.task'])\n",
+    file, NULL
+  };
+  g_autofree char *out = NULL, *err = NULL;
+  int status = 0;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDIN_FROM_DEV_NULL, NULL,
+                               NULL, &out, &err, &status, &error));
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("%s: onnx.checker failed:\n%s", file, err);
+  g_assert_cmpstr (g_strstrip (out), ==, expect);
+}
+
 static gboolean
 action (VlWindow *win, const char *name)
 {
@@ -585,6 +620,8 @@ test_train (void)
   g_autoptr(VlModel) exported = vl_model_load (export_dir, &error);
   g_assert_no_error (error);
   g_assert_cmpint (vl_model_num_classes (exported), ==, 2);
+  /* and as ONNX (File menu: Export as ONNX…) */
+  export_onnx_and_check (win, out, "logits,features classify");
 
   /* the run folder */
   g_autofree char *metrics = g_build_filename (win->run_dir, "metrics.jsonl", NULL);
@@ -678,6 +715,9 @@ test_regression (void)
   g_assert_cmpint (task.reg_loss, ==, VL_REG_LOSS_SMOOTH_L1);
   g_assert_cmpstr (task.value_names[0], ==, "level");
   vl_run_task_clear (&task);
+  /* as ONNX: the values in the targets' units */
+  g_autofree char *onnx_dir = vl_test_tmpdir ();
+  export_onnx_and_check (win, onnx_dir, "values,features regress");
   if (g_getenv ("VL_SHOTS"))
     {
       g_assert_true (action_s (win, "win.page", "evaluation"));

@@ -3,6 +3,7 @@
  * run is dropped), what the events feed (loss chart, attention view, confusion view, status),
  * the trained model's predictions and the gallery, export, and saving and opening runs. */
 #include "vl-format.h"
+#include "vl-onnx.h"
 #include "vl-window-private.h"
 
 #include <errno.h>
@@ -1323,7 +1324,11 @@ on_cell_activated (VlConfusionView *view, int true_class, int predicted_class, V
 
 typedef struct {
   VlTrainedRef *trained;
-  char *dir;
+  char *dir;          /* timm: the folder; ONNX: the file */
+  gboolean onnx;
+  VlTaskKind task;    /* ONNX: the run's task */
+  char *run_dir;      /* ONNX regression: run.json holds the targets' standardisation */
+  char **names;       /* ONNX classification: the class names (or NULL) */
 } ExportJob;
 
 static void
@@ -1332,7 +1337,36 @@ export_job_free (gpointer p)
   ExportJob *j = p;
   vl_trained_unref (j->trained);
   g_free (j->dir);
+  g_free (j->run_dir);
+  g_strfreev (j->names);
   g_free (j);
+}
+
+/* The ONNX file of the trained model: a regression's values in the targets' units (run.json's
+ * mean and std), a classification's class names in its metadata. Holds the model's lock. */
+static gboolean
+export_onnx (ExportJob *j, GError **error)
+{
+  VlRunTask task = { 0 };
+  VlTaskSpec spec = { .kind = VL_TASK_CLASSIFY };
+  const char *const *names = (const char *const *) j->names;
+  if (j->task == VL_TASK_REGRESS)
+    {
+      if (j->run_dir == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                       "%s: a regression model exports from its run folder (none)", j->dir);
+          return FALSE;
+        }
+      if (!vl_run_read_task (j->run_dir, &task, error))
+        return FALSE;
+      spec = vl_run_task_spec (&task);
+      names = (const char *const *) task.value_names;
+    }
+  VlOnnxOptions o = { .task = &spec, .names = names };
+  gboolean ok = vl_model_export_onnx (vl_trained_model (j->trained), &o, j->dir, error);
+  vl_run_task_clear (&task);
+  return ok;
 }
 
 static void
@@ -1342,8 +1376,9 @@ export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
   ExportJob *j = task_data;
   GError *error = NULL;
   g_mutex_lock (&j->trained->lock);
-  gboolean ok = g_mkdir_with_parents (j->dir, 0755) == 0 &&
-                vl_model_export (vl_trained_model (j->trained), j->dir, &error);
+  gboolean ok = j->onnx ? export_onnx (j, &error)
+                        : g_mkdir_with_parents (j->dir, 0755) == 0 &&
+                          vl_model_export (vl_trained_model (j->trained), j->dir, &error);
   g_mutex_unlock (&j->trained->lock);
   if (!ok && error == NULL)
     error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
@@ -1363,7 +1398,11 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   ExportJob *j = g_task_get_task_data (G_TASK (result));
   self->exporting = FALSE;
-  if (g_task_propagate_boolean (G_TASK (result), &error))
+  if (g_task_propagate_boolean (G_TASK (result), &error) && j->onnx)
+    vl_window_show_info (self, "Exported the fine-tuned model to %s (ONNX, opset 17: "
+                         "pixel_values in, %s and features out)", j->dir,
+                         j->task == VL_TASK_REGRESS ? "values" : "logits");
+  else if (error == NULL)
     vl_window_show_info (self, "Exported the fine-tuned model to %s (timm layout: "
                          "model.safetensors and config.json)", j->dir);
   else
@@ -1372,13 +1411,17 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
-export_to (VlWindow *self, const char *dir)
+export_to (VlWindow *self, const char *dir, gboolean onnx)
 {
   if (self->trained == NULL || vl_trained_model (self->trained) == NULL)
     return;
   ExportJob *j = g_new0 (ExportJob, 1);
   j->trained = vl_trained_ref (self->trained);
   j->dir = g_strdup (dir);
+  j->onnx = onnx;
+  j->task = self->task;
+  j->run_dir = g_strdup (self->run_dir);
+  j->names = self->class_names ? g_strdupv (self->class_names) : NULL;
   self->exporting = TRUE;
   g_autoptr(GTask) task = g_task_new (self, NULL, export_done, NULL);
   g_task_set_task_data (task, j, export_job_free);
@@ -1391,7 +1434,15 @@ export_chosen (VlWindow *self, GFile *file)
 {
   g_autofree char *path = g_file_get_path (file);
   if (path)
-    export_to (self, path);
+    export_to (self, path, FALSE);
+}
+
+static void
+export_onnx_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path)
+    export_to (self, path, TRUE);
 }
 
 void
@@ -1402,12 +1453,32 @@ vl_window_export (VlWindow *self)
   const char *dir = g_object_get_data (G_OBJECT (self), "export-dir-override");
   if (dir)   /* tests */
     {
-      export_to (self, dir);
+      export_to (self, dir, FALSE);
       return;
     }
   vl_window_choose_file (self, "Export Fine-Tuned Model (choose or create a folder)",
                          GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
                          export_chosen);
+}
+
+void
+vl_window_export_onnx (VlWindow *self)
+{
+  if (self->trained == NULL || self->exporting)
+    return;
+  const char *file = g_object_get_data (G_OBJECT (self), "export-onnx-override");
+  if (file)   /* tests */
+    {
+      export_to (self, file, TRUE);
+      return;
+    }
+  GtkFileFilter *filter = gtk_file_filter_new ();
+  gtk_file_filter_set_name (filter, "ONNX models");
+  gtk_file_filter_add_pattern (filter, "*.onnx");
+  vl_window_choose_file (self, "Export Fine-Tuned Model as ONNX (a .onnx file)",
+                         GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "export-folder", filter,
+                         export_onnx_chosen);
+  g_object_unref (filter);
 }
 
 /* ------------------------------------------------------------------ save a run */
