@@ -555,7 +555,21 @@ add_meta (GByteArray *model, const char *key, const char *value)
   vl_pb_message (model, MODEL_METADATA_PROPS, e);
 }
 
-/* A JSON array of n floats (shortest float form) or strings. */
+/* The shortest decimal (C locale) that reads back as the float v: 0.485, not 0.485000014. */
+static void
+format_float (char *buf, gsize size, float v)
+{
+  for (int digits = 6; digits <= 9; digits++)
+    {
+      char fmt[8];
+      g_snprintf (fmt, sizeof fmt, "%%.%dg", digits);
+      g_ascii_formatd (buf, size, fmt, (double) v);
+      if ((float) g_ascii_strtod (buf, NULL) == v)
+        return;
+    }
+}
+
+/* A JSON array of n floats or strings. */
 static char *
 json_floats (const float *v, int n)
 {
@@ -563,9 +577,7 @@ json_floats (const float *v, int n)
   for (int i = 0; i < n; i++)
     {
       char buf[G_ASCII_DTOSTR_BUF_SIZE];
-      char num[32];
-      g_snprintf (num, sizeof num, "%.9g", (double) v[i]);
-      g_ascii_formatd (buf, sizeof buf, "%.9g", g_ascii_strtod (num, NULL));
+      format_float (buf, sizeof buf, v[i]);
       g_string_append_printf (s, "%s%s", i ? ", " : "", buf);
     }
   g_string_append_c (s, ']');
