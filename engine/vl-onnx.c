@@ -740,9 +740,11 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   vl_pb_message (model, MODEL_OPSET_IMPORT, opset);
   vl_pb_string (model, MODEL_PRODUCER_NAME, "vitlab");
   vl_pb_string (model, MODEL_PRODUCER_VERSION, "1");
+  /* the source's base name only: the file may travel, the user's folders need not */
+  g_autofree char *base = m->path ? g_path_get_basename (m->path) : g_strdup ("memory");
   g_autofree char *doc = g_strdup_printf ("%s ViT (%s), %d blocks, width %d, from %s",
                                           geo->family, geo->architecture, geo->depth,
-                                          geo->width, m->path ? m->path : "memory");
+                                          geo->width, base);
   vl_pb_string (model, MODEL_DOC_STRING, doc);
   vl_pb_message (model, MODEL_GRAPH, g->buf);
   g_string_chunk_free (g->names);
