@@ -7,6 +7,8 @@
 #include <glib/gstdio.h>
 
 #include "vl-attention-view.h"
+#include "vl-knn-panel.h"
+#include "vl-try-panel.h"
 #include "vl-loss-chart.h"
 #include "vl-pool.h"
 #include "vl-window-private.h"
@@ -24,6 +26,9 @@ struct _VlApplication
   gboolean  train;
   gboolean  dark;
   char    **pages;
+  char    **try_files;       /* --try: images or folders for "Try it" */
+  gboolean  knn_layers;      /* --knn-layers: the per-block k-NN once the probe is there */
+  gboolean  knn_layers_started;
   char     *screenshot;
   char     *screenshot_when;
   guint     poll_source;
@@ -153,7 +158,15 @@ poll_window (gpointer user_data)
    * and of the probe file, the predictions of an opened run */
   gboolean ready = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
                    (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
-                   win->predict_cancel == NULL && win->probe_cancel == NULL;
+                   win->predict_cancel == NULL && win->probe_cancel == NULL &&
+                   !vl_window_features_busy (win);
+  if (self->knn_layers && !self->knn_layers_started && ready &&
+      vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)))
+    {
+      self->knn_layers_started = TRUE;
+      vl_knn_panel_start_layers (VL_KNN_PANEL (win->knn_panel));
+      return G_SOURCE_CONTINUE;
+    }
   if (self->train && !self->train_started && ready)
     {
       if (g_action_group_get_action_enabled (G_ACTION_GROUP (win), "train") ||
@@ -182,7 +195,7 @@ poll_window (gpointer user_data)
     now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
   else if (g_str_equal (when, "finished"))
     now = self->train_started && vl_window_trainer (win) && win->run_state == VL_TRAINER_FINISHED &&
-          win->predict_cancel == NULL;
+          win->predict_cancel == NULL && !vl_window_features_busy (win);
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */
   if (!now)
@@ -306,6 +319,9 @@ vl_application_activate (GApplication *app)
     }
   if (self->probe)
     vl_window_open_probe (win, self->probe);
+  if (self->try_files)
+    vl_try_panel_add_files (VL_TRY_PANEL (win->try_panel),
+                            (const char *const *) self->try_files);
   gtk_window_present (GTK_WINDOW (win));
   self->started = g_get_monotonic_time ();
   if ((self->train || self->screenshot) && self->poll_source == 0)
@@ -326,6 +342,14 @@ vl_application_handle_local_options (GApplication *app, GVariantDict *options)
   g_variant_dict_lookup (options, "train", "b", &self->train);
   g_variant_dict_lookup (options, "dark", "b", &self->dark);
   g_variant_dict_lookup (options, "page", "^as", &self->pages);
+  g_auto(GStrv) try_files = NULL;
+  if (g_variant_dict_lookup (options, "try", "^aay", &try_files))
+    {
+      self->try_files = g_new0 (char *, g_strv_length (try_files) + 1);
+      for (int i = 0; try_files[i]; i++)
+        self->try_files[i] = absolute (try_files[i]);
+    }
+  g_variant_dict_lookup (options, "knn-layers", "b", &self->knn_layers);
   g_variant_dict_lookup (options, "screenshot", "^ay", &self->screenshot);
   g_variant_dict_lookup (options, "screenshot-when", "s", &self->screenshot_when);
   self->backbone = absolute (backbone);
@@ -355,6 +379,7 @@ vl_application_finalize (GObject *object)
   g_free (self->probe);
   g_free (self->preset);
   g_strfreev (self->pages);
+  g_strfreev (self->try_files);
   g_free (self->screenshot);
   g_free (self->screenshot_when);
   G_OBJECT_CLASS (vl_application_parent_class)->finalize (object);
@@ -389,8 +414,13 @@ vl_application_init (VlApplication *self)
     { "train", 0, 0, G_OPTION_ARG_NONE, NULL, "Start training once everything is loaded", NULL },
     { "dark", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the dark style", NULL },
     { "page", 0, 0, G_OPTION_ARG_STRING_ARRAY, NULL,
-      "Show a page: curves, attention, evaluation; backbone, groups, head, data, training",
+      "Show a page: curves, attention, evaluation, embedding, try; backbone, groups, head, data, "
+      "training",
       "NAME" },
+    { "try", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, NULL,
+      "Images or folders for the Try It page (run once a trained model is there)", "PATH" },
+    { "knn-layers", 0, 0, G_OPTION_ARG_NONE, NULL,
+      "Compute the k-NN accuracy at every block once the k-NN probe is done", NULL },
     { "screenshot", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Save the window as a PNG, then quit",
       "PNG" },
     { "screenshot-when", 0, 0, G_OPTION_ARG_STRING, NULL,

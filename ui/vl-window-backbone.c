@@ -182,6 +182,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   gtk_window_set_title (GTK_WINDOW (self), title);
   vl_window_start_pretrained_attention (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file (or the sample) under it */
+  vl_window_features_inputs_changed (self);   /* the k-NN probe under it */
   vl_window_update_actions (self);
 }
 
