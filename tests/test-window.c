@@ -645,6 +645,10 @@ count_epoch (VlRunController *run, VlTrainEvent *ev, int *n)
   (*n)++;
 }
 
+static gboolean knn_idle (VlWindow *win);
+static VlTryPanel *the_try;
+static gboolean try_idle (VlWindow *win);
+
 static void
 test_regression (void)
 {
@@ -684,6 +688,51 @@ test_regression (void)
   g_assert_cmpint (task.kind, ==, VL_TASK_REGRESS);
   g_assert_cmpint (task.reg_loss, ==, VL_REG_LOSS_SMOOTH_L1);
   g_assert_cmpstr (task.value_names[0], ==, "level");
+
+  /* no classes: no k-NN figure, but the features for the map */
+  wait_for (win, knn_idle, 60, "the features of the regression dataset");
+  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
+  g_assert_cmpstr (vl_knn_panel_get_text (knn), ==, "k-NN: the dataset has no classes");
+  g_assert_true (isnan (vl_knn_panel_get_accuracy (knn)));
+  g_assert_nonnull (vl_knn_panel_get_features (knn));
+  g_assert_cmpint (vl_embedding_panel_get_n_points (VL_EMBEDDING_PANEL (win->embedding_panel),
+                                                    VL_EMBEDDING_PRETRAINED), ==, 24);
+
+  /* Try it on a regression run: the value in the targets' units, as the run's model gives it */
+  the_try = VL_TRY_PANEL (win->try_panel);
+  g_assert_true (vl_try_panel_has_model (the_try));
+  g_autofree char *g05 = g_build_filename (dir, "g05.png", NULL);
+  const char *files[] = { g05, NULL };
+  vl_try_panel_add_files (the_try, files);
+  wait_for (win, try_idle, 60, "Try it on the regression run");
+  g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 1);
+  const char *err = NULL;
+  double value = NAN;
+  vl_try_panel_get_result (the_try, 0, &err, NULL, &value);
+  g_assert_null (err);
+  {
+    g_autoptr(VlModel) m = vl_run_load_model (win->run_dir, NULL, &error);
+    g_assert_no_error (error);
+    VlPreprocess pp;
+    vl_preprocess_from_model (m, &pp);
+    g_autoptr(VlImage) img = vl_image_load (g05, 0, &error);
+    g_assert_no_error (error);
+    g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+    vl_preprocess_eval (img, &pp, px);
+    g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER, &error));
+    VlTaskSpec spec = vl_run_task_spec (&task);
+    float v;
+    vl_task_unstandardize (&spec, vl_model_logits (m), &v);
+    g_test_message ("g05.png (level 65): predicted %.3f", v);
+    g_assert_cmpfloat_with_epsilon (value, v, 1e-3);
+    g_assert_cmpfloat (fabs (value - vl_model_logits (m)[0]), >, 1e-3);   /* mapped back */
+  }
+  g_autofree char *csv = g_build_filename (dir, "try.csv", NULL);
+  g_assert_true (vl_try_panel_export_csv (the_try, csv, &error));
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
+  g_assert_true (g_str_has_prefix (text, "file,level\n"));
+  the_try = NULL;
   vl_run_task_clear (&task);
   if (g_getenv ("VL_SHOTS"))
     {
@@ -1044,8 +1093,6 @@ test_features_knn (void)
   the_map = NULL;
   destroy_window (win);
 }
-
-static VlTryPanel *the_try;
 
 static gboolean
 try_idle (VlWindow *win)

@@ -7,6 +7,8 @@
 #include <glib/gstdio.h>
 
 #include "vl-attention-view.h"
+#include "vl-embedding-panel.h"
+#include "vl-embedding-view.h"
 #include "vl-knn-panel.h"
 #include "vl-try-panel.h"
 #include "vl-loss-chart.h"
@@ -207,6 +209,9 @@ poll_window (gpointer user_data)
       self->shot_unhovered = TRUE;
       vl_attention_view_hover_at (VL_ATTENTION_VIEW (win->attention), -1, -1);
       vl_loss_chart_hover_at (VL_LOSS_CHART (win->chart), -1, -1);
+      for (int side = 0; side < 2; side++)
+        vl_embedding_view_hover_at (VL_EMBEDDING_VIEW (vl_embedding_panel_get_view (
+                                      VL_EMBEDDING_PANEL (win->embedding_panel), side)), -1, -1);
       return G_SOURCE_CONTINUE;
     }
   self->poll_source = 0;

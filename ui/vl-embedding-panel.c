@@ -33,6 +33,10 @@ struct _VlEmbeddingPanel
   GCancellable *thumb_cancel;
   int64_t       preview_point;
   int           preview_side;
+  /* the pretrained rows, to tell a run that left them as they were */
+  int64_t       pre_n, pre_dim;
+  guint         pre_hash;
+  gboolean      same_features;
 };
 
 static void vl_embedding_panel_task_view_init (VlTaskViewInterface *iface);
@@ -48,6 +52,13 @@ static void
 vl_embedding_panel_task_view_init (VlTaskViewInterface *iface)
 {
   iface->applies_to = NULL;   /* every task: pooled features exist whatever the head */
+}
+
+static guint
+hash_features (const VlFeatures *f)
+{
+  g_autoptr(GBytes) b = g_bytes_new_static (f->features, sizeof (float) * f->n * f->dim);
+  return g_bytes_hash (b);
 }
 
 static void
@@ -235,12 +246,17 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   const char *pool = j->features->pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : "patch mean";
   g_autofree char *title = g_strdup_printf ("fine-tuned · %s", pool);
   show_rows (self, VL_EMBEDDING_FINETUNED, j->features, title);
+  /* a frozen backbone (a linear probe) leaves the features as they were */
+  self->same_features = self->pre_n == j->features->n && self->pre_dim == j->features->dim &&
+                        self->pre_hash == hash_features (j->features);
   g_autofree char *t = g_strdup_printf ("PC1 %.0f%% · PC2 %.0f%% of the variance",
                                         100 * vl_embedding_view_get_explained (
                                           VL_EMBEDDING_VIEW (self->views[1]), 0),
                                         100 * vl_embedding_view_get_explained (
                                           VL_EMBEDDING_VIEW (self->views[1]), 1));
-  gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]), t);
+  gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]),
+                      self->same_features ? "The run trained the head alone: these are the "
+                                            "pretrained features" : t);
   g_signal_emit (self, signals[SIGNAL_FINETUNED_READY], 0);
 }
 
@@ -293,6 +309,9 @@ vl_embedding_panel_set_pretrained (VlEmbeddingPanel *self, const VlFeatures *f, 
                           "Open a backbone and a dataset: the pretrained features' map");
       return;
     }
+  self->pre_n = f->n;
+  self->pre_dim = f->dim;
+  self->pre_hash = hash_features (f);
   const char *pool = f->pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : "patch mean";
   g_autofree char *title = g_strdup_printf ("pretrained · %s", pool);
   show_rows (self, VL_EMBEDDING_PRETRAINED, f, title);

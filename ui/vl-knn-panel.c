@@ -196,7 +196,9 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
       o.pool = pool;
       j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, progress_cb,
                                          j->progress, cancel, &error);
-      if (j->features == NULL || !knn_accuracy (j->features, &j->acc, &error))
+      j->acc = NAN;   /* a dataset of regression targets has one class: no k-NN */
+      if (j->features == NULL ||
+          (j->features->n_classes >= 2 && !knn_accuracy (j->features, &j->acc, &error)))
         {
           g_task_return_error (task, error);
           return;
@@ -277,6 +279,16 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
       self->features = g_steal_pointer (&j->features);
       self->features_data = vl_data_ref (j->data);
       self->accuracy = j->acc;
+      if (isnan (j->acc))
+        {
+          set_text (self, "k-NN: the dataset has no classes", "Its features are on the embedding "
+                    "map; the k-NN probe needs two classes or more.");
+          set_busy (self, FALSE);
+          gtk_widget_set_sensitive (self->layers_button, FALSE);
+          g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ACCURACY]);
+          g_signal_emit (self, signals[SIGNAL_FEATURES_CHANGED], 0);
+          return;
+        }
       g_autofree char *t = g_strdup_printf ("k-NN on these features: %.1f%%", 100.0 * j->acc);
       g_autofree char *d = g_strdup_printf ("%d nearest of %" G_GINT64_FORMAT " training images "
                                             "vote for each of the %" G_GINT64_FORMAT

@@ -406,31 +406,37 @@ row_for (VlTryPanel *self, const Result *r)
     }
   else
     {
+      /* one grid for the ranks, so that names, bars and figures line up */
+      GtkWidget *grid = gtk_grid_new ();
+      gtk_grid_set_column_spacing (GTK_GRID (grid), 8);
+      gtk_grid_set_row_spacing (GTK_GRID (grid), 2);
       for (int rank = 0; rank < MIN (VL_TRY_TOP, r->n_out); rank++)
         {
           int k = top_index (r, rank);
-          GtkWidget *line = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 8);
           char buf[16];
           GtkWidget *l = gtk_label_new (out_name (self, k, buf, sizeof buf));
           gtk_label_set_xalign (GTK_LABEL (l), 0);
-          gtk_label_set_width_chars (GTK_LABEL (l), 14);
+          gtk_label_set_max_width_chars (GTK_LABEL (l), 24);
           gtk_label_set_ellipsize (GTK_LABEL (l), PANGO_ELLIPSIZE_END);
           if (rank == 0)
             gtk_widget_add_css_class (l, "heading");
-          gtk_box_append (GTK_BOX (line), l);
+          gtk_grid_attach (GTK_GRID (grid), l, 0, rank, 1, 1);
           GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
+          gtk_level_bar_remove_offset_value (GTK_LEVEL_BAR (bar), GTK_LEVEL_BAR_OFFSET_LOW);
+          gtk_level_bar_remove_offset_value (GTK_LEVEL_BAR (bar), GTK_LEVEL_BAR_OFFSET_HIGH);
+          gtk_level_bar_remove_offset_value (GTK_LEVEL_BAR (bar), GTK_LEVEL_BAR_OFFSET_FULL);
           gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), r->out[k]);
           gtk_widget_set_hexpand (bar, TRUE);
           gtk_widget_set_valign (bar, GTK_ALIGN_CENTER);
-          gtk_box_append (GTK_BOX (line), bar);
+          gtk_grid_attach (GTK_GRID (grid), bar, 1, rank, 1, 1);
           g_autofree char *p = g_strdup_printf ("%.1f%%", 100.0 * r->out[k]);
           GtkWidget *pl = gtk_label_new (p);
           gtk_label_set_width_chars (GTK_LABEL (pl), 6);
           gtk_label_set_xalign (GTK_LABEL (pl), 1);
           gtk_widget_add_css_class (pl, "vl-numeric");
-          gtk_box_append (GTK_BOX (line), pl);
-          gtk_box_append (GTK_BOX (col), line);
+          gtk_grid_attach (GTK_GRID (grid), pl, 2, rank, 1, 1);
         }
+      gtk_box_append (GTK_BOX (col), grid);
     }
   gtk_box_append (GTK_BOX (row), col);
   return row;
