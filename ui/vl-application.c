@@ -195,6 +195,13 @@ poll_window (gpointer user_data)
     now = ready && waited > 1.5;
   else if (g_str_equal (when, "training"))
     now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
+  else if (g_str_equal (when, "features"))
+    {
+      /* the k-NN probe's features a third extracted: its progress and time left */
+      gboolean shown = FALSE;
+      double frac = vl_knn_panel_get_progress (VL_KNN_PANEL (win->knn_panel), &shown);
+      now = vl_knn_panel_is_busy (VL_KNN_PANEL (win->knn_panel)) && shown && frac >= 0.3;
+    }
   else if (g_str_equal (when, "finished"))
     now = self->train_started && vl_window_trainer (win) && win->run_state == VL_TRAINER_FINISHED &&
           win->predict_cancel == NULL && !vl_window_features_busy (win);
@@ -363,9 +370,11 @@ vl_application_handle_local_options (GApplication *app, GVariantDict *options)
   self->probe = absolute (probe);
   if (self->screenshot_when && !g_str_equal (self->screenshot_when, "ready") &&
       !g_str_equal (self->screenshot_when, "training") &&
-      !g_str_equal (self->screenshot_when, "finished"))
+      !g_str_equal (self->screenshot_when, "finished") &&
+      !g_str_equal (self->screenshot_when, "features"))
     {
-      g_printerr ("vitlab: --screenshot-when %s: expected ready, training or finished\n",
+      g_printerr ("vitlab: --screenshot-when %s: expected ready, training, finished or "
+                  "features\n",
                   self->screenshot_when);
       return 2;
     }
@@ -429,7 +438,8 @@ vl_application_init (VlApplication *self)
     { "screenshot", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Save the window as a PNG, then quit",
       "PNG" },
     { "screenshot-when", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "ready (default), training (after an epoch) or finished (with --train)", "WHEN" },
+      "ready (default), training (after an epoch), finished (with --train) or features (the "
+      "k-NN probe's progress)", "WHEN" },
     { NULL },
   };
   g_application_add_main_option_entries (G_APPLICATION (self), entries);
