@@ -1110,6 +1110,7 @@ finetuned_map (VlWindow *win)
 }
 
 static char *write_probe_png (const char *dir, const char *name, int w, int h, int sx, int sy);
+static gboolean emit_drop_on (GtkWidget *widget, GFile *file);
 
 /* An opened run: its fine-tuned map beside the pretrained one, and "Try it" on images, a bad
  * file and a folder — each answer equal to the run's model's own (probabilities and rollout,
@@ -1210,6 +1211,16 @@ test_features_try (void)
   vl_try_panel_get_result (the_try, 0, NULL, &top, &prob);
   g_assert_cmpstr (cells[1], ==, names[top]);
   g_assert_cmpfloat_with_epsilon (g_ascii_strtod (cells[2], NULL), prob, 1e-7);
+
+  /* an image dropped on the page (its own drop target) joins them */
+  g_autofree char *e = write_probe_png (dir, "e.png", 40, 40, 10, 0);
+  g_autoptr(GFile) ef = g_file_new_for_path (e);
+  g_assert_true (emit_drop_on (win->try_panel, ef));
+  g_assert_true (vl_try_panel_is_busy (the_try));
+  wait_for (win, try_idle, 60, "the dropped image's prediction");
+  g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 5);
+  g_assert_cmpstr (vl_try_panel_get_result (the_try, 4, &err, NULL, NULL), ==, e);
+  g_assert_null (err);
 
   /* the fine-tuned map beside the pretrained one, once the run's dataset is open */
   wait_for (win, finetuned_map, 60, "the fine-tuned embedding map");
@@ -1336,12 +1347,12 @@ assert_view_drawn (VlWindow *win)
   g_assert_cmpuint (g_hash_table_size (colours), >, 64);
 }
 
-/* Drops files on the window through the real GtkDropTarget (its "drop" signal). */
+/* Drops files on a widget through its real GtkDropTarget (its "drop" signal). */
 static gboolean
-emit_drop (VlWindow *win, GFile *file)
+emit_drop_on (GtkWidget *widget, GFile *file)
 {
   GtkDropTarget *target = NULL;
-  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (win));
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (widget);
   for (guint i = 0; i < g_list_model_get_n_items (controllers) && target == NULL; i++)
     {
       g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
@@ -1358,6 +1369,12 @@ emit_drop (VlWindow *win, GFile *file)
   g_signal_emit_by_name (target, "drop", &value, 10.0, 10.0, &accepted);
   g_value_unset (&value);
   return accepted;
+}
+
+static gboolean
+emit_drop (VlWindow *win, GFile *file)
+{
+  return emit_drop_on (GTK_WIDGET (win), file);
 }
 
 /* A PNG dropped on the window becomes the probe: the attention page shows its crop with the
