@@ -1198,6 +1198,34 @@ test_embedding_panel (void)
   g_assert_true (vl_embedding_view_activate_at (VL_EMBEDDING_VIEW (view), x, y));
   g_assert_cmpstr (clicked, ==, files[6]);
 
+  /* a large set is shown by a sample of every k-th row, names kept with their rows */
+  const int big = 9001;
+  g_autofree float *bf = g_new (float, big * 3);
+  g_autofree int *bl = g_new (int, big);
+  char **bn = g_new0 (char *, big + 1);
+  for (int i = 0; i < big; i++)
+    {
+      bf[i * 3] = (float) (i % 7);
+      bf[i * 3 + 1] = (float) (i % 5);
+      bf[i * 3 + 2] = (float) (i % 3);
+      bl[i] = i % 2;
+      bn[i] = g_strdup_printf ("/nowhere/%d.png", i);
+    }
+  VlFeatures bigf = f;
+  bigf.n = big;
+  bigf.n_train = 7000;
+  bigf.features = bf;
+  bigf.labels = bl;
+  bigf.files = bn;
+  vl_embedding_panel_set_pretrained (emb, &bigf, NULL);
+  int64_t shown = vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED);
+  g_assert_cmpint (shown, <=, VL_EMBEDDING_MAX_POINTS);
+  g_assert_cmpint (shown, >=, VL_EMBEDDING_MAX_POINTS / 2);
+  int64_t stride = (big + VL_EMBEDDING_MAX_POINTS - 1) / VL_EMBEDDING_MAX_POINTS;
+  g_assert_cmpstr (vl_embedding_panel_get_file (emb, 1000), ==, bn[1000 * stride]);
+  g_assert_cmpstr (vl_embedding_panel_get_file (emb, shown - 1), ==, bn[(shown - 1) * stride]);
+  g_strfreev (bn);
+
   vl_embedding_panel_set_pretrained (emb, NULL, NULL);
   g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 0);
   vl_embedding_panel_get_preview (emb, &point);

@@ -57,7 +57,8 @@ vl_embedding_panel_task_view_init (VlTaskViewInterface *iface)
 static guint
 hash_features (const VlFeatures *f)
 {
-  g_autoptr(GBytes) b = g_bytes_new_static (f->features, sizeof (float) * f->n * f->dim);
+  int64_t n = MIN (f->n, VL_EMBEDDING_MAX_POINTS);   /* enough to tell */
+  g_autoptr(GBytes) b = g_bytes_new_static (f->features, sizeof (float) * n * f->dim);
   return g_bytes_hash (b);
 }
 
@@ -97,6 +98,32 @@ rows_set (Rows *r, const VlFeatures *f, VlDataRef *data)
     }
 }
 
+/* Every stride-th row of f (a view of f's names and class names; its own rows and labels):
+ * the map's PCA runs on the main thread, so a large dataset is shown by a sample. */
+static void
+sample_rows (const VlFeatures *f, int64_t stride, VlFeatures *out, float **feats, int **labels,
+             char ***files)
+{
+  *out = *f;
+  int64_t n = (f->n + stride - 1) / stride;
+  *feats = g_new (float, n * f->dim);
+  *labels = g_new (int, n);
+  *files = g_new0 (char *, n + 1);
+  out->n_train = 0;
+  for (int64_t r = 0; r < n; r++)
+    {
+      int64_t i = r * stride;
+      memcpy (*feats + r * f->dim, f->features + i * f->dim, sizeof (float) * f->dim);
+      (*labels)[r] = f->labels[i];
+      (*files)[r] = f->files[i];   /* borrowed */
+      out->n_train += i < f->n_train;
+    }
+  out->n = n;
+  out->features = *feats;
+  out->labels = *labels;
+  out->files = *files;
+}
+
 static void
 show_rows (VlEmbeddingPanel *self, int side, const VlFeatures *f, const char *title)
 {
@@ -106,6 +133,16 @@ show_rows (VlEmbeddingPanel *self, int side, const VlFeatures *f, const char *ti
       vl_embedding_view_set_features (v, NULL, 0, 0, NULL, 0, NULL, NULL);
       rows_clear (&self->rows[side]);
       return;
+    }
+  VlFeatures sub;
+  g_autofree float *feats = NULL;
+  g_autofree int *labels = NULL;
+  g_autofree char **files = NULL;   /* the names are f's */
+  if (f->n > VL_EMBEDDING_MAX_POINTS)
+    {
+      sample_rows (f, (f->n + VL_EMBEDDING_MAX_POINTS - 1) / VL_EMBEDDING_MAX_POINTS, &sub,
+                   &feats, &labels, &files);
+      f = &sub;
     }
   vl_embedding_view_set_features (v, f->features, f->n, (int) f->dim, f->labels, f->n_classes,
                                   (const char *const *) f->class_names,

@@ -22,6 +22,10 @@ G_BEGIN_DECLS
 #define VL_TYPE_EMBEDDING_PANEL (vl_embedding_panel_get_type ())
 G_DECLARE_FINAL_TYPE (VlEmbeddingPanel, vl_embedding_panel, VL, EMBEDDING_PANEL, GtkBox)
 
+/* The most points a map shows: a larger dataset is shown by every k-th image (the PCA and the
+ * drawing run on the main thread). */
+#define VL_EMBEDDING_MAX_POINTS 4000
+
 typedef enum {
   VL_EMBEDDING_PRETRAINED,
   VL_EMBEDDING_FINETUNED,
