@@ -158,10 +158,11 @@ poll_window (gpointer user_data)
   VlWindow *win = VL_WINDOW (active);
   /* loaded: the backbone, the dataset (when one was asked for), the attention of the probes
    * and of the probe file, the predictions of an opened run */
-  gboolean ready = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
-                   (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
-                   win->predict_cancel == NULL && win->probe_cancel == NULL &&
-                   !vl_window_features_busy (win);
+  gboolean loaded = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
+                    (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
+                    win->predict_cancel == NULL && win->probe_cancel == NULL;
+  /* a shot also waits for the k-NN probe, the maps and Try It (training need not) */
+  gboolean ready = loaded && !vl_window_features_busy (win);
   if (self->knn_layers && !self->knn_layers_started && ready &&
       vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)))
     {
@@ -169,7 +170,7 @@ poll_window (gpointer user_data)
       vl_knn_panel_start_layers (VL_KNN_PANEL (win->knn_panel));
       return G_SOURCE_CONTINUE;
     }
-  if (self->train && !self->train_started && ready)
+  if (self->train && !self->train_started && loaded)
     {
       if (g_action_group_get_action_enabled (G_ACTION_GROUP (win), "train") ||
           gtk_widget_get_sensitive (win->train_button))
