@@ -1082,8 +1082,24 @@ test_features_knn (void)
   g_assert_null (vl_knn_panel_get_layer_accuracy (knn, &n));   /* of the previous dataset */
   g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 36);
 
+  /* the head's pooling is the probe's: max-pooled patches now */
+  g_assert_cmpint (vl_knn_panel_get_pool (knn), ==, VL_FEATURE_POOL_TOKEN);
+  g_assert_true (action_s (win, "win.head", "linear-max"));
+  g_assert_true (vl_knn_panel_is_busy (knn));
+  g_assert_cmpint (vl_knn_panel_get_pool (knn), ==, VL_FEATURE_POOL_MAX);
+  wait_for (win, knn_done, 60, "the k-NN probe on max-pooled features");
+  f = vl_knn_panel_get_features (knn);
+  g_assert_cmpint (f->pool, ==, VL_FEATURE_POOL_MAX);
+  acc = vl_knn_panel_get_accuracy (knn);
+  g_test_message ("hard dataset, max pooling: k-NN %.4f", acc);
+  g_assert_cmpfloat (acc, ==, reference_knn (f, VL_KNN_K, VL_KNN_TEMPERATURE));
+  /* the same inputs again start nothing */
+  vl_window_features_inputs_changed (win);
+  g_assert_false (vl_knn_panel_is_busy (knn));
+
   /* a probe cancelled before it reports is dropped: the panel keeps nothing of it */
-  vl_knn_panel_start (knn, backbone, win->data);
+  vl_knn_panel_start (knn, backbone, win->data, VL_FEATURE_POOL_AVG);
+  g_assert_true (vl_knn_panel_is_busy (knn));
   vl_knn_panel_clear (knn);
   g_assert_false (vl_knn_panel_is_busy (knn));
   spin_for (3.0);

@@ -54,6 +54,13 @@ vl_embedding_panel_task_view_init (VlTaskViewInterface *iface)
   iface->applies_to = NULL;   /* every task: pooled features exist whatever the head */
 }
 
+static const char *
+pool_name (VlFeaturePool pool)
+{
+  return pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : pool == VL_FEATURE_POOL_AVG ? "patch mean"
+                                                                                  : "patch max";
+}
+
 static guint
 hash_features (const VlFeatures *f)
 {
@@ -252,7 +259,10 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
       return;
     }
   VlFeatureOptions o = VL_FEATURE_OPTIONS_DEFAULT;
-  o.pool = vl_model_geometry (m)->class_token ? VL_FEATURE_POOL_TOKEN : VL_FEATURE_POOL_AVG;
+  /* the features the trained head sees: its model's own pooling */
+  VlPoolKind p = vl_model_pool (m);
+  o.pool = p == VL_POOL_AVG ? VL_FEATURE_POOL_AVG : p == VL_POOL_MAX ? VL_FEATURE_POOL_MAX
+         : vl_model_geometry (m)->class_token ? VL_FEATURE_POOL_TOKEN : VL_FEATURE_POOL_AVG;
   j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, NULL, NULL, cancel,
                                      &error);
   g_mutex_unlock (&j->trained->lock);
@@ -280,7 +290,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (self->data == NULL)
     self->data = vl_data_ref (j->data);
-  const char *pool = j->features->pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : "patch mean";
+  const char *pool = pool_name (j->features->pool);
   g_autofree char *title = g_strdup_printf ("fine-tuned · %s", pool);
   show_rows (self, VL_EMBEDDING_FINETUNED, j->features, title);
   /* a frozen backbone (a linear probe) leaves the features as they were */
@@ -349,7 +359,7 @@ vl_embedding_panel_set_pretrained (VlEmbeddingPanel *self, const VlFeatures *f, 
   self->pre_n = f->n;
   self->pre_dim = f->dim;
   self->pre_hash = hash_features (f);
-  const char *pool = f->pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : "patch mean";
+  const char *pool = pool_name (f->pool);
   g_autofree char *title = g_strdup_printf ("pretrained · %s", pool);
   show_rows (self, VL_EMBEDDING_PRETRAINED, f, title);
   g_autofree char *t = g_strdup_printf ("PC1 %.0f%% · PC2 %.0f%% of the variance",

@@ -49,6 +49,7 @@ struct _VlKnnPanel
 
   char         *backbone;
   VlDataRef    *data;            /* the inputs of the last start */
+  VlFeaturePool pool;
   GCancellable *cancel;          /* the job in flight; NULL when none */
   gint64        started_us;
   guint         reveal_id;
@@ -124,6 +125,7 @@ typedef enum { JOB_FINAL, JOB_LAYERS } JobKind;
 
 typedef struct {
   JobKind      kind;
+  VlFeaturePool pool;
   char        *backbone;
   VlDataRef   *data;
   Progress    *progress;
@@ -187,9 +189,12 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
     }
   if (g_task_return_error_if_cancelled (task))
     return;
-  VlFeaturePool pool = vl_model_geometry (m)->class_token ? VL_FEATURE_POOL_TOKEN
-                                                          : VL_FEATURE_POOL_AVG;
-  j->pool_name = g_strdup (pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : "mean of the patches");
+  VlFeaturePool pool = j->pool;
+  if (pool == VL_FEATURE_POOL_TOKEN && !vl_model_geometry (m)->class_token)
+    pool = VL_FEATURE_POOL_AVG;
+  j->pool_name = g_strdup (pool == VL_FEATURE_POOL_TOKEN ? "CLS token"
+                           : pool == VL_FEATURE_POOL_AVG ? "mean of the patches"
+                           : "max over the patches");
   if (j->kind == JOB_FINAL)
     {
       VlFeatureOptions o = VL_FEATURE_OPTIONS_DEFAULT;
@@ -333,6 +338,7 @@ start_job (VlKnnPanel *self, JobKind kind)
   self->cancel = g_cancellable_new ();
   Job *j = g_new0 (Job, 1);
   j->kind = kind;
+  j->pool = self->pool;
   j->backbone = g_strdup (self->backbone);
   j->data = vl_data_ref (self->data);
   j->progress = g_atomic_rc_box_new0 (Progress);
@@ -437,10 +443,14 @@ chart_tooltip (GtkWidget *w, int x, int y, gboolean keyboard, GtkTooltip *toolti
 /* ------------------------------------------------------------------ the type */
 
 void
-vl_knn_panel_start (VlKnnPanel *self, const char *backbone, VlDataRef *data)
+vl_knn_panel_start (VlKnnPanel *self, const char *backbone, VlDataRef *data, VlFeaturePool pool)
 {
   g_return_if_fail (VL_IS_KNN_PANEL (self));
-  g_return_if_fail (backbone != NULL && data != NULL);
+  g_return_if_fail (backbone != NULL && data != NULL && pool != VL_FEATURE_POOL_ALL);
+  if (self->data == data && self->pool == pool && g_strcmp0 (self->backbone, backbone) == 0 &&
+      (self->cancel != NULL || self->features != NULL))
+    return;   /* these very inputs: their result is there or coming */
+  self->pool = pool;
   g_free (self->backbone);
   self->backbone = g_strdup (backbone);
   g_clear_pointer (&self->data, vl_data_unref);
@@ -478,6 +488,12 @@ vl_knn_panel_clear (VlKnnPanel *self)
   gtk_widget_set_visible (GTK_WIDGET (self), FALSE);
   if (had)
     g_signal_emit (self, signals[SIGNAL_FEATURES_CHANGED], 0);
+}
+
+VlFeaturePool
+vl_knn_panel_get_pool (VlKnnPanel *self)
+{
+  return self->pool;
 }
 
 gboolean

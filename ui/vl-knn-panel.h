@@ -1,11 +1,12 @@
 /* vl-knn-panel.h: how good a backbone's features are for a dataset, before any training: DINO's
  * weighted k-NN (k 20, T 0.07) of the validation images among the training images, on the
  * pretrained features (CLS token after the final norm; the patch mean for a model without CLS),
- * shown on the data panel as "k-NN on these features: 97.4%"; and, on request, the same at every
+ * shown on the data panel as "k-NN on these features: 97.4%" (pooled as the head is: CLS token,
+ * patch mean or patch max); and, on request, the same at every
  * block's output from one pass (vl_features_extract_all_layers), drawn as a small chart.
  *
  *   panel = vl_knn_panel_new ();
- *   vl_knn_panel_start (VL_KNN_PANEL (panel), backbone_path, data);
+ *   vl_knn_panel_start (VL_KNN_PANEL (panel), backbone_path, data, VL_FEATURE_POOL_TOKEN);
  *   g_signal_connect (panel, "features-changed", G_CALLBACK (show_map), self);
  *
  * The work runs as a GTask on a copy of its inputs (the backbone's path: the worker loads its own
@@ -29,12 +30,16 @@ G_DECLARE_FINAL_TYPE (VlKnnPanel, vl_knn_panel, VL, KNN_PANEL, GtkBox)
 #define VL_KNN_TEMPERATURE 0.07
 
 GtkWidget        *vl_knn_panel_new                (void);
-/* Starts (again) the k-NN probe of `data` under the backbone at `backbone` (cancels the one in
- * flight, clears the per-block chart). */
+/* Starts (again) the k-NN probe of `data` under the backbone at `backbone`, on features pooled
+ * as `pool` (the head's choice; the CLS token falls back to the patch mean for a model without
+ * one); cancels the one in flight and clears the per-block chart. Nothing happens when those
+ * very inputs already have a result or a job in flight. */
 void              vl_knn_panel_start              (VlKnnPanel *panel, const char *backbone,
-                                                   VlDataRef *data);
+                                                   VlDataRef *data, VlFeaturePool pool);
 /* Every block's k-NN (what the panel's button does); needs vl_knn_panel_start's inputs. */
 void              vl_knn_panel_start_layers       (VlKnnPanel *panel);
+/* The pooling of the panel's features. */
+VlFeaturePool     vl_knn_panel_get_pool           (VlKnnPanel *panel);
 /* Cancels any job and forgets the results. */
 void              vl_knn_panel_clear              (VlKnnPanel *panel);
 gboolean          vl_knn_panel_is_busy            (VlKnnPanel *panel);

@@ -30,7 +30,8 @@ on_knn_features (VlKnnPanel *knn, VlWindow *self)
     start_finetuned (self);
 }
 
-/* The backbone or the dataset changed: the k-NN probe of the pair (or nothing). */
+/* The backbone, the dataset or the head's pooling changed: the k-NN probe of the pair (or
+ * nothing); the same inputs again start nothing. */
 void
 vl_window_features_inputs_changed (VlWindow *self)
 {
@@ -38,7 +39,13 @@ vl_window_features_inputs_changed (VlWindow *self)
     return;   /* disposed */
   VlKnnPanel *knn = VL_KNN_PANEL (self->knn_panel);
   if (self->model && self->backbone_path && self->data)
-    vl_knn_panel_start (knn, self->backbone_path, self->data);
+    {
+      /* pooled as the head pools (an MLP head: as the model's pool) */
+      VlPoolKind p = vl_model_pool (self->model);
+      VlFeaturePool pool = p == VL_POOL_AVG ? VL_FEATURE_POOL_AVG
+                         : p == VL_POOL_MAX ? VL_FEATURE_POOL_MAX : VL_FEATURE_POOL_TOKEN;
+      vl_knn_panel_start (knn, self->backbone_path, self->data, pool);
+    }
   else
     vl_knn_panel_clear (knn);
 }
