@@ -228,9 +228,68 @@ real_image_activated (VlEmbeddingPanel *self, const char *path)
 
 /* ------------------------------------------------------------------ the fine-tuned features */
 
+/* The extraction's progress, shared with the worker: the latest (done, total) under a mutex,
+ * at most one idle queued to show it. */
+typedef struct {
+  GMutex        lock;
+  int64_t       done, total;
+  gboolean      queued;
+  GWeakRef      panel;
+  GCancellable *cancel;
+} Progress;
+
+static void
+progress_clear (gpointer p)
+{
+  Progress *pr = p;
+  g_mutex_clear (&pr->lock);
+  g_weak_ref_clear (&pr->panel);
+  g_clear_object (&pr->cancel);
+}
+
+static void
+progress_unref (gpointer p)
+{
+  g_atomic_rc_box_release_full (p, progress_clear);
+}
+
+static gboolean
+progress_idle (gpointer user_data)
+{
+  Progress *pr = user_data;
+  g_mutex_lock (&pr->lock);
+  int64_t done = pr->done, total = pr->total;
+  pr->queued = FALSE;
+  g_mutex_unlock (&pr->lock);
+  g_autoptr(VlEmbeddingPanel) self = g_weak_ref_get (&pr->panel);
+  if (self == NULL || self->cancel != pr->cancel)
+    return G_SOURCE_REMOVE;   /* stale */
+  g_autofree char *t = g_strdup_printf ("Features of the fine-tuned model: %" G_GINT64_FORMAT
+                                        " of %" G_GINT64_FORMAT " images…", done, total);
+  gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]), t);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+progress_cb (int64_t done, int64_t total, gpointer user_data)
+{
+  Progress *pr = user_data;
+  g_mutex_lock (&pr->lock);
+  pr->done = done;
+  pr->total = total;
+  if (!pr->queued)
+    {
+      pr->queued = TRUE;
+      g_idle_add_full (G_PRIORITY_DEFAULT_IDLE, progress_idle, g_atomic_rc_box_acquire (pr),
+                       progress_unref);
+    }
+  g_mutex_unlock (&pr->lock);
+}
+
 typedef struct {
   VlTrainedRef *trained;
   VlDataRef    *data;
+  Progress     *progress;
   VlFeatures   *features;
 } Job;
 
@@ -240,6 +299,7 @@ job_free (gpointer p)
   Job *j = p;
   vl_trained_unref (j->trained);
   vl_data_unref (j->data);
+  progress_unref (j->progress);
   g_clear_pointer (&j->features, vl_features_free);
   g_free (j);
 }
@@ -263,8 +323,8 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
   VlPoolKind p = vl_model_pool (m);
   o.pool = p == VL_POOL_AVG ? VL_FEATURE_POOL_AVG : p == VL_POOL_MAX ? VL_FEATURE_POOL_MAX
          : vl_model_geometry (m)->class_token ? VL_FEATURE_POOL_TOKEN : VL_FEATURE_POOL_AVG;
-  j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, NULL, NULL, cancel,
-                                     &error);
+  j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, progress_cb,
+                                     j->progress, cancel, &error);
   g_mutex_unlock (&j->trained->lock);
   if (j->features == NULL)
     g_task_return_error (task, error);
@@ -320,6 +380,10 @@ vl_embedding_panel_start_finetuned (VlEmbeddingPanel *self, VlTrainedRef *traine
   Job *j = g_new0 (Job, 1);
   j->trained = vl_trained_ref (trained);
   j->data = vl_data_ref (data);
+  j->progress = g_atomic_rc_box_new0 (Progress);
+  g_mutex_init (&j->progress->lock);
+  g_weak_ref_init (&j->progress->panel, self);
+  j->progress->cancel = g_object_ref (self->cancel);
   g_autoptr(GTask) task = g_task_new (self, self->cancel, job_done, NULL);
   g_task_set_task_data (task, j, job_free);
   g_task_run_in_thread (task, job_thread);
