@@ -15,6 +15,11 @@
 #include "vl-attention-view.h"
 #include "vl-colormap.h"
 #include "vl-confusion-view.h"
+#include "vl-embedding-panel.h"
+#include "vl-embedding-view.h"
+#include "vl-knn-panel.h"
+#include "vl-task-view.h"
+#include "vl-try-panel.h"
 #include "vl-loss-chart.h"
 #include "vl-test-util.h"
 #include "vl-trainer.h"
@@ -1132,6 +1137,151 @@ test_widgets_finalize (void)
     }
 }
 
+static void
+stop_and_record (VlEmbeddingPanel *panel, const char *path, char **out)
+{
+  g_free (*out);
+  *out = g_strdup (path);
+  g_signal_stop_emission_by_name (panel, "image-activated");
+}
+
+/* The embedding panel on its own: the pretrained side takes the features' rows, both sides
+ * apply to every task, a hover names the point (no window: no thumbnail to decode), a click on
+ * a point of the map emits ::image-activated with its file; clearing empties both sides. */
+static void
+test_embedding_panel (void)
+{
+  GtkWidget *panel = vl_embedding_panel_new ();
+  g_object_ref (panel);
+  GtkWidget *win = show_in_window (panel, 900, 500);
+  VlEmbeddingPanel *emb = VL_EMBEDDING_PANEL (panel);
+  g_assert_true (vl_task_view_applies_to (VL_TASK_VIEW (panel), VL_TASK_CLASSIFY));
+  g_assert_true (vl_task_view_applies_to (VL_TASK_VIEW (panel), VL_TASK_REGRESS));
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 0);
+
+  /* 8 points in 3-D: two classes apart along the first axis */
+  float feats[8 * 3];
+  int labels[8];
+  char *files[9], *classes[] = { "cats", "dogs", NULL };
+  for (int i = 0; i < 8; i++)
+    {
+      labels[i] = i % 2;
+      feats[i * 3 + 0] = labels[i] ? 5.0f + i * 0.1f : -5.0f - i * 0.1f;
+      feats[i * 3 + 1] = (float) (i % 3) - 1.0f;
+      feats[i * 3 + 2] = 0.01f * i;
+      files[i] = g_strdup_printf ("/nowhere/img-%d.png", i);
+    }
+  files[8] = NULL;
+  VlFeatures f = { .n = 8, .n_train = 6, .n_tokens = 1, .width = 3, .dim = 3, .features = feats,
+                   .labels = labels, .files = files, .n_classes = 2, .class_names = classes,
+                   .pool = VL_FEATURE_POOL_TOKEN, .layer = VL_FEATURE_LAYER_FINAL };
+  vl_embedding_panel_set_pretrained (emb, &f, NULL);
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 8);
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_FINETUNED), ==, 0);
+  g_assert_cmpstr (vl_embedding_panel_get_file (emb, 3), ==, files[3]);
+  GtkWidget *view = vl_embedding_panel_get_view (emb, VL_EMBEDDING_PRETRAINED);
+  /* the first principal axis carries the class split */
+  g_assert_cmpfloat (vl_embedding_view_get_explained (VL_EMBEDDING_VIEW (view), 0), >, 0.9);
+  int64_t point = -1;
+  vl_embedding_panel_hover (emb, VL_EMBEDDING_PRETRAINED, 3);
+  g_assert_null (vl_embedding_panel_get_preview (emb, &point));
+  g_assert_cmpint (point, ==, 3);
+  vl_embedding_panel_hover (emb, VL_EMBEDDING_PRETRAINED, 99);   /* out of range: kept */
+  vl_embedding_panel_get_preview (emb, &point);
+  g_assert_cmpint (point, ==, 3);
+
+  settle (panel);
+  g_autofree char *clicked = NULL;
+  g_signal_connect (panel, "image-activated", G_CALLBACK (stop_and_record), &clicked);
+  double x, y;
+  g_assert_true (vl_embedding_view_get_point_position (VL_EMBEDDING_VIEW (view), 6, &x, &y));
+  g_assert_true (vl_embedding_view_activate_at (VL_EMBEDDING_VIEW (view), x, y));
+  g_assert_cmpstr (clicked, ==, files[6]);
+
+  /* a large set is shown by a sample of every k-th row, names kept with their rows */
+  const int big = 9001;
+  g_autofree float *bf = g_new (float, big * 3);
+  g_autofree int *bl = g_new (int, big);
+  char **bn = g_new0 (char *, big + 1);
+  for (int i = 0; i < big; i++)
+    {
+      bf[i * 3] = (float) (i % 7);
+      bf[i * 3 + 1] = (float) (i % 5);
+      bf[i * 3 + 2] = (float) (i % 3);
+      bl[i] = i % 2;
+      bn[i] = g_strdup_printf ("/nowhere/%d.png", i);
+    }
+  VlFeatures bigf = f;
+  bigf.n = big;
+  bigf.n_train = 7000;
+  bigf.features = bf;
+  bigf.labels = bl;
+  bigf.files = bn;
+  vl_embedding_panel_set_pretrained (emb, &bigf, NULL);
+  int64_t shown = vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED);
+  g_assert_cmpint (shown, <=, VL_EMBEDDING_MAX_POINTS);
+  g_assert_cmpint (shown, >=, VL_EMBEDDING_MAX_POINTS / 2);
+  int64_t stride = (big + VL_EMBEDDING_MAX_POINTS - 1) / VL_EMBEDDING_MAX_POINTS;
+  g_assert_cmpstr (vl_embedding_panel_get_file (emb, 1000), ==, bn[1000 * stride]);
+  g_assert_cmpstr (vl_embedding_panel_get_file (emb, shown - 1), ==, bn[(shown - 1) * stride]);
+  g_strfreev (bn);
+
+  vl_embedding_panel_set_pretrained (emb, NULL, NULL);
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 0);
+  vl_embedding_panel_get_preview (emb, &point);
+  g_assert_cmpint (point, ==, -1);
+  for (int i = 0; i < 8; i++)
+    g_free (files[i]);
+  gtk_window_destroy (GTK_WINDOW (win));
+  g_assert_finalize_object (panel);
+}
+
+/* The k-NN panel before any input is hidden and has no figure; "Try it" without a model keeps
+ * the images for later, computes nothing, and exports an empty table. */
+static void
+test_features_panels_idle (void)
+{
+  GtkWidget *knn = vl_knn_panel_new ();
+  g_object_ref (knn);
+  GtkWidget *w1 = show_in_window (gtk_box_new (GTK_ORIENTATION_VERTICAL, 0), 300, 200);
+  gtk_box_append (GTK_BOX (gtk_window_get_child (GTK_WINDOW (w1))), knn);
+  g_assert_false (gtk_widget_get_visible (knn));
+  g_assert_true (isnan (vl_knn_panel_get_accuracy (VL_KNN_PANEL (knn))));
+  g_assert_false (vl_knn_panel_is_busy (VL_KNN_PANEL (knn)));
+  int n = -1;
+  g_assert_null (vl_knn_panel_get_layer_accuracy (VL_KNN_PANEL (knn), &n));
+  g_assert_cmpint (n, ==, 0);
+  vl_knn_panel_start_layers (VL_KNN_PANEL (knn));   /* no inputs: nothing starts */
+  g_assert_false (vl_knn_panel_is_busy (VL_KNN_PANEL (knn)));
+  gtk_window_destroy (GTK_WINDOW (w1));
+  g_assert_finalize_object (knn);
+
+  GtkWidget *panel = vl_try_panel_new ();
+  g_object_ref (panel);
+  GtkWidget *w2 = show_in_window (panel, 700, 400);
+  VlTryPanel *tp = VL_TRY_PANEL (panel);
+  g_assert_false (vl_try_panel_has_model (tp));
+  g_assert_true (vl_task_view_applies_to (VL_TASK_VIEW (panel), VL_TASK_REGRESS));
+  const char *files[] = { "/nowhere/a.png", NULL };
+  vl_try_panel_add_files (tp, files);
+  g_assert_false (vl_try_panel_is_busy (tp));
+  g_assert_cmpint (vl_try_panel_get_n_results (tp), ==, 0);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *csv = g_build_filename (dir, "empty.csv", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_try_panel_export_csv (tp, csv, &error));
+  g_assert_no_error (error);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
+  g_assert_cmpstr (text, ==, "file,predicted,probability\n");
+  g_autofree char *bad = g_build_filename (dir, "no-such-folder", "x.csv", NULL);
+  g_assert_false (vl_try_panel_export_csv (tp, bad, &error));
+  g_assert_nonnull (strstr (error->message, "no-such-folder"));
+  settle (panel);
+  gtk_window_destroy (GTK_WINDOW (w2));
+  g_assert_finalize_object (panel);
+}
+
 /* The real ViT-Ti on a real photo: the view's rollout is the engine's, and the pictures in
  * docs/ come from here (VITLAB_DEMO_DIR). */
 static void
@@ -1313,6 +1463,8 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/attention/crop", test_attention_crop);
   g_test_add_func ("/ui/confusion/cells", test_confusion_cells);
   g_test_add_func ("/ui/widgets/finalize", test_widgets_finalize);
+  g_test_add_func ("/ui/embedding-panel/map", test_embedding_panel);
+  g_test_add_func ("/ui/features/idle-panels", test_features_panels_idle);
   g_test_add_func ("/ui/demo/real-model", test_demo_real_model);
   return g_test_run ();
 }

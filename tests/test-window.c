@@ -18,6 +18,13 @@
 #include "vl-loss-chart.h"
 #include "vl-window-private.h"
 #include "vl-scatter-view.h"
+#include "vl-embedding-panel.h"
+#include "vl-embedding-view.h"
+#include "vl-knn-panel.h"
+#include "vl-probe.h"
+#include "vl-run.h"
+#include "vl-try-panel.h"
+#include "vl-task-view.h"
 
 static VlApplication *app;
 static char *dataset_dir;
@@ -675,6 +682,10 @@ count_epoch (VlRunController *run, VlTrainEvent *ev, int *n)
   (*n)++;
 }
 
+static gboolean knn_idle (VlWindow *win);
+static VlTryPanel *the_try;
+static gboolean try_idle (VlWindow *win);
+
 static void
 test_regression (void)
 {
@@ -714,6 +725,51 @@ test_regression (void)
   g_assert_cmpint (task.kind, ==, VL_TASK_REGRESS);
   g_assert_cmpint (task.reg_loss, ==, VL_REG_LOSS_SMOOTH_L1);
   g_assert_cmpstr (task.value_names[0], ==, "level");
+
+  /* no classes: no k-NN figure, but the features for the map */
+  wait_for (win, knn_idle, 60, "the features of the regression dataset");
+  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
+  g_assert_cmpstr (vl_knn_panel_get_text (knn), ==, "k-NN: the dataset has no classes");
+  g_assert_true (isnan (vl_knn_panel_get_accuracy (knn)));
+  g_assert_nonnull (vl_knn_panel_get_features (knn));
+  g_assert_cmpint (vl_embedding_panel_get_n_points (VL_EMBEDDING_PANEL (win->embedding_panel),
+                                                    VL_EMBEDDING_PRETRAINED), ==, 24);
+
+  /* Try it on a regression run: the value in the targets' units, as the run's model gives it */
+  the_try = VL_TRY_PANEL (win->try_panel);
+  g_assert_true (vl_try_panel_has_model (the_try));
+  g_autofree char *g05 = g_build_filename (dir, "g05.png", NULL);
+  const char *files[] = { g05, NULL };
+  vl_try_panel_add_files (the_try, files);
+  wait_for (win, try_idle, 60, "Try it on the regression run");
+  g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 1);
+  const char *err = NULL;
+  double value = NAN;
+  vl_try_panel_get_result (the_try, 0, &err, NULL, &value);
+  g_assert_null (err);
+  {
+    g_autoptr(VlModel) m = vl_run_load_model (win->run_dir, NULL, &error);
+    g_assert_no_error (error);
+    VlPreprocess pp;
+    vl_preprocess_from_model (m, &pp);
+    g_autoptr(VlImage) img = vl_image_load (g05, 0, &error);
+    g_assert_no_error (error);
+    g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+    vl_preprocess_eval (img, &pp, px);
+    g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER, &error));
+    VlTaskSpec spec = vl_run_task_spec (&task);
+    float v;
+    vl_task_unstandardize (&spec, vl_model_logits (m), &v);
+    g_test_message ("g05.png (level 65): predicted %.3f", v);
+    g_assert_cmpfloat_with_epsilon (value, v, 1e-3);
+    g_assert_cmpfloat (fabs (value - vl_model_logits (m)[0]), >, 1e-3);   /* mapped back */
+  }
+  g_autofree char *csv = g_build_filename (dir, "try.csv", NULL);
+  g_assert_true (vl_try_panel_export_csv (the_try, csv, &error));
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
+  g_assert_true (g_str_has_prefix (text, "file,level\n"));
+  the_try = NULL;
   vl_run_task_clear (&task);
   /* as ONNX: the values in the targets' units */
   g_autofree char *onnx_dir = vl_test_tmpdir ();
@@ -855,6 +911,386 @@ test_open_run (void)
   destroy_window (win);
 }
 
+/* ------------------------------------------------------------------ features: k-NN, map, try it */
+
+static gboolean
+knn_done (VlWindow *win)
+{
+  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
+  return !vl_knn_panel_is_busy (knn) && vl_knn_panel_get_features (knn) != NULL;
+}
+
+static gboolean
+knn_idle (VlWindow *win)
+{
+  return !vl_knn_panel_is_busy (VL_KNN_PANEL (win->knn_panel));
+}
+
+/* DINO's weighted k-NN written out plainly (double precision, selection of the k largest): the
+ * validation rows' accuracy among the training rows. */
+static double
+reference_knn (const VlFeatures *f, int k, double T)
+{
+  const int64_t nt = f->n_train, D = f->dim;
+  g_autofree double *unit = g_new (double, f->n * D);
+  for (int64_t i = 0; i < f->n; i++)
+    {
+      double s = 0;
+      for (int64_t d = 0; d < D; d++)
+        s += (double) f->features[i * D + d] * f->features[i * D + d];
+      s = s > 0 ? sqrt (s) : 1;
+      for (int64_t d = 0; d < D; d++)
+        unit[i * D + d] = f->features[i * D + d] / s;
+    }
+  k = MIN (k, (int) nt);
+  g_autofree double *sim = g_new (double, nt);
+  g_autofree gboolean *used = g_new (gboolean, nt);
+  g_autofree double *votes = g_new (double, f->n_classes);
+  int correct = 0;
+  for (int64_t q = nt; q < f->n; q++)
+    {
+      for (int64_t t = 0; t < nt; t++)
+        {
+          sim[t] = 0;
+          for (int64_t d = 0; d < D; d++)
+            sim[t] += unit[q * D + d] * unit[t * D + d];
+          used[t] = FALSE;
+        }
+      memset (votes, 0, sizeof (double) * f->n_classes);
+      for (int r = 0; r < k; r++)
+        {
+          int64_t best = -1;
+          for (int64_t t = 0; t < nt; t++)
+            if (!used[t] && (best < 0 || sim[t] > sim[best]))
+              best = t;
+          used[best] = TRUE;
+          votes[f->labels[best]] += exp (sim[best] / T);
+        }
+      int win = 0;
+      for (int c = 1; c < f->n_classes; c++)
+        if (votes[c] > votes[win])
+          win = c;
+      correct += win == f->labels[q];
+    }
+  return (double) correct / (double) (f->n - nt);
+}
+
+static void
+record_path (VlEmbeddingPanel *panel, const char *path, char **out)
+{
+  g_free (*out);
+  *out = g_strdup (path);
+  g_signal_stop_emission_by_name (panel, "image-activated");   /* no viewer in a test */
+}
+
+static VlEmbeddingPanel *the_map;
+
+static gboolean
+preview_ready (VlWindow *win)
+{
+  return vl_embedding_panel_get_preview (the_map, NULL) != NULL;
+}
+
+/* train/ and val/ folders of three classes of 40 x 40 PNGs whose colour is mostly noise, with a
+ * small bias per class: a k-NN gets some, not all, right. */
+static char *
+write_hard_dataset (void)
+{
+  char *dir = vl_test_tmpdir ();
+  GRand *rand = g_rand_new_with_seed (11);
+  const char *splits[] = { "train", "val" };
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < 3; k++)
+      {
+        g_autofree char *cdir = g_strdup_printf ("%s/%s/c%d", dir, splits[s], k);
+        g_assert_cmpint (g_mkdir_with_parents (cdir, 0755), ==, 0);
+        for (int i = 0; i < (s == 0 ? 8 : 4); i++)
+          {
+            guint8 px[40 * 40 * 3];
+            int base[3];
+            for (int c = 0; c < 3; c++)
+              base[c] = g_rand_int_range (rand, 30, 220) + (c == k ? 30 : 0);
+            for (int p = 0; p < 40 * 40; p++)
+              for (int c = 0; c < 3; c++)
+                px[p * 3 + c] = (guint8) CLAMP (base[c] + g_rand_int_range (rand, -60, 60), 0, 255);
+            g_autofree char *path = g_strdup_printf ("%s/%d.png", cdir, i);
+            g_assert_cmpint (stbi_write_png (path, 40, 40, 3, px, 40 * 3), !=, 0);
+          }
+      }
+  g_rand_free (rand);
+  return dir;
+}
+
+/* Opening a dataset with a backbone runs the k-NN probe on a worker: the figure equals a plain
+ * k-NN over the features, and the features are the backbone's own; the per-block chart comes
+ * from one pass, its last bar being the same figure; the embedding map shows the same rows, a
+ * hover shows a thumbnail, a click names the image; a cancelled probe's result is dropped. */
+static void
+test_features_knn (void)
+{
+  VlWindow *win = new_window (TRUE);
+  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
+  g_assert_true (gtk_widget_get_visible (win->knn_panel));
+  Probe probe;
+  probe_start (&probe);
+  wait_for (win, knn_done, 60, "the k-NN probe");
+  probe_stop (&probe);
+  const VlFeatures *f = vl_knn_panel_get_features (knn);
+  g_assert_cmpint (f->n, ==, 20);
+  g_assert_cmpint (f->n_train, ==, 16);
+  g_assert_cmpint (f->n_classes, ==, 2);
+  double acc = vl_knn_panel_get_accuracy (knn);
+  g_test_message ("k-NN %.4f; with k = 1: %.4f", acc, reference_knn (f, 1, VL_KNN_TEMPERATURE));
+  g_assert_cmpfloat (acc, ==, reference_knn (f, VL_KNN_K, VL_KNN_TEMPERATURE));
+  g_autofree char *want = g_strdup_printf ("k-NN on these features: %.1f%%", 100 * acc);
+  g_assert_cmpstr (vl_knn_panel_get_text (knn), ==, want);
+  gboolean shown = TRUE;
+  vl_knn_panel_get_progress (knn, &shown);
+  g_assert_false (shown);   /* hidden again once done */
+
+  /* row 0 is the backbone's own pooled features of training image 0 */
+  g_autofree char *backbone = fixture_backbone ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (backbone, &error);
+  g_assert_no_error (error);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+  g_assert_true (vl_dataset_load (win->data->ds, VL_SPLIT_TRAIN, 0, &pp, VL_AUGMENT_NONE, 0, px,
+                                  NULL));
+  g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER, &error));
+  const float *want_f = vl_model_features (m);
+  for (int64_t d = 0; d < f->dim; d++)
+    g_assert_cmpfloat_with_epsilon (f->features[d], want_f[d], 1e-5);
+
+  /* every block's output, from the panel's button */
+  const int depth = vl_model_geometry (m)->depth;
+  int n = 0;
+  g_assert_null (vl_knn_panel_get_layer_accuracy (knn, &n));
+  vl_knn_panel_start_layers (knn);
+  g_assert_true (vl_knn_panel_is_busy (knn));
+  wait_for (win, knn_idle, 60, "the per-block k-NN");
+  const double *layers = vl_knn_panel_get_layer_accuracy (knn, &n);
+  g_assert_nonnull (layers);
+  g_assert_cmpint (n, ==, depth + 1);
+  g_assert_cmpfloat (layers[depth], ==, acc);
+  for (int l = 0; l < n; l++)
+    {
+      g_test_message ("block %d: k-NN %.4f", l, layers[l]);
+      g_assert_true (layers[l] >= 0 && layers[l] <= 1);
+    }
+
+  /* the embedding map: the same rows, hover and click */
+  g_assert_true (action_s (win, "win.page", "embedding"));
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "embedding");
+  VlEmbeddingPanel *emb = VL_EMBEDDING_PANEL (win->embedding_panel);
+  the_map = emb;
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 20);
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_FINETUNED), ==, 0);
+  g_assert_true (vl_task_view_applies_to (VL_TASK_VIEW (emb), VL_TASK_REGRESS));
+  spin_for (0.3);   /* laid out */
+  vl_embedding_panel_hover (emb, VL_EMBEDDING_PRETRAINED, 17);
+  wait_for (win, preview_ready, 30, "the hovered point's thumbnail");
+  int64_t point = -1;
+  GdkPaintable *thumb = vl_embedding_panel_get_preview (emb, &point);
+  g_assert_cmpint (point, ==, 17);
+  g_assert_cmpint (gdk_paintable_get_intrinsic_width (thumb), ==, 160);
+  g_autofree char *clicked = NULL;
+  g_signal_connect (emb, "image-activated", G_CALLBACK (record_path), &clicked);
+  GtkWidget *view = vl_embedding_panel_get_view (emb, VL_EMBEDDING_PRETRAINED);
+  double x, y;
+  g_assert_true (vl_embedding_view_get_point_position (VL_EMBEDDING_VIEW (view), 5, &x, &y));
+  int64_t at = vl_embedding_view_point_at (VL_EMBEDDING_VIEW (view), x, y);
+  g_assert_true (vl_embedding_view_activate_at (VL_EMBEDDING_VIEW (view), x, y));
+  g_assert_cmpstr (clicked, ==, f->files[at]);
+  g_assert_true (g_file_test (clicked, G_FILE_TEST_IS_REGULAR));
+
+  /* a harder dataset (train/ and val/ folders, three classes only weakly told apart by colour):
+   * the figure is neither 0 nor 1 and still equals the plain k-NN's */
+  g_autofree char *hard = write_hard_dataset ();
+  vl_window_open_data (win, hard);
+  wait_for (win, loaded, 30, "the second dataset");
+  wait_for (win, knn_done, 60, "the k-NN probe of the second dataset");
+  f = vl_knn_panel_get_features (knn);
+  g_assert_cmpint (f->n, ==, 36);
+  g_assert_cmpint (f->n_train, ==, 24);
+  acc = vl_knn_panel_get_accuracy (knn);
+  g_test_message ("hard dataset: k-NN %.4f", acc);
+  g_assert_cmpfloat (acc, ==, reference_knn (f, VL_KNN_K, VL_KNN_TEMPERATURE));
+  g_assert_cmpfloat (acc, >, 0);
+  g_assert_cmpfloat (acc, <, 1);
+  g_assert_null (vl_knn_panel_get_layer_accuracy (knn, &n));   /* of the previous dataset */
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 36);
+
+  /* the head's pooling is the probe's: max-pooled patches now */
+  g_assert_cmpint (vl_knn_panel_get_pool (knn), ==, VL_FEATURE_POOL_TOKEN);
+  g_assert_true (action_s (win, "win.head", "linear-max"));
+  g_assert_true (vl_knn_panel_is_busy (knn));
+  g_assert_cmpint (vl_knn_panel_get_pool (knn), ==, VL_FEATURE_POOL_MAX);
+  wait_for (win, knn_done, 60, "the k-NN probe on max-pooled features");
+  f = vl_knn_panel_get_features (knn);
+  g_assert_cmpint (f->pool, ==, VL_FEATURE_POOL_MAX);
+  acc = vl_knn_panel_get_accuracy (knn);
+  g_test_message ("hard dataset, max pooling: k-NN %.4f", acc);
+  g_assert_cmpfloat (acc, ==, reference_knn (f, VL_KNN_K, VL_KNN_TEMPERATURE));
+  /* the same inputs again start nothing */
+  vl_window_features_inputs_changed (win);
+  g_assert_false (vl_knn_panel_is_busy (knn));
+
+  /* a probe cancelled before it reports is dropped: the panel keeps nothing of it */
+  vl_knn_panel_start (knn, backbone, win->data, VL_FEATURE_POOL_AVG);
+  g_assert_true (vl_knn_panel_is_busy (knn));
+  vl_knn_panel_clear (knn);
+  g_assert_false (vl_knn_panel_is_busy (knn));
+  spin_for (3.0);
+  g_assert_null (vl_knn_panel_get_features (knn));
+  g_assert_false (gtk_widget_get_visible (win->knn_panel));
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 0);
+  the_map = NULL;
+  destroy_window (win);
+}
+
+static gboolean
+try_idle (VlWindow *win)
+{
+  return !vl_try_panel_is_busy (the_try);
+}
+
+static gboolean
+finetuned_map (VlWindow *win)
+{
+  return knn_done (win) &&
+         !vl_embedding_panel_is_busy (VL_EMBEDDING_PANEL (win->embedding_panel)) &&
+         vl_embedding_panel_get_n_points (VL_EMBEDDING_PANEL (win->embedding_panel),
+                                          VL_EMBEDDING_FINETUNED) > 0;
+}
+
+static char *write_probe_png (const char *dir, const char *name, int w, int h, int sx, int sy);
+static gboolean emit_drop_on (GtkWidget *widget, GFile *file);
+
+/* An opened run: its fine-tuned map beside the pretrained one, and "Try it" on images, a bad
+ * file and a folder — each answer equal to the run's model's own (probabilities and rollout,
+ * computed here), the bad file named, the CSV export read back. */
+static void
+test_features_try (void)
+{
+  if (trained_run_dir == NULL)
+    {
+      g_test_skip ("needs /ui/window/train");
+      return;
+    }
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  vl_window_open_run (win, trained_run_dir);
+  wait_for (win, run_opened, 30, "the run");
+  the_try = VL_TRY_PANEL (win->try_panel);
+  g_assert_true (vl_try_panel_has_model (the_try));
+  g_assert_true (action_s (win, "win.page", "try"));
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "try");
+
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *a = write_probe_png (dir, "a.png", 48, 40, 4, 4);
+  g_autofree char *bad = g_build_filename (dir, "bad.png", NULL);
+  g_assert_true (g_file_set_contents (bad, "\x89PNG\r\n\x1a\n truncated", -1, NULL));
+  g_autofree char *sub = g_build_filename (dir, "more", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+  g_autofree char *c = write_probe_png (sub, "c.png", 40, 40, 20, 20);
+  g_autofree char *d = write_probe_png (sub, "d.png", 32, 64, 0, 30);
+  g_autofree char *txt = g_build_filename (sub, "notes.txt", NULL);
+  g_assert_true (g_file_set_contents (txt, "not an image", -1, NULL));
+  const char *files[] = { a, bad, sub, NULL };
+  Probe probe;
+  probe_start (&probe);
+  vl_try_panel_add_files (the_try, files);
+  g_assert_true (vl_try_panel_is_busy (the_try));
+  wait_for (win, try_idle, 60, "the predictions of Try it");
+  probe_stop (&probe);
+  g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 4);   /* a, bad, c, d */
+
+  const char *err = NULL;
+  g_assert_cmpstr (vl_try_panel_get_result (the_try, 1, &err, NULL, NULL), ==, bad);
+  g_assert_nonnull (err);
+  g_assert_nonnull (strstr (err, "bad.png"));
+
+  g_autoptr(GError) error = NULL;
+  g_auto(GStrv) names = NULL;
+  g_autoptr(VlModel) m = vl_run_load_model (trained_run_dir, &names, &error);
+  g_assert_no_error (error);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  const char *expect[] = { a, NULL, c, d };
+  for (int i = 0; i < 4; i++)
+    {
+      if (expect[i] == NULL)
+        continue;
+      int top = -1;
+      double prob = 0;
+      g_assert_cmpstr (vl_try_panel_get_result (the_try, i, &err, &top, &prob), ==, expect[i]);
+      g_assert_null (err);
+      g_autoptr(VlImage) img = vl_image_load (expect[i], 0, &error);
+      g_assert_no_error (error);
+      g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+      vl_preprocess_eval (img, &pp, px);
+      g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN,
+                                       &error));
+      const float *z = vl_model_logits (m);
+      int best = z[1] > z[0];
+      double p = 1.0 / (1.0 + exp ((double) z[1 - best] - z[best]));
+      g_assert_cmpint (top, ==, best);
+      g_assert_cmpfloat_with_epsilon (prob, p, 1e-5);
+      int gh = 0, gw = 0;
+      const float *roll = vl_try_panel_get_rollout (the_try, i, &gh, &gw);
+      g_assert_cmpint (gh * gw, ==, vl_model_n_tokens_last (m) - vl_model_geometry (m)->n_prefix);
+      g_autofree float *want = g_new (float, vl_model_n_tokens_last (m));
+      g_assert_true (vl_model_rollout (m, want, &error));
+      for (int t = 0; t < gh * gw; t++)
+        g_assert_cmpfloat_with_epsilon (roll[t], want[t], 1e-5);
+    }
+
+  /* the CSV: a header naming the classes, one row per image that ran */
+  g_autofree char *csv = g_build_filename (dir, "predictions.csv", NULL);
+  g_assert_true (vl_try_panel_export_csv (the_try, csv, &error));
+  g_assert_no_error (error);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  g_assert_cmpint (g_strv_length (lines), ==, 5);   /* header, 3 rows, the empty end */
+  g_autofree char *header = g_strdup_printf ("file,predicted,probability,p_%s,p_%s", names[0],
+                                             names[1]);
+  g_assert_cmpstr (lines[0], ==, header);
+  g_assert_true (g_str_has_prefix (lines[1], a));
+  g_assert_true (g_str_has_prefix (lines[3], d));
+  g_auto(GStrv) cells = g_strsplit (lines[1], ",", -1);
+  g_assert_cmpint (g_strv_length (cells), ==, 5);
+  int top = -1;
+  double prob = 0;
+  vl_try_panel_get_result (the_try, 0, NULL, &top, &prob);
+  g_assert_cmpstr (cells[1], ==, names[top]);
+  g_assert_cmpfloat_with_epsilon (g_ascii_strtod (cells[2], NULL), prob, 1e-7);
+
+  /* an image dropped on the page (its own drop target) joins them */
+  g_autofree char *e = write_probe_png (dir, "e.png", 40, 40, 10, 0);
+  g_autoptr(GFile) ef = g_file_new_for_path (e);
+  g_assert_true (emit_drop_on (win->try_panel, ef));
+  g_assert_true (vl_try_panel_is_busy (the_try));
+  wait_for (win, try_idle, 60, "the dropped image's prediction");
+  g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 5);
+  g_assert_cmpstr (vl_try_panel_get_result (the_try, 4, &err, NULL, NULL), ==, e);
+  g_assert_null (err);
+
+  /* the fine-tuned map beside the pretrained one, once the run's dataset is open */
+  wait_for (win, finetuned_map, 60, "the fine-tuned embedding map");
+  VlEmbeddingPanel *emb = VL_EMBEDDING_PANEL (win->embedding_panel);
+  g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_FINETUNED), ==,
+                   vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED));
+
+  /* clearing forgets the images */
+  vl_try_panel_clear (the_try);
+  g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 0);
+  the_try = NULL;
+  destroy_window (win);
+}
+
 /* ------------------------------------------------------------------ the probe file */
 
 static gboolean
@@ -967,12 +1403,12 @@ assert_view_drawn (VlWindow *win)
   g_assert_cmpuint (g_hash_table_size (colours), >, 64);
 }
 
-/* Drops files on the window through the real GtkDropTarget (its "drop" signal). */
+/* Drops files on a widget through its real GtkDropTarget (its "drop" signal). */
 static gboolean
-emit_drop (VlWindow *win, GFile *file)
+emit_drop_on (GtkWidget *widget, GFile *file)
 {
   GtkDropTarget *target = NULL;
-  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (GTK_WIDGET (win));
+  g_autoptr(GListModel) controllers = gtk_widget_observe_controllers (widget);
   for (guint i = 0; i < g_list_model_get_n_items (controllers) && target == NULL; i++)
     {
       g_autoptr(GObject) c = g_list_model_get_item (controllers, i);
@@ -989,6 +1425,12 @@ emit_drop (VlWindow *win, GFile *file)
   g_signal_emit_by_name (target, "drop", &value, 10.0, 10.0, &accepted);
   g_value_unset (&value);
   return accepted;
+}
+
+static gboolean
+emit_drop (VlWindow *win, GFile *file)
+{
+  return emit_drop_on (GTK_WIDGET (win), file);
 }
 
 /* A PNG dropped on the window becomes the probe: the attention page shows its crop with the
@@ -1399,6 +1841,8 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/pause-stop-resume", test_pause_stop_resume);
   g_test_add_func ("/ui/window/close-during-training", test_close_during_training);
   g_test_add_func ("/ui/window/open-run", test_open_run);
+  g_test_add_func ("/ui/window/features/knn", test_features_knn);
+  g_test_add_func ("/ui/window/features/try", test_features_try);
   g_test_add_func ("/ui/window/dark", test_dark);
   g_test_add_func ("/ui/window/probe/drop", test_probe_drop);
   g_test_add_func ("/ui/window/probe/bad-image", test_probe_bad_image);

@@ -7,6 +7,10 @@
 #include <glib/gstdio.h>
 
 #include "vl-attention-view.h"
+#include "vl-embedding-panel.h"
+#include "vl-embedding-view.h"
+#include "vl-knn-panel.h"
+#include "vl-try-panel.h"
 #include "vl-loss-chart.h"
 #include "vl-pool.h"
 #include "vl-window-private.h"
@@ -24,6 +28,9 @@ struct _VlApplication
   gboolean  train;
   gboolean  dark;
   char    **pages;
+  char    **try_files;       /* --try: images or folders for "Try it" */
+  gboolean  knn_layers;      /* --knn-layers: the per-block k-NN once the probe is there */
+  gboolean  knn_layers_started;
   char     *screenshot;
   char     *screenshot_when;
   guint     poll_source;
@@ -151,10 +158,19 @@ poll_window (gpointer user_data)
   VlWindow *win = VL_WINDOW (active);
   /* loaded: the backbone, the dataset (when one was asked for), the attention of the probes
    * and of the probe file, the predictions of an opened run */
-  gboolean ready = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
-                   (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
-                   win->predict_cancel == NULL && win->probe_cancel == NULL;
-  if (self->train && !self->train_started && ready)
+  gboolean loaded = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
+                    (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
+                    win->predict_cancel == NULL && win->probe_cancel == NULL;
+  /* a shot also waits for the k-NN probe, the maps and Try It (training need not) */
+  gboolean ready = loaded && !vl_window_features_busy (win);
+  if (self->knn_layers && !self->knn_layers_started && ready &&
+      vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)))
+    {
+      self->knn_layers_started = TRUE;
+      vl_knn_panel_start_layers (VL_KNN_PANEL (win->knn_panel));
+      return G_SOURCE_CONTINUE;
+    }
+  if (self->train && !self->train_started && loaded)
     {
       if (g_action_group_get_action_enabled (G_ACTION_GROUP (win), "train") ||
           gtk_widget_get_sensitive (win->train_button))
@@ -180,9 +196,16 @@ poll_window (gpointer user_data)
     now = ready && waited > 1.5;
   else if (g_str_equal (when, "training"))
     now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
+  else if (g_str_equal (when, "features"))
+    {
+      /* the k-NN probe's features a third extracted: its progress and time left */
+      gboolean shown = FALSE;
+      double frac = vl_knn_panel_get_progress (VL_KNN_PANEL (win->knn_panel), &shown);
+      now = vl_knn_panel_is_busy (VL_KNN_PANEL (win->knn_panel)) && shown && frac >= 0.3;
+    }
   else if (g_str_equal (when, "finished"))
     now = self->train_started && vl_window_trainer (win) && win->run_state == VL_TRAINER_FINISHED &&
-          win->predict_cancel == NULL;
+          win->predict_cancel == NULL && !vl_window_features_busy (win);
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */
   if (!now)
@@ -194,6 +217,9 @@ poll_window (gpointer user_data)
       self->shot_unhovered = TRUE;
       vl_attention_view_hover_at (VL_ATTENTION_VIEW (win->attention), -1, -1);
       vl_loss_chart_hover_at (VL_LOSS_CHART (win->chart), -1, -1);
+      for (int side = 0; side < 2; side++)
+        vl_embedding_view_hover_at (VL_EMBEDDING_VIEW (vl_embedding_panel_get_view (
+                                      VL_EMBEDDING_PANEL (win->embedding_panel), side)), -1, -1);
       return G_SOURCE_CONTINUE;
     }
   self->poll_source = 0;
@@ -306,6 +332,9 @@ vl_application_activate (GApplication *app)
     }
   if (self->probe)
     vl_window_open_probe (win, self->probe);
+  if (self->try_files)
+    vl_try_panel_add_files (VL_TRY_PANEL (win->try_panel),
+                            (const char *const *) self->try_files);
   gtk_window_present (GTK_WINDOW (win));
   self->started = g_get_monotonic_time ();
   if ((self->train || self->screenshot) && self->poll_source == 0)
@@ -326,6 +355,14 @@ vl_application_handle_local_options (GApplication *app, GVariantDict *options)
   g_variant_dict_lookup (options, "train", "b", &self->train);
   g_variant_dict_lookup (options, "dark", "b", &self->dark);
   g_variant_dict_lookup (options, "page", "^as", &self->pages);
+  g_auto(GStrv) try_files = NULL;
+  if (g_variant_dict_lookup (options, "try", "^aay", &try_files))
+    {
+      self->try_files = g_new0 (char *, g_strv_length (try_files) + 1);
+      for (int i = 0; try_files[i]; i++)
+        self->try_files[i] = absolute (try_files[i]);
+    }
+  g_variant_dict_lookup (options, "knn-layers", "b", &self->knn_layers);
   g_variant_dict_lookup (options, "screenshot", "^ay", &self->screenshot);
   g_variant_dict_lookup (options, "screenshot-when", "s", &self->screenshot_when);
   self->backbone = absolute (backbone);
@@ -334,9 +371,11 @@ vl_application_handle_local_options (GApplication *app, GVariantDict *options)
   self->probe = absolute (probe);
   if (self->screenshot_when && !g_str_equal (self->screenshot_when, "ready") &&
       !g_str_equal (self->screenshot_when, "training") &&
-      !g_str_equal (self->screenshot_when, "finished"))
+      !g_str_equal (self->screenshot_when, "finished") &&
+      !g_str_equal (self->screenshot_when, "features"))
     {
-      g_printerr ("vitlab: --screenshot-when %s: expected ready, training or finished\n",
+      g_printerr ("vitlab: --screenshot-when %s: expected ready, training, finished or "
+                  "features\n",
                   self->screenshot_when);
       return 2;
     }
@@ -355,6 +394,7 @@ vl_application_finalize (GObject *object)
   g_free (self->probe);
   g_free (self->preset);
   g_strfreev (self->pages);
+  g_strfreev (self->try_files);
   g_free (self->screenshot);
   g_free (self->screenshot_when);
   G_OBJECT_CLASS (vl_application_parent_class)->finalize (object);
@@ -389,12 +429,18 @@ vl_application_init (VlApplication *self)
     { "train", 0, 0, G_OPTION_ARG_NONE, NULL, "Start training once everything is loaded", NULL },
     { "dark", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the dark style", NULL },
     { "page", 0, 0, G_OPTION_ARG_STRING_ARRAY, NULL,
-      "Show a page: curves, attention, evaluation; backbone, groups, head, data, training",
+      "Show a page: curves, attention, evaluation, embedding, try; backbone, groups, head, data, "
+      "training",
       "NAME" },
+    { "try", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, NULL,
+      "Images or folders for the Try It page (run once a trained model is there)", "PATH" },
+    { "knn-layers", 0, 0, G_OPTION_ARG_NONE, NULL,
+      "Compute the k-NN accuracy at every block once the k-NN probe is done", NULL },
     { "screenshot", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Save the window as a PNG, then quit",
       "PNG" },
     { "screenshot-when", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "ready (default), training (after an epoch) or finished (with --train)", "WHEN" },
+      "ready (default), training (after an epoch), finished (with --train) or features (the "
+      "k-NN probe's progress)", "WHEN" },
     { NULL },
   };
   g_application_add_main_option_entries (G_APPLICATION (self), entries);

@@ -182,6 +182,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   gtk_window_set_title (GTK_WINDOW (self), title);
   vl_window_start_pretrained_attention (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file (or the sample) under it */
+  vl_window_features_inputs_changed (self);   /* the k-NN probe under it */
   vl_window_update_actions (self);
 }
 
@@ -791,6 +792,7 @@ vl_window_set_head (VlWindow *self, const char *head)
                            gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->mlp_hidden_spin)),
                            (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin)));
       vl_model_set_pool (self->model, pool);
+      vl_window_features_inputs_changed (self);   /* the k-NN probe pools as the head */
       int n_after = vl_model_n_groups (self->model);
       if (n_after == n_before)
         for (int g = 0; g < n_after; g++)

@@ -424,6 +424,7 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!vl_window_is_running (self))
     vl_window_set_head (self, self->head);
   vl_window_start_pretrained_attention (self);
+  vl_window_features_inputs_changed (self);   /* the k-NN probe and the embedding map */
   vl_window_train_data_ready (self);
   vl_window_update_actions (self);
 }

@@ -170,6 +170,8 @@ struct _VlWindow
   GtkWidget *confusion;      /* VlConfusionView */
   GtkWidget *attn_toolbar, *probe_box, *attn_mode_dropdown, *attn_block_spin, *attn_head_spin;
   GtkWidget *attn_opacity_scale, *attn_cmap_dropdown;
+  /* features (vl-window-features.c): k-NN on the data panel, the embedding map, "Try it" */
+  GtkWidget *knn_panel, *embedding_panel, *try_panel;
 
   /* ---- the backbone (the pretrained model; its lock state is what the switches show) ---- */
   char         *backbone_path;
@@ -332,6 +334,13 @@ vl_window_trainer (VlWindow *self)
 /* A PROBES event of the current run: the probe file's "now" side, when it carries it (its
  * attention is taken from the event). */
 void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
+
+/* vl-window-features.c */
+void  vl_window_features_init    (VlWindow *self);
+void  vl_window_features_dispose (VlWindow *self);
+void  vl_window_features_inputs_changed  (VlWindow *self);   /* backbone or dataset */
+void  vl_window_features_trained_changed (VlWindow *self);   /* the trained model */
+gboolean vl_window_features_busy (VlWindow *self);
 
 /* vl-window-train.c */
 void  vl_window_train_init       (VlWindow *self);

@@ -774,7 +774,10 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
     {
       maybe_predict (self);
       if (trained)
-        vl_window_refresh_probe_file (self, TRUE);   /* the probe file's fine-tuned side */
+        {
+          vl_window_refresh_probe_file (self, TRUE);   /* the probe file's fine-tuned side */
+          vl_window_features_trained_changed (self);   /* the fine-tuned map, "Try it" */
+        }
     }
 }
 
@@ -983,6 +986,7 @@ vl_window_discard_trained (VlWindow *self)
   if (self->probe_file_shown)
     vl_window_show_probe_file (self);
   self->have_trained = FALSE;
+  vl_window_features_trained_changed (self);
   vl_window_update_actions (self);
 }
 
@@ -1737,6 +1741,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   set_idle_status (self, status);
   maybe_predict (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file beside the run's model */
+  vl_window_features_trained_changed (self);
   vl_window_update_actions (self);
 }
 

@@ -6,6 +6,9 @@
 #include "vl-attention-view.h"
 #include "vl-confusion-view.h"
 #include "vl-scatter-view.h"
+#include "vl-knn-panel.h"
+#include "vl-embedding-panel.h"
+#include "vl-try-panel.h"
 #include "vl-task-view.h"
 #include "vl-loss-chart.h"
 #include "vl-resources.h"
@@ -735,6 +738,7 @@ vl_window_dispose (GObject *object)
 {
   VlWindow *self = VL_WINDOW (object);
   self->disposed = TRUE;
+  vl_window_features_dispose (self);
   vl_window_train_dispose (self);
   vl_window_probe_dispose (self);
   vl_window_data_dispose (self);
@@ -783,6 +787,9 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_ATTENTION_VIEW);
   g_type_ensure (VL_TYPE_CONFUSION_VIEW);
   g_type_ensure (VL_TYPE_SCATTER_VIEW);
+  g_type_ensure (VL_TYPE_KNN_PANEL);
+  g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
+  g_type_ensure (VL_TYPE_TRY_PANEL);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/vitlab/Vitlab/vl-window.ui");
 #define CHILD(name) gtk_widget_class_bind_template_child (widget_class, VlWindow, name)
   CHILD (header_bar);
@@ -866,6 +873,9 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (attn_head_spin);
   CHILD (attn_opacity_scale);
   CHILD (attn_cmap_dropdown);
+  CHILD (knn_panel);
+  CHILD (embedding_panel);
+  CHILD (try_panel);
   CHILD (attention_frame);
   CHILD (confusion_frame);
   CHILD (message_label);
@@ -929,8 +939,8 @@ vl_window_class_init (VlWindowClass *klass)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_w, GDK_CONTROL_MASK, "win.close", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketright, GDK_CONTROL_MASK, "win.unlock-more", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketleft, GDK_CONTROL_MASK, "win.unlock-fewer", NULL);
-  static const char *main_pages[] = { "curves", "attention", "evaluation" };
-  for (int i = 0; i < 3; i++)
+  static const char *main_pages[] = { "curves", "attention", "evaluation", "embedding", "try" };
+  for (int i = 0; i < 5; i++)
     gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_CONTROL_MASK,
                                          "win.page", "s", main_pages[i]);
   static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
@@ -973,6 +983,7 @@ vl_window_init (VlWindow *self)
   vl_window_backbone_init (self);
   vl_window_data_init (self);
   vl_window_train_init (self);
+  vl_window_features_init (self);
   vl_window_update_actions (self);
 }
 
