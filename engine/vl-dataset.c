@@ -30,7 +30,6 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
-#include <stb/stb_image.h>
 
 #include "vl-sync.h"
 
@@ -287,7 +286,7 @@ check_fraction (const char *what, double fraction, GError **error)
  * starting with '.' (hidden files, .DS_Store, AppleDouble "._x.jpg") are ignored, as are files
  * without an image extension (README.txt, labels.csv). A file with an image extension is read
  * up to its header: when that fails, or the file is empty, or above VL_IMAGE_MAX_PIXELS, it is
- * skipped and listed with its reason. TIFF and WebP count as image files that stb_image
+ * skipped and listed with its reason. TIFF and WebP count as image files that vitlab
  * cannot decode, so they are listed as skipped rather than silently ignored. */
 
 #define MAX_FOLDER_DEPTH 16
@@ -326,22 +325,14 @@ check_image_header (const char *path, gint64 size)
 {
   if (size == 0)
     return g_strdup ("empty file");
-  FILE *f = fopen (path, "rb");
-  if (f == NULL)
-    return g_strdup_printf ("cannot read: %s", g_strerror (errno));
-  int w = 0, h = 0, comp = 0;
-  int ok = stbi_info_from_file (f, &w, &h, &comp);
-  const char *why = ok ? NULL : stbi_failure_reason ();
-  fclose (f);
-  if (!ok)
-    return g_strdup_printf ("cannot decode image: %s", why != NULL ? why : "unknown error");
-  if (w <= 0 || h <= 0)
-    return g_strdup_printf ("image has no pixels (%dx%d)", w, h);
-  guint64 n_pixels = (guint64) w * (guint64) h;
-  if (n_pixels > VL_IMAGE_MAX_PIXELS)
-    return g_strdup_printf ("image is %dx%d = %.6g megapixels, above the %d megapixel limit",
-                            w, h, (double) n_pixels / 1e6, VL_IMAGE_MAX_PIXELS / 1000000);
-  return NULL;
+  g_autoptr(GError) local = NULL;
+  if (vl_image_check_file (path, NULL, NULL, &local))
+    return NULL;
+  /* the message is "PATH: reason" */
+  const char *reason = local->message;
+  if (g_str_has_prefix (reason, path) && strncmp (reason + strlen (path), ": ", 2) == 0)
+    reason += strlen (path) + 2;
+  return g_strdup (reason);
 }
 
 /* Appends the usable images under `path` to `out` (paths), recording skipped ones. Returns

@@ -6,6 +6,7 @@ set -eu
 PACKAGES="
   build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
+  libjpeg62-turbo-dev libpng-dev appstream
   xvfb xauth dataset-fashion-mnist
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "

@@ -199,6 +199,305 @@ test_weights_non_finite (void)
   assert_weights_refused ("pos_embed", -INFINITY);
 }
 
+/* ------------------------------------------------------------------ images */
+
+/* Loads from memory and from a file, and checks the header as a dataset scan does: all three
+ * fail within a second, naming the file and each string. */
+static void
+assert_image_refused (const char *dir, const char *name, const void *data, gsize size,
+                      int channels, const char *must1, const char *must2)
+{
+  g_autofree char *path = write_bytes (dir, name, data, size);
+  gint64 t0 = g_get_monotonic_time ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load (path, channels, &error);
+  g_assert_null (img);
+  g_assert_true (error->domain == VL_ERROR);
+  assert_error_names (error, path, must1, must2, NULL);
+  g_clear_error (&error);
+
+  g_autoptr(VlImage) img2 = vl_image_load_memory (data, size, name, channels, &error);
+  g_assert_null (img2);
+  assert_error_names (error, name, must1, must2, NULL);
+  g_clear_error (&error);
+
+  if (channels == 0)
+    {
+      int w = -1, h = -1;
+      g_assert_false (vl_image_check_file (path, &w, &h, &error));
+      assert_error_names (error, path, must1, must2, NULL);
+      g_assert_cmpint (w, ==, -1);
+    }
+  double seconds = (g_get_monotonic_time () - t0) / 1e6;
+  g_test_message ("%s: refused in %.3f s", name, seconds);
+  g_assert_cmpfloat (seconds, <, 2.0);
+}
+
+static void
+put_le16 (uint8_t *p, unsigned v)
+{
+  p[0] = v & 0xff;
+  p[1] = (v >> 8) & 0xff;
+}
+
+static void
+put_be32 (uint8_t *p, guint32 v)
+{
+  p[0] = v >> 24;
+  p[1] = v >> 16;
+  p[2] = v >> 8;
+  p[3] = v;
+}
+
+static void
+test_image_tga_bomb (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  /* the audit's 18-byte TGA: an uncompressed 24-bit header, no pixels */
+  uint8_t tga[18] = { 0, 0, 2 };
+  put_le16 (tga + 12, 9000);
+  put_le16 (tga + 14, 9000);
+  tga[16] = 24;
+  assert_image_refused (dir, "bomb.tga", tga, sizeof tga, 0, "9000x9000", "243000018 bytes");
+  /* run-length encoded: at most 128 pixels a packet */
+  tga[2] = 10;
+  assert_image_refused (dir, "bomb-rle.tga", tga, sizeof tga, 3, "9000x9000", "bytes");
+  /* above the pixel limit */
+  put_le16 (tga + 12, 60000);
+  put_le16 (tga + 14, 60000);
+  assert_image_refused (dir, "huge.tga", tga, sizeof tga, 0, "60000x60000", "megapixel");
+
+  /* a real small TGA still decodes */
+  uint8_t px[4 * 3 * 3];
+  for (guint i = 0; i < sizeof px; i++)
+    px[i] = (uint8_t) (i * 7);
+  g_autofree char *ok = g_build_filename (dir, "ok.tga", NULL);
+  g_assert_cmpint (stbi_write_tga (ok, 4, 3, 3, px), !=, 0);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load (ok, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (img->pixels, sizeof px, px, sizeof px);
+}
+
+static guint32
+crc32_png (const uint8_t *p, gsize n)
+{
+  guint32 c = 0xffffffffu;
+  for (gsize i = 0; i < n; i++)
+    {
+      c ^= p[i];
+      for (int k = 0; k < 8; k++)
+        c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    }
+  return c ^ 0xffffffffu;
+}
+
+static void
+png_chunk (GByteArray *out, const char *type, const uint8_t *data, guint32 n)
+{
+  uint8_t be[4];
+  put_be32 (be, n);
+  g_byte_array_append (out, be, 4);
+  guint start = out->len;
+  g_byte_array_append (out, (const uint8_t *) type, 4);
+  if (n > 0)
+    g_byte_array_append (out, data, n);
+  put_be32 (be, crc32_png (out->data + start, n + 4));
+  g_byte_array_append (out, be, 4);
+}
+
+/* A PNG whose IHDR declares w x h at `depth` bits of colour type `color`, with a token IDAT,
+ * padded with zeros after IEND to `pad_to` bytes. */
+static GByteArray *
+png_bomb (guint32 w, guint32 h, int depth, int color, gsize pad_to)
+{
+  static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+  static const uint8_t idat[] = { 0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01 };
+  GByteArray *png = g_byte_array_new ();
+  g_byte_array_append (png, sig, 8);
+  uint8_t ihdr[13] = { 0 };
+  put_be32 (ihdr, w);
+  put_be32 (ihdr + 4, h);
+  ihdr[8] = (uint8_t) depth;
+  ihdr[9] = (uint8_t) color;
+  png_chunk (png, "IHDR", ihdr, 13);
+  png_chunk (png, "IDAT", idat, sizeof idat);
+  png_chunk (png, "IEND", NULL, 0);
+  if (png->len < pad_to)
+    g_byte_array_set_size (png, (guint) pad_to);   /* new bytes: zeroed below */
+  for (gsize i = 8 + 25 + 12 + sizeof idat + 12; i < png->len; i++)
+    png->data[i] = 0;
+  return png;
+}
+
+static void
+test_image_png_bomb (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  /* 9000x9000 16-bit RGBA in 79 bytes: 648 MB of rows cannot come out of 79 bytes of deflate */
+  g_autoptr(GByteArray) small = png_bomb (9000, 9000, 16, 6, 0);
+  assert_image_refused (dir, "bomb.png", small->data, small->len, 0, "9000x9000",
+                        "takes at least");
+  /* above the pixel limit */
+  g_autoptr(GByteArray) huge = png_bomb (30000, 30000, 8, 2, 0);
+  assert_image_refused (dir, "huge.png", huge->data, huge->len, 0, "30000x30000", "megapixel");
+  /* large enough a file for its rows, but 10000x10000 RGBA converted to RGB is 700 MB */
+  g_autoptr(GByteArray) padded = png_bomb (10000, 10000, 8, 6, 400 * 1000);
+  assert_image_refused (dir, "budget.png", padded->data, padded->len, 3, "10000x10000",
+                        "above the 512 MB limit");
+}
+
+static void
+test_image_hdr_bomb (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  const char *head = "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 9000 +X 9000\n";
+  assert_image_refused (dir, "bomb.hdr", head, strlen (head), 0, "9000x9000",
+                        "takes at least");
+  /* as large as run-length scanlines of that size can be: then the float buffer (972 MB and
+   * the 8-bit result) is above the budget, and nothing is decoded */
+  gsize size = 6 * 1000 * 1000;
+  g_autofree char *big = g_malloc0 (size);
+  memcpy (big, head, strlen (head));
+  assert_image_refused (dir, "budget.hdr", big, size, 0, "9000x9000", "above the 512 MB limit");
+}
+
+static void
+test_image_pnm_bmp_bomb (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  const char *pnm = "P6\n9000 9000\n255\n\x01\x02\x03";
+  assert_image_refused (dir, "bomb.ppm", pnm, strlen (pnm), 0, "9000x9000", "bytes");
+  const char *pnm16 = "P5\n9000 9000\n65535\n";
+  assert_image_refused (dir, "bomb16.pgm", pnm16, strlen (pnm16), 0, "9000x9000",
+                        "162000000 bytes");
+
+  uint8_t bmp[54] = { 'B', 'M' };
+  bmp[10] = 54;               /* pixel data offset */
+  bmp[14] = 40;               /* BITMAPINFOHEADER */
+  put_le16 (bmp + 18, 9000);  /* width (32-bit LE, low half) */
+  put_le16 (bmp + 22, 9000);  /* height */
+  bmp[26] = 1;                /* planes */
+  bmp[28] = 24;               /* bits per pixel */
+  assert_image_refused (dir, "bomb.bmp", bmp, sizeof bmp, 0, "9000x9000", "bytes");
+}
+
+/* stb_image 2.27's JPEG Huffman-table builder writes past its 257-entry table when a DHT's
+ * sixteen counts sum past 256; JPEG is libjpeg-turbo's now, which refuses the table. */
+static GByteArray *
+jpeg_oversized_dht (void)
+{
+  GByteArray *j = g_byte_array_new ();
+  static const uint8_t soi[] = { 0xff, 0xd8 };
+  g_byte_array_append (j, soi, 2);
+  /* DQT: table 0, all ones */
+  static const uint8_t dqt_head[] = { 0xff, 0xdb, 0x00, 0x43, 0x00 };
+  g_byte_array_append (j, dqt_head, sizeof dqt_head);
+  for (int i = 0; i < 64; i++)
+    g_byte_array_append (j, (const uint8_t[]) { 1 }, 1);
+  /* SOF0: 8-bit, 8x8, one component, table 0 */
+  static const uint8_t sof[] = { 0xff, 0xc0, 0x00, 0x0b, 0x08, 0x00, 0x08, 0x00, 0x08, 0x01,
+                                 0x01, 0x11, 0x00 };
+  g_byte_array_append (j, sof, sizeof sof);
+  /* DHT: DC table 0, counts summing to 845, and a few symbols */
+  static const uint8_t dht[] = { 0xff, 0xc4, 0x00, 0x1f, 0x00,
+                                 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 80, 0, 0, 0, 0,
+                                 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 };
+  g_byte_array_append (j, dht, sizeof dht);
+  /* SOS, a little entropy-coded data, EOI */
+  static const uint8_t sos[] = { 0xff, 0xda, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3f, 0x00,
+                                 0x12, 0x34, 0x56, 0x78, 0xff, 0xd9 };
+  g_byte_array_append (j, sos, sizeof sos);
+  return j;
+}
+
+static void
+test_image_jpeg_dht (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autoptr(GByteArray) j = jpeg_oversized_dht ();
+  g_test_message ("JPEG with an oversized DHT: %u bytes", j->len);
+  g_assert_cmpuint (j->len, <, 160);
+  assert_image_refused (dir, "dht.jpg", j->data, j->len, 0, "cannot decode image",
+                        "Huffman table");
+  assert_image_refused (dir, "dht3.jpg", j->data, j->len, 3, "cannot decode image",
+                        "Huffman table");
+
+  /* a dataset scan reads its header: listed as skipped, nothing else happens */
+  g_autofree char *root = vl_test_tmpdir ();
+  const char *classes[] = { "a", "b" };
+  for (int k = 0; k < 2; k++)
+    {
+      g_autofree char *cls = g_build_filename (root, classes[k], NULL);
+      g_assert_cmpint (g_mkdir (cls, 0755), ==, 0);
+      for (int i = 0; i < 3; i++)
+        {
+          uint8_t px[8 * 8 * 3];
+          memset (px, 40 * (i + 1) + k, sizeof px);
+          g_autofree char *name = g_strdup_printf ("%d.png", i);
+          g_autofree char *p = g_build_filename (cls, name, NULL);
+          g_assert_cmpint (stbi_write_png (p, 8, 8, 3, px, 8 * 3), !=, 0);
+        }
+      g_autofree char *bad = write_bytes (cls, "dht.jpg", j->data, j->len);
+    }
+  VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;
+  g_autoptr(GError) error = NULL;
+  VlDataset *ds = vl_dataset_open (root, &opt, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN) + vl_dataset_n_items (ds, VL_SPLIT_VAL),
+                   ==, 6);
+  g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
+  g_assert_cmpuint (skipped->len, ==, 2);
+  for (guint i = 0; i < skipped->len; i++)
+    {
+      const VlSkipped *s = g_ptr_array_index (skipped, i);
+      g_test_message ("skipped %s: %s", s->path, s->reason);
+      g_assert_true (g_str_has_suffix (s->path, "dht.jpg"));
+      g_assert_nonnull (strstr (s->reason, "Huffman table"));
+    }
+  vl_dataset_free (ds);
+}
+
+/* Pixels of a few formats still come out as before (the decoders changed under them). */
+static void
+test_image_formats_exact (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  const int w = 13, h = 7;
+  uint8_t px[13 * 7 * 4];
+  for (guint i = 0; i < sizeof px; i++)
+    px[i] = (uint8_t) (i * 37 + (i >> 3));
+  for (int c = 1; c <= 4; c++)
+    {
+      g_autofree char *name = g_strdup_printf ("c%d.png", c);
+      g_autofree char *p = g_build_filename (dir, name, NULL);
+      g_assert_cmpint (stbi_write_png (p, w, h, c, px, w * c), !=, 0);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlImage) img = vl_image_load (p, 0, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (img->channels, ==, c);
+      g_assert_cmpmem (img->pixels, (gsize) w * h * c, px, (gsize) w * h * c);
+      int cw = 0, ch = 0;
+      g_assert_true (vl_image_check_file (p, &cw, &ch, &error));
+      g_assert_cmpint (cw, ==, w);
+      g_assert_cmpint (ch, ==, h);
+
+      /* conversions as stb_image made them: RGBA -> RGB drops alpha, gray -> RGB replicates */
+      g_autoptr(VlImage) rgb = vl_image_load (p, 3, &error);
+      g_assert_no_error (error);
+      for (int i = 0; i < w * h; i++)
+        for (int k = 0; k < 3; k++)
+          g_assert_cmpint (rgb->pixels[i * 3 + k], ==, px[i * c + (c >= 3 ? k : 0)]);
+    }
+  /* BMP through stb_image */
+  g_autofree char *bmp = g_build_filename (dir, "x.bmp", NULL);
+  g_assert_cmpint (stbi_write_bmp (bmp, w, h, 3, px), !=, 0);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load (bmp, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpmem (img->pixels, (gsize) w * h * 3, px, (gsize) w * h * 3);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -207,5 +506,11 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/config/crop-pct", test_config_crop_pct);
   g_test_add_func ("/hardening/config/heads", test_config_heads);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
+  g_test_add_func ("/hardening/image/tga-bomb", test_image_tga_bomb);
+  g_test_add_func ("/hardening/image/png-bomb", test_image_png_bomb);
+  g_test_add_func ("/hardening/image/hdr-bomb", test_image_hdr_bomb);
+  g_test_add_func ("/hardening/image/pnm-bmp-bomb", test_image_pnm_bmp_bomb);
+  g_test_add_func ("/hardening/image/jpeg-oversized-dht", test_image_jpeg_dht);
+  g_test_add_func ("/hardening/image/formats-exact", test_image_formats_exact);
   return g_test_run ();
 }
