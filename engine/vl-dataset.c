@@ -335,10 +335,39 @@ check_image_header (const char *path, gint64 size)
   return g_strdup (reason);
 }
 
+/* Folders and files already taken by a scan, by device and inode: a symbolic link to a folder
+ * is followed once, and one file reached twice (links, hard links) is one item. */
+static gboolean
+mark_seen (GHashTable *seen, char kind, const GStatBuf *st)
+{
+  return g_hash_table_add (seen, g_strdup_printf ("%c%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT,
+                                                  kind, (guint64) st->st_dev,
+                                                  (guint64) st->st_ino));
+}
+
+static void
+mark_folder_seen (GHashTable *seen, const char *path)
+{
+  GStatBuf st;
+  if (g_stat (path, &st) == 0 && S_ISDIR (st.st_mode))
+    mark_seen (seen, 'd', &st);
+}
+
+static void
+note_skipped (VlDataset *ds, const char *path, const char *reason, char **first_skip)
+{
+  add_skipped (ds, path, reason);
+  if (*first_skip == NULL)
+    *first_skip = g_strdup_printf ("%s: %s", path, reason);
+}
+
 /* Appends the usable images under `path` to `out` (paths), recording skipped ones. Returns
- * the number of image files skipped; *first_skip receives the first one's description. */
+ * the number of image files skipped; *first_skip receives the first one's description. A
+ * symbolic link to a folder seen before (`seen`: the dataset's folders, and every folder and
+ * file taken so far) is skipped, as is a dangling link; both are listed. */
 static int
-collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char **first_skip)
+collect_images (VlDataset *ds, GHashTable *seen, const char *path, int depth, GPtrArray *out,
+                char **first_skip)
 {
   g_autoptr(GError) local = NULL;
   GPtrArray *names = list_folder (path, &local);
@@ -355,26 +384,51 @@ collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char
   for (guint i = 0; i < names->len; i++)
     {
       g_autofree char *full = g_build_filename (path, g_ptr_array_index (names, i), NULL);
-      GStatBuf st;
+      GStatBuf lst, st;
+      gboolean is_link = g_lstat (full, &lst) == 0 && S_ISLNK (lst.st_mode);
       if (g_stat (full, &st) != 0)
-        continue;   /* a dangling link */
+        {
+          if (is_link)
+            {
+              note_skipped (ds, full, "dangling symbolic link (its target does not exist)",
+                            first_skip);
+              n_skipped++;
+            }
+          continue;
+        }
       if (S_ISDIR (st.st_mode))
         {
+          if (!mark_seen (seen, 'd', &st))
+            {
+              /* a link back up (to .., say) or to another class's folder */
+              if (is_link)
+                {
+                  note_skipped (ds, full, "symbolic link to a folder the dataset already "
+                                "includes", first_skip);
+                  n_skipped++;
+                }
+              continue;
+            }
           if (depth < MAX_FOLDER_DEPTH)
-            n_skipped += collect_images (ds, full, depth + 1, out, first_skip);
+            n_skipped += collect_images (ds, seen, full, depth + 1, out, first_skip);
           continue;
         }
       if (!S_ISREG (st.st_mode) || !vl_image_has_extension (full, TRUE))
         continue;
+      if (!mark_seen (seen, 'f', &st))
+        {
+          note_skipped (ds, full, "the same file as another image of the dataset (a link)",
+                        first_skip);
+          n_skipped++;
+          continue;
+        }
       char *reason = check_image_header (full, st.st_size);
       if (reason == NULL)
         {
           g_ptr_array_add (out, g_steal_pointer (&full));
           continue;
         }
-      add_skipped (ds, full, reason);
-      if (*first_skip == NULL)
-        *first_skip = g_strdup_printf ("%s: %s", full, reason);
+      note_skipped (ds, full, reason, first_skip);
       n_skipped++;
       g_free (reason);
     }
@@ -384,11 +438,12 @@ collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char
 
 /* Adds the images of class folder `path` to `split`; an error when there is none. */
 static gboolean
-add_class_folder (VlDataset *ds, VlSplit split, const char *path, int label, GError **error)
+add_class_folder (VlDataset *ds, GHashTable *seen, VlSplit split, const char *path, int label,
+                  GError **error)
 {
   GPtrArray *files = g_ptr_array_new_with_free_func (g_free);
   char *first_skip = NULL;
-  int n_skipped = collect_images (ds, path, 0, files, &first_skip);
+  int n_skipped = collect_images (ds, seen, path, 0, files, &first_skip);
   gboolean ok = files->len > 0;
   if (!ok && n_skipped > 0)
     g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
@@ -493,19 +548,41 @@ open_folder (const char *spec, const VlDatasetOptions *opt, GError **error)
   for (guint k = 0; k < classes->len; k++)
     ds->class_names[k] = g_strdup (g_ptr_array_index (classes, k));
 
+  /* The dataset's own folders are taken before any is scanned, so that a link to one of them
+   * from inside a class folder is not followed (its images would get that class's label). */
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GPtrArray) val_classes = NULL;
+  mark_folder_seen (seen, root);
+  mark_folder_seen (seen, class_root);
   for (guint k = 0; k < classes->len; k++)
     {
       g_autofree char *dir = g_build_filename (class_root, ds->class_names[k], NULL);
-      if (!add_class_folder (ds, VL_SPLIT_TRAIN, dir, (int) k, error))
+      mark_folder_seen (seen, dir);
+    }
+  if (has_val)
+    {
+      val_classes = list_subfolders (val_dir, error);
+      if (val_classes == NULL)
+        return NULL;
+      mark_folder_seen (seen, val_dir);
+      for (guint j = 0; j < val_classes->len; j++)
+        {
+          g_autofree char *dir = g_build_filename (val_dir, g_ptr_array_index (val_classes, j),
+                                                   NULL);
+          mark_folder_seen (seen, dir);
+        }
+    }
+
+  for (guint k = 0; k < classes->len; k++)
+    {
+      g_autofree char *dir = g_build_filename (class_root, ds->class_names[k], NULL);
+      if (!add_class_folder (ds, seen, VL_SPLIT_TRAIN, dir, (int) k, error))
         return NULL;
     }
 
   g_autofree char *base = g_path_get_basename (root);
   if (has_val)
     {
-      g_autoptr(GPtrArray) val_classes = list_subfolders (val_dir, error);
-      if (val_classes == NULL)
-        return NULL;
       for (guint j = 0; j < val_classes->len; j++)
         {
           const char *name = g_ptr_array_index (val_classes, j);
@@ -521,7 +598,7 @@ open_folder (const char *spec, const VlDatasetOptions *opt, GError **error)
                            dir, name, train_dir);
               return NULL;
             }
-          if (!add_class_folder (ds, VL_SPLIT_VAL, dir, k, error))
+          if (!add_class_folder (ds, seen, VL_SPLIT_VAL, dir, k, error))
             return NULL;
         }
       ds->description = g_strdup_printf ("%s (train/val folders)", base);

@@ -498,6 +498,126 @@ test_image_formats_exact (void)
   g_assert_cmpmem (img->pixels, (gsize) w * h * 3, px, (gsize) w * h * 3);
 }
 
+/* ------------------------------------------------------------------ dataset links */
+
+static void
+write_pngs (const char *dir, int n, int seed)
+{
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  for (int i = 0; i < n; i++)
+    {
+      uint8_t px[6 * 6 * 3];
+      memset (px, (seed * 31 + i * 7) & 0xff, sizeof px);
+      g_autofree char *name = g_strdup_printf ("img%02d.png", i);
+      g_autofree char *p = g_build_filename (dir, name, NULL);
+      g_assert_cmpint (stbi_write_png (p, 6, 6, 3, px, 6 * 3), !=, 0);
+    }
+}
+
+static void
+link_in (const char *dir, const char *name, const char *target)
+{
+  g_autofree char *p = g_build_filename (dir, name, NULL);
+  g_assert_cmpint (symlink (target, p), ==, 0);
+}
+
+/* Every item of the dataset, by its real path: each at most once over both splits. */
+static int
+assert_items_unique (VlDataset *ds)
+{
+  g_autoptr(GHashTable) real = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  int n = 0;
+  for (int s = 0; s < 2; s++)
+    for (int i = 0; i < vl_dataset_n_items (ds, s); i++, n++)
+      {
+        char *r = realpath (vl_dataset_item_name (ds, s, i), NULL);
+        g_assert_nonnull (r);
+        if (!g_hash_table_add (real, r))
+          g_error ("%s is in the dataset twice (as %s)", r, vl_dataset_item_name (ds, s, i));
+      }
+  return n;
+}
+
+static gboolean
+skipped_has (GPtrArray *skipped, const char *suffix, const char *reason)
+{
+  for (guint i = 0; i < skipped->len; i++)
+    {
+      const VlSkipped *s = g_ptr_array_index (skipped, i);
+      if (g_str_has_suffix (s->path, suffix) && strstr (s->reason, reason) != NULL)
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+test_dataset_symlinks (void)
+{
+  /* class folders: a link to .. (the audit's: 24 files became 2 million items), a link to the
+   * other class, a link to an outside folder (followed, once), a dangling link */
+  g_autofree char *root = vl_test_tmpdir ();
+  g_autofree char *a = g_build_filename (root, "a", NULL);
+  g_autofree char *b = g_build_filename (root, "b", NULL);
+  g_autofree char *outside = vl_test_tmpdir ();
+  write_pngs (a, 5, 1);
+  write_pngs (b, 5, 2);
+  write_pngs (outside, 2, 3);
+  link_in (a, "up", "..");
+  link_in (a, "again", ".");
+  link_in (b, "up", "..");
+  link_in (b, "to-a", "../a");
+  link_in (b, "more", outside);
+  link_in (b, "more-again", outside);
+  link_in (a, "gone.png", "/nonexistent/vitlab/gone.png");
+  link_in (a, "img00-link.png", "img00.png");
+
+  VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;
+  g_autoptr(GError) error = NULL;
+  VlDataset *ds = vl_dataset_open (root, &opt, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (assert_items_unique (ds), ==, 12);
+  g_assert_cmpint (vl_dataset_class_count (ds, VL_SPLIT_TRAIN, 0)
+                   + vl_dataset_class_count (ds, VL_SPLIT_VAL, 0), ==, 5);
+  g_assert_cmpint (vl_dataset_class_count (ds, VL_SPLIT_TRAIN, 1)
+                   + vl_dataset_class_count (ds, VL_SPLIT_VAL, 1), ==, 7);
+  g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
+  for (guint i = 0; i < skipped->len; i++)
+    {
+      const VlSkipped *s = g_ptr_array_index (skipped, i);
+      g_test_message ("skipped %s: %s", s->path, s->reason);
+    }
+  g_assert_true (skipped_has (skipped, "a/gone.png", "dangling"));
+  g_assert_true (skipped_has (skipped, "a/up", "already includes"));
+  g_assert_true (skipped_has (skipped, "a/again", "already includes"));
+  g_assert_true (skipped_has (skipped, "b/to-a", "already includes"));
+  g_assert_true (skipped_has (skipped, "b/more-again", "already includes"));
+  /* the link sorts first, so it is the one taken and the file itself the duplicate */
+  g_assert_true (skipped_has (skipped, "a/img00.png", "same file"));
+  g_assert_cmpuint (skipped->len, ==, 7);
+  vl_dataset_free (ds);
+
+  /* train/ and val/: links from val into train's classes (and back) must not put a file in
+   * both splits */
+  g_autofree char *tv = vl_test_tmpdir ();
+  g_autofree char *ta = g_build_filename (tv, "train", "a", NULL);
+  g_autofree char *tb = g_build_filename (tv, "train", "b", NULL);
+  g_autofree char *va = g_build_filename (tv, "val", "a", NULL);
+  g_autofree char *vb = g_build_filename (tv, "val", "b", NULL);
+  write_pngs (ta, 4, 4);
+  write_pngs (tb, 4, 5);
+  write_pngs (va, 2, 6);
+  write_pngs (vb, 2, 7);
+  link_in (va, "train-a", "../../train/a");
+  link_in (vb, "root", "../..");
+  link_in (ta, "val-b", "../../val/b");
+  VlDataset *ds2 = vl_dataset_open (tv, &opt, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (assert_items_unique (ds2), ==, 12);
+  g_assert_cmpint (vl_dataset_n_items (ds2, VL_SPLIT_TRAIN), ==, 8);
+  g_assert_cmpint (vl_dataset_n_items (ds2, VL_SPLIT_VAL), ==, 4);
+  vl_dataset_free (ds2);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -512,5 +632,6 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/image/pnm-bmp-bomb", test_image_pnm_bmp_bomb);
   g_test_add_func ("/hardening/image/jpeg-oversized-dht", test_image_jpeg_dht);
   g_test_add_func ("/hardening/image/formats-exact", test_image_formats_exact);
+  g_test_add_func ("/hardening/dataset/symlinks", test_dataset_symlinks);
   return g_test_run ();
 }
