@@ -1355,7 +1355,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
             arch = json_array_get_string_element (json_node_get_array (a), 0);
         }
       m->geo.architecture = g_strdup (arch ? arch : mc ? "open_clip" : family);
-      ok = load (m, &s, &c, error) && copy_tensors (m, &s, error);
+      ok = load (m, &s, &c, error) && vl_model_blocks_allocated (m, error) &&
+           copy_tensors (m, &s, error);
     }
   /* every tensor must have been understood: a tensor we do not know means a model we would
    * compute wrongly */

@@ -90,17 +90,43 @@ layout_block (VlModel *m, int which, int first, int n)
   g_aligned_free (m->m_block[which]);
   g_aligned_free (m->v_block[which]);
   m->grad_block[which] = m->m_block[which] = m->v_block[which] = NULL;
-  m->block[which] = total ? g_aligned_alloc0 (total, sizeof (float), 64) : NULL;
+  m->block[which] = NULL;
   m->block_size[which] = total;
+  if (total > 0)
+    {
+      /* A checkpoint decides this size: when the machine refuses it, the block stays NULL and
+       * the loader reports it (vl_model_blocks_allocated) instead of g_aligned_alloc0 aborting. */
+      gpointer probe = g_try_malloc ((gsize) total * sizeof (float) + 64);
+      if (probe != NULL)
+        {
+          g_free (probe);
+          m->block[which] = g_aligned_alloc0 (total, sizeof (float), 64);
+        }
+    }
   int64_t off = 0;
   for (int i = first; i < n; i++)
     {
       VlParam *p = vl_param (m, i);
-      p->data = m->block[which] + off;
+      p->data = m->block[which] != NULL ? m->block[which] + off : NULL;
       p->grad = p->m = p->v = NULL;
       p->step = 0;
       off += (p->numel + 15) & ~(int64_t) 15;
     }
+}
+
+gboolean
+vl_model_blocks_allocated (VlModel *m, GError **error)
+{
+  for (int which = 0; which < 2; which++)
+    if (m->block[which] == NULL && m->block_size[which] > 0)
+      {
+        g_set_error (error, VL_ERROR, VL_ERROR_IO,
+                     "%s: cannot allocate %.0f MB for the model's %s parameters", m->path,
+                     m->block_size[which] * (double) sizeof (float) / 1e6,
+                     which == 0 ? "backbone" : "head");
+        return FALSE;
+      }
+  return TRUE;
 }
 
 void

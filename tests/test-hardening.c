@@ -12,6 +12,8 @@
 
 #include <glib/gstdio.h>
 #include <math.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -197,6 +199,117 @@ test_weights_non_finite (void)
   assert_weights_refused ("blocks.2.mlp.fc1.weight", NAN);
   assert_weights_refused ("head.bias", INFINITY);
   assert_weights_refused ("pos_embed", -INFINITY);
+}
+
+/* A checkpoint larger than the machine will allocate: a valid one-block ViT of width 4096 and
+ * MLP 131072 (4.3 GB of float32, a sparse file), loaded where allocations above 2 GB fail
+ * (an address-space limit; under AddressSanitizer its max_allocation_size_mb). Loading it is an
+ * error naming the file, not an abort. */
+#define HUGE_W 4096
+#define HUGE_M 131072
+
+static char *
+write_huge_checkpoint (const char *dir)
+{
+  struct { const char *name; int ndim; int64_t shape[4]; } t[] = {
+    { "patch_embed.proj.weight", 4, { HUGE_W, 1, 1, 1 } },
+    { "patch_embed.proj.bias", 1, { HUGE_W } },
+    { "cls_token", 3, { 1, 1, HUGE_W } },
+    { "pos_embed", 3, { 1, 2, HUGE_W } },
+    { "blocks.0.norm1.weight", 1, { HUGE_W } },
+    { "blocks.0.norm1.bias", 1, { HUGE_W } },
+    { "blocks.0.attn.qkv.weight", 2, { 3 * HUGE_W, HUGE_W } },
+    { "blocks.0.attn.qkv.bias", 1, { 3 * HUGE_W } },
+    { "blocks.0.attn.proj.weight", 2, { HUGE_W, HUGE_W } },
+    { "blocks.0.attn.proj.bias", 1, { HUGE_W } },
+    { "blocks.0.norm2.weight", 1, { HUGE_W } },
+    { "blocks.0.norm2.bias", 1, { HUGE_W } },
+    { "blocks.0.mlp.fc1.weight", 2, { HUGE_M, HUGE_W } },
+    { "blocks.0.mlp.fc1.bias", 1, { HUGE_M } },
+    { "blocks.0.mlp.fc2.weight", 2, { HUGE_W, HUGE_M } },
+    { "blocks.0.mlp.fc2.bias", 1, { HUGE_W } },
+    { "norm.weight", 1, { HUGE_W } },
+    { "norm.bias", 1, { HUGE_W } },
+  };
+  GString *json = g_string_new ("{");
+  guint64 offset = 0;
+  for (guint i = 0; i < G_N_ELEMENTS (t); i++)
+    {
+      guint64 n = 1;
+      g_string_append_printf (json, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "",
+                              t[i].name);
+      for (int d = 0; d < t[i].ndim; d++)
+        {
+          g_string_append_printf (json, "%s%" G_GINT64_FORMAT, d ? "," : "", t[i].shape[d]);
+          n *= (guint64) t[i].shape[d];
+        }
+      g_string_append_printf (json, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%"
+                              G_GUINT64_FORMAT "]}", offset, offset + 4 * n);
+      offset += 4 * n;
+    }
+  g_string_append (json, "}");
+  while (json->len % 8 != 0)
+    g_string_append_c (json, ' ');
+  char *path = g_build_filename (dir, "model.safetensors", NULL);
+  FILE *f = fopen (path, "wb");
+  g_assert_nonnull (f);
+  uint8_t len[8];
+  for (int i = 0; i < 8; i++)
+    len[i] = (uint8_t) ((guint64) json->len >> (8 * i));
+  g_assert_cmpuint (fwrite (len, 1, 8, f), ==, 8);
+  g_assert_cmpuint (fwrite (json->str, 1, json->len, f), ==, json->len);
+  g_assert_cmpint (ftruncate (fileno (f), (off_t) (8 + json->len + offset)), ==, 0);
+  fclose (f);
+  g_string_free (json, TRUE);
+  return path;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define VL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define VL_ASAN 1
+#endif
+#endif
+
+#ifdef VL_ASAN
+const char *__asan_default_options (void);
+
+/* this program only: a refused allocation returns NULL, as on a machine without the memory */
+const char *
+__asan_default_options (void)
+{
+  return "allocator_may_return_null=1:max_allocation_size_mb=2048";
+}
+#endif
+
+static void
+test_weights_too_large (void)
+{
+  if (g_test_subprocess ())
+    {
+#ifndef VL_ASAN
+      struct rlimit lim;
+      g_assert_cmpint (getrlimit (RLIMIT_AS, &lim), ==, 0);
+      lim.rlim_cur = (rlim_t) 6 << 30;   /* the 4.3 GB mapping fits, a copy of it does not */
+      g_assert_cmpint (setrlimit (RLIMIT_AS, &lim), ==, 0);
+#endif
+      const char *path = g_getenv ("VITLAB_TEST_HUGE");
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlModel) m = vl_model_load (path, &error);
+      g_assert_null (m);
+      g_assert_error (error, VL_ERROR, VL_ERROR_IO);
+      assert_error_names (error, path, "cannot allocate", "backbone", NULL);
+      g_print ("%s\n", error->message);
+      return;
+    }
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = write_huge_checkpoint (dir);
+  g_setenv ("VITLAB_TEST_HUGE", path, TRUE);
+  g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+  g_test_trap_assert_stdout ("*cannot allocate*MB for the model's backbone parameters*");
+  g_unlink (path);
 }
 
 /* ------------------------------------------------------------------ images */
@@ -626,6 +739,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/config/crop-pct", test_config_crop_pct);
   g_test_add_func ("/hardening/config/heads", test_config_heads);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
+  g_test_add_func ("/hardening/weights/too-large", test_weights_too_large);
   g_test_add_func ("/hardening/image/tga-bomb", test_image_tga_bomb);
   g_test_add_func ("/hardening/image/png-bomb", test_image_png_bomb);
   g_test_add_func ("/hardening/image/hdr-bomb", test_image_hdr_bomb);
