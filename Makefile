@@ -2,9 +2,11 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+INSTALL_BUILD ?= build-install
+PREFIX     ?= /usr/local
 SHARED     ?= $(abspath ../shared)
 
-.PHONY: all deps build run test test-fast bench clean
+.PHONY: all deps build run test test-fast bench clean install
 
 all: build
 
@@ -56,7 +58,19 @@ bench: build
 	/usr/bin/python3 bench/run.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) --out docs/BENCHMARKS.md
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(INSTALL_BUILD)
+
+# `make install PREFIX=$$HOME/.local`: a build of its own configured for that prefix, then meson
+# install (binaries, the shipped backbone and samples under PREFIX/share/vitlab, the GSettings
+# schema compiled, desktop file, icon, AppStream metainfo). DESTDIR is passed on to meson.
+install: deps
+	@if [ -f $(INSTALL_BUILD)/build.ninja ]; then \
+	  meson configure $(INSTALL_BUILD) -Dprefix=$(abspath $(PREFIX)); \
+	else \
+	  meson setup $(INSTALL_BUILD) --buildtype=debugoptimized --prefix=$(abspath $(PREFIX)); \
+	fi
+	ninja -C $(INSTALL_BUILD)
+	meson install -C $(INSTALL_BUILD) --no-rebuild
 
 # vitlab's timm export against a PyTorch rebuild of timm's ViT (not part of `make test`).
 .PHONY: interop

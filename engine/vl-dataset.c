@@ -1679,9 +1679,45 @@ vl_loader_free (VlLoader *l)
   g_free (l);
 }
 
+/* The installed data folder when this program runs from an installed bindir: the configured
+ * prefix's, or the same layout around the executable (a DESTDIR install, a moved prefix); NULL
+ * for a program in the build tree. */
+static char *
+installed_data_dir (void)
+{
+  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
+  if (exe == NULL)
+    return NULL;
+  g_autofree char *exe_dir = g_path_get_dirname (exe);
+  if (strcmp (exe_dir, VITLAB_INSTALLED_BINDIR) == 0 &&
+      g_file_test (VITLAB_INSTALLED_DATA_DIR, G_FILE_TEST_IS_DIR))
+    return g_strdup (VITLAB_INSTALLED_DATA_DIR);
+  /* prefix/bin/vitlab-cli -> prefix/share/vitlab */
+  const char *bindir = VITLAB_BINDIR_REL;
+  gsize n = strlen (exe_dir), b = strlen (bindir);
+  if (g_path_is_absolute (bindir) || n <= b + 1 || strcmp (exe_dir + n - b, bindir) != 0 ||
+      exe_dir[n - b - 1] != G_DIR_SEPARATOR)
+    return NULL;
+  g_autofree char *prefix = g_strndup (exe_dir, n - b - 1);
+  char *data = g_build_filename (prefix, VITLAB_DATA_DIR_REL, NULL);
+  if (g_file_test (data, G_FILE_TEST_IS_DIR))
+    return data;
+  g_free (data);
+  return NULL;
+}
+
 char *
 vl_data_path (const char *rel)
 {
+  static char *installed;
+  static gsize once;
   const char *dir = g_getenv ("VITLAB_DATA_DIR");
-  return g_build_filename (dir && *dir ? dir : VITLAB_DATA_DIR, rel, NULL);
+  if (dir != NULL && *dir)
+    return g_build_filename (dir, rel, NULL);
+  if (g_once_init_enter (&once))
+    {
+      installed = installed_data_dir ();
+      g_once_init_leave (&once, 1);
+    }
+  return g_build_filename (installed != NULL ? installed : VITLAB_SOURCE_DATA_DIR, rel, NULL);
 }
