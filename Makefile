@@ -3,10 +3,12 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 INSTALL_BUILD ?= build-install
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
 PREFIX     ?= /usr/local
 SHARED     ?= $(abspath ../shared)
 
-.PHONY: all deps build run test test-fast bench clean install
+.PHONY: all deps build run test test-fast bench clean install fuzz
 
 all: build
 
@@ -58,7 +60,7 @@ bench: build
 	/usr/bin/python3 bench/run.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) --out docs/BENCHMARKS.md
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(INSTALL_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(INSTALL_BUILD) $(FUZZ_BUILD)
 
 # `make install PREFIX=$$HOME/.local`: a build of its own configured for that prefix, then meson
 # install (binaries, the shipped backbone and samples under PREFIX/share/vitlab, the GSettings
@@ -77,3 +79,26 @@ install: deps
 interop: build
 	@VITLAB_BENCH=1 scripts/install-deps.sh
 	/usr/bin/python3 tests/interop/check_export.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED)
+
+# The libFuzzer harnesses (tests/fuzz; clang with ASan + UBSan), each run for FUZZ_SECONDS over
+# its checked-in corpus (tests/fuzz/corpus/NAME, read only) and what it finds
+# ($(FUZZ_BUILD)/corpus/NAME). A crash stops the target and leaves the input in $(FUZZ_BUILD).
+# Not part of `make test`.
+FUZZERS = safetensors config image cifar runjson
+
+$(FUZZ_BUILD)/build.ninja:
+	@VITLAB_FUZZ=1 scripts/install-deps.sh
+	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debugoptimized -Dfuzzing=true \
+	    -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) $(foreach f,$(FUZZERS),tests/fuzz/fuzz-$(f))
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$f $(FUZZ_BUILD)/crashes; \
+	  echo "fuzz-$$f: $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(FUZZ_BUILD)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+	      -timeout=30 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crashes/$$f- \
+	      $(FUZZ_BUILD)/corpus/$$f tests/fuzz/corpus/$$f || exit 1; \
+	done

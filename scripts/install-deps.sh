@@ -10,6 +10,9 @@ PACKAGES="
   xvfb xauth dataset-fashion-mnist
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "
+if [ "${VITLAB_FUZZ:-0}" = 1 ]; then
+  PACKAGES="$PACKAGES clang libclang-rt-14-dev"   # make fuzz: libFuzzer with ASan and UBSan
+fi
 if [ "${VITLAB_BENCH:-0}" = 1 ]; then
   PACKAGES="$PACKAGES python3-torch python3-torchvision python3-numpy"
 fi
