@@ -83,7 +83,7 @@ config_number (const Config *c, JsonObject *o, const char *key, double *out, gbo
   return TRUE;
 }
 
-/* A count a config file declares (heads, classes): an integer in [1, limit], checked before it
+/* A count a config file declares (a head count): an integer in [1, limit], checked before it
  * is converted, so that no value of the file reaches a cast it does not fit. */
 static gboolean
 config_count_ok (const char *file, const char *key, double v, int limit, GError **error)
@@ -282,7 +282,8 @@ copy_tensors (VlModel *m, Source *s, GError **error)
             if (!isfinite (first[e]))
               {
                 g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
-                             "%s: tensor %s has a non-finite value (%g) at element %" G_GINT64_FORMAT,
+                             "%s: tensor %s has a non-finite value (%g) at element %"
+                             G_GINT64_FORMAT,
                              s->file, t->name, (double) first[e], e);
                 return FALSE;
               }

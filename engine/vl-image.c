@@ -1,4 +1,5 @@
-/* vl-image.c: decoding (libjpeg-turbo, libpng, stb_image), Pillow-exact resampling and timm's eval preprocessing.
+/* vl-image.c: decoding (libjpeg-turbo, libpng, stb_image), Pillow-exact resampling and timm's
+ * eval preprocessing.
  *
  * The resampler follows Pillow's src/libImaging/Resample.c (ImagingResample) step by step,
  * because only the same arithmetic gives the same bytes:
@@ -116,7 +117,8 @@ sniff_format (const uint8_t *d, size_t n)
     return FORMAT_BMP;
   if (n >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '6'))
     return FORMAT_PNM;
-  if ((n >= 11 && memcmp (d, "#?RADIANCE\n", 11) == 0) || (n >= 7 && memcmp (d, "#?RGBE\n", 7) == 0))
+  if ((n >= 11 && memcmp (d, "#?RADIANCE\n", 11) == 0) ||
+      (n >= 7 && memcmp (d, "#?RGBE\n", 7) == 0))
     return FORMAT_HDR;
   if (n >= 4 && memcmp (d, "8BPS", 4) == 0)
     return FORMAT_PSD;

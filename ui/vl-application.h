@@ -20,7 +20,8 @@ G_BEGIN_DECLS
 G_DECLARE_FINAL_TYPE (VlApplication, vl_application, VL, APPLICATION, GtkApplication)
 
 /* Also makes sure GSettings has vitlab's schema: when it is not installed, a compiled copy
- * from the program's resources, with the in-memory backend (see vl_application_settings_fallback). */
+ * from the program's resources, with the in-memory backend
+ * (see vl_application_settings_fallback). */
 VlApplication *vl_application_new (void);
 /* Why settings are not kept (the schema is not installed), or NULL when they are. */
 const char    *vl_application_settings_fallback (void);
