@@ -1496,6 +1496,9 @@ vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
   build_internal (m, !g->pre_norm);
   groups_timm (m);
   vl_model_finish_backbone (m);
+  g_autoptr(GError) error = NULL;
+  if (!vl_model_blocks_allocated (m, &error))
+    g_error ("%s", error->message);   /* callers have no error to report it through */
   if (g->input_size <= 0)
     g->input_size = g->img_size;
   if (g->crop_pct <= 0)

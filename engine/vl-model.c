@@ -323,6 +323,9 @@ vl_model_set_head (VlModel *m, VlHeadKind kind, int num_classes, int hidden, uin
   if (kind == VL_HEAD_MLP && hidden <= 0)
     hidden = in;
   vl_model_build_head (m, kind, num_classes, hidden, FALSE);
+  g_autoptr(GError) error = NULL;
+  if (!vl_model_blocks_allocated (m, &error))
+    g_error ("%s", error->message);   /* callers have no error to report it through */
   g_clear_pointer (&m->class_names, g_strfreev);
   /* nn.Linear's default initialisation, which timm's reset_classifier leaves in place:
    * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight and the bias */
