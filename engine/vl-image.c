@@ -589,6 +589,56 @@ stb_min_file (const Input *in, const Header *h, int file_channels, gboolean is16
     }
 }
 
+/* stb_image's run-length HDR decoder loops forever on a run of length 0, and on data that ends
+ * inside a scanline (it reads zeros there). Walks the scanlines as it will and returns the reason
+ * it would hang, or NULL. Scanlines that are not run-length encoded make stb decode the rest
+ * flat, which ends. */
+static const char *
+hdr_rle_problem (const uint8_t *d, size_t n, int width, int height)
+{
+  if (width < 8 || width >= 32768)
+    return NULL;   /* stb decodes these flat */
+  /* the pixels follow the header's empty line and the resolution line */
+  const uint8_t *blank = NULL;
+  for (size_t i = 0; i + 1 < n && blank == NULL; i++)
+    if (d[i] == '\n' && d[i + 1] == '\n')
+      blank = d + i + 2;
+  const uint8_t *eol = blank != NULL ? memchr (blank, '\n', n - (size_t) (blank - d)) : NULL;
+  if (eol == NULL)
+    return NULL;   /* stb refuses the header itself */
+  size_t pos = (size_t) (eol + 1 - d);
+  for (int y = 0; y < height; y++)
+    {
+      if (n - pos < 4)
+        return "the pixel data ends early";
+      if (d[pos] != 2 || d[pos + 1] != 2 || (d[pos + 2] & 0x80))
+        return NULL;   /* flat from here on */
+      if (((int) d[pos + 2] << 8 | d[pos + 3]) != width)
+        return NULL;   /* stb refuses the scanline length */
+      pos += 4;
+      for (int k = 0; k < 4; k++)
+        for (int x = 0; x < width;)
+          {
+            if (pos >= n)
+              return "the pixel data ends early";
+            int count = d[pos++];
+            if (count > 128)
+              {
+                count -= 128;
+                pos++;                    /* the value repeated */
+              }
+            else if (count == 0)
+              return "a run-length packet of length 0";
+            else
+              pos += (size_t) count;      /* the values */
+            if (count > width - x)
+              return NULL;                /* stb refuses the run */
+            x += count;
+          }
+    }
+  return NULL;
+}
+
 static VlImage *
 stb_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
 {
@@ -627,6 +677,13 @@ stb_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError 
   if (!check_header (in, hdr, channels, error) || !decode)
     return NULL;
 
+  const char *hang = in->format == FORMAT_HDR ? hdr_rle_problem (in->data, in->size, w, h) : NULL;
+  if (hang != NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: corrupt HDR: %s",
+                   in->what, hang);
+      return NULL;
+    }
   int file_channels = 0;
   uint8_t *pixels = vl_stb_load_memory (in->data, size, &w, &h, &file_channels, channels);
   if (pixels == NULL)

@@ -475,6 +475,39 @@ test_image_hdr_bomb (void)
   assert_image_refused (dir, "budget.hdr", big, size, 0, "9000x9000", "above the 512 MB limit");
 }
 
+/* stb_image's run-length HDR decoder loops forever on a run of length 0 or on data that ends
+ * inside a scanline (found by fuzz-image); such files are refused before it runs. */
+static void
+test_image_hdr_rle_hang (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  const int w = 12, h = 9;
+  float f[12 * 9 * 3];
+  for (int i = 0; i < w * h * 3; i++)
+    f[i] = (float) (i % 17) / 4.0f;
+  g_autofree char *ok = g_build_filename (dir, "ok.hdr", NULL);
+  g_assert_cmpint (stbi_write_hdr (ok, w, h, 3, f), !=, 0);
+  g_autofree char *data = NULL;
+  gsize size = 0;
+  g_assert_true (g_file_get_contents (ok, &data, &size, NULL));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load (ok, 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (img->width, ==, w);
+
+  /* the pixels start after the header's empty line and the resolution line */
+  const char *blank = g_strstr_len (data, (gssize) size, "\n\n");
+  g_assert_nonnull (blank);
+  const char *eol = memchr (blank + 2, '\n', size - (gsize) (blank + 2 - data));
+  g_assert_nonnull (eol);
+  gsize start = (gsize) (eol + 1 - data);
+  g_assert_cmpint (data[start], ==, 2);   /* a run-length scanline */
+  /* (the header check a dataset scan runs reads no pixels: these fail when decoded) */
+  assert_image_refused (dir, "cut.hdr", data, size - 25, 3, "corrupt HDR", "ends early");
+  data[start + 4] = 0;                     /* the first packet: a dump of 0 values */
+  assert_image_refused (dir, "zero.hdr", data, size, 3, "corrupt HDR", "length 0");
+}
+
 static void
 test_image_pnm_bmp_bomb (void)
 {
@@ -743,6 +776,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/image/tga-bomb", test_image_tga_bomb);
   g_test_add_func ("/hardening/image/png-bomb", test_image_png_bomb);
   g_test_add_func ("/hardening/image/hdr-bomb", test_image_hdr_bomb);
+  g_test_add_func ("/hardening/image/hdr-rle-hang", test_image_hdr_rle_hang);
   g_test_add_func ("/hardening/image/pnm-bmp-bomb", test_image_pnm_bmp_bomb);
   g_test_add_func ("/hardening/image/jpeg-oversized-dht", test_image_jpeg_dht);
   g_test_add_func ("/hardening/image/formats-exact", test_image_formats_exact);
