@@ -68,9 +68,9 @@ vl_image_free (VlImage *img)
 /* ------------------------------------------------------------------------------------- */
 /* Decoding                                                                               *
  *
- * JPEG through libjpeg-turbo and PNG through libpng (both fuzzed continuously upstream), every
- * other format through vitlab's own build of stb_image (vl-stb.c, no JPEG or PNG in it). Each
- * decoder first reads the header only; the image's side lengths, its pixel count and what
+ * JPEG through libjpeg-turbo and PNG through libpng (both fuzzed continuously upstream), BMP,
+ * GIF, TGA, PNM, HDR and PSD through vitlab's own build of stb_image (vl-stb.c, no JPEG, PNG or
+ * PIC in it). Each decoder first reads the header only; the image's side lengths, its pixel count and what
  * decoding it would allocate (VL_IMAGE_MAX_BYTES: 16-bit samples, HDR's floats, GIF's frame
  * buffers and libjpeg's progressive coefficients counted) are checked, and for the formats that
  * can declare pixels they do not carry (TGA, BMP, PNM, HDR; PNG through deflate's largest
@@ -94,19 +94,17 @@ typedef enum {
   FORMAT_PNM,
   FORMAT_HDR,
   FORMAT_PSD,
-  FORMAT_PIC,
   FORMAT_TGA,     /* no signature: what is left */
 } Format;
 
 static const char *const format_names[] = {
-  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "PIC", "TGA",
+  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "TGA",
 };
 
 static Format
 sniff_format (const uint8_t *d, size_t n)
 {
   static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
-  static const uint8_t pic_sig[4] = { 0x53, 0x80, 0xf6, 0x34 };
   if (n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff)
     return FORMAT_JPEG;
   if (n >= 8 && memcmp (d, png_sig, 8) == 0)
@@ -122,8 +120,6 @@ sniff_format (const uint8_t *d, size_t n)
     return FORMAT_HDR;
   if (n >= 4 && memcmp (d, "8BPS", 4) == 0)
     return FORMAT_PSD;
-  if (n >= 4 && memcmp (d, pic_sig, 4) == 0)
-    return FORMAT_PIC;
   return FORMAT_TGA;
 }
 
@@ -840,10 +836,12 @@ vl_image_check_file (const char *path, int *width, int *height, GError **error)
 
 const char *const vl_image_extensions[] = {
   "jpg", "jpeg", "jpe", "jfif", "png", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "tga", "psd",
-  "hdr", "pic", NULL
+  "hdr", NULL
 };
 
-static const char *const undecodable_extensions[] = { "pbm", "tif", "tiff", "webp", NULL };
+static const char *const undecodable_extensions[] = {
+  "pbm", "tif", "tiff", "webp", "pic", NULL
+};
 
 static gboolean
 extension_in (const char *ext, const char *const *list)

@@ -31,7 +31,7 @@ typedef struct {
 /* Largest image file read. */
 #define VL_IMAGE_MAX_FILE   ((guint64) 512 << 20)
 
-/* Decodes JPEG (libjpeg-turbo), PNG (libpng), BMP, GIF, TGA, PNM, HDR, PSD and PIC (stb_image),
+/* Decodes JPEG (libjpeg-turbo), PNG (libpng), BMP, GIF, TGA, PNM, HDR and PSD (stb_image),
  * converting to `channels` (1 to 4; 0 keeps the file's). Errors (VL_ERROR) name the file and the
  * reason; empty, truncated and corrupt files, images above the limits above, and files smaller
  * than the pixels their header declares are refused before any pixel is decoded. */

@@ -1,8 +1,8 @@
 /* vl-stb.c: vitlab's own build of Debian's stb_image (the header in libstb-dev), for the formats
- * libjpeg-turbo and libpng do not cover: BMP, GIF, TGA, PNM, HDR, PSD, PIC.
+ * libjpeg-turbo and libpng do not cover: BMP, GIF, TGA, PNM, HDR, PSD.
  *
  * Compiled here rather than taken from libstb.so so that it is built with the project's
- * sanitizers, and without its JPEG and PNG decoders (stb 2.27's JPEG Huffman-table builder
+ * sanitizers, and without its JPEG, PNG and PIC decoders (stb 2.27's JPEG Huffman-table builder
  * writes out of bounds on a DHT whose counts sum past 256; vl-image.c decodes JPEG and PNG with
  * the libraries their formats are fuzzed with upstream). Everything of stb stays static to this
  * file; vl-image.c calls the few wrappers below. */
@@ -14,6 +14,7 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_JPEG
 #define STBI_NO_PNG
+#define STBI_NO_PIC    /* Softimage PIC: not a format a dataset has */
 /* Larger sides are refused before stb allocates anything (vl-image.c's limits are smaller). */
 #define STBI_MAX_DIMENSIONS (1 << 16)
 #define STBI_MALLOC(sz)        g_try_malloc (sz)
