@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <stb/stb_image_write.h>
@@ -49,12 +50,11 @@ write_bytes (const char *dir, const char *name, const void *data, gsize size)
   return path;
 }
 
-/* The shipped backbone's config.json with `from` replaced by `to` (each must occur), beside a
+/* A checkpoint folder's config.json with `from` replaced by `to` (which must occur), beside a
  * link to its weights, in a fresh folder. Returns the folder. */
 static char *
-backbone_with_config (const char *from, const char *to)
+checkpoint_with_config (const char *src, const char *from, const char *to)
 {
-  g_autofree char *src = vl_data_path ("backbones/vitlab-fmnist-tiny");
   g_autofree char *src_cfg = g_build_filename (src, "config.json", NULL);
   g_autofree char *src_st = g_build_filename (src, "model.safetensors", NULL);
   g_autofree char *text = NULL;
@@ -75,6 +75,14 @@ backbone_with_config (const char *from, const char *to)
   g_autofree char *cfg = write_bytes (dir, "config.json", edited ? edited : text,
                                       strlen (edited ? edited : text));
   return dir;
+}
+
+/* The same with the shipped backbone (one input channel, patch 4, 28x28). */
+static char *
+backbone_with_config (const char *from, const char *to)
+{
+  g_autofree char *src = vl_data_path ("backbones/vitlab-fmnist-tiny");
+  return checkpoint_with_config (src, from, to);
 }
 
 /* Loading the backbone with one config edit fails, naming config.json and each string. */
@@ -111,12 +119,61 @@ test_config_input_size (void)
   assert_config_refused (INPUT_SIZE, "\"input_size\" : [1e20, 28, 28]", "input_size",
                          "channels");
 
+  /* an RGB checkpoint (tests/data/fam-timm-gap, patch 8): the audit's [3,100000,100000] */
+  g_autofree char *rgb = vl_test_data_path ("fam-timm-gap", NULL);
+  const char *rgb_size = "\"input_size\": [\n      3,\n      32,\n      32\n    ]";
+  const char *huge[] = { "\"input_size\": [3, 100000, 100000]",
+                         "\"input_size\": [3, 20000, 20000]" };
+  for (guint i = 0; i < G_N_ELEMENTS (huge); i++)
+    {
+      g_autofree char *d = checkpoint_with_config (rgb, rgb_size, huge[i]);
+      g_autofree char *cfg = g_build_filename (d, "config.json", NULL);
+      g_autoptr(GError) e = NULL;
+      g_autoptr(VlModel) bad = vl_model_load (d, &e);
+      g_assert_null (bad);
+      assert_error_names (e, cfg, "input_size", "at most 2048 pixels", NULL);
+    }
+
   /* a sane other size loads, and is the one used */
   g_autofree char *dir = backbone_with_config (INPUT_SIZE, "\"input_size\" : [1, 56, 56]");
   g_autoptr(GError) error = NULL;
   g_autoptr(VlModel) m = vl_model_load (dir, &error);
   g_assert_no_error (error);
   g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 56);
+}
+
+/* The audit's reproducers through the real vitlab-cli: classify on a checkpoint whose config
+ * declares a 100000-pixel input (it aborted on a 480 GB allocation) or crop_pct 0 (it printed a
+ * prediction computed from uninitialised memory): exit status 1, the file named, no signal. */
+static void
+test_config_cli_classify (void)
+{
+  const char *cli = g_getenv ("VITLAB_CLI");
+  g_assert_nonnull (cli);
+  g_autofree char *sample = vl_data_path ("samples/0-t-shirt-top-0.png");
+  struct { const char *from, *to, *says; } cases[] = {
+    { INPUT_SIZE, "\"input_size\" : [1, 100000, 100000]", "input_size" },
+    { "\"crop_pct\" : 1.0", "\"crop_pct\" : 0", "crop_pct" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *dir = backbone_with_config (cases[i].from, cases[i].to);
+      const char *argv[] = { cli, "classify", dir, sample, NULL };
+      g_autofree char *out = NULL, *err = NULL;
+      int status = 0;
+      g_autoptr(GError) error = NULL;
+      g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDIN_FROM_DEV_NULL, NULL,
+                                   NULL, &out, &err, &status, &error));
+      g_assert_no_error (error);
+      g_test_message ("classify: %s", err);
+      g_assert_true (WIFEXITED (status));
+      g_assert_cmpint (WEXITSTATUS (status), ==, 1);
+      g_assert_cmpstr (out, ==, "");
+      g_assert_nonnull (strstr (err, dir));
+      g_assert_nonnull (strstr (err, cases[i].says));
+      g_assert_null (strstr (err, "Sanitizer"));
+      g_assert_null (strstr (err, "runtime error"));
+    }
 }
 
 static void
@@ -770,6 +827,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/hardening/config/input-size", test_config_input_size);
   g_test_add_func ("/hardening/config/crop-pct", test_config_crop_pct);
+  g_test_add_func ("/hardening/config/cli-classify", test_config_cli_classify);
   g_test_add_func ("/hardening/config/heads", test_config_heads);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
   g_test_add_func ("/hardening/weights/too-large", test_weights_too_large);
