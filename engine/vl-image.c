@@ -605,7 +605,7 @@ hdr_rle_problem (const uint8_t *d, size_t n, int width, int height)
   size_t pos = (size_t) (eol + 1 - d);
   for (int y = 0; y < height; y++)
     {
-      if (n - pos < 4)
+      if (pos > n || n - pos < 4)   /* pos passes n when the last values were cut off */
         return "the pixel data ends early";
       if (d[pos] != 2 || d[pos + 1] != 2 || (d[pos + 2] & 0x80))
         return NULL;   /* flat from here on */

@@ -563,6 +563,20 @@ test_image_hdr_rle_hang (void)
   assert_image_refused (dir, "cut.hdr", data, size - 25, 3, "corrupt HDR", "ends early");
   data[start + 4] = 0;                     /* the first packet: a dump of 0 values */
   assert_image_refused (dir, "zero.hdr", data, size, 3, "corrupt HDR", "length 0");
+
+  /* what fuzz-image found (tests/fuzz/corpus/image; the first byte is the harness's channel
+   * count): the hang, and a file whose last values are cut off where a scanline ends, which
+   * made the check itself read past the data */
+  const char *found[] = { "hdr-rle-truncated-c0", "hdr-rle-overread-c0" };
+  for (guint i = 0; i < G_N_ELEMENTS (found); i++)
+    {
+      g_autofree char *path = g_test_build_filename (G_TEST_DIST, "fuzz", "corpus", "image",
+                                                     found[i], NULL);
+      g_autofree char *bytes = NULL;
+      gsize n = 0;
+      g_assert_true (g_file_get_contents (path, &bytes, &n, NULL));
+      assert_image_refused (dir, found[i], bytes + 1, n - 1, 3, found[i], "corrupt HDR");
+    }
 }
 
 static void
