@@ -594,15 +594,23 @@ hdr_rle_problem (const uint8_t *d, size_t n, int width, int height)
 {
   if (width < 8 || width >= 32768)
     return NULL;   /* stb decodes these flat */
-  /* the pixels follow the header's empty line and the resolution line */
-  const uint8_t *blank = NULL;
-  for (size_t i = 0; i + 1 < n && blank == NULL; i++)
-    if (d[i] == '\n' && d[i + 1] == '\n')
-      blank = d + i + 2;
-  const uint8_t *eol = blank != NULL ? memchr (blank, '\n', n - (size_t) (blank - d)) : NULL;
-  if (eol == NULL)
-    return NULL;   /* stb refuses the header itself */
-  size_t pos = (size_t) (eol + 1 - d);
+  /* The pixels follow the resolution line, which follows the header's first empty line after
+   * the signature line; as stb reads lines, one that starts with a NUL is empty too. */
+  size_t pos = 0;
+  gboolean header_done = FALSE;
+  for (int line = 0;; line++)
+    {
+      if (pos >= n)
+        return NULL;   /* stb refuses the header itself */
+      gboolean empty = d[pos] == '\n' || d[pos] == '\0';
+      const uint8_t *eol = memchr (d + pos, '\n', n - pos);
+      if (eol == NULL)
+        return NULL;
+      pos = (size_t) (eol + 1 - d);
+      if (header_done)
+        break;         /* that was the resolution line */
+      header_done = line > 0 && empty;
+    }
   for (int y = 0; y < height; y++)
     {
       if (pos > n || n - pos < 4)   /* pos passes n when the last values were cut off */

@@ -584,9 +584,11 @@ test_image_hdr_rle_hang (void)
   assert_image_refused (dir, "zero.hdr", data, size, 3, "corrupt HDR", "length 0");
 
   /* what fuzz-image found (tests/fuzz/corpus/image; the first byte is the harness's channel
-   * count): the hang, and a file whose last values are cut off where a scanline ends, which
-   * made the check itself read past the data */
-  const char *found[] = { "hdr-rle-truncated-c0", "hdr-rle-overread-c0" };
+   * count): the hang; a file whose last values are cut off where a scanline ends, which made
+   * the check itself read past the data; a header ended by a line that starts with a NUL, which
+   * stb reads as empty and the check did not */
+  const char *found[] = { "hdr-rle-truncated-c0", "hdr-rle-overread-c0",
+                          "hdr-rle-nul-line-c0" };
   for (guint i = 0; i < G_N_ELEMENTS (found); i++)
     {
       g_autofree char *path = g_test_build_filename (G_TEST_DIST, "fuzz", "corpus", "image",
