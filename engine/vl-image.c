@@ -74,8 +74,8 @@ vl_image_free (VlImage *img)
  * decoding it would allocate (VL_IMAGE_MAX_BYTES: 16-bit samples, HDR's floats, GIF's frame
  * buffers and libjpeg's progressive coefficients counted) are checked, and for the formats that
  * can declare pixels they do not carry (TGA, BMP, PNM, HDR; PNG through deflate's largest
- * ratio, 1032:1) the file must be at least as large as the smallest encoding of that many
- * pixels, before any pixel is decoded. Pixels go into a
+ * ratio, 1032:1; PSD through PackBits' 64:1) the file must be at least as large as the smallest
+ * encoding of that many pixels, before any pixel is decoded. Pixels go into a
  * buffer from g_try_malloc, so that an allocation the machine cannot make is an error.
  *
  * libjpeg runs with the settings Pillow leaves it at (accurate integer IDCT, fancy
@@ -575,6 +575,11 @@ stb_min_file (const Input *in, const Header *h, int file_channels, gboolean is16
       }
     case FORMAT_PNM:
       return n * file_channels * (is16 ? 2 : 1);
+    case FORMAT_PSD:
+      /* PackBits (stb reads up to four channels): at most 128 samples in 2 bytes */
+      if (in->size < 14)
+        return 0;
+      return 26 + n * MIN ((guint32) (d[12] << 8 | d[13]), 4u) / 64;
     case FORMAT_HDR:
       /* run-length scanlines: 4 bytes, then per component runs of up to 127 in 2 bytes */
       if (h->width >= 8 && h->width < 32768)

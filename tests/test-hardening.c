@@ -601,7 +601,7 @@ test_image_hdr_rle_hang (void)
 }
 
 static void
-test_image_pnm_bmp_bomb (void)
+test_image_pnm_bmp_psd_bomb (void)
 {
   g_autofree char *dir = vl_test_tmpdir ();
   const char *pnm = "P6\n9000 9000\n255\n\x01\x02\x03";
@@ -618,6 +618,17 @@ test_image_pnm_bmp_bomb (void)
   bmp[26] = 1;                /* planes */
   bmp[28] = 24;               /* bits per pixel */
   assert_image_refused (dir, "bomb.bmp", bmp, sizeof bmp, 0, "9000x9000", "bytes");
+
+  /* PSD: an RGB header declaring 9000x9000 in four channels, run-length compressed, and no
+   * data (stb would decode 324 MB of zeros out of it) */
+  uint8_t psd[40] = { '8', 'B', 'P', 'S', 0, 1 };
+  psd[13] = 4;                /* channels */
+  put_be32 (psd + 14, 9000);  /* height */
+  put_be32 (psd + 18, 9000);  /* width */
+  psd[23] = 8;                /* depth */
+  psd[25] = 3;                /* RGB */
+  psd[39] = 1;                /* after three empty sections: RLE */
+  assert_image_refused (dir, "bomb.psd", psd, sizeof psd, 0, "9000x9000", "5062526 bytes");
 }
 
 /* stb_image 2.27's JPEG Huffman-table builder writes past its 257-entry table when a DHT's
@@ -870,7 +881,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/image/png-bomb", test_image_png_bomb);
   g_test_add_func ("/hardening/image/hdr-bomb", test_image_hdr_bomb);
   g_test_add_func ("/hardening/image/hdr-rle-hang", test_image_hdr_rle_hang);
-  g_test_add_func ("/hardening/image/pnm-bmp-bomb", test_image_pnm_bmp_bomb);
+  g_test_add_func ("/hardening/image/pnm-bmp-psd-bomb", test_image_pnm_bmp_psd_bomb);
   g_test_add_func ("/hardening/image/jpeg-oversized-dht", test_image_jpeg_dht);
   g_test_add_func ("/hardening/image/formats-exact", test_image_formats_exact);
   g_test_add_func ("/hardening/dataset/symlinks", test_dataset_symlinks);
