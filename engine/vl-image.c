@@ -648,11 +648,43 @@ hdr_rle_problem (const uint8_t *d, size_t n, int width, int height)
   return NULL;
 }
 
+/* stb_image reads a PNM header's numbers into an int without a bound (signed overflow, found by
+ * fuzz-image with UBSan): the three numbers after the signature, read as it reads them
+ * (whitespace, '#' comments to the end of the line), must stay below a billion. */
+static gboolean
+pnm_numbers_ok (const uint8_t *d, size_t n)
+{
+  size_t pos = 2;
+  for (int k = 0; k < 3; k++)
+    {
+      for (;;)
+        {
+          while (pos < n && (d[pos] == ' ' || (d[pos] >= '\t' && d[pos] <= '\r')))
+            pos++;
+          if (pos >= n || d[pos] != '#')
+            break;
+          while (pos < n && d[pos] != '\n' && d[pos] != '\r')
+            pos++;
+        }
+      guint64 value = 0;
+      for (; pos < n && d[pos] >= '0' && d[pos] <= '9'; pos++)
+        if ((value = value * 10 + (guint64) (d[pos] - '0')) >= 1000000000)
+          return FALSE;
+    }
+  return TRUE;
+}
+
 static VlImage *
 stb_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
 {
   const int size = (int) MIN (in->size, (size_t) INT_MAX);
   int w = 0, h = 0, comp = 0;
+  if (in->format == FORMAT_PNM && !pnm_numbers_ok (in->data, in->size))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: cannot decode image: a number in the PNM header is too large", in->what);
+      return NULL;
+    }
   if (!vl_stb_info_memory (in->data, size, &w, &h, &comp))
     {
       const char *why = vl_stb_failure_reason ();

@@ -606,6 +606,10 @@ test_image_pnm_bmp_psd_bomb (void)
   g_autofree char *dir = vl_test_tmpdir ();
   const char *pnm = "P6\n9000 9000\n255\n\x01\x02\x03";
   assert_image_refused (dir, "bomb.ppm", pnm, strlen (pnm), 0, "9000x9000", "bytes");
+  /* stb reads these numbers into an int without a bound (signed overflow; found by fuzz-image) */
+  const char *pnm_long = "P6\n# a comment\n111111111111111111111111 9000\n255\n";
+  assert_image_refused (dir, "long.ppm", pnm_long, strlen (pnm_long), 0, "PNM header",
+                        "too large");
   const char *pnm16 = "P5\n9000 9000\n65535\n";
   assert_image_refused (dir, "bomb16.pgm", pnm16, strlen (pnm16), 0, "9000x9000",
                         "162000000 bytes");
