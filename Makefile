@@ -2,9 +2,13 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+INSTALL_BUILD ?= build-install
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+PREFIX     ?= /usr/local
 SHARED     ?= $(abspath ../shared)
 
-.PHONY: all deps build run test test-fast bench clean
+.PHONY: all deps build run test test-fast bench clean install fuzz
 
 all: build
 
@@ -56,7 +60,19 @@ bench: build
 	/usr/bin/python3 bench/run.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) --out docs/BENCHMARKS.md
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(INSTALL_BUILD) $(FUZZ_BUILD)
+
+# `make install PREFIX=$$HOME/.local`: a build of its own configured for that prefix, then meson
+# install (binaries, the shipped backbone and samples under PREFIX/share/vitlab, the GSettings
+# schema compiled, desktop file, icon, AppStream metainfo). DESTDIR is passed on to meson.
+install: deps
+	@if [ -f $(INSTALL_BUILD)/build.ninja ]; then \
+	  meson configure $(INSTALL_BUILD) -Dprefix=$(abspath $(PREFIX)); \
+	else \
+	  meson setup $(INSTALL_BUILD) --buildtype=debugoptimized --prefix=$(abspath $(PREFIX)); \
+	fi
+	ninja -C $(INSTALL_BUILD)
+	meson install -C $(INSTALL_BUILD) --no-rebuild
 
 # vitlab's timm export against a PyTorch rebuild of timm's ViT, and its ONNX export in ONNX
 # Runtime (onnxruntime-node from npm, into $(ORT_NODE); not part of `make test`).
@@ -79,3 +95,26 @@ interop: build
 	NODE_PATH=$(abspath $(ORT_NODE))/node_modules node tests/interop/check_onnx.js \
 	    --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) || status=1; \
 	exit $$status
+
+# The libFuzzer harnesses (tests/fuzz; clang with ASan + UBSan), each run for FUZZ_SECONDS over
+# its checked-in corpus (tests/fuzz/corpus/NAME, read only) and what it finds
+# ($(FUZZ_BUILD)/corpus/NAME). A crash stops the target and leaves the input in $(FUZZ_BUILD).
+# Not part of `make test`.
+FUZZERS = safetensors config image cifar runjson
+
+$(FUZZ_BUILD)/build.ninja:
+	@VITLAB_FUZZ=1 scripts/install-deps.sh
+	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debugoptimized -Dfuzzing=true \
+	    -Db_sanitize=address,undefined -Db_lundef=false
+
+fuzz: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD) $(foreach f,$(FUZZERS),tests/fuzz/fuzz-$(f))
+	@for f in $(FUZZERS); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$f $(FUZZ_BUILD)/crashes; \
+	  echo "fuzz-$$f: $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  $(FUZZ_BUILD)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+	      -timeout=30 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crashes/$$f- \
+	      $(FUZZ_BUILD)/corpus/$$f tests/fuzz/corpus/$$f || exit 1; \
+	done

@@ -9,6 +9,7 @@
  * Every failure is one line on stderr naming the file and the problem, and exit status 1
  * (2 for a malformed command line). */
 #include "cli-commands.h"
+#include "vl-dataset.h"   /* vl_data_path */
 #include "vl-image.h"
 #include "vl-gemm.h"
 #include "vl-model.h"
@@ -50,6 +51,7 @@ static const char *usage_text =
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full\n"
+  "  vitlab-cli --version\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
   "'vitlab-cli COMMAND --help' lists a command's options.\n"
@@ -696,6 +698,12 @@ main (int argc, char **argv)
     {
       fputs (usage_text, argc < 2 ? stderr : stdout);
       return argc < 2 ? EXIT_USAGE : EXIT_SUCCESS;
+    }
+  if (g_str_equal (argv[1], "--version"))
+    {
+      g_autofree char *data = vl_data_path ("");
+      g_print ("vitlab-cli %s\nshipped files: %s\n", VITLAB_VERSION, data);
+      return EXIT_SUCCESS;
     }
   vl_pool_init (0);
   const char *cmd = argv[1];

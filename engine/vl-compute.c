@@ -365,7 +365,8 @@ typedef struct {
 static void
 linear_fwd_act (const LinearFwd *L, int64_t r0, int64_t r1)
 {
-  float *out = L->out + r0 * L->N, *act_out = L->act_out + r0 * L->N;
+  float *out = L->out + r0 * L->N;
+  float *act_out = L->act_out != NULL ? L->act_out + r0 * L->N : NULL;   /* no NULL + 0 */
   const int64_t n = (r1 - r0) * L->N;
   if (!L->deriv)
     act_forward (L->act, act_out, out, n);

@@ -32,7 +32,6 @@
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
-#include <stb/stb_image.h>
 
 #include "vl-sync.h"
 
@@ -299,7 +298,7 @@ check_fraction (const char *what, double fraction, GError **error)
  * starting with '.' (hidden files, .DS_Store, AppleDouble "._x.jpg") are ignored, as are files
  * without an image extension (README.txt, labels.csv). A file with an image extension is read
  * up to its header: when that fails, or the file is empty, or above VL_IMAGE_MAX_PIXELS, it is
- * skipped and listed with its reason. TIFF and WebP count as image files that stb_image
+ * skipped and listed with its reason. TIFF and WebP count as image files that vitlab
  * cannot decode, so they are listed as skipped rather than silently ignored. */
 
 #define MAX_FOLDER_DEPTH 16
@@ -341,28 +340,49 @@ check_image_header (const char *path, gint64 size)
 {
   if (size == 0)
     return g_strdup ("empty file");
-  FILE *f = fopen (path, "rb");
-  if (f == NULL)
-    return g_strdup_printf ("cannot read: %s", g_strerror (errno));
-  int w = 0, h = 0, comp = 0;
-  int ok = stbi_info_from_file (f, &w, &h, &comp);
-  const char *why = ok ? NULL : stbi_failure_reason ();
-  fclose (f);
-  if (!ok)
-    return g_strdup_printf ("cannot decode image: %s", why != NULL ? why : "unknown error");
-  if (w <= 0 || h <= 0)
-    return g_strdup_printf ("image has no pixels (%dx%d)", w, h);
-  guint64 n_pixels = (guint64) w * (guint64) h;
-  if (n_pixels > VL_IMAGE_MAX_PIXELS)
-    return g_strdup_printf ("image is %dx%d = %.6g megapixels, above the %d megapixel limit",
-                            w, h, (double) n_pixels / 1e6, VL_IMAGE_MAX_PIXELS / 1000000);
-  return NULL;
+  g_autoptr(GError) local = NULL;
+  if (vl_image_check_file (path, NULL, NULL, &local))
+    return NULL;
+  /* the message is "PATH: reason" */
+  const char *reason = local->message;
+  if (g_str_has_prefix (reason, path) && strncmp (reason + strlen (path), ": ", 2) == 0)
+    reason += strlen (path) + 2;
+  return g_strdup (reason);
+}
+
+/* Folders and files already taken by a scan, by device and inode: a symbolic link to a folder
+ * is followed once, and one file reached twice (links, hard links) is one item. */
+static gboolean
+mark_seen (GHashTable *seen, char kind, const GStatBuf *st)
+{
+  return g_hash_table_add (seen, g_strdup_printf ("%c%" G_GUINT64_FORMAT ":%" G_GUINT64_FORMAT,
+                                                  kind, (guint64) st->st_dev,
+                                                  (guint64) st->st_ino));
+}
+
+static void
+mark_folder_seen (GHashTable *seen, const char *path)
+{
+  GStatBuf st;
+  if (g_stat (path, &st) == 0 && S_ISDIR (st.st_mode))
+    mark_seen (seen, 'd', &st);
+}
+
+static void
+note_skipped (VlDataset *ds, const char *path, const char *reason, char **first_skip)
+{
+  add_skipped (ds, path, reason);
+  if (*first_skip == NULL)
+    *first_skip = g_strdup_printf ("%s: %s", path, reason);
 }
 
 /* Appends the usable images under `path` to `out` (paths), recording skipped ones. Returns
- * the number of image files skipped; *first_skip receives the first one's description. */
+ * the number of image files skipped; *first_skip receives the first one's description. A
+ * symbolic link to a folder seen before (`seen`: the dataset's folders, and every folder and
+ * file taken so far) is skipped, as is a dangling link; both are listed. */
 static int
-collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char **first_skip)
+collect_images (VlDataset *ds, GHashTable *seen, const char *path, int depth, GPtrArray *out,
+                char **first_skip)
 {
   g_autoptr(GError) local = NULL;
   GPtrArray *names = list_folder (path, &local);
@@ -379,26 +399,51 @@ collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char
   for (guint i = 0; i < names->len; i++)
     {
       g_autofree char *full = g_build_filename (path, g_ptr_array_index (names, i), NULL);
-      GStatBuf st;
+      GStatBuf lst, st;
+      gboolean is_link = g_lstat (full, &lst) == 0 && S_ISLNK (lst.st_mode);
       if (g_stat (full, &st) != 0)
-        continue;   /* a dangling link */
+        {
+          if (is_link)
+            {
+              note_skipped (ds, full, "dangling symbolic link (its target does not exist)",
+                            first_skip);
+              n_skipped++;
+            }
+          continue;
+        }
       if (S_ISDIR (st.st_mode))
         {
+          if (!mark_seen (seen, 'd', &st))
+            {
+              /* a link back up (to .., say) or to another class's folder */
+              if (is_link)
+                {
+                  note_skipped (ds, full, "symbolic link to a folder the dataset already "
+                                "includes", first_skip);
+                  n_skipped++;
+                }
+              continue;
+            }
           if (depth < MAX_FOLDER_DEPTH)
-            n_skipped += collect_images (ds, full, depth + 1, out, first_skip);
+            n_skipped += collect_images (ds, seen, full, depth + 1, out, first_skip);
           continue;
         }
       if (!S_ISREG (st.st_mode) || !vl_image_has_extension (full, TRUE))
         continue;
+      if (!mark_seen (seen, 'f', &st))
+        {
+          note_skipped (ds, full, "the same file as another image of the dataset (a link)",
+                        first_skip);
+          n_skipped++;
+          continue;
+        }
       char *reason = check_image_header (full, st.st_size);
       if (reason == NULL)
         {
           g_ptr_array_add (out, g_steal_pointer (&full));
           continue;
         }
-      add_skipped (ds, full, reason);
-      if (*first_skip == NULL)
-        *first_skip = g_strdup_printf ("%s: %s", full, reason);
+      note_skipped (ds, full, reason, first_skip);
       n_skipped++;
       g_free (reason);
     }
@@ -408,11 +453,12 @@ collect_images (VlDataset *ds, const char *path, int depth, GPtrArray *out, char
 
 /* Adds the images of class folder `path` to `split`; an error when there is none. */
 static gboolean
-add_class_folder (VlDataset *ds, VlSplit split, const char *path, int label, GError **error)
+add_class_folder (VlDataset *ds, GHashTable *seen, VlSplit split, const char *path, int label,
+                  GError **error)
 {
   GPtrArray *files = g_ptr_array_new_with_free_func (g_free);
   char *first_skip = NULL;
-  int n_skipped = collect_images (ds, path, 0, files, &first_skip);
+  int n_skipped = collect_images (ds, seen, path, 0, files, &first_skip);
   gboolean ok = files->len > 0;
   if (!ok && n_skipped > 0)
     g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
@@ -522,19 +568,41 @@ open_folder (const char *spec, const VlDatasetOptions *opt, GError **error)
   for (guint k = 0; k < classes->len; k++)
     ds->class_names[k] = g_strdup (g_ptr_array_index (classes, k));
 
+  /* The dataset's own folders are taken before any is scanned, so that a link to one of them
+   * from inside a class folder is not followed (its images would get that class's label). */
+  g_autoptr(GHashTable) seen = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr(GPtrArray) val_classes = NULL;
+  mark_folder_seen (seen, root);
+  mark_folder_seen (seen, class_root);
   for (guint k = 0; k < classes->len; k++)
     {
       g_autofree char *dir = g_build_filename (class_root, ds->class_names[k], NULL);
-      if (!add_class_folder (ds, VL_SPLIT_TRAIN, dir, (int) k, error))
+      mark_folder_seen (seen, dir);
+    }
+  if (has_val)
+    {
+      val_classes = list_subfolders (val_dir, error);
+      if (val_classes == NULL)
+        return NULL;
+      mark_folder_seen (seen, val_dir);
+      for (guint j = 0; j < val_classes->len; j++)
+        {
+          g_autofree char *dir = g_build_filename (val_dir, g_ptr_array_index (val_classes, j),
+                                                   NULL);
+          mark_folder_seen (seen, dir);
+        }
+    }
+
+  for (guint k = 0; k < classes->len; k++)
+    {
+      g_autofree char *dir = g_build_filename (class_root, ds->class_names[k], NULL);
+      if (!add_class_folder (ds, seen, VL_SPLIT_TRAIN, dir, (int) k, error))
         return NULL;
     }
 
   g_autofree char *base = g_path_get_basename (root);
   if (has_val)
     {
-      g_autoptr(GPtrArray) val_classes = list_subfolders (val_dir, error);
-      if (val_classes == NULL)
-        return NULL;
       for (guint j = 0; j < val_classes->len; j++)
         {
           const char *name = g_ptr_array_index (val_classes, j);
@@ -550,7 +618,7 @@ open_folder (const char *spec, const VlDatasetOptions *opt, GError **error)
                            dir, name, train_dir);
               return NULL;
             }
-          if (!add_class_folder (ds, VL_SPLIT_VAL, dir, k, error))
+          if (!add_class_folder (ds, seen, VL_SPLIT_VAL, dir, k, error))
             return NULL;
         }
       ds->description = g_strdup_printf ("%s (train/val folders)", base);
@@ -2024,9 +2092,45 @@ vl_loader_free (VlLoader *l)
   g_free (l);
 }
 
+/* The installed data folder when this program runs from an installed bindir: the configured
+ * prefix's, or the same layout around the executable (a DESTDIR install, a moved prefix); NULL
+ * for a program in the build tree. */
+static char *
+installed_data_dir (void)
+{
+  g_autofree char *exe = g_file_read_link ("/proc/self/exe", NULL);
+  if (exe == NULL)
+    return NULL;
+  g_autofree char *exe_dir = g_path_get_dirname (exe);
+  if (strcmp (exe_dir, VITLAB_INSTALLED_BINDIR) == 0 &&
+      g_file_test (VITLAB_INSTALLED_DATA_DIR, G_FILE_TEST_IS_DIR))
+    return g_strdup (VITLAB_INSTALLED_DATA_DIR);
+  /* prefix/bin/vitlab-cli -> prefix/share/vitlab */
+  const char *bindir = VITLAB_BINDIR_REL;
+  gsize n = strlen (exe_dir), b = strlen (bindir);
+  if (g_path_is_absolute (bindir) || n <= b + 1 || strcmp (exe_dir + n - b, bindir) != 0 ||
+      exe_dir[n - b - 1] != G_DIR_SEPARATOR)
+    return NULL;
+  g_autofree char *prefix = g_strndup (exe_dir, n - b - 1);
+  char *data = g_build_filename (prefix, VITLAB_DATA_DIR_REL, NULL);
+  if (g_file_test (data, G_FILE_TEST_IS_DIR))
+    return data;
+  g_free (data);
+  return NULL;
+}
+
 char *
 vl_data_path (const char *rel)
 {
+  static char *installed;
+  static gsize once;
   const char *dir = g_getenv ("VITLAB_DATA_DIR");
-  return g_build_filename (dir && *dir ? dir : VITLAB_DATA_DIR, rel, NULL);
+  if (dir != NULL && *dir)
+    return g_build_filename (dir, rel, NULL);
+  if (g_once_init_enter (&once))
+    {
+      installed = installed_data_dir ();
+      g_once_init_leave (&once, 1);
+    }
+  return g_build_filename (installed != NULL ? installed : VITLAB_SOURCE_DATA_DIR, rel, NULL);
 }

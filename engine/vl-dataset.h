@@ -152,7 +152,8 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataset, vl_dataset_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlLoader, vl_loader_free)
 
 /* A path under vitlab's own shipped files (the backbone, the sample images): $VITLAB_DATA_DIR
- * when set, else the source tree's data/. */
+ * when set, else the installed data folder (PREFIX/share/vitlab) when the program runs from an
+ * installed bindir, else the source tree's data/. */
 char *vl_data_path (const char *rel);
 
 G_END_DECLS

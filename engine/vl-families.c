@@ -73,10 +73,26 @@ config_number (const Config *c, JsonObject *o, const char *key, double *out, gbo
   JsonNode *n = json_object_get_member (o, key);
   if (JSON_NODE_HOLDS_NULL (n))
     return FALSE;
-  if (!vl_json_number (n, out))
+  if (!vl_json_number (n, out) || !isfinite (*out))
     {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: \"%s\" is not a number", c->path, key);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: \"%s\" is not a finite number",
+                   c->path, key);
       *ok = FALSE;
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* A count a config file declares (a head count): an integer in [1, limit], checked before it
+ * is converted, so that no value of the file reaches a cast it does not fit. */
+static gboolean
+config_count_ok (const char *file, const char *key, double v, int limit, GError **error)
+{
+  if (!(v >= 1 && v <= limit && v == floor (v)))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: \"%s\" is %g; expected a whole number from 1 to %d", file, key, v,
+                   limit);
       return FALSE;
     }
   return TRUE;
@@ -99,12 +115,12 @@ config_numbers (const Config *c, JsonObject *o, const char *key, double *out, in
   if (len > max)
     goto bad;
   for (int i = 0; i < len; i++)
-    if (!vl_json_number (json_array_get_element (a, i), &out[i]))
+    if (!vl_json_number (json_array_get_element (a, i), &out[i]) || !isfinite (out[i]))
       goto bad;
   return len;
 bad:
   g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-               "%s: \"%s\" is not an array of at most %d numbers", c->path, key, max);
+               "%s: \"%s\" is not an array of at most %d finite numbers", c->path, key, max);
   return -1;
 }
 
@@ -259,6 +275,18 @@ copy_tensors (VlModel *m, Source *s, GError **error)
             }
           else
             vl_tensor_to_f32 (t, dst);
+          /* a NaN or an infinity in a weight gives NaN everywhere, with exit 0 */
+          const int64_t n = src->transpose ? p->numel : t->numel;
+          const float *first = src->transpose ? p->data : dst;
+          for (int64_t e = 0; e < n; e++)
+            if (!isfinite (first[e]))
+              {
+                g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                             "%s: tensor %s has a non-finite value (%g) at element %"
+                             G_GINT64_FORMAT,
+                             s->file, t->name, (double) first[e], e);
+                return FALSE;
+              }
           g_hash_table_add (s->used, (gpointer) t->name);
         }
     }
@@ -449,17 +477,35 @@ read_mean_std (const Config *c, JsonObject *o, const char *mean_key, const char 
   return TRUE;
 }
 
-/* Heads: from the config, the file's own metadata (files vitlab wrote), or width / 64. */
+/* Heads: from the config (0: it has none), the file's own metadata (files vitlab wrote), or
+ * width / 64. */
 static gboolean
 resolve_heads (VlModel *m, Source *s, const Config *c, double from_config, GError **error)
 {
   VlGeometry *g = &m->geo;
   GHashTable *meta = vl_safetensors_metadata (s->st);
   const char *meta_heads = meta ? g_hash_table_lookup (meta, "num_heads") : NULL;
-  if (from_config > 0)
-    g->heads = (int) from_config;
+  if (from_config != 0)
+    {
+      /* a head count above the width cannot divide it; checked before the cast */
+      if (!config_count_ok (c->path ? c->path : s->file, "num_heads", from_config, g->width,
+                            error))
+        return FALSE;
+      g->heads = (int) from_config;
+    }
   else if (meta_heads)
-    g->heads = atoi (meta_heads);
+    {
+      char *end = NULL;
+      gint64 v = g_ascii_strtoll (meta_heads, &end, 10);
+      if (end == meta_heads || *end != '\0' || v < 1 || v > g->width)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s: metadata num_heads \"%s\" is not a whole number from 1 to the "
+                       "width %d", s->file, meta_heads, g->width);
+          return FALSE;
+        }
+      g->heads = (int) v;
+    }
   else if (g->width % 64 == 0)
     g->heads = g->width / 64;    /* timm's and most ViTs' 64-wide heads */
   else
@@ -719,7 +765,7 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
     return FALSE;
   if (n == 3)
     {
-      if ((int) nums[0] != g->in_chans || nums[1] != nums[2] || nums[1] < g->patch)
+      if (nums[0] != g->in_chans || nums[1] != nums[2] || nums[1] < g->patch)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
                        "%s: pretrained_cfg.input_size [%g,%g,%g] disagrees with tensor "
@@ -727,10 +773,30 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
                        c->path, nums[0], nums[1], nums[2], g->in_chans);
           return FALSE;
         }
+      /* one number of a downloaded file decides every buffer of the forward */
+      double grid = nums[1] / g->patch;
+      if (nums[1] > VL_MAX_INPUT_SIZE || grid != floor (grid) || grid * grid > VL_MAX_PATCHES)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s: pretrained_cfg.input_size [%g,%g,%g] is not supported: the size must "
+                       "be a multiple of the patch size %d, at most %d pixels and %d patches",
+                       c->path, nums[0], nums[1], nums[2], g->patch, VL_MAX_INPUT_SIZE,
+                       VL_MAX_PATCHES);
+          return FALSE;
+        }
       g->input_size = (int) nums[1];
     }
   if (config_number (c, pc, "crop_pct", &v, &ok, error))
-    g->crop_pct = v;
+    {
+      if (!(v >= VL_MIN_CROP_PCT && v <= VL_MAX_CROP_PCT))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s: pretrained_cfg.crop_pct is %g; expected a number from %g to %g",
+                       c->path, v, VL_MIN_CROP_PCT, VL_MAX_CROP_PCT);
+          return FALSE;
+        }
+      g->crop_pct = v;
+    }
   if (!ok || !read_mean_std (c, pc, "mean", "std", g, error))
     return FALSE;
   const char *interp = config_string (pc, "interpolation");
@@ -1290,7 +1356,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
             arch = json_array_get_string_element (json_node_get_array (a), 0);
         }
       m->geo.architecture = g_strdup (arch ? arch : mc ? "open_clip" : family);
-      ok = load (m, &s, &c, error) && copy_tensors (m, &s, error);
+      ok = load (m, &s, &c, error) && vl_model_blocks_allocated (m, error) &&
+           copy_tensors (m, &s, error);
     }
   /* every tensor must have been understood: a tensor we do not know means a model we would
    * compute wrongly */
@@ -1367,7 +1434,8 @@ vl_geometry_parse (const char *spec, VlGeometry *g, GError **error)
           pending = key[0] == 'm' ? "mean" : "std";
           continue;
         }
-      int iv = (int) v;
+      /* every integer key is bounded below; a larger value would not fit the cast */
+      int iv = v >= -1e6 && v <= 1e6 ? (int) v : -1;
       if (strcmp (key, "img") == 0) img = iv;
       else if (strcmp (key, "patch") == 0) g->patch = iv;
       else if (strcmp (key, "chans") == 0) g->in_chans = iv;
@@ -1428,6 +1496,9 @@ vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
   build_internal (m, !g->pre_norm);
   groups_timm (m);
   vl_model_finish_backbone (m);
+  g_autoptr(GError) error = NULL;
+  if (!vl_model_blocks_allocated (m, &error))
+    g_error ("%s", error->message);   /* callers have no error to report it through */
   if (g->input_size <= 0)
     g->input_size = g->img_size;
   if (g->crop_pct <= 0)

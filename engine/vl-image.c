@@ -1,4 +1,5 @@
-/* vl-image.c: decoding (stb_image), Pillow-exact resampling and timm's eval preprocessing.
+/* vl-image.c: decoding (libjpeg-turbo, libpng, stb_image), Pillow-exact resampling and timm's
+ * eval preprocessing.
  *
  * The resampler follows Pillow's src/libImaging/Resample.c (ImagingResample) step by step,
  * because only the same arithmetic gives the same bytes:
@@ -14,20 +15,27 @@
  * Every output pixel depends only on its own coordinates, so the preprocessing resizes just
  * the centre-crop window of the resized image: the same bytes, bounded memory.
  *
- * Gray models: stb_image's own 1-channel conversion (77 R + 150 G + 29 B) >> 8 is not
- * PIL's convert('L'); load with 0 or 3 channels and let vl_preprocess_eval convert.
+ * Gray models: the decoders' 1-channel conversion (stb_image's 77 R + 150 G + 29 B) >> 8 is
+ * not PIL's convert('L'); load with 0 or 3 channels and let vl_preprocess_eval convert.
  *
  * Weights and sums are plain double arithmetic; on a target with fused multiply-add and
  * contraction enabled a weight could round differently (x86-64 baseline has no FMA). */
 #include "vl-image.h"
 #include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-stb.h"
+#include "vl-sync.h"
 
 #include <limits.h>
 #include <errno.h>
 #include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include <stb/stb_image.h>
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
 
 #define PRECISION_BITS (32 - 8 - 2)
 #define HALF_UNIT      (1 << (PRECISION_BITS - 1))
@@ -58,13 +66,725 @@ vl_image_free (VlImage *img)
 }
 
 /* ------------------------------------------------------------------------------------- */
-/* Decoding                                                                               */
+/* Decoding                                                                               *
+ *
+ * JPEG through libjpeg-turbo and PNG through libpng (both fuzzed continuously upstream), BMP,
+ * GIF, TGA, PNM, HDR and PSD through vitlab's own build of stb_image (vl-stb.c, no JPEG, PNG or
+ * PIC in it). Each decoder first reads the header only; the image's side lengths, its pixel count and what
+ * decoding it would allocate (VL_IMAGE_MAX_BYTES: 16-bit samples, HDR's floats, GIF's frame
+ * buffers and libjpeg's progressive coefficients counted) are checked, and for the formats that
+ * can declare pixels they do not carry (TGA, BMP, PNM, HDR; PNG through deflate's largest
+ * ratio, 1032:1; PSD through PackBits' 64:1) the file must be at least as large as the smallest
+ * encoding of that many pixels, before any pixel is decoded. Pixels go into a
+ * buffer from g_try_malloc, so that an allocation the machine cannot make is an error.
+ *
+ * libjpeg runs with the settings Pillow leaves it at (accurate integer IDCT, fancy
+ * upsampling), so that decoded pixels are Pillow's. Conversions to another channel count follow
+ * stb_image's (gray replicated, alpha 255 added or dropped, luma (77 R + 150 G + 29 B) >> 8),
+ * as before. */
 
-static const char *
-stb_reason (void)
+#define JPEG_MAX_SCANS     1000        /* progressive JPEGs with more scans are refused */
+#define HEADER_PREFIX      (64 << 10)  /* bytes read to check a stb format's header */
+
+typedef enum {
+  FORMAT_JPEG,
+  FORMAT_PNG,
+  FORMAT_GIF,
+  FORMAT_BMP,
+  FORMAT_PNM,
+  FORMAT_HDR,
+  FORMAT_PSD,
+  FORMAT_TGA,     /* no signature: what is left */
+} Format;
+
+static const char *const format_names[] = {
+  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "TGA",
+};
+
+static Format
+sniff_format (const uint8_t *d, size_t n)
 {
-  const char *reason = stbi_failure_reason ();
-  return reason != NULL ? reason : "unknown error";
+  static const uint8_t png_sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+  if (n >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff)
+    return FORMAT_JPEG;
+  if (n >= 8 && memcmp (d, png_sig, 8) == 0)
+    return FORMAT_PNG;
+  if (n >= 4 && memcmp (d, "GIF8", 4) == 0)
+    return FORMAT_GIF;
+  if (n >= 2 && d[0] == 'B' && d[1] == 'M')
+    return FORMAT_BMP;
+  if (n >= 2 && d[0] == 'P' && (d[1] == '5' || d[1] == '6'))
+    return FORMAT_PNM;
+  if ((n >= 11 && memcmp (d, "#?RADIANCE\n", 11) == 0) ||
+      (n >= 7 && memcmp (d, "#?RGBE\n", 7) == 0))
+    return FORMAT_HDR;
+  if (n >= 4 && memcmp (d, "8BPS", 4) == 0)
+    return FORMAT_PSD;
+  return FORMAT_TGA;
+}
+
+/* Where a header is read from: the whole file in memory (decoding), or an open file with a
+ * prefix of it in memory (a dataset scan's check). */
+typedef struct {
+  const char    *what;       /* the file's name, for messages */
+  const uint8_t *data;
+  size_t         size;       /* bytes at data */
+  FILE          *f;          /* JPEG and PNG headers are read from it when set */
+  guint64        file_size;
+  Format         format;
+} Input;
+
+typedef struct {
+  int     width, height;
+  int     channels;     /* what the decoder produces (1 to 4) */
+  guint64 cost;         /* bytes decoding allocates, before the conversion to other channels */
+  guint64 min_file;     /* smallest file that can hold the pixels declared; 0: no such rule */
+} Header;
+
+static inline guint64
+n_pixels (const Header *h)
+{
+  return (guint64) h->width * (guint64) h->height;
+}
+
+/* Everything decided before a pixel is decoded: sides, pixel count, bytes, file size. */
+static gboolean
+check_header (const Input *in, const Header *h, int channels, GError **error)
+{
+  if (h->width <= 0 || h->height <= 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: image has no pixels (%dx%d)",
+                   in->what, h->width, h->height);
+      return FALSE;
+    }
+  guint64 n = n_pixels (h);
+  if (n > VL_IMAGE_MAX_PIXELS)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: image is %dx%d = %.6g megapixels, above the %d megapixel limit",
+                   in->what, h->width, h->height, (double) n / 1e6,
+                   VL_IMAGE_MAX_PIXELS / 1000000);
+      return FALSE;
+    }
+  if (h->min_file > in->file_size)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: the %s header declares a %dx%d image, which takes at least %"
+                   G_GUINT64_FORMAT " bytes, but the file has %" G_GUINT64_FORMAT,
+                   in->what, format_names[in->format], h->width, h->height, h->min_file,
+                   in->file_size);
+      return FALSE;
+    }
+  int out_channels = channels != 0 ? channels : h->channels;
+  guint64 cost = h->cost + (out_channels != h->channels ? n * out_channels : 0);
+  if (cost > VL_IMAGE_MAX_BYTES)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: decoding the %dx%d %s image takes %.0f MB, above the %d MB limit",
+                   in->what, h->width, h->height, format_names[in->format], (double) cost / 1e6,
+                   (int) (VL_IMAGE_MAX_BYTES >> 20));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static uint8_t *
+try_alloc_pixels (const Input *in, int width, int height, int channels, GError **error)
+{
+  gsize bytes = (gsize) width * (gsize) height * (gsize) channels;
+  uint8_t *p = g_try_malloc (bytes);
+  if (p == NULL)
+    g_set_error (error, VL_ERROR, VL_ERROR_IO,
+                 "%s: cannot allocate %.0f MB for the %dx%d image", in->what, bytes / 1e6,
+                 width, height);
+  return p;
+}
+
+/* stb_image's conversion between channel counts (stbi__convert_format), into a new buffer. */
+static uint8_t *
+convert_channels (const Input *in, const uint8_t *src, int width, int height, int from, int to,
+                  GError **error)
+{
+  uint8_t *dst = try_alloc_pixels (in, width, height, to, error);
+  if (dst == NULL)
+    return NULL;
+  gsize n = (gsize) width * height;
+  for (gsize i = 0; i < n; i++)
+    {
+      const uint8_t *s = src + i * from;
+      uint8_t *d = dst + i * to;
+      uint8_t y = from >= 3 ? (uint8_t) ((s[0] * 77 + s[1] * 150 + s[2] * 29) >> 8) : s[0];
+      uint8_t a = from == 2 ? s[1] : from == 4 ? s[3] : 255;
+      switch (to)
+        {
+        case 1: d[0] = y; break;
+        case 2: d[0] = y; d[1] = a; break;
+        case 3:
+        case 4:
+          if (from >= 3)
+            memcpy (d, s, 3);
+          else
+            d[0] = d[1] = d[2] = s[0];
+          if (to == 4)
+            d[3] = a;
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+    }
+  return dst;
+}
+
+static VlImage *
+image_take (uint8_t *pixels, int width, int height, int channels)
+{
+  VlImage *img = g_new0 (VlImage, 1);
+  img->width = width;
+  img->height = height;
+  img->channels = channels;
+  img->pixels = pixels;
+  return img;
+}
+
+/* Pixels decoded with `from` channels become the image, converted when channels asks for
+ * another count. */
+static VlImage *
+finish_image (const Input *in, uint8_t *pixels, int width, int height, int from, int channels,
+              GError **error)
+{
+  if (channels == 0 || channels == from)
+    return image_take (pixels, width, height, from);
+  uint8_t *converted = convert_channels (in, pixels, width, height, from, channels, error);
+  g_free (pixels);
+  return converted != NULL ? image_take (converted, width, height, channels) : NULL;
+}
+
+/* ---- JPEG (libjpeg-turbo) ---- */
+
+typedef struct {
+  struct jpeg_error_mgr   pub;
+  struct jpeg_progress_mgr progress;
+  jmp_buf                 jump;
+  char                    message[JMSG_LENGTH_MAX + 64];
+} JpegGuard;
+
+static void
+jpeg_fail (j_common_ptr cinfo)
+{
+  JpegGuard *g = (JpegGuard *) cinfo->err;
+  g->pub.format_message (cinfo, g->message);
+  longjmp (g->jump, 1);
+}
+
+/* Warnings are ignored as Pillow ignores them, except the end of the data arriving before the
+ * end of the image: Pillow refuses a truncated image, and libjpeg would pad it with gray. */
+static void
+jpeg_message (j_common_ptr cinfo, int level)
+{
+  JpegGuard *g = (JpegGuard *) cinfo->err;
+  if (level < 0 && g->pub.msg_code == JWRN_JPEG_EOF)
+    jpeg_fail (cinfo);
+}
+
+static void
+jpeg_progress (j_common_ptr cinfo)
+{
+  JpegGuard *g = (JpegGuard *) cinfo->err;
+  j_decompress_ptr d = (j_decompress_ptr) cinfo;
+  if (d->input_scan_number > JPEG_MAX_SCANS)
+    {
+      g_snprintf (g->message, sizeof g->message, "more than %d progressive scans",
+                  JPEG_MAX_SCANS);
+      longjmp (g->jump, 1);
+    }
+}
+
+/* Pillow's CMYK -> RGB: (255 - C) (255 - K) / 255 with MULDIV255's rounding; Adobe's JPEGs
+ * store the inks inverted. */
+static void
+cmyk_to_rgb (uint8_t *row, int width, gboolean inverted)
+{
+  for (int x = 0; x < width; x++)
+    {
+      const uint8_t *s = row + x * 4;
+      uint8_t *d = row + x * 3;   /* in place: d never passes s */
+      unsigned k = inverted ? s[3] : 255u - s[3];   /* 255 - K */
+      uint8_t c[3];
+      for (int i = 0; i < 3; i++)
+        {
+          unsigned ink = inverted ? 255u - s[i] : s[i];
+          unsigned t = ink * k + 128;
+          unsigned muldiv = ((t >> 8) + t) >> 8;
+          c[i] = (uint8_t) (k - muldiv);
+        }
+      memcpy (d, c, 3);
+    }
+}
+
+static VlImage *
+jpeg_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
+{
+  struct jpeg_decompress_struct cinfo;
+  JpegGuard guard;
+  uint8_t *volatile pixels = NULL;
+
+  memset (&cinfo, 0, sizeof cinfo);
+  cinfo.err = jpeg_std_error (&guard.pub);
+  guard.pub.error_exit = jpeg_fail;
+  guard.pub.emit_message = jpeg_message;
+  guard.message[0] = '\0';
+  if (setjmp (guard.jump))
+    {
+      g_free (pixels);
+      jpeg_destroy_decompress (&cinfo);
+      if (error != NULL && *error == NULL)
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s", in->what,
+                     guard.message);
+      return NULL;
+    }
+  jpeg_create_decompress (&cinfo);
+  guard.progress.progress_monitor = jpeg_progress;
+  cinfo.progress = &guard.progress;
+  if (in->f != NULL)
+    jpeg_stdio_src (&cinfo, in->f);
+  else
+    jpeg_mem_src (&cinfo, in->data, (unsigned long) in->size);
+  jpeg_read_header (&cinfo, TRUE);
+
+  int file_channels = cinfo.num_components;
+  gboolean cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  if (cinfo.jpeg_color_space == JCS_GRAYSCALE)
+    cinfo.out_color_space = JCS_GRAYSCALE;
+  else if (cmyk)
+    cinfo.out_color_space = JCS_CMYK;
+  else
+    cinfo.out_color_space = JCS_RGB;
+  cinfo.dct_method = JDCT_ISLOW;
+  cinfo.do_fancy_upsampling = TRUE;
+  cinfo.do_block_smoothing = TRUE;
+
+  hdr->width = (int) cinfo.image_width;
+  hdr->height = (int) cinfo.image_height;
+  hdr->channels = cinfo.out_color_space == JCS_GRAYSCALE ? 1 : 3;
+  guint64 n = n_pixels (hdr);
+  /* the output (CMYK decoded 4 wide, then 3), and a progressive image's coefficients */
+  hdr->cost = n * (cmyk ? 4 : hdr->channels)
+              + (jpeg_has_multiple_scans (&cinfo) ? n * 2 * (guint64) file_channels : 0);
+  hdr->min_file = 0;
+  if (!check_header (in, hdr, channels, error))
+    longjmp (guard.jump, 1);
+  if (!decode)
+    {
+      jpeg_destroy_decompress (&cinfo);
+      return NULL;
+    }
+
+  /* libjpeg's own large arrays stay within the budget too */
+  cinfo.mem->max_memory_to_use = (long) MIN (VL_IMAGE_MAX_BYTES, (guint64) LONG_MAX);
+  jpeg_start_decompress (&cinfo);
+  const int W = (int) cinfo.output_width, H = (int) cinfo.output_height;
+  const int comps = cinfo.output_components;
+  if (W != hdr->width || H != hdr->height || comps != (cmyk ? 4 : hdr->channels))
+    {
+      g_snprintf (guard.message, sizeof guard.message,
+                  "decoder output %dx%d with %d components, not what the header says", W, H,
+                  comps);
+      longjmp (guard.jump, 1);
+    }
+  pixels = try_alloc_pixels (in, W, H, comps, error);
+  if (pixels == NULL)
+    longjmp (guard.jump, 1);
+  const gsize stride = (gsize) W * comps, out_stride = (gsize) W * hdr->channels;
+  while (cinfo.output_scanline < cinfo.output_height)
+    {
+      JSAMPROW row = pixels + (gsize) cinfo.output_scanline * stride;
+      jpeg_read_scanlines (&cinfo, &row, 1);
+    }
+  if (cmyk)
+    for (int y = 0; y < H; y++)
+      {
+        /* compacting 4 -> 3 row by row, front to back, in place */
+        uint8_t *row = pixels + (gsize) y * stride;
+        cmyk_to_rgb (row, W, cinfo.saw_Adobe_marker);
+        memmove (pixels + (gsize) y * out_stride, row, out_stride);
+      }
+  jpeg_finish_decompress (&cinfo);
+  jpeg_destroy_decompress (&cinfo);
+  uint8_t *done = pixels;
+  pixels = NULL;
+  return finish_image (in, done, W, H, hdr->channels, channels, error);
+}
+
+/* ---- PNG (libpng) ---- */
+
+typedef struct {
+  const uint8_t *data;
+  size_t         size, pos;
+  char           message[256];
+} PngSource;
+
+static void
+png_fail (png_structp png, png_const_charp msg)
+{
+  PngSource *src = png_get_error_ptr (png);
+  g_strlcpy (src->message, msg, sizeof src->message);
+  png_longjmp (png, 1);
+}
+
+static void
+png_warn (png_structp png, png_const_charp msg)
+{
+}
+
+static void
+png_read_memory (png_structp png, png_bytep out, size_t n)
+{
+  PngSource *src = png_get_io_ptr (png);
+  if (n > src->size - src->pos)
+    png_error (png, "unexpected end of file (truncated?)");
+  memcpy (out, src->data + src->pos, n);
+  src->pos += n;
+}
+
+static VlImage *
+png_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
+{
+  PngSource src = { in->data, in->size, 0, "" };
+  png_structp png = png_create_read_struct (PNG_LIBPNG_VER_STRING, &src, png_fail, png_warn);
+  png_infop info = png != NULL ? png_create_info_struct (png) : NULL;
+  uint8_t *volatile pixels = NULL;
+  png_bytep *volatile rows = NULL;
+  if (info == NULL)
+    {
+      png_destroy_read_struct (&png, NULL, NULL);
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot start the PNG decoder", in->what);
+      return NULL;
+    }
+  if (setjmp (png_jmpbuf (png)))
+    {
+      g_free (pixels);
+      g_free (rows);
+      png_destroy_read_struct (&png, &info, NULL);
+      if (error != NULL && *error == NULL)
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s", in->what,
+                     src.message);
+      return NULL;
+    }
+  /* limits before anything is read: sides, and ancillary chunks (text, ICC profiles) */
+  png_set_user_limits (png, VL_IMAGE_MAX_SIDE, VL_IMAGE_MAX_SIDE);
+  png_set_chunk_cache_max (png, 1000);
+  png_set_chunk_malloc_max (png, 16 << 20);
+  if (in->f != NULL)
+    png_init_io (png, in->f);
+  else
+    png_set_read_fn (png, &src, png_read_memory);
+  png_read_info (png, info);
+
+  png_uint_32 w = 0, h = 0;
+  int depth = 0, color = 0, interlace = 0;
+  png_get_IHDR (png, info, &w, &h, &depth, &color, &interlace, NULL, NULL);
+  /* deflate packs at most 1032 bytes into one: the rows (a filter byte each) of the image
+   * declared cannot come from a smaller file */
+  guint64 row_bytes = ((guint64) w * depth * png_get_channels (png, info) + 7) / 8;
+  guint64 min_file = 8 + 25 + 12 + (guint64) h * (1 + row_bytes) / 1032;
+  /* 8-bit gray, gray + alpha, RGB or RGBA, as stb_image made them: palettes expanded, tRNS as
+   * alpha, low bit depths scaled, 16-bit samples to their high byte */
+  if (color == PNG_COLOR_TYPE_PALETTE)
+    png_set_palette_to_rgb (png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8)
+    png_set_expand_gray_1_2_4_to_8 (png);
+  if (png_get_valid (png, info, PNG_INFO_tRNS))
+    png_set_tRNS_to_alpha (png);
+  if (depth == 16)
+    png_set_strip_16 (png);
+  int passes = png_set_interlace_handling (png);
+  png_read_update_info (png, info);
+
+  hdr->width = (int) w;
+  hdr->height = (int) h;
+  hdr->channels = png_get_channels (png, info);
+  hdr->cost = n_pixels (hdr) * (guint64) hdr->channels;   /* rows decode into the output */
+  hdr->min_file = min_file;
+  if (hdr->channels < 1 || hdr->channels > 4 || png_get_bit_depth (png, info) != 8
+      || png_get_rowbytes (png, info) != (size_t) w * hdr->channels)
+    {
+      g_snprintf (src.message, sizeof src.message, "unsupported PNG layout (%d channels)",
+                  hdr->channels);
+      png_longjmp (png, 1);
+    }
+  if (!check_header (in, hdr, channels, error))
+    png_longjmp (png, 1);
+  if (!decode)
+    {
+      png_destroy_read_struct (&png, &info, NULL);
+      return NULL;
+    }
+  pixels = try_alloc_pixels (in, (int) w, (int) h, hdr->channels, error);
+  rows = pixels != NULL ? g_try_new (png_bytep, h) : NULL;
+  if (rows == NULL)
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot allocate the row table", in->what);
+      png_longjmp (png, 1);
+    }
+  for (png_uint_32 y = 0; y < h; y++)
+    rows[y] = pixels + (gsize) y * w * hdr->channels;
+  for (int pass = 0; pass < passes; pass++)
+    png_read_rows (png, rows, NULL, h);
+  png_read_end (png, NULL);
+  png_destroy_read_struct (&png, &info, NULL);
+  g_free (rows);
+  uint8_t *done = pixels;
+  return finish_image (in, done, (int) w, (int) h, hdr->channels, channels, error);
+}
+
+/* ---- everything else (stb_image) ---- */
+
+static inline guint32
+le16 (const uint8_t *p)
+{
+  return p[0] | (guint32) p[1] << 8;
+}
+
+/* The smallest file that can carry the pixels the header declares, for the formats whose
+ * decoders fill pixels the file does not have (0 when there is no such rule). */
+static guint64
+stb_min_file (const Input *in, const Header *h, int file_channels, gboolean is16)
+{
+  const uint8_t *d = in->data;
+  guint64 n = n_pixels (h);
+  switch (in->format)
+    {
+    case FORMAT_TGA:
+      if (in->size < 18)
+        return 0;
+      {
+        guint64 bpp = (d[16] + 7) / 8;   /* bytes per stored pixel (or colour index) */
+        if (bpp == 0)
+          bpp = 1;
+        if (d[2] >= 9)                   /* RLE: a packet carries at most 128 pixels */
+          return 18 + (n + 127) / 128 * (1 + bpp);
+        return 18 + n * bpp;
+      }
+    case FORMAT_BMP:
+      if (in->size < 30)
+        return 0;
+      {
+        guint64 bits = le16 (d + 28);    /* stb reads no RLE BMP: every row is stored */
+        return 14 + (((guint64) h->width * bits + 31) / 32 * 4) * h->height;
+      }
+    case FORMAT_PNM:
+      return n * file_channels * (is16 ? 2 : 1);
+    case FORMAT_PSD:
+      /* PackBits (stb reads up to four channels): at most 128 samples in 2 bytes */
+      if (in->size < 14)
+        return 0;
+      return 26 + n * MIN ((guint32) (d[12] << 8 | d[13]), 4u) / 64;
+    case FORMAT_HDR:
+      /* run-length scanlines: 4 bytes, then per component runs of up to 127 in 2 bytes */
+      if (h->width >= 8 && h->width < 32768)
+        return (guint64) h->height * (4 + 8 * (((guint64) h->width + 126) / 127));
+      return n * 4;
+    default:
+      return 0;
+    }
+}
+
+/* stb_image's run-length HDR decoder loops forever on a run of length 0, and on data that ends
+ * inside a scanline (it reads zeros there). Walks the scanlines as it will and returns the reason
+ * it would hang, or NULL. Scanlines that are not run-length encoded make stb decode the rest
+ * flat, which ends. */
+static const char *
+hdr_rle_problem (const uint8_t *d, size_t n, int width, int height)
+{
+  if (width < 8 || width >= 32768)
+    return NULL;   /* stb decodes these flat */
+  /* The pixels follow the resolution line, which follows the header's first empty line after
+   * the signature line; as stb reads lines, one that starts with a NUL is empty too. */
+  size_t pos = 0;
+  gboolean header_done = FALSE;
+  for (int line = 0;; line++)
+    {
+      if (pos >= n)
+        return NULL;   /* stb refuses the header itself */
+      gboolean empty = d[pos] == '\n' || d[pos] == '\0';
+      const uint8_t *eol = memchr (d + pos, '\n', n - pos);
+      if (eol == NULL)
+        return NULL;
+      pos = (size_t) (eol + 1 - d);
+      if (header_done)
+        break;         /* that was the resolution line */
+      header_done = line > 0 && empty;
+    }
+  for (int y = 0; y < height; y++)
+    {
+      if (pos > n || n - pos < 4)   /* pos passes n when the last values were cut off */
+        return "the pixel data ends early";
+      if (d[pos] != 2 || d[pos + 1] != 2 || (d[pos + 2] & 0x80))
+        return NULL;   /* flat from here on */
+      if (((int) d[pos + 2] << 8 | d[pos + 3]) != width)
+        return NULL;   /* stb refuses the scanline length */
+      pos += 4;
+      for (int k = 0; k < 4; k++)
+        for (int x = 0; x < width;)
+          {
+            if (pos >= n)
+              return "the pixel data ends early";
+            int count = d[pos++];
+            if (count > 128)
+              {
+                count -= 128;
+                pos++;                    /* the value repeated */
+              }
+            else if (count == 0)
+              return "a run-length packet of length 0";
+            else
+              pos += (size_t) count;      /* the values */
+            if (count > width - x)
+              return NULL;                /* stb refuses the run */
+            x += count;
+          }
+    }
+  return NULL;
+}
+
+/* stb_image reads a PNM header's numbers into an int without a bound (signed overflow, found by
+ * fuzz-image with UBSan): the three numbers after the signature, read as it reads them
+ * (whitespace, '#' comments to the end of the line), must stay below a billion. */
+static gboolean
+pnm_numbers_ok (const uint8_t *d, size_t n)
+{
+  size_t pos = 2;
+  for (int k = 0; k < 3; k++)
+    {
+      for (;;)
+        {
+          while (pos < n && (d[pos] == ' ' || (d[pos] >= '\t' && d[pos] <= '\r')))
+            pos++;
+          if (pos >= n || d[pos] != '#')
+            break;
+          while (pos < n && d[pos] != '\n' && d[pos] != '\r')
+            pos++;
+        }
+      guint64 value = 0;
+      for (; pos < n && d[pos] >= '0' && d[pos] <= '9'; pos++)
+        if ((value = value * 10 + (guint64) (d[pos] - '0')) >= 1000000000)
+          return FALSE;
+    }
+  return TRUE;
+}
+
+static VlImage *
+stb_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
+{
+  const int size = (int) MIN (in->size, (size_t) INT_MAX);
+  int w = 0, h = 0, comp = 0;
+  if (in->format == FORMAT_PNM && !pnm_numbers_ok (in->data, in->size))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: cannot decode image: a number in the PNM header is too large", in->what);
+      return NULL;
+    }
+  if (!vl_stb_info_memory (in->data, size, &w, &h, &comp))
+    {
+      const char *why = vl_stb_failure_reason ();
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s", in->what,
+                   why != NULL ? why : "unknown error");
+      return NULL;
+    }
+  gboolean hdr_float = vl_stb_is_hdr_memory (in->data, size);
+  gboolean is16 = !hdr_float && vl_stb_is_16_bit_memory (in->data, size);
+  hdr->width = w;
+  hdr->height = h;
+  hdr->channels = comp;
+  guint64 n = (w > 0 && h > 0) ? n_pixels (hdr) : 0;
+  /* what stb allocates: its samples (16-bit, float), then 8 bits per sample; stb converts to
+   * the channels asked for itself, which check_header adds */
+  if (in->format == FORMAT_GIF)
+    hdr->cost = n * (4 + 4 + 1) + n * comp;   /* frame, background, history, result */
+  else if (hdr_float)
+    hdr->cost = n * comp * 4 + n * comp;
+  else if (is16)
+    hdr->cost = n * comp * 2 + n * comp;
+  else
+    hdr->cost = n * comp;
+  hdr->min_file = n > 0 ? stb_min_file (in, hdr, comp, is16) : 0;
+  if (comp < 1 || comp > 4)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: image has %d channels", in->what,
+                   comp);
+      return NULL;
+    }
+  if (!check_header (in, hdr, channels, error) || !decode)
+    return NULL;
+
+  const char *hang = in->format == FORMAT_HDR ? hdr_rle_problem (in->data, in->size, w, h) : NULL;
+  if (hang != NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: corrupt HDR: %s",
+                   in->what, hang);
+      return NULL;
+    }
+  int file_channels = 0;
+  uint8_t *pixels = vl_stb_load_memory (in->data, size, &w, &h, &file_channels, channels);
+  if (pixels == NULL)
+    {
+      const char *why = vl_stb_failure_reason ();
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s", in->what,
+                   why != NULL ? why : "unknown error");
+      return NULL;
+    }
+  int out_channels = channels != 0 ? channels : file_channels;
+  if (w != hdr->width || h != hdr->height || out_channels < 1 || out_channels > 4)
+    {
+      /* The header said otherwise (a GIF frame larger than its screen, say). */
+      g_free (pixels);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: decoded image is %dx%d with %d channels, not what its header says",
+                   in->what, w, h, out_channels);
+      return NULL;
+    }
+  return image_take (pixels, w, h, out_channels);
+}
+
+static VlImage *
+decode_input (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
+{
+  switch (in->format)
+    {
+    case FORMAT_JPEG:
+      return jpeg_decode (in, channels, decode, hdr, error);
+    case FORMAT_PNG:
+      return png_decode (in, channels, decode, hdr, error);
+    default:
+      return stb_decode (in, channels, decode, hdr, error);
+    }
+}
+
+/* Decodes running at once (the loader's thread, the window's tasks) share one budget of
+ * VL_IMAGE_DECODE_BUDGET bytes: a decode whose header says it would pass it waits for the
+ * others to finish; one decode alone always runs (its own limit is VL_IMAGE_MAX_BYTES). */
+static GMutex decode_lock;
+static GCond decode_done;
+static guint64 decode_in_flight;
+
+static void
+decode_reserve (guint64 bytes)
+{
+  vl_mutex_lock (&decode_lock);
+  while (decode_in_flight > 0 && decode_in_flight + bytes > VL_IMAGE_DECODE_BUDGET)
+    vl_cond_wait (&decode_done, &decode_lock);
+  decode_in_flight += bytes;
+  vl_mutex_unlock (&decode_lock);
+}
+
+static void
+decode_release (guint64 bytes)
+{
+  vl_mutex_lock (&decode_lock);
+  decode_in_flight -= bytes;
+  g_cond_broadcast (&decode_done);
+  vl_mutex_unlock (&decode_lock);
 }
 
 VlImage *
@@ -88,72 +808,85 @@ vl_image_load_memory (const uint8_t *data, size_t size, const char *name, int ch
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: file is empty", what);
       return NULL;
     }
-  if (size > INT_MAX)
+  if (size > VL_IMAGE_MAX_FILE)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                   "%s: file is %" G_GSIZE_FORMAT " bytes, too large to decode",
-                   what, (gsize) size);
+                   "%s: file is %" G_GSIZE_FORMAT " bytes, above the %d MB limit for an image",
+                   what, (gsize) size, (int) (VL_IMAGE_MAX_FILE >> 20));
       return NULL;
     }
-
-  /* Check the dimensions before anything is allocated for the pixels. */
-  int w = 0, h = 0, comp = 0;
-  if (!stbi_info_from_memory (data, (int) size, &w, &h, &comp))
+  Input in = { what, data, size, NULL, size, sniff_format (data, size) };
+  Header hdr = { 0 };
+  GError *local = NULL;
+  decode_input (&in, channels, FALSE, &hdr, &local);   /* the header and its checks */
+  if (local != NULL)
     {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s",
-                   what, stb_reason ());
+      g_propagate_error (error, local);
       return NULL;
     }
-  if (w <= 0 || h <= 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: image has no pixels (%dx%d)",
-                   what, w, h);
-      return NULL;
-    }
-  guint64 n_pixels = (guint64) w * (guint64) h;
-  if (n_pixels > VL_IMAGE_MAX_PIXELS)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                   "%s: image is %dx%d = %.6g megapixels, above the %d megapixel limit",
-                   what, w, h, (double) n_pixels / 1e6, VL_IMAGE_MAX_PIXELS / 1000000);
-      return NULL;
-    }
-
-  int file_channels = 0;
-  uint8_t *pixels = stbi_load_from_memory (data, (int) size, &w, &h, &file_channels,
-                                           channels);
-  if (pixels == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s",
-                   what, stb_reason ());
-      return NULL;
-    }
-  int out_channels = channels != 0 ? channels : file_channels;
-  if (w <= 0 || h <= 0 || (guint64) w * (guint64) h > VL_IMAGE_MAX_PIXELS
-      || out_channels < 1 || out_channels > 4)
-    {
-      /* The header said otherwise (a GIF frame larger than its screen, say). */
-      stbi_image_free (pixels);
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                   "%s: decoded image is %dx%d with %d channels, not what its header says",
-                   what, w, h, out_channels);
-      return NULL;
-    }
-
-  VlImage *img = g_new0 (VlImage, 1);
-  img->width = w;
-  img->height = h;
-  img->channels = out_channels;
-  img->pixels = pixels;
+  int out_channels = channels != 0 ? channels : hdr.channels;
+  guint64 cost = hdr.cost + (out_channels != hdr.channels ? n_pixels (&hdr) * out_channels : 0);
+  decode_reserve (cost);
+  VlImage *img = decode_input (&in, channels, TRUE, &hdr, error);
+  decode_release (cost);
   return img;
+}
+
+gboolean
+vl_image_check_file (const char *path, int *width, int *height, GError **error)
+{
+  g_return_val_if_fail (path != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  FILE *f = fopen (path, "rb");
+  if (f == NULL)
+    {
+      int e = errno;
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot read: %s", path, g_strerror (e));
+      return FALSE;
+    }
+  struct stat st;
+  guint64 file_size = fstat (fileno (f), &st) == 0 ? (guint64) st.st_size : 0;
+  g_autofree uint8_t *prefix = g_malloc (HEADER_PREFIX);
+  size_t got = fread (prefix, 1, HEADER_PREFIX, f);
+  gboolean ok = FALSE;
+  Header hdr = { 0 };
+  if (got == 0)
+    g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: file is empty", path);
+  else if (file_size > VL_IMAGE_MAX_FILE)
+    g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                 "%s: file is %" G_GUINT64_FORMAT " bytes, above the %d MB limit for an image",
+                 path, file_size, (int) (VL_IMAGE_MAX_FILE >> 20));
+  else
+    {
+      Input in = { path, prefix, got, NULL, file_size, sniff_format (prefix, got) };
+      if (in.format == FORMAT_JPEG || in.format == FORMAT_PNG)
+        {
+          rewind (f);
+          in.f = f;
+        }
+      GError *local = NULL;
+      decode_input (&in, 0, FALSE, &hdr, &local);
+      ok = local == NULL;
+      if (local != NULL)
+        g_propagate_error (error, local);
+    }
+  fclose (f);
+  if (ok && width != NULL)
+    *width = hdr.width;
+  if (ok && height != NULL)
+    *height = hdr.height;
+  return ok;
 }
 
 const char *const vl_image_extensions[] = {
   "jpg", "jpeg", "jpe", "jfif", "png", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "tga", "psd",
-  "hdr", "pic", NULL
+  "hdr", NULL
 };
 
-static const char *const undecodable_extensions[] = { "pbm", "tif", "tiff", "webp", NULL };
+static const char *const undecodable_extensions[] = {
+  "pbm", "tif", "tiff", "webp", "pic", NULL
+};
 
 static gboolean
 extension_in (const char *ext, const char *const *list)
@@ -183,6 +916,15 @@ vl_image_load (const char *path, int channels, GError **error)
   g_autofree char *contents = NULL;
   gsize size = 0;
   g_autoptr(GError) local = NULL;
+  struct stat st;
+  if (stat (path, &st) == 0 && S_ISREG (st.st_mode) && (guint64) st.st_size > VL_IMAGE_MAX_FILE)
+    {
+      /* not read into memory at all */
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: file is %" G_GUINT64_FORMAT " bytes, above the %d MB limit for an image",
+                   path, (guint64) st.st_size, (int) (VL_IMAGE_MAX_FILE >> 20));
+      return NULL;
+    }
   if (!g_file_get_contents (path, &contents, &size, &local))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot read: %s", path,

@@ -1,4 +1,5 @@
-/* vl-image.h: decoding (stb_image) and timm-style evaluation preprocessing.
+/* vl-image.h: decoding (libjpeg-turbo, libpng, stb_image for the rarer formats) and
+ * timm-style evaluation preprocessing.
  *
  * The resize reproduces Pillow's Image.resize(BICUBIC) on 8-bit images exactly as
  * torchvision's Resize uses it (separable, antialiased, a = -0.5, horizontal pass first,
@@ -18,15 +19,29 @@ typedef struct {
   uint8_t *pixels;     /* width * height * channels bytes */
 } VlImage;
 
-/* Largest image accepted, in pixels (width * height). */
+/* Largest image accepted, in pixels (width * height), and per side. */
 #define VL_IMAGE_MAX_PIXELS (100 * 1000 * 1000)
+#define VL_IMAGE_MAX_SIDE   65535
+/* Most bytes decoding one image may allocate: 16-bit samples, HDR's floats and the decoders'
+ * own frame buffers counted at their real size, and the conversion to other channels. */
+#define VL_IMAGE_MAX_BYTES  ((guint64) 512 << 20)
+/* Most bytes all the decodes running at once may allocate; a decode that would pass it waits
+ * for the others. */
+#define VL_IMAGE_DECODE_BUDGET ((guint64) 1 << 30)
+/* Largest image file read. */
+#define VL_IMAGE_MAX_FILE   ((guint64) 512 << 20)
 
-/* Decodes any format stb_image knows, converting to `channels` (1 or 3; 0 keeps the file's).
- * Errors (VL_ERROR) name the file and stb_image's reason; empty files, truncated data and
- * images above VL_IMAGE_MAX_PIXELS are refused. */
+/* Decodes JPEG (libjpeg-turbo), PNG (libpng), BMP, GIF, TGA, PNM, HDR and PSD (stb_image),
+ * converting to `channels` (1 to 4; 0 keeps the file's). Errors (VL_ERROR) name the file and the
+ * reason; empty, truncated and corrupt files, images above the limits above, and files smaller
+ * than the pixels their header declares are refused before any pixel is decoded. */
 VlImage *vl_image_load        (const char *path, int channels, GError **error);
 VlImage *vl_image_load_memory (const uint8_t *data, size_t size, const char *name,
                                int channels, GError **error);
+/* Reads only the header of the image file at path (what a dataset scan does for every file):
+ * FALSE with an error "PATH: reason" when vl_image_load would refuse it for its header, its
+ * size or the limits; else its size. */
+gboolean vl_image_check_file  (const char *path, int *width, int *height, GError **error);
 VlImage *vl_image_new         (int width, int height, int channels);
 void     vl_image_free        (VlImage *img);
 
@@ -59,10 +74,10 @@ typedef struct {
 void     vl_preprocess_eval   (const VlImage *img, const VlPreprocess *pp, float *out);
 
 /* File-name extensions (lower case, without the dot; NULL-terminated) of the formats
- * vl_image_load decodes (stb_image). */
+ * vl_image_load decodes. */
 extern const char *const vl_image_extensions[];
 /* Whether name ends in one of those extensions (any case) or, with also_undecodable, in one of an
- * image format stb_image cannot read (TIFF, WebP, PBM: a dataset lists those as skipped). */
+ * image format vitlab cannot read (TIFF, WebP, PBM: a dataset lists those as skipped). */
 gboolean vl_image_has_extension (const char *name, gboolean also_undecodable);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlImage, vl_image_free)

@@ -131,6 +131,9 @@ VlModel *vl_model_alloc      (void);
 void  vl_model_add_group     (VlModel *m, const char *name);
 /* Builds a head whose tensors come from the checkpoint under the given names (NULL: internal
  * name); the distillation head when hdist_name is non-NULL. */
+/* FALSE with an error when a parameter block could not be allocated (a checkpoint too large
+ * for the machine); the model must then be freed. */
+gboolean vl_model_blocks_allocated (VlModel *m, GError **error);
 void  vl_model_build_head    (VlModel *m, VlHeadKind kind, int num_classes, int hidden,
                               gboolean distilled);
 

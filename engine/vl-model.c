@@ -90,17 +90,43 @@ layout_block (VlModel *m, int which, int first, int n)
   g_aligned_free (m->m_block[which]);
   g_aligned_free (m->v_block[which]);
   m->grad_block[which] = m->m_block[which] = m->v_block[which] = NULL;
-  m->block[which] = total ? g_aligned_alloc0 (total, sizeof (float), 64) : NULL;
+  m->block[which] = NULL;
   m->block_size[which] = total;
+  if (total > 0)
+    {
+      /* A checkpoint decides this size: when the machine refuses it, the block stays NULL and
+       * the loader reports it (vl_model_blocks_allocated) instead of g_aligned_alloc0 aborting. */
+      gpointer probe = g_try_malloc ((gsize) total * sizeof (float) + 64);
+      if (probe != NULL)
+        {
+          g_free (probe);
+          m->block[which] = g_aligned_alloc0 (total, sizeof (float), 64);
+        }
+    }
   int64_t off = 0;
   for (int i = first; i < n; i++)
     {
       VlParam *p = vl_param (m, i);
-      p->data = m->block[which] + off;
+      p->data = m->block[which] != NULL ? m->block[which] + off : NULL;
       p->grad = p->m = p->v = NULL;
       p->step = 0;
       off += (p->numel + 15) & ~(int64_t) 15;
     }
+}
+
+gboolean
+vl_model_blocks_allocated (VlModel *m, GError **error)
+{
+  for (int which = 0; which < 2; which++)
+    if (m->block[which] == NULL && m->block_size[which] > 0)
+      {
+        g_set_error (error, VL_ERROR, VL_ERROR_IO,
+                     "%s: cannot allocate %.0f MB for the model's %s parameters", m->path,
+                     m->block_size[which] * (double) sizeof (float) / 1e6,
+                     which == 0 ? "backbone" : "head");
+        return FALSE;
+      }
+  return TRUE;
 }
 
 void
@@ -309,6 +335,9 @@ vl_model_set_head (VlModel *m, VlHeadKind kind, int num_classes, int hidden, uin
   if (kind == VL_HEAD_MLP && hidden <= 0)
     hidden = in;
   vl_model_build_head (m, kind, num_classes, hidden, FALSE);
+  g_autoptr(GError) error = NULL;
+  if (!vl_model_blocks_allocated (m, &error))
+    g_error ("%s", error->message);   /* callers have no error to report it through */
   g_clear_pointer (&m->class_names, g_strfreev);
   /* nn.Linear's default initialisation, which timm's reset_classifier leaves in place:
    * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight and the bias */

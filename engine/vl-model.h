@@ -19,6 +19,13 @@ G_BEGIN_DECLS
 
 typedef struct _VlModel VlModel;
 
+/* Limits on what a checkpoint's config may declare (checked when it is read): the input side
+ * in pixels and in patches (the forward's own limit), and crop_pct. */
+#define VL_MAX_INPUT_SIZE 2048
+#define VL_MAX_PATCHES    16384
+#define VL_MIN_CROP_PCT   0.05
+#define VL_MAX_CROP_PCT   2.0
+
 typedef enum {
   VL_POOL_TOKEN,   /* the CLS token */
   VL_POOL_AVG,     /* mean over the patch tokens (CLS excluded) */

@@ -6,9 +6,13 @@ set -eu
 PACKAGES="
   build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
+  libjpeg62-turbo-dev libpng-dev appstream
   xvfb xauth dataset-fashion-mnist python3-numpy python3-onnx
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "
+if [ "${VITLAB_FUZZ:-0}" = 1 ]; then
+  PACKAGES="$PACKAGES clang libclang-rt-14-dev"   # make fuzz: libFuzzer with ASan and UBSan
+fi
 if [ "${VITLAB_BENCH:-0}" = 1 ]; then
   PACKAGES="$PACKAGES python3-torch python3-torchvision python3-sklearn python3-pil nodejs"
   # make interop installs onnxruntime-node with npm (Debian's npm package unless npm is already

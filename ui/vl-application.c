@@ -41,6 +41,104 @@ struct _VlApplication
 
 G_DEFINE_FINAL_TYPE (VlApplication, vl_application, GTK_TYPE_APPLICATION)
 
+/* ------------------------------------------------------------------ settings schema
+ *
+ * g_settings_new aborts when its schema is not installed: a copy run from the build folder
+ * without `make run`, or a prefix that is not in XDG_DATA_DIRS. Before anything reads a setting,
+ * vl_application_new looks for the schema where GIO will; when it is not there, the compiled
+ * copy built into the resources is written to a private folder that GSETTINGS_SCHEMA_DIR then
+ * names, with the in-memory backend (nothing is saved), and the window says so. */
+
+#define SCHEMA_ID "org.vitlab.Vitlab"
+
+static char *settings_fallback_reason;   /* set when the fallback is in use */
+
+static gboolean
+schema_in_dir (const char *dir)
+{
+  g_autoptr(GSettingsSchemaSource) src =
+    g_settings_schema_source_new_from_directory (dir, NULL, FALSE, NULL);
+  if (src == NULL)
+    return FALSE;
+  g_autoptr(GSettingsSchema) schema = g_settings_schema_source_lookup (src, SCHEMA_ID, FALSE);
+  return schema != NULL;
+}
+
+/* The folders GIO's default schema source reads, without creating that source (it is made
+ * once, from the environment of that moment). */
+static gboolean
+schema_installed (void)
+{
+  const char *env = g_getenv ("GSETTINGS_SCHEMA_DIR");
+  if (env != NULL)
+    {
+      g_auto(GStrv) dirs = g_strsplit (env, G_SEARCHPATH_SEPARATOR_S, -1);
+      for (int i = 0; dirs[i]; i++)
+        if (*dirs[i] && schema_in_dir (dirs[i]))
+          return TRUE;
+    }
+  g_autofree char *user = g_build_filename (g_get_user_data_dir (), "glib-2.0", "schemas", NULL);
+  if (schema_in_dir (user))
+    return TRUE;
+  const char *const *sys = g_get_system_data_dirs ();
+  for (int i = 0; sys[i]; i++)
+    {
+      g_autofree char *dir = g_build_filename (sys[i], "glib-2.0", "schemas", NULL);
+      if (schema_in_dir (dir))
+        return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+write_schema_copy (const char *dir, GBytes *compiled)
+{
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    return FALSE;
+  g_autofree char *file = g_build_filename (dir, "gschemas.compiled", NULL);
+  gsize size = 0;
+  const char *data = g_bytes_get_data (compiled, &size);
+  return g_file_set_contents (file, data, (gssize) size, NULL) && schema_in_dir (dir);
+}
+
+static void
+ensure_settings_schema (void)
+{
+  if (settings_fallback_reason != NULL || schema_installed ())
+    return;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GBytes) compiled =
+    g_resources_lookup_data ("/org/vitlab/Vitlab/gschemas.compiled", 0, &error);
+  g_assert_no_error (error);   /* built into the program */
+  g_autofree char *dir = g_build_filename (g_get_user_runtime_dir (), "vitlab-" VITLAB_VERSION,
+                                           "schemas", NULL);
+  if (!write_schema_copy (dir, compiled))
+    {
+      g_free (dir);
+      dir = g_dir_make_tmp ("vitlab-schemas-XXXXXX", NULL);
+      if (dir == NULL || !write_schema_copy (dir, compiled))
+        {
+          g_printerr ("vitlab: the GSettings schema %s is not installed, and no copy of it "
+                      "could be written\n", SCHEMA_ID);
+          return;
+        }
+    }
+  const char *old = g_getenv ("GSETTINGS_SCHEMA_DIR");
+  g_autofree char *path = old && *old ? g_strjoin (G_SEARCHPATH_SEPARATOR_S, dir, old, NULL)
+                                      : g_strdup (dir);
+  g_setenv ("GSETTINGS_SCHEMA_DIR", path, TRUE);
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  settings_fallback_reason =
+    g_strdup_printf ("Settings will not be kept: the GSettings schema %s is not installed "
+                     "(meson install, or make run, installs it).", SCHEMA_ID);
+}
+
+const char *
+vl_application_settings_fallback (void)
+{
+  return settings_fallback_reason;
+}
+
 /* ------------------------------------------------------------------ screenshots */
 
 gboolean
@@ -237,7 +335,7 @@ action_about (GSimpleAction *action, GVariant *param, gpointer user_data)
   gtk_show_about_dialog (gtk_application_get_active_window (app),
                          "program-name", "vitlab",
                          "logo-icon-name", "org.vitlab.Vitlab",
-                         "version", "0.1.0",
+                         "version", VITLAB_VERSION,
                          "comments", "Transfer learning with Vision Transformers: unlock layer "
                                      "groups, train a head, watch the loss and the attention.",
                          "license-type", GTK_LICENSE_MIT_X11,
@@ -335,6 +433,11 @@ vl_application_activate (GApplication *app)
   if (self->try_files)
     vl_try_panel_add_files (VL_TRY_PANEL (win->try_panel),
                             (const char *const *) self->try_files);
+  if (settings_fallback_reason != NULL)
+    {
+      g_printerr ("vitlab: %s\n", settings_fallback_reason);
+      vl_window_show_info (win, "%s", settings_fallback_reason);
+    }
   gtk_window_present (GTK_WINDOW (win));
   self->started = g_get_monotonic_time ();
   if ((self->train || self->screenshot) && self->poll_source == 0)
@@ -369,6 +472,11 @@ vl_application_handle_local_options (GApplication *app, GVariantDict *options)
   self->data = absolute (data);
   self->run = absolute (run);
   self->probe = absolute (probe);
+  if (g_variant_dict_contains (options, "version"))
+    {
+      g_print ("vitlab %s\n", VITLAB_VERSION);
+      return 0;
+    }
   if (self->screenshot_when && !g_str_equal (self->screenshot_when, "ready") &&
       !g_str_equal (self->screenshot_when, "training") &&
       !g_str_equal (self->screenshot_when, "finished") &&
@@ -441,6 +549,7 @@ vl_application_init (VlApplication *self)
     { "screenshot-when", 0, 0, G_OPTION_ARG_STRING, NULL,
       "ready (default), training (after an epoch), finished (with --train) or features (the "
       "k-NN probe's progress)", "WHEN" },
+    { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and quit", NULL },
     { NULL },
   };
   g_application_add_main_option_entries (G_APPLICATION (self), entries);
@@ -449,6 +558,7 @@ vl_application_init (VlApplication *self)
 VlApplication *
 vl_application_new (void)
 {
+  ensure_settings_schema ();
   return g_object_new (VL_TYPE_APPLICATION,
                        "application-id", "org.vitlab.Vitlab",
                        "flags", G_APPLICATION_NON_UNIQUE,

@@ -3,6 +3,7 @@
  *   vitlab [--backbone PATH] [--data SPEC] [--run DIR] [--probe IMAGE] [--preset NAME]
  *          [--epochs N] [--train] [--page NAME]...
  *          [--screenshot PNG [--screenshot-when ready|training|finished]]
+ *   vitlab --version
  *
  * Without --backbone/--data, the last ones used (GSettings) or the defaults found beside the
  * checkout ($VITLAB_SHARED or ../shared: weights/vit-tiny-augreg-in1k, datasets/hymenoptera)
@@ -18,7 +19,12 @@ G_BEGIN_DECLS
 #define VL_TYPE_APPLICATION (vl_application_get_type ())
 G_DECLARE_FINAL_TYPE (VlApplication, vl_application, VL, APPLICATION, GtkApplication)
 
+/* Also makes sure GSettings has vitlab's schema: when it is not installed, a compiled copy
+ * from the program's resources, with the in-memory backend
+ * (see vl_application_settings_fallback). */
 VlApplication *vl_application_new (void);
+/* Why settings are not kept (the schema is not installed), or NULL when they are. */
+const char    *vl_application_settings_fallback (void);
 
 /* Renders a window (its widget tree, no window-manager frame) to a PNG file. */
 gboolean vl_window_save_screenshot (GtkWindow *window, const char *path, GError **error);
