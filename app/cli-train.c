@@ -106,6 +106,7 @@ typedef struct {
   VlTaskKind task;
   double    last_val_acc;
   double    last_val_mae, last_val_r2;
+  double    last_val_miou, last_val_aacc;
   gboolean  have_val;
   gint64    last_plain;
   gint64    started;
@@ -172,6 +173,10 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_mae %.4f  "
                             "val_rmse %.4f  val_r2 %.4f", m->epoch + 1, p->epochs, m->train_loss,
                             m->reg.loss, m->reg.mae_mean, m->reg.rmse_mean, m->reg.r2_mean);
+  else if (m->task == VL_TASK_SEGMENT)
+    g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_miou %.4f  "
+                            "val_aacc %.4f  val_macc %.4f", m->epoch + 1, p->epochs,
+                            m->train_loss, m->seg.loss, m->seg.miou, m->seg.aacc, m->seg.macc);
   else
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
                             m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
@@ -188,6 +193,8 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
   p->last_val_acc = m->val.top1;
   p->last_val_mae = m->reg.mae_mean;
   p->last_val_r2 = m->reg.r2_mean;
+  p->last_val_miou = m->seg.miou;
+  p->last_val_aacc = m->seg.aacc;
   p->have_val = TRUE;
 }
 
@@ -264,6 +271,8 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
                       ev->epoch, took, cfg->out_dir);
           if (p->have_val && p->task == VL_TASK_REGRESS)
             g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
+          else if (p->have_val && p->task == VL_TASK_SEGMENT)
+            g_print ("val_aacc=%.4f\nval_miou=%.4f\n", p->last_val_aacc, p->last_val_miou);
           else if (p->have_val)
             g_print ("val_acc=%.4f\n", p->last_val_acc);
           *rc = EXIT_SUCCESS;
@@ -350,9 +359,16 @@ cmd_train (int argc, char **argv)
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
   g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
+  g_autofree char *seg_head = NULL;
+  int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
-      "classify (default) or regress (targets.csv, fashion-mnist-rotate)", "TASK" },
+      "classify (default), regress (targets.csv, fashion-mnist-rotate) or segment (a Pascal "
+      "VOC folder, images/ + masks/, fashion-mnist-scenes)", "TASK" },
+    { "seg-head", 0, 0, G_OPTION_ARG_STRING, &seg_head,
+      "segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)", "KIND" },
+    { "img-size", 0, 0, G_OPTION_ARG_INT, &img_size,
+      "segment: input side, a multiple of the patch (the backbone's)", "N" },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, "regression loss: mse (default) or smooth-l1",
       "LOSS" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
@@ -421,7 +437,8 @@ cmd_train (int argc, char **argv)
                         : ls_s ? "--label-smoothing" : clip_s ? "--clip-grad"
                         : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
                         : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
-                        : loss ? "--loss" : NULL;
+                        : loss ? "--loss" : seg_head ? "--seg-head"
+                        : img_size >= 0 ? "--img-size" : NULL;
       if (fixed)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
@@ -477,9 +494,21 @@ cmd_train (int argc, char **argv)
     }
   if (task && !vl_task_from_string (task, &cfg.task))
     {
-      usage_error ("--task %s: expected classify or regress", task);
+      usage_error ("--task %s: expected classify, regress or segment", task);
       goto done;
     }
+  if (seg_head && !vl_seg_head_kind_from_string (seg_head, &cfg.seg_head))
+    {
+      usage_error ("--seg-head %s: expected linear or upconv", seg_head);
+      goto done;
+    }
+  if ((seg_head || img_size >= 0) && cfg.task != VL_TASK_SEGMENT)
+    {
+      usage_error ("--seg-head and --img-size are for --task segment");
+      goto done;
+    }
+  if (img_size >= 0)
+    cfg.img_size = img_size;
   if (loss && !vl_reg_loss_from_string (loss, &cfg.reg_loss))
     {
       usage_error ("--loss %s: expected mse or smooth-l1", loss);

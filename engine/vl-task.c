@@ -8,7 +8,7 @@
 
 /* ------------------------------------------------------------------ names */
 
-static const char *const task_names[] = { "classify", "regress" };
+static const char *const task_names[] = { "classify", "regress", "segment" };
 static const char *const reg_loss_names[] = { "mse", "smooth-l1" };
 
 const char *
@@ -29,6 +29,11 @@ vl_task_from_string (const char *s, VlTaskKind *out)
   if (g_strcmp0 (s, "classification") == 0 || g_strcmp0 (s, "regression") == 0)
     {
       *out = s[0] == 'c' ? VL_TASK_CLASSIFY : VL_TASK_REGRESS;
+      return TRUE;
+    }
+  if (g_strcmp0 (s, "segmentation") == 0)
+    {
+      *out = VL_TASK_SEGMENT;
       return TRUE;
     }
   return FALSE;
@@ -373,4 +378,61 @@ vl_evaluate_regress (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
     }
   vl_regress_result_end (out);
   return TRUE;
+}
+
+/* ------------------------------------------------------------------ segmentation metrics */
+
+void
+vl_seg_result_begin (VlSegResult *r, int n_classes, gboolean own_size)
+{
+  memset (r, 0, sizeof *r);
+  r->n_classes = n_classes;
+  r->own_size = own_size;
+  r->metric = vl_seg_metric_new (n_classes, VL_SEG_IGNORE);
+  r->miou = r->aacc = r->macc = r->loss = NAN;
+}
+
+void
+vl_seg_result_add (VlSegResult *r, const float *logits, const uint8_t *mask, int H, int W)
+{
+  const int64_t n = (int64_t) H * W;
+  int64_t counted = 0;
+  double loss = vl_seg_cross_entropy (NULL, logits, mask, n, r->n_classes, VL_SEG_IGNORE,
+                                      &counted);
+  r->loss_sum += loss * counted;
+  r->pixels += counted;
+  g_autofree uint8_t *pred = g_new (uint8_t, n);
+  vl_seg_argmax (pred, logits, n, r->n_classes);
+  vl_seg_metric_add (r->metric, pred, mask, n);
+  r->n++;
+}
+
+void
+vl_seg_result_end (VlSegResult *r)
+{
+  const int K = r->n_classes;
+  g_free (r->iou);
+  g_free (r->acc);
+  r->iou = g_new (double, K);
+  r->acc = g_new (double, K);
+  r->miou = vl_seg_metric_compute (r->metric, r->iou, r->acc, &r->macc, &r->aacc);
+  r->loss = r->pixels > 0 ? r->loss_sum / (double) r->pixels : NAN;
+  g_clear_pointer (&r->metric, vl_seg_metric_free);
+}
+
+void
+vl_seg_result_clear (VlSegResult *r)
+{
+  g_clear_pointer (&r->iou, g_free);
+  g_clear_pointer (&r->acc, g_free);
+  g_clear_pointer (&r->metric, vl_seg_metric_free);
+}
+
+void
+vl_seg_result_copy (VlSegResult *dst, const VlSegResult *src)
+{
+  *dst = *src;
+  dst->metric = NULL;
+  dst->iou = src->iou ? g_memdup2 (src->iou, sizeof (double) * src->n_classes) : NULL;
+  dst->acc = src->acc ? g_memdup2 (src->acc, sizeof (double) * src->n_classes) : NULL;
 }

@@ -24,12 +24,14 @@
 
 #include "vl-dataset.h"
 #include "vl-model.h"
+#include "vl-seg.h"
 
 G_BEGIN_DECLS
 
 typedef enum {
   VL_TASK_CLASSIFY,
   VL_TASK_REGRESS,
+  VL_TASK_SEGMENT,   /* one class per pixel: a seg head (vl-seg-head.h) over the token grid */
 } VlTaskKind;
 
 typedef enum {
@@ -37,8 +39,9 @@ typedef enum {
   VL_REG_LOSS_SMOOTH_L1,   /* beta 1, on the standardised targets */
 } VlRegLoss;
 
-/* Names as the CLI, run.json and metrics.jsonl spell them: "classify", "regress"; "mse",
- * "smooth-l1". from_string also takes "classification" and "regression". */
+/* Names as the CLI, run.json and metrics.jsonl spell them: "classify", "regress", "segment";
+ * "mse", "smooth-l1". from_string also takes "classification", "regression" and
+ * "segmentation". */
 const char *vl_task_name              (VlTaskKind kind);
 gboolean    vl_task_from_string       (const char *s, VlTaskKind *out);
 const char *vl_reg_loss_name          (VlRegLoss loss);
@@ -106,6 +109,32 @@ void      vl_regress_result_clear (VlRegressResult *r);
 void      vl_regress_result_copy  (VlRegressResult *dst, const VlRegressResult *src);
 /* Standardised outputs (n_outputs) to the targets' units. */
 void      vl_task_unstandardize   (const VlTaskSpec *t, const float *out, float *values);
+
+/* ---- segmentation metrics ----
+ * segment   a seg head (vl-seg-head.h) over the final-norm token grid gives (B, S, S, K) logits
+ *           at the input size; per-pixel cross-entropy with ignore index 255 (vl-seg.h); the
+ *           metrics are mmsegmentation's IoUMetric (VlSegMetric) over the whole split. */
+
+typedef struct {
+  int      n_classes;
+  int64_t  n;             /* images evaluated */
+  int64_t  pixels;        /* pixels counted (not ignored) */
+  double   loss;          /* mean cross-entropy over the counted pixels */
+  double   miou, aacc, macc;
+  double  *iou, *acc;     /* (K) per class; NaN where undefined (skipped by the means) */
+  gboolean own_size;      /* scored at each image's own size (else at the input size) */
+  /* accumulating */
+  double   loss_sum;
+  VlSegMetric *metric;
+} VlSegResult;
+
+void      vl_seg_result_begin     (VlSegResult *r, int n_classes, gboolean own_size);
+/* One image's logits (H, W, K) against its mask (H, W). */
+void      vl_seg_result_add       (VlSegResult *r, const float *logits, const uint8_t *mask,
+                                   int H, int W);
+void      vl_seg_result_end       (VlSegResult *r);
+void      vl_seg_result_clear     (VlSegResult *r);
+void      vl_seg_result_copy      (VlSegResult *dst, const VlSegResult *src);
 
 /* ---- evaluation ---- */
 

@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="
   build-essential pkg-config meson ninja-build python3
-  libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
+  libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libpng-dev libgtk-4-dev
   xvfb xauth dataset-fashion-mnist python3-numpy
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "
