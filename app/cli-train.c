@@ -698,6 +698,47 @@ eval_regress (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   return EXIT_SUCCESS;
 }
 
+/* eval of a segmentation run: the seg head of seg_head.safetensors on the model, scored at
+ * each image's own size. */
+static int
+eval_segment (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSplit which,
+              int batch, int img_size)
+{
+  GError *error = NULL;
+  g_autofree char *hpath = g_build_filename (run, "seg_head.safetensors", NULL);
+  g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, vl_model_geometry (m)->width, &error);
+  if (h == NULL)
+    return cli_fail (error);
+  if (!vl_dataset_is_segmentation (ds) ||
+      vl_dataset_n_classes (ds) != vl_seg_head_n_classes (h))
+    {
+      g_printerr ("vitlab-cli: %s: the seg head has %d classes, %s %s\n", run,
+                  vl_seg_head_n_classes (h), spec,
+                  vl_dataset_is_segmentation (ds) ? "another number" : "has no masks");
+      return EXIT_FAILURE;
+    }
+  VlSegResult r;
+  if (!vl_evaluate_segment (m, h, ds, which, img_size, batch, NULL, &r, &error))
+    return cli_fail (error);
+  print_skipped_files (ds);
+  const int K = r.n_classes;
+  const char *sp = which == VL_SPLIT_VAL ? "val" : "train";
+  g_print ("data:      %s, %s split, %" G_GINT64_FORMAT " images\n", vl_dataset_description (ds),
+           sp, r.n);
+  g_print ("task:      segmentation (%s head), scored at each image's own size\n",
+           vl_seg_head_kind_name (vl_seg_head_kind (h)));
+  g_print ("loss:      %.4f\n", r.loss);
+  g_print ("mIoU:      %.4f\n", r.miou);
+  g_print ("pixel acc: %.4f (aAcc)\n", r.aacc);
+  g_print ("mean acc:  %.4f (mAcc)\n", r.macc);
+  g_print ("%-24s %8s %8s\n", "class", "IoU", "Acc");
+  for (int k = 0; k < K; k++)
+    g_print ("%-24.24s %8.4f %8.4f\n", vl_dataset_class_name (ds, k), r.iou[k], r.acc[k]);
+  g_print ("%s_miou=%.4f\n%s_aacc=%.4f\n", sp, r.miou, sp, r.aacc);
+  vl_seg_result_clear (&r);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_eval (int argc, char **argv)
 {
@@ -730,6 +771,7 @@ cmd_eval (int argc, char **argv)
 
   /* the run's dataset and split, unless --data says otherwise */
   VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
+  int img_size = 0;
   g_autofree char *spec = g_strdup (data);
   g_autofree char *run_json = g_build_filename (run, "run.json", NULL);
   if (g_file_test (run_json, G_FILE_TEST_EXISTS))
@@ -739,6 +781,7 @@ cmd_eval (int argc, char **argv)
         return cli_fail (error);
       opts.val_fraction = cfg.val_fraction;
       opts.seed = cfg.seed;
+      img_size = cfg.task == VL_TASK_SEGMENT ? cfg.img_size : 0;
       if (spec == NULL)
         spec = g_strdup (cfg.data);
       vl_train_config_clear (&cfg);
@@ -772,6 +815,8 @@ cmd_eval (int argc, char **argv)
       vl_run_task_clear (&task);
       return rc;
     }
+  if (task.kind == VL_TASK_SEGMENT)
+    return eval_segment (run, m, ds, spec, which, batch, img_size);
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {

@@ -486,3 +486,29 @@ vl_seg_head_from_safetensors (VlSafetensors *st, int width, GError **error)
     }
   return g_steal_pointer (&h);
 }
+
+VlSegHead *
+vl_seg_head_load (const char *path, int width, GError **error)
+{
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  return st ? vl_seg_head_from_safetensors (st, width, error) : NULL;
+}
+
+void
+vl_seg_palette (uint8_t palette[256 * 3])
+{
+  /* bit j of k goes to bit 7 - i of channel j % 3, for the i-th triple of bits */
+  for (int k = 0; k < 256; k++)
+    {
+      int r = 0, g = 0, b = 0, c = k;
+      for (int i = 0; i < 8; i++, c >>= 3)
+        {
+          r |= ((c >> 0) & 1) << (7 - i);
+          g |= ((c >> 1) & 1) << (7 - i);
+          b |= ((c >> 2) & 1) << (7 - i);
+        }
+      palette[3 * k] = (uint8_t) r;
+      palette[3 * k + 1] = (uint8_t) g;
+      palette[3 * k + 2] = (uint8_t) b;
+    }
+}

@@ -96,6 +96,11 @@ gboolean    vl_seg_head_in_safetensors (VlSafetensors *st);
  * errors name the file, the tensor and the shapes. */
 VlSegHead  *vl_seg_head_from_safetensors (VlSafetensors *st, int width, GError **error);
 
+/* vl_seg_head_from_safetensors on the file at path. */
+VlSegHead  *vl_seg_head_load          (const char *path, int width, GError **error);
+/* The Pascal VOC colour map (256 RGB triples): class k's colour from the bits of k. */
+void        vl_seg_palette            (uint8_t palette[256 * 3]);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlSegHead, vl_seg_head_free)
 
 G_END_DECLS

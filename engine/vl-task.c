@@ -1,6 +1,7 @@
 /* vl-task.c: the tasks' losses and metrics, and evaluation (see vl-task.h). */
 #include "vl-task.h"
 #include "vl-loss.h"
+#include "vl-conv.h"
 #include "vl-safetensors.h"   /* VL_ERROR */
 
 #include <math.h>
@@ -435,4 +436,69 @@ vl_seg_result_copy (VlSegResult *dst, const VlSegResult *src)
   dst->metric = NULL;
   dst->iou = src->iou ? g_memdup2 (src->iou, sizeof (double) * src->n_classes) : NULL;
   dst->acc = src->acc ? g_memdup2 (src->acc, sizeof (double) * src->n_classes) : NULL;
+}
+
+gboolean
+vl_evaluate_segment (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split, int size,
+                     int batch_size, GCancellable *cancellable, VlSegResult *out,
+                     GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (!vl_dataset_is_segmentation (ds) || vl_seg_head_n_classes (h) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "the seg head has %d classes, %s %d",
+                   vl_seg_head_n_classes (h), vl_dataset_description (ds),
+                   vl_dataset_is_segmentation (ds) ? K : 0);
+      return FALSE;
+    }
+  const VlGeometry *g = vl_model_geometry (m);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (size > 0)
+    pp.size = size;
+  if (pp.size % g->patch != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
+                   "patch size %d", pp.size, g->patch);
+      return FALSE;
+    }
+  const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
+  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
+                                              MAX (batch_size, 1), FALSE, 0);
+  vl_seg_result_begin (out, K, TRUE);
+  vl_loader_start_epoch (loader, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (loader, &b))
+    {
+      if (check_cancelled (cancellable, error) ||
+          !vl_model_forward (m, b.images, b.n, S, S, VL_FORWARD_INFER, error))
+        {
+          vl_seg_result_clear (out);
+          return FALSE;
+        }
+      const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b.n, T, g->n_prefix,
+                                            G, G, S, S);
+      for (int j = 0; j < b.n; j++)
+        {
+          int w, hh;
+          g_autoptr(GError) local = NULL;
+          g_autofree uint8_t *mask = vl_dataset_load_mask (ds, split, b.indices[j], &w, &hh,
+                                                           &local);
+          if (mask == NULL)
+            continue;   /* listed as skipped */
+          g_autofree float *up = g_try_new (float, (gsize) w * hh * K);
+          if (up == NULL)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot allocate its logits at "
+                           "%dx%d", vl_dataset_item_name (ds, split, b.indices[j]), w, hh);
+              vl_seg_result_clear (out);
+              return FALSE;
+            }
+          vl_bilinear_forward (up, z + (gsize) j * S * S * K, 1, S, S, K, hh, w);
+          vl_seg_result_add (out, up, mask, hh, w);
+        }
+    }
+  vl_seg_result_end (out);
+  return TRUE;
 }

@@ -25,6 +25,7 @@
 #include "vl-dataset.h"
 #include "vl-model.h"
 #include "vl-seg.h"
+#include "vl-seg-head.h"
 
 G_BEGIN_DECLS
 
@@ -137,6 +138,14 @@ void      vl_seg_result_clear     (VlSegResult *r);
 void      vl_seg_result_copy      (VlSegResult *dst, const VlSegResult *src);
 
 /* ---- evaluation ---- */
+
+/* Evaluates a model without a classification head and its seg head on one split of a
+ * segmentation dataset: images squashed to size x size (0: the model's input size), the seg
+ * head's logits upsampled bilinearly to each image's own size and scored against its original
+ * mask (out->own_size TRUE). */
+gboolean  vl_evaluate_segment    (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split,
+                                  int size, int batch_size, GCancellable *cancellable,
+                                  VlSegResult *out, GError **error);
 
 /* The model's evaluation preprocessing (pretrained_cfg: input size, crop_pct, interpolation,
  * mean, std; channels = in_chans). */
