@@ -6,6 +6,7 @@
 
 #include "vl-conv.h"
 #include "vl-kernels.h"
+#include "vl-pool.h"
 #include "vl-rng.h"
 
 #define SEG_LN_EPS 1e-6f
@@ -222,6 +223,27 @@ ensure (float **buf, int64_t *cap, int64_t n)
   return *buf;
 }
 
+/* The final bilinear resize, one image per task (each image's rows are independent, so the
+ * result does not depend on the number of threads). */
+typedef struct {
+  float       *dst;
+  const float *src;
+  int          sh, sw, K, Ho, Wo;
+  gboolean     backward;
+} ResizeJob;
+
+static void
+resize_one (void *data, int64_t b, int worker)
+{
+  const ResizeJob *j = data;
+  const int64_t in = (int64_t) j->sh * j->sw * j->K, out = (int64_t) j->Ho * j->Wo * j->K;
+  if (j->backward)
+    vl_bilinear_backward (j->dst + b * in, j->src + b * out, 1, j->sh, j->sw, j->K, j->Ho,
+                          j->Wo);
+  else
+    vl_bilinear_forward (j->dst + b * out, j->src + b * in, 1, j->sh, j->sw, j->K, j->Ho, j->Wo);
+}
+
 /* (B, sh, sw) of conv_seg's grid */
 static void
 seg_grid (VlSegHead *h, int *sh, int *sw)
@@ -287,7 +309,8 @@ vl_seg_head_forward (VlSegHead *h, const float *tokens, int B, int T, int n_pref
                  .stride = 1, .pad = 0, .groups = 1 };
   vl_conv2d_forward (s, x, h->p[T_SEG_W].data, h->p[T_SEG_B].data, &c, NULL);
   float *out = ensure (&h->out, &h->cap_out, (int64_t) B * Ho * Wo * K);
-  vl_bilinear_forward (out, s, B, sh, sw, K, Ho, Wo);
+  ResizeJob rj = { out, s, sh, sw, K, Ho, Wo, FALSE };
+  vl_parallel_for (B, resize_one, &rj);
   return out;
 }
 
@@ -326,7 +349,8 @@ vl_seg_head_backward (VlSegHead *h, const float *dlogits, float *d_tokens)
 
   /* d s (B, sh, sw, K) */
   float *ds = g_new0 (float, (int64_t) B * sh * sw * K);
-  vl_bilinear_backward (ds, dlogits, B, sh, sw, K, h->Ho, h->Wo);
+  ResizeJob rj = { ds, dlogits, sh, sw, K, h->Ho, h->Wo, TRUE };
+  vl_parallel_for (B, resize_one, &rj);
   VlConv2d c = { .B = B, .H = sh, .W = sw, .Cin = h->C, .Cout = K, .kh = 1, .kw = 1,
                  .stride = 1, .pad = 0, .groups = 1 };
   /* d of conv_seg's input: the patch grid (linear) or up.3's output (upconv) */

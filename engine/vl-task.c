@@ -2,6 +2,7 @@
 #include "vl-task.h"
 #include "vl-loss.h"
 #include "vl-conv.h"
+#include "vl-pool.h"
 #include "vl-safetensors.h"   /* VL_ERROR */
 
 #include <math.h>
@@ -479,26 +480,135 @@ vl_evaluate_segment (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split, int
         }
       const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b.n, T, g->n_prefix,
                                             G, G, S, S);
+      g_autofree uint8_t **masks = g_new0 (uint8_t *, b.n);
+      g_autofree int *w = g_new0 (int, b.n);
+      g_autofree int *hh = g_new0 (int, b.n);
+      for (int j = 0; j < b.n; j++)   /* a mask that fails is listed as skipped */
+        masks[j] = vl_dataset_load_mask (ds, split, b.indices[j], &w[j], &hh[j], NULL);
+      gboolean ok = vl_seg_result_add_upsampled (out, z, b.n, S, masks, w, hh, error);
       for (int j = 0; j < b.n; j++)
+        g_free (masks[j]);
+      if (!ok)
         {
-          int w, hh;
-          g_autoptr(GError) local = NULL;
-          g_autofree uint8_t *mask = vl_dataset_load_mask (ds, split, b.indices[j], &w, &hh,
-                                                           &local);
-          if (mask == NULL)
-            continue;   /* listed as skipped */
-          g_autofree float *up = g_try_new (float, (gsize) w * hh * K);
-          if (up == NULL)
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot allocate its logits at "
-                           "%dx%d", vl_dataset_item_name (ds, split, b.indices[j]), w, hh);
-              vl_seg_result_clear (out);
-              return FALSE;
-            }
-          vl_bilinear_forward (up, z + (gsize) j * S * S * K, 1, S, S, K, hh, w);
-          vl_seg_result_add (out, up, mask, hh, w);
+          vl_seg_result_clear (out);
+          return FALSE;
         }
     }
   vl_seg_result_end (out);
   return TRUE;
+}
+
+typedef struct {
+  const float    *z;
+  int             S, K;
+  uint8_t *const *masks;
+  const int      *w, *h;
+  uint8_t       **pred;     /* (B) out: argmax at each image's size; NULL when not allocated */
+  double         *loss;     /* (B) out: mean over its counted pixels */
+  int64_t        *counted;  /* (B) out */
+} UpJob;
+
+static void
+upsample_one (void *data, int64_t j, int worker)
+{
+  const UpJob *u = data;
+  if (u->masks[j] == NULL)
+    return;
+  const int64_t n = (int64_t) u->w[j] * u->h[j];
+  const float *zj = u->z + j * (int64_t) u->S * u->S * u->K;
+  float *up = NULL;
+  if (u->w[j] != u->S || u->h[j] != u->S)
+    {
+      up = g_try_new (float, n * u->K);
+      if (up == NULL)
+        return;
+      vl_bilinear_forward (up, zj, 1, u->S, u->S, u->K, u->h[j], u->w[j]);
+    }
+  const float *l = up ? up : zj;
+  u->pred[j] = g_new (uint8_t, n);
+  u->loss[j] = vl_seg_cross_entropy (NULL, l, u->masks[j], n, u->K, VL_SEG_IGNORE,
+                                     &u->counted[j]);
+  vl_seg_argmax (u->pred[j], l, n, u->K);
+  g_free (up);
+}
+
+gboolean
+vl_seg_result_add_upsampled (VlSegResult *r, const float *z, int B, int S,
+                             uint8_t *const *masks, const int *w, const int *h, GError **error)
+{
+  g_autofree uint8_t **pred = g_new0 (uint8_t *, B);
+  g_autofree double *loss = g_new0 (double, B);
+  g_autofree int64_t *counted = g_new0 (int64_t, B);
+  UpJob u = { z, S, r->n_classes, masks, w, h, pred, loss, counted };
+  vl_parallel_for (B, upsample_one, &u);
+  gboolean ok = TRUE;
+  for (int j = 0; j < B; j++)
+    {
+      if (masks[j] == NULL)
+        continue;
+      if (pred[j] == NULL)
+        {
+          if (ok)
+            g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the logits of a %dx%d "
+                         "image at its own size", w[j], h[j]);
+          ok = FALSE;
+          continue;
+        }
+      vl_seg_metric_add (r->metric, pred[j], masks[j], (int64_t) w[j] * h[j]);
+      r->loss_sum += loss[j] * counted[j];
+      r->pixels += counted[j];
+      r->n++;
+      g_free (pred[j]);
+    }
+  return ok;
+}
+
+typedef struct {
+  float         *dz;
+  const float   *z;
+  const uint8_t *masks;
+  int64_t        P;
+  int            K;
+  double        *loss;
+  int64_t       *counted;
+  double         scale_num;   /* second pass: dz_j *= counted_j / total */
+  int64_t        total;
+} LossJob;
+
+static void
+loss_one (void *data, int64_t j, int worker)
+{
+  const LossJob *l = data;
+  float *dz = l->dz + j * l->P * l->K;
+  if (l->total == 0)
+    {
+      memset (dz, 0, sizeof (float) * l->P * l->K);
+      l->loss[j] = vl_seg_cross_entropy (dz, l->z + j * l->P * l->K, l->masks + j * l->P, l->P,
+                                         l->K, VL_SEG_IGNORE, &l->counted[j]);
+      return;
+    }
+  const float s = (float) ((double) l->counted[j] / (double) l->total);
+  for (int64_t i = 0; i < l->P * l->K; i++)
+    dz[i] *= s;
+}
+
+double
+vl_seg_batch_loss (float *dz, const float *z, const uint8_t *masks, int B, int64_t P, int K)
+{
+  g_autofree double *loss = g_new0 (double, B);
+  g_autofree int64_t *counted = g_new0 (int64_t, B);
+  LossJob l = { dz, z, masks, P, K, loss, counted, 0, 0 };
+  vl_parallel_for (B, loss_one, &l);   /* each image's mean and its gradient */
+  int64_t total = 0;
+  double sum = 0;
+  for (int j = 0; j < B; j++)
+    {
+      total += counted[j];
+      sum += loss[j] * counted[j];
+    }
+  if (total == 0)
+    return 0.0;
+  l.total = total;
+  vl_parallel_for (B, loss_one, &l);   /* rescaled to the batch's mean */
+  return sum / (double) total;
 }

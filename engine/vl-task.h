@@ -133,7 +133,20 @@ void      vl_seg_result_begin     (VlSegResult *r, int n_classes, gboolean own_s
 /* One image's logits (H, W, K) against its mask (H, W). */
 void      vl_seg_result_add       (VlSegResult *r, const float *logits, const uint8_t *mask,
                                    int H, int W);
+/* B images' logits at the input size (B, S, S, K) against their masks at their own sizes
+ * (masks[j]: w[j] x h[j]; NULL: the image is left out), each upsampled bilinearly to its mask's
+ * size; the images run in parallel on the engine's pool. FALSE (error set) when an image's
+ * logits at its size cannot be allocated. */
+gboolean  vl_seg_result_add_upsampled (VlSegResult *r, const float *z, int B, int S,
+                                       uint8_t *const *masks, const int *w, const int *h,
+                                       GError **error);
 void      vl_seg_result_end       (VlSegResult *r);
+/* The per-pixel cross-entropy (255 ignored) of B images' logits (B, P, K) against their masks
+ * (B, P), the mean over every counted pixel of the batch, and its gradient into dz (B, P, K)
+ * (overwritten): vl_seg_cross_entropy over the whole batch, to float rounding, with the images
+ * in parallel. */
+double    vl_seg_batch_loss       (float *dz, const float *z, const uint8_t *masks, int B,
+                                   int64_t P, int K);
 void      vl_seg_result_clear     (VlSegResult *r);
 void      vl_seg_result_copy      (VlSegResult *dst, const VlSegResult *src);
 

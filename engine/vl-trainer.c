@@ -2552,11 +2552,9 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
     return failed_or_stopped (error);
   if (cancelled (r))
     return STOPPED;
-  const int64_t NP = (int64_t) n * r->S * r->S;
   const float *z = vl_seg_head_forward (r->seg, tok, n, r->T, vl_model_geometry (m)->n_prefix,
                                         r->gh, r->gw, r->S, r->S);
-  memset (r->seg_dz, 0, sizeof (float) * NP * r->K);
-  double loss = vl_seg_cross_entropy (r->seg_dz, z, masks, NP, r->K, VL_SEG_IGNORE, NULL);
+  double loss = vl_seg_batch_loss (r->seg_dz, z, masks, n, (int64_t) r->S * r->S, r->K);
   if (!isfinite (loss))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
@@ -2733,33 +2731,21 @@ validate_add (Run *r, VlEpochMetrics *e, const int *labels, const float *values,
     vl_eval_result_add (&e->val, vl_model_logits (r->m), labels, n);
 }
 
-/* The seg head's logits of image j of the last forward (S, S, K) upsampled to the item's own
- * size and scored against its original mask. */
+/* The seg head's logits of the last forward (n, S, S, K) upsampled to each item's own size and
+ * scored against its original mask (a mask that fails is listed as skipped by the dataset). */
 static gboolean
-seg_score_item (Run *r, VlEpochMetrics *e, const float *z, int j, int item, GError **error)
+seg_score_batch (Run *r, VlEpochMetrics *e, const float *z, const int *items, int n,
+                 GError **error)
 {
-  int w = 0, h = 0;
-  g_autoptr(GError) local = NULL;
-  g_autofree uint8_t *mask = vl_dataset_load_mask (r->ds, VL_SPLIT_VAL, item, &w, &h, &local);
-  if (mask == NULL)
-    return TRUE;   /* listed as skipped by the dataset */
-  const gsize per = (gsize) r->S * r->S * r->K;
-  if (w == r->S && h == r->S)
-    {
-      vl_seg_result_add (&e->seg, z + per * j, mask, h, w);
-      return TRUE;
-    }
-  float *up = g_try_new (float, (gsize) w * h * r->K);
-  if (up == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot allocate the logits at its own "
-                   "size (%dx%d)", vl_dataset_item_name (r->ds, VL_SPLIT_VAL, item), w, h);
-      return FALSE;
-    }
-  vl_bilinear_forward (up, z + per * j, 1, r->S, r->S, r->K, h, w);
-  vl_seg_result_add (&e->seg, up, mask, h, w);
-  g_free (up);
-  return TRUE;
+  g_autofree uint8_t **masks = g_new0 (uint8_t *, n);
+  g_autofree int *w = g_new0 (int, n);
+  g_autofree int *h = g_new0 (int, n);
+  for (int j = 0; j < n; j++)
+    masks[j] = vl_dataset_load_mask (r->ds, VL_SPLIT_VAL, items[j], &w[j], &h[j], NULL);
+  gboolean ok = vl_seg_result_add_upsampled (&e->seg, z, n, r->S, masks, w, h, error);
+  for (int j = 0; j < n; j++)
+    g_free (masks[j]);
+  return ok;
 }
 
 static Outcome
@@ -2791,9 +2777,8 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
             return failed_or_stopped (error);
           const float *z = vl_seg_head_forward (r->seg, tok, n, r->T, n_prefix, r->gh, r->gw,
                                                 r->S, r->S);
-          for (int j = 0; j < n; j++)
-            if (!seg_score_item (r, e, z, j, items[j], error))
-              return FAILED;
+          if (!seg_score_batch (r, e, z, items, n, error))
+            return FAILED;
         }
     }
   else
@@ -2810,9 +2795,8 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
             return failed_or_stopped (error);
           const float *z = vl_seg_head_forward (r->seg, tok, b.n, r->T, n_prefix, r->gh, r->gw,
                                                 r->S, r->S);
-          for (int j = 0; j < b.n; j++)
-            if (!seg_score_item (r, e, z, j, b.indices[j], error))
-              return FAILED;
+          if (!seg_score_batch (r, e, z, b.indices, b.n, error))
+            return FAILED;
         }
     }
   vl_seg_result_end (&e->seg);

@@ -5,6 +5,7 @@
  * run folder's seg_head.safetensors and metrics, resume). */
 #include "vl-test-util.h"
 #include "vl-augment.h"
+#include "vl-conv.h"
 #include "vl-dataset.h"
 #include "vl-image.h"
 #include "vl-seg-head.h"
@@ -354,6 +355,59 @@ test_pets_voc (void)
   g_assert_cmpint (n255, >, 0);   /* the trimap's border */
 }
 
+/* The batch loss (images in parallel, rescaled to the batch mean) is the cross-entropy over
+ * all the batch's pixels; an image with no counted pixel adds nothing. The upsampled scoring
+ * equals scoring the upsampled logits one image after another. */
+static void
+test_batch_loss_and_scoring (void)
+{
+  const int B = 3, P = 50, K = 4;
+  g_autofree float *z = g_new (float, B * P * K);
+  g_autofree uint8_t *m = g_new (uint8_t, B * P);
+  for (int i = 0; i < B * P * K; i++)
+    z[i] = (float) sin (i * 1.7) * 3.0f;
+  for (int i = 0; i < B * P; i++)
+    m[i] = i / P == 1 ? 255 : (i % 5 == 0 ? 255 : (uint8_t) ((i * 7) % K));
+  g_autofree float *d1 = g_new0 (float, B * P * K);
+  g_autofree float *d2 = g_new (float, B * P * K);
+  for (int i = 0; i < B * P * K; i++)
+    d2[i] = 99.0f;   /* overwritten */
+  double l1 = vl_seg_cross_entropy (d1, z, m, B * P, K, 255, NULL);
+  double l2 = vl_seg_batch_loss (d2, z, m, B, P, K);
+  g_assert_cmpfloat (fabs (l1 - l2), <=, 1e-9 * fabs (l1));
+  vl_test_assert_close ("batch loss gradient", d2, d1, B * P * K, 1e-9, 1e-6);
+
+  /* scoring: image 0 at 7 x 5 from 4 x 4 logits, image 1 left out, image 2 at 4 x 4 */
+  const int S = 4;
+  g_autofree float *zs = g_new (float, 3 * S * S * K);
+  for (int i = 0; i < 3 * S * S * K; i++)
+    zs[i] = (float) cos (i * 0.9);
+  uint8_t m0[35], m2[16];
+  for (int i = 0; i < 35; i++)
+    m0[i] = i % 6 == 0 ? 255 : (uint8_t) (i % K);
+  for (int i = 0; i < 16; i++)
+    m2[i] = (uint8_t) ((i / 3) % K);
+  uint8_t *masks[3] = { m0, NULL, m2 };
+  int w[3] = { 7, 0, S }, h[3] = { 5, 0, S };
+  VlSegResult a, b;
+  vl_seg_result_begin (&a, K, TRUE);
+  vl_seg_result_begin (&b, K, TRUE);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_seg_result_add_upsampled (&a, zs, 3, S, masks, w, h, &error));
+  float up[35 * 4];
+  vl_bilinear_forward (up, zs, 1, S, S, K, 5, 7);
+  vl_seg_result_add (&b, up, m0, 5, 7);
+  vl_seg_result_add (&b, zs + 2 * S * S * K, m2, S, S);
+  vl_seg_result_end (&a);
+  vl_seg_result_end (&b);
+  g_assert_cmpint (a.n, ==, 2);
+  g_assert_cmpfloat (a.miou, ==, b.miou);
+  g_assert_cmpfloat (a.aacc, ==, b.aacc);
+  g_assert_cmpfloat (fabs (a.loss - b.loss), <=, 1e-12);
+  vl_seg_result_clear (&a);
+  vl_seg_result_clear (&b);
+}
+
 /* ------------------------------------------------------------------ training */
 
 static void
@@ -630,6 +684,7 @@ main (int argc, char **argv)
   g_test_add_func ("/segment/mask-pairs", test_mask_pairs);
   g_test_add_func ("/segment/scenes", test_scenes);
   g_test_add_func ("/segment/pets-voc", test_pets_voc);
+  g_test_add_func ("/segment/batch-loss", test_batch_loss_and_scoring);
   g_test_add_data_func ("/segment/train-cache/linear", "linear", test_train_cache);
   g_test_add_data_func ("/segment/train-cache/upconv", "upconv", test_train_cache);
   g_test_add_func ("/segment/train-run-folder", test_train_run_folder);
