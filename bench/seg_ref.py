@@ -1,10 +1,10 @@
 #!/usr/bin/python3
 """The PyTorch reference of vitlab's frozen linear segmentation recipe (vitlab-cli train --task
-segment --seg-head linear --unlock 1 --cache-features), for the comparison in README.md:
+segment --seg-head linear|upconv --unlock 1 --cache-features), for the comparison in README.md:
 
     bench/seg_ref.py --backbone ../shared/weights/vit-tiny-augreg-in1k \\
         --data ../shared/datasets/pets-voc [--epochs 20] [--lr 1e-2] [--wd 0.05] [--batch 32] \\
-        [--warmup 1] [--size 224] [--seed 0]
+        [--warmup 1] [--size 224] [--seed 0] [--head linear|upconv]
 
 DATA is a Pascal VOC layout (JPEGImages/, SegmentationClass/ index PNGs with 255 ignored,
 ImageSets/Segmentation/{train,val}.txt, labels.txt). The recipe, as vitlab runs it: every image
@@ -50,6 +50,30 @@ def read_split(root, split):
     return items
 
 
+class LN2d(nn.Module):
+    """LayerNorm over the channels of an NCHW map (mmseg's / ViTDet's LayerNorm2d)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.ln = nn.LayerNorm(c, eps=1e-6)
+
+    def forward(self, x):
+        return self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def make_head(kind, W, K):
+    """linear: conv_seg W -> K; upconv: ConvTranspose2d W -> W/2, LN, GELU, ConvTranspose2d
+    W/2 -> W/4, conv_seg W/4 -> K (PyTorch's default init for the transposed convs)."""
+    c = W if kind == "linear" else W // 4
+    conv_seg = nn.Conv2d(c, K, 1)
+    nn.init.normal_(conv_seg.weight, 0.0, 0.01)
+    nn.init.zeros_(conv_seg.bias)
+    if kind == "linear":
+        return conv_seg
+    return nn.Sequential(nn.ConvTranspose2d(W, W // 2, 2, 2), LN2d(W // 2), nn.GELU(),
+                         nn.ConvTranspose2d(W // 2, W // 4, 2, 2), conv_seg)
+
+
 def load_mask(path):
     m = Image.open(path)
     assert m.mode in ("P", "L"), (path, m.mode)
@@ -67,6 +91,7 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--head", choices=("linear", "upconv"), default="linear")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(a.seed)
@@ -109,11 +134,11 @@ def main():
     xva, yva = tokens(va, False)
     t_feat = time.time() - t0
 
-    head = nn.Conv2d(xtr.shape[1], K, 1)
-    nn.init.normal_(head.weight, 0.0, 0.01)
-    nn.init.zeros_(head.bias)
-    opt = torch.optim.AdamW([{"params": [head.weight], "weight_decay": a.wd},
-                             {"params": [head.bias], "weight_decay": 0.0}],
+    head = make_head(a.head, xtr.shape[1], K)
+    decay = [p_ for p_ in head.parameters() if p_.ndim >= 2]
+    no_decay = [p_ for p_ in head.parameters() if p_.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
+                             {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
     n = xtr.shape[0]
     spe = (n + a.batch - 1) // a.batch
