@@ -14,6 +14,7 @@
 #include "vl-model.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
+#include "vl-seg-head.h"
 
 #include <locale.h>
 #include <math.h>
@@ -292,6 +293,44 @@ cmd_forward (int argc, char **argv)
     vl_safetensors_writer_add_f32 (w, "embedding", 2, s_emb, vl_model_embedding (m));
   if (vl_model_logits (m))
     vl_safetensors_writer_add_f32 (w, "logits", 2, s_logits, vl_model_logits (m));
+  /* a segmentation head in the checkpoint (decode_head.*), or a run folder's
+   * seg_head.safetensors: seg_logits (B, K, H, W) at the input size */
+  g_autoptr(VlSegHead) seg = NULL;
+  {
+    const char *p = argv[1];
+    gboolean dir = g_file_test (p, G_FILE_TEST_IS_DIR);
+    g_autofree char *c1 = dir ? g_build_filename (p, "model.safetensors", NULL) : g_strdup (p);
+    g_autofree char *c2 = dir ? g_build_filename (p, "seg_head.safetensors", NULL) : NULL;
+    const char *cands[] = { c1, c2 };
+    for (guint i = 0; i < G_N_ELEMENTS (cands) && seg == NULL; i++)
+      {
+        if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
+          continue;
+        g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
+        if (st == NULL || !vl_seg_head_in_safetensors (st))
+          continue;
+        seg = vl_seg_head_from_safetensors (st, g->width, &error);
+        if (seg == NULL)
+          {
+            g_strfreev (names);
+            return cli_fail (error);
+          }
+      }
+  }
+  g_autofree float *seg_nchw = NULL;
+  if (seg)
+    {
+      const int K = vl_seg_head_n_classes (seg);
+      const float *z = vl_seg_head_forward (seg, vl_model_tokens_final (m), B, T, g->n_prefix,
+                                            H / g->patch, W / g->patch, H, W);
+      seg_nchw = g_new (float, (gsize) B * K * H * W);
+      for (int b = 0; b < B; b++)
+        for (int p = 0; p < H * W; p++)
+          for (int k = 0; k < K; k++)
+            seg_nchw[((gsize) b * K + k) * H * W + p] = z[((gsize) b * H * W + p) * K + k];
+      int64_t s_seg[4] = { B, K, H, W };
+      vl_safetensors_writer_add_f32 (w, "seg_logits", 4, s_seg, seg_nchw);
+    }
   vl_safetensors_writer_add_metadata (w, "pool", pool_name (vl_model_pool (m)));
   gboolean ok = vl_safetensors_writer_write (w, out, &error);
   g_strfreev (names);

@@ -657,6 +657,42 @@ test_cli (void)
   g_assert_no_error (error);
   g_assert_cmpint (ov->width, ==, 20);
 
+  /* forward on the run folder writes seg_logits (B, K, H, W): the seg head over the model's
+   * final-norm tokens, as the engine computes it */
+  {
+    const int B = 2, S = 16, K = 3;
+    g_autofree float *x = g_new (float, B * 3 * S * S);
+    for (int i = 0; i < B * 3 * S * S; i++)
+      x[i] = (float) sin (i * 0.31);
+    g_autofree char *ipath = g_build_filename (dir, "images.safetensors", NULL);
+    g_autofree char *fpath = g_build_filename (dir, "forward.safetensors", NULL);
+    VlSafetensorsWriter *wr = vl_safetensors_writer_new ();
+    int64_t shape[4] = { B, 3, S, S };
+    vl_safetensors_writer_add_f32 (wr, "images", 4, shape, x);
+    g_assert_true (vl_safetensors_writer_write (wr, ipath, &error));
+    vl_safetensors_writer_free (wr);
+    g_autofree char *o7 = cli (&st, "forward", run, "--images", ipath, "--out", fpath, NULL);
+    g_assert_cmpint (st, ==, 0);
+    g_autoptr(VlSafetensors) fst = vl_test_open (fpath);
+    int64_t n;
+    g_autofree float *got = vl_test_read (fst, "seg_logits", &n);
+    g_assert_cmpint (n, ==, B * K * S * S);
+    g_autoptr(VlModel) m = vl_run_load_model (run, NULL, &error);
+    g_assert_no_error (error);
+    g_autofree char *hp = g_build_filename (run, "seg_head.safetensors", NULL);
+    g_autoptr(VlSegHead) sh = vl_seg_head_load (hp, 32, &error);
+    g_assert_no_error (error);
+    g_assert_true (vl_model_forward (m, x, B, S, S, VL_FORWARD_INFER, &error));
+    const float *z = vl_seg_head_forward (sh, vl_model_tokens_final (m), B, 1 + 16, 1, 4, 4, S,
+                                          S);
+    g_autofree float *want = g_new (float, n);
+    for (int b = 0; b < B; b++)
+      for (int p = 0; p < S * S; p++)
+        for (int k = 0; k < K; k++)
+          want[(b * K + k) * S * S + p] = z[(b * S * S + p) * K + k];
+    vl_test_assert_close ("seg_logits", got, want, n, 1e-6, 1e-5);
+  }
+
   /* usage errors */
   g_autofree char *o4 = cli (&st, "predict", run, img, NULL);
   g_assert_cmpint (st, ==, 2);
