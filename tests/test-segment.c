@@ -691,6 +691,22 @@ test_cli (void)
         for (int k = 0; k < K; k++)
           want[(b * K + k) * S * S + p] = z[(b * S * S + p) * K + k];
     vl_test_assert_close ("seg_logits", got, want, n, 1e-6, 1e-5);
+
+    /* export: the backbone and the head, loaded back by forward */
+    g_autofree char *exp = g_build_filename (dir, "exported", NULL);
+    g_autofree char *fpath2 = g_build_filename (dir, "forward2.safetensors", NULL);
+    g_autofree char *o8 = cli (&st, "export", run, "--out", exp, NULL);
+    g_assert_cmpint (st, ==, 0);
+    g_autofree char *cfg = NULL;
+    g_autofree char *cfg_path = g_build_filename (exp, "config.json", NULL);
+    g_assert_true (g_file_get_contents (cfg_path, &cfg, NULL, NULL));
+    g_assert_nonnull (strstr (cfg, "\"task\" : \"segmentation\""));
+    g_assert_nonnull (strstr (cfg, "\"blue\""));
+    g_autofree char *o9 = cli (&st, "forward", exp, "--images", ipath, "--out", fpath2, NULL);
+    g_assert_cmpint (st, ==, 0);
+    g_autoptr(VlSafetensors) fst2 = vl_test_open (fpath2);
+    g_autofree float *got2 = vl_test_read (fst2, "seg_logits", &n);
+    vl_test_assert_close ("seg_logits after export", got2, want, n, 1e-6, 1e-5);
   }
 
   /* usage errors */
