@@ -42,7 +42,7 @@ write_pair (const char *img_path, const char *mask_path, int w, int h, int mw, i
       m[y * mw + x] = y < 2 ? 255 : x < mw / 2 ? 1 : 2;
   if (bad)
     m[5 * mw + 3] = 7;
-  /* a palette of 8 colours: index 255 needs a full palette in PNG; use gray for 255 masks */
+  /* a 256-entry palette (the first 8 VOC colours): index 255 must lie inside it */
   g_autofree uint8_t *pal = g_new0 (uint8_t, 256 * 3);
   memcpy (pal, palette, sizeof palette);
   g_assert_true (vl_mask_save (mask_path, m, mw, mh, pal, 256, &error));
