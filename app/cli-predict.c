@@ -2,9 +2,22 @@
  *
  * Classification runs print each image's top classes with their probabilities; regression runs
  * print each target's predicted value in its own units (the run's standardisation undone). One
- * line per image (per class with --top K), tab-separated, for other programs to read. */
+ * line per image (per class with --top K), tab-separated, for other programs to read.
+ * Segmentation runs write, into --out DIR, NAME.png (the predicted class of every pixel at the
+ * image's own size, an 8-bit palette PNG with the VOC colours) and NAME-overlay.png (the image
+ * with each non-background class tinted in its colour), and print one line per image: the file,
+ * the mask written and the share of each class's pixels. */
 #include "cli-commands.h"
+#include "vl-augment.h"
+#include "vl-conv.h"
+#include "vl-seg.h"
 #include "vl-trainer.h"
+
+#include <errno.h>
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+#include <glib/gstdio.h>
 
 #include <math.h>
 #include <stdlib.h>
@@ -65,13 +78,106 @@ print_prediction (const char *file, const float *z, int K, const VlRunTask *task
   cli_print_top_classes (file, z, K, names, top);
 }
 
+/* A segmentation run on images: masks and overlays into out_dir. */
+static int
+predict_segment (const char *run, VlModel *m, char **files, int n_files, const char *out_dir,
+                 const char *const *names)
+{
+  GError *error = NULL;
+  VlTrainConfig cfg;
+  if (!vl_train_config_load (&cfg, run, &error))
+    return cli_fail (error);
+  const int img_size = cfg.img_size;
+  vl_train_config_clear (&cfg);
+  g_autofree char *hpath = g_build_filename (run, "seg_head.safetensors", NULL);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, g->width, &error);
+  if (h == NULL)
+    return cli_fail (error);
+  if (g_mkdir_with_parents (out_dir, 0755) != 0)
+    {
+      g_printerr ("vitlab-cli: %s: cannot create the folder: %s\n", out_dir, g_strerror (errno));
+      return EXIT_FAILURE;
+    }
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (img_size > 0)
+    pp.size = img_size;
+  const int S = pp.size, G = S / g->patch, K = vl_seg_head_n_classes (h);
+  uint8_t palette[256 * 3];
+  vl_seg_palette (palette);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * S * S);
+  int failures = 0;
+  for (int i = 0; i < n_files; i++)
+    {
+      g_autoptr(VlImage) img = vl_image_load (files[i], 3, &error);
+      if (img == NULL)
+        {
+          g_printerr ("vitlab-cli: %s\n", error->message);
+          g_clear_error (&error);
+          failures++;
+          continue;
+        }
+      vl_preprocess_squash (img, &pp, px);
+      if (!vl_model_forward (m, px, 1, S, S, VL_FORWARD_INFER, &error))
+        return cli_fail (error);
+      const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), 1,
+                                            g->n_prefix + G * G, g->n_prefix, G, G, S, S);
+      const int W = img->width, H = img->height;
+      g_autofree float *up = g_try_new (float, (gsize) W * H * K);
+      if (up == NULL)
+        {
+          g_printerr ("vitlab-cli: %s: %dx%d is too large to segment here\n", files[i], W, H);
+          failures++;
+          continue;
+        }
+      vl_bilinear_forward (up, z, 1, S, S, K, H, W);
+      g_autofree uint8_t *mask = g_new (uint8_t, (gsize) W * H);
+      vl_seg_argmax (mask, up, (int64_t) W * H, K);
+
+      g_autofree char *base = g_path_get_basename (files[i]);
+      char *dot = strrchr (base, '.');
+      if (dot && dot != base)
+        *dot = '\0';
+      g_autofree char *mname = g_strconcat (base, ".png", NULL);
+      g_autofree char *oname = g_strconcat (base, "-overlay.png", NULL);
+      g_autofree char *mpath = g_build_filename (out_dir, mname, NULL);
+      g_autofree char *opath = g_build_filename (out_dir, oname, NULL);
+      if (!vl_mask_save (mpath, mask, W, H, palette, MAX (K, 2), &error))
+        return cli_fail (error);
+      /* the overlay: half the class colour over every non-background pixel */
+      for (gsize p = 0; p < (gsize) W * H; p++)
+        if (mask[p] != 0)
+          for (int c = 0; c < 3; c++)
+            img->pixels[p * 3 + c] = (uint8_t) ((img->pixels[p * 3 + c] +
+                                                 palette[3 * mask[p] + c] + 1) / 2);
+      if (!vl_image_save_png (opath, img, &error))
+        return cli_fail (error);
+      g_autofree int64_t *count = g_new0 (int64_t, K);
+      for (gsize p = 0; p < (gsize) W * H; p++)
+        count[mask[p]]++;
+      g_print ("%s\t%s", files[i], mpath);
+      for (int k = 0; k < K; k++)
+        {
+          char idx[16];
+          g_snprintf (idx, sizeof idx, "%d", k);
+          g_print ("\t%s=%.4f", names ? names[k] : idx, (double) count[k] / ((double) W * H));
+        }
+      g_print ("\n");
+    }
+  return failures ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 int
 cmd_predict (int argc, char **argv)
 {
   GError *error = NULL;
   int top = 1;
+  g_autofree char *out_dir = NULL;
   GOptionEntry entries[] = {
     { "top", 0, 0, G_OPTION_ARG_INT, &top, "classification: print the top K classes (1)", "K" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out_dir,
+      "segmentation: the folder for NAME.png and NAME-overlay.png", "DIR" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("RUNDIR IMAGE...");
@@ -99,6 +205,36 @@ cmd_predict (int argc, char **argv)
     {
       vl_run_task_clear (&task);
       return cli_fail (error);
+    }
+  if (task.kind == VL_TASK_SEGMENT)
+    {
+      if (out_dir == NULL)
+        {
+          g_printerr ("vitlab-cli: predict: a segmentation run needs --out DIR for its masks\n");
+          return 2;
+        }
+      g_auto(GStrv) classes = NULL;
+      {
+        /* the class names of a segmentation run are in run.json */
+        g_autofree char *rj = g_build_filename (run, "run.json", NULL);
+        g_autoptr(JsonParser) p = json_parser_new ();
+        if (json_parser_load_from_file (p, rj, NULL) &&
+            JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+          {
+            JsonObject *o = json_node_get_object (json_parser_get_root (p));
+            JsonObject *d = json_object_get_object_member (o, "data");
+            JsonArray *a = d && json_object_has_member (d, "classes")
+                           ? json_object_get_array_member (d, "classes") : NULL;
+            if (a)
+              {
+                classes = g_new0 (char *, json_array_get_length (a) + 1);
+                for (guint k = 0; k < json_array_get_length (a); k++)
+                  classes[k] = g_strdup (json_array_get_string_element (a, k));
+              }
+          }
+      }
+      return predict_segment (run, m, argv + 2, argc - 2, out_dir,
+                              (const char *const *) classes);
     }
   const int K = vl_model_num_classes (m);
   if (K == 0 || (task.kind == VL_TASK_REGRESS && K != task.n_values))

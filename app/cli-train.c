@@ -95,6 +95,7 @@ typedef struct {
   VlTaskKind task;
   double    last_val_acc;
   double    last_val_mae, last_val_r2;
+  double    last_val_miou, last_val_aacc;
   gboolean  have_val;
   gint64    last_plain;
   gint64    started;
@@ -161,6 +162,10 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_mae %.4f  "
                             "val_rmse %.4f  val_r2 %.4f", m->epoch + 1, p->epochs, m->train_loss,
                             m->reg.loss, m->reg.mae_mean, m->reg.rmse_mean, m->reg.r2_mean);
+  else if (m->task == VL_TASK_SEGMENT)
+    g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_miou %.4f  "
+                            "val_aacc %.4f  val_macc %.4f", m->epoch + 1, p->epochs,
+                            m->train_loss, m->seg.loss, m->seg.miou, m->seg.aacc, m->seg.macc);
   else
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
                             m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
@@ -177,6 +182,8 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
   p->last_val_acc = m->val.top1;
   p->last_val_mae = m->reg.mae_mean;
   p->last_val_r2 = m->reg.r2_mean;
+  p->last_val_miou = m->seg.miou;
+  p->last_val_aacc = m->seg.aacc;
   p->have_val = TRUE;
 }
 
@@ -253,6 +260,8 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
                       ev->epoch, took, cfg->out_dir);
           if (p->have_val && p->task == VL_TASK_REGRESS)
             g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
+          else if (p->have_val && p->task == VL_TASK_SEGMENT)
+            g_print ("val_aacc=%.4f\nval_miou=%.4f\n", p->last_val_aacc, p->last_val_miou);
           else if (p->have_val)
             g_print ("val_acc=%.4f\n", p->last_val_acc);
           *rc = EXIT_SUCCESS;
@@ -339,9 +348,16 @@ cmd_train (int argc, char **argv)
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
   g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
+  g_autofree char *seg_head = NULL;
+  int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
-      "classify (default) or regress (targets.csv, fashion-mnist-rotate)", "TASK" },
+      "classify (default), regress (targets.csv, fashion-mnist-rotate) or segment (a Pascal "
+      "VOC folder, images/ + masks/, fashion-mnist-scenes)", "TASK" },
+    { "seg-head", 0, 0, G_OPTION_ARG_STRING, &seg_head,
+      "segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)", "KIND" },
+    { "img-size", 0, 0, G_OPTION_ARG_INT, &img_size,
+      "segment: input side, a multiple of the patch (the backbone's)", "N" },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, "regression loss: mse (default) or smooth-l1",
       "LOSS" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
@@ -410,7 +426,8 @@ cmd_train (int argc, char **argv)
                         : ls_s ? "--label-smoothing" : clip_s ? "--clip-grad"
                         : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
                         : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
-                        : loss ? "--loss" : NULL;
+                        : loss ? "--loss" : seg_head ? "--seg-head"
+                        : img_size >= 0 ? "--img-size" : NULL;
       if (fixed)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
@@ -466,9 +483,21 @@ cmd_train (int argc, char **argv)
     }
   if (task && !vl_task_from_string (task, &cfg.task))
     {
-      usage_error ("--task %s: expected classify or regress", task);
+      usage_error ("--task %s: expected classify, regress or segment", task);
       goto done;
     }
+  if (seg_head && !vl_seg_head_kind_from_string (seg_head, &cfg.seg_head))
+    {
+      usage_error ("--seg-head %s: expected linear or upconv", seg_head);
+      goto done;
+    }
+  if ((seg_head || img_size >= 0) && cfg.task != VL_TASK_SEGMENT)
+    {
+      usage_error ("--seg-head and --img-size are for --task segment");
+      goto done;
+    }
+  if (img_size >= 0)
+    cfg.img_size = img_size;
   if (loss && !vl_reg_loss_from_string (loss, &cfg.reg_loss))
     {
       usage_error ("--loss %s: expected mse or smooth-l1", loss);
@@ -654,6 +683,47 @@ eval_regress (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   return EXIT_SUCCESS;
 }
 
+/* eval of a segmentation run: the seg head of seg_head.safetensors on the model, scored at
+ * each image's own size. */
+static int
+eval_segment (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSplit which,
+              int batch, int img_size)
+{
+  GError *error = NULL;
+  g_autofree char *hpath = g_build_filename (run, "seg_head.safetensors", NULL);
+  g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, vl_model_geometry (m)->width, &error);
+  if (h == NULL)
+    return cli_fail (error);
+  if (!vl_dataset_is_segmentation (ds) ||
+      vl_dataset_n_classes (ds) != vl_seg_head_n_classes (h))
+    {
+      g_printerr ("vitlab-cli: %s: the seg head has %d classes, %s %s\n", run,
+                  vl_seg_head_n_classes (h), spec,
+                  vl_dataset_is_segmentation (ds) ? "another number" : "has no masks");
+      return EXIT_FAILURE;
+    }
+  VlSegResult r;
+  if (!vl_evaluate_segment (m, h, ds, which, img_size, batch, NULL, &r, &error))
+    return cli_fail (error);
+  print_skipped_files (ds);
+  const int K = r.n_classes;
+  const char *sp = which == VL_SPLIT_VAL ? "val" : "train";
+  g_print ("data:      %s, %s split, %" G_GINT64_FORMAT " images\n", vl_dataset_description (ds),
+           sp, r.n);
+  g_print ("task:      segmentation (%s head), scored at each image's own size\n",
+           vl_seg_head_kind_name (vl_seg_head_kind (h)));
+  g_print ("loss:      %.4f\n", r.loss);
+  g_print ("mIoU:      %.4f\n", r.miou);
+  g_print ("pixel acc: %.4f (aAcc)\n", r.aacc);
+  g_print ("mean acc:  %.4f (mAcc)\n", r.macc);
+  g_print ("%-24s %8s %8s\n", "class", "IoU", "Acc");
+  for (int k = 0; k < K; k++)
+    g_print ("%-24.24s %8.4f %8.4f\n", vl_dataset_class_name (ds, k), r.iou[k], r.acc[k]);
+  g_print ("%s_miou=%.4f\n%s_aacc=%.4f\n", sp, r.miou, sp, r.aacc);
+  vl_seg_result_clear (&r);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_eval (int argc, char **argv)
 {
@@ -686,6 +756,7 @@ cmd_eval (int argc, char **argv)
 
   /* the run's dataset and split, unless --data says otherwise */
   VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
+  int img_size = 0;
   g_autofree char *spec = g_strdup (data);
   g_autofree char *run_json = g_build_filename (run, "run.json", NULL);
   if (g_file_test (run_json, G_FILE_TEST_EXISTS))
@@ -695,6 +766,7 @@ cmd_eval (int argc, char **argv)
         return cli_fail (error);
       opts.val_fraction = cfg.val_fraction;
       opts.seed = cfg.seed;
+      img_size = cfg.task == VL_TASK_SEGMENT ? cfg.img_size : 0;
       if (spec == NULL)
         spec = g_strdup (cfg.data);
       vl_train_config_clear (&cfg);
@@ -728,6 +800,8 @@ cmd_eval (int argc, char **argv)
       vl_run_task_clear (&task);
       return rc;
     }
+  if (task.kind == VL_TASK_SEGMENT)
+    return eval_segment (run, m, ds, spec, which, batch, img_size);
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {

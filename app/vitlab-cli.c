@@ -19,6 +19,10 @@
 #include "vl-trainer.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
+#include "vl-seg-head.h"
+#include "vl-run.h"
+
+#include <json-glib/json-glib.h>
 
 #include <locale.h>
 #include <math.h>
@@ -293,6 +297,44 @@ cmd_forward (int argc, char **argv)
     vl_safetensors_writer_add_f32 (w, "embedding", 2, s_emb, vl_model_embedding (m));
   if (vl_model_logits (m))
     vl_safetensors_writer_add_f32 (w, "logits", 2, s_logits, vl_model_logits (m));
+  /* a segmentation head in the checkpoint (decode_head.*), or a run folder's
+   * seg_head.safetensors: seg_logits (B, K, H, W) at the input size */
+  g_autoptr(VlSegHead) seg = NULL;
+  {
+    const char *p = argv[1];
+    gboolean dir = g_file_test (p, G_FILE_TEST_IS_DIR);
+    g_autofree char *c1 = dir ? g_build_filename (p, "model.safetensors", NULL) : g_strdup (p);
+    g_autofree char *c2 = dir ? g_build_filename (p, "seg_head.safetensors", NULL) : NULL;
+    const char *cands[] = { c1, c2 };
+    for (guint i = 0; i < G_N_ELEMENTS (cands) && seg == NULL; i++)
+      {
+        if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
+          continue;
+        g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
+        if (st == NULL || !vl_seg_head_in_safetensors (st))
+          continue;
+        seg = vl_seg_head_from_safetensors (st, g->width, &error);
+        if (seg == NULL)
+          {
+            g_strfreev (names);
+            return cli_fail (error);
+          }
+      }
+  }
+  g_autofree float *seg_nchw = NULL;
+  if (seg)
+    {
+      const int K = vl_seg_head_n_classes (seg);
+      const float *z = vl_seg_head_forward (seg, vl_model_tokens_final (m), B, T, g->n_prefix,
+                                            H / g->patch, W / g->patch, H, W);
+      seg_nchw = g_new (float, (gsize) B * K * H * W);
+      for (int b = 0; b < B; b++)
+        for (int p = 0; p < H * W; p++)
+          for (int k = 0; k < K; k++)
+            seg_nchw[((gsize) b * K + k) * H * W + p] = z[((gsize) b * H * W + p) * K + k];
+      int64_t s_seg[4] = { B, K, H, W };
+      vl_safetensors_writer_add_f32 (w, "seg_logits", 4, s_seg, seg_nchw);
+    }
   vl_safetensors_writer_add_metadata (w, "pool", vl_pool_name (vl_model_pool (m)));
   gboolean ok = vl_safetensors_writer_write (w, out, &error);
   g_strfreev (names);
@@ -547,6 +589,61 @@ cmd_export (int argc, char **argv)
   if (!vl_model_export (m, out, &error))
     return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);
+  /* a segmentation run: its head as OUT/seg_head.safetensors (mmseg's names) and config.json
+   * marked "task": "segmentation" with the class names; forward on OUT reads both */
+  g_autofree char *hsrc = g_build_filename (argv[1], "seg_head.safetensors", NULL);
+  if (g_file_test (argv[1], G_FILE_TEST_IS_DIR) && g_file_test (hsrc, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autoptr(VlSegHead) h = vl_seg_head_load (hsrc, g->width, &error);
+      if (h == NULL)
+        return cli_fail (error);
+      g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+      vl_seg_head_add_to_writer (h, w);
+      vl_safetensors_writer_add_metadata (w, "format", "vitlab-seg-head");
+      vl_safetensors_writer_add_metadata (w, "seg_head",
+                                          vl_seg_head_kind_name (vl_seg_head_kind (h)));
+      g_autofree char *hdst = g_build_filename (out, "seg_head.safetensors", NULL);
+      if (!vl_safetensors_writer_write (w, hdst, &error))
+        return cli_fail (error);
+      g_autofree char *cpath = g_build_filename (out, "config.json", NULL);
+      g_autofree char *rpath = g_build_filename (argv[1], "run.json", NULL);
+      g_autoptr(JsonParser) cp = json_parser_new ();
+      g_autoptr(JsonParser) rp = json_parser_new ();
+      if (!json_parser_load_from_file (cp, cpath, &error) ||
+          !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (cp)))
+        {
+          if (error == NULL)
+            g_set_error (&error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a JSON object", cpath);
+          return cli_fail (error);
+        }
+      JsonObject *c = json_node_get_object (json_parser_get_root (cp));
+      json_object_set_string_member (c, "task", "segmentation");
+      json_object_set_string_member (c, "seg_head", vl_seg_head_kind_name (vl_seg_head_kind (h)));
+      json_object_set_int_member (c, "seg_num_classes", vl_seg_head_n_classes (h));
+      if (json_parser_load_from_file (rp, rpath, NULL) &&
+          JSON_NODE_HOLDS_OBJECT (json_parser_get_root (rp)))
+        {
+          JsonObject *r = json_node_get_object (json_parser_get_root (rp));
+          JsonObject *d = json_object_has_member (r, "data")
+                          ? json_object_get_object_member (r, "data") : NULL;
+          JsonObject *tk = json_object_has_member (r, "task")
+                           ? json_object_get_object_member (r, "task") : NULL;
+          if (d && json_object_has_member (d, "classes"))
+            json_object_set_member (c, "label_names",
+                                    json_node_copy (json_object_get_member (d, "classes")));
+          if (tk && json_object_has_member (tk, "img_size"))
+            json_object_set_int_member (c, "seg_img_size",
+                                        json_object_get_int_member (tk, "img_size"));
+        }
+      g_autoptr(JsonGenerator) gen = json_generator_new ();
+      json_generator_set_pretty (gen, TRUE);
+      json_generator_set_root (gen, json_parser_get_root (cp));
+      g_autofree char *text = json_generator_to_data (gen, NULL);
+      if (!vl_write_file_atomic (cpath, text, -1, &error))
+        return cli_fail (error);
+      g_print ("exported the %s seg head of %d classes to %s\n",
+               vl_seg_head_kind_name (vl_seg_head_kind (h)), vl_seg_head_n_classes (h), hdst);
+    }
   g_print ("exported %s (%s) to %s: model.safetensors + config.json in timm naming\n", argv[1],
            g->family, out);
   return EXIT_SUCCESS;

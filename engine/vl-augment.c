@@ -641,3 +641,12 @@ vl_augment_apply_boxes (const float *boxes, const int *labels, int n, const VlAu
     }
   return kept;
 }
+
+void
+vl_preprocess_squash (const VlImage *img, const VlPreprocess *pp, float *out)
+{
+  VlAugmentParams p;
+  vl_augment_draw (VL_AUGMENT_NONE, 0, img->width, img->height, &p);
+  p.kind = VL_AUGMENT_LIGHT;   /* the crop is the whole image, no flip: a plain resize */
+  vl_augment_apply (img, pp, &p, out);
+}

@@ -55,6 +55,9 @@ int  vl_augment_apply_boxes (const float *boxes, const int *labels, int n,
 void vl_augment_image   (const VlImage *img, const VlPreprocess *pp, VlAugment augment,
                          uint64_t seed, float *out);
 
+/* Segmentation's evaluation transform: the whole image resized (squashed, no crop) to
+ * pp->size x pp->size with bicubic resampling, then ToTensor + Normalize; CHW floats. */
+void vl_preprocess_squash (const VlImage *img, const VlPreprocess *pp, float *out);
 /* Mirrors a CHW float image left-right in place. */
 void vl_augment_flip_chw (float *x, int channels, int size);
 

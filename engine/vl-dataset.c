@@ -22,6 +22,7 @@
 #include "vl-augment.h"
 #include "vl-rng.h"
 #include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-seg.h"          /* VL_SEG_IGNORE */
 
 #include <errno.h>
 #include <math.h>
@@ -50,6 +51,8 @@ typedef struct {
   const uint8_t *record;  /* SOURCE_RECORDS: the record's pixels */
   const float   *image;   /* SOURCE_MEMORY: (C, S, S) */
   const float   *values;  /* regression targets (ds->n_values), NULL without them */
+  const char    *mask;    /* segmentation, image files: the mask's path (in ds->names) */
+  const uint8_t *mask_record;  /* segmentation, records: rec_w x rec_h class indices */
 } Item;
 
 typedef struct {
@@ -80,6 +83,9 @@ struct _VlDataset {
   char        **value_names;   /* (n_values + 1), NULL-terminated */
   GPtrArray    *value_store;   /* float blocks the items' values point into */
   gboolean      rotate;        /* records are rotated by values[0] degrees when loaded */
+
+  /* segmentation: every item has a mask of class indices (255 ignored) */
+  gboolean      segment;
 
   GMutex        lock;          /* guards skipped, failed */
   GPtrArray    *skipped;       /* VlSkipped* */
@@ -1480,6 +1486,528 @@ open_targets_folder (const char *root, const VlDatasetOptions *opt, GError **err
 
 /* ------------------------------------------------------------------------------------- */
 
+/* ------------------------------------------------------------------------------------- */
+/* Segmentation sources: Pascal VOC layout, mask-pair folders, fashion-mnist-scenes        */
+
+static const char *const image_exts[] = { ".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG",
+                                          ".bmp", ".gif", NULL };
+
+static gboolean
+is_dir (const char *a, const char *b)
+{
+  g_autofree char *p = g_build_filename (a, b, NULL);
+  return g_file_test (p, G_FILE_TEST_IS_DIR);
+}
+
+static gboolean
+is_voc_folder (const char *root)
+{
+  return is_dir (root, "JPEGImages") && is_dir (root, "SegmentationClass");
+}
+
+static gboolean
+is_mask_pair_folder (const char *root)
+{
+  return is_dir (root, "images") && is_dir (root, "masks");
+}
+
+/* Class names from root/labels.txt (one a line, blank lines skipped); NULL when absent. */
+static GPtrArray *
+read_labels_txt (const char *root, GError **error)
+{
+  g_autofree char *path = g_build_filename (root, "labels.txt", NULL);
+  g_autofree char *text = NULL;
+  if (!g_file_test (path, G_FILE_TEST_EXISTS))
+    return NULL;
+  if (!g_file_get_contents (path, &text, NULL, error))
+    return NULL;
+  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      char *l = g_strstrip (lines[i]);
+      if (*l != '\0')
+        g_ptr_array_add (names, g_strdup (l));
+    }
+  if (names->len < 1 || names->len > 255)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %u class names; a segmentation set "
+                   "has 1 to 255 classes (255 is the ignored label)", path, names->len);
+      g_ptr_array_unref (names);
+      return NULL;
+    }
+  return names;
+}
+
+/* Checks that an image and its mask exist and have one size; adds the pair to split, or skips
+ * an image that cannot be decoded (listed, as in classification folders). */
+static gboolean
+add_mask_pair (VlDataset *ds, VlSplit split, const char *image, const char *mask,
+               GError **error)
+{
+  GStatBuf st;
+  if (g_stat (image, &st) != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no such image (its mask %s exists)",
+                   image, mask);
+      return FALSE;
+    }
+  if (!g_file_test (mask, G_FILE_TEST_EXISTS))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: the image has no mask %s", image,
+                   mask);
+      return FALSE;
+    }
+  g_autofree char *reason = check_image_header (image, st.st_size);
+  if (reason != NULL)
+    {
+      add_skipped (ds, image, reason);
+      return TRUE;
+    }
+  int w = 0, h = 0;
+  vl_image_check_file (image, &w, &h, NULL);   /* the header was checked just above */
+  int mw = 0, mh = 0;
+  g_autoptr(GError) local = NULL;
+  if (!vl_mask_size (mask, &mw, &mh, &local))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s (the mask of %s)", local->message,
+                   image);
+      return FALSE;
+    }
+  if (mw != w || mh != h)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the mask is %dx%d but its image %s "
+                   "is %dx%d", mask, mw, mh, image, w, h);
+      return FALSE;
+    }
+  add_item (ds, split, image, 0);
+  Item *it = &g_array_index (ds->splits[split].items, Item, ds->splits[split].items->len - 1);
+  it->mask = g_string_chunk_insert (ds->names, mask);
+  return TRUE;
+}
+
+/* Class names from labels.txt, else "class 0" … up to the largest value in any mask. */
+static gboolean
+seg_set_classes (VlDataset *ds, const char *root, GError **error)
+{
+  g_autoptr(GError) local = NULL;
+  g_autoptr(GPtrArray) names = read_labels_txt (root, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  int K = 0;
+  if (names != NULL)
+    K = (int) names->len;
+  else
+    for (int s = 0; s < 2; s++)
+      for (guint i = 0; i < ds->splits[s].items->len; i++)
+        {
+          const Item *it = get_item (ds, (VlSplit) s, (int) i);
+          int w, h;
+          g_autofree uint8_t *m = vl_mask_load (it->mask, &w, &h, error);
+          if (m == NULL)
+            return FALSE;
+          for (gsize p = 0; p < (gsize) w * h; p++)
+            if (m[p] != VL_SEG_IGNORE && m[p] + 1 > K)
+              K = m[p] + 1;
+        }
+  if (K < 1)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: every mask pixel is 255 (ignored): "
+                   "no class to learn", root);
+      return FALSE;
+    }
+  g_strfreev (ds->class_names);
+  g_free (ds->splits[0].class_counts);
+  g_free (ds->splits[1].class_counts);
+  ds->n_classes = K;
+  ds->class_names = g_new0 (char *, K + 1);
+  for (int k = 0; k < K; k++)
+    ds->class_names[k] = names != NULL ? g_strdup (g_ptr_array_index (names, k))
+                                       : g_strdup_printf ("class %d", k);
+  for (int s = 0; s < 2; s++)
+    {
+      ds->splits[s].class_counts = g_new0 (int, K);
+      ds->splits[s].class_counts[0] = (int) ds->splits[s].items->len;
+    }
+  return TRUE;
+}
+
+static VlDataset *
+open_voc (const char *root, GError **error)
+{
+  g_autoptr(VlDataset) ds = dataset_new (SOURCE_FOLDER, 1);
+  ds->channels = 3;
+  ds->segment = TRUE;
+  static const char *const split_files[2] = { "train.txt", "val.txt" };
+  for (int s = 0; s < 2; s++)
+    {
+      g_autofree char *list = g_build_filename (root, "ImageSets", "Segmentation",
+                                                split_files[s], NULL);
+      g_autofree char *text = NULL;
+      g_autoptr(GError) local = NULL;
+      if (!g_file_get_contents (list, &text, NULL, &local))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: cannot read the %s split of "
+                       "the Pascal VOC layout: %s", list, s == 0 ? "training" : "validation",
+                       local->message);
+          return NULL;
+        }
+      g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+      for (int i = 0; lines[i] != NULL; i++)
+        {
+          char *id = g_strstrip (lines[i]);
+          if (*id == '\0')
+            continue;
+          if (strchr (id, '/') != NULL || strcmp (id, "..") == 0)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: line %d: '%s' is not an image "
+                           "name", list, i + 1, id);
+              return NULL;
+            }
+          g_autofree char *image = NULL;
+          for (int e = 0; image_exts[e] != NULL && image == NULL; e++)
+            {
+              g_autofree char *base = g_strconcat (id, image_exts[e], NULL);
+              char *p = g_build_filename (root, "JPEGImages", base, NULL);
+              if (g_file_test (p, G_FILE_TEST_EXISTS))
+                image = p;
+              else
+                g_free (p);
+            }
+          g_autofree char *mbase = g_strconcat (id, ".png", NULL);
+          g_autofree char *mask = g_build_filename (root, "SegmentationClass", mbase, NULL);
+          if (image == NULL)
+            {
+              g_autofree char *jbase = g_strconcat (id, ".jpg", NULL);
+              g_autofree char *want = g_build_filename (root, "JPEGImages", jbase, NULL);
+              g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s lists %s: no image %s (mask "
+                           "%s)", list, id, want, mask);
+              return NULL;
+            }
+          if (!add_mask_pair (ds, (VlSplit) s, image, mask, error))
+            return NULL;
+        }
+      if (ds->splits[s].items->len == 0)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no usable image", list);
+          return NULL;
+        }
+    }
+  if (!seg_set_classes (ds, root, error))
+    return NULL;
+  g_autofree char *base = g_path_get_basename (root);
+  ds->description = g_strdup_printf ("%s (Pascal VOC layout, %d classes)", base, ds->n_classes);
+  return g_steal_pointer (&ds);
+}
+
+/* The image files of images_dir paired with masks_dir/STEM.png. */
+static gboolean
+add_mask_pair_folder (VlDataset *ds, VlSplit split, const char *images_dir,
+                      const char *masks_dir, GError **error)
+{
+  g_autoptr(GPtrArray) names = list_folder (images_dir, error);
+  if (names == NULL)
+    return FALSE;
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *name = g_ptr_array_index (names, i);
+      const char *dot = strrchr (name, '.');
+      gboolean image = FALSE;
+      for (int e = 0; dot != NULL && image_exts[e] != NULL; e++)
+        image = image || g_ascii_strcasecmp (dot, image_exts[e]) == 0;
+      if (!image)
+        continue;
+      g_autofree char *stem = g_strndup (name, dot - name);
+      g_autofree char *mbase = g_strconcat (stem, ".png", NULL);
+      g_autofree char *path = g_build_filename (images_dir, name, NULL);
+      g_autofree char *mask = g_build_filename (masks_dir, mbase, NULL);
+      if (!add_mask_pair (ds, split, path, mask, error))
+        return FALSE;
+    }
+  if (ds->splits[split].items->len == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no usable image", images_dir);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static VlDataset *
+open_mask_pairs (const char *root, const VlDatasetOptions *opt, GError **error)
+{
+  g_autoptr(VlDataset) ds = dataset_new (SOURCE_FOLDER, 1);
+  ds->channels = 3;
+  ds->segment = TRUE;
+  g_autofree char *images = g_build_filename (root, "images", NULL);
+  g_autofree char *masks = g_build_filename (root, "masks", NULL);
+  g_autofree char *base = g_path_get_basename (root);
+  if (is_dir (images, "train"))
+    {
+      static const char *const sp[2] = { "train", "val" };
+      for (int s = 0; s < 2; s++)
+        {
+          g_autofree char *id = g_build_filename (images, sp[s], NULL);
+          g_autofree char *md = g_build_filename (masks, sp[s], NULL);
+          if (!add_mask_pair_folder (ds, (VlSplit) s, id, md, error))
+            return NULL;
+        }
+      ds->description = g_strdup_printf ("%s (image/mask pairs, train/val)", base);
+    }
+  else
+    {
+      if (!check_fraction (root, opt->val_fraction, error) ||
+          !add_mask_pair_folder (ds, VL_SPLIT_TRAIN, images, masks, error))
+        return NULL;
+      split_stratified (ds, opt->val_fraction, opt->seed);
+      ds->description = g_strdup_printf ("%s (image/mask pairs, %g%% held out for validation, "
+                                         "seed %" G_GUINT64_FORMAT ")", base,
+                                         opt->val_fraction * 100.0, opt->seed);
+    }
+  if (!seg_set_classes (ds, root, error))
+    return NULL;
+  return g_steal_pointer (&ds);
+}
+
+#define SCENE_THRESHOLD 26
+#define SCENE_TRIES 50
+
+/* Scenes of one split from the 28 x 28 records of src (its items of that split). */
+static void
+make_scenes (VlDataset *ds, VlSplit split, VlDataset *src, int n_scenes, int S, uint64_t seed)
+{
+  const int n_src = vl_dataset_n_items (src, split);
+  const gsize plane = (gsize) S * S;
+  uint8_t *pix = g_malloc0 (plane * n_scenes), *mask = g_malloc0 (plane * n_scenes);
+  GBytes *bp = g_bytes_new_take (pix, plane * n_scenes);
+  GBytes *bm = g_bytes_new_take (mask, plane * n_scenes);
+  g_ptr_array_add (ds->blobs, bp);
+  g_ptr_array_add (ds->blobs, bm);
+  VlRng rng;
+  vl_rng_seed (&rng, seed ^ (split == VL_SPLIT_TRAIN ? 0x5ce7e5ULL : 0x7e57ULL));
+  for (int sc = 0; sc < n_scenes; sc++)
+    {
+      uint8_t *P = pix + plane * sc, *M = mask + plane * sc;
+      int boxes[3][4], n_boxes = 0;
+      int n_items = 1 + (int) (vl_rng_uniform (&rng) * 3);
+      for (int t = 0; t < n_items; t++)
+        {
+          const Item *it = get_item (src, split, (int) (vl_rng_uniform (&rng) * n_src));
+          const uint8_t *r = it->record;
+          int x0 = 28, y0 = 28, x1 = -1, y1 = -1;   /* tight box, inclusive */
+          for (int y = 0; y < 28; y++)
+            for (int x = 0; x < 28; x++)
+              if (r[y * 28 + x] >= SCENE_THRESHOLD)
+                {
+                  x0 = MIN (x0, x);
+                  y0 = MIN (y0, y);
+                  x1 = MAX (x1, x);
+                  y1 = MAX (y1, y);
+                }
+          if (x1 < 0 || x1 - x0 + 1 > S || y1 - y0 + 1 > S)
+            continue;
+          for (int attempt = 0; attempt < SCENE_TRIES; attempt++)
+            {
+              /* the record's top-left corner such that its box lies in the canvas */
+              int px = -x0 + (int) (vl_rng_uniform (&rng) * (S - (x1 - x0)));
+              int py = -y0 + (int) (vl_rng_uniform (&rng) * (S - (y1 - y0)));
+              int b[4] = { px + x0, py + y0, px + x1, py + y1 };
+              gboolean overlap = FALSE;
+              for (int o = 0; o < n_boxes && !overlap; o++)
+                overlap = b[0] <= boxes[o][2] && boxes[o][0] <= b[2] &&
+                          b[1] <= boxes[o][3] && boxes[o][1] <= b[3];
+              if (overlap)
+                continue;
+              memcpy (boxes[n_boxes++], b, sizeof b);
+              for (int y = y0; y <= y1; y++)
+                for (int x = x0; x <= x1; x++)
+                  {
+                    uint8_t v = r[y * 28 + x];
+                    gsize q = (gsize) (py + y) * S + (px + x);
+                    P[q] = MAX (P[q], v);
+                    if (v >= SCENE_THRESHOLD)
+                      M[q] = (uint8_t) (it->label + 1);
+                  }
+              /* pixels of the record outside its box are below the threshold: they still add
+               * to the canvas (the maximum), where they fall inside it */
+              for (int y = 0; y < 28; y++)
+                for (int x = 0; x < 28; x++)
+                  {
+                    int cy = py + y, cx = px + x;
+                    if ((y >= y0 && y <= y1 && x >= x0 && x <= x1) || cx < 0 || cy < 0 ||
+                        cx >= S || cy >= S)
+                      continue;
+                    gsize q = (gsize) cy * S + cx;
+                    P[q] = MAX (P[q], r[y * 28 + x]);
+                  }
+              break;
+            }
+        }
+      char name[64];
+      g_snprintf (name, sizeof name, "fashion-mnist-scenes:%s#%d",
+                  split == VL_SPLIT_TRAIN ? "train" : "val", sc);
+      add_item (ds, split, name, 0);
+      Item *it = &g_array_index (ds->splits[split].items, Item,
+                                 ds->splits[split].items->len - 1);
+      it->record = P;
+      it->mask_record = M;
+    }
+}
+
+static VlDataset *
+open_fashion_mnist_scenes (const char *options, GError **error)
+{
+  const char *what = "fashion-mnist-scenes";
+  int n_train = 1000, n_val = 500, size = 84, seed = 0;
+  g_autoptr(GString) src_opts = g_string_new (NULL);
+  g_auto(GStrv) tokens = g_strsplit (options != NULL ? options : "", ",", -1);
+  gboolean in_classes = FALSE;
+  for (int t = 0; tokens[t] != NULL; t++)
+    {
+      char *tok = g_strstrip (tokens[t]);
+      if (*tok == '\0')
+        continue;
+      char *eq = strchr (tok, '=');
+      if (eq == NULL && in_classes)
+        {
+          g_string_append_printf (src_opts, ",%s", tok);
+          continue;
+        }
+      if (eq == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: option '%s' is not key=value "
+                       "(train=N, val=N, size=S, classes=0-9, seed=N)", what, tok);
+          return NULL;
+        }
+      *eq = '\0';
+      const char *key = tok, *value = eq + 1;
+      in_classes = FALSE;
+      if (strcmp (key, "classes") == 0 || strcmp (key, "dir") == 0)
+        {
+          in_classes = strcmp (key, "classes") == 0;
+          g_string_append_printf (src_opts, "%s%s=%s", src_opts->len ? "," : "", key, value);
+        }
+      else if (strcmp (key, "train") == 0)
+        {
+          if (!parse_positive (what, key, value, &n_train, error))
+            return NULL;
+        }
+      else if (strcmp (key, "val") == 0)
+        {
+          if (!parse_positive (what, key, value, &n_val, error))
+            return NULL;
+        }
+      else if (strcmp (key, "size") == 0)
+        {
+          if (!parse_positive (what, key, value, &size, error))
+            return NULL;
+          if (size < 28 || size > 1024)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: size=%d: the canvas must be "
+                           "28 to 1024 pixels", what, size);
+              return NULL;
+            }
+        }
+      else if (strcmp (key, "seed") == 0)
+        {
+          char *end = NULL;
+          gint64 v = g_ascii_strtoll (value, &end, 10);
+          if (end == value || *end != '\0' || v < 0 || v > G_MAXINT)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: seed '%s': expected a "
+                           "non-negative integer", what, value);
+              return NULL;
+            }
+          seed = (int) v;
+        }
+      else
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: unknown option '%s' (train=N, "
+                       "val=N, size=S, classes=0-9, seed=N)", what, key);
+          return NULL;
+        }
+    }
+  g_autoptr(VlDataset) src = open_fashion_mnist (src_opts->str, NULL, error);
+  if (src == NULL)
+    return NULL;
+  const int nc = src->n_classes;
+  g_autoptr(VlDataset) ds = dataset_new (SOURCE_RECORDS, nc + 1);
+  ds->channels = 1;
+  ds->segment = TRUE;
+  ds->rec_w = ds->rec_h = size;
+  ds->class_names[0] = g_strdup ("background");
+  for (int k = 0; k < nc; k++)
+    ds->class_names[k + 1] = g_strdup (src->class_names[k]);
+  make_scenes (ds, VL_SPLIT_TRAIN, src, n_train, size, (uint64_t) seed);
+  make_scenes (ds, VL_SPLIT_VAL, src, n_val, size, (uint64_t) seed);
+  ds->description = g_strdup_printf ("Fashion-MNIST scenes (%d train, %d val, %dx%d, %d "
+                                     "garment classes)", n_train, n_val, size, size, nc);
+  return g_steal_pointer (&ds);
+}
+
+gboolean
+vl_dataset_is_segmentation (VlDataset *ds)
+{
+  return ds->segment;
+}
+
+const char *
+vl_dataset_mask_name (VlDataset *ds, VlSplit split, int i)
+{
+  g_return_val_if_fail (i >= 0 && i < (int) ds->splits[split].items->len, NULL);
+  if (!ds->segment)
+    return NULL;
+  const Item *it = get_item (ds, split, i);
+  return it->mask != NULL ? it->mask : it->name;
+}
+
+uint8_t *
+vl_dataset_load_mask (VlDataset *ds, VlSplit split, int i, int *width, int *height,
+                      GError **error)
+{
+  g_return_val_if_fail (ds->segment, NULL);
+  g_return_val_if_fail (i >= 0 && i < (int) ds->splits[split].items->len, NULL);
+  const Item *it = get_item (ds, split, i);
+  if (it->mask_record != NULL)
+    {
+      *width = ds->rec_w;
+      *height = ds->rec_h;
+      return g_memdup2 (it->mask_record, (gsize) ds->rec_w * ds->rec_h);
+    }
+  g_autoptr(GError) local = NULL;
+  int w = 0, h = 0;
+  g_autofree uint8_t *m = vl_mask_load (it->mask, &w, &h, &local);
+  char *reason = NULL;
+  if (m == NULL)
+    reason = g_strdup_printf ("%s (the mask of %s)", local->message, it->name);
+  else
+    for (gsize p = 0; p < (gsize) w * h && reason == NULL; p++)
+      if (m[p] != VL_SEG_IGNORE && m[p] >= ds->n_classes)
+        reason = g_strdup_printf ("%s: pixel (%d, %d) has value %d, outside the %d classes "
+                                  "(0-%d, 255 ignored) of the mask of %s", it->mask,
+                                  (int) (p % w), (int) (p / w), m[p], ds->n_classes,
+                                  ds->n_classes - 1, it->name);
+  if (reason != NULL)
+    {
+      gpointer key = GINT_TO_POINTER (i * 2 + (int) split + 1);
+      vl_mutex_lock (&ds->lock);
+      if (!g_hash_table_contains (ds->failed, key))
+        {
+          g_hash_table_insert (ds->failed, key, g_strdup (reason));
+          add_skipped_locked (ds, it->name, reason);
+        }
+      vl_mutex_unlock (&ds->lock);
+      g_set_error_literal (error, VL_ERROR, VL_ERROR_FORMAT, reason);
+      g_free (reason);
+      return NULL;
+    }
+  *width = w;
+  *height = h;
+  return g_steal_pointer (&m);
+}
+
 VlDataset *
 vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **error)
 {
@@ -1506,6 +2034,14 @@ vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **err
     return open_cifar (FALSE, spec[7] == ':' ? spec + 8 : NULL, opt, error);
   if (g_str_has_prefix (spec, "cifar100:") || strcmp (spec, "cifar100") == 0)
     return open_cifar (TRUE, spec[8] == ':' ? spec + 9 : NULL, opt, error);
+  if (strcmp (spec, "fashion-mnist-scenes") == 0)
+    return open_fashion_mnist_scenes (NULL, error);
+  if (g_str_has_prefix (spec, "fashion-mnist-scenes:"))
+    return open_fashion_mnist_scenes (spec + strlen ("fashion-mnist-scenes:"), error);
+  if (is_voc_folder (spec))
+    return open_voc (spec, error);
+  if (is_mask_pair_folder (spec))
+    return open_mask_pairs (spec, opt, error);
   return open_folder (spec, opt, error);
 }
 
@@ -1632,13 +2168,25 @@ vl_dataset_skipped (VlDataset *ds)
  * it mirrored the image, for the targets that a mirror changes. */
 static void
 augment_into (const VlImage *img, const VlPreprocess *pp, VlAugment augment, uint64_t seed,
-              float *out, gboolean *flipped)
+              float *out, gboolean *flipped, gboolean squash, VlAugmentParams *params)
 {
   VlAugmentParams p;
   vl_augment_draw (augment, seed, img->width, img->height, &p);
+  if (squash && augment == VL_AUGMENT_NONE)
+    {
+      /* segmentation's evaluation: the whole image resized to size x size (no centre crop,
+       * so that every pixel of the mask is predicted), bicubic as the training crops are */
+      p.kind = VL_AUGMENT_LIGHT;
+      p.crop_x = p.crop_y = 0;
+      p.crop_w = img->width;
+      p.crop_h = img->height;
+      p.flip = FALSE;
+    }
   vl_augment_apply (img, pp, &p, out);
   if (flipped)
     *flipped = p.flip;
+  if (params)
+    *params = p;
 }
 
 /* A memory image: copied, flipped (light, strong) with probability 1/2. */
@@ -1671,7 +2219,8 @@ load_memory (VlDataset *ds, const Item *it, const VlPreprocess *pp, VlAugment au
 
 static gboolean
 load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugment augment,
-           uint64_t aug_seed, float *out, gboolean *flipped, GError **error)
+           uint64_t aug_seed, float *out, gboolean *flipped, VlAugmentParams *params,
+           GError **error)
 {
   g_return_val_if_fail (ds != NULL && (split == VL_SPLIT_TRAIN || split == VL_SPLIT_VAL),
                         FALSE);
@@ -1693,12 +2242,12 @@ load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugmen
         {
           g_autoptr(VlImage) img = vl_image_new (W, H, C);
           rotate_record (it->record, W, H, C, it->values[0], img->pixels);
-          augment_into (img, pp, augment, aug_seed, out, flipped);
+          augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment, params);
         }
       else if (!ds->rec_planar || C == 1)
         {
           VlImage img = { W, H, C, (uint8_t *) it->record };
-          augment_into (&img, pp, augment, aug_seed, out, flipped);
+          augment_into (&img, pp, augment, aug_seed, out, flipped, ds->segment, params);
         }
       else
         {
@@ -1707,7 +2256,7 @@ load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugmen
           for (gsize p = 0; p < plane; p++)
             for (int c = 0; c < C; c++)
               img->pixels[p * C + c] = it->record[c * plane + p];
-          augment_into (img, pp, augment, aug_seed, out, flipped);
+          augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment, params);
         }
       return TRUE;
     }
@@ -1741,7 +2290,7 @@ load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugmen
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
-  augment_into (img, pp, augment, aug_seed, out, flipped);
+  augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment, params);
   return TRUE;
 }
 
@@ -1749,7 +2298,7 @@ gboolean
 vl_dataset_load (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp,
                  VlAugment augment, uint64_t aug_seed, float *out, GError **error)
 {
-  return load_item (ds, split, i, pp, augment, aug_seed, out, NULL, error);
+  return load_item (ds, split, i, pp, augment, aug_seed, out, NULL, NULL, error);
 }
 
 gboolean
@@ -1758,10 +2307,27 @@ vl_dataset_load_target (VlDataset *ds, VlSplit split, int i, const VlPreprocess 
                         GError **error)
 {
   gboolean flipped = FALSE;
-  if (!load_item (ds, split, i, pp, augment, aug_seed, out, &flipped, error))
+  VlAugmentParams params;
+  if (!load_item (ds, split, i, pp, augment, aug_seed, out, &flipped, &params, error))
     return FALSE;
   const Item *it = get_item (ds, split, i);
   target->label = it->label;
+  if (target->mask != NULL && ds->segment)
+    {
+      int mw = 0, mh = 0;
+      g_autofree uint8_t *mask = vl_dataset_load_mask (ds, split, i, &mw, &mh, error);
+      if (mask == NULL)
+        return FALSE;
+      if (mw != params.src_w || mh != params.src_h)
+        {
+          /* a record is always its mask's size; a file was checked at opening, so this is a
+           * file that changed since */
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the mask is %dx%d, its image "
+                       "%s is %dx%d", it->mask, mw, mh, it->name, params.src_w, params.src_h);
+          return FALSE;
+        }
+      vl_augment_apply_mask (mask, &params, pp, VL_SEG_IGNORE, target->mask);
+    }
   if (target->values && ds->n_values > 0)
     {
       memcpy (target->values, it->values, sizeof (float) * ds->n_values);
@@ -1829,6 +2395,7 @@ typedef struct {
   float    *images;    /* (batch_size, C, S, S) */
   int      *labels;    /* (batch_size) */
   float    *values;    /* (batch_size, n_values), NULL without regression targets */
+  uint8_t  *masks;     /* (batch_size, S, S), NULL without segmentation masks */
   int      *indices;   /* (batch_size) */
 } Slot;
 
@@ -1844,6 +2411,7 @@ struct _VlLoader {
   int          n_items;
   int          n_batches;
   gsize        sample_floats;
+  gsize        mask_bytes;     /* S * S for a segmentation dataset, else 0 */
   GThread     *thread;
 
   GMutex       lock;
@@ -1869,7 +2437,8 @@ loader_fill (VlLoader *l, Slot *slot, int count, int epoch)
       int i = slot->indices[j];
       float *out = slot->images + (gsize) n * l->sample_floats;
       VlTarget target = { .values = slot->values ? slot->values + (gsize) n * l->ds->n_values
-                                                 : NULL };
+                                                 : NULL,
+                          .mask = slot->masks ? slot->masks + (gsize) n * l->mask_bytes : NULL };
       if (vl_dataset_load_target (l->ds, l->split, i, l->has_pp ? &l->pp : NULL, l->augment,
                                   vl_augment_seed (l->seed, epoch, i), out, &target, NULL))
         {
@@ -1948,6 +2517,7 @@ vl_loader_new (VlDataset *ds, VlSplit split, const VlPreprocess *pp, VlAugment a
   int C = pp != NULL ? pp->channels : ds->channels;
   int S = pp != NULL ? pp->size : ds->mem_size;
   l->sample_floats = (gsize) C * S * S;
+  l->mask_bytes = ds->segment ? (gsize) S * S : 0;
   l->order = g_new (int, MAX (l->n_items, 1));
   for (int s = 0; s < N_SLOTS; s++)
     {
@@ -1955,6 +2525,7 @@ vl_loader_new (VlDataset *ds, VlSplit split, const VlPreprocess *pp, VlAugment a
       l->slots[s].labels = g_new (int, batch_size);
       l->slots[s].values = ds->n_values > 0 ? g_new (float, (gsize) batch_size * ds->n_values)
                                             : NULL;
+      l->slots[s].masks = ds->segment ? g_new (uint8_t, l->mask_bytes * batch_size) : NULL;
       l->slots[s].indices = g_new (int, batch_size);
     }
   g_mutex_init (&l->lock);
@@ -2042,6 +2613,7 @@ vl_loader_next (VlLoader *l, VlBatch *batch)
       batch->images = slot->images;
       batch->labels = slot->labels;
       batch->values = slot->values;
+      batch->masks = slot->masks;
       batch->n_values = l->ds->n_values;
       batch->indices = slot->indices;
       batch->n = slot->n;
@@ -2084,6 +2656,7 @@ vl_loader_free (VlLoader *l)
       g_free (l->slots[s].images);
       g_free (l->slots[s].labels);
       g_free (l->slots[s].values);
+      g_free (l->slots[s].masks);
       g_free (l->slots[s].indices);
     }
   g_free (l->order);

@@ -15,6 +15,25 @@
  *   cifar10:DIR | cifar100:DIR
  *                            CIFAR binary batches (data_batch_*.bin / test_batch.bin, or
  *                            train.bin / test.bin for CIFAR-100 fine labels)
+ * Segmentation (vl_dataset_is_segmentation):
+ *   DIR in the Pascal VOC layout
+ *                            JPEGImages/NAME.jpg (any decodable image), SegmentationClass/NAME.png
+ *                            (8-bit index masks, palette or gray, 255 ignored),
+ *                            ImageSets/Segmentation/{train,val}.txt; class names from
+ *                            DIR/labels.txt (one a line), else "class N" up to the largest value
+ *   DIR with images/ and masks/
+ *                            images/{train,val}/NAME.ext + masks/{train,val}/NAME.png, or
+ *                            images/NAME.ext + masks/NAME.png and a seeded split by val_fraction;
+ *                            class names from DIR/labels.txt as above
+ *   fashion-mnist-scenes[:train=1000,val=500,size=84,classes=0-9,seed=0]
+ *                            S x S black canvases holding 1-3 garments (uniform), each placed
+ *                            at a seeded uniform integer position such that its tight box (pixels
+ *                            >= 26) lies in the canvas and meets no earlier item's box (50 tries,
+ *                            else dropped); pixel = max over the items; mask = class + 1 where the
+ *                            item's pixel >= 26, else 0 (background). Train scenes from the
+ *                            training images, val scenes from the test images.
+ *   A mask whose size differs from its image, or an image without a mask, is an error naming
+ *   both files at opening; a value outside the classes, when the item is loaded.
  * Classes are numbered in sorted folder-name order (or the dataset's own order), labels 0..K-1. */
 #pragma once
 
@@ -81,6 +100,17 @@ const char *vl_dataset_item_name     (VlDataset *ds, VlSplit split, int i);
 int         vl_dataset_n_values      (VlDataset *ds);
 const char *vl_dataset_value_name    (VlDataset *ds, int j);
 const float*vl_dataset_values        (VlDataset *ds, VlSplit split, int i);
+/* Segmentation: TRUE when every item has a mask of class indices (VOC layout, mask-pair
+ * folders, fashion-mnist-scenes). Classes then include the background (class 0 of the
+ * built-in sets) and vl_dataset_label is 0 for every item. */
+gboolean    vl_dataset_is_segmentation (VlDataset *ds);
+/* The mask file (or record name) of item i; NULL without masks. */
+const char *vl_dataset_mask_name     (VlDataset *ds, VlSplit split, int i);
+/* Item i's mask at its image's own size (g_free): class indices, 255 ignored. A mask that does
+ * not decode or holds a value outside the classes (and not 255) is an error naming the mask
+ * and its image, and the item is added to the skipped list. */
+uint8_t    *vl_dataset_load_mask     (VlDataset *ds, VlSplit split, int i, int *width,
+                                      int *height, GError **error);
 /* Native channel count of the source (1 for Fashion-MNIST, 3 for folders and CIFAR). */
 int         vl_dataset_channels      (VlDataset *ds);
 
@@ -102,8 +132,11 @@ gboolean    vl_dataset_load          (VlDataset *ds, VlSplit split, int i,
  * when yours depend on left and right.) Masks and boxes follow their images through
  * vl_augment_apply_mask and vl_augment_apply_boxes (vl-augment.h). */
 typedef struct {
-  int    label;
-  float *values;
+  int      label;
+  float   *values;
+  uint8_t *mask;   /* segmentation: pp->size² bytes receive the item's mask (class indices,
+                    * 255 ignored) under the image's augmentation, nearest neighbour; NULL: not
+                    * wanted. Ignored for a dataset without masks. */
 } VlTarget;
 
 /* vl_dataset_load, and the item's target under the same augmentation. */
@@ -122,6 +155,8 @@ typedef struct {
   const float *values;     /* (n, n_values) regression targets after augmentation (VlTarget);
                             * NULL when the dataset has none */
   int          n_values;
+  const uint8_t *masks;    /* (n, S, S) segmentation masks after augmentation (VlTarget.mask);
+                            * NULL for a dataset without masks */
   const int   *indices;    /* (n) item indices in the split */
   int          n;          /* images in this batch (items that failed to decode are left out) */
   int          index;      /* batch number in the epoch, 0 .. vl_loader_n_batches - 1 (resume

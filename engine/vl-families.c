@@ -1284,6 +1284,9 @@ load_class_names (VlModel *m, const Config *c, const char *st_path)
 static gboolean
 ignorable (const char *family, const char *prefix, const char *name)
 {
+  /* a segmentation head's tensors (mmseg's names): read by vl-seg-head, not by the model */
+  if (g_str_has_prefix (name, "decode_head."))
+    return TRUE;
   if (strcmp (family, "openclip") == 0 && *prefix && !g_str_has_prefix (name, prefix))
     return TRUE;
   if (strcmp (family, "hf-vit") == 0)

@@ -36,6 +36,8 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <glib/gstdio.h>
+#include <unistd.h>
 
 #define PRECISION_BITS (32 - 8 - 2)
 #define HALF_UNIT      (1 << (PRECISION_BITS - 1))
@@ -1372,4 +1374,191 @@ vl_preprocess_eval (const VlImage *img, const VlPreprocess *pp, float *out)
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------ index masks (libpng) */
+
+typedef struct {
+  const char *path;
+  char        msg[256];
+} PngErr;
+
+static void
+png_err_fn (png_structp png, png_const_charp msg)
+{
+  PngErr *e = png_get_error_ptr (png);
+  g_strlcpy (e->msg, msg, sizeof e->msg);
+  png_longjmp (png, 1);
+}
+
+static void
+png_warn_fn (png_structp png, png_const_charp msg)
+{
+}
+
+/* Reads the PNG at path: the size always; the pixels (as indices) when out != NULL. */
+static gboolean
+mask_read (const char *path, int *width, int *height, uint8_t **out, GError **error)
+{
+  FILE *f = fopen (path, "rb");
+  if (f == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot read: %s", path, g_strerror (errno));
+      return FALSE;
+    }
+  uint8_t sig[8];
+  if (fread (sig, 1, 8, f) != 8 || png_sig_cmp (sig, 0, 8) != 0)
+    {
+      fclose (f);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a PNG file (a mask must be an "
+                   "8-bit index PNG, palette or gray)", path);
+      return FALSE;
+    }
+  PngErr e = { path, "" };
+  png_structp png = png_create_read_struct (PNG_LIBPNG_VER_STRING, &e, png_err_fn, png_warn_fn);
+  png_infop info = png != NULL ? png_create_info_struct (png) : NULL;
+  uint8_t *volatile pixels = NULL;
+  png_bytep *volatile rows = NULL;
+  if (png == NULL || info == NULL || setjmp (png_jmpbuf (png)))
+    {
+      png_destroy_read_struct (&png, &info, NULL);
+      fclose (f);
+      g_free (pixels);
+      g_free (rows);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode PNG: %s", path,
+                   e.msg[0] ? e.msg : "out of memory");
+      return FALSE;
+    }
+  png_init_io (png, f);
+  png_set_sig_bytes (png, 8);
+  png_read_info (png, info);
+  png_uint_32 w = png_get_image_width (png, info), h = png_get_image_height (png, info);
+  int depth = png_get_bit_depth (png, info), type = png_get_color_type (png, info);
+  const char *bad = NULL;
+  if (type != PNG_COLOR_TYPE_PALETTE && type != PNG_COLOR_TYPE_GRAY)
+    bad = type == PNG_COLOR_TYPE_RGB || type == PNG_COLOR_TYPE_RGB_ALPHA
+          ? "colour PNG" : "gray PNG with alpha";
+  else if (depth > 8)
+    bad = "16-bit PNG";
+  else if (w == 0 || h == 0 || (guint64) w * h > VL_IMAGE_MAX_PIXELS)
+    bad = "PNG of no pixels or above the pixel limit";
+  if (bad != NULL)
+    {
+      png_destroy_read_struct (&png, &info, NULL);
+      fclose (f);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a %s (%ux%u, bit depth %d), not an "
+                   "8-bit index mask (palette or gray)", path, bad, (unsigned) w, (unsigned) h,
+                   depth);
+      return FALSE;
+    }
+  *width = (int) w;
+  *height = (int) h;
+  if (out != NULL)
+    {
+      if (depth < 8)
+        png_set_packing (png);   /* one byte per pixel, the index unscaled */
+      png_set_interlace_handling (png);   /* Adam7 rows come out whole from png_read_image */
+      png_read_update_info (png, info);
+      pixels = g_malloc ((gsize) w * h);
+      rows = g_new (png_bytep, h);
+      for (png_uint_32 y = 0; y < h; y++)
+        rows[y] = pixels + (gsize) y * w;
+      png_read_image (png, rows);
+      png_read_end (png, NULL);
+      *out = pixels;
+      pixels = NULL;
+    }
+  png_destroy_read_struct (&png, &info, NULL);
+  fclose (f);
+  g_free (rows);
+  return TRUE;
+}
+
+uint8_t *
+vl_mask_load (const char *path, int *width, int *height, GError **error)
+{
+  uint8_t *out = NULL;
+  if (!mask_read (path, width, height, &out, error))
+    return NULL;
+  return out;
+}
+
+gboolean
+vl_mask_size (const char *path, int *width, int *height, GError **error)
+{
+  return mask_read (path, width, height, NULL, error);
+}
+
+/* Writes rows of `channels` bytes (palette: an index PNG) to path atomically. */
+static gboolean
+png_write_atomic (const char *path, const uint8_t *pixels, int width, int height, int type,
+                  const uint8_t *palette, int n_colors, GError **error)
+{
+  g_autofree char *tmp = g_strdup_printf ("%s.tmp-%d", path, (int) getpid ());
+  FILE *f = fopen (tmp, "wb");
+  if (f == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write: %s", path,
+                   g_strerror (errno));
+      return FALSE;
+    }
+  PngErr e = { path, "" };
+  png_structp png = png_create_write_struct (PNG_LIBPNG_VER_STRING, &e, png_err_fn,
+                                             png_warn_fn);
+  png_infop info = png != NULL ? png_create_info_struct (png) : NULL;
+  if (png == NULL || info == NULL || setjmp (png_jmpbuf (png)))
+    {
+      png_destroy_write_struct (&png, &info);
+      fclose (f);
+      g_unlink (tmp);
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write PNG: %s", path,
+                   e.msg[0] ? e.msg : "out of memory");
+      return FALSE;
+    }
+  png_init_io (png, f);
+  png_set_IHDR (png, info, width, height, 8, type, PNG_INTERLACE_NONE,
+                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  int channels = type == PNG_COLOR_TYPE_RGB ? 3 : 1;
+  if (type == PNG_COLOR_TYPE_PALETTE)
+    {
+      png_color pal[256];
+      for (int i = 0; i < n_colors; i++)
+        {
+          pal[i].red = palette[3 * i];
+          pal[i].green = palette[3 * i + 1];
+          pal[i].blue = palette[3 * i + 2];
+        }
+      png_set_PLTE (png, info, pal, n_colors);
+    }
+  png_write_info (png, info);
+  for (int y = 0; y < height; y++)
+    png_write_row (png, (png_const_bytep) (pixels + (gsize) y * width * channels));
+  png_write_end (png, NULL);
+  png_destroy_write_struct (&png, &info);
+  if (fclose (f) != 0 || g_rename (tmp, path) != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write: %s", path,
+                   g_strerror (errno));
+      g_unlink (tmp);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+vl_mask_save (const char *path, const uint8_t *mask, int width, int height,
+              const uint8_t *palette, int n_colors, GError **error)
+{
+  g_return_val_if_fail (n_colors >= 1 && n_colors <= 256, FALSE);
+  return png_write_atomic (path, mask, width, height, PNG_COLOR_TYPE_PALETTE, palette, n_colors,
+                           error);
+}
+
+gboolean
+vl_image_save_png (const char *path, const VlImage *img, GError **error)
+{
+  g_return_val_if_fail (img->channels == 1 || img->channels == 3, FALSE);
+  return png_write_atomic (path, img->pixels, img->width, img->height,
+                           img->channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, NULL,
+                           0, error);
 }

@@ -43,6 +43,20 @@ VlImage *vl_image_load_memory (const uint8_t *data, size_t size, const char *nam
  * size or the limits; else its size. */
 gboolean vl_image_check_file  (const char *path, int *width, int *height, GError **error);
 VlImage *vl_image_new         (int width, int height, int channels);
+
+/* A label mask: an 8-bit index PNG (palette or gray, bit depth 1 to 8), one byte per pixel
+ * holding the pixel's index as stored (a palette PNG's indices, not its colours), row-major.
+ * Returns NULL with an error naming the file for anything else (RGB, 16-bit, not a PNG,
+ * truncated, empty, above VL_IMAGE_MAX_PIXELS). g_free the result. */
+uint8_t *vl_mask_load         (const char *path, int *width, int *height, GError **error);
+/* Only the size, from the PNG header. */
+gboolean vl_mask_size         (const char *path, int *width, int *height, GError **error);
+/* Writes an index mask as an 8-bit palette PNG (palette: n_colors RGB triples, at most 256),
+ * atomically. */
+gboolean vl_mask_save         (const char *path, const uint8_t *mask, int width, int height,
+                               const uint8_t *palette, int n_colors, GError **error);
+/* Writes an 8-bit image (1 or 3 channels) as a PNG, atomically. */
+gboolean vl_image_save_png    (const char *path, const VlImage *img, GError **error);
 void     vl_image_free        (VlImage *img);
 
 typedef enum {

@@ -62,6 +62,24 @@ read_classify (JsonObject *o, VlEpochMetrics *m, int K)
 }
 
 static void
+read_segment (JsonObject *o, VlEpochMetrics *m, int K)
+{
+  vl_seg_result_begin (&m->seg, K, TRUE);
+  g_clear_pointer (&m->seg.metric, vl_seg_metric_free);
+  m->seg.iou = g_new (double, K);
+  m->seg.acc = g_new (double, K);
+  m->seg.loss = member_double (o, "val_loss");
+  m->seg.miou = member_double (o, "val_miou");
+  m->seg.aacc = member_double (o, "val_aacc");
+  m->seg.macc = member_double (o, "val_macc");
+  m->seg.n = member_int (o, "val_images");
+  m->seg.own_size = g_strcmp0 (json_object_get_string_member_with_default (o, "val_at", ""),
+                               "own size") == 0;
+  member_doubles (o, "val_iou", m->seg.iou, K);
+  member_doubles (o, "val_acc", m->seg.acc, K);
+}
+
+static void
 read_regress (JsonObject *o, VlEpochMetrics *m, int N)
 {
   vl_regress_result_begin (&m->reg, N);
@@ -82,6 +100,7 @@ vl_epoch_metrics_free (VlEpochMetrics *m)
     return;
   vl_eval_result_clear (&m->val);
   vl_regress_result_clear (&m->reg);
+  vl_seg_result_clear (&m->seg);
   g_free (m);
 }
 
@@ -131,6 +150,8 @@ vl_run_read_metrics (const char *run_dir, VlTaskKind task, int n_outputs, GError
       m->best = json_object_get_boolean_member_with_default (o, "best", FALSE);
       if (task == VL_TASK_REGRESS)
         read_regress (o, m, n_outputs);
+      else if (task == VL_TASK_SEGMENT)
+        read_segment (o, m, n_outputs);
       else
         read_classify (o, m, n_outputs);
       g_ptr_array_add (out, m);

@@ -16,6 +16,7 @@
 /* The files a checkpoint commit may hold, in the order they are written and renamed. */
 static const char *const group_names[] = {
   "model.safetensors", "config.json", "optimizer.safetensors", "best.safetensors", "run.json",
+  "seg_head.safetensors",
 };
 #define METRICS "metrics.jsonl"
 
@@ -312,7 +313,8 @@ is_stray (const char *name)
   while (*name == '.')
     name++;
   const char *known[] = { "model.safetensors", "config.json", "optimizer.safetensors",
-                          "best.safetensors", "run.json", METRICS, VL_RUN_MANIFEST + 1 };
+                          "best.safetensors", "run.json", "seg_head.safetensors", METRICS,
+                          VL_RUN_MANIFEST + 1 };
   for (guint k = 0; k < G_N_ELEMENTS (known); k++)
     if (g_str_has_prefix (name, known[k]) && name[strlen (known[k])] == '.')
       return TRUE;
@@ -531,6 +533,15 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
                           gboolean best, const char *run_json, const char *metrics,
                           GError **error)
 {
+  return vl_run_commit_checkpoint_with (dir, model, optimizer, NULL, best, run_json, metrics,
+                                        error);
+}
+
+gboolean
+vl_run_commit_checkpoint_with (const char *dir, VlModel *model, VlSafetensorsWriter *optimizer,
+                               VlSafetensorsWriter *seg_head, gboolean best,
+                               const char *run_json, const char *metrics, GError **error)
+{
   fault_init ();
   FaultCursor cur = { g_atomic_int_add (&commits_begun, 1) + 1, 0 };
   g_autoptr(GPtrArray) files = g_ptr_array_new ();
@@ -539,6 +550,7 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
   g_autofree char *p_opt = pending_path (dir, "optimizer.safetensors");
   g_autofree char *p_best = pending_path (dir, "best.safetensors");
   g_autofree char *p_run = pending_path (dir, "run.json");
+  g_autofree char *p_seg = pending_path (dir, "seg_head.safetensors");
   g_autofree char *p_metrics = pending_path (dir, METRICS);
   g_autofree char *final_metrics = g_build_filename (dir, METRICS, NULL);
   g_autofree char *mpath = g_build_filename (dir, VL_RUN_MANIFEST, NULL);
@@ -554,6 +566,12 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
       fault_point (&cur, "writing .optimizer.safetensors.pending");
       ok = vl_safetensors_writer_write (optimizer, p_opt, error);
       g_ptr_array_add (files, "optimizer.safetensors");
+    }
+  if (ok && seg_head)
+    {
+      fault_point (&cur, "writing .seg_head.safetensors.pending");
+      ok = vl_safetensors_writer_write (seg_head, p_seg, error);
+      g_ptr_array_add (files, "seg_head.safetensors");
     }
   if (ok && best)
     {
@@ -599,7 +617,7 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
     }
   if (!ok)
     {
-      const char *all[] = { p_model, p_config, p_opt, p_best, p_run, p_metrics };
+      const char *all[] = { p_model, p_config, p_opt, p_seg, p_best, p_run, p_metrics };
       for (guint i = 0; i < G_N_ELEMENTS (all); i++)
         if (is_regular (all[i]))
           g_unlink (all[i]);

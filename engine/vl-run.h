@@ -94,6 +94,13 @@ gboolean  vl_run_begin            (const char *dir, gboolean resume, VlRunLock *
 gboolean  vl_run_commit_checkpoint (const char *dir, VlModel *model,
                                     VlSafetensorsWriter *optimizer, gboolean best,
                                     const char *run_json, const char *metrics, GError **error);
+/* The same with a segmentation run's head (vl-seg-head.h) and its AdamW moments in
+ * seg_head.safetensors, one more file of the group (seg_head NULL: none). */
+gboolean  vl_run_commit_checkpoint_with (const char *dir, VlModel *model,
+                                         VlSafetensorsWriter *optimizer,
+                                         VlSafetensorsWriter *seg_head, gboolean best,
+                                         const char *run_json, const char *metrics,
+                                         GError **error);
 /* Keeps the lines of metrics.jsonl whose "epoch" is below `epochs` (each epoch once, the first),
  * rewriting the file atomically only when something goes. For a resume: the log then ends where
  * the checkpoint does. */

@@ -1,6 +1,8 @@
 /* vl-task.c: the tasks' losses and metrics, and evaluation (see vl-task.h). */
 #include "vl-task.h"
 #include "vl-loss.h"
+#include "vl-conv.h"
+#include "vl-pool.h"
 #include "vl-safetensors.h"   /* VL_ERROR */
 
 #include <math.h>
@@ -8,7 +10,7 @@
 
 /* ------------------------------------------------------------------ names */
 
-static const char *const task_names[] = { "classify", "regress" };
+static const char *const task_names[] = { "classify", "regress", "segment" };
 static const char *const reg_loss_names[] = { "mse", "smooth-l1" };
 
 const char *
@@ -29,6 +31,11 @@ vl_task_from_string (const char *s, VlTaskKind *out)
   if (g_strcmp0 (s, "classification") == 0 || g_strcmp0 (s, "regression") == 0)
     {
       *out = s[0] == 'c' ? VL_TASK_CLASSIFY : VL_TASK_REGRESS;
+      return TRUE;
+    }
+  if (g_strcmp0 (s, "segmentation") == 0)
+    {
+      *out = VL_TASK_SEGMENT;
       return TRUE;
     }
   return FALSE;
@@ -386,4 +393,235 @@ vl_evaluate_regress (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
     }
   vl_regress_result_end (out);
   return TRUE;
+}
+
+/* ------------------------------------------------------------------ segmentation metrics */
+
+void
+vl_seg_result_begin (VlSegResult *r, int n_classes, gboolean own_size)
+{
+  memset (r, 0, sizeof *r);
+  r->n_classes = n_classes;
+  r->own_size = own_size;
+  r->metric = vl_seg_metric_new (n_classes, VL_SEG_IGNORE);
+  r->miou = r->aacc = r->macc = r->loss = NAN;
+}
+
+void
+vl_seg_result_add (VlSegResult *r, const float *logits, const uint8_t *mask, int H, int W)
+{
+  const int64_t n = (int64_t) H * W;
+  int64_t counted = 0;
+  double loss = vl_seg_cross_entropy (NULL, logits, mask, n, r->n_classes, VL_SEG_IGNORE,
+                                      &counted);
+  r->loss_sum += loss * counted;
+  r->pixels += counted;
+  g_autofree uint8_t *pred = g_new (uint8_t, n);
+  vl_seg_argmax (pred, logits, n, r->n_classes);
+  vl_seg_metric_add (r->metric, pred, mask, n);
+  r->n++;
+}
+
+void
+vl_seg_result_end (VlSegResult *r)
+{
+  const int K = r->n_classes;
+  g_free (r->iou);
+  g_free (r->acc);
+  r->iou = g_new (double, K);
+  r->acc = g_new (double, K);
+  r->miou = vl_seg_metric_compute (r->metric, r->iou, r->acc, &r->macc, &r->aacc);
+  r->loss = r->pixels > 0 ? r->loss_sum / (double) r->pixels : NAN;
+  g_clear_pointer (&r->metric, vl_seg_metric_free);
+}
+
+void
+vl_seg_result_clear (VlSegResult *r)
+{
+  g_clear_pointer (&r->iou, g_free);
+  g_clear_pointer (&r->acc, g_free);
+  g_clear_pointer (&r->metric, vl_seg_metric_free);
+}
+
+void
+vl_seg_result_copy (VlSegResult *dst, const VlSegResult *src)
+{
+  *dst = *src;
+  dst->metric = NULL;
+  dst->iou = src->iou ? g_memdup2 (src->iou, sizeof (double) * src->n_classes) : NULL;
+  dst->acc = src->acc ? g_memdup2 (src->acc, sizeof (double) * src->n_classes) : NULL;
+}
+
+gboolean
+vl_evaluate_segment (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split, int size,
+                     int batch_size, GCancellable *cancellable, VlSegResult *out,
+                     GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (!vl_dataset_is_segmentation (ds) || vl_seg_head_n_classes (h) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "the seg head has %d classes, %s %d",
+                   vl_seg_head_n_classes (h), vl_dataset_description (ds),
+                   vl_dataset_is_segmentation (ds) ? K : 0);
+      return FALSE;
+    }
+  const VlGeometry *g = vl_model_geometry (m);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (size > 0)
+    pp.size = size;
+  if (pp.size % g->patch != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
+                   "patch size %d", pp.size, g->patch);
+      return FALSE;
+    }
+  const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
+  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
+                                              MAX (batch_size, 1), FALSE, 0);
+  vl_seg_result_begin (out, K, TRUE);
+  vl_loader_start_epoch (loader, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (loader, &b))
+    {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
+          !vl_model_forward (m, b.images, b.n, S, S, VL_FORWARD_INFER, error))
+        {
+          vl_seg_result_clear (out);
+          return FALSE;
+        }
+      const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b.n, T, g->n_prefix,
+                                            G, G, S, S);
+      g_autofree uint8_t **masks = g_new0 (uint8_t *, b.n);
+      g_autofree int *w = g_new0 (int, b.n);
+      g_autofree int *hh = g_new0 (int, b.n);
+      for (int j = 0; j < b.n; j++)   /* a mask that fails is listed as skipped */
+        masks[j] = vl_dataset_load_mask (ds, split, b.indices[j], &w[j], &hh[j], NULL);
+      gboolean ok = vl_seg_result_add_upsampled (out, z, b.n, S, masks, w, hh, error);
+      for (int j = 0; j < b.n; j++)
+        g_free (masks[j]);
+      if (!ok)
+        {
+          vl_seg_result_clear (out);
+          return FALSE;
+        }
+    }
+  vl_seg_result_end (out);
+  return TRUE;
+}
+
+typedef struct {
+  const float    *z;
+  int             S, K;
+  uint8_t *const *masks;
+  const int      *w, *h;
+  uint8_t       **pred;     /* (B) out: argmax at each image's size; NULL when not allocated */
+  double         *loss;     /* (B) out: mean over its counted pixels */
+  int64_t        *counted;  /* (B) out */
+} UpJob;
+
+static void
+upsample_one (void *data, int64_t j, int worker)
+{
+  const UpJob *u = data;
+  if (u->masks[j] == NULL)
+    return;
+  const int64_t n = (int64_t) u->w[j] * u->h[j];
+  const float *zj = u->z + j * (int64_t) u->S * u->S * u->K;
+  float *up = NULL;
+  if (u->w[j] != u->S || u->h[j] != u->S)
+    {
+      up = g_try_new (float, n * u->K);
+      if (up == NULL)
+        return;
+      vl_bilinear_forward (up, zj, 1, u->S, u->S, u->K, u->h[j], u->w[j]);
+    }
+  const float *l = up ? up : zj;
+  u->pred[j] = g_new (uint8_t, n);
+  u->loss[j] = vl_seg_cross_entropy (NULL, l, u->masks[j], n, u->K, VL_SEG_IGNORE,
+                                     &u->counted[j]);
+  vl_seg_argmax (u->pred[j], l, n, u->K);
+  g_free (up);
+}
+
+gboolean
+vl_seg_result_add_upsampled (VlSegResult *r, const float *z, int B, int S,
+                             uint8_t *const *masks, const int *w, const int *h, GError **error)
+{
+  g_autofree uint8_t **pred = g_new0 (uint8_t *, B);
+  g_autofree double *loss = g_new0 (double, B);
+  g_autofree int64_t *counted = g_new0 (int64_t, B);
+  UpJob u = { z, S, r->n_classes, masks, w, h, pred, loss, counted };
+  vl_parallel_for (B, upsample_one, &u);
+  gboolean ok = TRUE;
+  for (int j = 0; j < B; j++)
+    {
+      if (masks[j] == NULL)
+        continue;
+      if (pred[j] == NULL)
+        {
+          if (ok)
+            g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the logits of a %dx%d "
+                         "image at its own size", w[j], h[j]);
+          ok = FALSE;
+          continue;
+        }
+      vl_seg_metric_add (r->metric, pred[j], masks[j], (int64_t) w[j] * h[j]);
+      r->loss_sum += loss[j] * counted[j];
+      r->pixels += counted[j];
+      r->n++;
+      g_free (pred[j]);
+    }
+  return ok;
+}
+
+typedef struct {
+  float         *dz;
+  const float   *z;
+  const uint8_t *masks;
+  int64_t        P;
+  int            K;
+  double        *loss;
+  int64_t       *counted;
+  double         scale_num;   /* second pass: dz_j *= counted_j / total */
+  int64_t        total;
+} LossJob;
+
+static void
+loss_one (void *data, int64_t j, int worker)
+{
+  const LossJob *l = data;
+  float *dz = l->dz + j * l->P * l->K;
+  if (l->total == 0)
+    {
+      memset (dz, 0, sizeof (float) * l->P * l->K);
+      l->loss[j] = vl_seg_cross_entropy (dz, l->z + j * l->P * l->K, l->masks + j * l->P, l->P,
+                                         l->K, VL_SEG_IGNORE, &l->counted[j]);
+      return;
+    }
+  const float s = (float) ((double) l->counted[j] / (double) l->total);
+  for (int64_t i = 0; i < l->P * l->K; i++)
+    dz[i] *= s;
+}
+
+double
+vl_seg_batch_loss (float *dz, const float *z, const uint8_t *masks, int B, int64_t P, int K)
+{
+  g_autofree double *loss = g_new0 (double, B);
+  g_autofree int64_t *counted = g_new0 (int64_t, B);
+  LossJob l = { dz, z, masks, P, K, loss, counted, 0, 0 };
+  vl_parallel_for (B, loss_one, &l);   /* each image's mean and its gradient */
+  int64_t total = 0;
+  double sum = 0;
+  for (int j = 0; j < B; j++)
+    {
+      total += counted[j];
+      sum += loss[j] * counted[j];
+    }
+  if (total == 0)
+    return 0.0;
+  l.total = total;
+  vl_parallel_for (B, loss_one, &l);   /* rescaled to the batch's mean */
+  return sum / (double) total;
 }

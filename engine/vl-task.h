@@ -24,12 +24,15 @@
 
 #include "vl-dataset.h"
 #include "vl-model.h"
+#include "vl-seg.h"
+#include "vl-seg-head.h"
 
 G_BEGIN_DECLS
 
 typedef enum {
   VL_TASK_CLASSIFY,
   VL_TASK_REGRESS,
+  VL_TASK_SEGMENT,   /* one class per pixel: a seg head (vl-seg-head.h) over the token grid */
 } VlTaskKind;
 
 typedef enum {
@@ -37,8 +40,9 @@ typedef enum {
   VL_REG_LOSS_SMOOTH_L1,   /* beta 1, on the standardised targets */
 } VlRegLoss;
 
-/* Names as the CLI, run.json and metrics.jsonl spell them: "classify", "regress"; "mse",
- * "smooth-l1". from_string also takes "classification" and "regression". */
+/* Names as the CLI, run.json and metrics.jsonl spell them: "classify", "regress", "segment";
+ * "mse", "smooth-l1". from_string also takes "classification", "regression" and
+ * "segmentation". */
 const char *vl_task_name              (VlTaskKind kind);
 gboolean    vl_task_from_string       (const char *s, VlTaskKind *out);
 const char *vl_reg_loss_name          (VlRegLoss loss);
@@ -107,7 +111,54 @@ void      vl_regress_result_copy  (VlRegressResult *dst, const VlRegressResult *
 /* Standardised outputs (n_outputs) to the targets' units. */
 void      vl_task_unstandardize   (const VlTaskSpec *t, const float *out, float *values);
 
+/* ---- segmentation metrics ----
+ * segment   a seg head (vl-seg-head.h) over the final-norm token grid gives (B, S, S, K) logits
+ *           at the input size; per-pixel cross-entropy with ignore index 255 (vl-seg.h); the
+ *           metrics are mmsegmentation's IoUMetric (VlSegMetric) over the whole split. */
+
+typedef struct {
+  int      n_classes;
+  int64_t  n;             /* images evaluated */
+  int64_t  pixels;        /* pixels counted (not ignored) */
+  double   loss;          /* mean cross-entropy over the counted pixels */
+  double   miou, aacc, macc;
+  double  *iou, *acc;     /* (K) per class; NaN where undefined (skipped by the means) */
+  gboolean own_size;      /* scored at each image's own size (else at the input size) */
+  /* accumulating */
+  double   loss_sum;
+  VlSegMetric *metric;
+} VlSegResult;
+
+void      vl_seg_result_begin     (VlSegResult *r, int n_classes, gboolean own_size);
+/* One image's logits (H, W, K) against its mask (H, W). */
+void      vl_seg_result_add       (VlSegResult *r, const float *logits, const uint8_t *mask,
+                                   int H, int W);
+/* B images' logits at the input size (B, S, S, K) against their masks at their own sizes
+ * (masks[j]: w[j] x h[j]; NULL: the image is left out), each upsampled bilinearly to its mask's
+ * size; the images run in parallel on the engine's pool. FALSE (error set) when an image's
+ * logits at its size cannot be allocated. */
+gboolean  vl_seg_result_add_upsampled (VlSegResult *r, const float *z, int B, int S,
+                                       uint8_t *const *masks, const int *w, const int *h,
+                                       GError **error);
+void      vl_seg_result_end       (VlSegResult *r);
+/* The per-pixel cross-entropy (255 ignored) of B images' logits (B, P, K) against their masks
+ * (B, P), the mean over every counted pixel of the batch, and its gradient into dz (B, P, K)
+ * (overwritten): vl_seg_cross_entropy over the whole batch, to float rounding, with the images
+ * in parallel. */
+double    vl_seg_batch_loss       (float *dz, const float *z, const uint8_t *masks, int B,
+                                   int64_t P, int K);
+void      vl_seg_result_clear     (VlSegResult *r);
+void      vl_seg_result_copy      (VlSegResult *dst, const VlSegResult *src);
+
 /* ---- evaluation ---- */
+
+/* Evaluates a model without a classification head and its seg head on one split of a
+ * segmentation dataset: images squashed to size x size (0: the model's input size), the seg
+ * head's logits upsampled bilinearly to each image's own size and scored against its original
+ * mask (out->own_size TRUE). */
+gboolean  vl_evaluate_segment    (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split,
+                                  int size, int batch_size, GCancellable *cancellable,
+                                  VlSegResult *out, GError **error);
 
 /* The model's evaluation preprocessing (pretrained_cfg: input size, crop_pct, interpolation,
  * mean, std; channels = in_chans). */

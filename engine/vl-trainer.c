@@ -9,6 +9,7 @@
 #include "vl-trainer.h"
 #include "vl-attention.h"
 #include "vl-json.h"
+#include "vl-conv.h"
 #include "vl-safetensors.h"
 #include "vl-sync.h"
 
@@ -40,6 +41,7 @@ vl_train_config_init (VlTrainConfig *c)
 {
   memset (c, 0, sizeof *c);
   c->head = VL_HEAD_LINEAR;
+  c->seg_head = VL_SEG_HEAD_LINEAR;
   c->pool = VL_POOL_TOKEN;
   c->val_fraction = 0.2;
   c->augment = VL_AUGMENT_NONE;
@@ -514,6 +516,10 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   if ((s = get_str (task, "loss")) && c->task == VL_TASK_REGRESS &&
       !vl_reg_loss_from_string (s, &c->reg_loss))
     goto bad;
+  if ((s = get_str (task, "seg_head")) && !vl_seg_head_kind_from_string (s, &c->seg_head))
+    goto bad;
+  if (c->task == VL_TASK_SEGMENT && get_int (task, "img_size", &i))
+    c->img_size = (int) i;
   c->backbone = g_strdup (get_str (bb, "path"));
   c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
   c->geometry = g_strdup (get_str (bb, "geometry"));
@@ -717,6 +723,7 @@ struct _VlTrainer {
   gint            ref_count;
   VlTrainConfig   cfg;
   VlModel        *model;        /* the worker's while it runs */
+  VlSegHead      *seg_head;     /* segmentation: the trained head, once the worker has ended */
   VlDataset      *ds;
   VlTrainerNotify notify;
   gpointer        notify_data;
@@ -811,6 +818,7 @@ vl_trainer_unref (VlTrainer *t)
   if (t->notify_destroy)
     t->notify_destroy (t->notify_data);
   vl_model_free (t->model);
+  vl_seg_head_free (t->seg_head);
   vl_dataset_free (t->ds);
   vl_run_unlock (t->run_lock);
   g_object_unref (t->cancel);
@@ -967,6 +975,15 @@ vl_trainer_get_model (VlTrainer *t)
   return done ? t->model : NULL;
 }
 
+VlSegHead *
+vl_trainer_get_seg_head (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  gboolean done = t->done;
+  vl_mutex_unlock (&t->lock);
+  return done ? t->seg_head : NULL;
+}
+
 VlDataset *
 vl_trainer_get_dataset (VlTrainer *t)
 {
@@ -989,6 +1006,7 @@ typedef enum { OK, STOPPED, FAILED } Outcome;
 typedef struct {
   float   *data;       /* (n, numel) activations at the lock boundary */
   guint8  *ok;         /* (n) the image decoded */
+  uint8_t *masks;      /* (n, S, S) segmentation: the items' masks at the input size */
   int      n;
 } FeatCache;
 
@@ -1003,6 +1021,17 @@ typedef struct {
   float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
   float               *dout;            /* (batch, K) the loss's gradient on the outputs */
   float               *buf_values;      /* (batch, K) regress: targets gathered from the cache */
+  /* segment: the seg head is layer group n_groups - 1, after the model's n_model_groups */
+  gboolean             seg_task;
+  VlSegHead           *seg;
+  int                  n_model_groups;
+  gboolean             seg_trains;      /* the seg head's group is unlocked */
+  gboolean             model_trains;    /* a group of the model is unlocked */
+  gboolean             seg_tok_cache;   /* the cache holds final-norm tokens (only the head trains) */
+  int                  gh, gw, T;       /* the token grid at the input size */
+  float               *seg_dz;          /* (batch, S, S, K) */
+  float               *seg_dtok;        /* (batch, T, W) */
+  uint8_t             *buf_masks;       /* (batch, S, S) gathered from the cache */
   char               **value_names;
   char                *backbone_path, *backbone_sha;
   char               **class_names;
@@ -1158,6 +1187,7 @@ cache_free (FeatCache *c)
 {
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->ok, g_free);
+  g_clear_pointer (&c->masks, g_free);
   c->n = 0;
 }
 
@@ -1173,6 +1203,13 @@ run_clear (Run *r)
   g_free (r->buf);
   g_free (r->buf_labels);
   g_free (r->buf_values);
+  g_free (r->buf_masks);
+  g_free (r->seg_dz);
+  g_free (r->seg_dtok);
+  if (r->seg && r->t->seg_head == NULL)
+    r->t->seg_head = r->seg;   /* handed back with the model (vl_trainer_get_seg_head) */
+  else
+    vl_seg_head_free (r->seg);
   g_free (r->tmean);
   g_free (r->tstd);
   g_free (r->dout);
@@ -1249,6 +1286,12 @@ run_json (Run *r)
   json_builder_set_member_name (b, "task");
   json_builder_begin_object (b);
   add_str (b, "kind", vl_task_name (c->task));
+  if (c->task == VL_TASK_SEGMENT)
+    {
+      add_str (b, "seg_head", vl_seg_head_kind_name (c->seg_head));
+      add_int (b, "img_size", r->S);
+      add_str (b, "evaluated_at", "own size");
+    }
   if (c->task == VL_TASK_REGRESS)
     {
       add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
@@ -1409,6 +1452,21 @@ metrics_classify (JsonBuilder *b, const VlEpochMetrics *e)
   json_builder_end_array (b);
 }
 
+/* A segmentation epoch: loss, mIoU, aAcc, mAcc, per-class IoU and accuracy. */
+static void
+metrics_segment (JsonBuilder *b, const VlEpochMetrics *e)
+{
+  const VlSegResult *s = &e->seg;
+  add_num (b, "val_loss", s->loss);
+  add_num (b, "val_miou", s->miou);
+  add_num (b, "val_aacc", s->aacc);
+  add_num (b, "val_macc", s->macc);
+  add_int (b, "val_images", s->n);
+  add_str (b, "val_at", s->own_size ? "own size" : "input size");
+  add_doubles (b, "val_iou", s->iou, s->n_classes);
+  add_doubles (b, "val_acc", s->acc, s->n_classes);
+}
+
 /* One line of metrics.jsonl: the epoch, its training, and its task's validation metrics. */
 static char *
 metrics_line (const VlEpochMetrics *e)
@@ -1424,6 +1482,8 @@ metrics_line (const VlEpochMetrics *e)
   add_num (b, "train_loss", e->train_loss);
   if (e->task == VL_TASK_REGRESS)
     metrics_regress (b, e);
+  else if (e->task == VL_TASK_SEGMENT)
+    metrics_segment (b, e);
   else
     metrics_classify (b, e);
   add_num (b, "seconds", e->seconds);
@@ -1506,7 +1566,39 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  gboolean ok = vl_run_commit_checkpoint (r->cfg->out_dir, m, w, best, run, metrics->str, error);
+  g_autoptr(VlSafetensorsWriter) sw = r->seg ? vl_safetensors_writer_new () : NULL;
+  if (sw)
+    {
+      /* the head under mmseg's names, its moments as exp_avg.NAME / exp_avg_sq.NAME */
+      g_autoptr(JsonBuilder) hs = json_builder_new ();
+      json_builder_begin_object (hs);
+      vl_seg_head_add_to_writer (r->seg, sw);
+      for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+        {
+          const float *ea, *eas;
+          int step, ndim;
+          int64_t shape[VL_MAX_DIMS];
+          vl_seg_head_optim_state (r->seg, i, &ea, &eas, &step);
+          add_int (hs, vl_seg_head_tensor_name (r->seg, i), step);
+          if (ea == NULL)
+            continue;
+          vl_seg_head_tensor_data (r->seg, i, &ndim, shape, NULL);
+          char *n1 = g_strconcat ("exp_avg.", vl_seg_head_tensor_name (r->seg, i), NULL);
+          char *n2 = g_strconcat ("exp_avg_sq.", vl_seg_head_tensor_name (r->seg, i), NULL);
+          g_ptr_array_add (names, n1);
+          g_ptr_array_add (names, n2);
+          vl_safetensors_writer_add_f32 (sw, n1, ndim, shape, ea);
+          vl_safetensors_writer_add_f32 (sw, n2, ndim, shape, eas);
+        }
+      json_builder_end_object (hs);
+      g_autofree char *hs_json = builder_to_string (hs, FALSE);
+      vl_safetensors_writer_add_metadata (sw, "format", "vitlab-seg-head");
+      vl_safetensors_writer_add_metadata (sw, "seg_head", vl_seg_head_kind_name (
+                                            vl_seg_head_kind (r->seg)));
+      vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
+    }
+  gboolean ok = vl_run_commit_checkpoint_with (r->cfg->out_dir, m, w, sw, best, run,
+                                               metrics->str, error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);
   if (!ok)
@@ -1645,6 +1737,61 @@ load_checkpoint_state (Run *r, GError **error)
   return TRUE;
 }
 
+/* On resume of a segmentation run: the seg head and its AdamW state from seg_head.safetensors. */
+static gboolean
+load_seg_head_state (Run *r, GError **error)
+{
+  g_autofree char *path = g_build_filename (r->cfg->out_dir, "seg_head.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  if (st == NULL)
+    return FALSE;
+  g_autoptr(VlSegHead) h = vl_seg_head_from_safetensors (st, vl_model_geometry (r->m)->width,
+                                                         error);
+  if (h == NULL)
+    return FALSE;
+  if (vl_seg_head_kind (h) != vl_seg_head_kind (r->seg) ||
+      vl_seg_head_n_classes (h) != vl_seg_head_n_classes (r->seg))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: a %s head of %d classes, the run "
+                   "trains a %s head of %d", path, vl_seg_head_kind_name (vl_seg_head_kind (h)),
+                   vl_seg_head_n_classes (h), vl_seg_head_kind_name (vl_seg_head_kind (r->seg)),
+                   vl_seg_head_n_classes (r->seg));
+      return FALSE;
+    }
+  GHashTable *meta = vl_safetensors_metadata (st);
+  g_autoptr(JsonParser) p = json_parser_new ();
+  const char *steps_json = meta_get (meta, "steps");
+  JsonObject *steps = NULL;
+  if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
+      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+    steps = json_node_get_object (json_parser_get_root (p));
+  for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+    {
+      const char *name = vl_seg_head_tensor_name (r->seg, i);
+      int64_t numel, tstep = 0;
+      float *dst = vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
+      memcpy (dst, vl_seg_head_tensor_data (h, i, NULL, NULL, NULL), sizeof (float) * numel);
+      get_int (steps, name, &tstep);
+      g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
+      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
+      if (vl_safetensors_lookup (st, n1) == NULL)
+        continue;
+      const VlTensorInfo *t1 = NULL, *t2 = NULL;
+      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
+      g_autofree float *eas = ea ? vl_safetensors_read_f32 (st, n2, &t2, error) : NULL;
+      if (eas == NULL)
+        return FALSE;
+      if (t1->numel != numel || t2->numel != numel)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s do not have "
+                       "its %" G_GINT64_FORMAT " elements", path, name, numel);
+          return FALSE;
+        }
+      vl_seg_head_set_optim_state (r->seg, i, ea, eas, (int) tstep);
+    }
+  return TRUE;
+}
+
 /* On resume: the run.json there must describe the same data. */
 static gboolean
 check_run_data (Run *r, GError **error)
@@ -1761,7 +1908,26 @@ setup_task (Run *r, GError **error)
   const VlTrainConfig *c = r->cfg;
   r->task = (VlTaskSpec) { .kind = c->task, .label_smoothing = (float) c->label_smoothing,
                            .reg_loss = c->reg_loss };
-  if (c->task == VL_TASK_CLASSIFY)
+  if (c->task != VL_TASK_SEGMENT && vl_dataset_is_segmentation (r->ds))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: a segmentation dataset (masks, no "
+                   "image labels): train it with --task segment",
+                   vl_dataset_description (r->ds));
+      return FALSE;
+    }
+  if (c->task == VL_TASK_SEGMENT)
+    {
+      if (!vl_dataset_is_segmentation (r->ds))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: no masks to segment (a Pascal "
+                       "VOC folder, images/ with masks/, or fashion-mnist-scenes)",
+                       vl_dataset_description (r->ds));
+          return FALSE;
+        }
+      r->seg_task = TRUE;
+      r->K = vl_dataset_n_classes (r->ds);
+    }
+  else if (c->task == VL_TASK_CLASSIFY)
     {
       r->K = vl_dataset_n_classes (r->ds);
       if (r->K < 2)
@@ -1850,15 +2016,53 @@ setup (Run *r, GError **error)
   r->m = t->model;
   r->backbone_sha = sha256_file (r->backbone_path);
 
-  vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
-  vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
-                                                         ? r->value_names : r->class_names));
+  if (r->seg_task)
+    {
+      /* no classification head: the seg head reads the final-norm tokens */
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->seg = vl_seg_head_new (c->seg_head, vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->seg == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
+                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
+                       vl_model_geometry (r->m)->width, r->K,
+                       c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width divisible "
+                       "by 4)" : "");
+          return FALSE;
+        }
+    }
+  else
+    {
+      vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
+      vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
+                                                             ? r->value_names
+                                                             : r->class_names));
+    }
   /* a stop interrupts a pass between two blocks */
   vl_model_set_cancellable (r->m, r->t->cancel);
   vl_model_set_pool (r->m, c->pool);
-  r->n_groups = vl_model_n_groups (r->m);
+  r->n_model_groups = r->n_groups = vl_model_n_groups (r->m);
   vl_preprocess_from_model (r->m, &r->pp);
   r->S = r->pp.size;
+  if (r->seg_task)
+    {
+      const VlGeometry *g = vl_model_geometry (r->m);
+      r->n_groups++;   /* the seg head: the last group */
+      if (c->img_size > 0)
+        {
+          if (c->img_size % g->patch != 0 || c->img_size > 4096)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "img-size %d: must be a multiple "
+                           "of the patch size %d (and at most 4096)", c->img_size, g->patch);
+              return FALSE;
+            }
+          r->pp.size = r->S = c->img_size;
+        }
+      r->gh = r->gw = r->S / g->patch;
+      r->T = g->n_prefix + r->gh * r->gw;
+      r->seg_dz = g_new (float, (gsize) c->batch_size * r->S * r->S * r->K);
+      r->seg_dtok = g_new (float, (gsize) c->batch_size * r->T * g->width);
+    }
 
   /* one image through the preprocessing catches a memory dataset of another shape */
   {
@@ -1896,7 +2100,8 @@ setup (Run *r, GError **error)
       g_autofree char *mpath = g_build_filename (c->out_dir, "model.safetensors", NULL);
       if (!check_run_data (r, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
-                                     !load_checkpoint_state (r, error))))
+                                     !load_checkpoint_state (r, error) ||
+                                     (r->seg_task && !load_seg_head_state (r, error)))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
@@ -1915,6 +2120,14 @@ setup (Run *r, GError **error)
   r->opt.weight_decay = (float) c->weight_decay;
   r->scales = g_new (float, r->n_groups);
   vl_train_layer_scales (r->m, c->layer_decay, r->scales);
+  if (r->seg_task)
+    {
+      /* the seg head takes the top layer id, one above the model's top group (which has none
+       * of its own head now): the model's scales move one decay step down */
+      for (int g = 0; g < r->n_model_groups; g++)
+        r->scales[g] *= (float) c->layer_decay;
+      r->scales[r->n_groups - 1] = 1.0f;
+    }
   r->opt.group_lr_scale = c->layer_decay < 1.0 ? r->scales : NULL;
   r->gnorms = g_new0 (double, r->n_groups);
   choose_probes (r);
@@ -1974,26 +2187,36 @@ apply_unlock (Run *r)
       for (int g = 0; g < r->n_groups && g < 64; g++)
         if (r->cfg->unlock_mask & (G_GUINT64_CONSTANT (1) << g))
           {
-            vl_model_set_group_trainable (r->m, g, TRUE);
+            if (g < r->n_model_groups)
+              vl_model_set_group_trainable (r->m, g, TRUE);
             want++;
           }
+      r->seg_trains = r->seg_task && r->n_groups - 1 < 64 &&
+                      (r->cfg->unlock_mask & (G_GUINT64_CONSTANT (1) << (r->n_groups - 1)));
     }
   else
     {
       want = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, r->epoch), r->n_groups);
       if (want == r->unlocked)
         return;
-      vl_model_lock (r->m, want);
+      /* segmentation: the seg head is the last group, the model's follow it */
+      vl_model_lock (r->m, r->seg_task ? MAX (want - 1, 0) : want);
+      r->seg_trains = r->seg_task && want >= 1;
     }
   r->unlocked = want;
   r->n_trainable = vl_model_n_trainable (r->m);
+  r->model_trains = r->n_trainable > 0;
+  if (r->seg_trains)
+    r->n_trainable += vl_seg_head_n_params (r->seg);
   r->cached = r->val_cached = FALSE;
   cache_free (&r->ctrain);
   cache_free (&r->cval);
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
   ev->unlocked = want;
   ev->n_trainable = r->n_trainable;
-  int64_t numel = vl_model_boundary_numel (r->m, r->S, r->S);
+  int64_t numel = r->seg_task && !r->model_trains
+                  ? (int64_t) r->T * vl_model_geometry (r->m)->width
+                  : vl_model_boundary_numel (r->m, r->S, r->S);
   ev->cached = r->cache_wanted && r->cfg->augment == VL_AUGMENT_NONE && numel > 0 &&
                (double) numel * sizeof (float) * (r->n_train + r->n_val) <=
                (double) r->cfg->cache_limit;
@@ -2007,7 +2230,9 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
   fc->n = n;
   fc->data = g_try_new (float, (gsize) n * r->cache_numel);
   fc->ok = g_new0 (guint8, MAX (n, 1));
-  if (fc->data == NULL)
+  if (r->seg_task)
+    fc->masks = g_try_new (uint8_t, (gsize) n * r->S * r->S);
+  if (fc->data == NULL || (r->seg_task && fc->masks == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
                    (double) n * r->cache_numel * 4 / GIB);
@@ -2022,10 +2247,20 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
     {
       if (should_stop (r))
         return STOPPED;
-      if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
+      if (r->seg_tok_cache)
+        {
+          /* only the seg head trains: the final-norm token grid is the boundary */
+          if (!vl_model_forward (r->m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
+            return failed_or_stopped (error);
+          memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
+        }
+      else if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
         return failed_or_stopped (error);
       for (int j = 0; j < b.n; j++)
         {
+          if (fc->masks && b.masks)
+            memcpy (fc->masks + (gsize) b.indices[j] * r->S * r->S,
+                    b.masks + (gsize) j * r->S * r->S, (gsize) r->S * r->S);
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
           fc->ok[b.indices[j]] = 1;
@@ -2040,7 +2275,9 @@ prepare_cache (Run *r, GError **error)
   if (!r->cache_wanted || r->val_cached || r->cache_checked_for == r->unlocked)
     return OK;
   r->cache_checked_for = r->unlocked;
-  r->cache_numel = vl_model_boundary_numel (r->m, r->S, r->S);
+  r->seg_tok_cache = r->seg_task && !r->model_trains;
+  r->cache_numel = r->seg_tok_cache ? (int64_t) r->T * vl_model_geometry (r->m)->width
+                                    : vl_model_boundary_numel (r->m, r->S, r->S);
   if (r->cache_numel == 0)
     {
       message (r, "the stem trains: there is no frozen prefix to cache, training from images");
@@ -2072,6 +2309,8 @@ prepare_cache (Run *r, GError **error)
   r->buf_labels = g_renew (int, r->buf_labels, r->cfg->batch_size);
   if (r->task.kind == VL_TASK_REGRESS)
     r->buf_values = g_renew (float, r->buf_values, (gsize) r->cfg->batch_size * r->K);
+  if (r->seg_task)
+    r->buf_masks = g_renew (uint8_t, r->buf_masks, (gsize) r->cfg->batch_size * r->S * r->S);
   r->cached = train_too;
   r->val_cached = TRUE;
   message (r, "cached in %.1f s; each epoch now %s from the cache",
@@ -2136,6 +2375,8 @@ probe_forward (Run *r, const float *px, int B, int H, int W, float **roll)
 static int
 top_class (Run *r, int b)
 {
+  if (vl_model_logits (r->m) == NULL)
+    return 0;   /* segmentation: no image-level class */
   const float *logits = vl_model_logits (r->m) + (gsize) b * r->K;
   int best = 0;
   for (int k = 1; k < r->K; k++)
@@ -2250,6 +2491,100 @@ post_step (Run *r, float loss, float lr, float grad_norm, int n, gint64 now)
     t->notify (t, t->notify_data);
 }
 
+/* The final-norm tokens of a batch (images, or the cache's activations): the seg head's input.
+ * flags: VL_FORWARD_TRAIN when the model trains. */
+static const float *
+seg_tokens (Run *r, const float *x, int n, gboolean from_cache, VlForwardFlags flags,
+            GError **error)
+{
+  if (from_cache && r->seg_tok_cache)
+    return x;   /* the cache holds the tokens themselves */
+  gboolean ok = from_cache
+                ? vl_model_forward_from_boundary (r->m, x, n, r->S, r->S, flags, error)
+                : vl_model_forward (r->m, x, n, r->S, r->S, flags, error);
+  return ok ? vl_model_tokens_final (r->m) : NULL;
+}
+
+/* One segmentation step: the model (when it trains, from the boundary when cached) and the seg
+ * head forward, the per-pixel cross-entropy at the input size, the head's backward, the model's
+ * from the tokens, gradient clipping over both, AdamW on both. */
+static Outcome
+seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **error)
+{
+  VlModel *m = r->m;
+  const VlTrainConfig *c = r->cfg;
+  const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
+  const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
+  if (tok == NULL)
+    return failed_or_stopped (error);
+  if (cancelled (r))
+    return STOPPED;
+  const float *z = vl_seg_head_forward (r->seg, tok, n, r->T, vl_model_geometry (m)->n_prefix,
+                                        r->gh, r->gw, r->S, r->S);
+  double loss = vl_seg_batch_loss (r->seg_dz, z, masks, n, (int64_t) r->S * r->S, r->K);
+  if (!isfinite (loss))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
+                   "learning rate is too high", loss);
+      return FAILED;
+    }
+  vl_seg_head_backward (r->seg, r->seg_dz, r->model_trains ? r->seg_dtok : NULL);
+  if (r->model_trains && !vl_model_backward_from (m, VL_GRAD_TOKENS, r->seg_dtok, error))
+    return failed_or_stopped (error);
+  /* gradient norms: the model's groups, then the head's */
+  double head_sq = 0;
+  for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+    {
+      int64_t numel;
+      vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
+      const float *g = vl_seg_head_tensor_grad (r->seg, i);
+      for (int64_t j = 0; j < numel; j++)
+        head_sq += (double) g[j] * g[j];
+    }
+  if (!r->seg_trains)
+    head_sq = 0;
+  for (int g = 0; g < r->n_model_groups; g++)
+    r->gnorms[g] = vl_model_group_grad_norm (m, g);
+  r->gnorms[r->n_groups - 1] = sqrt (head_sq);
+  double model_norm = r->model_trains ? vl_model_clip_grad_norm (m, 0) : 0;
+  double norm = sqrt (model_norm * model_norm + head_sq);
+  if (c->clip_grad > 0 && norm > c->clip_grad)
+    {
+      /* torch.nn.utils.clip_grad_norm_ over every trainable parameter, the head's included */
+      double scale = c->clip_grad / (norm + 1e-6);
+      if (r->model_trains)
+        vl_model_clip_grad_norm (m, model_norm * scale);
+      for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+        {
+          int64_t numel;
+          vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
+          float *g = vl_seg_head_tensor_grad (r->seg, i);
+          for (int64_t j = 0; j < numel; j++)
+            g[j] = (float) (g[j] * scale);
+        }
+    }
+  double lr = vl_train_lr_at (c, r->step, r->spe);
+  r->opt.lr = (float) lr;
+  if (r->model_trains)
+    vl_model_adamw_step (m, &r->opt);
+  if (r->seg_trains)
+    vl_seg_head_adamw_step (r->seg, &r->opt, r->opt.group_lr_scale
+                                             ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f);
+  r->step++;
+  r->loss_sum += loss * n;
+  r->seen += n;
+  r->session_seen += n;
+  r->dirty = TRUE;
+  r->batch++;
+  post_step (r, (float) loss, (float) lr, (float) norm, n, g_get_monotonic_time ());
+  if (c->probe_every > 0 && r->step % c->probe_every == 0)
+    run_probes (r);
+  if (c->stop_after_step > 0 && r->step >= c->stop_after_step)
+    g_cancellable_cancel (r->t->cancel);
+  return OK;
+}
+
 /* One optimisation step on a batch (images, or boundary activations when from_cache). */
 static Outcome
 train_step (Run *r, const float *x, const int *labels, const float *values, int n,
@@ -2317,7 +2652,8 @@ train_epoch (Run *r, GError **error)
       r->batch = b.index;   /* batches skipped by the loader (nothing decoded) count as done */
       if (!r->cached)
         {
-          o = train_step (r, b.images, b.labels, b.values, b.n, error);
+          o = r->seg_task ? seg_train_step (r, b.images, b.masks, b.n, error)
+                          : train_step (r, b.images, b.labels, b.values, b.n, error);
           continue;
         }
       int n = 0;
@@ -2331,6 +2667,10 @@ train_epoch (Run *r, GError **error)
               memcpy (r->buf_values + (gsize) n * r->K,
                       vl_dataset_values (r->ds, VL_SPLIT_TRAIN, b.indices[j]),
                       sizeof (float) * r->K);
+            if (r->buf_masks)
+              memcpy (r->buf_masks + (gsize) n * r->S * r->S,
+                      r->ctrain.masks + (gsize) b.indices[j] * r->S * r->S,
+                      (gsize) r->S * r->S);
             r->buf_labels[n++] = b.labels[j];
           }
       if (n == 0)
@@ -2338,7 +2678,8 @@ train_epoch (Run *r, GError **error)
           r->batch = b.index + 1;
           continue;
         }
-      o = train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
+      o = r->seg_task ? seg_train_step (r, r->buf, r->buf_masks, n, error)
+                      : train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
     }
   if (o == OK)
     r->batch = (int) r->spe;
@@ -2357,11 +2698,85 @@ validate_add (Run *r, VlEpochMetrics *e, const int *labels, const float *values,
     vl_eval_result_add (&e->val, vl_model_logits (r->m), labels, n);
 }
 
+/* The seg head's logits of the last forward (n, S, S, K) upsampled to each item's own size and
+ * scored against its original mask (a mask that fails is listed as skipped by the dataset). */
+static gboolean
+seg_score_batch (Run *r, VlEpochMetrics *e, const float *z, const int *items, int n,
+                 GError **error)
+{
+  g_autofree uint8_t **masks = g_new0 (uint8_t *, n);
+  g_autofree int *w = g_new0 (int, n);
+  g_autofree int *h = g_new0 (int, n);
+  for (int j = 0; j < n; j++)
+    masks[j] = vl_dataset_load_mask (r->ds, VL_SPLIT_VAL, items[j], &w[j], &h[j], NULL);
+  gboolean ok = vl_seg_result_add_upsampled (&e->seg, z, n, r->S, masks, w, h, error);
+  for (int j = 0; j < n; j++)
+    g_free (masks[j]);
+  return ok;
+}
+
+static Outcome
+validate_segment (Run *r, VlEpochMetrics *e, GError **error)
+{
+  const int n_prefix = vl_model_geometry (r->m)->n_prefix;
+  vl_seg_result_begin (&e->seg, r->K, TRUE);
+  if (r->val_cached)
+    {
+      const int bs = r->cfg->batch_size;
+      g_autofree int *items = g_new (int, bs);
+      for (int i = 0; i < r->n_val;)
+        {
+          if (should_stop (r))
+            return STOPPED;
+          int n = 0;
+          for (; i < r->n_val && n < bs; i++)
+            if (r->cval.ok[i])
+              {
+                memcpy (r->buf + (gsize) n * r->cache_numel,
+                        r->cval.data + (gsize) i * r->cache_numel,
+                        sizeof (float) * r->cache_numel);
+                items[n++] = i;
+              }
+          if (n == 0)
+            continue;
+          const float *tok = seg_tokens (r, r->buf, n, TRUE, VL_FORWARD_INFER, error);
+          if (tok == NULL)
+            return failed_or_stopped (error);
+          const float *z = vl_seg_head_forward (r->seg, tok, n, r->T, n_prefix, r->gh, r->gw,
+                                                r->S, r->S);
+          if (!seg_score_batch (r, e, z, items, n, error))
+            return FAILED;
+        }
+    }
+  else
+    {
+      VlLoader *l = val_loader (r);
+      vl_loader_start_epoch (l, 0, 0);
+      VlBatch b;
+      while (vl_loader_next (l, &b))
+        {
+          if (should_stop (r))
+            return STOPPED;
+          const float *tok = seg_tokens (r, b.images, b.n, FALSE, VL_FORWARD_INFER, error);
+          if (tok == NULL)
+            return failed_or_stopped (error);
+          const float *z = vl_seg_head_forward (r->seg, tok, b.n, r->T, n_prefix, r->gh, r->gw,
+                                                r->S, r->S);
+          if (!seg_score_batch (r, e, z, b.indices, b.n, error))
+            return FAILED;
+        }
+    }
+  vl_seg_result_end (&e->seg);
+  return OK;
+}
+
 static Outcome
 validate (Run *r, VlEpochMetrics *e, GError **error)
 {
   VlModel *m = r->m;
   e->task = r->task.kind;
+  if (r->seg_task)
+    return validate_segment (r, e, error);
   if (e->task == VL_TASK_REGRESS)
     vl_regress_result_begin (&e->reg, r->K);
   else
@@ -2420,7 +2835,8 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
 static double
 metrics_val_loss (const VlEpochMetrics *e)
 {
-  return e->task == VL_TASK_REGRESS ? e->reg.loss : e->val.loss;
+  return e->task == VL_TASK_REGRESS ? e->reg.loss
+         : e->task == VL_TASK_SEGMENT ? e->seg.loss : e->val.loss;
 }
 
 static void
@@ -2428,6 +2844,7 @@ metrics_clear (VlEpochMetrics *e)
 {
   vl_eval_result_clear (&e->val);
   vl_regress_result_clear (&e->reg);
+  vl_seg_result_clear (&e->seg);
 }
 
 static VlEpochMetrics *
@@ -2438,6 +2855,7 @@ metrics_copy (const VlEpochMetrics *e)
   c->val.class_acc = g_memdup2 (e->val.class_acc, sizeof (double) * K);
   c->val.confusion = g_memdup2 (e->val.confusion, sizeof (int64_t) * K * K);
   vl_regress_result_copy (&c->reg, &e->reg);
+  vl_seg_result_copy (&c->seg, &e->seg);
   return c;
 }
 

@@ -43,6 +43,20 @@
  * position (epoch, batch), so that cfg.resume continues as if it had never stopped; that write
  * (about 70 MB with fsync for ViT-Ti) comes on top of the bound.
  *
+ * Segmentation (cfg.task VL_TASK_SEGMENT, a dataset with masks): the model gets no
+ * classification head (VL_HEAD_NONE) and a seg head of cfg.seg_head (vl-seg-head.h) reads its
+ * final-norm tokens. The seg head is the last layer group, after the model's own (stem, blocks,
+ * norm): unlocking N groups trains the seg head and the model's last N - 1 groups, so OpenCLIP's
+ * "unlock N" still reads "head first" (1 = the frozen linear probe). Layer decay gives it the top
+ * layer id (scale 1). Images are squashed to img_size (no crop, masks nearest neighbour; light
+ * and strong move image and mask together); the loss is the per-pixel cross-entropy at the input
+ * size with 255 ignored; validation upsamples the logits bilinearly to each image's own size and
+ * scores them against its original mask (VlSegResult, mmseg's IoUMetric). The frozen-feature
+ * cache holds the final-norm token grid when only the seg head trains (the boundary activations
+ * otherwise) and the training masks. The head and its AdamW moments are saved in
+ * seg_head.safetensors, part of each checkpoint's group commit (best.safetensors holds the
+ * backbone only).
+ *
  * Run folder (cfg.out_dir):
  *   run.json               the configuration: backbone path (absolute; "path_typed" as given)
  *                          and SHA-256, head, pool, unlock schedule, hyperparameters, seed,
@@ -71,6 +85,7 @@
 #include "vl-model.h"
 #include "vl-run.h"
 #include "vl-task.h"
+#include "vl-seg-head.h"
 
 G_BEGIN_DECLS
 
@@ -88,6 +103,8 @@ typedef struct {
   /* the task: what the head predicts and the loss it trains with (vl-task.h) */
   VlTaskKind  task;              /* VL_TASK_CLASSIFY */
   VlRegLoss   reg_loss;          /* VL_REG_LOSS_MSE (regress) */
+  VlSegHeadKind seg_head;        /* VL_SEG_HEAD_LINEAR (segment): see "Segmentation" below */
+  int         img_size;          /* input side; 0: the backbone's (a multiple of the patch) */
   /* the model */
   char       *backbone;          /* checkpoint path (unused when a model is handed over) */
   gboolean    init_random;       /* train from scratch: the backbone's geometry (or `geometry`)
@@ -203,6 +220,7 @@ typedef struct {
   double       train_loss;   /* mean over its images (with label smoothing) */
   VlEvalResult val;          /* classify */
   VlRegressResult reg;       /* regress: MAE, RMSE, R² per target; predictions for a scatter */
+  VlSegResult  seg;          /* segment: loss, mIoU, per-class IoU and accuracy, aAcc, mAcc */
   double       seconds;      /* training + validation */
   double       images_per_s; /* training throughput */
   gboolean     best;         /* lowest validation loss so far */
@@ -333,6 +351,9 @@ void      vl_trainer_join         (VlTrainer *t);
 /* The model once the worker has ended (NULL before): for evaluation, export, classification.
  * Owned by the trainer. */
 VlModel  *vl_trainer_get_model    (VlTrainer *t);
+/* Segmentation: the trained seg head once the worker has ended (NULL before, and for the other
+ * tasks). Owned by the trainer. */
+VlSegHead *vl_trainer_get_seg_head (VlTrainer *t);
 /* The dataset once the worker has ended (NULL before). */
 VlDataset *vl_trainer_get_dataset (VlTrainer *t);
 const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);
