@@ -503,7 +503,8 @@ def main():
     torch.manual_seed(seed)
 
     # ---- the backbone
-    bdir = args.backbone or bb["path"]
+    bdir = args.backbone or (os.path.join(here, "backbone")
+                             if os.path.isdir(os.path.join(here, "backbone")) else bb["path"])
     cfg_path = os.path.join(bdir, "config.json")
     try:
         with open(cfg_path, encoding="utf-8") as f:
@@ -514,6 +515,12 @@ def main():
         raise SystemExit(f"{cfg_path}: not in timm's layout (no model_args); export the backbone "
                          f"with 'vitlab-cli export BACKBONE --format timm --out DIR' first")
     a = dict(cfg["model_args"])
+    if a.get("act_layer") not in (None, "gelu") or cfg.get("vitlab", {}).get("embed_dim", 0):
+        raise SystemExit(f"{cfg_path}: a projection or activation {a.get('act_layer')}: this "
+                         f"script builds timm's plain ViT")
+    if bb.get("layer_groups") not in (None, a["depth"] + 3):
+        raise SystemExit(f"{args.recipe}: {bb['layer_groups']} layer groups: this script groups "
+                         f"timm's way (stem, {a['depth']} blocks, norm, head)")
     eps = cfg.get("layer_norm_eps", 1e-6)
     backbone, impl = timm_backbone(a, eps)
     sd = read_safetensors(os.path.join(bdir, "model.safetensors"))
