@@ -8,6 +8,7 @@
 #include "vl-dataset.h"
 #include "vl-model.h"
 #include "vl-run.h"
+#include "vl-task.h"
 
 #include <errno.h>
 #include <json-glib/json-glib.h>
@@ -25,7 +26,9 @@
   "  unlock schedule `%s`, AdamW (lr %g for the global batch %d, weight decay %g), layer decay\n" \
   "  %g, %g warmup epochs then cosine, label smoothing %g, clipping %g, augmentation `%s`,\n" \
   "  task `%s`, seed %d.\n" \
-  "- `backbone/`: the pretrained backbone in timm's layout (model.safetensors + config.json).\n" \
+  "- `backbone/`: the pretrained backbone in timm's layout (model.safetensors + config.json),\n" \
+  "  with the run's head initialised as vitlab initialised it (the run's seed).\n" \
+  "- `order.json` (with `--with-order`): vitlab's data order per epoch; `--vitlab-order` uses it.\n" \
   "\n" \
   "The dataset folder has the layout the run had (class folders, `train/` + `val/`, or\n" \
   "`targets.csv`); the run used `%s`.\n" \
@@ -82,13 +85,68 @@ member_num (JsonObject *o, const char *key)
   return o && json_object_has_member (o, key) ? json_object_get_double_member (o, key) : 0.0;
 }
 
+/* order.json: vitlab's order of the training items in each epoch (the loader's seeded shuffle,
+ * drawn as the trainer draws it, on a stand-in of the same size), as paths relative to the
+ * dataset folder, for train.py --vitlab-order. */
+static gboolean
+write_order (const char *spec, double val_fraction, uint64_t seed, int batch, int epochs,
+             const char *path, GError **error)
+{
+  VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
+  opts.val_fraction = val_fraction;
+  opts.seed = seed;
+  g_autoptr(VlDataset) ds = vl_dataset_open (spec, &opts, error);
+  if (ds == NULL)
+    return FALSE;
+  const int n = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
+  g_autofree float *px = g_new0 (float, MAX (n, 1));
+  g_autofree int *labels = g_new0 (int, MAX (n, 1));
+  g_autoptr(VlDataset) stand_in = vl_dataset_new_memory (2, NULL, 1, 1, px, labels, n, NULL,
+                                                         NULL, 0);
+  g_autoptr(VlLoader) l = vl_loader_new (stand_in, VL_SPLIT_TRAIN, NULL, VL_AUGMENT_NONE, batch,
+                                         TRUE, seed);
+  g_autoptr(JsonBuilder) b = json_builder_new ();
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "format");
+  json_builder_add_string_value (b, "vitlab-order");
+  json_builder_set_member_name (b, "batch_size");
+  json_builder_add_int_value (b, batch);
+  json_builder_set_member_name (b, "epochs");
+  json_builder_begin_array (b);
+  for (int e = 0; e < epochs; e++)
+    {
+      vl_loader_start_epoch (l, e, 0);
+      json_builder_begin_array (b);
+      VlBatch bt;
+      while (vl_loader_next (l, &bt))
+        for (int i = 0; i < bt.n; i++)
+          {
+            const char *name = vl_dataset_item_name (ds, VL_SPLIT_TRAIN, bt.indices[i]);
+            g_autofree char *rel = g_str_has_prefix (name, spec) && name[strlen (spec)] == '/'
+                                   ? g_strdup (name + strlen (spec) + 1) : g_strdup (name);
+            json_builder_add_string_value (b, rel);
+          }
+      json_builder_end_array (b);
+    }
+  json_builder_end_array (b);
+  json_builder_end_object (b);
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) node = json_builder_get_root (b);
+  json_generator_set_root (gen, node);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  return vl_write_file_atomic (path, text, -1, error);
+}
+
 int
 cmd_export_recipe (int argc, char **argv)
 {
   GError *error = NULL;
   g_autofree char *out = NULL;
+  gboolean with_order = FALSE;
   GOptionEntry entries[] = {
     { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "the folder to write", "DIR" },
+    { "with-order", 0, 0, G_OPTION_ARG_NONE, &with_order,
+      "also write order.json, vitlab's data order per epoch (train.py --vitlab-order)", NULL },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("RUNDIR");
@@ -188,8 +246,23 @@ cmd_export_recipe (int argc, char **argv)
                   n_groups, g->depth);
       return EXIT_FAILURE;
     }
+  /* the head as the trainer initialises it (same seed), so both start from the same model */
+  const char *head_kind = member_str (head, "kind", "linear");
+  VlHeadKind hk = strcmp (head_kind, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
+  int64_t seed = json_object_get_int_member_with_default (o, "seed", 0);
+  vl_model_set_head (m, hk, (int) json_object_get_int_member_with_default (head, "num_classes", 0),
+                     (int) json_object_get_int_member_with_default (head, "mlp_hidden", 0),
+                     (uint64_t) seed);
   if (!vl_model_export (m, bdir, &error))
     return cli_fail (error);
+  if (with_order)
+    {
+      g_autofree char *order = g_build_filename (out, "order.json", NULL);
+      if (!write_order (member_str (data, "spec", ""), member_num (data, "val_fraction"),
+                        (uint64_t) seed, (int) member_num (hp, "batch_size"),
+                        (int) member_num (hp, "epochs"), order, &error))
+        return cli_fail (error);
+    }
 
   const char *spec = member_str (data, "spec", "DATA");
   g_autofree char *text = g_strdup_printf (

@@ -432,6 +432,40 @@ class ImageItems(torch.utils.data.Dataset):
         return x, y
 
 
+class VitlabOrder:
+    """Batches of this process in vitlab's order (order.json): global batch b of an epoch is
+    items [b * B, (b + 1) * B) of the epoch's list, and this process takes every world-th."""
+
+    def __init__(self, path, items, data, batch, world, rank):
+        try:
+            with open(path, encoding="utf-8") as f:
+                o = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{path}: cannot read the data order ({e})")
+        index = {os.path.relpath(p, data): i for i, (p, _) in enumerate(items)}
+        self.epochs = []
+        for e, names in enumerate(o["epochs"]):
+            missing = [n for n in names if n not in index]
+            if missing or len(names) != len(items):
+                raise SystemExit(f"{path}: epoch {e}: {len(names)} items for {len(items)} training "
+                                 f"images" + (f", {missing[0]} is not among them" if missing else ""))
+            self.epochs.append([index[n] for n in names])
+        self.batch, self.world, self.rank, self.epoch = batch, world, rank, 0
+
+    def set_epoch(self, epoch):
+        if epoch >= len(self.epochs):
+            raise SystemExit(f"order.json holds {len(self.epochs)} epochs; epoch {epoch + 1} has no order")
+        self.epoch = epoch
+
+    def __len__(self):
+        return (len(self.epochs[0]) + self.batch - 1) // self.batch
+
+    def __iter__(self):
+        order = self.epochs[self.epoch]
+        for b in range(0, len(order), self.batch):
+            yield order[b:b + self.batch][self.rank::self.world]
+
+
 def transforms_for(cfg, augment):
     pc = cfg["pretrained_cfg"]
     size = pc["input_size"][-1]
@@ -465,6 +499,10 @@ def main():
     ap.add_argument("--epochs", type=int, help="epochs (default: run.json's)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--workers", type=int, default=2, help="data loader processes per rank")
+    ap.add_argument("--vitlab-order", nargs="?", const=os.path.join(here, "order.json"),
+                    help="take each epoch's data order from export-recipe --with-order's order.json "
+                         "(each global batch split across the processes), to compare with vitlab")
+    ap.add_argument("--print-every", type=int, default=10, help="print the batch loss every K steps (0: never)")
     args = ap.parse_args()
 
     try:
@@ -535,10 +573,19 @@ def main():
     n_out = hd["num_classes"]
     hidden = hd.get("mlp_hidden") or dim
     model = Classifier(backbone, hd["pool"], hd["kind"], hidden, n_out, dim)
-    torch.manual_seed(seed)             # the head: nn.Linear's default, as vitlab's
-    for m in model.head.modules():
-        if isinstance(m, nn.Linear):
-            m.reset_parameters()
+    # the head: as vitlab initialised it when the exported backbone carries it (export-recipe
+    # writes it with the run's seed), else nn.Linear's default from torch's generator
+    head_sd = model.head.state_dict()
+    if all(("head." + k) in sd and tuple(sd["head." + k].shape) == tuple(v.shape)
+           for k, v in head_sd.items()):
+        model.head.load_state_dict({k: torch.from_numpy(sd["head." + k]) for k in head_sd})
+        head_from = "vitlab's initialisation"
+    else:
+        torch.manual_seed(seed)
+        for m in model.head.modules():
+            if isinstance(m, nn.Linear):
+                m.reset_parameters()
+        head_from = f"torch.manual_seed({seed})"
     model.to(device)
 
     groups = layer_groups(model, depth)
@@ -557,10 +604,15 @@ def main():
     train_tf, eval_tf = transforms_for(cfg, h["augment"])
     train_ds = ImageItems(train_items, train_tf, chans, mean, std)
     val_ds = ImageItems(val_items, eval_tf, chans, mean, std)
-    sampler = torch.utils.data.distributed.DistributedSampler(
-        train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
-    train_dl = torch.utils.data.DataLoader(train_ds, batch_size=per_rank, sampler=sampler,
-                                           num_workers=args.workers, drop_last=False)
+    if args.vitlab_order:
+        sampler = VitlabOrder(args.vitlab_order, train_items, args.data, h["batch_size"], world, rank)
+        train_dl = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler,
+                                               num_workers=args.workers)
+    else:
+        sampler = torch.utils.data.distributed.DistributedSampler(
+            train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        train_dl = torch.utils.data.DataLoader(train_ds, batch_size=per_rank, sampler=sampler,
+                                               num_workers=args.workers, drop_last=False)
     val_sampler = torch.utils.data.distributed.DistributedSampler(
         val_ds, num_replicas=world, rank=rank, shuffle=False)
     val_dl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, sampler=val_sampler,
@@ -570,7 +622,9 @@ def main():
     if rank == 0:
         os.makedirs(args.out, exist_ok=True)
         print(f"train.py: {len(train_items)} train / {len(val_items)} val images, {world} "
-              f"process(es) x batch {per_rank}, {spe} steps per epoch, ViT from {impl}", flush=True)
+              f"process(es) x batch {per_rank}, {spe} steps per epoch, ViT from {impl}, head from "
+              f"{head_from}, data order from "
+              f"{args.vitlab_order or 'DistributedSampler'}", flush=True)
 
     def loss_fn(out, y):
         if task == "regress":
@@ -608,13 +662,21 @@ def main():
             loss = loss_fn(out, y)
             for _, p, _ in named:
                 p.grad = None
-            loss.backward()
+            # the global batch's mean: DDP averages the processes' gradients, so each process
+            # weighs its mean by its share of the global batch (shares differ in a last batch)
+            n_global = torch.tensor([float(len(x))])
+            if ddp:
+                dist.all_reduce(n_global)
+            (loss * (len(x) * world / n_global.item())).backward()
             if h["clip_grad"] > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p, _ in named if p.grad is not None],
                                                h["clip_grad"])
             opt.step(lr, trainable)
             loss_sum += torch.tensor([loss.item() * len(x), len(x)], dtype=torch.float64)
             step += 1
+            if rank == 0 and args.print_every and (step % args.print_every == 0 or step % spe == 1):
+                print(f"epoch {epoch + 1}/{h['epochs']} batch {(step - 1) % spe + 1}/{spe} loss "
+                      f"{loss.item():.4f} lr {lr:.2e}", flush=True)
         train_s = time.time() - t0
         if ddp:
             dist.all_reduce(loss_sum)
