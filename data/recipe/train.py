@@ -719,7 +719,7 @@ def main():
                          "val_images": len(yv), "val_mae_per_target": mae.tolist(),
                          "val_rmse_per_target": rmse.tolist(), "val_r2_per_target": r2.tolist()})
         else:
-            val_loss = F.cross_entropy(o, yv, label_smoothing=h["label_smoothing"]).item()
+            val_loss = F.cross_entropy(o, yv).item()   # vitlab's validation loss: no smoothing
             pred = o.argmax(1)
             conf = torch.zeros(n_out, n_out, dtype=torch.long)
             for t_, p_ in zip(yv.tolist(), pred.tolist()):
