@@ -34,7 +34,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..16"
+echo "1..17"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -81,7 +81,7 @@ check "export-recipe writes train.py, run.json, backbone/, README.md" \
          test -s '$T/recipe/train.py' && grep -q torchrun '$T/recipe/README.md' &&
          grep -q model_args '$T/recipe/backbone/config.json' &&
          test -s '$T/recipe/backbone/model.safetensors' && test -s '$T/recipe/order.json'"
-check "export-recipe of the regression run" "$CLI" export-recipe "$T/vlr" --out "$T/recipe-r"
+check "export-recipe of the regression run" "$CLI" export-recipe "$T/vlr" --out "$T/recipe-r" --with-order
 
 # ---- train.py on one process, 2 epochs
 check "python3 train.py runs 2 epochs" \
@@ -89,9 +89,9 @@ check "python3 train.py runs 2 epochs" \
   --vitlab-order
 
 # the first epoch's training loss of RUNDIR within 2% of vitlab's
-same_first_loss () {
+same_first_loss () { # same_first_loss RUNDIR [VITLAB_RUNDIR]
   "$PY" -c "import json,sys
-a=json.loads(open('$T/vl/metrics.jsonl').readline())['train_loss']
+a=json.loads(open('${2:-$T/vl}/metrics.jsonl').readline())['train_loss']
 b=json.loads(open('$1/metrics.jsonl').readline())['train_loss']
 print('vitlab', a, 'train.py', b); sys.exit(0 if abs(a - b) <= 0.02 * a else 1)"
 }
@@ -138,7 +138,10 @@ sys.exit(0 if b['trained_by']['processes']==2 and m['step']==b['hyperparameters'
 
 # ---- regression
 check "train.py trains the regression recipe" \
-  "$PY" "$T/recipe-r/train.py" --data "$T/levels" --out "$T/pyr" --device cpu --workers 0
+  "$PY" "$T/recipe-r/train.py" --data "$T/levels" --out "$T/pyr" --device cpu --workers 0 \
+  --vitlab-order
+check "the regression run's first-epoch loss (smooth-L1, standardised) is within 2% of vitlab's" \
+  same_first_loss "$T/pyr" "$T/vlr"
 if [ -f "$T/pyr/metrics.jsonl" ]; then
   check "vitlab-cli eval of the regression run agrees with its metrics.jsonl" consistent "$T/pyr" 1 regress
 else
