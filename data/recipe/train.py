@@ -349,7 +349,7 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", 
 
 def rel_to(path, base):
     """A run's item path relative to its dataset folder (for matching on another machine)."""
-    return os.path.relpath(path, base) if os.path.isabs(path) and base else path
+    return os.path.relpath(path, base) if base else path
 
 
 def scan_classes(root, classes):
