@@ -275,7 +275,11 @@ cmd_export_recipe (int argc, char **argv)
     spec, spec, spec, spec);
   if (!vl_write_file_atomic (readme, text, -1, &error))
     return cli_fail (error);
-  g_print ("exported the recipe of %s to %s: train.py, run.json, backbone/, README.md\n",
-           run, out);
+  g_print ("exported the recipe of %s to %s: train.py, run.json, backbone/, README.md%s\n",
+           run, out, with_order ? ", order.json" : "");
+  if (!g_file_test (spec, G_FILE_TEST_IS_DIR))
+    g_printerr ("vitlab-cli: note: the run's data '%s' is not a folder: train.py reads image "
+                "folders (class folders, train/ + val/, or targets.csv); give it one with --data\n",
+                spec);
   return EXIT_SUCCESS;
 }

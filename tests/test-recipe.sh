@@ -12,7 +12,8 @@
 # train.py --vitlab-order) every epoch's training and validation loss of python3 train.py and of
 # torchrun's two processes is within 2% of vitlab's (augmentation none: random crops come from
 # each side's own generator); the training loss falls; `vitlab-cli eval` of each folder gives
-# the validation loss and accuracy its last metrics line recorded (the model file, its
+# the validation loss and accuracy its last metrics line recorded (also for a run in
+# DistributedSampler's order with torch's own draws; the model file, its
 # config.json, the head and the forward pass agree with vitlab's to 1e-3); the class names are
 # the run's.
 set -u
@@ -34,7 +35,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..17"
+echo "1..19"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -141,6 +142,13 @@ check "vitlab-cli eval of the torchrun run agrees with its metrics.jsonl" consis
 check "the torchrun run was 2 processes over the whole training split" \
   "$PY" -c "import json,sys; b=json.load(open('$T/ddp/run.json')); m=json.loads(open('$T/ddp/metrics.jsonl').readline());
 sys.exit(0 if b['trained_by']['processes']==2 and m['step']==b['hyperparameters']['steps_per_epoch']==4 and m['val_images']==12 else 1)"
+
+# ---- the cluster's path: DistributedSampler's order and torch's own draws
+check "torchrun without --vitlab-order: DistributedSampler, 1 epoch" sh -c \
+  "'$TORCHRUN' --redirects 2 --tee 2 --nproc_per_node=2 '$T/recipe/train.py' --data '$T/colours' \
+   --out '$T/ddp2' --device cpu --epochs 1 --workers 0 > '$T/ddp2.log' 2>&1; rc=\$?;
+   cat '$T/ddp2.log'; [ \$rc = 0 ] && grep -q 'data order from DistributedSampler' '$T/ddp2.log'"
+check "vitlab-cli eval of that run agrees with its metrics.jsonl" consistent "$T/ddp2" 1 classify
 
 # ---- regression
 check "train.py trains the regression recipe" \
