@@ -54,7 +54,8 @@
   "    torchrun --nnodes=M --nproc_per_node=GPUS --rdzv-backend=c10d --rdzv-id=vitlab1 \\\n" \
   "             --rdzv-endpoint=FIRST_HOST:29500 train.py --data DATA --out RUNDIR --device cuda\n" \
   "\n" \
-  "Rank 0 writes RUNDIR: only the first machine's copy is complete.\n" \
+  "Only global rank 0 writes RUNDIR (the machine that prints the `train.py:` line): put RUNDIR\n" \
+  "on a shared file system, or copy it from there.\n" \
   "\n" \
   "## Back in vitlab\n" \
   "\n" \

@@ -13,7 +13,7 @@
 # torchrun's two processes is within 2% of vitlab's (augmentation none: random crops come from
 # each side's own generator); the training loss falls; `vitlab-cli eval` of each folder gives
 # the validation loss and accuracy its last metrics line recorded (also for a run in
-# DistributedSampler's order with torch's own draws; the model file, its
+# DistributedSampler's order; the model file, its
 # config.json, the head and the forward pass agree with vitlab's to 1e-3); the class names are
 # the run's.
 set -u
@@ -143,7 +143,7 @@ check "the torchrun run was 2 processes over the whole training split" \
   "$PY" -c "import json,sys; b=json.load(open('$T/ddp/run.json')); m=json.loads(open('$T/ddp/metrics.jsonl').readline());
 sys.exit(0 if b['trained_by']['processes']==2 and m['step']==b['hyperparameters']['steps_per_epoch']==4 and m['val_images']==12 else 1)"
 
-# ---- the cluster's path: DistributedSampler's order and torch's own draws
+# ---- the cluster's path: DistributedSampler's order
 check "torchrun without --vitlab-order: DistributedSampler, 1 epoch" sh -c \
   "'$TORCHRUN' --redirects 2 --tee 2 --nproc_per_node=2 '$T/recipe/train.py' --data '$T/colours' \
    --out '$T/ddp2' --device cpu --epochs 1 --workers 0 > '$T/ddp2.log' 2>&1; rc=\$?;

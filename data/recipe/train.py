@@ -94,6 +94,16 @@ def write_safetensors(path, tensors, metadata):
     os.replace(tmp, path)
 
 
+def finite_or_none(v):
+    """metrics.jsonl as vitlab writes it: a non-finite number (an R² of a constant target) is
+    null, never NaN (which is not JSON)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, list):
+        return [finite_or_none(x) for x in v]
+    return v
+
+
 def write_text(path, text):
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -522,6 +532,10 @@ def main():
     if args.epochs:
         h["epochs"] = args.epochs
 
+    for f in ("model.safetensors", "optimizer.safetensors"):
+        if os.path.exists(os.path.join(args.out, f)):
+            raise SystemExit(f"{args.out}: already holds a run ({f}); choose another folder")
+
     # ---- processes
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -789,7 +803,8 @@ def save_run(args, run, cfg, model, h, epoch, step, spe, n_train, n_val, val_ite
     r["data"]["split"]["val_items"] = [os.path.abspath(p) for p, _ in val_items]
     write_text(os.path.join(out, "run.json"), json.dumps(r, indent=2) + "\n")
     with open(os.path.join(out, "metrics.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(line, separators=(",", ":")) + "\n")
+        f.write(json.dumps({k: finite_or_none(v) for k, v in line.items()},
+                           separators=(",", ":"), allow_nan=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
