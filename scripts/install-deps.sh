@@ -7,10 +7,11 @@ PACKAGES="
   build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
   xvfb xauth dataset-fashion-mnist python3-numpy python3-onnx
+  python3-torch python3-torchvision python3-pil
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "
 if [ "${VITLAB_BENCH:-0}" = 1 ]; then
-  PACKAGES="$PACKAGES python3-torch python3-torchvision python3-sklearn python3-pil nodejs"
+  PACKAGES="$PACKAGES python3-sklearn nodejs"
   # make interop installs onnxruntime-node with npm (Debian's npm package unless npm is already
   # there, e.g. bundled with a NodeSource nodejs, which conflicts with it)
   if ! command -v npm >/dev/null 2>&1; then
