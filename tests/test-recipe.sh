@@ -132,10 +132,15 @@ check "the python run's run.json keeps the recipe" \
   "$PY" -c "import json,sys; a=json.load(open('$T/vl/run.json')); b=json.load(open('$T/py/run.json'));
 sys.exit(0 if a['unlock_schedule']==b['unlock_schedule'] and a['hyperparameters']['lr']==b['hyperparameters']['lr'] and b['trained_by']['processes']==1 else 1)"
 
+# a free port for torchrun's rendezvous (29500, its default, may be another job's)
+port () {
+  "$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+}
+
 # ---- torchrun, 2 gloo processes (--redirects/--tee: Debian's torch 1.13 on Python 3.11
 # cannot parse their default "0")
 check "torchrun --nproc_per_node=2 runs 3 epochs" \
-  "$TORCHRUN" --redirects 2 --tee 2 --nproc_per_node=2 "$T/recipe/train.py" \
+  "$TORCHRUN" --redirects 2 --tee 2 --master_port "$(port)" --nproc_per_node=2 "$T/recipe/train.py" \
   --data "$T/colours" --out "$T/ddp" --device cpu --workers 0 --vitlab-order
 check "the torchrun run's losses, every epoch, within 2% of vitlab's" same_losses "$T/ddp"
 check "vitlab-cli eval of the torchrun run agrees with its metrics.jsonl" consistent "$T/ddp" 3 classify
@@ -145,7 +150,7 @@ sys.exit(0 if b['trained_by']['processes']==2 and m['step']==b['hyperparameters'
 
 # ---- the cluster's path: DistributedSampler's order
 check "torchrun without --vitlab-order: DistributedSampler, 1 epoch" sh -c \
-  "'$TORCHRUN' --redirects 2 --tee 2 --nproc_per_node=2 '$T/recipe/train.py' --data '$T/colours' \
+  "'$TORCHRUN' --redirects 2 --tee 2 --master_port $(port) --nproc_per_node=2 '$T/recipe/train.py' --data '$T/colours' \
    --out '$T/ddp2' --device cpu --epochs 1 --workers 0 > '$T/ddp2.log' 2>&1; rc=\$?;
    cat '$T/ddp2.log'; [ \$rc = 0 ] && grep -q 'data order from DistributedSampler' '$T/ddp2.log'"
 check "vitlab-cli eval of that run agrees with its metrics.jsonl" consistent "$T/ddp2" 1 classify
