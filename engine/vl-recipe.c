@@ -48,8 +48,8 @@
   "\n" \
   "On each of M machines, with the same folder and data at the same paths:\n" \
   "\n" \
-  "    torchrun --nnodes=M --nproc_per_node=GPUS --rdzv-backend=c10d --rdzv-id=vitlab1 \\\n" \
-  "             --rdzv-endpoint=FIRST_HOST:29500 train.py --data DATA --out RUNDIR \\\n" \
+  "    torchrun --nnodes=M --nproc_per_node=GPUS --rdzv_backend=c10d --rdzv_id=vitlab1 \\\n" \
+  "             --rdzv_endpoint=FIRST_HOST:29500 train.py --data DATA --out RUNDIR \\\n" \
   "             --device cuda\n" \
   "\n" \
   "Only global rank 0 writes RUNDIR (the machine that prints the `train.py:` line): put RUNDIR\n" \

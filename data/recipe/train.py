@@ -4,8 +4,8 @@ process or many (DDP), and writes a vitlab run folder that `vitlab-cli eval` and
 
     python3 train.py --data DIR --out RUNDIR [--epochs E] [--device cpu|cuda]
     torchrun --nproc_per_node=N train.py --data DIR --out RUNDIR
-    torchrun --nnodes=M --nproc_per_node=N --rdzv-backend=c10d --rdzv-id=JOB \\
-             --rdzv-endpoint=HOST:29500 train.py --data DIR --out RUNDIR
+    torchrun --nnodes=M --nproc_per_node=N --rdzv_backend=c10d --rdzv_id=JOB \\
+             --rdzv_endpoint=HOST:29500 train.py --data DIR --out RUNDIR
 
 Everything about the run comes from run.json (beside this script, or --recipe FILE): the
 backbone, the head and pooling, the layer groups and the unlock schedule, AdamW with timm's
