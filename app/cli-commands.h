@@ -13,6 +13,7 @@ void cli_print_top_classes (const char *file, const float *logits, int K,
                             const char *const *names, int top);
 int cmd_features (int argc, char **argv);   /* app/cli-features.c */
 int cmd_probe    (int argc, char **argv);   /* app/cli-features.c */
+int cmd_export_recipe (int argc, char **argv);   /* app/cli-recipe.c */
 
 /* Prints "vitlab-cli: <message>" on stderr, frees the error; returns 1 (EXIT_FAILURE). */
 int cli_fail (GError *error);

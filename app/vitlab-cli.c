@@ -43,6 +43,7 @@ static const char *usage_text =
   "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
   "  vitlab-cli export SOURCE|RUNDIR [--format timm|onnx] [--pool token|avg|max]\n"
   "                    --out DIR|FILE.onnx\n"
+  "  vitlab-cli export-recipe RUNDIR --out DIR   (train.py for PyTorch/torchrun, run.json)\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
   "  vitlab-cli train --preset demo|pretrain-fmnist --out RUNDIR [options]\n"
   "  vitlab-cli train --task regress --backbone CKPT --data DIR|fashion-mnist-rotate[:...]\n"
@@ -819,6 +820,8 @@ main (int argc, char **argv)
     rc = cmd_bench (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "export"))
     rc = cmd_export (argc - 1, argv + 1);
+  else if (g_str_equal (cmd, "export-recipe"))
+    rc = cmd_export_recipe (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "train"))
     rc = cmd_train (argc - 1, argv + 1);
   else if (g_str_equal (cmd, "eval"))

@@ -8,13 +8,14 @@ PACKAGES="
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
   libjpeg62-turbo-dev libpng-dev appstream
   xvfb xauth dataset-fashion-mnist python3-numpy python3-onnx
+  python3-torch python3-torchvision python3-pil
   dbus-daemon dconf-gsettings-backend adwaita-icon-theme fonts-cantarell
 "
 if [ "${VITLAB_FUZZ:-0}" = 1 ]; then
   PACKAGES="$PACKAGES clang libclang-rt-14-dev"   # make fuzz: libFuzzer with ASan and UBSan
 fi
 if [ "${VITLAB_BENCH:-0}" = 1 ]; then
-  PACKAGES="$PACKAGES python3-torch python3-torchvision python3-sklearn python3-pil nodejs"
+  PACKAGES="$PACKAGES python3-sklearn nodejs"
   # make interop installs onnxruntime-node with npm (Debian's npm package unless npm is already
   # there, e.g. bundled with a NodeSource nodejs, which conflicts with it)
   if ! command -v npm >/dev/null 2>&1; then

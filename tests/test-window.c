@@ -629,6 +629,29 @@ test_train (void)
   g_assert_cmpint (vl_model_num_classes (exported), ==, 2);
   /* and as ONNX (File menu: Export as ONNX…) */
   export_onnx_and_check (win, out, "logits,features classify");
+  /* and the run's recipe for PyTorch (File menu: Export the Recipe for PyTorch…): train.py,
+   * the run's own run.json byte for byte, the backbone in timm's layout with the run's classes */
+  g_autofree char *recipe_dir = g_build_filename (out, "recipe", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-recipe-override", g_strdup (recipe_dir), g_free);
+  g_assert_true (action (win, "win.export-recipe"));
+  g_assert_true (win->exporting);
+  wait_for (win, not_exporting, 60, "the recipe's export");
+  g_assert_false (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR &&
+                  gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  {
+    g_autofree char *script = g_build_filename (recipe_dir, "train.py", NULL);
+    g_autofree char *run_a = g_build_filename (win->run_dir, "run.json", NULL);
+    g_autofree char *run_b = g_build_filename (recipe_dir, "run.json", NULL);
+    g_autofree char *bb = g_build_filename (recipe_dir, "backbone", NULL);
+    g_autofree char *ta = NULL, *tb = NULL;
+    g_assert_true (g_file_test (script, G_FILE_TEST_IS_REGULAR));
+    g_assert_true (g_file_get_contents (run_a, &ta, NULL, NULL));
+    g_assert_true (g_file_get_contents (run_b, &tb, NULL, NULL));
+    g_assert_cmpstr (ta, ==, tb);
+    g_autoptr(VlModel) rb = vl_model_load (bb, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (vl_model_num_classes (rb), ==, 2);
+  }
 
   /* the run folder */
   g_autofree char *metrics = g_build_filename (win->run_dir, "metrics.jsonl", NULL);

@@ -353,6 +353,7 @@ void  vl_window_stop_training    (VlWindow *self);
 void  vl_window_discard_trained  (VlWindow *self);
 void  vl_window_export           (VlWindow *self);
 void  vl_window_export_onnx      (VlWindow *self);
+void  vl_window_export_recipe    (VlWindow *self);
 void  vl_window_save_run         (VlWindow *self);
 void  vl_window_show_probes      (VlWindow *self);
 void  vl_window_probes_clear     (VlWindow *self);

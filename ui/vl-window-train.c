@@ -4,6 +4,7 @@
  * the trained model's predictions and the gallery, export, and saving and opening runs. */
 #include "vl-format.h"
 #include "vl-onnx.h"
+#include "vl-recipe.h"
 #include "vl-window-private.h"
 
 #include <errno.h>
@@ -1333,6 +1334,8 @@ typedef struct {
   VlTaskKind task;    /* ONNX: the run's task */
   char *run_dir;      /* ONNX regression: run.json holds the targets' standardisation */
   char **names;       /* ONNX classification: the class names (or NULL) */
+  gboolean recipe;    /* the run's recipe for PyTorch (vl_recipe_export of run_dir) */
+  char *note;         /* recipe: advice to show (vl_recipe_export) */
 } ExportJob;
 
 static void
@@ -1343,6 +1346,7 @@ export_job_free (gpointer p)
   g_free (j->dir);
   g_free (j->run_dir);
   g_strfreev (j->names);
+  g_free (j->note);
   g_free (j);
 }
 
@@ -1379,6 +1383,15 @@ export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
   vl_lower_thread_priority ();
   ExportJob *j = task_data;
   GError *error = NULL;
+  if (j->recipe)
+    {
+      /* from the run folder's files: the model is not touched */
+      if (vl_recipe_export (j->run_dir, j->dir, FALSE, &j->note, &error))
+        g_task_return_boolean (task, TRUE);
+      else
+        g_task_return_error (task, error);
+      return;
+    }
   g_mutex_lock (&j->trained->lock);
   gboolean ok = j->onnx ? export_onnx (j, &error)
                         : g_mkdir_with_parents (j->dir, 0755) == 0 &&
@@ -1402,7 +1415,11 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   ExportJob *j = g_task_get_task_data (G_TASK (result));
   self->exporting = FALSE;
-  if (g_task_propagate_boolean (G_TASK (result), &error) && j->onnx)
+  if (g_task_propagate_boolean (G_TASK (result), &error) && j->recipe)
+    vl_window_show_info (self, "Exported the run's recipe to %s: train.py for python3 or "
+                         "torchrun, run.json, backbone/ and README.md with the commands%s%s",
+                         j->dir, j->note ? ". Note: " : "", j->note ? j->note : "");
+  else if (error == NULL && j->onnx)
     vl_window_show_info (self, "Exported the fine-tuned model to %s (ONNX, opset 17: "
                          "pixel_values in, %s and features out)", j->dir,
                          j->task == VL_TASK_REGRESS ? "values" : "logits");
@@ -1415,14 +1432,16 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
 }
 
 static void
-export_to (VlWindow *self, const char *dir, gboolean onnx)
+export_to (VlWindow *self, const char *dir, gboolean onnx, gboolean recipe)
 {
-  if (self->trained == NULL || vl_trained_model (self->trained) == NULL)
+  if (self->trained == NULL || vl_trained_model (self->trained) == NULL ||
+      (recipe && self->run_dir == NULL))
     return;
   ExportJob *j = g_new0 (ExportJob, 1);
   j->trained = vl_trained_ref (self->trained);
   j->dir = g_strdup (dir);
   j->onnx = onnx;
+  j->recipe = recipe;
   j->task = self->task;
   j->run_dir = g_strdup (self->run_dir);
   j->names = self->class_names ? g_strdupv (self->class_names) : NULL;
@@ -1438,7 +1457,7 @@ export_chosen (VlWindow *self, GFile *file)
 {
   g_autofree char *path = g_file_get_path (file);
   if (path)
-    export_to (self, path, FALSE);
+    export_to (self, path, FALSE, FALSE);
 }
 
 static void
@@ -1446,7 +1465,15 @@ export_onnx_chosen (VlWindow *self, GFile *file)
 {
   g_autofree char *path = g_file_get_path (file);
   if (path)
-    export_to (self, path, TRUE);
+    export_to (self, path, TRUE, FALSE);
+}
+
+static void
+export_recipe_chosen (VlWindow *self, GFile *file)
+{
+  g_autofree char *path = g_file_get_path (file);
+  if (path)
+    export_to (self, path, FALSE, TRUE);
 }
 
 void
@@ -1457,7 +1484,7 @@ vl_window_export (VlWindow *self)
   const char *dir = g_object_get_data (G_OBJECT (self), "export-dir-override");
   if (dir)   /* tests */
     {
-      export_to (self, dir, FALSE);
+      export_to (self, dir, FALSE, FALSE);
       return;
     }
   vl_window_choose_file (self, "Export Fine-Tuned Model (choose or create a folder)",
@@ -1473,7 +1500,7 @@ vl_window_export_onnx (VlWindow *self)
   const char *file = g_object_get_data (G_OBJECT (self), "export-onnx-override");
   if (file)   /* tests */
     {
-      export_to (self, file, TRUE);
+      export_to (self, file, TRUE, FALSE);
       return;
     }
   GtkFileFilter *filter = gtk_file_filter_new ();
@@ -1483,6 +1510,23 @@ vl_window_export_onnx (VlWindow *self)
                          GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "export-folder", filter,
                          export_onnx_chosen);
   g_object_unref (filter);
+}
+
+/* The run's recipe as a PyTorch DDP script folder (vl_recipe_export). */
+void
+vl_window_export_recipe (VlWindow *self)
+{
+  if (self->trained == NULL || self->run_dir == NULL || self->exporting)
+    return;
+  const char *dir = g_object_get_data (G_OBJECT (self), "export-recipe-override");
+  if (dir)   /* tests */
+    {
+      export_to (self, dir, FALSE, TRUE);
+      return;
+    }
+  vl_window_choose_file (self, "Export the Recipe for PyTorch (choose or create a folder)",
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
+                         export_recipe_chosen);
 }
 
 /* ------------------------------------------------------------------ save a run */

@@ -204,6 +204,9 @@ vl_window_update_actions (VlWindow *self)
                                  !running && self->trained != NULL && !self->exporting);
   gtk_widget_action_set_enabled (w, "win.export-onnx",
                                  !running && self->trained != NULL && !self->exporting);
+  gtk_widget_action_set_enabled (w, "win.export-recipe",
+                                 !running && self->trained != NULL && self->run_dir != NULL &&
+                                 !self->exporting);
   gtk_widget_action_set_enabled (w, "win.head", !running);
   gtk_widget_action_set_enabled (w, "win.unlock-more", self->model != NULL);
   gtk_widget_action_set_enabled (w, "win.unlock-fewer", self->model != NULL);
@@ -479,6 +482,12 @@ static void
 action_export_onnx (GtkWidget *widget, const char *name, GVariant *param)
 {
   vl_window_export_onnx (VL_WINDOW (widget));
+}
+
+static void
+action_export_recipe (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_export_recipe (VL_WINDOW (widget));
 }
 
 static void
@@ -916,6 +925,8 @@ vl_window_class_init (VlWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.save-run", NULL, action_save_run);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "win.export-onnx", NULL, action_export_onnx);
+  gtk_widget_class_install_action (widget_class, "win.export-recipe", NULL,
+                                   action_export_recipe);
   /* view and settings */
   gtk_widget_class_install_action (widget_class, "win.page", "s", action_page);
   gtk_widget_class_install_action (widget_class, "win.unlock-more", NULL, action_unlock_step);

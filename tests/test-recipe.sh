@@ -1,0 +1,169 @@
+#!/bin/sh
+# The PyTorch recipe (vitlab-cli export-recipe, data/recipe/train.py), TAP on stdout.
+#
+# A small vitlab run (the fixture backbone vit-timm-tiny on a folder of coloured images written
+# here; 3 epochs: the head alone, then 3 groups, then all, with layer decay, label smoothing,
+# clipping and warmup) is exported; its train.py runs with Debian's PyTorch on one process and
+# under torchrun with 2 gloo processes; `vitlab-cli eval` opens both run folders. A regression
+# run (targets.csv, smooth-L1) goes through the same path for 1 epoch.
+#
+# What is asserted: the exported folder holds the run's own run.json byte for byte and a backbone
+# in timm's layout; with vitlab's head initialisation and data order (export-recipe --with-order,
+# train.py --vitlab-order) every epoch's training and validation loss of python3 train.py and of
+# torchrun's two processes is within 2% of vitlab's (augmentation none: random crops come from
+# each side's own generator); the training loss falls; `vitlab-cli eval` of each folder gives
+# the validation loss and accuracy its last metrics line recorded (also for a run in
+# DistributedSampler's order; the model file, its
+# config.json, the head and the forward pass agree with vitlab's to 1e-3); the class names are
+# the run's.
+set -u
+CLI=${VITLAB_CLI:?VITLAB_CLI not set}
+PY=${VITLAB_PYTHON:-/usr/bin/python3}
+SHARED=${VITLAB_SHARED:?VITLAB_SHARED not set}
+SRC=${G_TEST_SRCDIR:?G_TEST_SRCDIR not set}
+TORCHRUN=${VITLAB_TORCHRUN:-/usr/bin/torchrun}
+export VITLAB_DATA_DIR="$SRC/../data"
+export OMP_NUM_THREADS=1
+T=$(mktemp -d "${TMPDIR:-/tmp}/vitlab-recipe.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+n=0
+failed=0
+ok () { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok () { n=$((n + 1)); failed=1; echo "not ok $n - $1"; [ -f "$T/log" ] && sed 's/^/# /' "$T/log"; }
+check () { # check NAME COMMAND...
+  name=$1; shift
+  if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
+}
+
+echo "1..19"
+
+# ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
+"$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
+import os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+rng = np.random.default_rng(5)
+for split, n in (("train", 16), ("val", 6)):
+    for c, col in (("blue", (40, 40, 200)), ("red", (200, 40, 40))):
+        d = os.path.join(t, "colours", split, c)
+        os.makedirs(d)
+        for i in range(n):
+            a = (np.array(col) + rng.integers(-60, 60, (40, 40, 3))).clip(0, 255)
+            Image.fromarray(a.astype(np.uint8)).save(os.path.join(d, f"{i}.png"))
+for split, n in (("train", 24), ("val", 8)):
+    d = os.path.join(t, "levels", split)
+    os.makedirs(d)
+    with open(os.path.join(d, "targets.csv"), "w") as f:
+        f.write("file,red\n")
+        for i in range(n):
+            r = int(rng.integers(0, 256))
+            a = np.full((36, 36, 3), 90) + rng.integers(-10, 10, (36, 36, 3))
+            a[..., 0] = r
+            Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(os.path.join(d, f"{i}.png"))
+            f.write(f"{i}.png,{r}\n")
+EOF
+
+BB="$SHARED/fixtures/vit-timm-tiny"
+# ---- vitlab's runs
+check "vitlab trains the classification run" \
+  "$CLI" train --backbone "$BB" --data "$T/colours" --out "$T/vl" --epochs 3 --batch 8 \
+  --unlock-schedule 0:1,1:3,2:all --layer-decay 0.75 --label-smoothing 0.1 --clip-grad 1 \
+  --seed 7 --lr 3e-3
+check "vitlab trains the regression run" \
+  "$CLI" train --task regress --loss smooth-l1 --backbone "$BB" --data "$T/levels" \
+  --out "$T/vlr" --epochs 1 --batch 8 --unlock 3 --seed 7
+
+# ---- the export
+check "export-recipe of a folder without run.json fails naming the file" \
+  sh -c "! '$CLI' export-recipe '$T/colours' --out '$T/x' 2>'$T/err' && grep -q 'colours/run.json' '$T/err'"
+check "export-recipe writes train.py, run.json, backbone/, README.md" \
+  sh -c "'$CLI' export-recipe '$T/vl' --out '$T/recipe' --with-order && cmp '$T/vl/run.json' '$T/recipe/run.json' &&
+         test -s '$T/recipe/train.py' && grep -q torchrun '$T/recipe/README.md' &&
+         grep -q model_args '$T/recipe/backbone/config.json' &&
+         test -s '$T/recipe/backbone/model.safetensors' && test -s '$T/recipe/order.json'"
+check "export-recipe of the regression run" "$CLI" export-recipe "$T/vlr" --out "$T/recipe-r" --with-order
+
+# ---- train.py on one process
+check "python3 train.py runs 3 epochs" \
+  "$PY" "$T/recipe/train.py" --data "$T/colours" --out "$T/py" --device cpu --workers 0 \
+  --vitlab-order
+
+# every epoch's training and validation loss of RUNDIR within 2% of vitlab's
+same_losses () { # same_losses RUNDIR [VITLAB_RUNDIR]
+  "$PY" -c "import json,sys
+a=[json.loads(l) for l in open('${2:-$T/vl}/metrics.jsonl')]
+b=[json.loads(l) for l in open('$1/metrics.jsonl')]
+bad=len(a)!=len(b)
+for x, y in zip(a, b):
+    for k in ('train_loss', 'val_loss'):
+        print(x['epoch'], k, 'vitlab', x[k], 'train.py', y[k])
+        bad |= abs(x[k] - y[k]) > 0.02 * x[k]
+sys.exit(1 if bad else 0)"
+}
+check "the python run's losses, every epoch (head, then 3 groups, then all), within 2% of vitlab's" \
+  same_losses "$T/py"
+
+# a metrics.jsonl line (1-based) against `vitlab-cli eval`: same loss (1e-3), same accuracy
+consistent () { # consistent RUNDIR LINE KIND
+  "$CLI" eval "$1" > "$T/eval" 2>&1 || { cat "$T/eval"; return 1; }
+  "$PY" - "$1" "$2" "$3" "$T/eval" <<'EOF'
+import json, re, sys
+run, line, kind, ev = sys.argv[1], int(sys.argv[2]), sys.argv[3], open(sys.argv[4]).read()
+lines = [json.loads(l) for l in open(run + "/metrics.jsonl")]
+m = lines[line - 1]
+assert len(lines) == line, f"{len(lines)} metrics lines, expected {line}"
+assert m["task"] == kind and m["epoch"] == line - 1, m
+loss = float(re.search(r"^loss:\s+([0-9.eE+-]+)", ev, re.M).group(1))
+assert abs(loss - m["val_loss"]) < 1e-3, f"eval loss {loss} vs metrics.jsonl {m['val_loss']}"
+if kind == "classify":
+    acc = float(re.search(r"^accuracy:\s+([0-9.]+)", ev, re.M).group(1))
+    assert abs(acc - m["val_top1"]) < 1e-4, f"eval accuracy {acc} vs {m['val_top1']}"
+    cfg = json.load(open(run + "/config.json"))
+    assert cfg["label_names"] == ["blue", "red"], cfg["label_names"]
+print(ev)
+EOF
+}
+check "the python run's training loss falls every epoch" \
+  "$PY" -c "import json,sys; l=[json.loads(x)['train_loss'] for x in open('$T/py/metrics.jsonl')];
+print(l); sys.exit(0 if l[2] < l[1] < l[0] else 1)"
+check "vitlab-cli eval of the python run agrees with its metrics.jsonl" consistent "$T/py" 3 classify
+check "the python run's run.json keeps the recipe" \
+  "$PY" -c "import json,sys; a=json.load(open('$T/vl/run.json')); b=json.load(open('$T/py/run.json'));
+sys.exit(0 if a['unlock_schedule']==b['unlock_schedule'] and a['hyperparameters']['lr']==b['hyperparameters']['lr'] and b['trained_by']['processes']==1 else 1)"
+
+# a free port for torchrun's rendezvous (29500, its default, may be another job's)
+port () {
+  "$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"
+}
+
+# ---- torchrun, 2 gloo processes (--redirects/--tee: Debian's torch 1.13 on Python 3.11
+# cannot parse their default "0")
+check "torchrun --nproc_per_node=2 runs 3 epochs" \
+  "$TORCHRUN" --redirects 2 --tee 2 --master_port "$(port)" --nproc_per_node=2 "$T/recipe/train.py" \
+  --data "$T/colours" --out "$T/ddp" --device cpu --workers 0 --vitlab-order
+check "the torchrun run's losses, every epoch, within 2% of vitlab's" same_losses "$T/ddp"
+check "vitlab-cli eval of the torchrun run agrees with its metrics.jsonl" consistent "$T/ddp" 3 classify
+check "the torchrun run was 2 processes over the whole training split" \
+  "$PY" -c "import json,sys; b=json.load(open('$T/ddp/run.json')); m=json.loads(open('$T/ddp/metrics.jsonl').readline());
+sys.exit(0 if b['trained_by']['processes']==2 and m['step']==b['hyperparameters']['steps_per_epoch']==4 and m['val_images']==12 else 1)"
+
+# ---- the cluster's path: DistributedSampler's order
+check "torchrun without --vitlab-order: DistributedSampler, 1 epoch" sh -c \
+  "'$TORCHRUN' --redirects 2 --tee 2 --master_port $(port) --nproc_per_node=2 '$T/recipe/train.py' --data '$T/colours' \
+   --out '$T/ddp2' --device cpu --epochs 1 --workers 0 > '$T/ddp2.log' 2>&1; rc=\$?;
+   cat '$T/ddp2.log'; [ \$rc = 0 ] && grep -q 'data order from DistributedSampler' '$T/ddp2.log'"
+check "vitlab-cli eval of that run agrees with its metrics.jsonl" consistent "$T/ddp2" 1 classify
+
+# ---- regression
+check "train.py trains the regression recipe" \
+  "$PY" "$T/recipe-r/train.py" --data "$T/levels" --out "$T/pyr" --device cpu --workers 0 \
+  --vitlab-order
+check "the regression run's losses (smooth-L1, standardised) within 2% of vitlab's" \
+  same_losses "$T/pyr" "$T/vlr"
+if [ -f "$T/pyr/metrics.jsonl" ]; then
+  check "vitlab-cli eval of the regression run agrees with its metrics.jsonl" consistent "$T/pyr" 1 regress
+else
+  not_ok "vitlab-cli eval of the regression run (no metrics.jsonl)"
+fi
+exit $failed
