@@ -700,12 +700,7 @@ vl_train_event_free (VlTrainEvent *ev)
   g_strfreev (ev->skipped);
   g_free (ev->points);
   g_free (ev->group_grad_norms);
-  if (ev->metrics)
-    {
-      vl_eval_result_clear (&ev->metrics->val);
-      vl_regress_result_clear (&ev->metrics->reg);
-      g_free (ev->metrics);
-    }
+  vl_epoch_metrics_free (ev->metrics);
   g_free (ev->rollout);
   g_free (ev->probe_labels);
   g_free (ev->probe_predicted);

@@ -473,7 +473,7 @@ static void
 test_train_cache (gconstpointer data)
 {
   const char *kind = data;
-  g_autofree float *p[2] = { NULL, NULL };
+  float *p[2] = { NULL, NULL };
   int64_t n = 0;
   for (int cached = 0; cached < 2; cached++)
     {
@@ -496,6 +496,8 @@ test_train_cache (gconstpointer data)
       p[cached] = head_params (t, &n);
     }
   vl_test_assert_close ("seg head, cached vs images", p[1], p[0], n, 1e-5, 1e-4);
+  g_free (p[0]);
+  g_free (p[1]);
 }
 
 /* A run folder: metrics.jsonl says "segment" with mIoU and per-class IoU, seg_head.safetensors
@@ -505,7 +507,7 @@ static void
 test_train_run_folder (void)
 {
   g_autofree char *dir = vl_test_tmpdir ();
-  g_autofree float *p[2] = { NULL, NULL };
+  float *p[2] = { NULL, NULL };
   int64_t n = 0;
   for (int split = 0; split < 2; split++)
     {
@@ -563,6 +565,8 @@ test_train_run_folder (void)
       g_assert_cmpint (vl_seg_head_n_classes (h), ==, 4);
     }
   vl_test_assert_close ("seg head, resumed vs straight", p[1], p[0], n, 1e-6, 1e-5);
+  g_free (p[0]);
+  g_free (p[1]);
 }
 
 /* A classification dataset refused for segmentation and the other way round, by name. */
