@@ -262,6 +262,73 @@ destroy_window (VlWindow *win)
   g_assert_null (w);
 }
 
+/* The screen the window must fit: a 1366x768 laptop. */
+#define FIT_WIDTH  1366
+#define FIT_HEIGHT 768
+
+/* The window's minimum size with the current pages shown: the width it asks for, and the height
+ * it asks for at its present width. */
+static void
+window_min_size (VlWindow *win, int *min_w, int *min_h)
+{
+  gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_HORIZONTAL, -1, min_w, NULL, NULL, NULL);
+  int width = MAX (gtk_widget_get_width (GTK_WIDGET (win)), *min_w);
+  gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_VERTICAL, width, min_h, NULL, NULL, NULL);
+}
+
+/* Every main page and every sidebar page in turn: the window asks for no more than a
+ * 1366x768 screen, and (presented at its default size) has not grown past it. The pages shown
+ * before are shown again after. */
+static void
+assert_fits (VlWindow *win, const char *state)
+{
+  static const char *main_pages[] = { "curves", "attention", "evaluation", "embedding", "try" };
+  static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
+  g_autofree char *main_was = g_strdup (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)));
+  g_autofree char *side_was = g_strdup (gtk_stack_get_visible_child_name (GTK_STACK (win->side_stack)));
+  int worst_w = 0, worst_h = 0;
+  for (int m = 0; m < 5; m++)
+    for (int s = 0; s < 5; s++)
+      {
+        gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), main_pages[m]);
+        gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side_pages[s]);
+        spin_for (0.02);
+        int min_w, min_h;
+        window_min_size (win, &min_w, &min_h);
+        worst_w = MAX (worst_w, min_w);
+        worst_h = MAX (worst_h, min_h);
+        if (min_w > FIT_WIDTH || min_h > FIT_HEIGHT)
+          g_error ("%s, pages %s and %s: the window asks for at least %dx%d, more than %dx%d",
+                   state, main_pages[m], side_pages[s], min_w, min_h, FIT_WIDTH, FIT_HEIGHT);
+        int w = gtk_widget_get_width (GTK_WIDGET (win));
+        int h = gtk_widget_get_height (GTK_WIDGET (win));
+        if (w > FIT_WIDTH || h > FIT_HEIGHT)
+          g_error ("%s, pages %s and %s: the window is %dx%d, more than %dx%d",
+                   state, main_pages[m], side_pages[s], w, h, FIT_WIDTH, FIT_HEIGHT);
+      }
+  g_test_message ("%s: the window asks for at most %dx%d", state, worst_w, worst_h);
+  gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), main_was);
+  gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side_was);
+  spin_for (0.02);
+}
+
+/* Long names and numbers everywhere a name or a number shows: they ellipsize or wrap instead of
+ * widening the window. */
+static void
+assert_fits_long_names (VlWindow *win)
+{
+  GString *longer = g_string_new (NULL);
+  for (int i = 0; i < 40; i++)
+    g_string_append (longer, "very_long_name_without_spaces_");
+  GtkWidget *labels[] = { win->backbone_name_label, win->data_name_label, win->run_dir_label,
+                          win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
+                          win->stat_unlocked, win->status_label, win->banner_label };
+  for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
+    gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
+  g_string_free (longer, TRUE);
+  assert_fits (win, "long names");
+}
+
 /* A few training settings that make the fixture train in well under a second per epoch. */
 static void
 quick_settings (VlWindow *win, int epochs)
@@ -345,6 +412,7 @@ test_startup (void)
   g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
   gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
   g_assert_cmpint (g_menu_model_get_n_items (G_MENU_MODEL (win->recent_section)), >=, 1);
+  assert_fits (win, "start");
   destroy_window (win);
 }
 
@@ -585,6 +653,7 @@ test_train (void)
   wait_for (win, finished, 120, "the end of the run");
   probe_stop (&probe);
   g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  assert_fits (win, "finished");
 
   VlLossChart *chart = VL_LOSS_CHART (win->chart);
   /* 16 training images in batches of 4, 20 epochs */
@@ -730,6 +799,7 @@ test_regression (void)
   g_signal_handler_disconnect (win->run, id);
   g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
   g_assert_cmpint (epochs, ==, 8);
+  assert_fits (win, "a finished regression run");
   g_assert_false (gtk_widget_get_visible (win->confusion));
   g_assert_true (gtk_widget_get_visible (win->scatter));
   VlScatterView *sv = VL_SCATTER_VIEW (win->scatter);
@@ -819,9 +889,10 @@ test_pause_stop_resume (void)
   VlWindow *win = new_window (TRUE);
   quick_settings (win, 500);
   g_assert_true (action (win, "win.train"));
-  wait_for (win, has_points, 60, "training steps");
+  wait_for (win, has_epoch, 60, "the first epoch");
   g_assert_true (action (win, "win.pause"));
   wait_for (win, is_paused, 30, "the pause");
+  assert_fits (win, "training, after the first epoch");
   int64_t at = vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart));
   spin_for (0.3);
   g_assert_cmpint (vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart)), <=, at + 1);
@@ -931,6 +1002,8 @@ test_open_run (void)
   wait_for (win, not_exporting, 60, "the export");
   g_autofree char *config = g_build_filename (out, "config.json", NULL);
   g_assert_true (g_file_test (config, G_FILE_TEST_IS_REGULAR));
+  assert_fits (win, "an opened run");
+  assert_fits_long_names (win);
   destroy_window (win);
 }
 
@@ -1826,6 +1899,55 @@ test_dark (void)
   g_assert_true (action (win, "win.dark"));
   g_object_get (gtk_settings_get_default (), "gtk-application-prefer-dark-theme", &dark, NULL);
   g_assert_false (dark);
+
+  /* its shortcut is one no other binding of the window (GtkWindow's Inspector on Ctrl+Shift+D
+   * and Ctrl+Shift+I among them) shares, and the button's tooltip names it */
+  guint dark_key = 0;
+  GdkModifierType dark_mods = 0;
+  GPtrArray *others = g_ptr_array_new_with_free_func (g_object_unref);
+  GListModel *controllers = gtk_widget_observe_controllers (GTK_WIDGET (win));
+  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+    {
+      g_autoptr (GObject) c = g_list_model_get_item (controllers, i);
+      if (!GTK_IS_SHORTCUT_CONTROLLER (c))
+        continue;
+      for (guint j = 0; j < g_list_model_get_n_items (G_LIST_MODEL (c)); j++)
+        {
+          GtkShortcut *sc = g_list_model_get_item (G_LIST_MODEL (c), j);
+          GtkShortcutAction *a = gtk_shortcut_get_action (sc);
+          GtkShortcutTrigger *t = gtk_shortcut_get_trigger (sc);
+          if (GTK_IS_NAMED_ACTION (a) &&
+              g_strcmp0 (gtk_named_action_get_action_name (GTK_NAMED_ACTION (a)), "win.dark") == 0)
+            {
+              g_assert_true (GTK_IS_KEYVAL_TRIGGER (t));
+              dark_key = gtk_keyval_trigger_get_keyval (GTK_KEYVAL_TRIGGER (t));
+              dark_mods = gtk_keyval_trigger_get_modifiers (GTK_KEYVAL_TRIGGER (t));
+              g_object_unref (sc);
+            }
+          else
+            g_ptr_array_add (others, sc);
+        }
+    }
+  g_object_unref (controllers);
+  g_assert_cmpuint (dark_key, !=, 0);
+  guint n_inspector = 0;
+  for (guint i = 0; i < others->len; i++)
+    {
+      GtkShortcutTrigger *t = gtk_shortcut_get_trigger (g_ptr_array_index (others, i));
+      if (!GTK_IS_KEYVAL_TRIGGER (t))
+        continue;
+      guint key = gdk_keyval_to_lower (gtk_keyval_trigger_get_keyval (GTK_KEYVAL_TRIGGER (t)));
+      GdkModifierType mods = gtk_keyval_trigger_get_modifiers (GTK_KEYVAL_TRIGGER (t));
+      if (mods == (GDK_CONTROL_MASK | GDK_SHIFT_MASK) && (key == GDK_KEY_d || key == GDK_KEY_i))
+        n_inspector++;
+      g_assert_false (key == gdk_keyval_to_lower (dark_key) && mods == dark_mods);
+    }
+  g_assert_cmpuint (n_inspector, >=, 2);   /* the check above saw GtkWindow's bindings */
+  g_ptr_array_unref (others);
+  g_autofree char *shown = g_strdup_printf ("%s%s%s", dark_mods & GDK_CONTROL_MASK ? "Ctrl+" : "",
+                                            dark_mods & GDK_SHIFT_MASK ? "Shift+" : "",
+                                            gdk_keyval_name (gdk_keyval_to_upper (dark_key)));
+  g_assert_nonnull (strstr (gtk_widget_get_tooltip_text (win->dark_button), shown));
   destroy_window (win);
 }
 
