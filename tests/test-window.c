@@ -1888,6 +1888,56 @@ test_probe_live (void)
   destroy_window (win);
 }
 
+/* An image folder with train/ and val/ splits of n flat-coloured classes. */
+static char *
+write_n_class_dataset (int n)
+{
+  char *dir = vl_test_tmpdir ();
+  const char *splits[] = { "train", "val" };
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < n; k++)
+      {
+        g_autofree char *cdir = g_strdup_printf ("%s/%s/c%d", dir, splits[s], k);
+        g_assert_cmpint (g_mkdir_with_parents (cdir, 0755), ==, 0);
+        for (int i = 0; i < (s == 0 ? 4 : 2); i++)
+          {
+            guint8 px[40 * 40 * 3];
+            for (int p = 0; p < 40 * 40; p++)
+              {
+                px[p * 3 + 0] = (guint8) (k * 40 + i);
+                px[p * 3 + 1] = (guint8) (255 - k * 40);
+                px[p * 3 + 2] = (guint8) (p % 40 * 6);
+              }
+            g_autofree char *path = g_strdup_printf ("%s/%d.png", cdir, i);
+            g_assert_cmpint (stbi_write_png (path, 40, 40, 3, px, 40 * 3), !=, 0);
+          }
+      }
+  return dir;
+}
+
+/* Top-5 accuracy shows only with more than five classes: with five it is always 100 %. */
+static void
+test_top5 (void)
+{
+  for (int n = 5; n <= 6; n++)
+    {
+      VlWindow *win = new_window (FALSE);
+      g_autofree char *dir = write_n_class_dataset (n);
+      g_assert_true (action_s (win, "win.load-data", dir));
+      wait_for (win, loaded, 30, "the dataset");
+      quick_settings (win, 1);
+      g_assert_true (action (win, "win.train"));
+      wait_for (win, finished, 120, "the run");
+      g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+      const char *acc = gtk_label_get_text (GTK_LABEL (win->stat_acc));
+      const char *summary = gtk_label_get_text (GTK_LABEL (win->eval_summary_label));
+      g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
+      g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
+      g_assert_true ((strstr (summary, "top-5") != NULL) == (n > 5));
+      destroy_window (win);
+    }
+}
+
 static void
 test_dark (void)
 {
@@ -1988,6 +2038,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/open-run", test_open_run);
   g_test_add_func ("/ui/window/features/knn", test_features_knn);
   g_test_add_func ("/ui/window/features/try", test_features_try);
+  g_test_add_func ("/ui/window/top5", test_top5);
   g_test_add_func ("/ui/window/dark", test_dark);
   g_test_add_func ("/ui/window/probe/drop", test_probe_drop);
   g_test_add_func ("/ui/window/probe/bad-image", test_probe_bad_image);

@@ -569,9 +569,11 @@ show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
     correct += r->confusion[(gsize) k * r->n_classes + k];
   g_autofree char *top1 = format_pct (r->top1);
   g_autofree char *top5 = format_pct (r->top5);
+  g_autofree char *with_top5 = isfinite (r->top5) && r->n_classes > 5
+                                 ? g_strdup_printf (" · top-5 %s", top5) : g_strdup ("");
   g_autofree char *summary = g_strdup_printf ("Top-1 %s (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                                              ") · top-5 %s · loss %.4f", top1, correct, r->n,
-                                              top5, r->loss);
+                                              ")%s · loss %.4f", top1, correct, r->n,
+                                              with_top5, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
@@ -590,6 +592,7 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
                                             m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
       gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
+      gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
     }
   if (m->task == VL_TASK_REGRESS)
     {
@@ -600,8 +603,10 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
   g_autofree char *top1 = format_pct (m->val.top1);
   g_autofree char *top5 = format_pct (m->val.top5);
-  g_autofree char *acc = isfinite (m->val.top5) ? g_strdup_printf ("%s · top-5 %s", top1, top5)
-                                                : g_strdup (top1);
+  /* with 5 classes or fewer the right class is always among the top five */
+  g_autofree char *acc = isfinite (m->val.top5) && m->val.n_classes > 5
+                           ? g_strdup_printf ("%s · top-5 %s", top1, top5)
+                           : g_strdup (top1);
   gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
 
   const VlEvalResult *r = &m->val;
