@@ -1915,6 +1915,43 @@ write_n_class_dataset (int n)
   return dir;
 }
 
+/* Runs the app with --screenshot and arguments that cannot load: it must exit within a minute
+ * with status 1, the error on stderr and the shot (showing the error banner) written. */
+static void
+screenshot_of_failure (const char *backbone, const char *data, const char *expect)
+{
+  g_autofree char *app_path = g_test_build_filename (G_TEST_BUILT, "..", "app", "vitlab", NULL);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *png = g_build_filename (dir, "shot.png", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                                                 G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_subprocess_launcher_unsetenv (l, "DBUS_SESSION_BUS_ADDRESS");
+  /* timeout(1) ends a run that never exits (status 124) */
+  g_autoptr (GSubprocess) p = g_subprocess_launcher_spawn (l, &error, "timeout", "60", app_path,
+                                                           "--backbone", backbone, "--data", data,
+                                                           "--screenshot", png, NULL);
+  g_assert_no_error (error);
+  g_autofree char *err = NULL;
+  g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, NULL, &err, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_wait (p, NULL, NULL));
+  g_test_message ("%s", err);
+  g_assert_true (g_subprocess_get_if_exited (p));
+  g_assert_cmpint (g_subprocess_get_exit_status (p), ==, 1);
+  g_assert_nonnull (strstr (err, expect));
+  g_assert_true (g_file_test (png, G_FILE_TEST_IS_REGULAR));
+}
+
+static void
+test_screenshot_load_failed (void)
+{
+  g_autofree char *backbone = fixture_backbone ();
+  g_autofree char *missing = g_build_filename (dataset_dir, "no-such-thing", NULL);
+  screenshot_of_failure (missing, dataset_dir, "no-such-thing");
+  screenshot_of_failure (backbone, missing, "no-such-thing");
+}
+
 /* Top-5 accuracy shows only with more than five classes: with five it is always 100 %. */
 static void
 test_top5 (void)
@@ -2039,6 +2076,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/features/knn", test_features_knn);
   g_test_add_func ("/ui/window/features/try", test_features_try);
   g_test_add_func ("/ui/window/top5", test_top5);
+  g_test_add_func ("/ui/window/screenshot-load-failed", test_screenshot_load_failed);
   g_test_add_func ("/ui/window/dark", test_dark);
   g_test_add_func ("/ui/window/probe/drop", test_probe_drop);
   g_test_add_func ("/ui/window/probe/bad-image", test_probe_bad_image);

@@ -85,6 +85,17 @@ show_banner (VlWindow *self, GtkMessageType type, const char *text)
   gtk_info_bar_set_revealed (GTK_INFO_BAR (self->banner), TRUE);
 }
 
+/* Whether the backbone or the dataset asked for failed to load (an error banner shows and
+ * nothing is loading): what waits for them will wait for ever. */
+gboolean
+vl_window_load_failed (VlWindow *self)
+{
+  if (vl_window_is_loading (self) || !gtk_info_bar_get_revealed (GTK_INFO_BAR (self->banner)) ||
+      gtk_info_bar_get_message_type (GTK_INFO_BAR (self->banner)) != GTK_MESSAGE_ERROR)
+    return FALSE;
+  return self->model == NULL || (self->data_spec != NULL && self->data == NULL);
+}
+
 void
 vl_window_show_error (VlWindow *self, const char *format, ...)
 {
