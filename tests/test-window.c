@@ -302,6 +302,12 @@ assert_fits (VlWindow *win, const char *state)
                    state, main_pages[m], side_pages[s], min_w, min_h, FIT_WIDTH, FIT_HEIGHT);
         int w = gtk_widget_get_width (GTK_WIDGET (win));
         int h = gtk_widget_get_height (GTK_WIDGET (win));
+        /* and at the default width no page needs the main area's sideways scrolling */
+        GtkAdjustment *adj = gtk_scrolled_window_get_hadjustment (GTK_SCROLLED_WINDOW (win->main_scroller));
+        if (w <= 1200 && gtk_adjustment_get_upper (adj) > gtk_adjustment_get_page_size (adj) + 1)
+          g_error ("%s, pages %s and %s: the main area is %.0f px wide, %.0f px shown",
+                   state, main_pages[m], side_pages[s], gtk_adjustment_get_upper (adj),
+                   gtk_adjustment_get_page_size (adj));
         if (w > FIT_WIDTH || h > FIT_HEIGHT)
           g_error ("%s, pages %s and %s: the window is %dx%d, more than %dx%d",
                    state, main_pages[m], side_pages[s], w, h, FIT_WIDTH, FIT_HEIGHT);

@@ -823,6 +823,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (paned);
   CHILD (side_stack);
   CHILD (main_stack);
+  CHILD (main_scroller);
   CHILD (recent_section);
   CHILD (recent_button);
   CHILD (backbone_spinner);
