@@ -1981,6 +1981,32 @@ test_top5 (void)
     }
 }
 
+/* A run opened over a dataset of other classes: the run's own dataset replaces it and the
+ * gallery's predictions come from it, with no stale "the model has N classes" banner. */
+static void
+test_open_run_over_other_data (void)
+{
+  if (trained_run_dir == NULL)
+    {
+      g_test_skip ("needs /ui/window/train");
+      return;
+    }
+  VlWindow *win = new_window (FALSE);
+  g_autofree char *dir = write_n_class_dataset (5);
+  g_assert_true (action_s (win, "win.load-data", dir));
+  wait_for (win, loaded, 30, "the five-class dataset");
+  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 5);
+  vl_window_open_run (win, trained_run_dir);
+  wait_for (win, run_opened, 30, "the run");
+  wait_for (win, has_predictions, 60, "the predictions of the opened run");
+  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 2);
+  spin_for (0.3);
+  if (gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)))
+    g_assert_cmpint (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)), !=,
+                     GTK_MESSAGE_ERROR);
+  destroy_window (win);
+}
+
 static void
 test_dark (void)
 {
@@ -2082,6 +2108,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/features/knn", test_features_knn);
   g_test_add_func ("/ui/window/features/try", test_features_try);
   g_test_add_func ("/ui/window/top5", test_top5);
+  g_test_add_func ("/ui/window/open-run-over-other-data", test_open_run_over_other_data);
   g_test_add_func ("/ui/window/screenshot-load-failed", test_screenshot_load_failed);
   g_test_add_func ("/ui/window/dark", test_dark);
   g_test_add_func ("/ui/window/probe/drop", test_probe_drop);

@@ -1166,10 +1166,19 @@ maybe_predict (VlWindow *self)
   VlTrainedRef *tr = self->trained;
   if (tr->trainer)
     data = vl_data_ref_new_for_trainer (tr->trainer);
+  else if (self->data_cancel != NULL)
+    return;   /* an opened run's dataset is on its way: vl_window_train_data_ready comes back */
   else if (self->data)
     data = vl_data_ref (self->data);
   if (data == NULL)
     return;
+  if (tr->trainer == NULL &&
+      vl_model_num_classes (vl_trained_model (tr)) != vl_dataset_n_classes (data->ds))
+    {
+      /* another dataset than the run's (its own is gone): no per-image predictions, no alarm */
+      vl_data_unref (data);
+      return;
+    }
   self->predict_cancel = g_cancellable_new ();
   PredictJob *j = g_new0 (PredictJob, 1);
   j->trained = vl_trained_ref (tr);
