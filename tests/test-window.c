@@ -581,6 +581,11 @@ test_data_panel (void)
   for (GtkWidget *c = gtk_widget_get_first_child (win->classes_box); c; c = gtk_widget_get_next_sibling (c))
     cards++;
   g_assert_cmpint (cards, ==, 2);
+  /* the folder's name shows as the dataset's; the Fashion-MNIST button offers it, not names it */
+  g_autofree char *folder = g_path_get_basename (dataset_dir);
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->data_name_label)), ==, folder);
+  g_assert_cmpstr (gtk_menu_button_get_label (GTK_MENU_BUTTON (win->fmnist_button)), ==,
+                   "Use Fashion-MNIST");
   g_assert_true (gtk_widget_get_visible (win->skipped_expander));
   GtkWidget *first = gtk_widget_get_first_child (win->skipped_list);
   g_assert_nonnull (first);
