@@ -335,6 +335,30 @@ assert_fits_long_names (VlWindow *win)
   assert_fits (win, "long names");
 }
 
+/* The first descendant of widget of the given type (widget itself included). */
+static GtkWidget *
+find_widget (GtkWidget *widget, GType type)
+{
+  if (G_TYPE_CHECK_INSTANCE_TYPE (widget, type))
+    return widget;
+  for (GtkWidget *c = gtk_widget_get_first_child (widget); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_widget (c, type);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+static const char *gallery_probe;
+
+static gboolean
+probe_is_gallery_item (VlWindow *win)
+{
+  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
+         g_strcmp0 (vl_window_get_probe_path (win), gallery_probe) == 0;
+}
+
 /* A few training settings that make the fixture train in well under a second per epoch. */
 static void
 quick_settings (VlWindow *win, int epochs)
@@ -692,6 +716,16 @@ test_train (void)
       g_autofree char *shot = g_build_filename (g_getenv ("VL_SHOTS"), "gallery.png", NULL);
       vl_window_save_screenshot (GTK_WINDOW (win->gallery), shot, NULL);
     }
+  /* a click on an image makes it the attention probe, on the Attention page */
+  GtkWidget *flow = find_widget (win->gallery, GTK_TYPE_FLOW_BOX);
+  g_assert_nonnull (flow);
+  GtkFlowBoxChild *first_card = gtk_flow_box_get_child_at_index (GTK_FLOW_BOX (flow), 0);
+  g_assert_nonnull (first_card);
+  const char *item = vl_dataset_item_name (win->pred_data->ds, VL_SPLIT_VAL, 0);
+  g_signal_emit_by_name (flow, "child-activated", first_card);
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "attention");
+  gallery_probe = item;
+  wait_for (win, probe_is_gallery_item, 30, "the clicked image as the probe");
   gtk_window_destroy (GTK_WINDOW (win->gallery));
   g_assert_null (win->gallery);
 

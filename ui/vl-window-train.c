@@ -1218,6 +1218,26 @@ on_gallery_weak_notify (gpointer data, GObject *where)
     self->gallery = NULL;
 }
 
+/* A click on a gallery image: that image becomes the attention probe (pretrained and
+ * fine-tuned maps side by side) on the Attention page. */
+static void
+on_gallery_activated (GtkFlowBox *flow, GtkFlowBoxChild *child, VlWindow *self)
+{
+  const char *path = g_object_get_data (G_OBJECT (gtk_flow_box_child_get_child (child)),
+                                        "vl-item-path");
+  if (path == NULL)
+    return;
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    {
+      vl_window_show_info (self, "%s is not a file of its own (it is inside the dataset's "
+                           "archive), so it cannot be opened as the attention probe", path);
+      return;
+    }
+  vl_window_open_probe (self, path);
+  gtk_stack_set_visible_child_name (GTK_STACK (self->main_stack), "attention");
+  gtk_window_present (GTK_WINDOW (self));
+}
+
 void
 vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
 {
@@ -1253,7 +1273,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   gtk_widget_add_css_class (box, "main-page");
   g_autofree char *summary = g_strdup_printf (
     "%u validation image%s of class “%s” %s “%s”%s. Confidence is the trained model's "
-    "probability for its prediction.", items->len, items->len == 1 ? "" : "s",
+    "probability for its prediction; click an image to see where the model looks on it.",
+    items->len, items->len == 1 ? "" : "s",
     vl_dataset_class_name (ds, true_class),
     true_class == predicted_class ? "correctly predicted as" : "mistaken for",
     vl_dataset_class_name (ds, predicted_class),
@@ -1274,6 +1295,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 8);
   gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 8);
   gtk_widget_set_valign (flow, GTK_ALIGN_START);
+  gtk_flow_box_set_activate_on_single_click (GTK_FLOW_BOX (flow), TRUE);
+  g_signal_connect_object (flow, "child-activated", G_CALLBACK (on_gallery_activated), self, 0);
   gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroll), flow);
   gtk_box_append (GTK_BOX (box), scroll);
   gtk_window_set_child (GTK_WINDOW (dialog), box);
@@ -1310,6 +1333,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
                                               vl_dataset_class_name (ds, predicted_class),
                                               100.0 * self->predictions.confidence[i]);
       gtk_widget_set_tooltip_text (card, tip);
+      g_object_set_data_full (G_OBJECT (card), "vl-item-path",
+                              g_strdup (vl_dataset_item_name (ds, VL_SPLIT_VAL, i)), g_free);
       gtk_flow_box_append (GTK_FLOW_BOX (flow), card);
       g_ptr_array_add (pictures, g_object_ref (pic));
     }
