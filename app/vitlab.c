@@ -8,5 +8,6 @@ main (int argc, char **argv)
   /* first, before any thread exists: it may re-execute us with OpenBLAS's right kernels */
   vl_blas_select_kernel (argv);
   g_autoptr(VlApplication) app = vl_application_new ();
-  return g_application_run (G_APPLICATION (app), argc, argv);
+  int status = g_application_run (G_APPLICATION (app), argc, argv);
+  return status != 0 ? status : vl_application_get_exit_status (app);
 }

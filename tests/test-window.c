@@ -262,6 +262,103 @@ destroy_window (VlWindow *win)
   g_assert_null (w);
 }
 
+/* The screen the window must fit: a 1366x768 laptop. */
+#define FIT_WIDTH  1366
+#define FIT_HEIGHT 768
+
+/* The window's minimum size with the current pages shown: the width it asks for, and the height
+ * it asks for at its present width. */
+static void
+window_min_size (VlWindow *win, int *min_w, int *min_h)
+{
+  gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_HORIZONTAL, -1, min_w, NULL, NULL, NULL);
+  int width = MAX (gtk_widget_get_width (GTK_WIDGET (win)), *min_w);
+  gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_VERTICAL, width, min_h, NULL, NULL, NULL);
+}
+
+/* Every main page and every sidebar page in turn: the window asks for no more than a
+ * 1366x768 screen, and (presented at its default size) has not grown past it. The pages shown
+ * before are shown again after. */
+static void
+assert_fits (VlWindow *win, const char *state)
+{
+  static const char *main_pages[] = { "curves", "attention", "evaluation", "embedding", "try" };
+  static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
+  g_autofree char *main_was = g_strdup (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)));
+  g_autofree char *side_was = g_strdup (gtk_stack_get_visible_child_name (GTK_STACK (win->side_stack)));
+  int worst_w = 0, worst_h = 0;
+  for (int m = 0; m < 5; m++)
+    for (int s = 0; s < 5; s++)
+      {
+        gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), main_pages[m]);
+        gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side_pages[s]);
+        spin_for (0.02);
+        int min_w, min_h;
+        window_min_size (win, &min_w, &min_h);
+        worst_w = MAX (worst_w, min_w);
+        worst_h = MAX (worst_h, min_h);
+        if (min_w > FIT_WIDTH || min_h > FIT_HEIGHT)
+          g_error ("%s, pages %s and %s: the window asks for at least %dx%d, more than %dx%d",
+                   state, main_pages[m], side_pages[s], min_w, min_h, FIT_WIDTH, FIT_HEIGHT);
+        int w = gtk_widget_get_width (GTK_WIDGET (win));
+        int h = gtk_widget_get_height (GTK_WIDGET (win));
+        /* and at the default width no page needs the main area's sideways scrolling */
+        GtkAdjustment *adj = gtk_scrolled_window_get_hadjustment (GTK_SCROLLED_WINDOW (win->main_scroller));
+        if (w <= 1200 && gtk_adjustment_get_upper (adj) > gtk_adjustment_get_page_size (adj) + 1)
+          g_error ("%s, pages %s and %s: the main area is %.0f px wide, %.0f px shown",
+                   state, main_pages[m], side_pages[s], gtk_adjustment_get_upper (adj),
+                   gtk_adjustment_get_page_size (adj));
+        if (w > FIT_WIDTH || h > FIT_HEIGHT)
+          g_error ("%s, pages %s and %s: the window is %dx%d, more than %dx%d",
+                   state, main_pages[m], side_pages[s], w, h, FIT_WIDTH, FIT_HEIGHT);
+      }
+  g_test_message ("%s: the window asks for at most %dx%d", state, worst_w, worst_h);
+  gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), main_was);
+  gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side_was);
+  spin_for (0.02);
+}
+
+/* Long names and numbers everywhere a name or a number shows: they ellipsize or wrap instead of
+ * widening the window. */
+static void
+assert_fits_long_names (VlWindow *win)
+{
+  GString *longer = g_string_new (NULL);
+  for (int i = 0; i < 40; i++)
+    g_string_append (longer, "very_long_name_without_spaces_");
+  GtkWidget *labels[] = { win->backbone_name_label, win->data_name_label, win->run_dir_label,
+                          win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
+                          win->stat_unlocked, win->status_label, win->banner_label };
+  for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
+    gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
+  g_string_free (longer, TRUE);
+  assert_fits (win, "long names");
+}
+
+/* The first descendant of widget of the given type (widget itself included). */
+static GtkWidget *
+find_widget (GtkWidget *widget, GType type)
+{
+  if (G_TYPE_CHECK_INSTANCE_TYPE (widget, type))
+    return widget;
+  for (GtkWidget *c = gtk_widget_get_first_child (widget); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_widget (c, type);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+static const char *gallery_probe;
+
+static gboolean
+probe_is_gallery_item (VlWindow *win)
+{
+  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
+         g_strcmp0 (vl_window_get_probe_path (win), gallery_probe) == 0;
+}
+
 /* A few training settings that make the fixture train in well under a second per epoch. */
 static void
 quick_settings (VlWindow *win, int epochs)
@@ -345,6 +442,7 @@ test_startup (void)
   g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
   gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
   g_assert_cmpint (g_menu_model_get_n_items (G_MENU_MODEL (win->recent_section)), >=, 1);
+  assert_fits (win, "start");
   destroy_window (win);
 }
 
@@ -507,6 +605,11 @@ test_data_panel (void)
   for (GtkWidget *c = gtk_widget_get_first_child (win->classes_box); c; c = gtk_widget_get_next_sibling (c))
     cards++;
   g_assert_cmpint (cards, ==, 2);
+  /* the folder's name shows as the dataset's; the Fashion-MNIST button offers it, not names it */
+  g_autofree char *folder = g_path_get_basename (dataset_dir);
+  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->data_name_label)), ==, folder);
+  g_assert_cmpstr (gtk_menu_button_get_label (GTK_MENU_BUTTON (win->fmnist_button)), ==,
+                   "Use Fashion-MNIST");
   g_assert_true (gtk_widget_get_visible (win->skipped_expander));
   GtkWidget *first = gtk_widget_get_first_child (win->skipped_list);
   g_assert_nonnull (first);
@@ -585,6 +688,7 @@ test_train (void)
   wait_for (win, finished, 120, "the end of the run");
   probe_stop (&probe);
   g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  assert_fits (win, "finished");
 
   VlLossChart *chart = VL_LOSS_CHART (win->chart);
   /* 16 training images in batches of 4, 20 epochs */
@@ -612,6 +716,16 @@ test_train (void)
       g_autofree char *shot = g_build_filename (g_getenv ("VL_SHOTS"), "gallery.png", NULL);
       vl_window_save_screenshot (GTK_WINDOW (win->gallery), shot, NULL);
     }
+  /* a click on an image makes it the attention probe, on the Attention page */
+  GtkWidget *flow = find_widget (win->gallery, GTK_TYPE_FLOW_BOX);
+  g_assert_nonnull (flow);
+  GtkFlowBoxChild *first_card = gtk_flow_box_get_child_at_index (GTK_FLOW_BOX (flow), 0);
+  g_assert_nonnull (first_card);
+  const char *item = vl_dataset_item_name (win->pred_data->ds, VL_SPLIT_VAL, 0);
+  g_signal_emit_by_name (flow, "child-activated", first_card);
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "attention");
+  gallery_probe = item;
+  wait_for (win, probe_is_gallery_item, 30, "the clicked image as the probe");
   gtk_window_destroy (GTK_WINDOW (win->gallery));
   g_assert_null (win->gallery);
 
@@ -730,6 +844,7 @@ test_regression (void)
   g_signal_handler_disconnect (win->run, id);
   g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
   g_assert_cmpint (epochs, ==, 8);
+  assert_fits (win, "a finished regression run");
   g_assert_false (gtk_widget_get_visible (win->confusion));
   g_assert_true (gtk_widget_get_visible (win->scatter));
   VlScatterView *sv = VL_SCATTER_VIEW (win->scatter);
@@ -819,9 +934,10 @@ test_pause_stop_resume (void)
   VlWindow *win = new_window (TRUE);
   quick_settings (win, 500);
   g_assert_true (action (win, "win.train"));
-  wait_for (win, has_points, 60, "training steps");
+  wait_for (win, has_epoch, 60, "the first epoch");
   g_assert_true (action (win, "win.pause"));
   wait_for (win, is_paused, 30, "the pause");
+  assert_fits (win, "training, after the first epoch");
   int64_t at = vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart));
   spin_for (0.3);
   g_assert_cmpint (vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart)), <=, at + 1);
@@ -931,6 +1047,8 @@ test_open_run (void)
   wait_for (win, not_exporting, 60, "the export");
   g_autofree char *config = g_build_filename (out, "config.json", NULL);
   g_assert_true (g_file_test (config, G_FILE_TEST_IS_REGULAR));
+  assert_fits (win, "an opened run");
+  assert_fits_long_names (win);
   destroy_window (win);
 }
 
@@ -1815,6 +1933,119 @@ test_probe_live (void)
   destroy_window (win);
 }
 
+/* An image folder with train/ and val/ splits of n flat-coloured classes. */
+static char *
+write_n_class_dataset (int n)
+{
+  char *dir = vl_test_tmpdir ();
+  const char *splits[] = { "train", "val" };
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < n; k++)
+      {
+        g_autofree char *cdir = g_strdup_printf ("%s/%s/c%d", dir, splits[s], k);
+        g_assert_cmpint (g_mkdir_with_parents (cdir, 0755), ==, 0);
+        for (int i = 0; i < (s == 0 ? 4 : 2); i++)
+          {
+            guint8 px[40 * 40 * 3];
+            for (int p = 0; p < 40 * 40; p++)
+              {
+                px[p * 3 + 0] = (guint8) (k * 40 + i);
+                px[p * 3 + 1] = (guint8) (255 - k * 40);
+                px[p * 3 + 2] = (guint8) (p % 40 * 6);
+              }
+            g_autofree char *path = g_strdup_printf ("%s/%d.png", cdir, i);
+            g_assert_cmpint (stbi_write_png (path, 40, 40, 3, px, 40 * 3), !=, 0);
+          }
+      }
+  return dir;
+}
+
+/* Runs the app with --screenshot and arguments that cannot load: it must exit within a minute
+ * with status 1, the error on stderr and the shot (showing the error banner) written. */
+static void
+screenshot_of_failure (const char *backbone, const char *data, const char *expect)
+{
+  g_autofree char *app_path = g_test_build_filename (G_TEST_BUILT, "..", "app", "vitlab", NULL);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *png = g_build_filename (dir, "shot.png", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GSubprocessLauncher) l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_SILENCE |
+                                                                 G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_subprocess_launcher_unsetenv (l, "DBUS_SESSION_BUS_ADDRESS");
+  /* timeout(1) ends a run that never exits (status 124) */
+  g_autoptr (GSubprocess) p = g_subprocess_launcher_spawn (l, &error, "timeout", "60", app_path,
+                                                           "--backbone", backbone, "--data", data,
+                                                           "--screenshot", png, NULL);
+  g_assert_no_error (error);
+  g_autofree char *err = NULL;
+  g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, NULL, &err, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_wait (p, NULL, NULL));
+  g_test_message ("%s", err);
+  g_assert_true (g_subprocess_get_if_exited (p));
+  g_assert_cmpint (g_subprocess_get_exit_status (p), ==, 1);
+  g_assert_nonnull (strstr (err, expect));
+  g_assert_true (g_file_test (png, G_FILE_TEST_IS_REGULAR));
+}
+
+static void
+test_screenshot_load_failed (void)
+{
+  g_autofree char *backbone = fixture_backbone ();
+  g_autofree char *missing = g_build_filename (dataset_dir, "no-such-thing", NULL);
+  screenshot_of_failure (missing, dataset_dir, "no-such-thing");
+  screenshot_of_failure (backbone, missing, "no-such-thing");
+}
+
+/* Top-5 accuracy shows only with more than five classes: with five it is always 100 %. */
+static void
+test_top5 (void)
+{
+  for (int n = 5; n <= 6; n++)
+    {
+      VlWindow *win = new_window (FALSE);
+      g_autofree char *dir = write_n_class_dataset (n);
+      g_assert_true (action_s (win, "win.load-data", dir));
+      wait_for (win, loaded, 30, "the dataset");
+      quick_settings (win, 1);
+      g_assert_true (action (win, "win.train"));
+      wait_for (win, finished, 120, "the run");
+      g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+      const char *acc = gtk_label_get_text (GTK_LABEL (win->stat_acc));
+      const char *summary = gtk_label_get_text (GTK_LABEL (win->eval_summary_label));
+      g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
+      g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
+      g_assert_true ((strstr (summary, "top-5") != NULL) == (n > 5));
+      destroy_window (win);
+    }
+}
+
+/* A run opened over a dataset of other classes: the run's own dataset replaces it and the
+ * gallery's predictions come from it, with no stale "the model has N classes" banner. */
+static void
+test_open_run_over_other_data (void)
+{
+  if (trained_run_dir == NULL)
+    {
+      g_test_skip ("needs /ui/window/train");
+      return;
+    }
+  VlWindow *win = new_window (FALSE);
+  g_autofree char *dir = write_n_class_dataset (5);
+  g_assert_true (action_s (win, "win.load-data", dir));
+  wait_for (win, loaded, 30, "the five-class dataset");
+  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 5);
+  vl_window_open_run (win, trained_run_dir);
+  wait_for (win, run_opened, 30, "the run");
+  wait_for (win, has_predictions, 60, "the predictions of the opened run");
+  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 2);
+  spin_for (0.3);
+  if (gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)))
+    g_assert_cmpint (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)), !=,
+                     GTK_MESSAGE_ERROR);
+  destroy_window (win);
+}
+
 static void
 test_dark (void)
 {
@@ -1826,6 +2057,55 @@ test_dark (void)
   g_assert_true (action (win, "win.dark"));
   g_object_get (gtk_settings_get_default (), "gtk-application-prefer-dark-theme", &dark, NULL);
   g_assert_false (dark);
+
+  /* its shortcut is one no other binding of the window (GtkWindow's Inspector on Ctrl+Shift+D
+   * and Ctrl+Shift+I among them) shares, and the button's tooltip names it */
+  guint dark_key = 0;
+  GdkModifierType dark_mods = 0;
+  GPtrArray *others = g_ptr_array_new_with_free_func (g_object_unref);
+  GListModel *controllers = gtk_widget_observe_controllers (GTK_WIDGET (win));
+  for (guint i = 0; i < g_list_model_get_n_items (controllers); i++)
+    {
+      g_autoptr (GObject) c = g_list_model_get_item (controllers, i);
+      if (!GTK_IS_SHORTCUT_CONTROLLER (c))
+        continue;
+      for (guint j = 0; j < g_list_model_get_n_items (G_LIST_MODEL (c)); j++)
+        {
+          GtkShortcut *sc = g_list_model_get_item (G_LIST_MODEL (c), j);
+          GtkShortcutAction *a = gtk_shortcut_get_action (sc);
+          GtkShortcutTrigger *t = gtk_shortcut_get_trigger (sc);
+          if (GTK_IS_NAMED_ACTION (a) &&
+              g_strcmp0 (gtk_named_action_get_action_name (GTK_NAMED_ACTION (a)), "win.dark") == 0)
+            {
+              g_assert_true (GTK_IS_KEYVAL_TRIGGER (t));
+              dark_key = gtk_keyval_trigger_get_keyval (GTK_KEYVAL_TRIGGER (t));
+              dark_mods = gtk_keyval_trigger_get_modifiers (GTK_KEYVAL_TRIGGER (t));
+              g_object_unref (sc);
+            }
+          else
+            g_ptr_array_add (others, sc);
+        }
+    }
+  g_object_unref (controllers);
+  g_assert_cmpuint (dark_key, !=, 0);
+  guint n_inspector = 0;
+  for (guint i = 0; i < others->len; i++)
+    {
+      GtkShortcutTrigger *t = gtk_shortcut_get_trigger (g_ptr_array_index (others, i));
+      if (!GTK_IS_KEYVAL_TRIGGER (t))
+        continue;
+      guint key = gdk_keyval_to_lower (gtk_keyval_trigger_get_keyval (GTK_KEYVAL_TRIGGER (t)));
+      GdkModifierType mods = gtk_keyval_trigger_get_modifiers (GTK_KEYVAL_TRIGGER (t));
+      if (mods == (GDK_CONTROL_MASK | GDK_SHIFT_MASK) && (key == GDK_KEY_d || key == GDK_KEY_i))
+        n_inspector++;
+      g_assert_false (key == gdk_keyval_to_lower (dark_key) && mods == dark_mods);
+    }
+  g_assert_cmpuint (n_inspector, >=, 2);   /* the check above saw GtkWindow's bindings */
+  g_ptr_array_unref (others);
+  g_autofree char *shown = g_strdup_printf ("%s%s%s", dark_mods & GDK_CONTROL_MASK ? "Ctrl+" : "",
+                                            dark_mods & GDK_SHIFT_MASK ? "Shift+" : "",
+                                            gdk_keyval_name (gdk_keyval_to_upper (dark_key)));
+  g_assert_nonnull (strstr (gtk_widget_get_tooltip_text (win->dark_button), shown));
   destroy_window (win);
 }
 
@@ -1866,6 +2146,9 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/open-run", test_open_run);
   g_test_add_func ("/ui/window/features/knn", test_features_knn);
   g_test_add_func ("/ui/window/features/try", test_features_try);
+  g_test_add_func ("/ui/window/top5", test_top5);
+  g_test_add_func ("/ui/window/open-run-over-other-data", test_open_run_over_other_data);
+  g_test_add_func ("/ui/window/screenshot-load-failed", test_screenshot_load_failed);
   g_test_add_func ("/ui/window/dark", test_dark);
   g_test_add_func ("/ui/window/probe/drop", test_probe_drop);
   g_test_add_func ("/ui/window/probe/bad-image", test_probe_bad_image);

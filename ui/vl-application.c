@@ -37,6 +37,7 @@ struct _VlApplication
   gboolean  train_started;
   gboolean  shot_unhovered;
   gint64    started;
+  int       exit_status;     /* 1 when --screenshot gave up on a backbone or dataset that failed */
 };
 
 G_DEFINE_FINAL_TYPE (VlApplication, vl_application, GTK_TYPE_APPLICATION)
@@ -306,6 +307,15 @@ poll_window (gpointer user_data)
           win->predict_cancel == NULL && !vl_window_features_busy (win);
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */
+  /* the backbone or the dataset failed to load: what was asked for will never come; the shot
+   * shows the error banner, which stderr repeats, and the program exits with status 1 */
+  if (!now && waited > 1.0 && vl_window_load_failed (win))
+    {
+      g_printerr ("vitlab: %s\n", gtk_label_get_text (GTK_LABEL (win->banner_label)));
+      self->exit_status = 1;
+      now = TRUE;
+      self->shot_unhovered = TRUE;
+    }
   if (!now)
     return G_SOURCE_CONTINUE;
   if (!self->shot_unhovered)
@@ -564,4 +574,11 @@ vl_application_new (void)
                        "flags", G_APPLICATION_NON_UNIQUE,
                        "resource-base-path", "/org/vitlab/Vitlab",
                        NULL);
+}
+
+int
+vl_application_get_exit_status (VlApplication *self)
+{
+  g_return_val_if_fail (VL_IS_APPLICATION (self), 1);
+  return self->exit_status;
 }

@@ -26,6 +26,9 @@ VlApplication *vl_application_new (void);
 /* Why settings are not kept (the schema is not installed), or NULL when they are. */
 const char    *vl_application_settings_fallback (void);
 
+/* 1 when --screenshot gave up because the backbone or the dataset failed to load, else 0. */
+int            vl_application_get_exit_status (VlApplication *self);
+
 /* Renders a window (its widget tree, no window-manager frame) to a PNG file. */
 gboolean vl_window_save_screenshot (GtkWindow *window, const char *path, GError **error);
 

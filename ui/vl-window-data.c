@@ -406,6 +406,10 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
                         : g_strdup (d->spec);
   gtk_label_set_text (GTK_LABEL (self->data_name_label), base);
   gtk_widget_set_tooltip_text (self->data_name_label, d->spec);
+  /* the Fashion-MNIST button is an action beside "Image Folder…", not the name of what is open */
+  gtk_menu_button_set_label (GTK_MENU_BUTTON (self->fmnist_button),
+                             g_str_has_prefix (d->spec, "fashion-mnist") ? "Fashion-MNIST Classes"
+                                                                         : "Use Fashion-MNIST");
   int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
   int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   g_autofree char *t = vl_format_count (n_train);

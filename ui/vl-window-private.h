@@ -102,6 +102,7 @@ struct _VlWindow
   GtkWidget *paned;
   GtkWidget *side_stack;
   GtkWidget *main_stack;
+  GtkWidget *main_scroller;   /* the main area scrolls rather than widen the window */
   GMenu     *recent_section;
   GtkWidget *recent_button;
   /* backbone page */

@@ -569,9 +569,11 @@ show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
     correct += r->confusion[(gsize) k * r->n_classes + k];
   g_autofree char *top1 = format_pct (r->top1);
   g_autofree char *top5 = format_pct (r->top5);
+  g_autofree char *with_top5 = isfinite (r->top5) && r->n_classes > 5
+                                 ? g_strdup_printf (" · top-5 %s", top5) : g_strdup ("");
   g_autofree char *summary = g_strdup_printf ("Top-1 %s (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                                              ") · top-5 %s · loss %.4f", top1, correct, r->n,
-                                              top5, r->loss);
+                                              ")%s · loss %.4f", top1, correct, r->n,
+                                              with_top5, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
@@ -590,6 +592,7 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
                                             m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
       gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
+      gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
     }
   if (m->task == VL_TASK_REGRESS)
     {
@@ -600,8 +603,10 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
   g_autofree char *top1 = format_pct (m->val.top1);
   g_autofree char *top5 = format_pct (m->val.top5);
-  g_autofree char *acc = isfinite (m->val.top5) ? g_strdup_printf ("%s · top-5 %s", top1, top5)
-                                                : g_strdup (top1);
+  /* with 5 classes or fewer the right class is always among the top five */
+  g_autofree char *acc = isfinite (m->val.top5) && m->val.n_classes > 5
+                           ? g_strdup_printf ("%s · top-5 %s", top1, top5)
+                           : g_strdup (top1);
   gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
 
   const VlEvalResult *r = &m->val;
@@ -1161,10 +1166,19 @@ maybe_predict (VlWindow *self)
   VlTrainedRef *tr = self->trained;
   if (tr->trainer)
     data = vl_data_ref_new_for_trainer (tr->trainer);
+  else if (self->data_cancel != NULL)
+    return;   /* an opened run's dataset is on its way: vl_window_train_data_ready comes back */
   else if (self->data)
     data = vl_data_ref (self->data);
   if (data == NULL)
     return;
+  if (tr->trainer == NULL &&
+      vl_model_num_classes (vl_trained_model (tr)) != vl_dataset_n_classes (data->ds))
+    {
+      /* another dataset than the run's (its own is gone): no per-image predictions, no alarm */
+      vl_data_unref (data);
+      return;
+    }
   self->predict_cancel = g_cancellable_new ();
   PredictJob *j = g_new0 (PredictJob, 1);
   j->trained = vl_trained_ref (tr);
@@ -1204,6 +1218,26 @@ on_gallery_weak_notify (gpointer data, GObject *where)
     self->gallery = NULL;
 }
 
+/* A click on a gallery image: that image becomes the attention probe (pretrained and
+ * fine-tuned maps side by side) on the Attention page. */
+static void
+on_gallery_activated (GtkFlowBox *flow, GtkFlowBoxChild *child, VlWindow *self)
+{
+  const char *path = g_object_get_data (G_OBJECT (gtk_flow_box_child_get_child (child)),
+                                        "vl-item-path");
+  if (path == NULL)
+    return;
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    {
+      vl_window_show_info (self, "%s is not a file of its own (it is inside the dataset's "
+                           "archive), so it cannot be opened as the attention probe", path);
+      return;
+    }
+  vl_window_open_probe (self, path);
+  gtk_stack_set_visible_child_name (GTK_STACK (self->main_stack), "attention");
+  gtk_window_present (GTK_WINDOW (self));
+}
+
 void
 vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
 {
@@ -1239,7 +1273,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   gtk_widget_add_css_class (box, "main-page");
   g_autofree char *summary = g_strdup_printf (
     "%u validation image%s of class “%s” %s “%s”%s. Confidence is the trained model's "
-    "probability for its prediction.", items->len, items->len == 1 ? "" : "s",
+    "probability for its prediction; click an image to see where the model looks on it.",
+    items->len, items->len == 1 ? "" : "s",
     vl_dataset_class_name (ds, true_class),
     true_class == predicted_class ? "correctly predicted as" : "mistaken for",
     vl_dataset_class_name (ds, predicted_class),
@@ -1260,6 +1295,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 8);
   gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 8);
   gtk_widget_set_valign (flow, GTK_ALIGN_START);
+  gtk_flow_box_set_activate_on_single_click (GTK_FLOW_BOX (flow), TRUE);
+  g_signal_connect_object (flow, "child-activated", G_CALLBACK (on_gallery_activated), self, 0);
   gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroll), flow);
   gtk_box_append (GTK_BOX (box), scroll);
   gtk_window_set_child (GTK_WINDOW (dialog), box);
@@ -1296,6 +1333,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
                                               vl_dataset_class_name (ds, predicted_class),
                                               100.0 * self->predictions.confidence[i]);
       gtk_widget_set_tooltip_text (card, tip);
+      g_object_set_data_full (G_OBJECT (card), "vl-item-path",
+                              g_strdup (vl_dataset_item_name (ds, VL_SPLIT_VAL, i)), g_free);
       gtk_flow_box_append (GTK_FLOW_BOX (flow), card);
       g_ptr_array_add (pictures, g_object_ref (pic));
     }

@@ -85,6 +85,17 @@ show_banner (VlWindow *self, GtkMessageType type, const char *text)
   gtk_info_bar_set_revealed (GTK_INFO_BAR (self->banner), TRUE);
 }
 
+/* Whether the backbone or the dataset asked for failed to load (an error banner shows and
+ * nothing is loading): what waits for them will wait for ever. */
+gboolean
+vl_window_load_failed (VlWindow *self)
+{
+  if (vl_window_is_loading (self) || !gtk_info_bar_get_revealed (GTK_INFO_BAR (self->banner)) ||
+      gtk_info_bar_get_message_type (GTK_INFO_BAR (self->banner)) != GTK_MESSAGE_ERROR)
+    return FALSE;
+  return self->model == NULL || (self->data_spec != NULL && self->data == NULL);
+}
+
 void
 vl_window_show_error (VlWindow *self, const char *format, ...)
 {
@@ -812,6 +823,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (paned);
   CHILD (side_stack);
   CHILD (main_stack);
+  CHILD (main_scroller);
   CHILD (recent_section);
   CHILD (recent_button);
   CHILD (backbone_spinner);
@@ -946,7 +958,8 @@ vl_window_class_init (VlWindowClass *klass)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_r, GDK_CONTROL_MASK, "win.open-run", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-run", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_d, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.dark", NULL);
+  /* not Ctrl+Shift+D (nor Ctrl+Shift+I): GtkWindow binds those to the Inspector */
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_l, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.dark", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_w, GDK_CONTROL_MASK, "win.close", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketright, GDK_CONTROL_MASK, "win.unlock-more", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketleft, GDK_CONTROL_MASK, "win.unlock-fewer", NULL);
@@ -975,6 +988,16 @@ vl_window_init (VlWindow *self)
 
   int w = g_settings_get_int (self->settings, "window-width");
   int h = g_settings_get_int (self->settings, "window-height");
+  /* a size saved on a larger screen would open past this one's edges */
+  GListModel *monitors = gdk_display_get_monitors (gdk_display_get_default ());
+  g_autoptr (GdkMonitor) monitor = g_list_model_get_item (monitors, 0);
+  if (monitor != NULL)
+    {
+      GdkRectangle geo;
+      gdk_monitor_get_geometry (monitor, &geo);
+      w = MIN (w, geo.width);
+      h = MIN (h, geo.height - 48);
+    }
   if (w > 0 && h > 0)
     gtk_window_set_default_size (GTK_WINDOW (self), w, h);
   if (g_settings_get_boolean (self->settings, "window-maximized"))

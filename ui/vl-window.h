@@ -43,5 +43,7 @@ const char *vl_window_get_probe_path (VlWindow *self);
 VlModel  *vl_window_get_model      (VlWindow *self);
 /* TRUE while anything loads in the background (backbone, dataset, run). */
 gboolean  vl_window_is_loading     (VlWindow *self);
+/* The backbone or the dataset asked for failed to load (an error banner says why). */
+gboolean  vl_window_load_failed    (VlWindow *self);
 
 G_END_DECLS
