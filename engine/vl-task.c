@@ -297,7 +297,7 @@ vl_eval_result_end (VlEvalResult *r)
   double n = (double) MAX (r->n, 1);
   r->loss = r->n ? r->loss / n : NAN;
   r->top1 = r->n ? r->top1 / n : NAN;
-  r->top5 = r->n && K >= 5 ? r->top5 / n : NAN;
+  r->top5 = r->n && K > 5 ? r->top5 / n : NAN;
   for (int k = 0; k < K; k++)
     {
       int64_t row = 0;

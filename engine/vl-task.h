@@ -74,7 +74,7 @@ typedef struct {
   int64_t  n;             /* images evaluated (those that failed to decode are left out) */
   double   loss;          /* mean cross-entropy, without label smoothing */
   double   top1;
-  double   top5;          /* NAN with fewer than 5 classes */
+  double   top5;          /* NAN with 5 classes or fewer (where it is always 1) */
   double  *class_acc;     /* (K) top-1 per true class; NAN for a class without images */
   int64_t *confusion;     /* (K, K): row = true class, column = predicted */
 } VlEvalResult;
