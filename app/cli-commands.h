@@ -5,9 +5,19 @@
 
 #include <glib.h>
 
+#include "vl-image.h"
+
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
 int cmd_predict (int argc, char **argv); /* app/cli-predict.c */
+/* Parses a subcommand's options (param and summary for --help). */
+gboolean cli_parse_options (const char *param, const char *summary, GOptionEntry *entries,
+                            int *argc, char ***argv, GError **error);
+/* Decodes and preprocesses (the eval transform of pp) the next images of paths[*next ..
+ * n_paths), at most batch of them, into pixels, their paths into names; an image that cannot be
+ * decoded is reported on stderr and counted in *failures. Returns how many were loaded. */
+int  cli_load_images (char **paths, int n_paths, int *next, const VlPreprocess *pp, int batch,
+                      float *pixels, const char **names, int *failures);
 /* FILE<TAB>INDEX<TAB>NAME<TAB>PROB for the top `top` classes of one image's logits (K). */
 void cli_print_top_classes (const char *file, const float *logits, int K,
                             const char *const *names, int top);

@@ -39,16 +39,6 @@ usage_error (const char *command, const char *fmt, ...)
   return EXIT_USAGE;
 }
 
-static gboolean
-parse_options (const char *param, const char *summary, GOptionEntry *entries, int *argc,
-               char ***argv, GError **error)
-{
-  g_autoptr(GOptionContext) ctx = g_option_context_new (param);
-  g_option_context_set_summary (ctx, summary);
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  return g_option_context_parse (ctx, argc, argv, error);
-}
-
 /* The model of a run folder or a checkpoint, and the dataset: --data, else the run's (with the
  * run's split fraction and seed). */
 static gboolean
@@ -193,7 +183,7 @@ cmd_features (int argc, char **argv)
     { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, ".safetensors, .npy (+ .csv) or .csv", "FILE" },
     { NULL },
   };
-  if (!parse_options ("CKPT|RUN", "Writes the features of every image of a dataset split.",
+  if (!cli_parse_options ("CKPT|RUN", "Writes the features of every image of a dataset split.",
                       entries, &argc, &argv, &error))
     {
       int rc = usage_error ("features", "%s", error->message);
@@ -367,7 +357,7 @@ cmd_probe (int argc, char **argv)
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per forward (32)", "B" },
     { NULL },
   };
-  if (!parse_options ("CKPT|RUN", "k-NN and logistic-regression probes on frozen features: "
+  if (!cli_parse_options ("CKPT|RUN", "k-NN and logistic-regression probes on frozen features: "
                       "fitted on the train split, scored on the val split.", entries, &argc,
                       &argv, &error))
     {

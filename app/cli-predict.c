@@ -59,6 +59,38 @@ cli_print_top_classes (const char *file, const float *z, int K, const char *cons
     }
 }
 
+gboolean
+cli_parse_options (const char *param, const char *summary, GOptionEntry *entries, int *argc,
+                   char ***argv, GError **error)
+{
+  g_autoptr(GOptionContext) ctx = g_option_context_new (param);
+  g_option_context_set_summary (ctx, summary);
+  g_option_context_add_main_entries (ctx, entries, NULL);
+  return g_option_context_parse (ctx, argc, argv, error);
+}
+
+int
+cli_load_images (char **paths, int n_paths, int *next, const VlPreprocess *pp, int batch,
+                 float *pixels, const char **names, int *failures)
+{
+  const gsize per_image = (gsize) pp->channels * pp->size * pp->size;
+  int n = 0;
+  for (; *next < n_paths && n < batch; (*next)++)
+    {
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlImage) img = vl_image_load (paths[*next], 0, &error);
+      if (img == NULL)
+        {
+          g_printerr ("vitlab-cli: %s\n", error->message);
+          (*failures)++;
+          continue;
+        }
+      vl_preprocess_eval (img, pp, pixels + n * per_image);   /* PIL-exact conversion there */
+      names[n++] = paths[*next];
+    }
+  return n;
+}
+
 /* One image's line(s) from its outputs (K). */
 static void
 print_prediction (const char *file, const float *z, int K, const VlRunTask *task,
@@ -233,6 +265,7 @@ cmd_predict (int argc, char **argv)
               }
           }
       }
+      vl_run_task_clear (&task);
       return predict_segment (run, m, argv + 2, argc - 2, out_dir,
                               (const char *const *) classes);
     }
@@ -253,20 +286,7 @@ cmd_predict (int argc, char **argv)
   int failures = 0;
   for (int i = 2; i < argc;)
     {
-      int n = 0;
-      for (; i < argc && n < batch; i++)
-        {
-          g_autoptr(VlImage) img = vl_image_load (argv[i], 0, &error);
-          if (img == NULL)
-            {
-              g_printerr ("vitlab-cli: %s\n", error->message);
-              g_clear_error (&error);
-              failures++;
-              continue;
-            }
-          vl_preprocess_eval (img, &pp, pixels + n * per_image);
-          files[n++] = argv[i];
-        }
+      int n = cli_load_images (argv, argc, &i, &pp, batch, pixels, files, &failures);
       if (n == 0)
         continue;
       if (!vl_model_forward (m, pixels, n, pp.size, pp.size, VL_FORWARD_INFER, &error))

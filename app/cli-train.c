@@ -47,16 +47,6 @@ usage_error (const char *fmt, ...)
   return EXIT_USAGE;
 }
 
-static gboolean
-parse_options (const char *param, const char *summary, GOptionEntry *entries, int *argc,
-               char ***argv, GError **error)
-{
-  g_autoptr(GOptionContext) ctx = g_option_context_new (param);
-  g_option_context_set_summary (ctx, summary);
-  g_option_context_add_main_entries (ctx, entries, NULL);
-  return g_option_context_parse (ctx, argc, argv, error);
-}
-
 /* A number option given as text (NULL: not given). */
 static gboolean
 parse_number (const char *option, const char *s, double lo, double hi, double *out)
@@ -401,7 +391,7 @@ cmd_train (int argc, char **argv)
       "start from a recipe (demo, rotate, pretrain-fmnist); other options override it", "NAME" },
     { NULL },
   };
-  if (!parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
+  if (!cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
                       "Fine-tunes a ViT backbone on a labelled image dataset.", entries, &argc,
                       &argv, &error))
     {
@@ -736,7 +726,7 @@ cmd_eval (int argc, char **argv)
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
     { NULL },
   };
-  if (!parse_options ("RUNDIR", "Evaluates a trained model (a run folder, or any checkpoint "
+  if (!cli_parse_options ("RUNDIR", "Evaluates a trained model (a run folder, or any checkpoint "
                       "with --data).", entries, &argc, &argv, &error))
     {
       int rc = usage_error ("eval: %s", error->message);

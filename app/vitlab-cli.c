@@ -486,20 +486,7 @@ cmd_classify (int argc, char **argv)
   int failures = 0;
   for (int i = 2; i < argc;)
     {
-      int n = 0;
-      for (; i < argc && n < batch; i++)
-        {
-          g_autoptr(VlImage) img = vl_image_load (argv[i], 0, &error);  /* PIL-exact conversion in preprocess */
-          if (!img)
-            {
-              g_printerr ("vitlab-cli: %s\n", error->message);
-              g_clear_error (&error);
-              failures++;
-              continue;
-            }
-          vl_preprocess_eval (img, &pp, pixels + n * per_image);
-          files[n++] = argv[i];
-        }
+      int n = cli_load_images (argv, argc, &i, &pp, batch, pixels, files, &failures);
       if (n == 0)
         continue;
       if (!vl_model_forward (m, pixels, n, pp.size, pp.size, VL_FORWARD_INFER, &error))

@@ -139,8 +139,28 @@ port () {
 
 # ---- torchrun, 2 gloo processes (--redirects/--tee: Debian's torch 1.13 on Python 3.11
 # cannot parse their default "0")
+# A gloo rendezvous that stalls (seen once in many runs on a loaded 2-core machine) is killed
+# after 120 s and started once more on another port; every other failure stands, and the checks
+# that follow hold the run to the same numbers either way.
+run_torchrun () { # run_torchrun OUTDIR ARGS...
+  out=$1; shift
+  timeout -k 10 120 "$TORCHRUN" --redirects 2 --tee 2 --master_port "$(port)" "$@"; rc=$?
+  if [ $rc = 124 ] || [ $rc = 137 ]; then
+    echo "# torchrun stalled; once more on another port"
+    rm -rf "$out"
+    timeout -k 10 120 "$TORCHRUN" --redirects 2 --tee 2 --master_port "$(port)" "$@"; rc=$?
+  fi
+  return $rc
+}
+ddp2 () {
+  run_torchrun "$T/ddp2" --nproc_per_node=2 "$T/recipe/train.py" --data "$T/colours" \
+    --out "$T/ddp2" --device cpu --epochs 1 --workers 0 > "$T/ddp2.log" 2>&1; rc=$?
+  cat "$T/ddp2.log"
+  [ $rc = 0 ] && grep -q 'data order from DistributedSampler' "$T/ddp2.log"
+}
+
 check "torchrun --nproc_per_node=2 runs 3 epochs" \
-  "$TORCHRUN" --redirects 2 --tee 2 --master_port "$(port)" --nproc_per_node=2 "$T/recipe/train.py" \
+  run_torchrun "$T/ddp" --nproc_per_node=2 "$T/recipe/train.py" \
   --data "$T/colours" --out "$T/ddp" --device cpu --workers 0 --vitlab-order
 check "the torchrun run's losses, every epoch, within 2% of vitlab's" same_losses "$T/ddp"
 check "vitlab-cli eval of the torchrun run agrees with its metrics.jsonl" consistent "$T/ddp" 3 classify
@@ -149,10 +169,7 @@ check "the torchrun run was 2 processes over the whole training split" \
 sys.exit(0 if b['trained_by']['processes']==2 and m['step']==b['hyperparameters']['steps_per_epoch']==4 and m['val_images']==12 else 1)"
 
 # ---- the cluster's path: DistributedSampler's order
-check "torchrun without --vitlab-order: DistributedSampler, 1 epoch" sh -c \
-  "'$TORCHRUN' --redirects 2 --tee 2 --master_port $(port) --nproc_per_node=2 '$T/recipe/train.py' --data '$T/colours' \
-   --out '$T/ddp2' --device cpu --epochs 1 --workers 0 > '$T/ddp2.log' 2>&1; rc=\$?;
-   cat '$T/ddp2.log'; [ \$rc = 0 ] && grep -q 'data order from DistributedSampler' '$T/ddp2.log'"
+check "torchrun without --vitlab-order: DistributedSampler, 1 epoch" ddp2
 check "vitlab-cli eval of that run agrees with its metrics.jsonl" consistent "$T/ddp2" 1 classify
 
 # ---- regression
