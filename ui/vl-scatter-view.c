@@ -85,13 +85,14 @@ draw (VlScatterView *self, cairo_t *cr, int width, int height)
   if (self->n == 0)
     {
       vl_draw_set_source (cr, fg, 0.55);
-      vl_draw_text (cr, small, "Predicted against true values appear here after the first "
-                    "epoch of a regression run", width / 2.0, height / 2.0, 0.5, 0.5);
+      vl_draw_text (cr, small, "No predictions to plot yet.\nThey arrive with each epoch of "
+                    "a regression run;\nan opened run folder keeps only its metrics.",
+                    width / 2.0, height / 2.0, 0.5, 0.5);
       return;
     }
   char buf[64];
   /* grid and ticks */
-  double st = nice_step (self->hi - self->lo, MAX (2, (int) (self->pw / 60)));
+  double st = nice_step (self->hi - self->lo, MAX (3, (int) (self->pw / 45)));
   cairo_set_line_width (cr, 1);
   for (double v = ceil (self->lo / st) * st; v <= self->hi + 1e-9 * st; v += st)
     {
