@@ -85,8 +85,11 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   /* what timm's naming cannot say, for vitlab reading it back */
   json_builder_set_member_name (b, "vitlab");
   json_builder_begin_object (b);
-  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp" : m->head_kind == VL_HEAD_LINEAR
-                         ? "linear" : "none");
+  /* the head the file holds: for timm, OpenCLIP's projection is folded into a linear head
+   * (write_model), which is what vitlab reads back too, so an export of the export is the same */
+  const gboolean folded = for_timm && g->embed_dim > 0;
+  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp"
+                         : m->head_kind == VL_HEAD_LINEAR || folded ? "linear" : "none");
   if (m->head_kind == VL_HEAD_MLP)
     add_int (b, "mlp_hidden", m->head_hidden);
   if (!for_timm)

@@ -14,6 +14,10 @@
  *                          patch); N is dynamic ("batch")
  *   outputs  logits        (N, K)  classification (DeiT: the mean of the two heads)
  *            values        (N, T)  regression, in the targets' units (head * std + mean)
+ *            seg_logits    (N, K, S, S)  segmentation: the seg head (vl-seg-head.h) on the
+ *                          final-norm patch-token grid (prefix rows dropped; Conv 1x1, or
+ *                          ConvTranspose / LayerNormalization over the channels / GELU for
+ *                          upconv), then Resize linear (half_pixel = align_corners false) to S
  *            features      (N, W)  the pooled features (vl_model_features), always
  *            embedding     (N, E)  OpenCLIP's image embedding, when the model has a projection
  *
@@ -27,8 +31,9 @@
  * DeiT's two and the MLP head. Weights are float32 initializers (raw_data) named after the
  * model's tensors (".T" appended to a transposed one).
  *
- * metadata_props: "vitlab.task" (classify / regress / features), "vitlab.family",
- * "input_size" (S), "image_size" (the preprocessing's size), "crop_pct", "crop_mode" (center),
+ * metadata_props: "vitlab.task" (classify / regress / segment / features), "vitlab.family",
+ * "input_size" (S), "image_size" (the preprocessing's size), "crop_pct", "crop_mode" (center;
+ * segmentation: "squash", the whole image resized to S, crop_pct 1),
  * "interpolation", "mean" and "std" (JSON arrays, one value per channel), "in_chans", "pooling",
  * "class_names" or "target_names" (JSON arrays), and for regression "target_mean" / "target_std"
  * (already applied in the graph). */
@@ -39,6 +44,7 @@
 #include <stdint.h>
 
 #include "vl-model.h"
+#include "vl-seg-head.h"
 #include "vl-task.h"
 
 G_BEGIN_DECLS
@@ -49,6 +55,11 @@ typedef struct {
   const VlTaskSpec  *task;
   /* the class or target names (NULL: the model's class names, or none) */
   const char *const *names;
+  /* a segmentation head on the final-norm tokens (task kind segment): seg_logits */
+  VlSegHead         *seg_head;
+  /* the input side S (0: the model's preprocessing size, else its native one); a multiple of
+   * the patch, the position embedding resampled there as the engine's forward does */
+  int                size;
 } VlOnnxOptions;
 
 /* Writes the model as ONNX to path (atomically). Errors name the path and the problem (a
