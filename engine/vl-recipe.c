@@ -136,6 +136,29 @@ write_order (const char *spec, double val_fraction, uint64_t seed, int batch, in
   return vl_write_file_atomic (path, text, -1, error);
 }
 
+/* backbone/seg_head.safetensors: the seg head as the trainer initialises it for the seed. */
+static gboolean
+write_seg_head (JsonObject *task, int width, int n_classes, uint64_t seed, const char *bdir,
+                const char *run_path, GError **error)
+{
+  VlSegHeadKind kind;
+  const char *name = member_str (task, "seg_head", "linear");
+  g_autoptr(VlSegHead) h = vl_seg_head_kind_from_string (name, &kind)
+                           ? vl_seg_head_new (kind, width, n_classes, seed) : NULL;
+  if (h == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: seg head '%s' of %d classes does not "
+                   "fit a backbone of width %d", run_path, name, n_classes, width);
+      return FALSE;
+    }
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  vl_seg_head_add_to_writer (h, w);
+  vl_safetensors_writer_add_metadata (w, "format", "vitlab-seg-head");
+  vl_safetensors_writer_add_metadata (w, "seg_head", vl_seg_head_kind_name (kind));
+  g_autofree char *path = g_build_filename (bdir, "seg_head.safetensors", NULL);
+  return vl_safetensors_writer_write (w, path, error);
+}
+
 gboolean
 vl_recipe_export (const char *run, const char *out, gboolean with_order, char **note,
                   GError **error)
@@ -168,11 +191,12 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
     }
   JsonObject *task = json_object_get_object_member (o, "task");
   const char *kind = member_str (task, "kind", "classify");
-  if (strcmp (kind, "classify") != 0 && strcmp (kind, "regress") != 0)
+  const gboolean segment = strcmp (kind, "segment") == 0;
+  if (strcmp (kind, "classify") != 0 && strcmp (kind, "regress") != 0 && !segment)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "%s: task '%s': the PyTorch recipe covers classify and regress", run_path,
-                   kind);
+                   "%s: task '%s': the PyTorch recipe covers classify, regress and segment",
+                   run_path, kind);
       return FALSE;
     }
   if (json_object_has_member (o, "unlock_mask") &&
@@ -240,10 +264,17 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
   const char *head_kind = member_str (head, "kind", "linear");
   VlHeadKind hk = strcmp (head_kind, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
   int64_t seed = json_object_get_int_member_with_default (o, "seed", 0);
-  vl_model_set_head (m, hk, (int) json_object_get_int_member_with_default (head, "num_classes", 0),
-                     (int) json_object_get_int_member_with_default (head, "mlp_hidden", 0),
-                     (uint64_t) seed);
+  const int n_classes = (int) json_object_get_int_member_with_default (head, "num_classes", 0);
+  if (segment)
+    vl_model_set_head (m, VL_HEAD_NONE, 0, 0, (uint64_t) seed);
+  else
+    vl_model_set_head (m, hk, n_classes,
+                       (int) json_object_get_int_member_with_default (head, "mlp_hidden", 0),
+                       (uint64_t) seed);
   if (!vl_model_export (m, bdir, error))
+    return FALSE;
+  if (segment && !write_seg_head (task, g->width, n_classes, (uint64_t) seed, bdir, run_path,
+                                  error))
     return FALSE;
   if (with_order)
     {
@@ -267,7 +298,7 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
     return FALSE;
   if (note && !g_file_test (spec, G_FILE_TEST_IS_DIR))
     *note = g_strdup_printf ("the run's data '%s' is not a folder: train.py reads image folders "
-                             "(class folders, train/ + val/, or targets.csv); give it one with "
-                             "--data", spec);
+                             "(class folders, train/ + val/, targets.csv, Pascal VOC or "
+                             "images/ + masks/); give it one with --data", spec);
   return TRUE;
 }

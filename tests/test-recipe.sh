@@ -5,7 +5,9 @@
 # here; 3 epochs: the head alone, then 3 groups, then all, with layer decay, label smoothing,
 # clipping and warmup) is exported; its train.py runs with Debian's PyTorch on one process and
 # under torchrun with 2 gloo processes; `vitlab-cli eval` opens both run folders. A regression
-# run (targets.csv, smooth-L1) goes through the same path for 1 epoch.
+# run (targets.csv, smooth-L1) goes through the same path for 1 epoch, and a segmentation run
+# (upconv head, the head alone then everything) on 24 real photos of ../shared/datasets/pets-voc
+# in the Pascal VOC layout, on one process and under torchrun.
 #
 # What is asserted: the exported folder holds the run's own run.json byte for byte and a backbone
 # in timm's layout; with vitlab's head initialisation and data order (export-recipe --with-order,
@@ -35,7 +37,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..19"
+echo "1..26"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -116,6 +118,9 @@ assert len(lines) == line, f"{len(lines)} metrics lines, expected {line}"
 assert m["task"] == kind and m["epoch"] == line - 1, m
 loss = float(re.search(r"^loss:\s+([0-9.eE+-]+)", ev, re.M).group(1))
 assert abs(loss - m["val_loss"]) < 1e-3, f"eval loss {loss} vs metrics.jsonl {m['val_loss']}"
+if kind == "segment":
+    miou = float(re.search(r"^mIoU:\s+([0-9.]+)", ev, re.M).group(1))
+    assert abs(miou - m["val_miou"]) < 1e-4, f"eval mIoU {miou} vs {m['val_miou']}"
 if kind == "classify":
     acc = float(re.search(r"^accuracy:\s+([0-9.]+)", ev, re.M).group(1))
     assert abs(acc - m["val_top1"]) < 1e-4, f"eval accuracy {acc} vs {m['val_top1']}"
@@ -183,4 +188,38 @@ if [ -f "$T/pyr/metrics.jsonl" ]; then
 else
   not_ok "vitlab-cli eval of the regression run (no metrics.jsonl)"
 fi
+# ---- segmentation: 16 train / 8 val photos of pets-voc (every 9th of its lists), VOC layout
+PV="$SHARED/datasets/pets-voc"
+mkdir -p "$T/pv/JPEGImages" "$T/pv/SegmentationClass" "$T/pv/ImageSets/Segmentation"
+cp "$PV/labels.txt" "$T/pv/"
+for s in train val; do
+  [ $s = train ] && k=16 || k=8
+  awk 'NR % 9 == 1' "$PV/ImageSets/Segmentation/$s.txt" | head -n $k \
+    > "$T/pv/ImageSets/Segmentation/$s.txt"
+  while read -r id; do
+    cp "$PV/JPEGImages/$id.jpg" "$T/pv/JPEGImages/" &&
+      cp "$PV/SegmentationClass/$id.png" "$T/pv/SegmentationClass/" || exit 1
+  done < "$T/pv/ImageSets/Segmentation/$s.txt"
+done
+check "vitlab trains the segmentation run" \
+  "$CLI" train --task segment --seg-head upconv --backbone "$BB" --data "$T/pv" --out "$T/vls" \
+  --epochs 2 --batch 8 --unlock-schedule 0:1,1:all --seed 3 --lr 3e-3
+check "export-recipe of the segmentation run writes the seg head as vitlab initialised it" \
+  sh -c "'$CLI' export-recipe '$T/vls' --out '$T/recipe-s' --with-order &&
+         test -s '$T/recipe-s/backbone/seg_head.safetensors'"
+check "train.py trains the segmentation recipe" \
+  "$PY" "$T/recipe-s/train.py" --data "$T/pv" --out "$T/pys" --device cpu --workers 0 \
+  --vitlab-order
+check "the segmentation run's losses (per-pixel, 255 ignored, scored at each photo's size) within 2% of vitlab's" \
+  same_losses "$T/pys" "$T/vls"
+if [ -f "$T/pys/metrics.jsonl" ]; then
+  check "vitlab-cli eval of the segmentation run agrees with its metrics.jsonl (loss, mIoU)" \
+    consistent "$T/pys" 2 segment
+else
+  not_ok "vitlab-cli eval of the segmentation run (no metrics.jsonl)"
+fi
+check "torchrun --nproc_per_node=2 trains the segmentation recipe" \
+  run_torchrun "$T/ddps" --nproc_per_node=2 "$T/recipe-s/train.py" --data "$T/pv" \
+  --out "$T/ddps" --device cpu --workers 0 --vitlab-order
+check "the torchrun segmentation run's losses within 2% of vitlab's" same_losses "$T/ddps" "$T/vls"
 exit $failed

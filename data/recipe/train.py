@@ -202,7 +202,20 @@ class ViT(nn.Module):
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(dim, eps=eps)
         self.fc_norm = nn.LayerNorm(dim, eps=eps) if use_fc_norm else nn.Identity()
 
+    def pos_at(self, grid):
+        """pos_embed at a grid of grid x grid patches: timm's resample_abs_pos_embed (prefix rows
+        kept, the grid part through antialiased bicubic), as vitlab's engine does it."""
+        n_pre = 0 if self.no_embed_class else self.num_prefix_tokens
+        old = int(round(math.sqrt(self.pos_embed.shape[1] - n_pre)))
+        if grid == old:
+            return self.pos_embed
+        pre, g = self.pos_embed[:, :n_pre], self.pos_embed[:, n_pre:]
+        g = g.reshape(1, old, old, -1).permute(0, 3, 1, 2)
+        g = F.interpolate(g, size=(grid, grid), mode="bicubic", antialias=True, align_corners=False)
+        return torch.cat([pre, g.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
+
     def forward_features(self, x):
+        pos = self.pos_at(x.shape[-1] // self.patch_embed.proj.kernel_size[0])
         x = self.patch_embed(x)
         prefix = []
         if self.has_class_token:
@@ -210,9 +223,9 @@ class ViT(nn.Module):
         if self.num_reg:
             prefix.append(self.reg_token.expand(x.shape[0], -1, -1))
         if self.no_embed_class:
-            x = torch.cat(prefix + [x + self.pos_embed], dim=1)
+            x = torch.cat(prefix + [x + pos], dim=1)
         else:
-            x = torch.cat(prefix + [x], dim=1) + self.pos_embed
+            x = torch.cat(prefix + [x], dim=1) + pos
         return self.norm(self.blocks(self.norm_pre(x)))
 
 
@@ -260,16 +273,215 @@ class Classifier(nn.Module):
         f = b.fc_norm(f) if hasattr(b, "fc_norm") else f
         return self.head(f)
 
+# ----------------------------------------------------------------------------- segmentation
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map (mmseg / ViTDet's)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SegHead(nn.Module):
+    """vitlab's seg heads under mmsegmentation's names: `linear` (conv_seg, a 1x1 convolution on
+    the patch grid) or `upconv` (up.0 ConvTranspose 2/2, up.1 LayerNorm2d, GELU, up.3
+    ConvTranspose 2/2, then conv_seg)."""
+
+    def __init__(self, kind, dim, n_classes):
+        super().__init__()
+        c = dim
+        if kind == "upconv":
+            self.up = nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2),
+                                    LayerNorm2d(dim // 2, eps=1e-6), nn.GELU(),
+                                    nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2))
+            c = dim // 4
+        else:
+            self.up = None
+        self.conv_seg = nn.Conv2d(c, n_classes, 1)
+        nn.init.normal_(self.conv_seg.weight, 0.0, 0.01)
+        nn.init.zeros_(self.conv_seg.bias)
+
+    def forward(self, grid):
+        return self.conv_seg(self.up(grid) if self.up is not None else grid)
+
+
+class Segmenter(nn.Module):
+    """Backbone, its final-norm patch tokens as an NCHW grid (prefix tokens dropped), the seg
+    head, then bilinear (align_corners false) back to the input size."""
+
+    def __init__(self, backbone, kind, n_classes, dim):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = SegHead(kind, dim, n_classes)
+
+    def forward(self, x):
+        b = self.backbone
+        t = b.forward_features(x)[:, b.num_prefix_tokens:]
+        g = x.shape[-1] // b.patch_embed.proj.kernel_size[0]
+        grid = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], g, g)
+        z = self.decode_head(grid)
+        return F.interpolate(z, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def seg_pairs(images, masks):
+    """(image, mask) pairs of a folder of images and one of masks (NAME.png per image)."""
+    out = []
+    for f in sorted(os.listdir(images)):
+        if f.lower().endswith(IMAGE_EXT):
+            m = os.path.join(masks, os.path.splitext(f)[0] + ".png")
+            if not os.path.isfile(m):
+                raise SystemExit(f"{os.path.join(images, f)}: no mask {m}")
+            out.append((os.path.join(images, f), m))
+    return out
+
+
+def seg_items(data, run):
+    """(train, val) (image, mask) pairs: Pascal VOC (JPEGImages/, SegmentationClass/,
+    ImageSets/Segmentation/{train,val}.txt) or mask pairs (images/[train,val/] + masks/), split
+    as the folder says or else as run.json's validation items."""
+    voc = os.path.isdir(os.path.join(data, "JPEGImages")) and \
+        os.path.isdir(os.path.join(data, "SegmentationClass"))
+    if voc:
+        sets = os.path.join(data, "ImageSets", "Segmentation")
+
+        def listed(name):
+            path = os.path.join(sets, name + ".txt")
+            out = []
+            with open(path, encoding="utf-8") as f:
+                for i, line in enumerate(f, start=1):
+                    n = line.strip()
+                    if not n:
+                        continue
+                    img = next((os.path.join(data, "JPEGImages", n + e) for e in IMAGE_EXT
+                                if os.path.isfile(os.path.join(data, "JPEGImages", n + e))), None)
+                    if img is None:
+                        raise SystemExit(f"{path}: line {i}: no image {n}.jpg in JPEGImages/")
+                    out.append((img, os.path.join(data, "SegmentationClass", n + ".png")))
+            return out
+        if os.path.isfile(os.path.join(sets, "train.txt")):
+            return listed("train"), listed("val")
+        raise SystemExit(f"{sets}: no train.txt (vitlab's split of this folder is in run.json; "
+                         f"write ImageSets/Segmentation/train.txt and val.txt)")
+    im, mk = os.path.join(data, "images"), os.path.join(data, "masks")
+    if not (os.path.isdir(im) and os.path.isdir(mk)):
+        raise SystemExit(f"{data}: neither a Pascal VOC folder nor images/ + masks/ (the built-in "
+                         f"sets, fashion-mnist-scenes, exist only inside vitlab)")
+    if os.path.isdir(os.path.join(im, "train")):
+        return (seg_pairs(os.path.join(im, "train"), os.path.join(mk, "train")),
+                seg_pairs(os.path.join(im, "val"), os.path.join(mk, "val")))
+    items = seg_pairs(im, mk)
+    d = run["data"]
+    base = d.get("spec_typed") and d.get("spec") or ""
+    val_names = {rel_to(p, base) for p in d["split"].get("val_items", [])}
+    return ([it for it in items if rel_to(it[0], data) not in val_names],
+            [it for it in items if rel_to(it[0], data) in val_names])
+
+
+def read_mask(path, n_classes):
+    try:
+        with Image.open(path) as m:
+            a = np.array(m if m.mode in ("P", "L") else m.convert("L"), dtype=np.uint8)
+    except OSError as e:
+        raise RuntimeError(f"{path}: cannot be decoded ({e})")
+    bad = (a >= n_classes) & (a != 255)
+    if bad.any():
+        raise RuntimeError(f"{path}: value {int(a[bad][0])} is not one of the {n_classes} classes "
+                           f"or 255 (ignore)")
+    return a
+
+
+class SegItems(torch.utils.data.Dataset):
+    """Image squashed to size x size (bicubic, as vitlab) and its mask: training masks squashed
+    with it (nearest; light augmentation crops and flips both alike), validation masks at the
+    image's own size (vitlab scores there)."""
+
+    def __init__(self, items, size, chans, mean, std, n_classes, augment, train):
+        self.items, self.size, self.mode = items, size, "L" if chans == 1 else "RGB"
+        self.norm = transforms.Normalize(mean, std)
+        self.K, self.augment, self.train = n_classes, augment, train
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path, mpath = self.items[i]
+        try:
+            with Image.open(path) as im:
+                img = im.convert(self.mode)
+        except OSError as e:
+            raise RuntimeError(f"{path}: cannot be decoded ({e})")
+        mask = read_mask(mpath, self.K)
+        if mask.shape != (img.height, img.width):
+            raise RuntimeError(f"{mpath}: {mask.shape[1]}x{mask.shape[0]}, its image {path} is "
+                               f"{img.width}x{img.height}")
+        m = Image.fromarray(mask)
+        S = self.size
+        if self.train and self.augment != "none":
+            t, l, h, w = transforms.RandomResizedCrop.get_params(img, (0.35, 1.0), (3 / 4, 4 / 3))
+            img, m = img.crop((l, t, l + w, t + h)), m.crop((l, t, l + w, t + h))
+            if torch.rand(1).item() < 0.5:
+                img, m = img.transpose(Image.FLIP_LEFT_RIGHT), m.transpose(Image.FLIP_LEFT_RIGHT)
+        x = self.norm(transforms.functional.to_tensor(img.resize((S, S), Image.BICUBIC)))
+        if self.train:
+            m = m.resize((S, S), Image.NEAREST)
+        return x, torch.from_numpy(np.array(m, dtype=np.int64))
+
+
+def seg_collate(batch):
+    """Images stacked; masks kept as a list (validation masks have each image's size)."""
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class SegScore:
+    """mmsegmentation's IoUMetric sums (intersection, union, predicted and labelled areas per
+    class over the split, 255 left out) and the pixel-weighted cross-entropy, at each image's
+    own size."""
+
+    def __init__(self, K):
+        self.K = K
+        self.t = torch.zeros(4 * K + 2, dtype=torch.float64)   # I, U, pred, label, loss sum, pixels
+
+    def add(self, z, mask):
+        z = F.interpolate(z[None], size=mask.shape, mode="bilinear", align_corners=False)[0]
+        keep = mask != 255
+        n = int(keep.sum())
+        if n:
+            self.t[4 * self.K] += F.cross_entropy(z[None], mask[None], ignore_index=255,
+                                                  reduction="sum").double()
+        self.t[4 * self.K + 1] += n
+        p, y = z.argmax(0)[keep], mask[keep]
+        K = self.K
+        inter = torch.bincount(y[p == y], minlength=K)[:K].double()
+        ap = torch.bincount(p, minlength=K)[:K].double()
+        al = torch.bincount(y, minlength=K)[:K].double()
+        self.t[:K] += inter
+        self.t[K:2 * K] += ap + al - inter
+        self.t[2 * K:3 * K] += ap
+        self.t[3 * K:4 * K] += al
+
+    def metrics(self):
+        K, t = self.K, self.t
+        inter, union, label = t[:K], t[K:2 * K], t[3 * K:4 * K]
+        iou = [(inter[k] / union[k]).item() if union[k] > 0 else None for k in range(K)]
+        acc = [(inter[k] / label[k]).item() if label[k] > 0 else None for k in range(K)]
+        mean = lambda v: float(np.mean([x for x in v if x is not None])) if any(
+            x is not None for x in v) else None
+        return {"val_loss": (t[4 * K] / max(t[4 * K + 1].item(), 1)).item(),
+                "val_miou": mean(iou), "val_aacc": (inter.sum() / max(label.sum().item(), 1)).item(),
+                "val_macc": mean(acc), "val_at": "own size", "val_iou": iou, "val_acc": acc}
+
+
 # ----------------------------------------------------------------------------- layer groups
 
 
 def layer_groups(model, depth):
     """timm's ViT grouping as vitlab uses it: stem, blocks.0 … blocks.{depth-1}, the final norm,
-    the head. Returns a list of (group name, [(param name, param)])."""
+    the head (the seg head, decode_head.*, for segmentation). Returns a list of (group name, [(param name, param)])."""
     groups = [("stem", [])] + [(f"blocks.{i}", []) for i in range(depth)] + [("norm", []), ("head", [])]
     for name, p in model.named_parameters():
         n = name[len("backbone."):] if name.startswith("backbone.") else name
-        if n.startswith("head."):
+        if n.startswith("head.") or n.startswith("decode_head."):
             g = depth + 2
         elif n.startswith("blocks."):
             g = 1 + int(n.split(".")[1])
@@ -523,8 +735,9 @@ def main():
     if run.get("format") != "vitlab-run":
         raise SystemExit(f"{args.recipe}: not a vitlab run.json")
     task = run.get("task", {"kind": "classify"})["kind"]
-    if task not in ("classify", "regress"):
-        raise SystemExit(f"{args.recipe}: task '{task}': this script trains classify and regress")
+    if task not in ("classify", "regress", "segment"):
+        raise SystemExit(f"{args.recipe}: task '{task}': this script trains classify, regress and "
+                         f"segment")
     bb = run["backbone"]
     if run.get("unlock_mask"):
         raise SystemExit(f"{args.recipe}: unlock_mask {run['unlock_mask']}: only unlock schedules are exported")
@@ -586,19 +799,30 @@ def main():
     hd = run["head"]
     n_out = hd["num_classes"]
     hidden = hd.get("mlp_hidden") or dim
-    model = Classifier(backbone, hd["pool"], hd["kind"], hidden, n_out, dim)
+    if task == "segment":
+        model = Segmenter(backbone, run["task"].get("seg_head", "linear"), n_out, dim)
+        head, prefix = model.decode_head, "decode_head."
+        hpath = os.path.join(bdir, "seg_head.safetensors")
+        if os.path.isfile(hpath):
+            sd.update(read_safetensors(hpath))
+    else:
+        model = Classifier(backbone, hd["pool"], hd["kind"], hidden, n_out, dim)
+        head, prefix = model.head, "head."
     # the head: as vitlab initialised it when the exported backbone carries it (export-recipe
-    # writes it with the run's seed), else nn.Linear's default from torch's generator
-    head_sd = model.head.state_dict()
-    if all(("head." + k) in sd and tuple(sd["head." + k].shape) == tuple(v.shape)
+    # writes it with the run's seed), else PyTorch's (mmseg's for conv_seg) from torch's generator
+    head_sd = head.state_dict()
+    if all((prefix + k) in sd and tuple(sd[prefix + k].shape) == tuple(v.shape)
            for k, v in head_sd.items()):
-        model.head.load_state_dict({k: torch.from_numpy(sd["head." + k]) for k in head_sd})
+        head.load_state_dict({k: torch.from_numpy(sd[prefix + k]) for k in head_sd})
         head_from = "vitlab's initialisation"
     else:
         torch.manual_seed(seed)
-        for m in model.head.modules():
-            if isinstance(m, nn.Linear):
+        for m in head.modules():
+            if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
                 m.reset_parameters()
+            elif isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
         head_from = f"torch.manual_seed({seed})"
     model.to(device)
 
@@ -609,28 +833,44 @@ def main():
     sched = parse_schedule(run["unlock_schedule"])
 
     # ---- data
-    train_items, val_items = build_items(args.data, run)
     mean = std = None
-    if task == "regress":
-        mean = torch.tensor(run["task"]["mean"], dtype=torch.float32)
-        std = torch.tensor(run["task"]["std"], dtype=torch.float32)
     chans = a.get("in_chans", 3)
-    train_tf, eval_tf = transforms_for(cfg, h["augment"])
-    train_ds = ImageItems(train_items, train_tf, chans, mean, std)
-    val_ds = ImageItems(val_items, eval_tf, chans, mean, std)
+    collate = None
+    if task == "segment":
+        train_items, val_items = seg_items(args.data, run)
+        S = int(run["task"].get("img_size") or cfg["pretrained_cfg"]["input_size"][-1])
+        pc = cfg["pretrained_cfg"]
+        train_ds = SegItems(train_items, S, chans, pc["mean"], pc["std"], n_out, h["augment"], True)
+        val_ds = SegItems(val_items, S, chans, pc["mean"], pc["std"], n_out, "none", False)
+        collate = seg_collate
+    else:
+        train_items, val_items = build_items(args.data, run)
+        if task == "regress":
+            mean = torch.tensor(run["task"]["mean"], dtype=torch.float32)
+            std = torch.tensor(run["task"]["std"], dtype=torch.float32)
+        train_tf, eval_tf = transforms_for(cfg, h["augment"])
+        train_ds = ImageItems(train_items, train_tf, chans, mean, std)
+        val_ds = ImageItems(val_items, eval_tf, chans, mean, std)
     if args.vitlab_order:
         sampler = VitlabOrder(args.vitlab_order, train_items, args.data, h["batch_size"], world, rank)
         train_dl = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler,
-                                               num_workers=args.workers)
+                                               num_workers=args.workers, collate_fn=collate)
     else:
         sampler = torch.utils.data.distributed.DistributedSampler(
             train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
         train_dl = torch.utils.data.DataLoader(train_ds, batch_size=per_rank, sampler=sampler,
-                                               num_workers=args.workers, drop_last=False)
-    val_sampler = torch.utils.data.distributed.DistributedSampler(
-        val_ds, num_replicas=world, rank=rank, shuffle=False)
-    val_dl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, sampler=val_sampler,
-                                         num_workers=args.workers)
+                                               num_workers=args.workers, drop_last=False,
+                                               collate_fn=collate)
+    if task == "segment":
+        # every rank scores its own items (no padding: the sums are reduced, not the items)
+        val_dl = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(val_ds, range(rank, len(val_ds), world)),
+            batch_size=per_rank, num_workers=args.workers, collate_fn=collate)
+    else:
+        val_sampler = torch.utils.data.distributed.DistributedSampler(
+            val_ds, num_replicas=world, rank=rank, shuffle=False)
+        val_dl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, sampler=val_sampler,
+                                             num_workers=args.workers)
     spe = len(train_dl)
 
     if rank == 0:
@@ -641,6 +881,9 @@ def main():
               f"{args.vitlab_order or 'DistributedSampler'}", flush=True)
 
     def loss_fn(out, y):
+        if task == "segment":
+            # the mean over the batch's counted pixels (0 when every pixel is ignored, as vitlab)
+            return F.cross_entropy(out, y, ignore_index=255) if (y != 255).any() else out.sum() * 0
         if task == "regress":
             y = y.to(out.dtype)
             if run["task"].get("loss") == "smooth-l1":
@@ -670,6 +913,8 @@ def main():
         t0 = time.time()
         loss_sum = torch.zeros(2, dtype=torch.float64)
         for x, y in train_dl:
+            if task == "segment":
+                y = torch.stack(y)
             x, y = x.to(device), y.to(device)
             lr = lr_at(h, step, spe)
             out = wrapped(x)
@@ -677,11 +922,13 @@ def main():
             for _, p, _ in named:
                 p.grad = None
             # the global batch's mean: DDP averages the processes' gradients, so each process
-            # weighs its mean by its share of the global batch (shares differ in a last batch)
-            n_global = torch.tensor([float(len(x))])
+            # weighs its mean by its share of the global batch (shares differ in a last batch;
+            # for segmentation the share of counted pixels)
+            n_local = float((y != 255).sum()) if task == "segment" else float(len(x))
+            n_global = torch.tensor([n_local])
             if ddp:
                 dist.all_reduce(n_global)
-            (loss * (len(x) * world / n_global.item())).backward()
+            (loss * (n_local * world / max(n_global.item(), 1.0))).backward()
             if h["clip_grad"] > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p, _ in named if p.grad is not None],
                                                h["clip_grad"])
@@ -700,13 +947,21 @@ def main():
         # ---- validation (every rank its share, reduced)
         model.eval()
         outs, ys = [], []
+        score = SegScore(n_out) if task == "segment" else None
         with torch.no_grad():
             for x, y in val_dl:
-                outs.append(model(x.to(device)).float().cpu())
+                z = model(x.to(device)).float().cpu()
+                if score is not None:
+                    for j in range(len(y)):
+                        score.add(z[j], y[j])
+                    continue
+                outs.append(z)
                 ys.append(y)
+        if score is not None and ddp:
+            dist.all_reduce(score.t)
         o = torch.cat(outs) if outs else torch.zeros(0, n_out)
         yv = torch.cat(ys) if ys else torch.zeros(0)
-        if ddp:
+        if ddp and score is None:
             gathered = [None] * world
             dist.all_gather_object(gathered, (o, yv))
             # rank r holds items r, r + world, ... (padded by repeating from the start)
@@ -719,7 +974,11 @@ def main():
         seconds = time.time() - t0
         line = {"task": task, "epoch": epoch, "step": step, "unlocked": n_unl, "cached": False,
                 "lr": lr_at(h, max(step - 1, 0), spe), "train_loss": train_loss}
-        if task == "regress":
+        if score is not None:
+            line.update(score.metrics())
+            line["val_images"] = len(val_ds)
+            val_loss = line["val_loss"]
+        elif task == "regress":
             val_loss = loss_fn(o, yv).item()
             pred = o * std + mean
             true = yv * std + mean
@@ -763,30 +1022,39 @@ def main():
 def save_run(args, run, cfg, model, h, epoch, step, spe, n_train, n_val, val_items, line, bdir):
     """model.safetensors + config.json (vitlab's timm layout), run.json, one metrics line."""
     out = args.out
-    tensors = {}
+    kind = run.get("task", {}).get("kind", "classify")
+    tensors, seg = {}, {}
     for name, t in model.state_dict().items():
         n = name[len("backbone."):] if name.startswith("backbone.") else name
         if n.startswith("head.") and not n.endswith(("weight", "bias")):
             continue
-        tensors[n] = t.detach().float().cpu().numpy()
+        (seg if n.startswith("decode_head.") else tensors)[n] = t.detach().float().cpu().numpy()
     a = dict(cfg["model_args"])
     hd = run["head"]
+    # segmentation: the backbone has no classification head; the seg head is its own file
+    n_cls = 0 if kind == "segment" else hd["num_classes"]
     write_safetensors(os.path.join(out, "model.safetensors"), tensors,
                       {"format": "pt", "num_heads": str(a["num_heads"])})
+    if kind == "segment":
+        write_safetensors(os.path.join(out, "seg_head.safetensors"), seg,
+                          {"format": "vitlab-seg-head",
+                           "seg_head": run["task"].get("seg_head", "linear")})
     c = dict(cfg)
-    a["num_classes"] = hd["num_classes"]
+    a["num_classes"] = n_cls
     a["global_pool"] = hd["pool"]
-    c.update({"num_classes": hd["num_classes"], "num_features": a["embed_dim"],
+    c.update({"num_classes": n_cls, "num_features": a["embed_dim"],
               "global_pool": hd["pool"], "model_args": a,
-              "vitlab": {"head": hd["kind"], "embed_dim": 0, "group_layout": "timm"}})
-    if hd["kind"] == "mlp":
+              "vitlab": {"head": "none" if kind == "segment" else hd["kind"], "embed_dim": 0,
+                         "group_layout": "timm"}})
+    if hd["kind"] == "mlp" and kind != "segment":
         c["vitlab"]["mlp_hidden"] = hd.get("mlp_hidden") or a["embed_dim"]
     pc = dict(c.get("pretrained_cfg", {}))
-    pc["num_classes"] = hd["num_classes"]
+    pc["num_classes"] = n_cls
     c["pretrained_cfg"] = pc
-    if run.get("task", {}).get("kind") == "regress":
+    c.pop("label_names", None)
+    if kind == "regress":
         c["label_names"] = run["task"]["targets"]
-    else:
+    elif kind == "classify":
         c["label_names"] = run["data"]["classes"]
     write_text(os.path.join(out, "config.json"), json.dumps(c, indent=2) + "\n")
     r = json.loads(json.dumps(run))
