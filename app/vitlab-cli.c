@@ -11,7 +11,6 @@
 #include "cli-commands.h"
 #include "vl-dataset.h"   /* vl_data_path */
 #include "vl-image.h"
-#include "vl-json.h"
 #include "vl-gemm.h"
 #include "vl-model.h"
 #include "vl-onnx.h"
@@ -236,31 +235,6 @@ cmd_info (int argc, char **argv)
 
 /* ------------------------------------------------------------------ forward */
 
-/* A segmentation head in a checkpoint (decode_head.*) or in a folder's model.safetensors or
- * seg_head.safetensors (run folders and timm exports of segmentation runs). *out is NULL when
- * there is none; FALSE only when one is there but does not read. */
-static gboolean
-find_seg_head (const char *source, int width, VlSegHead **out, GError **error)
-{
-  *out = NULL;
-  gboolean dir = g_file_test (source, G_FILE_TEST_IS_DIR);
-  g_autofree char *c1 = dir ? g_build_filename (source, "model.safetensors", NULL)
-                            : g_strdup (source);
-  g_autofree char *c2 = dir ? g_build_filename (source, "seg_head.safetensors", NULL) : NULL;
-  const char *cands[] = { c1, c2 };
-  for (guint i = 0; i < G_N_ELEMENTS (cands); i++)
-    {
-      if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
-        continue;
-      g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
-      if (st == NULL || !vl_seg_head_in_safetensors (st))
-        continue;
-      *out = vl_seg_head_from_safetensors (st, width, error);
-      return *out != NULL;
-    }
-  return TRUE;
-}
-
 static int
 cmd_forward (int argc, char **argv)
 {
@@ -327,7 +301,7 @@ cmd_forward (int argc, char **argv)
   /* a segmentation head in the checkpoint (decode_head.*), or a run folder's
    * seg_head.safetensors: seg_logits (B, K, H, W) at the input size */
   g_autoptr(VlSegHead) seg = NULL;
-  if (!find_seg_head (argv[1], g->width, &seg, &error))
+  if (!vl_seg_head_find (argv[1], g->width, &seg, &error))
     {
       g_strfreev (names);
       return cli_fail (error);
@@ -516,81 +490,42 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
 {
   GError *error = NULL;
   g_autofree char *run_json = g_build_filename (source, "run.json", NULL);
-  VlRunTask task = { 0 };
-  VlTaskSpec spec = { .kind = VL_TASK_CLASSIFY };
+  const gboolean is_run = g_file_test (run_json, G_FILE_TEST_IS_REGULAR);
   g_auto(GStrv) names = NULL;
-  g_autoptr(VlModel) m = NULL;
-  if (g_file_test (run_json, G_FILE_TEST_IS_REGULAR))
-    {
-      if (!vl_run_read_task (source, &task, &error))
-        return cli_fail (error);
-      m = vl_run_load_model (source, &names, &error);
-      spec = vl_run_task_spec (&task);
-    }
-  else
-    m = load_model (source, &error);
+  g_autoptr(VlModel) m = is_run ? vl_run_load_model (source, &names, &error)
+                                : load_model (source, &error);
   if (m == NULL)
-    {
-      vl_run_task_clear (&task);
-      return cli_fail (error);
-    }
+    return cli_fail (error);
   if (pool)
     vl_model_set_pool (m, pool_kind);
-  const char *const *labels = task.kind == VL_TASK_REGRESS
-                              ? (const char *const *) task.value_names
-                              : (const char *const *) names;
-  VlOnnxOptions o = { .task = &spec, .names = labels };
-  /* segmentation: the run's head and its input side (run.json), or a checkpoint's head */
-  g_autoptr(VlSegHead) seg = NULL;
-  if (!find_seg_head (source, vl_model_geometry (m)->width, &seg, &error))
-    {
-      vl_run_task_clear (&task);
-      return cli_fail (error);
-    }
-  o.seg_head = seg;
-  if (seg && task.kind == VL_TASK_SEGMENT)
-    {
-      VlTrainConfig cfg;
-      if (!vl_train_config_load (&cfg, source, &error))
-        {
-          vl_run_task_clear (&task);
-          return cli_fail (error);
-        }
-      o.size = cfg.img_size;
-      vl_train_config_clear (&cfg);
-      /* the classes, background included, as the run's data recorded them */
-      JsonObject *root = NULL;
-      g_autoptr(JsonParser) p = vl_json_load_object_file (run_json, &root, NULL);
-      JsonObject *data = p ? vl_json_object_member (root, "data") : NULL;
-      JsonNode *cls = data ? json_object_get_member (data, "classes") : NULL;
-      if (cls && JSON_NODE_HOLDS_ARRAY (cls))
-        {
-          JsonArray *a = json_node_get_array (cls);
-          g_strfreev (names);
-          names = g_new0 (char *, json_array_get_length (a) + 1);
-          for (guint i = 0; i < json_array_get_length (a); i++)
-            {
-              JsonNode *e = json_array_get_element (a, i);
-              names[i] = g_strdup (JSON_NODE_HOLDS_VALUE (e) &&
-                                   json_node_get_value_type (e) == G_TYPE_STRING
-                                   ? json_node_get_string (e) : "?");
-            }
-          o.names = (const char *const *) names;
-        }
-    }
-  gboolean ok = vl_model_export_onnx (m, &o, out, &error);
-  vl_run_task_clear (&task);
-  if (!ok)
-    return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);
+  /* a run: its task, names, seg head and side (vl_onnx_run_init); a checkpoint: its own head,
+   * or the seg head it carries */
+  VlOnnxRun run = { 0 };
+  g_autoptr(VlSegHead) seg = NULL;
+  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
+  VlOnnxOptions o = { .task = &classify };
+  if (is_run && !vl_onnx_run_init (&run, source, g->width, (const char *const *) names, &error))
+    return cli_fail (error);
+  if (is_run)
+    o = run.options;
+  else if (!vl_seg_head_find (source, g->width, &seg, &error))
+    return cli_fail (error);
+  else
+    o.seg_head = seg;
+  gboolean ok = vl_model_export_onnx (m, &o, out, &error);
+  const gboolean regress = o.task->kind == VL_TASK_REGRESS, has_seg = o.seg_head != NULL;
   /* the preprocessing's size when it fits the patch (vl-onnx.h) */
   const int S = o.size > 0 ? o.size
                 : g->input_size > 0 && g->input_size % g->patch == 0 ? g->input_size
                 : g->img_size;
+  vl_onnx_run_clear (&run);
+  if (!ok)
+    return cli_fail (error);
   g_print ("exported %s (%s) to %s: ONNX opset 17, pixel_values (N, %d, %d, %d) -> %s%s\n",
            source, g->family, out, g->in_chans, S, S,
-           seg ? "seg_logits, " : vl_model_head_kind (m) == VL_HEAD_NONE ? ""
-           : spec.kind == VL_TASK_REGRESS ? "values, " : "logits, ",
+           has_seg ? "seg_logits, " : vl_model_head_kind (m) == VL_HEAD_NONE ? ""
+           : regress ? "values, " : "logits, ",
            g->embed_dim > 0 ? "features, embedding" : "features");
   return EXIT_SUCCESS;
 }

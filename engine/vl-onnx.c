@@ -7,6 +7,7 @@
  * interleave with others, so a GraphProto's nodes and initializers are appended as they are made.
  * Field numbers are onnx.proto's (onnx 1.12, IR version 8). */
 #include "vl-onnx.h"
+#include "vl-json.h"
 
 #include "vl-model-private.h"
 #include "vl-run.h"
@@ -892,4 +893,75 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   gboolean ok = vl_write_file_atomic (path, (const char *) model->data, model->len, error);
   g_byte_array_unref (model);
   return ok;
+}
+
+/* ------------------------------------------------------------------ run folders */
+
+/* run.json's data.classes (background first for segmentation), or NULL. */
+static char **
+run_classes (const char *run_dir)
+{
+  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) p = vl_json_load_object_file (path, &root, NULL);
+  JsonObject *data = p ? vl_json_object_member (root, "data") : NULL;
+  JsonNode *cls = data ? json_object_get_member (data, "classes") : NULL;
+  if (cls == NULL || !JSON_NODE_HOLDS_ARRAY (cls))
+    return NULL;
+  JsonArray *a = json_node_get_array (cls);
+  char **names = g_new0 (char *, json_array_get_length (a) + 1);
+  for (guint i = 0; i < json_array_get_length (a); i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      names[i] = g_strdup (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
+                           ? json_node_get_string (e) : "?");
+    }
+  return names;
+}
+
+gboolean
+vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *const *class_names,
+                  GError **error)
+{
+  memset (r, 0, sizeof *r);
+  if (!vl_run_read_task (run_dir, &r->task, error))
+    return FALSE;
+  r->spec = vl_run_task_spec (&r->task);
+  r->options.task = &r->spec;
+  if (r->task.kind == VL_TASK_REGRESS)
+    r->names = g_strdupv (r->task.value_names);
+  else if (r->task.kind == VL_TASK_SEGMENT)
+    {
+      VlTrainConfig cfg;
+      if (!vl_seg_head_find (run_dir, width, &r->seg_head, error) ||
+          !vl_train_config_load (&cfg, run_dir, error))
+        {
+          vl_onnx_run_clear (r);
+          return FALSE;
+        }
+      r->options.size = cfg.img_size;
+      vl_train_config_clear (&cfg);
+      if (r->seg_head == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: a segmentation run without its "
+                       "seg head (seg_head.safetensors)", run_dir);
+          vl_onnx_run_clear (r);
+          return FALSE;
+        }
+      r->names = run_classes (run_dir);
+    }
+  else
+    r->names = g_strdupv ((char **) class_names);
+  r->options.names = (const char *const *) r->names;
+  r->options.seg_head = r->seg_head;
+  return TRUE;
+}
+
+void
+vl_onnx_run_clear (VlOnnxRun *r)
+{
+  vl_run_task_clear (&r->task);
+  g_strfreev (r->names);
+  g_clear_pointer (&r->seg_head, vl_seg_head_free);
+  memset (r, 0, sizeof *r);
 }

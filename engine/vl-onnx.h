@@ -46,6 +46,7 @@
 #include "vl-model.h"
 #include "vl-seg-head.h"
 #include "vl-task.h"
+#include "vl-trainer.h"
 
 G_BEGIN_DECLS
 
@@ -66,6 +67,24 @@ typedef struct {
  * regression head whose width is not the task's number of targets, a failed write). */
 gboolean vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path,
                                GError **error);
+
+/* A run folder's export options: what the ONNX file of a run needs beyond its model, read
+ * from the folder. options points into the fields after it; clear with vl_onnx_run_clear. */
+typedef struct {
+  VlOnnxOptions options;
+  VlRunTask     task;        /* run.json's task */
+  VlTaskSpec    spec;        /* viewing task */
+  char        **names;       /* the class or target names (segmentation: background first) */
+  VlSegHead    *seg_head;    /* a segmentation run's head, or NULL */
+} VlOnnxRun;
+
+/* Fills r for the run in run_dir, whose model has tokens of width `width`: its task (a
+ * regression's standardisation and target names), a segmentation run's seg head, its input side
+ * (run.json's img_size) and its classes (run.json's data), else class_names (the model's, may
+ * be NULL). Errors name the file and the problem; r is cleared on failure. */
+gboolean vl_onnx_run_init  (VlOnnxRun *r, const char *run_dir, int width,
+                            const char *const *class_names, GError **error);
+void     vl_onnx_run_clear (VlOnnxRun *r);
 
 /* ---- the protobuf wire format (exposed for tests) ----
  * Appends to a GByteArray: a field's tag and a varint, a 32-bit float, or length-delimited

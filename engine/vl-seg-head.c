@@ -536,3 +536,25 @@ vl_seg_palette (uint8_t palette[256 * 3])
       palette[3 * k + 2] = (uint8_t) b;
     }
 }
+
+gboolean
+vl_seg_head_find (const char *source, int width, VlSegHead **out, GError **error)
+{
+  *out = NULL;
+  gboolean dir = g_file_test (source, G_FILE_TEST_IS_DIR);
+  g_autofree char *c1 = dir ? g_build_filename (source, "model.safetensors", NULL)
+                            : g_strdup (source);
+  g_autofree char *c2 = dir ? g_build_filename (source, "seg_head.safetensors", NULL) : NULL;
+  const char *cands[] = { c1, c2 };
+  for (guint i = 0; i < G_N_ELEMENTS (cands); i++)
+    {
+      if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
+        continue;
+      g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
+      if (st == NULL || !vl_seg_head_in_safetensors (st))
+        continue;
+      *out = vl_seg_head_from_safetensors (st, width, error);
+      return *out != NULL;
+    }
+  return TRUE;
+}
