@@ -688,6 +688,53 @@ json_strings (const char *const *v, int n)
   return g_string_free (s, FALSE);
 }
 
+/* The preprocessing, the task and the names as metadata_props (vl-onnx.h); S: the input side. */
+static void
+add_metadata (GByteArray *model, VlModel *m, const VlOnnxOptions *options, int S,
+              const char *kind)
+{
+  const VlGeometry *geo = &m->geo;
+  const VlTaskSpec *task = options ? options->task : NULL;
+  const gboolean regress = strcmp (kind, "regress") == 0, seg = strcmp (kind, "segment") == 0;
+  const int K = m->num_classes;
+  char num[64];
+  add_meta (model, "vitlab.task", kind);
+  add_meta (model, "vitlab.family", geo->family);
+  g_snprintf (num, sizeof num, "%d", S);
+  add_meta (model, "input_size", num);
+  /* segmentation squashes the whole image to S (vl_preprocess_squash): no crop */
+  g_snprintf (num, sizeof num, "%d", seg ? S
+                                     : geo->input_size > 0 ? geo->input_size : geo->img_size);
+  add_meta (model, "image_size", num);
+  g_snprintf (num, sizeof num, "%d", geo->in_chans);
+  add_meta (model, "in_chans", num);
+  g_ascii_formatd (num, sizeof num, "%.9g", seg ? 1.0 : geo->crop_pct);
+  add_meta (model, "crop_pct", num);
+  add_meta (model, "crop_mode", seg ? "squash" : "center");
+  add_meta (model, "interpolation", seg || !geo->interpolation ? "bicubic" : geo->interpolation);
+  g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
+  g_autofree char *std = json_floats (geo->std, geo->in_chans);
+  add_meta (model, "mean", mean);
+  add_meta (model, "std", std);
+  add_meta (model, "pooling", vl_pool_name (m->pool));
+  const char *const *names = options && options->names ? options->names
+                             : (const char *const *) m->class_names;
+  const int n_names = seg ? vl_seg_head_n_classes (options->seg_head) : K;
+  if (names && strcmp (kind, "features") != 0 &&
+      (int) g_strv_length ((char **) names) == n_names)
+    {
+      g_autofree char *list = json_strings (names, n_names);
+      add_meta (model, regress ? "target_names" : "class_names", list);
+    }
+  if (regress)
+    {
+      g_autofree char *tm = json_floats (task->mean, K);
+      g_autofree char *ts = json_floats (task->std, K);
+      add_meta (model, "target_mean", tm);
+      add_meta (model, "target_std", ts);
+    }
+}
+
 gboolean
 vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path,
                       GError **error)
@@ -853,42 +900,8 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   vl_pb_message (model, MODEL_GRAPH, g->buf);
   g_string_chunk_free (g->names);
 
-  char num[64];
-  add_meta (model, "vitlab.task", regress ? "regress" : seg ? "segment"
-                                  : out ? "classify" : "features");
-  add_meta (model, "vitlab.family", geo->family);
-  g_snprintf (num, sizeof num, "%d", c.size);
-  add_meta (model, "input_size", num);
-  /* segmentation squashes the whole image to S (vl_preprocess_squash): no crop */
-  g_snprintf (num, sizeof num, "%d", seg ? c.size
-                                     : geo->input_size > 0 ? geo->input_size : geo->img_size);
-  add_meta (model, "image_size", num);
-  g_snprintf (num, sizeof num, "%d", geo->in_chans);
-  add_meta (model, "in_chans", num);
-  g_ascii_formatd (num, sizeof num, "%.9g", seg ? 1.0 : geo->crop_pct);
-  add_meta (model, "crop_pct", num);
-  add_meta (model, "crop_mode", seg ? "squash" : "center");
-  add_meta (model, "interpolation", seg || !geo->interpolation ? "bicubic" : geo->interpolation);
-  g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
-  g_autofree char *std = json_floats (geo->std, geo->in_chans);
-  add_meta (model, "mean", mean);
-  add_meta (model, "std", std);
-  add_meta (model, "pooling", vl_pool_name (m->pool));
-  const char *const *names = options && options->names ? options->names
-                             : (const char *const *) m->class_names;
-  const int n_names = seg ? vl_seg_head_n_classes (options->seg_head) : K;
-  if (names && (out || seg) && (int) g_strv_length ((char **) names) == n_names)
-    {
-      g_autofree char *list = json_strings (names, n_names);
-      add_meta (model, regress ? "target_names" : "class_names", list);
-    }
-  if (regress)
-    {
-      g_autofree char *tm = json_floats (task->mean, K);
-      g_autofree char *ts = json_floats (task->std, K);
-      add_meta (model, "target_mean", tm);
-      add_meta (model, "target_std", ts);
-    }
+  add_metadata (model, m, options, c.size, regress ? "regress" : seg ? "segment"
+                                         : out ? "classify" : "features");
 
   gboolean ok = vl_write_file_atomic (path, (const char *) model->data, model->len, error);
   g_byte_array_unref (model);
