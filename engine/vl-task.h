@@ -33,6 +33,7 @@ typedef enum {
   VL_TASK_CLASSIFY,
   VL_TASK_REGRESS,
   VL_TASK_SEGMENT,   /* one class per pixel: a seg head (vl-seg-head.h) over the token grid */
+  VL_TASK_DETECT,    /* boxes: FCOS (vl-fcos.h) on the token grid */
 } VlTaskKind;
 
 typedef enum {
