@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <sys/wait.h>
 
 typedef struct {
   const char *name;
@@ -250,6 +251,75 @@ test_replace_bad_patch (void)
   g_assert_cmpint (vl_model_stem_kind (m), ==, VL_STEM_PATCH);
 }
 
+
+/* vitlab-cli (VITLAB_CLI) with a command line; its stdout, failing the test unless it exits 0. */
+static char *
+cli (const char *args)
+{
+  const char *exe = g_getenv ("VITLAB_CLI");
+  g_assert_nonnull (exe);
+  g_autofree char *cmd = g_strdup_printf ("%s %s", exe, args);
+  g_autofree char *err = NULL;
+  char *out = NULL;
+  int status = -1;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (g_spawn_command_line_sync (cmd, &out, &err, &status, &error));
+  g_test_message ("$ %s\n%s%s", cmd, out, err);
+  if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    g_error ("%s failed:\n%s", cmd, err);
+  return out;
+}
+
+/* train --stem conv --train-groups stem,head: the transformer leaves the run bit for bit as the
+ * backbone had it; run.json and config.json name the stem; the run resumes. */
+static void
+test_cli_train_resume (void)
+{
+  g_autofree char *bb = g_test_build_filename (G_TEST_DIST, "..", "data", "backbones",
+                                               "vitlab-fmnist-tiny", NULL);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *run = g_build_filename (dir, "run", NULL);
+  const char *data = "fashion-mnist:classes=5-7,per-class=16,val-per-class=8";
+  g_autofree char *a1 = g_strdup_printf ("train --backbone %s --data %s --stem conv "
+                                         "--train-groups stem,head --epochs 1 --batch 16 "
+                                         "--out %s", bb, data, run);
+  g_free (cli (a1));
+  g_autofree char *run_json = NULL, *cfg_json = NULL;
+  g_autofree char *rj = g_build_filename (run, "run.json", NULL);
+  g_autofree char *cj = g_build_filename (run, "config.json", NULL);
+  g_assert_true (g_file_get_contents (rj, &run_json, NULL, NULL));
+  g_assert_true (g_file_get_contents (cj, &cfg_json, NULL, NULL));
+  g_assert_nonnull (strstr (run_json, "\"stem\" : \"conv\""));
+  g_assert_nonnull (strstr (cfg_json, "\"kind\" : \"conv\""));
+
+  /* only the stem group and the head trained */
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) before = vl_model_load (bb, &error);
+  g_assert_no_error (error);
+  g_autoptr(VlModel) after = vl_model_load (run, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_stem_kind (after), ==, VL_STEM_CONV);
+  int n_same = 0;
+  for (int i = 0; i < vl_model_n_tensors (before); i++)
+    {
+      const char *name = vl_model_tensor_name (before, i);
+      if (g_str_has_prefix (name, "blocks.") || g_str_has_prefix (name, "norm."))
+        {
+          g_assert_true (same_tensor (before, after, name));
+          n_same++;
+        }
+    }
+  g_assert_cmpint (n_same, ==, 6 * 12 + 2);
+  g_assert_false (same_tensor (before, after, "pos_embed"));
+
+  g_autofree char *a2 = g_strdup_printf ("train --resume --out %s --epochs 2", run);
+  g_autofree char *o2 = cli (a2);
+  g_assert_nonnull (strstr (o2, "val_acc="));
+  g_autofree char *a3 = g_strdup_printf ("info %s", run);
+  g_autofree char *o3 = cli (a3);
+  g_assert_nonnull (strstr (o3, "stem:         conv"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -263,5 +333,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/stems/replace/conv", GINT_TO_POINTER (VL_STEM_CONV), test_replace);
   g_test_add_data_func ("/stems/replace/mbconv", GINT_TO_POINTER (VL_STEM_MBCONV), test_replace);
   g_test_add_func ("/stems/replace/bad-patch", test_replace_bad_patch);
+  g_test_add_func ("/stems/cli/train-resume", test_cli_train_resume);
   return g_test_run ();
 }
