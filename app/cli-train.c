@@ -338,7 +338,7 @@ cmd_train (int argc, char **argv)
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
   g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
-  g_autofree char *seg_head = NULL;
+  g_autofree char *seg_head = NULL, *stem = NULL, *train_groups = NULL;
   int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
@@ -359,6 +359,10 @@ cmd_train (int argc, char **argv)
     { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden, "MLP head width (the backbone's)", "N" },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
     { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "train the last N layer groups (1: head)", "N" },
+    { "train-groups", 0, 0, G_OPTION_ARG_STRING, &train_groups,
+      "train these layer groups only, e.g. stem,head (blocks = every block)", "G1,G2" },
+    { "stem", 0, 0, G_OPTION_ARG_STRING, &stem,
+      "replace the patch embedding with a new CNN stem: conv or mbconv", "KIND" },
     { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule,
       "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
     { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "epochs (10)", "E" },
@@ -417,7 +421,8 @@ cmd_train (int argc, char **argv)
                         : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
                         : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
                         : loss ? "--loss" : seg_head ? "--seg-head"
-                        : img_size >= 0 ? "--img-size" : NULL;
+                        : img_size >= 0 ? "--img-size" : stem ? "--stem"
+                        : train_groups ? "--train-groups" : NULL;
       if (fixed)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
@@ -518,6 +523,21 @@ cmd_train (int argc, char **argv)
     {
       usage_error ("--augment %s: expected none, light or strong", augment);
       goto done;
+    }
+  if (stem && (!vl_stem_kind_from_string (stem, &cfg.stem) || cfg.stem == VL_STEM_RESNETV2))
+    {
+      usage_error ("--stem %s: expected conv, mbconv or patch", stem);
+      goto done;
+    }
+  if (train_groups && (unlock >= 0 || schedule))
+    {
+      usage_error ("give --train-groups or --unlock / --unlock-schedule, not both");
+      goto done;
+    }
+  if (train_groups)
+    {
+      g_free (cfg.train_groups);
+      cfg.train_groups = g_strdup (train_groups);
     }
   if (unlock >= 0 && schedule)
     {

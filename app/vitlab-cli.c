@@ -216,6 +216,9 @@ cmd_info (int argc, char **argv)
              vl_pool_name (vl_model_pool (m)), vl_model_class_names (m) ? ", with class names" : "");
   else
     g_print ("head:         none (features only), pool %s\n", vl_pool_name (vl_model_pool (m)));
+  if (vl_model_stem_kind (m) != VL_STEM_PATCH)
+    g_print ("stem:         %s CNN (total stride %d) in place of the patch embedding\n",
+             vl_stem_kind_name (vl_model_stem_kind (m)), g->patch);
   g_print ("input:        %dx%d, crop_pct %g, %s; mean", g->input_size, g->input_size, g->crop_pct,
            g->interpolation);
   for (int c = 0; c < g->in_chans; c++)

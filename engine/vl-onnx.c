@@ -752,6 +752,14 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
                    task->n_outputs);
       return FALSE;
     }
+  if (m->ix.patch_w < 0)
+    {
+      /* a CNN stem (vl-stem.h) in place of the patch embedding */
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: the ONNX export covers the patch "
+                   "embedding only, not this model's %s CNN stem", path,
+                   vl_stem_kind_name (vl_model_stem_kind (m)));
+      return FALSE;
+    }
   if (geo->n_prefix > 0 && m->ix.pos < 0 && !geo->no_embed_class)
     {
       /* cannot happen for a loaded model; guards the prefix arithmetic */

@@ -68,6 +68,7 @@ vl_train_config_clear (VlTrainConfig *c)
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->unlock_schedule, g_free);
   g_clear_pointer (&c->out_dir, g_free);
+  g_clear_pointer (&c->train_groups, g_free);
 }
 
 void
@@ -79,6 +80,7 @@ vl_train_config_copy (VlTrainConfig *dst, const VlTrainConfig *src)
   dst->data = g_strdup (src->data);
   dst->unlock_schedule = g_strdup (src->unlock_schedule);
   dst->out_dir = g_strdup (src->out_dir);
+  dst->train_groups = g_strdup (src->train_groups);
 }
 
 VlUnlockStep *
@@ -523,6 +525,8 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   c->backbone = g_strdup (get_str (bb, "path"));
   c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
   c->geometry = g_strdup (get_str (bb, "geometry"));
+  if ((s = get_str (bb, "stem")) && !vl_stem_kind_from_string (s, &c->stem))
+    goto bad;
   if (c->init_random && c->geometry)
     g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
   s = get_str (head, "kind");
@@ -1309,6 +1313,8 @@ run_json (Run *r)
   add_str (b, "init", c->init_random ? "random" : "pretrained");
   if (c->geometry)
     add_str (b, "geometry", c->geometry);
+  if (c->stem != VL_STEM_PATCH)
+    add_str (b, "stem", vl_stem_kind_name (c->stem));
   add_str (b, "path", r->backbone_path);
   add_str (b, "path_typed", r->backbone_typed);
   add_str (b, "sha256", r->backbone_sha);
@@ -1958,6 +1964,56 @@ setup_task (Run *r, GError **error)
   return TRUE;
 }
 
+/* The layer groups named in cfg.train_groups as a mask (bit g: group g; the head is the bit
+ * after the body's groups, as the trainer numbers them). */
+static gboolean
+resolve_train_groups (VlModel *m, const char *spec, guint64 *mask, GError **error)
+{
+  const int n_body = vl_model_n_groups (m) - (vl_model_head_kind (m) != VL_HEAD_NONE);
+  g_auto(GStrv) names = g_strsplit (spec, ",", -1);
+  *mask = 0;
+  for (int i = 0; names[i]; i++)
+    {
+      const char *name = g_strstrip (names[i]);
+      gboolean found = FALSE;
+      for (int g = 0; g < n_body && g < 63; g++)
+        if (strcmp (name, vl_model_group_name (m, g)) == 0 ||
+            (strcmp (name, "blocks") == 0 && g_str_has_prefix (vl_model_group_name (m, g),
+                                                                 "blocks.")))
+          *mask |= G_GUINT64_CONSTANT (1) << g, found = TRUE;
+      if (strcmp (name, "head") == 0 && n_body < 64)
+        *mask |= G_GUINT64_CONSTANT (1) << n_body, found = TRUE;
+      if (!found)
+        {
+          GString *all = g_string_new (NULL);
+          for (int g = 0; g < n_body; g++)
+            g_string_append_printf (all, "%s, ", vl_model_group_name (m, g));
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "train groups \"%s\": no layer group "
+                       "\"%s\" (the groups are %shead; \"blocks\" is all blocks)", spec, name,
+                       all->str);
+          g_string_free (all, TRUE);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* cfg.stem: a new CNN stem in place of the model's patch embedding (a resumed run's model, read
+ * from its folder, has it already; one rebuilt from the backbone gets it before the run's tensors
+ * are loaded into it by name); cfg.train_groups into cfg.unlock_mask. */
+static gboolean
+apply_stem_and_groups (VlTrainer *t, GError **error)
+{
+  VlTrainConfig *c = &t->cfg;
+  if (c->stem != VL_STEM_PATCH && vl_model_stem_kind (t->model) != c->stem &&
+      !vl_model_replace_stem (t->model, c->stem, c->seed ^ 0x57e3ull, error))
+    return FALSE;
+  if (c->train_groups && *c->train_groups &&
+      !resolve_train_groups (t->model, c->train_groups, &c->unlock_mask, error))
+    return FALSE;
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -1978,6 +2034,8 @@ setup (Run *r, GError **error)
       if (t->model == NULL)
         return FALSE;
     }
+  if (!apply_stem_and_groups (t, error))
+    return FALSE;
   /* run.json records absolute paths (the run opens from anywhere) and the typed ones */
   r->backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
   r->backbone_path = vl_run_absolute_path (r->backbone_typed);

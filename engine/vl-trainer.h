@@ -123,6 +123,12 @@ typedef struct {
   /* A fixed set of layer groups instead (bit g: group g trains, in every epoch), for patterns
    * that are not the last N, e.g. the stem and one middle block. 0: use the schedule. */
   guint64     unlock_mask;
+  /* The same by layer-group names, comma-separated ("stem,head"; "blocks" is every block),
+   * resolved against the model into unlock_mask when the run starts. NULL: unused. */
+  char       *train_groups;
+  /* VL_STEM_PATCH: the backbone's own stem. conv, mbconv: its patch embedding replaced by a new
+   * CNN stem (vl_model_replace_stem, seeded by `seed`) of the same grid and width. */
+  VlStemKind  stem;
   /* optimisation */
   int         epochs;            /* 10 */
   int         batch_size;        /* 32 */
