@@ -54,8 +54,8 @@ static const char *usage_text =
   "                      [--pool token|avg|max|all] --out FILE.safetensors|.npy|.csv\n"
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
-  "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
-  "                   --mode infer|unlock1|unlock6|full\n"
+  "  vitlab-cli bench --model vit-tiny|vit-small|--backbone CKPT|--geometry SPEC\n"
+  "                   [--img N] [--batch 32] --mode infer|unlock1|unlock6|full\n"
   "  vitlab-cli --version\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
@@ -643,16 +643,73 @@ median_of (double *v, int n)
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The model `vitlab-cli bench` times: a named geometry (random weights, 1000 classes), a
+ * checkpoint (its own weights and head) or a vl_geometry_parse spec (random, 1000 classes). *img
+ * (0: the model's own size) must be a multiple of the patch. */
+static VlModel *
+bench_model (const char *model, const char *backbone, const char *spec, int *img,
+             GError **error)
+{
+  VlModel *m = NULL;
+  if (backbone)
+    m = vl_model_load (backbone, error);
+  else
+    {
+      VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12, .class_token = TRUE };
+      if (spec)
+        {
+          if (!vl_geometry_parse (spec, &g, error))
+            return NULL;
+        }
+      else if (g_str_equal (model, "vit-tiny"))
+        g.width = 192, g.heads = 3;
+      else if (g_str_equal (model, "vit-small"))
+        g.width = 384, g.heads = 6;
+      else if (g_str_equal (model, "vit-base"))
+        g.width = 768, g.heads = 12;
+      else
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "--model %s: expected vit-tiny, vit-small or vit-base", model);
+          return NULL;
+        }
+      if (!spec)
+        {
+          g.mlp = 4 * g.width;
+          g.grid = (*img ? *img : 224) / 16;
+        }
+      m = vl_model_new_random (&g, 1000, 1);
+    }
+  if (m == NULL)
+    return NULL;
+  const VlGeometry *g = vl_model_geometry (m);
+  if (*img == 0)
+    *img = g->grid * g->patch;
+  if (*img < g->patch || *img % g->patch)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "--img %d: must be a multiple of the "
+                   "patch size %d", *img, g->patch);
+      vl_model_free (m);
+      return NULL;
+    }
+  return m;
+}
+
 static int
 cmd_bench (int argc, char **argv)
 {
   GError *error = NULL;
-  g_autofree char *model = NULL, *mode = NULL;
-  int img = 224, batch = 32, reps = 5, warmup = 1;
+  g_autofree char *model = NULL, *mode = NULL, *backbone = NULL, *spec = NULL;
+  int img = 0, batch = 32, reps = 5, warmup = 1;
   gboolean gemm_ab = FALSE;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_STRING, &model, "vit-tiny or vit-small", "NAME" },
-    { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224)", "N" },
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone,
+      "a checkpoint instead (its own weights, head and image size)", "CKPT" },
+    { "geometry", 0, 0, G_OPTION_ARG_STRING, &spec,
+      "a random model of this geometry instead (img=28,patch=4,chans=1,width=96,depth=6,...)",
+      "SPEC" },
+    { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224; a checkpoint's own)", "N" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "N" },
     { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "infer, unlock1, unlock6 or full", "MODE" },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed repetitions (5)", "N" },
@@ -663,17 +720,8 @@ cmd_bench (int argc, char **argv)
   };
   if (!parse_options ("bench", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
-  if (!model || !mode || argc != 1)
-    return usage_error ("bench needs --model and --mode");
-  VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12, .class_token = TRUE };
-  if (g_str_equal (model, "vit-tiny"))
-    g.width = 192, g.heads = 3;
-  else if (g_str_equal (model, "vit-small"))
-    g.width = 384, g.heads = 6;
-  else if (g_str_equal (model, "vit-base"))
-    g.width = 768, g.heads = 12;
-  else
-    return usage_error ("--model %s: expected vit-tiny, vit-small or vit-base", model);
+  if ((model != NULL) + (backbone != NULL) + (spec != NULL) != 1 || !mode || argc != 1)
+    return usage_error ("bench needs --mode and one of --model, --backbone, --geometry");
   int unlock;
   if (g_str_equal (mode, "infer"))
     unlock = -1;
@@ -685,20 +733,21 @@ cmd_bench (int argc, char **argv)
     unlock = 1000;
   else
     return usage_error ("--mode %s: expected infer, unlock1, unlock6 or full", mode);
-  if (img < 16 || img % 16 || batch < 1 || reps < 1 || warmup < 0)
-    return usage_error ("--img must be a multiple of 16, --batch and --reps positive");
-  g.mlp = 4 * g.width;
-  g.grid = img / 16;
-  g_autoptr(VlModel) m = vl_model_new_random (&g, 1000, 1);
+  if (img < 0 || batch < 1 || reps < 1 || warmup < 0)
+    return usage_error ("--img must be positive, --batch and --reps too");
+  g_autoptr(VlModel) m = bench_model (model, backbone, spec, &img, &error);
+  if (m == NULL)
+    return cli_fail (error);
+  const int chans = vl_model_geometry (m)->in_chans, K = vl_model_num_classes (m);
   vl_model_lock (m, unlock < 0 ? 0 : unlock);
 
-  int64_t n = (int64_t) batch * 3 * img * img;
+  int64_t n = (int64_t) batch * chans * img * img;
   g_autofree float *x = g_new (float, n);
   g_autofree int *y = g_new (int, batch);
   for (int64_t i = 0; i < n; i++)
     x[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
   for (int b = 0; b < batch; b++)
-    y[b] = b % 1000;
+    y[b] = b % MAX (K, 1);
   VlAdamW opt = VL_ADAMW_DEFAULTS;
   if (gemm_ab && !vl_gemm_enabled ())
     return usage_error ("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and no "
@@ -740,8 +789,9 @@ cmd_bench (int argc, char **argv)
   double median = median_of (rates, reps);
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
-  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n", model, img, batch, mode,
-           vl_pool_n_threads ());
+  g_print ("cpu=\"%s\" kernel=%s\n", vl_cpu_describe (), vl_gemm_isa_name (vl_gemm_isa ()));
+  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n",
+           backbone ? backbone : spec ? spec : model, img, batch, mode, vl_pool_n_threads ());
   /* where a step's time goes (medians of each part separately, so they need not add up) */
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));
