@@ -511,11 +511,12 @@ vl_mask_view_init (VlMaskView *self)
   gtk_widget_set_size_request (self->opacity_scale, 100, -1);
   gtk_widget_set_tooltip_text (self->opacity_scale, _("How strongly the mask covers the image"));
   gtk_box_append (GTK_BOX (self->toolbar), self->opacity_scale);
+  /* the image's name and IoU on a line of its own, under the controls */
   self->title_label = gtk_label_new (NULL);
   gtk_label_set_ellipsize (GTK_LABEL (self->title_label), PANGO_ELLIPSIZE_MIDDLE);
-  gtk_label_set_xalign (GTK_LABEL (self->title_label), 1);
-  gtk_widget_set_hexpand (self->title_label, TRUE);
-  gtk_box_append (GTK_BOX (self->toolbar), self->title_label);
+  gtk_label_set_xalign (GTK_LABEL (self->title_label), 0);
+  gtk_widget_add_css_class (self->title_label, "heading");
+  gtk_widget_set_parent (self->title_label, GTK_WIDGET (self));
 
   self->area = gtk_drawing_area_new ();
   gtk_drawing_area_set_content_width (GTK_DRAWING_AREA (self->area), 160);
