@@ -10,16 +10,7 @@
 #include "vl-format.h"
 #include "cli-commands.h"
 
-/* The recipes behind --preset (see apply_preset). */
-#define VITLAB_FMNIST_GEOMETRY \
-  "img=28,patch=4,chans=1,width=96,depth=6,heads=3,mlp=384,mean=0.2860,std=0.3530"
-#define VITLAB_FMNIST_EPOCHS 8
-#define VITLAB_DEMO_SCHEDULE "0:1,2:3,4:all"
-#define VITLAB_DEMO_EPOCHS 12
-#define VITLAB_DEMO_LR 1e-3
-#define VITLAB_ROTATE_DATA "fashion-mnist-rotate:classes=0-4,per-class=200,val-per-class=200,max-angle=45"
-#define VITLAB_ROTATE_SCHEDULE "0:1,2:3,4:all"
-#define VITLAB_ROTATE_EPOCHS 10
+#include "vl-preset.h"
 #include "vl-trainer.h"
 
 #include <math.h>
@@ -267,65 +258,6 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
   return FALSE;
 }
 
-/* Named recipes: they fill the configuration; options given with them override it.
- *   demo             the default transfer experiment: vitlab's own Fashion-MNIST backbone
- *                    (pretrained on classes 0-4) to classes 5-9 with 100 images per class,
- *                    validated on their 5,000 test images; progressive unfreezing
- *   pretrain-fmnist  how that backbone was made, from scratch */
-static gboolean
-apply_preset (VlTrainConfig *c, const char *name)
-{
-  if (g_str_equal (name, "demo"))
-    {
-      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
-      c->data = g_strdup ("fashion-mnist:classes=5-9,per-class=100");
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup (VITLAB_DEMO_SCHEDULE);
-      c->epochs = VITLAB_DEMO_EPOCHS;
-      c->batch_size = 32;
-      c->lr = VITLAB_DEMO_LR;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->label_smoothing = 0.1;
-      c->augment = VL_AUGMENT_LIGHT;
-      c->cache_features = TRUE;   /* the validation images' frozen features */
-      return TRUE;
-    }
-  if (g_str_equal (name, "rotate"))
-    {
-      /* regression: the angle each garment was turned by, on the shipped backbone */
-      c->task = VL_TASK_REGRESS;
-      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
-      c->data = g_strdup (VITLAB_ROTATE_DATA);
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup (VITLAB_ROTATE_SCHEDULE);
-      c->epochs = VITLAB_ROTATE_EPOCHS;
-      c->batch_size = 32;
-      c->lr = 1e-3;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->cache_features = TRUE;
-      return TRUE;
-    }
-  if (g_str_equal (name, "pretrain-fmnist"))
-    {
-      c->init_random = TRUE;
-      c->geometry = g_strdup (VITLAB_FMNIST_GEOMETRY);
-      c->data = g_strdup ("fashion-mnist:classes=0-4");
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup ("0:all");
-      c->epochs = VITLAB_FMNIST_EPOCHS;
-      c->batch_size = 128;
-      c->lr = 1e-3;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->label_smoothing = 0.1;
-      c->augment = VL_AUGMENT_LIGHT;
-      return TRUE;
-    }
-  return FALSE;
-}
-
 int
 cmd_train (int argc, char **argv)
 {
@@ -392,7 +324,7 @@ cmd_train (int argc, char **argv)
       "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
       "SPEC" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, &preset,
-      "start from a recipe (demo, rotate, pretrain-fmnist); other options override it", "NAME" },
+      "start from a recipe (demo, rotate, scenes, pretrain-fmnist); other options override it", "NAME" },
     { NULL },
   };
   if (!cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
@@ -433,11 +365,13 @@ cmd_train (int argc, char **argv)
   else
     {
       vl_train_config_init (&cfg);
-      if (preset && !apply_preset (&cfg, preset))
+      /* the named recipes (vl-preset.h, shared with the app); options given with them
+       * override them */
+      if (preset && !vl_preset_apply (&cfg, preset))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("--preset %s: expected one of demo, rotate, pretrain-fmnist",
-                              preset);
+          g_autofree char *names = vl_preset_names ();
+          return usage_error ("--preset %s: expected one of %s", preset, names);
         }
       if (init && !g_str_equal (init, "random") && !g_str_equal (init, "pretrained"))
         {

@@ -11,6 +11,7 @@
  * LayerNorm eps goes at the top level: timm's ViTs always use 1e-6 (pass norm_layer=partial
  * (nn.LayerNorm, eps=...) for another), vitlab reads it back. */
 #include "vl-model-private.h"
+#include "vl-seg-head.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -203,8 +204,8 @@ matmul (const float *a, const float *b, int64_t R, int64_t K, int64_t C)
  * OpenCLIP's projection into the head; otherwise every internal tensor is written as it is
  * (lossless: vitlab reads it back exactly, projection and layer-group layout included). */
 static gboolean
-write_model (VlModel *m, const char *st_path, const char *cfg_path, gboolean for_timm,
-             GError **error)
+write_model (VlModel *m, VlSegHead *seg, const char *st_path, const char *cfg_path,
+             gboolean for_timm, GError **error)
 {
   const VlGeometry *g = &m->geo;
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
@@ -240,6 +241,8 @@ write_model (VlModel *m, const char *st_path, const char *cfg_path, gboolean for
       vl_safetensors_writer_add_f32 (w, "head.bias", 1, bshape, zeros);
       num_classes = g->embed_dim;
     }
+  if (seg)
+    vl_seg_head_add_to_writer (seg, w);   /* decode_head.*: the model loader leaves them */
   char heads[16];
   g_snprintf (heads, sizeof heads, "%d", g->heads);
   vl_safetensors_writer_add_metadata (w, "format", "pt");
@@ -274,12 +277,19 @@ vl_model_export (VlModel *m, const char *dir, GError **error)
     }
   g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
   g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
-  return write_model (m, st_path, cfg_path, TRUE, error);
+  return write_model (m, NULL, st_path, cfg_path, TRUE, error);
 }
 
 gboolean
 vl_model_save_checkpoint (VlModel *m, const char *st_path, const char *cfg_path,
                           GError **error)
 {
-  return write_model (m, st_path, cfg_path, FALSE, error);
+  return write_model (m, NULL, st_path, cfg_path, FALSE, error);
+}
+
+gboolean
+vl_model_save_checkpoint_with_seg_head (VlModel *m, VlSegHead *seg, const char *st_path,
+                                        const char *cfg_path, GError **error)
+{
+  return write_model (m, seg, st_path, cfg_path, FALSE, error);
 }

@@ -45,6 +45,7 @@
 
 #include "vl-model.h"
 #include "vl-safetensors.h"
+#include "vl-seg-head.h"
 
 G_BEGIN_DECLS
 
@@ -95,10 +96,12 @@ gboolean  vl_run_commit_checkpoint (const char *dir, VlModel *model,
                                     VlSafetensorsWriter *optimizer, gboolean best,
                                     const char *run_json, const char *metrics, GError **error);
 /* The same with a segmentation run's head (vl-seg-head.h) and its AdamW moments in
- * seg_head.safetensors, one more file of the group (seg_head NULL: none). */
+ * seg_head.safetensors, one more file of the group (seg_head NULL: none); best.safetensors then
+ * holds the head too (`head`'s tensors beside the model's, decode_head.*). */
 gboolean  vl_run_commit_checkpoint_with (const char *dir, VlModel *model,
                                          VlSafetensorsWriter *optimizer,
-                                         VlSafetensorsWriter *seg_head, gboolean best,
+                                         VlSafetensorsWriter *seg_head, VlSegHead *head,
+                                         gboolean best,
                                          const char *run_json, const char *metrics,
                                          GError **error);
 /* Keeps the lines of metrics.jsonl whose "epoch" is below `epochs` (each epoch once, the first),

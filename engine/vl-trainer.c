@@ -1598,7 +1598,7 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
                                             vl_seg_head_kind (r->seg)));
       vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
     }
-  gboolean ok = vl_run_commit_checkpoint_with (r->cfg->out_dir, m, w, sw, best, run,
+  gboolean ok = vl_run_commit_checkpoint_with (r->cfg->out_dir, m, w, sw, r->seg, best, run,
                                                metrics->str, error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);

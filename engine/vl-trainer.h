@@ -54,8 +54,8 @@
  * scores them against its original mask (VlSegResult, mmseg's IoUMetric). The frozen-feature
  * cache holds the final-norm token grid when only the seg head trains (the boundary activations
  * otherwise) and the training masks. The head and its AdamW moments are saved in
- * seg_head.safetensors, part of each checkpoint's group commit (best.safetensors holds the
- * backbone only).
+ * seg_head.safetensors, part of each checkpoint's group commit; best.safetensors holds the
+ * backbone and the head (decode_head.*) in one file.
  *
  * Run folder (cfg.out_dir):
  *   run.json               the configuration: backbone path (absolute; "path_typed" as given)
