@@ -101,6 +101,16 @@ gboolean  vl_run_commit_checkpoint_with (const char *dir, VlModel *model,
                                          VlSafetensorsWriter *seg_head, gboolean best,
                                          const char *run_json, const char *metrics,
                                          GError **error);
+/* The head file of a segmentation or detection run's checkpoint group. */
+#define VL_RUN_SEG_HEAD "seg_head.safetensors"
+#define VL_RUN_DET_HEAD "det_head.safetensors"
+/* vl_run_commit_checkpoint_with with the head's file named (VL_RUN_SEG_HEAD or
+ * VL_RUN_DET_HEAD). */
+gboolean  vl_run_commit_checkpoint_head (const char *dir, VlModel *model,
+                                         VlSafetensorsWriter *optimizer,
+                                         VlSafetensorsWriter *head, const char *head_file,
+                                         gboolean best, const char *run_json,
+                                         const char *metrics, GError **error);
 /* Keeps the lines of metrics.jsonl whose "epoch" is below `epochs` (each epoch once, the first),
  * rewriting the file atomically only when something goes. For a resume: the log then ends where
  * the checkpoint does. */
