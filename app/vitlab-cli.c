@@ -323,6 +323,13 @@ cmd_forward (int argc, char **argv)
       int64_t s_seg[4] = { B, K, H, W };
       vl_safetensors_writer_add_f32 (w, "seg_logits", 4, s_seg, seg_nchw);
     }
+  /* an FCOS head (head.*) in the checkpoint or the run folder's det_head.safetensors */
+  g_autoptr(GPtrArray) det_keep = g_ptr_array_new_with_free_func (g_free);
+  if (!cli_forward_detect (argv[1], m, B, H, W, w, det_keep, &error))
+    {
+      g_strfreev (names);
+      return cli_fail (error);
+    }
   vl_safetensors_writer_add_metadata (w, "pool", vl_pool_name (vl_model_pool (m)));
   gboolean ok = vl_safetensors_writer_write (w, out, &error);
   g_strfreev (names);
