@@ -19,6 +19,7 @@
 #include "vl-trainer.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
+#include "vl-det-head.h"
 #include "vl-seg-head.h"
 #include "vl-run.h"
 
@@ -513,18 +514,24 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
    * or the seg head it carries */
   VlOnnxRun run = { 0 };
   g_autoptr(VlSegHead) seg = NULL;
+  g_autoptr(VlDetHead) det = NULL;
   VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
   VlOnnxOptions o = { .task = &classify };
   if (is_run && !vl_onnx_run_init (&run, source, g->width, (const char *const *) names, &error))
     return cli_fail (error);
   if (is_run)
     o = run.options;
-  else if (!vl_seg_head_find (source, g->width, &seg, &error))
+  else if (!vl_seg_head_find (source, g->width, &seg, &error) ||
+           !vl_det_head_find (source, g->width, &det, &error))
     return cli_fail (error);
   else
-    o.seg_head = seg;
+    {
+      o.seg_head = seg;
+      o.det_head = seg ? NULL : det;
+    }
   gboolean ok = vl_model_export_onnx (m, &o, out, &error);
   const gboolean regress = o.task->kind == VL_TASK_REGRESS, has_seg = o.seg_head != NULL;
+  const gboolean has_det = o.det_head != NULL;
   /* the preprocessing's size when it fits the patch (vl-onnx.h) */
   const int S = o.size > 0 ? o.size
                 : g->input_size > 0 && g->input_size % g->patch == 0 ? g->input_size
@@ -534,7 +541,8 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
     return cli_fail (error);
   g_print ("exported %s (%s) to %s: ONNX opset 17, pixel_values (N, %d, %d, %d) -> %s%s\n",
            source, g->family, out, g->in_chans, S, S,
-           has_seg ? "seg_logits, " : vl_model_head_kind (m) == VL_HEAD_NONE ? ""
+           has_seg ? "seg_logits, " : has_det ? "cls_logits, bbox_regression, bbox_ctrness, "
+           : vl_model_head_kind (m) == VL_HEAD_NONE ? ""
            : regress ? "values, " : "logits, ",
            g->embed_dim > 0 ? "features, embedding" : "features");
   return EXIT_SUCCESS;

@@ -529,6 +529,15 @@ pool (Ctx *c, const char *tokens)
   return node_end (g, &r, NULL);
 }
 
+/* The patch rows of tokens (N, T, W) as an NCHW grid (N, W, grid, grid). */
+static const char *
+grid_nchw (Ctx *c, const char *tokens)
+{
+  static const int64_t to_nchw[4] = { 0, 3, 1, 2 };
+  int64_t grid[4] = { 0, c->grid, c->grid, c->m->geo.width };
+  return transpose (&c->g, reshape (&c->g, patch_rows (c, tokens), 4, grid), 4, to_nchw);
+}
+
 /* The seg head (vl-seg-head.h) on the final-norm tokens (N, T, W): seg_logits (N, K, S, S). */
 static const char *
 seg_tensor (Ctx *c, VlSegHead *h, const char *name)
@@ -560,10 +569,9 @@ static const char *
 seg_head (Ctx *c, VlSegHead *h, const char *tokens)
 {
   Graph *g = &c->g;
-  const int G = c->grid, W = c->m->geo.width;
+  const int G = c->grid;
   static const int64_t to_nchw[4] = { 0, 3, 1, 2 }, to_nhwc[4] = { 0, 2, 3, 1 };
-  int64_t grid[4] = { 0, G, G, W };   /* 0: the batch, as it is */
-  const char *x = transpose (g, reshape (g, patch_rows (c, tokens), 4, grid), 4, to_nchw);
+  const char *x = grid_nchw (c, tokens);
   int side = G;
   if (vl_seg_head_kind (h) == VL_SEG_HEAD_UPCONV)
     {
@@ -593,6 +601,43 @@ seg_head (Ctx *c, VlSegHead *h, const char *tokens)
   attr_string (&r, "mode", "linear");
   attr_string (&r, "coordinate_transformation_mode", "half_pixel");
   return node_end (g, &r, NULL);
+}
+
+/* The FCOS head (vl-det-head.h) on the final-norm tokens: per output, a 3x3 Conv (padding 1)
+ * of the NCHW patch grid, then (N, C, A) -> (N, A, C) as FCOSHead.forward returns it. */
+static const char *
+det_output (Ctx *c, VlDetHead *h, const char *grid, const char *prefix, int channels,
+            gboolean relu)
+{
+  Graph *g = &c->g;
+  g_autofree char *wn = g_strconcat (prefix, ".weight", NULL);
+  g_autofree char *bn = g_strconcat (prefix, ".bias", NULL);
+  const char *w = NULL, *b = NULL;
+  for (int k = 0; k < 2; k++)
+    {
+      int i = vl_det_head_find_tensor (h, k == 0 ? wn : bn), ndim;
+      g_assert (i >= 0);
+      int64_t shape[4], numel;
+      const float *data = vl_det_head_tensor_data (h, i, &ndim, shape, &numel);
+      const char *v = init_f32 (g, k == 0 ? wn : bn, ndim, shape, data);
+      if (k == 0)
+        w = v;
+      else
+        b = v;
+    }
+  Node n = node_begin (g, "Conv");
+  node_in (&n, grid);
+  node_in (&n, w);
+  node_in (&n, b);
+  static const int64_t ks[2] = { 3, 3 }, pads[4] = { 1, 1, 1, 1 };
+  attr_ints (&n, "kernel_shape", 2, ks);
+  attr_ints (&n, "pads", 4, pads);
+  const char *x = node_end (g, &n, NULL);
+  if (relu)
+    x = op1 (g, "Relu", x, NULL);
+  int64_t flat[3] = { 0, channels, (int64_t) c->grid * c->grid };
+  static const int64_t swap[3] = { 0, 2, 1 };
+  return transpose (g, reshape (g, x, 3, flat), 3, swap);
 }
 
 /* A graph input or output: float32 with the batch dimension named "batch". */
@@ -695,23 +740,25 @@ add_metadata (GByteArray *model, VlModel *m, const VlOnnxOptions *options, int S
 {
   const VlGeometry *geo = &m->geo;
   const VlTaskSpec *task = options ? options->task : NULL;
-  const gboolean regress = strcmp (kind, "regress") == 0, seg = strcmp (kind, "segment") == 0;
+  const gboolean regress = strcmp (kind, "regress") == 0;
+  /* segmentation and detection squash the whole image to S (vl_preprocess_squash): no crop */
+  const gboolean seg = strcmp (kind, "segment") == 0, det = strcmp (kind, "detect") == 0;
+  const gboolean squash = seg || det;
   const int K = m->num_classes;
   char num[64];
   add_meta (model, "vitlab.task", kind);
   add_meta (model, "vitlab.family", geo->family);
   g_snprintf (num, sizeof num, "%d", S);
   add_meta (model, "input_size", num);
-  /* segmentation squashes the whole image to S (vl_preprocess_squash): no crop */
-  g_snprintf (num, sizeof num, "%d", seg ? S
+  g_snprintf (num, sizeof num, "%d", squash ? S
                                      : geo->input_size > 0 ? geo->input_size : geo->img_size);
   add_meta (model, "image_size", num);
   g_snprintf (num, sizeof num, "%d", geo->in_chans);
   add_meta (model, "in_chans", num);
-  g_ascii_formatd (num, sizeof num, "%.9g", seg ? 1.0 : geo->crop_pct);
+  g_ascii_formatd (num, sizeof num, "%.9g", squash ? 1.0 : geo->crop_pct);
   add_meta (model, "crop_pct", num);
-  add_meta (model, "crop_mode", seg ? "squash" : "center");
-  add_meta (model, "interpolation", seg || !geo->interpolation ? "bicubic" : geo->interpolation);
+  add_meta (model, "crop_mode", squash ? "squash" : "center");
+  add_meta (model, "interpolation", squash || !geo->interpolation ? "bicubic" : geo->interpolation);
   g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
   g_autofree char *std = json_floats (geo->std, geo->in_chans);
   add_meta (model, "mean", mean);
@@ -719,7 +766,8 @@ add_metadata (GByteArray *model, VlModel *m, const VlOnnxOptions *options, int S
   add_meta (model, "pooling", vl_pool_name (m->pool));
   const char *const *names = options && options->names ? options->names
                              : (const char *const *) m->class_names;
-  const int n_names = seg ? vl_seg_head_n_classes (options->seg_head) : K;
+  const int n_names = seg ? vl_seg_head_n_classes (options->seg_head)
+                      : det ? vl_det_head_n_classes (options->det_head) : K;
   if (names && strcmp (kind, "features") != 0 &&
       (int) g_strv_length ((char **) names) == n_names)
     {
@@ -871,6 +919,26 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
       int64_t dims[4] = { -1, vl_seg_head_n_classes (options->seg_head), c.size, c.size };
       vl_pb_message (io, GRAPH_OUTPUT, value_info ("seg_logits", 4, dims));
     }
+  VlDetHead *det = options ? options->det_head : NULL;
+  if (det)
+    {
+      /* FCOSHead.forward: cls_logits, bbox_regression (ReLU), bbox_ctrness */
+      const char *grid = grid_nchw (&c, tokens);
+      const struct { const char *prefix, *name; int channels; gboolean relu; } outs[3] = {
+        { "head.classification_head.cls_logits", "cls_logits", vl_det_head_n_classes (det),
+          FALSE },
+        { "head.regression_head.bbox_reg", "bbox_regression", 4, TRUE },
+        { "head.regression_head.bbox_ctrness", "bbox_ctrness", 1, FALSE },
+      };
+      for (int k = 0; k < 3; k++)
+        {
+          const char *v = det_output (&c, det, grid, outs[k].prefix, outs[k].channels,
+                                      outs[k].relu);
+          op1 (g, "Identity", v, outs[k].name);
+          int64_t dims[3] = { -1, (int64_t) c.grid * c.grid, outs[k].channels };
+          vl_pb_message (io, GRAPH_OUTPUT, value_info (outs[k].name, 3, dims));
+        }
+    }
   add_output (g, io, pooled, "features", geo->width);
   if (geo->embed_dim > 0)
     add_output (g, io, head_in, "embedding", geo->embed_dim);
@@ -909,7 +977,7 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   g_string_chunk_free (g->names);
 
   add_metadata (model, m, options, c.size, regress ? "regress" : seg ? "segment"
-                                         : out ? "classify" : "features");
+                                         : det ? "detect" : out ? "classify" : "features");
 
   gboolean ok = vl_write_file_atomic (path, (const char *) model->data, model->len, error);
   g_byte_array_unref (model);
@@ -951,10 +1019,12 @@ vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *cons
   r->options.task = &r->spec;
   if (r->task.kind == VL_TASK_REGRESS)
     r->names = g_strdupv (r->task.value_names);
-  else if (r->task.kind == VL_TASK_SEGMENT)
+  else if (r->task.kind == VL_TASK_SEGMENT || r->task.kind == VL_TASK_DETECT)
     {
+      const gboolean seg = r->task.kind == VL_TASK_SEGMENT;
       VlTrainConfig cfg;
-      if (!vl_seg_head_find (run_dir, width, &r->seg_head, error) ||
+      if (!(seg ? vl_seg_head_find (run_dir, width, &r->seg_head, error)
+                : vl_det_head_find (run_dir, width, &r->det_head, error)) ||
           !vl_train_config_load (&cfg, run_dir, error))
         {
           vl_onnx_run_clear (r);
@@ -962,10 +1032,11 @@ vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *cons
         }
       r->options.size = cfg.img_size;
       vl_train_config_clear (&cfg);
-      if (r->seg_head == NULL)
+      if (r->seg_head == NULL && r->det_head == NULL)
         {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: a segmentation run without its "
-                       "seg head (seg_head.safetensors)", run_dir);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: a %s run without its head (%s)",
+                       run_dir, seg ? "segmentation" : "detection",
+                       seg ? "seg_head.safetensors" : "det_head.safetensors");
           vl_onnx_run_clear (r);
           return FALSE;
         }
@@ -975,6 +1046,7 @@ vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *cons
     r->names = g_strdupv ((char **) class_names);
   r->options.names = (const char *const *) r->names;
   r->options.seg_head = r->seg_head;
+  r->options.det_head = r->det_head;
   return TRUE;
 }
 
@@ -984,5 +1056,6 @@ vl_onnx_run_clear (VlOnnxRun *r)
   vl_run_task_clear (&r->task);
   g_strfreev (r->names);
   g_clear_pointer (&r->seg_head, vl_seg_head_free);
+  g_clear_pointer (&r->det_head, vl_det_head_free);
   memset (r, 0, sizeof *r);
 }

@@ -18,6 +18,9 @@
  *                          final-norm patch-token grid (prefix rows dropped; Conv 1x1, or
  *                          ConvTranspose / LayerNormalization over the channels / GELU for
  *                          upconv), then Resize linear (half_pixel = align_corners false) to S
+ *            cls_logits    (N, A, K)  detection: torchvision's FCOSHead outputs on the
+ *            bbox_regression (N, A, 4)  final-norm patch grid (A = grid^2 locations, row-major;
+ *            bbox_ctrness  (N, A, 1)  3x3 Conv with padding 1 each, ReLU on the regression)
  *            features      (N, W)  the pooled features (vl_model_features), always
  *            embedding     (N, E)  OpenCLIP's image embedding, when the model has a projection
  *
@@ -31,9 +34,9 @@
  * DeiT's two and the MLP head. Weights are float32 initializers (raw_data) named after the
  * model's tensors (".T" appended to a transposed one).
  *
- * metadata_props: "vitlab.task" (classify / regress / segment / features), "vitlab.family",
+ * metadata_props: "vitlab.task" (classify / regress / segment / detect / features), "vitlab.family",
  * "input_size" (S), "image_size" (the preprocessing's size), "crop_pct", "crop_mode" (center;
- * segmentation: "squash", the whole image resized to S, crop_pct 1),
+ * segmentation and detection: "squash", the whole image resized to S, crop_pct 1),
  * "interpolation", "mean" and "std" (JSON arrays, one value per channel), "in_chans", "pooling",
  * "class_names" or "target_names" (JSON arrays), and for regression "target_mean" / "target_std"
  * (already applied in the graph). */
@@ -44,6 +47,7 @@
 #include <stdint.h>
 
 #include "vl-model.h"
+#include "vl-det-head.h"
 #include "vl-seg-head.h"
 #include "vl-task.h"
 #include "vl-trainer.h"
@@ -58,6 +62,8 @@ typedef struct {
   const char *const *names;
   /* a segmentation head on the final-norm tokens (task kind segment): seg_logits */
   VlSegHead         *seg_head;
+  /* an FCOS head on the final-norm tokens (task kind detect): its three outputs */
+  VlDetHead         *det_head;
   /* the input side S (0: the model's preprocessing size, else its native one); a multiple of
    * the patch, the position embedding resampled there as the engine's forward does */
   int                size;
@@ -76,11 +82,12 @@ typedef struct {
   VlTaskSpec    spec;        /* viewing task */
   char        **names;       /* the class or target names (segmentation: background first) */
   VlSegHead    *seg_head;    /* a segmentation run's head, or NULL */
+  VlDetHead    *det_head;    /* a detection run's head, or NULL */
 } VlOnnxRun;
 
 /* Fills r for the run in run_dir, whose model has tokens of width `width`: its task (a
- * regression's standardisation and target names), a segmentation run's seg head, its input side
- * (run.json's img_size) and its classes (run.json's data), else class_names (the model's, may
+ * regression's standardisation and target names), a segmentation or detection run's head, its
+ * input side (run.json's img_size) and its classes (run.json's data), else class_names (the model's, may
  * be NULL). Errors name the file and the problem; r is cleared on failure. */
 gboolean vl_onnx_run_init  (VlOnnxRun *r, const char *run_dir, int width,
                             const char *const *class_names, GError **error);

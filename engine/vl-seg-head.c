@@ -1,5 +1,6 @@
 /* vl-seg-head.c: the linear and upconv segmentation heads (see vl-seg-head.h). */
 #include "vl-seg-head.h"
+#include "vl-head-param.h"
 
 #include <math.h>
 #include <string.h>
@@ -540,21 +541,7 @@ vl_seg_palette (uint8_t palette[256 * 3])
 gboolean
 vl_seg_head_find (const char *source, int width, VlSegHead **out, GError **error)
 {
-  *out = NULL;
-  gboolean dir = g_file_test (source, G_FILE_TEST_IS_DIR);
-  g_autofree char *c1 = dir ? g_build_filename (source, "model.safetensors", NULL)
-                            : g_strdup (source);
-  g_autofree char *c2 = dir ? g_build_filename (source, "seg_head.safetensors", NULL) : NULL;
-  const char *cands[] = { c1, c2 };
-  for (guint i = 0; i < G_N_ELEMENTS (cands); i++)
-    {
-      if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
-        continue;
-      g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
-      if (st == NULL || !vl_seg_head_in_safetensors (st))
-        continue;
-      *out = vl_seg_head_from_safetensors (st, width, error);
-      return *out != NULL;
-    }
-  return TRUE;
+  g_autoptr(VlSafetensors) st = vl_head_source_open (source, "seg_head.safetensors", tensor_names[T_SEG_W]);
+  *out = st ? vl_seg_head_from_safetensors (st, width, error) : NULL;
+  return st == NULL || *out != NULL;
 }

@@ -548,6 +548,44 @@ test_segment_run (void)
   check_segment_run ("upconv", 48, upconv, G_N_ELEMENTS (upconv));
 }
 
+/* A detection run trained here for one epoch at 48 (a 6x6 grid): FCOSHead's three outputs per
+ * location, the squash preprocessing, the classes with the background. */
+static void
+test_detect_run (void)
+{
+  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autofree char *run = g_build_filename (tmpdir, "detect-run", NULL);
+  g_autoptr(Run) t = cli ("train", "--task", "detect", "--img-size", "48", "--epochs", "1",
+                          "--backbone", src, "--data",
+                          "fashion-mnist-scenes:train=16,val=8,size=48", "--out", run, NULL);
+  if (t->status != 0)
+    g_error ("training the detection run failed: %s", t->err);
+  g_autofree char *file = g_build_filename (tmpdir, "detect.onnx", NULL);
+  g_autoptr(Run) r = cli ("export", run, "--format", "onnx", "--out", file, NULL);
+  if (r->status != 0)
+    g_error ("%s: export failed: %s", run, r->err);
+  g_assert_nonnull (strstr (r->out, "cls_logits, bbox_regression, bbox_ctrness"));
+  JsonObject *o = NULL;
+  g_autoptr(JsonParser) p = onnx_summary (file, &o);
+  JsonArray *out = json_object_get_array_member (o, "outputs");
+  g_assert_cmpint (json_array_get_length (out), ==, 4);
+  int64_t cls[3] = { 0, 36, 11 }, reg[3] = { 0, 36, 4 }, ctr[3] = { 0, 36, 1 }, fd[2] = { 0, 48 };
+  assert_value (json_array_get_array_element (out, 0), "cls_logits", 3, cls);
+  assert_value (json_array_get_array_element (out, 1), "bbox_regression", 3, reg);
+  assert_value (json_array_get_array_element (out, 2), "bbox_ctrness", 3, ctr);
+  assert_value (json_array_get_array_element (out, 3), "features", 2, fd);
+  JsonArray *ops = json_object_get_array_member (o, "ops");
+  g_assert_true (has_string (ops, "Relu"));
+  g_assert_true (has_string (ops, "Conv"));
+  g_assert_false (has_string (ops, "Resize"));
+  JsonObject *meta = json_object_get_object_member (o, "meta");
+  g_assert_cmpstr (json_object_get_string_member (meta, "vitlab.task"), ==, "detect");
+  g_assert_cmpstr (json_object_get_string_member (meta, "crop_mode"), ==, "squash");
+  g_assert_cmpstr (json_object_get_string_member (meta, "image_size"), ==, "48");
+  g_assert_true (g_str_has_prefix (json_object_get_string_member (meta, "class_names"),
+                                   "[\"background\", \"T-shirt/top\""));
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void
@@ -617,6 +655,7 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/regress-run", test_regress_run);
   g_test_add_func ("/onnx/classify-run", test_classify_run);
   g_test_add_func ("/onnx/segment-run", test_segment_run);
+  g_test_add_func ("/onnx/detect-run", test_detect_run);
   g_test_add_func ("/onnx/errors", test_errors);
   int rc = g_test_run ();
   rm_tree (tmpdir);

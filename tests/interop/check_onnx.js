@@ -147,6 +147,13 @@ async function main () {
         '--data', `fashion-mnist-scenes:train=16,val=8,size=${size}`, '--out', run);
     cases.push([`segment-run-${head}`, run, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:${images}`, [null]]);
   }
+  /* a detection run (FCOS head, trained here for one epoch at 48: a 6x6 grid): the three head
+   * outputs (N, 36, K), (N, 36, 4), (N, 36, 1) as torchvision's FCOSHead returns them */
+  const detRun = path.join(tmp, 'detect-run');
+  cli('train', '--task', 'detect', '--img-size', '48', '--unlock', '2', '--epochs', '1',
+      '--backbone', `${S}/fixtures/vit-timm-tiny`,
+      '--data', 'fashion-mnist-scenes:train=16,val=8,size=48', '--out', detRun);
+  cases.push(['detect-run', detRun, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
 
   for (const [name, src, imagesFile, pools] of cases) {
     if (args.only && name !== args.only) continue;
@@ -176,6 +183,8 @@ async function main () {
       if (outputs.includes('logits')) pairs.push(['logits', 'logits']);
       if (outputs.includes('values')) pairs.push(['values', 'logits']);
       if (outputs.includes('seg_logits')) pairs.push(['seg_logits', 'seg_logits']);
+      for (const o of ['cls_logits', 'bbox_regression', 'bbox_ctrness'])
+        if (outputs.includes(o)) pairs.push([o, o]);
       /* and against PyTorch where the fixtures hold its outputs (../shared/fixtures/README.md) */
       const torchRef = {
         'vit-timm-tiny-48': ['vit-timm-tiny', 'logits_token_48'],
