@@ -472,6 +472,280 @@ class SegScore:
                 "val_macc": mean(acc), "val_at": "own size", "val_iou": iou, "val_acc": acc}
 
 
+# ----------------------------------------------------------------------------- detection
+
+
+def _clip_boxes(where, boxes, w, h):
+    """vitlab's rule: a box outside its image by more than a pixel, or with no area, is dropped;
+    within that it is clipped. boxes: [(x0, y0, x1, y1, label)] in the image's pixels."""
+    out = []
+    for x0, y0, x1, y1, k in boxes:
+        if x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1:
+            print(f"train.py: {where}: a box outside its {w}x{h} image: dropped", file=sys.stderr)
+            continue
+        x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+        if x1 <= x0 or y1 <= y0:
+            print(f"train.py: {where}: a box with no area: dropped", file=sys.stderr)
+            continue
+        out.append((x0, y0, x1, y1, k))
+    return out
+
+
+def _image_size(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def det_items_voc(data, classes):
+    import xml.etree.ElementTree as ET
+    index = {c: k for k, c in enumerate(classes)}
+
+    def split(name):
+        path = os.path.join(data, "ImageSets", "Main", name + ".txt")
+        with open(path, encoding="utf-8") as f:
+            ids = [l.strip() for l in f if l.strip()]
+        items = []
+        for i in ids:
+            img = next((os.path.join(data, "JPEGImages", i + e) for e in IMAGE_EXT
+                        if os.path.isfile(os.path.join(data, "JPEGImages", i + e))), None)
+            if img is None:
+                raise SystemExit(f"{path}: {i}: no image in JPEGImages/")
+            xml = os.path.join(data, "Annotations", i + ".xml")
+            w, h = _image_size(img)
+            boxes = []
+            for o in ET.parse(xml).getroot().findall("object"):
+                name = o.findtext("name", "").strip()
+                if name not in index:
+                    print(f"train.py: {xml}: class '{name}' is not the run's: dropped",
+                          file=sys.stderr)
+                    continue
+                b = o.find("bndbox")
+                boxes.append(tuple(float(b.findtext(c)) for c in ("xmin", "ymin", "xmax", "ymax"))
+                             + (index[name],))
+            items.append((img, _clip_boxes(xml, boxes, w, h)))
+        return items
+    return split("train"), split("val")
+
+
+def det_items_coco(data, classes):
+    index = {c: k for k, c in enumerate(classes)}
+
+    def split(name):
+        path = os.path.join(data, "annotations", f"instances_{name}.json")
+        with open(path, encoding="utf-8") as f:
+            j = json.load(f)
+        cats = {c["id"]: c["name"] for c in j.get("categories", [])}
+        per = {im["id"]: [] for im in j["images"]}
+        for a in j.get("annotations", []):
+            if a.get("iscrowd", 0) or a["image_id"] not in per or \
+                    cats.get(a["category_id"]) not in index:
+                continue
+            x, y, bw, bh = a["bbox"]
+            per[a["image_id"]].append((x, y, x + bw, y + bh, index[cats[a["category_id"]]]))
+        items = []
+        for im in j["images"]:
+            img = os.path.join(data, "images", name, im["file_name"])
+            if not os.path.isfile(img):
+                continue
+            w, h = im.get("width") or _image_size(img)[0], im.get("height") or _image_size(img)[1]
+            items.append((img, _clip_boxes(f"{path}: image {im['id']}", per[im["id"]], w, h)))
+        return items
+    return split("train"), split("val")
+
+
+def det_items_yolo(data, classes):
+    def split(name):
+        d = os.path.join(data, "images", name)
+        items = []
+        for f in sorted(os.listdir(d)):
+            if not f.lower().endswith(IMAGE_EXT):
+                continue
+            img = os.path.join(d, f)
+            lab = os.path.join(data, "labels", name, os.path.splitext(f)[0] + ".txt")
+            w, h = _image_size(img)
+            boxes = []
+            if os.path.isfile(lab):
+                with open(lab, encoding="utf-8") as t:
+                    for n, line in enumerate(t, start=1):
+                        v = line.split()
+                        if not v:
+                            continue
+                        c, cx, cy, bw, bh = int(v[0]), *map(float, v[1:5])
+                        if not 0 <= c < len(classes) - 1:
+                            print(f"train.py: {lab}: line {n}: class {c}: dropped", file=sys.stderr)
+                            continue
+                        boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
+                                      (cy + bh / 2) * h, c + 1))
+            items.append((img, _clip_boxes(lab, boxes, w, h)))
+        return items
+    return split("train"), split("val")
+
+
+def det_items(data, run):
+    """(train, val) of (image, [(x0, y0, x1, y1, label)]): Pascal VOC, COCO JSON or YOLO, the
+    classes numbered as run.json's data.classes (0 = background)."""
+    classes = run["data"]["classes"]
+    if os.path.isdir(os.path.join(data, "Annotations")):
+        return det_items_voc(data, classes)
+    if os.path.isdir(os.path.join(data, "annotations")):
+        return det_items_coco(data, classes)
+    if os.path.isdir(os.path.join(data, "labels")):
+        return det_items_yolo(data, classes)
+    raise SystemExit(f"{data}: not a Pascal VOC (Annotations/), COCO (annotations/) or YOLO "
+                     f"(labels/) detection folder (the built-in scenes exist only inside vitlab)")
+
+
+class DetItems(torch.utils.data.Dataset):
+    """Image squashed to size x size (bicubic, as vitlab) with its boxes scaled alike; light
+    augmentation crops and flips both (boxes clipped, those left under a pixel dropped).
+    Returns the image, the boxes and labels at size x size, and the image's own size."""
+
+    def __init__(self, items, size, chans, mean, std, augment, train):
+        self.items, self.size, self.mode = items, size, "L" if chans == 1 else "RGB"
+        self.norm = transforms.Normalize(mean, std)
+        self.augment, self.train = augment, train
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path, boxes = self.items[i]
+        try:
+            with Image.open(path) as im:
+                img = im.convert(self.mode)
+        except OSError as e:
+            raise RuntimeError(f"{path}: cannot be decoded ({e})")
+        W, H = img.size
+        b = torch.tensor([x[:4] for x in boxes], dtype=torch.float32).reshape(-1, 4)
+        lab = torch.tensor([x[4] for x in boxes], dtype=torch.int64)
+        x0, y0, cw, ch, flip = 0, 0, W, H, False
+        if self.train and self.augment != "none":
+            y0, x0, ch, cw = transforms.RandomResizedCrop.get_params(img, (0.35, 1.0), (3 / 4, 4 / 3))
+            img = img.crop((x0, y0, x0 + cw, y0 + ch))
+            flip = torch.rand(1).item() < 0.5
+            if flip:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        S = self.size
+        x = self.norm(transforms.functional.to_tensor(img.resize((S, S), Image.BICUBIC)))
+        b = (b - torch.tensor([x0, y0, x0, y0])) * torch.tensor([S / cw, S / ch, S / cw, S / ch])
+        if flip:
+            b = torch.stack([S - b[:, 2], b[:, 1], S - b[:, 0], b[:, 3]], dim=1)
+        b = b.clamp(0, S)
+        keep = ((b[:, 2] - b[:, 0]) >= 1) & ((b[:, 3] - b[:, 1]) >= 1)
+        return x, {"boxes": b[keep], "labels": lab[keep], "size": (W, H)}
+
+
+def det_collate(batch):
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class Detector(nn.Module):
+    """Backbone, its final-norm patch tokens as the one feature level of torchvision's FCOS:
+    FCOSHead (W, 1, K, num_convs=0) under torchvision's names (head.classification_head.*,
+    head.regression_head.*), an AnchorGenerator of one size (the patch) and aspect 1, its
+    matching, losses and postprocessing (score 0.05, top 1000, NMS 0.6, 100 per image)."""
+
+    def __init__(self, backbone, n_classes, dim):
+        super().__init__()
+        from torchvision.models.detection import FCOS
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.fcos import FCOSHead
+
+        class Grid(nn.Module):
+            out_channels = dim
+
+        self.backbone = backbone
+        self.patch = backbone.patch_embed.proj.kernel_size[0]
+        self.head = FCOSHead(dim, 1, n_classes, num_convs=0)
+        fcos = FCOS(Grid(), num_classes=n_classes,
+                    anchor_generator=AnchorGenerator(((self.patch,),), ((1.0,),)),
+                    head=self.head, score_thresh=0.05, nms_thresh=0.6, detections_per_img=100,
+                    topk_candidates=1000)
+        self._fcos = [fcos]   # not a submodule: its parameters are self.head's
+
+    def forward(self, x):
+        b = self.backbone
+        t = b.forward_features(x)[:, b.num_prefix_tokens:]
+        g = x.shape[-1] // self.patch
+        return self.head([t.transpose(1, 2).reshape(t.shape[0], t.shape[2], g, g)]), g
+
+    def anchors(self, n, S, g):
+        from torchvision.models.detection.image_list import ImageList
+        il = ImageList(torch.zeros(n, 1, S, S), [(S, S)] * n)
+        return self._fcos[0].anchor_generator(il, [torch.zeros(n, 1, g, g)])
+
+    def loss(self, out, g, targets, S):
+        tg = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+        losses = self._fcos[0].compute_loss(tg, out, self.anchors(len(tg), S, g), [g * g])
+        return sum(losses.values())
+
+    def detect(self, out, g, S):
+        n = out["cls_logits"].shape[0]
+        split = {k: [v] for k, v in out.items()}
+        anchors = [[a] for a in self.anchors(n, S, g)]
+        return self._fcos[0].postprocess_detections(split, anchors, [(S, S)] * n)
+
+
+def coco_ap(gts, dts, n_classes):
+    """pycocotools' COCOeval (bbox, area all, 100 detections): gts [(image, label, box)],
+    dts [(image, label, box, score)], boxes x0 y0 x1 y1. Returns AP, AP50, AR100 and the per-class
+    AP (None for a class without ground truth; class 0, the background, is never scored)."""
+    def iou(a, b):
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        if w <= 0 or h <= 0:
+            return 0.0
+        i = w * h
+        return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+    T = np.linspace(0.5, 0.95, 10)
+    R = np.linspace(0, 1, 101)
+    ap = np.full((10, n_classes), -1.0)
+    ar = np.full((10, n_classes), -1.0)
+    for k in range(1, n_classes):
+        g_by = {}
+        for im, lab, box in gts:
+            if lab == k:
+                g_by.setdefault(im, []).append(box)
+        n_gt = sum(len(v) for v in g_by.values())
+        if n_gt == 0:
+            continue
+        d_by = {}
+        for i, (im, lab, box, sc) in enumerate(dts):
+            if lab == k:
+                d_by.setdefault(im, []).append((sc, i, box))
+        for t_i, t in enumerate(T):
+            scored = []
+            for im, ds in sorted(d_by.items()):
+                ds = sorted(ds, key=lambda d: -d[0])[:100]
+                gs = g_by.get(im, [])
+                taken = [False] * len(gs)
+                for sc, i, box in ds:
+                    best, best_iou = -1, min(t, 1 - 1e-10)
+                    for j, gb in enumerate(gs):
+                        if taken[j]:
+                            continue
+                        v = iou(box, gb)
+                        if v >= best_iou:
+                            best, best_iou = j, v
+                    if best >= 0:
+                        taken[best] = True
+                    scored.append((sc, best >= 0))
+            scored.sort(key=lambda x: -x[0])
+            tp = np.cumsum([m for _, m in scored]) if scored else np.zeros(0)
+            fp = np.cumsum([not m for _, m in scored]) if scored else np.zeros(0)
+            rc = tp / n_gt
+            pr = tp / (tp + fp + np.spacing(1))
+            pr = np.maximum.accumulate(pr[::-1])[::-1] if len(pr) else pr
+            idx = np.searchsorted(rc, R, side="left")
+            q = np.array([pr[i] if i < len(pr) else 0.0 for i in idx])
+            ap[t_i, k] = q.mean()
+            ar[t_i, k] = rc[-1] if len(rc) else 0.0
+    have = ap[0] > -1
+    mean = lambda a: float(a[:, have].mean()) if have.any() else None
+    per = [float(ap[:, k].mean()) if have[k] else None for k in range(n_classes)]
+    return mean(ap), (float(ap[0, have].mean()) if have.any() else None), mean(ar), per
+
+
 # ----------------------------------------------------------------------------- layer groups
 
 
