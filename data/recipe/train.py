@@ -598,7 +598,8 @@ def det_items(data, run):
 class DetItems(torch.utils.data.Dataset):
     """Image squashed to size x size (bicubic, as vitlab) with its boxes scaled alike; light
     augmentation crops and flips both (boxes clipped, those left under a pixel dropped).
-    Returns the image, the boxes and labels at size x size, and the image's own size."""
+    Returns the image, the boxes and labels at size x size, the image's own size and its boxes
+    there (what validation scores against)."""
 
     def __init__(self, items, size, chans, mean, std, augment, train):
         self.items, self.size, self.mode = items, size, "L" if chans == 1 else "RGB"
@@ -627,12 +628,16 @@ class DetItems(torch.utils.data.Dataset):
                 img = img.transpose(Image.FLIP_LEFT_RIGHT)
         S = self.size
         x = self.norm(transforms.functional.to_tensor(img.resize((S, S), Image.BICUBIC)))
-        b = (b - torch.tensor([x0, y0, x0, y0])) * torch.tensor([S / cw, S / ch, S / cw, S / ch])
+        # in double, as vitlab maps them ((b - origin) / (crop / S)), then float
+        b = b.double()
+        b = (b - torch.tensor([x0, y0, x0, y0], dtype=torch.float64)) / torch.tensor(
+            [cw / S, ch / S, cw / S, ch / S], dtype=torch.float64)
         if flip:
             b = torch.stack([S - b[:, 2], b[:, 1], S - b[:, 0], b[:, 3]], dim=1)
-        b = b.clamp(0, S)
+        b = b.clamp(0, S).float()
         keep = ((b[:, 2] - b[:, 0]) >= 1) & ((b[:, 3] - b[:, 1]) >= 1)
-        return x, {"boxes": b[keep], "labels": lab[keep], "size": (W, H)}
+        return x, {"boxes": b[keep], "labels": lab[keep], "size": (W, H),
+                   "own": [list(t[:4]) for t in boxes], "labels_own": [t[4] for t in boxes]}
 
 
 def det_collate(batch):
@@ -654,9 +659,16 @@ class Detector(nn.Module):
         class Grid(nn.Module):
             out_channels = dim
 
+        class CountingHead(FCOSHead):
+            """FCOSHead that keeps the foreground count of its last loss (the divisor)."""
+
+            def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+                self.n_foreground = sum(int((m >= 0).sum()) for m in matched_idxs)
+                return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+
         self.backbone = backbone
         self.patch = backbone.patch_embed.proj.kernel_size[0]
-        self.head = FCOSHead(dim, 1, n_classes, num_convs=0)
+        self.head = CountingHead(dim, 1, n_classes, num_convs=0)
         fcos = FCOS(Grid(), num_classes=n_classes,
                     anchor_generator=AnchorGenerator(((self.patch,),), ((1.0,),)),
                     head=self.head, score_thresh=0.05, nms_thresh=0.6, detections_per_img=100,
@@ -688,8 +700,9 @@ class Detector(nn.Module):
 
 def coco_ap(gts, dts, n_classes):
     """pycocotools' COCOeval (bbox, area all, 100 detections): gts [(image, label, box)],
-    dts [(image, label, box, score)], boxes x0 y0 x1 y1. Returns AP, AP50, AR100 and the per-class
-    AP (None for a class without ground truth; class 0, the background, is never scored)."""
+    dts [(image, label, box, score)], boxes x0 y0 x1 y1. Returns metrics.jsonl's val_map, val_map50,
+    val_map75, val_ar100 and the per-class AP and AP50 (None for a class without ground truth;
+    class 0, the background, is never scored)."""
     def iou(a, b):
         w = min(a[2], b[2]) - max(a[0], b[0])
         h = min(a[3], b[3]) - max(a[1], b[1])
@@ -742,8 +755,30 @@ def coco_ap(gts, dts, n_classes):
             ar[t_i, k] = rc[-1] if len(rc) else 0.0
     have = ap[0] > -1
     mean = lambda a: float(a[:, have].mean()) if have.any() else None
-    per = [float(ap[:, k].mean()) if have[k] else None for k in range(n_classes)]
-    return mean(ap), (float(ap[0, have].mean()) if have.any() else None), mean(ar), per
+    at = lambda t: float(ap[t, have].mean()) if have.any() else None
+    return {"val_map": mean(ap), "val_map50": at(0), "val_map75": at(5), "val_ar100": mean(ar),
+            "val_class_ap": [float(ap[:, k].mean()) if have[k] else None for k in range(n_classes)],
+            "val_class_ap50": [float(ap[0, k]) if have[k] else None for k in range(n_classes)]}
+
+
+def det_validate(model, x, targets, S, acc, index):
+    """This rank's share of a validation batch of a detector: the FCOS loss's sum at size S and
+    its foreground count (returned: the batch's loss is the ranks' sums over their foreground),
+    and its detections (score 0.05, top 1000, NMS 0.6, 100 per image) scaled to each image's own
+    pixels beside the annotated boxes there, under the items' global indices."""
+    out, g = model(x)
+    tg = [{"boxes": t["boxes"].to(x.device), "labels": t["labels"].to(x.device)} for t in targets]
+    loss = model.loss(out, g, tg, S).item()
+    fg = model.head.n_foreground
+    for j, res in enumerate(model.detect(out, g, S)):
+        W, H = targets[j]["size"]
+        k = torch.tensor([W / S, H / S, W / S, H / S])
+        for b, sc, lb in zip((res["boxes"].cpu() * k).tolist(), res["scores"].tolist(),
+                             res["labels"].tolist()):
+            acc["dts"].append((index[j], lb, b, sc))
+        for b, lb in zip(targets[j]["own"], targets[j]["labels_own"]):
+            acc["gts"].append((index[j], lb, b))
+    return loss * max(fg, 1), fg
 
 
 # ----------------------------------------------------------------------------- layer groups
@@ -1009,9 +1044,9 @@ def main():
     if run.get("format") != "vitlab-run":
         raise SystemExit(f"{args.recipe}: not a vitlab run.json")
     task = run.get("task", {"kind": "classify"})["kind"]
-    if task not in ("classify", "regress", "segment"):
-        raise SystemExit(f"{args.recipe}: task '{task}': this script trains classify, regress and "
-                         f"segment")
+    if task not in ("classify", "regress", "segment", "detect"):
+        raise SystemExit(f"{args.recipe}: task '{task}': this script trains classify, regress, "
+                         f"segment and detect")
     bb = run["backbone"]
     if run.get("unlock_mask"):
         raise SystemExit(f"{args.recipe}: unlock_mask {run['unlock_mask']}: only unlock schedules are exported")
@@ -1079,6 +1114,12 @@ def main():
         hpath = os.path.join(bdir, "seg_head.safetensors")
         if os.path.isfile(hpath):
             sd.update(read_safetensors(hpath))
+    elif task == "detect":
+        model = Detector(backbone, n_out, dim)
+        head, prefix = model.head, "head."
+        hpath = os.path.join(bdir, "det_head.safetensors")
+        if os.path.isfile(hpath):
+            sd.update(read_safetensors(hpath))
     else:
         model = Classifier(backbone, hd["pool"], hd["kind"], hidden, n_out, dim)
         head, prefix = model.head, "head."
@@ -1097,6 +1138,9 @@ def main():
             elif isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
+        if task == "detect":   # torchvision's prior 0.01 on the class logits
+            nn.init.constant_(model.head.classification_head.cls_logits.bias,
+                              -math.log((1 - 0.01) / 0.01))
         head_from = f"torch.manual_seed({seed})"
     model.to(device)
 
@@ -1110,13 +1154,18 @@ def main():
     mean = std = None
     chans = a.get("in_chans", 3)
     collate = None
+    S = int(run["task"].get("img_size") or cfg["pretrained_cfg"]["input_size"][-1])
+    pc = cfg["pretrained_cfg"]
     if task == "segment":
         train_items, val_items = seg_items(args.data, run)
-        S = int(run["task"].get("img_size") or cfg["pretrained_cfg"]["input_size"][-1])
-        pc = cfg["pretrained_cfg"]
         train_ds = SegItems(train_items, S, chans, pc["mean"], pc["std"], n_out, h["augment"], True)
         val_ds = SegItems(val_items, S, chans, pc["mean"], pc["std"], n_out, "none", False)
         collate = seg_collate
+    elif task == "detect":
+        train_items, val_items = det_items(args.data, run)
+        train_ds = DetItems(train_items, S, chans, pc["mean"], pc["std"], h["augment"], True)
+        val_ds = DetItems(val_items, S, chans, pc["mean"], pc["std"], "none", False)
+        collate = det_collate
     else:
         train_items, val_items = build_items(args.data, run)
         if task == "regress":
@@ -1135,7 +1184,7 @@ def main():
         train_dl = torch.utils.data.DataLoader(train_ds, batch_size=per_rank, sampler=sampler,
                                                num_workers=args.workers, drop_last=False,
                                                collate_fn=collate)
-    if task == "segment":
+    if task in ("segment", "detect"):
         # every rank scores its own items (no padding: the sums are reduced, not the items)
         val_dl = torch.utils.data.DataLoader(
             torch.utils.data.Subset(val_ds, range(rank, len(val_ds), world)),
@@ -1189,25 +1238,34 @@ def main():
         for x, y in train_dl:
             if task == "segment":
                 y = torch.stack(y)
-            x, y = x.to(device), y.to(device)
+            if task == "detect":
+                x = x.to(device)
+                y = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in y]
+            else:
+                x, y = x.to(device), y.to(device)
             lr = lr_at(h, step, spe)
             out = wrapped(x)
-            loss = loss_fn(out, y)
+            loss = model.loss(*out, y, S) if task == "detect" else loss_fn(out, y)
             for _, p, _ in named:
                 p.grad = None
             # the global batch's mean: DDP averages the processes' gradients, so each process
             # weighs its mean by its share of the global batch (shares differ in a last batch;
             # for segmentation the share of counted pixels)
-            n_local = float((y != 255).sum()) if task == "segment" else float(len(x))
-            n_global = torch.tensor([n_local])
+            # (for detection the share of foreground locations, FCOS's divisor)
+            n_local = float((y != 255).sum()) if task == "segment" else \
+                float(max(model.head.n_foreground, 1)) if task == "detect" else float(len(x))
+            n_global = torch.tensor([n_local, float(len(x))], dtype=torch.float64)
             if ddp:
                 dist.all_reduce(n_global)
-            (loss * (n_local * world / max(n_global.item(), 1.0))).backward()
+            share = n_local / max(n_global[0].item(), 1.0)   # this rank's part of the batch's loss
+            (loss * (share * world)).backward()
             if h["clip_grad"] > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p, _ in named if p.grad is not None],
                                                h["clip_grad"])
             opt.step(lr, trainable)
-            loss_sum += torch.tensor([loss.item() * len(x), len(x)], dtype=torch.float64)
+            # summed over the ranks: the global batch's loss times its images, and the images
+            loss_sum += torch.tensor([loss.item() * share * n_global[1].item(), len(x)],
+                                     dtype=torch.float64)
             step += 1
             if rank == 0 and args.print_every and (step % args.print_every == 0 or step % spe == 1):
                 print(f"epoch {epoch + 1}/{h['epochs']} batch {(step - 1) % spe + 1}/{spe} loss "
@@ -1222,8 +1280,25 @@ def main():
         model.eval()
         outs, ys = [], []
         score = SegScore(n_out) if task == "segment" else None
+        det_val = {"loss": 0.0, "n": 0, "gts": [], "dts": []} if task == "detect" else None
         with torch.no_grad():
-            for x, y in val_dl:
+            if det_val is not None:
+                # vitlab's validation batches (batch_size in order), each split over the ranks:
+                # FCOS divides a batch's loss by the batch's foreground count
+                B = h["batch_size"]
+                for b0 in range(0, len(val_ds), B):
+                    idx = list(range(b0, min(b0 + B, len(val_ds))))[rank::world]
+                    part = torch.zeros(2, dtype=torch.float64)
+                    if idx:
+                        x, y = det_collate([val_ds[i] for i in idx])
+                        part += torch.tensor(det_validate(model, x.to(device), y, S, det_val, idx),
+                                             dtype=torch.float64)
+                    if ddp:
+                        dist.all_reduce(part)
+                    n_b = min(b0 + B, len(val_ds)) - b0
+                    det_val["loss"] += part[0].item() / max(part[1].item(), 1.0) * n_b
+                    det_val["n"] += n_b
+            for x, y in ([] if det_val is not None else val_dl):
                 z = model(x.to(device)).float().cpu()
                 if score is not None:
                     for j in range(len(y)):
@@ -1233,9 +1308,15 @@ def main():
                 ys.append(y)
         if score is not None and ddp:
             dist.all_reduce(score.t)
+        if det_val is not None and ddp:
+            parts = [None] * world
+            dist.all_gather_object(parts, det_val)
+            det_val = {"loss": det_val["loss"], "n": det_val["n"],
+                       "gts": [g for p in parts for g in p["gts"]],
+                       "dts": [d for p in parts for d in p["dts"]]}
         o = torch.cat(outs) if outs else torch.zeros(0, n_out)
         yv = torch.cat(ys) if ys else torch.zeros(0)
-        if ddp and score is None:
+        if ddp and score is None and det_val is None:
             gathered = [None] * world
             dist.all_gather_object(gathered, (o, yv))
             # rank r holds items r, r + world, ... (padded by repeating from the start)
@@ -1252,6 +1333,12 @@ def main():
             line.update(score.metrics())
             line["val_images"] = len(val_ds)
             val_loss = line["val_loss"]
+        elif det_val is not None:
+            val_loss = det_val["loss"] / max(det_val["n"], 1)
+            line["val_loss"] = val_loss
+            line.update(coco_ap(det_val["gts"], det_val["dts"], n_out))
+            line.update({"val_images": len(val_ds), "val_boxes": len(det_val["gts"]),
+                         "val_detections": len(det_val["dts"]), "val_at": "own size"})
         elif task == "regress":
             val_loss = loss_fn(o, yv).item()
             pred = o * std + mean
@@ -1302,25 +1389,31 @@ def save_run(args, run, cfg, model, h, epoch, step, spe, n_train, n_val, val_ite
         n = name[len("backbone."):] if name.startswith("backbone.") else name
         if n.startswith("head.") and not n.endswith(("weight", "bias")):
             continue
-        (seg if n.startswith("decode_head.") else tensors)[n] = t.detach().float().cpu().numpy()
+        dense_head = n.startswith("decode_head.") or (kind == "detect" and n.startswith("head."))
+        (seg if dense_head else tensors)[n] = t.detach().float().cpu().numpy()
     a = dict(cfg["model_args"])
     hd = run["head"]
-    # segmentation: the backbone has no classification head; the seg head is its own file
-    n_cls = 0 if kind == "segment" else hd["num_classes"]
+    # segmentation and detection: the backbone has no classification head; the task's head is a
+    # file of its own
+    dense = kind in ("segment", "detect")
+    n_cls = 0 if dense else hd["num_classes"]
     write_safetensors(os.path.join(out, "model.safetensors"), tensors,
                       {"format": "pt", "num_heads": str(a["num_heads"])})
     if kind == "segment":
         write_safetensors(os.path.join(out, "seg_head.safetensors"), seg,
                           {"format": "vitlab-seg-head",
                            "seg_head": run["task"].get("seg_head", "linear")})
+    elif kind == "detect":
+        write_safetensors(os.path.join(out, "det_head.safetensors"), seg,
+                          {"format": "vitlab-det-head", "det_head": "fcos"})
     c = dict(cfg)
     a["num_classes"] = n_cls
     a["global_pool"] = hd["pool"]
     c.update({"num_classes": n_cls, "num_features": a["embed_dim"],
               "global_pool": hd["pool"], "model_args": a,
-              "vitlab": {"head": "none" if kind == "segment" else hd["kind"], "embed_dim": 0,
+              "vitlab": {"head": "none" if dense else hd["kind"], "embed_dim": 0,
                          "group_layout": "timm"}})
-    if hd["kind"] == "mlp" and kind != "segment":
+    if hd["kind"] == "mlp" and not dense:
         c["vitlab"]["mlp_hidden"] = hd.get("mlp_hidden") or a["embed_dim"]
     pc = dict(c.get("pretrained_cfg", {}))
     pc["num_classes"] = n_cls
