@@ -7,6 +7,7 @@
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer.h"
+#include "vl-eta.h"
 #include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-conv.h"
@@ -30,8 +31,14 @@ const char *
 vl_train_event_kind_name (VlTrainEventKind kind)
 {
   static const char *names[] = { "ready", "lock", "step", "epoch", "probes", "message", "paused",
-                                 "resumed", "finished" };
+                                 "resumed", "finished", "progress" };
   return (guint) kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+const char *
+vl_train_phase_name (VlTrainPhase phase)
+{
+  return phase == VL_TRAIN_PHASE_CACHE ? "caching" : "validating";
 }
 
 /* ------------------------------------------------------------------ configuration */
@@ -743,13 +750,22 @@ struct _VlTrainer {
   gboolean        run_has_checkpoint;   /* resume from it; FALSE: a resume starts at epoch 0 */
 };
 
-/* Queues an event (taking it); merges it with the tail when both are steps, replaces an
- * undrained PROBES event. Notifies outside the lock. */
+/* Queues an event (taking it); merges it with the tail when both are steps or progress of the
+ * same pass, replaces an undrained PROBES event. Notifies outside the lock. */
 static void
 post (VlTrainer *t, VlTrainEvent *ev)
 {
   gboolean wake = FALSE;
   vl_mutex_lock (&t->lock);
+  VlTrainEvent *tail = g_queue_peek_tail (&t->events);
+  if (ev->kind == VL_TRAIN_EVENT_PROGRESS && tail && tail->kind == VL_TRAIN_EVENT_PROGRESS &&
+      tail->phase == ev->phase)
+    {
+      *tail = *ev;   /* holds no pointers */
+      g_free (ev);
+      vl_mutex_unlock (&t->lock);
+      return;        /* the undrained tail has notified already */
+    }
   if (ev->kind == VL_TRAIN_EVENT_PROBES)
     for (GList *l = t->events.head; l; l = l->next)
       if (((VlTrainEvent *) l->data)->kind == VL_TRAIN_EVENT_PROBES)
@@ -1081,6 +1097,11 @@ typedef struct {
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
   gint64               last_step_time;
+  /* the pass PROGRESS events report (progress_begin) */
+  VlTrainPhase         phase;
+  VlEta                eta;
+  int64_t              phase_done;
+  gint64               progress_posted;
   double               train_seconds;   /* of this epoch, in this session */
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
@@ -1096,6 +1117,35 @@ message (Run *r, const char *fmt, ...)
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_MESSAGE, r->epoch, r->step);
   ev->message = g_strdup_vprintf (fmt, ap);
   va_end (ap);
+  post (r->t, ev);
+}
+
+/* A pass of `total` images begins: PROGRESS events from now on, with an ETA of its own */
+static void
+progress_begin (Run *r, VlTrainPhase phase, int64_t total)
+{
+  r->phase = phase;
+  r->phase_done = 0;
+  r->progress_posted = g_get_monotonic_time ();
+  vl_eta_start (&r->eta, total, r->progress_posted);
+}
+
+/* n more images of the pass are done: a PROGRESS event every 0.2 s at most, and at its end */
+static void
+progress_add (Run *r, int n)
+{
+  r->phase_done += n;
+  gint64 now = g_get_monotonic_time ();
+  double eta = vl_eta_update (&r->eta, r->phase_done, now);
+  if (now - r->progress_posted < 200000 && r->phase_done < r->eta.total)
+    return;
+  r->progress_posted = now;
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_PROGRESS, r->epoch, r->step);
+  ev->phase = r->phase;
+  ev->done = r->phase_done;
+  ev->total = r->eta.total;
+  ev->eta_s = eta;
+  ev->images_per_s = vl_eta_rate (&r->eta);
   post (r->t, ev);
 }
 
@@ -2260,6 +2310,7 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
           fc->ok[b.indices[j]] = 1;
         }
+      progress_add (r, b.n);
     }
   return OK;
 }
@@ -2290,6 +2341,7 @@ prepare_cache (Run *r, GError **error)
   message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
            " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
   gint64 t0 = g_get_monotonic_time ();
+  progress_begin (r, VL_TRAIN_PHASE_CACHE, n);
   Outcome o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error) : OK;
   if (o == OK)
     o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
@@ -2741,6 +2793,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, items, n, error))
             return FAILED;
+          progress_add (r, n);
         }
     }
   else
@@ -2759,6 +2812,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, b.indices, b.n, error))
             return FAILED;
+          progress_add (r, b.n);
         }
     }
   vl_seg_result_end (&e->seg);
@@ -2770,6 +2824,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
 {
   VlModel *m = r->m;
   e->task = r->task.kind;
+  progress_begin (r, VL_TRAIN_PHASE_VALIDATE, r->n_val);
   if (r->seg_task)
     return validate_segment (r, e, error);
   if (e->task == VL_TASK_REGRESS)
@@ -2803,6 +2858,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
                                                error))
             return failed_or_stopped (error);
           validate_add (r, e, r->buf_labels, r->buf_values, items, n);
+          progress_add (r, n);
         }
     }
   else
@@ -2817,6 +2873,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
           if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
             return failed_or_stopped (error);
           validate_add (r, e, b.labels, b.values, b.indices, b.n);
+          progress_add (r, b.n);
         }
     }
   if (e->task == VL_TASK_REGRESS)
