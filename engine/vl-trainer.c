@@ -1102,6 +1102,10 @@ typedef struct {
   VlEta                eta;
   int64_t              phase_done;
   gint64               progress_posted;
+  /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
+  FeatCache            ntrain, nval;
+  int                  next_unlocked;
+  gboolean             next_ready;
   double               train_seconds;   /* of this epoch, in this session */
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
@@ -1245,6 +1249,8 @@ run_clear (Run *r)
   vl_dataset_free (r->order_ds);
   cache_free (&r->ctrain);
   cache_free (&r->cval);
+  cache_free (&r->ntrain);
+  cache_free (&r->nval);
   g_free (r->buf);
   g_free (r->buf_labels);
   g_free (r->buf_values);
@@ -2268,16 +2274,35 @@ apply_unlock (Run *r)
   post (t, ev);
 }
 
+/* Floats of one image's tokens (T x width): a block boundary's cache entry */
+static int64_t
+token_numel (Run *r)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  return (int64_t) (g->n_prefix + (r->S / g->patch) * (r->S / g->patch)) * g->width;
+}
+
+/* The split's activations at the lock boundary into fc; with keep_block >= 0, those entering that
+ * block too, into next (the next lock's cache, from the same pass) */
 static Outcome
-build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
+build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *next,
+             GError **error)
 {
   int n = split == VL_SPLIT_TRAIN ? r->n_train : r->n_val;
+  const int64_t tw = token_numel (r);
   fc->n = n;
   fc->data = g_try_new (float, (gsize) n * r->cache_numel);
   fc->ok = g_new0 (guint8, MAX (n, 1));
   if (r->seg_task)
     fc->masks = g_try_new (uint8_t, (gsize) n * r->S * r->S);
-  if (fc->data == NULL || (r->seg_task && fc->masks == NULL))
+  if (keep_block >= 0)
+    {
+      next->n = n;
+      next->data = g_try_new (float, (gsize) n * tw);
+      next->ok = g_new0 (guint8, MAX (n, 1));
+    }
+  if (fc->data == NULL || (r->seg_task && fc->masks == NULL) ||
+      (keep_block >= 0 && next->data == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
                    (double) n * r->cache_numel * 4 / GIB);
@@ -2286,6 +2311,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
   g_autoptr(VlLoader) l = vl_loader_new (r->ds, split, &r->pp, VL_AUGMENT_NONE,
                                          r->cfg->batch_size, FALSE, r->cfg->seed);
   g_autofree float *tmp = g_new (float, (gsize) r->cfg->batch_size * r->cache_numel);
+  g_autofree float *tmp_next = keep_block >= 0 ? g_new (float, (gsize) r->cfg->batch_size * tw)
+                                               : NULL;
   vl_loader_start_epoch (l, 0, 0);
   VlBatch b;
   while (vl_loader_next (l, &b))
@@ -2299,7 +2326,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
             return failed_or_stopped (error);
           memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
         }
-      else if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
+      else if (!vl_model_forward_to_boundary_keeping (r->m, b.images, b.n, r->S, r->S, tmp,
+                                                      keep_block, tmp_next, error))
         return failed_or_stopped (error);
       for (int j = 0; j < b.n; j++)
         {
@@ -2308,11 +2336,61 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
                     b.masks + (gsize) j * r->S * r->S, (gsize) r->S * r->S);
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
+          if (tmp_next)
+            {
+              memcpy (next->data + (gsize) b.indices[j] * tw, tmp_next + (gsize) j * tw,
+                      sizeof (float) * tw);
+              next->ok[b.indices[j]] = 1;
+            }
           fc->ok[b.indices[j]] = 1;
         }
       progress_add (r, b.n);
     }
   return OK;
+}
+
+/* The block whose input the next lock of the schedule caches, when this lock's pass goes through
+ * it and both caches fit the limit (the next lock noted in r->next_unlocked); else -1. Not for
+ * segmentation or a fixed unlock pattern. */
+static int
+next_cache_block (Run *r, double bytes_now, int n)
+{
+  if (r->seg_task || r->cfg->unlock_mask)
+    return -1;
+  int next = r->unlocked;
+  for (int e = r->epoch + 1; e < r->cfg->epochs && next == r->unlocked; e++)
+    next = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, e), r->n_groups);
+  if (next == r->unlocked)
+    return -1;
+  const int depth = vl_model_geometry (r->m)->depth;
+  const int kb = vl_model_block_boundary_for (r->m, next);
+  const int here = vl_model_block_boundary_for (r->m, r->unlocked);
+  const double bytes = (double) token_numel (r) * sizeof (float) * n;
+  if (kb < 0 || kb > (here < 0 ? depth : here) || bytes_now + bytes > r->cfg->cache_limit)
+    return -1;
+  r->next_unlocked = next;
+  return kb;
+}
+
+/* The cache the previous lock's pass made for this lock, if it did: TRUE once adopted */
+static gboolean
+adopt_next_cache (Run *r, gboolean train_too)
+{
+  const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->seg_tok_cache &&
+                        r->cache_numel == token_numel (r) &&
+                        (train_too ? r->ntrain.data != NULL : r->ntrain.data == NULL);
+  r->next_ready = FALSE;
+  if (!fits)
+    {
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
+      return FALSE;
+    }
+  r->ctrain = r->ntrain;
+  r->cval = r->nval;
+  memset (&r->ntrain, 0, sizeof r->ntrain);
+  memset (&r->nval, 0, sizeof r->nval);
+  return TRUE;
 }
 
 static Outcome
@@ -2327,6 +2405,8 @@ prepare_cache (Run *r, GError **error)
   if (r->cache_numel == 0)
     {
       message (r, "the stem trains: there is no frozen prefix to cache, training from images");
+      r->next_unlocked = -1;
+      adopt_next_cache (r, FALSE);   /* frees the next lock's: the frozen part now trains */
       return OK;
     }
   const gboolean train_too = r->cfg->augment == VL_AUGMENT_NONE;
@@ -2336,19 +2416,33 @@ prepare_cache (Run *r, GError **error)
     {
       message (r, "the feature cache would need %.2f GiB, above the %.2f GiB limit: training "
                "from images", bytes / GIB, (double) r->cfg->cache_limit / GIB);
+      adopt_next_cache (r, FALSE);   /* none now: frees the next lock's, which would go stale */
+      r->next_unlocked = -1;
       return OK;
     }
-  message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
-           " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
   gint64 t0 = g_get_monotonic_time ();
-  progress_begin (r, VL_TRAIN_PHASE_CACHE, n);
-  Outcome o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error) : OK;
-  if (o == OK)
-    o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
+  Outcome o = OK;
+  if (adopt_next_cache (r, train_too))
+    message (r, "the activations at the lock boundary were cached with the previous lock's: "
+             "%d images x %" G_GINT64_FORMAT " floats (%.1f MiB)", n, r->cache_numel,
+             bytes / (1 << 20));
+  else
+    {
+      message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
+               " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
+      const int keep = next_cache_block (r, bytes, n);
+      progress_begin (r, VL_TRAIN_PHASE_CACHE, n);
+      o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, keep, &r->ntrain, error) : OK;
+      if (o == OK)
+        o = build_cache (r, VL_SPLIT_VAL, &r->cval, keep, &r->nval, error);
+      r->next_ready = o == OK && keep >= 0;
+    }
   if (o != OK)
     {
       cache_free (&r->ctrain);
       cache_free (&r->cval);
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
       r->cache_checked_for = -1;
       return o;
     }
