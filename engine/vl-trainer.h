@@ -407,6 +407,9 @@ VlTaskSpec vl_run_task_spec       (const VlRunTask *t);
 GPtrArray *vl_run_read_metrics    (const char *run_dir, VlTaskKind task, int n_outputs,
                                    GError **error);
 void      vl_epoch_metrics_free   (VlEpochMetrics *m);
+/* run.json's data.classes (for segmentation and detection the background first), NULL-ended;
+ * NULL when the folder records none. */
+char    **vl_run_read_class_names (const char *run_dir);
 
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)

@@ -1825,6 +1825,9 @@ open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable 
           return;
         }
     }
+  if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
+                                 j->task.kind == VL_TASK_DETECT))
+    j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
   int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
         : j->class_names ? (int) g_strv_length (j->class_names)
         : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
