@@ -368,3 +368,10 @@ vl_det_head_find (const char *source, int width, VlDetHead **out, GError **error
   *out = st ? vl_det_head_from_safetensors (st, width, error) : NULL;
   return st == NULL || *out != NULL;
 }
+
+VlHeadParam *
+vl_det_head_params (VlDetHead *h, int *n)
+{
+  *n = N_T;
+  return h->p;
+}

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "vl-fcos.h"
+#include "vl-head-param.h"
 #include "vl-model.h"
 #include "vl-safetensors.h"
 
@@ -45,6 +46,9 @@ int         vl_det_head_width         (VlDetHead *h);
 int         vl_det_head_n_classes     (VlDetHead *h);
 int64_t     vl_det_head_n_params      (VlDetHead *h);
 
+/* Its parameters as the trainer and checkpoints handle every head (vl-head-param.h): *n (six)
+ * of them, in the order of the accessors below. */
+VlHeadParam *vl_det_head_params       (VlDetHead *h, int *n);
 /* Its six tensors, by their torchvision names. Gradients are NULL before the first backward. */
 int         vl_det_head_n_tensors     (VlDetHead *h);
 const char *vl_det_head_tensor_name   (VlDetHead *h, int i);

@@ -1,6 +1,8 @@
 /* vl-head-param.c: parameter tensors of the heads outside the model (see vl-head-param.h). */
 #include "vl-head-param.h"
 
+#include <json-glib/json-glib.h>
+
 #include <string.h>
 
 #include "vl-kernels.h"
@@ -121,4 +123,79 @@ vl_head_source_open (const char *source, const char *head_file, const char *tens
       g_clear_pointer (&st, vl_safetensors_free);
     }
   return NULL;
+}
+
+void
+vl_head_params_adamw (VlHeadParam *p, int n, const VlAdamW *opt, float lr_scale)
+{
+  for (int i = 0; i < n; i++)
+    vl_head_param_adamw (&p[i], opt, lr_scale);
+}
+
+VlSafetensorsWriter *
+vl_head_params_writer (VlHeadParam *p, int n, const char *format, const char *kind_key,
+                       const char *kind)
+{
+  VlSafetensorsWriter *w = vl_safetensors_writer_new ();
+  g_autoptr(JsonBuilder) steps = json_builder_new ();
+  json_builder_begin_object (steps);
+  for (int i = 0; i < n; i++)
+    vl_safetensors_writer_add_f32 (w, p[i].name, p[i].ndim, p[i].shape, p[i].data);
+  for (int i = 0; i < n; i++)
+    {
+      json_builder_set_member_name (steps, p[i].name);
+      json_builder_add_int_value (steps, p[i].step);
+      if (p[i].m == NULL)
+        continue;
+      g_autofree char *n1 = g_strconcat ("exp_avg.", p[i].name, NULL);
+      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", p[i].name, NULL);
+      vl_safetensors_writer_add_f32 (w, n1, p[i].ndim, p[i].shape, p[i].m);
+      vl_safetensors_writer_add_f32 (w, n2, p[i].ndim, p[i].shape, p[i].v);
+    }
+  json_builder_end_object (steps);
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (steps);
+  json_generator_set_root (gen, root);
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  vl_safetensors_writer_add_metadata (w, "format", format);
+  vl_safetensors_writer_add_metadata (w, kind_key, kind);
+  vl_safetensors_writer_add_metadata (w, "steps", text);
+  return w;
+}
+
+gboolean
+vl_head_params_restore (VlHeadParam *p, int n, VlSafetensors *st, const char *what,
+                        GError **error)
+{
+  const char *path = vl_safetensors_path (st);
+  const char *steps_json = g_hash_table_lookup (vl_safetensors_metadata (st), "steps");
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  JsonObject *steps = NULL;
+  if (steps_json && json_parser_load_from_data (parser, steps_json, -1, NULL) &&
+      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    steps = json_node_get_object (json_parser_get_root (parser));
+  for (int i = 0; i < n; i++)
+    {
+      if (!vl_head_param_read (&p[i], st, what, error))
+        return FALSE;
+      JsonNode *sn = steps ? json_object_get_member (steps, p[i].name) : NULL;
+      const int step = sn && JSON_NODE_HOLDS_VALUE (sn) ? (int) json_node_get_int (sn) : 0;
+      g_autofree char *n1 = g_strconcat ("exp_avg.", p[i].name, NULL);
+      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", p[i].name, NULL);
+      if (vl_safetensors_lookup (st, n1) == NULL)
+        continue;   /* never stepped */
+      const VlTensorInfo *t1 = NULL, *t2 = NULL;
+      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
+      g_autofree float *eas = ea ? vl_safetensors_read_f32 (st, n2, &t2, error) : NULL;
+      if (eas == NULL)
+        return FALSE;
+      if (t1->numel != p[i].numel || t2->numel != p[i].numel)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s do not have "
+                       "its %" G_GINT64_FORMAT " elements", path, p[i].name, p[i].numel);
+          return FALSE;
+        }
+      vl_head_param_set_optim_state (&p[i], ea, eas, step);
+    }
+  return TRUE;
 }

@@ -30,6 +30,7 @@
 #include <glib.h>
 #include <stdint.h>
 
+#include "vl-head-param.h"
 #include "vl-model.h"
 #include "vl-safetensors.h"
 
@@ -58,6 +59,9 @@ int         vl_seg_head_width         (VlSegHead *h);
 int         vl_seg_head_n_classes     (VlSegHead *h);
 int64_t     vl_seg_head_n_params      (VlSegHead *h);
 
+/* Its parameters as the trainer and checkpoints handle every head (vl-head-param.h): *n of
+ * them, in the order of the accessors below. */
+VlHeadParam *vl_seg_head_params       (VlSegHead *h, int *n);
 /* Its tensors, by their mmsegmentation names. Gradients are NULL before the first backward. */
 int         vl_seg_head_n_tensors     (VlSegHead *h);
 const char *vl_seg_head_tensor_name   (VlSegHead *h, int i);
