@@ -9,6 +9,7 @@
  * exact position, so --resume continues as if nothing happened. */
 #include "vl-format.h"
 #include "cli-commands.h"
+#include "vl-i18n.h"
 
 /* The recipes behind --preset (see apply_preset). */
 #define VITLAB_FMNIST_GEOMETRY \
@@ -42,7 +43,7 @@ usage_error (const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_printerr ("vitlab-cli: %s (see 'vitlab-cli %s --help')\n", msg,
+  g_printerr (_("vitlab-cli: %s (see 'vitlab-cli %s --help')\n"), msg,
               strstr (msg, "eval") == msg ? "eval" : "train");
   return EXIT_USAGE;
 }
@@ -57,7 +58,7 @@ parse_number (const char *option, const char *s, double lo, double hi, double *o
   double v = g_ascii_strtod (s, &end);
   if (end == s || *end != '\0' || !isfinite (v) || v < lo || v > hi)
     {
-      usage_error ("%s %s: expected a number in [%g, %g]", option, s, lo, hi);
+      usage_error (_("%s %s: expected a number in [%g, %g]"), option, s, lo, hi);
       return FALSE;
     }
   *out = v;
@@ -108,7 +109,7 @@ print_skipped (char **skipped, const char *when)
   int n = skipped ? (int) g_strv_length (skipped) : 0;
   if (n == 0)
     return;
-  g_printerr ("%s %d file%s:\n", when, n, n == 1 ? "" : "s");
+  g_printerr (_("%s %d file%s:\n"), when, n, n == 1 ? "" : "s");
   for (int i = 0; i < n; i++)
     g_printerr ("  %s\n", skipped[i]);
 }
@@ -127,7 +128,7 @@ show_step (Progress *p, const VlTrainEvent *ev)
       for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '-';
       bar[width] = '\0';
-      g_printerr ("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s",
+      g_printerr (_("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s"),
                   ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
                   ev->images_per_s, eta);
       p->bar_shown = TRUE;
@@ -138,7 +139,7 @@ show_step (Progress *p, const VlTrainEvent *ev)
       if (now - p->last_plain < 10 * G_USEC_PER_SEC)
         return;
       p->last_plain = now;
-      g_printerr ("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n", ev->epoch + 1,
+      g_printerr (_("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n"), ev->epoch + 1,
                   p->epochs, ev->batch, ev->n_batches, pt->loss, pt->lr, ev->images_per_s, eta);
     }
 }
@@ -194,14 +195,14 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
           if (ev->task == VL_TASK_REGRESS)
             {
               g_autofree char *names = g_strjoinv (", ", ev->value_names);
-              g_printerr ("data: %d regression target%s (%s), %d training and %d validation "
-                          "images\n", ev->n_values, ev->n_values == 1 ? "" : "s", names,
+              g_printerr (_("data: %d regression target%s (%s), %d training and %d validation "
+                            "images\n"), ev->n_values, ev->n_values == 1 ? "" : "s", names,
                           ev->n_train, ev->n_val);
             }
           else
-            g_printerr ("data: %d classes, %d training and %d validation images\n",
+            g_printerr (_("data: %d classes, %d training and %d validation images\n"),
                         ev->n_classes, ev->n_train, ev->n_val);
-          print_skipped (ev->skipped, "skipped");
+          print_skipped (ev->skipped, _("skipped"));
           p->n_skipped = ev->skipped ? g_strv_length (ev->skipped) : 0;
           if (ev->start_epoch > 0 || ev->step > 0)
             g_printerr ("resuming at epoch %d, step %" G_GINT64_FORMAT "\n", ev->start_epoch + 1,
@@ -231,9 +232,9 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
               return TRUE;
             }
           if (ev->skipped && g_strv_length (ev->skipped) != p->n_skipped)
-            print_skipped (ev->skipped, "skipped (could not be used)");
+            print_skipped (ev->skipped, _("skipped (could not be used)"));
           else if (p->n_skipped)
-            g_printerr ("%u file%s skipped (listed above)\n", p->n_skipped,
+            g_printerr (_("%u file%s skipped (listed above)\n"), p->n_skipped,
                         p->n_skipped == 1 ? " was" : "s were");
           char took[32];
           vl_format_duration (took, sizeof took, (g_get_monotonic_time () - p->started) / 1e6);
@@ -245,8 +246,8 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
               *rc = EXIT_INTERRUPTED;
               return TRUE;
             }
-          g_printerr ("%s after %d epochs in %s; run folder %s\n",
-                      ev->end == VL_TRAIN_END_EARLY_STOPPED ? "stopped early" : "finished",
+          g_printerr (_("%s after %d epochs in %s; run folder %s\n"),
+                      ev->end == VL_TRAIN_END_EARLY_STOPPED ? _("stopped early") : _("finished"),
                       ev->epoch, took, cfg->out_dir);
           if (p->have_val && p->task == VL_TASK_REGRESS)
             g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
@@ -342,57 +343,60 @@ cmd_train (int argc, char **argv)
   int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
-      "classify (default), regress (targets.csv, fashion-mnist-rotate) or segment (a Pascal "
-      "VOC folder, images/ + masks/, fashion-mnist-scenes)", "TASK" },
+      N_("classify (default), regress (targets.csv, fashion-mnist-rotate) or segment (a Pascal "
+         "VOC folder, images/ + masks/, fashion-mnist-scenes)"), "TASK" },
     { "seg-head", 0, 0, G_OPTION_ARG_STRING, &seg_head,
-      "segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)", "KIND" },
+      N_("segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)"), "KIND" },
     { "img-size", 0, 0, G_OPTION_ARG_INT, &img_size,
-      "segment: input side, a multiple of the patch (the backbone's)", "N" },
-    { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, "regression loss: mse (default) or smooth-l1",
+      N_("segment: input side, a multiple of the patch (the backbone's)"), "N" },
+    { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, N_("regression loss: mse (default) or smooth-l1"),
       "LOSS" },
-    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, N_("checkpoint to start from"), "CKPT" },
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
-      "image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR",
+      N_("image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR"),
       "SPEC" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "run folder (created)", "RUNDIR" },
-    { "head", 0, 0, G_OPTION_ARG_STRING, &head, "linear (default) or mlp", "KIND" },
-    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden, "MLP head width (the backbone's)", "N" },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
-    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "train the last N layer groups (1: head)", "N" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, N_("run folder (created)"), "RUNDIR" },
+    { "head", 0, 0, G_OPTION_ARG_STRING, &head, N_("linear (default) or mlp"), "KIND" },
+    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden,
+      N_("MLP head width (the backbone's)"), "N" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("token (default), avg or max"), "POOL" },
+    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock,
+      N_("train the last N layer groups (1: head)"), "N" },
     { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule,
-      "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
-    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "epochs (10)", "E" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
-    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, "peak learning rate (1e-3)", "F" },
-    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &min_lr_s, "learning rate at the end (0)", "F" },
-    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, "AdamW weight decay (0.05)", "F" },
-    { "warmup", 0, 0, G_OPTION_ARG_STRING, &warmup_s, "linear warmup epochs (1)", "EPOCHS" },
-    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &ld_s, "layer-wise lr decay (1: off)", "F" },
-    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, "label smoothing (0)", "F" },
-    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, "clip the gradient norm (0: off)", "F" },
-    { "augment", 0, 0, G_OPTION_ARG_STRING, &augment, "none (default), light or strong", "A" },
+      N_("progressive unfreezing, e.g. \"0:1,2:4,4:all\""), "SCHEDULE" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, N_("epochs (10)"), "E" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("batch size (32)"), "B" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, N_("peak learning rate (1e-3)"), "F" },
+    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &min_lr_s, N_("learning rate at the end (0)"), "F" },
+    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, N_("AdamW weight decay (0.05)"), "F" },
+    { "warmup", 0, 0, G_OPTION_ARG_STRING, &warmup_s, N_("linear warmup epochs (1)"), "EPOCHS" },
+    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &ld_s, N_("layer-wise lr decay (1: off)"), "F" },
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, N_("label smoothing (0)"), "F" },
+    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, N_("clip the gradient norm (0: off)"), "F" },
+    { "augment", 0, 0, G_OPTION_ARG_STRING, &augment, N_("none (default), light or strong"), "A" },
     { "cache-features", 0, 0, G_OPTION_ARG_NONE, &cache,
-      "compute the frozen layers once (augment none)", NULL },
-    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &limit_s, "feature cache limit in GiB (4)", "GIB" },
+      N_("compute the frozen layers once (augment none)"), NULL },
+    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &limit_s,
+      N_("feature cache limit in GiB (4)"), "GIB" },
     { "val-fraction", 0, 0, G_OPTION_ARG_STRING, &vf_s,
-      "validation share without a val split (0.2)", "F" },
+      N_("validation share without a val split (0.2)"), "F" },
     { "early-stop", 0, 0, G_OPTION_ARG_INT, &early_stop,
-      "stop after N epochs without a lower val loss (0: off)", "N" },
-    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "seed (0)", "S" },
+      N_("stop after N epochs without a lower val loss (0: off)"), "N" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, N_("seed (0)"), "S" },
     { "probe-every", 0, 0, G_OPTION_ARG_INT, &probe_every,
-      "attention rollout of probe images every K steps (0: off)", "K" },
-    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue the run in --out", NULL },
+      N_("attention rollout of probe images every K steps (0: off)"), "K" },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, N_("continue the run in --out"), NULL },
     { "init", 0, 0, G_OPTION_ARG_STRING, &init,
-      "pretrained (default) or random: train from scratch with timm's initialisation", "INIT" },
+      N_("pretrained (default) or random: train from scratch with timm's initialisation"), "INIT" },
     { "geometry", 0, 0, G_OPTION_ARG_STRING, &geometry,
-      "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
+      N_("with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3"),
       "SPEC" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, &preset,
-      "start from a recipe (demo, rotate, pretrain-fmnist); other options override it", "NAME" },
+      N_("start from a recipe (demo, rotate, pretrain-fmnist); other options override it"), "NAME" },
     { NULL },
   };
   if (!cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
-                      "Fine-tunes a ViT backbone on a labelled image dataset.", entries, &argc,
+                      _("Fine-tunes a ViT backbone on a labelled image dataset."), entries, &argc,
                       &argv, &error))
     {
       int rc = usage_error ("%s", error->message);
@@ -400,9 +404,9 @@ cmd_train (int argc, char **argv)
       return rc;
     }
   if (argc != 1)
-    return usage_error ("train takes no positional arguments ('%s')", argv[1]);
+    return usage_error (_("train takes no positional arguments ('%s')"), argv[1]);
   if (out == NULL)
-    return usage_error ("train needs --out RUNDIR");
+    return usage_error (_("train needs --out RUNDIR"));
 
   VlTrainConfig cfg;
   if (resume)
@@ -419,8 +423,8 @@ cmd_train (int argc, char **argv)
                         : loss ? "--loss" : seg_head ? "--seg-head"
                         : img_size >= 0 ? "--img-size" : NULL;
       if (fixed)
-        return usage_error ("%s cannot change when resuming: the run's configuration is in "
-                            "%s/run.json", fixed, out);
+        return usage_error (_("%s cannot change when resuming: the run's configuration is in "
+                              "%s/run.json"), fixed, out);
       if (!vl_train_config_load (&cfg, out, &error))
         return cli_fail (error);
       cfg.resume = TRUE;
@@ -431,13 +435,13 @@ cmd_train (int argc, char **argv)
       if (preset && !apply_preset (&cfg, preset))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("--preset %s: expected one of demo, rotate, pretrain-fmnist",
+          return usage_error (_("--preset %s: expected one of demo, rotate, pretrain-fmnist"),
                               preset);
         }
       if (init && !g_str_equal (init, "random") && !g_str_equal (init, "pretrained"))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("--init %s: expected pretrained or random", init);
+          return usage_error (_("--init %s: expected pretrained or random"), init);
         }
       if (init)
         cfg.init_random = g_str_equal (init, "random");
@@ -458,8 +462,8 @@ cmd_train (int argc, char **argv)
           (data == NULL && cfg.data == NULL))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("train needs --backbone (or --init random --geometry SPEC), --data "
-                              "and --out");
+          return usage_error (_("train needs --backbone (or --init random --geometry SPEC), --data "
+                                "and --out"));
         }
       cfg.out_dir = g_strdup (out);
     }
@@ -473,29 +477,29 @@ cmd_train (int argc, char **argv)
     }
   if (task && !vl_task_from_string (task, &cfg.task))
     {
-      usage_error ("--task %s: expected classify, regress or segment", task);
+      usage_error (_("--task %s: expected classify, regress or segment"), task);
       goto done;
     }
   if (seg_head && !vl_seg_head_kind_from_string (seg_head, &cfg.seg_head))
     {
-      usage_error ("--seg-head %s: expected linear or upconv", seg_head);
+      usage_error (_("--seg-head %s: expected linear or upconv"), seg_head);
       goto done;
     }
   if ((seg_head || img_size >= 0) && cfg.task != VL_TASK_SEGMENT)
     {
-      usage_error ("--seg-head and --img-size are for --task segment");
+      usage_error (_("--seg-head and --img-size are for --task segment"));
       goto done;
     }
   if (img_size >= 0)
     cfg.img_size = img_size;
   if (loss && !vl_reg_loss_from_string (loss, &cfg.reg_loss))
     {
-      usage_error ("--loss %s: expected mse or smooth-l1", loss);
+      usage_error (_("--loss %s: expected mse or smooth-l1"), loss);
       goto done;
     }
   if (loss && cfg.task != VL_TASK_REGRESS)
     {
-      usage_error ("--loss is for --task regress (classification trains with cross-entropy)");
+      usage_error (_("--loss is for --task regress (classification trains with cross-entropy)"));
       goto done;
     }
   if (head && g_str_equal (head, "linear"))
@@ -504,24 +508,24 @@ cmd_train (int argc, char **argv)
     cfg.head = VL_HEAD_MLP;
   else if (head)
     {
-      usage_error ("--head %s: expected linear or mlp", head);
+      usage_error (_("--head %s: expected linear or mlp"), head);
       goto done;
     }
   if (mlp_hidden >= 0)
     cfg.mlp_hidden = mlp_hidden;
   if (pool && !vl_pool_from_string (pool, &cfg.pool))
     {
-      usage_error ("--pool %s: expected token, avg or max", pool);
+      usage_error (_("--pool %s: expected token, avg or max"), pool);
       goto done;
     }
   if (augment && !vl_augment_from_string (augment, &cfg.augment))
     {
-      usage_error ("--augment %s: expected none, light or strong", augment);
+      usage_error (_("--augment %s: expected none, light or strong"), augment);
       goto done;
     }
   if (unlock >= 0 && schedule)
     {
-      usage_error ("give --unlock or --unlock-schedule, not both");
+      usage_error (_("give --unlock or --unlock-schedule, not both"));
       goto done;
     }
   if (unlock >= 0 || schedule)
@@ -532,28 +536,28 @@ cmd_train (int argc, char **argv)
       g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (cfg.unlock_schedule, &n, &error);
       if (s == NULL)
         {
-          usage_error ("--unlock-schedule: %s", error->message);
+          usage_error (_("--unlock-schedule: %s"), error->message);
           g_clear_error (&error);
           goto done;
         }
     }
   if (epochs != -1 && epochs < 1)
     {
-      usage_error ("--epochs %d: expected at least 1", epochs);
+      usage_error (_("--epochs %d: expected at least 1"), epochs);
       goto done;
     }
   if (epochs != -1)
     cfg.epochs = epochs;
   if (batch != -1 && (batch < 1 || batch > 65536))
     {
-      usage_error ("--batch %d: expected 1 to 65536", batch);
+      usage_error (_("--batch %d: expected 1 to 65536"), batch);
       goto done;
     }
   if (batch != -1)
     cfg.batch_size = batch;
   if (early_stop < -1 || probe_every < -1 || mlp_hidden < -1)
     {
-      usage_error ("--early-stop, --probe-every and --mlp-hidden must not be negative");
+      usage_error (_("--early-stop, --probe-every and --mlp-hidden must not be negative"));
       goto done;
     }
   if (early_stop >= 0)
@@ -600,7 +604,7 @@ cmd_train (int argc, char **argv)
       if (interrupted && !stop_sent)
         {
           clear_bar (&p);
-          g_printerr ("stopping (saving the position)...\n");
+          g_printerr (_("stopping (saving the position)...\n"));
           vl_trainer_stop (t);
           stop_sent = TRUE;
         }
@@ -622,7 +626,7 @@ print_skipped_files (VlDataset *ds)
   g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
   if (skipped->len == 0)
     return;
-  g_printerr ("skipped %u file%s:\n", skipped->len, skipped->len == 1 ? "" : "s");
+  g_printerr (_("skipped %u file%s:\n"), skipped->len, skipped->len == 1 ? "" : "s");
   for (guint i = 0; i < skipped->len; i++)
     {
       VlSkipped *s = g_ptr_array_index (skipped, i);
@@ -639,14 +643,14 @@ eval_regress (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   const int N = vl_dataset_n_values (ds);
   if (N != task->n_values)
     {
-      g_printerr ("vitlab-cli: %s: the run predicts %d target%s, %s has %d\n", run,
+      g_printerr (_("vitlab-cli: %s: the run predicts %d target%s, %s has %d\n"), run,
                   task->n_values, task->n_values == 1 ? "" : "s", spec, N);
       return EXIT_FAILURE;
     }
   for (int j = 0; j < N; j++)
     if (g_strcmp0 (task->value_names[j], vl_dataset_value_name (ds, j)) != 0)
       {
-        g_printerr ("vitlab-cli: %s: target %d is \"%s\" in the run but \"%s\" in %s\n", run,
+        g_printerr (_("vitlab-cli: %s: target %d is \"%s\" in the run but \"%s\" in %s\n"), run,
                     j, task->value_names[j], vl_dataset_value_name (ds, j), spec);
         return EXIT_FAILURE;
       }
@@ -687,9 +691,9 @@ eval_segment (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   if (!vl_dataset_is_segmentation (ds) ||
       vl_dataset_n_classes (ds) != vl_seg_head_n_classes (h))
     {
-      g_printerr ("vitlab-cli: %s: the seg head has %d classes, %s %s\n", run,
+      g_printerr (_("vitlab-cli: %s: the seg head has %d classes, %s %s\n"), run,
                   vl_seg_head_n_classes (h), spec,
-                  vl_dataset_is_segmentation (ds) ? "another number" : "has no masks");
+                  vl_dataset_is_segmentation (ds) ? _("another number") : _("has no masks"));
       return EXIT_FAILURE;
     }
   VlSegResult r;
@@ -721,27 +725,27 @@ cmd_eval (int argc, char **argv)
   g_autofree char *data = NULL, *split = NULL;
   int batch = 32;
   GOptionEntry entries[] = {
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "dataset (default: the run's)", "SPEC" },
-    { "split", 0, 0, G_OPTION_ARG_STRING, &split, "val (default) or train", "SPLIT" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, N_("dataset (default: the run's)"), "SPEC" },
+    { "split", 0, 0, G_OPTION_ARG_STRING, &split, N_("val (default) or train"), "SPLIT" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("batch size (32)"), "B" },
     { NULL },
   };
-  if (!cli_parse_options ("RUNDIR", "Evaluates a trained model (a run folder, or any checkpoint "
-                      "with --data).", entries, &argc, &argv, &error))
+  if (!cli_parse_options ("RUNDIR", _("Evaluates a trained model (a run folder, or any checkpoint "
+                                      "with --data)."), entries, &argc, &argv, &error))
     {
-      int rc = usage_error ("eval: %s", error->message);
+      int rc = usage_error (_("eval: %s"), error->message);
       g_error_free (error);
       return rc;
     }
   if (argc != 2)
-    return usage_error ("eval takes one RUNDIR");
+    return usage_error (_("eval takes one RUNDIR"));
   if (batch < 1 || batch > 65536)
-    return usage_error ("eval: --batch %d: expected 1 to 65536", batch);
+    return usage_error (_("eval: --batch %d: expected 1 to 65536"), batch);
   VlSplit which = VL_SPLIT_VAL;
   if (split && g_str_equal (split, "train"))
     which = VL_SPLIT_TRAIN;
   else if (split && !g_str_equal (split, "val"))
-    return usage_error ("eval: --split %s: expected val or train", split);
+    return usage_error (_("eval: --split %s: expected val or train"), split);
   const char *run = argv[1];
 
   /* the run's dataset and split, unless --data says otherwise */
@@ -763,11 +767,11 @@ cmd_eval (int argc, char **argv)
     }
   else if (!g_file_test (run, G_FILE_TEST_EXISTS))
     {
-      g_printerr ("vitlab-cli: %s: no such run folder or checkpoint\n", run);
+      g_printerr (_("vitlab-cli: %s: no such run folder or checkpoint\n"), run);
       return EXIT_FAILURE;
     }
   if (spec == NULL)
-    return usage_error ("eval: %s is not a run folder (no run.json): give --data", run);
+    return usage_error (_("eval: %s is not a run folder (no run.json): give --data"), run);
 
   g_auto(GStrv) names = NULL;
   g_autoptr(VlModel) m = vl_run_load_model (run, &names, &error);
@@ -795,14 +799,14 @@ cmd_eval (int argc, char **argv)
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {
-      g_printerr ("vitlab-cli: %s: the model has %d classes, %s has %d\n", run,
+      g_printerr (_("vitlab-cli: %s: the model has %d classes, %s has %d\n"), run,
                   vl_model_num_classes (m), spec, K);
       return EXIT_FAILURE;
     }
   for (int k = 0; names && k < K; k++)
     if (g_strcmp0 (names[k], vl_dataset_class_name (ds, k)) != 0)
       {
-        g_printerr ("vitlab-cli: %s: class %d is \"%s\" in the model but \"%s\" in %s\n", run, k,
+        g_printerr (_("vitlab-cli: %s: class %d is \"%s\" in the model but \"%s\" in %s\n"), run, k,
                     names[k], vl_dataset_class_name (ds, k), spec);
         return EXIT_FAILURE;
       }

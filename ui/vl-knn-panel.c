@@ -1,6 +1,7 @@
 /* vl-knn-panel.c: the k-NN probe of the pretrained features on the data panel (see
  * vl-knn-panel.h). */
 #include "vl-knn-panel.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -629,18 +630,18 @@ vl_knn_panel_init (VlKnnPanel *self)
   gtk_widget_set_visible (self->progress_box, FALSE);
   gtk_box_append (GTK_BOX (self), self->progress_box);
 
-  self->layers_button = gtk_button_new_with_label ("k-NN at Every Block");
+  self->layers_button = gtk_button_new_with_label (_("k-NN at Every Block"));
   gtk_widget_set_tooltip_text (self->layers_button,
-                               "The same k-NN on each block's output (one pass over the "
-                               "images): where in the network the useful features are");
+                               _("The same k-NN on each block's output (one pass over the "
+                                 "images): where in the network the useful features are"));
   gtk_widget_set_halign (self->layers_button, GTK_ALIGN_START);
   gtk_widget_set_sensitive (self->layers_button, FALSE);
   g_signal_connect_swapped (self->layers_button, "clicked",
                             G_CALLBACK (vl_knn_panel_start_layers), self);
   gtk_box_append (GTK_BOX (self), self->layers_button);
 
-  self->chart_label = gtk_label_new ("k-NN accuracy at each block's output (F: after the final "
-                                     "norm)");
+  self->chart_label = gtk_label_new (_("k-NN accuracy at each block's output (F: after the final "
+                                       "norm)"));
   gtk_label_set_xalign (GTK_LABEL (self->chart_label), 0);
   gtk_label_set_wrap (GTK_LABEL (self->chart_label), TRUE);
   gtk_widget_add_css_class (self->chart_label, "caption");

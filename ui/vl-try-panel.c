@@ -1,5 +1,6 @@
 /* vl-try-panel.c: "Try it" — new images through a trained model (see vl-try-panel.h). */
 #include "vl-try-panel.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -368,8 +369,8 @@ row_for (VlTryPanel *self, const Result *r)
     {
       gtk_box_append (GTK_BOX (row), picture_for (r->crop));
       GtkWidget *ov = picture_for (r->overlay);
-      gtk_widget_set_tooltip_text (ov, "Attention rollout (CLS row of the product of the blocks' "
-                                       "head-averaged attention)");
+      gtk_widget_set_tooltip_text (ov, _("Attention rollout (CLS row of the product of the blocks' "
+                                         "head-averaged attention)"));
       gtk_box_append (GTK_BOX (row), ov);
     }
   GtkWidget *col = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
@@ -567,7 +568,7 @@ vl_try_panel_set_model (VlTryPanel *self, VlTrainedRef *trained, const char *run
   self->names = g_strdupv ((char **) (task == VL_TASK_REGRESS ? value_names : class_names));
   if (trained == NULL)
     gtk_label_set_text (GTK_LABEL (self->model_label),
-                        "No trained model yet: train one, or open a run folder.");
+                        _("No trained model yet: train one, or open a run folder."));
   else
     {
       g_autofree char *base = run_dir ? g_path_get_basename (run_dir) : NULL;
@@ -604,8 +605,8 @@ vl_try_panel_add_files (VlTryPanel *self, const char *const *paths)
   if (self->trained == NULL)
     {
       gtk_label_set_text (GTK_LABEL (self->model_label),
-                          "No trained model yet: these images run once a run finishes or a run "
-                          "folder is opened.");
+                          _("No trained model yet: these images run once a run finishes or a run "
+                            "folder is opened."));
       return;
     }
   run_paths (self, (char **) paths);
@@ -939,8 +940,8 @@ vl_try_panel_init (VlTryPanel *self)
   gtk_list_box_set_selection_mode (GTK_LIST_BOX (self->list), GTK_SELECTION_NONE);
   gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroll), self->list);
   gtk_overlay_set_child (GTK_OVERLAY (overlay), scroll);
-  self->empty_label = gtk_label_new ("Drop images or a folder here to see what the trained model "
-                                     "answers, and where it looks.");
+  self->empty_label = gtk_label_new (_("Drop images or a folder here to see what the trained model "
+                                       "answers, and where it looks."));
   gtk_label_set_wrap (GTK_LABEL (self->empty_label), TRUE);
   gtk_label_set_justify (GTK_LABEL (self->empty_label), GTK_JUSTIFY_CENTER);
   gtk_widget_set_can_target (self->empty_label, FALSE);

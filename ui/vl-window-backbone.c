@@ -3,6 +3,7 @@
  * head. The model here is the pretrained backbone the user configures; a run trains its own
  * copy (the trainer loads it on its worker thread). */
 #include "vl-window-private.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -309,8 +310,8 @@ rebuild_group_rows (VlWindow *self)
       r->lr_label = gtk_label_new (NULL);
       gtk_widget_add_css_class (r->lr_label, "caption");
       gtk_widget_add_css_class (r->lr_label, "vl-lr");
-      gtk_widget_set_tooltip_text (r->lr_label, "Learning-rate multiplier of this group with "
-                                   "layer decay (Training ▸ Layer decay)");
+      gtk_widget_set_tooltip_text (r->lr_label, _("Learning-rate multiplier of this group with "
+                                                  "layer decay (Training ▸ Layer decay)"));
       gtk_box_append (GTK_BOX (meta), r->lr_label);
       gtk_box_append (GTK_BOX (text), meta);
       gtk_box_append (GTK_BOX (box), text);
@@ -319,8 +320,8 @@ rebuild_group_rows (VlWindow *self)
       gtk_widget_set_size_request (r->grad_bar, 70, -1);
       gtk_widget_set_valign (r->grad_bar, GTK_ALIGN_CENTER);
       gtk_widget_set_visible (r->grad_bar, FALSE);
-      gtk_widget_set_tooltip_text (r->grad_bar, "Gradient norm of this group at the latest step, "
-                                   "relative to the largest");
+      gtk_widget_set_tooltip_text (r->grad_bar, _("Gradient norm of this group at the latest step, "
+                                                  "relative to the largest"));
       gtk_box_append (GTK_BOX (box), r->grad_bar);
 
       r->state_label = gtk_label_new (NULL);
@@ -557,7 +558,7 @@ update_schedule_label (VlWindow *self)
     }
   else
     {
-      gtk_label_set_text (GTK_LABEL (self->schedule_label), "two steps share an epoch");
+      gtk_label_set_text (GTK_LABEL (self->schedule_label), _("two steps share an epoch"));
       gtk_widget_add_css_class (self->schedule_label, "error");
     }
 }
@@ -580,23 +581,23 @@ add_schedule_row (VlWindow *self, int epoch, int count)
   int n_groups = self->model ? vl_model_n_groups (self->model) : 100;
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_add_css_class (box, "vl-schedule-row");
-  gtk_box_append (GTK_BOX (box), gtk_label_new ("From epoch"));
+  gtk_box_append (GTK_BOX (box), gtk_label_new (_("From epoch")));
   GtkWidget *e = gtk_spin_button_new_with_range (2, 10000, 1);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (e), epoch + 1);
-  gtk_widget_set_tooltip_text (e, "The epoch (counting from 1) at which this step starts");
+  gtk_widget_set_tooltip_text (e, _("The epoch (counting from 1) at which this step starts"));
   gtk_box_append (GTK_BOX (box), e);
-  gtk_box_append (GTK_BOX (box), gtk_label_new ("unlock"));
+  gtk_box_append (GTK_BOX (box), gtk_label_new (_("unlock")));
   GtkWidget *c = gtk_spin_button_new_with_range (0, n_groups, 1);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (c), count);
-  gtk_widget_set_tooltip_text (c, "How many of the last layer groups train from then on");
+  gtk_widget_set_tooltip_text (c, _("How many of the last layer groups train from then on"));
   gtk_box_append (GTK_BOX (box), c);
-  GtkWidget *groups = gtk_label_new ("groups");
+  GtkWidget *groups = gtk_label_new (_("groups"));
   gtk_widget_set_hexpand (groups, TRUE);
   gtk_label_set_xalign (GTK_LABEL (groups), 0);
   gtk_box_append (GTK_BOX (box), groups);
   GtkWidget *rm = gtk_button_new_from_icon_name ("list-remove-symbolic");
   gtk_widget_add_css_class (rm, "flat");
-  gtk_widget_set_tooltip_text (rm, "Remove this step");
+  gtk_widget_set_tooltip_text (rm, _("Remove this step"));
   gtk_box_append (GTK_BOX (box), rm);
 
   GtkWidget *row = gtk_list_box_row_new ();
@@ -741,8 +742,8 @@ update_head_note (VlWindow *self)
   if (self->model == NULL)
     {
       gtk_label_set_text (GTK_LABEL (self->head_note_label),
-                          "The head is created for the dataset's classes when a backbone and a "
-                          "dataset are open.");
+                          _("The head is created for the dataset's classes when a backbone and a "
+                            "dataset are open."));
       return;
     }
   int W = vl_model_geometry (self->model)->embed_dim ? vl_model_geometry (self->model)->embed_dim

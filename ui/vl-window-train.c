@@ -3,6 +3,7 @@
  * run is dropped), what the events feed (loss chart, attention view, confusion view, status),
  * the trained model's predictions and the gallery, export, and saving and opening runs. */
 #include "vl-format.h"
+#include <glib/gi18n.h>
 #include "vl-onnx.h"
 #include "vl-recipe.h"
 #include "vl-window-private.h"
@@ -341,8 +342,8 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
       GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->r2[j]) ? CLAMP (r->r2[j], 0, 1)
                                                                           : 0);
-      gtk_widget_set_tooltip_text (bar, "R²: the share of the targets' variance the model "
-                                        "explains (1: every value exact)");
+      gtk_widget_set_tooltip_text (bar, _("R²: the share of the targets' variance the model "
+                                          "explains (1: every value exact)"));
       gtk_box_append (GTK_BOX (self->class_acc_box), bar);
     }
   g_autofree char *summary = g_strdup_printf ("Epoch %d · %" G_GINT64_FORMAT " validation images "
@@ -838,7 +839,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       break;
     case VL_TRAIN_EVENT_PAUSED:
       self->paused = TRUE;
-      vl_window_set_status (self, "Paused (Ctrl+P resumes)");
+      vl_window_set_status (self, _("Paused (Ctrl+P resumes)"));
       break;
     case VL_TRAIN_EVENT_RESUMED:
       self->paused = FALSE;
@@ -976,7 +977,7 @@ vl_window_stop_training (VlWindow *self)
   if (self->paused)
     vl_run_controller_resume (self->run);
   vl_run_controller_stop (self->run);
-  vl_window_set_status (self, "Stopping at the next batch and saving the position…");
+  vl_window_set_status (self, _("Stopping at the next batch and saving the position…"));
   vl_window_update_actions (self);
 }
 
@@ -1340,7 +1341,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
     }
   if (n == 0)
     {
-      GtkWidget *empty = gtk_label_new ("No images in this cell");
+      GtkWidget *empty = gtk_label_new (_("No images in this cell"));
       gtk_widget_add_css_class (empty, "dim-label");
       gtk_flow_box_append (GTK_FLOW_BOX (flow), empty);
     }
@@ -1936,7 +1937,7 @@ vl_window_train_init (VlWindow *self)
       p = i;
   vl_window_apply_preset (self, p);
   gtk_label_set_text (GTK_LABEL (self->run_dir_label),
-                      "A new folder under ~/.local/share/vitlab/runs for each run");
+                      _("A new folder under ~/.local/share/vitlab/runs for each run"));
 }
 
 void

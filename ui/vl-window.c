@@ -2,6 +2,7 @@
  * is enabled, the error banner, confirmations, drag and drop (checkpoints, image folders, runs,
  * probe images), and the remembered settings. */
 #include "vl-window-private.h"
+#include <glib/gi18n.h>
 
 #include "vl-attention-view.h"
 #include "vl-confusion-view.h"
@@ -142,23 +143,23 @@ vl_window_update_status (VlWindow *self)
   if (vl_window_is_running (self))
     return;   /* the training events write it */
   if (self->backbone_cancel)
-    vl_window_set_status (self, "Loading the backbone…");
+    vl_window_set_status (self, _("Loading the backbone…"));
   else if (vl_window_data_loading (self))
-    vl_window_set_status (self, "Scanning the dataset…");
+    vl_window_set_status (self, _("Scanning the dataset…"));
   else if (self->opening_run)
-    vl_window_set_status (self, "Opening the run…");
+    vl_window_set_status (self, _("Opening the run…"));
   else if (self->exporting)
-    vl_window_set_status (self, "Exporting the model…");
+    vl_window_set_status (self, _("Exporting the model…"));
   else if (self->saving)
-    vl_window_set_status (self, "Copying the run folder…");
+    vl_window_set_status (self, _("Copying the run folder…"));
   else if (self->model == NULL)
-    vl_window_set_status (self, "Open a backbone to start");
+    vl_window_set_status (self, _("Open a backbone to start"));
   else if (self->data == NULL)
-    vl_window_set_status (self, "Open a dataset to train on");
+    vl_window_set_status (self, _("Open a dataset to train on"));
   else if (self->idle_status)
     vl_window_set_status (self, self->idle_status);
   else
-    vl_window_set_status (self, "Ready: press Train (Ctrl+Return)");
+    vl_window_set_status (self, _("Ready: press Train (Ctrl+Return)"));
 }
 
 /* ------------------------------------------------------------------ sensitivity */
@@ -715,7 +716,7 @@ close_confirmed (VlWindow *self, gboolean accepted)
     }
   self->close_after_stop = TRUE;
   vl_window_stop_training (self);   /* the FINISHED event destroys the window */
-  vl_window_set_status (self, "Stopping and saving a checkpoint before closing…");
+  vl_window_set_status (self, _("Stopping and saving a checkpoint before closing…"));
 }
 
 static void
