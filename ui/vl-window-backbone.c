@@ -165,7 +165,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   if (g_str_has_suffix (base, ".safetensors"))
     base[strlen (base) - strlen (".safetensors")] = '\0';
   gtk_label_set_text (GTK_LABEL (self->backbone_name_label), base);
-  g_autofree char *loaded = g_strdup_printf ("%s\nloaded in %.2f s", path, ms / 1000.0);
+  g_autofree char *loaded = g_strdup_printf (_("%s\nloaded in %.2f s"), path, ms / 1000.0);
   gtk_label_set_text (GTK_LABEL (self->backbone_path_label), loaded);
   gtk_widget_set_tooltip_text (self->backbone_path_label, path);
   show_model_info (self);

@@ -251,7 +251,7 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
                           : "Confusion matrix of the validation split after the last epoch "
                             "(rows: true class, columns: predicted). Click a cell to see its "
                             "images.");
-  gtk_label_set_text (GTK_LABEL (self->stat_acc_title), reg ? "R² · MAE" : "Accuracy");
+  gtk_label_set_text (GTK_LABEL (self->stat_acc_title), reg ? "R² · MAE" : _("Accuracy"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
 }
@@ -753,12 +753,12 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
     case VL_TRAIN_END_COMPLETED:
     case VL_TRAIN_END_EARLY_STOPPED:
       {
-        g_autofree char *t = g_strdup_printf ("%s after %d epoch%s · run folder %s",
-                                              ev->end == VL_TRAIN_END_COMPLETED ? "Finished"
-                                                                                : "Stopped early",
+        g_autofree char *t = g_strdup_printf (_("%s after %d epoch%s · run folder %s"),
+                                              ev->end == VL_TRAIN_END_COMPLETED
+                                              ? _("Finished") : _("Stopped early"),
                                               self->n_epochs_done,
                                               self->n_epochs_done == 1 ? "" : "s",
-                                              self->run_dir ? self->run_dir : "(none)");
+                                              self->run_dir ? self->run_dir : _("(none)"));
         set_idle_status (self, t);
         gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 1.0);
         break;

@@ -251,21 +251,21 @@ vl_window_update_actions (VlWindow *self)
     {
       gtk_button_set_icon_name (GTK_BUTTON (self->pause_button), icon);
       gtk_widget_set_tooltip_text (self->pause_button,
-                                   self->paused ? "Resume training (Ctrl+P)"
-                                                : "Pause training at the next batch (Ctrl+P)");
+                                   self->paused ? _("Resume training (Ctrl+P)")
+                                                : _("Pause training at the next batch (Ctrl+P)"));
     }
-  const char *label = running ? (self->stop_requested ? "Stopping…"
-                                 : self->paused ? "Paused" : "Training…")
-                              : "_Train";
+  const char *label = running ? (self->stop_requested ? _("Stopping…")
+                                 : self->paused ? _("Paused") : _("Training…"))
+                              : _("_Train");
   if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (self->train_button_label)), label) != 0)
     gtk_label_set_text_with_mnemonic (GTK_LABEL (self->train_button_label), label);
-  const char *tip = "Start training with the settings in the sidebar (Ctrl+Return)";
+  const char *tip = _("Start training with the settings in the sidebar (Ctrl+Return)");
   if (!can_train && !running)
-    tip = self->model == NULL ? "Open a backbone first"
-        : self->data == NULL ? "Open a dataset first"
-        : loading ? "Wait until loading ends"
-        : !schedule_ok ? "The unfreezing schedule is not valid"
-        : suffix < 0 ? "Unlock at least one layer group"
+    tip = self->model == NULL ? _("Open a backbone first")
+        : self->data == NULL ? _("Open a dataset first")
+        : loading ? _("Wait until loading ends")
+        : !schedule_ok ? _("The unfreezing schedule is not valid")
+        : suffix < 0 ? _("Unlock at least one layer group")
         : tip;
   if (g_strcmp0 (gtk_widget_get_tooltip_text (self->train_button), tip) != 0)
     gtk_widget_set_tooltip_text (self->train_button, tip);
