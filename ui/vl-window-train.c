@@ -590,8 +590,9 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
   if (!vl_window_is_running (self))
     {
-      g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
-                                            m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
+      g_autofree char *u = g_strdup_printf (_("last %d group%s%s"), m->unlocked,
+                                            m->unlocked == 1 ? "" : "s",
+                                            m->cached ? _(" · cached") : "");
       gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
       gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
     }
@@ -816,9 +817,9 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
         self->unlocked_now = ev->unlocked;
         vl_window_show_live_lock (self, ev->unlocked);
         g_autofree char *count = vl_format_count (ev->n_trainable);
-        g_autofree char *t = g_strdup_printf ("last %d group%s · %s params%s", ev->unlocked,
+        g_autofree char *t = g_strdup_printf (_("last %d group%s · %s params%s"), ev->unlocked,
                                               ev->unlocked == 1 ? "" : "s", count,
-                                              ev->cached ? " · cached" : "");
+                                              ev->cached ? _(" · cached") : "");
         gtk_label_set_text (GTK_LABEL (self->stat_unlocked), t);
         gtk_widget_set_tooltip_text (self->stat_unlocked, t);
         gtk_widget_set_visible (self->message_label, FALSE);
