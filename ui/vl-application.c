@@ -131,8 +131,8 @@ ensure_settings_schema (void)
   g_setenv ("GSETTINGS_SCHEMA_DIR", path, TRUE);
   g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
   settings_fallback_reason =
-    g_strdup_printf ("Settings will not be kept: the GSettings schema %s is not installed "
-                     "(meson install, or make run, installs it).", SCHEMA_ID);
+    g_strdup_printf (_("Settings will not be kept: the GSettings schema %s is not installed "
+                       "(meson install, or make run, installs it)."), SCHEMA_ID);
 }
 
 const char *

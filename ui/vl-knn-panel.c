@@ -435,8 +435,8 @@ chart_tooltip (GtkWidget *w, int x, int y, gboolean keyboard, GtkTooltip *toolti
   if (l < 0 || l >= self->n_layer_acc)
     return FALSE;
   g_autofree char *t = l == self->n_layer_acc - 1
-    ? g_strdup_printf ("After the final norm: %.1f%%", 100 * self->layer_acc[l])
-    : g_strdup_printf ("Output of block %d: %.1f%%", l + 1, 100 * self->layer_acc[l]);
+    ? g_strdup_printf (_("After the final norm: %.1f%%"), 100 * self->layer_acc[l])
+    : g_strdup_printf (_("Output of block %d: %.1f%%"), l + 1, 100 * self->layer_acc[l]);
   gtk_tooltip_set_text (tooltip, t);
   return TRUE;
 }

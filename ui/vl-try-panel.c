@@ -495,7 +495,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      g_autofree char *t = g_strdup_printf ("Try it: %s", error->message);
+      g_autofree char *t = g_strdup_printf (_("Try it: %s"), error->message);
       gtk_label_set_text (GTK_LABEL (self->model_label), t);
     }
   Job *j = g_task_get_task_data (G_TASK (result));
@@ -572,10 +572,11 @@ vl_try_panel_set_model (VlTryPanel *self, VlTrainedRef *trained, const char *run
   else
     {
       g_autofree char *base = run_dir ? g_path_get_basename (run_dir) : NULL;
-      g_autofree char *t = g_strdup_printf ("Model: %s%s · %s", base ? "run " : "the last run",
+      g_autofree char *t = g_strdup_printf (_("Model: %s%s · %s"),
+                                            base ? _("run ") : _("the last run"),
                                             base ? base : "",
-                                            task == VL_TASK_REGRESS ? "predicted values"
-                                                                    : "top classes");
+                                            task == VL_TASK_REGRESS ? _("predicted values")
+                                                                    : _("top classes"));
       gtk_label_set_text (GTK_LABEL (self->model_label), t);
     }
   if (trained && self->paths->len > 0)
@@ -799,7 +800,7 @@ export_chosen (GtkNativeDialog *dialog, int response, VlTryPanel *self)
         {
           GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
           if (VL_IS_WINDOW (root))
-            vl_window_show_error (VL_WINDOW (root), "Could not export the predictions: %s",
+            vl_window_show_error (VL_WINDOW (root), _("Could not export the predictions: %s"),
                                   error->message);
         }
     }

@@ -141,10 +141,10 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   const char *path = g_task_get_task_data (G_TASK (result));
   if (m == NULL)
     {
-      vl_window_show_error (self, "Could not open the backbone: %s", error->message);
+      vl_window_show_error (self, _("Could not open the backbone: %s"), error->message);
       gtk_label_set_text (GTK_LABEL (self->backbone_name_label),
                           self->model ? gtk_label_get_text (GTK_LABEL (self->backbone_name_label))
-                                      : "No backbone");
+                                      : _("No backbone"));
       if (self->backbone_path)
         gtk_label_set_text (GTK_LABEL (self->backbone_path_label), self->backbone_path);
       vl_window_update_actions (self);
@@ -194,7 +194,7 @@ vl_window_open_backbone (VlWindow *self, const char *path)
   g_return_if_fail (path != NULL);
   if (vl_window_is_running (self))
     {
-      vl_window_show_error (self, "Stop training before opening another backbone");
+      vl_window_show_error (self, _("Stop training before opening another backbone"));
       return;
     }
   if (self->backbone_cancel)
@@ -204,7 +204,7 @@ vl_window_open_backbone (VlWindow *self, const char *path)
   gtk_spinner_set_spinning (GTK_SPINNER (self->backbone_spinner), TRUE);
   gtk_widget_set_visible (self->backbone_spinner, TRUE);
   g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *loading = g_strdup_printf ("Loading %s…", base);
+  g_autofree char *loading = g_strdup_printf (_("Loading %s…"), base);
   gtk_label_set_text (GTK_LABEL (self->backbone_name_label), loading);
   gtk_label_set_text (GTK_LABEL (self->backbone_path_label), path);
 
@@ -331,7 +331,7 @@ rebuild_group_rows (VlWindow *self)
 
       r->toggle = gtk_switch_new ();
       gtk_widget_set_valign (r->toggle, GTK_ALIGN_CENTER);
-      g_autofree char *tip = g_strdup_printf ("Train %s (on) or keep it frozen (off)", name);
+      g_autofree char *tip = g_strdup_printf (_("Train %s (on) or keep it frozen (off)"), name);
       gtk_widget_set_tooltip_text (r->toggle, tip);
       g_object_set_data (G_OBJECT (r->toggle), "group", GINT_TO_POINTER (g));
       g_signal_connect (r->toggle, "notify::active", G_CALLBACK (on_group_toggled), self);
@@ -454,7 +454,8 @@ vl_window_set_group_grad_norms (VlWindow *self, const double *norms, int n)
       gtk_widget_set_visible (r->grad_bar, show);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (r->grad_bar),
                                mx > 0 && isfinite (norms[g]) ? norms[g] / mx : 0);
-      g_autofree char *tip = g_strdup_printf ("Gradient norm at the latest step: %.4g", norms[g]);
+      g_autofree char *tip = g_strdup_printf (_("Gradient norm at the latest step: %.4g"),
+                                              norms[g]);
       gtk_widget_set_tooltip_text (r->grad_bar, tip);
     }
 }
@@ -479,7 +480,8 @@ on_unlock_changed (GtkSpinButton *spin, VlWindow *self)
     {
       /* applies from the next epoch; the LOCK event shows it */
       vl_trainer_set_unlock (vl_window_trainer (self), n >= vl_model_n_groups (self->model) ? VL_UNLOCK_ALL : n);
-      g_autofree char *msg = g_strdup_printf ("From the next epoch on, the last %d group%s train.",
+      g_autofree char *msg = g_strdup_printf (_("From the next epoch on, the last %d group%s "
+                                                "train."),
                                               n, n == 1 ? "" : "s");
       gtk_label_set_text (GTK_LABEL (self->message_label), msg);
       gtk_widget_set_visible (self->message_label, TRUE);
@@ -676,7 +678,7 @@ vl_window_set_unlock_schedule (VlWindow *self, const char *schedule)
   g_autofree VlUnlockStep *steps = vl_unlock_schedule_parse (schedule, &n_steps, &error);
   if (steps == NULL || n_steps == 0)
     {
-      vl_window_show_error (self, "Unlock schedule \"%s\": %s", schedule,
+      vl_window_show_error (self, _("Unlock schedule \"%s\": %s"), schedule,
                             error ? error->message : "empty");
       return;
     }

@@ -240,10 +240,11 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
   const gboolean reg = task == VL_TASK_REGRESS;
   gtk_widget_set_visible (self->reg_loss_box, reg);
   gtk_label_set_text (GTK_LABEL (self->head_title_label),
-                      reg ? "Regression head (one output per target)" : "Classification head");
+                      reg ? _("Regression head (one output per target)")
+                          : _("Classification head"));
   vl_task_view_show_for (self->confusion_frame, task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
-                      reg ? "Per-target error" : "Per-class accuracy");
+                      reg ? _("Per-target error") : _("Per-class accuracy"));
   gtk_label_set_text (GTK_LABEL (self->eval_caption),
                       reg ? "Predicted against true values of the validation split after the "
                             "last epoch; points on the dashed line are exact. Point at one to "
@@ -482,10 +483,10 @@ vl_window_show_probes (VlWindow *self)
       gtk_widget_add_css_class (b, "vl-probe-file");
       g_autofree char *base = g_path_get_basename (pf->path);
       g_autofree char *tip = pf->is_sample
-        ? g_strdup_printf ("Shipped sample %s: shown while no dataset is open (drop an image on "
-                           "the window to use your own)", base)
-        : g_strdup_printf ("Probe image %s (drop another image on the window, or Open Probe "
-                           "Image…, to replace it)", base);
+        ? g_strdup_printf (_("Shipped sample %s: shown while no dataset is open (drop an image "
+                             "on the window to use your own)"), base)
+        : g_strdup_printf (_("Probe image %s (drop another image on the window, or Open Probe "
+                             "Image…, to replace it)"), base);
       gtk_widget_set_tooltip_text (b, tip);
       group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
@@ -498,7 +499,8 @@ vl_window_show_probes (VlWindow *self)
       GtkWidget *b = probe_button (self->probe_images[i]);
       const char *cls = self->data && self->probe_labels
                       ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
-      g_autofree char *tip = g_strdup_printf ("Probe %d: %s (%s)", i + 1, self->probe_names[i], cls);
+      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probe_names[i],
+                                              cls);
       gtk_widget_set_tooltip_text (b, tip);
       g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
       if (group)
@@ -681,7 +683,8 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
-      g_autofree char *status = g_strdup_printf ("Epoch %d/%d · batch %d/%d · loss %.4f · lr %.2e",
+      g_autofree char *status = g_strdup_printf (_("Epoch %d/%d · batch %d/%d · loss %.4f · "
+                                                   "lr %.2e"),
                                                  ev->epoch + 1, self->epochs_total, ev->batch,
                                                  ev->n_batches, pt->loss, pt->lr);
       vl_window_set_status (self, status);
@@ -773,8 +776,8 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
         break;
       }
     case VL_TRAIN_END_FAILED:
-      set_idle_status (self, "Training failed");
-      vl_window_show_error (self, "Training failed: %s",
+      set_idle_status (self, _("Training failed"));
+      vl_window_show_error (self, _("Training failed: %s"),
                             ev->error ? ev->error->message : "unknown error");
       break;
     }
@@ -807,7 +810,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       vl_loss_chart_set_total_steps (VL_LOSS_CHART (self->chart), ev->total_steps);
       vl_window_show_skipped (self, ev->skipped);
       {
-        g_autofree char *t = g_strdup_printf ("Training on %d images, validating on %d…",
+        g_autofree char *t = g_strdup_printf (_("Training on %d images, validating on %d…"),
                                               ev->n_train, ev->n_val);
         vl_window_set_status (self, t);
       }
@@ -897,7 +900,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
     {
       if (self->run_dir == NULL || !vl_train_config_load (&cfg, self->run_dir, &error))
         {
-          vl_window_show_error (self, "Cannot resume: %s",
+          vl_window_show_error (self, _("Cannot resume: %s"),
                                 error ? error->message : "no run folder");
           return;
         }
@@ -917,7 +920,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   /* the new run replaces the previous one (its folder keeps its model) */
   if (!vl_run_controller_start (self->run, &cfg, &error))
     {
-      vl_window_show_error (self, "Cannot start training: %s", error->message);
+      vl_window_show_error (self, _("Cannot start training: %s"), error->message);
       vl_train_config_clear (&cfg);
       return;
     }
@@ -1138,7 +1141,7 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       g_clear_object (&self->predict_cancel);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        vl_window_show_error (self, "Predictions of the trained model: %s", error->message);
+        vl_window_show_error (self, _("Predictions of the trained model: %s"), error->message);
       return;
     }
   g_clear_object (&self->predict_cancel);
@@ -1264,7 +1267,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   gtk_window_set_transient_for (GTK_WINDOW (dialog), GTK_WINDOW (self));
   gtk_window_set_destroy_with_parent (GTK_WINDOW (dialog), TRUE);
   gtk_window_set_default_size (GTK_WINDOW (dialog), 820, 600);
-  g_autofree char *title = g_strdup_printf ("True %s · predicted %s",
+  g_autofree char *title = g_strdup_printf (_("True %s · predicted %s"),
                                             vl_dataset_class_name (ds, true_class),
                                             vl_dataset_class_name (ds, predicted_class));
   gtk_window_set_title (GTK_WINDOW (dialog), title);
@@ -1468,7 +1471,7 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
     vl_window_show_info (self, "Exported the fine-tuned model to %s (timm layout: "
                          "model.safetensors and config.json)", j->dir);
   else
-    vl_window_show_error (self, "Export failed: %s", error->message);
+    vl_window_show_error (self, _("Export failed: %s"), error->message);
   vl_window_update_actions (self);
 }
 
@@ -1639,7 +1642,7 @@ copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
       vl_window_show_info (self, "Saved the run to %s", j->dest);
     }
   else
-    vl_window_show_error (self, "Saving the run failed: %s", error->message);
+    vl_window_show_error (self, _("Saving the run failed: %s"), error->message);
   vl_window_update_actions (self);
 }
 
@@ -1765,7 +1768,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->opening_run = FALSE;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      vl_window_show_error (self, "Could not open the run: %s", error->message);
+      vl_window_show_error (self, _("Could not open the run: %s"), error->message);
       vl_window_update_actions (self);
       return;
     }
@@ -1820,9 +1823,10 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   for (guint i = 0; i < j->epochs->len; i++)
     show_epoch (self, g_ptr_array_index (j->epochs, i), self->class_names);
-  g_autofree char *status = g_strdup_printf ("Opened run %s: %u of %d epochs%s", base,
+  g_autofree char *status = g_strdup_printf (_("Opened run %s: %u of %d epochs%s"), base,
                                              j->epochs->len, c->epochs,
-                                             self->run_resumable ? " (Resume continues it)" : "");
+                                             self->run_resumable ? _(" (Resume continues it)")
+                                                                 : "");
   set_idle_status (self, status);
   maybe_predict (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file beside the run's model */

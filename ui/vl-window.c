@@ -662,7 +662,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
   g_autofree char *path = g_file_get_path (file);
   if (path == NULL)
     {
-      vl_window_show_error (self, "Only local files and folders can be opened");
+      vl_window_show_error (self, _("Only local files and folders can be opened"));
       return FALSE;
     }
   /* an image becomes the attention probe (also during a run: the trainer then runs it with
@@ -675,7 +675,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
     }
   if (vl_window_is_running (self))
     {
-      vl_window_show_error (self, "Stop training before opening another backbone or dataset");
+      vl_window_show_error (self, _("Stop training before opening another backbone or dataset"));
       return FALSE;
     }
   g_autofree char *run_json = g_build_filename (path, "run.json", NULL);
@@ -687,8 +687,8 @@ vl_window_drop_files (VlWindow *self, GSList *files)
     vl_window_open_data (self, path);
   else
     {
-      vl_window_show_error (self, "%s: not a checkpoint (.safetensors), an image folder, a run "
-                            "folder or an image", path);
+      vl_window_show_error (self, _("%s: not a checkpoint (.safetensors), an image folder, a run "
+                            "folder or an image"), path);
       return FALSE;
     }
   return TRUE;
