@@ -128,7 +128,8 @@ show_step (Progress *p, const VlTrainEvent *ev)
       for (int i = 0; i < width; i++)
         bar[i] = i < fill ? '#' : '-';
       bar[width] = '\0';
-      g_printerr (_("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s"),
+      g_printerr ("\r\033[K");   /* back to the start of the line, which is cleared */
+      g_printerr (_("epoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s"),
                   ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
                   ev->images_per_s, eta);
       p->bar_shown = TRUE;

@@ -363,8 +363,8 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
                                         100 * vl_embedding_view_get_explained (
                                           VL_EMBEDDING_VIEW (self->views[1]), 1));
   gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]),
-                      self->same_features ? "The run trained the head alone: these are the "
-                                            "pretrained features" : t);
+                      self->same_features ? _("The run trained the head alone: these are the "
+                                              "pretrained features") : t);
   g_signal_emit (self, signals[SIGNAL_FINETUNED_READY], 0);
 }
 

@@ -287,8 +287,9 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
       self->accuracy = j->acc;
       if (isnan (j->acc))
         {
-          set_text (self, "k-NN: the dataset has no classes", "Its features are on the embedding "
-                    "map; the k-NN probe needs two classes or more.");
+          set_text (self, _("k-NN: the dataset has no classes"),
+                    _("Its features are on the embedding map; the k-NN probe needs two classes "
+                      "or more."));
           set_busy (self, FALSE);
           gtk_widget_set_sensitive (self->layers_button, FALSE);
           g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ACCURACY]);
@@ -348,12 +349,12 @@ start_job (VlKnnPanel *self, JobKind kind)
   j->progress->cancel = g_object_ref (self->cancel);
   self->started_us = g_get_monotonic_time ();
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
-  gtk_label_set_text (GTK_LABEL (self->eta_label), kind == JOB_FINAL ? "Loading the backbone…"
-                                                   : "Every block's features…");
+  gtk_label_set_text (GTK_LABEL (self->eta_label), kind == JOB_FINAL ? _("Loading the backbone…")
+                                                   : _("Every block's features…"));
   set_busy (self, TRUE);
   self->reveal_id = g_timeout_add (1000, reveal_progress, self);
   if (kind == JOB_FINAL)
-    set_text (self, "k-NN on these features: computing…", NULL);
+    set_text (self, _("k-NN on these features: computing…"), NULL);
   g_autoptr(GTask) task = g_task_new (self, self->cancel, job_done, NULL);
   g_task_set_task_data (task, j, job_free);
   g_task_run_in_thread (task, job_thread);

@@ -781,12 +781,12 @@ paint_strip (const Paint *c)
                         L.strip.y + L.strip.h, 1.0, 1.0);
         }
       else
-        vl_draw_text (cr, tiny, "‖grad‖", L.strip.x - 4, L.strip.y + L.strip.h / 2, 1.0, 0.5);
+        vl_draw_text (cr, tiny, _("‖grad‖"), L.strip.x - 4, L.strip.y + L.strip.h / 2, 1.0, 0.5);
       if (L.strip.h >= 2 * th)
         {
           cairo_save (cr);
           cairo_translate (cr, L.strip.x + L.strip.w + 4, L.strip.y + L.strip.h / 2);
-          vl_draw_text (cr, tiny, "‖grad‖", 0, 0, 0.0, 0.5);
+          vl_draw_text (cr, tiny, _("‖grad‖"), 0, 0, 0.0, 0.5);
           cairo_restore (cr);
         }
     }
@@ -883,7 +883,7 @@ paint_legend (const Paint *c)
     {
       g_autoptr(PangoLayout) big = vl_draw_layout (cr, GTK_WIDGET (self), 1.0);
       vl_draw_set_source (cr, fg, 0.45);
-      vl_draw_text (cr, big, "No training steps yet", S.px + S.pw / 2, S.py + S.ph / 2,
+      vl_draw_text (cr, big, _("No training steps yet"), S.px + S.pw / 2, S.py + S.ph / 2,
                     0.5, 0.5);
     }
 

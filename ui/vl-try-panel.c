@@ -756,7 +756,7 @@ choose (VlTryPanel *self, gboolean folder)
     gtk_file_chooser_native_new (folder ? "Try a Folder of Images" : "Try Images",
                                  GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
                                  folder ? GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER
-                                        : GTK_FILE_CHOOSER_ACTION_OPEN, "_Open", "_Cancel");
+                                        : GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"), _("_Cancel"));
   gtk_file_chooser_set_select_multiple (GTK_FILE_CHOOSER (d), TRUE);
   if (!folder)
     {
@@ -812,9 +812,9 @@ export_clicked (VlTryPanel *self)
 {
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
   GtkFileChooserNative *d =
-    gtk_file_chooser_native_new ("Export Predictions", GTK_IS_WINDOW (root) ? GTK_WINDOW (root)
+    gtk_file_chooser_native_new (_("Export Predictions"), GTK_IS_WINDOW (root) ? GTK_WINDOW (root)
                                                                              : NULL,
-                                 GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "_Cancel");
+                                 GTK_FILE_CHOOSER_ACTION_SAVE, _("_Export"), _("_Cancel"));
   gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (d), "predictions.csv");
   g_signal_connect (d, "response", G_CALLBACK (export_chosen), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (d));
@@ -912,17 +912,19 @@ vl_try_panel_init (VlTryPanel *self)
   gtk_widget_set_hexpand (self->model_label, TRUE);
   gtk_widget_add_css_class (self->model_label, "dim-label");
   gtk_box_append (GTK_BOX (bar), self->model_label);
-  self->open_button = button ("_Images…", "Run the trained model on images you choose (or drop "
-                                          "images and folders here)");
+  self->open_button = button (_("_Images…"), _("Run the trained model on images you choose "
+                                               "(or drop images and folders here)"));
   g_signal_connect_swapped (self->open_button, "clicked", G_CALLBACK (open_clicked), self);
   gtk_box_append (GTK_BOX (bar), self->open_button);
-  self->folder_button = button ("_Folder…", "Run the trained model on every image of a folder");
+  self->folder_button = button (_("_Folder…"),
+                                _("Run the trained model on every image of a folder"));
   g_signal_connect_swapped (self->folder_button, "clicked", G_CALLBACK (folder_clicked), self);
   gtk_box_append (GTK_BOX (bar), self->folder_button);
-  self->export_button = button ("_Export CSV…", "Every image's prediction as one CSV table");
+  self->export_button = button (_("_Export CSV…"),
+                                _("Every image's prediction as one CSV table"));
   g_signal_connect_swapped (self->export_button, "clicked", G_CALLBACK (export_clicked), self);
   gtk_box_append (GTK_BOX (bar), self->export_button);
-  self->clear_button = button ("C_lear", "Forget these images");
+  self->clear_button = button (_("C_lear"), _("Forget these images"));
   g_signal_connect_swapped (self->clear_button, "clicked", G_CALLBACK (vl_try_panel_clear), self);
   gtk_box_append (GTK_BOX (bar), self->clear_button);
   gtk_box_append (GTK_BOX (self), bar);

@@ -64,7 +64,7 @@ vl_window_refresh_recent (VlWindow *self)
     }
   if (recent[0] == NULL)
     {
-      g_autoptr(GMenuItem) item = g_menu_item_new ("No recent backbones", "win.nothing");
+      g_autoptr(GMenuItem) item = g_menu_item_new (_("No recent backbones"), "win.nothing");
       g_menu_append_item (self->recent_section, item);
     }
 }
@@ -236,15 +236,15 @@ static const char *
 group_tooltip (const char *name)
 {
   if (g_str_equal (name, "stem"))
-    return "Patch embedding, class token and position embedding: how pixels become tokens";
+    return _("Patch embedding, class token and position embedding: how pixels become tokens");
   if (g_str_equal (name, "head"))
-    return "The classifier: a new one is created for the dataset's classes";
+    return _("The classifier: a new one is created for the dataset's classes");
   if (g_str_has_prefix (name, "norm") || g_str_has_prefix (name, "fc_norm") ||
       g_str_has_suffix (name, "ln_post"))
-    return "The final LayerNorm on the token stream";
+    return _("The final LayerNorm on the token stream");
   if (g_str_equal (name, "proj"))
-    return "OpenCLIP's projection into the joint image-text space";
-  return "A transformer block: self-attention and MLP, each with its LayerNorm";
+    return _("OpenCLIP's projection into the joint image-text space");
+  return _("A transformer block: self-attention and MLP, each with its LayerNorm");
 }
 
 void

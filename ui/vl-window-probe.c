@@ -466,7 +466,7 @@ vl_window_choose_probe (VlWindow *self)
   gtk_file_filter_set_name (filter, "Images (PNG, JPEG, BMP, GIF, TGA, PNM, PSD, HDR)");
   for (int i = 0; vl_image_extensions[i]; i++)
     gtk_file_filter_add_suffix (filter, vl_image_extensions[i]);
-  vl_window_choose_file (self, "Open Probe Image", GTK_FILE_CHOOSER_ACTION_OPEN, "_Open",
+  vl_window_choose_file (self, _("Open Probe Image"), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"),
                          "probe-folder", filter, probe_chosen);
   g_object_unref (filter);
 }

@@ -246,12 +246,12 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
                       reg ? _("Per-target error") : _("Per-class accuracy"));
   gtk_label_set_text (GTK_LABEL (self->eval_caption),
-                      reg ? "Predicted against true values of the validation split after the "
-                            "last epoch; points on the dashed line are exact. Point at one to "
-                            "see its image."
-                          : "Confusion matrix of the validation split after the last epoch "
-                            "(rows: true class, columns: predicted). Click a cell to see its "
-                            "images.");
+                      reg ? _("Predicted against true values of the validation split after the "
+                              "last epoch; points on the dashed line are exact. Point at one to "
+                              "see its image.")
+                          : _("Confusion matrix of the validation split after the last epoch "
+                              "(rows: true class, columns: predicted). Click a cell to see its "
+                              "images."));
   gtk_label_set_text (GTK_LABEL (self->stat_acc_title), reg ? "R² · MAE" : _("Accuracy"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
@@ -955,7 +955,8 @@ vl_window_start_training (VlWindow *self, gboolean resume)
       self->n_epochs_done = 0;
     }
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
-  vl_window_set_status (self, resume ? "Resuming the run…" : "Loading the model and the data…");
+  vl_window_set_status (self, resume ? _("Resuming the run…")
+                                     : _("Loading the model and the data…"));
   gtk_widget_set_visible (self->message_label, FALSE);
   vl_train_config_clear (&cfg);
   vl_window_update_actions (self);
@@ -1234,8 +1235,8 @@ on_gallery_activated (GtkFlowBox *flow, GtkFlowBoxChild *child, VlWindow *self)
     return;
   if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
     {
-      vl_window_show_info (self, "%s is not a file of its own (it is inside the dataset's "
-                           "archive), so it cannot be opened as the attention probe", path);
+      vl_window_show_info (self, _("%s is not a file of its own (it is inside the dataset's "
+                           "archive), so it cannot be opened as the attention probe"), path);
       return;
     }
   vl_window_open_probe (self, path);
@@ -1249,8 +1250,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   if (self->predictions.n == 0 || self->pred_data == NULL)
     {
       vl_window_show_info (self, self->predict_cancel
-                           ? "Working out each image's prediction; try again in a moment."
-                           : "The gallery needs a trained model and its dataset.");
+                           ? _("Working out each image's prediction; try again in a moment.")
+                           : _("The gallery needs a trained model and its dataset."));
       return;
     }
   VlDataset *ds = self->pred_data->ds;
@@ -1460,16 +1461,16 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   ExportJob *j = g_task_get_task_data (G_TASK (result));
   self->exporting = FALSE;
   if (g_task_propagate_boolean (G_TASK (result), &error) && j->recipe)
-    vl_window_show_info (self, "Exported the run's recipe to %s: train.py for python3 or "
-                         "torchrun, run.json, backbone/ and README.md with the commands%s%s",
-                         j->dir, j->note ? ". Note: " : "", j->note ? j->note : "");
+    vl_window_show_info (self, _("Exported the run's recipe to %s: train.py for python3 or "
+                         "torchrun, run.json, backbone/ and README.md with the commands%s%s"),
+                         j->dir, j->note ? _(". Note: ") : "", j->note ? j->note : "");
   else if (error == NULL && j->onnx)
-    vl_window_show_info (self, "Exported the fine-tuned model to %s (ONNX, opset 17: "
-                         "pixel_values in, %s and features out)", j->dir,
+    vl_window_show_info (self, _("Exported the fine-tuned model to %s (ONNX, opset 17: "
+                                 "pixel_values in, %s and features out)"), j->dir,
                          j->task == VL_TASK_REGRESS ? "values" : "logits");
   else if (error == NULL)
-    vl_window_show_info (self, "Exported the fine-tuned model to %s (timm layout: "
-                         "model.safetensors and config.json)", j->dir);
+    vl_window_show_info (self, _("Exported the fine-tuned model to %s (timm layout: "
+                                 "model.safetensors and config.json)"), j->dir);
   else
     vl_window_show_error (self, _("Export failed: %s"), error->message);
   vl_window_update_actions (self);
@@ -1531,8 +1532,8 @@ vl_window_export (VlWindow *self)
       export_to (self, dir, FALSE, FALSE);
       return;
     }
-  vl_window_choose_file (self, "Export Fine-Tuned Model (choose or create a folder)",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
+  vl_window_choose_file (self, _("Export Fine-Tuned Model (choose or create a folder)"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Export"), "export-folder", NULL,
                          export_chosen);
 }
 
@@ -1550,8 +1551,8 @@ vl_window_export_onnx (VlWindow *self)
   GtkFileFilter *filter = gtk_file_filter_new ();
   gtk_file_filter_set_name (filter, "ONNX models");
   gtk_file_filter_add_pattern (filter, "*.onnx");
-  vl_window_choose_file (self, "Export Fine-Tuned Model as ONNX (a .onnx file)",
-                         GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "export-folder", filter,
+  vl_window_choose_file (self, _("Export Fine-Tuned Model as ONNX (a .onnx file)"),
+                         GTK_FILE_CHOOSER_ACTION_SAVE, _("_Export"), "export-folder", filter,
                          export_onnx_chosen);
   g_object_unref (filter);
 }
@@ -1568,8 +1569,8 @@ vl_window_export_recipe (VlWindow *self)
       export_to (self, dir, FALSE, TRUE);
       return;
     }
-  vl_window_choose_file (self, "Export the Recipe for PyTorch (choose or create a folder)",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
+  vl_window_choose_file (self, _("Export the Recipe for PyTorch (choose or create a folder)"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Export"), "export-folder", NULL,
                          export_recipe_chosen);
 }
 
@@ -1639,7 +1640,7 @@ copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
       g_free (self->run_dir);
       self->run_dir = g_strdup (j->dest);
       gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
-      vl_window_show_info (self, "Saved the run to %s", j->dest);
+      vl_window_show_info (self, _("Saved the run to %s"), j->dest);
     }
   else
     vl_window_show_error (self, _("Saving the run failed: %s"), error->message);
@@ -1668,8 +1669,8 @@ vl_window_save_run (VlWindow *self)
 {
   if (self->run_dir == NULL || vl_window_is_running (self) || self->saving)
     return;
-  vl_window_choose_file (self, "Save Run Into Folder", GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
-                         "_Save", "run-folder", NULL, save_chosen);
+  vl_window_choose_file (self, _("Save Run Into Folder"), GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+                         _("_Save"), "run-folder", NULL, save_chosen);
 }
 
 /* ------------------------------------------------------------------ open a run */

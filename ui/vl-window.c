@@ -363,7 +363,7 @@ vl_window_choose_file (VlWindow *self, const char *title, GtkFileChooserAction a
                        void (*done) (VlWindow *self, GFile *file))
 {
   GtkFileChooserNative *native = gtk_file_chooser_native_new (title, GTK_WINDOW (self), action,
-                                                              accept, "_Cancel");
+                                                              accept, _("_Cancel"));
   gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (native), TRUE);
   if (filter)
     gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (native), filter);
@@ -417,7 +417,7 @@ action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
   GtkFileFilter *filter = gtk_file_filter_new ();
   gtk_file_filter_set_name (filter, "Checkpoints (.safetensors)");
   gtk_file_filter_add_pattern (filter, "*.safetensors");
-  vl_window_choose_file (self, "Open Backbone", GTK_FILE_CHOOSER_ACTION_OPEN, "_Open",
+  vl_window_choose_file (self, _("Open Backbone"), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"),
                          "backbone-folder", filter, backbone_chosen);
   g_object_unref (filter);
 }
@@ -425,8 +425,8 @@ action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
 static void
 action_open_backbone_folder (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_choose_file (VL_WINDOW (widget), "Open Backbone Folder",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "backbone-folder", NULL,
+  vl_window_choose_file (VL_WINDOW (widget), _("Open Backbone Folder"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), "backbone-folder", NULL,
                          backbone_chosen);
 }
 
@@ -439,8 +439,8 @@ action_load_backbone (GtkWidget *widget, const char *name, GVariant *param)
 static void
 action_open_data (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_choose_file (VL_WINDOW (widget), "Open Image Folder",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "data-folder", NULL,
+  vl_window_choose_file (VL_WINDOW (widget), _("Open Image Folder"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), "data-folder", NULL,
                          data_chosen);
 }
 
@@ -473,8 +473,8 @@ action_open_probe (GtkWidget *widget, const char *name, GVariant *param)
 static void
 action_open_run (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_choose_file (VL_WINDOW (widget), "Open Run Folder",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "run-folder", NULL,
+  vl_window_choose_file (VL_WINDOW (widget), _("Open Run Folder"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), "run-folder", NULL,
                          run_chosen);
 }
 
@@ -576,10 +576,10 @@ request_head (VlWindow *self, const char *head)
     {
       /* the trained head would be lost: ask first (the radio stays until then) */
       g_object_set_data_full (G_OBJECT (self), "pending-head", g_strdup (head), g_free);
-      vl_window_confirm (self, &self->head_dialog, "Discard the trained head?",
-                         "A new head starts from fresh random weights. The run folder keeps the "
-                         "trained model; export it first to use it elsewhere.",
-                         "_Discard", head_confirmed);
+      vl_window_confirm (self, &self->head_dialog, _("Discard the trained head?"),
+                         _("A new head starts from fresh random weights. The run folder keeps the "
+                           "trained model; export it first to use it elsewhere."),
+                         _("_Discard"), head_confirmed);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEAD]);
       return;
     }
@@ -688,7 +688,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
   else
     {
       vl_window_show_error (self, _("%s: not a checkpoint (.safetensors), an image folder, a run "
-                            "folder or an image"), path);
+                                    "folder or an image"), path);
       return FALSE;
     }
   return TRUE;
@@ -743,10 +743,10 @@ vl_window_close_request (GtkWindow *window)
     {
       if (self->close_after_stop)
         return TRUE;   /* already stopping */
-      vl_window_confirm (self, &self->close_dialog, "Stop training and close?",
-                         "The run stops at the next batch and its folder keeps a checkpoint of "
-                         "the exact position: open the run and press Resume to continue later.",
-                         "_Stop and Close", close_confirmed);
+      vl_window_confirm (self, &self->close_dialog, _("Stop training and close?"),
+                         _("The run stops at the next batch and its folder keeps a checkpoint of "
+                           "the exact position: open the run and press Resume to continue later."),
+                         _("_Stop and Close"), close_confirmed);
       return TRUE;
     }
   return GTK_WINDOW_CLASS (vl_window_parent_class)->close_request (window);
