@@ -265,8 +265,8 @@ progress_idle (gpointer user_data)
   g_autoptr(VlEmbeddingPanel) self = g_weak_ref_get (&pr->panel);
   if (self == NULL || self->cancel != pr->cancel)
     return G_SOURCE_REMOVE;   /* stale */
-  g_autofree char *t = g_strdup_printf ("Features of the fine-tuned model: %" G_GINT64_FORMAT
-                                        " of %" G_GINT64_FORMAT " images…", done, total);
+  g_autofree char *t = g_strdup_printf (_("Features of the fine-tuned model: %lld of %lld "
+                                          "images…"), (long long) done, (long long) total);
   gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]), t);
   return G_SOURCE_REMOVE;
 }
@@ -344,7 +344,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      g_autofree char *t = g_strdup_printf ("Features of the fine-tuned model: %s",
+      g_autofree char *t = g_strdup_printf (_("Features of the fine-tuned model: %s"),
                                             error->message);
       gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]), t);
       return;

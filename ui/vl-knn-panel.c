@@ -97,8 +97,8 @@ progress_idle (gpointer user_data)
   double elapsed = (g_get_monotonic_time () - self->started_us) / 1e6;
   char eta[64];
   format_eta (eta, sizeof eta, done > 0 ? elapsed * (double) (total - done) / (double) done : NAN);
-  g_autofree char *t = g_strdup_printf ("Features of %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                                        " images · %s", done, total, eta);
+  g_autofree char *t = g_strdup_printf (_("Features of %lld of %lld images · %s"),
+                                        (long long) done, (long long) total, eta);
   gtk_label_set_text (GTK_LABEL (self->eta_label), t);
   return G_SOURCE_REMOVE;
 }

@@ -347,10 +347,10 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
                                           "explains (1: every value exact)"));
       gtk_box_append (GTK_BOX (self->class_acc_box), bar);
     }
-  g_autofree char *summary = g_strdup_printf ("Epoch %d · %" G_GINT64_FORMAT " validation images "
-                                              "· MAE %.4g · RMSE %.4g · R² %.3f · loss %.4f",
-                                              m->epoch + 1, r->n, r->mae_mean, r->rmse_mean,
-                                              r->r2_mean, r->loss);
+  g_autofree char *summary = g_strdup_printf (_("Epoch %d · %lld validation images · MAE %.4g "
+                                                "· RMSE %.4g · R² %.3f · loss %.4f"),
+                                              m->epoch + 1, (long long) r->n, r->mae_mean,
+                                              r->rmse_mean, r->r2_mean, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
@@ -574,8 +574,8 @@ show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
   g_autofree char *top5 = format_pct (r->top5);
   g_autofree char *with_top5 = isfinite (r->top5) && r->n_classes > 5
                                  ? g_strdup_printf (" · top-5 %s", top5) : g_strdup ("");
-  g_autofree char *summary = g_strdup_printf ("Top-1 %s (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                                              ")%s · loss %.4f", top1, correct, r->n,
+  g_autofree char *summary = g_strdup_printf (_("Top-1 %s (%lld of %lld)%s · loss %.4f"), top1,
+                                              (long long) correct, (long long) r->n,
                                               with_top5, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
@@ -616,8 +616,8 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   const VlEvalResult *r = &m->val;
   vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,
                                 (const char *const *) names);
-  g_autofree char *title = g_strdup_printf ("Epoch %d · validation · %" G_GINT64_FORMAT " images",
-                                            m->epoch + 1, r->n);
+  g_autofree char *title = g_strdup_printf (_("Epoch %d · validation · %lld images"),
+                                            m->epoch + 1, (long long) r->n);
   vl_confusion_view_set_title (VL_CONFUSION_VIEW (self->confusion), title);
   g_free (self->confusion_counts);
   self->confusion_counts = g_memdup2 (r->confusion, sizeof (int64_t) * r->n_classes * r->n_classes);
@@ -769,9 +769,9 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
       }
     case VL_TRAIN_END_STOPPED:
       {
-        g_autofree char *t = g_strdup_printf ("Stopped at epoch %d, step %" G_GINT64_FORMAT
-                                              "; the run folder keeps this position (Resume "
-                                              "continues it)", ev->epoch + 1, ev->step);
+        g_autofree char *t = g_strdup_printf (_("Stopped at epoch %d, step %lld; the run folder "
+                                                "keeps this position (Resume continues it)"),
+                                              ev->epoch + 1, (long long) ev->step);
         set_idle_status (self, t);
         break;
       }
