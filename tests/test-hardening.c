@@ -503,6 +503,12 @@ test_image_tga_bomb (void)
   /* run-length encoded: at most 128 pixels a packet */
   tga[2] = 10;
   assert_image_refused (dir, "bomb-rle.tga", tga, sizeof tga, 3, "9000x9000", "bytes");
+  /* cut inside the header (fuzz-image, corpus/image/tga-short-header-c0): 17 bytes declaring
+   * 4112x5136 at 16 bits, which stb decoded from zeros in seconds */
+  static const uint8_t short_tga[17] = { 0, 0, 2, 2, 8, 0x36, 1, 0x10, 0x63, 0, 0, 0,
+                                         0x10, 0x10, 0x10, 0x14, 0x10 };
+  assert_image_refused (dir, "short.tga", short_tga, sizeof short_tga, 0, "4112x5136",
+                        "bytes");
   /* above the pixel limit */
   put_le16 (tga + 12, 60000);
   put_le16 (tga + 14, 60000);
