@@ -2,6 +2,7 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
+UBSAN_BUILD ?= build-ubsan
 INSTALL_BUILD ?= build-install
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -24,6 +25,13 @@ $(ASAN_BUILD)/build.ninja:
 $(TSAN_BUILD)/build.ninja:
 	meson setup $(TSAN_BUILD) --buildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false
 
+# clang's UBSan, which checks what GCC's does not (float-cast-overflow, pointer-overflow); any
+# finding stops the test. -O1: fast to build, not too slow to run.
+UBSAN_FLAGS = -fsanitize=undefined,float-cast-overflow,pointer-overflow -fno-sanitize-recover=all
+$(UBSAN_BUILD)/build.ninja:
+	CC=clang meson setup $(UBSAN_BUILD) --buildtype=debug -Db_lundef=false \
+	    -Dc_args='-O1 $(UBSAN_FLAGS)' -Dc_link_args='$(UBSAN_FLAGS)'
+
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
@@ -33,23 +41,31 @@ build: deps $(BUILD)/build.ninja
 DEMO_BACKBONE = data/backbones/vitlab-fmnist-tiny
 DEMO_DATA = fashion-mnist:classes=5-9,per-class=100
 
+# Without a session bus (a console, ssh, a container) the app runs inside dbus-run-session, so
+# that dconf can save its settings.
 run: build
-	GSETTINGS_SCHEMA_DIR=$(abspath $(BUILD))/data $(BUILD)/app/vitlab \
+	GSETTINGS_SCHEMA_DIR=$(abspath $(BUILD))/data \
+	    $(if $(DBUS_SESSION_BUS_ADDRESS),,dbus-run-session --) $(BUILD)/app/vitlab \
 	    --backbone $(DEMO_BACKBONE) --data $(DEMO_DATA) --preset progressive --epochs 12
 
-# The whole suite; then the engine and CLI tests once more under AddressSanitizer and UBSan, and
-# the threaded parts (pool, loader, trainer) under ThreadSanitizer. scripts/test-summary.py
-# prints the closing "N passed, N failed" line over all three runs.
+# The whole suite; then the engine and CLI tests and the fuzz corpus replay (tests/fuzz/corpus
+# through every harness) once more under AddressSanitizer and UBSan, the same under clang's
+# UBSan, and the threaded parts (pool, loader, trainer) under ThreadSanitizer.
+# scripts/test-summary.py prints the closing "N passed, N failed" line over all four runs.
 TSAN_TESTS = kernels dataset trainer
 
-test: build $(ASAN_BUILD)/build.ninja $(TSAN_BUILD)/build.ninja
+test: build $(ASAN_BUILD)/build.ninja $(TSAN_BUILD)/build.ninja $(UBSAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ninja -C $(TSAN_BUILD) app/vitlab-cli $(foreach t,$(TSAN_TESTS),tests/test-$(t))
+	ninja -C $(UBSAN_BUILD)
 	-xvfb-run -a -s '-screen 0 1600x1000x24' meson test -C $(BUILD) --print-errorlogs --num-processes 1
-	-meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli
+	-meson test -C $(ASAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli \
+	    --suite fuzz
+	-meson test -C $(UBSAN_BUILD) --print-errorlogs --num-processes 1 --suite engine --suite cli \
+	    --suite fuzz
 	-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 meson test -C $(TSAN_BUILD) \
 	    --no-rebuild --print-errorlogs --num-processes 1 $(TSAN_TESTS)
-	@python3 scripts/test-summary.py $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	@python3 scripts/test-summary.py $(BUILD) $(ASAN_BUILD) $(UBSAN_BUILD) $(TSAN_BUILD)
 
 test-fast: build
 	meson test -C $(BUILD) --print-errorlogs
@@ -60,7 +76,7 @@ bench: build
 	/usr/bin/python3 bench/run.py --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) --out docs/BENCHMARKS.md
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(INSTALL_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) $(UBSAN_BUILD) $(INSTALL_BUILD) $(FUZZ_BUILD)
 
 # `make install PREFIX=$$HOME/.local`: a build of its own configured for that prefix, then meson
 # install (binaries, the shipped backbone and samples under PREFIX/share/vitlab, the GSettings
@@ -103,7 +119,7 @@ interop: build
 FUZZERS = safetensors config image cifar runjson
 
 $(FUZZ_BUILD)/build.ninja:
-	@VITLAB_FUZZ=1 scripts/install-deps.sh
+	@scripts/install-deps.sh
 	CC=clang meson setup $(FUZZ_BUILD) --buildtype=debugoptimized -Dfuzzing=true \
 	    -Db_sanitize=address,undefined -Db_lundef=false
 

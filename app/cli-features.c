@@ -13,6 +13,7 @@
 #include "vl-eta.h"
 #include "vl-format.h"
 #include "cli-commands.h"
+#include "vl-i18n.h"
 
 #include "vl-features.h"
 #include "vl-probe.h"
@@ -36,7 +37,7 @@ usage_error (const char *command, const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_printerr ("vitlab-cli: %s: %s (see 'vitlab-cli %s --help')\n", command, msg, command);
+  g_printerr (_("vitlab-cli: %s: %s (see 'vitlab-cli %s --help')\n"), command, msg, command);
   return EXIT_USAGE;
 }
 
@@ -65,14 +66,14 @@ open_model_and_data (const char *command, const char *source, const char *data, 
     }
   else if (!g_file_test (source, G_FILE_TEST_EXISTS))
     {
-      g_printerr ("vitlab-cli: %s: no such run folder or checkpoint\n", source);
+      g_printerr (_("vitlab-cli: %s: no such run folder or checkpoint\n"), source);
       return (*status = EXIT_FAILURE), FALSE;
     }
   else
     {
       if (spec == NULL)
         {
-          *status = usage_error (command, "%s is not a run folder (no run.json): give --data",
+          *status = usage_error (command, _("%s is not a run folder (no run.json): give --data"),
                                  source);
           return FALSE;
         }
@@ -94,7 +95,7 @@ print_skipped (VlDataset *ds)
   g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
   if (skipped->len == 0)
     return;
-  g_printerr ("skipped %u file%s:\n", skipped->len, skipped->len == 1 ? "" : "s");
+  g_printerr (_("skipped %u file%s:\n"), skipped->len, skipped->len == 1 ? "" : "s");
   for (guint i = 0; i < skipped->len; i++)
     {
       VlSkipped *s = g_ptr_array_index (skipped, i);
@@ -154,13 +155,13 @@ parse_layer_pool (const char *command, VlModel *m, const char *layer, const char
   if (pool && (!vl_feature_pool_from_string (pool, &o->pool) ||
                (!allow_all && o->pool == VL_FEATURE_POOL_ALL)))
     {
-      *status = usage_error (command, "--pool %s: expected token, avg, max%s", pool,
+      *status = usage_error (command, _("--pool %s: expected token, avg, max%s"), pool,
                              allow_all ? " or all" : "");
       return FALSE;
     }
   if (!vl_feature_layer_from_string (layer, vl_model_geometry (m)->depth, &o->layer, &error))
     {
-      *status = usage_error (command, "--layer %s", error->message);
+      *status = usage_error (command, _("--layer %s"), error->message);
       return FALSE;
     }
   return TRUE;
@@ -182,16 +183,16 @@ cmd_features (int argc, char **argv)
   g_autofree char *data = NULL, *split = NULL, *layer = NULL, *pool = NULL, *out = NULL;
   int batch = 32;
   GOptionEntry entries[] = {
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "dataset (default: the run's)", "SPEC" },
-    { "split", 0, 0, G_OPTION_ARG_STRING, &split, "train, val or all (default)", "SPLIT" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, N_("dataset (default: the run's)"), "SPEC" },
+    { "split", 0, 0, G_OPTION_ARG_STRING, &split, N_("train, val or all (default)"), "SPLIT" },
     { "layer", 0, 0, G_OPTION_ARG_STRING, &layer,
-      "a block's output (0-based; negative from the end) or final (default)", "L" },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg, max or all", "POOL" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per forward (32)", "B" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, ".safetensors, .npy (+ .csv) or .csv", "FILE" },
+      N_("a block's output (0-based; negative from the end) or final (default)"), "L" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("token (default), avg, max or all"), "POOL" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("images per forward (32)"), "B" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, N_(".safetensors, .npy (+ .csv) or .csv"), "FILE" },
     { NULL },
   };
-  if (!cli_parse_options ("CKPT|RUN", "Writes the features of every image of a dataset split.",
+  if (!cli_parse_options ("CKPT|RUN", _("Writes the features of every image of a dataset split."),
                       entries, &argc, &argv, &error))
     {
       int rc = usage_error ("features", "%s", error->message);
@@ -199,21 +200,21 @@ cmd_features (int argc, char **argv)
       return rc;
     }
   if (argc != 2 || out == NULL)
-    return usage_error ("features", "needs one CKPT or RUN and --out FILE");
+    return usage_error ("features", _("needs one CKPT or RUN and --out FILE"));
   VlFeatureSplit which = VL_FEATURE_SPLIT_ALL;
   if (split && g_str_equal (split, "train"))
     which = VL_FEATURE_SPLIT_TRAIN;
   else if (split && g_str_equal (split, "val"))
     which = VL_FEATURE_SPLIT_VAL;
   else if (split && !g_str_equal (split, "all"))
-    return usage_error ("features", "--split %s: expected train, val or all", split);
+    return usage_error ("features", _("--split %s: expected train, val or all"), split);
   if (batch < 1 || batch > 4096)
-    return usage_error ("features", "--batch %d: expected 1 to 4096", batch);
+    return usage_error ("features", _("--batch %d: expected 1 to 4096"), batch);
   const char *lower = strrchr (out, '.');
   if (lower == NULL || (g_ascii_strcasecmp (lower, ".safetensors") != 0 &&
                         g_ascii_strcasecmp (lower, ".npy") != 0 &&
                         g_ascii_strcasecmp (lower, ".csv") != 0))
-    return usage_error ("features", "--out %s: the name must end in .safetensors, .npy or .csv",
+    return usage_error ("features", _("--out %s: the name must end in .safetensors, .npy or .csv"),
                         out);
 
   g_autoptr(VlModel) m = NULL;
@@ -325,8 +326,8 @@ run_probes (const VlFeatures *f, const ProbeArgs *a, double *knn_acc, double *lo
           print_score (title, &s, f->class_names);
         }
       if (lr->report.status != VL_LBFGS_CONVERGED && lr->report.status != VL_LBFGS_FLAT)
-        g_printerr ("vitlab-cli: warning: the logistic regression's L-BFGS stopped before "
-                    "converging (largest gradient entry %.3g)\n", lr->report.gmax);
+        g_printerr (_("vitlab-cli: warning: the logistic regression's L-BFGS stopped before "
+                      "converging (largest gradient entry %.3g)\n"), lr->report.gmax);
       *logreg_acc = s.acc;
       vl_probe_score_clear (&s);
       vl_logreg_sweep_result_clear (&r);
@@ -353,20 +354,21 @@ cmd_probe (int argc, char **argv)
   int k = 20, batch = 32;
   gint64 seed = 0;
   GOptionEntry entries[] = {
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "dataset (default: the run's)", "SPEC" },
-    { "method", 0, 0, G_OPTION_ARG_STRING, &method, "knn, logreg or both (default)", "M" },
-    { "k", 0, 0, G_OPTION_ARG_INT, &k, "neighbours of the k-NN (20)", "K" },
-    { "temperature", 0, 0, G_OPTION_ARG_STRING, &temp_s, "k-NN vote temperature (0.07)", "T" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, N_("dataset (default: the run's)"), "SPEC" },
+    { "method", 0, 0, G_OPTION_ARG_STRING, &method, N_("knn, logreg or both (default)"), "M" },
+    { "k", 0, 0, G_OPTION_ARG_INT, &k, N_("neighbours of the k-NN (20)"), "K" },
+    { "temperature", 0, 0, G_OPTION_ARG_STRING, &temp_s, N_("k-NN vote temperature (0.07)"), "T" },
     { "layer", 0, 0, G_OPTION_ARG_STRING, &layer,
-      "a block's output (0-based; negative from the end), final (default), or all: a table of "
-      "every block's", "L" },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
-    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "the logistic regression's hold-out draw (0)", "S" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "images per forward (32)", "B" },
+      N_("a block's output (0-based; negative from the end), final (default), or all: a table of "
+         "every block's"), "L" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("token (default), avg or max"), "POOL" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed,
+      N_("the logistic regression's hold-out draw (0)"), "S" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("images per forward (32)"), "B" },
     { NULL },
   };
-  if (!cli_parse_options ("CKPT|RUN", "k-NN and logistic-regression probes on frozen features: "
-                      "fitted on the train split, scored on the val split.", entries, &argc,
+  if (!cli_parse_options ("CKPT|RUN", _("k-NN and logistic-regression probes on frozen features: "
+                      "fitted on the train split, scored on the val split."), entries, &argc,
                       &argv, &error))
     {
       int rc = usage_error ("probe", "%s", error->message);
@@ -374,28 +376,28 @@ cmd_probe (int argc, char **argv)
       return rc;
     }
   if (argc != 2)
-    return usage_error ("probe", "needs one CKPT or RUN");
+    return usage_error ("probe", _("needs one CKPT or RUN"));
   gboolean knn = TRUE, logreg = TRUE;
   if (method && g_str_equal (method, "knn"))
     logreg = FALSE;
   else if (method && g_str_equal (method, "logreg"))
     knn = FALSE;
   else if (method && !g_str_equal (method, "both"))
-    return usage_error ("probe", "--method %s: expected knn, logreg or both", method);
+    return usage_error ("probe", _("--method %s: expected knn, logreg or both"), method);
   if (k < 1 || k > 100000)
-    return usage_error ("probe", "--k %d: expected 1 to 100000", k);
+    return usage_error ("probe", _("--k %d: expected 1 to 100000"), k);
   double temperature = 0.07;
   if (temp_s)
     {
       char *end = NULL;
       temperature = g_ascii_strtod (temp_s, &end);
       if (end == temp_s || *end != '\0' || !(temperature > 0) || !isfinite (temperature))
-        return usage_error ("probe", "--temperature %s: expected a positive number", temp_s);
+        return usage_error ("probe", _("--temperature %s: expected a positive number"), temp_s);
     }
   if (seed < 0)
     return usage_error ("probe", "--seed %" G_GINT64_FORMAT ": expected 0 or more", seed);
   if (batch < 1 || batch > 4096)
-    return usage_error ("probe", "--batch %d: expected 1 to 4096", batch);
+    return usage_error ("probe", _("--batch %d: expected 1 to 4096"), batch);
 
   g_autoptr(VlModel) m = NULL;
   g_autoptr(VlDataset) ds = NULL;

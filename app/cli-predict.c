@@ -9,6 +9,7 @@
  * the mask written and the share of each class's pixels. Detection runs write NAME.json and
  * NAME-boxes.png (cli-detect.c) and print the file, the JSON and each box. */
 #include "cli-commands.h"
+#include "vl-i18n.h"
 #include "vl-augment.h"
 #include "vl-conv.h"
 #include "vl-seg.h"
@@ -65,8 +66,8 @@ cli_parse_options (const char *param, const char *summary, GOptionEntry *entries
                    char ***argv, GError **error)
 {
   g_autoptr(GOptionContext) ctx = g_option_context_new (param);
-  g_option_context_set_summary (ctx, summary);
-  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_summary (ctx, _(summary));
+  g_option_context_add_main_entries (ctx, entries, GETTEXT_PACKAGE);
   return g_option_context_parse (ctx, argc, argv, error);
 }
 
@@ -129,7 +130,7 @@ predict_segment (const char *run, VlModel *m, char **files, int n_files, const c
     return cli_fail (error);
   if (g_mkdir_with_parents (out_dir, 0755) != 0)
     {
-      g_printerr ("vitlab-cli: %s: cannot create the folder: %s\n", out_dir, g_strerror (errno));
+      g_printerr (_("vitlab-cli: %s: cannot create the folder: %s\n"), out_dir, g_strerror (errno));
       return EXIT_FAILURE;
     }
   VlPreprocess pp;
@@ -160,7 +161,7 @@ predict_segment (const char *run, VlModel *m, char **files, int n_files, const c
       g_autofree float *up = g_try_new (float, (gsize) W * H * K);
       if (up == NULL)
         {
-          g_printerr ("vitlab-cli: %s: %dx%d is too large to segment here\n", files[i], W, H);
+          g_printerr (_("vitlab-cli: %s: %dx%d is too large to segment here\n"), files[i], W, H);
           failures++;
           continue;
         }
@@ -209,27 +210,27 @@ cmd_predict (int argc, char **argv)
   double score = 0.3;
   g_autofree char *out_dir = NULL;
   GOptionEntry entries[] = {
-    { "top", 0, 0, G_OPTION_ARG_INT, &top, "classification: print the top K classes (1)", "K" },
+    { "top", 0, 0, G_OPTION_ARG_INT, &top, N_("classification: print the top K classes (1)"), "K" },
     { "out", 0, 0, G_OPTION_ARG_FILENAME, &out_dir,
-      "segmentation: the folder for NAME.png and NAME-overlay.png; detection: for NAME.json "
-      "and NAME-boxes.png", "DIR" },
+      N_("segmentation: the folder for NAME.png and NAME-overlay.png; detection: for NAME.json "
+         "and NAME-boxes.png"), "DIR" },
     { "score", 0, 0, G_OPTION_ARG_DOUBLE, &score,
-      "detection: the lowest score of a box kept (0.3)", "S" },
+      N_("detection: the lowest score of a box kept (0.3)"), "S" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("RUNDIR IMAGE...");
-  g_option_context_set_summary (ctx, "Runs a trained model (a run folder) on images: the top "
-                                "classes, or the predicted values of a regression run.");
-  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_set_summary (ctx, _("Runs a trained model (a run folder) on images: the top "
+                                       "classes, or the predicted values of a regression run."));
+  g_option_context_add_main_entries (ctx, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     {
-      g_printerr ("vitlab-cli: predict: %s\n", error->message);
+      g_printerr (_("vitlab-cli: predict: %s\n"), error->message);
       g_error_free (error);
       return 2;
     }
   if (argc < 3 || top < 1)
     {
-      g_printerr ("vitlab-cli: predict needs a RUNDIR and at least one IMAGE (--top K >= 1)\n");
+      g_printerr (_("vitlab-cli: predict needs a RUNDIR and at least one IMAGE (--top K >= 1)\n"));
       return 2;
     }
   const char *run = argv[1];
@@ -247,9 +248,10 @@ cmd_predict (int argc, char **argv)
     {
       if (out_dir == NULL)
         {
-          g_printerr ("vitlab-cli: predict: a %s run needs --out DIR for its %s\n",
-                      task.kind == VL_TASK_DETECT ? "detection" : "segmentation",
-                      task.kind == VL_TASK_DETECT ? "boxes" : "masks");
+          g_printerr (task.kind == VL_TASK_DETECT
+                      ? _("vitlab-cli: predict: a detection run needs --out DIR for its boxes\n")
+                      : _("vitlab-cli: predict: a segmentation run needs --out DIR for its "
+                          "masks\n"));
           return 2;
         }
       g_auto(GStrv) classes = NULL;
@@ -283,7 +285,7 @@ cmd_predict (int argc, char **argv)
   const int K = vl_model_num_classes (m);
   if (K == 0 || (task.kind == VL_TASK_REGRESS && K != task.n_values))
     {
-      g_printerr ("vitlab-cli: %s: the model's head has %d outputs, the run %d targets\n", run,
+      g_printerr (_("vitlab-cli: %s: the model's head has %d outputs, the run %d targets\n"), run,
                   K, task.n_values);
       vl_run_task_clear (&task);
       return EXIT_FAILURE;

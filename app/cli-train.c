@@ -9,6 +9,7 @@
  * exact position, so --resume continues as if nothing happened. */
 #include "vl-format.h"
 #include "cli-commands.h"
+#include "vl-i18n.h"
 
 #include "vl-preset.h"
 #include "vl-trainer.h"
@@ -33,7 +34,7 @@ usage_error (const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_printerr ("vitlab-cli: %s (see 'vitlab-cli %s --help')\n", msg,
+  g_printerr (_("vitlab-cli: %s (see 'vitlab-cli %s --help')\n"), msg,
               strstr (msg, "eval") == msg ? "eval" : "train");
   return EXIT_USAGE;
 }
@@ -48,7 +49,7 @@ parse_number (const char *option, const char *s, double lo, double hi, double *o
   double v = g_ascii_strtod (s, &end);
   if (end == s || *end != '\0' || !isfinite (v) || v < lo || v > hi)
     {
-      usage_error ("%s %s: expected a number in [%g, %g]", option, s, lo, hi);
+      usage_error (_("%s %s: expected a number in [%g, %g]"), option, s, lo, hi);
       return FALSE;
     }
   *out = v;
@@ -100,7 +101,7 @@ print_skipped (char **skipped, const char *when)
   int n = skipped ? (int) g_strv_length (skipped) : 0;
   if (n == 0)
     return;
-  g_printerr ("%s %d file%s:\n", when, n, n == 1 ? "" : "s");
+  g_printerr (_("%s %d file%s:\n"), when, n, n == 1 ? "" : "s");
   for (int i = 0; i < n; i++)
     g_printerr ("  %s\n", skipped[i]);
 }
@@ -126,7 +127,8 @@ show_step (Progress *p, const VlTrainEvent *ev)
     {
       char bar[32];
       make_bar (bar, ev->batch, ev->n_batches);
-      g_printerr ("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s",
+      g_printerr ("\r\033[K");   /* back to the start of the line, which is cleared */
+      g_printerr (_("epoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s"),
                   ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
                   ev->images_per_s, eta);
       p->bar_shown = TRUE;
@@ -137,7 +139,7 @@ show_step (Progress *p, const VlTrainEvent *ev)
       if (now - p->last_plain < 10 * G_USEC_PER_SEC)
         return;
       p->last_plain = now;
-      g_printerr ("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n", ev->epoch + 1,
+      g_printerr (_("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n"), ev->epoch + 1,
                   p->epochs, ev->batch, ev->n_batches, pt->loss, pt->lr, ev->images_per_s, eta);
     }
 }
@@ -226,14 +228,14 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
           if (ev->task == VL_TASK_REGRESS)
             {
               g_autofree char *names = g_strjoinv (", ", ev->value_names);
-              g_printerr ("data: %d regression target%s (%s), %d training and %d validation "
-                          "images\n", ev->n_values, ev->n_values == 1 ? "" : "s", names,
+              g_printerr (_("data: %d regression target%s (%s), %d training and %d validation "
+                            "images\n"), ev->n_values, ev->n_values == 1 ? "" : "s", names,
                           ev->n_train, ev->n_val);
             }
           else
-            g_printerr ("data: %d classes, %d training and %d validation images\n",
+            g_printerr (_("data: %d classes, %d training and %d validation images\n"),
                         ev->n_classes, ev->n_train, ev->n_val);
-          print_skipped (ev->skipped, "skipped");
+          print_skipped (ev->skipped, _("skipped"));
           p->n_skipped = ev->skipped ? g_strv_length (ev->skipped) : 0;
           if (ev->start_epoch > 0 || ev->step > 0)
             g_printerr ("resuming at epoch %d, step %" G_GINT64_FORMAT "\n", ev->start_epoch + 1,
@@ -266,9 +268,9 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
               return TRUE;
             }
           if (ev->skipped && g_strv_length (ev->skipped) != p->n_skipped)
-            print_skipped (ev->skipped, "skipped (could not be used)");
+            print_skipped (ev->skipped, _("skipped (could not be used)"));
           else if (p->n_skipped)
-            g_printerr ("%u file%s skipped (listed above)\n", p->n_skipped,
+            g_printerr (_("%u file%s skipped (listed above)\n"), p->n_skipped,
                         p->n_skipped == 1 ? " was" : "s were");
           char took[32];
           vl_format_duration (took, sizeof took, (g_get_monotonic_time () - p->started) / 1e6);
@@ -280,8 +282,8 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
               *rc = EXIT_INTERRUPTED;
               return TRUE;
             }
-          g_printerr ("%s after %d epochs in %s; run folder %s\n",
-                      ev->end == VL_TRAIN_END_EARLY_STOPPED ? "stopped early" : "finished",
+          g_printerr (_("%s after %d epochs in %s; run folder %s\n"),
+                      ev->end == VL_TRAIN_END_EARLY_STOPPED ? _("stopped early") : _("finished"),
                       ev->epoch, took, cfg->out_dir);
           if (p->have_val && p->task == VL_TASK_REGRESS)
             g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
@@ -333,68 +335,68 @@ parse_train_args (TrainArgs *a, int *argc, char ***argv, GError **error)
                      .mlp_hidden = -1, .probe_every = -1, .img_size = -1, .seed = -1 };
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &a->task,
-      "classify (default), regress (targets.csv, fashion-mnist-rotate), segment (a Pascal "
+      N_("classify (default), regress (targets.csv, fashion-mnist-rotate), segment (a Pascal "
       "VOC folder, images/ + masks/, fashion-mnist-scenes) or detect (Pascal VOC XML, COCO "
-      "JSON, YOLO labels, fashion-mnist-scenes)", "TASK" },
+      "JSON, YOLO labels, fashion-mnist-scenes)"), "TASK" },
     { "seg-head", 0, 0, G_OPTION_ARG_STRING, &a->seg_head,
-      "segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)", "KIND" },
+      N_("segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)"), "KIND" },
     { "img-size", 0, 0, G_OPTION_ARG_INT, &a->img_size,
-      "segment, detect: input side, a multiple of the patch (the backbone's)", "N" },
-    { "loss", 0, 0, G_OPTION_ARG_STRING, &a->loss, "regression loss: mse (default) or smooth-l1",
+      N_("segment, detect: input side, a multiple of the patch (the backbone's)"), "N" },
+    { "loss", 0, 0, G_OPTION_ARG_STRING, &a->loss, N_("regression loss: mse (default) or smooth-l1"),
       "LOSS" },
-    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &a->backbone, "checkpoint to start from", "CKPT" },
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &a->backbone, N_("checkpoint to start from"), "CKPT" },
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &a->data,
-      "image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR",
+      N_("image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR"),
       "SPEC" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &a->out, "run folder (created)", "RUNDIR" },
-    { "head", 0, 0, G_OPTION_ARG_STRING, &a->head, "linear (default) or mlp", "KIND" },
-    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &a->mlp_hidden, "MLP head width (the backbone's)",
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &a->out, N_("run folder (created)"), "RUNDIR" },
+    { "head", 0, 0, G_OPTION_ARG_STRING, &a->head, N_("linear (default) or mlp"), "KIND" },
+    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &a->mlp_hidden, N_("MLP head width (the backbone's)"),
       "N" },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &a->pool, "token (default), avg or max", "POOL" },
-    { "unlock", 0, 0, G_OPTION_ARG_INT, &a->unlock, "train the last N layer groups (1: head)",
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &a->pool, N_("token (default), avg or max"), "POOL" },
+    { "unlock", 0, 0, G_OPTION_ARG_INT, &a->unlock, N_("train the last N layer groups (1: head)"),
       "N" },
     { "train-groups", 0, 0, G_OPTION_ARG_STRING, &a->train_groups,
-      "train these layer groups only, e.g. stem,head (blocks = every block)", "G1,G2" },
+      N_("train these layer groups only, e.g. stem,head (blocks = every block)"), "G1,G2" },
     { "stem", 0, 0, G_OPTION_ARG_STRING, &a->stem,
-      "replace the patch embedding with a new CNN stem: conv or mbconv", "KIND" },
+      N_("replace the patch embedding with a new CNN stem: conv or mbconv"), "KIND" },
     { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &a->schedule,
-      "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
-    { "epochs", 0, 0, G_OPTION_ARG_INT, &a->epochs, "epochs (10)", "E" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &a->batch, "batch size (32)", "B" },
-    { "lr", 0, 0, G_OPTION_ARG_STRING, &a->lr, "peak learning rate (1e-3)", "F" },
-    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &a->min_lr, "learning rate at the end (0)", "F" },
-    { "wd", 0, 0, G_OPTION_ARG_STRING, &a->wd, "AdamW weight decay (0.05)", "F" },
-    { "warmup", 0, 0, G_OPTION_ARG_STRING, &a->warmup, "linear warmup epochs (1)", "EPOCHS" },
-    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &a->layer_decay, "layer-wise lr decay (1: off)",
+      N_("progressive unfreezing, e.g. \"0:1,2:4,4:all\""), "SCHEDULE" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, &a->epochs, N_("epochs (10)"), "E" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &a->batch, N_("batch size (32)"), "B" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &a->lr, N_("peak learning rate (1e-3)"), "F" },
+    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &a->min_lr, N_("learning rate at the end (0)"), "F" },
+    { "wd", 0, 0, G_OPTION_ARG_STRING, &a->wd, N_("AdamW weight decay (0.05)"), "F" },
+    { "warmup", 0, 0, G_OPTION_ARG_STRING, &a->warmup, N_("linear warmup epochs (1)"), "EPOCHS" },
+    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &a->layer_decay, N_("layer-wise lr decay (1: off)"),
       "F" },
-    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &a->smoothing, "label smoothing (0)", "F" },
-    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &a->clip, "clip the gradient norm (0: off)", "F" },
-    { "augment", 0, 0, G_OPTION_ARG_STRING, &a->augment, "none (default), light or strong",
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &a->smoothing, N_("label smoothing (0)"), "F" },
+    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &a->clip, N_("clip the gradient norm (0: off)"), "F" },
+    { "augment", 0, 0, G_OPTION_ARG_STRING, &a->augment, N_("none (default), light or strong"),
       "A" },
     { "cache-features", 0, 0, G_OPTION_ARG_NONE, &a->cache,
-      "compute the frozen layers once (augment none)", NULL },
-    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &a->limit, "feature cache limit in GiB (4)",
+      N_("compute the frozen layers once (augment none)"), NULL },
+    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &a->limit, N_("feature cache limit in GiB (4)"),
       "GIB" },
     { "val-fraction", 0, 0, G_OPTION_ARG_STRING, &a->val_fraction,
-      "validation share without a val split (0.2)", "F" },
+      N_("validation share without a val split (0.2)"), "F" },
     { "early-stop", 0, 0, G_OPTION_ARG_INT, &a->early_stop,
-      "stop after N epochs without a lower val loss (0: off)", "N" },
-    { "seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, "seed (0)", "S" },
+      N_("stop after N epochs without a lower val loss (0: off)"), "N" },
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, N_("seed (0)"), "S" },
     { "probe-every", 0, 0, G_OPTION_ARG_INT, &a->probe_every,
-      "attention rollout of probe images every K steps (0: off)", "K" },
-    { "resume", 0, 0, G_OPTION_ARG_NONE, &a->resume, "continue the run in --out", NULL },
+      N_("attention rollout of probe images every K steps (0: off)"), "K" },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &a->resume, N_("continue the run in --out"), NULL },
     { "init", 0, 0, G_OPTION_ARG_STRING, &a->init,
-      "pretrained (default) or random: train from scratch with timm's initialisation", "INIT" },
+      N_("pretrained (default) or random: train from scratch with timm's initialisation"), "INIT" },
     { "geometry", 0, 0, G_OPTION_ARG_STRING, &a->geometry,
-      "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
+      N_("with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3"),
       "SPEC" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, &a->preset,
-      "start from a recipe (demo, rotate, scenes, pretrain-fmnist); other options override it",
+      N_("start from a recipe (demo, rotate, scenes, pretrain-fmnist); other options override it"),
       "NAME" },
     { NULL },
   };
   return cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
-                            "Fine-tunes a ViT backbone on a labelled image dataset.", entries,
+                            _("Fine-tunes a ViT backbone on a labelled image dataset."), entries,
                             argc, argv, error);
 }
 
@@ -435,8 +437,8 @@ base_config (VlTrainConfig *cfg, const TrainArgs *a, int *rc)
       const char *fixed = resume_conflict (a);
       if (fixed)
         {
-          *rc = usage_error ("%s cannot change when resuming: the run's configuration is in "
-                             "%s/run.json", fixed, a->out);
+          *rc = usage_error (_("%s cannot change when resuming: the run's configuration is in "
+                             "%s/run.json"), fixed, a->out);
           return FALSE;
         }
       if (!vl_train_config_load (cfg, a->out, &error))
@@ -454,13 +456,13 @@ base_config (VlTrainConfig *cfg, const TrainArgs *a, int *rc)
     {
       vl_train_config_clear (cfg);
       g_autofree char *names = vl_preset_names ();
-      *rc = usage_error ("--preset %s: expected one of %s", a->preset, names);
+      *rc = usage_error (_("--preset %s: expected one of %s"), a->preset, names);
       return FALSE;
     }
   if (a->init && !g_str_equal (a->init, "random") && !g_str_equal (a->init, "pretrained"))
     {
       vl_train_config_clear (cfg);
-      *rc = usage_error ("--init %s: expected pretrained or random", a->init);
+      *rc = usage_error (_("--init %s: expected pretrained or random"), a->init);
       return FALSE;
     }
   if (a->init)
@@ -482,8 +484,8 @@ base_config (VlTrainConfig *cfg, const TrainArgs *a, int *rc)
       (a->data == NULL && cfg->data == NULL))
     {
       vl_train_config_clear (cfg);
-      *rc = usage_error ("train needs --backbone (or --init random --geometry SPEC), --data "
-                         "and --out");
+      *rc = usage_error (_("train needs --backbone (or --init random --geometry SPEC), --data "
+                         "and --out"));
       return FALSE;
     }
   cfg->out_dir = g_strdup (a->out);
@@ -495,45 +497,45 @@ static gboolean
 apply_choices (VlTrainConfig *cfg, const TrainArgs *a)
 {
   if (a->task && !vl_task_from_string (a->task, &cfg->task))
-    return usage_error ("--task %s: expected classify, regress, segment or detect", a->task),
+    return usage_error (_("--task %s: expected classify, regress, segment or detect"), a->task),
            FALSE;
   if (a->seg_head && !vl_seg_head_kind_from_string (a->seg_head, &cfg->seg_head))
-    return usage_error ("--seg-head %s: expected linear or upconv", a->seg_head), FALSE;
+    return usage_error (_("--seg-head %s: expected linear or upconv"), a->seg_head), FALSE;
   if (a->seg_head && cfg->task != VL_TASK_SEGMENT)
-    return usage_error ("--seg-head is for --task segment"), FALSE;
+    return usage_error (_("--seg-head is for --task segment")), FALSE;
   if (a->img_size >= 0 && cfg->task != VL_TASK_SEGMENT && cfg->task != VL_TASK_DETECT)
-    return usage_error ("--img-size is for --task segment and detect"), FALSE;
+    return usage_error (_("--img-size is for --task segment and detect")), FALSE;
   if (a->img_size >= 0)
     cfg->img_size = a->img_size;
   if (a->loss && !vl_reg_loss_from_string (a->loss, &cfg->reg_loss))
-    return usage_error ("--loss %s: expected mse or smooth-l1", a->loss), FALSE;
+    return usage_error (_("--loss %s: expected mse or smooth-l1"), a->loss), FALSE;
   if (a->loss && cfg->task != VL_TASK_REGRESS)
-    return usage_error ("--loss is for --task regress (classification trains with "
-                        "cross-entropy)"), FALSE;
+    return usage_error (_("--loss is for --task regress (classification trains with "
+                        "cross-entropy)")), FALSE;
   if (a->head && g_str_equal (a->head, "linear"))
     cfg->head = VL_HEAD_LINEAR;
   else if (a->head && g_str_equal (a->head, "mlp"))
     cfg->head = VL_HEAD_MLP;
   else if (a->head)
-    return usage_error ("--head %s: expected linear or mlp", a->head), FALSE;
+    return usage_error (_("--head %s: expected linear or mlp"), a->head), FALSE;
   if (a->mlp_hidden >= 0)
     cfg->mlp_hidden = a->mlp_hidden;
   if (a->pool && !vl_pool_from_string (a->pool, &cfg->pool))
-    return usage_error ("--pool %s: expected token, avg or max", a->pool), FALSE;
+    return usage_error (_("--pool %s: expected token, avg or max"), a->pool), FALSE;
   if (a->augment && !vl_augment_from_string (a->augment, &cfg->augment))
-    return usage_error ("--augment %s: expected none, light or strong", a->augment), FALSE;
+    return usage_error (_("--augment %s: expected none, light or strong"), a->augment), FALSE;
   if (a->stem && (!vl_stem_kind_from_string (a->stem, &cfg->stem) ||
                   cfg->stem == VL_STEM_RESNETV2))
-    return usage_error ("--stem %s: expected conv, mbconv or patch", a->stem), FALSE;
+    return usage_error (_("--stem %s: expected conv, mbconv or patch"), a->stem), FALSE;
   if (a->train_groups && (a->unlock >= 0 || a->schedule))
-    return usage_error ("give --train-groups or --unlock / --unlock-schedule, not both"), FALSE;
+    return usage_error (_("give --train-groups or --unlock / --unlock-schedule, not both")), FALSE;
   if (a->train_groups)
     {
       g_free (cfg->train_groups);
       cfg->train_groups = g_strdup (a->train_groups);
     }
   if (a->unlock >= 0 && a->schedule)
-    return usage_error ("give --unlock or --unlock-schedule, not both"), FALSE;
+    return usage_error (_("give --unlock or --unlock-schedule, not both")), FALSE;
   if (a->unlock >= 0 || a->schedule)
     {
       g_free (cfg->unlock_schedule);
@@ -544,7 +546,7 @@ apply_choices (VlTrainConfig *cfg, const TrainArgs *a)
       g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (cfg->unlock_schedule, &n, &error);
       if (s == NULL)
         {
-          usage_error ("--unlock-schedule: %s", error->message);
+          usage_error (_("--unlock-schedule: %s"), error->message);
           g_error_free (error);
           return FALSE;
         }
@@ -557,15 +559,15 @@ static gboolean
 apply_numbers (VlTrainConfig *cfg, const TrainArgs *a)
 {
   if (a->epochs != -1 && a->epochs < 1)
-    return usage_error ("--epochs %d: expected at least 1", a->epochs), FALSE;
+    return usage_error (_("--epochs %d: expected at least 1"), a->epochs), FALSE;
   if (a->epochs != -1)
     cfg->epochs = a->epochs;
   if (a->batch != -1 && (a->batch < 1 || a->batch > 65536))
-    return usage_error ("--batch %d: expected 1 to 65536", a->batch), FALSE;
+    return usage_error (_("--batch %d: expected 1 to 65536"), a->batch), FALSE;
   if (a->batch != -1)
     cfg->batch_size = a->batch;
   if (a->early_stop < -1 || a->probe_every < -1 || a->mlp_hidden < -1)
-    return usage_error ("--early-stop, --probe-every and --mlp-hidden must not be negative"),
+    return usage_error (_("--early-stop, --probe-every and --mlp-hidden must not be negative")),
            FALSE;
   if (a->early_stop >= 0)
     cfg->early_stop = a->early_stop;
@@ -616,7 +618,7 @@ run_trainer (VlTrainConfig *cfg)
       if (interrupted && !stop_sent)
         {
           clear_bar (&p);
-          g_printerr ("stopping (saving the position)...\n");
+          g_printerr (_("stopping (saving the position)...\n"));
           vl_trainer_stop (t);
           stop_sent = TRUE;
         }
@@ -643,9 +645,9 @@ cmd_train (int argc, char **argv)
   int rc = EXIT_USAGE;
   VlTrainConfig cfg;
   if (argc != 1)
-    rc = usage_error ("train takes no positional arguments ('%s')", argv[1]);
+    rc = usage_error (_("train takes no positional arguments ('%s')"), argv[1]);
   else if (a.out == NULL)
-    rc = usage_error ("train needs --out RUNDIR");
+    rc = usage_error (_("train needs --out RUNDIR"));
   else if (base_config (&cfg, &a, &rc))
     {
       if (a.data)
@@ -669,7 +671,7 @@ print_skipped_files (VlDataset *ds)
   g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
   if (skipped->len == 0)
     return;
-  g_printerr ("skipped %u file%s:\n", skipped->len, skipped->len == 1 ? "" : "s");
+  g_printerr (_("skipped %u file%s:\n"), skipped->len, skipped->len == 1 ? "" : "s");
   for (guint i = 0; i < skipped->len; i++)
     {
       VlSkipped *s = g_ptr_array_index (skipped, i);
@@ -686,14 +688,14 @@ eval_regress (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   const int N = vl_dataset_n_values (ds);
   if (N != task->n_values)
     {
-      g_printerr ("vitlab-cli: %s: the run predicts %d target%s, %s has %d\n", run,
+      g_printerr (_("vitlab-cli: %s: the run predicts %d target%s, %s has %d\n"), run,
                   task->n_values, task->n_values == 1 ? "" : "s", spec, N);
       return EXIT_FAILURE;
     }
   for (int j = 0; j < N; j++)
     if (g_strcmp0 (task->value_names[j], vl_dataset_value_name (ds, j)) != 0)
       {
-        g_printerr ("vitlab-cli: %s: target %d is \"%s\" in the run but \"%s\" in %s\n", run,
+        g_printerr (_("vitlab-cli: %s: target %d is \"%s\" in the run but \"%s\" in %s\n"), run,
                     j, task->value_names[j], vl_dataset_value_name (ds, j), spec);
         return EXIT_FAILURE;
       }
@@ -734,9 +736,9 @@ eval_segment (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   if (!vl_dataset_is_segmentation (ds) ||
       vl_dataset_n_classes (ds) != vl_seg_head_n_classes (h))
     {
-      g_printerr ("vitlab-cli: %s: the seg head has %d classes, %s %s\n", run,
+      g_printerr (_("vitlab-cli: %s: the seg head has %d classes, %s %s\n"), run,
                   vl_seg_head_n_classes (h), spec,
-                  vl_dataset_is_segmentation (ds) ? "another number" : "has no masks");
+                  vl_dataset_is_segmentation (ds) ? _("another number") : _("has no masks"));
       return EXIT_FAILURE;
     }
   VlSegResult r;
@@ -809,27 +811,27 @@ cmd_eval (int argc, char **argv)
   g_autofree char *data = NULL, *split = NULL;
   int batch = 32;
   GOptionEntry entries[] = {
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, "dataset (default: the run's)", "SPEC" },
-    { "split", 0, 0, G_OPTION_ARG_STRING, &split, "val (default) or train", "SPLIT" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data, N_("dataset (default: the run's)"), "SPEC" },
+    { "split", 0, 0, G_OPTION_ARG_STRING, &split, N_("val (default) or train"), "SPLIT" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("batch size (32)"), "B" },
     { NULL },
   };
-  if (!cli_parse_options ("RUNDIR", "Evaluates a trained model (a run folder, or any checkpoint "
-                      "with --data).", entries, &argc, &argv, &error))
+  if (!cli_parse_options ("RUNDIR", _("Evaluates a trained model (a run folder, or any checkpoint "
+                                      "with --data)."), entries, &argc, &argv, &error))
     {
-      int rc = usage_error ("eval: %s", error->message);
+      int rc = usage_error (_("eval: %s"), error->message);
       g_error_free (error);
       return rc;
     }
   if (argc != 2)
-    return usage_error ("eval takes one RUNDIR");
+    return usage_error (_("eval takes one RUNDIR"));
   if (batch < 1 || batch > 65536)
-    return usage_error ("eval: --batch %d: expected 1 to 65536", batch);
+    return usage_error (_("eval: --batch %d: expected 1 to 65536"), batch);
   VlSplit which = VL_SPLIT_VAL;
   if (split && g_str_equal (split, "train"))
     which = VL_SPLIT_TRAIN;
   else if (split && !g_str_equal (split, "val"))
-    return usage_error ("eval: --split %s: expected val or train", split);
+    return usage_error (_("eval: --split %s: expected val or train"), split);
   const char *run = argv[1];
 
   /* the run's dataset and split, unless --data says otherwise */
@@ -852,11 +854,11 @@ cmd_eval (int argc, char **argv)
     }
   else if (!g_file_test (run, G_FILE_TEST_EXISTS))
     {
-      g_printerr ("vitlab-cli: %s: no such run folder or checkpoint\n", run);
+      g_printerr (_("vitlab-cli: %s: no such run folder or checkpoint\n"), run);
       return EXIT_FAILURE;
     }
   if (spec == NULL)
-    return usage_error ("eval: %s is not a run folder (no run.json): give --data", run);
+    return usage_error (_("eval: %s is not a run folder (no run.json): give --data"), run);
 
   g_auto(GStrv) names = NULL;
   g_autoptr(VlModel) m = vl_run_load_model (run, &names, &error);
@@ -886,14 +888,14 @@ cmd_eval (int argc, char **argv)
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {
-      g_printerr ("vitlab-cli: %s: the model has %d classes, %s has %d\n", run,
+      g_printerr (_("vitlab-cli: %s: the model has %d classes, %s has %d\n"), run,
                   vl_model_num_classes (m), spec, K);
       return EXIT_FAILURE;
     }
   for (int k = 0; names && k < K; k++)
     if (g_strcmp0 (names[k], vl_dataset_class_name (ds, k)) != 0)
       {
-        g_printerr ("vitlab-cli: %s: class %d is \"%s\" in the model but \"%s\" in %s\n", run, k,
+        g_printerr (_("vitlab-cli: %s: class %d is \"%s\" in the model but \"%s\" in %s\n"), run, k,
                     names[k], vl_dataset_class_name (ds, k), spec);
         return EXIT_FAILURE;
       }

@@ -9,6 +9,7 @@
  * Every failure is one line on stderr naming the file and the problem, and exit status 1
  * (2 for a malformed command line). */
 #include "cli-commands.h"
+#include "vl-i18n.h"
 #include "vl-dataset.h"   /* vl_data_path */
 #include "vl-image.h"
 #include "vl-gemm.h"
@@ -34,7 +35,7 @@
 
 #define EXIT_USAGE 2
 
-static const char *usage_text =
+static const char *usage_text = N_(
   "Usage:\n"
   "  vitlab-cli info CHECKPOINT\n"
   "  vitlab-cli forward CHECKPOINT --images FILE.safetensors[:TENSOR] [--pool token|avg|max]\n"
@@ -61,7 +62,7 @@ static const char *usage_text =
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
   "'vitlab-cli COMMAND --help' lists a command's options.\n"
-  "VITLAB_THREADS sets the number of compute threads (default: all cores).\n";
+  "VITLAB_THREADS sets the number of compute threads (default: all cores).\n");
 
 int
 cli_fail (GError *error)
@@ -81,7 +82,7 @@ usage_error (const char *fmt, ...)
   va_start (ap, fmt);
   g_autofree char *msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_printerr ("vitlab-cli: %s (see 'vitlab-cli --help')\n", msg);
+  g_printerr (_("vitlab-cli: %s (see 'vitlab-cli --help')\n"), msg);
   return EXIT_USAGE;
 }
 
@@ -92,7 +93,7 @@ parse_options (const char *command, GOptionEntry *entries, int *argc, char ***ar
 {
   g_autofree char *param = g_strdup_printf ("%s", command);
   g_autoptr(GOptionContext) ctx = g_option_context_new (param);
-  g_option_context_add_main_entries (ctx, entries, NULL);
+  g_option_context_add_main_entries (ctx, entries, GETTEXT_PACKAGE);
   g_option_context_set_help_enabled (ctx, TRUE);
   return g_option_context_parse (ctx, argc, argv, error);
 }
@@ -154,8 +155,8 @@ read_images (VlModel *m, const char *spec, TensorArg *img, GError **error)
     {
       g_autofree char *shape = vl_shape_to_string (t->ndim, t->shape);
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                   "%s: tensor %s has shape %s, expected [B,%d,H,W] (NCHW images with the "
-                   "model's %d channels)", vl_safetensors_path (img->st), t->name, shape,
+                   _("%s: tensor %s has shape %s, expected [B,%d,H,W] (NCHW images with the "
+                     "model's %d channels)"), vl_safetensors_path (img->st), t->name, shape,
                    g->in_chans, g->in_chans);
       return FALSE;
     }
@@ -186,7 +187,7 @@ cmd_info (int argc, char **argv)
   if (!parse_options ("info CHECKPOINT", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc != 2)
-    return usage_error ("info takes one CHECKPOINT");
+    return usage_error (_("info takes one CHECKPOINT"));
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
     return cli_fail (error);
@@ -245,18 +246,18 @@ cmd_forward (int argc, char **argv)
   GError *error = NULL;
   g_autofree char *images = NULL, *out = NULL, *pool = NULL;
   GOptionEntry entries[] = {
-    { "images", 0, 0, G_OPTION_ARG_FILENAME, &images, "NCHW float32 images", "FILE[:TENSOR]" },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "features: token, avg or max", "POOL" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output safetensors", "OUT" },
+    { "images", 0, 0, G_OPTION_ARG_FILENAME, &images, N_("NCHW float32 images"), "FILE[:TENSOR]" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("features: token, avg or max"), "POOL" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, N_("output safetensors"), "OUT" },
     { NULL },
   };
   if (!parse_options ("forward CHECKPOINT", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc != 2 || !images || !out)
-    return usage_error ("forward needs CHECKPOINT, --images and --out");
+    return usage_error (_("forward needs CHECKPOINT, --images and --out"));
   VlPoolKind pool_kind = VL_POOL_TOKEN;
   if (pool && !vl_pool_from_string (pool, &pool_kind))
-    return usage_error ("--pool %s: expected token, avg or max", pool);
+    return usage_error (_("--pool %s: expected token, avg or max"), pool);
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
@@ -348,7 +349,7 @@ parse_float (const char *option, const char *s, double lo, double hi, double *ou
   double v = g_ascii_strtod (s, &end);
   if (end == s || *end != '\0' || !isfinite (v) || v < lo || v > hi)
     {
-      g_printerr ("vitlab-cli: %s %s: expected a number in [%g, %g]\n", option, s, lo, hi);
+      g_printerr (_("vitlab-cli: %s %s: expected a number in [%g, %g]\n"), option, s, lo, hi);
       return FALSE;
     }
   *out = v;
@@ -363,21 +364,21 @@ cmd_step (int argc, char **argv)
   g_autofree char *lr_s = NULL, *wd_s = NULL, *ls_s = NULL, *clip_s = NULL;
   int unlock = -1;
   GOptionEntry entries[] = {
-    { "images", 0, 0, G_OPTION_ARG_FILENAME, &images, "NCHW float32 images", "FILE[:TENSOR]" },
-    { "targets", 0, 0, G_OPTION_ARG_FILENAME, &targets, "class labels [B]", "FILE[:TENSOR]" },
-    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "unlock the last N layer groups", "N" },
-    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, "learning rate", "F" },
-    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, "weight decay", "F" },
-    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, "label smoothing (0)", "F" },
-    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, "clip the global gradient norm", "F" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output safetensors", "OUT" },
+    { "images", 0, 0, G_OPTION_ARG_FILENAME, &images, N_("NCHW float32 images"), "FILE[:TENSOR]" },
+    { "targets", 0, 0, G_OPTION_ARG_FILENAME, &targets, N_("class labels [B]"), "FILE[:TENSOR]" },
+    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, N_("unlock the last N layer groups"), "N" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, N_("learning rate"), "F" },
+    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, N_("weight decay"), "F" },
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, N_("label smoothing (0)"), "F" },
+    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, N_("clip the global gradient norm"), "F" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, N_("output safetensors"), "OUT" },
     { NULL },
   };
   if (!parse_options ("step CHECKPOINT", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc != 2 || !images || !targets || !out || unlock < 0 || !lr_s || !wd_s)
-    return usage_error ("step needs CHECKPOINT, --images, --targets, --unlock N (N >= 0), --lr, "
-                        "--wd and --out");
+    return usage_error (_("step needs CHECKPOINT, --images, --targets, --unlock N (N >= 0), --lr, "
+                          "--wd and --out"));
   double lr, wd, ls = 0.0, clip = 0.0;
   if (!parse_float ("--lr", lr_s, 0.0, 1e3, &lr) || !parse_float ("--wd", wd_s, 0.0, 1e3, &wd) ||
       (ls_s && !parse_float ("--label-smoothing", ls_s, 0.0, 0.999999, &ls)) ||
@@ -389,7 +390,8 @@ cmd_step (int argc, char **argv)
     return cli_fail (error);
   if (vl_model_num_classes (m) == 0)
     {
-      g_printerr ("vitlab-cli: %s: the checkpoint has no head (head.weight) to train\n", argv[1]);
+      g_printerr (_("vitlab-cli: %s: the checkpoint has no head (head.weight) to train\n"),
+                  argv[1]);
       return EXIT_FAILURE;
     }
   vl_model_set_pool (m, VL_POOL_TOKEN);
@@ -401,7 +403,7 @@ cmd_step (int argc, char **argv)
   if (tgt.info->numel != B || tgt.info->ndim > 2)
     {
       g_autofree char *shape = vl_shape_to_string (tgt.info->ndim, tgt.info->shape);
-      g_printerr ("vitlab-cli: %s: tensor %s has shape %s, expected [%d] (one label per image)\n",
+      g_printerr (_("vitlab-cli: %s: tensor %s has shape %s, expected [%d] (one label per image)\n"),
                   vl_safetensors_path (tgt.st), tgt.info->name, shape, B);
       return EXIT_FAILURE;
     }
@@ -411,8 +413,8 @@ cmd_step (int argc, char **argv)
       float v = tgt.data[b];
       if (!(v >= 0 && v < vl_model_num_classes (m) && v == floorf (v)))
         {
-          g_printerr ("vitlab-cli: %s: tensor %s: label %g of image %d is not a class index in "
-                      "[0, %d)\n", vl_safetensors_path (tgt.st), tgt.info->name, v, b,
+          g_printerr (_("vitlab-cli: %s: tensor %s: label %g of image %d is not a class index in "
+                        "[0, %d)\n"), vl_safetensors_path (tgt.st), tgt.info->name, v, b,
                       vl_model_num_classes (m));
           return EXIT_FAILURE;
         }
@@ -450,15 +452,15 @@ cmd_classify (int argc, char **argv)
   GError *error = NULL;
   int top = 1;
   GOptionEntry entries[] = {
-    { "top", 0, 0, G_OPTION_ARG_INT, &top, "print the top K classes (1)", "K" },
+    { "top", 0, 0, G_OPTION_ARG_INT, &top, N_("print the top K classes (1)"), "K" },
     { NULL },
   };
   if (!parse_options ("classify CHECKPOINT IMAGE...", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc < 3)
-    return usage_error ("classify needs a CHECKPOINT and at least one IMAGE");
+    return usage_error (_("classify needs a CHECKPOINT and at least one IMAGE"));
   if (top < 1)
-    return usage_error ("--top %d: expected K >= 1", top);
+    return usage_error (_("--top %d: expected K >= 1"), top);
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
@@ -466,7 +468,7 @@ cmd_classify (int argc, char **argv)
   const int K = vl_model_num_classes (m);
   if (K == 0)
     {
-      g_printerr ("vitlab-cli: %s: the checkpoint has no classifier head\n", argv[1]);
+      g_printerr (_("vitlab-cli: %s: the checkpoint has no classifier head\n"), argv[1]);
       return EXIT_FAILURE;
     }
   VlPreprocess pp;
@@ -554,25 +556,25 @@ cmd_export (int argc, char **argv)
   GError *error = NULL;
   g_autofree char *out = NULL, *format = NULL, *pool = NULL;
   GOptionEntry entries[] = {
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "the pooling: token, avg or max (the model's)",
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, N_("the pooling: token, avg or max (the model's)"),
       "POOL" },
     { "format", 0, 0, G_OPTION_ARG_STRING, &format,
-      "timm (a folder: model.safetensors + config.json, the default) or onnx (one file)",
+      N_("timm (a folder: model.safetensors + config.json, the default) or onnx (one file)"),
       "FORMAT" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "output folder (timm) or file (onnx)", "OUT" },
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, N_("output folder (timm) or file (onnx)"), "OUT" },
     { NULL },
   };
   if (!parse_options ("export SOURCE", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc != 2 || !out)
-    return usage_error ("export needs a SOURCE (checkpoint or run folder) and --out");
+    return usage_error (_("export needs a SOURCE (checkpoint or run folder) and --out"));
   VlPoolKind pool_kind = VL_POOL_TOKEN;
   if (pool && !vl_pool_from_string (pool, &pool_kind))
-    return usage_error ("--pool %s: expected token, avg or max", pool);
+    return usage_error (_("--pool %s: expected token, avg or max"), pool);
   if (format && strcmp (format, "onnx") == 0)
     return export_onnx (argv[1], out, pool, pool_kind);
   if (format && strcmp (format, "timm") != 0)
-    return usage_error ("--format %s: expected timm or onnx", format);
+    return usage_error (_("--format %s: expected timm or onnx"), format);
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
     return cli_fail (error);
@@ -605,7 +607,7 @@ cmd_export (int argc, char **argv)
           !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (cp)))
         {
           if (error == NULL)
-            g_set_error (&error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a JSON object", cpath);
+            g_set_error (&error, VL_ERROR, VL_ERROR_FORMAT, _("%s: not a JSON object"), cpath);
           return cli_fail (error);
         }
       JsonObject *c = json_node_get_object (json_parser_get_root (cp));
@@ -685,7 +687,7 @@ bench_model (const char *model, const char *backbone, const char *spec, int *img
       else
         {
           g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                       "--model %s: expected vit-tiny, vit-small or vit-base", model);
+                       _("--model %s: expected vit-tiny, vit-small or vit-base"), model);
           return NULL;
         }
       if (!spec)
@@ -718,25 +720,26 @@ cmd_bench (int argc, char **argv)
   int img = 0, batch = 32, reps = 5, warmup = 1;
   gboolean gemm_ab = FALSE;
   GOptionEntry entries[] = {
-    { "model", 0, 0, G_OPTION_ARG_STRING, &model, "vit-tiny or vit-small", "NAME" },
+    { "model", 0, 0, G_OPTION_ARG_STRING, &model, N_("vit-tiny or vit-small"), "NAME" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone,
-      "a checkpoint instead (its own weights, head and image size)", "CKPT" },
+      N_("a checkpoint instead (its own weights, head and image size)"), "CKPT" },
     { "geometry", 0, 0, G_OPTION_ARG_STRING, &spec,
-      "a random model of this geometry instead (img=28,patch=4,chans=1,width=96,depth=6,...)",
-      "SPEC" },
-    { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224; a checkpoint's own)", "N" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "N" },
-    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "infer, unlock1, unlock6 or full", "MODE" },
-    { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed repetitions (5)", "N" },
-    { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "untimed repetitions first (1)", "N" },
+      N_("a random model of this geometry instead (img=28,patch=4,chans=1,width=96,depth=6,"
+         "...)"), "SPEC" },
+    { "img", 0, 0, G_OPTION_ARG_INT, &img, N_("image side (224; a checkpoint's own)"), "N" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("batch size (32)"), "N" },
+    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, N_("infer, unlock1, unlock6 or full"),
+      "MODE" },
+    { "reps", 0, 0, G_OPTION_ARG_INT, &reps, N_("timed repetitions (5)"), "N" },
+    { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, N_("untimed repetitions first (1)"), "N" },
     { "gemm-ab", 0, 0, G_OPTION_ARG_NONE, &gemm_ab,
-      "also time OpenBLAS in place of vitlab's own products, alternating step by step", NULL },
+      N_("also time OpenBLAS in place of vitlab's own products, alternating step by step"), NULL },
     { NULL },
   };
   if (!parse_options ("bench", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if ((model != NULL) + (backbone != NULL) + (spec != NULL) != 1 || !mode || argc != 1)
-    return usage_error ("bench needs --mode and one of --model, --backbone, --geometry");
+    return usage_error (_("bench needs --mode and one of --model, --backbone, --geometry"));
   int unlock;
   if (g_str_equal (mode, "infer"))
     unlock = -1;
@@ -747,9 +750,9 @@ cmd_bench (int argc, char **argv)
   else if (g_str_equal (mode, "full"))
     unlock = 1000;
   else
-    return usage_error ("--mode %s: expected infer, unlock1, unlock6 or full", mode);
+    return usage_error (_("--mode %s: expected infer, unlock1, unlock6 or full"), mode);
   if (img < 0 || batch < 1 || reps < 1 || warmup < 0)
-    return usage_error ("--img must be positive, --batch and --reps too");
+    return usage_error (_("--img must be positive, --batch and --reps too"));
   g_autoptr(VlModel) m = bench_model (model, backbone, spec, &img, &error);
   if (m == NULL)
     return cli_fail (error);
@@ -765,8 +768,8 @@ cmd_bench (int argc, char **argv)
     y[b] = b % MAX (K, 1);
   VlAdamW opt = VL_ADAMW_DEFAULTS;
   if (gemm_ab && !vl_gemm_enabled ())
-    return usage_error ("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and no "
-                        "VITLAB_PACKED_GEMM=0)");
+    return usage_error (_("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and no "
+                          "VITLAB_PACKED_GEMM=0)"));
   /* with --gemm-ab, even repetitions (0, 2, ...) use vitlab's products and odd ones OpenBLAS's,
    * so that both see the same drift of the machine */
   const int variants = gemm_ab ? 2 : 1, total = reps * variants;
@@ -830,12 +833,12 @@ int
 main (int argc, char **argv)
 {
   vl_blas_select_kernel (argv);
-  setlocale (LC_ALL, "");
+  vl_i18n_init ();
   setlocale (LC_NUMERIC, "C");   /* numbers on stdout are read by other programs */
   if (argc < 2 || g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h") ||
       g_str_equal (argv[1], "help"))
     {
-      fputs (usage_text, argc < 2 ? stderr : stdout);
+      fputs (_(usage_text), argc < 2 ? stderr : stdout);
       return argc < 2 ? EXIT_USAGE : EXIT_SUCCESS;
     }
   if (g_str_equal (argv[1], "--version"))
@@ -874,7 +877,7 @@ main (int argc, char **argv)
   else if (g_str_equal (cmd, "probe"))
     rc = cmd_probe (argc - 1, argv + 1);
   else
-    rc = usage_error ("unknown command '%s'", cmd);
+    rc = usage_error (_("unknown command '%s'"), cmd);
   g_free (argv[1]);
   return rc;
 }

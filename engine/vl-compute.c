@@ -1331,6 +1331,50 @@ mark_valid (VlModel *m, VlActs *a, gboolean from_features)
   a->c0 = lowest_trainable (m);
 }
 
+/* NaN or Inf among a forward's outputs is an error, not a prediction: a weight, an input or an
+ * overflow upstream (a learning rate far too high) made it, and every number derived from it
+ * would be silently wrong. Checks the outputs this forward computed, in the order they are made
+ * (features, embedding, logits), and names the first that holds one; when the forward ran
+ * through blocks from `first_block` on, also where the activations first went non-finite (the
+ * stored token streams, looked at only on failure). */
+static gboolean
+check_outputs (VlModel *m, VlActs *a, gboolean pooled, int first_block, GError **error)
+{
+  const VlGeometry *g = &m->geo;
+  const struct { const char *name; const float *x; int n; } outs[] = {
+    { "features", pooled ? a->pooled : NULL, g->width },
+    { "embedding", g->embed_dim > 0 ? a->emb : NULL, g->embed_dim },
+    { "logits", m->num_classes > 0 ? a->logits : NULL, m->num_classes },
+  };
+  for (guint o = 0; o < G_N_ELEMENTS (outs); o++)
+    for (int64_t i = 0; outs[o].x != NULL && i < (int64_t) a->B * outs[o].n; i++)
+      {
+        if (isfinite (outs[o].x[i]))
+          continue;
+        g_autofree char *where = NULL;
+        for (int l = first_block; where == NULL && l >= 0 && l <= g->depth; l++)
+          {
+            const float *xs = a->xs[l];
+            for (int64_t j = 0; j < (int64_t) a->B * a->T * g->width; j++)
+              if (!isfinite (xs[j]))
+                {
+                  where = l == 0 ? g_strdup ("the patch embedding (stem)")
+                                 : g_strdup_printf ("block %d (blocks.%d)", l - 1, l - 1);
+                  break;
+                }
+          }
+        g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                     "the model's output %s holds %s (image %" G_GINT64_FORMAT ", element %"
+                     G_GINT64_FORMAT ")%s%s: a weight or an input holds NaN or Inf, or a value "
+                     "overflowed (a learning rate too high?)", outs[o].name,
+                     isnan (outs[o].x[i]) ? "NaN" : outs[o].x[i] > 0 ? "+Inf" : "-Inf",
+                     i / outs[o].n, i % outs[o].n, where ? "; the activations first go "
+                     "non-finite leaving " : "", where ? where : "");
+        return FALSE;
+      }
+  return TRUE;
+}
+
 gboolean
 vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwardFlags flags,
                   GError **error)
@@ -1351,7 +1395,7 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
   forward_proj (m, a);
   forward_head (m, a);
   mark_valid (m, a, FALSE);
-  return TRUE;
+  return check_outputs (m, a, TRUE, 0, error);
 }
 
 gboolean
@@ -1452,7 +1496,7 @@ vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B, int H,
   forward_head (m, a);
   mark_valid (m, a, kind != BOUNDARY_BLOCK);
   a->pooled_valid = kind != BOUNDARY_EMBEDDING;
-  return TRUE;
+  return check_outputs (m, a, a->pooled_valid, kind == BOUNDARY_BLOCK ? block : -1, error);
 }
 
 int vl_model_batch (VlModel *m) { return m->acts && m->acts->valid ? m->acts->B : 0; }

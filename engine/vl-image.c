@@ -558,13 +558,13 @@ stb_min_file (const Input *in, const Header *h, int file_channels, gboolean is16
   switch (in->format)
     {
     case FORMAT_TGA:
-      if (in->size < 18)
-        return 0;
       {
-        guint64 bpp = (d[16] + 7) / 8;   /* bytes per stored pixel (or colour index) */
+        /* a file cut inside the 18-byte header still declares a size (stb reads zeros past
+         * the end): it carries no pixels at all */
+        guint64 bpp = in->size > 16 ? (d[16] + 7) / 8 : 0;   /* bytes per stored pixel */
         if (bpp == 0)
           bpp = 1;
-        if (d[2] >= 9)                   /* RLE: a packet carries at most 128 pixels */
+        if (in->size > 2 && d[2] >= 9)   /* RLE: a packet carries at most 128 pixels */
           return 18 + (n + 127) / 128 * (1 + bpp);
         return 18 + n * bpp;
       }

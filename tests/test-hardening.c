@@ -11,6 +11,7 @@
 #include "vl-model.h"
 
 #include <glib/gstdio.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <sys/resource.h>
@@ -359,6 +360,57 @@ __tsan_default_options (void)
 }
 #endif
 
+/* A forward whose outputs are not finite is an error naming the output and the block where the
+ * activations first went non-finite, whether a corrupted weight (here set in memory, past the
+ * load-time check) or an input that overflows made it; the next forward on good weights works. */
+static void
+assert_forward_refused (VlModel *m, const float *px, int S, const char *where)
+{
+  g_autoptr(GError) error = NULL;
+  g_assert_false (vl_model_forward (m, px, 2, S, S, VL_FORWARD_INFER, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_NUMERIC);
+  assert_error_names (error, "the model's output features", "image 0", where, NULL);
+}
+
+static void
+test_forward_non_finite (void)
+{
+  g_autofree char *src = vl_data_path ("backbones/vitlab-fmnist-tiny");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (src, &error);
+  g_assert_no_error (error);
+  const VlGeometry *g = vl_model_geometry (m);
+  const int S = g->img_size;
+  const gsize n = (gsize) 2 * g->in_chans * S * S;
+  g_autofree float *px = g_new (float, n);
+  for (gsize i = 0; i < n; i++)
+    px[i] = 0.25f * (float) (i % 7) - 0.5f;
+  g_assert_true (vl_model_forward (m, px, 2, S, S, VL_FORWARD_INFER, &error));
+  g_assert_no_error (error);
+
+  int i = vl_model_find_tensor (m, "blocks.2.mlp.fc1.bias");
+  g_assert_cmpint (i, >=, 0);
+  int64_t numel = 0;
+  float *bias = vl_model_tensor_data (m, i, NULL, NULL, &numel);
+  float kept = bias[5];
+  bias[5] = INFINITY;
+  assert_forward_refused (m, px, S, "leaving block 2 (blocks.2)");
+  bias[5] = NAN;
+  assert_forward_refused (m, px, S, "leaving block 2 (blocks.2)");
+  bias[5] = kept;
+
+  /* finite inputs whose patch embedding overflows */
+  g_autofree float *huge = g_new (float, n);
+  for (gsize k = 0; k < n; k++)
+    huge[k] = (k % 2 ? 1 : -1) * FLT_MAX;
+  assert_forward_refused (m, huge, S, "leaving the patch embedding (stem)");
+
+  g_assert_true (vl_model_forward (m, px, 2, S, S, VL_FORWARD_INFER, &error));
+  g_assert_no_error (error);
+  for (int k = 0; k < 2 * vl_model_num_classes (m); k++)
+    g_assert_true (isfinite (vl_model_logits (m)[k]));
+}
+
 static void
 test_weights_too_large (void)
 {
@@ -451,6 +503,12 @@ test_image_tga_bomb (void)
   /* run-length encoded: at most 128 pixels a packet */
   tga[2] = 10;
   assert_image_refused (dir, "bomb-rle.tga", tga, sizeof tga, 3, "9000x9000", "bytes");
+  /* cut inside the header (fuzz-image, corpus/image/tga-short-header-c0): 17 bytes declaring
+   * 4112x5136 at 16 bits, which stb decoded from zeros in seconds */
+  static const uint8_t short_tga[17] = { 0, 0, 2, 2, 8, 0x36, 1, 0x10, 0x63, 0, 0, 0,
+                                         0x10, 0x10, 0x10, 0x14, 0x10 };
+  assert_image_refused (dir, "short.tga", short_tga, sizeof short_tga, 0, "4112x5136",
+                        "bytes");
   /* above the pixel limit */
   put_le16 (tga + 12, 60000);
   put_le16 (tga + 14, 60000);
@@ -881,6 +939,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/config/heads", test_config_heads);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
   g_test_add_func ("/hardening/weights/too-large", test_weights_too_large);
+  g_test_add_func ("/hardening/forward/non-finite", test_forward_non_finite);
   g_test_add_func ("/hardening/image/tga-bomb", test_image_tga_bomb);
   g_test_add_func ("/hardening/image/png-bomb", test_image_png_bomb);
   g_test_add_func ("/hardening/image/hdr-bomb", test_image_hdr_bomb);

@@ -27,7 +27,7 @@ contains () {
   case $1 in *"$2"*) return 0 ;; *) return 1 ;; esac
 }
 
-echo "1..9"
+echo "1..10"
 meson install -C "$build" --destdir "$dest" --no-rebuild --quiet >"$dest.log" 2>&1
 rc=$?
 [ $rc = 0 ] || sed 's/^/# /' "$dest.log"
@@ -50,12 +50,13 @@ for f in "$dest$bindir/vitlab" "$dest$bindir/vitlab-cli" \
          "$share/metainfo/org.vitlab.Vitlab.metainfo.xml" \
          "$share/vitlab/backbones/vitlab-fmnist-tiny/model.safetensors" \
          "$share/vitlab/backbones/vitlab-fmnist-tiny/config.json" \
-         "$share/vitlab/samples/0-t-shirt-top-0.png"; do
+         "$share/vitlab/samples/0-t-shirt-top-0.png" \
+         "$share/locale/zh_CN/LC_MESSAGES/vitlab.mo"; do
   [ -e "$f" ] || missing="$missing $f"
 done
 [ -z "$missing" ] || echo "# missing:$missing"
 [ -z "$missing" ]
-ok $? "binaries, compiled schema, desktop file, icon, metainfo, backbone and samples installed"
+ok $? "binaries, compiled schema, desktop file, icon, metainfo, backbone, samples, catalogue installed"
 
 n_samples=$(ls "$share/vitlab/samples" | grep -c '\.png$')
 [ "$n_samples" = 30 ]
@@ -77,6 +78,12 @@ rc=$?
 echo "$out" | sed 's/^/# /'
 contains "$out" "width 96" && contains "$out" "vitlab_fmnist_tiny" && ! contains "$out" "vit_base"
 ok $(( rc != 0 || $? != 0 )) "vitlab-cli info on the installed backbone, from /"
+
+# the installed catalogue (the prefix's share/locale around the moved binary), and the
+# translated desktop file
+out=$(env LC_ALL=C.UTF-8 LANGUAGE=zh_CN "$dest$bindir/vitlab-cli" --help 2>&1)
+contains "$out" "用法：" && grep -q '^GenericName\[zh_CN\]=视觉' "$share/applications/org.vitlab.Vitlab.desktop"
+ok $? "the installed vitlab-cli in Chinese (LANGUAGE=zh_CN); the desktop file's zh_CN GenericName"
 
 out=$("$dest$bindir/vitlab" --version 2>&1)
 rc=$?

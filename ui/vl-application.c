@@ -2,6 +2,7 @@
  * actions (about, quit), the main window with its default backbone and dataset (and a probe
  * image), and the --screenshot demo mode. */
 #include "vl-application.h"
+#include <glib/gi18n.h>
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -131,8 +132,8 @@ ensure_settings_schema (void)
   g_setenv ("GSETTINGS_SCHEMA_DIR", path, TRUE);
   g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
   settings_fallback_reason =
-    g_strdup_printf ("Settings will not be kept: the GSettings schema %s is not installed "
-                     "(meson install, or make run, installs it).", SCHEMA_ID);
+    g_strdup_printf (_("Settings will not be kept: the GSettings schema %s is not installed "
+                       "(meson install, or make run, installs it)."), SCHEMA_ID);
 }
 
 const char *
@@ -544,33 +545,35 @@ vl_application_init (VlApplication *self)
 {
   static const GOptionEntry entries[] = {
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, NULL,
-      "Checkpoint to open (.safetensors file or folder)", "PATH" },
+      N_("Checkpoint to open (.safetensors file or folder)"), "PATH" },
     { "data", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "Dataset: an image folder, or fashion-mnist[:classes=5-9,per-class=100]", "SPEC" },
-    { "run", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Run folder to open", "DIR" },
+      N_("Dataset: an image folder, or fashion-mnist[:classes=5-9,per-class=100]"), "SPEC" },
+    { "run", 0, 0, G_OPTION_ARG_FILENAME, NULL, N_("Run folder to open"), "DIR" },
     { "probe", 0, 0, G_OPTION_ARG_FILENAME, NULL,
-      "Image to show the attention on (PNG, JPEG, BMP, GIF, TGA…), as if dropped on the window",
+      N_("Image to show the attention on (PNG, JPEG, BMP, GIF, TGA…), as if dropped on the "
+         "window"),
       "IMAGE" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "linear-probe, last-blocks, full or progressive; or a demo with its backbone and data: "
-      "demo, rotate, scenes", "NAME" },
-    { "epochs", 0, 0, G_OPTION_ARG_INT, NULL, "Epochs to train", "N" },
-    { "train", 0, 0, G_OPTION_ARG_NONE, NULL, "Start training once everything is loaded", NULL },
-    { "dark", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the dark style", NULL },
+      N_("linear-probe, last-blocks, full or progressive; or a demo with its backbone and data: "
+         "demo, rotate, scenes"), "NAME" },
+    { "epochs", 0, 0, G_OPTION_ARG_INT, NULL, N_("Epochs to train"), "N" },
+    { "train", 0, 0, G_OPTION_ARG_NONE, NULL,
+      N_("Start training once everything is loaded"), NULL },
+    { "dark", 0, 0, G_OPTION_ARG_NONE, NULL, N_("Use the dark style"), NULL },
     { "page", 0, 0, G_OPTION_ARG_STRING_ARRAY, NULL,
-      "Show a page: curves, attention, evaluation, embedding, try; backbone, groups, head, data, "
-      "training",
+      N_("Show a page: curves, attention, evaluation, embedding, try; backbone, groups, head, "
+         "data, training"),
       "NAME" },
     { "try", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, NULL,
-      "Images or folders for the Try It page (run once a trained model is there)", "PATH" },
+      N_("Images or folders for the Try It page (run once a trained model is there)"), "PATH" },
     { "knn-layers", 0, 0, G_OPTION_ARG_NONE, NULL,
-      "Compute the k-NN accuracy at every block once the k-NN probe is done", NULL },
-    { "screenshot", 0, 0, G_OPTION_ARG_FILENAME, NULL, "Save the window as a PNG, then quit",
+      N_("Compute the k-NN accuracy at every block once the k-NN probe is done"), NULL },
+    { "screenshot", 0, 0, G_OPTION_ARG_FILENAME, NULL, N_("Save the window as a PNG, then quit"),
       "PNG" },
     { "screenshot-when", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "ready (default), training (after an epoch), finished (with --train) or features (the "
-      "k-NN probe's progress)", "WHEN" },
-    { "version", 0, 0, G_OPTION_ARG_NONE, NULL, "Print the version and quit", NULL },
+      N_("ready (default), training (after an epoch), finished (with --train) or features (the "
+         "k-NN probe's progress)"), "WHEN" },
+    { "version", 0, 0, G_OPTION_ARG_NONE, NULL, N_("Print the version and quit"), NULL },
     { NULL },
   };
   g_application_add_main_option_entries (G_APPLICATION (self), entries);

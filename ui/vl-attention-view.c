@@ -6,6 +6,7 @@
  * surface (recomputed only when the map or the colour map changes). Drawing a frame only
  * composites the cached image and heat surfaces. */
 #include "vl-attention-view.h"
+#include <glib/gi18n.h>
 #include "vl-attention.h"
 
 #include <math.h>
@@ -524,7 +525,7 @@ draw_view (VlAttentionView *self, cairo_t *cr, int width, int height, gboolean h
     double x = round ((width - total) / 2), y = L.footer_y;
     double cy = y + font_h / 2.0;
     vl_draw_set_source (cr, &C.fg, 0.7);
-    vl_draw_text (cr, small, "low", x, cy, 0.0, 0.5);
+    vl_draw_text (cr, small, _("low"), x, cy, 0.0, 0.5);
     x += lw + 6;
     const float (*lut)[3] = vl_colormap_lut (self->cmap);
     cairo_pattern_t *grad = cairo_pattern_create_linear (x, 0, x + bar_w, 0);
@@ -539,7 +540,7 @@ draw_view (VlAttentionView *self, cairo_t *cr, int width, int height, gboolean h
     cairo_pattern_destroy (grad);
     x += bar_w + 6;
     vl_draw_set_source (cr, &C.fg, 0.7);
-    vl_draw_text (cr, small, "high", x, cy, 0.0, 0.5);
+    vl_draw_text (cr, small, _("high"), x, cy, 0.0, 0.5);
     x += hw + 18;
     vl_draw_text (cr, small, desc, x, cy, 0.0, 0.5);
   }

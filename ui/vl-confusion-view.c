@@ -1,5 +1,6 @@
 /* vl-confusion-view.c: the confusion matrix, drawn with cairo in snapshot. */
 #include "vl-confusion-view.h"
+#include <glib/gi18n.h>
 #include "vl-task-view.h"
 
 #include <math.h>
@@ -216,17 +217,17 @@ draw_matrix (VlConfusionView *self, cairo_t *cr, int width, int height, gboolean
   if (K == 0)
     {
       vl_draw_set_source (cr, &C.fg, 0.45);
-      vl_draw_text (cr, font, "No evaluation yet", width / 2.0, height / 2.0, 0.5, 0.5);
+      vl_draw_text (cr, font, _("No evaluation yet"), width / 2.0, height / 2.0, 0.5, 0.5);
       return;
     }
 
   /* axis titles */
   vl_draw_set_source (cr, &C.fg, 0.6);
-  vl_draw_text (cr, small, "predicted →", L.mx + cs * K / 2, L.pred_y, 0.5, 0.0);
+  vl_draw_text (cr, small, _("predicted →"), L.mx + cs * K / 2, L.pred_y, 0.5, 0.0);
   cairo_save (cr);
   cairo_translate (cr, 10, L.my + cs * K / 2);
   cairo_rotate (cr, -G_PI / 2);
-  vl_draw_text (cr, small, "true →", 0, 0, 0.5, 0.0);
+  vl_draw_text (cr, small, _("true →"), 0, 0, 0.5, 0.0);
   cairo_restore (cr);
 
   /* labels: skip some when the cells are smaller than the text */
@@ -335,7 +336,7 @@ draw_matrix (VlConfusionView *self, cairo_t *cr, int width, int height, gboolean
 
   /* per-class accuracy beside each row */
   vl_draw_set_source (cr, &C.fg, 0.6);
-  vl_draw_text (cr, small, "acc", L.acc_x + 18, L.my - 4, 0.5, 1.0);
+  vl_draw_text (cr, small, _("acc"), L.acc_x + 18, L.my - 4, 0.5, 1.0);
   for (int t = 0; t < K; t += every)
     {
       double y = L.my + t * cs, cy = y + cs / 2;

@@ -1,6 +1,7 @@
 /* vl-embedding-panel.c: the pretrained and fine-tuned embedding maps (see
  * vl-embedding-panel.h). */
 #include "vl-embedding-panel.h"
+#include <glib/gi18n.h>
 
 #include "vl-embedding-view.h"
 #include "vl-task-view.h"
@@ -264,8 +265,8 @@ progress_idle (gpointer user_data)
   g_autoptr(VlEmbeddingPanel) self = g_weak_ref_get (&pr->panel);
   if (self == NULL || self->cancel != pr->cancel)
     return G_SOURCE_REMOVE;   /* stale */
-  g_autofree char *t = g_strdup_printf ("Features of the fine-tuned model: %" G_GINT64_FORMAT
-                                        " of %" G_GINT64_FORMAT " images…", done, total);
+  g_autofree char *t = g_strdup_printf (_("Features of the fine-tuned model: %lld of %lld "
+                                          "images…"), (long long) done, (long long) total);
   gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]), t);
   return G_SOURCE_REMOVE;
 }
@@ -343,7 +344,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      g_autofree char *t = g_strdup_printf ("Features of the fine-tuned model: %s",
+      g_autofree char *t = g_strdup_printf (_("Features of the fine-tuned model: %s"),
                                             error->message);
       gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]), t);
       return;
@@ -362,8 +363,8 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
                                         100 * vl_embedding_view_get_explained (
                                           VL_EMBEDDING_VIEW (self->views[1]), 1));
   gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]),
-                      self->same_features ? "The run trained the head alone: these are the "
-                                            "pretrained features" : t);
+                      self->same_features ? _("The run trained the head alone: these are the "
+                                              "pretrained features") : t);
   g_signal_emit (self, signals[SIGNAL_FINETUNED_READY], 0);
 }
 
@@ -376,7 +377,7 @@ vl_embedding_panel_start_finetuned (VlEmbeddingPanel *self, VlTrainedRef *traine
   vl_embedding_panel_clear_finetuned (self);
   self->cancel = g_cancellable_new ();
   gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]),
-                      "Features of the fine-tuned model…");
+                      _("Features of the fine-tuned model…"));
   Job *j = g_new0 (Job, 1);
   j->trained = vl_trained_ref (trained);
   j->data = vl_data_ref (data);
@@ -398,7 +399,7 @@ vl_embedding_panel_clear_finetuned (VlEmbeddingPanel *self)
   g_clear_object (&self->cancel);
   show_rows (self, VL_EMBEDDING_FINETUNED, NULL, NULL);
   gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_FINETUNED]),
-                      "After a run: the fine-tuned model's features of the same images");
+                      _("After a run: the fine-tuned model's features of the same images"));
   if (self->preview_side == VL_EMBEDDING_FINETUNED)
     self->preview_point = -1;
 }
@@ -411,13 +412,13 @@ vl_embedding_panel_set_pretrained (VlEmbeddingPanel *self, const VlFeatures *f, 
   self->data = data ? vl_data_ref (data) : NULL;
   self->preview_point = -1;
   gtk_picture_set_paintable (GTK_PICTURE (self->preview), NULL);
-  gtk_label_set_text (GTK_LABEL (self->preview_label), "Hover a point to see its image");
+  gtk_label_set_text (GTK_LABEL (self->preview_label), _("Hover a point to see its image"));
   if (f == NULL)
     {
       vl_embedding_panel_clear_finetuned (self);
       show_rows (self, VL_EMBEDDING_PRETRAINED, NULL, NULL);
       gtk_label_set_text (GTK_LABEL (self->status[VL_EMBEDDING_PRETRAINED]),
-                          "Open a backbone and a dataset: the pretrained features' map");
+                          _("Open a backbone and a dataset: the pretrained features' map"));
       return;
     }
   self->pre_n = f->n;
@@ -521,10 +522,10 @@ vl_embedding_panel_init (VlEmbeddingPanel *self)
   self->preview_point = -1;
   gtk_orientable_set_orientation (GTK_ORIENTABLE (self), GTK_ORIENTATION_VERTICAL);
   gtk_box_set_spacing (GTK_BOX (self), 8);
-  self->caption = gtk_label_new ("Each image's pooled features projected on their two principal "
-                                 "axes (PCA), coloured by class: the pretrained backbone's, and "
+  self->caption = gtk_label_new (_("Each image's pooled features projected on their two principal "
+                                   "axes (PCA), coloured by class: the pretrained backbone's, and "
                                  "after a run the fine-tuned model's. Hover a point for its image; "
-                                 "click it to open the file.");
+                                   "click it to open the file."));
   gtk_label_set_xalign (GTK_LABEL (self->caption), 0);
   gtk_label_set_wrap (GTK_LABEL (self->caption), TRUE);
   gtk_widget_add_css_class (self->caption, "dim-label");

@@ -1,5 +1,6 @@
 /* vl-embedding-view.c: PCA of pooled features to 2-D, drawn with cairo in snapshot. */
 #include "vl-embedding-view.h"
+#include <glib/gi18n.h>
 
 #include <cblas.h>
 #include <math.h>
@@ -421,7 +422,7 @@ draw_map (VlEmbeddingView *self, cairo_t *cr, int width, int height, gboolean ba
   if (self->n == 0)
     {
       vl_draw_set_source (cr, &C.fg, 0.45);
-      vl_draw_text (cr, font, "No features yet", width / 2.0, height / 2.0, 0.5, 0.5);
+      vl_draw_text (cr, font, _("No features yet"), width / 2.0, height / 2.0, 0.5, 0.5);
       return;
     }
 

@@ -1,6 +1,7 @@
 /* vl-knn-panel.c: the k-NN probe of the pretrained features on the data panel (see
  * vl-knn-panel.h). */
 #include "vl-knn-panel.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -96,8 +97,8 @@ progress_idle (gpointer user_data)
   double elapsed = (g_get_monotonic_time () - self->started_us) / 1e6;
   char eta[64];
   format_eta (eta, sizeof eta, done > 0 ? elapsed * (double) (total - done) / (double) done : NAN);
-  g_autofree char *t = g_strdup_printf ("Features of %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                                        " images · %s", done, total, eta);
+  g_autofree char *t = g_strdup_printf (_("Features of %lld of %lld images · %s"),
+                                        (long long) done, (long long) total, eta);
   gtk_label_set_text (GTK_LABEL (self->eta_label), t);
   return G_SOURCE_REMOVE;
 }
@@ -286,8 +287,9 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
       self->accuracy = j->acc;
       if (isnan (j->acc))
         {
-          set_text (self, "k-NN: the dataset has no classes", "Its features are on the embedding "
-                    "map; the k-NN probe needs two classes or more.");
+          set_text (self, _("k-NN: the dataset has no classes"),
+                    _("Its features are on the embedding map; the k-NN probe needs two classes "
+                      "or more."));
           set_busy (self, FALSE);
           gtk_widget_set_sensitive (self->layers_button, FALSE);
           g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ACCURACY]);
@@ -347,12 +349,12 @@ start_job (VlKnnPanel *self, JobKind kind)
   j->progress->cancel = g_object_ref (self->cancel);
   self->started_us = g_get_monotonic_time ();
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
-  gtk_label_set_text (GTK_LABEL (self->eta_label), kind == JOB_FINAL ? "Loading the backbone…"
-                                                   : "Every block's features…");
+  gtk_label_set_text (GTK_LABEL (self->eta_label), kind == JOB_FINAL ? _("Loading the backbone…")
+                                                   : _("Every block's features…"));
   set_busy (self, TRUE);
   self->reveal_id = g_timeout_add (1000, reveal_progress, self);
   if (kind == JOB_FINAL)
-    set_text (self, "k-NN on these features: computing…", NULL);
+    set_text (self, _("k-NN on these features: computing…"), NULL);
   g_autoptr(GTask) task = g_task_new (self, self->cancel, job_done, NULL);
   g_task_set_task_data (task, j, job_free);
   g_task_run_in_thread (task, job_thread);
@@ -434,8 +436,8 @@ chart_tooltip (GtkWidget *w, int x, int y, gboolean keyboard, GtkTooltip *toolti
   if (l < 0 || l >= self->n_layer_acc)
     return FALSE;
   g_autofree char *t = l == self->n_layer_acc - 1
-    ? g_strdup_printf ("After the final norm: %.1f%%", 100 * self->layer_acc[l])
-    : g_strdup_printf ("Output of block %d: %.1f%%", l + 1, 100 * self->layer_acc[l]);
+    ? g_strdup_printf (_("After the final norm: %.1f%%"), 100 * self->layer_acc[l])
+    : g_strdup_printf (_("Output of block %d: %.1f%%"), l + 1, 100 * self->layer_acc[l]);
   gtk_tooltip_set_text (tooltip, t);
   return TRUE;
 }
@@ -629,18 +631,18 @@ vl_knn_panel_init (VlKnnPanel *self)
   gtk_widget_set_visible (self->progress_box, FALSE);
   gtk_box_append (GTK_BOX (self), self->progress_box);
 
-  self->layers_button = gtk_button_new_with_label ("k-NN at Every Block");
+  self->layers_button = gtk_button_new_with_label (_("k-NN at Every Block"));
   gtk_widget_set_tooltip_text (self->layers_button,
-                               "The same k-NN on each block's output (one pass over the "
-                               "images): where in the network the useful features are");
+                               _("The same k-NN on each block's output (one pass over the "
+                                 "images): where in the network the useful features are"));
   gtk_widget_set_halign (self->layers_button, GTK_ALIGN_START);
   gtk_widget_set_sensitive (self->layers_button, FALSE);
   g_signal_connect_swapped (self->layers_button, "clicked",
                             G_CALLBACK (vl_knn_panel_start_layers), self);
   gtk_box_append (GTK_BOX (self), self->layers_button);
 
-  self->chart_label = gtk_label_new ("k-NN accuracy at each block's output (F: after the final "
-                                     "norm)");
+  self->chart_label = gtk_label_new (_("k-NN accuracy at each block's output (F: after the final "
+                                       "norm)"));
   gtk_label_set_xalign (GTK_LABEL (self->chart_label), 0);
   gtk_label_set_wrap (GTK_LABEL (self->chart_label), TRUE);
   gtk_widget_add_css_class (self->chart_label, "caption");

@@ -3,6 +3,7 @@
  * Layout, top to bottom: the legend row, the plot (loss on the left axis, accuracy on the
  * right), the gradient-norm strip (sharing the plot's x axis), the step tick labels. */
 #include "vl-loss-chart.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -591,7 +592,7 @@ paint_axes (const Paint *c)
         vl_draw_text (cr, small, buf, x, xlab_y, 0.5, 0.0);
       }
     vl_draw_set_source (cr, fg, 0.6);
-    vl_draw_text (cr, small, "step", S.px + S.pw / 2, xlab_y + L.font_h + 2, 0.5, 0.0);
+    vl_draw_text (cr, small, _("step"), S.px + S.pw / 2, xlab_y + L.font_h + 2, 0.5, 0.0);
   }
 
   /* ---- right axis: accuracy ---- */
@@ -619,13 +620,13 @@ paint_axes (const Paint *c)
     vl_draw_set_source (cr, fg, 0.6);
     cairo_translate (cr, 8, S.py + S.ph / 2);
     cairo_rotate (cr, -G_PI / 2);
-    vl_draw_text (cr, small, S.log ? "loss (log)" : "loss", 0, 0, 0.5, 0.0);
+    vl_draw_text (cr, small, S.log ? _("loss (log)") : _("loss"), 0, 0, 0.5, 0.0);
     cairo_restore (cr);
     cairo_save (cr);
     vl_draw_set_source (cr, &P.acc, 0.9);
     cairo_translate (cr, width - 8, S.py + S.ph / 2);
     cairo_rotate (cr, G_PI / 2);
-    vl_draw_text (cr, small, self->task == VL_TASK_REGRESS ? "val R²" : "val accuracy", 0, 0,
+    vl_draw_text (cr, small, self->task == VL_TASK_REGRESS ? _("val R²") : _("val accuracy"), 0, 0,
                   0.5, 0.0);
     cairo_restore (cr);
   }
@@ -780,12 +781,12 @@ paint_strip (const Paint *c)
                         L.strip.y + L.strip.h, 1.0, 1.0);
         }
       else
-        vl_draw_text (cr, tiny, "‖grad‖", L.strip.x - 4, L.strip.y + L.strip.h / 2, 1.0, 0.5);
+        vl_draw_text (cr, tiny, _("‖grad‖"), L.strip.x - 4, L.strip.y + L.strip.h / 2, 1.0, 0.5);
       if (L.strip.h >= 2 * th)
         {
           cairo_save (cr);
           cairo_translate (cr, L.strip.x + L.strip.w + 4, L.strip.y + L.strip.h / 2);
-          vl_draw_text (cr, tiny, "‖grad‖", 0, 0, 0.0, 0.5);
+          vl_draw_text (cr, tiny, _("‖grad‖"), 0, 0, 0.0, 0.5);
           cairo_restore (cr);
         }
     }
@@ -811,10 +812,10 @@ paint_legend (const Paint *c)
     double xmax = L.legend.x + L.legend.w;
     int tw;
     struct { const char *label; const GdkRGBA *c; double alpha; int kind; } items[] = {
-      { "train loss", &P.loss, 0.35, 0 },
-      { "smoothed", &P.loss, 1.0, 1 },
-      { "val loss", &P.val, 1.0, 2 },
-      { self->task == VL_TASK_REGRESS ? "val R²" : "val accuracy", &P.acc, 1.0, 2 },
+      { _("train loss"), &P.loss, 0.35, 0 },
+      { _("smoothed"), &P.loss, 1.0, 1 },
+      { _("val loss"), &P.val, 1.0, 2 },
+      { self->task == VL_TASK_REGRESS ? _("val R²") : _("val accuracy"), &P.acc, 1.0, 2 },
     };
     for (guint i = 0; i < G_N_ELEMENTS (items) + self->history->len + 1; i++)
       {
@@ -882,7 +883,7 @@ paint_legend (const Paint *c)
     {
       g_autoptr(PangoLayout) big = vl_draw_layout (cr, GTK_WIDGET (self), 1.0);
       vl_draw_set_source (cr, fg, 0.45);
-      vl_draw_text (cr, big, "No training steps yet", S.px + S.pw / 2, S.py + S.ph / 2,
+      vl_draw_text (cr, big, _("No training steps yet"), S.px + S.pw / 2, S.py + S.ph / 2,
                     0.5, 0.5);
     }
 

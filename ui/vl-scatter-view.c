@@ -1,5 +1,6 @@
 /* vl-scatter-view.c: predicted against true values (see vl-scatter-view.h). */
 #include "vl-scatter-view.h"
+#include <glib/gi18n.h>
 #include "vl-colormap.h"
 #include "vl-task-view.h"
 
@@ -85,8 +86,8 @@ draw (VlScatterView *self, cairo_t *cr, int width, int height)
   if (self->n == 0)
     {
       vl_draw_set_source (cr, fg, 0.55);
-      vl_draw_text (cr, small, "No predictions to plot yet.\nThey arrive with each epoch of "
-                    "a regression run;\nan opened run folder keeps only its metrics.",
+      vl_draw_text (cr, small, _("No predictions to plot yet.\nThey arrive with each epoch of "
+                                 "a regression run;\nan opened run folder keeps only its metrics."),
                     width / 2.0, height / 2.0, 0.5, 0.5);
       return;
     }

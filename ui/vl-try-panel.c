@@ -1,5 +1,6 @@
 /* vl-try-panel.c: "Try it" — new images through a trained model (see vl-try-panel.h). */
 #include "vl-try-panel.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -368,8 +369,8 @@ row_for (VlTryPanel *self, const Result *r)
     {
       gtk_box_append (GTK_BOX (row), picture_for (r->crop));
       GtkWidget *ov = picture_for (r->overlay);
-      gtk_widget_set_tooltip_text (ov, "Attention rollout (CLS row of the product of the blocks' "
-                                       "head-averaged attention)");
+      gtk_widget_set_tooltip_text (ov, _("Attention rollout (CLS row of the product of the blocks' "
+                                         "head-averaged attention)"));
       gtk_box_append (GTK_BOX (row), ov);
     }
   GtkWidget *col = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
@@ -494,7 +495,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      g_autofree char *t = g_strdup_printf ("Try it: %s", error->message);
+      g_autofree char *t = g_strdup_printf (_("Try it: %s"), error->message);
       gtk_label_set_text (GTK_LABEL (self->model_label), t);
     }
   Job *j = g_task_get_task_data (G_TASK (result));
@@ -567,14 +568,15 @@ vl_try_panel_set_model (VlTryPanel *self, VlTrainedRef *trained, const char *run
   self->names = g_strdupv ((char **) (task == VL_TASK_REGRESS ? value_names : class_names));
   if (trained == NULL)
     gtk_label_set_text (GTK_LABEL (self->model_label),
-                        "No trained model yet: train one, or open a run folder.");
+                        _("No trained model yet: train one, or open a run folder."));
   else
     {
       g_autofree char *base = run_dir ? g_path_get_basename (run_dir) : NULL;
-      g_autofree char *t = g_strdup_printf ("Model: %s%s · %s", base ? "run " : "the last run",
+      g_autofree char *t = g_strdup_printf (_("Model: %s%s · %s"),
+                                            base ? _("run ") : _("the last run"),
                                             base ? base : "",
-                                            task == VL_TASK_REGRESS ? "predicted values"
-                                                                    : "top classes");
+                                            task == VL_TASK_REGRESS ? _("predicted values")
+                                                                    : _("top classes"));
       gtk_label_set_text (GTK_LABEL (self->model_label), t);
     }
   if (trained && self->paths->len > 0)
@@ -604,8 +606,8 @@ vl_try_panel_add_files (VlTryPanel *self, const char *const *paths)
   if (self->trained == NULL)
     {
       gtk_label_set_text (GTK_LABEL (self->model_label),
-                          "No trained model yet: these images run once a run finishes or a run "
-                          "folder is opened.");
+                          _("No trained model yet: these images run once a run finishes or a run "
+                            "folder is opened."));
       return;
     }
   run_paths (self, (char **) paths);
@@ -754,7 +756,7 @@ choose (VlTryPanel *self, gboolean folder)
     gtk_file_chooser_native_new (folder ? "Try a Folder of Images" : "Try Images",
                                  GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
                                  folder ? GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER
-                                        : GTK_FILE_CHOOSER_ACTION_OPEN, "_Open", "_Cancel");
+                                        : GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"), _("_Cancel"));
   gtk_file_chooser_set_select_multiple (GTK_FILE_CHOOSER (d), TRUE);
   if (!folder)
     {
@@ -798,7 +800,7 @@ export_chosen (GtkNativeDialog *dialog, int response, VlTryPanel *self)
         {
           GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
           if (VL_IS_WINDOW (root))
-            vl_window_show_error (VL_WINDOW (root), "Could not export the predictions: %s",
+            vl_window_show_error (VL_WINDOW (root), _("Could not export the predictions: %s"),
                                   error->message);
         }
     }
@@ -810,9 +812,9 @@ export_clicked (VlTryPanel *self)
 {
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
   GtkFileChooserNative *d =
-    gtk_file_chooser_native_new ("Export Predictions", GTK_IS_WINDOW (root) ? GTK_WINDOW (root)
+    gtk_file_chooser_native_new (_("Export Predictions"), GTK_IS_WINDOW (root) ? GTK_WINDOW (root)
                                                                              : NULL,
-                                 GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "_Cancel");
+                                 GTK_FILE_CHOOSER_ACTION_SAVE, _("_Export"), _("_Cancel"));
   gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (d), "predictions.csv");
   g_signal_connect (d, "response", G_CALLBACK (export_chosen), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (d));
@@ -910,17 +912,19 @@ vl_try_panel_init (VlTryPanel *self)
   gtk_widget_set_hexpand (self->model_label, TRUE);
   gtk_widget_add_css_class (self->model_label, "dim-label");
   gtk_box_append (GTK_BOX (bar), self->model_label);
-  self->open_button = button ("_Images…", "Run the trained model on images you choose (or drop "
-                                          "images and folders here)");
+  self->open_button = button (_("_Images…"), _("Run the trained model on images you choose "
+                                               "(or drop images and folders here)"));
   g_signal_connect_swapped (self->open_button, "clicked", G_CALLBACK (open_clicked), self);
   gtk_box_append (GTK_BOX (bar), self->open_button);
-  self->folder_button = button ("_Folder…", "Run the trained model on every image of a folder");
+  self->folder_button = button (_("_Folder…"),
+                                _("Run the trained model on every image of a folder"));
   g_signal_connect_swapped (self->folder_button, "clicked", G_CALLBACK (folder_clicked), self);
   gtk_box_append (GTK_BOX (bar), self->folder_button);
-  self->export_button = button ("_Export CSV…", "Every image's prediction as one CSV table");
+  self->export_button = button (_("_Export CSV…"),
+                                _("Every image's prediction as one CSV table"));
   g_signal_connect_swapped (self->export_button, "clicked", G_CALLBACK (export_clicked), self);
   gtk_box_append (GTK_BOX (bar), self->export_button);
-  self->clear_button = button ("C_lear", "Forget these images");
+  self->clear_button = button (_("C_lear"), _("Forget these images"));
   g_signal_connect_swapped (self->clear_button, "clicked", G_CALLBACK (vl_try_panel_clear), self);
   gtk_box_append (GTK_BOX (bar), self->clear_button);
   gtk_box_append (GTK_BOX (self), bar);
@@ -939,8 +943,8 @@ vl_try_panel_init (VlTryPanel *self)
   gtk_list_box_set_selection_mode (GTK_LIST_BOX (self->list), GTK_SELECTION_NONE);
   gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroll), self->list);
   gtk_overlay_set_child (GTK_OVERLAY (overlay), scroll);
-  self->empty_label = gtk_label_new ("Drop images or a folder here to see what the trained model "
-                                     "answers, and where it looks.");
+  self->empty_label = gtk_label_new (_("Drop images or a folder here to see what the trained model "
+                                       "answers, and where it looks."));
   gtk_label_set_wrap (GTK_LABEL (self->empty_label), TRUE);
   gtk_label_set_justify (GTK_LABEL (self->empty_label), GTK_JUSTIFY_CENTER);
   gtk_widget_set_can_target (self->empty_label, FALSE);

@@ -3,6 +3,7 @@
  * head. The model here is the pretrained backbone the user configures; a run trains its own
  * copy (the trainer loads it on its worker thread). */
 #include "vl-window-private.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -63,7 +64,7 @@ vl_window_refresh_recent (VlWindow *self)
     }
   if (recent[0] == NULL)
     {
-      g_autoptr(GMenuItem) item = g_menu_item_new ("No recent backbones", "win.nothing");
+      g_autoptr(GMenuItem) item = g_menu_item_new (_("No recent backbones"), "win.nothing");
       g_menu_append_item (self->recent_section, item);
     }
 }
@@ -140,10 +141,10 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   const char *path = g_task_get_task_data (G_TASK (result));
   if (m == NULL)
     {
-      vl_window_show_error (self, "Could not open the backbone: %s", error->message);
+      vl_window_show_error (self, _("Could not open the backbone: %s"), error->message);
       gtk_label_set_text (GTK_LABEL (self->backbone_name_label),
                           self->model ? gtk_label_get_text (GTK_LABEL (self->backbone_name_label))
-                                      : "No backbone");
+                                      : _("No backbone"));
       if (self->backbone_path)
         gtk_label_set_text (GTK_LABEL (self->backbone_path_label), self->backbone_path);
       vl_window_update_actions (self);
@@ -164,7 +165,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   if (g_str_has_suffix (base, ".safetensors"))
     base[strlen (base) - strlen (".safetensors")] = '\0';
   gtk_label_set_text (GTK_LABEL (self->backbone_name_label), base);
-  g_autofree char *loaded = g_strdup_printf ("%s\nloaded in %.2f s", path, ms / 1000.0);
+  g_autofree char *loaded = g_strdup_printf (_("%s\nloaded in %.2f s"), path, ms / 1000.0);
   gtk_label_set_text (GTK_LABEL (self->backbone_path_label), loaded);
   gtk_widget_set_tooltip_text (self->backbone_path_label, path);
   show_model_info (self);
@@ -193,7 +194,7 @@ vl_window_open_backbone (VlWindow *self, const char *path)
   g_return_if_fail (path != NULL);
   if (vl_window_is_running (self))
     {
-      vl_window_show_error (self, "Stop training before opening another backbone");
+      vl_window_show_error (self, _("Stop training before opening another backbone"));
       return;
     }
   if (self->backbone_cancel)
@@ -203,7 +204,7 @@ vl_window_open_backbone (VlWindow *self, const char *path)
   gtk_spinner_set_spinning (GTK_SPINNER (self->backbone_spinner), TRUE);
   gtk_widget_set_visible (self->backbone_spinner, TRUE);
   g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *loading = g_strdup_printf ("Loading %s…", base);
+  g_autofree char *loading = g_strdup_printf (_("Loading %s…"), base);
   gtk_label_set_text (GTK_LABEL (self->backbone_name_label), loading);
   gtk_label_set_text (GTK_LABEL (self->backbone_path_label), path);
 
@@ -235,15 +236,15 @@ static const char *
 group_tooltip (const char *name)
 {
   if (g_str_equal (name, "stem"))
-    return "Patch embedding, class token and position embedding: how pixels become tokens";
+    return _("Patch embedding, class token and position embedding: how pixels become tokens");
   if (g_str_equal (name, "head"))
-    return "The classifier: a new one is created for the dataset's classes";
+    return _("The classifier: a new one is created for the dataset's classes");
   if (g_str_has_prefix (name, "norm") || g_str_has_prefix (name, "fc_norm") ||
       g_str_has_suffix (name, "ln_post"))
-    return "The final LayerNorm on the token stream";
+    return _("The final LayerNorm on the token stream");
   if (g_str_equal (name, "proj"))
-    return "OpenCLIP's projection into the joint image-text space";
-  return "A transformer block: self-attention and MLP, each with its LayerNorm";
+    return _("OpenCLIP's projection into the joint image-text space");
+  return _("A transformer block: self-attention and MLP, each with its LayerNorm");
 }
 
 void
@@ -309,8 +310,8 @@ rebuild_group_rows (VlWindow *self)
       r->lr_label = gtk_label_new (NULL);
       gtk_widget_add_css_class (r->lr_label, "caption");
       gtk_widget_add_css_class (r->lr_label, "vl-lr");
-      gtk_widget_set_tooltip_text (r->lr_label, "Learning-rate multiplier of this group with "
-                                   "layer decay (Training ▸ Layer decay)");
+      gtk_widget_set_tooltip_text (r->lr_label, _("Learning-rate multiplier of this group with "
+                                                  "layer decay (Training ▸ Layer decay)"));
       gtk_box_append (GTK_BOX (meta), r->lr_label);
       gtk_box_append (GTK_BOX (text), meta);
       gtk_box_append (GTK_BOX (box), text);
@@ -319,8 +320,8 @@ rebuild_group_rows (VlWindow *self)
       gtk_widget_set_size_request (r->grad_bar, 70, -1);
       gtk_widget_set_valign (r->grad_bar, GTK_ALIGN_CENTER);
       gtk_widget_set_visible (r->grad_bar, FALSE);
-      gtk_widget_set_tooltip_text (r->grad_bar, "Gradient norm of this group at the latest step, "
-                                   "relative to the largest");
+      gtk_widget_set_tooltip_text (r->grad_bar, _("Gradient norm of this group at the latest step, "
+                                                  "relative to the largest"));
       gtk_box_append (GTK_BOX (box), r->grad_bar);
 
       r->state_label = gtk_label_new (NULL);
@@ -330,7 +331,7 @@ rebuild_group_rows (VlWindow *self)
 
       r->toggle = gtk_switch_new ();
       gtk_widget_set_valign (r->toggle, GTK_ALIGN_CENTER);
-      g_autofree char *tip = g_strdup_printf ("Train %s (on) or keep it frozen (off)", name);
+      g_autofree char *tip = g_strdup_printf (_("Train %s (on) or keep it frozen (off)"), name);
       gtk_widget_set_tooltip_text (r->toggle, tip);
       g_object_set_data (G_OBJECT (r->toggle), "group", GINT_TO_POINTER (g));
       g_signal_connect (r->toggle, "notify::active", G_CALLBACK (on_group_toggled), self);
@@ -453,7 +454,8 @@ vl_window_set_group_grad_norms (VlWindow *self, const double *norms, int n)
       gtk_widget_set_visible (r->grad_bar, show);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (r->grad_bar),
                                mx > 0 && isfinite (norms[g]) ? norms[g] / mx : 0);
-      g_autofree char *tip = g_strdup_printf ("Gradient norm at the latest step: %.4g", norms[g]);
+      g_autofree char *tip = g_strdup_printf (_("Gradient norm at the latest step: %.4g"),
+                                              norms[g]);
       gtk_widget_set_tooltip_text (r->grad_bar, tip);
     }
 }
@@ -478,7 +480,8 @@ on_unlock_changed (GtkSpinButton *spin, VlWindow *self)
     {
       /* applies from the next epoch; the LOCK event shows it */
       vl_trainer_set_unlock (vl_window_trainer (self), n >= vl_model_n_groups (self->model) ? VL_UNLOCK_ALL : n);
-      g_autofree char *msg = g_strdup_printf ("From the next epoch on, the last %d group%s train.",
+      g_autofree char *msg = g_strdup_printf (_("From the next epoch on, the last %d group%s "
+                                                "train."),
                                               n, n == 1 ? "" : "s");
       gtk_label_set_text (GTK_LABEL (self->message_label), msg);
       gtk_widget_set_visible (self->message_label, TRUE);
@@ -557,7 +560,7 @@ update_schedule_label (VlWindow *self)
     }
   else
     {
-      gtk_label_set_text (GTK_LABEL (self->schedule_label), "two steps share an epoch");
+      gtk_label_set_text (GTK_LABEL (self->schedule_label), _("two steps share an epoch"));
       gtk_widget_add_css_class (self->schedule_label, "error");
     }
 }
@@ -580,23 +583,23 @@ add_schedule_row (VlWindow *self, int epoch, int count)
   int n_groups = self->model ? vl_model_n_groups (self->model) : 100;
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
   gtk_widget_add_css_class (box, "vl-schedule-row");
-  gtk_box_append (GTK_BOX (box), gtk_label_new ("From epoch"));
+  gtk_box_append (GTK_BOX (box), gtk_label_new (_("From epoch")));
   GtkWidget *e = gtk_spin_button_new_with_range (2, 10000, 1);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (e), epoch + 1);
-  gtk_widget_set_tooltip_text (e, "The epoch (counting from 1) at which this step starts");
+  gtk_widget_set_tooltip_text (e, _("The epoch (counting from 1) at which this step starts"));
   gtk_box_append (GTK_BOX (box), e);
-  gtk_box_append (GTK_BOX (box), gtk_label_new ("unlock"));
+  gtk_box_append (GTK_BOX (box), gtk_label_new (_("unlock")));
   GtkWidget *c = gtk_spin_button_new_with_range (0, n_groups, 1);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (c), count);
-  gtk_widget_set_tooltip_text (c, "How many of the last layer groups train from then on");
+  gtk_widget_set_tooltip_text (c, _("How many of the last layer groups train from then on"));
   gtk_box_append (GTK_BOX (box), c);
-  GtkWidget *groups = gtk_label_new ("groups");
+  GtkWidget *groups = gtk_label_new (_("groups"));
   gtk_widget_set_hexpand (groups, TRUE);
   gtk_label_set_xalign (GTK_LABEL (groups), 0);
   gtk_box_append (GTK_BOX (box), groups);
   GtkWidget *rm = gtk_button_new_from_icon_name ("list-remove-symbolic");
   gtk_widget_add_css_class (rm, "flat");
-  gtk_widget_set_tooltip_text (rm, "Remove this step");
+  gtk_widget_set_tooltip_text (rm, _("Remove this step"));
   gtk_box_append (GTK_BOX (box), rm);
 
   GtkWidget *row = gtk_list_box_row_new ();
@@ -675,7 +678,7 @@ vl_window_set_unlock_schedule (VlWindow *self, const char *schedule)
   g_autofree VlUnlockStep *steps = vl_unlock_schedule_parse (schedule, &n_steps, &error);
   if (steps == NULL || n_steps == 0)
     {
-      vl_window_show_error (self, "Unlock schedule \"%s\": %s", schedule,
+      vl_window_show_error (self, _("Unlock schedule \"%s\": %s"), schedule,
                             error ? error->message : "empty");
       return;
     }
@@ -741,8 +744,8 @@ update_head_note (VlWindow *self)
   if (self->model == NULL)
     {
       gtk_label_set_text (GTK_LABEL (self->head_note_label),
-                          "The head is created for the dataset's classes when a backbone and a "
-                          "dataset are open.");
+                          _("The head is created for the dataset's classes when a backbone and a "
+                            "dataset are open."));
       return;
     }
   if (self->task == VL_TASK_SEGMENT)

@@ -2,6 +2,7 @@
  * thumbnails decoded on a worker thread; skipped files), and the pretrained attention of the
  * probe images, computed on a worker thread with its own copy of the backbone. */
 #include "vl-window-private.h"
+#include <glib/gi18n.h>
 
 #include <math.h>
 #include <string.h>
@@ -231,7 +232,7 @@ show_skipped_strv (VlWindow *self, char **skipped)
       gtk_widget_add_css_class (l, "vl-skipped");
       gtk_list_box_append (GTK_LIST_BOX (self->skipped_list), l);
     }
-  g_autofree char *label = g_strdup_printf ("Skipped files (%d)", n);
+  g_autofree char *label = g_strdup_printf (_("Skipped files (%d)"), n);
   gtk_expander_set_label (GTK_EXPANDER (self->skipped_expander), label);
   gtk_widget_set_visible (self->skipped_expander, n > 0);
 }
@@ -394,9 +395,9 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   gtk_widget_set_visible (self->data_spinner, FALSE);
   if (d == NULL)
     {
-      vl_window_show_error (self, "Could not open the dataset: %s", error->message);
+      vl_window_show_error (self, _("Could not open the dataset: %s"), error->message);
       gtk_label_set_text (GTK_LABEL (self->data_name_label),
-                          self->data ? self->data->spec : "No dataset");
+                          self->data ? self->data->spec : _("No dataset"));
       vl_window_refresh_probe_file (self, FALSE);   /* still no dataset: the sample */
       vl_window_update_actions (self);
       return;
@@ -446,7 +447,7 @@ vl_window_open_data (VlWindow *self, const char *spec)
   g_return_if_fail (spec != NULL);
   if (vl_window_is_running (self))
     {
-      vl_window_show_error (self, "Stop training before opening another dataset");
+      vl_window_show_error (self, _("Stop training before opening another dataset"));
       return;
     }
   if (self->data_cancel)
@@ -459,7 +460,7 @@ vl_window_open_data (VlWindow *self, const char *spec)
   gtk_widget_set_visible (self->data_spinner, TRUE);
   g_autofree char *base = g_file_test (spec, G_FILE_TEST_IS_DIR) ? g_path_get_basename (spec)
                                                                  : g_strdup (spec);
-  g_autofree char *loading = g_strdup_printf ("Scanning %s…", base);
+  g_autofree char *loading = g_strdup_printf (_("Scanning %s…"), base);
   gtk_label_set_text (GTK_LABEL (self->data_name_label), loading);
 
   OpenJob *j = g_new0 (OpenJob, 1);
@@ -635,7 +636,7 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
   AttnJob *j = g_task_get_task_data (G_TASK (result));
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      vl_window_show_error (self, "Attention of the pretrained backbone: %s", error->message);
+      vl_window_show_error (self, _("Attention of the pretrained backbone: %s"), error->message);
       return;
     }
   vl_window_probes_clear (self);

@@ -6,6 +6,7 @@
  * its preprocessed pixels go to the trainer (vl_trainer_set_user_probe), whose PROBES events
  * bring its attention under the model as it is now. */
 #include "vl-window-private.h"
+#include <glib/gi18n.h>
 
 #include "vl-attention-view.h"
 
@@ -229,7 +230,7 @@ probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      vl_window_show_error (self, "Could not use the probe image: %s", error->message);
+      vl_window_show_error (self, _("Could not use the probe image: %s"), error->message);
       /* the previous probe stays; if this job had replaced its recomputation, redo that */
       VlProbeFile *pf = &self->probe_file;
       if (pf->path && self->probe_file_stale && g_strcmp0 (pf->path, j->path) != 0)
@@ -455,7 +456,7 @@ probe_chosen (VlWindow *self, GFile *file)
   if (path)
     vl_window_open_probe (self, path);
   else
-    vl_window_show_error (self, "Only local files can be opened");
+    vl_window_show_error (self, _("Only local files can be opened"));
 }
 
 void
@@ -465,7 +466,7 @@ vl_window_choose_probe (VlWindow *self)
   gtk_file_filter_set_name (filter, "Images (PNG, JPEG, BMP, GIF, TGA, PNM, PSD, HDR)");
   for (int i = 0; vl_image_extensions[i]; i++)
     gtk_file_filter_add_suffix (filter, vl_image_extensions[i]);
-  vl_window_choose_file (self, "Open Probe Image", GTK_FILE_CHOOSER_ACTION_OPEN, "_Open",
+  vl_window_choose_file (self, _("Open Probe Image"), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"),
                          "probe-folder", filter, probe_chosen);
   g_object_unref (filter);
 }

@@ -3,6 +3,7 @@
  * run is dropped), what the events feed (loss chart, attention view, confusion view, status),
  * the trained model's predictions and the gallery, export, and saving and opening runs. */
 #include "vl-format.h"
+#include <glib/gi18n.h>
 #include "vl-onnx.h"
 #include "vl-recipe.h"
 #include "vl-preset.h"
@@ -257,23 +258,25 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
   gtk_widget_set_visible (self->reg_loss_box, reg);
   vl_window_seg_task_changed (self, task);
   gtk_label_set_text (GTK_LABEL (self->head_title_label),
-                      reg ? "Regression head (one output per target)"
-                      : seg ? _("Segmentation head (a class per pixel)") : "Classification head");
+                      reg ? _("Regression head (one output per target)")
+                      : seg ? _("Segmentation head (a class per pixel)")
+                      : _("Classification head"));
   vl_task_view_show_for (self->confusion_frame, task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
-                      reg ? "Per-target error" : seg ? _("Per-class IoU") : "Per-class accuracy");
+                      reg ? _("Per-target error") : seg ? _("Per-class IoU")
+                      : _("Per-class accuracy"));
   gtk_label_set_text (GTK_LABEL (self->eval_caption),
-                      reg ? "Predicted against true values of the validation split after the "
-                            "last epoch; points on the dashed line are exact. Point at one to "
-                            "see its image."
+                      reg ? _("Predicted against true values of the validation split after the "
+                              "last epoch; points on the dashed line are exact. Point at one to "
+                              "see its image.")
                       : seg ? _("The trained model's masks of validation images (at the input "
                                 "size), the median image first; below, the worst by their own "
                                 "IoU. The bars are each class's IoU over the split.")
-                          : "Confusion matrix of the validation split after the last epoch "
-                            "(rows: true class, columns: predicted). Click a cell to see its "
-                            "images.");
+                          : _("Confusion matrix of the validation split after the last epoch "
+                              "(rows: true class, columns: predicted). Click a cell to see its "
+                              "images."));
   gtk_label_set_text (GTK_LABEL (self->stat_acc_title),
-                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy") : "Accuracy");
+                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy") : _("Accuracy"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
 }
@@ -363,14 +366,14 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
       GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->r2[j]) ? CLAMP (r->r2[j], 0, 1)
                                                                           : 0);
-      gtk_widget_set_tooltip_text (bar, "R²: the share of the targets' variance the model "
-                                        "explains (1: every value exact)");
+      gtk_widget_set_tooltip_text (bar, _("R²: the share of the targets' variance the model "
+                                          "explains (1: every value exact)"));
       gtk_box_append (GTK_BOX (self->class_acc_box), bar);
     }
-  g_autofree char *summary = g_strdup_printf ("Epoch %d · %" G_GINT64_FORMAT " validation images "
-                                              "· MAE %.4g · RMSE %.4g · R² %.3f · loss %.4f",
-                                              m->epoch + 1, r->n, r->mae_mean, r->rmse_mean,
-                                              r->r2_mean, r->loss);
+  g_autofree char *summary = g_strdup_printf (_("Epoch %d · %lld validation images · MAE %.4g "
+                                                "· RMSE %.4g · R² %.3f · loss %.4f"),
+                                              m->epoch + 1, (long long) r->n, r->mae_mean,
+                                              r->rmse_mean, r->r2_mean, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
@@ -503,10 +506,10 @@ vl_window_show_probes (VlWindow *self)
       gtk_widget_add_css_class (b, "vl-probe-file");
       g_autofree char *base = g_path_get_basename (pf->path);
       g_autofree char *tip = pf->is_sample
-        ? g_strdup_printf ("Shipped sample %s: shown while no dataset is open (drop an image on "
-                           "the window to use your own)", base)
-        : g_strdup_printf ("Probe image %s (drop another image on the window, or Open Probe "
-                           "Image…, to replace it)", base);
+        ? g_strdup_printf (_("Shipped sample %s: shown while no dataset is open (drop an image "
+                             "on the window to use your own)"), base)
+        : g_strdup_printf (_("Probe image %s (drop another image on the window, or Open Probe "
+                             "Image…, to replace it)"), base);
       gtk_widget_set_tooltip_text (b, tip);
       group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
@@ -519,7 +522,8 @@ vl_window_show_probes (VlWindow *self)
       GtkWidget *b = probe_button (self->probe_images[i]);
       const char *cls = self->data && self->probe_labels
                       ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
-      g_autofree char *tip = g_strdup_printf ("Probe %d: %s (%s)", i + 1, self->probe_names[i], cls);
+      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probe_names[i],
+                                              cls);
       gtk_widget_set_tooltip_text (b, tip);
       g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
       if (group)
@@ -593,8 +597,8 @@ show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
   g_autofree char *top5 = format_pct (r->top5);
   g_autofree char *with_top5 = isfinite (r->top5) && r->n_classes > 5
                                  ? g_strdup_printf (" · top-5 %s", top5) : g_strdup ("");
-  g_autofree char *summary = g_strdup_printf ("Top-1 %s (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                                              ")%s · loss %.4f", top1, correct, r->n,
+  g_autofree char *summary = g_strdup_printf (_("Top-1 %s (%lld of %lld)%s · loss %.4f"), top1,
+                                              (long long) correct, (long long) r->n,
                                               with_top5, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
@@ -611,8 +615,9 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
   if (!vl_window_is_running (self))
     {
-      g_autofree char *u = g_strdup_printf ("last %d group%s%s", m->unlocked,
-                                            m->unlocked == 1 ? "" : "s", m->cached ? " · cached" : "");
+      g_autofree char *u = g_strdup_printf (_("last %d group%s%s"), m->unlocked,
+                                            m->unlocked == 1 ? "" : "s",
+                                            m->cached ? _(" · cached") : "");
       gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
       gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
     }
@@ -639,8 +644,8 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   const VlEvalResult *r = &m->val;
   vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,
                                 (const char *const *) names);
-  g_autofree char *title = g_strdup_printf ("Epoch %d · validation · %" G_GINT64_FORMAT " images",
-                                            m->epoch + 1, r->n);
+  g_autofree char *title = g_strdup_printf (_("Epoch %d · validation · %lld images"),
+                                            m->epoch + 1, (long long) r->n);
   vl_confusion_view_set_title (VL_CONFUSION_VIEW (self->confusion), title);
   g_free (self->confusion_counts);
   self->confusion_counts = g_memdup2 (r->confusion, sizeof (int64_t) * r->n_classes * r->n_classes);
@@ -713,7 +718,8 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
-      g_autofree char *status = g_strdup_printf ("Epoch %d/%d · batch %d/%d · loss %.4f · lr %.2e",
+      g_autofree char *status = g_strdup_printf (_("Epoch %d/%d · batch %d/%d · loss %.4f · "
+                                                   "lr %.2e"),
                                                  ev->epoch + 1, self->epochs_total, ev->batch,
                                                  ev->n_batches, pt->loss, pt->lr);
       vl_window_set_status (self, status);
@@ -808,27 +814,27 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
     case VL_TRAIN_END_COMPLETED:
     case VL_TRAIN_END_EARLY_STOPPED:
       {
-        g_autofree char *t = g_strdup_printf ("%s after %d epoch%s · run folder %s",
-                                              ev->end == VL_TRAIN_END_COMPLETED ? "Finished"
-                                                                                : "Stopped early",
+        g_autofree char *t = g_strdup_printf (_("%s after %d epoch%s · run folder %s"),
+                                              ev->end == VL_TRAIN_END_COMPLETED
+                                              ? _("Finished") : _("Stopped early"),
                                               self->n_epochs_done,
                                               self->n_epochs_done == 1 ? "" : "s",
-                                              self->run_dir ? self->run_dir : "(none)");
+                                              self->run_dir ? self->run_dir : _("(none)"));
         set_idle_status (self, t);
         gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 1.0);
         break;
       }
     case VL_TRAIN_END_STOPPED:
       {
-        g_autofree char *t = g_strdup_printf ("Stopped at epoch %d, step %" G_GINT64_FORMAT
-                                              "; the run folder keeps this position (Resume "
-                                              "continues it)", ev->epoch + 1, ev->step);
+        g_autofree char *t = g_strdup_printf (_("Stopped at epoch %d, step %lld; the run folder "
+                                                "keeps this position (Resume continues it)"),
+                                              ev->epoch + 1, (long long) ev->step);
         set_idle_status (self, t);
         break;
       }
     case VL_TRAIN_END_FAILED:
-      set_idle_status (self, "Training failed");
-      vl_window_show_error (self, "Training failed: %s",
+      set_idle_status (self, _("Training failed"));
+      vl_window_show_error (self, _("Training failed: %s"),
                             ev->error ? ev->error->message : "unknown error");
       break;
     }
@@ -861,7 +867,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       vl_loss_chart_set_total_steps (VL_LOSS_CHART (self->chart), ev->total_steps);
       vl_window_show_skipped (self, ev->skipped);
       {
-        g_autofree char *t = g_strdup_printf ("Training on %d images, validating on %d…",
+        g_autofree char *t = g_strdup_printf (_("Training on %d images, validating on %d…"),
                                               ev->n_train, ev->n_val);
         vl_window_set_status (self, t);
       }
@@ -871,9 +877,9 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
         self->unlocked_now = ev->unlocked;
         vl_window_show_live_lock (self, ev->unlocked);
         g_autofree char *count = vl_format_count (ev->n_trainable);
-        g_autofree char *t = g_strdup_printf ("last %d group%s · %s params%s", ev->unlocked,
+        g_autofree char *t = g_strdup_printf (_("last %d group%s · %s params%s"), ev->unlocked,
                                               ev->unlocked == 1 ? "" : "s", count,
-                                              ev->cached ? " · cached" : "");
+                                              ev->cached ? _(" · cached") : "");
         gtk_label_set_text (GTK_LABEL (self->stat_unlocked), t);
         gtk_widget_set_tooltip_text (self->stat_unlocked, t);
         gtk_widget_set_visible (self->message_label, FALSE);
@@ -897,7 +903,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       break;
     case VL_TRAIN_EVENT_PAUSED:
       self->paused = TRUE;
-      vl_window_set_status (self, "Paused (Ctrl+P resumes)");
+      vl_window_set_status (self, _("Paused (Ctrl+P resumes)"));
       break;
     case VL_TRAIN_EVENT_RESUMED:
       self->paused = FALSE;
@@ -955,7 +961,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
     {
       if (self->run_dir == NULL || !vl_train_config_load (&cfg, self->run_dir, &error))
         {
-          vl_window_show_error (self, "Cannot resume: %s",
+          vl_window_show_error (self, _("Cannot resume: %s"),
                                 error ? error->message : "no run folder");
           return;
         }
@@ -975,7 +981,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   /* the new run replaces the previous one (its folder keeps its model) */
   if (!vl_run_controller_start (self->run, &cfg, &error))
     {
-      vl_window_show_error (self, "Cannot start training: %s", error->message);
+      vl_window_show_error (self, _("Cannot start training: %s"), error->message);
       vl_train_config_clear (&cfg);
       return;
     }
@@ -1010,7 +1016,8 @@ vl_window_start_training (VlWindow *self, gboolean resume)
       self->n_epochs_done = 0;
     }
   gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
-  vl_window_set_status (self, resume ? "Resuming the run…" : "Loading the model and the data…");
+  vl_window_set_status (self, resume ? _("Resuming the run…")
+                                     : _("Loading the model and the data…"));
   gtk_widget_set_visible (self->message_label, FALSE);
   vl_train_config_clear (&cfg);
   vl_window_update_actions (self);
@@ -1036,7 +1043,7 @@ vl_window_stop_training (VlWindow *self)
   if (self->paused)
     vl_run_controller_resume (self->run);
   vl_run_controller_stop (self->run);
-  vl_window_set_status (self, "Stopping at the next batch and saving the position…");
+  vl_window_set_status (self, _("Stopping at the next batch and saving the position…"));
   vl_window_update_actions (self);
 }
 
@@ -1221,7 +1228,7 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       g_clear_object (&self->predict_cancel);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
-        vl_window_show_error (self, "Predictions of the trained model: %s", error->message);
+        vl_window_show_error (self, _("Predictions of the trained model: %s"), error->message);
       return;
     }
   g_clear_object (&self->predict_cancel);
@@ -1321,8 +1328,8 @@ on_gallery_activated (GtkFlowBox *flow, GtkFlowBoxChild *child, VlWindow *self)
     return;
   if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
     {
-      vl_window_show_info (self, "%s is not a file of its own (it is inside the dataset's "
-                           "archive), so it cannot be opened as the attention probe", path);
+      vl_window_show_info (self, _("%s is not a file of its own (it is inside the dataset's "
+                           "archive), so it cannot be opened as the attention probe"), path);
       return;
     }
   vl_window_open_probe (self, path);
@@ -1336,8 +1343,8 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   if (self->predictions.n == 0 || self->pred_data == NULL)
     {
       vl_window_show_info (self, self->predict_cancel
-                           ? "Working out each image's prediction; try again in a moment."
-                           : "The gallery needs a trained model and its dataset.");
+                           ? _("Working out each image's prediction; try again in a moment.")
+                           : _("The gallery needs a trained model and its dataset."));
       return;
     }
   VlDataset *ds = self->pred_data->ds;
@@ -1354,7 +1361,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   gtk_window_set_transient_for (GTK_WINDOW (dialog), GTK_WINDOW (self));
   gtk_window_set_destroy_with_parent (GTK_WINDOW (dialog), TRUE);
   gtk_window_set_default_size (GTK_WINDOW (dialog), 820, 600);
-  g_autofree char *title = g_strdup_printf ("True %s · predicted %s",
+  g_autofree char *title = g_strdup_printf (_("True %s · predicted %s"),
                                             vl_dataset_class_name (ds, true_class),
                                             vl_dataset_class_name (ds, predicted_class));
   gtk_window_set_title (GTK_WINDOW (dialog), title);
@@ -1432,7 +1439,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
     }
   if (n == 0)
     {
-      GtkWidget *empty = gtk_label_new ("No images in this cell");
+      GtkWidget *empty = gtk_label_new (_("No images in this cell"));
       gtk_widget_add_css_class (empty, "dim-label");
       gtk_flow_box_append (GTK_FLOW_BOX (flow), empty);
     }
@@ -1548,18 +1555,18 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   ExportJob *j = g_task_get_task_data (G_TASK (result));
   self->exporting = FALSE;
   if (g_task_propagate_boolean (G_TASK (result), &error) && j->recipe)
-    vl_window_show_info (self, "Exported the run's recipe to %s: train.py for python3 or "
-                         "torchrun, run.json, backbone/ and README.md with the commands%s%s",
-                         j->dir, j->note ? ". Note: " : "", j->note ? j->note : "");
+    vl_window_show_info (self, _("Exported the run's recipe to %s: train.py for python3 or "
+                         "torchrun, run.json, backbone/ and README.md with the commands%s%s"),
+                         j->dir, j->note ? _(". Note: ") : "", j->note ? j->note : "");
   else if (error == NULL && j->onnx)
-    vl_window_show_info (self, "Exported the fine-tuned model to %s (ONNX, opset 17: "
-                         "pixel_values in, %s and features out)", j->dir,
+    vl_window_show_info (self, _("Exported the fine-tuned model to %s (ONNX, opset 17: "
+                                 "pixel_values in, %s and features out)"), j->dir,
                          j->task == VL_TASK_REGRESS ? "values" : "logits");
   else if (error == NULL)
-    vl_window_show_info (self, "Exported the fine-tuned model to %s (timm layout: "
-                         "model.safetensors and config.json)", j->dir);
+    vl_window_show_info (self, _("Exported the fine-tuned model to %s (timm layout: "
+                                 "model.safetensors and config.json)"), j->dir);
   else
-    vl_window_show_error (self, "Export failed: %s", error->message);
+    vl_window_show_error (self, _("Export failed: %s"), error->message);
   vl_window_update_actions (self);
 }
 
@@ -1619,8 +1626,8 @@ vl_window_export (VlWindow *self)
       export_to (self, dir, FALSE, FALSE);
       return;
     }
-  vl_window_choose_file (self, "Export Fine-Tuned Model (choose or create a folder)",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
+  vl_window_choose_file (self, _("Export Fine-Tuned Model (choose or create a folder)"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Export"), "export-folder", NULL,
                          export_chosen);
 }
 
@@ -1638,8 +1645,8 @@ vl_window_export_onnx (VlWindow *self)
   GtkFileFilter *filter = gtk_file_filter_new ();
   gtk_file_filter_set_name (filter, "ONNX models");
   gtk_file_filter_add_pattern (filter, "*.onnx");
-  vl_window_choose_file (self, "Export Fine-Tuned Model as ONNX (a .onnx file)",
-                         GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "export-folder", filter,
+  vl_window_choose_file (self, _("Export Fine-Tuned Model as ONNX (a .onnx file)"),
+                         GTK_FILE_CHOOSER_ACTION_SAVE, _("_Export"), "export-folder", filter,
                          export_onnx_chosen);
   g_object_unref (filter);
 }
@@ -1656,8 +1663,8 @@ vl_window_export_recipe (VlWindow *self)
       export_to (self, dir, FALSE, TRUE);
       return;
     }
-  vl_window_choose_file (self, "Export the Recipe for PyTorch (choose or create a folder)",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Export", "export-folder", NULL,
+  vl_window_choose_file (self, _("Export the Recipe for PyTorch (choose or create a folder)"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Export"), "export-folder", NULL,
                          export_recipe_chosen);
 }
 
@@ -1727,10 +1734,10 @@ copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
       g_free (self->run_dir);
       self->run_dir = g_strdup (j->dest);
       gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
-      vl_window_show_info (self, "Saved the run to %s", j->dest);
+      vl_window_show_info (self, _("Saved the run to %s"), j->dest);
     }
   else
-    vl_window_show_error (self, "Saving the run failed: %s", error->message);
+    vl_window_show_error (self, _("Saving the run failed: %s"), error->message);
   vl_window_update_actions (self);
 }
 
@@ -1756,8 +1763,8 @@ vl_window_save_run (VlWindow *self)
 {
   if (self->run_dir == NULL || vl_window_is_running (self) || self->saving)
     return;
-  vl_window_choose_file (self, "Save Run Into Folder", GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
-                         "_Save", "run-folder", NULL, save_chosen);
+  vl_window_choose_file (self, _("Save Run Into Folder"), GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+                         _("_Save"), "run-folder", NULL, save_chosen);
 }
 
 /* ------------------------------------------------------------------ open a run */
@@ -1915,7 +1922,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->opening_run = FALSE;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
-      vl_window_show_error (self, "Could not open the run: %s", error->message);
+      vl_window_show_error (self, _("Could not open the run: %s"), error->message);
       vl_window_update_actions (self);
       return;
     }
@@ -1960,9 +1967,10 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   for (guint i = 0; i < j->epochs->len; i++)
     show_epoch (self, g_ptr_array_index (j->epochs, i), self->class_names);
-  g_autofree char *status = g_strdup_printf ("Opened run %s: %u of %d epochs%s", base,
+  g_autofree char *status = g_strdup_printf (_("Opened run %s: %u of %d epochs%s"), base,
                                              j->epochs->len, c->epochs,
-                                             self->run_resumable ? " (Resume continues it)" : "");
+                                             self->run_resumable ? _(" (Resume continues it)")
+                                                                 : "");
   set_idle_status (self, status);
   maybe_predict (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file beside the run's model */
@@ -2079,7 +2087,7 @@ vl_window_train_init (VlWindow *self)
       p = i;
   vl_window_apply_preset (self, p);
   gtk_label_set_text (GTK_LABEL (self->run_dir_label),
-                      "A new folder under ~/.local/share/vitlab/runs for each run");
+                      _("A new folder under ~/.local/share/vitlab/runs for each run"));
 }
 
 void

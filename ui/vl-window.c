@@ -2,6 +2,7 @@
  * is enabled, the error banner, confirmations, drag and drop (checkpoints, image folders, runs,
  * probe images), and the remembered settings. */
 #include "vl-window-private.h"
+#include <glib/gi18n.h>
 
 #include "vl-attention-view.h"
 #include "vl-confusion-view.h"
@@ -143,23 +144,23 @@ vl_window_update_status (VlWindow *self)
   if (vl_window_is_running (self))
     return;   /* the training events write it */
   if (self->backbone_cancel)
-    vl_window_set_status (self, "Loading the backbone…");
+    vl_window_set_status (self, _("Loading the backbone…"));
   else if (vl_window_data_loading (self))
-    vl_window_set_status (self, "Scanning the dataset…");
+    vl_window_set_status (self, _("Scanning the dataset…"));
   else if (self->opening_run)
-    vl_window_set_status (self, "Opening the run…");
+    vl_window_set_status (self, _("Opening the run…"));
   else if (self->exporting)
-    vl_window_set_status (self, "Exporting the model…");
+    vl_window_set_status (self, _("Exporting the model…"));
   else if (self->saving)
-    vl_window_set_status (self, "Copying the run folder…");
+    vl_window_set_status (self, _("Copying the run folder…"));
   else if (self->model == NULL)
-    vl_window_set_status (self, "Open a backbone to start");
+    vl_window_set_status (self, _("Open a backbone to start"));
   else if (self->data == NULL)
-    vl_window_set_status (self, "Open a dataset to train on");
+    vl_window_set_status (self, _("Open a dataset to train on"));
   else if (self->idle_status)
     vl_window_set_status (self, self->idle_status);
   else
-    vl_window_set_status (self, "Ready: press Train (Ctrl+Return)");
+    vl_window_set_status (self, _("Ready: press Train (Ctrl+Return)"));
 }
 
 /* ------------------------------------------------------------------ sensitivity */
@@ -253,21 +254,21 @@ vl_window_update_actions (VlWindow *self)
     {
       gtk_button_set_icon_name (GTK_BUTTON (self->pause_button), icon);
       gtk_widget_set_tooltip_text (self->pause_button,
-                                   self->paused ? "Resume training (Ctrl+P)"
-                                                : "Pause training at the next batch (Ctrl+P)");
+                                   self->paused ? _("Resume training (Ctrl+P)")
+                                                : _("Pause training at the next batch (Ctrl+P)"));
     }
-  const char *label = running ? (self->stop_requested ? "Stopping…"
-                                 : self->paused ? "Paused" : "Training…")
-                              : "_Train";
+  const char *label = running ? (self->stop_requested ? _("Stopping…")
+                                 : self->paused ? _("Paused") : _("Training…"))
+                              : _("_Train");
   if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (self->train_button_label)), label) != 0)
     gtk_label_set_text_with_mnemonic (GTK_LABEL (self->train_button_label), label);
-  const char *tip = "Start training with the settings in the sidebar (Ctrl+Return)";
+  const char *tip = _("Start training with the settings in the sidebar (Ctrl+Return)");
   if (!can_train && !running)
-    tip = self->model == NULL ? "Open a backbone first"
-        : self->data == NULL ? "Open a dataset first"
-        : loading ? "Wait until loading ends"
-        : !schedule_ok ? "The unfreezing schedule is not valid"
-        : suffix < 0 ? "Unlock at least one layer group"
+    tip = self->model == NULL ? _("Open a backbone first")
+        : self->data == NULL ? _("Open a dataset first")
+        : loading ? _("Wait until loading ends")
+        : !schedule_ok ? _("The unfreezing schedule is not valid")
+        : suffix < 0 ? _("Unlock at least one layer group")
         : tip;
   if (g_strcmp0 (gtk_widget_get_tooltip_text (self->train_button), tip) != 0)
     gtk_widget_set_tooltip_text (self->train_button, tip);
@@ -365,7 +366,7 @@ vl_window_choose_file (VlWindow *self, const char *title, GtkFileChooserAction a
                        void (*done) (VlWindow *self, GFile *file))
 {
   GtkFileChooserNative *native = gtk_file_chooser_native_new (title, GTK_WINDOW (self), action,
-                                                              accept, "_Cancel");
+                                                              accept, _("_Cancel"));
   gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (native), TRUE);
   if (filter)
     gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (native), filter);
@@ -419,7 +420,7 @@ action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
   GtkFileFilter *filter = gtk_file_filter_new ();
   gtk_file_filter_set_name (filter, "Checkpoints (.safetensors)");
   gtk_file_filter_add_pattern (filter, "*.safetensors");
-  vl_window_choose_file (self, "Open Backbone", GTK_FILE_CHOOSER_ACTION_OPEN, "_Open",
+  vl_window_choose_file (self, _("Open Backbone"), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"),
                          "backbone-folder", filter, backbone_chosen);
   g_object_unref (filter);
 }
@@ -427,8 +428,8 @@ action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
 static void
 action_open_backbone_folder (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_choose_file (VL_WINDOW (widget), "Open Backbone Folder",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "backbone-folder", NULL,
+  vl_window_choose_file (VL_WINDOW (widget), _("Open Backbone Folder"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), "backbone-folder", NULL,
                          backbone_chosen);
 }
 
@@ -441,8 +442,8 @@ action_load_backbone (GtkWidget *widget, const char *name, GVariant *param)
 static void
 action_open_data (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_choose_file (VL_WINDOW (widget), "Open Image Folder",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "data-folder", NULL,
+  vl_window_choose_file (VL_WINDOW (widget), _("Open Image Folder"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), "data-folder", NULL,
                          data_chosen);
 }
 
@@ -494,8 +495,8 @@ action_open_probe (GtkWidget *widget, const char *name, GVariant *param)
 static void
 action_open_run (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_choose_file (VL_WINDOW (widget), "Open Run Folder",
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, "_Open", "run-folder", NULL,
+  vl_window_choose_file (VL_WINDOW (widget), _("Open Run Folder"),
+                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Open"), "run-folder", NULL,
                          run_chosen);
 }
 
@@ -597,10 +598,10 @@ request_head (VlWindow *self, const char *head)
     {
       /* the trained head would be lost: ask first (the radio stays until then) */
       g_object_set_data_full (G_OBJECT (self), "pending-head", g_strdup (head), g_free);
-      vl_window_confirm (self, &self->head_dialog, "Discard the trained head?",
-                         "A new head starts from fresh random weights. The run folder keeps the "
-                         "trained model; export it first to use it elsewhere.",
-                         "_Discard", head_confirmed);
+      vl_window_confirm (self, &self->head_dialog, _("Discard the trained head?"),
+                         _("A new head starts from fresh random weights. The run folder keeps the "
+                           "trained model; export it first to use it elsewhere."),
+                         _("_Discard"), head_confirmed);
       g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_HEAD]);
       return;
     }
@@ -683,7 +684,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
   g_autofree char *path = g_file_get_path (file);
   if (path == NULL)
     {
-      vl_window_show_error (self, "Only local files and folders can be opened");
+      vl_window_show_error (self, _("Only local files and folders can be opened"));
       return FALSE;
     }
   /* an image becomes the attention probe (also during a run: the trainer then runs it with
@@ -696,7 +697,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
     }
   if (vl_window_is_running (self))
     {
-      vl_window_show_error (self, "Stop training before opening another backbone or dataset");
+      vl_window_show_error (self, _("Stop training before opening another backbone or dataset"));
       return FALSE;
     }
   g_autofree char *run_json = g_build_filename (path, "run.json", NULL);
@@ -708,8 +709,8 @@ vl_window_drop_files (VlWindow *self, GSList *files)
     vl_window_open_data (self, path);
   else
     {
-      vl_window_show_error (self, "%s: not a checkpoint (.safetensors), an image folder, a run "
-                            "folder or an image", path);
+      vl_window_show_error (self, _("%s: not a checkpoint (.safetensors), an image folder, a run "
+                                    "folder or an image"), path);
       return FALSE;
     }
   return TRUE;
@@ -737,7 +738,7 @@ close_confirmed (VlWindow *self, gboolean accepted)
     }
   self->close_after_stop = TRUE;
   vl_window_stop_training (self);   /* the FINISHED event destroys the window */
-  vl_window_set_status (self, "Stopping and saving a checkpoint before closing…");
+  vl_window_set_status (self, _("Stopping and saving a checkpoint before closing…"));
 }
 
 static void
@@ -764,10 +765,10 @@ vl_window_close_request (GtkWindow *window)
     {
       if (self->close_after_stop)
         return TRUE;   /* already stopping */
-      vl_window_confirm (self, &self->close_dialog, "Stop training and close?",
-                         "The run stops at the next batch and its folder keeps a checkpoint of "
-                         "the exact position: open the run and press Resume to continue later.",
-                         "_Stop and Close", close_confirmed);
+      vl_window_confirm (self, &self->close_dialog, _("Stop training and close?"),
+                         _("The run stops at the next batch and its folder keeps a checkpoint of "
+                           "the exact position: open the run and press Resume to continue later."),
+                         _("_Stop and Close"), close_confirmed);
       return TRUE;
     }
   return GTK_WINDOW_CLASS (vl_window_parent_class)->close_request (window);
