@@ -1217,6 +1217,92 @@ det_copy_boxes (const Run *r, float *boxes, int *labels, int *n_boxes, int di,
   memcpy (labels + di * M, src_labels + si * M, sizeof (int) * src_n[si]);
 }
 
+/* The seg or det head's tensors, whichever the run has. */
+static int
+head_n_tensors (const Run *r)
+{
+  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
+}
+
+static const char *
+head_tensor_name (const Run *r, int i)
+{
+  return r->det ? vl_det_head_tensor_name (r->det, i) : vl_seg_head_tensor_name (r->seg, i);
+}
+
+static float *
+head_tensor_data (const Run *r, int i, int *ndim, int64_t *shape, int64_t *numel)
+{
+  return r->det ? vl_det_head_tensor_data (r->det, i, ndim, shape, numel)
+                : vl_seg_head_tensor_data (r->seg, i, ndim, shape, numel);
+}
+
+static float *
+head_grad (const Run *r, int i, int64_t *numel)
+{
+  head_tensor_data (r, i, NULL, NULL, numel);
+  return r->det ? vl_det_head_tensor_grad (r->det, i) : vl_seg_head_tensor_grad (r->seg, i);
+}
+
+static const char *
+head_kind_name (const Run *r)
+{
+  return r->det ? "fcos" : vl_seg_head_kind_name (vl_seg_head_kind (r->seg));
+}
+
+static int
+head_n_classes (const Run *r)
+{
+  return r->det ? vl_det_head_n_classes (r->det) : vl_seg_head_n_classes (r->seg);
+}
+
+/* The head's file of the checkpoint group: its tensors (mmseg's or torchvision's names), its
+ * AdamW moments as exp_avg.NAME / exp_avg_sq.NAME and their step counts in the "steps"
+ * metadata; names keeps the moments' names alive until the write. */
+static VlSafetensorsWriter *
+head_writer (const Run *r, GPtrArray *names)
+{
+  VlSafetensorsWriter *sw = vl_safetensors_writer_new ();
+  g_autoptr(JsonBuilder) hs = json_builder_new ();
+  json_builder_begin_object (hs);
+  if (r->det)
+    vl_det_head_add_to_writer (r->det, sw);
+  else
+    vl_seg_head_add_to_writer (r->seg, sw);
+  for (int i = 0; i < head_n_tensors (r); i++)
+    {
+      const float *ea, *eas;
+      int step, ndim;
+      int64_t shape[VL_MAX_DIMS];
+      const char *name = head_tensor_name (r, i);
+      if (r->det)
+        vl_det_head_optim_state (r->det, i, &ea, &eas, &step);
+      else
+        vl_seg_head_optim_state (r->seg, i, &ea, &eas, &step);
+      json_builder_set_member_name (hs, name);
+      json_builder_add_int_value (hs, step);
+      if (ea == NULL)
+        continue;
+      head_tensor_data (r, i, &ndim, shape, NULL);
+      char *n1 = g_strconcat ("exp_avg.", name, NULL);
+      char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
+      g_ptr_array_add (names, n1);
+      g_ptr_array_add (names, n2);
+      vl_safetensors_writer_add_f32 (sw, n1, ndim, shape, ea);
+      vl_safetensors_writer_add_f32 (sw, n2, ndim, shape, eas);
+    }
+  json_builder_end_object (hs);
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (hs);
+  json_generator_set_root (gen, root);
+  g_autofree char *hs_json = json_generator_to_data (gen, NULL);
+  vl_safetensors_writer_add_metadata (sw, "format", r->det ? "vitlab-det-head"
+                                                           : "vitlab-seg-head");
+  vl_safetensors_writer_add_metadata (sw, r->det ? "det_head" : "seg_head", head_kind_name (r));
+  vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
+  return sw;
+}
+
 static void
 cache_free (FeatCache *c)
 {
@@ -1567,45 +1653,6 @@ metrics_line (const VlEpochMetrics *e)
   return line;
 }
 
-/* The FCOS head under torchvision's names with its moments as exp_avg.NAME / exp_avg_sq.NAME
- * and their step counts in the "steps" metadata; names keeps the moments' names alive. */
-static VlSafetensorsWriter *
-det_head_writer (Run *r, GPtrArray *names)
-{
-  VlSafetensorsWriter *sw = vl_safetensors_writer_new ();
-  g_autoptr(JsonBuilder) hs = json_builder_new ();
-  json_builder_begin_object (hs);
-  vl_det_head_add_to_writer (r->det, sw);
-  for (int i = 0; i < vl_det_head_n_tensors (r->det); i++)
-    {
-      const float *ea, *eas;
-      int step, ndim;
-      int64_t shape[VL_MAX_DIMS];
-      const char *name = vl_det_head_tensor_name (r->det, i);
-      vl_det_head_optim_state (r->det, i, &ea, &eas, &step);
-      json_builder_set_member_name (hs, name);
-      json_builder_add_int_value (hs, step);
-      if (ea == NULL)
-        continue;
-      vl_det_head_tensor_data (r->det, i, &ndim, shape, NULL);
-      char *n1 = g_strconcat ("exp_avg.", name, NULL);
-      char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
-      g_ptr_array_add (names, n1);
-      g_ptr_array_add (names, n2);
-      vl_safetensors_writer_add_f32 (sw, n1, ndim, shape, ea);
-      vl_safetensors_writer_add_f32 (sw, n2, ndim, shape, eas);
-    }
-  json_builder_end_object (hs);
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  g_autoptr(JsonNode) root = json_builder_get_root (hs);
-  json_generator_set_root (gen, root);
-  g_autofree char *hs_json = json_generator_to_data (gen, NULL);
-  vl_safetensors_writer_add_metadata (sw, "format", "vitlab-det-head");
-  vl_safetensors_writer_add_metadata (sw, "det_head", "fcos");
-  vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
-  return sw;
-}
-
 static void
 meta_int (VlSafetensorsWriter *w, const char *key, int64_t v)
 {
@@ -1676,38 +1723,7 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  g_autoptr(VlSafetensorsWriter) sw = r->seg ? vl_safetensors_writer_new ()
-                                      : r->det ? det_head_writer (r, names) : NULL;
-  if (sw && r->seg)
-    {
-      /* the head under mmseg's names, its moments as exp_avg.NAME / exp_avg_sq.NAME */
-      g_autoptr(JsonBuilder) hs = json_builder_new ();
-      json_builder_begin_object (hs);
-      vl_seg_head_add_to_writer (r->seg, sw);
-      for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
-        {
-          const float *ea, *eas;
-          int step, ndim;
-          int64_t shape[VL_MAX_DIMS];
-          vl_seg_head_optim_state (r->seg, i, &ea, &eas, &step);
-          add_int (hs, vl_seg_head_tensor_name (r->seg, i), step);
-          if (ea == NULL)
-            continue;
-          vl_seg_head_tensor_data (r->seg, i, &ndim, shape, NULL);
-          char *n1 = g_strconcat ("exp_avg.", vl_seg_head_tensor_name (r->seg, i), NULL);
-          char *n2 = g_strconcat ("exp_avg_sq.", vl_seg_head_tensor_name (r->seg, i), NULL);
-          g_ptr_array_add (names, n1);
-          g_ptr_array_add (names, n2);
-          vl_safetensors_writer_add_f32 (sw, n1, ndim, shape, ea);
-          vl_safetensors_writer_add_f32 (sw, n2, ndim, shape, eas);
-        }
-      json_builder_end_object (hs);
-      g_autofree char *hs_json = builder_to_string (hs, FALSE);
-      vl_safetensors_writer_add_metadata (sw, "format", "vitlab-seg-head");
-      vl_safetensors_writer_add_metadata (sw, "seg_head", vl_seg_head_kind_name (
-                                            vl_seg_head_kind (r->seg)));
-      vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
-    }
+  g_autoptr(VlSafetensorsWriter) sw = dense_task (r) ? head_writer (r, names) : NULL;
   gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
                                                r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD,
                                                best, run, metrics->str, error);
@@ -1849,78 +1865,34 @@ load_checkpoint_state (Run *r, GError **error)
   return TRUE;
 }
 
-/* On resume of a segmentation run: the seg head and its AdamW state from seg_head.safetensors. */
+/* On resume of a segmentation or detection run: the head and its AdamW state from its file of
+ * the checkpoint group (seg_head.safetensors or det_head.safetensors). */
 static gboolean
-load_seg_head_state (Run *r, GError **error)
+load_head_state (Run *r, GError **error)
 {
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, "seg_head.safetensors", NULL);
+  const int width = vl_model_geometry (r->m)->width;
+  g_autofree char *path = g_build_filename (r->cfg->out_dir, r->det ? VL_RUN_DET_HEAD
+                                                                    : VL_RUN_SEG_HEAD, NULL);
   g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
   if (st == NULL)
     return FALSE;
-  g_autoptr(VlSegHead) h = vl_seg_head_from_safetensors (st, vl_model_geometry (r->m)->width,
-                                                         error);
-  if (h == NULL)
+  /* the saved head, read whole (shapes checked), then copied into the run's */
+  Run saved = { .seg_task = r->seg_task, .det_task = r->det_task };
+  if (r->det)
+    saved.det = vl_det_head_from_safetensors (st, width, error);
+  else
+    saved.seg = vl_seg_head_from_safetensors (st, width, error);
+  g_autoptr(VlSegHead) seg_owner = saved.seg;
+  g_autoptr(VlDetHead) det_owner = saved.det;
+  if (saved.seg == NULL && saved.det == NULL)
     return FALSE;
-  if (vl_seg_head_kind (h) != vl_seg_head_kind (r->seg) ||
-      vl_seg_head_n_classes (h) != vl_seg_head_n_classes (r->seg))
+  if (r->det ? vl_det_head_n_classes (saved.det) != vl_det_head_n_classes (r->det)
+             : (vl_seg_head_kind (saved.seg) != vl_seg_head_kind (r->seg) ||
+                vl_seg_head_n_classes (saved.seg) != vl_seg_head_n_classes (r->seg)))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: a %s head of %d classes, the run "
-                   "trains a %s head of %d", path, vl_seg_head_kind_name (vl_seg_head_kind (h)),
-                   vl_seg_head_n_classes (h), vl_seg_head_kind_name (vl_seg_head_kind (r->seg)),
-                   vl_seg_head_n_classes (r->seg));
-      return FALSE;
-    }
-  GHashTable *meta = vl_safetensors_metadata (st);
-  g_autoptr(JsonParser) p = json_parser_new ();
-  const char *steps_json = meta_get (meta, "steps");
-  JsonObject *steps = NULL;
-  if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
-      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-    steps = json_node_get_object (json_parser_get_root (p));
-  for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
-    {
-      const char *name = vl_seg_head_tensor_name (r->seg, i);
-      int64_t numel, tstep = 0;
-      float *dst = vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
-      memcpy (dst, vl_seg_head_tensor_data (h, i, NULL, NULL, NULL), sizeof (float) * numel);
-      get_int (steps, name, &tstep);
-      g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
-      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
-      if (vl_safetensors_lookup (st, n1) == NULL)
-        continue;
-      const VlTensorInfo *t1 = NULL, *t2 = NULL;
-      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
-      g_autofree float *eas = ea ? vl_safetensors_read_f32 (st, n2, &t2, error) : NULL;
-      if (eas == NULL)
-        return FALSE;
-      if (t1->numel != numel || t2->numel != numel)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s do not have "
-                       "its %" G_GINT64_FORMAT " elements", path, name, numel);
-          return FALSE;
-        }
-      vl_seg_head_set_optim_state (r->seg, i, ea, eas, (int) tstep);
-    }
-  return TRUE;
-}
-
-/* On resume of a detection run: the FCOS head and its AdamW state from det_head.safetensors. */
-static gboolean
-load_det_head_state (Run *r, GError **error)
-{
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, VL_RUN_DET_HEAD, NULL);
-  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
-  if (st == NULL)
-    return FALSE;
-  g_autoptr(VlDetHead) h = vl_det_head_from_safetensors (st, vl_model_geometry (r->m)->width,
-                                                         error);
-  if (h == NULL)
-    return FALSE;
-  if (vl_det_head_n_classes (h) != vl_det_head_n_classes (r->det))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: an FCOS head of %d classes, the run "
-                   "trains one of %d", path, vl_det_head_n_classes (h),
-                   vl_det_head_n_classes (r->det));
+                   "trains a %s head of %d", path, head_kind_name (&saved),
+                   head_n_classes (&saved), head_kind_name (r), head_n_classes (r));
       return FALSE;
     }
   g_autoptr(JsonParser) p = json_parser_new ();
@@ -1929,12 +1901,12 @@ load_det_head_state (Run *r, GError **error)
   if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
       JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
     steps = json_node_get_object (json_parser_get_root (p));
-  for (int i = 0; i < vl_det_head_n_tensors (r->det); i++)
+  for (int i = 0; i < head_n_tensors (r); i++)
     {
-      const char *name = vl_det_head_tensor_name (r->det, i);
+      const char *name = head_tensor_name (r, i);
       int64_t numel, tstep = 0;
-      float *dst = vl_det_head_tensor_data (r->det, i, NULL, NULL, &numel);
-      memcpy (dst, vl_det_head_tensor_data (h, i, NULL, NULL, NULL), sizeof (float) * numel);
+      float *dst = head_tensor_data (r, i, NULL, NULL, &numel);
+      memcpy (dst, head_tensor_data (&saved, i, NULL, NULL, NULL), sizeof (float) * numel);
       get_int (steps, name, &tstep);
       g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
       g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
@@ -1951,7 +1923,10 @@ load_det_head_state (Run *r, GError **error)
                        "its %" G_GINT64_FORMAT " elements", path, name, numel);
           return FALSE;
         }
-      vl_det_head_set_optim_state (r->det, i, ea, eas, (int) tstep);
+      if (r->det)
+        vl_det_head_set_optim_state (r->det, i, ea, eas, (int) tstep);
+      else
+        vl_seg_head_set_optim_state (r->seg, i, ea, eas, (int) tstep);
     }
   return TRUE;
 }
@@ -2297,8 +2272,7 @@ setup (Run *r, GError **error)
       if (!check_run_data (r, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
                                      !load_checkpoint_state (r, error) ||
-                                     (r->seg_task && !load_seg_head_state (r, error)) ||
-                                     (r->det_task && !load_det_head_state (r, error)))))
+                                     (dense_task (r) && !load_head_state (r, error)))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
@@ -2744,25 +2718,6 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
     }
   vl_seg_head_backward (r->seg, r->seg_dz, r->model_trains ? r->seg_dtok : NULL);
   return dense_step_finish (r, loss, n, error);
-}
-
-/* The head's tensors, whichever head it is (seg or det). */
-static int
-head_n_tensors (Run *r)
-{
-  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
-}
-
-static float *
-head_grad (Run *r, int i, int64_t *numel)
-{
-  if (r->det)
-    {
-      vl_det_head_tensor_data (r->det, i, NULL, NULL, numel);
-      return vl_det_head_tensor_grad (r->det, i);
-    }
-  vl_seg_head_tensor_data (r->seg, i, NULL, NULL, numel);
-  return vl_seg_head_tensor_grad (r->seg, i);
 }
 
 /* The rest of a seg or det step once the head's backward has run (its d tokens in
