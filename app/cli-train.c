@@ -351,12 +351,13 @@ cmd_train (int argc, char **argv)
   int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
-      "classify (default), regress (targets.csv, fashion-mnist-rotate) or segment (a Pascal "
-      "VOC folder, images/ + masks/, fashion-mnist-scenes)", "TASK" },
+      "classify (default), regress (targets.csv, fashion-mnist-rotate), segment (a Pascal "
+      "VOC folder, images/ + masks/, fashion-mnist-scenes) or detect (VOC Annotations/, COCO "
+      "annotations/, YOLO labels/, fashion-mnist-scenes)", "TASK" },
     { "seg-head", 0, 0, G_OPTION_ARG_STRING, &seg_head,
       "segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)", "KIND" },
     { "img-size", 0, 0, G_OPTION_ARG_INT, &img_size,
-      "segment: input side, a multiple of the patch (the backbone's)", "N" },
+      "segment, detect: input side, a multiple of the patch (the backbone's)", "N" },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, "regression loss: mse (default) or smooth-l1",
       "LOSS" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
