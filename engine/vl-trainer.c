@@ -2121,6 +2121,48 @@ setup_task (Run *r, GError **error)
   return TRUE;
 }
 
+/* The task's head: the model's own (classify, regress), or none on the model and a seg or FCOS
+ * head over its final-norm tokens. */
+static gboolean
+setup_head (Run *r, GError **error)
+{
+  const VlTrainConfig *c = r->cfg;
+  if (r->seg_task)
+    {
+      /* no classification head: the seg head reads the final-norm tokens */
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->seg = vl_seg_head_new (c->seg_head, vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->seg == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
+                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
+                       vl_model_geometry (r->m)->width, r->K,
+                       c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width divisible "
+                       "by 4)" : "");
+          return FALSE;
+        }
+    }
+  else if (r->det_task)
+    {
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->det == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
+                       "classes (background included: 2 to 1000)", r->K);
+          return FALSE;
+        }
+    }
+  else
+    {
+      vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
+      vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
+                                                             ? r->value_names
+                                                             : r->class_names));
+    }
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -2175,39 +2217,8 @@ setup (Run *r, GError **error)
   r->m = t->model;
   r->backbone_sha = sha256_file (r->backbone_path);
 
-  if (r->seg_task)
-    {
-      /* no classification head: the seg head reads the final-norm tokens */
-      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-      r->seg = vl_seg_head_new (c->seg_head, vl_model_geometry (r->m)->width, r->K, c->seed);
-      if (r->seg == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
-                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
-                       vl_model_geometry (r->m)->width, r->K,
-                       c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width divisible "
-                       "by 4)" : "");
-          return FALSE;
-        }
-    }
-  else if (r->det_task)
-    {
-      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
-      if (r->det == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
-                       "classes (background included: 2 to 1000)", r->K);
-          return FALSE;
-        }
-    }
-  else
-    {
-      vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
-      vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
-                                                             ? r->value_names
-                                                             : r->class_names));
-    }
+  if (!setup_head (r, error))
+    return FALSE;
   /* a stop interrupts a pass between two blocks */
   vl_model_set_cancellable (r->m, r->t->cancel);
   vl_model_set_pool (r->m, c->pool);
