@@ -71,8 +71,7 @@ cli_predict_detect (const char *run, VlModel *m, char **files, int n_files, cons
   int img_size, rc;
   if (!cli_predict_prepare (run, out_dir, &img_size, &rc))
     return rc;
-  g_autofree char *hpath = g_build_filename (run, VL_RUN_DET_HEAD, NULL);
-  g_autoptr(VlDetHead) h = vl_det_head_load (hpath, vl_model_geometry (m)->width, &error);
+  g_autoptr(VlDetHead) h = vl_detect_load_run_head (run, m, &error);
   if (h == NULL)
     return cli_fail (error);
   const int K = vl_det_head_n_classes (h);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vl-augment.h"
+#include "vl-run.h"
 #include "vl-task.h"
 
 void
@@ -191,4 +192,11 @@ vl_detect_image (VlModel *m, VlDetHead *h, const VlImage *img, int size,
   int n = vl_det_head_detect (h, 0, S, S, p, dets);
   vl_detections_to_image (dets, n, S, img->width, img->height);
   return n;
+}
+
+VlDetHead *
+vl_detect_load_run_head (const char *run_dir, VlModel *m, GError **error)
+{
+  g_autofree char *path = g_build_filename (run_dir, VL_RUN_DET_HEAD, NULL);
+  return vl_det_head_load (path, vl_model_geometry (m)->width, error);
 }

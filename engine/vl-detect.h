@@ -62,4 +62,8 @@ gboolean vl_evaluate_detect   (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit 
 int      vl_detect_image      (VlModel *m, VlDetHead *h, const VlImage *img, int size,
                                const VlFcosPostprocess *p, VlDetection *dets, GError **error);
 
+/* A detection run's trained head (RUN/det_head.safetensors) for the model of that run
+ * (vl_run_load_model): with vl_detect_image, one image's boxes as the run predicts them. */
+VlDetHead *vl_detect_load_run_head (const char *run_dir, VlModel *m, GError **error);
+
 G_END_DECLS
