@@ -543,6 +543,25 @@ test_cli (void)
   g_assert_cmpint (tc->shape[2], ==, 3);
   g_assert_cmpint (tr->shape[2], ==, 4);
   g_assert_cmpint (tt->shape[2], ==, 1);
+
+  /* export: the head beside the backbone, config.json marked; forward on the export gives the
+   * same outputs */
+  g_autofree char *exp = g_build_filename (dir, "exported", NULL);
+  g_autofree char *f2path = g_build_filename (dir, "f2.safetensors", NULL);
+  g_autofree char *o5 = cli (&st, "export", run, "--out", exp, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_autofree char *cfg = g_build_filename (exp, "config.json", NULL);
+  g_autofree char *ctext = NULL;
+  g_assert_true (g_file_get_contents (cfg, &ctext, NULL, NULL));
+  g_assert_nonnull (strstr (ctext, "\"detection\""));
+  g_autofree char *o6 = cli (&st, "forward", exp, "--images", ipath, "--out", f2path, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_autoptr(VlSafetensors) f2 = vl_test_open (f2path);
+  int64_t n1, n2;
+  g_autofree float *c1 = vl_test_read (f, "cls_logits", &n1);
+  g_autofree float *c2 = vl_test_read (f2, "cls_logits", &n2);
+  g_assert_cmpint (n1, ==, n2);
+  vl_test_assert_close ("cls_logits of the export", c2, c1, n1, 1e-5, 1e-5);
 }
 
 int
