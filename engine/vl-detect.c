@@ -189,9 +189,12 @@ vl_detect_image (VlModel *m, VlDetHead *h, const VlImage *img, int size,
   if (!vl_model_forward (m, x, 1, S, S, VL_FORWARD_INFER, error))
     return -1;
   vl_det_head_forward (h, vl_model_tokens_final (m), 1, T, g->n_prefix, G, G, g->patch);
-  int n = vl_det_head_detect (h, 0, S, S, p, dets);
-  vl_detections_to_image (dets, n, S, img->width, img->height);
-  return n;
+  int n = vl_det_head_detect (h, 0, S, S, p, dets), kept = 0;
+  for (int i = 0; i < n; i++)   /* the background channel's boxes say nothing */
+    if (dets[i].label != 0)
+      dets[kept++] = dets[i];
+  vl_detections_to_image (dets, kept, S, img->width, img->height);
+  return kept;
 }
 
 VlDetHead *

@@ -58,7 +58,9 @@ gboolean vl_evaluate_detect   (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit 
 
 /* The detections of one image (any size, 1 to 4 channels) by the model and its head: squashed
  * to size x size (0: the model's input size), FCOS.postprocess_detections with p, the boxes in
- * the image's own pixels. dets: room for p->max_dets. Returns the count, or -1 (error set). */
+ * the image's own pixels, those of the background class 0 left out (scoring keeps them, as
+ * torchvision does: they cannot match a box). dets: room for p->max_dets. Returns the count, or
+ * -1 (error set). */
 int      vl_detect_image      (VlModel *m, VlDetHead *h, const VlImage *img, int size,
                                const VlFcosPostprocess *p, VlDetection *dets, GError **error);
 
