@@ -1,6 +1,6 @@
-/* vl-head-param.h: one parameter tensor of a head that lives outside the model (the FCOS head
- * of vl-det-head.h): its data, gradient, AdamW moments and step count, and its reading from a
- * checkpoint with the shape checked. */
+/* vl-head-param.h: one parameter tensor of a head that lives outside the model (the seg heads of
+ * vl-seg-head.h, the FCOS head of vl-det-head.h): its data, gradient, AdamW moments and step
+ * count, and its reading from a checkpoint with the shape checked. */
 #pragma once
 
 #include <glib.h>

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vl-conv.h"
+#include "vl-head-param.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
 #include "vl-rng.h"
@@ -20,14 +21,7 @@ static const char *const tensor_names[N_T] = {
   "decode_head.up.3.weight", "decode_head.up.3.bias",
 };
 
-typedef struct {
-  const char *name;
-  int         ndim;
-  int64_t     shape[4];
-  int64_t     numel;
-  float      *data, *grad, *m, *v;
-  int         step;
-} SegParam;
+typedef VlHeadParam SegParam;
 
 struct _VlSegHead {
   VlSegHeadKind kind;
@@ -67,20 +61,6 @@ vl_seg_head_kind_from_string (const char *s, VlSegHeadKind *out)
   return TRUE;
 }
 
-static void
-param_init (SegParam *p, const char *name, int ndim, const int64_t *shape)
-{
-  p->name = name;
-  p->ndim = ndim;
-  p->numel = 1;
-  for (int d = 0; d < ndim; d++)
-    {
-      p->shape[d] = shape[d];
-      p->numel *= shape[d];
-    }
-  p->data = g_new0 (float, p->numel);
-}
-
 VlSegHead *
 vl_seg_head_new (VlSegHeadKind kind, int width, int n_classes, uint64_t seed)
 {
@@ -97,19 +77,19 @@ vl_seg_head_new (VlSegHeadKind kind, int width, int n_classes, uint64_t seed)
   vl_rng_seed (&rng, seed);
 
   int64_t sw[4] = { n_classes, h->C, 1, 1 }, sb[1] = { n_classes };
-  param_init (&h->p[T_SEG_W], tensor_names[T_SEG_W], 4, sw);
-  param_init (&h->p[T_SEG_B], tensor_names[T_SEG_B], 1, sb);
+  vl_head_param_init (&h->p[T_SEG_W], tensor_names[T_SEG_W], 4, sw);
+  vl_head_param_init (&h->p[T_SEG_B], tensor_names[T_SEG_B], 1, sb);
   if (kind == VL_SEG_HEAD_UPCONV)
     {
       int W2 = width / 2, W4 = width / 4;
       int64_t s0[4] = { width, W2, 2, 2 }, s0b[1] = { W2 }, s3[4] = { W2, W4, 2, 2 },
               s3b[1] = { W4 };
-      param_init (&h->p[T_UP0_W], tensor_names[T_UP0_W], 4, s0);
-      param_init (&h->p[T_UP0_B], tensor_names[T_UP0_B], 1, s0b);
-      param_init (&h->p[T_UP1_W], tensor_names[T_UP1_W], 1, s0b);
-      param_init (&h->p[T_UP1_B], tensor_names[T_UP1_B], 1, s0b);
-      param_init (&h->p[T_UP3_W], tensor_names[T_UP3_W], 4, s3);
-      param_init (&h->p[T_UP3_B], tensor_names[T_UP3_B], 1, s3b);
+      vl_head_param_init (&h->p[T_UP0_W], tensor_names[T_UP0_W], 4, s0);
+      vl_head_param_init (&h->p[T_UP0_B], tensor_names[T_UP0_B], 1, s0b);
+      vl_head_param_init (&h->p[T_UP1_W], tensor_names[T_UP1_W], 1, s0b);
+      vl_head_param_init (&h->p[T_UP1_B], tensor_names[T_UP1_B], 1, s0b);
+      vl_head_param_init (&h->p[T_UP3_W], tensor_names[T_UP3_W], 4, s3);
+      vl_head_param_init (&h->p[T_UP3_B], tensor_names[T_UP3_B], 1, s3b);
       /* PyTorch's ConvTranspose2d default: fan_in = weight.size (1) * kh * kw = Cout * 4 */
       double b0 = 1.0 / sqrt (W2 * 4.0), b3 = 1.0 / sqrt (W4 * 4.0);
       for (int64_t i = 0; i < h->p[T_UP0_W].numel; i++)
@@ -135,12 +115,7 @@ vl_seg_head_free (VlSegHead *h)
   if (h == NULL)
     return;
   for (int i = 0; i < N_T; i++)
-    {
-      g_free (h->p[i].data);
-      g_free (h->p[i].grad);
-      g_free (h->p[i].m);
-      g_free (h->p[i].v);
-    }
+    vl_head_param_clear (&h->p[i]);
   g_free (h->g0);
   g_free (h->u0);
   g_free (h->u1);
@@ -326,16 +301,6 @@ vl_seg_head_grid_logits (VlSegHead *h, int *gho, int *gwo)
   return h->s;
 }
 
-static float *
-zero_grad (SegParam *p)
-{
-  if (p->grad == NULL)
-    p->grad = g_new0 (float, p->numel);
-  else
-    memset (p->grad, 0, sizeof (float) * p->numel);
-  return p->grad;
-}
-
 void
 vl_seg_head_backward (VlSegHead *h, const float *dlogits, float *d_tokens)
 {
@@ -345,7 +310,7 @@ vl_seg_head_backward (VlSegHead *h, const float *dlogits, float *d_tokens)
   int sh, sw;
   seg_grid (h, &sh, &sw);
   for (int i = 0; i < h->n; i++)
-    zero_grad (&h->p[i]);
+    vl_head_param_zero_grad (&h->p[i]);
 
   /* d s (B, sh, sw, K) */
   float *ds = g_new0 (float, (int64_t) B * sh * sw * K);
@@ -395,19 +360,7 @@ void
 vl_seg_head_adamw_step (VlSegHead *h, const VlAdamW *opt, float lr_scale)
 {
   for (int i = 0; i < h->n; i++)
-    {
-      SegParam *p = &h->p[i];
-      if (p->grad == NULL)
-        continue;
-      if (p->m == NULL)
-        {
-          p->m = g_new0 (float, p->numel);
-          p->v = g_new0 (float, p->numel);
-        }
-      p->step++;
-      vl_adamw_update (p->data, p->grad, p->m, p->v, p->numel, opt->lr * lr_scale, opt->beta1,
-                       opt->beta2, opt->eps, p->ndim >= 2 ? opt->weight_decay : 0.0f, p->step);
-    }
+    vl_head_param_adamw (&h->p[i], opt, lr_scale);
 }
 
 void
@@ -428,21 +381,7 @@ vl_seg_head_set_optim_state (VlSegHead *h, int i, const float *exp_avg,
                              const float *exp_avg_sq, int step)
 {
   g_return_if_fail (i >= 0 && i < h->n);
-  SegParam *p = &h->p[i];
-  if (p->m == NULL)
-    {
-      p->m = g_new0 (float, p->numel);
-      p->v = g_new0 (float, p->numel);
-    }
-  if (exp_avg)
-    memcpy (p->m, exp_avg, sizeof (float) * p->numel);
-  else
-    memset (p->m, 0, sizeof (float) * p->numel);
-  if (exp_avg_sq)
-    memcpy (p->v, exp_avg_sq, sizeof (float) * p->numel);
-  else
-    memset (p->v, 0, sizeof (float) * p->numel);
-  p->step = step;
+  vl_head_param_set_optim_state (&h->p[i], exp_avg, exp_avg_sq, step);
 }
 
 void
@@ -482,32 +421,10 @@ vl_seg_head_from_safetensors (VlSafetensors *st, int width, GError **error)
                    tensor_names[T_SEG_W], s, vl_seg_head_kind_name (kind), width);
       return NULL;
     }
+  g_autofree char *what = g_strdup_printf ("%s seg head", vl_seg_head_kind_name (kind));
   for (int i = 0; i < h->n; i++)
-    {
-      SegParam *p = &h->p[i];
-      const VlTensorInfo *t = vl_safetensors_lookup (st, p->name);
-      if (t == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor %s (the %s seg head "
-                       "needs it)", path, p->name, vl_seg_head_kind_name (kind));
-          return NULL;
-        }
-      gboolean same = t->ndim == p->ndim;
-      for (int d = 0; same && d < p->ndim; d++)
-        same = t->shape[d] == p->shape[d];
-      if (!same)
-        {
-          g_autofree char *found = vl_shape_to_string (t->ndim, t->shape);
-          g_autofree char *want = vl_shape_to_string (p->ndim, p->shape);
-          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: %s has shape %s, expected %s",
-                       path, p->name, found, want);
-          return NULL;
-        }
-      g_autofree float *data = vl_safetensors_read_f32 (st, p->name, NULL, error);
-      if (data == NULL)
-        return NULL;
-      memcpy (p->data, data, sizeof (float) * p->numel);
-    }
+    if (!vl_head_param_read (&h->p[i], st, what, error))
+      return NULL;
   return g_steal_pointer (&h);
 }
 
