@@ -304,28 +304,6 @@ test_scenes_and_loader (void)
 }
 
 static void
-run_to_end (VlTrainer *t, VlTrainEnd *end)
-{
-  for (;;)
-    {
-      vl_trainer_wait (t, 100000);
-      g_autoptr(GPtrArray) evs = vl_trainer_drain (t);
-      for (guint i = 0; i < evs->len; i++)
-        {
-          VlTrainEvent *ev = g_ptr_array_index (evs, i);
-          if (ev->kind == VL_TRAIN_EVENT_FINISHED)
-            {
-              if (ev->error)
-                g_test_message ("finished: %s", ev->error->message);
-              *end = ev->end;
-              vl_trainer_join (t);
-              return;
-            }
-        }
-    }
-}
-
-static void
 det_config (VlTrainConfig *c, const char *out)
 {
   vl_train_config_init (c);
@@ -375,7 +353,7 @@ test_train_cache (void)
       g_assert_no_error (error);
       g_assert_true (vl_trainer_start (t, &error));
       VlTrainEnd end;
-      run_to_end (t, &end);
+      vl_test_run_to_end (t, &end, NULL);
       g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
       g_assert_cmpint (vl_model_head_kind (vl_trainer_get_model (t)), ==, VL_HEAD_NONE);
       p[cached] = head_params (t, &n);
@@ -408,7 +386,7 @@ test_train_run_folder (void)
       {
         g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
         g_assert_true (vl_trainer_start (t, &error));
-        run_to_end (t, &end);
+        vl_test_run_to_end (t, &end, NULL);
         if (!split)
           p[0] = head_params (t, &n);
       }
@@ -423,7 +401,7 @@ test_train_run_folder (void)
           g_autoptr(VlTrainer) t = vl_trainer_new (&r, &error);
           vl_train_config_clear (&r);
           g_assert_true (vl_trainer_start (t, &error));
-          run_to_end (t, &end);
+          vl_test_run_to_end (t, &end, NULL);
           p[1] = head_params (t, &n);
         }
       g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
@@ -450,30 +428,6 @@ test_train_run_folder (void)
   g_free (p[1]);
 }
 
-static char *
-cli (int *status, const char *first, ...) G_GNUC_NULL_TERMINATED;
-
-static char *
-cli (int *status, const char *first, ...)
-{
-  g_autoptr(GPtrArray) args = g_ptr_array_new ();
-  g_ptr_array_add (args, (char *) g_getenv ("VITLAB_CLI"));
-  va_list ap;
-  va_start (ap, first);
-  for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
-    g_ptr_array_add (args, (char *) a);
-  va_end (ap);
-  g_ptr_array_add (args, NULL);
-  char *out = NULL, *err = NULL;
-  g_autoptr(GError) error = NULL;
-  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                               &out, &err, status, &error));
-  g_test_message ("stderr: %s", err);
-  g_free (err);
-  *status = WIFEXITED (*status) ? WEXITSTATUS (*status) : -1;
-  return out;
-}
-
 /* train --task detect ends with val_map= and val_map50=, eval prints the same AP with per-class
  * AP, predict writes NAME.json and NAME-boxes.png, forward writes the three head outputs. */
 static void
@@ -484,7 +438,7 @@ test_cli (void)
   g_autofree char *root = make_voc (dir);
   g_autofree char *run = g_build_filename (dir, "run", NULL);
   int st;
-  g_autofree char *o1 = cli (&st, "train", "--task", "detect", "--init", "random", "--geometry",
+  g_autofree char *o1 = vl_test_cli (&st, "train", "--task", "detect", "--init", "random", "--geometry",
                              "img=16,patch=4,chans=3,width=32,depth=1,heads=2", "--data", root,
                              "--out", run, "--epochs", "2", "--batch", "2", "--lr", "1e-2",
                              "--unlock-schedule", "0:all", "--augment", "light", NULL);
@@ -495,7 +449,7 @@ test_cli (void)
   double map = g_ascii_strtod (m1 + 8, NULL);
   g_assert_true (map >= 0 && map <= 1);
 
-  g_autofree char *o2 = cli (&st, "eval", run, NULL);
+  g_autofree char *o2 = vl_test_cli (&st, "eval", run, NULL);
   g_assert_cmpint (st, ==, 0);
   g_assert_nonnull (strstr (o2, "AP50:"));
   g_assert_nonnull (strstr (o2, "cat"));
@@ -505,7 +459,7 @@ test_cli (void)
 
   g_autofree char *img = g_build_filename (root, "JPEGImages", "a.png", NULL);
   g_autofree char *pred = g_build_filename (dir, "pred", NULL);
-  g_autofree char *o3 = cli (&st, "predict", run, img, "--score", "0.0", "--out", pred, NULL);
+  g_autofree char *o3 = vl_test_cli (&st, "predict", run, img, "--score", "0.0", "--out", pred, NULL);
   g_assert_cmpint (st, ==, 0);
   g_autofree char *json = g_build_filename (pred, "a.json", NULL);
   g_autofree char *png = g_build_filename (pred, "a-boxes.png", NULL);
@@ -529,7 +483,7 @@ test_cli (void)
   g_autoptr(GError) error = NULL;
   g_assert_true (vl_safetensors_writer_write (wr, ipath, &error));
   vl_safetensors_writer_free (wr);
-  g_autofree char *o4 = cli (&st, "forward", run, "--images", ipath, "--out", fpath, NULL);
+  g_autofree char *o4 = vl_test_cli (&st, "forward", run, "--images", ipath, "--out", fpath, NULL);
   g_assert_cmpint (st, ==, 0);
   g_autoptr(VlSafetensors) f = vl_test_open (fpath);
   const VlTensorInfo *tc = vl_safetensors_lookup (f, "cls_logits");
@@ -548,13 +502,13 @@ test_cli (void)
    * same outputs */
   g_autofree char *exp = g_build_filename (dir, "exported", NULL);
   g_autofree char *f2path = g_build_filename (dir, "f2.safetensors", NULL);
-  g_autofree char *o5 = cli (&st, "export", run, "--out", exp, NULL);
+  g_autofree char *o5 = vl_test_cli (&st, "export", run, "--out", exp, NULL);
   g_assert_cmpint (st, ==, 0);
   g_autofree char *cfg = g_build_filename (exp, "config.json", NULL);
   g_autofree char *ctext = NULL;
   g_assert_true (g_file_get_contents (cfg, &ctext, NULL, NULL));
   g_assert_nonnull (strstr (ctext, "\"detection\""));
-  g_autofree char *o6 = cli (&st, "forward", exp, "--images", ipath, "--out", f2path, NULL);
+  g_autofree char *o6 = vl_test_cli (&st, "forward", exp, "--images", ipath, "--out", f2path, NULL);
   g_assert_cmpint (st, ==, 0);
   g_autoptr(VlSafetensors) f2 = vl_test_open (f2path);
   int64_t n1, n2;
