@@ -125,23 +125,9 @@ cli_forward_detect (const char *ckpt, VlModel *m, int B, int H, int W, VlSafeten
                     GPtrArray *keep, GError **error)
 {
   const VlGeometry *g = vl_model_geometry (m);
-  gboolean dir = g_file_test (ckpt, G_FILE_TEST_IS_DIR);
-  g_autofree char *c1 = dir ? g_build_filename (ckpt, "model.safetensors", NULL)
-                            : g_strdup (ckpt);
-  g_autofree char *c2 = dir ? g_build_filename (ckpt, VL_RUN_DET_HEAD, NULL) : NULL;
-  const char *cands[] = { c1, c2 };
   g_autoptr(VlDetHead) h = NULL;
-  for (guint i = 0; i < G_N_ELEMENTS (cands) && h == NULL; i++)
-    {
-      if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
-        continue;
-      g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
-      if (st == NULL || !vl_det_head_in_safetensors (st))
-        continue;
-      h = vl_det_head_from_safetensors (st, g->width, error);
-      if (h == NULL)
-        return FALSE;
-    }
+  if (!vl_det_head_find (ckpt, g->width, &h, error))
+    return FALSE;
   if (h == NULL)
     return TRUE;   /* no FCOS head: nothing to add */
   const int gh = H / g->patch, gw = W / g->patch, A = gh * gw, K = vl_det_head_n_classes (h);

@@ -10,16 +10,7 @@
 #include "vl-format.h"
 #include "cli-commands.h"
 
-/* The recipes behind --preset (see apply_preset). */
-#define VITLAB_FMNIST_GEOMETRY \
-  "img=28,patch=4,chans=1,width=96,depth=6,heads=3,mlp=384,mean=0.2860,std=0.3530"
-#define VITLAB_FMNIST_EPOCHS 8
-#define VITLAB_DEMO_SCHEDULE "0:1,2:3,4:all"
-#define VITLAB_DEMO_EPOCHS 12
-#define VITLAB_DEMO_LR 1e-3
-#define VITLAB_ROTATE_DATA "fashion-mnist-rotate:classes=0-4,per-class=200,val-per-class=200,max-angle=45"
-#define VITLAB_ROTATE_SCHEDULE "0:1,2:3,4:all"
-#define VITLAB_ROTATE_EPOCHS 10
+#include "vl-preset.h"
 #include "vl-trainer.h"
 
 #include <math.h>
@@ -114,6 +105,17 @@ print_skipped (char **skipped, const char *when)
     g_printerr ("  %s\n", skipped[i]);
 }
 
+/* bar (25 bytes): 24 characters, done / total of them '#' */
+static void
+make_bar (char *bar, int64_t done, int64_t total)
+{
+  const int width = 24;
+  int fill = total > 0 ? (int) (width * CLAMP (done, 0, total) / total) : 0;
+  for (int i = 0; i < width; i++)
+    bar[i] = i < fill ? '#' : '-';
+  bar[width] = '\0';
+}
+
 static void
 show_step (Progress *p, const VlTrainEvent *ev)
 {
@@ -122,12 +124,8 @@ show_step (Progress *p, const VlTrainEvent *ev)
   vl_format_duration (eta, sizeof eta, ev->eta_s);
   if (p->tty)
     {
-      const int width = 24;
-      int fill = ev->n_batches ? (int) ((int64_t) width * ev->batch / ev->n_batches) : 0;
-      char bar[64];
-      for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '-';
-      bar[width] = '\0';
+      char bar[32];
+      make_bar (bar, ev->batch, ev->n_batches);
       g_printerr ("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s",
                   ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
                   ev->images_per_s, eta);
@@ -142,6 +140,33 @@ show_step (Progress *p, const VlTrainEvent *ev)
       g_printerr ("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n", ev->epoch + 1,
                   p->epochs, ev->batch, ev->n_batches, pt->loss, pt->lr, ev->images_per_s, eta);
     }
+}
+
+/* caching and validation: a bar with the pass's own ETA on a terminal; elsewhere a line every
+ * 10 s of a long pass */
+static void
+show_progress (Progress *p, const VlTrainEvent *ev)
+{
+  char eta[32];
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
+  const char *what = vl_train_phase_name (ev->phase);
+  if (p->tty)
+    {
+      char bar[32];
+      make_bar (bar, ev->done, ev->total);
+      g_printerr ("\r\033[Kepoch %d/%d %s [%s] %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
+                  "  %.0f img/s  ETA %s", ev->epoch + 1, p->epochs, what, bar, ev->done,
+                  ev->total, ev->images_per_s, eta);
+      p->bar_shown = TRUE;
+      return;
+    }
+  gint64 now = g_get_monotonic_time ();
+  if (now - p->last_plain < 10 * G_USEC_PER_SEC || ev->done >= ev->total)
+    return;
+  p->last_plain = now;
+  g_printerr ("epoch %d/%d %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT " images %.0f img/s "
+              "ETA %s\n", ev->epoch + 1, p->epochs, what, ev->done, ev->total,
+              ev->images_per_s, eta);
 }
 
 static void
@@ -227,6 +252,9 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
         case VL_TRAIN_EVENT_STEP:
           show_step (p, ev);
           break;
+        case VL_TRAIN_EVENT_PROGRESS:
+          show_progress (p, ev);
+          break;
         case VL_TRAIN_EVENT_EPOCH:
           show_epoch (p, ev->metrics);
           break;
@@ -276,65 +304,6 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
   return FALSE;
 }
 
-/* Named recipes: they fill the configuration; options given with them override it.
- *   demo             the default transfer experiment: vitlab's own Fashion-MNIST backbone
- *                    (pretrained on classes 0-4) to classes 5-9 with 100 images per class,
- *                    validated on their 5,000 test images; progressive unfreezing
- *   pretrain-fmnist  how that backbone was made, from scratch */
-static gboolean
-apply_preset (VlTrainConfig *c, const char *name)
-{
-  if (g_str_equal (name, "demo"))
-    {
-      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
-      c->data = g_strdup ("fashion-mnist:classes=5-9,per-class=100");
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup (VITLAB_DEMO_SCHEDULE);
-      c->epochs = VITLAB_DEMO_EPOCHS;
-      c->batch_size = 32;
-      c->lr = VITLAB_DEMO_LR;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->label_smoothing = 0.1;
-      c->augment = VL_AUGMENT_LIGHT;
-      c->cache_features = TRUE;   /* the validation images' frozen features */
-      return TRUE;
-    }
-  if (g_str_equal (name, "rotate"))
-    {
-      /* regression: the angle each garment was turned by, on the shipped backbone */
-      c->task = VL_TASK_REGRESS;
-      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
-      c->data = g_strdup (VITLAB_ROTATE_DATA);
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup (VITLAB_ROTATE_SCHEDULE);
-      c->epochs = VITLAB_ROTATE_EPOCHS;
-      c->batch_size = 32;
-      c->lr = 1e-3;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->cache_features = TRUE;
-      return TRUE;
-    }
-  if (g_str_equal (name, "pretrain-fmnist"))
-    {
-      c->init_random = TRUE;
-      c->geometry = g_strdup (VITLAB_FMNIST_GEOMETRY);
-      c->data = g_strdup ("fashion-mnist:classes=0-4");
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup ("0:all");
-      c->epochs = VITLAB_FMNIST_EPOCHS;
-      c->batch_size = 128;
-      c->lr = 1e-3;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->label_smoothing = 0.1;
-      c->augment = VL_AUGMENT_LIGHT;
-      return TRUE;
-    }
-  return FALSE;
-}
-
 int
 cmd_train (int argc, char **argv)
 {
@@ -347,7 +316,7 @@ cmd_train (int argc, char **argv)
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
   g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
-  g_autofree char *seg_head = NULL;
+  g_autofree char *seg_head = NULL, *stem = NULL, *train_groups = NULL;
   int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
@@ -369,6 +338,10 @@ cmd_train (int argc, char **argv)
     { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden, "MLP head width (the backbone's)", "N" },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
     { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "train the last N layer groups (1: head)", "N" },
+    { "train-groups", 0, 0, G_OPTION_ARG_STRING, &train_groups,
+      "train these layer groups only, e.g. stem,head (blocks = every block)", "G1,G2" },
+    { "stem", 0, 0, G_OPTION_ARG_STRING, &stem,
+      "replace the patch embedding with a new CNN stem: conv or mbconv", "KIND" },
     { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule,
       "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
     { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "epochs (10)", "E" },
@@ -398,7 +371,7 @@ cmd_train (int argc, char **argv)
       "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
       "SPEC" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, &preset,
-      "start from a recipe (demo, rotate, pretrain-fmnist); other options override it", "NAME" },
+      "start from a recipe (demo, rotate, scenes, pretrain-fmnist); other options override it", "NAME" },
     { NULL },
   };
   if (!cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
@@ -427,7 +400,8 @@ cmd_train (int argc, char **argv)
                         : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
                         : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
                         : loss ? "--loss" : seg_head ? "--seg-head"
-                        : img_size >= 0 ? "--img-size" : NULL;
+                        : img_size >= 0 ? "--img-size" : stem ? "--stem"
+                        : train_groups ? "--train-groups" : NULL;
       if (fixed)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
@@ -438,11 +412,13 @@ cmd_train (int argc, char **argv)
   else
     {
       vl_train_config_init (&cfg);
-      if (preset && !apply_preset (&cfg, preset))
+      /* the named recipes (vl-preset.h, shared with the app); options given with them
+       * override them */
+      if (preset && !vl_preset_apply (&cfg, preset))
         {
           vl_train_config_clear (&cfg);
-          return usage_error ("--preset %s: expected one of demo, rotate, pretrain-fmnist",
-                              preset);
+          g_autofree char *names = vl_preset_names ();
+          return usage_error ("--preset %s: expected one of %s", preset, names);
         }
       if (init && !g_str_equal (init, "random") && !g_str_equal (init, "pretrained"))
         {
@@ -533,6 +509,21 @@ cmd_train (int argc, char **argv)
     {
       usage_error ("--augment %s: expected none, light or strong", augment);
       goto done;
+    }
+  if (stem && (!vl_stem_kind_from_string (stem, &cfg.stem) || cfg.stem == VL_STEM_RESNETV2))
+    {
+      usage_error ("--stem %s: expected conv, mbconv or patch", stem);
+      goto done;
+    }
+  if (train_groups && (unlock >= 0 || schedule))
+    {
+      usage_error ("give --train-groups or --unlock / --unlock-schedule, not both");
+      goto done;
+    }
+  if (train_groups)
+    {
+      g_free (cfg.train_groups);
+      cfg.train_groups = g_strdup (train_groups);
     }
   if (unlock >= 0 && schedule)
     {

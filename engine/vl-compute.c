@@ -10,6 +10,7 @@
 #include "vl-gemm.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
+#include "vl-stem.h"
 
 #include <limits.h>
 #include <math.h>
@@ -812,11 +813,17 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
   const int CPP = g->in_chans * g->patch * g->patch;
 
   prepare_pos_embed (m, a);
-  vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
-  const float *wp = packed_weight (m, m->ix.patch_w);
-  if (wp == NULL)
-    linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
-                    vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
+  const float *wp = NULL;
+  if (m->stem)   /* a CNN stem (vl-stem.h) writes the patch rows */
+    vl_stem_forward (m->stem, m, a->patch_out, images, B, H, W, a->train);
+  else
+    {
+      vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
+      wp = packed_weight (m, m->ix.patch_w);
+      if (wp == NULL)
+        linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
+                        vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
+    }
   /* the prefix tokens in order, each with its position entry unless no_embed_class */
   const float *prefix[64];
   int np = 0;
@@ -1261,9 +1268,8 @@ typedef enum {
 } BoundaryKind;
 
 static BoundaryKind
-boundary_of (VlModel *m, int *block)
+boundary_at (VlModel *m, int c0, int *block)
 {
-  int c0 = lowest_trainable (m);
   *block = m->geo.depth;
   if (c0 <= C_STEM)
     return BOUNDARY_NONE;
@@ -1275,6 +1281,26 @@ boundary_of (VlModel *m, int *block)
   if (c0 == C_PROJ (m) || m->geo.embed_dim == 0)
     return BOUNDARY_POOLED;
   return BOUNDARY_EMBEDDING;
+}
+
+static BoundaryKind
+boundary_of (VlModel *m, int *block)
+{
+  return boundary_at (m, lowest_trainable (m), block);
+}
+
+int
+vl_model_block_boundary_for (VlModel *m, int unlocked_groups)
+{
+  int c0 = INT_MAX;
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      if (p->group >= m->n_groups - unlocked_groups && p->comp < c0)
+        c0 = p->comp;
+    }
+  int block;
+  return c0 != INT_MAX && boundary_at (m, c0, &block) == BOUNDARY_BLOCK ? block : -1;
 }
 
 int64_t
@@ -1332,6 +1358,13 @@ gboolean
 vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int W, float *out,
                               GError **error)
 {
+  return vl_model_forward_to_boundary_keeping (m, images, B, H, W, out, -1, NULL, error);
+}
+
+gboolean
+vl_model_forward_to_boundary_keeping (VlModel *m, const float *images, int B, int H, int W,
+                                      float *out, int keep_block, float *keep_out, GError **error)
+{
   int block;
   BoundaryKind kind = boundary_of (m, &block);
   if (kind == BOUNDARY_NONE)
@@ -1352,6 +1385,8 @@ vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int
         return FALSE;
       forward_block (m, a, l);
     }
+  if (keep_out && keep_block >= 0 && keep_block <= block)
+    memcpy (keep_out, a->xs[keep_block], sizeof (float) * B * a->T * g->width);
   if (kind == BOUNDARY_BLOCK)
     {
       memcpy (out, a->xs[block], sizeof (float) * B * a->T * g->width);
@@ -1736,8 +1771,11 @@ backward_stem (VlModel *m, VlActs *a)
       vl_gemm (TRUE, FALSE, G * G, W, NP, 1.0f, a->resample, G * G, a->dpos_new + PP * W, W, 1.0f,
                dpos + PP * W, W);
     }
-  linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch, a->cols,
-                          (int64_t) a->B * NP, CPP, W);
+  if (m->stem)
+    vl_stem_backward (m->stem, m, dpatch);
+  else
+    linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch,
+                            a->cols, (int64_t) a->B * NP, CPP, W);
 }
 
 /* The head: d logits -> d head input (a->dhin) when `below`, and the head's gradients. */

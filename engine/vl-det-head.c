@@ -360,3 +360,11 @@ vl_det_head_load (const char *path, int width, GError **error)
   g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
   return st ? vl_det_head_from_safetensors (st, width, error) : NULL;
 }
+
+gboolean
+vl_det_head_find (const char *source, int width, VlDetHead **out, GError **error)
+{
+  g_autoptr(VlSafetensors) st = vl_head_source_open (source, "det_head.safetensors", tensor_names[T_CLS_W]);
+  *out = st ? vl_det_head_from_safetensors (st, width, error) : NULL;
+  return st == NULL || *out != NULL;
+}

@@ -92,6 +92,11 @@ gboolean    vl_det_head_in_safetensors (VlSafetensors *st);
 /* A head read from st (K from cls_logits); errors name the file, the tensor and the shapes. */
 VlDetHead  *vl_det_head_from_safetensors (VlSafetensors *st, int width, GError **error);
 VlDetHead  *vl_det_head_load          (const char *path, int width, GError **error);
+/* The FCOS head of a checkpoint (head.classification_head.* in the file) or of a folder (its
+ * model.safetensors, else det_head.safetensors: a detection run). *out is NULL when there is
+ * none; FALSE only when one is there but does not read. */
+gboolean    vl_det_head_find          (const char *source, int width, VlDetHead **out,
+                                       GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDetHead, vl_det_head_free)
 

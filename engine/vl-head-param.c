@@ -102,3 +102,23 @@ vl_head_param_read (VlHeadParam *p, VlSafetensors *st, const char *what, GError 
   memcpy (p->data, data, sizeof (float) * p->numel);
   return TRUE;
 }
+
+VlSafetensors *
+vl_head_source_open (const char *source, const char *head_file, const char *tensor)
+{
+  gboolean dir = g_file_test (source, G_FILE_TEST_IS_DIR);
+  g_autofree char *c1 = dir ? g_build_filename (source, "model.safetensors", NULL)
+                            : g_strdup (source);
+  g_autofree char *c2 = dir ? g_build_filename (source, head_file, NULL) : NULL;
+  const char *cands[] = { c1, c2 };
+  for (guint i = 0; i < G_N_ELEMENTS (cands); i++)
+    {
+      if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
+        continue;
+      VlSafetensors *st = vl_safetensors_open (cands[i], NULL);
+      if (st != NULL && vl_safetensors_lookup (st, tensor) != NULL)
+        return st;
+      g_clear_pointer (&st, vl_safetensors_free);
+    }
+  return NULL;
+}

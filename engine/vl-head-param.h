@@ -37,4 +37,10 @@ void     vl_head_param_set_optim_state (VlHeadParam *p, const float *exp_avg,
 gboolean vl_head_param_read      (VlHeadParam *p, VlSafetensors *st, const char *what,
                                   GError **error);
 
+/* The file that holds a head outside the model: source itself when it is a file, else
+ * source/model.safetensors, else source/head_file (a run folder's seg_head.safetensors or
+ * det_head.safetensors); the first that opens and has tensor `tensor`, or NULL. */
+VlSafetensors *vl_head_source_open (const char *source, const char *head_file,
+                                    const char *tensor);
+
 G_END_DECLS

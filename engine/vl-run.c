@@ -534,24 +534,24 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
                           gboolean best, const char *run_json, const char *metrics,
                           GError **error)
 {
-  return vl_run_commit_checkpoint_with (dir, model, optimizer, NULL, best, run_json, metrics,
-                                        error);
+  return vl_run_commit_checkpoint_with (dir, model, optimizer, NULL, NULL, best, run_json,
+                                        metrics, error);
 }
 
 gboolean
 vl_run_commit_checkpoint_with (const char *dir, VlModel *model, VlSafetensorsWriter *optimizer,
-                               VlSafetensorsWriter *seg_head, gboolean best,
+                               VlSafetensorsWriter *seg_head, VlSegHead *head, gboolean best,
                                const char *run_json, const char *metrics, GError **error)
 {
-  return vl_run_commit_checkpoint_head (dir, model, optimizer, seg_head, VL_RUN_SEG_HEAD, best,
-                                        run_json, metrics, error);
+  return vl_run_commit_checkpoint_head (dir, model, optimizer, seg_head, VL_RUN_SEG_HEAD, head,
+                                        best, run_json, metrics, error);
 }
 
 gboolean
 vl_run_commit_checkpoint_head (const char *dir, VlModel *model, VlSafetensorsWriter *optimizer,
                                VlSafetensorsWriter *seg_head, const char *head_file,
-                               gboolean best, const char *run_json, const char *metrics,
-                               GError **error)
+                               VlSegHead *head, gboolean best, const char *run_json,
+                               const char *metrics, GError **error)
 {
   fault_init ();
   FaultCursor cur = { g_atomic_int_add (&commits_begun, 1) + 1, 0 };
@@ -589,7 +589,8 @@ vl_run_commit_checkpoint_head (const char *dir, VlModel *model, VlSafetensorsWri
   if (ok && best)
     {
       fault_point (&cur, "writing .best.safetensors.pending");
-      ok = vl_model_save_checkpoint (model, p_best, NULL, error);
+      ok = head ? vl_model_save_checkpoint_with_seg_head (model, head, p_best, NULL, error)
+                : vl_model_save_checkpoint (model, p_best, NULL, error);
       g_ptr_array_add (files, "best.safetensors");
     }
   if (ok && run_json)

@@ -7,6 +7,7 @@
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer.h"
+#include "vl-eta.h"
 #include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-conv.h"
@@ -30,8 +31,14 @@ const char *
 vl_train_event_kind_name (VlTrainEventKind kind)
 {
   static const char *names[] = { "ready", "lock", "step", "epoch", "probes", "message", "paused",
-                                 "resumed", "finished" };
+                                 "resumed", "finished", "progress" };
   return (guint) kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+const char *
+vl_train_phase_name (VlTrainPhase phase)
+{
+  return phase == VL_TRAIN_PHASE_CACHE ? "caching" : "validating";
 }
 
 /* ------------------------------------------------------------------ configuration */
@@ -68,6 +75,7 @@ vl_train_config_clear (VlTrainConfig *c)
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->unlock_schedule, g_free);
   g_clear_pointer (&c->out_dir, g_free);
+  g_clear_pointer (&c->train_groups, g_free);
 }
 
 void
@@ -79,6 +87,7 @@ vl_train_config_copy (VlTrainConfig *dst, const VlTrainConfig *src)
   dst->data = g_strdup (src->data);
   dst->unlock_schedule = g_strdup (src->unlock_schedule);
   dst->out_dir = g_strdup (src->out_dir);
+  dst->train_groups = g_strdup (src->train_groups);
 }
 
 VlUnlockStep *
@@ -524,6 +533,8 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   c->backbone = g_strdup (get_str (bb, "path"));
   c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
   c->geometry = g_strdup (get_str (bb, "geometry"));
+  if ((s = get_str (bb, "stem")) && !vl_stem_kind_from_string (s, &c->stem))
+    goto bad;
   if (c->init_random && c->geometry)
     g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
   s = get_str (head, "kind");
@@ -745,13 +756,22 @@ struct _VlTrainer {
   gboolean        run_has_checkpoint;   /* resume from it; FALSE: a resume starts at epoch 0 */
 };
 
-/* Queues an event (taking it); merges it with the tail when both are steps, replaces an
- * undrained PROBES event. Notifies outside the lock. */
+/* Queues an event (taking it); merges it with the tail when both are steps or progress of the
+ * same pass, replaces an undrained PROBES event. Notifies outside the lock. */
 static void
 post (VlTrainer *t, VlTrainEvent *ev)
 {
   gboolean wake = FALSE;
   vl_mutex_lock (&t->lock);
+  VlTrainEvent *tail = g_queue_peek_tail (&t->events);
+  if (ev->kind == VL_TRAIN_EVENT_PROGRESS && tail && tail->kind == VL_TRAIN_EVENT_PROGRESS &&
+      tail->phase == ev->phase)
+    {
+      *tail = *ev;   /* holds no pointers */
+      g_free (ev);
+      vl_mutex_unlock (&t->lock);
+      return;        /* the undrained tail has notified already */
+    }
   if (ev->kind == VL_TRAIN_EVENT_PROBES)
     for (GList *l = t->events.head; l; l = l->next)
       if (((VlTrainEvent *) l->data)->kind == VL_TRAIN_EVENT_PROBES)
@@ -1102,6 +1122,15 @@ typedef struct {
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
   gint64               last_step_time;
+  /* the pass PROGRESS events report (progress_begin) */
+  VlTrainPhase         phase;
+  VlEta                eta;
+  int64_t              phase_done;
+  gint64               progress_posted;
+  /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
+  FeatCache            ntrain, nval;
+  int                  next_unlocked;
+  gboolean             next_ready;
   double               train_seconds;   /* of this epoch, in this session */
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
@@ -1117,6 +1146,35 @@ message (Run *r, const char *fmt, ...)
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_MESSAGE, r->epoch, r->step);
   ev->message = g_strdup_vprintf (fmt, ap);
   va_end (ap);
+  post (r->t, ev);
+}
+
+/* A pass of `total` images begins: PROGRESS events from now on, with an ETA of its own */
+static void
+progress_begin (Run *r, VlTrainPhase phase, int64_t total)
+{
+  r->phase = phase;
+  r->phase_done = 0;
+  r->progress_posted = g_get_monotonic_time ();
+  vl_eta_start (&r->eta, total, r->progress_posted);
+}
+
+/* n more images of the pass are done: a PROGRESS event every 0.2 s at most, and at its end */
+static void
+progress_add (Run *r, int n)
+{
+  r->phase_done += n;
+  gint64 now = g_get_monotonic_time ();
+  double eta = vl_eta_update (&r->eta, r->phase_done, now);
+  if (now - r->progress_posted < 200000 && r->phase_done < r->eta.total)
+    return;
+  r->progress_posted = now;
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_PROGRESS, r->epoch, r->step);
+  ev->phase = r->phase;
+  ev->done = r->phase_done;
+  ev->total = r->eta.total;
+  ev->eta_s = eta;
+  ev->images_per_s = vl_eta_rate (&r->eta);
   post (r->t, ev);
 }
 
@@ -1324,6 +1382,8 @@ run_clear (Run *r)
   vl_dataset_free (r->order_ds);
   cache_free (&r->ctrain);
   cache_free (&r->cval);
+  cache_free (&r->ntrain);
+  cache_free (&r->nval);
   g_free (r->buf);
   g_free (r->buf_labels);
   g_free (r->buf_values);
@@ -1451,6 +1511,8 @@ run_json (Run *r)
   add_str (b, "init", c->init_random ? "random" : "pretrained");
   if (c->geometry)
     add_str (b, "geometry", c->geometry);
+  if (c->stem != VL_STEM_PATCH)
+    add_str (b, "stem", vl_stem_kind_name (c->stem));
   add_str (b, "path", r->backbone_path);
   add_str (b, "path_typed", r->backbone_typed);
   add_str (b, "sha256", r->backbone_sha);
@@ -1726,7 +1788,7 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
   g_autoptr(VlSafetensorsWriter) sw = dense_task (r) ? head_writer (r, names) : NULL;
   gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
                                                r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD,
-                                               best, run, metrics->str, error);
+                                               r->seg, best, run, metrics->str, error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);
   if (!ok)
@@ -2163,6 +2225,56 @@ setup_head (Run *r, GError **error)
   return TRUE;
 }
 
+/* The layer groups named in cfg.train_groups as a mask (bit g: group g; the head is the bit
+ * after the body's groups, as the trainer numbers them). */
+static gboolean
+resolve_train_groups (VlModel *m, const char *spec, guint64 *mask, GError **error)
+{
+  const int n_body = vl_model_n_groups (m) - (vl_model_head_kind (m) != VL_HEAD_NONE);
+  g_auto(GStrv) names = g_strsplit (spec, ",", -1);
+  *mask = 0;
+  for (int i = 0; names[i]; i++)
+    {
+      const char *name = g_strstrip (names[i]);
+      gboolean found = FALSE;
+      for (int g = 0; g < n_body && g < 63; g++)
+        if (strcmp (name, vl_model_group_name (m, g)) == 0 ||
+            (strcmp (name, "blocks") == 0 && g_str_has_prefix (vl_model_group_name (m, g),
+                                                                 "blocks.")))
+          *mask |= G_GUINT64_CONSTANT (1) << g, found = TRUE;
+      if (strcmp (name, "head") == 0 && n_body < 64)
+        *mask |= G_GUINT64_CONSTANT (1) << n_body, found = TRUE;
+      if (!found)
+        {
+          GString *all = g_string_new (NULL);
+          for (int g = 0; g < n_body; g++)
+            g_string_append_printf (all, "%s, ", vl_model_group_name (m, g));
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "train groups \"%s\": no layer group "
+                       "\"%s\" (the groups are %shead; \"blocks\" is all blocks)", spec, name,
+                       all->str);
+          g_string_free (all, TRUE);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* cfg.stem: a new CNN stem in place of the model's patch embedding (a resumed run's model, read
+ * from its folder, has it already; one rebuilt from the backbone gets it before the run's tensors
+ * are loaded into it by name); cfg.train_groups into cfg.unlock_mask. */
+static gboolean
+apply_stem_and_groups (VlTrainer *t, GError **error)
+{
+  VlTrainConfig *c = &t->cfg;
+  if (c->stem != VL_STEM_PATCH && vl_model_stem_kind (t->model) != c->stem &&
+      !vl_model_replace_stem (t->model, c->stem, c->seed ^ 0x57e3ull, error))
+    return FALSE;
+  if (c->train_groups && *c->train_groups &&
+      !resolve_train_groups (t->model, c->train_groups, &c->unlock_mask, error))
+    return FALSE;
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -2183,6 +2295,8 @@ setup (Run *r, GError **error)
       if (t->model == NULL)
         return FALSE;
     }
+  if (!apply_stem_and_groups (t, error))
+    return FALSE;
   /* run.json records absolute paths (the run opens from anywhere) and the typed ones */
   r->backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
   r->backbone_path = vl_run_absolute_path (r->backbone_typed);
@@ -2405,10 +2519,22 @@ apply_unlock (Run *r)
   post (t, ev);
 }
 
+/* Floats of one image's tokens (T x width): a block boundary's cache entry */
+static int64_t
+token_numel (Run *r)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  return (int64_t) (g->n_prefix + (r->S / g->patch) * (r->S / g->patch)) * g->width;
+}
+
+/* The split's activations at the lock boundary into fc; with keep_block >= 0, those entering that
+ * block too, into next (the next lock's cache, from the same pass) */
 static Outcome
-build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
+build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *next,
+             GError **error)
 {
   int n = split == VL_SPLIT_TRAIN ? r->n_train : r->n_val;
+  const int64_t tw = token_numel (r);
   fc->n = n;
   fc->data = g_try_new (float, (gsize) n * r->cache_numel);
   fc->ok = g_new0 (guint8, MAX (n, 1));
@@ -2420,7 +2546,14 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
       fc->box_labels = g_new (int, (gsize) n * r->max_boxes);
       fc->n_boxes = g_new0 (int, MAX (n, 1));
     }
-  if (fc->data == NULL || (r->seg_task && fc->masks == NULL))
+  if (keep_block >= 0)
+    {
+      next->n = n;
+      next->data = g_try_new (float, (gsize) n * tw);
+      next->ok = g_new0 (guint8, MAX (n, 1));
+    }
+  if (fc->data == NULL || (r->seg_task && fc->masks == NULL) ||
+      (keep_block >= 0 && next->data == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
                    (double) n * r->cache_numel * 4 / GIB);
@@ -2429,6 +2562,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
   g_autoptr(VlLoader) l = vl_loader_new (r->ds, split, &r->pp, VL_AUGMENT_NONE,
                                          r->cfg->batch_size, FALSE, r->cfg->seed);
   g_autofree float *tmp = g_new (float, (gsize) r->cfg->batch_size * r->cache_numel);
+  g_autofree float *tmp_next = keep_block >= 0 ? g_new (float, (gsize) r->cfg->batch_size * tw)
+                                               : NULL;
   vl_loader_start_epoch (l, 0, 0);
   VlBatch b;
   while (vl_loader_next (l, &b))
@@ -2442,7 +2577,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
             return failed_or_stopped (error);
           memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
         }
-      else if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
+      else if (!vl_model_forward_to_boundary_keeping (r->m, b.images, b.n, r->S, r->S, tmp,
+                                                      keep_block, tmp_next, error))
         return failed_or_stopped (error);
       for (int j = 0; j < b.n; j++)
         {
@@ -2454,10 +2590,61 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
                             b.box_labels, b.n_boxes, j);
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
+          if (tmp_next)
+            {
+              memcpy (next->data + (gsize) b.indices[j] * tw, tmp_next + (gsize) j * tw,
+                      sizeof (float) * tw);
+              next->ok[b.indices[j]] = 1;
+            }
           fc->ok[b.indices[j]] = 1;
         }
+      progress_add (r, b.n);
     }
   return OK;
+}
+
+/* The block whose input the next lock of the schedule caches, when this lock's pass goes through
+ * it and both caches fit the limit (the next lock noted in r->next_unlocked); else -1. Not for
+ * segmentation or a fixed unlock pattern. */
+static int
+next_cache_block (Run *r, double bytes_now, int n)
+{
+  if (dense_task (r) || r->cfg->unlock_mask)   /* masks and boxes stay with the first cache */
+    return -1;
+  int next = r->unlocked;
+  for (int e = r->epoch + 1; e < r->cfg->epochs && next == r->unlocked; e++)
+    next = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, e), r->n_groups);
+  if (next == r->unlocked)
+    return -1;
+  const int depth = vl_model_geometry (r->m)->depth;
+  const int kb = vl_model_block_boundary_for (r->m, next);
+  const int here = vl_model_block_boundary_for (r->m, r->unlocked);
+  const double bytes = (double) token_numel (r) * sizeof (float) * n;
+  if (kb < 0 || kb > (here < 0 ? depth : here) || bytes_now + bytes > r->cfg->cache_limit)
+    return -1;
+  r->next_unlocked = next;
+  return kb;
+}
+
+/* The cache the previous lock's pass made for this lock, if it did: TRUE once adopted */
+static gboolean
+adopt_next_cache (Run *r, gboolean train_too)
+{
+  const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->seg_tok_cache &&
+                        r->cache_numel == token_numel (r) &&
+                        (train_too ? r->ntrain.data != NULL : r->ntrain.data == NULL);
+  r->next_ready = FALSE;
+  if (!fits)
+    {
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
+      return FALSE;
+    }
+  r->ctrain = r->ntrain;
+  r->cval = r->nval;
+  memset (&r->ntrain, 0, sizeof r->ntrain);
+  memset (&r->nval, 0, sizeof r->nval);
+  return TRUE;
 }
 
 static Outcome
@@ -2472,6 +2659,8 @@ prepare_cache (Run *r, GError **error)
   if (r->cache_numel == 0)
     {
       message (r, "the stem trains: there is no frozen prefix to cache, training from images");
+      r->next_unlocked = -1;
+      adopt_next_cache (r, FALSE);   /* frees the next lock's: the frozen part now trains */
       return OK;
     }
   const gboolean train_too = r->cfg->augment == VL_AUGMENT_NONE;
@@ -2481,18 +2670,33 @@ prepare_cache (Run *r, GError **error)
     {
       message (r, "the feature cache would need %.2f GiB, above the %.2f GiB limit: training "
                "from images", bytes / GIB, (double) r->cfg->cache_limit / GIB);
+      adopt_next_cache (r, FALSE);   /* none now: frees the next lock's, which would go stale */
+      r->next_unlocked = -1;
       return OK;
     }
-  message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
-           " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
   gint64 t0 = g_get_monotonic_time ();
-  Outcome o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error) : OK;
-  if (o == OK)
-    o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
+  Outcome o = OK;
+  if (adopt_next_cache (r, train_too))
+    message (r, "the activations at the lock boundary were cached with the previous lock's: "
+             "%d images x %" G_GINT64_FORMAT " floats (%.1f MiB)", n, r->cache_numel,
+             bytes / (1 << 20));
+  else
+    {
+      message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
+               " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
+      const int keep = next_cache_block (r, bytes, n);
+      progress_begin (r, VL_TRAIN_PHASE_CACHE, n);
+      o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, keep, &r->ntrain, error) : OK;
+      if (o == OK)
+        o = build_cache (r, VL_SPLIT_VAL, &r->cval, keep, &r->nval, error);
+      r->next_ready = o == OK && keep >= 0;
+    }
   if (o != OK)
     {
       cache_free (&r->ctrain);
       cache_free (&r->cval);
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
       r->cache_checked_for = -1;
       return o;
     }
@@ -3001,6 +3205,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, items, n, error))
             return FAILED;
+          progress_add (r, n);
         }
     }
   else
@@ -3019,6 +3224,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, b.indices, b.n, error))
             return FAILED;
+          progress_add (r, b.n);
         }
     }
   vl_seg_result_end (&e->seg);
@@ -3107,6 +3313,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
 {
   VlModel *m = r->m;
   e->task = r->task.kind;
+  progress_begin (r, VL_TRAIN_PHASE_VALIDATE, r->n_val);
   if (r->seg_task)
     return validate_segment (r, e, error);
   if (r->det_task)
@@ -3142,6 +3349,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
                                                error))
             return failed_or_stopped (error);
           validate_add (r, e, r->buf_labels, r->buf_values, items, n);
+          progress_add (r, n);
         }
     }
   else
@@ -3156,6 +3364,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
           if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
             return failed_or_stopped (error);
           validate_add (r, e, b.labels, b.values, b.indices, b.n);
+          progress_add (r, b.n);
         }
     }
   if (e->task == VL_TASK_REGRESS)

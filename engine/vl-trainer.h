@@ -54,8 +54,8 @@
  * scores them against its original mask (VlSegResult, mmseg's IoUMetric). The frozen-feature
  * cache holds the final-norm token grid when only the seg head trains (the boundary activations
  * otherwise) and the training masks. The head and its AdamW moments are saved in
- * seg_head.safetensors, part of each checkpoint's group commit (best.safetensors holds the
- * backbone only).
+ * seg_head.safetensors, part of each checkpoint's group commit; best.safetensors holds the
+ * backbone and the head (decode_head.*) in one file.
  *
  * Run folder (cfg.out_dir):
  *   run.json               the configuration: backbone path (absolute; "path_typed" as given)
@@ -123,6 +123,12 @@ typedef struct {
   /* A fixed set of layer groups instead (bit g: group g trains, in every epoch), for patterns
    * that are not the last N, e.g. the stem and one middle block. 0: use the schedule. */
   guint64     unlock_mask;
+  /* The same by layer-group names, comma-separated ("stem,head"; "blocks" is every block),
+   * resolved against the model into unlock_mask when the run starts. NULL: unused. */
+  char       *train_groups;
+  /* VL_STEM_PATCH: the backbone's own stem. conv, mbconv: its patch embedding replaced by a new
+   * CNN stem (vl_model_replace_stem, seeded by `seed`) of the same grid and width. */
+  VlStemKind  stem;
   /* optimisation */
   int         epochs;            /* 10 */
   int         batch_size;        /* 32 */
@@ -193,7 +199,16 @@ typedef enum {
   VL_TRAIN_EVENT_PAUSED,
   VL_TRAIN_EVENT_RESUMED,
   VL_TRAIN_EVENT_FINISHED,   /* always the last event: how it ended, the error if it failed */
+  VL_TRAIN_EVENT_PROGRESS,   /* a pass without steps (caching, validation): done, total, ETA */
 } VlTrainEventKind;
+
+/* The passes PROGRESS events report (vl_train_phase_name: "caching", "validating") */
+typedef enum {
+  VL_TRAIN_PHASE_CACHE,      /* the frozen-feature cache being built */
+  VL_TRAIN_PHASE_VALIDATE,   /* the validation split at an epoch's end */
+} VlTrainPhase;
+
+const char *vl_train_phase_name (VlTrainPhase phase);
 
 typedef enum {
   VL_TRAIN_END_COMPLETED,    /* every epoch ran */
@@ -276,6 +291,12 @@ typedef struct {
   float       *user_attn;
   float       *user_rollout;
   int          user_predicted;
+
+  /* PROGRESS (merged like steps; at most about five a second, and one when a pass ends): images
+   * done of the pass's total, and eta_s, the pass's own time left (vl-eta.h: restarted for each
+   * pass) */
+  VlTrainPhase phase;
+  int64_t      done, total;
 
   /* MESSAGE */
   char        *message;
@@ -386,6 +407,9 @@ VlTaskSpec vl_run_task_spec       (const VlRunTask *t);
 GPtrArray *vl_run_read_metrics    (const char *run_dir, VlTaskKind task, int n_outputs,
                                    GError **error);
 void      vl_epoch_metrics_free   (VlEpochMetrics *m);
+/* run.json's data.classes (for segmentation and detection the background first), NULL-ended;
+ * NULL when the folder records none. */
+char    **vl_run_read_class_names (const char *run_dir);
 
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)
