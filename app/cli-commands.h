@@ -18,6 +18,9 @@ int cmd_predict (int argc, char **argv); /* app/cli-predict.c */
  * folder's det_head.safetensors) has an FCOS head, their data kept alive in keep. */
 int      cli_predict_detect (const char *run, VlModel *m, char **files, int n_files,
                              const char *out_dir, const char *const *names, double score);
+/* app/cli-predict.c: a segmentation or detection run's img_size, and out_dir created; FALSE
+ * with *rc the exit status (the error printed). */
+gboolean cli_predict_prepare (const char *run, const char *out_dir, int *img_size, int *rc);
 gboolean cli_forward_detect (const char *ckpt, VlModel *m, int B, int H, int W,
                              VlSafetensorsWriter *w, GPtrArray *keep, GError **error);
 /* Parses a subcommand's options (param and summary for --help). */

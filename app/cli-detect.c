@@ -7,7 +7,6 @@
 #include "vl-trainer.h"
 #include "vl-seg-head.h"   /* vl_seg_palette: the boxes' colours */
 
-#include <errno.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -69,20 +68,12 @@ cli_predict_detect (const char *run, VlModel *m, char **files, int n_files, cons
                     const char *const *names, double score)
 {
   GError *error = NULL;
-  VlTrainConfig cfg;
-  if (!vl_train_config_load (&cfg, run, &error))
-    return cli_fail (error);
-  const int img_size = cfg.img_size;
-  vl_train_config_clear (&cfg);
-  g_autofree char *hpath = g_build_filename (run, VL_RUN_DET_HEAD, NULL);
-  g_autoptr(VlDetHead) h = vl_det_head_load (hpath, vl_model_geometry (m)->width, &error);
+  int img_size, rc;
+  if (!cli_predict_prepare (run, out_dir, &img_size, &rc))
+    return rc;
+  g_autoptr(VlDetHead) h = vl_detect_load_run_head (run, m, &error);
   if (h == NULL)
     return cli_fail (error);
-  if (g_mkdir_with_parents (out_dir, 0755) != 0)
-    {
-      g_printerr ("vitlab-cli: %s: cannot create the folder: %s\n", out_dir, g_strerror (errno));
-      return EXIT_FAILURE;
-    }
   const int K = vl_det_head_n_classes (h);
   uint8_t palette[256 * 3];
   vl_seg_palette (palette);

@@ -112,27 +112,41 @@ print_prediction (const char *file, const float *z, int K, const VlRunTask *task
   cli_print_top_classes (file, z, K, names, top);
 }
 
+gboolean
+cli_predict_prepare (const char *run, const char *out_dir, int *img_size, int *rc)
+{
+  GError *error = NULL;
+  VlTrainConfig cfg;
+  if (!vl_train_config_load (&cfg, run, &error))
+    {
+      *rc = cli_fail (error);
+      return FALSE;
+    }
+  *img_size = cfg.img_size;
+  vl_train_config_clear (&cfg);
+  if (g_mkdir_with_parents (out_dir, 0755) != 0)
+    {
+      g_printerr ("vitlab-cli: %s: cannot create the folder: %s\n", out_dir, g_strerror (errno));
+      *rc = EXIT_FAILURE;
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* A segmentation run on images: masks and overlays into out_dir. */
 static int
 predict_segment (const char *run, VlModel *m, char **files, int n_files, const char *out_dir,
                  const char *const *names)
 {
   GError *error = NULL;
-  VlTrainConfig cfg;
-  if (!vl_train_config_load (&cfg, run, &error))
-    return cli_fail (error);
-  const int img_size = cfg.img_size;
-  vl_train_config_clear (&cfg);
+  int img_size, rc;
+  if (!cli_predict_prepare (run, out_dir, &img_size, &rc))
+    return rc;
   g_autofree char *hpath = g_build_filename (run, "seg_head.safetensors", NULL);
   const VlGeometry *g = vl_model_geometry (m);
   g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, g->width, &error);
   if (h == NULL)
     return cli_fail (error);
-  if (g_mkdir_with_parents (out_dir, 0755) != 0)
-    {
-      g_printerr (_("vitlab-cli: %s: cannot create the folder: %s\n"), out_dir, g_strerror (errno));
-      return EXIT_FAILURE;
-    }
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   if (img_size > 0)

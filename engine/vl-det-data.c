@@ -196,7 +196,11 @@ voc_start (GMarkupParseContext *ctx, const char *element, const char **an, const
       v->depth_object = v->depth;
       g_clear_pointer (&v->name, g_free);
       v->have = 0;
-      g_markup_parse_context_get_position (ctx, &v->line, NULL);
+      /* the parser stands after the tag (and its newline, when it ended a line) */
+      int ch = 0;
+      g_markup_parse_context_get_position (ctx, &v->line, &ch);
+      if (ch <= 1 && v->line > 1)
+        v->line--;
     }
 }
 

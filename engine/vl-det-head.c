@@ -184,11 +184,11 @@ vl_det_head_forward (VlDetHead *h, const float *tokens, int B, int T, int n_pref
       h->dctr = g_new (float, B * A);
       h->cap_a = B * A;
     }
-  if (h->cap_anchor != A * stride)   /* the grid or the stride changed */
+  if (h->cap_anchor < A)
     {
       g_free (h->anchors);
       h->anchors = g_new (float, A * 4);
-      h->cap_anchor = A * stride;
+      h->cap_anchor = A;
     }
   vl_fcos_anchors (h->anchors, gh, gw, stride);
   for (int b = 0; b < B; b++)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "vl-augment.h"
+#include "vl-run.h"
 #include "vl-task.h"
 
 void
@@ -188,7 +189,17 @@ vl_detect_image (VlModel *m, VlDetHead *h, const VlImage *img, int size,
   if (!vl_model_forward (m, x, 1, S, S, VL_FORWARD_INFER, error))
     return -1;
   vl_det_head_forward (h, vl_model_tokens_final (m), 1, T, g->n_prefix, G, G, g->patch);
-  int n = vl_det_head_detect (h, 0, S, S, p, dets);
-  vl_detections_to_image (dets, n, S, img->width, img->height);
-  return n;
+  int n = vl_det_head_detect (h, 0, S, S, p, dets), kept = 0;
+  for (int i = 0; i < n; i++)   /* the background channel's boxes say nothing */
+    if (dets[i].label != 0)
+      dets[kept++] = dets[i];
+  vl_detections_to_image (dets, kept, S, img->width, img->height);
+  return kept;
+}
+
+VlDetHead *
+vl_detect_load_run_head (const char *run_dir, VlModel *m, GError **error)
+{
+  g_autofree char *path = g_build_filename (run_dir, VL_RUN_DET_HEAD, NULL);
+  return vl_det_head_load (path, vl_model_geometry (m)->width, error);
 }

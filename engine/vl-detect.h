@@ -58,8 +58,14 @@ gboolean vl_evaluate_detect   (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit 
 
 /* The detections of one image (any size, 1 to 4 channels) by the model and its head: squashed
  * to size x size (0: the model's input size), FCOS.postprocess_detections with p, the boxes in
- * the image's own pixels. dets: room for p->max_dets. Returns the count, or -1 (error set). */
+ * the image's own pixels, those of the background class 0 left out (scoring keeps them, as
+ * torchvision does: they cannot match a box). dets: room for p->max_dets. Returns the count, or
+ * -1 (error set). */
 int      vl_detect_image      (VlModel *m, VlDetHead *h, const VlImage *img, int size,
                                const VlFcosPostprocess *p, VlDetection *dets, GError **error);
+
+/* A detection run's trained head (RUN/det_head.safetensors) for the model of that run
+ * (vl_run_load_model): with vl_detect_image, one image's boxes as the run predicts them. */
+VlDetHead *vl_detect_load_run_head (const char *run_dir, VlModel *m, GError **error);
 
 G_END_DECLS

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vl-conv.h"
+#include "vl-head-param.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
 #include "vl-rng.h"

@@ -1298,9 +1298,18 @@ load_dense_head_state (Run *r, GError **error)
   VlHeadParam *p = dense_head_params (r, &n, &file, &format, &key, &kind);
   g_autofree char *path = g_build_filename (r->cfg->out_dir, file, NULL);
   g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  if (st == NULL)
+    return FALSE;
+  const char *saved = g_hash_table_lookup (vl_safetensors_metadata (st), key);
+  if (saved && strcmp (saved, kind) != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: a %s head, the run trains a %s head",
+                   path, saved, kind);
+      return FALSE;
+    }
   g_autofree char *what = g_strdup_printf ("%s %s head the run trains", kind,
                                            r->det ? "detection" : "segmentation");
-  return st != NULL && vl_head_params_restore (p, n, st, what, error);
+  return vl_head_params_restore (p, n, st, what, error);
 }
 
 /* Detection: image si's boxes of one (n, max_boxes) store into image di's of another. */
@@ -1312,6 +1321,27 @@ det_copy_boxes (const Run *r, float *boxes, int *labels, int *n_boxes, int di,
   n_boxes[di] = src_n[si];
   memcpy (boxes + di * M * 4, src_boxes + si * M * 4, sizeof (float) * 4 * src_n[si]);
   memcpy (labels + di * M, src_labels + si * M, sizeof (int) * src_n[si]);
+}
+
+/* The seg or det head's tensors, whichever the run has. */
+static int
+head_n_tensors (const Run *r)
+{
+  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
+}
+
+static float *
+head_tensor_data (const Run *r, int i, int *ndim, int64_t *shape, int64_t *numel)
+{
+  return r->det ? vl_det_head_tensor_data (r->det, i, ndim, shape, numel)
+                : vl_seg_head_tensor_data (r->seg, i, ndim, shape, numel);
+}
+
+static float *
+head_grad (const Run *r, int i, int64_t *numel)
+{
+  head_tensor_data (r, i, NULL, NULL, numel);
+  return r->det ? vl_det_head_tensor_grad (r->det, i) : vl_seg_head_tensor_grad (r->seg, i);
 }
 
 static void
@@ -2070,6 +2100,48 @@ setup_task (Run *r, GError **error)
   return TRUE;
 }
 
+/* The task's head: the model's own (classify, regress), or none on the model and a seg or FCOS
+ * head over its final-norm tokens. */
+static gboolean
+setup_head (Run *r, GError **error)
+{
+  const VlTrainConfig *c = r->cfg;
+  if (r->seg_task)
+    {
+      /* no classification head: the seg head reads the final-norm tokens */
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->seg = vl_seg_head_new (c->seg_head, vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->seg == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
+                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
+                       vl_model_geometry (r->m)->width, r->K,
+                       c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width divisible "
+                       "by 4)" : "");
+          return FALSE;
+        }
+    }
+  else if (r->det_task)
+    {
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->det == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
+                       "classes (background included: 2 to 1000)", r->K);
+          return FALSE;
+        }
+    }
+  else
+    {
+      vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
+      vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
+                                                             ? r->value_names
+                                                             : r->class_names));
+    }
+  return TRUE;
+}
+
 /* The layer groups named in cfg.train_groups as a mask (bit g: group g; the head is the bit
  * after the body's groups, as the trainer numbers them). */
 static gboolean
@@ -2176,39 +2248,8 @@ setup (Run *r, GError **error)
   r->m = t->model;
   r->backbone_sha = sha256_file (r->backbone_path);
 
-  if (r->seg_task)
-    {
-      /* no classification head: the seg head reads the final-norm tokens */
-      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-      r->seg = vl_seg_head_new (c->seg_head, vl_model_geometry (r->m)->width, r->K, c->seed);
-      if (r->seg == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
-                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
-                       vl_model_geometry (r->m)->width, r->K,
-                       c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width divisible "
-                       "by 4)" : "");
-          return FALSE;
-        }
-    }
-  else if (r->det_task)
-    {
-      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
-      if (r->det == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
-                       "classes (background included: 2 to 1000)", r->K);
-          return FALSE;
-        }
-    }
-  else
-    {
-      vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
-      vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
-                                                             ? r->value_names
-                                                             : r->class_names));
-    }
+  if (!setup_head (r, error))
+    return FALSE;
   /* a stop interrupts a pass between two blocks */
   vl_model_set_cancellable (r->m, r->t->cancel);
   vl_model_set_pool (r->m, c->pool);
@@ -2809,25 +2850,6 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
     }
   vl_seg_head_backward (r->seg, r->seg_dz, r->model_trains ? r->seg_dtok : NULL);
   return dense_step_finish (r, loss, n, error);
-}
-
-/* The head's tensors, whichever head it is (seg or det). */
-static int
-head_n_tensors (Run *r)
-{
-  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
-}
-
-static float *
-head_grad (Run *r, int i, int64_t *numel)
-{
-  if (r->det)
-    {
-      vl_det_head_tensor_data (r->det, i, NULL, NULL, numel);
-      return vl_det_head_tensor_grad (r->det, i);
-    }
-  vl_seg_head_tensor_data (r->seg, i, NULL, NULL, numel);
-  return vl_seg_head_tensor_grad (r->seg, i);
 }
 
 /* The rest of a seg or det step once the head's backward has run (its d tokens in

@@ -411,30 +411,6 @@ test_batch_loss_and_scoring (void)
 /* ------------------------------------------------------------------ training */
 
 static void
-run_to_end (VlTrainer *t, VlTrainEnd *end, GPtrArray *lock_events)
-{
-  for (;;)
-    {
-      vl_trainer_wait (t, 100000);
-      g_autoptr(GPtrArray) evs = vl_trainer_drain (t);
-      for (guint i = 0; i < evs->len; i++)
-        {
-          VlTrainEvent *ev = g_ptr_array_index (evs, i);
-          if (ev->kind == VL_TRAIN_EVENT_LOCK && lock_events)
-            g_ptr_array_add (lock_events, g_memdup2 (&ev->n_trainable, sizeof (int64_t)));
-          if (ev->kind == VL_TRAIN_EVENT_FINISHED)
-            {
-              if (ev->error)
-                g_test_message ("finished: %s", ev->error->message);
-              *end = ev->end;
-              vl_trainer_join (t);
-              return;
-            }
-        }
-    }
-}
-
-static void
 seg_config (VlTrainConfig *c, const char *out)
 {
   vl_train_config_init (c);
@@ -488,7 +464,7 @@ test_train_cache (gconstpointer data)
       g_assert_true (vl_trainer_start (t, &error));
       VlTrainEnd end;
       g_autoptr(GPtrArray) locks = g_ptr_array_new_with_free_func (g_free);
-      run_to_end (t, &end, locks);
+      vl_test_run_to_end (t, &end, locks);
       g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
       g_assert_cmpint (vl_model_head_kind (vl_trainer_get_model (t)), ==, VL_HEAD_NONE);
       g_assert_cmpint (*(int64_t *) g_ptr_array_index (locks, 0), ==,
@@ -524,7 +500,7 @@ test_train_run_folder (void)
         g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
         g_assert_true (vl_trainer_start (t, &error));
         g_autoptr(GPtrArray) locks = g_ptr_array_new_with_free_func (g_free);
-        run_to_end (t, &end, locks);
+        vl_test_run_to_end (t, &end, locks);
         int64_t nt = *(int64_t *) g_ptr_array_index (locks, 0);
         g_assert_cmpint (nt, ==, vl_seg_head_n_params (vl_trainer_get_seg_head (t)) + 64);
         if (!split)
@@ -541,7 +517,7 @@ test_train_run_folder (void)
           g_autoptr(VlTrainer) t = vl_trainer_new (&r, &error);
           vl_train_config_clear (&r);
           g_assert_true (vl_trainer_start (t, &error));
-          run_to_end (t, &end, NULL);
+          vl_test_run_to_end (t, &end, NULL);
           p[1] = head_params (t, &n);
         }
       g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
@@ -586,7 +562,7 @@ test_train_best_with_head (void)
   {
     g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
     g_assert_true (vl_trainer_start (t, &error));
-    run_to_end (t, &end, NULL);
+    vl_test_run_to_end (t, &end, NULL);
   }
   g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
   g_autoptr(GPtrArray) ms = vl_run_read_metrics (out, VL_TASK_SEGMENT, 4, &error);
@@ -647,35 +623,11 @@ test_train_wrong_data (void)
   vl_train_config_clear (&c);
   g_assert_true (vl_trainer_start (t, &error));
   VlTrainEnd end;
-  run_to_end (t, &end, NULL);
+  vl_test_run_to_end (t, &end, NULL);
   g_assert_cmpint (end, ==, VL_TRAIN_END_FAILED);
 }
 
 /* ------------------------------------------------------------------ the CLI */
-
-static char *
-cli (int *status, const char *first, ...) G_GNUC_NULL_TERMINATED;
-
-static char *
-cli (int *status, const char *first, ...)
-{
-  g_autoptr(GPtrArray) args = g_ptr_array_new ();
-  g_ptr_array_add (args, (char *) g_getenv ("VITLAB_CLI"));
-  va_list ap;
-  va_start (ap, first);
-  for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
-    g_ptr_array_add (args, (char *) a);
-  va_end (ap);
-  g_ptr_array_add (args, NULL);
-  char *out = NULL, *err = NULL;
-  g_autoptr(GError) error = NULL;
-  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
-                               &out, &err, status, &error));
-  g_test_message ("stderr: %s", err);
-  g_free (err);
-  *status = WIFEXITED (*status) ? WEXITSTATUS (*status) : -1;
-  return out;
-}
 
 /* train --task segment ends with val_miou=, eval prints the same mIoU with per-class IoU and
  * pixel accuracy, predict writes an index mask at the image's size and an overlay. */
@@ -687,7 +639,7 @@ test_cli (void)
   g_autofree char *root = make_voc (dir, 6, 3, "cli");
   g_autofree char *run = g_build_filename (dir, "run", NULL);
   int st;
-  g_autofree char *o1 = cli (&st, "train", "--task", "segment", "--seg-head", "upconv",
+  g_autofree char *o1 = vl_test_cli (&st, "train", "--task", "segment", "--seg-head", "upconv",
                              "--init", "random", "--geometry",
                              "img=16,patch=4,chans=3,width=32,depth=1,heads=2", "--data", root,
                              "--out", run, "--epochs", "3", "--batch", "4", "--lr", "1e-2",
@@ -698,7 +650,7 @@ test_cli (void)
   double miou = g_ascii_strtod (m1 + 9, NULL);
   g_assert_true (miou > 0 && miou <= 1);
 
-  g_autofree char *o2 = cli (&st, "eval", run, NULL);
+  g_autofree char *o2 = vl_test_cli (&st, "eval", run, NULL);
   g_assert_cmpint (st, ==, 0);
   g_assert_nonnull (strstr (o2, "mIoU:"));
   g_assert_nonnull (strstr (o2, "pixel acc:"));
@@ -709,7 +661,7 @@ test_cli (void)
 
   g_autofree char *img = g_build_filename (root, "JPEGImages", "va2.png", NULL);
   g_autofree char *pred = g_build_filename (dir, "pred", NULL);
-  g_autofree char *o3 = cli (&st, "predict", run, img, "--out", pred, NULL);
+  g_autofree char *o3 = vl_test_cli (&st, "predict", run, img, "--out", pred, NULL);
   g_assert_cmpint (st, ==, 0);
   g_assert_nonnull (strstr (o3, "va2.png"));
   g_autofree char *mpath = g_build_filename (pred, "va2.png", NULL);
@@ -740,7 +692,7 @@ test_cli (void)
     vl_safetensors_writer_add_f32 (wr, "images", 4, shape, x);
     g_assert_true (vl_safetensors_writer_write (wr, ipath, &error));
     vl_safetensors_writer_free (wr);
-    g_autofree char *o7 = cli (&st, "forward", run, "--images", ipath, "--out", fpath, NULL);
+    g_autofree char *o7 = vl_test_cli (&st, "forward", run, "--images", ipath, "--out", fpath, NULL);
     g_assert_cmpint (st, ==, 0);
     g_autoptr(VlSafetensors) fst = vl_test_open (fpath);
     int64_t n;
@@ -764,14 +716,14 @@ test_cli (void)
     /* export: the backbone and the head, loaded back by forward */
     g_autofree char *exp = g_build_filename (dir, "exported", NULL);
     g_autofree char *fpath2 = g_build_filename (dir, "forward2.safetensors", NULL);
-    g_autofree char *o8 = cli (&st, "export", run, "--out", exp, NULL);
+    g_autofree char *o8 = vl_test_cli (&st, "export", run, "--out", exp, NULL);
     g_assert_cmpint (st, ==, 0);
     g_autofree char *cfg = NULL;
     g_autofree char *cfg_path = g_build_filename (exp, "config.json", NULL);
     g_assert_true (g_file_get_contents (cfg_path, &cfg, NULL, NULL));
     g_assert_nonnull (strstr (cfg, "\"task\" : \"segmentation\""));
     g_assert_nonnull (strstr (cfg, "\"blue\""));
-    g_autofree char *o9 = cli (&st, "forward", exp, "--images", ipath, "--out", fpath2, NULL);
+    g_autofree char *o9 = vl_test_cli (&st, "forward", exp, "--images", ipath, "--out", fpath2, NULL);
     g_assert_cmpint (st, ==, 0);
     g_autoptr(VlSafetensors) fst2 = vl_test_open (fpath2);
     g_autofree float *got2 = vl_test_read (fst2, "seg_logits", &n);
@@ -779,16 +731,16 @@ test_cli (void)
   }
 
   /* usage errors */
-  g_autofree char *o4 = cli (&st, "predict", run, img, NULL);
+  g_autofree char *o4 = vl_test_cli (&st, "predict", run, img, NULL);
   g_assert_cmpint (st, ==, 2);
   g_autofree char *run2 = g_build_filename (dir, "run2", NULL);
-  g_autofree char *o5 = cli (&st, "train", "--task", "segment", "--seg-head", "fpn", "--init",
+  g_autofree char *o5 = vl_test_cli (&st, "train", "--task", "segment", "--seg-head", "fpn", "--init",
                              "random", "--geometry",
                              "img=16,patch=4,chans=3,width=32,depth=1,heads=2", "--data", root,
                              "--out", run2, NULL);
   g_assert_cmpint (st, ==, 2);
   /* a classification folder for --task segment fails, naming why */
-  g_autofree char *o6 = cli (&st, "train", "--task", "segment", "--init", "random",
+  g_autofree char *o6 = vl_test_cli (&st, "train", "--task", "segment", "--init", "random",
                              "--geometry", "img=28,patch=4,chans=1,width=32,depth=1,heads=2",
                              "--data", "fashion-mnist:classes=0-1,per-class=4,val-per-class=2",
                              "--out", run2, NULL);

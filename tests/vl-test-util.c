@@ -1,5 +1,8 @@
 #include "vl-test-util.h"
 
+#include <stdarg.h>
+#include <sys/wait.h>
+
 #include <math.h>
 #include <stdarg.h>
 
@@ -115,4 +118,49 @@ vl_test_tmpdir (void)
   char *dir = g_dir_make_tmp ("vitlab-test-XXXXXX", &error);
   g_assert_no_error (error);
   return dir;
+}
+
+void
+vl_test_run_to_end (VlTrainer *t, VlTrainEnd *end, GPtrArray *lock_events)
+{
+  for (;;)
+    {
+      vl_trainer_wait (t, 100000);
+      g_autoptr(GPtrArray) evs = vl_trainer_drain (t);
+      for (guint i = 0; i < evs->len; i++)
+        {
+          VlTrainEvent *ev = g_ptr_array_index (evs, i);
+          if (ev->kind == VL_TRAIN_EVENT_LOCK && lock_events)
+            g_ptr_array_add (lock_events, g_memdup2 (&ev->n_trainable, sizeof (int64_t)));
+          if (ev->kind == VL_TRAIN_EVENT_FINISHED)
+            {
+              if (ev->error)
+                g_test_message ("finished: %s", ev->error->message);
+              *end = ev->end;
+              vl_trainer_join (t);
+              return;
+            }
+        }
+    }
+}
+
+char *
+vl_test_cli (int *status, const char *first, ...)
+{
+  g_autoptr(GPtrArray) args = g_ptr_array_new ();
+  g_ptr_array_add (args, (char *) g_getenv ("VITLAB_CLI"));
+  va_list ap;
+  va_start (ap, first);
+  for (const char *a = first; a != NULL; a = va_arg (ap, const char *))
+    g_ptr_array_add (args, (char *) a);
+  va_end (ap);
+  g_ptr_array_add (args, NULL);
+  char *out = NULL, *err = NULL;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (g_spawn_sync (NULL, (char **) args->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                               &out, &err, status, &error));
+  g_test_message ("stderr: %s", err);
+  g_free (err);
+  *status = WIFEXITED (*status) ? WEXITSTATUS (*status) : -1;
+  return out;
 }

@@ -4,6 +4,7 @@
 #include <glib.h>
 #include <stdint.h>
 #include "vl-safetensors.h"
+#include "vl-trainer.h"
 
 G_BEGIN_DECLS
 
@@ -23,5 +24,12 @@ void   vl_test_assert_close (const char *what, const float *got, const float *wa
                              double atol, double rtol);
 /* A fresh temporary directory for this test (removed at exit is not needed: under /tmp). */
 char  *vl_test_tmpdir (void);
+/* Drains the trainer's events until FINISHED: *end receives how it ended (its error, if any, in
+ * the test log), the worker is joined; lock_events (or NULL) receives each LOCK event's
+ * n_trainable (int64_t, g_malloc'd). */
+void   vl_test_run_to_end (VlTrainer *t, VlTrainEnd *end, GPtrArray *lock_events);
+/* Runs $VITLAB_CLI with the arguments (NULL-terminated): its stdout (g_free), *status its exit
+ * status (-1 when killed); its stderr goes to the test log. */
+char  *vl_test_cli (int *status, const char *first, ...) G_GNUC_NULL_TERMINATED;
 
 G_END_DECLS

@@ -1,0 +1,533 @@
+/* test-detect.c: object detection end to end: the box readers (Pascal VOC XML, COCO JSON, YOLO)
+ * on small synthetic sets written into a temp folder, with their bad boxes, unknown classes and
+ * orphan labels listed by file and line; boxes through the loader and its augmentation; the
+ * scenes set's boxes; training (the token cache against images, a run folder with
+ * metrics.jsonl and det_head.safetensors, stop and resume); and the CLI (train --task detect,
+ * eval, predict, forward). */
+#include "vl-test-util.h"
+#include "vl-dataset.h"
+#include "vl-detect.h"
+#include "vl-trainer.h"
+
+#include <math.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <glib/gstdio.h>
+
+static void
+write_image (const char *path, int w, int h)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_new (w, h, 3);
+  for (gsize p = 0; p < (gsize) w * h * 3; p++)
+    img->pixels[p] = (uint8_t) ((p * 37) % 251);
+  g_assert_true (vl_image_save_png (path, img, &error));
+}
+
+static void
+write_text (const char *path, const char *text)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  g_assert_true (g_file_set_contents (path, text, -1, NULL));
+}
+
+static char *
+path_in (const char *root, const char *rel)
+{
+  char *p = g_build_filename (root, rel, NULL);
+  g_autofree char *dir = g_path_get_dirname (p);
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  return p;
+}
+
+static gboolean
+skipped_has (VlDataset *ds, const char *path_part, const char *reason_part)
+{
+  g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
+  for (guint i = 0; i < sk->len; i++)
+    {
+      const VlSkipped *s = g_ptr_array_index (sk, i);
+      if (strstr (s->path, path_part) && strstr (s->reason, reason_part))
+        return TRUE;
+    }
+  for (guint i = 0; i < sk->len; i++)
+    {
+      const VlSkipped *s = g_ptr_array_index (sk, i);
+      g_test_message ("skipped: %s: %s", s->path, s->reason);
+    }
+  return FALSE;
+}
+
+static VlDataset *
+open_det (const char *root)
+{
+  VlDatasetOptions o = VL_DATASET_OPTIONS_DEFAULT;
+  o.detect = TRUE;
+  g_autoptr(GError) error = NULL;
+  VlDataset *ds = vl_dataset_open (root, &o, &error);
+  g_assert_no_error (error);
+  g_assert_true (vl_dataset_is_detection (ds));
+  return ds;
+}
+
+#define VOC_OBJ(name, x0, y0, x1, y1) \
+  "  <object>\n    <name>" name "</name>\n    <bndbox><xmin>" #x0 "</xmin><ymin>" #y0 \
+  "</ymin><xmax>" #x1 "</xmax><ymax>" #y1 "</ymax></bndbox>\n  </object>\n"
+
+static char *
+make_voc (const char *dir)
+{
+  char *root = g_build_filename (dir, "voc", NULL);
+  const char *ids[] = { "a", "b", "c" };
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *rel = g_strdup_printf ("JPEGImages/%s.png", ids[i]);
+      g_autofree char *p = path_in (root, rel);
+      write_image (p, 40, 30);
+    }
+  g_autofree char *a = path_in (root, "Annotations/a.xml");
+  /* line 3: dog; line 7: cat; line 11: no area; line 15: outside the 40x30 image */
+  write_text (a, "<annotation>\n  <size><width>40</width></size>\n"
+              VOC_OBJ ("dog", 2, 3, 20, 25) VOC_OBJ ("cat", 10, 5, 38, 29)
+              VOC_OBJ ("cat", 10, 5, 10, 20) VOC_OBJ ("dog", 5, 5, 60, 20) "</annotation>\n");
+  g_autofree char *b = path_in (root, "Annotations/b.xml");
+  write_text (b, "<annotation>\n" VOC_OBJ ("cat", 0, 0, 40, 30) "</annotation>\n");
+  g_autofree char *c = path_in (root, "Annotations/c.xml");
+  write_text (c, "<annotation>\n</annotation>\n");   /* an image without objects */
+  g_autofree char *tr = path_in (root, "ImageSets/Main/train.txt");
+  write_text (tr, "a\nc\nmissing\n");
+  g_autofree char *va = path_in (root, "ImageSets/Main/val.txt");
+  write_text (va, "b\n");
+  return root;
+}
+
+/* VOC: classes are the sorted names from 1; the bad boxes and the listed image without files
+ * are dropped and listed by file and line; an image without objects stays. */
+static void
+test_voc (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = make_voc (dir);
+  g_autoptr(VlDataset) ds = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 3);
+  g_assert_cmpstr (vl_dataset_class_name (ds, 0), ==, "background");
+  g_assert_cmpstr (vl_dataset_class_name (ds, 1), ==, "cat");
+  g_assert_cmpstr (vl_dataset_class_name (ds, 2), ==, "dog");
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 2);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_VAL), ==, 1);
+  const int *l;
+  int n, w, h;
+  const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 0, &l, &n);
+  g_assert_cmpint (n, ==, 2);
+  g_assert_cmpint (l[0], ==, 2);
+  g_assert_cmpint (l[1], ==, 1);
+  g_assert_cmpfloat (bx[0], ==, 2);
+  g_assert_cmpfloat (bx[7], ==, 29);
+  vl_dataset_boxes_size (ds, VL_SPLIT_TRAIN, 0, &w, &h);
+  g_assert_cmpint (w, ==, 40);
+  g_assert_cmpint (h, ==, 30);
+  vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 1, NULL, &n);
+  g_assert_cmpint (n, ==, 0);
+  g_assert_cmpint (vl_dataset_class_count (ds, VL_SPLIT_TRAIN, 2), ==, 1);
+  g_assert_true (skipped_has (ds, "a.xml:11", "no area"));
+  g_assert_true (skipped_has (ds, "a.xml:15", "outside its 40x30 image"));
+  g_assert_true (skipped_has (ds, "train.txt:3", "no image"));
+
+  /* a broken annotation: an error naming the file and the line */
+  g_autofree char *a = g_build_filename (root, "Annotations", "a.xml", NULL);
+  write_text (a, "<annotation>\n<object><name>cat</name>\n<bndbox><xmin>x</xmin></bndbox>"
+              "</object></annotation>\n");
+  VlDatasetOptions o = VL_DATASET_OPTIONS_DEFAULT;
+  o.detect = TRUE;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlDataset) bad = vl_dataset_open (root, &o, &error);
+  g_assert_null (bad);
+  g_assert_nonnull (strstr (error->message, "a.xml:3"));
+  g_assert_nonnull (strstr (error->message, "not a number"));
+}
+
+/* COCO: categories in id order from 1; an unknown category, an unknown image, a crowd box and an
+ * image file that is missing are dropped and listed with the annotation's id. */
+static void
+test_coco (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = g_build_filename (dir, "coco", NULL);
+  const char *files[] = { "images/train/x.png", "images/train/y.png", "images/val/z.png" };
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *p = path_in (root, files[i]);
+      write_image (p, 50, 40);
+    }
+  const char *cats = "\"categories\": [{\"id\": 7, \"name\": \"zebra\"}, "
+                     "{\"id\": 3, \"name\": \"apple\"}]";
+  g_autofree char *tr = g_strdup_printf (
+    "{\"images\": [{\"id\": 1, \"file_name\": \"x.png\"}, {\"id\": 2, \"file_name\": \"y.png\"},"
+    " {\"id\": 9, \"file_name\": \"gone.png\"}],\n"
+    " \"annotations\": [{\"id\": 10, \"image_id\": 1, \"category_id\": 3, \"bbox\": [1, 2, 10, 20]},"
+    " {\"id\": 11, \"image_id\": 1, \"category_id\": 7, \"bbox\": [5, 5, 30, 30]},"
+    " {\"id\": 12, \"image_id\": 2, \"category_id\": 99, \"bbox\": [5, 5, 3, 3]},"
+    " {\"id\": 13, \"image_id\": 4, \"category_id\": 3, \"bbox\": [5, 5, 3, 3]},"
+    " {\"id\": 14, \"image_id\": 2, \"category_id\": 3, \"bbox\": [5, 5, 3, 3], \"iscrowd\": 1},"
+    " {\"id\": 15, \"image_id\": 2, \"category_id\": 3, \"bbox\": [5, 5, 0, 3]}],\n %s}", cats);
+  g_autofree char *va = g_strdup_printf (
+    "{\"images\": [{\"id\": 5, \"file_name\": \"z.png\"}], \"annotations\": "
+    "[{\"id\": 20, \"image_id\": 5, \"category_id\": 7, \"bbox\": [0, 0, 50, 40]}], %s}", cats);
+  g_autofree char *ptr = path_in (root, "annotations/instances_train.json");
+  g_autofree char *pva = path_in (root, "annotations/instances_val.json");
+  write_text (ptr, tr);
+  write_text (pva, va);
+  g_autoptr(VlDataset) ds = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 3);
+  g_assert_cmpstr (vl_dataset_class_name (ds, 1), ==, "apple");
+  g_assert_cmpstr (vl_dataset_class_name (ds, 2), ==, "zebra");
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 2);
+  const int *l;
+  int n;
+  const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 0, &l, &n);
+  g_assert_cmpint (n, ==, 2);
+  g_assert_cmpint (l[0], ==, 1);
+  g_assert_cmpint (l[1], ==, 2);
+  g_assert_cmpfloat (bx[2], ==, 11);   /* x + w */
+  g_assert_cmpfloat (bx[3], ==, 22);
+  vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 1, NULL, &n);
+  g_assert_cmpint (n, ==, 0);
+  g_assert_true (skipped_has (ds, "annotation 12", "category_id 99"));
+  g_assert_true (skipped_has (ds, "annotation 13", "image_id 4"));
+  g_assert_true (skipped_has (ds, "annotation 14", "crowd"));
+  g_assert_true (skipped_has (ds, "annotation 15", "no area"));
+  g_assert_true (skipped_has (ds, "image 9", "gone.png"));
+}
+
+/* YOLO: names from data.yaml's list; a class beyond the names, a malformed line and a label
+ * without its image are listed by file and line; an image without labels has no boxes. */
+static void
+test_yolo (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = g_build_filename (dir, "yolo", NULL);
+  const char *files[] = { "images/train/p.png", "images/train/q.png", "images/val/r.png" };
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *p = path_in (root, files[i]);
+      write_image (p, 100, 50);
+    }
+  g_autofree char *y = path_in (root, "data.yaml");
+  write_text (y, "path: .\ntrain: images/train\nnames:\n  0: car\n  1: 'bus'\nnc: 2\n");
+  g_autofree char *lp = path_in (root, "labels/train/p.txt");
+  write_text (lp, "1 0.5 0.5 0.2 0.4\n\n2 0.5 0.5 0.1 0.1\n0 0.5 oops\n");
+  g_autofree char *lo = path_in (root, "labels/train/orphan.txt");
+  write_text (lo, "0 0.5 0.5 0.1 0.1\n");
+  g_autofree char *lr = path_in (root, "labels/val/r.txt");
+  write_text (lr, "0 0.25 0.5 0.5 1.0\n");
+  g_autoptr(VlDataset) ds = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 3);
+  g_assert_cmpstr (vl_dataset_class_name (ds, 1), ==, "car");
+  g_assert_cmpstr (vl_dataset_class_name (ds, 2), ==, "bus");
+  const int *l;
+  int n;
+  const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 0, &l, &n);
+  g_assert_cmpint (n, ==, 1);
+  g_assert_cmpint (l[0], ==, 2);
+  g_assert_cmpfloat (fabsf (bx[0] - 40), <=, 1e-4);
+  g_assert_cmpfloat (fabsf (bx[3] - 35), <=, 1e-4);
+  vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 1, NULL, &n);
+  g_assert_cmpint (n, ==, 0);
+  bx = vl_dataset_boxes (ds, VL_SPLIT_VAL, 0, &l, &n);
+  g_assert_cmpint (n, ==, 1);
+  g_assert_cmpfloat (bx[2], ==, 50);
+  g_assert_true (skipped_has (ds, "p.txt:3", "class 2 is not one of the 2"));
+  g_assert_true (skipped_has (ds, "p.txt:4", "not 'class cx cy w h'"));
+  g_assert_true (skipped_has (ds, "orphan.txt", "no image"));
+  /* no names at all: an error naming the folder */
+  g_assert_cmpint (g_unlink (y), ==, 0);
+  VlDatasetOptions o = VL_DATASET_OPTIONS_DEFAULT;
+  o.detect = TRUE;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlDataset) bad = vl_dataset_open (root, &o, &error);
+  g_assert_null (bad);
+  g_assert_nonnull (strstr (error->message, "classes.txt or data.yaml"));
+}
+
+/* The scenes set with boxes: each garment's tight box with its class + 1; through the loader
+ * under light augmentation the boxes stay inside the crop and keep their classes. */
+static void
+test_scenes_and_loader (void)
+{
+  g_autoptr(VlDataset) ds = open_det ("fashion-mnist-scenes:train=8,val=4,size=56,classes=0-2");
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 4);
+  g_assert_false (vl_dataset_is_segmentation (ds));
+  int total = 0;
+  for (int i = 0; i < 8; i++)
+    {
+      const int *l;
+      int n;
+      const float *b = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, i, &l, &n);
+      g_assert_cmpint (n, >=, 1);
+      for (int j = 0; j < n; j++)
+        {
+          g_assert_cmpint (l[j], >=, 1);
+          g_assert_cmpint (l[j], <=, 3);
+          g_assert_true (b[4 * j] >= 0 && b[4 * j + 2] <= 56 && b[4 * j + 2] > b[4 * j]);
+        }
+      total += n;
+    }
+  VlPreprocess pp = { .channels = 1, .size = 28, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
+                      .mean = { 0.5f }, .std = { 0.5f } };
+  for (int aug = 0; aug < 2; aug++)
+    {
+      g_autoptr(VlLoader) l = vl_loader_new (ds, VL_SPLIT_TRAIN, &pp,
+                                             aug ? VL_AUGMENT_LIGHT : VL_AUGMENT_NONE, 8, FALSE,
+                                             1);
+      vl_loader_start_epoch (l, 0, 0);
+      VlBatch b;
+      g_assert_true (vl_loader_next (l, &b));
+      g_assert_nonnull (b.boxes);
+      int seen = 0;
+      for (int j = 0; j < b.n; j++)
+        for (int k = 0; k < b.n_boxes[j]; k++)
+          {
+            const float *x = b.boxes + ((gsize) j * b.max_boxes + k) * 4;
+            g_assert_true (x[0] >= 0 && x[2] <= 28 && x[2] - x[0] >= 1 && x[3] - x[1] >= 1);
+            g_assert_cmpint (b.box_labels[j * b.max_boxes + k], >=, 1);
+            seen++;
+          }
+      if (!aug)   /* squashed 56 -> 28: every box kept, half its size */
+        {
+          g_assert_cmpint (seen, ==, total);
+          const float *src = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, b.indices[0], NULL, NULL);
+          g_assert_cmpfloat (fabsf (b.boxes[2] - src[2] / 2), <=, 1e-4);
+        }
+    }
+}
+
+static void
+det_config (VlTrainConfig *c, const char *out)
+{
+  vl_train_config_init (c);
+  c->task = VL_TASK_DETECT;
+  c->init_random = TRUE;
+  c->geometry = g_strdup ("img=28,patch=4,chans=1,width=32,depth=2,heads=2");
+  c->data = g_strdup ("fashion-mnist-scenes:train=48,val=16,size=28,classes=0-2");
+  c->epochs = 3;
+  c->batch_size = 16;
+  c->lr = 1e-2;
+  c->warmup_epochs = 0.5;
+  c->seed = 5;
+  c->out_dir = out ? g_strdup (out) : NULL;
+}
+
+static float *
+head_params (VlTrainer *t, int64_t *n)
+{
+  VlDetHead *h = vl_trainer_get_det_head (t);
+  g_assert_nonnull (h);
+  *n = vl_det_head_n_params (h);
+  float *all = g_new (float, *n), *p = all;
+  for (int i = 0; i < vl_det_head_n_tensors (h); i++)
+    {
+      int64_t numel;
+      const float *d = vl_det_head_tensor_data (h, i, NULL, NULL, &numel);
+      memcpy (p, d, sizeof (float) * numel);
+      p += numel;
+    }
+  return all;
+}
+
+/* The frozen probe from the token-grid cache trains the same head as from images. */
+static void
+test_train_cache (void)
+{
+  float *p[2] = { NULL, NULL };
+  int64_t n = 0;
+  for (int cached = 0; cached < 2; cached++)
+    {
+      VlTrainConfig c;
+      det_config (&c, NULL);
+      c.cache_features = cached;
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
+      vl_train_config_clear (&c);
+      g_assert_no_error (error);
+      g_assert_true (vl_trainer_start (t, &error));
+      VlTrainEnd end;
+      vl_test_run_to_end (t, &end, NULL);
+      g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
+      g_assert_cmpint (vl_model_head_kind (vl_trainer_get_model (t)), ==, VL_HEAD_NONE);
+      p[cached] = head_params (t, &n);
+    }
+  vl_test_assert_close ("det head, cached vs images", p[1], p[0], n, 1e-5, 1e-4);
+  g_free (p[0]);
+  g_free (p[1]);
+}
+
+/* A run folder: metrics.jsonl says "detect" with val_map and per-class AP (read back),
+ * det_head.safetensors holds the head under torchvision's names; unlock 2 trains the final norm
+ * too; stopping after epoch 1 and resuming gives the parameters of an uninterrupted run. */
+static void
+test_train_run_folder (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  float *p[2] = { NULL, NULL };
+  int64_t n = 0;
+  for (int split = 0; split < 2; split++)
+    {
+      g_autofree char *out = g_build_filename (dir, split ? "resumed" : "straight", NULL);
+      VlTrainConfig c;
+      det_config (&c, out);
+      g_free (c.unlock_schedule);
+      c.unlock_schedule = g_strdup ("0:1,1:2");
+      c.cache_features = TRUE;
+      c.stop_after_epoch = split ? 2 : 0;
+      g_autoptr(GError) error = NULL;
+      VlTrainEnd end;
+      {
+        g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
+        g_assert_true (vl_trainer_start (t, &error));
+        vl_test_run_to_end (t, &end, NULL);
+        if (!split)
+          p[0] = head_params (t, &n);
+      }
+      vl_train_config_clear (&c);
+      if (split)
+        {
+          g_assert_cmpint (end, ==, VL_TRAIN_END_STOPPED);
+          VlTrainConfig r;
+          g_assert_true (vl_train_config_load (&r, out, &error));
+          g_assert_cmpint (r.task, ==, VL_TASK_DETECT);
+          r.resume = TRUE;
+          g_autoptr(VlTrainer) t = vl_trainer_new (&r, &error);
+          vl_train_config_clear (&r);
+          g_assert_true (vl_trainer_start (t, &error));
+          vl_test_run_to_end (t, &end, NULL);
+          p[1] = head_params (t, &n);
+        }
+      g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
+      g_autoptr(GPtrArray) ms = vl_run_read_metrics (out, VL_TASK_DETECT, 4, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (ms->len, ==, 3);
+      VlEpochMetrics *last = g_ptr_array_index (ms, 2);
+      g_assert_true (last->det.ap50 >= 0 && last->det.ap50 <= 1);
+      g_assert_true (isfinite (last->det.loss));
+      g_assert_true (isnan (last->det.class_ap[0]));   /* the background: no box */
+      g_assert_cmpint (last->det.n, ==, 16);
+      g_autofree char *mpath = g_build_filename (out, "metrics.jsonl", NULL);
+      g_autofree char *text = NULL;
+      g_assert_true (g_file_get_contents (mpath, &text, NULL, NULL));
+      g_assert_nonnull (strstr (text, "\"task\":\"detect\""));
+      g_assert_nonnull (strstr (text, "\"val_map50\""));
+      g_autofree char *hpath = g_build_filename (out, "det_head.safetensors", NULL);
+      g_autoptr(VlDetHead) h = vl_det_head_load (hpath, 32, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (vl_det_head_n_classes (h), ==, 4);
+    }
+  vl_test_assert_close ("det head, resumed vs straight", p[1], p[0], n, 1e-6, 1e-5);
+  g_free (p[0]);
+  g_free (p[1]);
+}
+
+/* train --task detect ends with val_map= and val_map50=, eval prints the same AP with per-class
+ * AP, predict writes NAME.json and NAME-boxes.png, forward writes the three head outputs. */
+static void
+test_cli (void)
+{
+  g_assert_nonnull (g_getenv ("VITLAB_CLI"));
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = make_voc (dir);
+  g_autofree char *run = g_build_filename (dir, "run", NULL);
+  int st;
+  g_autofree char *o1 = vl_test_cli (&st, "train", "--task", "detect", "--init", "random", "--geometry",
+                             "img=16,patch=4,chans=3,width=32,depth=1,heads=2", "--data", root,
+                             "--out", run, "--epochs", "2", "--batch", "2", "--lr", "1e-2",
+                             "--unlock-schedule", "0:all", "--augment", "light", NULL);
+  g_assert_cmpint (st, ==, 0);
+  const char *m1 = strstr (o1, "val_map=");
+  g_assert_nonnull (m1);
+  g_assert_nonnull (strstr (o1, "val_map50="));
+  double map = g_ascii_strtod (m1 + 8, NULL);
+  g_assert_true (map >= 0 && map <= 1);
+
+  g_autofree char *o2 = vl_test_cli (&st, "eval", run, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_assert_nonnull (strstr (o2, "AP50:"));
+  g_assert_nonnull (strstr (o2, "cat"));
+  const char *m2 = strstr (o2, "val_map=");
+  g_assert_nonnull (m2);
+  g_assert_cmpfloat (fabs (g_ascii_strtod (m2 + 8, NULL) - map), <=, 1e-4);
+
+  g_autofree char *img = g_build_filename (root, "JPEGImages", "a.png", NULL);
+  g_autofree char *pred = g_build_filename (dir, "pred", NULL);
+  g_autofree char *o3 = vl_test_cli (&st, "predict", run, img, "--score", "0.0", "--out", pred, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_autofree char *json = g_build_filename (pred, "a.json", NULL);
+  g_autofree char *png = g_build_filename (pred, "a-boxes.png", NULL);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (json, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"bbox\""));
+  int w = 0, h = 0;
+  g_assert_true (vl_image_check_file (png, &w, &h, NULL));
+  g_assert_cmpint (w, ==, 40);
+  g_assert_cmpint (h, ==, 30);
+
+  /* forward: the FCOS outputs as torchvision's head returns them */
+  g_autofree char *ipath = g_build_filename (dir, "x.safetensors", NULL);
+  g_autofree char *fpath = g_build_filename (dir, "f.safetensors", NULL);
+  float x[2 * 3 * 16 * 16];
+  for (int i = 0; i < 2 * 3 * 16 * 16; i++)
+    x[i] = (float) sin (i * 0.1);
+  VlSafetensorsWriter *wr = vl_safetensors_writer_new ();
+  int64_t sx[4] = { 2, 3, 16, 16 };
+  vl_safetensors_writer_add_f32 (wr, "images", 4, sx, x);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_safetensors_writer_write (wr, ipath, &error));
+  vl_safetensors_writer_free (wr);
+  g_autofree char *o4 = vl_test_cli (&st, "forward", run, "--images", ipath, "--out", fpath, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_autoptr(VlSafetensors) f = vl_test_open (fpath);
+  const VlTensorInfo *tc = vl_safetensors_lookup (f, "cls_logits");
+  const VlTensorInfo *tr = vl_safetensors_lookup (f, "bbox_regression");
+  const VlTensorInfo *tt = vl_safetensors_lookup (f, "bbox_ctrness");
+  g_assert_nonnull (tc);
+  g_assert_nonnull (tr);
+  g_assert_nonnull (tt);
+  g_assert_cmpint (tc->shape[0], ==, 2);
+  g_assert_cmpint (tc->shape[1], ==, 16);
+  g_assert_cmpint (tc->shape[2], ==, 3);
+  g_assert_cmpint (tr->shape[2], ==, 4);
+  g_assert_cmpint (tt->shape[2], ==, 1);
+
+  /* export: the head beside the backbone, config.json marked; forward on the export gives the
+   * same outputs */
+  g_autofree char *exp = g_build_filename (dir, "exported", NULL);
+  g_autofree char *f2path = g_build_filename (dir, "f2.safetensors", NULL);
+  g_autofree char *o5 = vl_test_cli (&st, "export", run, "--out", exp, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_autofree char *cfg = g_build_filename (exp, "config.json", NULL);
+  g_autofree char *ctext = NULL;
+  g_assert_true (g_file_get_contents (cfg, &ctext, NULL, NULL));
+  g_assert_nonnull (strstr (ctext, "\"detection\""));
+  g_autofree char *o6 = vl_test_cli (&st, "forward", exp, "--images", ipath, "--out", f2path, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_autoptr(VlSafetensors) f2 = vl_test_open (f2path);
+  int64_t n1, n2;
+  g_autofree float *c1 = vl_test_read (f, "cls_logits", &n1);
+  g_autofree float *c2 = vl_test_read (f2, "cls_logits", &n2);
+  g_assert_cmpint (n1, ==, n2);
+  vl_test_assert_close ("cls_logits of the export", c2, c1, n1, 1e-5, 1e-5);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/detect/voc", test_voc);
+  g_test_add_func ("/detect/coco", test_coco);
+  g_test_add_func ("/detect/yolo", test_yolo);
+  g_test_add_func ("/detect/scenes-loader", test_scenes_and_loader);
+  g_test_add_func ("/detect/train-cache", test_train_cache);
+  g_test_add_func ("/detect/train-run-folder", test_train_run_folder);
+  g_test_add_func ("/detect/cli", test_cli);
+  return g_test_run ();
+}
