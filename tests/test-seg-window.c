@@ -64,6 +64,12 @@ have_masks (VlWindow *win)
   return win->seg_pred != NULL && win->predict_cancel == NULL;
 }
 
+static gboolean
+not_exporting (VlWindow *win)
+{
+  return !win->exporting;
+}
+
 static VlWindow *
 new_window (void)
 {
@@ -330,6 +336,27 @@ test_train (void)
   g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
   check_results (win, 4);
   run_dir = g_strdup (win->run_dir);
+
+  /* Export: the backbone and the seg head, config.json marked segmentation (not ONNX) */
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *onnx = g_build_filename (tmp, "seg.onnx", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-onnx-override", g_strdup (onnx), g_free);
+  gtk_widget_activate_action (GTK_WIDGET (win), "win.export-onnx", NULL);
+  g_assert_false (win->exporting);   /* disabled for segmentation */
+  g_autofree char *out = g_build_filename (tmp, "exported", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (out), g_free);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export", NULL));
+  wait_for (win, not_exporting, 60, "the export");
+  g_autofree char *hpath = g_build_filename (out, "seg_head.safetensors", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, 96, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_seg_head_n_classes (h), ==, 4);
+  g_autofree char *cpath = g_build_filename (out, "config.json", NULL);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (cpath, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"segmentation\""));
+  g_assert_nonnull (strstr (text, "Trouser"));
   destroy_window (win);
 }
 

@@ -216,11 +216,13 @@ vl_window_update_actions (VlWindow *self)
                                  g_file_test (self->run_dir, G_FILE_TEST_IS_DIR));
   gtk_widget_action_set_enabled (w, "win.export",
                                  !running && self->trained != NULL && !self->exporting);
+  /* a segmentation run exports as a timm folder with its seg head (not as ONNX or a recipe) */
+  const gboolean seg = self->task == VL_TASK_SEGMENT;
   gtk_widget_action_set_enabled (w, "win.export-onnx",
-                                 !running && self->trained != NULL && !self->exporting);
+                                 !running && self->trained != NULL && !self->exporting && !seg);
   gtk_widget_action_set_enabled (w, "win.export-recipe",
                                  !running && self->trained != NULL && self->run_dir != NULL &&
-                                 !self->exporting);
+                                 !self->exporting && !seg);
   gtk_widget_action_set_enabled (w, "win.head", !running);
   gtk_widget_action_set_enabled (w, "win.unlock-more", self->model != NULL);
   gtk_widget_action_set_enabled (w, "win.unlock-fewer", self->model != NULL);
