@@ -370,6 +370,9 @@ test_open_run (void)
   g_assert_nonnull (win->trained);
   g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
   g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
+  /* the class names from run.json, before the dataset is back */
+  g_assert_nonnull (win->class_names);
+  g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
   check_results (win, 4);
   destroy_window (win);
 }

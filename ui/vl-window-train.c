@@ -1798,6 +1798,8 @@ open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable 
           return;
         }
     }
+  if (j->task.kind == VL_TASK_SEGMENT && j->class_names == NULL)
+    j->class_names = vl_seg_run_class_names (j->dir);
   int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
         : j->class_names ? (int) g_strv_length (j->class_names)
         : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
