@@ -356,6 +356,8 @@ def main():
     ap.add_argument("--unlock-schedule", help="epoch:N,... as vitlab-cli's")
     ap.add_argument("--layer-decay", type=float)
     ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (default: every core)")
     ap.add_argument("--no-cache", action="store_true",
                     help="run the frozen groups at every step (vitlab without --cache-features)")
     a = ap.parse_args()
@@ -370,7 +372,7 @@ def main():
     if a.unlock is not None:
         a.unlock_schedule = "0:" + a.unlock
     steps = parse_schedule(a.unlock_schedule or "0:1")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
     torch.manual_seed(a.seed)
     t0 = time.time()
     model, _, _ = timm_vit.load_like_timm(a.backbone)
