@@ -15,6 +15,7 @@
 #include "vl-application.h"
 #include "vl-dataset.h"
 #include "vl-image.h"
+#include "vl-knn-panel.h"
 #include "vl-mask-view.h"
 #include "vl-preset.h"
 #include "vl-task-view.h"
@@ -62,6 +63,12 @@ static gboolean
 have_masks (VlWindow *win)
 {
   return win->seg_pred != NULL && win->predict_cancel == NULL;
+}
+
+static gboolean
+features_idle (VlWindow *win)
+{
+  return !vl_window_features_busy (win);
 }
 
 static gboolean
@@ -321,6 +328,12 @@ test_train (void)
   g_assert_false (gtk_widget_get_visible (win->cls_head_card));
   g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->head_note_label)),
                             "4 classes"));
+  /* no k-NN figure: every image's label is 0 when the classes are per pixel */
+  wait_for (win, features_idle, 120, "the k-NN probe's features");
+  g_assert_nonnull (vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)));   /* it ran */
+  double knn = 0;
+  g_object_get (win->knn_panel, "accuracy", &knn, NULL);
+  g_assert_true (isnan (knn));
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 2);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);

@@ -418,7 +418,9 @@ show_probe (VlWindow *self, int i)
   const char *true_name = self->data && self->probe_labels
                         ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
   g_autofree char *title = NULL;
-  if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
+  if (self->task == VL_TASK_SEGMENT)
+    title = g_strdup (self->probe_names[i]);   /* a class per pixel: none for the image */
+  else if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
       self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
     title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
                              self->class_names[self->probe_predicted[i]]);
