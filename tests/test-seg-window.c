@@ -416,6 +416,17 @@ test_preset (void)
   vl_train_config_clear (&c);
   /* the probes' pretrained attention at the preset's input size */
   g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
+  /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->seg_size_spin), 0);
+  gtk_editable_set_text (GTK_EDITABLE (win->fmnist_classes_entry), "5-9");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
+                                             NULL));
+  wait_for (win, loaded, 120, "the scenes of classes 5-9");
+  g_assert_nonnull (strstr (win->data->spec, "classes=5-9"));
+  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 6);
+  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+                   40);
   /* a name without a backbone is refused with a message */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
                                              "pretrain-fmnist"));
