@@ -77,6 +77,7 @@ typedef struct {
   double    last_val_acc;
   double    last_val_mae, last_val_r2;
   double    last_val_miou, last_val_aacc;
+  double    last_val_map, last_val_map50;
   gboolean  have_val;
   gint64    last_plain;
   gint64    started;
@@ -147,6 +148,10 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_miou %.4f  "
                             "val_aacc %.4f  val_macc %.4f", m->epoch + 1, p->epochs,
                             m->train_loss, m->seg.loss, m->seg.miou, m->seg.aacc, m->seg.macc);
+  else if (m->task == VL_TASK_DETECT)
+    g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_map %.4f  "
+                            "val_map50 %.4f  val_ar100 %.4f", m->epoch + 1, p->epochs,
+                            m->train_loss, m->det.loss, m->det.ap, m->det.ap50, m->det.ar100);
   else
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
                             m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
@@ -165,6 +170,8 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
   p->last_val_r2 = m->reg.r2_mean;
   p->last_val_miou = m->seg.miou;
   p->last_val_aacc = m->seg.aacc;
+  p->last_val_map = m->det.ap;
+  p->last_val_map50 = m->det.ap50;
   p->have_val = TRUE;
 }
 
@@ -243,6 +250,8 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
             g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
           else if (p->have_val && p->task == VL_TASK_SEGMENT)
             g_print ("val_aacc=%.4f\nval_miou=%.4f\n", p->last_val_aacc, p->last_val_miou);
+          else if (p->have_val && p->task == VL_TASK_DETECT)
+            g_print ("val_map=%.4f\nval_map50=%.4f\n", p->last_val_map, p->last_val_map50);
           else if (p->have_val)
             g_print ("val_acc=%.4f\n", p->last_val_acc);
           *rc = EXIT_SUCCESS;
@@ -270,7 +279,7 @@ cmd_train (int argc, char **argv)
   gint64 seed = -1;
   gboolean cache = FALSE, resume = FALSE;
   g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
-  g_autofree char *seg_head = NULL;
+  g_autofree char *seg_head = NULL, *stem = NULL, *train_groups = NULL;
   int img_size = -1;
   GOptionEntry entries[] = {
     { "task", 0, 0, G_OPTION_ARG_STRING, &task,
@@ -291,6 +300,10 @@ cmd_train (int argc, char **argv)
     { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden, "MLP head width (the backbone's)", "N" },
     { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
     { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "train the last N layer groups (1: head)", "N" },
+    { "train-groups", 0, 0, G_OPTION_ARG_STRING, &train_groups,
+      "train these layer groups only, e.g. stem,head (blocks = every block)", "G1,G2" },
+    { "stem", 0, 0, G_OPTION_ARG_STRING, &stem,
+      "replace the patch embedding with a new CNN stem: conv or mbconv", "KIND" },
     { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule,
       "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
     { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "epochs (10)", "E" },
@@ -349,7 +362,8 @@ cmd_train (int argc, char **argv)
                         : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
                         : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
                         : loss ? "--loss" : seg_head ? "--seg-head"
-                        : img_size >= 0 ? "--img-size" : NULL;
+                        : img_size >= 0 ? "--img-size" : stem ? "--stem"
+                        : train_groups ? "--train-groups" : NULL;
       if (fixed)
         return usage_error ("%s cannot change when resuming: the run's configuration is in "
                             "%s/run.json", fixed, out);
@@ -407,7 +421,7 @@ cmd_train (int argc, char **argv)
     }
   if (task && !vl_task_from_string (task, &cfg.task))
     {
-      usage_error ("--task %s: expected classify, regress or segment", task);
+      usage_error ("--task %s: expected classify, regress, segment or detect", task);
       goto done;
     }
   if (seg_head && !vl_seg_head_kind_from_string (seg_head, &cfg.seg_head))
@@ -415,9 +429,14 @@ cmd_train (int argc, char **argv)
       usage_error ("--seg-head %s: expected linear or upconv", seg_head);
       goto done;
     }
-  if ((seg_head || img_size >= 0) && cfg.task != VL_TASK_SEGMENT)
+  if (seg_head && cfg.task != VL_TASK_SEGMENT)
     {
-      usage_error ("--seg-head and --img-size are for --task segment");
+      usage_error ("--seg-head is for --task segment");
+      goto done;
+    }
+  if (img_size >= 0 && cfg.task != VL_TASK_SEGMENT && cfg.task != VL_TASK_DETECT)
+    {
+      usage_error ("--img-size is for --task segment and detect");
       goto done;
     }
   if (img_size >= 0)
@@ -452,6 +471,21 @@ cmd_train (int argc, char **argv)
     {
       usage_error ("--augment %s: expected none, light or strong", augment);
       goto done;
+    }
+  if (stem && (!vl_stem_kind_from_string (stem, &cfg.stem) || cfg.stem == VL_STEM_RESNETV2))
+    {
+      usage_error ("--stem %s: expected conv, mbconv or patch", stem);
+      goto done;
+    }
+  if (train_groups && (unlock >= 0 || schedule))
+    {
+      usage_error ("give --train-groups or --unlock / --unlock-schedule, not both");
+      goto done;
+    }
+  if (train_groups)
+    {
+      g_free (cfg.train_groups);
+      cfg.train_groups = g_strdup (train_groups);
     }
   if (unlock >= 0 && schedule)
     {
@@ -648,6 +682,47 @@ eval_segment (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   return EXIT_SUCCESS;
 }
 
+/* eval of a detection run: the FCOS head of det_head.safetensors on the model, scored with
+ * COCO's definitions at each image's own size. */
+static int
+eval_detect (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSplit which,
+             int batch, int img_size)
+{
+  GError *error = NULL;
+  g_autofree char *hpath = g_build_filename (run, VL_RUN_DET_HEAD, NULL);
+  g_autoptr(VlDetHead) h = vl_det_head_load (hpath, vl_model_geometry (m)->width, &error);
+  if (h == NULL)
+    return cli_fail (error);
+  if (!vl_dataset_is_detection (ds) || vl_dataset_n_classes (ds) != vl_det_head_n_classes (h))
+    {
+      g_printerr ("vitlab-cli: %s: the FCOS head has %d classes, %s %s\n", run,
+                  vl_det_head_n_classes (h), spec,
+                  vl_dataset_is_detection (ds) ? "another number" : "has no boxes");
+      return EXIT_FAILURE;
+    }
+  VlDetResult r;
+  if (!vl_evaluate_detect (m, h, ds, which, img_size, batch, NULL, &r, &error))
+    return cli_fail (error);
+  print_skipped_files (ds);
+  const char *sp = which == VL_SPLIT_VAL ? "val" : "train";
+  g_print ("data:      %s, %s split, %" G_GINT64_FORMAT " images, %" G_GINT64_FORMAT " boxes\n",
+           vl_dataset_description (ds), sp, r.n, r.n_gt);
+  g_print ("task:      detection (FCOS head), scored at each image's own size (COCO, score "
+           ">= %.2f, %" G_GINT64_FORMAT " detections)\n", VL_DETECT_EVAL_SCORE, r.n_dt);
+  g_print ("loss:      %.4f\n", r.loss);
+  g_print ("AP:        %.4f (IoU .50:.95)\n", r.ap);
+  g_print ("AP50:      %.4f\n", r.ap50);
+  g_print ("AP75:      %.4f\n", r.ap75);
+  g_print ("AR@100:    %.4f\n", r.ar100);
+  g_print ("%-24s %8s %8s\n", "class", "AP", "AP50");
+  for (int k = 1; k < r.n_classes; k++)
+    g_print ("%-24.24s %8.4f %8.4f\n", vl_dataset_class_name (ds, k), r.class_ap[k],
+             r.class_ap50[k]);
+  g_print ("%s_map=%.4f\n%s_map50=%.4f\n", sp, r.ap, sp, r.ap50);
+  vl_det_result_clear (&r);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_eval (int argc, char **argv)
 {
@@ -690,7 +765,8 @@ cmd_eval (int argc, char **argv)
         return cli_fail (error);
       opts.val_fraction = cfg.val_fraction;
       opts.seed = cfg.seed;
-      img_size = cfg.task == VL_TASK_SEGMENT ? cfg.img_size : 0;
+      img_size = cfg.task == VL_TASK_SEGMENT || cfg.task == VL_TASK_DETECT ? cfg.img_size : 0;
+      opts.detect = cfg.task == VL_TASK_DETECT;
       if (spec == NULL)
         spec = g_strdup (cfg.data);
       vl_train_config_clear (&cfg);
@@ -726,6 +802,8 @@ cmd_eval (int argc, char **argv)
     }
   if (task.kind == VL_TASK_SEGMENT)
     return eval_segment (run, m, ds, spec, which, batch, img_size);
+  if (task.kind == VL_TASK_DETECT)
+    return eval_detect (run, m, ds, spec, which, batch, img_size);
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {

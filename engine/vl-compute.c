@@ -10,6 +10,7 @@
 #include "vl-gemm.h"
 #include "vl-kernels.h"
 #include "vl-pool.h"
+#include "vl-stem.h"
 
 #include <limits.h>
 #include <math.h>
@@ -812,11 +813,17 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
   const int CPP = g->in_chans * g->patch * g->patch;
 
   prepare_pos_embed (m, a);
-  vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
-  const float *wp = packed_weight (m, m->ix.patch_w);
-  if (wp == NULL)
-    linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
-                    vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
+  const float *wp = NULL;
+  if (m->stem)   /* a CNN stem (vl-stem.h) writes the patch rows */
+    vl_stem_forward (m->stem, m, a->patch_out, images, B, H, W, a->train);
+  else
+    {
+      vl_im2col_patches (a->cols, images, B, g->in_chans, H, W, g->patch);
+      wp = packed_weight (m, m->ix.patch_w);
+      if (wp == NULL)
+        linear_forward (a->patch_out, ACT_NONE, NULL, a->cols, vl_pdata (m, m->ix.patch_w),
+                        vl_pdata (m, m->ix.patch_b), NULL, (int64_t) B * NP, CPP, Wd);
+    }
   /* the prefix tokens in order, each with its position entry unless no_embed_class */
   const float *prefix[64];
   int np = 0;
@@ -1736,8 +1743,11 @@ backward_stem (VlModel *m, VlActs *a)
       vl_gemm (TRUE, FALSE, G * G, W, NP, 1.0f, a->resample, G * G, a->dpos_new + PP * W, W, 1.0f,
                dpos + PP * W, W);
     }
-  linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch, a->cols,
-                          (int64_t) a->B * NP, CPP, W);
+  if (m->stem)
+    vl_stem_backward (m->stem, m, dpatch);
+  else
+    linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch,
+                            a->cols, (int64_t) a->B * NP, CPP, W);
 }
 
 /* The head: d logits -> d head input (a->dhin) when `below`, and the head's gradients. */

@@ -87,10 +87,22 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   /* what timm's naming cannot say, for vitlab reading it back */
   json_builder_set_member_name (b, "vitlab");
   json_builder_begin_object (b);
-  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp" : m->head_kind == VL_HEAD_LINEAR
-                         ? "linear" : "none");
+  /* the head the file holds: for timm, OpenCLIP's projection is folded into a linear head
+   * (write_model), which is what vitlab reads back too, so an export of the export is the same */
+  const gboolean folded = for_timm && g->embed_dim > 0;
+  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp"
+                         : m->head_kind == VL_HEAD_LINEAR || folded ? "linear" : "none");
   if (m->head_kind == VL_HEAD_MLP)
     add_int (b, "mlp_hidden", m->head_hidden);
+  if (m->stem)
+    {
+      /* a CNN stem in place of the patch embedding (vl-stem.h): its tensors say the rest */
+      json_builder_set_member_name (b, "stem");
+      json_builder_begin_object (b);
+      add_string (b, "kind", vl_stem_kind_name (vl_model_stem_kind (m)));
+      add_int (b, "stride", g->patch);
+      json_builder_end_object (b);
+    }
   if (!for_timm)
     {
       add_int (b, "embed_dim", g->embed_dim);
@@ -102,7 +114,9 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   json_builder_set_member_name (b, "model_args");
   json_builder_begin_object (b);
   add_int (b, "img_size", g->img_size);
-  add_int (b, "patch_size", g->patch);
+  /* with a CNN stem, timm's patch_size is HybridEmbed's projection kernel, not the stride */
+  const int proj = m->stem ? vl_model_find_tensor (m, "patch_embed.proj.weight") : -1;
+  add_int (b, "patch_size", proj >= 0 ? (int) vl_param (m, proj)->shape[2] : g->patch);
   add_int (b, "in_chans", g->in_chans);
   add_int (b, "embed_dim", g->width);
   add_int (b, "depth", g->depth);

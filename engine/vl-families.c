@@ -17,6 +17,7 @@
 #include "vl-json.h"
 #include "vl-model-private.h"
 #include "vl-rng.h"
+#include "vl-stem.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -315,9 +316,12 @@ build_internal (VlModel *m, gboolean patch_bias)
   g->img_size = g->grid * g->patch;
   g->head_dim = g->width / g->heads;
 
-  m->ix.patch_w = vl_model_add_param (m, "patch_embed.proj.weight", 0, C_STEM, 4,
-                                      (s[0] = W, s[1] = g->in_chans, s[2] = s[3] = g->patch, s));
-  if (patch_bias)
+  if (m->stem)
+    vl_stem_add_params (m->stem, m);   /* a CNN stem in place of the patch embedding */
+  else
+    m->ix.patch_w = vl_model_add_param (m, "patch_embed.proj.weight", 0, C_STEM, 4,
+                                        (s[0] = W, s[1] = g->in_chans, s[2] = s[3] = g->patch, s));
+  if (patch_bias && !m->stem)
     m->ix.patch_b = vl_model_add_param (m, "patch_embed.proj.bias", 0, C_STEM, 1, (s[0] = W, s));
   if (g->class_token)
     m->ix.cls = vl_model_add_param (m, "cls_token", 0, C_STEM, 3, (s[0] = 1, s[1] = 1, s[2] = W, s));
@@ -404,6 +408,17 @@ groups_openclip (VlModel *m)
       else if (p->comp == C_PROJ (m))
         p->group = L + 1;
     }
+}
+
+void
+vl_families_build (VlModel *m, gboolean patch_bias, gboolean openclip_groups)
+{
+  build_internal (m, patch_bias);
+  if (openclip_groups)
+    groups_openclip (m);
+  else
+    groups_timm (m);
+  vl_model_finish_backbone (m);
 }
 
 static void
@@ -576,6 +591,36 @@ check_mlp (Source *s, const char *fc1_name, VlGeometry *g, GError **error)
 
 /* --- timm --- */
 
+/* A CNN stem in place of the patch embedding (vl-stem.h): vitlab's conv / mbconv stems
+ * (patch_embed.stem.*, and config.json's vitlab.stem naming the kind) or timm's hybrid ResNetV2
+ * (patch_embed.backbone.*). The input channels and the patch size (the stem's total stride) then
+ * come from the stem, not from patch_embed.proj.weight. */
+static gboolean
+load_stem (VlModel *m, Source *s, Config *c, GError **error)
+{
+  gboolean found;
+  int chans, patch;
+  m->stem = vl_stem_from_tensors (s->st, s->file, m->geo.width, &chans, &patch, &found, error);
+  const char *declared = config_string (vl_json_object_member (vl_json_object_member (c->root,
+                                                                                      "vitlab"),
+                                                               "stem"), "kind");
+  if (found && m->stem == NULL)
+    return FALSE;
+  if (declared && g_strcmp0 (declared, vl_stem_kind_name (vl_model_stem_kind (m))) != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: vitlab.stem.kind is \"%s\" but the "
+                   "tensors hold a %s stem", c->path, declared,
+                   vl_stem_kind_name (vl_model_stem_kind (m)));
+      return FALSE;
+    }
+  if (found)
+    {
+      m->geo.in_chans = chans;
+      m->geo.patch = patch;
+    }
+  return TRUE;
+}
+
 static gboolean
 load_timm (VlModel *m, Source *s, Config *c, GError **error)
 {
@@ -585,7 +630,10 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   double v;
 
   const VlTensorInfo *pw = src_require (s, "patch_embed.proj.weight", 4, 4, error);
-  if (!pw || !check_patch (s, pw, g, error))
+  if (!pw)
+    return FALSE;
+  g->width = pw->shape[0] > 0 && pw->shape[0] <= 65536 ? (int) pw->shape[0] : 0;
+  if (!load_stem (m, s, c, error) || (!m->stem && !check_patch (s, pw, g, error)))
     return FALSE;
   g->class_token = src_lookup (s, "cls_token") != NULL;
   g->dist_token = src_lookup (s, "dist_token") != NULL;
@@ -671,7 +719,8 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
 
   /* the config must agree with the tensors */
   if (!config_agrees (c, args, "embed_dim", g->width, "patch_embed.proj.weight", &ok, error) ||
-      !config_agrees (c, args, "patch_size", g->patch, "patch_embed.proj.weight", &ok, error) ||
+      (!m->stem &&   /* with a stem, timm's patch_size is HybridEmbed's, not the stride */
+       !config_agrees (c, args, "patch_size", g->patch, "patch_embed.proj.weight", &ok, error)) ||
       !config_agrees (c, args, "in_chans", g->in_chans, "patch_embed.proj.weight", &ok, error) ||
       !config_agrees (c, args, "depth", g->depth, "blocks.N.*", &ok, error) ||
       !config_agrees (c, args, "img_size", g->grid * g->patch, "pos_embed", &ok, error) ||
@@ -689,12 +738,9 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   if (!ok)
     return FALSE;
 
-  build_internal (m, src_lookup (s, "patch_embed.proj.bias") != NULL);
-  if (g_strcmp0 (config_string (vl_json_object_member (c->root, "vitlab"), "group_layout"), "openclip") == 0)
-    groups_openclip (m);
-  else
-    groups_timm (m);
-  vl_model_finish_backbone (m);
+  vl_families_build (m, src_lookup (s, "patch_embed.proj.bias") != NULL,
+                     g_strcmp0 (config_string (vl_json_object_member (c->root, "vitlab"),
+                                               "group_layout"), "openclip") == 0);
   const int head_in = g->embed_dim > 0 ? g->embed_dim : g->width;
 
   /* vitlab's MLP head (Linear -> GELU -> Linear), as vl_model_export writes it */
@@ -1286,6 +1332,9 @@ ignorable (const char *family, const char *prefix, const char *name)
 {
   /* a segmentation head's tensors (mmseg's names): read by vl-seg-head, not by the model */
   if (g_str_has_prefix (name, "decode_head."))
+    return TRUE;
+  /* PyTorch's BatchNorm counter: the stems use a fixed momentum, which does not read it */
+  if (g_str_has_prefix (name, "patch_embed.") && g_str_has_suffix (name, ".num_batches_tracked"))
     return TRUE;
   if (strcmp (family, "openclip") == 0 && *prefix && !g_str_has_prefix (name, prefix))
     return TRUE;

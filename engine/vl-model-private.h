@@ -42,6 +42,7 @@ typedef struct {
   float   *grad;           /* NULL until the first backward that trains it */
   float   *m, *v;          /* AdamW moments, NULL until the first step */
   unsigned version;        /* bumped at each change of data (update, writable access) */
+  gboolean buffer;         /* a BatchNorm running statistic: saved, never trained */
 } VlParam;
 
 /* Per block: these 12, then ls1, ls2 when the model has layer scale. */
@@ -60,6 +61,7 @@ typedef struct {
 } VlIndex;
 
 typedef struct _VlActs VlActs;
+typedef struct _VlStem VlStem;
 
 struct _VlModel {
   char        *path;
@@ -76,6 +78,7 @@ struct _VlModel {
   GArray      *params;        /* of VlParam */
   int          n_backbone;    /* params[0 .. n_backbone) are the backbone */
   VlIndex      ix;
+  VlStem      *stem;          /* a CNN stem (vl-stem.h) in place of patch_w / patch_b; NULL: none */
   float       *block[2];      /* backbone, head */
   float       *grad_block[2];
   float       *m_block[2];
@@ -140,6 +143,9 @@ void  vl_model_build_head    (VlModel *m, VlHeadKind kind, int num_classes, int 
 /* Family loading (vl-families.c): recognises the checkpoint, fills m->geo, the parameter table
  * with sources and the groups, and copies the tensors. */
 gboolean vl_families_load    (VlModel *m, const char *path, GError **error);
+/* The timm parameter table of m->geo (with m->stem's parameters in place of the patch embedding
+ * when there is one), timm's or OpenCLIP's group layout, laid out (vl_model_finish_backbone). */
+void     vl_families_build   (VlModel *m, gboolean patch_bias, gboolean openclip_groups);
 
 void vl_acts_free (VlActs *a);
 /* Gradients for the trainable params exist and are zeroed. */

@@ -4,6 +4,7 @@
 #include "vl-pool.h"
 #include "vl-kernels.h"
 #include "vl-rng.h"
+#include "vl-stem.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -199,6 +200,7 @@ vl_model_free (VlModel *m)
       g_aligned_free (m->packed[i]);
   g_free (m->packed);
   g_free (m->packed_version);
+  vl_stem_free (m->stem);
   g_array_unref (m->params);
   for (int i = 0; i < 2; i++)
     {
@@ -369,7 +371,7 @@ vl_model_group_n_params (VlModel *m, int group)
 {
   int64_t n = 0;
   for (guint i = 0; i < m->params->len; i++)
-    if (vl_param (m, (int) i)->group == group)
+    if (vl_param (m, (int) i)->group == group && !vl_param (m, (int) i)->buffer)
       n += vl_param (m, (int) i)->numel;
   return n;
 }
@@ -426,7 +428,7 @@ vl_model_prepare_grads (VlModel *m)
     {
       VlParam *p = vl_param (m, (int) i);
       int which = (int) i >= m->n_backbone;
-      if (!m->trainable[p->group])
+      if (!m->trainable[p->group] || p->buffer)
         continue;
       if (p->grad == NULL)
         p->grad = mirror (m, m->grad_block, which) + (p->data - m->block[which]);

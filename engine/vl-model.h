@@ -121,6 +121,29 @@ gboolean          vl_pool_from_string      (const char *s, VlPoolKind *pool);
 const char       *vl_pool_name             (VlPoolKind pool);
 const char       *vl_head_kind_name        (VlHeadKind kind);
 
+/* ---- the stem: what turns images into the patch-token grid ----
+ * patch: the ViT's own patch embedding (a patch x patch stride-patch convolution); conv and
+ * mbconv: CNN stems (vl-stem.h) vitlab builds in its place; resnetv2: timm's hybrid ViTs'
+ * ResNetV2 backbone with HybridEmbed's projection, as loaded from such a checkpoint. */
+typedef enum {
+  VL_STEM_PATCH,
+  VL_STEM_CONV,
+  VL_STEM_MBCONV,
+  VL_STEM_RESNETV2,
+} VlStemKind;
+
+VlStemKind        vl_model_stem_kind       (VlModel *m);
+const char       *vl_stem_kind_name        (VlStemKind kind);   /* "patch", "conv", … */
+gboolean          vl_stem_kind_from_string (const char *s, VlStemKind *kind);
+/* Replaces the patch embedding (or the current stem) with a new, randomly initialised conv or
+ * mbconv stem (seeded) of the same input channels, total stride (= the patch size: the token
+ * grid stays) and width. Every other tensor (position embedding and prefix tokens included), the
+ * head and the layer groups' locks stay; the stem takes the stem group. Optimizer state of the
+ * old stem is dropped. FALSE with an error when the patch size is not a power of two from 2 to
+ * 64. */
+gboolean          vl_model_replace_stem    (VlModel *m, VlStemKind kind, uint64_t seed,
+                                            GError **error);
+
 /* ---- layer groups (OpenCLIP lock semantics over timm's grouping) ----
  * stem [patch_embed.*, cls_token, pos_embed], blocks.0 … blocks.L-1, norm, head (when present). */
 int               vl_model_n_groups        (VlModel *m);

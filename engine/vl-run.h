@@ -104,6 +104,17 @@ gboolean  vl_run_commit_checkpoint_with (const char *dir, VlModel *model,
                                          gboolean best,
                                          const char *run_json, const char *metrics,
                                          GError **error);
+/* The head file of a segmentation or detection run's checkpoint group. */
+#define VL_RUN_SEG_HEAD "seg_head.safetensors"
+#define VL_RUN_DET_HEAD "det_head.safetensors"
+/* vl_run_commit_checkpoint_with with the head's file named (VL_RUN_SEG_HEAD or
+ * VL_RUN_DET_HEAD); seg (NULL: none) is the segmentation head best.safetensors holds beside the
+ * model. */
+gboolean  vl_run_commit_checkpoint_head (const char *dir, VlModel *model,
+                                         VlSafetensorsWriter *optimizer,
+                                         VlSafetensorsWriter *head, const char *head_file,
+                                         VlSegHead *seg, gboolean best, const char *run_json,
+                                         const char *metrics, GError **error);
 /* Keeps the lines of metrics.jsonl whose "epoch" is below `epochs` (each epoch once, the first),
  * rewriting the file atomically only when something goes. For a resume: the log then ends where
  * the checkpoint does. */

@@ -1,5 +1,6 @@
 /* vl-seg-head.c: the linear and upconv segmentation heads (see vl-seg-head.h). */
 #include "vl-seg-head.h"
+#include "vl-head-param.h"
 
 #include <math.h>
 #include <string.h>
@@ -535,4 +536,12 @@ vl_seg_palette (uint8_t palette[256 * 3])
       palette[3 * k + 1] = (uint8_t) g;
       palette[3 * k + 2] = (uint8_t) b;
     }
+}
+
+gboolean
+vl_seg_head_find (const char *source, int width, VlSegHead **out, GError **error)
+{
+  g_autoptr(VlSafetensors) st = vl_head_source_open (source, "seg_head.safetensors", tensor_names[T_SEG_W]);
+  *out = st ? vl_seg_head_from_safetensors (st, width, error) : NULL;
+  return st == NULL || *out != NULL;
 }

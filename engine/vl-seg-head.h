@@ -98,6 +98,11 @@ VlSegHead  *vl_seg_head_from_safetensors (VlSafetensors *st, int width, GError *
 
 /* vl_seg_head_from_safetensors on the file at path. */
 VlSegHead  *vl_seg_head_load          (const char *path, int width, GError **error);
+/* The seg head of a checkpoint (decode_head.* in the file) or of a folder (its
+ * model.safetensors, else seg_head.safetensors: run folders and timm exports of segmentation
+ * runs). *out is NULL when there is none; FALSE only when one is there but does not read. */
+gboolean    vl_seg_head_find          (const char *source, int width, VlSegHead **out,
+                                       GError **error);
 /* vl_model_save_checkpoint with the seg head's tensors (mmsegmentation's names, decode_head.*)
  * beside the model's in st_path: one file that vl_model_load reads as the backbone and
  * vl_seg_head_load as the head (a segmentation run's best.safetensors). */

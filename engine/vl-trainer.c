@@ -68,6 +68,7 @@ vl_train_config_clear (VlTrainConfig *c)
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->unlock_schedule, g_free);
   g_clear_pointer (&c->out_dir, g_free);
+  g_clear_pointer (&c->train_groups, g_free);
 }
 
 void
@@ -79,6 +80,7 @@ vl_train_config_copy (VlTrainConfig *dst, const VlTrainConfig *src)
   dst->data = g_strdup (src->data);
   dst->unlock_schedule = g_strdup (src->unlock_schedule);
   dst->out_dir = g_strdup (src->out_dir);
+  dst->train_groups = g_strdup (src->train_groups);
 }
 
 VlUnlockStep *
@@ -518,11 +520,14 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
     goto bad;
   if ((s = get_str (task, "seg_head")) && !vl_seg_head_kind_from_string (s, &c->seg_head))
     goto bad;
-  if (c->task == VL_TASK_SEGMENT && get_int (task, "img_size", &i))
+  if ((c->task == VL_TASK_SEGMENT || c->task == VL_TASK_DETECT) &&
+      get_int (task, "img_size", &i))
     c->img_size = (int) i;
   c->backbone = g_strdup (get_str (bb, "path"));
   c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
   c->geometry = g_strdup (get_str (bb, "geometry"));
+  if ((s = get_str (bb, "stem")) && !vl_stem_kind_from_string (s, &c->stem))
+    goto bad;
   if (c->init_random && c->geometry)
     g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
   s = get_str (head, "kind");
@@ -719,6 +724,7 @@ struct _VlTrainer {
   VlTrainConfig   cfg;
   VlModel        *model;        /* the worker's while it runs */
   VlSegHead      *seg_head;     /* segmentation: the trained head, once the worker has ended */
+  VlDetHead      *det_head;     /* detection: likewise */
   VlDataset      *ds;
   VlTrainerNotify notify;
   gpointer        notify_data;
@@ -814,6 +820,7 @@ vl_trainer_unref (VlTrainer *t)
     t->notify_destroy (t->notify_data);
   vl_model_free (t->model);
   vl_seg_head_free (t->seg_head);
+  vl_det_head_free (t->det_head);
   vl_dataset_free (t->ds);
   vl_run_unlock (t->run_lock);
   g_object_unref (t->cancel);
@@ -979,6 +986,15 @@ vl_trainer_get_seg_head (VlTrainer *t)
   return done ? t->seg_head : NULL;
 }
 
+VlDetHead *
+vl_trainer_get_det_head (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  gboolean done = t->done;
+  vl_mutex_unlock (&t->lock);
+  return done ? t->det_head : NULL;
+}
+
 VlDataset *
 vl_trainer_get_dataset (VlTrainer *t)
 {
@@ -1002,6 +1018,9 @@ typedef struct {
   float   *data;       /* (n, numel) activations at the lock boundary */
   guint8  *ok;         /* (n) the image decoded */
   uint8_t *masks;      /* (n, S, S) segmentation: the items' masks at the input size */
+  float   *boxes;      /* (n, max_boxes, 4) detection: the items' boxes at the input size */
+  int     *box_labels; /* (n, max_boxes) */
+  int     *n_boxes;    /* (n) */
   int      n;
 } FeatCache;
 
@@ -1027,6 +1046,12 @@ typedef struct {
   float               *seg_dz;          /* (batch, S, S, K) */
   float               *seg_dtok;        /* (batch, T, W) */
   uint8_t             *buf_masks;       /* (batch, S, S) gathered from the cache */
+  float               *buf_boxes;       /* (batch, max_boxes, 4) detect: gathered likewise */
+  int                 *buf_box_labels, *buf_n_boxes;
+  /* detect: the FCOS head in the seg head's place (the same group, cache and d tokens) */
+  gboolean             det_task;
+  VlDetHead           *det;
+  int                  max_boxes;       /* room per image in batches and the cache */
   char               **value_names;
   char                *backbone_path, *backbone_sha;
   char               **class_names;
@@ -1177,12 +1202,34 @@ skipped_strv (VlDataset *ds)
   return v;
 }
 
+/* A head outside the model reads its final-norm token grid (segment, detect): the last layer
+ * group, the token cache, d tokens into vl_model_backward_from. */
+static gboolean
+dense_task (const Run *r)
+{
+  return r->seg_task || r->det_task;
+}
+
+/* Detection: image si's boxes of one (n, max_boxes) store into image di's of another. */
+static void
+det_copy_boxes (const Run *r, float *boxes, int *labels, int *n_boxes, int di,
+                const float *src_boxes, const int *src_labels, const int *src_n, int si)
+{
+  const gsize M = (gsize) r->max_boxes;
+  n_boxes[di] = src_n[si];
+  memcpy (boxes + di * M * 4, src_boxes + si * M * 4, sizeof (float) * 4 * src_n[si]);
+  memcpy (labels + di * M, src_labels + si * M, sizeof (int) * src_n[si]);
+}
+
 static void
 cache_free (FeatCache *c)
 {
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->ok, g_free);
   g_clear_pointer (&c->masks, g_free);
+  g_clear_pointer (&c->boxes, g_free);
+  g_clear_pointer (&c->box_labels, g_free);
+  g_clear_pointer (&c->n_boxes, g_free);
   c->n = 0;
 }
 
@@ -1199,12 +1246,19 @@ run_clear (Run *r)
   g_free (r->buf_labels);
   g_free (r->buf_values);
   g_free (r->buf_masks);
+  g_free (r->buf_boxes);
+  g_free (r->buf_box_labels);
+  g_free (r->buf_n_boxes);
   g_free (r->seg_dz);
   g_free (r->seg_dtok);
   if (r->seg && r->t->seg_head == NULL)
     r->t->seg_head = r->seg;   /* handed back with the model (vl_trainer_get_seg_head) */
   else
     vl_seg_head_free (r->seg);
+  if (r->det && r->t->det_head == NULL)
+    r->t->det_head = r->det;   /* handed back with the model (vl_trainer_get_det_head) */
+  else
+    vl_det_head_free (r->det);
   g_free (r->tmean);
   g_free (r->tstd);
   g_free (r->dout);
@@ -1287,6 +1341,12 @@ run_json (Run *r)
       add_int (b, "img_size", r->S);
       add_str (b, "evaluated_at", "own size");
     }
+  if (c->task == VL_TASK_DETECT)
+    {
+      add_str (b, "det_head", "fcos");
+      add_int (b, "img_size", r->S);
+      add_str (b, "evaluated_at", "own size");
+    }
   if (c->task == VL_TASK_REGRESS)
     {
       add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
@@ -1309,6 +1369,8 @@ run_json (Run *r)
   add_str (b, "init", c->init_random ? "random" : "pretrained");
   if (c->geometry)
     add_str (b, "geometry", c->geometry);
+  if (c->stem != VL_STEM_PATCH)
+    add_str (b, "stem", vl_stem_kind_name (c->stem));
   add_str (b, "path", r->backbone_path);
   add_str (b, "path_typed", r->backbone_typed);
   add_str (b, "sha256", r->backbone_sha);
@@ -1462,6 +1524,24 @@ metrics_segment (JsonBuilder *b, const VlEpochMetrics *e)
   add_doubles (b, "val_acc", s->acc, s->n_classes);
 }
 
+/* A detection epoch: loss, COCO AP, AP50, AP75, AR@100, per-class AP and AP50. */
+static void
+metrics_detect (JsonBuilder *b, const VlEpochMetrics *e)
+{
+  const VlDetResult *d = &e->det;
+  add_num (b, "val_loss", d->loss);
+  add_num (b, "val_map", d->ap);
+  add_num (b, "val_map50", d->ap50);
+  add_num (b, "val_map75", d->ap75);
+  add_num (b, "val_ar100", d->ar100);
+  add_int (b, "val_images", d->n);
+  add_int (b, "val_boxes", d->n_gt);
+  add_int (b, "val_detections", d->n_dt);
+  add_str (b, "val_at", "own size");
+  add_doubles (b, "val_class_ap", d->class_ap, d->n_classes);
+  add_doubles (b, "val_class_ap50", d->class_ap50, d->n_classes);
+}
+
 /* One line of metrics.jsonl: the epoch, its training, and its task's validation metrics. */
 static char *
 metrics_line (const VlEpochMetrics *e)
@@ -1479,6 +1559,8 @@ metrics_line (const VlEpochMetrics *e)
     metrics_regress (b, e);
   else if (e->task == VL_TASK_SEGMENT)
     metrics_segment (b, e);
+  else if (e->task == VL_TASK_DETECT)
+    metrics_detect (b, e);
   else
     metrics_classify (b, e);
   add_num (b, "seconds", e->seconds);
@@ -1489,6 +1571,45 @@ metrics_line (const VlEpochMetrics *e)
   char *line = g_strconcat (s, "\n", NULL);
   g_free (s);
   return line;
+}
+
+/* The FCOS head under torchvision's names with its moments as exp_avg.NAME / exp_avg_sq.NAME
+ * and their step counts in the "steps" metadata; names keeps the moments' names alive. */
+static VlSafetensorsWriter *
+det_head_writer (Run *r, GPtrArray *names)
+{
+  VlSafetensorsWriter *sw = vl_safetensors_writer_new ();
+  g_autoptr(JsonBuilder) hs = json_builder_new ();
+  json_builder_begin_object (hs);
+  vl_det_head_add_to_writer (r->det, sw);
+  for (int i = 0; i < vl_det_head_n_tensors (r->det); i++)
+    {
+      const float *ea, *eas;
+      int step, ndim;
+      int64_t shape[VL_MAX_DIMS];
+      const char *name = vl_det_head_tensor_name (r->det, i);
+      vl_det_head_optim_state (r->det, i, &ea, &eas, &step);
+      json_builder_set_member_name (hs, name);
+      json_builder_add_int_value (hs, step);
+      if (ea == NULL)
+        continue;
+      vl_det_head_tensor_data (r->det, i, &ndim, shape, NULL);
+      char *n1 = g_strconcat ("exp_avg.", name, NULL);
+      char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
+      g_ptr_array_add (names, n1);
+      g_ptr_array_add (names, n2);
+      vl_safetensors_writer_add_f32 (sw, n1, ndim, shape, ea);
+      vl_safetensors_writer_add_f32 (sw, n2, ndim, shape, eas);
+    }
+  json_builder_end_object (hs);
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  g_autoptr(JsonNode) root = json_builder_get_root (hs);
+  json_generator_set_root (gen, root);
+  g_autofree char *hs_json = json_generator_to_data (gen, NULL);
+  vl_safetensors_writer_add_metadata (sw, "format", "vitlab-det-head");
+  vl_safetensors_writer_add_metadata (sw, "det_head", "fcos");
+  vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
+  return sw;
 }
 
 static void
@@ -1561,8 +1682,9 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  g_autoptr(VlSafetensorsWriter) sw = r->seg ? vl_safetensors_writer_new () : NULL;
-  if (sw)
+  g_autoptr(VlSafetensorsWriter) sw = r->seg ? vl_safetensors_writer_new ()
+                                      : r->det ? det_head_writer (r, names) : NULL;
+  if (sw && r->seg)
     {
       /* the head under mmseg's names, its moments as exp_avg.NAME / exp_avg_sq.NAME */
       g_autoptr(JsonBuilder) hs = json_builder_new ();
@@ -1592,8 +1714,9 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
                                             vl_seg_head_kind (r->seg)));
       vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
     }
-  gboolean ok = vl_run_commit_checkpoint_with (r->cfg->out_dir, m, w, sw, r->seg, best, run,
-                                               metrics->str, error);
+  gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
+                                               r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD,
+                                               r->seg, best, run, metrics->str, error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);
   if (!ok)
@@ -1787,6 +1910,58 @@ load_seg_head_state (Run *r, GError **error)
   return TRUE;
 }
 
+/* On resume of a detection run: the FCOS head and its AdamW state from det_head.safetensors. */
+static gboolean
+load_det_head_state (Run *r, GError **error)
+{
+  g_autofree char *path = g_build_filename (r->cfg->out_dir, VL_RUN_DET_HEAD, NULL);
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  if (st == NULL)
+    return FALSE;
+  g_autoptr(VlDetHead) h = vl_det_head_from_safetensors (st, vl_model_geometry (r->m)->width,
+                                                         error);
+  if (h == NULL)
+    return FALSE;
+  if (vl_det_head_n_classes (h) != vl_det_head_n_classes (r->det))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: an FCOS head of %d classes, the run "
+                   "trains one of %d", path, vl_det_head_n_classes (h),
+                   vl_det_head_n_classes (r->det));
+      return FALSE;
+    }
+  g_autoptr(JsonParser) p = json_parser_new ();
+  const char *steps_json = meta_get (vl_safetensors_metadata (st), "steps");
+  JsonObject *steps = NULL;
+  if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
+      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
+    steps = json_node_get_object (json_parser_get_root (p));
+  for (int i = 0; i < vl_det_head_n_tensors (r->det); i++)
+    {
+      const char *name = vl_det_head_tensor_name (r->det, i);
+      int64_t numel, tstep = 0;
+      float *dst = vl_det_head_tensor_data (r->det, i, NULL, NULL, &numel);
+      memcpy (dst, vl_det_head_tensor_data (h, i, NULL, NULL, NULL), sizeof (float) * numel);
+      get_int (steps, name, &tstep);
+      g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
+      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
+      if (vl_safetensors_lookup (st, n1) == NULL)
+        continue;
+      const VlTensorInfo *t1 = NULL, *t2 = NULL;
+      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
+      g_autofree float *eas = ea ? vl_safetensors_read_f32 (st, n2, &t2, error) : NULL;
+      if (eas == NULL)
+        return FALSE;
+      if (t1->numel != numel || t2->numel != numel)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s do not have "
+                       "its %" G_GINT64_FORMAT " elements", path, name, numel);
+          return FALSE;
+        }
+      vl_det_head_set_optim_state (r->det, i, ea, eas, (int) tstep);
+    }
+  return TRUE;
+}
+
 /* On resume: the run.json there must describe the same data. */
 static gboolean
 check_run_data (Run *r, GError **error)
@@ -1903,14 +2078,33 @@ setup_task (Run *r, GError **error)
   const VlTrainConfig *c = r->cfg;
   r->task = (VlTaskSpec) { .kind = c->task, .label_smoothing = (float) c->label_smoothing,
                            .reg_loss = c->reg_loss };
-  if (c->task != VL_TASK_SEGMENT && vl_dataset_is_segmentation (r->ds))
+  if (c->task != VL_TASK_SEGMENT && c->task != VL_TASK_DETECT &&
+      vl_dataset_is_segmentation (r->ds))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: a segmentation dataset (masks, no "
                    "image labels): train it with --task segment",
                    vl_dataset_description (r->ds));
       return FALSE;
     }
-  if (c->task == VL_TASK_SEGMENT)
+  if (c->task == VL_TASK_DETECT)
+    {
+      if (!vl_dataset_is_detection (r->ds))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: no boxes to detect (open it for "
+                       "the detect task)", vl_dataset_description (r->ds));
+          return FALSE;
+        }
+      r->det_task = TRUE;
+      r->K = vl_dataset_n_classes (r->ds);
+      r->max_boxes = MAX (vl_dataset_max_boxes (r->ds), 1);
+    }
+  else if (vl_dataset_is_detection (r->ds))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: a detection dataset (boxes): train "
+                   "it with --task detect", vl_dataset_description (r->ds));
+      return FALSE;
+    }
+  else if (c->task == VL_TASK_SEGMENT)
     {
       if (!vl_dataset_is_segmentation (r->ds))
         {
@@ -1958,6 +2152,56 @@ setup_task (Run *r, GError **error)
   return TRUE;
 }
 
+/* The layer groups named in cfg.train_groups as a mask (bit g: group g; the head is the bit
+ * after the body's groups, as the trainer numbers them). */
+static gboolean
+resolve_train_groups (VlModel *m, const char *spec, guint64 *mask, GError **error)
+{
+  const int n_body = vl_model_n_groups (m) - (vl_model_head_kind (m) != VL_HEAD_NONE);
+  g_auto(GStrv) names = g_strsplit (spec, ",", -1);
+  *mask = 0;
+  for (int i = 0; names[i]; i++)
+    {
+      const char *name = g_strstrip (names[i]);
+      gboolean found = FALSE;
+      for (int g = 0; g < n_body && g < 63; g++)
+        if (strcmp (name, vl_model_group_name (m, g)) == 0 ||
+            (strcmp (name, "blocks") == 0 && g_str_has_prefix (vl_model_group_name (m, g),
+                                                                 "blocks.")))
+          *mask |= G_GUINT64_CONSTANT (1) << g, found = TRUE;
+      if (strcmp (name, "head") == 0 && n_body < 64)
+        *mask |= G_GUINT64_CONSTANT (1) << n_body, found = TRUE;
+      if (!found)
+        {
+          GString *all = g_string_new (NULL);
+          for (int g = 0; g < n_body; g++)
+            g_string_append_printf (all, "%s, ", vl_model_group_name (m, g));
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "train groups \"%s\": no layer group "
+                       "\"%s\" (the groups are %shead; \"blocks\" is all blocks)", spec, name,
+                       all->str);
+          g_string_free (all, TRUE);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* cfg.stem: a new CNN stem in place of the model's patch embedding (a resumed run's model, read
+ * from its folder, has it already; one rebuilt from the backbone gets it before the run's tensors
+ * are loaded into it by name); cfg.train_groups into cfg.unlock_mask. */
+static gboolean
+apply_stem_and_groups (VlTrainer *t, GError **error)
+{
+  VlTrainConfig *c = &t->cfg;
+  if (c->stem != VL_STEM_PATCH && vl_model_stem_kind (t->model) != c->stem &&
+      !vl_model_replace_stem (t->model, c->stem, c->seed ^ 0x57e3ull, error))
+    return FALSE;
+  if (c->train_groups && *c->train_groups &&
+      !resolve_train_groups (t->model, c->train_groups, &c->unlock_mask, error))
+    return FALSE;
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -1978,6 +2222,8 @@ setup (Run *r, GError **error)
       if (t->model == NULL)
         return FALSE;
     }
+  if (!apply_stem_and_groups (t, error))
+    return FALSE;
   /* run.json records absolute paths (the run opens from anywhere) and the typed ones */
   r->backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
   r->backbone_path = vl_run_absolute_path (r->backbone_typed);
@@ -1988,6 +2234,7 @@ setup (Run *r, GError **error)
       VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
       opts.val_fraction = c->val_fraction;
       opts.seed = c->seed;
+      opts.detect = c->task == VL_TASK_DETECT;
       t->ds = vl_dataset_open (c->data, &opts, error);
       if (t->ds == NULL)
         return FALSE;
@@ -2026,6 +2273,17 @@ setup (Run *r, GError **error)
           return FALSE;
         }
     }
+  else if (r->det_task)
+    {
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->det == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
+                       "classes (background included: 2 to 1000)", r->K);
+          return FALSE;
+        }
+    }
   else
     {
       vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
@@ -2039,10 +2297,10 @@ setup (Run *r, GError **error)
   r->n_model_groups = r->n_groups = vl_model_n_groups (r->m);
   vl_preprocess_from_model (r->m, &r->pp);
   r->S = r->pp.size;
-  if (r->seg_task)
+  if (dense_task (r))
     {
       const VlGeometry *g = vl_model_geometry (r->m);
-      r->n_groups++;   /* the seg head: the last group */
+      r->n_groups++;   /* the seg or det head: the last group */
       if (c->img_size > 0)
         {
           if (c->img_size % g->patch != 0 || c->img_size > 4096)
@@ -2055,7 +2313,8 @@ setup (Run *r, GError **error)
         }
       r->gh = r->gw = r->S / g->patch;
       r->T = g->n_prefix + r->gh * r->gw;
-      r->seg_dz = g_new (float, (gsize) c->batch_size * r->S * r->S * r->K);
+      if (r->seg_task)
+        r->seg_dz = g_new (float, (gsize) c->batch_size * r->S * r->S * r->K);
       r->seg_dtok = g_new (float, (gsize) c->batch_size * r->T * g->width);
     }
 
@@ -2096,7 +2355,8 @@ setup (Run *r, GError **error)
       if (!check_run_data (r, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
                                      !load_checkpoint_state (r, error) ||
-                                     (r->seg_task && !load_seg_head_state (r, error)))))
+                                     (r->seg_task && !load_seg_head_state (r, error)) ||
+                                     (r->det_task && !load_det_head_state (r, error)))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
@@ -2115,7 +2375,7 @@ setup (Run *r, GError **error)
   r->opt.weight_decay = (float) c->weight_decay;
   r->scales = g_new (float, r->n_groups);
   vl_train_layer_scales (r->m, c->layer_decay, r->scales);
-  if (r->seg_task)
+  if (dense_task (r))
     {
       /* the seg head takes the top layer id, one above the model's top group (which has none
        * of its own head now): the model's scales move one decay step down */
@@ -2186,7 +2446,7 @@ apply_unlock (Run *r)
               vl_model_set_group_trainable (r->m, g, TRUE);
             want++;
           }
-      r->seg_trains = r->seg_task && r->n_groups - 1 < 64 &&
+      r->seg_trains = dense_task (r) && r->n_groups - 1 < 64 &&
                       (r->cfg->unlock_mask & (G_GUINT64_CONSTANT (1) << (r->n_groups - 1)));
     }
   else
@@ -2195,21 +2455,21 @@ apply_unlock (Run *r)
       if (want == r->unlocked)
         return;
       /* segmentation: the seg head is the last group, the model's follow it */
-      vl_model_lock (r->m, r->seg_task ? MAX (want - 1, 0) : want);
-      r->seg_trains = r->seg_task && want >= 1;
+      vl_model_lock (r->m, dense_task (r) ? MAX (want - 1, 0) : want);
+      r->seg_trains = dense_task (r) && want >= 1;
     }
   r->unlocked = want;
   r->n_trainable = vl_model_n_trainable (r->m);
   r->model_trains = r->n_trainable > 0;
   if (r->seg_trains)
-    r->n_trainable += vl_seg_head_n_params (r->seg);
+    r->n_trainable += r->det ? vl_det_head_n_params (r->det) : vl_seg_head_n_params (r->seg);
   r->cached = r->val_cached = FALSE;
   cache_free (&r->ctrain);
   cache_free (&r->cval);
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
   ev->unlocked = want;
   ev->n_trainable = r->n_trainable;
-  int64_t numel = r->seg_task && !r->model_trains
+  int64_t numel = dense_task (r) && !r->model_trains
                   ? (int64_t) r->T * vl_model_geometry (r->m)->width
                   : vl_model_boundary_numel (r->m, r->S, r->S);
   ev->cached = r->cache_wanted && r->cfg->augment == VL_AUGMENT_NONE && numel > 0 &&
@@ -2227,6 +2487,12 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
   fc->ok = g_new0 (guint8, MAX (n, 1));
   if (r->seg_task)
     fc->masks = g_try_new (uint8_t, (gsize) n * r->S * r->S);
+  if (r->det_task)
+    {
+      fc->boxes = g_new (float, (gsize) n * r->max_boxes * 4);
+      fc->box_labels = g_new (int, (gsize) n * r->max_boxes);
+      fc->n_boxes = g_new0 (int, MAX (n, 1));
+    }
   if (fc->data == NULL || (r->seg_task && fc->masks == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
@@ -2256,6 +2522,9 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
           if (fc->masks && b.masks)
             memcpy (fc->masks + (gsize) b.indices[j] * r->S * r->S,
                     b.masks + (gsize) j * r->S * r->S, (gsize) r->S * r->S);
+          if (fc->boxes && b.boxes)
+            det_copy_boxes (r, fc->boxes, fc->box_labels, fc->n_boxes, b.indices[j], b.boxes,
+                            b.box_labels, b.n_boxes, j);
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
           fc->ok[b.indices[j]] = 1;
@@ -2270,7 +2539,7 @@ prepare_cache (Run *r, GError **error)
   if (!r->cache_wanted || r->val_cached || r->cache_checked_for == r->unlocked)
     return OK;
   r->cache_checked_for = r->unlocked;
-  r->seg_tok_cache = r->seg_task && !r->model_trains;
+  r->seg_tok_cache = dense_task (r) && !r->model_trains;
   r->cache_numel = r->seg_tok_cache ? (int64_t) r->T * vl_model_geometry (r->m)->width
                                     : vl_model_boundary_numel (r->m, r->S, r->S);
   if (r->cache_numel == 0)
@@ -2306,6 +2575,12 @@ prepare_cache (Run *r, GError **error)
     r->buf_values = g_renew (float, r->buf_values, (gsize) r->cfg->batch_size * r->K);
   if (r->seg_task)
     r->buf_masks = g_renew (uint8_t, r->buf_masks, (gsize) r->cfg->batch_size * r->S * r->S);
+  if (r->det_task && r->buf_boxes == NULL)
+    {
+      r->buf_boxes = g_new (float, (gsize) r->cfg->batch_size * r->max_boxes * 4);
+      r->buf_box_labels = g_new (int, (gsize) r->cfg->batch_size * r->max_boxes);
+      r->buf_n_boxes = g_new0 (int, r->cfg->batch_size);
+    }
   r->cached = train_too;
   r->val_cached = TRUE;
   message (r, "cached in %.1f s; each epoch now %s from the cache",
@@ -2500,6 +2775,8 @@ seg_tokens (Run *r, const float *x, int n, gboolean from_cache, VlForwardFlags f
   return ok ? vl_model_tokens_final (r->m) : NULL;
 }
 
+static Outcome dense_step_finish (Run *r, double loss, int n, GError **error);
+
 /* One segmentation step: the model (when it trains, from the boundary when cached) and the seg
  * head forward, the per-pixel cross-entropy at the input size, the head's backward, the model's
  * from the tokens, gradient clipping over both, AdamW on both. */
@@ -2507,7 +2784,6 @@ static Outcome
 seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **error)
 {
   VlModel *m = r->m;
-  const VlTrainConfig *c = r->cfg;
   const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
   const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
   if (tok == NULL)
@@ -2525,15 +2801,44 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
       return FAILED;
     }
   vl_seg_head_backward (r->seg, r->seg_dz, r->model_trains ? r->seg_dtok : NULL);
+  return dense_step_finish (r, loss, n, error);
+}
+
+/* The head's tensors, whichever head it is (seg or det). */
+static int
+head_n_tensors (Run *r)
+{
+  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
+}
+
+static float *
+head_grad (Run *r, int i, int64_t *numel)
+{
+  if (r->det)
+    {
+      vl_det_head_tensor_data (r->det, i, NULL, NULL, numel);
+      return vl_det_head_tensor_grad (r->det, i);
+    }
+  vl_seg_head_tensor_data (r->seg, i, NULL, NULL, numel);
+  return vl_seg_head_tensor_grad (r->seg, i);
+}
+
+/* The rest of a seg or det step once the head's backward has run (its d tokens in
+ * r->seg_dtok): the model's backward from the tokens, gradient clipping over both, AdamW on
+ * both, the step's bookkeeping. */
+static Outcome
+dense_step_finish (Run *r, double loss, int n, GError **error)
+{
+  VlModel *m = r->m;
+  const VlTrainConfig *c = r->cfg;
   if (r->model_trains && !vl_model_backward_from (m, VL_GRAD_TOKENS, r->seg_dtok, error))
     return failed_or_stopped (error);
   /* gradient norms: the model's groups, then the head's */
   double head_sq = 0;
-  for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+  for (int i = 0; i < head_n_tensors (r); i++)
     {
       int64_t numel;
-      vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
-      const float *g = vl_seg_head_tensor_grad (r->seg, i);
+      const float *g = head_grad (r, i, &numel);
       for (int64_t j = 0; j < numel; j++)
         head_sq += (double) g[j] * g[j];
     }
@@ -2550,11 +2855,10 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
       double scale = c->clip_grad / (norm + 1e-6);
       if (r->model_trains)
         vl_model_clip_grad_norm (m, model_norm * scale);
-      for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+      for (int i = 0; i < head_n_tensors (r); i++)
         {
           int64_t numel;
-          vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
-          float *g = vl_seg_head_tensor_grad (r->seg, i);
+          float *g = head_grad (r, i, &numel);
           for (int64_t j = 0; j < numel; j++)
             g[j] = (float) (g[j] * scale);
         }
@@ -2563,9 +2867,11 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
   r->opt.lr = (float) lr;
   if (r->model_trains)
     vl_model_adamw_step (m, &r->opt);
-  if (r->seg_trains)
-    vl_seg_head_adamw_step (r->seg, &r->opt, r->opt.group_lr_scale
-                                             ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f);
+  const float head_scale = r->opt.group_lr_scale ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f;
+  if (r->seg_trains && r->det)
+    vl_det_head_adamw_step (r->det, &r->opt, head_scale);
+  else if (r->seg_trains)
+    vl_seg_head_adamw_step (r->seg, &r->opt, head_scale);
   r->step++;
   r->loss_sum += loss * n;
   r->seen += n;
@@ -2578,6 +2884,44 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
   if (c->stop_after_step > 0 && r->step >= c->stop_after_step)
     g_cancellable_cancel (r->t->cancel);
   return OK;
+}
+
+/* The FCOS targets of n images of an (n, max_boxes) store. */
+static VlFcosTarget *
+det_targets (const float *boxes, const int *labels, const int *n_boxes, int max_boxes, int n)
+{
+  VlFcosTarget *tg = g_new (VlFcosTarget, MAX (n, 1));
+  for (int j = 0; j < n; j++)
+    tg[j] = (VlFcosTarget) { boxes + (gsize) j * max_boxes * 4, labels + (gsize) j * max_boxes,
+                             n_boxes[j] };
+  return tg;
+}
+
+/* One detection step: the model (when it trains, from the boundary when cached) and the FCOS
+ * head forward, FCOS.compute_loss at the input size, the head's backward, then as a seg step. */
+static Outcome
+det_train_step (Run *r, const float *x, const float *boxes, const int *labels,
+                const int *n_boxes, int max_boxes, int n, GError **error)
+{
+  const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
+  const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
+  if (tok == NULL)
+    return failed_or_stopped (error);
+  if (cancelled (r))
+    return STOPPED;
+  const VlGeometry *g = vl_model_geometry (r->m);
+  vl_det_head_forward (r->det, tok, n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
+  g_autofree VlFcosTarget *tg = det_targets (boxes, labels, n_boxes, max_boxes, n);
+  double loss = vl_det_head_loss (r->det, tg, NULL);
+  if (!isfinite (loss))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
+                   "learning rate is too high", loss);
+      return FAILED;
+    }
+  vl_det_head_backward (r->det, r->model_trains ? r->seg_dtok : NULL);
+  return dense_step_finish (r, loss, n, error);
 }
 
 /* One optimisation step on a batch (images, or boundary activations when from_cache). */
@@ -2648,7 +2992,9 @@ train_epoch (Run *r, GError **error)
       if (!r->cached)
         {
           o = r->seg_task ? seg_train_step (r, b.images, b.masks, b.n, error)
-                          : train_step (r, b.images, b.labels, b.values, b.n, error);
+              : r->det_task ? det_train_step (r, b.images, b.boxes, b.box_labels, b.n_boxes,
+                                              b.max_boxes, b.n, error)
+              : train_step (r, b.images, b.labels, b.values, b.n, error);
           continue;
         }
       int n = 0;
@@ -2666,6 +3012,10 @@ train_epoch (Run *r, GError **error)
               memcpy (r->buf_masks + (gsize) n * r->S * r->S,
                       r->ctrain.masks + (gsize) b.indices[j] * r->S * r->S,
                       (gsize) r->S * r->S);
+            if (r->buf_boxes)
+              det_copy_boxes (r, r->buf_boxes, r->buf_box_labels, r->buf_n_boxes, n,
+                              r->ctrain.boxes, r->ctrain.box_labels, r->ctrain.n_boxes,
+                              b.indices[j]);
             r->buf_labels[n++] = b.labels[j];
           }
       if (n == 0)
@@ -2674,7 +3024,9 @@ train_epoch (Run *r, GError **error)
           continue;
         }
       o = r->seg_task ? seg_train_step (r, r->buf, r->buf_masks, n, error)
-                      : train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
+          : r->det_task ? det_train_step (r, r->buf, r->buf_boxes, r->buf_box_labels,
+                                          r->buf_n_boxes, r->max_boxes, n, error)
+          : train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
     }
   if (o == OK)
     r->batch = (int) r->spe;
@@ -2765,6 +3117,83 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
   return OK;
 }
 
+/* The FCOS head's detections of the last forward (n images) scored at each image's own size
+ * against its annotated boxes; the batch's loss against its boxes at the input size. */
+static void
+det_score_batch (Run *r, VlEpochMetrics *e, const int *items, const float *boxes,
+                 const int *labels, const int *n_boxes, int n)
+{
+  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
+  post.score_thresh = VL_DETECT_EVAL_SCORE;
+  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
+  g_autofree VlFcosTarget *tg = det_targets (boxes, labels, n_boxes, r->max_boxes, n);
+  vl_det_result_add_loss (&e->det, vl_det_head_loss (r->det, tg, NULL), n);
+  for (int j = 0; j < n; j++)
+    {
+      int nd = vl_det_head_detect (r->det, j, r->S, r->S, &post, dets), w, h, n_gt;
+      const int *gl;
+      const float *gb = vl_dataset_boxes (r->ds, VL_SPLIT_VAL, items[j], &gl, &n_gt);
+      vl_dataset_boxes_size (r->ds, VL_SPLIT_VAL, items[j], &w, &h);
+      vl_det_result_add (&e->det, dets, nd, r->S, w, h, gb, gl, n_gt);
+    }
+}
+
+static Outcome
+validate_detect (Run *r, VlEpochMetrics *e, GError **error)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  vl_det_result_begin (&e->det, r->K);
+  if (r->val_cached)
+    {
+      const int bs = r->cfg->batch_size;
+      g_autofree int *items = g_new (int, bs);
+      g_autofree float *boxes = g_new (float, (gsize) bs * r->max_boxes * 4);
+      g_autofree int *labels = g_new (int, (gsize) bs * r->max_boxes);
+      g_autofree int *nb = g_new (int, bs);
+      for (int i = 0; i < r->n_val;)
+        {
+          if (should_stop (r))
+            return STOPPED;
+          int n = 0;
+          for (; i < r->n_val && n < bs; i++)
+            if (r->cval.ok[i])
+              {
+                memcpy (r->buf + (gsize) n * r->cache_numel,
+                        r->cval.data + (gsize) i * r->cache_numel,
+                        sizeof (float) * r->cache_numel);
+                det_copy_boxes (r, boxes, labels, nb, n, r->cval.boxes, r->cval.box_labels,
+                                r->cval.n_boxes, i);
+                items[n++] = i;
+              }
+          if (n == 0)
+            continue;
+          const float *tok = seg_tokens (r, r->buf, n, TRUE, VL_FORWARD_INFER, error);
+          if (tok == NULL)
+            return failed_or_stopped (error);
+          vl_det_head_forward (r->det, tok, n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
+          det_score_batch (r, e, items, boxes, labels, nb, n);
+        }
+    }
+  else
+    {
+      VlLoader *l = val_loader (r);
+      vl_loader_start_epoch (l, 0, 0);
+      VlBatch b;
+      while (vl_loader_next (l, &b))
+        {
+          if (should_stop (r))
+            return STOPPED;
+          const float *tok = seg_tokens (r, b.images, b.n, FALSE, VL_FORWARD_INFER, error);
+          if (tok == NULL)
+            return failed_or_stopped (error);
+          vl_det_head_forward (r->det, tok, b.n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
+          det_score_batch (r, e, b.indices, b.boxes, b.box_labels, b.n_boxes, b.n);
+        }
+    }
+  vl_det_result_end (&e->det);
+  return OK;
+}
+
 static Outcome
 validate (Run *r, VlEpochMetrics *e, GError **error)
 {
@@ -2772,6 +3201,8 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
   e->task = r->task.kind;
   if (r->seg_task)
     return validate_segment (r, e, error);
+  if (r->det_task)
+    return validate_detect (r, e, error);
   if (e->task == VL_TASK_REGRESS)
     vl_regress_result_begin (&e->reg, r->K);
   else
@@ -2831,7 +3262,8 @@ static double
 metrics_val_loss (const VlEpochMetrics *e)
 {
   return e->task == VL_TASK_REGRESS ? e->reg.loss
-         : e->task == VL_TASK_SEGMENT ? e->seg.loss : e->val.loss;
+         : e->task == VL_TASK_SEGMENT ? e->seg.loss
+         : e->task == VL_TASK_DETECT ? e->det.loss : e->val.loss;
 }
 
 static void
@@ -2840,6 +3272,7 @@ metrics_clear (VlEpochMetrics *e)
   vl_eval_result_clear (&e->val);
   vl_regress_result_clear (&e->reg);
   vl_seg_result_clear (&e->seg);
+  vl_det_result_clear (&e->det);
 }
 
 static VlEpochMetrics *
@@ -2851,6 +3284,7 @@ metrics_copy (const VlEpochMetrics *e)
   c->val.confusion = g_memdup2 (e->val.confusion, sizeof (int64_t) * K * K);
   vl_regress_result_copy (&c->reg, &e->reg);
   vl_seg_result_copy (&c->seg, &e->seg);
+  vl_det_result_copy (&c->det, &e->det);
   return c;
 }
 

@@ -123,6 +123,12 @@ typedef struct {
   /* A fixed set of layer groups instead (bit g: group g trains, in every epoch), for patterns
    * that are not the last N, e.g. the stem and one middle block. 0: use the schedule. */
   guint64     unlock_mask;
+  /* The same by layer-group names, comma-separated ("stem,head"; "blocks" is every block),
+   * resolved against the model into unlock_mask when the run starts. NULL: unused. */
+  char       *train_groups;
+  /* VL_STEM_PATCH: the backbone's own stem. conv, mbconv: its patch embedding replaced by a new
+   * CNN stem (vl_model_replace_stem, seeded by `seed`) of the same grid and width. */
+  VlStemKind  stem;
   /* optimisation */
   int         epochs;            /* 10 */
   int         batch_size;        /* 32 */
@@ -221,6 +227,7 @@ typedef struct {
   VlEvalResult val;          /* classify */
   VlRegressResult reg;       /* regress: MAE, RMSE, R² per target; predictions for a scatter */
   VlSegResult  seg;          /* segment: loss, mIoU, per-class IoU and accuracy, aAcc, mAcc */
+  VlDetResult  det;          /* detect: loss, COCO AP, AP50, AP75, AR@100, per-class AP */
   double       seconds;      /* training + validation */
   double       images_per_s; /* training throughput */
   gboolean     best;         /* lowest validation loss so far */
@@ -354,6 +361,8 @@ VlModel  *vl_trainer_get_model    (VlTrainer *t);
 /* Segmentation: the trained seg head once the worker has ended (NULL before, and for the other
  * tasks). Owned by the trainer. */
 VlSegHead *vl_trainer_get_seg_head (VlTrainer *t);
+/* Detection: the trained FCOS head likewise. */
+VlDetHead *vl_trainer_get_det_head (VlTrainer *t);
 /* The dataset once the worker has ended (NULL before). */
 VlDataset *vl_trainer_get_dataset (VlTrainer *t);
 const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);

@@ -1451,30 +1451,31 @@ export_job_free (gpointer p)
   g_free (j);
 }
 
-/* The ONNX file of the trained model: a regression's values in the targets' units (run.json's
- * mean and std), a classification's class names in its metadata. Holds the model's lock. */
+/* The ONNX file of the trained model as its run folder describes it (vl_onnx_run_init: a
+ * regression's values in the targets' units, a segmentation run's seg_logits, the names in the
+ * metadata), or with the class names alone when there is no folder. Holds the model's lock. */
 static gboolean
 export_onnx (ExportJob *j, GError **error)
 {
-  VlRunTask task = { 0 };
-  VlTaskSpec spec = { .kind = VL_TASK_CLASSIFY };
-  const char *const *names = (const char *const *) j->names;
-  if (j->task == VL_TASK_REGRESS)
+  VlModel *m = vl_trained_model (j->trained);
+  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
+  VlOnnxOptions o = { .task = &classify, .names = (const char *const *) j->names };
+  VlOnnxRun run = { 0 };
+  if (j->task != VL_TASK_CLASSIFY && j->run_dir == NULL)
     {
-      if (j->run_dir == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                       "%s: a regression model exports from its run folder (none)", j->dir);
-          return FALSE;
-        }
-      if (!vl_run_read_task (j->run_dir, &task, error))
-        return FALSE;
-      spec = vl_run_task_spec (&task);
-      names = (const char *const *) task.value_names;
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: this model exports from its run folder (none)", j->dir);
+      return FALSE;
     }
-  VlOnnxOptions o = { .task = &spec, .names = names };
-  gboolean ok = vl_model_export_onnx (vl_trained_model (j->trained), &o, j->dir, error);
-  vl_run_task_clear (&task);
+  if (j->run_dir != NULL)
+    {
+      if (!vl_onnx_run_init (&run, j->run_dir, vl_model_geometry (m)->width,
+                             (const char *const *) j->names, error))
+        return FALSE;
+      o = run.options;
+    }
+  gboolean ok = vl_model_export_onnx (m, &o, j->dir, error);
+  vl_onnx_run_clear (&run);
   return ok;
 }
 
