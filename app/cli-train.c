@@ -105,6 +105,17 @@ print_skipped (char **skipped, const char *when)
     g_printerr ("  %s\n", skipped[i]);
 }
 
+/* bar (25 bytes): 24 characters, done / total of them '#' */
+static void
+make_bar (char *bar, int64_t done, int64_t total)
+{
+  const int width = 24;
+  int fill = total > 0 ? (int) (width * CLAMP (done, 0, total) / total) : 0;
+  for (int i = 0; i < width; i++)
+    bar[i] = i < fill ? '#' : '-';
+  bar[width] = '\0';
+}
+
 static void
 show_step (Progress *p, const VlTrainEvent *ev)
 {
@@ -113,12 +124,8 @@ show_step (Progress *p, const VlTrainEvent *ev)
   vl_format_duration (eta, sizeof eta, ev->eta_s);
   if (p->tty)
     {
-      const int width = 24;
-      int fill = ev->n_batches ? (int) ((int64_t) width * ev->batch / ev->n_batches) : 0;
-      char bar[64];
-      for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '-';
-      bar[width] = '\0';
+      char bar[32];
+      make_bar (bar, ev->batch, ev->n_batches);
       g_printerr ("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s",
                   ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
                   ev->images_per_s, eta);
@@ -133,6 +140,33 @@ show_step (Progress *p, const VlTrainEvent *ev)
       g_printerr ("epoch %d/%d batch %d/%d loss %.4f lr %.2e %.0f img/s ETA %s\n", ev->epoch + 1,
                   p->epochs, ev->batch, ev->n_batches, pt->loss, pt->lr, ev->images_per_s, eta);
     }
+}
+
+/* caching and validation: a bar with the pass's own ETA on a terminal; elsewhere a line every
+ * 10 s of a long pass */
+static void
+show_progress (Progress *p, const VlTrainEvent *ev)
+{
+  char eta[32];
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
+  const char *what = vl_train_phase_name (ev->phase);
+  if (p->tty)
+    {
+      char bar[32];
+      make_bar (bar, ev->done, ev->total);
+      g_printerr ("\r\033[Kepoch %d/%d %s [%s] %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
+                  "  %.0f img/s  ETA %s", ev->epoch + 1, p->epochs, what, bar, ev->done,
+                  ev->total, ev->images_per_s, eta);
+      p->bar_shown = TRUE;
+      return;
+    }
+  gint64 now = g_get_monotonic_time ();
+  if (now - p->last_plain < 10 * G_USEC_PER_SEC || ev->done >= ev->total)
+    return;
+  p->last_plain = now;
+  g_printerr ("epoch %d/%d %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT " images %.0f img/s "
+              "ETA %s\n", ev->epoch + 1, p->epochs, what, ev->done, ev->total,
+              ev->images_per_s, eta);
 }
 
 static void
@@ -217,6 +251,9 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
           break;
         case VL_TRAIN_EVENT_STEP:
           show_step (p, ev);
+          break;
+        case VL_TRAIN_EVENT_PROGRESS:
+          show_progress (p, ev);
           break;
         case VL_TRAIN_EVENT_EPOCH:
           show_epoch (p, ev->metrics);

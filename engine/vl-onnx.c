@@ -986,28 +986,6 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
 
 /* ------------------------------------------------------------------ run folders */
 
-/* run.json's data.classes (background first for segmentation), or NULL. */
-static char **
-run_classes (const char *run_dir)
-{
-  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
-  JsonObject *root = NULL;
-  g_autoptr(JsonParser) p = vl_json_load_object_file (path, &root, NULL);
-  JsonObject *data = p ? vl_json_object_member (root, "data") : NULL;
-  JsonNode *cls = data ? json_object_get_member (data, "classes") : NULL;
-  if (cls == NULL || !JSON_NODE_HOLDS_ARRAY (cls))
-    return NULL;
-  JsonArray *a = json_node_get_array (cls);
-  char **names = g_new0 (char *, json_array_get_length (a) + 1);
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    {
-      JsonNode *e = json_array_get_element (a, i);
-      names[i] = g_strdup (JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING
-                           ? json_node_get_string (e) : "?");
-    }
-  return names;
-}
-
 gboolean
 vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *const *class_names,
                   GError **error)
@@ -1040,7 +1018,7 @@ vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *cons
           vl_onnx_run_clear (r);
           return FALSE;
         }
-      r->names = run_classes (run_dir);
+      r->names = vl_run_read_class_names (run_dir);
     }
   else
     r->names = g_strdupv ((char **) class_names);

@@ -181,3 +181,24 @@ vl_run_read_metrics (const char *run_dir, VlTaskKind task, int n_outputs, GError
     }
   return out;
 }
+
+char **
+vl_run_read_class_names (const char *run_dir)
+{
+  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) p = vl_json_load_object_file (path, &root, NULL);
+  JsonObject *data = p ? vl_json_object_member (root, "data") : NULL;
+  JsonNode *cls = data ? json_object_get_member (data, "classes") : NULL;
+  if (cls == NULL || !JSON_NODE_HOLDS_ARRAY (cls))
+    return NULL;
+  JsonArray *a = json_node_get_array (cls);
+  char **names = g_new0 (char *, json_array_get_length (a) + 1);
+  for (guint i = 0; i < json_array_get_length (a); i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      gboolean text = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING;
+      names[i] = g_strdup (text ? json_node_get_string (e) : "?");
+    }
+  return names;
+}

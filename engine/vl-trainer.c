@@ -7,6 +7,7 @@
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer.h"
+#include "vl-eta.h"
 #include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-conv.h"
@@ -30,8 +31,14 @@ const char *
 vl_train_event_kind_name (VlTrainEventKind kind)
 {
   static const char *names[] = { "ready", "lock", "step", "epoch", "probes", "message", "paused",
-                                 "resumed", "finished" };
+                                 "resumed", "finished", "progress" };
   return (guint) kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+const char *
+vl_train_phase_name (VlTrainPhase phase)
+{
+  return phase == VL_TRAIN_PHASE_CACHE ? "caching" : "validating";
 }
 
 /* ------------------------------------------------------------------ configuration */
@@ -749,13 +756,22 @@ struct _VlTrainer {
   gboolean        run_has_checkpoint;   /* resume from it; FALSE: a resume starts at epoch 0 */
 };
 
-/* Queues an event (taking it); merges it with the tail when both are steps, replaces an
- * undrained PROBES event. Notifies outside the lock. */
+/* Queues an event (taking it); merges it with the tail when both are steps or progress of the
+ * same pass, replaces an undrained PROBES event. Notifies outside the lock. */
 static void
 post (VlTrainer *t, VlTrainEvent *ev)
 {
   gboolean wake = FALSE;
   vl_mutex_lock (&t->lock);
+  VlTrainEvent *tail = g_queue_peek_tail (&t->events);
+  if (ev->kind == VL_TRAIN_EVENT_PROGRESS && tail && tail->kind == VL_TRAIN_EVENT_PROGRESS &&
+      tail->phase == ev->phase)
+    {
+      *tail = *ev;   /* holds no pointers */
+      g_free (ev);
+      vl_mutex_unlock (&t->lock);
+      return;        /* the undrained tail has notified already */
+    }
   if (ev->kind == VL_TRAIN_EVENT_PROBES)
     for (GList *l = t->events.head; l; l = l->next)
       if (((VlTrainEvent *) l->data)->kind == VL_TRAIN_EVENT_PROBES)
@@ -1106,6 +1122,15 @@ typedef struct {
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
   gint64               last_step_time;
+  /* the pass PROGRESS events report (progress_begin) */
+  VlTrainPhase         phase;
+  VlEta                eta;
+  int64_t              phase_done;
+  gint64               progress_posted;
+  /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
+  FeatCache            ntrain, nval;
+  int                  next_unlocked;
+  gboolean             next_ready;
   double               train_seconds;   /* of this epoch, in this session */
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
@@ -1121,6 +1146,35 @@ message (Run *r, const char *fmt, ...)
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_MESSAGE, r->epoch, r->step);
   ev->message = g_strdup_vprintf (fmt, ap);
   va_end (ap);
+  post (r->t, ev);
+}
+
+/* A pass of `total` images begins: PROGRESS events from now on, with an ETA of its own */
+static void
+progress_begin (Run *r, VlTrainPhase phase, int64_t total)
+{
+  r->phase = phase;
+  r->phase_done = 0;
+  r->progress_posted = g_get_monotonic_time ();
+  vl_eta_start (&r->eta, total, r->progress_posted);
+}
+
+/* n more images of the pass are done: a PROGRESS event every 0.2 s at most, and at its end */
+static void
+progress_add (Run *r, int n)
+{
+  r->phase_done += n;
+  gint64 now = g_get_monotonic_time ();
+  double eta = vl_eta_update (&r->eta, r->phase_done, now);
+  if (now - r->progress_posted < 200000 && r->phase_done < r->eta.total)
+    return;
+  r->progress_posted = now;
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_PROGRESS, r->epoch, r->step);
+  ev->phase = r->phase;
+  ev->done = r->phase_done;
+  ev->total = r->eta.total;
+  ev->eta_s = eta;
+  ev->images_per_s = vl_eta_rate (&r->eta);
   post (r->t, ev);
 }
 
@@ -1242,6 +1296,8 @@ run_clear (Run *r)
   vl_dataset_free (r->order_ds);
   cache_free (&r->ctrain);
   cache_free (&r->cval);
+  cache_free (&r->ntrain);
+  cache_free (&r->nval);
   g_free (r->buf);
   g_free (r->buf_labels);
   g_free (r->buf_values);
@@ -2478,10 +2534,22 @@ apply_unlock (Run *r)
   post (t, ev);
 }
 
+/* Floats of one image's tokens (T x width): a block boundary's cache entry */
+static int64_t
+token_numel (Run *r)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  return (int64_t) (g->n_prefix + (r->S / g->patch) * (r->S / g->patch)) * g->width;
+}
+
+/* The split's activations at the lock boundary into fc; with keep_block >= 0, those entering that
+ * block too, into next (the next lock's cache, from the same pass) */
 static Outcome
-build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
+build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *next,
+             GError **error)
 {
   int n = split == VL_SPLIT_TRAIN ? r->n_train : r->n_val;
+  const int64_t tw = token_numel (r);
   fc->n = n;
   fc->data = g_try_new (float, (gsize) n * r->cache_numel);
   fc->ok = g_new0 (guint8, MAX (n, 1));
@@ -2493,7 +2561,14 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
       fc->box_labels = g_new (int, (gsize) n * r->max_boxes);
       fc->n_boxes = g_new0 (int, MAX (n, 1));
     }
-  if (fc->data == NULL || (r->seg_task && fc->masks == NULL))
+  if (keep_block >= 0)
+    {
+      next->n = n;
+      next->data = g_try_new (float, (gsize) n * tw);
+      next->ok = g_new0 (guint8, MAX (n, 1));
+    }
+  if (fc->data == NULL || (r->seg_task && fc->masks == NULL) ||
+      (keep_block >= 0 && next->data == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
                    (double) n * r->cache_numel * 4 / GIB);
@@ -2502,6 +2577,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
   g_autoptr(VlLoader) l = vl_loader_new (r->ds, split, &r->pp, VL_AUGMENT_NONE,
                                          r->cfg->batch_size, FALSE, r->cfg->seed);
   g_autofree float *tmp = g_new (float, (gsize) r->cfg->batch_size * r->cache_numel);
+  g_autofree float *tmp_next = keep_block >= 0 ? g_new (float, (gsize) r->cfg->batch_size * tw)
+                                               : NULL;
   vl_loader_start_epoch (l, 0, 0);
   VlBatch b;
   while (vl_loader_next (l, &b))
@@ -2515,7 +2592,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
             return failed_or_stopped (error);
           memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
         }
-      else if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
+      else if (!vl_model_forward_to_boundary_keeping (r->m, b.images, b.n, r->S, r->S, tmp,
+                                                      keep_block, tmp_next, error))
         return failed_or_stopped (error);
       for (int j = 0; j < b.n; j++)
         {
@@ -2527,10 +2605,61 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
                             b.box_labels, b.n_boxes, j);
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
+          if (tmp_next)
+            {
+              memcpy (next->data + (gsize) b.indices[j] * tw, tmp_next + (gsize) j * tw,
+                      sizeof (float) * tw);
+              next->ok[b.indices[j]] = 1;
+            }
           fc->ok[b.indices[j]] = 1;
         }
+      progress_add (r, b.n);
     }
   return OK;
+}
+
+/* The block whose input the next lock of the schedule caches, when this lock's pass goes through
+ * it and both caches fit the limit (the next lock noted in r->next_unlocked); else -1. Not for
+ * segmentation or a fixed unlock pattern. */
+static int
+next_cache_block (Run *r, double bytes_now, int n)
+{
+  if (dense_task (r) || r->cfg->unlock_mask)   /* masks and boxes stay with the first cache */
+    return -1;
+  int next = r->unlocked;
+  for (int e = r->epoch + 1; e < r->cfg->epochs && next == r->unlocked; e++)
+    next = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, e), r->n_groups);
+  if (next == r->unlocked)
+    return -1;
+  const int depth = vl_model_geometry (r->m)->depth;
+  const int kb = vl_model_block_boundary_for (r->m, next);
+  const int here = vl_model_block_boundary_for (r->m, r->unlocked);
+  const double bytes = (double) token_numel (r) * sizeof (float) * n;
+  if (kb < 0 || kb > (here < 0 ? depth : here) || bytes_now + bytes > r->cfg->cache_limit)
+    return -1;
+  r->next_unlocked = next;
+  return kb;
+}
+
+/* The cache the previous lock's pass made for this lock, if it did: TRUE once adopted */
+static gboolean
+adopt_next_cache (Run *r, gboolean train_too)
+{
+  const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->seg_tok_cache &&
+                        r->cache_numel == token_numel (r) &&
+                        (train_too ? r->ntrain.data != NULL : r->ntrain.data == NULL);
+  r->next_ready = FALSE;
+  if (!fits)
+    {
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
+      return FALSE;
+    }
+  r->ctrain = r->ntrain;
+  r->cval = r->nval;
+  memset (&r->ntrain, 0, sizeof r->ntrain);
+  memset (&r->nval, 0, sizeof r->nval);
+  return TRUE;
 }
 
 static Outcome
@@ -2545,6 +2674,8 @@ prepare_cache (Run *r, GError **error)
   if (r->cache_numel == 0)
     {
       message (r, "the stem trains: there is no frozen prefix to cache, training from images");
+      r->next_unlocked = -1;
+      adopt_next_cache (r, FALSE);   /* frees the next lock's: the frozen part now trains */
       return OK;
     }
   const gboolean train_too = r->cfg->augment == VL_AUGMENT_NONE;
@@ -2554,18 +2685,33 @@ prepare_cache (Run *r, GError **error)
     {
       message (r, "the feature cache would need %.2f GiB, above the %.2f GiB limit: training "
                "from images", bytes / GIB, (double) r->cfg->cache_limit / GIB);
+      adopt_next_cache (r, FALSE);   /* none now: frees the next lock's, which would go stale */
+      r->next_unlocked = -1;
       return OK;
     }
-  message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
-           " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
   gint64 t0 = g_get_monotonic_time ();
-  Outcome o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error) : OK;
-  if (o == OK)
-    o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
+  Outcome o = OK;
+  if (adopt_next_cache (r, train_too))
+    message (r, "the activations at the lock boundary were cached with the previous lock's: "
+             "%d images x %" G_GINT64_FORMAT " floats (%.1f MiB)", n, r->cache_numel,
+             bytes / (1 << 20));
+  else
+    {
+      message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
+               " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
+      const int keep = next_cache_block (r, bytes, n);
+      progress_begin (r, VL_TRAIN_PHASE_CACHE, n);
+      o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, keep, &r->ntrain, error) : OK;
+      if (o == OK)
+        o = build_cache (r, VL_SPLIT_VAL, &r->cval, keep, &r->nval, error);
+      r->next_ready = o == OK && keep >= 0;
+    }
   if (o != OK)
     {
       cache_free (&r->ctrain);
       cache_free (&r->cval);
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
       r->cache_checked_for = -1;
       return o;
     }
@@ -3093,6 +3239,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, items, n, error))
             return FAILED;
+          progress_add (r, n);
         }
     }
   else
@@ -3111,6 +3258,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, b.indices, b.n, error))
             return FAILED;
+          progress_add (r, b.n);
         }
     }
   vl_seg_result_end (&e->seg);
@@ -3199,6 +3347,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
 {
   VlModel *m = r->m;
   e->task = r->task.kind;
+  progress_begin (r, VL_TRAIN_PHASE_VALIDATE, r->n_val);
   if (r->seg_task)
     return validate_segment (r, e, error);
   if (r->det_task)
@@ -3234,6 +3383,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
                                                error))
             return failed_or_stopped (error);
           validate_add (r, e, r->buf_labels, r->buf_values, items, n);
+          progress_add (r, n);
         }
     }
   else
@@ -3248,6 +3398,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
           if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
             return failed_or_stopped (error);
           validate_add (r, e, b.labels, b.values, b.indices, b.n);
+          progress_add (r, b.n);
         }
     }
   if (e->task == VL_TASK_REGRESS)

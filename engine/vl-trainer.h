@@ -199,7 +199,16 @@ typedef enum {
   VL_TRAIN_EVENT_PAUSED,
   VL_TRAIN_EVENT_RESUMED,
   VL_TRAIN_EVENT_FINISHED,   /* always the last event: how it ended, the error if it failed */
+  VL_TRAIN_EVENT_PROGRESS,   /* a pass without steps (caching, validation): done, total, ETA */
 } VlTrainEventKind;
+
+/* The passes PROGRESS events report (vl_train_phase_name: "caching", "validating") */
+typedef enum {
+  VL_TRAIN_PHASE_CACHE,      /* the frozen-feature cache being built */
+  VL_TRAIN_PHASE_VALIDATE,   /* the validation split at an epoch's end */
+} VlTrainPhase;
+
+const char *vl_train_phase_name (VlTrainPhase phase);
 
 typedef enum {
   VL_TRAIN_END_COMPLETED,    /* every epoch ran */
@@ -282,6 +291,12 @@ typedef struct {
   float       *user_attn;
   float       *user_rollout;
   int          user_predicted;
+
+  /* PROGRESS (merged like steps; at most about five a second, and one when a pass ends): images
+   * done of the pass's total, and eta_s, the pass's own time left (vl-eta.h: restarted for each
+   * pass) */
+  VlTrainPhase phase;
+  int64_t      done, total;
 
   /* MESSAGE */
   char        *message;
@@ -392,6 +407,9 @@ VlTaskSpec vl_run_task_spec       (const VlRunTask *t);
 GPtrArray *vl_run_read_metrics    (const char *run_dir, VlTaskKind task, int n_outputs,
                                    GError **error);
 void      vl_epoch_metrics_free   (VlEpochMetrics *m);
+/* run.json's data.classes (for segmentation and detection the background first), NULL-ended;
+ * NULL when the folder records none. */
+char    **vl_run_read_class_names (const char *run_dir);
 
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)

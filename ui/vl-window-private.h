@@ -368,8 +368,6 @@ void  vl_window_seg_show_classes (VlWindow *self);
 VlSegPredictions *vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds,
                                               int size, GCancellable *cancel, GError **error);
 void  vl_seg_predictions_free    (VlSegPredictions *p);
-/* A segmentation run folder's class names (run.json's data.classes; NULL: none). */
-char **vl_seg_run_class_names    (const char *run_dir);
 /* Main thread: p (taken) to the mask view and its worst-images strip. */
 void  vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p);
 void  vl_window_seg_clear        (VlWindow *self);

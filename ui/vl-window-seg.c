@@ -7,7 +7,6 @@
 #include "vl-window-private.h"
 
 #include <glib/gi18n.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
@@ -328,36 +327,6 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       "pixel accuracy %.1f %% · mean class accuracy %.1f %% · loss %.4f"),
     m->epoch + 1, r->n, r->miou, 100.0 * r->aacc, 100.0 * r->macc, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
-}
-
-/* A segmentation run's class names: run.json's data.classes (its model has no head to name
- * them); NULL when absent. Any thread. */
-char **
-vl_seg_run_class_names (const char *run_dir)
-{
-  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  if (!json_parser_load_from_file (parser, path, NULL) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    return NULL;
-  JsonObject *root = json_node_get_object (json_parser_get_root (parser));
-  JsonNode *d = json_object_get_member (root, "data");
-  JsonNode *c = d && JSON_NODE_HOLDS_OBJECT (d)
-              ? json_object_get_member (json_node_get_object (d), "classes") : NULL;
-  if (c == NULL || !JSON_NODE_HOLDS_ARRAY (c))
-    return NULL;
-  JsonArray *a = json_node_get_array (c);
-  GStrvBuilder *b = g_strv_builder_new ();
-  for (guint i = 0; i < json_array_get_length (a); i++)
-    {
-      JsonNode *e = json_array_get_element (a, i);
-      g_strv_builder_add (b, JSON_NODE_HOLDS_VALUE (e) &&
-                             json_node_get_value_type (e) == G_TYPE_STRING
-                             ? json_node_get_string (e) : "?");
-    }
-  char **names = g_strv_builder_end (b);
-  g_strv_builder_unref (b);
-  return names;
 }
 
 /* ------------------------------------------------------------------ the head panel */

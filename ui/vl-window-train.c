@@ -675,6 +675,18 @@ group_names (VlWindow *self, int n)
   return n > 0 ? (const char *const *) strv : none;
 }
 
+/* the speed and ETA labels from a STEP or PROGRESS event */
+static void
+show_rate_eta (VlWindow *self, const VlTrainEvent *ev)
+{
+  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
+  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
+  char eta[32];
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
+  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
+  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
+}
+
 static void
 show_step (VlWindow *self, const VlTrainEvent *ev)
 {
@@ -699,12 +711,7 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   if (self->total_steps > 0)
     gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
                                    CLAMP ((double) ev->step / self->total_steps, 0, 1));
-  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
-  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
-  char eta[32];
-  vl_format_duration (eta, sizeof eta, ev->eta_s);
-  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
-  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
+  show_rate_eta (self, ev);
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
@@ -713,6 +720,28 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
                                                  ev->n_batches, pt->loss, pt->lr);
       vl_window_set_status (self, status);
     }
+}
+
+/* caching and validation: the pass's own fraction in the progress bar, its ETA and rate, and
+ * the status saying which pass it is (a step or the epoch's end takes the bar back) */
+static void
+show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
+{
+  gint64 now = g_get_monotonic_time ();
+  if (now - self->last_status_us < 200000 && ev->done < ev->total)
+    return;
+  self->last_status_us = now;
+  if (ev->total > 0)
+    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
+                                   CLAMP ((double) ev->done / ev->total, 0, 1));
+  show_rate_eta (self, ev);
+  g_autofree char *status = g_strdup_printf ("Epoch %d/%d · %s %" G_GINT64_FORMAT "/%"
+                                             G_GINT64_FORMAT " images",
+                                             ev->epoch + 1, self->epochs_total,
+                                             ev->phase == VL_TRAIN_PHASE_CACHE
+                                             ? "caching the frozen features of"
+                                             : "validating", ev->done, ev->total);
+  vl_window_set_status (self, status);
 }
 
 static void
@@ -854,6 +883,9 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       }
     case VL_TRAIN_EVENT_STEP:
       show_step (self, ev);
+      break;
+    case VL_TRAIN_EVENT_PROGRESS:
+      show_pass_progress (self, ev);
       break;
     case VL_TRAIN_EVENT_EPOCH:
       show_epoch (self, ev->metrics, self->class_names);
@@ -1801,8 +1833,9 @@ open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable 
           return;
         }
     }
-  if (j->task.kind == VL_TASK_SEGMENT && j->class_names == NULL)
-    j->class_names = vl_seg_run_class_names (j->dir);
+  if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
+                                 j->task.kind == VL_TASK_DETECT))
+    j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
   int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
         : j->class_names ? (int) g_strv_length (j->class_names)
         : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
