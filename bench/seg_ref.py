@@ -252,10 +252,12 @@ def resample_pos_embed(model, S):
 
 def init_random(model, seed):
     """timm's init_weights_vit_timm: trunc_normal(0.02) linears and pos_embed, zero biases,
-    cls_token N(0, 1e-6), LayerNorms 1 / 0."""
+    cls_token N(0, 1e-6), LayerNorms 1 / 0; the patch embedding's conv PyTorch's default."""
     torch.manual_seed(seed)
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
+        if isinstance(mod, nn.Conv2d):
+            mod.reset_parameters()   # the patch embedding: PyTorch's default, as timm leaves it
+        elif isinstance(mod, nn.Linear):
             nn.init.trunc_normal_(mod.weight, std=0.02)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
