@@ -252,10 +252,12 @@ def resample_pos_embed(model, S):
 
 def init_random(model, seed):
     """timm's init_weights_vit_timm: trunc_normal(0.02) linears and pos_embed, zero biases,
-    cls_token N(0, 1e-6), LayerNorms 1 / 0."""
+    cls_token N(0, 1e-6), LayerNorms 1 / 0; the patch embedding's conv PyTorch's default."""
     torch.manual_seed(seed)
     for name, mod in model.named_modules():
-        if isinstance(mod, nn.Linear):
+        if isinstance(mod, nn.Conv2d):
+            mod.reset_parameters()   # the patch embedding: PyTorch's default, as timm leaves it
+        elif isinstance(mod, nn.Linear):
             nn.init.trunc_normal_(mod.weight, std=0.02)
             if mod.bias is not None:
                 nn.init.zeros_(mod.bias)
@@ -356,6 +358,8 @@ def main():
     ap.add_argument("--unlock-schedule", help="epoch:N,... as vitlab-cli's")
     ap.add_argument("--layer-decay", type=float)
     ap.add_argument("--init", choices=("pretrained", "random"), default="pretrained")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (default: every core)")
     ap.add_argument("--no-cache", action="store_true",
                     help="run the frozen groups at every step (vitlab without --cache-features)")
     a = ap.parse_args()
@@ -370,7 +374,7 @@ def main():
     if a.unlock is not None:
         a.unlock_schedule = "0:" + a.unlock
     steps = parse_schedule(a.unlock_schedule or "0:1")
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(a.threads or os.cpu_count() or 1)
     torch.manual_seed(a.seed)
     t0 = time.time()
     model, _, _ = timm_vit.load_like_timm(a.backbone)

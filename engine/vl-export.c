@@ -12,6 +12,7 @@
  * (nn.LayerNorm, eps=...) for another), vitlab reads it back. */
 #include "vl-model-private.h"
 #include "vl-seg-head.h"
+#include "vl-run.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -292,4 +293,65 @@ vl_model_save_checkpoint_with_seg_head (VlModel *m, VlSegHead *seg, const char *
                                         const char *cfg_path, GError **error)
 {
   return write_model (m, seg, st_path, cfg_path, FALSE, error);
+}
+
+gboolean
+vl_seg_head_export_run (const char *run_dir, int width, const char *out, VlSegHeadKind *kind,
+                        int *n_classes, GError **error)
+{
+  *n_classes = 0;
+  g_autofree char *hsrc = g_build_filename (run_dir, "seg_head.safetensors", NULL);
+  if (!g_file_test (run_dir, G_FILE_TEST_IS_DIR) || !g_file_test (hsrc, G_FILE_TEST_IS_REGULAR))
+    return TRUE;
+  g_autoptr(VlSegHead) h = vl_seg_head_load (hsrc, width, error);
+  if (h == NULL)
+    return FALSE;
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  vl_seg_head_add_to_writer (h, w);
+  vl_safetensors_writer_add_metadata (w, "format", "vitlab-seg-head");
+  vl_safetensors_writer_add_metadata (w, "seg_head", vl_seg_head_kind_name (vl_seg_head_kind (h)));
+  g_autofree char *hdst = g_build_filename (out, "seg_head.safetensors", NULL);
+  if (!vl_safetensors_writer_write (w, hdst, error))
+    return FALSE;
+  g_autofree char *cpath = g_build_filename (out, "config.json", NULL);
+  g_autofree char *rpath = g_build_filename (run_dir, "run.json", NULL);
+  g_autoptr(JsonParser) cp = json_parser_new ();
+  g_autoptr(JsonParser) rp = json_parser_new ();
+  GError *local = NULL;
+  if (!json_parser_load_from_file (cp, cpath, &local) ||
+      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (cp)))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s", cpath,
+                   local ? local->message : "not a JSON object");
+      g_clear_error (&local);
+      return FALSE;
+    }
+  JsonObject *c = json_node_get_object (json_parser_get_root (cp));
+  json_object_set_string_member (c, "task", "segmentation");
+  json_object_set_string_member (c, "seg_head", vl_seg_head_kind_name (vl_seg_head_kind (h)));
+  json_object_set_int_member (c, "seg_num_classes", vl_seg_head_n_classes (h));
+  if (json_parser_load_from_file (rp, rpath, NULL) &&
+      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (rp)))
+    {
+      JsonObject *r = json_node_get_object (json_parser_get_root (rp));
+      JsonObject *d = json_object_has_member (r, "data")
+                      ? json_object_get_object_member (r, "data") : NULL;
+      JsonObject *tk = json_object_has_member (r, "task")
+                       ? json_object_get_object_member (r, "task") : NULL;
+      if (d && json_object_has_member (d, "classes"))
+        json_object_set_member (c, "label_names",
+                                json_node_copy (json_object_get_member (d, "classes")));
+      if (tk && json_object_has_member (tk, "img_size"))
+        json_object_set_int_member (c, "seg_img_size",
+                                    json_object_get_int_member (tk, "img_size"));
+    }
+  g_autoptr(JsonGenerator) gen = json_generator_new ();
+  json_generator_set_pretty (gen, TRUE);
+  json_generator_set_root (gen, json_parser_get_root (cp));
+  g_autofree char *text = json_generator_to_data (gen, NULL);
+  if (!vl_write_file_atomic (cpath, text, -1, error))
+    return FALSE;
+  *kind = vl_seg_head_kind (h);
+  *n_classes = vl_seg_head_n_classes (h);
+  return TRUE;
 }

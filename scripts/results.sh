@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-runs every row of README.md's results tables and prints them as markdown: the exact
 # command, the final validation accuracy (the val_acc= line) and the wall time. Runs one at a
-# time (each uses both cores). Usage: scripts/results.sh [fmnist|ants|all] [OUTDIR]
+# time (each uses both cores). Usage: scripts/results.sh [fmnist|ants|scenes|all] [OUTDIR]
+# (scenes: the segmentation demo's rows, their val_miou= line)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-all}
@@ -16,7 +17,7 @@ row () {   # row LABEL ARGS...
   rm -rf "$dir"
   local t0=$(date +%s.%N)
   local acc
-  acc=$("$cli" train "$@" --out "$dir" 2>/dev/null | sed -n 's/^val_acc=//p')
+  acc=$("$cli" train "$@" --out "$dir" 2>/dev/null | sed -n "s/^${METRIC:-val_acc}=//p")
   local t1=$(date +%s.%N)
   printf '| %s | `vitlab-cli train %s` | %s | %.0f s |\n' "$label" "$*" "${acc:-failed}" \
     "$(echo "$t1 - $t0" | bc)"
@@ -43,4 +44,13 @@ if [ "$which" = ants ] || [ "$which" = all ]; then
   row "full fine-tune" --backbone "$bb" --data "$data" --unlock-schedule 0:all --augment light --epochs 10 --lr 1e-4 --label-smoothing 0.1
   row "progressive" --backbone "$bb" --data "$data" --unlock-schedule 0:1,3:3,6:all --augment light --epochs 10 --lr 3e-4 --label-smoothing 0.1 --cache-features
   row "from scratch, same epochs" --backbone "$bb" --data "$data" --init random --unlock-schedule 0:all --augment light --epochs 10 --lr 1e-3 --label-smoothing 0.1
+fi
+if [ "$which" = scenes ] || [ "$which" = all ]; then
+  echo
+  echo "| recipe | command | val mIoU | wall time |"
+  echo "|---|---|---|---|"
+  METRIC=val_miou row "progressive (the preset)" --preset scenes
+  METRIC=val_miou row "linear probe" --preset scenes --unlock 1
+  METRIC=val_miou row "full fine-tune" --preset scenes --unlock-schedule 0:all
+  METRIC=val_miou row "from scratch, same recipe" --preset scenes --init random --unlock-schedule 0:all
 fi

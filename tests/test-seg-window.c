@@ -15,6 +15,7 @@
 #include "vl-application.h"
 #include "vl-dataset.h"
 #include "vl-image.h"
+#include "vl-knn-panel.h"
 #include "vl-mask-view.h"
 #include "vl-preset.h"
 #include "vl-task-view.h"
@@ -62,6 +63,18 @@ static gboolean
 have_masks (VlWindow *win)
 {
   return win->seg_pred != NULL && win->predict_cancel == NULL;
+}
+
+static gboolean
+features_idle (VlWindow *win)
+{
+  return !vl_window_features_busy (win);
+}
+
+static gboolean
+not_exporting (VlWindow *win)
+{
+  return !win->exporting;
 }
 
 static VlWindow *
@@ -299,6 +312,17 @@ check_results (VlWindow *win, int K)
     }
 }
 
+/* needle among len bytes that may hold NULs (a protobuf) */
+static gboolean
+has_bytes (const char *buf, gsize len, const char *needle)
+{
+  const gsize n = strlen (needle);
+  for (gsize i = 0; i + n <= len; i++)
+    if (memcmp (buf + i, needle, n) == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static void
 test_train (void)
 {
@@ -315,6 +339,12 @@ test_train (void)
   g_assert_false (gtk_widget_get_visible (win->cls_head_card));
   g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->head_note_label)),
                             "4 classes"));
+  /* no k-NN figure: every image's label is 0 when the classes are per pixel */
+  wait_for (win, features_idle, 120, "the k-NN probe's features");
+  g_assert_nonnull (vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)));   /* it ran */
+  double knn = 0;
+  g_object_get (win->knn_panel, "accuracy", &knn, NULL);
+  g_assert_true (isnan (knn));
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 2);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
@@ -330,6 +360,35 @@ test_train (void)
   g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
   check_results (win, 4);
   run_dir = g_strdup (win->run_dir);
+
+  /* Export as ONNX: the seg head from the run folder, seg_logits at the run's input size
+   * (tests/test-onnx.c checks such files with python3-onnx, make interop in ONNX Runtime) */
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *onnx = g_build_filename (tmp, "seg.onnx", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-onnx-override", g_strdup (onnx), g_free);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export-onnx", NULL));
+  wait_for (win, not_exporting, 60, "the ONNX export");
+  g_autofree char *bytes = NULL;
+  gsize len = 0;
+  g_assert_true (g_file_get_contents (onnx, &bytes, &len, NULL));
+  g_assert_true (has_bytes (bytes, len, "seg_logits"));
+  g_assert_true (has_bytes (bytes, len, "decode_head.conv_seg.weight"));
+  g_assert_true (has_bytes (bytes, len, "Trouser"));   /* the classes in metadata_props */
+  /* Export as a timm folder: the backbone and the seg head, config.json marked segmentation */
+  g_autofree char *out = g_build_filename (tmp, "exported", NULL);
+  g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (out), g_free);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export", NULL));
+  wait_for (win, not_exporting, 60, "the export");
+  g_autofree char *hpath = g_build_filename (out, "seg_head.safetensors", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, 96, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_seg_head_n_classes (h), ==, 4);
+  g_autofree char *cpath = g_build_filename (out, "config.json", NULL);
+  g_autofree char *text = NULL;
+  g_assert_true (g_file_get_contents (cpath, &text, NULL, NULL));
+  g_assert_nonnull (strstr (text, "\"segmentation\""));
+  g_assert_nonnull (strstr (text, "Trouser"));
   destroy_window (win);
 }
 
@@ -343,6 +402,9 @@ test_open_run (void)
   g_assert_nonnull (win->trained);
   g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
   g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
+  /* the class names from run.json, before the dataset is back */
+  g_assert_nonnull (win->class_names);
+  g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
   check_results (win, 4);
   destroy_window (win);
 }
@@ -373,6 +435,17 @@ test_preset (void)
   vl_train_config_clear (&c);
   /* the probes' pretrained attention at the preset's input size */
   g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
+  /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->seg_size_spin), 0);
+  gtk_editable_set_text (GTK_EDITABLE (win->fmnist_classes_entry), "5-9");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
+                                             NULL));
+  wait_for (win, loaded, 120, "the scenes of classes 5-9");
+  g_assert_nonnull (strstr (win->data->spec, "classes=5-9"));
+  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 6);
+  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+                   40);
   /* a name without a backbone is refused with a message */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
                                              "pretrain-fmnist"));

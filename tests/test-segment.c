@@ -629,6 +629,33 @@ test_train_wrong_data (void)
 
 /* ------------------------------------------------------------------ the CLI */
 
+/* train --preset scenes: the shared recipe (vl-preset.h) as run.json records it, on a smaller
+ * set of the same scenes; an unknown preset names the known ones. */
+static void
+test_cli_preset (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *run = g_build_filename (dir, "scenes", NULL);
+  int st;
+  g_autofree char *o1 = vl_test_cli (&st, "train", "--preset", "scenes", "--data",
+                             "fashion-mnist-scenes:train=32,val=16,size=40", "--epochs", "2",
+                             "--out", run, NULL);
+  g_assert_cmpint (st, ==, 0);
+  g_assert_nonnull (strstr (o1, "val_miou="));
+  g_autoptr(GError) error = NULL;
+  VlTrainConfig c;
+  g_assert_true (vl_train_config_load (&c, run, &error));
+  g_assert_cmpint (c.task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (c.img_size, ==, 40);
+  g_assert_cmpint (c.batch_size, ==, 16);
+  g_assert_cmpfloat (c.lr, ==, 1e-2);
+  g_assert_cmpfloat (c.layer_decay, ==, 0.6);
+  g_assert_true (g_str_has_suffix (c.backbone, "vitlab-fmnist-tiny"));
+  vl_train_config_clear (&c);
+  g_autofree char *o2 = vl_test_cli (&st, "train", "--preset", "nope", "--out", run, NULL);
+  g_assert_cmpint (st, ==, 2);
+}
+
 /* train --task segment ends with val_miou=, eval prints the same mIoU with per-class IoU and
  * pixel accuracy, predict writes an index mask at the image's size and an overlay. */
 static void
@@ -764,5 +791,6 @@ main (int argc, char **argv)
   g_test_add_func ("/segment/train-wrong-data", test_train_wrong_data);
   g_test_add_func ("/segment/train-best-with-head", test_train_best_with_head);
   g_test_add_func ("/segment/cli", test_cli);
+  g_test_add_func ("/segment/cli-preset", test_cli_preset);
   return g_test_run ();
 }

@@ -1,8 +1,8 @@
 /* vl-knn-panel.c: the k-NN probe of the pretrained features on the data panel (see
  * vl-knn-panel.h). */
 #include "vl-knn-panel.h"
-#include <glib/gi18n.h>
 
+#include <glib/gi18n.h>
 #include <math.h>
 #include <string.h>
 
@@ -202,9 +202,13 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
       o.pool = pool;
       j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, progress_cb,
                                          j->progress, cancel, &error);
-      j->acc = NAN;   /* a dataset of regression targets has one class: no k-NN */
+      /* a dataset of regression targets has one class, one of masks a class per pixel (every
+       * image's label is 0): no k-NN */
+      j->acc = NAN;
+      gboolean classes = !vl_dataset_is_segmentation (j->data->ds);
       if (j->features == NULL ||
-          (j->features->n_classes >= 2 && !knn_accuracy (j->features, &j->acc, &error)))
+          (classes && j->features->n_classes >= 2 &&
+           !knn_accuracy (j->features, &j->acc, &error)))
         {
           g_task_return_error (task, error);
           return;
@@ -287,9 +291,14 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
       self->accuracy = j->acc;
       if (isnan (j->acc))
         {
-          set_text (self, _("k-NN: the dataset has no classes"),
-                    _("Its features are on the embedding map; the k-NN probe needs two classes "
-                      "or more."));
+          if (vl_dataset_is_segmentation (j->data->ds))
+            set_text (self, _("k-NN: not for a class per pixel"),
+                      _("Its features are on the embedding map; the k-NN probe needs a class "
+                        "per image."));
+          else
+            set_text (self, _("k-NN: the dataset has no classes"),
+                      _("Its features are on the embedding map; the k-NN probe needs two "
+                        "classes or more."));
           set_busy (self, FALSE);
           gtk_widget_set_sensitive (self->layers_button, FALSE);
           g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ACCURACY]);

@@ -17,11 +17,11 @@
 
 struct _VlSegPredictions {
   int       n, S, K;
-  uint8_t  *pred, *truth;   /* (n, S, S) at the input size */
   double   *iou;            /* (n) each image's mean IoU over its classes (NaN: none counted) */
   int      *order;          /* (n) items by IoU, the worst first (NaN last) */
-  int       n_kept;         /* the worst N_WORST and the median image, for display */
+  int       n_kept;         /* the median image and the worst N_WORST, for display */
   int      *kept;           /* (n_kept) items */
+  uint8_t  *pred, *truth;   /* (n_kept, S, S) their masks at the input size */
   VlImage **images;         /* (n_kept) the crops the model saw */
   char    **names;          /* (n_kept + 1) base names */
   char    **class_names;    /* (K + 1) the dataset's */
@@ -49,7 +49,48 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlSegPredictions, vl_seg_predictions_free)
 
 /* ------------------------------------------------------------------ the worker's part */
 
+#define BATCH 16
+
+/* Up to BATCH validation items through the model and its seg head at pp's size: slot j of pred
+ * and truth (pp->size² bytes each) receives items[j]'s predicted and true masks, of px its
+ * pixels; loaded[j] whether it decoded. FALSE (error set) when the forward fails. */
+static gboolean
+predict_batch (VlModel *m, VlSegHead *h, VlDataset *ds, const VlPreprocess *pp,
+               const int *items, int n, uint8_t *pred, uint8_t *truth, float *px,
+               gboolean *loaded, GError **error)
+{
+  const VlGeometry *g = vl_model_geometry (m);
+  const int S = pp->size, G = S / g->patch, K = vl_seg_head_n_classes (h);
+  const gsize plane = (gsize) S * S, per = (gsize) pp->channels * plane;
+  g_autofree float *batch = g_new (float, per * BATCH);
+  int slot[BATCH], b = 0;
+  for (int j = 0; j < n; j++)
+    {
+      memset (truth + plane * j, VL_SEG_IGNORE, plane);
+      memset (pred + plane * j, 0, plane);
+      VlTarget t = { .mask = truth + plane * j };
+      loaded[j] = vl_dataset_load_target (ds, VL_SPLIT_VAL, items[j], pp, VL_AUGMENT_NONE, 0,
+                                          batch + per * b, &t, NULL);
+      if (loaded[j])
+        slot[b++] = j;
+    }
+  if (b == 0)
+    return TRUE;
+  if (!vl_model_forward (m, batch, b, S, S, VL_FORWARD_INFER, error))
+    return FALSE;
+  const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b,
+                                        vl_model_n_tokens_last (m), g->n_prefix, G, G, S, S);
+  for (int r = 0; r < b; r++)
+    {
+      vl_seg_argmax (pred + plane * slot[r], z + plane * K * r, (int64_t) plane, K);
+      if (px)
+        memcpy (px + per * slot[r], batch + per * r, sizeof (float) * per);
+    }
+  return TRUE;
+}
+
 static const double *sort_iou;
+static G_LOCK_DEFINE (sort_lock);
 
 static int
 by_iou (const void *a, const void *b)
@@ -60,11 +101,10 @@ by_iou (const void *a, const void *b)
   return x < y ? -1 : x > y ? 1 : *(const int *) a - *(const int *) b;
 }
 
-static G_LOCK_DEFINE (sort_lock);
-
-/* The worst images and the median one: their crops and names. */
-static void
-keep_for_display (VlSegPredictions *p, VlDataset *ds, const VlPreprocess *pp)
+/* The median image and the worst ones, run again: their masks, crops and names. */
+static gboolean
+keep_for_display (VlSegPredictions *p, VlModel *m, VlSegHead *h, VlDataset *ds,
+                  const VlPreprocess *pp, GError **error)
 {
   p->order = g_new (int, MAX (p->n, 1));
   for (int i = 0; i < p->n; i++)
@@ -76,27 +116,39 @@ keep_for_display (VlSegPredictions *p, VlDataset *ds, const VlPreprocess *pp)
   int n_defined = 0;
   while (n_defined < p->n && !isnan (p->iou[p->order[n_defined]]))
     n_defined++;
-  p->kept = g_new (int, N_WORST + 1);
-  p->images = g_new0 (VlImage *, N_WORST + 1);
-  p->names = g_new0 (char *, N_WORST + 2);
-  g_autofree float *px = g_new (float, (gsize) pp->channels * pp->size * pp->size);
   int want[N_WORST + 1], n_want = 0;
   if (n_defined > 0)
     want[n_want++] = p->order[n_defined / 2];   /* the median: shown first */
   for (int i = 0; i < MIN (N_WORST, n_defined); i++)
     if (p->order[i] != want[0])
       want[n_want++] = p->order[i];
+  const gsize plane = (gsize) pp->size * pp->size, per = (gsize) pp->channels * plane;
+  g_autofree uint8_t *pred = g_new (uint8_t, plane * MAX (n_want, 1));
+  g_autofree uint8_t *truth = g_new (uint8_t, plane * MAX (n_want, 1));
+  g_autofree float *px = g_new (float, per * MAX (n_want, 1));
+  gboolean loaded[N_WORST + 1];
+  if (n_want > 0 && !predict_batch (m, h, ds, pp, want, n_want, pred, truth, px, loaded, error))
+    return FALSE;
+  p->kept = g_new (int, N_WORST + 1);
+  p->images = g_new0 (VlImage *, N_WORST + 1);
+  p->names = g_new0 (char *, N_WORST + 2);
+  p->pred = g_new (uint8_t, plane * MAX (n_want, 1));
+  p->truth = g_new (uint8_t, plane * MAX (n_want, 1));
   for (int w = 0; w < n_want; w++)
-    if (vl_dataset_load (ds, VL_SPLIT_VAL, want[w], pp, VL_AUGMENT_NONE, 0, px, NULL))
+    if (loaded[w])
       {
-        p->kept[p->n_kept] = want[w];
-        p->images[p->n_kept] = vl_window_image_from_chw (px, pp);
-        p->names[p->n_kept] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL,
-                                                                         want[w]));
-        p->n_kept++;
+        int k = p->n_kept++;
+        p->kept[k] = want[w];
+        memcpy (p->pred + plane * k, pred + plane * w, plane);
+        memcpy (p->truth + plane * k, truth + plane * w, plane);
+        p->images[k] = vl_window_image_from_chw (px + per * w, pp);
+        p->names[k] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, want[w]));
       }
+  return TRUE;
 }
 
+/* Every validation image's own IoU, a batch at a time (only a batch of masks is held), then
+ * the median and the worst images again for display. */
 VlSegPredictions *
 vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds, int size,
                             GCancellable *cancel, GError **error)
@@ -113,52 +165,40 @@ vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds, int size,
   vl_preprocess_from_model (m, &pp);
   if (size > 0)
     pp.size = size;
-  const VlGeometry *g = vl_model_geometry (m);
-  const int S = pp.size, G = S / g->patch, B = 16;
-  const gsize plane = (gsize) S * S, per = (gsize) pp.channels * plane;
+  const gsize plane = (gsize) pp.size * pp.size;
   g_autoptr(VlSegPredictions) p = g_new0 (VlSegPredictions, 1);
   p->n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
-  p->S = S;
+  p->S = pp.size;
   p->K = K;
-  p->pred = g_malloc0 (plane * MAX (p->n, 1));
-  p->truth = g_malloc (plane * MAX (p->n, 1));
-  memset (p->truth, VL_SEG_IGNORE, plane * MAX (p->n, 1));
   p->iou = g_new (double, MAX (p->n, 1));
   p->class_names = g_new0 (char *, K + 1);
   for (int k = 0; k < K; k++)
     p->class_names[k] = g_strdup (vl_dataset_class_name (ds, k));
-  g_autofree float *px = g_new (float, per * B);
-  g_autofree int *idx = g_new (int, B);
+  g_autofree uint8_t *pred = g_new (uint8_t, plane * BATCH);
+  g_autofree uint8_t *truth = g_new (uint8_t, plane * BATCH);
   g_autoptr(VlSegMetric) metric = vl_seg_metric_new (K, VL_SEG_IGNORE);
-  for (int i0 = 0; i0 < p->n; i0 += B)
+  for (int i0 = 0; i0 < p->n; i0 += BATCH)
     {
       if (g_cancellable_set_error_if_cancelled (cancel, error))
         return NULL;
-      int b = 0;
-      for (int i = i0; i < MIN (p->n, i0 + B); i++)
-        {
-          p->iou[i] = NAN;
-          VlTarget t = { .mask = p->truth + plane * i };
-          if (vl_dataset_load_target (ds, VL_SPLIT_VAL, i, &pp, VL_AUGMENT_NONE, 0, px + per * b,
-                                      &t, NULL))
-            idx[b++] = i;
-        }
-      if (b == 0)
-        continue;
-      if (!vl_model_forward (m, px, b, S, S, VL_FORWARD_INFER, error))
+      int items[BATCH], n = MIN (BATCH, p->n - i0);
+      gboolean loaded[BATCH];
+      for (int j = 0; j < n; j++)
+        items[j] = i0 + j;
+      if (!predict_batch (m, h, ds, &pp, items, n, pred, truth, NULL, loaded, error))
         return NULL;
-      const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b,
-                                            vl_model_n_tokens_last (m), g->n_prefix, G, G, S, S);
-      for (int r = 0; r < b; r++)
+      for (int j = 0; j < n; j++)
         {
-          const int i = idx[r];
-          vl_seg_argmax (p->pred + plane * i, z + plane * K * r, (int64_t) plane, K);
+          p->iou[i0 + j] = NAN;
+          if (!loaded[j])
+            continue;
           vl_seg_metric_reset (metric);
-          vl_seg_metric_add (metric, p->pred + plane * i, p->truth + plane * i, (int64_t) plane);
-          p->iou[i] = vl_seg_metric_compute (metric, NULL, NULL, NULL, NULL);
+          vl_seg_metric_add (metric, pred + plane * j, truth + plane * j, (int64_t) plane);
+          p->iou[i0 + j] = vl_seg_metric_compute (metric, NULL, NULL, NULL, NULL);
         }
     }
-  keep_for_display (p, ds, &pp);
+  if (!keep_for_display (p, m, h, ds, &pp, error))
+    return NULL;
   return g_steal_pointer (&p);
 }
 
@@ -177,7 +217,7 @@ show_item (VlWindow *self, int item)
         g_autofree char *title = g_strdup_printf (_("%s · IoU %.3f"), p->names[k],
                                                   p->iou[item]);
         vl_mask_view_set_sample (VL_MASK_VIEW (self->mask_view), item, p->images[k],
-                                 p->pred + plane * item, p->truth + plane * item, title);
+                                 p->pred + plane * k, p->truth + plane * k, title);
         return;
       }
 }
@@ -207,7 +247,7 @@ vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p)
         {
           items[n] = p->kept[k];
           ious[n] = p->iou[items[n]];
-          thumbs[n] = vl_mask_texture (p->images[k], p->pred + plane * items[n], 0.5);
+          thumbs[n] = vl_mask_texture (p->images[k], p->pred + plane * k, 0.5);
           names[n] = p->names[k];
           n++;
         }

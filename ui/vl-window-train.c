@@ -421,7 +421,9 @@ show_probe (VlWindow *self, int i)
   const char *true_name = self->data && self->probe_labels
                         ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
   g_autofree char *title = NULL;
-  if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
+  if (self->task == VL_TASK_SEGMENT)
+    title = g_strdup (self->probe_names[i]);   /* a class per pixel: none for the image */
+  else if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
       self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
     title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
                              self->class_names[self->probe_predicted[i]]);
@@ -1532,9 +1534,15 @@ export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
       return;
     }
   g_mutex_lock (&j->trained->lock);
+  VlModel *m = vl_trained_model (j->trained);
+  VlSegHeadKind kind;
+  int n_seg = 0;
   gboolean ok = j->onnx ? export_onnx (j, &error)
                         : g_mkdir_with_parents (j->dir, 0755) == 0 &&
-                          vl_model_export (vl_trained_model (j->trained), j->dir, &error);
+                          vl_model_export (m, j->dir, &error) &&
+                          (j->task != VL_TASK_SEGMENT || j->run_dir == NULL ||
+                           vl_seg_head_export_run (j->run_dir, vl_model_geometry (m)->width,
+                                                   j->dir, &kind, &n_seg, &error));
   g_mutex_unlock (&j->trained->lock);
   if (!ok && error == NULL)
     error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,

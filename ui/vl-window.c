@@ -217,8 +217,11 @@ vl_window_update_actions (VlWindow *self)
                                  g_file_test (self->run_dir, G_FILE_TEST_IS_DIR));
   gtk_widget_action_set_enabled (w, "win.export",
                                  !running && self->trained != NULL && !self->exporting);
+  /* a dense task's ONNX file takes its head from the run folder (vl_onnx_run_init) */
+  const gboolean needs_run = self->task != VL_TASK_CLASSIFY;
   gtk_widget_action_set_enabled (w, "win.export-onnx",
-                                 !running && self->trained != NULL && !self->exporting);
+                                 !running && self->trained != NULL && !self->exporting &&
+                                 (!needs_run || self->run_dir != NULL));
   gtk_widget_action_set_enabled (w, "win.export-recipe",
                                  !running && self->trained != NULL && self->run_dir != NULL &&
                                  !self->exporting);
@@ -473,9 +476,11 @@ action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *
 {
   VlWindow *self = VL_WINDOW (widget);
   const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
-  g_autofree char *spec = g_strdup_printf ("fashion-mnist-scenes:classes=%s",
-                                           *classes ? classes : "0-9");
+  /* the scenes demo's size: 40 px canvases, the input at that size (a 10 x 10 grid at patch 4) */
+  g_autofree char *spec = g_strdup_printf ("fashion-mnist-scenes:classes=%s,train=400,val=200,"
+                                           "size=40", *classes ? classes : "0-9");
   gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seg_size_spin), 40);
   vl_window_open_data (self, spec);
 }
 
