@@ -55,7 +55,7 @@ static const char *usage_text =
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
-  "                   --mode infer|unlock1|unlock6|full\n"
+  "                   --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv\n"
   "  vitlab-cli --version\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
@@ -668,7 +668,8 @@ cmd_bench (int argc, char **argv)
     { "model", 0, 0, G_OPTION_ARG_STRING, &model, "vit-tiny or vit-small", "NAME" },
     { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224)", "N" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "N" },
-    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, "infer, unlock1, unlock6 or full", "MODE" },
+    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode,
+      "infer, unlock1, unlock6, full, stem-conv or stem-mbconv", "MODE" },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, "timed repetitions (5)", "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, "untimed repetitions first (1)", "N" },
     { "gemm-ab", 0, 0, G_OPTION_ARG_NONE, &gemm_ab,
@@ -697,14 +698,25 @@ cmd_bench (int argc, char **argv)
     unlock = 6;
   else if (g_str_equal (mode, "full"))
     unlock = 1000;
+  else if (g_str_equal (mode, "stem-conv") || g_str_equal (mode, "stem-mbconv"))
+    unlock = 0;   /* a new CNN stem and the head train, the transformer frozen (below) */
   else
-    return usage_error ("--mode %s: expected infer, unlock1, unlock6 or full", mode);
+    return usage_error ("--mode %s: expected infer, unlock1, unlock6, full, stem-conv or "
+                        "stem-mbconv", mode);
   if (img < 16 || img % 16 || batch < 1 || reps < 1 || warmup < 0)
     return usage_error ("--img must be a multiple of 16, --batch and --reps positive");
   g.mlp = 4 * g.width;
   g.grid = img / 16;
   g_autoptr(VlModel) m = vl_model_new_random (&g, 1000, 1);
   vl_model_lock (m, unlock < 0 ? 0 : unlock);
+  if (unlock == 0)
+    {
+      if (!vl_model_replace_stem (m, g_str_equal (mode, "stem-conv") ? VL_STEM_CONV
+                                                                     : VL_STEM_MBCONV, 1, &error))
+        return cli_fail (error);
+      vl_model_lock (m, 1);
+      vl_model_set_group_trainable (m, 0, TRUE);
+    }
 
   int64_t n = (int64_t) batch * 3 * img * img;
   g_autofree float *x = g_new (float, n);
