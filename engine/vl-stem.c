@@ -348,6 +348,28 @@ check_shapes (VlStem *s, VlSafetensors *st, const char *file, GError **error)
   return TRUE;
 }
 
+/* What the shapes alone do not rule out: kernels of 1 to 15, GroupNorm's channels a multiple
+ * of its groups. */
+static gboolean
+check_layers (VlStem *s, const char *file, GError **error)
+{
+  for (guint i = 0; i < s->ops->len; i++)
+    {
+      const StemOp *op = op_at (s, (int) i);
+      const int C = buf_at (s, op->in)->C;
+      if ((op->kind == OP_CONV && (op->k < 1 || op->k > 15) && op->out != (int) s->bufs->len - 1) ||
+          (op->kind == OP_GN && (C < op->G || C % op->G != 0)))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: tensor %s: %s", file,
+                       (const char *) g_ptr_array_index (s->names, op->p[0]),
+                       op->kind == OP_GN ? "a GroupNorm of 32 groups needs a multiple of 32 "
+                       "channels" : "a convolution kernel must be 1 to 15 wide");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 VlStem *
 vl_stem_from_tensors (VlSafetensors *st, const char *file, int width, int *in_chans, int *patch,
                       gboolean *found, GError **error)
@@ -404,7 +426,7 @@ vl_stem_from_tensors (VlSafetensors *st, const char *file, int width, int *in_ch
       if (s == NULL)
         return NULL;
     }
-  if (!check_shapes (s, st, file, error))
+  if (!check_shapes (s, st, file, error) || !check_layers (s, file, error))
     {
       vl_stem_free (s);
       return NULL;
