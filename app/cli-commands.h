@@ -6,10 +6,20 @@
 #include <glib.h>
 
 #include "vl-image.h"
+#include "vl-model.h"
+#include "vl-safetensors.h"
 
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
 int cmd_predict (int argc, char **argv); /* app/cli-predict.c */
+/* app/cli-detect.c: predict on a detection run (per image NAME.json and NAME-boxes.png in
+ * out_dir, detections of at least `score`); forward's FCOS outputs (cls_logits (B, HW, K),
+ * bbox_regression (B, HW, 4), bbox_ctrness (B, HW, 1)) into w when the checkpoint (or the run
+ * folder's det_head.safetensors) has an FCOS head, their data kept alive in keep. */
+int      cli_predict_detect (const char *run, VlModel *m, char **files, int n_files,
+                             const char *out_dir, const char *const *names, double score);
+gboolean cli_forward_detect (const char *ckpt, VlModel *m, int B, int H, int W,
+                             VlSafetensorsWriter *w, GPtrArray *keep, GError **error);
 /* Parses a subcommand's options (param and summary for --help). */
 gboolean cli_parse_options (const char *param, const char *summary, GOptionEntry *entries,
                             int *argc, char ***argv, GError **error);

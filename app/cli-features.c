@@ -10,6 +10,7 @@
  * ETA. probe prints per-class accuracy and ends with the lines knn_acc=N and/or logreg_acc=N;
  * with --layer all, a table of the probes at every block's output from one pass over the images,
  * the closing lines then being the final layer's. */
+#include "vl-eta.h"
 #include "vl-format.h"
 #include "cli-commands.h"
 
@@ -107,6 +108,8 @@ typedef struct {
   gboolean tty;
   gboolean shown;
   gint64   started;
+  VlEta    eta;             /* restarted when a new pass begins (done falls, or total changes) */
+  int64_t  last_done;
 } Progress;
 
 static void
@@ -115,10 +118,15 @@ on_progress (int64_t done, int64_t total, gpointer user_data)
   Progress *p = user_data;
   if (!p->tty || total <= 0)
     return;
-  double elapsed = (g_get_monotonic_time () - p->started) / 1e6;
-  double rate = elapsed > 0 ? done / elapsed : 0;
+  gint64 now = g_get_monotonic_time ();
+  if (p->last_done == 0)
+    vl_eta_start (&p->eta, total, p->started);   /* the first pass: from the start */
+  else if (p->eta.total != total || done < p->last_done)
+    vl_eta_start (&p->eta, total, now);
+  p->last_done = done;
   char eta[32];
-  vl_format_duration (eta, sizeof eta, rate > 0 ? (total - done) / rate : NAN);
+  vl_format_duration (eta, sizeof eta, vl_eta_update (&p->eta, done, now));
+  double rate = vl_eta_rate (&p->eta);
   const int width = 24;
   int fill = (int) (width * done / total);
   char bar[32];

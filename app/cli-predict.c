@@ -6,7 +6,8 @@
  * Segmentation runs write, into --out DIR, NAME.png (the predicted class of every pixel at the
  * image's own size, an 8-bit palette PNG with the VOC colours) and NAME-overlay.png (the image
  * with each non-background class tinted in its colour), and print one line per image: the file,
- * the mask written and the share of each class's pixels. */
+ * the mask written and the share of each class's pixels. Detection runs write NAME.json and
+ * NAME-boxes.png (cli-detect.c) and print the file, the JSON and each box. */
 #include "cli-commands.h"
 #include "vl-augment.h"
 #include "vl-conv.h"
@@ -205,11 +206,15 @@ cmd_predict (int argc, char **argv)
 {
   GError *error = NULL;
   int top = 1;
+  double score = 0.3;
   g_autofree char *out_dir = NULL;
   GOptionEntry entries[] = {
     { "top", 0, 0, G_OPTION_ARG_INT, &top, "classification: print the top K classes (1)", "K" },
     { "out", 0, 0, G_OPTION_ARG_FILENAME, &out_dir,
-      "segmentation: the folder for NAME.png and NAME-overlay.png", "DIR" },
+      "segmentation: the folder for NAME.png and NAME-overlay.png; detection: for NAME.json "
+      "and NAME-boxes.png", "DIR" },
+    { "score", 0, 0, G_OPTION_ARG_DOUBLE, &score,
+      "detection: the lowest score of a box kept (0.3)", "S" },
     { NULL },
   };
   g_autoptr(GOptionContext) ctx = g_option_context_new ("RUNDIR IMAGE...");
@@ -238,11 +243,13 @@ cmd_predict (int argc, char **argv)
       vl_run_task_clear (&task);
       return cli_fail (error);
     }
-  if (task.kind == VL_TASK_SEGMENT)
+  if (task.kind == VL_TASK_SEGMENT || task.kind == VL_TASK_DETECT)
     {
       if (out_dir == NULL)
         {
-          g_printerr ("vitlab-cli: predict: a segmentation run needs --out DIR for its masks\n");
+          g_printerr ("vitlab-cli: predict: a %s run needs --out DIR for its %s\n",
+                      task.kind == VL_TASK_DETECT ? "detection" : "segmentation",
+                      task.kind == VL_TASK_DETECT ? "boxes" : "masks");
           return 2;
         }
       g_auto(GStrv) classes = NULL;
@@ -265,7 +272,11 @@ cmd_predict (int argc, char **argv)
               }
           }
       }
+      gboolean det = task.kind == VL_TASK_DETECT;
       vl_run_task_clear (&task);
+      if (det)
+        return cli_predict_detect (run, m, argv + 2, argc - 2, out_dir,
+                                   (const char *const *) classes, score);
       return predict_segment (run, m, argv + 2, argc - 2, out_dir,
                               (const char *const *) classes);
     }

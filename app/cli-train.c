@@ -10,16 +10,7 @@
 #include "vl-format.h"
 #include "cli-commands.h"
 
-/* The recipes behind --preset (see apply_preset). */
-#define VITLAB_FMNIST_GEOMETRY \
-  "img=28,patch=4,chans=1,width=96,depth=6,heads=3,mlp=384,mean=0.2860,std=0.3530"
-#define VITLAB_FMNIST_EPOCHS 8
-#define VITLAB_DEMO_SCHEDULE "0:1,2:3,4:all"
-#define VITLAB_DEMO_EPOCHS 12
-#define VITLAB_DEMO_LR 1e-3
-#define VITLAB_ROTATE_DATA "fashion-mnist-rotate:classes=0-4,per-class=200,val-per-class=200,max-angle=45"
-#define VITLAB_ROTATE_SCHEDULE "0:1,2:3,4:all"
-#define VITLAB_ROTATE_EPOCHS 10
+#include "vl-preset.h"
 #include "vl-trainer.h"
 
 #include <math.h>
@@ -86,6 +77,7 @@ typedef struct {
   double    last_val_acc;
   double    last_val_mae, last_val_r2;
   double    last_val_miou, last_val_aacc;
+  double    last_val_map, last_val_map50;
   gboolean  have_val;
   gint64    last_plain;
   gint64    started;
@@ -113,6 +105,17 @@ print_skipped (char **skipped, const char *when)
     g_printerr ("  %s\n", skipped[i]);
 }
 
+/* bar (25 bytes): 24 characters, done / total of them '#' */
+static void
+make_bar (char *bar, int64_t done, int64_t total)
+{
+  const int width = 24;
+  int fill = total > 0 ? (int) (width * CLAMP (done, 0, total) / total) : 0;
+  for (int i = 0; i < width; i++)
+    bar[i] = i < fill ? '#' : '-';
+  bar[width] = '\0';
+}
+
 static void
 show_step (Progress *p, const VlTrainEvent *ev)
 {
@@ -121,12 +124,8 @@ show_step (Progress *p, const VlTrainEvent *ev)
   vl_format_duration (eta, sizeof eta, ev->eta_s);
   if (p->tty)
     {
-      const int width = 24;
-      int fill = ev->n_batches ? (int) ((int64_t) width * ev->batch / ev->n_batches) : 0;
-      char bar[64];
-      for (int i = 0; i < width; i++)
-        bar[i] = i < fill ? '#' : '-';
-      bar[width] = '\0';
+      char bar[32];
+      make_bar (bar, ev->batch, ev->n_batches);
       g_printerr ("\r\033[Kepoch %d/%d [%s] %d/%d  loss %.4f  lr %.2e  %.0f img/s  ETA %s",
                   ev->epoch + 1, p->epochs, bar, ev->batch, ev->n_batches, pt->loss, pt->lr,
                   ev->images_per_s, eta);
@@ -143,6 +142,33 @@ show_step (Progress *p, const VlTrainEvent *ev)
     }
 }
 
+/* caching and validation: a bar with the pass's own ETA on a terminal; elsewhere a line every
+ * 10 s of a long pass */
+static void
+show_progress (Progress *p, const VlTrainEvent *ev)
+{
+  char eta[32];
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
+  const char *what = vl_train_phase_name (ev->phase);
+  if (p->tty)
+    {
+      char bar[32];
+      make_bar (bar, ev->done, ev->total);
+      g_printerr ("\r\033[Kepoch %d/%d %s [%s] %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT
+                  "  %.0f img/s  ETA %s", ev->epoch + 1, p->epochs, what, bar, ev->done,
+                  ev->total, ev->images_per_s, eta);
+      p->bar_shown = TRUE;
+      return;
+    }
+  gint64 now = g_get_monotonic_time ();
+  if (now - p->last_plain < 10 * G_USEC_PER_SEC || ev->done >= ev->total)
+    return;
+  p->last_plain = now;
+  g_printerr ("epoch %d/%d %s %" G_GINT64_FORMAT "/%" G_GINT64_FORMAT " images %.0f img/s "
+              "ETA %s\n", ev->epoch + 1, p->epochs, what, ev->done, ev->total,
+              ev->images_per_s, eta);
+}
+
 static void
 show_epoch (Progress *p, const VlEpochMetrics *m)
 {
@@ -156,6 +182,10 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_miou %.4f  "
                             "val_aacc %.4f  val_macc %.4f", m->epoch + 1, p->epochs,
                             m->train_loss, m->seg.loss, m->seg.miou, m->seg.aacc, m->seg.macc);
+  else if (m->task == VL_TASK_DETECT)
+    g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_map %.4f  "
+                            "val_map50 %.4f  val_ar100 %.4f", m->epoch + 1, p->epochs,
+                            m->train_loss, m->det.loss, m->det.ap, m->det.ap50, m->det.ar100);
   else
     g_string_append_printf (s, "epoch %d/%d  train_loss %.4f  val_loss %.4f  val_acc %.4f",
                             m->epoch + 1, p->epochs, m->train_loss, m->val.loss, m->val.top1);
@@ -174,6 +204,8 @@ show_epoch (Progress *p, const VlEpochMetrics *m)
   p->last_val_r2 = m->reg.r2_mean;
   p->last_val_miou = m->seg.miou;
   p->last_val_aacc = m->seg.aacc;
+  p->last_val_map = m->det.ap;
+  p->last_val_map50 = m->det.ap50;
   p->have_val = TRUE;
 }
 
@@ -220,6 +252,9 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
         case VL_TRAIN_EVENT_STEP:
           show_step (p, ev);
           break;
+        case VL_TRAIN_EVENT_PROGRESS:
+          show_progress (p, ev);
+          break;
         case VL_TRAIN_EVENT_EPOCH:
           show_epoch (p, ev->metrics);
           break;
@@ -252,6 +287,8 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
             g_print ("val_mae=%.4f\nval_r2=%.4f\n", p->last_val_mae, p->last_val_r2);
           else if (p->have_val && p->task == VL_TASK_SEGMENT)
             g_print ("val_aacc=%.4f\nval_miou=%.4f\n", p->last_val_aacc, p->last_val_miou);
+          else if (p->have_val && p->task == VL_TASK_DETECT)
+            g_print ("val_map=%.4f\nval_map50=%.4f\n", p->last_val_map, p->last_val_map50);
           else if (p->have_val)
             g_print ("val_acc=%.4f\n", p->last_val_acc);
           *rc = EXIT_SUCCESS;
@@ -267,353 +304,312 @@ show_events (VlTrainer *t, Progress *p, const VlTrainConfig *cfg, int *rc)
   return FALSE;
 }
 
-/* Named recipes: they fill the configuration; options given with them override it.
- *   demo             the default transfer experiment: vitlab's own Fashion-MNIST backbone
- *                    (pretrained on classes 0-4) to classes 5-9 with 100 images per class,
- *                    validated on their 5,000 test images; progressive unfreezing
- *   pretrain-fmnist  how that backbone was made, from scratch */
-static gboolean
-apply_preset (VlTrainConfig *c, const char *name)
+/* What `train` was given (NULL / -1: not given). */
+typedef struct {
+  char    *backbone, *data, *out, *head, *pool, *schedule, *augment;
+  char    *lr, *wd, *warmup, *layer_decay, *smoothing, *clip, *val_fraction, *min_lr, *limit;
+  char    *init, *geometry, *preset, *task, *loss, *seg_head, *stem, *train_groups;
+  int      unlock, epochs, batch, early_stop, mlp_hidden, probe_every, img_size;
+  gint64   seed;
+  gboolean cache, resume;
+} TrainArgs;
+
+static void
+train_args_clear (TrainArgs *a)
 {
-  if (g_str_equal (name, "demo"))
-    {
-      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
-      c->data = g_strdup ("fashion-mnist:classes=5-9,per-class=100");
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup (VITLAB_DEMO_SCHEDULE);
-      c->epochs = VITLAB_DEMO_EPOCHS;
-      c->batch_size = 32;
-      c->lr = VITLAB_DEMO_LR;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->label_smoothing = 0.1;
-      c->augment = VL_AUGMENT_LIGHT;
-      c->cache_features = TRUE;   /* the validation images' frozen features */
-      return TRUE;
-    }
-  if (g_str_equal (name, "rotate"))
-    {
-      /* regression: the angle each garment was turned by, on the shipped backbone */
-      c->task = VL_TASK_REGRESS;
-      c->backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
-      c->data = g_strdup (VITLAB_ROTATE_DATA);
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup (VITLAB_ROTATE_SCHEDULE);
-      c->epochs = VITLAB_ROTATE_EPOCHS;
-      c->batch_size = 32;
-      c->lr = 1e-3;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->cache_features = TRUE;
-      return TRUE;
-    }
-  if (g_str_equal (name, "pretrain-fmnist"))
-    {
-      c->init_random = TRUE;
-      c->geometry = g_strdup (VITLAB_FMNIST_GEOMETRY);
-      c->data = g_strdup ("fashion-mnist:classes=0-4");
-      g_free (c->unlock_schedule);
-      c->unlock_schedule = g_strdup ("0:all");
-      c->epochs = VITLAB_FMNIST_EPOCHS;
-      c->batch_size = 128;
-      c->lr = 1e-3;
-      c->weight_decay = 0.05;
-      c->warmup_epochs = 1;
-      c->label_smoothing = 0.1;
-      c->augment = VL_AUGMENT_LIGHT;
-      return TRUE;
-    }
-  return FALSE;
+  char **strings[] = { &a->backbone, &a->data, &a->out, &a->head, &a->pool, &a->schedule,
+                       &a->augment, &a->lr, &a->wd, &a->warmup, &a->layer_decay, &a->smoothing,
+                       &a->clip, &a->val_fraction, &a->min_lr, &a->limit, &a->init,
+                       &a->geometry, &a->preset, &a->task, &a->loss, &a->seg_head, &a->stem,
+                       &a->train_groups };
+  for (guint i = 0; i < G_N_ELEMENTS (strings); i++)
+    g_clear_pointer (strings[i], g_free);
 }
 
-int
-cmd_train (int argc, char **argv)
+static gboolean
+parse_train_args (TrainArgs *a, int *argc, char ***argv, GError **error)
 {
-  GError *error = NULL;
-  g_autofree char *backbone = NULL, *data = NULL, *out = NULL, *head = NULL, *pool = NULL;
-  g_autofree char *schedule = NULL, *augment = NULL;
-  g_autofree char *lr_s = NULL, *wd_s = NULL, *warmup_s = NULL, *ld_s = NULL, *ls_s = NULL;
-  g_autofree char *clip_s = NULL, *vf_s = NULL, *min_lr_s = NULL, *limit_s = NULL;
-  int unlock = -1, epochs = -1, batch = -1, early_stop = -1, mlp_hidden = -1, probe_every = -1;
-  gint64 seed = -1;
-  gboolean cache = FALSE, resume = FALSE;
-  g_autofree char *init = NULL, *geometry = NULL, *preset = NULL, *task = NULL, *loss = NULL;
-  g_autofree char *seg_head = NULL, *stem = NULL, *train_groups = NULL;
-  int img_size = -1;
+  *a = (TrainArgs) { .unlock = -1, .epochs = -1, .batch = -1, .early_stop = -1,
+                     .mlp_hidden = -1, .probe_every = -1, .img_size = -1, .seed = -1 };
   GOptionEntry entries[] = {
-    { "task", 0, 0, G_OPTION_ARG_STRING, &task,
-      "classify (default), regress (targets.csv, fashion-mnist-rotate) or segment (a Pascal "
-      "VOC folder, images/ + masks/, fashion-mnist-scenes)", "TASK" },
-    { "seg-head", 0, 0, G_OPTION_ARG_STRING, &seg_head,
+    { "task", 0, 0, G_OPTION_ARG_STRING, &a->task,
+      "classify (default), regress (targets.csv, fashion-mnist-rotate), segment (a Pascal "
+      "VOC folder, images/ + masks/, fashion-mnist-scenes) or detect (Pascal VOC XML, COCO "
+      "JSON, YOLO labels, fashion-mnist-scenes)", "TASK" },
+    { "seg-head", 0, 0, G_OPTION_ARG_STRING, &a->seg_head,
       "segment: linear (1x1 conv, default) or upconv (two 2x2 transposed convs)", "KIND" },
-    { "img-size", 0, 0, G_OPTION_ARG_INT, &img_size,
-      "segment: input side, a multiple of the patch (the backbone's)", "N" },
-    { "loss", 0, 0, G_OPTION_ARG_STRING, &loss, "regression loss: mse (default) or smooth-l1",
+    { "img-size", 0, 0, G_OPTION_ARG_INT, &a->img_size,
+      "segment, detect: input side, a multiple of the patch (the backbone's)", "N" },
+    { "loss", 0, 0, G_OPTION_ARG_STRING, &a->loss, "regression loss: mse (default) or smooth-l1",
       "LOSS" },
-    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone, "checkpoint to start from", "CKPT" },
-    { "data", 0, 0, G_OPTION_ARG_FILENAME, &data,
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &a->backbone, "checkpoint to start from", "CKPT" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &a->data,
       "image folder (DIR/CLASS/*.jpg or DIR/train, DIR/val), fashion-mnist[:...], cifar10:DIR",
       "SPEC" },
-    { "out", 0, 0, G_OPTION_ARG_FILENAME, &out, "run folder (created)", "RUNDIR" },
-    { "head", 0, 0, G_OPTION_ARG_STRING, &head, "linear (default) or mlp", "KIND" },
-    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &mlp_hidden, "MLP head width (the backbone's)", "N" },
-    { "pool", 0, 0, G_OPTION_ARG_STRING, &pool, "token (default), avg or max", "POOL" },
-    { "unlock", 0, 0, G_OPTION_ARG_INT, &unlock, "train the last N layer groups (1: head)", "N" },
-    { "train-groups", 0, 0, G_OPTION_ARG_STRING, &train_groups,
+    { "out", 0, 0, G_OPTION_ARG_FILENAME, &a->out, "run folder (created)", "RUNDIR" },
+    { "head", 0, 0, G_OPTION_ARG_STRING, &a->head, "linear (default) or mlp", "KIND" },
+    { "mlp-hidden", 0, 0, G_OPTION_ARG_INT, &a->mlp_hidden, "MLP head width (the backbone's)",
+      "N" },
+    { "pool", 0, 0, G_OPTION_ARG_STRING, &a->pool, "token (default), avg or max", "POOL" },
+    { "unlock", 0, 0, G_OPTION_ARG_INT, &a->unlock, "train the last N layer groups (1: head)",
+      "N" },
+    { "train-groups", 0, 0, G_OPTION_ARG_STRING, &a->train_groups,
       "train these layer groups only, e.g. stem,head (blocks = every block)", "G1,G2" },
-    { "stem", 0, 0, G_OPTION_ARG_STRING, &stem,
+    { "stem", 0, 0, G_OPTION_ARG_STRING, &a->stem,
       "replace the patch embedding with a new CNN stem: conv or mbconv", "KIND" },
-    { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &schedule,
+    { "unlock-schedule", 0, 0, G_OPTION_ARG_STRING, &a->schedule,
       "progressive unfreezing, e.g. \"0:1,2:4,4:all\"", "SCHEDULE" },
-    { "epochs", 0, 0, G_OPTION_ARG_INT, &epochs, "epochs (10)", "E" },
-    { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "B" },
-    { "lr", 0, 0, G_OPTION_ARG_STRING, &lr_s, "peak learning rate (1e-3)", "F" },
-    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &min_lr_s, "learning rate at the end (0)", "F" },
-    { "wd", 0, 0, G_OPTION_ARG_STRING, &wd_s, "AdamW weight decay (0.05)", "F" },
-    { "warmup", 0, 0, G_OPTION_ARG_STRING, &warmup_s, "linear warmup epochs (1)", "EPOCHS" },
-    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &ld_s, "layer-wise lr decay (1: off)", "F" },
-    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &ls_s, "label smoothing (0)", "F" },
-    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &clip_s, "clip the gradient norm (0: off)", "F" },
-    { "augment", 0, 0, G_OPTION_ARG_STRING, &augment, "none (default), light or strong", "A" },
-    { "cache-features", 0, 0, G_OPTION_ARG_NONE, &cache,
+    { "epochs", 0, 0, G_OPTION_ARG_INT, &a->epochs, "epochs (10)", "E" },
+    { "batch", 0, 0, G_OPTION_ARG_INT, &a->batch, "batch size (32)", "B" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &a->lr, "peak learning rate (1e-3)", "F" },
+    { "min-lr", 0, 0, G_OPTION_ARG_STRING, &a->min_lr, "learning rate at the end (0)", "F" },
+    { "wd", 0, 0, G_OPTION_ARG_STRING, &a->wd, "AdamW weight decay (0.05)", "F" },
+    { "warmup", 0, 0, G_OPTION_ARG_STRING, &a->warmup, "linear warmup epochs (1)", "EPOCHS" },
+    { "layer-decay", 0, 0, G_OPTION_ARG_STRING, &a->layer_decay, "layer-wise lr decay (1: off)",
+      "F" },
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &a->smoothing, "label smoothing (0)", "F" },
+    { "clip-grad", 0, 0, G_OPTION_ARG_STRING, &a->clip, "clip the gradient norm (0: off)", "F" },
+    { "augment", 0, 0, G_OPTION_ARG_STRING, &a->augment, "none (default), light or strong",
+      "A" },
+    { "cache-features", 0, 0, G_OPTION_ARG_NONE, &a->cache,
       "compute the frozen layers once (augment none)", NULL },
-    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &limit_s, "feature cache limit in GiB (4)", "GIB" },
-    { "val-fraction", 0, 0, G_OPTION_ARG_STRING, &vf_s,
+    { "cache-limit", 0, 0, G_OPTION_ARG_STRING, &a->limit, "feature cache limit in GiB (4)",
+      "GIB" },
+    { "val-fraction", 0, 0, G_OPTION_ARG_STRING, &a->val_fraction,
       "validation share without a val split (0.2)", "F" },
-    { "early-stop", 0, 0, G_OPTION_ARG_INT, &early_stop,
+    { "early-stop", 0, 0, G_OPTION_ARG_INT, &a->early_stop,
       "stop after N epochs without a lower val loss (0: off)", "N" },
-    { "seed", 0, 0, G_OPTION_ARG_INT64, &seed, "seed (0)", "S" },
-    { "probe-every", 0, 0, G_OPTION_ARG_INT, &probe_every,
+    { "seed", 0, 0, G_OPTION_ARG_INT64, &a->seed, "seed (0)", "S" },
+    { "probe-every", 0, 0, G_OPTION_ARG_INT, &a->probe_every,
       "attention rollout of probe images every K steps (0: off)", "K" },
-    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, "continue the run in --out", NULL },
-    { "init", 0, 0, G_OPTION_ARG_STRING, &init,
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &a->resume, "continue the run in --out", NULL },
+    { "init", 0, 0, G_OPTION_ARG_STRING, &a->init,
       "pretrained (default) or random: train from scratch with timm's initialisation", "INIT" },
-    { "geometry", 0, 0, G_OPTION_ARG_STRING, &geometry,
+    { "geometry", 0, 0, G_OPTION_ARG_STRING, &a->geometry,
       "with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3",
       "SPEC" },
-    { "preset", 0, 0, G_OPTION_ARG_STRING, &preset,
-      "start from a recipe (demo, rotate, pretrain-fmnist); other options override it", "NAME" },
+    { "preset", 0, 0, G_OPTION_ARG_STRING, &a->preset,
+      "start from a recipe (demo, rotate, scenes, pretrain-fmnist); other options override it",
+      "NAME" },
     { NULL },
   };
-  if (!cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
-                      "Fine-tunes a ViT backbone on a labelled image dataset.", entries, &argc,
-                      &argv, &error))
+  return cli_parse_options ("--backbone CKPT --data SPEC --out RUNDIR",
+                            "Fine-tunes a ViT backbone on a labelled image dataset.", entries,
+                            argc, argv, error);
+}
+
+/* The first option given that would change a run's past (NULL: none), for --resume. */
+static const char *
+resume_conflict (const TrainArgs *a)
+{
+  const struct { gboolean given; const char *name; } fixed[] = {
+    { a->backbone != NULL, "--backbone" }, { a->head != NULL, "--head" },
+    { a->pool != NULL, "--pool" }, { a->init != NULL, "--init" },
+    { a->geometry != NULL, "--geometry" }, { a->preset != NULL, "--preset" },
+    { a->unlock >= 0, "--unlock" }, { a->schedule != NULL, "--unlock-schedule" },
+    { a->batch >= 0, "--batch" }, { a->lr != NULL, "--lr" }, { a->min_lr != NULL, "--min-lr" },
+    { a->wd != NULL, "--wd" }, { a->warmup != NULL, "--warmup" },
+    { a->layer_decay != NULL, "--layer-decay" }, { a->smoothing != NULL, "--label-smoothing" },
+    { a->clip != NULL, "--clip-grad" }, { a->augment != NULL, "--augment" },
+    { a->val_fraction != NULL, "--val-fraction" }, { a->seed >= 0, "--seed" },
+    { a->mlp_hidden >= 0, "--mlp-hidden" }, { a->task != NULL, "--task" },
+    { a->loss != NULL, "--loss" }, { a->seg_head != NULL, "--seg-head" },
+    { a->img_size >= 0, "--img-size" }, { a->stem != NULL, "--stem" },
+    { a->train_groups != NULL, "--train-groups" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (fixed); i++)
+    if (fixed[i].given)
+      return fixed[i].name;
+  return NULL;
+}
+
+/* cfg as the run resumes it, or a new run's from the preset, backbone and data. FALSE (after a
+ * message; cfg cleared) when that cannot be; *rc then holds the exit status. */
+static gboolean
+base_config (VlTrainConfig *cfg, const TrainArgs *a, int *rc)
+{
+  GError *error = NULL;
+  if (a->resume)
+    {
+      /* the run's own configuration; only what does not change its past may be given */
+      const char *fixed = resume_conflict (a);
+      if (fixed)
+        {
+          *rc = usage_error ("%s cannot change when resuming: the run's configuration is in "
+                             "%s/run.json", fixed, a->out);
+          return FALSE;
+        }
+      if (!vl_train_config_load (cfg, a->out, &error))
+        {
+          *rc = cli_fail (error);
+          return FALSE;
+        }
+      cfg->resume = TRUE;
+      return TRUE;
+    }
+  vl_train_config_init (cfg);
+  /* the named recipes (vl-preset.h, shared with the app); options given with them override
+   * them */
+  if (a->preset && !vl_preset_apply (cfg, a->preset))
+    {
+      vl_train_config_clear (cfg);
+      g_autofree char *names = vl_preset_names ();
+      *rc = usage_error ("--preset %s: expected one of %s", a->preset, names);
+      return FALSE;
+    }
+  if (a->init && !g_str_equal (a->init, "random") && !g_str_equal (a->init, "pretrained"))
+    {
+      vl_train_config_clear (cfg);
+      *rc = usage_error ("--init %s: expected pretrained or random", a->init);
+      return FALSE;
+    }
+  if (a->init)
+    cfg->init_random = g_str_equal (a->init, "random");
+  if (a->geometry)
+    {
+      g_free (cfg->geometry);
+      cfg->geometry = g_strdup (a->geometry);
+      g_clear_pointer (&cfg->backbone, g_free);
+    }
+  if (a->backbone)
+    {
+      g_free (cfg->backbone);
+      cfg->backbone = g_strdup (a->backbone);
+      if (!a->geometry)
+        g_clear_pointer (&cfg->geometry, g_free);
+    }
+  if ((cfg->backbone == NULL && !(cfg->init_random && cfg->geometry)) ||
+      (a->data == NULL && cfg->data == NULL))
+    {
+      vl_train_config_clear (cfg);
+      *rc = usage_error ("train needs --backbone (or --init random --geometry SPEC), --data "
+                         "and --out");
+      return FALSE;
+    }
+  cfg->out_dir = g_strdup (a->out);
+  return TRUE;
+}
+
+/* The task, heads, pooling, augmentation, stem and what trains; FALSE after a message. */
+static gboolean
+apply_choices (VlTrainConfig *cfg, const TrainArgs *a)
+{
+  if (a->task && !vl_task_from_string (a->task, &cfg->task))
+    return usage_error ("--task %s: expected classify, regress, segment or detect", a->task),
+           FALSE;
+  if (a->seg_head && !vl_seg_head_kind_from_string (a->seg_head, &cfg->seg_head))
+    return usage_error ("--seg-head %s: expected linear or upconv", a->seg_head), FALSE;
+  if (a->seg_head && cfg->task != VL_TASK_SEGMENT)
+    return usage_error ("--seg-head is for --task segment"), FALSE;
+  if (a->img_size >= 0 && cfg->task != VL_TASK_SEGMENT && cfg->task != VL_TASK_DETECT)
+    return usage_error ("--img-size is for --task segment and detect"), FALSE;
+  if (a->img_size >= 0)
+    cfg->img_size = a->img_size;
+  if (a->loss && !vl_reg_loss_from_string (a->loss, &cfg->reg_loss))
+    return usage_error ("--loss %s: expected mse or smooth-l1", a->loss), FALSE;
+  if (a->loss && cfg->task != VL_TASK_REGRESS)
+    return usage_error ("--loss is for --task regress (classification trains with "
+                        "cross-entropy)"), FALSE;
+  if (a->head && g_str_equal (a->head, "linear"))
+    cfg->head = VL_HEAD_LINEAR;
+  else if (a->head && g_str_equal (a->head, "mlp"))
+    cfg->head = VL_HEAD_MLP;
+  else if (a->head)
+    return usage_error ("--head %s: expected linear or mlp", a->head), FALSE;
+  if (a->mlp_hidden >= 0)
+    cfg->mlp_hidden = a->mlp_hidden;
+  if (a->pool && !vl_pool_from_string (a->pool, &cfg->pool))
+    return usage_error ("--pool %s: expected token, avg or max", a->pool), FALSE;
+  if (a->augment && !vl_augment_from_string (a->augment, &cfg->augment))
+    return usage_error ("--augment %s: expected none, light or strong", a->augment), FALSE;
+  if (a->stem && (!vl_stem_kind_from_string (a->stem, &cfg->stem) ||
+                  cfg->stem == VL_STEM_RESNETV2))
+    return usage_error ("--stem %s: expected conv, mbconv or patch", a->stem), FALSE;
+  if (a->train_groups && (a->unlock >= 0 || a->schedule))
+    return usage_error ("give --train-groups or --unlock / --unlock-schedule, not both"), FALSE;
+  if (a->train_groups)
+    {
+      g_free (cfg->train_groups);
+      cfg->train_groups = g_strdup (a->train_groups);
+    }
+  if (a->unlock >= 0 && a->schedule)
+    return usage_error ("give --unlock or --unlock-schedule, not both"), FALSE;
+  if (a->unlock >= 0 || a->schedule)
+    {
+      g_free (cfg->unlock_schedule);
+      cfg->unlock_schedule = a->schedule ? g_strdup (a->schedule)
+                                         : g_strdup_printf ("%d", a->unlock);
+      int n;
+      GError *error = NULL;
+      g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (cfg->unlock_schedule, &n, &error);
+      if (s == NULL)
+        {
+          usage_error ("--unlock-schedule: %s", error->message);
+          g_error_free (error);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* Epochs, batch, the schedule's numbers, seed, cache; FALSE after a message. */
+static gboolean
+apply_numbers (VlTrainConfig *cfg, const TrainArgs *a)
+{
+  if (a->epochs != -1 && a->epochs < 1)
+    return usage_error ("--epochs %d: expected at least 1", a->epochs), FALSE;
+  if (a->epochs != -1)
+    cfg->epochs = a->epochs;
+  if (a->batch != -1 && (a->batch < 1 || a->batch > 65536))
+    return usage_error ("--batch %d: expected 1 to 65536", a->batch), FALSE;
+  if (a->batch != -1)
+    cfg->batch_size = a->batch;
+  if (a->early_stop < -1 || a->probe_every < -1 || a->mlp_hidden < -1)
+    return usage_error ("--early-stop, --probe-every and --mlp-hidden must not be negative"),
+           FALSE;
+  if (a->early_stop >= 0)
+    cfg->early_stop = a->early_stop;
+  if (a->probe_every >= 0)
+    cfg->probe_every = a->probe_every;
+  if (a->seed >= 0)
+    cfg->seed = (uint64_t) a->seed;
+  if (a->cache)
+    cfg->cache_features = TRUE;
+  double limit = (double) cfg->cache_limit / (1 << 30);
+  if (!parse_number ("--lr", a->lr, 1e-12, 1e3, &cfg->lr) ||
+      !parse_number ("--min-lr", a->min_lr, 0, 1e3, &cfg->min_lr) ||
+      !parse_number ("--wd", a->wd, 0, 1e3, &cfg->weight_decay) ||
+      !parse_number ("--warmup", a->warmup, 0, 1e6, &cfg->warmup_epochs) ||
+      !parse_number ("--layer-decay", a->layer_decay, 1e-6, 1, &cfg->layer_decay) ||
+      !parse_number ("--label-smoothing", a->smoothing, 0, 0.999, &cfg->label_smoothing) ||
+      !parse_number ("--clip-grad", a->clip, 0, 1e9, &cfg->clip_grad) ||
+      !parse_number ("--val-fraction", a->val_fraction, 1e-6, 0.95, &cfg->val_fraction) ||
+      !parse_number ("--cache-limit", a->limit, 0, 1 << 20, &limit))
+    return FALSE;
+  cfg->cache_limit = (int64_t) (limit * (1 << 30));
+  return TRUE;
+}
+
+/* Runs the trainer to its end, showing its events; Ctrl+C stops it at a saved position. */
+static int
+run_trainer (VlTrainConfig *cfg)
+{
+  GError *error = NULL;
+  g_autoptr(VlTrainer) t = vl_trainer_new (cfg, &error);
+  if (t == NULL)
     {
       int rc = usage_error ("%s", error->message);
       g_error_free (error);
       return rc;
     }
-  if (argc != 1)
-    return usage_error ("train takes no positional arguments ('%s')", argv[1]);
-  if (out == NULL)
-    return usage_error ("train needs --out RUNDIR");
-
-  VlTrainConfig cfg;
-  if (resume)
-    {
-      /* the run's own configuration; only what does not change its past may be given */
-      const char *fixed = backbone ? "--backbone" : head ? "--head" : pool ? "--pool"
-                        : init ? "--init" : geometry ? "--geometry" : preset ? "--preset"
-                        : unlock >= 0 ? "--unlock" : schedule ? "--unlock-schedule"
-                        : batch >= 0 ? "--batch" : lr_s ? "--lr" : min_lr_s ? "--min-lr"
-                        : wd_s ? "--wd" : warmup_s ? "--warmup" : ld_s ? "--layer-decay"
-                        : ls_s ? "--label-smoothing" : clip_s ? "--clip-grad"
-                        : augment ? "--augment" : vf_s ? "--val-fraction" : seed >= 0 ? "--seed"
-                        : mlp_hidden >= 0 ? "--mlp-hidden" : task ? "--task"
-                        : loss ? "--loss" : seg_head ? "--seg-head"
-                        : img_size >= 0 ? "--img-size" : stem ? "--stem"
-                        : train_groups ? "--train-groups" : NULL;
-      if (fixed)
-        return usage_error ("%s cannot change when resuming: the run's configuration is in "
-                            "%s/run.json", fixed, out);
-      if (!vl_train_config_load (&cfg, out, &error))
-        return cli_fail (error);
-      cfg.resume = TRUE;
-    }
-  else
-    {
-      vl_train_config_init (&cfg);
-      if (preset && !apply_preset (&cfg, preset))
-        {
-          vl_train_config_clear (&cfg);
-          return usage_error ("--preset %s: expected one of demo, rotate, pretrain-fmnist",
-                              preset);
-        }
-      if (init && !g_str_equal (init, "random") && !g_str_equal (init, "pretrained"))
-        {
-          vl_train_config_clear (&cfg);
-          return usage_error ("--init %s: expected pretrained or random", init);
-        }
-      if (init)
-        cfg.init_random = g_str_equal (init, "random");
-      if (geometry)
-        {
-          g_free (cfg.geometry);
-          cfg.geometry = g_strdup (geometry);
-          g_clear_pointer (&cfg.backbone, g_free);
-        }
-      if (backbone)
-        {
-          g_free (cfg.backbone);
-          cfg.backbone = g_strdup (backbone);
-          if (!geometry)
-            g_clear_pointer (&cfg.geometry, g_free);
-        }
-      if ((cfg.backbone == NULL && !(cfg.init_random && cfg.geometry)) ||
-          (data == NULL && cfg.data == NULL))
-        {
-          vl_train_config_clear (&cfg);
-          return usage_error ("train needs --backbone (or --init random --geometry SPEC), --data "
-                              "and --out");
-        }
-      cfg.out_dir = g_strdup (out);
-    }
-  /* from here on, cfg owns strings: leave through `done` */
-  int rc = EXIT_USAGE;
-  g_autoptr(VlTrainer) t = NULL;
-  if (data)
-    {
-      g_free (cfg.data);
-      cfg.data = g_strdup (data);
-    }
-  if (task && !vl_task_from_string (task, &cfg.task))
-    {
-      usage_error ("--task %s: expected classify, regress or segment", task);
-      goto done;
-    }
-  if (seg_head && !vl_seg_head_kind_from_string (seg_head, &cfg.seg_head))
-    {
-      usage_error ("--seg-head %s: expected linear or upconv", seg_head);
-      goto done;
-    }
-  if ((seg_head || img_size >= 0) && cfg.task != VL_TASK_SEGMENT)
-    {
-      usage_error ("--seg-head and --img-size are for --task segment");
-      goto done;
-    }
-  if (img_size >= 0)
-    cfg.img_size = img_size;
-  if (loss && !vl_reg_loss_from_string (loss, &cfg.reg_loss))
-    {
-      usage_error ("--loss %s: expected mse or smooth-l1", loss);
-      goto done;
-    }
-  if (loss && cfg.task != VL_TASK_REGRESS)
-    {
-      usage_error ("--loss is for --task regress (classification trains with cross-entropy)");
-      goto done;
-    }
-  if (head && g_str_equal (head, "linear"))
-    cfg.head = VL_HEAD_LINEAR;
-  else if (head && g_str_equal (head, "mlp"))
-    cfg.head = VL_HEAD_MLP;
-  else if (head)
-    {
-      usage_error ("--head %s: expected linear or mlp", head);
-      goto done;
-    }
-  if (mlp_hidden >= 0)
-    cfg.mlp_hidden = mlp_hidden;
-  if (pool && !vl_pool_from_string (pool, &cfg.pool))
-    {
-      usage_error ("--pool %s: expected token, avg or max", pool);
-      goto done;
-    }
-  if (augment && !vl_augment_from_string (augment, &cfg.augment))
-    {
-      usage_error ("--augment %s: expected none, light or strong", augment);
-      goto done;
-    }
-  if (stem && (!vl_stem_kind_from_string (stem, &cfg.stem) || cfg.stem == VL_STEM_RESNETV2))
-    {
-      usage_error ("--stem %s: expected conv, mbconv or patch", stem);
-      goto done;
-    }
-  if (train_groups && (unlock >= 0 || schedule))
-    {
-      usage_error ("give --train-groups or --unlock / --unlock-schedule, not both");
-      goto done;
-    }
-  if (train_groups)
-    {
-      g_free (cfg.train_groups);
-      cfg.train_groups = g_strdup (train_groups);
-    }
-  if (unlock >= 0 && schedule)
-    {
-      usage_error ("give --unlock or --unlock-schedule, not both");
-      goto done;
-    }
-  if (unlock >= 0 || schedule)
-    {
-      g_free (cfg.unlock_schedule);
-      cfg.unlock_schedule = schedule ? g_strdup (schedule) : g_strdup_printf ("%d", unlock);
-      int n;
-      g_autofree VlUnlockStep *s = vl_unlock_schedule_parse (cfg.unlock_schedule, &n, &error);
-      if (s == NULL)
-        {
-          usage_error ("--unlock-schedule: %s", error->message);
-          g_clear_error (&error);
-          goto done;
-        }
-    }
-  if (epochs != -1 && epochs < 1)
-    {
-      usage_error ("--epochs %d: expected at least 1", epochs);
-      goto done;
-    }
-  if (epochs != -1)
-    cfg.epochs = epochs;
-  if (batch != -1 && (batch < 1 || batch > 65536))
-    {
-      usage_error ("--batch %d: expected 1 to 65536", batch);
-      goto done;
-    }
-  if (batch != -1)
-    cfg.batch_size = batch;
-  if (early_stop < -1 || probe_every < -1 || mlp_hidden < -1)
-    {
-      usage_error ("--early-stop, --probe-every and --mlp-hidden must not be negative");
-      goto done;
-    }
-  if (early_stop >= 0)
-    cfg.early_stop = early_stop;
-  if (probe_every >= 0)
-    cfg.probe_every = probe_every;
-  if (seed >= 0)
-    cfg.seed = (uint64_t) seed;
-  if (cache)
-    cfg.cache_features = TRUE;
-  double limit = (double) cfg.cache_limit / (1 << 30);
-  if (!parse_number ("--lr", lr_s, 1e-12, 1e3, &cfg.lr) ||
-      !parse_number ("--min-lr", min_lr_s, 0, 1e3, &cfg.min_lr) ||
-      !parse_number ("--wd", wd_s, 0, 1e3, &cfg.weight_decay) ||
-      !parse_number ("--warmup", warmup_s, 0, 1e6, &cfg.warmup_epochs) ||
-      !parse_number ("--layer-decay", ld_s, 1e-6, 1, &cfg.layer_decay) ||
-      !parse_number ("--label-smoothing", ls_s, 0, 0.999, &cfg.label_smoothing) ||
-      !parse_number ("--clip-grad", clip_s, 0, 1e9, &cfg.clip_grad) ||
-      !parse_number ("--val-fraction", vf_s, 1e-6, 0.95, &cfg.val_fraction) ||
-      !parse_number ("--cache-limit", limit_s, 0, 1 << 20, &limit))
-    goto done;
-  cfg.cache_limit = (int64_t) (limit * (1 << 30));
-
-  t = vl_trainer_new (&cfg, &error);
-  if (t == NULL)
-    {
-      usage_error ("%s", error->message);
-      g_clear_error (&error);
-      goto done;
-    }
   if (!vl_trainer_start (t, &error))
-    {
-      rc = cli_fail (error);
-      goto done;
-    }
+    return cli_fail (error);
   signal (SIGINT, on_sigint);
   signal (SIGTERM, on_sigint);
-  Progress p = { .tty = isatty (STDERR_FILENO), .epochs = cfg.epochs,
+  Progress p = { .tty = isatty (STDERR_FILENO), .epochs = cfg->epochs,
                  .started = g_get_monotonic_time () };
   gboolean stop_sent = FALSE;
+  int rc = EXIT_USAGE;
   for (;;)
     {
       vl_trainer_wait (t, 200000);
@@ -624,13 +620,44 @@ cmd_train (int argc, char **argv)
           vl_trainer_stop (t);
           stop_sent = TRUE;
         }
-      if (show_events (t, &p, &cfg, &rc))
+      if (show_events (t, &p, cfg, &rc))
         break;
     }
   vl_trainer_join (t);
   g_strfreev (p.class_names);
-done:
-  vl_train_config_clear (&cfg);
+  return rc;
+}
+
+int
+cmd_train (int argc, char **argv)
+{
+  GError *error = NULL;
+  TrainArgs a;
+  if (!parse_train_args (&a, &argc, &argv, &error))
+    {
+      int rc = usage_error ("%s", error->message);
+      g_error_free (error);
+      train_args_clear (&a);
+      return rc;
+    }
+  int rc = EXIT_USAGE;
+  VlTrainConfig cfg;
+  if (argc != 1)
+    rc = usage_error ("train takes no positional arguments ('%s')", argv[1]);
+  else if (a.out == NULL)
+    rc = usage_error ("train needs --out RUNDIR");
+  else if (base_config (&cfg, &a, &rc))
+    {
+      if (a.data)
+        {
+          g_free (cfg.data);
+          cfg.data = g_strdup (a.data);
+        }
+      if (apply_choices (&cfg, &a) && apply_numbers (&cfg, &a))
+        rc = run_trainer (&cfg);
+      vl_train_config_clear (&cfg);
+    }
+  train_args_clear (&a);
   return rc;
 }
 
@@ -734,6 +761,47 @@ eval_segment (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSp
   return EXIT_SUCCESS;
 }
 
+/* eval of a detection run: the FCOS head of det_head.safetensors on the model, scored with
+ * COCO's definitions at each image's own size. */
+static int
+eval_detect (const char *run, VlModel *m, VlDataset *ds, const char *spec, VlSplit which,
+             int batch, int img_size)
+{
+  GError *error = NULL;
+  g_autofree char *hpath = g_build_filename (run, VL_RUN_DET_HEAD, NULL);
+  g_autoptr(VlDetHead) h = vl_det_head_load (hpath, vl_model_geometry (m)->width, &error);
+  if (h == NULL)
+    return cli_fail (error);
+  if (!vl_dataset_is_detection (ds) || vl_dataset_n_classes (ds) != vl_det_head_n_classes (h))
+    {
+      g_printerr ("vitlab-cli: %s: the FCOS head has %d classes, %s %s\n", run,
+                  vl_det_head_n_classes (h), spec,
+                  vl_dataset_is_detection (ds) ? "another number" : "has no boxes");
+      return EXIT_FAILURE;
+    }
+  VlDetResult r;
+  if (!vl_evaluate_detect (m, h, ds, which, img_size, batch, NULL, &r, &error))
+    return cli_fail (error);
+  print_skipped_files (ds);
+  const char *sp = which == VL_SPLIT_VAL ? "val" : "train";
+  g_print ("data:      %s, %s split, %" G_GINT64_FORMAT " images, %" G_GINT64_FORMAT " boxes\n",
+           vl_dataset_description (ds), sp, r.n, r.n_gt);
+  g_print ("task:      detection (FCOS head), scored at each image's own size (COCO, score "
+           ">= %.2f, %" G_GINT64_FORMAT " detections)\n", VL_DETECT_EVAL_SCORE, r.n_dt);
+  g_print ("loss:      %.4f\n", r.loss);
+  g_print ("AP:        %.4f (IoU .50:.95)\n", r.ap);
+  g_print ("AP50:      %.4f\n", r.ap50);
+  g_print ("AP75:      %.4f\n", r.ap75);
+  g_print ("AR@100:    %.4f\n", r.ar100);
+  g_print ("%-24s %8s %8s\n", "class", "AP", "AP50");
+  for (int k = 1; k < r.n_classes; k++)
+    g_print ("%-24.24s %8.4f %8.4f\n", vl_dataset_class_name (ds, k), r.class_ap[k],
+             r.class_ap50[k]);
+  g_print ("%s_map=%.4f\n%s_map50=%.4f\n", sp, r.ap, sp, r.ap50);
+  vl_det_result_clear (&r);
+  return EXIT_SUCCESS;
+}
+
 int
 cmd_eval (int argc, char **argv)
 {
@@ -776,7 +844,8 @@ cmd_eval (int argc, char **argv)
         return cli_fail (error);
       opts.val_fraction = cfg.val_fraction;
       opts.seed = cfg.seed;
-      img_size = cfg.task == VL_TASK_SEGMENT ? cfg.img_size : 0;
+      img_size = cfg.task == VL_TASK_SEGMENT || cfg.task == VL_TASK_DETECT ? cfg.img_size : 0;
+      opts.detect = cfg.task == VL_TASK_DETECT;
       if (spec == NULL)
         spec = g_strdup (cfg.data);
       vl_train_config_clear (&cfg);
@@ -812,6 +881,8 @@ cmd_eval (int argc, char **argv)
     }
   if (task.kind == VL_TASK_SEGMENT)
     return eval_segment (run, m, ds, spec, which, batch, img_size);
+  if (task.kind == VL_TASK_DETECT)
+    return eval_detect (run, m, ds, spec, which, batch, img_size);
   const int K = vl_dataset_n_classes (ds);
   if (vl_model_num_classes (m) != K)
     {

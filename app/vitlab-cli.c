@@ -19,6 +19,7 @@
 #include "vl-trainer.h"
 #include "vl-pool.h"
 #include "vl-safetensors.h"
+#include "vl-det-head.h"
 #include "vl-seg-head.h"
 #include "vl-run.h"
 
@@ -45,7 +46,7 @@ static const char *usage_text =
   "                    --out DIR|FILE.onnx\n"
   "  vitlab-cli export-recipe RUNDIR --out DIR   (train.py for PyTorch/torchrun, run.json)\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
-  "  vitlab-cli train --preset demo|pretrain-fmnist --out RUNDIR [options]\n"
+  "  vitlab-cli train --preset demo|rotate|scenes|pretrain-fmnist --out RUNDIR [options]\n"
   "  vitlab-cli train --task regress --backbone CKPT --data DIR|fashion-mnist-rotate[:...]\n"
   "                  --out RUNDIR [--loss mse|smooth-l1] [options]\n"
   "  vitlab-cli eval RUNDIR [--data SPEC]\n"
@@ -54,7 +55,8 @@ static const char *usage_text =
   "                      [--pool token|avg|max|all] --out FILE.safetensors|.npy|.csv\n"
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
-  "  vitlab-cli bench --model vit-tiny|vit-small [--img 224] [--batch 32]\n"
+  "  vitlab-cli bench --model vit-tiny|vit-small|--backbone CKPT|--geometry SPEC\n"
+  "                   [--img N] [--batch 32]\n"
   "                   --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv\n"
   "  vitlab-cli --version\n"
   "\n"
@@ -304,27 +306,11 @@ cmd_forward (int argc, char **argv)
   /* a segmentation head in the checkpoint (decode_head.*), or a run folder's
    * seg_head.safetensors: seg_logits (B, K, H, W) at the input size */
   g_autoptr(VlSegHead) seg = NULL;
-  {
-    const char *p = argv[1];
-    gboolean dir = g_file_test (p, G_FILE_TEST_IS_DIR);
-    g_autofree char *c1 = dir ? g_build_filename (p, "model.safetensors", NULL) : g_strdup (p);
-    g_autofree char *c2 = dir ? g_build_filename (p, "seg_head.safetensors", NULL) : NULL;
-    const char *cands[] = { c1, c2 };
-    for (guint i = 0; i < G_N_ELEMENTS (cands) && seg == NULL; i++)
-      {
-        if (cands[i] == NULL || !g_file_test (cands[i], G_FILE_TEST_IS_REGULAR))
-          continue;
-        g_autoptr(VlSafetensors) st = vl_safetensors_open (cands[i], NULL);
-        if (st == NULL || !vl_seg_head_in_safetensors (st))
-          continue;
-        seg = vl_seg_head_from_safetensors (st, g->width, &error);
-        if (seg == NULL)
-          {
-            g_strfreev (names);
-            return cli_fail (error);
-          }
-      }
-  }
+  if (!vl_seg_head_find (argv[1], g->width, &seg, &error))
+    {
+      g_strfreev (names);
+      return cli_fail (error);
+    }
   g_autofree float *seg_nchw = NULL;
   if (seg)
     {
@@ -338,6 +324,13 @@ cmd_forward (int argc, char **argv)
             seg_nchw[((gsize) b * K + k) * H * W + p] = z[((gsize) b * H * W + p) * K + k];
       int64_t s_seg[4] = { B, K, H, W };
       vl_safetensors_writer_add_f32 (w, "seg_logits", 4, s_seg, seg_nchw);
+    }
+  /* an FCOS head (head.*) in the checkpoint or the run folder's det_head.safetensors */
+  g_autoptr(GPtrArray) det_keep = g_ptr_array_new_with_free_func (g_free);
+  if (!cli_forward_detect (argv[1], m, B, H, W, w, det_keep, &error))
+    {
+      g_strfreev (names);
+      return cli_fail (error);
     }
   vl_safetensors_writer_add_metadata (w, "pool", vl_pool_name (vl_model_pool (m)));
   gboolean ok = vl_safetensors_writer_write (w, out, &error);
@@ -509,41 +502,50 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
 {
   GError *error = NULL;
   g_autofree char *run_json = g_build_filename (source, "run.json", NULL);
-  VlRunTask task = { 0 };
-  VlTaskSpec spec = { .kind = VL_TASK_CLASSIFY };
+  const gboolean is_run = g_file_test (run_json, G_FILE_TEST_IS_REGULAR);
   g_auto(GStrv) names = NULL;
-  g_autoptr(VlModel) m = NULL;
-  if (g_file_test (run_json, G_FILE_TEST_IS_REGULAR))
-    {
-      if (!vl_run_read_task (source, &task, &error))
-        return cli_fail (error);
-      m = vl_run_load_model (source, &names, &error);
-      spec = vl_run_task_spec (&task);
-    }
-  else
-    m = load_model (source, &error);
+  g_autoptr(VlModel) m = is_run ? vl_run_load_model (source, &names, &error)
+                                : load_model (source, &error);
   if (m == NULL)
-    {
-      vl_run_task_clear (&task);
-      return cli_fail (error);
-    }
+    return cli_fail (error);
   if (pool)
     vl_model_set_pool (m, pool_kind);
-  const char *const *labels = task.kind == VL_TASK_REGRESS
-                              ? (const char *const *) task.value_names
-                              : (const char *const *) names;
-  VlOnnxOptions o = { .task = &spec, .names = labels };
+  const VlGeometry *g = vl_model_geometry (m);
+  /* a run: its task, names, seg head and side (vl_onnx_run_init); a checkpoint: its own head,
+   * or the seg head it carries */
+  VlOnnxRun run = { 0 };
+  g_autoptr(VlSegHead) seg = NULL;
+  g_autoptr(VlDetHead) det = NULL;
+  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
+  VlOnnxOptions o = { .task = &classify };
+  if (is_run && !vl_onnx_run_init (&run, source, g->width, (const char *const *) names, &error))
+    return cli_fail (error);
+  if (is_run)
+    o = run.options;
+  else if (!vl_seg_head_find (source, g->width, &seg, &error) ||
+           !vl_det_head_find (source, g->width, &det, &error))
+    return cli_fail (error);
+  else
+    {
+      o.seg_head = seg;
+      o.det_head = seg ? NULL : det;
+    }
   gboolean ok = vl_model_export_onnx (m, &o, out, &error);
-  vl_run_task_clear (&task);
+  const gboolean regress = o.task->kind == VL_TASK_REGRESS, has_seg = o.seg_head != NULL;
+  const gboolean has_det = o.det_head != NULL;
+  /* the preprocessing's size when it fits the patch (vl-onnx.h) */
+  const int S = o.size > 0 ? o.size
+                : g->input_size > 0 && g->input_size % g->patch == 0 ? g->input_size
+                : g->img_size;
+  vl_onnx_run_clear (&run);
   if (!ok)
     return cli_fail (error);
-  const VlGeometry *g = vl_model_geometry (m);
-  /* the preprocessing's size when it fits the patch (vl-onnx.h) */
-  const int S = g->input_size > 0 && g->input_size % g->patch == 0 ? g->input_size : g->img_size;
   g_print ("exported %s (%s) to %s: ONNX opset 17, pixel_values (N, %d, %d, %d) -> %s%s\n",
            source, g->family, out, g->in_chans, S, S,
-           vl_model_head_kind (m) == VL_HEAD_NONE ? "" : spec.kind == VL_TASK_REGRESS
-           ? "values, " : "logits, ", g->embed_dim > 0 ? "features, embedding" : "features");
+           has_seg ? "seg_logits, " : has_det ? "cls_logits, bbox_regression, bbox_ctrness, "
+           : vl_model_head_kind (m) == VL_HEAD_NONE ? ""
+           : regress ? "values, " : "logits, ",
+           g->embed_dim > 0 ? "features, embedding" : "features");
   return EXIT_SUCCESS;
 }
 
@@ -657,16 +659,73 @@ median_of (double *v, int n)
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The model `vitlab-cli bench` times: a named geometry (random weights, 1000 classes), a
+ * checkpoint (its own weights and head) or a vl_geometry_parse spec (random, 1000 classes). *img
+ * (0: the model's own size) must be a multiple of the patch. */
+static VlModel *
+bench_model (const char *model, const char *backbone, const char *spec, int *img,
+             GError **error)
+{
+  VlModel *m = NULL;
+  if (backbone)
+    m = vl_model_load (backbone, error);
+  else
+    {
+      VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12, .class_token = TRUE };
+      if (spec)
+        {
+          if (!vl_geometry_parse (spec, &g, error))
+            return NULL;
+        }
+      else if (g_str_equal (model, "vit-tiny"))
+        g.width = 192, g.heads = 3;
+      else if (g_str_equal (model, "vit-small"))
+        g.width = 384, g.heads = 6;
+      else if (g_str_equal (model, "vit-base"))
+        g.width = 768, g.heads = 12;
+      else
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                       "--model %s: expected vit-tiny, vit-small or vit-base", model);
+          return NULL;
+        }
+      if (!spec)
+        {
+          g.mlp = 4 * g.width;
+          g.grid = (*img ? *img : 224) / 16;
+        }
+      m = vl_model_new_random (&g, 1000, 1);
+    }
+  if (m == NULL)
+    return NULL;
+  const VlGeometry *g = vl_model_geometry (m);
+  if (*img == 0)
+    *img = g->grid * g->patch;
+  if (*img < g->patch || *img % g->patch)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "--img %d: must be a multiple of the "
+                   "patch size %d", *img, g->patch);
+      vl_model_free (m);
+      return NULL;
+    }
+  return m;
+}
+
 static int
 cmd_bench (int argc, char **argv)
 {
   GError *error = NULL;
-  g_autofree char *model = NULL, *mode = NULL;
-  int img = 224, batch = 32, reps = 5, warmup = 1;
+  g_autofree char *model = NULL, *mode = NULL, *backbone = NULL, *spec = NULL;
+  int img = 0, batch = 32, reps = 5, warmup = 1;
   gboolean gemm_ab = FALSE;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_STRING, &model, "vit-tiny or vit-small", "NAME" },
-    { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224)", "N" },
+    { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone,
+      "a checkpoint instead (its own weights, head and image size)", "CKPT" },
+    { "geometry", 0, 0, G_OPTION_ARG_STRING, &spec,
+      "a random model of this geometry instead (img=28,patch=4,chans=1,width=96,depth=6,...)",
+      "SPEC" },
+    { "img", 0, 0, G_OPTION_ARG_INT, &img, "image side (224; a checkpoint's own)", "N" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, "batch size (32)", "N" },
     { "mode", 0, 0, G_OPTION_ARG_STRING, &mode,
       "infer, unlock1, unlock6, full, stem-conv or stem-mbconv", "MODE" },
@@ -678,17 +737,8 @@ cmd_bench (int argc, char **argv)
   };
   if (!parse_options ("bench", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
-  if (!model || !mode || argc != 1)
-    return usage_error ("bench needs --model and --mode");
-  VlGeometry g = { .in_chans = 3, .patch = 16, .depth = 12, .class_token = TRUE };
-  if (g_str_equal (model, "vit-tiny"))
-    g.width = 192, g.heads = 3;
-  else if (g_str_equal (model, "vit-small"))
-    g.width = 384, g.heads = 6;
-  else if (g_str_equal (model, "vit-base"))
-    g.width = 768, g.heads = 12;
-  else
-    return usage_error ("--model %s: expected vit-tiny, vit-small or vit-base", model);
+  if ((model != NULL) + (backbone != NULL) + (spec != NULL) != 1 || !mode || argc != 1)
+    return usage_error ("bench needs --mode and one of --model, --backbone, --geometry");
   int unlock;
   if (g_str_equal (mode, "infer"))
     unlock = -1;
@@ -703,11 +753,12 @@ cmd_bench (int argc, char **argv)
   else
     return usage_error ("--mode %s: expected infer, unlock1, unlock6, full, stem-conv or "
                         "stem-mbconv", mode);
-  if (img < 16 || img % 16 || batch < 1 || reps < 1 || warmup < 0)
-    return usage_error ("--img must be a multiple of 16, --batch and --reps positive");
-  g.mlp = 4 * g.width;
-  g.grid = img / 16;
-  g_autoptr(VlModel) m = vl_model_new_random (&g, 1000, 1);
+  if (img < 0 || batch < 1 || reps < 1 || warmup < 0)
+    return usage_error ("--img must be positive, --batch and --reps too");
+  g_autoptr(VlModel) m = bench_model (model, backbone, spec, &img, &error);
+  if (m == NULL)
+    return cli_fail (error);
+  const int chans = vl_model_geometry (m)->in_chans, K = vl_model_num_classes (m);
   vl_model_lock (m, unlock < 0 ? 0 : unlock);
   if (unlock == 0)
     {
@@ -718,13 +769,13 @@ cmd_bench (int argc, char **argv)
       vl_model_set_group_trainable (m, 0, TRUE);
     }
 
-  int64_t n = (int64_t) batch * 3 * img * img;
+  int64_t n = (int64_t) batch * chans * img * img;
   g_autofree float *x = g_new (float, n);
   g_autofree int *y = g_new (int, batch);
   for (int64_t i = 0; i < n; i++)
     x[i] = (float) ((i * 2654435761u) % 1000) / 500.0f - 1.0f;
   for (int b = 0; b < batch; b++)
-    y[b] = b % 1000;
+    y[b] = b % MAX (K, 1);
   VlAdamW opt = VL_ADAMW_DEFAULTS;
   if (gemm_ab && !vl_gemm_enabled ())
     return usage_error ("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and no "
@@ -766,8 +817,9 @@ cmd_bench (int argc, char **argv)
   double median = median_of (rates, reps);
   struct rusage ru;
   getrusage (RUSAGE_SELF, &ru);
-  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n", model, img, batch, mode,
-           vl_pool_n_threads ());
+  g_print ("cpu=\"%s\" kernel=%s\n", vl_cpu_describe (), vl_gemm_isa_name (vl_gemm_isa ()));
+  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n",
+           backbone ? backbone : spec ? spec : model, img, batch, mode, vl_pool_n_threads ());
   /* where a step's time goes (medians of each part separately, so they need not add up) */
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));

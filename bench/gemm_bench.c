@@ -161,6 +161,13 @@ main (int argc, char **argv)
       3152, 2, 0 },
     { "fc2 weight gradient, a thread's half of batch 32 (192 x 3152 @ 3152 x 768)", 192, 768,
       3152, 2, 0 },
+    /* the shipped 28x28 backbone: 50 tokens of width 96, four images a task */
+    { "small qkv, four 50-token images (200 x 96 @ 96 x 288)", 200, 288, 96, 0, 0 },
+    { "small proj (200 x 96 @ 96 x 96)", 200, 96, 96, 0, 0 },
+    { "small fc1 (200 x 96 @ 96 x 384)", 200, 384, 96, 0, 0 },
+    { "small fc2 (200 x 384 @ 384 x 96)", 200, 96, 384, 0, 0 },
+    { "small fc1, one image (50 x 96 @ 96 x 384)", 50, 384, 96, 0, 0 },
+    { "small att v, one head (50 x 50 @ 50 x 32 of qkv)", 50, 32, 50, 1, 288 },
   };
   for (guint i = 0; i < G_N_ELEMENTS (shapes); i++)
     {

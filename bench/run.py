@@ -43,6 +43,26 @@ MODE_LABEL = {
 }
 IMG = 224
 
+# Small models (28-64 px, 16-200 tokens, width 64-192): the shipped Fashion-MNIST backbone by
+# its checkpoint and a random 64 px ViT by its geometry, the same arguments for both sides, at
+# batch 32 (training and the trainer's validation) and at a validation batch of 256
+SMALL = {  # key: (label, arguments, geometry for the FLOPs)
+    "fmnist-tiny": ("vitlab-fmnist-tiny (28 px, patch 4: 50 tokens, width 96, depth 6)",
+                    ["--backbone", "data/backbones/vitlab-fmnist-tiny"],
+                    dict(img=28, patch=4, chans=1, width=96, depth=6, classes=5)),
+    "vit-64px": ("ViT 64 px (patch 8: 65 tokens, width 192, depth 6, 3 heads)",
+                 ["--geometry", "img=64,patch=8,width=192,depth=6,heads=3"],
+                 dict(img=64, patch=8, chans=3, width=192, depth=6, classes=1000)),
+}
+SMALL_CASES = [(32, "infer"), (32, "unlock6"), (32, "full"), (256, "infer")]
+SMALL_TARGET = 3.0   # x PyTorch's best configuration
+
+
+def small_flops(key, mode):
+    g = SMALL[key][2]
+    return flops(g["width"], mode, img=g["img"], depth=g["depth"], classes=g["classes"],
+                 patch=g["patch"], chans=g["chans"])
+
 
 def reps_for(model, batch, mode, quick):
     """(warmup, timed reps): batch 1 is cheap, so more reps; keeps `make bench` near 15 min."""
@@ -130,10 +150,16 @@ def short_label(label):
 SCRUB = ["OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS",
          "MKL_NUM_THREADS", "VITLAB_THREADS", "OPENBLAS_VERBOSE"]
 
-HAND_WRITTEN = ["OpenBLAS kernel selection", "Profile"]
+HAND_WRITTEN = ["OpenBLAS kernel selection", "Profile", "Earlier machines"]
 TORCH_CAP = 60   # seconds of timed PyTorch reps per case at most (fewer reps when slower)
 
 DEFAULT_HAND_WRITTEN = {
+    "Earlier machines": """\
+## Earlier machines
+
+The generated part of each earlier report on another CPU, as it was (moved here by `make bench`
+when the CPU changes; newest first).
+""",
     "Profile": """\
 ## Profile: where the rest of the time goes
 
@@ -158,12 +184,12 @@ Profile of inference before that fix (`perf record`): 73% `sgemm_kernel_PRESCOTT
 # ---------------------------------------------------------------- FLOPs
 
 
-def flops(width, mode, img=IMG, depth=12, mlp_ratio=4, classes=1000, patch=16):
+def flops(width, mode, img=IMG, depth=12, mlp_ratio=4, classes=1000, patch=16, chans=3):
     """Matrix-product FLOPs per image (multiply-add = 2), forward or one training step.
 
     Groups (vitlab and OpenCLIP order): embedding, blocks 0..depth-1, final norm, head.
     forward  F = F_embed + depth * (F_lin + F_attn) + F_head
-      F_embed = 2 P (3 p^2) D                    P = (img/p)^2 patches, D = width
+      F_embed = 2 P (C p^2) D                    P = (img/p)^2 patches, D = width, C channels
       F_lin   = 2 T D (3D + D + 2 M)             qkv, proj, fc1, fc2; T = P + 1 tokens, M = 4D
       F_attn  = 2 (2 T^2 D)                      QK^T and AV over all heads
       F_head  = 2 D K                            class token only
@@ -179,7 +205,7 @@ def flops(width, mode, img=IMG, depth=12, mlp_ratio=4, classes=1000, patch=16):
     t = p_ + 1
     d = width
     m = mlp_ratio * d
-    f_embed = 2 * p_ * 3 * patch * patch * d
+    f_embed = 2 * p_ * chans * patch * patch * d
     f_lin = 2 * t * d * (3 * d + d + 2 * m)
     f_attn = 2 * 2 * t * t * d
     f_block = f_lin + f_attn
@@ -397,7 +423,33 @@ def old_sections(path):
     return found
 
 
-def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
+def carry_earlier(path, cpu_now, hand):
+    """When the report at `path` was made on another CPU than cpu_now (its "CPU as vitlab sees
+    it" line, or its lscpu line for reports older than that), its generated part (Machine up to
+    the FLOPs formula), headings one level down, goes first into hand["Earlier machines"]."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return
+    m = re.search(r"^- (CPU as vitlab sees it: .*?);", text, re.M)
+    cpu_old = m.group(1) if m else None
+    if cpu_old == cpu_now:
+        return
+    a, b = text.find("\n## Machine"), text.find("\n## FLOPs per image")
+    if a < 0 or b < 0:
+        return
+    lscpu = re.search(r"^- CPU: (.*)$", text, re.M)
+    when = re.search(r"this run: (\d{4}-\d\d-\d\d)", text)
+    label = (cpu_old or ("CPU: " + lscpu.group(1) if lscpu else "another CPU")).rstrip(";")
+    part = re.sub(r"(?m)^(#{2,5}) ", lambda x: "##" + x.group(1) + " ", text[a + 1:b].rstrip())
+    block = f"### {label}, {when.group(1) if when else 'earlier'}\n\n{part}\n"
+    earlier = hand.get("Earlier machines", DEFAULT_HAND_WRITTEN["Earlier machines"]).rstrip()
+    head, _, rest = earlier.partition("\n### ")
+    hand["Earlier machines"] = (head.rstrip() + "\n\n" + block
+                                + ("\n### " + rest if rest else "")).rstrip() + "\n"
+
+
+def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab, small=(), demo=None):
     L = []
     w = L.append
     w("# Benchmarks")
@@ -422,6 +474,7 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
       f"thread), {info.get('SIMD', '')}; hypervisor {info.get('Hypervisor vendor', 'none')}; "
       f"L2 {info.get('L2 cache', '?')}, L3 {info.get('L3 cache', '?')}; "
       f"memory {info.get('Memory', '?')}")
+    w(f"- {cpu_label(results, info)}; vitlab's kernels for it: **{vitlab_kernel(results)}**")
     w(f"- Debian {info.get('Debian', '?')}, Linux {info.get('Kernel', '?')}, "
       f"gcc {pk.get('gcc', '?')}")
     g_def = gemm.get("default", {})
@@ -583,6 +636,9 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
           f"{fmt(r['vitlab'].get('rss'))} | {rss_t} | {fmt(100 * case_foreign(r), 0)} |")
     w("")
 
+    render_small(w, small, peak)
+    render_demo(w, demo)
+
     # ---- own products against OpenBLAS's
     w("### vitlab's own products against OpenBLAS's")
     w("")
@@ -621,14 +677,14 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
     w("")
 
     # ---- observations computed from the numbers
-    w("## The issue's targets (ViT-Ti/16)")
+    w("## The issue's targets")
     w("")
     w("Computed from the tables above; \"PyTorch's best\" is its fastest configuration in the "
       "same case.")
     w("")
     w("| target | this run | met |")
     w("|---|---|---|")
-    for t, got, ok in targets(results, epoch, peak):
+    for t, got, ok in targets(results, epoch, peak) + small_targets(small, demo):
         w(f"| {t} | {got} | {'yes' if ok else '**no**'} |")
     w("")
     w("## Summary of this run")
@@ -693,6 +749,109 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab):
         w(hand.get(key, DEFAULT_HAND_WRITTEN[key]).rstrip())
         w("")
     return "\n".join(L).rstrip() + "\n"
+
+
+def cpu_label(results, info):
+    """The CPU as vitlab-cli bench names it (model name, family, model, micro-architecture)."""
+    for r in results:
+        if r["vitlab"].get("cpu"):
+            return "CPU as vitlab sees it: " + r["vitlab"]["cpu"]
+    return "CPU as vitlab sees it: " + info.get("Model name", "?")
+
+
+def vitlab_kernel(results):
+    for r in results:
+        if r["vitlab"].get("kernel"):
+            return r["vitlab"]["kernel"]
+    return "?"
+
+
+def best_torch(r):
+    tv = [r["torch"].get(c[0], {}).get("ips") for c in TORCH_CONFIGS]
+    tv = [x for x in tv if x is not None]
+    return max(tv) if tv else None
+
+
+def render_small(w, small, peak):
+    """The small models' table: the same columns as the ViT-Ti/S tables, plus GFLOP/s."""
+    if not small:
+        return
+    w("### Small models")
+    w("")
+    w("The shipped Fashion-MNIST backbone (its own checkpoint: `vitlab-cli bench --backbone`, "
+      "`torch_bench.py step --backbone`)")
+    w("and a random 64 px ViT (`--geometry`), at batch 32 (training, and the trainer's "
+      "validation) and at a validation batch")
+    w(f"of 256; the issue's target: at least {SMALL_TARGET:g}x PyTorch's best configuration. "
+      "GFLOP/s = the FLOPs per image of")
+    w("the formula below (with the model's channels, patch, depth and classes) x images/s; "
+      f"% peak of {fmt(peak)} GFLOP/s.")
+    w("")
+    w("| model | batch, case | vitlab | " + " | ".join(short_label(c[1]) for c in TORCH_CONFIGS)
+      + " | vitlab / best | GFLOP / image | vitlab GFLOP/s | % peak | others' load % |")
+    w("|---|---|---:|" + "---:|" * len(TORCH_CONFIGS) + "---:|---:|---:|---:|---:|")
+    for r in small:
+        v = r["vitlab"].get("ips")
+        tv = [r["torch"].get(c[0], {}).get("ips") for c in TORCH_CONFIGS]
+        fl = small_flops(r["model"], r["mode"]) / 1e9
+        gf = fl * v if v else None
+        w(f"| {SMALL[r['model']][0]} | {r['batch']}, {r['mode']} | **{fmt(v)}** | "
+          + " | ".join(fmt(x) for x in tv)
+          + f" | {fmt(ratio(v, best_torch(r)), 2)} | {fl:.4f} | {fmt(gf)} | "
+          f"{fmt(100 * gf / peak if gf and peak else None, 0)} | "
+          f"{fmt(100 * case_foreign(r), 0)} |")
+    w("")
+    w("vitlab's runs, images/s in the order they ran: "
+      + "; ".join(f"{r['model']} b{r['batch']} {r['mode']} "
+                  f"{' / '.join(fmt(x) for x in r.get('vitlab_runs', []))}" for r in small)
+      + ".")
+    w("")
+
+
+def render_demo(w, demo):
+    if demo is None:
+        return
+    w("### The default experiment")
+    w("")
+    w(f"`{demo['cmd']}`: the shipped backbone to Fashion-MNIST classes 5-9, 100 training images "
+      "per class,")
+    w("validated on their 5,000 test images every epoch; 12 epochs, schedule `0:1,2:3,4:all`, "
+      "augmentation light.")
+    w("")
+    if not demo["ok"]:
+        w(f"Failed: {demo['error']}")
+        w("")
+        return
+    ep = demo["epoch_s"]
+    w("| process s | val accuracy | caching s | epochs s (sum) | each epoch s | peak RSS MiB "
+      "| others' load % |")
+    w("|---:|---:|---:|---:|---|---:|---:|")
+    w(f"| **{demo['wall']:.1f}** | {fmt(demo['val_acc'], 4)} | "
+      f"{' + '.join(f'{x:.1f}' for x in demo['cache_s']) or '—'} | {sum(ep):.1f} | "
+      f"{' / '.join(f'{x:.1f}' for x in ep)} | {demo['maxrss']:.0f} | "
+      f"{100 * demo['foreign']:.0f} |")
+    w("")
+
+
+def small_targets(small, demo):
+    rows = []
+    for key in SMALL:
+        qs = [(ratio(r["vitlab"].get("ips"), best_torch(r)), r) for r in small
+              if r["model"] == key]
+        qs = [(q, r) for q, r in qs if q is not None]
+        if not qs:
+            continue
+        q, r = min(qs, key=lambda x: x[0])
+        rows.append((f"{SMALL[key][0]}: at least {SMALL_TARGET:g}x PyTorch's best in every case",
+                     f"{q:.2f}x at the least (b{r['batch']} {r['mode']})", q >= SMALL_TARGET))
+    if demo is not None:
+        acc = demo.get("val_acc")
+        rows.append((f"`vitlab-cli train --preset demo` under {DEMO_TARGET_S:.0f} s, accuracy "
+                     f"{DEMO_ACC[0]:.2f}-{DEMO_ACC[1]:.2f}",
+                     f"{demo['wall']:.1f} s, {fmt(acc, 4)}" if demo["ok"] else "failed",
+                     demo["ok"] and demo["wall"] < DEMO_TARGET_S and acc is not None and
+                     DEMO_ACC[0] <= acc <= DEMO_ACC[1]))
+    return rows
 
 
 def cut_note(r):
@@ -861,6 +1020,9 @@ def parse_case(res, cmd):
         r["rss"] = None
         return r
     r["ips"] = float(d["images_per_s"])
+    m = re.search(r'^cpu="([^"]*)" kernel=(\S+)', res["out"], re.M)
+    if m:
+        r["cpu"], r["kernel"] = m.group(1), m.group(2)
     r["rss"] = float(d.get("peak_rss_mib", res["maxrss_mib"]))
     r["rss_wait4"] = res["maxrss_mib"]
     r["threads"] = d.get("threads")
@@ -958,6 +1120,32 @@ def run_gemm(quick, gemm=None):
         res = run([PY, TORCH_BENCH, "info"], retry=False)
         gemm["torch_info"] = kv(res["out"])
     return gemm
+
+
+DEMO_TARGET_S = 45.0
+DEMO_ACC = (0.81, 0.83)
+
+
+def run_demo(a, cli_abs):
+    """`vitlab-cli train --preset demo`, the default experiment, timed whole: wall time, the
+    validation accuracy and vitlab's own per-phase lines."""
+    work = tempfile.mkdtemp(prefix="vitlab-bench-demo-")
+    argv = [a.cli, "train", "--preset", "demo", "--out", os.path.join(work, "run")]
+    try:
+        res = run([cli_abs] + argv[1:], cwd=work, timeout=1800)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = res["out"] + res["err"]
+    d = kv(res["out"])
+    epochs = [float(x) for x in re.findall(r"^epoch \d+/\d+ .*?([0-9.]+) s\s", text, re.M)]
+    caching = [float(x) for x in re.findall(r"cached in ([0-9.]+) s", text)]
+    out = {"cmd": cmdline(argv).replace(work, "$TMP"), "ok": res["rc"] == 0,
+           "wall": res["wall"], "foreign": res["foreign"], "maxrss": res["maxrss_mib"],
+           "val_acc": float(d["val_acc"]) if "val_acc" in d else None,
+           "epoch_s": epochs, "cache_s": caching,
+           "error": None if res["rc"] == 0 else first_line(res["err"])}
+    log(f"demo: {out['wall']:.1f} s, val_acc {out['val_acc']}")
+    return out
 
 
 def run_epoch(a, cli_abs):
@@ -1093,6 +1281,50 @@ def main():
         shutil.rmtree(snap, ignore_errors=True)
 
 
+def run_case(a, cli_abs, model, which, batch, mode, warmup, reps):
+    """One case: vitlab, then each PyTorch configuration with vitlab again after each; which:
+    the model's arguments for both sides (--model NAME --img N, --backbone DIR, --geometry S)."""
+    # vitlab times twice as many steps as PyTorch: being about twice as fast, its
+    # timed window is then about as long as PyTorch's, and a slow spell of the
+    # machine weighs on both medians alike
+    vreps = reps if a.quick else 2 * reps
+    common = which + ["--batch", str(batch), "--mode", mode, "--reps", str(reps),
+                      "--warmup", str(warmup)]
+    r = {"model": model, "batch": batch, "mode": mode, "reps": reps,
+         "vreps": vreps, "warmup": warmup, "torch": {}}
+    vcommon = which + ["--batch", str(batch), "--mode", mode, "--reps", str(vreps),
+                       "--warmup", str(warmup)]
+    argv = [a.cli, "bench"] + vcommon
+    res = run([cli_abs] + argv[1:])
+    r["vitlab"] = parse_case(res, cmdline(argv))
+    log(f"{model} b{batch} {mode}: vitlab {r['vitlab']['ips']} img/s "
+        f"{r['vitlab']['rss']} MiB ({res['wall']:.0f} s)")
+    # vitlab runs again after each PyTorch configuration: this machine's speed
+    # drifts by up to a quarter over minutes and has slow spells of a few seconds
+    # (a shared host; invisible in /proc/stat), which hit a short run whole; so
+    # vitlab's figure is the median of its four runs spread over the case
+    runs = [r["vitlab"]] if r["vitlab"].get("ips") else []
+    for key, label, env, thr in TORCH_CONFIGS:
+        targv = [PY, TORCH_BENCH, "step"] + common + ["--threads", thr,
+                                                      "--max-seconds", str(TORCH_CAP)]
+        res = run(targv, env)
+        r["torch"][key] = parse_case(res, cmdline(targv, env))
+        log(f"{model} b{batch} {mode}: {label} {r['torch'][key]['ips']} img/s "
+            f"{r['torch'][key]['rss']} MiB ({res['wall']:.0f} s)")
+        res = run([cli_abs] + argv[1:])
+        again = parse_case(res, cmdline(argv))
+        log(f"{model} b{batch} {mode}: vitlab again {again['ips']} img/s")
+        if again.get("ips"):
+            runs.append(again)
+    if runs:
+        first = r["vitlab"]
+        r["vitlab_runs"] = [x["ips"] for x in runs]
+        first["ips"] = statistics.median(r["vitlab_runs"])
+        first["rss"] = max(x["rss"] for x in runs)
+        first["foreign"] = max(x["foreign"] for x in runs)
+    return r
+
+
 def bench_all(a, cli_abs):
     t0 = time.perf_counter()
     hand = old_sections(a.out)
@@ -1105,51 +1337,23 @@ def bench_all(a, cli_abs):
         for batch in batches:
             for mode in modes:
                 warmup, reps = reps_for(model, batch, mode, a.quick)
-                common = ["--model", model, "--img", str(IMG), "--batch", str(batch),
-                          "--mode", mode, "--reps", str(reps), "--warmup", str(warmup)]
-                # vitlab times twice as many steps as PyTorch: being about twice as fast, its
-                # timed window is then about as long as PyTorch's, and a slow spell of the
-                # machine weighs on both medians alike
-                vreps = reps if a.quick else 2 * reps
-                r = {"model": model, "batch": batch, "mode": mode, "reps": reps,
-                     "vreps": vreps, "warmup": warmup, "torch": {}}
-                vcommon = ["--model", model, "--img", str(IMG), "--batch", str(batch),
-                           "--mode", mode, "--reps", str(vreps), "--warmup", str(warmup)]
-                argv = [a.cli, "bench"] + vcommon
-                res = run([cli_abs] + argv[1:])
-                r["vitlab"] = parse_case(res, cmdline(argv))
-                log(f"{model} b{batch} {mode}: vitlab {r['vitlab']['ips']} img/s "
-                    f"{r['vitlab']['rss']} MiB ({res['wall']:.0f} s)")
-                # vitlab runs again after each PyTorch configuration: this machine's speed
-                # drifts by up to a quarter over minutes and has slow spells of a few seconds
-                # (a shared host; invisible in /proc/stat), which hit a short run whole; so
-                # vitlab's figure is the median of its four runs spread over the case
-                runs = [r["vitlab"]] if r["vitlab"].get("ips") else []
-                for key, label, env, thr in TORCH_CONFIGS:
-                    targv = [PY, TORCH_BENCH, "step"] + common + ["--threads", thr,
-                                                                  "--max-seconds", str(TORCH_CAP)]
-                    res = run(targv, env)
-                    r["torch"][key] = parse_case(res, cmdline(targv, env))
-                    log(f"{model} b{batch} {mode}: {label} {r['torch'][key]['ips']} img/s "
-                        f"{r['torch'][key]['rss']} MiB ({res['wall']:.0f} s)")
-                    res = run([cli_abs] + argv[1:])
-                    again = parse_case(res, cmdline(argv))
-                    log(f"{model} b{batch} {mode}: vitlab again {again['ips']} img/s")
-                    if again.get("ips"):
-                        runs.append(again)
-                if runs:
-                    first = r["vitlab"]
-                    r["vitlab_runs"] = [x["ips"] for x in runs]
-                    first["ips"] = statistics.median(r["vitlab_runs"])
-                    first["rss"] = max(x["rss"] for x in runs)
-                    first["foreign"] = max(x["foreign"] for x in runs)
-                results.append(r)
+                results.append(run_case(a, cli_abs, model, ["--model", model, "--img",
+                                                              str(IMG)], batch, mode, warmup,
+                                        reps))
+    small = []
+    for key, (_, which, _) in SMALL.items():
+        for batch, mode in (SMALL_CASES if not a.quick else SMALL_CASES[:1]):
+            # about 2 s of PyTorch's timed steps at its 150-400 images/s
+            reps = 1 if a.quick else (3 if batch == 256 else 15)
+            small.append(run_case(a, cli_abs, key, which, batch, mode, 2, reps))
+    demo = None if a.no_epoch else run_demo(a, cli_abs)
     gemm_ab = run_gemm_ab(a, cli_abs)
     gemm["cores"] = run_gemm_cores(a, cli_abs)
     epoch = None if a.no_epoch else run_epoch(a, cli_abs)
     gemm = run_gemm(a.quick, gemm)
     t_total = time.perf_counter() - t0
-    text = render(a, info, gemm, results, epoch, t_total, hand, gemm_ab)
+    carry_earlier(a.out, cpu_label(results, info), hand)
+    text = render(a, info, gemm, results, epoch, t_total, hand, gemm_ab, small, demo)
     text += render_stem_steps(run_stem_steps(a, cli_abs))
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """PyTorch side of `make bench`: the same cases as `vitlab-cli bench`, one case per process.
 
-    torch_bench.py step  --model vit-tiny|vit-small [--img 224] [--batch 32]
-                         --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv
+    torch_bench.py step  --model vit-tiny|vit-small|--backbone DIR|--geometry SPEC [--img N]
+                         [--batch 32] --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv
                          [--reps N] [--warmup N]
                          [--threads default|N] [--max-seconds S]
     torch_bench.py epoch --data DIR --backbone DIR [--batch 32] [--unlock 1] [--augment none|light]
@@ -36,9 +36,9 @@ UNLOCK = {"infer": None, "unlock1": 1, "unlock6": 6, "full": 1000,
           "stem-conv": "conv", "stem-mbconv": "mbconv"}
 
 
-def replace_stem(vit, kind, width):
+def replace_stem(vit, kind, chans, patch, width):
     """vitlab's --stem conv|mbconv in PyTorch: the stem (tests/data/gen-stems.py) as conv_proj
-    (it returns the (B, W, 14, 14) grid conv_proj did); the stem, the class token, the position
+    (it returns the (B, W, gh, gw) grid conv_proj did); the stem, the class token, the position
     embedding and the head train, the transformer is frozen. Returns the trainable params."""
     import importlib.util
     here = os.path.dirname(os.path.abspath(__file__))
@@ -48,7 +48,7 @@ def replace_stem(vit, kind, width):
     threads = torch.get_num_threads()
     spec.loader.exec_module(gs)   # sets one thread for its fixtures
     torch.set_num_threads(threads)
-    vit.conv_proj = (gs.ConvStem if kind == "conv" else gs.MBConvStem)(3, 16, width)
+    vit.conv_proj = (gs.ConvStem if kind == "conv" else gs.MBConvStem)(chans, patch, width)
     lock(vit, 1)
     for p in [vit.class_token, vit.encoder.pos_embedding, *vit.conv_proj.parameters()]:
         p.requires_grad_(True)
@@ -96,6 +96,36 @@ def make_vit(model, img, classes=1000):
                              hidden_dim=width, mlp_dim=mlp, num_classes=classes)
 
 
+def geometry_of(a):
+    """(img, patch, chans, depth, heads, width, mlp, classes) of --model, --backbone (its
+    config.json, timm's model_args) or --geometry (vitlab's vl_geometry_parse spec)."""
+    if a.backbone:
+        cfg = json.load(open(os.path.join(a.backbone, "config.json")))
+        m = cfg["model_args"]
+        width = m["embed_dim"]
+        return (a.img or m["img_size"], m["patch_size"], m.get("in_chans", 3), m["depth"],
+                m["num_heads"], width, int(width * m.get("mlp_ratio", 4.0)),
+                cfg.get("num_classes", m.get("num_classes", 1000)))
+    if a.geometry:
+        kv = dict(x.split("=", 1) for x in a.geometry.split(","))
+        width = int(kv["width"])
+        img = a.img or int(kv["img"])
+        return (img, int(kv["patch"]), int(kv.get("chans", 3)), int(kv["depth"]),
+                int(kv.get("heads", max(1, width // 64))), width, int(kv.get("mlp", 4 * width)),
+                1000)
+    heads, width, mlp = MODELS[a.model]
+    return (a.img or 224, 16, 3, 12, heads, width, mlp, 1000)
+
+
+def make_vit_geometry(geo):
+    img, patch, chans, depth, heads, width, mlp, classes = geo
+    vit = VisionTransformer(image_size=img, patch_size=patch, num_layers=depth, num_heads=heads,
+                            hidden_dim=width, mlp_dim=mlp, num_classes=classes)
+    if chans != 3:
+        vit.conv_proj = nn.Conv2d(chans, width, kernel_size=patch, stride=patch)
+    return vit
+
+
 def groups(vit):
     """Layer groups in vitlab's (OpenCLIP's lock) order: embedding, 12 blocks, final norm, head."""
     g = [[vit.conv_proj, vit.class_token, vit.encoder.pos_embedding]]
@@ -120,10 +150,17 @@ def cmd_step(a):
     set_threads(a.threads)
     base = rss_mib()
     torch.manual_seed(0)
-    vit = make_vit(a.model, a.img)
+    geo = geometry_of(a)
+    img, chans, classes = geo[0], geo[2], geo[7]
+    vit = make_vit_geometry(geo)
+    if a.backbone:   # the checkpoint's own weights, as vitlab-cli bench --backbone loads them
+        sd = timm_to_torchvision(read_safetensors(os.path.join(a.backbone,
+                                                               "model.safetensors")))
+        sd = {k: v.reshape(vit.state_dict()[k].shape) for k, v in sd.items()}
+        vit.load_state_dict({**vit.state_dict(), **sd}, strict=True)
     unlock = UNLOCK[a.mode]
-    x = torch.randn(a.batch, 3, a.img, a.img)
-    y = torch.arange(a.batch) % 1000
+    x = torch.randn(a.batch, chans, img, img)
+    y = torch.arange(a.batch) % classes
     rates = []
     t_timed = None
 
@@ -146,7 +183,7 @@ def cmd_step(a):
                     rates.append(a.batch / dt)
     else:
         vit.train()
-        params = (replace_stem(vit, unlock, MODELS[a.model][1]) if isinstance(unlock, str)
+        params = (replace_stem(vit, unlock, chans, geo[1], geo[5]) if isinstance(unlock, str)
                   else lock(vit, unlock))
         opt = torch.optim.AdamW(params)
         loss_fn = nn.CrossEntropyLoss()
@@ -162,7 +199,7 @@ def cmd_step(a):
             if r >= 0:
                 rates.append(a.batch / dt)
     print_config(a.threads)
-    print(f"model={a.model} img={a.img} batch={a.batch} mode={a.mode} "
+    print(f"model={a.backbone or a.geometry or a.model} img={img} batch={a.batch} mode={a.mode} "
           f"rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
           f"import_rss_mib={base:.0f}")
     print(f"images_per_s={statistics.median(rates):.2f}")
@@ -286,8 +323,10 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("step")
-    s.add_argument("--model", choices=MODELS, required=True)
-    s.add_argument("--img", type=int, default=224)
+    s.add_argument("--model", choices=MODELS)
+    s.add_argument("--backbone", help="a timm checkpoint folder (config.json + model.safetensors)")
+    s.add_argument("--geometry", help="vitlab's geometry spec: img=28,patch=4,chans=1,width=96,...")
+    s.add_argument("--img", type=int, default=0, help="image side (0: the model's own, 224)")
     s.add_argument("--batch", type=int, default=32)
     s.add_argument("--mode", choices=UNLOCK, required=True)
     s.add_argument("--reps", type=int, default=5)
@@ -307,6 +346,9 @@ def main():
     e.add_argument("--threads", default="default")
     sub.add_parser("info")
     a = p.parse_args()
+    if a.cmd == "step" and (a.model is not None) + (a.backbone is not None) + \
+            (a.geometry is not None) != 1:
+        p.error("step needs one of --model, --backbone, --geometry")
     {"step": cmd_step, "epoch": cmd_epoch, "info": cmd_info}[a.cmd](a)
 
 

@@ -211,3 +211,89 @@ vl_coco_eval (VlCocoStats *stats, double *class_ap, double *class_ap50, const Vl
   stats->ap75 = n_valid ? sum_ap75 / n_valid : -1;
   stats->ar100 = n_valid ? sum_ar / n_valid : -1;
 }
+
+typedef struct {
+  int   index;
+  float score;
+} ByScore;
+
+static int
+by_image_category_score (const void *a, const void *b, void *data)
+{
+  const VlCocoBox *dt = data;
+  const ByScore *x = a, *y = b;
+  const VlCocoBox *p = &dt[x->index], *q = &dt[y->index];
+  if (p->image != q->image)
+    return p->image < q->image ? -1 : 1;
+  if (p->category != q->category)
+    return p->category < q->category ? -1 : 1;
+  if (x->score != y->score)
+    return x->score > y->score ? -1 : 1;
+  return x->index < y->index ? -1 : x->index > y->index;   /* stable */
+}
+
+void
+vl_det_match (gboolean *dt_matched, gboolean *gt_matched, const VlCocoBox *gt, int n_gt,
+              const VlCocoBox *dt, int n_dt, float score_thresh, float iou_thresh)
+{
+  g_autofree ByScore *order = g_new (ByScore, MAX (n_dt, 1));
+  g_autofree gboolean *taken = g_new0 (gboolean, MAX (n_gt, 1));
+  int n = 0;
+  for (int i = 0; i < n_dt; i++)
+    {
+      if (dt_matched)
+        dt_matched[i] = FALSE;
+      if (dt[i].score >= score_thresh)
+        order[n++] = (ByScore) { i, dt[i].score };
+    }
+  g_qsort_with_data (order, n, sizeof *order, by_image_category_score, (gpointer) dt);
+  for (int k = 0; k < n; k++)
+    {
+      const VlCocoBox *d = &dt[order[k].index];
+      int best = -1;
+      double best_iou = iou_thresh;
+      for (int g = 0; g < n_gt; g++)
+        {
+          if (taken[g] || gt[g].image != d->image || gt[g].category != d->category)
+            continue;
+          double iou = box_iou (d->box, gt[g].box);
+          if (iou >= best_iou)
+            {
+              best_iou = iou;
+              best = g;
+            }
+        }
+      if (best >= 0)
+        {
+          taken[best] = TRUE;
+          if (dt_matched)
+            dt_matched[order[k].index] = TRUE;
+        }
+    }
+  if (gt_matched)
+    memcpy (gt_matched, taken, sizeof (gboolean) * n_gt);
+}
+
+void
+vl_det_image_errors (int *missed, int *false_pos, const VlCocoBox *gt, int n_gt,
+                     const VlCocoBox *dt, int n_dt, int n_images, float score_thresh,
+                     float iou_thresh)
+{
+  memset (missed, 0, sizeof (int) * n_images);
+  memset (false_pos, 0, sizeof (int) * n_images);
+  g_autofree gboolean *dm = g_new (gboolean, MAX (n_dt, 1));
+  g_autofree gboolean *gm = g_new (gboolean, MAX (n_gt, 1));
+  vl_det_match (dm, gm, gt, n_gt, dt, n_dt, score_thresh, iou_thresh);
+  for (int i = 0; i < n_dt; i++)
+    {
+      g_assert (dt[i].image >= 0 && dt[i].image < n_images);
+      if (dt[i].score >= score_thresh && !dm[i])
+        false_pos[dt[i].image]++;
+    }
+  for (int g = 0; g < n_gt; g++)
+    {
+      g_assert (gt[g].image >= 0 && gt[g].image < n_images);
+      if (!gm[g])
+        missed[gt[g].image]++;
+    }
+}

@@ -41,4 +41,19 @@ void vl_coco_eval (VlCocoStats *stats, double *class_ap, double *class_ap50,
                    const VlCocoBox *gt, int n_gt, const VlCocoBox *dt, int n_dt, int n_images,
                    int n_classes);
 
+/* COCO's greedy matching at one IoU threshold, for drawing and galleries: the detections
+ * scoring at least score_thresh, per image and category by decreasing score (stable), each take
+ * the unmatched ground truth box of the same image and category with the highest IoU >=
+ * iou_thresh (the later of equal IoUs). dt_matched (n_dt), gt_matched (n_gt): TRUE for the boxes
+ * matched (detections under the threshold are FALSE); either may be NULL. */
+void vl_det_match        (gboolean *dt_matched, gboolean *gt_matched, const VlCocoBox *gt,
+                          int n_gt, const VlCocoBox *dt, int n_dt, float score_thresh,
+                          float iou_thresh);
+/* What went wrong per image, for a gallery of the worst: after vl_det_match, missed (n_images)
+ * receives each image's unmatched ground truth, false_pos (n_images) its unmatched detections
+ * scoring at least score_thresh. */
+void vl_det_image_errors (int *missed, int *false_pos, const VlCocoBox *gt, int n_gt,
+                          const VlCocoBox *dt, int n_dt, int n_images, float score_thresh,
+                          float iou_thresh);
+
 G_END_DECLS

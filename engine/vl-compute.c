@@ -1268,9 +1268,8 @@ typedef enum {
 } BoundaryKind;
 
 static BoundaryKind
-boundary_of (VlModel *m, int *block)
+boundary_at (VlModel *m, int c0, int *block)
 {
-  int c0 = lowest_trainable (m);
   *block = m->geo.depth;
   if (c0 <= C_STEM)
     return BOUNDARY_NONE;
@@ -1282,6 +1281,26 @@ boundary_of (VlModel *m, int *block)
   if (c0 == C_PROJ (m) || m->geo.embed_dim == 0)
     return BOUNDARY_POOLED;
   return BOUNDARY_EMBEDDING;
+}
+
+static BoundaryKind
+boundary_of (VlModel *m, int *block)
+{
+  return boundary_at (m, lowest_trainable (m), block);
+}
+
+int
+vl_model_block_boundary_for (VlModel *m, int unlocked_groups)
+{
+  int c0 = INT_MAX;
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      if (p->group >= m->n_groups - unlocked_groups && p->comp < c0)
+        c0 = p->comp;
+    }
+  int block;
+  return c0 != INT_MAX && boundary_at (m, c0, &block) == BOUNDARY_BLOCK ? block : -1;
 }
 
 int64_t
@@ -1339,6 +1358,13 @@ gboolean
 vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int W, float *out,
                               GError **error)
 {
+  return vl_model_forward_to_boundary_keeping (m, images, B, H, W, out, -1, NULL, error);
+}
+
+gboolean
+vl_model_forward_to_boundary_keeping (VlModel *m, const float *images, int B, int H, int W,
+                                      float *out, int keep_block, float *keep_out, GError **error)
+{
   int block;
   BoundaryKind kind = boundary_of (m, &block);
   if (kind == BOUNDARY_NONE)
@@ -1359,6 +1385,8 @@ vl_model_forward_to_boundary (VlModel *m, const float *images, int B, int H, int
         return FALSE;
       forward_block (m, a, l);
     }
+  if (keep_out && keep_block >= 0 && keep_block <= block)
+    memcpy (keep_out, a->xs[keep_block], sizeof (float) * B * a->T * g->width);
   if (kind == BOUNDARY_BLOCK)
     {
       memcpy (out, a->xs[block], sizeof (float) * B * a->T * g->width);

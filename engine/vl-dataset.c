@@ -23,6 +23,7 @@
 #include "vl-rng.h"
 #include "vl-safetensors.h"   /* VL_ERROR */
 #include "vl-seg.h"          /* VL_SEG_IGNORE */
+#include "vl-det-data.h"
 
 #include <errno.h>
 #include <math.h>
@@ -53,6 +54,10 @@ typedef struct {
   const float   *values;  /* regression targets (ds->n_values), NULL without them */
   const char    *mask;    /* segmentation, image files: the mask's path (in ds->names) */
   const uint8_t *mask_record;  /* segmentation, records: rec_w x rec_h class indices */
+  const float   *boxes;   /* detection: (n_boxes, 4) in the image's pixels (in value_store) */
+  const int     *box_labels;
+  int            n_boxes;
+  int            box_w, box_h;   /* the image's size the boxes are in */
 } Item;
 
 typedef struct {
@@ -86,6 +91,9 @@ struct _VlDataset {
 
   /* segmentation: every item has a mask of class indices (255 ignored) */
   gboolean      segment;
+  /* detection: items have boxes (vl-det-data.h reads the files) */
+  gboolean      detect;
+  int           max_boxes;
 
   GMutex        lock;          /* guards skipped, failed */
   GPtrArray    *skipped;       /* VlSkipped* */
@@ -1774,6 +1782,29 @@ open_mask_pairs (const char *root, const VlDatasetOptions *opt, GError **error)
 #define SCENE_THRESHOLD 26
 #define SCENE_TRIES 50
 
+/* Detection: item idx's boxes (copied) and their classes; counts boxes per class. */
+static void
+set_item_boxes (VlDataset *ds, VlSplit split, int idx, const float *boxes, const int *labels,
+                int n, int width, int height)
+{
+  Item *it = &g_array_index (ds->splits[split].items, Item, idx);
+  it->n_boxes = n;
+  it->box_w = width;
+  it->box_h = height;
+  if (n > 0)
+    {
+      float *b = g_memdup2 (boxes, sizeof (float) * 4 * n);
+      int *l = g_memdup2 (labels, sizeof (int) * n);
+      g_ptr_array_add (ds->value_store, b);
+      g_ptr_array_add (ds->value_store, l);
+      it->boxes = b;
+      it->box_labels = l;
+    }
+  ds->max_boxes = MAX (ds->max_boxes, n);
+  for (int j = 0; j < n; j++)
+    ds->splits[split].class_counts[labels[j]]++;
+}
+
 /* Scenes of one split from the 28 x 28 records of src (its items of that split). */
 static void
 make_scenes (VlDataset *ds, VlSplit split, VlDataset *src, int n_scenes, int S, uint64_t seed)
@@ -1790,7 +1821,7 @@ make_scenes (VlDataset *ds, VlSplit split, VlDataset *src, int n_scenes, int S, 
   for (int sc = 0; sc < n_scenes; sc++)
     {
       uint8_t *P = pix + plane * sc, *M = mask + plane * sc;
-      int boxes[3][4], n_boxes = 0;
+      int boxes[3][4], box_labels[3], n_boxes = 0;
       int n_items = 1 + (int) (vl_rng_uniform (&rng) * 3);
       for (int t = 0; t < n_items; t++)
         {
@@ -1820,6 +1851,7 @@ make_scenes (VlDataset *ds, VlSplit split, VlDataset *src, int n_scenes, int S, 
                           b[1] <= boxes[o][3] && boxes[o][1] <= b[3];
               if (overlap)
                 continue;
+              box_labels[n_boxes] = it->label + 1;
               memcpy (boxes[n_boxes++], b, sizeof b);
               for (int y = y0; y <= y1; y++)
                 for (int x = x0; x <= x1; x++)
@@ -1853,11 +1885,27 @@ make_scenes (VlDataset *ds, VlSplit split, VlDataset *src, int n_scenes, int S, 
                                  ds->splits[split].items->len - 1);
       it->record = P;
       it->mask_record = M;
+      if (ds->detect)
+        {
+          float fb[3 * 4];
+          int lb[3];
+          for (int o = 0; o < n_boxes; o++)
+            {
+              /* the tight box's pixels, inclusive, as a box of pixel edges */
+              fb[4 * o] = (float) boxes[o][0];
+              fb[4 * o + 1] = (float) boxes[o][1];
+              fb[4 * o + 2] = (float) boxes[o][2] + 1;
+              fb[4 * o + 3] = (float) boxes[o][3] + 1;
+              lb[o] = box_labels[o];
+            }
+          set_item_boxes (ds, split, (int) ds->splits[split].items->len - 1, fb, lb, n_boxes,
+                          S, S);
+        }
     }
 }
 
 static VlDataset *
-open_fashion_mnist_scenes (const char *options, GError **error)
+open_fashion_mnist_scenes (const char *options, gboolean detect, GError **error)
 {
   const char *what = "fashion-mnist-scenes";
   int n_train = 1000, n_val = 500, size = 84, seed = 0;
@@ -1935,7 +1983,8 @@ open_fashion_mnist_scenes (const char *options, GError **error)
   const int nc = src->n_classes;
   g_autoptr(VlDataset) ds = dataset_new (SOURCE_RECORDS, nc + 1);
   ds->channels = 1;
-  ds->segment = TRUE;
+  ds->segment = !detect;
+  ds->detect = detect;
   ds->rec_w = ds->rec_h = size;
   ds->class_names[0] = g_strdup ("background");
   for (int k = 0; k < nc; k++)
@@ -1943,8 +1992,75 @@ open_fashion_mnist_scenes (const char *options, GError **error)
   make_scenes (ds, VL_SPLIT_TRAIN, src, n_train, size, (uint64_t) seed);
   make_scenes (ds, VL_SPLIT_VAL, src, n_val, size, (uint64_t) seed);
   ds->description = g_strdup_printf ("Fashion-MNIST scenes (%d train, %d val, %dx%d, %d "
-                                     "garment classes)", n_train, n_val, size, size, nc);
+                                     "garment classes%s)", n_train, n_val, size, size, nc,
+                                     detect ? ", boxes" : "");
   return g_steal_pointer (&ds);
+}
+
+/* A detection set from the files vl_det_source_read reads (every image header checked there). */
+static VlDataset *
+open_detection (const char *root, GError **error)
+{
+  g_autoptr(VlDetSource) src = vl_det_source_read (root, error);
+  if (src == NULL)
+    return NULL;
+  const int K = (int) src->class_names->len;
+  g_autoptr(VlDataset) ds = dataset_new (SOURCE_FOLDER, K);
+  ds->channels = 3;
+  ds->detect = TRUE;
+  for (int k = 0; k < K; k++)
+    ds->class_names[k] = g_strdup (g_ptr_array_index (src->class_names, k));
+  for (guint i = 0; i < src->skipped->len; i++)
+    {
+      const VlSkipped *sk = g_ptr_array_index (src->skipped, i);
+      add_skipped (ds, sk->path, sk->reason);
+    }
+  for (int s = 0; s < 2; s++)
+    {
+      for (guint i = 0; i < src->items[s]->len; i++)
+        {
+          const VlDetItem *di = g_ptr_array_index (src->items[s], i);
+          add_item (ds, (VlSplit) s, di->image, 0);
+          set_item_boxes (ds, (VlSplit) s, (int) i, di->boxes, di->labels, di->n, di->width,
+                          di->height);
+        }
+      ds->splits[s].class_counts[0] = 0;   /* no box is background */
+    }
+  ds->description = g_strdup (src->description);
+  return g_steal_pointer (&ds);
+}
+
+gboolean
+vl_dataset_is_detection (VlDataset *ds)
+{
+  return ds->detect;
+}
+
+int
+vl_dataset_max_boxes (VlDataset *ds)
+{
+  return ds->max_boxes;
+}
+
+const float *
+vl_dataset_boxes (VlDataset *ds, VlSplit split, int i, const int **labels, int *n)
+{
+  g_return_val_if_fail (i >= 0 && i < (int) ds->splits[split].items->len, NULL);
+  const Item *it = get_item (ds, split, i);
+  if (labels)
+    *labels = it->box_labels;
+  if (n)
+    *n = it->n_boxes;
+  return it->boxes;
+}
+
+void
+vl_dataset_boxes_size (VlDataset *ds, VlSplit split, int i, int *width, int *height)
+{
+  g_return_if_fail (i >= 0 && i < (int) ds->splits[split].items->len);
+  const Item *it = get_item (ds, split, i);
+  *width = it->box_w;
+  *height = it->box_h;
 }
 
 gboolean
@@ -2035,9 +2151,12 @@ vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **err
   if (g_str_has_prefix (spec, "cifar100:") || strcmp (spec, "cifar100") == 0)
     return open_cifar (TRUE, spec[8] == ':' ? spec + 9 : NULL, opt, error);
   if (strcmp (spec, "fashion-mnist-scenes") == 0)
-    return open_fashion_mnist_scenes (NULL, error);
+    return open_fashion_mnist_scenes (NULL, opt->detect, error);
   if (g_str_has_prefix (spec, "fashion-mnist-scenes:"))
-    return open_fashion_mnist_scenes (spec + strlen ("fashion-mnist-scenes:"), error);
+    return open_fashion_mnist_scenes (spec + strlen ("fashion-mnist-scenes:"), opt->detect,
+                                      error);
+  if (opt->detect)
+    return open_detection (spec, error);
   if (is_voc_folder (spec))
     return open_voc (spec, error);
   if (is_mask_pair_folder (spec))
@@ -2242,12 +2361,14 @@ load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugmen
         {
           g_autoptr(VlImage) img = vl_image_new (W, H, C);
           rotate_record (it->record, W, H, C, it->values[0], img->pixels);
-          augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment, params);
+          augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment || ds->detect,
+                    params);
         }
       else if (!ds->rec_planar || C == 1)
         {
           VlImage img = { W, H, C, (uint8_t *) it->record };
-          augment_into (&img, pp, augment, aug_seed, out, flipped, ds->segment, params);
+          augment_into (&img, pp, augment, aug_seed, out, flipped, ds->segment || ds->detect,
+                        params);
         }
       else
         {
@@ -2256,7 +2377,8 @@ load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugmen
           for (gsize p = 0; p < plane; p++)
             for (int c = 0; c < C; c++)
               img->pixels[p * C + c] = it->record[c * plane + p];
-          augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment, params);
+          augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment || ds->detect,
+                    params);
         }
       return TRUE;
     }
@@ -2290,7 +2412,8 @@ load_item (VlDataset *ds, VlSplit split, int i, const VlPreprocess *pp, VlAugmen
       g_propagate_error (error, g_steal_pointer (&local));
       return FALSE;
     }
-  augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment, params);
+  augment_into (img, pp, augment, aug_seed, out, flipped, ds->segment || ds->detect,
+                    params);
   return TRUE;
 }
 
@@ -2328,6 +2451,10 @@ vl_dataset_load_target (VlDataset *ds, VlSplit split, int i, const VlPreprocess 
         }
       vl_augment_apply_mask (mask, &params, pp, VL_SEG_IGNORE, target->mask);
     }
+  target->n_boxes = 0;
+  if (target->boxes != NULL && ds->detect && it->n_boxes > 0)
+    target->n_boxes = vl_augment_apply_boxes (it->boxes, it->box_labels, it->n_boxes, &params,
+                                              pp, 1.0f, target->boxes, target->box_labels);
   if (target->values && ds->n_values > 0)
     {
       memcpy (target->values, it->values, sizeof (float) * ds->n_values);
@@ -2396,6 +2523,9 @@ typedef struct {
   int      *labels;    /* (batch_size) */
   float    *values;    /* (batch_size, n_values), NULL without regression targets */
   uint8_t  *masks;     /* (batch_size, S, S), NULL without segmentation masks */
+  float    *boxes;     /* (batch_size, max_boxes, 4), NULL without detection boxes */
+  int      *box_labels;   /* (batch_size, max_boxes) */
+  int      *n_boxes;   /* (batch_size) */
   int      *indices;   /* (batch_size) */
 } Slot;
 
@@ -2412,6 +2542,7 @@ struct _VlLoader {
   int          n_batches;
   gsize        sample_floats;
   gsize        mask_bytes;     /* S * S for a segmentation dataset, else 0 */
+  int          max_boxes;      /* detection: room per image (at least 1) */
   GThread     *thread;
 
   GMutex       lock;
@@ -2438,12 +2569,18 @@ loader_fill (VlLoader *l, Slot *slot, int count, int epoch)
       float *out = slot->images + (gsize) n * l->sample_floats;
       VlTarget target = { .values = slot->values ? slot->values + (gsize) n * l->ds->n_values
                                                  : NULL,
-                          .mask = slot->masks ? slot->masks + (gsize) n * l->mask_bytes : NULL };
+                          .mask = slot->masks ? slot->masks + (gsize) n * l->mask_bytes : NULL,
+                          .boxes = slot->boxes ? slot->boxes + (gsize) n * l->max_boxes * 4
+                                               : NULL,
+                          .box_labels = slot->box_labels ? slot->box_labels
+                                                           + (gsize) n * l->max_boxes : NULL };
       if (vl_dataset_load_target (l->ds, l->split, i, l->has_pp ? &l->pp : NULL, l->augment,
                                   vl_augment_seed (l->seed, epoch, i), out, &target, NULL))
         {
           slot->indices[n] = i;
           slot->labels[n] = target.label;
+          if (slot->n_boxes)
+            slot->n_boxes[n] = target.n_boxes;
           n++;
         }
     }
@@ -2518,6 +2655,7 @@ vl_loader_new (VlDataset *ds, VlSplit split, const VlPreprocess *pp, VlAugment a
   int S = pp != NULL ? pp->size : ds->mem_size;
   l->sample_floats = (gsize) C * S * S;
   l->mask_bytes = ds->segment ? (gsize) S * S : 0;
+  l->max_boxes = MAX (ds->max_boxes, 1);
   l->order = g_new (int, MAX (l->n_items, 1));
   for (int s = 0; s < N_SLOTS; s++)
     {
@@ -2526,6 +2664,12 @@ vl_loader_new (VlDataset *ds, VlSplit split, const VlPreprocess *pp, VlAugment a
       l->slots[s].values = ds->n_values > 0 ? g_new (float, (gsize) batch_size * ds->n_values)
                                             : NULL;
       l->slots[s].masks = ds->segment ? g_new (uint8_t, l->mask_bytes * batch_size) : NULL;
+      if (ds->detect)
+        {
+          l->slots[s].boxes = g_new (float, (gsize) batch_size * l->max_boxes * 4);
+          l->slots[s].box_labels = g_new (int, (gsize) batch_size * l->max_boxes);
+          l->slots[s].n_boxes = g_new0 (int, batch_size);
+        }
       l->slots[s].indices = g_new (int, batch_size);
     }
   g_mutex_init (&l->lock);
@@ -2614,6 +2758,10 @@ vl_loader_next (VlLoader *l, VlBatch *batch)
       batch->labels = slot->labels;
       batch->values = slot->values;
       batch->masks = slot->masks;
+      batch->boxes = slot->boxes;
+      batch->box_labels = slot->box_labels;
+      batch->n_boxes = slot->n_boxes;
+      batch->max_boxes = l->max_boxes;
       batch->n_values = l->ds->n_values;
       batch->indices = slot->indices;
       batch->n = slot->n;
@@ -2657,6 +2805,9 @@ vl_loader_free (VlLoader *l)
       g_free (l->slots[s].labels);
       g_free (l->slots[s].values);
       g_free (l->slots[s].masks);
+      g_free (l->slots[s].boxes);
+      g_free (l->slots[s].box_labels);
+      g_free (l->slots[s].n_boxes);
       g_free (l->slots[s].indices);
     }
   g_free (l->order);

@@ -34,6 +34,18 @@
  *                            training images, val scenes from the test images.
  *   A mask whose size differs from its image, or an image without a mask, is an error naming
  *   both files at opening; a value outside the classes, when the item is loaded.
+ * Detection (options->detect; vl_dataset_is_detection): each item has 0 or more boxes (x0, y0,
+ * x1, y1 in its image's pixels) with a class; class 0 is "background" (torchvision's FCOS
+ * numbering: no box has it) and the object classes follow from 1:
+ *   DIR in the Pascal VOC layout with Annotations/NAME.xml and ImageSets/Main/{train,val}.txt
+ *                            classes: the objects' names, sorted
+ *   DIR with annotations/instances_{train,val}.json (COCO) and images/{train,val}/
+ *                            classes: the categories in id order
+ *   DIR with images/{train,val}/ and labels/{train,val}/NAME.txt (YOLO: class cx cy w h,
+ *                            normalised; names from classes.txt or data.yaml's names)
+ *   fashion-mnist-scenes[:…] the scenes above, each garment's tight box (class = garment + 1)
+ *   Degenerate and out-of-image boxes and unknown classes are dropped and listed as skipped
+ *   (the file and line, or the annotation's id); a label file without an image likewise.
  * Classes are numbered in sorted folder-name order (or the dataset's own order), labels 0..K-1. */
 #pragma once
 
@@ -62,6 +74,8 @@ gboolean    vl_augment_from_string (const char *s, VlAugment *out);
 typedef struct {
   double   val_fraction;   /* 0.2: used when the source has no validation split */
   uint64_t seed;           /* split and shuffling */
+  gboolean detect;         /* open the source as an object-detection set (boxes): see
+                            * "Detection" above */
 } VlDatasetOptions;
 
 #define VL_DATASET_OPTIONS_DEFAULT { .val_fraction = 0.2, .seed = 0 }
@@ -111,6 +125,15 @@ const char *vl_dataset_mask_name     (VlDataset *ds, VlSplit split, int i);
  * and its image, and the item is added to the skipped list. */
 uint8_t    *vl_dataset_load_mask     (VlDataset *ds, VlSplit split, int i, int *width,
                                       int *height, GError **error);
+/* Detection: TRUE for a set opened with options->detect; the most boxes any item has; item i's
+ * boxes (n, 4) in its image's pixels and their classes (labels may be NULL). */
+gboolean    vl_dataset_is_detection  (VlDataset *ds);
+int         vl_dataset_max_boxes     (VlDataset *ds);
+const float*vl_dataset_boxes         (VlDataset *ds, VlSplit split, int i, const int **labels,
+                                      int *n);
+/* The size of the image item i's boxes are in (its own, read from its header at opening). */
+void        vl_dataset_boxes_size    (VlDataset *ds, VlSplit split, int i, int *width,
+                                      int *height);
 /* Native channel count of the source (1 for Fashion-MNIST, 3 for folders and CIFAR). */
 int         vl_dataset_channels      (VlDataset *ds);
 
@@ -137,6 +160,11 @@ typedef struct {
   uint8_t *mask;   /* segmentation: pp->size² bytes receive the item's mask (class indices,
                     * 255 ignored) under the image's augmentation, nearest neighbour; NULL: not
                     * wanted. Ignored for a dataset without masks. */
+  float   *boxes;  /* detection: room for vl_dataset_max_boxes (n, 4) boxes, which receive the
+                    * item's boxes under the augmentation in output pixels (clipped; those left
+                    * under 1 pixel wide or high dropped); NULL: not wanted */
+  int     *box_labels;   /* their classes (room as boxes) */
+  int      n_boxes;      /* out: how many */
 } VlTarget;
 
 /* vl_dataset_load, and the item's target under the same augmentation. */
@@ -157,6 +185,11 @@ typedef struct {
   int          n_values;
   const uint8_t *masks;    /* (n, S, S) segmentation masks after augmentation (VlTarget.mask);
                             * NULL for a dataset without masks */
+  const float *boxes;      /* (n, max_boxes, 4) detection: the boxes after augmentation
+                            * (VlTarget.boxes), n_boxes[j] of them for image j; NULL without */
+  const int   *box_labels; /* (n, max_boxes) */
+  const int   *n_boxes;    /* (n) */
+  int          max_boxes;
   const int   *indices;    /* (n) item indices in the split */
   int          n;          /* images in this batch (items that failed to decode are left out) */
   int          index;      /* batch number in the epoch, 0 .. vl_loader_n_batches - 1 (resume

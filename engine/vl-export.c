@@ -11,6 +11,7 @@
  * LayerNorm eps goes at the top level: timm's ViTs always use 1e-6 (pass norm_layer=partial
  * (nn.LayerNorm, eps=...) for another), vitlab reads it back. */
 #include "vl-model-private.h"
+#include "vl-seg-head.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -85,8 +86,11 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   /* what timm's naming cannot say, for vitlab reading it back */
   json_builder_set_member_name (b, "vitlab");
   json_builder_begin_object (b);
-  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp" : m->head_kind == VL_HEAD_LINEAR
-                         ? "linear" : "none");
+  /* the head the file holds: for timm, OpenCLIP's projection is folded into a linear head
+   * (write_model), which is what vitlab reads back too, so an export of the export is the same */
+  const gboolean folded = for_timm && g->embed_dim > 0;
+  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp"
+                         : m->head_kind == VL_HEAD_LINEAR || folded ? "linear" : "none");
   if (m->head_kind == VL_HEAD_MLP)
     add_int (b, "mlp_hidden", m->head_hidden);
   if (m->stem)
@@ -200,8 +204,8 @@ matmul (const float *a, const float *b, int64_t R, int64_t K, int64_t C)
  * OpenCLIP's projection into the head; otherwise every internal tensor is written as it is
  * (lossless: vitlab reads it back exactly, projection and layer-group layout included). */
 static gboolean
-write_model (VlModel *m, const char *st_path, const char *cfg_path, gboolean for_timm,
-             GError **error)
+write_model (VlModel *m, VlSegHead *seg, const char *st_path, const char *cfg_path,
+             gboolean for_timm, GError **error)
 {
   const VlGeometry *g = &m->geo;
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
@@ -237,6 +241,8 @@ write_model (VlModel *m, const char *st_path, const char *cfg_path, gboolean for
       vl_safetensors_writer_add_f32 (w, "head.bias", 1, bshape, zeros);
       num_classes = g->embed_dim;
     }
+  if (seg)
+    vl_seg_head_add_to_writer (seg, w);   /* decode_head.*: the model loader leaves them */
   char heads[16];
   g_snprintf (heads, sizeof heads, "%d", g->heads);
   vl_safetensors_writer_add_metadata (w, "format", "pt");
@@ -271,12 +277,19 @@ vl_model_export (VlModel *m, const char *dir, GError **error)
     }
   g_autofree char *st_path = g_build_filename (dir, "model.safetensors", NULL);
   g_autofree char *cfg_path = g_build_filename (dir, "config.json", NULL);
-  return write_model (m, st_path, cfg_path, TRUE, error);
+  return write_model (m, NULL, st_path, cfg_path, TRUE, error);
 }
 
 gboolean
 vl_model_save_checkpoint (VlModel *m, const char *st_path, const char *cfg_path,
                           GError **error)
 {
-  return write_model (m, st_path, cfg_path, FALSE, error);
+  return write_model (m, NULL, st_path, cfg_path, FALSE, error);
+}
+
+gboolean
+vl_model_save_checkpoint_with_seg_head (VlModel *m, VlSegHead *seg, const char *st_path,
+                                        const char *cfg_path, GError **error)
+{
+  return write_model (m, seg, st_path, cfg_path, FALSE, error);
 }

@@ -621,20 +621,13 @@ load_stem (VlModel *m, Source *s, Config *c, GError **error)
   return TRUE;
 }
 
+/* timm: the prefix tokens, the norms and projection present, and pos_embed's layout. */
 static gboolean
-load_timm (VlModel *m, Source *s, Config *c, GError **error)
+timm_tokens (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
 {
   VlGeometry *g = &m->geo;
   gboolean ok = TRUE;
-  JsonObject *args = vl_json_object_member (c->root, "model_args");
   double v;
-
-  const VlTensorInfo *pw = src_require (s, "patch_embed.proj.weight", 4, 4, error);
-  if (!pw)
-    return FALSE;
-  g->width = pw->shape[0] > 0 && pw->shape[0] <= 65536 ? (int) pw->shape[0] : 0;
-  if (!load_stem (m, s, c, error) || (!m->stem && !check_patch (s, pw, g, error)))
-    return FALSE;
   g->class_token = src_lookup (s, "cls_token") != NULL;
   g->dist_token = src_lookup (s, "dist_token") != NULL;
   const VlTensorInfo *reg = src_lookup (s, "reg_token");
@@ -680,6 +673,16 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   if (!check_pos (s, pos, 1, g->no_embed_class ? 0 : g->n_prefix, g, error))
     return FALSE;
 
+  return TRUE;
+}
+
+/* timm: the blocks, heads, activation and eps, and what the config says against the tensors. */
+static gboolean
+timm_blocks (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  double v;
   g->depth = count_indexed (s, "blocks.", ".norm1.weight");
   if (g->depth == 0)
     {
@@ -738,11 +741,16 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   if (!ok)
     return FALSE;
 
-  vl_families_build (m, src_lookup (s, "patch_embed.proj.bias") != NULL,
-                     g_strcmp0 (config_string (vl_json_object_member (c->root, "vitlab"),
-                                               "group_layout"), "openclip") == 0);
-  const int head_in = g->embed_dim > 0 ? g->embed_dim : g->width;
+  return TRUE;
+}
 
+/* timm: vitlab's MLP head, a linear head (DeiT: two) or none. */
+static gboolean
+timm_head (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  const int head_in = g->embed_dim > 0 ? g->embed_dim : g->width;
   /* vitlab's MLP head (Linear -> GELU -> Linear), as vl_model_export writes it */
   const VlTensorInfo *f1 = src_lookup (s, "head.fc1.weight");
   const VlTensorInfo *f2 = src_lookup (s, "head.fc2.weight");
@@ -790,6 +798,16 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
       vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, g->dist_token);
     }
 
+  return TRUE;
+}
+
+/* timm: the pooling and pretrained_cfg's preprocessing. */
+static gboolean
+timm_preprocess (VlModel *m, Config *c, JsonObject *args, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  double v;
   const char *gp = config_string (c->root, "global_pool");
   if (!gp)
     gp = config_string (args, "global_pool");
@@ -852,6 +870,24 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
       g->interpolation = g_strdup (interp);
     }
   return TRUE;
+}
+
+static gboolean
+load_timm (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  JsonObject *args = vl_json_object_member (c->root, "model_args");
+  const VlTensorInfo *pw = src_require (s, "patch_embed.proj.weight", 4, 4, error);
+  if (!pw)
+    return FALSE;
+  g->width = pw->shape[0] > 0 && pw->shape[0] <= 65536 ? (int) pw->shape[0] : 0;
+  if (!load_stem (m, s, c, error) || (!m->stem && !check_patch (s, pw, g, error)) ||
+      !timm_tokens (m, s, c, args, error) || !timm_blocks (m, s, c, args, error))
+    return FALSE;
+  vl_families_build (m, src_lookup (s, "patch_embed.proj.bias") != NULL,
+                     g_strcmp0 (config_string (vl_json_object_member (c->root, "vitlab"),
+                                               "group_layout"), "openclip") == 0);
+  return timm_head (m, s, c, error) && timm_preprocess (m, c, args, error);
 }
 
 /* --- OpenCLIP / OpenAI CLIP visual tower --- */

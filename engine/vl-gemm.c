@@ -14,6 +14,7 @@
  * CPUs run the same contract in plain C, and the engine keeps OpenBLAS there (vl_gemm_isa). */
 #include "vl-gemm.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -721,6 +722,63 @@ pack_panel16 (float *panel, const float *w, int64_t ldw, int n_here, int K)
 }
 
 #endif
+
+/* The micro-architecture's common name from the x86 family and model, where it matters to the
+ * kernels (AMD's first Zen generations split each 256-bit operation over two 128-bit units) */
+static const char *
+uarch_name (const char *vendor, int family, int model)
+{
+  if (g_strcmp0 (vendor, "AuthenticAMD") == 0)
+    {
+      if (family == 23)
+        return model >= 0x30 ? "Zen 2" : "Zen 1";
+      if (family == 25)
+        return (model >= 0x10 && model < 0x20) || (model >= 0x60 && model < 0x80) ||
+               (model >= 0xa0 && model < 0xb0) ? "Zen 4" : "Zen 3";
+      if (family == 26)
+        return "Zen 5";
+    }
+  return NULL;
+}
+
+static char *
+read_cpu_description (void)
+{
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents ("/proc/cpuinfo", &text, NULL, NULL))
+    return g_strdup ("unknown CPU");
+  g_autofree char *name = NULL, *vendor = NULL;
+  int family = -1, model = -1;
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL && lines[i][0] != '\0'; i++)   /* the first processor */
+    {
+      char *colon = strchr (lines[i], ':');
+      if (colon == NULL)
+        continue;
+      g_autofree char *key = g_strstrip (g_strndup (lines[i], colon - lines[i]));
+      const char *value = colon[1] == ' ' ? colon + 2 : colon + 1;
+      if (g_str_equal (key, "model name") && name == NULL)
+        name = g_strstrip (g_strdup (value));
+      else if (g_str_equal (key, "vendor_id") && vendor == NULL)
+        vendor = g_strstrip (g_strdup (value));
+      else if (g_str_equal (key, "cpu family"))
+        family = atoi (value);
+      else if (g_str_equal (key, "model"))
+        model = atoi (value);
+    }
+  const char *uarch = uarch_name (vendor, family, model);
+  return g_strdup_printf ("%s (family %d, model %d%s%s)", name ? name : "unknown CPU", family,
+                          model, uarch ? ": " : "", uarch ? uarch : "");
+}
+
+const char *
+vl_cpu_describe (void)
+{
+  static gsize desc;
+  if (g_once_init_enter (&desc))
+    g_once_init_leave (&desc, (gsize) read_cpu_description ());
+  return (const char *) desc;
+}
 
 /* The kernels this CPU can run: a bit per VlGemmIsa */
 static guint

@@ -30,6 +30,11 @@ gboolean    vl_gemm_enabled (void);
 void        vl_gemm_set_isa (VlGemmIsa isa);
 void        vl_gemm_set_enabled (gboolean enabled);
 
+/* The CPU as /proc/cpuinfo names it, with its family and model numbers and the vendor's name of
+ * the micro-architecture where the engine tells them apart ("AMD EPYC 7B13 (family 25, model 1:
+ * Zen 3)"); the same string on every call. */
+const char *vl_cpu_describe (void);
+
 /* Floats of a packed (N, K) matrix. */
 int64_t  vl_packed_numel (int N, int K);
 

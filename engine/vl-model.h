@@ -207,6 +207,16 @@ gboolean          vl_model_forward_to_boundary   (VlModel *m, const float *image
 gboolean          vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B,
                                                   int H, int W, VlForwardFlags flags,
                                                   GError **error);
+/* A cache for the next lock too, from the same pass: the block whose input would be the boundary
+ * were the last `unlocked_groups` groups unlocked (0 to depth; -1 when that boundary is not a
+ * block's input), and vl_model_forward_to_boundary that also copies the tokens entering block
+ * `keep_block` (T x width per image) to keep_out, when the pass goes through them (keep_block at
+ * most the current boundary's block; depth for the pooled or embedding boundaries). While only
+ * the groups above the current boundary train, those tokens stay valid. */
+int               vl_model_block_boundary_for    (VlModel *m, int unlocked_groups);
+gboolean          vl_model_forward_to_boundary_keeping (VlModel *m, const float *images, int B,
+                                                        int H, int W, float *out, int keep_block,
+                                                        float *keep_out, GError **error);
 
 /* Results of the last forward (valid until the next one). */
 int               vl_model_batch           (VlModel *m);

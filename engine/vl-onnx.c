@@ -7,6 +7,7 @@
  * interleave with others, so a GraphProto's nodes and initializers are appended as they are made.
  * Field numbers are onnx.proto's (onnx 1.12, IR version 8). */
 #include "vl-onnx.h"
+#include "vl-json.h"
 
 #include "vl-model-private.h"
 #include "vl-run.h"
@@ -30,8 +31,8 @@ enum { GRAPH_NODE = 1, GRAPH_NAME = 2, GRAPH_INITIALIZER = 5, GRAPH_INPUT = 11,
 /* NodeProto */
 enum { NODE_INPUT = 1, NODE_OUTPUT = 2, NODE_NAME = 3, NODE_OP_TYPE = 4, NODE_ATTRIBUTE = 5 };
 /* AttributeProto and its AttributeType */
-enum { ATTR_NAME = 1, ATTR_F = 2, ATTR_I = 3, ATTR_INTS = 8, ATTR_TYPE = 20 };
-enum { ATTR_TYPE_FLOAT = 1, ATTR_TYPE_INT = 2, ATTR_TYPE_INTS = 7 };
+enum { ATTR_NAME = 1, ATTR_F = 2, ATTR_I = 3, ATTR_S = 4, ATTR_INTS = 8, ATTR_TYPE = 20 };
+enum { ATTR_TYPE_FLOAT = 1, ATTR_TYPE_INT = 2, ATTR_TYPE_STRING = 3, ATTR_TYPE_INTS = 7 };
 /* TensorProto and its DataType */
 enum { TENSOR_DIMS = 1, TENSOR_DATA_TYPE = 2, TENSOR_NAME = 8, TENSOR_RAW_DATA = 9 };
 enum { DT_FLOAT = 1, DT_INT64 = 7 };
@@ -224,6 +225,16 @@ attr_float (Node *n, const char *name, float v)
   vl_pb_string (a, ATTR_NAME, name);
   vl_pb_int (a, ATTR_TYPE, ATTR_TYPE_FLOAT);
   vl_pb_float (a, ATTR_F, v);
+  vl_pb_message (n->b, NODE_ATTRIBUTE, a);
+}
+
+static void
+attr_string (Node *n, const char *name, const char *v)
+{
+  GByteArray *a = g_byte_array_new ();
+  vl_pb_string (a, ATTR_NAME, name);
+  vl_pb_int (a, ATTR_TYPE, ATTR_TYPE_STRING);
+  vl_pb_string (a, ATTR_S, v);
   vl_pb_message (n->b, NODE_ATTRIBUTE, a);
 }
 
@@ -484,33 +495,149 @@ block (Ctx *c, const char *x, int l)
   return op2 (g, "Add", x, h, NULL);
 }
 
+/* The patch rows of tokens (N, T, W): (N, grid * grid, W), the prefix rows dropped. */
+static const char *
+patch_rows (Ctx *c, const char *tokens)
+{
+  Graph *g = &c->g;
+  if (c->m->geo.n_prefix == 0)
+    return tokens;
+  int64_t start = c->m->geo.n_prefix, end = c->T, axis = 1;
+  Node n = node_begin (g, "Slice");
+  node_in (&n, tokens);
+  node_in (&n, init_i64 (g, "starts", 1, &start));
+  node_in (&n, init_i64 (g, "ends", 1, &end));
+  node_in (&n, init_i64 (g, "axes", 1, &axis));
+  return node_end (g, &n, NULL);
+}
+
 /* Pools tokens (N, T, W) to (N, W) as the engine's pool_tokens: token 0, or the mean or max
  * over the patch tokens [n_prefix, T). */
 static const char *
 pool (Ctx *c, const char *tokens)
 {
   Graph *g = &c->g;
-  const VlGeometry *geo = &c->m->geo;
   VlPoolKind kind = c->m->pool;
   if (kind == VL_POOL_TOKEN)
     return gather (g, tokens, 0, 1);
-  const char *patches = tokens;
-  if (geo->n_prefix > 0)
-    {
-      int64_t start = geo->n_prefix, end = c->T, axis = 1;
-      Node n = node_begin (g, "Slice");
-      node_in (&n, tokens);
-      node_in (&n, init_i64 (g, "starts", 1, &start));
-      node_in (&n, init_i64 (g, "ends", 1, &end));
-      node_in (&n, init_i64 (g, "axes", 1, &axis));
-      patches = node_end (g, &n, NULL);
-    }
+  const char *patches = patch_rows (c, tokens);
   Node r = node_begin (g, kind == VL_POOL_AVG ? "ReduceMean" : "ReduceMax");
   node_in (&r, patches);
   int64_t axes[1] = { 1 };
   attr_ints (&r, "axes", 1, axes);
   attr_int (&r, "keepdims", 0);
   return node_end (g, &r, NULL);
+}
+
+/* The patch rows of tokens (N, T, W) as an NCHW grid (N, W, grid, grid). */
+static const char *
+grid_nchw (Ctx *c, const char *tokens)
+{
+  static const int64_t to_nchw[4] = { 0, 3, 1, 2 };
+  int64_t grid[4] = { 0, c->grid, c->grid, c->m->geo.width };
+  return transpose (&c->g, reshape (&c->g, patch_rows (c, tokens), 4, grid), 4, to_nchw);
+}
+
+/* The seg head (vl-seg-head.h) on the final-norm tokens (N, T, W): seg_logits (N, K, S, S). */
+static const char *
+seg_tensor (Ctx *c, VlSegHead *h, const char *name)
+{
+  int i = vl_seg_head_find_tensor (h, name), ndim;
+  g_assert (i >= 0);
+  int64_t shape[4], numel;
+  const float *data = vl_seg_head_tensor_data (h, i, &ndim, shape, &numel);
+  return init_f32 (&c->g, name, ndim, shape, data);
+}
+
+/* Conv or ConvTranspose with the seg head's weight and bias under prefix (NAME.weight/.bias). */
+static const char *
+seg_conv (Ctx *c, VlSegHead *h, const char *op, const char *x, const char *prefix, int k)
+{
+  g_autofree char *wn = g_strconcat (prefix, ".weight", NULL);
+  g_autofree char *bn = g_strconcat (prefix, ".bias", NULL);
+  Node n = node_begin (&c->g, op);
+  node_in (&n, x);
+  node_in (&n, seg_tensor (c, h, wn));
+  node_in (&n, seg_tensor (c, h, bn));
+  int64_t ks[2] = { k, k };
+  attr_ints (&n, "kernel_shape", 2, ks);
+  attr_ints (&n, "strides", 2, ks);
+  return node_end (&c->g, &n, NULL);
+}
+
+static const char *
+seg_head (Ctx *c, VlSegHead *h, const char *tokens)
+{
+  Graph *g = &c->g;
+  const int G = c->grid;
+  static const int64_t to_nchw[4] = { 0, 3, 1, 2 }, to_nhwc[4] = { 0, 2, 3, 1 };
+  const char *x = grid_nchw (c, tokens);
+  int side = G;
+  if (vl_seg_head_kind (h) == VL_SEG_HEAD_UPCONV)
+    {
+      x = seg_conv (c, h, "ConvTranspose", x, "decode_head.up.0", 2);
+      Node n = node_begin (g, "LayerNormalization");
+      node_in (&n, transpose (g, x, 4, to_nhwc));
+      node_in (&n, seg_tensor (c, h, "decode_head.up.1.weight"));
+      node_in (&n, seg_tensor (c, h, "decode_head.up.1.bias"));
+      attr_int (&n, "axis", -1);
+      attr_float (&n, "epsilon", 1e-6f);
+      x = transpose (g, gelu (c, node_end (g, &n, NULL)), 4, to_nchw);
+      x = seg_conv (c, h, "ConvTranspose", x, "decode_head.up.3", 2);
+      side = 4 * G;
+    }
+  x = seg_conv (c, h, "Conv", x, "decode_head.conv_seg", 1);
+  if (side == c->size)
+    return x;
+  /* F.interpolate (bilinear, align_corners=False) by a scale: with S / side exact in float
+   * (S and side are multiples of the grid), half_pixel is PyTorch's source-index rule */
+  float scale = (float) c->size / (float) side;
+  float scales[4] = { 1.0f, 1.0f, scale, scale };
+  int64_t four = 4;
+  Node r = node_begin (g, "Resize");
+  node_in (&r, x);
+  node_in (&r, "");   /* no roi */
+  node_in (&r, init_tensor (g, fresh (g, "scales"), DT_FLOAT, 1, &four, scales, 4));
+  attr_string (&r, "mode", "linear");
+  attr_string (&r, "coordinate_transformation_mode", "half_pixel");
+  return node_end (g, &r, NULL);
+}
+
+/* The FCOS head (vl-det-head.h) on the final-norm tokens: per output, a 3x3 Conv (padding 1)
+ * of the NCHW patch grid, then (N, C, A) -> (N, A, C) as FCOSHead.forward returns it. */
+static const char *
+det_output (Ctx *c, VlDetHead *h, const char *grid, const char *prefix, int channels,
+            gboolean relu)
+{
+  Graph *g = &c->g;
+  g_autofree char *wn = g_strconcat (prefix, ".weight", NULL);
+  g_autofree char *bn = g_strconcat (prefix, ".bias", NULL);
+  const char *w = NULL, *b = NULL;
+  for (int k = 0; k < 2; k++)
+    {
+      int i = vl_det_head_find_tensor (h, k == 0 ? wn : bn), ndim;
+      g_assert (i >= 0);
+      int64_t shape[4], numel;
+      const float *data = vl_det_head_tensor_data (h, i, &ndim, shape, &numel);
+      const char *v = init_f32 (g, k == 0 ? wn : bn, ndim, shape, data);
+      if (k == 0)
+        w = v;
+      else
+        b = v;
+    }
+  Node n = node_begin (g, "Conv");
+  node_in (&n, grid);
+  node_in (&n, w);
+  node_in (&n, b);
+  static const int64_t ks[2] = { 3, 3 }, pads[4] = { 1, 1, 1, 1 };
+  attr_ints (&n, "kernel_shape", 2, ks);
+  attr_ints (&n, "pads", 4, pads);
+  const char *x = node_end (g, &n, NULL);
+  if (relu)
+    x = op1 (g, "Relu", x, NULL);
+  int64_t flat[3] = { 0, channels, (int64_t) c->grid * c->grid };
+  static const int64_t swap[3] = { 0, 2, 1 };
+  return transpose (g, reshape (g, x, 3, flat), 3, swap);
 }
 
 /* A graph input or output: float32 with the batch dimension named "batch". */
@@ -606,6 +733,56 @@ json_strings (const char *const *v, int n)
   return g_string_free (s, FALSE);
 }
 
+/* The preprocessing, the task and the names as metadata_props (vl-onnx.h); S: the input side. */
+static void
+add_metadata (GByteArray *model, VlModel *m, const VlOnnxOptions *options, int S,
+              const char *kind)
+{
+  const VlGeometry *geo = &m->geo;
+  const VlTaskSpec *task = options ? options->task : NULL;
+  const gboolean regress = strcmp (kind, "regress") == 0;
+  /* segmentation and detection squash the whole image to S (vl_preprocess_squash): no crop */
+  const gboolean seg = strcmp (kind, "segment") == 0, det = strcmp (kind, "detect") == 0;
+  const gboolean squash = seg || det;
+  const int K = m->num_classes;
+  char num[64];
+  add_meta (model, "vitlab.task", kind);
+  add_meta (model, "vitlab.family", geo->family);
+  g_snprintf (num, sizeof num, "%d", S);
+  add_meta (model, "input_size", num);
+  g_snprintf (num, sizeof num, "%d", squash ? S
+                                     : geo->input_size > 0 ? geo->input_size : geo->img_size);
+  add_meta (model, "image_size", num);
+  g_snprintf (num, sizeof num, "%d", geo->in_chans);
+  add_meta (model, "in_chans", num);
+  g_ascii_formatd (num, sizeof num, "%.9g", squash ? 1.0 : geo->crop_pct);
+  add_meta (model, "crop_pct", num);
+  add_meta (model, "crop_mode", squash ? "squash" : "center");
+  add_meta (model, "interpolation", squash || !geo->interpolation ? "bicubic" : geo->interpolation);
+  g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
+  g_autofree char *std = json_floats (geo->std, geo->in_chans);
+  add_meta (model, "mean", mean);
+  add_meta (model, "std", std);
+  add_meta (model, "pooling", vl_pool_name (m->pool));
+  const char *const *names = options && options->names ? options->names
+                             : (const char *const *) m->class_names;
+  const int n_names = seg ? vl_seg_head_n_classes (options->seg_head)
+                      : det ? vl_det_head_n_classes (options->det_head) : K;
+  if (names && strcmp (kind, "features") != 0 &&
+      (int) g_strv_length ((char **) names) == n_names)
+    {
+      g_autofree char *list = json_strings (names, n_names);
+      add_meta (model, regress ? "target_names" : "class_names", list);
+    }
+  if (regress)
+    {
+      g_autofree char *tm = json_floats (task->mean, K);
+      g_autofree char *ts = json_floats (task->std, K);
+      add_meta (model, "target_mean", tm);
+      add_meta (model, "target_std", ts);
+    }
+}
+
 gboolean
 vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path,
                       GError **error)
@@ -645,10 +822,27 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   Ctx c = { { NULL, NULL, 0 }, m, geo->img_size, geo->grid, geo->n_tokens,
             vl_pdata (m, m->ix.pos) };
   g_autofree float *pos_resampled = NULL;
-  if (geo->input_size > 0 && geo->input_size != geo->img_size &&
-      geo->input_size % geo->patch == 0 && m->ix.pos >= 0)
+  int S = geo->img_size;
+  if (options && options->size > 0)
+    S = options->size;
+  else if (geo->input_size > 0 && geo->input_size % geo->patch == 0)
+    S = geo->input_size;
+  if (options && options->size > 0 && (S % geo->patch != 0 || S > 4096))
     {
-      const int S = geo->input_size, G = S / geo->patch;
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   "%s: an input side of %d is not a multiple of the patch size %d (at most "
+                   "4096)", path, S, geo->patch);
+      return FALSE;
+    }
+  if (S != geo->img_size)
+    {
+      c.size = S;
+      c.grid = S / geo->patch;
+      c.T = geo->n_prefix + c.grid * c.grid;
+    }
+  if (S != geo->img_size && m->ix.pos >= 0)
+    {
+      const int G = S / geo->patch;
       const int PP = geo->no_embed_class ? 0 : geo->n_prefix;
       g_autofree float *blank = g_new0 (float, (gsize) geo->in_chans * S * S);
       if (!vl_model_forward (m, blank, 1, S, S, VL_FORWARD_INFER, error))
@@ -658,9 +852,6 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
         }
       pos_resampled = g_memdup2 (vl_model_pos_embed_used (m),
                                  sizeof (float) * (gsize) (PP + G * G) * geo->width);
-      c.size = S;
-      c.grid = G;
-      c.T = geo->n_prefix + G * G;
       c.pos = pos_resampled;
     }
   c.g.buf = g_byte_array_new ();
@@ -711,6 +902,8 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
       out = linear (&c, h, m->ix.head2_w, m->ix.head2_b);
     }
 
+  const char *seg = options && options->seg_head ? seg_head (&c, options->seg_head, tokens)
+                    : NULL;
   if (out && regress)
     {
       int64_t dims[1] = { K };
@@ -720,6 +913,32 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
     }
   else if (out)
     add_output (g, io, out, "logits", K);
+  if (seg)
+    {
+      op1 (g, "Identity", seg, "seg_logits");
+      int64_t dims[4] = { -1, vl_seg_head_n_classes (options->seg_head), c.size, c.size };
+      vl_pb_message (io, GRAPH_OUTPUT, value_info ("seg_logits", 4, dims));
+    }
+  VlDetHead *det = options ? options->det_head : NULL;
+  if (det)
+    {
+      /* FCOSHead.forward: cls_logits, bbox_regression (ReLU), bbox_ctrness */
+      const char *grid = grid_nchw (&c, tokens);
+      const struct { const char *prefix, *name; int channels; gboolean relu; } outs[3] = {
+        { "head.classification_head.cls_logits", "cls_logits", vl_det_head_n_classes (det),
+          FALSE },
+        { "head.regression_head.bbox_reg", "bbox_regression", 4, TRUE },
+        { "head.regression_head.bbox_ctrness", "bbox_ctrness", 1, FALSE },
+      };
+      for (int k = 0; k < 3; k++)
+        {
+          const char *v = det_output (&c, det, grid, outs[k].prefix, outs[k].channels,
+                                      outs[k].relu);
+          op1 (g, "Identity", v, outs[k].name);
+          int64_t dims[3] = { -1, (int64_t) c.grid * c.grid, outs[k].channels };
+          vl_pb_message (io, GRAPH_OUTPUT, value_info (outs[k].name, 3, dims));
+        }
+    }
   add_output (g, io, pooled, "features", geo->width);
   if (geo->embed_dim > 0)
     add_output (g, io, head_in, "embedding", geo->embed_dim);
@@ -757,40 +976,64 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
   vl_pb_message (model, MODEL_GRAPH, g->buf);
   g_string_chunk_free (g->names);
 
-  char num[64];
-  add_meta (model, "vitlab.task", regress ? "regress" : out ? "classify" : "features");
-  add_meta (model, "vitlab.family", geo->family);
-  g_snprintf (num, sizeof num, "%d", c.size);
-  add_meta (model, "input_size", num);
-  g_snprintf (num, sizeof num, "%d", geo->input_size > 0 ? geo->input_size : geo->img_size);
-  add_meta (model, "image_size", num);
-  g_snprintf (num, sizeof num, "%d", geo->in_chans);
-  add_meta (model, "in_chans", num);
-  g_ascii_formatd (num, sizeof num, "%.9g", geo->crop_pct);
-  add_meta (model, "crop_pct", num);
-  add_meta (model, "crop_mode", "center");
-  add_meta (model, "interpolation", geo->interpolation ? geo->interpolation : "bicubic");
-  g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
-  g_autofree char *std = json_floats (geo->std, geo->in_chans);
-  add_meta (model, "mean", mean);
-  add_meta (model, "std", std);
-  add_meta (model, "pooling", vl_pool_name (m->pool));
-  const char *const *names = options && options->names ? options->names
-                             : (const char *const *) m->class_names;
-  if (names && out && (int) g_strv_length ((char **) names) == K)
-    {
-      g_autofree char *list = json_strings (names, K);
-      add_meta (model, regress ? "target_names" : "class_names", list);
-    }
-  if (regress)
-    {
-      g_autofree char *tm = json_floats (task->mean, K);
-      g_autofree char *ts = json_floats (task->std, K);
-      add_meta (model, "target_mean", tm);
-      add_meta (model, "target_std", ts);
-    }
+  add_metadata (model, m, options, c.size, regress ? "regress" : seg ? "segment"
+                                         : det ? "detect" : out ? "classify" : "features");
 
   gboolean ok = vl_write_file_atomic (path, (const char *) model->data, model->len, error);
   g_byte_array_unref (model);
   return ok;
+}
+
+/* ------------------------------------------------------------------ run folders */
+
+gboolean
+vl_onnx_run_init (VlOnnxRun *r, const char *run_dir, int width, const char *const *class_names,
+                  GError **error)
+{
+  memset (r, 0, sizeof *r);
+  if (!vl_run_read_task (run_dir, &r->task, error))
+    return FALSE;
+  r->spec = vl_run_task_spec (&r->task);
+  r->options.task = &r->spec;
+  if (r->task.kind == VL_TASK_REGRESS)
+    r->names = g_strdupv (r->task.value_names);
+  else if (r->task.kind == VL_TASK_SEGMENT || r->task.kind == VL_TASK_DETECT)
+    {
+      const gboolean seg = r->task.kind == VL_TASK_SEGMENT;
+      VlTrainConfig cfg;
+      if (!(seg ? vl_seg_head_find (run_dir, width, &r->seg_head, error)
+                : vl_det_head_find (run_dir, width, &r->det_head, error)) ||
+          !vl_train_config_load (&cfg, run_dir, error))
+        {
+          vl_onnx_run_clear (r);
+          return FALSE;
+        }
+      r->options.size = cfg.img_size;
+      vl_train_config_clear (&cfg);
+      if (r->seg_head == NULL && r->det_head == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: a %s run without its head (%s)",
+                       run_dir, seg ? "segmentation" : "detection",
+                       seg ? "seg_head.safetensors" : "det_head.safetensors");
+          vl_onnx_run_clear (r);
+          return FALSE;
+        }
+      r->names = vl_run_read_class_names (run_dir);
+    }
+  else
+    r->names = g_strdupv ((char **) class_names);
+  r->options.names = (const char *const *) r->names;
+  r->options.seg_head = r->seg_head;
+  r->options.det_head = r->det_head;
+  return TRUE;
+}
+
+void
+vl_onnx_run_clear (VlOnnxRun *r)
+{
+  vl_run_task_clear (&r->task);
+  g_strfreev (r->names);
+  g_clear_pointer (&r->seg_head, vl_seg_head_free);
+  g_clear_pointer (&r->det_head, vl_det_head_free);
+  memset (r, 0, sizeof *r);
 }

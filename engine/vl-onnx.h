@@ -14,6 +14,13 @@
  *                          patch); N is dynamic ("batch")
  *   outputs  logits        (N, K)  classification (DeiT: the mean of the two heads)
  *            values        (N, T)  regression, in the targets' units (head * std + mean)
+ *            seg_logits    (N, K, S, S)  segmentation: the seg head (vl-seg-head.h) on the
+ *                          final-norm patch-token grid (prefix rows dropped; Conv 1x1, or
+ *                          ConvTranspose / LayerNormalization over the channels / GELU for
+ *                          upconv), then Resize linear (half_pixel = align_corners false) to S
+ *            cls_logits    (N, A, K)  detection: torchvision's FCOSHead outputs on the
+ *            bbox_regression (N, A, 4)  final-norm patch grid (A = grid^2 locations, row-major;
+ *            bbox_ctrness  (N, A, 1)  3x3 Conv with padding 1 each, ReLU on the regression)
  *            features      (N, W)  the pooled features (vl_model_features), always
  *            embedding     (N, E)  OpenCLIP's image embedding, when the model has a projection
  *
@@ -27,8 +34,9 @@
  * DeiT's two and the MLP head. Weights are float32 initializers (raw_data) named after the
  * model's tensors (".T" appended to a transposed one).
  *
- * metadata_props: "vitlab.task" (classify / regress / features), "vitlab.family",
- * "input_size" (S), "image_size" (the preprocessing's size), "crop_pct", "crop_mode" (center),
+ * metadata_props: "vitlab.task" (classify / regress / segment / detect / features), "vitlab.family",
+ * "input_size" (S), "image_size" (the preprocessing's size), "crop_pct", "crop_mode" (center;
+ * segmentation and detection: "squash", the whole image resized to S, crop_pct 1),
  * "interpolation", "mean" and "std" (JSON arrays, one value per channel), "in_chans", "pooling",
  * "class_names" or "target_names" (JSON arrays), and for regression "target_mean" / "target_std"
  * (already applied in the graph). */
@@ -39,7 +47,10 @@
 #include <stdint.h>
 
 #include "vl-model.h"
+#include "vl-det-head.h"
+#include "vl-seg-head.h"
 #include "vl-task.h"
+#include "vl-trainer.h"
 
 G_BEGIN_DECLS
 
@@ -49,12 +60,38 @@ typedef struct {
   const VlTaskSpec  *task;
   /* the class or target names (NULL: the model's class names, or none) */
   const char *const *names;
+  /* a segmentation head on the final-norm tokens (task kind segment): seg_logits */
+  VlSegHead         *seg_head;
+  /* an FCOS head on the final-norm tokens (task kind detect): its three outputs */
+  VlDetHead         *det_head;
+  /* the input side S (0: the model's preprocessing size, else its native one); a multiple of
+   * the patch, the position embedding resampled there as the engine's forward does */
+  int                size;
 } VlOnnxOptions;
 
 /* Writes the model as ONNX to path (atomically). Errors name the path and the problem (a
  * regression head whose width is not the task's number of targets, a failed write). */
 gboolean vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path,
                                GError **error);
+
+/* A run folder's export options: what the ONNX file of a run needs beyond its model, read
+ * from the folder. options points into the fields after it; clear with vl_onnx_run_clear. */
+typedef struct {
+  VlOnnxOptions options;
+  VlRunTask     task;        /* run.json's task */
+  VlTaskSpec    spec;        /* viewing task */
+  char        **names;       /* the class or target names (segmentation: background first) */
+  VlSegHead    *seg_head;    /* a segmentation run's head, or NULL */
+  VlDetHead    *det_head;    /* a detection run's head, or NULL */
+} VlOnnxRun;
+
+/* Fills r for the run in run_dir, whose model has tokens of width `width`: its task (a
+ * regression's standardisation and target names), a segmentation or detection run's head, its
+ * input side (run.json's img_size) and its classes (run.json's data), else class_names (the model's, may
+ * be NULL). Errors name the file and the problem; r is cleared on failure. */
+gboolean vl_onnx_run_init  (VlOnnxRun *r, const char *run_dir, int width,
+                            const char *const *class_names, GError **error);
+void     vl_onnx_run_clear (VlOnnxRun *r);
 
 /* ---- the protobuf wire format (exposed for tests) ----
  * Appends to a GByteArray: a field's tag and a varint, a 32-bit float, or length-delimited

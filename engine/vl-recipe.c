@@ -2,6 +2,7 @@
  * the trainer's data order and the README. */
 #include "vl-recipe.h"
 #include "vl-dataset.h"
+#include "vl-det-head.h"
 #include "vl-model.h"
 #include "vl-run.h"
 #include "vl-safetensors.h"
@@ -88,12 +89,13 @@ member_num (JsonObject *o, const char *key)
  * drawn as the trainer draws it, on a stand-in of the same size), as paths relative to the
  * dataset folder, for train.py --vitlab-order. */
 static gboolean
-write_order (const char *spec, double val_fraction, uint64_t seed, int batch, int epochs,
-             const char *path, GError **error)
+write_order (const char *spec, double val_fraction, uint64_t seed, gboolean detect, int batch,
+             int epochs, const char *path, GError **error)
 {
   VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
   opts.val_fraction = val_fraction;
   opts.seed = seed;
+  opts.detect = detect;   /* a detection layout is read as one only when asked */
   g_autoptr(VlDataset) ds = vl_dataset_open (spec, &opts, error);
   if (ds == NULL)
     return FALSE;
@@ -136,6 +138,49 @@ write_order (const char *spec, double val_fraction, uint64_t seed, int batch, in
   return vl_write_file_atomic (path, text, -1, error);
 }
 
+/* backbone/seg_head.safetensors: the seg head as the trainer initialises it for the seed. */
+static gboolean
+write_seg_head (JsonObject *task, int width, int n_classes, uint64_t seed, const char *bdir,
+                const char *run_path, GError **error)
+{
+  VlSegHeadKind kind;
+  const char *name = member_str (task, "seg_head", "linear");
+  g_autoptr(VlSegHead) h = vl_seg_head_kind_from_string (name, &kind)
+                           ? vl_seg_head_new (kind, width, n_classes, seed) : NULL;
+  if (h == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: seg head '%s' of %d classes does not "
+                   "fit a backbone of width %d", run_path, name, n_classes, width);
+      return FALSE;
+    }
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  vl_seg_head_add_to_writer (h, w);
+  vl_safetensors_writer_add_metadata (w, "format", "vitlab-seg-head");
+  vl_safetensors_writer_add_metadata (w, "seg_head", vl_seg_head_kind_name (kind));
+  g_autofree char *path = g_build_filename (bdir, "seg_head.safetensors", NULL);
+  return vl_safetensors_writer_write (w, path, error);
+}
+
+/* backbone/det_head.safetensors: the FCOS head as the trainer initialises it for the seed. */
+static gboolean
+write_det_head (int width, int n_classes, uint64_t seed, const char *bdir, const char *run_path,
+                GError **error)
+{
+  g_autoptr(VlDetHead) h = vl_det_head_new (width, n_classes, seed);
+  if (h == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: an FCOS head of %d classes does not "
+                   "fit a backbone of width %d", run_path, n_classes, width);
+      return FALSE;
+    }
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  vl_det_head_add_to_writer (h, w);
+  vl_safetensors_writer_add_metadata (w, "format", "vitlab-det-head");
+  vl_safetensors_writer_add_metadata (w, "det_head", "fcos");
+  g_autofree char *path = g_build_filename (bdir, "det_head.safetensors", NULL);
+  return vl_safetensors_writer_write (w, path, error);
+}
+
 gboolean
 vl_recipe_export (const char *run, const char *out, gboolean with_order, char **note,
                   GError **error)
@@ -168,11 +213,12 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
     }
   JsonObject *task = json_object_get_object_member (o, "task");
   const char *kind = member_str (task, "kind", "classify");
-  if (strcmp (kind, "classify") != 0 && strcmp (kind, "regress") != 0)
+  const gboolean segment = strcmp (kind, "segment") == 0, detect = strcmp (kind, "detect") == 0;
+  if (strcmp (kind, "classify") != 0 && strcmp (kind, "regress") != 0 && !segment && !detect)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "%s: task '%s': the PyTorch recipe covers classify and regress", run_path,
-                   kind);
+                   "%s: task '%s': the PyTorch recipe covers classify, regress, segment and "
+                   "detect", run_path, kind);
       return FALSE;
     }
   if (json_object_has_member (o, "unlock_mask") &&
@@ -240,16 +286,25 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
   const char *head_kind = member_str (head, "kind", "linear");
   VlHeadKind hk = strcmp (head_kind, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
   int64_t seed = json_object_get_int_member_with_default (o, "seed", 0);
-  vl_model_set_head (m, hk, (int) json_object_get_int_member_with_default (head, "num_classes", 0),
-                     (int) json_object_get_int_member_with_default (head, "mlp_hidden", 0),
-                     (uint64_t) seed);
+  const int n_classes = (int) json_object_get_int_member_with_default (head, "num_classes", 0);
+  if (segment || detect)
+    vl_model_set_head (m, VL_HEAD_NONE, 0, 0, (uint64_t) seed);
+  else
+    vl_model_set_head (m, hk, n_classes,
+                       (int) json_object_get_int_member_with_default (head, "mlp_hidden", 0),
+                       (uint64_t) seed);
   if (!vl_model_export (m, bdir, error))
+    return FALSE;
+  if (segment && !write_seg_head (task, g->width, n_classes, (uint64_t) seed, bdir, run_path,
+                                  error))
+    return FALSE;
+  if (detect && !write_det_head (g->width, n_classes, (uint64_t) seed, bdir, run_path, error))
     return FALSE;
   if (with_order)
     {
       g_autofree char *order = g_build_filename (out, "order.json", NULL);
       if (!write_order (member_str (data, "spec", ""), member_num (data, "val_fraction"),
-                        (uint64_t) seed, (int) member_num (hp, "batch_size"),
+                        (uint64_t) seed, detect, (int) member_num (hp, "batch_size"),
                         (int) member_num (hp, "epochs"), order, error))
         return FALSE;
     }
@@ -267,7 +322,7 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
     return FALSE;
   if (note && !g_file_test (spec, G_FILE_TEST_IS_DIR))
     *note = g_strdup_printf ("the run's data '%s' is not a folder: train.py reads image folders "
-                             "(class folders, train/ + val/, or targets.csv); give it one with "
-                             "--data", spec);
+                             "(class folders, train/ + val/, targets.csv, Pascal VOC or "
+                             "images/ + masks/); give it one with --data", spec);
   return TRUE;
 }

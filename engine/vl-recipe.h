@@ -9,7 +9,8 @@
  *   order.json   with with_order: the trainer's order of the training items in each epoch
  *                (paths relative to the dataset folder), for train.py --vitlab-order
  *   README.md    the commands: one process, torchrun on one machine, on several
- * It covers classify and regress runs from a pretrained backbone with timm's layer grouping
+ * It covers classify, regress and segment runs (backbone/seg_head.safetensors: the seg head as
+ * the trainer initialises it) from a pretrained backbone with timm's layer grouping
  * (stem, blocks, norm, head) and an unlock schedule; anything else is refused with an error
  * naming run.json and the reason. *note (may be NULL) gets advice the caller should show, or
  * NULL. */

@@ -80,6 +80,26 @@ read_segment (JsonObject *o, VlEpochMetrics *m, int K)
 }
 
 static void
+read_detect (JsonObject *o, VlEpochMetrics *m, int K)
+{
+  vl_det_result_begin (&m->det, K);
+  g_clear_pointer (&m->det.gt, g_array_unref);
+  g_clear_pointer (&m->det.dt, g_array_unref);
+  m->det.class_ap = g_new (double, K);
+  m->det.class_ap50 = g_new (double, K);
+  m->det.loss = member_double (o, "val_loss");
+  m->det.ap = member_double (o, "val_map");
+  m->det.ap50 = member_double (o, "val_map50");
+  m->det.ap75 = member_double (o, "val_map75");
+  m->det.ar100 = member_double (o, "val_ar100");
+  m->det.n = member_int (o, "val_images");
+  m->det.n_gt = member_int (o, "val_boxes");
+  m->det.n_dt = member_int (o, "val_detections");
+  member_doubles (o, "val_class_ap", m->det.class_ap, K);
+  member_doubles (o, "val_class_ap50", m->det.class_ap50, K);
+}
+
+static void
 read_regress (JsonObject *o, VlEpochMetrics *m, int N)
 {
   vl_regress_result_begin (&m->reg, N);
@@ -101,6 +121,7 @@ vl_epoch_metrics_free (VlEpochMetrics *m)
   vl_eval_result_clear (&m->val);
   vl_regress_result_clear (&m->reg);
   vl_seg_result_clear (&m->seg);
+  vl_det_result_clear (&m->det);
   g_free (m);
 }
 
@@ -152,9 +173,32 @@ vl_run_read_metrics (const char *run_dir, VlTaskKind task, int n_outputs, GError
         read_regress (o, m, n_outputs);
       else if (task == VL_TASK_SEGMENT)
         read_segment (o, m, n_outputs);
+      else if (task == VL_TASK_DETECT)
+        read_detect (o, m, n_outputs);
       else
         read_classify (o, m, n_outputs);
       g_ptr_array_add (out, m);
     }
   return out;
+}
+
+char **
+vl_run_read_class_names (const char *run_dir)
+{
+  g_autofree char *path = g_build_filename (run_dir, "run.json", NULL);
+  JsonObject *root = NULL;
+  g_autoptr(JsonParser) p = vl_json_load_object_file (path, &root, NULL);
+  JsonObject *data = p ? vl_json_object_member (root, "data") : NULL;
+  JsonNode *cls = data ? json_object_get_member (data, "classes") : NULL;
+  if (cls == NULL || !JSON_NODE_HOLDS_ARRAY (cls))
+    return NULL;
+  JsonArray *a = json_node_get_array (cls);
+  char **names = g_new0 (char *, json_array_get_length (a) + 1);
+  for (guint i = 0; i < json_array_get_length (a); i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      gboolean text = JSON_NODE_HOLDS_VALUE (e) && json_node_get_value_type (e) == G_TYPE_STRING;
+      names[i] = g_strdup (text ? json_node_get_string (e) : "?");
+    }
+  return names;
 }

@@ -16,7 +16,7 @@
 /* The files a checkpoint commit may hold, in the order they are written and renamed. */
 static const char *const group_names[] = {
   "model.safetensors", "config.json", "optimizer.safetensors", "best.safetensors", "run.json",
-  "seg_head.safetensors",
+  "seg_head.safetensors", "det_head.safetensors",
 };
 #define METRICS "metrics.jsonl"
 
@@ -313,7 +313,8 @@ is_stray (const char *name)
   while (*name == '.')
     name++;
   const char *known[] = { "model.safetensors", "config.json", "optimizer.safetensors",
-                          "best.safetensors", "run.json", "seg_head.safetensors", METRICS,
+                          "best.safetensors", "run.json", "seg_head.safetensors",
+                          "det_head.safetensors", METRICS,
                           VL_RUN_MANIFEST + 1 };
   for (guint k = 0; k < G_N_ELEMENTS (known); k++)
     if (g_str_has_prefix (name, known[k]) && name[strlen (known[k])] == '.')
@@ -533,14 +534,24 @@ vl_run_commit_checkpoint (const char *dir, VlModel *model, VlSafetensorsWriter *
                           gboolean best, const char *run_json, const char *metrics,
                           GError **error)
 {
-  return vl_run_commit_checkpoint_with (dir, model, optimizer, NULL, best, run_json, metrics,
-                                        error);
+  return vl_run_commit_checkpoint_with (dir, model, optimizer, NULL, NULL, best, run_json,
+                                        metrics, error);
 }
 
 gboolean
 vl_run_commit_checkpoint_with (const char *dir, VlModel *model, VlSafetensorsWriter *optimizer,
-                               VlSafetensorsWriter *seg_head, gboolean best,
+                               VlSafetensorsWriter *seg_head, VlSegHead *head, gboolean best,
                                const char *run_json, const char *metrics, GError **error)
+{
+  return vl_run_commit_checkpoint_head (dir, model, optimizer, seg_head, VL_RUN_SEG_HEAD, head,
+                                        best, run_json, metrics, error);
+}
+
+gboolean
+vl_run_commit_checkpoint_head (const char *dir, VlModel *model, VlSafetensorsWriter *optimizer,
+                               VlSafetensorsWriter *seg_head, const char *head_file,
+                               VlSegHead *head, gboolean best, const char *run_json,
+                               const char *metrics, GError **error)
 {
   fault_init ();
   FaultCursor cur = { g_atomic_int_add (&commits_begun, 1) + 1, 0 };
@@ -550,7 +561,7 @@ vl_run_commit_checkpoint_with (const char *dir, VlModel *model, VlSafetensorsWri
   g_autofree char *p_opt = pending_path (dir, "optimizer.safetensors");
   g_autofree char *p_best = pending_path (dir, "best.safetensors");
   g_autofree char *p_run = pending_path (dir, "run.json");
-  g_autofree char *p_seg = pending_path (dir, "seg_head.safetensors");
+  g_autofree char *p_seg = pending_path (dir, head_file);
   g_autofree char *p_metrics = pending_path (dir, METRICS);
   g_autofree char *final_metrics = g_build_filename (dir, METRICS, NULL);
   g_autofree char *mpath = g_build_filename (dir, VL_RUN_MANIFEST, NULL);
@@ -569,14 +580,17 @@ vl_run_commit_checkpoint_with (const char *dir, VlModel *model, VlSafetensorsWri
     }
   if (ok && seg_head)
     {
-      fault_point (&cur, "writing .seg_head.safetensors.pending");
+      fault_point (&cur, g_str_equal (head_file, VL_RUN_DET_HEAD)
+                         ? "writing .det_head.safetensors.pending"
+                         : "writing .seg_head.safetensors.pending");
       ok = vl_safetensors_writer_write (seg_head, p_seg, error);
-      g_ptr_array_add (files, "seg_head.safetensors");
+      g_ptr_array_add (files, (gpointer) head_file);
     }
   if (ok && best)
     {
       fault_point (&cur, "writing .best.safetensors.pending");
-      ok = vl_model_save_checkpoint (model, p_best, NULL, error);
+      ok = head ? vl_model_save_checkpoint_with_seg_head (model, head, p_best, NULL, error)
+                : vl_model_save_checkpoint (model, p_best, NULL, error);
       g_ptr_array_add (files, "best.safetensors");
     }
   if (ok && run_json)

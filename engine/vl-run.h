@@ -45,6 +45,7 @@
 
 #include "vl-model.h"
 #include "vl-safetensors.h"
+#include "vl-seg-head.h"
 
 G_BEGIN_DECLS
 
@@ -95,12 +96,25 @@ gboolean  vl_run_commit_checkpoint (const char *dir, VlModel *model,
                                     VlSafetensorsWriter *optimizer, gboolean best,
                                     const char *run_json, const char *metrics, GError **error);
 /* The same with a segmentation run's head (vl-seg-head.h) and its AdamW moments in
- * seg_head.safetensors, one more file of the group (seg_head NULL: none). */
+ * seg_head.safetensors, one more file of the group (seg_head NULL: none); best.safetensors then
+ * holds the head too (`head`'s tensors beside the model's, decode_head.*). */
 gboolean  vl_run_commit_checkpoint_with (const char *dir, VlModel *model,
                                          VlSafetensorsWriter *optimizer,
-                                         VlSafetensorsWriter *seg_head, gboolean best,
+                                         VlSafetensorsWriter *seg_head, VlSegHead *head,
+                                         gboolean best,
                                          const char *run_json, const char *metrics,
                                          GError **error);
+/* The head file of a segmentation or detection run's checkpoint group. */
+#define VL_RUN_SEG_HEAD "seg_head.safetensors"
+#define VL_RUN_DET_HEAD "det_head.safetensors"
+/* vl_run_commit_checkpoint_with with the head's file named (VL_RUN_SEG_HEAD or
+ * VL_RUN_DET_HEAD); seg (NULL: none) is the segmentation head best.safetensors holds beside the
+ * model. */
+gboolean  vl_run_commit_checkpoint_head (const char *dir, VlModel *model,
+                                         VlSafetensorsWriter *optimizer,
+                                         VlSafetensorsWriter *head, const char *head_file,
+                                         VlSegHead *seg, gboolean best, const char *run_json,
+                                         const char *metrics, GError **error);
 /* Keeps the lines of metrics.jsonl whose "epoch" is below `epochs` (each epoch once, the first),
  * rewriting the file atomically only when something goes. For a resume: the log then ends where
  * the checkpoint does. */

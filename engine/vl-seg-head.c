@@ -1,5 +1,6 @@
 /* vl-seg-head.c: the linear and upconv segmentation heads (see vl-seg-head.h). */
 #include "vl-seg-head.h"
+#include "vl-head-param.h"
 
 #include <math.h>
 #include <string.h>
@@ -20,20 +21,11 @@ static const char *const tensor_names[N_T] = {
   "decode_head.up.3.weight", "decode_head.up.3.bias",
 };
 
-typedef struct {
-  const char *name;
-  int         ndim;
-  int64_t     shape[4];
-  int64_t     numel;
-  float      *data, *grad, *m, *v;
-  int         step;
-} SegParam;
-
 struct _VlSegHead {
   VlSegHeadKind kind;
   int           W, K, C;        /* token width, classes, conv_seg's input channels */
   int           n;              /* tensors in use: 2 (linear) or 8 (upconv) */
-  SegParam      p[N_T];
+  VlHeadParam      p[N_T];
   /* the last forward */
   int           B, T, n_prefix, gh, gw, Ho, Wo;
   float        *g0;             /* (B, gh, gw, W) patch tokens */
@@ -67,20 +59,6 @@ vl_seg_head_kind_from_string (const char *s, VlSegHeadKind *out)
   return TRUE;
 }
 
-static void
-param_init (SegParam *p, const char *name, int ndim, const int64_t *shape)
-{
-  p->name = name;
-  p->ndim = ndim;
-  p->numel = 1;
-  for (int d = 0; d < ndim; d++)
-    {
-      p->shape[d] = shape[d];
-      p->numel *= shape[d];
-    }
-  p->data = g_new0 (float, p->numel);
-}
-
 VlSegHead *
 vl_seg_head_new (VlSegHeadKind kind, int width, int n_classes, uint64_t seed)
 {
@@ -97,19 +75,19 @@ vl_seg_head_new (VlSegHeadKind kind, int width, int n_classes, uint64_t seed)
   vl_rng_seed (&rng, seed);
 
   int64_t sw[4] = { n_classes, h->C, 1, 1 }, sb[1] = { n_classes };
-  param_init (&h->p[T_SEG_W], tensor_names[T_SEG_W], 4, sw);
-  param_init (&h->p[T_SEG_B], tensor_names[T_SEG_B], 1, sb);
+  vl_head_param_init (&h->p[T_SEG_W], tensor_names[T_SEG_W], 4, sw);
+  vl_head_param_init (&h->p[T_SEG_B], tensor_names[T_SEG_B], 1, sb);
   if (kind == VL_SEG_HEAD_UPCONV)
     {
       int W2 = width / 2, W4 = width / 4;
       int64_t s0[4] = { width, W2, 2, 2 }, s0b[1] = { W2 }, s3[4] = { W2, W4, 2, 2 },
               s3b[1] = { W4 };
-      param_init (&h->p[T_UP0_W], tensor_names[T_UP0_W], 4, s0);
-      param_init (&h->p[T_UP0_B], tensor_names[T_UP0_B], 1, s0b);
-      param_init (&h->p[T_UP1_W], tensor_names[T_UP1_W], 1, s0b);
-      param_init (&h->p[T_UP1_B], tensor_names[T_UP1_B], 1, s0b);
-      param_init (&h->p[T_UP3_W], tensor_names[T_UP3_W], 4, s3);
-      param_init (&h->p[T_UP3_B], tensor_names[T_UP3_B], 1, s3b);
+      vl_head_param_init (&h->p[T_UP0_W], tensor_names[T_UP0_W], 4, s0);
+      vl_head_param_init (&h->p[T_UP0_B], tensor_names[T_UP0_B], 1, s0b);
+      vl_head_param_init (&h->p[T_UP1_W], tensor_names[T_UP1_W], 1, s0b);
+      vl_head_param_init (&h->p[T_UP1_B], tensor_names[T_UP1_B], 1, s0b);
+      vl_head_param_init (&h->p[T_UP3_W], tensor_names[T_UP3_W], 4, s3);
+      vl_head_param_init (&h->p[T_UP3_B], tensor_names[T_UP3_B], 1, s3b);
       /* PyTorch's ConvTranspose2d default: fan_in = weight.size (1) * kh * kw = Cout * 4 */
       double b0 = 1.0 / sqrt (W2 * 4.0), b3 = 1.0 / sqrt (W4 * 4.0);
       for (int64_t i = 0; i < h->p[T_UP0_W].numel; i++)
@@ -135,12 +113,7 @@ vl_seg_head_free (VlSegHead *h)
   if (h == NULL)
     return;
   for (int i = 0; i < N_T; i++)
-    {
-      g_free (h->p[i].data);
-      g_free (h->p[i].grad);
-      g_free (h->p[i].m);
-      g_free (h->p[i].v);
-    }
+    vl_head_param_clear (&h->p[i]);
   g_free (h->g0);
   g_free (h->u0);
   g_free (h->u1);
@@ -178,7 +151,7 @@ float *
 vl_seg_head_tensor_data (VlSegHead *h, int i, int *ndim, int64_t *shape, int64_t *numel)
 {
   g_return_val_if_fail (i >= 0 && i < h->n, NULL);
-  SegParam *p = &h->p[i];
+  VlHeadParam *p = &h->p[i];
   if (ndim)
     *ndim = p->ndim;
   if (shape)
@@ -326,16 +299,6 @@ vl_seg_head_grid_logits (VlSegHead *h, int *gho, int *gwo)
   return h->s;
 }
 
-static float *
-zero_grad (SegParam *p)
-{
-  if (p->grad == NULL)
-    p->grad = g_new0 (float, p->numel);
-  else
-    memset (p->grad, 0, sizeof (float) * p->numel);
-  return p->grad;
-}
-
 void
 vl_seg_head_backward (VlSegHead *h, const float *dlogits, float *d_tokens)
 {
@@ -345,7 +308,7 @@ vl_seg_head_backward (VlSegHead *h, const float *dlogits, float *d_tokens)
   int sh, sw;
   seg_grid (h, &sh, &sw);
   for (int i = 0; i < h->n; i++)
-    zero_grad (&h->p[i]);
+    vl_head_param_zero_grad (&h->p[i]);
 
   /* d s (B, sh, sw, K) */
   float *ds = g_new0 (float, (int64_t) B * sh * sw * K);
@@ -395,19 +358,7 @@ void
 vl_seg_head_adamw_step (VlSegHead *h, const VlAdamW *opt, float lr_scale)
 {
   for (int i = 0; i < h->n; i++)
-    {
-      SegParam *p = &h->p[i];
-      if (p->grad == NULL)
-        continue;
-      if (p->m == NULL)
-        {
-          p->m = g_new0 (float, p->numel);
-          p->v = g_new0 (float, p->numel);
-        }
-      p->step++;
-      vl_adamw_update (p->data, p->grad, p->m, p->v, p->numel, opt->lr * lr_scale, opt->beta1,
-                       opt->beta2, opt->eps, p->ndim >= 2 ? opt->weight_decay : 0.0f, p->step);
-    }
+    vl_head_param_adamw (&h->p[i], opt, lr_scale);
 }
 
 void
@@ -428,21 +379,7 @@ vl_seg_head_set_optim_state (VlSegHead *h, int i, const float *exp_avg,
                              const float *exp_avg_sq, int step)
 {
   g_return_if_fail (i >= 0 && i < h->n);
-  SegParam *p = &h->p[i];
-  if (p->m == NULL)
-    {
-      p->m = g_new0 (float, p->numel);
-      p->v = g_new0 (float, p->numel);
-    }
-  if (exp_avg)
-    memcpy (p->m, exp_avg, sizeof (float) * p->numel);
-  else
-    memset (p->m, 0, sizeof (float) * p->numel);
-  if (exp_avg_sq)
-    memcpy (p->v, exp_avg_sq, sizeof (float) * p->numel);
-  else
-    memset (p->v, 0, sizeof (float) * p->numel);
-  p->step = step;
+  vl_head_param_set_optim_state (&h->p[i], exp_avg, exp_avg_sq, step);
 }
 
 void
@@ -482,32 +419,10 @@ vl_seg_head_from_safetensors (VlSafetensors *st, int width, GError **error)
                    tensor_names[T_SEG_W], s, vl_seg_head_kind_name (kind), width);
       return NULL;
     }
+  g_autofree char *what = g_strdup_printf ("%s seg head", vl_seg_head_kind_name (kind));
   for (int i = 0; i < h->n; i++)
-    {
-      SegParam *p = &h->p[i];
-      const VlTensorInfo *t = vl_safetensors_lookup (st, p->name);
-      if (t == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor %s (the %s seg head "
-                       "needs it)", path, p->name, vl_seg_head_kind_name (kind));
-          return NULL;
-        }
-      gboolean same = t->ndim == p->ndim;
-      for (int d = 0; same && d < p->ndim; d++)
-        same = t->shape[d] == p->shape[d];
-      if (!same)
-        {
-          g_autofree char *found = vl_shape_to_string (t->ndim, t->shape);
-          g_autofree char *want = vl_shape_to_string (p->ndim, p->shape);
-          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: %s has shape %s, expected %s",
-                       path, p->name, found, want);
-          return NULL;
-        }
-      g_autofree float *data = vl_safetensors_read_f32 (st, p->name, NULL, error);
-      if (data == NULL)
-        return NULL;
-      memcpy (p->data, data, sizeof (float) * p->numel);
-    }
+    if (!vl_head_param_read (&h->p[i], st, what, error))
+      return NULL;
   return g_steal_pointer (&h);
 }
 
@@ -535,4 +450,19 @@ vl_seg_palette (uint8_t palette[256 * 3])
       palette[3 * k + 1] = (uint8_t) g;
       palette[3 * k + 2] = (uint8_t) b;
     }
+}
+
+gboolean
+vl_seg_head_find (const char *source, int width, VlSegHead **out, GError **error)
+{
+  g_autoptr(VlSafetensors) st = vl_head_source_open (source, "seg_head.safetensors", tensor_names[T_SEG_W]);
+  *out = st ? vl_seg_head_from_safetensors (st, width, error) : NULL;
+  return st == NULL || *out != NULL;
+}
+
+VlHeadParam *
+vl_seg_head_params (VlSegHead *h, int *n)
+{
+  *n = h->n;
+  return h->p;
 }

@@ -30,6 +30,7 @@
 #include <glib.h>
 #include <stdint.h>
 
+#include "vl-head-param.h"
 #include "vl-model.h"
 #include "vl-safetensors.h"
 
@@ -58,6 +59,9 @@ int         vl_seg_head_width         (VlSegHead *h);
 int         vl_seg_head_n_classes     (VlSegHead *h);
 int64_t     vl_seg_head_n_params      (VlSegHead *h);
 
+/* Its parameters as the trainer and checkpoints handle every head (vl-head-param.h): *n of
+ * them, in the order of the accessors below. */
+VlHeadParam *vl_seg_head_params       (VlSegHead *h, int *n);
 /* Its tensors, by their mmsegmentation names. Gradients are NULL before the first backward. */
 int         vl_seg_head_n_tensors     (VlSegHead *h);
 const char *vl_seg_head_tensor_name   (VlSegHead *h, int i);
@@ -98,6 +102,17 @@ VlSegHead  *vl_seg_head_from_safetensors (VlSafetensors *st, int width, GError *
 
 /* vl_seg_head_from_safetensors on the file at path. */
 VlSegHead  *vl_seg_head_load          (const char *path, int width, GError **error);
+/* The seg head of a checkpoint (decode_head.* in the file) or of a folder (its
+ * model.safetensors, else seg_head.safetensors: run folders and timm exports of segmentation
+ * runs). *out is NULL when there is none; FALSE only when one is there but does not read. */
+gboolean    vl_seg_head_find          (const char *source, int width, VlSegHead **out,
+                                       GError **error);
+/* vl_model_save_checkpoint with the seg head's tensors (mmsegmentation's names, decode_head.*)
+ * beside the model's in st_path: one file that vl_model_load reads as the backbone and
+ * vl_seg_head_load as the head (a segmentation run's best.safetensors). */
+gboolean    vl_model_save_checkpoint_with_seg_head (VlModel *m, VlSegHead *seg,
+                                                    const char *st_path, const char *cfg_path,
+                                                    GError **error);
 /* The Pascal VOC colour map (256 RGB triples): class k's colour from the bits of k. */
 void        vl_seg_palette            (uint8_t palette[256 * 3]);
 

@@ -10,7 +10,7 @@
 
 /* ------------------------------------------------------------------ names */
 
-static const char *const task_names[] = { "classify", "regress", "segment" };
+static const char *const task_names[] = { "classify", "regress", "segment", "detect" };
 static const char *const reg_loss_names[] = { "mse", "smooth-l1" };
 
 const char *
@@ -33,9 +33,9 @@ vl_task_from_string (const char *s, VlTaskKind *out)
       *out = s[0] == 'c' ? VL_TASK_CLASSIFY : VL_TASK_REGRESS;
       return TRUE;
     }
-  if (g_strcmp0 (s, "segmentation") == 0)
+  if (g_strcmp0 (s, "segmentation") == 0 || g_strcmp0 (s, "detection") == 0)
     {
-      *out = VL_TASK_SEGMENT;
+      *out = s[0] == 's' ? VL_TASK_SEGMENT : VL_TASK_DETECT;
       return TRUE;
     }
   return FALSE;

@@ -26,6 +26,7 @@
 #include "vl-model.h"
 #include "vl-seg.h"
 #include "vl-seg-head.h"
+#include "vl-detect.h"
 
 G_BEGIN_DECLS
 
@@ -33,6 +34,7 @@ typedef enum {
   VL_TASK_CLASSIFY,
   VL_TASK_REGRESS,
   VL_TASK_SEGMENT,   /* one class per pixel: a seg head (vl-seg-head.h) over the token grid */
+  VL_TASK_DETECT,    /* boxes: torchvision's FCOS head (vl-det-head.h, vl-detect.h) */
 } VlTaskKind;
 
 typedef enum {
@@ -40,9 +42,9 @@ typedef enum {
   VL_REG_LOSS_SMOOTH_L1,   /* beta 1, on the standardised targets */
 } VlRegLoss;
 
-/* Names as the CLI, run.json and metrics.jsonl spell them: "classify", "regress", "segment";
- * "mse", "smooth-l1". from_string also takes "classification", "regression" and
- * "segmentation". */
+/* Names as the CLI, run.json and metrics.jsonl spell them: "classify", "regress", "segment",
+ * "detect"; "mse", "smooth-l1". from_string also takes "classification", "regression",
+ * "segmentation" and "detection". */
 const char *vl_task_name              (VlTaskKind kind);
 gboolean    vl_task_from_string       (const char *s, VlTaskKind *out);
 const char *vl_reg_loss_name          (VlRegLoss loss);

@@ -7,6 +7,7 @@
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer.h"
+#include "vl-eta.h"
 #include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-conv.h"
@@ -30,8 +31,14 @@ const char *
 vl_train_event_kind_name (VlTrainEventKind kind)
 {
   static const char *names[] = { "ready", "lock", "step", "epoch", "probes", "message", "paused",
-                                 "resumed", "finished" };
+                                 "resumed", "finished", "progress" };
   return (guint) kind < G_N_ELEMENTS (names) ? names[kind] : "?";
+}
+
+const char *
+vl_train_phase_name (VlTrainPhase phase)
+{
+  return phase == VL_TRAIN_PHASE_CACHE ? "caching" : "validating";
 }
 
 /* ------------------------------------------------------------------ configuration */
@@ -520,7 +527,8 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
     goto bad;
   if ((s = get_str (task, "seg_head")) && !vl_seg_head_kind_from_string (s, &c->seg_head))
     goto bad;
-  if (c->task == VL_TASK_SEGMENT && get_int (task, "img_size", &i))
+  if ((c->task == VL_TASK_SEGMENT || c->task == VL_TASK_DETECT) &&
+      get_int (task, "img_size", &i))
     c->img_size = (int) i;
   c->backbone = g_strdup (get_str (bb, "path"));
   c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
@@ -723,6 +731,7 @@ struct _VlTrainer {
   VlTrainConfig   cfg;
   VlModel        *model;        /* the worker's while it runs */
   VlSegHead      *seg_head;     /* segmentation: the trained head, once the worker has ended */
+  VlDetHead      *det_head;     /* detection: likewise */
   VlDataset      *ds;
   VlTrainerNotify notify;
   gpointer        notify_data;
@@ -747,13 +756,22 @@ struct _VlTrainer {
   gboolean        run_has_checkpoint;   /* resume from it; FALSE: a resume starts at epoch 0 */
 };
 
-/* Queues an event (taking it); merges it with the tail when both are steps, replaces an
- * undrained PROBES event. Notifies outside the lock. */
+/* Queues an event (taking it); merges it with the tail when both are steps or progress of the
+ * same pass, replaces an undrained PROBES event. Notifies outside the lock. */
 static void
 post (VlTrainer *t, VlTrainEvent *ev)
 {
   gboolean wake = FALSE;
   vl_mutex_lock (&t->lock);
+  VlTrainEvent *tail = g_queue_peek_tail (&t->events);
+  if (ev->kind == VL_TRAIN_EVENT_PROGRESS && tail && tail->kind == VL_TRAIN_EVENT_PROGRESS &&
+      tail->phase == ev->phase)
+    {
+      *tail = *ev;   /* holds no pointers */
+      g_free (ev);
+      vl_mutex_unlock (&t->lock);
+      return;        /* the undrained tail has notified already */
+    }
   if (ev->kind == VL_TRAIN_EVENT_PROBES)
     for (GList *l = t->events.head; l; l = l->next)
       if (((VlTrainEvent *) l->data)->kind == VL_TRAIN_EVENT_PROBES)
@@ -818,6 +836,7 @@ vl_trainer_unref (VlTrainer *t)
     t->notify_destroy (t->notify_data);
   vl_model_free (t->model);
   vl_seg_head_free (t->seg_head);
+  vl_det_head_free (t->det_head);
   vl_dataset_free (t->ds);
   vl_run_unlock (t->run_lock);
   g_object_unref (t->cancel);
@@ -983,6 +1002,15 @@ vl_trainer_get_seg_head (VlTrainer *t)
   return done ? t->seg_head : NULL;
 }
 
+VlDetHead *
+vl_trainer_get_det_head (VlTrainer *t)
+{
+  vl_mutex_lock (&t->lock);
+  gboolean done = t->done;
+  vl_mutex_unlock (&t->lock);
+  return done ? t->det_head : NULL;
+}
+
 VlDataset *
 vl_trainer_get_dataset (VlTrainer *t)
 {
@@ -1006,6 +1034,9 @@ typedef struct {
   float   *data;       /* (n, numel) activations at the lock boundary */
   guint8  *ok;         /* (n) the image decoded */
   uint8_t *masks;      /* (n, S, S) segmentation: the items' masks at the input size */
+  float   *boxes;      /* (n, max_boxes, 4) detection: the items' boxes at the input size */
+  int     *box_labels; /* (n, max_boxes) */
+  int     *n_boxes;    /* (n) */
   int      n;
 } FeatCache;
 
@@ -1031,6 +1062,12 @@ typedef struct {
   float               *seg_dz;          /* (batch, S, S, K) */
   float               *seg_dtok;        /* (batch, T, W) */
   uint8_t             *buf_masks;       /* (batch, S, S) gathered from the cache */
+  float               *buf_boxes;       /* (batch, max_boxes, 4) detect: gathered likewise */
+  int                 *buf_box_labels, *buf_n_boxes;
+  /* detect: the FCOS head in the seg head's place (the same group, cache and d tokens) */
+  gboolean             det_task;
+  VlDetHead           *det;
+  int                  max_boxes;       /* room per image in batches and the cache */
   char               **value_names;
   char                *backbone_path, *backbone_sha;
   char               **class_names;
@@ -1085,6 +1122,15 @@ typedef struct {
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
   gint64               last_step_time;
+  /* the pass PROGRESS events report (progress_begin) */
+  VlTrainPhase         phase;
+  VlEta                eta;
+  int64_t              phase_done;
+  gint64               progress_posted;
+  /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
+  FeatCache            ntrain, nval;
+  int                  next_unlocked;
+  gboolean             next_ready;
   double               train_seconds;   /* of this epoch, in this session */
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
@@ -1100,6 +1146,35 @@ message (Run *r, const char *fmt, ...)
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_MESSAGE, r->epoch, r->step);
   ev->message = g_strdup_vprintf (fmt, ap);
   va_end (ap);
+  post (r->t, ev);
+}
+
+/* A pass of `total` images begins: PROGRESS events from now on, with an ETA of its own */
+static void
+progress_begin (Run *r, VlTrainPhase phase, int64_t total)
+{
+  r->phase = phase;
+  r->phase_done = 0;
+  r->progress_posted = g_get_monotonic_time ();
+  vl_eta_start (&r->eta, total, r->progress_posted);
+}
+
+/* n more images of the pass are done: a PROGRESS event every 0.2 s at most, and at its end */
+static void
+progress_add (Run *r, int n)
+{
+  r->phase_done += n;
+  gint64 now = g_get_monotonic_time ();
+  double eta = vl_eta_update (&r->eta, r->phase_done, now);
+  if (now - r->progress_posted < 200000 && r->phase_done < r->eta.total)
+    return;
+  r->progress_posted = now;
+  VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_PROGRESS, r->epoch, r->step);
+  ev->phase = r->phase;
+  ev->done = r->phase_done;
+  ev->total = r->eta.total;
+  ev->eta_s = eta;
+  ev->images_per_s = vl_eta_rate (&r->eta);
   post (r->t, ev);
 }
 
@@ -1181,12 +1256,73 @@ skipped_strv (VlDataset *ds)
   return v;
 }
 
+/* A head outside the model reads its final-norm token grid (segment, detect): the last layer
+ * group, the token cache, d tokens into vl_model_backward_from. */
+static gboolean
+dense_task (const Run *r)
+{
+  return r->seg_task || r->det_task;
+}
+
+/* A dense task's head as every head outside the model is handled (vl-head-param.h): its
+ * parameters, the file it has in a checkpoint group and what that file says of it. */
+static VlHeadParam *
+dense_head_params (const Run *r, int *n, const char **file, const char **format,
+                   const char **kind_key, const char **kind)
+{
+  *file = r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD;
+  *format = r->det ? "vitlab-det-head" : "vitlab-seg-head";
+  *kind_key = r->det ? "det_head" : "seg_head";
+  *kind = r->det ? "fcos" : vl_seg_head_kind_name (vl_seg_head_kind (r->seg));
+  return r->det ? vl_det_head_params (r->det, n) : vl_seg_head_params (r->seg, n);
+}
+
+/* The head's file of a checkpoint (its tensors, moments and step counts); NULL without one. */
+static VlSafetensorsWriter *
+dense_head_writer (const Run *r)
+{
+  if (r->seg == NULL && r->det == NULL)
+    return NULL;
+  int n;
+  const char *file, *format, *key, *kind;
+  VlHeadParam *p = dense_head_params (r, &n, &file, &format, &key, &kind);
+  return vl_head_params_writer (p, n, format, key, kind);
+}
+
+/* On resume of a segmentation or detection run: the head and its AdamW state from its file. */
+static gboolean
+load_dense_head_state (Run *r, GError **error)
+{
+  int n;
+  const char *file, *format, *key, *kind;
+  VlHeadParam *p = dense_head_params (r, &n, &file, &format, &key, &kind);
+  g_autofree char *path = g_build_filename (r->cfg->out_dir, file, NULL);
+  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
+  g_autofree char *what = g_strdup_printf ("%s %s head the run trains", kind,
+                                           r->det ? "detection" : "segmentation");
+  return st != NULL && vl_head_params_restore (p, n, st, what, error);
+}
+
+/* Detection: image si's boxes of one (n, max_boxes) store into image di's of another. */
+static void
+det_copy_boxes (const Run *r, float *boxes, int *labels, int *n_boxes, int di,
+                const float *src_boxes, const int *src_labels, const int *src_n, int si)
+{
+  const gsize M = (gsize) r->max_boxes;
+  n_boxes[di] = src_n[si];
+  memcpy (boxes + di * M * 4, src_boxes + si * M * 4, sizeof (float) * 4 * src_n[si]);
+  memcpy (labels + di * M, src_labels + si * M, sizeof (int) * src_n[si]);
+}
+
 static void
 cache_free (FeatCache *c)
 {
   g_clear_pointer (&c->data, g_free);
   g_clear_pointer (&c->ok, g_free);
   g_clear_pointer (&c->masks, g_free);
+  g_clear_pointer (&c->boxes, g_free);
+  g_clear_pointer (&c->box_labels, g_free);
+  g_clear_pointer (&c->n_boxes, g_free);
   c->n = 0;
 }
 
@@ -1199,16 +1335,25 @@ run_clear (Run *r)
   vl_dataset_free (r->order_ds);
   cache_free (&r->ctrain);
   cache_free (&r->cval);
+  cache_free (&r->ntrain);
+  cache_free (&r->nval);
   g_free (r->buf);
   g_free (r->buf_labels);
   g_free (r->buf_values);
   g_free (r->buf_masks);
+  g_free (r->buf_boxes);
+  g_free (r->buf_box_labels);
+  g_free (r->buf_n_boxes);
   g_free (r->seg_dz);
   g_free (r->seg_dtok);
   if (r->seg && r->t->seg_head == NULL)
     r->t->seg_head = r->seg;   /* handed back with the model (vl_trainer_get_seg_head) */
   else
     vl_seg_head_free (r->seg);
+  if (r->det && r->t->det_head == NULL)
+    r->t->det_head = r->det;   /* handed back with the model (vl_trainer_get_det_head) */
+  else
+    vl_det_head_free (r->det);
   g_free (r->tmean);
   g_free (r->tstd);
   g_free (r->dout);
@@ -1288,6 +1433,12 @@ run_json (Run *r)
   if (c->task == VL_TASK_SEGMENT)
     {
       add_str (b, "seg_head", vl_seg_head_kind_name (c->seg_head));
+      add_int (b, "img_size", r->S);
+      add_str (b, "evaluated_at", "own size");
+    }
+  if (c->task == VL_TASK_DETECT)
+    {
+      add_str (b, "det_head", "fcos");
       add_int (b, "img_size", r->S);
       add_str (b, "evaluated_at", "own size");
     }
@@ -1468,6 +1619,24 @@ metrics_segment (JsonBuilder *b, const VlEpochMetrics *e)
   add_doubles (b, "val_acc", s->acc, s->n_classes);
 }
 
+/* A detection epoch: loss, COCO AP, AP50, AP75, AR@100, per-class AP and AP50. */
+static void
+metrics_detect (JsonBuilder *b, const VlEpochMetrics *e)
+{
+  const VlDetResult *d = &e->det;
+  add_num (b, "val_loss", d->loss);
+  add_num (b, "val_map", d->ap);
+  add_num (b, "val_map50", d->ap50);
+  add_num (b, "val_map75", d->ap75);
+  add_num (b, "val_ar100", d->ar100);
+  add_int (b, "val_images", d->n);
+  add_int (b, "val_boxes", d->n_gt);
+  add_int (b, "val_detections", d->n_dt);
+  add_str (b, "val_at", "own size");
+  add_doubles (b, "val_class_ap", d->class_ap, d->n_classes);
+  add_doubles (b, "val_class_ap50", d->class_ap50, d->n_classes);
+}
+
 /* One line of metrics.jsonl: the epoch, its training, and its task's validation metrics. */
 static char *
 metrics_line (const VlEpochMetrics *e)
@@ -1485,6 +1654,8 @@ metrics_line (const VlEpochMetrics *e)
     metrics_regress (b, e);
   else if (e->task == VL_TASK_SEGMENT)
     metrics_segment (b, e);
+  else if (e->task == VL_TASK_DETECT)
+    metrics_detect (b, e);
   else
     metrics_classify (b, e);
   add_num (b, "seconds", e->seconds);
@@ -1567,39 +1738,10 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  g_autoptr(VlSafetensorsWriter) sw = r->seg ? vl_safetensors_writer_new () : NULL;
-  if (sw)
-    {
-      /* the head under mmseg's names, its moments as exp_avg.NAME / exp_avg_sq.NAME */
-      g_autoptr(JsonBuilder) hs = json_builder_new ();
-      json_builder_begin_object (hs);
-      vl_seg_head_add_to_writer (r->seg, sw);
-      for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
-        {
-          const float *ea, *eas;
-          int step, ndim;
-          int64_t shape[VL_MAX_DIMS];
-          vl_seg_head_optim_state (r->seg, i, &ea, &eas, &step);
-          add_int (hs, vl_seg_head_tensor_name (r->seg, i), step);
-          if (ea == NULL)
-            continue;
-          vl_seg_head_tensor_data (r->seg, i, &ndim, shape, NULL);
-          char *n1 = g_strconcat ("exp_avg.", vl_seg_head_tensor_name (r->seg, i), NULL);
-          char *n2 = g_strconcat ("exp_avg_sq.", vl_seg_head_tensor_name (r->seg, i), NULL);
-          g_ptr_array_add (names, n1);
-          g_ptr_array_add (names, n2);
-          vl_safetensors_writer_add_f32 (sw, n1, ndim, shape, ea);
-          vl_safetensors_writer_add_f32 (sw, n2, ndim, shape, eas);
-        }
-      json_builder_end_object (hs);
-      g_autofree char *hs_json = builder_to_string (hs, FALSE);
-      vl_safetensors_writer_add_metadata (sw, "format", "vitlab-seg-head");
-      vl_safetensors_writer_add_metadata (sw, "seg_head", vl_seg_head_kind_name (
-                                            vl_seg_head_kind (r->seg)));
-      vl_safetensors_writer_add_metadata (sw, "steps", hs_json);
-    }
-  gboolean ok = vl_run_commit_checkpoint_with (r->cfg->out_dir, m, w, sw, best, run,
-                                               metrics->str, error);
+  g_autoptr(VlSafetensorsWriter) sw = dense_head_writer (r);
+  gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
+                                               r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD,
+                                               r->seg, best, run, metrics->str, error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);
   if (!ok)
@@ -1738,61 +1880,6 @@ load_checkpoint_state (Run *r, GError **error)
   return TRUE;
 }
 
-/* On resume of a segmentation run: the seg head and its AdamW state from seg_head.safetensors. */
-static gboolean
-load_seg_head_state (Run *r, GError **error)
-{
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, "seg_head.safetensors", NULL);
-  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
-  if (st == NULL)
-    return FALSE;
-  g_autoptr(VlSegHead) h = vl_seg_head_from_safetensors (st, vl_model_geometry (r->m)->width,
-                                                         error);
-  if (h == NULL)
-    return FALSE;
-  if (vl_seg_head_kind (h) != vl_seg_head_kind (r->seg) ||
-      vl_seg_head_n_classes (h) != vl_seg_head_n_classes (r->seg))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: a %s head of %d classes, the run "
-                   "trains a %s head of %d", path, vl_seg_head_kind_name (vl_seg_head_kind (h)),
-                   vl_seg_head_n_classes (h), vl_seg_head_kind_name (vl_seg_head_kind (r->seg)),
-                   vl_seg_head_n_classes (r->seg));
-      return FALSE;
-    }
-  GHashTable *meta = vl_safetensors_metadata (st);
-  g_autoptr(JsonParser) p = json_parser_new ();
-  const char *steps_json = meta_get (meta, "steps");
-  JsonObject *steps = NULL;
-  if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
-      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-    steps = json_node_get_object (json_parser_get_root (p));
-  for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
-    {
-      const char *name = vl_seg_head_tensor_name (r->seg, i);
-      int64_t numel, tstep = 0;
-      float *dst = vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
-      memcpy (dst, vl_seg_head_tensor_data (h, i, NULL, NULL, NULL), sizeof (float) * numel);
-      get_int (steps, name, &tstep);
-      g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
-      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
-      if (vl_safetensors_lookup (st, n1) == NULL)
-        continue;
-      const VlTensorInfo *t1 = NULL, *t2 = NULL;
-      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
-      g_autofree float *eas = ea ? vl_safetensors_read_f32 (st, n2, &t2, error) : NULL;
-      if (eas == NULL)
-        return FALSE;
-      if (t1->numel != numel || t2->numel != numel)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s do not have "
-                       "its %" G_GINT64_FORMAT " elements", path, name, numel);
-          return FALSE;
-        }
-      vl_seg_head_set_optim_state (r->seg, i, ea, eas, (int) tstep);
-    }
-  return TRUE;
-}
-
 /* On resume: the run.json there must describe the same data. */
 static gboolean
 check_run_data (Run *r, GError **error)
@@ -1909,14 +1996,33 @@ setup_task (Run *r, GError **error)
   const VlTrainConfig *c = r->cfg;
   r->task = (VlTaskSpec) { .kind = c->task, .label_smoothing = (float) c->label_smoothing,
                            .reg_loss = c->reg_loss };
-  if (c->task != VL_TASK_SEGMENT && vl_dataset_is_segmentation (r->ds))
+  if (c->task != VL_TASK_SEGMENT && c->task != VL_TASK_DETECT &&
+      vl_dataset_is_segmentation (r->ds))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: a segmentation dataset (masks, no "
                    "image labels): train it with --task segment",
                    vl_dataset_description (r->ds));
       return FALSE;
     }
-  if (c->task == VL_TASK_SEGMENT)
+  if (c->task == VL_TASK_DETECT)
+    {
+      if (!vl_dataset_is_detection (r->ds))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: no boxes to detect (open it for "
+                       "the detect task)", vl_dataset_description (r->ds));
+          return FALSE;
+        }
+      r->det_task = TRUE;
+      r->K = vl_dataset_n_classes (r->ds);
+      r->max_boxes = MAX (vl_dataset_max_boxes (r->ds), 1);
+    }
+  else if (vl_dataset_is_detection (r->ds))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: a detection dataset (boxes): train "
+                   "it with --task detect", vl_dataset_description (r->ds));
+      return FALSE;
+    }
+  else if (c->task == VL_TASK_SEGMENT)
     {
       if (!vl_dataset_is_segmentation (r->ds))
         {
@@ -2046,6 +2152,7 @@ setup (Run *r, GError **error)
       VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
       opts.val_fraction = c->val_fraction;
       opts.seed = c->seed;
+      opts.detect = c->task == VL_TASK_DETECT;
       t->ds = vl_dataset_open (c->data, &opts, error);
       if (t->ds == NULL)
         return FALSE;
@@ -2084,6 +2191,17 @@ setup (Run *r, GError **error)
           return FALSE;
         }
     }
+  else if (r->det_task)
+    {
+      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
+      if (r->det == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
+                       "classes (background included: 2 to 1000)", r->K);
+          return FALSE;
+        }
+    }
   else
     {
       vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
@@ -2097,10 +2215,10 @@ setup (Run *r, GError **error)
   r->n_model_groups = r->n_groups = vl_model_n_groups (r->m);
   vl_preprocess_from_model (r->m, &r->pp);
   r->S = r->pp.size;
-  if (r->seg_task)
+  if (dense_task (r))
     {
       const VlGeometry *g = vl_model_geometry (r->m);
-      r->n_groups++;   /* the seg head: the last group */
+      r->n_groups++;   /* the seg or det head: the last group */
       if (c->img_size > 0)
         {
           if (c->img_size % g->patch != 0 || c->img_size > 4096)
@@ -2113,7 +2231,8 @@ setup (Run *r, GError **error)
         }
       r->gh = r->gw = r->S / g->patch;
       r->T = g->n_prefix + r->gh * r->gw;
-      r->seg_dz = g_new (float, (gsize) c->batch_size * r->S * r->S * r->K);
+      if (r->seg_task)
+        r->seg_dz = g_new (float, (gsize) c->batch_size * r->S * r->S * r->K);
       r->seg_dtok = g_new (float, (gsize) c->batch_size * r->T * g->width);
     }
 
@@ -2154,7 +2273,7 @@ setup (Run *r, GError **error)
       if (!check_run_data (r, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
                                      !load_checkpoint_state (r, error) ||
-                                     (r->seg_task && !load_seg_head_state (r, error)))))
+                                     (dense_task (r) && !load_dense_head_state (r, error)))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
@@ -2173,7 +2292,7 @@ setup (Run *r, GError **error)
   r->opt.weight_decay = (float) c->weight_decay;
   r->scales = g_new (float, r->n_groups);
   vl_train_layer_scales (r->m, c->layer_decay, r->scales);
-  if (r->seg_task)
+  if (dense_task (r))
     {
       /* the seg head takes the top layer id, one above the model's top group (which has none
        * of its own head now): the model's scales move one decay step down */
@@ -2244,7 +2363,7 @@ apply_unlock (Run *r)
               vl_model_set_group_trainable (r->m, g, TRUE);
             want++;
           }
-      r->seg_trains = r->seg_task && r->n_groups - 1 < 64 &&
+      r->seg_trains = dense_task (r) && r->n_groups - 1 < 64 &&
                       (r->cfg->unlock_mask & (G_GUINT64_CONSTANT (1) << (r->n_groups - 1)));
     }
   else
@@ -2253,21 +2372,21 @@ apply_unlock (Run *r)
       if (want == r->unlocked)
         return;
       /* segmentation: the seg head is the last group, the model's follow it */
-      vl_model_lock (r->m, r->seg_task ? MAX (want - 1, 0) : want);
-      r->seg_trains = r->seg_task && want >= 1;
+      vl_model_lock (r->m, dense_task (r) ? MAX (want - 1, 0) : want);
+      r->seg_trains = dense_task (r) && want >= 1;
     }
   r->unlocked = want;
   r->n_trainable = vl_model_n_trainable (r->m);
   r->model_trains = r->n_trainable > 0;
   if (r->seg_trains)
-    r->n_trainable += vl_seg_head_n_params (r->seg);
+    r->n_trainable += r->det ? vl_det_head_n_params (r->det) : vl_seg_head_n_params (r->seg);
   r->cached = r->val_cached = FALSE;
   cache_free (&r->ctrain);
   cache_free (&r->cval);
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
   ev->unlocked = want;
   ev->n_trainable = r->n_trainable;
-  int64_t numel = r->seg_task && !r->model_trains
+  int64_t numel = dense_task (r) && !r->model_trains
                   ? (int64_t) r->T * vl_model_geometry (r->m)->width
                   : vl_model_boundary_numel (r->m, r->S, r->S);
   ev->cached = r->cache_wanted && r->cfg->augment == VL_AUGMENT_NONE && numel > 0 &&
@@ -2276,16 +2395,41 @@ apply_unlock (Run *r)
   post (t, ev);
 }
 
+/* Floats of one image's tokens (T x width): a block boundary's cache entry */
+static int64_t
+token_numel (Run *r)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  return (int64_t) (g->n_prefix + (r->S / g->patch) * (r->S / g->patch)) * g->width;
+}
+
+/* The split's activations at the lock boundary into fc; with keep_block >= 0, those entering that
+ * block too, into next (the next lock's cache, from the same pass) */
 static Outcome
-build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
+build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *next,
+             GError **error)
 {
   int n = split == VL_SPLIT_TRAIN ? r->n_train : r->n_val;
+  const int64_t tw = token_numel (r);
   fc->n = n;
   fc->data = g_try_new (float, (gsize) n * r->cache_numel);
   fc->ok = g_new0 (guint8, MAX (n, 1));
   if (r->seg_task)
     fc->masks = g_try_new (uint8_t, (gsize) n * r->S * r->S);
-  if (fc->data == NULL || (r->seg_task && fc->masks == NULL))
+  if (r->det_task)
+    {
+      fc->boxes = g_new (float, (gsize) n * r->max_boxes * 4);
+      fc->box_labels = g_new (int, (gsize) n * r->max_boxes);
+      fc->n_boxes = g_new0 (int, MAX (n, 1));
+    }
+  if (keep_block >= 0)
+    {
+      next->n = n;
+      next->data = g_try_new (float, (gsize) n * tw);
+      next->ok = g_new0 (guint8, MAX (n, 1));
+    }
+  if (fc->data == NULL || (r->seg_task && fc->masks == NULL) ||
+      (keep_block >= 0 && next->data == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
                    (double) n * r->cache_numel * 4 / GIB);
@@ -2294,6 +2438,8 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
   g_autoptr(VlLoader) l = vl_loader_new (r->ds, split, &r->pp, VL_AUGMENT_NONE,
                                          r->cfg->batch_size, FALSE, r->cfg->seed);
   g_autofree float *tmp = g_new (float, (gsize) r->cfg->batch_size * r->cache_numel);
+  g_autofree float *tmp_next = keep_block >= 0 ? g_new (float, (gsize) r->cfg->batch_size * tw)
+                                               : NULL;
   vl_loader_start_epoch (l, 0, 0);
   VlBatch b;
   while (vl_loader_next (l, &b))
@@ -2307,19 +2453,74 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, GError **error)
             return failed_or_stopped (error);
           memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
         }
-      else if (!vl_model_forward_to_boundary (r->m, b.images, b.n, r->S, r->S, tmp, error))
+      else if (!vl_model_forward_to_boundary_keeping (r->m, b.images, b.n, r->S, r->S, tmp,
+                                                      keep_block, tmp_next, error))
         return failed_or_stopped (error);
       for (int j = 0; j < b.n; j++)
         {
           if (fc->masks && b.masks)
             memcpy (fc->masks + (gsize) b.indices[j] * r->S * r->S,
                     b.masks + (gsize) j * r->S * r->S, (gsize) r->S * r->S);
+          if (fc->boxes && b.boxes)
+            det_copy_boxes (r, fc->boxes, fc->box_labels, fc->n_boxes, b.indices[j], b.boxes,
+                            b.box_labels, b.n_boxes, j);
           memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
                   tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
+          if (tmp_next)
+            {
+              memcpy (next->data + (gsize) b.indices[j] * tw, tmp_next + (gsize) j * tw,
+                      sizeof (float) * tw);
+              next->ok[b.indices[j]] = 1;
+            }
           fc->ok[b.indices[j]] = 1;
         }
+      progress_add (r, b.n);
     }
   return OK;
+}
+
+/* The block whose input the next lock of the schedule caches, when this lock's pass goes through
+ * it and both caches fit the limit (the next lock noted in r->next_unlocked); else -1. Not for
+ * segmentation or a fixed unlock pattern. */
+static int
+next_cache_block (Run *r, double bytes_now, int n)
+{
+  if (dense_task (r) || r->cfg->unlock_mask)   /* masks and boxes stay with the first cache */
+    return -1;
+  int next = r->unlocked;
+  for (int e = r->epoch + 1; e < r->cfg->epochs && next == r->unlocked; e++)
+    next = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, e), r->n_groups);
+  if (next == r->unlocked)
+    return -1;
+  const int depth = vl_model_geometry (r->m)->depth;
+  const int kb = vl_model_block_boundary_for (r->m, next);
+  const int here = vl_model_block_boundary_for (r->m, r->unlocked);
+  const double bytes = (double) token_numel (r) * sizeof (float) * n;
+  if (kb < 0 || kb > (here < 0 ? depth : here) || bytes_now + bytes > r->cfg->cache_limit)
+    return -1;
+  r->next_unlocked = next;
+  return kb;
+}
+
+/* The cache the previous lock's pass made for this lock, if it did: TRUE once adopted */
+static gboolean
+adopt_next_cache (Run *r, gboolean train_too)
+{
+  const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->seg_tok_cache &&
+                        r->cache_numel == token_numel (r) &&
+                        (train_too ? r->ntrain.data != NULL : r->ntrain.data == NULL);
+  r->next_ready = FALSE;
+  if (!fits)
+    {
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
+      return FALSE;
+    }
+  r->ctrain = r->ntrain;
+  r->cval = r->nval;
+  memset (&r->ntrain, 0, sizeof r->ntrain);
+  memset (&r->nval, 0, sizeof r->nval);
+  return TRUE;
 }
 
 static Outcome
@@ -2328,12 +2529,14 @@ prepare_cache (Run *r, GError **error)
   if (!r->cache_wanted || r->val_cached || r->cache_checked_for == r->unlocked)
     return OK;
   r->cache_checked_for = r->unlocked;
-  r->seg_tok_cache = r->seg_task && !r->model_trains;
+  r->seg_tok_cache = dense_task (r) && !r->model_trains;
   r->cache_numel = r->seg_tok_cache ? (int64_t) r->T * vl_model_geometry (r->m)->width
                                     : vl_model_boundary_numel (r->m, r->S, r->S);
   if (r->cache_numel == 0)
     {
       message (r, "the stem trains: there is no frozen prefix to cache, training from images");
+      r->next_unlocked = -1;
+      adopt_next_cache (r, FALSE);   /* frees the next lock's: the frozen part now trains */
       return OK;
     }
   const gboolean train_too = r->cfg->augment == VL_AUGMENT_NONE;
@@ -2343,18 +2546,33 @@ prepare_cache (Run *r, GError **error)
     {
       message (r, "the feature cache would need %.2f GiB, above the %.2f GiB limit: training "
                "from images", bytes / GIB, (double) r->cfg->cache_limit / GIB);
+      adopt_next_cache (r, FALSE);   /* none now: frees the next lock's, which would go stale */
+      r->next_unlocked = -1;
       return OK;
     }
-  message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
-           " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
   gint64 t0 = g_get_monotonic_time ();
-  Outcome o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, error) : OK;
-  if (o == OK)
-    o = build_cache (r, VL_SPLIT_VAL, &r->cval, error);
+  Outcome o = OK;
+  if (adopt_next_cache (r, train_too))
+    message (r, "the activations at the lock boundary were cached with the previous lock's: "
+             "%d images x %" G_GINT64_FORMAT " floats (%.1f MiB)", n, r->cache_numel,
+             bytes / (1 << 20));
+  else
+    {
+      message (r, "caching the activations at the lock boundary: %d images x %" G_GINT64_FORMAT
+               " floats (%.1f MiB)...", n, r->cache_numel, bytes / (1 << 20));
+      const int keep = next_cache_block (r, bytes, n);
+      progress_begin (r, VL_TRAIN_PHASE_CACHE, n);
+      o = train_too ? build_cache (r, VL_SPLIT_TRAIN, &r->ctrain, keep, &r->ntrain, error) : OK;
+      if (o == OK)
+        o = build_cache (r, VL_SPLIT_VAL, &r->cval, keep, &r->nval, error);
+      r->next_ready = o == OK && keep >= 0;
+    }
   if (o != OK)
     {
       cache_free (&r->ctrain);
       cache_free (&r->cval);
+      cache_free (&r->ntrain);
+      cache_free (&r->nval);
       r->cache_checked_for = -1;
       return o;
     }
@@ -2364,6 +2582,12 @@ prepare_cache (Run *r, GError **error)
     r->buf_values = g_renew (float, r->buf_values, (gsize) r->cfg->batch_size * r->K);
   if (r->seg_task)
     r->buf_masks = g_renew (uint8_t, r->buf_masks, (gsize) r->cfg->batch_size * r->S * r->S);
+  if (r->det_task && r->buf_boxes == NULL)
+    {
+      r->buf_boxes = g_new (float, (gsize) r->cfg->batch_size * r->max_boxes * 4);
+      r->buf_box_labels = g_new (int, (gsize) r->cfg->batch_size * r->max_boxes);
+      r->buf_n_boxes = g_new0 (int, r->cfg->batch_size);
+    }
   r->cached = train_too;
   r->val_cached = TRUE;
   message (r, "cached in %.1f s; each epoch now %s from the cache",
@@ -2558,6 +2782,8 @@ seg_tokens (Run *r, const float *x, int n, gboolean from_cache, VlForwardFlags f
   return ok ? vl_model_tokens_final (r->m) : NULL;
 }
 
+static Outcome dense_step_finish (Run *r, double loss, int n, GError **error);
+
 /* One segmentation step: the model (when it trains, from the boundary when cached) and the seg
  * head forward, the per-pixel cross-entropy at the input size, the head's backward, the model's
  * from the tokens, gradient clipping over both, AdamW on both. */
@@ -2565,7 +2791,6 @@ static Outcome
 seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **error)
 {
   VlModel *m = r->m;
-  const VlTrainConfig *c = r->cfg;
   const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
   const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
   if (tok == NULL)
@@ -2583,15 +2808,44 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
       return FAILED;
     }
   vl_seg_head_backward (r->seg, r->seg_dz, r->model_trains ? r->seg_dtok : NULL);
+  return dense_step_finish (r, loss, n, error);
+}
+
+/* The head's tensors, whichever head it is (seg or det). */
+static int
+head_n_tensors (Run *r)
+{
+  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
+}
+
+static float *
+head_grad (Run *r, int i, int64_t *numel)
+{
+  if (r->det)
+    {
+      vl_det_head_tensor_data (r->det, i, NULL, NULL, numel);
+      return vl_det_head_tensor_grad (r->det, i);
+    }
+  vl_seg_head_tensor_data (r->seg, i, NULL, NULL, numel);
+  return vl_seg_head_tensor_grad (r->seg, i);
+}
+
+/* The rest of a seg or det step once the head's backward has run (its d tokens in
+ * r->seg_dtok): the model's backward from the tokens, gradient clipping over both, AdamW on
+ * both, the step's bookkeeping. */
+static Outcome
+dense_step_finish (Run *r, double loss, int n, GError **error)
+{
+  VlModel *m = r->m;
+  const VlTrainConfig *c = r->cfg;
   if (r->model_trains && !vl_model_backward_from (m, VL_GRAD_TOKENS, r->seg_dtok, error))
     return failed_or_stopped (error);
   /* gradient norms: the model's groups, then the head's */
   double head_sq = 0;
-  for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+  for (int i = 0; i < head_n_tensors (r); i++)
     {
       int64_t numel;
-      vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
-      const float *g = vl_seg_head_tensor_grad (r->seg, i);
+      const float *g = head_grad (r, i, &numel);
       for (int64_t j = 0; j < numel; j++)
         head_sq += (double) g[j] * g[j];
     }
@@ -2608,11 +2862,10 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
       double scale = c->clip_grad / (norm + 1e-6);
       if (r->model_trains)
         vl_model_clip_grad_norm (m, model_norm * scale);
-      for (int i = 0; i < vl_seg_head_n_tensors (r->seg); i++)
+      for (int i = 0; i < head_n_tensors (r); i++)
         {
           int64_t numel;
-          vl_seg_head_tensor_data (r->seg, i, NULL, NULL, &numel);
-          float *g = vl_seg_head_tensor_grad (r->seg, i);
+          float *g = head_grad (r, i, &numel);
           for (int64_t j = 0; j < numel; j++)
             g[j] = (float) (g[j] * scale);
         }
@@ -2621,9 +2874,11 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
   r->opt.lr = (float) lr;
   if (r->model_trains)
     vl_model_adamw_step (m, &r->opt);
-  if (r->seg_trains)
-    vl_seg_head_adamw_step (r->seg, &r->opt, r->opt.group_lr_scale
-                                             ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f);
+  const float head_scale = r->opt.group_lr_scale ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f;
+  if (r->seg_trains && r->det)
+    vl_det_head_adamw_step (r->det, &r->opt, head_scale);
+  else if (r->seg_trains)
+    vl_seg_head_adamw_step (r->seg, &r->opt, head_scale);
   r->step++;
   r->loss_sum += loss * n;
   r->seen += n;
@@ -2636,6 +2891,44 @@ seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **er
   if (c->stop_after_step > 0 && r->step >= c->stop_after_step)
     g_cancellable_cancel (r->t->cancel);
   return OK;
+}
+
+/* The FCOS targets of n images of an (n, max_boxes) store. */
+static VlFcosTarget *
+det_targets (const float *boxes, const int *labels, const int *n_boxes, int max_boxes, int n)
+{
+  VlFcosTarget *tg = g_new (VlFcosTarget, MAX (n, 1));
+  for (int j = 0; j < n; j++)
+    tg[j] = (VlFcosTarget) { boxes + (gsize) j * max_boxes * 4, labels + (gsize) j * max_boxes,
+                             n_boxes[j] };
+  return tg;
+}
+
+/* One detection step: the model (when it trains, from the boundary when cached) and the FCOS
+ * head forward, FCOS.compute_loss at the input size, the head's backward, then as a seg step. */
+static Outcome
+det_train_step (Run *r, const float *x, const float *boxes, const int *labels,
+                const int *n_boxes, int max_boxes, int n, GError **error)
+{
+  const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
+  const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
+  if (tok == NULL)
+    return failed_or_stopped (error);
+  if (cancelled (r))
+    return STOPPED;
+  const VlGeometry *g = vl_model_geometry (r->m);
+  vl_det_head_forward (r->det, tok, n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
+  g_autofree VlFcosTarget *tg = det_targets (boxes, labels, n_boxes, max_boxes, n);
+  double loss = vl_det_head_loss (r->det, tg, NULL);
+  if (!isfinite (loss))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
+                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
+                   "learning rate is too high", loss);
+      return FAILED;
+    }
+  vl_det_head_backward (r->det, r->model_trains ? r->seg_dtok : NULL);
+  return dense_step_finish (r, loss, n, error);
 }
 
 /* One optimisation step on a batch (images, or boundary activations when from_cache). */
@@ -2706,7 +2999,9 @@ train_epoch (Run *r, GError **error)
       if (!r->cached)
         {
           o = r->seg_task ? seg_train_step (r, b.images, b.masks, b.n, error)
-                          : train_step (r, b.images, b.labels, b.values, b.n, error);
+              : r->det_task ? det_train_step (r, b.images, b.boxes, b.box_labels, b.n_boxes,
+                                              b.max_boxes, b.n, error)
+              : train_step (r, b.images, b.labels, b.values, b.n, error);
           continue;
         }
       int n = 0;
@@ -2724,6 +3019,10 @@ train_epoch (Run *r, GError **error)
               memcpy (r->buf_masks + (gsize) n * r->S * r->S,
                       r->ctrain.masks + (gsize) b.indices[j] * r->S * r->S,
                       (gsize) r->S * r->S);
+            if (r->buf_boxes)
+              det_copy_boxes (r, r->buf_boxes, r->buf_box_labels, r->buf_n_boxes, n,
+                              r->ctrain.boxes, r->ctrain.box_labels, r->ctrain.n_boxes,
+                              b.indices[j]);
             r->buf_labels[n++] = b.labels[j];
           }
       if (n == 0)
@@ -2732,7 +3031,9 @@ train_epoch (Run *r, GError **error)
           continue;
         }
       o = r->seg_task ? seg_train_step (r, r->buf, r->buf_masks, n, error)
-                      : train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
+          : r->det_task ? det_train_step (r, r->buf, r->buf_boxes, r->buf_box_labels,
+                                          r->buf_n_boxes, r->max_boxes, n, error)
+          : train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
     }
   if (o == OK)
     r->batch = (int) r->spe;
@@ -2799,6 +3100,7 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, items, n, error))
             return FAILED;
+          progress_add (r, n);
         }
     }
   else
@@ -2817,9 +3119,87 @@ validate_segment (Run *r, VlEpochMetrics *e, GError **error)
                                                 r->S, r->S);
           if (!seg_score_batch (r, e, z, b.indices, b.n, error))
             return FAILED;
+          progress_add (r, b.n);
         }
     }
   vl_seg_result_end (&e->seg);
+  return OK;
+}
+
+/* The FCOS head's detections of the last forward (n images) scored at each image's own size
+ * against its annotated boxes; the batch's loss against its boxes at the input size. */
+static void
+det_score_batch (Run *r, VlEpochMetrics *e, const int *items, const float *boxes,
+                 const int *labels, const int *n_boxes, int n)
+{
+  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
+  post.score_thresh = VL_DETECT_EVAL_SCORE;
+  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
+  g_autofree VlFcosTarget *tg = det_targets (boxes, labels, n_boxes, r->max_boxes, n);
+  vl_det_result_add_loss (&e->det, vl_det_head_loss (r->det, tg, NULL), n);
+  for (int j = 0; j < n; j++)
+    {
+      int nd = vl_det_head_detect (r->det, j, r->S, r->S, &post, dets), w, h, n_gt;
+      const int *gl;
+      const float *gb = vl_dataset_boxes (r->ds, VL_SPLIT_VAL, items[j], &gl, &n_gt);
+      vl_dataset_boxes_size (r->ds, VL_SPLIT_VAL, items[j], &w, &h);
+      vl_det_result_add (&e->det, dets, nd, r->S, w, h, gb, gl, n_gt);
+    }
+}
+
+static Outcome
+validate_detect (Run *r, VlEpochMetrics *e, GError **error)
+{
+  const VlGeometry *g = vl_model_geometry (r->m);
+  vl_det_result_begin (&e->det, r->K);
+  if (r->val_cached)
+    {
+      const int bs = r->cfg->batch_size;
+      g_autofree int *items = g_new (int, bs);
+      g_autofree float *boxes = g_new (float, (gsize) bs * r->max_boxes * 4);
+      g_autofree int *labels = g_new (int, (gsize) bs * r->max_boxes);
+      g_autofree int *nb = g_new (int, bs);
+      for (int i = 0; i < r->n_val;)
+        {
+          if (should_stop (r))
+            return STOPPED;
+          int n = 0;
+          for (; i < r->n_val && n < bs; i++)
+            if (r->cval.ok[i])
+              {
+                memcpy (r->buf + (gsize) n * r->cache_numel,
+                        r->cval.data + (gsize) i * r->cache_numel,
+                        sizeof (float) * r->cache_numel);
+                det_copy_boxes (r, boxes, labels, nb, n, r->cval.boxes, r->cval.box_labels,
+                                r->cval.n_boxes, i);
+                items[n++] = i;
+              }
+          if (n == 0)
+            continue;
+          const float *tok = seg_tokens (r, r->buf, n, TRUE, VL_FORWARD_INFER, error);
+          if (tok == NULL)
+            return failed_or_stopped (error);
+          vl_det_head_forward (r->det, tok, n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
+          det_score_batch (r, e, items, boxes, labels, nb, n);
+        }
+    }
+  else
+    {
+      VlLoader *l = val_loader (r);
+      vl_loader_start_epoch (l, 0, 0);
+      VlBatch b;
+      while (vl_loader_next (l, &b))
+        {
+          if (should_stop (r))
+            return STOPPED;
+          const float *tok = seg_tokens (r, b.images, b.n, FALSE, VL_FORWARD_INFER, error);
+          if (tok == NULL)
+            return failed_or_stopped (error);
+          vl_det_head_forward (r->det, tok, b.n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
+          det_score_batch (r, e, b.indices, b.boxes, b.box_labels, b.n_boxes, b.n);
+        }
+    }
+  vl_det_result_end (&e->det);
   return OK;
 }
 
@@ -2828,8 +3208,11 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
 {
   VlModel *m = r->m;
   e->task = r->task.kind;
+  progress_begin (r, VL_TRAIN_PHASE_VALIDATE, r->n_val);
   if (r->seg_task)
     return validate_segment (r, e, error);
+  if (r->det_task)
+    return validate_detect (r, e, error);
   if (e->task == VL_TASK_REGRESS)
     vl_regress_result_begin (&e->reg, r->K);
   else
@@ -2861,6 +3244,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
                                                error))
             return failed_or_stopped (error);
           validate_add (r, e, r->buf_labels, r->buf_values, items, n);
+          progress_add (r, n);
         }
     }
   else
@@ -2875,6 +3259,7 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
           if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
             return failed_or_stopped (error);
           validate_add (r, e, b.labels, b.values, b.indices, b.n);
+          progress_add (r, b.n);
         }
     }
   if (e->task == VL_TASK_REGRESS)
@@ -2889,7 +3274,8 @@ static double
 metrics_val_loss (const VlEpochMetrics *e)
 {
   return e->task == VL_TASK_REGRESS ? e->reg.loss
-         : e->task == VL_TASK_SEGMENT ? e->seg.loss : e->val.loss;
+         : e->task == VL_TASK_SEGMENT ? e->seg.loss
+         : e->task == VL_TASK_DETECT ? e->det.loss : e->val.loss;
 }
 
 static void
@@ -2898,6 +3284,7 @@ metrics_clear (VlEpochMetrics *e)
   vl_eval_result_clear (&e->val);
   vl_regress_result_clear (&e->reg);
   vl_seg_result_clear (&e->seg);
+  vl_det_result_clear (&e->det);
 }
 
 static VlEpochMetrics *
@@ -2909,6 +3296,7 @@ metrics_copy (const VlEpochMetrics *e)
   c->val.confusion = g_memdup2 (e->val.confusion, sizeof (int64_t) * K * K);
   vl_regress_result_copy (&c->reg, &e->reg);
   vl_seg_result_copy (&c->seg, &e->seg);
+  vl_det_result_copy (&c->det, &e->det);
   return c;
 }
 

@@ -54,8 +54,8 @@
  * scores them against its original mask (VlSegResult, mmseg's IoUMetric). The frozen-feature
  * cache holds the final-norm token grid when only the seg head trains (the boundary activations
  * otherwise) and the training masks. The head and its AdamW moments are saved in
- * seg_head.safetensors, part of each checkpoint's group commit (best.safetensors holds the
- * backbone only).
+ * seg_head.safetensors, part of each checkpoint's group commit; best.safetensors holds the
+ * backbone and the head (decode_head.*) in one file.
  *
  * Run folder (cfg.out_dir):
  *   run.json               the configuration: backbone path (absolute; "path_typed" as given)
@@ -199,7 +199,16 @@ typedef enum {
   VL_TRAIN_EVENT_PAUSED,
   VL_TRAIN_EVENT_RESUMED,
   VL_TRAIN_EVENT_FINISHED,   /* always the last event: how it ended, the error if it failed */
+  VL_TRAIN_EVENT_PROGRESS,   /* a pass without steps (caching, validation): done, total, ETA */
 } VlTrainEventKind;
+
+/* The passes PROGRESS events report (vl_train_phase_name: "caching", "validating") */
+typedef enum {
+  VL_TRAIN_PHASE_CACHE,      /* the frozen-feature cache being built */
+  VL_TRAIN_PHASE_VALIDATE,   /* the validation split at an epoch's end */
+} VlTrainPhase;
+
+const char *vl_train_phase_name (VlTrainPhase phase);
 
 typedef enum {
   VL_TRAIN_END_COMPLETED,    /* every epoch ran */
@@ -227,6 +236,7 @@ typedef struct {
   VlEvalResult val;          /* classify */
   VlRegressResult reg;       /* regress: MAE, RMSE, R² per target; predictions for a scatter */
   VlSegResult  seg;          /* segment: loss, mIoU, per-class IoU and accuracy, aAcc, mAcc */
+  VlDetResult  det;          /* detect: loss, COCO AP, AP50, AP75, AR@100, per-class AP */
   double       seconds;      /* training + validation */
   double       images_per_s; /* training throughput */
   gboolean     best;         /* lowest validation loss so far */
@@ -281,6 +291,12 @@ typedef struct {
   float       *user_attn;
   float       *user_rollout;
   int          user_predicted;
+
+  /* PROGRESS (merged like steps; at most about five a second, and one when a pass ends): images
+   * done of the pass's total, and eta_s, the pass's own time left (vl-eta.h: restarted for each
+   * pass) */
+  VlTrainPhase phase;
+  int64_t      done, total;
 
   /* MESSAGE */
   char        *message;
@@ -360,6 +376,8 @@ VlModel  *vl_trainer_get_model    (VlTrainer *t);
 /* Segmentation: the trained seg head once the worker has ended (NULL before, and for the other
  * tasks). Owned by the trainer. */
 VlSegHead *vl_trainer_get_seg_head (VlTrainer *t);
+/* Detection: the trained FCOS head likewise. */
+VlDetHead *vl_trainer_get_det_head (VlTrainer *t);
 /* The dataset once the worker has ended (NULL before). */
 VlDataset *vl_trainer_get_dataset (VlTrainer *t);
 const VlTrainConfig *vl_trainer_get_config (VlTrainer *t);
@@ -389,6 +407,9 @@ VlTaskSpec vl_run_task_spec       (const VlRunTask *t);
 GPtrArray *vl_run_read_metrics    (const char *run_dir, VlTaskKind task, int n_outputs,
                                    GError **error);
 void      vl_epoch_metrics_free   (VlEpochMetrics *m);
+/* run.json's data.classes (for segmentation and detection the background first), NULL-ended;
+ * NULL when the folder records none. */
+char    **vl_run_read_class_names (const char *run_dir);
 
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlTrainer, vl_trainer_unref)

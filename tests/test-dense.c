@@ -1006,6 +1006,56 @@ test_coco_edges (void)
 
 /* ------------------------------------------------------------------ main */
 
+/* vl_det_match / vl_det_image_errors: COCO's greedy rule at one threshold, per image. */
+static void
+test_det_errors (void)
+{
+  const VlCocoBox gt[] = {
+    { 0, 0, { 10, 10, 60, 60 }, 0 },     /* image 0: a cat, found twice */
+    { 1, 1, { 0, 0, 40, 40 }, 0 },       /* image 1: a dog nobody finds */
+    { 2, 0, { 0, 0, 20, 20 }, 0 },       /* image 2: two cats, one found */
+    { 2, 0, { 50, 50, 70, 70 }, 0 },
+  };
+  const VlCocoBox dt[] = {
+    { 0, 0, { 12, 12, 58, 62 }, 0.9f },  /* matches the cat */
+    { 0, 0, { 10, 10, 60, 60 }, 0.8f },  /* a duplicate: false */
+    { 1, 0, { 0, 0, 40, 40 }, 0.7f },    /* the dog's box, called a cat: false, dog missed */
+    { 2, 0, { 1, 1, 21, 21 }, 0.6f },    /* IoU 0.82 with the first cat */
+    { 2, 0, { 50, 50, 58, 58 }, 0.5f },  /* IoU 0.16 with the second: false, cat missed */
+    { 0, 0, { 100, 100, 120, 120 }, 0.1f },   /* under the threshold: neither */
+  };
+  int missed[3], fp[3];
+  vl_det_image_errors (missed, fp, gt, G_N_ELEMENTS (gt), dt, G_N_ELEMENTS (dt), 3, 0.3f, 0.5f);
+  g_assert_cmpint (missed[0], ==, 0);
+  g_assert_cmpint (fp[0], ==, 1);
+  g_assert_cmpint (missed[1], ==, 1);
+  g_assert_cmpint (fp[1], ==, 1);
+  g_assert_cmpint (missed[2], ==, 1);
+  g_assert_cmpint (fp[2], ==, 1);
+  gboolean dm[6], gm[4];
+  vl_det_match (dm, gm, gt, 4, dt, 6, 0.3f, 0.5f);
+  const gboolean want_dm[6] = { TRUE, FALSE, FALSE, TRUE, FALSE, FALSE };
+  const gboolean want_gm[4] = { TRUE, FALSE, TRUE, FALSE };
+  for (int i = 0; i < 6; i++)
+    g_assert_cmpint (dm[i], ==, want_dm[i]);
+  for (int i = 0; i < 4; i++)
+    g_assert_cmpint (gm[i], ==, want_gm[i]);
+  /* the higher score matches first: with the duplicate scoring higher it takes the cat */
+  VlCocoBox swapped[2] = { dt[0], dt[1] };
+  swapped[1].score = 0.95f;
+  vl_det_match (dm, gm, gt, 1, swapped, 2, 0.3f, 0.5f);
+  g_assert_false (dm[0]);
+  g_assert_true (dm[1]);
+  /* a stricter IoU: the first detection (IoU 0.84) no longer matches at 0.9 */
+  vl_det_image_errors (missed, fp, gt, 1, dt, 1, 1, 0.3f, 0.9f);
+  g_assert_cmpint (missed[0], ==, 1);
+  g_assert_cmpint (fp[0], ==, 1);
+  /* a threshold above every score: everything missed, nothing false */
+  vl_det_image_errors (missed, fp, gt, 4, dt, 6, 3, 0.99f, 0.5f);
+  g_assert_cmpint (missed[0] + missed[1] + missed[2], ==, 4);
+  g_assert_cmpint (fp[0] + fp[1] + fp[2], ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1047,6 +1097,7 @@ main (int argc, char **argv)
       g_test_add_data_func (path, coco_cases[i], test_coco);
     }
   g_test_add_func ("/dense/coco/edges", test_coco_edges);
+  g_test_add_func ("/dense/coco/image-errors", test_det_errors);
 
   return g_test_run ();
 }

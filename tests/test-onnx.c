@@ -491,6 +491,101 @@ test_classify_run (void)
   check_export ("classify-run", dir, NULL, m, "classify", 5);
 }
 
+/* Segmentation runs trained here for one epoch through the CLI, one per seg head: the file
+ * holds seg_logits (N, K, S, S) at the run's --img-size (48 resamples the position embedding,
+ * native 32), the class names with the background, and the squash preprocessing. ONNX Runtime
+ * checks the values against `vitlab-cli forward` (make interop). */
+static void
+check_segment_run (const char *head, int size, const char *ops_wanted[], int n_ops)
+{
+  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autofree char *run = g_strdup_printf ("%s/segment-run-%s", tmpdir, head);
+  g_autofree char *data = g_strdup_printf ("fashion-mnist-scenes:train=16,val=8,size=%d", size);
+  g_autofree char *img = g_strdup_printf ("%d", size);
+  g_autoptr(Run) t = cli ("train", "--task", "segment", "--seg-head", head, "--img-size", img,
+                          "--epochs", "1", "--backbone", src, "--data", data, "--out", run,
+                          NULL);
+  if (t->status != 0)
+    g_error ("training the %s segmentation run failed: %s", head, t->err);
+  g_autofree char *file = g_strdup_printf ("%s/segment-%s.onnx", tmpdir, head);
+  g_autoptr(Run) r = cli ("export", run, "--format", "onnx", "--out", file, NULL);
+  if (r->status != 0)
+    g_error ("%s: export failed: %s", run, r->err);
+  g_assert_nonnull (strstr (r->out, "seg_logits"));
+  JsonObject *o = NULL;
+  g_autoptr(JsonParser) p = onnx_summary (file, &o);
+
+  int64_t in_dims[4] = { 0, 3, size, size };
+  JsonArray *in = json_object_get_array_member (o, "inputs");
+  assert_value (json_array_get_array_element (in, 0), "pixel_values", 4, in_dims);
+  JsonArray *out = json_object_get_array_member (o, "outputs");
+  g_assert_cmpint (json_array_get_length (out), ==, 2);   /* no logits: the model has no head */
+  int64_t seg_dims[4] = { 0, 11, size, size }, fd[2] = { 0, 48 };
+  assert_value (json_array_get_array_element (out, 0), "seg_logits", 4, seg_dims);
+  assert_value (json_array_get_array_element (out, 1), "features", 2, fd);
+
+  JsonArray *ops = json_object_get_array_member (o, "ops");
+  for (int i = 0; i < n_ops; i++)
+    g_assert_true (has_string (ops, ops_wanted[i]));
+  g_assert_true (has_string (ops, "ConvTranspose") == (strcmp (head, "upconv") == 0));
+
+  JsonObject *meta = json_object_get_object_member (o, "meta");
+  g_assert_cmpstr (json_object_get_string_member (meta, "vitlab.task"), ==, "segment");
+  g_assert_cmpstr (json_object_get_string_member (meta, "crop_mode"), ==, "squash");
+  g_assert_cmpstr (json_object_get_string_member (meta, "crop_pct"), ==, "1");
+  g_assert_cmpstr (json_object_get_string_member (meta, "image_size"), ==, img);
+  const char *names = json_object_get_string_member (meta, "class_names");
+  g_assert_true (g_str_has_prefix (names, "[\"background\", \"T-shirt/top\""));
+  g_assert_true (g_str_has_suffix (names, "\"Ankle boot\"]"));
+}
+
+static void
+test_segment_run (void)
+{
+  const char *linear[] = { "Conv", "Resize", "Slice" };
+  check_segment_run ("linear", 32, linear, G_N_ELEMENTS (linear));
+  const char *upconv[] = { "Conv", "ConvTranspose", "Resize", "Erf", "LayerNormalization" };
+  check_segment_run ("upconv", 48, upconv, G_N_ELEMENTS (upconv));
+}
+
+/* A detection run trained here for one epoch at 48 (a 6x6 grid): FCOSHead's three outputs per
+ * location, the squash preprocessing, the classes with the background. */
+static void
+test_detect_run (void)
+{
+  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autofree char *run = g_build_filename (tmpdir, "detect-run", NULL);
+  g_autoptr(Run) t = cli ("train", "--task", "detect", "--img-size", "48", "--epochs", "1",
+                          "--backbone", src, "--data",
+                          "fashion-mnist-scenes:train=16,val=8,size=48", "--out", run, NULL);
+  if (t->status != 0)
+    g_error ("training the detection run failed: %s", t->err);
+  g_autofree char *file = g_build_filename (tmpdir, "detect.onnx", NULL);
+  g_autoptr(Run) r = cli ("export", run, "--format", "onnx", "--out", file, NULL);
+  if (r->status != 0)
+    g_error ("%s: export failed: %s", run, r->err);
+  g_assert_nonnull (strstr (r->out, "cls_logits, bbox_regression, bbox_ctrness"));
+  JsonObject *o = NULL;
+  g_autoptr(JsonParser) p = onnx_summary (file, &o);
+  JsonArray *out = json_object_get_array_member (o, "outputs");
+  g_assert_cmpint (json_array_get_length (out), ==, 4);
+  int64_t cls[3] = { 0, 36, 11 }, reg[3] = { 0, 36, 4 }, ctr[3] = { 0, 36, 1 }, fd[2] = { 0, 48 };
+  assert_value (json_array_get_array_element (out, 0), "cls_logits", 3, cls);
+  assert_value (json_array_get_array_element (out, 1), "bbox_regression", 3, reg);
+  assert_value (json_array_get_array_element (out, 2), "bbox_ctrness", 3, ctr);
+  assert_value (json_array_get_array_element (out, 3), "features", 2, fd);
+  JsonArray *ops = json_object_get_array_member (o, "ops");
+  g_assert_true (has_string (ops, "Relu"));
+  g_assert_true (has_string (ops, "Conv"));
+  g_assert_false (has_string (ops, "Resize"));
+  JsonObject *meta = json_object_get_object_member (o, "meta");
+  g_assert_cmpstr (json_object_get_string_member (meta, "vitlab.task"), ==, "detect");
+  g_assert_cmpstr (json_object_get_string_member (meta, "crop_mode"), ==, "squash");
+  g_assert_cmpstr (json_object_get_string_member (meta, "image_size"), ==, "48");
+  g_assert_true (g_str_has_prefix (json_object_get_string_member (meta, "class_names"),
+                                   "[\"background\", \"T-shirt/top\""));
+}
+
 /* ------------------------------------------------------------------ errors */
 
 static void
@@ -559,6 +654,8 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/real-vit-tiny", test_real);
   g_test_add_func ("/onnx/regress-run", test_regress_run);
   g_test_add_func ("/onnx/classify-run", test_classify_run);
+  g_test_add_func ("/onnx/segment-run", test_segment_run);
+  g_test_add_func ("/onnx/detect-run", test_detect_run);
   g_test_add_func ("/onnx/errors", test_errors);
   int rc = g_test_run ();
   rm_tree (tmpdir);

@@ -5,7 +5,11 @@
 # here; 3 epochs: the head alone, then 3 groups, then all, with layer decay, label smoothing,
 # clipping and warmup) is exported; its train.py runs with Debian's PyTorch on one process and
 # under torchrun with 2 gloo processes; `vitlab-cli eval` opens both run folders. A regression
-# run (targets.csv, smooth-L1) goes through the same path for 1 epoch.
+# run (targets.csv, smooth-L1) goes through the same path for 1 epoch, and a segmentation run
+# (upconv head, the head alone then everything) on 24 real photos of ../shared/datasets/pets-voc
+# in the Pascal VOC layout, on one process and under torchrun; and a detection run (FCOS head) on
+# squares written here in COCO and YOLO form (the same images), python3 on the COCO copy,
+# torchrun's 2 processes on the YOLO one.
 #
 # What is asserted: the exported folder holds the run's own run.json byte for byte and a backbone
 # in timm's layout; with vitlab's head initialisation and data order (export-recipe --with-order,
@@ -35,7 +39,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..19"
+echo "1..32"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -115,7 +119,17 @@ m = lines[line - 1]
 assert len(lines) == line, f"{len(lines)} metrics lines, expected {line}"
 assert m["task"] == kind and m["epoch"] == line - 1, m
 loss = float(re.search(r"^loss:\s+([0-9.eE+-]+)", ev, re.M).group(1))
+if kind == "detect":
+    # FCOS's loss divides by the batch's foreground count and eval batches its own way (within
+    # 1%); the AP, from the same detections, is the exact check
+    ap = float(re.search(r"^AP:\s+([0-9.]+)", ev, re.M).group(1))
+    assert abs(ap - m["val_map"]) < 1e-4, f"eval AP {ap} vs {m['val_map']}"
+    assert abs(loss - m["val_loss"]) < 0.01 * m["val_loss"], f"eval loss {loss} vs {m['val_loss']}"
+    loss = m["val_loss"]
 assert abs(loss - m["val_loss"]) < 1e-3, f"eval loss {loss} vs metrics.jsonl {m['val_loss']}"
+if kind == "segment":
+    miou = float(re.search(r"^mIoU:\s+([0-9.]+)", ev, re.M).group(1))
+    assert abs(miou - m["val_miou"]) < 1e-4, f"eval mIoU {miou} vs {m['val_miou']}"
 if kind == "classify":
     acc = float(re.search(r"^accuracy:\s+([0-9.]+)", ev, re.M).group(1))
     assert abs(acc - m["val_top1"]) < 1e-4, f"eval accuracy {acc} vs {m['val_top1']}"
@@ -183,4 +197,102 @@ if [ -f "$T/pyr/metrics.jsonl" ]; then
 else
   not_ok "vitlab-cli eval of the regression run (no metrics.jsonl)"
 fi
+# ---- segmentation: 16 train / 8 val photos of pets-voc (every 9th of its lists), VOC layout
+PV="$SHARED/datasets/pets-voc"
+mkdir -p "$T/pv/JPEGImages" "$T/pv/SegmentationClass" "$T/pv/ImageSets/Segmentation"
+cp "$PV/labels.txt" "$T/pv/"
+for s in train val; do
+  [ $s = train ] && k=16 || k=8
+  awk 'NR % 9 == 1' "$PV/ImageSets/Segmentation/$s.txt" | head -n $k \
+    > "$T/pv/ImageSets/Segmentation/$s.txt"
+  while read -r id; do
+    cp "$PV/JPEGImages/$id.jpg" "$T/pv/JPEGImages/" &&
+      cp "$PV/SegmentationClass/$id.png" "$T/pv/SegmentationClass/" || exit 1
+  done < "$T/pv/ImageSets/Segmentation/$s.txt"
+done
+check "vitlab trains the segmentation run" \
+  "$CLI" train --task segment --seg-head upconv --backbone "$BB" --data "$T/pv" --out "$T/vls" \
+  --epochs 2 --batch 8 --unlock-schedule 0:1,1:all --seed 3 --lr 3e-3
+check "export-recipe of the segmentation run writes the seg head as vitlab initialised it" \
+  sh -c "'$CLI' export-recipe '$T/vls' --out '$T/recipe-s' --with-order &&
+         test -s '$T/recipe-s/backbone/seg_head.safetensors'"
+check "train.py trains the segmentation recipe" \
+  "$PY" "$T/recipe-s/train.py" --data "$T/pv" --out "$T/pys" --device cpu --workers 0 \
+  --vitlab-order
+check "the segmentation run's losses (per-pixel, 255 ignored, scored at each photo's size) within 2% of vitlab's" \
+  same_losses "$T/pys" "$T/vls"
+if [ -f "$T/pys/metrics.jsonl" ]; then
+  check "vitlab-cli eval of the segmentation run agrees with its metrics.jsonl (loss, mIoU)" \
+    consistent "$T/pys" 2 segment
+else
+  not_ok "vitlab-cli eval of the segmentation run (no metrics.jsonl)"
+fi
+check "torchrun --nproc_per_node=2 trains the segmentation recipe" \
+  run_torchrun "$T/ddps" --nproc_per_node=2 "$T/recipe-s/train.py" --data "$T/pv" \
+  --out "$T/ddps" --device cpu --workers 0 --vitlab-order
+check "the torchrun segmentation run's losses within 2% of vitlab's" same_losses "$T/ddps" "$T/vls"
+# ---- detection: red and blue squares on grey noise, 48 train / 16 val images of 56-80 x 48-72
+"$PY" - "$T" <<'EOF2' || { echo "Bail out! cannot write the detection images"; exit 1; }
+import json, os, sys
+import numpy as np
+from PIL import Image
+t = sys.argv[1]
+rng = np.random.default_rng(3)
+cols = {"red": (210, 40, 40), "blue": (40, 60, 210)}
+for split, n in (("train", 48), ("val", 16)):
+    for d in ("coco/images/" + split, "yolo/images/" + split, "yolo/labels/" + split):
+        os.makedirs(os.path.join(t, d))
+    images, anns = [], []
+    for i in range(n):
+        W, H = int(rng.integers(56, 80)), int(rng.integers(48, 72))
+        a = (110 + rng.integers(-20, 20, (H, W, 3))).astype(np.int64)
+        lines = []
+        for k in range(int(rng.integers(1, 3))):
+            c = ["red", "blue"][int(rng.integers(0, 2))]
+            s = int(rng.integers(14, 24)) + 10 * k
+            x, y = int(rng.integers(0, W - s)), int(rng.integers(0, H - s))
+            a[y:y + s, x:x + s] = cols[c]
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "bbox": [x, y, s, s],
+                         "category_id": 1 if c == "red" else 2, "area": s * s, "iscrowd": 0})
+            lines.append(f"{0 if c == 'red' else 1} {(x + s / 2) / W:.7f} {(y + s / 2) / H:.7f} "
+                         f"{s / W:.7f} {s / H:.7f}")
+        im = Image.fromarray(a.clip(0, 255).astype(np.uint8))
+        im.save(os.path.join(t, "coco/images", split, f"{i}.png"))
+        im.save(os.path.join(t, "yolo/images", split, f"{i}.png"))
+        with open(os.path.join(t, "yolo/labels", split, f"{i}.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        images.append({"id": i + 1, "file_name": f"{i}.png", "width": W, "height": H})
+    os.makedirs(os.path.join(t, "coco/annotations"), exist_ok=True)
+    with open(os.path.join(t, "coco/annotations", f"instances_{split}.json"), "w") as f:
+        json.dump({"images": images, "annotations": anns,
+                   "categories": [{"id": 1, "name": "red"}, {"id": 2, "name": "blue"}]}, f)
+with open(os.path.join(t, "yolo/classes.txt"), "w") as f:
+    f.write("red\nblue\n")
+EOF2
+check "vitlab trains the detection run (COCO)" \
+  "$CLI" train --task detect --img-size 64 --backbone "$BB" --data "$T/coco" --out "$T/vld" \
+  --epochs 2 --batch 8 --unlock-schedule 0:1,1:all --seed 3 --lr 3e-3
+check "export-recipe of the detection run writes the FCOS head as vitlab initialised it" \
+  sh -c "'$CLI' export-recipe '$T/vld' --out '$T/recipe-d' --with-order &&
+         test -s '$T/recipe-d/backbone/det_head.safetensors'"
+check "train.py trains the detection recipe on the COCO copy" \
+  "$PY" "$T/recipe-d/train.py" --data "$T/coco" --out "$T/pyd" --device cpu --workers 0 \
+  --vitlab-order
+check "the detection run's losses (focal + GIoU + centerness) within 2% of vitlab's" \
+  same_losses "$T/pyd" "$T/vld"
+if [ -f "$T/pyd/metrics.jsonl" ]; then
+  check "vitlab-cli eval of the detection run agrees with its metrics.jsonl (COCO AP)" \
+    consistent "$T/pyd" 2 detect
+else
+  not_ok "vitlab-cli eval of the detection run (no metrics.jsonl)"
+fi
+# the same images as YOLO labels (classes.txt), vitlab's order: two processes split each batch,
+# each weighing its loss by its share of the batch's foreground locations (FCOS's divisor)
+ddp_detect () {
+  run_torchrun "$T/ddpd" --nproc_per_node=2 "$T/recipe-d/train.py" --data "$T/yolo" \
+    --out "$T/ddpd" --device cpu --workers 0 --vitlab-order > "$T/ddpd.log" 2>&1 ||
+    { cat "$T/ddpd.log"; return 1; }
+  same_losses "$T/ddpd" "$T/vld"
+}
+check "torchrun --nproc_per_node=2 on the YOLO copy: losses within 2% of vitlab's" ddp_detect
 exit $failed

@@ -569,6 +569,71 @@ test_train_run_folder (void)
   g_free (p[1]);
 }
 
+/* best.safetensors of a segmentation run holds the seg head beside the backbone: both load
+ * from it, and they score the validation split as the best epoch's metrics line says. */
+static void
+test_train_best_with_head (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *out = g_build_filename (dir, "best", NULL);
+  VlTrainConfig c;
+  seg_config (&c, out);
+  g_free (c.unlock_schedule);
+  c.unlock_schedule = g_strdup ("2");   /* the final norm trains too: the backbone changes */
+  c.early_stop = 10;                    /* best.safetensors is kept with early stopping */
+  g_autoptr(GError) error = NULL;
+  VlTrainEnd end;
+  {
+    g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
+    g_assert_true (vl_trainer_start (t, &error));
+    run_to_end (t, &end, NULL);
+  }
+  g_assert_cmpint (end, ==, VL_TRAIN_END_COMPLETED);
+  g_autoptr(GPtrArray) ms = vl_run_read_metrics (out, VL_TASK_SEGMENT, 4, &error);
+  g_assert_no_error (error);
+  const VlEpochMetrics *best = NULL;
+  for (guint i = 0; i < ms->len; i++)
+    if (((VlEpochMetrics *) g_ptr_array_index (ms, i))->best)
+      best = g_ptr_array_index (ms, i);
+  g_assert_nonnull (best);
+
+  g_autofree char *bpath = g_build_filename (out, "best.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_test_open (bpath);
+  g_assert_true (vl_seg_head_in_safetensors (st));
+  g_autoptr(VlSegHead) h = vl_seg_head_from_safetensors (st, 32, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_seg_head_n_classes (h), ==, 4);
+  g_autoptr(VlModel) m = vl_model_load (bpath, &error);
+  g_assert_no_error (error);
+  g_autoptr(VlDataset) ds = vl_dataset_open (c.data, NULL, &error);
+  g_assert_no_error (error);
+  VlSegResult r;
+  g_assert_true (vl_evaluate_segment (m, h, ds, VL_SPLIT_VAL, 0, 16, NULL, &r, &error));
+  g_test_message ("best epoch %d: mIoU %.6f in metrics.jsonl, %.6f from best.safetensors",
+                  best->epoch + 1, best->seg.miou, r.miou);
+  g_assert_cmpfloat (fabs (r.miou - best->seg.miou), <=, 1e-4);
+  g_assert_cmpfloat (fabs (r.loss - best->seg.loss), <=, 1e-4 * MAX (1.0, r.loss));
+  vl_seg_result_clear (&r);
+
+  /* the last epoch was the best: the same head as seg_head.safetensors, bit for bit */
+  const VlEpochMetrics *last = g_ptr_array_index (ms, ms->len - 1);
+  if (last->best)
+    {
+      g_autofree char *hpath = g_build_filename (out, "seg_head.safetensors", NULL);
+      g_autoptr(VlSegHead) h2 = vl_seg_head_load (hpath, 32, &error);
+      g_assert_no_error (error);
+      for (int i = 0; i < vl_seg_head_n_tensors (h); i++)
+        {
+          int64_t n1, n2;
+          const float *a = vl_seg_head_tensor_data (h, i, NULL, NULL, &n1);
+          const float *b = vl_seg_head_tensor_data (h2, i, NULL, NULL, &n2);
+          g_assert_cmpint (n1, ==, n2);
+          g_assert_cmpmem (a, sizeof (float) * n1, b, sizeof (float) * n2);
+        }
+    }
+  vl_train_config_clear (&c);
+}
+
 /* A classification dataset refused for segmentation and the other way round, by name. */
 static void
 test_train_wrong_data (void)
@@ -745,6 +810,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/segment/train-cache/upconv", "upconv", test_train_cache);
   g_test_add_func ("/segment/train-run-folder", test_train_run_folder);
   g_test_add_func ("/segment/train-wrong-data", test_train_wrong_data);
+  g_test_add_func ("/segment/train-best-with-head", test_train_best_with_head);
   g_test_add_func ("/segment/cli", test_cli);
   return g_test_run ();
 }

@@ -809,6 +809,29 @@ test_cli_regress (void)
   g_free (dir);
 }
 
+/* run.json's classes, as the app and the ONNX export name a dense task's classes by them */
+static void
+test_run_class_names (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "run.json", NULL);
+  g_assert_null (vl_run_read_class_names (dir));   /* no run.json */
+  g_assert_true (g_file_set_contents (path, "{\"data\": {\"classes\": [\"background\", "
+                                      "\"cat\", 7, \"dog\"]}}", -1, NULL));
+  g_auto(GStrv) names = vl_run_read_class_names (dir);
+  g_assert_nonnull (names);
+  g_assert_cmpint (g_strv_length (names), ==, 4);
+  g_assert_cmpstr (names[0], ==, "background");
+  g_assert_cmpstr (names[2], ==, "?");   /* not a string */
+  g_assert_cmpstr (names[3], ==, "dog");
+  g_assert_true (g_file_set_contents (path, "{\"data\": {\"classes\": 3}}", -1, NULL));
+  g_assert_null (vl_run_read_class_names (dir));
+  g_assert_true (g_file_set_contents (path, "not json", -1, NULL));
+  g_assert_null (vl_run_read_class_names (dir));
+  g_remove (path);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -832,5 +855,6 @@ main (int argc, char **argv)
   g_test_add_func ("/tasks/augment/rotate-flip-target", test_rotate_flip_target);
   g_test_add_func ("/tasks/train/regress", test_train_regress);
   g_test_add_func ("/tasks/cli/regress", test_cli_regress);
+  g_test_add_func ("/tasks/run/class-names", test_run_class_names);
   return g_test_run ();
 }

@@ -649,14 +649,30 @@ test_cache_validation_only (void)
       g_assert_cmpfloat_with_epsilon (x->val.loss, y->val.loss, 1e-5);
       g_assert_cmpfloat (x->val.top1, ==, y->val.top1);
     }
-  /* and the run said so */
+  /* and the run said so; the pass that cached epoch 0's boundary (the pooled features) also kept
+   * the tokens entering the last block, epoch 1's boundary: one caching pass, not two; and
+   * caching and validation reported their progress, ending at every validation image */
   gboolean told = FALSE;
+  int passes = 0, reused = 0, val_done = 0;
   for (guint i = 0; i < b.events->len; i++)
     {
       VlTrainEvent *ev = g_ptr_array_index (b.events, i);
       told |= ev->kind == VL_TRAIN_EVENT_MESSAGE && strstr (ev->message, "validates");
+      passes += ev->kind == VL_TRAIN_EVENT_MESSAGE && strstr (ev->message, "caching the") != NULL;
+      reused += ev->kind == VL_TRAIN_EVENT_MESSAGE &&
+                strstr (ev->message, "cached with the previous lock's") != NULL;
+      if (ev->kind == VL_TRAIN_EVENT_PROGRESS && ev->phase == VL_TRAIN_PHASE_VALIDATE &&
+          ev->done == ev->total)
+        {
+          g_assert_cmpint (ev->total, >, 0);
+          g_assert_cmpfloat (ev->eta_s, ==, 0.0);
+          val_done++;
+        }
     }
   g_assert_true (told);
+  g_assert_cmpint (passes, ==, 1);
+  g_assert_cmpint (reused, ==, 1);
+  g_assert_cmpint (val_done, ==, 3);   /* one per epoch */
   assert_same_params ("validation cache", vl_trainer_get_model (plain),
                       vl_trainer_get_model (cached), 1e-6);
   run_log_clear (&a);

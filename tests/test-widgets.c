@@ -13,6 +13,8 @@
 #include <gtk/gtk.h>
 
 #include "vl-attention-view.h"
+#include "vl-box-view.h"
+#include "vl-class-bars.h"
 #include "vl-colormap.h"
 #include "vl-confusion-view.h"
 #include "vl-embedding-panel.h"
@@ -1112,6 +1114,127 @@ test_confusion_cells (void)
   gtk_window_destroy (GTK_WINDOW (win));
 }
 
+/* ------------------------------------------------------------------ boxes and class bars */
+
+/* VOC's colour of class k + 1, 8-bit */
+static void
+class_rgb (int k, int rgb[3])
+{
+  double c[3];
+  vl_box_view_class_color (k, c);
+  for (int i = 0; i < 3; i++)
+    rgb[i] = (int) lround (c[i] * 255);
+}
+
+static void
+test_box_view (void)
+{
+  GtkWidget *w = vl_box_view_new ();
+  VlBoxView *v = VL_BOX_VIEW (w);
+  GtkWidget *win = show_in_window (w, 420, 260);
+  g_assert_true (vl_task_view_applies_to (VL_TASK_VIEW (w), VL_TASK_DETECT));
+  g_assert_false (vl_task_view_applies_to (VL_TASK_VIEW (w), VL_TASK_CLASSIFY));
+  int rgb0[3], rgb1[3];
+  class_rgb (0, rgb0);
+  class_rgb (1, rgb1);
+  g_assert_cmpint (rgb0[0], ==, 128);   /* VOC: class 1 (128, 0, 0), class 2 (0, 128, 0) */
+  g_assert_cmpint (rgb1[1], ==, 128);
+
+  /* a grey 200x100 image: a cat (class 0) and a dog (class 1) */
+  g_autoptr(GBytes) bytes = NULL;
+  guint8 *grey = g_malloc (200 * 100 * 4);
+  for (int i = 0; i < 200 * 100; i++)
+    grey[4 * i] = grey[4 * i + 1] = grey[4 * i + 2] = 200, grey[4 * i + 3] = 255;
+  bytes = g_bytes_new_take (grey, 200 * 100 * 4);
+  g_autoptr(GdkTexture) img = gdk_memory_texture_new (200, 100, GDK_MEMORY_R8G8B8A8, bytes,
+                                                      200 * 4);
+  vl_box_view_set_image (v, img);
+  const VlCocoBox truth[] = { { 0, 0, { 10, 10, 60, 60 }, 0 }, { 0, 1, { 100, 20, 180, 90 }, 0 } };
+  const VlCocoBox dets[] = {
+    { 0, 0, { 12, 12, 58, 62 }, 0.9f },    /* the cat */
+    { 0, 1, { 10, 10, 60, 60 }, 0.4f },    /* the cat called a dog: false */
+    { 0, 1, { 105, 25, 170, 85 }, 0.25f }, /* the dog, under 0.3 */
+  };
+  const char *names[] = { "cat", "dog", NULL };
+  vl_box_view_set_boxes (v, 200, 100, truth, 2, dets, 3, names);
+  int shown, missed, fp;
+  vl_box_view_get_counts (v, &shown, &missed, &fp);
+  g_assert_cmpint (shown, ==, 2);
+  g_assert_cmpint (missed, ==, 1);
+  g_assert_cmpint (fp, ==, 1);
+  g_autoptr(Pixels) at30 = render_widget (w);
+  const int dog30 = count_colour (at30, rgb1[0], rgb1[1], rgb1[2], 10, NULL);
+
+  int notified = 0;
+  g_signal_connect (w, "notify::score-threshold", G_CALLBACK (count_notify), &notified);
+  g_object_set (w, "score-threshold", 0.2, NULL);
+  g_assert_cmpint (notified, ==, 1);
+  vl_box_view_get_counts (v, &shown, &missed, &fp);
+  g_assert_cmpint (shown, ==, 3);
+  g_assert_cmpint (missed, ==, 0);
+  g_assert_cmpint (fp, ==, 1);
+  /* the dog's solid box and its tab add dog-coloured pixels */
+  g_autoptr(Pixels) at20 = render_widget (w);
+  g_assert_cmpint (count_colour (at20, rgb1[0], rgb1[1], rgb1[2], 10, NULL), >, dog30 + 100);
+
+  vl_box_view_set_score_threshold (v, 0.95);
+  vl_box_view_get_counts (v, &shown, &missed, &fp);
+  g_assert_cmpint (shown, ==, 0);
+  g_assert_cmpint (missed, ==, 2);
+  g_assert_cmpint (fp, ==, 0);
+  /* the dashed truth stays (with "missed" tabs); the solid dog boxes go */
+  g_autoptr(Pixels) at95 = render_widget (w);
+  g_assert_cmpint (count_colour (at95, rgb0[0], rgb0[1], rgb0[2], 10, NULL), >, 50);
+  const int dog95 = count_colour (at95, rgb1[0], rgb1[1], rgb1[2], 10, NULL);
+  g_assert_cmpint (dog95, >, 50);
+  g_assert_cmpint (count_colour (at20, rgb1[0], rgb1[1], rgb1[2], 10, NULL), >, dog95);
+  /* the image is drawn: its grey fills much of the widget */
+  g_assert_cmpint (count_colour (at95, 200, 200, 200, 3, NULL), >, 200 * 100);
+
+  vl_box_view_clear (v);
+  vl_box_view_get_counts (v, &shown, &missed, &fp);
+  g_assert_cmpint (shown + missed + fp, ==, 0);
+  gtk_window_destroy (GTK_WINDOW (win));
+}
+
+static void
+test_class_bars (void)
+{
+  GtkWidget *w = vl_class_bars_new ();
+  VlClassBars *b = VL_CLASS_BARS (w);
+  GtkWidget *win = show_in_window (w, 360, 200);
+  g_assert_true (isnan (vl_class_bars_get_mean (b)));
+  /* a value, none (NaN), a value, none (-1, COCO's "no ground truth"); two names for four */
+  const double ap[4] = { 0.5, NAN, 0.3, -1 };
+  const char *names[] = { "cat", "dog", NULL };
+  vl_class_bars_set (b, "AP per class", names, ap, 4, 0);
+  g_assert_cmpint (vl_class_bars_get_n (b), ==, 4);
+  g_assert_cmpfloat_with_epsilon (vl_class_bars_get_mean (b), 0.4, 1e-12);
+  int min4, nat4, min8, nat8;
+  gtk_widget_measure (w, GTK_ORIENTATION_VERTICAL, -1, &min4, &nat4, NULL, NULL);
+  g_autoptr(Pixels) p = render_widget (w);
+  int rgb0[3], rgb1[3], rgb2[3];
+  class_rgb (0, rgb0);
+  class_rgb (1, rgb1);
+  class_rgb (2, rgb2);
+  const int n0 = count_colour (p, rgb0[0], rgb0[1], rgb0[2], 6, NULL);
+  const int n2 = count_colour (p, rgb2[0], rgb2[1], rgb2[2], 6, NULL);
+  g_assert_cmpint (n0, >, 100);
+  g_assert_cmpint (n2, >, 50);
+  g_assert_cmpint (n0, >, n2);   /* 0.5 is a longer bar than 0.3 */
+  g_assert_cmpint (count_colour (p, rgb1[0], rgb1[1], rgb1[2], 6, NULL), ==, 0);   /* no value */
+
+  /* segmentation's IoU: value 0 is the background (grey), value k has class k - 1's colour */
+  const double iou[8] = { 0.9, 0.6, 0.2, 0.4, 0.1, 0.7, 0.3, 0.5 };
+  vl_class_bars_set (b, "IoU per class", NULL, iou, 8, -1);
+  gtk_widget_measure (w, GTK_ORIENTATION_VERTICAL, -1, &min8, &nat8, NULL, NULL);
+  g_assert_cmpint (min8, >, min4);
+  g_autoptr(Pixels) q = render_widget (w);
+  g_assert_cmpint (count_colour (q, rgb0[0], rgb0[1], rgb0[2], 6, NULL), >, 50);
+  g_assert_cmpint (count_colour (q, 153, 153, 153, 4, NULL), >, 50);
+  gtk_window_destroy (GTK_WINDOW (win));
+}
+
 /* ------------------------------------------------------------------ all of them */
 
 /* Widgets shown in a window and then destroyed with it are finalized (no leaked refs from
@@ -1445,6 +1568,8 @@ main (int argc, char **argv)
 
   g_test_add_func ("/ui/colormap/matplotlib", test_colormap_matplotlib);
   g_test_add_func ("/ui/loss-chart/points", test_loss_chart_points);
+  g_test_add_func ("/ui/box-view", test_box_view);
+  g_test_add_func ("/ui/class-bars", test_class_bars);
   g_test_add_func ("/ui/loss-chart/png", test_loss_chart_png);
   g_test_add_func ("/ui/loss-chart/log-scale", test_loss_chart_log_scale);
   g_test_add_func ("/ui/loss-chart/csv", test_loss_chart_csv);

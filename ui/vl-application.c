@@ -14,6 +14,7 @@
 #include "vl-loss-chart.h"
 #include "vl-pool.h"
 #include "vl-window-private.h"
+#include "vl-preset.h"
 
 struct _VlApplication
 {
@@ -408,9 +409,11 @@ vl_application_activate (GApplication *app)
   /* epochs first: the progressive preset's schedule is laid out over them */
   if (self->epochs > 0)
     gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
+  gboolean named_preset = FALSE;
   if (self->preset)
     {
       static const char *ids[] = { "linear-probe", "last-blocks", "full", "progressive" };
+      named_preset = vl_preset_find (self->preset) != NULL;
       for (int i = 0; i < 4; i++)
         if (g_str_equal (self->preset, ids[i]))
           vl_window_apply_preset (win, i);
@@ -425,6 +428,13 @@ vl_application_activate (GApplication *app)
   g_autoptr(GSettings) settings = g_settings_new ("org.vitlab.Vitlab");
   if (self->run)
     vl_window_open_run (win, self->run);
+  else if (named_preset && !self->backbone && !self->data)
+    {
+      /* a demo of vl-preset.h: its backbone, data and recipe (--epochs still applies) */
+      vl_window_apply_named_preset (win, self->preset);
+      if (self->epochs > 0)
+        gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
+    }
   else
     {
       g_autofree char *backbone = self->backbone ? g_strdup (self->backbone)
@@ -542,7 +552,8 @@ vl_application_init (VlApplication *self)
       "Image to show the attention on (PNG, JPEG, BMP, GIF, TGA…), as if dropped on the window",
       "IMAGE" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, NULL,
-      "linear-probe, last-blocks, full or progressive", "NAME" },
+      "linear-probe, last-blocks, full or progressive; or a demo with its backbone and data: "
+      "demo, rotate, scenes", "NAME" },
     { "epochs", 0, 0, G_OPTION_ARG_INT, NULL, "Epochs to train", "N" },
     { "train", 0, 0, G_OPTION_ARG_NONE, NULL, "Start training once everything is loaded", NULL },
     { "dark", 0, 0, G_OPTION_ARG_NONE, NULL, "Use the dark style", NULL },

@@ -745,6 +745,12 @@ update_head_note (VlWindow *self)
                           "dataset are open.");
       return;
     }
+  if (self->task == VL_TASK_SEGMENT)
+    {
+      g_autofree char *note = vl_window_seg_head_note (self);
+      gtk_label_set_text (GTK_LABEL (self->head_note_label), note);
+      return;
+    }
   int W = vl_model_geometry (self->model)->embed_dim ? vl_model_geometry (self->model)->embed_dim
                                                      : vl_model_geometry (self->model)->width;
   int K = head_outputs (self);

@@ -158,8 +158,9 @@ vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const
   g_task_run_in_thread (task, thumbs_thread);
 }
 
-static void
-class_thumb_done (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
+/* vl_window_load_thumbnails' done for a GPtrArray of GtkPictures, one per slot. */
+void
+vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
 {
   GPtrArray *pictures = user_data;
   if (slot >= (int) pictures->len)
@@ -265,6 +266,11 @@ show_classes (VlWindow *self)
   while ((child = gtk_widget_get_first_child (self->classes_box)))
     gtk_box_remove (GTK_BOX (self->classes_box), child);
   VlDataset *ds = self->data->ds;
+  if (vl_dataset_is_segmentation (ds))
+    {
+      vl_window_seg_show_classes (self);   /* every item is of class 0: no counts per class */
+      return;
+    }
   int K = vl_dataset_n_classes (ds);
   int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
 
@@ -340,7 +346,7 @@ show_classes (VlWindow *self)
   g_clear_object (&self->thumbs_cancel);
   self->thumbs_cancel = g_cancellable_new ();
   vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n_items, THUMB_SIZE,
-                             self->thumbs_cancel, class_thumb_done, pictures,
+                             self->thumbs_cancel, vl_window_thumb_to_picture, pictures,
                              (GDestroyNotify) g_ptr_array_unref);
 }
 
@@ -498,8 +504,8 @@ schedule_rescan (VlWindow *self)
 /* ------------------------------------------------------------------ pretrained attention */
 
 /* The 8-bit crop the model sees, from its normalised CHW floats. */
-static VlImage *
-image_from_chw (const float *px, const VlPreprocess *pp)
+VlImage *
+vl_window_image_from_chw (const float *px, const VlPreprocess *pp)
 {
   int S = pp->size, C = pp->channels;
   VlImage *img = vl_image_new (S, S, C);
@@ -519,6 +525,7 @@ typedef struct {
   VlDataRef   *data;
   int         *items;
   int          n;
+  int          size;        /* the input side (a segmentation run's); 0: the backbone's */
   /* results */
   VlImage    **images;      /* (n) */
   int         *labels;      /* (n) */
@@ -563,6 +570,8 @@ attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
     return;
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
+  if (j->size > 0)
+    pp.size = j->size;
   const VlGeometry *g = vl_model_geometry (m);
   gsize per = (gsize) pp.channels * pp.size * pp.size;
   g_autofree float *px = g_new (float, per * MAX (j->n, 1));
@@ -574,7 +583,7 @@ attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
     if (vl_dataset_load (j->data->ds, VL_SPLIT_VAL, j->items[i], &pp, VL_AUGMENT_NONE, 0,
                          px + per * ok, NULL))
       {
-        j->images[ok] = image_from_chw (px + per * ok, &pp);
+        j->images[ok] = vl_window_image_from_chw (px + per * ok, &pp);
         j->labels[ok] = vl_dataset_label (j->data->ds, VL_SPLIT_VAL, j->items[i]);
         j->names[ok] = g_path_get_basename (vl_dataset_item_name (j->data->ds, VL_SPLIT_VAL,
                                                                   j->items[i]));
@@ -665,6 +674,7 @@ vl_window_start_pretrained_attention (VlWindow *self)
   j->data = vl_data_ref (self->data);
   j->items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
   j->n = self->n_probes;
+  j->size = vl_window_seg_input_size (self);
   g_autoptr(GTask) task = g_task_new (self, self->attn_cancel, attn_done, NULL);
   g_task_set_task_data (task, j, attn_job_free);
   g_task_run_in_thread (task, attn_thread);

@@ -34,12 +34,18 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataRef, vl_data_unref)
 typedef struct {
   VlTrainer *trainer;      /* finished (or NULL) */
   VlModel   *model;        /* owned when loaded from a run folder (or NULL) */
+  VlSegHead *seg_head;     /* segmentation: owned when loaded from a run folder (or NULL) */
   GMutex     lock;
 } VlTrainedRef;
 
 VlTrainedRef *vl_trained_ref   (VlTrainedRef *t);
 void          vl_trained_unref (VlTrainedRef *t);
 VlModel      *vl_trained_model (VlTrainedRef *t);
+/* The trained seg head (the trainer's, or the run folder's); NULL for the other tasks. */
+VlSegHead    *vl_trained_seg_head (VlTrainedRef *t);
+
+/* A trained segmentation model's predictions over the validation split (vl-window-seg.c). */
+typedef struct _VlSegPredictions VlSegPredictions;
 
 /* The probe file: one image the user chose (dropped on the window, "Open Probe Image…",
  * --probe) or, with a backbone and no dataset, the first of the shipped samples
@@ -259,6 +265,12 @@ struct _VlWindow
   GtkWidget    *head_dialog;
   GtkWidget    *gallery;             /* the last gallery dialog */
 
+  /* segmentation (vl-window-seg.c): the seg head and input size in the head panel, the mask
+   * view and the trained model's masks of the validation images */
+  GtkWidget    *cls_head_card, *seg_head_box, *seg_head_dropdown, *seg_size_spin;
+  GtkWidget    *mask_view;
+  VlSegPredictions *seg_pred;
+
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */
 };
@@ -305,7 +317,10 @@ void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split
                                   void (*done) (VlWindow *self, int slot, GdkTexture *tex,
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
+/* The done of vl_window_load_thumbnails for user_data a GPtrArray of GtkPictures (a slot each). */
+void  vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
 void  vl_window_start_pretrained_attention (VlWindow *self);
+VlImage *vl_window_image_from_chw (const float *px, const VlPreprocess *pp);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);
 
 /* vl-window-probe.c */
@@ -336,6 +351,27 @@ vl_window_trainer (VlWindow *self)
  * attention is taken from the event). */
 void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
 
+/* vl-window-seg.c */
+void  vl_window_seg_init         (VlWindow *self);
+void  vl_window_seg_dispose      (VlWindow *self);
+/* The task changed: the head panel shows the seg head's choices or the classification head's. */
+void  vl_window_seg_task_changed (VlWindow *self, VlTaskKind task);
+char *vl_window_seg_head_note    (VlWindow *self);
+void  vl_window_seg_to_config    (VlWindow *self, VlTrainConfig *cfg);
+void  vl_window_seg_from_config  (VlWindow *self, const VlTrainConfig *cfg);
+/* The input side of a segmentation run (0: the backbone's; always 0 for the other tasks). */
+int   vl_window_seg_input_size   (VlWindow *self);
+void  vl_window_seg_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
+/* The data panel's classes of a segmentation dataset (their colours, a few images). */
+void  vl_window_seg_show_classes (VlWindow *self);
+/* Worker thread: the masks (at size x size, 0: the model's input) and each image's IoU. */
+VlSegPredictions *vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds,
+                                              int size, GCancellable *cancel, GError **error);
+void  vl_seg_predictions_free    (VlSegPredictions *p);
+/* Main thread: p (taken) to the mask view and its worst-images strip. */
+void  vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p);
+void  vl_window_seg_clear        (VlWindow *self);
+
 /* vl-window-features.c */
 void  vl_window_features_init    (VlWindow *self);
 void  vl_window_features_dispose (VlWindow *self);
@@ -347,6 +383,9 @@ gboolean vl_window_features_busy (VlWindow *self);
 void  vl_window_train_init       (VlWindow *self);
 void  vl_window_train_dispose    (VlWindow *self);
 void  vl_window_apply_preset     (VlWindow *self, int preset);
+/* A named recipe of vl-preset.h (demo, rotate, scenes): its backbone, data, task and
+ * hyperparameters in the panels; an error for a name without a backbone. */
+void  vl_window_apply_named_preset (VlWindow *self, const char *name);
 void  vl_window_config_from_ui   (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_start_training   (VlWindow *self, gboolean resume);
 void  vl_window_toggle_pause     (VlWindow *self);

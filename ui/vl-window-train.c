@@ -5,9 +5,11 @@
 #include "vl-format.h"
 #include "vl-onnx.h"
 #include "vl-recipe.h"
+#include "vl-preset.h"
 #include "vl-window-private.h"
 
 #include <errno.h>
+#include <glib/gi18n.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
@@ -32,6 +34,7 @@ trained_clear (gpointer p)
   VlTrainedRef *t = p;
   g_clear_pointer (&t->trainer, vl_trainer_unref);
   g_clear_pointer (&t->model, vl_model_free);
+  g_clear_pointer (&t->seg_head, vl_seg_head_free);
   g_mutex_clear (&t->lock);
 }
 
@@ -61,6 +64,12 @@ VlModel *
 vl_trained_model (VlTrainedRef *t)
 {
   return t->model ? t->model : t->trainer ? vl_trainer_get_model (t->trainer) : NULL;
+}
+
+VlSegHead *
+vl_trained_seg_head (VlTrainedRef *t)
+{
+  return t->seg_head ? t->seg_head : t->trainer ? vl_trainer_get_seg_head (t->trainer) : NULL;
 }
 
 /* ------------------------------------------------------------------ formatting */
@@ -185,6 +194,14 @@ new_run_dir (void)
   return dir;
 }
 
+/* The head panel's task dropdown: classification, regression, segmentation. */
+static VlTaskKind
+task_of_dropdown (VlWindow *self)
+{
+  guint i = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown));
+  return i == 2 ? VL_TASK_SEGMENT : i == 1 ? VL_TASK_REGRESS : VL_TASK_CLASSIFY;
+}
+
 void
 vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
 {
@@ -221,8 +238,8 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->probe_every = MAX (1, spe / 4);
   cfg->n_probes = MAX (1, self->n_probes);
   cfg->out_dir = new_run_dir ();
-  cfg->task = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) == 1
-              ? VL_TASK_REGRESS : VL_TASK_CLASSIFY;
+  cfg->task = task_of_dropdown (self);
+  vl_window_seg_to_config (self, cfg);
   cfg->reg_loss = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->reg_loss_dropdown)) == 1
                   ? VL_REG_LOSS_SMOOTH_L1 : VL_REG_LOSS_MSE;
 }
@@ -233,24 +250,30 @@ void
 vl_window_set_task (VlWindow *self, VlTaskKind task)
 {
   self->task = task;
-  guint want = task == VL_TASK_REGRESS ? 1 : 0;
+  guint want = task == VL_TASK_SEGMENT ? 2 : task == VL_TASK_REGRESS ? 1 : 0;
   if (gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) != want)
     gtk_drop_down_set_selected (GTK_DROP_DOWN (self->task_dropdown), want);
-  const gboolean reg = task == VL_TASK_REGRESS;
+  const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT;
   gtk_widget_set_visible (self->reg_loss_box, reg);
+  vl_window_seg_task_changed (self, task);
   gtk_label_set_text (GTK_LABEL (self->head_title_label),
-                      reg ? "Regression head (one output per target)" : "Classification head");
+                      reg ? "Regression head (one output per target)"
+                      : seg ? _("Segmentation head (a class per pixel)") : "Classification head");
   vl_task_view_show_for (self->confusion_frame, task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
-                      reg ? "Per-target error" : "Per-class accuracy");
+                      reg ? "Per-target error" : seg ? _("Per-class IoU") : "Per-class accuracy");
   gtk_label_set_text (GTK_LABEL (self->eval_caption),
                       reg ? "Predicted against true values of the validation split after the "
                             "last epoch; points on the dashed line are exact. Point at one to "
                             "see its image."
+                      : seg ? _("The trained model's masks of validation images (at the input "
+                                "size), the median image first; below, the worst by their own "
+                                "IoU. The bars are each class's IoU over the split.")
                           : "Confusion matrix of the validation split after the last epoch "
                             "(rows: true class, columns: predicted). Click a cell to see its "
                             "images.");
-  gtk_label_set_text (GTK_LABEL (self->stat_acc_title), reg ? "R² · MAE" : "Accuracy");
+  gtk_label_set_text (GTK_LABEL (self->stat_acc_title),
+                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy") : "Accuracy");
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
 }
@@ -258,8 +281,7 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
 static void
 on_task_selected (VlWindow *self)
 {
-  VlTaskKind task = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) == 1
-                    ? VL_TASK_REGRESS : VL_TASK_CLASSIFY;
+  VlTaskKind task = task_of_dropdown (self);
   if (task != self->task && !vl_window_is_running (self))
     {
       vl_window_set_task (self, task);
@@ -599,6 +621,11 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       show_regress_epoch (self, m);
       return;
     }
+  if (m->task == VL_TASK_SEGMENT)
+    {
+      vl_window_seg_show_epoch (self, m, names);
+      return;
+    }
   g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
   gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
   g_autofree char *top1 = format_pct (m->val.top1);
@@ -646,6 +673,18 @@ group_names (VlWindow *self, int n)
   return n > 0 ? (const char *const *) strv : none;
 }
 
+/* the speed and ETA labels from a STEP or PROGRESS event */
+static void
+show_rate_eta (VlWindow *self, const VlTrainEvent *ev)
+{
+  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
+  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
+  char eta[32];
+  vl_format_duration (eta, sizeof eta, ev->eta_s);
+  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
+  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
+}
+
 static void
 show_step (VlWindow *self, const VlTrainEvent *ev)
 {
@@ -670,12 +709,7 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   if (self->total_steps > 0)
     gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
                                    CLAMP ((double) ev->step / self->total_steps, 0, 1));
-  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
-  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
-  char eta[32];
-  vl_format_duration (eta, sizeof eta, ev->eta_s);
-  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
-  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
+  show_rate_eta (self, ev);
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
@@ -684,6 +718,28 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
                                                  ev->n_batches, pt->loss, pt->lr);
       vl_window_set_status (self, status);
     }
+}
+
+/* caching and validation: the pass's own fraction in the progress bar, its ETA and rate, and
+ * the status saying which pass it is (a step or the epoch's end takes the bar back) */
+static void
+show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
+{
+  gint64 now = g_get_monotonic_time ();
+  if (now - self->last_status_us < 200000 && ev->done < ev->total)
+    return;
+  self->last_status_us = now;
+  if (ev->total > 0)
+    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
+                                   CLAMP ((double) ev->done / ev->total, 0, 1));
+  show_rate_eta (self, ev);
+  g_autofree char *status = g_strdup_printf ("Epoch %d/%d · %s %" G_GINT64_FORMAT "/%"
+                                             G_GINT64_FORMAT " images",
+                                             ev->epoch + 1, self->epochs_total,
+                                             ev->phase == VL_TRAIN_PHASE_CACHE
+                                             ? "caching the frozen features of"
+                                             : "validating", ev->done, ev->total);
+  vl_window_set_status (self, status);
 }
 
 static void
@@ -826,6 +882,9 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
     case VL_TRAIN_EVENT_STEP:
       show_step (self, ev);
       break;
+    case VL_TRAIN_EVENT_PROGRESS:
+      show_pass_progress (self, ev);
+      break;
     case VL_TRAIN_EVENT_EPOCH:
       show_epoch (self, ev->metrics, self->class_names);
       break;
@@ -873,6 +932,7 @@ clear_predictions (VlWindow *self)
   g_clear_pointer (&self->predictions.confidence, g_free);
   self->predictions.n = 0;
   g_clear_pointer (&self->pred_data, vl_data_unref);
+  vl_window_seg_clear (self);
 }
 
 static char *
@@ -1006,6 +1066,9 @@ typedef struct {
   VlPredictions pred;
   float        *final_attn;   /* (n_probes, depth, heads, T, T) */
   int           attn_T;
+  gboolean      segment;      /* a segmentation run: its masks instead of classes */
+  int           seg_size;     /* its input side (0: the model's) */
+  VlSegPredictions *seg;
 } PredictJob;
 
 static void
@@ -1019,29 +1082,24 @@ predict_job_free (gpointer p)
   g_free (j->pred.predicted);
   g_free (j->pred.confidence);
   g_free (j->final_attn);
+  vl_seg_predictions_free (j->seg);
   g_free (j);
 }
 
-static void
-predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+/* Every validation image's class, its probability, by the trained classifier. */
+static gboolean
+predict_classes (PredictJob *j, VlModel *m, const VlPreprocess *pp_, GCancellable *cancel,
+                 GError **error)
 {
-  vl_lower_thread_priority ();
-  PredictJob *j = task_data;
-  g_autoptr(GError) error = NULL;
-  g_mutex_lock (&j->trained->lock);
-  VlModel *m = vl_trained_model (j->trained);
   VlDataset *ds = j->data->ds;
   const int K = vl_model_num_classes (m);
   if (K != vl_dataset_n_classes (ds))
     {
-      g_mutex_unlock (&j->trained->lock);
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                               "the model has %d classes, the dataset %d", K,
-                               vl_dataset_n_classes (ds));
-      return;
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   "the model has %d classes, the dataset %d", K, vl_dataset_n_classes (ds));
+      return FALSE;
     }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
+  VlPreprocess pp = *pp_;
   const int n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   const int B = 32;
   gsize per = (gsize) pp.channels * pp.size * pp.size;
@@ -1069,7 +1127,7 @@ predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
         }
       if (b == 0)
         continue;
-      if (!vl_model_forward (m, px, b, pp.size, pp.size, VL_FORWARD_INFER, &error))
+      if (!vl_model_forward (m, px, b, pp.size, pp.size, VL_FORWARD_INFER, error))
         {
           ok = FALSE;
           break;
@@ -1089,6 +1147,36 @@ predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
           j->pred.confidence[idx[r]] = (float) (1.0 / sum);
         }
     }
+  if (!ok && error && *error == NULL)
+    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+  return ok;
+}
+
+static void
+predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  PredictJob *j = task_data;
+  g_autoptr(GError) error = NULL;
+  g_mutex_lock (&j->trained->lock);
+  VlModel *m = vl_trained_model (j->trained);
+  VlDataset *ds = j->data->ds;
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (j->seg_size > 0)
+    pp.size = j->seg_size;   /* the probes' attention at the run's input size */
+  gsize per = (gsize) pp.channels * pp.size * pp.size;
+  gboolean ok;
+  if (j->segment)
+    {
+      VlSegHead *h = vl_trained_seg_head (j->trained);
+      j->seg = h ? vl_seg_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
+      ok = j->seg != NULL;
+      if (h == NULL)
+        g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no seg head"));
+    }
+  else
+    ok = predict_classes (j, m, &pp, cancel, &error);
   /* the trained model's attention of the probes, for every block and head */
   if (ok && j->n_probes > 0)
     {
@@ -1113,10 +1201,7 @@ predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
   g_mutex_unlock (&j->trained->lock);
   if (!ok)
     {
-      if (error)
-        g_task_return_error (task, g_steal_pointer (&error));
-      else
-        g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
+      g_task_return_error (task, g_steal_pointer (&error));
       return;
     }
   g_task_return_boolean (task, TRUE);
@@ -1143,6 +1228,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->predictions = j->pred;
   memset (&j->pred, 0, sizeof j->pred);
   self->pred_data = vl_data_ref (j->data);
+  if (j->seg)
+    vl_window_seg_predictions_ready (self, g_steal_pointer (&j->seg));
   if (j->final_attn)
     {
       g_free (self->probe_final_attn);
@@ -1160,8 +1247,9 @@ static void
 maybe_predict (VlWindow *self)
 {
   if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0 ||
-      self->task != VL_TASK_CLASSIFY)
-    return;   /* the confusion cells' per-image predictions: classification's */
+      self->seg_pred != NULL || self->task == VL_TASK_REGRESS)
+    return;   /* the confusion cells' per-image predictions, or the masks of segmentation */
+  const gboolean seg = self->task == VL_TASK_SEGMENT;
   VlDataRef *data = NULL;
   VlTrainedRef *tr = self->trained;
   if (tr->trainer)
@@ -1172,8 +1260,10 @@ maybe_predict (VlWindow *self)
     data = vl_data_ref (self->data);
   if (data == NULL)
     return;
+  int K = seg ? (vl_trained_seg_head (tr) ? vl_seg_head_n_classes (vl_trained_seg_head (tr)) : -1)
+              : vl_model_num_classes (vl_trained_model (tr));
   if (tr->trainer == NULL &&
-      vl_model_num_classes (vl_trained_model (tr)) != vl_dataset_n_classes (data->ds))
+      (K != vl_dataset_n_classes (data->ds) || seg != vl_dataset_is_segmentation (data->ds)))
     {
       /* another dataset than the run's (its own is gone): no per-image predictions, no alarm */
       vl_data_unref (data);
@@ -1183,6 +1273,8 @@ maybe_predict (VlWindow *self)
   PredictJob *j = g_new0 (PredictJob, 1);
   j->trained = vl_trained_ref (tr);
   j->data = data;
+  j->segment = seg;
+  j->seg_size = seg ? vl_window_seg_input_size (self) : 0;
   if (self->probe_index && self->n_probes > 0)
     {
       j->probe_items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
@@ -1389,30 +1481,31 @@ export_job_free (gpointer p)
   g_free (j);
 }
 
-/* The ONNX file of the trained model: a regression's values in the targets' units (run.json's
- * mean and std), a classification's class names in its metadata. Holds the model's lock. */
+/* The ONNX file of the trained model as its run folder describes it (vl_onnx_run_init: a
+ * regression's values in the targets' units, a segmentation run's seg_logits, the names in the
+ * metadata), or with the class names alone when there is no folder. Holds the model's lock. */
 static gboolean
 export_onnx (ExportJob *j, GError **error)
 {
-  VlRunTask task = { 0 };
-  VlTaskSpec spec = { .kind = VL_TASK_CLASSIFY };
-  const char *const *names = (const char *const *) j->names;
-  if (j->task == VL_TASK_REGRESS)
+  VlModel *m = vl_trained_model (j->trained);
+  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
+  VlOnnxOptions o = { .task = &classify, .names = (const char *const *) j->names };
+  VlOnnxRun run = { 0 };
+  if (j->task != VL_TASK_CLASSIFY && j->run_dir == NULL)
     {
-      if (j->run_dir == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                       "%s: a regression model exports from its run folder (none)", j->dir);
-          return FALSE;
-        }
-      if (!vl_run_read_task (j->run_dir, &task, error))
-        return FALSE;
-      spec = vl_run_task_spec (&task);
-      names = (const char *const *) task.value_names;
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: this model exports from its run folder (none)", j->dir);
+      return FALSE;
     }
-  VlOnnxOptions o = { .task = &spec, .names = names };
-  gboolean ok = vl_model_export_onnx (vl_trained_model (j->trained), &o, j->dir, error);
-  vl_run_task_clear (&task);
+  if (j->run_dir != NULL)
+    {
+      if (!vl_onnx_run_init (&run, j->run_dir, vl_model_geometry (m)->width,
+                             (const char *const *) j->names, error))
+        return FALSE;
+      o = run.options;
+    }
+  gboolean ok = vl_model_export_onnx (m, &o, j->dir, error);
+  vl_onnx_run_clear (&run);
   return ok;
 }
 
@@ -1677,6 +1770,7 @@ typedef struct {
   char         **class_names;
   GPtrArray     *epochs;      /* VlEpochMetrics * */
   VlRunTask      task;
+  VlSegHead     *seg_head;    /* segmentation: seg_head.safetensors */
 } OpenRunJob;
 
 static void
@@ -1690,6 +1784,7 @@ open_run_job_free (gpointer p)
   g_strfreev (j->class_names);
   g_clear_pointer (&j->epochs, g_ptr_array_unref);
   vl_run_task_clear (&j->task);
+  g_clear_pointer (&j->seg_head, vl_seg_head_free);
   g_free (j);
 }
 
@@ -1720,8 +1815,22 @@ open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable 
       g_task_return_error (task, error);
       return;
     }
+  g_autofree char *head_path = g_build_filename (j->dir, "seg_head.safetensors", NULL);
+  if (j->task.kind == VL_TASK_SEGMENT && j->model && g_file_test (head_path, G_FILE_TEST_EXISTS))
+    {
+      j->seg_head = vl_seg_head_load (head_path, vl_model_geometry (j->model)->width, &error);
+      if (j->seg_head == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
+                                 j->task.kind == VL_TASK_DETECT))
+    j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
   int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
         : j->class_names ? (int) g_strv_length (j->class_names)
+        : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
         : j->model ? vl_model_num_classes (j->model) : 0;
   j->epochs = vl_run_read_metrics (j->dir, j->task.kind, K, &error);
   if (j->epochs == NULL)
@@ -1752,6 +1861,49 @@ set_spins_from_config (VlWindow *self, const VlTrainConfig *c)
   self->syncing = FALSE;
 }
 
+/* The panels from a configuration (an opened run's, a named preset's): hyperparameters, seg
+ * head, head, unlock schedule, and the backbone and data, opened when they are others. */
+static void
+apply_config (VlWindow *self, const VlTrainConfig *c)
+{
+  set_spins_from_config (self, c);
+  vl_window_seg_from_config (self, c);
+  vl_window_set_head_from_config (self, c);
+  if (c->backbone && g_file_test (c->backbone, G_FILE_TEST_EXISTS) &&
+      g_strcmp0 (c->backbone, self->backbone_path) != 0)
+    {
+      g_object_set_data_full (G_OBJECT (self), "pending-schedule", g_strdup (c->unlock_schedule),
+                              g_free);
+      vl_window_open_backbone (self, c->backbone);
+    }
+  else
+    vl_window_set_unlock_schedule (self, c->unlock_schedule);
+  if (c->data && (g_file_test (c->data, G_FILE_TEST_EXISTS) || !g_path_is_absolute (c->data)) &&
+      (self->data == NULL || g_strcmp0 (c->data, self->data->spec) != 0))
+    vl_window_open_data (self, c->data);
+}
+
+void
+vl_window_apply_named_preset (VlWindow *self, const char *name)
+{
+  if (vl_window_is_running (self))
+    return;
+  VlTrainConfig c;
+  vl_train_config_init (&c);
+  if (!vl_preset_apply (&c, name) || c.backbone == NULL)
+    {
+      g_autofree char *names = vl_preset_names ();
+      vl_window_show_error (self, _("No demo \"%s\" to open here (the app opens those with a "
+                                    "backbone: %s)"), name, names);
+      vl_train_config_clear (&c);
+      return;
+    }
+  vl_window_set_task (self, c.task);
+  apply_config (self, &c);
+  vl_train_config_clear (&c);
+  vl_window_update_actions (self);
+}
+
 static void
 open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -1773,20 +1925,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   const VlTrainConfig *c = &j->cfg;
-  set_spins_from_config (self, c);
-  vl_window_set_head_from_config (self, c);
-  if (c->backbone && g_file_test (c->backbone, G_FILE_TEST_EXISTS) &&
-      g_strcmp0 (c->backbone, self->backbone_path) != 0)
-    {
-      g_object_set_data_full (G_OBJECT (self), "pending-schedule", g_strdup (c->unlock_schedule),
-                              g_free);
-      vl_window_open_backbone (self, c->backbone);
-    }
-  else
-    vl_window_set_unlock_schedule (self, c->unlock_schedule);
-  if (c->data && (g_file_test (c->data, G_FILE_TEST_EXISTS) || !g_path_is_absolute (c->data)) &&
-      (self->data == NULL || g_strcmp0 (c->data, self->data->spec) != 0))
-    vl_window_open_data (self, c->data);
+  apply_config (self, c);
 
   /* the run's results */
   clear_predictions (self);
@@ -1795,7 +1934,10 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_clear_pointer (&self->trained, vl_trained_unref);
   self->have_trained = j->model != NULL;
   if (j->model)
-    self->trained = trained_new (NULL, g_steal_pointer (&j->model));
+    {
+      self->trained = trained_new (NULL, g_steal_pointer (&j->model));
+      self->trained->seg_head = g_steal_pointer (&j->seg_head);
+    }
   g_free (self->run_dir);
   self->run_dir = g_strdup (j->dir);
   gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
@@ -1849,8 +1991,9 @@ vl_window_train_data_ready (VlWindow *self)
 {
   /* a dataset with numbers per image is for regression; one of classes only for classification */
   if (!vl_window_is_running (self) && self->data)
-    vl_window_set_task (self, vl_dataset_n_values (self->data->ds) > 0 ? VL_TASK_REGRESS
-                                                                       : VL_TASK_CLASSIFY);
+    vl_window_set_task (self, vl_dataset_is_segmentation (self->data->ds) ? VL_TASK_SEGMENT
+                              : vl_dataset_n_values (self->data->ds) > 0 ? VL_TASK_REGRESS
+                              : VL_TASK_CLASSIFY);
   maybe_predict (self);
 }
 

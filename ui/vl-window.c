@@ -6,6 +6,7 @@
 #include "vl-attention-view.h"
 #include "vl-confusion-view.h"
 #include "vl-scatter-view.h"
+#include "vl-mask-view.h"
 #include "vl-knn-panel.h"
 #include "vl-embedding-panel.h"
 #include "vl-try-panel.h"
@@ -207,6 +208,8 @@ vl_window_update_actions (VlWindow *self)
   gtk_widget_action_set_enabled (w, "win.open-data", !running);
   gtk_widget_action_set_enabled (w, "win.load-data", !running);
   gtk_widget_action_set_enabled (w, "win.use-fashion-mnist", !running);
+  gtk_widget_action_set_enabled (w, "win.use-fashion-mnist-scenes", !running);
+  gtk_widget_action_set_enabled (w, "win.open-preset", !running && !self->opening_run);
   gtk_widget_action_set_enabled (w, "win.open-run", !running && !self->opening_run);
   gtk_widget_action_set_enabled (w, "win.save-run",
                                  !running && self->run_dir != NULL && !self->saving &&
@@ -461,6 +464,25 @@ action_use_fashion_mnist (GtkWidget *widget, const char *name, GVariant *param)
                                            val);
   gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
   vl_window_open_data (self, spec);
+}
+
+/* The same classes as scenes for segmentation: 1-3 garments on a canvas, a mask per pixel. */
+static void
+action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *param)
+{
+  VlWindow *self = VL_WINDOW (widget);
+  const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
+  g_autofree char *spec = g_strdup_printf ("fashion-mnist-scenes:classes=%s",
+                                           *classes ? classes : "0-9");
+  gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
+  vl_window_open_data (self, spec);
+}
+
+/* A named recipe of vl-preset.h (the Demos menu, --preset NAME). */
+static void
+action_open_preset (GtkWidget *widget, const char *name, GVariant *param)
+{
+  vl_window_apply_named_preset (VL_WINDOW (widget), g_variant_get_string (param, NULL));
 }
 
 static void
@@ -760,6 +782,7 @@ vl_window_dispose (GObject *object)
   self->disposed = TRUE;
   vl_window_features_dispose (self);
   vl_window_train_dispose (self);
+  vl_window_seg_dispose (self);
   vl_window_probe_dispose (self);
   vl_window_data_dispose (self);
   vl_window_backbone_dispose (self);
@@ -807,6 +830,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_ATTENTION_VIEW);
   g_type_ensure (VL_TYPE_CONFUSION_VIEW);
   g_type_ensure (VL_TYPE_SCATTER_VIEW);
+  g_type_ensure (VL_TYPE_MASK_VIEW);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -907,6 +931,11 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (reg_loss_dropdown);
   CHILD (head_title_label);
   CHILD (scatter);
+  CHILD (mask_view);
+  CHILD (cls_head_card);
+  CHILD (seg_head_box);
+  CHILD (seg_head_dropdown);
+  CHILD (seg_size_spin);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
@@ -932,6 +961,9 @@ vl_window_class_init (VlWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.load-data", "s", action_load_data);
   gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist", NULL,
                                    action_use_fashion_mnist);
+  gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist-scenes", NULL,
+                                   action_use_fashion_mnist_scenes);
+  gtk_widget_class_install_action (widget_class, "win.open-preset", "s", action_open_preset);
   gtk_widget_class_install_action (widget_class, "win.open-probe", NULL, action_open_probe);
   gtk_widget_class_install_action (widget_class, "win.open-run", NULL, action_open_run);
   gtk_widget_class_install_action (widget_class, "win.save-run", NULL, action_save_run);
@@ -1017,6 +1049,7 @@ vl_window_init (VlWindow *self)
   vl_window_backbone_init (self);
   vl_window_data_init (self);
   vl_window_train_init (self);
+  vl_window_seg_init (self);
   vl_window_features_init (self);
   vl_window_update_actions (self);
 }

@@ -202,7 +202,20 @@ class ViT(nn.Module):
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(dim, eps=eps)
         self.fc_norm = nn.LayerNorm(dim, eps=eps) if use_fc_norm else nn.Identity()
 
+    def pos_at(self, grid):
+        """pos_embed at a grid of grid x grid patches: timm's resample_abs_pos_embed (prefix rows
+        kept, the grid part through antialiased bicubic), as vitlab's engine does it."""
+        n_pre = 0 if self.no_embed_class else self.num_prefix_tokens
+        old = int(round(math.sqrt(self.pos_embed.shape[1] - n_pre)))
+        if grid == old:
+            return self.pos_embed
+        pre, g = self.pos_embed[:, :n_pre], self.pos_embed[:, n_pre:]
+        g = g.reshape(1, old, old, -1).permute(0, 3, 1, 2)
+        g = F.interpolate(g, size=(grid, grid), mode="bicubic", antialias=True, align_corners=False)
+        return torch.cat([pre, g.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
+
     def forward_features(self, x):
+        pos = self.pos_at(x.shape[-1] // self.patch_embed.proj.kernel_size[0])
         x = self.patch_embed(x)
         prefix = []
         if self.has_class_token:
@@ -210,9 +223,9 @@ class ViT(nn.Module):
         if self.num_reg:
             prefix.append(self.reg_token.expand(x.shape[0], -1, -1))
         if self.no_embed_class:
-            x = torch.cat(prefix + [x + self.pos_embed], dim=1)
+            x = torch.cat(prefix + [x + pos], dim=1)
         else:
-            x = torch.cat(prefix + [x], dim=1) + self.pos_embed
+            x = torch.cat(prefix + [x], dim=1) + pos
         return self.norm(self.blocks(self.norm_pre(x)))
 
 
@@ -260,16 +273,524 @@ class Classifier(nn.Module):
         f = b.fc_norm(f) if hasattr(b, "fc_norm") else f
         return self.head(f)
 
+# ----------------------------------------------------------------------------- segmentation
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map (mmseg / ViTDet's)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SegHead(nn.Module):
+    """vitlab's seg heads under mmsegmentation's names: `linear` (conv_seg, a 1x1 convolution on
+    the patch grid) or `upconv` (up.0 ConvTranspose 2/2, up.1 LayerNorm2d, GELU, up.3
+    ConvTranspose 2/2, then conv_seg)."""
+
+    def __init__(self, kind, dim, n_classes):
+        super().__init__()
+        c = dim
+        if kind == "upconv":
+            self.up = nn.Sequential(nn.ConvTranspose2d(dim, dim // 2, 2, 2),
+                                    LayerNorm2d(dim // 2, eps=1e-6), nn.GELU(),
+                                    nn.ConvTranspose2d(dim // 2, dim // 4, 2, 2))
+            c = dim // 4
+        else:
+            self.up = None
+        self.conv_seg = nn.Conv2d(c, n_classes, 1)
+        nn.init.normal_(self.conv_seg.weight, 0.0, 0.01)
+        nn.init.zeros_(self.conv_seg.bias)
+
+    def forward(self, grid):
+        return self.conv_seg(self.up(grid) if self.up is not None else grid)
+
+
+class Segmenter(nn.Module):
+    """Backbone, its final-norm patch tokens as an NCHW grid (prefix tokens dropped), the seg
+    head, then bilinear (align_corners false) back to the input size."""
+
+    def __init__(self, backbone, kind, n_classes, dim):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = SegHead(kind, dim, n_classes)
+
+    def forward(self, x):
+        b = self.backbone
+        t = b.forward_features(x)[:, b.num_prefix_tokens:]
+        g = x.shape[-1] // b.patch_embed.proj.kernel_size[0]
+        grid = t.transpose(1, 2).reshape(t.shape[0], t.shape[2], g, g)
+        z = self.decode_head(grid)
+        return F.interpolate(z, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def seg_pairs(images, masks):
+    """(image, mask) pairs of a folder of images and one of masks (NAME.png per image)."""
+    out = []
+    for f in sorted(os.listdir(images)):
+        if f.lower().endswith(IMAGE_EXT):
+            m = os.path.join(masks, os.path.splitext(f)[0] + ".png")
+            if not os.path.isfile(m):
+                raise SystemExit(f"{os.path.join(images, f)}: no mask {m}")
+            out.append((os.path.join(images, f), m))
+    return out
+
+
+def seg_items(data, run):
+    """(train, val) (image, mask) pairs: Pascal VOC (JPEGImages/, SegmentationClass/,
+    ImageSets/Segmentation/{train,val}.txt) or mask pairs (images/[train,val/] + masks/), split
+    as the folder says or else as run.json's validation items."""
+    voc = os.path.isdir(os.path.join(data, "JPEGImages")) and \
+        os.path.isdir(os.path.join(data, "SegmentationClass"))
+    if voc:
+        sets = os.path.join(data, "ImageSets", "Segmentation")
+
+        def listed(name):
+            path = os.path.join(sets, name + ".txt")
+            out = []
+            with open(path, encoding="utf-8") as f:
+                for i, line in enumerate(f, start=1):
+                    n = line.strip()
+                    if not n:
+                        continue
+                    img = next((os.path.join(data, "JPEGImages", n + e) for e in IMAGE_EXT
+                                if os.path.isfile(os.path.join(data, "JPEGImages", n + e))), None)
+                    if img is None:
+                        raise SystemExit(f"{path}: line {i}: no image {n}.jpg in JPEGImages/")
+                    out.append((img, os.path.join(data, "SegmentationClass", n + ".png")))
+            return out
+        if os.path.isfile(os.path.join(sets, "train.txt")):
+            return listed("train"), listed("val")
+        raise SystemExit(f"{sets}: no train.txt (vitlab's split of this folder is in run.json; "
+                         f"write ImageSets/Segmentation/train.txt and val.txt)")
+    im, mk = os.path.join(data, "images"), os.path.join(data, "masks")
+    if not (os.path.isdir(im) and os.path.isdir(mk)):
+        raise SystemExit(f"{data}: neither a Pascal VOC folder nor images/ + masks/ (the built-in "
+                         f"sets, fashion-mnist-scenes, exist only inside vitlab)")
+    if os.path.isdir(os.path.join(im, "train")):
+        return (seg_pairs(os.path.join(im, "train"), os.path.join(mk, "train")),
+                seg_pairs(os.path.join(im, "val"), os.path.join(mk, "val")))
+    items = seg_pairs(im, mk)
+    d = run["data"]
+    base = d.get("spec_typed") and d.get("spec") or ""
+    val_names = {rel_to(p, base) for p in d["split"].get("val_items", [])}
+    return ([it for it in items if rel_to(it[0], data) not in val_names],
+            [it for it in items if rel_to(it[0], data) in val_names])
+
+
+def read_mask(path, n_classes):
+    try:
+        with Image.open(path) as m:
+            a = np.array(m if m.mode in ("P", "L") else m.convert("L"), dtype=np.uint8)
+    except OSError as e:
+        raise RuntimeError(f"{path}: cannot be decoded ({e})")
+    bad = (a >= n_classes) & (a != 255)
+    if bad.any():
+        raise RuntimeError(f"{path}: value {int(a[bad][0])} is not one of the {n_classes} classes "
+                           f"or 255 (ignore)")
+    return a
+
+
+class SegItems(torch.utils.data.Dataset):
+    """Image squashed to size x size (bicubic, as vitlab) and its mask: training masks squashed
+    with it (nearest; light augmentation crops and flips both alike), validation masks at the
+    image's own size (vitlab scores there)."""
+
+    def __init__(self, items, size, chans, mean, std, n_classes, augment, train):
+        self.items, self.size, self.mode = items, size, "L" if chans == 1 else "RGB"
+        self.norm = transforms.Normalize(mean, std)
+        self.K, self.augment, self.train = n_classes, augment, train
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path, mpath = self.items[i]
+        try:
+            with Image.open(path) as im:
+                img = im.convert(self.mode)
+        except OSError as e:
+            raise RuntimeError(f"{path}: cannot be decoded ({e})")
+        mask = read_mask(mpath, self.K)
+        if mask.shape != (img.height, img.width):
+            raise RuntimeError(f"{mpath}: {mask.shape[1]}x{mask.shape[0]}, its image {path} is "
+                               f"{img.width}x{img.height}")
+        m = Image.fromarray(mask)
+        S = self.size
+        if self.train and self.augment != "none":
+            t, l, h, w = transforms.RandomResizedCrop.get_params(img, (0.35, 1.0), (3 / 4, 4 / 3))
+            img, m = img.crop((l, t, l + w, t + h)), m.crop((l, t, l + w, t + h))
+            if torch.rand(1).item() < 0.5:
+                img, m = img.transpose(Image.FLIP_LEFT_RIGHT), m.transpose(Image.FLIP_LEFT_RIGHT)
+        x = self.norm(transforms.functional.to_tensor(img.resize((S, S), Image.BICUBIC)))
+        if self.train:
+            m = m.resize((S, S), Image.NEAREST)
+        return x, torch.from_numpy(np.array(m, dtype=np.int64))
+
+
+def seg_collate(batch):
+    """Images stacked; masks kept as a list (validation masks have each image's size)."""
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class SegScore:
+    """mmsegmentation's IoUMetric sums (intersection, union, predicted and labelled areas per
+    class over the split, 255 left out) and the pixel-weighted cross-entropy, at each image's
+    own size."""
+
+    def __init__(self, K):
+        self.K = K
+        self.t = torch.zeros(4 * K + 2, dtype=torch.float64)   # I, U, pred, label, loss sum, pixels
+
+    def add(self, z, mask):
+        z = F.interpolate(z[None], size=mask.shape, mode="bilinear", align_corners=False)[0]
+        keep = mask != 255
+        n = int(keep.sum())
+        if n:
+            self.t[4 * self.K] += F.cross_entropy(z[None], mask[None], ignore_index=255,
+                                                  reduction="sum").double()
+        self.t[4 * self.K + 1] += n
+        p, y = z.argmax(0)[keep], mask[keep]
+        K = self.K
+        inter = torch.bincount(y[p == y], minlength=K)[:K].double()
+        ap = torch.bincount(p, minlength=K)[:K].double()
+        al = torch.bincount(y, minlength=K)[:K].double()
+        self.t[:K] += inter
+        self.t[K:2 * K] += ap + al - inter
+        self.t[2 * K:3 * K] += ap
+        self.t[3 * K:4 * K] += al
+
+    def metrics(self):
+        K, t = self.K, self.t
+        inter, union, label = t[:K], t[K:2 * K], t[3 * K:4 * K]
+        iou = [(inter[k] / union[k]).item() if union[k] > 0 else None for k in range(K)]
+        acc = [(inter[k] / label[k]).item() if label[k] > 0 else None for k in range(K)]
+        mean = lambda v: float(np.mean([x for x in v if x is not None])) if any(
+            x is not None for x in v) else None
+        return {"val_loss": (t[4 * K] / max(t[4 * K + 1].item(), 1)).item(),
+                "val_miou": mean(iou), "val_aacc": (inter.sum() / max(label.sum().item(), 1)).item(),
+                "val_macc": mean(acc), "val_at": "own size", "val_iou": iou, "val_acc": acc}
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def _clip_boxes(where, boxes, w, h):
+    """vitlab's rule: a box outside its image by more than a pixel, or with no area, is dropped;
+    within that it is clipped. boxes: [(x0, y0, x1, y1, label)] in the image's pixels."""
+    out = []
+    for x0, y0, x1, y1, k in boxes:
+        if x0 < -1 or y0 < -1 or x1 > w + 1 or y1 > h + 1:
+            print(f"train.py: {where}: a box outside its {w}x{h} image: dropped", file=sys.stderr)
+            continue
+        x0, y0, x1, y1 = max(x0, 0.0), max(y0, 0.0), min(x1, float(w)), min(y1, float(h))
+        if x1 <= x0 or y1 <= y0:
+            print(f"train.py: {where}: a box with no area: dropped", file=sys.stderr)
+            continue
+        out.append((x0, y0, x1, y1, k))
+    return out
+
+
+def _image_size(path):
+    with Image.open(path) as im:
+        return im.size
+
+
+def det_items_voc(data, classes):
+    import xml.etree.ElementTree as ET
+    index = {c: k for k, c in enumerate(classes)}
+
+    def split(name):
+        path = os.path.join(data, "ImageSets", "Main", name + ".txt")
+        with open(path, encoding="utf-8") as f:
+            ids = [l.strip() for l in f if l.strip()]
+        items = []
+        for i in ids:
+            img = next((os.path.join(data, "JPEGImages", i + e) for e in IMAGE_EXT
+                        if os.path.isfile(os.path.join(data, "JPEGImages", i + e))), None)
+            if img is None:
+                raise SystemExit(f"{path}: {i}: no image in JPEGImages/")
+            xml = os.path.join(data, "Annotations", i + ".xml")
+            w, h = _image_size(img)
+            boxes = []
+            for o in ET.parse(xml).getroot().findall("object"):
+                name = o.findtext("name", "").strip()
+                if name not in index:
+                    print(f"train.py: {xml}: class '{name}' is not the run's: dropped",
+                          file=sys.stderr)
+                    continue
+                b = o.find("bndbox")
+                boxes.append(tuple(float(b.findtext(c)) for c in ("xmin", "ymin", "xmax", "ymax"))
+                             + (index[name],))
+            items.append((img, _clip_boxes(xml, boxes, w, h)))
+        return items
+    return split("train"), split("val")
+
+
+def det_items_coco(data, classes):
+    index = {c: k for k, c in enumerate(classes)}
+
+    def split(name):
+        path = os.path.join(data, "annotations", f"instances_{name}.json")
+        with open(path, encoding="utf-8") as f:
+            j = json.load(f)
+        cats = {c["id"]: c["name"] for c in j.get("categories", [])}
+        per = {im["id"]: [] for im in j["images"]}
+        for a in j.get("annotations", []):
+            if a.get("iscrowd", 0) or a["image_id"] not in per or \
+                    cats.get(a["category_id"]) not in index:
+                continue
+            x, y, bw, bh = a["bbox"]
+            per[a["image_id"]].append((x, y, x + bw, y + bh, index[cats[a["category_id"]]]))
+        items = []
+        for im in j["images"]:
+            img = os.path.join(data, "images", name, im["file_name"])
+            if not os.path.isfile(img):
+                continue
+            w, h = im.get("width") or _image_size(img)[0], im.get("height") or _image_size(img)[1]
+            items.append((img, _clip_boxes(f"{path}: image {im['id']}", per[im["id"]], w, h)))
+        return items
+    return split("train"), split("val")
+
+
+def det_items_yolo(data, classes):
+    def split(name):
+        d = os.path.join(data, "images", name)
+        items = []
+        for f in sorted(os.listdir(d)):
+            if not f.lower().endswith(IMAGE_EXT):
+                continue
+            img = os.path.join(d, f)
+            lab = os.path.join(data, "labels", name, os.path.splitext(f)[0] + ".txt")
+            w, h = _image_size(img)
+            boxes = []
+            if os.path.isfile(lab):
+                with open(lab, encoding="utf-8") as t:
+                    for n, line in enumerate(t, start=1):
+                        v = line.split()
+                        if not v:
+                            continue
+                        c, cx, cy, bw, bh = int(v[0]), *map(float, v[1:5])
+                        if not 0 <= c < len(classes) - 1:
+                            print(f"train.py: {lab}: line {n}: class {c}: dropped", file=sys.stderr)
+                            continue
+                        boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
+                                      (cy + bh / 2) * h, c + 1))
+            items.append((img, _clip_boxes(lab, boxes, w, h)))
+        return items
+    return split("train"), split("val")
+
+
+def det_items(data, run):
+    """(train, val) of (image, [(x0, y0, x1, y1, label)]): Pascal VOC, COCO JSON or YOLO, the
+    classes numbered as run.json's data.classes (0 = background)."""
+    classes = run["data"]["classes"]
+    if os.path.isdir(os.path.join(data, "Annotations")):
+        return det_items_voc(data, classes)
+    if os.path.isdir(os.path.join(data, "annotations")):
+        return det_items_coco(data, classes)
+    if os.path.isdir(os.path.join(data, "labels")):
+        return det_items_yolo(data, classes)
+    raise SystemExit(f"{data}: not a Pascal VOC (Annotations/), COCO (annotations/) or YOLO "
+                     f"(labels/) detection folder (the built-in scenes exist only inside vitlab)")
+
+
+class DetItems(torch.utils.data.Dataset):
+    """Image squashed to size x size (bicubic, as vitlab) with its boxes scaled alike; light
+    augmentation crops and flips both (boxes clipped, those left under a pixel dropped).
+    Returns the image, the boxes and labels at size x size, the image's own size and its boxes
+    there (what validation scores against)."""
+
+    def __init__(self, items, size, chans, mean, std, augment, train):
+        self.items, self.size, self.mode = items, size, "L" if chans == 1 else "RGB"
+        self.norm = transforms.Normalize(mean, std)
+        self.augment, self.train = augment, train
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        path, boxes = self.items[i]
+        try:
+            with Image.open(path) as im:
+                img = im.convert(self.mode)
+        except OSError as e:
+            raise RuntimeError(f"{path}: cannot be decoded ({e})")
+        W, H = img.size
+        b = torch.tensor([x[:4] for x in boxes], dtype=torch.float32).reshape(-1, 4)
+        lab = torch.tensor([x[4] for x in boxes], dtype=torch.int64)
+        x0, y0, cw, ch, flip = 0, 0, W, H, False
+        if self.train and self.augment != "none":
+            y0, x0, ch, cw = transforms.RandomResizedCrop.get_params(img, (0.35, 1.0), (3 / 4, 4 / 3))
+            img = img.crop((x0, y0, x0 + cw, y0 + ch))
+            flip = torch.rand(1).item() < 0.5
+            if flip:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        S = self.size
+        x = self.norm(transforms.functional.to_tensor(img.resize((S, S), Image.BICUBIC)))
+        # in double, as vitlab maps them ((b - origin) / (crop / S)), then float
+        b = b.double()
+        b = (b - torch.tensor([x0, y0, x0, y0], dtype=torch.float64)) / torch.tensor(
+            [cw / S, ch / S, cw / S, ch / S], dtype=torch.float64)
+        if flip:
+            b = torch.stack([S - b[:, 2], b[:, 1], S - b[:, 0], b[:, 3]], dim=1)
+        b = b.clamp(0, S).float()
+        keep = ((b[:, 2] - b[:, 0]) >= 1) & ((b[:, 3] - b[:, 1]) >= 1)
+        return x, {"boxes": b[keep], "labels": lab[keep], "size": (W, H),
+                   "own": [list(t[:4]) for t in boxes], "labels_own": [t[4] for t in boxes]}
+
+
+def det_collate(batch):
+    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
+
+
+class Detector(nn.Module):
+    """Backbone, its final-norm patch tokens as the one feature level of torchvision's FCOS:
+    FCOSHead (W, 1, K, num_convs=0) under torchvision's names (head.classification_head.*,
+    head.regression_head.*), an AnchorGenerator of one size (the patch) and aspect 1, its
+    matching, losses and postprocessing (score 0.05, top 1000, NMS 0.6, 100 per image)."""
+
+    def __init__(self, backbone, n_classes, dim):
+        super().__init__()
+        from torchvision.models.detection import FCOS
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.fcos import FCOSHead
+
+        class Grid(nn.Module):
+            out_channels = dim
+
+        class CountingHead(FCOSHead):
+            """FCOSHead that keeps the foreground count of its last loss (the divisor)."""
+
+            def compute_loss(self, targets, head_outputs, anchors, matched_idxs):
+                self.n_foreground = sum(int((m >= 0).sum()) for m in matched_idxs)
+                return super().compute_loss(targets, head_outputs, anchors, matched_idxs)
+
+        self.backbone = backbone
+        self.patch = backbone.patch_embed.proj.kernel_size[0]
+        self.head = CountingHead(dim, 1, n_classes, num_convs=0)
+        fcos = FCOS(Grid(), num_classes=n_classes,
+                    anchor_generator=AnchorGenerator(((self.patch,),), ((1.0,),)),
+                    head=self.head, score_thresh=0.05, nms_thresh=0.6, detections_per_img=100,
+                    topk_candidates=1000)
+        self._fcos = [fcos]   # not a submodule: its parameters are self.head's
+
+    def forward(self, x):
+        b = self.backbone
+        t = b.forward_features(x)[:, b.num_prefix_tokens:]
+        g = x.shape[-1] // self.patch
+        return self.head([t.transpose(1, 2).reshape(t.shape[0], t.shape[2], g, g)]), g
+
+    def anchors(self, n, S, g):
+        from torchvision.models.detection.image_list import ImageList
+        il = ImageList(torch.zeros(n, 1, S, S), [(S, S)] * n)
+        return self._fcos[0].anchor_generator(il, [torch.zeros(n, 1, g, g)])
+
+    def loss(self, out, g, targets, S):
+        tg = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+        losses = self._fcos[0].compute_loss(tg, out, self.anchors(len(tg), S, g), [g * g])
+        return sum(losses.values())
+
+    def detect(self, out, g, S):
+        n = out["cls_logits"].shape[0]
+        split = {k: [v] for k, v in out.items()}
+        anchors = [[a] for a in self.anchors(n, S, g)]
+        return self._fcos[0].postprocess_detections(split, anchors, [(S, S)] * n)
+
+
+def coco_ap(gts, dts, n_classes):
+    """pycocotools' COCOeval (bbox, area all, 100 detections): gts [(image, label, box)],
+    dts [(image, label, box, score)], boxes x0 y0 x1 y1. Returns metrics.jsonl's val_map, val_map50,
+    val_map75, val_ar100 and the per-class AP and AP50 (None for a class without ground truth;
+    class 0, the background, is never scored)."""
+    def iou(a, b):
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        if w <= 0 or h <= 0:
+            return 0.0
+        i = w * h
+        return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+    T = np.linspace(0.5, 0.95, 10)
+    R = np.linspace(0, 1, 101)
+    ap = np.full((10, n_classes), -1.0)
+    ar = np.full((10, n_classes), -1.0)
+    for k in range(1, n_classes):
+        g_by = {}
+        for im, lab, box in gts:
+            if lab == k:
+                g_by.setdefault(im, []).append(box)
+        n_gt = sum(len(v) for v in g_by.values())
+        if n_gt == 0:
+            continue
+        d_by = {}
+        for i, (im, lab, box, sc) in enumerate(dts):
+            if lab == k:
+                d_by.setdefault(im, []).append((sc, i, box))
+        for t_i, t in enumerate(T):
+            scored = []
+            for im, ds in sorted(d_by.items()):
+                ds = sorted(ds, key=lambda d: -d[0])[:100]
+                gs = g_by.get(im, [])
+                taken = [False] * len(gs)
+                for sc, i, box in ds:
+                    best, best_iou = -1, min(t, 1 - 1e-10)
+                    for j, gb in enumerate(gs):
+                        if taken[j]:
+                            continue
+                        v = iou(box, gb)
+                        if v >= best_iou:
+                            best, best_iou = j, v
+                    if best >= 0:
+                        taken[best] = True
+                    scored.append((sc, best >= 0))
+            scored.sort(key=lambda x: -x[0])
+            tp = np.cumsum([m for _, m in scored]) if scored else np.zeros(0)
+            fp = np.cumsum([not m for _, m in scored]) if scored else np.zeros(0)
+            rc = tp / n_gt
+            pr = tp / (tp + fp + np.spacing(1))
+            pr = np.maximum.accumulate(pr[::-1])[::-1] if len(pr) else pr
+            idx = np.searchsorted(rc, R, side="left")
+            q = np.array([pr[i] if i < len(pr) else 0.0 for i in idx])
+            ap[t_i, k] = q.mean()
+            ar[t_i, k] = rc[-1] if len(rc) else 0.0
+    have = ap[0] > -1
+    mean = lambda a: float(a[:, have].mean()) if have.any() else None
+    at = lambda t: float(ap[t, have].mean()) if have.any() else None
+    return {"val_map": mean(ap), "val_map50": at(0), "val_map75": at(5), "val_ar100": mean(ar),
+            "val_class_ap": [float(ap[:, k].mean()) if have[k] else None for k in range(n_classes)],
+            "val_class_ap50": [float(ap[0, k]) if have[k] else None for k in range(n_classes)]}
+
+
+def det_validate(model, x, targets, S, acc, index):
+    """This rank's share of a validation batch of a detector: the FCOS loss's sum at size S and
+    its foreground count (returned: the batch's loss is the ranks' sums over their foreground),
+    and its detections (score 0.05, top 1000, NMS 0.6, 100 per image) scaled to each image's own
+    pixels beside the annotated boxes there, under the items' global indices."""
+    out, g = model(x)
+    tg = [{"boxes": t["boxes"].to(x.device), "labels": t["labels"].to(x.device)} for t in targets]
+    loss = model.loss(out, g, tg, S).item()
+    fg = model.head.n_foreground
+    for j, res in enumerate(model.detect(out, g, S)):
+        W, H = targets[j]["size"]
+        k = torch.tensor([W / S, H / S, W / S, H / S])
+        for b, sc, lb in zip((res["boxes"].cpu() * k).tolist(), res["scores"].tolist(),
+                             res["labels"].tolist()):
+            acc["dts"].append((index[j], lb, b, sc))
+        for b, lb in zip(targets[j]["own"], targets[j]["labels_own"]):
+            acc["gts"].append((index[j], lb, b))
+    return loss * max(fg, 1), fg
+
+
 # ----------------------------------------------------------------------------- layer groups
 
 
 def layer_groups(model, depth):
     """timm's ViT grouping as vitlab uses it: stem, blocks.0 … blocks.{depth-1}, the final norm,
-    the head. Returns a list of (group name, [(param name, param)])."""
+    the head (the seg head, decode_head.*, for segmentation). Returns a list of (group name, [(param name, param)])."""
     groups = [("stem", [])] + [(f"blocks.{i}", []) for i in range(depth)] + [("norm", []), ("head", [])]
     for name, p in model.named_parameters():
         n = name[len("backbone."):] if name.startswith("backbone.") else name
-        if n.startswith("head."):
+        if n.startswith("head.") or n.startswith("decode_head."):
             g = depth + 2
         elif n.startswith("blocks."):
             g = 1 + int(n.split(".")[1])
@@ -523,8 +1044,9 @@ def main():
     if run.get("format") != "vitlab-run":
         raise SystemExit(f"{args.recipe}: not a vitlab run.json")
     task = run.get("task", {"kind": "classify"})["kind"]
-    if task not in ("classify", "regress"):
-        raise SystemExit(f"{args.recipe}: task '{task}': this script trains classify and regress")
+    if task not in ("classify", "regress", "segment", "detect"):
+        raise SystemExit(f"{args.recipe}: task '{task}': this script trains classify, regress, "
+                         f"segment and detect")
     bb = run["backbone"]
     if run.get("unlock_mask"):
         raise SystemExit(f"{args.recipe}: unlock_mask {run['unlock_mask']}: only unlock schedules are exported")
@@ -586,19 +1108,39 @@ def main():
     hd = run["head"]
     n_out = hd["num_classes"]
     hidden = hd.get("mlp_hidden") or dim
-    model = Classifier(backbone, hd["pool"], hd["kind"], hidden, n_out, dim)
+    if task == "segment":
+        model = Segmenter(backbone, run["task"].get("seg_head", "linear"), n_out, dim)
+        head, prefix = model.decode_head, "decode_head."
+        hpath = os.path.join(bdir, "seg_head.safetensors")
+        if os.path.isfile(hpath):
+            sd.update(read_safetensors(hpath))
+    elif task == "detect":
+        model = Detector(backbone, n_out, dim)
+        head, prefix = model.head, "head."
+        hpath = os.path.join(bdir, "det_head.safetensors")
+        if os.path.isfile(hpath):
+            sd.update(read_safetensors(hpath))
+    else:
+        model = Classifier(backbone, hd["pool"], hd["kind"], hidden, n_out, dim)
+        head, prefix = model.head, "head."
     # the head: as vitlab initialised it when the exported backbone carries it (export-recipe
-    # writes it with the run's seed), else nn.Linear's default from torch's generator
-    head_sd = model.head.state_dict()
-    if all(("head." + k) in sd and tuple(sd["head." + k].shape) == tuple(v.shape)
+    # writes it with the run's seed), else PyTorch's (mmseg's for conv_seg) from torch's generator
+    head_sd = head.state_dict()
+    if all((prefix + k) in sd and tuple(sd[prefix + k].shape) == tuple(v.shape)
            for k, v in head_sd.items()):
-        model.head.load_state_dict({k: torch.from_numpy(sd["head." + k]) for k in head_sd})
+        head.load_state_dict({k: torch.from_numpy(sd[prefix + k]) for k in head_sd})
         head_from = "vitlab's initialisation"
     else:
         torch.manual_seed(seed)
-        for m in model.head.modules():
-            if isinstance(m, nn.Linear):
+        for m in head.modules():
+            if isinstance(m, (nn.Linear, nn.ConvTranspose2d)):
                 m.reset_parameters()
+            elif isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                nn.init.zeros_(m.bias)
+        if task == "detect":   # torchvision's prior 0.01 on the class logits
+            nn.init.constant_(model.head.classification_head.cls_logits.bias,
+                              -math.log((1 - 0.01) / 0.01))
         head_from = f"torch.manual_seed({seed})"
     model.to(device)
 
@@ -609,28 +1151,49 @@ def main():
     sched = parse_schedule(run["unlock_schedule"])
 
     # ---- data
-    train_items, val_items = build_items(args.data, run)
     mean = std = None
-    if task == "regress":
-        mean = torch.tensor(run["task"]["mean"], dtype=torch.float32)
-        std = torch.tensor(run["task"]["std"], dtype=torch.float32)
     chans = a.get("in_chans", 3)
-    train_tf, eval_tf = transforms_for(cfg, h["augment"])
-    train_ds = ImageItems(train_items, train_tf, chans, mean, std)
-    val_ds = ImageItems(val_items, eval_tf, chans, mean, std)
+    collate = None
+    S = int(run["task"].get("img_size") or cfg["pretrained_cfg"]["input_size"][-1])
+    pc = cfg["pretrained_cfg"]
+    if task == "segment":
+        train_items, val_items = seg_items(args.data, run)
+        train_ds = SegItems(train_items, S, chans, pc["mean"], pc["std"], n_out, h["augment"], True)
+        val_ds = SegItems(val_items, S, chans, pc["mean"], pc["std"], n_out, "none", False)
+        collate = seg_collate
+    elif task == "detect":
+        train_items, val_items = det_items(args.data, run)
+        train_ds = DetItems(train_items, S, chans, pc["mean"], pc["std"], h["augment"], True)
+        val_ds = DetItems(val_items, S, chans, pc["mean"], pc["std"], "none", False)
+        collate = det_collate
+    else:
+        train_items, val_items = build_items(args.data, run)
+        if task == "regress":
+            mean = torch.tensor(run["task"]["mean"], dtype=torch.float32)
+            std = torch.tensor(run["task"]["std"], dtype=torch.float32)
+        train_tf, eval_tf = transforms_for(cfg, h["augment"])
+        train_ds = ImageItems(train_items, train_tf, chans, mean, std)
+        val_ds = ImageItems(val_items, eval_tf, chans, mean, std)
     if args.vitlab_order:
         sampler = VitlabOrder(args.vitlab_order, train_items, args.data, h["batch_size"], world, rank)
         train_dl = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler,
-                                               num_workers=args.workers)
+                                               num_workers=args.workers, collate_fn=collate)
     else:
         sampler = torch.utils.data.distributed.DistributedSampler(
             train_ds, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=False)
         train_dl = torch.utils.data.DataLoader(train_ds, batch_size=per_rank, sampler=sampler,
-                                               num_workers=args.workers, drop_last=False)
-    val_sampler = torch.utils.data.distributed.DistributedSampler(
-        val_ds, num_replicas=world, rank=rank, shuffle=False)
-    val_dl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, sampler=val_sampler,
-                                         num_workers=args.workers)
+                                               num_workers=args.workers, drop_last=False,
+                                               collate_fn=collate)
+    if task in ("segment", "detect"):
+        # every rank scores its own items (no padding: the sums are reduced, not the items)
+        val_dl = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(val_ds, range(rank, len(val_ds), world)),
+            batch_size=per_rank, num_workers=args.workers, collate_fn=collate)
+    else:
+        val_sampler = torch.utils.data.distributed.DistributedSampler(
+            val_ds, num_replicas=world, rank=rank, shuffle=False)
+        val_dl = torch.utils.data.DataLoader(val_ds, batch_size=per_rank, sampler=val_sampler,
+                                             num_workers=args.workers)
     spe = len(train_dl)
 
     if rank == 0:
@@ -641,6 +1204,9 @@ def main():
               f"{args.vitlab_order or 'DistributedSampler'}", flush=True)
 
     def loss_fn(out, y):
+        if task == "segment":
+            # the mean over the batch's counted pixels (0 when every pixel is ignored, as vitlab)
+            return F.cross_entropy(out, y, ignore_index=255) if (y != 255).any() else out.sum() * 0
         if task == "regress":
             y = y.to(out.dtype)
             if run["task"].get("loss") == "smooth-l1":
@@ -670,23 +1236,36 @@ def main():
         t0 = time.time()
         loss_sum = torch.zeros(2, dtype=torch.float64)
         for x, y in train_dl:
-            x, y = x.to(device), y.to(device)
+            if task == "segment":
+                y = torch.stack(y)
+            if task == "detect":
+                x = x.to(device)
+                y = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in y]
+            else:
+                x, y = x.to(device), y.to(device)
             lr = lr_at(h, step, spe)
             out = wrapped(x)
-            loss = loss_fn(out, y)
+            loss = model.loss(*out, y, S) if task == "detect" else loss_fn(out, y)
             for _, p, _ in named:
                 p.grad = None
             # the global batch's mean: DDP averages the processes' gradients, so each process
-            # weighs its mean by its share of the global batch (shares differ in a last batch)
-            n_global = torch.tensor([float(len(x))])
+            # weighs its mean by its share of the global batch (shares differ in a last batch;
+            # for segmentation the share of counted pixels)
+            # (for detection the share of foreground locations, FCOS's divisor)
+            n_local = float((y != 255).sum()) if task == "segment" else \
+                float(max(model.head.n_foreground, 1)) if task == "detect" else float(len(x))
+            n_global = torch.tensor([n_local, float(len(x))], dtype=torch.float64)
             if ddp:
                 dist.all_reduce(n_global)
-            (loss * (len(x) * world / n_global.item())).backward()
+            share = n_local / max(n_global[0].item(), 1.0)   # this rank's part of the batch's loss
+            (loss * (share * world)).backward()
             if h["clip_grad"] > 0:
                 torch.nn.utils.clip_grad_norm_([p for _, p, _ in named if p.grad is not None],
                                                h["clip_grad"])
             opt.step(lr, trainable)
-            loss_sum += torch.tensor([loss.item() * len(x), len(x)], dtype=torch.float64)
+            # summed over the ranks: the global batch's loss times its images, and the images
+            loss_sum += torch.tensor([loss.item() * share * n_global[1].item(), len(x)],
+                                     dtype=torch.float64)
             step += 1
             if rank == 0 and args.print_every and (step % args.print_every == 0 or step % spe == 1):
                 print(f"epoch {epoch + 1}/{h['epochs']} batch {(step - 1) % spe + 1}/{spe} loss "
@@ -700,13 +1279,44 @@ def main():
         # ---- validation (every rank its share, reduced)
         model.eval()
         outs, ys = [], []
+        score = SegScore(n_out) if task == "segment" else None
+        det_val = {"loss": 0.0, "n": 0, "gts": [], "dts": []} if task == "detect" else None
         with torch.no_grad():
-            for x, y in val_dl:
-                outs.append(model(x.to(device)).float().cpu())
+            if det_val is not None:
+                # vitlab's validation batches (batch_size in order), each split over the ranks:
+                # FCOS divides a batch's loss by the batch's foreground count
+                B = h["batch_size"]
+                for b0 in range(0, len(val_ds), B):
+                    idx = list(range(b0, min(b0 + B, len(val_ds))))[rank::world]
+                    part = torch.zeros(2, dtype=torch.float64)
+                    if idx:
+                        x, y = det_collate([val_ds[i] for i in idx])
+                        part += torch.tensor(det_validate(model, x.to(device), y, S, det_val, idx),
+                                             dtype=torch.float64)
+                    if ddp:
+                        dist.all_reduce(part)
+                    n_b = min(b0 + B, len(val_ds)) - b0
+                    det_val["loss"] += part[0].item() / max(part[1].item(), 1.0) * n_b
+                    det_val["n"] += n_b
+            for x, y in ([] if det_val is not None else val_dl):
+                z = model(x.to(device)).float().cpu()
+                if score is not None:
+                    for j in range(len(y)):
+                        score.add(z[j], y[j])
+                    continue
+                outs.append(z)
                 ys.append(y)
+        if score is not None and ddp:
+            dist.all_reduce(score.t)
+        if det_val is not None and ddp:
+            parts = [None] * world
+            dist.all_gather_object(parts, det_val)
+            det_val = {"loss": det_val["loss"], "n": det_val["n"],
+                       "gts": [g for p in parts for g in p["gts"]],
+                       "dts": [d for p in parts for d in p["dts"]]}
         o = torch.cat(outs) if outs else torch.zeros(0, n_out)
         yv = torch.cat(ys) if ys else torch.zeros(0)
-        if ddp:
+        if ddp and score is None and det_val is None:
             gathered = [None] * world
             dist.all_gather_object(gathered, (o, yv))
             # rank r holds items r, r + world, ... (padded by repeating from the start)
@@ -719,7 +1329,17 @@ def main():
         seconds = time.time() - t0
         line = {"task": task, "epoch": epoch, "step": step, "unlocked": n_unl, "cached": False,
                 "lr": lr_at(h, max(step - 1, 0), spe), "train_loss": train_loss}
-        if task == "regress":
+        if score is not None:
+            line.update(score.metrics())
+            line["val_images"] = len(val_ds)
+            val_loss = line["val_loss"]
+        elif det_val is not None:
+            val_loss = det_val["loss"] / max(det_val["n"], 1)
+            line["val_loss"] = val_loss
+            line.update(coco_ap(det_val["gts"], det_val["dts"], n_out))
+            line.update({"val_images": len(val_ds), "val_boxes": len(det_val["gts"]),
+                         "val_detections": len(det_val["dts"]), "val_at": "own size"})
+        elif task == "regress":
             val_loss = loss_fn(o, yv).item()
             pred = o * std + mean
             true = yv * std + mean
@@ -763,30 +1383,45 @@ def main():
 def save_run(args, run, cfg, model, h, epoch, step, spe, n_train, n_val, val_items, line, bdir):
     """model.safetensors + config.json (vitlab's timm layout), run.json, one metrics line."""
     out = args.out
-    tensors = {}
+    kind = run.get("task", {}).get("kind", "classify")
+    tensors, seg = {}, {}
     for name, t in model.state_dict().items():
         n = name[len("backbone."):] if name.startswith("backbone.") else name
         if n.startswith("head.") and not n.endswith(("weight", "bias")):
             continue
-        tensors[n] = t.detach().float().cpu().numpy()
+        dense_head = n.startswith("decode_head.") or (kind == "detect" and n.startswith("head."))
+        (seg if dense_head else tensors)[n] = t.detach().float().cpu().numpy()
     a = dict(cfg["model_args"])
     hd = run["head"]
+    # segmentation and detection: the backbone has no classification head; the task's head is a
+    # file of its own
+    dense = kind in ("segment", "detect")
+    n_cls = 0 if dense else hd["num_classes"]
     write_safetensors(os.path.join(out, "model.safetensors"), tensors,
                       {"format": "pt", "num_heads": str(a["num_heads"])})
+    if kind == "segment":
+        write_safetensors(os.path.join(out, "seg_head.safetensors"), seg,
+                          {"format": "vitlab-seg-head",
+                           "seg_head": run["task"].get("seg_head", "linear")})
+    elif kind == "detect":
+        write_safetensors(os.path.join(out, "det_head.safetensors"), seg,
+                          {"format": "vitlab-det-head", "det_head": "fcos"})
     c = dict(cfg)
-    a["num_classes"] = hd["num_classes"]
+    a["num_classes"] = n_cls
     a["global_pool"] = hd["pool"]
-    c.update({"num_classes": hd["num_classes"], "num_features": a["embed_dim"],
+    c.update({"num_classes": n_cls, "num_features": a["embed_dim"],
               "global_pool": hd["pool"], "model_args": a,
-              "vitlab": {"head": hd["kind"], "embed_dim": 0, "group_layout": "timm"}})
-    if hd["kind"] == "mlp":
+              "vitlab": {"head": "none" if dense else hd["kind"], "embed_dim": 0,
+                         "group_layout": "timm"}})
+    if hd["kind"] == "mlp" and not dense:
         c["vitlab"]["mlp_hidden"] = hd.get("mlp_hidden") or a["embed_dim"]
     pc = dict(c.get("pretrained_cfg", {}))
-    pc["num_classes"] = hd["num_classes"]
+    pc["num_classes"] = n_cls
     c["pretrained_cfg"] = pc
-    if run.get("task", {}).get("kind") == "regress":
+    c.pop("label_names", None)
+    if kind == "regress":
         c["label_names"] = run["task"]["targets"]
-    else:
+    elif kind == "classify":
         c["label_names"] = run["data"]["classes"]
     write_text(os.path.join(out, "config.json"), json.dumps(c, indent=2) + "\n")
     r = json.loads(json.dumps(run))

@@ -137,6 +137,23 @@ async function main () {
       '--data', 'fashion-mnist-rotate:classes=0-1,per-class=20,val-per-class=10,max-angle=30',
       '--out', regRun);
   cases.push(['regress-run-mlp', regRun, `${S}/fixtures/vit-timm-tiny/inputs.safetensors`, [null]]);
+  /* segmentation runs, one per seg head, trained here for one epoch: seg_logits (N, K, S, S),
+   * the linear head at the native 32 (a 4x4 grid upsampled 8x), the upconv head at 48 (pos_embed
+   * resampled to 6x6, two transposed convolutions, a LayerNorm over channels, then 2x) */
+  for (const [head, size, images] of [['linear', 32, 'images'], ['upconv', 48, 'images48']]) {
+    const run = path.join(tmp, `segment-run-${head}`);
+    cli('train', '--task', 'segment', '--seg-head', head, '--img-size', String(size),
+        '--unlock', '1', '--epochs', '1', '--backbone', `${S}/fixtures/vit-timm-tiny`,
+        '--data', `fashion-mnist-scenes:train=16,val=8,size=${size}`, '--out', run);
+    cases.push([`segment-run-${head}`, run, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:${images}`, [null]]);
+  }
+  /* a detection run (FCOS head, trained here for one epoch at 48: a 6x6 grid): the three head
+   * outputs (N, 36, K), (N, 36, 4), (N, 36, 1) as torchvision's FCOSHead returns them */
+  const detRun = path.join(tmp, 'detect-run');
+  cli('train', '--task', 'detect', '--img-size', '48', '--unlock', '2', '--epochs', '1',
+      '--backbone', `${S}/fixtures/vit-timm-tiny`,
+      '--data', 'fashion-mnist-scenes:train=16,val=8,size=48', '--out', detRun);
+  cases.push(['detect-run', detRun, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
 
   for (const [name, src, imagesFile, pools] of cases) {
     if (args.only && name !== args.only) continue;
@@ -165,6 +182,9 @@ async function main () {
       const pairs = [['features', 'features'], ['embedding', 'embedding']];
       if (outputs.includes('logits')) pairs.push(['logits', 'logits']);
       if (outputs.includes('values')) pairs.push(['values', 'logits']);
+      if (outputs.includes('seg_logits')) pairs.push(['seg_logits', 'seg_logits']);
+      for (const o of ['cls_logits', 'bbox_regression', 'bbox_ctrness'])
+        if (outputs.includes(o)) pairs.push([o, o]);
       /* and against PyTorch where the fixtures hold its outputs (../shared/fixtures/README.md) */
       const torchRef = {
         'vit-timm-tiny-48': ['vit-timm-tiny', 'logits_token_48'],
@@ -197,7 +217,10 @@ async function main () {
           const raw = maxAbsDiff(full[out].data, ref[key].data);
           res.add(label, 'values != raw head', raw > 100 * TOL, `max abs diff to the standardised head ${raw.toExponential(2)}`);
         }
-        res.add(label, `${out} vs forward`, d <= TOL, `max abs diff ${d.toExponential(2)} (B=${B}, ${full[out].dims.join('x')})`);
+        /* the scale of what is compared, so that a near-zero output cannot pass unseen */
+        const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+        res.add(label, `${out} vs forward`, d <= TOL && scale > 100 * d,
+                `max abs diff ${d.toExponential(2)}, max |forward| ${scale.toExponential(2)} (B=${B}, ${full[out].dims.join('x')})`);
         const n = want.length / B;
         const d1 = maxAbsDiff(one[out].data, want.slice(0, n));
         res.add(label, `${out} batch of 1`, d1 <= TOL, `max abs diff ${d1.toExponential(2)}`);

@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+"""The PyTorch reference of vitlab's frozen FCOS detection recipe (vitlab-cli train --task detect
+--unlock 1 --cache-features), for the comparison in README.md:
+
+    bench/det_ref.py --backbone ../shared/weights/vit-tiny-augreg-in1k \\
+        --data ../shared/datasets/pets-voc [--epochs 30] [--lr 1e-3] [--wd 0.05] [--batch 16] \\
+        [--warmup 1] [--size 224] [--seed 0]
+
+DATA is a Pascal VOC detection layout (JPEGImages/, Annotations/NAME.xml,
+ImageSets/Main/{train,val}.txt); the classes are the sorted object names, numbered from 1
+(torchvision's FCOS counts the background as class 0: num_classes = K + 1). The recipe, as
+vitlab runs it: every image squashed to size x size (Pillow resize with the checkpoint's
+interpolation, no crop), normalised with its mean and std, its boxes scaled with it; the frozen
+backbone's final-norm patch tokens computed once (prefix tokens dropped) as the one feature
+level of torchvision's FCOS (AnchorGenerator one size = the patch, aspect 1; FCOSHead (W, 1,
+K + 1, num_convs=0)); FCOS.compute_loss (centre sampling 1.5, focal + GIoU + centerness);
+AdamW (betas 0.9/0.999, eps 1e-8, weight decay on the conv weights only); linear warmup over
+--warmup epochs then cosine decay to 0, per step; shuffled batches. Validation:
+FCOS.postprocess_detections (score 0.05, top 1000, NMS 0.6, 100 per image) at size x size, the
+boxes scaled back to each image's own pixels, scored with pycocotools' COCOeval definitions
+(the numpy replica of tests/data/gen-dense.py). Prints AP, AP50, per-class AP and the wall
+time. The backbone is rebuilt by tests/interop/timm_vit.py.
+"""
+import argparse
+import importlib.util
+import math
+import os
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "interop"))
+import timm_vit  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("gen_dense",
+                                               os.path.join(HERE, "..", "tests", "data",
+                                                            "gen-dense.py"))
+gen_dense = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen_dense)
+
+EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".gif")
+
+
+def read_split(root, split):
+    with open(os.path.join(root, "ImageSets", "Main", split + ".txt")) as f:
+        ids = [l.strip() for l in f if l.strip()]
+    items = []
+    for i in ids:
+        img = next(os.path.join(root, "JPEGImages", i + e) for e in EXTS
+                   if os.path.exists(os.path.join(root, "JPEGImages", i + e)))
+        tree = ET.parse(os.path.join(root, "Annotations", i + ".xml"))
+        objs = []
+        for o in tree.findall("object"):
+            b = o.find("bndbox")
+            objs.append((o.find("name").text.strip(),
+                         [float(b.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]))
+        items.append((img, objs))
+    return items
+
+
+class _Backbone(torch.nn.Module):
+    out_channels = 1
+
+    def forward(self, x):
+        return x
+
+
+def main():
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.fcos import FCOSHead
+    from torchvision.models.detection.image_list import ImageList
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--backbone", required=True)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--wd", type=float, default=0.05)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--size", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(a.seed)
+    t0 = time.time()
+    model, _, _ = timm_vit.load_like_timm(a.backbone)
+    model.eval()
+    cfg = model.pretrained_cfg
+    S = a.size or cfg["input_size"][-1]
+    interp = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR,
+              "nearest": Image.NEAREST}[cfg.get("interpolation", "bicubic")]
+    mean = np.array(cfg["mean"], dtype=np.float32).reshape(-1, 1, 1)
+    std = np.array(cfg["std"], dtype=np.float32).reshape(-1, 1, 1)
+    p = model.num_prefix_tokens
+    patch = model.patch_embed.proj.kernel_size[0]
+    G = S // patch
+
+    tr, va = read_split(a.data, "train"), read_split(a.data, "val")
+    names = sorted({n for _, objs in tr + va for n, _ in objs})
+    K = len(names)
+
+    def tokens(items):
+        feats, targets, sizes = [], [], []
+        with torch.no_grad():
+            for i in range(0, len(items), a.batch):
+                xs = []
+                for img_path, objs in items[i:i + a.batch]:
+                    im = Image.open(img_path).convert("RGB")
+                    w, h = im.size
+                    sizes.append((w, h))
+                    img = im.resize((S, S), interp)
+                    x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+                    xs.append((x - mean) / std)
+                    bx = torch.tensor([[b[0] * S / w, b[1] * S / h, b[2] * S / w, b[3] * S / h]
+                                       for _, b in objs], dtype=torch.float32).reshape(-1, 4)
+                    lb = torch.tensor([names.index(n) + 1 for n, _ in objs], dtype=torch.int64)
+                    targets.append({"boxes": bx, "labels": lb, "orig": objs})
+                tok = model.forward_features(torch.from_numpy(np.stack(xs)))
+                feats.append(tok[:, p:].reshape(-1, G, G, tok.shape[-1]).permute(0, 3, 1, 2))
+        return torch.cat(feats), targets, sizes
+
+    xtr, ttr, _ = tokens(tr)
+    xva, tva, sva = tokens(va)
+    t_feat = time.time() - t0
+
+    W = xtr.shape[1]
+    bb = _Backbone()
+    bb.out_channels = W
+    det = FCOS(bb, num_classes=K + 1, anchor_generator=AnchorGenerator(((patch,),), ((1.0,),)),
+               head=FCOSHead(W, 1, K + 1, num_convs=0), score_thresh=0.05, nms_thresh=0.6,
+               detections_per_img=100, topk_candidates=1000)
+    head = det.head
+    decay = [p_ for p_ in head.parameters() if p_.ndim >= 2]
+    no_decay = [p_ for p_ in head.parameters() if p_.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.999), eps=1e-8)
+
+    def anchors_for(n):
+        il = ImageList(torch.zeros(n, 3, S, S), [(S, S)] * n)
+        return det.anchor_generator(il, [torch.zeros(n, W, G, G)])
+
+    n = xtr.shape[0]
+    spe = (n + a.batch - 1) // a.batch
+    total = a.epochs * spe
+    warm = min(int(round(a.warmup * spe)), total)
+    step = 0
+    for epoch in range(a.epochs):
+        perm = torch.randperm(n)
+        loss_sum = 0.0
+        for i in range(0, n, a.batch):
+            idx = perm[i:i + a.batch]
+            if step < warm:
+                lr = a.lr * (step + 1) / warm
+            else:
+                prog = min(max((step - warm) / max(total - warm, 1), 0.0), 1.0)
+                lr = a.lr * 0.5 * (1.0 + math.cos(math.pi * prog))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            out = head([xtr[idx]])
+            tg = [{"boxes": ttr[j]["boxes"], "labels": ttr[j]["labels"]} for j in idx.tolist()]
+            losses = det.compute_loss(tg, out, anchors_for(len(idx)), [G * G])
+            loss = sum(losses.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            step += 1
+        print("epoch %d loss %.4f" % (epoch + 1, loss_sum / n), flush=True)
+    t_train = time.time() - t0 - t_feat
+
+    gts, dts = [], []
+    with torch.no_grad():
+        for j in range(xva.shape[0]):
+            out = head([xva[j:j + 1]])
+            split = {k: [v] for k, v in out.items()}
+            res = det.postprocess_detections(split, [[anchors_for(1)[0]]], [(S, S)])[0]
+            w, h = sva[j]
+            for name, b in tva[j]["orig"]:
+                gts.append((j, names.index(name) + 1, b[0], b[1], b[2] - b[0], b[3] - b[1]))
+            for bx, sc, lb in zip(res["boxes"].tolist(), res["scores"].tolist(),
+                                  res["labels"].tolist()):
+                x1, y1, x2, y2 = bx[0] * w / S, bx[1] * h / S, bx[2] * w / S, bx[3] * h / S
+                dts.append((j, lb, x1, y1, x2 - x1, y2 - y1, sc))
+    stats, class_ap, class_ap50 = gen_dense.coco_eval(gts, dts, xva.shape[0], K + 1)
+    for k in range(K):
+        print("%-20s AP %.4f  AP50 %.4f" % (names[k], class_ap[k + 1], class_ap50[k + 1]))
+    print("features_s=%.1f" % t_feat)
+    print("train_s=%.1f" % t_train)
+    print("seconds=%.1f" % (time.time() - t0))
+    print("val_ar100=%.4f" % stats[3])
+    print("val_map=%.4f" % stats[0])
+    print("val_map50=%.4f" % stats[1])
+
+
+if __name__ == "__main__":
+    main()

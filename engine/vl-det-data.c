@@ -1,0 +1,773 @@
+/* vl-det-data.c: Pascal VOC, COCO and YOLO box annotations (see vl-det-data.h). */
+#include "vl-det-data.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vl-dataset.h"
+#include "vl-image.h"
+#include "vl-json.h"
+
+static const char *const split_names[2] = { "train", "val" };
+static const char *const det_exts[] = { ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".JPG", ".JPEG",
+                                        ".PNG", NULL };
+
+static void
+item_free (gpointer p)
+{
+  VlDetItem *it = p;
+  g_free (it->image);
+  g_free (it->boxes);
+  g_free (it->labels);
+  g_free (it);
+}
+
+static void
+skipped_free (gpointer p)
+{
+  VlSkipped *s = p;
+  g_free (s->path);
+  g_free (s->reason);
+  g_free (s);
+}
+
+static VlDetSource *
+source_new (void)
+{
+  VlDetSource *s = g_new0 (VlDetSource, 1);
+  for (int i = 0; i < 2; i++)
+    s->items[i] = g_ptr_array_new_with_free_func (item_free);
+  s->class_names = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (s->class_names, g_strdup ("background"));
+  s->skipped = g_ptr_array_new_with_free_func (skipped_free);
+  return s;
+}
+
+void
+vl_det_source_free (VlDetSource *s)
+{
+  if (s == NULL)
+    return;
+  for (int i = 0; i < 2; i++)
+    g_ptr_array_unref (s->items[i]);
+  g_ptr_array_unref (s->class_names);
+  g_ptr_array_unref (s->skipped);
+  g_free (s->description);
+  g_free (s);
+}
+
+static void
+skip (VlDetSource *s, const char *where, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+skip (VlDetSource *s, const char *where, const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  VlSkipped *k = g_new0 (VlSkipped, 1);
+  k->path = g_strdup (where);
+  k->reason = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_ptr_array_add (s->skipped, k);
+}
+
+/* One raw box as an annotation gives it, with where it was written. */
+typedef struct {
+  float  box[4];
+  int    label;     /* in [1, K), or -1: already refused */
+  char  *where;     /* "FILE:LINE" or "FILE: annotation N" */
+} RawBox;
+
+static void
+raw_clear (gpointer p)
+{
+  g_free (((RawBox *) p)->where);
+}
+
+/* Adds an image with its boxes, once its header is read: boxes without area or outside the
+ * image are dropped and listed; those within a pixel of it are clipped. */
+static void
+add_image (VlDetSource *s, int split, const char *image, GArray *raw)
+{
+  int w = 0, h = 0;
+  g_autoptr(GError) e = NULL;
+  if (!vl_image_check_file (image, &w, &h, &e))
+    {
+      skip (s, image, "%s", e->message);
+      return;
+    }
+  VlDetItem *it = g_new0 (VlDetItem, 1);
+  it->image = g_strdup (image);
+  it->width = w;
+  it->height = h;
+  it->boxes = g_new (float, 4 * MAX (raw->len, 1));
+  it->labels = g_new (int, MAX (raw->len, 1));
+  for (guint i = 0; i < raw->len; i++)
+    {
+      const RawBox *r = &g_array_index (raw, RawBox, i);
+      const float *b = r->box;
+      if (r->label < 0)
+        continue;
+      if (!(b[2] > b[0] && b[3] > b[1]))
+        {
+          skip (s, r->where, "box (%g, %g, %g, %g) has no area: dropped", b[0], b[1], b[2], b[3]);
+          continue;
+        }
+      if (b[0] < -1 || b[1] < -1 || b[2] > w + 1 || b[3] > h + 1)
+        {
+          skip (s, r->where, "box (%g, %g, %g, %g) lies outside its %dx%d image %s: dropped",
+                b[0], b[1], b[2], b[3], w, h, image);
+          continue;
+        }
+      float *o = it->boxes + 4 * it->n;
+      o[0] = CLAMP (b[0], 0, w);
+      o[1] = CLAMP (b[1], 0, h);
+      o[2] = CLAMP (b[2], 0, w);
+      o[3] = CLAMP (b[3], 0, h);
+      it->labels[it->n++] = r->label;
+    }
+  g_ptr_array_add (s->items[split], it);
+}
+
+static gint
+compare_strings (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+static char *
+find_image (const char *dir, const char *stem)
+{
+  for (int e = 0; det_exts[e] != NULL; e++)
+    {
+      g_autofree char *base = g_strconcat (stem, det_exts[e], NULL);
+      char *p = g_build_filename (dir, base, NULL);
+      if (g_file_test (p, G_FILE_TEST_EXISTS))
+        return p;
+      g_free (p);
+    }
+  return NULL;
+}
+
+static gboolean
+check_splits (VlDetSource *s, const char *root, GError **error)
+{
+  for (int sp = 0; sp < 2; sp++)
+    if (s->items[sp]->len == 0)
+      {
+        g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no usable %s image", root,
+                     sp == 0 ? "training" : "validation");
+        return FALSE;
+      }
+  if (s->class_names->len < 2)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: no object class in the annotations",
+                   root);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ Pascal VOC XML */
+
+typedef struct {
+  GArray     *raw;          /* RawBox */
+  GPtrArray  *names;        /* char *: each raw box's class name */
+  const char *path;
+  GString    *text;
+  char       *name;         /* the current object's */
+  float       box[4];
+  int         have;         /* bits: xmin ymin xmax ymax seen */
+  int         line;         /* of <object> */
+  int         depth_object; /* depth of the open <object>, 0: none */
+  int         depth;
+} VocParse;
+
+static void
+voc_start (GMarkupParseContext *ctx, const char *element, const char **an, const char **av,
+           gpointer data, GError **error)
+{
+  VocParse *v = data;
+  v->depth++;
+  g_string_truncate (v->text, 0);
+  if (strcmp (element, "object") == 0 && v->depth_object == 0)
+    {
+      v->depth_object = v->depth;
+      g_clear_pointer (&v->name, g_free);
+      v->have = 0;
+      g_markup_parse_context_get_position (ctx, &v->line, NULL);
+    }
+}
+
+static void
+voc_end (GMarkupParseContext *ctx, const char *element, gpointer data, GError **error)
+{
+  VocParse *v = data;
+  static const char *const coords[4] = { "xmin", "ymin", "xmax", "ymax" };
+  if (v->depth_object > 0)
+    {
+      char *t = g_strstrip (v->text->str);
+      if (strcmp (element, "name") == 0 && v->depth == v->depth_object + 1)
+        {
+          g_free (v->name);
+          v->name = g_strdup (t);
+        }
+      for (int c = 0; c < 4; c++)
+        if (strcmp (element, coords[c]) == 0)
+          {
+            char *end = NULL;
+            double x = g_ascii_strtod (t, &end);
+            if (end == t || *end != '\0' || !isfinite (x))
+              {
+                int line;
+                g_markup_parse_context_get_position (ctx, &line, NULL);
+                g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s:%d: <%s> '%s' is not a number",
+                             v->path, line, element, t);
+                return;
+              }
+            v->box[c] = (float) x;
+            v->have |= 1 << c;
+          }
+      if (strcmp (element, "object") == 0 && v->depth == v->depth_object)
+        {
+          v->depth_object = 0;
+          if (v->name == NULL || *v->name == '\0' || v->have != 15)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s:%d: an <object> without %s",
+                           v->path, v->line, v->name == NULL || *v->name == '\0'
+                           ? "a <name>" : "all of <bndbox>'s xmin, ymin, xmax, ymax");
+              return;
+            }
+          RawBox r = { { v->box[0], v->box[1], v->box[2], v->box[3] }, 0,
+                       g_strdup_printf ("%s:%d", v->path, v->line) };
+          g_array_append_val (v->raw, r);
+          g_ptr_array_add (v->names, g_steal_pointer (&v->name));
+        }
+    }
+  g_string_truncate (v->text, 0);
+  v->depth--;
+}
+
+static void
+voc_text (GMarkupParseContext *ctx, const char *text, gsize len, gpointer data, GError **error)
+{
+  g_string_append_len (((VocParse *) data)->text, text, len);
+}
+
+static gboolean
+voc_parse (const char *path, GArray *raw, GPtrArray *names, GError **error)
+{
+  g_autofree char *xml = NULL;
+  gsize len;
+  if (!g_file_get_contents (path, &xml, &len, error))
+    return FALSE;
+  static const GMarkupParser parser = { voc_start, voc_end, voc_text, NULL, NULL };
+  VocParse v = { raw, names, path, g_string_new (NULL), NULL, { 0 }, 0, 0, 0, 0 };
+  GMarkupParseContext *ctx = g_markup_parse_context_new (&parser, 0, &v, NULL);
+  g_autoptr(GError) local = NULL;
+  gboolean ok = g_markup_parse_context_parse (ctx, xml, (gssize) len, &local) &&
+                g_markup_parse_context_end_parse (ctx, &local);
+  g_markup_parse_context_free (ctx);
+  g_string_free (v.text, TRUE);
+  g_free (v.name);
+  if (!ok)
+    {
+      if (local->domain == VL_ERROR)
+        g_propagate_error (error, g_steal_pointer (&local));
+      else
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s", path, local->message);
+    }
+  return ok;
+}
+
+/* The annotations of one split's list: images (paths) and, for image i, its raw boxes
+ * raws[starts[i] .. starts[i + 1]) with the class names names[...] of those boxes. */
+typedef struct {
+  GPtrArray *images, *names;
+  GArray    *raws, *starts;
+} VocSplit;
+
+static gboolean
+voc_read_list (VlDetSource *s, const char *root, int sp, VocSplit *v, GError **error)
+{
+  g_autofree char *base = g_strconcat (split_names[sp], ".txt", NULL);
+  g_autofree char *list = g_build_filename (root, "ImageSets", "Main", base, NULL);
+  g_autofree char *text = NULL;
+  g_autoptr(GError) local = NULL;
+  if (!g_file_get_contents (list, &text, NULL, &local))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: cannot read the %s split of the "
+                   "Pascal VOC layout: %s", list, split_names[sp], local->message);
+      return FALSE;
+    }
+  g_autofree char *jdir = g_build_filename (root, "JPEGImages", NULL);
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      char *id = g_strstrip (lines[i]);
+      if (*id == '\0')
+        continue;
+      char *blank = strpbrk (id, " \t");   /* "NAME 1" lists of one class: the name */
+      if (blank)
+        *blank = '\0';
+      g_autofree char *where = g_strdup_printf ("%s:%d", list, i + 1);
+      g_autofree char *image = strchr (id, '/') ? NULL : find_image (jdir, id);
+      g_autofree char *xbase = g_strconcat (id, ".xml", NULL);
+      g_autofree char *xml = g_build_filename (root, "Annotations", xbase, NULL);
+      if (image == NULL)
+        {
+          skip (s, where, "'%s': no image %s/%s.jpg (or another extension)", id, jdir, id);
+          continue;
+        }
+      if (!g_file_test (xml, G_FILE_TEST_EXISTS))
+        {
+          skip (s, where, "'%s': no annotation %s", id, xml);
+          continue;
+        }
+      guint start = v->raws->len;
+      if (!voc_parse (xml, v->raws, v->names, error))
+        return FALSE;
+      g_ptr_array_add (v->images, g_steal_pointer (&image));
+      g_array_append_val (v->starts, start);
+    }
+  return TRUE;
+}
+
+static void
+voc_split_clear (VocSplit *v)
+{
+  g_ptr_array_unref (v->images);
+  g_ptr_array_unref (v->names);
+  g_array_unref (v->raws);
+  g_array_unref (v->starts);
+}
+
+/* The classes: the sorted names of both splits, from 1. */
+static void
+voc_classes (VlDetSource *s, VocSplit *v, GHashTable *label_of)
+{
+  g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr(GPtrArray) sorted = g_ptr_array_new ();
+  for (int sp = 0; sp < 2; sp++)
+    for (guint i = 0; i < v[sp].names->len; i++)
+      if (g_hash_table_add (seen, g_ptr_array_index (v[sp].names, i)))
+        g_ptr_array_add (sorted, g_ptr_array_index (v[sp].names, i));
+  g_ptr_array_sort (sorted, compare_strings);
+  for (guint k = 0; k < sorted->len; k++)
+    {
+      char *name = g_strdup (g_ptr_array_index (sorted, k));
+      g_ptr_array_add (s->class_names, name);
+      g_hash_table_insert (label_of, name, GINT_TO_POINTER (k + 1));
+    }
+}
+
+static VlDetSource *
+read_voc (const char *root, GError **error)
+{
+  g_autoptr(VlDetSource) s = source_new ();
+  VocSplit v[2];
+  for (int sp = 0; sp < 2; sp++)
+    {
+      v[sp].images = g_ptr_array_new_with_free_func (g_free);
+      v[sp].names = g_ptr_array_new_with_free_func (g_free);
+      v[sp].raws = g_array_new (FALSE, TRUE, sizeof (RawBox));
+      g_array_set_clear_func (v[sp].raws, raw_clear);
+      v[sp].starts = g_array_new (FALSE, FALSE, sizeof (guint));
+    }
+  gboolean ok = voc_read_list (s, root, 0, &v[0], error) &&
+                voc_read_list (s, root, 1, &v[1], error);
+  g_autoptr(GHashTable) label_of = g_hash_table_new (g_str_hash, g_str_equal);
+  if (ok)
+    voc_classes (s, v, label_of);
+  for (int sp = 0; ok && sp < 2; sp++)
+    for (guint i = 0; i < v[sp].images->len; i++)
+      {
+        guint a = g_array_index (v[sp].starts, guint, i);
+        guint b = i + 1 < v[sp].starts->len ? g_array_index (v[sp].starts, guint, i + 1)
+                                            : v[sp].raws->len;
+        g_autoptr(GArray) raw = g_array_new (FALSE, TRUE, sizeof (RawBox));
+        for (guint j = a; j < b; j++)
+          {
+            RawBox r = g_array_index (v[sp].raws, RawBox, j);   /* `where` stays theirs */
+            r.label = GPOINTER_TO_INT (g_hash_table_lookup (label_of,
+                                                            g_ptr_array_index (v[sp].names, j)));
+            g_array_append_val (raw, r);
+          }
+        add_image (s, sp, g_ptr_array_index (v[sp].images, i), raw);
+      }
+  for (int sp = 0; sp < 2; sp++)
+    voc_split_clear (&v[sp]);
+  if (!ok || !check_splits (s, root, error))
+    return NULL;
+  g_autofree char *base = g_path_get_basename (root);
+  s->description = g_strdup_printf ("%s (Pascal VOC boxes, %u classes)", base,
+                                    s->class_names->len - 1);
+  return g_steal_pointer (&s);
+}
+
+/* ------------------------------------------------------------------ COCO JSON */
+
+static gboolean
+json_int_member (JsonObject *o, const char *key, gint64 *out)
+{
+  double d;
+  if (o == NULL || !json_object_has_member (o, key) ||
+      !vl_json_number (json_object_get_member (o, key), &d) || d != floor (d))
+    return FALSE;
+  *out = (gint64) d;
+  return TRUE;
+}
+
+static JsonArray *
+json_array_member (JsonObject *o, const char *key)
+{
+  if (!json_object_has_member (o, key))
+    return NULL;
+  JsonNode *n = json_object_get_member (o, key);
+  return JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+}
+
+/* The categories of one file into cats (id -> name); FALSE with an error on a malformed one. */
+static gboolean
+coco_categories (JsonObject *root, const char *path, GTree *cats, GError **error)
+{
+  JsonArray *a = json_array_member (root, "categories");
+  for (guint i = 0; a != NULL && i < json_array_get_length (a); i++)
+    {
+      JsonObject *c = json_array_get_object_element (a, i);
+      gint64 id;
+      const char *name = c && json_object_has_member (c, "name")
+                         ? json_object_get_string_member (c, "name") : NULL;
+      if (!json_int_member (c, "id", &id) || name == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: categories[%u] has no integer id "
+                       "and string name", path, i);
+          return FALSE;
+        }
+      g_tree_insert (cats, GINT_TO_POINTER ((int) id), g_strdup (name));
+    }
+  return TRUE;
+}
+
+static gboolean
+coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char *path,
+            GHashTable *label_of, GError **error)
+{
+  JsonArray *images = json_array_member (o, "images");
+  JsonArray *anns = json_array_member (o, "annotations");
+  if (images == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: no \"images\" array", path);
+      return FALSE;
+    }
+  g_autoptr(GHashTable) index = g_hash_table_new (g_int64_hash, g_int64_equal);
+  const guint n_img = json_array_get_length (images);
+  g_autofree gint64 *ids = g_new (gint64, MAX (n_img, 1));
+  g_autoptr(GPtrArray) raws = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
+  for (guint i = 0; i < n_img; i++)
+    {
+      JsonObject *im = json_array_get_object_element (images, i);
+      if (!json_int_member (im, "id", &ids[i]) || !json_object_has_member (im, "file_name"))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: images[%u] has no integer id and "
+                       "file_name", path, i);
+          return FALSE;
+        }
+      g_hash_table_insert (index, &ids[i], GUINT_TO_POINTER (i + 1));
+      GArray *r = g_array_new (FALSE, TRUE, sizeof (RawBox));
+      g_array_set_clear_func (r, raw_clear);
+      g_ptr_array_add (raws, r);
+    }
+  for (guint i = 0; anns != NULL && i < json_array_get_length (anns); i++)
+    {
+      JsonObject *an = json_array_get_object_element (anns, i);
+      gint64 id = i, img, cat, crowd = 0;
+      json_int_member (an, "id", &id);
+      g_autofree char *where = g_strdup_printf ("%s: annotation %" G_GINT64_FORMAT, path, id);
+      JsonArray *bb = an ? json_array_member (an, "bbox") : NULL;
+      double v[4];
+      gboolean ok = bb != NULL && json_array_get_length (bb) == 4;
+      for (int j = 0; ok && j < 4; j++)
+        ok = vl_json_number (json_array_get_element (bb, j), &v[j]);
+      if (!ok || !json_int_member (an, "image_id", &img) ||
+          !json_int_member (an, "category_id", &cat))
+        {
+          skip (s, where, "no image_id, category_id and bbox [x, y, w, h]: dropped");
+          continue;
+        }
+      json_int_member (an, "iscrowd", &crowd);
+      guint k = GPOINTER_TO_UINT (g_hash_table_lookup (index, &img));
+      int label = GPOINTER_TO_INT (g_hash_table_lookup (label_of, GINT_TO_POINTER ((int) cat)));
+      if (k == 0)
+        skip (s, where, "image_id %" G_GINT64_FORMAT " is not in \"images\": dropped", img);
+      else if (label == 0)
+        skip (s, where, "category_id %" G_GINT64_FORMAT " is not in \"categories\": dropped",
+              cat);
+      else if (crowd)
+        skip (s, where, "a crowd annotation (iscrowd 1): not a box to detect, dropped");
+      else
+        {
+          RawBox r = { { (float) v[0], (float) v[1], (float) (v[0] + v[2]),
+                         (float) (v[1] + v[3]) }, label, g_strdup (where) };
+          g_array_append_val ((GArray *) g_ptr_array_index (raws, k - 1), r);
+        }
+    }
+  g_autofree char *dir = g_build_filename (root, "images", split_names[sp], NULL);
+  for (guint i = 0; i < n_img; i++)
+    {
+      JsonObject *im = json_array_get_object_element (images, i);
+      const char *fn = json_object_get_string_member (im, "file_name");
+      g_autofree char *image = fn ? g_build_filename (dir, fn, NULL) : NULL;
+      if (image == NULL || !g_file_test (image, G_FILE_TEST_EXISTS))
+        {
+          g_autofree char *w = g_strdup_printf ("%s: image %" G_GINT64_FORMAT, path, ids[i]);
+          skip (s, w, "no file %s: its annotations are dropped", image ? image : "(no name)");
+          continue;
+        }
+      add_image (s, sp, image, g_ptr_array_index (raws, i));
+    }
+  return TRUE;
+}
+
+static gint
+compare_int_keys (gconstpointer a, gconstpointer b, gpointer unused)
+{
+  int x = GPOINTER_TO_INT (a), y = GPOINTER_TO_INT (b);
+  return x < y ? -1 : x > y;
+}
+
+static VlDetSource *
+read_coco (const char *root, GError **error)
+{
+  g_autoptr(VlDetSource) s = source_new ();
+  JsonParser *parsers[2] = { NULL, NULL };
+  JsonObject *objs[2];
+  char *paths[2] = { NULL, NULL };
+  g_autoptr(GTree) cats = g_tree_new_full (compare_int_keys, NULL, NULL, g_free);
+  gboolean ok = TRUE;
+  for (int sp = 0; sp < 2 && ok; sp++)
+    {
+      g_autofree char *base = g_strdup_printf ("instances_%s.json", split_names[sp]);
+      paths[sp] = g_build_filename (root, "annotations", base, NULL);
+      parsers[sp] = vl_json_load_object_file (paths[sp], &objs[sp], error);
+      ok = parsers[sp] != NULL && coco_categories (objs[sp], paths[sp], cats, error);
+    }
+  g_autoptr(GHashTable) label_of = g_hash_table_new (g_direct_hash, g_direct_equal);
+  if (ok)
+    {
+      /* the categories in id order, labels from 1 */
+      GTreeNode *n = g_tree_node_first (cats);
+      for (; n != NULL; n = g_tree_node_next (n))
+        {
+          g_ptr_array_add (s->class_names, g_strdup (g_tree_node_value (n)));
+          g_hash_table_insert (label_of, g_tree_node_key (n),
+                               GINT_TO_POINTER ((int) s->class_names->len - 1));
+        }
+    }
+  for (int sp = 0; sp < 2 && ok; sp++)
+    ok = coco_split (s, root, sp, objs[sp], paths[sp], label_of, error);
+  for (int sp = 0; sp < 2; sp++)
+    {
+      g_clear_object (&parsers[sp]);
+      g_free (paths[sp]);
+    }
+  if (!ok || !check_splits (s, root, error))
+    return NULL;
+  g_autofree char *base = g_path_get_basename (root);
+  s->description = g_strdup_printf ("%s (COCO boxes, %u classes)", base,
+                                    s->class_names->len - 1);
+  return g_steal_pointer (&s);
+}
+
+/* ------------------------------------------------------------------ YOLO */
+
+/* Class names from classes.txt (one a line), else data.yaml's names ([a, b], a block list of
+ * "- a", or "0: a" lines). */
+static gboolean
+yolo_names (VlDetSource *s, const char *root, GError **error)
+{
+  g_autofree char *txt = g_build_filename (root, "classes.txt", NULL);
+  g_autofree char *yaml = g_build_filename (root, "data.yaml", NULL);
+  g_autofree char *text = NULL;
+  gboolean is_yaml = !g_file_test (txt, G_FILE_TEST_EXISTS);
+  const char *path = is_yaml ? yaml : txt;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no classes.txt or data.yaml naming "
+                   "the classes of the YOLO labels", root);
+      return FALSE;
+    }
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  gboolean in_names = !is_yaml;
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      char *l = lines[i];
+      if (is_yaml && !in_names)
+        {
+          if (!g_str_has_prefix (l, "names:"))
+            continue;
+          in_names = TRUE;
+          char *rest = g_strstrip (l + 6);
+          if (*rest == '[')
+            {
+              char *end = strchr (rest, ']');
+              if (end)
+                *end = '\0';
+              g_auto(GStrv) items = g_strsplit (rest + 1, ",", -1);
+              for (int j = 0; items[j] != NULL; j++)
+                {
+                  char *it = g_strstrip (items[j]);
+                  it = g_strstrip (g_strdelimit (it, "'\"", ' '));
+                  if (*it)
+                    g_ptr_array_add (s->class_names, g_strdup (it));
+                }
+              break;
+            }
+          continue;
+        }
+      if (is_yaml && l[0] != ' ' && l[0] != '\t' && l[0] != '-' && *g_strstrip (l) != '\0')
+        break;   /* the next key */
+      char *it = g_strstrip (l);
+      if (*it == '\0' || *it == '#')
+        continue;
+      if (is_yaml)
+        {
+          if (*it == '-')
+            it++;
+          else if (strchr (it, ':'))
+            it = strchr (it, ':') + 1;
+          it = g_strstrip (g_strdelimit (it, "'\"", ' '));
+        }
+      g_ptr_array_add (s->class_names, g_strdup (it));
+    }
+  if (s->class_names->len < 2)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: no class names", path);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* One label file: "class cx cy w h" normalised, in pixels of a w x h image. */
+static void
+yolo_read_labels (VlDetSource *s, const char *path, int K, int w, int h, GArray *raw)
+{
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return;
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  for (int i = 0; lines[i] != NULL; i++)
+    {
+      char *l = g_strstrip (lines[i]);
+      if (*l == '\0')
+        continue;
+      g_autofree char *where = g_strdup_printf ("%s:%d", path, i + 1);
+      g_auto(GStrv) f = g_strsplit_set (l, " \t", -1);
+      double v[5];
+      int nf = 0;
+      for (int j = 0; f[j] != NULL && nf < 6; j++)
+        {
+          if (*f[j] == '\0')
+            continue;
+          char *end = NULL;
+          v[MIN (nf, 4)] = g_ascii_strtod (f[j], &end);
+          nf = (end == f[j] || *end != '\0') ? 99 : nf + 1;
+        }
+      if (nf != 5 || v[0] != floor (v[0]))
+        {
+          skip (s, where, "'%s' is not 'class cx cy w h': dropped", l);
+          continue;
+        }
+      if (v[0] < 0 || v[0] + 1 >= K)
+        {
+          skip (s, where, "class %g is not one of the %d named classes (0-%d): dropped", v[0],
+                K - 1, K - 2);
+          continue;
+        }
+      RawBox r = { { (float) ((v[1] - v[3] / 2) * w), (float) ((v[2] - v[4] / 2) * h),
+                     (float) ((v[1] + v[3] / 2) * w), (float) ((v[2] + v[4] / 2) * h) },
+                   (int) v[0] + 1, g_strdup (where) };
+      g_array_append_val (raw, r);
+    }
+}
+
+static gboolean
+yolo_split (VlDetSource *s, const char *root, int sp, GError **error)
+{
+  g_autofree char *idir = g_build_filename (root, "images", split_names[sp], NULL);
+  g_autofree char *ldir = g_build_filename (root, "labels", split_names[sp], NULL);
+  g_autoptr(GDir) d = g_dir_open (idir, 0, error);
+  if (d == NULL)
+    return FALSE;
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  for (const char *n; (n = g_dir_read_name (d)) != NULL;)
+    g_ptr_array_add (names, g_strdup (n));
+  g_ptr_array_sort (names, compare_strings);
+  g_autoptr(GHashTable) stems = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (guint i = 0; i < names->len; i++)
+    {
+      const char *n = g_ptr_array_index (names, i);
+      const char *dot = strrchr (n, '.');
+      gboolean img = FALSE;
+      for (int e = 0; dot && det_exts[e]; e++)
+        img = img || g_ascii_strcasecmp (dot, det_exts[e]) == 0;
+      if (!img)
+        continue;
+      g_autofree char *stem = g_strndup (n, dot - n);
+      g_autofree char *image = g_build_filename (idir, n, NULL);
+      g_autofree char *lbase = g_strconcat (stem, ".txt", NULL);
+      g_autofree char *label = g_build_filename (ldir, lbase, NULL);
+      int w = 0, h = 0;
+      g_autoptr(GArray) raw = g_array_new (FALSE, TRUE, sizeof (RawBox));
+      g_array_set_clear_func (raw, raw_clear);
+      if (vl_image_check_file (image, &w, &h, NULL))   /* else add_image lists it */
+        yolo_read_labels (s, label, (int) s->class_names->len, w, h, raw);
+      add_image (s, sp, image, raw);
+      g_hash_table_add (stems, g_steal_pointer (&stem));
+    }
+  /* label files without an image */
+  g_autoptr(GDir) ld = g_dir_open (ldir, 0, NULL);
+  for (const char *n; ld != NULL && (n = g_dir_read_name (ld)) != NULL;)
+    if (g_str_has_suffix (n, ".txt"))
+      {
+        g_autofree char *stem = g_strndup (n, strlen (n) - 4);
+        if (!g_hash_table_contains (stems, stem))
+          {
+            g_autofree char *p = g_build_filename (ldir, n, NULL);
+            skip (s, p, "no image %s/%s.* for this label file: dropped", idir, stem);
+          }
+      }
+  return TRUE;
+}
+
+static VlDetSource *
+read_yolo (const char *root, GError **error)
+{
+  g_autoptr(VlDetSource) s = source_new ();
+  if (!yolo_names (s, root, error) || !yolo_split (s, root, 0, error) ||
+      !yolo_split (s, root, 1, error) || !check_splits (s, root, error))
+    return NULL;
+  g_autofree char *base = g_path_get_basename (root);
+  s->description = g_strdup_printf ("%s (YOLO boxes, %u classes)", base,
+                                    s->class_names->len - 1);
+  return g_steal_pointer (&s);
+}
+
+VlDetSource *
+vl_det_source_read (const char *root, GError **error)
+{
+  g_autofree char *voc = g_build_filename (root, "Annotations", NULL);
+  g_autofree char *coco = g_build_filename (root, "annotations", "instances_train.json", NULL);
+  g_autofree char *yolo = g_build_filename (root, "labels", NULL);
+  if (g_file_test (voc, G_FILE_TEST_IS_DIR))
+    return read_voc (root, error);
+  if (g_file_test (coco, G_FILE_TEST_EXISTS))
+    return read_coco (root, error);
+  if (g_file_test (yolo, G_FILE_TEST_IS_DIR))
+    return read_yolo (root, error);
+  g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no boxes to detect (a Pascal VOC folder "
+               "with Annotations/, a COCO folder with annotations/instances_train.json, a YOLO "
+               "folder with labels/, or fashion-mnist-scenes)", root);
+  return NULL;
+}

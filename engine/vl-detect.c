@@ -1,0 +1,194 @@
+/* vl-detect.c: the detection task's metrics and evaluation (see vl-detect.h). */
+#include "vl-detect.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "vl-augment.h"
+#include "vl-task.h"
+
+void
+vl_det_result_begin (VlDetResult *r, int n_classes)
+{
+  memset (r, 0, sizeof *r);
+  r->n_classes = n_classes;
+  r->gt = g_array_new (FALSE, FALSE, sizeof (VlCocoBox));
+  r->dt = g_array_new (FALSE, FALSE, sizeof (VlCocoBox));
+  r->ap = r->ap50 = r->ap75 = r->ar100 = r->loss = NAN;
+}
+
+void
+vl_detections_to_image (VlDetection *dets, int n, int S, int width, int height)
+{
+  const float sx = (float) width / S, sy = (float) height / S;
+  for (int i = 0; i < n; i++)
+    {
+      dets[i].box[0] *= sx;
+      dets[i].box[1] *= sy;
+      dets[i].box[2] *= sx;
+      dets[i].box[3] *= sy;
+    }
+}
+
+void
+vl_det_result_add (VlDetResult *r, const VlDetection *dets, int n_dets, int S, int width,
+                   int height, const float *gt, const int *gt_labels, int n_gt)
+{
+  const int image = (int) r->n++;
+  for (int i = 0; i < n_gt; i++)
+    {
+      VlCocoBox b = { image, gt_labels[i], { gt[4 * i], gt[4 * i + 1], gt[4 * i + 2],
+                                             gt[4 * i + 3] }, 0 };
+      g_array_append_val (r->gt, b);
+    }
+  g_autofree VlDetection *d = g_memdup2 (dets, sizeof (VlDetection) * MAX (n_dets, 1));
+  vl_detections_to_image (d, n_dets, S, width, height);
+  for (int i = 0; i < n_dets; i++)
+    {
+      VlCocoBox b = { image, d[i].label, { d[i].box[0], d[i].box[1], d[i].box[2], d[i].box[3] },
+                      d[i].score };
+      g_array_append_val (r->dt, b);
+    }
+}
+
+void
+vl_det_result_add_loss (VlDetResult *r, double loss, int n_images)
+{
+  r->loss_sum += loss * n_images;
+  r->loss_n += n_images;
+}
+
+void
+vl_det_result_end (VlDetResult *r)
+{
+  const int K = r->n_classes;
+  r->class_ap = g_new (double, K);
+  r->class_ap50 = g_new (double, K);
+  VlCocoStats st;
+  vl_coco_eval (&st, r->class_ap, r->class_ap50, (VlCocoBox *) r->gt->data, (int) r->gt->len,
+                (VlCocoBox *) r->dt->data, (int) r->dt->len, (int) MAX (r->n, 1), K);
+  /* -1 (no ground truth) reads NaN, as the other tasks' undefined metrics do */
+  r->ap = st.ap < 0 ? NAN : st.ap;
+  r->ap50 = st.ap50 < 0 ? NAN : st.ap50;
+  r->ap75 = st.ap75 < 0 ? NAN : st.ap75;
+  r->ar100 = st.ar100 < 0 ? NAN : st.ar100;
+  for (int k = 0; k < K; k++)
+    {
+      if (r->class_ap[k] < 0)
+        r->class_ap[k] = NAN;
+      if (r->class_ap50[k] < 0)
+        r->class_ap50[k] = NAN;
+    }
+  r->n_gt = r->gt->len;
+  r->n_dt = r->dt->len;
+  r->loss = r->loss_n > 0 ? r->loss_sum / r->loss_n : NAN;
+  g_clear_pointer (&r->gt, g_array_unref);
+  g_clear_pointer (&r->dt, g_array_unref);
+}
+
+void
+vl_det_result_clear (VlDetResult *r)
+{
+  g_clear_pointer (&r->class_ap, g_free);
+  g_clear_pointer (&r->class_ap50, g_free);
+  g_clear_pointer (&r->gt, g_array_unref);
+  g_clear_pointer (&r->dt, g_array_unref);
+}
+
+void
+vl_det_result_copy (VlDetResult *dst, const VlDetResult *src)
+{
+  *dst = *src;
+  dst->gt = dst->dt = NULL;
+  dst->class_ap = src->class_ap ? g_memdup2 (src->class_ap, sizeof (double) * src->n_classes)
+                                : NULL;
+  dst->class_ap50 = src->class_ap50 ? g_memdup2 (src->class_ap50,
+                                                 sizeof (double) * src->n_classes) : NULL;
+}
+
+gboolean
+vl_evaluate_detect (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit split, int size,
+                    int batch_size, GCancellable *cancellable, VlDetResult *out,
+                    GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (!vl_dataset_is_detection (ds) || vl_det_head_n_classes (h) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "the FCOS head has %d classes, %s %d",
+                   vl_det_head_n_classes (h), vl_dataset_description (ds),
+                   vl_dataset_is_detection (ds) ? K : 0);
+      return FALSE;
+    }
+  const VlGeometry *g = vl_model_geometry (m);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (size > 0)
+    pp.size = size;
+  if (pp.size % g->patch != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
+                   "patch size %d", pp.size, g->patch);
+      return FALSE;
+    }
+  const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
+  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
+                                              MAX (batch_size, 1), FALSE, 0);
+  vl_det_result_begin (out, K);
+  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
+  post.score_thresh = VL_DETECT_EVAL_SCORE;
+  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
+  vl_loader_start_epoch (loader, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (loader, &b))
+    {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
+          !vl_model_forward (m, b.images, b.n, S, S, VL_FORWARD_INFER, error))
+        {
+          vl_det_result_clear (out);
+          return FALSE;
+        }
+      vl_det_head_forward (h, vl_model_tokens_final (m), b.n, T, g->n_prefix, G, G, g->patch);
+      g_autofree VlFcosTarget *tg = g_new (VlFcosTarget, b.n);
+      for (int j = 0; j < b.n; j++)
+        tg[j] = (VlFcosTarget) { b.boxes + (gsize) j * b.max_boxes * 4,
+                                 b.box_labels + (gsize) j * b.max_boxes, b.n_boxes[j] };
+      vl_det_result_add_loss (out, vl_det_head_loss (h, tg, NULL), b.n);
+      for (int j = 0; j < b.n; j++)
+        {
+          int n = vl_det_head_detect (h, j, S, S, &post, dets), w, hh, n_gt;
+          const int *gl;
+          const float *gb = vl_dataset_boxes (ds, split, b.indices[j], &gl, &n_gt);
+          vl_dataset_boxes_size (ds, split, b.indices[j], &w, &hh);
+          vl_det_result_add (out, dets, n, S, w, hh, gb, gl, n_gt);
+        }
+    }
+  vl_det_result_end (out);
+  return TRUE;
+}
+
+int
+vl_detect_image (VlModel *m, VlDetHead *h, const VlImage *img, int size,
+                 const VlFcosPostprocess *p, VlDetection *dets, GError **error)
+{
+  const VlGeometry *g = vl_model_geometry (m);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (size > 0)
+    pp.size = size;
+  const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
+  if (S % g->patch != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
+                   "patch size %d", S, g->patch);
+      return -1;
+    }
+  g_autofree float *x = g_new (float, (gsize) pp.channels * S * S);
+  vl_preprocess_squash (img, &pp, x);
+  if (!vl_model_forward (m, x, 1, S, S, VL_FORWARD_INFER, error))
+    return -1;
+  vl_det_head_forward (h, vl_model_tokens_final (m), 1, T, g->n_prefix, G, G, g->patch);
+  int n = vl_det_head_detect (h, 0, S, S, p, dets);
+  vl_detections_to_image (dets, n, S, img->width, img->height);
+  return n;
+}

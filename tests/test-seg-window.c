@@ -1,0 +1,457 @@
+/* test-seg-window.c: segmentation in the app, driven through its actions, signals and properties
+ * under Xvfb.
+ *
+ * The mask view alone (the colour drawn at each pixel in the three modes and at two opacities,
+ * the legend, the worst strip's ::item-activated); a segmentation run in the window on the
+ * shipped Fashion-MNIST backbone and a small fashion-mnist-scenes set (the dataset chooses the
+ * task; the head panel shows the seg head; the per-class IoU bars; the mask view's masks equal
+ * the trained model's own prediction of that image, recomputed here; the difference mode's wrong
+ * pixels counted against the true mask; a worst image opened from the strip; the attention
+ * view's fine-tuned maps), the run folder opened again in a new window (its seg head loaded:
+ * the same masks), the window's minimum size within 1366x768 on the evaluation page, the scenes
+ * demo opened from the Demos menu's action, and a folder of image/mask pairs written here taken
+ * by the data panel as segmentation. */
+#include "vl-test-util.h"
+#include "vl-application.h"
+#include "vl-dataset.h"
+#include "vl-image.h"
+#include "vl-mask-view.h"
+#include "vl-preset.h"
+#include "vl-task-view.h"
+#include "vl-window-private.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+static VlApplication *app;
+static char *run_dir;   /* the finished run of /ui/seg/train, opened by /ui/seg/open-run */
+
+#define SCENES "fashion-mnist-scenes:train=48,val=16,size=28,classes=0-2"
+
+/* ------------------------------------------------------------------ helpers */
+
+typedef gboolean (*Condition) (VlWindow *win);
+
+static void
+wait_for (VlWindow *win, Condition cond, double timeout_s, const char *what)
+{
+  gint64 deadline = g_get_monotonic_time () + (gint64) (timeout_s * G_USEC_PER_SEC);
+  while (!cond (win))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("timed out after %.0f s waiting for: %s", timeout_s, what);
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+static gboolean
+loaded (VlWindow *win)
+{
+  return !vl_window_is_loading (win) && win->attn_cancel == NULL;
+}
+
+static gboolean
+finished (VlWindow *win)
+{
+  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
+}
+
+static gboolean
+have_masks (VlWindow *win)
+{
+  return win->seg_pred != NULL && win->predict_cancel == NULL;
+}
+
+static VlWindow *
+new_window (void)
+{
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  win->suppress_confirm = TRUE;
+  return win;
+}
+
+static void
+destroy_window (VlWindow *win)
+{
+  GtkWidget *w = GTK_WIDGET (win);
+  g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
+  win->suppress_confirm = TRUE;
+  gtk_window_destroy (GTK_WINDOW (win));
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (w != NULL && g_get_monotonic_time () < deadline)
+    {
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+  g_assert_null (w);
+}
+
+static int
+n_children (GtkWidget *box)
+{
+  int n = 0;
+  for (GtkWidget *c = gtk_widget_get_first_child (box); c; c = gtk_widget_get_next_sibling (c))
+    n++;
+  return n;
+}
+
+/* pixel p of img with colour c laid over at opacity (what the view draws) */
+static void
+expected_pixel (const VlImage *img, gsize p, const guint8 *c, double opacity, guint8 out[3])
+{
+  for (int k = 0; k < 3; k++)
+    {
+      double v = img->pixels[p * img->channels + (img->channels >= 3 ? k : 0)];
+      if (c)
+        v = (1.0 - opacity) * v + opacity * c[k];
+      out[k] = (guint8) CLAMP ((int) (v + 0.5), 0, 255);
+    }
+}
+
+/* ------------------------------------------------------------------ the view alone */
+
+static int activated_item;
+
+static void
+on_activated (VlMaskView *view, int item, gpointer data)
+{
+  activated_item = item;
+}
+
+static void
+test_mask_view (void)
+{
+  GtkWidget *window = gtk_window_new ();
+  VlMaskView *view = VL_MASK_VIEW (vl_mask_view_new ());
+  gtk_window_set_child (GTK_WINDOW (window), GTK_WIDGET (view));
+  gtk_window_present (GTK_WINDOW (window));
+  g_assert_true (vl_task_view_applies_to (VL_TASK_VIEW (view), VL_TASK_SEGMENT));
+  g_assert_false (vl_task_view_applies_to (VL_TASK_VIEW (view), VL_TASK_CLASSIFY));
+  const char *names[] = { "background", "cat", "dog", NULL };
+  vl_mask_view_set_classes (view, 3, names);
+  g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, 3);
+
+  g_autoptr(VlImage) img = vl_image_new (4, 2, 1);
+  for (int p = 0; p < 8; p++)
+    img->pixels[p] = (uint8_t) (30 * p);
+  const uint8_t pred[8] = { 0, 1, 2, 1, 0, 0, 2, 2 };
+  const uint8_t truth[8] = { 0, 1, 1, 255, 1, 0, 2, 0 };
+  vl_mask_view_set_sample (view, 7, img, pred, truth, "test");
+  g_assert_cmpint (vl_mask_view_get_item (view), ==, 7);
+  uint8_t pal[256 * 3];
+  vl_seg_palette (pal);
+  static const guint8 red[3] = { 230, 40, 40 }, green[3] = { 40, 200, 70 };
+  const double opacities[] = { 0.5, 0.8 };
+  for (int o = 0; o < 2; o++)
+    {
+      g_object_set (view, "opacity", opacities[o], NULL);
+      for (int mode = 0; mode < 3; mode++)
+        {
+          g_object_set (view, "mode", mode, NULL);
+          g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, 3);
+          for (int p = 0; p < 8; p++)
+            {
+              const guint8 *c = NULL;
+              if (mode == VL_MASK_MODE_PREDICTED && pred[p] != 0)
+                c = pal + 3 * pred[p];
+              else if (mode == VL_MASK_MODE_TRUE && truth[p] != 0 && truth[p] != 255)
+                c = pal + 3 * truth[p];
+              else if (mode == VL_MASK_MODE_DIFFERENCE && truth[p] != 255)
+                c = pred[p] != truth[p] ? red : truth[p] != 0 ? green : NULL;
+              guint8 want[3], got[3];
+              expected_pixel (img, p, c, opacities[o], want);
+              g_assert_true (vl_mask_view_pixel (view, p % 4, p / 4, got));
+              g_assert_cmpmem (got, 3, want, 3);
+            }
+        }
+    }
+  guint8 rgb[3];
+  g_assert_false (vl_mask_view_pixel (view, 4, 0, rgb));
+  g_object_set (view, "opacity", 0.0, "mode", VL_MASK_MODE_PREDICTED, NULL);
+  g_assert_true (vl_mask_view_pixel (view, 1, 0, rgb));
+  g_assert_cmpint (rgb[0], ==, 30);   /* no mask at opacity 0 */
+
+  const int items[] = { 11, 3 };
+  const double ious[] = { 0.1, 0.4 };
+  const char *wnames[] = { "a.png", "b.png" };
+  vl_mask_view_set_worst (view, 2, items, ious, NULL, wnames);
+  g_assert_cmpint (vl_mask_view_get_n_worst (view), ==, 2);
+  g_signal_connect (view, "item-activated", G_CALLBACK (on_activated), NULL);
+  activated_item = -1;
+  vl_mask_view_activate_worst (view, 1);
+  g_assert_cmpint (activated_item, ==, 3);
+  vl_mask_view_clear (view);
+  g_assert_cmpint (vl_mask_view_get_item (view), ==, -1);
+  g_assert_cmpint (vl_mask_view_get_n_worst (view), ==, 0);
+  gtk_window_destroy (GTK_WINDOW (window));
+}
+
+/* ------------------------------------------------------------------ a run in the window */
+
+/* The masks the view shows for its current item: the trained model's own prediction of that
+ * image (recomputed here at the run's input size) in the predicted mode, and in the difference
+ * mode as many wrong pixels as the prediction has against the true mask. */
+static void
+check_shown_masks (VlWindow *win)
+{
+  VlMaskView *view = VL_MASK_VIEW (win->mask_view);
+  int item = vl_mask_view_get_item (view);
+  g_assert_cmpint (item, >=, 0);
+  VlModel *m = vl_trained_model (win->trained);
+  VlSegHead *h = vl_trained_seg_head (win->trained);
+  g_assert_nonnull (m);
+  g_assert_nonnull (h);
+  VlDataset *ds = win->pred_data->ds;
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  const int S = pp.size, K = vl_seg_head_n_classes (h);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * S * S);
+  g_autofree uint8_t *truth = g_new (uint8_t, (gsize) S * S);
+  g_autofree uint8_t *pred = g_new (uint8_t, (gsize) S * S);
+  VlTarget t = { .mask = truth };
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_dataset_load_target (ds, VL_SPLIT_VAL, item, &pp, VL_AUGMENT_NONE, 0, px, &t,
+                                         &error));
+  g_mutex_lock (&win->trained->lock);
+  g_assert_true (vl_model_forward (m, px, 1, S, S, VL_FORWARD_INFER, &error));
+  const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), 1,
+                                        vl_model_n_tokens_last (m), g->n_prefix, S / g->patch,
+                                        S / g->patch, S, S);
+  vl_seg_argmax (pred, z, (int64_t) S * S, K);
+  g_mutex_unlock (&win->trained->lock);
+  g_autoptr(VlImage) img = vl_window_image_from_chw (px, &pp);
+  uint8_t pal[256 * 3];
+  vl_seg_palette (pal);
+  g_object_set (view, "mode", VL_MASK_MODE_PREDICTED, "opacity", 0.6, NULL);
+  int n_object = 0;
+  for (int p = 0; p < S * S; p++)
+    {
+      const guint8 *c = pred[p] != 0 ? pal + 3 * pred[p] : NULL;
+      guint8 want[3], got[3];
+      expected_pixel (img, p, c, 0.6, want);
+      g_assert_true (vl_mask_view_pixel (view, p % S, p / S, got));
+      g_assert_cmpmem (got, 3, want, 3);
+      n_object += pred[p] != 0;
+    }
+  g_object_set (view, "mode", VL_MASK_MODE_DIFFERENCE, "opacity", 1.0, NULL);
+  int wrong = 0, want_wrong = 0;
+  for (int p = 0; p < S * S; p++)
+    {
+      guint8 got[3];
+      g_assert_true (vl_mask_view_pixel (view, p % S, p / S, got));
+      wrong += got[0] == 230 && got[1] == 40 && got[2] == 40;
+      want_wrong += truth[p] != 255 && truth[p] != pred[p];
+    }
+  g_test_message ("item %d: %d object pixels predicted, %d wrong", item, n_object, wrong);
+  g_assert_cmpint (wrong, ==, want_wrong);
+  g_object_set (view, "mode", VL_MASK_MODE_PREDICTED, "opacity", 0.5, NULL);
+}
+
+/* The evaluation page after a segmentation run: the per-class IoU bars, the mask view's sample,
+ * the worst strip (a click shows that image) and the window's size. */
+static void
+check_results (VlWindow *win, int K)
+{
+  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_true (gtk_widget_get_visible (win->mask_view));
+  g_assert_false (gtk_widget_get_visible (win->confusion));
+  g_assert_cmpint (n_children (win->class_acc_box), ==, K);
+  for (GtkWidget *row = gtk_widget_get_first_child (win->class_acc_box); row;
+       row = gtk_widget_get_next_sibling (row))
+    {
+      GtkWidget *bar = gtk_widget_get_last_child (row);
+      g_assert_true (GTK_IS_LEVEL_BAR (bar));
+      double v = gtk_level_bar_get_value (GTK_LEVEL_BAR (bar));
+      g_assert_true (v >= 0 && v <= 1);
+    }
+  g_assert_true (g_str_has_prefix (gtk_label_get_text (GTK_LABEL (win->stat_acc)), "0.") ||
+                 g_str_has_prefix (gtk_label_get_text (GTK_LABEL (win->stat_acc)), "1."));
+  VlMaskView *view = VL_MASK_VIEW (win->mask_view);
+  g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, K);
+  check_shown_masks (win);
+  int n_worst = vl_mask_view_get_n_worst (view);
+  g_assert_cmpint (n_worst, >, 1);
+  g_assert_cmpint (n_worst, <=, 12);
+  int second = vl_mask_view_get_worst_item (view, 1);
+  vl_mask_view_activate_worst (view, 1);
+  g_assert_cmpint (vl_mask_view_get_item (view), ==, second);
+  check_shown_masks (win);
+
+  gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), "evaluation");
+  const char *side[] = { "head", "data" };
+  for (int s = 0; s < 2; s++)
+    {
+      gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side[s]);
+      for (int i = 0; i < 20; i++)
+        g_main_context_iteration (NULL, FALSE);
+      int min_w, min_h;
+      gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_HORIZONTAL, -1, &min_w, NULL, NULL,
+                          NULL);
+      gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_VERTICAL, MAX (min_w, 1200), &min_h,
+                          NULL, NULL, NULL);
+      g_test_message ("evaluation + %s: the window asks for %dx%d", side[s], min_w, min_h);
+      g_assert_cmpint (min_w, <=, 1366);
+      g_assert_cmpint (min_h, <=, 768);
+    }
+}
+
+static void
+test_train (void)
+{
+  VlWindow *win = new_window ();
+  g_autofree char *backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-backbone", "s",
+                                             backbone));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", SCENES));
+  wait_for (win, loaded, 60, "the backbone and the scenes");
+  /* the dataset chose the task; the head panel shows the seg head */
+  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpuint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 2);
+  g_assert_true (gtk_widget_get_visible (win->seg_head_box));
+  g_assert_false (gtk_widget_get_visible (win->cls_head_card));
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->head_note_label)),
+                            "4 classes"));
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 2);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 2);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
+  g_assert_true (vl_window_is_running (win));
+  wait_for (win, finished, 300, "the run to finish");
+  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  wait_for (win, have_masks, 120, "the masks of the validation images");
+  g_assert_cmpint (win->n_epochs_done, ==, 2);
+  g_assert_cmpint (win->n_probe_events, >, 0);          /* the attention view's "now" maps */
+  g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
+  check_results (win, 4);
+  run_dir = g_strdup (win->run_dir);
+  destroy_window (win);
+}
+
+static void
+test_open_run (void)
+{
+  g_assert_nonnull (run_dir);
+  VlWindow *win = new_window ();
+  vl_window_open_run (win, run_dir);
+  wait_for (win, have_masks, 120, "the opened run's masks");
+  g_assert_nonnull (win->trained);
+  g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
+  check_results (win, 4);
+  destroy_window (win);
+}
+
+static void
+test_preset (void)
+{
+  VlWindow *win = new_window ();
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
+                                             "scenes"));
+  wait_for (win, loaded, 120, "the scenes demo");
+  const VlPreset *p = vl_preset_find ("scenes");
+  g_assert_nonnull (win->data);
+  g_assert_cmpstr (win->data->spec, ==, p->data);
+  g_assert_true (g_str_has_suffix (win->backbone_path, "vitlab-fmnist-tiny"));
+  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->epochs_spin)), ==,
+                   p->epochs);
+  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+                   p->img_size);
+  VlTrainConfig c;
+  vl_window_config_from_ui (win, &c);
+  g_assert_cmpint (c.task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (c.img_size, ==, p->img_size);
+  g_assert_cmpint (c.seg_head, ==, p->seg_head);
+  g_assert_cmpstr (c.unlock_schedule, ==, p->unlock_schedule);
+  g_assert_cmpfloat (c.lr, ==, p->lr);
+  vl_train_config_clear (&c);
+  /* the probes' pretrained attention at the preset's input size */
+  g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
+  /* a name without a backbone is refused with a message */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
+                                             "pretrain-fmnist"));
+  g_assert_true (gtk_widget_get_visible (win->banner));
+  destroy_window (win);
+}
+
+/* A folder with images/ and masks/ (no split level) opens as segmentation. */
+static void
+test_mask_folder (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *images = g_build_filename (dir, "images", NULL);
+  g_autofree char *masks = g_build_filename (dir, "masks", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (images, 0755), ==, 0);
+  g_assert_cmpint (g_mkdir_with_parents (masks, 0755), ==, 0);
+  uint8_t pal[256 * 3];
+  vl_seg_palette (pal);
+  for (int i = 0; i < 10; i++)
+    {
+      g_autoptr(VlImage) img = vl_image_new (32, 32, 3);
+      g_autofree uint8_t *m = g_new (uint8_t, 32 * 32);
+      for (int p = 0; p < 32 * 32; p++)
+        {
+          gboolean in = (p % 32) < 8 + i && (p / 32) > i;
+          img->pixels[3 * p] = in ? 220 : 20;
+          img->pixels[3 * p + 1] = (uint8_t) (10 * i);
+          img->pixels[3 * p + 2] = in ? 30 : 200;
+          m[p] = in ? 1 + i % 2 : 0;
+        }
+      g_autofree char *name = g_strdup_printf ("img%02d.png", i);
+      g_autofree char *ip = g_build_filename (images, name, NULL);
+      g_autofree char *mp = g_build_filename (masks, name, NULL);
+      g_autoptr(GError) error = NULL;
+      g_assert_true (vl_image_save_png (ip, img, &error));
+      g_assert_true (vl_mask_save (mp, m, 32, 32, pal, 256, &error));
+    }
+  VlWindow *win = new_window ();
+  g_autofree char *backbone = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-backbone", "s",
+                                             backbone));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", dir));
+  wait_for (win, loaded, 60, "the mask folder");
+  g_assert_nonnull (win->data);
+  g_assert_true (vl_dataset_is_segmentation (win->data->ds));
+  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (n_children (win->classes_box), ==, 1);   /* one card: no counts per class */
+  destroy_window (win);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_setenv ("GSK_RENDERER", "cairo", FALSE);
+  g_setenv ("GTK_A11Y", "none", TRUE);
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  g_autofree char *xdg = vl_test_tmpdir ();
+  g_setenv ("XDG_DATA_HOME", xdg, TRUE);
+  g_test_init (&argc, &argv, NULL);
+  g_autofree char *display = g_strdup (g_getenv ("DISPLAY"));
+  GTestDBus *bus = g_test_dbus_new (G_TEST_DBUS_NONE);
+  g_test_dbus_up (bus);
+  if (display)
+    g_setenv ("DISPLAY", display, TRUE);
+  gtk_init ();
+  app = vl_application_new ();
+  g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
+  g_application_hold (G_APPLICATION (app));
+
+  g_test_add_func ("/ui/seg/mask-view", test_mask_view);
+  g_test_add_func ("/ui/seg/train", test_train);
+  g_test_add_func ("/ui/seg/open-run", test_open_run);
+  g_test_add_func ("/ui/seg/preset", test_preset);
+  g_test_add_func ("/ui/seg/mask-folder", test_mask_folder);
+  int rc = g_test_run ();
+  g_application_release (G_APPLICATION (app));
+  g_clear_object (&app);
+  /* stop, not down: GTK keeps its session-bus connection until exit */
+  g_test_dbus_stop (bus);
+  g_free (run_dir);
+  return rc;
+}

@@ -1,0 +1,360 @@
+/* vl-box-view.c: a detector's boxes over their image (see vl-box-view.h). */
+#include "vl-box-view.h"
+#include "vl-colormap.h"
+#include "vl-seg-head.h"   /* vl_seg_palette: one colour per class across the app */
+#include "vl-task-view.h"
+
+#include <glib/gi18n.h>
+#include <math.h>
+
+#define MATCH_IOU 0.5f
+
+struct _VlBoxView {
+  GtkWidget   parent_instance;
+  GdkTexture *image;
+  int         image_w, image_h;
+  VlCocoBox  *truth, *dets;
+  int         n_truth, n_dets;
+  char      **names;
+  double      threshold;
+  /* at the current threshold (update_matches) */
+  gboolean   *missed;      /* (n_truth) */
+  gboolean   *false_pos;   /* (n_dets) */
+  int         n_shown, n_missed, n_false;
+};
+
+enum { PROP_0, PROP_SCORE_THRESHOLD, N_PROPS };
+static GParamSpec *props[N_PROPS];
+
+static void vl_box_view_task_view_init (VlTaskViewInterface *iface);
+
+G_DEFINE_FINAL_TYPE_WITH_CODE (VlBoxView, vl_box_view, GTK_TYPE_WIDGET,
+                               G_IMPLEMENT_INTERFACE (VL_TYPE_TASK_VIEW,
+                                                      vl_box_view_task_view_init))
+
+static gboolean
+applies_to (VlTaskView *view, VlTaskKind task)
+{
+  return task == VL_TASK_DETECT;
+}
+
+static void
+vl_box_view_task_view_init (VlTaskViewInterface *iface)
+{
+  iface->applies_to = applies_to;
+}
+
+void
+vl_box_view_class_color (int k, double rgb[3])
+{
+  static uint8_t palette[256 * 3];
+  static gsize once = 0;
+  if (g_once_init_enter (&once))
+    {
+      vl_seg_palette (palette);
+      g_once_init_leave (&once, 1);
+    }
+  const int i = 1 + (k % 255);
+  for (int c = 0; c < 3; c++)
+    rgb[c] = palette[3 * i + c] / 255.0;
+}
+
+/* Which ground truth is missed and which shown prediction is false at the threshold
+ * (vl_det_match at IoU 0.5: COCO's greedy rule). */
+static void
+update_matches (VlBoxView *self)
+{
+  g_clear_pointer (&self->missed, g_free);
+  g_clear_pointer (&self->false_pos, g_free);
+  self->missed = g_new0 (gboolean, MAX (self->n_truth, 1));
+  self->false_pos = g_new0 (gboolean, MAX (self->n_dets, 1));
+  vl_det_match (self->false_pos, self->missed, self->truth, self->n_truth, self->dets,
+                self->n_dets, (float) self->threshold, MATCH_IOU);
+  self->n_shown = self->n_missed = self->n_false = 0;
+  for (int g = 0; g < self->n_truth; g++)
+    {
+      self->missed[g] = !self->missed[g];
+      self->n_missed += self->missed[g];
+    }
+  for (int i = 0; i < self->n_dets; i++)
+    {
+      const gboolean shown = self->dets[i].score >= (float) self->threshold;
+      self->n_shown += shown;
+      self->false_pos[i] = shown && !self->false_pos[i];
+      self->n_false += self->false_pos[i];
+    }
+}
+
+/* The image's rectangle in a widget of width x height (aspect kept, room for the read-out). */
+static void
+fit (VlBoxView *self, int width, int height, double *x, double *y, double *scale)
+{
+  const double bottom = 24;
+  const double iw = MAX (self->image_w, 1), ih = MAX (self->image_h, 1);
+  *scale = MIN (width / iw, (height - bottom) / ih);
+  *scale = MAX (*scale, 1e-3);
+  *x = (width - iw * *scale) / 2;
+  *y = MAX (0, (height - bottom - ih * *scale) / 2);
+}
+
+static const char *
+class_name (VlBoxView *self, int k, char *buf, gsize size)
+{
+  if (self->names && k >= 0 && k < (int) g_strv_length (self->names))
+    return self->names[k];
+  g_snprintf (buf, size, _("class %d"), k);
+  return buf;
+}
+
+/* A box outline with a tab of text on its top edge (or inside it when at the image's top). */
+static void
+draw_box (cairo_t *cr, PangoLayout *font, const float *b, double ox, double oy, double s,
+          const double rgb[3], gboolean dashed, const char *tab)
+{
+  static const double dash[] = { 6, 4 };
+  double x0 = ox + b[0] * s, y0 = oy + b[1] * s, x1 = ox + b[2] * s, y1 = oy + b[3] * s;
+  cairo_set_line_width (cr, dashed ? 2 : 2.5);
+  cairo_set_dash (cr, dashed ? dash : NULL, dashed ? 2 : 0, 0);
+  cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
+  cairo_rectangle (cr, x0, y0, MAX (x1 - x0, 1), MAX (y1 - y0, 1));
+  cairo_stroke (cr);
+  cairo_set_dash (cr, NULL, 0, 0);
+  if (tab == NULL)
+    return;
+  int tw, th;
+  vl_draw_text_size (font, tab, &tw, &th);
+  double ty = y0 - th - 2 >= oy ? y0 - th - 2 : y0;
+  cairo_rectangle (cr, x0, ty, tw + 6, th + 2);
+  cairo_fill (cr);
+  /* black or white text, whichever reads on the class colour */
+  double lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
+  cairo_set_source_rgb (cr, lum > 0.5 ? 0 : 1, lum > 0.5 ? 0 : 1, lum > 0.5 ? 0 : 1);
+  vl_draw_text (cr, font, tab, x0 + 3, ty + 1, 0.0, 0.0);
+}
+
+static void
+draw (VlBoxView *self, cairo_t *cr, int width, int height)
+{
+  VlDrawColors colors;
+  vl_draw_colors_from_widget (GTK_WIDGET (self), &colors);
+  g_autoptr(PangoLayout) small = vl_draw_layout (cr, GTK_WIDGET (self), 0.85);
+  if (self->image_w <= 0)
+    {
+      vl_draw_set_source (cr, &colors.fg, 0.55);
+      vl_draw_text (cr, small, _("No image yet: choose one of the validation images."),
+                    width / 2.0, height / 2.0, 0.5, 0.5);
+      return;
+    }
+  double ox, oy, s;
+  fit (self, width, height, &ox, &oy, &s);
+  if (self->image)
+    {
+      const int w = gdk_texture_get_width (self->image), h = gdk_texture_get_height (self->image);
+      cairo_surface_t *surf = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, w, h);
+      gdk_texture_download (self->image, cairo_image_surface_get_data (surf),
+                            cairo_image_surface_get_stride (surf));
+      cairo_surface_mark_dirty (surf);
+      cairo_save (cr);
+      cairo_translate (cr, ox, oy);
+      cairo_scale (cr, s * self->image_w / w, s * self->image_h / h);
+      cairo_set_source_surface (cr, surf, 0, 0);
+      cairo_pattern_set_filter (cairo_get_source (cr), CAIRO_FILTER_GOOD);
+      cairo_paint (cr);
+      cairo_restore (cr);
+      cairo_surface_destroy (surf);
+    }
+  else
+    {
+      vl_draw_set_source (cr, &colors.fg, 0.08);
+      cairo_rectangle (cr, ox, oy, self->image_w * s, self->image_h * s);
+      cairo_fill (cr);
+    }
+
+  char nbuf[32], tab[160];
+  double rgb[3];
+  for (int g = 0; g < self->n_truth; g++)
+    {
+      const VlCocoBox *b = &self->truth[g];
+      vl_box_view_class_color (b->category, rgb);
+      g_snprintf (tab, sizeof tab, self->missed[g] ? _("%s · missed") : "%s",
+                  class_name (self, b->category, nbuf, sizeof nbuf));
+      draw_box (cr, small, b->box, ox, oy, s, rgb, TRUE, self->missed[g] ? tab : NULL);
+    }
+  /* the lowest scores first, so the best sit on top */
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < self->n_dets; i++)
+      {
+        const VlCocoBox *b = &self->dets[i];
+        if (b->score < (float) self->threshold || (pass == 0) != (b->score < 0.5f))
+          continue;
+        vl_box_view_class_color (b->category, rgb);
+        g_snprintf (tab, sizeof tab, self->false_pos[i] ? _("%s %.2f · false") : "%s %.2f",
+                    class_name (self, b->category, nbuf, sizeof nbuf), b->score);
+        draw_box (cr, small, b->box, ox, oy, s, rgb, FALSE, tab);
+      }
+
+  g_autofree char *line = g_strdup_printf (
+    _("%d predicted ≥ %.2f (solid) · %d true (dashed) · %d missed · %d false"), self->n_shown,
+    self->threshold, self->n_truth, self->n_missed, self->n_false);
+  vl_draw_set_source (cr, &colors.fg, 0.8);
+  vl_draw_text (cr, small, line, width / 2.0, height - 4, 0.5, 1.0);
+}
+
+static void
+vl_box_view_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
+{
+  const int w = gtk_widget_get_width (widget), h = gtk_widget_get_height (widget);
+  cairo_t *cr = gtk_snapshot_append_cairo (snapshot, &GRAPHENE_RECT_INIT (0, 0, w, h));
+  draw (VL_BOX_VIEW (widget), cr, w, h);
+  cairo_destroy (cr);
+}
+
+static void
+vl_box_view_measure (GtkWidget *widget, GtkOrientation orientation, int for_size, int *minimum,
+                     int *natural, int *minimum_baseline, int *natural_baseline)
+{
+  *minimum = orientation == GTK_ORIENTATION_HORIZONTAL ? 200 : 160;
+  *natural = orientation == GTK_ORIENTATION_HORIZONTAL ? 420 : 360;
+}
+
+static void
+vl_box_view_get_property (GObject *object, guint id, GValue *value, GParamSpec *pspec)
+{
+  VlBoxView *self = VL_BOX_VIEW (object);
+  if (id == PROP_SCORE_THRESHOLD)
+    g_value_set_double (value, self->threshold);
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, id, pspec);
+}
+
+static void
+vl_box_view_set_property (GObject *object, guint id, const GValue *value, GParamSpec *pspec)
+{
+  VlBoxView *self = VL_BOX_VIEW (object);
+  if (id == PROP_SCORE_THRESHOLD)
+    vl_box_view_set_score_threshold (self, g_value_get_double (value));
+  else
+    G_OBJECT_WARN_INVALID_PROPERTY_ID (object, id, pspec);
+}
+
+static void
+free_boxes (VlBoxView *self)
+{
+  g_clear_pointer (&self->truth, g_free);
+  g_clear_pointer (&self->dets, g_free);
+  g_clear_pointer (&self->names, g_strfreev);
+  g_clear_pointer (&self->missed, g_free);
+  g_clear_pointer (&self->false_pos, g_free);
+  self->n_truth = self->n_dets = 0;
+  self->n_shown = self->n_missed = self->n_false = 0;
+}
+
+static void
+vl_box_view_finalize (GObject *object)
+{
+  VlBoxView *self = VL_BOX_VIEW (object);
+  free_boxes (self);
+  g_clear_object (&self->image);
+  G_OBJECT_CLASS (vl_box_view_parent_class)->finalize (object);
+}
+
+static void
+vl_box_view_class_init (VlBoxViewClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+  object_class->finalize = vl_box_view_finalize;
+  object_class->get_property = vl_box_view_get_property;
+  object_class->set_property = vl_box_view_set_property;
+  widget_class->snapshot = vl_box_view_snapshot;
+  widget_class->measure = vl_box_view_measure;
+  props[PROP_SCORE_THRESHOLD] =
+    g_param_spec_double ("score-threshold", NULL, NULL, 0.0, 1.0, 0.3,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
+  gtk_widget_class_set_accessible_role (widget_class, GTK_ACCESSIBLE_ROLE_IMG);
+}
+
+static void
+vl_box_view_init (VlBoxView *self)
+{
+  self->threshold = 0.3;
+}
+
+GtkWidget *
+vl_box_view_new (void)
+{
+  return g_object_new (VL_TYPE_BOX_VIEW, NULL);
+}
+
+void
+vl_box_view_set_image (VlBoxView *view, GdkTexture *image)
+{
+  g_return_if_fail (VL_IS_BOX_VIEW (view));
+  g_set_object (&view->image, image);
+  gtk_widget_queue_draw (GTK_WIDGET (view));
+}
+
+void
+vl_box_view_set_boxes (VlBoxView *view, int image_w, int image_h, const VlCocoBox *truth,
+                       int n_truth, const VlCocoBox *dets, int n_dets,
+                       const char *const *class_names)
+{
+  g_return_if_fail (VL_IS_BOX_VIEW (view));
+  free_boxes (view);
+  view->image_w = image_w;
+  view->image_h = image_h;
+  view->truth = g_memdup2 (truth, sizeof (VlCocoBox) * MAX (n_truth, 0));
+  view->dets = g_memdup2 (dets, sizeof (VlCocoBox) * MAX (n_dets, 0));
+  view->n_truth = MAX (n_truth, 0);
+  view->n_dets = MAX (n_dets, 0);
+  for (int i = 0; i < view->n_truth; i++)   /* one image: vl_det_match compares .image */
+    view->truth[i].image = 0;
+  for (int i = 0; i < view->n_dets; i++)
+    view->dets[i].image = 0;
+  view->names = g_strdupv ((char **) class_names);
+  update_matches (view);
+  gtk_widget_queue_draw (GTK_WIDGET (view));
+}
+
+void
+vl_box_view_clear (VlBoxView *view)
+{
+  g_return_if_fail (VL_IS_BOX_VIEW (view));
+  free_boxes (view);
+  view->image_w = view->image_h = 0;
+  g_clear_object (&view->image);
+  gtk_widget_queue_draw (GTK_WIDGET (view));
+}
+
+void
+vl_box_view_set_score_threshold (VlBoxView *view, double threshold)
+{
+  g_return_if_fail (VL_IS_BOX_VIEW (view));
+  threshold = CLAMP (threshold, 0.0, 1.0);
+  if (threshold == view->threshold)
+    return;
+  view->threshold = threshold;
+  update_matches (view);
+  g_object_notify_by_pspec (G_OBJECT (view), props[PROP_SCORE_THRESHOLD]);
+  gtk_widget_queue_draw (GTK_WIDGET (view));
+}
+
+double
+vl_box_view_get_score_threshold (VlBoxView *view)
+{
+  g_return_val_if_fail (VL_IS_BOX_VIEW (view), 0.0);
+  return view->threshold;
+}
+
+void
+vl_box_view_get_counts (VlBoxView *view, int *shown, int *missed, int *false_pos)
+{
+  g_return_if_fail (VL_IS_BOX_VIEW (view));
+  if (shown)
+    *shown = view->n_shown;
+  if (missed)
+    *missed = view->n_missed;
+  if (false_pos)
+    *false_pos = view->n_false;
+}

@@ -1,0 +1,48 @@
+/* vl-box-view.h: a detector's boxes over their image.
+ *
+ * The image scaled to fit (aspect kept); the ground truth dashed, the predictions solid, each
+ * in its class's colour (the Pascal VOC colour of class k + 1, as the segmentation masks colour
+ * class k + 1 over the background) with "class 0.87" on a tab. Only predictions scoring at least
+ * the score threshold are drawn; a ground-truth box no shown prediction matches (same class, IoU
+ * >= 0.5, COCO's greedy rule: vl_det_image_errors) is tagged "missed", a shown prediction that
+ * matches none "false". A line under the image counts them.
+ *
+ *   view = vl_box_view_new ();
+ *   vl_box_view_set_image (view, texture);          // boxes are in its pixels
+ *   vl_box_view_set_boxes (view, truth, n_truth, dets, n_dets, class_names);
+ *   g_object_set (view, "score-threshold", 0.3, NULL);
+ *
+ * Implements VlTaskView: it applies to detection. */
+#pragma once
+
+#include <gtk/gtk.h>
+
+#include "vl-coco-eval.h"
+
+G_BEGIN_DECLS
+
+#define VL_TYPE_BOX_VIEW (vl_box_view_get_type ())
+G_DECLARE_FINAL_TYPE (VlBoxView, vl_box_view, VL, BOX_VIEW, GtkWidget)
+
+GtkWidget *vl_box_view_new                 (void);
+/* The image the boxes are drawn over (NULL: none; the boxes alone over a blank of the size
+ * set by vl_box_view_set_boxes' image_w / image_h). */
+void       vl_box_view_set_image           (VlBoxView *view, GdkTexture *image);
+/* Copies the boxes (x1, y1, x2, y2 in the image's pixels; .image is ignored, .score of truth
+ * too) and the class names (NULL-terminated; NULL: "class k"). image_w, image_h: the size the
+ * boxes refer to (the image's own size). */
+void       vl_box_view_set_boxes           (VlBoxView *view, int image_w, int image_h,
+                                            const VlCocoBox *truth, int n_truth,
+                                            const VlCocoBox *dets, int n_dets,
+                                            const char *const *class_names);
+void       vl_box_view_clear               (VlBoxView *view);
+void       vl_box_view_set_score_threshold (VlBoxView *view, double threshold);
+double     vl_box_view_get_score_threshold (VlBoxView *view);
+/* What is drawn at the current threshold: predictions shown, missed ground truth, false
+ * predictions (any may be NULL). */
+void       vl_box_view_get_counts          (VlBoxView *view, int *shown, int *missed,
+                                            int *false_pos);
+/* The RGB colour of class k (0-based), as the view and its legend draw it. */
+void       vl_box_view_class_color         (int k, double rgb[3]);
+
+G_END_DECLS

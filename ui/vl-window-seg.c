@@ -1,0 +1,455 @@
+/* vl-window-seg.c: the window's segmentation side. The head panel's seg head (linear, upconv)
+ * and input size; the data panel's classes of a segmentation dataset; each epoch's mIoU and
+ * per-class IoU bars; and, once a run has a trained model (finished or opened), its masks of
+ * every validation image with each image's own IoU, computed on a worker thread (the same
+ * GTask as classification's per-image predictions), for the mask view and its strip of the
+ * worst images. */
+#include "vl-window-private.h"
+
+#include <glib/gi18n.h>
+#include <math.h>
+#include <string.h>
+
+#include "vl-mask-view.h"
+
+#define N_WORST 12
+#define N_THUMBS 12   /* training images on the data panel */
+
+struct _VlSegPredictions {
+  int       n, S, K;
+  uint8_t  *pred, *truth;   /* (n, S, S) at the input size */
+  double   *iou;            /* (n) each image's mean IoU over its classes (NaN: none counted) */
+  int      *order;          /* (n) items by IoU, the worst first (NaN last) */
+  int       n_kept;         /* the worst N_WORST and the median image, for display */
+  int      *kept;           /* (n_kept) items */
+  VlImage **images;         /* (n_kept) the crops the model saw */
+  char    **names;          /* (n_kept + 1) base names */
+  char    **class_names;    /* (K + 1) the dataset's */
+};
+
+void
+vl_seg_predictions_free (VlSegPredictions *p)
+{
+  if (p == NULL)
+    return;
+  g_free (p->pred);
+  g_free (p->truth);
+  g_free (p->iou);
+  g_free (p->order);
+  for (int i = 0; p->images && i < p->n_kept; i++)
+    vl_image_free (p->images[i]);
+  g_free (p->images);
+  g_free (p->kept);
+  g_strfreev (p->names);
+  g_strfreev (p->class_names);
+  g_free (p);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlSegPredictions, vl_seg_predictions_free)
+
+/* ------------------------------------------------------------------ the worker's part */
+
+static const double *sort_iou;
+
+static int
+by_iou (const void *a, const void *b)
+{
+  double x = sort_iou[*(const int *) a], y = sort_iou[*(const int *) b];
+  if (isnan (x) || isnan (y))
+    return isnan (x) - isnan (y);
+  return x < y ? -1 : x > y ? 1 : *(const int *) a - *(const int *) b;
+}
+
+static G_LOCK_DEFINE (sort_lock);
+
+/* The worst images and the median one: their crops and names. */
+static void
+keep_for_display (VlSegPredictions *p, VlDataset *ds, const VlPreprocess *pp)
+{
+  p->order = g_new (int, MAX (p->n, 1));
+  for (int i = 0; i < p->n; i++)
+    p->order[i] = i;
+  G_LOCK (sort_lock);
+  sort_iou = p->iou;
+  qsort (p->order, p->n, sizeof (int), by_iou);
+  G_UNLOCK (sort_lock);
+  int n_defined = 0;
+  while (n_defined < p->n && !isnan (p->iou[p->order[n_defined]]))
+    n_defined++;
+  p->kept = g_new (int, N_WORST + 1);
+  p->images = g_new0 (VlImage *, N_WORST + 1);
+  p->names = g_new0 (char *, N_WORST + 2);
+  g_autofree float *px = g_new (float, (gsize) pp->channels * pp->size * pp->size);
+  int want[N_WORST + 1], n_want = 0;
+  if (n_defined > 0)
+    want[n_want++] = p->order[n_defined / 2];   /* the median: shown first */
+  for (int i = 0; i < MIN (N_WORST, n_defined); i++)
+    if (p->order[i] != want[0])
+      want[n_want++] = p->order[i];
+  for (int w = 0; w < n_want; w++)
+    if (vl_dataset_load (ds, VL_SPLIT_VAL, want[w], pp, VL_AUGMENT_NONE, 0, px, NULL))
+      {
+        p->kept[p->n_kept] = want[w];
+        p->images[p->n_kept] = vl_window_image_from_chw (px, pp);
+        p->names[p->n_kept] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL,
+                                                                         want[w]));
+        p->n_kept++;
+      }
+}
+
+VlSegPredictions *
+vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds, int size,
+                            GCancellable *cancel, GError **error)
+{
+  const int K = vl_seg_head_n_classes (h);
+  if (K != vl_dataset_n_classes (ds) || !vl_dataset_is_segmentation (ds))
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, _("the seg head has %d classes, "
+                   "the dataset %d%s"), K, vl_dataset_n_classes (ds),
+                   vl_dataset_is_segmentation (ds) ? "" : _(" and no masks"));
+      return NULL;
+    }
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (size > 0)
+    pp.size = size;
+  const VlGeometry *g = vl_model_geometry (m);
+  const int S = pp.size, G = S / g->patch, B = 16;
+  const gsize plane = (gsize) S * S, per = (gsize) pp.channels * plane;
+  g_autoptr(VlSegPredictions) p = g_new0 (VlSegPredictions, 1);
+  p->n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
+  p->S = S;
+  p->K = K;
+  p->pred = g_malloc0 (plane * MAX (p->n, 1));
+  p->truth = g_malloc (plane * MAX (p->n, 1));
+  memset (p->truth, VL_SEG_IGNORE, plane * MAX (p->n, 1));
+  p->iou = g_new (double, MAX (p->n, 1));
+  p->class_names = g_new0 (char *, K + 1);
+  for (int k = 0; k < K; k++)
+    p->class_names[k] = g_strdup (vl_dataset_class_name (ds, k));
+  g_autofree float *px = g_new (float, per * B);
+  g_autofree int *idx = g_new (int, B);
+  g_autoptr(VlSegMetric) metric = vl_seg_metric_new (K, VL_SEG_IGNORE);
+  for (int i0 = 0; i0 < p->n; i0 += B)
+    {
+      if (g_cancellable_set_error_if_cancelled (cancel, error))
+        return NULL;
+      int b = 0;
+      for (int i = i0; i < MIN (p->n, i0 + B); i++)
+        {
+          p->iou[i] = NAN;
+          VlTarget t = { .mask = p->truth + plane * i };
+          if (vl_dataset_load_target (ds, VL_SPLIT_VAL, i, &pp, VL_AUGMENT_NONE, 0, px + per * b,
+                                      &t, NULL))
+            idx[b++] = i;
+        }
+      if (b == 0)
+        continue;
+      if (!vl_model_forward (m, px, b, S, S, VL_FORWARD_INFER, error))
+        return NULL;
+      const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b,
+                                            vl_model_n_tokens_last (m), g->n_prefix, G, G, S, S);
+      for (int r = 0; r < b; r++)
+        {
+          const int i = idx[r];
+          vl_seg_argmax (p->pred + plane * i, z + plane * K * r, (int64_t) plane, K);
+          vl_seg_metric_reset (metric);
+          vl_seg_metric_add (metric, p->pred + plane * i, p->truth + plane * i, (int64_t) plane);
+          p->iou[i] = vl_seg_metric_compute (metric, NULL, NULL, NULL, NULL);
+        }
+    }
+  keep_for_display (p, ds, &pp);
+  return g_steal_pointer (&p);
+}
+
+/* ------------------------------------------------------------------ the mask view */
+
+static void
+show_item (VlWindow *self, int item)
+{
+  VlSegPredictions *p = self->seg_pred;
+  if (p == NULL)
+    return;
+  for (int k = 0; k < p->n_kept; k++)
+    if (p->kept[k] == item)
+      {
+        gsize plane = (gsize) p->S * p->S;
+        g_autofree char *title = g_strdup_printf (_("%s · IoU %.3f"), p->names[k],
+                                                  p->iou[item]);
+        vl_mask_view_set_sample (VL_MASK_VIEW (self->mask_view), item, p->images[k],
+                                 p->pred + plane * item, p->truth + plane * item, title);
+        return;
+      }
+}
+
+static void
+on_item_activated (VlMaskView *view, int item, VlWindow *self)
+{
+  show_item (self, item);
+}
+
+void
+vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p)
+{
+  vl_seg_predictions_free (self->seg_pred);
+  self->seg_pred = p;
+  VlMaskView *view = VL_MASK_VIEW (self->mask_view);
+  vl_mask_view_set_classes (view, p->K, (const char *const *) p->class_names);
+  /* the strip: the worst first (kept[0] is the median unless it is among them) */
+  int items[N_WORST], n = 0;
+  double ious[N_WORST];
+  GdkTexture *thumbs[N_WORST];
+  const char *names[N_WORST];
+  gsize plane = (gsize) p->S * p->S;
+  for (int w = 0; w < N_WORST && w < p->n; w++)
+    for (int k = 0; k < p->n_kept; k++)
+      if (p->kept[k] == p->order[w] && !isnan (p->iou[p->order[w]]))
+        {
+          items[n] = p->kept[k];
+          ious[n] = p->iou[items[n]];
+          thumbs[n] = vl_mask_texture (p->images[k], p->pred + plane * items[n], 0.5);
+          names[n] = p->names[k];
+          n++;
+        }
+  vl_mask_view_set_worst (view, n, items, ious, thumbs, names);
+  for (int i = 0; i < n; i++)
+    g_object_unref (thumbs[i]);
+  if (p->n_kept > 0)
+    show_item (self, p->kept[0]);
+}
+
+void
+vl_window_seg_clear (VlWindow *self)
+{
+  g_clear_pointer (&self->seg_pred, vl_seg_predictions_free);
+  if (self->mask_view)
+    vl_mask_view_clear (VL_MASK_VIEW (self->mask_view));
+}
+
+/* ------------------------------------------------------------------ metrics */
+
+void
+vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
+{
+  const VlSegResult *r = &m->seg;
+  if (names == NULL && self->data && vl_dataset_is_segmentation (self->data->ds) &&
+      vl_dataset_n_classes (self->data->ds) == r->n_classes)
+    {
+      /* a run whose events and folder carry no class names: the open dataset's */
+      GStrvBuilder *b = g_strv_builder_new ();
+      for (int k = 0; k < r->n_classes; k++)
+        g_strv_builder_add (b, vl_dataset_class_name (self->data->ds, k));
+      g_strfreev (self->class_names);
+      self->class_names = names = g_strv_builder_end (b);
+      g_strv_builder_unref (b);
+      self->n_classes = r->n_classes;
+    }
+  g_autofree char *acc = g_strdup_printf (_("%.3f · %.1f %%"), r->miou, 100.0 * r->aacc);
+  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  gtk_widget_set_tooltip_text (self->stat_acc, _("mean IoU over the classes · pixel accuracy"));
+  g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
+  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  if (names)
+    vl_mask_view_set_classes (VL_MASK_VIEW (self->mask_view), r->n_classes,
+                              (const char *const *) names);
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
+    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  for (int k = 0; k < r->n_classes && k < 256; k++)
+    {
+      const char *name = names && k < (int) g_strv_length (names) ? names[k] : "?";
+      g_autofree char *markup = vl_mask_class_markup (k, name);
+      GtkWidget *row = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
+      GtkWidget *line = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+      GtkWidget *l = gtk_label_new (NULL);
+      gtk_label_set_markup (GTK_LABEL (l), markup);
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_label_set_ellipsize (GTK_LABEL (l), PANGO_ELLIPSIZE_END);
+      gtk_widget_set_hexpand (l, TRUE);
+      gtk_box_append (GTK_BOX (line), l);
+      g_autofree char *v = isfinite (r->iou[k]) ? g_strdup_printf ("%.3f", r->iou[k])
+                                                : g_strdup ("—");
+      GtkWidget *vl_ = gtk_label_new (v);
+      gtk_widget_add_css_class (vl_, "vl-numeric");
+      gtk_box_append (GTK_BOX (line), vl_);
+      gtk_box_append (GTK_BOX (row), line);
+      GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
+      gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->iou[k]) ? r->iou[k] : 0);
+      gtk_widget_set_tooltip_text (bar, isfinite (r->iou[k])
+                                   ? _("Intersection over union of this class's pixels over the "
+                                       "validation split")
+                                   : _("Neither labelled nor predicted in the validation split"));
+      gtk_box_append (GTK_BOX (row), bar);
+      gtk_box_append (GTK_BOX (self->class_acc_box), row);
+    }
+  g_autofree char *summary = g_strdup_printf (
+    _("Epoch %d · %" G_GINT64_FORMAT " validation images at their own size · mIoU %.3f · "
+      "pixel accuracy %.1f %% · mean class accuracy %.1f %% · loss %.4f"),
+    m->epoch + 1, r->n, r->miou, 100.0 * r->aacc, 100.0 * r->macc, r->loss);
+  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+}
+
+/* ------------------------------------------------------------------ the head panel */
+
+int
+vl_window_seg_input_size (VlWindow *self)
+{
+  if (self->task != VL_TASK_SEGMENT)
+    return 0;
+  return gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->seg_size_spin));
+}
+
+void
+vl_window_seg_to_config (VlWindow *self, VlTrainConfig *cfg)
+{
+  if (cfg->task != VL_TASK_SEGMENT)
+    return;
+  cfg->seg_head = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1
+                  ? VL_SEG_HEAD_UPCONV : VL_SEG_HEAD_LINEAR;
+  cfg->img_size = vl_window_seg_input_size (self);
+}
+
+void
+vl_window_seg_from_config (VlWindow *self, const VlTrainConfig *cfg)
+{
+  if (cfg->task != VL_TASK_SEGMENT)
+    return;
+  gboolean was = self->syncing;
+  self->syncing = TRUE;
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->seg_head_dropdown),
+                              cfg->seg_head == VL_SEG_HEAD_UPCONV ? 1 : 0);
+  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seg_size_spin), cfg->img_size);
+  self->syncing = was;
+}
+
+char *
+vl_window_seg_head_note (VlWindow *self)
+{
+  const VlGeometry *g = vl_model_geometry (self->model);
+  int K = self->data ? vl_dataset_n_classes (self->data->ds) : 0;
+  gboolean up = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1;
+  int W = g->width, c = up ? W / 4 : W;
+  int64_t params = (int64_t) c * K + K;
+  if (up)
+    params += (int64_t) W * (W / 2) * 4 + W / 2 + 2 * (W / 2) + (int64_t) (W / 2) * c * 4 + c;
+  g_autofree char *count = vl_format_count (params);
+  int size = vl_window_seg_input_size (self);
+  int S = size > 0 ? size : g->input_size;
+  return g_strdup_printf (_("%s for %d classes over the %d x %d patch grid of %d px inputs, "
+                            "upsampled to the input: %s parameters, freshly initialised (seeded) "
+                            "when training starts. It is the last layer group: unlock 1 is the "
+                            "frozen probe."),
+                          up ? _("Two transposed convolutions (4x) and a 1x1 convolution")
+                             : _("A 1x1 convolution"),
+                          K, S / g->patch, S / g->patch, S, count);
+}
+
+void
+vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
+{
+  const gboolean seg = task == VL_TASK_SEGMENT;
+  gtk_widget_set_visible (self->cls_head_card, !seg);
+  gtk_widget_set_visible (self->seg_head_box, seg);
+  if (!seg)
+    vl_window_seg_clear (self);
+}
+
+static void
+on_seg_setting_changed (VlWindow *self)
+{
+  if (self->syncing || self->task != VL_TASK_SEGMENT || vl_window_is_running (self))
+    return;
+  if (self->head)
+    vl_window_set_head (self, self->head);   /* the note */
+  vl_window_start_pretrained_attention (self);   /* the probes at the new input size */
+}
+
+/* ------------------------------------------------------------------ the data panel */
+
+void
+vl_window_seg_show_classes (VlWindow *self)
+{
+  VlDataset *ds = self->data->ds;
+  const int K = vl_dataset_n_classes (ds);
+  GtkWidget *card = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  gtk_widget_add_css_class (card, "vl-card");
+  g_autofree char *head = g_strdup_printf (_("Segmentation: %d train · %d val images with masks, "
+                                             "%d classes"),
+                                           vl_dataset_n_items (ds, VL_SPLIT_TRAIN),
+                                           vl_dataset_n_items (ds, VL_SPLIT_VAL), K);
+  GtkWidget *hl = gtk_label_new (head);
+  gtk_label_set_wrap (GTK_LABEL (hl), TRUE);
+  gtk_label_set_xalign (GTK_LABEL (hl), 0);
+  gtk_widget_add_css_class (hl, "heading");
+  gtk_box_append (GTK_BOX (card), hl);
+  GtkWidget *legend = gtk_flow_box_new ();
+  gtk_flow_box_set_selection_mode (GTK_FLOW_BOX (legend), GTK_SELECTION_NONE);
+  gtk_flow_box_set_max_children_per_line (GTK_FLOW_BOX (legend), 3);
+  for (int k = 0; k < K && k < 256; k++)
+    {
+      g_autofree char *markup = vl_mask_class_markup (k, vl_dataset_class_name (ds, k));
+      GtkWidget *l = gtk_label_new (NULL);
+      gtk_label_set_markup (GTK_LABEL (l), markup);
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_label_set_ellipsize (GTK_LABEL (l), PANGO_ELLIPSIZE_END);
+      gtk_widget_add_css_class (l, "caption");
+      gtk_flow_box_append (GTK_FLOW_BOX (legend), l);
+    }
+  gtk_box_append (GTK_BOX (card), legend);
+  GtkWidget *note = gtk_label_new (_("Each pixel's class comes from the image's mask (the "
+                                     "colours above); 255 in a mask is ignored."));
+  gtk_label_set_wrap (GTK_LABEL (note), TRUE);
+  gtk_label_set_xalign (GTK_LABEL (note), 0);
+  gtk_widget_add_css_class (note, "dim-label");
+  gtk_box_append (GTK_BOX (card), note);
+  /* the first training images */
+  GtkWidget *flow = gtk_flow_box_new ();
+  gtk_flow_box_set_selection_mode (GTK_FLOW_BOX (flow), GTK_SELECTION_NONE);
+  gtk_flow_box_set_homogeneous (GTK_FLOW_BOX (flow), TRUE);
+  gtk_flow_box_set_min_children_per_line (GTK_FLOW_BOX (flow), 3);
+  gtk_flow_box_set_max_children_per_line (GTK_FLOW_BOX (flow), 6);
+  gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 4);
+  gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 4);
+  gtk_box_append (GTK_BOX (card), flow);
+  gtk_box_append (GTK_BOX (self->classes_box), card);
+  int items[N_THUMBS], n = MIN (N_THUMBS, vl_dataset_n_items (ds, VL_SPLIT_TRAIN));
+  GPtrArray *pictures = g_ptr_array_new_with_free_func (g_object_unref);
+  for (int i = 0; i < n; i++)
+    {
+      items[i] = i;
+      GtkWidget *pic = gtk_picture_new ();
+      gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
+      gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
+      gtk_widget_set_size_request (pic, 52, 52);
+      gtk_widget_add_css_class (pic, "vl-thumb");
+      g_autofree char *base = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_TRAIN, i));
+      gtk_widget_set_tooltip_text (pic, base);
+      gtk_flow_box_append (GTK_FLOW_BOX (flow), pic);
+      g_ptr_array_add (pictures, g_object_ref (pic));
+    }
+  if (self->thumbs_cancel)
+    g_cancellable_cancel (self->thumbs_cancel);
+  g_clear_object (&self->thumbs_cancel);
+  self->thumbs_cancel = g_cancellable_new ();
+  vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n, 96, self->thumbs_cancel,
+                             vl_window_thumb_to_picture, pictures,
+                             (GDestroyNotify) g_ptr_array_unref);
+}
+
+/* ------------------------------------------------------------------ setup */
+
+void
+vl_window_seg_init (VlWindow *self)
+{
+  g_signal_connect (self->mask_view, "item-activated", G_CALLBACK (on_item_activated), self);
+  g_signal_connect_swapped (self->seg_head_dropdown, "notify::selected",
+                            G_CALLBACK (on_seg_setting_changed), self);
+  g_signal_connect_swapped (self->seg_size_spin, "value-changed",
+                            G_CALLBACK (on_seg_setting_changed), self);
+}
+
+void
+vl_window_seg_dispose (VlWindow *self)
+{
+  g_clear_pointer (&self->seg_pred, vl_seg_predictions_free);
+}
