@@ -57,7 +57,8 @@ static const char *usage_text = N_(
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small|--backbone CKPT|--geometry SPEC\n"
-  "                   [--img N] [--batch 32] --mode infer|unlock1|unlock6|full\n"
+  "                   [--img N] [--batch 32]\n"
+  "                   --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv\n"
   "  vitlab-cli --version\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
@@ -747,8 +748,8 @@ cmd_bench (int argc, char **argv)
          "...)"), "SPEC" },
     { "img", 0, 0, G_OPTION_ARG_INT, &img, N_("image side (224; a checkpoint's own)"), "N" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("batch size (32)"), "N" },
-    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode, N_("infer, unlock1, unlock6 or full"),
-      "MODE" },
+    { "mode", 0, 0, G_OPTION_ARG_STRING, &mode,
+      N_("infer, unlock1, unlock6, full, stem-conv or stem-mbconv"), "MODE" },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, N_("timed repetitions (5)"), "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, N_("untimed repetitions first (1)"), "N" },
     { "gemm-ab", 0, 0, G_OPTION_ARG_NONE, &gemm_ab,
@@ -768,8 +769,11 @@ cmd_bench (int argc, char **argv)
     unlock = 6;
   else if (g_str_equal (mode, "full"))
     unlock = 1000;
+  else if (g_str_equal (mode, "stem-conv") || g_str_equal (mode, "stem-mbconv"))
+    unlock = 0;   /* a new CNN stem and the head train, the transformer frozen (below) */
   else
-    return usage_error (_("--mode %s: expected infer, unlock1, unlock6 or full"), mode);
+    return usage_error (_("--mode %s: expected infer, unlock1, unlock6, full, stem-conv or "
+                          "stem-mbconv"), mode);
   if (img < 0 || batch < 1 || reps < 1 || warmup < 0)
     return usage_error (_("--img must be positive, --batch and --reps too"));
   g_autoptr(VlModel) m = bench_model (model, backbone, spec, &img, &error);
@@ -777,6 +781,14 @@ cmd_bench (int argc, char **argv)
     return cli_fail (error);
   const int chans = vl_model_geometry (m)->in_chans, K = vl_model_num_classes (m);
   vl_model_lock (m, unlock < 0 ? 0 : unlock);
+  if (unlock == 0)
+    {
+      if (!vl_model_replace_stem (m, g_str_equal (mode, "stem-conv") ? VL_STEM_CONV
+                                                                     : VL_STEM_MBCONV, 1, &error))
+        return cli_fail (error);
+      vl_model_lock (m, 1);
+      vl_model_set_group_trainable (m, 0, TRUE);
+    }
 
   int64_t n = (int64_t) batch * chans * img * img;
   g_autofree float *x = g_new (float, n);

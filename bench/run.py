@@ -1354,12 +1354,48 @@ def bench_all(a, cli_abs):
     t_total = time.perf_counter() - t0
     carry_earlier(a.out, cpu_label(results, info), hand)
     text = render(a, info, gemm, results, epoch, t_total, hand, gemm_ab, small, demo)
+    text += render_stem_steps(run_stem_steps(a, cli_abs))
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, a.out)
     log(f"wrote {a.out} in {t_total / 60:.1f} min")
 
+
+# ---------------------------------------------------------------- a separate case: CNN stems
+
+STEM_MODES = ["stem-conv", "stem-mbconv"]
+
+
+def run_stem_steps(a, cli_abs):
+    """One training step of a new CNN stem and the head, the transformer frozen (ViT-Ti, 224,
+    batch 32; `vitlab-cli bench --mode stem-*`, `torch_bench.py step --mode stem-*` with torch's
+    default threads), alternating vitlab and PyTorch. Kept apart from the main table."""
+    out = []
+    for mode in STEM_MODES[:1] if a.quick else STEM_MODES:
+        common = ["--model", "vit-tiny", "--img", str(IMG), "--batch", "32", "--mode", mode,
+                  "--reps", "2" if a.quick else "5", "--warmup", "1"]
+        argv = [a.cli, "bench"] + common
+        v = parse_case(run([cli_abs] + argv[1:]), cmdline(argv))
+        targv = [PY, TORCH_BENCH, "step"] + common + ["--threads", "default",
+                                                      "--max-seconds", str(TORCH_CAP)]
+        t = parse_case(run(targv), cmdline(targv))
+        log(f"vit-tiny b32 {mode}: vitlab {v['ips']} img/s, PyTorch {t['ips']} img/s")
+        out.append((mode, v, t))
+    return out
+
+
+def render_stem_steps(rows):
+    lines = ["", "## CNN stems: a training step of the stem and the head", "",
+             "ViT-Ti/16, 224x224, batch 32: a new conv / mbconv stem (README, \"CNN stems\") and "
+             "the head train, the transformer is frozen but the backward runs through it. "
+             "Images per second, median of the timed steps.", "",
+             "| stem | vitlab | PyTorch | vitlab / PyTorch |", "|---|---|---|---|"]
+    for mode, v, t in rows:
+        ratio = (f"{v['ips'] / t['ips']:.2f}" if v.get("ips") and t.get("ips") else "—")
+        lines.append(f"| {mode[5:]} | {v.get('ips') or v.get('error')} | "
+                     f"{t.get('ips') or t.get('error')} | {ratio} |")
+    return "\n".join(lines) + "\n"
 
 if __name__ == "__main__":
     main()

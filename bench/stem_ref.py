@@ -38,11 +38,12 @@ sys.path.insert(0, HERE)
 import timm_vit  # noqa: E402
 from regress_ref import preprocess  # noqa: E402
 
+_THREADS = torch.get_num_threads()
 _spec = importlib.util.spec_from_file_location(
     "gen_stems", os.path.join(HERE, "..", "tests", "data", "gen-stems.py"))
 gen_stems = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gen_stems)
-torch.set_num_threads(os.cpu_count() or 1)   # gen-stems sets 1 for its fixtures
+torch.set_num_threads(_THREADS)
 
 
 def idx(path):
@@ -106,7 +107,12 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (0: torch's default; on a loaded machine more threads "
+                         "than free cores make every parallel region wait for a descheduled one)")
     a = ap.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     t0 = time.time()
     probe, _, _ = timm_vit.load_like_timm(a.backbone)

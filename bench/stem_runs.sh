@@ -2,14 +2,14 @@
 # The README's "CNN stems" experiment (re-runnable): vitlab and bench/stem_ref.py (PyTorch) on one
 # backbone and dataset, four recipes each: a new conv / mbconv stem trained with the head (the
 # transformer frozen), the pretrained patch embedding with the head only, full fine-tuning.
-#   bench/stem_runs.sh BACKBONE VITLAB_DATA TORCH_DATA EPOCHS BATCH LR [OUTDIR]
+#   [MODES="conv head"] bench/stem_runs.sh BACKBONE VITLAB_DATA TORCH_DATA EPOCHS BATCH LR [OUTDIR]
 # e.g. bench/stem_runs.sh data/backbones/vitlab-fmnist-tiny \
 #        fashion-mnist:classes=5-9,per-class=100,val-per-class=200 fmnist:5-9:100:200 10 32 1e-3
 set -e
 bb=$1; vdata=$2; tdata=$3; epochs=$4; batch=$5; lr=$6; out=${7:-/tmp/stem-runs}
 cli=${VITLAB_CLI:-build/app/vitlab-cli}
 mkdir -p "$out"
-for mode in conv mbconv head full; do
+for mode in ${MODES:-conv mbconv head full}; do
   case $mode in
     conv|mbconv) args="--stem $mode --train-groups stem,head" ;;
     head) args="--unlock 1" ;;

@@ -2,7 +2,8 @@
 """PyTorch side of `make bench`: the same cases as `vitlab-cli bench`, one case per process.
 
     torch_bench.py step  --model vit-tiny|vit-small|--backbone DIR|--geometry SPEC [--img N]
-                         [--batch 32] --mode infer|unlock1|unlock6|full [--reps N] [--warmup N]
+                         [--batch 32] --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv
+                         [--reps N] [--warmup N]
                          [--threads default|N] [--max-seconds S]
     torch_bench.py epoch --data DIR --backbone DIR [--batch 32] [--unlock 1] [--augment none|light]
                          [--lr 1e-3] [--wd 0.05] [--warmup-epochs 1] [--threads default|N]
@@ -31,7 +32,27 @@ MODELS = {  # name: (heads, width, mlp)
     "vit-tiny": (3, 192, 768),
     "vit-small": (6, 384, 1536),
 }
-UNLOCK = {"infer": None, "unlock1": 1, "unlock6": 6, "full": 1000}
+UNLOCK = {"infer": None, "unlock1": 1, "unlock6": 6, "full": 1000,
+          "stem-conv": "conv", "stem-mbconv": "mbconv"}
+
+
+def replace_stem(vit, kind, chans, patch, width):
+    """vitlab's --stem conv|mbconv in PyTorch: the stem (tests/data/gen-stems.py) as conv_proj
+    (it returns the (B, W, gh, gw) grid conv_proj did); the stem, the class token, the position
+    embedding and the head train, the transformer is frozen. Returns the trainable params."""
+    import importlib.util
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(
+        "gen_stems", os.path.join(here, "..", "tests", "data", "gen-stems.py"))
+    gs = importlib.util.module_from_spec(spec)
+    threads = torch.get_num_threads()
+    spec.loader.exec_module(gs)   # sets one thread for its fixtures
+    torch.set_num_threads(threads)
+    vit.conv_proj = (gs.ConvStem if kind == "conv" else gs.MBConvStem)(chans, patch, width)
+    lock(vit, 1)
+    for p in [vit.class_token, vit.encoder.pos_embedding, *vit.conv_proj.parameters()]:
+        p.requires_grad_(True)
+    return [p for p in vit.parameters() if p.requires_grad]
 
 
 def rss_mib():
@@ -162,7 +183,8 @@ def cmd_step(a):
                     rates.append(a.batch / dt)
     else:
         vit.train()
-        params = lock(vit, unlock)
+        params = (replace_stem(vit, unlock, chans, geo[1], geo[5]) if isinstance(unlock, str)
+                  else lock(vit, unlock))
         opt = torch.optim.AdamW(params)
         loss_fn = nn.CrossEntropyLoss()
         for r in range(-a.warmup, a.reps):

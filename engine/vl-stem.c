@@ -1,6 +1,7 @@
 /* vl-stem.c: see vl-stem.h. */
 #include "vl-stem.h"
 #include "vl-cnn.h"
+#include "vl-pool.h"
 #include "vl-rng.h"
 
 #include <math.h>
@@ -347,6 +348,28 @@ check_shapes (VlStem *s, VlSafetensors *st, const char *file, GError **error)
   return TRUE;
 }
 
+/* What the shapes alone do not rule out: kernels of 1 to 15, GroupNorm's channels a multiple
+ * of its groups. */
+static gboolean
+check_layers (VlStem *s, const char *file, GError **error)
+{
+  for (guint i = 0; i < s->ops->len; i++)
+    {
+      const StemOp *op = op_at (s, (int) i);
+      const int C = buf_at (s, op->in)->C;
+      if ((op->kind == OP_CONV && (op->k < 1 || op->k > 15) && op->out != (int) s->bufs->len - 1) ||
+          (op->kind == OP_GN && (C < op->G || C % op->G != 0)))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: tensor %s: %s", file,
+                       (const char *) g_ptr_array_index (s->names, op->p[0]),
+                       op->kind == OP_GN ? "a GroupNorm of 32 groups needs a multiple of 32 "
+                       "channels" : "a convolution kernel must be 1 to 15 wide");
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 VlStem *
 vl_stem_from_tensors (VlSafetensors *st, const char *file, int width, int *in_chans, int *patch,
                       gboolean *found, GError **error)
@@ -403,7 +426,7 @@ vl_stem_from_tensors (VlSafetensors *st, const char *file, int width, int *in_ch
       if (s == NULL)
         return NULL;
     }
-  if (!check_shapes (s, st, file, error))
+  if (!check_shapes (s, st, file, error) || !check_layers (s, file, error))
     {
       vl_stem_free (s);
       return NULL;
@@ -551,6 +574,70 @@ stem_ensure (VlStem *s, int B, int H, int W)
     }
 }
 
+/* A convolution over the thread pool: images split into one chunk per thread; the backward's
+ * weight and bias gradients summed from one partial per chunk. */
+typedef struct {
+  VlConv2d     c;
+  gboolean     same;
+  const float *inp, *w, *b, *dout;
+  float       *out, *dinp, *dw_part, *db_part;
+  int64_t      in_img, out_img, wn;   /* floats per input image, output image, weight */
+  int          per;                   /* images per chunk */
+} ConvJob;
+
+static void
+conv_chunk (void *ctx, int64_t i, int worker)
+{
+  const ConvJob *j = ctx;
+  const int b0 = (int) i * j->per, b1 = MIN (j->c.B, b0 + j->per);
+  if (b0 >= b1)
+    return;
+  VlConv2d c = j->c;
+  c.B = b1 - b0;
+  const float *x = j->inp + b0 * j->in_img;
+  if (j->dout == NULL)
+    {
+      if (j->same)
+        vl_conv2d_same_forward (j->out + b0 * j->out_img, x, j->w, j->b, &c, NULL);
+      else
+        vl_conv2d_forward (j->out + b0 * j->out_img, x, j->w, j->b, &c, NULL);
+      return;
+    }
+  float *dw = j->dw_part ? j->dw_part + i * j->wn : NULL;
+  float *db = j->db_part ? j->db_part + i * c.Cout : NULL;
+  float *dx = j->dinp ? j->dinp + b0 * j->in_img : NULL;
+  if (j->same)
+    vl_conv2d_same_backward (dx, dw, db, j->dout + b0 * j->out_img, x, j->w, &c);
+  else
+    vl_conv2d_backward (dx, dw, db, j->dout + b0 * j->out_img, x, j->w, &c, NULL);
+}
+
+/* Forward (dout NULL: out = conv (inp)) or backward (dinp, dw, db +=) of one conv layer. */
+static void
+conv_parallel (const StemOp *op, const VlConv2d *c, const StemBuf *in, const StemBuf *out,
+               const float *w, const float *b, const float *dout, float *dinp, float *dw,
+               float *db)
+{
+  const int n = MAX (1, MIN (c->B, vl_pool_n_threads ()));
+  ConvJob j = { *c, op->same, in->x, w, b, dout, out->x, dinp, NULL, NULL,
+                (int64_t) in->H * in->W * in->C, (int64_t) out->H * out->W * out->C,
+                (int64_t) c->Cout * (c->Cin / c->groups) * c->kh * c->kw, (c->B + n - 1) / n };
+  if (dout && dw)
+    j.dw_part = g_new0 (float, n * j.wn);
+  if (dout && db)
+    j.db_part = g_new0 (float, (int64_t) n * c->Cout);
+  vl_parallel_for (n, conv_chunk, &j);
+  for (int i = 0; i < n; i++)
+    {
+      for (int64_t k = 0; dw && k < j.wn; k++)
+        dw[k] += j.dw_part[i * j.wn + k];
+      for (int k = 0; db && k < c->Cout; k++)
+        db[k] += j.db_part[(int64_t) i * c->Cout + k];
+    }
+  g_free (j.dw_part);
+  g_free (j.db_part);
+}
+
 static void
 op_forward (VlStem *s, VlModel *m, StemOp *op, int B)
 {
@@ -568,10 +655,7 @@ op_forward (VlStem *s, VlModel *m, StemOp *op, int B)
                                    (int64_t) (c.Cin / c.groups) * c.kh * c.kw, op->std_eps);
             w = op->wstd;
           }
-        if (op->same)
-          vl_conv2d_same_forward (out->x, in->x, w, pdata (s, m, op->p[1]), &c, NULL);
-        else
-          vl_conv2d_forward (out->x, in->x, w, pdata (s, m, op->p[1]), &c, NULL);
+        conv_parallel (op, &c, in, out, w, pdata (s, m, op->p[1]), NULL, NULL, NULL, NULL);
         break;
       }
     case OP_BN:
@@ -663,10 +747,7 @@ op_backward (VlStem *s, VlModel *m, StemOp *op, int B)
         const int64_t K = (int64_t) (c.Cin / c.groups) * c.kh * c.kw;
         g_autofree float *dws = op->std_eps > 0 && dw ? g_new0 (float, c.Cout * K) : NULL;
         float *dwc = op->std_eps > 0 ? dws : dw;
-        if (op->same)
-          vl_conv2d_same_backward (dinp, dwc, pgrad (s, m, op->p[1]), dout, in->x, w, &c);
-        else
-          vl_conv2d_backward (dinp, dwc, pgrad (s, m, op->p[1]), dout, in->x, w, &c, NULL);
+        conv_parallel (op, &c, in, out, w, NULL, dout, dinp, dwc, pgrad (s, m, op->p[1]));
         if (dws)
           vl_weight_std_backward (dw, dws, op->wstd, op->rstd, c.Cout, K);
         break;

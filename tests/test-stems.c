@@ -252,6 +252,48 @@ test_replace_bad_patch (void)
 }
 
 
+/* A hybrid checkpoint with a tensor left out, or of another shape: an error naming it. */
+static void
+test_bad_checkpoint (void)
+{
+  g_autofree char *src = vl_test_data_path ("hybrid-s", "model.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_test_open (src);
+  const char *cases[][2] = {
+    { "patch_embed.backbone.norm.bias", "is missing" },
+    { "patch_embed.backbone.conv.weight", "a multiple of 32" },
+  };
+  for (guint k = 0; k < G_N_ELEMENTS (cases); k++)
+    {
+      g_autofree char *dir = vl_test_tmpdir ();
+      g_autofree char *dst = g_build_filename (dir, "model.safetensors", NULL);
+      g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+      g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+        {
+          const VlTensorInfo *t = vl_safetensors_get (st, i);
+          int64_t n;
+          float *d = vl_test_read (st, t->name, &n);
+          g_ptr_array_add (keep, d);
+          if (strcmp (t->name, cases[k][0]) != 0)
+            vl_safetensors_writer_add_f32 (w, t->name, t->ndim, t->shape, d);
+          else if (k == 1)
+            {
+              /* 16 output channels: too few for GroupNorm's 32 groups */
+              int64_t shape[4] = { 16, t->shape[1], t->shape[2], t->shape[3] };
+              vl_safetensors_writer_add_f32 (w, t->name, 4, shape, d);
+            }
+        }
+      g_autoptr(GError) error = NULL;
+      g_assert_true (vl_safetensors_writer_write (w, dst, &error));
+      g_autoptr(VlModel) m = vl_model_load (dst, &error);
+      g_assert_null (m);
+      g_assert_nonnull (error);
+      g_test_message ("%s", error->message);
+      g_assert_nonnull (strstr (error->message, cases[k][0]));
+      g_assert_nonnull (strstr (error->message, cases[k][1]));
+    }
+}
+
 /* vitlab-cli (VITLAB_CLI) with a command line; its stdout, failing the test unless it exits 0. */
 static char *
 cli (const char *args)
@@ -334,5 +376,6 @@ main (int argc, char **argv)
   g_test_add_data_func ("/stems/replace/mbconv", GINT_TO_POINTER (VL_STEM_MBCONV), test_replace);
   g_test_add_func ("/stems/replace/bad-patch", test_replace_bad_patch);
   g_test_add_func ("/stems/cli/train-resume", test_cli_train_resume);
+  g_test_add_func ("/stems/errors/bad-checkpoint", test_bad_checkpoint);
   return g_test_run ();
 }
