@@ -323,9 +323,9 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       gtk_box_append (GTK_BOX (self->class_acc_box), row);
     }
   g_autofree char *summary = g_strdup_printf (
-    _("Epoch %d · %" G_GINT64_FORMAT " validation images at their own size · mIoU %.3f · "
+    _("Epoch %d · %lld validation images at their own size · mIoU %.3f · "
       "pixel accuracy %.1f %% · mean class accuracy %.1f %% · loss %.4f"),
-    m->epoch + 1, r->n, r->miou, 100.0 * r->aacc, 100.0 * r->macc, r->loss);
+    m->epoch + 1, (long long) r->n, r->miou, 100.0 * r->aacc, 100.0 * r->macc, r->loss);
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
