@@ -806,6 +806,68 @@ vl_window_finalize (GObject *object)
   G_OBJECT_CLASS (vl_window_parent_class)->finalize (object);
 }
 
+/* The window's actions and the shortcuts bound to them (the shortcuts window lists them). */
+static void
+install_actions (GtkWidgetClass *widget_class)
+{
+  /* training */
+  gtk_widget_class_install_action (widget_class, "win.train", NULL, action_train);
+  gtk_widget_class_install_action (widget_class, "win.pause", NULL, action_pause);
+  gtk_widget_class_install_action (widget_class, "win.stop", NULL, action_stop);
+  gtk_widget_class_install_action (widget_class, "win.resume-run", NULL, action_resume_run);
+  /* files */
+  gtk_widget_class_install_action (widget_class, "win.open-backbone", NULL, action_open_backbone);
+  gtk_widget_class_install_action (widget_class, "win.open-backbone-folder", NULL,
+                                   action_open_backbone_folder);
+  gtk_widget_class_install_action (widget_class, "win.load-backbone", "s", action_load_backbone);
+  gtk_widget_class_install_action (widget_class, "win.open-data", NULL, action_open_data);
+  gtk_widget_class_install_action (widget_class, "win.load-data", "s", action_load_data);
+  gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist", NULL,
+                                   action_use_fashion_mnist);
+  gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist-scenes", NULL,
+                                   action_use_fashion_mnist_scenes);
+  gtk_widget_class_install_action (widget_class, "win.open-preset", "s", action_open_preset);
+  gtk_widget_class_install_action (widget_class, "win.open-probe", NULL, action_open_probe);
+  gtk_widget_class_install_action (widget_class, "win.open-run", NULL, action_open_run);
+  gtk_widget_class_install_action (widget_class, "win.save-run", NULL, action_save_run);
+  gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
+  gtk_widget_class_install_action (widget_class, "win.export-onnx", NULL, action_export_onnx);
+  gtk_widget_class_install_action (widget_class, "win.export-recipe", NULL,
+                                   action_export_recipe);
+  /* view and settings */
+  gtk_widget_class_install_action (widget_class, "win.page", "s", action_page);
+  gtk_widget_class_install_action (widget_class, "win.unlock-more", NULL, action_unlock_step);
+  gtk_widget_class_install_action (widget_class, "win.unlock-fewer", NULL, action_unlock_step);
+  gtk_widget_class_install_action (widget_class, "win.close", NULL, action_close);
+  gtk_widget_class_install_property_action (widget_class, "win.head", "head");
+  gtk_widget_class_install_property_action (widget_class, "win.dark", "dark");
+
+  /* shortcuts, all bound to actions (the shortcuts window lists them) */
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "win.train", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_KP_Enter, GDK_CONTROL_MASK, "win.train", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.stop", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_period, GDK_CONTROL_MASK, "win.stop", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open-backbone", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.open-data", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_r, GDK_CONTROL_MASK, "win.open-run", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-run", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
+  /* not Ctrl+Shift+D (nor Ctrl+Shift+I): GtkWindow binds those to the Inspector */
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_l, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.dark", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_w, GDK_CONTROL_MASK, "win.close", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketright, GDK_CONTROL_MASK, "win.unlock-more", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketleft, GDK_CONTROL_MASK, "win.unlock-fewer", NULL);
+  static const char *main_pages[] = { "curves", "attention", "evaluation", "embedding", "try" };
+  for (int i = 0; i < 5; i++)
+    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_CONTROL_MASK,
+                                         "win.page", "s", main_pages[i]);
+  static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
+  for (int i = 0; i < 5; i++)
+    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_ALT_MASK,
+                                         "win.page", "s", side_pages[i]);
+}
+
 static void
 vl_window_class_init (VlWindowClass *klass)
 {
@@ -953,62 +1015,7 @@ vl_window_class_init (VlWindowClass *klass)
 #undef CHILD
   gtk_widget_class_bind_template_callback (widget_class, on_banner_response);
 
-  /* training */
-  gtk_widget_class_install_action (widget_class, "win.train", NULL, action_train);
-  gtk_widget_class_install_action (widget_class, "win.pause", NULL, action_pause);
-  gtk_widget_class_install_action (widget_class, "win.stop", NULL, action_stop);
-  gtk_widget_class_install_action (widget_class, "win.resume-run", NULL, action_resume_run);
-  /* files */
-  gtk_widget_class_install_action (widget_class, "win.open-backbone", NULL, action_open_backbone);
-  gtk_widget_class_install_action (widget_class, "win.open-backbone-folder", NULL,
-                                   action_open_backbone_folder);
-  gtk_widget_class_install_action (widget_class, "win.load-backbone", "s", action_load_backbone);
-  gtk_widget_class_install_action (widget_class, "win.open-data", NULL, action_open_data);
-  gtk_widget_class_install_action (widget_class, "win.load-data", "s", action_load_data);
-  gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist", NULL,
-                                   action_use_fashion_mnist);
-  gtk_widget_class_install_action (widget_class, "win.use-fashion-mnist-scenes", NULL,
-                                   action_use_fashion_mnist_scenes);
-  gtk_widget_class_install_action (widget_class, "win.open-preset", "s", action_open_preset);
-  gtk_widget_class_install_action (widget_class, "win.open-probe", NULL, action_open_probe);
-  gtk_widget_class_install_action (widget_class, "win.open-run", NULL, action_open_run);
-  gtk_widget_class_install_action (widget_class, "win.save-run", NULL, action_save_run);
-  gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
-  gtk_widget_class_install_action (widget_class, "win.export-onnx", NULL, action_export_onnx);
-  gtk_widget_class_install_action (widget_class, "win.export-recipe", NULL,
-                                   action_export_recipe);
-  /* view and settings */
-  gtk_widget_class_install_action (widget_class, "win.page", "s", action_page);
-  gtk_widget_class_install_action (widget_class, "win.unlock-more", NULL, action_unlock_step);
-  gtk_widget_class_install_action (widget_class, "win.unlock-fewer", NULL, action_unlock_step);
-  gtk_widget_class_install_action (widget_class, "win.close", NULL, action_close);
-  gtk_widget_class_install_property_action (widget_class, "win.head", "head");
-  gtk_widget_class_install_property_action (widget_class, "win.dark", "dark");
-
-  /* shortcuts, all bound to actions (the shortcuts window lists them) */
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "win.train", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_KP_Enter, GDK_CONTROL_MASK, "win.train", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "win.stop", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_period, GDK_CONTROL_MASK, "win.stop", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open-backbone", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.open-data", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_r, GDK_CONTROL_MASK, "win.open-run", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-run", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
-  /* not Ctrl+Shift+D (nor Ctrl+Shift+I): GtkWindow binds those to the Inspector */
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_l, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.dark", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_w, GDK_CONTROL_MASK, "win.close", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketright, GDK_CONTROL_MASK, "win.unlock-more", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_bracketleft, GDK_CONTROL_MASK, "win.unlock-fewer", NULL);
-  static const char *main_pages[] = { "curves", "attention", "evaluation", "embedding", "try" };
-  for (int i = 0; i < 5; i++)
-    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_CONTROL_MASK,
-                                         "win.page", "s", main_pages[i]);
-  static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
-  for (int i = 0; i < 5; i++)
-    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_ALT_MASK,
-                                         "win.page", "s", side_pages[i]);
+  install_actions (widget_class);
 }
 
 static void
