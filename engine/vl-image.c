@@ -727,8 +727,25 @@ stb_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError 
                    in->what, hang);
       return NULL;
     }
+  /* stb 2.27 converts the channels of a 16-bit PNM as if its samples were 8-bit, into a buffer
+   * half the size its 16-to-8 step then reads (a heap overflow; fuzz-image): such a file is
+   * decoded with its own channels and converted here */
+  gboolean convert_here = in->format == FORMAT_PNM && is16 && channels != 0 && channels != comp;
   int file_channels = 0;
-  uint8_t *pixels = vl_stb_load_memory (in->data, size, &w, &h, &file_channels, channels);
+  uint8_t *pixels = vl_stb_load_memory (in->data, size, &w, &h, &file_channels,
+                                        convert_here ? 0 : channels);
+  if (pixels != NULL && convert_here)
+    {
+      if (w != hdr->width || h != hdr->height || file_channels != comp)
+        {
+          g_free (pixels);
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                       "%s: decoded image is %dx%d with %d channels, not what its header says",
+                       in->what, w, h, file_channels);
+          return NULL;
+        }
+      return finish_image (in, pixels, w, h, file_channels, channels, error);
+    }
   if (pixels == NULL)
     {
       const char *why = vl_stb_failure_reason ();

@@ -658,6 +658,36 @@ test_image_hdr_rle_hang (void)
     }
 }
 
+/* A 16-bit PNM asked for other channels: stb 2.27 converts it as 8-bit into a buffer half the
+ * size its 16-to-8 step reads (fuzz-image, corpus/image/pnm16-convert-overflow-c3); vitlab
+ * converts such files itself. The crasher, then a 2x1 gray image read as RGB: each pixel's gray
+ * value in all three channels. */
+static void
+test_image_pnm16_channels (void)
+{
+  static const char crash[] = "P5\n1\n2\n3333 \006";
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) bad = vl_image_load_memory ((const uint8_t *) crash, sizeof crash,
+                                                 "crash.pgm", 3, &error);
+  if (bad == NULL)
+    assert_error_names (error, "crash.pgm", NULL);
+  g_clear_error (&error);
+
+  static const uint8_t pgm[] = { 'P', '5', '\n', '2', ' ', '1', '\n', '6', '5', '5', '3', '5',
+                                 '\n', 0x12, 0x34, 0xff, 0x00 };
+  g_autoptr(VlImage) gray = vl_image_load_memory (pgm, sizeof pgm, "two.pgm", 0, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (gray->channels, ==, 1);
+  g_autoptr(VlImage) rgb = vl_image_load_memory (pgm, sizeof pgm, "two.pgm", 3, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (rgb->width, ==, 2);
+  g_assert_cmpint (rgb->channels, ==, 3);
+  for (int x = 0; x < 2; x++)
+    for (int c = 0; c < 3; c++)
+      g_assert_cmpint (rgb->pixels[x * 3 + c], ==, gray->pixels[x]);
+  g_assert_cmpint (gray->pixels[0], !=, gray->pixels[1]);
+}
+
 static void
 test_image_pnm_bmp_psd_bomb (void)
 {
@@ -945,6 +975,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/image/hdr-bomb", test_image_hdr_bomb);
   g_test_add_func ("/hardening/image/hdr-rle-hang", test_image_hdr_rle_hang);
   g_test_add_func ("/hardening/image/pnm-bmp-psd-bomb", test_image_pnm_bmp_psd_bomb);
+  g_test_add_func ("/hardening/image/pnm16-channels", test_image_pnm16_channels);
   g_test_add_func ("/hardening/image/jpeg-oversized-dht", test_image_jpeg_dht);
   g_test_add_func ("/hardening/image/formats-exact", test_image_formats_exact);
   g_test_add_func ("/hardening/dataset/symlinks", test_dataset_symlinks);
