@@ -551,77 +551,6 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
   return EXIT_SUCCESS;
 }
 
-/* A segmentation or detection run's head as OUT/seg_head.safetensors (mmseg's names) or
- * OUT/det_head.safetensors (torchvision's), without its moments, and config.json marked "task":
- * "segmentation" or "detection" with the class names and the input size; forward on OUT reads
- * both. Nothing for a run of another task. */
-static gboolean
-export_run_head (const char *run, const char *out, const VlGeometry *g, GError **error)
-{
-  g_autofree char *seg_src = g_build_filename (run, VL_RUN_SEG_HEAD, NULL);
-  g_autofree char *det_src = g_build_filename (run, VL_RUN_DET_HEAD, NULL);
-  const gboolean det = g_file_test (det_src, G_FILE_TEST_IS_REGULAR);
-  if (!det && !g_file_test (seg_src, G_FILE_TEST_IS_REGULAR))
-    return TRUE;
-  g_autoptr(VlSegHead) sh = det ? NULL : vl_seg_head_load (seg_src, g->width, error);
-  g_autoptr(VlDetHead) dh = det ? vl_det_head_load (det_src, g->width, error) : NULL;
-  if (sh == NULL && dh == NULL)
-    return FALSE;
-  const char *kind = det ? "fcos" : vl_seg_head_kind_name (vl_seg_head_kind (sh));
-  const int K = det ? vl_det_head_n_classes (dh) : vl_seg_head_n_classes (sh);
-  const char *prefix = det ? "det" : "seg";
-  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
-  if (det)
-    vl_det_head_add_to_writer (dh, w);
-  else
-    vl_seg_head_add_to_writer (sh, w);
-  vl_safetensors_writer_add_metadata (w, "format", det ? "vitlab-det-head" : "vitlab-seg-head");
-  vl_safetensors_writer_add_metadata (w, det ? "det_head" : "seg_head", kind);
-  g_autofree char *hdst = g_build_filename (out, det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD, NULL);
-  if (!vl_safetensors_writer_write (w, hdst, error))
-    return FALSE;
-  g_autofree char *cpath = g_build_filename (out, "config.json", NULL);
-  g_autofree char *rpath = g_build_filename (run, "run.json", NULL);
-  g_autoptr(JsonParser) cp = json_parser_new ();
-  g_autoptr(JsonParser) rp = json_parser_new ();
-  if (!json_parser_load_from_file (cp, cpath, error) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (cp)))
-    {
-      if (*error == NULL)
-        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a JSON object", cpath);
-      return FALSE;
-    }
-  JsonObject *c = json_node_get_object (json_parser_get_root (cp));
-  g_autofree char *k_head = g_strconcat (prefix, "_head", NULL);
-  g_autofree char *k_classes = g_strconcat (prefix, "_num_classes", NULL);
-  g_autofree char *k_size = g_strconcat (prefix, "_img_size", NULL);
-  json_object_set_string_member (c, "task", det ? "detection" : "segmentation");
-  json_object_set_string_member (c, k_head, kind);
-  json_object_set_int_member (c, k_classes, K);
-  if (json_parser_load_from_file (rp, rpath, NULL) &&
-      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (rp)))
-    {
-      JsonObject *r = json_node_get_object (json_parser_get_root (rp));
-      JsonObject *d = json_object_has_member (r, "data")
-                      ? json_object_get_object_member (r, "data") : NULL;
-      JsonObject *tk = json_object_has_member (r, "task")
-                       ? json_object_get_object_member (r, "task") : NULL;
-      if (d && json_object_has_member (d, "classes"))
-        json_object_set_member (c, "label_names",
-                                json_node_copy (json_object_get_member (d, "classes")));
-      if (tk && json_object_has_member (tk, "img_size"))
-        json_object_set_int_member (c, k_size, json_object_get_int_member (tk, "img_size"));
-    }
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  json_generator_set_pretty (gen, TRUE);
-  json_generator_set_root (gen, json_parser_get_root (cp));
-  g_autofree char *text = json_generator_to_data (gen, NULL);
-  if (!vl_write_file_atomic (cpath, text, -1, error))
-    return FALSE;
-  g_print ("exported the %s %s head of %d classes to %s\n", kind, prefix, K, hdst);
-  return TRUE;
-}
-
 static int
 cmd_export (int argc, char **argv)
 {
@@ -656,8 +585,11 @@ cmd_export (int argc, char **argv)
     return cli_fail (error);
   const VlGeometry *g = vl_model_geometry (m);
   /* a segmentation or detection run: its head beside the backbone */
-  if (g_file_test (argv[1], G_FILE_TEST_IS_DIR) && !export_run_head (argv[1], out, g, &error))
+  g_autofree char *what = NULL;
+  if (!vl_run_export_head (argv[1], g->width, out, &what, &error))
     return cli_fail (error);
+  if (what)
+    g_print ("exported %s\n", what);
   g_print ("exported %s (%s) to %s: model.safetensors + config.json in timm naming\n", argv[1],
            g->family, out);
   return EXIT_SUCCESS;

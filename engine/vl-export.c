@@ -11,6 +11,7 @@
  * LayerNorm eps goes at the top level: timm's ViTs always use 1e-6 (pass norm_layer=partial
  * (nn.LayerNorm, eps=...) for another), vitlab reads it back. */
 #include "vl-model-private.h"
+#include "vl-det-head.h"
 #include "vl-seg-head.h"
 #include "vl-run.h"
 
@@ -296,21 +297,32 @@ vl_model_save_checkpoint_with_seg_head (VlModel *m, VlSegHead *seg, const char *
 }
 
 gboolean
-vl_seg_head_export_run (const char *run_dir, int width, const char *out, VlSegHeadKind *kind,
-                        int *n_classes, GError **error)
+vl_run_export_head (const char *run_dir, int width, const char *out, char **what,
+                    GError **error)
 {
-  *n_classes = 0;
-  g_autofree char *hsrc = g_build_filename (run_dir, "seg_head.safetensors", NULL);
-  if (!g_file_test (run_dir, G_FILE_TEST_IS_DIR) || !g_file_test (hsrc, G_FILE_TEST_IS_REGULAR))
+  if (what)
+    *what = NULL;
+  g_autofree char *seg_src = g_build_filename (run_dir, VL_RUN_SEG_HEAD, NULL);
+  g_autofree char *det_src = g_build_filename (run_dir, VL_RUN_DET_HEAD, NULL);
+  const gboolean det = g_file_test (det_src, G_FILE_TEST_IS_REGULAR);
+  if (!g_file_test (run_dir, G_FILE_TEST_IS_DIR) ||
+      (!det && !g_file_test (seg_src, G_FILE_TEST_IS_REGULAR)))
     return TRUE;
-  g_autoptr(VlSegHead) h = vl_seg_head_load (hsrc, width, error);
-  if (h == NULL)
+  g_autoptr(VlSegHead) sh = det ? NULL : vl_seg_head_load (seg_src, width, error);
+  g_autoptr(VlDetHead) dh = det ? vl_det_head_load (det_src, width, error) : NULL;
+  if (sh == NULL && dh == NULL)
     return FALSE;
+  const char *kind = det ? "fcos" : vl_seg_head_kind_name (vl_seg_head_kind (sh));
+  const int K = det ? vl_det_head_n_classes (dh) : vl_seg_head_n_classes (sh);
+  const char *prefix = det ? "det" : "seg";
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
-  vl_seg_head_add_to_writer (h, w);
-  vl_safetensors_writer_add_metadata (w, "format", "vitlab-seg-head");
-  vl_safetensors_writer_add_metadata (w, "seg_head", vl_seg_head_kind_name (vl_seg_head_kind (h)));
-  g_autofree char *hdst = g_build_filename (out, "seg_head.safetensors", NULL);
+  if (det)
+    vl_det_head_add_to_writer (dh, w);
+  else
+    vl_seg_head_add_to_writer (sh, w);
+  vl_safetensors_writer_add_metadata (w, "format", det ? "vitlab-det-head" : "vitlab-seg-head");
+  vl_safetensors_writer_add_metadata (w, det ? "det_head" : "seg_head", kind);
+  g_autofree char *hdst = g_build_filename (out, det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD, NULL);
   if (!vl_safetensors_writer_write (w, hdst, error))
     return FALSE;
   g_autofree char *cpath = g_build_filename (out, "config.json", NULL);
@@ -327,9 +339,12 @@ vl_seg_head_export_run (const char *run_dir, int width, const char *out, VlSegHe
       return FALSE;
     }
   JsonObject *c = json_node_get_object (json_parser_get_root (cp));
-  json_object_set_string_member (c, "task", "segmentation");
-  json_object_set_string_member (c, "seg_head", vl_seg_head_kind_name (vl_seg_head_kind (h)));
-  json_object_set_int_member (c, "seg_num_classes", vl_seg_head_n_classes (h));
+  g_autofree char *k_head = g_strconcat (prefix, "_head", NULL);
+  g_autofree char *k_classes = g_strconcat (prefix, "_num_classes", NULL);
+  g_autofree char *k_size = g_strconcat (prefix, "_img_size", NULL);
+  json_object_set_string_member (c, "task", det ? "detection" : "segmentation");
+  json_object_set_string_member (c, k_head, kind);
+  json_object_set_int_member (c, k_classes, K);
   if (json_parser_load_from_file (rp, rpath, NULL) &&
       JSON_NODE_HOLDS_OBJECT (json_parser_get_root (rp)))
     {
@@ -342,8 +357,7 @@ vl_seg_head_export_run (const char *run_dir, int width, const char *out, VlSegHe
         json_object_set_member (c, "label_names",
                                 json_node_copy (json_object_get_member (d, "classes")));
       if (tk && json_object_has_member (tk, "img_size"))
-        json_object_set_int_member (c, "seg_img_size",
-                                    json_object_get_int_member (tk, "img_size"));
+        json_object_set_int_member (c, k_size, json_object_get_int_member (tk, "img_size"));
     }
   g_autoptr(JsonGenerator) gen = json_generator_new ();
   json_generator_set_pretty (gen, TRUE);
@@ -351,7 +365,7 @@ vl_seg_head_export_run (const char *run_dir, int width, const char *out, VlSegHe
   g_autofree char *text = json_generator_to_data (gen, NULL);
   if (!vl_write_file_atomic (cpath, text, -1, error))
     return FALSE;
-  *kind = vl_seg_head_kind (h);
-  *n_classes = vl_seg_head_n_classes (h);
+  if (what)
+    *what = g_strdup_printf ("the %s %s head of %d classes to %s", kind, prefix, K, hdst);
   return TRUE;
 }

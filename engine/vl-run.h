@@ -142,4 +142,13 @@ char     *vl_run_absolute_spec    (const char *spec);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlRunLock, vl_run_unlock)
 
+/* A segmentation or detection run's head for a timm export in out (written there by
+ * vl_model_export): out/seg_head.safetensors (mmsegmentation's names) or out/det_head.safetensors
+ * (torchvision's), without the moments, and out/config.json marked "task": "segmentation" or
+ * "detection" with seg_ or det_head, _num_classes, _img_size and the class names (label_names), so
+ * vitlab loads out back with its head. TRUE with *what NULL when run_dir holds no such head, else
+ * *what (may be NULL) says what was written. Errors name the file. */
+gboolean  vl_run_export_head      (const char *run_dir, int width, const char *out, char **what,
+                                   GError **error);
+
 G_END_DECLS

@@ -113,13 +113,6 @@ gboolean    vl_seg_head_find          (const char *source, int width, VlSegHead 
 gboolean    vl_model_save_checkpoint_with_seg_head (VlModel *m, VlSegHead *seg,
                                                     const char *st_path, const char *cfg_path,
                                                     GError **error);
-/* After vl_model_export (run_dir's model into out): a segmentation run folder's head as
- * out/seg_head.safetensors (mmsegmentation's names) and out/config.json marked "task":
- * "segmentation" with seg_head, seg_num_classes, seg_img_size and the class names (label_names),
- * so that vitlab loads out back with its head. *n_classes 0 (and TRUE): run_dir holds no seg
- * head. Errors name the file. */
-gboolean    vl_seg_head_export_run    (const char *run_dir, int width, const char *out,
-                                       VlSegHeadKind *kind, int *n_classes, GError **error);
 /* The Pascal VOC colour map (256 RGB triples): class k's colour from the bits of k. */
 void        vl_seg_palette            (uint8_t palette[256 * 3]);
 

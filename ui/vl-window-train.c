@@ -1535,14 +1535,12 @@ export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
     }
   g_mutex_lock (&j->trained->lock);
   VlModel *m = vl_trained_model (j->trained);
-  VlSegHeadKind kind;
-  int n_seg = 0;
   gboolean ok = j->onnx ? export_onnx (j, &error)
                         : g_mkdir_with_parents (j->dir, 0755) == 0 &&
                           vl_model_export (m, j->dir, &error) &&
-                          (j->task != VL_TASK_SEGMENT || j->run_dir == NULL ||
-                           vl_seg_head_export_run (j->run_dir, vl_model_geometry (m)->width,
-                                                   j->dir, &kind, &n_seg, &error));
+                          (j->run_dir == NULL ||
+                           vl_run_export_head (j->run_dir, vl_model_geometry (m)->width, j->dir,
+                                               NULL, &error));
   g_mutex_unlock (&j->trained->lock);
   if (!ok && error == NULL)
     error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
