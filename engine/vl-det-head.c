@@ -317,8 +317,7 @@ vl_det_head_set_optim_state (VlDetHead *h, int i, const float *exp_avg,
 void
 vl_det_head_add_to_writer (VlDetHead *h, VlSafetensorsWriter *w)
 {
-  for (int i = 0; i < N_T; i++)
-    vl_safetensors_writer_add_f32 (w, h->p[i].name, h->p[i].ndim, h->p[i].shape, h->p[i].data);
+  vl_head_params_add (h->p, N_T, w);
 }
 
 gboolean

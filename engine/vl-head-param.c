@@ -132,6 +132,13 @@ vl_head_params_adamw (VlHeadParam *p, int n, const VlAdamW *opt, float lr_scale)
     vl_head_param_adamw (&p[i], opt, lr_scale);
 }
 
+void
+vl_head_params_add (VlHeadParam *p, int n, VlSafetensorsWriter *w)
+{
+  for (int i = 0; i < n; i++)
+    vl_safetensors_writer_add_f32 (w, p[i].name, p[i].ndim, p[i].shape, p[i].data);
+}
+
 VlSafetensorsWriter *
 vl_head_params_writer (VlHeadParam *p, int n, const char *format, const char *kind_key,
                        const char *kind)
@@ -139,8 +146,7 @@ vl_head_params_writer (VlHeadParam *p, int n, const char *format, const char *ki
   VlSafetensorsWriter *w = vl_safetensors_writer_new ();
   g_autoptr(JsonBuilder) steps = json_builder_new ();
   json_builder_begin_object (steps);
-  for (int i = 0; i < n; i++)
-    vl_safetensors_writer_add_f32 (w, p[i].name, p[i].ndim, p[i].shape, p[i].data);
+  vl_head_params_add (p, n, w);
   for (int i = 0; i < n; i++)
     {
       json_builder_set_member_name (steps, p[i].name);

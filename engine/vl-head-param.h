@@ -43,6 +43,8 @@ gboolean vl_head_param_read      (VlHeadParam *p, VlSafetensors *st, const char 
 
 /* One AdamW step over n parameters, lr scaled by lr_scale. */
 void     vl_head_params_adamw    (VlHeadParam *p, int n, const VlAdamW *opt, float lr_scale);
+/* Adds the n tensors under their names to w (data referenced: keep the head alive). */
+void     vl_head_params_add      (VlHeadParam *p, int n, VlSafetensorsWriter *w);
 /* A head's file in a run's checkpoint group: the tensors under their names (data referenced:
  * keep the head alive until the write), the AdamW moments as exp_avg.NAME / exp_avg_sq.NAME, the
  * step counts as the "steps" metadata (a JSON object), and the metadata "format" and

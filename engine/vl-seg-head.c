@@ -386,8 +386,7 @@ vl_seg_head_set_optim_state (VlSegHead *h, int i, const float *exp_avg,
 void
 vl_seg_head_add_to_writer (VlSegHead *h, VlSafetensorsWriter *w)
 {
-  for (int i = 0; i < h->n; i++)
-    vl_safetensors_writer_add_f32 (w, h->p[i].name, h->p[i].ndim, h->p[i].shape, h->p[i].data);
+  vl_head_params_add (h->p, h->n, w);
 }
 
 gboolean

@@ -1323,27 +1323,6 @@ det_copy_boxes (const Run *r, float *boxes, int *labels, int *n_boxes, int di,
   memcpy (labels + di * M, src_labels + si * M, sizeof (int) * src_n[si]);
 }
 
-/* The seg or det head's tensors, whichever the run has. */
-static int
-head_n_tensors (const Run *r)
-{
-  return r->det ? vl_det_head_n_tensors (r->det) : vl_seg_head_n_tensors (r->seg);
-}
-
-static float *
-head_tensor_data (const Run *r, int i, int *ndim, int64_t *shape, int64_t *numel)
-{
-  return r->det ? vl_det_head_tensor_data (r->det, i, ndim, shape, numel)
-                : vl_seg_head_tensor_data (r->seg, i, ndim, shape, numel);
-}
-
-static float *
-head_grad (const Run *r, int i, int64_t *numel)
-{
-  head_tensor_data (r, i, NULL, NULL, numel);
-  return r->det ? vl_det_head_tensor_grad (r->det, i) : vl_seg_head_tensor_grad (r->seg, i);
-}
-
 static void
 cache_free (FeatCache *c)
 {
@@ -2862,15 +2841,14 @@ dense_step_finish (Run *r, double loss, int n, GError **error)
   const VlTrainConfig *c = r->cfg;
   if (r->model_trains && !vl_model_backward_from (m, VL_GRAD_TOKENS, r->seg_dtok, error))
     return failed_or_stopped (error);
-  /* gradient norms: the model's groups, then the head's */
+  /* gradient norms: the model's groups, then the head's (vl-head-param.h) */
+  int n_hp;
+  const char *file, *format, *key, *kind;
+  VlHeadParam *hp = dense_head_params (r, &n_hp, &file, &format, &key, &kind);
   double head_sq = 0;
-  for (int i = 0; i < head_n_tensors (r); i++)
-    {
-      int64_t numel;
-      const float *g = head_grad (r, i, &numel);
-      for (int64_t j = 0; j < numel; j++)
-        head_sq += (double) g[j] * g[j];
-    }
+  for (int i = 0; i < n_hp; i++)
+    for (int64_t j = 0; hp[i].grad && j < hp[i].numel; j++)
+      head_sq += (double) hp[i].grad[j] * hp[i].grad[j];
   if (!r->seg_trains)
     head_sq = 0;
   for (int g = 0; g < r->n_model_groups; g++)
@@ -2884,23 +2862,17 @@ dense_step_finish (Run *r, double loss, int n, GError **error)
       double scale = c->clip_grad / (norm + 1e-6);
       if (r->model_trains)
         vl_model_clip_grad_norm (m, model_norm * scale);
-      for (int i = 0; i < head_n_tensors (r); i++)
-        {
-          int64_t numel;
-          float *g = head_grad (r, i, &numel);
-          for (int64_t j = 0; j < numel; j++)
-            g[j] = (float) (g[j] * scale);
-        }
+      for (int i = 0; i < n_hp; i++)
+        for (int64_t j = 0; hp[i].grad && j < hp[i].numel; j++)
+          hp[i].grad[j] = (float) (hp[i].grad[j] * scale);
     }
   double lr = vl_train_lr_at (c, r->step, r->spe);
   r->opt.lr = (float) lr;
   if (r->model_trains)
     vl_model_adamw_step (m, &r->opt);
   const float head_scale = r->opt.group_lr_scale ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f;
-  if (r->seg_trains && r->det)
-    vl_det_head_adamw_step (r->det, &r->opt, head_scale);
-  else if (r->seg_trains)
-    vl_seg_head_adamw_step (r->seg, &r->opt, head_scale);
+  if (r->seg_trains)
+    vl_head_params_adamw (hp, n_hp, &r->opt, head_scale);
   r->step++;
   r->loss_sum += loss * n;
   r->seen += n;
