@@ -391,7 +391,7 @@ parse_train_args (TrainArgs *a, int *argc, char ***argv, GError **error)
       N_("with --init random and no backbone: img=28,patch=4,chans=1,width=96,depth=6,heads=3"),
       "SPEC" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, &a->preset,
-      N_("start from a recipe (demo, rotate, scenes, pretrain-fmnist); other options override it"),
+      N_("start from a recipe (demo, rotate, scenes, boxes, pretrain-fmnist); other options override it"),
       "NAME" },
     { NULL },
   };

@@ -7,6 +7,8 @@
  *   rotate           regression: the angle each garment was turned by, on the shipped backbone
  *   scenes           segmentation: Fashion-MNIST garments placed on a canvas, a mask per pixel,
  *                    on the shipped backbone; progressive unfreezing
+ *   boxes            detection: the same scenes, each garment's box (FCOS), on the shipped
+ *                    backbone; progressive unfreezing
  *   pretrain-fmnist  how the shipped backbone was made, from scratch
  *
  *   VlTrainConfig c;
@@ -36,7 +38,7 @@ typedef struct {
   VlAugment     augment;
   gboolean      cache_features;
   VlSegHeadKind seg_head;       /* segment */
-  int           img_size;       /* segment: 0 = the backbone's input size */
+  int           img_size;       /* segment, detect: 0 = the backbone's input size */
 } VlPreset;
 
 /* The presets, in menu order; *n receives their number. */

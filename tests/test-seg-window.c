@@ -12,7 +12,7 @@
  * demo opened from the Demos menu's action, and a folder of image/mask pairs written here taken
  * by the data panel as segmentation. */
 #include "vl-test-util.h"
-#include "vl-application.h"
+#include "vl-test-window.h"
 #include "vl-dataset.h"
 #include "vl-image.h"
 #include "vl-knn-panel.h"
@@ -25,90 +25,16 @@
 #include <math.h>
 #include <string.h>
 
-static VlApplication *app;
 static char *run_dir;   /* the finished run of /ui/seg/train, opened by /ui/seg/open-run */
 
 #define SCENES "fashion-mnist-scenes:train=48,val=16,size=28,classes=0-2"
 
 /* ------------------------------------------------------------------ helpers */
 
-typedef gboolean (*Condition) (VlWindow *win);
-
-static void
-wait_for (VlWindow *win, Condition cond, double timeout_s, const char *what)
-{
-  gint64 deadline = g_get_monotonic_time () + (gint64) (timeout_s * G_USEC_PER_SEC);
-  while (!cond (win))
-    {
-      if (g_get_monotonic_time () > deadline)
-        g_error ("timed out after %.0f s waiting for: %s", timeout_s, what);
-      g_main_context_iteration (NULL, FALSE);
-      g_usleep (1000);
-    }
-}
-
-static gboolean
-loaded (VlWindow *win)
-{
-  return !vl_window_is_loading (win) && win->attn_cancel == NULL;
-}
-
-static gboolean
-finished (VlWindow *win)
-{
-  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
-}
-
 static gboolean
 have_masks (VlWindow *win)
 {
   return win->seg_pred != NULL && win->predict_cancel == NULL;
-}
-
-static gboolean
-features_idle (VlWindow *win)
-{
-  return !vl_window_features_busy (win);
-}
-
-static gboolean
-not_exporting (VlWindow *win)
-{
-  return !win->exporting;
-}
-
-static VlWindow *
-new_window (void)
-{
-  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
-  gtk_window_present (GTK_WINDOW (win));
-  win->suppress_confirm = TRUE;
-  return win;
-}
-
-static void
-destroy_window (VlWindow *win)
-{
-  GtkWidget *w = GTK_WIDGET (win);
-  g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
-  win->suppress_confirm = TRUE;
-  gtk_window_destroy (GTK_WINDOW (win));
-  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
-  while (w != NULL && g_get_monotonic_time () < deadline)
-    {
-      g_main_context_iteration (NULL, FALSE);
-      g_usleep (1000);
-    }
-  g_assert_null (w);
-}
-
-static int
-n_children (GtkWidget *box)
-{
-  int n = 0;
-  for (GtkWidget *c = gtk_widget_get_first_child (box); c; c = gtk_widget_get_next_sibling (c))
-    n++;
-  return n;
 }
 
 /* pixel p of img with colour c laid over at opacity (what the view draws) */
@@ -272,7 +198,7 @@ check_results (VlWindow *win, int K)
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
   g_assert_true (gtk_widget_get_visible (win->mask_view));
   g_assert_false (gtk_widget_get_visible (win->confusion));
-  g_assert_cmpint (n_children (win->class_acc_box), ==, K);
+  g_assert_cmpint (vl_test_n_children (win->class_acc_box), ==, K);
   for (GtkWidget *row = gtk_widget_get_first_child (win->class_acc_box); row;
        row = gtk_widget_get_next_sibling (row))
     {
@@ -326,12 +252,12 @@ has_bytes (const char *buf, gsize len, const char *needle)
 static void
 test_train (void)
 {
-  VlWindow *win = new_window ();
+  VlWindow *win = vl_test_window_new ();
   g_autofree char *backbone = vl_data_path ("backbones/vitlab-fmnist-tiny");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-backbone", "s",
                                              backbone));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", SCENES));
-  wait_for (win, loaded, 60, "the backbone and the scenes");
+  vl_test_wait_for (win, vl_test_window_loaded, 60, "the backbone and the scenes");
   /* the dataset chose the task; the head panel shows the seg head */
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
   g_assert_cmpuint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 2);
@@ -340,7 +266,7 @@ test_train (void)
   g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->head_note_label)),
                             "4 classes"));
   /* no k-NN figure: every image's label is 0 when the classes are per pixel */
-  wait_for (win, features_idle, 120, "the k-NN probe's features");
+  vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
   g_assert_nonnull (vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)));   /* it ran */
   double knn = 0;
   g_object_get (win->knn_panel, "accuracy", &knn, NULL);
@@ -352,9 +278,9 @@ test_train (void)
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 2);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
-  wait_for (win, finished, 300, "the run to finish");
+  vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
   g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
-  wait_for (win, have_masks, 120, "the masks of the validation images");
+  vl_test_wait_for (win, have_masks, 120, "the masks of the validation images");
   g_assert_cmpint (win->n_epochs_done, ==, 2);
   g_assert_cmpint (win->n_probe_events, >, 0);          /* the attention view's "now" maps */
   g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
@@ -367,7 +293,7 @@ test_train (void)
   g_autofree char *onnx = g_build_filename (tmp, "seg.onnx", NULL);
   g_object_set_data_full (G_OBJECT (win), "export-onnx-override", g_strdup (onnx), g_free);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export-onnx", NULL));
-  wait_for (win, not_exporting, 60, "the ONNX export");
+  vl_test_wait_for (win, vl_test_window_not_exporting, 60, "the ONNX export");
   g_autofree char *bytes = NULL;
   gsize len = 0;
   g_assert_true (g_file_get_contents (onnx, &bytes, &len, NULL));
@@ -378,7 +304,7 @@ test_train (void)
   g_autofree char *out = g_build_filename (tmp, "exported", NULL);
   g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (out), g_free);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export", NULL));
-  wait_for (win, not_exporting, 60, "the export");
+  vl_test_wait_for (win, vl_test_window_not_exporting, 60, "the export");
   g_autofree char *hpath = g_build_filename (out, "seg_head.safetensors", NULL);
   g_autoptr(GError) error = NULL;
   g_autoptr(VlSegHead) h = vl_seg_head_load (hpath, 96, &error);
@@ -389,16 +315,16 @@ test_train (void)
   g_assert_true (g_file_get_contents (cpath, &text, NULL, NULL));
   g_assert_nonnull (strstr (text, "\"segmentation\""));
   g_assert_nonnull (strstr (text, "Trouser"));
-  destroy_window (win);
+  vl_test_window_destroy (win);
 }
 
 static void
 test_open_run (void)
 {
   g_assert_nonnull (run_dir);
-  VlWindow *win = new_window ();
+  VlWindow *win = vl_test_window_new ();
   vl_window_open_run (win, run_dir);
-  wait_for (win, have_masks, 120, "the opened run's masks");
+  vl_test_wait_for (win, have_masks, 120, "the opened run's masks");
   g_assert_nonnull (win->trained);
   g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
   g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
@@ -406,16 +332,16 @@ test_open_run (void)
   g_assert_nonnull (win->class_names);
   g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
   check_results (win, 4);
-  destroy_window (win);
+  vl_test_window_destroy (win);
 }
 
 static void
 test_preset (void)
 {
-  VlWindow *win = new_window ();
+  VlWindow *win = vl_test_window_new ();
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
                                              "scenes"));
-  wait_for (win, loaded, 120, "the scenes demo");
+  vl_test_wait_for (win, vl_test_window_loaded, 120, "the scenes demo");
   const VlPreset *p = vl_preset_find ("scenes");
   g_assert_nonnull (win->data);
   g_assert_cmpstr (win->data->spec, ==, p->data);
@@ -440,7 +366,7 @@ test_preset (void)
   gtk_editable_set_text (GTK_EDITABLE (win->fmnist_classes_entry), "5-9");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
                                              NULL));
-  wait_for (win, loaded, 120, "the scenes of classes 5-9");
+  vl_test_wait_for (win, vl_test_window_loaded, 120, "the scenes of classes 5-9");
   g_assert_nonnull (strstr (win->data->spec, "classes=5-9"));
   g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 6);
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
@@ -450,7 +376,7 @@ test_preset (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
                                              "pretrain-fmnist"));
   g_assert_true (gtk_widget_get_visible (win->banner));
-  destroy_window (win);
+  vl_test_window_destroy (win);
 }
 
 /* A folder with images/ and masks/ (no split level) opens as segmentation. */
@@ -483,48 +409,29 @@ test_mask_folder (void)
       g_assert_true (vl_image_save_png (ip, img, &error));
       g_assert_true (vl_mask_save (mp, m, 32, 32, pal, 256, &error));
     }
-  VlWindow *win = new_window ();
+  VlWindow *win = vl_test_window_new ();
   g_autofree char *backbone = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-backbone", "s",
                                              backbone));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", dir));
-  wait_for (win, loaded, 60, "the mask folder");
+  vl_test_wait_for (win, vl_test_window_loaded, 60, "the mask folder");
   g_assert_nonnull (win->data);
   g_assert_true (vl_dataset_is_segmentation (win->data->ds));
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (n_children (win->classes_box), ==, 1);   /* one card: no counts per class */
-  destroy_window (win);
+  g_assert_cmpint (vl_test_n_children (win->classes_box), ==, 1);   /* one card: no counts per class */
+  vl_test_window_destroy (win);
 }
 
 int
 main (int argc, char **argv)
 {
-  g_setenv ("GSK_RENDERER", "cairo", FALSE);
-  g_setenv ("GTK_A11Y", "none", TRUE);
-  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
-  g_autofree char *xdg = vl_test_tmpdir ();
-  g_setenv ("XDG_DATA_HOME", xdg, TRUE);
-  g_test_init (&argc, &argv, NULL);
-  g_autofree char *display = g_strdup (g_getenv ("DISPLAY"));
-  GTestDBus *bus = g_test_dbus_new (G_TEST_DBUS_NONE);
-  g_test_dbus_up (bus);
-  if (display)
-    g_setenv ("DISPLAY", display, TRUE);
-  gtk_init ();
-  app = vl_application_new ();
-  g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
-  g_application_hold (G_APPLICATION (app));
-
+  vl_test_window_init (&argc, &argv);
   g_test_add_func ("/ui/seg/mask-view", test_mask_view);
   g_test_add_func ("/ui/seg/train", test_train);
   g_test_add_func ("/ui/seg/open-run", test_open_run);
   g_test_add_func ("/ui/seg/preset", test_preset);
   g_test_add_func ("/ui/seg/mask-folder", test_mask_folder);
-  int rc = g_test_run ();
-  g_application_release (G_APPLICATION (app));
-  g_clear_object (&app);
-  /* stop, not down: GTK keeps its session-bus connection until exit */
-  g_test_dbus_stop (bus);
+  int rc = vl_test_window_run ();
   g_free (run_dir);
   return rc;
 }

@@ -213,7 +213,7 @@ static void
 vl_box_view_measure (GtkWidget *widget, GtkOrientation orientation, int for_size, int *minimum,
                      int *natural, int *minimum_baseline, int *natural_baseline)
 {
-  *minimum = orientation == GTK_ORIENTATION_HORIZONTAL ? 200 : 160;
+  *minimum = 96;   /* a thumbnail's (the data panel's); the evaluation page's expands */
   *natural = orientation == GTK_ORIENTATION_HORIZONTAL ? 420 : 360;
 }
 

@@ -202,10 +202,11 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
       o.pool = pool;
       j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, progress_cb,
                                          j->progress, cancel, &error);
-      /* a dataset of regression targets has one class, one of masks a class per pixel (every
-       * image's label is 0): no k-NN */
+      /* a dataset of regression targets has one class, one of masks a class per pixel, one of
+       * boxes classes per box (every image's label is 0): no k-NN */
       j->acc = NAN;
-      gboolean classes = !vl_dataset_is_segmentation (j->data->ds);
+      gboolean classes = !vl_dataset_is_segmentation (j->data->ds) &&
+                         !vl_dataset_is_detection (j->data->ds);
       if (j->features == NULL ||
           (classes && j->features->n_classes >= 2 &&
            !knn_accuracy (j->features, &j->acc, &error)))
@@ -293,6 +294,10 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
         {
           if (vl_dataset_is_segmentation (j->data->ds))
             set_text (self, _("k-NN: not for a class per pixel"),
+                      _("Its features are on the embedding map; the k-NN probe needs a class "
+                        "per image."));
+          else if (vl_dataset_is_detection (j->data->ds))
+            set_text (self, _("k-NN: not for boxes"),
                       _("Its features are on the embedding map; the k-NN probe needs a class "
                         "per image."));
           else

@@ -65,6 +65,19 @@ struct _VlLossChart {
 
 G_DEFINE_FINAL_TYPE (VlLossChart, vl_loss_chart, GTK_TYPE_WIDGET)
 
+/* What the right axis plots for the latest epoch's task. */
+static const char *
+metric_label (VlTaskKind task)
+{
+  switch (task)
+    {
+    case VL_TASK_REGRESS: return _("val R²");
+    case VL_TASK_SEGMENT: return _("val mIoU");
+    case VL_TASK_DETECT:  return _("val AP50");
+    default:              return _("val accuracy");
+    }
+}
+
 enum {
   PROP_0,
   PROP_LOG_SCALE,
@@ -626,8 +639,7 @@ paint_axes (const Paint *c)
     vl_draw_set_source (cr, &P.acc, 0.9);
     cairo_translate (cr, width - 8, S.py + S.ph / 2);
     cairo_rotate (cr, G_PI / 2);
-    vl_draw_text (cr, small, self->task == VL_TASK_REGRESS ? _("val R²") : _("val accuracy"), 0, 0,
-                  0.5, 0.0);
+    vl_draw_text (cr, small, metric_label (self->task), 0, 0, 0.5, 0.0);
     cairo_restore (cr);
   }
 
@@ -815,7 +827,7 @@ paint_legend (const Paint *c)
       { _("train loss"), &P.loss, 0.35, 0 },
       { _("smoothed"), &P.loss, 1.0, 1 },
       { _("val loss"), &P.val, 1.0, 2 },
-      { self->task == VL_TASK_REGRESS ? _("val R²") : _("val accuracy"), &P.acc, 1.0, 2 },
+      { metric_label (self->task), &P.acc, 1.0, 2 },
     };
     for (guint i = 0; i < G_N_ELEMENTS (items) + self->history->len + 1; i++)
       {
@@ -938,6 +950,14 @@ paint_hover (const Paint *c)
                             "<span foreground=\"%s\">R² %.3f</span> · MAE %.4g (epoch %d)",
                             P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
                             P.c.dark ? "#57e389" : "#26a269", ep->top1, ep->top5,
+                            ep->epoch + 1);
+  else if (ep != NULL && (self->task == VL_TASK_SEGMENT || self->task == VL_TASK_DETECT))
+    g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
+                            "<span foreground=\"%s\">%s %.3f</span> · %s %.3f (epoch %d)",
+                            P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
+                            P.c.dark ? "#57e389" : "#26a269",
+                            self->task == VL_TASK_SEGMENT ? "mIoU" : "AP50", ep->top1,
+                            self->task == VL_TASK_SEGMENT ? _("pixel acc") : "AP", ep->top5,
                             ep->epoch + 1);
   else if (ep != NULL)
     g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
@@ -1279,6 +1299,20 @@ vl_loss_chart_add_epoch (VlLossChart *chart, const VlEpochMetrics *m)
       e.top1 = m->reg.n > 0 ? m->reg.r2_mean : NAN;
       e.top5 = m->reg.n > 0 ? m->reg.mae_mean : NAN;
     }
+  else if (m->task == VL_TASK_SEGMENT)
+    {
+      /* the right axis: mIoU; the tooltip adds the pixel accuracy */
+      e.val_loss = m->seg.n > 0 ? m->seg.loss : NAN;
+      e.top1 = m->seg.n > 0 ? m->seg.miou : NAN;
+      e.top5 = m->seg.n > 0 ? m->seg.aacc : NAN;
+    }
+  else if (m->task == VL_TASK_DETECT)
+    {
+      /* the right axis: AP50; the tooltip adds AP@[.5:.95] */
+      e.val_loss = m->det.n > 0 ? m->det.loss : NAN;
+      e.top1 = m->det.n > 0 ? m->det.ap50 : NAN;
+      e.top5 = m->det.n > 0 ? m->det.ap : NAN;
+    }
   chart->task = m->task;
   GArray *eps = chart->cur->epochs;
   guint at = eps->len;
@@ -1579,16 +1613,27 @@ csv_run (GString *s, const Run *r)
     }
 }
 
+void
+vl_loss_chart_set_task (VlLossChart *chart, VlTaskKind task)
+{
+  g_return_if_fail (VL_IS_LOSS_CHART (chart));
+  if (chart->task == task)
+    return;
+  chart->task = task;
+  gtk_widget_queue_draw (GTK_WIDGET (chart));
+}
+
 gboolean
 vl_loss_chart_export_csv (VlLossChart *chart, const char *path, GError **error)
 {
   g_return_val_if_fail (VL_IS_LOSS_CHART (chart), FALSE);
   g_return_val_if_fail (path != NULL, FALSE);
-  g_autoptr(GString) s = g_string_new (chart->task == VL_TASK_REGRESS
-                                       ? "run,step,epoch,loss,loss_smoothed,lr,grad_norm,"
-                                         "val_loss,val_r2,val_mae\n"
-                                       : "run,step,epoch,loss,loss_smoothed,lr,grad_norm,"
-                                         "val_loss,val_top1,val_top5\n");
+  const char *metrics = chart->task == VL_TASK_REGRESS ? "val_r2,val_mae"
+                      : chart->task == VL_TASK_SEGMENT ? "val_miou,val_aacc"
+                      : chart->task == VL_TASK_DETECT ? "val_map50,val_map"
+                      : "val_top1,val_top5";
+  g_autoptr(GString) s = g_string_new ("run,step,epoch,loss,loss_smoothed,lr,grad_norm,val_loss,");
+  g_string_append_printf (s, "%s\n", metrics);
   for (guint i = 0; i < chart->history->len; i++)
     csv_run (s, g_ptr_array_index (chart->history, i));
   csv_run (s, chart->cur);

@@ -51,6 +51,8 @@ void       vl_loss_chart_new_run         (VlLossChart *chart, const char *label)
 void       vl_loss_chart_set_run_label   (VlLossChart *chart, const char *label);
 /* Forgets everything: the current run, the history and the gradient strip. */
 void       vl_loss_chart_clear           (VlLossChart *chart);
+/* What the right axis will plot (accuracy, R², mIoU, AP50) before the first epoch says it. */
+void       vl_loss_chart_set_task        (VlLossChart *chart, VlTaskKind task);
 
 void       vl_loss_chart_set_log_scale   (VlLossChart *chart, gboolean log_scale);
 gboolean   vl_loss_chart_get_log_scale   (VlLossChart *chart);

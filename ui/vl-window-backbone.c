@@ -748,9 +748,10 @@ update_head_note (VlWindow *self)
                             "dataset are open."));
       return;
     }
-  if (self->task == VL_TASK_SEGMENT)
+  if (self->task == VL_TASK_SEGMENT || self->task == VL_TASK_DETECT)
     {
-      g_autofree char *note = vl_window_seg_head_note (self);
+      g_autofree char *note = self->task == VL_TASK_SEGMENT ? vl_window_seg_head_note (self)
+                                                            : vl_window_det_head_note (self);
       gtk_label_set_text (GTK_LABEL (self->head_note_label), note);
       return;
     }

@@ -193,6 +193,18 @@ open_data_thread (GTask *task, gpointer source, gpointer task_data, GCancellable
   OpenJob *j = task_data;
   GError *error = NULL;
   VlDataset *ds = vl_dataset_open (j->spec, &j->options, &error);
+  if (ds == NULL && !j->options.detect && g_file_test (j->spec, G_FILE_TEST_IS_DIR))
+    {
+      /* not classes, targets or masks: boxes (a COCO, YOLO or VOC folder without masks)? */
+      VlDatasetOptions o = j->options;
+      o.detect = TRUE;
+      ds = vl_dataset_open (j->spec, &o, NULL);
+      if (ds)
+        {
+          j->options = o;
+          g_clear_error (&error);
+        }
+    }
   if (ds == NULL)
     {
       g_task_return_error (task, error);
@@ -270,6 +282,11 @@ show_classes (VlWindow *self)
   if (vl_dataset_is_segmentation (ds))
     {
       vl_window_seg_show_classes (self);   /* every item is of class 0: no counts per class */
+      return;
+    }
+  if (vl_dataset_is_detection (ds))
+    {
+      vl_window_det_show_classes (self);   /* boxes per class */
       return;
     }
   int K = vl_dataset_n_classes (ds);
@@ -468,6 +485,8 @@ vl_window_open_data (VlWindow *self, const char *spec)
   j->options = (VlDatasetOptions) VL_DATASET_OPTIONS_DEFAULT;
   j->options.val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
   j->options.seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  /* boxes when the task is detection (a VOC folder has masks and boxes) */
+  j->options.detect = self->task == VL_TASK_DETECT;
   g_autoptr(GTask) task = g_task_new (self, self->data_cancel, data_opened, NULL);
   g_task_set_source_tag (task, vl_window_open_data);
   g_task_set_task_data (task, j, open_job_free);
@@ -675,7 +694,7 @@ vl_window_start_pretrained_attention (VlWindow *self)
   j->data = vl_data_ref (self->data);
   j->items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
   j->n = self->n_probes;
-  j->size = vl_window_seg_input_size (self);
+  j->size = vl_window_dense_input_size (self);
   g_autoptr(GTask) task = g_task_new (self, self->attn_cancel, attn_done, NULL);
   g_task_set_task_data (task, j, attn_job_free);
   g_task_run_in_thread (task, attn_thread);

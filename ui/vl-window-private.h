@@ -35,6 +35,7 @@ typedef struct {
   VlTrainer *trainer;      /* finished (or NULL) */
   VlModel   *model;        /* owned when loaded from a run folder (or NULL) */
   VlSegHead *seg_head;     /* segmentation: owned when loaded from a run folder (or NULL) */
+  VlDetHead *det_head;     /* detection: likewise */
   GMutex     lock;
 } VlTrainedRef;
 
@@ -43,9 +44,13 @@ void          vl_trained_unref (VlTrainedRef *t);
 VlModel      *vl_trained_model (VlTrainedRef *t);
 /* The trained seg head (the trainer's, or the run folder's); NULL for the other tasks. */
 VlSegHead    *vl_trained_seg_head (VlTrainedRef *t);
+/* The trained FCOS head likewise; NULL for the other tasks. */
+VlDetHead    *vl_trained_det_head (VlTrainedRef *t);
 
 /* A trained segmentation model's predictions over the validation split (vl-window-seg.c). */
 typedef struct _VlSegPredictions VlSegPredictions;
+/* A trained detector's boxes of the validation split (vl-window-det.c). */
+typedef struct _VlDetPredictions VlDetPredictions;
 
 /* The probe file: one image the user chose (dropped on the window, "Open Probe Image…",
  * --probe) or, with a backbone and no dataset, the first of the shipped samples
@@ -270,6 +275,10 @@ struct _VlWindow
   GtkWidget    *cls_head_card, *seg_head_box, *seg_head_dropdown, *seg_size_spin;
   GtkWidget    *mask_view;
   VlSegPredictions *seg_pred;
+  /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel), and
+   * the trained model's boxes of the validation images; the input size is seg_size_spin */
+  GtkWidget    *seg_head_row, *det_panel;
+  VlDetPredictions *det_pred;
 
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */
@@ -359,8 +368,9 @@ void  vl_window_seg_task_changed (VlWindow *self, VlTaskKind task);
 char *vl_window_seg_head_note    (VlWindow *self);
 void  vl_window_seg_to_config    (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_seg_from_config  (VlWindow *self, const VlTrainConfig *cfg);
-/* The input side of a segmentation run (0: the backbone's; always 0 for the other tasks). */
-int   vl_window_seg_input_size   (VlWindow *self);
+/* The input side of a segmentation or detection run (0: the backbone's; always 0 for the
+ * other tasks). */
+int   vl_window_dense_input_size (VlWindow *self);
 void  vl_window_seg_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
 /* The data panel's classes of a segmentation dataset (their colours, a few images). */
 void  vl_window_seg_show_classes (VlWindow *self);
@@ -371,6 +381,22 @@ void  vl_seg_predictions_free    (VlSegPredictions *p);
 /* Main thread: p (taken) to the mask view and its worst-images strip. */
 void  vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p);
 void  vl_window_seg_clear        (VlWindow *self);
+
+/* vl-window-det.c */
+void  vl_window_det_init         (VlWindow *self);
+void  vl_window_det_dispose      (VlWindow *self);
+char *vl_window_det_head_note    (VlWindow *self);
+void  vl_window_det_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
+/* The data panel's classes of a detection set (box counts, a few images with their boxes). */
+void  vl_window_det_show_classes (VlWindow *self);
+/* Worker thread: every validation image's boxes and detections (size x size input, 0: the
+ * model's), each image's missed and false boxes, the median and worst images' pictures. */
+VlDetPredictions *vl_det_predictions_compute (VlModel *m, VlDetHead *h, VlDataset *ds,
+                                              int size, GCancellable *cancel, GError **error);
+void  vl_det_predictions_free    (VlDetPredictions *p);
+/* Main thread: p (taken) to the box view and its strip of the worst images. */
+void  vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p);
+void  vl_window_det_clear        (VlWindow *self);
 
 /* vl-window-features.c */
 void  vl_window_features_init    (VlWindow *self);

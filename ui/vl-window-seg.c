@@ -1,5 +1,5 @@
 /* vl-window-seg.c: the window's segmentation side. The head panel's seg head (linear, upconv)
- * and input size; the data panel's classes of a segmentation dataset; each epoch's mIoU and
+ * and input size (the input size detection's too); the data panel's classes of a segmentation dataset; each epoch's mIoU and
  * per-class IoU bars; and, once a run has a trained model (finished or opened), its masks of
  * every validation image with each image's own IoU, computed on a worker thread (the same
  * GTask as classification's per-image predictions), for the mask view and its strip of the
@@ -332,9 +332,9 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 /* ------------------------------------------------------------------ the head panel */
 
 int
-vl_window_seg_input_size (VlWindow *self)
+vl_window_dense_input_size (VlWindow *self)
 {
-  if (self->task != VL_TASK_SEGMENT)
+  if (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT)
     return 0;
   return gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->seg_size_spin));
 }
@@ -342,17 +342,19 @@ vl_window_seg_input_size (VlWindow *self)
 void
 vl_window_seg_to_config (VlWindow *self, VlTrainConfig *cfg)
 {
+  if (cfg->task == VL_TASK_DETECT)
+    cfg->img_size = vl_window_dense_input_size (self);
   if (cfg->task != VL_TASK_SEGMENT)
     return;
   cfg->seg_head = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1
                   ? VL_SEG_HEAD_UPCONV : VL_SEG_HEAD_LINEAR;
-  cfg->img_size = vl_window_seg_input_size (self);
+  cfg->img_size = vl_window_dense_input_size (self);
 }
 
 void
 vl_window_seg_from_config (VlWindow *self, const VlTrainConfig *cfg)
 {
-  if (cfg->task != VL_TASK_SEGMENT)
+  if (cfg->task != VL_TASK_SEGMENT && cfg->task != VL_TASK_DETECT)
     return;
   gboolean was = self->syncing;
   self->syncing = TRUE;
@@ -373,7 +375,7 @@ vl_window_seg_head_note (VlWindow *self)
   if (up)
     params += (int64_t) W * (W / 2) * 4 + W / 2 + 2 * (W / 2) + (int64_t) (W / 2) * c * 4 + c;
   g_autofree char *count = vl_format_count (params);
-  int size = vl_window_seg_input_size (self);
+  int size = vl_window_dense_input_size (self);
   int S = size > 0 ? size : g->input_size;
   return g_strdup_printf (_("%s for %d classes over the %d x %d patch grid of %d px inputs, "
                             "upsampled to the input: %s parameters, freshly initialised (seeded) "
@@ -387,17 +389,21 @@ vl_window_seg_head_note (VlWindow *self)
 void
 vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
 {
-  const gboolean seg = task == VL_TASK_SEGMENT;
-  gtk_widget_set_visible (self->cls_head_card, !seg);
-  gtk_widget_set_visible (self->seg_head_box, seg);
+  const gboolean seg = task == VL_TASK_SEGMENT, det = task == VL_TASK_DETECT;
+  gtk_widget_set_visible (self->cls_head_card, !seg && !det);
+  gtk_widget_set_visible (self->seg_head_box, seg || det);   /* the input size: both */
+  gtk_widget_set_visible (self->seg_head_row, seg);
   if (!seg)
     vl_window_seg_clear (self);
+  if (!det)
+    vl_window_det_clear (self);
 }
 
 static void
 on_seg_setting_changed (VlWindow *self)
 {
-  if (self->syncing || self->task != VL_TASK_SEGMENT || vl_window_is_running (self))
+  if (self->syncing || (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT) ||
+      vl_window_is_running (self))
     return;
   if (self->head)
     vl_window_set_head (self, self->head);   /* the note */

@@ -36,6 +36,7 @@ trained_clear (gpointer p)
   g_clear_pointer (&t->trainer, vl_trainer_unref);
   g_clear_pointer (&t->model, vl_model_free);
   g_clear_pointer (&t->seg_head, vl_seg_head_free);
+  g_clear_pointer (&t->det_head, vl_det_head_free);
   g_mutex_clear (&t->lock);
 }
 
@@ -71,6 +72,12 @@ VlSegHead *
 vl_trained_seg_head (VlTrainedRef *t)
 {
   return t->seg_head ? t->seg_head : t->trainer ? vl_trainer_get_seg_head (t->trainer) : NULL;
+}
+
+VlDetHead *
+vl_trained_det_head (VlTrainedRef *t)
+{
+  return t->det_head ? t->det_head : t->trainer ? vl_trainer_get_det_head (t->trainer) : NULL;
 }
 
 /* ------------------------------------------------------------------ formatting */
@@ -195,12 +202,24 @@ new_run_dir (void)
   return dir;
 }
 
-/* The head panel's task dropdown: classification, regression, segmentation. */
+/* The head panel's task dropdown: classification, regression, segmentation, detection. */
+static const VlTaskKind dropdown_tasks[] = { VL_TASK_CLASSIFY, VL_TASK_REGRESS, VL_TASK_SEGMENT,
+                                             VL_TASK_DETECT };
+
 static VlTaskKind
 task_of_dropdown (VlWindow *self)
 {
   guint i = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown));
-  return i == 2 ? VL_TASK_SEGMENT : i == 1 ? VL_TASK_REGRESS : VL_TASK_CLASSIFY;
+  return i < G_N_ELEMENTS (dropdown_tasks) ? dropdown_tasks[i] : VL_TASK_CLASSIFY;
+}
+
+static guint
+dropdown_of_task (VlTaskKind task)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (dropdown_tasks); i++)
+    if (dropdown_tasks[i] == task)
+      return i;
+  return 0;
 }
 
 void
@@ -251,20 +270,23 @@ void
 vl_window_set_task (VlWindow *self, VlTaskKind task)
 {
   self->task = task;
-  guint want = task == VL_TASK_SEGMENT ? 2 : task == VL_TASK_REGRESS ? 1 : 0;
+  guint want = dropdown_of_task (task);
   if (gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) != want)
     gtk_drop_down_set_selected (GTK_DROP_DOWN (self->task_dropdown), want);
-  const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT;
+  const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT,
+                 det = task == VL_TASK_DETECT;
   gtk_widget_set_visible (self->reg_loss_box, reg);
   vl_window_seg_task_changed (self, task);
   gtk_label_set_text (GTK_LABEL (self->head_title_label),
                       reg ? _("Regression head (one output per target)")
                       : seg ? _("Segmentation head (a class per pixel)")
+                      : det ? _("Detection head (boxes with a class)")
                       : _("Classification head"));
   vl_task_view_show_for (self->confusion_frame, task);
+  vl_loss_chart_set_task (VL_LOSS_CHART (self->chart), task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
                       reg ? _("Per-target error") : seg ? _("Per-class IoU")
-                      : _("Per-class accuracy"));
+                      : det ? _("Per-class AP") : _("Per-class accuracy"));
   gtk_label_set_text (GTK_LABEL (self->eval_caption),
                       reg ? _("Predicted against true values of the validation split after the "
                               "last epoch; points on the dashed line are exact. Point at one to "
@@ -272,11 +294,16 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
                       : seg ? _("The trained model's masks of validation images (at the input "
                                 "size), the median image first; below, the worst by their own "
                                 "IoU. The bars are each class's IoU over the split.")
+                      : det ? _("The trained model's boxes on validation images (solid; the true "
+                                "boxes dashed), the median image first; below, the worst by "
+                                "their missed and false boxes. The bars are each class's AP50 "
+                                "over the split.")
                           : _("Confusion matrix of the validation split after the last epoch "
                               "(rows: true class, columns: predicted). Click a cell to see its "
                               "images."));
   gtk_label_set_text (GTK_LABEL (self->stat_acc_title),
-                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy") : _("Accuracy"));
+                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
+                      : det ? _("AP50 · AP") : _("Accuracy"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
 }
@@ -288,6 +315,13 @@ on_task_selected (VlWindow *self)
   if (task != self->task && !vl_window_is_running (self))
     {
       vl_window_set_task (self, task);
+      /* the same folder read the other way: boxes for detection (a VOC folder has masks too) */
+      if (self->data && self->data_cancel == NULL &&
+          vl_dataset_is_detection (self->data->ds) != (task == VL_TASK_DETECT))
+        {
+          g_autofree char *spec = g_strdup (self->data->spec);
+          vl_window_open_data (self, spec);
+        }
       vl_window_update_actions (self);
     }
 }
@@ -633,6 +667,11 @@ show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       vl_window_seg_show_epoch (self, m, names);
       return;
     }
+  if (m->task == VL_TASK_DETECT)
+    {
+      vl_window_det_show_epoch (self, m, names);
+      return;
+    }
   g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
   gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
   g_autofree char *top1 = format_pct (m->val.top1);
@@ -941,6 +980,7 @@ clear_predictions (VlWindow *self)
   self->predictions.n = 0;
   g_clear_pointer (&self->pred_data, vl_data_unref);
   vl_window_seg_clear (self);
+  vl_window_det_clear (self);
 }
 
 static char *
@@ -1075,9 +1115,10 @@ typedef struct {
   VlPredictions pred;
   float        *final_attn;   /* (n_probes, depth, heads, T, T) */
   int           attn_T;
-  gboolean      segment;      /* a segmentation run: its masks instead of classes */
-  int           seg_size;     /* its input side (0: the model's) */
+  VlTaskKind    task;         /* segmentation: masks, detection: boxes, instead of classes */
+  int           seg_size;     /* a dense task's input side (0: the model's) */
   VlSegPredictions *seg;
+  VlDetPredictions *det;
 } PredictJob;
 
 static void
@@ -1092,6 +1133,7 @@ predict_job_free (gpointer p)
   g_free (j->pred.confidence);
   g_free (j->final_attn);
   vl_seg_predictions_free (j->seg);
+  vl_det_predictions_free (j->det);
   g_free (j);
 }
 
@@ -1176,13 +1218,21 @@ predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
     pp.size = j->seg_size;   /* the probes' attention at the run's input size */
   gsize per = (gsize) pp.channels * pp.size * pp.size;
   gboolean ok;
-  if (j->segment)
+  if (j->task == VL_TASK_SEGMENT)
     {
       VlSegHead *h = vl_trained_seg_head (j->trained);
       j->seg = h ? vl_seg_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
       ok = j->seg != NULL;
       if (h == NULL)
         g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no seg head"));
+    }
+  else if (j->task == VL_TASK_DETECT)
+    {
+      VlDetHead *h = vl_trained_det_head (j->trained);
+      j->det = h ? vl_det_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
+      ok = j->det != NULL;
+      if (h == NULL)
+        g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no FCOS head"));
     }
   else
     ok = predict_classes (j, m, &pp, cancel, &error);
@@ -1239,6 +1289,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->pred_data = vl_data_ref (j->data);
   if (j->seg)
     vl_window_seg_predictions_ready (self, g_steal_pointer (&j->seg));
+  if (j->det)
+    vl_window_det_predictions_ready (self, g_steal_pointer (&j->det));
   if (j->final_attn)
     {
       g_free (self->probe_final_attn);
@@ -1256,9 +1308,9 @@ static void
 maybe_predict (VlWindow *self)
 {
   if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0 ||
-      self->seg_pred != NULL || self->task == VL_TASK_REGRESS)
-    return;   /* the confusion cells' per-image predictions, or the masks of segmentation */
-  const gboolean seg = self->task == VL_TASK_SEGMENT;
+      self->seg_pred != NULL || self->det_pred != NULL || self->task == VL_TASK_REGRESS)
+    return;   /* the confusion cells' per-image predictions, the masks or the boxes */
+  const gboolean seg = self->task == VL_TASK_SEGMENT, det = self->task == VL_TASK_DETECT;
   VlDataRef *data = NULL;
   VlTrainedRef *tr = self->trained;
   if (tr->trainer)
@@ -1270,9 +1322,11 @@ maybe_predict (VlWindow *self)
   if (data == NULL)
     return;
   int K = seg ? (vl_trained_seg_head (tr) ? vl_seg_head_n_classes (vl_trained_seg_head (tr)) : -1)
+        : det ? (vl_trained_det_head (tr) ? vl_det_head_n_classes (vl_trained_det_head (tr)) : -1)
               : vl_model_num_classes (vl_trained_model (tr));
   if (tr->trainer == NULL &&
-      (K != vl_dataset_n_classes (data->ds) || seg != vl_dataset_is_segmentation (data->ds)))
+      (K != vl_dataset_n_classes (data->ds) || seg != vl_dataset_is_segmentation (data->ds) ||
+       det != vl_dataset_is_detection (data->ds)))
     {
       /* another dataset than the run's (its own is gone): no per-image predictions, no alarm */
       vl_data_unref (data);
@@ -1282,8 +1336,8 @@ maybe_predict (VlWindow *self)
   PredictJob *j = g_new0 (PredictJob, 1);
   j->trained = vl_trained_ref (tr);
   j->data = data;
-  j->segment = seg;
-  j->seg_size = seg ? vl_window_seg_input_size (self) : 0;
+  j->task = self->task;
+  j->seg_size = vl_window_dense_input_size (self);
   if (self->probe_index && self->n_probes > 0)
     {
       j->probe_items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
@@ -1784,6 +1838,7 @@ typedef struct {
   GPtrArray     *epochs;      /* VlEpochMetrics * */
   VlRunTask      task;
   VlSegHead     *seg_head;    /* segmentation: seg_head.safetensors */
+  VlDetHead     *det_head;    /* detection: det_head.safetensors */
 } OpenRunJob;
 
 static void
@@ -1798,6 +1853,7 @@ open_run_job_free (gpointer p)
   g_clear_pointer (&j->epochs, g_ptr_array_unref);
   vl_run_task_clear (&j->task);
   g_clear_pointer (&j->seg_head, vl_seg_head_free);
+  g_clear_pointer (&j->det_head, vl_det_head_free);
   g_free (j);
 }
 
@@ -1838,12 +1894,23 @@ open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable 
           return;
         }
     }
+  g_autofree char *det_path = g_build_filename (j->dir, VL_RUN_DET_HEAD, NULL);
+  if (j->task.kind == VL_TASK_DETECT && j->model && g_file_test (det_path, G_FILE_TEST_EXISTS))
+    {
+      j->det_head = vl_detect_load_run_head (j->dir, j->model, &error);
+      if (j->det_head == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
   if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
                                  j->task.kind == VL_TASK_DETECT))
     j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
   int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
         : j->class_names ? (int) g_strv_length (j->class_names)
         : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
+        : j->det_head ? vl_det_head_n_classes (j->det_head)
         : j->model ? vl_model_num_classes (j->model) : 0;
   j->epochs = vl_run_read_metrics (j->dir, j->task.kind, K, &error);
   if (j->epochs == NULL)
@@ -1891,8 +1958,10 @@ apply_config (VlWindow *self, const VlTrainConfig *c)
     }
   else
     vl_window_set_unlock_schedule (self, c->unlock_schedule);
+  /* the data again when it is another, or the same read otherwise (boxes, or not) */
   if (c->data && (g_file_test (c->data, G_FILE_TEST_EXISTS) || !g_path_is_absolute (c->data)) &&
-      (self->data == NULL || g_strcmp0 (c->data, self->data->spec) != 0))
+      (self->data == NULL || g_strcmp0 (c->data, self->data->spec) != 0 ||
+       vl_dataset_is_detection (self->data->ds) != (c->task == VL_TASK_DETECT)))
     vl_window_open_data (self, c->data);
 }
 
@@ -1938,6 +2007,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   const VlTrainConfig *c = &j->cfg;
+  vl_window_set_task (self, j->task.kind);   /* before the data: a detection run's is boxes */
   apply_config (self, c);
 
   /* the run's results */
@@ -1950,6 +2020,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       self->trained = trained_new (NULL, g_steal_pointer (&j->model));
       self->trained->seg_head = g_steal_pointer (&j->seg_head);
+      self->trained->det_head = g_steal_pointer (&j->det_head);
     }
   g_free (self->run_dir);
   self->run_dir = g_strdup (j->dir);
@@ -2005,7 +2076,8 @@ vl_window_train_data_ready (VlWindow *self)
 {
   /* a dataset with numbers per image is for regression; one of classes only for classification */
   if (!vl_window_is_running (self) && self->data)
-    vl_window_set_task (self, vl_dataset_is_segmentation (self->data->ds) ? VL_TASK_SEGMENT
+    vl_window_set_task (self, vl_dataset_is_detection (self->data->ds) ? VL_TASK_DETECT
+                              : vl_dataset_is_segmentation (self->data->ds) ? VL_TASK_SEGMENT
                               : vl_dataset_n_values (self->data->ds) > 0 ? VL_TASK_REGRESS
                               : VL_TASK_CLASSIFY);
   maybe_predict (self);

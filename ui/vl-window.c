@@ -8,6 +8,7 @@
 #include "vl-confusion-view.h"
 #include "vl-scatter-view.h"
 #include "vl-mask-view.h"
+#include "vl-det-panel.h"
 #include "vl-knn-panel.h"
 #include "vl-embedding-panel.h"
 #include "vl-try-panel.h"
@@ -789,6 +790,7 @@ vl_window_dispose (GObject *object)
   vl_window_features_dispose (self);
   vl_window_train_dispose (self);
   vl_window_seg_dispose (self);
+  vl_window_det_dispose (self);
   vl_window_probe_dispose (self);
   vl_window_data_dispose (self);
   vl_window_backbone_dispose (self);
@@ -899,6 +901,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_CONFUSION_VIEW);
   g_type_ensure (VL_TYPE_SCATTER_VIEW);
   g_type_ensure (VL_TYPE_MASK_VIEW);
+  g_type_ensure (VL_TYPE_DET_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -1004,6 +1007,8 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (seg_head_box);
   CHILD (seg_head_dropdown);
   CHILD (seg_size_spin);
+  CHILD (seg_head_row);
+  CHILD (det_panel);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
@@ -1063,6 +1068,7 @@ vl_window_init (VlWindow *self)
   vl_window_data_init (self);
   vl_window_train_init (self);
   vl_window_seg_init (self);
+  vl_window_det_init (self);
   vl_window_features_init (self);
   vl_window_update_actions (self);
 }

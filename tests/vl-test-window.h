@@ -1,0 +1,41 @@
+/* vl-test-window.h: what the window tests under Xvfb share: the application they open windows
+ * in, waiting on the main loop for a condition, opening and closing a window.
+ *
+ *   int main (int argc, char **argv)
+ *   {
+ *     vl_test_window_init (&argc, &argv);
+ *     g_test_add_func ("/ui/x/y", test_y);
+ *     return vl_test_window_run ();
+ *   }
+ */
+#pragma once
+
+#include "vl-application.h"
+#include "vl-window-private.h"
+
+typedef gboolean (*VlTestCondition) (VlWindow *win);
+
+/* The application of the test process (after vl_test_window_init). */
+extern VlApplication *vl_test_app;
+
+/* GTK with the cairo renderer, no accessibility bus, settings in memory, data under a fresh
+ * XDG_DATA_HOME, a private session bus, the application registered and held. */
+void      vl_test_window_init     (int *argc, char ***argv);
+/* g_test_run, then the application released and the bus stopped. */
+int       vl_test_window_run      (void);
+/* Iterates the main loop until cond holds; fails the test after timeout_s seconds. */
+void      vl_test_wait_for        (VlWindow *win, VlTestCondition cond, double timeout_s,
+                                   const char *what);
+/* A presented window that asks no confirmations. */
+VlWindow *vl_test_window_new      (void);
+/* Destroys it and waits until it is finalized (every task it started has let go of it). */
+void      vl_test_window_destroy  (VlWindow *win);
+/* The children of a widget. */
+int       vl_test_n_children      (GtkWidget *widget);
+/* Neither a backbone nor a dataset loading, nor the pretrained attention computing. */
+gboolean  vl_test_window_loaded   (VlWindow *win);
+/* The current run finished (its trainer is there, in the FINISHED state). */
+gboolean  vl_test_window_finished (VlWindow *win);
+/* The features panels (k-NN, embedding map, Try It) have nothing in flight. */
+gboolean  vl_test_window_features_idle (VlWindow *win);
+gboolean  vl_test_window_not_exporting (VlWindow *win);
