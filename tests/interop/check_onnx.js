@@ -7,8 +7,8 @@
  *       --cli build/app/vitlab-cli --shared ../shared [--only NAME[,NAME...]] [--keep]
  *
  * --only runs the named cases (and trains only the run folders they need), e.g.
- * --only stem-conv,stem-mbconv,hybrid-s,hybrid-r2,stem-conv-run,stem-mbconv-run; "imagenet" is
- * the ImageNet check.
+ * --only stem-conv,stem-mbconv,hybrid-s,hybrid-r2,stem-conv-48,hybrid-s-48,stem-conv-run,
+ * stem-mbconv-run; "imagenet" is the ImageNet check.
  *
  * Per source and pooling: export, forward, then the ONNX model on the whole batch and on its
  * first image alone (the batch dimension is dynamic); logits / values, features and (OpenCLIP)
@@ -165,6 +165,17 @@ async function main () {
    * for one epoch (BatchNorm's running statistics moved by the training) */
   for (const st of ['stem-conv', 'stem-mbconv', 'hybrid-s', 'hybrid-r2'])
     cases.push([st, `${D}/${st}`, `${D}/${st}/inputs.safetensors`, st === 'stem-mbconv' ? [null, 'avg'] : [null]]);
+  /* stem-conv and hybrid-s at a preprocessing size of 48 (their native 32 and 24): the position
+   * embedding resampled, timm's same padding computed for 48 */
+  for (const st of ['stem-conv', 'hybrid-s']) {
+    const dir = path.join(tmp, `${st}-48`);
+    fs.mkdirSync(dir);
+    fs.copyFileSync(`${D}/${st}/model.safetensors`, path.join(dir, 'model.safetensors'));
+    const cfg = JSON.parse(fs.readFileSync(`${D}/${st}/config.json`, 'utf8'));
+    cfg.pretrained_cfg.input_size = [3, 48, 48];
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    cases.push([`${st}-48`, dir, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
+  }
   for (const kind of ['conv', 'mbconv']) {
     const run = path.join(tmp, `stem-${kind}-run`);
     if (wanted(`stem-${kind}-run`)) {
