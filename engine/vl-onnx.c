@@ -9,8 +9,10 @@
 #include "vl-onnx.h"
 #include "vl-json.h"
 
+#include "vl-cnn.h"
 #include "vl-model-private.h"
 #include "vl-run.h"
+#include "vl-stem.h"
 
 #include <math.h>
 #include <string.h>
@@ -381,7 +383,195 @@ quick_gelu (Ctx *c, const char *x)
   return op2 (g, "Mul", x, s, NULL);
 }
 
-/* The patch embedding and the prefix tokens: (N, T, W). */
+/* ------------------------------------------------------------------ CNN stems (vl-stem.h) */
+
+/* A stem buffer as an ONNX value, NCHW (N, C, H, W); H and W are fixed by the input side. */
+typedef struct {
+  const char *v;
+  int         C, H, W;
+} StemValue;
+
+/* A model tensor under its own name in another shape of as many numbers: a norm's (C) weight as
+ * (C, 1, 1), which broadcasts over an NCHW value. */
+static const char *
+param_as (Ctx *c, int index, int ndim, const int64_t *dims)
+{
+  VlParam *p = vl_param (c->m, index);
+  return init_f32 (&c->g, p->name, ndim, dims, p->data);
+}
+
+/* Conv with explicit pads { top, left, bottom, right } (ONNX's begin, begin, end, end). */
+static const char *
+conv_node (Ctx *c, const char *x, const char *w, const char *b, int k, int stride,
+           const int pads[4], int groups)
+{
+  Node n = node_begin (&c->g, "Conv");
+  node_in (&n, x);
+  node_in (&n, w);
+  if (b)
+    node_in (&n, b);
+  const int64_t ks[2] = { k, k }, st[2] = { stride, stride };
+  const int64_t pd[4] = { pads[0], pads[1], pads[2], pads[3] };
+  attr_ints (&n, "kernel_shape", 2, ks);
+  attr_ints (&n, "strides", 2, st);
+  attr_ints (&n, "pads", 4, pd);
+  attr_int (&n, "group", groups);
+  return node_end (&c->g, &n, NULL);
+}
+
+/* The pads of a conv or pool layer on an in->H x in->W input and its output side: TF/timm
+ * "same" (vl_same_pad: the odd pixel after, output ceil (H / stride)), or `pad` on every side. */
+static void
+stem_pads (const VlStemLayer *l, const StemValue *in, StemValue *out, int pads[4])
+{
+  if (l->same)
+    {
+      vl_same_pad (in->H, l->k, l->stride, &pads[0], &pads[2]);
+      vl_same_pad (in->W, l->k, l->stride, &pads[1], &pads[3]);
+    }
+  else
+    pads[0] = pads[1] = pads[2] = pads[3] = l->pad;
+  out->H = (in->H + pads[0] + pads[2] - l->k) / l->stride + 1;
+  out->W = (in->W + pads[1] + pads[3] - l->k) / l->stride + 1;
+}
+
+/* A convolution; a weight-standardized one (timm's StdConv2d / StdConv2dSame) carries its weight
+ * standardized here, by the engine's own vl_weight_std_forward and eps ("NAME.standardized"). */
+static const char *
+stem_conv (Ctx *c, const VlStemLayer *l, const StemValue *in, StemValue *out)
+{
+  VlParam *w = vl_param (c->m, l->param[0]);
+  const char *wv;
+  if (l->std_eps > 0)
+    {
+      const int Cout = (int) w->shape[0];
+      g_autofree float *ws = g_new (float, w->numel);
+      g_autofree float *rstd = g_new (float, Cout);
+      vl_weight_std_forward (ws, rstd, w->data, Cout, w->numel / Cout, l->std_eps);
+      g_autofree char *name = g_strconcat (w->name, ".standardized", NULL);
+      wv = init_f32 (&c->g, name, w->ndim, w->shape, ws);
+    }
+  else
+    wv = param (c, l->param[0]);
+  int pads[4];
+  stem_pads (l, in, out, pads);
+  return conv_node (c, in->v, wv, l->param[1] >= 0 ? param (c, l->param[1]) : NULL, l->k,
+                    l->stride, pads, l->groups);
+}
+
+static const char *
+silu (Graph *g, const char *x)
+{
+  return op2 (g, "Mul", x, op1 (g, "Sigmoid", x, NULL), NULL);
+}
+
+static const char *
+reduce_mean_keep (Graph *g, const char *x, int64_t axis)
+{
+  Node r = node_begin (g, "ReduceMean");
+  node_in (&r, x);
+  attr_ints (&r, "axes", 1, &axis);
+  attr_int (&r, "keepdims", 1);
+  return node_end (g, &r, NULL);
+}
+
+/* GroupNorm (opset 17 has no GroupNormalization): (N, G, C/G H W), the mean and the biased
+ * variance over the last axis, (x - mean) / sqrt (var + eps), back to NCHW, then the per-channel
+ * weight and bias as (C, 1, 1). */
+static const char *
+stem_group_norm (Ctx *c, const VlStemLayer *l, const StemValue *x)
+{
+  Graph *g = &c->g;
+  const int64_t grouped[3] = { 0, l->G, (int64_t) (x->C / l->G) * x->H * x->W };
+  const char *v = reshape (g, x->v, 3, grouped);
+  const char *d = op2 (g, "Sub", v, reduce_mean_keep (g, v, 2), NULL);
+  const char *var = reduce_mean_keep (g, op2 (g, "Mul", d, d, NULL), 2);
+  const char *sd = op1 (g, "Sqrt", op2 (g, "Add", var, scalar_f32 (g, "eps", l->eps), NULL),
+                        NULL);
+  const int64_t nchw[4] = { 0, x->C, x->H, x->W }, cdims[3] = { x->C, 1, 1 };
+  v = reshape (g, op2 (g, "Div", d, sd, NULL), 4, nchw);
+  v = op2 (g, "Mul", v, param_as (c, l->param[0], 3, cdims), NULL);
+  return op2 (g, "Add", v, param_as (c, l->param[1], 3, cdims), NULL);
+}
+
+/* BatchNorm on its running statistics (inference; training_mode 0 is the default). */
+static const char *
+stem_batch_norm (Ctx *c, const VlStemLayer *l, const char *x)
+{
+  Node n = node_begin (&c->g, "BatchNormalization");
+  node_in (&n, x);
+  for (int k = 0; k < 4; k++)
+    node_in (&n, param (c, l->param[k]));
+  attr_float (&n, "epsilon", l->eps);
+  return node_end (&c->g, &n, NULL);
+}
+
+/* Squeeze-and-excitation (timm's SqueezeExcite): x * sigmoid (conv_expand (silu (conv_reduce (
+ * global average pool (x))))), the convolutions 1x1 with their biases. */
+static const char *
+stem_se (Ctx *c, const VlStemLayer *l, const char *x)
+{
+  Graph *g = &c->g;
+  static const int no_pad[4] = { 0, 0, 0, 0 };
+  const char *h = op1 (g, "GlobalAveragePool", x, NULL);                 /* (N, C, 1, 1) */
+  h = silu (g, conv_node (c, h, param (c, l->param[0]), param (c, l->param[1]), 1, 1, no_pad,
+                          1));                                              /* (N, R, 1, 1) */
+  h = conv_node (c, h, param (c, l->param[2]), param (c, l->param[3]), 1, 1, no_pad, 1);
+  return op2 (g, "Mul", x, op1 (g, "Sigmoid", h, NULL), NULL);
+}
+
+static const char *
+stem_max_pool (Ctx *c, const VlStemLayer *l, const StemValue *in, StemValue *out)
+{
+  int pads[4];
+  stem_pads (l, in, out, pads);
+  Node n = node_begin (&c->g, "MaxPool");
+  node_in (&n, in->v);
+  const int64_t ks[2] = { l->k, l->k }, st[2] = { l->stride, l->stride };
+  const int64_t pd[4] = { pads[0], pads[1], pads[2], pads[3] };
+  attr_ints (&n, "kernel_shape", 2, ks);
+  attr_ints (&n, "strides", 2, st);
+  attr_ints (&n, "pads", 4, pd);   /* padded positions never win, as the engine's -inf */
+  return node_end (&c->g, &n, NULL);
+}
+
+/* The model's CNN stem on pixels (N, C, S, S): its layers in the forward's order, each on the
+ * value of its input buffer(s); the last buffer, (N, W, grid, grid). BatchNorm as in
+ * inference (running statistics), weight standardization done here. */
+static const char *
+stem (Ctx *c, const char *pixels)
+{
+  Graph *g = &c->g;
+  VlStem *s = c->m->stem;
+  const int nb = vl_stem_n_buffers (s);
+  g_autofree StemValue *b = g_new0 (StemValue, nb);
+  b[0] = (StemValue) { pixels, vl_stem_buffer_channels (s, 0), c->size, c->size };
+  for (int i = 0; i < vl_stem_n_layers (s); i++)
+    {
+      VlStemLayer l;
+      vl_stem_layer (s, i, &l);
+      const StemValue *in = &b[l.in];
+      StemValue *out = &b[l.out];
+      *out = (StemValue) { NULL, vl_stem_buffer_channels (s, l.out), in->H, in->W };
+      switch (l.kind)
+        {
+        case VL_STEM_OP_CONV: out->v = stem_conv (c, &l, in, out); break;
+        case VL_STEM_OP_BN: out->v = stem_batch_norm (c, &l, in->v); break;
+        case VL_STEM_OP_GN: out->v = stem_group_norm (c, &l, in); break;
+        case VL_STEM_OP_RELU: out->v = op1 (g, "Relu", in->v, NULL); break;
+        case VL_STEM_OP_SILU: out->v = silu (g, in->v); break;
+        case VL_STEM_OP_POOL: out->v = stem_max_pool (c, &l, in, out); break;
+        case VL_STEM_OP_SE: out->v = stem_se (c, &l, in->v); break;
+        case VL_STEM_OP_ADD: out->v = op2 (g, "Add", in->v, b[l.in2].v, NULL); break;
+        default: g_assert_not_reached ();
+        }
+    }
+  const StemValue *last = &b[nb - 1];
+  g_assert (last->H == c->grid && last->W == c->grid && last->C == c->m->geo.width);
+  return last->v;
+}
+
+/* The patch embedding (or the CNN stem) and the prefix tokens: (N, T, W). */
 static const char *
 embed (Ctx *c, const char *pixels)
 {
@@ -392,15 +582,21 @@ embed (Ctx *c, const char *pixels)
   const int PP = geo->no_embed_class ? 0 : P;   /* prefix entries of pos_embed */
   const float *pos = c->pos;
 
-  Node n = node_begin (g, "Conv");
-  node_in (&n, pixels);
-  node_in (&n, param (c, m->ix.patch_w));
-  if (m->ix.patch_b >= 0)
-    node_in (&n, param (c, m->ix.patch_b));
-  int64_t k[2] = { geo->patch, geo->patch };
-  attr_ints (&n, "kernel_shape", 2, k);
-  attr_ints (&n, "strides", 2, k);
-  const char *conv = node_end (g, &n, NULL);                       /* (N, W, G, G) */
+  const char *conv;                                                /* (N, W, G, G) */
+  if (m->stem)
+    conv = stem (c, pixels);
+  else
+    {
+      Node n = node_begin (g, "Conv");
+      node_in (&n, pixels);
+      node_in (&n, param (c, m->ix.patch_w));
+      if (m->ix.patch_b >= 0)
+        node_in (&n, param (c, m->ix.patch_b));
+      int64_t k[2] = { geo->patch, geo->patch };
+      attr_ints (&n, "kernel_shape", 2, k);
+      attr_ints (&n, "strides", 2, k);
+      conv = node_end (g, &n, NULL);
+    }
   int64_t s3[3] = { 0, W, NP };
   int64_t perm[3] = { 0, 2, 1 };
   const char *x = transpose (g, reshape (g, conv, 3, s3), 3, perm); /* (N, NP, W) */
@@ -798,14 +994,6 @@ vl_model_export_onnx (VlModel *m, const VlOnnxOptions *options, const char *path
                    "%s: a regression export needs a head with one output per target and the "
                    "targets' mean and std (head: %d outputs, task: %d targets)", path, K,
                    task->n_outputs);
-      return FALSE;
-    }
-  if (m->ix.patch_w < 0)
-    {
-      /* a CNN stem (vl-stem.h) in place of the patch embedding */
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: the ONNX export covers the patch "
-                   "embedding only, not this model's %s CNN stem", path,
-                   vl_stem_kind_name (vl_model_stem_kind (m)));
       return FALSE;
     }
   if (geo->n_prefix > 0 && m->ix.pos < 0 && !geo->no_embed_class)

@@ -24,14 +24,19 @@
  *            features      (N, W)  the pooled features (vl_model_features), always
  *            embedding     (N, E)  OpenCLIP's image embedding, when the model has a projection
  *
- * Ops: Conv (kernel = stride = patch) for the patch embedding, LayerNormalization, MatMul + Add
+ * Ops: Conv (kernel = stride = patch) for the patch embedding — a CNN stem (vl-stem.h) instead
+ * as its layers: Conv (explicit pads: timm's "same" as the asymmetric pads of the input side;
+ * group), BatchNormalization (running statistics), GroupNorm as Reshape + ReduceMean arithmetic,
+ * Relu, SiLU as x * Sigmoid (x), MaxPool, squeeze-and-excitation (GlobalAveragePool, 1x1 Conv,
+ * Sigmoid, Mul), residual Add; StdConv weights standardized at export ("NAME.standardized") —,
+ * LayerNormalization, MatMul + Add
  * for every Linear (weights stored transposed, (in, out)), attention as Reshape / Transpose /
  * MatMul / Mul / Softmax, exact GELU as 0.5 x (1 + Erf (x / sqrt 2)), QuickGELU as
  * x * Sigmoid (1.702 x), token / avg / max pooling over the patch tokens (Gather, Slice +
  * ReduceMean / ReduceMax), the prefix tokens broadcast to the batch with Shape + Concat + Expand.
- * Every structure variant the engine loads is written: class / distillation / register tokens,
- * no_embed_class, pre_norm, layer scale, fc_norm, QuickGELU, OpenCLIP's projection, the linear,
- * DeiT's two and the MLP head. Weights are float32 initializers (raw_data) named after the
+ * Every structure variant the engine loads is written: CNN stems, class / distillation /
+ * register tokens, no_embed_class, pre_norm, layer scale, fc_norm, QuickGELU, OpenCLIP's
+ * projection, the linear, DeiT's two and the MLP head. Weights are float32 initializers (raw_data) named after the
  * model's tensors (".T" appended to a transposed one).
  *
  * metadata_props: "vitlab.task" (classify / regress / segment / detect / features), "vitlab.family",

@@ -7,7 +7,20 @@
 #include <math.h>
 #include <string.h>
 
-typedef enum { OP_CONV, OP_BN, OP_GN, OP_RELU, OP_SILU, OP_POOL, OP_SE, OP_ADD } OpKind;
+/* the layer kinds (vl-stem.h's VlStemOpKind) under short names */
+typedef VlStemOpKind OpKind;
+#define OP_CONV VL_STEM_OP_CONV
+#define OP_BN   VL_STEM_OP_BN
+#define OP_GN   VL_STEM_OP_GN
+#define OP_RELU VL_STEM_OP_RELU
+#define OP_SILU VL_STEM_OP_SILU
+#define OP_POOL VL_STEM_OP_POOL
+#define OP_SE   VL_STEM_OP_SE
+#define OP_ADD  VL_STEM_OP_ADD
+
+/* BatchNorm's and GroupNorm's eps (PyTorch's default, as timm's) and BatchNorm's momentum */
+#define NORM_EPS    1e-5f
+#define BN_MOMENTUM 0.1f
 
 /* One layer: reads buffer `in` (and in2 for OP_ADD), writes buffer `out`. Parameters p[]:
  * conv w, b; BatchNorm w, b, running mean, running var; GroupNorm w, b; SE reduce w, b,
@@ -665,12 +678,13 @@ op_forward (VlStem *s, VlModel *m, StemOp *op, int B)
           vl_param (m, s->first + op->p[2])->version++, vl_param (m, s->first + op->p[3])->version++;
         vl_batchnorm_forward (out->x, op->mean, op->rstd, in->x, pdata (s, m, op->p[0]),
                               pdata (s, m, op->p[1]), pdata (s, m, op->p[2]),
-                              pdata (s, m, op->p[3]), B * HW, in->C, 1e-5f, 0.1f, op->train);
+                              pdata (s, m, op->p[3]), B * HW, in->C, NORM_EPS, BN_MOMENTUM,
+                              op->train);
         break;
       }
     case OP_GN:
       vl_groupnorm_forward (out->x, op->mean, op->rstd, in->x, pdata (s, m, op->p[0]),
-                            pdata (s, m, op->p[1]), B, HW, in->C, op->G, 1e-5f);
+                            pdata (s, m, op->p[1]), B, HW, in->C, op->G, NORM_EPS);
       break;
     case OP_RELU:
       vl_relu_forward (out->x, in->x, n);
@@ -806,6 +820,28 @@ vl_stem_backward (VlStem *s, VlModel *m, const float *dout)
   memcpy (last->dx, dout, sizeof (float) * B * last->H * last->W * last->C);
   for (int i = (int) s->ops->len - 1; i >= 0; i--)
     op_backward (s, m, op_at (s, i), B);
+}
+
+/* ------------------------------------------------------------------ the layers */
+
+int vl_stem_n_layers (const VlStem *s) { return (int) s->ops->len; }
+int vl_stem_n_buffers (const VlStem *s) { return (int) s->bufs->len; }
+
+int
+vl_stem_buffer_channels (const VlStem *s, int i)
+{
+  return g_array_index (s->bufs, StemBuf, i).C;
+}
+
+void
+vl_stem_layer (const VlStem *s, int i, VlStemLayer *out)
+{
+  const StemOp *op = &g_array_index (s->ops, StemOp, i);
+  *out = (VlStemLayer) { op->kind, op->in, op->in2, op->out, { -1, -1, -1, -1 }, op->k,
+                         op->stride, op->pad, op->groups, op->same, op->std_eps, op->G,
+                         NORM_EPS };
+  for (int k = 0; k < 4; k++)
+    out->param[k] = op->p[k] >= 0 ? s->first + op->p[k] : -1;
 }
 
 /* ------------------------------------------------------------------ names */

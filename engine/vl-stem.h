@@ -55,4 +55,32 @@ void        vl_stem_forward      (VlStem *s, VlModel *m, float *out, const float
  * forward. */
 void        vl_stem_backward     (VlStem *s, VlModel *m, const float *dout);
 
+/* ---- the layers, for writers of the stem in other formats (vl-onnx.c) ---- */
+
+typedef enum {
+  VL_STEM_OP_CONV, VL_STEM_OP_BN, VL_STEM_OP_GN, VL_STEM_OP_RELU, VL_STEM_OP_SILU,
+  VL_STEM_OP_POOL, VL_STEM_OP_SE, VL_STEM_OP_ADD
+} VlStemOpKind;
+
+/* One layer as the forward runs it: it reads buffer `in` (and in2 for ADD: out = in + in2) and
+ * writes buffer `out`; buffer 0 is the image, the last one the patch grid (gh, gw, width). */
+typedef struct {
+  VlStemOpKind kind;
+  int          in, in2, out;
+  /* the model's parameter indices (-1: none): conv weight, bias; BN weight, bias, running mean,
+   * running var; GN weight, bias; SE conv_reduce weight, bias, conv_expand weight, bias */
+  int          param[4];
+  int          k, stride, pad, groups;   /* conv (groups) and max pool */
+  gboolean     same;                     /* TF/timm "same" padding (vl_same_pad) instead of pad */
+  float        std_eps;                  /* > 0: a weight-standardized conv (vl_weight_std_*) */
+  int          G;                        /* GroupNorm's groups; SE's reduced channels (SiLU) */
+  float        eps;                      /* BatchNorm's and GroupNorm's */
+} VlStemLayer;
+
+int         vl_stem_n_layers     (const VlStem *s);
+void        vl_stem_layer        (const VlStem *s, int i, VlStemLayer *out);
+int         vl_stem_n_buffers    (const VlStem *s);
+/* Channels of buffer i (0: in_chans). */
+int         vl_stem_buffer_channels (const VlStem *s, int i);
+
 G_END_DECLS

@@ -7,8 +7,9 @@
  * python3 (VITLAB_PYTHON); the file's summary (IR version, opset, input and output names and
  * shapes, op types, the patch Conv's kernel and strides, the float32 weights it holds, the
  * metadata) is then compared with the model vitlab loaded. Numbers are compared in ONNX Runtime
- * by `make interop` (tests/interop/check_onnx.js): onnx 1.12 has no reference evaluator. Every
- * run goes through g_spawn_sync with an argv array. */
+ * by `make interop` (tests/interop/check_onnx.js): onnx 1.12 has no reference evaluator; the
+ * exports of models with CNN stems are also run here by tests/onnx_torch_eval.py (PyTorch ops)
+ * against `vitlab-cli forward`. Every run goes through g_spawn_sync with an argv array. */
 #include "vl-test-util.h"
 
 #include "vl-model.h"
@@ -257,25 +258,46 @@ check_export (const char *name, const char *src, const char *pool, VlModel *m,
                            "Reshape" };
   for (guint k = 0; k < G_N_ELEMENTS (always); k++)
     g_assert_true (has_string (ops, always[k]));
-  g_assert_true (has_string (ops, "Sigmoid") == g->quick_gelu);
+  /* a CNN stem's ops (SiLU as x * Sigmoid (x); GroupNorm through ReduceMean) */
+  const VlStemKind stem = vl_model_stem_kind (m);
+  g_assert_true (has_string (ops, "Sigmoid") == (g->quick_gelu || stem == VL_STEM_MBCONV));
   g_assert_true (has_string (ops, "Erf") ==
                  (!g->quick_gelu || vl_model_head_kind (m) == VL_HEAD_MLP));
-  g_assert_true (has_string (ops, "ReduceMean") == (pk == VL_POOL_AVG));
+  g_assert_true (has_string (ops, "ReduceMean") ==
+                 (pk == VL_POOL_AVG || stem == VL_STEM_RESNETV2));
+  g_assert_true (has_string (ops, "BatchNormalization") ==
+                 (stem == VL_STEM_CONV || stem == VL_STEM_MBCONV));
+  g_assert_true (has_string (ops, "GlobalAveragePool") == (stem == VL_STEM_MBCONV));
+  g_assert_true (has_string (ops, "MaxPool") == (stem == VL_STEM_RESNETV2));
+  g_assert_true (has_string (ops, "Relu") == (stem == VL_STEM_CONV || stem == VL_STEM_RESNETV2));
   g_assert_true (has_string (ops, "ReduceMax") == (pk == VL_POOL_MAX));
   g_assert_true (has_string (ops, "Slice") == (pk != VL_POOL_TOKEN && g->n_prefix > 0));
   g_assert_true (has_string (ops, "Expand") == (g->n_prefix > 0));
 
-  /* the patch embedding: kernel = stride = patch */
+  /* the patch embedding: kernel = stride = patch; a stem's first conv: stride 2, with its
+   * padding (explicit, asymmetric for timm's "same" at an even side: 7x7 / 2 pads 2 before and
+   * 3 after) */
   JsonObject *conv = json_object_get_object_member (o, "conv");
   JsonArray *ks = json_object_get_array_member (conv, "kernel_shape");
   JsonArray *st = json_object_get_array_member (conv, "strides");
   for (int k = 0; k < 2; k++)
     {
-      g_assert_cmpint (json_array_get_int_element (ks, k), ==, g->patch);
-      g_assert_cmpint (json_array_get_int_element (st, k), ==, g->patch);
+      g_assert_cmpint (json_array_get_int_element (ks, k), ==, stem ? (stem == VL_STEM_RESNETV2
+                                                                        ? 7 : 3) : g->patch);
+      g_assert_cmpint (json_array_get_int_element (st, k), ==, stem ? 2 : g->patch);
+    }
+  if (stem)
+    {
+      /* (top, left, bottom, right) */
+      JsonArray *pads = json_object_get_array_member (conv, "pads");
+      const gboolean same = stem == VL_STEM_RESNETV2;
+      g_assert_cmpint (S % 2, ==, 0);
+      for (int k = 0; k < 4; k++)
+        g_assert_cmpint (json_array_get_int_element (pads, k), ==, same ? (k < 2 ? 2 : 3) : 1);
     }
 
-  /* every parameter is in the file once, but pos_embed: the position entries of the prefix
+  /* every parameter is in the file once (a stem's BatchNorm statistics too, a standardized
+   * weight in place of its raw one), but pos_embed: the position entries of the prefix
    * tokens are folded into them (unless no_embed_class), the patches' are at the input's grid;
    * a regression export adds the targets' mean and std */
   const int64_t pos_numel = (int64_t) ((g->no_embed_class ? 0 : g->n_prefix) +
@@ -340,13 +362,12 @@ copy_file (const char *from, const char *to)
   g_assert_true (g_file_set_contents (to, data, (gssize) len, NULL));
 }
 
-/* A model whose preprocessing size (48) is not its native one (32): the graph takes 48 with the
- * position embedding resampled to the 6x6 grid. */
-static void
-test_input_size (void)
+/* A copy of the model folder src under tmpdir/name whose config.json says a preprocessing size of
+ * `size` (pretrained_cfg input_size [3, S, S] → [3, size, size]). */
+static char *
+copy_with_input_size (const char *src, const char *name, int size)
 {
-  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
-  g_autofree char *dir = g_build_filename (tmpdir, "tiny-48", NULL);
+  char *dir = g_build_filename (tmpdir, name, NULL);
   g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
   g_autofree char *from = g_build_filename (src, "model.safetensors", NULL);
   g_autofree char *to = g_build_filename (dir, "model.safetensors", NULL);
@@ -354,13 +375,23 @@ test_input_size (void)
   g_autofree char *cfg_from = g_build_filename (src, "config.json", NULL);
   g_autofree char *cfg = NULL;
   g_assert_true (g_file_get_contents (cfg_from, &cfg, NULL, NULL));
-  g_autoptr(GRegex) re = g_regex_new ("\"input_size\": \\[\\s*3,\\s*32,\\s*32\\s*\\]", 0, 0,
+  g_autoptr(GRegex) re = g_regex_new ("\"input_size\": \\[\\s*3,\\s*\\d+,\\s*\\d+\\s*\\]", 0, 0,
                                       NULL);
-  g_autofree char *cfg48 = g_regex_replace_literal (re, cfg, -1, 0,
-                                                    "\"input_size\": [3, 48, 48]", 0, NULL);
-  g_assert_nonnull (strstr (cfg48, "[3, 48, 48]"));
+  g_autofree char *want = g_strdup_printf ("\"input_size\": [3, %d, %d]", size, size);
+  g_autofree char *resized = g_regex_replace_literal (re, cfg, -1, 0, want, 0, NULL);
+  g_assert_nonnull (strstr (resized, want));
   g_autofree char *cfg_to = g_build_filename (dir, "config.json", NULL);
-  g_assert_true (g_file_set_contents (cfg_to, cfg48, -1, NULL));
+  g_assert_true (g_file_set_contents (cfg_to, resized, -1, NULL));
+  return dir;
+}
+
+/* A model whose preprocessing size (48) is not its native one (32): the graph takes 48 with the
+ * position embedding resampled to the 6x6 grid. */
+static void
+test_input_size (void)
+{
+  g_autofree char *src = vl_test_shared_path ("fixtures", "vit-timm-tiny", NULL);
+  g_autofree char *dir = copy_with_input_size (src, "tiny-48", 48);
   g_autoptr(GError) error = NULL;
   g_autoptr(VlModel) m = vl_model_load (dir, &error);
   g_assert_no_error (error);
@@ -416,6 +447,98 @@ test_geometries (void)
     {
       g_autofree char *src = vl_test_data_path (geoms[i], NULL);
       export_source (geoms[i], src, NULL);
+    }
+}
+
+/* ONNX output `out` of the evaluated file against `want` in ref (max abs diff <= 1e-4, at a
+ * scale where that means something). */
+static double
+compare_output (VlSafetensors *got, const char *out, VlSafetensors *ref, const char *want,
+                const char *what)
+{
+  int64_t n = 0, m = 0;
+  g_autofree float *a = vl_test_read (got, out, &n);
+  g_autofree float *b = vl_test_read (ref, want, &m);
+  g_assert_cmpint (n, ==, m);
+  const double d = vl_test_max_abs_diff (a, b, n);
+  double scale = 0;
+  for (int64_t i = 0; i < n; i++)
+    scale = MAX (scale, fabs (b[i]));
+  g_test_message ("%s: %s max abs diff %.3g (max |%s| %.3g)", what, out, d, want, scale);
+  g_assert_cmpfloat (d, <=, 1e-4);
+  g_assert_cmpfloat (scale, >, 100 * d);
+  return d;
+}
+
+/* A model with a CNN stem: exported and checked as above, then run by tests/onnx_torch_eval.py
+ * (PyTorch ops, float64; onnx 1.12 has no reference evaluator) on `images` (FILE[:TENSOR]): its
+ * logits and features must be `vitlab-cli forward`'s on the same images, and with torch_ref (an
+ * expected.safetensors) its logits PyTorch's logits_eval (BatchNorm on the running statistics),
+ * each within 1e-4. */
+static void
+check_stem_export (const char *name, const char *src, const char *images, const char *torch_ref)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (src, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_stem_kind (m), !=, VL_STEM_PATCH);
+  check_export (name, src, NULL, m, "classify", vl_model_num_classes (m));
+
+  const char *py = g_getenv ("VITLAB_PYTHON");
+  g_autofree char *eval_py = g_test_build_filename (G_TEST_DIST, "onnx_torch_eval.py", NULL);
+  g_autofree char *file = g_strdup_printf ("%s/%s.onnx", tmpdir, name);
+  g_autofree char *evald = g_strdup_printf ("%s/%s.eval.safetensors", tmpdir, name);
+  g_autofree char *fwd = g_strdup_printf ("%s/%s.forward.safetensors", tmpdir, name);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new ();
+  g_ptr_array_add (argv, (gpointer) (py ? py : "/usr/bin/python3"));
+  g_ptr_array_add (argv, eval_py);
+  g_ptr_array_add (argv, file);
+  g_ptr_array_add (argv, (gpointer) images);
+  g_ptr_array_add (argv, evald);
+  g_autoptr(Run) e = spawn (argv);
+  if (e->status != 0)
+    g_error ("%s: onnx_torch_eval.py failed:\n%s", file, e->err);
+  g_autoptr(Run) f = cli ("forward", src, "--images", images, "--out", fwd, NULL);
+  if (f->status != 0)
+    g_error ("%s: forward failed: %s", src, f->err);
+
+  g_autoptr(VlSafetensors) got = vl_test_open (evald);
+  g_autoptr(VlSafetensors) ref = vl_test_open (fwd);
+  compare_output (got, "logits", ref, "logits", name);
+  compare_output (got, "features", ref, "features", name);
+  if (torch_ref)
+    {
+      g_autoptr(VlSafetensors) t = vl_test_open (torch_ref);
+      compare_output (got, "logits", t, "logits_eval", name);
+    }
+}
+
+/* CNN stems: the fixtures of each stem kind (tests/data/stem-conv, stem-mbconv, and timm's hybrid
+ * ResNetV2 layouts hybrid-s, hybrid-r2; gen-stems.py) on their own images, and stem-conv and
+ * hybrid-s at a preprocessing size of 48 (the position embedding resampled, timm's same padding
+ * computed for 48) on the vit-timm-tiny fixture's 48 px images. ONNX Runtime runs the same kinds
+ * in `make interop`. */
+static void
+test_stems (void)
+{
+  const char *names[] = { "stem-conv", "stem-mbconv", "hybrid-s", "hybrid-r2" };
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *src = vl_test_data_path (names[i], NULL);
+      g_autofree char *images = vl_test_data_path (names[i], "inputs.safetensors", NULL);
+      g_autofree char *expected = vl_test_data_path (names[i], "expected.safetensors", NULL);
+      check_stem_export (names[i], src, images, expected);
+    }
+  g_autofree char *in48 = vl_test_shared_path ("fixtures", "vit-timm-tiny", "inputs.safetensors",
+                                               NULL);
+  g_autofree char *images48 = g_strconcat (in48, ":images48", NULL);
+  const char *at48[] = { "stem-conv", "hybrid-s" };
+  for (guint i = 0; i < G_N_ELEMENTS (at48); i++)
+    {
+      g_autofree char *src = vl_test_data_path (at48[i], NULL);
+      g_autofree char *name = g_strconcat (at48[i], "-48", NULL);
+      g_autofree char *dir = copy_with_input_size (src, name, 48);
+      check_stem_export (name, dir, images48, NULL);
     }
 }
 
@@ -651,6 +774,7 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/families", test_families);
   g_test_add_func ("/onnx/geometries", test_geometries);
   g_test_add_func ("/onnx/input-size", test_input_size);
+  g_test_add_func ("/onnx/stems", test_stems);
   g_test_add_func ("/onnx/real-vit-tiny", test_real);
   g_test_add_func ("/onnx/regress-run", test_regress_run);
   g_test_add_func ("/onnx/classify-run", test_classify_run);

@@ -4,7 +4,11 @@
  * samples against `vitlab-cli classify` and the samples' labels.
  *
  *   NODE_PATH=build/interop-node/node_modules node tests/interop/check_onnx.js \
- *       --cli build/app/vitlab-cli --shared ../shared [--only NAME] [--keep]
+ *       --cli build/app/vitlab-cli --shared ../shared [--only NAME[,NAME...]] [--keep]
+ *
+ * --only runs the named cases (and trains only the run folders they need), e.g.
+ * --only stem-conv,stem-mbconv,hybrid-s,hybrid-r2,stem-conv-48,hybrid-s-48,stem-conv-run,
+ * stem-mbconv-run; "imagenet" is the ImageNet check.
  *
  * Per source and pooling: export, forward, then the ONNX model on the whole batch and on its
  * first image alone (the batch dimension is dynamic); logits / values, features and (OpenCLIP)
@@ -30,7 +34,7 @@ function parseArgs () {
   for (let i = 0; i < v.length; i++) {
     if (v[i] === '--cli') a.cli = v[++i];
     else if (v[i] === '--shared') a.shared = v[++i];
-    else if (v[i] === '--only') a.only = v[++i];
+    else if (v[i] === '--only') a.only = v[++i].split(',');
     else if (v[i] === '--python') a.python = v[++i];
     else if (v[i] === '--keep') a.keep = true;
     else { console.error(`check_onnx.js: unknown argument ${v[i]}`); process.exit(2); }
@@ -101,6 +105,7 @@ async function main () {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'vitlab-onnx-'));
   const res = new Results();
   const cli = (...a) => execFileSync(args.cli, a, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const wanted = (name) => !args.only || args.only.includes(name);
 
   /* [name, source, images file, pools (null: the model's own)] */
   const cases = [
@@ -132,7 +137,7 @@ async function main () {
   /* a regression run with an MLP head, trained here for one epoch (a second): the graph's
    * `values` are the head's standardised outputs mapped back with the run's mean and std */
   const regRun = path.join(tmp, 'regress-run');
-  cli('train', '--task', 'regress', '--head', 'mlp', '--unlock', '2', '--epochs', '1',
+  if (wanted('regress-run-mlp')) cli('train', '--task', 'regress', '--head', 'mlp', '--unlock', '2', '--epochs', '1',
       '--backbone', `${S}/fixtures/vit-timm-tiny`,
       '--data', 'fashion-mnist-rotate:classes=0-1,per-class=20,val-per-class=10,max-angle=30',
       '--out', regRun);
@@ -142,7 +147,7 @@ async function main () {
    * resampled to 6x6, two transposed convolutions, a LayerNorm over channels, then 2x) */
   for (const [head, size, images] of [['linear', 32, 'images'], ['upconv', 48, 'images48']]) {
     const run = path.join(tmp, `segment-run-${head}`);
-    cli('train', '--task', 'segment', '--seg-head', head, '--img-size', String(size),
+    if (wanted(`segment-run-${head}`)) cli('train', '--task', 'segment', '--seg-head', head, '--img-size', String(size),
         '--unlock', '1', '--epochs', '1', '--backbone', `${S}/fixtures/vit-timm-tiny`,
         '--data', `fashion-mnist-scenes:train=16,val=8,size=${size}`, '--out', run);
     cases.push([`segment-run-${head}`, run, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:${images}`, [null]]);
@@ -150,13 +155,39 @@ async function main () {
   /* a detection run (FCOS head, trained here for one epoch at 48: a 6x6 grid): the three head
    * outputs (N, 36, K), (N, 36, 4), (N, 36, 1) as torchvision's FCOSHead returns them */
   const detRun = path.join(tmp, 'detect-run');
-  cli('train', '--task', 'detect', '--img-size', '48', '--unlock', '2', '--epochs', '1',
+  if (wanted('detect-run')) cli('train', '--task', 'detect', '--img-size', '48', '--unlock', '2', '--epochs', '1',
       '--backbone', `${S}/fixtures/vit-timm-tiny`,
       '--data', 'fashion-mnist-scenes:train=16,val=8,size=48', '--out', detRun);
   cases.push(['detect-run', detRun, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
+  /* CNN stems in place of the patch embedding (vl-stem.h): the fixtures of each kind
+   * (tests/data/gen-stems.py: vitlab's conv and mbconv stems, timm's hybrid ResNetV2 with and
+   * without stages), and runs whose new conv / mbconv stem was trained here alone with the head
+   * for one epoch (BatchNorm's running statistics moved by the training) */
+  for (const st of ['stem-conv', 'stem-mbconv', 'hybrid-s', 'hybrid-r2'])
+    cases.push([st, `${D}/${st}`, `${D}/${st}/inputs.safetensors`, st === 'stem-mbconv' ? [null, 'avg'] : [null]]);
+  /* stem-conv and hybrid-s at a preprocessing size of 48 (their native 32 and 24): the position
+   * embedding resampled, timm's same padding computed for 48 */
+  for (const st of ['stem-conv', 'hybrid-s']) {
+    const dir = path.join(tmp, `${st}-48`);
+    fs.mkdirSync(dir);
+    fs.copyFileSync(`${D}/${st}/model.safetensors`, path.join(dir, 'model.safetensors'));
+    const cfg = JSON.parse(fs.readFileSync(`${D}/${st}/config.json`, 'utf8'));
+    cfg.pretrained_cfg.input_size = [3, 48, 48];
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+    cases.push([`${st}-48`, dir, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
+  }
+  for (const kind of ['conv', 'mbconv']) {
+    const run = path.join(tmp, `stem-${kind}-run`);
+    if (wanted(`stem-${kind}-run`)) {
+      cli('train', '--stem', kind, '--train-groups', 'stem,head', '--epochs', '1', '--backbone',
+          `${S}/fixtures/vit-timm-tiny`, '--data', 'fashion-mnist:per-class=8,val-per-class=4',
+          '--out', run);
+    }
+    cases.push([`stem-${kind}-run`, run, `${S}/fixtures/vit-timm-tiny/inputs.safetensors`, [null]]);
+  }
 
   for (const [name, src, imagesFile, pools] of cases) {
-    if (args.only && name !== args.only) continue;
+    if (!wanted(name)) continue;
     for (const pool of pools) {
       const label = pool ? `${name}/${pool}` : name;
       const onnxPath = path.join(tmp, `${label.replace('/', '-')}.onnx`);
@@ -187,15 +218,20 @@ async function main () {
         if (outputs.includes(o)) pairs.push([o, o]);
       /* and against PyTorch where the fixtures hold its outputs (../shared/fixtures/README.md) */
       const torchRef = {
-        'vit-timm-tiny-48': ['vit-timm-tiny', 'logits_token_48'],
-        'vit-timm-tiny/token': ['vit-timm-tiny', 'logits_token'],
-        'vit-timm-tiny/avg': ['vit-timm-tiny', 'logits_avg'],
-        'vit-timm-tiny/max': ['vit-timm-tiny', 'logits_max'],
-        'vit-tiny-real': ['vit-tiny-real', 'logits_token'],
-        'vit-tiny-real/avg': ['vit-tiny-real', 'logits_avg'],
+        'vit-timm-tiny-48': [`${S}/fixtures/vit-timm-tiny`, 'logits_token_48'],
+        'vit-timm-tiny/token': [`${S}/fixtures/vit-timm-tiny`, 'logits_token'],
+        'vit-timm-tiny/avg': [`${S}/fixtures/vit-timm-tiny`, 'logits_avg'],
+        'vit-timm-tiny/max': [`${S}/fixtures/vit-timm-tiny`, 'logits_max'],
+        'vit-tiny-real': [`${S}/fixtures/vit-tiny-real`, 'logits_token'],
+        'vit-tiny-real/avg': [`${S}/fixtures/vit-tiny-real`, 'logits_avg'],
+        /* gen-stems.py's PyTorch modules in eval mode (BatchNorm on the running statistics) */
+        'stem-conv': [`${D}/stem-conv`, 'logits_eval'],
+        'stem-mbconv': [`${D}/stem-mbconv`, 'logits_eval'],
+        'hybrid-s': [`${D}/hybrid-s`, 'logits_eval'],
+        'hybrid-r2': [`${D}/hybrid-r2`, 'logits_eval'],
       }[label];
       if (torchRef) {
-        const want = readSafetensors(`${S}/fixtures/${torchRef[0]}/expected.safetensors`)[torchRef[1]].data;
+        const want = readSafetensors(`${torchRef[0]}/expected.safetensors`)[torchRef[1]].data;
         const d = maxAbsDiff(full.logits.data, want);
         res.add(label, 'logits vs PyTorch', d <= TOL, `max abs diff ${d.toExponential(2)} (${torchRef[1]})`);
       }
@@ -228,7 +264,7 @@ async function main () {
     }
   }
 
-  if (!args.only || args.only === 'imagenet')
+  if (wanted('imagenet'))
     await imagenet(args, ort, cli, tmp, res);
 
   if (!args.keep) fs.rmSync(tmp, { recursive: true, force: true });
