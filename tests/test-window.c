@@ -2109,6 +2109,41 @@ test_dark (void)
   destroy_window (win);
 }
 
+/* The backbone panel's stem choice: a new conv stem switches the stem's group on beside the
+ * head (the transformer frozen), goes into the run's configuration, and the trained model has
+ * it (the run folder's model.safetensors loads back with a conv stem). */
+static void
+test_stem (void)
+{
+  VlWindow *win = new_window (TRUE);
+  quick_settings (win, 2);
+  g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_PATCH);
+  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->stem_note_label)),
+                            "patch embedding"));
+  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);   /* the linear probe */
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->stem_dropdown), 1);
+  g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_CONV);
+  const char *note = gtk_label_get_text (GTK_LABEL (win->stem_note_label));
+  g_assert_nonnull (strstr (note, "conv stem"));
+  g_assert_nonnull (strstr (note, "4 x 4 grid"));   /* 32 px at patch 8 */
+  const int n = vl_model_n_groups (win->model);
+  for (int g = 0; g < n; g++)
+    g_assert_cmpint (vl_model_group_trainable (win->model, g), ==, g == 0 || g == n - 1);
+  VlTrainConfig c;
+  vl_window_config_from_ui (win, &c);
+  g_assert_cmpint (c.stem, ==, VL_STEM_CONV);
+  g_assert_cmphex (c.unlock_mask, ==, 1u | (1u << (n - 1)));
+  vl_train_config_clear (&c);
+  g_assert_true (action (win, "win.train"));
+  wait_for (win, finished, 120, "the end of the run");
+  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_run_load_model (win->run_dir, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_stem_kind (m), ==, VL_STEM_CONV);
+  destroy_window (win);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2140,6 +2175,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/data-panel", test_data_panel);
   g_test_add_func ("/ui/window/presets", test_presets);
   g_test_add_func ("/ui/window/train", test_train);
+  g_test_add_func ("/ui/window/stem", test_stem);
   g_test_add_func ("/ui/window/regression", test_regression);
   g_test_add_func ("/ui/window/pause-stop-resume", test_pause_stop_resume);
   g_test_add_func ("/ui/window/close-during-training", test_close_during_training);

@@ -278,6 +278,8 @@ on_group_toggled (GtkSwitch *sw, GParamSpec *pspec, VlWindow *self)
   vl_window_sync_groups (self);
 }
 
+static void update_stem_note (VlWindow *self);
+
 static void
 rebuild_group_rows (VlWindow *self)
 {
@@ -357,6 +359,7 @@ rebuild_group_rows (VlWindow *self)
                                              ? ", head" : "");
   gtk_label_set_text (GTK_LABEL (self->info_groups), groups);
   vl_window_update_layer_scales (self);
+  update_stem_note (self);
 }
 
 static void
@@ -829,6 +832,83 @@ on_layer_decay_changed (VlWindow *self)
   vl_window_update_layer_scales (self);
 }
 
+/* ------------------------------------------------------------------ the stem */
+
+static const VlStemKind stem_choices[] = { VL_STEM_PATCH, VL_STEM_CONV, VL_STEM_MBCONV };
+
+VlStemKind
+vl_window_stem_choice (VlWindow *self)
+{
+  guint i = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->stem_dropdown));
+  return i < G_N_ELEMENTS (stem_choices) ? stem_choices[i] : VL_STEM_PATCH;
+}
+
+void
+vl_window_set_stem_choice (VlWindow *self, VlStemKind kind)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (stem_choices); i++)
+    if (stem_choices[i] == kind)
+      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->stem_dropdown), i);
+}
+
+static void
+update_stem_note (VlWindow *self)
+{
+  if (self->model == NULL)
+    {
+      gtk_label_set_text (GTK_LABEL (self->stem_note_label), "");
+      return;
+    }
+  const VlGeometry *g = vl_model_geometry (self->model);
+  const VlStemKind own = vl_model_stem_kind (self->model), want = vl_window_stem_choice (self);
+  const gboolean pow2 = g->patch >= 2 && g->patch <= 64 && (g->patch & (g->patch - 1)) == 0;
+  g_autofree char *note = NULL;
+  if (want == VL_STEM_PATCH)
+    note = own == VL_STEM_PATCH
+         ? g_strdup_printf (_("The checkpoint's patch embedding: %d x %d patches, a linear "
+                              "projection each to width %d."), g->patch, g->patch, g->width)
+         : g_strdup_printf (_("The checkpoint's %s CNN stem, total stride %d, to width %d."),
+                            vl_stem_kind_name (own), g->patch, g->width);
+  else if (!pow2)
+    note = g_strdup_printf (_("A new CNN stem needs a patch size that is a power of two "
+                              "(2 to 64); this backbone's is %d."), g->patch);
+  else
+    note = g_strdup_printf (
+      _("When training starts a new %s stem replaces the checkpoint's, randomly initialised "
+        "(seeded): %s down to the %d x %d grid, then a 1x1 convolution to width %d. The "
+        "position embedding and the class token stay. It is the Stem layer group: train it with "
+        "the transformer frozen (Stem and Head switched on in Layer groups)."),
+      vl_stem_kind_name (want),
+      want == VL_STEM_CONV ? _("3x3 stride-2 convolutions with BatchNorm and ReLU (Xiao et al.)")
+                           : _("a 3x3 stride-2 convolution, then MBConv blocks of stride 2 "
+                               "(expand, depthwise 3x3, squeeze-and-excitation, project; "
+                               "BatchNorm, SiLU)"),
+      g->input_size / g->patch, g->input_size / g->patch, g->width);
+  gtk_label_set_text (GTK_LABEL (self->stem_note_label), note);
+}
+
+/* A new stem trains with the head and the transformer frozen: when only the head was to train,
+ * the stem's switch goes on too (a random stem in front of a frozen model would stay random). */
+static void
+on_stem_changed (VlWindow *self)
+{
+  update_stem_note (self);
+  if (self->syncing || self->model == NULL || vl_window_is_running (self) ||
+      vl_window_stem_choice (self) == VL_STEM_PATCH)
+    return;
+  const int n = vl_model_n_groups (self->model);
+  if (vl_window_unlocked_suffix (self) == 1 &&
+      !gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+    {
+      vl_model_set_group_trainable (self->model, 0, TRUE);
+      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), 4);   /* Custom */
+      vl_window_sync_groups (self);
+      vl_window_set_status (self, n > 1 ? _("The new stem and the head train; the transformer "
+                                            "stays frozen")
+                                        : "");
+    }
+}
+
 /* ------------------------------------------------------------------ setup */
 
 void
@@ -847,6 +927,8 @@ vl_window_backbone_init (VlWindow *self)
                             G_CALLBACK (on_mlp_hidden_changed), self);
   g_signal_connect_swapped (self->layer_decay_spin, "value-changed",
                             G_CALLBACK (on_layer_decay_changed), self);
+  g_signal_connect_swapped (self->stem_dropdown, "notify::selected",
+                            G_CALLBACK (on_stem_changed), self);
   vl_window_refresh_recent (self);
   update_schedule_label (self);
   update_head_note (self);

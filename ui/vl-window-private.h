@@ -279,6 +279,8 @@ struct _VlWindow
    * the trained model's boxes of the validation images; the input size is seg_size_spin */
   GtkWidget    *seg_head_row, *det_panel;
   VlDetPredictions *det_pred;
+  /* the backbone panel's stem choice (vl-window-backbone.c): the checkpoint's, or a new CNN stem */
+  GtkWidget    *stem_dropdown, *stem_note_label;
 
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */
@@ -347,6 +349,9 @@ void  vl_window_choose_probe     (VlWindow *self);
  * gets the probe file's pixels (its maps come with the PROBES events), and the maps of a
  * previous model are dropped. */
 void  vl_window_probe_file_to_trainer (VlWindow *self);
+/* The stem choice: VL_STEM_PATCH for the checkpoint's own, else the new stem's kind. */
+VlStemKind vl_window_stem_choice     (VlWindow *self);
+void  vl_window_set_stem_choice      (VlWindow *self, VlStemKind kind);
 /* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
 void  vl_window_set_task             (VlWindow *self, VlTaskKind task);
 

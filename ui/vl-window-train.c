@@ -259,6 +259,7 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->n_probes = MAX (1, self->n_probes);
   cfg->out_dir = new_run_dir ();
   cfg->task = task_of_dropdown (self);
+  cfg->stem = vl_window_stem_choice (self);
   vl_window_seg_to_config (self, cfg);
   cfg->reg_loss = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->reg_loss_dropdown)) == 1
                   ? VL_REG_LOSS_SMOOTH_L1 : VL_REG_LOSS_MSE;
@@ -1948,6 +1949,7 @@ apply_config (VlWindow *self, const VlTrainConfig *c)
 {
   set_spins_from_config (self, c);
   vl_window_seg_from_config (self, c);
+  vl_window_set_stem_choice (self, c->stem);
   vl_window_set_head_from_config (self, c);
   if (c->backbone && g_file_test (c->backbone, G_FILE_TEST_EXISTS) &&
       g_strcmp0 (c->backbone, self->backbone_path) != 0)

@@ -1009,6 +1009,8 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (seg_size_spin);
   CHILD (seg_head_row);
   CHILD (det_panel);
+  CHILD (stem_dropdown);
+  CHILD (stem_note_label);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
