@@ -670,7 +670,7 @@ bench_model (const char *model, const char *backbone, const char *spec, int *img
 static void
 bench_report (const char *model, const char *backbone, const char *spec, int img, int batch,
               const char *mode, CliDenseBench *dense, gboolean gemm_ab, int reps, double *rates,
-              double *t_fwd, double *t_bwd, double *t_upd)
+              double *t_fwd, double *t_bwd, double *t_upd, const double *loss)
 {
   double median = median_of (rates, reps);
   struct rusage ru;
@@ -680,6 +680,9 @@ bench_report (const char *model, const char *backbone, const char *spec, int img
            backbone ? backbone : spec ? spec : model, img, batch, mode, vl_pool_n_threads ());
   if (dense)
     g_print ("dense_head=%s\n", cli_dense_bench_describe (dense));
+  /* the same batch every step: a step that trains lowers it */
+  if (loss)
+    g_print ("loss_first=%.6f loss_last=%.6f\n", loss[0], loss[1]);
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));
   if (gemm_ab)
@@ -840,12 +843,13 @@ cmd_bench (int argc, char **argv)
   double *rates = g_new (double, total);
   double *t_fwd = g_new (double, total), *t_bwd = g_new (double, total);
   double *t_upd = g_new (double, total);
+  double losses[2] = { NAN, NAN };   /* of the first step (warm-up included) and of the last */
   for (int r = -warmup * variants; r < total && rc == EXIT_SUCCESS; r++)
     {
       if (gemm_ab)
         vl_gemm_set_enabled ((r & 1) == 0);
       gint64 t0 = g_get_monotonic_time (), t1 = t0, t2 = t0;
-      double loss;
+      double loss = 0;
       if (dense)
         {
           if (!cli_dense_bench_step (dense, x, unlock >= 0, &opt, &t1, &t2, &loss, &error))
@@ -866,6 +870,12 @@ cmd_bench (int argc, char **argv)
             }
         }
       gint64 t3 = g_get_monotonic_time ();
+      if (unlock >= 0 && rc == EXIT_SUCCESS)
+        {
+          if (isnan (losses[0]))
+            losses[0] = loss;
+          losses[1] = loss;
+        }
       if (r >= 0 && rc == EXIT_SUCCESS)
         {
           /* stored variant by variant: [own reps..., OpenBLAS reps...] */
@@ -878,7 +888,7 @@ cmd_bench (int argc, char **argv)
     }
   if (rc == EXIT_SUCCESS)
     bench_report (model, backbone, spec, img, batch, mode, dense, gemm_ab, reps, rates, t_fwd,
-                  t_bwd, t_upd);
+                  t_bwd, t_upd, unlock >= 0 ? losses : NULL);
   cli_dense_bench_free (dense);
   g_free (t_fwd);
   g_free (t_bwd);
