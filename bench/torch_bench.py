@@ -177,46 +177,50 @@ def cmd_step(a):
     unlock = unlock_of(a.mode)
     x = torch.randn(a.batch, chans, img, img)
     y = torch.arange(a.batch) % classes
-    rates = []
-    t_timed = None
-
-    def more(r):
-        """Timed reps go on until --reps, or until --max-seconds of them (at least one)."""
-        nonlocal t_timed
-        if r == 0:
-            t_timed = time.perf_counter()
-        return r < 1 or not a.max_seconds or time.perf_counter() - t_timed < a.max_seconds
     if unlock is None:
         vit.eval()
-        with torch.inference_mode():
-            for r in range(-a.warmup, a.reps):
-                if r >= 0 and not more(r):
-                    break
-                t0 = time.perf_counter()
+
+        def one_step():
+            with torch.inference_mode():
                 vit(x)
-                dt = time.perf_counter() - t0
-                if r >= 0:
-                    rates.append(a.batch / dt)
     else:
         vit.train()
         params = (replace_stem(vit, unlock, chans, geo[1], geo[5]) if isinstance(unlock, str)
                   else lock(vit, unlock))
         opt = torch.optim.AdamW(params)
         loss_fn = nn.CrossEntropyLoss()
-        for r in range(-a.warmup, a.reps):
-            if r >= 0 and not more(r):
-                break
-            t0 = time.perf_counter()
+
+        def one_step():
             loss = loss_fn(vit(x), y)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            dt = time.perf_counter() - t0
-            if r >= 0:
-                rates.append(a.batch / dt)
+    rates = timed_reps(a, one_step)
+    print_step(a, f"model={a.backbone or a.geometry or a.model} img={img} batch={a.batch} "
+               f"mode={a.mode}", rates, base)
+
+
+def timed_reps(a, one_step):
+    """images/s of each timed call of one_step after --warmup untimed ones; the timed calls go
+    on until --reps, or until --max-seconds of them (at least one)."""
+    rates, t_timed = [], None
+    for r in range(-a.warmup, a.reps):
+        if r == 0:
+            t_timed = time.perf_counter()
+        elif r > 0 and a.max_seconds and time.perf_counter() - t_timed >= a.max_seconds:
+            break
+        t0 = time.perf_counter()
+        one_step()
+        dt = time.perf_counter() - t0
+        if r >= 0:
+            rates.append(a.batch / dt)
+    return rates
+
+
+def print_step(a, what, rates, base):
+    """step's closing lines, as vitlab-cli bench prints them."""
     print_config(a.threads)
-    print(f"model={a.backbone or a.geometry or a.model} img={img} batch={a.batch} mode={a.mode} "
-          f"rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
+    print(f"{what} rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
           f"import_rss_mib={base:.0f}")
     print(f"images_per_s={statistics.median(rates):.2f}")
     print(f"peak_rss_mib={rss_mib():.0f}")
@@ -327,13 +331,7 @@ def cmd_dense_step(a):
         anchors = det.anchor_generator(il, [torch.zeros(a.batch, W, G, G)])
         return sum(det.compute_loss(y, out, anchors, [G * G]).values())
 
-    rates, t_timed = [], None
-    for r in range(-a.warmup, a.reps):
-        if r == 0:
-            t_timed = time.perf_counter()
-        elif r > 0 and a.max_seconds and time.perf_counter() - t_timed >= a.max_seconds:
-            break
-        t0 = time.perf_counter()
+    def one_step():
         if unlock is None:
             with torch.inference_mode():
                 forward()
@@ -342,16 +340,10 @@ def cmd_dense_step(a):
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
-        if r >= 0:
-            rates.append(a.batch / dt)
-    print_config(a.threads)
-    print(f"model={a.backbone} img={S} batch={a.batch} mode={a.mode} task={a.task} "
-          f"dense_head={a.seg_head if a.task == 'segment' else 'fcos'} classes={K} "
-          f"rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
-          f"import_rss_mib={base:.0f}")
-    print(f"images_per_s={statistics.median(rates):.2f}")
-    print(f"peak_rss_mib={rss_mib():.0f}")
+    rates = timed_reps(a, one_step)
+    print_step(a, f"model={a.backbone} img={S} batch={a.batch} mode={a.mode} task={a.task} "
+               f"dense_head={a.seg_head if a.task == 'segment' else 'fcos'} classes={K}",
+               rates, base)
 
 
 # ------------------------------------------------------------------ epoch on an image folder
