@@ -21,6 +21,7 @@ struct _CliDenseBench {
   uint8_t   *masks;        /* segment: (B, S, S) */
   float     *dz;           /* segment: (B, S, S, K) */
   float     *dtok;         /* (B, T, W) when the model trains */
+  float     *tok_cache;    /* (B, T, W): the frozen model's tokens, with --cached */
   float     *boxes;        /* detect: (B, 2, 4) */
   int       *labels;       /* detect: (B, 2) */
   VlFcosTarget *tg;        /* detect: (B) */
@@ -117,6 +118,7 @@ cli_dense_bench_free (CliDenseBench *d)
   g_free (d->masks);
   g_free (d->dz);
   g_free (d->dtok);
+  g_free (d->tok_cache);
   g_free (d->boxes);
   g_free (d->labels);
   g_free (d->tg);
@@ -129,9 +131,9 @@ cli_dense_bench_step (CliDenseBench *d, const float *x, gboolean train, const Vl
 {
   VlModel *m = d->m;
   VlForwardFlags flags = train && d->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
-  if (!vl_model_forward (m, x, d->B, d->S, d->S, flags, error))
+  if (d->tok_cache == NULL && !vl_model_forward (m, x, d->B, d->S, d->S, flags, error))
     return FALSE;
-  const float *tok = vl_model_tokens_final (m);
+  const float *tok = d->tok_cache ? d->tok_cache : vl_model_tokens_final (m);
   const float *z = NULL;
   if (d->seg)
     z = vl_seg_head_forward (d->seg, tok, d->B, d->T, d->n_prefix, d->gh, d->gw, d->S, d->S);
@@ -160,6 +162,28 @@ cli_dense_bench_step (CliDenseBench *d, const float *x, gboolean train, const Vl
   VlHeadParam *hp = d->seg ? vl_seg_head_params (d->seg, &n) : vl_det_head_params (d->det, &n);
   vl_head_params_adamw (hp, n, opt, 1.0f);
   return TRUE;
+}
+
+gboolean
+cli_dense_bench_cache (CliDenseBench *d, const float *x, GError **error)
+{
+  if (d->model_trains)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
+                   _("--cached: only the head may train (--mode unlock1)"));
+      return FALSE;
+    }
+  if (!vl_model_forward (d->m, x, d->B, d->S, d->S, VL_FORWARD_INFER, error))
+    return FALSE;
+  gsize n = (gsize) d->B * d->T * vl_model_geometry (d->m)->width;
+  d->tok_cache = g_memdup2 (vl_model_tokens_final (d->m), n * sizeof (float));
+  return TRUE;
+}
+
+gboolean
+cli_dense_bench_cached (CliDenseBench *d)
+{
+  return d->tok_cache != NULL;
 }
 
 const char *

@@ -51,6 +51,10 @@ CliDenseBench *cli_dense_bench_new  (VlModel *m, VlTaskKind task, VlSegHeadKind 
 gboolean    cli_dense_bench_step     (CliDenseBench *d, const float *x, gboolean train,
                                       const VlAdamW *opt, gint64 *t_forward, gint64 *t_backward,
                                       double *loss, GError **error);
+/* --cached: the frozen model's tokens of x computed once here; every later step runs the head
+ * alone on them (the trainer's --cache-features). FALSE when the model trains. */
+gboolean    cli_dense_bench_cache    (CliDenseBench *d, const float *x, GError **error);
+gboolean    cli_dense_bench_cached   (CliDenseBench *d);
 const char *cli_dense_bench_describe (CliDenseBench *d);   /* "linear", "upconv", "fcos" */
 void        cli_dense_bench_free     (CliDenseBench *d);
 

@@ -57,7 +57,8 @@ static const char *usage_text = N_(
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small|--backbone CKPT|--geometry SPEC\n"
-  "                   [--img N] [--batch 32] [--task segment|detect [--seg-head upconv]]\n"
+  "                   [--img N] [--batch 32] [--task segment|detect [--seg-head upconv]\n"
+  "                   [--cached]]\n"
   "                   --mode infer|unlockN|full|stem-conv|stem-mbconv\n"
   "  vitlab-cli --version\n"
   "\n"
@@ -679,7 +680,8 @@ bench_report (const char *model, const char *backbone, const char *spec, int img
   g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n",
            backbone ? backbone : spec ? spec : model, img, batch, mode, vl_pool_n_threads ());
   if (dense)
-    g_print ("dense_head=%s\n", cli_dense_bench_describe (dense));
+    g_print ("dense_head=%s cached=%s\n", cli_dense_bench_describe (dense),
+             cli_dense_bench_cached (dense) ? "yes" : "no");
   /* the same batch every step: a step that trains lowers it */
   if (loss)
     g_print ("loss_first=%.6f loss_last=%.6f\n", loss[0], loss[1]);
@@ -769,7 +771,7 @@ cmd_bench (int argc, char **argv)
   g_autofree char *model = NULL, *mode = NULL, *backbone = NULL, *spec = NULL;
   g_autofree char *task = NULL, *seg_head = NULL;
   int img = 0, batch = 32, reps = 5, warmup = 1, classes = 0, rc = EXIT_SUCCESS;
-  gboolean gemm_ab = FALSE, ok;
+  gboolean gemm_ab = FALSE, cached = FALSE, ok;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_STRING, &model, N_("vit-tiny or vit-small"), "NAME" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone,
@@ -788,6 +790,9 @@ cmd_bench (int argc, char **argv)
       N_("with --task segment: linear (default) or upconv"), "HEAD" },
     { "classes", 0, 0, G_OPTION_ARG_INT, &classes,
       N_("classes of the dense head, background included (segment 4, detect 3)"), "K" },
+    { "cached", 0, 0, G_OPTION_ARG_NONE, &cached,
+      N_("with --task segment|detect --mode unlock1: the frozen tokens once, then the head "
+         "alone (--cache-features)"), NULL },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, N_("timed repetitions (5)"), "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, N_("untimed repetitions first (1)"), "N" },
     { "gemm-ab", 0, 0, G_OPTION_ARG_NONE, &gemm_ab,
@@ -811,6 +816,11 @@ cmd_bench (int argc, char **argv)
                                             &rc);
   if (!ok)
     return rc;
+  if (cached && (dense == NULL || unlock != 1))
+    {
+      cli_dense_bench_free (dense);
+      return usage_error (_("--cached goes with --task segment|detect and --mode unlock1"));
+    }
   const int chans = vl_model_geometry (m)->in_chans, K = vl_model_num_classes (m);
   if (dense == NULL)
     vl_model_lock (m, unlock < 0 ? 0 : unlock);
@@ -831,6 +841,11 @@ cmd_bench (int argc, char **argv)
   for (int b = 0; b < batch; b++)
     y[b] = b % MAX (K, 1);
   VlAdamW opt = VL_ADAMW_DEFAULTS;
+  if (cached && !cli_dense_bench_cache (dense, x, &error))
+    {
+      cli_dense_bench_free (dense);
+      return cli_fail (error);
+    }
   if (gemm_ab && !vl_gemm_enabled ())
     {
       cli_dense_bench_free (dense);

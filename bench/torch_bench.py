@@ -4,7 +4,7 @@
     torch_bench.py step  --model vit-tiny|vit-small|--backbone DIR|--geometry SPEC [--img N]
                          [--batch 32] --mode infer|unlockN|full|stem-conv|stem-mbconv
                          [--task classify|segment|detect] [--seg-head linear|upconv]
-                         [--classes K] [--reps N] [--warmup N]
+                         [--classes K] [--cached] [--reps N] [--warmup N]
                          [--threads default|N] [--max-seconds S]
     torch_bench.py epoch --data DIR --backbone DIR [--batch 32] [--unlock 1] [--augment none|light]
                          [--lr 1e-3] [--wd 0.05] [--warmup-epochs 1] [--threads default|N]
@@ -317,9 +317,14 @@ def cmd_dense_step(a):
     params = [q for q in net.parameters() if q.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05) if params else None
 
+    cache = None
+    if a.cached:   # --cache-features: the frozen backbone's tokens once, the head alone after
+        with torch.no_grad():
+            cache = net.features(x, 0, L + 2)
+
     def forward():
         with torch.set_grad_enabled(unlock is not None and first <= L + 1):
-            tok = net.features(x, 0, L + 2)
+            tok = cache if cache is not None else net.features(x, 0, L + 2)
         if a.task == "segment":
             return net.logits(tok, S)
         return head([tok[:, p:].reshape(-1, G, G, W).permute(0, 3, 1, 2)])
@@ -342,7 +347,8 @@ def cmd_dense_step(a):
             opt.zero_grad(set_to_none=True)
     rates = timed_reps(a, one_step)
     print_step(a, f"model={a.backbone} img={S} batch={a.batch} mode={a.mode} task={a.task} "
-               f"dense_head={a.seg_head if a.task == 'segment' else 'fcos'} classes={K}",
+               f"dense_head={a.seg_head if a.task == 'segment' else 'fcos'} classes={K} "
+               f"cached={'yes' if a.cached else 'no'}",
                rates, base)
 
 
@@ -474,6 +480,8 @@ def main():
     s.add_argument("--seg-head", choices=("linear", "upconv"), default="linear")
     s.add_argument("--classes", type=int, default=0,
                    help="dense head classes, background included (segment 4, detect 3)")
+    s.add_argument("--cached", action="store_true",
+                   help="dense, unlock1: the frozen tokens once, then the head alone")
     s.add_argument("--reps", type=int, default=5)
     s.add_argument("--warmup", type=int, default=1)
     s.add_argument("--threads", default="default")
@@ -497,6 +505,8 @@ def main():
     if a.cmd == "step" and a.task != "classify" and (not a.backbone or
                                                       unlock_of(a.mode) in ("conv", "mbconv")):
         p.error("--task segment|detect needs --backbone and --mode infer, unlockN or full")
+    if a.cmd == "step" and a.cached and (a.task == "classify" or a.mode != "unlock1"):
+        p.error("--cached goes with --task segment|detect and --mode unlock1")
     {"step": cmd_step, "epoch": cmd_epoch, "info": cmd_info}[a.cmd](a)
 
 

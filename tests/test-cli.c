@@ -1340,7 +1340,8 @@ kv_number (const CliRun *r, const char *key)
 
 /* `bench --task segment|detect` on a tiny random ViT (32 px, a 4 x 4 grid): each head and lock
  * runs, names its head, ends with the two lines bench/run.py reads, and its step trains (the loss
- * of the same batch falls over 6 steps); the options that do not fit are usage errors. */
+ * of the same batch falls over 6 steps); --cached gives the same losses as the uncached step; the
+ * options that do not fit are usage errors. */
 static void
 test_bench_dense (void)
 {
@@ -1366,7 +1367,7 @@ test_bench_dense (void)
         }
       g_autoptr(CliRun) r = cli_runv (args);
       expect_success (r);
-      g_autofree char *head = g_strdup_printf ("dense_head=%s\n", cases[i].name);
+      g_autofree char *head = g_strdup_printf ("dense_head=%s cached=no\n", cases[i].name);
       g_autofree char *mode = g_strdup_printf (" mode=%s ", cases[i].mode);
       if (!strstr (r->out, head) || !strstr (r->out, mode))
         g_error ("%s: expected %s and%s in:\n%s", r->cmdline, head, mode, r->out);
@@ -1384,6 +1385,22 @@ test_bench_dense (void)
         g_error ("%s: the loss of the same batch did not fall over 6 steps (%g -> %g)",
                  r->cmdline, l0, l1);
     }
+  /* --cached: the tokens once, then the head alone: the same losses as the uncached step */
+  for (int det = 0; det < 2; det++)
+    {
+      const char *task = det ? "detect" : "segment";
+      g_autoptr(CliRun) a = cli_run ("bench", "--geometry", geo, "--batch", "3", "--reps", "3",
+                                     "--task", task, "--mode", "unlock1", NULL);
+      g_autoptr(CliRun) b = cli_run ("bench", "--geometry", geo, "--batch", "3", "--reps", "3",
+                                     "--task", task, "--mode", "unlock1", "--cached", NULL);
+      expect_success (a);
+      expect_success (b);
+      g_assert_nonnull (strstr (a->out, " cached=no\n"));
+      g_assert_nonnull (strstr (b->out, " cached=yes\n"));
+      g_assert_cmpfloat (kv_number (a, "loss_first"), ==, kv_number (b, "loss_first"));
+      g_assert_cmpfloat (kv_number (a, "loss_last"), ==, kv_number (b, "loss_last"));
+      g_assert_cmpfloat (kv_number (a, "loss_last"), <, kv_number (a, "loss_first"));
+    }
   const char *const bad[][16] = {
     { "bench", "--geometry", geo, "--mode", "unlock1", "--task", "regress", NULL },
     { "bench", "--geometry", geo, "--mode", "unlock1", "--task", "detect", "--seg-head",
@@ -1393,8 +1410,11 @@ test_bench_dense (void)
     { "bench", "--geometry", geo, "--mode", "stem-conv", "--task", "segment", NULL },
     { "bench", "--geometry", geo, "--mode", "unlock0", "--task", "segment", NULL },
     { "bench", "--geometry", geo, "--mode", "unlock1", "--classes", "4", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock3", "--task", "segment", "--cached", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock1", "--cached", NULL },
   };
-  const char *needles[] = { "--task", "--seg-head", "--seg-head", "stem", "--mode", "--classes" };
+  const char *needles[] = { "--task", "--seg-head", "--seg-head", "stem", "--mode", "--classes",
+                            "--cached", "--cached" };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
     {
       g_autoptr(CliRun) r = cli_runv (bad[i]);
