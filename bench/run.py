@@ -1504,8 +1504,9 @@ def render_dense(dense, a, info):
       "so no dataset is needed and the FLOPs are the recipe's. One step = the backbone's "
       "forward, the head's forward, the loss at the input size (per-pixel cross-entropy, or "
       "FCOS's matching, focal, GIoU and centerness losses), the backward of the head and of the "
-      "unlocked groups, AdamW. vitlab: `vitlab-cli bench --task segment|detect` (the trainer's "
-      "seg / det step); PyTorch: `bench/torch_bench.py step --task segment|detect`, which runs "
+      "unlocked groups, AdamW (the trainer's per-group gradient norms and clipping are left out "
+      "on both sides, as in the classification cases). vitlab: `vitlab-cli bench --task "
+      "segment|detect` (the trainer's seg / det step); PyTorch: `bench/torch_bench.py step --task segment|detect`, which runs "
       "`bench/seg_ref.py`'s Segmenter and heads on `tests/interop/timm_vit.py`'s ViT and "
       "`bench/det_ref.py`'s torchvision FCOS head, anchors and `compute_loss`.")
     w("")
