@@ -314,9 +314,9 @@ test_train (void)
   g_object_get (win->knn_panel, "accuracy", &knn, NULL);
   g_assert_true (isnan (knn));   /* no class per image */
 
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 3);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.003);
+  g_object_set (win->training_panel, "epochs", 3, NULL);
+  g_object_set (win->training_panel, "batch-size", 16, NULL);
+  g_object_set (win->training_panel, "lr", 0.003, NULL);
   gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
   VlTrainConfig c;

@@ -271,9 +271,9 @@ test_train (void)
   double knn = 0;
   g_object_get (win->knn_panel, "accuracy", &knn, NULL);
   g_assert_true (isnan (knn));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 2);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
+  g_object_set (win->training_panel, "epochs", 2, NULL);
+  g_object_set (win->training_panel, "batch-size", 16, NULL);
+  g_object_set (win->training_panel, "lr", 0.01, NULL);
   gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 2);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
@@ -347,7 +347,7 @@ test_preset (void)
   g_assert_cmpstr (win->data->spec, ==, p->data);
   g_assert_true (g_str_has_suffix (win->backbone_path, "vitlab-fmnist-tiny"));
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->epochs_spin)), ==,
+  g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==,
                    p->epochs);
   g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
                    p->img_size);

@@ -326,11 +326,12 @@ assert_fits_long_names (VlWindow *win)
   GString *longer = g_string_new (NULL);
   for (int i = 0; i < 40; i++)
     g_string_append (longer, "very_long_name_without_spaces_");
-  GtkWidget *labels[] = { win->backbone_name_label, win->data_name_label, win->run_dir_label,
+  GtkWidget *labels[] = { win->backbone_name_label, win->data_name_label,
                           win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
                           win->stat_unlocked, win->status_label, win->banner_label };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
     gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
+  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (win->training_panel), longer->str, NULL);
   g_string_free (longer, TRUE);
   assert_fits (win, "long names");
 }
@@ -363,9 +364,9 @@ probe_is_gallery_item (VlWindow *win)
 static void
 quick_settings (VlWindow *win, int epochs)
 {
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), epochs);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 4);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
+  g_object_set (win->training_panel, "epochs", epochs, NULL);
+  g_object_set (win->training_panel, "batch-size", 4, NULL);
+  g_object_set (win->training_panel, "lr", 0.01, NULL);
 }
 
 /* ------------------------------------------------------------------ the dataset */
@@ -483,7 +484,7 @@ test_groups (void)
   g_assert_false (vl_model_group_trainable (m, 3));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, -1);
   g_assert_true (gtk_widget_get_visible (win->unlock_custom_label));
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+  g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
   {
     VlTrainConfig cfg;
     vl_window_config_from_ui (win, &cfg);
@@ -518,7 +519,7 @@ test_groups (void)
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, G);
 
   /* layer decay shows each group's learning-rate multiplier */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->layer_decay_spin), 0.5);
+  g_object_set (win->training_panel, "layer-decay", 0.5, NULL);
   VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
   VlGroupRow *rh = g_ptr_array_index (win->group_rows, G - 1);
   g_assert_true (gtk_widget_get_visible (r0->lr_label));
@@ -637,19 +638,19 @@ static void
 test_presets (void)
 {
   VlWindow *win = new_window (TRUE);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 2);   /* full fine-tune */
+  g_object_set (win->training_panel, "preset", 2, NULL);   /* full fine-tune */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 7);
-  g_assert_cmpfloat (gtk_spin_button_get_value (GTK_SPIN_BUTTON (win->layer_decay_spin)), ==, 0.75);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 0);   /* linear probe */
+  g_assert_cmpfloat (vl_training_panel_get_layer_decay (VL_TRAINING_PANEL (win->training_panel)), ==, 0.75);
+  g_object_set (win->training_panel, "preset", 0, NULL);   /* linear probe */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
   g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->cache_switch)));
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 3);   /* progressive */
+  g_object_set (win->training_panel, "preset", 3, NULL);   /* progressive */
   g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
   g_autofree char *s = vl_window_unlock_schedule (win);
   g_assert_true (g_str_has_prefix (s, "0:1,"));
   /* editing a value makes it "Custom"; the values stay editable */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.002);
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+  g_object_set (win->training_panel, "lr", 0.002, NULL);
+  g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
   destroy_window (win);
 }
 
@@ -665,7 +666,11 @@ test_train (void)
   g_assert_true (running (win));
   /* what must not change mid-run is insensitive */
   g_assert_false (train_enabled (win));
-  g_assert_false (gtk_widget_get_sensitive (win->hyper_grid));
+  {
+    gboolean editable = TRUE;
+    g_object_get (win->training_panel, "editable", &editable, NULL);
+    g_assert_false (editable);
+  }
   g_assert_false (gtk_widget_get_sensitive (win->augment_dropdown));
   VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
   g_assert_false (gtk_widget_get_sensitive (r0->toggle));
@@ -1035,7 +1040,7 @@ test_open_run (void)
   g_assert_true (win->have_trained);
   g_assert_nonnull (win->model);
   g_assert_nonnull (win->data);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->epochs_spin)), ==, 20);
+  g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==, 20);
   g_assert_cmpint (vl_confusion_view_get_n_classes (VL_CONFUSION_VIEW (win->confusion)), ==, 2);
   g_assert_false (win->run_resumable);
   wait_for (win, has_predictions, 60, "the predictions of the opened run");
@@ -2116,6 +2121,7 @@ static void
 test_stem (void)
 {
   VlWindow *win = new_window (TRUE);
+  g_object_set (win->training_panel, "preset", VL_PRESET_LINEAR_PROBE, NULL);
   quick_settings (win, 2);
   g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_PATCH);
   g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->stem_note_label)),

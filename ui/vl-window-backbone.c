@@ -252,7 +252,7 @@ vl_window_update_layer_scales (VlWindow *self)
 {
   if (self->model == NULL || self->group_rows == NULL)
     return;
-  double decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->layer_decay_spin));
+  double decay = vl_training_panel_get_layer_decay (VL_TRAINING_PANEL (self->training_panel));
   int n = vl_model_n_groups (self->model);
   g_autofree float *scales = g_new (float, n);
   vl_train_layer_scales (self->model, decay, scales);
@@ -274,7 +274,7 @@ on_group_toggled (GtkSwitch *sw, GParamSpec *pspec, VlWindow *self)
     return;
   int g = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (sw), "group"));
   vl_model_set_group_trainable (self->model, g, gtk_switch_get_active (sw));
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), 4);   /* Custom */
+  vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
   vl_window_sync_groups (self);
 }
 
@@ -491,7 +491,7 @@ on_unlock_changed (GtkSpinButton *spin, VlWindow *self)
       return;
     }
   vl_model_lock (self->model, n);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), 4);   /* Custom */
+  vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
   vl_window_sync_groups (self);
 }
 
@@ -572,7 +572,7 @@ static void
 on_schedule_changed (VlWindow *self)
 {
   if (!self->syncing)
-    gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), 4);   /* Custom */
+    vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
   update_schedule_label (self);
   vl_window_update_actions (self);
 }
@@ -803,7 +803,7 @@ vl_window_set_head (VlWindow *self, const char *head)
       if (!keep_pretrained && K > 0)
         vl_model_set_head (self->model, kind, K,
                            gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->mlp_hidden_spin)),
-                           (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin)));
+                           vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel)));
       vl_model_set_pool (self->model, pool);
       vl_window_features_inputs_changed (self);   /* the k-NN probe pools as the head */
       int n_after = vl_model_n_groups (self->model);
@@ -901,7 +901,7 @@ on_stem_changed (VlWindow *self)
       !gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
     {
       vl_model_set_group_trainable (self->model, 0, TRUE);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), 4);   /* Custom */
+      vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
       vl_window_sync_groups (self);
       vl_window_set_status (self, n > 1 ? _("The new stem and the head train; the transformer "
                                             "stays frozen")
@@ -925,7 +925,7 @@ vl_window_backbone_init (VlWindow *self)
                             G_CALLBACK (on_schedule_add_clicked), self);
   g_signal_connect_swapped (self->mlp_hidden_spin, "value-changed",
                             G_CALLBACK (on_mlp_hidden_changed), self);
-  g_signal_connect_swapped (self->layer_decay_spin, "value-changed",
+  g_signal_connect_swapped (self->training_panel, "notify::layer-decay",
                             G_CALLBACK (on_layer_decay_changed), self);
   g_signal_connect_swapped (self->stem_dropdown, "notify::selected",
                             G_CALLBACK (on_stem_changed), self);

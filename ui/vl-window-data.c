@@ -484,7 +484,7 @@ vl_window_open_data (VlWindow *self, const char *spec)
   j->spec = g_strdup (spec);
   j->options = (VlDatasetOptions) VL_DATASET_OPTIONS_DEFAULT;
   j->options.val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
-  j->options.seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  j->options.seed = vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel));
   /* boxes when the task is detection (a VOC folder has masks and boxes) */
   j->options.detect = self->task == VL_TASK_DETECT;
   g_autoptr(GTask) task = g_task_new (self, self->data_cancel, data_opened, NULL);
@@ -707,7 +707,8 @@ vl_window_data_init (VlWindow *self)
 {
   g_signal_connect_swapped (self->val_fraction_spin, "value-changed",
                             G_CALLBACK (schedule_rescan), self);
-  g_signal_connect_swapped (self->seed_spin, "value-changed", G_CALLBACK (schedule_rescan), self);
+  g_signal_connect_swapped (self->training_panel, "notify::seed", G_CALLBACK (schedule_rescan),
+                            self);
   gtk_widget_set_visible (self->val_fraction_box, FALSE);
 }
 

@@ -10,6 +10,7 @@
 #include "vl-threads.h"
 #include "vl-attention.h"
 #include "vl-run-controller.h"
+#include "vl-training-panel.h"
 
 G_BEGIN_DECLS
 
@@ -156,12 +157,8 @@ struct _VlWindow
   GtkWidget *skipped_list;
   GtkWidget *augment_dropdown;
   GtkWidget *cache_switch;
-  /* training page */
-  GtkWidget *preset_dropdown;
-  GtkWidget *hyper_grid;
-  GtkWidget *epochs_spin, *batch_spin, *lr_spin, *wd_spin, *warmup_spin, *layer_decay_spin;
-  GtkWidget *smoothing_spin, *seed_spin;
-  GtkWidget *run_dir_label;
+  /* training page: VlTrainingPanel (the preset, the hyperparameters, the run folder) */
+  GtkWidget *training_panel;
   /* main area */
   GtkWidget *stat_epoch, *stat_train_loss, *stat_val_loss, *stat_acc, *stat_unlocked;
   GtkWidget *chart_frame, *attention_frame, *confusion_frame;

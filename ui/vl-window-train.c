@@ -21,7 +21,6 @@
 #include "vl-task-view.h"
 #include "vl-loss-chart.h"
 
-enum { PRESET_LINEAR_PROBE, PRESET_LAST_BLOCKS, PRESET_FULL, PRESET_PROGRESSIVE, PRESET_CUSTOM };
 
 static const char *preset_ids[] = { "linear-probe", "last-blocks", "full", "progressive", "custom" };
 
@@ -99,46 +98,29 @@ set_spin (GtkWidget *spin, double v)
 void
 vl_window_apply_preset (VlWindow *self, int preset)
 {
-  if (preset < 0 || preset >= PRESET_CUSTOM)
+  if (preset < 0 || preset >= VL_PRESET_CUSTOM)
     return;
   gboolean was = self->syncing;
   self->syncing = TRUE;
-  int epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
+  VlTrainingPanel *panel = VL_TRAINING_PANEL (self->training_panel);
+  int epochs = vl_training_panel_get_epochs (panel);
   const char *schedule = "1";
   g_autofree char *progressive = NULL;
+  gboolean augment = TRUE, cache = FALSE;
   switch (preset)
     {
-    case PRESET_LINEAR_PROBE:
+    case VL_PRESET_LINEAR_PROBE:
       schedule = "1";
-      set_spin (self->lr_spin, 1e-3);
-      set_spin (self->wd_spin, 0.05);
-      set_spin (self->warmup_spin, 1);
-      set_spin (self->layer_decay_spin, 1.0);
-      set_spin (self->smoothing_spin, 0.0);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 0);
-      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), TRUE);
+      augment = FALSE;
+      cache = TRUE;
       break;
-    case PRESET_LAST_BLOCKS:
+    case VL_PRESET_LAST_BLOCKS:
       schedule = "4";   /* head, final norm and the last two blocks */
-      set_spin (self->lr_spin, 1e-4);
-      set_spin (self->wd_spin, 0.05);
-      set_spin (self->warmup_spin, 1);
-      set_spin (self->layer_decay_spin, 1.0);
-      set_spin (self->smoothing_spin, 0.1);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
       break;
-    case PRESET_FULL:
+    case VL_PRESET_FULL:
       schedule = "all";
-      set_spin (self->lr_spin, 1e-4);
-      set_spin (self->wd_spin, 0.05);
-      set_spin (self->warmup_spin, 1);
-      set_spin (self->layer_decay_spin, 0.75);
-      set_spin (self->smoothing_spin, 0.1);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
       break;
-    case PRESET_PROGRESSIVE:
+    case VL_PRESET_PROGRESSIVE:
       {
         /* the head first, then the top of the network (last block, final norm, head), then
          * everything: at 12 epochs "0:1,2:3,4:all", the recipe of `vitlab-cli train --preset
@@ -147,40 +129,35 @@ vl_window_apply_preset (VlWindow *self, int preset)
         int e1 = MAX (1, epochs / 6), e2 = MAX (e1 + 1, epochs / 3);
         progressive = g_strdup_printf ("0:1,%d:3,%d:all", e1, e2);
         schedule = progressive;
-        set_spin (self->lr_spin, 1e-3);
-        set_spin (self->wd_spin, 0.05);
-        set_spin (self->warmup_spin, 1);
-        set_spin (self->layer_decay_spin, 1.0);
-        set_spin (self->smoothing_spin, 0.1);
-        gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-        gtk_switch_set_active (GTK_SWITCH (self->cache_switch), TRUE);
+        cache = TRUE;
         break;
       }
     }
+  /* lr, weight decay, warmup, layer decay, label smoothing: the training panel's part */
+  vl_training_panel_apply_preset (panel, preset);
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), augment ? 1 : 0);
+  gtk_switch_set_active (GTK_SWITCH (self->cache_switch), cache);
   vl_window_set_unlock_schedule (self, schedule);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), preset);
   g_settings_set_string (self->settings, "preset", preset_ids[preset]);
   self->syncing = was;
   vl_window_update_actions (self);
 }
 
 static void
-on_preset_selected (VlWindow *self)
+on_preset_chosen (VlTrainingPanel *panel, int preset, VlWindow *self)
 {
-  if (self->syncing)
-    return;
-  int p = (int) gtk_drop_down_get_selected (GTK_DROP_DOWN (self->preset_dropdown));
-  vl_window_apply_preset (self, p);
+  if (!self->syncing)
+    vl_window_apply_preset (self, preset);
 }
 
+/* A hyperparameter edited (the panel turned itself to Custom), or the augmentation or the cache
+ * of the data panel, which the presets set too. */
 static void
 on_hyper_changed (VlWindow *self)
 {
   if (self->syncing)
     return;
-  self->syncing = TRUE;
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), PRESET_CUSTOM);
-  self->syncing = FALSE;
+  vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
   vl_window_update_actions (self);
 }
 
@@ -244,14 +221,7 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
     for (int g = 0; g < vl_model_n_groups (self->model) && g < 64; g++)
       if (vl_model_group_trainable (self->model, g))
         cfg->unlock_mask |= G_GUINT64_CONSTANT (1) << g;
-  cfg->epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
-  cfg->batch_size = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->batch_spin));
-  cfg->lr = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->lr_spin));
-  cfg->weight_decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->wd_spin));
-  cfg->warmup_epochs = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->warmup_spin));
-  cfg->layer_decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->layer_decay_spin));
-  cfg->label_smoothing = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->smoothing_spin));
-  cfg->seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  vl_training_panel_to_config (VL_TRAINING_PANEL (self->training_panel), cfg);
   /* attention rollout of the probes about four times an epoch */
   int n_train = self->data ? vl_dataset_n_items (self->data->ds, VL_SPLIT_TRAIN) : 0;
   int spe = MAX (1, (n_train + cfg->batch_size - 1) / cfg->batch_size);
@@ -1048,11 +1018,11 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   show_selected_probe (self);
   g_free (self->run_dir);
   self->run_dir = g_strdup (cfg.out_dir);
-  gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir ? self->run_dir : "");
-  gtk_widget_set_tooltip_text (self->run_dir_label, self->run_dir);
+  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
+                                 self->run_dir);
   if (!resume)
     {
-      int preset = (int) gtk_drop_down_get_selected (GTK_DROP_DOWN (self->preset_dropdown));
+      int preset = (int) vl_training_panel_get_preset (VL_TRAINING_PANEL (self->training_panel));
       g_autofree char *label = run_label (&cfg, preset);
       vl_loss_chart_new_run (VL_LOSS_CHART (self->chart), label);
       self->n_points = 0;
@@ -1794,7 +1764,8 @@ copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       g_free (self->run_dir);
       self->run_dir = g_strdup (j->dest);
-      gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
+      vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
+                                     self->run_dir);
       vl_window_show_info (self, _("Saved the run to %s"), j->dest);
     }
   else
@@ -1926,19 +1897,11 @@ static void
 set_spins_from_config (VlWindow *self, const VlTrainConfig *c)
 {
   self->syncing = TRUE;
-  set_spin (self->epochs_spin, c->epochs);
-  set_spin (self->batch_spin, c->batch_size);
-  set_spin (self->lr_spin, c->lr);
-  set_spin (self->wd_spin, c->weight_decay);
-  set_spin (self->warmup_spin, c->warmup_epochs);
-  set_spin (self->layer_decay_spin, c->layer_decay);
-  set_spin (self->smoothing_spin, c->label_smoothing);
-  set_spin (self->seed_spin, (double) c->seed);
+  vl_training_panel_from_config (VL_TRAINING_PANEL (self->training_panel), c);
   set_spin (self->val_fraction_spin, c->val_fraction);
   gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown),
                               c->augment == VL_AUGMENT_STRONG ? 2 : c->augment == VL_AUGMENT_LIGHT ? 1 : 0);
   gtk_switch_set_active (GTK_SWITCH (self->cache_switch), c->cache_features);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), PRESET_CUSTOM);
   self->syncing = FALSE;
 }
 
@@ -2026,7 +1989,8 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   g_free (self->run_dir);
   self->run_dir = g_strdup (j->dir);
-  gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
+  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
+                                 self->run_dir);
   self->epochs_total = c->epochs;
   self->run_resumable = (int) j->epochs->len < c->epochs;
   g_strfreev (self->class_names);
@@ -2121,16 +2085,13 @@ on_attn_shape (VlWindow *self)
 void
 vl_window_train_init (VlWindow *self)
 {
-  GtkWidget *spins[] = { self->epochs_spin, self->batch_spin, self->lr_spin, self->wd_spin,
-                         self->warmup_spin, self->layer_decay_spin, self->smoothing_spin };
-  for (guint i = 0; i < G_N_ELEMENTS (spins); i++)
-    g_signal_connect_swapped (spins[i], "value-changed", G_CALLBACK (on_hyper_changed), self);
+  g_signal_connect_swapped (self->training_panel, "hyper-edited",
+                            G_CALLBACK (vl_window_update_actions), self);
   g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
                             G_CALLBACK (on_hyper_changed), self);
   g_signal_connect_swapped (self->cache_switch, "notify::active", G_CALLBACK (on_hyper_changed),
                             self);
-  g_signal_connect_swapped (self->preset_dropdown, "notify::selected",
-                            G_CALLBACK (on_preset_selected), self);
+  g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
   g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);
   g_signal_connect_swapped (self->task_dropdown, "notify::selected",
                             G_CALLBACK (on_task_selected), self);
@@ -2161,13 +2122,11 @@ vl_window_train_init (VlWindow *self)
 
   /* the remembered preset */
   g_autofree char *preset = g_settings_get_string (self->settings, "preset");
-  int p = PRESET_LINEAR_PROBE;
-  for (int i = 0; i < PRESET_CUSTOM; i++)
+  int p = VL_PRESET_LINEAR_PROBE;
+  for (int i = 0; i < VL_PRESET_CUSTOM; i++)
     if (g_strcmp0 (preset, preset_ids[i]) == 0)
       p = i;
   vl_window_apply_preset (self, p);
-  gtk_label_set_text (GTK_LABEL (self->run_dir_label),
-                      _("A new folder under ~/.local/share/vitlab/runs for each run"));
 }
 
 void

@@ -248,8 +248,7 @@ vl_window_update_actions (VlWindow *self)
   gtk_widget_set_sensitive (self->cache_switch, !running &&
                             gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) == 0);
   gtk_widget_set_sensitive (self->fmnist_button, !running);
-  gtk_widget_set_sensitive (self->hyper_grid, !running);
-  gtk_widget_set_sensitive (self->preset_dropdown, !running);
+  g_object_set (self->training_panel, "editable", !running, NULL);
   gtk_widget_set_sensitive (self->recent_button, !running);
 
   /* the header bar buttons (set only what changed: this runs at every drain) */
@@ -902,6 +901,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_SCATTER_VIEW);
   g_type_ensure (VL_TYPE_MASK_VIEW);
   g_type_ensure (VL_TYPE_DET_PANEL);
+  g_type_ensure (VL_TYPE_TRAINING_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -962,17 +962,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (skipped_list);
   CHILD (augment_dropdown);
   CHILD (cache_switch);
-  CHILD (preset_dropdown);
-  CHILD (hyper_grid);
-  CHILD (epochs_spin);
-  CHILD (batch_spin);
-  CHILD (lr_spin);
-  CHILD (wd_spin);
-  CHILD (warmup_spin);
-  CHILD (layer_decay_spin);
-  CHILD (smoothing_spin);
-  CHILD (seed_spin);
-  CHILD (run_dir_label);
   CHILD (stat_epoch);
   CHILD (stat_train_loss);
   CHILD (stat_val_loss);
@@ -1009,6 +998,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (seg_size_spin);
   CHILD (seg_head_row);
   CHILD (det_panel);
+  CHILD (training_panel);
   CHILD (stem_dropdown);
   CHILD (stem_note_label);
   CHILD (class_acc_title);
