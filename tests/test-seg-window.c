@@ -260,10 +260,10 @@ test_train (void)
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the backbone and the scenes");
   /* the dataset chose the task; the head panel shows the seg head */
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpuint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 2);
-  g_assert_true (gtk_widget_get_visible (win->seg_head_box));
-  g_assert_false (gtk_widget_get_visible (win->cls_head_card));
-  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->head_note_label)),
+  g_assert_cmpint (vl_head_panel_get_task (VL_HEAD_PANEL (win->head_panel)), ==, VL_TASK_SEGMENT);
+  g_autofree char *settings = vl_head_panel_get_settings (VL_HEAD_PANEL (win->head_panel));
+  g_assert_cmpstr (settings, ==, "seg-head,input-size");
+  g_assert_nonnull (strstr (vl_head_panel_get_note (VL_HEAD_PANEL (win->head_panel)),
                             "4 classes"));
   /* no k-NN figure: every image's label is 0 when the classes are per pixel */
   vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
@@ -349,7 +349,7 @@ test_preset (void)
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
   g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==,
                    p->epochs);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
                    p->img_size);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
@@ -362,7 +362,7 @@ test_preset (void)
   /* the probes' pretrained attention at the preset's input size */
   g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
   /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->seg_size_spin), 0);
+  g_object_set (win->head_panel, "input-size", 0, NULL);
   gtk_editable_set_text (GTK_EDITABLE (win->fmnist_classes_entry), "5-9");
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
                                              NULL));
@@ -370,7 +370,7 @@ test_preset (void)
   g_assert_nonnull (strstr (win->data->spec, "classes=5-9"));
   g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 6);
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
                    40);
   /* a name without a backbone is refused with a message */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",

@@ -222,6 +222,14 @@ train_enabled (VlWindow *win)
   return gtk_widget_get_sensitive (win->train_button);
 }
 
+static VlTaskKind
+panel_task (VlWindow *win)
+{
+  int task = -1;
+  g_object_get (win->head_panel, "task", &task, NULL);
+  return (VlTaskKind) task;
+}
+
 static char *
 fixture_backbone (void)
 {
@@ -575,8 +583,9 @@ test_heads (void)
       /* a head for the dataset's two classes; the lock is kept */
       g_assert_cmpint (vl_model_num_classes (m), ==, 2);
       g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 3);
-      g_assert_cmpint (gtk_widget_get_sensitive (win->mlp_hidden_box), ==,
-                       heads[i].kind == VL_HEAD_MLP);
+      gboolean mlp_editable = FALSE;
+      g_object_get (win->head_panel, "mlp-editable", &mlp_editable, NULL);
+      g_assert_cmpint (mlp_editable, ==, heads[i].kind == VL_HEAD_MLP);
       VlTrainConfig cfg;
       vl_window_config_from_ui (win, &cfg);
       g_assert_cmpint (cfg.head, ==, heads[i].kind);
@@ -585,7 +594,7 @@ test_heads (void)
     }
   /* the hidden width of the MLP head */
   g_assert_true (action_s (win, "win.head", "mlp"));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->mlp_hidden_spin), 32);
+  g_object_set (win->head_panel, "mlp-hidden", 32, NULL);
   int idx = vl_model_find_tensor (m, "head.fc1.weight");
   g_assert_cmpint (idx, >=, 0);
   int ndim;
@@ -836,11 +845,13 @@ test_regression (void)
   g_assert_true (action_s (win, "win.load-data", dir));
   wait_for (win, loaded, 30, "the regression dataset");
   /* the data decides the task; the head follows it */
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 1);
-  g_assert_true (gtk_widget_get_visible (win->reg_loss_box));
+  g_assert_cmpint (panel_task (win), ==, VL_TASK_REGRESS);
+  g_autofree char *settings = NULL;
+  g_object_get (win->head_panel, "settings", &settings, NULL);
+  g_assert_cmpstr (settings, ==, "classifier,loss");
   g_assert_cmpint (vl_model_num_classes (win->model), ==, 1);
   quick_settings (win, 8);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->reg_loss_dropdown), 1);   /* smooth L1 */
+  g_object_set (win->head_panel, "reg-loss", VL_REG_LOSS_SMOOTH_L1, NULL);
   int epochs = 0;
   gulong id = g_signal_connect (win->run, "event::epoch", G_CALLBACK (count_epoch), &epochs);
   g_assert_true (train_enabled (win));
@@ -927,7 +938,7 @@ test_regression (void)
   /* back to a dataset of classes: classification again, the matrix back */
   g_assert_true (action_s (win, "win.load-data", dataset_dir));
   wait_for (win, loaded, 30, "the class folders");
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 0);
+  g_assert_cmpint (panel_task (win), ==, VL_TASK_CLASSIFY);
   g_assert_true (gtk_widget_get_visible (win->confusion));
   g_assert_false (gtk_widget_get_visible (win->scatter));
   destroy_window (win);

@@ -712,7 +712,7 @@ vl_window_head_to_config (VlWindow *self, VlTrainConfig *cfg)
 {
   parse_head (self->head, &cfg->head, &cfg->pool);
   cfg->mlp_hidden = cfg->head == VL_HEAD_MLP
-                  ? gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->mlp_hidden_spin)) : 0;
+                  ? vl_head_panel_get_mlp_hidden (VL_HEAD_PANEL (self->head_panel)) : 0;
 }
 
 void
@@ -722,7 +722,7 @@ vl_window_set_head_from_config (VlWindow *self, const VlTrainConfig *cfg)
                    : cfg->pool == VL_POOL_AVG ? "linear-avg"
                    : cfg->pool == VL_POOL_MAX ? "linear-max" : "linear-token";
   if (cfg->head == VL_HEAD_MLP)
-    gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->mlp_hidden_spin), cfg->mlp_hidden);
+    g_object_set (self->head_panel, "mlp-hidden", cfg->mlp_hidden, NULL);
   vl_window_set_head (self, head);
   g_object_notify (G_OBJECT (self), "head");
 }
@@ -746,7 +746,7 @@ update_head_note (VlWindow *self)
   parse_head (self->head, &kind, &pool);
   if (self->model == NULL)
     {
-      gtk_label_set_text (GTK_LABEL (self->head_note_label),
+      vl_head_panel_set_note (VL_HEAD_PANEL (self->head_panel),
                           _("The head is created for the dataset's classes when a backbone and a "
                             "dataset are open."));
       return;
@@ -755,13 +755,13 @@ update_head_note (VlWindow *self)
     {
       g_autofree char *note = self->task == VL_TASK_SEGMENT ? vl_window_seg_head_note (self)
                                                             : vl_window_det_head_note (self);
-      gtk_label_set_text (GTK_LABEL (self->head_note_label), note);
+      vl_head_panel_set_note (VL_HEAD_PANEL (self->head_panel), note);
       return;
     }
   int W = vl_model_geometry (self->model)->embed_dim ? vl_model_geometry (self->model)->embed_dim
                                                      : vl_model_geometry (self->model)->width;
   int K = head_outputs (self);
-  int hidden = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->mlp_hidden_spin));
+  int hidden = vl_head_panel_get_mlp_hidden (VL_HEAD_PANEL (self->head_panel));
   if (hidden <= 0)
     hidden = vl_model_geometry (self->model)->width;
   int64_t params = kind == VL_HEAD_MLP ? (int64_t) W * hidden + hidden + (int64_t) hidden * K + K
@@ -774,7 +774,7 @@ update_head_note (VlWindow *self)
                                         reg ? (K == 1 ? "target" : "targets") : "classes",
                                         self->data ? "" : " (the pretrained ones until a dataset "
                                         "is open)", count);
-  gtk_label_set_text (GTK_LABEL (self->head_note_label), t);
+  vl_head_panel_set_note (VL_HEAD_PANEL (self->head_panel), t);
 }
 
 /* Sets the head kind and rebuilds it on the model for the dataset's classes (the lock state is
@@ -802,7 +802,7 @@ vl_window_set_head (VlWindow *self, const char *head)
                                  vl_model_head_kind (self->model) == VL_HEAD_LINEAR;
       if (!keep_pretrained && K > 0)
         vl_model_set_head (self->model, kind, K,
-                           gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->mlp_hidden_spin)),
+                           vl_head_panel_get_mlp_hidden (VL_HEAD_PANEL (self->head_panel)),
                            vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel)));
       vl_model_set_pool (self->model, pool);
       vl_window_features_inputs_changed (self);   /* the k-NN probe pools as the head */
@@ -923,7 +923,7 @@ vl_window_backbone_init (VlWindow *self)
                     G_CALLBACK (on_progressive_toggled), self);
   g_signal_connect_swapped (self->schedule_add_button, "clicked",
                             G_CALLBACK (on_schedule_add_clicked), self);
-  g_signal_connect_swapped (self->mlp_hidden_spin, "value-changed",
+  g_signal_connect_swapped (self->head_panel, "notify::mlp-hidden",
                             G_CALLBACK (on_mlp_hidden_changed), self);
   g_signal_connect_swapped (self->training_panel, "notify::layer-decay",
                             G_CALLBACK (on_layer_decay_changed), self);

@@ -11,6 +11,7 @@
 #include "vl-attention.h"
 #include "vl-run-controller.h"
 #include "vl-training-panel.h"
+#include "vl-head-panel.h"
 
 G_BEGIN_DECLS
 
@@ -137,10 +138,8 @@ struct _VlWindow
   GtkWidget *schedule_list;
   GtkWidget *schedule_label;
   GtkWidget *schedule_add_button;
-  /* head page */
-  GtkWidget *mlp_hidden_box;
-  GtkWidget *mlp_hidden_spin;
-  GtkWidget *head_note_label;
+  /* head page: VlHeadPanel (the task, its head's settings, the note) */
+  GtkWidget *head_panel;
   /* data page */
   GtkWidget *data_spinner;
   GtkWidget *data_name_label;
@@ -166,7 +165,6 @@ struct _VlWindow
   GtkWidget *class_acc_box;
   GtkWidget *eval_summary_label;
   /* the task: its choice in the head panel, the views and labels that follow it */
-  GtkWidget *task_dropdown, *reg_loss_box, *reg_loss_dropdown, *head_title_label;
   GtkWidget *scatter, *class_acc_title, *eval_caption, *stat_acc_title;
   GCancellable *scatter_thumb_cancel;
   char        **value_names;         /* regression: the targets' names (the run's) */
@@ -269,12 +267,11 @@ struct _VlWindow
 
   /* segmentation (vl-window-seg.c): the seg head and input size in the head panel, the mask
    * view and the trained model's masks of the validation images */
-  GtkWidget    *cls_head_card, *seg_head_box, *seg_head_dropdown, *seg_size_spin;
   GtkWidget    *mask_view;
   VlSegPredictions *seg_pred;
   /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel), and
-   * the trained model's boxes of the validation images; the input size is seg_size_spin */
-  GtkWidget    *seg_head_row, *det_panel;
+   * the trained model's boxes of the validation images; the input size is the head panel's */
+  GtkWidget    *det_panel;
   VlDetPredictions *det_pred;
   /* the backbone panel's stem choice (vl-window-backbone.c): the checkpoint's, or a new CNN stem */
   GtkWidget    *stem_dropdown, *stem_note_label;

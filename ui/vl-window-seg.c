@@ -336,7 +336,7 @@ vl_window_dense_input_size (VlWindow *self)
 {
   if (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT)
     return 0;
-  return gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->seg_size_spin));
+  return vl_head_panel_get_input_size (VL_HEAD_PANEL (self->head_panel));
 }
 
 void
@@ -346,8 +346,7 @@ vl_window_seg_to_config (VlWindow *self, VlTrainConfig *cfg)
     cfg->img_size = vl_window_dense_input_size (self);
   if (cfg->task != VL_TASK_SEGMENT)
     return;
-  cfg->seg_head = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1
-                  ? VL_SEG_HEAD_UPCONV : VL_SEG_HEAD_LINEAR;
+  cfg->seg_head = vl_head_panel_get_seg_head (VL_HEAD_PANEL (self->head_panel));
   cfg->img_size = vl_window_dense_input_size (self);
 }
 
@@ -358,9 +357,7 @@ vl_window_seg_from_config (VlWindow *self, const VlTrainConfig *cfg)
     return;
   gboolean was = self->syncing;
   self->syncing = TRUE;
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->seg_head_dropdown),
-                              cfg->seg_head == VL_SEG_HEAD_UPCONV ? 1 : 0);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seg_size_spin), cfg->img_size);
+  g_object_set (self->head_panel, "seg-head", cfg->seg_head, "input-size", cfg->img_size, NULL);
   self->syncing = was;
 }
 
@@ -369,7 +366,7 @@ vl_window_seg_head_note (VlWindow *self)
 {
   const VlGeometry *g = vl_model_geometry (self->model);
   int K = self->data ? vl_dataset_n_classes (self->data->ds) : 0;
-  gboolean up = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1;
+  gboolean up = vl_head_panel_get_seg_head (VL_HEAD_PANEL (self->head_panel)) == VL_SEG_HEAD_UPCONV;
   int W = g->width, c = up ? W / 4 : W;
   int64_t params = (int64_t) c * K + K;
   if (up)
@@ -390,9 +387,6 @@ void
 vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
 {
   const gboolean seg = task == VL_TASK_SEGMENT, det = task == VL_TASK_DETECT;
-  gtk_widget_set_visible (self->cls_head_card, !seg && !det);
-  gtk_widget_set_visible (self->seg_head_box, seg || det);   /* the input size: both */
-  gtk_widget_set_visible (self->seg_head_row, seg);
   if (!seg)
     vl_window_seg_clear (self);
   if (!det)
@@ -488,9 +482,9 @@ void
 vl_window_seg_init (VlWindow *self)
 {
   g_signal_connect (self->mask_view, "item-activated", G_CALLBACK (on_item_activated), self);
-  g_signal_connect_swapped (self->seg_head_dropdown, "notify::selected",
+  g_signal_connect_swapped (self->head_panel, "notify::seg-head",
                             G_CALLBACK (on_seg_setting_changed), self);
-  g_signal_connect_swapped (self->seg_size_spin, "value-changed",
+  g_signal_connect_swapped (self->head_panel, "notify::input-size",
                             G_CALLBACK (on_seg_setting_changed), self);
 }
 

@@ -179,26 +179,6 @@ new_run_dir (void)
   return dir;
 }
 
-/* The head panel's task dropdown: classification, regression, segmentation, detection. */
-static const VlTaskKind dropdown_tasks[] = { VL_TASK_CLASSIFY, VL_TASK_REGRESS, VL_TASK_SEGMENT,
-                                             VL_TASK_DETECT };
-
-static VlTaskKind
-task_of_dropdown (VlWindow *self)
-{
-  guint i = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown));
-  return i < G_N_ELEMENTS (dropdown_tasks) ? dropdown_tasks[i] : VL_TASK_CLASSIFY;
-}
-
-static guint
-dropdown_of_task (VlTaskKind task)
-{
-  for (guint i = 0; i < G_N_ELEMENTS (dropdown_tasks); i++)
-    if (dropdown_tasks[i] == task)
-      return i;
-  return 0;
-}
-
 void
 vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
 {
@@ -228,11 +208,10 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->probe_every = MAX (1, spe / 4);
   cfg->n_probes = MAX (1, self->n_probes);
   cfg->out_dir = new_run_dir ();
-  cfg->task = task_of_dropdown (self);
+  cfg->task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
   cfg->stem = vl_window_stem_choice (self);
   vl_window_seg_to_config (self, cfg);
-  cfg->reg_loss = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->reg_loss_dropdown)) == 1
-                  ? VL_REG_LOSS_SMOOTH_L1 : VL_REG_LOSS_MSE;
+  cfg->reg_loss = vl_head_panel_get_reg_loss (VL_HEAD_PANEL (self->head_panel));
 }
 
 /* ------------------------------------------------------------------ the task */
@@ -241,18 +220,10 @@ void
 vl_window_set_task (VlWindow *self, VlTaskKind task)
 {
   self->task = task;
-  guint want = dropdown_of_task (task);
-  if (gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) != want)
-    gtk_drop_down_set_selected (GTK_DROP_DOWN (self->task_dropdown), want);
+  vl_head_panel_set_task (VL_HEAD_PANEL (self->head_panel), task);   /* its settings follow */
   const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT,
                  det = task == VL_TASK_DETECT;
-  gtk_widget_set_visible (self->reg_loss_box, reg);
   vl_window_seg_task_changed (self, task);
-  gtk_label_set_text (GTK_LABEL (self->head_title_label),
-                      reg ? _("Regression head (one output per target)")
-                      : seg ? _("Segmentation head (a class per pixel)")
-                      : det ? _("Detection head (boxes with a class)")
-                      : _("Classification head"));
   vl_task_view_show_for (self->confusion_frame, task);
   vl_loss_chart_set_task (VL_LOSS_CHART (self->chart), task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
@@ -282,7 +253,7 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
 static void
 on_task_selected (VlWindow *self)
 {
-  VlTaskKind task = task_of_dropdown (self);
+  VlTaskKind task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
   if (task != self->task && !vl_window_is_running (self))
     {
       vl_window_set_task (self, task);
@@ -2093,7 +2064,7 @@ vl_window_train_init (VlWindow *self)
                             self);
   g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
   g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);
-  g_signal_connect_swapped (self->task_dropdown, "notify::selected",
+  g_signal_connect_swapped (self->head_panel, "notify::task",
                             G_CALLBACK (on_task_selected), self);
   g_signal_connect (self->scatter, "point-hovered", G_CALLBACK (on_scatter_hovered), self);
   self->run = vl_run_controller_new ();

@@ -232,7 +232,8 @@ vl_window_update_actions (VlWindow *self)
 
   /* settings that must not change while a run uses them; the unlock count stays live (it
    * becomes vl_trainer_set_unlock from the next epoch) */
-  gtk_widget_set_sensitive (self->mlp_hidden_box, !running && g_strcmp0 (self->head, "mlp") == 0);
+  g_object_set (self->head_panel, "mlp-editable",
+                !running && g_strcmp0 (self->head, "mlp") == 0, NULL);
   gtk_widget_set_sensitive (self->progressive_switch, !running);
   gtk_widget_set_sensitive (self->schedule_box,
                             !running && gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)));
@@ -480,7 +481,7 @@ action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *
   g_autofree char *spec = g_strdup_printf ("fashion-mnist-scenes:classes=%s,train=400,val=200,"
                                            "size=40", *classes ? classes : "0-9");
   gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seg_size_spin), 40);
+  g_object_set (self->head_panel, "input-size", 40, NULL);
   vl_window_open_data (self, spec);
 }
 
@@ -902,6 +903,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_MASK_VIEW);
   g_type_ensure (VL_TYPE_DET_PANEL);
   g_type_ensure (VL_TYPE_TRAINING_PANEL);
+  g_type_ensure (VL_TYPE_HEAD_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -944,9 +946,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (schedule_list);
   CHILD (schedule_label);
   CHILD (schedule_add_button);
-  CHILD (mlp_hidden_box);
-  CHILD (mlp_hidden_spin);
-  CHILD (head_note_label);
   CHILD (data_spinner);
   CHILD (data_name_label);
   CHILD (data_split_label);
@@ -986,19 +985,11 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (message_label);
   CHILD (class_acc_box);
   CHILD (eval_summary_label);
-  CHILD (task_dropdown);
-  CHILD (reg_loss_box);
-  CHILD (reg_loss_dropdown);
-  CHILD (head_title_label);
   CHILD (scatter);
   CHILD (mask_view);
-  CHILD (cls_head_card);
-  CHILD (seg_head_box);
-  CHILD (seg_head_dropdown);
-  CHILD (seg_size_spin);
-  CHILD (seg_head_row);
   CHILD (det_panel);
   CHILD (training_panel);
+  CHILD (head_panel);
   CHILD (stem_dropdown);
   CHILD (stem_note_label);
   CHILD (class_acc_title);
