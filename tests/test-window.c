@@ -222,6 +222,14 @@ train_enabled (VlWindow *win)
   return gtk_widget_get_sensitive (win->train_button);
 }
 
+static gboolean
+panel_bool (GtkWidget *panel, const char *property)
+{
+  gboolean v = FALSE;
+  g_object_get (panel, property, &v, NULL);
+  return v;
+}
+
 static VlTaskKind
 panel_task (VlWindow *win)
 {
@@ -334,7 +342,8 @@ assert_fits_long_names (VlWindow *win)
   GString *longer = g_string_new (NULL);
   for (int i = 0; i < 40; i++)
     g_string_append (longer, "very_long_name_without_spaces_");
-  GtkWidget *labels[] = { win->backbone_name_label, win->data_name_label,
+  vl_backbone_panel_set_name (VL_BACKBONE_PANEL (win->backbone_panel), longer->str);
+  GtkWidget *labels[] = { win->data_name_label,
                           win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
                           win->stat_unlocked, win->status_label, win->banner_label };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
@@ -422,20 +431,20 @@ test_startup (void)
   vl_window_open_backbone (win, backbone);
   /* the load runs on a worker thread: the spinner shows meanwhile */
   g_assert_true (vl_window_is_loading (win));
-  g_assert_true (gtk_widget_get_visible (win->backbone_spinner));
+  g_assert_true (panel_bool (win->backbone_panel, "loading"));
   g_assert_false (train_enabled (win));
   wait_for (win, loaded, 10, "the backbone");
   double seconds = (g_get_monotonic_time () - t0) / 1e6;
   g_test_message ("window and backbone in %.3f s", seconds);
   g_assert_cmpfloat (seconds, <, 2.0);
-  g_assert_false (gtk_widget_get_visible (win->backbone_spinner));
+  g_assert_false (panel_bool (win->backbone_panel, "loading"));
 
   VlModel *m = vl_window_get_model (win);
   g_assert_nonnull (m);
   g_assert_cmpint (vl_model_n_groups (m), ==, 7);
   g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 32);
   g_assert_cmpuint (win->group_rows->len, ==, 7);
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->info_params)), ==, "123,557");
+  g_assert_cmpstr (vl_backbone_panel_get_fact (VL_BACKBONE_PANEL (win->backbone_panel), "params"), ==, "123,557");
   /* the default lock is a linear probe: the head alone */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
   g_assert_true (vl_model_group_trainable (m, 6));
@@ -450,7 +459,7 @@ test_startup (void)
   spin_for (0.2);
   g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
   gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
-  g_assert_cmpint (g_menu_model_get_n_items (G_MENU_MODEL (win->recent_section)), >=, 1);
+  g_assert_cmpint (vl_backbone_panel_get_n_recent (VL_BACKBONE_PANEL (win->backbone_panel)), >=, 1);
   assert_fits (win, "start");
   destroy_window (win);
 }
@@ -2135,12 +2144,12 @@ test_stem (void)
   g_object_set (win->training_panel, "preset", VL_PRESET_LINEAR_PROBE, NULL);
   quick_settings (win, 2);
   g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_PATCH);
-  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->stem_note_label)),
+  g_assert_nonnull (strstr (vl_backbone_panel_get_stem_note (VL_BACKBONE_PANEL (win->backbone_panel)),
                             "patch embedding"));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);   /* the linear probe */
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->stem_dropdown), 1);
+  g_object_set (win->backbone_panel, "stem", VL_STEM_CONV, NULL);
   g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_CONV);
-  const char *note = gtk_label_get_text (GTK_LABEL (win->stem_note_label));
+  const char *note = vl_backbone_panel_get_stem_note (VL_BACKBONE_PANEL (win->backbone_panel));
   g_assert_nonnull (strstr (note, "conv stem"));
   g_assert_nonnull (strstr (note, "4 x 4 grid"));   /* 32 px at patch 8 */
   const int n = vl_model_n_groups (win->model);

@@ -51,73 +51,9 @@ add_recent (VlWindow *self, const char *path)
 void
 vl_window_refresh_recent (VlWindow *self)
 {
-  g_menu_remove_all (self->recent_section);
   g_auto(GStrv) recent = g_settings_get_strv (self->settings, "recent-backbones");
-  for (int i = 0; recent[i]; i++)
-    {
-      g_autofree char *base = g_path_get_basename (recent[i]);
-      g_autofree char *label = g_strdup_printf ("%s  —  %s", base, recent[i]);
-      g_autoptr(GMenuItem) item = g_menu_item_new (label, NULL);
-      g_menu_item_set_action_and_target_value (item, "win.load-backbone",
-                                               g_variant_new_string (recent[i]));
-      g_menu_append_item (self->recent_section, item);
-    }
-  if (recent[0] == NULL)
-    {
-      g_autoptr(GMenuItem) item = g_menu_item_new (_("No recent backbones"), "win.nothing");
-      g_menu_append_item (self->recent_section, item);
-    }
-}
-
-static const char *
-interp_name (const char *s)
-{
-  return s && *s ? s : "bicubic";
-}
-
-static void
-show_model_info (VlWindow *self)
-{
-  VlModel *m = self->model;
-  const VlGeometry *g = vl_model_geometry (m);
-  g_autofree char *family = g_strdup_printf ("%s (%s)", g->family, g->architecture);
-  gtk_label_set_text (GTK_LABEL (self->info_family), family);
-  GString *geo = g_string_new (NULL);
-  g_string_append_printf (geo, "patch %d, width %d, depth %d, %d heads of %d, MLP %d",
-                          g->patch, g->width, g->depth, g->heads, g->head_dim, g->mlp);
-  g_string_append_printf (geo, "\n%d tokens (%s%s%s%d×%d grid)", g->n_tokens,
-                          g->class_token ? "CLS + " : "", g->dist_token ? "DIST + " : "",
-                          g->reg_tokens ? "registers + " : "", g->grid, g->grid);
-  if (g->layer_scale || g->fc_norm || g->pre_norm || g->quick_gelu)
-    g_string_append_printf (geo, "\n%s%s%s%s", g->layer_scale ? "layer scale " : "",
-                            g->fc_norm ? "fc_norm " : "", g->pre_norm ? "pre-norm " : "",
-                            g->quick_gelu ? "QuickGELU" : "");
-  gtk_label_set_text (GTK_LABEL (self->info_geometry), geo->str);
-  g_string_free (geo, TRUE);
-  g_autofree char *params = vl_format_count (vl_model_n_params (m));
-  gtk_label_set_text (GTK_LABEL (self->info_params), params);
-  g_autofree char *input = g_strdup_printf ("%d×%d px, %d channel%s, crop %.3g, %s",
-                                            g->input_size, g->input_size, g->in_chans,
-                                            g->in_chans == 1 ? "" : "s", g->crop_pct,
-                                            interp_name (g->interpolation));
-  gtk_label_set_text (GTK_LABEL (self->info_input), input);
-  GString *norm = g_string_new ("mean");
-  for (int c = 0; c < MIN (g->in_chans, 4); c++)
-    g_string_append_printf (norm, " %.3f", g->mean[c]);
-  g_string_append (norm, "\nstd ");
-  for (int c = 0; c < MIN (g->in_chans, 4); c++)
-    g_string_append_printf (norm, " %.3f", g->std[c]);
-  gtk_label_set_text (GTK_LABEL (self->info_norm), norm->str);
-  g_string_free (norm, TRUE);
-}
-
-static void
-show_pretrained_head (VlWindow *self, VlHeadKind kind, int classes, gboolean named)
-{
-  g_autofree char *head = kind == VL_HEAD_NONE ? g_strdup ("none (features only)")
-                        : g_strdup_printf ("%s, %d classes%s", kind == VL_HEAD_MLP ? "MLP" : "linear",
-                                           classes, named ? " (named)" : "");
-  gtk_label_set_text (GTK_LABEL (self->info_head), head);
+  vl_backbone_panel_set_recent (VL_BACKBONE_PANEL (self->backbone_panel),
+                                (const char *const *) recent);
 }
 
 static void
@@ -136,17 +72,12 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   g_clear_object (&self->backbone_cancel);
-  gtk_spinner_set_spinning (GTK_SPINNER (self->backbone_spinner), FALSE);
-  gtk_widget_set_visible (self->backbone_spinner, FALSE);
   const char *path = g_task_get_task_data (G_TASK (result));
+  VlBackbonePanel *panel = VL_BACKBONE_PANEL (self->backbone_panel);
   if (m == NULL)
     {
       vl_window_show_error (self, _("Could not open the backbone: %s"), error->message);
-      gtk_label_set_text (GTK_LABEL (self->backbone_name_label),
-                          self->model ? gtk_label_get_text (GTK_LABEL (self->backbone_name_label))
-                                      : _("No backbone"));
-      if (self->backbone_path)
-        gtk_label_set_text (GTK_LABEL (self->backbone_path_label), self->backbone_path);
+      vl_backbone_panel_set_failed (panel);
       vl_window_update_actions (self);
       return;
     }
@@ -158,19 +89,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   add_recent (self, path);
   vl_window_refresh_recent (self);
 
-  /* the checkpoint's own name (its folder, or its file without the extension): the
-   * architecture a config names may be only the base its model_args reshape (an export of a
-   * small model names vit_base_patch16_224); the family row shows it */
-  g_autofree char *base = g_path_get_basename (path);
-  if (g_str_has_suffix (base, ".safetensors"))
-    base[strlen (base) - strlen (".safetensors")] = '\0';
-  gtk_label_set_text (GTK_LABEL (self->backbone_name_label), base);
-  g_autofree char *loaded = g_strdup_printf (_("%s\nloaded in %.2f s"), path, ms / 1000.0);
-  gtk_label_set_text (GTK_LABEL (self->backbone_path_label), loaded);
-  gtk_widget_set_tooltip_text (self->backbone_path_label, path);
-  show_model_info (self);
-  show_pretrained_head (self, vl_model_head_kind (m), vl_model_num_classes (m),
-                        vl_model_class_names (m) != NULL);
+  vl_backbone_panel_show_model (panel, m, path, ms / 1000.0);
 
   /* the head the user chose, for the dataset's classes; then the lock they asked for */
   vl_window_set_head (self, self->head);
@@ -179,7 +98,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   g_object_set_data (G_OBJECT (self), "pending-schedule", NULL);
   vl_window_set_unlock_schedule (self, schedule);
 
-  g_autofree char *title = g_strdup_printf ("vitlab — %s", base);
+  g_autofree char *title = g_strdup_printf ("vitlab — %s", vl_backbone_panel_get_name (panel));
   gtk_window_set_title (GTK_WINDOW (self), title);
   vl_window_start_pretrained_attention (self);
   vl_window_refresh_probe_file (self, TRUE);   /* the probe file (or the sample) under it */
@@ -201,12 +120,7 @@ vl_window_open_backbone (VlWindow *self, const char *path)
     g_cancellable_cancel (self->backbone_cancel);
   g_clear_object (&self->backbone_cancel);
   self->backbone_cancel = g_cancellable_new ();
-  gtk_spinner_set_spinning (GTK_SPINNER (self->backbone_spinner), TRUE);
-  gtk_widget_set_visible (self->backbone_spinner, TRUE);
-  g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *loading = g_strdup_printf (_("Loading %s…"), base);
-  gtk_label_set_text (GTK_LABEL (self->backbone_name_label), loading);
-  gtk_label_set_text (GTK_LABEL (self->backbone_path_label), path);
+  vl_backbone_panel_set_loading (VL_BACKBONE_PANEL (self->backbone_panel), path);
 
   g_autoptr(GTask) task = g_task_new (self, self->backbone_cancel, backbone_loaded, NULL);
   g_task_set_source_tag (task, vl_window_open_backbone);
@@ -277,8 +191,6 @@ on_group_toggled (GtkSwitch *sw, GParamSpec *pspec, VlWindow *self)
   vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
   vl_window_sync_groups (self);
 }
-
-static void update_stem_note (VlWindow *self);
 
 static void
 rebuild_group_rows (VlWindow *self)
@@ -357,9 +269,8 @@ rebuild_group_rows (VlWindow *self)
                                              vl_model_geometry (self->model)->embed_dim ? ", proj" : "",
                                              vl_model_head_kind (self->model) != VL_HEAD_NONE
                                              ? ", head" : "");
-  gtk_label_set_text (GTK_LABEL (self->info_groups), groups);
+  vl_backbone_panel_set_groups_text (VL_BACKBONE_PANEL (self->backbone_panel), groups);
   vl_window_update_layer_scales (self);
-  update_stem_note (self);
 }
 
 static void
@@ -834,57 +745,16 @@ on_layer_decay_changed (VlWindow *self)
 
 /* ------------------------------------------------------------------ the stem */
 
-static const VlStemKind stem_choices[] = { VL_STEM_PATCH, VL_STEM_CONV, VL_STEM_MBCONV };
-
 VlStemKind
 vl_window_stem_choice (VlWindow *self)
 {
-  guint i = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->stem_dropdown));
-  return i < G_N_ELEMENTS (stem_choices) ? stem_choices[i] : VL_STEM_PATCH;
+  return vl_backbone_panel_get_stem (VL_BACKBONE_PANEL (self->backbone_panel));
 }
 
 void
 vl_window_set_stem_choice (VlWindow *self, VlStemKind kind)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (stem_choices); i++)
-    if (stem_choices[i] == kind)
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->stem_dropdown), i);
-}
-
-static void
-update_stem_note (VlWindow *self)
-{
-  if (self->model == NULL)
-    {
-      gtk_label_set_text (GTK_LABEL (self->stem_note_label), "");
-      return;
-    }
-  const VlGeometry *g = vl_model_geometry (self->model);
-  const VlStemKind own = vl_model_stem_kind (self->model), want = vl_window_stem_choice (self);
-  const gboolean pow2 = g->patch >= 2 && g->patch <= 64 && (g->patch & (g->patch - 1)) == 0;
-  g_autofree char *note = NULL;
-  if (want == VL_STEM_PATCH)
-    note = own == VL_STEM_PATCH
-         ? g_strdup_printf (_("The checkpoint's patch embedding: %d x %d patches, a linear "
-                              "projection each to width %d."), g->patch, g->patch, g->width)
-         : g_strdup_printf (_("The checkpoint's %s CNN stem, total stride %d, to width %d."),
-                            vl_stem_kind_name (own), g->patch, g->width);
-  else if (!pow2)
-    note = g_strdup_printf (_("A new CNN stem needs a patch size that is a power of two "
-                              "(2 to 64); this backbone's is %d."), g->patch);
-  else
-    note = g_strdup_printf (
-      _("When training starts a new %s stem replaces the checkpoint's, randomly initialised "
-        "(seeded): %s down to the %d x %d grid, then a 1x1 convolution to width %d. The "
-        "position embedding and the class token stay. It is the Stem layer group: train it with "
-        "the transformer frozen (Stem and Head switched on in Layer groups)."),
-      vl_stem_kind_name (want),
-      want == VL_STEM_CONV ? _("3x3 stride-2 convolutions with BatchNorm and ReLU (Xiao et al.)")
-                           : _("a 3x3 stride-2 convolution, then MBConv blocks of stride 2 "
-                               "(expand, depthwise 3x3, squeeze-and-excitation, project; "
-                               "BatchNorm, SiLU)"),
-      g->input_size / g->patch, g->input_size / g->patch, g->width);
-  gtk_label_set_text (GTK_LABEL (self->stem_note_label), note);
+  vl_backbone_panel_set_stem (VL_BACKBONE_PANEL (self->backbone_panel), kind);
 }
 
 /* A new stem trains with the head and the transformer frozen: when only the head was to train,
@@ -892,7 +762,6 @@ update_stem_note (VlWindow *self)
 static void
 on_stem_changed (VlWindow *self)
 {
-  update_stem_note (self);
   if (self->syncing || self->model == NULL || vl_window_is_running (self) ||
       vl_window_stem_choice (self) == VL_STEM_PATCH)
     return;
@@ -927,7 +796,7 @@ vl_window_backbone_init (VlWindow *self)
                             G_CALLBACK (on_mlp_hidden_changed), self);
   g_signal_connect_swapped (self->training_panel, "notify::layer-decay",
                             G_CALLBACK (on_layer_decay_changed), self);
-  g_signal_connect_swapped (self->stem_dropdown, "notify::selected",
+  g_signal_connect_swapped (self->backbone_panel, "notify::stem",
                             G_CALLBACK (on_stem_changed), self);
   vl_window_refresh_recent (self);
   update_schedule_label (self);

@@ -12,6 +12,8 @@
 #include "vl-run-controller.h"
 #include "vl-training-panel.h"
 #include "vl-head-panel.h"
+#include "vl-backbone-panel.h"
+#include "vl-format.h"
 
 G_BEGIN_DECLS
 
@@ -116,15 +118,8 @@ struct _VlWindow
   GtkWidget *side_stack;
   GtkWidget *main_stack;
   GtkWidget *main_scroller;   /* the main area scrolls rather than widen the window */
-  GMenu     *recent_section;
-  GtkWidget *recent_button;
-  /* backbone page */
-  GtkWidget *backbone_spinner;
-  GtkWidget *backbone_name_label;
-  GtkWidget *backbone_path_label;
-  GtkWidget *backbone_info_grid;
-  GtkWidget *info_family, *info_geometry, *info_params, *info_input, *info_norm, *info_head;
-  GtkWidget *info_groups;
+  /* backbone page: VlBackbonePanel (the checkpoint, its facts, the stem choice) */
+  GtkWidget *backbone_panel;
   /* layer groups page */
   GtkWidget *unlock_spin;
   GtkWidget *unlock_scale;
@@ -273,8 +268,6 @@ struct _VlWindow
    * the trained model's boxes of the validation images; the input size is the head panel's */
   GtkWidget    *det_panel;
   VlDetPredictions *det_pred;
-  /* the backbone panel's stem choice (vl-window-backbone.c): the checkpoint's, or a new CNN stem */
-  GtkWidget    *stem_dropdown, *stem_note_label;
 
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */
@@ -288,7 +281,6 @@ void  vl_window_set_status       (VlWindow *self, const char *text);
 void  vl_window_update_status    (VlWindow *self);
 gboolean vl_window_is_running    (VlWindow *self);
 gboolean vl_window_can_train     (VlWindow *self);
-char *vl_format_count            (int64_t n);
 void  vl_window_choose_file      (VlWindow *self, const char *title, GtkFileChooserAction action,
                                   const char *accept, const char *settings_key,
                                   GtkFileFilter *filter,

@@ -40,23 +40,6 @@ static GParamSpec *properties[N_PROPS];
 
 /* ------------------------------------------------------------------ helpers */
 
-char *
-vl_format_count (int64_t n)
-{
-  /* 5717416 -> "5,717,416" */
-  char digits[32];
-  g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, n < 0 ? -n : n);
-  GString *s = g_string_new (n < 0 ? "-" : "");
-  int len = (int) strlen (digits);
-  for (int i = 0; i < len; i++)
-    {
-      g_string_append_c (s, digits[i]);
-      if ((len - i - 1) % 3 == 0 && i < len - 1)
-        g_string_append_c (s, ',');
-    }
-  return g_string_free (s, FALSE);
-}
-
 gboolean
 vl_window_is_running (VlWindow *self)
 {
@@ -250,7 +233,7 @@ vl_window_update_actions (VlWindow *self)
                             gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) == 0);
   gtk_widget_set_sensitive (self->fmnist_button, !running);
   g_object_set (self->training_panel, "editable", !running, NULL);
-  gtk_widget_set_sensitive (self->recent_button, !running);
+  g_object_set (self->backbone_panel, "editable", !running, NULL);
 
   /* the header bar buttons (set only what changed: this runs at every drain) */
   const char *icon = self->paused ? "media-playback-start-symbolic" : "media-playback-pause-symbolic";
@@ -904,6 +887,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_DET_PANEL);
   g_type_ensure (VL_TYPE_TRAINING_PANEL);
   g_type_ensure (VL_TYPE_HEAD_PANEL);
+  g_type_ensure (VL_TYPE_BACKBONE_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -921,19 +905,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (side_stack);
   CHILD (main_stack);
   CHILD (main_scroller);
-  CHILD (recent_section);
-  CHILD (recent_button);
-  CHILD (backbone_spinner);
-  CHILD (backbone_name_label);
-  CHILD (backbone_path_label);
-  CHILD (backbone_info_grid);
-  CHILD (info_family);
-  CHILD (info_geometry);
-  CHILD (info_params);
-  CHILD (info_input);
-  CHILD (info_norm);
-  CHILD (info_head);
-  CHILD (info_groups);
   CHILD (unlock_spin);
   CHILD (unlock_scale);
   CHILD (unlock_of_label);
@@ -990,8 +961,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (det_panel);
   CHILD (training_panel);
   CHILD (head_panel);
-  CHILD (stem_dropdown);
-  CHILD (stem_note_label);
+  CHILD (backbone_panel);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
