@@ -307,7 +307,7 @@ test_train (void)
   g_assert_nonnull (strstr (note, "4 class scores"));
   g_assert_nonnull (strstr (note, "7,785"));   /* 9 * 96 * (4 + 5) + 4 + 5 */
   /* the data panel: one card with the boxes per class */
-  g_assert_cmpint (vl_test_n_children (win->classes_box), ==, 1);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 1);
   vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
   double knn = 0;
   g_object_get (win->knn_panel, "accuracy", &knn, NULL);
@@ -316,7 +316,7 @@ test_train (void)
   g_object_set (win->training_panel, "epochs", 3, NULL);
   g_object_set (win->training_panel, "batch-size", 16, NULL);
   g_object_set (win->training_panel, "lr", 0.003, NULL);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
+  g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);

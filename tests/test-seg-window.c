@@ -274,7 +274,7 @@ test_train (void)
   g_object_set (win->training_panel, "epochs", 2, NULL);
   g_object_set (win->training_panel, "batch-size", 16, NULL);
   g_object_set (win->training_panel, "lr", 0.01, NULL);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
+  g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
   gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 2);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
@@ -363,7 +363,7 @@ test_preset (void)
   g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
   /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
   g_object_set (win->head_panel, "input-size", 0, NULL);
-  gtk_editable_set_text (GTK_EDITABLE (win->fmnist_classes_entry), "5-9");
+  g_object_set (win->data_panel, "fmnist-classes", "5-9", NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
                                              NULL));
   vl_test_wait_for (win, vl_test_window_loaded, 120, "the scenes of classes 5-9");
@@ -418,7 +418,7 @@ test_mask_folder (void)
   g_assert_nonnull (win->data);
   g_assert_true (vl_dataset_is_segmentation (win->data->ds));
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (vl_test_n_children (win->classes_box), ==, 1);   /* one card: no counts per class */
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 1);   /* one card: no counts per class */
   vl_test_window_destroy (win);
 }
 

@@ -343,7 +343,8 @@ assert_fits_long_names (VlWindow *win)
   for (int i = 0; i < 40; i++)
     g_string_append (longer, "very_long_name_without_spaces_");
   vl_backbone_panel_set_name (VL_BACKBONE_PANEL (win->backbone_panel), longer->str);
-  GtkWidget *labels[] = { win->data_name_label,
+  vl_data_panel_set_name (VL_DATA_PANEL (win->data_panel), longer->str);
+  GtkWidget *labels[] = {
                           win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
                           win->stat_unlocked, win->status_label, win->banner_label };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
@@ -620,20 +621,15 @@ test_data_panel (void)
   VlDataset *ds = win->data->ds;
   g_assert_cmpint (vl_dataset_n_classes (ds), ==, 2);
   /* one card per class, the skipped file listed with its reason */
-  int cards = 0;
-  for (GtkWidget *c = gtk_widget_get_first_child (win->classes_box); c; c = gtk_widget_get_next_sibling (c))
-    cards++;
-  g_assert_cmpint (cards, ==, 2);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 2);
   /* the folder's name shows as the dataset's; the Fashion-MNIST button offers it, not names it */
   g_autofree char *folder = g_path_get_basename (dataset_dir);
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->data_name_label)), ==, folder);
-  g_assert_cmpstr (gtk_menu_button_get_label (GTK_MENU_BUTTON (win->fmnist_button)), ==,
-                   "Use Fashion-MNIST");
-  g_assert_true (gtk_widget_get_visible (win->skipped_expander));
-  GtkWidget *first = gtk_widget_get_first_child (win->skipped_list);
-  g_assert_nonnull (first);
+  g_assert_cmpstr (vl_data_panel_get_name (VL_DATA_PANEL (win->data_panel)), ==, folder);
+  g_assert_cmpstr (vl_data_panel_get_fmnist_label (VL_DATA_PANEL (win->data_panel)), ==, "Use Fashion-MNIST");
+  g_assert_cmpint (vl_data_panel_get_n_skipped (VL_DATA_PANEL (win->data_panel)), >=, 1);
+  g_assert_nonnull (strstr (vl_data_panel_get_skipped (VL_DATA_PANEL (win->data_panel), 0), ": "));   /* FILE: reason */
   /* the folder has no val/: the validation share applies */
-  g_assert_true (gtk_widget_get_visible (win->val_fraction_box));
+  g_assert_true (panel_bool (win->data_panel, "show-val-fraction"));
   /* thumbnails and the pretrained attention of the probes arrive from worker threads */
   wait_for (win, has_pretrained_attention, 30, "the pretrained attention");
   g_assert_cmpint (win->n_probe_images, ==, 4);   /* 4 validation images: 2 per class */
@@ -641,8 +637,9 @@ test_data_panel (void)
   float heat[16];
   g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
   /* augmentation turns the feature cache off */
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 1);
-  g_assert_false (gtk_widget_get_sensitive (win->cache_switch));
+  g_assert_true (panel_bool (win->data_panel, "cache-available"));
+  g_object_set (win->data_panel, "augment", VL_AUGMENT_LIGHT, NULL);
+  g_assert_false (panel_bool (win->data_panel, "cache-available"));
   VlTrainConfig cfg;
   vl_window_config_from_ui (win, &cfg);
   g_assert_cmpint (cfg.augment, ==, VL_AUGMENT_LIGHT);
@@ -661,7 +658,7 @@ test_presets (void)
   g_assert_cmpfloat (vl_training_panel_get_layer_decay (VL_TRAINING_PANEL (win->training_panel)), ==, 0.75);
   g_object_set (win->training_panel, "preset", 0, NULL);   /* linear probe */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
-  g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->cache_switch)));
+  g_assert_true (panel_bool (win->data_panel, "cache"));
   g_object_set (win->training_panel, "preset", 3, NULL);   /* progressive */
   g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
   g_autofree char *s = vl_window_unlock_schedule (win);
@@ -689,7 +686,7 @@ test_train (void)
     g_object_get (win->training_panel, "editable", &editable, NULL);
     g_assert_false (editable);
   }
-  g_assert_false (gtk_widget_get_sensitive (win->augment_dropdown));
+  g_assert_false (panel_bool (win->data_panel, "editable"));
   VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
   g_assert_false (gtk_widget_get_sensitive (r0->toggle));
   g_assert_true (gtk_widget_get_sensitive (win->stop_button));

@@ -226,34 +226,11 @@ spec_has_split (const char *spec)
   return g_file_test (val, G_FILE_TEST_IS_DIR);
 }
 
-static void
-show_skipped_strv (VlWindow *self, char **skipped)
-{
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->skipped_list)))
-    gtk_list_box_remove (GTK_LIST_BOX (self->skipped_list), child);
-  int n = skipped ? (int) g_strv_length (skipped) : 0;
-  for (int i = 0; i < n && i < 500; i++)
-    {
-      GtkWidget *l = gtk_label_new (skipped[i]);
-      gtk_label_set_xalign (GTK_LABEL (l), 0);
-      gtk_label_set_wrap (GTK_LABEL (l), TRUE);
-      gtk_label_set_wrap_mode (GTK_LABEL (l), PANGO_WRAP_WORD_CHAR);
-      gtk_label_set_selectable (GTK_LABEL (l), TRUE);
-      gtk_widget_add_css_class (l, "caption");
-      gtk_widget_add_css_class (l, "vl-skipped");
-      gtk_list_box_append (GTK_LIST_BOX (self->skipped_list), l);
-    }
-  g_autofree char *label = g_strdup_printf (_("Skipped files (%d)"), n);
-  gtk_expander_set_label (GTK_EXPANDER (self->skipped_expander), label);
-  gtk_widget_set_visible (self->skipped_expander, n > 0);
-}
-
 /* also from the trainer's READY/FINISHED events */
 void
 vl_window_show_skipped (VlWindow *self, char **skipped)
 {
-  show_skipped_strv (self, skipped);
+  vl_data_panel_set_skipped (VL_DATA_PANEL (self->data_panel), skipped);
 }
 
 static void
@@ -269,15 +246,13 @@ show_skipped (VlWindow *self, VlDataset *ds)
       g_strv_builder_add (b, line);
     }
   g_auto(GStrv) strv = g_strv_builder_end (b);
-  show_skipped_strv (self, strv);
+  vl_data_panel_set_skipped (VL_DATA_PANEL (self->data_panel), strv);
 }
 
 static void
 show_classes (VlWindow *self)
 {
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->classes_box)))
-    gtk_box_remove (GTK_BOX (self->classes_box), child);
+  vl_data_panel_clear_classes (VL_DATA_PANEL (self->data_panel));
   VlDataset *ds = self->data->ds;
   if (vl_dataset_is_segmentation (ds))
     {
@@ -341,7 +316,7 @@ show_classes (VlWindow *self)
           gtk_box_append (GTK_BOX (card), flow);
           flows[k] = flow;
         }
-      gtk_box_append (GTK_BOX (self->classes_box), card);
+      vl_data_panel_add_classes_card (VL_DATA_PANEL (self->data_panel), card);
     }
   if (n_items == 0)
     return;
@@ -408,13 +383,10 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   g_clear_object (&self->data_cancel);
-  gtk_spinner_set_spinning (GTK_SPINNER (self->data_spinner), FALSE);
-  gtk_widget_set_visible (self->data_spinner, FALSE);
   if (d == NULL)
     {
       vl_window_show_error (self, _("Could not open the dataset: %s"), error->message);
-      gtk_label_set_text (GTK_LABEL (self->data_name_label),
-                          self->data ? self->data->spec : _("No dataset"));
+      vl_data_panel_set_failed (VL_DATA_PANEL (self->data_panel));
       vl_window_refresh_probe_file (self, FALSE);   /* still no dataset: the sample */
       vl_window_update_actions (self);
       return;
@@ -428,12 +400,6 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
                         ? g_path_get_basename (d->spec)
                         : g_str_has_prefix (d->spec, "fashion-mnist") ? g_strdup ("Fashion-MNIST")
                         : g_strdup (d->spec);
-  gtk_label_set_text (GTK_LABEL (self->data_name_label), base);
-  gtk_widget_set_tooltip_text (self->data_name_label, d->spec);
-  /* the Fashion-MNIST button is an action beside "Image Folder…", not the name of what is open */
-  gtk_menu_button_set_label (GTK_MENU_BUTTON (self->fmnist_button),
-                             g_str_has_prefix (d->spec, "fashion-mnist") ? "Fashion-MNIST Classes"
-                                                                         : "Use Fashion-MNIST");
   int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
   int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   g_autofree char *t = vl_format_count (n_train);
@@ -441,8 +407,9 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *split = g_strdup_printf ("%s\n%d classes · %s training · %s validation images",
                                             vl_dataset_description (ds),
                                             vl_dataset_n_classes (ds), t, v);
-  gtk_label_set_text (GTK_LABEL (self->data_split_label), split);
-  gtk_widget_set_visible (self->val_fraction_box, !spec_has_split (d->spec));
+  vl_data_panel_show_dataset (VL_DATA_PANEL (self->data_panel), d->spec, base, split,
+                              g_str_has_prefix (d->spec, "fashion-mnist"));
+  g_object_set (self->data_panel, "show-val-fraction", !spec_has_split (d->spec), NULL);
   show_classes (self);
   show_skipped (self, ds);
   choose_probes (self);
@@ -473,17 +440,12 @@ vl_window_open_data (VlWindow *self, const char *spec)
   self->data_cancel = g_cancellable_new ();
   g_free (self->data_spec);
   self->data_spec = g_strdup (spec);
-  gtk_spinner_set_spinning (GTK_SPINNER (self->data_spinner), TRUE);
-  gtk_widget_set_visible (self->data_spinner, TRUE);
-  g_autofree char *base = g_file_test (spec, G_FILE_TEST_IS_DIR) ? g_path_get_basename (spec)
-                                                                 : g_strdup (spec);
-  g_autofree char *loading = g_strdup_printf (_("Scanning %s…"), base);
-  gtk_label_set_text (GTK_LABEL (self->data_name_label), loading);
+  vl_data_panel_set_loading (VL_DATA_PANEL (self->data_panel), spec);
 
   OpenJob *j = g_new0 (OpenJob, 1);
   j->spec = g_strdup (spec);
   j->options = (VlDatasetOptions) VL_DATASET_OPTIONS_DEFAULT;
-  j->options.val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
+  g_object_get (self->data_panel, "val-fraction", &j->options.val_fraction, NULL);
   j->options.seed = vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel));
   /* boxes when the task is detection (a VOC folder has masks and boxes) */
   j->options.detect = self->task == VL_TASK_DETECT;
@@ -705,11 +667,10 @@ vl_window_start_pretrained_attention (VlWindow *self)
 void
 vl_window_data_init (VlWindow *self)
 {
-  g_signal_connect_swapped (self->val_fraction_spin, "value-changed",
+  g_signal_connect_swapped (self->data_panel, "notify::val-fraction",
                             G_CALLBACK (schedule_rescan), self);
   g_signal_connect_swapped (self->training_panel, "notify::seed", G_CALLBACK (schedule_rescan),
                             self);
-  gtk_widget_set_visible (self->val_fraction_box, FALSE);
 }
 
 void

@@ -13,6 +13,7 @@
 #include "vl-training-panel.h"
 #include "vl-head-panel.h"
 #include "vl-backbone-panel.h"
+#include "vl-data-panel.h"
 #include "vl-format.h"
 
 G_BEGIN_DECLS
@@ -135,22 +136,8 @@ struct _VlWindow
   GtkWidget *schedule_add_button;
   /* head page: VlHeadPanel (the task, its head's settings, the note) */
   GtkWidget *head_panel;
-  /* data page */
-  GtkWidget *data_spinner;
-  GtkWidget *data_name_label;
-  GtkWidget *data_split_label;
-  GtkWidget *fmnist_button;
-  GtkWidget *fmnist_popover;
-  GtkWidget *fmnist_classes_entry;
-  GtkWidget *fmnist_cap_spin;
-  GtkWidget *fmnist_val_spin;
-  GtkWidget *val_fraction_box;
-  GtkWidget *val_fraction_spin;
-  GtkWidget *classes_box;
-  GtkWidget *skipped_expander;
-  GtkWidget *skipped_list;
-  GtkWidget *augment_dropdown;
-  GtkWidget *cache_switch;
+  /* data page: VlDataPanel (the dataset, its classes' cards, skipped files, augmentation) */
+  GtkWidget *data_panel;
   /* training page: VlTrainingPanel (the preset, the hyperparameters, the run folder) */
   GtkWidget *training_panel;
   /* main area */

@@ -451,7 +451,7 @@ vl_window_seg_show_classes (VlWindow *self)
   gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 4);
   gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 4);
   gtk_box_append (GTK_BOX (card), flow);
-  gtk_box_append (GTK_BOX (self->classes_box), card);
+  vl_data_panel_add_classes_card (VL_DATA_PANEL (self->data_panel), card);
   int items[N_THUMBS], n = MIN (N_THUMBS, vl_dataset_n_items (ds, VL_SPLIT_TRAIN));
   GPtrArray *pictures = g_ptr_array_new_with_free_func (g_object_unref);
   for (int i = 0; i < n; i++)

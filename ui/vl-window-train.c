@@ -89,12 +89,6 @@ format_pct (double v)
 
 /* ------------------------------------------------------------------ presets */
 
-static void
-set_spin (GtkWidget *spin, double v)
-{
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (spin), v);
-}
-
 void
 vl_window_apply_preset (VlWindow *self, int preset)
 {
@@ -135,8 +129,8 @@ vl_window_apply_preset (VlWindow *self, int preset)
     }
   /* lr, weight decay, warmup, layer decay, label smoothing: the training panel's part */
   vl_training_panel_apply_preset (panel, preset);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), augment ? 1 : 0);
-  gtk_switch_set_active (GTK_SWITCH (self->cache_switch), cache);
+  g_object_set (self->data_panel, "augment", augment ? VL_AUGMENT_LIGHT : VL_AUGMENT_NONE,
+                "cache", cache, NULL);
   vl_window_set_unlock_schedule (self, schedule);
   g_settings_set_string (self->settings, "preset", preset_ids[preset]);
   self->syncing = was;
@@ -186,11 +180,12 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->backbone = g_strdup (self->backbone_path);
   cfg->data = g_strdup (self->data ? self->data->spec : self->data_spec);
   vl_window_head_to_config (self, cfg);
-  cfg->val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
-  guint aug = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown));
-  cfg->augment = aug == 2 ? VL_AUGMENT_STRONG : aug == 1 ? VL_AUGMENT_LIGHT : VL_AUGMENT_NONE;
-  cfg->cache_features = cfg->augment == VL_AUGMENT_NONE &&
-                        gtk_switch_get_active (GTK_SWITCH (self->cache_switch));
+  int augment = 0;
+  gboolean cache = FALSE;
+  g_object_get (self->data_panel, "val-fraction", &cfg->val_fraction, "augment", &augment,
+                "cache", &cache, NULL);
+  cfg->augment = (VlAugment) augment;
+  cfg->cache_features = cfg->augment == VL_AUGMENT_NONE && cache;
   g_free (cfg->unlock_schedule);
   cfg->unlock_schedule = vl_window_unlock_schedule (self);
   if (cfg->unlock_schedule == NULL)
@@ -1869,10 +1864,8 @@ set_spins_from_config (VlWindow *self, const VlTrainConfig *c)
 {
   self->syncing = TRUE;
   vl_training_panel_from_config (VL_TRAINING_PANEL (self->training_panel), c);
-  set_spin (self->val_fraction_spin, c->val_fraction);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown),
-                              c->augment == VL_AUGMENT_STRONG ? 2 : c->augment == VL_AUGMENT_LIGHT ? 1 : 0);
-  gtk_switch_set_active (GTK_SWITCH (self->cache_switch), c->cache_features);
+  g_object_set (self->data_panel, "val-fraction", c->val_fraction, "augment", (int) c->augment,
+                "cache", c->cache_features, NULL);
   self->syncing = FALSE;
 }
 
@@ -2058,9 +2051,9 @@ vl_window_train_init (VlWindow *self)
 {
   g_signal_connect_swapped (self->training_panel, "hyper-edited",
                             G_CALLBACK (vl_window_update_actions), self);
-  g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
-                            G_CALLBACK (on_hyper_changed), self);
-  g_signal_connect_swapped (self->cache_switch, "notify::active", G_CALLBACK (on_hyper_changed),
+  g_signal_connect_swapped (self->data_panel, "notify::augment", G_CALLBACK (on_hyper_changed),
+                            self);
+  g_signal_connect_swapped (self->data_panel, "notify::cache", G_CALLBACK (on_hyper_changed),
                             self);
   g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
   g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);

@@ -227,11 +227,7 @@ vl_window_update_actions (VlWindow *self)
     }
   gtk_widget_set_sensitive (self->unlock_spin, self->model != NULL);
   gtk_widget_set_sensitive (self->unlock_scale, gtk_widget_get_sensitive (self->unlock_spin));
-  gtk_widget_set_sensitive (self->val_fraction_box, !running);
-  gtk_widget_set_sensitive (self->augment_dropdown, !running);
-  gtk_widget_set_sensitive (self->cache_switch, !running &&
-                            gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) == 0);
-  gtk_widget_set_sensitive (self->fmnist_button, !running);
+  g_object_set (self->data_panel, "editable", !running, NULL);
   g_object_set (self->training_panel, "editable", !running, NULL);
   g_object_set (self->backbone_panel, "editable", !running, NULL);
 
@@ -444,13 +440,14 @@ static void
 action_use_fashion_mnist (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
-  const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
-  int cap = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->fmnist_cap_spin));
-  int val = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->fmnist_val_spin));
+  g_autofree char *classes = NULL;
+  int cap = 0, val = 0;
+  g_object_get (self->data_panel, "fmnist-classes", &classes, "fmnist-per-class", &cap,
+                "fmnist-val-per-class", &val, NULL);
   g_autofree char *spec = g_strdup_printf ("fashion-mnist:classes=%s,per-class=%d,"
                                            "val-per-class=%d", *classes ? classes : "0-9", cap,
                                            val);
-  gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
+  vl_data_panel_close_fmnist (VL_DATA_PANEL (self->data_panel));
   vl_window_open_data (self, spec);
 }
 
@@ -459,11 +456,12 @@ static void
 action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
-  const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
+  g_autofree char *classes = NULL;
+  g_object_get (self->data_panel, "fmnist-classes", &classes, NULL);
   /* the scenes demo's size: 40 px canvases, the input at that size (a 10 x 10 grid at patch 4) */
   g_autofree char *spec = g_strdup_printf ("fashion-mnist-scenes:classes=%s,train=400,val=200,"
                                            "size=40", *classes ? classes : "0-9");
-  gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
+  vl_data_panel_close_fmnist (VL_DATA_PANEL (self->data_panel));
   g_object_set (self->head_panel, "input-size", 40, NULL);
   vl_window_open_data (self, spec);
 }
@@ -888,6 +886,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_TRAINING_PANEL);
   g_type_ensure (VL_TYPE_HEAD_PANEL);
   g_type_ensure (VL_TYPE_BACKBONE_PANEL);
+  g_type_ensure (VL_TYPE_DATA_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -917,21 +916,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (schedule_list);
   CHILD (schedule_label);
   CHILD (schedule_add_button);
-  CHILD (data_spinner);
-  CHILD (data_name_label);
-  CHILD (data_split_label);
-  CHILD (fmnist_button);
-  CHILD (fmnist_popover);
-  CHILD (fmnist_classes_entry);
-  CHILD (fmnist_cap_spin);
-  CHILD (fmnist_val_spin);
-  CHILD (val_fraction_box);
-  CHILD (val_fraction_spin);
-  CHILD (classes_box);
-  CHILD (skipped_expander);
-  CHILD (skipped_list);
-  CHILD (augment_dropdown);
-  CHILD (cache_switch);
   CHILD (stat_epoch);
   CHILD (stat_train_loss);
   CHILD (stat_val_loss);
@@ -948,7 +932,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (attn_head_spin);
   CHILD (attn_opacity_scale);
   CHILD (attn_cmap_dropdown);
-  CHILD (knn_panel);
   CHILD (embedding_panel);
   CHILD (try_panel);
   CHILD (attention_frame);
@@ -962,6 +945,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (training_panel);
   CHILD (head_panel);
   CHILD (backbone_panel);
+  CHILD (data_panel);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
@@ -1014,7 +998,8 @@ vl_window_init (VlWindow *self)
   g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
 
-  g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
+  self->knn_panel = vl_data_panel_get_knn_panel (VL_DATA_PANEL (self->data_panel));
+  g_signal_connect_swapped (self->data_panel, "notify::augment",
                             G_CALLBACK (on_augment_changed), self);
 
   vl_window_backbone_init (self);
