@@ -317,7 +317,7 @@ test_train (void)
   g_object_set (win->training_panel, "batch-size", 16, NULL);
   g_object_set (win->training_panel, "lr", 0.003, NULL);
   g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
+  g_object_set (win->groups_panel, "unlock", 1, NULL);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
   g_assert_cmpint (c.task, ==, VL_TASK_DETECT);

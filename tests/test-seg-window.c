@@ -275,7 +275,7 @@ test_train (void)
   g_object_set (win->training_panel, "batch-size", 16, NULL);
   g_object_set (win->training_panel, "lr", 0.01, NULL);
   g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 2);
+  g_object_set (win->groups_panel, "unlock", 2, NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
   vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
@@ -327,7 +327,9 @@ test_open_run (void)
   vl_test_wait_for (win, have_masks, 120, "the opened run's masks");
   g_assert_nonnull (win->trained);
   g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
+  int unlock = 0;
+  g_object_get (win->groups_panel, "unlock", &unlock, NULL);
+  g_assert_cmpint (unlock, ==, 2);
   /* the class names from run.json, before the dataset is back */
   g_assert_nonnull (win->class_names);
   g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");

@@ -230,6 +230,14 @@ panel_bool (GtkWidget *panel, const char *property)
   return v;
 }
 
+static int
+panel_int (GtkWidget *panel, const char *property)
+{
+  int v = 0;
+  g_object_get (panel, property, &v, NULL);
+  return v;
+}
+
 static VlTaskKind
 panel_task (VlWindow *win)
 {
@@ -444,7 +452,7 @@ test_startup (void)
   g_assert_nonnull (m);
   g_assert_cmpint (vl_model_n_groups (m), ==, 7);
   g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 32);
-  g_assert_cmpuint (win->group_rows->len, ==, 7);
+  g_assert_cmpint (vl_groups_panel_get_n_groups (VL_GROUPS_PANEL (win->groups_panel)), ==, 7);
   g_assert_cmpstr (vl_backbone_panel_get_fact (VL_BACKBONE_PANEL (win->backbone_panel), "params"), ==, "123,557");
   /* the default lock is a linear probe: the head alone */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
@@ -487,21 +495,19 @@ test_groups (void)
   const int G = vl_model_n_groups (m);
 
   /* a switch sets the engine's lock state; a suffix sets N */
-  VlGroupRow *r5 = g_ptr_array_index (win->group_rows, 5);
-  gtk_switch_set_active (GTK_SWITCH (r5->toggle), TRUE);
+  vl_groups_panel_set_switch (VL_GROUPS_PANEL (win->groups_panel), 5, TRUE);
   g_assert_true (vl_model_group_trainable (m, 5));
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
-  g_assert_false (gtk_widget_get_visible (win->unlock_custom_label));
+  g_assert_cmpint (panel_int (win->groups_panel, "unlock"), ==, 2);
+  g_assert_false (panel_bool (win->groups_panel, "custom"));
   g_assert_cmpint (vl_model_n_trainable (m), ==,
                    vl_model_group_n_params (m, 5) + vl_model_group_n_params (m, 6));
 
   /* a hole in the suffix is "custom": the trainer gets exactly those groups as a mask */
-  VlGroupRow *r2 = g_ptr_array_index (win->group_rows, 2);
-  gtk_switch_set_active (GTK_SWITCH (r2->toggle), TRUE);
+  vl_groups_panel_set_switch (VL_GROUPS_PANEL (win->groups_panel), 2, TRUE);
   g_assert_true (vl_model_group_trainable (m, 2));
   g_assert_false (vl_model_group_trainable (m, 3));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, -1);
-  g_assert_true (gtk_widget_get_visible (win->unlock_custom_label));
+  g_assert_true (panel_bool (win->groups_panel, "custom"));
   g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
   {
     VlTrainConfig cfg;
@@ -518,15 +524,14 @@ test_groups (void)
   /* N sets the switches */
   for (int n = 0; n <= G; n++)
     {
-      gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), n);
+      g_object_set (win->groups_panel, "unlock", n, NULL);
       for (int g = 0; g < G; g++)
         {
-          VlGroupRow *r = g_ptr_array_index (win->group_rows, g);
           gboolean want = g >= G - n;
-          g_assert_cmpint (gtk_switch_get_active (GTK_SWITCH (r->toggle)), ==, want);
+          g_assert_cmpint (vl_groups_panel_get_switch (VL_GROUPS_PANEL (win->groups_panel), g), ==, want);
           g_assert_cmpint (vl_model_group_trainable (m, g), ==, want);
         }
-      g_assert_false (gtk_widget_get_visible (win->unlock_custom_label));
+      g_assert_false (panel_bool (win->groups_panel, "custom"));
     }
   g_autofree char *all = vl_window_unlock_schedule (win);
   g_assert_cmpstr (all, ==, "all");
@@ -538,22 +543,20 @@ test_groups (void)
 
   /* layer decay shows each group's learning-rate multiplier */
   g_object_set (win->training_panel, "layer-decay", 0.5, NULL);
-  VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
-  VlGroupRow *rh = g_ptr_array_index (win->group_rows, G - 1);
-  g_assert_true (gtk_widget_get_visible (r0->lr_label));
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (rh->lr_label)), ==, "lr ×1");
+  g_assert_nonnull (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), 0));
+  g_assert_cmpstr (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), G - 1), ==, "lr ×1");
   float scales[16];
   vl_train_layer_scales (m, 0.5, scales);
   g_autofree char *want = g_strdup_printf ("lr ×%.3g", scales[0]);
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (r0->lr_label)), ==, want);
+  g_assert_cmpstr (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), 0), ==, want);
 
   /* progressive unfreezing: a schedule of (epoch -> groups) steps */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
-  gtk_switch_set_active (GTK_SWITCH (win->progressive_switch), TRUE);
-  g_assert_cmpuint (win->schedule_rows->len, ==, 1);
+  g_object_set (win->groups_panel, "unlock", 1, NULL);
+  g_object_set (win->groups_panel, "progressive", TRUE, NULL);
+  g_assert_cmpint (vl_groups_panel_get_n_steps (VL_GROUPS_PANEL (win->groups_panel)), ==, 1);
   g_autofree char *s1 = vl_window_unlock_schedule (win);
   g_assert_cmpstr (s1, ==, "0:1,2:3");
-  g_signal_emit_by_name (win->schedule_add_button, "clicked");
+  vl_groups_panel_add_step (VL_GROUPS_PANEL (win->groups_panel));
   g_autofree char *s2 = vl_window_unlock_schedule (win);
   g_assert_cmpstr (s2, ==, "0:1,2:3,4:5");
   int n_steps;
@@ -565,7 +568,7 @@ test_groups (void)
   g_autofree char *s3 = vl_window_unlock_schedule (win);
   g_assert_cmpstr (s3, ==, "0:1,3:4,6:all");
   vl_window_set_unlock_schedule (win, "2");
-  g_assert_false (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
+  g_assert_false (panel_bool (win->groups_panel, "progressive"));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 2);
   destroy_window (win);
 }
@@ -581,7 +584,7 @@ test_heads (void)
     { "mlp", VL_HEAD_MLP, VL_POOL_TOKEN },
     { "linear-token", VL_HEAD_LINEAR, VL_POOL_TOKEN },
   };
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 3);
+  g_object_set (win->groups_panel, "unlock", 3, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (heads); i++)
     {
       g_assert_true (action_s (win, "win.head", heads[i].id));
@@ -660,7 +663,7 @@ test_presets (void)
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
   g_assert_true (panel_bool (win->data_panel, "cache"));
   g_object_set (win->training_panel, "preset", 3, NULL);   /* progressive */
-  g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
+  g_assert_true (panel_bool (win->groups_panel, "progressive"));
   g_autofree char *s = vl_window_unlock_schedule (win);
   g_assert_true (g_str_has_prefix (s, "0:1,"));
   /* editing a value makes it "Custom"; the values stay editable */
@@ -687,8 +690,7 @@ test_train (void)
     g_assert_false (editable);
   }
   g_assert_false (panel_bool (win->data_panel, "editable"));
-  VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
-  g_assert_false (gtk_widget_get_sensitive (r0->toggle));
+  g_assert_false (vl_groups_panel_switch_sensitive (VL_GROUPS_PANEL (win->groups_panel), 0));
   g_assert_true (gtk_widget_get_sensitive (win->stop_button));
   /* a second train while running does nothing */
   action (win, "win.train");
@@ -721,7 +723,7 @@ test_train (void)
       n += vl_confusion_view_get_count (VL_CONFUSION_VIEW (win->confusion), t, p);
   g_assert_cmpint (n, ==, 4);
   /* the switches show the user's setting again */
-  g_assert_true (gtk_widget_get_sensitive (r0->toggle));
+  g_assert_true (vl_groups_panel_switch_sensitive (VL_GROUPS_PANEL (win->groups_panel), 0));
   g_assert_true (train_enabled (win));
 
   /* the gallery: each validation image's prediction, from a worker thread */
@@ -1885,8 +1887,8 @@ test_probe_live (void)
 {
   VlWindow *win = new_window (TRUE);
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin),
-                             vl_model_n_groups (win->model));   /* every group: attention moves */
+  /* every group: attention moves */
+  g_object_set (win->groups_panel, "unlock", vl_model_n_groups (win->model), NULL);
   quick_settings (win, 500);   /* 2000 steps: stopped below */
   g_assert_true (action (win, "win.train"));
   wait_for (win, has_points, 60, "training steps");

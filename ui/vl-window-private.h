@@ -14,6 +14,7 @@
 #include "vl-head-panel.h"
 #include "vl-backbone-panel.h"
 #include "vl-data-panel.h"
+#include "vl-groups-panel.h"
 #include "vl-format.h"
 
 G_BEGIN_DECLS
@@ -83,15 +84,6 @@ typedef struct {
   char     *live_class;     /* the run's top class at live_step */
 } VlProbeFile;
 
-/* One row of the layer-group list. */
-typedef struct {
-  GtkWidget *row;
-  GtkWidget *toggle;       /* GtkSwitch: trainable */
-  GtkWidget *lr_label;     /* learning-rate multiplier with layer decay */
-  GtkWidget *grad_bar;     /* GtkLevelBar: relative gradient norm during training */
-  GtkWidget *state_label;  /* "trains" / "frozen" */
-} VlGroupRow;
-
 /* Per-image predictions on the validation split of the trained model (for the gallery). */
 typedef struct {
   int    n;
@@ -121,19 +113,8 @@ struct _VlWindow
   GtkWidget *main_scroller;   /* the main area scrolls rather than widen the window */
   /* backbone page: VlBackbonePanel (the checkpoint, its facts, the stem choice) */
   GtkWidget *backbone_panel;
-  /* layer groups page */
-  GtkWidget *unlock_spin;
-  GtkWidget *unlock_scale;
-  GtkWidget *unlock_of_label;
-  GtkWidget *unlock_custom_label;
-  GtkWidget *trainable_label;
-  GtkWidget *trainable_bar;
-  GtkWidget *groups_list;
-  GtkWidget *progressive_switch;
-  GtkWidget *schedule_box;
-  GtkWidget *schedule_list;
-  GtkWidget *schedule_label;
-  GtkWidget *schedule_add_button;
+  /* layer groups page: VlGroupsPanel (N, a switch per group, the schedule; the model's lock) */
+  GtkWidget *groups_panel;
   /* head page: VlHeadPanel (the task, its head's settings, the note) */
   GtkWidget *head_panel;
   /* data page: VlDataPanel (the dataset, its classes' cards, skipped files, augmentation) */
@@ -166,11 +147,7 @@ struct _VlWindow
   char         *backbone_path;
   VlModel      *model;
   GCancellable *backbone_cancel;     /* the load in flight; NULL when none */
-  GPtrArray    *group_rows;          /* VlGroupRow * */
   gboolean      syncing;             /* set while code moves switches/spin (no feedback) */
-
-  /* unfreezing schedule: rows of (epoch, unlocked) after the first (epoch 0 = unlock_spin) */
-  GPtrArray    *schedule_rows;       /* GtkWidget * rows; spins as object data */
 
   /* head */
   char         *head;                /* "linear-token", "linear-avg", "linear-max", "mlp" */

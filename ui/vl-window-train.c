@@ -191,8 +191,9 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   if (cfg->unlock_schedule == NULL)
     cfg->unlock_schedule = g_strdup ("1");
   /* switches that are not the last N (and no progressive schedule): exactly those groups */
-  if (self->model && vl_window_unlocked_suffix (self) < 0 &&
-      !gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+  gboolean progressive = FALSE;
+  g_object_get (self->groups_panel, "progressive", &progressive, NULL);
+  if (self->model && vl_window_unlocked_suffix (self) < 0 && !progressive)
     for (int g = 0; g < vl_model_n_groups (self->model) && g < 64; g++)
       if (vl_model_group_trainable (self->model, g))
         cfg->unlock_mask |= G_GUINT64_CONSTANT (1) << g;

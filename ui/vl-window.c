@@ -164,8 +164,9 @@ vl_window_can_train (VlWindow *self)
   if (self->task == VL_TASK_REGRESS ? vl_dataset_n_values (self->data->ds) == 0
                                     : vl_dataset_n_classes (self->data->ds) < 2)
     return FALSE;
-  if (vl_window_unlocked_suffix (self) >= 0 ||
-      gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+  gboolean progressive = FALSE;
+  g_object_get (self->groups_panel, "progressive", &progressive, NULL);
+  if (vl_window_unlocked_suffix (self) >= 0 || progressive)
     return TRUE;
   return vl_model_n_trainable (self->model) > 0;   /* a custom pattern */
 }
@@ -217,16 +218,7 @@ vl_window_update_actions (VlWindow *self)
    * becomes vl_trainer_set_unlock from the next epoch) */
   g_object_set (self->head_panel, "mlp-editable",
                 !running && g_strcmp0 (self->head, "mlp") == 0, NULL);
-  gtk_widget_set_sensitive (self->progressive_switch, !running);
-  gtk_widget_set_sensitive (self->schedule_box,
-                            !running && gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)));
-  for (guint i = 0; self->group_rows && i < self->group_rows->len; i++)
-    {
-      VlGroupRow *r = g_ptr_array_index (self->group_rows, i);
-      gtk_widget_set_sensitive (r->toggle, !running);
-    }
-  gtk_widget_set_sensitive (self->unlock_spin, self->model != NULL);
-  gtk_widget_set_sensitive (self->unlock_scale, gtk_widget_get_sensitive (self->unlock_spin));
+  g_object_set (self->groups_panel, "running", running, NULL);
   g_object_set (self->data_panel, "editable", !running, NULL);
   g_object_set (self->training_panel, "editable", !running, NULL);
   g_object_set (self->backbone_panel, "editable", !running, NULL);
@@ -551,8 +543,9 @@ action_unlock_step (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
   int delta = g_str_equal (name, "win.unlock-more") ? 1 : -1;
-  GtkSpinButton *spin = GTK_SPIN_BUTTON (self->unlock_spin);
-  gtk_spin_button_set_value (spin, gtk_spin_button_get_value_as_int (spin) + delta);
+  int n = 0;
+  g_object_get (self->groups_panel, "unlock", &n, NULL);
+  g_object_set (self->groups_panel, "unlock", MAX (n + delta, 0), NULL);
 }
 
 static void
@@ -887,6 +880,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_HEAD_PANEL);
   g_type_ensure (VL_TYPE_BACKBONE_PANEL);
   g_type_ensure (VL_TYPE_DATA_PANEL);
+  g_type_ensure (VL_TYPE_GROUPS_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -904,18 +898,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (side_stack);
   CHILD (main_stack);
   CHILD (main_scroller);
-  CHILD (unlock_spin);
-  CHILD (unlock_scale);
-  CHILD (unlock_of_label);
-  CHILD (unlock_custom_label);
-  CHILD (trainable_label);
-  CHILD (trainable_bar);
-  CHILD (groups_list);
-  CHILD (progressive_switch);
-  CHILD (schedule_box);
-  CHILD (schedule_list);
-  CHILD (schedule_label);
-  CHILD (schedule_add_button);
   CHILD (stat_epoch);
   CHILD (stat_train_loss);
   CHILD (stat_val_loss);
@@ -946,6 +928,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (head_panel);
   CHILD (backbone_panel);
   CHILD (data_panel);
+  CHILD (groups_panel);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
