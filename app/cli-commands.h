@@ -8,6 +8,8 @@
 #include "vl-image.h"
 #include "vl-model.h"
 #include "vl-safetensors.h"
+#include "vl-seg-head.h"
+#include "vl-task.h"
 
 int cmd_train (int argc, char **argv);   /* app/cli-train.c */
 int cmd_eval  (int argc, char **argv);   /* app/cli-train.c */
@@ -37,6 +39,24 @@ void cli_print_top_classes (const char *file, const float *logits, int K,
 int cmd_features (int argc, char **argv);   /* app/cli-features.c */
 int cmd_probe    (int argc, char **argv);   /* app/cli-features.c */
 int cmd_export_recipe (int argc, char **argv);   /* app/cli-recipe.c */
+
+/* app/cli-bench-dense.c: `bench --task segment|detect`, one step of a seg or FCOS head of K
+ * classes (background included) on the model's token grid at S x S, batch B, synthetic masks or
+ * boxes, uncached. _new removes the model's head and unlocks the dense head and the model's last
+ * unlock - 1 groups (unlock < 1: nothing trains). _step: the forward of both (*t_forward when
+ * it ends), when train the loss and both backwards (*t_backward) and AdamW on both. */
+typedef struct _CliDenseBench CliDenseBench;
+CliDenseBench *cli_dense_bench_new  (VlModel *m, VlTaskKind task, VlSegHeadKind kind, int K,
+                                     int unlock, int S, int B, GError **error);
+gboolean    cli_dense_bench_step     (CliDenseBench *d, const float *x, gboolean train,
+                                      const VlAdamW *opt, gint64 *t_forward, gint64 *t_backward,
+                                      double *loss, GError **error);
+/* --cached: the frozen model's tokens of x computed once here; every later step runs the head
+ * alone on them (the trainer's --cache-features). FALSE when the model trains. */
+gboolean    cli_dense_bench_cache    (CliDenseBench *d, const float *x, GError **error);
+gboolean    cli_dense_bench_cached   (CliDenseBench *d);
+const char *cli_dense_bench_describe (CliDenseBench *d);   /* "linear", "upconv", "fcos" */
+void        cli_dense_bench_free     (CliDenseBench *d);
 
 /* Prints "vitlab-cli: <message>" on stderr, frees the error; returns 1 (EXIT_FAILURE). */
 int cli_fail (GError *error);

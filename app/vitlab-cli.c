@@ -57,8 +57,9 @@ static const char *usage_text = N_(
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
   "                   [--layer L|final|all] [--pool token|avg|max]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small|--backbone CKPT|--geometry SPEC\n"
-  "                   [--img N] [--batch 32]\n"
-  "                   --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv\n"
+  "                   [--img N] [--batch 32] [--task segment|detect [--seg-head upconv]\n"
+  "                   [--cached]]\n"
+  "                   --mode infer|unlockN|full|stem-conv|stem-mbconv\n"
   "  vitlab-cli --version\n"
   "\n"
   "CHECKPOINT is a .safetensors file or a folder with model.safetensors and config.json.\n"
@@ -664,13 +665,113 @@ bench_model (const char *model, const char *backbone, const char *spec, int *img
   return m;
 }
 
+/* bench's closing lines (key=value, read by bench/run.py): the CPU, the case, where a step's
+ * time goes (medians of each part separately, so they need not add up), images/s (the median),
+ * the peak RSS. */
+static void
+bench_report (const char *model, const char *backbone, const char *spec, int img, int batch,
+              const char *mode, CliDenseBench *dense, gboolean gemm_ab, int reps, double *rates,
+              double *t_fwd, double *t_bwd, double *t_upd, const double *loss)
+{
+  double median = median_of (rates, reps);
+  struct rusage ru;
+  getrusage (RUSAGE_SELF, &ru);
+  g_print ("cpu=\"%s\" kernel=%s\n", vl_cpu_describe (), vl_gemm_isa_name (vl_gemm_isa ()));
+  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n",
+           backbone ? backbone : spec ? spec : model, img, batch, mode, vl_pool_n_threads ());
+  if (dense)
+    g_print ("dense_head=%s cached=%s\n", cli_dense_bench_describe (dense),
+             cli_dense_bench_cached (dense) ? "yes" : "no");
+  /* the same batch every step: a step that trains lowers it */
+  if (loss)
+    g_print ("loss_first=%.6f loss_last=%.6f\n", loss[0], loss[1]);
+  g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
+           median_of (t_bwd, reps), median_of (t_upd, reps));
+  if (gemm_ab)
+    {
+      vl_gemm_set_enabled (TRUE);
+      g_print ("openblas_forward_ms=%.2f openblas_backward_ms=%.2f openblas_images_per_s=%.2f\n",
+               median_of (t_fwd + reps, reps), median_of (t_bwd + reps, reps),
+               median_of (rates + reps, reps));
+    }
+  g_print ("images_per_s=%.2f\n", median);
+  g_print ("peak_rss_mib=%.0f\n", ru.ru_maxrss / 1024.0);
+}
+
+/* --mode: infer (-1), unlockN (N >= 1), full (1000), stem-conv / stem-mbconv (0); FALSE when
+ * it is none of them. */
+static gboolean
+bench_parse_mode (const char *mode, int *unlock)
+{
+  char *end = NULL;
+  if (g_str_equal (mode, "infer"))
+    *unlock = -1;
+  else if (g_str_equal (mode, "full"))
+    *unlock = 1000;
+  else if (g_str_equal (mode, "stem-conv") || g_str_equal (mode, "stem-mbconv"))
+    *unlock = 0;   /* a new CNN stem and the head train, the transformer frozen */
+  else if (g_str_has_prefix (mode, "unlock") && g_ascii_isdigit (mode[6]))
+    {
+      gint64 n = g_ascii_strtoll (mode + 6, &end, 10);
+      if (*end || n < 1 || n > 1000)
+        return FALSE;
+      *unlock = (int) n;
+    }
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/* The task's part of `bench`: a dense head (segment, detect) set up on m, or NULL for classify;
+ * *ok FALSE (the error printed, *rc set) when the options do not fit. */
+static CliDenseBench *
+bench_dense_setup (VlModel *m, const char *task, const char *seg_head, int classes, int unlock,
+                   int img, int batch, gboolean *ok, int *rc)
+{
+  GError *error = NULL;
+  VlTaskKind kind = VL_TASK_CLASSIFY;
+  VlSegHeadKind sk = VL_SEG_HEAD_LINEAR;
+  *ok = FALSE;
+  if (task && (!vl_task_from_string (task, &kind) || kind == VL_TASK_REGRESS))
+    {
+      *rc = usage_error (_("--task %s: expected classify, segment or detect"), task);
+      return NULL;
+    }
+  if (seg_head && (kind != VL_TASK_SEGMENT || !vl_seg_head_kind_from_string (seg_head, &sk)))
+    {
+      *rc = usage_error (_("--seg-head %s: expected linear or upconv, with --task segment"),
+                         seg_head);
+      return NULL;
+    }
+  if (kind == VL_TASK_CLASSIFY)
+    {
+      if (classes != 0)
+        *rc = usage_error (_("--classes goes with --task segment or detect"));
+      *ok = classes == 0;
+      return NULL;
+    }
+  if (unlock == 0)
+    {
+      *rc = usage_error (_("--mode stem-*: only with --task classify"));
+      return NULL;
+    }
+  /* the pets-voc recipes: background + 3 breeds; background, cat, dog */
+  int K = classes ? classes : kind == VL_TASK_SEGMENT ? 4 : 3;
+  CliDenseBench *d = cli_dense_bench_new (m, kind, sk, K, unlock, img, batch, &error);
+  if (d == NULL)
+    *rc = cli_fail (error);
+  *ok = d != NULL;
+  return d;
+}
+
 static int
 cmd_bench (int argc, char **argv)
 {
   GError *error = NULL;
   g_autofree char *model = NULL, *mode = NULL, *backbone = NULL, *spec = NULL;
-  int img = 0, batch = 32, reps = 5, warmup = 1;
-  gboolean gemm_ab = FALSE;
+  g_autofree char *task = NULL, *seg_head = NULL;
+  int img = 0, batch = 32, reps = 5, warmup = 1, classes = 0, rc = EXIT_SUCCESS;
+  gboolean gemm_ab = FALSE, cached = FALSE, ok;
   GOptionEntry entries[] = {
     { "model", 0, 0, G_OPTION_ARG_STRING, &model, N_("vit-tiny or vit-small"), "NAME" },
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, &backbone,
@@ -681,7 +782,17 @@ cmd_bench (int argc, char **argv)
     { "img", 0, 0, G_OPTION_ARG_INT, &img, N_("image side (224; a checkpoint's own)"), "N" },
     { "batch", 0, 0, G_OPTION_ARG_INT, &batch, N_("batch size (32)"), "N" },
     { "mode", 0, 0, G_OPTION_ARG_STRING, &mode,
-      N_("infer, unlock1, unlock6, full, stem-conv or stem-mbconv"), "MODE" },
+      N_("infer, unlockN (unlock1, unlock3, unlock6, ...), full, stem-conv or stem-mbconv"),
+      "MODE" },
+    { "task", 0, 0, G_OPTION_ARG_STRING, &task,
+      N_("classify (default), segment or detect: the head the step trains"), "TASK" },
+    { "seg-head", 0, 0, G_OPTION_ARG_STRING, &seg_head,
+      N_("with --task segment: linear (default) or upconv"), "HEAD" },
+    { "classes", 0, 0, G_OPTION_ARG_INT, &classes,
+      N_("classes of the dense head, background included (segment 4, detect 3)"), "K" },
+    { "cached", 0, 0, G_OPTION_ARG_NONE, &cached,
+      N_("with --task segment|detect --mode unlock1: the frozen tokens once, then the head "
+         "alone (--cache-features)"), NULL },
     { "reps", 0, 0, G_OPTION_ARG_INT, &reps, N_("timed repetitions (5)"), "N" },
     { "warmup", 0, 0, G_OPTION_ARG_INT, &warmup, N_("untimed repetitions first (1)"), "N" },
     { "gemm-ab", 0, 0, G_OPTION_ARG_NONE, &gemm_ab,
@@ -693,26 +804,26 @@ cmd_bench (int argc, char **argv)
   if ((model != NULL) + (backbone != NULL) + (spec != NULL) != 1 || !mode || argc != 1)
     return usage_error (_("bench needs --mode and one of --model, --backbone, --geometry"));
   int unlock;
-  if (g_str_equal (mode, "infer"))
-    unlock = -1;
-  else if (g_str_equal (mode, "unlock1"))
-    unlock = 1;
-  else if (g_str_equal (mode, "unlock6"))
-    unlock = 6;
-  else if (g_str_equal (mode, "full"))
-    unlock = 1000;
-  else if (g_str_equal (mode, "stem-conv") || g_str_equal (mode, "stem-mbconv"))
-    unlock = 0;   /* a new CNN stem and the head train, the transformer frozen (below) */
-  else
-    return usage_error (_("--mode %s: expected infer, unlock1, unlock6, full, stem-conv or "
+  if (!bench_parse_mode (mode, &unlock))
+    return usage_error (_("--mode %s: expected infer, unlockN, full, stem-conv or "
                           "stem-mbconv"), mode);
   if (img < 0 || batch < 1 || reps < 1 || warmup < 0)
     return usage_error (_("--img must be positive, --batch and --reps too"));
   g_autoptr(VlModel) m = bench_model (model, backbone, spec, &img, &error);
   if (m == NULL)
     return cli_fail (error);
+  CliDenseBench *dense = bench_dense_setup (m, task, seg_head, classes, unlock, img, batch, &ok,
+                                            &rc);
+  if (!ok)
+    return rc;
+  if (cached && (dense == NULL || unlock != 1))
+    {
+      cli_dense_bench_free (dense);
+      return usage_error (_("--cached goes with --task segment|detect and --mode unlock1"));
+    }
   const int chans = vl_model_geometry (m)->in_chans, K = vl_model_num_classes (m);
-  vl_model_lock (m, unlock < 0 ? 0 : unlock);
+  if (dense == NULL)
+    vl_model_lock (m, unlock < 0 ? 0 : unlock);
   if (unlock == 0)
     {
       if (!vl_model_replace_stem (m, g_str_equal (mode, "stem-conv") ? VL_STEM_CONV
@@ -730,34 +841,57 @@ cmd_bench (int argc, char **argv)
   for (int b = 0; b < batch; b++)
     y[b] = b % MAX (K, 1);
   VlAdamW opt = VL_ADAMW_DEFAULTS;
+  if (cached && !cli_dense_bench_cache (dense, x, &error))
+    {
+      cli_dense_bench_free (dense);
+      return cli_fail (error);
+    }
   if (gemm_ab && !vl_gemm_enabled ())
-    return usage_error (_("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and no "
-                          "VITLAB_PACKED_GEMM=0)"));
+    {
+      cli_dense_bench_free (dense);
+      return usage_error (_("--gemm-ab: vitlab's own products need AVX-512 or AVX2 + FMA (and "
+                            "no VITLAB_PACKED_GEMM=0)"));
+    }
   /* with --gemm-ab, even repetitions (0, 2, ...) use vitlab's products and odd ones OpenBLAS's,
    * so that both see the same drift of the machine */
   const int variants = gemm_ab ? 2 : 1, total = reps * variants;
   double *rates = g_new (double, total);
   double *t_fwd = g_new (double, total), *t_bwd = g_new (double, total);
   double *t_upd = g_new (double, total);
-  for (int r = -warmup * variants; r < total; r++)
+  double losses[2] = { NAN, NAN };   /* of the first step (warm-up included) and of the last */
+  for (int r = -warmup * variants; r < total && rc == EXIT_SUCCESS; r++)
     {
       if (gemm_ab)
         vl_gemm_set_enabled ((r & 1) == 0);
-      gint64 t0 = g_get_monotonic_time ();
-      double loss;
-      if (!vl_model_forward (m, x, batch, img, img, unlock < 0 ? VL_FORWARD_INFER : VL_FORWARD_TRAIN,
-                             &error))
-        return cli_fail (error);
-      gint64 t1 = g_get_monotonic_time (), t2 = t1;
-      if (unlock >= 0)
+      gint64 t0 = g_get_monotonic_time (), t1 = t0, t2 = t0;
+      double loss = 0;
+      if (dense)
         {
-          if (!vl_model_backward (m, y, 0.0f, &loss, &error))
-            return cli_fail (error);
-          t2 = g_get_monotonic_time ();
-          vl_model_adamw_step (m, &opt);
+          if (!cli_dense_bench_step (dense, x, unlock >= 0, &opt, &t1, &t2, &loss, &error))
+            rc = cli_fail (error);
+        }
+      else if (!vl_model_forward (m, x, batch, img, img,
+                                  unlock < 0 ? VL_FORWARD_INFER : VL_FORWARD_TRAIN, &error))
+        rc = cli_fail (error);
+      else
+        {
+          t1 = t2 = g_get_monotonic_time ();
+          if (unlock >= 0)
+            {
+              if (!vl_model_backward (m, y, 0.0f, &loss, &error))
+                rc = cli_fail (error);
+              t2 = g_get_monotonic_time ();
+              vl_model_adamw_step (m, &opt);
+            }
         }
       gint64 t3 = g_get_monotonic_time ();
-      if (r >= 0)
+      if (unlock >= 0 && rc == EXIT_SUCCESS)
+        {
+          if (isnan (losses[0]))
+            losses[0] = loss;
+          losses[1] = loss;
+        }
+      if (r >= 0 && rc == EXIT_SUCCESS)
         {
           /* stored variant by variant: [own reps..., OpenBLAS reps...] */
           int at = (r % variants) * reps + r / variants;
@@ -767,29 +901,15 @@ cmd_bench (int argc, char **argv)
           t_upd[at] = (t3 - t2) / 1e3;
         }
     }
-  double median = median_of (rates, reps);
-  struct rusage ru;
-  getrusage (RUSAGE_SELF, &ru);
-  g_print ("cpu=\"%s\" kernel=%s\n", vl_cpu_describe (), vl_gemm_isa_name (vl_gemm_isa ()));
-  g_print ("model=%s img=%d batch=%d mode=%s threads=%d\n",
-           backbone ? backbone : spec ? spec : model, img, batch, mode, vl_pool_n_threads ());
-  /* where a step's time goes (medians of each part separately, so they need not add up) */
-  g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
-           median_of (t_bwd, reps), median_of (t_upd, reps));
-  if (gemm_ab)
-    {
-      vl_gemm_set_enabled (TRUE);
-      g_print ("openblas_forward_ms=%.2f openblas_backward_ms=%.2f openblas_images_per_s=%.2f\n",
-               median_of (t_fwd + reps, reps), median_of (t_bwd + reps, reps),
-               median_of (rates + reps, reps));
-    }
-  g_print ("images_per_s=%.2f\n", median);
-  g_print ("peak_rss_mib=%.0f\n", ru.ru_maxrss / 1024.0);
+  if (rc == EXIT_SUCCESS)
+    bench_report (model, backbone, spec, img, batch, mode, dense, gemm_ab, reps, rates, t_fwd,
+                  t_bwd, t_upd, unlock >= 0 ? losses : NULL);
+  cli_dense_bench_free (dense);
   g_free (t_fwd);
   g_free (t_bwd);
   g_free (t_upd);
   g_free (rates);
-  return EXIT_SUCCESS;
+  return rc;
 }
 
 int

@@ -2,11 +2,13 @@
 """`make bench`: vitlab against PyTorch on this machine, alternating per case; writes the report.
 
     /usr/bin/python3 bench/run.py --cli build/app/vitlab-cli --shared ../shared \
-        --out docs/BENCHMARKS.md [--quick] [--no-epoch]
+        --out docs/BENCHMARKS.md [--quick] [--no-epoch] [--only dense]
 
 Every case runs in a fresh process: `vitlab-cli bench`, then `bench/torch_bench.py step` in each
 PyTorch configuration, then the next case, so drift of the (virtual) machine hits both sides.
-Sections of the old report whose heading is in HAND_WRITTEN are kept verbatim.
+Sections of the old report whose heading is in HAND_WRITTEN are kept verbatim. `--only dense`
+runs the dense-task section alone and merges it into the existing report (its own section
+replaced, every other one kept as it was).
 """
 import argparse
 import datetime
@@ -1253,6 +1255,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="one case per model, 1-2 reps (testing)")
     p.add_argument("--no-epoch", action="store_true")
     p.add_argument("--note", help="a line for the report about how this run was made")
+    p.add_argument("--only", choices=["dense"],
+                   help="run only this section and merge it into the existing --out")
     p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
                    help="seconds to spend, in all, waiting for a quiet machine and repeating "
                         f"disturbed runs ({WAIT_BUDGET:.0f}; 0: never)")
@@ -1276,7 +1280,10 @@ def main():
         os.makedirs(os.path.join(snap, "bench"), exist_ok=True)
         shutil.copy2(gemm_bench, os.path.join(snap, "bench", "vitlab-gemm-bench"))
     try:
-        bench_all(a, cli_abs)
+        if a.only == "dense":
+            bench_dense_only(a, cli_abs)
+        else:
+            bench_all(a, cli_abs)
     finally:
         shutil.rmtree(snap, ignore_errors=True)
 
@@ -1355,6 +1362,7 @@ def bench_all(a, cli_abs):
     carry_earlier(a.out, cpu_label(results, info), hand)
     text = render(a, info, gemm, results, epoch, t_total, hand, gemm_ab, small, demo)
     text += render_stem_steps(run_stem_steps(a, cli_abs))
+    text += render_dense(run_dense(a, cli_abs), a, info)
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
@@ -1396,6 +1404,203 @@ def render_stem_steps(rows):
         lines.append(f"| {mode[5:]} | {v.get('ips') or v.get('error')} | "
                      f"{t.get('ips') or t.get('error')} | {ratio} |")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- dense tasks
+
+DENSE_BACKBONE = "weights/vit-tiny-augreg-in1k"   # under --shared
+DENSE_HEADING = "## Dense tasks"
+# key, label, task arguments (both sides), batch, mode, (warmup, timed reps)
+DENSE_CASES = [
+    ("seg-linear-u1", "segmentation, linear head, frozen (unlock 1)",
+     ["--task", "segment", "--seg-head", "linear"], 32, "unlock1", (1, 3)),
+    ("seg-upconv-u1", "segmentation, upconv head, frozen (unlock 1)",
+     ["--task", "segment", "--seg-head", "upconv"], 32, "unlock1", (1, 3)),
+    ("seg-linear-u3", "segmentation, linear head, unlock 3 (last block + norm + head)",
+     ["--task", "segment", "--seg-head", "linear"], 32, "unlock3", (1, 2)),
+    ("seg-linear-full", "segmentation, linear head, full fine-tune",
+     ["--task", "segment", "--seg-head", "linear"], 32, "full", (1, 2)),
+    ("det-u1", "detection, FCOS head, frozen (unlock 1)", ["--task", "detect"], 16, "unlock1",
+     (1, 3)),
+    ("det-u3", "detection, FCOS head, unlock 3 (last block + norm + head)",
+     ["--task", "detect"], 16, "unlock3", (1, 2)),
+    # the frozen recipes as the README runs them (--cache-features): the backbone's tokens once,
+    # then every step trains the head alone
+    ("seg-linear-u1-cached", "segmentation, linear head, frozen, **cached** (head alone)",
+     ["--task", "segment", "--seg-head", "linear", "--cached"], 32, "unlock1", (2, 10)),
+    ("seg-upconv-u1-cached", "segmentation, upconv head, frozen, **cached** (head alone)",
+     ["--task", "segment", "--seg-head", "upconv", "--cached"], 32, "unlock1", (2, 10)),
+    ("det-u1-cached", "detection, FCOS head, frozen, **cached** (head alone)",
+     ["--task", "detect", "--cached"], 16, "unlock1", (2, 10)),
+]
+DENSE_PRESETS = [("scenes", "val_miou"), ("boxes", "val_map50")]
+
+
+def loadavg():
+    try:
+        return open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        return ["?"] * 3
+
+
+def run_dense(a, cli_abs):
+    """The README's dense recipes (issues 15, 16): one uncached training step of each on the real
+    ViT-Ti at 224 px, `vitlab-cli bench --task segment|detect` against `torch_bench.py step
+    --task segment|detect` in every PyTorch configuration, alternating as run_case does; then the
+    two dense demo presets end to end (vitlab only)."""
+    backbone = os.path.join(a.shared, DENSE_BACKBONE)
+    out = {"cases": [], "presets": [], "load_before": loadavg(), "skipped": None}
+    t0 = time.perf_counter()
+    if not os.path.isdir(backbone):
+        out["skipped"] = f"{backbone} is missing"
+        return out
+    cases = DENSE_CASES if not a.quick else DENSE_CASES[:1]
+    for key, label, task, batch, mode, (warmup, reps) in cases:
+        which = ["--backbone", backbone, "--img", str(IMG)] + task
+        r = run_case(a, cli_abs, key, which, batch, mode, warmup, 1 if a.quick else reps)
+        r["label"] = label
+        out["cases"].append(r)
+    for preset, metric in ([] if a.quick else DENSE_PRESETS):
+        work = tempfile.mkdtemp(prefix="vitlab-bench-dense-")
+        argv = [a.cli, "train", "--preset", preset, "--out", os.path.join(work, "run")]
+        try:
+            res = run([cli_abs] + argv[1:], cwd=work, timeout=1800)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        d = kv(res["out"])
+        out["presets"].append({"preset": preset, "cmd": cmdline(argv).replace(work, "$TMP"),
+                               "ok": res["rc"] == 0, "wall": res["wall"],
+                               "foreign": res["foreign"], "metric": metric,
+                               "value": d.get(metric), "map": d.get("val_map"),
+                               "maxrss": res["maxrss_mib"],
+                               "error": None if res["rc"] == 0 else first_line(res["err"])})
+        log(f"preset {preset}: {res['wall']:.1f} s, {metric} {d.get(metric)}")
+    out["load_after"] = loadavg()
+    out["minutes"] = (time.perf_counter() - t0) / 60
+    return out
+
+
+def render_dense(dense, a, info):
+    L = ["", f"{DENSE_HEADING}: segmentation and detection heads against their PyTorch "
+         "references", ""]
+    w = L.append
+    cpu = cpu_label(dense["cases"], info) if dense["cases"] else info.get("Model name", "?")
+    w(f"Generated by `make bench` (or `bench/run.py --only dense`, which merges this section "
+      f"alone into the report); this run: {datetime.date.today().isoformat()}, "
+      f"{dense.get('minutes', 0):.1f} min; {cpu}, {info.get('CPU(s)', '?')} CPUs; load average (1, 5, 15 min) "
+      f"{' / '.join(dense['load_before'])} before and "
+      f"{' / '.join(dense.get('load_after', ['?'] * 3))} after.")
+    if a.note:
+        w("")
+        w(f"Note on this run: {a.note}")
+    w("")
+    if dense["skipped"]:
+        w(f"Skipped: {dense['skipped']}.")
+        return "\n".join(L) + "\n"
+    w("The README's recipes (\"Segmentation\", \"Object detection\") on the real ViT-Ti/16 "
+      f"(`../shared/{DENSE_BACKBONE}`) at {IMG}x{IMG}, at the recipes' batch (segmentation 32, "
+      "detection 16), with synthetic images, masks (K = 4: background + 3 breeds, as pets-voc; "
+      "every 97th pixel ignored) and boxes (K = 3: background, cat, dog; one or two per image), "
+      "so no dataset is needed and the FLOPs are the recipe's. One step = the backbone's "
+      "forward, the head's forward, the loss at the input size (per-pixel cross-entropy, or "
+      "FCOS's matching, focal, GIoU and centerness losses), the backward of the head and of the "
+      "unlocked groups, AdamW. vitlab: `vitlab-cli bench --task segment|detect` (the trainer's "
+      "seg / det step); PyTorch: `bench/torch_bench.py step --task segment|detect`, which runs "
+      "`bench/seg_ref.py`'s Segmenter and heads on `tests/interop/timm_vit.py`'s ViT and "
+      "`bench/det_ref.py`'s torchvision FCOS head, anchors and `compute_loss`.")
+    w("")
+    w("**Which step is timed.** The first six rows time the **uncached** step on both sides: "
+      "every step runs the frozen groups from the images, so the frozen rows are the backbone's "
+      "inference plus the head's training. The README's frozen recipes run with "
+      "`--cache-features` (seg_ref.py and det_ref.py cache the same way): the frozen backbone "
+      "runs once per image and every later step trains the head alone; the **cached** rows "
+      "time that step (`--cached` on both sides: the tokens of the batch computed once before "
+      "the timed steps, the head's forward, loss, backward and AdamW after), which is what an "
+      "epoch of those recipes costs after its one caching pass. The two kinds are not "
+      "comparable with each other, only each with PyTorch's same step.")
+    w("")
+    w("Images per second, median of the timed steps; vitlab's figure is the median of its four "
+      "runs (before PyTorch and after each PyTorch configuration); \"best\" is PyTorch's "
+      "fastest configuration in that case; others' load = the largest share of the machine that "
+      "other processes took during any of the case's runs.")
+    w("")
+    w("| recipe step | batch | vitlab | " + " | ".join(short_label(c[1]) for c in TORCH_CONFIGS)
+      + " | vitlab / best | reps | vitlab RSS MiB | PyTorch RSS MiB (best) | others' load % |")
+    w("|---|---:|---:|" + "---:|" * len(TORCH_CONFIGS) + "---:|---:|---:|---:|---:|")
+    for r in dense["cases"]:
+        v = r["vitlab"].get("ips")
+        tv = [r["torch"].get(c[0], {}).get("ips") for c in TORCH_CONFIGS]
+        best = best_torch(r)
+        bk = next((c[0] for c in TORCH_CONFIGS
+                   if best is not None and r["torch"].get(c[0], {}).get("ips") == best), None)
+        w(f"| {r['label']} | {r['batch']} | **{fmt(v) if v else 'failed'}** | "
+          + " | ".join(fmt(x) for x in tv)
+          + f" | {fmt(ratio(v, best), 2)} | {r['warmup']}+{r['vreps']} / "
+            f"{r['warmup']}+{r['reps']}{cut_note(r)} | {fmt(r['vitlab'].get('rss'))} | "
+            f"{fmt(r['torch'].get(bk, {}).get('rss')) if bk else '—'} | "
+            f"{fmt(100 * case_foreign(r), 0)} |")
+    w("")
+    w("vitlab's runs, images/s in the order they ran: "
+      + "; ".join(f"{r['model']} {' / '.join(fmt(x) for x in r.get('vitlab_runs', []))}"
+                  for r in dense["cases"]) + ".")
+    errs = [f"{r['model']} {k}: {x['error']}" for r in dense["cases"]
+            for k, x in [("vitlab", r["vitlab"])] + list(r["torch"].items()) if x.get("error")]
+    if errs:
+        w("")
+        w("Failed runs: " + "; ".join(errs) + ".")
+    if dense["presets"]:
+        w("")
+        w("The dense demo presets end to end (vitlab only: the whole `train` process, data made "
+          "from Fashion-MNIST, caching, training and a validation every epoch, on the shipped "
+          "backbone; README \"Segmentation in the app\" and \"Object detection\"):")
+        w("")
+        w("| command | process s | result | peak RSS MiB | others' load % |")
+        w("|---|---:|---|---:|---:|")
+        for p in dense["presets"]:
+            res = (f"{p['metric']} {p['value']}" + (f", val_map {p['map']}" if p["map"] else "")
+                   if p["ok"] else f"failed: {p['error']}")
+            w(f"| `{p['cmd']}` | {p['wall']:.1f} | {res} | {p['maxrss']:.0f} | "
+              f"{100 * p['foreign']:.0f} |")
+    w("")
+    w("Commands, in the order they ran:")
+    w("")
+    for r in dense["cases"]:
+        w("    " + r["vitlab"]["cmd"])
+        for c in TORCH_CONFIGS:
+            if c[0] in r["torch"]:
+                w("    " + r["torch"][c[0]]["cmd"])
+    for p in dense["presets"]:
+        w("    " + p["cmd"])
+    return "\n".join(L).rstrip() + "\n"
+
+
+def merge_section(text, heading, section):
+    """text with its section under `heading` (up to the next `## ` heading) replaced by section,
+    or section appended when there is none."""
+    m = re.search(r"(?m)^" + re.escape(heading) + r".*$", text)
+    if not m:
+        return text.rstrip() + "\n" + section
+    nxt = re.search(r"(?m)^## ", text[m.end():])
+    end = m.end() + nxt.start() if nxt else len(text)
+    return (text[:m.start()].rstrip() + "\n" + section
+            + ("\n" + text[end:] if nxt else ""))
+
+
+def bench_dense_only(a, cli_abs):
+    """--only dense: the dense section alone, merged into the existing report."""
+    info = machine_info(os.path.abspath(a.cli))
+    dense = run_dense(a, cli_abs)
+    try:
+        text = open(a.out).read()
+    except OSError:
+        text = "# Benchmarks\n"
+    text = merge_section(text, DENSE_HEADING, render_dense(dense, a, info))
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, a.out)
+    log(f"merged the dense section into {a.out} ({dense.get('minutes', 0):.1f} min)")
+
 
 if __name__ == "__main__":
     main()

@@ -2,8 +2,9 @@
 """PyTorch side of `make bench`: the same cases as `vitlab-cli bench`, one case per process.
 
     torch_bench.py step  --model vit-tiny|vit-small|--backbone DIR|--geometry SPEC [--img N]
-                         [--batch 32] --mode infer|unlock1|unlock6|full|stem-conv|stem-mbconv
-                         [--reps N] [--warmup N]
+                         [--batch 32] --mode infer|unlockN|full|stem-conv|stem-mbconv
+                         [--task classify|segment|detect] [--seg-head linear|upconv]
+                         [--classes K] [--cached] [--reps N] [--warmup N]
                          [--threads default|N] [--max-seconds S]
     torch_bench.py epoch --data DIR --backbone DIR [--batch 32] [--unlock 1] [--augment none|light]
                          [--lr 1e-3] [--wd 0.05] [--warmup-epochs 1] [--threads default|N]
@@ -32,8 +33,21 @@ MODELS = {  # name: (heads, width, mlp)
     "vit-tiny": (3, 192, 768),
     "vit-small": (6, 384, 1536),
 }
-UNLOCK = {"infer": None, "unlock1": 1, "unlock6": 6, "full": 1000,
-          "stem-conv": "conv", "stem-mbconv": "mbconv"}
+UNLOCK = {"infer": None, "full": 1000, "stem-conv": "conv", "stem-mbconv": "mbconv"}
+
+
+def parse_mode(s):
+    """--mode as vitlab-cli bench reads it: infer, unlockN (N >= 1), full, stem-conv|mbconv."""
+    if s in UNLOCK:
+        return s
+    if s.startswith("unlock") and s[6:].isdigit() and 1 <= int(s[6:]) <= 1000:
+        return s
+    raise argparse.ArgumentTypeError(f"{s}: expected infer, unlockN, full, stem-conv or "
+                                     "stem-mbconv")
+
+
+def unlock_of(mode):
+    return UNLOCK[mode] if mode in UNLOCK else int(mode[6:])
 
 
 def replace_stem(vit, kind, chans, patch, width):
@@ -147,6 +161,8 @@ def lock(vit, unlock):
 
 
 def cmd_step(a):
+    if a.task != "classify":
+        return cmd_dense_step(a)
     set_threads(a.threads)
     base = rss_mib()
     torch.manual_seed(0)
@@ -158,52 +174,182 @@ def cmd_step(a):
                                                                "model.safetensors")))
         sd = {k: v.reshape(vit.state_dict()[k].shape) for k, v in sd.items()}
         vit.load_state_dict({**vit.state_dict(), **sd}, strict=True)
-    unlock = UNLOCK[a.mode]
+    unlock = unlock_of(a.mode)
     x = torch.randn(a.batch, chans, img, img)
     y = torch.arange(a.batch) % classes
-    rates = []
-    t_timed = None
-
-    def more(r):
-        """Timed reps go on until --reps, or until --max-seconds of them (at least one)."""
-        nonlocal t_timed
-        if r == 0:
-            t_timed = time.perf_counter()
-        return r < 1 or not a.max_seconds or time.perf_counter() - t_timed < a.max_seconds
     if unlock is None:
         vit.eval()
-        with torch.inference_mode():
-            for r in range(-a.warmup, a.reps):
-                if r >= 0 and not more(r):
-                    break
-                t0 = time.perf_counter()
+
+        def one_step():
+            with torch.inference_mode():
                 vit(x)
-                dt = time.perf_counter() - t0
-                if r >= 0:
-                    rates.append(a.batch / dt)
     else:
         vit.train()
         params = (replace_stem(vit, unlock, chans, geo[1], geo[5]) if isinstance(unlock, str)
                   else lock(vit, unlock))
         opt = torch.optim.AdamW(params)
         loss_fn = nn.CrossEntropyLoss()
-        for r in range(-a.warmup, a.reps):
-            if r >= 0 and not more(r):
-                break
-            t0 = time.perf_counter()
+
+        def one_step():
             loss = loss_fn(vit(x), y)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            dt = time.perf_counter() - t0
-            if r >= 0:
-                rates.append(a.batch / dt)
+    rates = timed_reps(a, one_step)
+    print_step(a, f"model={a.backbone or a.geometry or a.model} img={img} batch={a.batch} "
+               f"mode={a.mode}", rates, base)
+
+
+def timed_reps(a, one_step):
+    """images/s of each timed call of one_step after --warmup untimed ones; the timed calls go
+    on until --reps, or until --max-seconds of them (at least one)."""
+    rates, t_timed = [], None
+    for r in range(-a.warmup, a.reps):
+        if r == 0:
+            t_timed = time.perf_counter()
+        elif r > 0 and a.max_seconds and time.perf_counter() - t_timed >= a.max_seconds:
+            break
+        t0 = time.perf_counter()
+        one_step()
+        dt = time.perf_counter() - t0
+        if r >= 0:
+            rates.append(a.batch / dt)
+    return rates
+
+
+def print_step(a, what, rates, base):
+    """step's closing lines, as vitlab-cli bench prints them."""
     print_config(a.threads)
-    print(f"model={a.backbone or a.geometry or a.model} img={img} batch={a.batch} mode={a.mode} "
-          f"rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
+    print(f"{what} rates={','.join(f'{r:.2f}' for r in rates)} reps_done={len(rates)} "
           f"import_rss_mib={base:.0f}")
     print(f"images_per_s={statistics.median(rates):.2f}")
     print(f"peak_rss_mib={rss_mib():.0f}")
+
+
+# ------------------------------------------------------------------ dense heads
+
+def dense_targets(task, B, S, K):
+    """vitlab-cli bench's synthetic targets (app/cli-bench-dense.c make_targets): masks of
+    16-pixel squares cycling through the K classes, every 97th pixel ignored (255); one or two
+    boxes per image (a quarter to a half of the side), the object classes in turn."""
+    import numpy as np
+    if task == "segment":
+        y, x = np.mgrid[0:S, 0:S]
+        m = np.stack([(x // 16 + y // 16 + b) % K for b in range(B)])
+        m[:, (y * S + x) % 97 == 0] = 255
+        return torch.from_numpy(m.astype(np.int64))
+    out = []
+    for b in range(B):
+        boxes, labels = [], []
+        for j in range(1 + b % 2):
+            x0 = S * (0.05 + 0.04 * ((b * 7 + j * 13) % 10))
+            y0 = S * (0.05 + 0.04 * ((b * 5 + j * 11) % 10))
+            w, h = S * (0.25 + 0.05 * ((b + j) % 5)), S * (0.25 + 0.05 * ((b * 3 + j) % 5))
+            boxes.append([x0, y0, min(x0 + w, S - 1.0), min(y0 + h, S - 1.0)])
+            labels.append(1 + (b + j) % (K - 1))
+        out.append({"boxes": torch.tensor(boxes, dtype=torch.float32),
+                    "labels": torch.tensor(labels, dtype=torch.int64)})
+    return out
+
+
+def load_module(name, path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Features(nn.Module):
+    """FCOS's backbone slot: the token grid is computed outside (as bench/det_ref.py does)."""
+    out_channels = 1
+
+    def forward(self, x):
+        return x
+
+
+def cmd_dense_step(a):
+    """One training step of the README's dense recipes without a feature cache, as
+    bench/seg_ref.py (timm's ViT rebuilt by tests/interop/timm_vit.py, its Segmenter and seg
+    heads, F.interpolate, F.cross_entropy(ignore_index=255)) and bench/det_ref.py
+    (torchvision's FCOS head, anchors and compute_loss) run it; unlock N trains the head and the
+    backbone's last N - 1 groups, whose forward alone builds a graph."""
+    import torch.nn.functional as F
+    set_threads(a.threads)
+    base = rss_mib()
+    torch.manual_seed(0)
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "tests", "interop"))
+    import timm_vit
+    seg_ref = load_module("seg_ref", os.path.join(here, "seg_ref.py"))
+    model, _, _ = timm_vit.load_like_timm(a.backbone)
+    S = a.img or model.pretrained_cfg["input_size"][-1]
+    seg_ref.resample_pos_embed(model, S)
+    W, p = model.embed_dim, model.num_prefix_tokens
+    G = S // model.patch_embed.patch_size[0]
+    K = a.classes or (4 if a.task == "segment" else 3)
+    det = None
+    if a.task == "segment":
+        head = seg_ref.make_head(a.seg_head, W, K)
+    else:
+        from torchvision.models.detection import FCOS
+        from torchvision.models.detection.anchor_utils import AnchorGenerator
+        from torchvision.models.detection.fcos import FCOSHead
+        from torchvision.models.detection.image_list import ImageList
+        bb = _Features()
+        bb.out_channels = W
+        patch = model.patch_embed.patch_size[0]
+        det = FCOS(bb, num_classes=K, anchor_generator=AnchorGenerator(((patch,),), ((1.0,),)),
+                   head=FCOSHead(W, 1, K, num_convs=0), score_thresh=0.05, nms_thresh=0.6,
+                   detections_per_img=100, topk_candidates=1000)
+        head = det.head
+    net = seg_ref.Segmenter(model, head)
+    groups = net.groups()
+    unlock = unlock_of(a.mode)
+    first = len(groups) - (unlock or 0)
+    for g, params in enumerate(groups):
+        for q in params:
+            q.requires_grad_(unlock is not None and g >= first)
+    model.eval()   # as the references: dropout and drop path are 0 in this recipe anyway
+    x = torch.randn(a.batch, model.pretrained_cfg["input_size"][0], S, S)
+    y = dense_targets(a.task, a.batch, S, K)
+    L = net.depth
+    params = [q for q in net.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.05) if params else None
+
+    cache = None
+    if a.cached:   # --cache-features: the frozen backbone's tokens once, the head alone after
+        with torch.no_grad():
+            cache = net.features(x, 0, L + 2)
+
+    def forward():
+        with torch.set_grad_enabled(unlock is not None and first <= L + 1):
+            tok = cache if cache is not None else net.features(x, 0, L + 2)
+        if a.task == "segment":
+            return net.logits(tok, S)
+        return head([tok[:, p:].reshape(-1, G, G, W).permute(0, 3, 1, 2)])
+
+    def loss_of(out):
+        if a.task == "segment":
+            return F.cross_entropy(out, y, ignore_index=255)
+        il = ImageList(torch.zeros(a.batch, 3, S, S), [(S, S)] * a.batch)
+        anchors = det.anchor_generator(il, [torch.zeros(a.batch, W, G, G)])
+        return sum(det.compute_loss(y, out, anchors, [G * G]).values())
+
+    def one_step():
+        if unlock is None:
+            with torch.inference_mode():
+                forward()
+        else:
+            loss = loss_of(forward())
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    rates = timed_reps(a, one_step)
+    print_step(a, f"model={a.backbone} img={S} batch={a.batch} mode={a.mode} task={a.task} "
+               f"dense_head={a.seg_head if a.task == 'segment' else 'fcos'} classes={K} "
+               f"cached={'yes' if a.cached else 'no'}",
+               rates, base)
 
 
 # ------------------------------------------------------------------ epoch on an image folder
@@ -328,7 +474,14 @@ def main():
     s.add_argument("--geometry", help="vitlab's geometry spec: img=28,patch=4,chans=1,width=96,...")
     s.add_argument("--img", type=int, default=0, help="image side (0: the model's own, 224)")
     s.add_argument("--batch", type=int, default=32)
-    s.add_argument("--mode", choices=UNLOCK, required=True)
+    s.add_argument("--mode", type=parse_mode, required=True)
+    s.add_argument("--task", choices=("classify", "segment", "detect"), default="classify",
+                   help="segment / detect: a dense head's step (needs --backbone)")
+    s.add_argument("--seg-head", choices=("linear", "upconv"), default="linear")
+    s.add_argument("--classes", type=int, default=0,
+                   help="dense head classes, background included (segment 4, detect 3)")
+    s.add_argument("--cached", action="store_true",
+                   help="dense, unlock1: the frozen tokens once, then the head alone")
     s.add_argument("--reps", type=int, default=5)
     s.add_argument("--warmup", type=int, default=1)
     s.add_argument("--threads", default="default")
@@ -349,6 +502,11 @@ def main():
     if a.cmd == "step" and (a.model is not None) + (a.backbone is not None) + \
             (a.geometry is not None) != 1:
         p.error("step needs one of --model, --backbone, --geometry")
+    if a.cmd == "step" and a.task != "classify" and (not a.backbone or
+                                                      unlock_of(a.mode) in ("conv", "mbconv")):
+        p.error("--task segment|detect needs --backbone and --mode infer, unlockN or full")
+    if a.cmd == "step" and a.cached and (a.task == "classify" or a.mode != "unlock1"):
+        p.error("--cached goes with --task segment|detect and --mode unlock1")
     {"step": cmd_step, "epoch": cmd_epoch, "info": cmd_info}[a.cmd](a)
 
 

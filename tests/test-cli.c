@@ -1319,6 +1319,121 @@ test_families_unknown (void)
   rm_rf (tmp);
 }
 
+/* ------------------------------------------------------------------ bench, dense heads */
+
+/* The value of key=NUMBER in text (the first), failing when it is missing or not a number. */
+static double
+kv_number (const CliRun *r, const char *key)
+{
+  g_autofree char *pat = g_strdup_printf ("%s=", key);
+  const char *at = r->out;
+  while ((at = strstr (at, pat)) && at != r->out && at[-1] != ' ' && at[-1] != '\n')
+    at++;
+  if (at == NULL)
+    g_error ("%s: no %s= in its output:\n%s", r->cmdline, key, r->out);
+  char *end;
+  double v = g_ascii_strtod (at + strlen (pat), &end);
+  if (end == at + strlen (pat))
+    g_error ("%s: %s= is not a number:\n%s", r->cmdline, key, r->out);
+  return v;
+}
+
+/* `bench --task segment|detect` on a tiny random ViT (32 px, a 4 x 4 grid): each head and lock
+ * runs, names its head, ends with the two lines bench/run.py reads, and its step trains (the loss
+ * of the same batch falls over 6 steps); --cached gives the same losses as the uncached step; the
+ * options that do not fit are usage errors. */
+static void
+test_bench_dense (void)
+{
+  const char *geo = "img=32,patch=8,width=64,depth=2,heads=2";
+  const struct { const char *task, *head, *mode, *name; } cases[] = {
+    { "segment", "linear", "unlock1", "linear" },
+    { "segment", "upconv", "unlock1", "upconv" },
+    { "segment", "linear", "unlock3", "linear" },
+    { "segment", "upconv", "full", "upconv" },
+    { "detect", NULL, "unlock1", "fcos" },
+    { "detect", NULL, "unlock3", "fcos" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *args[20] = { "bench", "--geometry", geo, "--batch", "3", "--reps", "5",
+                               "--warmup", "1", "--task", cases[i].task, "--mode",
+                               cases[i].mode };
+      int n = 13;
+      if (cases[i].head)
+        {
+          args[n++] = "--seg-head";
+          args[n++] = cases[i].head;
+        }
+      g_autoptr(CliRun) r = cli_runv (args);
+      expect_success (r);
+      g_autofree char *head = g_strdup_printf ("dense_head=%s cached=no\n", cases[i].name);
+      g_autofree char *mode = g_strdup_printf (" mode=%s ", cases[i].mode);
+      if (!strstr (r->out, head) || !strstr (r->out, mode))
+        g_error ("%s: expected %s and%s in:\n%s", r->cmdline, head, mode, r->out);
+      g_auto(GStrv) lines = split_lines (r->out);
+      guint nl = g_strv_length (lines);
+      g_assert_cmpuint (nl, >=, 2);
+      g_assert_true (g_str_has_prefix (lines[nl - 2], "images_per_s="));
+      g_assert_true (g_str_has_prefix (lines[nl - 1], "peak_rss_mib="));
+      double ips = kv_number (r, "images_per_s");
+      g_assert_true (isfinite (ips) && ips > 0);
+      g_assert_cmpfloat (kv_number (r, "peak_rss_mib"), >, 0);
+      double l0 = kv_number (r, "loss_first"), l1 = kv_number (r, "loss_last");
+      g_assert_true (isfinite (l0) && isfinite (l1) && l0 > 0);
+      if (!(l1 < l0))
+        g_error ("%s: the loss of the same batch did not fall over 6 steps (%g -> %g)",
+                 r->cmdline, l0, l1);
+    }
+  /* --cached: the tokens once, then the head alone: the same losses as the uncached step */
+  for (int det = 0; det < 2; det++)
+    {
+      const char *task = det ? "detect" : "segment";
+      g_autoptr(CliRun) a = cli_run ("bench", "--geometry", geo, "--batch", "3", "--reps", "3",
+                                     "--task", task, "--mode", "unlock1", NULL);
+      g_autoptr(CliRun) b = cli_run ("bench", "--geometry", geo, "--batch", "3", "--reps", "3",
+                                     "--task", task, "--mode", "unlock1", "--cached", NULL);
+      expect_success (a);
+      expect_success (b);
+      g_assert_nonnull (strstr (a->out, " cached=no\n"));
+      g_assert_nonnull (strstr (b->out, " cached=yes\n"));
+      g_assert_cmpfloat (kv_number (a, "loss_first"), ==, kv_number (b, "loss_first"));
+      g_assert_cmpfloat (kv_number (a, "loss_last"), ==, kv_number (b, "loss_last"));
+      g_assert_cmpfloat (kv_number (a, "loss_last"), <, kv_number (a, "loss_first"));
+    }
+  const char *const bad[][16] = {
+    { "bench", "--geometry", geo, "--mode", "unlock1", "--task", "regress", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock1", "--task", "detect", "--seg-head",
+      "linear", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock1", "--task", "segment", "--seg-head",
+      "deeplab", NULL },
+    { "bench", "--geometry", geo, "--mode", "stem-conv", "--task", "segment", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock0", "--task", "segment", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock1", "--classes", "4", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock3", "--task", "segment", "--cached", NULL },
+    { "bench", "--geometry", geo, "--mode", "unlock1", "--cached", NULL },
+  };
+  const char *needles[] = { "--task", "--seg-head", "--seg-head", "stem", "--mode", "--classes",
+                            "--cached", "--cached" };
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autoptr(CliRun) r = cli_runv (bad[i]);
+      expect_usage_error (r, needles[i]);
+    }
+  /* heads that do not fit the model: errors naming the problem */
+  {
+    g_autoptr(CliRun) r = cli_run ("bench", "--geometry", geo, "--mode", "unlock1", "--task",
+                                   "segment", "--classes", "1", NULL);
+    expect_failure (r, 1, "--classes 1", NULL);
+  }
+  {
+    g_autoptr(CliRun) r = cli_run ("bench", "--geometry", "img=32,patch=8,width=66,depth=1,heads=2",
+                                   "--mode", "unlock1", "--task", "segment", "--seg-head",
+                                   "upconv", NULL);
+    expect_failure (r, 1, "upconv", "66", NULL);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1338,5 +1453,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/families/forward", test_families_forward);
   g_test_add_func ("/cli/families/export", test_families_export);
   g_test_add_func ("/cli/families/unknown", test_families_unknown);
+  g_test_add_func ("/cli/bench/dense", test_bench_dense);
   return g_test_run ();
 }
