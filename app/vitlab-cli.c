@@ -776,6 +776,9 @@ cmd_bench (int argc, char **argv)
   /* where a step's time goes (medians of each part separately, so they need not add up) */
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));
+  /* the fastest step (rates is sorted by median_of): on a loaded machine, the figure least
+   * disturbed by the others' work, for comparing two builds */
+  g_print ("best_images_per_s=%.2f\n", rates[reps - 1]);
   if (gemm_ab)
     {
       vl_gemm_set_enabled (TRUE);
