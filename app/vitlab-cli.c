@@ -687,6 +687,9 @@ bench_report (const char *model, const char *backbone, const char *spec, int img
     g_print ("loss_first=%.6f loss_last=%.6f\n", loss[0], loss[1]);
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));
+  /* the fastest step (rates is sorted by median_of): on a loaded machine, the figure least
+   * disturbed by the others' work, for comparing two builds */
+  g_print ("best_images_per_s=%.2f\n", rates[reps - 1]);
   if (gemm_ab)
     {
       vl_gemm_set_enabled (TRUE);
