@@ -1,4 +1,4 @@
-/* vl-window-backbone.c: loading a backbone on a worker thread, its description, the layer-group
+/* vl-window-backbone.c: loading a backbone (vl_job_load_model), its description, the layer-group
  * switches with the unlock count N kept in step, the progressive unfreezing schedule, and the
  * head. The model here is the pretrained backbone the user configures; a run trains its own
  * copy (the trainer loads it on its worker thread). */
@@ -11,24 +11,6 @@
 #define MAX_RECENT 8
 
 /* ------------------------------------------------------------------ loading */
-
-static void
-load_backbone_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  const char *path = task_data;
-  GError *error = NULL;
-  gint64 t0 = g_get_monotonic_time ();
-  VlModel *m = vl_model_load (path, &error);
-  if (m == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_object_set_data (G_OBJECT (task), "seconds",
-                     GINT_TO_POINTER ((int) ((g_get_monotonic_time () - t0) / 1000)));
-  g_task_return_pointer (task, m, (GDestroyNotify) vl_model_free);
-}
 
 static void
 add_recent (VlWindow *self, const char *path)
@@ -64,7 +46,8 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
     return;   /* the window closed meanwhile */
   GCancellable *cancel = g_task_get_cancellable (G_TASK (result));
   g_autoptr(GError) error = NULL;
-  VlModel *m = g_task_propagate_pointer (G_TASK (result), &error);
+  double seconds = 0;
+  VlModel *m = vl_job_load_model_finish (result, &seconds, &error);
   if (cancel != self->backbone_cancel)
     {
       /* a newer load replaced this one: drop the stale result */
@@ -72,7 +55,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   g_clear_object (&self->backbone_cancel);
-  const char *path = g_task_get_task_data (G_TASK (result));
+  const char *path = vl_job_load_model_path (result);
   VlBackbonePanel *panel = VL_BACKBONE_PANEL (self->backbone_panel);
   if (m == NULL)
     {
@@ -81,7 +64,6 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
       vl_window_update_actions (self);
       return;
     }
-  int ms = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (result), "seconds"));
   vl_groups_panel_set_model (VL_GROUPS_PANEL (self->groups_panel), NULL);   /* borrowed */
   g_clear_pointer (&self->model, vl_model_free);
   self->model = m;
@@ -90,7 +72,7 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
   add_recent (self, path);
   vl_window_refresh_recent (self);
 
-  vl_backbone_panel_show_model (panel, m, path, ms / 1000.0);
+  vl_backbone_panel_show_model (panel, m, path, seconds);
 
   /* the head the user chose, for the dataset's classes; then the lock they asked for */
   vl_window_set_head (self, self->head);
@@ -123,10 +105,7 @@ vl_window_open_backbone (VlWindow *self, const char *path)
   self->backbone_cancel = g_cancellable_new ();
   vl_backbone_panel_set_loading (VL_BACKBONE_PANEL (self->backbone_panel), path);
 
-  g_autoptr(GTask) task = g_task_new (self, self->backbone_cancel, backbone_loaded, NULL);
-  g_task_set_source_tag (task, vl_window_open_backbone);
-  g_task_set_task_data (task, g_strdup (path), g_free);
-  g_task_run_in_thread (task, load_backbone_thread);
+  vl_job_load_model (G_OBJECT (self), path, self->backbone_cancel, backbone_loaded, NULL);
   vl_window_update_actions (self);
 }
 

@@ -1,4 +1,4 @@
-/* vl-window-data.c: the dataset panel (opening a source on a worker thread; classes, split,
+/* vl-window-data.c: the dataset panel (opening a source with vl_job_open_dataset; classes, split,
  * thumbnails decoded on a worker thread; skipped files), and the pretrained attention of the
  * probe images, computed on a worker thread with its own copy of the backbone. */
 #include "vl-window-private.h"
@@ -173,50 +173,6 @@ vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer 
 
 /* ------------------------------------------------------------------ opening */
 
-typedef struct {
-  char *spec;
-  VlDatasetOptions options;
-} OpenJob;
-
-static void
-open_job_free (gpointer p)
-{
-  OpenJob *j = p;
-  g_free (j->spec);
-  g_free (j);
-}
-
-static void
-open_data_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  OpenJob *j = task_data;
-  GError *error = NULL;
-  VlDataset *ds = vl_dataset_open (j->spec, &j->options, &error);
-  if (ds == NULL && !j->options.detect && g_file_test (j->spec, G_FILE_TEST_IS_DIR))
-    {
-      /* not classes, targets or masks: boxes (a COCO, YOLO or VOC folder without masks)? */
-      VlDatasetOptions o = j->options;
-      o.detect = TRUE;
-      ds = vl_dataset_open (j->spec, &o, NULL);
-      if (ds)
-        {
-          j->options = o;
-          g_clear_error (&error);
-        }
-    }
-  if (ds == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  VlDataRef *d = g_atomic_rc_box_new0 (VlDataRef);
-  d->ds = ds;
-  d->spec = g_strdup (j->spec);
-  d->options = j->options;
-  g_task_return_pointer (task, d, (GDestroyNotify) vl_data_unref);
-}
-
 static gboolean
 spec_has_split (const char *spec)
 {
@@ -376,11 +332,20 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
     return;   /* the window closed meanwhile */
   GCancellable *cancel = g_task_get_cancellable (G_TASK (result));
   g_autoptr(GError) error = NULL;
-  VlDataRef *d = g_task_propagate_pointer (G_TASK (result), &error);
+  VlDatasetOptions used;
+  VlDataset *ds_opened = vl_job_open_dataset_finish (result, &used, &error);
   if (cancel != self->data_cancel)
     {
-      g_clear_pointer (&d, vl_data_unref);
+      g_clear_pointer (&ds_opened, vl_dataset_free);
       return;
+    }
+  VlDataRef *d = NULL;
+  if (ds_opened)
+    {
+      d = g_atomic_rc_box_new0 (VlDataRef);
+      d->ds = ds_opened;
+      d->spec = g_strdup (self->data_spec);
+      d->options = used;
     }
   g_clear_object (&self->data_cancel);
   if (d == NULL)
@@ -442,17 +407,12 @@ vl_window_open_data (VlWindow *self, const char *spec)
   self->data_spec = g_strdup (spec);
   vl_data_panel_set_loading (VL_DATA_PANEL (self->data_panel), spec);
 
-  OpenJob *j = g_new0 (OpenJob, 1);
-  j->spec = g_strdup (spec);
-  j->options = (VlDatasetOptions) VL_DATASET_OPTIONS_DEFAULT;
-  g_object_get (self->data_panel, "val-fraction", &j->options.val_fraction, NULL);
-  j->options.seed = vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel));
+  VlDatasetOptions options = VL_DATASET_OPTIONS_DEFAULT;
+  g_object_get (self->data_panel, "val-fraction", &options.val_fraction, NULL);
+  options.seed = vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel));
   /* boxes when the task is detection (a VOC folder has masks and boxes) */
-  j->options.detect = self->task == VL_TASK_DETECT;
-  g_autoptr(GTask) task = g_task_new (self, self->data_cancel, data_opened, NULL);
-  g_task_set_source_tag (task, vl_window_open_data);
-  g_task_set_task_data (task, j, open_job_free);
-  g_task_run_in_thread (task, open_data_thread);
+  options.detect = self->task == VL_TASK_DETECT;
+  vl_job_open_dataset (G_OBJECT (self), spec, &options, self->data_cancel, data_opened, NULL);
   vl_window_update_actions (self);
 }
 

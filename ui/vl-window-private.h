@@ -15,6 +15,7 @@
 #include "vl-backbone-panel.h"
 #include "vl-data-panel.h"
 #include "vl-groups-panel.h"
+#include "vl-jobs.h"
 #include "vl-format.h"
 
 G_BEGIN_DECLS

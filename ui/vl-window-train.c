@@ -1768,98 +1768,6 @@ vl_window_save_run (VlWindow *self)
 
 /* ------------------------------------------------------------------ open a run */
 
-typedef struct {
-  char          *dir;
-  VlTrainConfig  cfg;
-  gboolean       have_cfg;
-  VlModel       *model;
-  char         **class_names;
-  GPtrArray     *epochs;      /* VlEpochMetrics * */
-  VlRunTask      task;
-  VlSegHead     *seg_head;    /* segmentation: seg_head.safetensors */
-  VlDetHead     *det_head;    /* detection: det_head.safetensors */
-} OpenRunJob;
-
-static void
-open_run_job_free (gpointer p)
-{
-  OpenRunJob *j = p;
-  g_free (j->dir);
-  if (j->have_cfg)
-    vl_train_config_clear (&j->cfg);
-  g_clear_pointer (&j->model, vl_model_free);
-  g_strfreev (j->class_names);
-  g_clear_pointer (&j->epochs, g_ptr_array_unref);
-  vl_run_task_clear (&j->task);
-  g_clear_pointer (&j->seg_head, vl_seg_head_free);
-  g_clear_pointer (&j->det_head, vl_det_head_free);
-  g_free (j);
-}
-
-static void
-open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  OpenRunJob *j = task_data;
-  GError *error = NULL;
-  if (!vl_train_config_load (&j->cfg, j->dir, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  j->have_cfg = TRUE;
-  g_autofree char *model_path = g_build_filename (j->dir, "model.safetensors", NULL);
-  if (g_file_test (model_path, G_FILE_TEST_EXISTS))
-    {
-      j->model = vl_run_load_model (j->dir, &j->class_names, &error);
-      if (j->model == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  if (!vl_run_read_task (j->dir, &j->task, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_autofree char *head_path = g_build_filename (j->dir, "seg_head.safetensors", NULL);
-  if (j->task.kind == VL_TASK_SEGMENT && j->model && g_file_test (head_path, G_FILE_TEST_EXISTS))
-    {
-      j->seg_head = vl_seg_head_load (head_path, vl_model_geometry (j->model)->width, &error);
-      if (j->seg_head == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  g_autofree char *det_path = g_build_filename (j->dir, VL_RUN_DET_HEAD, NULL);
-  if (j->task.kind == VL_TASK_DETECT && j->model && g_file_test (det_path, G_FILE_TEST_EXISTS))
-    {
-      j->det_head = vl_detect_load_run_head (j->dir, j->model, &error);
-      if (j->det_head == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
-                                 j->task.kind == VL_TASK_DETECT))
-    j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
-  int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
-        : j->class_names ? (int) g_strv_length (j->class_names)
-        : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
-        : j->det_head ? vl_det_head_n_classes (j->det_head)
-        : j->model ? vl_model_num_classes (j->model) : 0;
-  j->epochs = vl_run_read_metrics (j->dir, j->task.kind, K, &error);
-  if (j->epochs == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
 static void
 set_spins_from_config (VlWindow *self, const VlTrainConfig *c)
 {
@@ -1923,9 +1831,9 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  OpenRunJob *j = g_task_get_task_data (G_TASK (result));
+  g_autoptr(VlRunContents) j = vl_job_read_run_finish (result, &error);
   self->opening_run = FALSE;
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  if (j == NULL)
     {
       vl_window_show_error (self, _("Could not open the run: %s"), error->message);
       vl_window_update_actions (self);
@@ -1992,12 +1900,8 @@ vl_window_open_run (VlWindow *self, const char *run_dir)
   g_return_if_fail (VL_IS_WINDOW (self));
   if (vl_window_is_running (self) || self->opening_run)
     return;
-  OpenRunJob *j = g_new0 (OpenRunJob, 1);
-  j->dir = g_strdup (run_dir);
   self->opening_run = TRUE;
-  g_autoptr(GTask) task = g_task_new (self, NULL, open_run_done, NULL);
-  g_task_set_task_data (task, j, open_run_job_free);
-  g_task_run_in_thread (task, open_run_thread);
+  vl_job_read_run (G_OBJECT (self), run_dir, open_run_done, NULL);
   vl_window_update_actions (self);
 }
 
