@@ -47,7 +47,7 @@ static const char *usage_text = N_(
   "                    --out DIR|FILE.onnx\n"
   "  vitlab-cli export-recipe RUNDIR --out DIR   (train.py for PyTorch/torchrun, run.json)\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
-  "  vitlab-cli train --preset demo|rotate|scenes|pretrain-fmnist --out RUNDIR [options]\n"
+  "  vitlab-cli train --preset demo|rotate|scenes|boxes|pretrain-fmnist --out RUNDIR [options]\n"
   "  vitlab-cli train --task regress --backbone CKPT --data DIR|fashion-mnist-rotate[:...]\n"
   "                  --out RUNDIR [--loss mse|smooth-l1] [options]\n"
   "  vitlab-cli eval RUNDIR [--data SPEC]\n"

@@ -3,6 +3,8 @@
 #include "vl-detect.h"
 #include "vl-threads.h"
 
+#include <math.h>
+
 #include <string.h>
 
 /* ------------------------------------------------------------------ a backbone */
@@ -223,4 +225,111 @@ vl_job_read_run_finish (GAsyncResult *result, GError **error)
   VlRunContents *out = g_memdup2 (c, sizeof *c);
   memset (c, 0, sizeof *c);
   return out;
+}
+
+/* ------------------------------------------------------------------ thumbnails */
+
+typedef struct {
+  VlDataRef *data;
+  VlSplit    split;
+  int       *items;
+  int        n;
+  int        size;
+  GdkTexture **textures;   /* (n) results; NULL where decoding failed */
+  VlThumbDone done;
+  gpointer   user_data;
+  GDestroyNotify destroy;
+} ThumbJob;
+
+static void
+thumb_job_free (gpointer p)
+{
+  ThumbJob *j = p;
+  vl_data_unref (j->data);
+  g_free (j->items);
+  for (int i = 0; j->textures && i < j->n; i++)
+    g_clear_object (&j->textures[i]);
+  g_free (j->textures);
+  if (j->destroy)
+    j->destroy (j->user_data);
+  g_free (j);
+}
+
+/* CHW floats in [0, 1] (or normalised with mean/std) to an RGB texture. */
+static GdkTexture *
+texture_from_chw (const float *px, int channels, int size, const float *mean, const float *std)
+{
+  guchar *rgb = g_malloc ((gsize) size * size * 3);
+  for (int y = 0; y < size; y++)
+    for (int x = 0; x < size; x++)
+      for (int c = 0; c < 3; c++)
+        {
+          int cc = channels == 1 ? 0 : c;
+          float v = px[((gsize) cc * size + y) * size + x];
+          if (mean)
+            v = v * std[cc] + mean[cc];
+          int b = (int) lrintf (v * 255.0f);
+          rgb[((gsize) y * size + x) * 3 + c] = (guchar) CLAMP (b, 0, 255);
+        }
+  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, (gsize) size * size * 3);
+  return gdk_memory_texture_new (size, size, GDK_MEMORY_R8G8B8, bytes, (gsize) size * 3);
+}
+
+static void
+thumbs_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ThumbJob *j = task_data;
+  VlPreprocess pp = { .channels = 3, .size = j->size, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
+                      .mean = { 0, 0, 0, 0 }, .std = { 1, 1, 1, 1 } };
+  g_autofree float *px = g_new (float, (gsize) 3 * j->size * j->size);
+  j->textures = g_new0 (GdkTexture *, j->n);
+  for (int i = 0; i < j->n; i++)
+    {
+      if (g_cancellable_is_cancelled (cancel))
+        break;
+      if (vl_dataset_load (j->data->ds, j->split, j->items[i], &pp, VL_AUGMENT_NONE, 0, px, NULL))
+        j->textures[i] = texture_from_chw (px, 3, j->size, NULL, NULL);
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+thumbs_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  ThumbJob *j = g_task_get_task_data (G_TASK (result));
+  if (g_cancellable_is_cancelled (g_task_get_cancellable (G_TASK (result))))
+    return;   /* stale: another dataset, or the view closed */
+  for (int i = 0; i < j->n; i++)
+    j->done (i, j->textures[i], j->user_data);
+}
+
+void
+vl_job_thumbnails (GObject *source, VlDataRef *data, VlSplit split, const int *items, int n_items,
+                   int size, GCancellable *cancel, VlThumbDone done, gpointer user_data,
+                   GDestroyNotify destroy)
+{
+  ThumbJob *j = g_new0 (ThumbJob, 1);
+  j->data = vl_data_ref (data);
+  j->split = split;
+  j->items = g_memdup2 (items, sizeof (int) * MAX (n_items, 1));
+  j->n = n_items;
+  j->size = size;
+  j->done = done;
+  j->user_data = user_data;
+  j->destroy = destroy;
+  g_autoptr(GTask) task = g_task_new (source, cancel, thumbs_done, NULL);
+  g_task_set_task_data (task, j, thumb_job_free);
+  g_task_run_in_thread (task, thumbs_thread);
+}
+
+void
+vl_thumb_to_picture (int slot, GdkTexture *tex, gpointer user_data)
+{
+  GPtrArray *pictures = user_data;
+  if (slot >= (int) pictures->len)
+    return;
+  GtkWidget *pic = g_ptr_array_index (pictures, slot);
+  if (tex)
+    gtk_picture_set_paintable (GTK_PICTURE (pic), GDK_PAINTABLE (tex));
 }

@@ -1,4 +1,5 @@
-/* vl-jobs.h: the app's background jobs that read files: a backbone, a dataset, a run folder.
+/* vl-jobs.h: the app's background jobs that read files: a backbone, a dataset, a run folder,
+ * thumbnails of a dataset's images.
  * Each runs on a worker thread at the compute threads' priority (vl-threads.h) and reports to
  * the main loop in GIO's async style: the callback gets the source object and calls _finish.
  * Cancelling drops the result (the callback still runs, with G_IO_ERROR_CANCELLED where the job
@@ -10,9 +11,10 @@
  */
 #pragma once
 
-#include <gio/gio.h>
+#include <gtk/gtk.h>
 
 #include "vl-dataset.h"
+#include "vl-refs.h"
 #include "vl-run.h"
 #include "vl-trainer.h"
 
@@ -55,5 +57,16 @@ void           vl_job_read_run          (GObject *source, const char *dir,
                                          GAsyncReadyCallback callback, gpointer user_data);
 /* The contents (owned by the caller), or NULL with the error naming the file. */
 VlRunContents *vl_job_read_run_finish   (GAsyncResult *result, GError **error);
+
+/* Items of a split decoded as size x size thumbnails (the whole image squashed) on a worker
+ * thread; done (slot, texture or NULL where decoding failed) runs on the main thread for each,
+ * unless cancel was cancelled meanwhile; destroy (user_data) when the job goes. */
+typedef void (*VlThumbDone) (int slot, GdkTexture *texture, gpointer user_data);
+void        vl_job_thumbnails          (GObject *source, VlDataRef *data, VlSplit split,
+                                        const int *items, int n_items, int size,
+                                        GCancellable *cancel, VlThumbDone done,
+                                        gpointer user_data, GDestroyNotify destroy);
+/* A VlThumbDone for user_data a GPtrArray of GtkPictures, one per slot. */
+void        vl_thumb_to_picture        (int slot, GdkTexture *texture, gpointer user_data);
 
 G_END_DECLS

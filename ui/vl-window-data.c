@@ -11,45 +11,6 @@
 #define THUMB_SIZE 96
 #define MAX_PROBES 4
 
-/* ------------------------------------------------------------------ the shared dataset */
-
-static void
-data_ref_clear (gpointer p)
-{
-  VlDataRef *d = p;
-  if (d->owner)
-    vl_trainer_unref (d->owner);
-  else
-    g_clear_pointer (&d->ds, vl_dataset_free);
-  g_free (d->spec);
-}
-
-/* The dataset a finished trainer used (it stays the trainer's). */
-VlDataRef *
-vl_data_ref_new_for_trainer (VlTrainer *trainer)
-{
-  VlDataset *ds = vl_trainer_get_dataset (trainer);
-  if (ds == NULL)
-    return NULL;
-  VlDataRef *d = g_atomic_rc_box_new0 (VlDataRef);
-  d->owner = vl_trainer_ref (trainer);
-  d->ds = ds;
-  d->spec = g_strdup (vl_trainer_get_config (trainer)->data);
-  return d;
-}
-
-VlDataRef *
-vl_data_ref (VlDataRef *d)
-{
-  return g_atomic_rc_box_acquire (d);
-}
-
-void
-vl_data_unref (VlDataRef *d)
-{
-  g_atomic_rc_box_release_full (d, data_ref_clear);
-}
-
 gboolean
 vl_window_data_loading (VlWindow *self)
 {
@@ -58,86 +19,33 @@ vl_window_data_loading (VlWindow *self)
 
 /* ------------------------------------------------------------------ thumbnails */
 
+/* The window's own done callbacks get the window (vl_job_thumbnails' get only their data). */
 typedef struct {
-  VlDataRef *data;
-  VlSplit    split;
-  int       *items;
-  int        n;
-  int        size;
-  GdkTexture **textures;   /* (n) results; NULL where decoding failed */
-  void (*done) (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
-  gpointer   user_data;
+  VlWindow *self;
+  void    (*done) (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
+  gpointer  user_data;
   GDestroyNotify destroy;
-} ThumbJob;
+} ThumbTrampoline;
 
 static void
-thumb_job_free (gpointer p)
+trampoline_done (int slot, GdkTexture *tex, gpointer p)
 {
-  ThumbJob *j = p;
-  vl_data_unref (j->data);
-  g_free (j->items);
-  for (int i = 0; j->textures && i < j->n; i++)
-    g_clear_object (&j->textures[i]);
-  g_free (j->textures);
-  if (j->destroy)
-    j->destroy (j->user_data);
-  g_free (j);
-}
-
-/* CHW floats in [0, 1] (or normalised with mean/std) to an RGB texture. */
-static GdkTexture *
-texture_from_chw (const float *px, int channels, int size, const float *mean, const float *std)
-{
-  guchar *rgb = g_malloc ((gsize) size * size * 3);
-  for (int y = 0; y < size; y++)
-    for (int x = 0; x < size; x++)
-      for (int c = 0; c < 3; c++)
-        {
-          int cc = channels == 1 ? 0 : c;
-          float v = px[((gsize) cc * size + y) * size + x];
-          if (mean)
-            v = v * std[cc] + mean[cc];
-          int b = (int) lrintf (v * 255.0f);
-          rgb[((gsize) y * size + x) * 3 + c] = (guchar) CLAMP (b, 0, 255);
-        }
-  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, (gsize) size * size * 3);
-  return gdk_memory_texture_new (size, size, GDK_MEMORY_R8G8B8, bytes, (gsize) size * 3);
+  ThumbTrampoline *t = p;
+  if (!t->self->disposed)
+    t->done (t->self, slot, tex, t->user_data);
 }
 
 static void
-thumbs_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+trampoline_free (gpointer p)
 {
-  vl_lower_thread_priority ();
-  ThumbJob *j = task_data;
-  VlPreprocess pp = { .channels = 3, .size = j->size, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
-                      .mean = { 0, 0, 0, 0 }, .std = { 1, 1, 1, 1 } };
-  g_autofree float *px = g_new (float, (gsize) 3 * j->size * j->size);
-  j->textures = g_new0 (GdkTexture *, j->n);
-  for (int i = 0; i < j->n; i++)
-    {
-      if (g_cancellable_is_cancelled (cancel))
-        break;
-      if (vl_dataset_load (j->data->ds, j->split, j->items[i], &pp, VL_AUGMENT_NONE, 0, px, NULL))
-        j->textures[i] = texture_from_chw (px, 3, j->size, NULL, NULL);
-    }
-  g_task_return_boolean (task, TRUE);
+  ThumbTrampoline *t = p;
+  if (t->destroy)
+    t->destroy (t->user_data);
+  g_free (t);
 }
 
-static void
-thumbs_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  VlWindow *self = VL_WINDOW (source);
-  if (self->disposed)
-    return;   /* the window closed meanwhile */
-  ThumbJob *j = g_task_get_task_data (G_TASK (result));
-  if (g_cancellable_is_cancelled (g_task_get_cancellable (G_TASK (result))))
-    return;   /* stale: another dataset, or the dialog closed */
-  for (int i = 0; i < j->n; i++)
-    j->done (self, i, j->textures[i], j->user_data);
-}
-
-/* Decodes items of a split as size×size thumbnails on a worker thread; done (slot, texture)
- * runs on the main thread for each, unless cancel was cancelled meanwhile. */
+/* Decodes items of a split as size×size thumbnails on a worker thread (vl_job_thumbnails);
+ * done (slot, texture) runs on the main thread for each, unless cancel was cancelled meanwhile. */
 void
 vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const int *items,
                            int n_items, int size, GCancellable *cancel,
@@ -145,30 +53,10 @@ vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const
                                          gpointer user_data),
                            gpointer user_data, GDestroyNotify destroy)
 {
-  ThumbJob *j = g_new0 (ThumbJob, 1);
-  j->data = vl_data_ref (data);
-  j->split = split;
-  j->items = g_memdup2 (items, sizeof (int) * MAX (n_items, 1));
-  j->n = n_items;
-  j->size = size;
-  j->done = done;
-  j->user_data = user_data;
-  j->destroy = destroy;
-  g_autoptr(GTask) task = g_task_new (self, cancel, thumbs_done, NULL);
-  g_task_set_task_data (task, j, thumb_job_free);
-  g_task_run_in_thread (task, thumbs_thread);
-}
-
-/* vl_window_load_thumbnails' done for a GPtrArray of GtkPictures, one per slot. */
-void
-vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
-{
-  GPtrArray *pictures = user_data;
-  if (slot >= (int) pictures->len)
-    return;
-  GtkWidget *pic = g_ptr_array_index (pictures, slot);
-  if (tex)
-    gtk_picture_set_paintable (GTK_PICTURE (pic), GDK_PAINTABLE (tex));
+  ThumbTrampoline *t = g_new0 (ThumbTrampoline, 1);
+  *t = (ThumbTrampoline) { self, done, user_data, destroy };
+  vl_job_thumbnails (G_OBJECT (self), data, split, items, n_items, size, cancel,
+                     trampoline_done, t, trampoline_free);
 }
 
 /* ------------------------------------------------------------------ opening */
@@ -294,8 +182,8 @@ show_classes (VlWindow *self)
     g_cancellable_cancel (self->thumbs_cancel);
   g_clear_object (&self->thumbs_cancel);
   self->thumbs_cancel = g_cancellable_new ();
-  vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n_items, THUMB_SIZE,
-                             self->thumbs_cancel, vl_window_thumb_to_picture, pictures,
+  vl_job_thumbnails (G_OBJECT (self), self->data, VL_SPLIT_TRAIN, items, n_items, THUMB_SIZE,
+                     self->thumbs_cancel, vl_thumb_to_picture, pictures,
                              (GDestroyNotify) g_ptr_array_unref);
 }
 

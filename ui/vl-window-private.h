@@ -16,43 +16,10 @@
 #include "vl-data-panel.h"
 #include "vl-groups-panel.h"
 #include "vl-jobs.h"
+#include "vl-refs.h"
 #include "vl-format.h"
 
 G_BEGIN_DECLS
-
-/* A dataset shared with worker threads (thumbnails, probe images): an atomic refcounted box,
- * so a worker keeps it alive while the user opens another one. vl_dataset_load is thread-safe. */
-typedef struct {
-  VlDataset *ds;
-  char      *spec;
-  VlDatasetOptions options;
-  VlTrainer *owner;        /* when set, ds belongs to this (finished) trainer */
-} VlDataRef;
-
-VlDataRef *vl_data_ref_new_for_trainer (VlTrainer *trainer);
-
-VlDataRef *vl_data_ref   (VlDataRef *d);
-void       vl_data_unref (VlDataRef *d);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataRef, vl_data_unref)
-
-/* The trained model, shared with worker threads (predictions, export): the finished trainer
- * that owns it, or a model loaded from a run folder. Tasks using the model hold a reference
- * and its lock. */
-typedef struct {
-  VlTrainer *trainer;      /* finished (or NULL) */
-  VlModel   *model;        /* owned when loaded from a run folder (or NULL) */
-  VlSegHead *seg_head;     /* segmentation: owned when loaded from a run folder (or NULL) */
-  VlDetHead *det_head;     /* detection: likewise */
-  GMutex     lock;
-} VlTrainedRef;
-
-VlTrainedRef *vl_trained_ref   (VlTrainedRef *t);
-void          vl_trained_unref (VlTrainedRef *t);
-VlModel      *vl_trained_model (VlTrainedRef *t);
-/* The trained seg head (the trainer's, or the run folder's); NULL for the other tasks. */
-VlSegHead    *vl_trained_seg_head (VlTrainedRef *t);
-/* The trained FCOS head likewise; NULL for the other tasks. */
-VlDetHead    *vl_trained_det_head (VlTrainedRef *t);
 
 /* A trained segmentation model's predictions over the validation split (vl-window-seg.c). */
 typedef struct _VlSegPredictions VlSegPredictions;
@@ -279,8 +246,6 @@ void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split
                                   void (*done) (VlWindow *self, int slot, GdkTexture *tex,
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
-/* The done of vl_window_load_thumbnails for user_data a GPtrArray of GtkPictures (a slot each). */
-void  vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
 void  vl_window_start_pretrained_attention (VlWindow *self);
 VlImage *vl_window_image_from_chw (const float *px, const VlPreprocess *pp);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);

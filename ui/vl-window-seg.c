@@ -471,9 +471,8 @@ vl_window_seg_show_classes (VlWindow *self)
     g_cancellable_cancel (self->thumbs_cancel);
   g_clear_object (&self->thumbs_cancel);
   self->thumbs_cancel = g_cancellable_new ();
-  vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n, 96, self->thumbs_cancel,
-                             vl_window_thumb_to_picture, pictures,
-                             (GDestroyNotify) g_ptr_array_unref);
+  vl_job_thumbnails (G_OBJECT (self), self->data, VL_SPLIT_TRAIN, items, n, 96, self->thumbs_cancel,
+                     vl_thumb_to_picture, pictures, (GDestroyNotify) g_ptr_array_unref);
 }
 
 /* ------------------------------------------------------------------ setup */

@@ -28,57 +28,6 @@ static void maybe_predict (VlWindow *self);
 
 /* ------------------------------------------------------------------ the trained model */
 
-static void
-trained_clear (gpointer p)
-{
-  VlTrainedRef *t = p;
-  g_clear_pointer (&t->trainer, vl_trainer_unref);
-  g_clear_pointer (&t->model, vl_model_free);
-  g_clear_pointer (&t->seg_head, vl_seg_head_free);
-  g_clear_pointer (&t->det_head, vl_det_head_free);
-  g_mutex_clear (&t->lock);
-}
-
-static VlTrainedRef *
-trained_new (VlTrainer *trainer, VlModel *model)
-{
-  VlTrainedRef *t = g_atomic_rc_box_new0 (VlTrainedRef);
-  g_mutex_init (&t->lock);
-  t->trainer = trainer ? vl_trainer_ref (trainer) : NULL;
-  t->model = model;
-  return t;
-}
-
-VlTrainedRef *
-vl_trained_ref (VlTrainedRef *t)
-{
-  return g_atomic_rc_box_acquire (t);
-}
-
-void
-vl_trained_unref (VlTrainedRef *t)
-{
-  g_atomic_rc_box_release_full (t, trained_clear);
-}
-
-VlModel *
-vl_trained_model (VlTrainedRef *t)
-{
-  return t->model ? t->model : t->trainer ? vl_trainer_get_model (t->trainer) : NULL;
-}
-
-VlSegHead *
-vl_trained_seg_head (VlTrainedRef *t)
-{
-  return t->seg_head ? t->seg_head : t->trainer ? vl_trainer_get_seg_head (t->trainer) : NULL;
-}
-
-VlDetHead *
-vl_trained_det_head (VlTrainedRef *t)
-{
-  return t->det_head ? t->det_head : t->trainer ? vl_trainer_get_det_head (t->trainer) : NULL;
-}
-
 /* ------------------------------------------------------------------ formatting */
 
 static char *
@@ -784,7 +733,7 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
   if (trained)
     {
       g_clear_pointer (&self->trained, vl_trained_unref);
-      self->trained = trained_new (vl_window_trainer (self), NULL);
+      self->trained = vl_trained_new (vl_window_trainer (self), NULL);
       self->have_trained = TRUE;
     }
   self->run_resumable = self->run_dir != NULL && ev->end == VL_TRAIN_END_STOPPED && ev->step > 0;
@@ -1856,7 +1805,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->have_trained = j->model != NULL;
   if (j->model)
     {
-      self->trained = trained_new (NULL, g_steal_pointer (&j->model));
+      self->trained = vl_trained_new (NULL, g_steal_pointer (&j->model));
       self->trained->seg_head = g_steal_pointer (&j->seg_head);
       self->trained->det_head = g_steal_pointer (&j->det_head);
     }
