@@ -1508,7 +1508,10 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (error == NULL && j->onnx)
     vl_window_show_info (self, _("Exported the fine-tuned model to %s (ONNX, opset 17: "
                                  "pixel_values in, %s and features out)"), j->dir,
-                         j->task == VL_TASK_REGRESS ? "values" : "logits");
+                         j->task == VL_TASK_REGRESS ? "values"
+                         : j->task == VL_TASK_SEGMENT ? "seg_logits"
+                         : j->task == VL_TASK_DETECT ? "cls_logits, bbox_regression, bbox_ctrness"
+                         : "logits");
   else if (error == NULL)
     vl_window_show_info (self, _("Exported the fine-tuned model to %s (timm layout: "
                                  "model.safetensors and config.json)"), j->dir);
