@@ -47,7 +47,7 @@ static const char *usage_text = N_(
   "                    --out DIR|FILE.onnx\n"
   "  vitlab-cli export-recipe RUNDIR --out DIR   (train.py for PyTorch/torchrun, run.json)\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
-  "  vitlab-cli train --preset demo|rotate|scenes|pretrain-fmnist --out RUNDIR [options]\n"
+  "  vitlab-cli train --preset demo|rotate|scenes|boxes|pretrain-fmnist --out RUNDIR [options]\n"
   "  vitlab-cli train --task regress --backbone CKPT --data DIR|fashion-mnist-rotate[:...]\n"
   "                  --out RUNDIR [--loss mse|smooth-l1] [options]\n"
   "  vitlab-cli eval RUNDIR [--data SPEC]\n"
@@ -687,6 +687,9 @@ bench_report (const char *model, const char *backbone, const char *spec, int img
     g_print ("loss_first=%.6f loss_last=%.6f\n", loss[0], loss[1]);
   g_print ("forward_ms=%.2f backward_ms=%.2f update_ms=%.2f\n", median_of (t_fwd, reps),
            median_of (t_bwd, reps), median_of (t_upd, reps));
+  /* the fastest step (rates is sorted by median_of): on a loaded machine, the figure least
+   * disturbed by the others' work, for comparing two builds */
+  g_print ("best_images_per_s=%.2f\n", rates[reps - 1]);
   if (gemm_ab)
     {
       vl_gemm_set_enabled (TRUE);

@@ -168,6 +168,14 @@ main (int argc, char **argv)
     { "small fc2 (200 x 384 @ 384 x 96)", 200, 96, 384, 0, 0 },
     { "small fc1, one image (50 x 96 @ 96 x 384)", 50, 384, 96, 0, 0 },
     { "small att v, one head (50 x 50 @ 50 x 32 of qkv)", 50, 32, 50, 1, 288 },
+    /* its weight gradients, a thread's half of batch 32 (800 token rows) */
+    { "small qkv weight gradient (288 x 800 @ 800 x 96)", 288, 96, 800, 2, 0 },
+    { "small proj weight gradient (96 x 800 @ 800 x 96)", 96, 96, 800, 2, 0 },
+    { "small fc1 weight gradient (384 x 800 @ 800 x 96)", 384, 96, 800, 2, 0 },
+    { "small fc2 weight gradient (96 x 800 @ 800 x 384)", 96, 384, 800, 2, 0 },
+    /* the 64 px ViT (65 tokens of width 192): a thread's half of batch 32 (1040 rows) */
+    { "64 px qkv weight gradient (576 x 1040 @ 1040 x 192)", 576, 192, 1040, 2, 0 },
+    { "64 px fc2 weight gradient (192 x 1040 @ 1040 x 768)", 192, 768, 1040, 2, 0 },
   };
   for (guint i = 0; i < G_N_ELEMENTS (shapes); i++)
     {

@@ -4,6 +4,8 @@ G_DEFINE_QUARK (vl-error-quark, vl_error)
 
 #include "vl-format.h"
 
+#include <string.h>
+
 #include <math.h>
 
 void
@@ -16,4 +18,21 @@ vl_format_duration (char *buf, gsize size, double s)
                 (int) fmod (s, 60));
   else
     g_snprintf (buf, size, "%d:%02d", (int) (s / 60), (int) fmod (s, 60));
+}
+
+char *
+vl_format_count (int64_t n)
+{
+  /* 5717416 -> "5,717,416" */
+  char digits[32];
+  g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, n < 0 ? -n : n);
+  GString *s = g_string_new (n < 0 ? "-" : "");
+  int len = (int) strlen (digits);
+  for (int i = 0; i < len; i++)
+    {
+      g_string_append_c (s, digits[i]);
+      if ((len - i - 1) % 3 == 0 && i < len - 1)
+        g_string_append_c (s, ',');
+    }
+  return g_string_free (s, FALSE);
 }

@@ -569,11 +569,14 @@ stb_min_file (const Input *in, const Header *h, int file_channels, gboolean is16
         return 18 + n * bpp;
       }
     case FORMAT_BMP:
-      if (in->size < 30)
-        return 0;
       {
-        guint64 bits = le16 (d + 28);    /* stb reads no RLE BMP: every row is stored */
-        return 14 + (((guint64) h->width * bits + 31) / 32 * 4) * h->height;
+        /* stb reads no RLE BMP: every row is stored. The bit count follows the sides, 16-bit
+         * in OS/2's 12-byte header (offset 24), 32-bit in the others (28); a file cut before
+         * it, or one that says 0, still declares its sides (stb reads zeros past the end):
+         * 1 bit a pixel, the least any BMP stores (fuzz-image, corpus/image/bmp-os2-bomb-c0) */
+        size_t at = in->size >= 18 && le16 (d + 14) == 12 && le16 (d + 16) == 0 ? 24 : 28;
+        guint64 bits = in->size >= at + 2 ? le16 (d + at) : 0;
+        return 14 + (((guint64) h->width * MAX (bits, 1) + 31) / 32 * 4) * h->height;
       }
     case FORMAT_PNM:
       return n * file_channels * (is16 ? 2 : 1);

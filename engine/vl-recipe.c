@@ -253,6 +253,27 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: the backbone has no path", run_path);
       return FALSE;
     }
+  /* train.py builds timm's ViT with its patch embedding: not vitlab's new CNN stems, nor timm's
+   * hybrids (their ResNetV2 stem) */
+  const char *stem = member_str (bb, "stem", "patch");
+  if (strcmp (stem, "patch") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: a run with a new %s stem: the "
+                   "PyTorch recipe builds the patch embedding only", run_path, stem);
+      return FALSE;
+    }
+  {
+    g_autoptr(VlModel) probe = vl_model_load (bpath, error);
+    if (probe == NULL)
+      return FALSE;
+    if (vl_model_stem_kind (probe) != VL_STEM_PATCH)
+      {
+        g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: the backbone %s has a %s CNN stem: "
+                     "the PyTorch recipe builds the patch embedding only", run_path, bpath,
+                     vl_stem_kind_name (vl_model_stem_kind (probe)));
+        return FALSE;
+      }
+  }
 
   g_autofree char *tmpl = vl_data_path ("recipe/train.py");
   if (g_mkdir_with_parents (out, 0755) != 0)

@@ -293,32 +293,31 @@ test_train (void)
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the backbone and the scenes");
   /* the scenes open with masks; choosing Detection reads them again with boxes */
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->task_dropdown), 3);
+  g_object_set (win->head_panel, "task", VL_TASK_DETECT, NULL);
   g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
   vl_test_wait_for (win, is_detection_data, 60, "the scenes with boxes");
   g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
   g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 4);
-  g_assert_true (gtk_widget_get_visible (win->seg_head_box));   /* the input size */
-  g_assert_false (gtk_widget_get_visible (win->seg_head_row));  /* no seg head */
-  g_assert_false (gtk_widget_get_visible (win->cls_head_card));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->seg_size_spin), 48);
-  const char *note = gtk_label_get_text (GTK_LABEL (win->head_note_label));
+  g_autofree char *settings = vl_head_panel_get_settings (VL_HEAD_PANEL (win->head_panel));
+  g_assert_cmpstr (settings, ==, "input-size");   /* no classifier, no seg head */
+  g_object_set (win->head_panel, "input-size", 48, NULL);
+  const char *note = vl_head_panel_get_note (VL_HEAD_PANEL (win->head_panel));
   g_assert_nonnull (strstr (note, "FCOS"));
   g_assert_nonnull (strstr (note, "12 x 12"));
   g_assert_nonnull (strstr (note, "4 class scores"));
   g_assert_nonnull (strstr (note, "7,785"));   /* 9 * 96 * (4 + 5) + 4 + 5 */
   /* the data panel: one card with the boxes per class */
-  g_assert_cmpint (vl_test_n_children (win->classes_box), ==, 1);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 1);
   vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
   double knn = 0;
   g_object_get (win->knn_panel, "accuracy", &knn, NULL);
   g_assert_true (isnan (knn));   /* no class per image */
 
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 3);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.003);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
+  g_object_set (win->training_panel, "epochs", 3, NULL);
+  g_object_set (win->training_panel, "batch-size", 16, NULL);
+  g_object_set (win->training_panel, "lr", 0.003, NULL);
+  g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
+  g_object_set (win->groups_panel, "unlock", 1, NULL);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
   g_assert_cmpint (c.task, ==, VL_TASK_DETECT);
@@ -348,7 +347,7 @@ test_open_run (void)
   g_assert_nonnull (win->trained);
   g_assert_nonnull (win->trained->det_head);   /* det_head.safetensors */
   g_assert_true (vl_dataset_is_detection (win->data->ds));
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
                    48);
   g_assert_nonnull (win->class_names);
   g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
@@ -365,7 +364,7 @@ test_preset (void)
   const VlPreset *p = vl_preset_find ("boxes");
   g_assert_cmpstr (win->data->spec, ==, p->data);
   g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
-  g_assert_cmpuint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 3);
+  g_assert_cmpint (vl_head_panel_get_task (VL_HEAD_PANEL (win->head_panel)), ==, VL_TASK_DETECT);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
   g_assert_cmpint (c.task, ==, VL_TASK_DETECT);
@@ -374,7 +373,7 @@ test_preset (void)
   g_assert_cmpfloat (c.lr, ==, p->lr);
   vl_train_config_clear (&c);
   /* back to segmentation: the same scenes with masks */
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->task_dropdown), 2);
+  g_object_set (win->head_panel, "task", VL_TASK_SEGMENT, NULL);
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the scenes with masks");
   g_assert_true (vl_dataset_is_segmentation (win->data->ds));
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);

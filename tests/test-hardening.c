@@ -710,6 +710,26 @@ test_image_pnm_bmp_psd_bomb (void)
   bmp[26] = 1;                /* planes */
   bmp[28] = 24;               /* bits per pixel */
   assert_image_refused (dir, "bomb.bmp", bmp, sizeof bmp, 0, "9000x9000", "bytes");
+  /* cut before the bit count: stb reads zeros there, the sides stand */
+  assert_image_refused (dir, "short.bmp", bmp, 27, 0, "9000x9000", "bytes");
+  /* OS/2's 12-byte header has 16-bit sides and the bit count at 24 (fuzz-image,
+   * corpus/image/bmp-os2-bomb-c0): 33 bytes declaring 65527x1470 at 8 bits, which stb decoded
+   * from zeros into 289 MB for over 30 s under ASan */
+  static const uint8_t os2[33] = { 'B', 'M', 0x7a, 0x01, 0x10, 0, 0, 0, 0, 0, 0x31, 0, 0, 0,
+                                   12, 0, 0, 0, 0xf7, 0xff, 0xbe, 0x05, 1, 0, 8, 0, 0, 8, 0, 0,
+                                   0, 0x1e, 0xcb };
+  assert_image_refused (dir, "os2.bmp", os2, sizeof os2, 0, "65527x1470", "bytes");
+  /* a real OS/2 BMP, 2x1 at 24 bits (rows padded to 4 bytes, stored as BGR), still decodes */
+  static const uint8_t os2_ok[34] = { 'B', 'M', 34, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0, 0,
+                                      12, 0, 0, 0, 2, 0, 1, 0, 1, 0, 24, 0,
+                                      30, 20, 10, 60, 50, 40, 0, 0 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load_memory (os2_ok, sizeof os2_ok, "ok.bmp", 3, &error);
+  g_assert_no_error (error);
+  static const uint8_t rgb[6] = { 10, 20, 30, 40, 50, 60 };
+  g_assert_cmpint (img->width, ==, 2);
+  g_assert_cmpint (img->height, ==, 1);
+  g_assert_cmpmem (img->pixels, sizeof rgb, rgb, sizeof rgb);
 
   /* PSD: an RGB header declaring 9000x9000 in four channels, run-length compressed, and no
    * data (stb would decode 324 MB of zeros out of it) */

@@ -39,7 +39,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..32"
+echo "1..33"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -87,6 +87,11 @@ check "export-recipe writes train.py, run.json, backbone/, README.md" \
          grep -q model_args '$T/recipe/backbone/config.json' &&
          test -s '$T/recipe/backbone/model.safetensors' && test -s '$T/recipe/order.json'"
 check "export-recipe of the regression run" "$CLI" export-recipe "$T/vlr" --out "$T/recipe-r" --with-order
+check "export-recipe refuses a run with a new CNN stem, naming it, and writes nothing" \
+  sh -c "'$CLI' train --backbone '$BB' --data '$T/colours' --out '$T/vls' --epochs 1 --batch 8 \
+           --stem conv --unlock-schedule 0:all --seed 7 >/dev/null &&
+         ! '$CLI' export-recipe '$T/vls' --out '$T/recipe-s' 2>'$T/err' &&
+         grep -q 'new conv stem' '$T/err' && test ! -e '$T/recipe-s'"
 
 # ---- train.py on one process
 check "python3 train.py runs 3 epochs" \

@@ -260,10 +260,10 @@ test_train (void)
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the backbone and the scenes");
   /* the dataset chose the task; the head panel shows the seg head */
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpuint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 2);
-  g_assert_true (gtk_widget_get_visible (win->seg_head_box));
-  g_assert_false (gtk_widget_get_visible (win->cls_head_card));
-  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->head_note_label)),
+  g_assert_cmpint (vl_head_panel_get_task (VL_HEAD_PANEL (win->head_panel)), ==, VL_TASK_SEGMENT);
+  g_autofree char *settings = vl_head_panel_get_settings (VL_HEAD_PANEL (win->head_panel));
+  g_assert_cmpstr (settings, ==, "seg-head,input-size");
+  g_assert_nonnull (strstr (vl_head_panel_get_note (VL_HEAD_PANEL (win->head_panel)),
                             "4 classes"));
   /* no k-NN figure: every image's label is 0 when the classes are per pixel */
   vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
@@ -271,11 +271,11 @@ test_train (void)
   double knn = 0;
   g_object_get (win->knn_panel, "accuracy", &knn, NULL);
   g_assert_true (isnan (knn));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), 2);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 16);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 0);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 2);
+  g_object_set (win->training_panel, "epochs", 2, NULL);
+  g_object_set (win->training_panel, "batch-size", 16, NULL);
+  g_object_set (win->training_panel, "lr", 0.01, NULL);
+  g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
+  g_object_set (win->groups_panel, "unlock", 2, NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
   vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
@@ -327,7 +327,9 @@ test_open_run (void)
   vl_test_wait_for (win, have_masks, 120, "the opened run's masks");
   g_assert_nonnull (win->trained);
   g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
+  int unlock = 0;
+  g_object_get (win->groups_panel, "unlock", &unlock, NULL);
+  g_assert_cmpint (unlock, ==, 2);
   /* the class names from run.json, before the dataset is back */
   g_assert_nonnull (win->class_names);
   g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
@@ -347,9 +349,9 @@ test_preset (void)
   g_assert_cmpstr (win->data->spec, ==, p->data);
   g_assert_true (g_str_has_suffix (win->backbone_path, "vitlab-fmnist-tiny"));
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->epochs_spin)), ==,
+  g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==,
                    p->epochs);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
                    p->img_size);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
@@ -362,15 +364,15 @@ test_preset (void)
   /* the probes' pretrained attention at the preset's input size */
   g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
   /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->seg_size_spin), 0);
-  gtk_editable_set_text (GTK_EDITABLE (win->fmnist_classes_entry), "5-9");
+  g_object_set (win->head_panel, "input-size", 0, NULL);
+  g_object_set (win->data_panel, "fmnist-classes", "5-9", NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
                                              NULL));
   vl_test_wait_for (win, vl_test_window_loaded, 120, "the scenes of classes 5-9");
   g_assert_nonnull (strstr (win->data->spec, "classes=5-9"));
   g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 6);
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->seg_size_spin)), ==,
+  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
                    40);
   /* a name without a backbone is refused with a message */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
@@ -418,7 +420,7 @@ test_mask_folder (void)
   g_assert_nonnull (win->data);
   g_assert_true (vl_dataset_is_segmentation (win->data->ds));
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (vl_test_n_children (win->classes_box), ==, 1);   /* one card: no counts per class */
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 1);   /* one card: no counts per class */
   vl_test_window_destroy (win);
 }
 

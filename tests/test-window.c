@@ -222,6 +222,30 @@ train_enabled (VlWindow *win)
   return gtk_widget_get_sensitive (win->train_button);
 }
 
+static gboolean
+panel_bool (GtkWidget *panel, const char *property)
+{
+  gboolean v = FALSE;
+  g_object_get (panel, property, &v, NULL);
+  return v;
+}
+
+static int
+panel_int (GtkWidget *panel, const char *property)
+{
+  int v = 0;
+  g_object_get (panel, property, &v, NULL);
+  return v;
+}
+
+static VlTaskKind
+panel_task (VlWindow *win)
+{
+  int task = -1;
+  g_object_get (win->head_panel, "task", &task, NULL);
+  return (VlTaskKind) task;
+}
+
 static char *
 fixture_backbone (void)
 {
@@ -326,11 +350,14 @@ assert_fits_long_names (VlWindow *win)
   GString *longer = g_string_new (NULL);
   for (int i = 0; i < 40; i++)
     g_string_append (longer, "very_long_name_without_spaces_");
-  GtkWidget *labels[] = { win->backbone_name_label, win->data_name_label, win->run_dir_label,
+  vl_backbone_panel_set_name (VL_BACKBONE_PANEL (win->backbone_panel), longer->str);
+  vl_data_panel_set_name (VL_DATA_PANEL (win->data_panel), longer->str);
+  GtkWidget *labels[] = {
                           win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
                           win->stat_unlocked, win->status_label, win->banner_label };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
     gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
+  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (win->training_panel), longer->str, NULL);
   g_string_free (longer, TRUE);
   assert_fits (win, "long names");
 }
@@ -363,9 +390,9 @@ probe_is_gallery_item (VlWindow *win)
 static void
 quick_settings (VlWindow *win, int epochs)
 {
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), epochs);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->batch_spin), 4);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.01);
+  g_object_set (win->training_panel, "epochs", epochs, NULL);
+  g_object_set (win->training_panel, "batch-size", 4, NULL);
+  g_object_set (win->training_panel, "lr", 0.01, NULL);
 }
 
 /* ------------------------------------------------------------------ the dataset */
@@ -413,20 +440,20 @@ test_startup (void)
   vl_window_open_backbone (win, backbone);
   /* the load runs on a worker thread: the spinner shows meanwhile */
   g_assert_true (vl_window_is_loading (win));
-  g_assert_true (gtk_widget_get_visible (win->backbone_spinner));
+  g_assert_true (panel_bool (win->backbone_panel, "loading"));
   g_assert_false (train_enabled (win));
   wait_for (win, loaded, 10, "the backbone");
   double seconds = (g_get_monotonic_time () - t0) / 1e6;
   g_test_message ("window and backbone in %.3f s", seconds);
   g_assert_cmpfloat (seconds, <, 2.0);
-  g_assert_false (gtk_widget_get_visible (win->backbone_spinner));
+  g_assert_false (panel_bool (win->backbone_panel, "loading"));
 
   VlModel *m = vl_window_get_model (win);
   g_assert_nonnull (m);
   g_assert_cmpint (vl_model_n_groups (m), ==, 7);
   g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 32);
-  g_assert_cmpuint (win->group_rows->len, ==, 7);
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->info_params)), ==, "123,557");
+  g_assert_cmpint (vl_groups_panel_get_n_groups (VL_GROUPS_PANEL (win->groups_panel)), ==, 7);
+  g_assert_cmpstr (vl_backbone_panel_get_fact (VL_BACKBONE_PANEL (win->backbone_panel), "params"), ==, "123,557");
   /* the default lock is a linear probe: the head alone */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
   g_assert_true (vl_model_group_trainable (m, 6));
@@ -441,7 +468,7 @@ test_startup (void)
   spin_for (0.2);
   g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
   gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
-  g_assert_cmpint (g_menu_model_get_n_items (G_MENU_MODEL (win->recent_section)), >=, 1);
+  g_assert_cmpint (vl_backbone_panel_get_n_recent (VL_BACKBONE_PANEL (win->backbone_panel)), >=, 1);
   assert_fits (win, "start");
   destroy_window (win);
 }
@@ -468,22 +495,20 @@ test_groups (void)
   const int G = vl_model_n_groups (m);
 
   /* a switch sets the engine's lock state; a suffix sets N */
-  VlGroupRow *r5 = g_ptr_array_index (win->group_rows, 5);
-  gtk_switch_set_active (GTK_SWITCH (r5->toggle), TRUE);
+  vl_groups_panel_set_switch (VL_GROUPS_PANEL (win->groups_panel), 5, TRUE);
   g_assert_true (vl_model_group_trainable (m, 5));
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->unlock_spin)), ==, 2);
-  g_assert_false (gtk_widget_get_visible (win->unlock_custom_label));
+  g_assert_cmpint (panel_int (win->groups_panel, "unlock"), ==, 2);
+  g_assert_false (panel_bool (win->groups_panel, "custom"));
   g_assert_cmpint (vl_model_n_trainable (m), ==,
                    vl_model_group_n_params (m, 5) + vl_model_group_n_params (m, 6));
 
   /* a hole in the suffix is "custom": the trainer gets exactly those groups as a mask */
-  VlGroupRow *r2 = g_ptr_array_index (win->group_rows, 2);
-  gtk_switch_set_active (GTK_SWITCH (r2->toggle), TRUE);
+  vl_groups_panel_set_switch (VL_GROUPS_PANEL (win->groups_panel), 2, TRUE);
   g_assert_true (vl_model_group_trainable (m, 2));
   g_assert_false (vl_model_group_trainable (m, 3));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, -1);
-  g_assert_true (gtk_widget_get_visible (win->unlock_custom_label));
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+  g_assert_true (panel_bool (win->groups_panel, "custom"));
+  g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
   {
     VlTrainConfig cfg;
     vl_window_config_from_ui (win, &cfg);
@@ -499,15 +524,14 @@ test_groups (void)
   /* N sets the switches */
   for (int n = 0; n <= G; n++)
     {
-      gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), n);
+      g_object_set (win->groups_panel, "unlock", n, NULL);
       for (int g = 0; g < G; g++)
         {
-          VlGroupRow *r = g_ptr_array_index (win->group_rows, g);
           gboolean want = g >= G - n;
-          g_assert_cmpint (gtk_switch_get_active (GTK_SWITCH (r->toggle)), ==, want);
+          g_assert_cmpint (vl_groups_panel_get_switch (VL_GROUPS_PANEL (win->groups_panel), g), ==, want);
           g_assert_cmpint (vl_model_group_trainable (m, g), ==, want);
         }
-      g_assert_false (gtk_widget_get_visible (win->unlock_custom_label));
+      g_assert_false (panel_bool (win->groups_panel, "custom"));
     }
   g_autofree char *all = vl_window_unlock_schedule (win);
   g_assert_cmpstr (all, ==, "all");
@@ -518,23 +542,21 @@ test_groups (void)
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, G);
 
   /* layer decay shows each group's learning-rate multiplier */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->layer_decay_spin), 0.5);
-  VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
-  VlGroupRow *rh = g_ptr_array_index (win->group_rows, G - 1);
-  g_assert_true (gtk_widget_get_visible (r0->lr_label));
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (rh->lr_label)), ==, "lr ×1");
+  g_object_set (win->training_panel, "layer-decay", 0.5, NULL);
+  g_assert_nonnull (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), 0));
+  g_assert_cmpstr (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), G - 1), ==, "lr ×1");
   float scales[16];
   vl_train_layer_scales (m, 0.5, scales);
   g_autofree char *want = g_strdup_printf ("lr ×%.3g", scales[0]);
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (r0->lr_label)), ==, want);
+  g_assert_cmpstr (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), 0), ==, want);
 
   /* progressive unfreezing: a schedule of (epoch -> groups) steps */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 1);
-  gtk_switch_set_active (GTK_SWITCH (win->progressive_switch), TRUE);
-  g_assert_cmpuint (win->schedule_rows->len, ==, 1);
+  g_object_set (win->groups_panel, "unlock", 1, NULL);
+  g_object_set (win->groups_panel, "progressive", TRUE, NULL);
+  g_assert_cmpint (vl_groups_panel_get_n_steps (VL_GROUPS_PANEL (win->groups_panel)), ==, 1);
   g_autofree char *s1 = vl_window_unlock_schedule (win);
   g_assert_cmpstr (s1, ==, "0:1,2:3");
-  g_signal_emit_by_name (win->schedule_add_button, "clicked");
+  vl_groups_panel_add_step (VL_GROUPS_PANEL (win->groups_panel));
   g_autofree char *s2 = vl_window_unlock_schedule (win);
   g_assert_cmpstr (s2, ==, "0:1,2:3,4:5");
   int n_steps;
@@ -546,7 +568,7 @@ test_groups (void)
   g_autofree char *s3 = vl_window_unlock_schedule (win);
   g_assert_cmpstr (s3, ==, "0:1,3:4,6:all");
   vl_window_set_unlock_schedule (win, "2");
-  g_assert_false (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
+  g_assert_false (panel_bool (win->groups_panel, "progressive"));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 2);
   destroy_window (win);
 }
@@ -562,7 +584,7 @@ test_heads (void)
     { "mlp", VL_HEAD_MLP, VL_POOL_TOKEN },
     { "linear-token", VL_HEAD_LINEAR, VL_POOL_TOKEN },
   };
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin), 3);
+  g_object_set (win->groups_panel, "unlock", 3, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (heads); i++)
     {
       g_assert_true (action_s (win, "win.head", heads[i].id));
@@ -574,8 +596,9 @@ test_heads (void)
       /* a head for the dataset's two classes; the lock is kept */
       g_assert_cmpint (vl_model_num_classes (m), ==, 2);
       g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 3);
-      g_assert_cmpint (gtk_widget_get_sensitive (win->mlp_hidden_box), ==,
-                       heads[i].kind == VL_HEAD_MLP);
+      gboolean mlp_editable = FALSE;
+      g_object_get (win->head_panel, "mlp-editable", &mlp_editable, NULL);
+      g_assert_cmpint (mlp_editable, ==, heads[i].kind == VL_HEAD_MLP);
       VlTrainConfig cfg;
       vl_window_config_from_ui (win, &cfg);
       g_assert_cmpint (cfg.head, ==, heads[i].kind);
@@ -584,7 +607,7 @@ test_heads (void)
     }
   /* the hidden width of the MLP head */
   g_assert_true (action_s (win, "win.head", "mlp"));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->mlp_hidden_spin), 32);
+  g_object_set (win->head_panel, "mlp-hidden", 32, NULL);
   int idx = vl_model_find_tensor (m, "head.fc1.weight");
   g_assert_cmpint (idx, >=, 0);
   int ndim;
@@ -601,20 +624,15 @@ test_data_panel (void)
   VlDataset *ds = win->data->ds;
   g_assert_cmpint (vl_dataset_n_classes (ds), ==, 2);
   /* one card per class, the skipped file listed with its reason */
-  int cards = 0;
-  for (GtkWidget *c = gtk_widget_get_first_child (win->classes_box); c; c = gtk_widget_get_next_sibling (c))
-    cards++;
-  g_assert_cmpint (cards, ==, 2);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 2);
   /* the folder's name shows as the dataset's; the Fashion-MNIST button offers it, not names it */
   g_autofree char *folder = g_path_get_basename (dataset_dir);
-  g_assert_cmpstr (gtk_label_get_text (GTK_LABEL (win->data_name_label)), ==, folder);
-  g_assert_cmpstr (gtk_menu_button_get_label (GTK_MENU_BUTTON (win->fmnist_button)), ==,
-                   "Use Fashion-MNIST");
-  g_assert_true (gtk_widget_get_visible (win->skipped_expander));
-  GtkWidget *first = gtk_widget_get_first_child (win->skipped_list);
-  g_assert_nonnull (first);
+  g_assert_cmpstr (vl_data_panel_get_name (VL_DATA_PANEL (win->data_panel)), ==, folder);
+  g_assert_cmpstr (vl_data_panel_get_fmnist_label (VL_DATA_PANEL (win->data_panel)), ==, "Use Fashion-MNIST");
+  g_assert_cmpint (vl_data_panel_get_n_skipped (VL_DATA_PANEL (win->data_panel)), >=, 1);
+  g_assert_nonnull (strstr (vl_data_panel_get_skipped (VL_DATA_PANEL (win->data_panel), 0), ": "));   /* FILE: reason */
   /* the folder has no val/: the validation share applies */
-  g_assert_true (gtk_widget_get_visible (win->val_fraction_box));
+  g_assert_true (panel_bool (win->data_panel, "show-val-fraction"));
   /* thumbnails and the pretrained attention of the probes arrive from worker threads */
   wait_for (win, has_pretrained_attention, 30, "the pretrained attention");
   g_assert_cmpint (win->n_probe_images, ==, 4);   /* 4 validation images: 2 per class */
@@ -622,8 +640,9 @@ test_data_panel (void)
   float heat[16];
   g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
   /* augmentation turns the feature cache off */
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->augment_dropdown), 1);
-  g_assert_false (gtk_widget_get_sensitive (win->cache_switch));
+  g_assert_true (panel_bool (win->data_panel, "cache-available"));
+  g_object_set (win->data_panel, "augment", VL_AUGMENT_LIGHT, NULL);
+  g_assert_false (panel_bool (win->data_panel, "cache-available"));
   VlTrainConfig cfg;
   vl_window_config_from_ui (win, &cfg);
   g_assert_cmpint (cfg.augment, ==, VL_AUGMENT_LIGHT);
@@ -637,19 +656,19 @@ static void
 test_presets (void)
 {
   VlWindow *win = new_window (TRUE);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 2);   /* full fine-tune */
+  g_object_set (win->training_panel, "preset", 2, NULL);   /* full fine-tune */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 7);
-  g_assert_cmpfloat (gtk_spin_button_get_value (GTK_SPIN_BUTTON (win->layer_decay_spin)), ==, 0.75);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 0);   /* linear probe */
+  g_assert_cmpfloat (vl_training_panel_get_layer_decay (VL_TRAINING_PANEL (win->training_panel)), ==, 0.75);
+  g_object_set (win->training_panel, "preset", 0, NULL);   /* linear probe */
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
-  g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->cache_switch)));
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->preset_dropdown), 3);   /* progressive */
-  g_assert_true (gtk_switch_get_active (GTK_SWITCH (win->progressive_switch)));
+  g_assert_true (panel_bool (win->data_panel, "cache"));
+  g_object_set (win->training_panel, "preset", 3, NULL);   /* progressive */
+  g_assert_true (panel_bool (win->groups_panel, "progressive"));
   g_autofree char *s = vl_window_unlock_schedule (win);
   g_assert_true (g_str_has_prefix (s, "0:1,"));
   /* editing a value makes it "Custom"; the values stay editable */
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->lr_spin), 0.002);
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->preset_dropdown)), ==, 4);
+  g_object_set (win->training_panel, "lr", 0.002, NULL);
+  g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
   destroy_window (win);
 }
 
@@ -665,10 +684,13 @@ test_train (void)
   g_assert_true (running (win));
   /* what must not change mid-run is insensitive */
   g_assert_false (train_enabled (win));
-  g_assert_false (gtk_widget_get_sensitive (win->hyper_grid));
-  g_assert_false (gtk_widget_get_sensitive (win->augment_dropdown));
-  VlGroupRow *r0 = g_ptr_array_index (win->group_rows, 0);
-  g_assert_false (gtk_widget_get_sensitive (r0->toggle));
+  {
+    gboolean editable = TRUE;
+    g_object_get (win->training_panel, "editable", &editable, NULL);
+    g_assert_false (editable);
+  }
+  g_assert_false (panel_bool (win->data_panel, "editable"));
+  g_assert_false (vl_groups_panel_switch_sensitive (VL_GROUPS_PANEL (win->groups_panel), 0));
   g_assert_true (gtk_widget_get_sensitive (win->stop_button));
   /* a second train while running does nothing */
   action (win, "win.train");
@@ -701,7 +723,7 @@ test_train (void)
       n += vl_confusion_view_get_count (VL_CONFUSION_VIEW (win->confusion), t, p);
   g_assert_cmpint (n, ==, 4);
   /* the switches show the user's setting again */
-  g_assert_true (gtk_widget_get_sensitive (r0->toggle));
+  g_assert_true (vl_groups_panel_switch_sensitive (VL_GROUPS_PANEL (win->groups_panel), 0));
   g_assert_true (train_enabled (win));
 
   /* the gallery: each validation image's prediction, from a worker thread */
@@ -831,11 +853,13 @@ test_regression (void)
   g_assert_true (action_s (win, "win.load-data", dir));
   wait_for (win, loaded, 30, "the regression dataset");
   /* the data decides the task; the head follows it */
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 1);
-  g_assert_true (gtk_widget_get_visible (win->reg_loss_box));
+  g_assert_cmpint (panel_task (win), ==, VL_TASK_REGRESS);
+  g_autofree char *settings = NULL;
+  g_object_get (win->head_panel, "settings", &settings, NULL);
+  g_assert_cmpstr (settings, ==, "classifier,loss");
   g_assert_cmpint (vl_model_num_classes (win->model), ==, 1);
   quick_settings (win, 8);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->reg_loss_dropdown), 1);   /* smooth L1 */
+  g_object_set (win->head_panel, "reg-loss", VL_REG_LOSS_SMOOTH_L1, NULL);
   int epochs = 0;
   gulong id = g_signal_connect (win->run, "event::epoch", G_CALLBACK (count_epoch), &epochs);
   g_assert_true (train_enabled (win));
@@ -922,7 +946,7 @@ test_regression (void)
   /* back to a dataset of classes: classification again, the matrix back */
   g_assert_true (action_s (win, "win.load-data", dataset_dir));
   wait_for (win, loaded, 30, "the class folders");
-  g_assert_cmpint (gtk_drop_down_get_selected (GTK_DROP_DOWN (win->task_dropdown)), ==, 0);
+  g_assert_cmpint (panel_task (win), ==, VL_TASK_CLASSIFY);
   g_assert_true (gtk_widget_get_visible (win->confusion));
   g_assert_false (gtk_widget_get_visible (win->scatter));
   destroy_window (win);
@@ -1035,7 +1059,7 @@ test_open_run (void)
   g_assert_true (win->have_trained);
   g_assert_nonnull (win->model);
   g_assert_nonnull (win->data);
-  g_assert_cmpint (gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (win->epochs_spin)), ==, 20);
+  g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==, 20);
   g_assert_cmpint (vl_confusion_view_get_n_classes (VL_CONFUSION_VIEW (win->confusion)), ==, 2);
   g_assert_false (win->run_resumable);
   wait_for (win, has_predictions, 60, "the predictions of the opened run");
@@ -1863,8 +1887,8 @@ test_probe_live (void)
 {
   VlWindow *win = new_window (TRUE);
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->unlock_spin),
-                             vl_model_n_groups (win->model));   /* every group: attention moves */
+  /* every group: attention moves */
+  g_object_set (win->groups_panel, "unlock", vl_model_n_groups (win->model), NULL);
   quick_settings (win, 500);   /* 2000 steps: stopped below */
   g_assert_true (action (win, "win.train"));
   wait_for (win, has_points, 60, "training steps");
@@ -2116,14 +2140,15 @@ static void
 test_stem (void)
 {
   VlWindow *win = new_window (TRUE);
+  g_object_set (win->training_panel, "preset", VL_PRESET_LINEAR_PROBE, NULL);
   quick_settings (win, 2);
   g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_PATCH);
-  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->stem_note_label)),
+  g_assert_nonnull (strstr (vl_backbone_panel_get_stem_note (VL_BACKBONE_PANEL (win->backbone_panel)),
                             "patch embedding"));
   g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);   /* the linear probe */
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (win->stem_dropdown), 1);
+  g_object_set (win->backbone_panel, "stem", VL_STEM_CONV, NULL);
   g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_CONV);
-  const char *note = gtk_label_get_text (GTK_LABEL (win->stem_note_label));
+  const char *note = vl_backbone_panel_get_stem_note (VL_BACKBONE_PANEL (win->backbone_panel));
   g_assert_nonnull (strstr (note, "conv stem"));
   g_assert_nonnull (strstr (note, "4 x 4 grid"));   /* 32 px at patch 8 */
   const int n = vl_model_n_groups (win->model);

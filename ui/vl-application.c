@@ -409,7 +409,7 @@ vl_application_activate (GApplication *app)
   VlWindow *win = vl_window_new (GTK_APPLICATION (app));
   /* epochs first: the progressive preset's schedule is laid out over them */
   if (self->epochs > 0)
-    gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
+    g_object_set (win->training_panel, "epochs", self->epochs, NULL);
   gboolean named_preset = FALSE;
   if (self->preset)
     {
@@ -434,7 +434,7 @@ vl_application_activate (GApplication *app)
       /* a demo of vl-preset.h: its backbone, data and recipe (--epochs still applies) */
       vl_window_apply_named_preset (win, self->preset);
       if (self->epochs > 0)
-        gtk_spin_button_set_value (GTK_SPIN_BUTTON (win->epochs_spin), self->epochs);
+        g_object_set (win->training_panel, "epochs", self->epochs, NULL);
     }
   else
     {

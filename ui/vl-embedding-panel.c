@@ -1,6 +1,8 @@
 /* vl-embedding-panel.c: the pretrained and fine-tuned embedding maps (see
  * vl-embedding-panel.h). */
 #include "vl-embedding-panel.h"
+#include "vl-jobs.h"
+#include "vl-threads.h"
 #include <glib/gi18n.h>
 
 #include "vl-embedding-view.h"
@@ -162,7 +164,7 @@ show_rows (VlEmbeddingPanel *self, int side, const VlFeatures *f, const char *ti
 /* ------------------------------------------------------------------ hover: the thumbnail */
 
 static void
-thumb_done (VlWindow *win, int slot, GdkTexture *tex, gpointer user_data)
+thumb_done (int slot, GdkTexture *tex, gpointer user_data)
 {
   VlEmbeddingPanel *self = user_data;
   if (tex)
@@ -185,13 +187,11 @@ vl_embedding_panel_hover (VlEmbeddingPanel *self, VlEmbeddingSide side, int64_t 
   if (self->thumb_cancel)
     g_cancellable_cancel (self->thumb_cancel);
   g_clear_object (&self->thumb_cancel);
-  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-  if (r->split[i] < 0 || self->data == NULL || !VL_IS_WINDOW (root))
+  if (r->split[i] < 0 || self->data == NULL)
     return;
   self->thumb_cancel = g_cancellable_new ();
-  vl_window_load_thumbnails (VL_WINDOW (root), self->data, r->split[i], &r->item[i], 1,
-                             PREVIEW_SIZE, self->thumb_cancel, thumb_done,
-                             g_object_ref (self), g_object_unref);
+  vl_job_thumbnails (G_OBJECT (self), self->data, r->split[i], &r->item[i], 1, PREVIEW_SIZE,
+                     self->thumb_cancel, thumb_done, g_object_ref (self), g_object_unref);
 }
 
 static void

@@ -1,7 +1,7 @@
 /* vl-embedding-panel.h: the embedding map as a result view of the window: the pretrained
  * features' 2-D PCA (VlEmbeddingView) and, after a run, the fine-tuned model's, side by side.
  * Hovering a point shows its thumbnail beside the maps (decoded on a worker thread with
- * vl_window_load_thumbnails); a click emits ::image-activated (path), whose default handler
+ * vl_job_thumbnails); a click emits ::image-activated (path), whose default handler
  * opens the image in the desktop's viewer. It applies to every task (VlTaskView).
  *
  *   vl_embedding_panel_set_pretrained (panel, features, data);       // from VlKnnPanel
@@ -15,7 +15,7 @@
 #include <gtk/gtk.h>
 
 #include "vl-features.h"
-#include "vl-window-private.h"
+#include "vl-refs.h"
 
 G_BEGIN_DECLS
 

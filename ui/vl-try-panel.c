@@ -9,6 +9,7 @@
 #include "vl-colormap.h"
 #include "vl-run.h"
 #include "vl-task-view.h"
+#include "vl-threads.h"
 
 #define SHOW_SIZE 112
 
@@ -92,7 +93,7 @@ G_DEFINE_FINAL_TYPE_WITH_CODE (VlTryPanel, vl_try_panel, GTK_TYPE_BOX,
 
 enum { PROP_0, PROP_BUSY, N_PROPS };
 static GParamSpec *props[N_PROPS];
-enum { SIGNAL_RESULTS_CHANGED, N_SIGNALS };
+enum { SIGNAL_RESULTS_CHANGED, SIGNAL_FAILED, N_SIGNALS };
 static guint signals[N_SIGNALS];
 
 static void
@@ -798,10 +799,9 @@ export_chosen (GtkNativeDialog *dialog, int response, VlTryPanel *self)
       g_autoptr(GError) error = NULL;
       if (path && !vl_try_panel_export_csv (self, path, &error))
         {
-          GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
-          if (VL_IS_WINDOW (root))
-            vl_window_show_error (VL_WINDOW (root), _("Could not export the predictions: %s"),
-                                  error->message);
+          g_autofree char *msg = g_strdup_printf (_("Could not export the predictions: %s"),
+                                                  error->message);
+          g_signal_emit (self, signals[SIGNAL_FAILED], 0, msg);
         }
     }
   g_object_unref (dialog);
@@ -887,6 +887,9 @@ vl_try_panel_class_init (VlTryPanelClass *klass)
   signals[SIGNAL_RESULTS_CHANGED] =
     g_signal_new ("results-changed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
                   NULL, G_TYPE_NONE, 0);
+  signals[SIGNAL_FAILED] =
+    g_signal_new ("failed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, G_TYPE_STRING);
 }
 
 static GtkWidget *

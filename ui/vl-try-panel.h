@@ -12,12 +12,13 @@
  * vl_model_rollout; results are queued under a mutex and drained by at most one idle, so rows
  * appear while it works. A new model cancels the job in flight (its late results are dropped)
  * and runs the panel's images again. An image that cannot be read is a row naming the file and
- * the problem. It applies to every task (VlTaskView). */
+ * the problem. It applies to every task (VlTaskView). A failure of its own (the CSV could not be
+ * written) is emitted as ::failed with a message for the owner to show. */
 #pragma once
 
 #include <gtk/gtk.h>
 
-#include "vl-window-private.h"
+#include "vl-refs.h"
 
 G_BEGIN_DECLS
 

@@ -1,4 +1,4 @@
-/* vl-window-data.c: the dataset panel (opening a source on a worker thread; classes, split,
+/* vl-window-data.c: the dataset panel (opening a source with vl_job_open_dataset; classes, split,
  * thumbnails decoded on a worker thread; skipped files), and the pretrained attention of the
  * probe images, computed on a worker thread with its own copy of the backbone. */
 #include "vl-window-private.h"
@@ -11,45 +11,6 @@
 #define THUMB_SIZE 96
 #define MAX_PROBES 4
 
-/* ------------------------------------------------------------------ the shared dataset */
-
-static void
-data_ref_clear (gpointer p)
-{
-  VlDataRef *d = p;
-  if (d->owner)
-    vl_trainer_unref (d->owner);
-  else
-    g_clear_pointer (&d->ds, vl_dataset_free);
-  g_free (d->spec);
-}
-
-/* The dataset a finished trainer used (it stays the trainer's). */
-VlDataRef *
-vl_data_ref_new_for_trainer (VlTrainer *trainer)
-{
-  VlDataset *ds = vl_trainer_get_dataset (trainer);
-  if (ds == NULL)
-    return NULL;
-  VlDataRef *d = g_atomic_rc_box_new0 (VlDataRef);
-  d->owner = vl_trainer_ref (trainer);
-  d->ds = ds;
-  d->spec = g_strdup (vl_trainer_get_config (trainer)->data);
-  return d;
-}
-
-VlDataRef *
-vl_data_ref (VlDataRef *d)
-{
-  return g_atomic_rc_box_acquire (d);
-}
-
-void
-vl_data_unref (VlDataRef *d)
-{
-  g_atomic_rc_box_release_full (d, data_ref_clear);
-}
-
 gboolean
 vl_window_data_loading (VlWindow *self)
 {
@@ -58,86 +19,33 @@ vl_window_data_loading (VlWindow *self)
 
 /* ------------------------------------------------------------------ thumbnails */
 
+/* The window's own done callbacks get the window (vl_job_thumbnails' get only their data). */
 typedef struct {
-  VlDataRef *data;
-  VlSplit    split;
-  int       *items;
-  int        n;
-  int        size;
-  GdkTexture **textures;   /* (n) results; NULL where decoding failed */
-  void (*done) (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
-  gpointer   user_data;
+  VlWindow *self;
+  void    (*done) (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
+  gpointer  user_data;
   GDestroyNotify destroy;
-} ThumbJob;
+} ThumbTrampoline;
 
 static void
-thumb_job_free (gpointer p)
+trampoline_done (int slot, GdkTexture *tex, gpointer p)
 {
-  ThumbJob *j = p;
-  vl_data_unref (j->data);
-  g_free (j->items);
-  for (int i = 0; j->textures && i < j->n; i++)
-    g_clear_object (&j->textures[i]);
-  g_free (j->textures);
-  if (j->destroy)
-    j->destroy (j->user_data);
-  g_free (j);
-}
-
-/* CHW floats in [0, 1] (or normalised with mean/std) to an RGB texture. */
-static GdkTexture *
-texture_from_chw (const float *px, int channels, int size, const float *mean, const float *std)
-{
-  guchar *rgb = g_malloc ((gsize) size * size * 3);
-  for (int y = 0; y < size; y++)
-    for (int x = 0; x < size; x++)
-      for (int c = 0; c < 3; c++)
-        {
-          int cc = channels == 1 ? 0 : c;
-          float v = px[((gsize) cc * size + y) * size + x];
-          if (mean)
-            v = v * std[cc] + mean[cc];
-          int b = (int) lrintf (v * 255.0f);
-          rgb[((gsize) y * size + x) * 3 + c] = (guchar) CLAMP (b, 0, 255);
-        }
-  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, (gsize) size * size * 3);
-  return gdk_memory_texture_new (size, size, GDK_MEMORY_R8G8B8, bytes, (gsize) size * 3);
+  ThumbTrampoline *t = p;
+  if (!t->self->disposed)
+    t->done (t->self, slot, tex, t->user_data);
 }
 
 static void
-thumbs_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+trampoline_free (gpointer p)
 {
-  vl_lower_thread_priority ();
-  ThumbJob *j = task_data;
-  VlPreprocess pp = { .channels = 3, .size = j->size, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
-                      .mean = { 0, 0, 0, 0 }, .std = { 1, 1, 1, 1 } };
-  g_autofree float *px = g_new (float, (gsize) 3 * j->size * j->size);
-  j->textures = g_new0 (GdkTexture *, j->n);
-  for (int i = 0; i < j->n; i++)
-    {
-      if (g_cancellable_is_cancelled (cancel))
-        break;
-      if (vl_dataset_load (j->data->ds, j->split, j->items[i], &pp, VL_AUGMENT_NONE, 0, px, NULL))
-        j->textures[i] = texture_from_chw (px, 3, j->size, NULL, NULL);
-    }
-  g_task_return_boolean (task, TRUE);
+  ThumbTrampoline *t = p;
+  if (t->destroy)
+    t->destroy (t->user_data);
+  g_free (t);
 }
 
-static void
-thumbs_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  VlWindow *self = VL_WINDOW (source);
-  if (self->disposed)
-    return;   /* the window closed meanwhile */
-  ThumbJob *j = g_task_get_task_data (G_TASK (result));
-  if (g_cancellable_is_cancelled (g_task_get_cancellable (G_TASK (result))))
-    return;   /* stale: another dataset, or the dialog closed */
-  for (int i = 0; i < j->n; i++)
-    j->done (self, i, j->textures[i], j->user_data);
-}
-
-/* Decodes items of a split as size×size thumbnails on a worker thread; done (slot, texture)
- * runs on the main thread for each, unless cancel was cancelled meanwhile. */
+/* Decodes items of a split as size×size thumbnails on a worker thread (vl_job_thumbnails);
+ * done (slot, texture) runs on the main thread for each, unless cancel was cancelled meanwhile. */
 void
 vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const int *items,
                            int n_items, int size, GCancellable *cancel,
@@ -145,77 +53,13 @@ vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const
                                          gpointer user_data),
                            gpointer user_data, GDestroyNotify destroy)
 {
-  ThumbJob *j = g_new0 (ThumbJob, 1);
-  j->data = vl_data_ref (data);
-  j->split = split;
-  j->items = g_memdup2 (items, sizeof (int) * MAX (n_items, 1));
-  j->n = n_items;
-  j->size = size;
-  j->done = done;
-  j->user_data = user_data;
-  j->destroy = destroy;
-  g_autoptr(GTask) task = g_task_new (self, cancel, thumbs_done, NULL);
-  g_task_set_task_data (task, j, thumb_job_free);
-  g_task_run_in_thread (task, thumbs_thread);
-}
-
-/* vl_window_load_thumbnails' done for a GPtrArray of GtkPictures, one per slot. */
-void
-vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
-{
-  GPtrArray *pictures = user_data;
-  if (slot >= (int) pictures->len)
-    return;
-  GtkWidget *pic = g_ptr_array_index (pictures, slot);
-  if (tex)
-    gtk_picture_set_paintable (GTK_PICTURE (pic), GDK_PAINTABLE (tex));
+  ThumbTrampoline *t = g_new0 (ThumbTrampoline, 1);
+  *t = (ThumbTrampoline) { self, done, user_data, destroy };
+  vl_job_thumbnails (G_OBJECT (self), data, split, items, n_items, size, cancel,
+                     trampoline_done, t, trampoline_free);
 }
 
 /* ------------------------------------------------------------------ opening */
-
-typedef struct {
-  char *spec;
-  VlDatasetOptions options;
-} OpenJob;
-
-static void
-open_job_free (gpointer p)
-{
-  OpenJob *j = p;
-  g_free (j->spec);
-  g_free (j);
-}
-
-static void
-open_data_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  OpenJob *j = task_data;
-  GError *error = NULL;
-  VlDataset *ds = vl_dataset_open (j->spec, &j->options, &error);
-  if (ds == NULL && !j->options.detect && g_file_test (j->spec, G_FILE_TEST_IS_DIR))
-    {
-      /* not classes, targets or masks: boxes (a COCO, YOLO or VOC folder without masks)? */
-      VlDatasetOptions o = j->options;
-      o.detect = TRUE;
-      ds = vl_dataset_open (j->spec, &o, NULL);
-      if (ds)
-        {
-          j->options = o;
-          g_clear_error (&error);
-        }
-    }
-  if (ds == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  VlDataRef *d = g_atomic_rc_box_new0 (VlDataRef);
-  d->ds = ds;
-  d->spec = g_strdup (j->spec);
-  d->options = j->options;
-  g_task_return_pointer (task, d, (GDestroyNotify) vl_data_unref);
-}
 
 static gboolean
 spec_has_split (const char *spec)
@@ -226,34 +70,11 @@ spec_has_split (const char *spec)
   return g_file_test (val, G_FILE_TEST_IS_DIR);
 }
 
-static void
-show_skipped_strv (VlWindow *self, char **skipped)
-{
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->skipped_list)))
-    gtk_list_box_remove (GTK_LIST_BOX (self->skipped_list), child);
-  int n = skipped ? (int) g_strv_length (skipped) : 0;
-  for (int i = 0; i < n && i < 500; i++)
-    {
-      GtkWidget *l = gtk_label_new (skipped[i]);
-      gtk_label_set_xalign (GTK_LABEL (l), 0);
-      gtk_label_set_wrap (GTK_LABEL (l), TRUE);
-      gtk_label_set_wrap_mode (GTK_LABEL (l), PANGO_WRAP_WORD_CHAR);
-      gtk_label_set_selectable (GTK_LABEL (l), TRUE);
-      gtk_widget_add_css_class (l, "caption");
-      gtk_widget_add_css_class (l, "vl-skipped");
-      gtk_list_box_append (GTK_LIST_BOX (self->skipped_list), l);
-    }
-  g_autofree char *label = g_strdup_printf (_("Skipped files (%d)"), n);
-  gtk_expander_set_label (GTK_EXPANDER (self->skipped_expander), label);
-  gtk_widget_set_visible (self->skipped_expander, n > 0);
-}
-
 /* also from the trainer's READY/FINISHED events */
 void
 vl_window_show_skipped (VlWindow *self, char **skipped)
 {
-  show_skipped_strv (self, skipped);
+  vl_data_panel_set_skipped (VL_DATA_PANEL (self->data_panel), skipped);
 }
 
 static void
@@ -269,15 +90,13 @@ show_skipped (VlWindow *self, VlDataset *ds)
       g_strv_builder_add (b, line);
     }
   g_auto(GStrv) strv = g_strv_builder_end (b);
-  show_skipped_strv (self, strv);
+  vl_data_panel_set_skipped (VL_DATA_PANEL (self->data_panel), strv);
 }
 
 static void
 show_classes (VlWindow *self)
 {
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->classes_box)))
-    gtk_box_remove (GTK_BOX (self->classes_box), child);
+  vl_data_panel_clear_classes (VL_DATA_PANEL (self->data_panel));
   VlDataset *ds = self->data->ds;
   if (vl_dataset_is_segmentation (ds))
     {
@@ -341,7 +160,7 @@ show_classes (VlWindow *self)
           gtk_box_append (GTK_BOX (card), flow);
           flows[k] = flow;
         }
-      gtk_box_append (GTK_BOX (self->classes_box), card);
+      vl_data_panel_add_classes_card (VL_DATA_PANEL (self->data_panel), card);
     }
   if (n_items == 0)
     return;
@@ -363,8 +182,8 @@ show_classes (VlWindow *self)
     g_cancellable_cancel (self->thumbs_cancel);
   g_clear_object (&self->thumbs_cancel);
   self->thumbs_cancel = g_cancellable_new ();
-  vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n_items, THUMB_SIZE,
-                             self->thumbs_cancel, vl_window_thumb_to_picture, pictures,
+  vl_job_thumbnails (G_OBJECT (self), self->data, VL_SPLIT_TRAIN, items, n_items, THUMB_SIZE,
+                     self->thumbs_cancel, vl_thumb_to_picture, pictures,
                              (GDestroyNotify) g_ptr_array_unref);
 }
 
@@ -401,20 +220,26 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
     return;   /* the window closed meanwhile */
   GCancellable *cancel = g_task_get_cancellable (G_TASK (result));
   g_autoptr(GError) error = NULL;
-  VlDataRef *d = g_task_propagate_pointer (G_TASK (result), &error);
+  VlDatasetOptions used;
+  VlDataset *ds_opened = vl_job_open_dataset_finish (result, &used, &error);
   if (cancel != self->data_cancel)
     {
-      g_clear_pointer (&d, vl_data_unref);
+      g_clear_pointer (&ds_opened, vl_dataset_free);
       return;
     }
+  VlDataRef *d = NULL;
+  if (ds_opened)
+    {
+      d = g_atomic_rc_box_new0 (VlDataRef);
+      d->ds = ds_opened;
+      d->spec = g_strdup (self->data_spec);
+      d->options = used;
+    }
   g_clear_object (&self->data_cancel);
-  gtk_spinner_set_spinning (GTK_SPINNER (self->data_spinner), FALSE);
-  gtk_widget_set_visible (self->data_spinner, FALSE);
   if (d == NULL)
     {
       vl_window_show_error (self, _("Could not open the dataset: %s"), error->message);
-      gtk_label_set_text (GTK_LABEL (self->data_name_label),
-                          self->data ? self->data->spec : _("No dataset"));
+      vl_data_panel_set_failed (VL_DATA_PANEL (self->data_panel));
       vl_window_refresh_probe_file (self, FALSE);   /* still no dataset: the sample */
       vl_window_update_actions (self);
       return;
@@ -428,12 +253,6 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
                         ? g_path_get_basename (d->spec)
                         : g_str_has_prefix (d->spec, "fashion-mnist") ? g_strdup ("Fashion-MNIST")
                         : g_strdup (d->spec);
-  gtk_label_set_text (GTK_LABEL (self->data_name_label), base);
-  gtk_widget_set_tooltip_text (self->data_name_label, d->spec);
-  /* the Fashion-MNIST button is an action beside "Image Folder…", not the name of what is open */
-  gtk_menu_button_set_label (GTK_MENU_BUTTON (self->fmnist_button),
-                             g_str_has_prefix (d->spec, "fashion-mnist") ? "Fashion-MNIST Classes"
-                                                                         : "Use Fashion-MNIST");
   int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
   int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   g_autofree char *t = vl_format_count (n_train);
@@ -441,8 +260,9 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *split = g_strdup_printf ("%s\n%d classes · %s training · %s validation images",
                                             vl_dataset_description (ds),
                                             vl_dataset_n_classes (ds), t, v);
-  gtk_label_set_text (GTK_LABEL (self->data_split_label), split);
-  gtk_widget_set_visible (self->val_fraction_box, !spec_has_split (d->spec));
+  vl_data_panel_show_dataset (VL_DATA_PANEL (self->data_panel), d->spec, base, split,
+                              g_str_has_prefix (d->spec, "fashion-mnist"));
+  g_object_set (self->data_panel, "show-val-fraction", !spec_has_split (d->spec), NULL);
   show_classes (self);
   show_skipped (self, ds);
   choose_probes (self);
@@ -473,24 +293,14 @@ vl_window_open_data (VlWindow *self, const char *spec)
   self->data_cancel = g_cancellable_new ();
   g_free (self->data_spec);
   self->data_spec = g_strdup (spec);
-  gtk_spinner_set_spinning (GTK_SPINNER (self->data_spinner), TRUE);
-  gtk_widget_set_visible (self->data_spinner, TRUE);
-  g_autofree char *base = g_file_test (spec, G_FILE_TEST_IS_DIR) ? g_path_get_basename (spec)
-                                                                 : g_strdup (spec);
-  g_autofree char *loading = g_strdup_printf (_("Scanning %s…"), base);
-  gtk_label_set_text (GTK_LABEL (self->data_name_label), loading);
+  vl_data_panel_set_loading (VL_DATA_PANEL (self->data_panel), spec);
 
-  OpenJob *j = g_new0 (OpenJob, 1);
-  j->spec = g_strdup (spec);
-  j->options = (VlDatasetOptions) VL_DATASET_OPTIONS_DEFAULT;
-  j->options.val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
-  j->options.seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  VlDatasetOptions options = VL_DATASET_OPTIONS_DEFAULT;
+  g_object_get (self->data_panel, "val-fraction", &options.val_fraction, NULL);
+  options.seed = vl_training_panel_get_seed (VL_TRAINING_PANEL (self->training_panel));
   /* boxes when the task is detection (a VOC folder has masks and boxes) */
-  j->options.detect = self->task == VL_TASK_DETECT;
-  g_autoptr(GTask) task = g_task_new (self, self->data_cancel, data_opened, NULL);
-  g_task_set_source_tag (task, vl_window_open_data);
-  g_task_set_task_data (task, j, open_job_free);
-  g_task_run_in_thread (task, open_data_thread);
+  options.detect = self->task == VL_TASK_DETECT;
+  vl_job_open_dataset (G_OBJECT (self), spec, &options, self->data_cancel, data_opened, NULL);
   vl_window_update_actions (self);
 }
 
@@ -705,10 +515,10 @@ vl_window_start_pretrained_attention (VlWindow *self)
 void
 vl_window_data_init (VlWindow *self)
 {
-  g_signal_connect_swapped (self->val_fraction_spin, "value-changed",
+  g_signal_connect_swapped (self->data_panel, "notify::val-fraction",
                             G_CALLBACK (schedule_rescan), self);
-  g_signal_connect_swapped (self->seed_spin, "value-changed", G_CALLBACK (schedule_rescan), self);
-  gtk_widget_set_visible (self->val_fraction_box, FALSE);
+  g_signal_connect_swapped (self->training_panel, "notify::seed", G_CALLBACK (schedule_rescan),
+                            self);
 }
 
 void

@@ -451,7 +451,7 @@ vl_window_det_show_classes (VlWindow *self)
   gtk_widget_add_css_class (note, "dim-label");
   gtk_box_append (GTK_BOX (card), note);
   gtk_box_append (GTK_BOX (card), thumbnails (self, ds));
-  gtk_box_append (GTK_BOX (self->classes_box), card);
+  vl_data_panel_add_classes_card (VL_DATA_PANEL (self->data_panel), card);
 }
 
 /* ------------------------------------------------------------------ setup */

@@ -73,10 +73,18 @@ vl_window_features_busy (VlWindow *self)
          vl_try_panel_is_busy (VL_TRY_PANEL (self->try_panel));
 }
 
+/* the Try It page's message for the window's banner */
+static void
+on_try_failed (VlTryPanel *panel, const char *message, VlWindow *self)
+{
+  vl_window_show_error (self, "%s", message);
+}
+
 void
 vl_window_features_init (VlWindow *self)
 {
   g_signal_connect (self->knn_panel, "features-changed", G_CALLBACK (on_knn_features), self);
+  g_signal_connect (self->try_panel, "failed", G_CALLBACK (on_try_failed), self);
 }
 
 /* The window goes: the pieces' jobs are cancelled and their signals no longer reach it (a job
@@ -87,6 +95,7 @@ vl_window_features_dispose (VlWindow *self)
   if (self->knn_panel == NULL)
     return;
   g_signal_handlers_disconnect_by_data (self->knn_panel, self);
+  g_signal_handlers_disconnect_by_data (self->try_panel, self);
   vl_knn_panel_clear (VL_KNN_PANEL (self->knn_panel));
   vl_embedding_panel_clear_finetuned (VL_EMBEDDING_PANEL (self->embedding_panel));
   vl_try_panel_clear (VL_TRY_PANEL (self->try_panel));

@@ -10,42 +10,16 @@
 #include "vl-threads.h"
 #include "vl-attention.h"
 #include "vl-run-controller.h"
+#include "vl-training-panel.h"
+#include "vl-head-panel.h"
+#include "vl-backbone-panel.h"
+#include "vl-data-panel.h"
+#include "vl-groups-panel.h"
+#include "vl-jobs.h"
+#include "vl-refs.h"
+#include "vl-format.h"
 
 G_BEGIN_DECLS
-
-/* A dataset shared with worker threads (thumbnails, probe images): an atomic refcounted box,
- * so a worker keeps it alive while the user opens another one. vl_dataset_load is thread-safe. */
-typedef struct {
-  VlDataset *ds;
-  char      *spec;
-  VlDatasetOptions options;
-  VlTrainer *owner;        /* when set, ds belongs to this (finished) trainer */
-} VlDataRef;
-
-VlDataRef *vl_data_ref_new_for_trainer (VlTrainer *trainer);
-
-VlDataRef *vl_data_ref   (VlDataRef *d);
-void       vl_data_unref (VlDataRef *d);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDataRef, vl_data_unref)
-
-/* The trained model, shared with worker threads (predictions, export): the finished trainer
- * that owns it, or a model loaded from a run folder. Tasks using the model hold a reference
- * and its lock. */
-typedef struct {
-  VlTrainer *trainer;      /* finished (or NULL) */
-  VlModel   *model;        /* owned when loaded from a run folder (or NULL) */
-  VlSegHead *seg_head;     /* segmentation: owned when loaded from a run folder (or NULL) */
-  VlDetHead *det_head;     /* detection: likewise */
-  GMutex     lock;
-} VlTrainedRef;
-
-VlTrainedRef *vl_trained_ref   (VlTrainedRef *t);
-void          vl_trained_unref (VlTrainedRef *t);
-VlModel      *vl_trained_model (VlTrainedRef *t);
-/* The trained seg head (the trainer's, or the run folder's); NULL for the other tasks. */
-VlSegHead    *vl_trained_seg_head (VlTrainedRef *t);
-/* The trained FCOS head likewise; NULL for the other tasks. */
-VlDetHead    *vl_trained_det_head (VlTrainedRef *t);
 
 /* A trained segmentation model's predictions over the validation split (vl-window-seg.c). */
 typedef struct _VlSegPredictions VlSegPredictions;
@@ -78,15 +52,6 @@ typedef struct {
   char     *live_class;     /* the run's top class at live_step */
 } VlProbeFile;
 
-/* One row of the layer-group list. */
-typedef struct {
-  GtkWidget *row;
-  GtkWidget *toggle;       /* GtkSwitch: trainable */
-  GtkWidget *lr_label;     /* learning-rate multiplier with layer decay */
-  GtkWidget *grad_bar;     /* GtkLevelBar: relative gradient norm during training */
-  GtkWidget *state_label;  /* "trains" / "frozen" */
-} VlGroupRow;
-
 /* Per-image predictions on the validation split of the trained model (for the gallery). */
 typedef struct {
   int    n;
@@ -114,54 +79,16 @@ struct _VlWindow
   GtkWidget *side_stack;
   GtkWidget *main_stack;
   GtkWidget *main_scroller;   /* the main area scrolls rather than widen the window */
-  GMenu     *recent_section;
-  GtkWidget *recent_button;
-  /* backbone page */
-  GtkWidget *backbone_spinner;
-  GtkWidget *backbone_name_label;
-  GtkWidget *backbone_path_label;
-  GtkWidget *backbone_info_grid;
-  GtkWidget *info_family, *info_geometry, *info_params, *info_input, *info_norm, *info_head;
-  GtkWidget *info_groups;
-  /* layer groups page */
-  GtkWidget *unlock_spin;
-  GtkWidget *unlock_scale;
-  GtkWidget *unlock_of_label;
-  GtkWidget *unlock_custom_label;
-  GtkWidget *trainable_label;
-  GtkWidget *trainable_bar;
-  GtkWidget *groups_list;
-  GtkWidget *progressive_switch;
-  GtkWidget *schedule_box;
-  GtkWidget *schedule_list;
-  GtkWidget *schedule_label;
-  GtkWidget *schedule_add_button;
-  /* head page */
-  GtkWidget *mlp_hidden_box;
-  GtkWidget *mlp_hidden_spin;
-  GtkWidget *head_note_label;
-  /* data page */
-  GtkWidget *data_spinner;
-  GtkWidget *data_name_label;
-  GtkWidget *data_split_label;
-  GtkWidget *fmnist_button;
-  GtkWidget *fmnist_popover;
-  GtkWidget *fmnist_classes_entry;
-  GtkWidget *fmnist_cap_spin;
-  GtkWidget *fmnist_val_spin;
-  GtkWidget *val_fraction_box;
-  GtkWidget *val_fraction_spin;
-  GtkWidget *classes_box;
-  GtkWidget *skipped_expander;
-  GtkWidget *skipped_list;
-  GtkWidget *augment_dropdown;
-  GtkWidget *cache_switch;
-  /* training page */
-  GtkWidget *preset_dropdown;
-  GtkWidget *hyper_grid;
-  GtkWidget *epochs_spin, *batch_spin, *lr_spin, *wd_spin, *warmup_spin, *layer_decay_spin;
-  GtkWidget *smoothing_spin, *seed_spin;
-  GtkWidget *run_dir_label;
+  /* backbone page: VlBackbonePanel (the checkpoint, its facts, the stem choice) */
+  GtkWidget *backbone_panel;
+  /* layer groups page: VlGroupsPanel (N, a switch per group, the schedule; the model's lock) */
+  GtkWidget *groups_panel;
+  /* head page: VlHeadPanel (the task, its head's settings, the note) */
+  GtkWidget *head_panel;
+  /* data page: VlDataPanel (the dataset, its classes' cards, skipped files, augmentation) */
+  GtkWidget *data_panel;
+  /* training page: VlTrainingPanel (the preset, the hyperparameters, the run folder) */
+  GtkWidget *training_panel;
   /* main area */
   GtkWidget *stat_epoch, *stat_train_loss, *stat_val_loss, *stat_acc, *stat_unlocked;
   GtkWidget *chart_frame, *attention_frame, *confusion_frame;
@@ -169,7 +96,6 @@ struct _VlWindow
   GtkWidget *class_acc_box;
   GtkWidget *eval_summary_label;
   /* the task: its choice in the head panel, the views and labels that follow it */
-  GtkWidget *task_dropdown, *reg_loss_box, *reg_loss_dropdown, *head_title_label;
   GtkWidget *scatter, *class_acc_title, *eval_caption, *stat_acc_title;
   GCancellable *scatter_thumb_cancel;
   char        **value_names;         /* regression: the targets' names (the run's) */
@@ -189,11 +115,7 @@ struct _VlWindow
   char         *backbone_path;
   VlModel      *model;
   GCancellable *backbone_cancel;     /* the load in flight; NULL when none */
-  GPtrArray    *group_rows;          /* VlGroupRow * */
   gboolean      syncing;             /* set while code moves switches/spin (no feedback) */
-
-  /* unfreezing schedule: rows of (epoch, unlocked) after the first (epoch 0 = unlock_spin) */
-  GPtrArray    *schedule_rows;       /* GtkWidget * rows; spins as object data */
 
   /* head */
   char         *head;                /* "linear-token", "linear-avg", "linear-max", "mlp" */
@@ -272,15 +194,12 @@ struct _VlWindow
 
   /* segmentation (vl-window-seg.c): the seg head and input size in the head panel, the mask
    * view and the trained model's masks of the validation images */
-  GtkWidget    *cls_head_card, *seg_head_box, *seg_head_dropdown, *seg_size_spin;
   GtkWidget    *mask_view;
   VlSegPredictions *seg_pred;
   /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel), and
-   * the trained model's boxes of the validation images; the input size is seg_size_spin */
-  GtkWidget    *seg_head_row, *det_panel;
+   * the trained model's boxes of the validation images; the input size is the head panel's */
+  GtkWidget    *det_panel;
   VlDetPredictions *det_pred;
-  /* the backbone panel's stem choice (vl-window-backbone.c): the checkpoint's, or a new CNN stem */
-  GtkWidget    *stem_dropdown, *stem_note_label;
 
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */
@@ -294,7 +213,6 @@ void  vl_window_set_status       (VlWindow *self, const char *text);
 void  vl_window_update_status    (VlWindow *self);
 gboolean vl_window_is_running    (VlWindow *self);
 gboolean vl_window_can_train     (VlWindow *self);
-char *vl_format_count            (int64_t n);
 void  vl_window_choose_file      (VlWindow *self, const char *title, GtkFileChooserAction action,
                                   const char *accept, const char *settings_key,
                                   GtkFileFilter *filter,
@@ -328,8 +246,6 @@ void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split
                                   void (*done) (VlWindow *self, int slot, GdkTexture *tex,
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
-/* The done of vl_window_load_thumbnails for user_data a GPtrArray of GtkPictures (a slot each). */
-void  vl_window_thumb_to_picture (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data);
 void  vl_window_start_pretrained_attention (VlWindow *self);
 VlImage *vl_window_image_from_chw (const float *px, const VlPreprocess *pp);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);

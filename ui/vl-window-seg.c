@@ -336,7 +336,7 @@ vl_window_dense_input_size (VlWindow *self)
 {
   if (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT)
     return 0;
-  return gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->seg_size_spin));
+  return vl_head_panel_get_input_size (VL_HEAD_PANEL (self->head_panel));
 }
 
 void
@@ -346,8 +346,7 @@ vl_window_seg_to_config (VlWindow *self, VlTrainConfig *cfg)
     cfg->img_size = vl_window_dense_input_size (self);
   if (cfg->task != VL_TASK_SEGMENT)
     return;
-  cfg->seg_head = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1
-                  ? VL_SEG_HEAD_UPCONV : VL_SEG_HEAD_LINEAR;
+  cfg->seg_head = vl_head_panel_get_seg_head (VL_HEAD_PANEL (self->head_panel));
   cfg->img_size = vl_window_dense_input_size (self);
 }
 
@@ -358,9 +357,7 @@ vl_window_seg_from_config (VlWindow *self, const VlTrainConfig *cfg)
     return;
   gboolean was = self->syncing;
   self->syncing = TRUE;
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->seg_head_dropdown),
-                              cfg->seg_head == VL_SEG_HEAD_UPCONV ? 1 : 0);
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seg_size_spin), cfg->img_size);
+  g_object_set (self->head_panel, "seg-head", cfg->seg_head, "input-size", cfg->img_size, NULL);
   self->syncing = was;
 }
 
@@ -369,7 +366,7 @@ vl_window_seg_head_note (VlWindow *self)
 {
   const VlGeometry *g = vl_model_geometry (self->model);
   int K = self->data ? vl_dataset_n_classes (self->data->ds) : 0;
-  gboolean up = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->seg_head_dropdown)) == 1;
+  gboolean up = vl_head_panel_get_seg_head (VL_HEAD_PANEL (self->head_panel)) == VL_SEG_HEAD_UPCONV;
   int W = g->width, c = up ? W / 4 : W;
   int64_t params = (int64_t) c * K + K;
   if (up)
@@ -390,9 +387,6 @@ void
 vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
 {
   const gboolean seg = task == VL_TASK_SEGMENT, det = task == VL_TASK_DETECT;
-  gtk_widget_set_visible (self->cls_head_card, !seg && !det);
-  gtk_widget_set_visible (self->seg_head_box, seg || det);   /* the input size: both */
-  gtk_widget_set_visible (self->seg_head_row, seg);
   if (!seg)
     vl_window_seg_clear (self);
   if (!det)
@@ -457,7 +451,7 @@ vl_window_seg_show_classes (VlWindow *self)
   gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 4);
   gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 4);
   gtk_box_append (GTK_BOX (card), flow);
-  gtk_box_append (GTK_BOX (self->classes_box), card);
+  vl_data_panel_add_classes_card (VL_DATA_PANEL (self->data_panel), card);
   int items[N_THUMBS], n = MIN (N_THUMBS, vl_dataset_n_items (ds, VL_SPLIT_TRAIN));
   GPtrArray *pictures = g_ptr_array_new_with_free_func (g_object_unref);
   for (int i = 0; i < n; i++)
@@ -477,9 +471,8 @@ vl_window_seg_show_classes (VlWindow *self)
     g_cancellable_cancel (self->thumbs_cancel);
   g_clear_object (&self->thumbs_cancel);
   self->thumbs_cancel = g_cancellable_new ();
-  vl_window_load_thumbnails (self, self->data, VL_SPLIT_TRAIN, items, n, 96, self->thumbs_cancel,
-                             vl_window_thumb_to_picture, pictures,
-                             (GDestroyNotify) g_ptr_array_unref);
+  vl_job_thumbnails (G_OBJECT (self), self->data, VL_SPLIT_TRAIN, items, n, 96, self->thumbs_cancel,
+                     vl_thumb_to_picture, pictures, (GDestroyNotify) g_ptr_array_unref);
 }
 
 /* ------------------------------------------------------------------ setup */
@@ -488,9 +481,9 @@ void
 vl_window_seg_init (VlWindow *self)
 {
   g_signal_connect (self->mask_view, "item-activated", G_CALLBACK (on_item_activated), self);
-  g_signal_connect_swapped (self->seg_head_dropdown, "notify::selected",
+  g_signal_connect_swapped (self->head_panel, "notify::seg-head",
                             G_CALLBACK (on_seg_setting_changed), self);
-  g_signal_connect_swapped (self->seg_size_spin, "value-changed",
+  g_signal_connect_swapped (self->head_panel, "notify::input-size",
                             G_CALLBACK (on_seg_setting_changed), self);
 }
 

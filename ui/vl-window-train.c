@@ -21,64 +21,12 @@
 #include "vl-task-view.h"
 #include "vl-loss-chart.h"
 
-enum { PRESET_LINEAR_PROBE, PRESET_LAST_BLOCKS, PRESET_FULL, PRESET_PROGRESSIVE, PRESET_CUSTOM };
 
 static const char *preset_ids[] = { "linear-probe", "last-blocks", "full", "progressive", "custom" };
 
 static void maybe_predict (VlWindow *self);
 
 /* ------------------------------------------------------------------ the trained model */
-
-static void
-trained_clear (gpointer p)
-{
-  VlTrainedRef *t = p;
-  g_clear_pointer (&t->trainer, vl_trainer_unref);
-  g_clear_pointer (&t->model, vl_model_free);
-  g_clear_pointer (&t->seg_head, vl_seg_head_free);
-  g_clear_pointer (&t->det_head, vl_det_head_free);
-  g_mutex_clear (&t->lock);
-}
-
-static VlTrainedRef *
-trained_new (VlTrainer *trainer, VlModel *model)
-{
-  VlTrainedRef *t = g_atomic_rc_box_new0 (VlTrainedRef);
-  g_mutex_init (&t->lock);
-  t->trainer = trainer ? vl_trainer_ref (trainer) : NULL;
-  t->model = model;
-  return t;
-}
-
-VlTrainedRef *
-vl_trained_ref (VlTrainedRef *t)
-{
-  return g_atomic_rc_box_acquire (t);
-}
-
-void
-vl_trained_unref (VlTrainedRef *t)
-{
-  g_atomic_rc_box_release_full (t, trained_clear);
-}
-
-VlModel *
-vl_trained_model (VlTrainedRef *t)
-{
-  return t->model ? t->model : t->trainer ? vl_trainer_get_model (t->trainer) : NULL;
-}
-
-VlSegHead *
-vl_trained_seg_head (VlTrainedRef *t)
-{
-  return t->seg_head ? t->seg_head : t->trainer ? vl_trainer_get_seg_head (t->trainer) : NULL;
-}
-
-VlDetHead *
-vl_trained_det_head (VlTrainedRef *t)
-{
-  return t->det_head ? t->det_head : t->trainer ? vl_trainer_get_det_head (t->trainer) : NULL;
-}
 
 /* ------------------------------------------------------------------ formatting */
 
@@ -90,55 +38,32 @@ format_pct (double v)
 
 /* ------------------------------------------------------------------ presets */
 
-static void
-set_spin (GtkWidget *spin, double v)
-{
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (spin), v);
-}
-
 void
 vl_window_apply_preset (VlWindow *self, int preset)
 {
-  if (preset < 0 || preset >= PRESET_CUSTOM)
+  if (preset < 0 || preset >= VL_PRESET_CUSTOM)
     return;
   gboolean was = self->syncing;
   self->syncing = TRUE;
-  int epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
+  VlTrainingPanel *panel = VL_TRAINING_PANEL (self->training_panel);
+  int epochs = vl_training_panel_get_epochs (panel);
   const char *schedule = "1";
   g_autofree char *progressive = NULL;
+  gboolean augment = TRUE, cache = FALSE;
   switch (preset)
     {
-    case PRESET_LINEAR_PROBE:
+    case VL_PRESET_LINEAR_PROBE:
       schedule = "1";
-      set_spin (self->lr_spin, 1e-3);
-      set_spin (self->wd_spin, 0.05);
-      set_spin (self->warmup_spin, 1);
-      set_spin (self->layer_decay_spin, 1.0);
-      set_spin (self->smoothing_spin, 0.0);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 0);
-      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), TRUE);
+      augment = FALSE;
+      cache = TRUE;
       break;
-    case PRESET_LAST_BLOCKS:
+    case VL_PRESET_LAST_BLOCKS:
       schedule = "4";   /* head, final norm and the last two blocks */
-      set_spin (self->lr_spin, 1e-4);
-      set_spin (self->wd_spin, 0.05);
-      set_spin (self->warmup_spin, 1);
-      set_spin (self->layer_decay_spin, 1.0);
-      set_spin (self->smoothing_spin, 0.1);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
       break;
-    case PRESET_FULL:
+    case VL_PRESET_FULL:
       schedule = "all";
-      set_spin (self->lr_spin, 1e-4);
-      set_spin (self->wd_spin, 0.05);
-      set_spin (self->warmup_spin, 1);
-      set_spin (self->layer_decay_spin, 0.75);
-      set_spin (self->smoothing_spin, 0.1);
-      gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-      gtk_switch_set_active (GTK_SWITCH (self->cache_switch), FALSE);
       break;
-    case PRESET_PROGRESSIVE:
+    case VL_PRESET_PROGRESSIVE:
       {
         /* the head first, then the top of the network (last block, final norm, head), then
          * everything: at 12 epochs "0:1,2:3,4:all", the recipe of `vitlab-cli train --preset
@@ -147,40 +72,35 @@ vl_window_apply_preset (VlWindow *self, int preset)
         int e1 = MAX (1, epochs / 6), e2 = MAX (e1 + 1, epochs / 3);
         progressive = g_strdup_printf ("0:1,%d:3,%d:all", e1, e2);
         schedule = progressive;
-        set_spin (self->lr_spin, 1e-3);
-        set_spin (self->wd_spin, 0.05);
-        set_spin (self->warmup_spin, 1);
-        set_spin (self->layer_decay_spin, 1.0);
-        set_spin (self->smoothing_spin, 0.1);
-        gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown), 1);
-        gtk_switch_set_active (GTK_SWITCH (self->cache_switch), TRUE);
+        cache = TRUE;
         break;
       }
     }
+  /* lr, weight decay, warmup, layer decay, label smoothing: the training panel's part */
+  vl_training_panel_apply_preset (panel, preset);
+  g_object_set (self->data_panel, "augment", augment ? VL_AUGMENT_LIGHT : VL_AUGMENT_NONE,
+                "cache", cache, NULL);
   vl_window_set_unlock_schedule (self, schedule);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), preset);
   g_settings_set_string (self->settings, "preset", preset_ids[preset]);
   self->syncing = was;
   vl_window_update_actions (self);
 }
 
 static void
-on_preset_selected (VlWindow *self)
+on_preset_chosen (VlTrainingPanel *panel, int preset, VlWindow *self)
 {
-  if (self->syncing)
-    return;
-  int p = (int) gtk_drop_down_get_selected (GTK_DROP_DOWN (self->preset_dropdown));
-  vl_window_apply_preset (self, p);
+  if (!self->syncing)
+    vl_window_apply_preset (self, preset);
 }
 
+/* A hyperparameter edited (the panel turned itself to Custom), or the augmentation or the cache
+ * of the data panel, which the presets set too. */
 static void
 on_hyper_changed (VlWindow *self)
 {
   if (self->syncing)
     return;
-  self->syncing = TRUE;
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), PRESET_CUSTOM);
-  self->syncing = FALSE;
+  vl_training_panel_set_custom (VL_TRAINING_PANEL (self->training_panel));
   vl_window_update_actions (self);
 }
 
@@ -202,26 +122,6 @@ new_run_dir (void)
   return dir;
 }
 
-/* The head panel's task dropdown: classification, regression, segmentation, detection. */
-static const VlTaskKind dropdown_tasks[] = { VL_TASK_CLASSIFY, VL_TASK_REGRESS, VL_TASK_SEGMENT,
-                                             VL_TASK_DETECT };
-
-static VlTaskKind
-task_of_dropdown (VlWindow *self)
-{
-  guint i = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown));
-  return i < G_N_ELEMENTS (dropdown_tasks) ? dropdown_tasks[i] : VL_TASK_CLASSIFY;
-}
-
-static guint
-dropdown_of_task (VlTaskKind task)
-{
-  for (guint i = 0; i < G_N_ELEMENTS (dropdown_tasks); i++)
-    if (dropdown_tasks[i] == task)
-      return i;
-  return 0;
-}
-
 void
 vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
 {
@@ -229,40 +129,34 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->backbone = g_strdup (self->backbone_path);
   cfg->data = g_strdup (self->data ? self->data->spec : self->data_spec);
   vl_window_head_to_config (self, cfg);
-  cfg->val_fraction = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->val_fraction_spin));
-  guint aug = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown));
-  cfg->augment = aug == 2 ? VL_AUGMENT_STRONG : aug == 1 ? VL_AUGMENT_LIGHT : VL_AUGMENT_NONE;
-  cfg->cache_features = cfg->augment == VL_AUGMENT_NONE &&
-                        gtk_switch_get_active (GTK_SWITCH (self->cache_switch));
+  int augment = 0;
+  gboolean cache = FALSE;
+  g_object_get (self->data_panel, "val-fraction", &cfg->val_fraction, "augment", &augment,
+                "cache", &cache, NULL);
+  cfg->augment = (VlAugment) augment;
+  cfg->cache_features = cfg->augment == VL_AUGMENT_NONE && cache;
   g_free (cfg->unlock_schedule);
   cfg->unlock_schedule = vl_window_unlock_schedule (self);
   if (cfg->unlock_schedule == NULL)
     cfg->unlock_schedule = g_strdup ("1");
   /* switches that are not the last N (and no progressive schedule): exactly those groups */
-  if (self->model && vl_window_unlocked_suffix (self) < 0 &&
-      !gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+  gboolean progressive = FALSE;
+  g_object_get (self->groups_panel, "progressive", &progressive, NULL);
+  if (self->model && vl_window_unlocked_suffix (self) < 0 && !progressive)
     for (int g = 0; g < vl_model_n_groups (self->model) && g < 64; g++)
       if (vl_model_group_trainable (self->model, g))
         cfg->unlock_mask |= G_GUINT64_CONSTANT (1) << g;
-  cfg->epochs = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->epochs_spin));
-  cfg->batch_size = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->batch_spin));
-  cfg->lr = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->lr_spin));
-  cfg->weight_decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->wd_spin));
-  cfg->warmup_epochs = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->warmup_spin));
-  cfg->layer_decay = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->layer_decay_spin));
-  cfg->label_smoothing = gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->smoothing_spin));
-  cfg->seed = (uint64_t) gtk_spin_button_get_value (GTK_SPIN_BUTTON (self->seed_spin));
+  vl_training_panel_to_config (VL_TRAINING_PANEL (self->training_panel), cfg);
   /* attention rollout of the probes about four times an epoch */
   int n_train = self->data ? vl_dataset_n_items (self->data->ds, VL_SPLIT_TRAIN) : 0;
   int spe = MAX (1, (n_train + cfg->batch_size - 1) / cfg->batch_size);
   cfg->probe_every = MAX (1, spe / 4);
   cfg->n_probes = MAX (1, self->n_probes);
   cfg->out_dir = new_run_dir ();
-  cfg->task = task_of_dropdown (self);
+  cfg->task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
   cfg->stem = vl_window_stem_choice (self);
   vl_window_seg_to_config (self, cfg);
-  cfg->reg_loss = gtk_drop_down_get_selected (GTK_DROP_DOWN (self->reg_loss_dropdown)) == 1
-                  ? VL_REG_LOSS_SMOOTH_L1 : VL_REG_LOSS_MSE;
+  cfg->reg_loss = vl_head_panel_get_reg_loss (VL_HEAD_PANEL (self->head_panel));
 }
 
 /* ------------------------------------------------------------------ the task */
@@ -271,18 +165,10 @@ void
 vl_window_set_task (VlWindow *self, VlTaskKind task)
 {
   self->task = task;
-  guint want = dropdown_of_task (task);
-  if (gtk_drop_down_get_selected (GTK_DROP_DOWN (self->task_dropdown)) != want)
-    gtk_drop_down_set_selected (GTK_DROP_DOWN (self->task_dropdown), want);
+  vl_head_panel_set_task (VL_HEAD_PANEL (self->head_panel), task);   /* its settings follow */
   const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT,
                  det = task == VL_TASK_DETECT;
-  gtk_widget_set_visible (self->reg_loss_box, reg);
   vl_window_seg_task_changed (self, task);
-  gtk_label_set_text (GTK_LABEL (self->head_title_label),
-                      reg ? _("Regression head (one output per target)")
-                      : seg ? _("Segmentation head (a class per pixel)")
-                      : det ? _("Detection head (boxes with a class)")
-                      : _("Classification head"));
   vl_task_view_show_for (self->confusion_frame, task);
   vl_loss_chart_set_task (VL_LOSS_CHART (self->chart), task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
@@ -312,7 +198,7 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
 static void
 on_task_selected (VlWindow *self)
 {
-  VlTaskKind task = task_of_dropdown (self);
+  VlTaskKind task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
   if (task != self->task && !vl_window_is_running (self))
     {
       vl_window_set_task (self, task);
@@ -847,7 +733,7 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
   if (trained)
     {
       g_clear_pointer (&self->trained, vl_trained_unref);
-      self->trained = trained_new (vl_window_trainer (self), NULL);
+      self->trained = vl_trained_new (vl_window_trainer (self), NULL);
       self->have_trained = TRUE;
     }
   self->run_resumable = self->run_dir != NULL && ev->end == VL_TRAIN_END_STOPPED && ev->step > 0;
@@ -1048,11 +934,11 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   show_selected_probe (self);
   g_free (self->run_dir);
   self->run_dir = g_strdup (cfg.out_dir);
-  gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir ? self->run_dir : "");
-  gtk_widget_set_tooltip_text (self->run_dir_label, self->run_dir);
+  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
+                                 self->run_dir);
   if (!resume)
     {
-      int preset = (int) gtk_drop_down_get_selected (GTK_DROP_DOWN (self->preset_dropdown));
+      int preset = (int) vl_training_panel_get_preset (VL_TRAINING_PANEL (self->training_panel));
       g_autofree char *label = run_label (&cfg, preset);
       vl_loss_chart_new_run (VL_LOSS_CHART (self->chart), label);
       self->n_points = 0;
@@ -1622,7 +1508,10 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   else if (error == NULL && j->onnx)
     vl_window_show_info (self, _("Exported the fine-tuned model to %s (ONNX, opset 17: "
                                  "pixel_values in, %s and features out)"), j->dir,
-                         j->task == VL_TASK_REGRESS ? "values" : "logits");
+                         j->task == VL_TASK_REGRESS ? "values"
+                         : j->task == VL_TASK_SEGMENT ? "seg_logits"
+                         : j->task == VL_TASK_DETECT ? "cls_logits, bbox_regression, bbox_ctrness"
+                         : "logits");
   else if (error == NULL)
     vl_window_show_info (self, _("Exported the fine-tuned model to %s (timm layout: "
                                  "model.safetensors and config.json)"), j->dir);
@@ -1794,7 +1683,8 @@ copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       g_free (self->run_dir);
       self->run_dir = g_strdup (j->dest);
-      gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
+      vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
+                                     self->run_dir);
       vl_window_show_info (self, _("Saved the run to %s"), j->dest);
     }
   else
@@ -1830,115 +1720,13 @@ vl_window_save_run (VlWindow *self)
 
 /* ------------------------------------------------------------------ open a run */
 
-typedef struct {
-  char          *dir;
-  VlTrainConfig  cfg;
-  gboolean       have_cfg;
-  VlModel       *model;
-  char         **class_names;
-  GPtrArray     *epochs;      /* VlEpochMetrics * */
-  VlRunTask      task;
-  VlSegHead     *seg_head;    /* segmentation: seg_head.safetensors */
-  VlDetHead     *det_head;    /* detection: det_head.safetensors */
-} OpenRunJob;
-
-static void
-open_run_job_free (gpointer p)
-{
-  OpenRunJob *j = p;
-  g_free (j->dir);
-  if (j->have_cfg)
-    vl_train_config_clear (&j->cfg);
-  g_clear_pointer (&j->model, vl_model_free);
-  g_strfreev (j->class_names);
-  g_clear_pointer (&j->epochs, g_ptr_array_unref);
-  vl_run_task_clear (&j->task);
-  g_clear_pointer (&j->seg_head, vl_seg_head_free);
-  g_clear_pointer (&j->det_head, vl_det_head_free);
-  g_free (j);
-}
-
-static void
-open_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  OpenRunJob *j = task_data;
-  GError *error = NULL;
-  if (!vl_train_config_load (&j->cfg, j->dir, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  j->have_cfg = TRUE;
-  g_autofree char *model_path = g_build_filename (j->dir, "model.safetensors", NULL);
-  if (g_file_test (model_path, G_FILE_TEST_EXISTS))
-    {
-      j->model = vl_run_load_model (j->dir, &j->class_names, &error);
-      if (j->model == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  if (!vl_run_read_task (j->dir, &j->task, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_autofree char *head_path = g_build_filename (j->dir, "seg_head.safetensors", NULL);
-  if (j->task.kind == VL_TASK_SEGMENT && j->model && g_file_test (head_path, G_FILE_TEST_EXISTS))
-    {
-      j->seg_head = vl_seg_head_load (head_path, vl_model_geometry (j->model)->width, &error);
-      if (j->seg_head == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  g_autofree char *det_path = g_build_filename (j->dir, VL_RUN_DET_HEAD, NULL);
-  if (j->task.kind == VL_TASK_DETECT && j->model && g_file_test (det_path, G_FILE_TEST_EXISTS))
-    {
-      j->det_head = vl_detect_load_run_head (j->dir, j->model, &error);
-      if (j->det_head == NULL)
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
-                                 j->task.kind == VL_TASK_DETECT))
-    j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
-  int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
-        : j->class_names ? (int) g_strv_length (j->class_names)
-        : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
-        : j->det_head ? vl_det_head_n_classes (j->det_head)
-        : j->model ? vl_model_num_classes (j->model) : 0;
-  j->epochs = vl_run_read_metrics (j->dir, j->task.kind, K, &error);
-  if (j->epochs == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
 static void
 set_spins_from_config (VlWindow *self, const VlTrainConfig *c)
 {
   self->syncing = TRUE;
-  set_spin (self->epochs_spin, c->epochs);
-  set_spin (self->batch_spin, c->batch_size);
-  set_spin (self->lr_spin, c->lr);
-  set_spin (self->wd_spin, c->weight_decay);
-  set_spin (self->warmup_spin, c->warmup_epochs);
-  set_spin (self->layer_decay_spin, c->layer_decay);
-  set_spin (self->smoothing_spin, c->label_smoothing);
-  set_spin (self->seed_spin, (double) c->seed);
-  set_spin (self->val_fraction_spin, c->val_fraction);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->augment_dropdown),
-                              c->augment == VL_AUGMENT_STRONG ? 2 : c->augment == VL_AUGMENT_LIGHT ? 1 : 0);
-  gtk_switch_set_active (GTK_SWITCH (self->cache_switch), c->cache_features);
-  gtk_drop_down_set_selected (GTK_DROP_DOWN (self->preset_dropdown), PRESET_CUSTOM);
+  vl_training_panel_from_config (VL_TRAINING_PANEL (self->training_panel), c);
+  g_object_set (self->data_panel, "val-fraction", c->val_fraction, "augment", (int) c->augment,
+                "cache", c->cache_features, NULL);
   self->syncing = FALSE;
 }
 
@@ -1995,9 +1783,9 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  OpenRunJob *j = g_task_get_task_data (G_TASK (result));
+  g_autoptr(VlRunContents) j = vl_job_read_run_finish (result, &error);
   self->opening_run = FALSE;
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  if (j == NULL)
     {
       vl_window_show_error (self, _("Could not open the run: %s"), error->message);
       vl_window_update_actions (self);
@@ -2020,13 +1808,14 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->have_trained = j->model != NULL;
   if (j->model)
     {
-      self->trained = trained_new (NULL, g_steal_pointer (&j->model));
+      self->trained = vl_trained_new (NULL, g_steal_pointer (&j->model));
       self->trained->seg_head = g_steal_pointer (&j->seg_head);
       self->trained->det_head = g_steal_pointer (&j->det_head);
     }
   g_free (self->run_dir);
   self->run_dir = g_strdup (j->dir);
-  gtk_label_set_text (GTK_LABEL (self->run_dir_label), self->run_dir);
+  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
+                                 self->run_dir);
   self->epochs_total = c->epochs;
   self->run_resumable = (int) j->epochs->len < c->epochs;
   g_strfreev (self->class_names);
@@ -2063,12 +1852,8 @@ vl_window_open_run (VlWindow *self, const char *run_dir)
   g_return_if_fail (VL_IS_WINDOW (self));
   if (vl_window_is_running (self) || self->opening_run)
     return;
-  OpenRunJob *j = g_new0 (OpenRunJob, 1);
-  j->dir = g_strdup (run_dir);
   self->opening_run = TRUE;
-  g_autoptr(GTask) task = g_task_new (self, NULL, open_run_done, NULL);
-  g_task_set_task_data (task, j, open_run_job_free);
-  g_task_run_in_thread (task, open_run_thread);
+  vl_job_read_run (G_OBJECT (self), run_dir, open_run_done, NULL);
   vl_window_update_actions (self);
 }
 
@@ -2121,18 +1906,15 @@ on_attn_shape (VlWindow *self)
 void
 vl_window_train_init (VlWindow *self)
 {
-  GtkWidget *spins[] = { self->epochs_spin, self->batch_spin, self->lr_spin, self->wd_spin,
-                         self->warmup_spin, self->layer_decay_spin, self->smoothing_spin };
-  for (guint i = 0; i < G_N_ELEMENTS (spins); i++)
-    g_signal_connect_swapped (spins[i], "value-changed", G_CALLBACK (on_hyper_changed), self);
-  g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
-                            G_CALLBACK (on_hyper_changed), self);
-  g_signal_connect_swapped (self->cache_switch, "notify::active", G_CALLBACK (on_hyper_changed),
+  g_signal_connect_swapped (self->training_panel, "hyper-edited",
+                            G_CALLBACK (vl_window_update_actions), self);
+  g_signal_connect_swapped (self->data_panel, "notify::augment", G_CALLBACK (on_hyper_changed),
                             self);
-  g_signal_connect_swapped (self->preset_dropdown, "notify::selected",
-                            G_CALLBACK (on_preset_selected), self);
+  g_signal_connect_swapped (self->data_panel, "notify::cache", G_CALLBACK (on_hyper_changed),
+                            self);
+  g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
   g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);
-  g_signal_connect_swapped (self->task_dropdown, "notify::selected",
+  g_signal_connect_swapped (self->head_panel, "notify::task",
                             G_CALLBACK (on_task_selected), self);
   g_signal_connect (self->scatter, "point-hovered", G_CALLBACK (on_scatter_hovered), self);
   self->run = vl_run_controller_new ();
@@ -2161,13 +1943,11 @@ vl_window_train_init (VlWindow *self)
 
   /* the remembered preset */
   g_autofree char *preset = g_settings_get_string (self->settings, "preset");
-  int p = PRESET_LINEAR_PROBE;
-  for (int i = 0; i < PRESET_CUSTOM; i++)
+  int p = VL_PRESET_LINEAR_PROBE;
+  for (int i = 0; i < VL_PRESET_CUSTOM; i++)
     if (g_strcmp0 (preset, preset_ids[i]) == 0)
       p = i;
   vl_window_apply_preset (self, p);
-  gtk_label_set_text (GTK_LABEL (self->run_dir_label),
-                      _("A new folder under ~/.local/share/vitlab/runs for each run"));
 }
 
 void

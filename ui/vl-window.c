@@ -40,23 +40,6 @@ static GParamSpec *properties[N_PROPS];
 
 /* ------------------------------------------------------------------ helpers */
 
-char *
-vl_format_count (int64_t n)
-{
-  /* 5717416 -> "5,717,416" */
-  char digits[32];
-  g_snprintf (digits, sizeof digits, "%" G_GINT64_FORMAT, n < 0 ? -n : n);
-  GString *s = g_string_new (n < 0 ? "-" : "");
-  int len = (int) strlen (digits);
-  for (int i = 0; i < len; i++)
-    {
-      g_string_append_c (s, digits[i]);
-      if ((len - i - 1) % 3 == 0 && i < len - 1)
-        g_string_append_c (s, ',');
-    }
-  return g_string_free (s, FALSE);
-}
-
 gboolean
 vl_window_is_running (VlWindow *self)
 {
@@ -181,8 +164,9 @@ vl_window_can_train (VlWindow *self)
   if (self->task == VL_TASK_REGRESS ? vl_dataset_n_values (self->data->ds) == 0
                                     : vl_dataset_n_classes (self->data->ds) < 2)
     return FALSE;
-  if (vl_window_unlocked_suffix (self) >= 0 ||
-      gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)))
+  gboolean progressive = FALSE;
+  g_object_get (self->groups_panel, "progressive", &progressive, NULL);
+  if (vl_window_unlocked_suffix (self) >= 0 || progressive)
     return TRUE;
   return vl_model_n_trainable (self->model) > 0;   /* a custom pattern */
 }
@@ -232,25 +216,12 @@ vl_window_update_actions (VlWindow *self)
 
   /* settings that must not change while a run uses them; the unlock count stays live (it
    * becomes vl_trainer_set_unlock from the next epoch) */
-  gtk_widget_set_sensitive (self->mlp_hidden_box, !running && g_strcmp0 (self->head, "mlp") == 0);
-  gtk_widget_set_sensitive (self->progressive_switch, !running);
-  gtk_widget_set_sensitive (self->schedule_box,
-                            !running && gtk_switch_get_active (GTK_SWITCH (self->progressive_switch)));
-  for (guint i = 0; self->group_rows && i < self->group_rows->len; i++)
-    {
-      VlGroupRow *r = g_ptr_array_index (self->group_rows, i);
-      gtk_widget_set_sensitive (r->toggle, !running);
-    }
-  gtk_widget_set_sensitive (self->unlock_spin, self->model != NULL);
-  gtk_widget_set_sensitive (self->unlock_scale, gtk_widget_get_sensitive (self->unlock_spin));
-  gtk_widget_set_sensitive (self->val_fraction_box, !running);
-  gtk_widget_set_sensitive (self->augment_dropdown, !running);
-  gtk_widget_set_sensitive (self->cache_switch, !running &&
-                            gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) == 0);
-  gtk_widget_set_sensitive (self->fmnist_button, !running);
-  gtk_widget_set_sensitive (self->hyper_grid, !running);
-  gtk_widget_set_sensitive (self->preset_dropdown, !running);
-  gtk_widget_set_sensitive (self->recent_button, !running);
+  g_object_set (self->head_panel, "mlp-editable",
+                !running && g_strcmp0 (self->head, "mlp") == 0, NULL);
+  g_object_set (self->groups_panel, "running", running, NULL);
+  g_object_set (self->data_panel, "editable", !running, NULL);
+  g_object_set (self->training_panel, "editable", !running, NULL);
+  g_object_set (self->backbone_panel, "editable", !running, NULL);
 
   /* the header bar buttons (set only what changed: this runs at every drain) */
   const char *icon = self->paused ? "media-playback-start-symbolic" : "media-playback-pause-symbolic";
@@ -461,13 +432,14 @@ static void
 action_use_fashion_mnist (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
-  const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
-  int cap = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->fmnist_cap_spin));
-  int val = gtk_spin_button_get_value_as_int (GTK_SPIN_BUTTON (self->fmnist_val_spin));
+  g_autofree char *classes = NULL;
+  int cap = 0, val = 0;
+  g_object_get (self->data_panel, "fmnist-classes", &classes, "fmnist-per-class", &cap,
+                "fmnist-val-per-class", &val, NULL);
   g_autofree char *spec = g_strdup_printf ("fashion-mnist:classes=%s,per-class=%d,"
                                            "val-per-class=%d", *classes ? classes : "0-9", cap,
                                            val);
-  gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
+  vl_data_panel_close_fmnist (VL_DATA_PANEL (self->data_panel));
   vl_window_open_data (self, spec);
 }
 
@@ -476,12 +448,13 @@ static void
 action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
-  const char *classes = gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry));
+  g_autofree char *classes = NULL;
+  g_object_get (self->data_panel, "fmnist-classes", &classes, NULL);
   /* the scenes demo's size: 40 px canvases, the input at that size (a 10 x 10 grid at patch 4) */
   g_autofree char *spec = g_strdup_printf ("fashion-mnist-scenes:classes=%s,train=400,val=200,"
                                            "size=40", *classes ? classes : "0-9");
-  gtk_popover_popdown (GTK_POPOVER (self->fmnist_popover));
-  gtk_spin_button_set_value (GTK_SPIN_BUTTON (self->seg_size_spin), 40);
+  vl_data_panel_close_fmnist (VL_DATA_PANEL (self->data_panel));
+  g_object_set (self->head_panel, "input-size", 40, NULL);
   vl_window_open_data (self, spec);
 }
 
@@ -570,8 +543,9 @@ action_unlock_step (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
   int delta = g_str_equal (name, "win.unlock-more") ? 1 : -1;
-  GtkSpinButton *spin = GTK_SPIN_BUTTON (self->unlock_spin);
-  gtk_spin_button_set_value (spin, gtk_spin_button_get_value_as_int (spin) + delta);
+  int n = 0;
+  g_object_get (self->groups_panel, "unlock", &n, NULL);
+  g_object_set (self->groups_panel, "unlock", MAX (n + delta, 0), NULL);
 }
 
 static void
@@ -902,6 +876,11 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_SCATTER_VIEW);
   g_type_ensure (VL_TYPE_MASK_VIEW);
   g_type_ensure (VL_TYPE_DET_PANEL);
+  g_type_ensure (VL_TYPE_TRAINING_PANEL);
+  g_type_ensure (VL_TYPE_HEAD_PANEL);
+  g_type_ensure (VL_TYPE_BACKBONE_PANEL);
+  g_type_ensure (VL_TYPE_DATA_PANEL);
+  g_type_ensure (VL_TYPE_GROUPS_PANEL);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -919,60 +898,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (side_stack);
   CHILD (main_stack);
   CHILD (main_scroller);
-  CHILD (recent_section);
-  CHILD (recent_button);
-  CHILD (backbone_spinner);
-  CHILD (backbone_name_label);
-  CHILD (backbone_path_label);
-  CHILD (backbone_info_grid);
-  CHILD (info_family);
-  CHILD (info_geometry);
-  CHILD (info_params);
-  CHILD (info_input);
-  CHILD (info_norm);
-  CHILD (info_head);
-  CHILD (info_groups);
-  CHILD (unlock_spin);
-  CHILD (unlock_scale);
-  CHILD (unlock_of_label);
-  CHILD (unlock_custom_label);
-  CHILD (trainable_label);
-  CHILD (trainable_bar);
-  CHILD (groups_list);
-  CHILD (progressive_switch);
-  CHILD (schedule_box);
-  CHILD (schedule_list);
-  CHILD (schedule_label);
-  CHILD (schedule_add_button);
-  CHILD (mlp_hidden_box);
-  CHILD (mlp_hidden_spin);
-  CHILD (head_note_label);
-  CHILD (data_spinner);
-  CHILD (data_name_label);
-  CHILD (data_split_label);
-  CHILD (fmnist_button);
-  CHILD (fmnist_popover);
-  CHILD (fmnist_classes_entry);
-  CHILD (fmnist_cap_spin);
-  CHILD (fmnist_val_spin);
-  CHILD (val_fraction_box);
-  CHILD (val_fraction_spin);
-  CHILD (classes_box);
-  CHILD (skipped_expander);
-  CHILD (skipped_list);
-  CHILD (augment_dropdown);
-  CHILD (cache_switch);
-  CHILD (preset_dropdown);
-  CHILD (hyper_grid);
-  CHILD (epochs_spin);
-  CHILD (batch_spin);
-  CHILD (lr_spin);
-  CHILD (wd_spin);
-  CHILD (warmup_spin);
-  CHILD (layer_decay_spin);
-  CHILD (smoothing_spin);
-  CHILD (seed_spin);
-  CHILD (run_dir_label);
   CHILD (stat_epoch);
   CHILD (stat_train_loss);
   CHILD (stat_val_loss);
@@ -989,7 +914,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (attn_head_spin);
   CHILD (attn_opacity_scale);
   CHILD (attn_cmap_dropdown);
-  CHILD (knn_panel);
   CHILD (embedding_panel);
   CHILD (try_panel);
   CHILD (attention_frame);
@@ -997,20 +921,14 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (message_label);
   CHILD (class_acc_box);
   CHILD (eval_summary_label);
-  CHILD (task_dropdown);
-  CHILD (reg_loss_box);
-  CHILD (reg_loss_dropdown);
-  CHILD (head_title_label);
   CHILD (scatter);
   CHILD (mask_view);
-  CHILD (cls_head_card);
-  CHILD (seg_head_box);
-  CHILD (seg_head_dropdown);
-  CHILD (seg_size_spin);
-  CHILD (seg_head_row);
   CHILD (det_panel);
-  CHILD (stem_dropdown);
-  CHILD (stem_note_label);
+  CHILD (training_panel);
+  CHILD (head_panel);
+  CHILD (backbone_panel);
+  CHILD (data_panel);
+  CHILD (groups_panel);
   CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (stat_acc_title);
@@ -1063,7 +981,8 @@ vl_window_init (VlWindow *self)
   g_signal_connect (drop, "drop", G_CALLBACK (on_drop), self);
   gtk_widget_add_controller (GTK_WIDGET (self), GTK_EVENT_CONTROLLER (drop));
 
-  g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
+  self->knn_panel = vl_data_panel_get_knn_panel (VL_DATA_PANEL (self->data_panel));
+  g_signal_connect_swapped (self->data_panel, "notify::augment",
                             G_CALLBACK (on_augment_changed), self);
 
   vl_window_backbone_init (self);

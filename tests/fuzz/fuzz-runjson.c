@@ -14,7 +14,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       g_mkdir (dir, 0700);
     }
   g_autofree char *path = g_build_filename (dir, "run.json", NULL);
-  g_assert (g_file_set_contents (path, (const char *) data, (gssize) size, NULL));
+  fuzz_write_file (path, data, size);
   VlTrainConfig c;
   g_autoptr(GError) error = NULL;
   if (vl_train_config_load (&c, dir, &error))

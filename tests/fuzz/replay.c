@@ -1,30 +1,13 @@
 /* replay.c: a main for a harness outside libFuzzer, so that the GCC and clang sanitizer builds
  * of `make test` run every checked-in corpus input (tests/fuzz/corpus/NAME, and the crashers
- * kept there) through it once. Arguments: files or folders of inputs. Scratch files go to a
- * private TMPDIR, removed at the end; a sanitizer report or a failed assertion fails the test. */
+ * kept there) through it once. Arguments: files or folders of inputs. Scratch files go to the
+ * harness's own folder (fuzz_dir, removed at exit); a sanitizer report or a failed assertion fails
+ * the test. */
 #include "fuzz-common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static void
-remove_tree (const char *path)
-{
-  if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
-    {
-      GDir *d = g_dir_open (path, 0, NULL);
-      const char *name;
-      while (d != NULL && (name = g_dir_read_name (d)) != NULL)
-        {
-          g_autofree char *child = g_build_filename (path, name, NULL);
-          remove_tree (child);
-        }
-      if (d != NULL)
-        g_dir_close (d);
-    }
-  g_remove (path);
-}
 
 static int
 compare_paths (gconstpointer a, gconstpointer b)
@@ -52,15 +35,6 @@ replay_file (const char *path)
 int
 main (int argc, char **argv)
 {
-  const char *base = g_getenv ("TMPDIR");
-  g_autofree char *tmp = g_build_filename (base && *base ? base : "/tmp", "vitlab-replay-XXXXXX",
-                                           NULL);
-  if (g_mkdtemp (tmp) == NULL)
-    {
-      fprintf (stderr, "replay: cannot create a folder in %s\n", base ? base : "/tmp");
-      return EXIT_FAILURE;
-    }
-  g_setenv ("TMPDIR", tmp, TRUE);
   int n = 0;
   for (int i = 1; i < argc; i++)
     {
@@ -89,7 +63,6 @@ main (int argc, char **argv)
           n += replay_file (g_ptr_array_index (names, k));
         }
     }
-  remove_tree (tmp);
   if (n == 0)
     {
       fprintf (stderr, "replay: no inputs\n");

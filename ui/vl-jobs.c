@@ -1,0 +1,335 @@
+/* vl-jobs.c: the app's background jobs that read files (see vl-jobs.h). */
+#include "vl-jobs.h"
+#include "vl-detect.h"
+#include "vl-threads.h"
+
+#include <math.h>
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ a backbone */
+
+static void
+load_model_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  const char *path = task_data;
+  GError *error = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+  VlModel *m = vl_model_load (path, &error);
+  if (m == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  double *seconds = g_new (double, 1);
+  *seconds = (g_get_monotonic_time () - t0) / 1e6;
+  g_object_set_data_full (G_OBJECT (task), "seconds", seconds, g_free);
+  g_task_return_pointer (task, m, (GDestroyNotify) vl_model_free);
+}
+
+void
+vl_job_load_model (GObject *source, const char *path, GCancellable *cancel,
+                   GAsyncReadyCallback callback, gpointer user_data)
+{
+  g_autoptr(GTask) task = g_task_new (source, cancel, callback, user_data);
+  g_task_set_source_tag (task, vl_job_load_model);
+  g_task_set_task_data (task, g_strdup (path), g_free);
+  g_task_run_in_thread (task, load_model_thread);
+}
+
+VlModel *
+vl_job_load_model_finish (GAsyncResult *result, double *seconds, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_load_model, NULL);
+  const double *s = g_object_get_data (G_OBJECT (result), "seconds");
+  if (seconds)
+    *seconds = s ? *s : 0;
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+const char *
+vl_job_load_model_path (GAsyncResult *result)
+{
+  return g_task_get_task_data (G_TASK (result));
+}
+
+/* ------------------------------------------------------------------ a dataset */
+
+typedef struct {
+  char            *spec;
+  VlDatasetOptions options;
+} OpenJob;
+
+static void
+open_job_free (gpointer p)
+{
+  OpenJob *j = p;
+  g_free (j->spec);
+  g_free (j);
+}
+
+static void
+open_dataset_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  OpenJob *j = task_data;
+  GError *error = NULL;
+  VlDataset *ds = vl_dataset_open (j->spec, &j->options, &error);
+  if (ds == NULL && !j->options.detect && g_file_test (j->spec, G_FILE_TEST_IS_DIR))
+    {
+      /* not classes, targets or masks: boxes (a COCO, YOLO or VOC folder without masks)? */
+      VlDatasetOptions o = j->options;
+      o.detect = TRUE;
+      ds = vl_dataset_open (j->spec, &o, NULL);
+      if (ds)
+        {
+          j->options = o;
+          g_clear_error (&error);
+        }
+    }
+  if (ds == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_pointer (task, ds, (GDestroyNotify) vl_dataset_free);
+}
+
+void
+vl_job_open_dataset (GObject *source, const char *spec, const VlDatasetOptions *options,
+                     GCancellable *cancel, GAsyncReadyCallback callback, gpointer user_data)
+{
+  OpenJob *j = g_new0 (OpenJob, 1);
+  j->spec = g_strdup (spec);
+  j->options = *options;
+  g_autoptr(GTask) task = g_task_new (source, cancel, callback, user_data);
+  g_task_set_source_tag (task, vl_job_open_dataset);
+  g_task_set_task_data (task, j, open_job_free);
+  g_task_run_in_thread (task, open_dataset_thread);
+}
+
+VlDataset *
+vl_job_open_dataset_finish (GAsyncResult *result, VlDatasetOptions *used, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_open_dataset, NULL);
+  OpenJob *j = g_task_get_task_data (G_TASK (result));
+  if (used)
+    *used = j->options;
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
+/* ------------------------------------------------------------------ a run folder */
+
+void
+vl_run_contents_free (VlRunContents *j)
+{
+  if (j == NULL)
+    return;
+  g_free (j->dir);
+  if (j->have_cfg)
+    vl_train_config_clear (&j->cfg);
+  g_clear_pointer (&j->model, vl_model_free);
+  g_strfreev (j->class_names);
+  g_clear_pointer (&j->epochs, g_ptr_array_unref);
+  vl_run_task_clear (&j->task);
+  g_clear_pointer (&j->seg_head, vl_seg_head_free);
+  g_clear_pointer (&j->det_head, vl_det_head_free);
+  g_free (j);
+}
+
+static void
+read_run_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  VlRunContents *j = task_data;
+  GError *error = NULL;
+  if (!vl_train_config_load (&j->cfg, j->dir, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  j->have_cfg = TRUE;
+  g_autofree char *model_path = g_build_filename (j->dir, "model.safetensors", NULL);
+  if (g_file_test (model_path, G_FILE_TEST_EXISTS))
+    {
+      j->model = vl_run_load_model (j->dir, &j->class_names, &error);
+      if (j->model == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  if (!vl_run_read_task (j->dir, &j->task, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_autofree char *head_path = g_build_filename (j->dir, "seg_head.safetensors", NULL);
+  if (j->task.kind == VL_TASK_SEGMENT && j->model && g_file_test (head_path, G_FILE_TEST_EXISTS))
+    {
+      j->seg_head = vl_seg_head_load (head_path, vl_model_geometry (j->model)->width, &error);
+      if (j->seg_head == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  g_autofree char *det_path = g_build_filename (j->dir, VL_RUN_DET_HEAD, NULL);
+  if (j->task.kind == VL_TASK_DETECT && j->model && g_file_test (det_path, G_FILE_TEST_EXISTS))
+    {
+      j->det_head = vl_detect_load_run_head (j->dir, j->model, &error);
+      if (j->det_head == NULL)
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  if (j->class_names == NULL && (j->task.kind == VL_TASK_SEGMENT ||
+                                 j->task.kind == VL_TASK_DETECT))
+    j->class_names = vl_run_read_class_names (j->dir);   /* the model has no head to name them */
+  int K = j->task.kind == VL_TASK_REGRESS ? j->task.n_values
+        : j->class_names ? (int) g_strv_length (j->class_names)
+        : j->seg_head ? vl_seg_head_n_classes (j->seg_head)
+        : j->det_head ? vl_det_head_n_classes (j->det_head)
+        : j->model ? vl_model_num_classes (j->model) : 0;
+  j->epochs = vl_run_read_metrics (j->dir, j->task.kind, K, &error);
+  if (j->epochs == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_pointer (task, g_task_get_task_data (task), NULL);
+}
+
+void
+vl_job_read_run (GObject *source, const char *dir, GAsyncReadyCallback callback,
+                 gpointer user_data)
+{
+  VlRunContents *c = g_new0 (VlRunContents, 1);
+  c->dir = g_strdup (dir);
+  g_autoptr(GTask) task = g_task_new (source, NULL, callback, user_data);
+  g_task_set_source_tag (task, vl_job_read_run);
+  g_task_set_task_data (task, c, (GDestroyNotify) vl_run_contents_free);
+  g_task_run_in_thread (task, read_run_thread);
+}
+
+VlRunContents *
+vl_job_read_run_finish (GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_read_run, NULL);
+  if (g_task_had_error (G_TASK (result)))
+    return g_task_propagate_pointer (G_TASK (result), error);
+  /* the contents stay the task's data until the task goes: hand over a copy of the pointers */
+  VlRunContents *c = g_task_propagate_pointer (G_TASK (result), error);
+  VlRunContents *out = g_memdup2 (c, sizeof *c);
+  memset (c, 0, sizeof *c);
+  return out;
+}
+
+/* ------------------------------------------------------------------ thumbnails */
+
+typedef struct {
+  VlDataRef *data;
+  VlSplit    split;
+  int       *items;
+  int        n;
+  int        size;
+  GdkTexture **textures;   /* (n) results; NULL where decoding failed */
+  VlThumbDone done;
+  gpointer   user_data;
+  GDestroyNotify destroy;
+} ThumbJob;
+
+static void
+thumb_job_free (gpointer p)
+{
+  ThumbJob *j = p;
+  vl_data_unref (j->data);
+  g_free (j->items);
+  for (int i = 0; j->textures && i < j->n; i++)
+    g_clear_object (&j->textures[i]);
+  g_free (j->textures);
+  if (j->destroy)
+    j->destroy (j->user_data);
+  g_free (j);
+}
+
+/* CHW floats in [0, 1] (or normalised with mean/std) to an RGB texture. */
+static GdkTexture *
+texture_from_chw (const float *px, int channels, int size, const float *mean, const float *std)
+{
+  guchar *rgb = g_malloc ((gsize) size * size * 3);
+  for (int y = 0; y < size; y++)
+    for (int x = 0; x < size; x++)
+      for (int c = 0; c < 3; c++)
+        {
+          int cc = channels == 1 ? 0 : c;
+          float v = px[((gsize) cc * size + y) * size + x];
+          if (mean)
+            v = v * std[cc] + mean[cc];
+          int b = (int) lrintf (v * 255.0f);
+          rgb[((gsize) y * size + x) * 3 + c] = (guchar) CLAMP (b, 0, 255);
+        }
+  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, (gsize) size * size * 3);
+  return gdk_memory_texture_new (size, size, GDK_MEMORY_R8G8B8, bytes, (gsize) size * 3);
+}
+
+static void
+thumbs_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ThumbJob *j = task_data;
+  VlPreprocess pp = { .channels = 3, .size = j->size, .crop_pct = 1.0, .interp = VL_INTERP_BICUBIC,
+                      .mean = { 0, 0, 0, 0 }, .std = { 1, 1, 1, 1 } };
+  g_autofree float *px = g_new (float, (gsize) 3 * j->size * j->size);
+  j->textures = g_new0 (GdkTexture *, j->n);
+  for (int i = 0; i < j->n; i++)
+    {
+      if (g_cancellable_is_cancelled (cancel))
+        break;
+      if (vl_dataset_load (j->data->ds, j->split, j->items[i], &pp, VL_AUGMENT_NONE, 0, px, NULL))
+        j->textures[i] = texture_from_chw (px, 3, j->size, NULL, NULL);
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+thumbs_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  ThumbJob *j = g_task_get_task_data (G_TASK (result));
+  if (g_cancellable_is_cancelled (g_task_get_cancellable (G_TASK (result))))
+    return;   /* stale: another dataset, or the view closed */
+  for (int i = 0; i < j->n; i++)
+    j->done (i, j->textures[i], j->user_data);
+}
+
+void
+vl_job_thumbnails (GObject *source, VlDataRef *data, VlSplit split, const int *items, int n_items,
+                   int size, GCancellable *cancel, VlThumbDone done, gpointer user_data,
+                   GDestroyNotify destroy)
+{
+  ThumbJob *j = g_new0 (ThumbJob, 1);
+  j->data = vl_data_ref (data);
+  j->split = split;
+  j->items = g_memdup2 (items, sizeof (int) * MAX (n_items, 1));
+  j->n = n_items;
+  j->size = size;
+  j->done = done;
+  j->user_data = user_data;
+  j->destroy = destroy;
+  g_autoptr(GTask) task = g_task_new (source, cancel, thumbs_done, NULL);
+  g_task_set_task_data (task, j, thumb_job_free);
+  g_task_run_in_thread (task, thumbs_thread);
+}
+
+void
+vl_thumb_to_picture (int slot, GdkTexture *tex, gpointer user_data)
+{
+  GPtrArray *pictures = user_data;
+  if (slot >= (int) pictures->len)
+    return;
+  GtkWidget *pic = g_ptr_array_index (pictures, slot);
+  if (tex)
+    gtk_picture_set_paintable (GTK_PICTURE (pic), GDK_PAINTABLE (tex));
+}
