@@ -22,22 +22,6 @@
 #define VL_MULTIVERSION
 #endif
 
-/* e^x for float, vectorizable: x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite), e^r by a degree-6
- * polynomial, 2^k built in the exponent bits. Relative error below 3e-7 on [-87, 88]; inputs
- * outside are clamped (e^-87 is below float's normal range anyway). */
-static inline float
-vl_expf (float x)
-{
-  x = x > -87.0f ? x : -87.0f;
-  x = x < 88.0f ? x : 88.0f;
-  float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
-  float r = x - k * 0.693145751953125f - k * 1.42860682030941723e-6f;
-  float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666671633720f + r * (0.0416666418313980f +
-            r * (0.00833345205336809f + r * 0.00138925421237946f)))));
-  union { int32_t i; float f; } two_k = { .i = ((int32_t) k + 127) << 23 };
-  return p * two_k.f;
-}
-
 /* erf (x / sqrt 2) and exp (-x² / 2) together (the GELU's CDF and, up to a constant, its PDF):
  * Abramowitz & Stegun 7.1.26, absolute error below 2e-7, sharing the exponential. */
 static inline float

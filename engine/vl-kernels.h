@@ -72,3 +72,19 @@ void vl_im2col_patches     (float *cols, const float *images, int B, int C, int 
  * being this parameter's own step count. */
 void vl_adamw_update       (float *p, const float *g, float *m, float *v, int64_t n, float lr,
                             float beta1, float beta2, float eps, float weight_decay, int step);
+
+/* e^x for float, vectorizable: x = k ln2 + r with |r| <= ln2 / 2 (Cody-Waite), e^r by a degree-6
+ * polynomial, 2^k built in the exponent bits. Relative error below 3e-7 on [-87, 88]; inputs
+ * outside are clamped (e^-87 is below float's normal range anyway). */
+static inline float
+vl_expf (float x)
+{
+  x = x > -87.0f ? x : -87.0f;
+  x = x < 88.0f ? x : 88.0f;
+  float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round to nearest */
+  float r = x - k * 0.693145751953125f - k * 1.42860682030941723e-6f;
+  float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666671633720f + r * (0.0416666418313980f +
+            r * (0.00833345205336809f + r * 0.00138925421237946f)))));
+  union { int32_t i; float f; } two_k = { .i = ((int32_t) k + 127) << 23 };
+  return p * two_k.f;
+}

@@ -1,5 +1,6 @@
 /* vl-seg.c: see vl-seg.h. */
 #include "vl-seg.h"
+#include "vl-kernels.h"
 
 #include <math.h>
 
@@ -20,28 +21,42 @@ vl_seg_cross_entropy (float *dlogits, const float *logits, const uint8_t *labels
     return 0.0;
 
   const double inv = 1.0 / (double) count;
+  const float finv = (float) inv;
   double total = 0.0;
+  float e[256];
+  g_assert (K <= 256);
   for (int64_t i = 0; i < N; i++)
     {
       if (labels[i] == ignore)
         continue;
       const float *z = logits + i * K;
-      double mx = -INFINITY;
+      /* one float exponential per logit (vl_expf: relative error below 3e-7), the softmax as
+       * e / sum; a NaN or infinite logit makes the loss NaN (vl_expf clamps, so it is checked) */
+      float mx = -INFINITY, probe = 0.0f;
       for (int k = 0; k < K; k++)
-        mx = z[k] > mx ? z[k] : mx;
-      double s = 0.0;
+        {
+          mx = z[k] > mx ? z[k] : mx;
+          probe += z[k] - z[k];
+        }
+      if (isnan (probe))
+        {
+          total = NAN;
+          continue;
+        }
+      float s = 0.0f;
       for (int k = 0; k < K; k++)
-        s += exp ((double) z[k] - mx);
-      const double lse = mx + log (s);
-      total += lse - z[labels[i]];
+        {
+          e[k] = vl_expf (z[k] - mx);
+          s += e[k];
+        }
+      total += (double) mx + log ((double) s) - z[labels[i]];
       if (dlogits)
         {
           float *dz = dlogits + i * K;
+          const float scale = finv / s;
           for (int k = 0; k < K; k++)
-            {
-              double p = exp ((double) z[k] - lse);
-              dz[k] += (float) ((p - (k == labels[i] ? 1.0 : 0.0)) * inv);
-            }
+            dz[k] += e[k] * scale;
+          dz[labels[i]] -= finv;
         }
     }
   return total * inv;
