@@ -6,6 +6,7 @@ UBSAN_BUILD ?= build-ubsan
 INSTALL_BUILD ?= build-install
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= -1
 PREFIX     ?= /usr/local
 SHARED     ?= $(abspath ../shared)
 
@@ -112,7 +113,8 @@ interop: build
 	    --cli $(BUILD)/app/vitlab-cli --shared $(SHARED) || status=1; \
 	exit $$status
 
-# The libFuzzer harnesses (tests/fuzz; clang with ASan + UBSan), each run for FUZZ_SECONDS over
+# The libFuzzer harnesses (tests/fuzz; clang with ASan + UBSan), each run for FUZZ_SECONDS (or
+# until FUZZ_RUNS executions, when set: make fuzz FUZZ_RUNS=1000000 FUZZ_SECONDS=7200) over
 # its checked-in corpus (tests/fuzz/corpus/NAME, read only) and what it finds
 # ($(FUZZ_BUILD)/corpus/NAME). A crash stops the target and leaves the input in $(FUZZ_BUILD).
 # Not part of `make test`.
@@ -127,10 +129,11 @@ fuzz: $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD) $(foreach f,$(FUZZERS),tests/fuzz/fuzz-$(f))
 	@for f in $(FUZZERS); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$f $(FUZZ_BUILD)/crashes; \
-	  echo "fuzz-$$f: $(FUZZ_SECONDS) s"; \
+	  echo "fuzz-$$f: $(FUZZ_SECONDS) s, $(FUZZ_RUNS) runs (-1: no limit)"; \
 	  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  $(FUZZ_BUILD)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
+	  $(FUZZ_BUILD)/tests/fuzz/fuzz-$$f -max_total_time=$(FUZZ_SECONDS) -runs=$(FUZZ_RUNS) \
+	      -rss_limit_mb=4096 \
 	      -timeout=30 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/crashes/$$f- \
 	      $(FUZZ_BUILD)/corpus/$$f tests/fuzz/corpus/$$f || exit 1; \
 	done
