@@ -22,6 +22,7 @@
 #include "vl-mask-view.h"
 #include "vl-preset.h"
 #include "vl-task-view.h"
+#include "vl-try-panel.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -140,6 +141,42 @@ test_panel (void)
   g_assert_cmpint (vl_det_panel_get_item (panel), ==, -1);
   g_assert_cmpint (vl_det_panel_get_n_worst (panel), ==, 0);
   gtk_window_destroy (GTK_WINDOW (window));
+}
+
+static gboolean
+try_idle (VlWindow *win)
+{
+  return !vl_try_panel_is_busy (VL_TRY_PANEL (win->try_panel)) &&
+         vl_try_panel_get_n_results (VL_TRY_PANEL (win->try_panel)) > 0;
+}
+
+/* Try It on a validation image written as a PNG: one row, no error, the run's summary. */
+static const char *
+try_one_image (VlWindow *win)
+{
+  VlDataset *ds = win->pred_data->ds;
+  VlPreprocess pp;
+  vl_preprocess_from_model (vl_trained_model (win->trained), &pp);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+  g_assert_true (vl_dataset_load (ds, VL_SPLIT_VAL, 0, &pp, VL_AUGMENT_NONE, 0, px, NULL));
+  g_autoptr(VlImage) img = vl_window_image_from_chw (px, &pp);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "scene.png", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_image_save_png (path, img, &error));
+  VlTryPanel *panel = VL_TRY_PANEL (win->try_panel);
+  const char *files[] = { path, NULL };
+  vl_try_panel_add_files (panel, files);
+  vl_test_wait_for (win, try_idle, 60, "Try It's result");
+  const char *err = NULL;
+  int top = 0;
+  vl_try_panel_get_result (panel, 0, &err, &top, NULL);
+  g_assert_null (err);
+  g_assert_cmpint (top, ==, -1);   /* no class for the whole image */
+  const char *summary = vl_try_panel_get_summary (panel, 0);
+  g_assert_nonnull (summary);
+  g_test_message ("Try It: %s", summary);
+  return summary;
 }
 
 /* ------------------------------------------------------------------ a run in the window */
@@ -331,6 +368,9 @@ test_train (void)
   g_assert_cmpint (win->n_epochs_done, ==, 3);
   check_results (win, 4, 48);
   check_chart (win, 3);
+  const char *summary = try_one_image (win);
+  g_assert_nonnull (strstr (summary, "at score"));   /* "N boxes at score >= 0.5: ..." */
+
   run_dir = g_strdup (win->run_dir);
   g_autofree char *head = g_build_filename (run_dir, VL_RUN_DET_HEAD, NULL);
   g_assert_true (g_file_test (head, G_FILE_TEST_EXISTS));

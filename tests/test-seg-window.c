@@ -19,6 +19,7 @@
 #include "vl-mask-view.h"
 #include "vl-preset.h"
 #include "vl-task-view.h"
+#include "vl-try-panel.h"
 #include "vl-window-private.h"
 
 #include <glib/gstdio.h>
@@ -126,6 +127,42 @@ test_mask_view (void)
   g_assert_cmpint (vl_mask_view_get_item (view), ==, -1);
   g_assert_cmpint (vl_mask_view_get_n_worst (view), ==, 0);
   gtk_window_destroy (GTK_WINDOW (window));
+}
+
+static gboolean
+try_idle (VlWindow *win)
+{
+  return !vl_try_panel_is_busy (VL_TRY_PANEL (win->try_panel)) &&
+         vl_try_panel_get_n_results (VL_TRY_PANEL (win->try_panel)) > 0;
+}
+
+/* Try It on a validation image written as a PNG: one row, no error, the run's summary. */
+static const char *
+try_one_image (VlWindow *win)
+{
+  VlDataset *ds = win->pred_data->ds;
+  VlPreprocess pp;
+  vl_preprocess_from_model (vl_trained_model (win->trained), &pp);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
+  g_assert_true (vl_dataset_load (ds, VL_SPLIT_VAL, 0, &pp, VL_AUGMENT_NONE, 0, px, NULL));
+  g_autoptr(VlImage) img = vl_window_image_from_chw (px, &pp);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "scene.png", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_image_save_png (path, img, &error));
+  VlTryPanel *panel = VL_TRY_PANEL (win->try_panel);
+  const char *files[] = { path, NULL };
+  vl_try_panel_add_files (panel, files);
+  vl_test_wait_for (win, try_idle, 60, "Try It's result");
+  const char *err = NULL;
+  int top = 0;
+  vl_try_panel_get_result (panel, 0, &err, &top, NULL);
+  g_assert_null (err);
+  g_assert_cmpint (top, ==, -1);   /* no class for the whole image */
+  const char *summary = vl_try_panel_get_summary (panel, 0);
+  g_assert_nonnull (summary);
+  g_test_message ("Try It: %s", summary);
+  return summary;
 }
 
 /* ------------------------------------------------------------------ a run in the window */
@@ -285,6 +322,8 @@ test_train (void)
   g_assert_cmpint (win->n_probe_events, >, 0);          /* the attention view's "now" maps */
   g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
   check_results (win, 4);
+  const char *summary = try_one_image (win);
+  g_assert_nonnull (strstr (summary, " %"));   /* the classes' shares of the mask */
   run_dir = g_strdup (win->run_dir);
 
   /* Export as ONNX: the seg head from the run folder, seg_logits at the run's input size

@@ -10,6 +10,11 @@
 #include "vl-run.h"
 #include "vl-task-view.h"
 #include "vl-threads.h"
+#include "vl-box-view.h"
+#include "vl-detect.h"
+#include "vl-mask-view.h"
+#include "vl-seg.h"
+#include "vl-augment.h"
 
 #define SHOW_SIZE 112
 
@@ -23,7 +28,8 @@ typedef struct {
   float      *rollout;      /* (gh * gw) */
   int         gh, gw;
   GdkTexture *crop;         /* what the model saw */
-  GdkTexture *overlay;      /* the rollout over it */
+  GdkTexture *overlay;      /* the rollout over it; a dense task's mask or boxes */
+  char       *summary;      /* segmentation, detection: the classes' share, the boxes */
 } Result;
 
 static void
@@ -36,6 +42,7 @@ result_free (gpointer p)
   g_free (r->rollout);
   g_clear_object (&r->crop);
   g_clear_object (&r->overlay);
+  g_free (r->summary);
   g_free (r);
 }
 
@@ -109,6 +116,7 @@ typedef struct {
   char         *run_dir;
   VlTaskKind    task;
   char        **paths;
+  char        **names;      /* the classes (segmentation, detection: the background first) */
   Queue        *queue;
 } Job;
 
@@ -119,6 +127,7 @@ job_free (gpointer p)
   vl_trained_unref (j->trained);
   g_free (j->run_dir);
   g_strfreev (j->paths);
+  g_strfreev (j->names);
   queue_unref (j->queue);
   g_free (j);
 }
@@ -219,6 +228,187 @@ make_textures (Result *r, const VlImage *crop)
   r->overlay = texture_from_rgb (over, W, H);
 }
 
+/* ------------------------------------------------------------------ segmentation, detection */
+
+#define DET_SCORE 0.5f   /* the boxes drawn (the evaluation page's first threshold) */
+#define DENSE_SHOW 256   /* the side of a dense result's pictures */
+
+/* The normalised CHW input back to 8-bit pixels (what the model saw). */
+static VlImage *
+image_from_chw (const float *px, const VlPreprocess *pp)
+{
+  const int S = pp->size, C = pp->channels;
+  VlImage *img = vl_image_new (S, S, C);
+  for (int c = 0; c < C; c++)
+    for (gsize p = 0; p < (gsize) S * S; p++)
+      {
+        float v = px[(gsize) c * S * S + p] * pp->std[c] + pp->mean[c];
+        img->pixels[p * C + c] = (uint8_t) CLAMP ((int) lrintf (v * 255.0f), 0, 255);
+      }
+  return img;
+}
+
+static const char *
+class_name (char **names, int k, char *buf, gsize size)
+{
+  if (names && k >= 0 && k < (int) g_strv_length (names))
+    return names[k];
+  g_snprintf (buf, size, "class %d", k);
+  return buf;
+}
+
+/* The mask at the run's input size over the squashed image, and the classes' shares. */
+static gboolean
+segment_image (Result *r, VlModel *m, VlSegHead *h, const VlImage *img, int size, char **names,
+               GError **error)
+{
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (size > 0)
+    pp.size = size;
+  const VlGeometry *g = vl_model_geometry (m);
+  const int S = pp.size, G = S / g->patch, K = vl_seg_head_n_classes (h);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * S * S);
+  vl_preprocess_squash (img, &pp, px);
+  if (!vl_model_forward (m, px, 1, S, S, VL_FORWARD_INFER, error))
+    return FALSE;
+  const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), 1, vl_model_n_tokens_last (m),
+                                        g->n_prefix, G, G, S, S);
+  g_autofree uint8_t *mask = g_new (uint8_t, (gsize) S * S);
+  vl_seg_argmax (mask, z, (int64_t) S * S, K);
+  g_autoptr(VlImage) crop = image_from_chw (px, &pp);
+  r->crop = vl_mask_texture (crop, NULL, 0);
+  r->overlay = vl_mask_texture (crop, mask, 0.55);
+  g_autofree int64_t *count = g_new0 (int64_t, K);
+  for (gsize p = 0; p < (gsize) S * S; p++)
+    count[mask[p]]++;
+  GString *t = g_string_new (NULL);
+  for (int rank = 0; rank < 3; rank++)
+    {
+      int best = -1;
+      for (int k = 0; k < K; k++)
+        if (count[k] > 0 && (best < 0 || count[k] > count[best]))
+          best = k;
+      if (best < 0)
+        break;
+      char buf[24];
+      const double pct = 100.0 * count[best] / ((double) S * S);
+      g_string_append_printf (t, "%s%s %s%.0f %%", rank ? " · " : "",
+                              class_name (names, best, buf, sizeof buf), pct < 0.5 ? "<" : "",
+                              pct < 0.5 ? 1.0 : pct);
+      count[best] = 0;
+    }
+  r->summary = g_string_free (t, FALSE);
+  return TRUE;
+}
+
+/* The image scaled to at most DENSE_SHOW pixels a side, into a cairo surface (nearest). */
+static cairo_surface_t *
+surface_of (const VlImage *img, double *scale)
+{
+  *scale = MIN (1.0, (double) DENSE_SHOW / MAX (img->width, img->height));
+  const int W = MAX (1, (int) (img->width * *scale)), H = MAX (1, (int) (img->height * *scale));
+  cairo_surface_t *surf = cairo_image_surface_create (CAIRO_FORMAT_RGB24, W, H);
+  cairo_surface_flush (surf);
+  guint8 *data = cairo_image_surface_get_data (surf);
+  const int stride = cairo_image_surface_get_stride (surf), C = img->channels;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      {
+        const uint8_t *p = img->pixels + ((gsize) MIN (img->height - 1, (int) (y / *scale)) *
+                                          img->width + MIN (img->width - 1, (int) (x / *scale))) * C;
+        guint32 v = C >= 3 ? (guint32) p[0] << 16 | (guint32) p[1] << 8 | p[2]
+                           : (guint32) p[0] * 0x010101u;
+        *(guint32 *) (data + (gsize) y * stride + 4 * x) = v;
+      }
+  cairo_surface_mark_dirty (surf);
+  return surf;
+}
+
+static GdkTexture *
+texture_of (cairo_surface_t *surf)
+{
+  cairo_surface_flush (surf);
+  const int W = cairo_image_surface_get_width (surf), H = cairo_image_surface_get_height (surf);
+  const int stride = cairo_image_surface_get_stride (surf);
+  g_autoptr(GBytes) bytes = g_bytes_new (cairo_image_surface_get_data (surf), (gsize) stride * H);
+  return gdk_memory_texture_new (W, H, GDK_MEMORY_DEFAULT, bytes, stride);
+}
+
+/* The run's boxes scoring at least DET_SCORE drawn on the image, and a list of them. */
+static gboolean
+detect_image (Result *r, VlModel *m, VlDetHead *h, const VlImage *img, int size, char **names,
+              GError **error)
+{
+  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
+  post.score_thresh = DET_SCORE;
+  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
+  int n = vl_detect_image (m, h, img, size, &post, dets, error);
+  if (n < 0)
+    return FALSE;
+  double s;
+  cairo_surface_t *plain = surface_of (img, &s);
+  r->crop = texture_of (plain);
+  cairo_t *cr = cairo_create (plain);
+  cairo_set_line_width (cr, 2);
+  cairo_set_font_size (cr, 11);
+  GString *t = g_string_new (NULL);
+  if (n == 1)
+    g_string_printf (t, _("1 box at score ≥ %.1f"), DET_SCORE);
+  else
+    g_string_printf (t, _("%d boxes at score ≥ %.1f"), n, DET_SCORE);
+  for (int i = n - 1; i >= 0; i--)   /* the best drawn last, on top */
+    {
+      double rgb[3];
+      vl_box_view_class_color (dets[i].label, rgb);
+      cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
+      const float *b = dets[i].box;
+      cairo_rectangle (cr, b[0] * s, b[1] * s, MAX ((b[2] - b[0]) * s, 1), MAX ((b[3] - b[1]) * s, 1));
+      cairo_stroke (cr);
+      char buf[24], tab[64];
+      g_snprintf (tab, sizeof tab, "%s %.2f", class_name (names, dets[i].label, buf, sizeof buf),
+                  dets[i].score);
+      cairo_move_to (cr, b[0] * s + 3, MAX (b[1] * s - 3, 11));
+      cairo_show_text (cr, tab);
+    }
+  for (int i = 0; i < n && i < 3; i++)
+    {
+      char buf[24];
+      g_string_append_printf (t, "%s%s %.2f", i ? ", " : ": ",
+                              class_name (names, dets[i].label, buf, sizeof buf), dets[i].score);
+    }
+  cairo_destroy (cr);
+  r->overlay = texture_of (plain);
+  cairo_surface_destroy (plain);
+  r->summary = g_string_free (t, FALSE);
+  return TRUE;
+}
+
+/* A segmentation or detection run's result for one image (the model's lock held). */
+static gboolean
+dense_result (Result *r, VlTrainedRef *trained, VlTaskKind task, const VlImage *img, int size,
+              char **names, GError **error)
+{
+  VlModel *m = vl_trained_model (trained);
+  if (task == VL_TASK_SEGMENT)
+    {
+      VlSegHead *h = vl_trained_seg_head (trained);
+      if (h == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no seg head"));
+          return FALSE;
+        }
+      return segment_image (r, m, h, img, size, names, error);
+    }
+  VlDetHead *h = vl_trained_det_head (trained);
+  if (h == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no FCOS head"));
+      return FALSE;
+    }
+  return detect_image (r, m, h, img, size, names, error);
+}
+
 static void
 job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
 {
@@ -236,6 +426,17 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
         }
       have_task = TRUE;
     }
+  /* a dense task's input size: the run's */
+  const gboolean dense = j->task == VL_TASK_SEGMENT || j->task == VL_TASK_DETECT;
+  int dense_size = 0;
+  if (dense && j->run_dir)
+    {
+      VlTrainConfig c;
+      vl_train_config_init (&c);
+      if (vl_train_config_load (&c, j->run_dir, NULL))
+        dense_size = c.img_size;
+      vl_train_config_clear (&c);
+    }
   g_autoptr(GPtrArray) files = expand_paths (j->paths);
   const int total = (int) files->len;
   for (int i = 0; i < total; i++)
@@ -250,6 +451,19 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
         {
           r->error = g_strdup (error->message);
           g_clear_error (&error);
+          post (j->queue, r, i + 1, total);
+          continue;
+        }
+      if (dense)
+        {
+          g_mutex_lock (&j->trained->lock);
+          gboolean ok = dense_result (r, j->trained, j->task, img, dense_size, j->names, &error);
+          g_mutex_unlock (&j->trained->lock);
+          if (!ok)
+            {
+              r->error = g_strdup (error->message);
+              g_clear_error (&error);
+            }
           post (j->queue, r, i + 1, total);
           continue;
         }
@@ -370,8 +584,12 @@ row_for (VlTryPanel *self, const Result *r)
     {
       gtk_box_append (GTK_BOX (row), picture_for (r->crop));
       GtkWidget *ov = picture_for (r->overlay);
-      gtk_widget_set_tooltip_text (ov, _("Attention rollout (CLS row of the product of the blocks' "
-                                         "head-averaged attention)"));
+      gtk_widget_set_tooltip_text (ov, self->task == VL_TASK_SEGMENT
+                                       ? _("The predicted class of each pixel, in its colour")
+                                   : self->task == VL_TASK_DETECT
+                                       ? _("The predicted boxes scoring at least 0.5")
+                                       : _("Attention rollout (CLS row of the product of the "
+                                           "blocks' head-averaged attention)"));
       gtk_box_append (GTK_BOX (row), ov);
     }
   GtkWidget *col = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
@@ -391,6 +609,13 @@ row_for (VlTryPanel *self, const Result *r)
       gtk_label_set_wrap (GTK_LABEL (e), TRUE);
       gtk_widget_add_css_class (e, "error");
       gtk_box_append (GTK_BOX (col), e);
+    }
+  else if (r->summary)
+    {
+      GtkWidget *l = gtk_label_new (r->summary);
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_label_set_wrap (GTK_LABEL (l), TRUE);
+      gtk_box_append (GTK_BOX (col), l);
     }
   else if (self->task == VL_TASK_REGRESS)
     {
@@ -516,6 +741,7 @@ run_paths (VlTryPanel *self, char **paths)
   j->run_dir = g_strdup (self->run_dir);
   j->task = self->task;
   j->paths = g_strdupv (paths);
+  j->names = g_strdupv (self->names);
   gboolean was_busy = self->cancel != NULL;
   if (!was_busy)
     self->cancel = g_cancellable_new ();
@@ -577,7 +803,9 @@ vl_try_panel_set_model (VlTryPanel *self, VlTrainedRef *trained, const char *run
                                             base ? _("run ") : _("the last run"),
                                             base ? base : "",
                                             task == VL_TASK_REGRESS ? _("predicted values")
-                                                                    : _("top classes"));
+                                            : task == VL_TASK_SEGMENT ? _("masks")
+                                            : task == VL_TASK_DETECT ? _("boxes")
+                                            : _("top classes"));
       gtk_label_set_text (GTK_LABEL (self->model_label), t);
     }
   if (trained && self->paths->len > 0)
@@ -642,7 +870,14 @@ vl_try_panel_get_result (VlTryPanel *self, int i, const char **error, int *top_c
   const Result *r = g_ptr_array_index (self->results, i);
   if (error)
     *error = r->error;
-  if (r->error == NULL)
+  if (r->error == NULL && r->n_out == 0)
+    {
+      if (top_class)
+        *top_class = -1;
+      if (prob)
+        *prob = NAN;
+    }
+  else if (r->error == NULL)
     {
       int k = self->task == VL_TASK_REGRESS ? 0 : top_index (r, 0);
       if (top_class)
@@ -651,6 +886,14 @@ vl_try_panel_get_result (VlTryPanel *self, int i, const char **error, int *top_c
         *prob = r->out[k];
     }
   return r->file;
+}
+
+const char *
+vl_try_panel_get_summary (VlTryPanel *self, int i)
+{
+  g_return_val_if_fail (i >= 0 && i < (int) self->results->len, NULL);
+  const Result *r = g_ptr_array_index (self->results, i);
+  return r->summary;
 }
 
 const float *
@@ -697,6 +940,22 @@ vl_try_panel_export_csv (VlTryPanel *self, const char *path, GError **error)
         }
     }
   char buf[32];
+  if (self->task == VL_TASK_SEGMENT || self->task == VL_TASK_DETECT)
+    {
+      /* a dense task's rows: what each image holds */
+      g_string_append (s, ",summary\n");
+      for (guint i = 0; i < self->results->len; i++)
+        {
+          const Result *r = g_ptr_array_index (self->results, i);
+          if (r->error)
+            continue;
+          csv_field (s, r->file);
+          g_string_append_c (s, ',');
+          csv_field (s, r->summary ? r->summary : "");
+          g_string_append_c (s, '\n');
+        }
+      return vl_write_file_atomic (path, s->str, (gssize) s->len, error);
+    }
   if (self->task != VL_TASK_REGRESS)
     g_string_append (s, ",predicted,probability");
   for (int k = 0; k < n_out; k++)

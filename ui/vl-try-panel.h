@@ -1,7 +1,9 @@
 /* vl-try-panel.h: "Try it": new images (dropped, opened, or every image of a folder) through a
  * trained model — the finished run's or an opened run's — each shown with its top classes and
  * their probabilities (a regression run: its predicted values, in the targets' own units), the
- * crop the model saw and its attention rollout; all predictions export as one CSV table.
+ * crop the model saw and its attention rollout; a segmentation run's mask over the image it saw
+ * (at the run's input size) with the classes' shares, a detection run's boxes scoring at least
+ * 0.5 drawn on the image with their list; all predictions export as one CSV table.
  *
  *   vl_try_panel_set_model (panel, trained, run_dir, VL_TASK_CLASSIFY, class_names, NULL);
  *   const char *files[] = { "bee.jpg", "more-images/", NULL };
@@ -46,6 +48,8 @@ const char *vl_try_panel_get_result      (VlTryPanel *panel, int i, const char *
                                           int *top_class, double *prob);
 /* Result i's rollout over the patch grid (gh * gw floats; NULL for an error). */
 const float *vl_try_panel_get_rollout    (VlTryPanel *panel, int i, int *gh, int *gw);
+/* A segmentation or detection result's text (the classes' shares; the boxes); NULL otherwise. */
+const char  *vl_try_panel_get_summary    (VlTryPanel *panel, int i);
 /* Every prediction as CSV: "file,predicted,probability,p_<class>…" (classification) or
  * "file,<target>…" (regression); images that could not be read are left out. */
 gboolean    vl_try_panel_export_csv      (VlTryPanel *panel, const char *path, GError **error);
