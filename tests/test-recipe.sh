@@ -88,10 +88,10 @@ check "export-recipe writes train.py, run.json, backbone/, README.md" \
          test -s '$T/recipe/backbone/model.safetensors' && test -s '$T/recipe/order.json'"
 check "export-recipe of the regression run" "$CLI" export-recipe "$T/vlr" --out "$T/recipe-r" --with-order
 check "export-recipe refuses a run with a new CNN stem, naming it, and writes nothing" \
-  sh -c "'$CLI' train --backbone '$BB' --data '$T/colours' --out '$T/vls' --epochs 1 --batch 8 \
+  sh -c "'$CLI' train --backbone '$BB' --data '$T/colours' --out '$T/vlstem' --epochs 1 --batch 8 \
            --stem conv --unlock-schedule 0:all --seed 7 >/dev/null &&
-         ! '$CLI' export-recipe '$T/vls' --out '$T/recipe-s' 2>'$T/err' &&
-         grep -q 'new conv stem' '$T/err' && test ! -e '$T/recipe-s'"
+         ! '$CLI' export-recipe '$T/vlstem' --out '$T/recipe-stem' 2>'$T/err' &&
+         grep -q 'new conv stem' '$T/err' && test ! -e '$T/recipe-stem'"
 
 # ---- train.py on one process
 check "python3 train.py runs 3 epochs" \
