@@ -302,13 +302,14 @@ segment_image (Result *r, VlModel *m, VlSegHead *h, const VlImage *img, int size
   return TRUE;
 }
 
-/* The image scaled to at most DENSE_SHOW pixels a side, into a cairo surface (nearest). */
+/* The image scaled to DENSE_SHOW pixels on its longer side (nearest: small images stay sharp
+ * and their boxes' labels readable), into an opaque cairo surface. */
 static cairo_surface_t *
 surface_of (const VlImage *img, double *scale)
 {
-  *scale = MIN (1.0, (double) DENSE_SHOW / MAX (img->width, img->height));
+  *scale = (double) DENSE_SHOW / MAX (img->width, img->height);
   const int W = MAX (1, (int) (img->width * *scale)), H = MAX (1, (int) (img->height * *scale));
-  cairo_surface_t *surf = cairo_image_surface_create (CAIRO_FORMAT_RGB24, W, H);
+  cairo_surface_t *surf = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, W, H);
   cairo_surface_flush (surf);
   guint8 *data = cairo_image_surface_get_data (surf);
   const int stride = cairo_image_surface_get_stride (surf), C = img->channels;
@@ -317,8 +318,8 @@ surface_of (const VlImage *img, double *scale)
       {
         const uint8_t *p = img->pixels + ((gsize) MIN (img->height - 1, (int) (y / *scale)) *
                                           img->width + MIN (img->width - 1, (int) (x / *scale))) * C;
-        guint32 v = C >= 3 ? (guint32) p[0] << 16 | (guint32) p[1] << 8 | p[2]
-                           : (guint32) p[0] * 0x010101u;
+        guint32 v = 0xff000000u | (C >= 3 ? (guint32) p[0] << 16 | (guint32) p[1] << 8 | p[2]
+                                          : (guint32) p[0] * 0x010101u);
         *(guint32 *) (data + (gsize) y * stride + 4 * x) = v;
       }
   cairo_surface_mark_dirty (surf);
