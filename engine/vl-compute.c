@@ -456,12 +456,8 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
         vl_gelu_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
       else if (L->act == ACT_QUICK_GELU)
         vl_quick_gelu_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
-      else if (L->act == ACT_DERIV)
-        {
-          const float *restrict d = L->pre + s0 * L->K;
-          for (int64_t i = 0; i < (s1 - s0) * L->K; i++)
-            dinp[i] *= d[i];
-        }
+      else if (L->act == ACT_DERIV)   /* on AVX2: 2% of a small model's step in SSE */
+        vl_mul_inplace (dinp, L->pre + s0 * L->K, (s1 - s0) * L->K);
     }
 }
 

@@ -491,18 +491,41 @@ transpose8 (__m256 r[8])
   r[7] = _mm256_permute2f128_ps (u3, u7, 0x31);
 }
 
-/* dst[k * 6 + i] = src[i * lda + k] for k < 8 and i < mr (at most 6; the other rows zeros): each
- * row of the transposition (6 values and 2 zeros) stored 6 floats after the last, so that the
- * next overwrites the zeros; the last store writes 2 floats past the 48. */
+/* dst[k * w + i] = src[i * lda + k] for k < 8 and i < mr (at most w, 6 or 4; the other rows
+ * zeros): each row of the transposition (w values and 8 - w zeros) stored w floats after the
+ * last, so that the next overwrites the zeros; the last store writes 8 - w floats past the 8 w. */
 static inline __attribute__ ((always_inline)) AVX2 void
-transpose_6x8 (float *dst, const float *src, int64_t lda, int mr)
+transpose_6x8 (float *dst, const float *src, int64_t lda, int mr, int w)
 {
   __m256 r[8];
   for (int i = 0; i < 8; i++)
     r[i] = i < mr ? _mm256_loadu_ps (src + i * lda) : _mm256_setzero_ps ();
   transpose8 (r);
   for (int k = 0; k < 8; k++)
-    _mm256_storeu_ps (dst + k * MR2, r[k]);
+    _mm256_storeu_ps (dst + k * w, r[k]);
+}
+
+/* The row tiles of a block of `rows`: t-th of (rows + 5) / 6, its first row (returned) and its
+ * rows *mr. Tiles of 6, but where 1 or 2 rows would be left after a whole tile, its last 7 or 8
+ * rows go as 4 + 3 or 4 + 4: a tile of 1 or 2 rows keeps 2 or 4 accumulators, fewer than the FMA
+ * latency needs to fill both pipes, and the shipped backbone's 50-token images ended on one
+ * (8 x 6 + 2: 1.9% of a training step's samples in that tile). *w: the width of the tile's
+ * micro-panel when the rows are packed (6, or 4 for such a pair). */
+static inline int
+row_tile (int rows, int t, int *mr, int *w)
+{
+  const int n = (rows + MR2 - 1) / MR2, rem = rows % MR2;
+  if (rows > MR2 && (rem == 1 || rem == 2) && t >= n - 2)
+    {
+      const int r = (n - 2) * MR2 + (t == n - 1 ? 4 : 0);
+      *mr = t == n - 1 ? rows - r : 4;
+      *w = 4;
+      return r;
+    }
+  const int r = t * MR2;
+  *mr = rows - r < MR2 ? rows - r : MR2;
+  *w = MR2;
+  return r;
 }
 
 /* A whole 16-row panel of a weight whose rows are a multiple of 8 long, for the AVX2 kernel: 8 x 8
@@ -563,15 +586,18 @@ pack_a_avx2 (const Gemm *g, int r0, int rows)
     }
   for (int t = 0; t < tiles; t++)
     {
-      const int i0 = r0 + t * MR2, mr = rows - t * MR2 < MR2 ? rows - t * MR2 : MR2;
-      float *dst = ap->buf + (int64_t) t * MR2 * g->K;
-      const float *src = g->a + (int64_t) i0 * g->lda;
+      int mr, w;
+      const int r = row_tile (rows, t, &mr, &w);
+      /* tile t's micro-panel (w wide) starts at r K: the 4-wide pair fills the last two 6-wide
+       * panels' room */
+      float *dst = ap->buf + (int64_t) r * g->K;
+      const float *src = g->a + (int64_t) (r0 + r) * g->lda;
       int k = 0;
       for (; k + 8 <= g->K; k += 8)
-        transpose_6x8 (dst + (int64_t) k * MR2, src + k, g->lda, mr);
+        transpose_6x8 (dst + (int64_t) k * w, src + k, g->lda, mr, w);
       for (; k < g->K; k++)
-        for (int i = 0; i < mr; i++)
-          dst[(int64_t) k * MR2 + i] = src[(int64_t) i * g->lda + k];
+        for (int i = 0; i < w; i++)
+          dst[(int64_t) k * w + i] = i < mr ? src[(int64_t) i * g->lda + k] : 0.0f;
     }
   return ap->buf;
 }
@@ -597,10 +623,11 @@ gemm_avx2 (const Gemm *g, gboolean packed)
             {
               const int n = g->N - p < 16 ? g->N - p : 16;
               const float *b = g->b + (int64_t) p * g->K;
-              for (int r = 0; r < rows; r += MR2)
+              for (int t = 0; t * MR2 < rows; t++)
                 {
-                  const int mr = rows - r < MR2 ? rows - r : MR2;
-                  tiles2_PACKED1[mr] (g->K, ap + (int64_t) r * g->K, MR2, b, g->ldb,
+                  int mr, w;
+                  const int r = row_tile (rows, t, &mr, &w);
+                  tiles2_PACKED1[mr] (g->K, ap + (int64_t) r * g->K, w, b, g->ldb,
                                       g->c + (int64_t) (r0 + r) * g->ldc + p, g->ldc, g->alpha,
                                       g->bias ? g->bias + p : NULL,
                                       g->res ? g->res + (int64_t) (r0 + r) * g->ldr + p : NULL,
@@ -618,9 +645,11 @@ gemm_avx2 (const Gemm *g, gboolean packed)
                              : n == 16 ? (g->ta ? tiles2_ROWS1 : tiles2_ROWS0)
                              : (g->ta ? tiles2_ROWS_TAIL1 : tiles2_ROWS_TAIL0);
         const float *b = packed ? g->b + (int64_t) p * g->K : g->b + p;
-        for (int r = r0; r < g->M && r < r0 + mc; r += MR2)
+        const int rows = g->M - r0 < mc ? g->M - r0 : mc;
+        for (int t = 0; t * MR2 < rows; t++)
           {
-            const int mr = g->M - r < MR2 ? g->M - r : MR2;
+            int mr, w;
+            const int r = r0 + row_tile (rows, t, &mr, &w);
             fns[mr] (g->K, g->a + (g->ta ? r : (int64_t) r * g->lda), g->lda, b, g->ldb,
                      g->c + (int64_t) r * g->ldc + p, g->ldc, g->alpha,
                      g->bias ? g->bias + p : NULL,

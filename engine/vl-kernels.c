@@ -111,6 +111,13 @@ vexp (vl_vf x)
   return p * (vl_vf) two_k;
 }
 
+VL_MULTIVERSION void
+vl_mul_inplace (float *restrict x, const float *restrict y, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    x[i] *= y[i];
+}
+
 VL_MULTIVERSION static void
 layernorm_forward_generic (float *out, float *mean, float *rstd, const float *inp,
                            const float *w, const float *b, int64_t N, int C, float eps)

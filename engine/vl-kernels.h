@@ -23,6 +23,9 @@ void vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, i
 void vl_gelu_forward       (float *out, const float *inp, int64_t n);
 /* dinp = dout * gelu'(inp) (overwrites; dinp may alias dout). */
 void vl_gelu_backward      (float *dinp, const float *inp, const float *dout, int64_t n);
+/* x[i] *= y[i] (the backward's multiply by a stored GELU'(h)): one rounding per value, the same
+ * result on every instruction set */
+void vl_mul_inplace (float *x, const float *y, int64_t n);
 
 /* out = act (x) and, in place of x, act' (x): for a block whose backward will need only the
  * derivative (its activation's output being stored too), so that the backward multiplies by it

@@ -999,13 +999,14 @@ check_product (const char *what, int variant, const float *c, const float *befor
 }
 
 /* vl_gemm_packed against a double-precision reference: every remainder of its tiles (12 or 6
- * rows) and panels (32 or 16 features), with and without bias and residual, the residual being
- * the output itself, and a row stride wider than N whose extra columns must stay untouched; with
- * the weight packed by vl_pack_weights and by vl_pack_rows. */
+ * rows; 7, 8, 13 and 50 rows end on the AVX2 kernel's 4 + 3 and 4 + 4 pairs of tiles) and panels
+ * (32 or 16 features), with and without bias and residual, the residual being the output itself,
+ * and a row stride wider than N whose extra columns must stay untouched; with the weight packed
+ * by vl_pack_weights and by vl_pack_rows. */
 static void
 gemm_packed_once (void)
 {
-  static const int Ms[] = { 1, 5, 12, 13, 25, 197 }, Ns[] = { 1, 16, 17, 32, 48, 100, 192 },
+  static const int Ms[] = { 1, 5, 7, 8, 12, 13, 25, 50, 197 }, Ns[] = { 1, 16, 17, 32, 48, 100, 192 },
                    Ks[] = { 1, 3, 16, 21, 64, 200 };
   VlRng r;
   vl_rng_seed (&r, 91);
@@ -1058,7 +1059,7 @@ gemm_packed_once (void)
 static void
 gemm_rowmajor_once (void)
 {
-  static const int Ms[] = { 1, 7, 12, 30, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100, 300 },
+  static const int Ms[] = { 1, 7, 12, 30, 50, 197 }, Ns[] = { 3, 16, 32, 45, 64, 100, 300 },
                    Ks[] = { 1, 5, 64, 197, 1100 };
   VlRng r;
   vl_rng_seed (&r, 92);
