@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "vl-image.h"
+
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 /* Removes a file, or a folder and what it holds (a symbolic link is removed, not followed). */
@@ -79,4 +81,27 @@ fuzz_write (const char *name, const uint8_t *data, size_t size)
   char *path = g_build_filename (fuzz_dir (), name, NULL);
   fuzz_write_file (path, data, size);
   return path;
+}
+
+/* Makes fuzz_dir ()/rel and the folders above it; returns its path (g_free). */
+static inline char *
+fuzz_mkdirs (const char *rel)
+{
+  char *path = g_build_filename (fuzz_dir (), rel, NULL);
+  g_assert (g_mkdir_with_parents (path, 0700) == 0);
+  return path;
+}
+
+/* Writes dir/name, a w x h PNG of `channels` (1 or 3) holding a fixed pattern: the small valid
+ * images that the dataset harnesses put beside their input (vl-image.h's own writer). */
+static inline void
+fuzz_write_png (const char *dir, const char *name, int w, int h, int channels)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  VlImage *img = vl_image_new (w, h, channels);
+  for (int i = 0; i < w * h * channels; i++)
+    img->pixels[i] = (uint8_t) (i * 37);
+  g_autoptr(GError) error = NULL;
+  g_assert (vl_image_save_png (path, img, &error));
+  vl_image_free (img);
 }
