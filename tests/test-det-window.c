@@ -143,42 +143,6 @@ test_panel (void)
   gtk_window_destroy (GTK_WINDOW (window));
 }
 
-static gboolean
-try_idle (VlWindow *win)
-{
-  return !vl_try_panel_is_busy (VL_TRY_PANEL (win->try_panel)) &&
-         vl_try_panel_get_n_results (VL_TRY_PANEL (win->try_panel)) > 0;
-}
-
-/* Try It on a validation image written as a PNG: one row, no error, the run's summary. */
-static const char *
-try_one_image (VlWindow *win)
-{
-  VlDataset *ds = win->pred_data->ds;
-  VlPreprocess pp;
-  vl_preprocess_from_model (vl_trained_model (win->trained), &pp);
-  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
-  g_assert_true (vl_dataset_load (ds, VL_SPLIT_VAL, 0, &pp, VL_AUGMENT_NONE, 0, px, NULL));
-  g_autoptr(VlImage) img = vl_window_image_from_chw (px, &pp);
-  g_autofree char *dir = vl_test_tmpdir ();
-  g_autofree char *path = g_build_filename (dir, "scene.png", NULL);
-  g_autoptr(GError) error = NULL;
-  g_assert_true (vl_image_save_png (path, img, &error));
-  VlTryPanel *panel = VL_TRY_PANEL (win->try_panel);
-  const char *files[] = { path, NULL };
-  vl_try_panel_add_files (panel, files);
-  vl_test_wait_for (win, try_idle, 60, "Try It's result");
-  const char *err = NULL;
-  int top = 0;
-  vl_try_panel_get_result (panel, 0, &err, &top, NULL);
-  g_assert_null (err);
-  g_assert_cmpint (top, ==, -1);   /* no class for the whole image */
-  const char *summary = vl_try_panel_get_summary (panel, 0);
-  g_assert_nonnull (summary);
-  g_test_message ("Try It: %s", summary);
-  return summary;
-}
-
 /* ------------------------------------------------------------------ a run in the window */
 
 /* The boxes the view shows for its item: the trained model's own detections of that image,
@@ -275,22 +239,7 @@ check_results (VlWindow *win, int K, int S)
   g_assert_cmpint (vl_det_panel_get_item (panel), ==, last);
   check_shown_boxes (win, S);
 
-  gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), "evaluation");
-  const char *side[] = { "head", "data" };
-  for (int s = 0; s < 2; s++)
-    {
-      gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side[s]);
-      for (int i = 0; i < 20; i++)
-        g_main_context_iteration (NULL, FALSE);
-      int min_w, min_h;
-      gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_HORIZONTAL, -1, &min_w, NULL, NULL,
-                          NULL);
-      gtk_widget_measure (GTK_WIDGET (win), GTK_ORIENTATION_VERTICAL, MAX (min_w, 1200), &min_h,
-                          NULL, NULL, NULL);
-      g_test_message ("evaluation + %s: the window asks for %dx%d", side[s], min_w, min_h);
-      g_assert_cmpint (min_w, <=, 1366);
-      g_assert_cmpint (min_h, <=, 768);
-    }
+  vl_test_window_assert_fits (win, "evaluation");
 }
 
 /* The loss chart's CSV: the validation AP50 and AP of every epoch, numbers in [0, 1]. */
@@ -368,7 +317,7 @@ test_train (void)
   g_assert_cmpint (win->n_epochs_done, ==, 3);
   check_results (win, 4, 48);
   check_chart (win, 3);
-  const char *summary = try_one_image (win);
+  const char *summary = vl_test_window_try_scene (win);
   g_assert_nonnull (strstr (summary, "at score"));   /* "N boxes at score >= 0.5: ..." */
 
   run_dir = g_strdup (win->run_dir);

@@ -39,3 +39,8 @@ gboolean  vl_test_window_finished (VlWindow *win);
 /* The features panels (k-NN, embedding map, Try It) have nothing in flight. */
 gboolean  vl_test_window_features_idle (VlWindow *win);
 gboolean  vl_test_window_not_exporting (VlWindow *win);
+/* Try It on the first validation image of the trained run's dataset, written as a PNG: one row,
+ * no error, no class for the whole image; returns its summary (the panel's). */
+const char *vl_test_window_try_scene (VlWindow *win);
+/* The window's minimum size within 1366x768 on that main page with the head and data pages. */
+void      vl_test_window_assert_fits (VlWindow *win, const char *page);

@@ -70,6 +70,23 @@ spec_has_split (const char *spec)
   return g_file_test (val, G_FILE_TEST_IS_DIR);
 }
 
+/* A run whose events and folder carry no class names: the open dataset's, when it has K classes
+ * (kept as the window's class names); NULL otherwise. */
+char **
+vl_window_class_names_from_data (VlWindow *self, int K)
+{
+  if (self->data == NULL || vl_dataset_n_classes (self->data->ds) != K)
+    return NULL;
+  GStrvBuilder *b = g_strv_builder_new ();
+  for (int k = 0; k < K; k++)
+    g_strv_builder_add (b, vl_dataset_class_name (self->data->ds, k));
+  g_strfreev (self->class_names);
+  self->class_names = g_strv_builder_end (b);
+  g_strv_builder_unref (b);
+  self->n_classes = K;
+  return self->class_names;
+}
+
 /* also from the trainer's READY/FINISHED events */
 void
 vl_window_show_skipped (VlWindow *self, char **skipped)

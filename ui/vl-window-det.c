@@ -272,18 +272,8 @@ void
 vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 {
   const VlDetResult *r = &m->det;
-  if (names == NULL && self->data && vl_dataset_is_detection (self->data->ds) &&
-      vl_dataset_n_classes (self->data->ds) == r->n_classes)
-    {
-      /* a run whose events and folder carry no class names: the open dataset's */
-      GStrvBuilder *b = g_strv_builder_new ();
-      for (int k = 0; k < r->n_classes; k++)
-        g_strv_builder_add (b, vl_dataset_class_name (self->data->ds, k));
-      g_strfreev (self->class_names);
-      self->class_names = names = g_strv_builder_end (b);
-      g_strv_builder_unref (b);
-      self->n_classes = r->n_classes;
-    }
+  if (names == NULL && self->data && vl_dataset_is_detection (self->data->ds))
+    names = vl_window_class_names_from_data (self, r->n_classes);
   g_autofree char *acc = g_strdup_printf (_("%.3f · AP %.3f"), r->ap50, r->ap);
   gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
   gtk_widget_set_tooltip_text (self->stat_acc, _("COCO AP at IoU 0.5 · AP over IoU 0.5 to 0.95"));

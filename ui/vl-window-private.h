@@ -281,6 +281,10 @@ vl_window_trainer (VlWindow *self)
  * attention is taken from the event). */
 void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
 
+/* The open dataset's class names for a run that names none (vl-window-data.c); NULL when its
+ * class count is not K. */
+char **vl_window_class_names_from_data (VlWindow *self, int K);
+
 /* vl-window-seg.c */
 void  vl_window_seg_init         (VlWindow *self);
 void  vl_window_seg_dispose      (VlWindow *self);
