@@ -205,6 +205,17 @@ test_config_crop_pct (void)
   g_assert_cmpfloat (vl_model_geometry (m)->crop_pct, ==, 0.875);
 }
 
+/* A mean or std finite as a double but beyond float's range (fuzz-config: 9e99) became
+ * infinity in the float the geometry keeps; now refused. */
+static void
+test_config_mean_std_range (void)
+{
+  assert_config_refused ("\"std\" : [\n      0.3529999852180481", "\"std\" : [\n      9e99",
+                         "std", "float's range");
+  assert_config_refused ("\"mean\" : [\n      0.28600001335144043",
+                         "\"mean\" : [\n      -9e99", "mean", "float's range");
+}
+
 static void
 test_config_heads (void)
 {
@@ -1101,6 +1112,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/config/crop-pct", test_config_crop_pct);
   g_test_add_func ("/hardening/config/cli-classify", test_config_cli_classify);
   g_test_add_func ("/hardening/config/heads", test_config_heads);
+  g_test_add_func ("/hardening/config/mean-std-range", test_config_mean_std_range);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
   g_test_add_func ("/hardening/weights/too-large", test_weights_too_large);
   g_test_add_func ("/hardening/forward/non-finite", test_forward_non_finite);
