@@ -26,6 +26,7 @@
 #include "vl-det-data.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -1419,6 +1420,13 @@ read_targets_csv (VlDataset *ds, VlSplit split, const char *dir, GError **error)
             {
               g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
                            "%s:%d: %s: '%s' is not a number", csv, line,
+                           ds->value_names[j], v);
+              return FALSE;
+            }
+          if (fabs (x) > FLT_MAX)
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                           "%s:%d: %s: '%s' is beyond a float's range (±3.4e38)", csv, line,
                            ds->value_names[j], v);
               return FALSE;
             }

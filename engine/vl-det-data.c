@@ -439,10 +439,9 @@ coco_categories (JsonObject *root, const char *path, GTree *cats, GError **error
   JsonArray *a = json_array_member (root, "categories");
   for (guint i = 0; a != NULL && i < json_array_get_length (a); i++)
     {
-      JsonObject *c = json_array_get_object_element (a, i);
+      JsonObject *c = vl_json_array_object (a, i);
       gint64 id;
-      const char *name = c && json_object_has_member (c, "name")
-                         ? json_object_get_string_member (c, "name") : NULL;
+      const char *name = vl_json_string_member (c, "name", NULL);
       if (!json_int_member (c, "id", &id) || name == NULL)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: categories[%u] has no integer id "
@@ -471,7 +470,7 @@ coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char 
   g_autoptr(GPtrArray) raws = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
   for (guint i = 0; i < n_img; i++)
     {
-      JsonObject *im = json_array_get_object_element (images, i);
+      JsonObject *im = vl_json_array_object (images, i);
       if (!json_int_member (im, "id", &ids[i]) || !json_object_has_member (im, "file_name"))
         {
           g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: images[%u] has no integer id and "
@@ -485,7 +484,7 @@ coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char 
     }
   for (guint i = 0; anns != NULL && i < json_array_get_length (anns); i++)
     {
-      JsonObject *an = json_array_get_object_element (anns, i);
+      JsonObject *an = vl_json_array_object (anns, i);
       gint64 id = i, img, cat, crowd = 0;
       json_int_member (an, "id", &id);
       g_autofree char *where = g_strdup_printf ("%s: annotation %" G_GINT64_FORMAT, path, id);
@@ -520,8 +519,8 @@ coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char 
   g_autofree char *dir = g_build_filename (root, "images", split_names[sp], NULL);
   for (guint i = 0; i < n_img; i++)
     {
-      JsonObject *im = json_array_get_object_element (images, i);
-      const char *fn = json_object_get_string_member (im, "file_name");
+      JsonObject *im = vl_json_array_object (images, i);
+      const char *fn = vl_json_string_member (im, "file_name", NULL);
       g_autofree char *image = fn ? g_build_filename (dir, fn, NULL) : NULL;
       if (image == NULL || !g_file_test (image, G_FILE_TEST_EXISTS))
         {

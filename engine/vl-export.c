@@ -14,6 +14,7 @@
 #include "vl-det-head.h"
 #include "vl-seg-head.h"
 #include "vl-run.h"
+#include "vl-json.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -330,25 +331,24 @@ vl_run_export_head (const char *run_dir, int width, const char *out, char **what
   g_autoptr(JsonParser) cp = json_parser_new ();
   g_autoptr(JsonParser) rp = json_parser_new ();
   GError *local = NULL;
-  if (!json_parser_load_from_file (cp, cpath, &local) ||
-      !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (cp)))
+  JsonObject *c = json_parser_load_from_file (cp, cpath, &local) ? vl_json_root_object (cp)
+                                                                  : NULL;
+  if (c == NULL)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s", cpath,
                    local ? local->message : "not a JSON object");
       g_clear_error (&local);
       return FALSE;
     }
-  JsonObject *c = json_node_get_object (json_parser_get_root (cp));
   g_autofree char *k_head = g_strconcat (prefix, "_head", NULL);
   g_autofree char *k_classes = g_strconcat (prefix, "_num_classes", NULL);
   g_autofree char *k_size = g_strconcat (prefix, "_img_size", NULL);
   json_object_set_string_member (c, "task", det ? "detection" : "segmentation");
   json_object_set_string_member (c, k_head, kind);
   json_object_set_int_member (c, k_classes, K);
-  if (json_parser_load_from_file (rp, rpath, NULL) &&
-      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (rp)))
+  JsonObject *r = json_parser_load_from_file (rp, rpath, NULL) ? vl_json_root_object (rp) : NULL;
+  if (r != NULL)
     {
-      JsonObject *r = json_node_get_object (json_parser_get_root (rp));
       JsonObject *d = json_object_has_member (r, "data")
                       ? json_object_get_object_member (r, "data") : NULL;
       JsonObject *tk = json_object_has_member (r, "task")

@@ -483,6 +483,14 @@ read_mean_std (const Config *c, JsonObject *o, const char *mean_key, const char 
         dst[k][i] = (float) nums[n == 1 ? 0 : MIN (i, n - 1)];
     }
   for (int i = 0; i < g->in_chans; i++)
+    if (!isfinite (g->mean[i]) || !isfinite (g->std[i]))
+      {
+        /* finite as doubles (config_numbers checks), not as the floats kept */
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s or %s is beyond a float's range "
+                     "(±3.4e38)", c->path, mean_key, std_key);
+        return FALSE;
+      }
+  for (int i = 0; i < g->in_chans; i++)
     if (!(g->std[i] > 0))
       {
         g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s must be positive", c->path,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "vl-kernels.h"
+#include "vl-json.h"
 
 void
 vl_head_param_init (VlHeadParam *p, const char *name, int ndim, const int64_t *shape)
@@ -177,9 +178,8 @@ vl_head_params_restore (VlHeadParam *p, int n, VlSafetensors *st, const char *wh
   const char *steps_json = g_hash_table_lookup (vl_safetensors_metadata (st), "steps");
   g_autoptr(JsonParser) parser = json_parser_new ();
   JsonObject *steps = NULL;
-  if (steps_json && json_parser_load_from_data (parser, steps_json, -1, NULL) &&
-      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    steps = json_node_get_object (json_parser_get_root (parser));
+  if (steps_json && json_parser_load_from_data (parser, steps_json, -1, NULL))
+    steps = vl_json_root_object (parser);
   for (int i = 0; i < n; i++)
     {
       if (!vl_head_param_read (&p[i], st, what, error))

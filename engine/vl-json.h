@@ -17,6 +17,49 @@ vl_json_object_member (JsonObject *o, const char *key)
   return JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
 }
 
+/* The parsed document when it is an object; NULL for anything else, and for a document of
+ * nothing (json_parser_load_from_data accepts an empty or comment-only text with no root, and
+ * JSON_NODE_HOLDS_OBJECT of that NULL root is a critical). */
+static inline JsonObject *
+vl_json_root_object (JsonParser *p)
+{
+  JsonNode *n = json_parser_get_root (p);
+  return n != NULL && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+}
+
+/* Member `key` of o when it is a string; def when o is NULL or the member is absent or null;
+ * NULL when it is of another type. (json_object_get_string_member and its _with_default refuse a
+ * member that is an object or an array with a critical.) */
+static inline const char *
+vl_json_string_member (JsonObject *o, const char *key, const char *def)
+{
+  JsonNode *n = o != NULL ? json_object_get_member (o, key) : NULL;
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n))
+    return def;
+  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return json_node_get_string (n);
+}
+
+/* Member `key` of o when it is a boolean; def for anything else. */
+static inline gboolean
+vl_json_bool_member (JsonObject *o, const char *key, gboolean def)
+{
+  JsonNode *n = o != NULL ? json_object_get_member (o, key) : NULL;
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+    return def;
+  return json_node_get_boolean (n);
+}
+
+/* Element i of a when it is an object; NULL for anything else (json_array_get_object_element
+ * refuses a number or a string with a critical). */
+static inline JsonObject *
+vl_json_array_object (JsonArray *a, guint i)
+{
+  JsonNode *n = json_array_get_element (a, i);
+  return n != NULL && JSON_NODE_HOLDS_OBJECT (n) ? json_node_get_object (n) : NULL;
+}
+
 /* A number (or boolean, as 0/1) held by n; FALSE for anything else, null included. */
 static inline gboolean
 vl_json_number (JsonNode *n, double *out)

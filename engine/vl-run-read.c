@@ -73,7 +73,7 @@ read_segment (JsonObject *o, VlEpochMetrics *m, int K)
   m->seg.aacc = member_double (o, "val_aacc");
   m->seg.macc = member_double (o, "val_macc");
   m->seg.n = member_int (o, "val_images");
-  m->seg.own_size = g_strcmp0 (json_object_get_string_member_with_default (o, "val_at", ""),
+  m->seg.own_size = g_strcmp0 (vl_json_string_member (o, "val_at", ""),
                                "own size") == 0;
   member_doubles (o, "val_iou", m->seg.iou, K);
   member_doubles (o, "val_acc", m->seg.acc, K);
@@ -146,16 +146,17 @@ vl_run_read_metrics (const char *run_dir, VlTaskKind task, int n_outputs, GError
       if (*g_strstrip (lines[i]) == '\0')
         continue;
       g_autoptr(JsonParser) parser = json_parser_new ();
-      if (!json_parser_load_from_data (parser, lines[i], -1, NULL) ||
-          !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+      JsonObject *o = json_parser_load_from_data (parser, lines[i], -1, NULL)
+                      ? vl_json_root_object (parser) : NULL;
+      if (o == NULL)
         continue;   /* a line cut by a crash: the epochs before it stand */
-      JsonObject *o = json_node_get_object (json_parser_get_root (parser));
       VlEpochMetrics *m = g_new0 (VlEpochMetrics, 1);
-      const char *kind = json_object_get_string_member_with_default (o, "task", "classify");
-      if (!vl_task_from_string (kind, &m->task) || m->task != task)
+      const char *kind = vl_json_string_member (o, "task", "classify");
+      if (kind == NULL || !vl_task_from_string (kind, &m->task) || m->task != task)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s:%d: an epoch of task \"%s\" in a "
-                       "run of task \"%s\"", path, i + 1, kind, vl_task_name (task));
+                       "run of task \"%s\"", path, i + 1, kind ? kind : "(not a string)",
+                       vl_task_name (task));
           vl_epoch_metrics_free (m);
           g_ptr_array_unref (out);
           return NULL;
@@ -163,12 +164,12 @@ vl_run_read_metrics (const char *run_dir, VlTaskKind task, int n_outputs, GError
       m->epoch = (int) member_int (o, "epoch");
       m->step = member_int (o, "step");
       m->unlocked = (int) member_int (o, "unlocked");
-      m->cached = json_object_get_boolean_member_with_default (o, "cached", FALSE);
+      m->cached = vl_json_bool_member (o, "cached", FALSE);
       m->lr = member_double (o, "lr");
       m->train_loss = member_double (o, "train_loss");
       m->seconds = member_double (o, "seconds");
       m->images_per_s = member_double (o, "images_per_s");
-      m->best = json_object_get_boolean_member_with_default (o, "best", FALSE);
+      m->best = vl_json_bool_member (o, "best", FALSE);
       if (task == VL_TASK_REGRESS)
         read_regress (o, m, n_outputs);
       else if (task == VL_TASK_SEGMENT)

@@ -9,6 +9,7 @@
 #include "vl-dataset.h"
 #include "vl-image.h"
 #include "vl-model.h"
+#include "vl-trainer.h"
 
 #include <glib/gstdio.h>
 #include <float.h>
@@ -202,6 +203,17 @@ test_config_crop_pct (void)
   g_autoptr(VlModel) m = vl_model_load (dir, &error);
   g_assert_no_error (error);
   g_assert_cmpfloat (vl_model_geometry (m)->crop_pct, ==, 0.875);
+}
+
+/* A mean or std finite as a double but beyond float's range (fuzz-config: 9e99) became
+ * infinity in the float the geometry keeps; now refused. */
+static void
+test_config_mean_std_range (void)
+{
+  assert_config_refused ("\"std\" : [\n      0.3529999852180481", "\"std\" : [\n      9e99",
+                         "std", "float's range");
+  assert_config_refused ("\"mean\" : [\n      0.28600001335144043",
+                         "\"mean\" : [\n      -9e99", "mean", "float's range");
 }
 
 static void
@@ -979,6 +991,119 @@ test_dataset_symlinks (void)
   vl_dataset_free (ds2);
 }
 
+/* ------------------------------------------------------------------ targets.csv */
+
+/* A target finite as a double but beyond float's range (fuzz-csv: 0.2e53) became infinity in
+ * the float the dataset keeps; now refused, naming the file and line. */
+static void
+test_csv_float_range (void)
+{
+  g_autofree char *root = vl_test_tmpdir ();
+  write_pngs (root, 2, 1);
+  static const char csv[] = "file,x\nimg00.png,1\nimg01.png,0.2e53\n";
+  g_autofree char *p = write_bytes (root, "targets.csv", csv, strlen (csv));
+  VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;
+  g_autoptr(GError) error = NULL;
+  g_assert_null (vl_dataset_open (root, &opt, &error));
+  g_autofree char *where = g_strconcat (p, ":3", NULL);
+  assert_error_names (error, where, "0.2e53", "float", NULL);
+  g_clear_error (&error);
+  /* FLT_MAX itself still reads */
+  static const char edge[] = "file,x\nimg00.png,1\nimg01.png,-3.4028234e38\n";
+  g_free (write_bytes (root, "targets.csv", edge, strlen (edge)));
+  VlDataset *ds = vl_dataset_open (root, &opt, &error);
+  g_assert_no_error (error);
+  vl_dataset_free (ds);
+}
+
+/* ------------------------------------------------------------------ JSON of the wrong type */
+
+/* metrics.jsonl with members of the wrong type (fuzz-metrics): json-glib's string and boolean
+ * getters refused them with a critical, which a GLib test makes fatal. Now a "task" that is not
+ * a string is an error naming the line, and the rest reads as absent. */
+static void
+test_metrics_wrong_types (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  static const char good[] =
+    "{\"task\":\"segment\",\"epoch\":0,\"cached\":[1],\"best\":{},\"val_at\":[\"own size\"],"
+    "\"val_miou\":0.5,\"val_iou\":[0.25,0.75]}\n";
+  g_autofree char *p = write_bytes (dir, "metrics.jsonl", good, strlen (good));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GPtrArray) epochs = vl_run_read_metrics (dir, VL_TASK_SEGMENT, 2, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (epochs->len, ==, 1);
+  const VlEpochMetrics *m = g_ptr_array_index (epochs, 0);
+  g_assert_false (m->cached);
+  g_assert_false (m->best);
+  g_assert_false (m->seg.own_size);
+  g_assert_cmpfloat (m->seg.iou[1], ==, 0.75);
+
+  /* a line of only a comment parses to no document at all (a NULL root): left out */
+  static const char comment[] = "/* c */\n{\"task\":\"classify\",\"epoch\":3}\n";
+  g_free (write_bytes (dir, "metrics.jsonl", comment, strlen (comment)));
+  g_autoptr(GPtrArray) one = vl_run_read_metrics (dir, VL_TASK_CLASSIFY, 2, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (one->len, ==, 1);
+  g_assert_cmpint (((VlEpochMetrics *) g_ptr_array_index (one, 0))->epoch, ==, 3);
+
+  static const char bad[] = "{\"task\":\"classify\",\"epoch\":0}\n{\"task\":[\"classify\"]}\n";
+  g_free (write_bytes (dir, "metrics.jsonl", bad, strlen (bad)));
+  g_assert_null (vl_run_read_metrics (dir, VL_TASK_CLASSIFY, 2, &error));
+  g_autofree char *line = g_strconcat (p, ":2", NULL);
+  assert_error_names (error, line, "not a string", NULL);
+}
+
+/* A COCO folder whose instances JSON holds elements and members of the wrong type
+ * (fuzz-detect): refused or skipped with the file named, no critical. */
+static void
+test_coco_wrong_types (void)
+{
+  g_autofree char *root = vl_test_tmpdir ();
+  g_autofree char *ann = g_build_filename (root, "annotations", NULL);
+  g_autofree char *train = g_build_filename (root, "images", "train", NULL);
+  g_autofree char *val = g_build_filename (root, "images", "val", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (ann, 0755), ==, 0);
+  write_pngs (train, 1, 1);
+  write_pngs (val, 1, 2);
+  static const char val_json[] =
+    "{\"images\":[{\"id\":1,\"file_name\":\"img00.png\"}],\"annotations\":[\"x\",7,"
+    "{\"image_id\":1,\"category_id\":1,\"bbox\":[1,1,2,2]}],"
+    "\"categories\":[{\"id\":1,\"name\":\"cat\"}]}";
+  g_free (write_bytes (ann, "instances_val.json", val_json, strlen (val_json)));
+  static const char *const train_json[] = {
+    "{\"images\":[3],\"categories\":[]}",
+    "{\"images\":[],\"categories\":[\"cat\"]}",
+    "{\"images\":[],\"categories\":[{\"id\":1,\"name\":[\"cat\"]}]}",
+  };
+  static const char *const reasons[] = { "images[0]", "categories[0]", "categories[0]" };
+  VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;
+  opt.detect = TRUE;
+  for (guint i = 0; i < G_N_ELEMENTS (train_json); i++)
+    {
+      g_autofree char *p = write_bytes (ann, "instances_train.json", train_json[i],
+                                        strlen (train_json[i]));
+      g_autoptr(GError) error = NULL;
+      g_assert_null (vl_dataset_open (root, &opt, &error));
+      assert_error_names (error, p, reasons[i], NULL);
+    }
+  /* a file_name that is not a string: that image skipped, its box with it */
+  static const char named[] =
+    "{\"images\":[{\"id\":1,\"file_name\":\"img00.png\"},{\"id\":2,\"file_name\":{}}],"
+    "\"annotations\":[{\"image_id\":1,\"category_id\":1,\"bbox\":[1,1,2,2]}],"
+    "\"categories\":[{\"id\":1,\"name\":\"cat\"}]}";
+  g_free (write_bytes (ann, "instances_train.json", named, strlen (named)));
+  g_autoptr(GError) error = NULL;
+  VlDataset *ds = vl_dataset_open (root, &opt, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 1);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_VAL), ==, 1);
+  g_autoptr(GPtrArray) skipped = vl_dataset_skipped (ds);
+  g_assert_true (skipped_has (skipped, "instances_train.json: image 2", "(no name)"));
+  g_assert_true (skipped_has (skipped, "instances_val.json: annotation 0", "no image_id"));
+  vl_dataset_free (ds);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -987,6 +1112,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/config/crop-pct", test_config_crop_pct);
   g_test_add_func ("/hardening/config/cli-classify", test_config_cli_classify);
   g_test_add_func ("/hardening/config/heads", test_config_heads);
+  g_test_add_func ("/hardening/config/mean-std-range", test_config_mean_std_range);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
   g_test_add_func ("/hardening/weights/too-large", test_weights_too_large);
   g_test_add_func ("/hardening/forward/non-finite", test_forward_non_finite);
@@ -999,5 +1125,8 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/image/jpeg-oversized-dht", test_image_jpeg_dht);
   g_test_add_func ("/hardening/image/formats-exact", test_image_formats_exact);
   g_test_add_func ("/hardening/dataset/symlinks", test_dataset_symlinks);
+  g_test_add_func ("/hardening/csv/float-range", test_csv_float_range);
+  g_test_add_func ("/hardening/json/metrics-wrong-types", test_metrics_wrong_types);
+  g_test_add_func ("/hardening/json/coco-wrong-types", test_coco_wrong_types);
   return g_test_run ();
 }

@@ -83,6 +83,23 @@ fuzz_write (const char *name, const uint8_t *data, size_t size)
   return path;
 }
 
+/* Makes a GLib critical (a g_return_if_fail refusing what a parser passed, as json-glib's
+ * getters do for a member of the wrong type) abort, as it does in the GLib tests: a finding. */
+static inline void
+fuzz_log (const char *domain, GLogLevelFlags level, const char *message, gpointer data)
+{
+  g_log_default_handler (domain, level, message, data);
+  if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_ERROR | G_LOG_FLAG_FATAL))
+    abort ();   /* SIGABRT, which libFuzzer catches and keeps the input of (not G_BREAKPOINT's
+                 * SIGTRAP) */
+}
+
+static inline void
+fuzz_fatal_criticals (void)
+{
+  g_log_set_default_handler (fuzz_log, NULL);
+}
+
 /* Makes fuzz_dir ()/rel and the folders above it; returns its path (g_free). */
 static inline char *
 fuzz_mkdirs (const char *rel)

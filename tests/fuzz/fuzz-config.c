@@ -1,6 +1,10 @@
 /* fuzz-config.c: a checkpoint folder whose config.json (or, by the first byte,
- * open_clip_config.json, read when config.json is absent) is the input; vl_model_load must load
- * it or refuse it with an error naming a file.
+ * open_clip_config.json, read when config.json is absent, or preprocessor_config.json) is the
+ * input; vl_model_load must load it or refuse it with an error naming a file.
+ *
+ * preprocessor_config.json is read only beside a Hugging Face ViT's weights: for it the folder is
+ * another, holding links to tests/data/fam-hf-vit's config.json and model.safetensors (a 32-wide,
+ * 3-block HF ViT of 32 pixels, 186 KB).
  *
  * The weights beside it are a small timm ViT made once at start-up (TINY_GEOMETRY: the shipped
  * backbone's layout, 1 channel, patch 4, 3 heads, MLP ratio 4, 5 classes, cls token, patch bias,
@@ -12,6 +16,7 @@
 #include "fuzz-common.h"
 #include "vl-model.h"
 
+#include <math.h>
 #include <string.h>
 
 #define TINY_GEOMETRY "img=8,patch=4,chans=1,width=12,depth=2,heads=3"
@@ -38,15 +43,38 @@ make_checkpoint (void)
   return dir;
 }
 
+/* A folder of links to the HF ViT fixture's config.json and model.safetensors. */
+static char *
+make_hf_checkpoint (void)
+{
+  char *dir = g_build_filename (fuzz_dir (), "hf", NULL);
+  g_assert (g_mkdir (dir, 0700) == 0);
+  static const char *const files[] = { "config.json", "model.safetensors" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *target = g_build_filename (VITLAB_TESTS_DATA_DIR, "fam-hf-vit", files[i],
+                                                  NULL);
+      g_autofree char *link = g_build_filename (dir, files[i], NULL);
+      g_assert (g_file_test (target, G_FILE_TEST_IS_REGULAR));
+      g_assert (symlink (target, link) == 0);
+    }
+  return dir;
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  static char *dir;
-  if (dir == NULL)
-    dir = make_checkpoint ();
-  static const char *names[] = { "config.json", "open_clip_config.json" };
-  const char *name = names[size > 0 ? data[0] % 2 : 0];
-  g_autofree char *cfg = g_build_filename (dir, name, NULL);
+  static char *tiny, *hf;
+  if (tiny == NULL)
+    {
+      tiny = make_checkpoint ();
+      hf = make_hf_checkpoint ();
+    }
+  static const char *names[] = { "config.json", "open_clip_config.json",
+                                 "preprocessor_config.json" };
+  int which = size > 0 ? data[0] % 3 : 0;
+  const char *dir = which == 2 ? hf : tiny;
+  g_autofree char *cfg = g_build_filename (dir, names[which], NULL);
   fuzz_write_file (cfg, data + (size > 0), size - (size > 0));
   g_autoptr(GError) error = NULL;
   g_autoptr(VlModel) m = vl_model_load (dir, &error);
@@ -58,6 +86,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       g_assert (g->input_size >= g->patch && g->input_size <= VL_MAX_INPUT_SIZE);
       g_assert (g->crop_pct >= VL_MIN_CROP_PCT && g->crop_pct <= VL_MAX_CROP_PCT);
       g_assert (g->heads >= 1 && g->width % g->heads == 0);
+      for (int c = 0; c < g->in_chans && c < 4; c++)
+        g_assert (isfinite (g->mean[c]) && isfinite (g->std[c]) && g->std[c] > 0);
     }
   g_unlink (cfg);
   return 0;

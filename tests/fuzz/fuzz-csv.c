@@ -46,6 +46,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   static char *flat, *split, *csvs[3];
   if (flat == NULL)
     {
+      fuzz_fatal_criticals ();
       flat = fuzz_mkdirs ("targets");
       split = fuzz_mkdirs ("targets-split");
       g_autofree char *train = fuzz_mkdirs ("targets-split/train");

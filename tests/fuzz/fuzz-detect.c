@@ -97,7 +97,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     "annotations/instances_train.json", "labels/train/a.txt", "data.yaml", "Annotations/a.xml",
   };
   if (roots[0] == NULL)
-    make_folders (roots);
+    {
+      fuzz_fatal_criticals ();
+      make_folders (roots);
+    }
   int which = size > 0 ? data[0] % 4 : 0;
   g_autofree char *path = g_build_filename (roots[which], inputs[which], NULL);
   fuzz_write_file (path, data + (size > 0), size - (size > 0));

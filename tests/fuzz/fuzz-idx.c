@@ -81,7 +81,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   static char *dir;
   static int replaced = -1;   /* the file holding an earlier input; -1: all four to write */
   if (dir == NULL)
-    dir = fuzz_mkdirs ("fashion-mnist");
+    {
+      fuzz_fatal_criticals ();
+      dir = fuzz_mkdirs ("fashion-mnist");
+    }
   int flags = size > 0 ? data[0] : 0, which = flags & 3;
   for (int f = 0; f < 4; f++)
     if (f != which && (replaced == -1 || f == replaced))

@@ -72,6 +72,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   static int last = -1;   /* which file the earlier input was */
   if (root == NULL)
     {
+      fuzz_fatal_criticals ();
       root = make_folder ();
       mask = g_build_filename (root, "masks", "train", "a.png", NULL);
       labels = g_build_filename (root, "labels.txt", NULL);

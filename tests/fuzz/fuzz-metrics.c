@@ -12,7 +12,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   static char *dir;
   if (dir == NULL)
-    dir = fuzz_mkdirs ("run");
+    {
+      fuzz_fatal_criticals ();
+      dir = fuzz_mkdirs ("run");
+    }
   int flags = size > 0 ? data[0] : 0;
   VlTaskKind task = (VlTaskKind) (flags & 3);
   int n_outputs = ((flags >> 2) & 15) + 1;
