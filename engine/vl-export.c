@@ -349,10 +349,9 @@ vl_run_export_head (const char *run_dir, int width, const char *out, char **what
   JsonObject *r = json_parser_load_from_file (rp, rpath, NULL) ? vl_json_root_object (rp) : NULL;
   if (r != NULL)
     {
-      JsonObject *d = json_object_has_member (r, "data")
-                      ? json_object_get_object_member (r, "data") : NULL;
-      JsonObject *tk = json_object_has_member (r, "task")
-                       ? json_object_get_object_member (r, "task") : NULL;
+      /* members of another type than run.json's are taken as absent */
+      JsonObject *d = vl_json_object_member (r, "data");
+      JsonObject *tk = vl_json_object_member (r, "task");
       if (d && json_object_has_member (d, "classes"))
         json_object_set_member (c, "label_names",
                                 json_node_copy (json_object_get_member (d, "classes")));
