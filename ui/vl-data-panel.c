@@ -12,7 +12,7 @@ struct _VlDataPanel {
   GtkWidget *val_fraction_box, *val_fraction_spin;
   GtkWidget *knn_panel, *classes_box, *skipped_expander, *skipped_list;
   GtkWidget *augment_dropdown, *cache_switch;
-  char      *shown_name, *shown_spec;   /* the dataset open, to come back to when a scan fails */
+  char      *shown_name;   /* the dataset open, to come back to when a scan fails */
   gboolean   editable;
   int        n_skipped;
 };
@@ -279,7 +279,6 @@ vl_data_panel_finalize (GObject *object)
 {
   VlDataPanel *self = VL_DATA_PANEL (object);
   g_free (self->shown_name);
-  g_free (self->shown_spec);
   G_OBJECT_CLASS (vl_data_panel_parent_class)->finalize (object);
 }
 

@@ -22,7 +22,7 @@
 #define MATCH_IOU 0.5f
 
 struct _VlDetPredictions {
-  int          n, K, S;
+  int          n, K;
   GArray      *gt, *dt;       /* VlCocoBox, .image = the item, in its own pixels */
   int         *missed, *false_pos;   /* (n) at GALLERY_SCORE */
   int          n_kept;        /* the median image and the worst N_WORST, for display */
@@ -177,7 +177,6 @@ vl_det_predictions_compute (VlModel *m, VlDetHead *h, VlDataset *ds, int size,
   g_autoptr(VlDetPredictions) p = g_new0 (VlDetPredictions, 1);
   p->n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   p->K = K;
-  p->S = pp.size;
   p->gt = g_array_new (FALSE, FALSE, sizeof (VlCocoBox));
   p->dt = g_array_new (FALSE, FALSE, sizeof (VlCocoBox));
   p->class_names = g_new0 (char *, K + 1);
