@@ -123,15 +123,8 @@ vl_evaluate_detect (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit split, int 
     }
   const VlGeometry *g = vl_model_geometry (m);
   VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (size > 0)
-    pp.size = size;
-  if (pp.size % g->patch != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
-                   "patch size %d", pp.size, g->patch);
-      return FALSE;
-    }
+  if (!vl_preprocess_dense (m, size, &pp, error))
+    return FALSE;
   const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
   g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
                                               MAX (batch_size, 1), FALSE, 0);
@@ -174,16 +167,9 @@ vl_detect_image (VlModel *m, VlDetHead *h, const VlImage *img, int size,
 {
   const VlGeometry *g = vl_model_geometry (m);
   VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (size > 0)
-    pp.size = size;
+  if (!vl_preprocess_dense (m, size, &pp, error))
+    return -1;
   const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
-  if (S % g->patch != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
-                   "patch size %d", S, g->patch);
-      return -1;
-    }
   g_autofree float *x = g_new (float, (gsize) pp.channels * S * S);
   vl_preprocess_squash (img, &pp, x);
   if (!vl_model_forward (m, x, 1, S, S, VL_FORWARD_INFER, error))

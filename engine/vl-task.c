@@ -242,6 +242,22 @@ vl_preprocess_from_model (VlModel *m, VlPreprocess *pp)
   memcpy (pp->std, g->std, sizeof pp->std);
 }
 
+gboolean
+vl_preprocess_dense (VlModel *m, int size, VlPreprocess *pp, GError **error)
+{
+  const int patch = vl_model_geometry (m)->patch;
+  vl_preprocess_from_model (m, pp);
+  if (size > 0)
+    pp->size = size;
+  if (pp->size % patch != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
+                   "patch size %d", pp->size, patch);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ------------------------------------------------------------------ evaluation */
 
 void
@@ -468,15 +484,8 @@ vl_evaluate_segment (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split, int
     }
   const VlGeometry *g = vl_model_geometry (m);
   VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (size > 0)
-    pp.size = size;
-  if (pp.size % g->patch != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "input size %d is not a multiple of the "
-                   "patch size %d", pp.size, g->patch);
-      return FALSE;
-    }
+  if (!vl_preprocess_dense (m, size, &pp, error))
+    return FALSE;
   const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
   g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
                                               MAX (batch_size, 1), FALSE, 0);

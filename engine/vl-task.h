@@ -164,6 +164,9 @@ gboolean  vl_evaluate_segment    (VlModel *m, VlSegHead *h, VlDataset *ds, VlSpl
 /* The model's evaluation preprocessing (pretrained_cfg: input size, crop_pct, interpolation,
  * mean, std; channels = in_chans). */
 void      vl_preprocess_from_model (VlModel *m, VlPreprocess *pp);
+/* The same at a dense task's input side: size (0: the model's input size) squashed to, which
+ * must be a multiple of the patch (an error says so otherwise). */
+gboolean  vl_preprocess_dense    (VlModel *m, int size, VlPreprocess *pp, GError **error);
 /* Evaluates the model (its head must have the dataset's classes) on one split, in batches. */
 gboolean  vl_evaluate            (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
                                   GCancellable *cancellable, VlEvalResult *out, GError **error);
