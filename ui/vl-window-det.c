@@ -380,10 +380,14 @@ thumbnails (VlWindow *self, VlDataset *ds)
   return flow;
 }
 
-void
-vl_window_det_show_classes (VlWindow *self)
+/* "dataset-changed": a detection set's card (box counts, a few images with their boxes; a
+ * set with masks too is segmentation's). */
+static void
+show_classes (VlWindow *self)
 {
   VlDataset *ds = self->data->ds;
+  if (!vl_dataset_is_detection (ds) || vl_dataset_is_segmentation (ds))
+    return;
   const int K = vl_dataset_n_classes (ds);
   g_autofree int64_t *count = g_new0 (int64_t, 2 * MAX (K, 1));
   int64_t total[2] = { 0, 0 };
@@ -449,6 +453,7 @@ void
 vl_window_det_init (VlWindow *self)
 {
   g_signal_connect (self->det_panel, "item-activated", G_CALLBACK (on_item_activated), self);
+  g_signal_connect_swapped (self, "dataset-changed", G_CALLBACK (show_classes), self);
 }
 
 void

@@ -1,8 +1,23 @@
-/* vl-window-private.h: the window's state, shared by the files that implement it
- * (vl-window.c: the type, actions and their sensitivity; vl-window-backbone.c: the backbone,
- * layer groups, head and unfreezing schedule; vl-window-data.c: the dataset panel;
- * vl-window-train.c: training, the embedded views, runs and export). Tests include it to read
- * the window's state. Everything here is main-thread only. */
+/* vl-window-private.h: the window's state, shared by the files that implement it. Tests
+ * include it to read the window's state. Everything here is main-thread only.
+ *
+ * The files call each other only downward (scripts/window-calls.py checks that no circle
+ * forms; the "window-calls" test runs it), from the top:
+ *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
+ *   vl-window-train.c     the run: configuration, events, the task's views, export, run folders
+ *   vl-window-backbone.c  the backbone, layer groups and head
+ *   vl-window-seg.c, vl-window-det.c   the dense tasks' views and predictions
+ *   vl-window-attention.c the dataset's probes and their attention
+ *   vl-window-data.c      the dataset, thumbnails
+ *   vl-window-probe.c     the probe file
+ *   vl-window-features.c  k-NN, embedding map, "Try it"
+ *   vl-window-status.c    the status bar, banner, what is enabled, dialogs (calls none)
+ * What a lower part has to tell a higher one goes through the window's signals, emitted by
+ * name (g_signal_emit_by_name) and connected in the listeners' init, in the order of
+ * vl_window_init:
+ *   "backbone-changed"  a backbone was loaded (vl-window-backbone.c)
+ *   "dataset-changed"   a dataset was opened (vl-window-data.c)
+ *   "probes-changed"    the probe file's maps arrived (vl-window-probe.c) */
 #pragma once
 
 #include "vl-window.h"
@@ -205,7 +220,7 @@ struct _VlWindow
   gboolean      disposed;            /* late task results are dropped */
 };
 
-/* vl-window.c */
+/* vl-window-status.c: the leaf every part calls (it calls none of them) */
 void  vl_window_update_actions   (VlWindow *self);
 void  vl_window_show_error       (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
 void  vl_window_show_info        (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
@@ -220,6 +235,12 @@ void  vl_window_choose_file      (VlWindow *self, const char *title, GtkFileChoo
 void  vl_window_confirm          (VlWindow *self, GtkWidget **slot, const char *primary,
                                   const char *secondary, const char *accept,
                                   void (*done) (VlWindow *self, gboolean accepted));
+gboolean vl_window_data_loading  (VlWindow *self);
+int   vl_window_unlocked_suffix  (VlWindow *self);          /* N, or -1 when not a suffix */
+char *vl_window_unlock_schedule  (VlWindow *self);          /* the schedule string */
+/* The input side of a segmentation or detection run (0: the backbone's; always 0 for the
+ * other tasks). */
+int   vl_window_dense_input_size (VlWindow *self);
 
 /* vl-window-backbone.c */
 void  vl_window_backbone_init    (VlWindow *self);
@@ -229,8 +250,6 @@ void  vl_window_sync_groups      (VlWindow *self);          /* switches, N, coun
 void  vl_window_update_layer_scales (VlWindow *self);
 void  vl_window_show_live_lock   (VlWindow *self, int unlocked);
 void  vl_window_set_group_grad_norms (VlWindow *self, const double *norms, int n);
-int   vl_window_unlocked_suffix  (VlWindow *self);          /* N, or -1 when not a suffix */
-char *vl_window_unlock_schedule  (VlWindow *self);          /* the schedule string */
 void  vl_window_set_unlock_schedule (VlWindow *self, const char *schedule);
 void  vl_window_set_head         (VlWindow *self, const char *head);
 void  vl_window_head_to_config   (VlWindow *self, VlTrainConfig *cfg);
@@ -240,17 +259,16 @@ void  vl_window_backbone_run_ended (VlWindow *self);
 /* vl-window-data.c */
 void  vl_window_data_init        (VlWindow *self);
 void  vl_window_data_dispose     (VlWindow *self);
-gboolean vl_window_data_loading  (VlWindow *self);
 void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split,
                                   const int *items, int n_items, int size, GCancellable *cancel,
                                   void (*done) (VlWindow *self, int slot, GdkTexture *tex,
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
-void  vl_window_start_pretrained_attention (VlWindow *self);
 VlImage *vl_window_image_from_chw (const float *px, const VlPreprocess *pp);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);
 
-/* vl-window-probe.c */
+/* vl-window-probe.c (emits "probes-changed" when its file's maps arrive) */
+void  vl_window_probe_init       (VlWindow *self);
 void  vl_window_probe_dispose    (VlWindow *self);
 gboolean vl_looks_like_image     (const char *path);
 char *vl_first_sample_image      (void);
@@ -285,6 +303,20 @@ void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
  * class count is not K. */
 char **vl_window_class_names_from_data (VlWindow *self, int K);
 
+/* vl-window-attention.c: the dataset's probes and the Attention page's buttons */
+void  vl_window_attention_init    (VlWindow *self);
+void  vl_window_attention_dispose (VlWindow *self);
+/* The pretrained backbone's attention of the dataset's probe images, on a worker thread (when a
+ * backbone and a dataset are there). */
+void  vl_window_start_pretrained_attention (VlWindow *self);
+/* The probe buttons (the probe file first) and the selected probe in the view. */
+void  vl_window_show_probes      (VlWindow *self);
+void  vl_window_show_probe       (VlWindow *self, int i);
+void  vl_window_show_selected_probe (VlWindow *self);
+void  vl_window_probes_clear     (VlWindow *self);
+/* A PROBES event of the current run: the rollout of the probes, the probe file's "now" side. */
+void  vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev);
+
 /* vl-window-seg.c */
 void  vl_window_seg_init         (VlWindow *self);
 void  vl_window_seg_dispose      (VlWindow *self);
@@ -293,12 +325,7 @@ void  vl_window_seg_task_changed (VlWindow *self, VlTaskKind task);
 char *vl_window_seg_head_note    (VlWindow *self);
 void  vl_window_seg_to_config    (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_seg_from_config  (VlWindow *self, const VlTrainConfig *cfg);
-/* The input side of a segmentation or detection run (0: the backbone's; always 0 for the
- * other tasks). */
-int   vl_window_dense_input_size (VlWindow *self);
 void  vl_window_seg_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
-/* The data panel's classes of a segmentation dataset (their colours, a few images). */
-void  vl_window_seg_show_classes (VlWindow *self);
 /* Worker thread: the masks (at size x size, 0: the model's input) and each image's IoU. */
 VlSegPredictions *vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds,
                                               int size, GCancellable *cancel, GError **error);
@@ -312,8 +339,6 @@ void  vl_window_det_init         (VlWindow *self);
 void  vl_window_det_dispose      (VlWindow *self);
 char *vl_window_det_head_note    (VlWindow *self);
 void  vl_window_det_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
-/* The data panel's classes of a detection set (box counts, a few images with their boxes). */
-void  vl_window_det_show_classes (VlWindow *self);
 /* Worker thread: every validation image's boxes and detections (size x size input, 0: the
  * model's), each image's missed and false boxes, the median and worst images' pictures. */
 VlDetPredictions *vl_det_predictions_compute (VlModel *m, VlDetHead *h, VlDataset *ds,
@@ -346,9 +371,6 @@ void  vl_window_export           (VlWindow *self);
 void  vl_window_export_onnx      (VlWindow *self);
 void  vl_window_export_recipe    (VlWindow *self);
 void  vl_window_save_run         (VlWindow *self);
-void  vl_window_show_probes      (VlWindow *self);
-void  vl_window_probes_clear     (VlWindow *self);
 void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
-void  vl_window_train_data_ready (VlWindow *self);
 
 G_END_DECLS

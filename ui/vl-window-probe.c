@@ -248,7 +248,7 @@ probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
     self->probe_file_shown = TRUE;
   if (vl_window_is_running (self))
     vl_window_probe_file_to_trainer (self);   /* its "now" side comes from the run's events */
-  vl_window_show_probes (self);
+  g_signal_emit_by_name (self, "probes-changed");   /* the Attention page's buttons */
   vl_window_update_status (self);
 }
 
@@ -472,6 +472,19 @@ vl_window_choose_probe (VlWindow *self)
 }
 
 /* ------------------------------------------------------------------ setup */
+
+/* A new backbone: the probe file (or the sample) under it. */
+static void
+on_backbone_changed (VlWindow *self)
+{
+  vl_window_refresh_probe_file (self, TRUE);
+}
+
+void
+vl_window_probe_init (VlWindow *self)
+{
+  g_signal_connect_swapped (self, "backbone-changed", G_CALLBACK (on_backbone_changed), self);
+}
 
 void
 vl_window_probe_dispose (VlWindow *self)

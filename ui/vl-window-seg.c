@@ -321,14 +321,6 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 
 /* ------------------------------------------------------------------ the head panel */
 
-int
-vl_window_dense_input_size (VlWindow *self)
-{
-  if (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT)
-    return 0;
-  return vl_head_panel_get_input_size (VL_HEAD_PANEL (self->head_panel));
-}
-
 void
 vl_window_seg_to_config (VlWindow *self, VlTrainConfig *cfg)
 {
@@ -383,23 +375,15 @@ vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
     vl_window_det_clear (self);
 }
 
-static void
-on_seg_setting_changed (VlWindow *self)
-{
-  if (self->syncing || (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT) ||
-      vl_window_is_running (self))
-    return;
-  if (self->head)
-    vl_window_set_head (self, self->head);   /* the note */
-  vl_window_start_pretrained_attention (self);   /* the probes at the new input size */
-}
-
 /* ------------------------------------------------------------------ the data panel */
 
-void
-vl_window_seg_show_classes (VlWindow *self)
+/* "dataset-changed": a segmentation set's card (its classes' colours, a few images). */
+static void
+show_classes (VlWindow *self)
 {
   VlDataset *ds = self->data->ds;
+  if (!vl_dataset_is_segmentation (ds))
+    return;
   const int K = vl_dataset_n_classes (ds);
   GtkWidget *card = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   gtk_widget_add_css_class (card, "vl-card");
@@ -471,10 +455,7 @@ void
 vl_window_seg_init (VlWindow *self)
 {
   g_signal_connect (self->mask_view, "item-activated", G_CALLBACK (on_item_activated), self);
-  g_signal_connect_swapped (self->head_panel, "notify::seg-head",
-                            G_CALLBACK (on_seg_setting_changed), self);
-  g_signal_connect_swapped (self->head_panel, "notify::input-size",
-                            G_CALLBACK (on_seg_setting_changed), self);
+  g_signal_connect_swapped (self, "dataset-changed", G_CALLBACK (show_classes), self);
 }
 
 void

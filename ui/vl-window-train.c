@@ -21,7 +21,6 @@
 #include "vl-task-view.h"
 #include "vl-loss-chart.h"
 
-
 static const char *preset_ids[] = { "linear-probe", "last-blocks", "full", "progressive", "custom" };
 
 static void maybe_predict (VlWindow *self);
@@ -298,194 +297,6 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
   gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
 }
 
-/* ------------------------------------------------------------------ probes in the view */
-
-static void
-show_probe (VlWindow *self, int i)
-{
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  if (i < 0 || i >= self->n_probe_images)
-    {
-      vl_attention_view_set_image (view, NULL);
-      vl_attention_view_clear_maps (view);
-      return;
-    }
-  self->probe_selected = i;
-  int gh = self->attn_gh, gw = self->attn_gw;
-  gsize per = (gsize) self->attn_depth * self->attn_heads * self->attn_T * self->attn_T;
-  vl_attention_view_set_image (view, self->probe_images[i]);
-  vl_attention_view_clear_maps (view);
-  gboolean final = self->probe_final_attn && self->final_attn_T == self->attn_T;
-  gboolean have_run = (self->probe_rollout && i < self->n_probe_rollout) || final;
-  if (have_run)
-    {
-      if (final)
-        vl_attention_view_set_attention (view, self->probe_final_attn + per * i, self->attn_depth,
-                                         self->attn_heads, self->attn_T, self->attn_prefix,
-                                         self->attn_cls, gh, gw);
-      else
-        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * gh * gw, gh, gw);
-      if (self->probe_ref_attn)
-        vl_attention_view_set_reference_attention (view, self->probe_ref_attn + per * i,
-                                                   self->attn_depth, self->attn_heads,
-                                                   self->attn_T, self->attn_prefix,
-                                                   self->attn_cls, gh, gw);
-      vl_attention_view_set_labels (view, final ? "fine-tuned" : "now", "pretrained");
-    }
-  else if (self->probe_ref_attn)
-    {
-      vl_attention_view_set_attention (view, self->probe_ref_attn + per * i, self->attn_depth,
-                                       self->attn_heads, self->attn_T, self->attn_prefix,
-                                       self->attn_cls, gh, gw);
-      vl_attention_view_set_labels (view, "pretrained", NULL);
-    }
-  const char *true_name = self->data && self->probe_labels
-                        ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
-  g_autofree char *title = NULL;
-  if (self->task == VL_TASK_SEGMENT)
-    title = g_strdup (self->probe_names[i]);   /* a class per pixel: none for the image */
-  else if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
-      self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
-    title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
-                             self->class_names[self->probe_predicted[i]]);
-  else
-    title = g_strdup_printf ("%s · %s", self->probe_names[i], true_name);
-  vl_attention_view_set_title (view, title);
-}
-
-/* The probe file or the selected dataset probe, whichever the probe buttons have active. */
-static void
-show_selected_probe (VlWindow *self)
-{
-  if (self->probe_file_shown && self->probe_file.image)
-    vl_window_show_probe_file (self);
-  else if (self->n_probe_images > 0)
-    show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
-}
-
-static void
-on_probe_toggled (GtkToggleButton *button, VlWindow *self)
-{
-  if (!gtk_toggle_button_get_active (button))
-    return;
-  self->probe_file_shown = FALSE;
-  show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
-}
-
-static void
-on_probe_file_toggled (GtkToggleButton *button, VlWindow *self)
-{
-  if (!gtk_toggle_button_get_active (button))
-    return;
-  self->probe_file_shown = TRUE;
-  vl_window_show_probe_file (self);
-}
-
-static GdkTexture *
-texture_from_image (const VlImage *img)
-{
-  gsize stride = (gsize) img->width * 3;
-  guchar *rgb = g_malloc (stride * img->height);
-  for (int p = 0; p < img->width * img->height; p++)
-    for (int c = 0; c < 3; c++)
-      rgb[p * 3 + c] = img->pixels[(gsize) p * img->channels + (img->channels >= 3 ? c : 0)];
-  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, stride * img->height);
-  return gdk_memory_texture_new (img->width, img->height, GDK_MEMORY_R8G8B8, bytes, stride);
-}
-
-static GtkWidget *
-probe_button (const VlImage *img)
-{
-  GtkWidget *b = gtk_toggle_button_new ();
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  g_autoptr(GdkTexture) tex = texture_from_image (img);
-  GtkWidget *pic = gtk_picture_new_for_paintable (GDK_PAINTABLE (tex));
-  gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
-  gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
-  gtk_widget_set_size_request (pic, 30, 30);
-  gtk_widget_add_css_class (pic, "vl-probe-thumb");
-  gtk_box_append (GTK_BOX (box), pic);
-  gtk_button_set_child (GTK_BUTTON (b), box);
-  return b;
-}
-
-/* The probe buttons (the probe file first, then a thumbnail and the class of each dataset
- * probe) and the selected probe in the view. */
-void
-vl_window_show_probes (VlWindow *self)
-{
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->probe_box)))
-    gtk_box_remove (GTK_BOX (self->probe_box), child);
-  GtkToggleButton *group = NULL;
-  const VlProbeFile *pf = &self->probe_file;
-  if (pf->image == NULL)
-    self->probe_file_shown = FALSE;
-  else
-    {
-      if (self->n_probe_images == 0)
-        self->probe_file_shown = TRUE;
-      GtkWidget *b = probe_button (pf->image);
-      gtk_widget_add_css_class (b, "vl-probe-file");
-      g_autofree char *base = g_path_get_basename (pf->path);
-      g_autofree char *tip = pf->is_sample
-        ? g_strdup_printf (_("Shipped sample %s: shown while no dataset is open (drop an image "
-                             "on the window to use your own)"), base)
-        : g_strdup_printf (_("Probe image %s (drop another image on the window, or Open Probe "
-                             "Image…, to replace it)"), base);
-      gtk_widget_set_tooltip_text (b, tip);
-      group = GTK_TOGGLE_BUTTON (b);
-      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (self->probe_file_shown)
-        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
-    }
-  for (int i = 0; i < self->n_probe_images; i++)
-    {
-      GtkWidget *b = probe_button (self->probe_images[i]);
-      const char *cls = self->data && self->probe_labels
-                      ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
-      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probe_names[i],
-                                              cls);
-      gtk_widget_set_tooltip_text (b, tip);
-      g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
-      if (group)
-        gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (b), group);
-      else
-        group = GTK_TOGGLE_BUTTON (b);
-      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (!self->probe_file_shown && i == MIN (self->probe_selected, self->n_probe_images - 1))
-        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
-    }
-  if (self->probe_file_shown || self->n_probe_images > 0)
-    show_selected_probe (self);
-  else
-    {
-      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-      vl_attention_view_set_image (view, NULL);
-      vl_attention_view_clear_maps (view);
-      vl_attention_view_set_title (view, NULL);
-    }
-}
-
-void
-vl_window_probes_clear (VlWindow *self)
-{
-  for (int i = 0; self->probe_images && i < self->n_probe_images; i++)
-    vl_image_free (self->probe_images[i]);
-  g_clear_pointer (&self->probe_images, g_free);
-  g_clear_pointer (&self->probe_labels, g_free);
-  g_clear_pointer (&self->probe_names, g_strfreev);
-  g_clear_pointer (&self->probe_ref_attn, g_free);
-  g_clear_pointer (&self->probe_ref_rollout, g_free);
-  g_clear_pointer (&self->probe_rollout, g_free);
-  g_clear_pointer (&self->probe_predicted, g_free);
-  self->n_probe_images = 0;
-  self->n_probe_rollout = 0;
-  self->probe_selected = 0;
-}
-
 /* ------------------------------------------------------------------ metrics */
 
 static void
@@ -677,39 +488,6 @@ show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
 }
 
 static void
-show_probes_event (VlWindow *self, VlTrainEvent *ev)
-{
-  self->n_probe_events++;
-  vl_window_probe_file_event (self, ev);   /* the user's probe image, when it carries it */
-  int P = ev->grid_h * ev->grid_w;
-  if (self->n_probe_images == 0 || ev->grid_h != self->attn_gh || ev->grid_w != self->attn_gw)
-    return;   /* the pretrained maps are not there (yet): nothing to lay these over */
-  int n = MIN (ev->n_probes, self->n_probe_images);
-  g_free (self->probe_rollout);
-  self->probe_rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
-  g_free (self->probe_predicted);
-  self->probe_predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
-  self->n_probe_rollout = n;
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  /* replace only the maps (the view keeps the image) */
-  int i = self->probe_selected;
-  if (i < n && !self->probe_file_shown)
-    {
-      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-      gboolean first = self->n_probe_events == 1;
-      if (first)
-        show_probe (self, i);
-      else
-        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * P, ev->grid_h,
-                                       ev->grid_w);
-      g_autofree char *label = g_strdup_printf ("step %" G_GINT64_FORMAT, ev->step);
-      vl_attention_view_set_labels (view, label, "pretrained");
-      if (first)
-        vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
-    }
-}
-
-static void
 set_idle_status (VlWindow *self, const char *text)
 {
   g_free (self->idle_status);
@@ -823,7 +601,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       show_epoch (self, ev->metrics, self->class_names);
       break;
     case VL_TRAIN_EVENT_PROBES:
-      show_probes_event (self, ev);
+      vl_window_attention_probes_event (self, ev);
       break;
     case VL_TRAIN_EVENT_MESSAGE:
       gtk_label_set_text (GTK_LABEL (self->message_label), ev->message);
@@ -931,7 +709,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   /* the previous run's model is not "now": the probe file goes to the trainer, whose events
    * bring its "now" side; until then it (and every probe) shows the pretrained maps alone */
   vl_window_probe_file_to_trainer (self);
-  show_selected_probe (self);
+  vl_window_show_selected_probe (self);
   g_free (self->run_dir);
   self->run_dir = g_strdup (cfg.out_dir);
   vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
@@ -1184,7 +962,7 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
       self->probe_final_attn = g_steal_pointer (&j->final_attn);
       self->final_attn_T = j->attn_T;
       if (self->n_probe_images > 0 && !self->probe_file_shown)
-        show_probe (self, self->probe_selected);
+        vl_window_show_probe (self, self->probe_selected);
     }
   vl_window_update_actions (self);
 }
@@ -1857,9 +1635,9 @@ vl_window_open_run (VlWindow *self, const char *run_dir)
   vl_window_update_actions (self);
 }
 
-/* called by the data panel when a dataset arrives (an opened run waits for it) */
-void
-vl_window_train_data_ready (VlWindow *self)
+/* A dataset arrived (an opened run waits for it): its task. */
+static void
+on_dataset_changed (VlWindow *self)
 {
   /* a dataset with numbers per image is for regression; one of classes only for classification */
   if (!vl_window_is_running (self) && self->data)
@@ -1871,37 +1649,6 @@ vl_window_train_data_ready (VlWindow *self)
 }
 
 /* ------------------------------------------------------------------ setup */
-
-static gboolean
-mode_to_selected (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  g_value_set_uint (to, (guint) g_value_get_enum (from));
-  return TRUE;
-}
-
-static gboolean
-selected_to_mode (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  guint v = g_value_get_uint (from);
-  if (v == GTK_INVALID_LIST_POSITION)
-    return FALSE;
-  g_value_set_enum (to, (int) v);
-  return TRUE;
-}
-
-static void
-on_attn_shape (VlWindow *self)
-{
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  int depth = vl_attention_view_get_depth (view), heads = vl_attention_view_get_heads (view);
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                            MAX (depth - 1, 0));
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                            MAX (heads - 1, 0));
-  VlAttnMode mode = vl_attention_view_get_mode (view);
-  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
-  gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
-}
 
 void
 vl_window_train_init (VlWindow *self)
@@ -1920,26 +1667,9 @@ vl_window_train_init (VlWindow *self)
   self->run = vl_run_controller_new ();
   g_signal_connect (self->run, "event", G_CALLBACK (on_run_event), self);
   g_signal_connect (self->run, "drained", G_CALLBACK (on_run_drained), self);
-
-  /* the attention controls drive the view's properties */
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
-  g_object_bind_property_full (view, "mode", self->attn_mode_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property_full (view, "colormap", self->attn_cmap_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property (gtk_range_get_adjustment (GTK_RANGE (self->attn_opacity_scale)), "value",
-                          view, "opacity", G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                          "value", view, "block", G_BINDING_BIDIRECTIONAL);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                          "value", view, "head", G_BINDING_BIDIRECTIONAL);
-  g_signal_connect_swapped (view, "notify::depth", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::heads", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::mode", G_CALLBACK (on_attn_shape), self);
-  on_attn_shape (self);
+  /* after the other parts have taken the dataset in */
+  g_signal_connect_data (self, "dataset-changed", G_CALLBACK (on_dataset_changed), self, NULL,
+                         G_CONNECT_AFTER | G_CONNECT_SWAPPED);
 
   /* the remembered preset */
   g_autofree char *preset = g_settings_get_string (self->settings, "preset");
@@ -1962,8 +1692,6 @@ vl_window_train_dispose (VlWindow *self)
     }
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
-  vl_window_probes_clear (self);
-  g_clear_pointer (&self->probe_final_attn, g_free);
   g_clear_pointer (&self->class_names, g_strfreev);
   g_clear_pointer (&self->value_names, g_strfreev);
   if (self->scatter_thumb_cancel)
