@@ -1,8 +1,11 @@
-/* vl-jobs.c: the app's background jobs that read files (see vl-jobs.h). */
+/* vl-jobs.c: the app's background jobs (see vl-jobs.h). */
 #include "vl-jobs.h"
 #include "vl-detect.h"
+#include "vl-onnx.h"
+#include "vl-recipe.h"
 #include "vl-threads.h"
 
+#include <errno.h>
 #include <math.h>
 
 #include <string.h>
@@ -225,6 +228,194 @@ vl_job_read_run_finish (GAsyncResult *result, GError **error)
   VlRunContents *out = g_memdup2 (c, sizeof *c);
   memset (c, 0, sizeof *c);
   return out;
+}
+
+/* ------------------------------------------------------------------ export */
+
+typedef struct {
+  VlTrainedRef *trained;
+  char *dir;          /* timm, recipe: the folder; ONNX: the file */
+  VlExportKind kind;
+  VlTaskKind task;    /* ONNX: the run's task */
+  char *run_dir;      /* ONNX regression: run.json holds the targets' standardisation */
+  char **names;       /* ONNX classification: the class names (or NULL) */
+  char *note;         /* recipe: advice to show (vl_recipe_export) */
+} ExportJob;
+
+static void
+export_job_free (gpointer p)
+{
+  ExportJob *j = p;
+  vl_trained_unref (j->trained);
+  g_free (j->dir);
+  g_free (j->run_dir);
+  g_strfreev (j->names);
+  g_free (j->note);
+  g_free (j);
+}
+
+/* The ONNX file of the trained model as its run folder describes it (vl_onnx_run_init: a
+ * regression's values in the targets' units, a segmentation run's seg_logits, the names in the
+ * metadata), or with the class names alone when there is no folder. Holds the model's lock. */
+static gboolean
+export_onnx (ExportJob *j, GError **error)
+{
+  VlModel *m = vl_trained_model (j->trained);
+  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
+  VlOnnxOptions o = { .task = &classify, .names = (const char *const *) j->names };
+  VlOnnxRun run = { 0 };
+  if (j->task != VL_TASK_CLASSIFY && j->run_dir == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: this model exports from its run folder (none)", j->dir);
+      return FALSE;
+    }
+  if (j->run_dir != NULL)
+    {
+      if (!vl_onnx_run_init (&run, j->run_dir, vl_model_geometry (m)->width,
+                             (const char *const *) j->names, error))
+        return FALSE;
+      o = run.options;
+    }
+  gboolean ok = vl_model_export_onnx (m, &o, j->dir, error);
+  vl_onnx_run_clear (&run);
+  return ok;
+}
+
+static void
+export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ExportJob *j = task_data;
+  GError *error = NULL;
+  if (j->kind == VL_EXPORT_RECIPE)
+    {
+      /* from the run folder's files: the model is not touched */
+      if (vl_recipe_export (j->run_dir, j->dir, FALSE, &j->note, &error))
+        g_task_return_boolean (task, TRUE);
+      else
+        g_task_return_error (task, error);
+      return;
+    }
+  g_mutex_lock (&j->trained->lock);
+  VlModel *m = vl_trained_model (j->trained);
+  gboolean ok = j->kind == VL_EXPORT_ONNX ? export_onnx (j, &error)
+                        : g_mkdir_with_parents (j->dir, 0755) == 0 &&
+                          vl_model_export (m, j->dir, &error) &&
+                          (j->run_dir == NULL ||
+                           vl_run_export_head (j->run_dir, vl_model_geometry (m)->width, j->dir,
+                                               NULL, &error));
+  g_mutex_unlock (&j->trained->lock);
+  if (!ok && error == NULL)
+    error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
+                         g_strerror (errno));
+  if (ok)
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+void
+vl_job_export (GObject *source, VlExportKind kind, const char *dest, VlTrainedRef *trained,
+               VlTaskKind task, const char *run_dir, const char *const *names,
+               GAsyncReadyCallback callback, gpointer user_data)
+{
+  ExportJob *j = g_new0 (ExportJob, 1);
+  j->trained = vl_trained_ref (trained);
+  j->dir = g_strdup (dest);
+  j->kind = kind;
+  j->task = task;
+  j->run_dir = g_strdup (run_dir);
+  j->names = names ? g_strdupv ((char **) names) : NULL;
+  g_autoptr(GTask) gtask = g_task_new (source, NULL, callback, user_data);
+  g_task_set_source_tag (gtask, vl_job_export);
+  g_task_set_task_data (gtask, j, export_job_free);
+  g_task_run_in_thread (gtask, export_thread);
+}
+
+gboolean
+vl_job_export_finish (GAsyncResult *result, VlExportInfo *info, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_export, FALSE);
+  const ExportJob *j = g_task_get_task_data (G_TASK (result));
+  if (info)
+    *info = (VlExportInfo) { j->kind, j->dir, j->task, j->note };
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ------------------------------------------------------------------ copying a run folder */
+
+typedef struct {
+  char *src;
+  char *dest;
+} CopyJob;
+
+static void
+copy_job_free (gpointer p)
+{
+  CopyJob *j = p;
+  g_free (j->src);
+  g_free (j->dest);
+  g_free (j);
+}
+
+static void
+copy_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  CopyJob *j = task_data;
+  GError *error = NULL;
+  if (g_mkdir_with_parents (j->dest, 0755) != 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
+                               j->dest, g_strerror (errno));
+      return;
+    }
+  g_autoptr(GDir) dir = g_dir_open (j->src, 0, &error);
+  if (dir == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  const char *name;
+  while ((name = g_dir_read_name (dir)))
+    {
+      g_autofree char *from = g_build_filename (j->src, name, NULL);
+      if (!g_file_test (from, G_FILE_TEST_IS_REGULAR))
+        continue;
+      g_autofree char *to = g_build_filename (j->dest, name, NULL);
+      g_autoptr(GFile) f = g_file_new_for_path (from);
+      g_autoptr(GFile) t = g_file_new_for_path (to);
+      if (!g_file_copy (f, t, G_FILE_COPY_OVERWRITE, cancel, NULL, NULL, &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+vl_job_copy_run (GObject *source, const char *src, const char *dest, GCancellable *cancel,
+                 GAsyncReadyCallback callback, gpointer user_data)
+{
+  CopyJob *j = g_new0 (CopyJob, 1);
+  j->src = g_strdup (src);
+  j->dest = g_strdup (dest);
+  g_autoptr(GTask) task = g_task_new (source, cancel, callback, user_data);
+  g_task_set_source_tag (task, vl_job_copy_run);
+  g_task_set_task_data (task, j, copy_job_free);
+  g_task_run_in_thread (task, copy_thread);
+}
+
+gboolean
+vl_job_copy_run_finish (GAsyncResult *result, const char **dest, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_copy_run, FALSE);
+  const CopyJob *j = g_task_get_task_data (G_TASK (result));
+  if (dest)
+    *dest = j->dest;
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /* ------------------------------------------------------------------ thumbnails */

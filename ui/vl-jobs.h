@@ -1,5 +1,5 @@
-/* vl-jobs.h: the app's background jobs that read files: a backbone, a dataset, a run folder,
- * thumbnails of a dataset's images.
+/* vl-jobs.h: the app's background jobs: reading a backbone, a dataset, a run folder,
+ * thumbnails of a dataset's images; exporting the trained model, copying a run folder.
  * Each runs on a worker thread at the compute threads' priority (vl-threads.h) and reports to
  * the main loop in GIO's async style: the callback gets the source object and calls _finish.
  * Cancelling drops the result (the callback still runs, with G_IO_ERROR_CANCELLED where the job
@@ -57,6 +57,38 @@ void           vl_job_read_run          (GObject *source, const char *dir,
                                          GAsyncReadyCallback callback, gpointer user_data);
 /* The contents (owned by the caller), or NULL with the error naming the file. */
 VlRunContents *vl_job_read_run_finish   (GAsyncResult *result, GError **error);
+
+/* The trained model exported (under its lock): as a timm folder (model.safetensors,
+ * config.json; with the run's head when run_dir is given), as an ONNX file (as the run folder
+ * describes it, vl_onnx_run_init, or with the class names alone without one; a task other than
+ * classification needs its run folder), or the run's recipe for PyTorch (vl_recipe_export of
+ * run_dir; the model is not touched). dest: the folder, or the ONNX file. */
+typedef enum {
+  VL_EXPORT_TIMM,
+  VL_EXPORT_ONNX,
+  VL_EXPORT_RECIPE,
+} VlExportKind;
+void        vl_job_export              (GObject *source, VlExportKind kind, const char *dest,
+                                        VlTrainedRef *trained, VlTaskKind task,
+                                        const char *run_dir, const char *const *names,
+                                        GAsyncReadyCallback callback, gpointer user_data);
+/* What the export was asked, and the recipe's advice (the job's strings: valid while result
+ * is). */
+typedef struct {
+  VlExportKind kind;
+  const char  *dest;
+  VlTaskKind   task;
+  const char  *note;          /* the recipe's advice to show, or NULL */
+} VlExportInfo;
+/* TRUE when written; info is filled either way. */
+gboolean    vl_job_export_finish       (GAsyncResult *result, VlExportInfo *info, GError **error);
+
+/* A run folder's files (not its subfolders) copied into dest, made when missing. */
+void        vl_job_copy_run            (GObject *source, const char *src, const char *dest,
+                                        GCancellable *cancel, GAsyncReadyCallback callback,
+                                        gpointer user_data);
+/* TRUE when copied; dest: the folder (the job's string: valid while result is). */
+gboolean    vl_job_copy_run_finish     (GAsyncResult *result, const char **dest, GError **error);
 
 /* Items of a split decoded as size x size thumbnails (the whole image squashed) on a worker
  * thread; done (slot, texture or NULL where decoding failed) runs on the main thread for each,

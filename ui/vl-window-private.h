@@ -320,8 +320,6 @@ void  vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev);
 /* vl-window-seg.c */
 void  vl_window_seg_init         (VlWindow *self);
 void  vl_window_seg_dispose      (VlWindow *self);
-/* The task changed: the head panel shows the seg head's choices or the classification head's. */
-void  vl_window_seg_task_changed (VlWindow *self, VlTaskKind task);
 char *vl_window_seg_head_note    (VlWindow *self);
 void  vl_window_seg_to_config    (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_seg_from_config  (VlWindow *self, const VlTrainConfig *cfg);

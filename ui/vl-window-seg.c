@@ -365,16 +365,6 @@ vl_window_seg_head_note (VlWindow *self)
                           K, S / g->patch, S / g->patch, S, count);
 }
 
-void
-vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
-{
-  const gboolean seg = task == VL_TASK_SEGMENT, det = task == VL_TASK_DETECT;
-  if (!seg)
-    vl_window_seg_clear (self);
-  if (!det)
-    vl_window_det_clear (self);
-}
-
 /* ------------------------------------------------------------------ the data panel */
 
 /* "dataset-changed": a segmentation set's card (its classes' colours, a few images). */

@@ -4,12 +4,9 @@
  * the trained model's predictions and the gallery, export, and saving and opening runs. */
 #include "vl-format.h"
 #include <glib/gi18n.h>
-#include "vl-onnx.h"
-#include "vl-recipe.h"
 #include "vl-preset.h"
 #include "vl-window-private.h"
 
-#include <errno.h>
 #include <glib/gi18n.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -167,7 +164,10 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
   vl_head_panel_set_task (VL_HEAD_PANEL (self->head_panel), task);   /* its settings follow */
   const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT,
                  det = task == VL_TASK_DETECT;
-  vl_window_seg_task_changed (self, task);
+  if (!seg)
+    vl_window_seg_clear (self);   /* the other tasks' results go */
+  if (!det)
+    vl_window_det_clear (self);
   vl_task_view_show_for (self->confusion_frame, task);
   vl_loss_chart_set_task (VL_LOSS_CHART (self->chart), task);
   gtk_label_set_text (GTK_LABEL (self->class_acc_title),
@@ -1186,90 +1186,6 @@ on_cell_activated (VlConfusionView *view, int true_class, int predicted_class, V
 
 /* ------------------------------------------------------------------ export */
 
-typedef struct {
-  VlTrainedRef *trained;
-  char *dir;          /* timm: the folder; ONNX: the file */
-  gboolean onnx;
-  VlTaskKind task;    /* ONNX: the run's task */
-  char *run_dir;      /* ONNX regression: run.json holds the targets' standardisation */
-  char **names;       /* ONNX classification: the class names (or NULL) */
-  gboolean recipe;    /* the run's recipe for PyTorch (vl_recipe_export of run_dir) */
-  char *note;         /* recipe: advice to show (vl_recipe_export) */
-} ExportJob;
-
-static void
-export_job_free (gpointer p)
-{
-  ExportJob *j = p;
-  vl_trained_unref (j->trained);
-  g_free (j->dir);
-  g_free (j->run_dir);
-  g_strfreev (j->names);
-  g_free (j->note);
-  g_free (j);
-}
-
-/* The ONNX file of the trained model as its run folder describes it (vl_onnx_run_init: a
- * regression's values in the targets' units, a segmentation run's seg_logits, the names in the
- * metadata), or with the class names alone when there is no folder. Holds the model's lock. */
-static gboolean
-export_onnx (ExportJob *j, GError **error)
-{
-  VlModel *m = vl_trained_model (j->trained);
-  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
-  VlOnnxOptions o = { .task = &classify, .names = (const char *const *) j->names };
-  VlOnnxRun run = { 0 };
-  if (j->task != VL_TASK_CLASSIFY && j->run_dir == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: this model exports from its run folder (none)", j->dir);
-      return FALSE;
-    }
-  if (j->run_dir != NULL)
-    {
-      if (!vl_onnx_run_init (&run, j->run_dir, vl_model_geometry (m)->width,
-                             (const char *const *) j->names, error))
-        return FALSE;
-      o = run.options;
-    }
-  gboolean ok = vl_model_export_onnx (m, &o, j->dir, error);
-  vl_onnx_run_clear (&run);
-  return ok;
-}
-
-static void
-export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  ExportJob *j = task_data;
-  GError *error = NULL;
-  if (j->recipe)
-    {
-      /* from the run folder's files: the model is not touched */
-      if (vl_recipe_export (j->run_dir, j->dir, FALSE, &j->note, &error))
-        g_task_return_boolean (task, TRUE);
-      else
-        g_task_return_error (task, error);
-      return;
-    }
-  g_mutex_lock (&j->trained->lock);
-  VlModel *m = vl_trained_model (j->trained);
-  gboolean ok = j->onnx ? export_onnx (j, &error)
-                        : g_mkdir_with_parents (j->dir, 0755) == 0 &&
-                          vl_model_export (m, j->dir, &error) &&
-                          (j->run_dir == NULL ||
-                           vl_run_export_head (j->run_dir, vl_model_geometry (m)->width, j->dir,
-                                               NULL, &error));
-  g_mutex_unlock (&j->trained->lock);
-  if (!ok && error == NULL)
-    error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
-                         g_strerror (errno));
-  if (ok)
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_error (task, error);
-}
-
 static void
 export_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -1277,45 +1193,36 @@ export_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  ExportJob *j = g_task_get_task_data (G_TASK (result));
+  VlExportInfo j;
   self->exporting = FALSE;
-  if (g_task_propagate_boolean (G_TASK (result), &error) && j->recipe)
+  if (vl_job_export_finish (result, &j, &error) && j.kind == VL_EXPORT_RECIPE)
     vl_window_show_info (self, _("Exported the run's recipe to %s: train.py for python3 or "
                          "torchrun, run.json, backbone/ and README.md with the commands%s%s"),
-                         j->dir, j->note ? _(". Note: ") : "", j->note ? j->note : "");
-  else if (error == NULL && j->onnx)
+                         j.dest, j.note ? _(". Note: ") : "", j.note ? j.note : "");
+  else if (error == NULL && j.kind == VL_EXPORT_ONNX)
     vl_window_show_info (self, _("Exported the fine-tuned model to %s (ONNX, opset 17: "
-                                 "pixel_values in, %s and features out)"), j->dir,
-                         j->task == VL_TASK_REGRESS ? "values"
-                         : j->task == VL_TASK_SEGMENT ? "seg_logits"
-                         : j->task == VL_TASK_DETECT ? "cls_logits, bbox_regression, bbox_ctrness"
+                                 "pixel_values in, %s and features out)"), j.dest,
+                         j.task == VL_TASK_REGRESS ? "values"
+                         : j.task == VL_TASK_SEGMENT ? "seg_logits"
+                         : j.task == VL_TASK_DETECT ? "cls_logits, bbox_regression, bbox_ctrness"
                          : "logits");
   else if (error == NULL)
     vl_window_show_info (self, _("Exported the fine-tuned model to %s (timm layout: "
-                                 "model.safetensors and config.json)"), j->dir);
+                                 "model.safetensors and config.json)"), j.dest);
   else
     vl_window_show_error (self, _("Export failed: %s"), error->message);
   vl_window_update_actions (self);
 }
 
 static void
-export_to (VlWindow *self, const char *dir, gboolean onnx, gboolean recipe)
+export_to (VlWindow *self, const char *dir, VlExportKind kind)
 {
   if (self->trained == NULL || vl_trained_model (self->trained) == NULL ||
-      (recipe && self->run_dir == NULL))
+      (kind == VL_EXPORT_RECIPE && self->run_dir == NULL))
     return;
-  ExportJob *j = g_new0 (ExportJob, 1);
-  j->trained = vl_trained_ref (self->trained);
-  j->dir = g_strdup (dir);
-  j->onnx = onnx;
-  j->recipe = recipe;
-  j->task = self->task;
-  j->run_dir = g_strdup (self->run_dir);
-  j->names = self->class_names ? g_strdupv (self->class_names) : NULL;
   self->exporting = TRUE;
-  g_autoptr(GTask) task = g_task_new (self, NULL, export_done, NULL);
-  g_task_set_task_data (task, j, export_job_free);
-  g_task_run_in_thread (task, export_thread);
+  vl_job_export (G_OBJECT (self), kind, dir, self->trained, self->task, self->run_dir,
+                 (const char *const *) self->class_names, export_done, NULL);
   vl_window_update_actions (self);
 }
 
@@ -1324,7 +1231,7 @@ export_chosen (VlWindow *self, GFile *file)
 {
   g_autofree char *path = g_file_get_path (file);
   if (path)
-    export_to (self, path, FALSE, FALSE);
+    export_to (self, path, VL_EXPORT_TIMM);
 }
 
 static void
@@ -1332,7 +1239,7 @@ export_onnx_chosen (VlWindow *self, GFile *file)
 {
   g_autofree char *path = g_file_get_path (file);
   if (path)
-    export_to (self, path, TRUE, FALSE);
+    export_to (self, path, VL_EXPORT_ONNX);
 }
 
 static void
@@ -1340,7 +1247,7 @@ export_recipe_chosen (VlWindow *self, GFile *file)
 {
   g_autofree char *path = g_file_get_path (file);
   if (path)
-    export_to (self, path, FALSE, TRUE);
+    export_to (self, path, VL_EXPORT_RECIPE);
 }
 
 void
@@ -1351,7 +1258,7 @@ vl_window_export (VlWindow *self)
   const char *dir = g_object_get_data (G_OBJECT (self), "export-dir-override");
   if (dir)   /* tests */
     {
-      export_to (self, dir, FALSE, FALSE);
+      export_to (self, dir, VL_EXPORT_TIMM);
       return;
     }
   vl_window_choose_file (self, _("Export Fine-Tuned Model (choose or create a folder)"),
@@ -1367,7 +1274,7 @@ vl_window_export_onnx (VlWindow *self)
   const char *file = g_object_get_data (G_OBJECT (self), "export-onnx-override");
   if (file)   /* tests */
     {
-      export_to (self, file, TRUE, FALSE);
+      export_to (self, file, VL_EXPORT_ONNX);
       return;
     }
   GtkFileFilter *filter = gtk_file_filter_new ();
@@ -1388,7 +1295,7 @@ vl_window_export_recipe (VlWindow *self)
   const char *dir = g_object_get_data (G_OBJECT (self), "export-recipe-override");
   if (dir)   /* tests */
     {
-      export_to (self, dir, FALSE, TRUE);
+      export_to (self, dir, VL_EXPORT_RECIPE);
       return;
     }
   vl_window_choose_file (self, _("Export the Recipe for PyTorch (choose or create a folder)"),
@@ -1398,56 +1305,6 @@ vl_window_export_recipe (VlWindow *self)
 
 /* ------------------------------------------------------------------ save a run */
 
-typedef struct {
-  char *src;
-  char *dest;
-} CopyJob;
-
-static void
-copy_job_free (gpointer p)
-{
-  CopyJob *j = p;
-  g_free (j->src);
-  g_free (j->dest);
-  g_free (j);
-}
-
-static void
-copy_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  CopyJob *j = task_data;
-  GError *error = NULL;
-  if (g_mkdir_with_parents (j->dest, 0755) != 0)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
-                               j->dest, g_strerror (errno));
-      return;
-    }
-  g_autoptr(GDir) dir = g_dir_open (j->src, 0, &error);
-  if (dir == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  const char *name;
-  while ((name = g_dir_read_name (dir)))
-    {
-      g_autofree char *from = g_build_filename (j->src, name, NULL);
-      if (!g_file_test (from, G_FILE_TEST_IS_REGULAR))
-        continue;
-      g_autofree char *to = g_build_filename (j->dest, name, NULL);
-      g_autoptr(GFile) f = g_file_new_for_path (from);
-      g_autoptr(GFile) t = g_file_new_for_path (to);
-      if (!g_file_copy (f, t, G_FILE_COPY_OVERWRITE, cancel, NULL, NULL, &error))
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
 static void
 copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -1455,15 +1312,15 @@ copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  CopyJob *j = g_task_get_task_data (G_TASK (result));
+  const char *dest = NULL;
   self->saving = FALSE;
-  if (g_task_propagate_boolean (G_TASK (result), &error))
+  if (vl_job_copy_run_finish (result, &dest, &error))
     {
       g_free (self->run_dir);
-      self->run_dir = g_strdup (j->dest);
+      self->run_dir = g_strdup (dest);
       vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
                                      self->run_dir);
-      vl_window_show_info (self, _("Saved the run to %s"), j->dest);
+      vl_window_show_info (self, _("Saved the run to %s"), dest);
     }
   else
     vl_window_show_error (self, _("Saving the run failed: %s"), error->message);
@@ -1477,13 +1334,9 @@ save_chosen (VlWindow *self, GFile *file)
   if (path == NULL || self->run_dir == NULL)
     return;
   g_autofree char *base = g_path_get_basename (self->run_dir);
-  CopyJob *j = g_new0 (CopyJob, 1);
-  j->src = g_strdup (self->run_dir);
-  j->dest = g_build_filename (path, base, NULL);
+  g_autofree char *dest = g_build_filename (path, base, NULL);
   self->saving = TRUE;
-  g_autoptr(GTask) task = g_task_new (self, NULL, copy_done, NULL);
-  g_task_set_task_data (task, j, copy_job_free);
-  g_task_run_in_thread (task, copy_thread);
+  vl_job_copy_run (G_OBJECT (self), self->run_dir, dest, NULL, copy_done, NULL);
   vl_window_update_actions (self);
 }
 
