@@ -1,6 +1,6 @@
 /* vl-window-attention.c: the Attention page's probes. The dataset's probe images (the trainer's
  * choice: the first validation image of each class, then the second, ...), their pretrained
- * attention computed on a worker thread with a copy of the backbone of its own, the run's
+ * attention (vl_job_probe_attention: a worker thread with a copy of the backbone), the run's
  * rollout of them from PROBES events and the trained model's maps, the probe buttons (the probe
  * file of vl-window-probe.c first) and the view's controls. It follows the window's signals
  * ("backbone-changed", "dataset-changed": the pretrained maps again; "probes-changed": the
@@ -41,108 +41,6 @@ choose_probes (VlWindow *self)
       }
 }
 
-typedef struct {
-  char        *backbone;
-  VlDataRef   *data;
-  int         *items;
-  int          n;
-  int          size;        /* the input side (a segmentation run's); 0: the backbone's */
-  /* results */
-  VlImage    **images;      /* (n) */
-  int         *labels;      /* (n) */
-  char       **names;       /* (n + 1) */
-  float       *attn;        /* (n, depth, heads, T, T) */
-  float       *rollout;     /* (n, gh * gw) */
-  int          depth, heads, T, n_prefix, gh, gw;
-  gboolean     has_cls;
-} AttnJob;
-
-static void
-attn_job_free (gpointer p)
-{
-  AttnJob *j = p;
-  g_free (j->backbone);
-  vl_data_unref (j->data);
-  g_free (j->items);
-  for (int i = 0; j->images && i < j->n; i++)
-    vl_image_free (j->images[i]);
-  g_free (j->images);
-  g_free (j->labels);
-  g_strfreev (j->names);
-  g_free (j->attn);
-  g_free (j->rollout);
-  g_free (j);
-}
-
-static void
-attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  AttnJob *j = task_data;
-  GError *error = NULL;
-  /* a copy of the backbone of our own: the window's model stays main-thread only */
-  g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
-  if (m == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    return;
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (j->size > 0)
-    pp.size = j->size;
-  const VlGeometry *g = vl_model_geometry (m);
-  gsize per = (gsize) pp.channels * pp.size * pp.size;
-  g_autofree float *px = g_new (float, per * MAX (j->n, 1));
-  j->images = g_new0 (VlImage *, MAX (j->n, 1));
-  j->labels = g_new0 (int, MAX (j->n, 1));
-  j->names = g_new0 (char *, j->n + 1);
-  int ok = 0;
-  for (int i = 0; i < j->n; i++)
-    if (vl_dataset_load (j->data->ds, VL_SPLIT_VAL, j->items[i], &pp, VL_AUGMENT_NONE, 0,
-                         px + per * ok, NULL))
-      {
-        j->images[ok] = vl_window_image_from_chw (px + per * ok, &pp);
-        j->labels[ok] = vl_dataset_label (j->data->ds, VL_SPLIT_VAL, j->items[i]);
-        j->names[ok] = g_path_get_basename (vl_dataset_item_name (j->data->ds, VL_SPLIT_VAL,
-                                                                  j->items[i]));
-        ok++;
-      }
-  j->n = ok;
-  if (ok == 0)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
-                               "none of the probe images could be decoded");
-      return;
-    }
-  if (!vl_model_forward (m, px, ok, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  int T = vl_model_n_tokens_last (m);
-  j->T = T;
-  j->depth = g->depth;
-  j->heads = g->heads;
-  j->n_prefix = g->n_prefix;
-  j->has_cls = g->class_token;
-  j->gh = j->gw = pp.size / g->patch;
-  gsize per_attn = (gsize) g->heads * T * T;
-  gsize per_image = (gsize) g->depth * per_attn;
-  j->attn = g_new (float, per_image * ok);
-  for (int b = 0; b < ok; b++)
-    vl_model_attention_copy (m, b, j->attn + b * per_image);
-  j->rollout = g_new (float, (gsize) ok * MAX (T, j->gh * j->gw));
-  if (!vl_model_rollout (m, j->rollout, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
 static void
 attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -153,8 +51,8 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (g_task_get_cancellable (G_TASK (result)) != self->attn_cancel)
     return;   /* stale */
   g_clear_object (&self->attn_cancel);
-  AttnJob *j = g_task_get_task_data (G_TASK (result));
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  g_autoptr(VlProbeAttention) j = vl_job_probe_attention_finish (result, &error);
+  if (j == NULL)
     {
       vl_window_show_error (self, _("Attention of the pretrained backbone: %s"), error->message);
       return;
@@ -190,15 +88,9 @@ vl_window_start_pretrained_attention (VlWindow *self)
     g_cancellable_cancel (self->attn_cancel);
   g_clear_object (&self->attn_cancel);
   self->attn_cancel = g_cancellable_new ();
-  AttnJob *j = g_new0 (AttnJob, 1);
-  j->backbone = g_strdup (self->backbone_path);
-  j->data = vl_data_ref (self->data);
-  j->items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
-  j->n = self->n_probes;
-  j->size = vl_window_dense_input_size (self);
-  g_autoptr(GTask) task = g_task_new (self, self->attn_cancel, attn_done, NULL);
-  g_task_set_task_data (task, j, attn_job_free);
-  g_task_run_in_thread (task, attn_thread);
+  vl_job_probe_attention (G_OBJECT (self), self->backbone_path, self->data, self->probe_index,
+                          self->n_probes, vl_window_dense_input_size (self), self->attn_cancel,
+                          attn_done, NULL);
 }
 
 /* ------------------------------------------------------------------ probes in the view */

@@ -306,25 +306,6 @@ schedule_rescan (VlWindow *self)
   g_object_set_data (G_OBJECT (self), "rescan-source", GUINT_TO_POINTER (id));
 }
 
-/* ------------------------------------------------------------------ pretrained attention */
-
-/* The 8-bit crop the model sees, from its normalised CHW floats. */
-VlImage *
-vl_window_image_from_chw (const float *px, const VlPreprocess *pp)
-{
-  int S = pp->size, C = pp->channels;
-  VlImage *img = vl_image_new (S, S, C);
-  for (int y = 0; y < S; y++)
-    for (int x = 0; x < S; x++)
-      for (int c = 0; c < C; c++)
-        {
-          float v = px[((gsize) c * S + y) * S + x] * pp->std[c] + pp->mean[c];
-          int b = (int) lrintf (v * 255.0f);
-          img->pixels[((gsize) y * S + x) * C + c] = (uint8_t) CLAMP (b, 0, 255);
-        }
-  return img;
-}
-
 /* ------------------------------------------------------------------ setup */
 
 void

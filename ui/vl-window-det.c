@@ -150,7 +150,7 @@ keep_for_display (VlDetPredictions *p, VlDataset *ds, const VlPreprocess *pp)
       int k = p->n_kept++;
       p->kept[k] = want[w];
       vl_dataset_boxes_size (ds, VL_SPLIT_VAL, want[w], &p->width[k], &p->height[k]);
-      g_autoptr(VlImage) img = vl_window_image_from_chw (px, pp);
+      g_autoptr(VlImage) img = vl_image_from_chw (px, pp);
       p->images[k] = vl_mask_texture (img, NULL, 0);
       p->names[k] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, want[w]));
       if (w > 0)

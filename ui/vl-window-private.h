@@ -41,32 +41,6 @@ typedef struct _VlSegPredictions VlSegPredictions;
 /* A trained detector's boxes of the validation split (vl-window-det.c). */
 typedef struct _VlDetPredictions VlDetPredictions;
 
-/* The probe file: one image the user chose (dropped on the window, "Open Probe Image…",
- * --probe) or, with a backbone and no dataset, the first of the shipped samples
- * (data/samples); its attention under the pretrained backbone and, once a run has a trained
- * model, under that one, computed on a worker thread (vl-window-probe.c); while a run trains,
- * under the run's model as it is now, from the trainer's PROBES events (the preprocessed
- * pixels go to the trainer with vl_trainer_set_user_probe). */
-typedef struct {
-  char     *path;           /* NULL: none */
-  gboolean  is_sample;      /* the fallback sample, replaced by the dataset's probes */
-  VlImage  *image;          /* the crop the model sees, RGB (NULL before the first result) */
-  float    *ref_attn;       /* (depth, heads, T, T) the pretrained backbone's; NULL without one */
-  float    *now_attn;       /* (depth, heads, T, T) the trained model's; NULL without one */
-  char     *ref_class;      /* the pretrained head's top class, when it names its classes */
-  char     *now_class;      /* the trained model's top class */
-  int       depth, heads, T, n_prefix, gh, gw;
-  gboolean  has_cls;
-  float    *px;             /* (px_channels, px_size, px_size) the backbone's input; NULL
-                             * without a backbone */
-  int       px_channels, px_size;
-  /* the running trainer's view of it (PROBES events) */
-  guint64   live_serial;    /* what vl_trainer_set_user_probe returned; 0: not given */
-  float    *live_attn;      /* (depth, heads, T, T) at live_step; NULL before the first event */
-  int64_t   live_step;
-  char     *live_class;     /* the run's top class at live_step */
-} VlProbeFile;
-
 /* Per-image predictions on the validation split of the trained model (for the gallery). */
 typedef struct {
   int    n;
@@ -264,7 +238,6 @@ void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split
                                   void (*done) (VlWindow *self, int slot, GdkTexture *tex,
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
-VlImage *vl_window_image_from_chw (const float *px, const VlPreprocess *pp);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);
 
 /* vl-window-probe.c (emits "probes-changed" when its file's maps arrive) */

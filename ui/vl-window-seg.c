@@ -141,7 +141,7 @@ keep_for_display (VlSegPredictions *p, VlModel *m, VlSegHead *h, VlDataset *ds,
         p->kept[k] = want[w];
         memcpy (p->pred + plane * k, pred + plane * w, plane);
         memcpy (p->truth + plane * k, truth + plane * w, plane);
-        p->images[k] = vl_window_image_from_chw (px + per * w, pp);
+        p->images[k] = vl_image_from_chw (px + per * w, pp);
         p->names[k] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, want[w]));
       }
   return TRUE;
