@@ -31,23 +31,13 @@
 #include "vl-data-panel.h"
 #include "vl-groups-panel.h"
 #include "vl-jobs.h"
+#include "vl-predictions.h"
 #include "vl-refs.h"
 #include "vl-format.h"
 
 G_BEGIN_DECLS
 
-/* A trained segmentation model's predictions over the validation split (vl-window-seg.c). */
-typedef struct _VlSegPredictions VlSegPredictions;
-/* A trained detector's boxes of the validation split (vl-window-det.c). */
-typedef struct _VlDetPredictions VlDetPredictions;
 
-/* Per-image predictions on the validation split of the trained model (for the gallery). */
-typedef struct {
-  int    n;
-  int   *label;
-  int   *predicted;
-  float *confidence;       /* softmax probability of the predicted class */
-} VlPredictions;
 
 struct _VlWindow
 {
@@ -297,10 +287,6 @@ char *vl_window_seg_head_note    (VlWindow *self);
 void  vl_window_seg_to_config    (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_seg_from_config  (VlWindow *self, const VlTrainConfig *cfg);
 void  vl_window_seg_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
-/* Worker thread: the masks (at size x size, 0: the model's input) and each image's IoU. */
-VlSegPredictions *vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds,
-                                              int size, GCancellable *cancel, GError **error);
-void  vl_seg_predictions_free    (VlSegPredictions *p);
 /* Main thread: p (taken) to the mask view and its worst-images strip. */
 void  vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p);
 void  vl_window_seg_clear        (VlWindow *self);
@@ -310,11 +296,6 @@ void  vl_window_det_init         (VlWindow *self);
 void  vl_window_det_dispose      (VlWindow *self);
 char *vl_window_det_head_note    (VlWindow *self);
 void  vl_window_det_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
-/* Worker thread: every validation image's boxes and detections (size x size input, 0: the
- * model's), each image's missed and false boxes, the median and worst images' pictures. */
-VlDetPredictions *vl_det_predictions_compute (VlModel *m, VlDetHead *h, VlDataset *ds,
-                                              int size, GCancellable *cancel, GError **error);
-void  vl_det_predictions_free    (VlDetPredictions *p);
 /* Main thread: p (taken) to the box view and its strip of the worst images. */
 void  vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p);
 void  vl_window_det_clear        (VlWindow *self);

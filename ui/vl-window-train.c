@@ -772,165 +772,6 @@ vl_window_discard_trained (VlWindow *self)
 
 /* ------------------------------------------------------------------ predictions */
 
-typedef struct {
-  VlTrainedRef *trained;
-  VlDataRef    *data;
-  int          *probe_items;
-  int           n_probes;
-  VlPredictions pred;
-  float        *final_attn;   /* (n_probes, depth, heads, T, T) */
-  int           attn_T;
-  VlTaskKind    task;         /* segmentation: masks, detection: boxes, instead of classes */
-  int           seg_size;     /* a dense task's input side (0: the model's) */
-  VlSegPredictions *seg;
-  VlDetPredictions *det;
-} PredictJob;
-
-static void
-predict_job_free (gpointer p)
-{
-  PredictJob *j = p;
-  vl_trained_unref (j->trained);
-  vl_data_unref (j->data);
-  g_free (j->probe_items);
-  g_free (j->pred.label);
-  g_free (j->pred.predicted);
-  g_free (j->pred.confidence);
-  g_free (j->final_attn);
-  vl_seg_predictions_free (j->seg);
-  vl_det_predictions_free (j->det);
-  g_free (j);
-}
-
-/* Every validation image's class, its probability, by the trained classifier. */
-static gboolean
-predict_classes (PredictJob *j, VlModel *m, const VlPreprocess *pp_, GCancellable *cancel,
-                 GError **error)
-{
-  VlDataset *ds = j->data->ds;
-  const int K = vl_model_num_classes (m);
-  if (K != vl_dataset_n_classes (ds))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                   "the model has %d classes, the dataset %d", K, vl_dataset_n_classes (ds));
-      return FALSE;
-    }
-  VlPreprocess pp = *pp_;
-  const int n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
-  const int B = 32;
-  gsize per = (gsize) pp.channels * pp.size * pp.size;
-  g_autofree float *px = g_new (float, per * B);
-  g_autofree int *idx = g_new (int, B);
-  j->pred.n = n;
-  j->pred.label = g_new (int, MAX (n, 1));
-  j->pred.predicted = g_new (int, MAX (n, 1));
-  j->pred.confidence = g_new0 (float, MAX (n, 1));
-  gboolean ok = TRUE;
-  for (int i0 = 0; i0 < n && ok; i0 += B)
-    {
-      if (g_cancellable_is_cancelled (cancel))
-        {
-          ok = FALSE;
-          break;
-        }
-      int b = 0;
-      for (int i = i0; i < MIN (n, i0 + B); i++)
-        {
-          j->pred.label[i] = vl_dataset_label (ds, VL_SPLIT_VAL, i);
-          j->pred.predicted[i] = -1;
-          if (vl_dataset_load (ds, VL_SPLIT_VAL, i, &pp, VL_AUGMENT_NONE, 0, px + per * b, NULL))
-            idx[b++] = i;
-        }
-      if (b == 0)
-        continue;
-      if (!vl_model_forward (m, px, b, pp.size, pp.size, VL_FORWARD_INFER, error))
-        {
-          ok = FALSE;
-          break;
-        }
-      const float *logits = vl_model_logits (m);
-      for (int r = 0; r < b; r++)
-        {
-          const float *z = logits + (gsize) r * K;
-          int best = 0;
-          for (int k = 1; k < K; k++)
-            if (z[k] > z[best])
-              best = k;
-          double sum = 0;
-          for (int k = 0; k < K; k++)
-            sum += exp ((double) z[k] - z[best]);
-          j->pred.predicted[idx[r]] = best;
-          j->pred.confidence[idx[r]] = (float) (1.0 / sum);
-        }
-    }
-  if (!ok && error && *error == NULL)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
-  return ok;
-}
-
-static void
-predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  PredictJob *j = task_data;
-  g_autoptr(GError) error = NULL;
-  g_mutex_lock (&j->trained->lock);
-  VlModel *m = vl_trained_model (j->trained);
-  VlDataset *ds = j->data->ds;
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (j->seg_size > 0)
-    pp.size = j->seg_size;   /* the probes' attention at the run's input size */
-  gsize per = (gsize) pp.channels * pp.size * pp.size;
-  gboolean ok;
-  if (j->task == VL_TASK_SEGMENT)
-    {
-      VlSegHead *h = vl_trained_seg_head (j->trained);
-      j->seg = h ? vl_seg_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
-      ok = j->seg != NULL;
-      if (h == NULL)
-        g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no seg head"));
-    }
-  else if (j->task == VL_TASK_DETECT)
-    {
-      VlDetHead *h = vl_trained_det_head (j->trained);
-      j->det = h ? vl_det_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
-      ok = j->det != NULL;
-      if (h == NULL)
-        g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no FCOS head"));
-    }
-  else
-    ok = predict_classes (j, m, &pp, cancel, &error);
-  /* the trained model's attention of the probes, for every block and head */
-  if (ok && j->n_probes > 0)
-    {
-      g_autofree float *probe_px = g_new (float, per * j->n_probes);
-      int got = 0;
-      for (int i = 0; i < j->n_probes; i++)
-        if (vl_dataset_load (ds, VL_SPLIT_VAL, j->probe_items[i], &pp, VL_AUGMENT_NONE, 0,
-                             probe_px + per * got, NULL))
-          got++;
-      if (got == j->n_probes &&
-          vl_model_forward (m, probe_px, got, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, NULL))
-        {
-          const VlGeometry *g = vl_model_geometry (m);
-          int T = vl_model_n_tokens_last (m);
-          gsize pa = (gsize) g->heads * T * T, pi = (gsize) g->depth * pa;
-          j->final_attn = g_new (float, pi * got);
-          j->attn_T = T;
-          for (int b = 0; b < got; b++)
-            vl_model_attention_copy (m, b, j->final_attn + b * pi);
-        }
-    }
-  g_mutex_unlock (&j->trained->lock);
-  if (!ok)
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
 static void
 predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -940,8 +781,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (g_task_get_cancellable (G_TASK (result)) != self->predict_cancel)
     return;   /* stale */
-  PredictJob *j = g_task_get_task_data (G_TASK (result));
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  g_autoptr(VlPredictResult) j = vl_job_predict_finish (result, &error);
+  if (j == NULL)
     {
       g_clear_object (&self->predict_cancel);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -998,19 +839,10 @@ maybe_predict (VlWindow *self)
       return;
     }
   self->predict_cancel = g_cancellable_new ();
-  PredictJob *j = g_new0 (PredictJob, 1);
-  j->trained = vl_trained_ref (tr);
-  j->data = data;
-  j->task = self->task;
-  j->seg_size = vl_window_dense_input_size (self);
-  if (self->probe_index && self->n_probes > 0)
-    {
-      j->probe_items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
-      j->n_probes = self->n_probes;
-    }
-  g_autoptr(GTask) task = g_task_new (self, self->predict_cancel, predict_done, NULL);
-  g_task_set_task_data (task, j, predict_job_free);
-  g_task_run_in_thread (task, predict_thread);
+  vl_job_predict (G_OBJECT (self), tr, data, self->task, vl_window_dense_input_size (self),
+                  self->probe_index, self->probe_index ? self->n_probes : 0, self->predict_cancel,
+                  predict_done, NULL);
+  vl_data_unref (data);
 }
 
 /* ------------------------------------------------------------------ the gallery */
