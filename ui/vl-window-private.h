@@ -4,7 +4,8 @@
  * The files call each other only downward (scripts/window-calls.py checks that no circle
  * forms; the "window-calls" test runs it), from the top:
  *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
- *   vl-window-train.c     the run: configuration, events, the task's views, export, run folders
+ *   vl-window-train.c     the run: configuration, events, the task's views, opening runs
+ *   vl-window-export.c    export, saving the run folder
  *   vl-window-backbone.c  the backbone, layer groups and head
  *   vl-window-seg.c, vl-window-det.c   the dense tasks' views and predictions
  *   vl-window-attention.c the dataset's probes and their attention
@@ -307,6 +308,13 @@ void  vl_window_features_inputs_changed  (VlWindow *self);   /* backbone or data
 void  vl_window_features_trained_changed (VlWindow *self);   /* the trained model */
 gboolean vl_window_features_busy (VlWindow *self);
 
+/* vl-window-export.c: the file chooser, then the job (tests set "export-dir-override",
+ * "export-onnx-override", "export-recipe-override" on the window to skip the chooser) */
+void  vl_window_export           (VlWindow *self);
+void  vl_window_export_onnx      (VlWindow *self);
+void  vl_window_export_recipe    (VlWindow *self);
+void  vl_window_save_run         (VlWindow *self);
+
 /* vl-window-train.c */
 void  vl_window_train_init       (VlWindow *self);
 void  vl_window_train_dispose    (VlWindow *self);
@@ -319,10 +327,6 @@ void  vl_window_start_training   (VlWindow *self, gboolean resume);
 void  vl_window_toggle_pause     (VlWindow *self);
 void  vl_window_stop_training    (VlWindow *self);
 void  vl_window_discard_trained  (VlWindow *self);
-void  vl_window_export           (VlWindow *self);
-void  vl_window_export_onnx      (VlWindow *self);
-void  vl_window_export_recipe    (VlWindow *self);
-void  vl_window_save_run         (VlWindow *self);
 void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
 
 G_END_DECLS
