@@ -6,6 +6,7 @@
  *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
  *   vl-window-train.c     the run: configuration, events, the task's views, opening runs
  *   vl-window-export.c    export, saving the run folder
+ *   vl-window-gallery.c   the confusion cells' gallery
  *   vl-window-backbone.c  the backbone, layer groups and head
  *   vl-window-seg.c, vl-window-det.c   the dense tasks' views and predictions
  *   vl-window-attention.c the dataset's probes and their attention
@@ -308,6 +309,10 @@ void  vl_window_features_inputs_changed  (VlWindow *self);   /* backbone or data
 void  vl_window_features_trained_changed (VlWindow *self);   /* the trained model */
 gboolean vl_window_features_busy (VlWindow *self);
 
+/* vl-window-gallery.c: the confusion cells' gallery (its dialog in self->gallery) */
+void  vl_window_gallery_init     (VlWindow *self);
+void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
+
 /* vl-window-export.c: the file chooser, then the job (tests set "export-dir-override",
  * "export-onnx-override", "export-recipe-override" on the window to skip the chooser) */
 void  vl_window_export           (VlWindow *self);
@@ -327,6 +332,5 @@ void  vl_window_start_training   (VlWindow *self, gboolean resume);
 void  vl_window_toggle_pause     (VlWindow *self);
 void  vl_window_stop_training    (VlWindow *self);
 void  vl_window_discard_trained  (VlWindow *self);
-void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
 
 G_END_DECLS
