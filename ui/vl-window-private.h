@@ -5,6 +5,7 @@
  * forms; the "window-calls" test runs it), from the top:
  *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
  *   vl-window-train.c     the run: configuration, events, the task's views, opening runs
+ *   vl-window-task.c      the task's views and labels, each epoch's evaluation in them
  *   vl-window-export.c    export, saving the run folder
  *   vl-window-gallery.c   the confusion cells' gallery
  *   vl-window-backbone.c  the backbone, layer groups and head
@@ -251,8 +252,6 @@ void  vl_window_probe_file_to_trainer (VlWindow *self);
 /* The stem choice: VL_STEM_PATCH for the checkpoint's own, else the new stem's kind. */
 VlStemKind vl_window_stem_choice     (VlWindow *self);
 void  vl_window_set_stem_choice      (VlWindow *self, VlStemKind kind);
-/* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
-void  vl_window_set_task             (VlWindow *self, VlTaskKind task);
 
 /* The current run's trainer (NULL before any run, or after an opened run folder replaced it). */
 static inline VlTrainer *
@@ -308,6 +307,13 @@ void  vl_window_features_dispose (VlWindow *self);
 void  vl_window_features_inputs_changed  (VlWindow *self);   /* backbone or dataset */
 void  vl_window_features_trained_changed (VlWindow *self);   /* the trained model */
 gboolean vl_window_features_busy (VlWindow *self);
+
+/* vl-window-task.c */
+void  vl_window_task_init        (VlWindow *self);
+/* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
+void  vl_window_set_task             (VlWindow *self, VlTaskKind task);
+/* An epoch's evaluation in the statistics and the task's views (names: the classes). */
+void  vl_window_show_epoch       (VlWindow *self, const VlEpochMetrics *m, char **names);
 
 /* vl-window-gallery.c: the confusion cells' gallery (its dialog in self->gallery) */
 void  vl_window_gallery_init     (VlWindow *self);

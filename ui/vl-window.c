@@ -693,6 +693,7 @@ vl_window_init (VlWindow *self)
   vl_window_data_init (self);
   vl_window_attention_init (self);
   vl_window_probe_init (self);
+  vl_window_task_init (self);
   vl_window_train_init (self);
   vl_window_gallery_init (self);
   vl_window_seg_init (self);
