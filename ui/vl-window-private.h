@@ -2,16 +2,17 @@
  * include it to read the window's state. Everything here is main-thread only.
  *
  * The files call each other only downward (scripts/window-calls.py checks that no circle
- * forms; the "window-calls" test runs it), from the top:
+ * forms and that no part calls up into vl-window.c; the "window-calls" test runs it), from
+ * the top:
  *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
- *   vl-window-train.c     the run: configuration, events, the task's views, opening runs
+ *   vl-window-train.c     the run: configuration, events, predictions, opening runs
  *   vl-window-task.c      the task's views and labels, each epoch's evaluation in them
  *   vl-window-export.c    export, saving the run folder
  *   vl-window-gallery.c   the confusion cells' gallery
  *   vl-window-backbone.c  the backbone, layer groups and head
- *   vl-window-seg.c, vl-window-det.c   the dense tasks' views and predictions
- *   vl-window-attention.c the dataset's probes and their attention
+ *   vl-window-seg.c, vl-window-det.c   the dense tasks' views
  *   vl-window-data.c      the dataset, thumbnails
+ *   vl-window-attention.c the dataset's probes and their attention
  *   vl-window-probe.c     the probe file
  *   vl-window-features.c  k-NN, embedding map, "Try it"
  *   vl-window-status.c    the status bar, banner, what is enabled, dialogs (calls none)
@@ -222,6 +223,9 @@ void  vl_window_set_head         (VlWindow *self, const char *head);
 void  vl_window_head_to_config   (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_set_head_from_config (VlWindow *self, const VlTrainConfig *cfg);
 void  vl_window_backbone_run_ended (VlWindow *self);
+/* The stem choice: VL_STEM_PATCH for the checkpoint's own, else the new stem's kind. */
+VlStemKind vl_window_stem_choice     (VlWindow *self);
+void  vl_window_set_stem_choice      (VlWindow *self, VlStemKind kind);
 
 /* vl-window-data.c */
 void  vl_window_data_init        (VlWindow *self);
@@ -232,6 +236,9 @@ void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);
+/* The open dataset's class names for a run that names none; NULL when its class count is not
+ * K. */
+char **vl_window_class_names_from_data (VlWindow *self, int K);
 
 /* vl-window-probe.c (emits "probes-changed" when its file's maps arrive) */
 void  vl_window_probe_init       (VlWindow *self);
@@ -249,11 +256,9 @@ void  vl_window_choose_probe     (VlWindow *self);
  * gets the probe file's pixels (its maps come with the PROBES events), and the maps of a
  * previous model are dropped. */
 void  vl_window_probe_file_to_trainer (VlWindow *self);
-/* The stem choice: VL_STEM_PATCH for the checkpoint's own, else the new stem's kind. */
-VlStemKind vl_window_stem_choice     (VlWindow *self);
-void  vl_window_set_stem_choice      (VlWindow *self, VlStemKind kind);
 
-/* The current run's trainer (NULL before any run, or after an opened run folder replaced it). */
+/* The current run's trainer (NULL before any run, or after an opened run folder replaced it;
+ * the run controller's). */
 static inline VlTrainer *
 vl_window_trainer (VlWindow *self)
 {
@@ -262,10 +267,6 @@ vl_window_trainer (VlWindow *self)
 /* A PROBES event of the current run: the probe file's "now" side, when it carries it (its
  * attention is taken from the event). */
 void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
-
-/* The open dataset's class names for a run that names none (vl-window-data.c); NULL when its
- * class count is not K. */
-char **vl_window_class_names_from_data (VlWindow *self, int K);
 
 /* vl-window-attention.c: the dataset's probes and the Attention page's buttons */
 void  vl_window_attention_init    (VlWindow *self);
@@ -311,7 +312,7 @@ gboolean vl_window_features_busy (VlWindow *self);
 /* vl-window-task.c */
 void  vl_window_task_init        (VlWindow *self);
 /* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
-void  vl_window_set_task             (VlWindow *self, VlTaskKind task);
+void  vl_window_set_task         (VlWindow *self, VlTaskKind task);
 /* An epoch's evaluation in the statistics and the task's views (names: the classes). */
 void  vl_window_show_epoch       (VlWindow *self, const VlEpochMetrics *m, char **names);
 
