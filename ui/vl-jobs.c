@@ -364,7 +364,7 @@ vl_job_probe_attention (GObject *source, const char *backbone, VlDataRef *data, 
   AttnJob *j = g_new0 (AttnJob, 1);
   j->backbone = g_strdup (backbone);
   j->data = vl_data_ref (data);
-  j->items = g_memdup2 (items, sizeof (int) * MAX (n, 1));
+  j->items = n > 0 ? g_memdup2 (items, sizeof (int) * n) : NULL;
   j->n = n;
   j->size = size;
   j->r = g_new0 (VlProbeAttention, 1);
