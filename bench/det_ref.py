@@ -4,7 +4,7 @@
 
     bench/det_ref.py --backbone ../shared/weights/vit-tiny-augreg-in1k \\
         --data ../shared/datasets/pets-voc [--epochs 30] [--lr 1e-3] [--wd 0.05] [--batch 16] \\
-        [--warmup 1] [--size 224] [--seed 0]
+        [--warmup 1] [--size 224] [--seed 0 | --seeds 0-9] [--threads N]
 
 DATA is a Pascal VOC detection layout (JPEGImages/, Annotations/NAME.xml,
 ImageSets/Main/{train,val}.txt); the classes are the sorted object names, numbered from 1
@@ -19,7 +19,10 @@ AdamW (betas 0.9/0.999, eps 1e-8, weight decay on the conv weights only); linear
 FCOS.postprocess_detections (score 0.05, top 1000, NMS 0.6, 100 per image) at size x size, the
 boxes scaled back to each image's own pixels, scored with pycocotools' COCOeval definitions
 (the numpy replica of tests/data/gen-dense.py). Prints AP, AP50, per-class AP and the wall
-time. The backbone is rebuilt by tests/interop/timm_vit.py.
+time. With --seeds the features are computed once and the head is trained from each seed in
+turn (torch.manual_seed just before the head is built: its initial weights and the batches'
+order), then the mean, sd, min and max over the seeds are printed. The backbone is rebuilt by
+tests/interop/timm_vit.py.
 """
 import argparse
 import importlib.util
@@ -71,11 +74,6 @@ class _Backbone(torch.nn.Module):
 
 
 def main():
-    from torchvision.models.detection import FCOS
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.fcos import FCOSHead
-    from torchvision.models.detection.image_list import ImageList
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbone", required=True)
     ap.add_argument("--data", required=True)
@@ -86,9 +84,11 @@ def main():
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--size", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="",
+                    help="several seeds on the same cached features: 0-9 or 0,3,5")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     a = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
     t0 = time.time()
     model, _, _ = timm_vit.load_like_timm(a.backbone)
     model.eval()
@@ -104,7 +104,6 @@ def main():
 
     tr, va = read_split(a.data, "train"), read_split(a.data, "val")
     names = sorted({n for _, objs in tr + va for n, _ in objs})
-    K = len(names)
 
     def tokens(items):
         feats, targets, sizes = [], [], []
@@ -129,7 +128,39 @@ def main():
     xtr, ttr, _ = tokens(tr)
     xva, tva, sva = tokens(va)
     t_feat = time.time() - t0
+    print("features_s=%.1f" % t_feat, flush=True)
+    data = (xtr, ttr, xva, tva, sva, names, patch, S, G)
+    results = []
+    for seed in parse_seeds(a.seeds) if a.seeds else [a.seed]:
+        results.append(train_and_score(a, seed, data))
+    if len(results) > 1:
+        for key in ("val_map", "val_map50"):
+            v = np.array([r[key] for r in results])
+            print("%s over %d seeds: mean %.4f  sd %.4f  min %.4f  max %.4f"
+                  % (key, len(v), v.mean(), v.std(ddof=1), v.min(), v.max()))
+    print("seconds=%.1f" % (time.time() - t0))
 
+
+def parse_seeds(text):
+    seeds = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        seeds.extend(range(int(lo), int(hi or lo) + 1))
+    return seeds
+
+
+def train_and_score(a, seed, data):
+    """Trains the FCOS head from seed `seed` (the head's initial weights and the batches' order)
+    on the cached token grids and scores it on the validation ones."""
+    from torchvision.models.detection import FCOS
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.fcos import FCOSHead
+    from torchvision.models.detection.image_list import ImageList
+
+    xtr, ttr, xva, tva, sva, names, patch, S, G = data
+    K = len(names)
+    t0 = time.time()
+    torch.manual_seed(seed)
     W = xtr.shape[1]
     bb = _Backbone()
     bb.out_channels = W
@@ -173,8 +204,8 @@ def main():
             opt.step()
             loss_sum += loss.item() * len(idx)
             step += 1
-        print("epoch %d loss %.4f" % (epoch + 1, loss_sum / n), flush=True)
-    t_train = time.time() - t0 - t_feat
+        print("seed %d epoch %d loss %.4f" % (seed, epoch + 1, loss_sum / n), flush=True)
+    t_train = time.time() - t0
 
     gts, dts = [], []
     with torch.no_grad():
@@ -190,14 +221,14 @@ def main():
                 x1, y1, x2, y2 = bx[0] * w / S, bx[1] * h / S, bx[2] * w / S, bx[3] * h / S
                 dts.append((j, lb, x1, y1, x2 - x1, y2 - y1, sc))
     stats, class_ap, class_ap50 = gen_dense.coco_eval(gts, dts, xva.shape[0], K + 1)
+    print("seed=%d" % seed)
     for k in range(K):
         print("%-20s AP %.4f  AP50 %.4f" % (names[k], class_ap[k + 1], class_ap50[k + 1]))
-    print("features_s=%.1f" % t_feat)
     print("train_s=%.1f" % t_train)
-    print("seconds=%.1f" % (time.time() - t0))
     print("val_ar100=%.4f" % stats[3])
     print("val_map=%.4f" % stats[0])
-    print("val_map50=%.4f" % stats[1])
+    print("val_map50=%.4f" % stats[1], flush=True)
+    return {"val_map": stats[0], "val_map50": stats[1]}
 
 
 if __name__ == "__main__":

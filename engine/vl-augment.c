@@ -650,3 +650,23 @@ vl_preprocess_squash (const VlImage *img, const VlPreprocess *pp, float *out)
   p.kind = VL_AUGMENT_LIGHT;   /* the crop is the whole image, no flip: a plain resize */
   vl_augment_apply (img, pp, &p, out);
 }
+
+const char *
+vl_augment_name (VlAugment a)
+{
+  return a == VL_AUGMENT_LIGHT ? "light" : a == VL_AUGMENT_STRONG ? "strong" : "none";
+}
+
+gboolean
+vl_augment_from_string (const char *s, VlAugment *out)
+{
+  if (g_strcmp0 (s, "none") == 0)
+    *out = VL_AUGMENT_NONE;
+  else if (g_strcmp0 (s, "light") == 0)
+    *out = VL_AUGMENT_LIGHT;
+  else if (g_strcmp0 (s, "strong") == 0)
+    *out = VL_AUGMENT_STRONG;
+  else
+    return FALSE;
+  return TRUE;
+}

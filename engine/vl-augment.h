@@ -14,11 +14,20 @@
 #include <glib.h>
 #include <stdint.h>
 
-#include "vl-dataset.h"
 #include "vl-image.h"
 #include "vl-rng.h"
 
 G_BEGIN_DECLS
+
+typedef enum {
+  VL_AUGMENT_NONE,    /* eval transform (vl_preprocess_eval) */
+  VL_AUGMENT_LIGHT,   /* random resized crop (scale 0.35-1, ratio 3/4-4/3) + horizontal flip */
+  VL_AUGMENT_STRONG,  /* light + colour jitter + RandAugment-style operations */
+} VlAugment;
+
+/* "none", "light", "strong" (run.json, the CLI). */
+const char *vl_augment_name        (VlAugment augment);
+gboolean    vl_augment_from_string (const char *s, VlAugment *out);
 
 /* One augmentation, drawn once and applied to an image and to its targets alike: the source
  * rectangle of the random resized crop (the whole image for none) and the flip, and the

@@ -101,15 +101,6 @@ struct _VlDataset {
   GHashTable   *failed;        /* "split:index" -> reason, items that failed to decode */
 };
 
-static void
-skipped_free (gpointer p)
-{
-  VlSkipped *s = p;
-  g_free (s->path);
-  g_free (s->reason);
-  g_free (s);
-}
-
 static VlDataset *
 dataset_new (SourceKind kind, int n_classes)
 {
@@ -126,7 +117,7 @@ dataset_new (SourceKind kind, int n_classes)
   ds->blobs = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   ds->value_store = g_ptr_array_new_with_free_func (g_free);
   g_mutex_init (&ds->lock);
-  ds->skipped = g_ptr_array_new_with_free_func (skipped_free);
+  ds->skipped = g_ptr_array_new_with_free_func (vl_skipped_free);
   ds->failed = g_hash_table_new_full (g_direct_hash, g_direct_equal, NULL, g_free);
   return ds;
 }
@@ -174,10 +165,7 @@ get_item (VlDataset *ds, VlSplit split, int i)
 static void
 add_skipped_locked (VlDataset *ds, const char *path, const char *reason)
 {
-  VlSkipped *s = g_new0 (VlSkipped, 1);
-  s->path = g_strdup (path);
-  s->reason = g_strdup (reason);
-  g_ptr_array_add (ds->skipped, s);
+  g_ptr_array_add (ds->skipped, vl_skipped_new (path, reason));
 }
 
 static void
@@ -2172,26 +2160,6 @@ vl_dataset_open (const char *spec, const VlDatasetOptions *options, GError **err
   return open_folder (spec, opt, error);
 }
 
-const char *
-vl_augment_name (VlAugment a)
-{
-  return a == VL_AUGMENT_LIGHT ? "light" : a == VL_AUGMENT_STRONG ? "strong" : "none";
-}
-
-gboolean
-vl_augment_from_string (const char *s, VlAugment *out)
-{
-  if (g_strcmp0 (s, "none") == 0)
-    *out = VL_AUGMENT_NONE;
-  else if (g_strcmp0 (s, "light") == 0)
-    *out = VL_AUGMENT_LIGHT;
-  else if (g_strcmp0 (s, "strong") == 0)
-    *out = VL_AUGMENT_STRONG;
-  else
-    return FALSE;
-  return TRUE;
-}
-
 int
 vl_dataset_n_values (VlDataset *ds)
 {
@@ -2278,14 +2246,10 @@ vl_dataset_skipped (VlDataset *ds)
 {
   g_return_val_if_fail (ds != NULL, NULL);
   vl_mutex_lock (&ds->lock);
-  GPtrArray *copy = g_ptr_array_new_full (ds->skipped->len, skipped_free);
+  GPtrArray *copy = g_ptr_array_new_full (ds->skipped->len, vl_skipped_free);
   for (guint i = 0; i < ds->skipped->len; i++)
     {
-      const VlSkipped *s = g_ptr_array_index (ds->skipped, i);
-      VlSkipped *c = g_new0 (VlSkipped, 1);
-      c->path = g_strdup (s->path);
-      c->reason = g_strdup (s->reason);
-      g_ptr_array_add (copy, c);
+      g_ptr_array_add (copy, vl_skipped_copy (g_ptr_array_index (ds->skipped, i)));
     }
   vl_mutex_unlock (&ds->lock);
   return copy;

@@ -52,7 +52,9 @@
 #include <glib.h>
 #include <stdint.h>
 
+#include "vl-augment.h"   /* VlAugment */
 #include "vl-image.h"
+#include "vl-skipped.h"
 
 G_BEGIN_DECLS
 
@@ -60,16 +62,6 @@ typedef enum {
   VL_SPLIT_TRAIN,
   VL_SPLIT_VAL,
 } VlSplit;
-
-typedef enum {
-  VL_AUGMENT_NONE,    /* eval transform (vl_preprocess_eval) */
-  VL_AUGMENT_LIGHT,   /* random resized crop (scale 0.35-1, ratio 3/4-4/3) + horizontal flip */
-  VL_AUGMENT_STRONG,  /* light + colour jitter + RandAugment-style operations */
-} VlAugment;
-
-/* "none", "light", "strong" (run.json, the CLI). */
-const char *vl_augment_name        (VlAugment augment);
-gboolean    vl_augment_from_string (const char *s, VlAugment *out);
 
 typedef struct {
   double   val_fraction;   /* 0.2: used when the source has no validation split */
@@ -79,11 +71,6 @@ typedef struct {
 } VlDatasetOptions;
 
 #define VL_DATASET_OPTIONS_DEFAULT { .val_fraction = 0.2, .seed = 0 }
-
-typedef struct {
-  char *path;              /* file (or "fashion-mnist:train#123" for a record) */
-  char *reason;            /* "cannot decode image: ...", "empty file", "20000x20000 is above ..." */
-} VlSkipped;
 
 typedef struct _VlDataset VlDataset;
 

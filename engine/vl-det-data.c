@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vl-dataset.h"
+#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-skipped.h"
 #include "vl-image.h"
 #include "vl-json.h"
 
@@ -23,15 +24,6 @@ item_free (gpointer p)
   g_free (it);
 }
 
-static void
-skipped_free (gpointer p)
-{
-  VlSkipped *s = p;
-  g_free (s->path);
-  g_free (s->reason);
-  g_free (s);
-}
-
 static VlDetSource *
 source_new (void)
 {
@@ -40,7 +32,7 @@ source_new (void)
     s->items[i] = g_ptr_array_new_with_free_func (item_free);
   s->class_names = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (s->class_names, g_strdup ("background"));
-  s->skipped = g_ptr_array_new_with_free_func (skipped_free);
+  s->skipped = g_ptr_array_new_with_free_func (vl_skipped_free);
   return s;
 }
 
@@ -65,11 +57,10 @@ skip (VlDetSource *s, const char *where, const char *fmt, ...)
 {
   va_list ap;
   va_start (ap, fmt);
-  VlSkipped *k = g_new0 (VlSkipped, 1);
-  k->path = g_strdup (where);
-  k->reason = g_strdup_vprintf (fmt, ap);
+  char *reason = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_ptr_array_add (s->skipped, k);
+  g_ptr_array_add (s->skipped, vl_skipped_new (where, reason));
+  g_free (reason);
 }
 
 /* One raw box as an annotation gives it, with where it was written. */

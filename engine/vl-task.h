@@ -26,7 +26,6 @@
 #include "vl-model.h"
 #include "vl-seg.h"
 #include "vl-seg-head.h"
-#include "vl-detect.h"
 
 G_BEGIN_DECLS
 

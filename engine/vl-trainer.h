@@ -86,6 +86,7 @@
 #include "vl-run.h"
 #include "vl-task.h"
 #include "vl-seg-head.h"
+#include "vl-detect.h"
 
 G_BEGIN_DECLS
 
