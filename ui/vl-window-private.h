@@ -1,9 +1,9 @@
 /* vl-window-private.h: the window's state, shared by the files that implement it. Tests
  * include it to read the window's state. Everything here is main-thread only.
  *
- * The files call each other only downward (scripts/window-calls.py checks that no circle
- * forms and that no part calls up into vl-window.c; the "window-calls" test runs it), from
- * the top:
+ * The files call each other only downward (tests/check-window-calls.py checks that no
+ * circle forms and that no part calls up into vl-window.c; the "window-calls" test runs it),
+ * from the top:
  *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
  *   vl-window-train.c     the run: configuration, events, predictions, opening runs
  *   vl-window-task.c      the task's views and labels, each epoch's evaluation in them

@@ -1,11 +1,11 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The calls among the window's files (ui/vl-window*.c): which file names a non-static function
 (or takes the address of one) that another defines.  Prints each directed pair with the names,
 then whether the graph is a DAG; exits 1 when a cycle exists (a file reachable from a file it
 reaches), naming the files of each cycle, or when a part calls up into vl-window.c (the top:
 the parts never call back into it).
 
-usage: window-calls.py [--tap] [SRCDIR]   (SRCDIR: the repository root; default: this script's
+usage: check-window-calls.py [--tap] [SRCDIR]   (SRCDIR: the repository root; default: this script's
 parent; --tap: TAP output, one test case, the report as comments: meson's "window-calls" test)
 """
 import collections
