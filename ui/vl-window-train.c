@@ -8,15 +8,9 @@
 #include "vl-preset.h"
 #include "vl-window-private.h"
 
-#include <glib/gi18n.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
-#include "vl-attention-view.h"
-#include "vl-confusion-view.h"
-#include "vl-scatter-view.h"
-#include "vl-task-view.h"
 #include "vl-loss-chart.h"
 
 static const char *preset_ids[] = { "linear-probe", "last-blocks", "full", "progressive", "custom" };
