@@ -164,7 +164,7 @@ check_shown_masks (VlWindow *win)
                                         S / g->patch, S, S);
   vl_seg_argmax (pred, z, (int64_t) S * S, K);
   g_mutex_unlock (&win->trained->lock);
-  g_autoptr(VlImage) img = vl_window_image_from_chw (px, &pp);
+  g_autoptr(VlImage) img = vl_image_from_chw (px, &pp);
   uint8_t pal[256 * 3];
   vl_seg_palette (pal);
   g_object_set (view, "mode", VL_MASK_MODE_PREDICTED, "opacity", 0.6, NULL);

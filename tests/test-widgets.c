@@ -19,6 +19,7 @@
 #include "vl-confusion-view.h"
 #include "vl-embedding-panel.h"
 #include "vl-embedding-view.h"
+#include "vl-jobs.h"
 #include "vl-knn-panel.h"
 #include "vl-task-view.h"
 #include "vl-try-panel.h"
@@ -1559,6 +1560,74 @@ test_demo_real_model (void)
   gtk_window_destroy (GTK_WINDOW (win));
 }
 
+static void
+copy_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  *(GAsyncResult **) user_data = g_object_ref (result);
+}
+
+/* Waits for one vl_job_copy_run and returns its outcome (dest: the job's folder, copied). */
+static gboolean
+copy_run (const char *src, const char *dest, char **dest_out, GError **error)
+{
+  GAsyncResult *result = NULL;
+  vl_job_copy_run (NULL, src, dest, NULL, copy_run_done, &result);
+  gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (result == NULL && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_nonnull (result);
+  const char *d = NULL;
+  gboolean ok = vl_job_copy_run_finish (result, &d, error);
+  *dest_out = g_strdup (d);
+  g_object_unref (result);
+  return ok;
+}
+
+/* Saving a run (win.save-run): the folder's files copied byte for byte into a new folder, its
+ * subfolders left out; a destination that cannot be made is an error naming it. */
+static void
+test_jobs_copy_run (void)
+{
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *src = g_build_filename (tmp, "run-1", NULL);
+  g_autofree char *sub = g_build_filename (src, "checkpoint", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+  static const char bytes[] = { 'v', 'l', 0, 1, 2, (char) 255 };
+  const char *names[] = { "run.json", "metrics.jsonl", "best.safetensors" };
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *f = g_build_filename (src, names[i], NULL);
+      g_assert_true (g_file_set_contents (f, bytes, sizeof bytes - (gsize) i, NULL));
+    }
+  g_autofree char *inner = g_build_filename (sub, "state.bin", NULL);
+  g_assert_true (g_file_set_contents (inner, "x", 1, NULL));
+
+  g_autofree char *dest = g_build_filename (tmp, "saved", "run-1", NULL);
+  g_autofree char *got_dest = NULL;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (copy_run (src, dest, &got_dest, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (got_dest, ==, dest);
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *f = g_build_filename (dest, names[i], NULL);
+      g_autofree char *data = NULL;
+      gsize len = 0;
+      g_assert_true (g_file_get_contents (f, &data, &len, NULL));
+      g_assert_cmpmem (data, len, bytes, sizeof bytes - (gsize) i);
+    }
+  g_autofree char *not_copied = g_build_filename (dest, "checkpoint", NULL);
+  g_assert_false (g_file_test (not_copied, G_FILE_TEST_EXISTS));
+
+  /* a destination under a regular file cannot be made */
+  g_autofree char *blocker = g_build_filename (src, "run.json", NULL);
+  g_autofree char *bad = g_build_filename (blocker, "run-1", NULL);
+  g_autofree char *bad_dest = NULL;
+  g_assert_false (copy_run (src, bad, &bad_dest, &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, bad));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1587,6 +1656,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/attention/properties", test_attention_properties);
   g_test_add_func ("/ui/attention/crop", test_attention_crop);
   g_test_add_func ("/ui/confusion/cells", test_confusion_cells);
+  g_test_add_func ("/ui/jobs/copy-run", test_jobs_copy_run);
   g_test_add_func ("/ui/widgets/finalize", test_widgets_finalize);
   g_test_add_func ("/ui/embedding-panel/map", test_embedding_panel);
   g_test_add_func ("/ui/features/idle-panels", test_features_panels_idle);

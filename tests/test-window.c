@@ -2169,6 +2169,78 @@ test_stem (void)
   destroy_window (win);
 }
 
+/* What the window's parts hear of each other (ui/vl-window-private.h): a loaded backbone, an
+ * opened dataset and the probe file's maps are each announced once, by the window's own
+ * signals; by the time a handler connected after the parts' runs, they have taken it in (the
+ * probes chosen and their pretrained attention started); a dataset that fails to open is not
+ * announced. */
+typedef struct {
+  int backbone, dataset, probes;
+  gboolean data_in, attention_started, probes_chosen;
+} Heard;
+
+static void
+heard_backbone (VlWindow *win, Heard *h)
+{
+  h->backbone++;
+}
+
+static void
+heard_dataset (VlWindow *win, Heard *h)
+{
+  h->dataset++;
+  h->data_in = win->data != NULL;
+  h->probes_chosen = win->n_probes > 0;
+  h->attention_started = win->attn_cancel != NULL;
+}
+
+static void
+heard_probes (VlWindow *win, Heard *h)
+{
+  h->probes++;
+}
+
+static void
+test_parts_signals (void)
+{
+  VlWindow *win = vl_window_new (GTK_APPLICATION (app));
+  gtk_window_present (GTK_WINDOW (win));
+  Heard h = { 0 };
+  g_signal_connect (win, "backbone-changed", G_CALLBACK (heard_backbone), &h);
+  g_signal_connect (win, "dataset-changed", G_CALLBACK (heard_dataset), &h);
+  g_signal_connect (win, "probes-changed", G_CALLBACK (heard_probes), &h);
+  g_autofree char *backbone = fixture_backbone ();
+  g_assert_true (action_s (win, "win.load-backbone", backbone));
+  wait_for (win, loaded, 30, "the backbone");
+  g_assert_cmpint (h.backbone, ==, 1);
+  g_assert_cmpint (h.dataset, ==, 0);
+
+  g_assert_true (action_s (win, "win.load-data", dataset_dir));
+  wait_for (win, loaded, 30, "the dataset");
+  g_assert_cmpint (h.dataset, ==, 1);
+  g_assert_true (h.data_in);
+  g_assert_true (h.probes_chosen);
+  g_assert_true (h.attention_started);
+  wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
+
+  /* a folder that is no dataset: the banner, and nothing announced */
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *empty = g_build_filename (tmp, "empty", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (empty, 0755), ==, 0);
+  g_assert_true (action_s (win, "win.load-data", empty));
+  wait_for (win, loaded, 30, "the failed dataset");
+  g_assert_cmpint (h.dataset, ==, 1);
+  g_assert_cmpint (h.backbone, ==, 1);
+
+  int before = h.probes;
+  g_autofree char *png = write_probe_png (tmp, "probe.png", 40, 40, 20, 20);
+  vl_window_open_probe (win, png);
+  wait_for (win, probe_file_ready, 30, "the probe file");
+  g_assert_cmpint (h.probes, ==, before + 1);
+  g_signal_handlers_disconnect_by_data (win, &h);
+  destroy_window (win);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -2216,6 +2288,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/window/probe/sample", test_probe_sample);
   g_test_add_func ("/ui/window/probe/fine-tuned", test_probe_fine_tuned);
   g_test_add_func ("/ui/window/probe/live", test_probe_live);
+  g_test_add_func ("/ui/window/parts-signals", test_parts_signals);
   int rc = g_test_run ();
 
   g_application_release (G_APPLICATION (app));

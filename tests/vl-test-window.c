@@ -124,7 +124,7 @@ vl_test_window_try_scene (VlWindow *win)
   vl_preprocess_from_model (vl_trained_model (win->trained), &pp);
   g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
   g_assert_true (vl_dataset_load (ds, VL_SPLIT_VAL, 0, &pp, VL_AUGMENT_NONE, 0, px, NULL));
-  g_autoptr(VlImage) img = vl_window_image_from_chw (px, &pp);
+  g_autoptr(VlImage) img = vl_image_from_chw (px, &pp);
   g_autofree char *dir = vl_test_tmpdir ();
   g_autofree char *path = g_build_filename (dir, "scene.png", NULL);
   g_autoptr(GError) error = NULL;

@@ -1,8 +1,13 @@
-/* vl-jobs.c: the app's background jobs that read files (see vl-jobs.h). */
+/* vl-jobs.c: the app's background jobs (see vl-jobs.h). */
 #include "vl-jobs.h"
+#include "vl-attention.h"
+#include "vl-attention-view.h"
 #include "vl-detect.h"
+#include "vl-onnx.h"
+#include "vl-recipe.h"
 #include "vl-threads.h"
 
+#include <errno.h>
 #include <math.h>
 
 #include <string.h>
@@ -225,6 +230,513 @@ vl_job_read_run_finish (GAsyncResult *result, GError **error)
   VlRunContents *out = g_memdup2 (c, sizeof *c);
   memset (c, 0, sizeof *c);
   return out;
+}
+
+/* ------------------------------------------------------------------ the probes' attention */
+
+/* The 8-bit crop the model sees, from its normalised CHW floats. */
+VlImage *
+vl_image_from_chw (const float *px, const VlPreprocess *pp)
+{
+  int S = pp->size, C = pp->channels;
+  VlImage *img = vl_image_new (S, S, C);
+  for (int y = 0; y < S; y++)
+    for (int x = 0; x < S; x++)
+      for (int c = 0; c < C; c++)
+        {
+          float v = px[((gsize) c * S + y) * S + x] * pp->std[c] + pp->mean[c];
+          int b = (int) lrintf (v * 255.0f);
+          img->pixels[((gsize) y * S + x) * C + c] = (uint8_t) CLAMP (b, 0, 255);
+        }
+  return img;
+}
+
+typedef struct {
+  char             *backbone;
+  VlDataRef        *data;
+  int              *items;
+  int               n;
+  int               size;        /* the input side (a segmentation run's); 0: the backbone's */
+  VlProbeAttention *r;
+} AttnJob;
+
+void
+vl_probe_attention_free (VlProbeAttention *r)
+{
+  if (r == NULL)
+    return;
+  for (int i = 0; r->images && i < r->n; i++)
+    vl_image_free (r->images[i]);
+  g_free (r->images);
+  g_free (r->labels);
+  g_strfreev (r->names);
+  g_free (r->attn);
+  g_free (r->rollout);
+  g_free (r);
+}
+
+static void
+attn_job_free (gpointer p)
+{
+  AttnJob *j = p;
+  g_free (j->backbone);
+  vl_data_unref (j->data);
+  g_free (j->items);
+  vl_probe_attention_free (j->r);
+  g_free (j);
+}
+
+static void
+attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  AttnJob *j = task_data;
+  VlProbeAttention *r = j->r;
+  GError *error = NULL;
+  /* a copy of the backbone of our own: the window's model stays main-thread only */
+  g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
+  if (m == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  if (j->size > 0)
+    pp.size = j->size;
+  const VlGeometry *g = vl_model_geometry (m);
+  gsize per = (gsize) pp.channels * pp.size * pp.size;
+  g_autofree float *px = g_new (float, per * MAX (j->n, 1));
+  r->images = g_new0 (VlImage *, MAX (j->n, 1));
+  r->labels = g_new0 (int, MAX (j->n, 1));
+  r->names = g_new0 (char *, j->n + 1);
+  int ok = 0;
+  for (int i = 0; i < j->n; i++)
+    if (vl_dataset_load (j->data->ds, VL_SPLIT_VAL, j->items[i], &pp, VL_AUGMENT_NONE, 0,
+                         px + per * ok, NULL))
+      {
+        r->images[ok] = vl_image_from_chw (px + per * ok, &pp);
+        r->labels[ok] = vl_dataset_label (j->data->ds, VL_SPLIT_VAL, j->items[i]);
+        r->names[ok] = g_path_get_basename (vl_dataset_item_name (j->data->ds, VL_SPLIT_VAL,
+                                                                  j->items[i]));
+        ok++;
+      }
+  r->n = ok;
+  if (ok == 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
+                               "none of the probe images could be decoded");
+      return;
+    }
+  if (!vl_model_forward (m, px, ok, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  int T = vl_model_n_tokens_last (m);
+  r->T = T;
+  r->depth = g->depth;
+  r->heads = g->heads;
+  r->n_prefix = g->n_prefix;
+  r->has_cls = g->class_token;
+  r->gh = r->gw = pp.size / g->patch;
+  gsize per_attn = (gsize) g->heads * T * T;
+  gsize per_image = (gsize) g->depth * per_attn;
+  r->attn = g_new (float, per_image * ok);
+  for (int b = 0; b < ok; b++)
+    vl_model_attention_copy (m, b, r->attn + b * per_image);
+  r->rollout = g_new (float, (gsize) ok * MAX (T, r->gh * r->gw));
+  if (!vl_model_rollout (m, r->rollout, &error))
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+vl_job_probe_attention (GObject *source, const char *backbone, VlDataRef *data, const int *items,
+                        int n, int size, GCancellable *cancel, GAsyncReadyCallback callback,
+                        gpointer user_data)
+{
+  AttnJob *j = g_new0 (AttnJob, 1);
+  j->backbone = g_strdup (backbone);
+  j->data = vl_data_ref (data);
+  j->items = n > 0 ? g_memdup2 (items, sizeof (int) * n) : NULL;
+  j->n = n;
+  j->size = size;
+  j->r = g_new0 (VlProbeAttention, 1);
+  g_autoptr(GTask) task = g_task_new (source, cancel, callback, user_data);
+  g_task_set_source_tag (task, vl_job_probe_attention);
+  g_task_set_task_data (task, j, attn_job_free);
+  g_task_run_in_thread (task, attn_thread);
+}
+
+VlProbeAttention *
+vl_job_probe_attention_finish (GAsyncResult *result, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_probe_attention, NULL);
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return NULL;
+  AttnJob *j = g_task_get_task_data (G_TASK (result));
+  return g_steal_pointer (&j->r);
+}
+
+/* ------------------------------------------------------------------ the probe file */
+
+void
+vl_probe_file_clear (VlProbeFile *pf)
+{
+  g_free (pf->path);
+  g_clear_pointer (&pf->image, vl_image_free);
+  g_free (pf->ref_attn);
+  g_free (pf->now_attn);
+  g_free (pf->ref_class);
+  g_free (pf->now_class);
+  g_free (pf->px);
+  g_free (pf->live_attn);
+  g_free (pf->live_class);
+  memset (pf, 0, sizeof *pf);
+}
+
+typedef struct {
+  char         *path;
+  char         *backbone;     /* NULL: no backbone yet (the image alone) */
+  VlTrainedRef *trained;      /* NULL: no trained model beside it */
+  VlProbeFile   result;
+} ProbeJob;
+
+static void
+probe_job_free (gpointer p)
+{
+  ProbeJob *j = p;
+  g_free (j->path);
+  g_free (j->backbone);
+  g_clear_pointer (&j->trained, vl_trained_unref);
+  vl_probe_file_clear (&j->result);
+  g_free (j);
+}
+
+/* One forward of img through m with every block's attention kept, copied into *attn as
+ * (depth, heads, T, T); the geometry into geo; the top class's name when m names its classes;
+ * the model's input into geo->px (when keep_px). */
+static gboolean
+capture_attention (VlModel *m, const VlImage *img, float **attn, VlProbeFile *geo,
+                   char **top_class, gboolean keep_px, GError **error)
+{
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);   /* (C, S, S) */
+  vl_preprocess_eval (img, &pp, px);
+  if (keep_px)
+    {
+      g_free (geo->px);
+      geo->px = g_memdup2 (px, sizeof (float) * pp.channels * pp.size * pp.size);
+      geo->px_channels = pp.channels;
+      geo->px_size = pp.size;
+    }
+  if (!vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN,
+                         error))
+    return FALSE;
+  const int T = vl_model_n_tokens_last (m);
+  const gsize per_block = (gsize) g->heads * T * T;
+  *attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
+  vl_model_attention_copy (m, 0, *attn);
+  geo->depth = g->depth;
+  geo->heads = g->heads;
+  geo->T = T;
+  geo->n_prefix = g->n_prefix;
+  geo->has_cls = g->class_token;
+  geo->gh = geo->gw = pp.size / g->patch;
+  const float *logits = vl_model_logits (m);
+  const char *const *names = vl_model_class_names (m);
+  const int K = vl_model_num_classes (m);
+  if (logits != NULL && names != NULL && K > 0)
+    {
+      int best = 0;
+      for (int k = 1; k < K; k++)
+        if (logits[k] > logits[best])
+          best = k;
+      *top_class = g_strdup (names[best]);
+    }
+  return TRUE;
+}
+
+static void
+probe_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ProbeJob *j = task_data;
+  VlProbeFile *r = &j->result;
+  GError *error = NULL;
+  /* vl_image_load's errors name the file and say why (truncated, empty, unknown format) */
+  g_autoptr(VlImage) img = vl_image_load (j->path, 0, &error);
+  if (img == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  if (j->backbone == NULL)
+    {
+      /* no model yet: the image as a 224 crop, without a map */
+      VlPreprocess pp = { .channels = 3, .size = 224, .crop_pct = 1.0,
+                          .interp = VL_INTERP_BICUBIC, .mean = { 0 }, .std = { 1, 1, 1, 1 } };
+      r->image = vl_attention_crop_for_display (img, &pp);
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+  /* a copy of the backbone of our own: the window's model stays main-thread only */
+  g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
+  if (m == NULL ||
+      !capture_attention (m, img, &r->ref_attn, r, &r->ref_class, TRUE, &error))
+    {
+      g_prefix_error (&error, "%s: ", j->path);
+      g_task_return_error (task, error);
+      return;
+    }
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  r->image = vl_attention_crop_for_display (img, &pp);
+  if (g_task_return_error_if_cancelled (task))
+    return;
+  if (j->trained)
+    {
+      /* the trained model (shared with the predictions and export: under its lock) */
+      g_mutex_lock (&j->trained->lock);
+      VlModel *tm = vl_trained_model (j->trained);
+      VlProbeFile geo = { 0 };
+      float *now = NULL;
+      g_autoptr(GError) e = NULL;
+      if (tm && capture_attention (tm, img, &now, &geo, &r->now_class, FALSE, &e) &&
+          geo.depth == r->depth && geo.heads == r->heads && geo.T == r->T && geo.gh == r->gh)
+        r->now_attn = g_steal_pointer (&now);
+      else if (e)
+        g_message ("probe image %s, trained model: %s", j->path, e->message);
+      g_free (now);
+      g_mutex_unlock (&j->trained->lock);
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+vl_job_probe_file (GObject *source, const char *path, const char *backbone,
+                   VlTrainedRef *trained, GCancellable *cancel, GAsyncReadyCallback callback,
+                   gpointer user_data)
+{
+  ProbeJob *j = g_new0 (ProbeJob, 1);
+  j->path = g_strdup (path);
+  j->backbone = g_strdup (backbone);
+  j->trained = trained ? vl_trained_ref (trained) : NULL;
+  g_autoptr(GTask) task = g_task_new (source, cancel, callback, user_data);
+  g_task_set_source_tag (task, vl_job_probe_file);
+  g_task_set_task_data (task, j, probe_job_free);
+  g_task_run_in_thread (task, probe_thread);
+}
+
+gboolean
+vl_job_probe_file_finish (GAsyncResult *result, VlProbeFile *out, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_probe_file, FALSE);
+  if (!g_task_propagate_boolean (G_TASK (result), error))
+    return FALSE;
+  ProbeJob *j = g_task_get_task_data (G_TASK (result));
+  *out = j->result;
+  memset (&j->result, 0, sizeof j->result);
+  out->path = g_strdup (j->path);
+  return TRUE;
+}
+
+/* ------------------------------------------------------------------ export */
+
+typedef struct {
+  VlTrainedRef *trained;
+  char *dir;          /* timm, recipe: the folder; ONNX: the file */
+  VlExportKind kind;
+  VlTaskKind task;    /* ONNX: the run's task */
+  char *run_dir;      /* ONNX regression: run.json holds the targets' standardisation */
+  char **names;       /* ONNX classification: the class names (or NULL) */
+  char *note;         /* recipe: advice to show (vl_recipe_export) */
+} ExportJob;
+
+static void
+export_job_free (gpointer p)
+{
+  ExportJob *j = p;
+  vl_trained_unref (j->trained);
+  g_free (j->dir);
+  g_free (j->run_dir);
+  g_strfreev (j->names);
+  g_free (j->note);
+  g_free (j);
+}
+
+/* The ONNX file of the trained model as its run folder describes it (vl_onnx_run_init: a
+ * regression's values in the targets' units, a segmentation run's seg_logits, the names in the
+ * metadata), or with the class names alone when there is no folder. Holds the model's lock. */
+static gboolean
+export_onnx (ExportJob *j, GError **error)
+{
+  VlModel *m = vl_trained_model (j->trained);
+  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
+  VlOnnxOptions o = { .task = &classify, .names = (const char *const *) j->names };
+  VlOnnxRun run = { 0 };
+  if (j->task != VL_TASK_CLASSIFY && j->run_dir == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: this model exports from its run folder (none)", j->dir);
+      return FALSE;
+    }
+  if (j->run_dir != NULL)
+    {
+      if (!vl_onnx_run_init (&run, j->run_dir, vl_model_geometry (m)->width,
+                             (const char *const *) j->names, error))
+        return FALSE;
+      o = run.options;
+    }
+  gboolean ok = vl_model_export_onnx (m, &o, j->dir, error);
+  vl_onnx_run_clear (&run);
+  return ok;
+}
+
+static void
+export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  ExportJob *j = task_data;
+  GError *error = NULL;
+  if (j->kind == VL_EXPORT_RECIPE)
+    {
+      /* from the run folder's files: the model is not touched */
+      if (vl_recipe_export (j->run_dir, j->dir, FALSE, &j->note, &error))
+        g_task_return_boolean (task, TRUE);
+      else
+        g_task_return_error (task, error);
+      return;
+    }
+  g_mutex_lock (&j->trained->lock);
+  VlModel *m = vl_trained_model (j->trained);
+  gboolean ok = j->kind == VL_EXPORT_ONNX ? export_onnx (j, &error)
+                        : g_mkdir_with_parents (j->dir, 0755) == 0 &&
+                          vl_model_export (m, j->dir, &error) &&
+                          (j->run_dir == NULL ||
+                           vl_run_export_head (j->run_dir, vl_model_geometry (m)->width, j->dir,
+                                               NULL, &error));
+  g_mutex_unlock (&j->trained->lock);
+  if (!ok && error == NULL)
+    error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
+                         g_strerror (errno));
+  if (ok)
+    g_task_return_boolean (task, TRUE);
+  else
+    g_task_return_error (task, error);
+}
+
+void
+vl_job_export (GObject *source, VlExportKind kind, const char *dest, VlTrainedRef *trained,
+               VlTaskKind task, const char *run_dir, const char *const *names,
+               GAsyncReadyCallback callback, gpointer user_data)
+{
+  ExportJob *j = g_new0 (ExportJob, 1);
+  j->trained = vl_trained_ref (trained);
+  j->dir = g_strdup (dest);
+  j->kind = kind;
+  j->task = task;
+  j->run_dir = g_strdup (run_dir);
+  j->names = names ? g_strdupv ((char **) names) : NULL;
+  g_autoptr(GTask) gtask = g_task_new (source, NULL, callback, user_data);
+  g_task_set_source_tag (gtask, vl_job_export);
+  g_task_set_task_data (gtask, j, export_job_free);
+  g_task_run_in_thread (gtask, export_thread);
+}
+
+gboolean
+vl_job_export_finish (GAsyncResult *result, VlExportInfo *info, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_export, FALSE);
+  const ExportJob *j = g_task_get_task_data (G_TASK (result));
+  if (info)
+    *info = (VlExportInfo) { j->kind, j->dir, j->task, j->note };
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ------------------------------------------------------------------ copying a run folder */
+
+typedef struct {
+  char *src;
+  char *dest;
+} CopyJob;
+
+static void
+copy_job_free (gpointer p)
+{
+  CopyJob *j = p;
+  g_free (j->src);
+  g_free (j->dest);
+  g_free (j);
+}
+
+static void
+copy_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
+{
+  vl_lower_thread_priority ();
+  CopyJob *j = task_data;
+  GError *error = NULL;
+  if (g_mkdir_with_parents (j->dest, 0755) != 0)
+    {
+      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
+                               j->dest, g_strerror (errno));
+      return;
+    }
+  g_autoptr(GDir) dir = g_dir_open (j->src, 0, &error);
+  if (dir == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  const char *name;
+  while ((name = g_dir_read_name (dir)))
+    {
+      g_autofree char *from = g_build_filename (j->src, name, NULL);
+      if (!g_file_test (from, G_FILE_TEST_IS_REGULAR))
+        continue;
+      g_autofree char *to = g_build_filename (j->dest, name, NULL);
+      g_autoptr(GFile) f = g_file_new_for_path (from);
+      g_autoptr(GFile) t = g_file_new_for_path (to);
+      if (!g_file_copy (f, t, G_FILE_COPY_OVERWRITE, cancel, NULL, NULL, &error))
+        {
+          g_task_return_error (task, error);
+          return;
+        }
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+void
+vl_job_copy_run (GObject *source, const char *src, const char *dest, GCancellable *cancel,
+                 GAsyncReadyCallback callback, gpointer user_data)
+{
+  CopyJob *j = g_new0 (CopyJob, 1);
+  j->src = g_strdup (src);
+  j->dest = g_strdup (dest);
+  g_autoptr(GTask) task = g_task_new (source, cancel, callback, user_data);
+  g_task_set_source_tag (task, vl_job_copy_run);
+  g_task_set_task_data (task, j, copy_job_free);
+  g_task_run_in_thread (task, copy_thread);
+}
+
+gboolean
+vl_job_copy_run_finish (GAsyncResult *result, const char **dest, GError **error)
+{
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == vl_job_copy_run, FALSE);
+  const CopyJob *j = g_task_get_task_data (G_TASK (result));
+  if (dest)
+    *dest = j->dest;
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /* ------------------------------------------------------------------ thumbnails */

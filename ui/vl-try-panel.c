@@ -12,6 +12,7 @@
 #include "vl-threads.h"
 #include "vl-box-view.h"
 #include "vl-detect.h"
+#include "vl-jobs.h"
 #include "vl-mask-view.h"
 #include "vl-seg.h"
 #include "vl-augment.h"
@@ -233,21 +234,6 @@ make_textures (Result *r, const VlImage *crop)
 #define DET_SCORE 0.5f   /* the boxes drawn (the evaluation page's first threshold) */
 #define DENSE_SHOW 256   /* the side of a dense result's pictures */
 
-/* The normalised CHW input back to 8-bit pixels (what the model saw). */
-static VlImage *
-image_from_chw (const float *px, const VlPreprocess *pp)
-{
-  const int S = pp->size, C = pp->channels;
-  VlImage *img = vl_image_new (S, S, C);
-  for (int c = 0; c < C; c++)
-    for (gsize p = 0; p < (gsize) S * S; p++)
-      {
-        float v = px[(gsize) c * S * S + p] * pp->std[c] + pp->mean[c];
-        img->pixels[p * C + c] = (uint8_t) CLAMP ((int) lrintf (v * 255.0f), 0, 255);
-      }
-  return img;
-}
-
 static const char *
 class_name (char **names, int k, char *buf, gsize size)
 {
@@ -276,7 +262,7 @@ segment_image (Result *r, VlModel *m, VlSegHead *h, const VlImage *img, int size
                                         g->n_prefix, G, G, S, S);
   g_autofree uint8_t *mask = g_new (uint8_t, (gsize) S * S);
   vl_seg_argmax (mask, z, (int64_t) S * S, K);
-  g_autoptr(VlImage) crop = image_from_chw (px, &pp);
+  g_autoptr(VlImage) crop = vl_image_from_chw (px, &pp);
   r->crop = vl_mask_texture (crop, NULL, 0);
   r->overlay = vl_mask_texture (crop, mask, 0.55);
   g_autofree int64_t *count = g_new0 (int64_t, K);

@@ -1,7 +1,9 @@
 /* vl-window-backbone.c: loading a backbone (vl_job_load_model), its description, the layer-group
  * switches with the unlock count N kept in step, the progressive unfreezing schedule, and the
  * head. The model here is the pretrained backbone the user configures; a run trains its own
- * copy (the trainer loads it on its worker thread). */
+ * copy (the trainer loads it on its worker thread). A loaded backbone is announced with the
+ * window's "backbone-changed" signal (the probes, the probe file and the features follow it);
+ * a dataset's arrival ("dataset-changed") rebuilds the head for its classes. */
 #include "vl-window-private.h"
 #include <glib/gi18n.h>
 
@@ -83,9 +85,9 @@ backbone_loaded (GObject *source, GAsyncResult *result, gpointer user_data)
 
   g_autofree char *title = g_strdup_printf ("vitlab — %s", vl_backbone_panel_get_name (panel));
   gtk_window_set_title (GTK_WINDOW (self), title);
-  vl_window_start_pretrained_attention (self);
-  vl_window_refresh_probe_file (self, TRUE);   /* the probe file (or the sample) under it */
-  vl_window_features_inputs_changed (self);   /* the k-NN probe under it */
+  /* the parts that follow the backbone: the probes' pretrained attention, the probe file (or
+   * the sample) under it, the k-NN probe under it */
+  g_signal_emit_by_name (self, "backbone-changed");
   vl_window_update_actions (self);
 }
 
@@ -116,12 +118,6 @@ static VlGroupsPanel *
 groups (VlWindow *self)
 {
   return VL_GROUPS_PANEL (self->groups_panel);
-}
-
-int
-vl_window_unlocked_suffix (VlWindow *self)
-{
-  return vl_groups_panel_unlocked_suffix (groups (self));
 }
 
 void
@@ -196,12 +192,6 @@ on_unlock_live (VlGroupsPanel *panel, int n, VlWindow *self)
 }
 
 /* ------------------------------------------------------------------ the schedule */
-
-char *
-vl_window_unlock_schedule (VlWindow *self)
-{
-  return vl_groups_panel_get_schedule (groups (self));
-}
 
 /* Presets and opened runs: N for epoch 0, the rest as schedule rows. */
 void
@@ -350,6 +340,27 @@ on_mlp_hidden_changed (VlWindow *self)
     vl_window_set_head (self, self->head);
 }
 
+/* The segmentation head or the dense tasks' input size changed: the head's note, and the
+ * probes' pretrained attention at the new input size. */
+static void
+on_dense_setting_changed (VlWindow *self)
+{
+  if (self->syncing || (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT) ||
+      vl_window_is_running (self))
+    return;
+  if (self->head)
+    vl_window_set_head (self, self->head);   /* the note */
+  vl_window_start_pretrained_attention (self);   /* the probes at the new input size */
+}
+
+/* A dataset arrived: the head follows the number of classes. */
+static void
+on_dataset_changed (VlWindow *self)
+{
+  if (!vl_window_is_running (self))
+    vl_window_set_head (self, self->head);
+}
+
 static void
 on_layer_decay_changed (VlWindow *self)
 {
@@ -405,6 +416,11 @@ vl_window_backbone_init (VlWindow *self)
                             G_CALLBACK (on_layer_decay_changed), self);
   g_signal_connect_swapped (self->backbone_panel, "notify::stem",
                             G_CALLBACK (on_stem_changed), self);
+  g_signal_connect_swapped (self->head_panel, "notify::seg-head",
+                            G_CALLBACK (on_dense_setting_changed), self);
+  g_signal_connect_swapped (self->head_panel, "notify::input-size",
+                            G_CALLBACK (on_dense_setting_changed), self);
+  g_signal_connect_swapped (self, "dataset-changed", G_CALLBACK (on_dataset_changed), self);
   vl_window_refresh_recent (self);
   update_head_note (self);
 }

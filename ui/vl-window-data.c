@@ -1,6 +1,7 @@
 /* vl-window-data.c: the dataset panel (opening a source with vl_job_open_dataset; classes, split,
- * thumbnails decoded on a worker thread; skipped files), and the pretrained attention of the
- * probe images, computed on a worker thread with its own copy of the backbone. */
+ * thumbnails decoded on a worker thread; skipped files). A dataset that arrives is announced
+ * with the window's "dataset-changed" signal: the parts that follow it (the task's cards, the
+ * head, the probes, the features, the task) connect to it, so this file names none of them. */
 #include "vl-window-private.h"
 #include <glib/gi18n.h>
 
@@ -9,13 +10,6 @@
 
 #define THUMBS_PER_CLASS 6
 #define THUMB_SIZE 96
-#define MAX_PROBES 4
-
-gboolean
-vl_window_data_loading (VlWindow *self)
-{
-  return self->data_cancel != NULL;
-}
 
 /* ------------------------------------------------------------------ thumbnails */
 
@@ -115,16 +109,10 @@ show_classes (VlWindow *self)
 {
   vl_data_panel_clear_classes (VL_DATA_PANEL (self->data_panel));
   VlDataset *ds = self->data->ds;
-  if (vl_dataset_is_segmentation (ds))
-    {
-      vl_window_seg_show_classes (self);   /* every item is of class 0: no counts per class */
-      return;
-    }
-  if (vl_dataset_is_detection (ds))
-    {
-      vl_window_det_show_classes (self);   /* boxes per class */
-      return;
-    }
+  /* a segmentation or detection set: its part shows its own card on "dataset-changed" (every
+   * item is of class 0 there: no counts per class) */
+  if (vl_dataset_is_segmentation (ds) || vl_dataset_is_detection (ds))
+    return;
   int K = vl_dataset_n_classes (ds);
   int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
 
@@ -204,31 +192,6 @@ show_classes (VlWindow *self)
                              (GDestroyNotify) g_ptr_array_unref);
 }
 
-/* The trainer's probe images: the first validation image of each class, then the second of
- * each, ... (vl-trainer.c choose_probes), so the pretrained maps line up with the run's. */
-static void
-choose_probes (VlWindow *self)
-{
-  g_clear_pointer (&self->probe_index, g_free);
-  self->n_probes = 0;
-  VlDataset *ds = self->data->ds;
-  int K = vl_dataset_n_classes (ds);
-  int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
-  int n = MIN (MAX_PROBES, n_val);
-  self->probe_index = g_new (int, MAX (n, 1));
-  for (int round = 0; self->n_probes < n && round < n_val; round++)
-    for (int k = 0; k < K && self->n_probes < n; k++)
-      {
-        int seen = 0;
-        for (int i = 0; i < n_val; i++)
-          if (vl_dataset_label (ds, VL_SPLIT_VAL, i) == k && seen++ == round)
-            {
-              self->probe_index[self->n_probes++] = i;
-              break;
-            }
-      }
-}
-
 static void
 data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -282,15 +245,10 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   g_object_set (self->data_panel, "show-val-fraction", !spec_has_split (d->spec), NULL);
   show_classes (self);
   show_skipped (self, ds);
-  choose_probes (self);
-  g_clear_pointer (&self->probe_final_attn, g_free);   /* of the previous probes */
 
-  /* the head follows the number of classes */
-  if (!vl_window_is_running (self))
-    vl_window_set_head (self, self->head);
-  vl_window_start_pretrained_attention (self);
-  vl_window_features_inputs_changed (self);   /* the k-NN probe and the embedding map */
-  vl_window_train_data_ready (self);
+  /* the other parts take it in: its task's cards, the head for its classes, the probes and
+   * their pretrained attention, the k-NN probe and the embedding map, the task */
+  g_signal_emit_by_name (self, "dataset-changed");
   vl_window_update_actions (self);
 }
 
@@ -348,185 +306,6 @@ schedule_rescan (VlWindow *self)
   g_object_set_data (G_OBJECT (self), "rescan-source", GUINT_TO_POINTER (id));
 }
 
-/* ------------------------------------------------------------------ pretrained attention */
-
-/* The 8-bit crop the model sees, from its normalised CHW floats. */
-VlImage *
-vl_window_image_from_chw (const float *px, const VlPreprocess *pp)
-{
-  int S = pp->size, C = pp->channels;
-  VlImage *img = vl_image_new (S, S, C);
-  for (int y = 0; y < S; y++)
-    for (int x = 0; x < S; x++)
-      for (int c = 0; c < C; c++)
-        {
-          float v = px[((gsize) c * S + y) * S + x] * pp->std[c] + pp->mean[c];
-          int b = (int) lrintf (v * 255.0f);
-          img->pixels[((gsize) y * S + x) * C + c] = (uint8_t) CLAMP (b, 0, 255);
-        }
-  return img;
-}
-
-typedef struct {
-  char        *backbone;
-  VlDataRef   *data;
-  int         *items;
-  int          n;
-  int          size;        /* the input side (a segmentation run's); 0: the backbone's */
-  /* results */
-  VlImage    **images;      /* (n) */
-  int         *labels;      /* (n) */
-  char       **names;       /* (n + 1) */
-  float       *attn;        /* (n, depth, heads, T, T) */
-  float       *rollout;     /* (n, gh * gw) */
-  int          depth, heads, T, n_prefix, gh, gw;
-  gboolean     has_cls;
-} AttnJob;
-
-static void
-attn_job_free (gpointer p)
-{
-  AttnJob *j = p;
-  g_free (j->backbone);
-  vl_data_unref (j->data);
-  g_free (j->items);
-  for (int i = 0; j->images && i < j->n; i++)
-    vl_image_free (j->images[i]);
-  g_free (j->images);
-  g_free (j->labels);
-  g_strfreev (j->names);
-  g_free (j->attn);
-  g_free (j->rollout);
-  g_free (j);
-}
-
-static void
-attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  AttnJob *j = task_data;
-  GError *error = NULL;
-  /* a copy of the backbone of our own: the window's model stays main-thread only */
-  g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
-  if (m == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    return;
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (j->size > 0)
-    pp.size = j->size;
-  const VlGeometry *g = vl_model_geometry (m);
-  gsize per = (gsize) pp.channels * pp.size * pp.size;
-  g_autofree float *px = g_new (float, per * MAX (j->n, 1));
-  j->images = g_new0 (VlImage *, MAX (j->n, 1));
-  j->labels = g_new0 (int, MAX (j->n, 1));
-  j->names = g_new0 (char *, j->n + 1);
-  int ok = 0;
-  for (int i = 0; i < j->n; i++)
-    if (vl_dataset_load (j->data->ds, VL_SPLIT_VAL, j->items[i], &pp, VL_AUGMENT_NONE, 0,
-                         px + per * ok, NULL))
-      {
-        j->images[ok] = vl_window_image_from_chw (px + per * ok, &pp);
-        j->labels[ok] = vl_dataset_label (j->data->ds, VL_SPLIT_VAL, j->items[i]);
-        j->names[ok] = g_path_get_basename (vl_dataset_item_name (j->data->ds, VL_SPLIT_VAL,
-                                                                  j->items[i]));
-        ok++;
-      }
-  j->n = ok;
-  if (ok == 0)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, G_IO_ERROR_FAILED,
-                               "none of the probe images could be decoded");
-      return;
-    }
-  if (!vl_model_forward (m, px, ok, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  int T = vl_model_n_tokens_last (m);
-  j->T = T;
-  j->depth = g->depth;
-  j->heads = g->heads;
-  j->n_prefix = g->n_prefix;
-  j->has_cls = g->class_token;
-  j->gh = j->gw = pp.size / g->patch;
-  gsize per_attn = (gsize) g->heads * T * T;
-  gsize per_image = (gsize) g->depth * per_attn;
-  j->attn = g_new (float, per_image * ok);
-  for (int b = 0; b < ok; b++)
-    vl_model_attention_copy (m, b, j->attn + b * per_image);
-  j->rollout = g_new (float, (gsize) ok * MAX (T, j->gh * j->gw));
-  if (!vl_model_rollout (m, j->rollout, &error))
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
-static void
-attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  VlWindow *self = VL_WINDOW (source);
-  if (self->disposed)
-    return;   /* the window closed meanwhile */
-  g_autoptr(GError) error = NULL;
-  if (g_task_get_cancellable (G_TASK (result)) != self->attn_cancel)
-    return;   /* stale */
-  g_clear_object (&self->attn_cancel);
-  AttnJob *j = g_task_get_task_data (G_TASK (result));
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
-    {
-      vl_window_show_error (self, _("Attention of the pretrained backbone: %s"), error->message);
-      return;
-    }
-  vl_window_probes_clear (self);
-  self->n_probe_images = j->n;
-  self->probe_images = g_steal_pointer (&j->images);
-  self->probe_labels = g_steal_pointer (&j->labels);
-  self->probe_names = g_steal_pointer (&j->names);
-  self->probe_ref_attn = g_steal_pointer (&j->attn);
-  self->probe_ref_rollout = g_steal_pointer (&j->rollout);
-  self->attn_depth = j->depth;
-  self->attn_heads = j->heads;
-  self->attn_T = j->T;
-  self->attn_prefix = j->n_prefix;
-  self->attn_cls = j->has_cls;
-  self->attn_gh = j->gh;
-  self->attn_gw = j->gw;
-  j->n = 0;
-  vl_window_drop_probe_sample (self);   /* the dataset's own probes replace the sample */
-  vl_window_show_probes (self);
-}
-
-/* When both a backbone and a dataset are there: the pretrained backbone's attention of the
- * probe images, so the run's maps can be compared with where it started. */
-void
-vl_window_start_pretrained_attention (VlWindow *self)
-{
-  if (self->model == NULL || self->data == NULL || self->n_probes == 0 ||
-      self->backbone_path == NULL)
-    return;
-  if (self->attn_cancel)
-    g_cancellable_cancel (self->attn_cancel);
-  g_clear_object (&self->attn_cancel);
-  self->attn_cancel = g_cancellable_new ();
-  AttnJob *j = g_new0 (AttnJob, 1);
-  j->backbone = g_strdup (self->backbone_path);
-  j->data = vl_data_ref (self->data);
-  j->items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
-  j->n = self->n_probes;
-  j->size = vl_window_dense_input_size (self);
-  g_autoptr(GTask) task = g_task_new (self, self->attn_cancel, attn_done, NULL);
-  g_task_set_task_data (task, j, attn_job_free);
-  g_task_run_in_thread (task, attn_thread);
-}
-
 /* ------------------------------------------------------------------ setup */
 
 void
@@ -547,7 +326,7 @@ vl_window_data_dispose (VlWindow *self)
       g_source_remove (id);
       g_object_set_data (G_OBJECT (self), "rescan-source", NULL);
     }
-  GCancellable **cancels[] = { &self->data_cancel, &self->thumbs_cancel, &self->attn_cancel };
+  GCancellable **cancels[] = { &self->data_cancel, &self->thumbs_cancel };
   for (guint i = 0; i < G_N_ELEMENTS (cancels); i++)
     {
       if (*cancels[i])
@@ -556,5 +335,4 @@ vl_window_data_dispose (VlWindow *self)
     }
   g_clear_pointer (&self->data, vl_data_unref);
   g_clear_pointer (&self->data_spec, g_free);
-  g_clear_pointer (&self->probe_index, g_free);
 }

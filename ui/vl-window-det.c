@@ -1,10 +1,11 @@
 /* vl-window-det.c: the window's detection side. The head panel's note on the FCOS head (its
  * input size is the dense tasks' spin, shared with segmentation); the data panel's classes of a
- * detection set with their box counts and a few training images with their boxes; each epoch's
- * AP, AP50 and per-class AP bars; and, once a run has a trained model (finished or opened), its
- * boxes on every validation image, computed on a worker thread (the same GTask as the other
- * tasks' predictions), with each image's missed and false boxes at score 0.5 for the strip of
- * the worst images under the box view (VlDetPanel). */
+ * detection set with their box counts and a few training images with their boxes
+ * ("dataset-changed"); each epoch's AP, AP50 and per-class AP bars; and, once a run has a
+ * trained model (finished or opened), its boxes on every validation image
+ * (vl_det_predictions_compute of vl-predictions.c, in the same job as the other tasks'
+ * predictions), with each image's missed and false boxes at score 0.5 for the strip of the
+ * worst images under the box view (VlDetPanel). */
 #include "vl-window-private.h"
 
 #include <glib/gi18n.h>
@@ -16,182 +17,9 @@
 #include "vl-det-panel.h"
 #include "vl-mask-view.h"
 
-#define N_WORST 12
+#define N_WORST VL_PREDICTIONS_WORST
 #define N_THUMBS 8            /* training images on the data panel */
-#define GALLERY_SCORE ((float) VL_DET_PANEL_SCORE)   /* the strip ranks images at the panel's first */
-#define MATCH_IOU 0.5f
 
-struct _VlDetPredictions {
-  int          n, K;
-  GArray      *gt, *dt;       /* VlCocoBox, .image = the item, in its own pixels */
-  int         *missed, *false_pos;   /* (n) at GALLERY_SCORE */
-  int          n_kept;        /* the median image and the worst N_WORST, for display */
-  int         *kept;          /* (n_kept) items */
-  int         *width, *height;          /* (n_kept) their own sizes */
-  GdkTexture **images;        /* (n_kept) the input the model saw (squashed) */
-  char       **names;         /* (n_kept + 1) base names */
-  int          n_worst;       /* kept[1 .. n_worst] are the worst, kept[0] the median */
-  char       **class_names;   /* (K + 1) the dataset's, background first */
-};
-
-void
-vl_det_predictions_free (VlDetPredictions *p)
-{
-  if (p == NULL)
-    return;
-  g_clear_pointer (&p->gt, g_array_unref);
-  g_clear_pointer (&p->dt, g_array_unref);
-  g_free (p->missed);
-  g_free (p->false_pos);
-  g_free (p->kept);
-  g_free (p->width);
-  g_free (p->height);
-  for (int i = 0; p->images && i < p->n_kept; i++)
-    g_clear_object (&p->images[i]);
-  g_free (p->images);
-  g_strfreev (p->names);
-  g_strfreev (p->class_names);
-  g_free (p);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlDetPredictions, vl_det_predictions_free)
-
-/* ------------------------------------------------------------------ the worker's part */
-
-/* Every validation image's true boxes and detections (score >= 0.05, as COCO scoring keeps
- * them; the background channel's left out), in its own pixels. */
-static gboolean
-detect_split (VlDetPredictions *p, VlModel *m, VlDetHead *h, VlDataset *ds,
-              const VlPreprocess *pp, GCancellable *cancel, GError **error)
-{
-  const VlGeometry *g = vl_model_geometry (m);
-  const int S = pp->size, G = S / g->patch, T = g->n_prefix + G * G;
-  g_autoptr(VlLoader) loader = vl_loader_new (ds, VL_SPLIT_VAL, pp, VL_AUGMENT_NONE, 16, FALSE, 0);
-  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
-  post.score_thresh = VL_DETECT_EVAL_SCORE;
-  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
-  vl_loader_start_epoch (loader, 0, 0);
-  VlBatch b;
-  while (vl_loader_next (loader, &b))
-    {
-      if (g_cancellable_set_error_if_cancelled (cancel, error) ||
-          !vl_model_forward (m, b.images, b.n, S, S, VL_FORWARD_INFER, error))
-        return FALSE;
-      vl_det_head_forward (h, vl_model_tokens_final (m), b.n, T, g->n_prefix, G, G, g->patch);
-      for (int j = 0; j < b.n; j++)
-        {
-          const int item = b.indices[j];
-          int n = vl_det_head_detect (h, j, S, S, &post, dets), w, hh, n_gt;
-          vl_dataset_boxes_size (ds, VL_SPLIT_VAL, item, &w, &hh);
-          vl_detections_to_image (dets, n, S, w, hh);
-          for (int i = 0; i < n; i++)
-            if (dets[i].label != 0)
-              {
-                VlCocoBox d = { item, dets[i].label, { 0 }, dets[i].score };
-                memcpy (d.box, dets[i].box, sizeof d.box);
-                g_array_append_val (p->dt, d);
-              }
-          const int *gl;
-          const float *gb = vl_dataset_boxes (ds, VL_SPLIT_VAL, item, &gl, &n_gt);
-          for (int i = 0; i < n_gt; i++)
-            {
-              VlCocoBox t = { item, gl ? gl[i] : 1, { 0 }, 0 };
-              memcpy (t.box, gb + 4 * i, sizeof t.box);
-              g_array_append_val (p->gt, t);
-            }
-        }
-    }
-  return TRUE;
-}
-
-static const int *sort_errors;
-static G_LOCK_DEFINE (sort_lock);
-
-static int
-by_errors (const void *a, const void *b)
-{
-  int x = *(const int *) a, y = *(const int *) b;
-  int ex = sort_errors[x], ey = sort_errors[y];
-  return ex != ey ? ey - ex : x - y;   /* the most errors first */
-}
-
-/* The median image (by its errors) and the worst ones: the pictures the model saw. */
-static void
-keep_for_display (VlDetPredictions *p, VlDataset *ds, const VlPreprocess *pp)
-{
-  g_autofree int *errors = g_new (int, MAX (p->n, 1));
-  g_autofree int *order = g_new (int, MAX (p->n, 1));
-  for (int i = 0; i < p->n; i++)
-    {
-      errors[i] = p->missed[i] + p->false_pos[i];
-      order[i] = i;
-    }
-  G_LOCK (sort_lock);
-  sort_errors = errors;
-  qsort (order, p->n, sizeof (int), by_errors);
-  G_UNLOCK (sort_lock);
-  int want[N_WORST + 1], n_want = 0;
-  if (p->n > 0)
-    want[n_want++] = order[p->n / 2];
-  for (int i = 0; i < p->n && n_want < N_WORST + 1 && errors[order[i]] > 0; i++)
-    if (order[i] != want[0])
-      want[n_want++] = order[i];
-  const gsize per = (gsize) pp->channels * pp->size * pp->size;
-  g_autofree float *px = g_new (float, per);
-  p->kept = g_new (int, N_WORST + 1);
-  p->width = g_new (int, N_WORST + 1);
-  p->height = g_new (int, N_WORST + 1);
-  p->images = g_new0 (GdkTexture *, N_WORST + 1);
-  p->names = g_new0 (char *, N_WORST + 2);
-  for (int w = 0; w < n_want; w++)
-    {
-      if (!vl_dataset_load (ds, VL_SPLIT_VAL, want[w], pp, VL_AUGMENT_NONE, 0, px, NULL))
-        continue;
-      int k = p->n_kept++;
-      p->kept[k] = want[w];
-      vl_dataset_boxes_size (ds, VL_SPLIT_VAL, want[w], &p->width[k], &p->height[k]);
-      g_autoptr(VlImage) img = vl_window_image_from_chw (px, pp);
-      p->images[k] = vl_mask_texture (img, NULL, 0);
-      p->names[k] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, want[w]));
-      if (w > 0)
-        p->n_worst++;
-    }
-}
-
-VlDetPredictions *
-vl_det_predictions_compute (VlModel *m, VlDetHead *h, VlDataset *ds, int size,
-                            GCancellable *cancel, GError **error)
-{
-  const int K = vl_det_head_n_classes (h);
-  if (!vl_dataset_is_detection (ds) || K != vl_dataset_n_classes (ds))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, _("the FCOS head has %d "
-                   "classes, the dataset %d%s"), K, vl_dataset_n_classes (ds),
-                   vl_dataset_is_detection (ds) ? "" : _(" and no boxes"));
-      return NULL;
-    }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (size > 0)
-    pp.size = size;
-  g_autoptr(VlDetPredictions) p = g_new0 (VlDetPredictions, 1);
-  p->n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
-  p->K = K;
-  p->gt = g_array_new (FALSE, FALSE, sizeof (VlCocoBox));
-  p->dt = g_array_new (FALSE, FALSE, sizeof (VlCocoBox));
-  p->class_names = g_new0 (char *, K + 1);
-  for (int k = 0; k < K; k++)
-    p->class_names[k] = g_strdup (vl_dataset_class_name (ds, k));
-  if (!detect_split (p, m, h, ds, &pp, cancel, error))
-    return NULL;
-  p->missed = g_new0 (int, MAX (p->n, 1));
-  p->false_pos = g_new0 (int, MAX (p->n, 1));
-  vl_det_image_errors (p->missed, p->false_pos, (const VlCocoBox *) p->gt->data, p->gt->len,
-                       (const VlCocoBox *) p->dt->data, p->dt->len, p->n, GALLERY_SCORE,
-                       MATCH_IOU);
-  keep_for_display (p, ds, &pp);
-  return g_steal_pointer (&p);
-}
 
 /* ------------------------------------------------------------------ the box view */
 
@@ -380,10 +208,14 @@ thumbnails (VlWindow *self, VlDataset *ds)
   return flow;
 }
 
-void
-vl_window_det_show_classes (VlWindow *self)
+/* "dataset-changed": a detection set's card (box counts, a few images with their boxes; a
+ * set with masks too is segmentation's). */
+static void
+show_classes (VlWindow *self)
 {
   VlDataset *ds = self->data->ds;
+  if (!vl_dataset_is_detection (ds) || vl_dataset_is_segmentation (ds))
+    return;
   const int K = vl_dataset_n_classes (ds);
   g_autofree int64_t *count = g_new0 (int64_t, 2 * MAX (K, 1));
   int64_t total[2] = { 0, 0 };
@@ -449,6 +281,7 @@ void
 vl_window_det_init (VlWindow *self)
 {
   g_signal_connect (self->det_panel, "item-activated", G_CALLBACK (on_item_activated), self);
+  g_signal_connect_swapped (self, "dataset-changed", G_CALLBACK (show_classes), self);
 }
 
 void

@@ -1,6 +1,7 @@
 /* vl-window-features.c: the window's glue for the features pieces — the k-NN probe on the data
  * panel (VlKnnPanel), the embedding map (VlEmbeddingPanel) and "Try it" (VlTryPanel). Each piece
- * runs its own worker jobs; the window only says when their inputs change. */
+ * runs its own worker jobs; the window only says when their inputs change (the window's
+ * "backbone-changed" and "dataset-changed" signals, the head's pooling, the trained model). */
 #include "vl-window-private.h"
 
 #include "vl-embedding-panel.h"
@@ -85,6 +86,10 @@ vl_window_features_init (VlWindow *self)
 {
   g_signal_connect (self->knn_panel, "features-changed", G_CALLBACK (on_knn_features), self);
   g_signal_connect (self->try_panel, "failed", G_CALLBACK (on_try_failed), self);
+  g_signal_connect_swapped (self, "backbone-changed",
+                            G_CALLBACK (vl_window_features_inputs_changed), self);
+  g_signal_connect_swapped (self, "dataset-changed",
+                            G_CALLBACK (vl_window_features_inputs_changed), self);
 }
 
 /* The window goes: the pieces' jobs are cancelled and their signals no longer reach it (a job

@@ -1,8 +1,27 @@
-/* vl-window-private.h: the window's state, shared by the files that implement it
- * (vl-window.c: the type, actions and their sensitivity; vl-window-backbone.c: the backbone,
- * layer groups, head and unfreezing schedule; vl-window-data.c: the dataset panel;
- * vl-window-train.c: training, the embedded views, runs and export). Tests include it to read
- * the window's state. Everything here is main-thread only. */
+/* vl-window-private.h: the window's state, shared by the files that implement it. Tests
+ * include it to read the window's state. Everything here is main-thread only.
+ *
+ * The files call each other only downward (tests/check-window-calls.py checks that no
+ * circle forms and that no part calls up into vl-window.c; the "window-calls" test runs it),
+ * from the top:
+ *   vl-window.c           the type, actions, drag and drop; init and dispose of the parts
+ *   vl-window-train.c     the run: configuration, events, predictions, opening runs
+ *   vl-window-task.c      the task's views and labels, each epoch's evaluation in them
+ *   vl-window-export.c    export, saving the run folder
+ *   vl-window-gallery.c   the confusion cells' gallery
+ *   vl-window-backbone.c  the backbone, layer groups and head
+ *   vl-window-seg.c, vl-window-det.c   the dense tasks' views
+ *   vl-window-data.c      the dataset, thumbnails
+ *   vl-window-attention.c the dataset's probes and their attention
+ *   vl-window-probe.c     the probe file
+ *   vl-window-features.c  k-NN, embedding map, "Try it"
+ *   vl-window-status.c    the status bar, banner, what is enabled, dialogs (calls none)
+ * What a lower part has to tell a higher one goes through the window's signals, emitted by
+ * name (g_signal_emit_by_name) and connected in the listeners' init, in the order of
+ * vl_window_init:
+ *   "backbone-changed"  a backbone was loaded (vl-window-backbone.c)
+ *   "dataset-changed"   a dataset was opened (vl-window-data.c)
+ *   "probes-changed"    the probe file's maps arrived (vl-window-probe.c) */
 #pragma once
 
 #include "vl-window.h"
@@ -16,49 +35,13 @@
 #include "vl-data-panel.h"
 #include "vl-groups-panel.h"
 #include "vl-jobs.h"
+#include "vl-predictions.h"
 #include "vl-refs.h"
 #include "vl-format.h"
 
 G_BEGIN_DECLS
 
-/* A trained segmentation model's predictions over the validation split (vl-window-seg.c). */
-typedef struct _VlSegPredictions VlSegPredictions;
-/* A trained detector's boxes of the validation split (vl-window-det.c). */
-typedef struct _VlDetPredictions VlDetPredictions;
 
-/* The probe file: one image the user chose (dropped on the window, "Open Probe Image…",
- * --probe) or, with a backbone and no dataset, the first of the shipped samples
- * (data/samples); its attention under the pretrained backbone and, once a run has a trained
- * model, under that one, computed on a worker thread (vl-window-probe.c); while a run trains,
- * under the run's model as it is now, from the trainer's PROBES events (the preprocessed
- * pixels go to the trainer with vl_trainer_set_user_probe). */
-typedef struct {
-  char     *path;           /* NULL: none */
-  gboolean  is_sample;      /* the fallback sample, replaced by the dataset's probes */
-  VlImage  *image;          /* the crop the model sees, RGB (NULL before the first result) */
-  float    *ref_attn;       /* (depth, heads, T, T) the pretrained backbone's; NULL without one */
-  float    *now_attn;       /* (depth, heads, T, T) the trained model's; NULL without one */
-  char     *ref_class;      /* the pretrained head's top class, when it names its classes */
-  char     *now_class;      /* the trained model's top class */
-  int       depth, heads, T, n_prefix, gh, gw;
-  gboolean  has_cls;
-  float    *px;             /* (px_channels, px_size, px_size) the backbone's input; NULL
-                             * without a backbone */
-  int       px_channels, px_size;
-  /* the running trainer's view of it (PROBES events) */
-  guint64   live_serial;    /* what vl_trainer_set_user_probe returned; 0: not given */
-  float    *live_attn;      /* (depth, heads, T, T) at live_step; NULL before the first event */
-  int64_t   live_step;
-  char     *live_class;     /* the run's top class at live_step */
-} VlProbeFile;
-
-/* Per-image predictions on the validation split of the trained model (for the gallery). */
-typedef struct {
-  int    n;
-  int   *label;
-  int   *predicted;
-  float *confidence;       /* softmax probability of the predicted class */
-} VlPredictions;
 
 struct _VlWindow
 {
@@ -205,7 +188,7 @@ struct _VlWindow
   gboolean      disposed;            /* late task results are dropped */
 };
 
-/* vl-window.c */
+/* vl-window-status.c: the leaf every part calls (it calls none of them) */
 void  vl_window_update_actions   (VlWindow *self);
 void  vl_window_show_error       (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
 void  vl_window_show_info        (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
@@ -220,6 +203,12 @@ void  vl_window_choose_file      (VlWindow *self, const char *title, GtkFileChoo
 void  vl_window_confirm          (VlWindow *self, GtkWidget **slot, const char *primary,
                                   const char *secondary, const char *accept,
                                   void (*done) (VlWindow *self, gboolean accepted));
+gboolean vl_window_data_loading  (VlWindow *self);
+int   vl_window_unlocked_suffix  (VlWindow *self);          /* N, or -1 when not a suffix */
+char *vl_window_unlock_schedule  (VlWindow *self);          /* the schedule string */
+/* The input side of a segmentation or detection run (0: the backbone's; always 0 for the
+ * other tasks). */
+int   vl_window_dense_input_size (VlWindow *self);
 
 /* vl-window-backbone.c */
 void  vl_window_backbone_init    (VlWindow *self);
@@ -229,28 +218,30 @@ void  vl_window_sync_groups      (VlWindow *self);          /* switches, N, coun
 void  vl_window_update_layer_scales (VlWindow *self);
 void  vl_window_show_live_lock   (VlWindow *self, int unlocked);
 void  vl_window_set_group_grad_norms (VlWindow *self, const double *norms, int n);
-int   vl_window_unlocked_suffix  (VlWindow *self);          /* N, or -1 when not a suffix */
-char *vl_window_unlock_schedule  (VlWindow *self);          /* the schedule string */
 void  vl_window_set_unlock_schedule (VlWindow *self, const char *schedule);
 void  vl_window_set_head         (VlWindow *self, const char *head);
 void  vl_window_head_to_config   (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_set_head_from_config (VlWindow *self, const VlTrainConfig *cfg);
 void  vl_window_backbone_run_ended (VlWindow *self);
+/* The stem choice: VL_STEM_PATCH for the checkpoint's own, else the new stem's kind. */
+VlStemKind vl_window_stem_choice     (VlWindow *self);
+void  vl_window_set_stem_choice      (VlWindow *self, VlStemKind kind);
 
 /* vl-window-data.c */
 void  vl_window_data_init        (VlWindow *self);
 void  vl_window_data_dispose     (VlWindow *self);
-gboolean vl_window_data_loading  (VlWindow *self);
 void  vl_window_load_thumbnails  (VlWindow *self, VlDataRef *data, VlSplit split,
                                   const int *items, int n_items, int size, GCancellable *cancel,
                                   void (*done) (VlWindow *self, int slot, GdkTexture *tex,
                                                 gpointer user_data),
                                   gpointer user_data, GDestroyNotify destroy);
-void  vl_window_start_pretrained_attention (VlWindow *self);
-VlImage *vl_window_image_from_chw (const float *px, const VlPreprocess *pp);
 void  vl_window_show_skipped     (VlWindow *self, char **skipped);
+/* The open dataset's class names for a run that names none; NULL when its class count is not
+ * K. */
+char **vl_window_class_names_from_data (VlWindow *self, int K);
 
-/* vl-window-probe.c */
+/* vl-window-probe.c (emits "probes-changed" when its file's maps arrive) */
+void  vl_window_probe_init       (VlWindow *self);
 void  vl_window_probe_dispose    (VlWindow *self);
 gboolean vl_looks_like_image     (const char *path);
 char *vl_first_sample_image      (void);
@@ -265,13 +256,9 @@ void  vl_window_choose_probe     (VlWindow *self);
  * gets the probe file's pixels (its maps come with the PROBES events), and the maps of a
  * previous model are dropped. */
 void  vl_window_probe_file_to_trainer (VlWindow *self);
-/* The stem choice: VL_STEM_PATCH for the checkpoint's own, else the new stem's kind. */
-VlStemKind vl_window_stem_choice     (VlWindow *self);
-void  vl_window_set_stem_choice      (VlWindow *self, VlStemKind kind);
-/* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
-void  vl_window_set_task             (VlWindow *self, VlTaskKind task);
 
-/* The current run's trainer (NULL before any run, or after an opened run folder replaced it). */
+/* The current run's trainer (NULL before any run, or after an opened run folder replaced it;
+ * the run controller's). */
 static inline VlTrainer *
 vl_window_trainer (VlWindow *self)
 {
@@ -281,28 +268,27 @@ vl_window_trainer (VlWindow *self)
  * attention is taken from the event). */
 void  vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev);
 
-/* The open dataset's class names for a run that names none (vl-window-data.c); NULL when its
- * class count is not K. */
-char **vl_window_class_names_from_data (VlWindow *self, int K);
+/* vl-window-attention.c: the dataset's probes and the Attention page's buttons */
+void  vl_window_attention_init    (VlWindow *self);
+void  vl_window_attention_dispose (VlWindow *self);
+/* The pretrained backbone's attention of the dataset's probe images, on a worker thread (when a
+ * backbone and a dataset are there). */
+void  vl_window_start_pretrained_attention (VlWindow *self);
+/* The probe buttons (the probe file first) and the selected probe in the view. */
+void  vl_window_show_probes      (VlWindow *self);
+void  vl_window_show_probe       (VlWindow *self, int i);
+void  vl_window_show_selected_probe (VlWindow *self);
+void  vl_window_probes_clear     (VlWindow *self);
+/* A PROBES event of the current run: the rollout of the probes, the probe file's "now" side. */
+void  vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev);
 
 /* vl-window-seg.c */
 void  vl_window_seg_init         (VlWindow *self);
 void  vl_window_seg_dispose      (VlWindow *self);
-/* The task changed: the head panel shows the seg head's choices or the classification head's. */
-void  vl_window_seg_task_changed (VlWindow *self, VlTaskKind task);
 char *vl_window_seg_head_note    (VlWindow *self);
 void  vl_window_seg_to_config    (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_seg_from_config  (VlWindow *self, const VlTrainConfig *cfg);
-/* The input side of a segmentation or detection run (0: the backbone's; always 0 for the
- * other tasks). */
-int   vl_window_dense_input_size (VlWindow *self);
 void  vl_window_seg_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
-/* The data panel's classes of a segmentation dataset (their colours, a few images). */
-void  vl_window_seg_show_classes (VlWindow *self);
-/* Worker thread: the masks (at size x size, 0: the model's input) and each image's IoU. */
-VlSegPredictions *vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds,
-                                              int size, GCancellable *cancel, GError **error);
-void  vl_seg_predictions_free    (VlSegPredictions *p);
 /* Main thread: p (taken) to the mask view and its worst-images strip. */
 void  vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p);
 void  vl_window_seg_clear        (VlWindow *self);
@@ -312,13 +298,6 @@ void  vl_window_det_init         (VlWindow *self);
 void  vl_window_det_dispose      (VlWindow *self);
 char *vl_window_det_head_note    (VlWindow *self);
 void  vl_window_det_show_epoch   (VlWindow *self, const VlEpochMetrics *m, char **names);
-/* The data panel's classes of a detection set (box counts, a few images with their boxes). */
-void  vl_window_det_show_classes (VlWindow *self);
-/* Worker thread: every validation image's boxes and detections (size x size input, 0: the
- * model's), each image's missed and false boxes, the median and worst images' pictures. */
-VlDetPredictions *vl_det_predictions_compute (VlModel *m, VlDetHead *h, VlDataset *ds,
-                                              int size, GCancellable *cancel, GError **error);
-void  vl_det_predictions_free    (VlDetPredictions *p);
 /* Main thread: p (taken) to the box view and its strip of the worst images. */
 void  vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p);
 void  vl_window_det_clear        (VlWindow *self);
@@ -329,6 +308,24 @@ void  vl_window_features_dispose (VlWindow *self);
 void  vl_window_features_inputs_changed  (VlWindow *self);   /* backbone or dataset */
 void  vl_window_features_trained_changed (VlWindow *self);   /* the trained model */
 gboolean vl_window_features_busy (VlWindow *self);
+
+/* vl-window-task.c */
+void  vl_window_task_init        (VlWindow *self);
+/* Shows the views, labels and head settings of `task` (VlTaskView decides which views). */
+void  vl_window_set_task         (VlWindow *self, VlTaskKind task);
+/* An epoch's evaluation in the statistics and the task's views (names: the classes). */
+void  vl_window_show_epoch       (VlWindow *self, const VlEpochMetrics *m, char **names);
+
+/* vl-window-gallery.c: the confusion cells' gallery (its dialog in self->gallery) */
+void  vl_window_gallery_init     (VlWindow *self);
+void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
+
+/* vl-window-export.c: the file chooser, then the job (tests set "export-dir-override",
+ * "export-onnx-override", "export-recipe-override" on the window to skip the chooser) */
+void  vl_window_export           (VlWindow *self);
+void  vl_window_export_onnx      (VlWindow *self);
+void  vl_window_export_recipe    (VlWindow *self);
+void  vl_window_save_run         (VlWindow *self);
 
 /* vl-window-train.c */
 void  vl_window_train_init       (VlWindow *self);
@@ -342,13 +339,5 @@ void  vl_window_start_training   (VlWindow *self, gboolean resume);
 void  vl_window_toggle_pause     (VlWindow *self);
 void  vl_window_stop_training    (VlWindow *self);
 void  vl_window_discard_trained  (VlWindow *self);
-void  vl_window_export           (VlWindow *self);
-void  vl_window_export_onnx      (VlWindow *self);
-void  vl_window_export_recipe    (VlWindow *self);
-void  vl_window_save_run         (VlWindow *self);
-void  vl_window_show_probes      (VlWindow *self);
-void  vl_window_probes_clear     (VlWindow *self);
-void  vl_window_show_gallery     (VlWindow *self, int true_class, int predicted_class);
-void  vl_window_train_data_ready (VlWindow *self);
 
 G_END_DECLS

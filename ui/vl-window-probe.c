@@ -66,152 +66,11 @@ vl_first_sample_image (void)
 
 /* ------------------------------------------------------------------ the state */
 
-static void
-probe_file_clear (VlProbeFile *pf)
-{
-  g_free (pf->path);
-  g_clear_pointer (&pf->image, vl_image_free);
-  g_free (pf->ref_attn);
-  g_free (pf->now_attn);
-  g_free (pf->ref_class);
-  g_free (pf->now_class);
-  g_free (pf->px);
-  g_free (pf->live_attn);
-  g_free (pf->live_class);
-  memset (pf, 0, sizeof *pf);
-}
-
 const char *
 vl_window_get_probe_path (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
   return self->probe_file.path;
-}
-
-/* ------------------------------------------------------------------ the worker */
-
-typedef struct {
-  char         *path;
-  gboolean      is_sample;
-  gboolean      user;         /* chosen just now: shown once it arrives */
-  char         *backbone;     /* NULL: no backbone yet (the image alone) */
-  VlTrainedRef *trained;      /* NULL: no trained model beside it */
-  VlProbeFile   result;
-} ProbeJob;
-
-static void
-probe_job_free (gpointer p)
-{
-  ProbeJob *j = p;
-  g_free (j->path);
-  g_free (j->backbone);
-  g_clear_pointer (&j->trained, vl_trained_unref);
-  probe_file_clear (&j->result);
-  g_free (j);
-}
-
-/* One forward of img through m with every block's attention kept, copied into *attn as
- * (depth, heads, T, T); the geometry into geo; the top class's name when m names its classes;
- * the model's input into geo->px (when keep_px). */
-static gboolean
-capture_attention (VlModel *m, const VlImage *img, float **attn, VlProbeFile *geo,
-                   char **top_class, gboolean keep_px, GError **error)
-{
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  const VlGeometry *g = vl_model_geometry (m);
-  g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);   /* (C, S, S) */
-  vl_preprocess_eval (img, &pp, px);
-  if (keep_px)
-    {
-      g_free (geo->px);
-      geo->px = g_memdup2 (px, sizeof (float) * pp.channels * pp.size * pp.size);
-      geo->px_channels = pp.channels;
-      geo->px_size = pp.size;
-    }
-  if (!vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN,
-                         error))
-    return FALSE;
-  const int T = vl_model_n_tokens_last (m);
-  const gsize per_block = (gsize) g->heads * T * T;
-  *attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
-  vl_model_attention_copy (m, 0, *attn);
-  geo->depth = g->depth;
-  geo->heads = g->heads;
-  geo->T = T;
-  geo->n_prefix = g->n_prefix;
-  geo->has_cls = g->class_token;
-  geo->gh = geo->gw = pp.size / g->patch;
-  const float *logits = vl_model_logits (m);
-  const char *const *names = vl_model_class_names (m);
-  const int K = vl_model_num_classes (m);
-  if (logits != NULL && names != NULL && K > 0)
-    {
-      int best = 0;
-      for (int k = 1; k < K; k++)
-        if (logits[k] > logits[best])
-          best = k;
-      *top_class = g_strdup (names[best]);
-    }
-  return TRUE;
-}
-
-static void
-probe_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  ProbeJob *j = task_data;
-  VlProbeFile *r = &j->result;
-  GError *error = NULL;
-  /* vl_image_load's errors name the file and say why (truncated, empty, unknown format) */
-  g_autoptr(VlImage) img = vl_image_load (j->path, 0, &error);
-  if (img == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  if (g_task_return_error_if_cancelled (task))
-    return;
-  if (j->backbone == NULL)
-    {
-      /* no model yet: the image as a 224 crop, without a map */
-      VlPreprocess pp = { .channels = 3, .size = 224, .crop_pct = 1.0,
-                          .interp = VL_INTERP_BICUBIC, .mean = { 0 }, .std = { 1, 1, 1, 1 } };
-      r->image = vl_attention_crop_for_display (img, &pp);
-      g_task_return_boolean (task, TRUE);
-      return;
-    }
-  /* a copy of the backbone of our own: the window's model stays main-thread only */
-  g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
-  if (m == NULL ||
-      !capture_attention (m, img, &r->ref_attn, r, &r->ref_class, TRUE, &error))
-    {
-      g_prefix_error (&error, "%s: ", j->path);
-      g_task_return_error (task, error);
-      return;
-    }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  r->image = vl_attention_crop_for_display (img, &pp);
-  if (g_task_return_error_if_cancelled (task))
-    return;
-  if (j->trained)
-    {
-      /* the trained model (shared with the predictions and export: under its lock) */
-      g_mutex_lock (&j->trained->lock);
-      VlModel *tm = vl_trained_model (j->trained);
-      VlProbeFile geo = { 0 };
-      float *now = NULL;
-      g_autoptr(GError) e = NULL;
-      if (tm && capture_attention (tm, img, &now, &geo, &r->now_class, FALSE, &e) &&
-          geo.depth == r->depth && geo.heads == r->heads && geo.T == r->T && geo.gh == r->gh)
-        r->now_attn = g_steal_pointer (&now);
-      else if (e)
-        g_message ("probe image %s, trained model: %s", j->path, e->message);
-      g_free (now);
-      g_mutex_unlock (&j->trained->lock);
-    }
-  g_task_return_boolean (task, TRUE);
 }
 
 static void start_job (VlWindow *self, const char *path, gboolean is_sample, gboolean user);
@@ -225,30 +84,30 @@ probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (g_task_get_cancellable (G_TASK (result)) != self->probe_cancel)
     return;   /* stale: another file, or other models */
   g_clear_object (&self->probe_cancel);
-  g_clear_pointer (&self->probe_pending, g_free);
-  ProbeJob *j = g_task_get_task_data (G_TASK (result));
+  /* the job's file and what it was for (probe_cancel was this job's) */
+  g_autofree char *path = g_steal_pointer (&self->probe_pending);
+  const gboolean is_sample = self->probe_pending_sample, user = self->probe_pending_user;
   g_autoptr(GError) error = NULL;
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  VlProbeFile r = { 0 };
+  if (!vl_job_probe_file_finish (result, &r, &error))
     {
       vl_window_show_error (self, _("Could not use the probe image: %s"), error->message);
       /* the previous probe stays; if this job had replaced its recomputation, redo that */
       VlProbeFile *pf = &self->probe_file;
-      if (pf->path && self->probe_file_stale && g_strcmp0 (pf->path, j->path) != 0)
+      if (pf->path && self->probe_file_stale && g_strcmp0 (pf->path, path) != 0)
         start_job (self, pf->path, pf->is_sample, FALSE);
       vl_window_update_status (self);
       return;
     }
-  probe_file_clear (&self->probe_file);
-  self->probe_file = j->result;
-  memset (&j->result, 0, sizeof j->result);
-  self->probe_file.path = g_strdup (j->path);
-  self->probe_file.is_sample = j->is_sample;
+  vl_probe_file_clear (&self->probe_file);
+  self->probe_file = r;
+  self->probe_file.is_sample = is_sample;
   self->probe_file_stale = FALSE;
-  if (j->user || (j->is_sample && self->n_probe_images == 0))
+  if (user || (is_sample && self->n_probe_images == 0))
     self->probe_file_shown = TRUE;
   if (vl_window_is_running (self))
     vl_window_probe_file_to_trainer (self);   /* its "now" side comes from the run's events */
-  vl_window_show_probes (self);
+  g_signal_emit_by_name (self, "probes-changed");   /* the Attention page's buttons */
   vl_window_update_status (self);
 }
 
@@ -265,18 +124,11 @@ start_job (VlWindow *self, const char *path, gboolean is_sample, gboolean user)
   self->probe_pending = g_strdup (path);
   self->probe_pending_sample = is_sample;
   self->probe_pending_user = user;
-  ProbeJob *j = g_new0 (ProbeJob, 1);
-  j->path = g_strdup (path);
-  j->is_sample = is_sample;
-  j->user = user;
-  j->backbone = self->model && self->backbone_path ? g_strdup (self->backbone_path) : NULL;
   /* a run in progress owns its model; the previous run's would not be "now" */
-  if (self->trained && !vl_window_is_running (self))
-    j->trained = vl_trained_ref (self->trained);
-  g_autoptr(GTask) task = g_task_new (self, self->probe_cancel, probe_done, NULL);
-  g_task_set_source_tag (task, vl_window_open_probe);
-  g_task_set_task_data (task, j, probe_job_free);
-  g_task_run_in_thread (task, probe_thread);
+  VlTrainedRef *trained = self->trained && !vl_window_is_running (self) ? self->trained : NULL;
+  vl_job_probe_file (G_OBJECT (self), path,
+                     self->model && self->backbone_path ? self->backbone_path : NULL, trained,
+                     self->probe_cancel, probe_done, NULL);
 }
 
 void
@@ -333,7 +185,7 @@ vl_window_drop_probe_sample (VlWindow *self)
     }
   if (self->probe_file.path && self->probe_file.is_sample)
     {
-      probe_file_clear (&self->probe_file);
+      vl_probe_file_clear (&self->probe_file);
       self->probe_file_shown = FALSE;
       self->probe_file_stale = FALSE;
     }
@@ -473,6 +325,19 @@ vl_window_choose_probe (VlWindow *self)
 
 /* ------------------------------------------------------------------ setup */
 
+/* A new backbone: the probe file (or the sample) under it. */
+static void
+on_backbone_changed (VlWindow *self)
+{
+  vl_window_refresh_probe_file (self, TRUE);
+}
+
+void
+vl_window_probe_init (VlWindow *self)
+{
+  g_signal_connect_swapped (self, "backbone-changed", G_CALLBACK (on_backbone_changed), self);
+}
+
 void
 vl_window_probe_dispose (VlWindow *self)
 {
@@ -480,5 +345,5 @@ vl_window_probe_dispose (VlWindow *self)
     g_cancellable_cancel (self->probe_cancel);
   g_clear_object (&self->probe_cancel);
   g_clear_pointer (&self->probe_pending, g_free);
-  probe_file_clear (&self->probe_file);
+  vl_probe_file_clear (&self->probe_file);
 }

@@ -1,9 +1,10 @@
 /* vl-window-seg.c: the window's segmentation side. The head panel's seg head (linear, upconv)
- * and input size (the input size detection's too); the data panel's classes of a segmentation dataset; each epoch's mIoU and
+ * and input size to and from a run's configuration (the input size is detection's too), the
+ * seg head's note; the data panel's card of a segmentation dataset ("dataset-changed"); each epoch's mIoU and
  * per-class IoU bars; and, once a run has a trained model (finished or opened), its masks of
- * every validation image with each image's own IoU, computed on a worker thread (the same
- * GTask as classification's per-image predictions), for the mask view and its strip of the
- * worst images. */
+ * every validation image with each image's own IoU (vl_seg_predictions_compute of
+ * vl-predictions.c, in the same job as classification's per-image predictions) in the mask view
+ * and its strip of the worst images. */
 #include "vl-window-private.h"
 
 #include <glib/gi18n.h>
@@ -12,195 +13,9 @@
 
 #include "vl-mask-view.h"
 
-#define N_WORST 12
+#define N_WORST VL_PREDICTIONS_WORST
 #define N_THUMBS 12   /* training images on the data panel */
 
-struct _VlSegPredictions {
-  int       n, S, K;
-  double   *iou;            /* (n) each image's mean IoU over its classes (NaN: none counted) */
-  int      *order;          /* (n) items by IoU, the worst first (NaN last) */
-  int       n_kept;         /* the median image and the worst N_WORST, for display */
-  int      *kept;           /* (n_kept) items */
-  uint8_t  *pred, *truth;   /* (n_kept, S, S) their masks at the input size */
-  VlImage **images;         /* (n_kept) the crops the model saw */
-  char    **names;          /* (n_kept + 1) base names */
-  char    **class_names;    /* (K + 1) the dataset's */
-};
-
-void
-vl_seg_predictions_free (VlSegPredictions *p)
-{
-  if (p == NULL)
-    return;
-  g_free (p->pred);
-  g_free (p->truth);
-  g_free (p->iou);
-  g_free (p->order);
-  for (int i = 0; p->images && i < p->n_kept; i++)
-    vl_image_free (p->images[i]);
-  g_free (p->images);
-  g_free (p->kept);
-  g_strfreev (p->names);
-  g_strfreev (p->class_names);
-  g_free (p);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlSegPredictions, vl_seg_predictions_free)
-
-/* ------------------------------------------------------------------ the worker's part */
-
-#define BATCH 16
-
-/* Up to BATCH validation items through the model and its seg head at pp's size: slot j of pred
- * and truth (pp->size² bytes each) receives items[j]'s predicted and true masks, of px its
- * pixels; loaded[j] whether it decoded. FALSE (error set) when the forward fails. */
-static gboolean
-predict_batch (VlModel *m, VlSegHead *h, VlDataset *ds, const VlPreprocess *pp,
-               const int *items, int n, uint8_t *pred, uint8_t *truth, float *px,
-               gboolean *loaded, GError **error)
-{
-  const VlGeometry *g = vl_model_geometry (m);
-  const int S = pp->size, G = S / g->patch, K = vl_seg_head_n_classes (h);
-  const gsize plane = (gsize) S * S, per = (gsize) pp->channels * plane;
-  g_autofree float *batch = g_new (float, per * BATCH);
-  int slot[BATCH], b = 0;
-  for (int j = 0; j < n; j++)
-    {
-      memset (truth + plane * j, VL_SEG_IGNORE, plane);
-      memset (pred + plane * j, 0, plane);
-      VlTarget t = { .mask = truth + plane * j };
-      loaded[j] = vl_dataset_load_target (ds, VL_SPLIT_VAL, items[j], pp, VL_AUGMENT_NONE, 0,
-                                          batch + per * b, &t, NULL);
-      if (loaded[j])
-        slot[b++] = j;
-    }
-  if (b == 0)
-    return TRUE;
-  if (!vl_model_forward (m, batch, b, S, S, VL_FORWARD_INFER, error))
-    return FALSE;
-  const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b,
-                                        vl_model_n_tokens_last (m), g->n_prefix, G, G, S, S);
-  for (int r = 0; r < b; r++)
-    {
-      vl_seg_argmax (pred + plane * slot[r], z + plane * K * r, (int64_t) plane, K);
-      if (px)
-        memcpy (px + per * slot[r], batch + per * r, sizeof (float) * per);
-    }
-  return TRUE;
-}
-
-static const double *sort_iou;
-static G_LOCK_DEFINE (sort_lock);
-
-static int
-by_iou (const void *a, const void *b)
-{
-  double x = sort_iou[*(const int *) a], y = sort_iou[*(const int *) b];
-  if (isnan (x) || isnan (y))
-    return isnan (x) - isnan (y);
-  return x < y ? -1 : x > y ? 1 : *(const int *) a - *(const int *) b;
-}
-
-/* The median image and the worst ones, run again: their masks, crops and names. */
-static gboolean
-keep_for_display (VlSegPredictions *p, VlModel *m, VlSegHead *h, VlDataset *ds,
-                  const VlPreprocess *pp, GError **error)
-{
-  p->order = g_new (int, MAX (p->n, 1));
-  for (int i = 0; i < p->n; i++)
-    p->order[i] = i;
-  G_LOCK (sort_lock);
-  sort_iou = p->iou;
-  qsort (p->order, p->n, sizeof (int), by_iou);
-  G_UNLOCK (sort_lock);
-  int n_defined = 0;
-  while (n_defined < p->n && !isnan (p->iou[p->order[n_defined]]))
-    n_defined++;
-  int want[N_WORST + 1], n_want = 0;
-  if (n_defined > 0)
-    want[n_want++] = p->order[n_defined / 2];   /* the median: shown first */
-  for (int i = 0; i < MIN (N_WORST, n_defined); i++)
-    if (p->order[i] != want[0])
-      want[n_want++] = p->order[i];
-  const gsize plane = (gsize) pp->size * pp->size, per = (gsize) pp->channels * plane;
-  g_autofree uint8_t *pred = g_new (uint8_t, plane * MAX (n_want, 1));
-  g_autofree uint8_t *truth = g_new (uint8_t, plane * MAX (n_want, 1));
-  g_autofree float *px = g_new (float, per * MAX (n_want, 1));
-  gboolean loaded[N_WORST + 1];
-  if (n_want > 0 && !predict_batch (m, h, ds, pp, want, n_want, pred, truth, px, loaded, error))
-    return FALSE;
-  p->kept = g_new (int, N_WORST + 1);
-  p->images = g_new0 (VlImage *, N_WORST + 1);
-  p->names = g_new0 (char *, N_WORST + 2);
-  p->pred = g_new (uint8_t, plane * MAX (n_want, 1));
-  p->truth = g_new (uint8_t, plane * MAX (n_want, 1));
-  for (int w = 0; w < n_want; w++)
-    if (loaded[w])
-      {
-        int k = p->n_kept++;
-        p->kept[k] = want[w];
-        memcpy (p->pred + plane * k, pred + plane * w, plane);
-        memcpy (p->truth + plane * k, truth + plane * w, plane);
-        p->images[k] = vl_window_image_from_chw (px + per * w, pp);
-        p->names[k] = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, want[w]));
-      }
-  return TRUE;
-}
-
-/* Every validation image's own IoU, a batch at a time (only a batch of masks is held), then
- * the median and the worst images again for display. */
-VlSegPredictions *
-vl_seg_predictions_compute (VlModel *m, VlSegHead *h, VlDataset *ds, int size,
-                            GCancellable *cancel, GError **error)
-{
-  const int K = vl_seg_head_n_classes (h);
-  if (K != vl_dataset_n_classes (ds) || !vl_dataset_is_segmentation (ds))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA, _("the seg head has %d classes, "
-                   "the dataset %d%s"), K, vl_dataset_n_classes (ds),
-                   vl_dataset_is_segmentation (ds) ? "" : _(" and no masks"));
-      return NULL;
-    }
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (size > 0)
-    pp.size = size;
-  const gsize plane = (gsize) pp.size * pp.size;
-  g_autoptr(VlSegPredictions) p = g_new0 (VlSegPredictions, 1);
-  p->n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
-  p->S = pp.size;
-  p->K = K;
-  p->iou = g_new (double, MAX (p->n, 1));
-  p->class_names = g_new0 (char *, K + 1);
-  for (int k = 0; k < K; k++)
-    p->class_names[k] = g_strdup (vl_dataset_class_name (ds, k));
-  g_autofree uint8_t *pred = g_new (uint8_t, plane * BATCH);
-  g_autofree uint8_t *truth = g_new (uint8_t, plane * BATCH);
-  g_autoptr(VlSegMetric) metric = vl_seg_metric_new (K, VL_SEG_IGNORE);
-  for (int i0 = 0; i0 < p->n; i0 += BATCH)
-    {
-      if (g_cancellable_set_error_if_cancelled (cancel, error))
-        return NULL;
-      int items[BATCH], n = MIN (BATCH, p->n - i0);
-      gboolean loaded[BATCH];
-      for (int j = 0; j < n; j++)
-        items[j] = i0 + j;
-      if (!predict_batch (m, h, ds, &pp, items, n, pred, truth, NULL, loaded, error))
-        return NULL;
-      for (int j = 0; j < n; j++)
-        {
-          p->iou[i0 + j] = NAN;
-          if (!loaded[j])
-            continue;
-          vl_seg_metric_reset (metric);
-          vl_seg_metric_add (metric, pred + plane * j, truth + plane * j, (int64_t) plane);
-          p->iou[i0 + j] = vl_seg_metric_compute (metric, NULL, NULL, NULL, NULL);
-        }
-    }
-  if (!keep_for_display (p, m, h, ds, &pp, error))
-    return NULL;
-  return g_steal_pointer (&p);
-}
 
 /* ------------------------------------------------------------------ the mask view */
 
@@ -321,14 +136,6 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 
 /* ------------------------------------------------------------------ the head panel */
 
-int
-vl_window_dense_input_size (VlWindow *self)
-{
-  if (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT)
-    return 0;
-  return vl_head_panel_get_input_size (VL_HEAD_PANEL (self->head_panel));
-}
-
 void
 vl_window_seg_to_config (VlWindow *self, VlTrainConfig *cfg)
 {
@@ -373,33 +180,15 @@ vl_window_seg_head_note (VlWindow *self)
                           K, S / g->patch, S / g->patch, S, count);
 }
 
-void
-vl_window_seg_task_changed (VlWindow *self, VlTaskKind task)
-{
-  const gboolean seg = task == VL_TASK_SEGMENT, det = task == VL_TASK_DETECT;
-  if (!seg)
-    vl_window_seg_clear (self);
-  if (!det)
-    vl_window_det_clear (self);
-}
-
-static void
-on_seg_setting_changed (VlWindow *self)
-{
-  if (self->syncing || (self->task != VL_TASK_SEGMENT && self->task != VL_TASK_DETECT) ||
-      vl_window_is_running (self))
-    return;
-  if (self->head)
-    vl_window_set_head (self, self->head);   /* the note */
-  vl_window_start_pretrained_attention (self);   /* the probes at the new input size */
-}
-
 /* ------------------------------------------------------------------ the data panel */
 
-void
-vl_window_seg_show_classes (VlWindow *self)
+/* "dataset-changed": a segmentation set's card (its classes' colours, a few images). */
+static void
+show_classes (VlWindow *self)
 {
   VlDataset *ds = self->data->ds;
+  if (!vl_dataset_is_segmentation (ds))
+    return;
   const int K = vl_dataset_n_classes (ds);
   GtkWidget *card = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   gtk_widget_add_css_class (card, "vl-card");
@@ -471,10 +260,7 @@ void
 vl_window_seg_init (VlWindow *self)
 {
   g_signal_connect (self->mask_view, "item-activated", G_CALLBACK (on_item_activated), self);
-  g_signal_connect_swapped (self->head_panel, "notify::seg-head",
-                            G_CALLBACK (on_seg_setting_changed), self);
-  g_signal_connect_swapped (self->head_panel, "notify::input-size",
-                            G_CALLBACK (on_seg_setting_changed), self);
+  g_signal_connect_swapped (self, "dataset-changed", G_CALLBACK (show_classes), self);
 }
 
 void

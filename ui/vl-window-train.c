@@ -1,40 +1,21 @@
 /* vl-window-train.c: presets and the configuration, the training run (the trainer's worker
  * thread posts events; at most one idle is queued and it drains them all; an idle of an older
- * run is dropped), what the events feed (loss chart, attention view, confusion view, status),
- * the trained model's predictions and the gallery, export, and saving and opening runs. */
+ * run is dropped), what the events feed (loss chart, status, and through vl-window-task.c and
+ * vl-window-attention.c the task's views and the attention view), the trained model's
+ * predictions (vl_job_predict) for the views, and opening runs. */
 #include "vl-format.h"
 #include <glib/gi18n.h>
-#include "vl-onnx.h"
-#include "vl-recipe.h"
 #include "vl-preset.h"
 #include "vl-window-private.h"
 
-#include <errno.h>
-#include <glib/gi18n.h>
-#include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
 
-#include "vl-attention-view.h"
-#include "vl-confusion-view.h"
-#include "vl-scatter-view.h"
-#include "vl-task-view.h"
 #include "vl-loss-chart.h"
-
 
 static const char *preset_ids[] = { "linear-probe", "last-blocks", "full", "progressive", "custom" };
 
 static void maybe_predict (VlWindow *self);
-
-/* ------------------------------------------------------------------ the trained model */
-
-/* ------------------------------------------------------------------ formatting */
-
-static char *
-format_pct (double v)
-{
-  return isfinite (v) ? g_strdup_printf ("%.1f %%", 100.0 * v) : g_strdup ("—");
-}
 
 /* ------------------------------------------------------------------ presets */
 
@@ -159,427 +140,6 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   cfg->reg_loss = vl_head_panel_get_reg_loss (VL_HEAD_PANEL (self->head_panel));
 }
 
-/* ------------------------------------------------------------------ the task */
-
-void
-vl_window_set_task (VlWindow *self, VlTaskKind task)
-{
-  self->task = task;
-  vl_head_panel_set_task (VL_HEAD_PANEL (self->head_panel), task);   /* its settings follow */
-  const gboolean reg = task == VL_TASK_REGRESS, seg = task == VL_TASK_SEGMENT,
-                 det = task == VL_TASK_DETECT;
-  vl_window_seg_task_changed (self, task);
-  vl_task_view_show_for (self->confusion_frame, task);
-  vl_loss_chart_set_task (VL_LOSS_CHART (self->chart), task);
-  gtk_label_set_text (GTK_LABEL (self->class_acc_title),
-                      reg ? _("Per-target error") : seg ? _("Per-class IoU")
-                      : det ? _("Per-class AP") : _("Per-class accuracy"));
-  gtk_label_set_text (GTK_LABEL (self->eval_caption),
-                      reg ? _("Predicted against true values of the validation split after the "
-                              "last epoch; points on the dashed line are exact. Point at one to "
-                              "see its image.")
-                      : seg ? _("The trained model's masks of validation images (at the input "
-                                "size), the median image first; below, the worst by their own "
-                                "IoU. The bars are each class's IoU over the split.")
-                      : det ? _("The trained model's boxes on validation images (solid; the true "
-                                "boxes dashed), the median image first; below, the worst by "
-                                "their missed and false boxes. The bars are each class's AP50 "
-                                "over the split.")
-                          : _("Confusion matrix of the validation split after the last epoch "
-                              "(rows: true class, columns: predicted). Click a cell to see its "
-                              "images."));
-  gtk_label_set_text (GTK_LABEL (self->stat_acc_title),
-                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
-                      : det ? _("AP50 · AP") : _("Accuracy"));
-  if (!vl_window_is_running (self) && self->head)
-    vl_window_set_head (self, self->head);   /* one output per class, or per target */
-}
-
-static void
-on_task_selected (VlWindow *self)
-{
-  VlTaskKind task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
-  if (task != self->task && !vl_window_is_running (self))
-    {
-      vl_window_set_task (self, task);
-      /* the same folder read the other way: boxes for detection (a VOC folder has masks too) */
-      if (self->data && self->data_cancel == NULL &&
-          vl_dataset_is_detection (self->data->ds) != (task == VL_TASK_DETECT))
-        {
-          g_autofree char *spec = g_strdup (self->data->spec);
-          vl_window_open_data (self, spec);
-        }
-      vl_window_update_actions (self);
-    }
-}
-
-/* The image of a hovered scatter point, decoded on a worker thread. */
-static void
-scatter_thumb_done (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
-{
-  int point = GPOINTER_TO_INT (user_data);
-  if (tex && vl_scatter_view_get_hovered (VL_SCATTER_VIEW (self->scatter)) == point)
-    vl_scatter_view_set_thumbnail (VL_SCATTER_VIEW (self->scatter), point, tex);
-}
-
-static void
-on_scatter_hovered (VlScatterView *view, int point, VlWindow *self)
-{
-  if (self->scatter_thumb_cancel)
-    g_cancellable_cancel (self->scatter_thumb_cancel);
-  g_clear_object (&self->scatter_thumb_cancel);
-  const int *items = g_object_get_data (G_OBJECT (view), "items");
-  int n = GPOINTER_TO_INT (g_object_get_data (G_OBJECT (view), "n-items"));
-  if (point < 0 || items == NULL || point >= n || self->data == NULL ||
-      vl_dataset_n_values (self->data->ds) == 0)
-    return;
-  self->scatter_thumb_cancel = g_cancellable_new ();
-  vl_window_load_thumbnails (self, self->data, VL_SPLIT_VAL, items + point, 1, 96,
-                             self->scatter_thumb_cancel, scatter_thumb_done,
-                             GINT_TO_POINTER (point), NULL);
-}
-
-/* A regression epoch: the scatter of its predictions, the error per target. */
-static void
-show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
-{
-  const VlRegressResult *r = &m->reg;
-  g_autofree char *acc = g_strdup_printf ("%.3f · %.4g", r->r2_mean, r->mae_mean);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-  g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
-  const char *target = self->value_names && self->value_names[0] ? self->value_names[0] : NULL;
-  if (r->pred != NULL)
-    {
-      /* the images' names, when the open dataset is the run's */
-      g_autofree char **names = NULL;
-      VlDataset *ds = self->data ? self->data->ds : NULL;
-      gboolean same = ds && vl_dataset_n_values (ds) == r->n_values;
-      if (same)
-        {
-          names = g_new0 (char *, r->n + 1);
-          for (int64_t i = 0; i < r->n; i++)
-            same = same && r->items[i] < vl_dataset_n_items (ds, VL_SPLIT_VAL);
-          for (int64_t i = 0; same && i < r->n; i++)
-            names[i] = (char *) vl_dataset_item_name (ds, VL_SPLIT_VAL, r->items[i]);
-        }
-      vl_scatter_view_set_result (VL_SCATTER_VIEW (self->scatter), r, 0, target,
-                                  same ? (const char *const *) names : NULL);
-      g_object_set_data_full (G_OBJECT (self->scatter), "items",
-                              same ? g_memdup2 (r->items, sizeof (int) * MAX (r->n, 1)) : NULL,
-                              g_free);
-      g_object_set_data (G_OBJECT (self->scatter), "n-items", GINT_TO_POINTER ((int) r->n));
-    }
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
-  for (int j = 0; j < r->n_values; j++)
-    {
-      const char *name = self->value_names && j < (int) g_strv_length (self->value_names)
-                         ? self->value_names[j] : "?";
-      g_autofree char *t = g_strdup_printf ("<b>%s</b>\nMAE %.4g · RMSE %.4g · R² %.3f",
-                                            name, r->mae[j], r->rmse[j], r->r2[j]);
-      GtkWidget *l = gtk_label_new (NULL);
-      gtk_label_set_markup (GTK_LABEL (l), t);
-      gtk_label_set_xalign (GTK_LABEL (l), 0);
-      gtk_label_set_ellipsize (GTK_LABEL (l), PANGO_ELLIPSIZE_END);
-      gtk_box_append (GTK_BOX (self->class_acc_box), l);
-      GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
-      gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->r2[j]) ? CLAMP (r->r2[j], 0, 1)
-                                                                          : 0);
-      gtk_widget_set_tooltip_text (bar, _("R²: the share of the targets' variance the model "
-                                          "explains (1: every value exact)"));
-      gtk_box_append (GTK_BOX (self->class_acc_box), bar);
-    }
-  g_autofree char *summary = g_strdup_printf (_("Epoch %d · %lld validation images · MAE %.4g "
-                                                "· RMSE %.4g · R² %.3f · loss %.4f"),
-                                              m->epoch + 1, (long long) r->n, r->mae_mean,
-                                              r->rmse_mean, r->r2_mean, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
-}
-
-/* ------------------------------------------------------------------ probes in the view */
-
-static void
-show_probe (VlWindow *self, int i)
-{
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  if (i < 0 || i >= self->n_probe_images)
-    {
-      vl_attention_view_set_image (view, NULL);
-      vl_attention_view_clear_maps (view);
-      return;
-    }
-  self->probe_selected = i;
-  int gh = self->attn_gh, gw = self->attn_gw;
-  gsize per = (gsize) self->attn_depth * self->attn_heads * self->attn_T * self->attn_T;
-  vl_attention_view_set_image (view, self->probe_images[i]);
-  vl_attention_view_clear_maps (view);
-  gboolean final = self->probe_final_attn && self->final_attn_T == self->attn_T;
-  gboolean have_run = (self->probe_rollout && i < self->n_probe_rollout) || final;
-  if (have_run)
-    {
-      if (final)
-        vl_attention_view_set_attention (view, self->probe_final_attn + per * i, self->attn_depth,
-                                         self->attn_heads, self->attn_T, self->attn_prefix,
-                                         self->attn_cls, gh, gw);
-      else
-        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * gh * gw, gh, gw);
-      if (self->probe_ref_attn)
-        vl_attention_view_set_reference_attention (view, self->probe_ref_attn + per * i,
-                                                   self->attn_depth, self->attn_heads,
-                                                   self->attn_T, self->attn_prefix,
-                                                   self->attn_cls, gh, gw);
-      vl_attention_view_set_labels (view, final ? "fine-tuned" : "now", "pretrained");
-    }
-  else if (self->probe_ref_attn)
-    {
-      vl_attention_view_set_attention (view, self->probe_ref_attn + per * i, self->attn_depth,
-                                       self->attn_heads, self->attn_T, self->attn_prefix,
-                                       self->attn_cls, gh, gw);
-      vl_attention_view_set_labels (view, "pretrained", NULL);
-    }
-  const char *true_name = self->data && self->probe_labels
-                        ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
-  g_autofree char *title = NULL;
-  if (self->task == VL_TASK_SEGMENT)
-    title = g_strdup (self->probe_names[i]);   /* a class per pixel: none for the image */
-  else if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
-      self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
-    title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
-                             self->class_names[self->probe_predicted[i]]);
-  else
-    title = g_strdup_printf ("%s · %s", self->probe_names[i], true_name);
-  vl_attention_view_set_title (view, title);
-}
-
-/* The probe file or the selected dataset probe, whichever the probe buttons have active. */
-static void
-show_selected_probe (VlWindow *self)
-{
-  if (self->probe_file_shown && self->probe_file.image)
-    vl_window_show_probe_file (self);
-  else if (self->n_probe_images > 0)
-    show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
-}
-
-static void
-on_probe_toggled (GtkToggleButton *button, VlWindow *self)
-{
-  if (!gtk_toggle_button_get_active (button))
-    return;
-  self->probe_file_shown = FALSE;
-  show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
-}
-
-static void
-on_probe_file_toggled (GtkToggleButton *button, VlWindow *self)
-{
-  if (!gtk_toggle_button_get_active (button))
-    return;
-  self->probe_file_shown = TRUE;
-  vl_window_show_probe_file (self);
-}
-
-static GdkTexture *
-texture_from_image (const VlImage *img)
-{
-  gsize stride = (gsize) img->width * 3;
-  guchar *rgb = g_malloc (stride * img->height);
-  for (int p = 0; p < img->width * img->height; p++)
-    for (int c = 0; c < 3; c++)
-      rgb[p * 3 + c] = img->pixels[(gsize) p * img->channels + (img->channels >= 3 ? c : 0)];
-  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, stride * img->height);
-  return gdk_memory_texture_new (img->width, img->height, GDK_MEMORY_R8G8B8, bytes, stride);
-}
-
-static GtkWidget *
-probe_button (const VlImage *img)
-{
-  GtkWidget *b = gtk_toggle_button_new ();
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-  g_autoptr(GdkTexture) tex = texture_from_image (img);
-  GtkWidget *pic = gtk_picture_new_for_paintable (GDK_PAINTABLE (tex));
-  gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
-  gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
-  gtk_widget_set_size_request (pic, 30, 30);
-  gtk_widget_add_css_class (pic, "vl-probe-thumb");
-  gtk_box_append (GTK_BOX (box), pic);
-  gtk_button_set_child (GTK_BUTTON (b), box);
-  return b;
-}
-
-/* The probe buttons (the probe file first, then a thumbnail and the class of each dataset
- * probe) and the selected probe in the view. */
-void
-vl_window_show_probes (VlWindow *self)
-{
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->probe_box)))
-    gtk_box_remove (GTK_BOX (self->probe_box), child);
-  GtkToggleButton *group = NULL;
-  const VlProbeFile *pf = &self->probe_file;
-  if (pf->image == NULL)
-    self->probe_file_shown = FALSE;
-  else
-    {
-      if (self->n_probe_images == 0)
-        self->probe_file_shown = TRUE;
-      GtkWidget *b = probe_button (pf->image);
-      gtk_widget_add_css_class (b, "vl-probe-file");
-      g_autofree char *base = g_path_get_basename (pf->path);
-      g_autofree char *tip = pf->is_sample
-        ? g_strdup_printf (_("Shipped sample %s: shown while no dataset is open (drop an image "
-                             "on the window to use your own)"), base)
-        : g_strdup_printf (_("Probe image %s (drop another image on the window, or Open Probe "
-                             "Image…, to replace it)"), base);
-      gtk_widget_set_tooltip_text (b, tip);
-      group = GTK_TOGGLE_BUTTON (b);
-      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (self->probe_file_shown)
-        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
-    }
-  for (int i = 0; i < self->n_probe_images; i++)
-    {
-      GtkWidget *b = probe_button (self->probe_images[i]);
-      const char *cls = self->data && self->probe_labels
-                      ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
-      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probe_names[i],
-                                              cls);
-      gtk_widget_set_tooltip_text (b, tip);
-      g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
-      if (group)
-        gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (b), group);
-      else
-        group = GTK_TOGGLE_BUTTON (b);
-      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (!self->probe_file_shown && i == MIN (self->probe_selected, self->n_probe_images - 1))
-        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
-    }
-  if (self->probe_file_shown || self->n_probe_images > 0)
-    show_selected_probe (self);
-  else
-    {
-      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-      vl_attention_view_set_image (view, NULL);
-      vl_attention_view_clear_maps (view);
-      vl_attention_view_set_title (view, NULL);
-    }
-}
-
-void
-vl_window_probes_clear (VlWindow *self)
-{
-  for (int i = 0; self->probe_images && i < self->n_probe_images; i++)
-    vl_image_free (self->probe_images[i]);
-  g_clear_pointer (&self->probe_images, g_free);
-  g_clear_pointer (&self->probe_labels, g_free);
-  g_clear_pointer (&self->probe_names, g_strfreev);
-  g_clear_pointer (&self->probe_ref_attn, g_free);
-  g_clear_pointer (&self->probe_ref_rollout, g_free);
-  g_clear_pointer (&self->probe_rollout, g_free);
-  g_clear_pointer (&self->probe_predicted, g_free);
-  self->n_probe_images = 0;
-  self->n_probe_rollout = 0;
-  self->probe_selected = 0;
-}
-
-/* ------------------------------------------------------------------ metrics */
-
-static void
-show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
-{
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
-  for (int k = 0; k < r->n_classes && k < 1000; k++)
-    {
-      GtkWidget *row = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
-      GtkWidget *line = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
-      GtkWidget *name = gtk_label_new (names && names[k] ? names[k] : "?");
-      gtk_label_set_xalign (GTK_LABEL (name), 0);
-      gtk_label_set_ellipsize (GTK_LABEL (name), PANGO_ELLIPSIZE_END);
-      gtk_widget_set_hexpand (name, TRUE);
-      gtk_box_append (GTK_BOX (line), name);
-      g_autofree char *pct = format_pct (r->class_acc[k]);
-      GtkWidget *v = gtk_label_new (pct);
-      gtk_widget_add_css_class (v, "vl-numeric");
-      gtk_box_append (GTK_BOX (line), v);
-      gtk_box_append (GTK_BOX (row), line);
-      GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
-      gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->class_acc[k]) ? r->class_acc[k] : 0);
-      gtk_box_append (GTK_BOX (row), bar);
-      gtk_box_append (GTK_BOX (self->class_acc_box), row);
-    }
-  int64_t correct = 0;
-  for (int k = 0; k < r->n_classes; k++)
-    correct += r->confusion[(gsize) k * r->n_classes + k];
-  g_autofree char *top1 = format_pct (r->top1);
-  g_autofree char *top5 = format_pct (r->top5);
-  g_autofree char *with_top5 = isfinite (r->top5) && r->n_classes > 5
-                                 ? g_strdup_printf (" · top-5 %s", top5) : g_strdup ("");
-  g_autofree char *summary = g_strdup_printf (_("Top-1 %s (%lld of %lld)%s · loss %.4f"), top1,
-                                              (long long) correct, (long long) r->n,
-                                              with_top5, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
-}
-
-static void
-show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
-{
-  VlLossChart *chart = VL_LOSS_CHART (self->chart);
-  vl_loss_chart_add_epoch (chart, m);
-  self->n_epochs_done = m->epoch + 1;
-  g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1, MAX (self->epochs_total, m->epoch + 1));
-  gtk_label_set_text (GTK_LABEL (self->stat_epoch), ep);
-  g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
-  gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
-  if (!vl_window_is_running (self))
-    {
-      g_autofree char *u = g_strdup_printf (_("last %d group%s%s"), m->unlocked,
-                                            m->unlocked == 1 ? "" : "s",
-                                            m->cached ? _(" · cached") : "");
-      gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
-      gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
-    }
-  if (m->task == VL_TASK_REGRESS)
-    {
-      show_regress_epoch (self, m);
-      return;
-    }
-  if (m->task == VL_TASK_SEGMENT)
-    {
-      vl_window_seg_show_epoch (self, m, names);
-      return;
-    }
-  if (m->task == VL_TASK_DETECT)
-    {
-      vl_window_det_show_epoch (self, m, names);
-      return;
-    }
-  g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
-  g_autofree char *top1 = format_pct (m->val.top1);
-  g_autofree char *top5 = format_pct (m->val.top5);
-  /* with 5 classes or fewer the right class is always among the top five */
-  g_autofree char *acc = isfinite (m->val.top5) && m->val.n_classes > 5
-                           ? g_strdup_printf ("%s · top-5 %s", top1, top5)
-                           : g_strdup (top1);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-
-  const VlEvalResult *r = &m->val;
-  vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,
-                                (const char *const *) names);
-  g_autofree char *title = g_strdup_printf (_("Epoch %d · validation · %lld images"),
-                                            m->epoch + 1, (long long) r->n);
-  vl_confusion_view_set_title (VL_CONFUSION_VIEW (self->confusion), title);
-  g_free (self->confusion_counts);
-  self->confusion_counts = g_memdup2 (r->confusion, sizeof (int64_t) * r->n_classes * r->n_classes);
-  show_class_accuracy (self, r, names);
-}
-
 /* ------------------------------------------------------------------ the run's events */
 
 static const char *const *
@@ -674,39 +234,6 @@ show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
                                              ? "caching the frozen features of"
                                              : "validating", ev->done, ev->total);
   vl_window_set_status (self, status);
-}
-
-static void
-show_probes_event (VlWindow *self, VlTrainEvent *ev)
-{
-  self->n_probe_events++;
-  vl_window_probe_file_event (self, ev);   /* the user's probe image, when it carries it */
-  int P = ev->grid_h * ev->grid_w;
-  if (self->n_probe_images == 0 || ev->grid_h != self->attn_gh || ev->grid_w != self->attn_gw)
-    return;   /* the pretrained maps are not there (yet): nothing to lay these over */
-  int n = MIN (ev->n_probes, self->n_probe_images);
-  g_free (self->probe_rollout);
-  self->probe_rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
-  g_free (self->probe_predicted);
-  self->probe_predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
-  self->n_probe_rollout = n;
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  /* replace only the maps (the view keeps the image) */
-  int i = self->probe_selected;
-  if (i < n && !self->probe_file_shown)
-    {
-      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-      gboolean first = self->n_probe_events == 1;
-      if (first)
-        show_probe (self, i);
-      else
-        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * P, ev->grid_h,
-                                       ev->grid_w);
-      g_autofree char *label = g_strdup_printf ("step %" G_GINT64_FORMAT, ev->step);
-      vl_attention_view_set_labels (view, label, "pretrained");
-      if (first)
-        vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
-    }
 }
 
 static void
@@ -820,10 +347,10 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       show_pass_progress (self, ev);
       break;
     case VL_TRAIN_EVENT_EPOCH:
-      show_epoch (self, ev->metrics, self->class_names);
+      vl_window_show_epoch (self, ev->metrics, self->class_names);
       break;
     case VL_TRAIN_EVENT_PROBES:
-      show_probes_event (self, ev);
+      vl_window_attention_probes_event (self, ev);
       break;
     case VL_TRAIN_EVENT_MESSAGE:
       gtk_label_set_text (GTK_LABEL (self->message_label), ev->message);
@@ -931,7 +458,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   /* the previous run's model is not "now": the probe file goes to the trainer, whose events
    * bring its "now" side; until then it (and every probe) shows the pretrained maps alone */
   vl_window_probe_file_to_trainer (self);
-  show_selected_probe (self);
+  vl_window_show_selected_probe (self);
   g_free (self->run_dir);
   self->run_dir = g_strdup (cfg.out_dir);
   vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
@@ -994,165 +521,6 @@ vl_window_discard_trained (VlWindow *self)
 
 /* ------------------------------------------------------------------ predictions */
 
-typedef struct {
-  VlTrainedRef *trained;
-  VlDataRef    *data;
-  int          *probe_items;
-  int           n_probes;
-  VlPredictions pred;
-  float        *final_attn;   /* (n_probes, depth, heads, T, T) */
-  int           attn_T;
-  VlTaskKind    task;         /* segmentation: masks, detection: boxes, instead of classes */
-  int           seg_size;     /* a dense task's input side (0: the model's) */
-  VlSegPredictions *seg;
-  VlDetPredictions *det;
-} PredictJob;
-
-static void
-predict_job_free (gpointer p)
-{
-  PredictJob *j = p;
-  vl_trained_unref (j->trained);
-  vl_data_unref (j->data);
-  g_free (j->probe_items);
-  g_free (j->pred.label);
-  g_free (j->pred.predicted);
-  g_free (j->pred.confidence);
-  g_free (j->final_attn);
-  vl_seg_predictions_free (j->seg);
-  vl_det_predictions_free (j->det);
-  g_free (j);
-}
-
-/* Every validation image's class, its probability, by the trained classifier. */
-static gboolean
-predict_classes (PredictJob *j, VlModel *m, const VlPreprocess *pp_, GCancellable *cancel,
-                 GError **error)
-{
-  VlDataset *ds = j->data->ds;
-  const int K = vl_model_num_classes (m);
-  if (K != vl_dataset_n_classes (ds))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                   "the model has %d classes, the dataset %d", K, vl_dataset_n_classes (ds));
-      return FALSE;
-    }
-  VlPreprocess pp = *pp_;
-  const int n = vl_dataset_n_items (ds, VL_SPLIT_VAL);
-  const int B = 32;
-  gsize per = (gsize) pp.channels * pp.size * pp.size;
-  g_autofree float *px = g_new (float, per * B);
-  g_autofree int *idx = g_new (int, B);
-  j->pred.n = n;
-  j->pred.label = g_new (int, MAX (n, 1));
-  j->pred.predicted = g_new (int, MAX (n, 1));
-  j->pred.confidence = g_new0 (float, MAX (n, 1));
-  gboolean ok = TRUE;
-  for (int i0 = 0; i0 < n && ok; i0 += B)
-    {
-      if (g_cancellable_is_cancelled (cancel))
-        {
-          ok = FALSE;
-          break;
-        }
-      int b = 0;
-      for (int i = i0; i < MIN (n, i0 + B); i++)
-        {
-          j->pred.label[i] = vl_dataset_label (ds, VL_SPLIT_VAL, i);
-          j->pred.predicted[i] = -1;
-          if (vl_dataset_load (ds, VL_SPLIT_VAL, i, &pp, VL_AUGMENT_NONE, 0, px + per * b, NULL))
-            idx[b++] = i;
-        }
-      if (b == 0)
-        continue;
-      if (!vl_model_forward (m, px, b, pp.size, pp.size, VL_FORWARD_INFER, error))
-        {
-          ok = FALSE;
-          break;
-        }
-      const float *logits = vl_model_logits (m);
-      for (int r = 0; r < b; r++)
-        {
-          const float *z = logits + (gsize) r * K;
-          int best = 0;
-          for (int k = 1; k < K; k++)
-            if (z[k] > z[best])
-              best = k;
-          double sum = 0;
-          for (int k = 0; k < K; k++)
-            sum += exp ((double) z[k] - z[best]);
-          j->pred.predicted[idx[r]] = best;
-          j->pred.confidence[idx[r]] = (float) (1.0 / sum);
-        }
-    }
-  if (!ok && error && *error == NULL)
-    g_set_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED, "cancelled");
-  return ok;
-}
-
-static void
-predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  PredictJob *j = task_data;
-  g_autoptr(GError) error = NULL;
-  g_mutex_lock (&j->trained->lock);
-  VlModel *m = vl_trained_model (j->trained);
-  VlDataset *ds = j->data->ds;
-  VlPreprocess pp;
-  vl_preprocess_from_model (m, &pp);
-  if (j->seg_size > 0)
-    pp.size = j->seg_size;   /* the probes' attention at the run's input size */
-  gsize per = (gsize) pp.channels * pp.size * pp.size;
-  gboolean ok;
-  if (j->task == VL_TASK_SEGMENT)
-    {
-      VlSegHead *h = vl_trained_seg_head (j->trained);
-      j->seg = h ? vl_seg_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
-      ok = j->seg != NULL;
-      if (h == NULL)
-        g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no seg head"));
-    }
-  else if (j->task == VL_TASK_DETECT)
-    {
-      VlDetHead *h = vl_trained_det_head (j->trained);
-      j->det = h ? vl_det_predictions_compute (m, h, ds, j->seg_size, cancel, &error) : NULL;
-      ok = j->det != NULL;
-      if (h == NULL)
-        g_set_error (&error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("the run has no FCOS head"));
-    }
-  else
-    ok = predict_classes (j, m, &pp, cancel, &error);
-  /* the trained model's attention of the probes, for every block and head */
-  if (ok && j->n_probes > 0)
-    {
-      g_autofree float *probe_px = g_new (float, per * j->n_probes);
-      int got = 0;
-      for (int i = 0; i < j->n_probes; i++)
-        if (vl_dataset_load (ds, VL_SPLIT_VAL, j->probe_items[i], &pp, VL_AUGMENT_NONE, 0,
-                             probe_px + per * got, NULL))
-          got++;
-      if (got == j->n_probes &&
-          vl_model_forward (m, probe_px, got, pp.size, pp.size, VL_FORWARD_CAPTURE_ATTN, NULL))
-        {
-          const VlGeometry *g = vl_model_geometry (m);
-          int T = vl_model_n_tokens_last (m);
-          gsize pa = (gsize) g->heads * T * T, pi = (gsize) g->depth * pa;
-          j->final_attn = g_new (float, pi * got);
-          j->attn_T = T;
-          for (int b = 0; b < got; b++)
-            vl_model_attention_copy (m, b, j->final_attn + b * pi);
-        }
-    }
-  g_mutex_unlock (&j->trained->lock);
-  if (!ok)
-    {
-      g_task_return_error (task, g_steal_pointer (&error));
-      return;
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
 static void
 predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {
@@ -1162,8 +530,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autoptr(GError) error = NULL;
   if (g_task_get_cancellable (G_TASK (result)) != self->predict_cancel)
     return;   /* stale */
-  PredictJob *j = g_task_get_task_data (G_TASK (result));
-  if (!g_task_propagate_boolean (G_TASK (result), &error))
+  g_autoptr(VlPredictResult) j = vl_job_predict_finish (result, &error);
+  if (j == NULL)
     {
       g_clear_object (&self->predict_cancel);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
@@ -1184,7 +552,7 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
       self->probe_final_attn = g_steal_pointer (&j->final_attn);
       self->final_attn_T = j->attn_T;
       if (self->n_probe_images > 0 && !self->probe_file_shown)
-        show_probe (self, self->probe_selected);
+        vl_window_show_probe (self, self->probe_selected);
     }
   vl_window_update_actions (self);
 }
@@ -1203,7 +571,7 @@ maybe_predict (VlWindow *self)
   if (tr->trainer)
     data = vl_data_ref_new_for_trainer (tr->trainer);
   else if (self->data_cancel != NULL)
-    return;   /* an opened run's dataset is on its way: vl_window_train_data_ready comes back */
+    return;   /* an opened run's dataset is on its way: "dataset-changed" comes back */
   else if (self->data)
     data = vl_data_ref (self->data);
   if (data == NULL)
@@ -1220,502 +588,10 @@ maybe_predict (VlWindow *self)
       return;
     }
   self->predict_cancel = g_cancellable_new ();
-  PredictJob *j = g_new0 (PredictJob, 1);
-  j->trained = vl_trained_ref (tr);
-  j->data = data;
-  j->task = self->task;
-  j->seg_size = vl_window_dense_input_size (self);
-  if (self->probe_index && self->n_probes > 0)
-    {
-      j->probe_items = g_memdup2 (self->probe_index, sizeof (int) * self->n_probes);
-      j->n_probes = self->n_probes;
-    }
-  g_autoptr(GTask) task = g_task_new (self, self->predict_cancel, predict_done, NULL);
-  g_task_set_task_data (task, j, predict_job_free);
-  g_task_run_in_thread (task, predict_thread);
-}
-
-/* ------------------------------------------------------------------ the gallery */
-
-static void
-gallery_thumb_done (VlWindow *self, int slot, GdkTexture *tex, gpointer user_data)
-{
-  GPtrArray *pictures = user_data;
-  if (tex && slot < (int) pictures->len)
-    gtk_picture_set_paintable (GTK_PICTURE (g_ptr_array_index (pictures, slot)),
-                               GDK_PAINTABLE (tex));
-}
-
-static void
-on_gallery_destroy (GtkWidget *dialog, GCancellable *cancel)
-{
-  g_cancellable_cancel (cancel);
-}
-
-static void
-on_gallery_weak_notify (gpointer data, GObject *where)
-{
-  VlWindow *self = data;
-  if (self->gallery == (GtkWidget *) where)
-    self->gallery = NULL;
-}
-
-/* A click on a gallery image: that image becomes the attention probe (pretrained and
- * fine-tuned maps side by side) on the Attention page. */
-static void
-on_gallery_activated (GtkFlowBox *flow, GtkFlowBoxChild *child, VlWindow *self)
-{
-  const char *path = g_object_get_data (G_OBJECT (gtk_flow_box_child_get_child (child)),
-                                        "vl-item-path");
-  if (path == NULL)
-    return;
-  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
-    {
-      vl_window_show_info (self, _("%s is not a file of its own (it is inside the dataset's "
-                           "archive), so it cannot be opened as the attention probe"), path);
-      return;
-    }
-  vl_window_open_probe (self, path);
-  gtk_stack_set_visible_child_name (GTK_STACK (self->main_stack), "attention");
-  gtk_window_present (GTK_WINDOW (self));
-}
-
-void
-vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
-{
-  if (self->predictions.n == 0 || self->pred_data == NULL)
-    {
-      vl_window_show_info (self, self->predict_cancel
-                           ? _("Working out each image's prediction; try again in a moment.")
-                           : _("The gallery needs a trained model and its dataset."));
-      return;
-    }
-  VlDataset *ds = self->pred_data->ds;
-  const int K = vl_dataset_n_classes (ds);
-  if (true_class < 0 || true_class >= K || predicted_class < 0 || predicted_class >= K)
-    return;
-  g_autoptr(GArray) items = g_array_new (FALSE, FALSE, sizeof (int));
-  for (int i = 0; i < self->predictions.n; i++)
-    if (self->predictions.label[i] == true_class && self->predictions.predicted[i] == predicted_class)
-      g_array_append_val (items, i);
-  const int max_shown = 200;
-
-  GtkWidget *dialog = gtk_window_new ();
-  gtk_window_set_transient_for (GTK_WINDOW (dialog), GTK_WINDOW (self));
-  gtk_window_set_destroy_with_parent (GTK_WINDOW (dialog), TRUE);
-  gtk_window_set_default_size (GTK_WINDOW (dialog), 820, 600);
-  g_autofree char *title = g_strdup_printf (_("True %s · predicted %s"),
-                                            vl_dataset_class_name (ds, true_class),
-                                            vl_dataset_class_name (ds, predicted_class));
-  gtk_window_set_title (GTK_WINDOW (dialog), title);
-  GtkWidget *header = gtk_header_bar_new ();
-  gtk_window_set_titlebar (GTK_WINDOW (dialog), header);
-
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 8);
-  gtk_widget_add_css_class (box, "main-page");
-  g_autofree char *summary = g_strdup_printf (
-    "%u validation image%s of class “%s” %s “%s”%s. Confidence is the trained model's "
-    "probability for its prediction; click an image to see where the model looks on it.",
-    items->len, items->len == 1 ? "" : "s",
-    vl_dataset_class_name (ds, true_class),
-    true_class == predicted_class ? "correctly predicted as" : "mistaken for",
-    vl_dataset_class_name (ds, predicted_class),
-    (int) items->len > max_shown ? " (the first 200 shown)" : "");
-  GtkWidget *sl = gtk_label_new (summary);
-  gtk_label_set_wrap (GTK_LABEL (sl), TRUE);
-  gtk_label_set_xalign (GTK_LABEL (sl), 0);
-  gtk_widget_add_css_class (sl, "dim-label");
-  gtk_box_append (GTK_BOX (box), sl);
-  GtkWidget *scroll = gtk_scrolled_window_new ();
-  gtk_widget_set_vexpand (scroll, TRUE);
-  gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (scroll), GTK_POLICY_NEVER,
-                                  GTK_POLICY_AUTOMATIC);
-  GtkWidget *flow = gtk_flow_box_new ();
-  gtk_flow_box_set_selection_mode (GTK_FLOW_BOX (flow), GTK_SELECTION_NONE);
-  gtk_flow_box_set_homogeneous (GTK_FLOW_BOX (flow), TRUE);
-  gtk_flow_box_set_max_children_per_line (GTK_FLOW_BOX (flow), 12);
-  gtk_flow_box_set_column_spacing (GTK_FLOW_BOX (flow), 8);
-  gtk_flow_box_set_row_spacing (GTK_FLOW_BOX (flow), 8);
-  gtk_widget_set_valign (flow, GTK_ALIGN_START);
-  gtk_flow_box_set_activate_on_single_click (GTK_FLOW_BOX (flow), TRUE);
-  g_signal_connect_object (flow, "child-activated", G_CALLBACK (on_gallery_activated), self, 0);
-  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (scroll), flow);
-  gtk_box_append (GTK_BOX (box), scroll);
-  gtk_window_set_child (GTK_WINDOW (dialog), box);
-
-  GPtrArray *pictures = g_ptr_array_new_with_free_func (g_object_unref);
-  int n = MIN ((int) items->len, max_shown);
-  for (int s = 0; s < n; s++)
-    {
-      int i = g_array_index (items, int, s);
-      GtkWidget *card = gtk_box_new (GTK_ORIENTATION_VERTICAL, 4);
-      gtk_widget_add_css_class (card, "vl-gallery-card");
-      GtkWidget *pic = gtk_picture_new ();
-      gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
-      gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
-      gtk_widget_set_size_request (pic, 120, 120);
-      gtk_widget_add_css_class (pic, "vl-thumb");
-      gtk_box_append (GTK_BOX (card), pic);
-      g_autofree char *base = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_VAL, i));
-      GtkWidget *name = gtk_label_new (base);
-      gtk_label_set_ellipsize (GTK_LABEL (name), PANGO_ELLIPSIZE_MIDDLE);
-      gtk_label_set_max_width_chars (GTK_LABEL (name), 14);
-      gtk_widget_add_css_class (name, "caption");
-      gtk_box_append (GTK_BOX (card), name);
-      g_autofree char *conf = g_strdup_printf ("%s %.0f %%",
-                                               vl_dataset_class_name (ds, predicted_class),
-                                               100.0 * self->predictions.confidence[i]);
-      GtkWidget *cl = gtk_label_new (conf);
-      gtk_widget_add_css_class (cl, "caption");
-      gtk_widget_add_css_class (cl, true_class == predicted_class ? "vl-correct" : "vl-wrong");
-      gtk_box_append (GTK_BOX (card), cl);
-      g_autofree char *tip = g_strdup_printf ("%s\ntrue: %s\npredicted: %s (%.1f %%)",
-                                              vl_dataset_item_name (ds, VL_SPLIT_VAL, i),
-                                              vl_dataset_class_name (ds, true_class),
-                                              vl_dataset_class_name (ds, predicted_class),
-                                              100.0 * self->predictions.confidence[i]);
-      gtk_widget_set_tooltip_text (card, tip);
-      g_object_set_data_full (G_OBJECT (card), "vl-item-path",
-                              g_strdup (vl_dataset_item_name (ds, VL_SPLIT_VAL, i)), g_free);
-      gtk_flow_box_append (GTK_FLOW_BOX (flow), card);
-      g_ptr_array_add (pictures, g_object_ref (pic));
-    }
-  if (n == 0)
-    {
-      GtkWidget *empty = gtk_label_new (_("No images in this cell"));
-      gtk_widget_add_css_class (empty, "dim-label");
-      gtk_flow_box_append (GTK_FLOW_BOX (flow), empty);
-    }
-  GCancellable *cancel = g_cancellable_new ();
-  g_signal_connect_data (dialog, "destroy", G_CALLBACK (on_gallery_destroy), cancel,
-                         (GClosureNotify) (void (*) (void)) g_object_unref, 0);
-  if (n > 0)
-    vl_window_load_thumbnails (self, self->pred_data, VL_SPLIT_VAL, (const int *) items->data, n,
-                               160, cancel, gallery_thumb_done, pictures,
-                               (GDestroyNotify) g_ptr_array_unref);
-  else
-    g_ptr_array_unref (pictures);
-  self->gallery = dialog;
-  g_object_weak_ref (G_OBJECT (dialog), on_gallery_weak_notify, self);
-  gtk_window_present (GTK_WINDOW (dialog));
-}
-
-static void
-on_cell_activated (VlConfusionView *view, int true_class, int predicted_class, VlWindow *self)
-{
-  vl_window_show_gallery (self, true_class, predicted_class);
-}
-
-/* ------------------------------------------------------------------ export */
-
-typedef struct {
-  VlTrainedRef *trained;
-  char *dir;          /* timm: the folder; ONNX: the file */
-  gboolean onnx;
-  VlTaskKind task;    /* ONNX: the run's task */
-  char *run_dir;      /* ONNX regression: run.json holds the targets' standardisation */
-  char **names;       /* ONNX classification: the class names (or NULL) */
-  gboolean recipe;    /* the run's recipe for PyTorch (vl_recipe_export of run_dir) */
-  char *note;         /* recipe: advice to show (vl_recipe_export) */
-} ExportJob;
-
-static void
-export_job_free (gpointer p)
-{
-  ExportJob *j = p;
-  vl_trained_unref (j->trained);
-  g_free (j->dir);
-  g_free (j->run_dir);
-  g_strfreev (j->names);
-  g_free (j->note);
-  g_free (j);
-}
-
-/* The ONNX file of the trained model as its run folder describes it (vl_onnx_run_init: a
- * regression's values in the targets' units, a segmentation run's seg_logits, the names in the
- * metadata), or with the class names alone when there is no folder. Holds the model's lock. */
-static gboolean
-export_onnx (ExportJob *j, GError **error)
-{
-  VlModel *m = vl_trained_model (j->trained);
-  VlTaskSpec classify = { .kind = VL_TASK_CLASSIFY };
-  VlOnnxOptions o = { .task = &classify, .names = (const char *const *) j->names };
-  VlOnnxRun run = { 0 };
-  if (j->task != VL_TASK_CLASSIFY && j->run_dir == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: this model exports from its run folder (none)", j->dir);
-      return FALSE;
-    }
-  if (j->run_dir != NULL)
-    {
-      if (!vl_onnx_run_init (&run, j->run_dir, vl_model_geometry (m)->width,
-                             (const char *const *) j->names, error))
-        return FALSE;
-      o = run.options;
-    }
-  gboolean ok = vl_model_export_onnx (m, &o, j->dir, error);
-  vl_onnx_run_clear (&run);
-  return ok;
-}
-
-static void
-export_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  ExportJob *j = task_data;
-  GError *error = NULL;
-  if (j->recipe)
-    {
-      /* from the run folder's files: the model is not touched */
-      if (vl_recipe_export (j->run_dir, j->dir, FALSE, &j->note, &error))
-        g_task_return_boolean (task, TRUE);
-      else
-        g_task_return_error (task, error);
-      return;
-    }
-  g_mutex_lock (&j->trained->lock);
-  VlModel *m = vl_trained_model (j->trained);
-  gboolean ok = j->onnx ? export_onnx (j, &error)
-                        : g_mkdir_with_parents (j->dir, 0755) == 0 &&
-                          vl_model_export (m, j->dir, &error) &&
-                          (j->run_dir == NULL ||
-                           vl_run_export_head (j->run_dir, vl_model_geometry (m)->width, j->dir,
-                                               NULL, &error));
-  g_mutex_unlock (&j->trained->lock);
-  if (!ok && error == NULL)
-    error = g_error_new (G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s", j->dir,
-                         g_strerror (errno));
-  if (ok)
-    g_task_return_boolean (task, TRUE);
-  else
-    g_task_return_error (task, error);
-}
-
-static void
-export_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  VlWindow *self = VL_WINDOW (source);
-  if (self->disposed)
-    return;   /* the window closed meanwhile */
-  g_autoptr(GError) error = NULL;
-  ExportJob *j = g_task_get_task_data (G_TASK (result));
-  self->exporting = FALSE;
-  if (g_task_propagate_boolean (G_TASK (result), &error) && j->recipe)
-    vl_window_show_info (self, _("Exported the run's recipe to %s: train.py for python3 or "
-                         "torchrun, run.json, backbone/ and README.md with the commands%s%s"),
-                         j->dir, j->note ? _(". Note: ") : "", j->note ? j->note : "");
-  else if (error == NULL && j->onnx)
-    vl_window_show_info (self, _("Exported the fine-tuned model to %s (ONNX, opset 17: "
-                                 "pixel_values in, %s and features out)"), j->dir,
-                         j->task == VL_TASK_REGRESS ? "values"
-                         : j->task == VL_TASK_SEGMENT ? "seg_logits"
-                         : j->task == VL_TASK_DETECT ? "cls_logits, bbox_regression, bbox_ctrness"
-                         : "logits");
-  else if (error == NULL)
-    vl_window_show_info (self, _("Exported the fine-tuned model to %s (timm layout: "
-                                 "model.safetensors and config.json)"), j->dir);
-  else
-    vl_window_show_error (self, _("Export failed: %s"), error->message);
-  vl_window_update_actions (self);
-}
-
-static void
-export_to (VlWindow *self, const char *dir, gboolean onnx, gboolean recipe)
-{
-  if (self->trained == NULL || vl_trained_model (self->trained) == NULL ||
-      (recipe && self->run_dir == NULL))
-    return;
-  ExportJob *j = g_new0 (ExportJob, 1);
-  j->trained = vl_trained_ref (self->trained);
-  j->dir = g_strdup (dir);
-  j->onnx = onnx;
-  j->recipe = recipe;
-  j->task = self->task;
-  j->run_dir = g_strdup (self->run_dir);
-  j->names = self->class_names ? g_strdupv (self->class_names) : NULL;
-  self->exporting = TRUE;
-  g_autoptr(GTask) task = g_task_new (self, NULL, export_done, NULL);
-  g_task_set_task_data (task, j, export_job_free);
-  g_task_run_in_thread (task, export_thread);
-  vl_window_update_actions (self);
-}
-
-static void
-export_chosen (VlWindow *self, GFile *file)
-{
-  g_autofree char *path = g_file_get_path (file);
-  if (path)
-    export_to (self, path, FALSE, FALSE);
-}
-
-static void
-export_onnx_chosen (VlWindow *self, GFile *file)
-{
-  g_autofree char *path = g_file_get_path (file);
-  if (path)
-    export_to (self, path, TRUE, FALSE);
-}
-
-static void
-export_recipe_chosen (VlWindow *self, GFile *file)
-{
-  g_autofree char *path = g_file_get_path (file);
-  if (path)
-    export_to (self, path, FALSE, TRUE);
-}
-
-void
-vl_window_export (VlWindow *self)
-{
-  if (self->trained == NULL || self->exporting)
-    return;
-  const char *dir = g_object_get_data (G_OBJECT (self), "export-dir-override");
-  if (dir)   /* tests */
-    {
-      export_to (self, dir, FALSE, FALSE);
-      return;
-    }
-  vl_window_choose_file (self, _("Export Fine-Tuned Model (choose or create a folder)"),
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Export"), "export-folder", NULL,
-                         export_chosen);
-}
-
-void
-vl_window_export_onnx (VlWindow *self)
-{
-  if (self->trained == NULL || self->exporting)
-    return;
-  const char *file = g_object_get_data (G_OBJECT (self), "export-onnx-override");
-  if (file)   /* tests */
-    {
-      export_to (self, file, TRUE, FALSE);
-      return;
-    }
-  GtkFileFilter *filter = gtk_file_filter_new ();
-  gtk_file_filter_set_name (filter, "ONNX models");
-  gtk_file_filter_add_pattern (filter, "*.onnx");
-  vl_window_choose_file (self, _("Export Fine-Tuned Model as ONNX (a .onnx file)"),
-                         GTK_FILE_CHOOSER_ACTION_SAVE, _("_Export"), "export-folder", filter,
-                         export_onnx_chosen);
-  g_object_unref (filter);
-}
-
-/* The run's recipe as a PyTorch DDP script folder (vl_recipe_export). */
-void
-vl_window_export_recipe (VlWindow *self)
-{
-  if (self->trained == NULL || self->run_dir == NULL || self->exporting)
-    return;
-  const char *dir = g_object_get_data (G_OBJECT (self), "export-recipe-override");
-  if (dir)   /* tests */
-    {
-      export_to (self, dir, FALSE, TRUE);
-      return;
-    }
-  vl_window_choose_file (self, _("Export the Recipe for PyTorch (choose or create a folder)"),
-                         GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER, _("_Export"), "export-folder", NULL,
-                         export_recipe_chosen);
-}
-
-/* ------------------------------------------------------------------ save a run */
-
-typedef struct {
-  char *src;
-  char *dest;
-} CopyJob;
-
-static void
-copy_job_free (gpointer p)
-{
-  CopyJob *j = p;
-  g_free (j->src);
-  g_free (j->dest);
-  g_free (j);
-}
-
-static void
-copy_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancel)
-{
-  vl_lower_thread_priority ();
-  CopyJob *j = task_data;
-  GError *error = NULL;
-  if (g_mkdir_with_parents (j->dest, 0755) != 0)
-    {
-      g_task_return_new_error (task, G_IO_ERROR, g_io_error_from_errno (errno), "%s: %s",
-                               j->dest, g_strerror (errno));
-      return;
-    }
-  g_autoptr(GDir) dir = g_dir_open (j->src, 0, &error);
-  if (dir == NULL)
-    {
-      g_task_return_error (task, error);
-      return;
-    }
-  const char *name;
-  while ((name = g_dir_read_name (dir)))
-    {
-      g_autofree char *from = g_build_filename (j->src, name, NULL);
-      if (!g_file_test (from, G_FILE_TEST_IS_REGULAR))
-        continue;
-      g_autofree char *to = g_build_filename (j->dest, name, NULL);
-      g_autoptr(GFile) f = g_file_new_for_path (from);
-      g_autoptr(GFile) t = g_file_new_for_path (to);
-      if (!g_file_copy (f, t, G_FILE_COPY_OVERWRITE, cancel, NULL, NULL, &error))
-        {
-          g_task_return_error (task, error);
-          return;
-        }
-    }
-  g_task_return_boolean (task, TRUE);
-}
-
-static void
-copy_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  VlWindow *self = VL_WINDOW (source);
-  if (self->disposed)
-    return;   /* the window closed meanwhile */
-  g_autoptr(GError) error = NULL;
-  CopyJob *j = g_task_get_task_data (G_TASK (result));
-  self->saving = FALSE;
-  if (g_task_propagate_boolean (G_TASK (result), &error))
-    {
-      g_free (self->run_dir);
-      self->run_dir = g_strdup (j->dest);
-      vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
-                                     self->run_dir);
-      vl_window_show_info (self, _("Saved the run to %s"), j->dest);
-    }
-  else
-    vl_window_show_error (self, _("Saving the run failed: %s"), error->message);
-  vl_window_update_actions (self);
-}
-
-static void
-save_chosen (VlWindow *self, GFile *file)
-{
-  g_autofree char *path = g_file_get_path (file);
-  if (path == NULL || self->run_dir == NULL)
-    return;
-  g_autofree char *base = g_path_get_basename (self->run_dir);
-  CopyJob *j = g_new0 (CopyJob, 1);
-  j->src = g_strdup (self->run_dir);
-  j->dest = g_build_filename (path, base, NULL);
-  self->saving = TRUE;
-  g_autoptr(GTask) task = g_task_new (self, NULL, copy_done, NULL);
-  g_task_set_task_data (task, j, copy_job_free);
-  g_task_run_in_thread (task, copy_thread);
-  vl_window_update_actions (self);
-}
-
-void
-vl_window_save_run (VlWindow *self)
-{
-  if (self->run_dir == NULL || vl_window_is_running (self) || self->saving)
-    return;
-  vl_window_choose_file (self, _("Save Run Into Folder"), GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
-                         _("_Save"), "run-folder", NULL, save_chosen);
+  vl_job_predict (G_OBJECT (self), tr, data, self->task, vl_window_dense_input_size (self),
+                  self->probe_index, self->probe_index ? self->n_probes : 0, self->predict_cancel,
+                  predict_done, NULL);
+  vl_data_unref (data);
 }
 
 /* ------------------------------------------------------------------ open a run */
@@ -1834,7 +710,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
       vl_loss_chart_set_total_steps (chart, last->step / (last->epoch + 1) * c->epochs);
     }
   for (guint i = 0; i < j->epochs->len; i++)
-    show_epoch (self, g_ptr_array_index (j->epochs, i), self->class_names);
+    vl_window_show_epoch (self, g_ptr_array_index (j->epochs, i), self->class_names);
   g_autofree char *status = g_strdup_printf (_("Opened run %s: %u of %d epochs%s"), base,
                                              j->epochs->len, c->epochs,
                                              self->run_resumable ? _(" (Resume continues it)")
@@ -1857,9 +733,9 @@ vl_window_open_run (VlWindow *self, const char *run_dir)
   vl_window_update_actions (self);
 }
 
-/* called by the data panel when a dataset arrives (an opened run waits for it) */
-void
-vl_window_train_data_ready (VlWindow *self)
+/* A dataset arrived (an opened run waits for it): its task. */
+static void
+on_dataset_changed (VlWindow *self)
 {
   /* a dataset with numbers per image is for regression; one of classes only for classification */
   if (!vl_window_is_running (self) && self->data)
@@ -1872,37 +748,6 @@ vl_window_train_data_ready (VlWindow *self)
 
 /* ------------------------------------------------------------------ setup */
 
-static gboolean
-mode_to_selected (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  g_value_set_uint (to, (guint) g_value_get_enum (from));
-  return TRUE;
-}
-
-static gboolean
-selected_to_mode (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  guint v = g_value_get_uint (from);
-  if (v == GTK_INVALID_LIST_POSITION)
-    return FALSE;
-  g_value_set_enum (to, (int) v);
-  return TRUE;
-}
-
-static void
-on_attn_shape (VlWindow *self)
-{
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  int depth = vl_attention_view_get_depth (view), heads = vl_attention_view_get_heads (view);
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                            MAX (depth - 1, 0));
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                            MAX (heads - 1, 0));
-  VlAttnMode mode = vl_attention_view_get_mode (view);
-  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
-  gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
-}
-
 void
 vl_window_train_init (VlWindow *self)
 {
@@ -1913,33 +758,12 @@ vl_window_train_init (VlWindow *self)
   g_signal_connect_swapped (self->data_panel, "notify::cache", G_CALLBACK (on_hyper_changed),
                             self);
   g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
-  g_signal_connect (self->confusion, "cell-activated", G_CALLBACK (on_cell_activated), self);
-  g_signal_connect_swapped (self->head_panel, "notify::task",
-                            G_CALLBACK (on_task_selected), self);
-  g_signal_connect (self->scatter, "point-hovered", G_CALLBACK (on_scatter_hovered), self);
   self->run = vl_run_controller_new ();
   g_signal_connect (self->run, "event", G_CALLBACK (on_run_event), self);
   g_signal_connect (self->run, "drained", G_CALLBACK (on_run_drained), self);
-
-  /* the attention controls drive the view's properties */
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
-  g_object_bind_property_full (view, "mode", self->attn_mode_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property_full (view, "colormap", self->attn_cmap_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property (gtk_range_get_adjustment (GTK_RANGE (self->attn_opacity_scale)), "value",
-                          view, "opacity", G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                          "value", view, "block", G_BINDING_BIDIRECTIONAL);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                          "value", view, "head", G_BINDING_BIDIRECTIONAL);
-  g_signal_connect_swapped (view, "notify::depth", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::heads", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::mode", G_CALLBACK (on_attn_shape), self);
-  on_attn_shape (self);
+  /* after the other parts have taken the dataset in */
+  g_signal_connect_data (self, "dataset-changed", G_CALLBACK (on_dataset_changed), self, NULL,
+                         G_CONNECT_AFTER | G_CONNECT_SWAPPED);
 
   /* the remembered preset */
   g_autofree char *preset = g_settings_get_string (self->settings, "preset");
@@ -1962,8 +786,6 @@ vl_window_train_dispose (VlWindow *self)
     }
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
-  vl_window_probes_clear (self);
-  g_clear_pointer (&self->probe_final_attn, g_free);
   g_clear_pointer (&self->class_names, g_strfreev);
   g_clear_pointer (&self->value_names, g_strfreev);
   if (self->scatter_thumb_cancel)

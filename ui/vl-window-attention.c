@@ -1,0 +1,399 @@
+/* vl-window-attention.c: the Attention page's probes. The dataset's probe images (the trainer's
+ * choice: the first validation image of each class, then the second, ...), their pretrained
+ * attention (vl_job_probe_attention: a worker thread with a copy of the backbone), the run's
+ * rollout of them from PROBES events and the trained model's maps, the probe buttons (the probe
+ * file of vl-window-probe.c first) and the view's controls. It follows the window's signals
+ * ("backbone-changed", "dataset-changed": the pretrained maps again; "probes-changed": the
+ * buttons again) and calls only vl-window-probe.c, vl-window-data.c and vl-window-status.c. */
+#include "vl-window-private.h"
+#include <glib/gi18n.h>
+
+#include "vl-attention-view.h"
+
+#include <string.h>
+
+#define MAX_PROBES 4
+
+/* ------------------------------------------------------------------ the dataset's probes */
+
+/* The trainer's probe images: the first validation image of each class, then the second of
+ * each, ... (vl-trainer.c choose_probes), so the pretrained maps line up with the run's. */
+static void
+choose_probes (VlWindow *self)
+{
+  g_clear_pointer (&self->probe_index, g_free);
+  self->n_probes = 0;
+  VlDataset *ds = self->data->ds;
+  int K = vl_dataset_n_classes (ds);
+  int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
+  int n = MIN (MAX_PROBES, n_val);
+  self->probe_index = g_new (int, MAX (n, 1));
+  for (int round = 0; self->n_probes < n && round < n_val; round++)
+    for (int k = 0; k < K && self->n_probes < n; k++)
+      {
+        int seen = 0;
+        for (int i = 0; i < n_val; i++)
+          if (vl_dataset_label (ds, VL_SPLIT_VAL, i) == k && seen++ == round)
+            {
+              self->probe_index[self->n_probes++] = i;
+              break;
+            }
+      }
+}
+
+static void
+attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  VlWindow *self = VL_WINDOW (source);
+  if (self->disposed)
+    return;   /* the window closed meanwhile */
+  g_autoptr(GError) error = NULL;
+  if (g_task_get_cancellable (G_TASK (result)) != self->attn_cancel)
+    return;   /* stale */
+  g_clear_object (&self->attn_cancel);
+  g_autoptr(VlProbeAttention) j = vl_job_probe_attention_finish (result, &error);
+  if (j == NULL)
+    {
+      vl_window_show_error (self, _("Attention of the pretrained backbone: %s"), error->message);
+      return;
+    }
+  vl_window_probes_clear (self);
+  self->n_probe_images = j->n;
+  self->probe_images = g_steal_pointer (&j->images);
+  self->probe_labels = g_steal_pointer (&j->labels);
+  self->probe_names = g_steal_pointer (&j->names);
+  self->probe_ref_attn = g_steal_pointer (&j->attn);
+  self->probe_ref_rollout = g_steal_pointer (&j->rollout);
+  self->attn_depth = j->depth;
+  self->attn_heads = j->heads;
+  self->attn_T = j->T;
+  self->attn_prefix = j->n_prefix;
+  self->attn_cls = j->has_cls;
+  self->attn_gh = j->gh;
+  self->attn_gw = j->gw;
+  j->n = 0;
+  vl_window_drop_probe_sample (self);   /* the dataset's own probes replace the sample */
+  vl_window_show_probes (self);
+}
+
+/* When both a backbone and a dataset are there: the pretrained backbone's attention of the
+ * probe images, so the run's maps can be compared with where it started. */
+void
+vl_window_start_pretrained_attention (VlWindow *self)
+{
+  if (self->model == NULL || self->data == NULL || self->n_probes == 0 ||
+      self->backbone_path == NULL)
+    return;
+  if (self->attn_cancel)
+    g_cancellable_cancel (self->attn_cancel);
+  g_clear_object (&self->attn_cancel);
+  self->attn_cancel = g_cancellable_new ();
+  vl_job_probe_attention (G_OBJECT (self), self->backbone_path, self->data, self->probe_index,
+                          self->n_probes, vl_window_dense_input_size (self), self->attn_cancel,
+                          attn_done, NULL);
+}
+
+/* ------------------------------------------------------------------ probes in the view */
+
+void
+vl_window_show_probe (VlWindow *self, int i)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  if (i < 0 || i >= self->n_probe_images)
+    {
+      vl_attention_view_set_image (view, NULL);
+      vl_attention_view_clear_maps (view);
+      return;
+    }
+  self->probe_selected = i;
+  int gh = self->attn_gh, gw = self->attn_gw;
+  gsize per = (gsize) self->attn_depth * self->attn_heads * self->attn_T * self->attn_T;
+  vl_attention_view_set_image (view, self->probe_images[i]);
+  vl_attention_view_clear_maps (view);
+  gboolean final = self->probe_final_attn && self->final_attn_T == self->attn_T;
+  gboolean have_run = (self->probe_rollout && i < self->n_probe_rollout) || final;
+  if (have_run)
+    {
+      if (final)
+        vl_attention_view_set_attention (view, self->probe_final_attn + per * i, self->attn_depth,
+                                         self->attn_heads, self->attn_T, self->attn_prefix,
+                                         self->attn_cls, gh, gw);
+      else
+        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * gh * gw, gh, gw);
+      if (self->probe_ref_attn)
+        vl_attention_view_set_reference_attention (view, self->probe_ref_attn + per * i,
+                                                   self->attn_depth, self->attn_heads,
+                                                   self->attn_T, self->attn_prefix,
+                                                   self->attn_cls, gh, gw);
+      vl_attention_view_set_labels (view, final ? "fine-tuned" : "now", "pretrained");
+    }
+  else if (self->probe_ref_attn)
+    {
+      vl_attention_view_set_attention (view, self->probe_ref_attn + per * i, self->attn_depth,
+                                       self->attn_heads, self->attn_T, self->attn_prefix,
+                                       self->attn_cls, gh, gw);
+      vl_attention_view_set_labels (view, "pretrained", NULL);
+    }
+  const char *true_name = self->data && self->probe_labels
+                        ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
+  g_autofree char *title = NULL;
+  if (self->task == VL_TASK_SEGMENT)
+    title = g_strdup (self->probe_names[i]);   /* a class per pixel: none for the image */
+  else if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
+      self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
+    title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
+                             self->class_names[self->probe_predicted[i]]);
+  else
+    title = g_strdup_printf ("%s · %s", self->probe_names[i], true_name);
+  vl_attention_view_set_title (view, title);
+}
+
+/* The probe file or the selected dataset probe, whichever the probe buttons have active. */
+void
+vl_window_show_selected_probe (VlWindow *self)
+{
+  if (self->probe_file_shown && self->probe_file.image)
+    vl_window_show_probe_file (self);
+  else if (self->n_probe_images > 0)
+    vl_window_show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
+}
+
+static void
+on_probe_toggled (GtkToggleButton *button, VlWindow *self)
+{
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  self->probe_file_shown = FALSE;
+  vl_window_show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
+}
+
+static void
+on_probe_file_toggled (GtkToggleButton *button, VlWindow *self)
+{
+  if (!gtk_toggle_button_get_active (button))
+    return;
+  self->probe_file_shown = TRUE;
+  vl_window_show_probe_file (self);
+}
+
+static GdkTexture *
+texture_from_image (const VlImage *img)
+{
+  gsize stride = (gsize) img->width * 3;
+  guchar *rgb = g_malloc (stride * img->height);
+  for (int p = 0; p < img->width * img->height; p++)
+    for (int c = 0; c < 3; c++)
+      rgb[p * 3 + c] = img->pixels[(gsize) p * img->channels + (img->channels >= 3 ? c : 0)];
+  g_autoptr(GBytes) bytes = g_bytes_new_take (rgb, stride * img->height);
+  return gdk_memory_texture_new (img->width, img->height, GDK_MEMORY_R8G8B8, bytes, stride);
+}
+
+static GtkWidget *
+probe_button (const VlImage *img)
+{
+  GtkWidget *b = gtk_toggle_button_new ();
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+  g_autoptr(GdkTexture) tex = texture_from_image (img);
+  GtkWidget *pic = gtk_picture_new_for_paintable (GDK_PAINTABLE (tex));
+  gtk_picture_set_can_shrink (GTK_PICTURE (pic), TRUE);
+  gtk_picture_set_content_fit (GTK_PICTURE (pic), GTK_CONTENT_FIT_COVER);
+  gtk_widget_set_size_request (pic, 30, 30);
+  gtk_widget_add_css_class (pic, "vl-probe-thumb");
+  gtk_box_append (GTK_BOX (box), pic);
+  gtk_button_set_child (GTK_BUTTON (b), box);
+  return b;
+}
+
+/* The probe buttons (the probe file first, then a thumbnail and the class of each dataset
+ * probe) and the selected probe in the view. */
+void
+vl_window_show_probes (VlWindow *self)
+{
+  GtkWidget *child;
+  while ((child = gtk_widget_get_first_child (self->probe_box)))
+    gtk_box_remove (GTK_BOX (self->probe_box), child);
+  GtkToggleButton *group = NULL;
+  const VlProbeFile *pf = &self->probe_file;
+  if (pf->image == NULL)
+    self->probe_file_shown = FALSE;
+  else
+    {
+      if (self->n_probe_images == 0)
+        self->probe_file_shown = TRUE;
+      GtkWidget *b = probe_button (pf->image);
+      gtk_widget_add_css_class (b, "vl-probe-file");
+      g_autofree char *base = g_path_get_basename (pf->path);
+      g_autofree char *tip = pf->is_sample
+        ? g_strdup_printf (_("Shipped sample %s: shown while no dataset is open (drop an image "
+                             "on the window to use your own)"), base)
+        : g_strdup_printf (_("Probe image %s (drop another image on the window, or Open Probe "
+                             "Image…, to replace it)"), base);
+      gtk_widget_set_tooltip_text (b, tip);
+      group = GTK_TOGGLE_BUTTON (b);
+      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
+      gtk_box_append (GTK_BOX (self->probe_box), b);
+      if (self->probe_file_shown)
+        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
+    }
+  for (int i = 0; i < self->n_probe_images; i++)
+    {
+      GtkWidget *b = probe_button (self->probe_images[i]);
+      const char *cls = self->data && self->probe_labels
+                      ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
+      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probe_names[i],
+                                              cls);
+      gtk_widget_set_tooltip_text (b, tip);
+      g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
+      if (group)
+        gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (b), group);
+      else
+        group = GTK_TOGGLE_BUTTON (b);
+      g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
+      gtk_box_append (GTK_BOX (self->probe_box), b);
+      if (!self->probe_file_shown && i == MIN (self->probe_selected, self->n_probe_images - 1))
+        gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
+    }
+  if (self->probe_file_shown || self->n_probe_images > 0)
+    vl_window_show_selected_probe (self);
+  else
+    {
+      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+      vl_attention_view_set_image (view, NULL);
+      vl_attention_view_clear_maps (view);
+      vl_attention_view_set_title (view, NULL);
+    }
+}
+
+void
+vl_window_probes_clear (VlWindow *self)
+{
+  for (int i = 0; self->probe_images && i < self->n_probe_images; i++)
+    vl_image_free (self->probe_images[i]);
+  g_clear_pointer (&self->probe_images, g_free);
+  g_clear_pointer (&self->probe_labels, g_free);
+  g_clear_pointer (&self->probe_names, g_strfreev);
+  g_clear_pointer (&self->probe_ref_attn, g_free);
+  g_clear_pointer (&self->probe_ref_rollout, g_free);
+  g_clear_pointer (&self->probe_rollout, g_free);
+  g_clear_pointer (&self->probe_predicted, g_free);
+  self->n_probe_images = 0;
+  self->n_probe_rollout = 0;
+  self->probe_selected = 0;
+}
+
+/* ------------------------------------------------------------------ during a run */
+
+void
+vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
+{
+  self->n_probe_events++;
+  vl_window_probe_file_event (self, ev);   /* the user's probe image, when it carries it */
+  int P = ev->grid_h * ev->grid_w;
+  if (self->n_probe_images == 0 || ev->grid_h != self->attn_gh || ev->grid_w != self->attn_gw)
+    return;   /* the pretrained maps are not there (yet): nothing to lay these over */
+  int n = MIN (ev->n_probes, self->n_probe_images);
+  g_free (self->probe_rollout);
+  self->probe_rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
+  g_free (self->probe_predicted);
+  self->probe_predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
+  self->n_probe_rollout = n;
+  g_clear_pointer (&self->probe_final_attn, g_free);
+  /* replace only the maps (the view keeps the image) */
+  int i = self->probe_selected;
+  if (i < n && !self->probe_file_shown)
+    {
+      VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+      gboolean first = self->n_probe_events == 1;
+      if (first)
+        vl_window_show_probe (self, i);
+      else
+        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * P, ev->grid_h,
+                                       ev->grid_w);
+      g_autofree char *label = g_strdup_printf ("step %" G_GINT64_FORMAT, ev->step);
+      vl_attention_view_set_labels (view, label, "pretrained");
+      if (first)
+        vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
+    }
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static gboolean
+mode_to_selected (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
+{
+  g_value_set_uint (to, (guint) g_value_get_enum (from));
+  return TRUE;
+}
+
+static gboolean
+selected_to_mode (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
+{
+  guint v = g_value_get_uint (from);
+  if (v == GTK_INVALID_LIST_POSITION)
+    return FALSE;
+  g_value_set_enum (to, (int) v);
+  return TRUE;
+}
+
+static void
+on_attn_shape (VlWindow *self)
+{
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  int depth = vl_attention_view_get_depth (view), heads = vl_attention_view_get_heads (view);
+  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
+                            MAX (depth - 1, 0));
+  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
+                            MAX (heads - 1, 0));
+  VlAttnMode mode = vl_attention_view_get_mode (view);
+  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
+  gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
+}
+
+/* A dataset arrived: its probes, and their pretrained attention. */
+static void
+on_dataset_changed (VlWindow *self)
+{
+  choose_probes (self);
+  g_clear_pointer (&self->probe_final_attn, g_free);   /* of the previous probes */
+  vl_window_start_pretrained_attention (self);
+}
+
+void
+vl_window_attention_init (VlWindow *self)
+{
+  /* the attention controls drive the view's properties */
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
+  g_object_bind_property_full (view, "mode", self->attn_mode_dropdown, "selected",
+                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
+                               mode_to_selected, selected_to_mode, NULL, NULL);
+  g_object_bind_property_full (view, "colormap", self->attn_cmap_dropdown, "selected",
+                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
+                               mode_to_selected, selected_to_mode, NULL, NULL);
+  g_object_bind_property (gtk_range_get_adjustment (GTK_RANGE (self->attn_opacity_scale)), "value",
+                          view, "opacity", G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
+  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
+                          "value", view, "block", G_BINDING_BIDIRECTIONAL);
+  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
+                          "value", view, "head", G_BINDING_BIDIRECTIONAL);
+  g_signal_connect_swapped (view, "notify::depth", G_CALLBACK (on_attn_shape), self);
+  g_signal_connect_swapped (view, "notify::heads", G_CALLBACK (on_attn_shape), self);
+  g_signal_connect_swapped (view, "notify::mode", G_CALLBACK (on_attn_shape), self);
+  on_attn_shape (self);
+
+  g_signal_connect_swapped (self, "backbone-changed",
+                            G_CALLBACK (vl_window_start_pretrained_attention), self);
+  g_signal_connect_swapped (self, "dataset-changed", G_CALLBACK (on_dataset_changed), self);
+  g_signal_connect_swapped (self, "probes-changed", G_CALLBACK (vl_window_show_probes), self);
+}
+
+void
+vl_window_attention_dispose (VlWindow *self)
+{
+  if (self->attn_cancel)
+    g_cancellable_cancel (self->attn_cancel);
+  g_clear_object (&self->attn_cancel);
+  vl_window_probes_clear (self);
+  g_clear_pointer (&self->probe_final_attn, g_free);
+  g_clear_pointer (&self->probe_index, g_free);
+}
