@@ -897,6 +897,7 @@ vl_trainer_stop (VlTrainer *t)
 {
   g_cancellable_cancel (t->cancel);
   vl_mutex_lock (&t->lock);
+  t->pause_req = FALSE;          /* a paused worker stops where it is: no batch in between */
   g_cond_broadcast (&t->cond);
   vl_mutex_unlock (&t->lock);
 }

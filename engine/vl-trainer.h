@@ -346,7 +346,8 @@ gboolean  vl_trainer_start        (VlTrainer *t, GError **error);
 /* Pauses at the next batch boundary / resumes. */
 void      vl_trainer_pause        (VlTrainer *t);
 void      vl_trainer_resume       (VlTrainer *t);
-/* Asks the worker to stop (see the bound above); returns at once. Idempotent. */
+/* Asks the worker to stop (see the bound above); returns at once. Idempotent. A paused worker
+ * stops without training another batch (do not resume it first: it could take one). */
 void      vl_trainer_stop         (VlTrainer *t);
 /* From the next epoch on, train the last `unlocked` groups (VL_UNLOCK_ALL: all), overriding
  * the schedule; the optimizer state of groups already training is kept. Saved in the run. */

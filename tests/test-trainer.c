@@ -1106,13 +1106,23 @@ test_pause_resume (void)
   int64_t next = wait_for (t, VL_TRAIN_EVENT_STEP, NULL);
   g_assert_cmpint (next, >, paused_at);
   g_assert_cmpint (vl_trainer_get_state (t), ==, VL_TRAINER_RUNNING);
-  /* stop while paused */
+  /* stop while paused: at once, and without another batch (the model is the paused one) */
   vl_trainer_pause (t);
-  wait_for (t, VL_TRAIN_EVENT_PAUSED, NULL);
+  int64_t stopped_at = wait_for (t, VL_TRAIN_EVENT_PAUSED, NULL);
   gint64 t0 = g_get_monotonic_time ();
   vl_trainer_stop (t);
   vl_trainer_join (t);
   g_assert_cmpfloat ((g_get_monotonic_time () - t0) / 1e6, <, 1.0);
+  g_autoptr(GPtrArray) tail = vl_trainer_drain (t);
+  for (guint i = 0; i < tail->len; i++)
+    {
+      VlTrainEvent *ev = g_ptr_array_index (tail, i);
+      g_assert_cmpint (ev->kind, !=, VL_TRAIN_EVENT_STEP);
+      g_assert_cmpint (ev->step, ==, stopped_at);
+    }
+  VlTrainEvent *last = g_ptr_array_index (tail, tail->len - 1);
+  g_assert_cmpint (last->kind, ==, VL_TRAIN_EVENT_FINISHED);
+  g_assert_cmpint (last->end, ==, VL_TRAIN_END_STOPPED);
   vl_train_config_clear (&c);
 }
 

@@ -496,8 +496,8 @@ vl_window_stop_training (VlWindow *self)
   if (!vl_window_is_running (self) || self->stop_requested)
     return;
   self->stop_requested = TRUE;
-  if (self->paused)
-    vl_run_controller_resume (self->run);
+  /* a paused run stops where it is (resuming it first could train one more batch, and the
+   * trained model would no longer be the one the paused maps showed) */
   vl_run_controller_stop (self->run);
   vl_window_set_status (self, _("Stopping at the next batch and saving the position…"));
   vl_window_update_actions (self);
