@@ -1175,6 +1175,13 @@ vl_window_attention_busy (VlWindow *self)
 }
 
 int
+vl_window_get_n_probes (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->n_probes;
+}
+
+int
 vl_window_get_n_probe_images (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);

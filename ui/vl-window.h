@@ -110,14 +110,17 @@ VlDataRef    *vl_window_get_predictions_data (VlWindow *self);
 gboolean      vl_window_has_seg_predictions (VlWindow *self);
 gboolean      vl_window_has_det_predictions (VlWindow *self);
 
-/* The dataset's probe images: the pretrained attention being computed; how many; image i (the
- * crop the model sees); the patch grid of their maps; which of their maps are there. */
+/* The dataset's probe images: the pretrained attention being computed; how many are chosen and
+ * how many loaded; image i (the crop the model sees); the patch grid of their maps; which of
+ * their maps are there. */
 typedef enum {
   VL_WINDOW_MAPS_PRETRAINED,   /* the pretrained backbone's attention */
   VL_WINDOW_MAPS_RUN,          /* the current run's rollout (PROBES events) */
   VL_WINDOW_MAPS_FINE_TUNED,   /* the trained model's attention */
 } VlWindowMaps;
 gboolean      vl_window_attention_busy    (VlWindow *self);
+/* The validation items chosen as probes (their images may still be loading). */
+int           vl_window_get_n_probes      (VlWindow *self);
 int           vl_window_get_n_probe_images (VlWindow *self);
 const VlImage *vl_window_get_probe_image  (VlWindow *self, int i);
 void          vl_window_get_attention_grid (VlWindow *self, int *gh, int *gw);
