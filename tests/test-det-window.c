@@ -15,13 +15,17 @@
 #include "vl-test-window.h"
 #include "vl-box-view.h"
 #include "vl-class-bars.h"
+#include "vl-data-panel.h"
 #include "vl-dataset.h"
 #include "vl-det-panel.h"
+#include "vl-groups-panel.h"
+#include "vl-head-panel.h"
 #include "vl-image.h"
 #include "vl-loss-chart.h"
 #include "vl-mask-view.h"
 #include "vl-preset.h"
 #include "vl-task-view.h"
+#include "vl-training-panel.h"
 #include "vl-try-panel.h"
 
 #include <glib/gstdio.h>
@@ -35,13 +39,14 @@ static char *run_dir;   /* the finished run of /ui/det/train, opened by /ui/det/
 static gboolean
 have_boxes (VlWindow *win)
 {
-  return win->det_pred != NULL && win->predict_cancel == NULL;
+  return vl_window_has_det_predictions (win) && !vl_window_predictions_busy (win);
 }
 
 static gboolean
 is_detection_data (VlWindow *win)
 {
-  return vl_test_window_loaded (win) && win->data && vl_dataset_is_detection (win->data->ds);
+  VlDataRef *data = vl_window_get_data (win);
+  return vl_test_window_loaded (win) && data && vl_dataset_is_detection (data->ds);
 }
 
 /* ------------------------------------------------------------------ the panel alone */
@@ -151,15 +156,15 @@ test_panel (void)
 static void
 check_shown_boxes (VlWindow *win, int S)
 {
-  VlDetPanel *panel = VL_DET_PANEL (win->det_panel);
+  VlDetPanel *panel = VL_DET_PANEL (vl_test_child (win, "det_panel"));
   VlBoxView *view = VL_BOX_VIEW (vl_det_panel_get_box_view (panel));
   int item = vl_det_panel_get_item (panel);
   g_assert_cmpint (item, >=, 0);
-  VlModel *m = vl_trained_model (win->trained);
-  VlDetHead *h = vl_trained_det_head (win->trained);
+  VlModel *m = vl_trained_model (vl_window_get_trained (win));
+  VlDetHead *h = vl_trained_det_head (vl_window_get_trained (win));
   g_assert_nonnull (m);
   g_assert_nonnull (h);
-  VlDataset *ds = win->pred_data->ds;
+  VlDataset *ds = vl_window_get_predictions_data (win)->ds;
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   pp.size = S;
@@ -173,12 +178,12 @@ check_shown_boxes (VlWindow *win, int S)
   g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
   int w, hh;
   vl_dataset_boxes_size (ds, VL_SPLIT_VAL, item, &w, &hh);
-  g_mutex_lock (&win->trained->lock);
+  g_mutex_lock (&vl_window_get_trained (win)->lock);
   g_assert_true (vl_model_forward (m, px, 1, S, S, VL_FORWARD_INFER, &error));
   vl_det_head_forward (h, vl_model_tokens_final (m), 1, g->n_prefix + G * G, g->n_prefix, G, G,
                        g->patch);
   int n = vl_det_head_detect (h, 0, S, S, &post, dets);
-  g_mutex_unlock (&win->trained->lock);
+  g_mutex_unlock (&vl_window_get_trained (win)->lock);
   vl_detections_to_image (dets, n, S, w, hh);
   g_autofree VlCocoBox *dt = g_new0 (VlCocoBox, MAX (n, 1));
   int n_dt = 0;
@@ -215,21 +220,21 @@ check_shown_boxes (VlWindow *win, int S)
 static void
 check_results (VlWindow *win, int K, int S)
 {
-  g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
-  g_assert_true (gtk_widget_get_visible (win->det_panel));
-  g_assert_false (gtk_widget_get_visible (win->confusion));
-  g_assert_false (gtk_widget_get_visible (win->mask_view));
-  g_assert_cmpint (vl_test_n_children (win->class_acc_box), ==, 1);
-  GtkWidget *bars = gtk_widget_get_first_child (win->class_acc_box);
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_DETECT);
+  g_assert_true (gtk_widget_get_visible (vl_test_child (win, "det_panel")));
+  g_assert_false (gtk_widget_get_visible (vl_test_child (win, "confusion")));
+  g_assert_false (gtk_widget_get_visible (vl_test_child (win, "mask_view")));
+  g_assert_cmpint (vl_test_n_children (vl_test_child (win, "class_acc_box")), ==, 1);
+  GtkWidget *bars = gtk_widget_get_first_child (vl_test_child (win, "class_acc_box"));
   g_assert_true (VL_IS_CLASS_BARS (bars));
   g_assert_cmpint (vl_class_bars_get_n (VL_CLASS_BARS (bars)), ==, K - 1);
   double mean = vl_class_bars_get_mean (VL_CLASS_BARS (bars));
   g_assert_true (mean >= 0 && mean <= 1);
-  const char *acc = gtk_label_get_text (GTK_LABEL (win->stat_acc));
+  const char *acc = gtk_label_get_text (GTK_LABEL (vl_test_child (win, "stat_acc")));
   g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
   g_assert_nonnull (strstr (acc, "AP"));
   check_shown_boxes (win, S);
-  VlDetPanel *panel = VL_DET_PANEL (win->det_panel);
+  VlDetPanel *panel = VL_DET_PANEL (vl_test_child (win, "det_panel"));
   int n_worst = vl_det_panel_get_n_worst (panel);
   g_test_message ("%d images in the worst strip", n_worst);
   g_assert_cmpint (n_worst, >=, 1);
@@ -249,7 +254,8 @@ check_chart (VlWindow *win, int epochs)
   g_autofree char *tmp = vl_test_tmpdir ();
   g_autofree char *csv = g_build_filename (tmp, "curves.csv", NULL);
   g_autoptr(GError) error = NULL;
-  g_assert_true (vl_loss_chart_export_csv (VL_LOSS_CHART (win->chart), csv, &error));
+  VlLossChart *chart = VL_LOSS_CHART (vl_test_child (win, "chart"));
+  g_assert_true (vl_loss_chart_export_csv (chart, csv, &error));
   g_autofree char *text = NULL;
   g_assert_true (g_file_get_contents (csv, &text, NULL, NULL));
   g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
@@ -278,32 +284,32 @@ test_train (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", SCENES));
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the backbone and the scenes");
   /* the scenes open with masks; choosing Detection reads them again with boxes */
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_object_set (win->head_panel, "task", VL_TASK_DETECT, NULL);
-  g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
+  g_object_set (vl_test_head_panel (win), "task", VL_TASK_DETECT, NULL);
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_DETECT);
   vl_test_wait_for (win, is_detection_data, 60, "the scenes with boxes");
-  g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
-  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 4);
-  g_autofree char *settings = vl_head_panel_get_settings (VL_HEAD_PANEL (win->head_panel));
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_DETECT);
+  g_assert_cmpint (vl_dataset_n_classes (vl_window_get_data (win)->ds), ==, 4);
+  g_autofree char *settings = vl_head_panel_get_settings (vl_test_head_panel (win));
   g_assert_cmpstr (settings, ==, "input-size");   /* no classifier, no seg head */
-  g_object_set (win->head_panel, "input-size", 48, NULL);
-  const char *note = vl_head_panel_get_note (VL_HEAD_PANEL (win->head_panel));
+  g_object_set (vl_test_head_panel (win), "input-size", 48, NULL);
+  const char *note = vl_head_panel_get_note (vl_test_head_panel (win));
   g_assert_nonnull (strstr (note, "FCOS"));
   g_assert_nonnull (strstr (note, "12 x 12"));
   g_assert_nonnull (strstr (note, "4 class scores"));
   g_assert_nonnull (strstr (note, "7,785"));   /* 9 * 96 * (4 + 5) + 4 + 5 */
   /* the data panel: one card with the boxes per class */
-  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 1);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (vl_test_data_panel (win)), ==, 1);
   vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
   double knn = 0;
-  g_object_get (win->knn_panel, "accuracy", &knn, NULL);
+  g_object_get (vl_test_knn_panel (win), "accuracy", &knn, NULL);
   g_assert_true (isnan (knn));   /* no class per image */
 
-  g_object_set (win->training_panel, "epochs", 3, NULL);
-  g_object_set (win->training_panel, "batch-size", 16, NULL);
-  g_object_set (win->training_panel, "lr", 0.003, NULL);
-  g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
-  g_object_set (win->groups_panel, "unlock", 1, NULL);
+  g_object_set (vl_test_training_panel (win), "epochs", 3, NULL);
+  g_object_set (vl_test_training_panel (win), "batch-size", 16, NULL);
+  g_object_set (vl_test_training_panel (win), "lr", 0.003, NULL);
+  g_object_set (vl_test_data_panel (win), "augment", VL_AUGMENT_NONE, NULL);
+  g_object_set (vl_test_groups_panel (win), "unlock", 1, NULL);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
   g_assert_cmpint (c.task, ==, VL_TASK_DETECT);
@@ -312,15 +318,15 @@ test_train (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
   vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
   vl_test_wait_for (win, have_boxes, 120, "the boxes of the validation images");
-  g_assert_cmpint (win->n_epochs_done, ==, 3);
+  g_assert_cmpint (vl_window_get_n_epochs_done (win), ==, 3);
   check_results (win, 4, 48);
   check_chart (win, 3);
   const char *summary = vl_test_window_try_scene (win);
   g_assert_nonnull (strstr (summary, "at score"));   /* "N boxes at score >= 0.5: ..." */
 
-  run_dir = g_strdup (win->run_dir);
+  run_dir = g_strdup (vl_window_get_run_dir (win));
   g_autofree char *head = g_build_filename (run_dir, VL_RUN_DET_HEAD, NULL);
   g_assert_true (g_file_test (head, G_FILE_TEST_EXISTS));
   vl_test_window_destroy (win);
@@ -333,13 +339,13 @@ test_open_run (void)
   VlWindow *win = vl_test_window_new ();
   vl_window_open_run (win, run_dir);
   vl_test_wait_for (win, have_boxes, 120, "the opened run's boxes");
-  g_assert_nonnull (win->trained);
-  g_assert_nonnull (win->trained->det_head);   /* det_head.safetensors */
-  g_assert_true (vl_dataset_is_detection (win->data->ds));
-  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
+  g_assert_nonnull (vl_window_get_trained (win));
+  g_assert_nonnull (vl_window_get_trained (win)->det_head);   /* det_head.safetensors */
+  g_assert_true (vl_dataset_is_detection (vl_window_get_data (win)->ds));
+  g_assert_cmpint (vl_head_panel_get_input_size (vl_test_head_panel (win)), ==,
                    48);
-  g_assert_nonnull (win->class_names);
-  g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
+  g_assert_nonnull (vl_window_get_class_names (win));
+  g_assert_cmpstr (vl_window_get_class_names (win)[1], ==, "T-shirt/top");
   check_results (win, 4, 48);
   vl_test_window_destroy (win);
 }
@@ -351,9 +357,9 @@ test_preset (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s", "boxes"));
   vl_test_wait_for (win, is_detection_data, 120, "the boxes demo");
   const VlPreset *p = vl_preset_find ("boxes");
-  g_assert_cmpstr (win->data->spec, ==, p->data);
-  g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
-  g_assert_cmpint (vl_head_panel_get_task (VL_HEAD_PANEL (win->head_panel)), ==, VL_TASK_DETECT);
+  g_assert_cmpstr (vl_window_get_data (win)->spec, ==, p->data);
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_DETECT);
+  g_assert_cmpint (vl_head_panel_get_task (vl_test_head_panel (win)), ==, VL_TASK_DETECT);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
   g_assert_cmpint (c.task, ==, VL_TASK_DETECT);
@@ -362,10 +368,10 @@ test_preset (void)
   g_assert_cmpfloat (c.lr, ==, p->lr);
   vl_train_config_clear (&c);
   /* back to segmentation: the same scenes with masks */
-  g_object_set (win->head_panel, "task", VL_TASK_SEGMENT, NULL);
+  g_object_set (vl_test_head_panel (win), "task", VL_TASK_SEGMENT, NULL);
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the scenes with masks");
-  g_assert_true (vl_dataset_is_segmentation (win->data->ds));
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
+  g_assert_true (vl_dataset_is_segmentation (vl_window_get_data (win)->ds));
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
   vl_test_window_destroy (win);
 }
 
@@ -403,11 +409,11 @@ test_yolo_folder (void)
                                              backbone));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", dir));
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the YOLO folder");
-  g_assert_nonnull (win->data);
-  g_assert_true (vl_dataset_is_detection (win->data->ds));
-  g_assert_cmpint (win->task, ==, VL_TASK_DETECT);
-  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 3);
-  g_assert_cmpstr (vl_dataset_class_name (win->data->ds, 2), ==, "bee");
+  g_assert_nonnull (vl_window_get_data (win));
+  g_assert_true (vl_dataset_is_detection (vl_window_get_data (win)->ds));
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_DETECT);
+  g_assert_cmpint (vl_dataset_n_classes (vl_window_get_data (win)->ds), ==, 3);
+  g_assert_cmpstr (vl_dataset_class_name (vl_window_get_data (win)->ds, 2), ==, "bee");
   g_assert_true (vl_window_can_train (win));
   vl_test_window_destroy (win);
 }

@@ -13,14 +13,17 @@
  * by the data panel as segmentation. */
 #include "vl-test-util.h"
 #include "vl-test-window.h"
+#include "vl-data-panel.h"
 #include "vl-dataset.h"
+#include "vl-groups-panel.h"
+#include "vl-head-panel.h"
 #include "vl-image.h"
 #include "vl-knn-panel.h"
 #include "vl-mask-view.h"
 #include "vl-preset.h"
 #include "vl-task-view.h"
+#include "vl-training-panel.h"
 #include "vl-try-panel.h"
-#include "vl-window-private.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -35,7 +38,7 @@ static char *run_dir;   /* the finished run of /ui/seg/train, opened by /ui/seg/
 static gboolean
 have_masks (VlWindow *win)
 {
-  return win->seg_pred != NULL && win->predict_cancel == NULL;
+  return vl_window_has_seg_predictions (win) && !vl_window_predictions_busy (win);
 }
 
 /* pixel p of img with colour c laid over at opacity (what the view draws) */
@@ -138,14 +141,14 @@ test_mask_view (void)
 static void
 check_shown_masks (VlWindow *win)
 {
-  VlMaskView *view = VL_MASK_VIEW (win->mask_view);
+  VlMaskView *view = VL_MASK_VIEW (vl_test_child (win, "mask_view"));
   int item = vl_mask_view_get_item (view);
   g_assert_cmpint (item, >=, 0);
-  VlModel *m = vl_trained_model (win->trained);
-  VlSegHead *h = vl_trained_seg_head (win->trained);
+  VlModel *m = vl_trained_model (vl_window_get_trained (win));
+  VlSegHead *h = vl_trained_seg_head (vl_window_get_trained (win));
   g_assert_nonnull (m);
   g_assert_nonnull (h);
-  VlDataset *ds = win->pred_data->ds;
+  VlDataset *ds = vl_window_get_predictions_data (win)->ds;
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   const int S = pp.size, K = vl_seg_head_n_classes (h);
@@ -157,13 +160,13 @@ check_shown_masks (VlWindow *win)
   g_autoptr(GError) error = NULL;
   g_assert_true (vl_dataset_load_target (ds, VL_SPLIT_VAL, item, &pp, VL_AUGMENT_NONE, 0, px, &t,
                                          &error));
-  g_mutex_lock (&win->trained->lock);
+  g_mutex_lock (&vl_window_get_trained (win)->lock);
   g_assert_true (vl_model_forward (m, px, 1, S, S, VL_FORWARD_INFER, &error));
   const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), 1,
                                         vl_model_n_tokens_last (m), g->n_prefix, S / g->patch,
                                         S / g->patch, S, S);
   vl_seg_argmax (pred, z, (int64_t) S * S, K);
-  g_mutex_unlock (&win->trained->lock);
+  g_mutex_unlock (&vl_window_get_trained (win)->lock);
   g_autoptr(VlImage) img = vl_image_from_chw (px, &pp);
   uint8_t pal[256 * 3];
   vl_seg_palette (pal);
@@ -197,11 +200,11 @@ check_shown_masks (VlWindow *win)
 static void
 check_results (VlWindow *win, int K)
 {
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_true (gtk_widget_get_visible (win->mask_view));
-  g_assert_false (gtk_widget_get_visible (win->confusion));
-  g_assert_cmpint (vl_test_n_children (win->class_acc_box), ==, K);
-  for (GtkWidget *row = gtk_widget_get_first_child (win->class_acc_box); row;
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
+  g_assert_true (gtk_widget_get_visible (vl_test_child (win, "mask_view")));
+  g_assert_false (gtk_widget_get_visible (vl_test_child (win, "confusion")));
+  g_assert_cmpint (vl_test_n_children (vl_test_child (win, "class_acc_box")), ==, K);
+  for (GtkWidget *row = gtk_widget_get_first_child (vl_test_child (win, "class_acc_box")); row;
        row = gtk_widget_get_next_sibling (row))
     {
       GtkWidget *bar = gtk_widget_get_last_child (row);
@@ -209,9 +212,9 @@ check_results (VlWindow *win, int K)
       double v = gtk_level_bar_get_value (GTK_LEVEL_BAR (bar));
       g_assert_true (v >= 0 && v <= 1);
     }
-  g_assert_true (g_str_has_prefix (gtk_label_get_text (GTK_LABEL (win->stat_acc)), "0.") ||
-                 g_str_has_prefix (gtk_label_get_text (GTK_LABEL (win->stat_acc)), "1."));
-  VlMaskView *view = VL_MASK_VIEW (win->mask_view);
+  const char *acc = gtk_label_get_text (GTK_LABEL (vl_test_child (win, "stat_acc")));
+  g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
+  VlMaskView *view = VL_MASK_VIEW (vl_test_child (win, "mask_view"));
   g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, K);
   check_shown_masks (win);
   int n_worst = vl_mask_view_get_n_worst (view);
@@ -246,35 +249,36 @@ test_train (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", SCENES));
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the backbone and the scenes");
   /* the dataset chose the task; the head panel shows the seg head */
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (vl_head_panel_get_task (VL_HEAD_PANEL (win->head_panel)), ==, VL_TASK_SEGMENT);
-  g_autofree char *settings = vl_head_panel_get_settings (VL_HEAD_PANEL (win->head_panel));
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (vl_head_panel_get_task (vl_test_head_panel (win)), ==, VL_TASK_SEGMENT);
+  g_autofree char *settings = vl_head_panel_get_settings (vl_test_head_panel (win));
   g_assert_cmpstr (settings, ==, "seg-head,input-size");
-  g_assert_nonnull (strstr (vl_head_panel_get_note (VL_HEAD_PANEL (win->head_panel)),
+  g_assert_nonnull (strstr (vl_head_panel_get_note (vl_test_head_panel (win)),
                             "4 classes"));
   /* no k-NN figure: every image's label is 0 when the classes are per pixel */
   vl_test_wait_for (win, vl_test_window_features_idle, 120, "the k-NN probe's features");
-  g_assert_nonnull (vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)));   /* it ran */
+  g_assert_nonnull (vl_knn_panel_get_features (vl_test_knn_panel (win)));   /* it ran */
   double knn = 0;
-  g_object_get (win->knn_panel, "accuracy", &knn, NULL);
+  g_object_get (vl_test_knn_panel (win), "accuracy", &knn, NULL);
   g_assert_true (isnan (knn));
-  g_object_set (win->training_panel, "epochs", 2, NULL);
-  g_object_set (win->training_panel, "batch-size", 16, NULL);
-  g_object_set (win->training_panel, "lr", 0.01, NULL);
-  g_object_set (win->data_panel, "augment", VL_AUGMENT_NONE, NULL);
-  g_object_set (win->groups_panel, "unlock", 2, NULL);
+  g_object_set (vl_test_training_panel (win), "epochs", 2, NULL);
+  g_object_set (vl_test_training_panel (win), "batch-size", 16, NULL);
+  g_object_set (vl_test_training_panel (win), "lr", 0.01, NULL);
+  g_object_set (vl_test_data_panel (win), "augment", VL_AUGMENT_NONE, NULL);
+  g_object_set (vl_test_groups_panel (win), "unlock", 2, NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
   vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
   vl_test_wait_for (win, have_masks, 120, "the masks of the validation images");
-  g_assert_cmpint (win->n_epochs_done, ==, 2);
-  g_assert_cmpint (win->n_probe_events, >, 0);          /* the attention view's "now" maps */
-  g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
+  g_assert_cmpint (vl_window_get_n_epochs_done (win), ==, 2);
+  /* the attention view's "now" maps, and the fine-tuned ones */
+  g_assert_cmpint (vl_window_get_n_probe_events (win), >, 0);
+  g_assert_true (vl_window_has_probe_maps (win, VL_WINDOW_MAPS_FINE_TUNED));
   check_results (win, 4);
   const char *summary = vl_test_window_try_scene (win);
   g_assert_nonnull (strstr (summary, " %"));   /* the classes' shares of the mask */
-  run_dir = g_strdup (win->run_dir);
+  run_dir = g_strdup (vl_window_get_run_dir (win));
 
   /* Export as ONNX: the seg head from the run folder, seg_logits at the run's input size
    * (tests/test-onnx.c checks such files with python3-onnx, make interop in ONNX Runtime) */
@@ -314,14 +318,14 @@ test_open_run (void)
   VlWindow *win = vl_test_window_new ();
   vl_window_open_run (win, run_dir);
   vl_test_wait_for (win, have_masks, 120, "the opened run's masks");
-  g_assert_nonnull (win->trained);
-  g_assert_nonnull (win->trained->seg_head);   /* seg_head.safetensors */
+  g_assert_nonnull (vl_window_get_trained (win));
+  g_assert_nonnull (vl_window_get_trained (win)->seg_head);   /* seg_head.safetensors */
   int unlock = 0;
-  g_object_get (win->groups_panel, "unlock", &unlock, NULL);
+  g_object_get (vl_test_groups_panel (win), "unlock", &unlock, NULL);
   g_assert_cmpint (unlock, ==, 2);
   /* the class names from run.json, before the dataset is back */
-  g_assert_nonnull (win->class_names);
-  g_assert_cmpstr (win->class_names[1], ==, "T-shirt/top");
+  g_assert_nonnull (vl_window_get_class_names (win));
+  g_assert_cmpstr (vl_window_get_class_names (win)[1], ==, "T-shirt/top");
   check_results (win, 4);
   vl_test_window_destroy (win);
 }
@@ -334,13 +338,13 @@ test_preset (void)
                                              "scenes"));
   vl_test_wait_for (win, vl_test_window_loaded, 120, "the scenes demo");
   const VlPreset *p = vl_preset_find ("scenes");
-  g_assert_nonnull (win->data);
-  g_assert_cmpstr (win->data->spec, ==, p->data);
-  g_assert_true (g_str_has_suffix (win->backbone_path, "vitlab-fmnist-tiny"));
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==,
+  g_assert_nonnull (vl_window_get_data (win));
+  g_assert_cmpstr (vl_window_get_data (win)->spec, ==, p->data);
+  g_assert_true (g_str_has_suffix (vl_window_get_backbone_path (win), "vitlab-fmnist-tiny"));
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (vl_training_panel_get_epochs (vl_test_training_panel (win)), ==,
                    p->epochs);
-  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
+  g_assert_cmpint (vl_head_panel_get_input_size (vl_test_head_panel (win)), ==,
                    p->img_size);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
@@ -351,22 +355,24 @@ test_preset (void)
   g_assert_cmpfloat (c.lr, ==, p->lr);
   vl_train_config_clear (&c);
   /* the probes' pretrained attention at the preset's input size */
-  g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
+  int gh = 0;
+  vl_window_get_attention_grid (win, &gh, NULL);
+  g_assert_cmpint (gh, ==, p->img_size / 4);
   /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
-  g_object_set (win->head_panel, "input-size", 0, NULL);
-  g_object_set (win->data_panel, "fmnist-classes", "5-9", NULL);
+  g_object_set (vl_test_head_panel (win), "input-size", 0, NULL);
+  g_object_set (vl_test_data_panel (win), "fmnist-classes", "5-9", NULL);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.use-fashion-mnist-scenes",
                                              NULL));
   vl_test_wait_for (win, vl_test_window_loaded, 120, "the scenes of classes 5-9");
-  g_assert_nonnull (strstr (win->data->spec, "classes=5-9"));
-  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 6);
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (vl_head_panel_get_input_size (VL_HEAD_PANEL (win->head_panel)), ==,
+  g_assert_nonnull (strstr (vl_window_get_data (win)->spec, "classes=5-9"));
+  g_assert_cmpint (vl_dataset_n_classes (vl_window_get_data (win)->ds), ==, 6);
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (vl_head_panel_get_input_size (vl_test_head_panel (win)), ==,
                    40);
   /* a name without a backbone is refused with a message */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s",
                                              "pretrain-fmnist"));
-  g_assert_true (gtk_widget_get_visible (win->banner));
+  g_assert_true (gtk_widget_get_visible (vl_test_child (win, "banner")));
   vl_test_window_destroy (win);
 }
 
@@ -406,10 +412,10 @@ test_mask_folder (void)
                                              backbone));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.load-data", "s", dir));
   vl_test_wait_for (win, vl_test_window_loaded, 60, "the mask folder");
-  g_assert_nonnull (win->data);
-  g_assert_true (vl_dataset_is_segmentation (win->data->ds));
-  g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
-  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 1);   /* one card: no counts per class */
+  g_assert_nonnull (vl_window_get_data (win));
+  g_assert_true (vl_dataset_is_segmentation (vl_window_get_data (win)->ds));
+  g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (vl_test_data_panel (win)), ==, 1);   /* one card: no counts per class */
   vl_test_window_destroy (win);
 }
 

@@ -14,15 +14,21 @@
 
 #include "vl-application.h"
 #include "vl-attention-view.h"
+#include "vl-backbone-panel.h"
 #include "vl-confusion-view.h"
+#include "vl-data-panel.h"
+#include "vl-groups-panel.h"
+#include "vl-head-panel.h"
 #include "vl-loss-chart.h"
-#include "vl-window-private.h"
+#include "vl-test-whitebox.h"
+#include "vl-test-window.h"
 #include "vl-scatter-view.h"
 #include "vl-embedding-panel.h"
 #include "vl-embedding-view.h"
 #include "vl-knn-panel.h"
 #include "vl-probe.h"
 #include "vl-run.h"
+#include "vl-training-panel.h"
 #include "vl-try-panel.h"
 #include "vl-task-view.h"
 
@@ -102,6 +108,55 @@ spin_for (double seconds)
     }
 }
 
+/* The template's widgets the tests read most, by type. */
+static VlAttentionView *
+attention_view (VlWindow *win)
+{
+  return VL_ATTENTION_VIEW (vl_test_child (win, "attention"));
+}
+
+static VlLossChart *
+loss_chart (VlWindow *win)
+{
+  return VL_LOSS_CHART (vl_test_child (win, "chart"));
+}
+
+static VlConfusionView *
+confusion_view (VlWindow *win)
+{
+  return VL_CONFUSION_VIEW (vl_test_child (win, "confusion"));
+}
+
+static VlEmbeddingPanel *
+embedding_panel (VlWindow *win)
+{
+  return VL_EMBEDDING_PANEL (vl_test_child (win, "embedding_panel"));
+}
+
+static GtkStack *
+main_stack (VlWindow *win)
+{
+  return GTK_STACK (vl_test_child (win, "main_stack"));
+}
+
+static GtkStack *
+side_stack (VlWindow *win)
+{
+  return GTK_STACK (vl_test_child (win, "side_stack"));
+}
+
+static GtkInfoBar *
+banner (VlWindow *win)
+{
+  return GTK_INFO_BAR (vl_test_child (win, "banner"));
+}
+
+static const char *
+banner_text (VlWindow *win)
+{
+  return gtk_label_get_text (GTK_LABEL (vl_test_child (win, "banner_label")));
+}
+
 static gboolean
 loaded (VlWindow *win)
 {
@@ -117,55 +172,57 @@ running (VlWindow *win)
 static gboolean
 finished (VlWindow *win)
 {
-  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
+  return vl_window_run_finished (win);
 }
 
 static gboolean
 has_points (VlWindow *win)
 {
-  return vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart)) > 0;
+  return vl_loss_chart_get_n_points (loss_chart (win)) > 0;
 }
 
 static gboolean
 has_epoch (VlWindow *win)
 {
-  return vl_loss_chart_get_n_epochs (VL_LOSS_CHART (win->chart)) > 0;
+  return vl_loss_chart_get_n_epochs (loss_chart (win)) > 0;
 }
 
 static gboolean
 has_run_attention (VlWindow *win)
 {
-  return win->n_probe_events > 0 && win->probe_rollout != NULL;
+  return vl_window_get_n_probe_events (win) > 0 &&
+         vl_window_has_probe_maps (win, VL_WINDOW_MAPS_RUN);
 }
 
 static gboolean
 has_pretrained_attention (VlWindow *win)
 {
-  return win->probe_ref_attn != NULL && win->attn_cancel == NULL;
+  return vl_window_has_probe_maps (win, VL_WINDOW_MAPS_PRETRAINED) &&
+         !vl_window_attention_busy (win);
 }
 
 static gboolean
 has_predictions (VlWindow *win)
 {
-  return win->predictions.n > 0;
+  return vl_window_get_n_predictions (win) > 0;
 }
 
 static gboolean
 is_paused (VlWindow *win)
 {
-  return win->paused;
+  return vl_window_is_paused (win);
 }
 
 static gboolean
 not_paused (VlWindow *win)
 {
-  return !win->paused;
+  return !vl_window_is_paused (win);
 }
 
 static gboolean
 not_exporting (VlWindow *win)
 {
-  return !win->exporting;
+  return !vl_window_is_exporting (win);
 }
 
 /* Exports the window's trained model as ONNX (win.export-onnx) and checks the file with
@@ -177,11 +234,11 @@ export_onnx_and_check (VlWindow *win, const char *dir, const char *expect)
   g_autofree char *file = g_build_filename (dir, "model.onnx", NULL);
   g_object_set_data_full (G_OBJECT (win), "export-onnx-override", g_strdup (file), g_free);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.export-onnx", NULL));
-  g_assert_true (win->exporting);
-  while (win->exporting)
+  g_assert_true (vl_window_is_exporting (win));
+  while (vl_window_is_exporting (win))
     g_main_context_iteration (NULL, TRUE);
-  g_assert_false (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR &&
-                  gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  g_assert_false (gtk_info_bar_get_message_type (banner (win)) == GTK_MESSAGE_ERROR &&
+                  gtk_info_bar_get_revealed (banner (win)));
   const char *py = g_getenv ("VITLAB_PYTHON");
   const char *argv[] = {
     py ? py : "/usr/bin/python3", "-c",
@@ -219,11 +276,11 @@ action_s (VlWindow *win, const char *name, const char *arg)
 static gboolean
 train_enabled (VlWindow *win)
 {
-  return gtk_widget_get_sensitive (win->train_button);
+  return gtk_widget_get_sensitive (vl_test_child (win, "train_button"));
 }
 
 static gboolean
-panel_bool (GtkWidget *panel, const char *property)
+panel_bool (gpointer panel, const char *property)
 {
   gboolean v = FALSE;
   g_object_get (panel, property, &v, NULL);
@@ -231,7 +288,7 @@ panel_bool (GtkWidget *panel, const char *property)
 }
 
 static int
-panel_int (GtkWidget *panel, const char *property)
+panel_int (gpointer panel, const char *property)
 {
   int v = 0;
   g_object_get (panel, property, &v, NULL);
@@ -242,7 +299,7 @@ static VlTaskKind
 panel_task (VlWindow *win)
 {
   int task = -1;
-  g_object_get (win->head_panel, "task", &task, NULL);
+  g_object_get (vl_test_head_panel (win), "task", &task, NULL);
   return (VlTaskKind) task;
 }
 
@@ -263,9 +320,9 @@ new_window (gboolean with_data)
   if (with_data)
     g_assert_true (action_s (win, "win.load-data", dataset_dir));
   wait_for (win, loaded, 30, "the backbone and the dataset");
-  g_assert_nonnull (win->model);
+  g_assert_nonnull (vl_window_get_model (win));
   if (with_data)
-    g_assert_nonnull (win->data);
+    g_assert_nonnull (vl_window_get_data (win));
   return win;
 }
 
@@ -274,7 +331,7 @@ destroy_window (VlWindow *win)
 {
   GtkWidget *w = GTK_WIDGET (win);
   g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
-  win->suppress_confirm = TRUE;
+  vl_window_set_ask_confirmation (win, FALSE);
   gtk_window_destroy (GTK_WINDOW (win));
   gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
   while (w != NULL && g_get_monotonic_time () < deadline)
@@ -308,14 +365,14 @@ assert_fits (VlWindow *win, const char *state)
 {
   static const char *main_pages[] = { "curves", "attention", "evaluation", "embedding", "try" };
   static const char *side_pages[] = { "backbone", "groups", "head", "data", "training" };
-  g_autofree char *main_was = g_strdup (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)));
-  g_autofree char *side_was = g_strdup (gtk_stack_get_visible_child_name (GTK_STACK (win->side_stack)));
+  g_autofree char *main_was = g_strdup (gtk_stack_get_visible_child_name (main_stack (win)));
+  g_autofree char *side_was = g_strdup (gtk_stack_get_visible_child_name (side_stack (win)));
   int worst_w = 0, worst_h = 0;
   for (int m = 0; m < 5; m++)
     for (int s = 0; s < 5; s++)
       {
-        gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), main_pages[m]);
-        gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side_pages[s]);
+        gtk_stack_set_visible_child_name (main_stack (win), main_pages[m]);
+        gtk_stack_set_visible_child_name (side_stack (win), side_pages[s]);
         spin_for (0.02);
         int min_w, min_h;
         window_min_size (win, &min_w, &min_h);
@@ -327,7 +384,8 @@ assert_fits (VlWindow *win, const char *state)
         int w = gtk_widget_get_width (GTK_WIDGET (win));
         int h = gtk_widget_get_height (GTK_WIDGET (win));
         /* and at the default width no page needs the main area's sideways scrolling */
-        GtkAdjustment *adj = gtk_scrolled_window_get_hadjustment (GTK_SCROLLED_WINDOW (win->main_scroller));
+        GtkWidget *scroller = vl_test_child (win, "main_scroller");
+        GtkAdjustment *adj = gtk_scrolled_window_get_hadjustment (GTK_SCROLLED_WINDOW (scroller));
         if (w <= 1200 && gtk_adjustment_get_upper (adj) > gtk_adjustment_get_page_size (adj) + 1)
           g_error ("%s, pages %s and %s: the main area is %.0f px wide, %.0f px shown",
                    state, main_pages[m], side_pages[s], gtk_adjustment_get_upper (adj),
@@ -337,8 +395,8 @@ assert_fits (VlWindow *win, const char *state)
                    state, main_pages[m], side_pages[s], w, h, FIT_WIDTH, FIT_HEIGHT);
       }
   g_test_message ("%s: the window asks for at most %dx%d", state, worst_w, worst_h);
-  gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), main_was);
-  gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side_was);
+  gtk_stack_set_visible_child_name (main_stack (win), main_was);
+  gtk_stack_set_visible_child_name (side_stack (win), side_was);
   spin_for (0.02);
 }
 
@@ -350,14 +408,13 @@ assert_fits_long_names (VlWindow *win)
   GString *longer = g_string_new (NULL);
   for (int i = 0; i < 40; i++)
     g_string_append (longer, "very_long_name_without_spaces_");
-  vl_backbone_panel_set_name (VL_BACKBONE_PANEL (win->backbone_panel), longer->str);
-  vl_data_panel_set_name (VL_DATA_PANEL (win->data_panel), longer->str);
-  GtkWidget *labels[] = {
-                          win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
-                          win->stat_unlocked, win->status_label, win->banner_label };
+  vl_backbone_panel_set_name (vl_test_backbone_panel (win), longer->str);
+  vl_data_panel_set_name (vl_test_data_panel (win), longer->str);
+  const char *labels[] = { "stat_epoch", "stat_train_loss", "stat_val_loss", "stat_acc",
+                           "stat_unlocked", "status_label", "banner_label" };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
-    gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
-  vl_training_panel_set_run_dir (VL_TRAINING_PANEL (win->training_panel), longer->str, NULL);
+    gtk_label_set_text (GTK_LABEL (vl_test_child (win, labels[i])), longer->str);
+  vl_training_panel_set_run_dir (vl_test_training_panel (win), longer->str, NULL);
   g_string_free (longer, TRUE);
   assert_fits (win, "long names");
 }
@@ -382,7 +439,7 @@ static const char *gallery_probe;
 static gboolean
 probe_is_gallery_item (VlWindow *win)
 {
-  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
+  return !vl_test_probe_state (win).busy && vl_test_probe_state (win).image != NULL &&
          g_strcmp0 (vl_window_get_probe_path (win), gallery_probe) == 0;
 }
 
@@ -390,9 +447,9 @@ probe_is_gallery_item (VlWindow *win)
 static void
 quick_settings (VlWindow *win, int epochs)
 {
-  g_object_set (win->training_panel, "epochs", epochs, NULL);
-  g_object_set (win->training_panel, "batch-size", 4, NULL);
-  g_object_set (win->training_panel, "lr", 0.01, NULL);
+  g_object_set (vl_test_training_panel (win), "epochs", epochs, NULL);
+  g_object_set (vl_test_training_panel (win), "batch-size", 4, NULL);
+  g_object_set (vl_test_training_panel (win), "lr", 0.01, NULL);
 }
 
 /* ------------------------------------------------------------------ the dataset */
@@ -440,22 +497,22 @@ test_startup (void)
   vl_window_open_backbone (win, backbone);
   /* the load runs on a worker thread: the spinner shows meanwhile */
   g_assert_true (vl_window_is_loading (win));
-  g_assert_true (panel_bool (win->backbone_panel, "loading"));
+  g_assert_true (panel_bool (vl_test_backbone_panel (win), "loading"));
   g_assert_false (train_enabled (win));
   wait_for (win, loaded, 10, "the backbone");
   double seconds = (g_get_monotonic_time () - t0) / 1e6;
   g_test_message ("window and backbone in %.3f s", seconds);
   g_assert_cmpfloat (seconds, <, 2.0);
-  g_assert_false (panel_bool (win->backbone_panel, "loading"));
+  g_assert_false (panel_bool (vl_test_backbone_panel (win), "loading"));
 
   VlModel *m = vl_window_get_model (win);
   g_assert_nonnull (m);
   g_assert_cmpint (vl_model_n_groups (m), ==, 7);
   g_assert_cmpint (vl_model_geometry (m)->input_size, ==, 32);
-  g_assert_cmpint (vl_groups_panel_get_n_groups (VL_GROUPS_PANEL (win->groups_panel)), ==, 7);
-  g_assert_cmpstr (vl_backbone_panel_get_fact (VL_BACKBONE_PANEL (win->backbone_panel), "params"), ==, "123,557");
+  g_assert_cmpint (vl_groups_panel_get_n_groups (vl_test_groups_panel (win)), ==, 7);
+  g_assert_cmpstr (vl_backbone_panel_get_fact (vl_test_backbone_panel (win), "params"), ==, "123,557");
   /* the default lock is a linear probe: the head alone */
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, 1);
   g_assert_true (vl_model_group_trainable (m, 6));
   g_assert_false (vl_model_group_trainable (m, 0));
   /* no dataset yet: nothing to train on */
@@ -468,7 +525,7 @@ test_startup (void)
   spin_for (0.2);
   g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
   gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
-  g_assert_cmpint (vl_backbone_panel_get_n_recent (VL_BACKBONE_PANEL (win->backbone_panel)), >=, 1);
+  g_assert_cmpint (vl_backbone_panel_get_n_recent (vl_test_backbone_panel (win)), >=, 1);
   assert_fits (win, "start");
   destroy_window (win);
 }
@@ -480,10 +537,10 @@ test_bad_backbone (void)
   gtk_window_present (GTK_WINDOW (win));
   g_assert_true (action_s (win, "win.load-backbone", "/nonexistent/model.safetensors"));
   wait_for (win, loaded, 10, "the failed load");
-  g_assert_null (win->model);
+  g_assert_null (vl_window_get_model (win));
   /* the error is shown in the window, not only on the terminal */
-  g_assert_true (gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
-  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->banner_label)), "nonexistent"));
+  g_assert_true (gtk_info_bar_get_revealed (banner (win)));
+  g_assert_nonnull (strstr (banner_text (win), "nonexistent"));
   destroy_window (win);
 }
 
@@ -491,24 +548,24 @@ static void
 test_groups (void)
 {
   VlWindow *win = new_window (FALSE);
-  VlModel *m = win->model;
+  VlModel *m = vl_window_get_model (win);
   const int G = vl_model_n_groups (m);
 
   /* a switch sets the engine's lock state; a suffix sets N */
-  vl_groups_panel_set_switch (VL_GROUPS_PANEL (win->groups_panel), 5, TRUE);
+  vl_groups_panel_set_switch (vl_test_groups_panel (win), 5, TRUE);
   g_assert_true (vl_model_group_trainable (m, 5));
-  g_assert_cmpint (panel_int (win->groups_panel, "unlock"), ==, 2);
-  g_assert_false (panel_bool (win->groups_panel, "custom"));
+  g_assert_cmpint (panel_int (vl_test_groups_panel (win), "unlock"), ==, 2);
+  g_assert_false (panel_bool (vl_test_groups_panel (win), "custom"));
   g_assert_cmpint (vl_model_n_trainable (m), ==,
                    vl_model_group_n_params (m, 5) + vl_model_group_n_params (m, 6));
 
   /* a hole in the suffix is "custom": the trainer gets exactly those groups as a mask */
-  vl_groups_panel_set_switch (VL_GROUPS_PANEL (win->groups_panel), 2, TRUE);
+  vl_groups_panel_set_switch (vl_test_groups_panel (win), 2, TRUE);
   g_assert_true (vl_model_group_trainable (m, 2));
   g_assert_false (vl_model_group_trainable (m, 3));
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, -1);
-  g_assert_true (panel_bool (win->groups_panel, "custom"));
-  g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, -1);
+  g_assert_true (panel_bool (vl_test_groups_panel (win), "custom"));
+  g_assert_cmpint (vl_training_panel_get_preset (vl_test_training_panel (win)), ==, 4);
   {
     VlTrainConfig cfg;
     vl_window_config_from_ui (win, &cfg);
@@ -524,52 +581,52 @@ test_groups (void)
   /* N sets the switches */
   for (int n = 0; n <= G; n++)
     {
-      g_object_set (win->groups_panel, "unlock", n, NULL);
+      g_object_set (vl_test_groups_panel (win), "unlock", n, NULL);
       for (int g = 0; g < G; g++)
         {
           gboolean want = g >= G - n;
-          g_assert_cmpint (vl_groups_panel_get_switch (VL_GROUPS_PANEL (win->groups_panel), g), ==, want);
+          g_assert_cmpint (vl_groups_panel_get_switch (vl_test_groups_panel (win), g), ==, want);
           g_assert_cmpint (vl_model_group_trainable (m, g), ==, want);
         }
-      g_assert_false (panel_bool (win->groups_panel, "custom"));
+      g_assert_false (panel_bool (vl_test_groups_panel (win), "custom"));
     }
-  g_autofree char *all = vl_window_unlock_schedule (win);
+  g_autofree char *all = vl_groups_panel_get_schedule (vl_test_groups_panel (win));
   g_assert_cmpstr (all, ==, "all");
   /* the keyboard actions step N */
   g_assert_true (action (win, "win.unlock-fewer"));
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, G - 1);
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, G - 1);
   g_assert_true (action (win, "win.unlock-more"));
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, G);
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, G);
 
   /* layer decay shows each group's learning-rate multiplier */
-  g_object_set (win->training_panel, "layer-decay", 0.5, NULL);
-  g_assert_nonnull (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), 0));
-  g_assert_cmpstr (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), G - 1), ==, "lr ×1");
+  g_object_set (vl_test_training_panel (win), "layer-decay", 0.5, NULL);
+  g_assert_nonnull (vl_groups_panel_get_lr_text (vl_test_groups_panel (win), 0));
+  g_assert_cmpstr (vl_groups_panel_get_lr_text (vl_test_groups_panel (win), G - 1), ==, "lr ×1");
   float scales[16];
   vl_train_layer_scales (m, 0.5, scales);
   g_autofree char *want = g_strdup_printf ("lr ×%.3g", scales[0]);
-  g_assert_cmpstr (vl_groups_panel_get_lr_text (VL_GROUPS_PANEL (win->groups_panel), 0), ==, want);
+  g_assert_cmpstr (vl_groups_panel_get_lr_text (vl_test_groups_panel (win), 0), ==, want);
 
   /* progressive unfreezing: a schedule of (epoch -> groups) steps */
-  g_object_set (win->groups_panel, "unlock", 1, NULL);
-  g_object_set (win->groups_panel, "progressive", TRUE, NULL);
-  g_assert_cmpint (vl_groups_panel_get_n_steps (VL_GROUPS_PANEL (win->groups_panel)), ==, 1);
-  g_autofree char *s1 = vl_window_unlock_schedule (win);
+  g_object_set (vl_test_groups_panel (win), "unlock", 1, NULL);
+  g_object_set (vl_test_groups_panel (win), "progressive", TRUE, NULL);
+  g_assert_cmpint (vl_groups_panel_get_n_steps (vl_test_groups_panel (win)), ==, 1);
+  g_autofree char *s1 = vl_groups_panel_get_schedule (vl_test_groups_panel (win));
   g_assert_cmpstr (s1, ==, "0:1,2:3");
-  vl_groups_panel_add_step (VL_GROUPS_PANEL (win->groups_panel));
-  g_autofree char *s2 = vl_window_unlock_schedule (win);
+  vl_groups_panel_add_step (vl_test_groups_panel (win));
+  g_autofree char *s2 = vl_groups_panel_get_schedule (vl_test_groups_panel (win));
   g_assert_cmpstr (s2, ==, "0:1,2:3,4:5");
   int n_steps;
   g_autofree VlUnlockStep *steps = vl_unlock_schedule_parse (s2, &n_steps, NULL);
   g_assert_nonnull (steps);
   g_assert_cmpint (n_steps, ==, 3);
   /* a schedule from a preset or a run fills the editor */
-  vl_window_set_unlock_schedule (win, "0:1,3:4,6:all");
-  g_autofree char *s3 = vl_window_unlock_schedule (win);
+  g_assert_true (vl_groups_panel_set_schedule (vl_test_groups_panel (win), "0:1,3:4,6:all", NULL));
+  g_autofree char *s3 = vl_groups_panel_get_schedule (vl_test_groups_panel (win));
   g_assert_cmpstr (s3, ==, "0:1,3:4,6:all");
-  vl_window_set_unlock_schedule (win, "2");
-  g_assert_false (panel_bool (win->groups_panel, "progressive"));
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 2);
+  g_assert_true (vl_groups_panel_set_schedule (vl_test_groups_panel (win), "2", NULL));
+  g_assert_false (panel_bool (vl_test_groups_panel (win), "progressive"));
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, 2);
   destroy_window (win);
 }
 
@@ -577,14 +634,14 @@ static void
 test_heads (void)
 {
   VlWindow *win = new_window (TRUE);
-  VlModel *m = win->model;
+  VlModel *m = vl_window_get_model (win);
   const struct { const char *id; VlHeadKind kind; VlPoolKind pool; } heads[] = {
     { "linear-avg", VL_HEAD_LINEAR, VL_POOL_AVG },
     { "linear-max", VL_HEAD_LINEAR, VL_POOL_MAX },
     { "mlp", VL_HEAD_MLP, VL_POOL_TOKEN },
     { "linear-token", VL_HEAD_LINEAR, VL_POOL_TOKEN },
   };
-  g_object_set (win->groups_panel, "unlock", 3, NULL);
+  g_object_set (vl_test_groups_panel (win), "unlock", 3, NULL);
   for (guint i = 0; i < G_N_ELEMENTS (heads); i++)
     {
       g_assert_true (action_s (win, "win.head", heads[i].id));
@@ -595,9 +652,9 @@ test_heads (void)
       g_assert_cmpint (vl_model_pool (m), ==, heads[i].pool);
       /* a head for the dataset's two classes; the lock is kept */
       g_assert_cmpint (vl_model_num_classes (m), ==, 2);
-      g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 3);
+      g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, 3);
       gboolean mlp_editable = FALSE;
-      g_object_get (win->head_panel, "mlp-editable", &mlp_editable, NULL);
+      g_object_get (vl_test_head_panel (win), "mlp-editable", &mlp_editable, NULL);
       g_assert_cmpint (mlp_editable, ==, heads[i].kind == VL_HEAD_MLP);
       VlTrainConfig cfg;
       vl_window_config_from_ui (win, &cfg);
@@ -607,7 +664,7 @@ test_heads (void)
     }
   /* the hidden width of the MLP head */
   g_assert_true (action_s (win, "win.head", "mlp"));
-  g_object_set (win->head_panel, "mlp-hidden", 32, NULL);
+  g_object_set (vl_test_head_panel (win), "mlp-hidden", 32, NULL);
   int idx = vl_model_find_tensor (m, "head.fc1.weight");
   g_assert_cmpint (idx, >=, 0);
   int ndim;
@@ -621,28 +678,30 @@ static void
 test_data_panel (void)
 {
   VlWindow *win = new_window (TRUE);
-  VlDataset *ds = win->data->ds;
+  VlDataset *ds = vl_window_get_data (win)->ds;
   g_assert_cmpint (vl_dataset_n_classes (ds), ==, 2);
   /* one card per class, the skipped file listed with its reason */
-  g_assert_cmpint (vl_data_panel_get_n_classes_cards (VL_DATA_PANEL (win->data_panel)), ==, 2);
+  g_assert_cmpint (vl_data_panel_get_n_classes_cards (vl_test_data_panel (win)), ==, 2);
   /* the folder's name shows as the dataset's; the Fashion-MNIST button offers it, not names it */
   g_autofree char *folder = g_path_get_basename (dataset_dir);
-  g_assert_cmpstr (vl_data_panel_get_name (VL_DATA_PANEL (win->data_panel)), ==, folder);
-  g_assert_cmpstr (vl_data_panel_get_fmnist_label (VL_DATA_PANEL (win->data_panel)), ==, "Use Fashion-MNIST");
-  g_assert_cmpint (vl_data_panel_get_n_skipped (VL_DATA_PANEL (win->data_panel)), >=, 1);
-  g_assert_nonnull (strstr (vl_data_panel_get_skipped (VL_DATA_PANEL (win->data_panel), 0), ": "));   /* FILE: reason */
+  g_assert_cmpstr (vl_data_panel_get_name (vl_test_data_panel (win)), ==, folder);
+  g_assert_cmpstr (vl_data_panel_get_fmnist_label (vl_test_data_panel (win)), ==, "Use Fashion-MNIST");
+  g_assert_cmpint (vl_data_panel_get_n_skipped (vl_test_data_panel (win)), >=, 1);
+  g_assert_nonnull (strstr (vl_data_panel_get_skipped (vl_test_data_panel (win), 0), ": "));   /* FILE: reason */
   /* the folder has no val/: the validation share applies */
-  g_assert_true (panel_bool (win->data_panel, "show-val-fraction"));
+  g_assert_true (panel_bool (vl_test_data_panel (win), "show-val-fraction"));
   /* thumbnails and the pretrained attention of the probes arrive from worker threads */
   wait_for (win, has_pretrained_attention, 30, "the pretrained attention");
-  g_assert_cmpint (win->n_probe_images, ==, 4);   /* 4 validation images: 2 per class */
-  g_assert_cmpint (win->attn_gh, ==, 4);
+  g_assert_cmpint (vl_window_get_n_probe_images (win), ==, 4);   /* 4 validation images: 2 per class */
+  int gh = 0;
+  vl_window_get_attention_grid (win, &gh, NULL);
+  g_assert_cmpint (gh, ==, 4);
   float heat[16];
-  g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
+  g_assert_true (vl_attention_view_get_heatmap (attention_view (win), FALSE, heat));
   /* augmentation turns the feature cache off */
-  g_assert_true (panel_bool (win->data_panel, "cache-available"));
-  g_object_set (win->data_panel, "augment", VL_AUGMENT_LIGHT, NULL);
-  g_assert_false (panel_bool (win->data_panel, "cache-available"));
+  g_assert_true (panel_bool (vl_test_data_panel (win), "cache-available"));
+  g_object_set (vl_test_data_panel (win), "augment", VL_AUGMENT_LIGHT, NULL);
+  g_assert_false (panel_bool (vl_test_data_panel (win), "cache-available"));
   VlTrainConfig cfg;
   vl_window_config_from_ui (win, &cfg);
   g_assert_cmpint (cfg.augment, ==, VL_AUGMENT_LIGHT);
@@ -656,19 +715,19 @@ static void
 test_presets (void)
 {
   VlWindow *win = new_window (TRUE);
-  g_object_set (win->training_panel, "preset", 2, NULL);   /* full fine-tune */
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 7);
-  g_assert_cmpfloat (vl_training_panel_get_layer_decay (VL_TRAINING_PANEL (win->training_panel)), ==, 0.75);
-  g_object_set (win->training_panel, "preset", 0, NULL);   /* linear probe */
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);
-  g_assert_true (panel_bool (win->data_panel, "cache"));
-  g_object_set (win->training_panel, "preset", 3, NULL);   /* progressive */
-  g_assert_true (panel_bool (win->groups_panel, "progressive"));
-  g_autofree char *s = vl_window_unlock_schedule (win);
+  g_object_set (vl_test_training_panel (win), "preset", 2, NULL);   /* full fine-tune */
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, 7);
+  g_assert_cmpfloat (vl_training_panel_get_layer_decay (vl_test_training_panel (win)), ==, 0.75);
+  g_object_set (vl_test_training_panel (win), "preset", 0, NULL);   /* linear probe */
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, 1);
+  g_assert_true (panel_bool (vl_test_data_panel (win), "cache"));
+  g_object_set (vl_test_training_panel (win), "preset", 3, NULL);   /* progressive */
+  g_assert_true (panel_bool (vl_test_groups_panel (win), "progressive"));
+  g_autofree char *s = vl_groups_panel_get_schedule (vl_test_groups_panel (win));
   g_assert_true (g_str_has_prefix (s, "0:1,"));
   /* editing a value makes it "Custom"; the values stay editable */
-  g_object_set (win->training_panel, "lr", 0.002, NULL);
-  g_assert_cmpint (vl_training_panel_get_preset (VL_TRAINING_PANEL (win->training_panel)), ==, 4);
+  g_object_set (vl_test_training_panel (win), "lr", 0.002, NULL);
+  g_assert_cmpint (vl_training_panel_get_preset (vl_test_training_panel (win)), ==, 4);
   destroy_window (win);
 }
 
@@ -686,12 +745,12 @@ test_train (void)
   g_assert_false (train_enabled (win));
   {
     gboolean editable = TRUE;
-    g_object_get (win->training_panel, "editable", &editable, NULL);
+    g_object_get (vl_test_training_panel (win), "editable", &editable, NULL);
     g_assert_false (editable);
   }
-  g_assert_false (panel_bool (win->data_panel, "editable"));
-  g_assert_false (vl_groups_panel_switch_sensitive (VL_GROUPS_PANEL (win->groups_panel), 0));
-  g_assert_true (gtk_widget_get_sensitive (win->stop_button));
+  g_assert_false (panel_bool (vl_test_data_panel (win), "editable"));
+  g_assert_false (vl_groups_panel_switch_sensitive (vl_test_groups_panel (win), 0));
+  g_assert_true (gtk_widget_get_sensitive (vl_test_child (win, "stop_button")));
   /* a second train while running does nothing */
   action (win, "win.train");
 
@@ -701,55 +760,57 @@ test_train (void)
   probe_start (&probe);
   wait_for (win, has_run_attention, 60, "the run's attention maps");
   float heat[16];
-  g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
+  g_assert_true (vl_attention_view_get_heatmap (attention_view (win), FALSE, heat));
   double sum = 0;
   for (int i = 0; i < 16; i++)
     sum += heat[i];
   g_assert_cmpfloat (sum, >, 0);
-  g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
+  g_assert_true (vl_attention_view_get_heatmap (attention_view (win), TRUE, heat));
   wait_for (win, finished, 120, "the end of the run");
   probe_stop (&probe);
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
   assert_fits (win, "finished");
 
-  VlLossChart *chart = VL_LOSS_CHART (win->chart);
+  VlLossChart *chart = loss_chart (win);
   /* 16 training images in batches of 4, 20 epochs */
   g_assert_cmpint (vl_loss_chart_get_n_points (chart), ==, 80);
   g_assert_cmpint (vl_loss_chart_get_n_epochs (chart), ==, 20);
-  g_assert_cmpint (vl_confusion_view_get_n_classes (VL_CONFUSION_VIEW (win->confusion)), ==, 2);
+  g_assert_cmpint (vl_confusion_view_get_n_classes (confusion_view (win)), ==, 2);
   int64_t n = 0;
   for (int t = 0; t < 2; t++)
     for (int p = 0; p < 2; p++)
-      n += vl_confusion_view_get_count (VL_CONFUSION_VIEW (win->confusion), t, p);
+      n += vl_confusion_view_get_count (confusion_view (win), t, p);
   g_assert_cmpint (n, ==, 4);
   /* the switches show the user's setting again */
-  g_assert_true (vl_groups_panel_switch_sensitive (VL_GROUPS_PANEL (win->groups_panel), 0));
+  g_assert_true (vl_groups_panel_switch_sensitive (vl_test_groups_panel (win), 0));
   g_assert_true (train_enabled (win));
 
   /* the gallery: each validation image's prediction, from a worker thread */
   wait_for (win, has_predictions, 60, "the predictions");
-  g_assert_cmpint (win->predictions.n, ==, 4);
-  int t = win->predictions.label[0], p = win->predictions.predicted[0];
-  g_signal_emit_by_name (win->confusion, "cell-activated", t, p);
-  g_assert_nonnull (win->gallery);
+  g_assert_cmpint (vl_window_get_n_predictions (win), ==, 4);
+  int t = -1, p = -1;
+  vl_window_get_prediction (win, 0, &t, &p);
+  g_signal_emit_by_name (vl_test_child (win, "confusion"), "cell-activated", t, p);
+  g_assert_nonnull (vl_window_get_gallery (win));
   if (g_getenv ("VL_SHOTS"))
     {
       spin_for (1.0);
       g_autofree char *shot = g_build_filename (g_getenv ("VL_SHOTS"), "gallery.png", NULL);
-      vl_window_save_screenshot (GTK_WINDOW (win->gallery), shot, NULL);
+      vl_window_save_screenshot (GTK_WINDOW (vl_window_get_gallery (win)), shot, NULL);
     }
   /* a click on an image makes it the attention probe, on the Attention page */
-  GtkWidget *flow = find_widget (win->gallery, GTK_TYPE_FLOW_BOX);
+  GtkWidget *flow = find_widget (vl_window_get_gallery (win), GTK_TYPE_FLOW_BOX);
   g_assert_nonnull (flow);
   GtkFlowBoxChild *first_card = gtk_flow_box_get_child_at_index (GTK_FLOW_BOX (flow), 0);
   g_assert_nonnull (first_card);
-  const char *item = vl_dataset_item_name (win->pred_data->ds, VL_SPLIT_VAL, 0);
+  const char *item = vl_dataset_item_name (vl_window_get_predictions_data (win)->ds, VL_SPLIT_VAL,
+                                           0);
   g_signal_emit_by_name (flow, "child-activated", first_card);
-  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "attention");
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (main_stack (win)), ==, "attention");
   gallery_probe = item;
   wait_for (win, probe_is_gallery_item, 30, "the clicked image as the probe");
-  gtk_window_destroy (GTK_WINDOW (win->gallery));
-  g_assert_null (win->gallery);
+  gtk_window_destroy (GTK_WINDOW (vl_window_get_gallery (win)));
+  g_assert_null (vl_window_get_gallery (win));
 
   /* export on a worker thread */
   g_autofree char *out = vl_test_tmpdir ();
@@ -757,8 +818,8 @@ test_train (void)
   g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (export_dir), g_free);
   g_assert_true (action (win, "win.export"));
   wait_for (win, not_exporting, 60, "the export");
-  g_assert_false (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR &&
-                  gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  g_assert_false (gtk_info_bar_get_message_type (banner (win)) == GTK_MESSAGE_ERROR &&
+                  gtk_info_bar_get_revealed (banner (win)));
   g_autoptr(GError) error = NULL;
   g_autoptr(VlModel) exported = vl_model_load (export_dir, &error);
   g_assert_no_error (error);
@@ -770,13 +831,13 @@ test_train (void)
   g_autofree char *recipe_dir = g_build_filename (out, "recipe", NULL);
   g_object_set_data_full (G_OBJECT (win), "export-recipe-override", g_strdup (recipe_dir), g_free);
   g_assert_true (action (win, "win.export-recipe"));
-  g_assert_true (win->exporting);
+  g_assert_true (vl_window_is_exporting (win));
   wait_for (win, not_exporting, 60, "the recipe's export");
-  g_assert_false (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR &&
-                  gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)));
+  g_assert_false (gtk_info_bar_get_message_type (banner (win)) == GTK_MESSAGE_ERROR &&
+                  gtk_info_bar_get_revealed (banner (win)));
   {
     g_autofree char *script = g_build_filename (recipe_dir, "train.py", NULL);
-    g_autofree char *run_a = g_build_filename (win->run_dir, "run.json", NULL);
+    g_autofree char *run_a = g_build_filename (vl_window_get_run_dir (win), "run.json", NULL);
     g_autofree char *run_b = g_build_filename (recipe_dir, "run.json", NULL);
     g_autofree char *bb = g_build_filename (recipe_dir, "backbone", NULL);
     g_autofree char *ta = NULL, *tb = NULL;
@@ -790,22 +851,26 @@ test_train (void)
   }
 
   /* the run folder */
-  g_autofree char *metrics = g_build_filename (win->run_dir, "metrics.jsonl", NULL);
+  g_autofree char *metrics = g_build_filename (vl_window_get_run_dir (win), "metrics.jsonl", NULL);
   g_assert_true (g_file_test (metrics, G_FILE_TEST_IS_REGULAR));
   g_free (trained_run_dir);
-  trained_run_dir = g_strdup (win->run_dir);
+  trained_run_dir = g_strdup (vl_window_get_run_dir (win));
 
   /* changing the head now asks first: cancel keeps it, accept discards the trained one */
   g_assert_true (action_s (win, "win.head", "linear-avg"));
-  g_assert_nonnull (win->head_dialog);
-  gtk_dialog_response (GTK_DIALOG (win->head_dialog), GTK_RESPONSE_CANCEL);
-  g_assert_null (win->head_dialog);
-  g_assert_cmpstr (win->head, ==, "linear-token");
-  g_assert_true (win->have_trained);
+  g_assert_nonnull (vl_window_get_head_dialog (win));
+  gtk_dialog_response (GTK_DIALOG (vl_window_get_head_dialog (win)), GTK_RESPONSE_CANCEL);
+  g_assert_null (vl_window_get_head_dialog (win));
+  g_autofree char *head_kept = NULL;
+  g_object_get (win, "head", &head_kept, NULL);
+  g_assert_cmpstr (head_kept, ==, "linear-token");
+  g_assert_true (vl_window_has_trained (win));
   g_assert_true (action_s (win, "win.head", "linear-avg"));
-  gtk_dialog_response (GTK_DIALOG (win->head_dialog), GTK_RESPONSE_ACCEPT);
-  g_assert_cmpstr (win->head, ==, "linear-avg");
-  g_assert_false (win->have_trained);
+  gtk_dialog_response (GTK_DIALOG (vl_window_get_head_dialog (win)), GTK_RESPONSE_ACCEPT);
+  g_autofree char *head_new = NULL;
+  g_object_get (win, "head", &head_new, NULL);
+  g_assert_cmpstr (head_new, ==, "linear-avg");
+  g_assert_false (vl_window_has_trained (win));
   destroy_window (win);
 }
 
@@ -855,23 +920,24 @@ test_regression (void)
   /* the data decides the task; the head follows it */
   g_assert_cmpint (panel_task (win), ==, VL_TASK_REGRESS);
   g_autofree char *settings = NULL;
-  g_object_get (win->head_panel, "settings", &settings, NULL);
+  g_object_get (vl_test_head_panel (win), "settings", &settings, NULL);
   g_assert_cmpstr (settings, ==, "classifier,loss");
-  g_assert_cmpint (vl_model_num_classes (win->model), ==, 1);
+  g_assert_cmpint (vl_model_num_classes (vl_window_get_model (win)), ==, 1);
   quick_settings (win, 8);
-  g_object_set (win->head_panel, "reg-loss", VL_REG_LOSS_SMOOTH_L1, NULL);
+  g_object_set (vl_test_head_panel (win), "reg-loss", VL_REG_LOSS_SMOOTH_L1, NULL);
   int epochs = 0;
-  gulong id = g_signal_connect (win->run, "event::epoch", G_CALLBACK (count_epoch), &epochs);
+  gulong id = g_signal_connect (vl_window_get_run_controller (win), "event::epoch",
+                                G_CALLBACK (count_epoch), &epochs);
   g_assert_true (train_enabled (win));
   g_assert_true (action (win, "win.train"));
   wait_for (win, finished, 120, "the end of the regression run");
-  g_signal_handler_disconnect (win->run, id);
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_signal_handler_disconnect (vl_window_get_run_controller (win), id);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
   g_assert_cmpint (epochs, ==, 8);
   assert_fits (win, "a finished regression run");
-  g_assert_false (gtk_widget_get_visible (win->confusion));
-  g_assert_true (gtk_widget_get_visible (win->scatter));
-  VlScatterView *sv = VL_SCATTER_VIEW (win->scatter);
+  g_assert_false (gtk_widget_get_visible (vl_test_child (win, "confusion")));
+  g_assert_true (gtk_widget_get_visible (vl_test_child (win, "scatter")));
+  VlScatterView *sv = VL_SCATTER_VIEW (vl_test_child (win, "scatter"));
   g_assert_cmpint (vl_scatter_view_get_n_points (sv), ==, 5);   /* 20% of 24, seeded */
   /* pointing at a point picks it */
   double x, y;
@@ -880,25 +946,25 @@ test_regression (void)
   g_assert_cmpint (vl_scatter_view_get_hovered (sv), >=, 0);
   vl_scatter_view_hover_at (sv, -1, -1);
   g_assert_cmpint (vl_scatter_view_get_hovered (sv), ==, -1);
-  g_assert_cmpint (vl_loss_chart_get_n_epochs (VL_LOSS_CHART (win->chart)), ==, 8);
+  g_assert_cmpint (vl_loss_chart_get_n_epochs (loss_chart (win)), ==, 8);
   VlRunTask task;
   g_autoptr(GError) error = NULL;
-  g_assert_true (vl_run_read_task (win->run_dir, &task, &error));
+  g_assert_true (vl_run_read_task (vl_window_get_run_dir (win), &task, &error));
   g_assert_cmpint (task.kind, ==, VL_TASK_REGRESS);
   g_assert_cmpint (task.reg_loss, ==, VL_REG_LOSS_SMOOTH_L1);
   g_assert_cmpstr (task.value_names[0], ==, "level");
 
   /* no classes: no k-NN figure, but the features for the map */
   wait_for (win, knn_idle, 60, "the features of the regression dataset");
-  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
+  VlKnnPanel *knn = vl_test_knn_panel (win);
   g_assert_cmpstr (vl_knn_panel_get_text (knn), ==, "k-NN: the dataset has no classes");
   g_assert_true (isnan (vl_knn_panel_get_accuracy (knn)));
   g_assert_nonnull (vl_knn_panel_get_features (knn));
-  g_assert_cmpint (vl_embedding_panel_get_n_points (VL_EMBEDDING_PANEL (win->embedding_panel),
+  g_assert_cmpint (vl_embedding_panel_get_n_points (embedding_panel (win),
                                                     VL_EMBEDDING_PRETRAINED), ==, 24);
 
   /* Try it on a regression run: the value in the targets' units, as the run's model gives it */
-  the_try = VL_TRY_PANEL (win->try_panel);
+  the_try = VL_TRY_PANEL (vl_test_child (win, "try_panel"));
   g_assert_true (vl_try_panel_has_model (the_try));
   g_autofree char *g05 = g_build_filename (dir, "g05.png", NULL);
   const char *files[] = { g05, NULL };
@@ -910,7 +976,7 @@ test_regression (void)
   vl_try_panel_get_result (the_try, 0, &err, NULL, &value);
   g_assert_null (err);
   {
-    g_autoptr(VlModel) m = vl_run_load_model (win->run_dir, NULL, &error);
+    g_autoptr(VlModel) m = vl_run_load_model (vl_window_get_run_dir (win), NULL, &error);
     g_assert_no_error (error);
     VlPreprocess pp;
     vl_preprocess_from_model (m, &pp);
@@ -947,8 +1013,8 @@ test_regression (void)
   g_assert_true (action_s (win, "win.load-data", dataset_dir));
   wait_for (win, loaded, 30, "the class folders");
   g_assert_cmpint (panel_task (win), ==, VL_TASK_CLASSIFY);
-  g_assert_true (gtk_widget_get_visible (win->confusion));
-  g_assert_false (gtk_widget_get_visible (win->scatter));
+  g_assert_true (gtk_widget_get_visible (vl_test_child (win, "confusion")));
+  g_assert_false (gtk_widget_get_visible (vl_test_child (win, "scatter")));
   destroy_window (win);
 }
 
@@ -962,9 +1028,9 @@ test_pause_stop_resume (void)
   g_assert_true (action (win, "win.pause"));
   wait_for (win, is_paused, 30, "the pause");
   assert_fits (win, "training, after the first epoch");
-  int64_t at = vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart));
+  int64_t at = vl_loss_chart_get_n_points (loss_chart (win));
   spin_for (0.3);
-  g_assert_cmpint (vl_loss_chart_get_n_points (VL_LOSS_CHART (win->chart)), <=, at + 1);
+  g_assert_cmpint (vl_loss_chart_get_n_points (loss_chart (win)), <=, at + 1);
   g_assert_true (action (win, "win.pause"));
   wait_for (win, not_paused, 30, "the resume");
 
@@ -972,29 +1038,30 @@ test_pause_stop_resume (void)
   probe_start (&probe);
   spin_for (1.0);
   g_assert_true (action (win, "win.stop"));
-  g_assert_true (win->stop_requested);
+  g_assert_true (vl_window_stop_requested (win));
   wait_for (win, finished, 60, "the stop");
   probe_stop (&probe);
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_STOPPED);
   /* the window is responsive and the stopped run can be resumed from its checkpoint */
-  g_assert_true (win->run_resumable);
-  g_autofree char *opt = g_build_filename (win->run_dir, "optimizer.safetensors", NULL);
+  g_assert_true (vl_window_is_resumable (win));
+  g_autofree char *opt = g_build_filename (vl_window_get_run_dir (win), "optimizer.safetensors",
+                                           NULL);
   g_assert_true (g_file_test (opt, G_FILE_TEST_IS_REGULAR));
-  int64_t before = win->steps_done;
+  int64_t before = vl_window_get_steps_done (win);
   g_assert_true (action (win, "win.resume-run"));
   g_assert_true (running (win));
   wait_for (win, has_points, 60, "steps after resuming");
   spin_for (0.5);
   g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 60, "the second stop");
-  g_assert_cmpint (win->steps_done, >, before);
+  g_assert_cmpint (vl_window_get_steps_done (win), >, before);
   destroy_window (win);
 }
 
 static gboolean
 close_dialog_shown (VlWindow *win)
 {
-  return win->close_dialog != NULL;
+  return vl_window_get_close_dialog (win) != NULL;
 }
 
 static void
@@ -1004,13 +1071,13 @@ test_close_during_training (void)
   quick_settings (win, 500);
   g_assert_true (action (win, "win.train"));
   wait_for (win, has_epoch, 60, "an epoch");
-  g_autofree char *run_dir = g_strdup (win->run_dir);
+  g_autofree char *run_dir = g_strdup (vl_window_get_run_dir (win));
 
   /* closing asks; "Cancel" keeps training */
   gtk_window_close (GTK_WINDOW (win));
   wait_for (win, close_dialog_shown, 10, "the confirmation");
-  gtk_dialog_response (GTK_DIALOG (win->close_dialog), GTK_RESPONSE_CANCEL);
-  g_assert_null (win->close_dialog);
+  gtk_dialog_response (GTK_DIALOG (vl_window_get_close_dialog (win)), GTK_RESPONSE_CANCEL);
+  g_assert_null (vl_window_get_close_dialog (win));
   spin_for (0.2);
   g_assert_true (running (win));
 
@@ -1019,7 +1086,7 @@ test_close_during_training (void)
   g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
   gtk_window_close (GTK_WINDOW (win));
   wait_for (win, close_dialog_shown, 10, "the confirmation");
-  gtk_dialog_response (GTK_DIALOG (win->close_dialog), GTK_RESPONSE_ACCEPT);
+  gtk_dialog_response (GTK_DIALOG (vl_window_get_close_dialog (win)), GTK_RESPONSE_ACCEPT);
   gint64 deadline = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
   while (w != NULL && g_get_monotonic_time () < deadline)
     {
@@ -1040,7 +1107,7 @@ test_close_during_training (void)
 static gboolean
 run_opened (VlWindow *win)
 {
-  return !win->opening_run && !vl_window_is_loading (win);
+  return !vl_window_is_loading (win);   /* an opening run included */
 }
 
 static void
@@ -1055,19 +1122,19 @@ test_open_run (void)
   gtk_window_present (GTK_WINDOW (win));
   vl_window_open_run (win, trained_run_dir);
   wait_for (win, run_opened, 30, "the run");
-  g_assert_cmpint (vl_loss_chart_get_n_epochs (VL_LOSS_CHART (win->chart)), ==, 20);
-  g_assert_true (win->have_trained);
-  g_assert_nonnull (win->model);
-  g_assert_nonnull (win->data);
-  g_assert_cmpint (vl_training_panel_get_epochs (VL_TRAINING_PANEL (win->training_panel)), ==, 20);
-  g_assert_cmpint (vl_confusion_view_get_n_classes (VL_CONFUSION_VIEW (win->confusion)), ==, 2);
-  g_assert_false (win->run_resumable);
+  g_assert_cmpint (vl_loss_chart_get_n_epochs (loss_chart (win)), ==, 20);
+  g_assert_true (vl_window_has_trained (win));
+  g_assert_nonnull (vl_window_get_model (win));
+  g_assert_nonnull (vl_window_get_data (win));
+  g_assert_cmpint (vl_training_panel_get_epochs (vl_test_training_panel (win)), ==, 20);
+  g_assert_cmpint (vl_confusion_view_get_n_classes (confusion_view (win)), ==, 2);
+  g_assert_false (vl_window_is_resumable (win));
   wait_for (win, has_predictions, 60, "the predictions of the opened run");
   /* its model exports */
   g_autofree char *out = vl_test_tmpdir ();
   g_object_set_data_full (G_OBJECT (win), "export-dir-override", g_strdup (out), g_free);
   g_assert_true (action (win, "win.export"));
-  g_assert_true (win->exporting);
+  g_assert_true (vl_window_is_exporting (win));
   wait_for (win, not_exporting, 60, "the export");
   g_autofree char *config = g_build_filename (out, "config.json", NULL);
   g_assert_true (g_file_test (config, G_FILE_TEST_IS_REGULAR));
@@ -1081,14 +1148,14 @@ test_open_run (void)
 static gboolean
 knn_done (VlWindow *win)
 {
-  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
+  VlKnnPanel *knn = vl_test_knn_panel (win);
   return !vl_knn_panel_is_busy (knn) && vl_knn_panel_get_features (knn) != NULL;
 }
 
 static gboolean
 knn_idle (VlWindow *win)
 {
-  return !vl_knn_panel_is_busy (VL_KNN_PANEL (win->knn_panel));
+  return !vl_knn_panel_is_busy (vl_test_knn_panel (win));
 }
 
 /* DINO's weighted k-NN written out plainly (double precision, selection of the k largest): the
@@ -1194,8 +1261,8 @@ static void
 test_features_knn (void)
 {
   VlWindow *win = new_window (TRUE);
-  VlKnnPanel *knn = VL_KNN_PANEL (win->knn_panel);
-  g_assert_true (gtk_widget_get_visible (win->knn_panel));
+  VlKnnPanel *knn = vl_test_knn_panel (win);
+  g_assert_true (gtk_widget_get_visible (GTK_WIDGET (vl_test_knn_panel (win))));
   Probe probe;
   probe_start (&probe);
   wait_for (win, knn_done, 60, "the k-NN probe");
@@ -1221,8 +1288,8 @@ test_features_knn (void)
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
-  g_assert_true (vl_dataset_load (win->data->ds, VL_SPLIT_TRAIN, 0, &pp, VL_AUGMENT_NONE, 0, px,
-                                  NULL));
+  g_assert_true (vl_dataset_load (vl_window_get_data (win)->ds, VL_SPLIT_TRAIN, 0, &pp,
+                                  VL_AUGMENT_NONE, 0, px, NULL));
   g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER, &error));
   const float *want_f = vl_model_features (m);
   for (int64_t d = 0; d < f->dim; d++)
@@ -1247,8 +1314,8 @@ test_features_knn (void)
 
   /* the embedding map: the same rows, hover and click */
   g_assert_true (action_s (win, "win.page", "embedding"));
-  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "embedding");
-  VlEmbeddingPanel *emb = VL_EMBEDDING_PANEL (win->embedding_panel);
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (main_stack (win)), ==, "embedding");
+  VlEmbeddingPanel *emb = embedding_panel (win);
   the_map = emb;
   g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 20);
   g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_FINETUNED), ==, 0);
@@ -1299,17 +1366,17 @@ test_features_knn (void)
   g_test_message ("hard dataset, max pooling: k-NN %.4f", acc);
   g_assert_cmpfloat (acc, ==, reference_knn (f, VL_KNN_K, VL_KNN_TEMPERATURE));
   /* the same inputs again start nothing */
-  vl_window_features_inputs_changed (win);
+  vl_test_whitebox_features_inputs_changed (win);
   g_assert_false (vl_knn_panel_is_busy (knn));
 
   /* a probe cancelled before it reports is dropped: the panel keeps nothing of it */
-  vl_knn_panel_start (knn, backbone, win->data, VL_FEATURE_POOL_AVG);
+  vl_knn_panel_start (knn, backbone, vl_window_get_data (win), VL_FEATURE_POOL_AVG);
   g_assert_true (vl_knn_panel_is_busy (knn));
   vl_knn_panel_clear (knn);
   g_assert_false (vl_knn_panel_is_busy (knn));
   spin_for (3.0);
   g_assert_null (vl_knn_panel_get_features (knn));
-  g_assert_false (gtk_widget_get_visible (win->knn_panel));
+  g_assert_false (gtk_widget_get_visible (GTK_WIDGET (vl_test_knn_panel (win))));
   g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED), ==, 0);
   the_map = NULL;
   destroy_window (win);
@@ -1325,8 +1392,8 @@ static gboolean
 finetuned_map (VlWindow *win)
 {
   return knn_done (win) &&
-         !vl_embedding_panel_is_busy (VL_EMBEDDING_PANEL (win->embedding_panel)) &&
-         vl_embedding_panel_get_n_points (VL_EMBEDDING_PANEL (win->embedding_panel),
+         !vl_embedding_panel_is_busy (embedding_panel (win)) &&
+         vl_embedding_panel_get_n_points (embedding_panel (win),
                                           VL_EMBEDDING_FINETUNED) > 0;
 }
 
@@ -1348,10 +1415,10 @@ test_features_try (void)
   gtk_window_present (GTK_WINDOW (win));
   vl_window_open_run (win, trained_run_dir);
   wait_for (win, run_opened, 30, "the run");
-  the_try = VL_TRY_PANEL (win->try_panel);
+  the_try = VL_TRY_PANEL (vl_test_child (win, "try_panel"));
   g_assert_true (vl_try_panel_has_model (the_try));
   g_assert_true (action_s (win, "win.page", "try"));
-  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "try");
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (main_stack (win)), ==, "try");
 
   g_autofree char *dir = vl_test_tmpdir ();
   g_autofree char *a = write_probe_png (dir, "a.png", 48, 40, 4, 4);
@@ -1436,7 +1503,7 @@ test_features_try (void)
   /* an image dropped on the page (its own drop target) joins them */
   g_autofree char *e = write_probe_png (dir, "e.png", 40, 40, 10, 0);
   g_autoptr(GFile) ef = g_file_new_for_path (e);
-  g_assert_true (emit_drop_on (win->try_panel, ef));
+  g_assert_true (emit_drop_on (vl_test_child (win, "try_panel"), ef));
   g_assert_true (vl_try_panel_is_busy (the_try));
   wait_for (win, try_idle, 60, "the dropped image's prediction");
   g_assert_cmpint (vl_try_panel_get_n_results (the_try), ==, 5);
@@ -1445,7 +1512,7 @@ test_features_try (void)
 
   /* the fine-tuned map beside the pretrained one, once the run's dataset is open */
   wait_for (win, finetuned_map, 60, "the fine-tuned embedding map");
-  VlEmbeddingPanel *emb = VL_EMBEDDING_PANEL (win->embedding_panel);
+  VlEmbeddingPanel *emb = embedding_panel (win);
   g_assert_cmpint (vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_FINETUNED), ==,
                    vl_embedding_panel_get_n_points (emb, VL_EMBEDDING_PRETRAINED));
 
@@ -1461,27 +1528,27 @@ test_features_try (void)
 static gboolean
 probe_idle (VlWindow *win)
 {
-  return win->probe_cancel == NULL;
+  return !vl_test_probe_state (win).busy;
 }
 
 static gboolean
 probe_file_ready (VlWindow *win)
 {
-  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
-         win->probe_file.ref_attn != NULL;
+  return !vl_test_probe_state (win).busy && vl_test_probe_state (win).image != NULL &&
+         vl_test_probe_state (win).ref_attn != NULL;
 }
 
 static gboolean
 probe_file_fine_tuned (VlWindow *win)
 {
-  return win->probe_cancel == NULL && win->probe_file.now_attn != NULL;
+  return !vl_test_probe_state (win).busy && vl_test_probe_state (win).now_attn != NULL;
 }
 
 static gboolean
 banner_error_shown (VlWindow *win)
 {
-  return gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)) &&
-         gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)) == GTK_MESSAGE_ERROR;
+  return gtk_info_bar_get_revealed (banner (win)) &&
+         gtk_info_bar_get_message_type (banner (win)) == GTK_MESSAGE_ERROR;
 }
 
 /* A w x h RGB PNG: a gradient with a bright square at (sx, sy), so the attention has something
@@ -1509,11 +1576,11 @@ write_probe_png (const char *dir, const char *name, int w, int h, int sx, int sy
 static void
 assert_view_shows (VlWindow *win, const char *image_path)
 {
-  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  VlAttentionView *view = attention_view (win);
   g_autoptr(GError) error = NULL;
   g_autoptr(VlImage) img = vl_image_load (image_path, 0, &error);
   g_assert_no_error (error);
-  g_autoptr(VlModel) m = vl_model_load (win->backbone_path, &error);
+  g_autoptr(VlModel) m = vl_model_load (vl_window_get_backbone_path (win), &error);
   g_assert_no_error (error);
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
@@ -1540,7 +1607,8 @@ assert_view_shows (VlWindow *win, const char *image_path)
   g_assert_cmpint (P, ==, T - vl_model_geometry (m)->n_prefix);
   g_autofree float *heat = g_new (float, P);
   /* beside a trained or a training model's maps, it is the reference side */
-  gboolean beside = win->probe_file.now_attn != NULL || win->probe_file.live_attn != NULL;
+  VlWindowProbeState pf = vl_test_probe_state (win);
+  gboolean beside = pf.now_attn != NULL || pf.live_attn != NULL;
   g_assert_true (vl_attention_view_get_heatmap (view, beside, heat));
   vl_test_assert_close ("probe rollout", heat, roll, P, 1e-6, 1e-4);
 }
@@ -1552,7 +1620,7 @@ assert_view_drawn (VlWindow *win)
   g_autofree char *dir = vl_test_tmpdir ();
   g_autofree char *png = g_build_filename (dir, "attention.png", NULL);
   g_autoptr(GError) error = NULL;
-  g_assert_true (vl_attention_view_export_png (VL_ATTENTION_VIEW (win->attention), png, 0, 0,
+  g_assert_true (vl_attention_view_export_png (attention_view (win), png, 0, 0,
                                                &error));
   g_assert_no_error (error);
   g_autoptr(VlImage) drawn = vl_image_load (png, 3, &error);
@@ -1607,8 +1675,8 @@ test_probe_drop (void)
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
   wait_for (win, probe_idle, 30, "the probe file (none)");
   g_assert_null (vl_window_get_probe_path (win));   /* a dataset is open: no sample */
-  g_assert_false (win->probe_file_shown);
-  g_autoptr(VlImage) before = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_false (vl_test_probe_state (win).shown);
+  g_autoptr(VlImage) before = vl_attention_view_get_image (attention_view (win));
   g_assert_nonnull (before);
 
   g_autofree char *dir = vl_test_tmpdir ();
@@ -1623,18 +1691,18 @@ test_probe_drop (void)
   g_boxed_free (GDK_TYPE_FILE_LIST, list);
   wait_for (win, probe_file_ready, 30, "the dropped image's attention");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
-  g_assert_true (win->probe_file_shown);
-  g_assert_false (win->probe_file.is_sample);
-  g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==,
+  g_assert_true (vl_test_probe_state (win).shown);
+  g_assert_false (vl_test_probe_state (win).is_sample);
+  g_assert_cmpstr (gtk_stack_get_visible_child_name (main_stack (win)), ==,
                    "attention");
   /* the dataset's probes are still there, after the probe file's button */
-  g_assert_cmpint (win->n_probe_images, >, 0);
+  g_assert_cmpint (vl_window_get_n_probe_images (win), >, 0);
   int n_buttons = 0;
-  for (GtkWidget *c = gtk_widget_get_first_child (win->probe_box); c;
+  for (GtkWidget *c = gtk_widget_get_first_child (vl_test_child (win, "probe_box")); c;
        c = gtk_widget_get_next_sibling (c))
     n_buttons++;
-  g_assert_cmpint (n_buttons, ==, win->n_probe_images + 1);
-  GtkWidget *first = gtk_widget_get_first_child (win->probe_box);
+  g_assert_cmpint (n_buttons, ==, vl_window_get_n_probe_images (win) + 1);
+  GtkWidget *first = gtk_widget_get_first_child (vl_test_child (win, "probe_box"));
   g_assert_true (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (first)));
   assert_view_shows (win, png);
   assert_view_drawn (win);
@@ -1649,17 +1717,17 @@ test_probe_drop (void)
   assert_view_shows (win, png2);
 
   /* a dataset probe's button shows that probe; the probe file's button brings it back */
-  GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (win->probe_box));
+  GtkWidget *probe_box = vl_test_child (win, "probe_box");
+  GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (probe_box));
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (second), TRUE);
-  g_assert_false (win->probe_file_shown);
-  g_autoptr(VlImage) dataset_probe = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_false (vl_test_probe_state (win).shown);
+  g_autoptr(VlImage) dataset_probe = vl_attention_view_get_image (attention_view (win));
+  const VlImage *probe0 = vl_window_get_probe_image (win, 0);
   g_assert_cmpmem (dataset_probe->pixels, (gsize) dataset_probe->width * dataset_probe->height * 3,
-                   win->probe_images[0]->pixels,
-                   (gsize) win->probe_images[0]->width * win->probe_images[0]->height *
-                   win->probe_images[0]->channels);
-  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_widget_get_first_child (win->probe_box)),
+                   probe0->pixels, (gsize) probe0->width * probe0->height * probe0->channels);
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_widget_get_first_child (probe_box)),
                                 TRUE);
-  g_assert_true (win->probe_file_shown);
+  g_assert_true (vl_test_probe_state (win).shown);
   assert_view_shows (win, png2);
   destroy_window (win);
 }
@@ -1674,7 +1742,7 @@ test_probe_bad_image (void)
   vl_window_open_probe (win, good);
   wait_for (win, probe_file_ready, 30, "the good image's attention");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
-  g_autoptr(VlImage) before = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_autoptr(VlImage) before = vl_attention_view_get_image (attention_view (win));
   g_assert_nonnull (before);
 
   /* the first 100 bytes of a valid PNG, and an empty "JPEG" */
@@ -1689,19 +1757,19 @@ test_probe_bad_image (void)
   const char *bad[] = { truncated, empty };
   for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
     {
-      gtk_info_bar_set_revealed (GTK_INFO_BAR (win->banner), FALSE);
+      gtk_info_bar_set_revealed (banner (win), FALSE);
       g_autoptr(GFile) file = g_file_new_for_path (bad[i]);
       g_assert_true (emit_drop (win, file));   /* taken as an image; decoding is what fails */
       wait_for (win, probe_idle, 30, "the bad image");
       g_assert_true (banner_error_shown (win));
-      const char *text = gtk_label_get_text (GTK_LABEL (win->banner_label));
+      const char *text = banner_text (win);
       g_test_message ("banner: %s", text);
       g_autofree char *base = g_path_get_basename (bad[i]);
       g_assert_nonnull (strstr (text, base));
       /* the previous probe, untouched */
       g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
-      g_assert_true (win->probe_file_shown);
-      g_autoptr(VlImage) after = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+      g_assert_true (vl_test_probe_state (win).shown);
+      g_autoptr(VlImage) after = vl_attention_view_get_image (attention_view (win));
       g_assert_nonnull (after);
       g_assert_cmpmem (after->pixels, (gsize) after->width * after->height * 3, before->pixels,
                        (gsize) before->width * before->height * 3);
@@ -1715,7 +1783,7 @@ test_probe_bad_image (void)
   g_assert_false (vl_window_drop_files (win, files));
   g_slist_free (files);
   g_assert_true (banner_error_shown (win));
-  g_assert_nonnull (strstr (gtk_label_get_text (GTK_LABEL (win->banner_label)), "notes.txt"));
+  g_assert_nonnull (strstr (banner_text (win), "notes.txt"));
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
   destroy_window (win);
 }
@@ -1749,15 +1817,15 @@ static void
 test_probe_sample (void)
 {
   VlWindow *win = new_window (FALSE);
-  g_assert_null (win->data);
+  g_assert_null (vl_window_get_data (win));
   wait_for (win, probe_file_ready, 30, "the sample's attention");
   g_autofree char *want = first_shipped_sample ();
   g_autofree char *want_base = g_path_get_basename (want);
   g_autofree char *got_base = g_path_get_basename (vl_window_get_probe_path (win));
   g_assert_cmpstr (got_base, ==, "0-t-shirt-top-0.png");
   g_assert_cmpstr (got_base, ==, want_base);
-  g_assert_true (win->probe_file.is_sample);
-  g_assert_true (win->probe_file_shown);
+  g_assert_true (vl_test_probe_state (win).is_sample);
+  g_assert_true (vl_test_probe_state (win).shown);
   assert_view_shows (win, want);
   assert_view_drawn (win);
 
@@ -1765,12 +1833,11 @@ test_probe_sample (void)
   wait_for (win, loaded, 30, "the dataset");
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
   g_assert_null (vl_window_get_probe_path (win));
-  g_assert_false (win->probe_file_shown);
-  g_autoptr(VlImage) shown = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
+  g_assert_false (vl_test_probe_state (win).shown);
+  g_autoptr(VlImage) shown = vl_attention_view_get_image (attention_view (win));
+  const VlImage *probe0 = vl_window_get_probe_image (win, 0);
   g_assert_cmpmem (shown->pixels, (gsize) shown->width * shown->height * 3,
-                   win->probe_images[0]->pixels,
-                   (gsize) win->probe_images[0]->width * win->probe_images[0]->height *
-                   win->probe_images[0]->channels);
+                   probe0->pixels, (gsize) probe0->width * probe0->height * probe0->channels);
   destroy_window (win);
 }
 
@@ -1780,16 +1847,16 @@ static int64_t live_after;      /* ... with a map of a later step than this */
 static gboolean
 probe_file_live (VlWindow *win)
 {
-  const VlProbeFile *pf = &win->probe_file;
-  return win->probe_cancel == NULL && g_strcmp0 (pf->path, live_path) == 0 &&
-         pf->live_attn != NULL && pf->live_step > live_after;
+  VlWindowProbeState pf = vl_test_probe_state (win);
+  return !pf.busy && g_strcmp0 (pf.path, live_path) == 0 &&
+         pf.live_attn != NULL && pf.live_step > live_after;
 }
 
 /* The largest difference between the view's two sides (the current mode's maps). */
 static double
 sides_differ (VlWindow *win)
 {
-  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  VlAttentionView *view = attention_view (win);
   float now[16], ref[16];
   int gh = 0, gw = 0;
   vl_attention_view_get_grid (view, &gh, &gw);
@@ -1806,12 +1873,13 @@ sides_differ (VlWindow *win)
 static void
 assert_live_shown (VlWindow *win, const char *png)
 {
-  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
-  g_assert_true (win->probe_file_shown);
+  VlAttentionView *view = attention_view (win);
+  g_assert_true (vl_test_probe_state (win).shown);
   assert_view_shows (win, png);   /* its crop; the reference is its pretrained rollout */
   g_autofree char *label = NULL;
   g_object_get (view, "label", &label, NULL);
-  g_autofree char *want = g_strdup_printf ("step %" G_GINT64_FORMAT, win->probe_file.live_step);
+  g_autofree char *want = g_strdup_printf ("step %" G_GINT64_FORMAT,
+                                           vl_test_probe_state (win).live_step);
   g_assert_cmpstr (label, ==, want);
   /* the "now" side is the rollout of the event's attention */
   float heat[16];
@@ -1824,7 +1892,7 @@ assert_live_shown (VlWindow *win, const char *png)
     }
   g_assert_cmpfloat (mass, >, 0);
   g_assert_cmpfloat (mass, <=, 1.0 + 1e-5);
-  g_assert_nonnull (win->probe_file.live_class);
+  g_assert_nonnull (vl_test_probe_state (win).live_class);
 }
 
 /* Opened before a run: the run takes it along, its "now" side is the run's (a linear probe:
@@ -1838,13 +1906,13 @@ test_probe_fine_tuned (void)
   g_autofree char *png = write_probe_png (dir, "probe.png", 40, 40, 20, 20);
   vl_window_open_probe (win, png);
   wait_for (win, probe_file_ready, 30, "the probe file");
-  g_assert_null (win->probe_file.now_attn);
+  g_assert_null (vl_test_probe_state (win).now_attn);
   float heat[16];
-  g_assert_false (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
+  g_assert_false (vl_attention_view_get_heatmap (attention_view (win), TRUE, heat));
 
   /* a linear probe whatever preset an earlier test left in the settings (a progressive
    * schedule would unlock blocks in the second epoch, and the maps would move) */
-  vl_window_apply_preset (win, 0);   /* linear probe */
+  g_signal_emit_by_name (vl_test_training_panel (win), "preset-chosen", 0);   /* linear probe */
   quick_settings (win, 500);          /* long enough to look at it while it runs */
   g_assert_true (action (win, "win.train"));
   g_assert_true (running (win));
@@ -1858,13 +1926,13 @@ test_probe_fine_tuned (void)
   live_after = -1;
   wait_for (win, probe_file_live, 60, "the probe file's map from the run");
   assert_live_shown (win, png);
-  g_assert_cmpint (win->probe_file.live_step, >, 0);
+  g_assert_cmpint (vl_test_probe_state (win).live_step, >, 0);
   g_assert_cmpfloat (sides_differ (win), <, 1e-6);
   g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 120, "the end of the run");
   wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
-  VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
+  VlAttentionView *view = attention_view (win);
   /* both sides: the reference is the pretrained rollout (checked against the engine) */
   assert_view_shows (win, png);
   g_assert_true (vl_attention_view_get_heatmap (view, FALSE, heat));
@@ -1872,9 +1940,9 @@ test_probe_fine_tuned (void)
   for (int i = 0; i < 16; i++)
     sum += heat[i];
   g_assert_cmpfloat (sum, >, 0);
-  g_assert_nonnull (win->probe_file.now_class);
-  g_assert_true (g_str_equal (win->probe_file.now_class, "reds") ||
-                 g_str_equal (win->probe_file.now_class, "blues"));
+  g_assert_nonnull (vl_test_probe_state (win).now_class);
+  g_assert_true (g_str_equal (vl_test_probe_state (win).now_class, "reds") ||
+                 g_str_equal (vl_test_probe_state (win).now_class, "blues"));
   assert_view_drawn (win);
   destroy_window (win);
 }
@@ -1888,7 +1956,8 @@ test_probe_live (void)
   VlWindow *win = new_window (TRUE);
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
   /* every group: attention moves */
-  g_object_set (win->groups_panel, "unlock", vl_model_n_groups (win->model), NULL);
+  g_object_set (vl_test_groups_panel (win), "unlock",
+                vl_model_n_groups (vl_window_get_model (win)), NULL);
   quick_settings (win, 500);   /* 2000 steps: stopped below */
   g_assert_true (action (win, "win.train"));
   wait_for (win, has_points, 60, "training steps");
@@ -1903,9 +1972,9 @@ test_probe_live (void)
   live_after = 0;
   wait_for (win, probe_file_live, 60, "the dropped image's attention from the run");
   g_assert_true (running (win));
-  g_assert_cmpint (win->probe_file.live_serial, >, 0);
+  g_assert_cmpint (vl_test_probe_state (win).live_serial, >, 0);
   assert_live_shown (win, png);
-  int64_t first_step = win->probe_file.live_step;
+  int64_t first_step = vl_test_probe_state (win).live_step;
   g_test_message ("first live map at step %" G_GINT64_FORMAT, first_step);
 
   /* it follows the training, and the main loop stays responsive while the maps arrive (the
@@ -1919,7 +1988,7 @@ test_probe_live (void)
   assert_live_shown (win, png);
   double moved = sides_differ (win);
   g_test_message ("step %" G_GINT64_FORMAT ": now vs pretrained, max difference %.4f",
-                  win->probe_file.live_step, moved);
+                  vl_test_probe_state (win).live_step, moved);
   g_assert_cmpfloat (moved, >, 1e-3);
 
   /* another image while paused: the paused worker computes it at once */
@@ -1933,25 +2002,24 @@ test_probe_live (void)
   live_path = png2;
   live_after = 0;
   wait_for (win, probe_file_live, 60, "the second image's attention while paused");
-  g_assert_true (win->paused);
-  g_assert_cmpint (win->probe_file.live_step, ==, win->steps_done);
+  g_assert_true (vl_window_is_paused (win));
+  g_assert_cmpint (vl_test_probe_state (win).live_step, ==, vl_window_get_steps_done (win));
   assert_live_shown (win, png2);
   g_assert_cmpfloat (sides_differ (win), >, 1e-3);
-  gsize per = (gsize) win->probe_file.depth * win->probe_file.heads * win->probe_file.T *
-              win->probe_file.T;
-  g_autofree float *live = g_memdup2 (win->probe_file.live_attn, sizeof (float) * per);
+  gsize per = vl_test_probe_state (win).attn_len;
+  g_autofree float *live = g_memdup2 (vl_test_probe_state (win).live_attn, sizeof (float) * per);
 
   /* stopped while paused: the trained model is the one of that map, as its fine-tuned side */
   g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 60, "the stop");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_STOPPED);
   wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png2);
-  vl_test_assert_close ("live vs fine-tuned attention", win->probe_file.now_attn, live, per,
-                        1e-5, 1e-4);
+  vl_test_assert_close ("live vs fine-tuned attention", vl_test_probe_state (win).now_attn, live,
+                        per, 1e-5, 1e-4);
   assert_view_shows (win, png2);
   g_autofree char *label = NULL;
-  g_object_get (win->attention, "label", &label, NULL);
+  g_object_get (vl_test_child (win, "attention"), "label", &label, NULL);
   g_assert_cmpstr (label, ==, "fine-tuned");
   g_assert_cmpfloat (sides_differ (win), >, 1e-3);
   destroy_window (win);
@@ -2034,9 +2102,10 @@ test_top5 (void)
       quick_settings (win, 1);
       g_assert_true (action (win, "win.train"));
       wait_for (win, finished, 120, "the run");
-      g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
-      const char *acc = gtk_label_get_text (GTK_LABEL (win->stat_acc));
-      const char *summary = gtk_label_get_text (GTK_LABEL (win->eval_summary_label));
+      g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
+      const char *acc = gtk_label_get_text (GTK_LABEL (vl_test_child (win, "stat_acc")));
+      GtkWidget *summary_label = vl_test_child (win, "eval_summary_label");
+      const char *summary = gtk_label_get_text (GTK_LABEL (summary_label));
       g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
       g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
       g_assert_true ((strstr (summary, "top-5") != NULL) == (n > 5));
@@ -2058,14 +2127,14 @@ test_open_run_over_other_data (void)
   g_autofree char *dir = write_n_class_dataset (5);
   g_assert_true (action_s (win, "win.load-data", dir));
   wait_for (win, loaded, 30, "the five-class dataset");
-  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 5);
+  g_assert_cmpint (vl_dataset_n_classes (vl_window_get_data (win)->ds), ==, 5);
   vl_window_open_run (win, trained_run_dir);
   wait_for (win, run_opened, 30, "the run");
   wait_for (win, has_predictions, 60, "the predictions of the opened run");
-  g_assert_cmpint (vl_dataset_n_classes (win->data->ds), ==, 2);
+  g_assert_cmpint (vl_dataset_n_classes (vl_window_get_data (win)->ds), ==, 2);
   spin_for (0.3);
-  if (gtk_info_bar_get_revealed (GTK_INFO_BAR (win->banner)))
-    g_assert_cmpint (gtk_info_bar_get_message_type (GTK_INFO_BAR (win->banner)), !=,
+  if (gtk_info_bar_get_revealed (banner (win)))
+    g_assert_cmpint (gtk_info_bar_get_message_type (banner (win)), !=,
                      GTK_MESSAGE_ERROR);
   destroy_window (win);
 }
@@ -2129,7 +2198,8 @@ test_dark (void)
   g_autofree char *shown = g_strdup_printf ("%s%s%s", dark_mods & GDK_CONTROL_MASK ? "Ctrl+" : "",
                                             dark_mods & GDK_SHIFT_MASK ? "Shift+" : "",
                                             gdk_keyval_name (gdk_keyval_to_upper (dark_key)));
-  g_assert_nonnull (strstr (gtk_widget_get_tooltip_text (win->dark_button), shown));
+  GtkWidget *dark_button = vl_test_child (win, "dark_button");
+  g_assert_nonnull (strstr (gtk_widget_get_tooltip_text (dark_button), shown));
   destroy_window (win);
 }
 
@@ -2140,20 +2210,21 @@ static void
 test_stem (void)
 {
   VlWindow *win = new_window (TRUE);
-  g_object_set (win->training_panel, "preset", VL_PRESET_LINEAR_PROBE, NULL);
+  g_object_set (vl_test_training_panel (win), "preset", VL_PRESET_LINEAR_PROBE, NULL);
   quick_settings (win, 2);
-  g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_PATCH);
-  g_assert_nonnull (strstr (vl_backbone_panel_get_stem_note (VL_BACKBONE_PANEL (win->backbone_panel)),
+  g_assert_cmpint (vl_backbone_panel_get_stem (vl_test_backbone_panel (win)), ==, VL_STEM_PATCH);
+  g_assert_nonnull (strstr (vl_backbone_panel_get_stem_note (vl_test_backbone_panel (win)),
                             "patch embedding"));
-  g_assert_cmpint (vl_window_unlocked_suffix (win), ==, 1);   /* the linear probe */
-  g_object_set (win->backbone_panel, "stem", VL_STEM_CONV, NULL);
-  g_assert_cmpint (vl_window_stem_choice (win), ==, VL_STEM_CONV);
-  const char *note = vl_backbone_panel_get_stem_note (VL_BACKBONE_PANEL (win->backbone_panel));
+  g_assert_cmpint (vl_groups_panel_unlocked_suffix (vl_test_groups_panel (win)), ==, 1);   /* the linear probe */
+  g_object_set (vl_test_backbone_panel (win), "stem", VL_STEM_CONV, NULL);
+  g_assert_cmpint (vl_backbone_panel_get_stem (vl_test_backbone_panel (win)), ==, VL_STEM_CONV);
+  const char *note = vl_backbone_panel_get_stem_note (vl_test_backbone_panel (win));
   g_assert_nonnull (strstr (note, "conv stem"));
   g_assert_nonnull (strstr (note, "4 x 4 grid"));   /* 32 px at patch 8 */
-  const int n = vl_model_n_groups (win->model);
+  const int n = vl_model_n_groups (vl_window_get_model (win));
   for (int g = 0; g < n; g++)
-    g_assert_cmpint (vl_model_group_trainable (win->model, g), ==, g == 0 || g == n - 1);
+    g_assert_cmpint (vl_model_group_trainable (vl_window_get_model (win), g), ==,
+                     g == 0 || g == n - 1);
   VlTrainConfig c;
   vl_window_config_from_ui (win, &c);
   g_assert_cmpint (c.stem, ==, VL_STEM_CONV);
@@ -2161,9 +2232,9 @@ test_stem (void)
   vl_train_config_clear (&c);
   g_assert_true (action (win, "win.train"));
   wait_for (win, finished, 120, "the end of the run");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
   g_autoptr(GError) error = NULL;
-  g_autoptr(VlModel) m = vl_run_load_model (win->run_dir, NULL, &error);
+  g_autoptr(VlModel) m = vl_run_load_model (vl_window_get_run_dir (win), NULL, &error);
   g_assert_no_error (error);
   g_assert_cmpint (vl_model_stem_kind (m), ==, VL_STEM_CONV);
   destroy_window (win);
@@ -2189,9 +2260,9 @@ static void
 heard_dataset (VlWindow *win, Heard *h)
 {
   h->dataset++;
-  h->data_in = win->data != NULL;
-  h->probes_chosen = win->n_probes > 0;
-  h->attention_started = win->attn_cancel != NULL;
+  h->data_in = vl_window_get_data (win) != NULL;
+  h->probes_chosen = vl_window_get_n_probes (win) > 0;
+  h->attention_started = vl_window_attention_busy (win);
 }
 
 static void

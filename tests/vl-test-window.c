@@ -55,7 +55,7 @@ vl_test_window_new (void)
 {
   VlWindow *win = vl_window_new (GTK_APPLICATION (vl_test_app));
   gtk_window_present (GTK_WINDOW (win));
-  win->suppress_confirm = TRUE;
+  vl_window_set_ask_confirmation (win, FALSE);
   return win;
 }
 
@@ -64,7 +64,7 @@ vl_test_window_destroy (VlWindow *win)
 {
   GtkWidget *w = GTK_WIDGET (win);
   g_object_add_weak_pointer (G_OBJECT (w), (gpointer *) &w);
-  win->suppress_confirm = TRUE;
+  vl_window_set_ask_confirmation (win, FALSE);
   gtk_window_destroy (GTK_WINDOW (win));
   gint64 deadline = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
   while (w != NULL && g_get_monotonic_time () < deadline)
@@ -73,6 +73,59 @@ vl_test_window_destroy (VlWindow *win)
       g_usleep (1000);
     }
   g_assert_null (w);
+}
+
+GtkWidget *
+vl_test_child (VlWindow *win, const char *name)
+{
+  GObject *child = gtk_widget_get_template_child (GTK_WIDGET (win), VL_TYPE_WINDOW, name);
+  if (child == NULL)
+    g_error ("the window's template binds no \"%s\"", name);
+  return GTK_WIDGET (child);
+}
+
+VlBackbonePanel *
+vl_test_backbone_panel (VlWindow *win)
+{
+  return VL_BACKBONE_PANEL (vl_test_child (win, "backbone_panel"));
+}
+
+VlGroupsPanel *
+vl_test_groups_panel (VlWindow *win)
+{
+  return VL_GROUPS_PANEL (vl_test_child (win, "groups_panel"));
+}
+
+VlHeadPanel *
+vl_test_head_panel (VlWindow *win)
+{
+  return VL_HEAD_PANEL (vl_test_child (win, "head_panel"));
+}
+
+VlDataPanel *
+vl_test_data_panel (VlWindow *win)
+{
+  return VL_DATA_PANEL (vl_test_child (win, "data_panel"));
+}
+
+VlTrainingPanel *
+vl_test_training_panel (VlWindow *win)
+{
+  return VL_TRAINING_PANEL (vl_test_child (win, "training_panel"));
+}
+
+VlKnnPanel *
+vl_test_knn_panel (VlWindow *win)
+{
+  return VL_KNN_PANEL (vl_data_panel_get_knn_panel (vl_test_data_panel (win)));
+}
+
+VlWindowProbeState
+vl_test_probe_state (VlWindow *win)
+{
+  VlWindowProbeState state;
+  vl_window_get_probe_state (win, &state);
+  return state;
 }
 
 int
@@ -87,13 +140,13 @@ vl_test_n_children (GtkWidget *widget)
 gboolean
 vl_test_window_loaded (VlWindow *win)
 {
-  return !vl_window_is_loading (win) && win->attn_cancel == NULL;
+  return !vl_window_is_loading (win) && !vl_window_attention_busy (win);
 }
 
 gboolean
 vl_test_window_finished (VlWindow *win)
 {
-  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
+  return vl_window_run_finished (win);
 }
 
 gboolean
@@ -105,23 +158,23 @@ vl_test_window_features_idle (VlWindow *win)
 gboolean
 vl_test_window_not_exporting (VlWindow *win)
 {
-  return !win->exporting;
+  return !vl_window_is_exporting (win);
 }
 
 static gboolean
 try_idle (VlWindow *win)
 {
-  return !vl_try_panel_is_busy (VL_TRY_PANEL (win->try_panel)) &&
-         vl_try_panel_get_n_results (VL_TRY_PANEL (win->try_panel)) > 0;
+  return !vl_try_panel_is_busy (VL_TRY_PANEL (vl_test_child (win, "try_panel"))) &&
+         vl_try_panel_get_n_results (VL_TRY_PANEL (vl_test_child (win, "try_panel"))) > 0;
 }
 
 /* Try It on a validation image written as a PNG: one row, no error, the run's summary. */
 const char *
 vl_test_window_try_scene (VlWindow *win)
 {
-  VlDataset *ds = win->pred_data->ds;
+  VlDataset *ds = vl_window_get_predictions_data (win)->ds;
   VlPreprocess pp;
-  vl_preprocess_from_model (vl_trained_model (win->trained), &pp);
+  vl_preprocess_from_model (vl_trained_model (vl_window_get_trained (win)), &pp);
   g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);
   g_assert_true (vl_dataset_load (ds, VL_SPLIT_VAL, 0, &pp, VL_AUGMENT_NONE, 0, px, NULL));
   g_autoptr(VlImage) img = vl_image_from_chw (px, &pp);
@@ -129,7 +182,7 @@ vl_test_window_try_scene (VlWindow *win)
   g_autofree char *path = g_build_filename (dir, "scene.png", NULL);
   g_autoptr(GError) error = NULL;
   g_assert_true (vl_image_save_png (path, img, &error));
-  VlTryPanel *panel = VL_TRY_PANEL (win->try_panel);
+  VlTryPanel *panel = VL_TRY_PANEL (vl_test_child (win, "try_panel"));
   const char *files[] = { path, NULL };
   vl_try_panel_add_files (panel, files);
   vl_test_wait_for (win, try_idle, 60, "Try It's result");
@@ -147,11 +200,11 @@ vl_test_window_try_scene (VlWindow *win)
 void
 vl_test_window_assert_fits (VlWindow *win, const char *page)
 {
-  gtk_stack_set_visible_child_name (GTK_STACK (win->main_stack), page);
+  gtk_stack_set_visible_child_name (GTK_STACK (vl_test_child (win, "main_stack")), page);
   const char *side[] = { "head", "data" };
   for (int s = 0; s < 2; s++)
     {
-      gtk_stack_set_visible_child_name (GTK_STACK (win->side_stack), side[s]);
+      gtk_stack_set_visible_child_name (GTK_STACK (vl_test_child (win, "side_stack")), side[s]);
       for (int i = 0; i < 20; i++)
         g_main_context_iteration (NULL, FALSE);
       int min_w, min_h;

@@ -11,7 +11,14 @@
 #pragma once
 
 #include "vl-application.h"
-#include "vl-window-private.h"
+#include "vl-window.h"
+#include "vl-jobs.h"
+#include "vl-backbone-panel.h"
+#include "vl-data-panel.h"
+#include "vl-groups-panel.h"
+#include "vl-head-panel.h"
+#include "vl-knn-panel.h"
+#include "vl-training-panel.h"
 
 typedef gboolean (*VlTestCondition) (VlWindow *win);
 
@@ -30,6 +37,18 @@ void      vl_test_wait_for        (VlWindow *win, VlTestCondition cond, double t
 VlWindow *vl_test_window_new      (void);
 /* Destroys it and waits until it is finalized (every task it started has let go of it). */
 void      vl_test_window_destroy  (VlWindow *win);
+/* A widget the window's template binds, by its name in vl-window.ui ("banner", "main_stack",
+ * "head_panel", ...): gtk_widget_get_template_child, failing the test when there is none. */
+GtkWidget *vl_test_child          (VlWindow *win, const char *name);
+/* The sidebar's panels (template children), and the data panel's k-NN panel. */
+VlBackbonePanel *vl_test_backbone_panel (VlWindow *win);
+VlGroupsPanel   *vl_test_groups_panel   (VlWindow *win);
+VlHeadPanel     *vl_test_head_panel     (VlWindow *win);
+VlDataPanel     *vl_test_data_panel     (VlWindow *win);
+VlTrainingPanel *vl_test_training_panel (VlWindow *win);
+VlKnnPanel      *vl_test_knn_panel      (VlWindow *win);
+/* The window's probe file (vl_window_get_probe_state). */
+VlWindowProbeState vl_test_probe_state (VlWindow *win);
 /* The children of a widget. */
 int       vl_test_n_children      (GtkWidget *widget);
 /* Neither a backbone nor a dataset loading, nor the pretrained attention computing. */

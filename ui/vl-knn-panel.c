@@ -8,6 +8,7 @@
 
 #include "vl-colormap.h"
 #include "vl-probe.h"
+#include "vl-threads.h"
 
 /* ------------------------------------------------------------------ progress, coalesced */
 

@@ -19,7 +19,7 @@
 #include <gtk/gtk.h>
 
 #include "vl-features.h"
-#include "vl-window-private.h"
+#include "vl-refs.h"
 
 G_BEGIN_DECLS
 

@@ -707,3 +707,269 @@ vl_window_new (GtkApplication *app)
 {
   return g_object_new (VL_TYPE_WINDOW, "application", app, NULL);
 }
+
+/* ------------------------------------------------------------------ what others may read */
+
+VlTaskKind
+vl_window_get_task (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), VL_TASK_CLASSIFY);
+  return self->task;
+}
+
+const char *
+vl_window_get_backbone_path (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->backbone_path;
+}
+
+VlDataRef *
+vl_window_get_data (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->data;
+}
+
+VlTrainedRef *
+vl_window_get_trained (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->trained;
+}
+
+gboolean
+vl_window_has_trained (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->have_trained;
+}
+
+const char *
+vl_window_get_run_dir (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->run_dir;
+}
+
+const char * const *
+vl_window_get_class_names (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return (const char * const *) self->class_names;
+}
+
+VlRunController *
+vl_window_get_run_controller (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->run;
+}
+
+gboolean
+vl_window_run_finished (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return vl_window_trainer (self) != NULL && self->run_state == VL_TRAINER_FINISHED;
+}
+
+gboolean
+vl_window_is_paused (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->paused;
+}
+
+gboolean
+vl_window_stop_requested (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->stop_requested;
+}
+
+gboolean
+vl_window_is_resumable (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->run_resumable;
+}
+
+VlTrainEnd
+vl_window_get_last_end (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), VL_TRAIN_END_COMPLETED);
+  return self->last_end;
+}
+
+int64_t
+vl_window_get_steps_done (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->steps_done;
+}
+
+int
+vl_window_get_n_epochs_done (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->n_epochs_done;
+}
+
+int
+vl_window_get_n_probe_events (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->n_probe_events;
+}
+
+gboolean
+vl_window_is_exporting (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->exporting;
+}
+
+gboolean
+vl_window_predictions_busy (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->predict_cancel != NULL;
+}
+
+int
+vl_window_get_n_predictions (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->predictions.n;
+}
+
+void
+vl_window_get_prediction (VlWindow *self, int i, int *label, int *predicted)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  g_return_if_fail (i >= 0 && i < self->predictions.n);
+  if (label)
+    *label = self->predictions.label[i];
+  if (predicted)
+    *predicted = self->predictions.predicted[i];
+}
+
+VlDataRef *
+vl_window_get_predictions_data (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->pred_data;
+}
+
+gboolean
+vl_window_has_seg_predictions (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->seg_pred != NULL;
+}
+
+gboolean
+vl_window_has_det_predictions (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->det_pred != NULL;
+}
+
+gboolean
+vl_window_attention_busy (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->attn_cancel != NULL;
+}
+
+int
+vl_window_get_n_probes (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->n_probes;
+}
+
+int
+vl_window_get_n_probe_images (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), 0);
+  return self->n_probe_images;
+}
+
+const VlImage *
+vl_window_get_probe_image (VlWindow *self, int i)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  g_return_val_if_fail (i >= 0 && i < self->n_probe_images, NULL);
+  return self->probe_images[i];
+}
+
+void
+vl_window_get_attention_grid (VlWindow *self, int *gh, int *gw)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  if (gh)
+    *gh = self->attn_gh;
+  if (gw)
+    *gw = self->attn_gw;
+}
+
+gboolean
+vl_window_has_probe_maps (VlWindow *self, VlWindowMaps which)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  switch (which)
+    {
+    case VL_WINDOW_MAPS_PRETRAINED:
+      return self->probe_ref_attn != NULL;
+    case VL_WINDOW_MAPS_RUN:
+      return self->probe_rollout != NULL;
+    case VL_WINDOW_MAPS_FINE_TUNED:
+      return self->probe_final_attn != NULL;
+    }
+  return FALSE;
+}
+
+void
+vl_window_get_probe_state (VlWindow *self, VlWindowProbeState *state)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  g_return_if_fail (state != NULL);
+  const VlProbeFile *pf = &self->probe_file;
+  *state = (VlWindowProbeState) {
+    .path = pf->path, .shown = self->probe_file_shown, .is_sample = pf->is_sample,
+    .busy = self->probe_cancel != NULL, .image = pf->image, .ref_attn = pf->ref_attn,
+    .now_attn = pf->now_attn, .live_attn = pf->live_attn,
+    .attn_len = (gsize) pf->depth * pf->heads * pf->T * pf->T, .live_step = pf->live_step,
+    .live_serial = pf->live_serial, .ref_class = pf->ref_class, .now_class = pf->now_class,
+    .live_class = pf->live_class,
+  };
+}
+
+GtkWidget *
+vl_window_get_close_dialog (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->close_dialog;
+}
+
+GtkWidget *
+vl_window_get_head_dialog (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->head_dialog;
+}
+
+GtkWidget *
+vl_window_get_gallery (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
+  return self->gallery;
+}
+
+void
+vl_window_set_ask_confirmation (VlWindow *self, gboolean ask)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  self->suppress_confirm = !ask;
+}
