@@ -14,7 +14,9 @@
 #include "vl-try-panel.h"
 #include "vl-loss-chart.h"
 #include "vl-pool.h"
-#include "vl-window-private.h"
+#include "vl-threads.h"
+#include "vl-data-panel.h"
+#include "vl-window.h"
 #include "vl-preset.h"
 
 struct _VlApplication
@@ -229,6 +231,15 @@ absolute (const char *path)
 
 /* ------------------------------------------------------------------ demo mode */
 
+/* A widget of the window's template by its name in vl-window.ui. */
+static GtkWidget *
+window_child (VlWindow *win, const char *name)
+{
+  GObject *child = gtk_widget_get_template_child (GTK_WIDGET (win), VL_TYPE_WINDOW, name);
+  g_assert (GTK_IS_WIDGET (child));
+  return GTK_WIDGET (child);
+}
+
 static void
 take_screenshot (VlApplication *self, VlWindow *win)
 {
@@ -239,9 +250,7 @@ take_screenshot (VlApplication *self, VlWindow *win)
     g_print ("%s\n", self->screenshot);
   if (vl_window_is_running (win))
     {
-      win->suppress_confirm = TRUE;
-      win->close_after_stop = TRUE;
-      vl_window_stop_training (win);
+      vl_window_stop_and_close (win);
     }
   else
     g_application_quit (G_APPLICATION (self));
@@ -259,22 +268,25 @@ poll_window (gpointer user_data)
   VlWindow *win = VL_WINDOW (active);
   /* loaded: the backbone, the dataset (when one was asked for), the attention of the probes
    * and of the probe file, the predictions of an opened run */
-  gboolean loaded = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
-                    (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
-                    win->predict_cancel == NULL && win->probe_cancel == NULL;
+  VlWindowProbeState probe;
+  vl_window_get_probe_state (win, &probe);
+  gboolean loaded = !vl_window_is_loading (win) && !vl_window_attention_busy (win) &&
+                    vl_window_dataset_shown (win) && vl_window_get_model (win) != NULL &&
+                    !vl_window_predictions_busy (win) && !probe.busy;
+  VlKnnPanel *knn =
+    VL_KNN_PANEL (vl_data_panel_get_knn_panel (VL_DATA_PANEL (window_child (win, "data_panel"))));
   /* a shot also waits for the k-NN probe, the maps and Try It (training need not) */
   gboolean ready = loaded && !vl_window_features_busy (win);
   if (self->knn_layers && !self->knn_layers_started && ready &&
-      vl_knn_panel_get_features (VL_KNN_PANEL (win->knn_panel)))
+      vl_knn_panel_get_features (knn))
     {
       self->knn_layers_started = TRUE;
-      vl_knn_panel_start_layers (VL_KNN_PANEL (win->knn_panel));
+      vl_knn_panel_start_layers (knn);
       return G_SOURCE_CONTINUE;
     }
   if (self->train && !self->train_started && loaded)
     {
-      if (g_action_group_get_action_enabled (G_ACTION_GROUP (win), "train") ||
-          gtk_widget_get_sensitive (win->train_button))
+      if (vl_window_can_train (win))
         {
           self->train_started = TRUE;
           gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL);
@@ -296,24 +308,25 @@ poll_window (gpointer user_data)
   if (g_str_equal (when, "ready"))
     now = ready && waited > 1.5;
   else if (g_str_equal (when, "training"))
-    now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
+    now = vl_window_is_running (win) && vl_window_get_n_epochs_done (win) >= 1 &&
+          vl_window_get_n_probe_events (win) > 0;
   else if (g_str_equal (when, "features"))
     {
       /* the k-NN probe's features a third extracted: its progress and time left */
       gboolean shown = FALSE;
-      double frac = vl_knn_panel_get_progress (VL_KNN_PANEL (win->knn_panel), &shown);
-      now = vl_knn_panel_is_busy (VL_KNN_PANEL (win->knn_panel)) && shown && frac >= 0.3;
+      double frac = vl_knn_panel_get_progress (knn, &shown);
+      now = vl_knn_panel_is_busy (knn) && shown && frac >= 0.3;
     }
   else if (g_str_equal (when, "finished"))
-    now = self->train_started && vl_window_trainer (win) && win->run_state == VL_TRAINER_FINISHED &&
-          win->predict_cancel == NULL && !vl_window_features_busy (win);
+    now = self->train_started && vl_window_run_finished (win) &&
+          !vl_window_predictions_busy (win) && !vl_window_features_busy (win);
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */
   /* the backbone or the dataset failed to load: what was asked for will never come; the shot
    * shows the error banner, which stderr repeats, and the program exits with status 1 */
   if (!now && waited > 1.0 && vl_window_load_failed (win))
     {
-      g_printerr ("vitlab: %s\n", gtk_label_get_text (GTK_LABEL (win->banner_label)));
+      g_printerr ("vitlab: %s\n", gtk_label_get_text (GTK_LABEL (window_child (win, "banner_label"))));
       self->exit_status = 1;
       now = TRUE;
       self->shot_unhovered = TRUE;
@@ -325,11 +338,11 @@ poll_window (gpointer user_data)
       /* where Xvfb's pointer happens to rest is not part of the picture: no hover outline or
        * read-out (drawn by the next frame, the shot waits for the next poll) */
       self->shot_unhovered = TRUE;
-      vl_attention_view_hover_at (VL_ATTENTION_VIEW (win->attention), -1, -1);
-      vl_loss_chart_hover_at (VL_LOSS_CHART (win->chart), -1, -1);
+      vl_attention_view_hover_at (VL_ATTENTION_VIEW (window_child (win, "attention")), -1, -1);
+      vl_loss_chart_hover_at (VL_LOSS_CHART (window_child (win, "chart")), -1, -1);
       for (int side = 0; side < 2; side++)
         vl_embedding_view_hover_at (VL_EMBEDDING_VIEW (vl_embedding_panel_get_view (
-                                      VL_EMBEDDING_PANEL (win->embedding_panel), side)), -1, -1);
+                                      VL_EMBEDDING_PANEL (window_child (win, "embedding_panel")), side)), -1, -1);
       return G_SOURCE_CONTINUE;
     }
   self->poll_source = 0;
@@ -409,15 +422,13 @@ vl_application_activate (GApplication *app)
   VlWindow *win = vl_window_new (GTK_APPLICATION (app));
   /* epochs first: the progressive preset's schedule is laid out over them */
   if (self->epochs > 0)
-    g_object_set (win->training_panel, "epochs", self->epochs, NULL);
+    g_object_set (window_child (win, "training_panel"), "epochs", self->epochs, NULL);
   gboolean named_preset = FALSE;
   if (self->preset)
     {
-      static const char *ids[] = { "linear-probe", "last-blocks", "full", "progressive" };
       named_preset = vl_preset_find (self->preset) != NULL;
-      for (int i = 0; i < 4; i++)
-        if (g_str_equal (self->preset, ids[i]))
-          vl_window_apply_preset (win, i);
+      if (!named_preset)   /* a recipe of the training panel's dropdown */
+        gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s", self->preset);
     }
   if (self->dark)
     g_object_set (win, "dark", TRUE, NULL);
@@ -432,9 +443,9 @@ vl_application_activate (GApplication *app)
   else if (named_preset && !self->backbone && !self->data)
     {
       /* a demo of vl-preset.h: its backbone, data and recipe (--epochs still applies) */
-      vl_window_apply_named_preset (win, self->preset);
+      gtk_widget_activate_action (GTK_WIDGET (win), "win.open-preset", "s", self->preset);
       if (self->epochs > 0)
-        g_object_set (win->training_panel, "epochs", self->epochs, NULL);
+        g_object_set (window_child (win, "training_panel"), "epochs", self->epochs, NULL);
     }
   else
     {
@@ -452,7 +463,7 @@ vl_application_activate (GApplication *app)
   if (self->probe)
     vl_window_open_probe (win, self->probe);
   if (self->try_files)
-    vl_try_panel_add_files (VL_TRY_PANEL (win->try_panel),
+    vl_try_panel_add_files (VL_TRY_PANEL (window_child (win, "try_panel")),
                             (const char *const *) self->try_files);
   if (settings_fallback_reason != NULL)
     {

@@ -191,7 +191,6 @@ struct _VlWindow
 /* vl-window-status.c: the leaf every part calls (it calls none of them) */
 void  vl_window_update_actions   (VlWindow *self);
 void  vl_window_show_error       (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
-void  vl_window_show_info        (VlWindow *self, const char *format, ...) G_GNUC_PRINTF (2, 3);
 void  vl_window_set_status       (VlWindow *self, const char *text);
 void  vl_window_update_status    (VlWindow *self);
 gboolean vl_window_is_running    (VlWindow *self);

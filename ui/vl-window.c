@@ -154,7 +154,17 @@ action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *
 static void
 action_open_preset (GtkWidget *widget, const char *name, GVariant *param)
 {
-  vl_window_apply_named_preset (VL_WINDOW (widget), g_variant_get_string (param, NULL));
+  /* the training panel's recipes by their ids (as its dropdown chooses them), else a demo of
+   * vl-preset.h with its backbone and data */
+  static const char *recipes[] = { "linear-probe", "last-blocks", "full", "progressive" };
+  const char *id = g_variant_get_string (param, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (recipes); i++)
+    if (g_str_equal (id, recipes[i]))
+      {
+        vl_window_apply_preset (VL_WINDOW (widget), (int) i);
+        return;
+      }
+  vl_window_apply_named_preset (VL_WINDOW (widget), id);
 }
 
 static void
@@ -972,4 +982,19 @@ vl_window_set_ask_confirmation (VlWindow *self, gboolean ask)
 {
   g_return_if_fail (VL_IS_WINDOW (self));
   self->suppress_confirm = !ask;
+}
+
+void
+vl_window_stop_and_close (VlWindow *self)
+{
+  g_return_if_fail (VL_IS_WINDOW (self));
+  self->suppress_confirm = TRUE;
+  close_confirmed (self, TRUE);
+}
+
+gboolean
+vl_window_dataset_shown (VlWindow *self)
+{
+  g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
+  return self->thumbs_cancel != NULL || self->data_spec == NULL;
 }

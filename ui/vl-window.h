@@ -3,7 +3,9 @@
  * A sidebar of settings (Backbone, Layer groups, Head, Data, Training) beside the main area
  * (Loss curves, Attention, Evaluation). Everything a user does goes through the window's actions
  * ("win.train", "win.pause", "win.stop", "win.load-backbone" (s), "win.load-data" (s),
- * "win.head" (s), "win.dark", ...); vl_window_update_actions decides what is enabled. Long work
+ * "win.head" (s), "win.dark", "win.open-preset" (s: a demo of vl-preset.h, or a recipe of the
+ * training panel: linear-probe, last-blocks, full, progressive), ...); vl_window_update_actions
+ * decides what is enabled. Long work
  * (loading a checkpoint, scanning a dataset, decoding thumbnails, attention of the probe images,
  * training, export) runs on worker threads that get copies of their inputs; results come back
  * to the main loop, which only draws and drains coalesced events. */
@@ -148,5 +150,13 @@ GtkWidget    *vl_window_get_head_dialog   (VlWindow *self);
 GtkWidget    *vl_window_get_gallery       (VlWindow *self);
 /* FALSE: confirmations are answered yes without a dialog (scripted use, tests). */
 void          vl_window_set_ask_confirmation (VlWindow *self, gboolean ask);
+/* An information banner (dismissable) above the main area. */
+void          vl_window_show_info         (VlWindow *self, const char *format, ...)
+                                           G_GNUC_PRINTF (2, 3);
+/* Stops the run without asking and closes the window once it has stopped (a checkpoint of the
+ * position saved, as the close button's "Stop and Close" does); closes at once when none runs. */
+void          vl_window_stop_and_close    (VlWindow *self);
+/* The dataset asked for is open and its images are being shown, or none was asked for. */
+gboolean      vl_window_dataset_shown     (VlWindow *self);
 
 G_END_DECLS
