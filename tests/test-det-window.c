@@ -225,7 +225,7 @@ check_results (VlWindow *win, int K, int S)
   g_assert_cmpint (vl_class_bars_get_n (VL_CLASS_BARS (bars)), ==, K - 1);
   double mean = vl_class_bars_get_mean (VL_CLASS_BARS (bars));
   g_assert_true (mean >= 0 && mean <= 1);
-  const char *acc = gtk_label_get_text (GTK_LABEL (win->stat_acc));
+  const char *acc = vl_stat_cards_get (VL_STAT_CARDS (win->stat_cards), VL_STAT_SCORE);
   g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
   g_assert_nonnull (strstr (acc, "AP"));
   check_shown_boxes (win, S);

@@ -209,8 +209,8 @@ check_results (VlWindow *win, int K)
       double v = gtk_level_bar_get_value (GTK_LEVEL_BAR (bar));
       g_assert_true (v >= 0 && v <= 1);
     }
-  g_assert_true (g_str_has_prefix (gtk_label_get_text (GTK_LABEL (win->stat_acc)), "0.") ||
-                 g_str_has_prefix (gtk_label_get_text (GTK_LABEL (win->stat_acc)), "1."));
+  const char *score = vl_stat_cards_get (VL_STAT_CARDS (win->stat_cards), VL_STAT_SCORE);
+  g_assert_true (g_str_has_prefix (score, "0.") || g_str_has_prefix (score, "1."));
   VlMaskView *view = VL_MASK_VIEW (win->mask_view);
   g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, K);
   check_shown_masks (win);
@@ -270,7 +270,7 @@ test_train (void)
   vl_test_wait_for (win, have_masks, 120, "the masks of the validation images");
   g_assert_cmpint (win->n_epochs_done, ==, 2);
   g_assert_cmpint (win->n_probe_events, >, 0);          /* the attention view's "now" maps */
-  g_assert_nonnull (win->probe_final_attn);             /* and the fine-tuned ones */
+  g_assert_nonnull (win->probes->final_attn);             /* and the fine-tuned ones */
   check_results (win, 4);
   const char *summary = vl_test_window_try_scene (win);
   g_assert_nonnull (strstr (summary, " %"));   /* the classes' shares of the mask */
@@ -351,7 +351,7 @@ test_preset (void)
   g_assert_cmpfloat (c.lr, ==, p->lr);
   vl_train_config_clear (&c);
   /* the probes' pretrained attention at the preset's input size */
-  g_assert_cmpint (win->attn_gh, ==, p->img_size / 4);
+  g_assert_cmpint (win->probes->gh, ==, p->img_size / 4);
   /* the data panel's scenes button: the classes of its entry, the input size to the canvas */
   g_object_set (win->head_panel, "input-size", 0, NULL);
   g_object_set (win->data_panel, "fmnist-classes", "5-9", NULL);

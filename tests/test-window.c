@@ -135,13 +135,13 @@ has_epoch (VlWindow *win)
 static gboolean
 has_run_attention (VlWindow *win)
 {
-  return win->n_probe_events > 0 && win->probe_rollout != NULL;
+  return win->n_probe_events > 0 && win->probes->rollout != NULL;
 }
 
 static gboolean
 has_pretrained_attention (VlWindow *win)
 {
-  return win->probe_ref_attn != NULL && win->attn_cancel == NULL;
+  return win->probes->ref_attn != NULL && win->probes->cancel == NULL;
 }
 
 static gboolean
@@ -352,11 +352,12 @@ assert_fits_long_names (VlWindow *win)
     g_string_append (longer, "very_long_name_without_spaces_");
   vl_backbone_panel_set_name (VL_BACKBONE_PANEL (win->backbone_panel), longer->str);
   vl_data_panel_set_name (VL_DATA_PANEL (win->data_panel), longer->str);
-  GtkWidget *labels[] = {
-                          win->stat_epoch, win->stat_train_loss, win->stat_val_loss, win->stat_acc,
-                          win->stat_unlocked, win->status_label, win->banner_label };
+  GtkWidget *labels[] = { vl_status_bar_get_label (VL_STATUS_BAR (win->status_bar)),
+                          win->banner_label };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
     gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
+  for (VlStat s = 0; s < VL_N_STATS; s++)
+    vl_stat_cards_set (VL_STAT_CARDS (win->stat_cards), s, longer->str);
   vl_training_panel_set_run_dir (VL_TRAINING_PANEL (win->training_panel), longer->str, NULL);
   g_string_free (longer, TRUE);
   assert_fits (win, "long names");
@@ -382,7 +383,7 @@ static const char *gallery_probe;
 static gboolean
 probe_is_gallery_item (VlWindow *win)
 {
-  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
+  return win->probes->file_cancel == NULL && win->probes->file.image != NULL &&
          g_strcmp0 (vl_window_get_probe_path (win), gallery_probe) == 0;
 }
 
@@ -635,8 +636,8 @@ test_data_panel (void)
   g_assert_true (panel_bool (win->data_panel, "show-val-fraction"));
   /* thumbnails and the pretrained attention of the probes arrive from worker threads */
   wait_for (win, has_pretrained_attention, 30, "the pretrained attention");
-  g_assert_cmpint (win->n_probe_images, ==, 4);   /* 4 validation images: 2 per class */
-  g_assert_cmpint (win->attn_gh, ==, 4);
+  g_assert_cmpint (win->probes->n_images, ==, 4);   /* 4 validation images: 2 per class */
+  g_assert_cmpint (win->probes->gh, ==, 4);
   float heat[16];
   g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), FALSE, heat));
   /* augmentation turns the feature cache off */
@@ -1461,20 +1462,20 @@ test_features_try (void)
 static gboolean
 probe_idle (VlWindow *win)
 {
-  return win->probe_cancel == NULL;
+  return win->probes->file_cancel == NULL;
 }
 
 static gboolean
 probe_file_ready (VlWindow *win)
 {
-  return win->probe_cancel == NULL && win->probe_file.image != NULL &&
-         win->probe_file.ref_attn != NULL;
+  return win->probes->file_cancel == NULL && win->probes->file.image != NULL &&
+         win->probes->file.ref_attn != NULL;
 }
 
 static gboolean
 probe_file_fine_tuned (VlWindow *win)
 {
-  return win->probe_cancel == NULL && win->probe_file.now_attn != NULL;
+  return win->probes->file_cancel == NULL && win->probes->file.now_attn != NULL;
 }
 
 static gboolean
@@ -1540,7 +1541,7 @@ assert_view_shows (VlWindow *win, const char *image_path)
   g_assert_cmpint (P, ==, T - vl_model_geometry (m)->n_prefix);
   g_autofree float *heat = g_new (float, P);
   /* beside a trained or a training model's maps, it is the reference side */
-  gboolean beside = win->probe_file.now_attn != NULL || win->probe_file.live_attn != NULL;
+  gboolean beside = win->probes->file.now_attn != NULL || win->probes->file.live_attn != NULL;
   g_assert_true (vl_attention_view_get_heatmap (view, beside, heat));
   vl_test_assert_close ("probe rollout", heat, roll, P, 1e-6, 1e-4);
 }
@@ -1607,7 +1608,7 @@ test_probe_drop (void)
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
   wait_for (win, probe_idle, 30, "the probe file (none)");
   g_assert_null (vl_window_get_probe_path (win));   /* a dataset is open: no sample */
-  g_assert_false (win->probe_file_shown);
+  g_assert_false (win->probes->file_shown);
   g_autoptr(VlImage) before = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
   g_assert_nonnull (before);
 
@@ -1623,17 +1624,17 @@ test_probe_drop (void)
   g_boxed_free (GDK_TYPE_FILE_LIST, list);
   wait_for (win, probe_file_ready, 30, "the dropped image's attention");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png);
-  g_assert_true (win->probe_file_shown);
-  g_assert_false (win->probe_file.is_sample);
+  g_assert_true (win->probes->file_shown);
+  g_assert_false (win->probes->file.is_sample);
   g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==,
                    "attention");
   /* the dataset's probes are still there, after the probe file's button */
-  g_assert_cmpint (win->n_probe_images, >, 0);
+  g_assert_cmpint (win->probes->n_images, >, 0);
   int n_buttons = 0;
   for (GtkWidget *c = gtk_widget_get_first_child (win->probe_box); c;
        c = gtk_widget_get_next_sibling (c))
     n_buttons++;
-  g_assert_cmpint (n_buttons, ==, win->n_probe_images + 1);
+  g_assert_cmpint (n_buttons, ==, win->probes->n_images + 1);
   GtkWidget *first = gtk_widget_get_first_child (win->probe_box);
   g_assert_true (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (first)));
   assert_view_shows (win, png);
@@ -1651,15 +1652,15 @@ test_probe_drop (void)
   /* a dataset probe's button shows that probe; the probe file's button brings it back */
   GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (win->probe_box));
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (second), TRUE);
-  g_assert_false (win->probe_file_shown);
+  g_assert_false (win->probes->file_shown);
   g_autoptr(VlImage) dataset_probe = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
   g_assert_cmpmem (dataset_probe->pixels, (gsize) dataset_probe->width * dataset_probe->height * 3,
-                   win->probe_images[0]->pixels,
-                   (gsize) win->probe_images[0]->width * win->probe_images[0]->height *
-                   win->probe_images[0]->channels);
+                   win->probes->images[0]->pixels,
+                   (gsize) win->probes->images[0]->width * win->probes->images[0]->height *
+                   win->probes->images[0]->channels);
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_widget_get_first_child (win->probe_box)),
                                 TRUE);
-  g_assert_true (win->probe_file_shown);
+  g_assert_true (win->probes->file_shown);
   assert_view_shows (win, png2);
   destroy_window (win);
 }
@@ -1700,7 +1701,7 @@ test_probe_bad_image (void)
       g_assert_nonnull (strstr (text, base));
       /* the previous probe, untouched */
       g_assert_cmpstr (vl_window_get_probe_path (win), ==, good);
-      g_assert_true (win->probe_file_shown);
+      g_assert_true (win->probes->file_shown);
       g_autoptr(VlImage) after = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
       g_assert_nonnull (after);
       g_assert_cmpmem (after->pixels, (gsize) after->width * after->height * 3, before->pixels,
@@ -1756,8 +1757,8 @@ test_probe_sample (void)
   g_autofree char *got_base = g_path_get_basename (vl_window_get_probe_path (win));
   g_assert_cmpstr (got_base, ==, "0-t-shirt-top-0.png");
   g_assert_cmpstr (got_base, ==, want_base);
-  g_assert_true (win->probe_file.is_sample);
-  g_assert_true (win->probe_file_shown);
+  g_assert_true (win->probes->file.is_sample);
+  g_assert_true (win->probes->file_shown);
   assert_view_shows (win, want);
   assert_view_drawn (win);
 
@@ -1765,12 +1766,12 @@ test_probe_sample (void)
   wait_for (win, loaded, 30, "the dataset");
   wait_for (win, has_pretrained_attention, 30, "the dataset's probes");
   g_assert_null (vl_window_get_probe_path (win));
-  g_assert_false (win->probe_file_shown);
+  g_assert_false (win->probes->file_shown);
   g_autoptr(VlImage) shown = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
   g_assert_cmpmem (shown->pixels, (gsize) shown->width * shown->height * 3,
-                   win->probe_images[0]->pixels,
-                   (gsize) win->probe_images[0]->width * win->probe_images[0]->height *
-                   win->probe_images[0]->channels);
+                   win->probes->images[0]->pixels,
+                   (gsize) win->probes->images[0]->width * win->probes->images[0]->height *
+                   win->probes->images[0]->channels);
   destroy_window (win);
 }
 
@@ -1780,8 +1781,8 @@ static int64_t live_after;      /* ... with a map of a later step than this */
 static gboolean
 probe_file_live (VlWindow *win)
 {
-  const VlProbeFile *pf = &win->probe_file;
-  return win->probe_cancel == NULL && g_strcmp0 (pf->path, live_path) == 0 &&
+  const VlProbeFile *pf = &win->probes->file;
+  return win->probes->file_cancel == NULL && g_strcmp0 (pf->path, live_path) == 0 &&
          pf->live_attn != NULL && pf->live_step > live_after;
 }
 
@@ -1807,11 +1808,11 @@ static void
 assert_live_shown (VlWindow *win, const char *png)
 {
   VlAttentionView *view = VL_ATTENTION_VIEW (win->attention);
-  g_assert_true (win->probe_file_shown);
+  g_assert_true (win->probes->file_shown);
   assert_view_shows (win, png);   /* its crop; the reference is its pretrained rollout */
   g_autofree char *label = NULL;
   g_object_get (view, "label", &label, NULL);
-  g_autofree char *want = g_strdup_printf ("step %" G_GINT64_FORMAT, win->probe_file.live_step);
+  g_autofree char *want = g_strdup_printf ("step %" G_GINT64_FORMAT, win->probes->file.live_step);
   g_assert_cmpstr (label, ==, want);
   /* the "now" side is the rollout of the event's attention */
   float heat[16];
@@ -1824,7 +1825,7 @@ assert_live_shown (VlWindow *win, const char *png)
     }
   g_assert_cmpfloat (mass, >, 0);
   g_assert_cmpfloat (mass, <=, 1.0 + 1e-5);
-  g_assert_nonnull (win->probe_file.live_class);
+  g_assert_nonnull (win->probes->file.live_class);
 }
 
 /* Opened before a run: the run takes it along, its "now" side is the run's (a linear probe:
@@ -1838,7 +1839,7 @@ test_probe_fine_tuned (void)
   g_autofree char *png = write_probe_png (dir, "probe.png", 40, 40, 20, 20);
   vl_window_open_probe (win, png);
   wait_for (win, probe_file_ready, 30, "the probe file");
-  g_assert_null (win->probe_file.now_attn);
+  g_assert_null (win->probes->file.now_attn);
   float heat[16];
   g_assert_false (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
 
@@ -1858,7 +1859,7 @@ test_probe_fine_tuned (void)
   live_after = -1;
   wait_for (win, probe_file_live, 60, "the probe file's map from the run");
   assert_live_shown (win, png);
-  g_assert_cmpint (win->probe_file.live_step, >, 0);
+  g_assert_cmpint (win->probes->file.live_step, >, 0);
   g_assert_cmpfloat (sides_differ (win), <, 1e-6);
   g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 120, "the end of the run");
@@ -1872,9 +1873,9 @@ test_probe_fine_tuned (void)
   for (int i = 0; i < 16; i++)
     sum += heat[i];
   g_assert_cmpfloat (sum, >, 0);
-  g_assert_nonnull (win->probe_file.now_class);
-  g_assert_true (g_str_equal (win->probe_file.now_class, "reds") ||
-                 g_str_equal (win->probe_file.now_class, "blues"));
+  g_assert_nonnull (win->probes->file.now_class);
+  g_assert_true (g_str_equal (win->probes->file.now_class, "reds") ||
+                 g_str_equal (win->probes->file.now_class, "blues"));
   assert_view_drawn (win);
   destroy_window (win);
 }
@@ -1903,9 +1904,9 @@ test_probe_live (void)
   live_after = 0;
   wait_for (win, probe_file_live, 60, "the dropped image's attention from the run");
   g_assert_true (running (win));
-  g_assert_cmpint (win->probe_file.live_serial, >, 0);
+  g_assert_cmpint (win->probes->file.live_serial, >, 0);
   assert_live_shown (win, png);
-  int64_t first_step = win->probe_file.live_step;
+  int64_t first_step = win->probes->file.live_step;
   g_test_message ("first live map at step %" G_GINT64_FORMAT, first_step);
 
   /* it follows the training, and the main loop stays responsive while the maps arrive (the
@@ -1919,7 +1920,7 @@ test_probe_live (void)
   assert_live_shown (win, png);
   double moved = sides_differ (win);
   g_test_message ("step %" G_GINT64_FORMAT ": now vs pretrained, max difference %.4f",
-                  win->probe_file.live_step, moved);
+                  win->probes->file.live_step, moved);
   g_assert_cmpfloat (moved, >, 1e-3);
 
   /* another image while paused: the paused worker computes it at once */
@@ -1934,12 +1935,12 @@ test_probe_live (void)
   live_after = 0;
   wait_for (win, probe_file_live, 60, "the second image's attention while paused");
   g_assert_true (win->paused);
-  g_assert_cmpint (win->probe_file.live_step, ==, win->steps_done);
+  g_assert_cmpint (win->probes->file.live_step, ==, win->steps_done);
   assert_live_shown (win, png2);
   g_assert_cmpfloat (sides_differ (win), >, 1e-3);
-  gsize per = (gsize) win->probe_file.depth * win->probe_file.heads * win->probe_file.T *
-              win->probe_file.T;
-  g_autofree float *live = g_memdup2 (win->probe_file.live_attn, sizeof (float) * per);
+  gsize per = (gsize) win->probes->file.depth * win->probes->file.heads * win->probes->file.T *
+              win->probes->file.T;
+  g_autofree float *live = g_memdup2 (win->probes->file.live_attn, sizeof (float) * per);
 
   /* stopped while paused: the trained model is the one of that map, as its fine-tuned side */
   g_assert_true (action (win, "win.stop"));
@@ -1947,7 +1948,7 @@ test_probe_live (void)
   g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
   wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png2);
-  vl_test_assert_close ("live vs fine-tuned attention", win->probe_file.now_attn, live, per,
+  vl_test_assert_close ("live vs fine-tuned attention", win->probes->file.now_attn, live, per,
                         1e-5, 1e-4);
   assert_view_shows (win, png2);
   g_autofree char *label = NULL;
@@ -2035,7 +2036,7 @@ test_top5 (void)
       g_assert_true (action (win, "win.train"));
       wait_for (win, finished, 120, "the run");
       g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
-      const char *acc = gtk_label_get_text (GTK_LABEL (win->stat_acc));
+      const char *acc = vl_stat_cards_get (VL_STAT_CARDS (win->stat_cards), VL_STAT_SCORE);
       const char *summary = gtk_label_get_text (GTK_LABEL (win->eval_summary_label));
       g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
       g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
@@ -2190,8 +2191,8 @@ heard_dataset (VlWindow *win, Heard *h)
 {
   h->dataset++;
   h->data_in = win->data != NULL;
-  h->probes_chosen = win->n_probes > 0;
-  h->attention_started = win->attn_cancel != NULL;
+  h->probes_chosen = win->probes->n > 0;
+  h->attention_started = win->probes->cancel != NULL;
 }
 
 static void

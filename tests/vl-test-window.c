@@ -87,7 +87,7 @@ vl_test_n_children (GtkWidget *widget)
 gboolean
 vl_test_window_loaded (VlWindow *win)
 {
-  return !vl_window_is_loading (win) && win->attn_cancel == NULL;
+  return !vl_window_is_loading (win) && win->probes->cancel == NULL;
 }
 
 gboolean

@@ -259,9 +259,9 @@ poll_window (gpointer user_data)
   VlWindow *win = VL_WINDOW (active);
   /* loaded: the backbone, the dataset (when one was asked for), the attention of the probes
    * and of the probe file, the predictions of an opened run */
-  gboolean loaded = !vl_window_is_loading (win) && win->attn_cancel == NULL &&
+  gboolean loaded = !vl_window_is_loading (win) && win->probes->cancel == NULL &&
                     (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
-                    win->predict_cancel == NULL && win->probe_cancel == NULL;
+                    win->predict_cancel == NULL && win->probes->file_cancel == NULL;
   /* a shot also waits for the k-NN probe, the maps and Try It (training need not) */
   gboolean ready = loaded && !vl_window_features_busy (win);
   if (self->knn_layers && !self->knn_layers_started && ready &&

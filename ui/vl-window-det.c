@@ -102,10 +102,12 @@ vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   if (names == NULL && self->data && vl_dataset_is_detection (self->data->ds))
     names = vl_window_class_names_from_data (self, r->n_classes);
   g_autofree char *acc = g_strdup_printf (_("%.3f · AP %.3f"), r->ap50, r->ap);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-  gtk_widget_set_tooltip_text (self->stat_acc, _("COCO AP at IoU 0.5 · AP over IoU 0.5 to 0.95"));
+  VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+  vl_stat_cards_set (cards, VL_STAT_SCORE, acc);
+  vl_stat_cards_set_tooltip (cards, VL_STAT_SCORE,
+                             _("COCO AP at IoU 0.5 · AP over IoU 0.5 to 0.95"));
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (cards, VL_STAT_VAL_LOSS, vl);
   if (names)
     vl_det_panel_set_classes (VL_DET_PANEL (self->det_panel), (const char *const *) names);
   /* AP50 per object class (the background, class 0, has no boxes) */

@@ -34,6 +34,8 @@
 #include "vl-backbone-panel.h"
 #include "vl-data-panel.h"
 #include "vl-groups-panel.h"
+#include "vl-status-bar.h"
+#include "vl-stat-cards.h"
 #include "vl-jobs.h"
 #include "vl-predictions.h"
 #include "vl-refs.h"
@@ -42,6 +44,37 @@
 G_BEGIN_DECLS
 
 
+
+/* The probes' attention: the dataset's probe images (vl-window-attention.c) and the probe file
+ * (vl-window-probe.c), their pretrained attention (the reference side) and the run's maps. The
+ * window holds one (self->probes), from its init to its finalize. */
+typedef struct
+{
+  GCancellable *cancel;              /* pretrained attention of the probe images */
+  int           n;
+  int          *index;               /* val items of the probes (the trainer's choice) */
+  int           selected;
+  int           n_images;
+  VlImage     **images;              /* (n_images) the crops the model sees */
+  int          *labels;              /* (n_images) */
+  char        **names;               /* (n_images + 1) */
+  float        *ref_attn;            /* (n_images, depth, heads, T, T) pretrained */
+  float        *ref_rollout;         /* (n_images, gh * gw) pretrained */
+  int           depth, heads, T, prefix, gh, gw;
+  gboolean      cls;
+  float        *rollout;             /* (n_images, gh * gw) latest PROBES event; NULL before */
+  int          *predicted;           /* (n_images) */
+  int           n_rollout;
+  float        *final_attn;          /* (n_images, depth, heads, T, T) the trained model's */
+  int           final_T;
+  /* the probe file, shown instead of a dataset probe while file_shown */
+  VlProbeFile   file;
+  gboolean      file_shown;
+  gboolean      file_stale;          /* its maps are not of the current models: recompute */
+  GCancellable *file_cancel;         /* a probe file's attention in flight; NULL when none */
+  char         *pending;             /* the file in flight (not yet file.path) */
+  gboolean      pending_sample, pending_user;
+} VlProbeState;
 
 struct _VlWindow
 {
@@ -73,17 +106,17 @@ struct _VlWindow
   /* training page: VlTrainingPanel (the preset, the hyperparameters, the run folder) */
   GtkWidget *training_panel;
   /* main area */
-  GtkWidget *stat_epoch, *stat_train_loss, *stat_val_loss, *stat_acc, *stat_unlocked;
+  GtkWidget *stat_cards;      /* VlStatCards: epoch, losses, the task's score, what trains */
   GtkWidget *chart_frame, *attention_frame, *confusion_frame;
   GtkWidget *message_label;
   GtkWidget *class_acc_box;
   GtkWidget *eval_summary_label;
   /* the task: its choice in the head panel, the views and labels that follow it */
-  GtkWidget *scatter, *class_acc_title, *eval_caption, *stat_acc_title;
+  GtkWidget *scatter, *class_acc_title, *eval_caption;
   GCancellable *scatter_thumb_cancel;
   char        **value_names;         /* regression: the targets' names (the run's) */
-  /* status bar */
-  GtkWidget *status_spinner, *status_label, *speed_label, *eta_label, *progress_bar;
+  /* status bar: VlStatusBar (the text, spinner, speed, ETA, progress; the text after a run) */
+  GtkWidget *status_bar;
 
   /* the embedded views */
   GtkWidget *chart;          /* VlLossChart */
@@ -108,32 +141,8 @@ struct _VlWindow
   char         *data_spec;           /* the spec chosen (may still be loading) */
   GCancellable *data_cancel;
   GCancellable *thumbs_cancel;
-  GCancellable *attn_cancel;         /* pretrained attention of the probe images */
-  int           n_probes;
-  int          *probe_index;         /* val items of the probes (the trainer's choice) */
-
-  /* probe images, their pretrained attention (the reference side) and the run's maps */
-  int           probe_selected;
-  int           n_probe_images;
-  VlImage     **probe_images;        /* (n) the crops the model sees */
-  int          *probe_labels;        /* (n) */
-  char        **probe_names;         /* (n + 1) */
-  float        *probe_ref_attn;      /* (n, depth, heads, T, T) pretrained */
-  float        *probe_ref_rollout;   /* (n, gh * gw) pretrained */
-  int           attn_depth, attn_heads, attn_T, attn_prefix, attn_gh, attn_gw;
-  gboolean      attn_cls;
-  float        *probe_rollout;       /* (n, gh * gw) latest PROBES event; NULL before */
-  int          *probe_predicted;     /* (n) */
-  int           n_probe_rollout;
-  float        *probe_final_attn;    /* (n, depth, heads, T, T) the trained model's */
-  int           final_attn_T;
-  /* the probe file, shown instead of a dataset probe while probe_file_shown */
-  VlProbeFile   probe_file;
-  gboolean      probe_file_shown;
-  gboolean      probe_file_stale;    /* its maps are not of the current models: recompute */
-  GCancellable *probe_cancel;        /* a probe file's attention in flight; NULL when none */
-  char         *probe_pending;       /* the file in flight (not yet probe_file.path) */
-  gboolean      probe_pending_sample, probe_pending_user;
+  /* the probes and their attention (vl-window-attention.c, vl-window-probe.c) */
+  VlProbeState *probes;
 
   /* ---- training ---- */
   VlRunController *run;              /* the current run's trainer and its events as signals */
@@ -160,8 +169,6 @@ struct _VlWindow
   int           n_epochs_done;
   int           n_probe_events;
   int64_t      *confusion_counts;    /* (K, K) of the last EPOCH */
-  gint64        last_status_us;      /* throttles the status text during a run */
-  char         *idle_status;         /* what the status bar says after a run ends */
   /* the trained model's predictions for the gallery */
   GCancellable *predict_cancel;
   VlPredictions predictions;

@@ -90,10 +90,12 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   if (names == NULL && self->data && vl_dataset_is_segmentation (self->data->ds))
     names = vl_window_class_names_from_data (self, r->n_classes);
   g_autofree char *acc = g_strdup_printf (_("%.3f · %.1f %%"), r->miou, 100.0 * r->aacc);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-  gtk_widget_set_tooltip_text (self->stat_acc, _("mean IoU over the classes · pixel accuracy"));
+  VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+  vl_stat_cards_set (cards, VL_STAT_SCORE, acc);
+  vl_stat_cards_set_tooltip (cards, VL_STAT_SCORE,
+                             _("mean IoU over the classes · pixel accuracy"));
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (cards, VL_STAT_VAL_LOSS, vl);
   if (names)
     vl_mask_view_set_classes (VL_MASK_VIEW (self->mask_view), r->n_classes,
                               (const char *const *) names);

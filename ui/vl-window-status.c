@@ -97,8 +97,7 @@ vl_window_show_info (VlWindow *self, const char *format, ...)
 void
 vl_window_set_status (VlWindow *self, const char *text)
 {
-  if (g_strcmp0 (gtk_label_get_text (GTK_LABEL (self->status_label)), text ? text : "") != 0)
-    gtk_label_set_text (GTK_LABEL (self->status_label), text ? text : "");
+  vl_status_bar_set_text (VL_STATUS_BAR (self->status_bar), text);
 }
 
 /* The status bar's idle text and spinner: what loads, or what the user can do next. */
@@ -108,8 +107,8 @@ vl_window_update_status (VlWindow *self)
   gboolean loading = vl_window_is_loading (self);
   /* not while training: a spinner redraws every frame, and training needs both cores; the
    * progress bar and the status text already move with every batch */
-  gtk_spinner_set_spinning (GTK_SPINNER (self->status_spinner),
-                            loading || self->exporting || self->saving);
+  vl_status_bar_set_busy (VL_STATUS_BAR (self->status_bar),
+                          loading || self->exporting || self->saving);
   if (vl_window_is_running (self))
     return;   /* the training events write it */
   if (self->backbone_cancel)
@@ -126,8 +125,8 @@ vl_window_update_status (VlWindow *self)
     vl_window_set_status (self, _("Open a backbone to start"));
   else if (self->data == NULL)
     vl_window_set_status (self, _("Open a dataset to train on"));
-  else if (self->idle_status)
-    vl_window_set_status (self, self->idle_status);
+  else if (vl_status_bar_get_idle (VL_STATUS_BAR (self->status_bar)))
+    vl_window_set_status (self, vl_status_bar_get_idle (VL_STATUS_BAR (self->status_bar)));
   else
     vl_window_set_status (self, _("Ready: press Train (Ctrl+Return)"));
 }

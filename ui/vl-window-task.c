@@ -53,8 +53,8 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
                           : _("Confusion matrix of the validation split after the last epoch "
                               "(rows: true class, columns: predicted). Click a cell to see its "
                               "images."));
-  gtk_label_set_text (GTK_LABEL (self->stat_acc_title),
-                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
+  vl_stat_cards_set_score_title (VL_STAT_CARDS (self->stat_cards),
+                                 reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
                       : det ? _("AP50 · AP") : _("Accuracy"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
@@ -110,9 +110,9 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
 {
   const VlRegressResult *r = &m->reg;
   g_autofree char *acc = g_strdup_printf ("%.3f · %.4g", r->r2_mean, r->mae_mean);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc);
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_VAL_LOSS, vl);
   const char *target = self->value_names && self->value_names[0] ? self->value_names[0] : NULL;
   if (r->pred != NULL)
     {
@@ -210,16 +210,17 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   vl_loss_chart_add_epoch (chart, m);
   self->n_epochs_done = m->epoch + 1;
   g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1, MAX (self->epochs_total, m->epoch + 1));
-  gtk_label_set_text (GTK_LABEL (self->stat_epoch), ep);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_EPOCH, ep);
   g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
-  gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAIN_LOSS, tl);
   if (!vl_window_is_running (self))
     {
       g_autofree char *u = g_strdup_printf (_("last %d group%s%s"), m->unlocked,
                                             m->unlocked == 1 ? "" : "s",
                                             m->cached ? _(" · cached") : "");
-      gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
-      gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
+      VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+      vl_stat_cards_set (cards, VL_STAT_TRAINING, u);
+      vl_stat_cards_set_tooltip (cards, VL_STAT_TRAINING, u);   /* the card may ellipsize it */
     }
   if (m->task == VL_TASK_REGRESS)
     {
@@ -237,14 +238,14 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       return;
     }
   g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_VAL_LOSS, vl);
   g_autofree char *top1 = format_pct (m->val.top1);
   g_autofree char *top5 = format_pct (m->val.top5);
   /* with 5 classes or fewer the right class is always among the top five */
   g_autofree char *acc = isfinite (m->val.top5) && m->val.n_classes > 5
                            ? g_strdup_printf ("%s · top-5 %s", top1, top5)
                            : g_strdup (top1);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc);
 
   const VlEvalResult *r = &m->val;
   vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,

@@ -132,7 +132,7 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   int n_train = self->data ? vl_dataset_n_items (self->data->ds, VL_SPLIT_TRAIN) : 0;
   int spe = MAX (1, (n_train + cfg->batch_size - 1) / cfg->batch_size);
   cfg->probe_every = MAX (1, spe / 4);
-  cfg->n_probes = MAX (1, self->n_probes);
+  cfg->n_probes = MAX (1, self->probes->n);
   cfg->out_dir = new_run_dir ();
   cfg->task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
   cfg->stem = vl_window_stem_choice (self);
@@ -166,18 +166,6 @@ group_names (VlWindow *self, int n)
   return n > 0 ? (const char *const *) strv : none;
 }
 
-/* the speed and ETA labels from a STEP or PROGRESS event */
-static void
-show_rate_eta (VlWindow *self, const VlTrainEvent *ev)
-{
-  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
-  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
-  char eta[32];
-  vl_format_duration (eta, sizeof eta, ev->eta_s);
-  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
-  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
-}
-
 static void
 show_step (VlWindow *self, const VlTrainEvent *ev)
 {
@@ -193,16 +181,14 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
                                    ev->group_grad_norms, ev->step);
   self->steps_done = ev->step;
   /* the text and bars at most five times a second: each change re-lays out the window */
-  gint64 now = g_get_monotonic_time ();
-  if (now - self->last_status_us < 200000)
+  VlStatusBar *bar = VL_STATUS_BAR (self->status_bar);
+  if (!vl_status_bar_due (bar, FALSE))
     return;
-  self->last_status_us = now;
   if (ev->group_grad_norms && self->n_groups_run > 0)
     vl_window_set_group_grad_norms (self, ev->group_grad_norms, self->n_groups_run);
   if (self->total_steps > 0)
-    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
-                                   CLAMP ((double) ev->step / self->total_steps, 0, 1));
-  show_rate_eta (self, ev);
+    vl_status_bar_set_fraction (bar, (double) ev->step / self->total_steps);
+  vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
@@ -219,14 +205,12 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
 static void
 show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
 {
-  gint64 now = g_get_monotonic_time ();
-  if (now - self->last_status_us < 200000 && ev->done < ev->total)
+  VlStatusBar *bar = VL_STATUS_BAR (self->status_bar);
+  if (!vl_status_bar_due (bar, ev->done >= ev->total))
     return;
-  self->last_status_us = now;
   if (ev->total > 0)
-    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
-                                   CLAMP ((double) ev->done / ev->total, 0, 1));
-  show_rate_eta (self, ev);
+    vl_status_bar_set_fraction (bar, (double) ev->done / ev->total);
+  vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
   g_autofree char *status = g_strdup_printf ("Epoch %d/%d · %s %" G_GINT64_FORMAT "/%"
                                              G_GINT64_FORMAT " images",
                                              ev->epoch + 1, self->epochs_total,
@@ -239,8 +223,7 @@ show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
 static void
 set_idle_status (VlWindow *self, const char *text)
 {
-  g_free (self->idle_status);
-  self->idle_status = g_strdup (text);
+  vl_status_bar_set_idle (VL_STATUS_BAR (self->status_bar), text);
   vl_window_set_status (self, text);
 }
 
@@ -251,8 +234,7 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
   self->last_end = ev->end;
   self->paused = FALSE;
   self->stop_requested = FALSE;
-  gtk_label_set_text (GTK_LABEL (self->speed_label), "");
-  gtk_label_set_text (GTK_LABEL (self->eta_label), "");
+  vl_status_bar_clear_rate (VL_STATUS_BAR (self->status_bar));
   vl_window_backbone_run_ended (self);
   if (ev->skipped && ev->skipped[0])
     vl_window_show_skipped (self, ev->skipped);
@@ -276,7 +258,7 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
                                               self->n_epochs_done == 1 ? "" : "s",
                                               self->run_dir ? self->run_dir : _("(none)"));
         set_idle_status (self, t);
-        gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 1.0);
+        vl_status_bar_set_fraction (VL_STATUS_BAR (self->status_bar), 1.0);
         break;
       }
     case VL_TRAIN_END_STOPPED:
@@ -335,8 +317,8 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
         g_autofree char *t = g_strdup_printf (_("last %d group%s · %s params%s"), ev->unlocked,
                                               ev->unlocked == 1 ? "" : "s", count,
                                               ev->cached ? _(" · cached") : "");
-        gtk_label_set_text (GTK_LABEL (self->stat_unlocked), t);
-        gtk_widget_set_tooltip_text (self->stat_unlocked, t);
+        vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAINING, t);
+        vl_stat_cards_set_tooltip (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAINING, t);
         gtk_widget_set_visible (self->message_label, FALSE);
         break;
       }
@@ -451,10 +433,10 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   self->epochs_total = cfg.epochs;
   self->total_steps = 0;
   self->steps_done = 0;
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  g_clear_pointer (&self->probe_rollout, g_free);
-  self->n_probe_rollout = 0;
-  g_clear_pointer (&self->idle_status, g_free);
+  g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->rollout, g_free);
+  self->probes->n_rollout = 0;
+  vl_status_bar_set_idle (VL_STATUS_BAR (self->status_bar), NULL);
   /* the previous run's model is not "now": the probe file goes to the trainer, whose events
    * bring its "now" side; until then it (and every probe) shows the pretrained maps alone */
   vl_window_probe_file_to_trainer (self);
@@ -471,7 +453,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
       self->n_points = 0;
       self->n_epochs_done = 0;
     }
-  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
+  vl_status_bar_set_fraction (VL_STATUS_BAR (self->status_bar), 0);
   vl_window_set_status (self, resume ? _("Resuming the run…")
                                      : _("Loading the model and the data…"));
   gtk_widget_set_visible (self->message_label, FALSE);
@@ -509,10 +491,10 @@ vl_window_discard_trained (VlWindow *self)
 {
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  g_clear_pointer (&self->probe_file.now_attn, g_free);
-  g_clear_pointer (&self->probe_file.now_class, g_free);
-  if (self->probe_file_shown)
+  g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->file.now_attn, g_free);
+  g_clear_pointer (&self->probes->file.now_class, g_free);
+  if (self->probes->file_shown)
     vl_window_show_probe_file (self);
   self->have_trained = FALSE;
   vl_window_features_trained_changed (self);
@@ -548,11 +530,11 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
     vl_window_det_predictions_ready (self, g_steal_pointer (&j->det));
   if (j->final_attn)
     {
-      g_free (self->probe_final_attn);
-      self->probe_final_attn = g_steal_pointer (&j->final_attn);
-      self->final_attn_T = j->attn_T;
-      if (self->n_probe_images > 0 && !self->probe_file_shown)
-        vl_window_show_probe (self, self->probe_selected);
+      g_free (self->probes->final_attn);
+      self->probes->final_attn = g_steal_pointer (&j->final_attn);
+      self->probes->final_T = j->attn_T;
+      if (self->probes->n_images > 0 && !self->probes->file_shown)
+        vl_window_show_probe (self, self->probes->selected);
     }
   vl_window_update_actions (self);
 }
@@ -589,8 +571,8 @@ maybe_predict (VlWindow *self)
     }
   self->predict_cancel = g_cancellable_new ();
   vl_job_predict (G_OBJECT (self), tr, data, self->task, vl_window_dense_input_size (self),
-                  self->probe_index, self->probe_index ? self->n_probes : 0, self->predict_cancel,
-                  predict_done, NULL);
+                  self->probes->index, self->probes->index ? self->probes->n : 0,
+                  self->predict_cancel, predict_done, NULL);
   vl_data_unref (data);
 }
 
@@ -793,5 +775,4 @@ vl_window_train_dispose (VlWindow *self)
   g_clear_object (&self->scatter_thumb_cancel);
   g_clear_pointer (&self->confusion_counts, g_free);
   g_clear_pointer (&self->run_dir, g_free);
-  g_clear_pointer (&self->idle_status, g_free);
 }

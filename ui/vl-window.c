@@ -472,6 +472,7 @@ vl_window_finalize (GObject *object)
   VlWindow *self = VL_WINDOW (object);
   g_clear_object (&self->settings);
   g_free (self->head);
+  g_free (self->probes);   /* emptied by the attention and probe parts' dispose */
   G_OBJECT_CLASS (vl_window_parent_class)->finalize (object);
 }
 
@@ -583,6 +584,8 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_BACKBONE_PANEL);
   g_type_ensure (VL_TYPE_DATA_PANEL);
   g_type_ensure (VL_TYPE_GROUPS_PANEL);
+  g_type_ensure (VL_TYPE_STATUS_BAR);
+  g_type_ensure (VL_TYPE_STAT_CARDS);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -600,11 +603,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (side_stack);
   CHILD (main_stack);
   CHILD (main_scroller);
-  CHILD (stat_epoch);
-  CHILD (stat_train_loss);
-  CHILD (stat_val_loss);
-  CHILD (stat_acc);
-  CHILD (stat_unlocked);
   CHILD (chart_frame);
   CHILD (chart);
   CHILD (attention);
@@ -633,12 +631,8 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (groups_panel);
   CHILD (class_acc_title);
   CHILD (eval_caption);
-  CHILD (stat_acc_title);
-  CHILD (status_spinner);
-  CHILD (status_label);
-  CHILD (speed_label);
-  CHILD (eta_label);
-  CHILD (progress_bar);
+  CHILD (status_bar);
+  CHILD (stat_cards);
 #undef CHILD
   gtk_widget_class_bind_template_callback (widget_class, on_banner_response);
 
@@ -655,6 +649,7 @@ static void
 vl_window_init (VlWindow *self)
 {
   self->head = g_strdup ("linear-token");
+  self->probes = g_new0 (VlProbeState, 1);
   self->settings = g_settings_new ("org.vitlab.Vitlab");
   gtk_widget_init_template (GTK_WIDGET (self));
 
