@@ -219,8 +219,9 @@ check_results (VlWindow *win, int K, int S)
   g_assert_true (gtk_widget_get_visible (win->det_panel));
   g_assert_false (gtk_widget_get_visible (win->confusion));
   g_assert_false (gtk_widget_get_visible (win->mask_view));
-  g_assert_cmpint (vl_test_n_children (win->class_acc_box), ==, 1);
-  GtkWidget *bars = gtk_widget_get_first_child (win->class_acc_box);
+  GtkWidget *rows = vl_eval_card_get_rows (VL_EVAL_CARD (win->eval_card));
+  g_assert_cmpint (vl_test_n_children (rows), ==, 1);
+  GtkWidget *bars = gtk_widget_get_first_child (rows);
   g_assert_true (VL_IS_CLASS_BARS (bars));
   g_assert_cmpint (vl_class_bars_get_n (VL_CLASS_BARS (bars)), ==, K - 1);
   double mean = vl_class_bars_get_mean (VL_CLASS_BARS (bars));

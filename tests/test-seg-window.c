@@ -200,8 +200,9 @@ check_results (VlWindow *win, int K)
   g_assert_cmpint (win->task, ==, VL_TASK_SEGMENT);
   g_assert_true (gtk_widget_get_visible (win->mask_view));
   g_assert_false (gtk_widget_get_visible (win->confusion));
-  g_assert_cmpint (vl_test_n_children (win->class_acc_box), ==, K);
-  for (GtkWidget *row = gtk_widget_get_first_child (win->class_acc_box); row;
+  GtkWidget *rows = vl_eval_card_get_rows (VL_EVAL_CARD (win->eval_card));
+  g_assert_cmpint (vl_test_n_children (rows), ==, K);
+  for (GtkWidget *row = gtk_widget_get_first_child (rows); row;
        row = gtk_widget_get_next_sibling (row))
     {
       GtkWidget *bar = gtk_widget_get_last_child (row);

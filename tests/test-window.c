@@ -2037,7 +2037,7 @@ test_top5 (void)
       wait_for (win, finished, 120, "the run");
       g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
       const char *acc = vl_stat_cards_get (VL_STAT_CARDS (win->stat_cards), VL_STAT_SCORE);
-      const char *summary = gtk_label_get_text (GTK_LABEL (win->eval_summary_label));
+      const char *summary = vl_eval_card_get_summary (VL_EVAL_CARD (win->eval_card));
       g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
       g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
       g_assert_true ((strstr (summary, "top-5") != NULL) == (n > 5));

@@ -111,9 +111,7 @@ vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   if (names)
     vl_det_panel_set_classes (VL_DET_PANEL (self->det_panel), (const char *const *) names);
   /* AP50 per object class (the background, class 0, has no boxes) */
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  vl_eval_card_clear_rows (VL_EVAL_CARD (self->eval_card));
   const int n = MAX (r->n_classes - 1, 0);
   const int n_names = names ? (int) g_strv_length (names) : 0;
   if (n > 0 && r->class_ap50)
@@ -127,13 +125,13 @@ vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       gtk_widget_set_tooltip_text (bars, _("COCO average precision at IoU 0.5 of each class's "
                                            "boxes over the validation split; — for a class "
                                            "without boxes there"));
-      gtk_box_append (GTK_BOX (self->class_acc_box), bars);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), bars);
     }
   g_autofree char *summary = g_strdup_printf (
     _("Epoch %d · %lld validation images at their own size, %lld boxes · AP %.3f · AP50 %.3f · "
       "AP75 %.3f · AR@100 %.3f · loss %.4f"), m->epoch + 1, (long long) r->n,
     (long long) r->n_gt, r->ap, r->ap50, r->ap75, r->ar100, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+  vl_eval_card_set_summary (VL_EVAL_CARD (self->eval_card), summary);
 }
 
 /* ------------------------------------------------------------------ the head panel */

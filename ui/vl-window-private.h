@@ -36,6 +36,7 @@
 #include "vl-groups-panel.h"
 #include "vl-status-bar.h"
 #include "vl-stat-cards.h"
+#include "vl-eval-card.h"
 #include "vl-jobs.h"
 #include "vl-predictions.h"
 #include "vl-refs.h"
@@ -109,10 +110,9 @@ struct _VlWindow
   GtkWidget *stat_cards;      /* VlStatCards: epoch, losses, the task's score, what trains */
   GtkWidget *chart_frame, *attention_frame, *confusion_frame;
   GtkWidget *message_label;
-  GtkWidget *class_acc_box;
-  GtkWidget *eval_summary_label;
+  GtkWidget *eval_card;        /* VlEvalCard: the rows per class or target, the summary */
   /* the task: its choice in the head panel, the views and labels that follow it */
-  GtkWidget *scatter, *class_acc_title, *eval_caption;
+  GtkWidget *scatter, *eval_caption;
   GCancellable *scatter_thumb_cancel;
   char        **value_names;         /* regression: the targets' names (the run's) */
   /* status bar: VlStatusBar (the text, spinner, speed, ETA, progress; the text after a run) */

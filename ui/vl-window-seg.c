@@ -99,9 +99,7 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   if (names)
     vl_mask_view_set_classes (VL_MASK_VIEW (self->mask_view), r->n_classes,
                               (const char *const *) names);
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  vl_eval_card_clear_rows (VL_EVAL_CARD (self->eval_card));
   for (int k = 0; k < r->n_classes && k < 256; k++)
     {
       const char *name = names && k < (int) g_strv_length (names) ? names[k] : "?";
@@ -127,13 +125,13 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
                                        "validation split")
                                    : _("Neither labelled nor predicted in the validation split"));
       gtk_box_append (GTK_BOX (row), bar);
-      gtk_box_append (GTK_BOX (self->class_acc_box), row);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), row);
     }
   g_autofree char *summary = g_strdup_printf (
     _("Epoch %d · %lld validation images at their own size · mIoU %.3f · "
       "pixel accuracy %.1f %% · mean class accuracy %.1f %% · loss %.4f"),
     m->epoch + 1, (long long) r->n, r->miou, 100.0 * r->aacc, 100.0 * r->macc, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+  vl_eval_card_set_summary (VL_EVAL_CARD (self->eval_card), summary);
 }
 
 /* ------------------------------------------------------------------ the head panel */

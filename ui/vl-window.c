@@ -586,6 +586,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_GROUPS_PANEL);
   g_type_ensure (VL_TYPE_STATUS_BAR);
   g_type_ensure (VL_TYPE_STAT_CARDS);
+  g_type_ensure (VL_TYPE_EVAL_CARD);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -619,8 +620,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (attention_frame);
   CHILD (confusion_frame);
   CHILD (message_label);
-  CHILD (class_acc_box);
-  CHILD (eval_summary_label);
   CHILD (scatter);
   CHILD (mask_view);
   CHILD (det_panel);
@@ -629,10 +628,10 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (backbone_panel);
   CHILD (data_panel);
   CHILD (groups_panel);
-  CHILD (class_acc_title);
   CHILD (eval_caption);
   CHILD (status_bar);
   CHILD (stat_cards);
+  CHILD (eval_card);
 #undef CHILD
   gtk_widget_class_bind_template_callback (widget_class, on_banner_response);
 
