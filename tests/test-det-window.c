@@ -313,9 +313,9 @@ test_train (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
   vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_COMPLETED);
   vl_test_wait_for (win, have_boxes, 120, "the boxes of the validation images");
-  g_assert_cmpint (win->n_epochs_done, ==, 3);
+  g_assert_cmpint (win->progress->n_epochs_done, ==, 3);
   check_results (win, 4, 48);
   check_chart (win, 3);
   const char *summary = vl_test_window_try_scene (win);

@@ -267,10 +267,10 @@ test_train (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (win), "win.train", NULL));
   g_assert_true (vl_window_is_running (win));
   vl_test_wait_for (win, vl_test_window_finished, 300, "the run to finish");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_COMPLETED);
   vl_test_wait_for (win, have_masks, 120, "the masks of the validation images");
-  g_assert_cmpint (win->n_epochs_done, ==, 2);
-  g_assert_cmpint (win->n_probe_events, >, 0);          /* the attention view's "now" maps */
+  g_assert_cmpint (win->progress->n_epochs_done, ==, 2);
+  g_assert_cmpint (win->progress->n_probe_events, >, 0);   /* the attention view's "now" maps */
   g_assert_nonnull (win->probes->final_attn);             /* and the fine-tuned ones */
   check_results (win, 4);
   const char *summary = vl_test_window_try_scene (win);

@@ -117,7 +117,7 @@ running (VlWindow *win)
 static gboolean
 finished (VlWindow *win)
 {
-  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
+  return vl_window_trainer (win) != NULL && win->progress->state == VL_TRAINER_FINISHED;
 }
 
 static gboolean
@@ -135,7 +135,7 @@ has_epoch (VlWindow *win)
 static gboolean
 has_run_attention (VlWindow *win)
 {
-  return win->n_probe_events > 0 && win->probes->rollout != NULL;
+  return win->progress->n_probe_events > 0 && win->probes->rollout != NULL;
 }
 
 static gboolean
@@ -153,13 +153,13 @@ has_predictions (VlWindow *win)
 static gboolean
 is_paused (VlWindow *win)
 {
-  return win->paused;
+  return win->progress->paused;
 }
 
 static gboolean
 not_paused (VlWindow *win)
 {
-  return !win->paused;
+  return !win->progress->paused;
 }
 
 static gboolean
@@ -710,7 +710,7 @@ test_train (void)
   g_assert_true (vl_attention_view_get_heatmap (VL_ATTENTION_VIEW (win->attention), TRUE, heat));
   wait_for (win, finished, 120, "the end of the run");
   probe_stop (&probe);
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_COMPLETED);
   assert_fits (win, "finished");
 
   VlLossChart *chart = VL_LOSS_CHART (win->chart);
@@ -867,7 +867,7 @@ test_regression (void)
   g_assert_true (action (win, "win.train"));
   wait_for (win, finished, 120, "the end of the regression run");
   g_signal_handler_disconnect (win->run, id);
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_COMPLETED);
   g_assert_cmpint (epochs, ==, 8);
   assert_fits (win, "a finished regression run");
   g_assert_false (gtk_widget_get_visible (win->confusion));
@@ -973,22 +973,22 @@ test_pause_stop_resume (void)
   probe_start (&probe);
   spin_for (1.0);
   g_assert_true (action (win, "win.stop"));
-  g_assert_true (win->stop_requested);
+  g_assert_true (win->progress->stop_requested);
   wait_for (win, finished, 60, "the stop");
   probe_stop (&probe);
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_STOPPED);
   /* the window is responsive and the stopped run can be resumed from its checkpoint */
   g_assert_true (win->run_resumable);
   g_autofree char *opt = g_build_filename (win->run_dir, "optimizer.safetensors", NULL);
   g_assert_true (g_file_test (opt, G_FILE_TEST_IS_REGULAR));
-  int64_t before = win->steps_done;
+  int64_t before = win->progress->steps_done;
   g_assert_true (action (win, "win.resume-run"));
   g_assert_true (running (win));
   wait_for (win, has_points, 60, "steps after resuming");
   spin_for (0.5);
   g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 60, "the second stop");
-  g_assert_cmpint (win->steps_done, >, before);
+  g_assert_cmpint (win->progress->steps_done, >, before);
   destroy_window (win);
 }
 
@@ -1934,8 +1934,8 @@ test_probe_live (void)
   live_path = png2;
   live_after = 0;
   wait_for (win, probe_file_live, 60, "the second image's attention while paused");
-  g_assert_true (win->paused);
-  g_assert_cmpint (win->probes->file.live_step, ==, win->steps_done);
+  g_assert_true (win->progress->paused);
+  g_assert_cmpint (win->probes->file.live_step, ==, win->progress->steps_done);
   assert_live_shown (win, png2);
   g_assert_cmpfloat (sides_differ (win), >, 1e-3);
   gsize per = (gsize) win->probes->file.depth * win->probes->file.heads * win->probes->file.T *
@@ -1945,7 +1945,7 @@ test_probe_live (void)
   /* stopped while paused: the trained model is the one of that map, as its fine-tuned side */
   g_assert_true (action (win, "win.stop"));
   wait_for (win, finished, 60, "the stop");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_STOPPED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_STOPPED);
   wait_for (win, probe_file_fine_tuned, 60, "the probe file under the trained model");
   g_assert_cmpstr (vl_window_get_probe_path (win), ==, png2);
   vl_test_assert_close ("live vs fine-tuned attention", win->probes->file.now_attn, live, per,
@@ -2035,7 +2035,7 @@ test_top5 (void)
       quick_settings (win, 1);
       g_assert_true (action (win, "win.train"));
       wait_for (win, finished, 120, "the run");
-      g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+      g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_COMPLETED);
       const char *acc = vl_stat_cards_get (VL_STAT_CARDS (win->stat_cards), VL_STAT_SCORE);
       const char *summary = vl_eval_card_get_summary (VL_EVAL_CARD (win->eval_card));
       g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
@@ -2162,7 +2162,7 @@ test_stem (void)
   vl_train_config_clear (&c);
   g_assert_true (action (win, "win.train"));
   wait_for (win, finished, 120, "the end of the run");
-  g_assert_cmpint (win->last_end, ==, VL_TRAIN_END_COMPLETED);
+  g_assert_cmpint (win->progress->last_end, ==, VL_TRAIN_END_COMPLETED);
   g_autoptr(GError) error = NULL;
   g_autoptr(VlModel) m = vl_run_load_model (win->run_dir, NULL, &error);
   g_assert_no_error (error);

@@ -93,7 +93,7 @@ vl_test_window_loaded (VlWindow *win)
 gboolean
 vl_test_window_finished (VlWindow *win)
 {
-  return vl_window_trainer (win) != NULL && win->run_state == VL_TRAINER_FINISHED;
+  return vl_window_trainer (win) != NULL && win->progress->state == VL_TRAINER_FINISHED;
 }
 
 gboolean

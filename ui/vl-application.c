@@ -296,7 +296,8 @@ poll_window (gpointer user_data)
   if (g_str_equal (when, "ready"))
     now = ready && waited > 1.5;
   else if (g_str_equal (when, "training"))
-    now = vl_window_is_running (win) && win->n_epochs_done >= 1 && win->n_probe_events > 0;
+    now = vl_window_is_running (win) && win->progress->n_epochs_done >= 1 &&
+          win->progress->n_probe_events > 0;
   else if (g_str_equal (when, "features"))
     {
       /* the k-NN probe's features a third extracted: its progress and time left */
@@ -305,8 +306,9 @@ poll_window (gpointer user_data)
       now = vl_knn_panel_is_busy (VL_KNN_PANEL (win->knn_panel)) && shown && frac >= 0.3;
     }
   else if (g_str_equal (when, "finished"))
-    now = self->train_started && vl_window_trainer (win) && win->run_state == VL_TRAINER_FINISHED &&
-          win->predict_cancel == NULL && !vl_window_features_busy (win);
+    now = self->train_started && vl_window_trainer (win) &&
+          win->progress->state == VL_TRAINER_FINISHED && win->predict_cancel == NULL &&
+          !vl_window_features_busy (win);
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */
   /* the backbone or the dataset failed to load: what was asked for will never come; the shot

@@ -289,7 +289,7 @@ vl_window_probes_clear (VlWindow *self)
 void
 vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
 {
-  self->n_probe_events++;
+  self->progress->n_probe_events++;
   vl_window_probe_file_event (self, ev);   /* the user's probe image, when it carries it */
   int P = ev->grid_h * ev->grid_w;
   if (self->probes->n_images == 0 || ev->grid_h != self->probes->gh ||
@@ -307,7 +307,7 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
   if (i < n && !self->probes->file_shown)
     {
       VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-      gboolean first = self->n_probe_events == 1;
+      gboolean first = self->progress->n_probe_events == 1;
       if (first)
         vl_window_show_probe (self, i);
       else

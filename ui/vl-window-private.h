@@ -145,29 +145,19 @@ struct _VlWindow
   VlProbeState *probes;
 
   /* ---- training ---- */
-  VlRunController *run;              /* the current run's trainer and its events as signals */
+  VlRunController *run;              /* the current run's trainer and its events as signals;
+                                      * from the window's init to its finalize */
+  VlRunProgress *progress;           /* the run's counters and state (the controller's) */
   VlTaskKind    task;                /* of the current (or last, or opened) run */
   gboolean      finished_in_drain;   /* the drain being handled carried FINISHED */
   VlTrainedRef *trained;             /* the trained model (after a run, or an opened run) */
-  VlTrainerState run_state;          /* as the events told */
-  gboolean      stop_requested;
   gboolean      close_after_stop;
-  gboolean      paused;
   gboolean      suppress_confirm;    /* tests: skip confirmation dialogs (answer yes) */
   char         *run_dir;
   gboolean      run_resumable;       /* stopped with a checkpoint: win.resume-run */
   gboolean      have_trained;        /* a trained head exists (changing the head asks) */
-  VlTrainEnd    last_end;
-  int           epochs_total;
-  int64_t       total_steps;
-  int64_t       steps_done;
   int           n_classes;
   char        **class_names;
-  int           n_groups_run;
-  int           unlocked_now;
-  int64_t       n_points;            /* STEP points fed to the chart (tests read it) */
-  int           n_epochs_done;
-  int           n_probe_events;
   int64_t      *confusion_counts;    /* (K, K) of the last EPOCH */
   /* the trained model's predictions for the gallery */
   GCancellable *predict_cancel;

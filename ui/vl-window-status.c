@@ -12,7 +12,8 @@ gboolean
 vl_window_is_running (VlWindow *self)
 {
   return vl_window_trainer (self) != NULL &&
-         (self->run_state == VL_TRAINER_RUNNING || self->run_state == VL_TRAINER_PAUSED);
+         (self->progress->state == VL_TRAINER_RUNNING ||
+          self->progress->state == VL_TRAINER_PAUSED);
 }
 
 gboolean
@@ -168,8 +169,8 @@ vl_window_update_actions (VlWindow *self)
   gboolean can_train = vl_window_can_train (self);
 
   gtk_widget_action_set_enabled (w, "win.train", can_train);
-  gtk_widget_action_set_enabled (w, "win.pause", running && !self->stop_requested);
-  gtk_widget_action_set_enabled (w, "win.stop", running && !self->stop_requested);
+  gtk_widget_action_set_enabled (w, "win.pause", running && !self->progress->stop_requested);
+  gtk_widget_action_set_enabled (w, "win.stop", running && !self->progress->stop_requested);
   gtk_widget_action_set_enabled (w, "win.resume-run",
                                  !running && !loading && self->run_resumable && self->run_dir);
   gtk_widget_action_set_enabled (w, "win.open-backbone", !running);
@@ -208,16 +209,17 @@ vl_window_update_actions (VlWindow *self)
   g_object_set (self->backbone_panel, "editable", !running, NULL);
 
   /* the header bar buttons (set only what changed: this runs at every drain) */
-  const char *icon = self->paused ? "media-playback-start-symbolic" : "media-playback-pause-symbolic";
+  const char *icon = self->progress->paused ? "media-playback-start-symbolic"
+                                            : "media-playback-pause-symbolic";
   if (g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (self->pause_button)), icon) != 0)
     {
       gtk_button_set_icon_name (GTK_BUTTON (self->pause_button), icon);
       gtk_widget_set_tooltip_text (self->pause_button,
-                                   self->paused ? _("Resume training (Ctrl+P)")
+                                   self->progress->paused ? _("Resume training (Ctrl+P)")
                                                 : _("Pause training at the next batch (Ctrl+P)"));
     }
-  const char *label = running ? (self->stop_requested ? _("Stopping…")
-                                 : self->paused ? _("Paused") : _("Training…"))
+  const char *label = running ? (self->progress->stop_requested ? _("Stopping…")
+                                 : self->progress->paused ? _("Paused") : _("Training…"))
                               : _("_Train");
   if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (self->train_button_label)), label) != 0)
     gtk_label_set_text_with_mnemonic (GTK_LABEL (self->train_button_label), label);

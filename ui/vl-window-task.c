@@ -204,8 +204,9 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 {
   VlLossChart *chart = VL_LOSS_CHART (self->chart);
   vl_loss_chart_add_epoch (chart, m);
-  self->n_epochs_done = m->epoch + 1;
-  g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1, MAX (self->epochs_total, m->epoch + 1));
+  self->progress->n_epochs_done = m->epoch + 1;
+  g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1,
+                                         MAX (self->progress->epochs_total, m->epoch + 1));
   vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_EPOCH, ep);
   g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
   vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAIN_LOSS, tl);

@@ -173,29 +173,29 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   if (ev->n_points > 0)
     {
       vl_loss_chart_add_steps (chart, ev->points, ev->n_points);
-      self->n_points += ev->n_points;
+      self->progress->n_points += ev->n_points;
     }
-  if (ev->group_grad_norms && self->n_groups_run > 0)
-    vl_loss_chart_set_group_norms (chart, self->n_groups_run,
-                                   group_names (self, self->n_groups_run),
+  if (ev->group_grad_norms && self->progress->n_groups > 0)
+    vl_loss_chart_set_group_norms (chart, self->progress->n_groups,
+                                   group_names (self, self->progress->n_groups),
                                    ev->group_grad_norms, ev->step);
-  self->steps_done = ev->step;
+  self->progress->steps_done = ev->step;
   /* the text and bars at most five times a second: each change re-lays out the window */
   VlStatusBar *bar = VL_STATUS_BAR (self->status_bar);
   if (!vl_status_bar_due (bar, FALSE))
     return;
-  if (ev->group_grad_norms && self->n_groups_run > 0)
-    vl_window_set_group_grad_norms (self, ev->group_grad_norms, self->n_groups_run);
-  if (self->total_steps > 0)
-    vl_status_bar_set_fraction (bar, (double) ev->step / self->total_steps);
+  if (ev->group_grad_norms && self->progress->n_groups > 0)
+    vl_window_set_group_grad_norms (self, ev->group_grad_norms, self->progress->n_groups);
+  if (self->progress->total_steps > 0)
+    vl_status_bar_set_fraction (bar, (double) ev->step / self->progress->total_steps);
   vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
       g_autofree char *status = g_strdup_printf (_("Epoch %d/%d · batch %d/%d · loss %.4f · "
                                                    "lr %.2e"),
-                                                 ev->epoch + 1, self->epochs_total, ev->batch,
-                                                 ev->n_batches, pt->loss, pt->lr);
+                                                 ev->epoch + 1, self->progress->epochs_total,
+                                                 ev->batch, ev->n_batches, pt->loss, pt->lr);
       vl_window_set_status (self, status);
     }
 }
@@ -213,7 +213,7 @@ show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
   vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
   g_autofree char *status = g_strdup_printf ("Epoch %d/%d · %s %" G_GINT64_FORMAT "/%"
                                              G_GINT64_FORMAT " images",
-                                             ev->epoch + 1, self->epochs_total,
+                                             ev->epoch + 1, self->progress->epochs_total,
                                              ev->phase == VL_TRAIN_PHASE_CACHE
                                              ? "caching the frozen features of"
                                              : "validating", ev->done, ev->total);
@@ -230,10 +230,10 @@ set_idle_status (VlWindow *self, const char *text)
 static void
 run_finished (VlWindow *self, const VlTrainEvent *ev)
 {
-  self->run_state = VL_TRAINER_FINISHED;
-  self->last_end = ev->end;
-  self->paused = FALSE;
-  self->stop_requested = FALSE;
+  self->progress->state = VL_TRAINER_FINISHED;
+  self->progress->last_end = ev->end;
+  self->progress->paused = FALSE;
+  self->progress->stop_requested = FALSE;
   vl_status_bar_clear_rate (VL_STATUS_BAR (self->status_bar));
   vl_window_backbone_run_ended (self);
   if (ev->skipped && ev->skipped[0])
@@ -254,8 +254,8 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
         g_autofree char *t = g_strdup_printf (_("%s after %d epoch%s · run folder %s"),
                                               ev->end == VL_TRAIN_END_COMPLETED
                                               ? _("Finished") : _("Stopped early"),
-                                              self->n_epochs_done,
-                                              self->n_epochs_done == 1 ? "" : "s",
+                                              self->progress->n_epochs_done,
+                                              self->progress->n_epochs_done == 1 ? "" : "s",
                                               self->run_dir ? self->run_dir : _("(none)"));
         set_idle_status (self, t);
         vl_status_bar_set_fraction (VL_STATUS_BAR (self->status_bar), 1.0);
@@ -299,8 +299,8 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       g_strfreev (self->value_names);
       self->value_names = g_strdupv (ev->value_names);
       vl_window_set_task (self, ev->task);
-      self->total_steps = ev->total_steps;
-      self->n_groups_run = ev->n_groups;
+      self->progress->total_steps = ev->total_steps;
+      self->progress->n_groups = ev->n_groups;
       vl_loss_chart_set_total_steps (VL_LOSS_CHART (self->chart), ev->total_steps);
       vl_window_show_skipped (self, ev->skipped);
       {
@@ -311,7 +311,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       break;
     case VL_TRAIN_EVENT_LOCK:
       {
-        self->unlocked_now = ev->unlocked;
+        self->progress->unlocked_now = ev->unlocked;
         vl_window_show_live_lock (self, ev->unlocked);
         g_autofree char *count = vl_format_count (ev->n_trainable);
         g_autofree char *t = g_strdup_printf (_("last %d group%s · %s params%s"), ev->unlocked,
@@ -339,11 +339,11 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       gtk_widget_set_visible (self->message_label, TRUE);
       break;
     case VL_TRAIN_EVENT_PAUSED:
-      self->paused = TRUE;
+      self->progress->paused = TRUE;
       vl_window_set_status (self, _("Paused (Ctrl+P resumes)"));
       break;
     case VL_TRAIN_EVENT_RESUMED:
-      self->paused = FALSE;
+      self->progress->paused = FALSE;
       break;
     case VL_TRAIN_EVENT_FINISHED:
       run_finished (self, ev);
@@ -425,14 +425,14 @@ vl_window_start_training (VlWindow *self, gboolean resume)
     }
   clear_predictions (self);
   vl_window_set_task (self, cfg.task);
-  self->run_state = VL_TRAINER_RUNNING;
-  self->paused = FALSE;
-  self->stop_requested = FALSE;
+  self->progress->state = VL_TRAINER_RUNNING;
+  self->progress->paused = FALSE;
+  self->progress->stop_requested = FALSE;
   self->run_resumable = FALSE;
-  self->n_probe_events = 0;
-  self->epochs_total = cfg.epochs;
-  self->total_steps = 0;
-  self->steps_done = 0;
+  self->progress->n_probe_events = 0;
+  self->progress->epochs_total = cfg.epochs;
+  self->progress->total_steps = 0;
+  self->progress->steps_done = 0;
   g_clear_pointer (&self->probes->final_attn, g_free);
   g_clear_pointer (&self->probes->rollout, g_free);
   self->probes->n_rollout = 0;
@@ -450,8 +450,8 @@ vl_window_start_training (VlWindow *self, gboolean resume)
       int preset = (int) vl_training_panel_get_preset (VL_TRAINING_PANEL (self->training_panel));
       g_autofree char *label = run_label (&cfg, preset);
       vl_loss_chart_new_run (VL_LOSS_CHART (self->chart), label);
-      self->n_points = 0;
-      self->n_epochs_done = 0;
+      self->progress->n_points = 0;
+      self->progress->n_epochs_done = 0;
     }
   vl_status_bar_set_fraction (VL_STATUS_BAR (self->status_bar), 0);
   vl_window_set_status (self, resume ? _("Resuming the run…")
@@ -466,7 +466,7 @@ vl_window_toggle_pause (VlWindow *self)
 {
   if (!vl_window_is_running (self))
     return;
-  if (self->paused)
+  if (self->progress->paused)
     vl_run_controller_resume (self->run);
   else
     vl_run_controller_pause (self->run);
@@ -475,9 +475,9 @@ vl_window_toggle_pause (VlWindow *self)
 void
 vl_window_stop_training (VlWindow *self)
 {
-  if (!vl_window_is_running (self) || self->stop_requested)
+  if (!vl_window_is_running (self) || self->progress->stop_requested)
     return;
-  self->stop_requested = TRUE;
+  self->progress->stop_requested = TRUE;
   /* a paused run stops where it is (resuming it first could train one more batch, and the
    * trained model would no longer be the one the paused maps showed) */
   vl_run_controller_stop (self->run);
@@ -661,7 +661,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   /* the run's results */
   clear_predictions (self);
   vl_run_controller_clear (self->run);
-  self->run_state = VL_TRAINER_IDLE;
+  self->progress->state = VL_TRAINER_IDLE;
   g_clear_pointer (&self->trained, vl_trained_unref);
   self->have_trained = j->model != NULL;
   if (j->model)
@@ -674,7 +674,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->run_dir = g_strdup (j->dir);
   vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
                                  self->run_dir);
-  self->epochs_total = c->epochs;
+  self->progress->epochs_total = c->epochs;
   self->run_resumable = (int) j->epochs->len < c->epochs;
   g_strfreev (self->class_names);
   self->class_names = g_steal_pointer (&j->class_names);
@@ -685,7 +685,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *base = g_path_get_basename (j->dir);
   VlLossChart *chart = VL_LOSS_CHART (self->chart);
   vl_loss_chart_new_run (chart, base);
-  self->n_points = 0;
+  self->progress->n_points = 0;
   if (j->epochs->len > 0)
     {
       const VlEpochMetrics *last = g_ptr_array_index (j->epochs, j->epochs->len - 1);
@@ -740,7 +740,6 @@ vl_window_train_init (VlWindow *self)
   g_signal_connect_swapped (self->data_panel, "notify::cache", G_CALLBACK (on_hyper_changed),
                             self);
   g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
-  self->run = vl_run_controller_new ();
   g_signal_connect (self->run, "event", G_CALLBACK (on_run_event), self);
   g_signal_connect (self->run, "drained", G_CALLBACK (on_run_drained), self);
   /* after the other parts have taken the dataset in */
@@ -764,7 +763,6 @@ vl_window_train_dispose (VlWindow *self)
       /* stops the worker (it saves the position) and waits for it */
       vl_run_controller_stop (self->run);
       g_signal_handlers_disconnect_by_data (self->run, self);
-      g_clear_object (&self->run);
     }
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
