@@ -1630,12 +1630,13 @@ test_probe_drop (void)
                    "attention");
   /* the dataset's probes are still there, after the probe file's button */
   g_assert_cmpint (win->probes->n_images, >, 0);
+  GtkWidget *probe_box = vl_attention_bar_get_probe_box (VL_ATTENTION_BAR (win->attn_bar));
   int n_buttons = 0;
-  for (GtkWidget *c = gtk_widget_get_first_child (win->probe_box); c;
+  for (GtkWidget *c = gtk_widget_get_first_child (probe_box); c;
        c = gtk_widget_get_next_sibling (c))
     n_buttons++;
   g_assert_cmpint (n_buttons, ==, win->probes->n_images + 1);
-  GtkWidget *first = gtk_widget_get_first_child (win->probe_box);
+  GtkWidget *first = gtk_widget_get_first_child (probe_box);
   g_assert_true (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (first)));
   assert_view_shows (win, png);
   assert_view_drawn (win);
@@ -1650,7 +1651,7 @@ test_probe_drop (void)
   assert_view_shows (win, png2);
 
   /* a dataset probe's button shows that probe; the probe file's button brings it back */
-  GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (win->probe_box));
+  GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (probe_box));
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (second), TRUE);
   g_assert_false (win->probes->file_shown);
   g_autoptr(VlImage) dataset_probe = vl_attention_view_get_image (VL_ATTENTION_VIEW (win->attention));
@@ -1658,7 +1659,7 @@ test_probe_drop (void)
                    win->probes->images[0]->pixels,
                    (gsize) win->probes->images[0]->width * win->probes->images[0]->height *
                    win->probes->images[0]->channels);
-  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_widget_get_first_child (win->probe_box)),
+  gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (gtk_widget_get_first_child (probe_box)),
                                 TRUE);
   g_assert_true (win->probes->file_shown);
   assert_view_shows (win, png2);

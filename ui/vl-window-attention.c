@@ -211,9 +211,10 @@ probe_button (const VlImage *img)
 void
 vl_window_show_probes (VlWindow *self)
 {
+  GtkWidget *probe_box = vl_attention_bar_get_probe_box (VL_ATTENTION_BAR (self->attn_bar));
   GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->probe_box)))
-    gtk_box_remove (GTK_BOX (self->probe_box), child);
+  while ((child = gtk_widget_get_first_child (probe_box)))
+    gtk_box_remove (GTK_BOX (probe_box), child);
   GtkToggleButton *group = NULL;
   const VlProbeFile *pf = &self->probes->file;
   if (pf->image == NULL)
@@ -233,7 +234,7 @@ vl_window_show_probes (VlWindow *self)
       gtk_widget_set_tooltip_text (b, tip);
       group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
+      gtk_box_append (GTK_BOX (probe_box), b);
       if (self->probes->file_shown)
         gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
     }
@@ -251,7 +252,7 @@ vl_window_show_probes (VlWindow *self)
       else
         group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
+      gtk_box_append (GTK_BOX (probe_box), b);
       if (!self->probes->file_shown &&
           i == MIN (self->probes->selected, self->probes->n_images - 1))
         gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
@@ -322,37 +323,6 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
 
 /* ------------------------------------------------------------------ setup */
 
-static gboolean
-mode_to_selected (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  g_value_set_uint (to, (guint) g_value_get_enum (from));
-  return TRUE;
-}
-
-static gboolean
-selected_to_mode (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  guint v = g_value_get_uint (from);
-  if (v == GTK_INVALID_LIST_POSITION)
-    return FALSE;
-  g_value_set_enum (to, (int) v);
-  return TRUE;
-}
-
-static void
-on_attn_shape (VlWindow *self)
-{
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  int depth = vl_attention_view_get_depth (view), heads = vl_attention_view_get_heads (view);
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                            MAX (depth - 1, 0));
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                            MAX (heads - 1, 0));
-  VlAttnMode mode = vl_attention_view_get_mode (view);
-  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
-  gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
-}
-
 /* A dataset arrived: its probes, and their pretrained attention. */
 static void
 on_dataset_changed (VlWindow *self)
@@ -368,22 +338,7 @@ vl_window_attention_init (VlWindow *self)
   /* the attention controls drive the view's properties */
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
   vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
-  g_object_bind_property_full (view, "mode", self->attn_mode_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property_full (view, "colormap", self->attn_cmap_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property (gtk_range_get_adjustment (GTK_RANGE (self->attn_opacity_scale)), "value",
-                          view, "opacity", G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                          "value", view, "block", G_BINDING_BIDIRECTIONAL);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                          "value", view, "head", G_BINDING_BIDIRECTIONAL);
-  g_signal_connect_swapped (view, "notify::depth", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::heads", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::mode", G_CALLBACK (on_attn_shape), self);
-  on_attn_shape (self);
+  vl_attention_bar_set_view (VL_ATTENTION_BAR (self->attn_bar), view);
 
   g_signal_connect_swapped (self, "backbone-changed",
                             G_CALLBACK (vl_window_start_pretrained_attention), self);

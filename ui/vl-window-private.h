@@ -37,6 +37,7 @@
 #include "vl-status-bar.h"
 #include "vl-stat-cards.h"
 #include "vl-eval-card.h"
+#include "vl-attention-bar.h"
 #include "vl-jobs.h"
 #include "vl-predictions.h"
 #include "vl-refs.h"
@@ -122,8 +123,7 @@ struct _VlWindow
   GtkWidget *chart;          /* VlLossChart */
   GtkWidget *attention;      /* VlAttentionView */
   GtkWidget *confusion;      /* VlConfusionView */
-  GtkWidget *attn_toolbar, *probe_box, *attn_mode_dropdown, *attn_block_spin, *attn_head_spin;
-  GtkWidget *attn_opacity_scale, *attn_cmap_dropdown;
+  GtkWidget *attn_bar;       /* VlAttentionBar: the probe buttons, the view's controls */
   /* features (vl-window-features.c): k-NN on the data panel, the embedding map, "Try it" */
   GtkWidget *knn_panel, *embedding_panel, *try_panel;
 

@@ -588,6 +588,7 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_STATUS_BAR);
   g_type_ensure (VL_TYPE_STAT_CARDS);
   g_type_ensure (VL_TYPE_EVAL_CARD);
+  g_type_ensure (VL_TYPE_ATTENTION_BAR);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -609,13 +610,6 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (chart);
   CHILD (attention);
   CHILD (confusion);
-  CHILD (attn_toolbar);
-  CHILD (probe_box);
-  CHILD (attn_mode_dropdown);
-  CHILD (attn_block_spin);
-  CHILD (attn_head_spin);
-  CHILD (attn_opacity_scale);
-  CHILD (attn_cmap_dropdown);
   CHILD (embedding_panel);
   CHILD (try_panel);
   CHILD (attention_frame);
@@ -633,6 +627,7 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (status_bar);
   CHILD (stat_cards);
   CHILD (eval_card);
+  CHILD (attn_bar);
 #undef CHILD
   gtk_widget_class_bind_template_callback (widget_class, on_banner_response);
 
