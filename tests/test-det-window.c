@@ -35,7 +35,7 @@ static char *run_dir;   /* the finished run of /ui/det/train, opened by /ui/det/
 static gboolean
 have_boxes (VlWindow *win)
 {
-  return win->det_pred != NULL && win->predict_cancel == NULL;
+  return win->pred->det != NULL && win->pred->cancel == NULL;
 }
 
 static gboolean
@@ -159,7 +159,7 @@ check_shown_boxes (VlWindow *win, int S)
   VlDetHead *h = vl_trained_det_head (win->trained);
   g_assert_nonnull (m);
   g_assert_nonnull (h);
-  VlDataset *ds = win->pred_data->ds;
+  VlDataset *ds = win->pred->data->ds;
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   pp.size = S;

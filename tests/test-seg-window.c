@@ -35,7 +35,7 @@ static char *run_dir;   /* the finished run of /ui/seg/train, opened by /ui/seg/
 static gboolean
 have_masks (VlWindow *win)
 {
-  return win->seg_pred != NULL && win->predict_cancel == NULL;
+  return win->pred->seg != NULL && win->pred->cancel == NULL;
 }
 
 /* pixel p of img with colour c laid over at opacity (what the view draws) */
@@ -145,7 +145,7 @@ check_shown_masks (VlWindow *win)
   VlSegHead *h = vl_trained_seg_head (win->trained);
   g_assert_nonnull (m);
   g_assert_nonnull (h);
-  VlDataset *ds = win->pred_data->ds;
+  VlDataset *ds = win->pred->data->ds;
   VlPreprocess pp;
   vl_preprocess_from_model (m, &pp);
   const int S = pp.size, K = vl_seg_head_n_classes (h);

@@ -147,7 +147,7 @@ has_pretrained_attention (VlWindow *win)
 static gboolean
 has_predictions (VlWindow *win)
 {
-  return win->predictions.n > 0;
+  return win->pred->cls.n > 0;
 }
 
 static gboolean
@@ -729,8 +729,8 @@ test_train (void)
 
   /* the gallery: each validation image's prediction, from a worker thread */
   wait_for (win, has_predictions, 60, "the predictions");
-  g_assert_cmpint (win->predictions.n, ==, 4);
-  int t = win->predictions.label[0], p = win->predictions.predicted[0];
+  g_assert_cmpint (win->pred->cls.n, ==, 4);
+  int t = win->pred->cls.label[0], p = win->pred->cls.predicted[0];
   g_signal_emit_by_name (win->confusion, "cell-activated", t, p);
   g_assert_nonnull (win->gallery);
   if (g_getenv ("VL_SHOTS"))
@@ -744,7 +744,7 @@ test_train (void)
   g_assert_nonnull (flow);
   GtkFlowBoxChild *first_card = gtk_flow_box_get_child_at_index (GTK_FLOW_BOX (flow), 0);
   g_assert_nonnull (first_card);
-  const char *item = vl_dataset_item_name (win->pred_data->ds, VL_SPLIT_VAL, 0);
+  const char *item = vl_dataset_item_name (win->pred->data->ds, VL_SPLIT_VAL, 0);
   g_signal_emit_by_name (flow, "child-activated", first_card);
   g_assert_cmpstr (gtk_stack_get_visible_child_name (GTK_STACK (win->main_stack)), ==, "attention");
   gallery_probe = item;

@@ -119,7 +119,7 @@ try_idle (VlWindow *win)
 const char *
 vl_test_window_try_scene (VlWindow *win)
 {
-  VlDataset *ds = win->pred_data->ds;
+  VlDataset *ds = win->pred->data->ds;
   VlPreprocess pp;
   vl_preprocess_from_model (vl_trained_model (win->trained), &pp);
   g_autofree float *px = g_new (float, (gsize) pp.channels * pp.size * pp.size);

@@ -261,7 +261,7 @@ poll_window (gpointer user_data)
    * and of the probe file, the predictions of an opened run */
   gboolean loaded = !vl_window_is_loading (win) && win->probes->cancel == NULL &&
                     (win->thumbs_cancel != NULL || win->data_spec == NULL) && win->model != NULL &&
-                    win->predict_cancel == NULL && win->probes->file_cancel == NULL;
+                    win->pred->cancel == NULL && win->probes->file_cancel == NULL;
   /* a shot also waits for the k-NN probe, the maps and Try It (training need not) */
   gboolean ready = loaded && !vl_window_features_busy (win);
   if (self->knn_layers && !self->knn_layers_started && ready &&
@@ -307,7 +307,7 @@ poll_window (gpointer user_data)
     }
   else if (g_str_equal (when, "finished"))
     now = self->train_started && vl_window_trainer (win) &&
-          win->progress->state == VL_TRAINER_FINISHED && win->predict_cancel == NULL &&
+          win->progress->state == VL_TRAINER_FINISHED && win->pred->cancel == NULL &&
           !vl_window_features_busy (win);
   if (waited > 600)
     now = TRUE;   /* give up waiting: show what there is */

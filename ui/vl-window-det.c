@@ -37,7 +37,7 @@ boxes_of (GArray *all, int item)
 static void
 show_item (VlWindow *self, int item)
 {
-  VlDetPredictions *p = self->det_pred;
+  VlDetPredictions *p = self->pred->det;
   if (p == NULL)
     return;
   for (int k = 0; k < p->n_kept; k++)
@@ -63,8 +63,8 @@ on_item_activated (VlDetPanel *panel, int item, VlWindow *self)
 void
 vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p)
 {
-  vl_det_predictions_free (self->det_pred);
-  self->det_pred = p;
+  vl_det_predictions_free (self->pred->det);
+  self->pred->det = p;
   VlDetPanel *panel = VL_DET_PANEL (self->det_panel);
   vl_det_panel_set_classes (panel, (const char *const *) p->class_names);
   int items[N_WORST];
@@ -88,7 +88,7 @@ vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p)
 void
 vl_window_det_clear (VlWindow *self)
 {
-  g_clear_pointer (&self->det_pred, vl_det_predictions_free);
+  g_clear_pointer (&self->pred->det, vl_det_predictions_free);
   if (self->det_panel)
     vl_det_panel_clear (VL_DET_PANEL (self->det_panel));
 }
@@ -287,5 +287,5 @@ vl_window_det_init (VlWindow *self)
 void
 vl_window_det_dispose (VlWindow *self)
 {
-  g_clear_pointer (&self->det_pred, vl_det_predictions_free);
+  g_clear_pointer (&self->pred->det, vl_det_predictions_free);
 }

@@ -78,6 +78,18 @@ typedef struct
   gboolean      pending_sample, pending_user;
 } VlProbeState;
 
+/* The trained model's predictions of the validation split (vl-window-train.c starts them; the
+ * gallery, vl-window-seg.c and vl-window-det.c show them). The window holds one (self->pred),
+ * from its init to its finalize. */
+typedef struct
+{
+  GCancellable     *cancel;          /* the job in flight; NULL when none */
+  VlPredictions     cls;             /* a classifier's, for the confusion cells' gallery */
+  VlDataRef        *data;            /* the dataset the predictions index */
+  VlSegPredictions *seg;             /* segmentation: the masks */
+  VlDetPredictions *det;             /* detection: the boxes */
+} VlPredState;
+
 struct _VlWindow
 {
   GtkApplicationWindow parent_instance;
@@ -159,10 +171,9 @@ struct _VlWindow
   int           n_classes;
   char        **class_names;
   int64_t      *confusion_counts;    /* (K, K) of the last EPOCH */
-  /* the trained model's predictions for the gallery */
-  GCancellable *predict_cancel;
-  VlPredictions predictions;
-  VlDataRef    *pred_data;           /* the dataset the predictions index */
+  /* the trained model's predictions of the validation images (the gallery's, the mask and
+   * box views') */
+  VlPredState  *pred;
   gboolean      exporting;
   gboolean      saving;
   gboolean      opening_run;
@@ -173,13 +184,12 @@ struct _VlWindow
   GtkWidget    *gallery;             /* the last gallery dialog */
 
   /* segmentation (vl-window-seg.c): the seg head and input size in the head panel, the mask
-   * view and the trained model's masks of the validation images */
+   * view (the trained model's masks of the validation images: pred->seg) */
   GtkWidget    *mask_view;
-  VlSegPredictions *seg_pred;
-  /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel), and
-   * the trained model's boxes of the validation images; the input size is the head panel's */
+  /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel; the
+   * trained model's boxes of the validation images: pred->det); the input size is the head
+   * panel's */
   GtkWidget    *det_panel;
-  VlDetPredictions *det_pred;
 
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */

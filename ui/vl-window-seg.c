@@ -22,7 +22,7 @@
 static void
 show_item (VlWindow *self, int item)
 {
-  VlSegPredictions *p = self->seg_pred;
+  VlSegPredictions *p = self->pred->seg;
   if (p == NULL)
     return;
   for (int k = 0; k < p->n_kept; k++)
@@ -46,8 +46,8 @@ on_item_activated (VlMaskView *view, int item, VlWindow *self)
 void
 vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p)
 {
-  vl_seg_predictions_free (self->seg_pred);
-  self->seg_pred = p;
+  vl_seg_predictions_free (self->pred->seg);
+  self->pred->seg = p;
   VlMaskView *view = VL_MASK_VIEW (self->mask_view);
   vl_mask_view_set_classes (view, p->K, (const char *const *) p->class_names);
   /* the strip: the worst first (kept[0] is the median unless it is among them) */
@@ -76,7 +76,7 @@ vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p)
 void
 vl_window_seg_clear (VlWindow *self)
 {
-  g_clear_pointer (&self->seg_pred, vl_seg_predictions_free);
+  g_clear_pointer (&self->pred->seg, vl_seg_predictions_free);
   if (self->mask_view)
     vl_mask_view_clear (VL_MASK_VIEW (self->mask_view));
 }
@@ -266,5 +266,5 @@ vl_window_seg_init (VlWindow *self)
 void
 vl_window_seg_dispose (VlWindow *self)
 {
-  g_clear_pointer (&self->seg_pred, vl_seg_predictions_free);
+  g_clear_pointer (&self->pred->seg, vl_seg_predictions_free);
 }

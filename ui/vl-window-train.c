@@ -367,14 +367,14 @@ on_run_drained (VlRunController *run, VlWindow *self)
 static void
 clear_predictions (VlWindow *self)
 {
-  if (self->predict_cancel)
-    g_cancellable_cancel (self->predict_cancel);
-  g_clear_object (&self->predict_cancel);
-  g_clear_pointer (&self->predictions.label, g_free);
-  g_clear_pointer (&self->predictions.predicted, g_free);
-  g_clear_pointer (&self->predictions.confidence, g_free);
-  self->predictions.n = 0;
-  g_clear_pointer (&self->pred_data, vl_data_unref);
+  if (self->pred->cancel)
+    g_cancellable_cancel (self->pred->cancel);
+  g_clear_object (&self->pred->cancel);
+  g_clear_pointer (&self->pred->cls.label, g_free);
+  g_clear_pointer (&self->pred->cls.predicted, g_free);
+  g_clear_pointer (&self->pred->cls.confidence, g_free);
+  self->pred->cls.n = 0;
+  g_clear_pointer (&self->pred->data, vl_data_unref);
   vl_window_seg_clear (self);
   vl_window_det_clear (self);
 }
@@ -510,20 +510,20 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  if (g_task_get_cancellable (G_TASK (result)) != self->predict_cancel)
+  if (g_task_get_cancellable (G_TASK (result)) != self->pred->cancel)
     return;   /* stale */
   g_autoptr(VlPredictResult) j = vl_job_predict_finish (result, &error);
   if (j == NULL)
     {
-      g_clear_object (&self->predict_cancel);
+      g_clear_object (&self->pred->cancel);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         vl_window_show_error (self, _("Predictions of the trained model: %s"), error->message);
       return;
     }
-  g_clear_object (&self->predict_cancel);
-  self->predictions = j->pred;
+  g_clear_object (&self->pred->cancel);
+  self->pred->cls = j->pred;
   memset (&j->pred, 0, sizeof j->pred);
-  self->pred_data = vl_data_ref (j->data);
+  self->pred->data = vl_data_ref (j->data);
   if (j->seg)
     vl_window_seg_predictions_ready (self, g_steal_pointer (&j->seg));
   if (j->det)
@@ -544,8 +544,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 maybe_predict (VlWindow *self)
 {
-  if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0 ||
-      self->seg_pred != NULL || self->det_pred != NULL || self->task == VL_TASK_REGRESS)
+  if (self->trained == NULL || self->pred->cancel || self->pred->cls.n > 0 ||
+      self->pred->seg != NULL || self->pred->det != NULL || self->task == VL_TASK_REGRESS)
     return;   /* the confusion cells' per-image predictions, the masks or the boxes */
   const gboolean seg = self->task == VL_TASK_SEGMENT, det = self->task == VL_TASK_DETECT;
   VlDataRef *data = NULL;
@@ -569,10 +569,10 @@ maybe_predict (VlWindow *self)
       vl_data_unref (data);
       return;
     }
-  self->predict_cancel = g_cancellable_new ();
+  self->pred->cancel = g_cancellable_new ();
   vl_job_predict (G_OBJECT (self), tr, data, self->task, vl_window_dense_input_size (self),
                   self->probes->index, self->probes->index ? self->probes->n : 0,
-                  self->predict_cancel, predict_done, NULL);
+                  self->pred->cancel, predict_done, NULL);
   vl_data_unref (data);
 }
 

@@ -473,6 +473,7 @@ vl_window_finalize (GObject *object)
   g_clear_object (&self->settings);
   g_free (self->head);
   g_free (self->probes);   /* emptied by the attention and probe parts' dispose */
+  g_free (self->pred);     /* emptied by the training, seg and det parts' dispose */
   g_clear_object (&self->run);   /* stopped and disconnected by the training part's dispose */
   G_OBJECT_CLASS (vl_window_parent_class)->finalize (object);
 }
@@ -645,6 +646,7 @@ vl_window_init (VlWindow *self)
 {
   self->head = g_strdup ("linear-token");
   self->probes = g_new0 (VlProbeState, 1);
+  self->pred = g_new0 (VlPredState, 1);
   self->run = vl_run_controller_new ();   /* the training part connects to it */
   self->progress = vl_run_controller_get_progress (self->run);
   self->settings = g_settings_new ("org.vitlab.Vitlab");
