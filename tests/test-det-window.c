@@ -224,13 +224,13 @@ check_results (VlWindow *win, int K, int S)
   g_assert_true (gtk_widget_get_visible (vl_test_child (win, "det_panel")));
   g_assert_false (gtk_widget_get_visible (vl_test_child (win, "confusion")));
   g_assert_false (gtk_widget_get_visible (vl_test_child (win, "mask_view")));
-  g_assert_cmpint (vl_test_n_children (vl_test_child (win, "class_acc_box")), ==, 1);
-  GtkWidget *bars = gtk_widget_get_first_child (vl_test_child (win, "class_acc_box"));
+  g_assert_cmpint (vl_test_n_children (vl_eval_card_get_rows (vl_test_eval_card (win))), ==, 1);
+  GtkWidget *bars = gtk_widget_get_first_child (vl_eval_card_get_rows (vl_test_eval_card (win)));
   g_assert_true (VL_IS_CLASS_BARS (bars));
   g_assert_cmpint (vl_class_bars_get_n (VL_CLASS_BARS (bars)), ==, K - 1);
   double mean = vl_class_bars_get_mean (VL_CLASS_BARS (bars));
   g_assert_true (mean >= 0 && mean <= 1);
-  const char *acc = gtk_label_get_text (GTK_LABEL (vl_test_child (win, "stat_acc")));
+  const char *acc = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_SCORE);
   g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
   g_assert_nonnull (strstr (acc, "AP"));
   check_shown_boxes (win, S);

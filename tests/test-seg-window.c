@@ -203,8 +203,8 @@ check_results (VlWindow *win, int K)
   g_assert_cmpint (vl_window_get_task (win), ==, VL_TASK_SEGMENT);
   g_assert_true (gtk_widget_get_visible (vl_test_child (win, "mask_view")));
   g_assert_false (gtk_widget_get_visible (vl_test_child (win, "confusion")));
-  g_assert_cmpint (vl_test_n_children (vl_test_child (win, "class_acc_box")), ==, K);
-  for (GtkWidget *row = gtk_widget_get_first_child (vl_test_child (win, "class_acc_box")); row;
+  g_assert_cmpint (vl_test_n_children (vl_eval_card_get_rows (vl_test_eval_card (win))), ==, K);
+  for (GtkWidget *row = gtk_widget_get_first_child (vl_eval_card_get_rows (vl_test_eval_card (win))); row;
        row = gtk_widget_get_next_sibling (row))
     {
       GtkWidget *bar = gtk_widget_get_last_child (row);
@@ -212,7 +212,7 @@ check_results (VlWindow *win, int K)
       double v = gtk_level_bar_get_value (GTK_LEVEL_BAR (bar));
       g_assert_true (v >= 0 && v <= 1);
     }
-  const char *acc = gtk_label_get_text (GTK_LABEL (vl_test_child (win, "stat_acc")));
+  const char *acc = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_SCORE);
   g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
   VlMaskView *view = VL_MASK_VIEW (vl_test_child (win, "mask_view"));
   g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, K);

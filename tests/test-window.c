@@ -410,10 +410,12 @@ assert_fits_long_names (VlWindow *win)
     g_string_append (longer, "very_long_name_without_spaces_");
   vl_backbone_panel_set_name (vl_test_backbone_panel (win), longer->str);
   vl_data_panel_set_name (vl_test_data_panel (win), longer->str);
-  const char *labels[] = { "stat_epoch", "stat_train_loss", "stat_val_loss", "stat_acc",
-                           "stat_unlocked", "status_label", "banner_label" };
+  GtkWidget *labels[] = { vl_status_bar_get_label (vl_test_status_bar (win)),
+                          vl_test_child (win, "banner_label") };
   for (guint i = 0; i < G_N_ELEMENTS (labels); i++)
-    gtk_label_set_text (GTK_LABEL (vl_test_child (win, labels[i])), longer->str);
+    gtk_label_set_text (GTK_LABEL (labels[i]), longer->str);
+  for (VlStat s = 0; s < VL_N_STATS; s++)
+    vl_stat_cards_set (vl_test_stat_cards (win), s, longer->str);
   vl_training_panel_set_run_dir (vl_test_training_panel (win), longer->str, NULL);
   g_string_free (longer, TRUE);
   assert_fits (win, "long names");
@@ -1698,11 +1700,11 @@ test_probe_drop (void)
   /* the dataset's probes are still there, after the probe file's button */
   g_assert_cmpint (vl_window_get_n_probe_images (win), >, 0);
   int n_buttons = 0;
-  for (GtkWidget *c = gtk_widget_get_first_child (vl_test_child (win, "probe_box")); c;
+  for (GtkWidget *c = gtk_widget_get_first_child (vl_attention_bar_get_probe_box (vl_test_attention_bar (win))); c;
        c = gtk_widget_get_next_sibling (c))
     n_buttons++;
   g_assert_cmpint (n_buttons, ==, vl_window_get_n_probe_images (win) + 1);
-  GtkWidget *first = gtk_widget_get_first_child (vl_test_child (win, "probe_box"));
+  GtkWidget *first = gtk_widget_get_first_child (vl_attention_bar_get_probe_box (vl_test_attention_bar (win)));
   g_assert_true (gtk_toggle_button_get_active (GTK_TOGGLE_BUTTON (first)));
   assert_view_shows (win, png);
   assert_view_drawn (win);
@@ -1717,7 +1719,7 @@ test_probe_drop (void)
   assert_view_shows (win, png2);
 
   /* a dataset probe's button shows that probe; the probe file's button brings it back */
-  GtkWidget *probe_box = vl_test_child (win, "probe_box");
+  GtkWidget *probe_box = vl_attention_bar_get_probe_box (vl_test_attention_bar (win));
   GtkWidget *second = gtk_widget_get_next_sibling (gtk_widget_get_first_child (probe_box));
   gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (second), TRUE);
   g_assert_false (vl_test_probe_state (win).shown);
@@ -2103,9 +2105,8 @@ test_top5 (void)
       g_assert_true (action (win, "win.train"));
       wait_for (win, finished, 120, "the run");
       g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
-      const char *acc = gtk_label_get_text (GTK_LABEL (vl_test_child (win, "stat_acc")));
-      GtkWidget *summary_label = vl_test_child (win, "eval_summary_label");
-      const char *summary = gtk_label_get_text (GTK_LABEL (summary_label));
+      const char *acc = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_SCORE);
+      const char *summary = vl_eval_card_get_summary (vl_test_eval_card (win));
       g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
       g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
       g_assert_true ((strstr (summary, "top-5") != NULL) == (n > 5));

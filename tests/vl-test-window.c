@@ -114,6 +114,30 @@ vl_test_training_panel (VlWindow *win)
   return VL_TRAINING_PANEL (vl_test_child (win, "training_panel"));
 }
 
+VlStatCards *
+vl_test_stat_cards (VlWindow *win)
+{
+  return VL_STAT_CARDS (vl_test_child (win, "stat_cards"));
+}
+
+VlEvalCard *
+vl_test_eval_card (VlWindow *win)
+{
+  return VL_EVAL_CARD (vl_test_child (win, "eval_card"));
+}
+
+VlAttentionBar *
+vl_test_attention_bar (VlWindow *win)
+{
+  return VL_ATTENTION_BAR (vl_test_child (win, "attn_bar"));
+}
+
+VlStatusBar *
+vl_test_status_bar (VlWindow *win)
+{
+  return VL_STATUS_BAR (vl_test_child (win, "status_bar"));
+}
+
 VlKnnPanel *
 vl_test_knn_panel (VlWindow *win)
 {

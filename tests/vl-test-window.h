@@ -19,6 +19,10 @@
 #include "vl-head-panel.h"
 #include "vl-knn-panel.h"
 #include "vl-training-panel.h"
+#include "vl-attention-bar.h"
+#include "vl-eval-card.h"
+#include "vl-stat-cards.h"
+#include "vl-status-bar.h"
 
 typedef gboolean (*VlTestCondition) (VlWindow *win);
 
@@ -46,6 +50,12 @@ VlGroupsPanel   *vl_test_groups_panel   (VlWindow *win);
 VlHeadPanel     *vl_test_head_panel     (VlWindow *win);
 VlDataPanel     *vl_test_data_panel     (VlWindow *win);
 VlTrainingPanel *vl_test_training_panel (VlWindow *win);
+/* The stat cards, the Evaluation page's side card, the Attention page's toolbar, the status
+ * bar (widgets of their own in the window's template). */
+VlStatCards     *vl_test_stat_cards     (VlWindow *win);
+VlEvalCard      *vl_test_eval_card      (VlWindow *win);
+VlAttentionBar  *vl_test_attention_bar  (VlWindow *win);
+VlStatusBar     *vl_test_status_bar     (VlWindow *win);
 VlKnnPanel      *vl_test_knn_panel      (VlWindow *win);
 /* The window's probe file (vl_window_get_probe_state). */
 VlWindowProbeState vl_test_probe_state (VlWindow *win);

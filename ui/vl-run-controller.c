@@ -7,6 +7,7 @@ struct _VlRunController {
   GObject    parent_instance;
   VlTrainer *trainer;
   gboolean   running;
+  VlRunProgress progress;
 };
 
 G_DEFINE_FINAL_TYPE (VlRunController, vl_run_controller, G_TYPE_OBJECT)
@@ -162,6 +163,13 @@ vl_run_controller_get_running (VlRunController *self)
 {
   g_return_val_if_fail (VL_IS_RUN_CONTROLLER (self), FALSE);
   return self->running;
+}
+
+VlRunProgress *
+vl_run_controller_get_progress (VlRunController *run)
+{
+  g_return_val_if_fail (VL_IS_RUN_CONTROLLER (run), NULL);
+  return &run->progress;
 }
 
 void

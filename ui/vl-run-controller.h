@@ -15,7 +15,11 @@
  * nothing (a weak reference and the trainer it was queued for). The worker thread is
  * reniced below the UI at its first event, like the engine's pool.
  *
- * Properties: "running" (a run started and its FINISHED event not yet emitted). */
+ * Properties: "running" (a run started and its FINISHED event not yet emitted).
+ *
+ * The controller also holds the run's counters as its owner follows them from the events and
+ * the user's commands (VlRunProgress, vl_run_controller_get_progress; zero when new): the
+ * owner writes them, the controller only keeps them for the controller's lifetime. */
 #pragma once
 
 #include <glib-object.h>
@@ -23,6 +27,22 @@
 #include "vl-trainer.h"
 
 G_BEGIN_DECLS
+
+/* The run's counters and state (main thread only). */
+typedef struct {
+  VlTrainerState state;           /* as the events told */
+  gboolean       paused;
+  gboolean       stop_requested;
+  VlTrainEnd     last_end;
+  int            epochs_total;
+  int64_t        total_steps;
+  int64_t        steps_done;
+  int            n_groups;        /* the run's layer groups */
+  int            unlocked_now;
+  int64_t        n_points;        /* STEP points fed to the chart (tests read it) */
+  int            n_epochs_done;
+  int            n_probe_events;
+} VlRunProgress;
 
 #define VL_TYPE_RUN_CONTROLLER (vl_run_controller_get_type ())
 G_DECLARE_FINAL_TYPE (VlRunController, vl_run_controller, VL, RUN_CONTROLLER, GObject)
@@ -37,6 +57,8 @@ VlTrainer *vl_run_controller_get_trainer       (VlRunController *run);
 /* Forgets a finished run (an opened run folder replaces it). */
 void       vl_run_controller_clear             (VlRunController *run);
 gboolean   vl_run_controller_get_running       (VlRunController *run);
+/* The run's counters (see above): valid while run lives. */
+VlRunProgress *vl_run_controller_get_progress  (VlRunController *run);
 void       vl_run_controller_pause             (VlRunController *run);
 void       vl_run_controller_resume            (VlRunController *run);
 void       vl_run_controller_stop              (VlRunController *run);

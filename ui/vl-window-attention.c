@@ -21,21 +21,21 @@
 static void
 choose_probes (VlWindow *self)
 {
-  g_clear_pointer (&self->probe_index, g_free);
-  self->n_probes = 0;
+  g_clear_pointer (&self->probes->index, g_free);
+  self->probes->n = 0;
   VlDataset *ds = self->data->ds;
   int K = vl_dataset_n_classes (ds);
   int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   int n = MIN (MAX_PROBES, n_val);
-  self->probe_index = g_new (int, MAX (n, 1));
-  for (int round = 0; self->n_probes < n && round < n_val; round++)
-    for (int k = 0; k < K && self->n_probes < n; k++)
+  self->probes->index = g_new (int, MAX (n, 1));
+  for (int round = 0; self->probes->n < n && round < n_val; round++)
+    for (int k = 0; k < K && self->probes->n < n; k++)
       {
         int seen = 0;
         for (int i = 0; i < n_val; i++)
           if (vl_dataset_label (ds, VL_SPLIT_VAL, i) == k && seen++ == round)
             {
-              self->probe_index[self->n_probes++] = i;
+              self->probes->index[self->probes->n++] = i;
               break;
             }
       }
@@ -48,9 +48,9 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  if (g_task_get_cancellable (G_TASK (result)) != self->attn_cancel)
+  if (g_task_get_cancellable (G_TASK (result)) != self->probes->cancel)
     return;   /* stale */
-  g_clear_object (&self->attn_cancel);
+  g_clear_object (&self->probes->cancel);
   g_autoptr(VlProbeAttention) j = vl_job_probe_attention_finish (result, &error);
   if (j == NULL)
     {
@@ -58,19 +58,19 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
       return;
     }
   vl_window_probes_clear (self);
-  self->n_probe_images = j->n;
-  self->probe_images = g_steal_pointer (&j->images);
-  self->probe_labels = g_steal_pointer (&j->labels);
-  self->probe_names = g_steal_pointer (&j->names);
-  self->probe_ref_attn = g_steal_pointer (&j->attn);
-  self->probe_ref_rollout = g_steal_pointer (&j->rollout);
-  self->attn_depth = j->depth;
-  self->attn_heads = j->heads;
-  self->attn_T = j->T;
-  self->attn_prefix = j->n_prefix;
-  self->attn_cls = j->has_cls;
-  self->attn_gh = j->gh;
-  self->attn_gw = j->gw;
+  self->probes->n_images = j->n;
+  self->probes->images = g_steal_pointer (&j->images);
+  self->probes->labels = g_steal_pointer (&j->labels);
+  self->probes->names = g_steal_pointer (&j->names);
+  self->probes->ref_attn = g_steal_pointer (&j->attn);
+  self->probes->ref_rollout = g_steal_pointer (&j->rollout);
+  self->probes->depth = j->depth;
+  self->probes->heads = j->heads;
+  self->probes->T = j->T;
+  self->probes->prefix = j->n_prefix;
+  self->probes->cls = j->has_cls;
+  self->probes->gh = j->gh;
+  self->probes->gw = j->gw;
   j->n = 0;
   vl_window_drop_probe_sample (self);   /* the dataset's own probes replace the sample */
   vl_window_show_probes (self);
@@ -81,15 +81,15 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
 void
 vl_window_start_pretrained_attention (VlWindow *self)
 {
-  if (self->model == NULL || self->data == NULL || self->n_probes == 0 ||
+  if (self->model == NULL || self->data == NULL || self->probes->n == 0 ||
       self->backbone_path == NULL)
     return;
-  if (self->attn_cancel)
-    g_cancellable_cancel (self->attn_cancel);
-  g_clear_object (&self->attn_cancel);
-  self->attn_cancel = g_cancellable_new ();
-  vl_job_probe_attention (G_OBJECT (self), self->backbone_path, self->data, self->probe_index,
-                          self->n_probes, vl_window_dense_input_size (self), self->attn_cancel,
+  if (self->probes->cancel)
+    g_cancellable_cancel (self->probes->cancel);
+  g_clear_object (&self->probes->cancel);
+  self->probes->cancel = g_cancellable_new ();
+  vl_job_probe_attention (G_OBJECT (self), self->backbone_path, self->data, self->probes->index,
+                          self->probes->n, vl_window_dense_input_size (self), self->probes->cancel,
                           attn_done, NULL);
 }
 
@@ -99,52 +99,54 @@ void
 vl_window_show_probe (VlWindow *self, int i)
 {
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  if (i < 0 || i >= self->n_probe_images)
+  if (i < 0 || i >= self->probes->n_images)
     {
       vl_attention_view_set_image (view, NULL);
       vl_attention_view_clear_maps (view);
       return;
     }
-  self->probe_selected = i;
-  int gh = self->attn_gh, gw = self->attn_gw;
-  gsize per = (gsize) self->attn_depth * self->attn_heads * self->attn_T * self->attn_T;
-  vl_attention_view_set_image (view, self->probe_images[i]);
+  self->probes->selected = i;
+  int gh = self->probes->gh, gw = self->probes->gw;
+  gsize per = (gsize) self->probes->depth * self->probes->heads * self->probes->T * self->probes->T;
+  vl_attention_view_set_image (view, self->probes->images[i]);
   vl_attention_view_clear_maps (view);
-  gboolean final = self->probe_final_attn && self->final_attn_T == self->attn_T;
-  gboolean have_run = (self->probe_rollout && i < self->n_probe_rollout) || final;
+  gboolean final = self->probes->final_attn && self->probes->final_T == self->probes->T;
+  gboolean have_run = (self->probes->rollout && i < self->probes->n_rollout) || final;
   if (have_run)
     {
       if (final)
-        vl_attention_view_set_attention (view, self->probe_final_attn + per * i, self->attn_depth,
-                                         self->attn_heads, self->attn_T, self->attn_prefix,
-                                         self->attn_cls, gh, gw);
+        vl_attention_view_set_attention (view, self->probes->final_attn + per * i,
+                                         self->probes->depth, self->probes->heads,
+                                         self->probes->T, self->probes->prefix,
+                                         self->probes->cls, gh, gw);
       else
-        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * gh * gw, gh, gw);
-      if (self->probe_ref_attn)
-        vl_attention_view_set_reference_attention (view, self->probe_ref_attn + per * i,
-                                                   self->attn_depth, self->attn_heads,
-                                                   self->attn_T, self->attn_prefix,
-                                                   self->attn_cls, gh, gw);
+        vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * gh * gw, gh, gw);
+      if (self->probes->ref_attn)
+        vl_attention_view_set_reference_attention (view, self->probes->ref_attn + per * i,
+                                                   self->probes->depth, self->probes->heads,
+                                                   self->probes->T, self->probes->prefix,
+                                                   self->probes->cls, gh, gw);
       vl_attention_view_set_labels (view, final ? "fine-tuned" : "now", "pretrained");
     }
-  else if (self->probe_ref_attn)
+  else if (self->probes->ref_attn)
     {
-      vl_attention_view_set_attention (view, self->probe_ref_attn + per * i, self->attn_depth,
-                                       self->attn_heads, self->attn_T, self->attn_prefix,
-                                       self->attn_cls, gh, gw);
+      vl_attention_view_set_attention (view, self->probes->ref_attn + per * i, self->probes->depth,
+                                       self->probes->heads, self->probes->T, self->probes->prefix,
+                                       self->probes->cls, gh, gw);
       vl_attention_view_set_labels (view, "pretrained", NULL);
     }
-  const char *true_name = self->data && self->probe_labels
-                        ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "?";
+  const char *true_name = self->data && self->probes->labels
+                        ? vl_dataset_class_name (self->data->ds, self->probes->labels[i]) : "?";
   g_autofree char *title = NULL;
   if (self->task == VL_TASK_SEGMENT)
-    title = g_strdup (self->probe_names[i]);   /* a class per pixel: none for the image */
-  else if (have_run && self->probe_predicted && i < self->n_probe_rollout && self->class_names &&
-      self->probe_predicted[i] >= 0 && self->probe_predicted[i] < self->n_classes)
-    title = g_strdup_printf ("%s · true %s · predicted %s", self->probe_names[i], true_name,
-                             self->class_names[self->probe_predicted[i]]);
+    title = g_strdup (self->probes->names[i]);   /* a class per pixel: none for the image */
+  else if (have_run && self->probes->predicted && i < self->probes->n_rollout &&
+           self->class_names && self->probes->predicted[i] >= 0 &&
+           self->probes->predicted[i] < self->n_classes)
+    title = g_strdup_printf ("%s · true %s · predicted %s", self->probes->names[i], true_name,
+                             self->class_names[self->probes->predicted[i]]);
   else
-    title = g_strdup_printf ("%s · %s", self->probe_names[i], true_name);
+    title = g_strdup_printf ("%s · %s", self->probes->names[i], true_name);
   vl_attention_view_set_title (view, title);
 }
 
@@ -152,10 +154,10 @@ vl_window_show_probe (VlWindow *self, int i)
 void
 vl_window_show_selected_probe (VlWindow *self)
 {
-  if (self->probe_file_shown && self->probe_file.image)
+  if (self->probes->file_shown && self->probes->file.image)
     vl_window_show_probe_file (self);
-  else if (self->n_probe_images > 0)
-    vl_window_show_probe (self, MIN (self->probe_selected, self->n_probe_images - 1));
+  else if (self->probes->n_images > 0)
+    vl_window_show_probe (self, MIN (self->probes->selected, self->probes->n_images - 1));
 }
 
 static void
@@ -163,7 +165,7 @@ on_probe_toggled (GtkToggleButton *button, VlWindow *self)
 {
   if (!gtk_toggle_button_get_active (button))
     return;
-  self->probe_file_shown = FALSE;
+  self->probes->file_shown = FALSE;
   vl_window_show_probe (self, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "probe")));
 }
 
@@ -172,7 +174,7 @@ on_probe_file_toggled (GtkToggleButton *button, VlWindow *self)
 {
   if (!gtk_toggle_button_get_active (button))
     return;
-  self->probe_file_shown = TRUE;
+  self->probes->file_shown = TRUE;
   vl_window_show_probe_file (self);
 }
 
@@ -209,17 +211,18 @@ probe_button (const VlImage *img)
 void
 vl_window_show_probes (VlWindow *self)
 {
+  GtkWidget *probe_box = vl_attention_bar_get_probe_box (VL_ATTENTION_BAR (self->attn_bar));
   GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->probe_box)))
-    gtk_box_remove (GTK_BOX (self->probe_box), child);
+  while ((child = gtk_widget_get_first_child (probe_box)))
+    gtk_box_remove (GTK_BOX (probe_box), child);
   GtkToggleButton *group = NULL;
-  const VlProbeFile *pf = &self->probe_file;
+  const VlProbeFile *pf = &self->probes->file;
   if (pf->image == NULL)
-    self->probe_file_shown = FALSE;
+    self->probes->file_shown = FALSE;
   else
     {
-      if (self->n_probe_images == 0)
-        self->probe_file_shown = TRUE;
+      if (self->probes->n_images == 0)
+        self->probes->file_shown = TRUE;
       GtkWidget *b = probe_button (pf->image);
       gtk_widget_add_css_class (b, "vl-probe-file");
       g_autofree char *base = g_path_get_basename (pf->path);
@@ -231,16 +234,16 @@ vl_window_show_probes (VlWindow *self)
       gtk_widget_set_tooltip_text (b, tip);
       group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_file_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (self->probe_file_shown)
+      gtk_box_append (GTK_BOX (probe_box), b);
+      if (self->probes->file_shown)
         gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
     }
-  for (int i = 0; i < self->n_probe_images; i++)
+  for (int i = 0; i < self->probes->n_images; i++)
     {
-      GtkWidget *b = probe_button (self->probe_images[i]);
-      const char *cls = self->data && self->probe_labels
-                      ? vl_dataset_class_name (self->data->ds, self->probe_labels[i]) : "";
-      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probe_names[i],
+      GtkWidget *b = probe_button (self->probes->images[i]);
+      const char *cls = self->data && self->probes->labels
+                      ? vl_dataset_class_name (self->data->ds, self->probes->labels[i]) : "";
+      g_autofree char *tip = g_strdup_printf (_("Probe %d: %s (%s)"), i + 1, self->probes->names[i],
                                               cls);
       gtk_widget_set_tooltip_text (b, tip);
       g_object_set_data (G_OBJECT (b), "probe", GINT_TO_POINTER (i));
@@ -249,11 +252,12 @@ vl_window_show_probes (VlWindow *self)
       else
         group = GTK_TOGGLE_BUTTON (b);
       g_signal_connect (b, "toggled", G_CALLBACK (on_probe_toggled), self);
-      gtk_box_append (GTK_BOX (self->probe_box), b);
-      if (!self->probe_file_shown && i == MIN (self->probe_selected, self->n_probe_images - 1))
+      gtk_box_append (GTK_BOX (probe_box), b);
+      if (!self->probes->file_shown &&
+          i == MIN (self->probes->selected, self->probes->n_images - 1))
         gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), TRUE);
     }
-  if (self->probe_file_shown || self->n_probe_images > 0)
+  if (self->probes->file_shown || self->probes->n_images > 0)
     vl_window_show_selected_probe (self);
   else
     {
@@ -267,18 +271,18 @@ vl_window_show_probes (VlWindow *self)
 void
 vl_window_probes_clear (VlWindow *self)
 {
-  for (int i = 0; self->probe_images && i < self->n_probe_images; i++)
-    vl_image_free (self->probe_images[i]);
-  g_clear_pointer (&self->probe_images, g_free);
-  g_clear_pointer (&self->probe_labels, g_free);
-  g_clear_pointer (&self->probe_names, g_strfreev);
-  g_clear_pointer (&self->probe_ref_attn, g_free);
-  g_clear_pointer (&self->probe_ref_rollout, g_free);
-  g_clear_pointer (&self->probe_rollout, g_free);
-  g_clear_pointer (&self->probe_predicted, g_free);
-  self->n_probe_images = 0;
-  self->n_probe_rollout = 0;
-  self->probe_selected = 0;
+  for (int i = 0; self->probes->images && i < self->probes->n_images; i++)
+    vl_image_free (self->probes->images[i]);
+  g_clear_pointer (&self->probes->images, g_free);
+  g_clear_pointer (&self->probes->labels, g_free);
+  g_clear_pointer (&self->probes->names, g_strfreev);
+  g_clear_pointer (&self->probes->ref_attn, g_free);
+  g_clear_pointer (&self->probes->ref_rollout, g_free);
+  g_clear_pointer (&self->probes->rollout, g_free);
+  g_clear_pointer (&self->probes->predicted, g_free);
+  self->probes->n_images = 0;
+  self->probes->n_rollout = 0;
+  self->probes->selected = 0;
 }
 
 /* ------------------------------------------------------------------ during a run */
@@ -286,28 +290,29 @@ vl_window_probes_clear (VlWindow *self)
 void
 vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
 {
-  self->n_probe_events++;
+  self->progress->n_probe_events++;
   vl_window_probe_file_event (self, ev);   /* the user's probe image, when it carries it */
   int P = ev->grid_h * ev->grid_w;
-  if (self->n_probe_images == 0 || ev->grid_h != self->attn_gh || ev->grid_w != self->attn_gw)
+  if (self->probes->n_images == 0 || ev->grid_h != self->probes->gh ||
+      ev->grid_w != self->probes->gw)
     return;   /* the pretrained maps are not there (yet): nothing to lay these over */
-  int n = MIN (ev->n_probes, self->n_probe_images);
-  g_free (self->probe_rollout);
-  self->probe_rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
-  g_free (self->probe_predicted);
-  self->probe_predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
-  self->n_probe_rollout = n;
-  g_clear_pointer (&self->probe_final_attn, g_free);
+  int n = MIN (ev->n_probes, self->probes->n_images);
+  g_free (self->probes->rollout);
+  self->probes->rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
+  g_free (self->probes->predicted);
+  self->probes->predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
+  self->probes->n_rollout = n;
+  g_clear_pointer (&self->probes->final_attn, g_free);
   /* replace only the maps (the view keeps the image) */
-  int i = self->probe_selected;
-  if (i < n && !self->probe_file_shown)
+  int i = self->probes->selected;
+  if (i < n && !self->probes->file_shown)
     {
       VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-      gboolean first = self->n_probe_events == 1;
+      gboolean first = self->progress->n_probe_events == 1;
       if (first)
         vl_window_show_probe (self, i);
       else
-        vl_attention_view_set_rollout (view, self->probe_rollout + (gsize) i * P, ev->grid_h,
+        vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * P, ev->grid_h,
                                        ev->grid_w);
       g_autofree char *label = g_strdup_printf ("step %" G_GINT64_FORMAT, ev->step);
       vl_attention_view_set_labels (view, label, "pretrained");
@@ -318,43 +323,12 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
 
 /* ------------------------------------------------------------------ setup */
 
-static gboolean
-mode_to_selected (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  g_value_set_uint (to, (guint) g_value_get_enum (from));
-  return TRUE;
-}
-
-static gboolean
-selected_to_mode (GBinding *b, const GValue *from, GValue *to, gpointer user_data)
-{
-  guint v = g_value_get_uint (from);
-  if (v == GTK_INVALID_LIST_POSITION)
-    return FALSE;
-  g_value_set_enum (to, (int) v);
-  return TRUE;
-}
-
-static void
-on_attn_shape (VlWindow *self)
-{
-  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  int depth = vl_attention_view_get_depth (view), heads = vl_attention_view_get_heads (view);
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                            MAX (depth - 1, 0));
-  gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                            MAX (heads - 1, 0));
-  VlAttnMode mode = vl_attention_view_get_mode (view);
-  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
-  gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
-}
-
 /* A dataset arrived: its probes, and their pretrained attention. */
 static void
 on_dataset_changed (VlWindow *self)
 {
   choose_probes (self);
-  g_clear_pointer (&self->probe_final_attn, g_free);   /* of the previous probes */
+  g_clear_pointer (&self->probes->final_attn, g_free);   /* of the previous probes */
   vl_window_start_pretrained_attention (self);
 }
 
@@ -364,22 +338,7 @@ vl_window_attention_init (VlWindow *self)
   /* the attention controls drive the view's properties */
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
   vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
-  g_object_bind_property_full (view, "mode", self->attn_mode_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property_full (view, "colormap", self->attn_cmap_dropdown, "selected",
-                               G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE,
-                               mode_to_selected, selected_to_mode, NULL, NULL);
-  g_object_bind_property (gtk_range_get_adjustment (GTK_RANGE (self->attn_opacity_scale)), "value",
-                          view, "opacity", G_BINDING_BIDIRECTIONAL | G_BINDING_SYNC_CREATE);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_block_spin)),
-                          "value", view, "block", G_BINDING_BIDIRECTIONAL);
-  g_object_bind_property (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (self->attn_head_spin)),
-                          "value", view, "head", G_BINDING_BIDIRECTIONAL);
-  g_signal_connect_swapped (view, "notify::depth", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::heads", G_CALLBACK (on_attn_shape), self);
-  g_signal_connect_swapped (view, "notify::mode", G_CALLBACK (on_attn_shape), self);
-  on_attn_shape (self);
+  vl_attention_bar_set_view (VL_ATTENTION_BAR (self->attn_bar), view);
 
   g_signal_connect_swapped (self, "backbone-changed",
                             G_CALLBACK (vl_window_start_pretrained_attention), self);
@@ -390,10 +349,10 @@ vl_window_attention_init (VlWindow *self)
 void
 vl_window_attention_dispose (VlWindow *self)
 {
-  if (self->attn_cancel)
-    g_cancellable_cancel (self->attn_cancel);
-  g_clear_object (&self->attn_cancel);
+  if (self->probes->cancel)
+    g_cancellable_cancel (self->probes->cancel);
+  g_clear_object (&self->probes->cancel);
   vl_window_probes_clear (self);
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  g_clear_pointer (&self->probe_index, g_free);
+  g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->index, g_free);
 }

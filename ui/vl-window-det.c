@@ -37,7 +37,7 @@ boxes_of (GArray *all, int item)
 static void
 show_item (VlWindow *self, int item)
 {
-  VlDetPredictions *p = self->det_pred;
+  VlDetPredictions *p = self->pred->det;
   if (p == NULL)
     return;
   for (int k = 0; k < p->n_kept; k++)
@@ -63,8 +63,8 @@ on_item_activated (VlDetPanel *panel, int item, VlWindow *self)
 void
 vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p)
 {
-  vl_det_predictions_free (self->det_pred);
-  self->det_pred = p;
+  vl_det_predictions_free (self->pred->det);
+  self->pred->det = p;
   VlDetPanel *panel = VL_DET_PANEL (self->det_panel);
   vl_det_panel_set_classes (panel, (const char *const *) p->class_names);
   int items[N_WORST];
@@ -88,7 +88,7 @@ vl_window_det_predictions_ready (VlWindow *self, VlDetPredictions *p)
 void
 vl_window_det_clear (VlWindow *self)
 {
-  g_clear_pointer (&self->det_pred, vl_det_predictions_free);
+  g_clear_pointer (&self->pred->det, vl_det_predictions_free);
   if (self->det_panel)
     vl_det_panel_clear (VL_DET_PANEL (self->det_panel));
 }
@@ -102,16 +102,16 @@ vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   if (names == NULL && self->data && vl_dataset_is_detection (self->data->ds))
     names = vl_window_class_names_from_data (self, r->n_classes);
   g_autofree char *acc = g_strdup_printf (_("%.3f · AP %.3f"), r->ap50, r->ap);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-  gtk_widget_set_tooltip_text (self->stat_acc, _("COCO AP at IoU 0.5 · AP over IoU 0.5 to 0.95"));
+  VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+  vl_stat_cards_set (cards, VL_STAT_SCORE, acc);
+  vl_stat_cards_set_tooltip (cards, VL_STAT_SCORE,
+                             _("COCO AP at IoU 0.5 · AP over IoU 0.5 to 0.95"));
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (cards, VL_STAT_VAL_LOSS, vl);
   if (names)
     vl_det_panel_set_classes (VL_DET_PANEL (self->det_panel), (const char *const *) names);
   /* AP50 per object class (the background, class 0, has no boxes) */
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  vl_eval_card_clear_rows (VL_EVAL_CARD (self->eval_card));
   const int n = MAX (r->n_classes - 1, 0);
   const int n_names = names ? (int) g_strv_length (names) : 0;
   if (n > 0 && r->class_ap50)
@@ -125,13 +125,13 @@ vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       gtk_widget_set_tooltip_text (bars, _("COCO average precision at IoU 0.5 of each class's "
                                            "boxes over the validation split; — for a class "
                                            "without boxes there"));
-      gtk_box_append (GTK_BOX (self->class_acc_box), bars);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), bars);
     }
   g_autofree char *summary = g_strdup_printf (
     _("Epoch %d · %lld validation images at their own size, %lld boxes · AP %.3f · AP50 %.3f · "
       "AP75 %.3f · AR@100 %.3f · loss %.4f"), m->epoch + 1, (long long) r->n,
     (long long) r->n_gt, r->ap, r->ap50, r->ap75, r->ar100, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+  vl_eval_card_set_summary (VL_EVAL_CARD (self->eval_card), summary);
 }
 
 /* ------------------------------------------------------------------ the head panel */
@@ -287,5 +287,5 @@ vl_window_det_init (VlWindow *self)
 void
 vl_window_det_dispose (VlWindow *self)
 {
-  g_clear_pointer (&self->det_pred, vl_det_predictions_free);
+  g_clear_pointer (&self->pred->det, vl_det_predictions_free);
 }

@@ -53,20 +53,20 @@ on_gallery_activated (GtkFlowBox *flow, GtkFlowBoxChild *child, VlWindow *self)
 void
 vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
 {
-  if (self->predictions.n == 0 || self->pred_data == NULL)
+  if (self->pred->cls.n == 0 || self->pred->data == NULL)
     {
-      vl_window_show_info (self, self->predict_cancel
+      vl_window_show_info (self, self->pred->cancel
                            ? _("Working out each image's prediction; try again in a moment.")
                            : _("The gallery needs a trained model and its dataset."));
       return;
     }
-  VlDataset *ds = self->pred_data->ds;
+  VlDataset *ds = self->pred->data->ds;
   const int K = vl_dataset_n_classes (ds);
   if (true_class < 0 || true_class >= K || predicted_class < 0 || predicted_class >= K)
     return;
   g_autoptr(GArray) items = g_array_new (FALSE, FALSE, sizeof (int));
-  for (int i = 0; i < self->predictions.n; i++)
-    if (self->predictions.label[i] == true_class && self->predictions.predicted[i] == predicted_class)
+  for (int i = 0; i < self->pred->cls.n; i++)
+    if (self->pred->cls.label[i] == true_class && self->pred->cls.predicted[i] == predicted_class)
       g_array_append_val (items, i);
   const int max_shown = 200;
 
@@ -134,7 +134,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
       gtk_box_append (GTK_BOX (card), name);
       g_autofree char *conf = g_strdup_printf ("%s %.0f %%",
                                                vl_dataset_class_name (ds, predicted_class),
-                                               100.0 * self->predictions.confidence[i]);
+                                               100.0 * self->pred->cls.confidence[i]);
       GtkWidget *cl = gtk_label_new (conf);
       gtk_widget_add_css_class (cl, "caption");
       gtk_widget_add_css_class (cl, true_class == predicted_class ? "vl-correct" : "vl-wrong");
@@ -143,7 +143,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
                                               vl_dataset_item_name (ds, VL_SPLIT_VAL, i),
                                               vl_dataset_class_name (ds, true_class),
                                               vl_dataset_class_name (ds, predicted_class),
-                                              100.0 * self->predictions.confidence[i]);
+                                              100.0 * self->pred->cls.confidence[i]);
       gtk_widget_set_tooltip_text (card, tip);
       g_object_set_data_full (G_OBJECT (card), "vl-item-path",
                               g_strdup (vl_dataset_item_name (ds, VL_SPLIT_VAL, i)), g_free);
@@ -160,7 +160,7 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
   g_signal_connect_data (dialog, "destroy", G_CALLBACK (on_gallery_destroy), cancel,
                          (GClosureNotify) (void (*) (void)) g_object_unref, 0);
   if (n > 0)
-    vl_window_load_thumbnails (self, self->pred_data, VL_SPLIT_VAL, (const int *) items->data, n,
+    vl_window_load_thumbnails (self, self->pred->data, VL_SPLIT_VAL, (const int *) items->data, n,
                                160, cancel, gallery_thumb_done, pictures,
                                (GDestroyNotify) g_ptr_array_unref);
   else

@@ -34,6 +34,10 @@
 #include "vl-backbone-panel.h"
 #include "vl-data-panel.h"
 #include "vl-groups-panel.h"
+#include "vl-status-bar.h"
+#include "vl-stat-cards.h"
+#include "vl-eval-card.h"
+#include "vl-attention-bar.h"
 #include "vl-jobs.h"
 #include "vl-predictions.h"
 #include "vl-refs.h"
@@ -42,6 +46,49 @@
 G_BEGIN_DECLS
 
 
+
+/* The probes' attention: the dataset's probe images (vl-window-attention.c) and the probe file
+ * (vl-window-probe.c), their pretrained attention (the reference side) and the run's maps. The
+ * window holds one (self->probes), from its init to its finalize. */
+typedef struct
+{
+  GCancellable *cancel;              /* pretrained attention of the probe images */
+  int           n;
+  int          *index;               /* val items of the probes (the trainer's choice) */
+  int           selected;
+  int           n_images;
+  VlImage     **images;              /* (n_images) the crops the model sees */
+  int          *labels;              /* (n_images) */
+  char        **names;               /* (n_images + 1) */
+  float        *ref_attn;            /* (n_images, depth, heads, T, T) pretrained */
+  float        *ref_rollout;         /* (n_images, gh * gw) pretrained */
+  int           depth, heads, T, prefix, gh, gw;
+  gboolean      cls;
+  float        *rollout;             /* (n_images, gh * gw) latest PROBES event; NULL before */
+  int          *predicted;           /* (n_images) */
+  int           n_rollout;
+  float        *final_attn;          /* (n_images, depth, heads, T, T) the trained model's */
+  int           final_T;
+  /* the probe file, shown instead of a dataset probe while file_shown */
+  VlProbeFile   file;
+  gboolean      file_shown;
+  gboolean      file_stale;          /* its maps are not of the current models: recompute */
+  GCancellable *file_cancel;         /* a probe file's attention in flight; NULL when none */
+  char         *pending;             /* the file in flight (not yet file.path) */
+  gboolean      pending_sample, pending_user;
+} VlProbeState;
+
+/* The trained model's predictions of the validation split (vl-window-train.c starts them; the
+ * gallery, vl-window-seg.c and vl-window-det.c show them). The window holds one (self->pred),
+ * from its init to its finalize. */
+typedef struct
+{
+  GCancellable     *cancel;          /* the job in flight; NULL when none */
+  VlPredictions     cls;             /* a classifier's, for the confusion cells' gallery */
+  VlDataRef        *data;            /* the dataset the predictions index */
+  VlSegPredictions *seg;             /* segmentation: the masks */
+  VlDetPredictions *det;             /* detection: the boxes */
+} VlPredState;
 
 struct _VlWindow
 {
@@ -73,24 +120,22 @@ struct _VlWindow
   /* training page: VlTrainingPanel (the preset, the hyperparameters, the run folder) */
   GtkWidget *training_panel;
   /* main area */
-  GtkWidget *stat_epoch, *stat_train_loss, *stat_val_loss, *stat_acc, *stat_unlocked;
+  GtkWidget *stat_cards;      /* VlStatCards: epoch, losses, the task's score, what trains */
   GtkWidget *chart_frame, *attention_frame, *confusion_frame;
   GtkWidget *message_label;
-  GtkWidget *class_acc_box;
-  GtkWidget *eval_summary_label;
+  GtkWidget *eval_card;        /* VlEvalCard: the rows per class or target, the summary */
   /* the task: its choice in the head panel, the views and labels that follow it */
-  GtkWidget *scatter, *class_acc_title, *eval_caption, *stat_acc_title;
+  GtkWidget *scatter, *eval_caption;
   GCancellable *scatter_thumb_cancel;
   char        **value_names;         /* regression: the targets' names (the run's) */
-  /* status bar */
-  GtkWidget *status_spinner, *status_label, *speed_label, *eta_label, *progress_bar;
+  /* status bar: VlStatusBar (the text, spinner, speed, ETA, progress; the text after a run) */
+  GtkWidget *status_bar;
 
   /* the embedded views */
   GtkWidget *chart;          /* VlLossChart */
   GtkWidget *attention;      /* VlAttentionView */
   GtkWidget *confusion;      /* VlConfusionView */
-  GtkWidget *attn_toolbar, *probe_box, *attn_mode_dropdown, *attn_block_spin, *attn_head_spin;
-  GtkWidget *attn_opacity_scale, *attn_cmap_dropdown;
+  GtkWidget *attn_bar;       /* VlAttentionBar: the probe buttons, the view's controls */
   /* features (vl-window-features.c): k-NN on the data panel, the embedding map, "Try it" */
   GtkWidget *knn_panel, *embedding_panel, *try_panel;
 
@@ -108,64 +153,27 @@ struct _VlWindow
   char         *data_spec;           /* the spec chosen (may still be loading) */
   GCancellable *data_cancel;
   GCancellable *thumbs_cancel;
-  GCancellable *attn_cancel;         /* pretrained attention of the probe images */
-  int           n_probes;
-  int          *probe_index;         /* val items of the probes (the trainer's choice) */
-
-  /* probe images, their pretrained attention (the reference side) and the run's maps */
-  int           probe_selected;
-  int           n_probe_images;
-  VlImage     **probe_images;        /* (n) the crops the model sees */
-  int          *probe_labels;        /* (n) */
-  char        **probe_names;         /* (n + 1) */
-  float        *probe_ref_attn;      /* (n, depth, heads, T, T) pretrained */
-  float        *probe_ref_rollout;   /* (n, gh * gw) pretrained */
-  int           attn_depth, attn_heads, attn_T, attn_prefix, attn_gh, attn_gw;
-  gboolean      attn_cls;
-  float        *probe_rollout;       /* (n, gh * gw) latest PROBES event; NULL before */
-  int          *probe_predicted;     /* (n) */
-  int           n_probe_rollout;
-  float        *probe_final_attn;    /* (n, depth, heads, T, T) the trained model's */
-  int           final_attn_T;
-  /* the probe file, shown instead of a dataset probe while probe_file_shown */
-  VlProbeFile   probe_file;
-  gboolean      probe_file_shown;
-  gboolean      probe_file_stale;    /* its maps are not of the current models: recompute */
-  GCancellable *probe_cancel;        /* a probe file's attention in flight; NULL when none */
-  char         *probe_pending;       /* the file in flight (not yet probe_file.path) */
-  gboolean      probe_pending_sample, probe_pending_user;
+  /* the probes and their attention (vl-window-attention.c, vl-window-probe.c) */
+  VlProbeState *probes;
 
   /* ---- training ---- */
-  VlRunController *run;              /* the current run's trainer and its events as signals */
+  VlRunController *run;              /* the current run's trainer and its events as signals;
+                                      * from the window's init to its finalize */
+  VlRunProgress *progress;           /* the run's counters and state (the controller's) */
   VlTaskKind    task;                /* of the current (or last, or opened) run */
   gboolean      finished_in_drain;   /* the drain being handled carried FINISHED */
   VlTrainedRef *trained;             /* the trained model (after a run, or an opened run) */
-  VlTrainerState run_state;          /* as the events told */
-  gboolean      stop_requested;
   gboolean      close_after_stop;
-  gboolean      paused;
   gboolean      suppress_confirm;    /* tests: skip confirmation dialogs (answer yes) */
   char         *run_dir;
   gboolean      run_resumable;       /* stopped with a checkpoint: win.resume-run */
   gboolean      have_trained;        /* a trained head exists (changing the head asks) */
-  VlTrainEnd    last_end;
-  int           epochs_total;
-  int64_t       total_steps;
-  int64_t       steps_done;
   int           n_classes;
   char        **class_names;
-  int           n_groups_run;
-  int           unlocked_now;
-  int64_t       n_points;            /* STEP points fed to the chart (tests read it) */
-  int           n_epochs_done;
-  int           n_probe_events;
   int64_t      *confusion_counts;    /* (K, K) of the last EPOCH */
-  gint64        last_status_us;      /* throttles the status text during a run */
-  char         *idle_status;         /* what the status bar says after a run ends */
-  /* the trained model's predictions for the gallery */
-  GCancellable *predict_cancel;
-  VlPredictions predictions;
-  VlDataRef    *pred_data;           /* the dataset the predictions index */
+  /* the trained model's predictions of the validation images (the gallery's, the mask and
+   * box views') */
+  VlPredState  *pred;
   gboolean      exporting;
   gboolean      saving;
   gboolean      opening_run;
@@ -176,13 +184,12 @@ struct _VlWindow
   GtkWidget    *gallery;             /* the last gallery dialog */
 
   /* segmentation (vl-window-seg.c): the seg head and input size in the head panel, the mask
-   * view and the trained model's masks of the validation images */
+   * view (the trained model's masks of the validation images: pred->seg) */
   GtkWidget    *mask_view;
-  VlSegPredictions *seg_pred;
-  /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel), and
-   * the trained model's boxes of the validation images; the input size is the head panel's */
+  /* detection (vl-window-det.c): the box view, its threshold and worst strip (VlDetPanel; the
+   * trained model's boxes of the validation images: pred->det); the input size is the head
+   * panel's */
   GtkWidget    *det_panel;
-  VlDetPredictions *det_pred;
 
   gboolean      dark;
   gboolean      disposed;            /* late task results are dropped */

@@ -70,7 +70,7 @@ const char *
 vl_window_get_probe_path (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
-  return self->probe_file.path;
+  return self->probes->file.path;
 }
 
 static void start_job (VlWindow *self, const char *path, gboolean is_sample, gboolean user);
@@ -81,30 +81,30 @@ probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
   VlWindow *self = VL_WINDOW (source);
   if (self->disposed)
     return;   /* the window closed meanwhile */
-  if (g_task_get_cancellable (G_TASK (result)) != self->probe_cancel)
+  if (g_task_get_cancellable (G_TASK (result)) != self->probes->file_cancel)
     return;   /* stale: another file, or other models */
-  g_clear_object (&self->probe_cancel);
-  /* the job's file and what it was for (probe_cancel was this job's) */
-  g_autofree char *path = g_steal_pointer (&self->probe_pending);
-  const gboolean is_sample = self->probe_pending_sample, user = self->probe_pending_user;
+  g_clear_object (&self->probes->file_cancel);
+  /* the job's file and what it was for (probes->file_cancel was this job's) */
+  g_autofree char *path = g_steal_pointer (&self->probes->pending);
+  const gboolean is_sample = self->probes->pending_sample, user = self->probes->pending_user;
   g_autoptr(GError) error = NULL;
   VlProbeFile r = { 0 };
   if (!vl_job_probe_file_finish (result, &r, &error))
     {
       vl_window_show_error (self, _("Could not use the probe image: %s"), error->message);
       /* the previous probe stays; if this job had replaced its recomputation, redo that */
-      VlProbeFile *pf = &self->probe_file;
-      if (pf->path && self->probe_file_stale && g_strcmp0 (pf->path, path) != 0)
+      VlProbeFile *pf = &self->probes->file;
+      if (pf->path && self->probes->file_stale && g_strcmp0 (pf->path, path) != 0)
         start_job (self, pf->path, pf->is_sample, FALSE);
       vl_window_update_status (self);
       return;
     }
-  vl_probe_file_clear (&self->probe_file);
-  self->probe_file = r;
-  self->probe_file.is_sample = is_sample;
-  self->probe_file_stale = FALSE;
-  if (user || (is_sample && self->n_probe_images == 0))
-    self->probe_file_shown = TRUE;
+  vl_probe_file_clear (&self->probes->file);
+  self->probes->file = r;
+  self->probes->file.is_sample = is_sample;
+  self->probes->file_stale = FALSE;
+  if (user || (is_sample && self->probes->n_images == 0))
+    self->probes->file_shown = TRUE;
   if (vl_window_is_running (self))
     vl_window_probe_file_to_trainer (self);   /* its "now" side comes from the run's events */
   g_signal_emit_by_name (self, "probes-changed");   /* the Attention page's buttons */
@@ -116,19 +116,19 @@ probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 start_job (VlWindow *self, const char *path, gboolean is_sample, gboolean user)
 {
-  if (self->probe_cancel)
-    g_cancellable_cancel (self->probe_cancel);
-  g_clear_object (&self->probe_cancel);
-  self->probe_cancel = g_cancellable_new ();
-  g_free (self->probe_pending);
-  self->probe_pending = g_strdup (path);
-  self->probe_pending_sample = is_sample;
-  self->probe_pending_user = user;
+  if (self->probes->file_cancel)
+    g_cancellable_cancel (self->probes->file_cancel);
+  g_clear_object (&self->probes->file_cancel);
+  self->probes->file_cancel = g_cancellable_new ();
+  g_free (self->probes->pending);
+  self->probes->pending = g_strdup (path);
+  self->probes->pending_sample = is_sample;
+  self->probes->pending_user = user;
   /* a run in progress owns its model; the previous run's would not be "now" */
   VlTrainedRef *trained = self->trained && !vl_window_is_running (self) ? self->trained : NULL;
   vl_job_probe_file (G_OBJECT (self), path,
                      self->model && self->backbone_path ? self->backbone_path : NULL, trained,
-                     self->probe_cancel, probe_done, NULL);
+                     self->probes->file_cancel, probe_done, NULL);
 }
 
 void
@@ -144,22 +144,22 @@ vl_window_open_probe (VlWindow *self, const char *path)
 void
 vl_window_refresh_probe_file (VlWindow *self, gboolean models_changed)
 {
-  VlProbeFile *pf = &self->probe_file;
+  VlProbeFile *pf = &self->probes->file;
   if (models_changed)
     {
       if (pf->path)
-        self->probe_file_stale = TRUE;
-      if (self->probe_cancel)
+        self->probes->file_stale = TRUE;
+      if (self->probes->file_cancel)
         {
           /* the file in flight, again with the new models */
-          g_autofree char *path = g_strdup (self->probe_pending);
-          start_job (self, path, self->probe_pending_sample, self->probe_pending_user);
+          g_autofree char *path = g_strdup (self->probes->pending);
+          start_job (self, path, self->probes->pending_sample, self->probes->pending_user);
         }
       else if (pf->path)
         start_job (self, pf->path, pf->is_sample, FALSE);
     }
   gboolean want_sample = self->model != NULL && self->data == NULL && self->data_cancel == NULL;
-  if (want_sample && pf->path == NULL && self->probe_cancel == NULL)
+  if (want_sample && pf->path == NULL && self->probes->file_cancel == NULL)
     {
       g_autofree char *sample = vl_first_sample_image ();
       if (sample)
@@ -177,17 +177,17 @@ vl_window_refresh_probe_file (VlWindow *self, gboolean models_changed)
 void
 vl_window_drop_probe_sample (VlWindow *self)
 {
-  if (self->probe_cancel && self->probe_pending_sample)
+  if (self->probes->file_cancel && self->probes->pending_sample)
     {
-      g_cancellable_cancel (self->probe_cancel);
-      g_clear_object (&self->probe_cancel);
-      g_clear_pointer (&self->probe_pending, g_free);
+      g_cancellable_cancel (self->probes->file_cancel);
+      g_clear_object (&self->probes->file_cancel);
+      g_clear_pointer (&self->probes->pending, g_free);
     }
-  if (self->probe_file.path && self->probe_file.is_sample)
+  if (self->probes->file.path && self->probes->file.is_sample)
     {
-      vl_probe_file_clear (&self->probe_file);
-      self->probe_file_shown = FALSE;
-      self->probe_file_stale = FALSE;
+      vl_probe_file_clear (&self->probes->file);
+      self->probes->file_shown = FALSE;
+      self->probes->file_stale = FALSE;
     }
 }
 
@@ -198,7 +198,7 @@ static void
 show_title (VlWindow *self)
 {
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  VlProbeFile *pf = &self->probe_file;
+  VlProbeFile *pf = &self->probes->file;
   g_autofree char *base = g_path_get_basename (pf->path);
   GString *title = g_string_new (base);
   if (pf->ref_attn == NULL)
@@ -220,7 +220,7 @@ void
 vl_window_show_probe_file (VlWindow *self)
 {
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
-  VlProbeFile *pf = &self->probe_file;
+  VlProbeFile *pf = &self->probes->file;
   vl_attention_view_set_image (view, pf->image);
   vl_attention_view_clear_maps (view);
   if (pf->image == NULL)
@@ -253,7 +253,7 @@ vl_window_show_probe_file (VlWindow *self)
 void
 vl_window_probe_file_to_trainer (VlWindow *self)
 {
-  VlProbeFile *pf = &self->probe_file;
+  VlProbeFile *pf = &self->probes->file;
   /* a previous model's maps are not "now" */
   g_clear_pointer (&pf->now_attn, g_free);
   g_clear_pointer (&pf->now_class, g_free);
@@ -269,7 +269,7 @@ vl_window_probe_file_to_trainer (VlWindow *self)
 void
 vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev)
 {
-  VlProbeFile *pf = &self->probe_file;
+  VlProbeFile *pf = &self->probes->file;
   if (ev->user_probe == 0 || ev->user_probe != pf->live_serial || pf->ref_attn == NULL)
     return;   /* none, or an image the probe file has replaced since */
   if (ev->user_depth != pf->depth || ev->user_heads != pf->heads || ev->user_T != pf->T ||
@@ -283,7 +283,7 @@ vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev)
   pf->live_class = self->class_names && ev->user_predicted >= 0 &&
                    ev->user_predicted < self->n_classes
                    ? g_strdup (self->class_names[ev->user_predicted]) : NULL;
-  if (!self->probe_file_shown || pf->now_attn)
+  if (!self->probes->file_shown || pf->now_attn)
     return;
   if (first)
     {
@@ -341,9 +341,9 @@ vl_window_probe_init (VlWindow *self)
 void
 vl_window_probe_dispose (VlWindow *self)
 {
-  if (self->probe_cancel)
-    g_cancellable_cancel (self->probe_cancel);
-  g_clear_object (&self->probe_cancel);
-  g_clear_pointer (&self->probe_pending, g_free);
-  vl_probe_file_clear (&self->probe_file);
+  if (self->probes->file_cancel)
+    g_cancellable_cancel (self->probes->file_cancel);
+  g_clear_object (&self->probes->file_cancel);
+  g_clear_pointer (&self->probes->pending, g_free);
+  vl_probe_file_clear (&self->probes->file);
 }

@@ -22,7 +22,7 @@
 static void
 show_item (VlWindow *self, int item)
 {
-  VlSegPredictions *p = self->seg_pred;
+  VlSegPredictions *p = self->pred->seg;
   if (p == NULL)
     return;
   for (int k = 0; k < p->n_kept; k++)
@@ -46,8 +46,8 @@ on_item_activated (VlMaskView *view, int item, VlWindow *self)
 void
 vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p)
 {
-  vl_seg_predictions_free (self->seg_pred);
-  self->seg_pred = p;
+  vl_seg_predictions_free (self->pred->seg);
+  self->pred->seg = p;
   VlMaskView *view = VL_MASK_VIEW (self->mask_view);
   vl_mask_view_set_classes (view, p->K, (const char *const *) p->class_names);
   /* the strip: the worst first (kept[0] is the median unless it is among them) */
@@ -76,7 +76,7 @@ vl_window_seg_predictions_ready (VlWindow *self, VlSegPredictions *p)
 void
 vl_window_seg_clear (VlWindow *self)
 {
-  g_clear_pointer (&self->seg_pred, vl_seg_predictions_free);
+  g_clear_pointer (&self->pred->seg, vl_seg_predictions_free);
   if (self->mask_view)
     vl_mask_view_clear (VL_MASK_VIEW (self->mask_view));
 }
@@ -90,16 +90,16 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   if (names == NULL && self->data && vl_dataset_is_segmentation (self->data->ds))
     names = vl_window_class_names_from_data (self, r->n_classes);
   g_autofree char *acc = g_strdup_printf (_("%.3f · %.1f %%"), r->miou, 100.0 * r->aacc);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
-  gtk_widget_set_tooltip_text (self->stat_acc, _("mean IoU over the classes · pixel accuracy"));
+  VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+  vl_stat_cards_set (cards, VL_STAT_SCORE, acc);
+  vl_stat_cards_set_tooltip (cards, VL_STAT_SCORE,
+                             _("mean IoU over the classes · pixel accuracy"));
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (cards, VL_STAT_VAL_LOSS, vl);
   if (names)
     vl_mask_view_set_classes (VL_MASK_VIEW (self->mask_view), r->n_classes,
                               (const char *const *) names);
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  vl_eval_card_clear_rows (VL_EVAL_CARD (self->eval_card));
   for (int k = 0; k < r->n_classes && k < 256; k++)
     {
       const char *name = names && k < (int) g_strv_length (names) ? names[k] : "?";
@@ -125,13 +125,13 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
                                        "validation split")
                                    : _("Neither labelled nor predicted in the validation split"));
       gtk_box_append (GTK_BOX (row), bar);
-      gtk_box_append (GTK_BOX (self->class_acc_box), row);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), row);
     }
   g_autofree char *summary = g_strdup_printf (
     _("Epoch %d · %lld validation images at their own size · mIoU %.3f · "
       "pixel accuracy %.1f %% · mean class accuracy %.1f %% · loss %.4f"),
     m->epoch + 1, (long long) r->n, r->miou, 100.0 * r->aacc, 100.0 * r->macc, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+  vl_eval_card_set_summary (VL_EVAL_CARD (self->eval_card), summary);
 }
 
 /* ------------------------------------------------------------------ the head panel */
@@ -266,5 +266,5 @@ vl_window_seg_init (VlWindow *self)
 void
 vl_window_seg_dispose (VlWindow *self)
 {
-  g_clear_pointer (&self->seg_pred, vl_seg_predictions_free);
+  g_clear_pointer (&self->pred->seg, vl_seg_predictions_free);
 }

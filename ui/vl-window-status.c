@@ -12,7 +12,8 @@ gboolean
 vl_window_is_running (VlWindow *self)
 {
   return vl_window_trainer (self) != NULL &&
-         (self->run_state == VL_TRAINER_RUNNING || self->run_state == VL_TRAINER_PAUSED);
+         (self->progress->state == VL_TRAINER_RUNNING ||
+          self->progress->state == VL_TRAINER_PAUSED);
 }
 
 gboolean
@@ -97,8 +98,7 @@ vl_window_show_info (VlWindow *self, const char *format, ...)
 void
 vl_window_set_status (VlWindow *self, const char *text)
 {
-  if (g_strcmp0 (gtk_label_get_text (GTK_LABEL (self->status_label)), text ? text : "") != 0)
-    gtk_label_set_text (GTK_LABEL (self->status_label), text ? text : "");
+  vl_status_bar_set_text (VL_STATUS_BAR (self->status_bar), text);
 }
 
 /* The status bar's idle text and spinner: what loads, or what the user can do next. */
@@ -108,8 +108,8 @@ vl_window_update_status (VlWindow *self)
   gboolean loading = vl_window_is_loading (self);
   /* not while training: a spinner redraws every frame, and training needs both cores; the
    * progress bar and the status text already move with every batch */
-  gtk_spinner_set_spinning (GTK_SPINNER (self->status_spinner),
-                            loading || self->exporting || self->saving);
+  vl_status_bar_set_busy (VL_STATUS_BAR (self->status_bar),
+                          loading || self->exporting || self->saving);
   if (vl_window_is_running (self))
     return;   /* the training events write it */
   if (self->backbone_cancel)
@@ -126,8 +126,8 @@ vl_window_update_status (VlWindow *self)
     vl_window_set_status (self, _("Open a backbone to start"));
   else if (self->data == NULL)
     vl_window_set_status (self, _("Open a dataset to train on"));
-  else if (self->idle_status)
-    vl_window_set_status (self, self->idle_status);
+  else if (vl_status_bar_get_idle (VL_STATUS_BAR (self->status_bar)))
+    vl_window_set_status (self, vl_status_bar_get_idle (VL_STATUS_BAR (self->status_bar)));
   else
     vl_window_set_status (self, _("Ready: press Train (Ctrl+Return)"));
 }
@@ -169,8 +169,8 @@ vl_window_update_actions (VlWindow *self)
   gboolean can_train = vl_window_can_train (self);
 
   gtk_widget_action_set_enabled (w, "win.train", can_train);
-  gtk_widget_action_set_enabled (w, "win.pause", running && !self->stop_requested);
-  gtk_widget_action_set_enabled (w, "win.stop", running && !self->stop_requested);
+  gtk_widget_action_set_enabled (w, "win.pause", running && !self->progress->stop_requested);
+  gtk_widget_action_set_enabled (w, "win.stop", running && !self->progress->stop_requested);
   gtk_widget_action_set_enabled (w, "win.resume-run",
                                  !running && !loading && self->run_resumable && self->run_dir);
   gtk_widget_action_set_enabled (w, "win.open-backbone", !running);
@@ -209,16 +209,17 @@ vl_window_update_actions (VlWindow *self)
   g_object_set (self->backbone_panel, "editable", !running, NULL);
 
   /* the header bar buttons (set only what changed: this runs at every drain) */
-  const char *icon = self->paused ? "media-playback-start-symbolic" : "media-playback-pause-symbolic";
+  const char *icon = self->progress->paused ? "media-playback-start-symbolic"
+                                            : "media-playback-pause-symbolic";
   if (g_strcmp0 (gtk_button_get_icon_name (GTK_BUTTON (self->pause_button)), icon) != 0)
     {
       gtk_button_set_icon_name (GTK_BUTTON (self->pause_button), icon);
       gtk_widget_set_tooltip_text (self->pause_button,
-                                   self->paused ? _("Resume training (Ctrl+P)")
+                                   self->progress->paused ? _("Resume training (Ctrl+P)")
                                                 : _("Pause training at the next batch (Ctrl+P)"));
     }
-  const char *label = running ? (self->stop_requested ? _("Stopping…")
-                                 : self->paused ? _("Paused") : _("Training…"))
+  const char *label = running ? (self->progress->stop_requested ? _("Stopping…")
+                                 : self->progress->paused ? _("Paused") : _("Training…"))
                               : _("_Train");
   if (g_strcmp0 (gtk_label_get_label (GTK_LABEL (self->train_button_label)), label) != 0)
     gtk_label_set_text_with_mnemonic (GTK_LABEL (self->train_button_label), label);

@@ -36,8 +36,8 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
     vl_window_det_clear (self);
   vl_task_view_show_for (self->confusion_frame, task);
   vl_loss_chart_set_task (VL_LOSS_CHART (self->chart), task);
-  gtk_label_set_text (GTK_LABEL (self->class_acc_title),
-                      reg ? _("Per-target error") : seg ? _("Per-class IoU")
+  vl_eval_card_set_title (VL_EVAL_CARD (self->eval_card),
+                          reg ? _("Per-target error") : seg ? _("Per-class IoU")
                       : det ? _("Per-class AP") : _("Per-class accuracy"));
   gtk_label_set_text (GTK_LABEL (self->eval_caption),
                       reg ? _("Predicted against true values of the validation split after the "
@@ -53,8 +53,8 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
                           : _("Confusion matrix of the validation split after the last epoch "
                               "(rows: true class, columns: predicted). Click a cell to see its "
                               "images."));
-  gtk_label_set_text (GTK_LABEL (self->stat_acc_title),
-                      reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
+  vl_stat_cards_set_score_title (VL_STAT_CARDS (self->stat_cards),
+                                 reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
                       : det ? _("AP50 · AP") : _("Accuracy"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
@@ -110,9 +110,9 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
 {
   const VlRegressResult *r = &m->reg;
   g_autofree char *acc = g_strdup_printf ("%.3f · %.4g", r->r2_mean, r->mae_mean);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc);
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_VAL_LOSS, vl);
   const char *target = self->value_names && self->value_names[0] ? self->value_names[0] : NULL;
   if (r->pred != NULL)
     {
@@ -135,9 +135,7 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
                               g_free);
       g_object_set_data (G_OBJECT (self->scatter), "n-items", GINT_TO_POINTER ((int) r->n));
     }
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  vl_eval_card_clear_rows (VL_EVAL_CARD (self->eval_card));
   for (int j = 0; j < r->n_values; j++)
     {
       const char *name = self->value_names && j < (int) g_strv_length (self->value_names)
@@ -148,19 +146,19 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
       gtk_label_set_markup (GTK_LABEL (l), t);
       gtk_label_set_xalign (GTK_LABEL (l), 0);
       gtk_label_set_ellipsize (GTK_LABEL (l), PANGO_ELLIPSIZE_END);
-      gtk_box_append (GTK_BOX (self->class_acc_box), l);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), l);
       GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->r2[j]) ? CLAMP (r->r2[j], 0, 1)
                                                                           : 0);
       gtk_widget_set_tooltip_text (bar, _("R²: the share of the targets' variance the model "
                                           "explains (1: every value exact)"));
-      gtk_box_append (GTK_BOX (self->class_acc_box), bar);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), bar);
     }
   g_autofree char *summary = g_strdup_printf (_("Epoch %d · %lld validation images · MAE %.4g "
                                                 "· RMSE %.4g · R² %.3f · loss %.4f"),
                                               m->epoch + 1, (long long) r->n, r->mae_mean,
                                               r->rmse_mean, r->r2_mean, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+  vl_eval_card_set_summary (VL_EVAL_CARD (self->eval_card), summary);
 }
 
 /* ------------------------------------------------------------------ metrics */
@@ -168,9 +166,7 @@ show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
 static void
 show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
 {
-  GtkWidget *child;
-  while ((child = gtk_widget_get_first_child (self->class_acc_box)))
-    gtk_box_remove (GTK_BOX (self->class_acc_box), child);
+  vl_eval_card_clear_rows (VL_EVAL_CARD (self->eval_card));
   for (int k = 0; k < r->n_classes && k < 1000; k++)
     {
       GtkWidget *row = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
@@ -188,7 +184,7 @@ show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
       GtkWidget *bar = gtk_level_bar_new_for_interval (0, 1);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (bar), isfinite (r->class_acc[k]) ? r->class_acc[k] : 0);
       gtk_box_append (GTK_BOX (row), bar);
-      gtk_box_append (GTK_BOX (self->class_acc_box), row);
+      vl_eval_card_append_row (VL_EVAL_CARD (self->eval_card), row);
     }
   int64_t correct = 0;
   for (int k = 0; k < r->n_classes; k++)
@@ -200,7 +196,7 @@ show_class_accuracy (VlWindow *self, const VlEvalResult *r, char **names)
   g_autofree char *summary = g_strdup_printf (_("Top-1 %s (%lld of %lld)%s · loss %.4f"), top1,
                                               (long long) correct, (long long) r->n,
                                               with_top5, r->loss);
-  gtk_label_set_text (GTK_LABEL (self->eval_summary_label), summary);
+  vl_eval_card_set_summary (VL_EVAL_CARD (self->eval_card), summary);
 }
 
 void
@@ -208,18 +204,20 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
 {
   VlLossChart *chart = VL_LOSS_CHART (self->chart);
   vl_loss_chart_add_epoch (chart, m);
-  self->n_epochs_done = m->epoch + 1;
-  g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1, MAX (self->epochs_total, m->epoch + 1));
-  gtk_label_set_text (GTK_LABEL (self->stat_epoch), ep);
+  self->progress->n_epochs_done = m->epoch + 1;
+  g_autofree char *ep = g_strdup_printf ("%d / %d", m->epoch + 1,
+                                         MAX (self->progress->epochs_total, m->epoch + 1));
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_EPOCH, ep);
   g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
-  gtk_label_set_text (GTK_LABEL (self->stat_train_loss), tl);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAIN_LOSS, tl);
   if (!vl_window_is_running (self))
     {
       g_autofree char *u = g_strdup_printf (_("last %d group%s%s"), m->unlocked,
                                             m->unlocked == 1 ? "" : "s",
                                             m->cached ? _(" · cached") : "");
-      gtk_label_set_text (GTK_LABEL (self->stat_unlocked), u);
-      gtk_widget_set_tooltip_text (self->stat_unlocked, u);   /* the card may ellipsize it */
+      VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+      vl_stat_cards_set (cards, VL_STAT_TRAINING, u);
+      vl_stat_cards_set_tooltip (cards, VL_STAT_TRAINING, u);   /* the card may ellipsize it */
     }
   if (m->task == VL_TASK_REGRESS)
     {
@@ -237,14 +235,14 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
       return;
     }
   g_autofree char *vl = g_strdup_printf ("%.4f%s", m->val.loss, m->best ? " ★" : "");
-  gtk_label_set_text (GTK_LABEL (self->stat_val_loss), vl);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_VAL_LOSS, vl);
   g_autofree char *top1 = format_pct (m->val.top1);
   g_autofree char *top5 = format_pct (m->val.top5);
   /* with 5 classes or fewer the right class is always among the top five */
   g_autofree char *acc = isfinite (m->val.top5) && m->val.n_classes > 5
                            ? g_strdup_printf ("%s · top-5 %s", top1, top5)
                            : g_strdup (top1);
-  gtk_label_set_text (GTK_LABEL (self->stat_acc), acc);
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc);
 
   const VlEvalResult *r = &m->val;
   vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,

@@ -132,7 +132,7 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   int n_train = self->data ? vl_dataset_n_items (self->data->ds, VL_SPLIT_TRAIN) : 0;
   int spe = MAX (1, (n_train + cfg->batch_size - 1) / cfg->batch_size);
   cfg->probe_every = MAX (1, spe / 4);
-  cfg->n_probes = MAX (1, self->n_probes);
+  cfg->n_probes = MAX (1, self->probes->n);
   cfg->out_dir = new_run_dir ();
   cfg->task = vl_head_panel_get_task (VL_HEAD_PANEL (self->head_panel));
   cfg->stem = vl_window_stem_choice (self);
@@ -166,18 +166,6 @@ group_names (VlWindow *self, int n)
   return n > 0 ? (const char *const *) strv : none;
 }
 
-/* the speed and ETA labels from a STEP or PROGRESS event */
-static void
-show_rate_eta (VlWindow *self, const VlTrainEvent *ev)
-{
-  g_autofree char *speed = g_strdup_printf ("%.0f img/s", ev->images_per_s);
-  gtk_label_set_text (GTK_LABEL (self->speed_label), speed);
-  char eta[32];
-  vl_format_duration (eta, sizeof eta, ev->eta_s);
-  g_autofree char *eta_text = g_strdup_printf ("ETA %s", eta);
-  gtk_label_set_text (GTK_LABEL (self->eta_label), eta_text);
-}
-
 static void
 show_step (VlWindow *self, const VlTrainEvent *ev)
 {
@@ -185,31 +173,29 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
   if (ev->n_points > 0)
     {
       vl_loss_chart_add_steps (chart, ev->points, ev->n_points);
-      self->n_points += ev->n_points;
+      self->progress->n_points += ev->n_points;
     }
-  if (ev->group_grad_norms && self->n_groups_run > 0)
-    vl_loss_chart_set_group_norms (chart, self->n_groups_run,
-                                   group_names (self, self->n_groups_run),
+  if (ev->group_grad_norms && self->progress->n_groups > 0)
+    vl_loss_chart_set_group_norms (chart, self->progress->n_groups,
+                                   group_names (self, self->progress->n_groups),
                                    ev->group_grad_norms, ev->step);
-  self->steps_done = ev->step;
+  self->progress->steps_done = ev->step;
   /* the text and bars at most five times a second: each change re-lays out the window */
-  gint64 now = g_get_monotonic_time ();
-  if (now - self->last_status_us < 200000)
+  VlStatusBar *bar = VL_STATUS_BAR (self->status_bar);
+  if (!vl_status_bar_due (bar, FALSE))
     return;
-  self->last_status_us = now;
-  if (ev->group_grad_norms && self->n_groups_run > 0)
-    vl_window_set_group_grad_norms (self, ev->group_grad_norms, self->n_groups_run);
-  if (self->total_steps > 0)
-    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
-                                   CLAMP ((double) ev->step / self->total_steps, 0, 1));
-  show_rate_eta (self, ev);
+  if (ev->group_grad_norms && self->progress->n_groups > 0)
+    vl_window_set_group_grad_norms (self, ev->group_grad_norms, self->progress->n_groups);
+  if (self->progress->total_steps > 0)
+    vl_status_bar_set_fraction (bar, (double) ev->step / self->progress->total_steps);
+  vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
   if (ev->n_points > 0)
     {
       const VlStepPoint *pt = &ev->points[ev->n_points - 1];
       g_autofree char *status = g_strdup_printf (_("Epoch %d/%d · batch %d/%d · loss %.4f · "
                                                    "lr %.2e"),
-                                                 ev->epoch + 1, self->epochs_total, ev->batch,
-                                                 ev->n_batches, pt->loss, pt->lr);
+                                                 ev->epoch + 1, self->progress->epochs_total,
+                                                 ev->batch, ev->n_batches, pt->loss, pt->lr);
       vl_window_set_status (self, status);
     }
 }
@@ -219,17 +205,15 @@ show_step (VlWindow *self, const VlTrainEvent *ev)
 static void
 show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
 {
-  gint64 now = g_get_monotonic_time ();
-  if (now - self->last_status_us < 200000 && ev->done < ev->total)
+  VlStatusBar *bar = VL_STATUS_BAR (self->status_bar);
+  if (!vl_status_bar_due (bar, ev->done >= ev->total))
     return;
-  self->last_status_us = now;
   if (ev->total > 0)
-    gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar),
-                                   CLAMP ((double) ev->done / ev->total, 0, 1));
-  show_rate_eta (self, ev);
+    vl_status_bar_set_fraction (bar, (double) ev->done / ev->total);
+  vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
   g_autofree char *status = g_strdup_printf ("Epoch %d/%d · %s %" G_GINT64_FORMAT "/%"
                                              G_GINT64_FORMAT " images",
-                                             ev->epoch + 1, self->epochs_total,
+                                             ev->epoch + 1, self->progress->epochs_total,
                                              ev->phase == VL_TRAIN_PHASE_CACHE
                                              ? "caching the frozen features of"
                                              : "validating", ev->done, ev->total);
@@ -239,20 +223,18 @@ show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
 static void
 set_idle_status (VlWindow *self, const char *text)
 {
-  g_free (self->idle_status);
-  self->idle_status = g_strdup (text);
+  vl_status_bar_set_idle (VL_STATUS_BAR (self->status_bar), text);
   vl_window_set_status (self, text);
 }
 
 static void
 run_finished (VlWindow *self, const VlTrainEvent *ev)
 {
-  self->run_state = VL_TRAINER_FINISHED;
-  self->last_end = ev->end;
-  self->paused = FALSE;
-  self->stop_requested = FALSE;
-  gtk_label_set_text (GTK_LABEL (self->speed_label), "");
-  gtk_label_set_text (GTK_LABEL (self->eta_label), "");
+  self->progress->state = VL_TRAINER_FINISHED;
+  self->progress->last_end = ev->end;
+  self->progress->paused = FALSE;
+  self->progress->stop_requested = FALSE;
+  vl_status_bar_clear_rate (VL_STATUS_BAR (self->status_bar));
   vl_window_backbone_run_ended (self);
   if (ev->skipped && ev->skipped[0])
     vl_window_show_skipped (self, ev->skipped);
@@ -272,11 +254,11 @@ run_finished (VlWindow *self, const VlTrainEvent *ev)
         g_autofree char *t = g_strdup_printf (_("%s after %d epoch%s · run folder %s"),
                                               ev->end == VL_TRAIN_END_COMPLETED
                                               ? _("Finished") : _("Stopped early"),
-                                              self->n_epochs_done,
-                                              self->n_epochs_done == 1 ? "" : "s",
+                                              self->progress->n_epochs_done,
+                                              self->progress->n_epochs_done == 1 ? "" : "s",
                                               self->run_dir ? self->run_dir : _("(none)"));
         set_idle_status (self, t);
-        gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 1.0);
+        vl_status_bar_set_fraction (VL_STATUS_BAR (self->status_bar), 1.0);
         break;
       }
     case VL_TRAIN_END_STOPPED:
@@ -317,8 +299,8 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       g_strfreev (self->value_names);
       self->value_names = g_strdupv (ev->value_names);
       vl_window_set_task (self, ev->task);
-      self->total_steps = ev->total_steps;
-      self->n_groups_run = ev->n_groups;
+      self->progress->total_steps = ev->total_steps;
+      self->progress->n_groups = ev->n_groups;
       vl_loss_chart_set_total_steps (VL_LOSS_CHART (self->chart), ev->total_steps);
       vl_window_show_skipped (self, ev->skipped);
       {
@@ -329,14 +311,14 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       break;
     case VL_TRAIN_EVENT_LOCK:
       {
-        self->unlocked_now = ev->unlocked;
+        self->progress->unlocked_now = ev->unlocked;
         vl_window_show_live_lock (self, ev->unlocked);
         g_autofree char *count = vl_format_count (ev->n_trainable);
         g_autofree char *t = g_strdup_printf (_("last %d group%s · %s params%s"), ev->unlocked,
                                               ev->unlocked == 1 ? "" : "s", count,
                                               ev->cached ? _(" · cached") : "");
-        gtk_label_set_text (GTK_LABEL (self->stat_unlocked), t);
-        gtk_widget_set_tooltip_text (self->stat_unlocked, t);
+        vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAINING, t);
+        vl_stat_cards_set_tooltip (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAINING, t);
         gtk_widget_set_visible (self->message_label, FALSE);
         break;
       }
@@ -357,11 +339,11 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       gtk_widget_set_visible (self->message_label, TRUE);
       break;
     case VL_TRAIN_EVENT_PAUSED:
-      self->paused = TRUE;
+      self->progress->paused = TRUE;
       vl_window_set_status (self, _("Paused (Ctrl+P resumes)"));
       break;
     case VL_TRAIN_EVENT_RESUMED:
-      self->paused = FALSE;
+      self->progress->paused = FALSE;
       break;
     case VL_TRAIN_EVENT_FINISHED:
       run_finished (self, ev);
@@ -385,14 +367,14 @@ on_run_drained (VlRunController *run, VlWindow *self)
 static void
 clear_predictions (VlWindow *self)
 {
-  if (self->predict_cancel)
-    g_cancellable_cancel (self->predict_cancel);
-  g_clear_object (&self->predict_cancel);
-  g_clear_pointer (&self->predictions.label, g_free);
-  g_clear_pointer (&self->predictions.predicted, g_free);
-  g_clear_pointer (&self->predictions.confidence, g_free);
-  self->predictions.n = 0;
-  g_clear_pointer (&self->pred_data, vl_data_unref);
+  if (self->pred->cancel)
+    g_cancellable_cancel (self->pred->cancel);
+  g_clear_object (&self->pred->cancel);
+  g_clear_pointer (&self->pred->cls.label, g_free);
+  g_clear_pointer (&self->pred->cls.predicted, g_free);
+  g_clear_pointer (&self->pred->cls.confidence, g_free);
+  self->pred->cls.n = 0;
+  g_clear_pointer (&self->pred->data, vl_data_unref);
   vl_window_seg_clear (self);
   vl_window_det_clear (self);
 }
@@ -443,18 +425,18 @@ vl_window_start_training (VlWindow *self, gboolean resume)
     }
   clear_predictions (self);
   vl_window_set_task (self, cfg.task);
-  self->run_state = VL_TRAINER_RUNNING;
-  self->paused = FALSE;
-  self->stop_requested = FALSE;
+  self->progress->state = VL_TRAINER_RUNNING;
+  self->progress->paused = FALSE;
+  self->progress->stop_requested = FALSE;
   self->run_resumable = FALSE;
-  self->n_probe_events = 0;
-  self->epochs_total = cfg.epochs;
-  self->total_steps = 0;
-  self->steps_done = 0;
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  g_clear_pointer (&self->probe_rollout, g_free);
-  self->n_probe_rollout = 0;
-  g_clear_pointer (&self->idle_status, g_free);
+  self->progress->n_probe_events = 0;
+  self->progress->epochs_total = cfg.epochs;
+  self->progress->total_steps = 0;
+  self->progress->steps_done = 0;
+  g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->rollout, g_free);
+  self->probes->n_rollout = 0;
+  vl_status_bar_set_idle (VL_STATUS_BAR (self->status_bar), NULL);
   /* the previous run's model is not "now": the probe file goes to the trainer, whose events
    * bring its "now" side; until then it (and every probe) shows the pretrained maps alone */
   vl_window_probe_file_to_trainer (self);
@@ -468,10 +450,10 @@ vl_window_start_training (VlWindow *self, gboolean resume)
       int preset = (int) vl_training_panel_get_preset (VL_TRAINING_PANEL (self->training_panel));
       g_autofree char *label = run_label (&cfg, preset);
       vl_loss_chart_new_run (VL_LOSS_CHART (self->chart), label);
-      self->n_points = 0;
-      self->n_epochs_done = 0;
+      self->progress->n_points = 0;
+      self->progress->n_epochs_done = 0;
     }
-  gtk_progress_bar_set_fraction (GTK_PROGRESS_BAR (self->progress_bar), 0);
+  vl_status_bar_set_fraction (VL_STATUS_BAR (self->status_bar), 0);
   vl_window_set_status (self, resume ? _("Resuming the run…")
                                      : _("Loading the model and the data…"));
   gtk_widget_set_visible (self->message_label, FALSE);
@@ -484,7 +466,7 @@ vl_window_toggle_pause (VlWindow *self)
 {
   if (!vl_window_is_running (self))
     return;
-  if (self->paused)
+  if (self->progress->paused)
     vl_run_controller_resume (self->run);
   else
     vl_run_controller_pause (self->run);
@@ -493,9 +475,9 @@ vl_window_toggle_pause (VlWindow *self)
 void
 vl_window_stop_training (VlWindow *self)
 {
-  if (!vl_window_is_running (self) || self->stop_requested)
+  if (!vl_window_is_running (self) || self->progress->stop_requested)
     return;
-  self->stop_requested = TRUE;
+  self->progress->stop_requested = TRUE;
   /* a paused run stops where it is (resuming it first could train one more batch, and the
    * trained model would no longer be the one the paused maps showed) */
   vl_run_controller_stop (self->run);
@@ -509,10 +491,10 @@ vl_window_discard_trained (VlWindow *self)
 {
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
-  g_clear_pointer (&self->probe_final_attn, g_free);
-  g_clear_pointer (&self->probe_file.now_attn, g_free);
-  g_clear_pointer (&self->probe_file.now_class, g_free);
-  if (self->probe_file_shown)
+  g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->file.now_attn, g_free);
+  g_clear_pointer (&self->probes->file.now_class, g_free);
+  if (self->probes->file_shown)
     vl_window_show_probe_file (self);
   self->have_trained = FALSE;
   vl_window_features_trained_changed (self);
@@ -528,31 +510,31 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->disposed)
     return;   /* the window closed meanwhile */
   g_autoptr(GError) error = NULL;
-  if (g_task_get_cancellable (G_TASK (result)) != self->predict_cancel)
+  if (g_task_get_cancellable (G_TASK (result)) != self->pred->cancel)
     return;   /* stale */
   g_autoptr(VlPredictResult) j = vl_job_predict_finish (result, &error);
   if (j == NULL)
     {
-      g_clear_object (&self->predict_cancel);
+      g_clear_object (&self->pred->cancel);
       if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
         vl_window_show_error (self, _("Predictions of the trained model: %s"), error->message);
       return;
     }
-  g_clear_object (&self->predict_cancel);
-  self->predictions = j->pred;
+  g_clear_object (&self->pred->cancel);
+  self->pred->cls = j->pred;
   memset (&j->pred, 0, sizeof j->pred);
-  self->pred_data = vl_data_ref (j->data);
+  self->pred->data = vl_data_ref (j->data);
   if (j->seg)
     vl_window_seg_predictions_ready (self, g_steal_pointer (&j->seg));
   if (j->det)
     vl_window_det_predictions_ready (self, g_steal_pointer (&j->det));
   if (j->final_attn)
     {
-      g_free (self->probe_final_attn);
-      self->probe_final_attn = g_steal_pointer (&j->final_attn);
-      self->final_attn_T = j->attn_T;
-      if (self->n_probe_images > 0 && !self->probe_file_shown)
-        vl_window_show_probe (self, self->probe_selected);
+      g_free (self->probes->final_attn);
+      self->probes->final_attn = g_steal_pointer (&j->final_attn);
+      self->probes->final_T = j->attn_T;
+      if (self->probes->n_images > 0 && !self->probes->file_shown)
+        vl_window_show_probe (self, self->probes->selected);
     }
   vl_window_update_actions (self);
 }
@@ -562,8 +544,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
 static void
 maybe_predict (VlWindow *self)
 {
-  if (self->trained == NULL || self->predict_cancel || self->predictions.n > 0 ||
-      self->seg_pred != NULL || self->det_pred != NULL || self->task == VL_TASK_REGRESS)
+  if (self->trained == NULL || self->pred->cancel || self->pred->cls.n > 0 ||
+      self->pred->seg != NULL || self->pred->det != NULL || self->task == VL_TASK_REGRESS)
     return;   /* the confusion cells' per-image predictions, the masks or the boxes */
   const gboolean seg = self->task == VL_TASK_SEGMENT, det = self->task == VL_TASK_DETECT;
   VlDataRef *data = NULL;
@@ -587,10 +569,10 @@ maybe_predict (VlWindow *self)
       vl_data_unref (data);
       return;
     }
-  self->predict_cancel = g_cancellable_new ();
+  self->pred->cancel = g_cancellable_new ();
   vl_job_predict (G_OBJECT (self), tr, data, self->task, vl_window_dense_input_size (self),
-                  self->probe_index, self->probe_index ? self->n_probes : 0, self->predict_cancel,
-                  predict_done, NULL);
+                  self->probes->index, self->probes->index ? self->probes->n : 0,
+                  self->pred->cancel, predict_done, NULL);
   vl_data_unref (data);
 }
 
@@ -679,7 +661,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   /* the run's results */
   clear_predictions (self);
   vl_run_controller_clear (self->run);
-  self->run_state = VL_TRAINER_IDLE;
+  self->progress->state = VL_TRAINER_IDLE;
   g_clear_pointer (&self->trained, vl_trained_unref);
   self->have_trained = j->model != NULL;
   if (j->model)
@@ -692,7 +674,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->run_dir = g_strdup (j->dir);
   vl_training_panel_set_run_dir (VL_TRAINING_PANEL (self->training_panel), self->run_dir,
                                  self->run_dir);
-  self->epochs_total = c->epochs;
+  self->progress->epochs_total = c->epochs;
   self->run_resumable = (int) j->epochs->len < c->epochs;
   g_strfreev (self->class_names);
   self->class_names = g_steal_pointer (&j->class_names);
@@ -703,7 +685,7 @@ open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
   g_autofree char *base = g_path_get_basename (j->dir);
   VlLossChart *chart = VL_LOSS_CHART (self->chart);
   vl_loss_chart_new_run (chart, base);
-  self->n_points = 0;
+  self->progress->n_points = 0;
   if (j->epochs->len > 0)
     {
       const VlEpochMetrics *last = g_ptr_array_index (j->epochs, j->epochs->len - 1);
@@ -758,7 +740,6 @@ vl_window_train_init (VlWindow *self)
   g_signal_connect_swapped (self->data_panel, "notify::cache", G_CALLBACK (on_hyper_changed),
                             self);
   g_signal_connect (self->training_panel, "preset-chosen", G_CALLBACK (on_preset_chosen), self);
-  self->run = vl_run_controller_new ();
   g_signal_connect (self->run, "event", G_CALLBACK (on_run_event), self);
   g_signal_connect (self->run, "drained", G_CALLBACK (on_run_drained), self);
   /* after the other parts have taken the dataset in */
@@ -782,7 +763,6 @@ vl_window_train_dispose (VlWindow *self)
       /* stops the worker (it saves the position) and waits for it */
       vl_run_controller_stop (self->run);
       g_signal_handlers_disconnect_by_data (self->run, self);
-      g_clear_object (&self->run);
     }
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
@@ -793,5 +773,4 @@ vl_window_train_dispose (VlWindow *self)
   g_clear_object (&self->scatter_thumb_cancel);
   g_clear_pointer (&self->confusion_counts, g_free);
   g_clear_pointer (&self->run_dir, g_free);
-  g_clear_pointer (&self->idle_status, g_free);
 }

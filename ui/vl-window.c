@@ -482,6 +482,9 @@ vl_window_finalize (GObject *object)
   VlWindow *self = VL_WINDOW (object);
   g_clear_object (&self->settings);
   g_free (self->head);
+  g_free (self->probes);   /* emptied by the attention and probe parts' dispose */
+  g_free (self->pred);     /* emptied by the training, seg and det parts' dispose */
+  g_clear_object (&self->run);   /* stopped and disconnected by the training part's dispose */
   G_OBJECT_CLASS (vl_window_parent_class)->finalize (object);
 }
 
@@ -593,6 +596,10 @@ vl_window_class_init (VlWindowClass *klass)
   g_type_ensure (VL_TYPE_BACKBONE_PANEL);
   g_type_ensure (VL_TYPE_DATA_PANEL);
   g_type_ensure (VL_TYPE_GROUPS_PANEL);
+  g_type_ensure (VL_TYPE_STATUS_BAR);
+  g_type_ensure (VL_TYPE_STAT_CARDS);
+  g_type_ensure (VL_TYPE_EVAL_CARD);
+  g_type_ensure (VL_TYPE_ATTENTION_BAR);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   g_type_ensure (VL_TYPE_EMBEDDING_PANEL);
   g_type_ensure (VL_TYPE_TRY_PANEL);
@@ -610,29 +617,15 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (side_stack);
   CHILD (main_stack);
   CHILD (main_scroller);
-  CHILD (stat_epoch);
-  CHILD (stat_train_loss);
-  CHILD (stat_val_loss);
-  CHILD (stat_acc);
-  CHILD (stat_unlocked);
   CHILD (chart_frame);
   CHILD (chart);
   CHILD (attention);
   CHILD (confusion);
-  CHILD (attn_toolbar);
-  CHILD (probe_box);
-  CHILD (attn_mode_dropdown);
-  CHILD (attn_block_spin);
-  CHILD (attn_head_spin);
-  CHILD (attn_opacity_scale);
-  CHILD (attn_cmap_dropdown);
   CHILD (embedding_panel);
   CHILD (try_panel);
   CHILD (attention_frame);
   CHILD (confusion_frame);
   CHILD (message_label);
-  CHILD (class_acc_box);
-  CHILD (eval_summary_label);
   CHILD (scatter);
   CHILD (mask_view);
   CHILD (det_panel);
@@ -641,14 +634,11 @@ vl_window_class_init (VlWindowClass *klass)
   CHILD (backbone_panel);
   CHILD (data_panel);
   CHILD (groups_panel);
-  CHILD (class_acc_title);
   CHILD (eval_caption);
-  CHILD (stat_acc_title);
-  CHILD (status_spinner);
-  CHILD (status_label);
-  CHILD (speed_label);
-  CHILD (eta_label);
-  CHILD (progress_bar);
+  CHILD (status_bar);
+  CHILD (stat_cards);
+  CHILD (eval_card);
+  CHILD (attn_bar);
 #undef CHILD
   gtk_widget_class_bind_template_callback (widget_class, on_banner_response);
 
@@ -665,6 +655,10 @@ static void
 vl_window_init (VlWindow *self)
 {
   self->head = g_strdup ("linear-token");
+  self->probes = g_new0 (VlProbeState, 1);
+  self->pred = g_new0 (VlPredState, 1);
+  self->run = vl_run_controller_new ();   /* the training part connects to it */
+  self->progress = vl_run_controller_get_progress (self->run);
   self->settings = g_settings_new ("org.vitlab.Vitlab");
   gtk_widget_init_template (GTK_WIDGET (self));
 
@@ -780,21 +774,21 @@ gboolean
 vl_window_run_finished (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return vl_window_trainer (self) != NULL && self->run_state == VL_TRAINER_FINISHED;
+  return vl_window_trainer (self) != NULL && self->progress->state == VL_TRAINER_FINISHED;
 }
 
 gboolean
 vl_window_is_paused (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return self->paused;
+  return self->progress->paused;
 }
 
 gboolean
 vl_window_stop_requested (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return self->stop_requested;
+  return self->progress->stop_requested;
 }
 
 gboolean
@@ -808,28 +802,28 @@ VlTrainEnd
 vl_window_get_last_end (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), VL_TRAIN_END_COMPLETED);
-  return self->last_end;
+  return self->progress->last_end;
 }
 
 int64_t
 vl_window_get_steps_done (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);
-  return self->steps_done;
+  return self->progress->steps_done;
 }
 
 int
 vl_window_get_n_epochs_done (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);
-  return self->n_epochs_done;
+  return self->progress->n_epochs_done;
 }
 
 int
 vl_window_get_n_probe_events (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);
-  return self->n_probe_events;
+  return self->progress->n_probe_events;
 }
 
 gboolean
@@ -843,75 +837,75 @@ gboolean
 vl_window_predictions_busy (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return self->predict_cancel != NULL;
+  return self->pred->cancel != NULL;
 }
 
 int
 vl_window_get_n_predictions (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);
-  return self->predictions.n;
+  return self->pred->cls.n;
 }
 
 void
 vl_window_get_prediction (VlWindow *self, int i, int *label, int *predicted)
 {
   g_return_if_fail (VL_IS_WINDOW (self));
-  g_return_if_fail (i >= 0 && i < self->predictions.n);
+  g_return_if_fail (i >= 0 && i < self->pred->cls.n);
   if (label)
-    *label = self->predictions.label[i];
+    *label = self->pred->cls.label[i];
   if (predicted)
-    *predicted = self->predictions.predicted[i];
+    *predicted = self->pred->cls.predicted[i];
 }
 
 VlDataRef *
 vl_window_get_predictions_data (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
-  return self->pred_data;
+  return self->pred->data;
 }
 
 gboolean
 vl_window_has_seg_predictions (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return self->seg_pred != NULL;
+  return self->pred->seg != NULL;
 }
 
 gboolean
 vl_window_has_det_predictions (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return self->det_pred != NULL;
+  return self->pred->det != NULL;
 }
 
 gboolean
 vl_window_attention_busy (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), FALSE);
-  return self->attn_cancel != NULL;
+  return self->probes->cancel != NULL;
 }
 
 int
 vl_window_get_n_probes (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);
-  return self->n_probes;
+  return self->probes->n;
 }
 
 int
 vl_window_get_n_probe_images (VlWindow *self)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), 0);
-  return self->n_probe_images;
+  return self->probes->n_images;
 }
 
 const VlImage *
 vl_window_get_probe_image (VlWindow *self, int i)
 {
   g_return_val_if_fail (VL_IS_WINDOW (self), NULL);
-  g_return_val_if_fail (i >= 0 && i < self->n_probe_images, NULL);
-  return self->probe_images[i];
+  g_return_val_if_fail (i >= 0 && i < self->probes->n_images, NULL);
+  return self->probes->images[i];
 }
 
 void
@@ -919,9 +913,9 @@ vl_window_get_attention_grid (VlWindow *self, int *gh, int *gw)
 {
   g_return_if_fail (VL_IS_WINDOW (self));
   if (gh)
-    *gh = self->attn_gh;
+    *gh = self->probes->gh;
   if (gw)
-    *gw = self->attn_gw;
+    *gw = self->probes->gw;
 }
 
 gboolean
@@ -931,11 +925,11 @@ vl_window_has_probe_maps (VlWindow *self, VlWindowMaps which)
   switch (which)
     {
     case VL_WINDOW_MAPS_PRETRAINED:
-      return self->probe_ref_attn != NULL;
+      return self->probes->ref_attn != NULL;
     case VL_WINDOW_MAPS_RUN:
-      return self->probe_rollout != NULL;
+      return self->probes->rollout != NULL;
     case VL_WINDOW_MAPS_FINE_TUNED:
-      return self->probe_final_attn != NULL;
+      return self->probes->final_attn != NULL;
     }
   return FALSE;
 }
@@ -945,10 +939,10 @@ vl_window_get_probe_state (VlWindow *self, VlWindowProbeState *state)
 {
   g_return_if_fail (VL_IS_WINDOW (self));
   g_return_if_fail (state != NULL);
-  const VlProbeFile *pf = &self->probe_file;
+  const VlProbeFile *pf = &self->probes->file;
   *state = (VlWindowProbeState) {
-    .path = pf->path, .shown = self->probe_file_shown, .is_sample = pf->is_sample,
-    .busy = self->probe_cancel != NULL, .image = pf->image, .ref_attn = pf->ref_attn,
+    .path = pf->path, .shown = self->probes->file_shown, .is_sample = pf->is_sample,
+    .busy = self->probes->file_cancel != NULL, .image = pf->image, .ref_attn = pf->ref_attn,
     .now_attn = pf->now_attn, .live_attn = pf->live_attn,
     .attn_len = (gsize) pf->depth * pf->heads * pf->T * pf->T, .live_step = pf->live_step,
     .live_serial = pf->live_serial, .ref_class = pf->ref_class, .now_class = pf->now_class,

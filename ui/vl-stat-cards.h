@@ -1,0 +1,32 @@
+/* vl-stat-cards.h: the Loss Curves page's statistics as a widget of its own (its template,
+ * vl-stat-cards.ui): five cards (epoch, train loss, validation loss, the task's score, the
+ * groups that train) that wrap onto a second line when the main area is narrow. Each card is a
+ * title over a value ("—" until set). Main thread only. */
+#pragma once
+
+#include <gtk/gtk.h>
+
+G_BEGIN_DECLS
+
+typedef enum {
+  VL_STAT_EPOCH,
+  VL_STAT_TRAIN_LOSS,
+  VL_STAT_VAL_LOSS,
+  VL_STAT_SCORE,        /* accuracy, R² · MAE, mIoU, AP50: its title follows the task */
+  VL_STAT_TRAINING,     /* the layer groups training now */
+  VL_N_STATS
+} VlStat;
+
+#define VL_TYPE_STAT_CARDS (vl_stat_cards_get_type ())
+G_DECLARE_FINAL_TYPE (VlStatCards, vl_stat_cards, VL, STAT_CARDS, GtkBox)
+
+GtkWidget  *vl_stat_cards_new           (void);
+void        vl_stat_cards_set           (VlStatCards *cards, VlStat stat, const char *value);
+const char *vl_stat_cards_get           (VlStatCards *cards, VlStat stat);
+/* The value's tooltip (NULL: the card's own). */
+void        vl_stat_cards_set_tooltip   (VlStatCards *cards, VlStat stat, const char *tooltip);
+void        vl_stat_cards_set_score_title (VlStatCards *cards, const char *title);
+/* The value's label (tests write long texts into it). */
+GtkWidget  *vl_stat_cards_get_label     (VlStatCards *cards, VlStat stat);
+
+G_END_DECLS
