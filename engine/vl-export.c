@@ -21,44 +21,6 @@
 #include <json-glib/json-glib.h>
 #include <string.h>
 
-static void
-add_int (JsonBuilder *b, const char *key, int64_t v)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_add_int_value (b, v);
-}
-
-static void
-add_double (JsonBuilder *b, const char *key, double v)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_add_double_value (b, v);
-}
-
-static void
-add_bool (JsonBuilder *b, const char *key, gboolean v)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_add_boolean_value (b, v);
-}
-
-static void
-add_string (JsonBuilder *b, const char *key, const char *v)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_add_string_value (b, v);
-}
-
-static void
-add_floats (JsonBuilder *b, const char *key, const float *v, int n)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_begin_array (b);
-  for (int i = 0; i < n; i++)
-    json_builder_add_double_value (b, (double) v[i]);
-  json_builder_end_array (b);
-}
-
 /* A registered timm architecture whose defaults model_args then override. */
 static const char *
 timm_architecture (VlModel *m)
@@ -80,65 +42,65 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   g_snprintf (eps_text, sizeof eps_text, "%.7g", g->eps);
   g_autoptr(JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
-  add_string (b, "architecture", timm_architecture (m));
-  add_int (b, "num_classes", num_classes);
-  add_int (b, "num_features", g->width);
-  add_string (b, "global_pool", vl_pool_name (m->pool));
-  add_double (b, "layer_norm_eps", g_ascii_strtod (eps_text, NULL));
-  add_string (b, "exported_from", g->family);
+  vl_json_add_str (b, "architecture", timm_architecture (m));
+  vl_json_add_int (b, "num_classes", num_classes);
+  vl_json_add_int (b, "num_features", g->width);
+  vl_json_add_str (b, "global_pool", vl_pool_name (m->pool));
+  vl_json_add_num (b, "layer_norm_eps", g_ascii_strtod (eps_text, NULL));
+  vl_json_add_str (b, "exported_from", g->family);
   /* what timm's naming cannot say, for vitlab reading it back */
   json_builder_set_member_name (b, "vitlab");
   json_builder_begin_object (b);
   /* the head the file holds: for timm, OpenCLIP's projection is folded into a linear head
    * (write_model), which is what vitlab reads back too, so an export of the export is the same */
   const gboolean folded = for_timm && g->embed_dim > 0;
-  add_string (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp"
+  vl_json_add_str (b, "head", m->head_kind == VL_HEAD_MLP ? "mlp"
                          : m->head_kind == VL_HEAD_LINEAR || folded ? "linear" : "none");
   if (m->head_kind == VL_HEAD_MLP)
-    add_int (b, "mlp_hidden", m->head_hidden);
+    vl_json_add_int (b, "mlp_hidden", m->head_hidden);
   if (m->stem)
     {
       /* a CNN stem in place of the patch embedding (vl-stem.h): its tensors say the rest */
       json_builder_set_member_name (b, "stem");
       json_builder_begin_object (b);
-      add_string (b, "kind", vl_stem_kind_name (vl_model_stem_kind (m)));
-      add_int (b, "stride", g->patch);
+      vl_json_add_str (b, "kind", vl_stem_kind_name (vl_model_stem_kind (m)));
+      vl_json_add_int (b, "stride", g->patch);
       json_builder_end_object (b);
     }
   if (!for_timm)
     {
-      add_int (b, "embed_dim", g->embed_dim);
-      add_string (b, "group_layout", strcmp (g->family, "openclip") == 0 ||
+      vl_json_add_int (b, "embed_dim", g->embed_dim);
+      vl_json_add_str (b, "group_layout", strcmp (g->family, "openclip") == 0 ||
                   m->n_body_groups != g->depth + 2 + (g->embed_dim > 0) ? "openclip" : "timm");
     }
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "model_args");
   json_builder_begin_object (b);
-  add_int (b, "img_size", g->img_size);
+  vl_json_add_int (b, "img_size", g->img_size);
   /* with a CNN stem, timm's patch_size is HybridEmbed's projection kernel, not the stride */
   const int proj = m->stem ? vl_model_find_tensor (m, "patch_embed.proj.weight") : -1;
-  add_int (b, "patch_size", proj >= 0 ? (int) vl_param (m, proj)->shape[2] : g->patch);
-  add_int (b, "in_chans", g->in_chans);
-  add_int (b, "embed_dim", g->width);
-  add_int (b, "depth", g->depth);
-  add_int (b, "num_heads", g->heads);
-  add_double (b, "mlp_ratio", (double) g->mlp / g->width);
-  add_int (b, "num_classes", num_classes);
-  add_string (b, "global_pool", vl_pool_name (m->pool));
-  add_bool (b, "qkv_bias", TRUE);
+  vl_json_add_int (b, "patch_size", proj >= 0 ? (int) vl_param (m, proj)->shape[2] : g->patch);
+  vl_json_add_int (b, "in_chans", g->in_chans);
+  vl_json_add_int (b, "embed_dim", g->width);
+  vl_json_add_int (b, "depth", g->depth);
+  vl_json_add_int (b, "num_heads", g->heads);
+  vl_json_add_num (b, "mlp_ratio", (double) g->mlp / g->width);
+  vl_json_add_int (b, "num_classes", num_classes);
+  vl_json_add_str (b, "global_pool", vl_pool_name (m->pool));
+  vl_json_add_bool (b, "qkv_bias", TRUE);
   if (!g->dist_token)
     {
-      add_bool (b, "class_token", g->class_token);
-      add_bool (b, "no_embed_class", g->no_embed_class);
-      add_int (b, "reg_tokens", g->reg_tokens);
-      add_bool (b, "pre_norm", g->pre_norm);
-      add_bool (b, "fc_norm", g->fc_norm);
+      vl_json_add_bool (b, "class_token", g->class_token);
+      vl_json_add_bool (b, "no_embed_class", g->no_embed_class);
+      vl_json_add_int (b, "reg_tokens", g->reg_tokens);
+      vl_json_add_bool (b, "pre_norm", g->pre_norm);
+      vl_json_add_bool (b, "fc_norm", g->fc_norm);
     }
   if (g->layer_scale)
-    add_double (b, "init_values", 1e-5);   /* any value: the gammas are in the file */
+    vl_json_add_num (b, "init_values", 1e-5);   /* any value: the gammas are in the file */
   if (g->quick_gelu)
-    add_string (b, "act_layer", "quick_gelu");
+    vl_json_add_str (b, "act_layer", "quick_gelu");
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "pretrained_cfg");
@@ -149,13 +111,13 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   json_builder_add_int_value (b, g->input_size);
   json_builder_add_int_value (b, g->input_size);
   json_builder_end_array (b);
-  add_string (b, "interpolation", g->interpolation);
-  add_double (b, "crop_pct", g->crop_pct);
-  add_string (b, "crop_mode", "center");
-  add_floats (b, "mean", g->mean, g->in_chans);
-  add_floats (b, "std", g->std, g->in_chans);
-  add_int (b, "num_classes", num_classes);
-  add_string (b, "first_conv", "patch_embed.proj");
+  vl_json_add_str (b, "interpolation", g->interpolation);
+  vl_json_add_num (b, "crop_pct", g->crop_pct);
+  vl_json_add_str (b, "crop_mode", "center");
+  vl_json_add_floats (b, "mean", g->mean, g->in_chans);
+  vl_json_add_floats (b, "std", g->std, g->in_chans);
+  vl_json_add_int (b, "num_classes", num_classes);
+  vl_json_add_str (b, "first_conv", "patch_embed.proj");
   if (g->dist_token)
     {
       /* timm drops every module named here when it re-heads the model */
@@ -166,7 +128,7 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
       json_builder_end_array (b);
     }
   else
-    add_string (b, "classifier", "head");
+    vl_json_add_str (b, "classifier", "head");
   json_builder_end_object (b);
 
   if (m->class_names && num_classes == m->num_classes)

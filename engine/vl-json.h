@@ -1,8 +1,10 @@
-/* vl-json.h: small json-glib helpers the engine's config readers share (checkpoint configs in
- * vl-families.c, run.json in vl-trainer.c, run folders in vl-run.c). Engine-internal. */
+/* vl-json.h: the engine's one set of json-glib helpers: typed getters that look at a member's
+ * type first (checkpoint configs in vl-families.c, run.json, run folders, COCO), and the writers
+ * run.json, metrics.jsonl and the exported config.json are built with. Engine-internal. */
 #pragma once
 
 #include <json-glib/json-glib.h>
+#include <stdint.h>
 
 #include "vl-safetensors.h"   /* VL_ERROR */
 
@@ -106,3 +108,25 @@ vl_json_load_object_file (const char *path, JsonObject **root, GError **error)
   *root = json_node_get_object (n);
   return p;
 }
+
+/* ---- writing (vl-json.c): a member `key` with its value; non-finite numbers and NULL strings
+ * are written as null */
+void   vl_json_add_num    (JsonBuilder *b, const char *key, double v);
+void   vl_json_add_int    (JsonBuilder *b, const char *key, int64_t v);
+void   vl_json_add_str    (JsonBuilder *b, const char *key, const char *v);
+void   vl_json_add_bool   (JsonBuilder *b, const char *key, gboolean v);
+void   vl_json_add_strv   (JsonBuilder *b, const char *key, const char *const *v, int n);
+void   vl_json_add_floats (JsonBuilder *b, const char *key, const float *v, int n);
+/* The builder's document as text (g_free), pretty with a final newline or on one line; doubles
+ * in a form every JSON reader takes (json-glib 1.6 writes 1e-08 as 1e-08.0). */
+char  *vl_json_to_string  (JsonBuilder *b, gboolean pretty);
+
+/* ---- reading (vl-json.c): FALSE / NULL when o is NULL or the member is absent or of another
+ * type */
+gboolean    vl_json_get_num    (JsonObject *o, const char *key, double *out);
+gboolean    vl_json_get_int    (JsonObject *o, const char *key, int64_t *out);
+const char *vl_json_get_str    (JsonObject *o, const char *key);
+/* An array of strings (g_strfreev; a non-string element reads ""). */
+char      **vl_json_get_strv   (JsonObject *o, const char *key);
+/* An array of exactly n finite numbers as floats (g_free). */
+float      *vl_json_get_floats (JsonObject *o, const char *key, int n);

@@ -349,150 +349,6 @@ load_tensors_into (VlModel *m, const char *path, GError **error)
   return TRUE;
 }
 
-/* ------------------------------------------------------------------ JSON helpers */
-
-static void
-add_num (JsonBuilder *b, const char *key, double v)
-{
-  json_builder_set_member_name (b, key);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_int (JsonBuilder *b, const char *key, int64_t v)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_add_int_value (b, v);
-}
-
-static void
-add_str (JsonBuilder *b, const char *key, const char *v)
-{
-  json_builder_set_member_name (b, key);
-  if (v)
-    json_builder_add_string_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_bool (JsonBuilder *b, const char *key, gboolean v)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_add_boolean_value (b, v);
-}
-
-/* json-glib 1.6 writes a double without a '.' in its shortest form with ".0" appended, which
- * turns 1e-08 into the invalid 1e-08.0: drop that suffix after an exponent (outside strings). */
-static void
-fix_exponents (char *s)
-{
-  gboolean in_string = FALSE;
-  char *w = s;
-  for (char *p = s; *p; p++)
-    {
-      if (in_string)
-        {
-          if (*p == '\\' && p[1])
-            {
-              *w++ = *p++;
-            }
-          else if (*p == '"')
-            in_string = FALSE;
-        }
-      else if (*p == '"')
-        in_string = TRUE;
-      else if ((*p == 'e' || *p == 'E') && p > s && g_ascii_isdigit (p[-1]))
-        {
-          char *q = p + 1;
-          if (*q == '+' || *q == '-')
-            q++;
-          while (g_ascii_isdigit (*q))
-            q++;
-          if (q[0] == '.' && q[1] == '0' && !g_ascii_isdigit (q[2]))
-            {
-              while (p < q)
-                *w++ = *p++;
-              p = q + 1;   /* skip ".0"; the loop's p++ moves past the '0' */
-              continue;
-            }
-        }
-      *w++ = *p;
-    }
-  *w = '\0';
-}
-
-static char *
-builder_to_string (JsonBuilder *b, gboolean pretty)
-{
-  g_autoptr(JsonNode) root = json_builder_get_root (b);
-  g_autoptr(JsonGenerator) gen = json_generator_new ();
-  json_generator_set_pretty (gen, pretty);
-  json_generator_set_indent (gen, 2);
-  json_generator_set_root (gen, root);
-  char *s = json_generator_to_data (gen, NULL);
-  fix_exponents (s);
-  if (pretty)
-    {
-      char *t = g_strconcat (s, "\n", NULL);
-      g_free (s);
-      s = t;
-    }
-  return s;
-}
-
-static gboolean
-get_num (JsonObject *o, const char *key, double *out)
-{
-  return o != NULL && json_object_has_member (o, key) &&
-         vl_json_number (json_object_get_member (o, key), out);
-}
-
-static gboolean
-get_int (JsonObject *o, const char *key, int64_t *out)
-{
-  if (o == NULL || !json_object_has_member (o, key))
-    return FALSE;
-  JsonNode *n = json_object_get_member (o, key);
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_INT64)
-    return FALSE;
-  *out = json_node_get_int (n);
-  return TRUE;
-}
-
-static const char *
-get_str (JsonObject *o, const char *key)
-{
-  if (o == NULL || !json_object_has_member (o, key))
-    return NULL;
-  JsonNode *n = json_object_get_member (o, key);
-  if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_STRING)
-    return NULL;
-  return json_node_get_string (n);
-}
-
-static char **
-get_strv (JsonObject *o, const char *key)
-{
-  if (o == NULL || !json_object_has_member (o, key))
-    return NULL;
-  JsonNode *n = json_object_get_member (o, key);
-  if (!JSON_NODE_HOLDS_ARRAY (n))
-    return NULL;
-  JsonArray *a = json_node_get_array (n);
-  guint len = json_array_get_length (a);
-  char **v = g_new0 (char *, len + 1);
-  for (guint i = 0; i < len; i++)
-    {
-      const char *s = json_node_get_string (json_array_get_element (a, i));
-      v[i] = g_strdup (s ? s : "");
-    }
-  return v;
-}
-
 /* ------------------------------------------------------------------ run.json */
 
 static gboolean
@@ -507,7 +363,7 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   g_autoptr(JsonParser) parser = vl_json_load_object_file (path, &root, error);
   if (parser == NULL)
     return FALSE;
-  if (g_strcmp0 (get_str (root, "format"), "vitlab-run") != 0)
+  if (g_strcmp0 (vl_json_get_str (root, "format"), "vitlab-run") != 0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a vitlab run (no \"format\": "
                    "\"vitlab-run\")", path);
@@ -520,42 +376,42 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   int64_t i;
   const char *s;
   JsonObject *task = vl_json_object_member (root, "task");
-  if ((s = get_str (task, "kind")) && !vl_task_from_string (s, &c->task))
+  if ((s = vl_json_get_str (task, "kind")) && !vl_task_from_string (s, &c->task))
     goto bad;
-  if ((s = get_str (task, "loss")) && c->task == VL_TASK_REGRESS &&
+  if ((s = vl_json_get_str (task, "loss")) && c->task == VL_TASK_REGRESS &&
       !vl_reg_loss_from_string (s, &c->reg_loss))
     goto bad;
-  if ((s = get_str (task, "seg_head")) && !vl_seg_head_kind_from_string (s, &c->seg_head))
+  if ((s = vl_json_get_str (task, "seg_head")) && !vl_seg_head_kind_from_string (s, &c->seg_head))
     goto bad;
   if ((c->task == VL_TASK_SEGMENT || c->task == VL_TASK_DETECT) &&
-      get_int (task, "img_size", &i))
+      vl_json_get_int (task, "img_size", &i))
     c->img_size = (int) i;
-  c->backbone = g_strdup (get_str (bb, "path"));
-  c->init_random = g_strcmp0 (get_str (bb, "init"), "random") == 0;
-  c->geometry = g_strdup (get_str (bb, "geometry"));
-  if ((s = get_str (bb, "stem")) && !vl_stem_kind_from_string (s, &c->stem))
+  c->backbone = g_strdup (vl_json_get_str (bb, "path"));
+  c->init_random = g_strcmp0 (vl_json_get_str (bb, "init"), "random") == 0;
+  c->geometry = g_strdup (vl_json_get_str (bb, "geometry"));
+  if ((s = vl_json_get_str (bb, "stem")) && !vl_stem_kind_from_string (s, &c->stem))
     goto bad;
   if (c->init_random && c->geometry)
     g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
-  s = get_str (head, "kind");
+  s = vl_json_get_str (head, "kind");
   c->head = g_strcmp0 (s, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
-  if (get_int (head, "mlp_hidden", &i))
+  if (vl_json_get_int (head, "mlp_hidden", &i))
     c->mlp_hidden = (int) i;
-  if ((s = get_str (head, "pool")) && !vl_pool_from_string (s, &c->pool))
+  if ((s = vl_json_get_str (head, "pool")) && !vl_pool_from_string (s, &c->pool))
     goto bad;
-  c->data = g_strdup (get_str (data, "spec"));
-  if (get_num (data, "val_fraction", &v))
+  c->data = g_strdup (vl_json_get_str (data, "spec"));
+  if (vl_json_get_num (data, "val_fraction", &v))
     c->val_fraction = v;
-  if (get_int (root, "unlock_mask", &i))
+  if (vl_json_get_int (root, "unlock_mask", &i))
     c->unlock_mask = (guint64) i;
-  if ((s = get_str (root, "unlock_schedule")))
+  if ((s = vl_json_get_str (root, "unlock_schedule")))
     {
       g_free (c->unlock_schedule);
       c->unlock_schedule = g_strdup (s);
     }
-  if (get_int (hp, "epochs", &i))
+  if (vl_json_get_int (hp, "epochs", &i))
     c->epochs = (int) i;
-  if (get_int (hp, "batch_size", &i))
+  if (vl_json_get_int (hp, "batch_size", &i))
     c->batch_size = (int) i;
   struct { const char *key; double *dst; } nums[] = {
     { "lr", &c->lr }, { "min_lr", &c->min_lr }, { "weight_decay", &c->weight_decay },
@@ -564,21 +420,21 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
     { "label_smoothing", &c->label_smoothing }, { "clip_grad", &c->clip_grad },
   };
   for (guint k = 0; k < G_N_ELEMENTS (nums); k++)
-    if (get_num (hp, nums[k].key, &v))
+    if (vl_json_get_num (hp, nums[k].key, &v))
       *nums[k].dst = v;
-  if (get_int (hp, "early_stop", &i))
+  if (vl_json_get_int (hp, "early_stop", &i))
     c->early_stop = (int) i;
-  if ((s = get_str (hp, "augment")) && !vl_augment_from_string (s, &c->augment))
+  if ((s = vl_json_get_str (hp, "augment")) && !vl_augment_from_string (s, &c->augment))
     goto bad;
-  if (get_num (hp, "cache_features", &v))
+  if (vl_json_get_num (hp, "cache_features", &v))
     c->cache_features = v != 0;
-  if (get_int (hp, "cache_limit", &i))
+  if (vl_json_get_int (hp, "cache_limit", &i))
     c->cache_limit = i;
-  if (get_int (root, "seed", &i))
+  if (vl_json_get_int (root, "seed", &i))
     c->seed = (uint64_t) i;
-  if (get_int (mon, "probe_every", &i))
+  if (vl_json_get_int (mon, "probe_every", &i))
     c->probe_every = (int) i;
-  if (get_int (mon, "n_probes", &i))
+  if (vl_json_get_int (mon, "n_probes", &i))
     c->n_probes = (int) i;
   c->out_dir = g_strdup (run_dir);
   if (!vl_train_config_check (c, error))
@@ -604,43 +460,7 @@ vl_train_config_load (VlTrainConfig *c, const char *run_dir, GError **error)
 /* ------------------------------------------------------------------ config.json (timm layout) */
 
 
-static void
-add_strv (JsonBuilder *b, const char *key, const char *const *v, int n)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_begin_array (b);
-  for (int i = 0; i < n; i++)
-    json_builder_add_string_value (b, v[i]);
-  json_builder_end_array (b);
-}
-
-
-
 /* ------------------------------------------------------------------ events */
-
-/* A JSON array of n numbers into floats (g_free); NULL when it is not one. */
-static float *
-get_floats (JsonObject *o, const char *key, int n)
-{
-  if (o == NULL || !json_object_has_member (o, key) ||
-      !JSON_NODE_HOLDS_ARRAY (json_object_get_member (o, key)))
-    return NULL;
-  JsonArray *a = json_object_get_array_member (o, key);
-  if ((int) json_array_get_length (a) != n)
-    return NULL;
-  float *v = g_new (float, MAX (n, 1));
-  for (int i = 0; i < n; i++)
-    {
-      double x;
-      if (!vl_json_number (json_array_get_element (a, i), &x) || !isfinite (x))
-        {
-          g_free (v);
-          return NULL;
-        }
-      v[i] = (float) x;
-    }
-  return v;
-}
 
 gboolean
 vl_run_read_task (const char *run_dir, VlRunTask *out, GError **error)
@@ -652,7 +472,7 @@ vl_run_read_task (const char *run_dir, VlRunTask *out, GError **error)
   if (parser == NULL)
     return FALSE;
   JsonObject *task = vl_json_object_member (root, "task");
-  const char *kind = get_str (task, "kind");
+  const char *kind = vl_json_get_str (task, "kind");
   if (kind == NULL)
     return TRUE;   /* runs made before tasks: classification */
   if (!vl_task_from_string (kind, &out->kind))
@@ -662,17 +482,17 @@ vl_run_read_task (const char *run_dir, VlRunTask *out, GError **error)
     }
   if (out->kind != VL_TASK_REGRESS)
     return TRUE;
-  const char *loss = get_str (task, "loss");
+  const char *loss = vl_json_get_str (task, "loss");
   if (loss && !vl_reg_loss_from_string (loss, &out->reg_loss))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: unknown regression loss \"%s\"", path,
                    loss);
       return FALSE;
     }
-  out->value_names = get_strv (task, "targets");
+  out->value_names = vl_json_get_strv (task, "targets");
   out->n_values = out->value_names ? (int) g_strv_length (out->value_names) : 0;
-  out->mean = get_floats (task, "mean", out->n_values);
-  out->std = get_floats (task, "std", out->n_values);
+  out->mean = vl_json_get_floats (task, "mean", out->n_values);
+  out->std = vl_json_get_floats (task, "std", out->n_values);
   gboolean std_ok = out->std != NULL;
   for (int j = 0; std_ok && j < out->n_values; j++)
     std_ok = out->std[j] > 0;
@@ -1433,29 +1253,29 @@ run_json (Run *r)
   const VlGeometry *g = vl_model_geometry (r->m);
   g_autoptr(JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
-  add_str (b, "format", "vitlab-run");
-  add_int (b, "version", 1);
-  add_str (b, "created", r->created);
+  vl_json_add_str (b, "format", "vitlab-run");
+  vl_json_add_int (b, "version", 1);
+  vl_json_add_str (b, "created", r->created);
 
   json_builder_set_member_name (b, "task");
   json_builder_begin_object (b);
-  add_str (b, "kind", vl_task_name (c->task));
+  vl_json_add_str (b, "kind", vl_task_name (c->task));
   if (c->task == VL_TASK_SEGMENT)
     {
-      add_str (b, "seg_head", vl_seg_head_kind_name (c->seg_head));
-      add_int (b, "img_size", r->S);
-      add_str (b, "evaluated_at", "own size");
+      vl_json_add_str (b, "seg_head", vl_seg_head_kind_name (c->seg_head));
+      vl_json_add_int (b, "img_size", r->S);
+      vl_json_add_str (b, "evaluated_at", "own size");
     }
   if (c->task == VL_TASK_DETECT)
     {
-      add_str (b, "det_head", "fcos");
-      add_int (b, "img_size", r->S);
-      add_str (b, "evaluated_at", "own size");
+      vl_json_add_str (b, "det_head", "fcos");
+      vl_json_add_int (b, "img_size", r->S);
+      vl_json_add_str (b, "evaluated_at", "own size");
     }
   if (c->task == VL_TASK_REGRESS)
     {
-      add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
-      add_strv (b, "targets", (const char *const *) r->value_names, r->K);
+      vl_json_add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
+      vl_json_add_strv (b, "targets", (const char *const *) r->value_names, r->K);
       json_builder_set_member_name (b, "mean");
       json_builder_begin_array (b);
       for (int j = 0; j < r->K; j++)
@@ -1471,76 +1291,76 @@ run_json (Run *r)
 
   json_builder_set_member_name (b, "backbone");
   json_builder_begin_object (b);
-  add_str (b, "init", c->init_random ? "random" : "pretrained");
+  vl_json_add_str (b, "init", c->init_random ? "random" : "pretrained");
   if (c->geometry)
-    add_str (b, "geometry", c->geometry);
+    vl_json_add_str (b, "geometry", c->geometry);
   if (c->stem != VL_STEM_PATCH)
-    add_str (b, "stem", vl_stem_kind_name (c->stem));
-  add_str (b, "path", r->backbone_path);
-  add_str (b, "path_typed", r->backbone_typed);
-  add_str (b, "sha256", r->backbone_sha);
-  add_str (b, "family", g->family);
-  add_str (b, "architecture", g->architecture);
-  add_int (b, "width", g->width);
-  add_int (b, "depth", g->depth);
-  add_int (b, "patch", g->patch);
-  add_int (b, "input_size", r->S);
-  add_int (b, "layer_groups", r->n_groups);
+    vl_json_add_str (b, "stem", vl_stem_kind_name (c->stem));
+  vl_json_add_str (b, "path", r->backbone_path);
+  vl_json_add_str (b, "path_typed", r->backbone_typed);
+  vl_json_add_str (b, "sha256", r->backbone_sha);
+  vl_json_add_str (b, "family", g->family);
+  vl_json_add_str (b, "architecture", g->architecture);
+  vl_json_add_int (b, "width", g->width);
+  vl_json_add_int (b, "depth", g->depth);
+  vl_json_add_int (b, "patch", g->patch);
+  vl_json_add_int (b, "input_size", r->S);
+  vl_json_add_int (b, "layer_groups", r->n_groups);
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "head");
   json_builder_begin_object (b);
-  add_str (b, "kind", vl_head_kind_name (c->head));
-  add_int (b, "mlp_hidden", c->mlp_hidden);
-  add_str (b, "pool", vl_pool_name (c->pool));
-  add_int (b, "num_classes", r->K);
+  vl_json_add_str (b, "kind", vl_head_kind_name (c->head));
+  vl_json_add_int (b, "mlp_hidden", c->mlp_hidden);
+  vl_json_add_str (b, "pool", vl_pool_name (c->pool));
+  vl_json_add_int (b, "num_classes", r->K);
   json_builder_end_object (b);
 
   g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
-  add_str (b, "unlock_schedule", sched);
-  add_int (b, "unlock_mask", (int64_t) c->unlock_mask);
+  vl_json_add_str (b, "unlock_schedule", sched);
+  vl_json_add_int (b, "unlock_mask", (int64_t) c->unlock_mask);
 
   json_builder_set_member_name (b, "hyperparameters");
   json_builder_begin_object (b);
-  add_int (b, "epochs", c->epochs);
-  add_int (b, "batch_size", c->batch_size);
-  add_num (b, "lr", c->lr);
-  add_num (b, "min_lr", c->min_lr);
-  add_num (b, "weight_decay", c->weight_decay);
-  add_num (b, "beta1", c->beta1);
-  add_num (b, "beta2", c->beta2);
-  add_num (b, "eps", c->eps);
-  add_num (b, "warmup_epochs", c->warmup_epochs);
-  add_num (b, "layer_decay", c->layer_decay);
-  add_num (b, "label_smoothing", c->label_smoothing);
-  add_num (b, "clip_grad", c->clip_grad);
-  add_int (b, "early_stop", c->early_stop);
-  add_str (b, "augment", vl_augment_name (c->augment));
-  add_bool (b, "cache_features", c->cache_features);
-  add_int (b, "cache_limit", c->cache_limit);
-  add_str (b, "schedule", "linear warmup, then cosine decay per step");
-  add_int (b, "steps_per_epoch", r->spe);
+  vl_json_add_int (b, "epochs", c->epochs);
+  vl_json_add_int (b, "batch_size", c->batch_size);
+  vl_json_add_num (b, "lr", c->lr);
+  vl_json_add_num (b, "min_lr", c->min_lr);
+  vl_json_add_num (b, "weight_decay", c->weight_decay);
+  vl_json_add_num (b, "beta1", c->beta1);
+  vl_json_add_num (b, "beta2", c->beta2);
+  vl_json_add_num (b, "eps", c->eps);
+  vl_json_add_num (b, "warmup_epochs", c->warmup_epochs);
+  vl_json_add_num (b, "layer_decay", c->layer_decay);
+  vl_json_add_num (b, "label_smoothing", c->label_smoothing);
+  vl_json_add_num (b, "clip_grad", c->clip_grad);
+  vl_json_add_int (b, "early_stop", c->early_stop);
+  vl_json_add_str (b, "augment", vl_augment_name (c->augment));
+  vl_json_add_bool (b, "cache_features", c->cache_features);
+  vl_json_add_int (b, "cache_limit", c->cache_limit);
+  vl_json_add_str (b, "schedule", "linear warmup, then cosine decay per step");
+  vl_json_add_int (b, "steps_per_epoch", r->spe);
   json_builder_end_object (b);
 
-  add_int (b, "seed", (int64_t) c->seed);
+  vl_json_add_int (b, "seed", (int64_t) c->seed);
   json_builder_set_member_name (b, "monitor");
   json_builder_begin_object (b);
-  add_int (b, "probe_every", c->probe_every);
-  add_int (b, "n_probes", c->n_probes);
+  vl_json_add_int (b, "probe_every", c->probe_every);
+  vl_json_add_int (b, "n_probes", c->n_probes);
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "data");
   json_builder_begin_object (b);
-  add_str (b, "spec", r->data_spec ? r->data_spec : "(in memory)");
+  vl_json_add_str (b, "spec", r->data_spec ? r->data_spec : "(in memory)");
   if (r->data_typed)
-    add_str (b, "spec_typed", r->data_typed);
-  add_str (b, "description", vl_dataset_description (r->ds));
-  add_num (b, "val_fraction", c->val_fraction);
-  add_strv (b, "classes", (const char *const *) r->class_names, r->K);
+    vl_json_add_str (b, "spec_typed", r->data_typed);
+  vl_json_add_str (b, "description", vl_dataset_description (r->ds));
+  vl_json_add_num (b, "val_fraction", c->val_fraction);
+  vl_json_add_strv (b, "classes", (const char *const *) r->class_names, r->K);
   json_builder_set_member_name (b, "split");
   json_builder_begin_object (b);
-  add_int (b, "train", r->n_train);
-  add_int (b, "val", r->n_val);
+  vl_json_add_int (b, "train", r->n_train);
+  vl_json_add_int (b, "val", r->n_val);
   for (int s = 0; s < 2; s++)
     {
       json_builder_set_member_name (b, s == 0 ? "train_per_class" : "val_per_class");
@@ -1556,11 +1376,11 @@ run_json (Run *r)
   json_builder_end_array (b);
   json_builder_end_object (b);
   g_auto(GStrv) skipped = skipped_strv (r->ds);
-  add_strv (b, "skipped", (const char *const *) skipped, (int) g_strv_length (skipped));
+  vl_json_add_strv (b, "skipped", (const char *const *) skipped, (int) g_strv_length (skipped));
   json_builder_end_object (b);
 
   json_builder_end_object (b);
-  return builder_to_string (b, TRUE);
+  return vl_json_to_string (b, TRUE);
 }
 
 static void
@@ -1582,11 +1402,11 @@ static void
 metrics_regress (JsonBuilder *b, const VlEpochMetrics *e)
 {
   const VlRegressResult *g = &e->reg;
-  add_num (b, "val_loss", g->loss);
-  add_num (b, "val_mae", g->mae_mean);
-  add_num (b, "val_rmse", g->rmse_mean);
-  add_num (b, "val_r2", g->r2_mean);
-  add_int (b, "val_images", g->n);
+  vl_json_add_num (b, "val_loss", g->loss);
+  vl_json_add_num (b, "val_mae", g->mae_mean);
+  vl_json_add_num (b, "val_rmse", g->rmse_mean);
+  vl_json_add_num (b, "val_r2", g->r2_mean);
+  vl_json_add_int (b, "val_images", g->n);
   add_doubles (b, "val_mae_per_target", g->mae, g->n_values);
   add_doubles (b, "val_rmse_per_target", g->rmse, g->n_values);
   add_doubles (b, "val_r2_per_target", g->r2, g->n_values);
@@ -1597,10 +1417,10 @@ static void
 metrics_classify (JsonBuilder *b, const VlEpochMetrics *e)
 {
   const int K = e->val.n_classes;
-  add_num (b, "val_loss", e->val.loss);
-  add_num (b, "val_top1", e->val.top1);
-  add_num (b, "val_top5", e->val.top5);
-  add_int (b, "val_images", e->val.n);
+  vl_json_add_num (b, "val_loss", e->val.loss);
+  vl_json_add_num (b, "val_top1", e->val.top1);
+  vl_json_add_num (b, "val_top5", e->val.top5);
+  vl_json_add_int (b, "val_images", e->val.n);
   add_doubles (b, "val_class_acc", e->val.class_acc, K);
   json_builder_set_member_name (b, "val_confusion");
   json_builder_begin_array (b);
@@ -1619,12 +1439,12 @@ static void
 metrics_segment (JsonBuilder *b, const VlEpochMetrics *e)
 {
   const VlSegResult *s = &e->seg;
-  add_num (b, "val_loss", s->loss);
-  add_num (b, "val_miou", s->miou);
-  add_num (b, "val_aacc", s->aacc);
-  add_num (b, "val_macc", s->macc);
-  add_int (b, "val_images", s->n);
-  add_str (b, "val_at", s->own_size ? "own size" : "input size");
+  vl_json_add_num (b, "val_loss", s->loss);
+  vl_json_add_num (b, "val_miou", s->miou);
+  vl_json_add_num (b, "val_aacc", s->aacc);
+  vl_json_add_num (b, "val_macc", s->macc);
+  vl_json_add_int (b, "val_images", s->n);
+  vl_json_add_str (b, "val_at", s->own_size ? "own size" : "input size");
   add_doubles (b, "val_iou", s->iou, s->n_classes);
   add_doubles (b, "val_acc", s->acc, s->n_classes);
 }
@@ -1634,15 +1454,15 @@ static void
 metrics_detect (JsonBuilder *b, const VlEpochMetrics *e)
 {
   const VlDetResult *d = &e->det;
-  add_num (b, "val_loss", d->loss);
-  add_num (b, "val_map", d->ap);
-  add_num (b, "val_map50", d->ap50);
-  add_num (b, "val_map75", d->ap75);
-  add_num (b, "val_ar100", d->ar100);
-  add_int (b, "val_images", d->n);
-  add_int (b, "val_boxes", d->n_gt);
-  add_int (b, "val_detections", d->n_dt);
-  add_str (b, "val_at", "own size");
+  vl_json_add_num (b, "val_loss", d->loss);
+  vl_json_add_num (b, "val_map", d->ap);
+  vl_json_add_num (b, "val_map50", d->ap50);
+  vl_json_add_num (b, "val_map75", d->ap75);
+  vl_json_add_num (b, "val_ar100", d->ar100);
+  vl_json_add_int (b, "val_images", d->n);
+  vl_json_add_int (b, "val_boxes", d->n_gt);
+  vl_json_add_int (b, "val_detections", d->n_dt);
+  vl_json_add_str (b, "val_at", "own size");
   add_doubles (b, "val_class_ap", d->class_ap, d->n_classes);
   add_doubles (b, "val_class_ap50", d->class_ap50, d->n_classes);
 }
@@ -1653,13 +1473,13 @@ metrics_line (const VlEpochMetrics *e)
 {
   g_autoptr(JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
-  add_str (b, "task", vl_task_name (e->task));
-  add_int (b, "epoch", e->epoch);
-  add_int (b, "step", e->step);
-  add_int (b, "unlocked", e->unlocked);
-  add_bool (b, "cached", e->cached);
-  add_num (b, "lr", e->lr);
-  add_num (b, "train_loss", e->train_loss);
+  vl_json_add_str (b, "task", vl_task_name (e->task));
+  vl_json_add_int (b, "epoch", e->epoch);
+  vl_json_add_int (b, "step", e->step);
+  vl_json_add_int (b, "unlocked", e->unlocked);
+  vl_json_add_bool (b, "cached", e->cached);
+  vl_json_add_num (b, "lr", e->lr);
+  vl_json_add_num (b, "train_loss", e->train_loss);
   if (e->task == VL_TASK_REGRESS)
     metrics_regress (b, e);
   else if (e->task == VL_TASK_SEGMENT)
@@ -1668,11 +1488,11 @@ metrics_line (const VlEpochMetrics *e)
     metrics_detect (b, e);
   else
     metrics_classify (b, e);
-  add_num (b, "seconds", e->seconds);
-  add_num (b, "images_per_s", e->images_per_s);
-  add_bool (b, "best", e->best);
+  vl_json_add_num (b, "seconds", e->seconds);
+  vl_json_add_num (b, "images_per_s", e->images_per_s);
+  vl_json_add_bool (b, "best", e->best);
   json_builder_end_object (b);
-  char *s = builder_to_string (b, FALSE);
+  char *s = vl_json_to_string (b, FALSE);
   char *line = g_strconcat (s, "\n", NULL);
   g_free (s);
   return line;
@@ -1712,7 +1532,7 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
       int64_t shape[VL_MAX_DIMS];
       vl_model_tensor_optim_state (m, i, &ea, &eas, &step);
       if (step > 0)
-        add_int (steps, vl_model_tensor_name (m, i), step);
+        vl_json_add_int (steps, vl_model_tensor_name (m, i), step);
       if (ea == NULL)
         continue;
       vl_model_tensor_data (m, i, &ndim, shape, NULL);
@@ -1724,7 +1544,7 @@ save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
       vl_safetensors_writer_add_f32 (w, n2, ndim, shape, eas);
     }
   json_builder_end_object (steps);
-  g_autofree char *steps_json = builder_to_string (steps, FALSE);
+  g_autofree char *steps_json = vl_json_to_string (steps, FALSE);
   g_autofree char *sha = vl_run_params_sha256 (m);
   g_autofree char *sched = schedule_to_string (r->sched, r->n_sched);
   vl_safetensors_writer_add_metadata (w, "format", "vitlab-optimizer");
@@ -1836,7 +1656,7 @@ load_checkpoint_state (Run *r, GError **error)
       g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
       g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
       int64_t tstep = 0;
-      get_int (steps, name, &tstep);
+      vl_json_get_int (steps, name, &tstep);
       if (!vl_safetensors_lookup (st, n1))
         {
           if (tstep > 0)
@@ -1900,27 +1720,27 @@ check_run_data (Run *r, GError **error)
   if (parser == NULL)
     return FALSE;
   g_free (r->created);
-  r->created = g_strdup (get_str (root, "created"));
+  r->created = g_strdup (vl_json_get_str (root, "created"));
   JsonObject *data = vl_json_object_member (root, "data");
   /* the typed form of a path stays while the path does */
   JsonObject *bb = vl_json_object_member (root, "backbone");
-  const char *typed = get_str (bb, "path_typed");
-  if (typed && g_strcmp0 (get_str (bb, "path"), r->backbone_path) == 0)
+  const char *typed = vl_json_get_str (bb, "path_typed");
+  if (typed && g_strcmp0 (vl_json_get_str (bb, "path"), r->backbone_path) == 0)
     {
       g_free (r->backbone_typed);
       r->backbone_typed = g_strdup (typed);
     }
-  typed = get_str (data, "spec_typed");
-  if (typed && r->data_spec && g_strcmp0 (get_str (data, "spec"), r->data_spec) == 0)
+  typed = vl_json_get_str (data, "spec_typed");
+  if (typed && r->data_spec && g_strcmp0 (vl_json_get_str (data, "spec"), r->data_spec) == 0)
     {
       g_free (r->data_typed);
       r->data_typed = g_strdup (typed);
     }
-  g_auto(GStrv) classes = get_strv (data, "classes");
+  g_auto(GStrv) classes = vl_json_get_strv (data, "classes");
   JsonObject *split = vl_json_object_member (data, "split");
   int64_t n_train = -1, n_val = -1;
-  get_int (split, "train", &n_train);
-  get_int (split, "val", &n_val);
+  vl_json_get_int (split, "train", &n_train);
+  vl_json_get_int (split, "val", &n_val);
   const int K = vl_dataset_n_classes (r->ds);
   gboolean same = classes && (int) g_strv_length (classes) == K && n_train == r->n_train &&
                   n_val == r->n_val;
