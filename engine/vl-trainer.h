@@ -172,6 +172,8 @@ gboolean  vl_train_config_load   (VlTrainConfig *c, const char *run_dir, GError 
 /* Parses an unlock schedule: entries "EPOCH:N" (N a count or "all") separated by commas, epochs
  * strictly increasing from 0; a plain "N" means "0:N". Returns n_steps entries (g_free). */
 VlUnlockStep *vl_unlock_schedule_parse (const char *text, int *n_steps, GError **error);
+/* The schedule as vl_unlock_schedule_parse reads it ("0:1,2:3,4:all"; g_free). */
+char         *vl_unlock_schedule_to_string (const VlUnlockStep *steps, int n_steps);
 /* Groups unlocked in `epoch` (VL_UNLOCK_ALL as is). */
 int       vl_unlock_schedule_at  (const VlUnlockStep *steps, int n_steps, int epoch);
 
