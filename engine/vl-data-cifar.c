@@ -75,9 +75,10 @@ cifar_add_file (VlDataset *ds, VlSplit split, const char *path, int label_bytes,
   return TRUE;
 }
 
-/* Class names from a text file of one name a line, when it has exactly n of them. */
+/* Fills class_names[0..n) from a text file of one name a line when it has exactly n of them,
+ * else from defaults. */
 static void
-cifar_read_names (VlDataset *ds, const char *path, const char *const *defaults, int n)
+cifar_read_names (char **class_names, const char *path, const char *const *defaults, int n)
 {
   g_autofree char *text = NULL;
   g_auto(GStrv) names = NULL;
@@ -92,9 +93,9 @@ cifar_read_names (VlDataset *ds, const char *path, const char *const *defaults, 
   int k = 0;
   for (int i = 0; found == n && names[i] != NULL; i++)
     if (*names[i] != '\0')
-      ds->class_names[k++] = g_strdup (names[i]);
+      class_names[k++] = g_strdup (names[i]);
   for (; k < n; k++)
-    ds->class_names[k] = g_strdup (defaults[k]);
+    class_names[k] = g_strdup (defaults[k]);
 }
 
 VlDataset *
@@ -132,7 +133,7 @@ vl_ds_open_cifar (gboolean hundred, const char *dir_spec, const VlDatasetOptions
   ds->rec_planar = TRUE;
   g_autofree char *names_path = g_build_filename (dir, hundred ? "fine_label_names.txt"
                                                                : "batches.meta.txt", NULL);
-  cifar_read_names (ds, names_path, hundred ? cifar100_names : cifar10_names, K);
+  cifar_read_names (ds->class_names, names_path, hundred ? cifar100_names : cifar10_names, K);
 
   int label_bytes = hundred ? 2 : 1, label_byte = hundred ? 1 : 0;
   int n_files = 0;

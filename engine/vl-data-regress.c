@@ -19,12 +19,12 @@
  * images, each rotated by an angle drawn uniformly in [-max-angle, max-angle] from (seed, split,
  * record) (bilinear, black outside), the target being that angle in degrees. */
 
-/* Stores n values for an item and returns where they are. */
+/* Stores a copy of n values in store (which owns it) and returns where it is. */
 static const float *
-store_values (VlDataset *ds, const float *values, int n)
+store_values (GPtrArray *store, const float *values, int n)
 {
   float *v = g_memdup2 (values, sizeof (float) * n);
-  g_ptr_array_add (ds->value_store, v);
+  g_ptr_array_add (store, v);
   return v;
 }
 
@@ -80,7 +80,7 @@ vl_ds_open_fashion_mnist_rotate (const char *options, const VlDatasetOptions *op
         VlRng rng;
         vl_rng_seed (&rng, vl_rng_splitmix (&x));
         float angle = (float) ((2.0 * vl_rng_uniform (&rng) - 1.0) * max_angle);
-        it->values = store_values (ds, &angle, 1);
+        it->values = store_values (ds->value_store, &angle, 1);
       }
   char *d = g_strdup_printf ("%s, each rotated by up to ±%g° (the target)", ds->description,
                              max_angle);
@@ -239,7 +239,7 @@ read_targets_csv (VlDataset *ds, VlSplit split, const char *dir, GError **error)
       vl_ds_add_item (ds, split, path, 0);
       Item *it = &g_array_index (ds->splits[split].items, Item,
                                  ds->splits[split].items->len - 1);
-      it->values = store_values (ds, vals, ds->n_values);
+      it->values = store_values (ds->value_store, vals, ds->n_values);
       n_rows++;
     }
   if (header == NULL)
