@@ -19,7 +19,7 @@ decay on 1-D tensors, pos_embed and cls_token. --init random initialises the bac
 does (trunc-normal 0.02 linears and position embedding, zero biases). --preset scenes takes the
 data and recipe of `vitlab-cli train --preset scenes` (engine/vl-preset.c); DATA may also be
 fashion-mnist-scenes:train=N,val=N,size=S[,classes=A-B][,seed=N], generated here exactly as
-vitlab does (engine/vl-dataset.c make_scenes: the same xoshiro256** draws, the same garments,
+vitlab does (engine/vl-data-scenes.c make_scenes: the same xoshiro256** draws, the same garments,
 places and masks) from Debian's Fashion-MNIST.
 
 DATA is a Pascal VOC layout (JPEGImages/, SegmentationClass/ index PNGs with 255 ignored,
