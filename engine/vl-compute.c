@@ -5,7 +5,7 @@
  * training step at a fixed batch size allocates nothing. Blocks below the lowest unlocked
  * component run in inference mode and share one scratch set; only blocks at or above it keep
  * what their backward needs. */
-#include "vl-model-private.h"
+#include "vl-compute-private.h"
 #include "vl-attention.h"
 #include "vl-gemm.h"
 #include "vl-kernels.h"
@@ -16,85 +16,7 @@
 #include <math.h>
 #include <string.h>
 
-typedef struct {
-  float *ln1, *ln1_mean, *ln1_rstd;   /* (B,T,W), (B,T), (B,T) */
-  float *qkv;                          /* (B,T,3W) */
-  float *att;                          /* (B,H,T,T) */
-  float *atty;                         /* (B,T,W) attention output before proj */
-  float *ls1b;                         /* (B,T,W) proj output, when layer scale multiplies it */
-  float *xmid;                         /* (B,T,W) x + [ls1 *] proj (atty) */
-  float *ln2, *ln2_mean, *ln2_rstd;   /* (B,T,W), (B,T), (B,T) */
-  float *h, *g;                        /* (B,T,M) fc1 output, activation of it */
-  gboolean h_deriv;                    /* h holds act'(fc1 output) instead: g is kept, and the
-                                        * backward needs nothing else of fc1's output */
-  float *ls2b;                         /* (B,T,W) fc2 output, when layer scale multiplies it */
-} BlockActs;
 
-struct _VlActs {
-  /* what this allocation was made for */
-  int        B, gh, gw, T, P, pos_prefix;
-  int        store_from;     /* blocks >= this keep their own activations */
-  gboolean   capture;
-  gboolean   train;
-  int        K, hidden;
-  int        n_threads;
-
-  gboolean   valid;          /* a forward ran and its results are in place */
-  gboolean   valid_train;    /* ... with VL_FORWARD_TRAIN */
-  gboolean   resampled;
-  gboolean   from_features;  /* the last forward started after the tokens */
-  gboolean   pooled_valid;   /* the pooled features of the last forward are in place */
-  int        c0;             /* lowest trainable component at the forward (-1: none) */
-
-  GPtrArray *allocs;
-  float     *cols;           /* (B*NP, C*p*p) */
-  float     *patch_out;      /* (B*NP, W) */
-  float     *pos;            /* (pos_prefix + NP, W) the position embedding used */
-  float     *resample;       /* (NP, NP0) */
-  float     *resample_h, *resample_w;
-  float     *xemb, *pre_mean, *pre_rstd;  /* (B,T,W) before ln_pre */
-  float    **xs;             /* depth + 1 of (B,T,W) */
-  BlockActs *blk;           /* blocks >= store_from; below it only .att, when capturing */
-  int        span;           /* > 0: blocks run `span` images at a time per worker; 0: whole */
-  BlockActs *scratch;        /* the frozen blocks' intermediates: one set per worker of `span`
-                              * images each, or one set for the whole batch */
-  float    **gbuf;           /* the stored blocks' GELU output, sized like the scratch sets:
-                              * fc2's input in the forward, recomputed from h for the backward */
-  float     *lnf, *lnf_mean, *lnf_rstd;   /* token norm output (== xs[depth] with fc_norm) */
-  float     *pooled_raw;     /* (B,W) before fc_norm */
-  float     *fc_mean, *fc_rstd;
-  float     *pooled;         /* (B,W) the features */
-  int       *argmax;         /* (B,W) */
-  float     *emb;            /* (B,E) OpenCLIP embedding */
-  float     *dist_feat;      /* (B,W) the distillation token's features */
-  float     *head_h, *head_g;/* (B,hidden) */
-  float     *logits;         /* (B,K) */
-  float     *logits_dist;    /* (B,K) */
-
-  float     *dlogits;        /* (B,K) */
-  float     *dhin;           /* (B,max(W,E)) d head input */
-  float     *dpooled;        /* (B,W) */
-  float     *dpooled_raw;    /* (B,W) */
-  float     *ddist;          /* (B,W) */
-  float     *dhead;          /* (B,hidden) */
-  float     *dx;             /* (B,T,W) */
-  float     *dtmp;           /* (B,T,W) */
-  float     *dbranch;        /* (B,T,W) */
-  float     *dwide;          /* (B,T,max(M,3W)) */
-  float     *datty;          /* (B,T,W) */
-  float     *dscore;         /* (threads,T,T) */
-  float     *ln_partial;     /* (threads,2,W) */
-  float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
-  float     *tn_work;        /* (threads, tn_numel): vl_gemm_tn's packing space, per worker */
-  float     *qkv_g;          /* (3W W + 3W): see qkv_ln1_params_backward */
-  float     *wpack;          /* a block weight packed for its input gradient (vl_pack_rows) */
-  int64_t    tn_numel;
-  const float *packed[4];    /* the current block's packed weights (pack_block) */
-  float     *kpack;          /* (threads, kpack_numel): one head's keys packed, per worker */
-  float     *kshared;        /* (4 threads, kpack_numel): keys per (image, head), AttnJob */
-  int64_t    kpack_numel;
-  float     *dpos_new;       /* (pos_prefix + NP, W) */
-};
 
 void
 vl_acts_free (VlActs *a)
@@ -147,8 +69,8 @@ block_acts_alloc (VlActs *a, BlockActs *k, const VlGeometry *g, int n_img, gbool
 }
 
 /* Lowest compute component with a trainable parameter, or -1 when everything is frozen. */
-static int
-lowest_trainable (VlModel *m)
+int
+vl_compute_lowest_trainable (VlModel *m)
 {
   int c0 = INT_MAX;
   for (guint i = 0; i < m->params->len; i++)
@@ -166,7 +88,7 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   const VlGeometry *g = &m->geo;
   gboolean train = (flags & VL_FORWARD_TRAIN) != 0;
   gboolean capture = (flags & VL_FORWARD_CAPTURE_ATTN) != 0;
-  int c0 = train ? lowest_trainable (m) : -1;
+  int c0 = train ? vl_compute_lowest_trainable (m) : -1;
   int store_from = c0 < 0 ? g->depth : MAX (0, MIN (c0 - 1, g->depth));
   int threads = vl_pool_n_threads ();
 #define FITS(x) ((x) && (x)->B == B && (x)->gh == gh && (x)->gw == gw && \
@@ -285,7 +207,6 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
 
 /* ------------------------------------------------------------------ parallel helpers */
 
-typedef void (*RowsFunc) (void *ctx, int64_t r0, int64_t r1, int worker);
 
 typedef struct {
   RowsFunc fn;
@@ -319,8 +240,8 @@ rows_task (void *data, int64_t i, int worker)
 /* Splits `rows` into chunks (per_thread per thread) and runs fn on each over the pool; small jobs
  * (rows * row_work below ~64k operations) run on the calling thread, where waking another thread
  * would cost more than it saves. */
-static void
-parallel_rows (int64_t rows, int64_t row_work, int per_thread, RowsFunc fn, void *ctx)
+void
+vl_compute_parallel_rows (int64_t rows, int64_t row_work, int per_thread, RowsFunc fn, void *ctx)
 {
   int64_t chunks = MIN (rows, (int64_t) vl_pool_n_threads () * per_thread);
   if (chunks <= 1 || rows * row_work < 65536)
@@ -334,17 +255,16 @@ parallel_rows (int64_t rows, int64_t row_work, int per_thread, RowsFunc fn, void
 }
 
 /* ACT_DERIV: only in the backward, the activation's derivative stored by the forward */
-typedef enum { ACT_NONE, ACT_GELU, ACT_QUICK_GELU, ACT_DERIV } Act;
 
-static Act
-model_act (VlModel *m)
+Act
+vl_compute_model_act (VlModel *m)
 {
   return m->geo.quick_gelu ? ACT_QUICK_GELU : ACT_GELU;
 }
 
 /* out = act (inp) for n values (nothing for ACT_NONE). */
-static void
-act_forward (Act act, float *out, const float *inp, int64_t n)
+void
+vl_compute_act_forward (Act act, float *out, const float *inp, int64_t n)
 {
   if (act == ACT_GELU)
     vl_gelu_forward (out, inp, n);
@@ -370,7 +290,7 @@ linear_fwd_act (const LinearFwd *L, int64_t r0, int64_t r1)
   float *act_out = L->act_out != NULL ? L->act_out + r0 * L->N : NULL;   /* no NULL + 0 */
   const int64_t n = (r1 - r0) * L->N;
   if (!L->deriv)
-    act_forward (L->act, act_out, out, n);
+    vl_compute_act_forward (L->act, act_out, out, n);
   else if (L->act == ACT_GELU)
     vl_gelu_forward_deriv (act_out, out, n);
   else if (L->act == ACT_QUICK_GELU)
@@ -418,7 +338,7 @@ linear_forward (float *out, Act act, float *act_out, const float *inp, const flo
                 const float *b, const float *residual, int64_t M, int K, int N)
 {
   LinearFwd L = { out, act_out, inp, w, b, residual, K, N, act };
-  parallel_rows (M, (int64_t) K * N, 1, linear_fwd_rows, &L);
+  vl_compute_parallel_rows (M, (int64_t) K * N, 1, linear_fwd_rows, &L);
 }
 
 /* dinp (M,K) = [dinp +] dout (M,N) w (N,K); then dinp *= act' (pre). */
@@ -462,8 +382,8 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
 }
 
 /* wpack: room for w packed (vl_packed_numel (K, N)), used where vl_gemm_pack_rows_pays, or NULL */
-static void
-linear_backward_input (float *dinp, const float *dout, const float *w, Act act,
+void
+vl_compute_linear_backward_input (float *dinp, const float *dout, const float *w, Act act,
                        const float *pre, int64_t M, int K, int N, gboolean accumulate,
                        float *wpack)
 {
@@ -473,7 +393,7 @@ linear_backward_input (float *dinp, const float *dout, const float *w, Act act,
       vl_pack_rows (wpack, w, K, N, K);
       L.wp = wpack;
     }
-  parallel_rows (M, (int64_t) K * N, 1, linear_bwd_rows, &L);
+  vl_compute_parallel_rows (M, (int64_t) K * N, 1, linear_bwd_rows, &L);
 }
 
 typedef struct {
@@ -510,11 +430,11 @@ colsum_cols (void *data, int64_t c0, int64_t c1, int worker)
 }
 
 /* db (N) += column sums of dout (M,N) [* scale_by (M,N) elementwise]. */
-static void
-colsum (float *db, const float *dout, const float *scale_by, int64_t M, int N)
+void
+vl_compute_colsum (float *db, const float *dout, const float *scale_by, int64_t M, int N)
 {
   ColSum s = { db, dout, scale_by, M, N };
-  parallel_rows (N, M, 1, colsum_cols, &s);
+  vl_compute_parallel_rows (N, M, 1, colsum_cols, &s);
 }
 
 /* The parameter gradients of a linear layer over the pool, split by output feature: each task
@@ -543,8 +463,8 @@ params_task (void *data, int64_t i, int worker)
 }
 
 /* dw (N,K) += dout^T inp; db (N) += column sums of dout. Either may be NULL. */
-static void
-linear_backward_params (float *dw, float *db, const float *dout, const float *inp, int64_t M,
+void
+vl_compute_linear_backward_params (float *dw, float *db, const float *dout, const float *inp, int64_t M,
                         int K, int N)
 {
   int threads = vl_pool_n_threads ();
@@ -610,14 +530,14 @@ sum_parts_rows (void *data, int64_t r0, int64_t r1, int worker)
     }
 }
 
-static void
-linear_backward_params_rows (VlActs *a, float *dw, float *db, const float *dout, const float *inp,
+void
+vl_compute_linear_backward_params_rows (VlActs *a, float *dw, float *db, const float *dout, const float *inp,
                              int64_t M, int K, int N)
 {
   int threads = vl_pool_n_threads ();
   if (threads == 1 || M < 64 * threads || !dw)
     {
-      linear_backward_params (dw, db, dout, inp, M, K, N);
+      vl_compute_linear_backward_params (dw, db, dout, inp, M, K, N);
       return;
     }
   ParamsJob j = { dw, db, a->dw_part, dout, inp, M, K, N, threads,
@@ -625,7 +545,7 @@ linear_backward_params_rows (VlActs *a, float *dw, float *db, const float *dout,
   vl_parallel_for (threads, row_params_task, &j);
   int64_t NK = (int64_t) N * K;
   SumParts sw = { dw, a->dw_part, NK, NK + N, threads - 1 };
-  parallel_rows (NK, threads, 4, sum_parts_rows, &sw);
+  vl_compute_parallel_rows (NK, threads, 4, sum_parts_rows, &sw);
   if (db)
     {
       SumParts sb = { db, a->dw_part + NK, N, NK + N, threads - 1 };
@@ -654,7 +574,7 @@ layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const
                    const float *b, int64_t N, int C, float eps)
 {
   LnFwd L = { out, mean, rstd, inp, w, b, C, eps };
-  parallel_rows (N, 8 * C, 2, ln_fwd_rows, &L);
+  vl_compute_parallel_rows (N, 8 * C, 2, ln_fwd_rows, &L);
 }
 
 typedef struct {
@@ -675,8 +595,8 @@ ln_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
 }
 
 /* dinp += ...; dw, db += ... (both NULL when frozen). */
-static void
-layernorm_backward (VlActs *a, float *dinp, float *dw, float *db, const float *dout,
+void
+vl_compute_layernorm_backward (VlActs *a, float *dinp, float *dw, float *db, const float *dout,
                     const float *inp, const float *w, const float *mean, const float *rstd,
                     int64_t N, int C)
 {
@@ -684,7 +604,7 @@ layernorm_backward (VlActs *a, float *dinp, float *dw, float *db, const float *d
   if (params)
     memset (a->ln_partial, 0, sizeof (float) * a->n_threads * 2 * C);
   LnBwd L = { dinp, a->ln_partial, dout, inp, w, mean, rstd, C, params };
-  parallel_rows (N, 12 * C, 2, ln_bwd_rows, &L);
+  vl_compute_parallel_rows (N, 12 * C, 2, ln_bwd_rows, &L);
   if (params)
     for (int t = 0; t < a->n_threads; t++)
       for (int c = 0; c < C; c++)
@@ -710,16 +630,6 @@ scale_add_rows (void *data, int64_t r0, int64_t r1, int worker)
       s->out[r * s->C + c] = s->x[r * s->C + c] + s->gamma[c] * s->branch[r * s->C + c];
 }
 
-typedef struct {
-  const VlGeometry *g;
-  int T;
-  const BlockActs *k;
-  const float *datty;
-  float *dqkv, *dscore;
-  int q_chunks;          /* forward: query-row chunks per (image, head) */
-  float *kshared;        /* forward with q_chunks > 1: each pair's keys packed, kpack_numel apart */
-  const VlActs *a;       /* its per-worker kpack */
-} AttnJob;
 
 /* task i: image b, head h, query rows chunk c of q_chunks */
 static void
@@ -739,8 +649,8 @@ attn_fwd_task (void *data, int64_t i, int worker)
                              kpack, j->kshared != NULL);
 }
 
-static void
-attn_bwd_task (void *data, int64_t i, int worker)
+void
+vl_compute_attn_bwd_task (void *data, int64_t i, int worker)
 {
   const AttnJob *j = data;
   const int H = j->g->heads, W = j->g->width, T = j->T;
@@ -836,7 +746,7 @@ forward_stem (VlModel *m, VlActs *a, const float *images, int H, int W)
        * product is stored */
       StemRows sr = { x0 + (int64_t) P * Wd, a->cols, wp, vl_pdata (m, m->ix.patch_b),
                       a->pos + (int64_t) PP * Wd, NP, CPP, Wd, T };
-      parallel_rows (B, (int64_t) NP * CPP * Wd, 1, stem_rows, &sr);
+      vl_compute_parallel_rows (B, (int64_t) NP * CPP * Wd, 1, stem_rows, &sr);
     }
   for (int b = 0; b < B; b++)
     {
@@ -879,7 +789,7 @@ run_rows (const Span *sp, const VlActs *a, int64_t row_work, int per_thread, Row
   if (sp->serial)
     fn (ctx, 0, (int64_t) sp->n * a->T, sp->worker);
   else
-    parallel_rows ((int64_t) sp->n * a->T, row_work, per_thread, fn, ctx);
+    vl_compute_parallel_rows ((int64_t) sp->n * a->T, row_work, per_thread, fn, ctx);
 }
 
 #define SHIFT(p, n) ((p) ? (p) + (n) : NULL)
@@ -933,6 +843,7 @@ typedef struct {
 
 #define BP(which) (vl_param (f->m, vl_block_param (f->m, f->l, (which)))->data)
 
+
 static void
 pre_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
 {
@@ -972,7 +883,7 @@ post_attn_rows (void *data, int64_t r0, int64_t r1, int worker)
                 g->eps };
   ln_fwd_rows (&ln2, r0, r1, worker);
   LinearFwd fc1 = { k->h, k->g, k->ln2, BP (B_FC1_W), BP (B_FC1_B), NULL, W, M,
-                    model_act (f->m), f->wp[2], k->h_deriv };
+                    vl_compute_model_act (f->m), f->wp[2], k->h_deriv };
   linear_fwd_rows (&fc1, r0, r1, worker);
   if (g->layer_scale)
     {
@@ -1191,8 +1102,8 @@ forward_proj (VlModel *m, VlActs *a)
                     m->geo.width, m->geo.embed_dim);
 }
 
-static const float *
-head_input (VlModel *m, VlActs *a, int *din)
+const float *
+vl_compute_head_input (VlModel *m, VlActs *a, int *din)
 {
   *din = m->geo.embed_dim > 0 ? m->geo.embed_dim : m->geo.width;
   return m->geo.embed_dim > 0 ? a->emb : a->pooled;
@@ -1203,7 +1114,7 @@ forward_head (VlModel *m, VlActs *a)
 {
   const int B = a->B, K = m->num_classes;
   int din;
-  const float *hin = head_input (m, a, &din);
+  const float *hin = vl_compute_head_input (m, a, &din);
   if (m->head_kind == VL_HEAD_LINEAR)
     {
       linear_forward (a->logits, ACT_NONE, NULL, hin, vl_pdata (m, m->ix.head_w),
@@ -1249,8 +1160,8 @@ check_input (VlModel *m, int B, int H, int W, GError **error)
 }
 
 /* TRUE (with G_IO_ERROR_CANCELLED) once the model's cancellable is cancelled. */
-static gboolean
-cancelled (VlModel *m, GError **error)
+gboolean
+vl_compute_cancelled (VlModel *m, GError **error)
 {
   return m->cancellable != NULL && g_cancellable_set_error_if_cancelled (m->cancellable, error);
 }
@@ -1282,7 +1193,7 @@ boundary_at (VlModel *m, int c0, int *block)
 static BoundaryKind
 boundary_of (VlModel *m, int *block)
 {
-  return boundary_at (m, lowest_trainable (m), block);
+  return boundary_at (m, vl_compute_lowest_trainable (m), block);
 }
 
 int
@@ -1324,7 +1235,7 @@ mark_valid (VlModel *m, VlActs *a, gboolean from_features)
   a->pooled_valid = TRUE;
   a->valid_train = a->train;
   a->from_features = from_features;
-  a->c0 = lowest_trainable (m);
+  a->c0 = vl_compute_lowest_trainable (m);
 }
 
 /* NaN or Inf among a forward's outputs is an error, not a prediction: a weight, an input or an
@@ -1383,7 +1294,7 @@ vl_model_forward (VlModel *m, const float *images, int B, int H, int W, VlForwar
   forward_stem (m, a, images, H, W);
   for (int l = 0; l < g->depth; l++)
     {
-      if (cancelled (m, error))
+      if (vl_compute_cancelled (m, error))
         return FALSE;
       forward_block (m, a, l);
     }
@@ -1421,7 +1332,7 @@ vl_model_forward_to_boundary_keeping (VlModel *m, const float *images, int B, in
   forward_stem (m, a, images, H, W);
   for (int l = 0; l < block; l++)
     {
-      if (cancelled (m, error))
+      if (vl_compute_cancelled (m, error))
         return FALSE;
       forward_block (m, a, l);
     }
@@ -1472,7 +1383,7 @@ vl_model_forward_from_boundary (VlModel *m, const float *boundary, int B, int H,
       memcpy (a->xs[block], boundary, sizeof (float) * B * a->T * g->width);
       for (int l = block; l < g->depth; l++)
         {
-          if (cancelled (m, error))
+          if (vl_compute_cancelled (m, error))
             return FALSE;
           forward_block (m, a, l);
         }
@@ -1577,559 +1488,4 @@ vl_model_rollout (VlModel *m, float *out, GError **error)
   vl_parallel_for (a->B, rollout_task, &j);
   g_free (scratch);
   return TRUE;
-}
-
-/* ------------------------------------------------------------------ backward */
-
-static float *
-grad_of (VlModel *m, int index)
-{
-  if (index < 0)
-    return NULL;
-  VlParam *p = vl_param (m, index);
-  return m->trainable[p->group] ? p->grad : NULL;
-}
-
-/* Layer scale on a residual branch: out = x + gamma * branch. Given dout, dbranch = dout * gamma
- * and dgamma += sum (dout * branch); the residual passes dout through unchanged. */
-typedef struct {
-  float *dbranch;
-  const float *dout, *gamma;
-  int C;
-} LsBwd;
-
-static void
-ls_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
-{
-  const LsBwd *s = data;
-  for (int64_t r = r0; r < r1; r++)
-    for (int c = 0; c < s->C; c++)
-      s->dbranch[r * s->C + c] = s->dout[r * s->C + c] * s->gamma[c];
-}
-
-static const float *
-layer_scale_backward (VlActs *a, float *dgamma, const float *gamma, const float *branch,
-                      int64_t N, int C)
-{
-  if (dgamma)
-    colsum (dgamma, a->dx, branch, N, C);
-  LsBwd s = { a->dbranch, a->dx, gamma, C };
-  parallel_rows (N, C, 2, ls_bwd_rows, &s);
-  return a->dbranch;
-}
-
-/* out = act (inp), rows of C. */
-typedef struct {
-  float *out;
-  const float *inp;
-  int C;
-  Act act;
-} ActRows;
-
-static void
-act_rows (void *data, int64_t r0, int64_t r1, int worker)
-{
-  const ActRows *A = data;
-  act_forward (A->act, A->out + r0 * A->C, A->inp + r0 * A->C, (r1 - r0) * A->C);
-}
-
-
-
-/* xhat = (x - mean) rstd, row by row: a LayerNorm's normalized input. */
-typedef struct {
-  float *xhat;
-  const float *x, *mean, *rstd;
-  int C;
-} NormRows;
-
-static void
-norm_rows (void *data, int64_t r0, int64_t r1, int worker)
-{
-  const NormRows *n = data;
-  for (int64_t r = r0; r < r1; r++)
-    {
-      const float mu = n->mean[r], rs = n->rstd[r];
-      const float *restrict x = n->x + r * n->C;
-      float *restrict o = n->xhat + r * n->C;
-      for (int c = 0; c < n->C; c++)
-        o[c] = (x[c] - mu) * rs;
-    }
-}
-
-/* The parameter gradients of qkv and of the LayerNorm before it, in the lowest trainable block
- * when nothing below it needs an input gradient (unlock 6's blocks.8). With y = xhat gamma + beta
- * the LayerNorm's output, qkv = y Wq^T + bq, G = dqkv^T xhat (3W x W) and s = this step's column
- * sums of dqkv:
- *   d Wq = G diag (gamma) + s beta^T,  d gamma_j = sum_k Wq_kj G_kj,  d beta_j = sum_k Wq_kj s_k.
- * G costs what qkv's weight gradient costs anyway; the general path would add dqkv Wq (a product
- * as large) and the LayerNorm's backward, only to sum them away. dqkv is in a->dwide. */
-static void
-qkv_ln1_params_backward (VlModel *m, VlActs *a, int l)
-{
-  const VlGeometry *g = &m->geo;
-  const int W = g->width, N = 3 * W;
-  const int64_t BT = (int64_t) a->B * a->T;
-  const BlockActs *k = &a->blk[l];
-  NormRows nr = { a->dtmp, a->xs[l], k->ln1_mean, k->ln1_rstd, W };
-  parallel_rows (BT, 2 * W, 2, norm_rows, &nr);
-  float *G = a->qkv_g, *s = a->qkv_g + (int64_t) N * W;
-  memset (G, 0, sizeof (float) * ((int64_t) N * W + N));
-  linear_backward_params_rows (a, G, s, a->dwide, a->dtmp, BT, W, N);
-
-#define QP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
-#define QG(which) (grad_of (m, vl_block_param (m, l, (which))))
-  const float *wq = QP (B_QKV_W), *gamma = QP (B_LN1_W), *beta = QP (B_LN1_B);
-  float *dwq = QG (B_QKV_W), *dbq = QG (B_QKV_B), *dgamma = QG (B_LN1_W), *dbeta = QG (B_LN1_B);
-#undef QP
-#undef QG
-  for (int kk = 0; kk < N; kk++)
-    {
-      const float *restrict gk = G + (int64_t) kk * W, *restrict wk = wq + (int64_t) kk * W;
-      float *restrict dwk = dwq + (int64_t) kk * W;
-      const float sk = s[kk];
-      for (int j = 0; j < W; j++)
-        {
-          dwk[j] += gamma[j] * gk[j] + beta[j] * sk;
-          dgamma[j] += wk[j] * gk[j];
-          if (dbeta)
-            dbeta[j] += wk[j] * sk;
-        }
-      dbq[kk] += sk;
-    }
-}
-
-static void
-backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
-{
-  const VlGeometry *g = &m->geo;
-  const int W = g->width, M = g->mlp;
-  const int64_t BT = (int64_t) a->B * a->T;
-  const BlockActs *k = &a->blk[l];
-#define BP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
-#define BG(which) (grad_of (m, vl_block_param (m, l, (which))))
-
-  /* dx holds d out. MLP branch: out = xmid + [ls2 *] fc2 (act (fc1 (ln2 (xmid)))) */
-  const float *dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS2), BP (B_LS2), k->ls2b, BT, W)
-                                   : a->dx;
-  /* fc2's weight gradient needs its input GELU (h): kept by the forward, or recomputed into
-   * dwide, which the next product overwrites (not when fc2's weight is frozen: nothing reads it
-   * then) */
-  const float *gelu = k->g;
-  if (gelu == NULL && BG (B_FC2_W))
-    {
-      g_assert (!k->h_deriv);
-      ActRows ar = { a->dwide, k->h, M, model_act (m) };
-      parallel_rows (BT, 16 * M, 2, act_rows, &ar);
-      gelu = a->dwide;
-    }
-  linear_backward_params_rows (a, BG (B_FC2_W), BG (B_FC2_B), dy, gelu, BT, M, W);
-  linear_backward_input (a->dwide, dy, BP (B_FC2_W), k->h_deriv ? ACT_DERIV : model_act (m), k->h,
-                         BT, M, W, FALSE, a->wpack);
-  linear_backward_params_rows (a, BG (B_FC1_W), BG (B_FC1_B), a->dwide, k->ln2, BT, W, M);
-  linear_backward_input (a->dtmp, a->dwide, BP (B_FC1_W), ACT_NONE, NULL, BT, W, M, FALSE,
-                         a->wpack);
-  layernorm_backward (a, a->dx, BG (B_LN2_W), BG (B_LN2_B), a->dtmp, k->xmid, BP (B_LN2_W),
-                      k->ln2_mean, k->ln2_rstd, BT, W);
-  /* dx holds d xmid. Attention branch: xmid = x + [ls1 *] proj (attn (qkv (ln1 (x)))) */
-  dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS1), BP (B_LS1), k->ls1b, BT, W) : a->dx;
-  linear_backward_params_rows (a, BG (B_PROJ_W), BG (B_PROJ_B), dy, k->atty, BT, W, W);
-  linear_backward_input (a->datty, dy, BP (B_PROJ_W), ACT_NONE, NULL, BT, W, W, FALSE, a->wpack);
-  AttnJob j = { .g = g, .T = a->T, .k = k, .datty = a->datty, .dqkv = a->dwide, .a = a,
-                .dscore = a->dscore };
-  vl_parallel_for ((int64_t) a->B * g->heads, attn_bwd_task, &j);
-  gboolean ln1_trains = BG (B_LN1_W) != NULL;
-  if (!need_dinput && ln1_trains && BG (B_QKV_W) && BG (B_QKV_B))
-    {
-      qkv_ln1_params_backward (m, a, l);
-      return;
-    }
-  linear_backward_params_rows (a, BG (B_QKV_W), BG (B_QKV_B), a->dwide, k->ln1, BT, W, 3 * W);
-  if (need_dinput || ln1_trains)
-    {
-      linear_backward_input (a->dtmp, a->dwide, BP (B_QKV_W), ACT_NONE, NULL, BT, W, 3 * W, FALSE,
-                             a->wpack);
-      layernorm_backward (a, need_dinput ? a->dx : NULL, BG (B_LN1_W), BG (B_LN1_B), a->dtmp,
-                          a->xs[l], BP (B_LN1_W), k->ln1_mean, k->ln1_rstd, BT, W);
-    }
-#undef BP
-#undef BG
-}
-
-static void
-backward_stem (VlModel *m, VlActs *a)
-{
-  const VlGeometry *g = &m->geo;
-  const int W = g->width, T = a->T, NP = a->gh * a->gw, G = g->grid, P = a->P, PP = a->pos_prefix;
-  const int CPP = g->in_chans * g->patch * g->patch;
-  const int64_t BT = (int64_t) a->B * T;
-
-  /* d of the embeddings before ln_pre */
-  const float *demb = a->dx;
-  if (g->pre_norm)
-    {
-      memset (a->dtmp, 0, sizeof (float) * BT * W);
-      layernorm_backward (a, a->dtmp, grad_of (m, m->ix.pre_w), grad_of (m, m->ix.pre_b), a->dx,
-                          a->xemb, vl_pdata (m, m->ix.pre_w), a->pre_mean, a->pre_rstd, BT, W);
-      demb = a->dtmp;
-    }
-  float *dpos = grad_of (m, m->ix.pos);
-  float *dpos_used = a->resampled ? a->dpos_new : dpos;
-  if (a->resampled)
-    memset (a->dpos_new, 0, sizeof (float) * (PP + NP) * W);
-  float *dprefix[64];
-  int np = 0;
-  if (g->class_token)
-    dprefix[np++] = grad_of (m, m->ix.cls);
-  if (g->dist_token)
-    dprefix[np++] = grad_of (m, m->ix.dist);
-  for (int r = 0; r < g->reg_tokens && np < 64; r++)
-    dprefix[np++] = grad_of (m, m->ix.reg) + (int64_t) r * W;
-  float *dpatch = a->datty;   /* (B*NP, W) */
-  for (int b = 0; b < a->B; b++)
-    {
-      const float *d = demb + (int64_t) b * T * W;
-      for (int t = 0; t < P; t++)
-        for (int c = 0; c < W; c++)
-          {
-            dprefix[t][c] += d[t * W + c];
-            if (PP)
-              dpos_used[t * W + c] += d[t * W + c];
-          }
-      for (int t = 0; t < NP; t++)
-        {
-          const float *dt = d + (int64_t) (P + t) * W;
-          float *dp = dpos_used + (int64_t) (PP + t) * W;
-          for (int c = 0; c < W; c++)
-            dp[c] += dt[c];
-          memcpy (dpatch + ((int64_t) b * NP + t) * W, dt, sizeof (float) * W);
-        }
-    }
-  if (a->resampled)
-    {
-      for (int64_t e = 0; e < (int64_t) PP * W; e++)
-        dpos[e] += a->dpos_new[e];
-      vl_gemm (TRUE, FALSE, G * G, W, NP, 1.0f, a->resample, G * G, a->dpos_new + PP * W, W, 1.0f,
-               dpos + PP * W, W);
-    }
-  if (m->stem)
-    vl_stem_backward (m->stem, m, dpatch);
-  else
-    linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch,
-                            a->cols, (int64_t) a->B * NP, CPP, W);
-}
-
-/* The head: d logits -> d head input (a->dhin) when `below`, and the head's gradients. */
-static void
-backward_head (VlModel *m, VlActs *a, gboolean below)
-{
-  const int B = a->B, K = m->num_classes;
-  int din;
-  const float *hin = head_input (m, a, &din);
-  if (m->head_kind == VL_HEAD_LINEAR)
-    {
-      if (m->ix.hdist_w >= 0)
-        {
-          /* logits = (head + head_dist) / 2 */
-          for (int64_t i = 0; i < (int64_t) B * K; i++)
-            a->dlogits[i] *= 0.5f;
-          linear_backward_params (grad_of (m, m->ix.hdist_w), grad_of (m, m->ix.hdist_b),
-                                  a->dlogits, a->dist_feat, B, m->geo.width, K);
-          if (below)
-            linear_backward_input (a->ddist, a->dlogits, vl_pdata (m, m->ix.hdist_w), ACT_NONE,
-                                   NULL, B, m->geo.width, K, FALSE, NULL);
-        }
-      linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dlogits,
-                              hin, B, din, K);
-      if (below)
-        linear_backward_input (a->dhin, a->dlogits, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
-                               din, K, FALSE, NULL);
-    }
-  else
-    {
-      const int Hd = m->head_hidden;
-      linear_backward_params (grad_of (m, m->ix.head2_w), grad_of (m, m->ix.head2_b), a->dlogits,
-                              a->head_g, B, Hd, K);
-      linear_backward_input (a->dhead, a->dlogits, vl_pdata (m, m->ix.head2_w), ACT_GELU,
-                             a->head_h, B, Hd, K, FALSE, NULL);
-      linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dhead, hin,
-                              B, din, Hd);
-      if (below)
-        linear_backward_input (a->dhin, a->dhead, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
-                               din, Hd, FALSE, NULL);
-    }
-}
-
-/* Pooling backward: spreads dpool (B,W) onto dtok (B,T,W) (which it zeroes first); with_dist
- * adds the distillation head's gradient (a->ddist) onto the DIST token's row. */
-static void
-backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok, gboolean with_dist)
-{
-  const int B = a->B, W = m->geo.width, T = a->T, P = a->P;
-  memset (dtok, 0, sizeof (float) * B * T * W);
-  for (int b = 0; b < B; b++)
-    {
-      const float *dp = dpool + (int64_t) b * W;
-      float *dt = dtok + (int64_t) b * T * W;
-      const int *arg = a->argmax + (int64_t) b * W;
-      switch (m->pool)
-        {
-        case VL_POOL_TOKEN:
-          memcpy (dt, dp, sizeof (float) * W);
-          break;
-        case VL_POOL_AVG:
-          for (int t = P; t < T; t++)
-            for (int c = 0; c < W; c++)
-              dt[(int64_t) t * W + c] = dp[c] / (float) (T - P);
-          break;
-        case VL_POOL_MAX:
-          for (int c = 0; c < W; c++)
-            dt[(int64_t) arg[c] * W + c] = dp[c];
-          break;
-        }
-      if (with_dist && m->geo.dist_token && m->ix.hdist_w >= 0)
-        for (int c = 0; c < W; c++)
-          dt[W + c] += a->ddist[(int64_t) b * W + c];
-    }
-}
-
-/* The checks every backward shares: a training forward, the same lock since. */
-static gboolean
-backward_ready (VlModel *m, GError **error)
-{
-  VlActs *a = m->acts;
-  if (a == NULL || !a->valid_train)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "backward needs a forward pass made with VL_FORWARD_TRAIN");
-      return FALSE;
-    }
-  if (lowest_trainable (m) != a->c0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "the layer groups changed since the forward pass; run it again");
-      return FALSE;
-    }
-  return TRUE;
-}
-
-/* From d xs[depth] (in a->dx) down through the blocks to the lowest unlocked component. */
-static gboolean
-backward_blocks (VlModel *m, VlActs *a, GError **error)
-{
-  const int c0 = a->c0;
-  for (int l = m->geo.depth - 1; l >= 0 && vl_comp_block (l) >= c0; l--)
-    {
-      if (cancelled (m, error))
-        return FALSE;
-      backward_block (m, a, l, c0 < vl_comp_block (l));
-    }
-  if (c0 == C_STEM)
-    backward_stem (m, a);
-  return TRUE;
-}
-
-/* From d tokens_final (B,T,W): the token norm (none with fc_norm), then the blocks. */
-static gboolean
-backward_from_tokens (VlModel *m, VlActs *a, const float *dtok, GError **error)
-{
-  const VlGeometry *g = &m->geo;
-  const int64_t BTW = (int64_t) a->B * a->T * g->width;
-  const gboolean below = a->c0 < C_NORM (m);
-  if (g->fc_norm)
-    {
-      if (!below)
-        return TRUE;
-      memcpy (a->dx, dtok, sizeof (float) * BTW);
-    }
-  else
-    {
-      if (below)
-        memset (a->dx, 0, sizeof (float) * BTW);
-      if (a->c0 <= C_NORM (m))
-        layernorm_backward (a, below ? a->dx : NULL, grad_of (m, m->ix.norm_w),
-                            grad_of (m, m->ix.norm_b), dtok, a->xs[g->depth],
-                            vl_pdata (m, m->ix.norm_w), a->lnf_mean, a->lnf_rstd,
-                            (int64_t) a->B * a->T, g->width);
-      if (!below)
-        return TRUE;
-    }
-  return backward_blocks (m, a, error);
-}
-
-/* From d features (B,W): the final norm and the pooling (with_dist: plus the distillation
- * token's gradient from its head), then the blocks. */
-static gboolean
-backward_from_features (VlModel *m, VlActs *a, const float *dpooled, gboolean with_dist,
-                        GError **error)
-{
-  const VlGeometry *g = &m->geo;
-  const int B = a->B, W = g->width, T = a->T;
-  if (a->c0 > C_NORM (m))
-    return TRUE;
-  gboolean below = a->c0 < C_NORM (m);
-  float *nw_grad = grad_of (m, m->ix.norm_w), *nb_grad = grad_of (m, m->ix.norm_b);
-  const float *nw = vl_pdata (m, m->ix.norm_w);
-  if (g->fc_norm)
-    {
-      memset (a->dpooled_raw, 0, sizeof (float) * B * W);
-      layernorm_backward (a, a->dpooled_raw, nw_grad, nb_grad, dpooled, a->pooled_raw, nw,
-                          a->fc_mean, a->fc_rstd, B, W);
-      if (!below)
-        return TRUE;
-      backward_pool (m, a, a->dpooled_raw, a->dx, with_dist);
-    }
-  else
-    {
-      backward_pool (m, a, dpooled, a->dtmp, with_dist);
-      if (below)
-        memset (a->dx, 0, sizeof (float) * B * T * W);
-      layernorm_backward (a, below ? a->dx : NULL, nw_grad, nb_grad, a->dtmp, a->xs[g->depth], nw,
-                          a->lnf_mean, a->lnf_rstd, (int64_t) B * T, W);
-      if (!below)
-        return TRUE;
-    }
-  return backward_blocks (m, a, error);
-}
-
-/* From d embedding (B,E): OpenCLIP's projection, then the features. */
-static gboolean
-backward_from_embedding (VlModel *m, VlActs *a, const float *demb, gboolean with_dist,
-                         GError **error)
-{
-  const VlGeometry *g = &m->geo;
-  if (a->c0 > C_PROJ (m))
-    return TRUE;
-  linear_backward_params (grad_of (m, m->ix.proj), NULL, demb, a->pooled, a->B, g->width,
-                          g->embed_dim);
-  if (a->c0 >= C_PROJ (m))
-    return TRUE;
-  linear_backward_input (a->dpooled, demb, vl_pdata (m, m->ix.proj), ACT_NONE, NULL, a->B,
-                         g->width, g->embed_dim, FALSE, NULL);
-  return backward_from_features (m, a, a->dpooled, with_dist, error);
-}
-
-/* From d logits (in a->dlogits): the head, then what lies below it. */
-static gboolean
-backward_from_logits (VlModel *m, VlActs *a, GError **error)
-{
-  backward_head (m, a, a->c0 < C_HEAD (m));
-  if (a->c0 >= C_HEAD (m))
-    return TRUE;
-  if (m->geo.embed_dim > 0)
-    return backward_from_embedding (m, a, a->dhin, TRUE, error);
-  return backward_from_features (m, a, a->dhin, TRUE, error);
-}
-
-gboolean
-vl_model_backward (VlModel *m, const int *targets, float label_smoothing, double *loss_out,
-                   GError **error)
-{
-  if (!backward_ready (m, error))
-    return FALSE;
-  if (m->head_kind == VL_HEAD_NONE)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "the model has no head to train");
-      return FALSE;
-    }
-  VlActs *a = m->acts;
-  const int B = a->B, K = m->num_classes;
-  for (int b = 0; b < B; b++)
-    if (targets[b] < 0 || targets[b] >= K)
-      {
-        g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                     "target %d of image %d is outside the %d classes", targets[b], b, K);
-        return FALSE;
-      }
-  if (!(label_smoothing >= 0.0f && label_smoothing < 1.0f))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "label smoothing %g is outside [0, 1)", label_smoothing);
-      return FALSE;
-    }
-  double loss = vl_cross_entropy (a->dlogits, a->logits, targets, B, K, label_smoothing);
-  if (loss_out)
-    *loss_out = loss;
-  if (!isfinite (loss))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
-                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
-                   "learning rate is too high", loss);
-      return FALSE;
-    }
-  if (a->c0 < 0)
-    return TRUE;
-  vl_model_prepare_grads (m);
-  return backward_from_logits (m, a, error);
-}
-
-gboolean
-vl_model_backward_from (VlModel *m, VlGradAt where, const float *d_out, GError **error)
-{
-  if (!backward_ready (m, error))
-    return FALSE;
-  VlActs *a = m->acts;
-  const VlGeometry *g = &m->geo;
-  const int B = a->B;
-  switch (where)
-    {
-    case VL_GRAD_LOGITS:
-      if (m->head_kind == VL_HEAD_NONE)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "the model has no head: no logits");
-          return FALSE;
-        }
-      break;
-    case VL_GRAD_EMBEDDING:
-      if (g->embed_dim == 0)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                       "the model has no projection: no embedding to start from");
-          return FALSE;
-        }
-      break;
-    case VL_GRAD_FEATURES:
-      if (!a->pooled_valid || (g->embed_dim > 0 && a->from_features && a->c0 < C_PROJ (m)))
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                       "the last forward started after the pooled features");
-          return FALSE;
-        }
-      break;
-    case VL_GRAD_TOKENS:
-      if (a->from_features)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                       "the last forward started after the token grid (from cached features)");
-          return FALSE;
-        }
-      break;
-    default:
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "unknown gradient entry %d", (int) where);
-      return FALSE;
-    }
-  if (a->c0 < 0)
-    return TRUE;
-  vl_model_prepare_grads (m);
-  switch (where)
-    {
-    case VL_GRAD_LOGITS:
-      memcpy (a->dlogits, d_out, sizeof (float) * B * m->num_classes);
-      return backward_from_logits (m, a, error);
-    case VL_GRAD_EMBEDDING:
-      return backward_from_embedding (m, a, d_out, FALSE, error);
-    case VL_GRAD_FEATURES:
-      return backward_from_features (m, a, d_out, FALSE, error);
-    case VL_GRAD_TOKENS:
-    default:
-      return backward_from_tokens (m, a, d_out, error);
-    }
-}
-
-const float *
-vl_model_tokens_after_block (VlModel *m, int block)
-{
-  VlActs *a = m->acts;
-  if (a == NULL || !a->valid || a->from_features || block < 0 || block >= m->geo.depth)
-    return NULL;
-  return a->xs[block + 1];
 }
