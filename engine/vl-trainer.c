@@ -6,7 +6,7 @@
  * Threads: the caller's (UI or CLI) creates, controls and drains; the worker owns the model, the
  * dataset, the loaders and the cache, and talks to the caller only through `lock`: the event
  * queue, the control requests (pause, stop, unlock) and the state. */
-#include "vl-trainer.h"
+#include "vl-trainer-private.h"
 #include "vl-eta.h"
 #include "vl-attention.h"
 #include "vl-json.h"
@@ -431,110 +431,6 @@ vl_trainer_get_config (VlTrainer *t)
 
 typedef enum { OK, STOPPED, FAILED } Outcome;
 
-typedef struct {
-  float   *data;       /* (n, numel) activations at the lock boundary */
-  guint8  *ok;         /* (n) the image decoded */
-  uint8_t *masks;      /* (n, S, S) segmentation: the items' masks at the input size */
-  float   *boxes;      /* (n, max_boxes, 4) detection: the items' boxes at the input size */
-  int     *box_labels; /* (n, max_boxes) */
-  int     *n_boxes;    /* (n) */
-  int      n;
-} FeatCache;
-
-typedef struct {
-  VlTrainer           *t;
-  const VlTrainConfig *cfg;
-  VlModel             *m;
-  VlDataset           *ds;
-  VlPreprocess         pp;
-  int                  S, K, n_groups, n_train, n_val;
-  VlTaskSpec           task;            /* K outputs: classes, or regression targets */
-  float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
-  float               *dout;            /* (batch, K) the loss's gradient on the outputs */
-  float               *buf_values;      /* (batch, K) regress: targets gathered from the cache */
-  /* segment: the seg head is layer group n_groups - 1, after the model's n_model_groups */
-  gboolean             seg_task;
-  VlSegHead           *seg;
-  int                  n_model_groups;
-  gboolean             seg_trains;      /* the seg head's group is unlocked */
-  gboolean             model_trains;    /* a group of the model is unlocked */
-  gboolean             seg_tok_cache;   /* the cache holds final-norm tokens (only the head trains) */
-  int                  gh, gw, T;       /* the token grid at the input size */
-  float               *seg_dz;          /* (batch, S, S, K) */
-  float               *seg_dtok;        /* (batch, T, W) */
-  uint8_t             *buf_masks;       /* (batch, S, S) gathered from the cache */
-  float               *buf_boxes;       /* (batch, max_boxes, 4) detect: gathered likewise */
-  int                 *buf_box_labels, *buf_n_boxes;
-  /* detect: the FCOS head in the seg head's place (the same group, cache and d tokens) */
-  gboolean             det_task;
-  VlDetHead           *det;
-  int                  max_boxes;       /* room per image in batches and the cache */
-  char               **value_names;
-  char                *backbone_path, *backbone_sha;
-  char               **class_names;
-  char                *created;
-  char                *backbone_typed;  /* as given; backbone_path is absolute */
-  char                *data_spec;       /* the dataset spec with an absolute path */
-  char                *data_typed;      /* as given */
-
-  VlLoader            *train_loader;    /* images, created when first needed */
-  VlLoader            *val_loader;
-  VlDataset           *order_ds;        /* labels only: gives the cached path the loader's order */
-  VlLoader            *order_loader;
-  int64_t              spe, total_steps;
-
-  /* position: the next batch to train is (epoch, batch) */
-  int                  epoch, batch;
-  int64_t              step;
-  double               loss_sum;
-  int64_t              seen;
-  double               best_val;
-  int                  best_epoch, bad_epochs;
-  gboolean             dirty;           /* trained since the last save */
-  int                  saved_epoch;     /* epochs complete in the checkpoint on disk; -1: none */
-
-  VlUnlockStep        *sched;
-  int                  n_sched;
-  int                  unlocked;        /* applied, clamped; -1 before the first */
-  int64_t              n_trainable;
-
-  gboolean             cache_wanted, cached;   /* cached: training runs from the cache */
-  gboolean             val_cached;             /* validation runs from the cache */
-  int                  cache_checked_for;
-  int64_t              cache_numel;
-  FeatCache            ctrain, cval;
-  float               *buf;             /* (batch, numel) gathered from the cache */
-  int                 *buf_labels;
-
-  VlAdamW              opt;
-  float               *scales;
-  double              *gnorms;
-
-  int                  n_probes;
-  float               *probe_px;        /* (n_probes + 1, C, S, S): room for the user's */
-  int                 *probe_labels;
-  char               **probe_names;
-  /* the caller's probe image, taken from the trainer (vl_trainer_set_user_probe) */
-  float               *user_px;         /* (user_c, user_h, user_w); NULL: none */
-  int                  user_c, user_h, user_w;
-  guint64              user_serial;     /* the trainer's serial last seen */
-  guint64              user_probe;      /* the serial of user_px (0: none) */
-
-  GPtrArray           *metrics_lines;
-  double               step_s_ema, ips_ema, val_seconds;
-  gint64               last_step_time;
-  /* the pass PROGRESS events report (progress_begin) */
-  VlTrainPhase         phase;
-  VlEta                eta;
-  int64_t              phase_done;
-  gint64               progress_posted;
-  /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
-  FeatCache            ntrain, nval;
-  int                  next_unlocked;
-  gboolean             next_ready;
-  double               train_seconds;   /* of this epoch, in this session */
-  int64_t              session_seen;    /* images trained in this epoch, in this session */
-} Run;
 
 static void
 message (Run *r, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
@@ -644,8 +540,8 @@ should_stop (Run *r)
   return cancelled (r);
 }
 
-static char **
-skipped_strv (VlDataset *ds)
+char **
+vl_train_skipped_strv (VlDataset *ds)
 {
   g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
   char **v = g_new0 (char *, sk->len + 1);
@@ -679,8 +575,8 @@ dense_head_params (const Run *r, int *n, const char **file, const char **format,
 }
 
 /* The head's file of a checkpoint (its tensors, moments and step counts); NULL without one. */
-static VlSafetensorsWriter *
-dense_head_writer (const Run *r)
+VlSafetensorsWriter *
+vl_train_dense_head_writer (const Run *r)
 {
   if (r->seg == NULL && r->det == NULL)
     return NULL;
@@ -822,520 +718,6 @@ order_loader (Run *r)
                                        r->cfg->batch_size, TRUE, r->cfg->seed);
     }
   return r->order_loader;
-}
-
-/* ---- run.json, metrics, checkpoints ---- */
-
-static char *
-run_json (Run *r)
-{
-  const VlTrainConfig *c = r->cfg;
-  const VlGeometry *g = vl_model_geometry (r->m);
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  vl_json_add_str (b, "format", "vitlab-run");
-  vl_json_add_int (b, "version", 1);
-  vl_json_add_str (b, "created", r->created);
-
-  json_builder_set_member_name (b, "task");
-  json_builder_begin_object (b);
-  vl_json_add_str (b, "kind", vl_task_name (c->task));
-  if (c->task == VL_TASK_SEGMENT)
-    {
-      vl_json_add_str (b, "seg_head", vl_seg_head_kind_name (c->seg_head));
-      vl_json_add_int (b, "img_size", r->S);
-      vl_json_add_str (b, "evaluated_at", "own size");
-    }
-  if (c->task == VL_TASK_DETECT)
-    {
-      vl_json_add_str (b, "det_head", "fcos");
-      vl_json_add_int (b, "img_size", r->S);
-      vl_json_add_str (b, "evaluated_at", "own size");
-    }
-  if (c->task == VL_TASK_REGRESS)
-    {
-      vl_json_add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
-      vl_json_add_strv (b, "targets", (const char *const *) r->value_names, r->K);
-      json_builder_set_member_name (b, "mean");
-      json_builder_begin_array (b);
-      for (int j = 0; j < r->K; j++)
-        json_builder_add_double_value (b, r->tmean[j]);
-      json_builder_end_array (b);
-      json_builder_set_member_name (b, "std");
-      json_builder_begin_array (b);
-      for (int j = 0; j < r->K; j++)
-        json_builder_add_double_value (b, r->tstd[j]);
-      json_builder_end_array (b);
-    }
-  json_builder_end_object (b);
-
-  json_builder_set_member_name (b, "backbone");
-  json_builder_begin_object (b);
-  vl_json_add_str (b, "init", c->init_random ? "random" : "pretrained");
-  if (c->geometry)
-    vl_json_add_str (b, "geometry", c->geometry);
-  if (c->stem != VL_STEM_PATCH)
-    vl_json_add_str (b, "stem", vl_stem_kind_name (c->stem));
-  vl_json_add_str (b, "path", r->backbone_path);
-  vl_json_add_str (b, "path_typed", r->backbone_typed);
-  vl_json_add_str (b, "sha256", r->backbone_sha);
-  vl_json_add_str (b, "family", g->family);
-  vl_json_add_str (b, "architecture", g->architecture);
-  vl_json_add_int (b, "width", g->width);
-  vl_json_add_int (b, "depth", g->depth);
-  vl_json_add_int (b, "patch", g->patch);
-  vl_json_add_int (b, "input_size", r->S);
-  vl_json_add_int (b, "layer_groups", r->n_groups);
-  json_builder_end_object (b);
-
-  json_builder_set_member_name (b, "head");
-  json_builder_begin_object (b);
-  vl_json_add_str (b, "kind", vl_head_kind_name (c->head));
-  vl_json_add_int (b, "mlp_hidden", c->mlp_hidden);
-  vl_json_add_str (b, "pool", vl_pool_name (c->pool));
-  vl_json_add_int (b, "num_classes", r->K);
-  json_builder_end_object (b);
-
-  g_autofree char *sched = vl_unlock_schedule_to_string (r->sched, r->n_sched);
-  vl_json_add_str (b, "unlock_schedule", sched);
-  vl_json_add_int (b, "unlock_mask", (int64_t) c->unlock_mask);
-
-  json_builder_set_member_name (b, "hyperparameters");
-  json_builder_begin_object (b);
-  vl_json_add_int (b, "epochs", c->epochs);
-  vl_json_add_int (b, "batch_size", c->batch_size);
-  vl_json_add_num (b, "lr", c->lr);
-  vl_json_add_num (b, "min_lr", c->min_lr);
-  vl_json_add_num (b, "weight_decay", c->weight_decay);
-  vl_json_add_num (b, "beta1", c->beta1);
-  vl_json_add_num (b, "beta2", c->beta2);
-  vl_json_add_num (b, "eps", c->eps);
-  vl_json_add_num (b, "warmup_epochs", c->warmup_epochs);
-  vl_json_add_num (b, "layer_decay", c->layer_decay);
-  vl_json_add_num (b, "label_smoothing", c->label_smoothing);
-  vl_json_add_num (b, "clip_grad", c->clip_grad);
-  vl_json_add_int (b, "early_stop", c->early_stop);
-  vl_json_add_str (b, "augment", vl_augment_name (c->augment));
-  vl_json_add_bool (b, "cache_features", c->cache_features);
-  vl_json_add_int (b, "cache_limit", c->cache_limit);
-  vl_json_add_str (b, "schedule", "linear warmup, then cosine decay per step");
-  vl_json_add_int (b, "steps_per_epoch", r->spe);
-  json_builder_end_object (b);
-
-  vl_json_add_int (b, "seed", (int64_t) c->seed);
-  json_builder_set_member_name (b, "monitor");
-  json_builder_begin_object (b);
-  vl_json_add_int (b, "probe_every", c->probe_every);
-  vl_json_add_int (b, "n_probes", c->n_probes);
-  json_builder_end_object (b);
-
-  json_builder_set_member_name (b, "data");
-  json_builder_begin_object (b);
-  vl_json_add_str (b, "spec", r->data_spec ? r->data_spec : "(in memory)");
-  if (r->data_typed)
-    vl_json_add_str (b, "spec_typed", r->data_typed);
-  vl_json_add_str (b, "description", vl_dataset_description (r->ds));
-  vl_json_add_num (b, "val_fraction", c->val_fraction);
-  vl_json_add_strv (b, "classes", (const char *const *) r->class_names, r->K);
-  json_builder_set_member_name (b, "split");
-  json_builder_begin_object (b);
-  vl_json_add_int (b, "train", r->n_train);
-  vl_json_add_int (b, "val", r->n_val);
-  for (int s = 0; s < 2; s++)
-    {
-      json_builder_set_member_name (b, s == 0 ? "train_per_class" : "val_per_class");
-      json_builder_begin_array (b);
-      for (int k = 0; k < r->K; k++)
-        json_builder_add_int_value (b, vl_dataset_class_count (r->ds, (VlSplit) s, k));
-      json_builder_end_array (b);
-    }
-  json_builder_set_member_name (b, "val_items");
-  json_builder_begin_array (b);
-  for (int i = 0; i < r->n_val; i++)
-    json_builder_add_string_value (b, vl_dataset_item_name (r->ds, VL_SPLIT_VAL, i));
-  json_builder_end_array (b);
-  json_builder_end_object (b);
-  g_auto(GStrv) skipped = skipped_strv (r->ds);
-  vl_json_add_strv (b, "skipped", (const char *const *) skipped, (int) g_strv_length (skipped));
-  json_builder_end_object (b);
-
-  json_builder_end_object (b);
-  return vl_json_to_string (b, TRUE);
-}
-
-static void
-add_doubles (JsonBuilder *b, const char *key, const double *v, int n)
-{
-  json_builder_set_member_name (b, key);
-  json_builder_begin_array (b);
-  for (int k = 0; k < n; k++)
-    if (isfinite (v[k]))
-      json_builder_add_double_value (b, v[k]);
-    else
-      json_builder_add_null_value (b);
-  json_builder_end_array (b);
-}
-
-/* A regression epoch: the loss on the standardised targets, MAE, RMSE and R² (their means over
- * the targets, and per target in the targets' units). */
-static void
-metrics_regress (JsonBuilder *b, const VlEpochMetrics *e)
-{
-  const VlRegressResult *g = &e->reg;
-  vl_json_add_num (b, "val_loss", g->loss);
-  vl_json_add_num (b, "val_mae", g->mae_mean);
-  vl_json_add_num (b, "val_rmse", g->rmse_mean);
-  vl_json_add_num (b, "val_r2", g->r2_mean);
-  vl_json_add_int (b, "val_images", g->n);
-  add_doubles (b, "val_mae_per_target", g->mae, g->n_values);
-  add_doubles (b, "val_rmse_per_target", g->rmse, g->n_values);
-  add_doubles (b, "val_r2_per_target", g->r2, g->n_values);
-}
-
-/* A classification epoch: loss, top-1, top-5, per-class accuracy and the confusion matrix. */
-static void
-metrics_classify (JsonBuilder *b, const VlEpochMetrics *e)
-{
-  const int K = e->val.n_classes;
-  vl_json_add_num (b, "val_loss", e->val.loss);
-  vl_json_add_num (b, "val_top1", e->val.top1);
-  vl_json_add_num (b, "val_top5", e->val.top5);
-  vl_json_add_int (b, "val_images", e->val.n);
-  add_doubles (b, "val_class_acc", e->val.class_acc, K);
-  json_builder_set_member_name (b, "val_confusion");
-  json_builder_begin_array (b);
-  for (int k = 0; k < K; k++)
-    {
-      json_builder_begin_array (b);
-      for (int j = 0; j < K; j++)
-        json_builder_add_int_value (b, e->val.confusion[(gsize) k * K + j]);
-      json_builder_end_array (b);
-    }
-  json_builder_end_array (b);
-}
-
-/* A segmentation epoch: loss, mIoU, aAcc, mAcc, per-class IoU and accuracy. */
-static void
-metrics_segment (JsonBuilder *b, const VlEpochMetrics *e)
-{
-  const VlSegResult *s = &e->seg;
-  vl_json_add_num (b, "val_loss", s->loss);
-  vl_json_add_num (b, "val_miou", s->miou);
-  vl_json_add_num (b, "val_aacc", s->aacc);
-  vl_json_add_num (b, "val_macc", s->macc);
-  vl_json_add_int (b, "val_images", s->n);
-  vl_json_add_str (b, "val_at", s->own_size ? "own size" : "input size");
-  add_doubles (b, "val_iou", s->iou, s->n_classes);
-  add_doubles (b, "val_acc", s->acc, s->n_classes);
-}
-
-/* A detection epoch: loss, COCO AP, AP50, AP75, AR@100, per-class AP and AP50. */
-static void
-metrics_detect (JsonBuilder *b, const VlEpochMetrics *e)
-{
-  const VlDetResult *d = &e->det;
-  vl_json_add_num (b, "val_loss", d->loss);
-  vl_json_add_num (b, "val_map", d->ap);
-  vl_json_add_num (b, "val_map50", d->ap50);
-  vl_json_add_num (b, "val_map75", d->ap75);
-  vl_json_add_num (b, "val_ar100", d->ar100);
-  vl_json_add_int (b, "val_images", d->n);
-  vl_json_add_int (b, "val_boxes", d->n_gt);
-  vl_json_add_int (b, "val_detections", d->n_dt);
-  vl_json_add_str (b, "val_at", "own size");
-  add_doubles (b, "val_class_ap", d->class_ap, d->n_classes);
-  add_doubles (b, "val_class_ap50", d->class_ap50, d->n_classes);
-}
-
-/* One line of metrics.jsonl: the epoch, its training, and its task's validation metrics. */
-static char *
-metrics_line (const VlEpochMetrics *e)
-{
-  g_autoptr(JsonBuilder) b = json_builder_new ();
-  json_builder_begin_object (b);
-  vl_json_add_str (b, "task", vl_task_name (e->task));
-  vl_json_add_int (b, "epoch", e->epoch);
-  vl_json_add_int (b, "step", e->step);
-  vl_json_add_int (b, "unlocked", e->unlocked);
-  vl_json_add_bool (b, "cached", e->cached);
-  vl_json_add_num (b, "lr", e->lr);
-  vl_json_add_num (b, "train_loss", e->train_loss);
-  if (e->task == VL_TASK_REGRESS)
-    metrics_regress (b, e);
-  else if (e->task == VL_TASK_SEGMENT)
-    metrics_segment (b, e);
-  else if (e->task == VL_TASK_DETECT)
-    metrics_detect (b, e);
-  else
-    metrics_classify (b, e);
-  vl_json_add_num (b, "seconds", e->seconds);
-  vl_json_add_num (b, "images_per_s", e->images_per_s);
-  vl_json_add_bool (b, "best", e->best);
-  json_builder_end_object (b);
-  char *s = vl_json_to_string (b, FALSE);
-  char *line = g_strconcat (s, "\n", NULL);
-  g_free (s);
-  return line;
-}
-
-static void
-meta_int (VlSafetensorsWriter *w, const char *key, int64_t v)
-{
-  char buf[32];
-  g_snprintf (buf, sizeof buf, "%" G_GINT64_FORMAT, v);
-  vl_safetensors_writer_add_metadata (w, key, buf);
-}
-
-static void
-meta_double (VlSafetensorsWriter *w, const char *key, double v)
-{
-  char buf[G_ASCII_DTOSTR_BUF_SIZE];
-  vl_safetensors_writer_add_metadata (w, key, isfinite (v) ? g_ascii_dtostr (buf, sizeof buf, v)
-                                                           : isnan (v) ? "nan" : "inf");
-}
-
-/* Saves the model, the optimizer state and position (epoch, batch), config.json, run.json, the
- * metrics of the epochs not saved yet and, when `best`, best.safetensors as one group commit
- * (vl_run_commit_checkpoint). */
-static gboolean
-save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
-{
-  VlModel *m = r->m;
-  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
-  GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(JsonBuilder) steps = json_builder_new ();
-  json_builder_begin_object (steps);
-  for (int i = 0; i < vl_model_n_tensors (m); i++)
-    {
-      const float *ea, *eas;
-      int step, ndim;
-      int64_t shape[VL_MAX_DIMS];
-      vl_model_tensor_optim_state (m, i, &ea, &eas, &step);
-      if (step > 0)
-        vl_json_add_int (steps, vl_model_tensor_name (m, i), step);
-      if (ea == NULL)
-        continue;
-      vl_model_tensor_data (m, i, &ndim, shape, NULL);
-      char *n1 = g_strconcat ("exp_avg.", vl_model_tensor_name (m, i), NULL);
-      char *n2 = g_strconcat ("exp_avg_sq.", vl_model_tensor_name (m, i), NULL);
-      g_ptr_array_add (names, n1);
-      g_ptr_array_add (names, n2);
-      vl_safetensors_writer_add_f32 (w, n1, ndim, shape, ea);
-      vl_safetensors_writer_add_f32 (w, n2, ndim, shape, eas);
-    }
-  json_builder_end_object (steps);
-  g_autofree char *steps_json = vl_json_to_string (steps, FALSE);
-  g_autofree char *sha = vl_run_params_sha256 (m);
-  g_autofree char *sched = vl_unlock_schedule_to_string (r->sched, r->n_sched);
-  vl_safetensors_writer_add_metadata (w, "format", "vitlab-optimizer");
-  vl_safetensors_writer_add_metadata (w, "optimizer", "adamw");
-  vl_safetensors_writer_add_metadata (w, "steps", steps_json);
-  vl_safetensors_writer_add_metadata (w, "model_sha256", sha);
-  vl_safetensors_writer_add_metadata (w, "unlock_schedule", sched);
-  meta_int (w, "epoch", epoch);
-  meta_int (w, "batch", batch);
-  meta_int (w, "global_step", r->step);
-  meta_int (w, "seed", (int64_t) r->cfg->seed);
-  meta_int (w, "steps_per_epoch", r->spe);
-  meta_double (w, "train_loss_sum", batch ? r->loss_sum : 0.0);
-  meta_int (w, "train_seen", batch ? r->seen : 0);
-  meta_double (w, "best_val_loss", r->best_val);
-  meta_int (w, "best_epoch", r->best_epoch);
-  meta_int (w, "bad_epochs", r->bad_epochs);
-
-  g_autofree char *run = run_json (r);
-  GString *metrics = g_string_new (NULL);
-  for (guint i = 0; i < r->metrics_lines->len; i++)
-    g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
-
-  g_autoptr(VlSafetensorsWriter) sw = dense_head_writer (r);
-  gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
-                                               r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD,
-                                               r->seg, best, run, metrics->str, error);
-  g_string_free (metrics, TRUE);
-  g_ptr_array_unref (names);
-  if (!ok)
-    return FALSE;
-  g_ptr_array_set_size (r->metrics_lines, 0);   /* in metrics.jsonl now */
-  r->dirty = FALSE;
-  r->saved_epoch = epoch;
-  return TRUE;
-}
-
-static const char *
-meta_get (GHashTable *meta, const char *key)
-{
-  return meta ? g_hash_table_lookup (meta, key) : NULL;
-}
-
-static gboolean
-meta_get_int (GHashTable *meta, const char *key, int64_t *out)
-{
-  const char *s = meta_get (meta, key);
-  char *end = NULL;
-  if (s == NULL)
-    return FALSE;
-  *out = g_ascii_strtoll (s, &end, 10);
-  return end != s && *end == '\0';
-}
-
-static double
-meta_get_double (GHashTable *meta, const char *key, double dflt)
-{
-  const char *s = meta_get (meta, key);
-  return s ? g_ascii_strtod (s, NULL) : dflt;
-}
-
-/* Restores the optimizer state and the position from the run folder (the model's tensors are
- * already loaded). */
-static gboolean
-load_checkpoint_state (Run *r, GError **error)
-{
-  VlModel *m = r->m;
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, "optimizer.safetensors", NULL);
-  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
-  if (st == NULL)
-    return FALSE;
-  GHashTable *meta = vl_safetensors_metadata (st);
-  if (g_strcmp0 (meta_get (meta, "format"), "vitlab-optimizer") != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a vitlab optimizer state", path);
-      return FALSE;
-    }
-  g_autofree char *sha = vl_run_params_sha256 (m);
-  if (g_strcmp0 (meta_get (meta, "model_sha256"), sha) != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                   "%s: belongs to another model.safetensors than the one beside it (a save was "
-                   "interrupted between the two renames?)", path);
-      return FALSE;
-    }
-  int64_t epoch, batch, step, spe, v;
-  if (!meta_get_int (meta, "epoch", &epoch) || !meta_get_int (meta, "batch", &batch) ||
-      !meta_get_int (meta, "global_step", &step))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no epoch, batch or global_step", path);
-      return FALSE;
-    }
-  if (meta_get_int (meta, "steps_per_epoch", &spe) && spe != r->spe)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                   "%s: the run had %" G_GINT64_FORMAT " batches per epoch, now %" G_GINT64_FORMAT
-                   " (batch size or data changed)", path, spe, r->spe);
-      return FALSE;
-    }
-  g_autoptr(JsonParser) p = json_parser_new ();
-  const char *steps_json = meta_get (meta, "steps");
-  JsonObject *steps = NULL;
-  if (steps_json && json_parser_load_from_data (p, steps_json, -1, NULL) &&
-      JSON_NODE_HOLDS_OBJECT (json_parser_get_root (p)))
-    steps = json_node_get_object (json_parser_get_root (p));
-  for (int i = 0; i < vl_model_n_tensors (m); i++)
-    {
-      const char *name = vl_model_tensor_name (m, i);
-      g_autofree char *n1 = g_strconcat ("exp_avg.", name, NULL);
-      g_autofree char *n2 = g_strconcat ("exp_avg_sq.", name, NULL);
-      int64_t tstep = 0;
-      vl_json_get_int (steps, name, &tstep);
-      if (!vl_safetensors_lookup (st, n1))
-        {
-          if (tstep > 0)
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor %s", path, n1);
-              return FALSE;
-            }
-          continue;
-        }
-      int64_t numel;
-      vl_model_tensor_data (m, i, NULL, NULL, &numel);
-      const VlTensorInfo *t1 = NULL, *t2 = NULL;
-      g_autofree float *ea = vl_safetensors_read_f32 (st, n1, &t1, error);
-      if (ea == NULL)
-        return FALSE;
-      g_autofree float *eas = vl_safetensors_read_f32 (st, n2, &t2, error);
-      if (eas == NULL)
-        return FALSE;
-      if (t1->numel != numel || t2->numel != numel)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the moments of %s have %"
-                       G_GINT64_FORMAT " elements, the tensor %" G_GINT64_FORMAT, path, name,
-                       t1->numel != numel ? t1->numel : t2->numel, numel);
-          return FALSE;
-        }
-      vl_model_tensor_set_optim_state (m, i, ea, eas, (int) tstep);
-    }
-  const char *sched = meta_get (meta, "unlock_schedule");
-  if (sched)
-    {
-      int n;
-      VlUnlockStep *s = vl_unlock_schedule_parse (sched, &n, error);
-      if (s == NULL)
-        {
-          g_prefix_error (error, "%s: ", path);
-          return FALSE;
-        }
-      g_free (r->sched);
-      r->sched = s;
-      r->n_sched = n;
-    }
-  r->epoch = (int) epoch;
-  r->batch = (int) batch;
-  r->step = step;
-  r->loss_sum = meta_get_double (meta, "train_loss_sum", 0.0);
-  r->seen = meta_get_int (meta, "train_seen", &v) ? v : 0;
-  r->best_val = meta_get_double (meta, "best_val_loss", INFINITY);
-  r->best_epoch = meta_get_int (meta, "best_epoch", &v) ? (int) v : -1;
-  r->bad_epochs = meta_get_int (meta, "bad_epochs", &v) ? (int) v : 0;
-  r->saved_epoch = (int) epoch;
-  return TRUE;
-}
-
-/* On resume: the run.json there must describe the same data. */
-static gboolean
-check_run_data (Run *r, GError **error)
-{
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, "run.json", NULL);
-  JsonObject *root = NULL;
-  g_autoptr(JsonParser) parser = vl_json_load_object_file (path, &root, error);
-  if (parser == NULL)
-    return FALSE;
-  g_free (r->created);
-  r->created = g_strdup (vl_json_get_str (root, "created"));
-  JsonObject *data = vl_json_object_member (root, "data");
-  /* the typed form of a path stays while the path does */
-  JsonObject *bb = vl_json_object_member (root, "backbone");
-  const char *typed = vl_json_get_str (bb, "path_typed");
-  if (typed && g_strcmp0 (vl_json_get_str (bb, "path"), r->backbone_path) == 0)
-    {
-      g_free (r->backbone_typed);
-      r->backbone_typed = g_strdup (typed);
-    }
-  typed = vl_json_get_str (data, "spec_typed");
-  if (typed && r->data_spec && g_strcmp0 (vl_json_get_str (data, "spec"), r->data_spec) == 0)
-    {
-      g_free (r->data_typed);
-      r->data_typed = g_strdup (typed);
-    }
-  g_auto(GStrv) classes = vl_json_get_strv (data, "classes");
-  JsonObject *split = vl_json_object_member (data, "split");
-  int64_t n_train = -1, n_val = -1;
-  vl_json_get_int (split, "train", &n_train);
-  vl_json_get_int (split, "val", &n_val);
-  const int K = vl_dataset_n_classes (r->ds);
-  gboolean same = classes && (int) g_strv_length (classes) == K && n_train == r->n_train &&
-                  n_val == r->n_val;
-  for (int k = 0; same && k < K; k++)
-    same = g_strcmp0 (classes[k], r->class_names[k]) == 0;
-  if (!same)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                   "%s: the run was trained on other data (%d classes, %" G_GINT64_FORMAT " + %"
-                   G_GINT64_FORMAT " images; now %s: %d classes, %d + %d images)", path,
-                   classes ? (int) g_strv_length (classes) : 0, n_train, n_val,
-                   vl_dataset_description (r->ds), K, r->n_train, r->n_val);
-      return FALSE;
-    }
-  return TRUE;
 }
 
 /* ---- setup ---- */
@@ -1691,9 +1073,9 @@ setup (Run *r, GError **error)
     {
       /* without a checkpoint (the run never saved one) it starts again from epoch 0 */
       g_autofree char *mpath = g_build_filename (c->out_dir, "model.safetensors", NULL);
-      if (!check_run_data (r, error) ||
+      if (!vl_train_check_run_data (r, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
-                                     !load_checkpoint_state (r, error) ||
+                                     !vl_train_load_checkpoint_state (r, error) ||
                                      (dense_task (r) && !load_dense_head_state (r, error)))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
@@ -1727,7 +1109,7 @@ setup (Run *r, GError **error)
 
   if (c->out_dir && (!c->resume || !t->run_has_checkpoint))
     {
-      g_autofree char *run = run_json (r);
+      g_autofree char *run = vl_train_run_json (r);
       g_autofree char *path = g_build_filename (c->out_dir, "run.json", NULL);
       if (!vl_write_file_atomic (path, run, -1, error))
         return FALSE;
@@ -1745,7 +1127,7 @@ setup (Run *r, GError **error)
   ev->steps_per_epoch = r->spe;
   ev->total_steps = r->total_steps;
   ev->start_epoch = r->epoch;
-  ev->skipped = skipped_strv (r->ds);
+  ev->skipped = vl_train_skipped_strv (r->ds);
   post (t, ev);
   return TRUE;
 }
@@ -2751,13 +2133,13 @@ run_epochs (Run *r, GError **error)
         }
       else
         r->bad_epochs++;
-      g_ptr_array_add (r->metrics_lines, metrics_line (&e));
+      g_ptr_array_add (r->metrics_lines, vl_train_metrics_line (&e));
       r->loss_sum = 0;
       r->seen = 0;
       r->batch = 0;
       if (c->out_dir)
         {
-          if (!save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
+          if (!vl_train_save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
             {
               g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
               metrics_clear (&e);
@@ -2790,7 +2172,7 @@ run_epochs (Run *r, GError **error)
     }
   if (o == STOPPED)
     {
-      if (c->out_dir && r->dirty && !save_checkpoint (r, r->epoch, r->batch, FALSE, error))
+      if (c->out_dir && r->dirty && !vl_train_save_checkpoint (r, r->epoch, r->batch, FALSE, error))
         {
           g_prefix_error (error, "saving the checkpoint at the stop: ");
           return VL_TRAIN_END_FAILED;
@@ -2820,7 +2202,7 @@ worker (gpointer data)
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_FINISHED, r.epoch, r.step);
   ev->end = end;
   ev->error = error;
-  ev->skipped = r.ds ? skipped_strv (r.ds) : NULL;
+  ev->skipped = r.ds ? vl_train_skipped_strv (r.ds) : NULL;
   run_clear (&r);
   if (t->model)
     vl_model_set_cancellable (t->model, NULL);   /* the model handed back runs freely */

@@ -1,0 +1,121 @@
+/* vl-trainer-private.h: the worker's run (Run: the model, data, heads, cache and counters of one
+ * training run) and what vl-trainer.c (the worker, the step loop) and vl-train-save.c (run.json,
+ * metrics.jsonl, checkpoints and resuming) share. Engine-internal. */
+#pragma once
+
+#include "vl-trainer.h"
+#include "vl-eta.h"
+#include "vl-safetensors.h"
+
+typedef struct {
+  float   *data;       /* (n, numel) activations at the lock boundary */
+  guint8  *ok;         /* (n) the image decoded */
+  uint8_t *masks;      /* (n, S, S) segmentation: the items' masks at the input size */
+  float   *boxes;      /* (n, max_boxes, 4) detection: the items' boxes at the input size */
+  int     *box_labels; /* (n, max_boxes) */
+  int     *n_boxes;    /* (n) */
+  int      n;
+} FeatCache;
+
+typedef struct {
+  VlTrainer           *t;
+  const VlTrainConfig *cfg;
+  VlModel             *m;
+  VlDataset           *ds;
+  VlPreprocess         pp;
+  int                  S, K, n_groups, n_train, n_val;
+  VlTaskSpec           task;            /* K outputs: classes, or regression targets */
+  float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
+  float               *dout;            /* (batch, K) the loss's gradient on the outputs */
+  float               *buf_values;      /* (batch, K) regress: targets gathered from the cache */
+  /* segment: the seg head is layer group n_groups - 1, after the model's n_model_groups */
+  gboolean             seg_task;
+  VlSegHead           *seg;
+  int                  n_model_groups;
+  gboolean             seg_trains;      /* the seg head's group is unlocked */
+  gboolean             model_trains;    /* a group of the model is unlocked */
+  gboolean             seg_tok_cache;   /* the cache holds final-norm tokens (only the head trains) */
+  int                  gh, gw, T;       /* the token grid at the input size */
+  float               *seg_dz;          /* (batch, S, S, K) */
+  float               *seg_dtok;        /* (batch, T, W) */
+  uint8_t             *buf_masks;       /* (batch, S, S) gathered from the cache */
+  float               *buf_boxes;       /* (batch, max_boxes, 4) detect: gathered likewise */
+  int                 *buf_box_labels, *buf_n_boxes;
+  /* detect: the FCOS head in the seg head's place (the same group, cache and d tokens) */
+  gboolean             det_task;
+  VlDetHead           *det;
+  int                  max_boxes;       /* room per image in batches and the cache */
+  char               **value_names;
+  char                *backbone_path, *backbone_sha;
+  char               **class_names;
+  char                *created;
+  char                *backbone_typed;  /* as given; backbone_path is absolute */
+  char                *data_spec;       /* the dataset spec with an absolute path */
+  char                *data_typed;      /* as given */
+
+  VlLoader            *train_loader;    /* images, created when first needed */
+  VlLoader            *val_loader;
+  VlDataset           *order_ds;        /* labels only: gives the cached path the loader's order */
+  VlLoader            *order_loader;
+  int64_t              spe, total_steps;
+
+  /* position: the next batch to train is (epoch, batch) */
+  int                  epoch, batch;
+  int64_t              step;
+  double               loss_sum;
+  int64_t              seen;
+  double               best_val;
+  int                  best_epoch, bad_epochs;
+  gboolean             dirty;           /* trained since the last save */
+  int                  saved_epoch;     /* epochs complete in the checkpoint on disk; -1: none */
+
+  VlUnlockStep        *sched;
+  int                  n_sched;
+  int                  unlocked;        /* applied, clamped; -1 before the first */
+  int64_t              n_trainable;
+
+  gboolean             cache_wanted, cached;   /* cached: training runs from the cache */
+  gboolean             val_cached;             /* validation runs from the cache */
+  int                  cache_checked_for;
+  int64_t              cache_numel;
+  FeatCache            ctrain, cval;
+  float               *buf;             /* (batch, numel) gathered from the cache */
+  int                 *buf_labels;
+
+  VlAdamW              opt;
+  float               *scales;
+  double              *gnorms;
+
+  int                  n_probes;
+  float               *probe_px;        /* (n_probes + 1, C, S, S): room for the user's */
+  int                 *probe_labels;
+  char               **probe_names;
+  /* the caller's probe image, taken from the trainer (vl_trainer_set_user_probe) */
+  float               *user_px;         /* (user_c, user_h, user_w); NULL: none */
+  int                  user_c, user_h, user_w;
+  guint64              user_serial;     /* the trainer's serial last seen */
+  guint64              user_probe;      /* the serial of user_px (0: none) */
+
+  GPtrArray           *metrics_lines;
+  double               step_s_ema, ips_ema, val_seconds;
+  gint64               last_step_time;
+  /* the pass PROGRESS events report (progress_begin) */
+  VlTrainPhase         phase;
+  VlEta                eta;
+  int64_t              phase_done;
+  gint64               progress_posted;
+  /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
+  FeatCache            ntrain, nval;
+  int                  next_unlocked;
+  gboolean             next_ready;
+  double               train_seconds;   /* of this epoch, in this session */
+  int64_t              session_seen;    /* images trained in this epoch, in this session */
+} Run;
+
+VlSafetensorsWriter *vl_train_dense_head_writer (const Run *r);
+char **vl_train_skipped_strv (VlDataset *ds);
+gboolean vl_train_check_run_data (Run *r, GError **error);
+gboolean vl_train_load_checkpoint_state (Run *r, GError **error);
+char *vl_train_metrics_line (const VlEpochMetrics *e);
+char *vl_train_run_json (Run *r);
+gboolean vl_train_save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error);
