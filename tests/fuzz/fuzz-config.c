@@ -86,6 +86,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       g_assert (g->input_size >= g->patch && g->input_size <= VL_MAX_INPUT_SIZE);
       g_assert (g->crop_pct >= VL_MIN_CROP_PCT && g->crop_pct <= VL_MAX_CROP_PCT);
       g_assert (g->heads >= 1 && g->width % g->heads == 0);
+      g_assert (g->eps > 0 && g->eps <= 1);
       for (int c = 0; c < g->in_chans && c < 4; c++)
         g_assert (isfinite (g->mean[c]) && isfinite (g->std[c]) && g->std[c] > 0);
     }
