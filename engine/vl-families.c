@@ -84,6 +84,23 @@ config_number (const Config *c, JsonObject *o, const char *key, double *out, gbo
   return TRUE;
 }
 
+/* LayerNorm's epsilon as a file declares it (a config key, the weights' metadata): above 0 and
+ * at most 1, also as the float kept. A negative one gave NaN outputs, and one beyond a float's
+ * range (1e300) infinity, with which every LayerNorm put out its bias alone: a prediction from
+ * nothing, without an error. */
+static gboolean
+set_eps (VlGeometry *g, const char *file, const char *key, double v, GError **error)
+{
+  if (!(v > 0 && v <= 1 && (float) v > 0))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: \"%s\" is %g; LayerNorm's epsilon "
+                   "must be above 0 and at most 1 (1e-6 in timm's ViTs)", file, key, v);
+      return FALSE;
+    }
+  g->eps = (float) v;
+  return TRUE;
+}
+
 /* A count a config file declares (a head count): an integer in [1, limit], checked before it
  * is converted, so that no value of the file reaches a cast it does not fit. */
 static gboolean
@@ -719,13 +736,17 @@ timm_blocks (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
   g->eps = 1e-6f;
   GHashTable *meta = vl_safetensors_metadata (s->st);
   const char *meta_eps = meta ? g_hash_table_lookup (meta, "layer_norm_eps") : NULL;
+  const char *eps_key = NULL;
   if (config_number (c, c->root, "layer_norm_eps", &v, &ok, error) ||
-      config_number (c, args, "layer_norm_eps", &v, &ok, error) ||
-      config_number (c, args, "norm_eps", &v, &ok, error))
-    g->eps = (float) v;
-  else if (ok && meta_eps)
-    g->eps = (float) g_ascii_strtod (meta_eps, NULL);
+      config_number (c, args, "layer_norm_eps", &v, &ok, error))
+    eps_key = "layer_norm_eps";
+  else if (config_number (c, args, "norm_eps", &v, &ok, error))
+    eps_key = "norm_eps";
   if (!ok)
+    return FALSE;
+  if (eps_key != NULL ? !set_eps (g, c->path, eps_key, v, error)
+      : meta_eps != NULL && !set_eps (g, s->file, "layer_norm_eps",
+                                      g_ascii_strtod (meta_eps, NULL), error))
     return FALSE;
 
   /* the config must agree with the tensors */
@@ -1061,8 +1082,9 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   if (!resolve_heads (m, s, c, heads, error))
     return FALSE;
   g->eps = 1e-12f;   /* transformers' default, and what its ViTs use */
-  if (config_number (c, r, "layer_norm_eps", &v, &ok, error))
-    g->eps = (float) v;
+  if (config_number (c, r, "layer_norm_eps", &v, &ok, error) &&
+      !set_eps (g, c->path, "layer_norm_eps", v, error))
+    return FALSE;
   if (!ok)
     return FALSE;
   const char *act = config_string (r, "hidden_act");

@@ -216,6 +216,74 @@ test_config_mean_std_range (void)
                          "\"mean\" : [\n      -9e99", "mean", "float's range");
 }
 
+/* A random small timm ViT saved without a config (its layer_norm_eps only in the safetensors
+ * metadata), that value overwritten in place by `first` and then `rest` repeated: refused,
+ * naming the weights' file. Unedited, it loads (the control). */
+static void
+assert_metadata_eps_refused (char first, char rest)
+{
+  VlGeometry g;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_geometry_parse ("img=8,patch=4,chans=1,width=12,depth=1,heads=3", &g,
+                                    &error));
+  g_autoptr(VlModel) m = vl_model_new_random (&g, 3, 1);
+  g_free (g.family);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *st = g_build_filename (dir, "model.safetensors", NULL);
+  g_assert_true (vl_model_save (m, st, &error));
+  g_autoptr(VlModel) control = vl_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_autofree char *bytes = NULL;
+  gsize len = 0;
+  g_assert_true (g_file_get_contents (st, &bytes, &len, &error));
+  /* in the JSON header, after its 8-byte length (which holds NULs) */
+  g_assert_cmpuint (len, >, 8);
+  char *key = g_strstr_len (bytes + 8, (gssize) len - 8, "\"layer_norm_eps\"");
+  g_assert_nonnull (key);
+  char *open = strchr (key + strlen ("\"layer_norm_eps\""), '"');
+  char *close = strchr (open + 1, '"');
+  g_assert_cmpint (close - open, >, 3);
+  open[1] = first;
+  memset (open + 2, rest, (size_t) (close - open - 2));
+  g_autofree char *edited = write_bytes (dir, "model.safetensors", bytes, len);
+  g_autoptr(VlModel) bad = vl_model_load (dir, &error);
+  g_assert_null (bad);
+  assert_error_names (error, st, "layer_norm_eps", "at most 1", NULL);
+}
+
+/* LayerNorm's epsilon: one beyond a float's range (1e300) became infinity, with which every
+ * LayerNorm put out its bias alone (a prediction from nothing, no error); a negative one NaN.
+ * Read from a timm config, from the weights' metadata and from a Hugging Face config. */
+static void
+test_config_layer_norm_eps (void)
+{
+  const char *eps = "\"layer_norm_eps\" : 9.9999999999999995e-07";
+  assert_config_refused (eps, "\"layer_norm_eps\" : 1e300", "layer_norm_eps", "at most 1");
+  assert_config_refused (eps, "\"layer_norm_eps\" : -1e-6", "layer_norm_eps", "above 0");
+  assert_config_refused (eps, "\"layer_norm_eps\" : 0", "layer_norm_eps", "above 0");
+  assert_config_refused (eps, "\"layer_norm_eps\" : 1e-60", "layer_norm_eps", "above 0");
+
+  assert_metadata_eps_refused ('1', '0');   /* 1e21 */
+  assert_metadata_eps_refused ('-', '1');
+  assert_metadata_eps_refused ('n', 'a');   /* "naaa...": no number, read as 0 */
+
+  g_autofree char *hf = vl_test_data_path ("fam-hf-vit", NULL);
+  g_autofree char *d = checkpoint_with_config (hf, "\"layer_norm_eps\": 1e-12",
+                                               "\"layer_norm_eps\": 1e300");
+  g_autofree char *cfg = g_build_filename (d, "config.json", NULL);
+  g_autoptr(GError) e = NULL;
+  g_autoptr(VlModel) bad = vl_model_load (d, &e);
+  g_assert_null (bad);
+  assert_error_names (e, cfg, "layer_norm_eps", "at most 1", NULL);
+
+  /* the shipped backbone's own value still loads */
+  g_autofree char *dir = backbone_with_config (NULL, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (vl_model_geometry (m)->eps, ==, 1e-6f);
+}
+
 static void
 test_config_heads (void)
 {
@@ -1113,6 +1181,7 @@ main (int argc, char **argv)
   g_test_add_func ("/hardening/config/cli-classify", test_config_cli_classify);
   g_test_add_func ("/hardening/config/heads", test_config_heads);
   g_test_add_func ("/hardening/config/mean-std-range", test_config_mean_std_range);
+  g_test_add_func ("/hardening/config/layer-norm-eps", test_config_layer_norm_eps);
   g_test_add_func ("/hardening/weights/non-finite", test_weights_non_finite);
   g_test_add_func ("/hardening/weights/too-large", test_weights_too_large);
   g_test_add_func ("/hardening/forward/non-finite", test_forward_non_finite);

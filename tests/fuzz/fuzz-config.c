@@ -17,6 +17,7 @@
 #include "vl-model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define TINY_GEOMETRY "img=8,patch=4,chans=1,width=12,depth=2,heads=3"
@@ -61,6 +62,18 @@ make_hf_checkpoint (void)
   return dir;
 }
 
+static const char *const names[] = { "config.json", "open_clip_config.json",
+                                     "preprocessor_config.json" };
+static guint64 counts[G_N_ELEMENTS (names)];   /* inputs per file, printed at exit */
+
+static void
+print_counts (void)
+{
+  fprintf (stderr, "fuzz-config: inputs as %s %" G_GUINT64_FORMAT ", %s %" G_GUINT64_FORMAT
+           ", %s %" G_GUINT64_FORMAT "\n", names[0], counts[0], names[1], counts[1], names[2],
+           counts[2]);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -69,10 +82,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     {
       tiny = make_checkpoint ();
       hf = make_hf_checkpoint ();
+      atexit (print_counts);
     }
-  static const char *names[] = { "config.json", "open_clip_config.json",
-                                 "preprocessor_config.json" };
   int which = size > 0 ? data[0] % 3 : 0;
+  counts[which]++;
   const char *dir = which == 2 ? hf : tiny;
   g_autofree char *cfg = g_build_filename (dir, names[which], NULL);
   fuzz_write_file (cfg, data + (size > 0), size - (size > 0));
@@ -86,6 +99,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       g_assert (g->input_size >= g->patch && g->input_size <= VL_MAX_INPUT_SIZE);
       g_assert (g->crop_pct >= VL_MIN_CROP_PCT && g->crop_pct <= VL_MAX_CROP_PCT);
       g_assert (g->heads >= 1 && g->width % g->heads == 0);
+      g_assert (g->eps > 0 && g->eps <= 1);
       for (int c = 0; c < g->in_chans && c < 4; c++)
         g_assert (isfinite (g->mean[c]) && isfinite (g->std[c]) && g->std[c] > 0);
     }

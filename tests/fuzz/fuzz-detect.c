@@ -1,12 +1,16 @@
 /* fuzz-detect.c: the box annotations of a detection folder (vl_dataset_open with
- * options.detect), the first byte picking the format and so the file that is the input:
+ * options.detect), the first byte picking the format and the file that is the input:
  *   0  COCO: annotations/instances_train.json (instances_val.json valid)
  *   1  YOLO: labels/train/a.txt (classes.txt and labels/val/b.txt valid)
  *   2  YOLO: data.yaml, its names (no classes.txt; the label files valid)
  *   3  Pascal VOC: Annotations/a.xml (Annotations/b.xml and ImageSets/Main valid)
- * Each format has its own folder, made once at start-up with two fixed 8 x 8 PNGs (a.png in
- * train, b.png in val). The set must open or be refused with an error, and the first items it
- * lists must load with their boxes. */
+ *   4  Pascal VOC: the list ImageSets/Main/train.txt (val.txt and both annotations valid)
+ *   5  Pascal VOC: the list ImageSets/Main/val.txt (train.txt and both annotations valid)
+ *   6  YOLO: classes.txt (the label files valid)
+ * Each choice has its own folder, made once at start-up with two fixed 8 x 8 PNGs (a.png in
+ * train, b.png in val) and the valid files of its format, so that only the input's file
+ * changes from one input to the next. The set must open or be refused with an error, and the
+ * first items it lists must load with their boxes. */
 #include "fuzz-common.h"
 #include "vl-dataset.h"
 
@@ -17,10 +21,31 @@ static const char coco_val[] =
   " \"annotations\": [{\"id\": 1, \"image_id\": 7, \"category_id\": 2, \"bbox\": [1, 1, 4, 5],"
   " \"iscrowd\": 0}],\n"
   " \"categories\": [{\"id\": 1, \"name\": \"cat\"}, {\"id\": 2, \"name\": \"dog\"}]}\n";
+static const char voc_train[] =
+  "<annotation><filename>a.png</filename><size><width>8</width><height>8</height>"
+  "<depth>3</depth></size><object><name>cat</name><bndbox><xmin>2</xmin><ymin>1</ymin>"
+  "<xmax>7</xmax><ymax>5</ymax></bndbox></object></annotation>\n";
 static const char voc_val[] =
   "<annotation><filename>b.png</filename><size><width>8</width><height>8</height>"
   "<depth>3</depth></size><object><name>dog</name><bndbox><xmin>1</xmin><ymin>2</ymin>"
   "<xmax>6</xmax><ymax>7</ymax></bndbox></object></annotation>\n";
+
+enum { COCO, YOLO, YAML, VOC };
+
+/* By the first byte % N_CHOICES: the folder's format, its name, the input's file. */
+#define N_CHOICES 7
+static const struct {
+  int         format;
+  const char *folder, *input;
+} choices[N_CHOICES] = {
+  { COCO, "coco", "annotations/instances_train.json" },
+  { YOLO, "yolo", "labels/train/a.txt" },
+  { YAML, "yaml", "data.yaml" },
+  { VOC, "voc", "Annotations/a.xml" },
+  { VOC, "voc-train-list", "ImageSets/Main/train.txt" },
+  { VOC, "voc-val-list", "ImageSets/Main/val.txt" },
+  { YOLO, "yolo-classes", "classes.txt" },
+};
 
 /* Writes text to root/rel (its folder made). */
 static void
@@ -43,26 +68,32 @@ images (const char *root, const char *train_dir, const char *val_dir)
   fuzz_write_png (v, "b.png", 8, 8, 3);
 }
 
-/* The four folders (coco, yolo, yaml, voc) under fuzz_dir (). */
+/* Makes root, a valid folder of that format (the input's file then replaces one of its files;
+ * COCO's instances_train.json is always the input). */
 static void
-make_folders (char *roots[4])
+make_folder (const char *root, int format)
 {
-  static const char *const names[4] = { "coco", "yolo", "yaml", "voc" };
-  for (int f = 0; f < 4; f++)
-    roots[f] = fuzz_mkdirs (names[f]);
-  images (roots[0], "images/train", "images/val");
-  put (roots[0], "annotations/instances_val.json", coco_val);
-  for (int f = 1; f <= 2; f++)
+  switch (format)
     {
-      images (roots[f], "images/train", "images/val");
-      put (roots[f], "labels/train/a.txt", "0 0.5 0.5 0.25 0.5\n");
-      put (roots[f], "labels/val/b.txt", "1 0.5 0.5 0.5 0.5\n");
+    case COCO:
+      images (root, "images/train", "images/val");
+      put (root, "annotations/instances_val.json", coco_val);
+      break;
+    case YOLO:
+    case YAML:
+      images (root, "images/train", "images/val");
+      put (root, "labels/train/a.txt", "0 0.5 0.5 0.25 0.5\n");
+      put (root, "labels/val/b.txt", "1 0.5 0.5 0.5 0.5\n");
+      if (format == YOLO)
+        put (root, "classes.txt", "cat\ndog\n");
+      break;
+    default:
+      images (root, "JPEGImages", "JPEGImages");
+      put (root, "ImageSets/Main/train.txt", "a\n");
+      put (root, "ImageSets/Main/val.txt", "b\n");
+      put (root, "Annotations/a.xml", voc_train);
+      put (root, "Annotations/b.xml", voc_val);
     }
-  put (roots[1], "classes.txt", "cat\ndog\n");
-  images (roots[3], "JPEGImages", "JPEGImages");
-  put (roots[3], "ImageSets/Main/train.txt", "a\n");
-  put (roots[3], "ImageSets/Main/val.txt", "b\n");
-  put (roots[3], "Annotations/b.xml", voc_val);
 }
 
 /* Loads the first items of each split with their boxes. */
@@ -92,17 +123,18 @@ load_items (VlDataset *ds)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  static char *roots[4];
-  static const char *const inputs[4] = {
-    "annotations/instances_train.json", "labels/train/a.txt", "data.yaml", "Annotations/a.xml",
-  };
+  static char *roots[N_CHOICES];
   if (roots[0] == NULL)
     {
       fuzz_fatal_criticals ();
-      make_folders (roots);
+      for (int c = 0; c < N_CHOICES; c++)
+        {
+          roots[c] = fuzz_mkdirs (choices[c].folder);
+          make_folder (roots[c], choices[c].format);
+        }
     }
-  int which = size > 0 ? data[0] % 4 : 0;
-  g_autofree char *path = g_build_filename (roots[which], inputs[which], NULL);
+  int which = size > 0 ? data[0] % N_CHOICES : 0;
+  g_autofree char *path = g_build_filename (roots[which], choices[which].input, NULL);
   fuzz_write_file (path, data + (size > 0), size - (size > 0));
 
   VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;

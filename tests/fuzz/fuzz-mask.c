@@ -1,9 +1,15 @@
-/* fuzz-mask.c: a mask-pair segmentation folder (images/{train,val}/ and masks/{train,val}/)
- * whose masks/train/a.png (first byte even) or labels.txt (odd; the mask then valid) is the
- * input. The images are two fixed 4 x 4 PNGs and the validation mask a valid one of classes 0
- * and 1, made once at start-up. vl_dataset_open must open the set or refuse it with an error, and
- * every item's mask must load (vl_dataset_load_mask) or be refused, its values within the classes
- * or 255, and so must its target (vl_dataset_load_target with a mask). */
+/* fuzz-mask.c: the files of a segmentation folder, the first byte (% 4) picking which is the
+ * input:
+ *   0  a mask-pair folder's (images/{train,val}/, masks/{train,val}/) masks/train/a.png
+ *   1  the same folder's labels.txt (the mask then valid)
+ *   2  a Pascal VOC layout's list ImageSets/Segmentation/train.txt (val.txt valid)
+ *   3  a Pascal VOC layout's list ImageSets/Segmentation/val.txt (train.txt valid)
+ * The images are fixed 4 x 4 PNGs (a.png for training, b.png for validation) and the other
+ * masks valid ones of classes 0 and 1, made once at start-up; the two VOC layouts (JPEGImages/,
+ * SegmentationClass/) are folders of their own. vl_dataset_open must open the set or refuse it
+ * with an error, and the first items' masks must load (vl_dataset_load_mask) or be refused,
+ * their values within the classes or 255, and so must their targets (vl_dataset_load_target
+ * with a mask). */
 #include "fuzz-common.h"
 #include "vl-dataset.h"
 
@@ -22,7 +28,7 @@ save_valid_mask (const char *path)
 }
 
 static char *
-make_folder (void)
+make_mask_pair_folder (void)
 {
   char *root = fuzz_mkdirs ("maskpair");
   static const char *const split[2] = { "train", "val" };
@@ -39,7 +45,33 @@ make_folder (void)
   return root;
 }
 
-/* Every item's mask, alone and as a target. */
+/* A Pascal VOC segmentation layout: JPEGImages/{a,b}.png, SegmentationClass/{a,b}.png and the
+ * lists ImageSets/Segmentation/{train,val}.txt ("a", "b"). */
+static char *
+make_voc_folder (const char *name)
+{
+  char *root = fuzz_mkdirs (name);
+  g_autofree char *jdir = g_build_filename (root, "JPEGImages", NULL);
+  g_autofree char *sdir = g_build_filename (root, "SegmentationClass", NULL);
+  g_autofree char *ldir = g_build_filename (root, "ImageSets", "Segmentation", NULL);
+  g_assert (g_mkdir_with_parents (jdir, 0700) == 0 && g_mkdir_with_parents (sdir, 0700) == 0 &&
+            g_mkdir_with_parents (ldir, 0700) == 0);
+  static const char *const stem[2] = { "a", "b" };
+  for (int s = 0; s < 2; s++)
+    {
+      g_autofree char *png = g_strconcat (stem[s], ".png", NULL);
+      g_autofree char *list = g_strconcat (s == 0 ? "train" : "val", ".txt", NULL);
+      g_autofree char *mask = g_build_filename (sdir, png, NULL);
+      g_autofree char *line = g_strconcat (stem[s], "\n", NULL);
+      g_autofree char *lpath = g_build_filename (ldir, list, NULL);
+      fuzz_write_png (jdir, png, 4, 4, 3);
+      save_valid_mask (mask);
+      fuzz_write_file (lpath, line, strlen (line));
+    }
+  return root;
+}
+
+/* The first items' masks (a list may name one image many times), alone and as targets. */
 static void
 load_masks (VlDataset *ds)
 {
@@ -49,7 +81,7 @@ load_masks (VlDataset *ds)
   uint8_t target_mask[4 * 4];
   int K = vl_dataset_n_classes (ds);
   for (int s = 0; s < 2; s++)
-    for (int i = 0; i < vl_dataset_n_items (ds, s); i++)
+    for (int i = 0; i < MIN (vl_dataset_n_items (ds, s), 8); i++)
       {
         int w = 0, h = 0;
         g_autoptr(GError) e = NULL;
@@ -68,34 +100,45 @@ load_masks (VlDataset *ds)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  static char *root, *mask, *labels;
+  static char *root, *mask, *labels, *voc[2], *voc_list[2];
   static int last = -1;   /* which file the earlier input was */
   if (root == NULL)
     {
       fuzz_fatal_criticals ();
-      root = make_folder ();
+      root = make_mask_pair_folder ();
       mask = g_build_filename (root, "masks", "train", "a.png", NULL);
       labels = g_build_filename (root, "labels.txt", NULL);
+      voc[0] = make_voc_folder ("voc-train-list");
+      voc[1] = make_voc_folder ("voc-val-list");
+      voc_list[0] = g_build_filename (voc[0], "ImageSets", "Segmentation", "train.txt", NULL);
+      voc_list[1] = g_build_filename (voc[1], "ImageSets", "Segmentation", "val.txt", NULL);
     }
-  int which = size > 0 ? data[0] % 2 : 0;
+  int which = size > 0 ? data[0] % 4 : 0;
   const uint8_t *in = data + (size > 0);
   size_t n = size - (size > 0);
+  const char *folder = root;
   if (which == 0)
     {
       fuzz_write_file (mask, in, n);
       g_unlink (labels);
     }
-  else
+  else if (which == 1)
     {
       if (last != 1)
         save_valid_mask (mask);
       fuzz_write_file (labels, in, n);
     }
-  last = which;
+  else
+    {
+      folder = voc[which - 2];
+      fuzz_write_file (voc_list[which - 2], in, n);
+    }
+  if (which <= 1)
+    last = which;
 
   VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;
   g_autoptr(GError) error = NULL;
-  VlDataset *ds = vl_dataset_open (root, &opt, &error);
+  VlDataset *ds = vl_dataset_open (folder, &opt, &error);
   if (ds == NULL)
     g_assert (error != NULL);
   else
