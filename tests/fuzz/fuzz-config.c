@@ -12,7 +12,7 @@
  * input, and with the shipped backbone's 680,000 values that, not the config, was most of the
  * time. The configs in corpus/config declare this geometry, so that they reach the checks after
  * the tensors' shapes. $VITLAB_FUZZ_BACKBONE (a folder with model.safetensors) replaces the
- * small weights. */
+ * small weights; $VITLAB_FUZZ_CONFIG_FILE=0|1|2 gives every input to one of the three files. */
 #include "fuzz-common.h"
 #include "vl-model.h"
 
@@ -84,7 +84,15 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       hf = make_hf_checkpoint ();
       atexit (print_counts);
     }
-  int which = size > 0 ? data[0] % 3 : 0;
+  /* $VITLAB_FUZZ_CONFIG_FILE (0, 1, 2) pins the file, so that one parser gets a run of its own
+   * (the first byte is still taken) */
+  static int pinned = -2;
+  if (pinned == -2)
+    {
+      const char *env = g_getenv ("VITLAB_FUZZ_CONFIG_FILE");
+      pinned = env && env[0] >= '0' && env[0] <= '2' && env[1] == '\0' ? env[0] - '0' : -1;
+    }
+  int which = pinned >= 0 ? pinned : size > 0 ? data[0] % 3 : 0;
   counts[which]++;
   const char *dir = which == 2 ? hf : tiny;
   g_autofree char *cfg = g_build_filename (dir, names[which], NULL);
