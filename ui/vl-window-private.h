@@ -340,6 +340,9 @@ void  vl_window_apply_preset     (VlWindow *self, int preset);
 /* A named recipe of vl-preset.h (demo, rotate, scenes): its backbone, data, task and
  * hyperparameters in the panels; an error for a name without a backbone. */
 void  vl_window_apply_named_preset (VlWindow *self, const char *name);
+/* "win.open-preset": a recipe of the training panel by its id (linear-probe, last-blocks, full,
+ * progressive), else a named recipe of vl-preset.h. */
+void  vl_window_open_preset      (VlWindow *self, const char *id);
 void  vl_window_config_from_ui   (VlWindow *self, VlTrainConfig *cfg);
 void  vl_window_start_training   (VlWindow *self, gboolean resume);
 void  vl_window_toggle_pause     (VlWindow *self);

@@ -634,6 +634,18 @@ vl_window_apply_named_preset (VlWindow *self, const char *name)
   vl_window_update_actions (self);
 }
 
+void
+vl_window_open_preset (VlWindow *self, const char *id)
+{
+  for (int i = 0; i < VL_PRESET_CUSTOM; i++)
+    if (g_str_equal (id, preset_ids[i]))
+      {
+        vl_window_apply_preset (self, i);
+        return;
+      }
+  vl_window_apply_named_preset (self, id);
+}
+
 static void
 open_run_done (GObject *source, GAsyncResult *result, gpointer user_data)
 {

@@ -150,21 +150,11 @@ action_use_fashion_mnist_scenes (GtkWidget *widget, const char *name, GVariant *
   vl_window_open_data (self, spec);
 }
 
-/* A named recipe of vl-preset.h (the Demos menu, --preset NAME). */
+/* A recipe by its id: the training panel's, or a demo of vl-preset.h (the Demos menu, --preset). */
 static void
 action_open_preset (GtkWidget *widget, const char *name, GVariant *param)
 {
-  /* the training panel's recipes by their ids (as its dropdown chooses them), else a demo of
-   * vl-preset.h with its backbone and data */
-  static const char *recipes[] = { "linear-probe", "last-blocks", "full", "progressive" };
-  const char *id = g_variant_get_string (param, NULL);
-  for (guint i = 0; i < G_N_ELEMENTS (recipes); i++)
-    if (g_str_equal (id, recipes[i]))
-      {
-        vl_window_apply_preset (VL_WINDOW (widget), (int) i);
-        return;
-      }
-  vl_window_apply_named_preset (VL_WINDOW (widget), id);
+  vl_window_open_preset (VL_WINDOW (widget), g_variant_get_string (param, NULL));
 }
 
 static void
