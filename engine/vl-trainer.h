@@ -87,6 +87,7 @@
 #include "vl-task.h"
 #include "vl-seg-head.h"
 #include "vl-detect.h"
+#include "vl-head.h"
 
 G_BEGIN_DECLS
 
@@ -228,22 +229,7 @@ typedef struct {
   float   grad_norm;         /* global gradient norm before clipping */
 } VlStepPoint;
 
-typedef struct {
-  VlTaskKind   task;         /* which of val (classify) and reg (regress) holds the metrics */
-  int          epoch;        /* 0-based */
-  int64_t      step;         /* global steps done at its end */
-  int          unlocked;     /* groups that trained (clamped to the model's count) */
-  gboolean     cached;       /* trained from the frozen-feature cache */
-  double       lr;           /* at its last step */
-  double       train_loss;   /* mean over its images (with label smoothing) */
-  VlEvalResult val;          /* classify */
-  VlRegressResult reg;       /* regress: MAE, RMSE, R² per target; predictions for a scatter */
-  VlSegResult  seg;          /* segment: loss, mIoU, per-class IoU and accuracy, aAcc, mAcc */
-  VlDetResult  det;          /* detect: loss, COCO AP, AP50, AP75, AR@100, per-class AP */
-  double       seconds;      /* training + validation */
-  double       images_per_s; /* training throughput */
-  gboolean     best;         /* lowest validation loss so far */
-} VlEpochMetrics;
+/* VlEpochMetrics (one epoch's metrics, tagged by task) is declared in vl-head.h. */
 
 typedef struct {
   VlTrainEventKind kind;

@@ -1,0 +1,429 @@
+/* test-head.c: the head interface (vl-head.h) against the direct calls it wraps, bit for bit —
+ * the model's own head (classify: vl_task_loss + vl_model_backward_from (VL_GRAD_LOGITS), and
+ * the fused vl_model_backward; regress), the seg heads (vl_seg_head_forward, vl_seg_batch_loss,
+ * vl_seg_head_backward, VL_GRAD_TOKENS) and the FCOS head (vl_det_head_forward, _loss,
+ * _backward) — outputs, losses, every parameter gradient of the model and of the head, and the
+ * metrics; then central finite differences of the classify head's loss through the interface
+ * against the gradients its backward gives. */
+#include "vl-test-util.h"
+#include "vl-head.h"
+
+#include <math.h>
+#include <string.h>
+
+#define NB 3      /* images */
+#define S 16      /* input side */
+#define PATCH 4
+#define WIDTH 16
+
+typedef struct {
+  VlModel *m;
+  float   *x;     /* (NB, 3, S, S) */
+  float  **grads; /* every tensor's gradient after a backward */
+} Fixture;
+
+static VlModel *
+tiny_model (int n_classes)
+{
+  g_autoptr(GError) error = NULL;
+  VlGeometry geo;
+  g_assert_true (vl_geometry_parse ("img=16,patch=4,chans=3,width=16,depth=2,heads=2,mlp=32",
+                                    &geo, &error));
+  VlModel *m = vl_model_new_random (&geo, n_classes > 0 ? n_classes : 2, 11);
+  if (n_classes == 0)
+    vl_model_set_head (m, VL_HEAD_NONE, 0, 0, 0);
+  /* signal on every path: timm's initialisation leaves the norms equal and the head at zero */
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      int64_t n;
+      float *p = vl_model_tensor_data (m, i, NULL, NULL, &n);
+      for (int64_t k = 0; k < n; k++)
+        p[k] += (float) (0.2 * sin (0.7 * k + 1.3 * i));
+    }
+  vl_model_lock (m, vl_model_n_groups (m));
+  return m;
+}
+
+static float *
+images (void)
+{
+  float *x = g_new (float, NB * 3 * S * S);
+  for (int i = 0; i < NB * 3 * S * S; i++)
+    x[i] = (float) sin (i * 0.37);
+  return x;
+}
+
+/* Every trainable tensor's gradient, copied. */
+static float **
+copy_grads (VlModel *m)
+{
+  float **g = g_new0 (float *, vl_model_n_tensors (m));
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      int64_t n;
+      vl_model_tensor_data (m, i, NULL, NULL, &n);
+      const float *gi = vl_model_tensor_grad (m, i);
+      g[i] = gi ? g_memdup2 (gi, sizeof (float) * n) : NULL;
+    }
+  return g;
+}
+
+static void
+assert_same_grads (VlModel *m, float **want)
+{
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    {
+      int64_t n;
+      vl_model_tensor_data (m, i, NULL, NULL, &n);
+      const float *gi = vl_model_tensor_grad (m, i);
+      g_assert_true ((gi == NULL) == (want[i] == NULL));
+      if (gi && memcmp (gi, want[i], sizeof (float) * n) != 0)
+        g_test_fail_printf ("%s: the gradient differs", vl_model_tensor_name (m, i));
+    }
+}
+
+static void
+free_grads (VlModel *m, float **g)
+{
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    g_free (g[i]);
+  g_free (g);
+}
+
+static void
+assert_same_params (VlHeadParam *p, int n, float **want)
+{
+  for (int i = 0; i < n; i++)
+    if (memcmp (p[i].grad, want[i], sizeof (float) * p[i].numel) != 0)
+      g_test_fail_printf ("%s: the head's gradient differs", p[i].name);
+}
+
+/* ------------------------------------------------------------------ the model's own head */
+
+static void
+test_model_classify (void)
+{
+  g_autoptr(GError) error = NULL;
+  const int K = 4;
+  g_autoptr(VlModel) m = tiny_model (K);
+  g_autofree float *x = images ();
+  const int labels[NB] = { 2, 0, 3 };
+  VlTaskSpec t = { .kind = VL_TASK_CLASSIFY, .n_outputs = K, .label_smoothing = 0.1f };
+
+  /* direct: the task's loss, the backward from the logits */
+  g_autofree float *dout = g_new (float, NB * K);
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  g_autofree float *logits = g_memdup2 (vl_model_logits (m), sizeof (float) * NB * K);
+  double l_direct = vl_task_loss (&t, vl_model_logits (m), labels, NULL, NB, dout);
+  g_assert_true (vl_model_backward_from (m, VL_GRAD_LOGITS, dout, &error));
+  float **want = copy_grads (m);
+
+  /* the fused entry point gives the same (it is the thin wrapper) */
+  double l_fused;
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  g_assert_true (vl_model_backward (m, labels, 0.1f, &l_fused, &error));
+  g_assert_cmpfloat (l_fused, ==, l_direct);
+  assert_same_grads (m, want);
+
+  /* through the interface */
+  g_autoptr(VlHead) h = vl_head_new_model (&t);
+  g_assert_true (vl_head_in_model (h));
+  g_assert_cmpint (vl_head_reads (h), ==, VL_HEAD_READS_LOGITS);
+  g_assert_cmpstr (vl_head_name (h), ==, "model");
+  g_assert_null (vl_head_file (h));
+  g_assert_null (vl_head_writer (h));
+  int np;
+  g_assert_null (vl_head_params (h, &np));
+  g_assert_cmpint (np, ==, 0);
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  const float *out = vl_head_forward (h, vl_head_input (h, m), NB);
+  g_assert_cmpmem (out, sizeof (float) * NB * K, logits, sizeof (float) * NB * K);
+  VlBatch b = { .labels = labels, .n = NB };
+  g_assert_cmpfloat (vl_head_loss (h, &b), ==, l_direct);
+  g_assert_true (vl_head_backward (h, m, FALSE, &error));   /* in the model: it always runs */
+  assert_same_grads (m, want);
+
+  /* metrics: as vl_eval_result over the same logits */
+  VlEvalResult direct = { 0 };
+  vl_eval_result_begin (&direct, K);
+  vl_eval_result_add (&direct, logits, labels, NB);
+  vl_eval_result_end (&direct);
+  VlEpochMetrics e = { 0 };
+  const int items[NB] = { 0, 1, 2 };
+  b.indices = items;
+  vl_head_metrics_begin (h, &e, NULL, VL_SPLIT_VAL);
+  g_assert_true (vl_head_metrics_add (h, &e, &b, &error));
+  vl_head_metrics_end (h, &e);
+  g_assert_cmpint (e.task, ==, VL_TASK_CLASSIFY);
+  g_assert_cmpfloat (e.val.loss, ==, direct.loss);
+  g_assert_cmpfloat (e.val.top1, ==, direct.top1);
+  g_assert_cmpfloat (vl_epoch_metrics_val_loss (&e), ==, direct.loss);
+  g_assert_cmpmem (e.val.confusion, sizeof (int64_t) * K * K, direct.confusion,
+                   sizeof (int64_t) * K * K);
+  vl_eval_result_clear (&direct);
+  vl_eval_result_clear (&e.val);
+  free_grads (m, want);
+}
+
+static void
+test_model_regress (void)
+{
+  g_autoptr(GError) error = NULL;
+  enum { K = 2 };
+  g_autoptr(VlModel) m = tiny_model (K);
+  g_autofree float *x = images ();
+  const float values[NB * K] = { 10, -1, 30, 2, -5, 0.5f };
+  float mean[K] = { 8, 0.5f }, std[K] = { 12, 1.5f };
+  VlTaskSpec t = { .kind = VL_TASK_REGRESS, .n_outputs = K, .reg_loss = VL_REG_LOSS_SMOOTH_L1,
+                   .mean = mean, .std = std };
+  g_autofree float *dout = g_new (float, NB * K);
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  g_autofree float *pred = g_memdup2 (vl_model_logits (m), sizeof (float) * NB * K);
+  double l_direct = vl_task_loss (&t, vl_model_logits (m), NULL, values, NB, dout);
+  g_assert_true (vl_model_backward_from (m, VL_GRAD_LOGITS, dout, &error));
+  float **want = copy_grads (m);
+
+  g_autoptr(VlHead) h = vl_head_new_model (&t);
+  mean[0] = std[0] = 0;   /* copied by the head */
+  t.mean = (const float[]) { 8, 0.5f };
+  t.std = (const float[]) { 12, 1.5f };
+  g_assert_cmpint (vl_head_task (h), ==, VL_TASK_REGRESS);
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  vl_head_forward (h, vl_head_input (h, m), NB);
+  const int items[NB] = { 4, 5, 6 };
+  VlBatch b = { .values = values, .n_values = K, .indices = items, .n = NB };
+  g_assert_cmpfloat (vl_head_loss (h, &b), ==, l_direct);
+  g_assert_true (vl_head_backward (h, m, TRUE, &error));
+  assert_same_grads (m, want);
+
+  VlRegressResult direct = { 0 };
+  vl_regress_result_begin (&direct, K);
+  vl_regress_result_add (&direct, &t, pred, values, items, NB);
+  vl_regress_result_end (&direct);
+  VlEpochMetrics e = { 0 };
+  vl_head_metrics_begin (h, &e, NULL, VL_SPLIT_VAL);
+  g_assert_true (vl_head_metrics_add (h, &e, &b, &error));
+  vl_head_metrics_end (h, &e);
+  g_assert_cmpint (e.task, ==, VL_TASK_REGRESS);
+  g_assert_cmpfloat (e.reg.loss, ==, direct.loss);
+  g_assert_cmpfloat (e.reg.mae_mean, ==, direct.mae_mean);
+  g_assert_cmpfloat (e.reg.r2_mean, ==, direct.r2_mean);
+  g_assert_cmpmem (e.reg.pred, sizeof (float) * NB * K, direct.pred, sizeof (float) * NB * K);
+  g_assert_cmpmem (e.reg.items, sizeof (int) * NB, items, sizeof (int) * NB);
+  vl_regress_result_clear (&direct);
+  vl_regress_result_clear (&e.reg);
+  free_grads (m, want);
+}
+
+/* Central differences of the classify head's loss (label smoothing 0.1) through the interface,
+ * on entries of the head, the final norm and a block, against its backward's gradients. */
+static void
+test_model_classify_fd (void)
+{
+  g_autoptr(GError) error = NULL;
+  const int K = 3;
+  g_autoptr(VlModel) m = tiny_model (K);
+  g_autofree float *x = images ();
+  const int labels[NB] = { 1, 2, 0 };
+  VlTaskSpec t = { .kind = VL_TASK_CLASSIFY, .n_outputs = K, .label_smoothing = 0.1f };
+  g_autoptr(VlHead) h = vl_head_new_model (&t);
+  VlBatch b = { .labels = labels, .n = NB };
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  vl_head_forward (h, vl_head_input (h, m), NB);
+  vl_head_loss (h, &b);
+  g_assert_true (vl_head_backward (h, m, TRUE, &error));
+  float **g = copy_grads (m);
+  const char *names[] = { "head.weight", "head.bias", "norm.weight", "blocks.1.mlp.fc2.weight",
+                          "blocks.0.attn.qkv.weight" };
+  int checked = 0;
+  for (guint n = 0; n < G_N_ELEMENTS (names); n++)
+    {
+      int ti = vl_model_find_tensor (m, names[n]);
+      g_assert_cmpint (ti, >=, 0);
+      int64_t numel;
+      float *p = vl_model_tensor_data (m, ti, NULL, NULL, &numel);
+      for (int64_t k = 0; k < numel; k += 1 + numel / 6)
+        {
+          const float p0 = p[k], eps = 1e-2f;
+          double l[2];
+          for (int s = 0; s < 2; s++)
+            {
+              p[k] = p0 + (s ? -eps : eps);
+              vl_model_tensor_data (m, ti, NULL, NULL, NULL);
+              g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_INFER, &error));
+              vl_head_forward (h, vl_head_input (h, m), NB);
+              l[s] = vl_head_loss (h, &b);
+            }
+          p[k] = p0;
+          vl_model_tensor_data (m, ti, NULL, NULL, NULL);
+          double fd = (l[0] - l[1]) / (2.0 * eps), an = g[ti][k];
+          if (!(fabs (fd - an) <= 2e-2 * MAX (fabs (fd), fabs (an)) + 2e-4))
+            g_test_fail_printf ("%s[%" G_GINT64_FORMAT "]: finite differences %.7g, backward "
+                                "%.7g", names[n], k, fd, an);
+          checked++;
+        }
+    }
+  g_assert_cmpint (checked, >=, 20);
+  free_grads (m, g);
+}
+
+/* ------------------------------------------------------------------ the seg heads */
+
+static void
+test_seg (gconstpointer data)
+{
+  const VlSegHeadKind kind = GPOINTER_TO_INT (data);
+  g_autoptr(GError) error = NULL;
+  const int K = 3;
+  g_autoptr(VlModel) m = tiny_model (0);
+  g_autofree float *x = images ();
+  g_autofree uint8_t *masks = g_new (uint8_t, NB * S * S);
+  for (int i = 0; i < NB * S * S; i++)
+    masks[i] = (uint8_t) (i % 11 == 0 ? 255 : (i / 7) % K);
+  VlHeadGrid grid;
+  vl_head_grid_of (m, S, &grid);
+  g_assert_cmpint (grid.T, ==, 1 + 16);
+  g_autoptr(VlHead) h = vl_head_new_seg (vl_seg_head_new (kind, WIDTH, K, 5), &grid);
+  VlSegHead *seg = vl_head_seg (h);
+  g_assert_nonnull (seg);
+  g_assert_null (vl_head_det (h));
+  g_assert_false (vl_head_in_model (h));
+  g_assert_cmpstr (vl_head_file (h), ==, VL_RUN_SEG_HEAD);
+  const gsize nz = (gsize) NB * S * S * K, nt = (gsize) NB * grid.T * WIDTH;
+
+  /* direct */
+  g_autofree float *dz = g_new (float, nz);
+  g_autofree float *dtok = g_new (float, nt);
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  const float *z = vl_seg_head_forward (seg, vl_model_tokens_final (m), NB, grid.T, 1, 4, 4, S,
+                                        S);
+  g_autofree float *z_direct = g_memdup2 (z, sizeof (float) * nz);
+  double l_direct = vl_seg_batch_loss (dz, z, masks, NB, S * S, K);
+  vl_seg_head_backward (seg, dz, dtok);
+  g_assert_true (vl_model_backward_from (m, VL_GRAD_TOKENS, dtok, &error));
+  float **want = copy_grads (m);
+  int np;
+  VlHeadParam *p = vl_head_params (h, &np);
+  g_assert_cmpint (np, ==, vl_seg_head_n_tensors (seg));
+  float **want_head = g_new (float *, np);
+  for (int i = 0; i < np; i++)
+    want_head[i] = g_memdup2 (p[i].grad, sizeof (float) * p[i].numel);
+
+  /* through the interface */
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  const float *out = vl_head_forward (h, vl_head_input (h, m), NB);
+  g_assert_cmpmem (out, sizeof (float) * nz, z_direct, sizeof (float) * nz);
+  VlBatch b = { .masks = masks, .n = NB };
+  g_assert_cmpfloat (vl_head_loss (h, &b), ==, l_direct);
+  g_assert_true (vl_head_backward (h, m, TRUE, &error));
+  assert_same_grads (m, want);
+  assert_same_params (p, np, want_head);
+  g_assert_cmpmem (h->d_in, sizeof (float) * nt, dtok, sizeof (float) * nt);
+
+  /* the model frozen: only the head's gradients */
+  memset (p[0].grad, 0, sizeof (float) * p[0].numel);
+  vl_head_forward (h, vl_head_input (h, m), NB);
+  vl_head_loss (h, &b);
+  g_assert_true (vl_head_backward (h, m, FALSE, &error));
+  assert_same_params (p, np, want_head);
+
+  /* its file and the restore */
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, VL_RUN_SEG_HEAD, NULL);
+  {
+    g_autoptr(VlSafetensorsWriter) w = vl_head_writer (h);
+    g_assert_true (vl_safetensors_writer_write (w, path, &error));
+  }
+  g_autoptr(VlHead) h2 = vl_head_new_seg (vl_seg_head_new (kind, WIDTH, K, 99), &grid);
+  g_assert_true (vl_head_restore (h2, dir, &error));
+  int np2;
+  VlHeadParam *p2 = vl_head_params (h2, &np2);
+  for (int i = 0; i < np; i++)
+    g_assert_cmpmem (p2[i].data, sizeof (float) * p[i].numel, p[i].data,
+                     sizeof (float) * p[i].numel);
+  g_autoptr(VlHead) other = vl_head_new_seg (vl_seg_head_new (kind == VL_SEG_HEAD_LINEAR
+                                                              ? VL_SEG_HEAD_UPCONV
+                                                              : VL_SEG_HEAD_LINEAR, WIDTH, K, 1),
+                                             &grid);
+  g_assert_false (vl_head_restore (other, dir, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_MISMATCH);
+  g_assert_nonnull (strstr (error->message, path));
+
+  for (int i = 0; i < np; i++)
+    g_free (want_head[i]);
+  g_free (want_head);
+  free_grads (m, want);
+}
+
+/* ------------------------------------------------------------------ the FCOS head */
+
+static void
+test_det (void)
+{
+  g_autoptr(GError) error = NULL;
+  enum { K = 3, M = 2 };
+  g_autoptr(VlModel) m = tiny_model (0);
+  g_autofree float *x = images ();
+  const float boxes[NB * M * 4] = { 1, 1, 9, 10, 6, 2, 15, 8,   2, 3, 14, 15, 0, 0, 0, 0,
+                                    0, 0, 0, 0, 0, 0, 0, 0 };
+  const int box_labels[NB * M] = { 1, 2, 2, 0, 0, 0 };
+  const int n_boxes[NB] = { 2, 1, 0 };
+  VlHeadGrid grid;
+  vl_head_grid_of (m, S, &grid);
+  g_autoptr(VlHead) h = vl_head_new_det (vl_det_head_new (WIDTH, K, 3), &grid);
+  VlDetHead *det = vl_head_det (h);
+  g_assert_nonnull (det);
+  g_assert_cmpstr (vl_head_file (h), ==, VL_RUN_DET_HEAD);
+  const gsize nt = (gsize) NB * grid.T * WIDTH;
+
+  /* direct */
+  g_autofree float *dtok = g_new (float, nt);
+  VlFcosTarget tg[NB];
+  for (int j = 0; j < NB; j++)
+    tg[j] = (VlFcosTarget) { boxes + j * M * 4, box_labels + j * M, n_boxes[j] };
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  vl_det_head_forward (det, vl_model_tokens_final (m), NB, grid.T, 1, 4, 4, PATCH);
+  const gsize nc = (gsize) NB * vl_det_head_n_locations (det) * K;
+  g_autofree float *cls = g_memdup2 (vl_det_head_cls_logits (det), sizeof (float) * nc);
+  double l_direct = vl_det_head_loss (det, tg, NULL);
+  vl_det_head_backward (det, dtok);
+  g_assert_true (vl_model_backward_from (m, VL_GRAD_TOKENS, dtok, &error));
+  float **want = copy_grads (m);
+  int np;
+  VlHeadParam *p = vl_head_params (h, &np);
+  g_assert_cmpint (np, ==, 6);
+  float **want_head = g_new (float *, np);
+  for (int i = 0; i < np; i++)
+    want_head[i] = g_memdup2 (p[i].grad, sizeof (float) * p[i].numel);
+
+  /* through the interface */
+  g_assert_true (vl_model_forward (m, x, NB, S, S, VL_FORWARD_TRAIN, &error));
+  const float *out = vl_head_forward (h, vl_head_input (h, m), NB);
+  g_assert_cmpmem (out, sizeof (float) * nc, cls, sizeof (float) * nc);
+  VlBatch b = { .boxes = boxes, .box_labels = box_labels, .n_boxes = n_boxes, .max_boxes = M,
+                .n = NB };
+  g_assert_cmpfloat (vl_head_loss (h, &b), ==, l_direct);
+  g_assert_true (vl_head_backward (h, m, TRUE, &error));
+  assert_same_grads (m, want);
+  assert_same_params (p, np, want_head);
+  g_assert_cmpmem (h->d_in, sizeof (float) * nt, dtok, sizeof (float) * nt);
+  g_assert_cmpint (vl_head_n_params (h), ==, vl_det_head_n_params (det));
+
+  for (int i = 0; i < np; i++)
+    g_free (want_head[i]);
+  g_free (want_head);
+  free_grads (m, want);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/head/model/classify", test_model_classify);
+  g_test_add_func ("/head/model/regress", test_model_regress);
+  g_test_add_func ("/head/model/classify-finite-differences", test_model_classify_fd);
+  g_test_add_data_func ("/head/seg/linear", GINT_TO_POINTER (VL_SEG_HEAD_LINEAR), test_seg);
+  g_test_add_data_func ("/head/seg/upconv", GINT_TO_POINTER (VL_SEG_HEAD_UPCONV), test_seg);
+  g_test_add_func ("/head/fcos", test_det);
+  return g_test_run ();
+}
