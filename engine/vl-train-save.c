@@ -335,10 +335,14 @@ vl_train_save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **
   for (guint i = 0; i < r->metrics_lines->len; i++)
     g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
 
-  g_autoptr(VlSafetensorsWriter) sw = vl_train_dense_head_writer (r);
+  /* a head outside the model has its file in the group (vl-head.h); the model's own is in
+   * model.safetensors (then the head file's name goes unused) */
+  g_autoptr(VlSafetensorsWriter) sw = vl_head_writer (r->head);
+  const char *head_file = vl_head_file (r->head);
   gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
-                                               r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD,
-                                               r->seg, best, run, metrics->str, error);
+                                               head_file ? head_file : VL_RUN_SEG_HEAD,
+                                               vl_head_seg (r->head), best, run, metrics->str,
+                                               error);
   g_string_free (metrics, TRUE);
   g_ptr_array_unref (names);
   if (!ok)

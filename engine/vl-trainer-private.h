@@ -5,6 +5,7 @@
 
 #include "vl-trainer.h"
 #include "vl-eta.h"
+#include "vl-head.h"
 #include "vl-safetensors.h"
 
 typedef struct {
@@ -26,24 +27,22 @@ typedef struct {
   int                  S, K, n_groups, n_train, n_val;
   VlTaskSpec           task;            /* K outputs: classes, or regression targets */
   float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
-  float               *dout;            /* (batch, K) the loss's gradient on the outputs */
-  float               *buf_values;      /* (batch, K) regress: targets gathered from the cache */
-  /* segment: the seg head is layer group n_groups - 1, after the model's n_model_groups */
-  gboolean             seg_task;
-  VlSegHead           *seg;
+  /* the task's head (vl-head.h): the model's own, or one outside the model over its final-norm
+   * tokens (segment, detect) that is layer group n_groups - 1, after the model's
+   * n_model_groups */
+  VlHead              *head;
   int                  n_model_groups;
-  gboolean             seg_trains;      /* the seg head's group is unlocked */
+  gboolean             head_trains;     /* a head outside the model: its group is unlocked */
   gboolean             model_trains;    /* a group of the model is unlocked */
-  gboolean             seg_tok_cache;   /* the cache holds final-norm tokens (only the head trains) */
-  int                  gh, gw, T;       /* the token grid at the input size */
-  float               *seg_dz;          /* (batch, S, S, K) */
-  float               *seg_dtok;        /* (batch, T, W) */
-  uint8_t             *buf_masks;       /* (batch, S, S) gathered from the cache */
-  float               *buf_boxes;       /* (batch, max_boxes, 4) detect: gathered likewise */
+  gboolean             tok_cache;       /* the cache holds final-norm tokens (only the head
+                                         * outside the model trains) */
+  VlHeadGrid           grid;            /* the token grid at the input size */
+  /* a batch's targets gathered from the cache, as the dataset has them */
+  float               *buf_values;      /* (batch, K) regress */
+  uint8_t             *buf_masks;       /* (batch, S, S) segment */
+  float               *buf_boxes;       /* (batch, max_boxes, 4) detect */
   int                 *buf_box_labels, *buf_n_boxes;
-  /* detect: the FCOS head in the seg head's place (the same group, cache and d tokens) */
-  gboolean             det_task;
-  VlDetHead           *det;
+  int                 *buf_items;       /* (batch) the items' indices in their split */
   int                  max_boxes;       /* room per image in batches and the cache */
   char               **value_names;
   char                *backbone_path, *backbone_sha;
@@ -112,7 +111,6 @@ typedef struct {
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
 
-VlSafetensorsWriter *vl_train_dense_head_writer (const Run *r);
 char **vl_train_skipped_strv (VlDataset *ds);
 gboolean vl_train_check_run_data (Run *r, GError **error);
 gboolean vl_train_load_checkpoint_state (Run *r, GError **error);

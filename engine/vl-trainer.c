@@ -130,8 +130,7 @@ struct _VlTrainer {
   gint            ref_count;
   VlTrainConfig   cfg;
   VlModel        *model;        /* the worker's while it runs */
-  VlSegHead      *seg_head;     /* segmentation: the trained head, once the worker has ended */
-  VlDetHead      *det_head;     /* detection: likewise */
+  VlHead         *head;         /* the task's head, once the worker has ended (vl-head.h) */
   VlDataset      *ds;
   VlTrainerNotify notify;
   gpointer        notify_data;
@@ -235,8 +234,7 @@ vl_trainer_unref (VlTrainer *t)
   if (t->notify_destroy)
     t->notify_destroy (t->notify_data);
   vl_model_free (t->model);
-  vl_seg_head_free (t->seg_head);
-  vl_det_head_free (t->det_head);
+  vl_head_free (t->head);
   vl_dataset_free (t->ds);
   vl_run_unlock (t->run_lock);
   g_object_unref (t->cancel);
@@ -400,7 +398,7 @@ vl_trainer_get_seg_head (VlTrainer *t)
   vl_mutex_lock (&t->lock);
   gboolean done = t->done;
   vl_mutex_unlock (&t->lock);
-  return done ? t->seg_head : NULL;
+  return done ? vl_head_seg (t->head) : NULL;
 }
 
 VlDetHead *
@@ -409,7 +407,7 @@ vl_trainer_get_det_head (VlTrainer *t)
   vl_mutex_lock (&t->lock);
   gboolean done = t->done;
   vl_mutex_unlock (&t->lock);
-  return done ? t->det_head : NULL;
+  return done ? vl_head_det (t->head) : NULL;
 }
 
 VlDataset *
@@ -553,60 +551,12 @@ vl_train_skipped_strv (VlDataset *ds)
   return v;
 }
 
-/* A head outside the model reads its final-norm token grid (segment, detect): the last layer
- * group, the token cache, d tokens into vl_model_backward_from. */
+/* The task's head lives outside the model (segment, detect): it reads the final-norm token
+ * grid, is the last layer group, and is cached from the tokens when only it trains. */
 static gboolean
-dense_task (const Run *r)
+head_outside (const Run *r)
 {
-  return r->seg_task || r->det_task;
-}
-
-/* A dense task's head as every head outside the model is handled (vl-head-param.h): its
- * parameters, the file it has in a checkpoint group and what that file says of it. */
-static VlHeadParam *
-dense_head_params (const Run *r, int *n, const char **file, const char **format,
-                   const char **kind_key, const char **kind)
-{
-  *file = r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD;
-  *format = r->det ? "vitlab-det-head" : "vitlab-seg-head";
-  *kind_key = r->det ? "det_head" : "seg_head";
-  *kind = r->det ? "fcos" : vl_seg_head_kind_name (vl_seg_head_kind (r->seg));
-  return r->det ? vl_det_head_params (r->det, n) : vl_seg_head_params (r->seg, n);
-}
-
-/* The head's file of a checkpoint (its tensors, moments and step counts); NULL without one. */
-VlSafetensorsWriter *
-vl_train_dense_head_writer (const Run *r)
-{
-  if (r->seg == NULL && r->det == NULL)
-    return NULL;
-  int n;
-  const char *file, *format, *key, *kind;
-  VlHeadParam *p = dense_head_params (r, &n, &file, &format, &key, &kind);
-  return vl_head_params_writer (p, n, format, key, kind);
-}
-
-/* On resume of a segmentation or detection run: the head and its AdamW state from its file. */
-static gboolean
-load_dense_head_state (Run *r, GError **error)
-{
-  int n;
-  const char *file, *format, *key, *kind;
-  VlHeadParam *p = dense_head_params (r, &n, &file, &format, &key, &kind);
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, file, NULL);
-  g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
-  if (st == NULL)
-    return FALSE;
-  const char *saved = g_hash_table_lookup (vl_safetensors_metadata (st), key);
-  if (saved && strcmp (saved, kind) != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: a %s head, the run trains a %s head",
-                   path, saved, kind);
-      return FALSE;
-    }
-  g_autofree char *what = g_strdup_printf ("%s %s head the run trains", kind,
-                                           r->det ? "detection" : "segmentation");
-  return vl_head_params_restore (p, n, st, what, error);
+  return !vl_head_in_model (r->head);
 }
 
 /* Detection: image si's boxes of one (n, max_boxes) store into image di's of another. */
@@ -650,19 +600,13 @@ run_clear (Run *r)
   g_free (r->buf_boxes);
   g_free (r->buf_box_labels);
   g_free (r->buf_n_boxes);
-  g_free (r->seg_dz);
-  g_free (r->seg_dtok);
-  if (r->seg && r->t->seg_head == NULL)
-    r->t->seg_head = r->seg;   /* handed back with the model (vl_trainer_get_seg_head) */
+  g_free (r->buf_items);
+  if (r->head && r->t->head == NULL)
+    r->t->head = r->head;   /* handed back with the model (vl_trainer_get_seg_head) */
   else
-    vl_seg_head_free (r->seg);
-  if (r->det && r->t->det_head == NULL)
-    r->t->det_head = r->det;   /* handed back with the model (vl_trainer_get_det_head) */
-  else
-    vl_det_head_free (r->det);
+    vl_head_free (r->head);
   g_free (r->tmean);
   g_free (r->tstd);
-  g_free (r->dout);
   g_strfreev (r->value_names);
   g_free (r->sched);
   g_free (r->scales);
@@ -804,7 +748,6 @@ setup_task (Run *r, GError **error)
                        "the detect task)", vl_dataset_description (r->ds));
           return FALSE;
         }
-      r->det_task = TRUE;
       r->K = vl_dataset_n_classes (r->ds);
       r->max_boxes = MAX (vl_dataset_max_boxes (r->ds), 1);
     }
@@ -823,7 +766,6 @@ setup_task (Run *r, GError **error)
                        vl_dataset_description (r->ds));
           return FALSE;
         }
-      r->seg_task = TRUE;
       r->K = vl_dataset_n_classes (r->ds);
     }
   else if (c->task == VL_TASK_CLASSIFY)
@@ -858,49 +800,57 @@ setup_task (Run *r, GError **error)
       r->task.std = r->tstd;
     }
   r->task.n_outputs = r->K;
-  r->dout = g_new (float, (gsize) c->batch_size * r->K);
   return TRUE;
 }
 
-/* The task's head: the model's own (classify, regress), or none on the model and a seg or FCOS
- * head over its final-norm tokens. */
+/* The task's head (vl-head.h): the model's own (classify, regress), or none on the model and a
+ * seg or FCOS head over its final-norm token grid at the input size (img_size, when given). */
 static gboolean
 setup_head (Run *r, GError **error)
 {
   const VlTrainConfig *c = r->cfg;
-  if (r->seg_task)
-    {
-      /* no classification head: the seg head reads the final-norm tokens */
-      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-      r->seg = vl_seg_head_new (c->seg_head, vl_model_geometry (r->m)->width, r->K, c->seed);
-      if (r->seg == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
-                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
-                       vl_model_geometry (r->m)->width, r->K,
-                       c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width divisible "
-                       "by 4)" : "");
-          return FALSE;
-        }
-    }
-  else if (r->det_task)
-    {
-      vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-      r->det = vl_det_head_new (vl_model_geometry (r->m)->width, r->K, c->seed);
-      if (r->det == NULL)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
-                       "classes (background included: 2 to 1000)", r->K);
-          return FALSE;
-        }
-    }
-  else
+  if (c->task == VL_TASK_CLASSIFY || c->task == VL_TASK_REGRESS)
     {
       vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
       vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
                                                              ? r->value_names
                                                              : r->class_names));
+      r->head = vl_head_new_model (&r->task);
+      return TRUE;
     }
+  /* no classification head: the head outside the model reads the final-norm tokens */
+  vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
+  const VlGeometry *g = vl_model_geometry (r->m);
+  g_autoptr(VlSegHead) seg = NULL;
+  g_autoptr(VlDetHead) det = NULL;
+  if (c->task == VL_TASK_SEGMENT &&
+      (seg = vl_seg_head_new (c->seg_head, g->width, r->K, c->seed)) == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
+                   "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
+                   g->width, r->K, c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width "
+                   "divisible by 4)" : "");
+      return FALSE;
+    }
+  if (c->task == VL_TASK_DETECT && (det = vl_det_head_new (g->width, r->K, c->seed)) == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
+                   "classes (background included: 2 to 1000)", r->K);
+      return FALSE;
+    }
+  if (c->img_size > 0)
+    {
+      if (c->img_size % g->patch != 0 || c->img_size > 4096)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "img-size %d: must be a multiple "
+                       "of the patch size %d (and at most 4096)", c->img_size, g->patch);
+          return FALSE;
+        }
+      r->pp.size = r->S = c->img_size;
+    }
+  vl_head_grid_of (r->m, r->S, &r->grid);
+  r->head = seg ? vl_head_new_seg (g_steal_pointer (&seg), &r->grid)
+                : vl_head_new_det (g_steal_pointer (&det), &r->grid);
   return TRUE;
 }
 
@@ -1010,34 +960,16 @@ setup (Run *r, GError **error)
   r->m = t->model;
   r->backbone_sha = sha256_file (r->backbone_path);
 
+  vl_preprocess_from_model (r->m, &r->pp);
+  r->S = r->pp.size;
   if (!setup_head (r, error))
     return FALSE;
   /* a stop interrupts a pass between two blocks */
   vl_model_set_cancellable (r->m, r->t->cancel);
   vl_model_set_pool (r->m, c->pool);
   r->n_model_groups = r->n_groups = vl_model_n_groups (r->m);
-  vl_preprocess_from_model (r->m, &r->pp);
-  r->S = r->pp.size;
-  if (dense_task (r))
-    {
-      const VlGeometry *g = vl_model_geometry (r->m);
-      r->n_groups++;   /* the seg or det head: the last group */
-      if (c->img_size > 0)
-        {
-          if (c->img_size % g->patch != 0 || c->img_size > 4096)
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "img-size %d: must be a multiple "
-                           "of the patch size %d (and at most 4096)", c->img_size, g->patch);
-              return FALSE;
-            }
-          r->pp.size = r->S = c->img_size;
-        }
-      r->gh = r->gw = r->S / g->patch;
-      r->T = g->n_prefix + r->gh * r->gw;
-      if (r->seg_task)
-        r->seg_dz = g_new (float, (gsize) c->batch_size * r->S * r->S * r->K);
-      r->seg_dtok = g_new (float, (gsize) c->batch_size * r->T * g->width);
-    }
+  if (head_outside (r))
+    r->n_groups++;   /* the head outside the model: the last group */
 
   /* one image through the preprocessing catches a memory dataset of another shape */
   {
@@ -1076,7 +1008,7 @@ setup (Run *r, GError **error)
       if (!vl_train_check_run_data (r, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
                                      !vl_train_load_checkpoint_state (r, error) ||
-                                     (dense_task (r) && !load_dense_head_state (r, error)))))
+                                     !vl_head_restore (r->head, c->out_dir, error))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
@@ -1095,9 +1027,9 @@ setup (Run *r, GError **error)
   r->opt.weight_decay = (float) c->weight_decay;
   r->scales = g_new (float, r->n_groups);
   vl_train_layer_scales (r->m, c->layer_decay, r->scales);
-  if (dense_task (r))
+  if (head_outside (r))
     {
-      /* the seg head takes the top layer id, one above the model's top group (which has none
+      /* the head outside the model takes the top layer id, one above the model's top group (which has none
        * of its own head now): the model's scales move one decay step down */
       for (int g = 0; g < r->n_model_groups; g++)
         r->scales[g] *= (float) c->layer_decay;
@@ -1166,7 +1098,7 @@ apply_unlock (Run *r)
               vl_model_set_group_trainable (r->m, g, TRUE);
             want++;
           }
-      r->seg_trains = dense_task (r) && r->n_groups - 1 < 64 &&
+      r->head_trains = head_outside (r) && r->n_groups - 1 < 64 &&
                       (r->cfg->unlock_mask & (G_GUINT64_CONSTANT (1) << (r->n_groups - 1)));
     }
   else
@@ -1174,23 +1106,23 @@ apply_unlock (Run *r)
       want = MIN (vl_unlock_schedule_at (r->sched, r->n_sched, r->epoch), r->n_groups);
       if (want == r->unlocked)
         return;
-      /* segmentation: the seg head is the last group, the model's follow it */
-      vl_model_lock (r->m, dense_task (r) ? MAX (want - 1, 0) : want);
-      r->seg_trains = dense_task (r) && want >= 1;
+      /* a head outside the model is the last group, the model's follow it */
+      vl_model_lock (r->m, head_outside (r) ? MAX (want - 1, 0) : want);
+      r->head_trains = head_outside (r) && want >= 1;
     }
   r->unlocked = want;
   r->n_trainable = vl_model_n_trainable (r->m);
   r->model_trains = r->n_trainable > 0;
-  if (r->seg_trains)
-    r->n_trainable += r->det ? vl_det_head_n_params (r->det) : vl_seg_head_n_params (r->seg);
+  if (r->head_trains)
+    r->n_trainable += vl_head_n_params (r->head);
   r->cached = r->val_cached = FALSE;
   cache_free (&r->ctrain);
   cache_free (&r->cval);
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
   ev->unlocked = want;
   ev->n_trainable = r->n_trainable;
-  int64_t numel = dense_task (r) && !r->model_trains
-                  ? (int64_t) r->T * vl_model_geometry (r->m)->width
+  int64_t numel = head_outside (r) && !r->model_trains
+                  ? vl_head_input_numel (r->head)
                   : vl_model_boundary_numel (r->m, r->S, r->S);
   ev->cached = r->cache_wanted && r->cfg->augment == VL_AUGMENT_NONE && numel > 0 &&
                (double) numel * sizeof (float) * (r->n_train + r->n_val) <=
@@ -1217,9 +1149,11 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *ne
   fc->n = n;
   fc->data = g_try_new (float, (gsize) n * r->cache_numel);
   fc->ok = g_new0 (guint8, MAX (n, 1));
-  if (r->seg_task)
+  /* the targets the dataset has beside its labels (a segmentation dataset is trained for the
+   * segment task only, a detection dataset for detect: setup_task) */
+  if (vl_dataset_is_segmentation (r->ds))
     fc->masks = g_try_new (uint8_t, (gsize) n * r->S * r->S);
-  if (r->det_task)
+  if (vl_dataset_is_detection (r->ds))
     {
       fc->boxes = g_new (float, (gsize) n * r->max_boxes * 4);
       fc->box_labels = g_new (int, (gsize) n * r->max_boxes);
@@ -1231,7 +1165,7 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *ne
       next->data = g_try_new (float, (gsize) n * tw);
       next->ok = g_new0 (guint8, MAX (n, 1));
     }
-  if (fc->data == NULL || (r->seg_task && fc->masks == NULL) ||
+  if (fc->data == NULL || (vl_dataset_is_segmentation (r->ds) && fc->masks == NULL) ||
       (keep_block >= 0 && next->data == NULL))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
@@ -1249,9 +1183,9 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *ne
     {
       if (should_stop (r))
         return STOPPED;
-      if (r->seg_tok_cache)
+      if (r->tok_cache)
         {
-          /* only the seg head trains: the final-norm token grid is the boundary */
+          /* only the head outside the model trains: the final-norm token grid is the boundary */
           if (!vl_model_forward (r->m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
             return failed_or_stopped (error);
           memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
@@ -1288,7 +1222,7 @@ build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *ne
 static int
 next_cache_block (Run *r, double bytes_now, int n)
 {
-  if (dense_task (r) || r->cfg->unlock_mask)   /* masks and boxes stay with the first cache */
+  if (head_outside (r) || r->cfg->unlock_mask)   /* masks and boxes stay with the first cache */
     return -1;
   int next = r->unlocked;
   for (int e = r->epoch + 1; e < r->cfg->epochs && next == r->unlocked; e++)
@@ -1309,7 +1243,7 @@ next_cache_block (Run *r, double bytes_now, int n)
 static gboolean
 adopt_next_cache (Run *r, gboolean train_too)
 {
-  const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->seg_tok_cache &&
+  const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->tok_cache &&
                         r->cache_numel == token_numel (r) &&
                         (train_too ? r->ntrain.data != NULL : r->ntrain.data == NULL);
   r->next_ready = FALSE;
@@ -1332,8 +1266,8 @@ prepare_cache (Run *r, GError **error)
   if (!r->cache_wanted || r->val_cached || r->cache_checked_for == r->unlocked)
     return OK;
   r->cache_checked_for = r->unlocked;
-  r->seg_tok_cache = dense_task (r) && !r->model_trains;
-  r->cache_numel = r->seg_tok_cache ? (int64_t) r->T * vl_model_geometry (r->m)->width
+  r->tok_cache = head_outside (r) && !r->model_trains;
+  r->cache_numel = r->tok_cache ? vl_head_input_numel (r->head)
                                     : vl_model_boundary_numel (r->m, r->S, r->S);
   if (r->cache_numel == 0)
     {
@@ -1381,11 +1315,12 @@ prepare_cache (Run *r, GError **error)
     }
   r->buf = g_renew (float, r->buf, (gsize) r->cfg->batch_size * r->cache_numel);
   r->buf_labels = g_renew (int, r->buf_labels, r->cfg->batch_size);
+  r->buf_items = g_renew (int, r->buf_items, r->cfg->batch_size);
   if (r->task.kind == VL_TASK_REGRESS)
     r->buf_values = g_renew (float, r->buf_values, (gsize) r->cfg->batch_size * r->K);
-  if (r->seg_task)
+  if (r->cval.masks)
     r->buf_masks = g_renew (uint8_t, r->buf_masks, (gsize) r->cfg->batch_size * r->S * r->S);
-  if (r->det_task && r->buf_boxes == NULL)
+  if (r->cval.boxes && r->buf_boxes == NULL)
     {
       r->buf_boxes = g_new (float, (gsize) r->cfg->batch_size * r->max_boxes * 4);
       r->buf_box_labels = g_new (int, (gsize) r->cfg->batch_size * r->max_boxes);
@@ -1571,158 +1506,111 @@ post_step (Run *r, float loss, float lr, float grad_norm, int n, gint64 now)
     t->notify (t, t->notify_data);
 }
 
-/* The final-norm tokens of a batch (images, or the cache's activations): the seg head's input.
- * flags: VL_FORWARD_TRAIN when the model trains. */
+/* What the head reads of a batch (images, or the cache's entries when from_cache): the model's
+ * forward (from the lock boundary when cached) and then its logits or final-norm tokens, or the
+ * cached tokens themselves when only a head outside the model trains. flags: VL_FORWARD_TRAIN
+ * when the model runs backward. */
 static const float *
-seg_tokens (Run *r, const float *x, int n, gboolean from_cache, VlForwardFlags flags,
+head_input (Run *r, const float *x, int n, gboolean from_cache, VlForwardFlags flags,
             GError **error)
 {
-  if (from_cache && r->seg_tok_cache)
+  if (from_cache && r->tok_cache)
     return x;   /* the cache holds the tokens themselves */
   gboolean ok = from_cache
                 ? vl_model_forward_from_boundary (r->m, x, n, r->S, r->S, flags, error)
                 : vl_model_forward (r->m, x, n, r->S, r->S, flags, error);
-  return ok ? vl_model_tokens_final (r->m) : NULL;
+  return ok ? vl_head_input (r->head, r->m) : NULL;
 }
 
-static Outcome dense_step_finish (Run *r, double loss, int n, GError **error);
-
-/* One segmentation step: the model (when it trains, from the boundary when cached) and the seg
- * head forward, the per-pixel cross-entropy at the input size, the head's backward, the model's
- * from the tokens, gradient clipping over both, AdamW on both. */
-static Outcome
-seg_train_step (Run *r, const float *x, const uint8_t *masks, int n, GError **error)
+/* Item i of split (its entry in the cache fc) into row n of the cache's batch buffers, with
+ * the targets the run gathers (values, masks, boxes). */
+static void
+gather_item (Run *r, const FeatCache *fc, VlSplit split, int i, int n)
 {
-  VlModel *m = r->m;
-  const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
-  const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
-  if (tok == NULL)
-    return failed_or_stopped (error);
-  if (cancelled (r))
-    return STOPPED;
-  const float *z = vl_seg_head_forward (r->seg, tok, n, r->T, vl_model_geometry (m)->n_prefix,
-                                        r->gh, r->gw, r->S, r->S);
-  double loss = vl_seg_batch_loss (r->seg_dz, z, masks, n, (int64_t) r->S * r->S, r->K);
-  if (!isfinite (loss))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
-                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
-                   "learning rate is too high", loss);
-      return FAILED;
-    }
-  vl_seg_head_backward (r->seg, r->seg_dz, r->model_trains ? r->seg_dtok : NULL);
-  return dense_step_finish (r, loss, n, error);
+  memcpy (r->buf + (gsize) n * r->cache_numel, fc->data + (gsize) i * r->cache_numel,
+          sizeof (float) * r->cache_numel);
+  if (r->buf_values)   /* the order loader's dataset holds no targets: the dataset's */
+    memcpy (r->buf_values + (gsize) n * r->K, vl_dataset_values (r->ds, split, i),
+            sizeof (float) * r->K);
+  if (r->buf_masks && fc->masks)
+    memcpy (r->buf_masks + (gsize) n * r->S * r->S, fc->masks + (gsize) i * r->S * r->S,
+            (gsize) r->S * r->S);
+  if (r->buf_boxes && fc->boxes)
+    det_copy_boxes (r, r->buf_boxes, r->buf_box_labels, r->buf_n_boxes, n, fc->boxes,
+                    fc->box_labels, fc->n_boxes, i);
+  r->buf_labels[n] = vl_dataset_label (r->ds, split, i);
+  r->buf_items[n] = i;
 }
 
-/* The rest of a seg or det step once the head's backward has run (its d tokens in
- * r->seg_dtok): the model's backward from the tokens, gradient clipping over both, AdamW on
- * both, the step's bookkeeping. */
-static Outcome
-dense_step_finish (Run *r, double loss, int n, GError **error)
+/* The first n rows of the cache's batch buffers as a batch. */
+static VlBatch
+cached_batch (Run *r, int n)
+{
+  return (VlBatch) { .images = r->buf, .labels = r->buf_labels, .values = r->buf_values,
+                     .n_values = r->buf_values ? r->K : 0, .masks = r->buf_masks,
+                     .boxes = r->buf_boxes, .box_labels = r->buf_box_labels,
+                     .n_boxes = r->buf_n_boxes, .max_boxes = r->max_boxes,
+                     .indices = r->buf_items, .n = n };
+}
+
+/* After a backward: the gradient norm of each group (the model's, then a head outside the
+ * model's) and the global one before clipping (returned), and clip_grad over every trainable
+ * parameter (torch.nn.utils.clip_grad_norm_). The model's own head is in the model's groups. */
+static double
+clip_grads (Run *r, gboolean model_steps)
 {
   VlModel *m = r->m;
   const VlTrainConfig *c = r->cfg;
-  if (r->model_trains && !vl_model_backward_from (m, VL_GRAD_TOKENS, r->seg_dtok, error))
-    return failed_or_stopped (error);
-  /* gradient norms: the model's groups, then the head's (vl-head-param.h) */
   int n_hp;
-  const char *file, *format, *key, *kind;
-  VlHeadParam *hp = dense_head_params (r, &n_hp, &file, &format, &key, &kind);
+  VlHeadParam *hp = vl_head_params (r->head, &n_hp);
+  if (hp == NULL)
+    {
+      for (int g = 0; g < r->n_groups; g++)
+        r->gnorms[g] = vl_model_group_grad_norm (m, g);
+      return vl_model_clip_grad_norm (m, c->clip_grad);
+    }
   double head_sq = 0;
   for (int i = 0; i < n_hp; i++)
     for (int64_t j = 0; hp[i].grad && j < hp[i].numel; j++)
       head_sq += (double) hp[i].grad[j] * hp[i].grad[j];
-  if (!r->seg_trains)
+  if (!r->head_trains)
     head_sq = 0;
   for (int g = 0; g < r->n_model_groups; g++)
     r->gnorms[g] = vl_model_group_grad_norm (m, g);
   r->gnorms[r->n_groups - 1] = sqrt (head_sq);
-  double model_norm = r->model_trains ? vl_model_clip_grad_norm (m, 0) : 0;
+  double model_norm = model_steps ? vl_model_clip_grad_norm (m, 0) : 0;
   double norm = sqrt (model_norm * model_norm + head_sq);
   if (c->clip_grad > 0 && norm > c->clip_grad)
     {
-      /* torch.nn.utils.clip_grad_norm_ over every trainable parameter, the head's included */
+      /* the head's parameters are clipped with the model's, by the same factor */
       double scale = c->clip_grad / (norm + 1e-6);
-      if (r->model_trains)
+      if (model_steps)
         vl_model_clip_grad_norm (m, model_norm * scale);
       for (int i = 0; i < n_hp; i++)
         for (int64_t j = 0; hp[i].grad && j < hp[i].numel; j++)
           hp[i].grad[j] = (float) (hp[i].grad[j] * scale);
     }
-  double lr = vl_train_lr_at (c, r->step, r->spe);
-  r->opt.lr = (float) lr;
-  if (r->model_trains)
-    vl_model_adamw_step (m, &r->opt);
-  const float head_scale = r->opt.group_lr_scale ? r->opt.group_lr_scale[r->n_groups - 1] : 1.0f;
-  if (r->seg_trains)
-    vl_head_params_adamw (hp, n_hp, &r->opt, head_scale);
-  r->step++;
-  r->loss_sum += loss * n;
-  r->seen += n;
-  r->session_seen += n;
-  r->dirty = TRUE;
-  r->batch++;
-  post_step (r, (float) loss, (float) lr, (float) norm, n, g_get_monotonic_time ());
-  if (c->probe_every > 0 && r->step % c->probe_every == 0)
-    run_probes (r);
-  if (c->stop_after_step > 0 && r->step >= c->stop_after_step)
-    g_cancellable_cancel (r->t->cancel);
-  return OK;
+  return norm;
 }
 
-/* The FCOS targets of n images of an (n, max_boxes) store. */
-static VlFcosTarget *
-det_targets (const float *boxes, const int *labels, const int *n_boxes, int max_boxes, int n)
-{
-  VlFcosTarget *tg = g_new (VlFcosTarget, MAX (n, 1));
-  for (int j = 0; j < n; j++)
-    tg[j] = (VlFcosTarget) { boxes + (gsize) j * max_boxes * 4, labels + (gsize) j * max_boxes,
-                             n_boxes[j] };
-  return tg;
-}
-
-/* One detection step: the model (when it trains, from the boundary when cached) and the FCOS
- * head forward, FCOS.compute_loss at the input size, the head's backward, then as a seg step. */
+/* One optimisation step on batch b (its images, or the cache's entries when r->cached): the
+ * model's forward (training when it runs backward: always with its own head, else when a group
+ * of it is unlocked), the head's forward, loss and backward into the model, clipping, AdamW on
+ * the model and on a head outside it. */
 static Outcome
-det_train_step (Run *r, const float *x, const float *boxes, const int *labels,
-                const int *n_boxes, int max_boxes, int n, GError **error)
-{
-  const VlForwardFlags flags = r->model_trains ? VL_FORWARD_TRAIN : VL_FORWARD_INFER;
-  const float *tok = seg_tokens (r, x, n, r->cached, flags, error);
-  if (tok == NULL)
-    return failed_or_stopped (error);
-  if (cancelled (r))
-    return STOPPED;
-  const VlGeometry *g = vl_model_geometry (r->m);
-  vl_det_head_forward (r->det, tok, n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
-  g_autofree VlFcosTarget *tg = det_targets (boxes, labels, n_boxes, max_boxes, n);
-  double loss = vl_det_head_loss (r->det, tg, NULL);
-  if (!isfinite (loss))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
-                   "the loss is not finite (%g): the weights or inputs hold NaN or Inf, or the "
-                   "learning rate is too high", loss);
-      return FAILED;
-    }
-  vl_det_head_backward (r->det, r->model_trains ? r->seg_dtok : NULL);
-  return dense_step_finish (r, loss, n, error);
-}
-
-/* One optimisation step on a batch (images, or boundary activations when from_cache). */
-static Outcome
-train_step (Run *r, const float *x, const int *labels, const float *values, int n,
-            GError **error)
+train_step (Run *r, const VlBatch *b, GError **error)
 {
   VlModel *m = r->m;
   const VlTrainConfig *c = r->cfg;
-  gboolean ok = r->cached
-                ? vl_model_forward_from_boundary (m, x, n, r->S, r->S, VL_FORWARD_TRAIN, error)
-                : vl_model_forward (m, x, n, r->S, r->S, VL_FORWARD_TRAIN, error);
-  if (!ok)
+  const gboolean model_steps = vl_head_in_model (r->head) || r->model_trains;
+  const float *in = head_input (r, b->images, b->n, r->cached,
+                                model_steps ? VL_FORWARD_TRAIN : VL_FORWARD_INFER, error);
+  if (in == NULL)
     return failed_or_stopped (error);
   if (cancelled (r))   /* between forward and backward: the batch is dropped, redone on resume */
     return STOPPED;
-  double loss = vl_task_loss (&r->task, vl_model_logits (m), labels, values, n, r->dout);
+  vl_head_forward (r->head, in, b->n);
+  double loss = vl_head_loss (r->head, b);
   if (!isfinite (loss))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_NUMERIC,
@@ -1730,21 +1618,27 @@ train_step (Run *r, const float *x, const int *labels, const float *values, int 
                    "learning rate is too high", loss);
       return FAILED;
     }
-  if (!vl_model_backward_from (m, VL_GRAD_LOGITS, r->dout, error))
+  if (!vl_head_backward (r->head, m, model_steps, error))
     return failed_or_stopped (error);
-  for (int g = 0; g < r->n_groups; g++)
-    r->gnorms[g] = vl_model_group_grad_norm (m, g);
-  double norm = vl_model_clip_grad_norm (m, c->clip_grad);
+  double norm = clip_grads (r, model_steps);
   double lr = vl_train_lr_at (c, r->step, r->spe);
   r->opt.lr = (float) lr;
-  vl_model_adamw_step (m, &r->opt);
+  if (model_steps)
+    vl_model_adamw_step (m, &r->opt);
+  if (r->head_trains)
+    {
+      int n_hp;
+      VlHeadParam *hp = vl_head_params (r->head, &n_hp);
+      vl_head_params_adamw (hp, n_hp, &r->opt,
+                            r->opt.group_lr_scale ? r->opt.group_lr_scale[r->n_groups - 1] : 1);
+    }
   r->step++;
-  r->loss_sum += loss * n;
-  r->seen += n;
-  r->session_seen += n;
+  r->loss_sum += loss * b->n;
+  r->seen += b->n;
+  r->session_seen += b->n;
   r->dirty = TRUE;
   r->batch++;
-  post_step (r, (float) loss, (float) lr, (float) norm, n, g_get_monotonic_time ());
+  post_step (r, (float) loss, (float) lr, (float) norm, b->n, g_get_monotonic_time ());
   if (c->probe_every > 0 && r->step % c->probe_every == 0)
     run_probes (r);
   if (c->stop_after_step > 0 && r->step >= c->stop_after_step)
@@ -1775,42 +1669,20 @@ train_epoch (Run *r, GError **error)
       r->batch = b.index;   /* batches skipped by the loader (nothing decoded) count as done */
       if (!r->cached)
         {
-          o = r->seg_task ? seg_train_step (r, b.images, b.masks, b.n, error)
-              : r->det_task ? det_train_step (r, b.images, b.boxes, b.box_labels, b.n_boxes,
-                                              b.max_boxes, b.n, error)
-              : train_step (r, b.images, b.labels, b.values, b.n, error);
+          o = train_step (r, &b, error);
           continue;
         }
       int n = 0;
       for (int j = 0; j < b.n; j++)
         if (r->ctrain.ok[b.indices[j]])
-          {
-            memcpy (r->buf + (gsize) n * r->cache_numel,
-                    r->ctrain.data + (gsize) b.indices[j] * r->cache_numel,
-                    sizeof (float) * r->cache_numel);
-            if (r->buf_values)   /* the order loader's dataset holds no targets */
-              memcpy (r->buf_values + (gsize) n * r->K,
-                      vl_dataset_values (r->ds, VL_SPLIT_TRAIN, b.indices[j]),
-                      sizeof (float) * r->K);
-            if (r->buf_masks)
-              memcpy (r->buf_masks + (gsize) n * r->S * r->S,
-                      r->ctrain.masks + (gsize) b.indices[j] * r->S * r->S,
-                      (gsize) r->S * r->S);
-            if (r->buf_boxes)
-              det_copy_boxes (r, r->buf_boxes, r->buf_box_labels, r->buf_n_boxes, n,
-                              r->ctrain.boxes, r->ctrain.box_labels, r->ctrain.n_boxes,
-                              b.indices[j]);
-            r->buf_labels[n++] = b.labels[j];
-          }
+          gather_item (r, &r->ctrain, VL_SPLIT_TRAIN, b.indices[j], n++);
       if (n == 0)
         {
           r->batch = b.index + 1;
           continue;
         }
-      o = r->seg_task ? seg_train_step (r, r->buf, r->buf_masks, n, error)
-          : r->det_task ? det_train_step (r, r->buf, r->buf_boxes, r->buf_box_labels,
-                                          r->buf_n_boxes, r->max_boxes, n, error)
-          : train_step (r, r->buf, r->buf_labels, r->buf_values, n, error);
+      VlBatch cb = cached_batch (r, n);
+      o = train_step (r, &cb, error);
     }
   if (o == OK)
     r->batch = (int) r->spe;
@@ -1818,241 +1690,47 @@ train_epoch (Run *r, GError **error)
   return o;
 }
 
-/* One batch of the last forward's outputs into the epoch's metrics. */
-static void
-validate_add (Run *r, VlEpochMetrics *e, const int *labels, const float *values,
-              const int *items, int n)
-{
-  if (r->task.kind == VL_TASK_REGRESS)
-    vl_regress_result_add (&e->reg, &r->task, vl_model_logits (r->m), values, items, n);
-  else
-    vl_eval_result_add (&e->val, vl_model_logits (r->m), labels, n);
-}
-
-/* The seg head's logits of the last forward (n, S, S, K) upsampled to each item's own size and
- * scored against its original mask (a mask that fails is listed as skipped by the dataset). */
+/* The next batch of the validation split: from the loader l, or (l NULL) gathered from the
+ * cache from item *i on. FALSE at the end of the split. */
 static gboolean
-seg_score_batch (Run *r, VlEpochMetrics *e, const float *z, const int *items, int n,
-                 GError **error)
+next_val_batch (Run *r, VlLoader *l, int *i, VlBatch *b)
 {
-  g_autofree uint8_t **masks = g_new0 (uint8_t *, n);
-  g_autofree int *w = g_new0 (int, n);
-  g_autofree int *h = g_new0 (int, n);
-  for (int j = 0; j < n; j++)
-    masks[j] = vl_dataset_load_mask (r->ds, VL_SPLIT_VAL, items[j], &w[j], &h[j], NULL);
-  gboolean ok = vl_seg_result_add_upsampled (&e->seg, z, n, r->S, masks, w, h, error);
-  for (int j = 0; j < n; j++)
-    g_free (masks[j]);
-  return ok;
+  if (l)
+    return vl_loader_next (l, b);
+  int n = 0;
+  while (n == 0 && *i < r->n_val)
+    for (; *i < r->n_val && n < r->cfg->batch_size; (*i)++)
+      if (r->cval.ok[*i])
+        gather_item (r, &r->cval, VL_SPLIT_VAL, *i, n++);
+  *b = cached_batch (r, n);
+  return n > 0;
 }
 
-static Outcome
-validate_segment (Run *r, VlEpochMetrics *e, GError **error)
-{
-  const int n_prefix = vl_model_geometry (r->m)->n_prefix;
-  vl_seg_result_begin (&e->seg, r->K, TRUE);
-  if (r->val_cached)
-    {
-      const int bs = r->cfg->batch_size;
-      g_autofree int *items = g_new (int, bs);
-      for (int i = 0; i < r->n_val;)
-        {
-          if (should_stop (r))
-            return STOPPED;
-          int n = 0;
-          for (; i < r->n_val && n < bs; i++)
-            if (r->cval.ok[i])
-              {
-                memcpy (r->buf + (gsize) n * r->cache_numel,
-                        r->cval.data + (gsize) i * r->cache_numel,
-                        sizeof (float) * r->cache_numel);
-                items[n++] = i;
-              }
-          if (n == 0)
-            continue;
-          const float *tok = seg_tokens (r, r->buf, n, TRUE, VL_FORWARD_INFER, error);
-          if (tok == NULL)
-            return failed_or_stopped (error);
-          const float *z = vl_seg_head_forward (r->seg, tok, n, r->T, n_prefix, r->gh, r->gw,
-                                                r->S, r->S);
-          if (!seg_score_batch (r, e, z, items, n, error))
-            return FAILED;
-          progress_add (r, n);
-        }
-    }
-  else
-    {
-      VlLoader *l = val_loader (r);
-      vl_loader_start_epoch (l, 0, 0);
-      VlBatch b;
-      while (vl_loader_next (l, &b))
-        {
-          if (should_stop (r))
-            return STOPPED;
-          const float *tok = seg_tokens (r, b.images, b.n, FALSE, VL_FORWARD_INFER, error);
-          if (tok == NULL)
-            return failed_or_stopped (error);
-          const float *z = vl_seg_head_forward (r->seg, tok, b.n, r->T, n_prefix, r->gh, r->gw,
-                                                r->S, r->S);
-          if (!seg_score_batch (r, e, z, b.indices, b.n, error))
-            return FAILED;
-          progress_add (r, b.n);
-        }
-    }
-  vl_seg_result_end (&e->seg);
-  return OK;
-}
-
-/* The FCOS head's detections of the last forward (n images) scored at each image's own size
- * against its annotated boxes; the batch's loss against its boxes at the input size. */
-static void
-det_score_batch (Run *r, VlEpochMetrics *e, const int *items, const float *boxes,
-                 const int *labels, const int *n_boxes, int n)
-{
-  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
-  post.score_thresh = VL_DETECT_EVAL_SCORE;
-  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
-  g_autofree VlFcosTarget *tg = det_targets (boxes, labels, n_boxes, r->max_boxes, n);
-  vl_det_result_add_loss (&e->det, vl_det_head_loss (r->det, tg, NULL), n);
-  for (int j = 0; j < n; j++)
-    {
-      int nd = vl_det_head_detect (r->det, j, r->S, r->S, &post, dets), w, h, n_gt;
-      const int *gl;
-      const float *gb = vl_dataset_boxes (r->ds, VL_SPLIT_VAL, items[j], &gl, &n_gt);
-      vl_dataset_boxes_size (r->ds, VL_SPLIT_VAL, items[j], &w, &h);
-      vl_det_result_add (&e->det, dets, nd, r->S, w, h, gb, gl, n_gt);
-    }
-}
-
-static Outcome
-validate_detect (Run *r, VlEpochMetrics *e, GError **error)
-{
-  const VlGeometry *g = vl_model_geometry (r->m);
-  vl_det_result_begin (&e->det, r->K);
-  if (r->val_cached)
-    {
-      const int bs = r->cfg->batch_size;
-      g_autofree int *items = g_new (int, bs);
-      g_autofree float *boxes = g_new (float, (gsize) bs * r->max_boxes * 4);
-      g_autofree int *labels = g_new (int, (gsize) bs * r->max_boxes);
-      g_autofree int *nb = g_new (int, bs);
-      for (int i = 0; i < r->n_val;)
-        {
-          if (should_stop (r))
-            return STOPPED;
-          int n = 0;
-          for (; i < r->n_val && n < bs; i++)
-            if (r->cval.ok[i])
-              {
-                memcpy (r->buf + (gsize) n * r->cache_numel,
-                        r->cval.data + (gsize) i * r->cache_numel,
-                        sizeof (float) * r->cache_numel);
-                det_copy_boxes (r, boxes, labels, nb, n, r->cval.boxes, r->cval.box_labels,
-                                r->cval.n_boxes, i);
-                items[n++] = i;
-              }
-          if (n == 0)
-            continue;
-          const float *tok = seg_tokens (r, r->buf, n, TRUE, VL_FORWARD_INFER, error);
-          if (tok == NULL)
-            return failed_or_stopped (error);
-          vl_det_head_forward (r->det, tok, n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
-          det_score_batch (r, e, items, boxes, labels, nb, n);
-        }
-    }
-  else
-    {
-      VlLoader *l = val_loader (r);
-      vl_loader_start_epoch (l, 0, 0);
-      VlBatch b;
-      while (vl_loader_next (l, &b))
-        {
-          if (should_stop (r))
-            return STOPPED;
-          const float *tok = seg_tokens (r, b.images, b.n, FALSE, VL_FORWARD_INFER, error);
-          if (tok == NULL)
-            return failed_or_stopped (error);
-          vl_det_head_forward (r->det, tok, b.n, r->T, g->n_prefix, r->gh, r->gw, g->patch);
-          det_score_batch (r, e, b.indices, b.boxes, b.box_labels, b.n_boxes, b.n);
-        }
-    }
-  vl_det_result_end (&e->det);
-  return OK;
-}
-
+/* The validation split through the model and the head, into the task's metrics (vl-head.h). */
 static Outcome
 validate (Run *r, VlEpochMetrics *e, GError **error)
 {
-  VlModel *m = r->m;
-  e->task = r->task.kind;
   progress_begin (r, VL_TRAIN_PHASE_VALIDATE, r->n_val);
-  if (r->seg_task)
-    return validate_segment (r, e, error);
-  if (r->det_task)
-    return validate_detect (r, e, error);
-  if (e->task == VL_TASK_REGRESS)
-    vl_regress_result_begin (&e->reg, r->K);
-  else
-    vl_eval_result_begin (&e->val, r->K);
-  if (r->val_cached)
+  vl_head_metrics_begin (r->head, e, r->ds, VL_SPLIT_VAL);
+  VlLoader *l = r->val_cached ? NULL : val_loader (r);
+  if (l)
+    vl_loader_start_epoch (l, 0, 0);
+  VlBatch b;
+  int i = 0;
+  while (next_val_batch (r, l, &i, &b))
     {
-      int bs = r->cfg->batch_size;
-      g_autofree int *items = g_new (int, bs);
-      for (int i = 0; i < r->n_val;)
-        {
-          if (should_stop (r))
-            return STOPPED;
-          int n = 0;
-          for (; i < r->n_val && n < bs; i++)
-            if (r->cval.ok[i])
-              {
-                memcpy (r->buf + (gsize) n * r->cache_numel,
-                        r->cval.data + (gsize) i * r->cache_numel,
-                        sizeof (float) * r->cache_numel);
-                if (r->buf_values)
-                  memcpy (r->buf_values + (gsize) n * r->K,
-                          vl_dataset_values (r->ds, VL_SPLIT_VAL, i), sizeof (float) * r->K);
-                items[n] = i;
-                r->buf_labels[n++] = vl_dataset_label (r->ds, VL_SPLIT_VAL, i);
-              }
-          if (n == 0)
-            continue;
-          if (!vl_model_forward_from_boundary (m, r->buf, n, r->S, r->S, VL_FORWARD_INFER,
-                                               error))
-            return failed_or_stopped (error);
-          validate_add (r, e, r->buf_labels, r->buf_values, items, n);
-          progress_add (r, n);
-        }
+      if (should_stop (r))
+        return STOPPED;
+      const float *in = head_input (r, b.images, b.n, l == NULL, VL_FORWARD_INFER, error);
+      if (in == NULL)
+        return failed_or_stopped (error);
+      vl_head_forward (r->head, in, b.n);
+      if (!vl_head_metrics_add (r->head, e, &b, error))
+        return FAILED;
+      progress_add (r, b.n);
     }
-  else
-    {
-      VlLoader *l = val_loader (r);
-      vl_loader_start_epoch (l, 0, 0);
-      VlBatch b;
-      while (vl_loader_next (l, &b))
-        {
-          if (should_stop (r))
-            return STOPPED;
-          if (!vl_model_forward (m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
-            return failed_or_stopped (error);
-          validate_add (r, e, b.labels, b.values, b.indices, b.n);
-          progress_add (r, b.n);
-        }
-    }
-  if (e->task == VL_TASK_REGRESS)
-    vl_regress_result_end (&e->reg);
-  else
-    vl_eval_result_end (&e->val);
+  vl_head_metrics_end (r->head, e);
   return OK;
-}
-
-/* The epoch's validation loss, whatever the task. */
-static double
-metrics_val_loss (const VlEpochMetrics *e)
-{
-  return e->task == VL_TASK_REGRESS ? e->reg.loss
-         : e->task == VL_TASK_SEGMENT ? e->seg.loss
-         : e->task == VL_TASK_DETECT ? e->det.loss : e->val.loss;
 }
 
 static void
@@ -2124,9 +1802,9 @@ run_epochs (Run *r, GError **error)
       e.train_loss = r->seen ? r->loss_sum / (double) r->seen : NAN;
       e.seconds = r->train_seconds + r->val_seconds;
       e.images_per_s = r->train_seconds > 0 ? r->session_seen / r->train_seconds : 0;
-      if (metrics_val_loss (&e) < r->best_val)
+      if (vl_epoch_metrics_val_loss (&e) < r->best_val)
         {
-          r->best_val = metrics_val_loss (&e);
+          r->best_val = vl_epoch_metrics_val_loss (&e);
           r->best_epoch = r->epoch;
           r->bad_epochs = 0;
           e.best = TRUE;
