@@ -287,34 +287,6 @@ vl_det_head_detect (VlDetHead *h, int b, int img_h, int img_w, const VlFcosPostp
 }
 
 void
-vl_det_head_adamw_step (VlDetHead *h, const VlAdamW *opt, float lr_scale)
-{
-  for (int i = 0; i < N_T; i++)
-    vl_head_param_adamw (&h->p[i], opt, lr_scale);
-}
-
-void
-vl_det_head_optim_state (VlDetHead *h, int i, const float **exp_avg, const float **exp_avg_sq,
-                         int *step)
-{
-  g_return_if_fail (i >= 0 && i < N_T);
-  if (exp_avg)
-    *exp_avg = h->p[i].m;
-  if (exp_avg_sq)
-    *exp_avg_sq = h->p[i].v;
-  if (step)
-    *step = h->p[i].step;
-}
-
-void
-vl_det_head_set_optim_state (VlDetHead *h, int i, const float *exp_avg,
-                             const float *exp_avg_sq, int step)
-{
-  g_return_if_fail (i >= 0 && i < N_T);
-  vl_head_param_set_optim_state (&h->p[i], exp_avg, exp_avg_sq, step);
-}
-
-void
 vl_det_head_add_to_writer (VlDetHead *h, VlSafetensorsWriter *w)
 {
   vl_head_params_add (h->p, N_T, w);

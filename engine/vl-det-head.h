@@ -21,7 +21,10 @@
  *   vl_det_head_loss (h, targets, &losses);          // the gradient on the three outputs
  *   vl_det_head_backward (h, d_tokens);
  *   vl_model_backward_from (m, VL_GRAD_TOKENS, d_tokens, &e);
- *   vl_model_adamw_step (m, &opt);  vl_det_head_adamw_step (h, &opt, 1.0f);
+ *   vl_model_adamw_step (m, &opt);
+ *   vl_head_params_adamw (vl_det_head_params (h, &n), n, &opt, 1.0f);
+ *
+ * The trainer drives it through vl-head.h (vl_head_new_det).
  */
 #pragma once
 
@@ -82,12 +85,7 @@ void        vl_det_head_backward      (VlDetHead *h, float *d_tokens);
 int         vl_det_head_detect        (VlDetHead *h, int b, int img_h, int img_w,
                                        const VlFcosPostprocess *p, VlDetection *dets);
 
-/* One AdamW step with the model's hyperparameters, lr scaled by lr_scale, no decay on biases. */
-void        vl_det_head_adamw_step    (VlDetHead *h, const VlAdamW *opt, float lr_scale);
-void        vl_det_head_optim_state   (VlDetHead *h, int i, const float **exp_avg,
-                                       const float **exp_avg_sq, int *step);
-void        vl_det_head_set_optim_state (VlDetHead *h, int i, const float *exp_avg,
-                                         const float *exp_avg_sq, int step);
+/* Its AdamW step, moments and step counts: on vl_det_head_params (vl_head_params_adamw, ...). */
 
 /* Adds every tensor to w (data referenced: keep the head alive until the write). */
 void        vl_det_head_add_to_writer (VlDetHead *h, VlSafetensorsWriter *w);

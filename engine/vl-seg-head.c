@@ -375,13 +375,6 @@ vl_seg_head_optim_state (VlSegHead *h, int i, const float **exp_avg, const float
     *step = h->p[i].step;
 }
 
-void
-vl_seg_head_set_optim_state (VlSegHead *h, int i, const float *exp_avg,
-                             const float *exp_avg_sq, int step)
-{
-  g_return_if_fail (i >= 0 && i < h->n);
-  vl_head_param_set_optim_state (&h->p[i], exp_avg, exp_avg_sq, step);
-}
 
 void
 vl_seg_head_add_to_writer (VlSegHead *h, VlSafetensorsWriter *w)

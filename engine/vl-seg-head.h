@@ -24,6 +24,8 @@
  *   vl_model_backward_from (m, VL_GRAD_TOKENS, d_tokens, &e);
  *   vl_model_adamw_step (m, &opt);  vl_seg_head_adamw_step (h, &opt, 1.0f);
  *
+ * The trainer drives it through vl-head.h (vl_head_new_seg).
+ *
  * Outputs are channels-last (B, Ho, Wo, K). Valid until the next forward. */
 #pragma once
 
@@ -86,11 +88,10 @@ void        vl_seg_head_backward      (VlSegHead *h, const float *dlogits, float
 /* One AdamW step with the model's hyperparameters, lr scaled by lr_scale (a layer-decay
  * multiplier), no decay on 1-D tensors. */
 void        vl_seg_head_adamw_step    (VlSegHead *h, const VlAdamW *opt, float lr_scale);
-/* AdamW state of tensor i (NULL before its first step), for checkpoints. */
+/* AdamW state of tensor i (NULL before its first step); checkpoints restore it on
+ * vl_seg_head_params (vl_head_params_restore). */
 void        vl_seg_head_optim_state   (VlSegHead *h, int i, const float **exp_avg,
                                        const float **exp_avg_sq, int *step);
-void        vl_seg_head_set_optim_state (VlSegHead *h, int i, const float *exp_avg,
-                                         const float *exp_avg_sq, int step);
 
 /* Adds every tensor to w (data referenced: keep the head alive until the write). */
 void        vl_seg_head_add_to_writer (VlSegHead *h, VlSafetensorsWriter *w);
