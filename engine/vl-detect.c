@@ -107,60 +107,6 @@ vl_det_result_copy (VlDetResult *dst, const VlDetResult *src)
                                                  sizeof (double) * src->n_classes) : NULL;
 }
 
-gboolean
-vl_evaluate_detect (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit split, int size,
-                    int batch_size, GCancellable *cancellable, VlDetResult *out,
-                    GError **error)
-{
-  const int K = vl_dataset_n_classes (ds);
-  memset (out, 0, sizeof *out);
-  if (!vl_dataset_is_detection (ds) || vl_det_head_n_classes (h) != K)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "the FCOS head has %d classes, %s %d",
-                   vl_det_head_n_classes (h), vl_dataset_description (ds),
-                   vl_dataset_is_detection (ds) ? K : 0);
-      return FALSE;
-    }
-  const VlGeometry *g = vl_model_geometry (m);
-  VlPreprocess pp;
-  if (!vl_preprocess_dense (m, size, &pp, error))
-    return FALSE;
-  const int S = pp.size, G = S / g->patch, T = g->n_prefix + G * G;
-  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, &pp, VL_AUGMENT_NONE,
-                                              MAX (batch_size, 1), FALSE, 0);
-  vl_det_result_begin (out, K);
-  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
-  post.score_thresh = VL_DETECT_EVAL_SCORE;
-  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
-  vl_loader_start_epoch (loader, 0, 0);
-  VlBatch b;
-  while (vl_loader_next (loader, &b))
-    {
-      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
-          !vl_model_forward (m, b.images, b.n, S, S, VL_FORWARD_INFER, error))
-        {
-          vl_det_result_clear (out);
-          return FALSE;
-        }
-      vl_det_head_forward (h, vl_model_tokens_final (m), b.n, T, g->n_prefix, G, G, g->patch);
-      g_autofree VlFcosTarget *tg = g_new (VlFcosTarget, b.n);
-      for (int j = 0; j < b.n; j++)
-        tg[j] = (VlFcosTarget) { b.boxes + (gsize) j * b.max_boxes * 4,
-                                 b.box_labels + (gsize) j * b.max_boxes, b.n_boxes[j] };
-      vl_det_result_add_loss (out, vl_det_head_loss (h, tg, NULL), b.n);
-      for (int j = 0; j < b.n; j++)
-        {
-          int n = vl_det_head_detect (h, j, S, S, &post, dets), w, hh, n_gt;
-          const int *gl;
-          const float *gb = vl_dataset_boxes (ds, split, b.indices[j], &gl, &n_gt);
-          vl_dataset_boxes_size (ds, split, b.indices[j], &w, &hh);
-          vl_det_result_add (out, dets, n, S, w, hh, gb, gl, n_gt);
-        }
-    }
-  vl_det_result_end (out);
-  return TRUE;
-}
-
 int
 vl_detect_image (VlModel *m, VlDetHead *h, const VlImage *img, int size,
                  const VlFcosPostprocess *p, VlDetection *dets, GError **error)

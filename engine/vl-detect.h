@@ -1,5 +1,6 @@
-/* vl-detect.h: the detection task (VL_TASK_DETECT) to the engine: its metrics and evaluation,
- * and the detections of one image, for the trainer, the CLI and the app.
+/* vl-detect.h: the detection task (VL_TASK_DETECT) to the engine: its metrics, and the
+ * detections of one image, for the trainer, the CLI and the app (its evaluation is
+ * vl_evaluate_detect in vl-head.h).
  *
  *   detect   torchvision's FCOS head (vl-det-head.h) over the final-norm token grid; images
  *            squashed to the input size (boxes scaled with them); FCOS.compute_loss; scored
@@ -49,12 +50,6 @@ void     vl_det_result_copy   (VlDetResult *dst, const VlDetResult *src);
 
 /* Scales detections at the input size S to an image of width x height. */
 void     vl_detections_to_image (VlDetection *dets, int n, int S, int width, int height);
-
-/* Evaluates a model without a classification head and its FCOS head on one split of a
- * detection dataset, images squashed to size x size (0: the model's input size). */
-gboolean vl_evaluate_detect   (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit split, int size,
-                               int batch_size, GCancellable *cancellable, VlDetResult *out,
-                               GError **error);
 
 /* The detections of one image (any size, 1 to 4 channels) by the model and its head: squashed
  * to size x size (0: the model's input size), FCOS.postprocess_detections with p, the boxes in

@@ -302,6 +302,7 @@ vl_head_new_model (const VlTaskSpec *t)
 typedef struct {
   VlHead     base;
   VlSegHead *seg;
+  gboolean   owned;
 } SegHead;
 
 #define SEG(h) (((SegHead *) (h))->seg)
@@ -380,7 +381,8 @@ seg_metrics_end (VlHead *h, VlEpochMetrics *e)
 static void
 seg_finalize (VlHead *h)
 {
-  vl_seg_head_free (SEG (h));
+  if (((SegHead *) h)->owned)
+    vl_seg_head_free (SEG (h));
 }
 
 static const VlHeadClass seg_head_class = {
@@ -403,11 +405,12 @@ static const VlHeadClass seg_head_class = {
 };
 
 VlHead *
-vl_head_new_seg (VlSegHead *seg, const VlHeadGrid *g)
+vl_head_new_seg (VlSegHead *seg, const VlHeadGrid *g, gboolean take)
 {
   SegHead *sh = (SegHead *) head_new (sizeof (SegHead), &seg_head_class, VL_TASK_SEGMENT,
                                       vl_seg_head_n_classes (seg));
   sh->seg = seg;
+  sh->owned = take;
   sh->base.grid = *g;
   return &sh->base;
 }
@@ -423,6 +426,7 @@ vl_head_seg (VlHead *h)
 typedef struct {
   VlHead     base;
   VlDetHead *det;
+  gboolean   owned;
 } DetHead;
 
 #define DET(h) (((DetHead *) (h))->det)
@@ -513,7 +517,8 @@ det_metrics_end (VlHead *h, VlEpochMetrics *e)
 static void
 det_finalize (VlHead *h)
 {
-  vl_det_head_free (DET (h));
+  if (((DetHead *) h)->owned)
+    vl_det_head_free (DET (h));
 }
 
 static const VlHeadClass det_head_class = {
@@ -536,11 +541,12 @@ static const VlHeadClass det_head_class = {
 };
 
 VlHead *
-vl_head_new_det (VlDetHead *det, const VlHeadGrid *g)
+vl_head_new_det (VlDetHead *det, const VlHeadGrid *g, gboolean take)
 {
   DetHead *dh = (DetHead *) head_new (sizeof (DetHead), &det_head_class, VL_TASK_DETECT,
                                       vl_det_head_n_classes (det));
   dh->det = det;
+  dh->owned = take;
   dh->base.grid = *g;
   return &dh->base;
 }
@@ -549,4 +555,152 @@ VlDetHead *
 vl_head_det (VlHead *h)
 {
   return h && h->klass == &det_head_class ? DET (h) : NULL;
+}
+
+/* ------------------------------------------------------------------ evaluation */
+
+void
+vl_epoch_metrics_clear (VlEpochMetrics *e)
+{
+  vl_eval_result_clear (&e->val);
+  vl_regress_result_clear (&e->reg);
+  vl_seg_result_clear (&e->seg);
+  vl_det_result_clear (&e->det);
+}
+
+gboolean
+vl_head_evaluate (VlHead *h, VlModel *m, VlDataset *ds, VlSplit split, const VlPreprocess *pp,
+                  int batch_size, GCancellable *cancellable, VlEpochMetrics *e, GError **error)
+{
+  g_autoptr(VlLoader) loader = vl_loader_new (ds, split, pp, VL_AUGMENT_NONE,
+                                              MAX (batch_size, 1), FALSE, 0);
+  vl_head_metrics_begin (h, e, ds, split);
+  vl_loader_start_epoch (loader, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (loader, &b))
+    {
+      if (g_cancellable_set_error_if_cancelled (cancellable, error) ||
+          !vl_model_forward (m, b.images, b.n, pp->size, pp->size, VL_FORWARD_INFER, error))
+        {
+          vl_epoch_metrics_clear (e);
+          return FALSE;
+        }
+      vl_head_forward (h, vl_head_input (h, m), b.n);
+      if (!vl_head_metrics_add (h, e, &b, error))
+        {
+          vl_epoch_metrics_clear (e);
+          return FALSE;
+        }
+    }
+  vl_head_metrics_end (h, e);
+  return TRUE;
+}
+
+/* vl_head_evaluate of the model's own head as task t with its evaluation preprocessing. */
+static gboolean
+evaluate_model_head (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+                     const VlTaskSpec *t, GCancellable *cancellable, VlEpochMetrics *e,
+                     GError **error)
+{
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  g_autoptr(VlHead) h = vl_head_new_model (t);
+  return vl_head_evaluate (h, m, ds, split, &pp, batch_size, cancellable, e, error);
+}
+
+gboolean
+vl_evaluate (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+             GCancellable *cancellable, VlEvalResult *out, GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (vl_model_num_classes (m) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "the model's head has %d classes, the dataset %d", vl_model_num_classes (m), K);
+      return FALSE;
+    }
+  VlTaskSpec t = { .kind = VL_TASK_CLASSIFY, .n_outputs = K };
+  VlEpochMetrics e = { 0 };
+  if (!evaluate_model_head (m, ds, split, batch_size, &t, cancellable, &e, error))
+    return FALSE;
+  *out = e.val;
+  return TRUE;
+}
+
+gboolean
+vl_evaluate_regress (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+                     const VlTaskSpec *t, GCancellable *cancellable, VlRegressResult *out,
+                     GError **error)
+{
+  const int N = vl_dataset_n_values (ds);
+  memset (out, 0, sizeof *out);
+  if (N == 0 || vl_model_num_classes (m) != N || t->n_outputs != N)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                   "the model's head has %d outputs, the dataset %d regression targets",
+                   vl_model_num_classes (m), N);
+      return FALSE;
+    }
+  VlTaskSpec spec = *t;
+  spec.kind = VL_TASK_REGRESS;
+  VlEpochMetrics e = { 0 };
+  if (!evaluate_model_head (m, ds, split, batch_size, &spec, cancellable, &e, error))
+    return FALSE;
+  *out = e.reg;
+  return TRUE;
+}
+
+gboolean
+vl_evaluate_segment (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split, int size,
+                     int batch_size, GCancellable *cancellable, VlSegResult *out,
+                     GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (!vl_dataset_is_segmentation (ds) || vl_seg_head_n_classes (h) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "the seg head has %d classes, %s %d",
+                   vl_seg_head_n_classes (h), vl_dataset_description (ds),
+                   vl_dataset_is_segmentation (ds) ? K : 0);
+      return FALSE;
+    }
+  VlPreprocess pp;
+  if (!vl_preprocess_dense (m, size, &pp, error))
+    return FALSE;
+  VlHeadGrid grid;
+  vl_head_grid_of (m, pp.size, &grid);
+  g_autoptr(VlHead) head = vl_head_new_seg (h, &grid, FALSE);
+  VlEpochMetrics e = { 0 };
+  if (!vl_head_evaluate (head, m, ds, split, &pp, batch_size, cancellable, &e, error))
+    return FALSE;
+  *out = e.seg;
+  return TRUE;
+}
+
+gboolean
+vl_evaluate_detect (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit split, int size,
+                    int batch_size, GCancellable *cancellable, VlDetResult *out,
+                    GError **error)
+{
+  const int K = vl_dataset_n_classes (ds);
+  memset (out, 0, sizeof *out);
+  if (!vl_dataset_is_detection (ds) || vl_det_head_n_classes (h) != K)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "the FCOS head has %d classes, %s %d",
+                   vl_det_head_n_classes (h), vl_dataset_description (ds),
+                   vl_dataset_is_detection (ds) ? K : 0);
+      return FALSE;
+    }
+  VlPreprocess pp;
+  if (!vl_preprocess_dense (m, size, &pp, error))
+    return FALSE;
+  VlHeadGrid grid;
+  vl_head_grid_of (m, pp.size, &grid);
+  g_autoptr(VlHead) head = vl_head_new_det (h, &grid, FALSE);
+  VlEpochMetrics e = { 0 };
+  if (!vl_head_evaluate (head, m, ds, split, &pp, batch_size, cancellable, &e, error))
+    return FALSE;
+  *out = e.det;
+  return TRUE;
 }

@@ -95,10 +95,11 @@ void          vl_head_grid_of      (VlModel *m, int S, VlHeadGrid *g);
 /* The model's own head as task t (classify or regress, t->n_outputs outputs; t->mean and
  * t->std are copied): the model it is used with has its head with t->n_outputs outputs. */
 VlHead       *vl_head_new_model    (const VlTaskSpec *t);
-/* A seg head (taken) over grid g, for task segment. */
-VlHead       *vl_head_new_seg      (VlSegHead *seg, const VlHeadGrid *g);
-/* An FCOS head (taken) over grid g, for task detect. */
-VlHead       *vl_head_new_det      (VlDetHead *det, const VlHeadGrid *g);
+/* A seg head over grid g, for task segment; take: freed with the VlHead (else the caller's,
+ * which must outlive it). */
+VlHead       *vl_head_new_seg      (VlSegHead *seg, const VlHeadGrid *g, gboolean take);
+/* An FCOS head over grid g, for task detect; take as for vl_head_new_seg. */
+VlHead       *vl_head_new_det      (VlDetHead *det, const VlHeadGrid *g, gboolean take);
 void          vl_head_free         (VlHead *h);
 
 /* "model", "seg", "fcos". */
@@ -138,6 +139,40 @@ void          vl_head_metrics_begin (VlHead *h, VlEpochMetrics *e, VlDataset *ds
 gboolean      vl_head_metrics_add  (VlHead *h, VlEpochMetrics *e, const VlBatch *b,
                                     GError **error);
 void          vl_head_metrics_end  (VlHead *h, VlEpochMetrics *e);
+
+/* The task's metrics of model m and head h over one split of ds: batches of batch_size images
+ * preprocessed by pp without augmentation, each through the model (VL_FORWARD_INFER), the head
+ * and vl_head_metrics_add; e (zeroed by the caller) receives them. FALSE (error set, e's result
+ * cleared) when cancelled or a forward fails. */
+gboolean      vl_head_evaluate     (VlHead *h, VlModel *m, VlDataset *ds, VlSplit split,
+                                    const VlPreprocess *pp, int batch_size,
+                                    GCancellable *cancellable, VlEpochMetrics *e,
+                                    GError **error);
+/* Frees what the four results of e hold. */
+void          vl_epoch_metrics_clear (VlEpochMetrics *e);
+
+/* ---- evaluation of a model and its head, each through vl_head_evaluate ---- */
+
+/* The model (its head must have the dataset's classes) on one split, in batches, with its
+ * evaluation preprocessing (vl_preprocess_from_model). */
+gboolean  vl_evaluate            (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+                                  GCancellable *cancellable, VlEvalResult *out, GError **error);
+/* The same for a regression model: its head has one output per target of the dataset. */
+gboolean  vl_evaluate_regress    (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
+                                  const VlTaskSpec *t, GCancellable *cancellable,
+                                  VlRegressResult *out, GError **error);
+/* A model without a classification head and its seg head on one split of a segmentation
+ * dataset: images squashed to size x size (0: the model's input size), the seg head's logits
+ * upsampled bilinearly to each image's own size and scored against its original mask
+ * (out->own_size TRUE). */
+gboolean  vl_evaluate_segment    (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split,
+                                  int size, int batch_size, GCancellable *cancellable,
+                                  VlSegResult *out, GError **error);
+/* A model without a classification head and its FCOS head on one split of a detection
+ * dataset, images squashed to size x size (0: the model's input size). */
+gboolean  vl_evaluate_detect     (VlModel *m, VlDetHead *h, VlDataset *ds, VlSplit split,
+                                  int size, int batch_size, GCancellable *cancellable,
+                                  VlDetResult *out, GError **error);
 
 /* Where a run saves it: its file in a checkpoint group (VL_RUN_SEG_HEAD, VL_RUN_DET_HEAD; NULL
  * for the model's own head, which is in model.safetensors). */

@@ -15,6 +15,9 @@
  *   VlTaskSpec t = { .kind = VL_TASK_REGRESS, .n_outputs = 1, .mean = mu, .std = sd };
  *   double loss = vl_task_loss (&t, vl_model_logits (m), labels, values, B, dout);
  *   vl_model_backward_from (m, VL_GRAD_LOGITS, dout, &error);
+ *
+ * The trainer sees every task's head through vl-head.h (there this one is the "model" head), and
+ * evaluation runs there too (vl_evaluate, vl_evaluate_regress, vl_evaluate_segment).
  */
 #pragma once
 
@@ -151,15 +154,7 @@ double    vl_seg_batch_loss       (float *dz, const float *z, const uint8_t *mas
 void      vl_seg_result_clear     (VlSegResult *r);
 void      vl_seg_result_copy      (VlSegResult *dst, const VlSegResult *src);
 
-/* ---- evaluation ---- */
-
-/* Evaluates a model without a classification head and its seg head on one split of a
- * segmentation dataset: images squashed to size x size (0: the model's input size), the seg
- * head's logits upsampled bilinearly to each image's own size and scored against its original
- * mask (out->own_size TRUE). */
-gboolean  vl_evaluate_segment    (VlModel *m, VlSegHead *h, VlDataset *ds, VlSplit split,
-                                  int size, int batch_size, GCancellable *cancellable,
-                                  VlSegResult *out, GError **error);
+/* ---- preprocessing ---- */
 
 /* The model's evaluation preprocessing (pretrained_cfg: input size, crop_pct, interpolation,
  * mean, std; channels = in_chans). */
@@ -167,12 +162,7 @@ void      vl_preprocess_from_model (VlModel *m, VlPreprocess *pp);
 /* The same at a dense task's input side: size (0: the model's input size) squashed to, which
  * must be a multiple of the patch (an error says so otherwise). */
 gboolean  vl_preprocess_dense    (VlModel *m, int size, VlPreprocess *pp, GError **error);
-/* Evaluates the model (its head must have the dataset's classes) on one split, in batches. */
-gboolean  vl_evaluate            (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
-                                  GCancellable *cancellable, VlEvalResult *out, GError **error);
-/* The same for a regression model: its head has one output per target of the dataset. */
-gboolean  vl_evaluate_regress    (VlModel *m, VlDataset *ds, VlSplit split, int batch_size,
-                                  const VlTaskSpec *t, GCancellable *cancellable,
-                                  VlRegressResult *out, GError **error);
+/* The evaluation of a model on a split (vl_evaluate, vl_evaluate_regress, vl_evaluate_segment,
+ * vl_evaluate_detect) is declared in vl-head.h: one loop through the task's head. */
 
 G_END_DECLS

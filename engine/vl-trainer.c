@@ -849,8 +849,8 @@ setup_head (Run *r, GError **error)
       r->pp.size = r->S = c->img_size;
     }
   vl_head_grid_of (r->m, r->S, &r->grid);
-  r->head = seg ? vl_head_new_seg (g_steal_pointer (&seg), &r->grid)
-                : vl_head_new_det (g_steal_pointer (&det), &r->grid);
+  r->head = seg ? vl_head_new_seg (g_steal_pointer (&seg), &r->grid, TRUE)
+                : vl_head_new_det (g_steal_pointer (&det), &r->grid, TRUE);
   return TRUE;
 }
 
@@ -1733,15 +1733,6 @@ validate (Run *r, VlEpochMetrics *e, GError **error)
   return OK;
 }
 
-static void
-metrics_clear (VlEpochMetrics *e)
-{
-  vl_eval_result_clear (&e->val);
-  vl_regress_result_clear (&e->reg);
-  vl_seg_result_clear (&e->seg);
-  vl_det_result_clear (&e->det);
-}
-
 static VlEpochMetrics *
 metrics_copy (const VlEpochMetrics *e)
 {
@@ -1790,7 +1781,7 @@ run_epochs (Run *r, GError **error)
       VlEpochMetrics e = { 0 };
       if ((o = validate (r, &e, error)) != OK)
         {
-          metrics_clear (&e);
+          vl_epoch_metrics_clear (&e);
           break;
         }
       r->val_seconds = (g_get_monotonic_time () - tv) / 1e6;
@@ -1820,7 +1811,7 @@ run_epochs (Run *r, GError **error)
           if (!vl_train_save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
             {
               g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
-              metrics_clear (&e);
+              vl_epoch_metrics_clear (&e);
               return VL_TRAIN_END_FAILED;
             }
         }
@@ -1829,7 +1820,7 @@ run_epochs (Run *r, GError **error)
       ev->unlocked = r->unlocked;
       ev->cached = r->cached;
       post (r->t, ev);
-      metrics_clear (&e);
+      vl_epoch_metrics_clear (&e);
       if (c->early_stop > 0 && r->bad_epochs >= c->early_stop && r->epoch + 1 < c->epochs)
         {
           message (r, "early stop: the validation loss has not improved for %d epochs (best "

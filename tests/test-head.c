@@ -283,7 +283,7 @@ test_seg (gconstpointer data)
   VlHeadGrid grid;
   vl_head_grid_of (m, S, &grid);
   g_assert_cmpint (grid.T, ==, 1 + 16);
-  g_autoptr(VlHead) h = vl_head_new_seg (vl_seg_head_new (kind, WIDTH, K, 5), &grid);
+  g_autoptr(VlHead) h = vl_head_new_seg (vl_seg_head_new (kind, WIDTH, K, 5), &grid, TRUE);
   VlSegHead *seg = vl_head_seg (h);
   g_assert_nonnull (seg);
   g_assert_null (vl_head_det (h));
@@ -334,7 +334,7 @@ test_seg (gconstpointer data)
     g_autoptr(VlSafetensorsWriter) w = vl_head_writer (h);
     g_assert_true (vl_safetensors_writer_write (w, path, &error));
   }
-  g_autoptr(VlHead) h2 = vl_head_new_seg (vl_seg_head_new (kind, WIDTH, K, 99), &grid);
+  g_autoptr(VlHead) h2 = vl_head_new_seg (vl_seg_head_new (kind, WIDTH, K, 99), &grid, TRUE);
   g_assert_true (vl_head_restore (h2, dir, &error));
   int np2;
   VlHeadParam *p2 = vl_head_params (h2, &np2);
@@ -344,7 +344,7 @@ test_seg (gconstpointer data)
   g_autoptr(VlHead) other = vl_head_new_seg (vl_seg_head_new (kind == VL_SEG_HEAD_LINEAR
                                                               ? VL_SEG_HEAD_UPCONV
                                                               : VL_SEG_HEAD_LINEAR, WIDTH, K, 1),
-                                             &grid);
+                                             &grid, TRUE);
   g_assert_false (vl_head_restore (other, dir, &error));
   g_assert_error (error, VL_ERROR, VL_ERROR_MISMATCH);
   g_assert_nonnull (strstr (error->message, path));
@@ -370,7 +370,7 @@ test_det (void)
   const int n_boxes[NB] = { 2, 1, 0 };
   VlHeadGrid grid;
   vl_head_grid_of (m, S, &grid);
-  g_autoptr(VlHead) h = vl_head_new_det (vl_det_head_new (WIDTH, K, 3), &grid);
+  g_autoptr(VlHead) h = vl_head_new_det (vl_det_head_new (WIDTH, K, 3), &grid, TRUE);
   VlDetHead *det = vl_head_det (h);
   g_assert_nonnull (det);
   g_assert_cmpstr (vl_head_file (h), ==, VL_RUN_DET_HEAD);
