@@ -1,11 +1,13 @@
 /* vl-trainer-private.h: the worker's run (Run: the model, data, heads, cache and counters of one
- * training run) and what vl-trainer.c (the worker, the step loop) and vl-train-save.c (run.json,
- * metrics.jsonl, checkpoints and resuming) share. Engine-internal. */
+ * training run), for the trainer's own files. The run folder's writing and reading
+ * (vl-train-save.h) does not see it: the worker hands it a VlRunRecord, a VlRunPosition and a
+ * VlCheckpointSave. Engine-internal. */
 #pragma once
 
 #include "vl-trainer.h"
 #include "vl-eta.h"
 #include "vl-safetensors.h"
+#include "vl-train-save.h"
 
 typedef struct {
   float   *data;       /* (n, numel) activations at the lock boundary */
@@ -25,7 +27,7 @@ typedef struct {
   VlPreprocess         pp;
   int                  S, K, n_groups, n_train, n_val;
   VlTaskSpec           task;            /* K outputs: classes, or regression targets */
-  float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
+  VlRunRecord          rec;             /* what run.json records: origin, names, targets' stats */
   float               *dout;            /* (batch, K) the loss's gradient on the outputs */
   float               *buf_values;      /* (batch, K) regress: targets gathered from the cache */
   /* segment: the seg head is layer group n_groups - 1, after the model's n_model_groups */
@@ -45,13 +47,6 @@ typedef struct {
   gboolean             det_task;
   VlDetHead           *det;
   int                  max_boxes;       /* room per image in batches and the cache */
-  char               **value_names;
-  char                *backbone_path, *backbone_sha;
-  char               **class_names;
-  char                *created;
-  char                *backbone_typed;  /* as given; backbone_path is absolute */
-  char                *data_spec;       /* the dataset spec with an absolute path */
-  char                *data_typed;      /* as given */
 
   VlLoader            *train_loader;    /* images, created when first needed */
   VlLoader            *val_loader;
@@ -112,10 +107,4 @@ typedef struct {
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
 
-VlSafetensorsWriter *vl_train_dense_head_writer (const Run *r);
-char **vl_train_skipped_strv (VlDataset *ds);
-gboolean vl_train_check_run_data (Run *r, GError **error);
-gboolean vl_train_load_checkpoint_state (Run *r, GError **error);
-char *vl_train_metrics_line (const VlEpochMetrics *e);
-char *vl_train_run_json (Run *r);
-gboolean vl_train_save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error);
+

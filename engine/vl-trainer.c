@@ -540,19 +540,6 @@ should_stop (Run *r)
   return cancelled (r);
 }
 
-char **
-vl_train_skipped_strv (VlDataset *ds)
-{
-  g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
-  char **v = g_new0 (char *, sk->len + 1);
-  for (guint i = 0; i < sk->len; i++)
-    {
-      VlSkipped *s = g_ptr_array_index (sk, i);
-      v[i] = g_strdup_printf ("%s: %s", s->path, s->reason);
-    }
-  return v;
-}
-
 /* A head outside the model reads its final-norm token grid (segment, detect): the last layer
  * group, the token cache, d tokens into vl_model_backward_from. */
 static gboolean
@@ -575,8 +562,8 @@ dense_head_params (const Run *r, int *n, const char **file, const char **format,
 }
 
 /* The head's file of a checkpoint (its tensors, moments and step counts); NULL without one. */
-VlSafetensorsWriter *
-vl_train_dense_head_writer (const Run *r)
+static VlSafetensorsWriter *
+dense_head_writer (const Run *r)
 {
   if (r->seg == NULL && r->det == NULL)
     return NULL;
@@ -660,10 +647,7 @@ run_clear (Run *r)
     r->t->det_head = r->det;   /* handed back with the model (vl_trainer_get_det_head) */
   else
     vl_det_head_free (r->det);
-  g_free (r->tmean);
-  g_free (r->tstd);
   g_free (r->dout);
-  g_strfreev (r->value_names);
   g_free (r->sched);
   g_free (r->scales);
   g_free (r->gnorms);
@@ -671,13 +655,7 @@ run_clear (Run *r)
   g_free (r->probe_labels);
   g_strfreev (r->probe_names);
   g_free (r->user_px);
-  g_strfreev (r->class_names);
-  g_free (r->backbone_path);
-  g_free (r->backbone_sha);
-  g_free (r->backbone_typed);
-  g_free (r->data_spec);
-  g_free (r->data_typed);
-  g_free (r->created);
+  vl_run_record_clear (&r->rec);
   if (r->metrics_lines)
     g_ptr_array_unref (r->metrics_lines);
 }
@@ -848,14 +826,14 @@ setup_task (Run *r, GError **error)
                        "fashion-mnist-rotate)", vl_dataset_description (r->ds));
           return FALSE;
         }
-      r->value_names = g_new0 (char *, r->K + 1);
+      r->rec.value_names = g_new0 (char *, r->K + 1);
       for (int j = 0; j < r->K; j++)
-        r->value_names[j] = g_strdup (vl_dataset_value_name (r->ds, j));
-      r->tmean = g_new (float, r->K);
-      r->tstd = g_new (float, r->K);
-      vl_task_target_stats (r->ds, r->tmean, r->tstd);
-      r->task.mean = r->tmean;
-      r->task.std = r->tstd;
+        r->rec.value_names[j] = g_strdup (vl_dataset_value_name (r->ds, j));
+      r->rec.tmean = g_new (float, r->K);
+      r->rec.tstd = g_new (float, r->K);
+      vl_task_target_stats (r->ds, r->rec.tmean, r->rec.tstd);
+      r->task.mean = r->rec.tmean;
+      r->task.std = r->rec.tstd;
     }
   r->task.n_outputs = r->K;
   r->dout = g_new (float, (gsize) c->batch_size * r->K);
@@ -898,8 +876,8 @@ setup_head (Run *r, GError **error)
     {
       vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
       vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
-                                                             ? r->value_names
-                                                             : r->class_names));
+                                                             ? r->rec.value_names
+                                                             : r->rec.class_names));
     }
   return TRUE;
 }
@@ -954,6 +932,73 @@ apply_stem_and_groups (VlTrainer *t, GError **error)
   return TRUE;
 }
 
+/* ---- the run folder: what vl-train-save.c writes and reads, handed over narrowly ---- */
+
+static VlRunPosition
+run_position (const Run *r)
+{
+  return (VlRunPosition) {
+    .epoch = r->epoch, .batch = r->batch, .step = r->step, .steps_per_epoch = r->spe,
+    .loss_sum = r->loss_sum, .seen = r->seen, .best_val = r->best_val,
+    .best_epoch = r->best_epoch, .bad_epochs = r->bad_epochs,
+    .sched = r->sched, .n_sched = r->n_sched,
+  };
+}
+
+static char *
+run_json (const Run *r)
+{
+  VlRunPosition pos = run_position (r);
+  return vl_train_run_json (r->cfg, r->m, r->ds, &r->rec, &pos, r->S, r->K, r->n_groups);
+}
+
+/* On resume: the optimizer state and the position of the checkpoint on disk. */
+static gboolean
+load_checkpoint_state (Run *r, GError **error)
+{
+  VlRunPosition pos = run_position (r);
+  if (!vl_train_load_checkpoint_state (r->cfg->out_dir, r->m, &pos, error))
+    return FALSE;   /* pos.sched is only replaced once nothing can fail */
+  r->epoch = pos.epoch;
+  r->batch = pos.batch;
+  r->step = pos.step;
+  r->loss_sum = pos.loss_sum;
+  r->seen = pos.seen;
+  r->best_val = pos.best_val;
+  r->best_epoch = pos.best_epoch;
+  r->bad_epochs = pos.bad_epochs;
+  r->sched = pos.sched;
+  r->n_sched = pos.n_sched;
+  r->saved_epoch = pos.epoch;
+  return TRUE;
+}
+
+/* Saves the checkpoint group with the position (epoch, batch) for a resume to start at; the
+ * metrics lines of the epochs not saved yet go into metrics.jsonl. */
+static gboolean
+save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
+{
+  VlRunPosition pos = run_position (r);
+  pos.epoch = epoch;
+  pos.batch = batch;
+  g_autofree char *json = run_json (r);
+  g_autoptr(GString) metrics = g_string_new (NULL);
+  for (guint i = 0; i < r->metrics_lines->len; i++)
+    g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
+  g_autoptr(VlSafetensorsWriter) head = dense_head_writer (r);
+  const VlCheckpointSave s = {
+    .dir = r->cfg->out_dir, .model = r->m, .pos = &pos, .seed = r->cfg->seed,
+    .run_json = json, .metrics = metrics->str, .head = head,
+    .head_file = r->det ? VL_RUN_DET_HEAD : VL_RUN_SEG_HEAD, .seg = r->seg, .best = best,
+  };
+  if (!vl_train_save_checkpoint (&s, error))
+    return FALSE;
+  g_ptr_array_set_size (r->metrics_lines, 0);   /* in metrics.jsonl now */
+  r->dirty = FALSE;
+  r->saved_epoch = epoch;
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -977,10 +1022,10 @@ setup (Run *r, GError **error)
   if (!apply_stem_and_groups (t, error))
     return FALSE;
   /* run.json records absolute paths (the run opens from anywhere) and the typed ones */
-  r->backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
-  r->backbone_path = vl_run_absolute_path (r->backbone_typed);
-  r->data_typed = g_strdup (c->data);
-  r->data_spec = vl_run_absolute_spec (c->data);
+  r->rec.backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
+  r->rec.backbone_path = vl_run_absolute_path (r->rec.backbone_typed);
+  r->rec.data_typed = g_strdup (c->data);
+  r->rec.data_spec = vl_run_absolute_spec (c->data);
   if (t->ds == NULL)
     {
       VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
@@ -1003,12 +1048,12 @@ setup (Run *r, GError **error)
       return FALSE;
     }
   const int n_classes = vl_dataset_n_classes (r->ds);
-  r->class_names = g_new0 (char *, n_classes + 1);
+  r->rec.class_names = g_new0 (char *, n_classes + 1);
   for (int k = 0; k < n_classes; k++)
-    r->class_names[k] = g_strdup (vl_dataset_class_name (r->ds, k));
+    r->rec.class_names[k] = g_strdup (vl_dataset_class_name (r->ds, k));
 
   r->m = t->model;
-  r->backbone_sha = sha256_file (r->backbone_path);
+  r->rec.backbone_sha = sha256_file (r->rec.backbone_path);
 
   if (!setup_head (r, error))
     return FALSE;
@@ -1073,19 +1118,19 @@ setup (Run *r, GError **error)
     {
       /* without a checkpoint (the run never saved one) it starts again from epoch 0 */
       g_autofree char *mpath = g_build_filename (c->out_dir, "model.safetensors", NULL);
-      if (!vl_train_check_run_data (r, error) ||
+      if (!vl_train_check_run_data (c->out_dir, r->ds, &r->rec, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
-                                     !vl_train_load_checkpoint_state (r, error) ||
+                                     !load_checkpoint_state (r, error) ||
                                      (dense_task (r) && !load_dense_head_state (r, error)))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
         return FALSE;
     }
-  if (r->created == NULL)
+  if (r->rec.created == NULL)
     {
       g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
-      r->created = g_date_time_format_iso8601 (now);
+      r->rec.created = g_date_time_format_iso8601 (now);
     }
 
   r->opt = (VlAdamW) VL_ADAMW_DEFAULTS;
@@ -1109,7 +1154,7 @@ setup (Run *r, GError **error)
 
   if (c->out_dir && (!c->resume || !t->run_has_checkpoint))
     {
-      g_autofree char *run = vl_train_run_json (r);
+      g_autofree char *run = run_json (r);
       g_autofree char *path = g_build_filename (c->out_dir, "run.json", NULL);
       if (!vl_write_file_atomic (path, run, -1, error))
         return FALSE;
@@ -1121,9 +1166,9 @@ setup (Run *r, GError **error)
   ev->task = c->task;
   ev->n_classes = n_classes;
   ev->n_values = c->task == VL_TASK_REGRESS ? r->K : 0;
-  ev->value_names = g_strdupv (r->value_names);
+  ev->value_names = g_strdupv (r->rec.value_names);
   ev->n_groups = r->n_groups;
-  ev->class_names = g_strdupv (r->class_names);
+  ev->class_names = g_strdupv (r->rec.class_names);
   ev->steps_per_epoch = r->spe;
   ev->total_steps = r->total_steps;
   ev->start_epoch = r->epoch;
@@ -2139,7 +2184,7 @@ run_epochs (Run *r, GError **error)
       r->batch = 0;
       if (c->out_dir)
         {
-          if (!vl_train_save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
+          if (!save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
             {
               g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
               metrics_clear (&e);
@@ -2172,7 +2217,7 @@ run_epochs (Run *r, GError **error)
     }
   if (o == STOPPED)
     {
-      if (c->out_dir && r->dirty && !vl_train_save_checkpoint (r, r->epoch, r->batch, FALSE, error))
+      if (c->out_dir && r->dirty && !save_checkpoint (r, r->epoch, r->batch, FALSE, error))
         {
           g_prefix_error (error, "saving the checkpoint at the stop: ");
           return VL_TRAIN_END_FAILED;
