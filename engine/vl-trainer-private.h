@@ -7,6 +7,7 @@
 #include "vl-trainer.h"
 #include "vl-eta.h"
 #include "vl-safetensors.h"
+#include "vl-train-probes.h"
 #include "vl-train-save.h"
 
 typedef struct {
@@ -81,16 +82,8 @@ typedef struct {
   float               *scales;
   double              *gnorms;
 
-  int                  n_probes;
-  float               *probe_px;        /* (n_probes + 1, C, S, S): room for the user's */
-  int                 *probe_labels;
-  char               **probe_names;
-  /* the caller's probe image, taken from the trainer (vl_trainer_set_user_probe) */
-  float               *user_px;         /* (user_c, user_h, user_w); NULL: none */
-  int                  user_c, user_h, user_w;
-  guint64              user_serial;     /* the trainer's serial last seen */
-  guint64              user_probe;      /* the serial of user_px (0: none) */
-
+  VlProbeSet           probes;          /* the images a PROBES event shows */
+  guint64              user_serial;     /* the trainer's serial of the caller's image last seen */
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
   gint64               last_step_time;

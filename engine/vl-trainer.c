@@ -8,7 +8,6 @@
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer-private.h"
 #include "vl-eta.h"
-#include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-conv.h"
 #include "vl-safetensors.h"
@@ -651,10 +650,7 @@ run_clear (Run *r)
   g_free (r->sched);
   g_free (r->scales);
   g_free (r->gnorms);
-  g_free (r->probe_px);
-  g_free (r->probe_labels);
-  g_strfreev (r->probe_names);
-  g_free (r->user_px);
+  vl_probe_set_clear (&r->probes);
   vl_run_record_clear (&r->rec);
   if (r->metrics_lines)
     g_ptr_array_unref (r->metrics_lines);
@@ -699,46 +695,6 @@ order_loader (Run *r)
 }
 
 /* ---- setup ---- */
-
-static gboolean
-choose_probes (Run *r)
-{
-  int n = MIN (r->cfg->n_probes, r->n_val);
-  if (r->cfg->probe_every <= 0 || n <= 0)
-    return TRUE;
-  /* the first validation image of each class, then the second of each, ... */
-  g_autofree int *picked = g_new (int, n);
-  g_autofree int *taken = g_new0 (int, r->K);
-  int count = 0;
-  for (int round = 0; count < n && round < r->n_val; round++)
-    for (int k = 0; k < r->K && count < n; k++)
-      {
-        int seen = 0;
-        for (int i = 0; i < r->n_val; i++)
-          if (vl_dataset_label (r->ds, VL_SPLIT_VAL, i) == k && seen++ == round)
-            {
-              picked[count++] = i;
-              break;
-            }
-      }
-  int64_t per = (int64_t) r->pp.channels * r->S * r->S;
-  r->probe_px = g_new (float, per * (count + 1));   /* + the user's probe image */
-  r->probe_labels = g_new (int, MAX (count, 1));
-  r->probe_names = g_new0 (char *, count + 1);
-  int ok = 0;
-  for (int j = 0; j < count; j++)
-    {
-      int i = picked[j];
-      if (!vl_dataset_load (r->ds, VL_SPLIT_VAL, i, &r->pp, VL_AUGMENT_NONE, 0,
-                            r->probe_px + per * ok, NULL))
-        continue;
-      r->probe_labels[ok] = vl_dataset_label (r->ds, VL_SPLIT_VAL, i);
-      r->probe_names[ok] = g_strdup (vl_dataset_item_name (r->ds, VL_SPLIT_VAL, i));
-      ok++;
-    }
-  r->n_probes = ok;
-  return TRUE;
-}
 
 /* From scratch: the backbone's geometry (or the config's) with timm's initialisation. */
 static VlModel *
@@ -1150,7 +1106,7 @@ setup (Run *r, GError **error)
     }
   r->opt.group_lr_scale = c->layer_decay < 1.0 ? r->scales : NULL;
   r->gnorms = g_new0 (double, r->n_groups);
-  choose_probes (r);
+  vl_probe_set_choose (&r->probes, r->ds, &r->pp, c->probe_every > 0 ? c->n_probes : 0, r->K);
 
   if (c->out_dir && (!c->resume || !t->run_has_checkpoint))
     {
@@ -1461,115 +1417,27 @@ take_user_probe (Run *r)
   if (!changed)
     return;
   r->user_serial = serial;   /* seen, taken or refused */
-  const int patch = vl_model_geometry (r->m)->patch;
-  if (px && (c != r->pp.channels || h % patch != 0 || w % patch != 0))
-    {
-      message (r, "probe image: %d channel%s of %dx%d pixels; the model takes %d channel%s, "
-               "sides that are multiples of %d", c, c == 1 ? "" : "s", w, h, r->pp.channels,
-               r->pp.channels == 1 ? "" : "s", patch);
-      g_free (px);
-      return;
-    }
-  g_free (r->user_px);
-  r->user_px = px;
-  r->user_c = c;
-  r->user_h = h;
-  r->user_w = w;
-  r->user_probe = px ? serial : 0;
-}
-
-/* A forward of B images (C, H, W) with every block's attention kept, and their rollout
- * (B, H / patch * W / patch) into *roll. FALSE (with a message, unless the run was stopped
- * meanwhile) when it fails. */
-static gboolean
-probe_forward (Run *r, const float *px, int B, int H, int W, float **roll)
-{
   g_autoptr(GError) e = NULL;
-  const VlGeometry *g = vl_model_geometry (r->m);
-  *roll = g_new (float, (gsize) B * (H / g->patch) * (W / g->patch));
-  if (vl_model_forward (r->m, px, B, H, W, VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN, &e) &&
-      vl_model_rollout (r->m, *roll, &e))
-    return TRUE;
-  g_clear_pointer (roll, g_free);
-  if (!cancelled (r))
-    message (r, "probe images: %s", e->message);
-  return FALSE;
-}
-
-/* The top class of image b of the last forward. */
-static int
-top_class (Run *r, int b)
-{
-  if (vl_model_logits (r->m) == NULL)
-    return 0;   /* segmentation: no image-level class */
-  const float *logits = vl_model_logits (r->m) + (gsize) b * r->K;
-  int best = 0;
-  for (int k = 1; k < r->K; k++)
-    if (logits[k] > logits[best])
-      best = k;
-  return best;
-}
-
-/* The user's probe, image b of the last forward (rollout: its map), into ev. */
-static void
-user_probe_into (Run *r, VlTrainEvent *ev, int b, const float *rollout)
-{
-  const VlGeometry *g = vl_model_geometry (r->m);
-  const int T = vl_model_n_tokens_last (r->m);
-  const gsize per_block = (gsize) g->heads * T * T;
-  ev->user_probe = r->user_probe;
-  ev->user_grid_h = r->user_h / g->patch;
-  ev->user_grid_w = r->user_w / g->patch;
-  ev->user_depth = g->depth;
-  ev->user_heads = g->heads;
-  ev->user_T = T;
-  ev->user_attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
-  vl_model_attention_copy (r->m, b, ev->user_attn);
-  ev->user_rollout = g_memdup2 (rollout, sizeof (float) * ev->user_grid_h * ev->user_grid_w);
-  ev->user_predicted = top_class (r, b);
+  if (!vl_probe_set_take_user (&r->probes, px, c, h, w, vl_model_geometry (r->m)->patch, serial,
+                               &e))
+    message (r, "probe image: %s", e->message);
 }
 
 /* The validation probes and the user's probe image through the model as it is now: one
- * PROBES event. The user's image rides in the same batch when it has the model's input size. */
+ * PROBES event (vl-train-probes.h). */
 static void
 run_probes (Run *r)
 {
   take_user_probe (r);
-  const gboolean user = r->user_px != NULL;
-  if (r->n_probes == 0 && !user)
+  if (!vl_probe_set_any (&r->probes))
     return;
-  const gsize per = (gsize) r->pp.channels * r->S * r->S;
-  const gboolean together = user && r->n_probes > 0 && r->user_h == r->S && r->user_w == r->S;
-  const int gh = r->S / vl_model_geometry (r->m)->patch, P = gh * gh;
   g_autoptr(VlTrainEvent) ev = event_new (VL_TRAIN_EVENT_PROBES, r->epoch, r->step);
-  if (r->n_probes > 0)
-    {
-      const int B = r->n_probes + (together ? 1 : 0);
-      if (together)
-        memcpy (r->probe_px + per * r->n_probes, r->user_px, sizeof (float) * per);
-      g_autofree float *roll = NULL;
-      if (!probe_forward (r, r->probe_px, B, r->S, r->S, &roll))
-        return;
-      ev->n_probes = r->n_probes;
-      ev->grid_h = ev->grid_w = gh;
-      ev->rollout = g_memdup2 (roll, sizeof (float) * r->n_probes * P);
-      ev->probe_labels = g_memdup2 (r->probe_labels, sizeof (int) * r->n_probes);
-      ev->probe_predicted = g_new (int, r->n_probes);
-      ev->probe_names = g_strdupv (r->probe_names);
-      for (int b = 0; b < r->n_probes; b++)
-        ev->probe_predicted[b] = top_class (r, b);
-      if (together)
-        user_probe_into (r, ev, r->n_probes, roll + (gsize) r->n_probes * P);
-    }
-  if (user && !together)
-    {
-      g_autofree float *roll = NULL;
-      if (probe_forward (r, r->user_px, 1, r->user_h, r->user_w, &roll))
-        user_probe_into (r, ev, 0, roll);
-      else if (r->n_probes == 0)
-        return;
-    }
-  post (r->t, g_steal_pointer (&ev));
+  g_autoptr(GError) e = NULL;
+  gboolean any;
+  if (!vl_probe_set_run (&r->probes, r->m, r->K, ev, &any, &e) && !cancelled (r))
+    message (r, "probe images: %s", e->message);
+  if (any)
+    post (r->t, g_steal_pointer (&ev));
 }
 
 static void
