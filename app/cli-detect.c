@@ -103,7 +103,7 @@ cli_predict_detect (const char *run, VlModel *m, char **files, int n_files, cons
       g_autofree char *jpath = g_build_filename (out_dir, jname, NULL);
       g_autofree char *bpath = g_build_filename (out_dir, bname, NULL);
       g_autofree char *json = detections_json (files[i], dets, n, names, K);
-      if (!g_file_set_contents (jpath, json, -1, &error))
+      if (!vl_write_file_atomic (jpath, json, -1, &error))
         return cli_fail (error);
       const int w = MAX (2, MIN (img->width, img->height) / 150);
       for (int j = n - 1; j >= 0; j--)   /* the best drawn last, on top */

@@ -1,4 +1,4 @@
-/* gemm_bench.c: one core's GFLOP/s on ViT-Ti's products, vitlab's kernel (engine/vl-gemm.c)
+/* gemm_bench.c: one core's GFLOP/s on ViT-Ti's products, vitlab's kernel (engine/nn/vl-gemm.c)
  * against single-threaded OpenBLAS, and the core's FMA peak; for docs/BENCHMARKS.md (make bench
  * runs it as build/bench/vitlab-gemm-bench).
  *

@@ -541,7 +541,7 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab, small=(), demo
     cores = gemm.get("cores") or {}
     if cores.get("rows"):
         fp = cores.get("fma_peak")
-        w("One core on the products vitlab runs on its own kernel (`engine/vl-gemm.c`), operands "
+        w("One core on the products vitlab runs on its own kernel (`engine/nn/vl-gemm.c`), operands "
           "in cache, best of 5;")
         w("OpenBLAS single-threaded with the same inputs (for the linear layers, a pass filling "
           "the output with the bias")
@@ -646,7 +646,7 @@ def render(a, info, gemm, results, epoch, t_total, hand, gemm_ab, small=(), demo
     w("")
     w("On AVX-512 and on AVX2 the forward's linear layers (weights packed once), attention's "
       "products, the backward's input")
-    w("and weight gradients run on vitlab's own kernel (`engine/vl-gemm.c`), and GELU and the "
+    w("and weight gradients run on vitlab's own kernel (`engine/nn/vl-gemm.c`), and GELU and the "
       "softmax on SIMD")
     w("code of their own. `vitlab-cli bench --gemm-ab` alternates all of that with OpenBLAS (and "
       "the portable")

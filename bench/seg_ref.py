@@ -17,9 +17,9 @@ from the images; layer decay scales the head by 1, the final norm and the last b
 block i by D^(depth - i), the stem by D^(depth + 1) (vitlab's seg-head layer ids); no weight
 decay on 1-D tensors, pos_embed and cls_token. --init random initialises the backbone as timm
 does (trunc-normal 0.02 linears and position embedding, zero biases). --preset scenes takes the
-data and recipe of `vitlab-cli train --preset scenes` (engine/vl-preset.c); DATA may also be
+data and recipe of `vitlab-cli train --preset scenes` (engine/train/vl-preset.c); DATA may also be
 fashion-mnist-scenes:train=N,val=N,size=S[,classes=A-B][,seed=N], generated here exactly as
-vitlab does (engine/vl-data-scenes.c make_scenes: the same xoshiro256** draws, the same garments,
+vitlab does (engine/data/vl-data-scenes.c make_scenes: the same xoshiro256** draws, the same garments,
 places and masks) from Debian's Fashion-MNIST.
 
 DATA is a Pascal VOC layout (JPEGImages/, SegmentationClass/ index PNGs with 255 ignored,
@@ -271,7 +271,7 @@ def init_random(model, seed):
 
 
 PRESETS = {
-    # engine/vl-preset.c "scenes"
+    # engine/train/vl-preset.c "scenes"
     "scenes": dict(data="fashion-mnist-scenes:train=400,val=200,size=40", size=40, epochs=8,
                    batch=16, lr=1e-2, wd=0.05, warmup=1.0, layer_decay=0.6,
                    unlock_schedule="0:1,1:3", head="linear"),

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""The calls among the window's files (ui/vl-window*.c): which file names a non-static function
-(or takes the address of one) that another defines.  Prints each directed pair with the names,
-then whether the graph is a DAG; exits 1 when a cycle exists (a file reachable from a file it
-reaches), naming the files of each cycle, or when a part calls up into vl-window.c (the top:
-the parts never call back into it).
+"""The calls among the window's files (vl-window*.c anywhere under ui/: today ui/window/):
+which file names a non-static function (or takes the address of one) that another defines.
+Prints each directed pair with the names, then whether the graph is a DAG; exits 1 when a cycle
+exists (a file reachable from a file it reaches), naming the files of each cycle, or when a part
+calls up into vl-window.c (the top: the parts never call back into it).
 
 usage: check-window-calls.py [--tap] [SRCDIR]   (SRCDIR: the repository root; default: this script's
 parent; --tap: TAP output, one test case, the report as comments: meson's "window-calls" test)
@@ -26,9 +26,9 @@ def say(text):
     print(('# ' if tap else '') + text)
 
 
-files = sorted(glob.glob(os.path.join(root, 'ui', 'vl-window*.c')))
+files = sorted(glob.glob(os.path.join(root, 'ui', '**', 'vl-window*.c'), recursive=True))
 if not files:
-    say(f'no ui/vl-window*.c under {root}')
+    say(f'no vl-window*.c under {root}/ui')
     if tap:
         print('not ok 1 the window files are there')
     sys.exit(1)
@@ -47,6 +47,9 @@ src = {}
 defs = {}      # name -> the file that defines it (non-static)
 for f in files:
     b = os.path.basename(f)
+    if b in src:
+        say(f'two files named {b} under ui/')
+        sys.exit(1)
     s = strip(open(f, encoding='utf-8').read())
     src[b] = s
     # GNU style: the return type ends the previous line, the name starts a line at column 0,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "vl-test-util.h"
+#include "vl-atomic.h"
 
 /* ---- helpers ----------------------------------------------------------------------- */
 
@@ -816,6 +817,68 @@ test_write_failure_keeps_old (void)
   rm_rf (dir);
 }
 
+/* ---- the atomic writer under it (vl-atomic.h), which every file the engine writes goes through */
+
+static void
+test_atomic_replace_and_abort (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "run.json", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_write_file_atomic (path, "old", -1, &error));
+  g_assert_no_error (error);
+
+  /* streamed in pieces, then committed: the whole new contents, no temporary left */
+  VlAtomicFile *f = vl_atomic_file_new (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (count_entries (dir), ==, 2);   /* the old file and the temporary */
+  g_assert_true (vl_atomic_file_write (f, "{\"a\":", 5, &error));
+  g_assert_true (vl_atomic_file_write (f, " 1}", 3, &error));
+  g_autofree char *mid = NULL;
+  g_assert_true (g_file_get_contents (path, &mid, NULL, NULL));
+  g_assert_cmpstr (mid, ==, "old");                /* unchanged until the commit */
+  g_assert_true (vl_atomic_file_commit (f, &error));
+  g_assert_no_error (error);
+  g_autofree char *now = NULL;
+  g_assert_true (g_file_get_contents (path, &now, NULL, NULL));
+  g_assert_cmpstr (now, ==, "{\"a\": 1}");
+  g_assert_cmpuint (count_entries (dir), ==, 1);
+
+  /* abandoned: the temporary goes, the file stays */
+  f = vl_atomic_file_new (path, &error);
+  g_assert_true (vl_atomic_file_write (f, "half", 4, &error));
+  vl_atomic_file_abort (f);
+  g_autofree char *after = NULL;
+  g_assert_true (g_file_get_contents (path, &after, NULL, NULL));
+  g_assert_cmpstr (after, ==, "{\"a\": 1}");
+  g_assert_cmpuint (count_entries (dir), ==, 1);
+  rm_rf (dir);
+}
+
+/* A folder that does not exist, or a target that is a folder: errors that name the file, and
+ * nothing left behind. */
+static void
+test_atomic_errors_name_the_file (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *missing = g_build_filename (dir, "no-such-dir", "metrics.jsonl", NULL);
+  g_autoptr(GError) error = NULL;
+  g_assert_false (vl_write_file_atomic (missing, "x", -1, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, missing));
+  g_assert_nonnull (strstr (error->message, g_strerror (ENOENT)));
+  g_clear_error (&error);
+
+  g_autofree char *sub = g_build_filename (dir, "config.json", NULL);
+  g_assert_cmpint (g_mkdir (sub, 0755), ==, 0);
+  g_assert_false (vl_write_file_atomic (sub, "{}", -1, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, sub));
+  g_assert_nonnull (strstr (error->message, "cannot replace"));
+  g_assert_cmpuint (count_entries (dir), ==, 1);   /* only the folder */
+  rm_rf (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -850,6 +913,8 @@ main (int argc, char **argv)
   g_test_add_func ("/safetensors/write/target-is-directory", test_write_target_is_directory);
   g_test_add_func ("/safetensors/write/invalid", test_write_invalid);
   g_test_add_func ("/safetensors/write/failure-keeps-old", test_write_failure_keeps_old);
+  g_test_add_func ("/atomic/replace-and-abort", test_atomic_replace_and_abort);
+  g_test_add_func ("/atomic/errors-name-the-file", test_atomic_errors_name_the_file);
 
   return g_test_run ();
 }

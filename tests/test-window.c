@@ -2241,8 +2241,8 @@ test_stem (void)
   destroy_window (win);
 }
 
-/* What the window's parts hear of each other (ui/vl-window-private.h): a loaded backbone, an
- * opened dataset and the probe file's maps are each announced once, by the window's own
+/* What the window's parts hear of each other (ui/window/vl-window-private.h): a loaded backbone,
+ * an opened dataset and the probe file's maps are each announced once, by the window's own
  * signals; by the time a handler connected after the parts' runs, they have taken it in (the
  * probes chosen and their pretrained attention started); a dataset that fails to open is not
  * announced. */

@@ -1,6 +1,6 @@
 /* vl-test-whitebox.h: the one place where a window test reaches the window's internals
- * (ui/vl-window-private.h), for what no action, signal or property of the window does: each
- * function says why. Every other test goes through vl-window.h and the template's widgets. */
+ * (ui/window/vl-window-private.h), for what no action, signal or property of the window does:
+ * each function says why. Every other test goes through vl-window.h and the template's widgets. */
 #pragma once
 
 #include "vl-window.h"

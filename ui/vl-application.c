@@ -13,6 +13,7 @@
 #include "vl-knn-panel.h"
 #include "vl-try-panel.h"
 #include "vl-loss-chart.h"
+#include "vl-atomic.h"
 #include "vl-pool.h"
 #include "vl-threads.h"
 #include "vl-data-panel.h"
@@ -103,7 +104,7 @@ write_schema_copy (const char *dir, GBytes *compiled)
   g_autofree char *file = g_build_filename (dir, "gschemas.compiled", NULL);
   gsize size = 0;
   const char *data = g_bytes_get_data (compiled, &size);
-  return g_file_set_contents (file, data, (gssize) size, NULL) && schema_in_dir (dir);
+  return vl_write_file_atomic (file, data, (gssize) size, NULL) && schema_in_dir (dir);
 }
 
 static void
@@ -169,18 +170,10 @@ vl_window_save_screenshot (GtkWindow *window, const char *path, GError **error)
     }
   g_autoptr(GdkTexture) texture =
     gsk_renderer_render_texture (renderer, node, &GRAPHENE_RECT_INIT (0, 0, width, height));
-  g_autofree char *tmp = g_strconcat (path, ".tmp", NULL);
-  if (!gdk_texture_save_to_png (texture, tmp))
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: cannot write the PNG", path);
-      return FALSE;
-    }
-  if (g_rename (tmp, path) != 0)
-    {
-      g_set_error (error, G_IO_ERROR, G_IO_ERROR_FAILED, "%s: %s", path, g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
+  g_autoptr(GBytes) png = gdk_texture_save_to_png_bytes (texture);
+  gsize size;
+  const char *data = g_bytes_get_data (png, &size);
+  return vl_write_file_atomic (path, data, (gssize) size, error);
 }
 
 /* ------------------------------------------------------------------ defaults */

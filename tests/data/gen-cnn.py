@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference values of the CNN-stem kernels (engine/vl-cnn.h) in tests/data/cnn-kernels.safetensors.
+"""Reference values of the CNN-stem kernels (engine/nn/vl-cnn.h) in tests/data/cnn-kernels.safetensors.
 
 Run from the project root with Debian's PyTorch:
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Reference fixtures of ViTs with CNN stems (engine/vl-stem.h) in tests/data/stem-*/.
+"""Reference fixtures of ViTs with CNN stems (engine/model/vl-stem.h) in tests/data/stem-*/.
 
 Run from the project root with Debian's PyTorch:
 

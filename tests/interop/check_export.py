@@ -348,12 +348,12 @@ def static_checks(res, name, cfg, out):
                          "modules when num_classes changes, so create_model(..., pretrained=True, "
                          "num_classes=N) keeps head_dist [K, D] and load_state_dict fails on "
                          "its shape")
-    # the recipe in engine/vl-export.c: create_model(arch, pretrained=True,
+    # the recipe in engine/export/vl-export.c: create_model(arch, pretrained=True,
     # pretrained_cfg_overlay=dict(file=...), **model_args) starts from the registry's default tag
     if arch in timm_vit.ARCHITECTURES:
         _, _, tag, dcfg = timm_vit.ARCHITECTURES[arch]
         if dcfg["num_classes"] != cfg.get("num_classes"):
-                res.incompatible(name, "the recipe in engine/vl-export.c, create_model(architecture, "
+                res.incompatible(name, "the recipe in engine/export/vl-export.c, create_model(architecture, "
                              "pretrained=True, pretrained_cfg_overlay=dict(file=...), **model_args), "
                              "starts from the registry's default cfg of `architecture` (num_classes "
                              "1000); as model_args.num_classes differs, timm discards head.* (and "

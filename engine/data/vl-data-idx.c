@@ -1,6 +1,6 @@
 /* vl-data-idx.c: Fashion-MNIST from its gzip IDX files (classes, per-class caps, val caps). */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 
 /* ------------------------------------------------------------------------------------- */
 /* Fashion-MNIST (gzip IDX)                                                               *

@@ -8,7 +8,6 @@
  * queue, the control requests (pause, stop, unlock) and the state. */
 #include "vl-trainer-private.h"
 #include "vl-eta.h"
-#include "vl-attention.h"
 #include "vl-json.h"
 #include "vl-conv.h"
 #include "vl-safetensors.h"
@@ -538,19 +537,6 @@ should_stop (Run *r)
   return cancelled (r);
 }
 
-char **
-vl_train_skipped_strv (VlDataset *ds)
-{
-  g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
-  char **v = g_new0 (char *, sk->len + 1);
-  for (guint i = 0; i < sk->len; i++)
-    {
-      VlSkipped *s = g_ptr_array_index (sk, i);
-      v[i] = g_strdup_printf ("%s: %s", s->path, s->reason);
-    }
-  return v;
-}
-
 /* The task's head lives outside the model (segment, detect): it reads the final-norm token
  * grid, is the last layer group, and is cached from the tokens when only it trains. */
 static gboolean
@@ -605,23 +591,11 @@ run_clear (Run *r)
     r->t->head = r->head;   /* handed back with the model (vl_trainer_get_seg_head) */
   else
     vl_head_free (r->head);
-  g_free (r->tmean);
-  g_free (r->tstd);
-  g_strfreev (r->value_names);
   g_free (r->sched);
   g_free (r->scales);
   g_free (r->gnorms);
-  g_free (r->probe_px);
-  g_free (r->probe_labels);
-  g_strfreev (r->probe_names);
-  g_free (r->user_px);
-  g_strfreev (r->class_names);
-  g_free (r->backbone_path);
-  g_free (r->backbone_sha);
-  g_free (r->backbone_typed);
-  g_free (r->data_spec);
-  g_free (r->data_typed);
-  g_free (r->created);
+  vl_probe_set_clear (&r->probes);
+  vl_run_record_clear (&r->rec);
   if (r->metrics_lines)
     g_ptr_array_unref (r->metrics_lines);
 }
@@ -665,46 +639,6 @@ order_loader (Run *r)
 }
 
 /* ---- setup ---- */
-
-static gboolean
-choose_probes (Run *r)
-{
-  int n = MIN (r->cfg->n_probes, r->n_val);
-  if (r->cfg->probe_every <= 0 || n <= 0)
-    return TRUE;
-  /* the first validation image of each class, then the second of each, ... */
-  g_autofree int *picked = g_new (int, n);
-  g_autofree int *taken = g_new0 (int, r->K);
-  int count = 0;
-  for (int round = 0; count < n && round < r->n_val; round++)
-    for (int k = 0; k < r->K && count < n; k++)
-      {
-        int seen = 0;
-        for (int i = 0; i < r->n_val; i++)
-          if (vl_dataset_label (r->ds, VL_SPLIT_VAL, i) == k && seen++ == round)
-            {
-              picked[count++] = i;
-              break;
-            }
-      }
-  int64_t per = (int64_t) r->pp.channels * r->S * r->S;
-  r->probe_px = g_new (float, per * (count + 1));   /* + the user's probe image */
-  r->probe_labels = g_new (int, MAX (count, 1));
-  r->probe_names = g_new0 (char *, count + 1);
-  int ok = 0;
-  for (int j = 0; j < count; j++)
-    {
-      int i = picked[j];
-      if (!vl_dataset_load (r->ds, VL_SPLIT_VAL, i, &r->pp, VL_AUGMENT_NONE, 0,
-                            r->probe_px + per * ok, NULL))
-        continue;
-      r->probe_labels[ok] = vl_dataset_label (r->ds, VL_SPLIT_VAL, i);
-      r->probe_names[ok] = g_strdup (vl_dataset_item_name (r->ds, VL_SPLIT_VAL, i));
-      ok++;
-    }
-  r->n_probes = ok;
-  return TRUE;
-}
 
 /* From scratch: the backbone's geometry (or the config's) with timm's initialisation. */
 static VlModel *
@@ -790,14 +724,14 @@ setup_task (Run *r, GError **error)
                        "fashion-mnist-rotate)", vl_dataset_description (r->ds));
           return FALSE;
         }
-      r->value_names = g_new0 (char *, r->K + 1);
+      r->rec.value_names = g_new0 (char *, r->K + 1);
       for (int j = 0; j < r->K; j++)
-        r->value_names[j] = g_strdup (vl_dataset_value_name (r->ds, j));
-      r->tmean = g_new (float, r->K);
-      r->tstd = g_new (float, r->K);
-      vl_task_target_stats (r->ds, r->tmean, r->tstd);
-      r->task.mean = r->tmean;
-      r->task.std = r->tstd;
+        r->rec.value_names[j] = g_strdup (vl_dataset_value_name (r->ds, j));
+      r->rec.tmean = g_new (float, r->K);
+      r->rec.tstd = g_new (float, r->K);
+      vl_task_target_stats (r->ds, r->rec.tmean, r->rec.tstd);
+      r->task.mean = r->rec.tmean;
+      r->task.std = r->rec.tstd;
     }
   r->task.n_outputs = r->K;
   return TRUE;
@@ -813,8 +747,8 @@ setup_head (Run *r, GError **error)
     {
       vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
       vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
-                                                             ? r->value_names
-                                                             : r->class_names));
+                                                             ? r->rec.value_names
+                                                             : r->rec.class_names));
       r->head = vl_head_new_model (&r->task);
       return TRUE;
     }
@@ -904,6 +838,77 @@ apply_stem_and_groups (VlTrainer *t, GError **error)
   return TRUE;
 }
 
+/* ---- the run folder: what vl-train-save.c writes and reads, handed over narrowly ---- */
+
+static VlRunPosition
+run_position (const Run *r)
+{
+  return (VlRunPosition) {
+    .epoch = r->epoch, .batch = r->batch, .step = r->step, .steps_per_epoch = r->spe,
+    .loss_sum = r->loss_sum, .seen = r->seen, .best_val = r->best_val,
+    .best_epoch = r->best_epoch, .bad_epochs = r->bad_epochs,
+    .sched = r->sched, .n_sched = r->n_sched,
+  };
+}
+
+static char *
+run_json (const Run *r)
+{
+  VlRunPosition pos = run_position (r);
+  return vl_train_run_json (r->cfg, r->m, r->ds, &r->rec, &pos, r->S, r->K, r->n_groups);
+}
+
+/* On resume: the optimizer state and the position of the checkpoint on disk. */
+static gboolean
+load_checkpoint_state (Run *r, GError **error)
+{
+  VlRunPosition pos = run_position (r);
+  if (!vl_train_load_checkpoint_state (r->cfg->out_dir, r->m, &pos, error))
+    return FALSE;   /* pos.sched is only replaced once nothing can fail */
+  r->epoch = pos.epoch;
+  r->batch = pos.batch;
+  r->step = pos.step;
+  r->loss_sum = pos.loss_sum;
+  r->seen = pos.seen;
+  r->best_val = pos.best_val;
+  r->best_epoch = pos.best_epoch;
+  r->bad_epochs = pos.bad_epochs;
+  r->sched = pos.sched;
+  r->n_sched = pos.n_sched;
+  r->saved_epoch = pos.epoch;
+  return TRUE;
+}
+
+/* Saves the checkpoint group with the position (epoch, batch) for a resume to start at; the
+ * metrics lines of the epochs not saved yet go into metrics.jsonl. */
+static gboolean
+save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
+{
+  VlRunPosition pos = run_position (r);
+  pos.epoch = epoch;
+  pos.batch = batch;
+  g_autofree char *json = run_json (r);
+  g_autoptr(GString) metrics = g_string_new (NULL);
+  for (guint i = 0; i < r->metrics_lines->len; i++)
+    g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
+  /* a head outside the model has its file in the group (vl-head.h); the model's own is in
+   * model.safetensors (then the head file's name goes unused) */
+  g_autoptr(VlSafetensorsWriter) head = vl_head_writer (r->head);
+  const char *head_file = vl_head_file (r->head);
+  const VlCheckpointSave s = {
+    .dir = r->cfg->out_dir, .model = r->m, .pos = &pos, .seed = r->cfg->seed,
+    .run_json = json, .metrics = metrics->str, .head = head,
+    .head_file = head_file ? head_file : VL_RUN_SEG_HEAD, .seg = vl_head_seg (r->head),
+    .best = best,
+  };
+  if (!vl_train_save_checkpoint (&s, error))
+    return FALSE;
+  g_ptr_array_set_size (r->metrics_lines, 0);   /* in metrics.jsonl now */
+  r->dirty = FALSE;
+  r->saved_epoch = epoch;
+  return TRUE;
+}
+
 static gboolean
 setup (Run *r, GError **error)
 {
@@ -927,10 +932,10 @@ setup (Run *r, GError **error)
   if (!apply_stem_and_groups (t, error))
     return FALSE;
   /* run.json records absolute paths (the run opens from anywhere) and the typed ones */
-  r->backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
-  r->backbone_path = vl_run_absolute_path (r->backbone_typed);
-  r->data_typed = g_strdup (c->data);
-  r->data_spec = vl_run_absolute_spec (c->data);
+  r->rec.backbone_typed = g_strdup (c->backbone ? c->backbone : vl_model_path (t->model));
+  r->rec.backbone_path = vl_run_absolute_path (r->rec.backbone_typed);
+  r->rec.data_typed = g_strdup (c->data);
+  r->rec.data_spec = vl_run_absolute_spec (c->data);
   if (t->ds == NULL)
     {
       VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
@@ -953,12 +958,12 @@ setup (Run *r, GError **error)
       return FALSE;
     }
   const int n_classes = vl_dataset_n_classes (r->ds);
-  r->class_names = g_new0 (char *, n_classes + 1);
+  r->rec.class_names = g_new0 (char *, n_classes + 1);
   for (int k = 0; k < n_classes; k++)
-    r->class_names[k] = g_strdup (vl_dataset_class_name (r->ds, k));
+    r->rec.class_names[k] = g_strdup (vl_dataset_class_name (r->ds, k));
 
   r->m = t->model;
-  r->backbone_sha = sha256_file (r->backbone_path);
+  r->rec.backbone_sha = sha256_file (r->rec.backbone_path);
 
   vl_preprocess_from_model (r->m, &r->pp);
   r->S = r->pp.size;
@@ -1005,19 +1010,19 @@ setup (Run *r, GError **error)
     {
       /* without a checkpoint (the run never saved one) it starts again from epoch 0 */
       g_autofree char *mpath = g_build_filename (c->out_dir, "model.safetensors", NULL);
-      if (!vl_train_check_run_data (r, error) ||
+      if (!vl_train_check_run_data (c->out_dir, r->ds, &r->rec, error) ||
           (t->run_has_checkpoint && (!load_tensors_into (r->m, mpath, error) ||
-                                     !vl_train_load_checkpoint_state (r, error) ||
+                                     !load_checkpoint_state (r, error) ||
                                      !vl_head_restore (r->head, c->out_dir, error))))
         return FALSE;
       /* metrics.jsonl ends where the checkpoint does */
       if (!vl_run_trim_metrics (c->out_dir, r->epoch, error))
         return FALSE;
     }
-  if (r->created == NULL)
+  if (r->rec.created == NULL)
     {
       g_autoptr(GDateTime) now = g_date_time_new_now_utc ();
-      r->created = g_date_time_format_iso8601 (now);
+      r->rec.created = g_date_time_format_iso8601 (now);
     }
 
   r->opt = (VlAdamW) VL_ADAMW_DEFAULTS;
@@ -1037,11 +1042,11 @@ setup (Run *r, GError **error)
     }
   r->opt.group_lr_scale = c->layer_decay < 1.0 ? r->scales : NULL;
   r->gnorms = g_new0 (double, r->n_groups);
-  choose_probes (r);
+  vl_probe_set_choose (&r->probes, r->ds, &r->pp, c->probe_every > 0 ? c->n_probes : 0, r->K);
 
   if (c->out_dir && (!c->resume || !t->run_has_checkpoint))
     {
-      g_autofree char *run = vl_train_run_json (r);
+      g_autofree char *run = run_json (r);
       g_autofree char *path = g_build_filename (c->out_dir, "run.json", NULL);
       if (!vl_write_file_atomic (path, run, -1, error))
         return FALSE;
@@ -1053,9 +1058,9 @@ setup (Run *r, GError **error)
   ev->task = c->task;
   ev->n_classes = n_classes;
   ev->n_values = c->task == VL_TASK_REGRESS ? r->K : 0;
-  ev->value_names = g_strdupv (r->value_names);
+  ev->value_names = g_strdupv (r->rec.value_names);
   ev->n_groups = r->n_groups;
-  ev->class_names = g_strdupv (r->class_names);
+  ev->class_names = g_strdupv (r->rec.class_names);
   ev->steps_per_epoch = r->spe;
   ev->total_steps = r->total_steps;
   ev->start_epoch = r->epoch;
@@ -1351,115 +1356,27 @@ take_user_probe (Run *r)
   if (!changed)
     return;
   r->user_serial = serial;   /* seen, taken or refused */
-  const int patch = vl_model_geometry (r->m)->patch;
-  if (px && (c != r->pp.channels || h % patch != 0 || w % patch != 0))
-    {
-      message (r, "probe image: %d channel%s of %dx%d pixels; the model takes %d channel%s, "
-               "sides that are multiples of %d", c, c == 1 ? "" : "s", w, h, r->pp.channels,
-               r->pp.channels == 1 ? "" : "s", patch);
-      g_free (px);
-      return;
-    }
-  g_free (r->user_px);
-  r->user_px = px;
-  r->user_c = c;
-  r->user_h = h;
-  r->user_w = w;
-  r->user_probe = px ? serial : 0;
-}
-
-/* A forward of B images (C, H, W) with every block's attention kept, and their rollout
- * (B, H / patch * W / patch) into *roll. FALSE (with a message, unless the run was stopped
- * meanwhile) when it fails. */
-static gboolean
-probe_forward (Run *r, const float *px, int B, int H, int W, float **roll)
-{
   g_autoptr(GError) e = NULL;
-  const VlGeometry *g = vl_model_geometry (r->m);
-  *roll = g_new (float, (gsize) B * (H / g->patch) * (W / g->patch));
-  if (vl_model_forward (r->m, px, B, H, W, VL_FORWARD_INFER | VL_FORWARD_CAPTURE_ATTN, &e) &&
-      vl_model_rollout (r->m, *roll, &e))
-    return TRUE;
-  g_clear_pointer (roll, g_free);
-  if (!cancelled (r))
-    message (r, "probe images: %s", e->message);
-  return FALSE;
-}
-
-/* The top class of image b of the last forward. */
-static int
-top_class (Run *r, int b)
-{
-  if (vl_model_logits (r->m) == NULL)
-    return 0;   /* segmentation: no image-level class */
-  const float *logits = vl_model_logits (r->m) + (gsize) b * r->K;
-  int best = 0;
-  for (int k = 1; k < r->K; k++)
-    if (logits[k] > logits[best])
-      best = k;
-  return best;
-}
-
-/* The user's probe, image b of the last forward (rollout: its map), into ev. */
-static void
-user_probe_into (Run *r, VlTrainEvent *ev, int b, const float *rollout)
-{
-  const VlGeometry *g = vl_model_geometry (r->m);
-  const int T = vl_model_n_tokens_last (r->m);
-  const gsize per_block = (gsize) g->heads * T * T;
-  ev->user_probe = r->user_probe;
-  ev->user_grid_h = r->user_h / g->patch;
-  ev->user_grid_w = r->user_w / g->patch;
-  ev->user_depth = g->depth;
-  ev->user_heads = g->heads;
-  ev->user_T = T;
-  ev->user_attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
-  vl_model_attention_copy (r->m, b, ev->user_attn);
-  ev->user_rollout = g_memdup2 (rollout, sizeof (float) * ev->user_grid_h * ev->user_grid_w);
-  ev->user_predicted = top_class (r, b);
+  if (!vl_probe_set_take_user (&r->probes, px, c, h, w, vl_model_geometry (r->m)->patch, serial,
+                               &e))
+    message (r, "probe image: %s", e->message);
 }
 
 /* The validation probes and the user's probe image through the model as it is now: one
- * PROBES event. The user's image rides in the same batch when it has the model's input size. */
+ * PROBES event (vl-train-probes.h). */
 static void
 run_probes (Run *r)
 {
   take_user_probe (r);
-  const gboolean user = r->user_px != NULL;
-  if (r->n_probes == 0 && !user)
+  if (!vl_probe_set_any (&r->probes))
     return;
-  const gsize per = (gsize) r->pp.channels * r->S * r->S;
-  const gboolean together = user && r->n_probes > 0 && r->user_h == r->S && r->user_w == r->S;
-  const int gh = r->S / vl_model_geometry (r->m)->patch, P = gh * gh;
   g_autoptr(VlTrainEvent) ev = event_new (VL_TRAIN_EVENT_PROBES, r->epoch, r->step);
-  if (r->n_probes > 0)
-    {
-      const int B = r->n_probes + (together ? 1 : 0);
-      if (together)
-        memcpy (r->probe_px + per * r->n_probes, r->user_px, sizeof (float) * per);
-      g_autofree float *roll = NULL;
-      if (!probe_forward (r, r->probe_px, B, r->S, r->S, &roll))
-        return;
-      ev->n_probes = r->n_probes;
-      ev->grid_h = ev->grid_w = gh;
-      ev->rollout = g_memdup2 (roll, sizeof (float) * r->n_probes * P);
-      ev->probe_labels = g_memdup2 (r->probe_labels, sizeof (int) * r->n_probes);
-      ev->probe_predicted = g_new (int, r->n_probes);
-      ev->probe_names = g_strdupv (r->probe_names);
-      for (int b = 0; b < r->n_probes; b++)
-        ev->probe_predicted[b] = top_class (r, b);
-      if (together)
-        user_probe_into (r, ev, r->n_probes, roll + (gsize) r->n_probes * P);
-    }
-  if (user && !together)
-    {
-      g_autofree float *roll = NULL;
-      if (probe_forward (r, r->user_px, 1, r->user_h, r->user_w, &roll))
-        user_probe_into (r, ev, 0, roll);
-      else if (r->n_probes == 0)
-        return;
-    }
-  post (r->t, g_steal_pointer (&ev));
+  g_autoptr(GError) e = NULL;
+  gboolean any;
+  if (!vl_probe_set_run (&r->probes, r->m, r->K, ev, &any, &e) && !cancelled (r))
+    message (r, "probe images: %s", e->message);
+  if (any)
+    post (r->t, g_steal_pointer (&ev));
 }
 
 static void
@@ -1808,7 +1725,7 @@ run_epochs (Run *r, GError **error)
       r->batch = 0;
       if (c->out_dir)
         {
-          if (!vl_train_save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
+          if (!save_checkpoint (r, r->epoch + 1, 0, e.best && c->early_stop > 0, error))
             {
               g_prefix_error (error, "saving the checkpoint of epoch %d: ", r->epoch + 1);
               vl_epoch_metrics_clear (&e);
@@ -1841,7 +1758,7 @@ run_epochs (Run *r, GError **error)
     }
   if (o == STOPPED)
     {
-      if (c->out_dir && r->dirty && !vl_train_save_checkpoint (r, r->epoch, r->batch, FALSE, error))
+      if (c->out_dir && r->dirty && !save_checkpoint (r, r->epoch, r->batch, FALSE, error))
         {
           g_prefix_error (error, "saving the checkpoint at the stop: ");
           return VL_TRAIN_END_FAILED;

@@ -1,6 +1,6 @@
 /* vl-data-mask.c: segmentation sources: the Pascal VOC layout and mask-pair folders. */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 #include "vl-seg.h"
 
 /* ------------------------------------------------------------------------------------- */

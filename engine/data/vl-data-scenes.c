@@ -1,7 +1,7 @@
 /* vl-data-scenes.c: fashion-mnist-scenes (garments placed on a canvas, with masks or boxes)
  * and detection sets read by vl-det-data.c. */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 #include "vl-rng.h"
 #include "vl-det-data.h"
 

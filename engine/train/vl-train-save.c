@@ -2,7 +2,7 @@
  * (the configuration, the data, the task, the layer groups), metrics.jsonl's lines, the
  * checkpoints (model, optimizer, head, position; committed as a group by vl-run.c) and the state
  * a resume restores, checked against the data it is given. */
-#include "vl-trainer-private.h"
+#include "vl-train-save.h"
 #include "vl-json.h"
 #include "vl-run.h"
 
@@ -13,16 +13,48 @@
 
 /* ---- run.json, metrics, checkpoints ---- */
 
-char *
-vl_train_run_json (Run *r)
+void
+vl_run_record_clear (VlRunRecord *rec)
 {
-  const VlTrainConfig *c = r->cfg;
-  const VlGeometry *g = vl_model_geometry (r->m);
+  g_free (rec->created);
+  g_free (rec->backbone_path);
+  g_free (rec->backbone_typed);
+  g_free (rec->backbone_sha);
+  g_free (rec->data_spec);
+  g_free (rec->data_typed);
+  g_strfreev (rec->class_names);
+  g_strfreev (rec->value_names);
+  g_free (rec->tmean);
+  g_free (rec->tstd);
+  memset (rec, 0, sizeof *rec);
+}
+
+char **
+vl_train_skipped_strv (VlDataset *ds)
+{
+  g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
+  char **v = g_new0 (char *, sk->len + 1);
+  for (guint i = 0; i < sk->len; i++)
+    {
+      VlSkipped *s = g_ptr_array_index (sk, i);
+      v[i] = g_strdup_printf ("%s: %s", s->path, s->reason);
+    }
+  return v;
+}
+
+char *
+vl_train_run_json (const VlTrainConfig *c, VlModel *m, VlDataset *ds, const VlRunRecord *rec,
+                   const VlRunPosition *pos, int img_size, int n_outputs, int n_groups)
+{
+  const VlGeometry *g = vl_model_geometry (m);
+  const int K = n_outputs;
+  const int n_train = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
+  const int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   g_autoptr(JsonBuilder) b = json_builder_new ();
   json_builder_begin_object (b);
   vl_json_add_str (b, "format", "vitlab-run");
   vl_json_add_int (b, "version", 1);
-  vl_json_add_str (b, "created", r->created);
+  vl_json_add_str (b, "created", rec->created);
 
   json_builder_set_member_name (b, "task");
   json_builder_begin_object (b);
@@ -30,28 +62,28 @@ vl_train_run_json (Run *r)
   if (c->task == VL_TASK_SEGMENT)
     {
       vl_json_add_str (b, "seg_head", vl_seg_head_kind_name (c->seg_head));
-      vl_json_add_int (b, "img_size", r->S);
+      vl_json_add_int (b, "img_size", img_size);
       vl_json_add_str (b, "evaluated_at", "own size");
     }
   if (c->task == VL_TASK_DETECT)
     {
       vl_json_add_str (b, "det_head", "fcos");
-      vl_json_add_int (b, "img_size", r->S);
+      vl_json_add_int (b, "img_size", img_size);
       vl_json_add_str (b, "evaluated_at", "own size");
     }
   if (c->task == VL_TASK_REGRESS)
     {
       vl_json_add_str (b, "loss", vl_reg_loss_name (c->reg_loss));
-      vl_json_add_strv (b, "targets", (const char *const *) r->value_names, r->K);
+      vl_json_add_strv (b, "targets", (const char *const *) rec->value_names, K);
       json_builder_set_member_name (b, "mean");
       json_builder_begin_array (b);
-      for (int j = 0; j < r->K; j++)
-        json_builder_add_double_value (b, r->tmean[j]);
+      for (int j = 0; j < K; j++)
+        json_builder_add_double_value (b, rec->tmean[j]);
       json_builder_end_array (b);
       json_builder_set_member_name (b, "std");
       json_builder_begin_array (b);
-      for (int j = 0; j < r->K; j++)
-        json_builder_add_double_value (b, r->tstd[j]);
+      for (int j = 0; j < K; j++)
+        json_builder_add_double_value (b, rec->tstd[j]);
       json_builder_end_array (b);
     }
   json_builder_end_object (b);
@@ -63,16 +95,16 @@ vl_train_run_json (Run *r)
     vl_json_add_str (b, "geometry", c->geometry);
   if (c->stem != VL_STEM_PATCH)
     vl_json_add_str (b, "stem", vl_stem_kind_name (c->stem));
-  vl_json_add_str (b, "path", r->backbone_path);
-  vl_json_add_str (b, "path_typed", r->backbone_typed);
-  vl_json_add_str (b, "sha256", r->backbone_sha);
+  vl_json_add_str (b, "path", rec->backbone_path);
+  vl_json_add_str (b, "path_typed", rec->backbone_typed);
+  vl_json_add_str (b, "sha256", rec->backbone_sha);
   vl_json_add_str (b, "family", g->family);
   vl_json_add_str (b, "architecture", g->architecture);
   vl_json_add_int (b, "width", g->width);
   vl_json_add_int (b, "depth", g->depth);
   vl_json_add_int (b, "patch", g->patch);
-  vl_json_add_int (b, "input_size", r->S);
-  vl_json_add_int (b, "layer_groups", r->n_groups);
+  vl_json_add_int (b, "input_size", img_size);
+  vl_json_add_int (b, "layer_groups", n_groups);
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "head");
@@ -80,10 +112,10 @@ vl_train_run_json (Run *r)
   vl_json_add_str (b, "kind", vl_head_kind_name (c->head));
   vl_json_add_int (b, "mlp_hidden", c->mlp_hidden);
   vl_json_add_str (b, "pool", vl_pool_name (c->pool));
-  vl_json_add_int (b, "num_classes", r->K);
+  vl_json_add_int (b, "num_classes", K);
   json_builder_end_object (b);
 
-  g_autofree char *sched = vl_unlock_schedule_to_string (r->sched, r->n_sched);
+  g_autofree char *sched = vl_unlock_schedule_to_string (pos->sched, pos->n_sched);
   vl_json_add_str (b, "unlock_schedule", sched);
   vl_json_add_int (b, "unlock_mask", (int64_t) c->unlock_mask);
 
@@ -106,7 +138,7 @@ vl_train_run_json (Run *r)
   vl_json_add_bool (b, "cache_features", c->cache_features);
   vl_json_add_int (b, "cache_limit", c->cache_limit);
   vl_json_add_str (b, "schedule", "linear warmup, then cosine decay per step");
-  vl_json_add_int (b, "steps_per_epoch", r->spe);
+  vl_json_add_int (b, "steps_per_epoch", pos->steps_per_epoch);
   json_builder_end_object (b);
 
   vl_json_add_int (b, "seed", (int64_t) c->seed);
@@ -118,31 +150,31 @@ vl_train_run_json (Run *r)
 
   json_builder_set_member_name (b, "data");
   json_builder_begin_object (b);
-  vl_json_add_str (b, "spec", r->data_spec ? r->data_spec : "(in memory)");
-  if (r->data_typed)
-    vl_json_add_str (b, "spec_typed", r->data_typed);
-  vl_json_add_str (b, "description", vl_dataset_description (r->ds));
+  vl_json_add_str (b, "spec", rec->data_spec ? rec->data_spec : "(in memory)");
+  if (rec->data_typed)
+    vl_json_add_str (b, "spec_typed", rec->data_typed);
+  vl_json_add_str (b, "description", vl_dataset_description (ds));
   vl_json_add_num (b, "val_fraction", c->val_fraction);
-  vl_json_add_strv (b, "classes", (const char *const *) r->class_names, r->K);
+  vl_json_add_strv (b, "classes", (const char *const *) rec->class_names, K);
   json_builder_set_member_name (b, "split");
   json_builder_begin_object (b);
-  vl_json_add_int (b, "train", r->n_train);
-  vl_json_add_int (b, "val", r->n_val);
+  vl_json_add_int (b, "train", n_train);
+  vl_json_add_int (b, "val", n_val);
   for (int s = 0; s < 2; s++)
     {
       json_builder_set_member_name (b, s == 0 ? "train_per_class" : "val_per_class");
       json_builder_begin_array (b);
-      for (int k = 0; k < r->K; k++)
-        json_builder_add_int_value (b, vl_dataset_class_count (r->ds, (VlSplit) s, k));
+      for (int k = 0; k < K; k++)
+        json_builder_add_int_value (b, vl_dataset_class_count (ds, (VlSplit) s, k));
       json_builder_end_array (b);
     }
   json_builder_set_member_name (b, "val_items");
   json_builder_begin_array (b);
-  for (int i = 0; i < r->n_val; i++)
-    json_builder_add_string_value (b, vl_dataset_item_name (r->ds, VL_SPLIT_VAL, i));
+  for (int i = 0; i < n_val; i++)
+    json_builder_add_string_value (b, vl_dataset_item_name (ds, VL_SPLIT_VAL, i));
   json_builder_end_array (b);
   json_builder_end_object (b);
-  g_auto(GStrv) skipped = vl_train_skipped_strv (r->ds);
+  g_auto(GStrv) skipped = vl_train_skipped_strv (ds);
   vl_json_add_strv (b, "skipped", (const char *const *) skipped, (int) g_strv_length (skipped));
   json_builder_end_object (b);
 
@@ -281,13 +313,11 @@ meta_double (VlSafetensorsWriter *w, const char *key, double v)
                                                            : isnan (v) ? "nan" : "inf");
 }
 
-/* Saves the model, the optimizer state and position (epoch, batch), config.json, run.json, the
- * metrics of the epochs not saved yet and, when `best`, best.safetensors as one group commit
- * (vl_run_commit_checkpoint). */
 gboolean
-vl_train_save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error)
+vl_train_save_checkpoint (const VlCheckpointSave *s, GError **error)
 {
-  VlModel *m = r->m;
+  VlModel *m = s->model;
+  const VlRunPosition *pos = s->pos;
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
   GPtrArray *names = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(JsonBuilder) steps = json_builder_new ();
@@ -313,44 +343,27 @@ vl_train_save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **
   json_builder_end_object (steps);
   g_autofree char *steps_json = vl_json_to_string (steps, FALSE);
   g_autofree char *sha = vl_run_params_sha256 (m);
-  g_autofree char *sched = vl_unlock_schedule_to_string (r->sched, r->n_sched);
+  g_autofree char *sched = vl_unlock_schedule_to_string (pos->sched, pos->n_sched);
   vl_safetensors_writer_add_metadata (w, "format", "vitlab-optimizer");
   vl_safetensors_writer_add_metadata (w, "optimizer", "adamw");
   vl_safetensors_writer_add_metadata (w, "steps", steps_json);
   vl_safetensors_writer_add_metadata (w, "model_sha256", sha);
   vl_safetensors_writer_add_metadata (w, "unlock_schedule", sched);
-  meta_int (w, "epoch", epoch);
-  meta_int (w, "batch", batch);
-  meta_int (w, "global_step", r->step);
-  meta_int (w, "seed", (int64_t) r->cfg->seed);
-  meta_int (w, "steps_per_epoch", r->spe);
-  meta_double (w, "train_loss_sum", batch ? r->loss_sum : 0.0);
-  meta_int (w, "train_seen", batch ? r->seen : 0);
-  meta_double (w, "best_val_loss", r->best_val);
-  meta_int (w, "best_epoch", r->best_epoch);
-  meta_int (w, "bad_epochs", r->bad_epochs);
+  meta_int (w, "epoch", pos->epoch);
+  meta_int (w, "batch", pos->batch);
+  meta_int (w, "global_step", pos->step);
+  meta_int (w, "seed", (int64_t) s->seed);
+  meta_int (w, "steps_per_epoch", pos->steps_per_epoch);
+  meta_double (w, "train_loss_sum", pos->batch ? pos->loss_sum : 0.0);
+  meta_int (w, "train_seen", pos->batch ? pos->seen : 0);
+  meta_double (w, "best_val_loss", pos->best_val);
+  meta_int (w, "best_epoch", pos->best_epoch);
+  meta_int (w, "bad_epochs", pos->bad_epochs);
 
-  g_autofree char *run = vl_train_run_json (r);
-  GString *metrics = g_string_new (NULL);
-  for (guint i = 0; i < r->metrics_lines->len; i++)
-    g_string_append (metrics, g_ptr_array_index (r->metrics_lines, i));
-
-  /* a head outside the model has its file in the group (vl-head.h); the model's own is in
-   * model.safetensors (then the head file's name goes unused) */
-  g_autoptr(VlSafetensorsWriter) sw = vl_head_writer (r->head);
-  const char *head_file = vl_head_file (r->head);
-  gboolean ok = vl_run_commit_checkpoint_head (r->cfg->out_dir, m, w, sw,
-                                               head_file ? head_file : VL_RUN_SEG_HEAD,
-                                               vl_head_seg (r->head), best, run, metrics->str,
-                                               error);
-  g_string_free (metrics, TRUE);
+  gboolean ok = vl_run_commit_checkpoint_head (s->dir, m, w, s->head, s->head_file, s->seg,
+                                               s->best, s->run_json, s->metrics, error);
   g_ptr_array_unref (names);
-  if (!ok)
-    return FALSE;
-  g_ptr_array_set_size (r->metrics_lines, 0);   /* in metrics.jsonl now */
-  r->dirty = FALSE;
-  r->saved_epoch = epoch;
-  return TRUE;
+  return ok;
 }
 
 static const char *
@@ -377,13 +390,10 @@ meta_get_double (GHashTable *meta, const char *key, double dflt)
   return s ? g_ascii_strtod (s, NULL) : dflt;
 }
 
-/* Restores the optimizer state and the position from the run folder (the model's tensors are
- * already loaded). */
 gboolean
-vl_train_load_checkpoint_state (Run *r, GError **error)
+vl_train_load_checkpoint_state (const char *dir, VlModel *m, VlRunPosition *pos, GError **error)
 {
-  VlModel *m = r->m;
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, "optimizer.safetensors", NULL);
+  g_autofree char *path = g_build_filename (dir, "optimizer.safetensors", NULL);
   g_autoptr(VlSafetensors) st = vl_safetensors_open (path, error);
   if (st == NULL)
     return FALSE;
@@ -408,11 +418,11 @@ vl_train_load_checkpoint_state (Run *r, GError **error)
       g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no epoch, batch or global_step", path);
       return FALSE;
     }
-  if (meta_get_int (meta, "steps_per_epoch", &spe) && spe != r->spe)
+  if (meta_get_int (meta, "steps_per_epoch", &spe) && spe != pos->steps_per_epoch)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
                    "%s: the run had %" G_GINT64_FORMAT " batches per epoch, now %" G_GINT64_FORMAT
-                   " (batch size or data changed)", path, spe, r->spe);
+                   " (batch size or data changed)", path, spe, pos->steps_per_epoch);
       return FALSE;
     }
   g_autoptr(JsonParser) p = json_parser_new ();
@@ -465,65 +475,65 @@ vl_train_load_checkpoint_state (Run *r, GError **error)
           g_prefix_error (error, "%s: ", path);
           return FALSE;
         }
-      g_free (r->sched);
-      r->sched = s;
-      r->n_sched = n;
+      g_free (pos->sched);
+      pos->sched = s;
+      pos->n_sched = n;
     }
-  r->epoch = (int) epoch;
-  r->batch = (int) batch;
-  r->step = step;
-  r->loss_sum = meta_get_double (meta, "train_loss_sum", 0.0);
-  r->seen = meta_get_int (meta, "train_seen", &v) ? v : 0;
-  r->best_val = meta_get_double (meta, "best_val_loss", INFINITY);
-  r->best_epoch = meta_get_int (meta, "best_epoch", &v) ? (int) v : -1;
-  r->bad_epochs = meta_get_int (meta, "bad_epochs", &v) ? (int) v : 0;
-  r->saved_epoch = (int) epoch;
+  pos->epoch = (int) epoch;
+  pos->batch = (int) batch;
+  pos->step = step;
+  pos->loss_sum = meta_get_double (meta, "train_loss_sum", 0.0);
+  pos->seen = meta_get_int (meta, "train_seen", &v) ? v : 0;
+  pos->best_val = meta_get_double (meta, "best_val_loss", INFINITY);
+  pos->best_epoch = meta_get_int (meta, "best_epoch", &v) ? (int) v : -1;
+  pos->bad_epochs = meta_get_int (meta, "bad_epochs", &v) ? (int) v : 0;
   return TRUE;
 }
 
-/* On resume: the run.json there must describe the same data. */
 gboolean
-vl_train_check_run_data (Run *r, GError **error)
+vl_train_check_run_data (const char *dir, VlDataset *ds, VlRunRecord *rec, GError **error)
 {
-  g_autofree char *path = g_build_filename (r->cfg->out_dir, "run.json", NULL);
+  g_autofree char *path = g_build_filename (dir, "run.json", NULL);
+  const int n_train_now = vl_dataset_n_items (ds, VL_SPLIT_TRAIN);
+  const int n_val_now = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   JsonObject *root = NULL;
   g_autoptr(JsonParser) parser = vl_json_load_object_file (path, &root, error);
   if (parser == NULL)
     return FALSE;
-  g_free (r->created);
-  r->created = g_strdup (vl_json_get_str (root, "created"));
+  g_free (rec->created);
+  rec->created = g_strdup (vl_json_get_str (root, "created"));
   JsonObject *data = vl_json_object_member (root, "data");
   /* the typed form of a path stays while the path does */
   JsonObject *bb = vl_json_object_member (root, "backbone");
   const char *typed = vl_json_get_str (bb, "path_typed");
-  if (typed && g_strcmp0 (vl_json_get_str (bb, "path"), r->backbone_path) == 0)
+  if (typed && g_strcmp0 (vl_json_get_str (bb, "path"), rec->backbone_path) == 0)
     {
-      g_free (r->backbone_typed);
-      r->backbone_typed = g_strdup (typed);
+      g_free (rec->backbone_typed);
+      rec->backbone_typed = g_strdup (typed);
     }
   typed = vl_json_get_str (data, "spec_typed");
-  if (typed && r->data_spec && g_strcmp0 (vl_json_get_str (data, "spec"), r->data_spec) == 0)
+  if (typed && rec->data_spec && g_strcmp0 (vl_json_get_str (data, "spec"), rec->data_spec) == 0)
     {
-      g_free (r->data_typed);
-      r->data_typed = g_strdup (typed);
+      g_free (rec->data_typed);
+      rec->data_typed = g_strdup (typed);
     }
   g_auto(GStrv) classes = vl_json_get_strv (data, "classes");
   JsonObject *split = vl_json_object_member (data, "split");
   int64_t n_train = -1, n_val = -1;
   vl_json_get_int (split, "train", &n_train);
   vl_json_get_int (split, "val", &n_val);
-  const int K = vl_dataset_n_classes (r->ds);
-  gboolean same = classes && (int) g_strv_length (classes) == K && n_train == r->n_train &&
-                  n_val == r->n_val;
+  const int K = vl_dataset_n_classes (ds);
+  gboolean same = classes && (int) g_strv_length (classes) == K && n_train == n_train_now &&
+                  n_val == n_val_now;
   for (int k = 0; same && k < K; k++)
-    same = g_strcmp0 (classes[k], r->class_names[k]) == 0;
+    same = g_strcmp0 (classes[k], rec->class_names[k]) == 0;
   if (!same)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
                    "%s: the run was trained on other data (%d classes, %" G_GINT64_FORMAT " + %"
                    G_GINT64_FORMAT " images; now %s: %d classes, %d + %d images)", path,
                    classes ? (int) g_strv_length (classes) : 0, n_train, n_val,
-                   vl_dataset_description (r->ds), K, r->n_train, r->n_val);
+                   vl_dataset_description (ds), K, n_train_now, n_val_now);
       return FALSE;
     }
   return TRUE;

@@ -13,6 +13,7 @@
 #include "vl-model-private.h"
 #include "vl-det-head.h"
 #include "vl-seg-head.h"
+#include "vl-atomic.h"
 #include "vl-run.h"
 #include "vl-json.h"
 
@@ -218,16 +219,7 @@ write_model (VlModel *m, VlSegHead *seg, const char *st_path, const char *cfg_pa
   if (!ok || cfg_path == NULL)
     return ok;
   g_autofree char *json = config_json (m, num_classes, for_timm);
-  g_autoptr(GError) local = NULL;
-  if (!g_file_set_contents_full (cfg_path, json, -1,
-                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE,
-                                 0644, &local))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write: %s", cfg_path,
-                   local->message);
-      return FALSE;
-    }
-  return TRUE;
+  return vl_write_file_atomic (cfg_path, json, -1, error);
 }
 
 gboolean

@@ -3,7 +3,7 @@
 #include "vl-probe.h"
 
 #include "vl-rng.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 
 #include <cblas.h>
 #include <math.h>

@@ -1,7 +1,7 @@
 /* vl-data-regress.c: regression sets: targets.csv folders and fashion-mnist-rotate (whose
  * records vl_ds_rotate_record turns when loaded). */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 #include "vl-rng.h"
 
 /* ------------------------------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 /* vl-data-cifar.c: CIFAR-10 and CIFAR-100 binary batches. */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 
 /* ------------------------------------------------------------------------------------- */
 /* CIFAR binary batches                                                                   */

@@ -20,7 +20,7 @@
  * The readers are vl-data-*.c (what they share: vl-dataset-private.h); the loader is
  * vl-loader.c. */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 #include "vl-rng.h"
 #include "vl-seg.h"          /* VL_SEG_IGNORE */
 #include "vl-sync.h"

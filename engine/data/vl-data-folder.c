@@ -2,7 +2,7 @@
  * folder handed to vl-data-regress.c); vl_ds_list_folder and vl_ds_check_image_header, which
  * the mask and regression readers use too. */
 #include "vl-dataset-private.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 
 /* ------------------------------------------------------------------------------------- */
 /* Image folders                                                                          *

@@ -1,12 +1,15 @@
 /* vl-trainer-private.h: the worker's run (Run: the model, data, heads, cache and counters of one
- * training run) and what vl-trainer.c (the worker, the step loop) and vl-train-save.c (run.json,
- * metrics.jsonl, checkpoints and resuming) share. Engine-internal. */
+ * training run), for the trainer's own files. The run folder's writing and reading
+ * (vl-train-save.h) does not see it: the worker hands it a VlRunRecord, a VlRunPosition and a
+ * VlCheckpointSave. Engine-internal. */
 #pragma once
 
 #include "vl-trainer.h"
 #include "vl-eta.h"
 #include "vl-head.h"
 #include "vl-safetensors.h"
+#include "vl-train-probes.h"
+#include "vl-train-save.h"
 
 typedef struct {
   float   *data;       /* (n, numel) activations at the lock boundary */
@@ -26,7 +29,7 @@ typedef struct {
   VlPreprocess         pp;
   int                  S, K, n_groups, n_train, n_val;
   VlTaskSpec           task;            /* K outputs: classes, or regression targets */
-  float               *tmean, *tstd;    /* regress: (K) the targets' standardisation */
+  VlRunRecord          rec;             /* what run.json records: origin, names, targets' stats */
   /* the task's head (vl-head.h): the model's own, or one outside the model over its final-norm
    * tokens (segment, detect) that is layer group n_groups - 1, after the model's
    * n_model_groups */
@@ -44,13 +47,6 @@ typedef struct {
   int                 *buf_box_labels, *buf_n_boxes;
   int                 *buf_items;       /* (batch) the items' indices in their split */
   int                  max_boxes;       /* room per image in batches and the cache */
-  char               **value_names;
-  char                *backbone_path, *backbone_sha;
-  char               **class_names;
-  char                *created;
-  char                *backbone_typed;  /* as given; backbone_path is absolute */
-  char                *data_spec;       /* the dataset spec with an absolute path */
-  char                *data_typed;      /* as given */
 
   VlLoader            *train_loader;    /* images, created when first needed */
   VlLoader            *val_loader;
@@ -85,16 +81,8 @@ typedef struct {
   float               *scales;
   double              *gnorms;
 
-  int                  n_probes;
-  float               *probe_px;        /* (n_probes + 1, C, S, S): room for the user's */
-  int                 *probe_labels;
-  char               **probe_names;
-  /* the caller's probe image, taken from the trainer (vl_trainer_set_user_probe) */
-  float               *user_px;         /* (user_c, user_h, user_w); NULL: none */
-  int                  user_c, user_h, user_w;
-  guint64              user_serial;     /* the trainer's serial last seen */
-  guint64              user_probe;      /* the serial of user_px (0: none) */
-
+  VlProbeSet           probes;          /* the images a PROBES event shows */
+  guint64              user_serial;     /* the trainer's serial of the caller's image last seen */
   GPtrArray           *metrics_lines;
   double               step_s_ema, ips_ema, val_seconds;
   gint64               last_step_time;
@@ -111,9 +99,4 @@ typedef struct {
   int64_t              session_seen;    /* images trained in this epoch, in this session */
 } Run;
 
-char **vl_train_skipped_strv (VlDataset *ds);
-gboolean vl_train_check_run_data (Run *r, GError **error);
-gboolean vl_train_load_checkpoint_state (Run *r, GError **error);
-char *vl_train_metrics_line (const VlEpochMetrics *e);
-char *vl_train_run_json (Run *r);
-gboolean vl_train_save_checkpoint (Run *r, int epoch, int batch, gboolean best, GError **error);
+

@@ -27,17 +27,6 @@ io_error (GError **error, const char *path, int err, const char *what)
   return FALSE;
 }
 
-static void
-fsync_dir (const char *dir)
-{
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0)
-    {
-      fsync (fd);
-      close (fd);
-    }
-}
-
 static gboolean
 exists (const char *path)
 {
@@ -74,38 +63,6 @@ write_all (int fd, const char *p, gsize left, const char *path, GError **error)
       p += w;
       left -= (gsize) w;
     }
-  return TRUE;
-}
-
-gboolean
-vl_write_file_atomic (const char *path, const char *contents, gssize length, GError **error)
-{
-  gsize len = length < 0 ? strlen (contents) : (gsize) length;
-  g_autofree char *dir = g_path_get_dirname (path);
-  g_autofree char *base = g_path_get_basename (path);
-  g_autofree char *tmp = g_strdup_printf ("%s/.%s.XXXXXX", dir, base);
-  int fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return io_error (error, path, errno, "cannot create a file beside it");
-  if (!write_all (fd, contents, len, path, error))
-    {
-      close (fd);
-      g_unlink (tmp);
-      return FALSE;
-    }
-  if (fsync (fd) != 0 || close (fd) != 0)
-    {
-      int err = errno;
-      g_unlink (tmp);
-      return io_error (error, path, err, "cannot write");
-    }
-  if (g_rename (tmp, path) != 0)
-    {
-      int err = errno;
-      g_unlink (tmp);
-      return io_error (error, path, err, "cannot replace");
-    }
-  fsync_dir (dir);
   return TRUE;
 }
 
@@ -294,11 +251,11 @@ finish_commit (const char *dir, JsonObject *manifest, FaultCursor *cur, GError *
             return io_error (error, pending, errno, "cannot remove");
         }
     }
-  fsync_dir (dir);
+  vl_sync_dir (dir);
   fault_point (cur, "removing the manifest");
   if (g_unlink (mpath) != 0 && errno != ENOENT)
     return io_error (error, mpath, errno, "cannot remove");
-  fsync_dir (dir);
+  vl_sync_dir (dir);
   return TRUE;
 }
 
@@ -339,7 +296,7 @@ remove_strays (const char *dir)
       }
   g_dir_close (d);
   if (removed)
-    fsync_dir (dir);
+    vl_sync_dir (dir);
 }
 
 char *
@@ -431,7 +388,7 @@ salvage_legacy (const char *dir)
           g_rename (p_metrics, metrics) == 0)
         g_debug ("%s: adopted the metrics.jsonl an interrupted save left pending", dir);
     }
-  fsync_dir (dir);
+  vl_sync_dir (dir);
 }
 
 gboolean

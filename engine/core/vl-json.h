@@ -6,7 +6,7 @@
 #include <json-glib/json-glib.h>
 #include <stdint.h>
 
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 
 /* Member `key` of o when it is an object; NULL when o is NULL, or the member is absent or of
  * another type. */

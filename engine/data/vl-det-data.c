@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 #include "vl-skipped.h"
 #include "vl-image.h"
 #include "vl-json.h"

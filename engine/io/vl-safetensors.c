@@ -8,6 +8,7 @@
  * before vl_safetensors_open returns, so a tensor handed out always lies inside the
  * mapping. Tensor data are read in host byte order, which must be little-endian. */
 #include "vl-safetensors.h"
+#include "vl-atomic.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -871,28 +872,6 @@ writer_build_header (VlSafetensorsWriter *w, const size_t *nbytes)
   return g_bytes_new_take (buf, 8 + padded);
 }
 
-static gboolean
-write_all (int fd, const void *buf, size_t len, const char *path, GError **error)
-{
-  const guint8 *p = buf;
-  while (len > 0)
-    {
-      ssize_t n = write (fd, p, MIN (len, (size_t) 1 << 30));
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0)
-        {
-          int errsv = errno;
-          return set_error (error, VL_ERROR_IO, path, "cannot write: %s", g_strerror (errsv));
-        }
-      if (n == 0)   /* not expected for a regular file; do not spin */
-        return set_error (error, VL_ERROR_IO, path, "cannot write: %s", g_strerror (ENOSPC));
-      p += n;
-      len -= (size_t) n;
-    }
-  return TRUE;
-}
-
 gboolean
 vl_safetensors_writer_write (VlSafetensorsWriter *w, const char *path, GError **error)
 {
@@ -905,51 +884,21 @@ vl_safetensors_writer_write (VlSafetensorsWriter *w, const char *path, GError **
     return FALSE;
   g_autoptr(GBytes) header = writer_build_header (w, nbytes);
 
-  /* The temporary sits beside the target so that rename() is atomic (same filesystem). */
-  g_autofree char *tmp = g_strconcat (path, ".XXXXXX", NULL);
-  int fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0666);
-  if (fd < 0)
-    {
-      int errsv = errno;
-      g_autofree char *dir = g_path_get_dirname (path);
-      return set_error (error, VL_ERROR_IO, path, "cannot create a temporary file in %s: %s",
-                        dir, g_strerror (errsv));
-    }
-
+  /* streamed: the model's tensors are not copied into one buffer */
+  VlAtomicFile *f = vl_atomic_file_new (path, error);
+  if (f == NULL)
+    return FALSE;
   gsize hlen;
   const void *hdata = g_bytes_get_data (header, &hlen);
-  gboolean ok = write_all (fd, hdata, hlen, path, error);
+  gboolean ok = vl_atomic_file_write (f, hdata, hlen, error);
   for (guint i = 0; ok && i < w->tensors->len; i++)
     if (nbytes[i] > 0)
-      ok = write_all (fd, g_array_index (w->tensors, WriterTensor, i).data, nbytes[i], path, error);
-  if (ok && fsync (fd) != 0)
-    {
-      int errsv = errno;
-      ok = set_error (error, VL_ERROR_IO, path, "cannot flush to disk: %s", g_strerror (errsv));
-    }
-  if (close (fd) != 0 && ok)
-    {
-      int errsv = errno;
-      ok = set_error (error, VL_ERROR_IO, path, "cannot close: %s", g_strerror (errsv));
-    }
-  if (ok && rename (tmp, path) != 0)
-    {
-      int errsv = errno;
-      ok = set_error (error, VL_ERROR_IO, path, "cannot replace the file: %s", g_strerror (errsv));
-    }
+      ok = vl_atomic_file_write (f, g_array_index (w->tensors, WriterTensor, i).data, nbytes[i],
+                                 error);
   if (!ok)
     {
-      unlink (tmp);
+      vl_atomic_file_abort (f);
       return FALSE;
     }
-
-  /* Make the rename itself durable. Best effort: the new file is in place already. */
-  g_autofree char *dir = g_path_get_dirname (path);
-  int dfd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0)
-    {
-      fsync (dfd);
-      close (dfd);
-    }
-  return TRUE;
+  return vl_atomic_file_commit (f, error);
 }

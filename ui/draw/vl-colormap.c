@@ -8,6 +8,7 @@
  * 2015).
  */
 #include "vl-colormap.h"
+#include "vl-atomic.h"
 
 #include <math.h>
 
@@ -696,6 +697,5 @@ vl_draw_write_png (cairo_surface_t *surface, const char *path, GError **error)
                    cairo_status_to_string (st));
       return FALSE;
     }
-  return g_file_set_contents_full (path, (const char *) bytes->data, bytes->len,
-                                   G_FILE_SET_CONTENTS_CONSISTENT, 0666, error);
+  return vl_write_file_atomic (path, (const char *) bytes->data, bytes->len, error);
 }

@@ -43,6 +43,7 @@
 #include <gio/gio.h>
 #include <glib.h>
 
+#include "vl-atomic.h"
 #include "vl-model.h"
 #include "vl-safetensors.h"
 #include "vl-seg-head.h"
@@ -51,11 +52,6 @@ G_BEGIN_DECLS
 
 /* The manifest of a commit in progress (present only between its commit point and its end). */
 #define VL_RUN_MANIFEST ".vitlab-commit"
-
-/* Writes contents to path atomically: a temporary file beside it (.NAME.XXXXXX), fsync, rename,
- * fsync of the folder. Errors name the path. The engine's one writer of small files. */
-gboolean  vl_write_file_atomic    (const char *path, const char *contents, gssize length,
-                                   GError **error);
 
 /* ---- the lock ---- */
 

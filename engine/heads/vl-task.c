@@ -3,7 +3,7 @@
 #include "vl-loss.h"
 #include "vl-conv.h"
 #include "vl-pool.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-error.h"
 
 #include <math.h>
 #include <string.h>

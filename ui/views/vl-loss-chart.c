@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "vl-atomic.h"
 #include "vl-colormap.h"
 
 typedef struct {
@@ -1637,6 +1638,5 @@ vl_loss_chart_export_csv (VlLossChart *chart, const char *path, GError **error)
   for (guint i = 0; i < chart->history->len; i++)
     csv_run (s, g_ptr_array_index (chart->history, i));
   csv_run (s, chart->cur);
-  return g_file_set_contents_full (path, s->str, (gssize) s->len,
-                                   G_FILE_SET_CONTENTS_CONSISTENT, 0666, error);
+  return vl_write_file_atomic (path, s->str, (gssize) s->len, error);
 }

@@ -21,7 +21,8 @@
  * Weights and sums are plain double arithmetic; on a target with fused multiply-add and
  * contraction enabled a weight could round differently (x86-64 baseline has no FMA). */
 #include "vl-image.h"
-#include "vl-safetensors.h"   /* VL_ERROR */
+#include "vl-atomic.h"
+#include "vl-error.h"
 #include "vl-stb.h"
 #include "vl-sync.h"
 
@@ -1509,19 +1510,25 @@ vl_mask_size (const char *path, int *width, int *height, GError **error)
   return mask_read (path, width, height, NULL, error);
 }
 
-/* Writes rows of `channels` bytes (palette: an index PNG) to path atomically. */
+static void
+png_append (png_structp png, png_bytep data, png_size_t len)
+{
+  g_byte_array_append (png_get_io_ptr (png), data, (guint) len);
+}
+
+static void
+png_no_flush (png_structp png)
+{
+  (void) png;
+}
+
+/* Writes rows of `channels` bytes (palette: an index PNG) to path atomically: encoded in memory,
+ * then one vl_write_file_atomic. */
 static gboolean
 png_write_atomic (const char *path, const uint8_t *pixels, int width, int height, int type,
                   const uint8_t *palette, int n_colors, GError **error)
 {
-  g_autofree char *tmp = g_strdup_printf ("%s.tmp-%d", path, (int) getpid ());
-  FILE *f = fopen (tmp, "wb");
-  if (f == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write: %s", path,
-                   g_strerror (errno));
-      return FALSE;
-    }
+  g_autoptr(GByteArray) bytes = g_byte_array_new ();
   PngErr e = { path, "" };
   png_structp png = png_create_write_struct (PNG_LIBPNG_VER_STRING, &e, png_err_fn,
                                              png_warn_fn);
@@ -1529,13 +1536,11 @@ png_write_atomic (const char *path, const uint8_t *pixels, int width, int height
   if (png == NULL || info == NULL || setjmp (png_jmpbuf (png)))
     {
       png_destroy_write_struct (&png, &info);
-      fclose (f);
-      g_unlink (tmp);
       g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write PNG: %s", path,
                    e.msg[0] ? e.msg : "out of memory");
       return FALSE;
     }
-  png_init_io (png, f);
+  png_set_write_fn (png, bytes, png_append, png_no_flush);
   png_set_IHDR (png, info, width, height, 8, type, PNG_INTERLACE_NONE,
                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   int channels = type == PNG_COLOR_TYPE_RGB ? 3 : 1;
@@ -1555,14 +1560,7 @@ png_write_atomic (const char *path, const uint8_t *pixels, int width, int height
     png_write_row (png, (png_const_bytep) (pixels + (gsize) y * width * channels));
   png_write_end (png, NULL);
   png_destroy_write_struct (&png, &info);
-  if (fclose (f) != 0 || g_rename (tmp, path) != 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot write: %s", path,
-                   g_strerror (errno));
-      g_unlink (tmp);
-      return FALSE;
-    }
-  return TRUE;
+  return vl_write_file_atomic (path, (const char *) bytes->data, bytes->len, error);
 }
 
 gboolean
