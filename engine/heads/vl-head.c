@@ -4,6 +4,7 @@
 #include "vl-head.h"
 #include "vl-run.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ the interface */

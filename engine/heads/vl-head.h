@@ -25,14 +25,19 @@
  * A head outside the model (seg, fcos) is a layer group of its own, after the model's groups;
  * the model then carries no head (vl_model_set_head (m, VL_HEAD_NONE, ...)). One step:
  *
+ *   VlHeadGrid g;
+ *   vl_head_grid_of (m, S, &g);
+ *   g_autoptr(VlHead) h = vl_head_new_seg (vl_seg_head_new (VL_SEG_HEAD_LINEAR, W, K, seed),
+ *                                          &g, TRUE);
  *   vl_model_forward (m, x, B, S, S, VL_FORWARD_TRAIN, &e);
  *   vl_head_forward (h, vl_head_input (h, m), B);
  *   double loss = vl_head_loss (h, &batch);
  *   vl_head_backward (h, m, TRUE, &e);     // the head's gradients, then the model's
  *   ... clip, vl_model_adamw_step (m, &opt), vl_head_params_adamw (vl_head_params (h, &n), ...)
  *
- * The heads keep their own buffers (the gradient on their outputs and on what they read),
- * grown to the largest batch seen. */
+ * Evaluation is the same loop without the loss (vl_head_evaluate; vl_evaluate and its siblings
+ * below are thin wrappers). The heads keep their own buffers (the gradient on their outputs and
+ * on what they read), grown to the largest batch seen. */
 #pragma once
 
 #include <glib.h>
