@@ -3,7 +3,8 @@
  * the fused vl_model_backward; regress), the seg heads (vl_seg_head_forward, vl_seg_batch_loss,
  * vl_seg_head_backward, VL_GRAD_TOKENS) and the FCOS head (vl_det_head_forward, _loss,
  * _backward) — outputs, losses, every parameter gradient of the model and of the head, and the
- * metrics; then central finite differences of the classify head's loss through the interface
+ * metrics (the seg and FCOS heads' over fashion-mnist-scenes, against the loops of direct calls
+ * that vl_evaluate_segment and vl_evaluate_detect were before); then central finite differences of the classify head's loss through the interface
  * against the gradients its backward gives. */
 #include "vl-test-util.h"
 #include "vl-head.h"
@@ -415,6 +416,135 @@ test_det (void)
   free_grads (m, want);
 }
 
+/* ------------------------------------------------------------------ metrics over a dataset */
+
+/* A random model (no head of its own) for fashion-mnist-scenes at 32 px. */
+static VlModel *
+scenes_model (void)
+{
+  g_autoptr(GError) error = NULL;
+  VlGeometry geo;
+  g_assert_true (vl_geometry_parse ("img=32,patch=8,chans=1,width=16,depth=1,heads=2", &geo,
+                                    &error));
+  VlModel *m = vl_model_new_random (&geo, 2, 13);
+  vl_model_set_head (m, VL_HEAD_NONE, 0, 0, 0);
+  return m;
+}
+
+/* vl_evaluate_segment (through the interface) against the loop of direct calls it replaced:
+ * every field of the result, bit for bit. */
+static void
+test_seg_metrics (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = scenes_model ();
+  g_autoptr(VlDataset) ds = vl_dataset_open ("fashion-mnist-scenes:train=4,val=7,size=32",
+                                             NULL, &error);
+  g_assert_no_error (error);
+  const int K = vl_dataset_n_classes (ds), SC = 32, G = 4, bs = 3;
+  g_autoptr(VlSegHead) h = vl_seg_head_new (VL_SEG_HEAD_UPCONV, 16, K, 2);
+
+  VlSegResult want;
+  VlPreprocess pp;
+  g_assert_true (vl_preprocess_dense (m, 0, &pp, &error));
+  g_autoptr(VlLoader) l = vl_loader_new (ds, VL_SPLIT_VAL, &pp, VL_AUGMENT_NONE, bs, FALSE, 0);
+  vl_seg_result_begin (&want, K, TRUE);
+  vl_loader_start_epoch (l, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (l, &b))
+    {
+      g_assert_true (vl_model_forward (m, b.images, b.n, SC, SC, VL_FORWARD_INFER, &error));
+      const float *z = vl_seg_head_forward (h, vl_model_tokens_final (m), b.n, 1 + G * G, 1, G,
+                                            G, SC, SC);
+      uint8_t *masks[3];
+      int w[3], hh[3];
+      for (int j = 0; j < b.n; j++)
+        masks[j] = vl_dataset_load_mask (ds, VL_SPLIT_VAL, b.indices[j], &w[j], &hh[j], NULL);
+      g_assert_true (vl_seg_result_add_upsampled (&want, z, b.n, SC, masks, w, hh, &error));
+      for (int j = 0; j < b.n; j++)
+        g_free (masks[j]);
+    }
+  vl_seg_result_end (&want);
+
+  VlSegResult got;
+  g_assert_true (vl_evaluate_segment (m, h, ds, VL_SPLIT_VAL, 0, bs, NULL, &got, &error));
+  g_assert_cmpint (got.n, ==, 7);
+  g_assert_cmpint (got.pixels, ==, want.pixels);
+  g_assert_cmpfloat (got.loss, ==, want.loss);
+  g_assert_cmpfloat (got.miou, ==, want.miou);
+  g_assert_cmpfloat (got.aacc, ==, want.aacc);
+  g_assert_cmpfloat (got.macc, ==, want.macc);
+  g_assert_cmpmem (got.iou, sizeof (double) * K, want.iou, sizeof (double) * K);
+  g_assert_cmpmem (got.acc, sizeof (double) * K, want.acc, sizeof (double) * K);
+  vl_seg_result_clear (&want);
+  vl_seg_result_clear (&got);
+}
+
+/* vl_evaluate_detect (through the interface) against the loop of direct calls it replaced. */
+static void
+test_det_metrics (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = scenes_model ();
+  VlDatasetOptions o = VL_DATASET_OPTIONS_DEFAULT;
+  o.detect = TRUE;
+  g_autoptr(VlDataset) ds = vl_dataset_open ("fashion-mnist-scenes:train=4,val=7,size=32", &o,
+                                             &error);
+  g_assert_no_error (error);
+  const int K = vl_dataset_n_classes (ds), SC = 32, G = 4, bs = 3;
+  g_autoptr(VlDetHead) h = vl_det_head_new (16, K, 4);
+  /* detections above the evaluation's score threshold: the classification bias up */
+  int np;
+  VlHeadParam *p = vl_det_head_params (h, &np);
+  for (int i = 0; i < np; i++)
+    if (strstr (p[i].name, "cls_logits.bias"))
+      for (int64_t k = 0; k < p[i].numel; k++)
+        p[i].data[k] = 0.5f;
+
+  VlDetResult want;
+  VlPreprocess pp;
+  g_assert_true (vl_preprocess_dense (m, 0, &pp, &error));
+  g_autoptr(VlLoader) l = vl_loader_new (ds, VL_SPLIT_VAL, &pp, VL_AUGMENT_NONE, bs, FALSE, 0);
+  vl_det_result_begin (&want, K);
+  VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
+  post.score_thresh = VL_DETECT_EVAL_SCORE;
+  g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
+  vl_loader_start_epoch (l, 0, 0);
+  VlBatch b;
+  while (vl_loader_next (l, &b))
+    {
+      g_assert_true (vl_model_forward (m, b.images, b.n, SC, SC, VL_FORWARD_INFER, &error));
+      vl_det_head_forward (h, vl_model_tokens_final (m), b.n, 1 + G * G, 1, G, G, 8);
+      VlFcosTarget tg[3];
+      for (int j = 0; j < b.n; j++)
+        tg[j] = (VlFcosTarget) { b.boxes + (gsize) j * b.max_boxes * 4,
+                                 b.box_labels + (gsize) j * b.max_boxes, b.n_boxes[j] };
+      vl_det_result_add_loss (&want, vl_det_head_loss (h, tg, NULL), b.n);
+      for (int j = 0; j < b.n; j++)
+        {
+          int n = vl_det_head_detect (h, j, SC, SC, &post, dets), w, hh, n_gt;
+          const int *gl;
+          const float *gb = vl_dataset_boxes (ds, VL_SPLIT_VAL, b.indices[j], &gl, &n_gt);
+          vl_dataset_boxes_size (ds, VL_SPLIT_VAL, b.indices[j], &w, &hh);
+          vl_det_result_add (&want, dets, n, SC, w, hh, gb, gl, n_gt);
+        }
+    }
+  vl_det_result_end (&want);
+
+  VlDetResult got;
+  g_assert_true (vl_evaluate_detect (m, h, ds, VL_SPLIT_VAL, 0, bs, NULL, &got, &error));
+  g_assert_cmpint (got.n, ==, 7);
+  g_assert_cmpint (got.n_gt, ==, want.n_gt);
+  g_assert_cmpint (got.n_dt, ==, want.n_dt);
+  g_assert_cmpint (got.n_dt, >, 0);
+  g_assert_cmpfloat (got.loss, ==, want.loss);
+  g_assert_cmpfloat (got.ap, ==, want.ap);
+  g_assert_cmpfloat (got.ap50, ==, want.ap50);
+  g_assert_cmpfloat (got.ar100, ==, want.ar100);
+  vl_det_result_clear (&want);
+  vl_det_result_clear (&got);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -425,5 +555,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/head/seg/linear", GINT_TO_POINTER (VL_SEG_HEAD_LINEAR), test_seg);
   g_test_add_data_func ("/head/seg/upconv", GINT_TO_POINTER (VL_SEG_HEAD_UPCONV), test_seg);
   g_test_add_func ("/head/fcos", test_det);
+  g_test_add_func ("/head/seg/metrics", test_seg_metrics);
+  g_test_add_func ("/head/fcos/metrics", test_det_metrics);
   return g_test_run ();
 }
