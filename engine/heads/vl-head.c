@@ -298,15 +298,38 @@ vl_head_new_model (const VlTaskSpec *t)
   return &mh->base;
 }
 
-/* ------------------------------------------------------------------ the seg heads */
+/* ------------------------------------------------------------------ heads over the tokens */
 
+/* A head of its own module (a VlSegHead, a VlDetHead) over the token grid. */
 typedef struct {
-  VlHead     base;
-  VlSegHead *seg;
-  gboolean   owned;
-} SegHead;
+  VlHead         base;
+  gpointer       impl;
+  GDestroyNotify free_impl;   /* NULL: the caller's */
+} TokenHead;
 
-#define SEG(h) (((SegHead *) (h))->seg)
+#define SEG(h) ((VlSegHead *) ((TokenHead *) (h))->impl)
+#define DET(h) ((VlDetHead *) ((TokenHead *) (h))->impl)
+
+static VlHead *
+token_head_new (const VlHeadClass *klass, VlTaskKind task, int n_outputs, gpointer impl,
+                GDestroyNotify free_impl, const VlHeadGrid *g)
+{
+  TokenHead *th = (TokenHead *) head_new (sizeof (TokenHead), klass, task, n_outputs);
+  th->impl = impl;
+  th->free_impl = free_impl;
+  th->base.grid = *g;
+  return &th->base;
+}
+
+static void
+token_head_finalize (VlHead *h)
+{
+  TokenHead *th = (TokenHead *) h;
+  if (th->free_impl)
+    th->free_impl (th->impl);
+}
+
+/* ------------------------------------------------------------------ the seg heads */
 
 static const char *
 seg_kind (VlHead *h)
@@ -379,13 +402,6 @@ seg_metrics_end (VlHead *h, VlEpochMetrics *e)
   vl_seg_result_end (&e->seg);
 }
 
-static void
-seg_finalize (VlHead *h)
-{
-  if (((SegHead *) h)->owned)
-    vl_seg_head_free (SEG (h));
-}
-
 static const VlHeadClass seg_head_class = {
   .name = "seg",
   .reads = VL_HEAD_READS_TOKENS,
@@ -402,18 +418,14 @@ static const VlHeadClass seg_head_class = {
   .metrics_begin = seg_metrics_begin,
   .metrics_add = seg_metrics_add,
   .metrics_end = seg_metrics_end,
-  .finalize = seg_finalize,
+  .finalize = token_head_finalize,
 };
 
 VlHead *
 vl_head_new_seg (VlSegHead *seg, const VlHeadGrid *g, gboolean take)
 {
-  SegHead *sh = (SegHead *) head_new (sizeof (SegHead), &seg_head_class, VL_TASK_SEGMENT,
-                                      vl_seg_head_n_classes (seg));
-  sh->seg = seg;
-  sh->owned = take;
-  sh->base.grid = *g;
-  return &sh->base;
+  return token_head_new (&seg_head_class, VL_TASK_SEGMENT, vl_seg_head_n_classes (seg), seg,
+                         take ? (GDestroyNotify) vl_seg_head_free : NULL, g);
 }
 
 VlSegHead *
@@ -423,14 +435,6 @@ vl_head_seg (VlHead *h)
 }
 
 /* ------------------------------------------------------------------ the FCOS head */
-
-typedef struct {
-  VlHead     base;
-  VlDetHead *det;
-  gboolean   owned;
-} DetHead;
-
-#define DET(h) (((DetHead *) (h))->det)
 
 static const char *
 det_kind (VlHead *h)
@@ -515,13 +519,6 @@ det_metrics_end (VlHead *h, VlEpochMetrics *e)
   vl_det_result_end (&e->det);
 }
 
-static void
-det_finalize (VlHead *h)
-{
-  if (((DetHead *) h)->owned)
-    vl_det_head_free (DET (h));
-}
-
 static const VlHeadClass det_head_class = {
   .name = "fcos",
   .reads = VL_HEAD_READS_TOKENS,
@@ -538,18 +535,14 @@ static const VlHeadClass det_head_class = {
   .metrics_begin = det_metrics_begin,
   .metrics_add = det_metrics_add,
   .metrics_end = det_metrics_end,
-  .finalize = det_finalize,
+  .finalize = token_head_finalize,
 };
 
 VlHead *
 vl_head_new_det (VlDetHead *det, const VlHeadGrid *g, gboolean take)
 {
-  DetHead *dh = (DetHead *) head_new (sizeof (DetHead), &det_head_class, VL_TASK_DETECT,
-                                      vl_det_head_n_classes (det));
-  dh->det = det;
-  dh->owned = take;
-  dh->base.grid = *g;
-  return &dh->base;
+  return token_head_new (&det_head_class, VL_TASK_DETECT, vl_det_head_n_classes (det), det,
+                         take ? (GDestroyNotify) vl_det_head_free : NULL, g);
 }
 
 VlDetHead *
