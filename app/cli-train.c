@@ -512,11 +512,7 @@ apply_choices (VlTrainConfig *cfg, const TrainArgs *a)
   if (a->loss && cfg->task != VL_TASK_REGRESS)
     return usage_error (_("--loss is for --task regress (classification trains with "
                         "cross-entropy)")), FALSE;
-  if (a->head && g_str_equal (a->head, "linear"))
-    cfg->head = VL_HEAD_LINEAR;
-  else if (a->head && g_str_equal (a->head, "mlp"))
-    cfg->head = VL_HEAD_MLP;
-  else if (a->head)
+  if (a->head && (!vl_head_kind_from_string (a->head, &cfg->head) || cfg->head == VL_HEAD_NONE))
     return usage_error (_("--head %s: expected linear or mlp"), a->head), FALSE;
   if (a->mlp_hidden >= 0)
     cfg->mlp_hidden = a->mlp_hidden;

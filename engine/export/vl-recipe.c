@@ -305,7 +305,9 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
     }
   /* the head as the trainer initialises it (same seed), so both start from the same model */
   const char *head_kind = member_str (head, "kind", "linear");
-  VlHeadKind hk = strcmp (head_kind, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
+  VlHeadKind hk;
+  if (!vl_head_kind_from_string (head_kind, &hk) || hk == VL_HEAD_NONE)
+    hk = VL_HEAD_LINEAR;
   int64_t seed = json_object_get_int_member_with_default (o, "seed", 0);
   const int n_classes = (int) json_object_get_int_member_with_default (head, "num_classes", 0);
   if (segment || detect)

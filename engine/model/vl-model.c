@@ -317,6 +317,19 @@ vl_head_kind_name (VlHeadKind kind)
 }
 
 gboolean
+vl_head_kind_from_string (const char *s, VlHeadKind *out)
+{
+  const VlHeadKind kinds[] = { VL_HEAD_LINEAR, VL_HEAD_MLP, VL_HEAD_NONE };
+  for (guint i = 0; i < G_N_ELEMENTS (kinds); i++)
+    if (g_strcmp0 (s, vl_head_kind_name (kinds[i])) == 0)
+      {
+        *out = kinds[i];
+        return TRUE;
+      }
+  return FALSE;
+}
+
+gboolean
 vl_pool_from_string (const char *s, VlPoolKind *pool)
 {
   if (g_strcmp0 (s, "token") == 0 || g_strcmp0 (s, "cls") == 0)

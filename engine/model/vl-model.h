@@ -120,6 +120,7 @@ gboolean          vl_pool_from_string      (const char *s, VlPoolKind *pool);
  * "none". */
 const char       *vl_pool_name             (VlPoolKind pool);
 const char       *vl_head_kind_name        (VlHeadKind kind);
+gboolean          vl_head_kind_from_string (const char *s, VlHeadKind *out);
 
 /* ---- the stem: what turns images into the patch-token grid ----
  * patch: the ViT's own patch embedding (a patch x patch stride-patch convolution); conv and

@@ -304,7 +304,8 @@ config_load (VlTrainConfig *c, const char *run_dir, GError **error)
   if (c->init_random && c->geometry)
     g_clear_pointer (&c->backbone, g_free);   /* the path named the random model */
   s = vl_json_get_str (head, "kind");
-  c->head = g_strcmp0 (s, "mlp") == 0 ? VL_HEAD_MLP : VL_HEAD_LINEAR;
+  if (!vl_head_kind_from_string (s, &c->head) || c->head == VL_HEAD_NONE)
+    c->head = VL_HEAD_LINEAR;
   if (vl_json_get_int (head, "mlp_hidden", &i))
     c->mlp_hidden = (int) i;
   if ((s = vl_json_get_str (head, "pool")) && !vl_pool_from_string (s, &c->pool))
