@@ -722,11 +722,35 @@ test_train_regress (void)
   g_assert_nonnull (strstr (metrics, "\"task\":\"regress\""));
   g_assert_nonnull (strstr (metrics, "\"val_r2\""));
   g_assert_null (strstr (metrics, "val_confusion"));
-  /* and trains on where it stopped: resume reads the task back */
+  /* and trains on where it stopped: resume reads the task back and checks the data against
+   * run.json (five classes of images, one target: the classes are the data's, not the
+   * targets') */
   VlTrainConfig back;
   g_assert_true (vl_train_config_load (&back, out, &error));
   g_assert_cmpint (back.task, ==, VL_TASK_REGRESS);
+  back.epochs = 4;
+  back.resume = TRUE;
+  g_autoptr(VlTrainer) t2 = vl_trainer_new (&back, &error);
+  g_assert_no_error (error);
   vl_train_config_clear (&back);
+  g_assert_true (vl_trainer_start (t2, &error));
+  vl_trainer_join (t2);
+  g_autoptr(GPtrArray) evs2 = vl_trainer_drain (t2);
+  int more = 0;
+  for (guint i = 0; i < evs2->len; i++)
+    {
+      VlTrainEvent *ev = g_ptr_array_index (evs2, i);
+      if (ev->kind == VL_TRAIN_EVENT_READY)
+        g_assert_cmpint (ev->start_epoch, ==, 3);
+      if (ev->kind == VL_TRAIN_EVENT_EPOCH)
+        more++;
+      if (ev->kind == VL_TRAIN_EVENT_FINISHED)
+        {
+          g_assert_no_error (ev->error);
+          g_assert_cmpint (ev->end, ==, VL_TRAIN_END_COMPLETED);
+        }
+    }
+  g_assert_cmpint (more, ==, 1);
 }
 
 static char *

@@ -155,7 +155,10 @@ vl_train_run_json (const VlTrainConfig *c, VlModel *m, VlDataset *ds, const VlRu
     vl_json_add_str (b, "spec_typed", rec->data_typed);
   vl_json_add_str (b, "description", vl_dataset_description (ds));
   vl_json_add_num (b, "val_fraction", c->val_fraction);
-  vl_json_add_strv (b, "classes", (const char *const *) rec->class_names, K);
+  /* the data's classes (a regression set's images have classes too: as many as the dataset
+   * has, not one per target) */
+  const int n_classes = vl_dataset_n_classes (ds);
+  vl_json_add_strv (b, "classes", (const char *const *) rec->class_names, n_classes);
   json_builder_set_member_name (b, "split");
   json_builder_begin_object (b);
   vl_json_add_int (b, "train", n_train);
@@ -164,7 +167,7 @@ vl_train_run_json (const VlTrainConfig *c, VlModel *m, VlDataset *ds, const VlRu
     {
       json_builder_set_member_name (b, s == 0 ? "train_per_class" : "val_per_class");
       json_builder_begin_array (b);
-      for (int k = 0; k < K; k++)
+      for (int k = 0; k < n_classes; k++)
         json_builder_add_int_value (b, vl_dataset_class_count (ds, (VlSplit) s, k));
       json_builder_end_array (b);
     }
