@@ -1,25 +1,17 @@
 /* vl-trainer-private.h: the worker's run (Run: the model, data, heads, cache and counters of one
  * training run), for the trainer's own files. The run folder's writing and reading
  * (vl-train-save.h) does not see it: the worker hands it a VlRunRecord, a VlRunPosition and a
- * VlCheckpointSave. Engine-internal. */
+ * VlCheckpointSave; nor does the frozen-feature cache (vl-train-cache.h): it is handed the model,
+ * the data and a VlFeatCacheSpec. Engine-internal. */
 #pragma once
 
 #include "vl-trainer.h"
 #include "vl-eta.h"
 #include "vl-head.h"
 #include "vl-safetensors.h"
+#include "vl-train-cache.h"
 #include "vl-train-probes.h"
 #include "vl-train-save.h"
-
-typedef struct {
-  float   *data;       /* (n, numel) activations at the lock boundary */
-  guint8  *ok;         /* (n) the image decoded */
-  uint8_t *masks;      /* (n, S, S) segmentation: the items' masks at the input size */
-  float   *boxes;      /* (n, max_boxes, 4) detection: the items' boxes at the input size */
-  int     *box_labels; /* (n, max_boxes) */
-  int     *n_boxes;    /* (n) */
-  int      n;
-} FeatCache;
 
 typedef struct {
   VlTrainer           *t;
@@ -40,12 +32,6 @@ typedef struct {
   gboolean             tok_cache;       /* the cache holds final-norm tokens (only the head
                                          * outside the model trains) */
   VlHeadGrid           grid;            /* the token grid at the input size */
-  /* a batch's targets gathered from the cache, as the dataset has them */
-  float               *buf_values;      /* (batch, K) regress */
-  uint8_t             *buf_masks;       /* (batch, S, S) segment */
-  float               *buf_boxes;       /* (batch, max_boxes, 4) detect */
-  int                 *buf_box_labels, *buf_n_boxes;
-  int                 *buf_items;       /* (batch) the items' indices in their split */
   int                  max_boxes;       /* room per image in batches and the cache */
 
   VlLoader            *train_loader;    /* images, created when first needed */
@@ -73,9 +59,8 @@ typedef struct {
   gboolean             val_cached;             /* validation runs from the cache */
   int                  cache_checked_for;
   int64_t              cache_numel;
-  FeatCache            ctrain, cval;
-  float               *buf;             /* (batch, numel) gathered from the cache */
-  int                 *buf_labels;
+  VlFeatCache          ctrain, cval;    /* vl-train-cache.h */
+  VlFeatBatch          fbatch;          /* a batch gathered from the cache */
 
   VlAdamW              opt;
   float               *scales;
@@ -92,7 +77,7 @@ typedef struct {
   int64_t              phase_done;
   gint64               progress_posted;
   /* the next lock's cache, filled by the pass that built this one (prepare_cache) */
-  FeatCache            ntrain, nval;
+  VlFeatCache          ntrain, nval;
   int                  next_unlocked;
   gboolean             next_ready;
   double               train_seconds;   /* of this epoch, in this session */

@@ -545,29 +545,6 @@ head_outside (const Run *r)
   return !vl_head_in_model (r->head);
 }
 
-/* Detection: image si's boxes of one (n, max_boxes) store into image di's of another. */
-static void
-det_copy_boxes (const Run *r, float *boxes, int *labels, int *n_boxes, int di,
-                const float *src_boxes, const int *src_labels, const int *src_n, int si)
-{
-  const gsize M = (gsize) r->max_boxes;
-  n_boxes[di] = src_n[si];
-  memcpy (boxes + di * M * 4, src_boxes + si * M * 4, sizeof (float) * 4 * src_n[si]);
-  memcpy (labels + di * M, src_labels + si * M, sizeof (int) * src_n[si]);
-}
-
-static void
-cache_free (FeatCache *c)
-{
-  g_clear_pointer (&c->data, g_free);
-  g_clear_pointer (&c->ok, g_free);
-  g_clear_pointer (&c->masks, g_free);
-  g_clear_pointer (&c->boxes, g_free);
-  g_clear_pointer (&c->box_labels, g_free);
-  g_clear_pointer (&c->n_boxes, g_free);
-  c->n = 0;
-}
-
 static void
 run_clear (Run *r)
 {
@@ -575,18 +552,11 @@ run_clear (Run *r)
   vl_loader_free (r->val_loader);
   vl_loader_free (r->order_loader);
   vl_dataset_free (r->order_ds);
-  cache_free (&r->ctrain);
-  cache_free (&r->cval);
-  cache_free (&r->ntrain);
-  cache_free (&r->nval);
-  g_free (r->buf);
-  g_free (r->buf_labels);
-  g_free (r->buf_values);
-  g_free (r->buf_masks);
-  g_free (r->buf_boxes);
-  g_free (r->buf_box_labels);
-  g_free (r->buf_n_boxes);
-  g_free (r->buf_items);
+  vl_feat_cache_clear (&r->ctrain);
+  vl_feat_cache_clear (&r->cval);
+  vl_feat_cache_clear (&r->ntrain);
+  vl_feat_cache_clear (&r->nval);
+  vl_feat_batch_clear (&r->fbatch);
   if (r->head && r->t->head == NULL)
     r->t->head = r->head;   /* handed back with the model (vl_trainer_get_seg_head) */
   else
@@ -1121,8 +1091,8 @@ apply_unlock (Run *r)
   if (r->head_trains)
     r->n_trainable += vl_head_n_params (r->head);
   r->cached = r->val_cached = FALSE;
-  cache_free (&r->ctrain);
-  cache_free (&r->cval);
+  vl_feat_cache_clear (&r->ctrain);
+  vl_feat_cache_clear (&r->cval);
   VlTrainEvent *ev = event_new (VL_TRAIN_EVENT_LOCK, r->epoch, r->step);
   ev->unlocked = want;
   ev->n_trainable = r->n_trainable;
@@ -1135,90 +1105,38 @@ apply_unlock (Run *r)
   post (t, ev);
 }
 
-/* Floats of one image's tokens (T x width): a block boundary's cache entry */
-static int64_t
-token_numel (Run *r)
+static gboolean
+cache_should_stop (gpointer r)
 {
-  const VlGeometry *g = vl_model_geometry (r->m);
-  return (int64_t) (g->n_prefix + (r->S / g->patch) * (r->S / g->patch)) * g->width;
+  return should_stop (r);
+}
+
+static void
+cache_progress (gpointer r, int n)
+{
+  progress_add (r, n);
 }
 
 /* The split's activations at the lock boundary into fc; with keep_block >= 0, those entering that
- * block too, into next (the next lock's cache, from the same pass) */
+ * block too, into next (the next lock's cache, from the same pass): vl-train-cache.h */
 static Outcome
-build_cache (Run *r, VlSplit split, FeatCache *fc, int keep_block, FeatCache *next,
+build_cache (Run *r, VlSplit split, VlFeatCache *fc, int keep_block, VlFeatCache *next,
              GError **error)
 {
-  int n = split == VL_SPLIT_TRAIN ? r->n_train : r->n_val;
-  const int64_t tw = token_numel (r);
-  fc->n = n;
-  fc->data = g_try_new (float, (gsize) n * r->cache_numel);
-  fc->ok = g_new0 (guint8, MAX (n, 1));
-  /* the targets the dataset has beside its labels (a segmentation dataset is trained for the
-   * segment task only, a detection dataset for detect: setup_task) */
-  if (vl_dataset_is_segmentation (r->ds))
-    fc->masks = g_try_new (uint8_t, (gsize) n * r->S * r->S);
-  if (vl_dataset_is_detection (r->ds))
+  const VlFeatCacheSpec spec = { .numel = r->cache_numel, .tokens = r->tok_cache,
+                                 .keep_block = keep_block, .size = r->S,
+                                 .batch_size = r->cfg->batch_size, .seed = r->cfg->seed,
+                                 .max_boxes = r->max_boxes };
+  const VlFeatCacheWatch watch = { cache_should_stop, cache_progress, r };
+  switch (vl_feat_cache_build (fc, next, r->m, r->ds, split, &r->pp, &spec, &watch, error))
     {
-      fc->boxes = g_new (float, (gsize) n * r->max_boxes * 4);
-      fc->box_labels = g_new (int, (gsize) n * r->max_boxes);
-      fc->n_boxes = g_new0 (int, MAX (n, 1));
+    case VL_FEAT_CACHE_DONE:
+      return OK;
+    case VL_FEAT_CACHE_STOPPED:
+      return STOPPED;
+    default:
+      return failed_or_stopped (error);
     }
-  if (keep_block >= 0)
-    {
-      next->n = n;
-      next->data = g_try_new (float, (gsize) n * tw);
-      next->ok = g_new0 (guint8, MAX (n, 1));
-    }
-  if (fc->data == NULL || (vl_dataset_is_segmentation (r->ds) && fc->masks == NULL) ||
-      (keep_block >= 0 && next->data == NULL))
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "cannot allocate the feature cache (%.1f GiB)",
-                   (double) n * r->cache_numel * 4 / GIB);
-      return FAILED;
-    }
-  g_autoptr(VlLoader) l = vl_loader_new (r->ds, split, &r->pp, VL_AUGMENT_NONE,
-                                         r->cfg->batch_size, FALSE, r->cfg->seed);
-  g_autofree float *tmp = g_new (float, (gsize) r->cfg->batch_size * r->cache_numel);
-  g_autofree float *tmp_next = keep_block >= 0 ? g_new (float, (gsize) r->cfg->batch_size * tw)
-                                               : NULL;
-  vl_loader_start_epoch (l, 0, 0);
-  VlBatch b;
-  while (vl_loader_next (l, &b))
-    {
-      if (should_stop (r))
-        return STOPPED;
-      if (r->tok_cache)
-        {
-          /* only the head outside the model trains: the final-norm token grid is the boundary */
-          if (!vl_model_forward (r->m, b.images, b.n, r->S, r->S, VL_FORWARD_INFER, error))
-            return failed_or_stopped (error);
-          memcpy (tmp, vl_model_tokens_final (r->m), sizeof (float) * b.n * r->cache_numel);
-        }
-      else if (!vl_model_forward_to_boundary_keeping (r->m, b.images, b.n, r->S, r->S, tmp,
-                                                      keep_block, tmp_next, error))
-        return failed_or_stopped (error);
-      for (int j = 0; j < b.n; j++)
-        {
-          if (fc->masks && b.masks)
-            memcpy (fc->masks + (gsize) b.indices[j] * r->S * r->S,
-                    b.masks + (gsize) j * r->S * r->S, (gsize) r->S * r->S);
-          if (fc->boxes && b.boxes)
-            det_copy_boxes (r, fc->boxes, fc->box_labels, fc->n_boxes, b.indices[j], b.boxes,
-                            b.box_labels, b.n_boxes, j);
-          memcpy (fc->data + (gsize) b.indices[j] * r->cache_numel,
-                  tmp + (gsize) j * r->cache_numel, sizeof (float) * r->cache_numel);
-          if (tmp_next)
-            {
-              memcpy (next->data + (gsize) b.indices[j] * tw, tmp_next + (gsize) j * tw,
-                      sizeof (float) * tw);
-              next->ok[b.indices[j]] = 1;
-            }
-          fc->ok[b.indices[j]] = 1;
-        }
-      progress_add (r, b.n);
-    }
-  return OK;
 }
 
 /* The block whose input the next lock of the schedule caches, when this lock's pass goes through
@@ -1237,7 +1155,7 @@ next_cache_block (Run *r, double bytes_now, int n)
   const int depth = vl_model_geometry (r->m)->depth;
   const int kb = vl_model_block_boundary_for (r->m, next);
   const int here = vl_model_block_boundary_for (r->m, r->unlocked);
-  const double bytes = (double) token_numel (r) * sizeof (float) * n;
+  const double bytes = (double) vl_feat_cache_token_numel (r->m, r->S) * sizeof (float) * n;
   if (kb < 0 || kb > (here < 0 ? depth : here) || bytes_now + bytes > r->cfg->cache_limit)
     return -1;
   r->next_unlocked = next;
@@ -1249,13 +1167,13 @@ static gboolean
 adopt_next_cache (Run *r, gboolean train_too)
 {
   const gboolean fits = r->next_ready && r->next_unlocked == r->unlocked && !r->tok_cache &&
-                        r->cache_numel == token_numel (r) &&
+                        r->cache_numel == vl_feat_cache_token_numel (r->m, r->S) &&
                         (train_too ? r->ntrain.data != NULL : r->ntrain.data == NULL);
   r->next_ready = FALSE;
   if (!fits)
     {
-      cache_free (&r->ntrain);
-      cache_free (&r->nval);
+      vl_feat_cache_clear (&r->ntrain);
+      vl_feat_cache_clear (&r->nval);
       return FALSE;
     }
   r->ctrain = r->ntrain;
@@ -1311,26 +1229,15 @@ prepare_cache (Run *r, GError **error)
     }
   if (o != OK)
     {
-      cache_free (&r->ctrain);
-      cache_free (&r->cval);
-      cache_free (&r->ntrain);
-      cache_free (&r->nval);
+      vl_feat_cache_clear (&r->ctrain);
+      vl_feat_cache_clear (&r->cval);
+      vl_feat_cache_clear (&r->ntrain);
+      vl_feat_cache_clear (&r->nval);
       r->cache_checked_for = -1;
       return o;
     }
-  r->buf = g_renew (float, r->buf, (gsize) r->cfg->batch_size * r->cache_numel);
-  r->buf_labels = g_renew (int, r->buf_labels, r->cfg->batch_size);
-  r->buf_items = g_renew (int, r->buf_items, r->cfg->batch_size);
-  if (r->task.kind == VL_TASK_REGRESS)
-    r->buf_values = g_renew (float, r->buf_values, (gsize) r->cfg->batch_size * r->K);
-  if (r->cval.masks)
-    r->buf_masks = g_renew (uint8_t, r->buf_masks, (gsize) r->cfg->batch_size * r->S * r->S);
-  if (r->cval.boxes && r->buf_boxes == NULL)
-    {
-      r->buf_boxes = g_new (float, (gsize) r->cfg->batch_size * r->max_boxes * 4);
-      r->buf_box_labels = g_new (int, (gsize) r->cfg->batch_size * r->max_boxes);
-      r->buf_n_boxes = g_new0 (int, r->cfg->batch_size);
-    }
+  vl_feat_batch_reserve (&r->fbatch, &r->cval, r->cfg->batch_size,
+                         r->task.kind == VL_TASK_REGRESS ? r->K : 0, r->max_boxes);
   r->cached = train_too;
   r->val_cached = TRUE;
   message (r, "cached in %.1f s; each epoch now %s from the cache",
@@ -1437,37 +1344,6 @@ head_input (Run *r, const float *x, int n, gboolean from_cache, VlForwardFlags f
                 ? vl_model_forward_from_boundary (r->m, x, n, r->S, r->S, flags, error)
                 : vl_model_forward (r->m, x, n, r->S, r->S, flags, error);
   return ok ? vl_head_input (r->head, r->m) : NULL;
-}
-
-/* Item i of split (its entry in the cache fc) into row n of the cache's batch buffers, with
- * the targets the run gathers (values, masks, boxes). */
-static void
-gather_item (Run *r, const FeatCache *fc, VlSplit split, int i, int n)
-{
-  memcpy (r->buf + (gsize) n * r->cache_numel, fc->data + (gsize) i * r->cache_numel,
-          sizeof (float) * r->cache_numel);
-  if (r->buf_values)   /* the order loader's dataset holds no targets: the dataset's */
-    memcpy (r->buf_values + (gsize) n * r->K, vl_dataset_values (r->ds, split, i),
-            sizeof (float) * r->K);
-  if (r->buf_masks && fc->masks)
-    memcpy (r->buf_masks + (gsize) n * r->S * r->S, fc->masks + (gsize) i * r->S * r->S,
-            (gsize) r->S * r->S);
-  if (r->buf_boxes && fc->boxes)
-    det_copy_boxes (r, r->buf_boxes, r->buf_box_labels, r->buf_n_boxes, n, fc->boxes,
-                    fc->box_labels, fc->n_boxes, i);
-  r->buf_labels[n] = vl_dataset_label (r->ds, split, i);
-  r->buf_items[n] = i;
-}
-
-/* The first n rows of the cache's batch buffers as a batch. */
-static VlBatch
-cached_batch (Run *r, int n)
-{
-  return (VlBatch) { .images = r->buf, .labels = r->buf_labels, .values = r->buf_values,
-                     .n_values = r->buf_values ? r->K : 0, .masks = r->buf_masks,
-                     .boxes = r->buf_boxes, .box_labels = r->buf_box_labels,
-                     .n_boxes = r->buf_n_boxes, .max_boxes = r->max_boxes,
-                     .indices = r->buf_items, .n = n };
 }
 
 /* After a backward: the gradient norm of each group (the model's, then a head outside the
@@ -1589,16 +1465,14 @@ train_epoch (Run *r, GError **error)
           o = train_step (r, &b, error);
           continue;
         }
-      int n = 0;
-      for (int j = 0; j < b.n; j++)
-        if (r->ctrain.ok[b.indices[j]])
-          gather_item (r, &r->ctrain, VL_SPLIT_TRAIN, b.indices[j], n++);
-      if (n == 0)
+      /* the order loader's dataset holds no targets: the dataset's, with the cache's */
+      VlBatch cb = vl_feat_cache_gather (&r->ctrain, r->ds, VL_SPLIT_TRAIN, b.indices, b.n,
+                                         &r->fbatch);
+      if (cb.n == 0)
         {
           r->batch = b.index + 1;
           continue;
         }
-      VlBatch cb = cached_batch (r, n);
       o = train_step (r, &cb, error);
     }
   if (o == OK)
@@ -1614,13 +1488,7 @@ next_val_batch (Run *r, VlLoader *l, int *i, VlBatch *b)
 {
   if (l)
     return vl_loader_next (l, b);
-  int n = 0;
-  while (n == 0 && *i < r->n_val)
-    for (; *i < r->n_val && n < r->cfg->batch_size; (*i)++)
-      if (r->cval.ok[*i])
-        gather_item (r, &r->cval, VL_SPLIT_VAL, *i, n++);
-  *b = cached_batch (r, n);
-  return n > 0;
+  return vl_feat_cache_next (&r->cval, r->ds, VL_SPLIT_VAL, i, r->cfg->batch_size, &r->fbatch, b);
 }
 
 /* The validation split through the model and the head, into the task's metrics (vl-head.h). */
