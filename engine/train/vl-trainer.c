@@ -1105,6 +1105,7 @@ apply_unlock (Run *r)
   post (t, ev);
 }
 
+/* The cache's pass (vl-train-cache.h) stops and reports as the worker's other passes do. */
 static gboolean
 cache_should_stop (gpointer r)
 {
