@@ -545,6 +545,57 @@ test_det_metrics (void)
   vl_det_result_clear (&got);
 }
 
+/* vl_head_new_for_task: each task's head, and what it does to the model's own head; heads that
+ * cannot be built are errors that say why. */
+static void
+test_new_for_task (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = tiny_model (2);
+  VlHeadGrid grid;
+  vl_head_grid_of (m, S, &grid);
+  VlHeadChoice c = { .model_head = VL_HEAD_MLP, .mlp_hidden = 8, .seg_head = VL_SEG_HEAD_LINEAR,
+                     .seed = 4 };
+  VlTaskSpec t = { .kind = VL_TASK_CLASSIFY, .n_outputs = 5 };
+  g_autoptr(VlHead) cls = vl_head_new_for_task (m, &t, &c, &grid, &error);
+  g_assert_no_error (error);
+  g_assert_true (vl_head_in_model (cls));
+  g_assert_cmpstr (vl_head_name (cls), ==, "model");
+  g_assert_cmpint (vl_model_head_kind (m), ==, VL_HEAD_MLP);
+  g_assert_cmpint (vl_model_num_classes (m), ==, 5);
+
+  t = (VlTaskSpec) { .kind = VL_TASK_SEGMENT, .n_outputs = 3 };
+  g_autoptr(VlHead) seg = vl_head_new_for_task (m, &t, &c, &grid, &error);
+  g_assert_no_error (error);
+  g_assert_false (vl_head_in_model (seg));
+  g_assert_cmpstr (vl_head_name (seg), ==, "seg");
+  g_assert_cmpint (vl_head_task (seg), ==, VL_TASK_SEGMENT);
+  g_assert_cmpint (vl_model_head_kind (m), ==, VL_HEAD_NONE);   /* the model's head went */
+  int n;
+  g_assert_nonnull (vl_head_params (seg, &n));
+  g_assert_cmpint (n, >, 0);
+
+  t.kind = VL_TASK_DETECT;
+  g_autoptr(VlHead) det = vl_head_new_for_task (m, &t, &c, &grid, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (vl_head_name (det), ==, "fcos");
+
+  /* upconv needs a width divisible by 4: a grid of width 18 cannot take it */
+  VlHeadGrid odd = grid;
+  odd.width = 18;
+  c.seg_head = VL_SEG_HEAD_UPCONV;
+  t.kind = VL_TASK_SEGMENT;
+  g_assert_null (vl_head_new_for_task (m, &t, &c, &odd, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "upconv needs a width divisible by 4"));
+  g_clear_error (&error);
+  /* FCOS counts the background: one class is too few */
+  t = (VlTaskSpec) { .kind = VL_TASK_DETECT, .n_outputs = 1 };
+  g_assert_null (vl_head_new_for_task (m, &t, &c, &grid, &error));
+  g_assert_error (error, VL_ERROR, VL_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "FCOS head cannot be built for 1 classes"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -557,5 +608,6 @@ main (int argc, char **argv)
   g_test_add_func ("/head/fcos", test_det);
   g_test_add_func ("/head/seg/metrics", test_seg_metrics);
   g_test_add_func ("/head/fcos/metrics", test_det_metrics);
+  g_test_add_func ("/head/new-for-task", test_new_for_task);
   return g_test_run ();
 }

@@ -285,6 +285,41 @@ static const VlHeadClass model_head_class = {
 };
 
 VlHead *
+vl_head_new_for_task (VlModel *m, const VlTaskSpec *t, const VlHeadChoice *c,
+                      const VlHeadGrid *g, GError **error)
+{
+  const int K = t->n_outputs;
+  if (t->kind == VL_TASK_CLASSIFY || t->kind == VL_TASK_REGRESS)
+    {
+      vl_model_set_head (m, c->model_head, K, c->mlp_hidden, c->seed);
+      return vl_head_new_model (t);
+    }
+  /* no head on the model: the head outside it reads the final-norm tokens */
+  vl_model_set_head (m, VL_HEAD_NONE, 0, 0, c->seed);
+  if (t->kind == VL_TASK_SEGMENT)
+    {
+      VlSegHead *seg = vl_seg_head_new (c->seg_head, g->width, K, c->seed);
+      if (seg == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
+                       "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
+                       g->width, K, c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width "
+                       "divisible by 4)" : "");
+          return NULL;
+        }
+      return vl_head_new_seg (seg, g, TRUE);
+    }
+  VlDetHead *det = vl_det_head_new (g->width, K, c->seed);
+  if (det == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
+                   "classes (background included: 2 to 1000)", K);
+      return NULL;
+    }
+  return vl_head_new_det (det, g, TRUE);
+}
+
+VlHead *
 vl_head_new_model (const VlTaskSpec *t)
 {
   g_return_val_if_fail (t->kind == VL_TASK_CLASSIFY || t->kind == VL_TASK_REGRESS, NULL);

@@ -107,6 +107,21 @@ VlHead       *vl_head_new_seg      (VlSegHead *seg, const VlHeadGrid *g, gboolea
 VlHead       *vl_head_new_det      (VlDetHead *det, const VlHeadGrid *g, gboolean take);
 void          vl_head_free         (VlHead *h);
 
+/* What a run asks of its task's head. */
+typedef struct {
+  VlHeadKind     model_head;   /* classify, regress: the model's linear or MLP head */
+  int            mlp_hidden;   /* the MLP head's hidden width (0: the model's width) */
+  VlSegHeadKind  seg_head;     /* segment: linear or upconv */
+  uint64_t       seed;         /* the new head's initialisation */
+} VlHeadChoice;
+
+/* Task t's head, new, with t->n_outputs classes or targets: for classify and regress the model
+ * gets a new head of its own (vl_model_set_head) and this is that head; for segment and detect
+ * the model's head is removed and a seg or FCOS head reads its final-norm token grid g. NULL with
+ * error when the head cannot be built (it names the head, the width and the classes). */
+VlHead       *vl_head_new_for_task (VlModel *m, const VlTaskSpec *t, const VlHeadChoice *c,
+                                    const VlHeadGrid *g, GError **error);
+
 /* "model", "seg", "fcos". */
 const char   *vl_head_name         (VlHead *h);
 VlTaskKind    vl_head_task         (VlHead *h);

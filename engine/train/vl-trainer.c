@@ -713,48 +713,28 @@ static gboolean
 setup_head (Run *r, GError **error)
 {
   const VlTrainConfig *c = r->cfg;
-  if (c->task == VL_TASK_CLASSIFY || c->task == VL_TASK_REGRESS)
+  const gboolean on_tokens = c->task == VL_TASK_SEGMENT || c->task == VL_TASK_DETECT;
+  if (on_tokens && c->img_size > 0)
     {
-      vl_model_set_head (r->m, c->head, r->K, c->mlp_hidden, c->seed);
-      vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
-                                                             ? r->rec.value_names
-                                                             : r->rec.class_names));
-      r->head = vl_head_new_model (&r->task);
-      return TRUE;
-    }
-  /* no classification head: the head outside the model reads the final-norm tokens */
-  vl_model_set_head (r->m, VL_HEAD_NONE, 0, 0, c->seed);
-  const VlGeometry *g = vl_model_geometry (r->m);
-  g_autoptr(VlSegHead) seg = NULL;
-  g_autoptr(VlDetHead) det = NULL;
-  if (c->task == VL_TASK_SEGMENT &&
-      (seg = vl_seg_head_new (c->seg_head, g->width, r->K, c->seed)) == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "a %s seg head cannot be built over "
-                   "tokens of width %d for %d classes%s", vl_seg_head_kind_name (c->seg_head),
-                   g->width, r->K, c->seg_head == VL_SEG_HEAD_UPCONV ? " (upconv needs a width "
-                   "divisible by 4)" : "");
-      return FALSE;
-    }
-  if (c->task == VL_TASK_DETECT && (det = vl_det_head_new (g->width, r->K, c->seed)) == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "an FCOS head cannot be built for %d "
-                   "classes (background included: 2 to 1000)", r->K);
-      return FALSE;
-    }
-  if (c->img_size > 0)
-    {
-      if (c->img_size % g->patch != 0 || c->img_size > 4096)
+      const int patch = vl_model_geometry (r->m)->patch;
+      if (c->img_size % patch != 0 || c->img_size > 4096)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "img-size %d: must be a multiple "
-                       "of the patch size %d (and at most 4096)", c->img_size, g->patch);
+                       "of the patch size %d (and at most 4096)", c->img_size, patch);
           return FALSE;
         }
       r->pp.size = r->S = c->img_size;
     }
   vl_head_grid_of (r->m, r->S, &r->grid);
-  r->head = seg ? vl_head_new_seg (g_steal_pointer (&seg), &r->grid, TRUE)
-                : vl_head_new_det (g_steal_pointer (&det), &r->grid, TRUE);
+  const VlHeadChoice choice = { .model_head = c->head, .mlp_hidden = c->mlp_hidden,
+                                .seg_head = c->seg_head, .seed = c->seed };
+  r->head = vl_head_new_for_task (r->m, &r->task, &choice, &r->grid, error);
+  if (r->head == NULL)
+    return FALSE;
+  if (vl_head_in_model (r->head))
+    vl_model_set_class_names (r->m, (const char *const *) (c->task == VL_TASK_REGRESS
+                                                           ? r->rec.value_names
+                                                           : r->rec.class_names));
   return TRUE;
 }
 
