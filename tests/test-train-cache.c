@@ -76,6 +76,20 @@ watch_done (gpointer data, int n)
   ((Watch *) data)->done += n;
 }
 
+/* A pass of the head-only lock over split, in batches of BATCH, into fc; stop_at as in Watch.
+ * w receives what the pass reported. */
+static VlFeatCacheEnd
+build_head_only (VlModel *m, VlDataset *ds, VlSplit split, int stop_at, VlFeatCache *fc,
+                 Watch *w, GError **error)
+{
+  vl_model_lock (m, 1);
+  const VlFeatCacheSpec spec = { .numel = vl_model_boundary_numel (m, SIZE, SIZE),
+                                 .keep_block = -1, .size = SIZE, .batch_size = BATCH, .seed = 1 };
+  *w = (Watch) { .stop_at = stop_at };
+  const VlFeatCacheWatch watch = { watch_stop, watch_done, w };
+  return vl_feat_cache_build (fc, NULL, m, ds, split, NULL, &spec, &watch, error);
+}
+
 /* The boundary of the head-only lock, and the input of the next lock's block, item by item. */
 static void
 test_build_boundary (void)
@@ -155,15 +169,11 @@ test_build_stop (void)
 {
   g_autoptr(VlModel) m = tiny_model ();
   g_autoptr(VlDataset) ds = tiny_dataset ();
-  vl_model_lock (m, 1);
-  const VlFeatCacheSpec spec = { .numel = vl_model_boundary_numel (m, SIZE, SIZE),
-                                 .keep_block = -1, .size = SIZE, .batch_size = BATCH, .seed = 1 };
-  Watch w = { .stop_at = 2 };
-  const VlFeatCacheWatch watch = { watch_stop, watch_done, &w };
+  Watch w;
   VlFeatCache fc = { 0 };
   g_autoptr(GError) error = NULL;
-  g_assert_cmpint (vl_feat_cache_build (&fc, NULL, m, ds, VL_SPLIT_TRAIN, NULL, &spec, &watch,
-                                        &error), ==, VL_FEAT_CACHE_STOPPED);
+  g_assert_cmpint (build_head_only (m, ds, VL_SPLIT_TRAIN, 2, &fc, &w, &error), ==,
+                   VL_FEAT_CACHE_STOPPED);
   g_assert_no_error (error);
   g_assert_cmpint (w.done, ==, BATCH);
   int ok = 0;
@@ -179,15 +189,12 @@ test_gather (void)
 {
   g_autoptr(VlModel) m = tiny_model ();
   g_autoptr(VlDataset) ds = tiny_dataset ();
-  vl_model_lock (m, 1);
-  const VlFeatCacheSpec spec = { .numel = vl_model_boundary_numel (m, SIZE, SIZE),
-                                 .keep_block = -1, .size = SIZE, .batch_size = BATCH, .seed = 1 };
-  Watch w = { 0 };
-  const VlFeatCacheWatch watch = { watch_stop, watch_done, &w };
+  Watch w;
   VlFeatCache fc = { 0 };
   g_autoptr(GError) error = NULL;
-  g_assert_cmpint (vl_feat_cache_build (&fc, NULL, m, ds, VL_SPLIT_VAL, NULL, &spec, &watch,
-                                        &error), ==, VL_FEAT_CACHE_DONE);
+  g_assert_cmpint (build_head_only (m, ds, VL_SPLIT_VAL, 0, &fc, &w, &error), ==,
+                   VL_FEAT_CACHE_DONE);
+  g_assert_cmpint (w.done, ==, N_VAL);
   fc.ok[2] = fc.ok[5] = 0;   /* as if they had not decoded */
   VlFeatBatch fb = { 0 };
   vl_feat_batch_reserve (&fb, &fc, BATCH, 0, 0);
