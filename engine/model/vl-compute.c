@@ -40,7 +40,7 @@ acts_alloc (VlActs *a, int64_t n, size_t size)
 }
 #define FALLOC(a, n) ((float *) acts_alloc ((a), (n), sizeof (float)))
 
-#define VL_KEEP_GELU_BYTES ((int64_t) 256 << 20)
+#define VL_KEEP_GELU_BYTES ((int64_t) 128 << 20)
 
 /* Activations of one block for n_img images. Without for_backward (a frozen block's scratch),
  * GELU runs in place: nothing reads fc1's output before the activation. With it, GELU's output
@@ -148,8 +148,9 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   a->kshared = FALLOC (a, 4 * threads * a->kpack_numel);
   /* GELU's output is kept for the backward (with its derivative in place of h: the backward then
    * evaluates no erf at all) when at most half the blocks are stored, or when keeping it costs at
-   * most VL_KEEP_GELU_BYTES (ViT-Ti's full fine-tune at batch 32: 232 MB, 3-4% faster); beyond
-   * that the backward recomputes it from h, which keeps a large model's peak memory lower */
+   * most VL_KEEP_GELU_BYTES; beyond that the backward recomputes it from h (bit for bit the same
+   * gradients), which keeps the peak memory lower: ViT-Ti's full fine-tune at batch 32 would keep
+   * 232 MB, and recomputing measured 1044 against 1265 MiB for 2-3% fewer images/s */
   const int64_t keep_bytes = (int64_t) (g->depth - store_from) * BT * g->mlp * sizeof (float);
   const gboolean keep_gelu = 2 * (g->depth - store_from) <= g->depth ||
                              keep_bytes <= VL_KEEP_GELU_BYTES;
