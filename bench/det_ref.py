@@ -23,6 +23,14 @@ time. With --seeds the features are computed once and the head is trained from e
 turn (torch.manual_seed just before the head is built: its initial weights and the batches'
 order), then the mean, sd, min and max over the seeds are printed. The backbone is rebuilt by
 tests/interop/timm_vit.py.
+
+With --draws vitlab the seed is drawn as vitlab draws it instead of by torch.manual_seed: the
+head's initial weights from vitlab's generator (splitmix64 seeding xoshiro256**, Box-Muller
+normals x 0.01, in vl-det-head.c's order: cls_logits, bbox_reg, bbox_ctrness) and each epoch's
+order by vitlab's loader (a Fisher-Yates shuffle seeded from (seed, epoch)). The two engines then
+start from the same weights and see the same batches, so `vitlab-cli train --seed S` and
+`det_ref.py --draws vitlab --seed S` follow the same trajectory up to float rounding: their
+per-epoch losses and final AP can be compared run for run, not only as distributions.
 """
 import argparse
 import importlib.util
@@ -87,6 +95,11 @@ def main():
     ap.add_argument("--seeds", default="",
                     help="several seeds on the same cached features: 0-9 or 0,3,5")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--perturb", type=float, default=0.0,
+                    help="multiply every feature by (1 + PERTURB x a normal draw) after caching: "
+                         "how far float rounding alone moves a run")
+    ap.add_argument("--draws", choices=("torch", "vitlab"), default="torch",
+                    help="whose generator draws the head's weights and the batches' order")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.time()
@@ -127,6 +140,10 @@ def main():
 
     xtr, ttr, _ = tokens(tr)
     xva, tva, sva = tokens(va)
+    if a.perturb > 0:
+        g = torch.Generator().manual_seed(12345)
+        xtr = xtr * (1 + a.perturb * torch.randn(xtr.shape, generator=g))
+        xva = xva * (1 + a.perturb * torch.randn(xva.shape, generator=g))
     t_feat = time.time() - t0
     print("features_s=%.1f" % t_feat, flush=True)
     data = (xtr, ttr, xva, tva, sva, names, patch, S, G)
@@ -139,6 +156,85 @@ def main():
             print("%s over %d seeds: mean %.4f  sd %.4f  min %.4f  max %.4f"
                   % (key, len(v), v.mean(), v.std(ddof=1), v.min(), v.max()))
     print("seconds=%.1f" % (time.time() - t0))
+
+
+M64 = (1 << 64) - 1
+
+
+def _splitmix(x):
+    """vl_rng_splitmix: returns (the new state, the output)."""
+    x = (x + 0x9e3779b97f4a7c15) & M64
+    z = x
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return x, z ^ (z >> 31)
+
+
+class VitlabRng:
+    """engine/core/vl-rng.h: splitmix64 seeding xoshiro256**."""
+
+    def __init__(self, seed):
+        x = seed & M64
+        self.s = []
+        for _ in range(4):
+            x, z = _splitmix(x)
+            self.s.append(z)
+
+    def next(self):
+        s = self.s
+        t = (s[1] << 17) & M64
+        x = (s[1] * 5) & M64
+        result = ((((x << 7) | (x >> 57)) & M64) * 9) & M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = ((s[3] << 45) | (s[3] >> 19)) & M64
+        return result
+
+    def uniform(self):
+        return (self.next() >> 11) * (1.0 / 9007199254740992.0)
+
+    def normal(self):
+        u1, u2 = self.uniform(), self.uniform()
+        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(6.283185307179586 * u2)
+
+
+def _mix3(tag, a, b, c):
+    """engine/data/vl-loader.c's mix3."""
+    x = tag
+    _, h = _splitmix(x)
+    for v in (a, b, c):
+        x = h ^ v
+        _, h = _splitmix(x)
+    return h
+
+
+def vitlab_order(seed, epoch, n):
+    """The order of epoch `epoch` (from 0) of vitlab's shuffling loader over n items."""
+    rng = VitlabRng(_mix3(0x73687566, seed & M64, epoch & 0xffffffff, 0))
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = rng.next() % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return torch.tensor(order, dtype=torch.int64)
+
+
+def vitlab_init(head, seed):
+    """vl_det_head_new's initial weights: normal(0, 0.01) from vitlab's generator in the
+    order cls_logits, bbox_reg, bbox_ctrness; biases 0 but the class prior's."""
+    rng = VitlabRng(seed)
+    convs = (head.classification_head.cls_logits, head.regression_head.bbox_reg,
+             head.regression_head.bbox_ctrness)
+    with torch.no_grad():
+        for conv in convs:
+            w = np.array([rng.normal() * 0.01 for _ in range(conv.weight.numel())],
+                         dtype=np.float32)
+            conv.weight.copy_(torch.from_numpy(w).reshape(conv.weight.shape))
+        head.regression_head.bbox_reg.bias.zero_()
+        head.regression_head.bbox_ctrness.bias.zero_()
+        head.classification_head.cls_logits.bias.fill_(-math.log((1 - 0.01) / 0.01))
 
 
 def parse_seeds(text):
@@ -168,6 +264,8 @@ def train_and_score(a, seed, data):
                head=FCOSHead(W, 1, K + 1, num_convs=0), score_thresh=0.05, nms_thresh=0.6,
                detections_per_img=100, topk_candidates=1000)
     head = det.head
+    if a.draws == "vitlab":
+        vitlab_init(head, seed)
     decay = [p_ for p_ in head.parameters() if p_.ndim >= 2]
     no_decay = [p_ for p_ in head.parameters() if p_.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.wd},
@@ -184,7 +282,7 @@ def train_and_score(a, seed, data):
     warm = min(int(round(a.warmup * spe)), total)
     step = 0
     for epoch in range(a.epochs):
-        perm = torch.randperm(n)
+        perm = vitlab_order(seed, epoch, n) if a.draws == "vitlab" else torch.randperm(n)
         loss_sum = 0.0
         for i in range(0, n, a.batch):
             idx = perm[i:i + a.batch]
