@@ -559,7 +559,7 @@ vl_application_init (VlApplication *self)
       "IMAGE" },
     { "preset", 0, 0, G_OPTION_ARG_STRING, NULL,
       N_("linear-probe, last-blocks, full or progressive; or a demo with its backbone and data: "
-         "demo, rotate, scenes"), "NAME" },
+         "demo, rotate, scenes, boxes"), "NAME" },
     { "epochs", 0, 0, G_OPTION_ARG_INT, NULL, N_("Epochs to train"), "N" },
     { "train", 0, 0, G_OPTION_ARG_NONE, NULL,
       N_("Start training once everything is loaded"), NULL },
