@@ -8,7 +8,7 @@ set -eu
 # there is none (dconf saves the app's settings through it)
 PACKAGES="
   build-essential pkg-config meson ninja-build python3
-  libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev
+  libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev libepoxy-dev
   libjpeg62-turbo-dev libpng-dev appstream gettext
   clang libclang-rt-14-dev
   xvfb xauth dataset-fashion-mnist python3-numpy python3-onnx

@@ -700,15 +700,24 @@ test_data_panel (void)
   g_assert_cmpint (gh, ==, 4);
   float heat[16];
   g_assert_true (vl_attention_view_get_heatmap (attention_view (win), FALSE, heat));
-  /* augmentation turns the feature cache off */
-  g_assert_true (panel_bool (vl_test_data_panel (win), "cache-available"));
-  g_object_set (vl_test_data_panel (win), "augment", VL_AUGMENT_LIGHT, NULL);
-  g_assert_false (panel_bool (vl_test_data_panel (win), "cache-available"));
+  /* with augmentation the cache stays on (as `vitlab-cli train --augment light --cache-features`:
+   * the validation images' frozen features), and a note under the switch says what it holds */
+  VlDataPanel *dp = vl_test_data_panel (win);
+  g_object_set (dp, "augment", VL_AUGMENT_NONE, "cache", TRUE, NULL);
+  g_assert_null (vl_data_panel_get_cache_note (dp));
+  g_object_set (dp, "augment", VL_AUGMENT_LIGHT, NULL);
+  g_assert_nonnull (vl_data_panel_get_cache_note (dp));
   VlTrainConfig cfg;
   vl_window_config_from_ui (win, &cfg);
   g_assert_cmpint (cfg.augment, ==, VL_AUGMENT_LIGHT);
-  g_assert_false (cfg.cache_features);
+  g_assert_true (cfg.cache_features);
   g_assert_cmpstr (cfg.data, ==, dataset_dir);
+  vl_train_config_clear (&cfg);
+  /* switched off, nothing is cached and the note goes */
+  g_object_set (dp, "cache", FALSE, NULL);
+  g_assert_null (vl_data_panel_get_cache_note (dp));
+  vl_window_config_from_ui (win, &cfg);
+  g_assert_false (cfg.cache_features);
   vl_train_config_clear (&cfg);
   destroy_window (win);
 }

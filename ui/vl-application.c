@@ -4,8 +4,10 @@
 #include "vl-application.h"
 #include <glib/gi18n.h>
 
+#include <epoxy/gl.h>
 #include <errno.h>
 #include <glib/gstdio.h>
+#include <string.h>
 
 #include "vl-attention-view.h"
 #include "vl-embedding-panel.h"
@@ -379,10 +381,50 @@ static const GActionEntry app_actions[] = {
 
 /* ------------------------------------------------------------------ GApplication */
 
+/* TRUE when OpenGL on this display is a software rasteriser (Mesa's llvmpipe or softpipe, as in
+ * a VM without a GPU or under Xvfb). GTK 4.8 renders with GL whenever there is GL, and there
+ * every frame is rasterised on the CPU, by the main thread and llvmpipe's own threads: during the
+ * demo preset's training the main thread took a whole core for about 8 frames a second (a status
+ * line and a chart moving) and the run took 63-64 s against 50 s with the cairo renderer, whose
+ * epochs ran as fast as vitlab-cli's. Every view of vitlab is drawn with cairo anyway. */
+static gboolean
+gl_is_software (GdkDisplay *display, char **renderer)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GdkGLContext) ctx = gdk_display_create_gl_context (display, &error);
+  if (ctx == NULL || !gdk_gl_context_realize (ctx, &error))
+    return FALSE;   /* no GL at all: GSK picks cairo by itself */
+  gdk_gl_context_make_current (ctx);
+  const char *name = (const char *) glGetString (GL_RENDERER);
+  *renderer = g_strdup (name ? name : "");
+  gdk_gl_context_clear_current ();
+  return name && (strstr (name, "llvmpipe") || strstr (name, "softpipe") ||
+                  strstr (name, "Software Rasterizer") || strstr (name, "SWR"));
+}
+
+/* Before the first window is realised (GSK reads GSK_RENDERER once, then): the cairo renderer
+ * where GL is software, unless the user chose a renderer. VITLAB_RENDERER_NOTE=1 prints the
+ * choice. */
+static void
+choose_renderer (void)
+{
+  GdkDisplay *display = gdk_display_get_default ();
+  if (display == NULL || g_getenv ("GSK_RENDERER") != NULL)
+    return;
+  g_autofree char *renderer = NULL;
+  gboolean software = gl_is_software (display, &renderer);
+  if (software)
+    g_setenv ("GSK_RENDERER", "cairo", TRUE);
+  if (g_strcmp0 (g_getenv ("VITLAB_RENDERER_NOTE"), "1") == 0)
+    g_printerr ("vitlab: OpenGL renderer \"%s\": %s\n", renderer ? renderer : "none",
+                software ? "software, drawing with cairo" : "drawing with GSK's default");
+}
+
 static void
 vl_application_startup (GApplication *app)
 {
   G_APPLICATION_CLASS (vl_application_parent_class)->startup (app);
+  choose_renderer ();
   vl_ui_start_compute_pool ();
   g_action_map_add_action_entries (G_ACTION_MAP (app), app_actions, G_N_ELEMENTS (app_actions), app);
   static const char *quit[] = { "<Control>q", NULL };

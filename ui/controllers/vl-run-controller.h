@@ -7,7 +7,7 @@
  *   vl_run_controller_start (run, &cfg, &error);
  *
  * The trainer's worker notifies at most once per drain; the controller then queues one idle
- * (at most one drain per 100 ms, so a small model's dozens of steps a second redraw nothing
+ * (at most one drain per 250 ms, so a small model's dozens of steps a second redraw nothing
  * more often than that) which takes every queued event and emits ::event for each, detailed by
  * its kind's name (vl_train_event_kind_name: "ready", "lock", "step", "epoch", "probes",
  * "message", "paused", "resumed", "finished"), then ::drained once. An idle queued for a run

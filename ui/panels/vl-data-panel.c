@@ -11,7 +11,7 @@ struct _VlDataPanel {
   GtkWidget *fmnist_val_spin;
   GtkWidget *val_fraction_box, *val_fraction_spin;
   GtkWidget *knn_panel, *classes_box, *skipped_expander, *skipped_list;
-  GtkWidget *augment_dropdown, *cache_switch;
+  GtkWidget *augment_dropdown, *cache_switch, *cache_note;
   char      *shown_name;   /* the dataset open, to come back to when a scan fails */
   gboolean   editable;
   int        n_skipped;
@@ -21,20 +21,23 @@ G_DEFINE_FINAL_TYPE (VlDataPanel, vl_data_panel, GTK_TYPE_BOX)
 
 enum {
   PROP_0, PROP_VAL_FRACTION, PROP_SHOW_VAL_FRACTION, PROP_AUGMENT, PROP_CACHE, PROP_EDITABLE,
-  PROP_FMNIST_CLASSES, PROP_FMNIST_PER_CLASS, PROP_FMNIST_VAL_PER_CLASS, PROP_CACHE_AVAILABLE,
+  PROP_FMNIST_CLASSES, PROP_FMNIST_PER_CLASS, PROP_FMNIST_VAL_PER_CLASS,
   N_PROPS
 };
 static GParamSpec *props[N_PROPS];
 
-/* the cache needs the images as they are: no augmentation */
+/* With augmentation the training images change every epoch, so the cache holds only the
+ * validation images' features (the trainer's rule); the note under the switch says so. */
 static void
 update_sensitivity (VlDataPanel *self)
 {
   gtk_widget_set_sensitive (self->val_fraction_box, self->editable);
   gtk_widget_set_sensitive (self->augment_dropdown, self->editable);
   gtk_widget_set_sensitive (self->fmnist_button, self->editable);
-  gtk_widget_set_sensitive (self->cache_switch, self->editable &&
-                            gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) == 0);
+  gtk_widget_set_sensitive (self->cache_switch, self->editable);
+  gtk_widget_set_visible (self->cache_note,
+                          gtk_switch_get_active (GTK_SWITCH (self->cache_switch)) &&
+                          gtk_drop_down_get_selected (GTK_DROP_DOWN (self->augment_dropdown)) != 0);
 }
 
 /* ------------------------------------------------------------------ the dataset */
@@ -94,6 +97,14 @@ vl_data_panel_set_name (VlDataPanel *panel, const char *name)
 {
   g_return_if_fail (VL_IS_DATA_PANEL (panel));
   gtk_label_set_text (GTK_LABEL (panel->data_name_label), name);
+}
+
+const char *
+vl_data_panel_get_cache_note (VlDataPanel *panel)
+{
+  g_return_val_if_fail (VL_IS_DATA_PANEL (panel), NULL);
+  return gtk_widget_get_visible (panel->cache_note) ? gtk_label_get_text (GTK_LABEL (panel->cache_note))
+                                                    : NULL;
 }
 
 const char *
@@ -209,9 +220,6 @@ vl_data_panel_get_property (GObject *object, guint id, GValue *v, GParamSpec *ps
     case PROP_EDITABLE:
       g_value_set_boolean (v, self->editable);
       break;
-    case PROP_CACHE_AVAILABLE:
-      g_value_set_boolean (v, gtk_widget_get_sensitive (self->cache_switch));
-      break;
     case PROP_FMNIST_CLASSES:
       g_value_set_string (v, gtk_editable_get_text (GTK_EDITABLE (self->fmnist_classes_entry)));
       break;
@@ -304,8 +312,6 @@ vl_data_panel_class_init (VlDataPanelClass *klass)
                                                    RW);
   props[PROP_FMNIST_VAL_PER_CLASS] = g_param_spec_int ("fmnist-val-per-class", NULL, NULL, 10,
                                                        1000, 100, RW);
-  props[PROP_CACHE_AVAILABLE] = g_param_spec_boolean ("cache-available", NULL, NULL, TRUE,
-                                                      G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, props);
   g_type_ensure (VL_TYPE_KNN_PANEL);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/vitlab/Vitlab/vl-data-panel.ui");
@@ -326,6 +332,7 @@ vl_data_panel_class_init (VlDataPanelClass *klass)
   CHILD (skipped_list);
   CHILD (augment_dropdown);
   CHILD (cache_switch);
+  CHILD (cache_note);
 #undef CHILD
 }
 
@@ -339,6 +346,7 @@ on_augment_selected (VlDataPanel *self)
 static void
 on_cache_toggled (VlDataPanel *self)
 {
+  update_sensitivity (self);
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_CACHE]);
 }
 

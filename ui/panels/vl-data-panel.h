@@ -5,8 +5,8 @@
  * augmentation and the frozen-feature cache (its own template, vl-data-panel.ui).
  *
  * Properties: "val-fraction", "show-val-fraction", "augment" (a VlAugment), "cache" (the switch;
- * it can only be on without augmentation; "cache-available", read only, says whether it can
- * now), "editable" (FALSE while a run uses the data),
+ * with augmentation on, the trainer caches only the validation images' features, and a note
+ * under the switch says so), "editable" (FALSE while a run uses the data),
  * "fmnist-classes", "fmnist-per-class", "fmnist-val-per-class" (the popover's choices).
  *
  *   vl_data_panel_set_loading (panel, spec);
@@ -31,6 +31,9 @@ void        vl_data_panel_show_dataset     (VlDataPanel *panel, const char *spec
                                             gboolean fashion_mnist);
 const char *vl_data_panel_get_name         (VlDataPanel *panel);
 void        vl_data_panel_set_name         (VlDataPanel *panel, const char *name);
+/* The note under the cache switch when augmentation limits the cache to the validation
+ * images; NULL when it is hidden. */
+const char *vl_data_panel_get_cache_note   (VlDataPanel *panel);
 /* The Fashion-MNIST button's label ("Use Fashion-MNIST", or its classes when it is open). */
 const char *vl_data_panel_get_fmnist_label (VlDataPanel *panel);
 void        vl_data_panel_close_fmnist     (VlDataPanel *panel);

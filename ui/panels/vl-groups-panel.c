@@ -12,6 +12,7 @@ typedef struct {
   GtkWidget *toggle;       /* GtkSwitch: trainable */
   GtkWidget *lr_label;     /* learning-rate multiplier with layer decay */
   GtkWidget *grad_bar;     /* GtkLevelBar: relative gradient norm during training */
+  double    *grad_norm;    /* the latest step's norm, owned by grad_bar (its tooltip reads it) */
   GtkWidget *state_label;  /* "trains" / "frozen" */
 } GroupRow;
 
@@ -124,6 +125,19 @@ on_group_toggled (GtkSwitch *sw, GParamSpec *pspec, VlGroupsPanel *self)
   changed (self);
 }
 
+static gboolean
+grad_bar_tooltip (GtkWidget *bar, int x, int y, gboolean keyboard, GtkTooltip *tooltip,
+                  gpointer unused)
+{
+  (void) x; (void) y; (void) keyboard; (void) unused;
+  const double *norm = g_object_get_data (G_OBJECT (bar), "vl-grad-norm");
+  g_autofree char *tip = g_strdup_printf (_("Gradient norm of this group at the latest step: "
+                                            "%.4g (the bar: relative to the largest)"),
+                                          norm ? *norm : 0.0);
+  gtk_tooltip_set_text (tooltip, tip);
+  return TRUE;
+}
+
 static GroupRow *
 new_row (VlGroupsPanel *self, int g)
 {
@@ -158,8 +172,13 @@ new_row (VlGroupsPanel *self, int g)
   gtk_widget_set_size_request (r->grad_bar, 70, -1);
   gtk_widget_set_valign (r->grad_bar, GTK_ALIGN_CENTER);
   gtk_widget_set_visible (r->grad_bar, FALSE);
-  gtk_widget_set_tooltip_text (r->grad_bar, _("Gradient norm of this group at the latest step, "
-                                              "relative to the largest"));
+  /* the tooltip is written when it is shown: setting a tooltip's text at every step makes GTK
+   * query and re-lay-out the tooltip under the pointer each time (a main thread at 100% while
+   * training) */
+  r->grad_norm = g_new0 (double, 1);
+  g_object_set_data_full (G_OBJECT (r->grad_bar), "vl-grad-norm", r->grad_norm, g_free);
+  gtk_widget_set_has_tooltip (r->grad_bar, TRUE);
+  g_signal_connect (r->grad_bar, "query-tooltip", G_CALLBACK (grad_bar_tooltip), NULL);
   gtk_box_append (GTK_BOX (box), r->grad_bar);
 
   r->state_label = gtk_label_new (NULL);
@@ -292,9 +311,7 @@ vl_groups_panel_set_grad_norms (VlGroupsPanel *panel, const double *norms, int n
       gtk_widget_set_visible (r->grad_bar, show);
       gtk_level_bar_set_value (GTK_LEVEL_BAR (r->grad_bar),
                                mx > 0 && isfinite (norms[g]) ? norms[g] / mx : 0);
-      g_autofree char *tip = g_strdup_printf (_("Gradient norm at the latest step: %.4g"),
-                                              norms[g]);
-      gtk_widget_set_tooltip_text (r->grad_bar, tip);
+      *r->grad_norm = norms[g];
     }
 }
 

@@ -115,7 +115,7 @@ vl_window_config_from_ui (VlWindow *self, VlTrainConfig *cfg)
   g_object_get (self->data_panel, "val-fraction", &cfg->val_fraction, "augment", &augment,
                 "cache", &cache, NULL);
   cfg->augment = (VlAugment) augment;
-  cfg->cache_features = cfg->augment == VL_AUGMENT_NONE && cache;
+  cfg->cache_features = cache;   /* with augmentation: the validation images' features */
   g_free (cfg->unlock_schedule);
   cfg->unlock_schedule = vl_window_unlock_schedule (self);
   if (cfg->unlock_schedule == NULL)
