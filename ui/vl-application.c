@@ -383,10 +383,9 @@ static const GActionEntry app_actions[] = {
 
 /* TRUE when OpenGL on this display is a software rasteriser (Mesa's llvmpipe or softpipe, as in
  * a VM without a GPU or under Xvfb). GTK 4.8 renders with GL whenever there is GL, and there
- * every frame is rasterised on the CPU, by the main thread and llvmpipe's own threads: during the
- * demo preset's training the main thread took a whole core for about 8 frames a second (a status
- * line and a chart moving) and the run took 63-64 s against 50 s with the cairo renderer, whose
- * epochs ran as fast as vitlab-cli's. Every view of vitlab is drawn with cairo anyway. */
+ * every frame is rasterised on the CPU by llvmpipe's own threads, beside the training: the demo
+ * preset's Train under Xvfb took 44.8 s with GL against 38.6 s with the cairo renderer (epochs
+ * 37.9 against 32.7 s). Every view of vitlab is drawn with cairo anyway. */
 static gboolean
 gl_is_software (GdkDisplay *display, char **renderer)
 {

@@ -20,10 +20,9 @@ static guint signals[N_SIGNALS];
 static GQuark kind_quarks[VL_TRAIN_EVENT_FINISHED + 1];
 
 /* The main loop drains the trainer's events at most this often: every drain moves the chart, the
- * status line and the cards, so it costs a frame. Under Xvfb (or in a VM: software rendering)
- * a frame of the window took the main thread about 100 ms, and at 10 drains a second the main
- * thread held a whole core that training needed (the demo preset: 55-58 s against vitlab-cli's
- * 38-41). Four a second keeps the curves moving. */
+ * status line and the cards, so it costs a frame, and where frames are rasterised in software
+ * (Xvfb, a VM without a GPU) that is CPU the training threads need. Four a second keeps the
+ * curves moving. */
 #define DRAIN_INTERVAL_US 250000
 
 /* The link from the trainer's notify (worker thread) to the controller. */
