@@ -12,6 +12,7 @@ struct _VlDataPanel {
   GtkWidget *val_fraction_box, *val_fraction_spin;
   GtkWidget *knn_panel, *classes_box, *skipped_expander, *skipped_list;
   GtkWidget *augment_dropdown, *cache_switch, *cache_note;
+  GtkWidget *data_buttons;   /* GtkFlowBox: Image Folder… and the Fashion-MNIST menu */
   char      *shown_name;   /* the dataset open, to come back to when a scan fails */
   gboolean   editable;
   int        n_skipped;
@@ -81,7 +82,7 @@ vl_data_panel_show_dataset (VlDataPanel *panel, const char *spec, const char *na
   panel->shown_name = g_strdup (name);
   /* the Fashion-MNIST button is an action beside "Image Folder…", not the name of what is open */
   gtk_menu_button_set_label (GTK_MENU_BUTTON (panel->fmnist_button),
-                             fashion_mnist ? "Fashion-MNIST Classes" : "Use Fashion-MNIST");
+                             fashion_mnist ? _("Fashion-MNIST Classes") : _("Use Fashion-MNIST"));
   gtk_label_set_text (GTK_LABEL (panel->data_split_label), split_text);
 }
 
@@ -333,6 +334,7 @@ vl_data_panel_class_init (VlDataPanelClass *klass)
   CHILD (augment_dropdown);
   CHILD (cache_switch);
   CHILD (cache_note);
+  CHILD (data_buttons);
 #undef CHILD
 }
 
@@ -361,6 +363,10 @@ vl_data_panel_init (VlDataPanel *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
   self->editable = TRUE;
+  /* Tab goes to the buttons, not to the flow box's cells around them */
+  for (GtkWidget *c = gtk_widget_get_first_child (self->data_buttons); c;
+       c = gtk_widget_get_next_sibling (c))
+    gtk_widget_set_focusable (c, FALSE);
   g_signal_connect_swapped (self->augment_dropdown, "notify::selected",
                             G_CALLBACK (on_augment_selected), self);
   g_signal_connect_swapped (self->cache_switch, "notify::active", G_CALLBACK (on_cache_toggled),
