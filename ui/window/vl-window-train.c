@@ -210,13 +210,19 @@ show_pass_progress (VlWindow *self, const VlTrainEvent *ev)
     return;
   if (ev->total > 0)
     vl_status_bar_set_fraction (bar, (double) ev->done / ev->total);
-  vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
-  g_autofree char *status = g_strdup_printf ("Epoch %d/%d · %s %" G_GINT64_FORMAT "/%"
-                                             G_GINT64_FORMAT " images",
-                                             ev->epoch + 1, self->progress->epochs_total,
-                                             ev->phase == VL_TRAIN_PHASE_CACHE
-                                             ? "caching the frozen features of"
-                                             : "validating", ev->done, ev->total);
+  /* a pass over cached features is over in milliseconds: its rate (millions of images a
+   * second) says nothing to the user, so the rate and ETA show only once a pass has run 0.5 s */
+  if (ev->images_per_s > 0 && ev->done / ev->images_per_s >= 0.5)
+    vl_status_bar_set_rate (bar, ev->images_per_s, ev->eta_s);
+  else
+    vl_status_bar_clear_rate (bar);
+  g_autofree char *status =
+    ev->phase == VL_TRAIN_PHASE_CACHE
+    ? g_strdup_printf (_("Epoch %d/%d · caching the frozen features of %d/%d images"),
+                       ev->epoch + 1, self->progress->epochs_total, (int) ev->done,
+                       (int) ev->total)
+    : g_strdup_printf (_("Epoch %d/%d · validating %d/%d images"), ev->epoch + 1,
+                       self->progress->epochs_total, (int) ev->done, (int) ev->total);
   vl_window_set_status (self, status);
 }
 
