@@ -53,6 +53,8 @@ _spec = importlib.util.spec_from_file_location("gen_dense",
                                                             "gen-dense.py"))
 gen_dense = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gen_dense)
+sys.path.insert(0, HERE)
+import seg_ref  # noqa: E402  (vitlab's generator, vl-rng.h, ported once)
 
 EXTS = (".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG", ".bmp", ".gif")
 
@@ -158,62 +160,17 @@ def main():
     print("seconds=%.1f" % (time.time() - t0))
 
 
-M64 = (1 << 64) - 1
-
-
-def _splitmix(x):
-    """vl_rng_splitmix: returns (the new state, the output)."""
-    x = (x + 0x9e3779b97f4a7c15) & M64
-    z = x
-    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
-    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
-    return x, z ^ (z >> 31)
-
-
-class VitlabRng:
-    """engine/core/vl-rng.h: splitmix64 seeding xoshiro256**."""
-
-    def __init__(self, seed):
-        x = seed & M64
-        self.s = []
-        for _ in range(4):
-            x, z = _splitmix(x)
-            self.s.append(z)
-
-    def next(self):
-        s = self.s
-        t = (s[1] << 17) & M64
-        x = (s[1] * 5) & M64
-        result = ((((x << 7) | (x >> 57)) & M64) * 9) & M64
-        s[2] ^= s[0]
-        s[3] ^= s[1]
-        s[1] ^= s[2]
-        s[0] ^= s[3]
-        s[2] ^= t
-        s[3] = ((s[3] << 45) | (s[3] >> 19)) & M64
-        return result
-
-    def uniform(self):
-        return (self.next() >> 11) * (1.0 / 9007199254740992.0)
-
-    def normal(self):
-        u1, u2 = self.uniform(), self.uniform()
-        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(6.283185307179586 * u2)
-
-
 def _mix3(tag, a, b, c):
     """engine/data/vl-loader.c's mix3."""
-    x = tag
-    _, h = _splitmix(x)
+    _, h = seg_ref.splitmix(tag)
     for v in (a, b, c):
-        x = h ^ v
-        _, h = _splitmix(x)
+        _, h = seg_ref.splitmix(h ^ v)
     return h
 
 
 def vitlab_order(seed, epoch, n):
     """The order of epoch `epoch` (from 0) of vitlab's shuffling loader over n items."""
-    rng = VitlabRng(_mix3(0x73687566, seed & M64, epoch & 0xffffffff, 0))
+    rng = seg_ref.Xoshiro(_mix3(0x73687566, seed & seg_ref.M64, epoch & 0xffffffff, 0))
     order = list(range(n))
     for i in range(n - 1, 0, -1):
         j = rng.next() % (i + 1)
@@ -224,7 +181,7 @@ def vitlab_order(seed, epoch, n):
 def vitlab_init(head, seed):
     """vl_det_head_new's initial weights: normal(0, 0.01) from vitlab's generator in the
     order cls_logits, bbox_reg, bbox_ctrness; biases 0 but the class prior's."""
-    rng = VitlabRng(seed)
+    rng = seg_ref.Xoshiro(seed)
     convs = (head.classification_head.cls_logits, head.regression_head.bbox_reg,
              head.regression_head.bbox_ctrness)
     with torch.no_grad():

@@ -102,18 +102,25 @@ FMNIST_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
 M64 = (1 << 64) - 1
 
 
+def splitmix(x):
+    """vl_rng_splitmix: returns (the new state, the output)."""
+    x = (x + 0x9e3779b97f4a7c15) & M64
+    z = x
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return x, z ^ (z >> 31)
+
+
 class Xoshiro:
-    """vl-rng.h: splitmix64 seeding xoshiro256**, uniform = (next >> 11) * 2^-53."""
+    """vl-rng.h: splitmix64 seeding xoshiro256**, uniform = (next >> 11) * 2^-53, normal by
+    Box-Muller as vl_rng_normal."""
 
     def __init__(self, seed):
         self.s = []
         x = seed & M64
         for _ in range(4):
-            x = (x + 0x9e3779b97f4a7c15) & M64
-            z = x
-            z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
-            z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
-            self.s.append(z ^ (z >> 31))
+            x, z = splitmix(x)
+            self.s.append(z)
 
     def next(self):
         s = self.s
@@ -130,6 +137,10 @@ class Xoshiro:
 
     def uniform(self):
         return (self.next() >> 11) * (1.0 / 9007199254740992.0)
+
+    def normal(self):
+        u1, u2 = self.uniform(), self.uniform()
+        return math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(6.283185307179586 * u2)
 
 
 def read_idx(path):

@@ -104,8 +104,9 @@ const char *
 vl_data_panel_get_cache_note (VlDataPanel *panel)
 {
   g_return_val_if_fail (VL_IS_DATA_PANEL (panel), NULL);
-  return gtk_widget_get_visible (panel->cache_note) ? gtk_label_get_text (GTK_LABEL (panel->cache_note))
-                                                    : NULL;
+  if (!gtk_widget_get_visible (panel->cache_note))
+    return NULL;
+  return gtk_label_get_text (GTK_LABEL (panel->cache_note));
 }
 
 const char *
