@@ -4,6 +4,10 @@
 
 #include "vl-model-private.h"
 
+/* A LayerNorm's backward splits its rows into this many chunks, each summing its own share of
+ * the weight and bias gradients (vl_compute_layernorm_backward). */
+#define LN_BWD_CHUNKS(threads) (2 * (threads))
+
 typedef struct {
   float *ln1, *ln1_mean, *ln1_rstd;   /* (B,T,W), (B,T), (B,T) */
   float *qkv;                          /* (B,T,3W) */
@@ -71,7 +75,7 @@ struct _VlActs {
   float     *dwide;          /* (B,T,max(M,3W)) */
   float     *datty;          /* (B,T,W) */
   float     *dscore;         /* (threads,T,T) */
-  float     *ln_partial;     /* (threads,2,W) */
+  float     *ln_partial;     /* (LN_BWD_CHUNKS (threads),2,W) */
   float     *dw_part;        /* (threads-1, N K + N) for the largest linear layer */
   float     *tn_work;        /* (threads, tn_numel): vl_gemm_tn's packing space, per worker */
   float     *qkv_g;          /* (3W W + 3W): see qkv_ln1_params_backward */

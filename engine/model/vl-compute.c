@@ -193,7 +193,7 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
       a->dwide = FALLOC (a, BT * MAX (g->mlp, 3 * W));
       a->datty = FALLOC (a, BT * W);
       a->dscore = FALLOC (a, (int64_t) threads * T * T);
-      a->ln_partial = FALLOC (a, (int64_t) threads * 2 * W);
+      a->ln_partial = FALLOC (a, (int64_t) LN_BWD_CHUNKS (threads) * 2 * W);
       a->dw_part = FALLOC (a, (int64_t) MAX (threads - 1, 1) * ((int64_t) W * MAX (g->mlp, 3 * W) + MAX (g->mlp, 3 * W)));
       const int widest = MAX (MAX (g->mlp, 3 * W), W);
       a->tn_numel = (vl_gemm_tn_workspace (widest, widest) + 15) / 16 * 16;
@@ -581,33 +581,43 @@ layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const
 typedef struct {
   float *dinp, *partial;
   const float *dout, *inp, *w, *mean, *rstd;
-  int C;
+  int64_t N;
+  int C, n_chunks;
   gboolean params;
 } LnBwd;
 
 static void
-ln_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
+ln_bwd_chunk (void *data, int64_t i, int worker)
 {
   const LnBwd *L = data;
-  float *dw = L->params ? L->partial + (int64_t) worker * 2 * L->C : NULL;
+  const int64_t r0 = L->N * i / L->n_chunks, r1 = L->N * (i + 1) / L->n_chunks;
+  float *dw = L->params ? L->partial + i * 2 * L->C : NULL;
   vl_layernorm_backward (L->dinp ? L->dinp + r0 * L->C : NULL, dw, dw ? dw + L->C : NULL,
                          L->dout + r0 * L->C, L->inp + r0 * L->C, L->w, L->mean + r0,
                          L->rstd + r0, r1 - r0, L->C);
 }
 
-/* dinp += ...; dw, db += ... (both NULL when frozen). */
+/* dinp += ...; dw, db += ... (both NULL when frozen). The weight and bias gradients are summed
+ * per chunk of rows, the chunks fixed by the row count and the number of threads (not by which
+ * thread took which), and the chunks' sums added in order: the same rounding on every run, so a
+ * seed repeats a run to the bit. */
 void
 vl_compute_layernorm_backward (VlActs *a, float *dinp, float *dw, float *db, const float *dout,
                     const float *inp, const float *w, const float *mean, const float *rstd,
                     int64_t N, int C)
 {
   gboolean params = dw != NULL;
+  const int n_chunks = (int) MAX (MIN (N, (int64_t) LN_BWD_CHUNKS (a->n_threads)), 1);
   if (params)
-    memset (a->ln_partial, 0, sizeof (float) * a->n_threads * 2 * C);
-  LnBwd L = { dinp, a->ln_partial, dout, inp, w, mean, rstd, C, params };
-  vl_compute_parallel_rows (N, 12 * C, 2, ln_bwd_rows, &L);
+    memset (a->ln_partial, 0, sizeof (float) * n_chunks * 2 * C);
+  LnBwd L = { dinp, a->ln_partial, dout, inp, w, mean, rstd, N, C, n_chunks, params };
+  if (n_chunks > 1 && N * 12 * C >= 65536)
+    vl_parallel_for (n_chunks, ln_bwd_chunk, &L);
+  else
+    for (int i = 0; i < n_chunks; i++)
+      ln_bwd_chunk (&L, i, 0);
   if (params)
-    for (int t = 0; t < a->n_threads; t++)
+    for (int t = 0; t < n_chunks; t++)
       for (int c = 0; c < C; c++)
         {
           dw[c] += a->ln_partial[(int64_t) t * 2 * C + c];
