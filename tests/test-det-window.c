@@ -232,7 +232,10 @@ check_results (VlWindow *win, int K, int S)
   g_assert_true (mean >= 0 && mean <= 1);
   const char *acc = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_SCORE);
   g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
-  g_assert_nonnull (strstr (acc, "AP"));
+  g_assert_true (g_str_has_prefix (vl_stat_cards_get_detail (vl_test_stat_cards (win), VL_STAT_SCORE),
+                                   "AP 0."));
+  g_assert_nonnull (strstr (vl_stat_cards_get_card_tooltip (vl_test_stat_cards (win), VL_STAT_SCORE),
+                            "IoU 0.5"));
   check_shown_boxes (win, S);
   VlDetPanel *panel = VL_DET_PANEL (vl_test_child (win, "det_panel"));
   int n_worst = vl_det_panel_get_n_worst (panel);

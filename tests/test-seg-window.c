@@ -213,6 +213,8 @@ check_results (VlWindow *win, int K)
       g_assert_true (v >= 0 && v <= 1);
     }
   const char *acc = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_SCORE);
+  g_assert_true (g_str_has_prefix (vl_stat_cards_get_detail (vl_test_stat_cards (win), VL_STAT_SCORE),
+                                   "pixel accuracy "));
   g_assert_true (g_str_has_prefix (acc, "0.") || g_str_has_prefix (acc, "1."));
   VlMaskView *view = VL_MASK_VIEW (vl_test_child (win, "mask_view"));
   g_assert_cmpint (vl_mask_view_get_n_legend (view), ==, K);

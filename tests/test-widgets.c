@@ -24,6 +24,8 @@
 #include "vl-task-view.h"
 #include "vl-try-panel.h"
 #include "vl-loss-chart.h"
+#include "vl-resources.h"   /* the stat cards' template */
+#include "vl-stat-cards.h"
 #include "vl-test-util.h"
 #include "vl-trainer.h"
 
@@ -1127,6 +1129,61 @@ class_rgb (int k, int rgb[3])
     rgb[i] = (int) lround (c[i] * 255);
 }
 
+/* The statistics over the loss chart in the main area's width at 1366x768 (four cards a line):
+ * the longest values the tasks write fit their cards unshortened; the second figures go under
+ * them in small print, shown only when there is one. */
+static void
+test_stat_cards_fit (void)
+{
+  g_assert_nonnull (vl_get_resource ());   /* links the compiled template in */
+  g_autoptr(GtkCssProvider) css = gtk_css_provider_new ();   /* the app's style: the values' size */
+  gtk_css_provider_load_from_resource (css, "/org/vitlab/Vitlab/style.css");
+  gtk_style_context_add_provider_for_display (gdk_display_get_default (), GTK_STYLE_PROVIDER (css),
+                                              GTK_STYLE_PROVIDER_PRIORITY_APPLICATION);
+  GtkWidget *w = vl_stat_cards_new ();
+  VlStatCards *cards = VL_STAT_CARDS (w);
+  GtkWidget *win = show_in_window (w, 640, 200);
+  const char *values[VL_N_STATS] = { "100 / 100", "12.3456", "12.3456 ★", "100.0 %", "12 groups" };
+  for (int i = 0; i < VL_N_STATS; i++)
+    {
+      vl_stat_cards_set (cards, i, values[i]);
+      g_assert_cmpstr (vl_stat_cards_get (cards, i), ==, values[i]);
+    }
+  vl_stat_cards_set_detail (cards, VL_STAT_SCORE, "top-5 100.0 %");
+  vl_stat_cards_set_detail (cards, VL_STAT_TRAINING, "the last 12 of 14 · 85.8 M params · cached");
+  vl_stat_cards_set_card_tooltip (cards, VL_STAT_SCORE, "what the score is");
+  g_assert_cmpstr (vl_stat_cards_get_card_tooltip (cards, VL_STAT_SCORE), ==, "what the score is");
+  settle (w);
+  for (int i = 0; i < VL_N_STATS; i++)
+    {
+      GtkWidget *label = vl_stat_cards_get_label (cards, i);
+      g_assert_true (gtk_widget_get_mapped (label));
+      PangoLayout *layout = gtk_label_get_layout (GTK_LABEL (label));
+      g_test_message ("\"%s\": %d px wide, its card %d", values[i], gtk_widget_get_width (label),
+                      gtk_widget_get_width (gtk_widget_get_parent (label)));
+      g_assert_cmpint (gtk_widget_get_width (gtk_widget_get_parent (label)), <, 130);   /* 4 a line, as at 1366x768 */
+      g_assert_false (pango_layout_is_ellipsized (layout));
+    }
+  g_assert_cmpstr (vl_stat_cards_get_detail (cards, VL_STAT_SCORE), ==, "top-5 100.0 %");
+  /* a detail shows in full (it wraps), an empty one takes no line */
+  for (int i = 0; i < VL_N_STATS; i++)
+    {
+      GtkWidget *detail = gtk_widget_get_next_sibling (vl_stat_cards_get_label (cards, i));
+      g_assert_true (GTK_IS_LABEL (detail));
+      const gboolean has = i == VL_STAT_SCORE || i == VL_STAT_TRAINING;
+      g_assert_true (gtk_widget_get_mapped (detail) == has);
+      if (has)
+        g_assert_false (pango_layout_is_ellipsized (gtk_label_get_layout (GTK_LABEL (detail))));
+    }
+  vl_stat_cards_set_detail (cards, VL_STAT_SCORE, NULL);
+  settle (w);
+  g_assert_false (gtk_widget_get_mapped (gtk_widget_get_next_sibling (
+    vl_stat_cards_get_label (cards, VL_STAT_SCORE))));
+  gtk_window_destroy (GTK_WINDOW (win));
+  gtk_style_context_remove_provider_for_display (gdk_display_get_default (),
+                                                 GTK_STYLE_PROVIDER (css));
+}
+
 static void
 test_box_view (void)
 {
@@ -1192,9 +1249,41 @@ test_box_view (void)
   /* the image is drawn: its grey fills much of the widget */
   g_assert_cmpint (count_colour (at95, 200, 200, 200, 3, NULL), >, 200 * 100);
 
+  /* three predictions whose tabs would sit on one another (the same top edge, 10 px apart, and
+   * one near the right edge): each goes where it covers none, the best over its box's top edge,
+   * none past the widget's edge */
+  const VlCocoBox close[] = {
+    { 0, 1, { 20, 30, 90, 95 }, 0.6f },
+    { 0, 0, { 10, 30, 80, 95 }, 0.9f },
+    { 0, 1, { 190, 40, 199, 60 }, 0.7f },
+  };
+  vl_box_view_set_boxes (v, 200, 100, NULL, 0, close, 3, names);
+  vl_box_view_set_score_threshold (v, 0.5);
+  g_autoptr(Pixels) tabs = render_widget (w);
+  double r[3][4];
+  for (int i = 0; i < 3; i++)
+    {
+      g_assert_true (vl_box_view_get_tab (v, i, r[i]));
+      g_test_message ("tab %d: %.0f,%.0f %.0fx%.0f", i, r[i][0], r[i][1], r[i][2], r[i][3]);
+      g_assert_cmpfloat (r[i][2], >, 10);
+      g_assert_cmpfloat (r[i][0], >=, 0);
+      g_assert_cmpfloat (r[i][0] + r[i][2], <=, gtk_widget_get_width (w) + 1e-9);
+      for (int j = 0; j < i; j++)
+        g_assert_true (r[i][0] >= r[j][0] + r[j][2] || r[j][0] >= r[i][0] + r[i][2] ||
+                       r[i][1] >= r[j][1] + r[j][3] || r[j][1] >= r[i][1] + r[i][3]);
+    }
+  /* the 0.9 box's tab ends on its top edge; the 0.6 one, which shares it, went elsewhere */
+  g_assert_cmpfloat (r[0][1], !=, r[1][1]);
+  g_assert_cmpfloat (r[1][1] + r[1][3], <=, r[0][1] + 1e-9);
+  vl_box_view_set_score_threshold (v, 0.8);
+  g_autoptr(Pixels) one = render_widget (w);
+  g_assert_false (vl_box_view_get_tab (v, 0, r[0]));   /* under the threshold: no tab */
+  g_assert_true (vl_box_view_get_tab (v, 1, r[1]));
+
   vl_box_view_clear (v);
   vl_box_view_get_counts (v, &shown, &missed, &fp);
   g_assert_cmpint (shown + missed + fp, ==, 0);
+  g_assert_false (vl_box_view_get_tab (v, 0, r[0]));
   gtk_window_destroy (GTK_WINDOW (win));
 }
 
@@ -1638,6 +1727,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/colormap/matplotlib", test_colormap_matplotlib);
   g_test_add_func ("/ui/loss-chart/points", test_loss_chart_points);
   g_test_add_func ("/ui/box-view", test_box_view);
+  g_test_add_func ("/ui/stat-cards/fit", test_stat_cards_fit);
   g_test_add_func ("/ui/class-bars", test_class_bars);
   g_test_add_func ("/ui/loss-chart/png", test_loss_chart_png);
   g_test_add_func ("/ui/loss-chart/log-scale", test_loss_chart_log_scale);

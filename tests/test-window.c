@@ -2115,9 +2115,17 @@ test_top5 (void)
       wait_for (win, finished, 120, "the run");
       g_assert_cmpint (vl_window_get_last_end (win), ==, VL_TRAIN_END_COMPLETED);
       const char *acc = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_SCORE);
+      const char *acc5 = vl_stat_cards_get_detail (vl_test_stat_cards (win), VL_STAT_SCORE);
       const char *summary = vl_eval_card_get_summary (vl_test_eval_card (win));
-      g_test_message ("%d classes: \"%s\", \"%s\"", n, acc, summary);
-      g_assert_true ((strstr (acc, "top-5") != NULL) == (n > 5));
+      g_test_message ("%d classes: \"%s\" over \"%s\", \"%s\"", n, acc, acc5, summary);
+      g_assert_true (g_str_has_suffix (acc, "%"));
+      g_assert_true ((strstr (acc5, "top-5") != NULL) == (n > 5));
+      /* the Training card: how many groups, under it which and their parameters */
+      const char *groups = vl_stat_cards_get (vl_test_stat_cards (win), VL_STAT_TRAINING);
+      const char *which = vl_stat_cards_get_detail (vl_test_stat_cards (win), VL_STAT_TRAINING);
+      g_test_message ("Training: \"%s\" over \"%s\"", groups, which);
+      g_assert_true (g_str_has_suffix (groups, " group") || g_str_has_suffix (groups, " groups"));
+      g_assert_true (g_str_has_prefix (which, "the last ") || g_str_has_prefix (which, "all "));
       g_assert_true ((strstr (summary, "top-5") != NULL) == (n > 5));
       destroy_window (win);
     }

@@ -6,6 +6,7 @@
 
 #include <glib/gi18n.h>
 #include <math.h>
+#include <string.h>
 
 #define MATCH_IOU 0.5f
 
@@ -21,6 +22,8 @@ struct _VlBoxView {
   gboolean   *missed;      /* (n_truth) */
   gboolean   *false_pos;   /* (n_dets) */
   int         n_shown, n_missed, n_false;
+  /* where the last drawing put each prediction's tab (x, y, w, h; w 0: none) */
+  double     *det_tabs;    /* (n_dets, 4) */
 };
 
 enum { PROP_0, PROP_SCORE_THRESHOLD, N_PROPS };
@@ -106,30 +109,86 @@ class_name (VlBoxView *self, int k, char *buf, gsize size)
   return buf;
 }
 
-/* A box outline with a tab of text on its top edge (or inside it when at the image's top). */
+/* A box outline, solid (a prediction) or dashed (the truth). */
 static void
-draw_box (cairo_t *cr, PangoLayout *font, const float *b, double ox, double oy, double s,
-          const double rgb[3], gboolean dashed, const char *tab)
+stroke_box (cairo_t *cr, const double r[4], const double rgb[3], gboolean dashed)
 {
   static const double dash[] = { 6, 4 };
-  double x0 = ox + b[0] * s, y0 = oy + b[1] * s, x1 = ox + b[2] * s, y1 = oy + b[3] * s;
   cairo_set_line_width (cr, dashed ? 2 : 2.5);
   cairo_set_dash (cr, dashed ? dash : NULL, dashed ? 2 : 0, 0);
   cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
-  cairo_rectangle (cr, x0, y0, MAX (x1 - x0, 1), MAX (y1 - y0, 1));
+  cairo_rectangle (cr, r[0], r[1], MAX (r[2] - r[0], 1), MAX (r[3] - r[1], 1));
   cairo_stroke (cr);
   cairo_set_dash (cr, NULL, 0, 0);
-  if (tab == NULL)
-    return;
-  int tw, th;
-  vl_draw_text_size (font, tab, &tw, &th);
-  double ty = y0 - th - 2 >= oy ? y0 - th - 2 : y0;
-  cairo_rectangle (cr, x0, ty, tw + 6, th + 2);
+}
+
+/* A box's tab of text: where it goes and what it says. */
+typedef struct {
+  int    det;        /* the prediction's index, or -1 (a missed truth's) */
+  char   text[160];
+  double rgb[3];
+  double x, y, w, h;
+} Tab;
+
+static double
+overlap (const Tab *a, const Tab *b)
+{
+  const double w = MIN (a->x + a->w, b->x + b->w) - MAX (a->x, b->x);
+  const double h = MIN (a->y + a->h, b->y + b->h) - MAX (a->y, b->y);
+  return w > 0 && h > 0 ? w * h : 0;
+}
+
+/* Puts a tab on its box (r: x0 y0 x1 y1 in the widget) where it covers no tab placed before
+ * it: over the top edge, inside it, under the bottom edge, inside that; the least covered of
+ * those when every one covers some; never past the widget's right edge or the image's top or
+ * bottom (top, bottom). */
+static void
+place_tab (Tab *t, const double r[4], const Tab *placed, int n_placed, double width, double top,
+           double bottom)
+{
+  const double x = CLAMP (r[0], 0, MAX (width - t->w, 0));
+  const double ys[4] = { r[1] - t->h, r[1], r[3], r[3] - t->h };
+  double best = INFINITY, best_y = r[1];
+  for (int c = 0; c < 4; c++)
+    {
+      if (ys[c] < top || ys[c] + t->h > bottom)
+        continue;
+      t->x = x;
+      t->y = ys[c];
+      double covered = 0;
+      for (int j = 0; j < n_placed; j++)
+        covered += overlap (t, &placed[j]);
+      if (covered < best)
+        {
+          best = covered;
+          best_y = ys[c];
+        }
+      if (covered == 0)
+        break;
+    }
+  t->x = x;
+  t->y = best_y;
+}
+
+static void
+draw_tab (cairo_t *cr, PangoLayout *font, const Tab *t)
+{
+  cairo_set_source_rgb (cr, t->rgb[0], t->rgb[1], t->rgb[2]);
+  cairo_rectangle (cr, t->x, t->y, t->w, t->h);
   cairo_fill (cr);
   /* black or white text, whichever reads on the class colour */
-  double lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
+  const double lum = 0.2126 * t->rgb[0] + 0.7152 * t->rgb[1] + 0.0722 * t->rgb[2];
   cairo_set_source_rgb (cr, lum > 0.5 ? 0 : 1, lum > 0.5 ? 0 : 1, lum > 0.5 ? 0 : 1);
-  vl_draw_text (cr, font, tab, x0 + 3, ty + 1, 0.0, 0.0);
+  vl_draw_text (cr, font, t->text, t->x + 3, t->y + 1, 0.0, 0.0);
+}
+
+static int
+by_score_desc (gconstpointer a, gconstpointer b, gpointer data)
+{
+  const VlCocoBox *dets = data;
+  const int ia = *(const int *) a, ib = *(const int *) b;
+  const float sa = dets[ia].score, sb = dets[ib].score;
+  return sa != sb ? (sa < sb) - (sa > sb) : (ia > ib) - (ia < ib);   /* ties in index order */
 }
 
 static void
@@ -170,27 +229,69 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
       cairo_fill (cr);
     }
 
-  char nbuf[32], tab[160];
+  /* the shown predictions by score, the best first */
+  g_autofree int *order = g_new (int, MAX (self->n_dets, 1));
+  int n_shown = 0;
+  for (int i = 0; i < self->n_dets; i++)
+    if (self->dets[i].score >= (float) self->threshold)
+      order[n_shown++] = i;
+  g_qsort_with_data (order, n_shown, sizeof *order, by_score_desc, self->dets);
+
+  /* the tabs, placed best first so the best sit where they belong: the predictions', then the
+   * missed truths' */
+  g_autofree Tab *tabs = g_new0 (Tab, MAX (n_shown + self->n_truth, 1));
+  g_autofree double *rects = g_new (double, 4 * MAX (n_shown + self->n_truth, 1));
+  int n_tabs = 0;
+  char nbuf[32];
+  for (int k = 0; k < n_shown + self->n_truth; k++)
+    {
+      const gboolean truth = k >= n_shown;
+      const int i = truth ? k - n_shown : order[k];
+      const VlCocoBox *b = truth ? &self->truth[i] : &self->dets[i];
+      double *r = &rects[4 * k];
+      for (int c = 0; c < 4; c++)
+        r[c] = (c % 2 ? oy : ox) + b->box[c] * s;
+      if (truth && !self->missed[i])
+        continue;
+      Tab *t = &tabs[n_tabs];
+      t->det = truth ? -1 : i;
+      vl_box_view_class_color (b->category, t->rgb);
+      const char *name = class_name (self, b->category, nbuf, sizeof nbuf);
+      if (truth)
+        g_snprintf (t->text, sizeof t->text, _("%s · missed"), name);
+      else
+        g_snprintf (t->text, sizeof t->text, self->false_pos[i] ? _("%s %.2f · false") : "%s %.2f",
+                    name, b->score);
+      int tw, th;
+      vl_draw_text_size (small, t->text, &tw, &th);
+      t->w = tw + 6;
+      t->h = th + 2;
+      place_tab (t, r, tabs, n_tabs, width, oy, oy + self->image_h * s);
+      n_tabs++;
+    }
+
+  /* the truth dashed, then the predictions from the lowest score up, then the tabs the same
+   * way: the best on top */
   double rgb[3];
   for (int g = 0; g < self->n_truth; g++)
     {
-      const VlCocoBox *b = &self->truth[g];
-      vl_box_view_class_color (b->category, rgb);
-      g_snprintf (tab, sizeof tab, self->missed[g] ? _("%s · missed") : "%s",
-                  class_name (self, b->category, nbuf, sizeof nbuf));
-      draw_box (cr, small, b->box, ox, oy, s, rgb, TRUE, self->missed[g] ? tab : NULL);
+      vl_box_view_class_color (self->truth[g].category, rgb);
+      stroke_box (cr, &rects[4 * (n_shown + g)], rgb, TRUE);
     }
-  /* the lowest scores first, so the best sit on top */
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < self->n_dets; i++)
+  for (int k = n_shown - 1; k >= 0; k--)
+    {
+      vl_box_view_class_color (self->dets[order[k]].category, rgb);
+      stroke_box (cr, &rects[4 * k], rgb, FALSE);
+    }
+  for (int k = n_tabs - 1; k >= 0; k--)
+    draw_tab (cr, small, &tabs[k]);
+  g_free (self->det_tabs);
+  self->det_tabs = g_new0 (double, 4 * MAX (self->n_dets, 1));
+  for (int k = 0; k < n_tabs; k++)
+    if (tabs[k].det >= 0)
       {
-        const VlCocoBox *b = &self->dets[i];
-        if (b->score < (float) self->threshold || (pass == 0) != (b->score < 0.5f))
-          continue;
-        vl_box_view_class_color (b->category, rgb);
-        g_snprintf (tab, sizeof tab, self->false_pos[i] ? _("%s %.2f · false") : "%s %.2f",
-                    class_name (self, b->category, nbuf, sizeof nbuf), b->score);
-        draw_box (cr, small, b->box, ox, oy, s, rgb, FALSE, tab);
+        double *o = &self->det_tabs[4 * tabs[k].det];
+        o[0] = tabs[k].x, o[1] = tabs[k].y, o[2] = tabs[k].w, o[3] = tabs[k].h;
       }
 
   g_autofree char *line = g_strdup_printf (
@@ -245,6 +346,7 @@ free_boxes (VlBoxView *self)
   g_clear_pointer (&self->names, g_strfreev);
   g_clear_pointer (&self->missed, g_free);
   g_clear_pointer (&self->false_pos, g_free);
+  g_clear_pointer (&self->det_tabs, g_free);
   self->n_truth = self->n_dets = 0;
   self->n_shown = self->n_missed = self->n_false = 0;
 }
@@ -357,4 +459,14 @@ vl_box_view_get_counts (VlBoxView *view, int *shown, int *missed, int *false_pos
     *missed = view->n_missed;
   if (false_pos)
     *false_pos = view->n_false;
+}
+
+gboolean
+vl_box_view_get_tab (VlBoxView *view, int det, double rect[4])
+{
+  g_return_val_if_fail (VL_IS_BOX_VIEW (view), FALSE);
+  if (view->det_tabs == NULL || det < 0 || det >= view->n_dets || view->det_tabs[4 * det + 2] <= 0)
+    return FALSE;
+  memcpy (rect, &view->det_tabs[4 * det], 4 * sizeof *rect);
+  return TRUE;
 }

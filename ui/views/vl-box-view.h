@@ -42,6 +42,10 @@ double     vl_box_view_get_score_threshold (VlBoxView *view);
  * predictions (any may be NULL). */
 void       vl_box_view_get_counts          (VlBoxView *view, int *shown, int *missed,
                                             int *false_pos);
+/* Where the last drawing put prediction det's tab of text (x, y, width, height in the widget);
+ * FALSE when it drew none (under the threshold, or not drawn yet). Tabs are placed the best
+ * score first, each where it covers no other if it can. */
+gboolean   vl_box_view_get_tab             (VlBoxView *view, int det, double rect[4]);
 /* The RGB colour of class k (0-based), as the view and its legend draw it. */
 void       vl_box_view_class_color         (int k, double rgb[3]);
 

@@ -101,11 +101,11 @@ vl_window_det_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   const VlDetResult *r = &m->det;
   if (names == NULL && self->data && vl_dataset_is_detection (self->data->ds))
     names = vl_window_class_names_from_data (self, r->n_classes);
-  g_autofree char *acc = g_strdup_printf (_("%.3f · AP %.3f"), r->ap50, r->ap);
+  g_autofree char *acc = g_strdup_printf ("%.3f", r->ap50);
+  g_autofree char *ap = g_strdup_printf (_("AP %.3f"), r->ap);
   VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
   vl_stat_cards_set (cards, VL_STAT_SCORE, acc);
-  vl_stat_cards_set_tooltip (cards, VL_STAT_SCORE,
-                             _("COCO AP at IoU 0.5 · AP over IoU 0.5 to 0.95"));
+  vl_stat_cards_set_detail (cards, VL_STAT_SCORE, ap);
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
   vl_stat_cards_set (cards, VL_STAT_VAL_LOSS, vl);
   if (names)

@@ -223,6 +223,8 @@ void  vl_window_refresh_recent   (VlWindow *self);
 void  vl_window_sync_groups      (VlWindow *self);          /* switches, N, counts from the model */
 void  vl_window_update_layer_scales (VlWindow *self);
 void  vl_window_show_live_lock   (VlWindow *self, int unlocked);
+void  vl_window_show_training_groups (VlWindow *self, int unlocked, gint64 n_trainable,
+                                      gboolean cached);
 void  vl_window_set_group_grad_norms (VlWindow *self, const double *norms, int n);
 void  vl_window_set_unlock_schedule (VlWindow *self, const char *schedule);
 void  vl_window_set_head         (VlWindow *self, const char *head);

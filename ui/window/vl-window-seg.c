@@ -89,11 +89,11 @@ vl_window_seg_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   const VlSegResult *r = &m->seg;
   if (names == NULL && self->data && vl_dataset_is_segmentation (self->data->ds))
     names = vl_window_class_names_from_data (self, r->n_classes);
-  g_autofree char *acc = g_strdup_printf (_("%.3f · %.1f %%"), r->miou, 100.0 * r->aacc);
+  g_autofree char *acc = g_strdup_printf ("%.3f", r->miou);
+  g_autofree char *aacc = g_strdup_printf (_("pixel accuracy %.1f %%"), 100.0 * r->aacc);
   VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
   vl_stat_cards_set (cards, VL_STAT_SCORE, acc);
-  vl_stat_cards_set_tooltip (cards, VL_STAT_SCORE,
-                             _("mean IoU over the classes · pixel accuracy"));
+  vl_stat_cards_set_detail (cards, VL_STAT_SCORE, aacc);
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
   vl_stat_cards_set (cards, VL_STAT_VAL_LOSS, vl);
   if (names)

@@ -21,6 +21,40 @@ format_pct (double v)
   return isfinite (v) ? g_strdup_printf ("%.1f %%", 100.0 * v) : g_strdup ("—");
 }
 
+/* The Training card: how many groups train, and under it which, their parameters (n_trainable
+ * < 0: not known, as for a run opened from disk) and whether the frozen part's features are
+ * cached. */
+void
+vl_window_show_training_groups (VlWindow *self, int unlocked, gint64 n_trainable, gboolean cached)
+{
+  VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+  const int n_groups = self->model ? vl_model_n_groups (self->model) : 0;
+  g_autofree char *value = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d group", "%d groups",
+                                                          unlocked), unlocked);
+  g_autoptr(GString) detail = g_string_new (NULL);
+  if (n_groups > 0 && unlocked >= n_groups)
+    g_string_append_printf (detail, _("all %d"), n_groups);
+  else if (n_groups > 0)
+    g_string_append_printf (detail, _("the last %d of %d"), unlocked, n_groups);
+  else
+    g_string_append_printf (detail, _("the last %d"), unlocked);
+  if (n_trainable >= 0)
+    {
+      g_autofree char *count = vl_format_count (n_trainable);
+      g_string_append (detail, " · ");
+      g_string_append_printf (detail, _("%s params"), count);
+    }
+  if (cached)
+    {
+      g_string_append (detail, " · ");
+      g_string_append (detail, _("cached"));
+    }
+  vl_stat_cards_set (cards, VL_STAT_TRAINING, value);
+  vl_stat_cards_set_detail (cards, VL_STAT_TRAINING, detail->str);
+  g_autofree char *tip = g_strdup_printf ("%s · %s", value, detail->str);
+  vl_stat_cards_set_tooltip (cards, VL_STAT_TRAINING, tip);
+}
+
 /* ------------------------------------------------------------------ the task */
 
 void
@@ -53,9 +87,35 @@ vl_window_set_task (VlWindow *self, VlTaskKind task)
                           : _("Confusion matrix of the validation split after the last epoch "
                               "(rows: true class, columns: predicted). Click a cell to see its "
                               "images."));
-  vl_stat_cards_set_score_title (VL_STAT_CARDS (self->stat_cards),
-                                 reg ? "R² · MAE" : seg ? _("mIoU · pixel accuracy")
-                      : det ? _("AP50 · AP") : _("Accuracy"));
+  VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
+  vl_stat_cards_set_score_title (cards, reg ? "R²" : seg ? "mIoU" : det ? "AP50" : _("Accuracy"));
+  vl_stat_cards_set_card_tooltip (cards, VL_STAT_SCORE,
+    reg ? _("R²: the share of the targets' variance the model explains on the validation images "
+            "(1 is exact), the mean over the targets; under it their mean absolute error, in the "
+            "targets' own units")
+  : seg ? _("Mean IoU over the classes on the validation images; under it the share of their "
+            "pixels labelled right")
+  : det ? _("COCO average precision at IoU 0.5 on the validation images; under it AP over IoU "
+            "0.5 to 0.95")
+        : _("Share of validation images whose most likely class is the right one (top-1); "
+            "under it, with more than five classes, the share whose right class is among the "
+            "five most likely (top-5)"));
+  vl_stat_cards_set_card_tooltip (cards, VL_STAT_TRAIN_LOSS,
+    reg ? _("Mean loss (MSE or smooth L1) on the standardised targets of the training images in "
+            "the last epoch")
+  : seg ? _("Mean cross-entropy over the pixels of the training images in the last epoch")
+  : det ? _("Mean FCOS loss on the training images in the last epoch: focal loss on the classes, "
+            "GIoU on the boxes and the centerness' cross-entropy")
+        : _("Mean cross-entropy on the training images in the last epoch (with label smoothing)"));
+  vl_stat_cards_set_card_tooltip (cards, VL_STAT_VAL_LOSS,
+    reg ? _("Mean loss on the standardised targets of the validation images after the last "
+            "epoch; ★ marks the lowest so far")
+  : seg ? _("Mean cross-entropy over the pixels of the validation images after the last epoch; "
+            "★ marks the lowest so far")
+  : det ? _("Mean FCOS loss on the validation images after the last epoch; ★ marks the lowest "
+            "so far")
+        : _("Mean cross-entropy on the validation images after the last epoch; ★ marks the "
+            "lowest so far"));
   if (!vl_window_is_running (self) && self->head)
     vl_window_set_head (self, self->head);   /* one output per class, or per target */
 }
@@ -109,8 +169,10 @@ static void
 show_regress_epoch (VlWindow *self, const VlEpochMetrics *m)
 {
   const VlRegressResult *r = &m->reg;
-  g_autofree char *acc = g_strdup_printf ("%.3f · %.4g", r->r2_mean, r->mae_mean);
+  g_autofree char *acc = g_strdup_printf ("%.3f", r->r2_mean);
+  g_autofree char *mae = g_strdup_printf ("MAE %.4g", r->mae_mean);
   vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc);
+  vl_stat_cards_set_detail (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, mae);
   g_autofree char *vl = g_strdup_printf ("%.4f%s", r->loss, m->best ? " ★" : "");
   vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_VAL_LOSS, vl);
   const char *target = self->value_names && self->value_names[0] ? self->value_names[0] : NULL;
@@ -210,15 +272,8 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_EPOCH, ep);
   g_autofree char *tl = g_strdup_printf ("%.4f", m->train_loss);
   vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAIN_LOSS, tl);
-  if (!vl_window_is_running (self))
-    {
-      g_autofree char *u = g_strdup_printf (_("last %d group%s%s"), m->unlocked,
-                                            m->unlocked == 1 ? "" : "s",
-                                            m->cached ? _(" · cached") : "");
-      VlStatCards *cards = VL_STAT_CARDS (self->stat_cards);
-      vl_stat_cards_set (cards, VL_STAT_TRAINING, u);
-      vl_stat_cards_set_tooltip (cards, VL_STAT_TRAINING, u);   /* the card may ellipsize it */
-    }
+  if (!vl_window_is_running (self))   /* while running, the lock events say it, with the parameters */
+    vl_window_show_training_groups (self, m->unlocked, -1, m->cached);
   if (m->task == VL_TASK_REGRESS)
     {
       show_regress_epoch (self, m);
@@ -239,10 +294,10 @@ vl_window_show_epoch (VlWindow *self, const VlEpochMetrics *m, char **names)
   g_autofree char *top1 = format_pct (m->val.top1);
   g_autofree char *top5 = format_pct (m->val.top5);
   /* with 5 classes or fewer the right class is always among the top five */
-  g_autofree char *acc = isfinite (m->val.top5) && m->val.n_classes > 5
-                           ? g_strdup_printf ("%s · top-5 %s", top1, top5)
-                           : g_strdup (top1);
-  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc);
+  g_autofree char *acc5 = isfinite (m->val.top5) && m->val.n_classes > 5
+                            ? g_strdup_printf ("top-5 %s", top5) : NULL;
+  vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, top1);
+  vl_stat_cards_set_detail (VL_STAT_CARDS (self->stat_cards), VL_STAT_SCORE, acc5);
 
   const VlEvalResult *r = &m->val;
   vl_confusion_view_set_result (VL_CONFUSION_VIEW (self->confusion), r,

@@ -319,12 +319,7 @@ on_run_event (VlRunController *run, VlTrainEvent *ev, VlWindow *self)
       {
         self->progress->unlocked_now = ev->unlocked;
         vl_window_show_live_lock (self, ev->unlocked);
-        g_autofree char *count = vl_format_count (ev->n_trainable);
-        g_autofree char *t = g_strdup_printf (_("last %d group%s · %s params%s"), ev->unlocked,
-                                              ev->unlocked == 1 ? "" : "s", count,
-                                              ev->cached ? _(" · cached") : "");
-        vl_stat_cards_set (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAINING, t);
-        vl_stat_cards_set_tooltip (VL_STAT_CARDS (self->stat_cards), VL_STAT_TRAINING, t);
+        vl_window_show_training_groups (self, ev->unlocked, ev->n_trainable, ev->cached);
         gtk_widget_set_visible (self->message_label, FALSE);
         break;
       }
