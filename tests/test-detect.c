@@ -1,9 +1,9 @@
 /* test-detect.c: object detection end to end: the box readers (Pascal VOC XML, COCO JSON, YOLO)
  * on small synthetic sets written into a temp folder, with their bad boxes, unknown classes and
- * orphan labels listed by file and line; boxes through the loader and its augmentation; the
- * scenes set's boxes; training (the token cache against images, a run folder with
- * metrics.jsonl and det_head.safetensors, stop and resume); and the CLI (train --task detect,
- * eval, predict, forward). */
+ * orphan labels listed by file and line; pets-voc's real photos read alike in all three
+ * layouts; boxes through the loader and its augmentation; the scenes set's boxes; training (the
+ * token cache against images, a run folder with metrics.jsonl and det_head.safetensors, stop and
+ * resume); and the CLI (train --task detect, eval, predict, forward). */
 #include "vl-test-util.h"
 #include "vl-dataset.h"
 #include "vl-detect.h"
@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -518,6 +519,127 @@ test_cli (void)
   vl_test_assert_close ("cls_logits of the export", c2, c1, n1, 1e-5, 1e-5);
 }
 
+/* The same real photos in the three layouts: pets-voc's head boxes as VOC, and written out from
+ * what the VOC reader gave as COCO (x, y, w, h in pixels) and YOLO (centre and size over the
+ * image's, nine decimals), the photos linked in. The three readers give the same images in the
+ * same order with the same sizes and classes; COCO's boxes are VOC's exactly (so a training run
+ * is the same to the bit: checked by hand, seed 0 AP50 0.4655 both), YOLO's to within the
+ * rounding of its text. */
+static void
+test_pets_three_layouts (void)
+{
+  g_autofree char *voc = vl_test_shared_path ("datasets", "pets-voc", NULL);
+  g_autoptr(VlDataset) a = open_det (voc);
+  g_assert_cmpint (vl_dataset_n_classes (a), ==, 3);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *coco = g_build_filename (dir, "coco", NULL);
+  g_autofree char *yolo = g_build_filename (dir, "yolo", NULL);
+  static const char *const split_names[2] = { "train", "val" };
+  for (int sp = 0; sp < 2; sp++)
+    {
+      const VlSplit split = sp == 0 ? VL_SPLIT_TRAIN : VL_SPLIT_VAL;
+      g_autofree char *ann_dir = g_build_filename (coco, "annotations", NULL);
+      g_autofree char *labels = g_build_filename (yolo, "labels", split_names[sp], NULL);
+      g_assert_cmpint (g_mkdir_with_parents (ann_dir, 0755), ==, 0);
+      g_assert_cmpint (g_mkdir_with_parents (labels, 0755), ==, 0);
+      g_autoptr(GString) images = g_string_new (NULL), anns = g_string_new (NULL);
+      int n_ann = 0;
+      for (int i = 0; i < vl_dataset_n_items (a, split); i++)
+        {
+          const char *path = vl_dataset_item_name (a, split, i);
+          g_autofree char *base = g_path_get_basename (path);
+          g_autofree char *stem = g_strndup (base, strrchr (base, '.') - base);
+          for (int l = 0; l < 2; l++)
+            {
+              g_autofree char *img_dir = g_build_filename (l ? yolo : coco, "images",
+                                                           split_names[sp], NULL);
+              g_assert_cmpint (g_mkdir_with_parents (img_dir, 0755), ==, 0);
+              g_autofree char *link = g_build_filename (img_dir, base, NULL);
+              g_assert_cmpint (symlink (path, link), ==, 0);
+            }
+          int w, h, n;
+          const int *lab;
+          vl_dataset_boxes_size (a, split, i, &w, &h);
+          const float *b = vl_dataset_boxes (a, split, i, &lab, &n);
+          g_string_append_printf (images, "%s{\"id\": %d, \"file_name\": \"%s\", \"width\": %d, "
+                                  "\"height\": %d}", i ? ", " : "", i + 1, base, w, h);
+          g_autoptr(GString) txt = g_string_new (NULL);
+          for (int k = 0; k < n; k++)
+            {
+              const float *q = b + 4 * k;
+              g_string_append_printf (anns, "%s{\"id\": %d, \"image_id\": %d, \"category_id\": %d, "
+                                      "\"bbox\": [%.9g, %.9g, %.9g, %.9g], \"iscrowd\": 0}",
+                                      n_ann ? ", " : "", n_ann + 1, i + 1, lab[k], q[0], q[1],
+                                      q[2] - q[0], q[3] - q[1]);
+              n_ann++;
+              g_string_append_printf (txt, "%d %.9f %.9f %.9f %.9f\n", lab[k] - 1,
+                                      (q[0] + q[2]) / 2.0 / w, (q[1] + q[3]) / 2.0 / h,
+                                      (q[2] - q[0]) / (double) w, (q[3] - q[1]) / (double) h);
+            }
+          g_autofree char *name = g_strconcat (stem, ".txt", NULL);
+          g_autofree char *label = g_build_filename (labels, name, NULL);
+          write_text (label, txt->str);
+        }
+      g_autofree char *json = g_strdup_printf (
+        "{\"images\": [%s], \"annotations\": [%s], \"categories\": [{\"id\": 1, \"name\": \"%s\"}, "
+        "{\"id\": 2, \"name\": \"%s\"}]}", images->str, anns->str, vl_dataset_class_name (a, 1),
+        vl_dataset_class_name (a, 2));
+      g_autofree char *fname = g_strdup_printf ("instances_%s.json", split_names[sp]);
+      g_autofree char *jpath = g_build_filename (ann_dir, fname, NULL);
+      write_text (jpath, json);
+    }
+  g_autofree char *classes = g_strdup_printf ("%s\n%s\n", vl_dataset_class_name (a, 1),
+                                              vl_dataset_class_name (a, 2));
+  g_autofree char *cpath = g_build_filename (yolo, "classes.txt", NULL);
+  write_text (cpath, classes);
+
+  g_autoptr(VlDataset) c = open_det (coco);
+  g_autoptr(VlDataset) y = open_det (yolo);
+  VlDataset *other[2] = { c, y };
+  int n_boxes = 0;
+  double worst_yolo = 0;
+  for (int o = 0; o < 2; o++)
+    {
+      g_assert_cmpint (vl_dataset_n_classes (other[o]), ==, 3);
+      for (int k = 0; k < 3; k++)
+        g_assert_cmpstr (vl_dataset_class_name (other[o], k), ==, vl_dataset_class_name (a, k));
+      g_assert_cmpint (vl_dataset_skipped (other[o])->len, ==, vl_dataset_skipped (a)->len);
+      for (int sp = 0; sp < 2; sp++)
+        {
+          const VlSplit split = sp == 0 ? VL_SPLIT_TRAIN : VL_SPLIT_VAL;
+          g_assert_cmpint (vl_dataset_n_items (other[o], split), ==, vl_dataset_n_items (a, split));
+          for (int i = 0; i < vl_dataset_n_items (a, split); i++)
+            {
+              g_autofree char *b0 = g_path_get_basename (vl_dataset_item_name (a, split, i));
+              g_autofree char *b1 = g_path_get_basename (vl_dataset_item_name (other[o], split, i));
+              g_assert_cmpstr (b0, ==, b1);
+              int w0, h0, w1, h1, n0, n1;
+              const int *l0, *l1;
+              vl_dataset_boxes_size (a, split, i, &w0, &h0);
+              vl_dataset_boxes_size (other[o], split, i, &w1, &h1);
+              g_assert_cmpint (w0, ==, w1);
+              g_assert_cmpint (h0, ==, h1);
+              const float *q0 = vl_dataset_boxes (a, split, i, &l0, &n0);
+              const float *q1 = vl_dataset_boxes (other[o], split, i, &l1, &n1);
+              g_assert_cmpint (n0, ==, n1);
+              for (int k = 0; k < n0; k++)
+                {
+                  g_assert_cmpint (l0[k], ==, l1[k]);
+                  for (int e = 0; e < 4; e++)
+                    if (o == 0)
+                      g_assert_cmpfloat (q0[4 * k + e], ==, q1[4 * k + e]);
+                    else
+                      worst_yolo = MAX (worst_yolo, fabs (q0[4 * k + e] - q1[4 * k + e]));
+                }
+              n_boxes += o == 0 ? n0 : 0;
+            }
+        }
+    }
+  g_test_message ("%d boxes; YOLO's at most %.2g px from VOC's", n_boxes, worst_yolo);
+  g_assert_cmpint (n_boxes, >=, 296);
+  g_assert_cmpfloat (worst_yolo, <, 1e-3);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -525,6 +647,7 @@ main (int argc, char **argv)
   g_test_add_func ("/detect/voc", test_voc);
   g_test_add_func ("/detect/coco", test_coco);
   g_test_add_func ("/detect/yolo", test_yolo);
+  g_test_add_func ("/detect/pets-three-layouts", test_pets_three_layouts);
   g_test_add_func ("/detect/scenes-loader", test_scenes_and_loader);
   g_test_add_func ("/detect/train-cache", test_train_cache);
   g_test_add_func ("/detect/train-run-folder", test_train_run_folder);
