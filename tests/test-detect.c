@@ -240,7 +240,7 @@ test_yolo (void)
   g_assert_cmpint (n, ==, 1);
   g_assert_cmpfloat (bx[2], ==, 50);
   g_assert_true (skipped_has (ds, "p.txt:3", "class 2 is not one of the 2"));
-  g_assert_true (skipped_has (ds, "p.txt:4", "not 'class cx cy w h'"));
+  g_assert_true (skipped_has (ds, "p.txt:4", "neither 'class cx cy w h'"));
   g_assert_true (skipped_has (ds, "orphan.txt", "no image"));
   /* no names at all: an error naming the folder */
   g_assert_cmpint (g_unlink (y), ==, 0);
@@ -519,6 +519,175 @@ test_cli (void)
   vl_test_assert_close ("cls_logits of the export", c2, c1, n1, 1e-5, 1e-5);
 }
 
+/* Roboflow's COCO export: SPLIT/_annotations.coco.json with the images beside it, "valid" for
+ * the validation split, and a category 0 named after the dataset that only groups the others
+ * (their supercategory, no boxes): not a class, listed. */
+static void
+test_coco_roboflow (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = g_build_filename (dir, "rf-coco", NULL);
+  const char *files[] = { "train/a.jpg.rf.1.png", "valid/b.png" };
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *p = path_in (root, files[i]);
+      write_image (p, 64, 48);
+    }
+  const char *cats = "\"categories\": [{\"id\": 0, \"name\": \"pets\", \"supercategory\": \"none\"}, "
+                     "{\"id\": 1, \"name\": \"cat\", \"supercategory\": \"pets\"}, "
+                     "{\"id\": 2, \"name\": \"dog\", \"supercategory\": \"pets\"}]";
+  g_autofree char *tr = g_strdup_printf (
+    "{\"images\": [{\"id\": 0, \"file_name\": \"a.jpg.rf.1.png\", \"width\": 64, \"height\": 48}],"
+    " \"annotations\": [{\"id\": 0, \"image_id\": 0, \"category_id\": 2, \"bbox\": [4, 4, 20, 10]}],"
+    " %s}", cats);
+  g_autofree char *va = g_strdup_printf (
+    "{\"images\": [{\"id\": 0, \"file_name\": \"b.png\"}], \"annotations\": "
+    "[{\"id\": 0, \"image_id\": 0, \"category_id\": 1, \"bbox\": [0, 0, 32, 24]}], %s}", cats);
+  g_autofree char *ptr = path_in (root, "train/_annotations.coco.json");
+  g_autofree char *pva = path_in (root, "valid/_annotations.coco.json");
+  write_text (ptr, tr);
+  write_text (pva, va);
+  g_autoptr(VlDataset) ds = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 3);
+  g_assert_cmpstr (vl_dataset_class_name (ds, 1), ==, "cat");
+  g_assert_cmpstr (vl_dataset_class_name (ds, 2), ==, "dog");
+  g_assert_true (skipped_has (ds, "category 0", "only groups"));
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 1);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_VAL), ==, 1);
+  const int *l;
+  int n;
+  const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 0, &l, &n);
+  g_assert_cmpint (n, ==, 1);
+  g_assert_cmpint (l[0], ==, 2);
+  g_assert_cmpfloat (bx[2], ==, 24);
+  /* a category without boxes that groups nothing stays a class */
+  write_text (ptr, "{\"images\": [{\"id\": 0, \"file_name\": \"a.jpg.rf.1.png\"}], \"annotations\": "
+                   "[{\"id\": 0, \"image_id\": 0, \"category_id\": 2, \"bbox\": [4, 4, 20, 10]}], "
+                   "\"categories\": [{\"id\": 0, \"name\": \"pets\"}, {\"id\": 1, \"name\": \"cat\"}, "
+                   "{\"id\": 2, \"name\": \"dog\"}]}");
+  write_text (pva, "{\"images\": [{\"id\": 0, \"file_name\": \"b.png\"}], \"annotations\": [], "
+                   "\"categories\": []}");
+  g_autoptr(VlDataset) four = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (four), ==, 4);
+  g_assert_cmpstr (vl_dataset_class_name (four, 1), ==, "pets");
+
+  /* trained as classes, the folder fails with what it is and the option that reads it */
+  const char *cli = g_getenv ("VITLAB_CLI");
+  g_assert_nonnull (cli);
+  g_autofree char *run = g_build_filename (dir, "run", NULL);
+  const char *argv[] = { cli, "train", "--init", "random", "--geometry",
+                         "img=16,patch=4,chans=3,width=32,depth=1,heads=2", "--data", root,
+                         "--out", run, "--epochs", "1", NULL };
+  g_autofree char *err = NULL;
+  int status = 0;
+  g_autoptr(GError) error = NULL;
+  g_assert_true (g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_STDOUT_TO_DEV_NULL, NULL, NULL,
+                               NULL, &err, &status, &error));
+  g_test_message ("%s", err);
+  g_assert_false (g_spawn_check_wait_status (status, NULL));
+  g_assert_nonnull (strstr (err, root));
+  g_assert_nonnull (strstr (err, "COCO boxes"));
+  g_assert_nonnull (strstr (err, "train it with --task detect"));
+}
+
+/* COCO's own naming: annotations/instances_train2017.json and instances_val2017.json, the
+ * images in train2017/ and val2017/ beside annotations/. */
+static void
+test_coco_2017 (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = g_build_filename (dir, "coco2017", NULL);
+  const char *files[] = { "train2017/000000000009.jpg", "val2017/000000000139.jpg" };
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *p = path_in (root, files[i]);
+      write_image (p, 40, 40);
+    }
+  const char *cats = "\"categories\": [{\"id\": 18, \"name\": \"dog\", \"supercategory\": \"animal\"}]";
+  g_autofree char *tr = g_strdup_printf (
+    "{\"images\": [{\"id\": 9, \"file_name\": \"000000000009.jpg\"}], \"annotations\": "
+    "[{\"id\": 1, \"image_id\": 9, \"category_id\": 18, \"bbox\": [1, 1, 10, 10]}], %s}", cats);
+  g_autofree char *va = g_strdup_printf (
+    "{\"images\": [{\"id\": 139, \"file_name\": \"000000000139.jpg\"}], \"annotations\": "
+    "[{\"id\": 2, \"image_id\": 139, \"category_id\": 18, \"bbox\": [2, 2, 10, 10]}], %s}", cats);
+  g_autofree char *ptr = path_in (root, "annotations/instances_train2017.json");
+  g_autofree char *pva = path_in (root, "annotations/instances_val2017.json");
+  g_autofree char *other = path_in (root, "annotations/person_keypoints_val2017.json");
+  write_text (ptr, tr);
+  write_text (pva, va);
+  write_text (other, "not read");
+  g_autoptr(VlDataset) ds = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 2);
+  g_assert_cmpstr (vl_dataset_class_name (ds, 1), ==, "dog");
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 1);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_VAL), ==, 1);
+  g_assert_nonnull (strstr (vl_dataset_item_name (ds, VL_SPLIT_VAL, 0), "val2017"));
+  /* no validation annotations at all: an error that says what was looked for */
+  g_assert_cmpint (g_unlink (pva), ==, 0);
+  VlDatasetOptions o = VL_DATASET_OPTIONS_DEFAULT;
+  o.detect = TRUE;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlDataset) bad = vl_dataset_open (root, &o, &error);
+  g_assert_null (bad);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "annotations/instances_val.json"));
+}
+
+/* Roboflow's and Ultralytics' other YOLO layout: SPLIT/images with SPLIT/labels, "valid" for
+ * the validation split, data.yaml's names as a flow mapping or list; a segmentation label's
+ * polygon gives its extent as the box; a line of six numbers is neither and is listed. */
+static void
+test_yolo_roboflow (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = g_build_filename (dir, "rf-yolo", NULL);
+  const char *files[] = { "train/images/p.jpg", "valid/images/r.png" };
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *p = path_in (root, files[i]);
+      write_image (p, 100, 50);
+    }
+  g_autofree char *y = path_in (root, "data.yaml");
+  write_text (y, "train: ../train/images\nval: ../valid/images\n\nnc: 2\nnames: {0: cat, 1: 'dog'}\n");
+  g_autofree char *lp = path_in (root, "train/labels/p.txt");
+  write_text (lp, "1 0.1 0.2 0.5 0.2 0.5 0.8 0.3 0.9 0.1 0.8\n0 0.5 0.5 0.2 0.2 0.9\n"
+                  "0 0.5 0.5 0.2 0.4\n");
+  g_autofree char *lr = path_in (root, "valid/labels/r.txt");
+  write_text (lr, "0 0.25 0.5 0.5 1.0\n");
+  g_autoptr(VlDataset) ds = open_det (root);
+  g_assert_cmpint (vl_dataset_n_classes (ds), ==, 3);
+  g_assert_cmpstr (vl_dataset_class_name (ds, 1), ==, "cat");
+  g_assert_cmpstr (vl_dataset_class_name (ds, 2), ==, "dog");
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_VAL), ==, 1);
+  const int *l;
+  int n;
+  const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, 0, &l, &n);
+  g_assert_cmpint (n, ==, 2);
+  g_assert_cmpint (l[0], ==, 2);   /* the polygon: x 0.1-0.5, y 0.2-0.9 of 100 x 50 */
+  g_assert_cmpfloat (fabsf (bx[0] - 10), <=, 1e-4);
+  g_assert_cmpfloat (fabsf (bx[1] - 10), <=, 1e-4);
+  g_assert_cmpfloat (fabsf (bx[2] - 50), <=, 1e-4);
+  g_assert_cmpfloat (fabsf (bx[3] - 45), <=, 1e-4);
+  g_assert_cmpint (l[1], ==, 1);
+  g_assert_true (skipped_has (ds, "p.txt:2", "neither 'class cx cy w h'"));
+  /* the list form of names */
+  write_text (y, "names: ['cat', 'dog']\n");
+  g_autoptr(VlDataset) again = open_det (root);
+  g_assert_cmpstr (vl_dataset_class_name (again, 2), ==, "dog");
+  /* without a validation split: an error naming both layouts */
+  g_autofree char *vdir = g_build_filename (root, "valid", NULL);
+  g_autofree char *moved = g_build_filename (root, "later", NULL);
+  g_assert_cmpint (g_rename (vdir, moved), ==, 0);
+  VlDatasetOptions o = VL_DATASET_OPTIONS_DEFAULT;
+  o.detect = TRUE;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlDataset) bad = vl_dataset_open (root, &o, &error);
+  g_assert_null (bad);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "no validation images"));
+  g_assert_nonnull (strstr (error->message, "val/images/"));
+}
+
 /* The same real photos in the three layouts: pets-voc's head boxes as VOC, and written out from
  * what the VOC reader gave as COCO (x, y, w, h in pixels) and YOLO (centre and size over the
  * image's, nine decimals), the photos linked in. The three readers give the same images in the
@@ -603,7 +772,9 @@ test_pets_three_layouts (void)
       g_assert_cmpint (vl_dataset_n_classes (other[o]), ==, 3);
       for (int k = 0; k < 3; k++)
         g_assert_cmpstr (vl_dataset_class_name (other[o], k), ==, vl_dataset_class_name (a, k));
-      g_assert_cmpint (vl_dataset_skipped (other[o])->len, ==, vl_dataset_skipped (a)->len);
+      g_autoptr(GPtrArray) sk0 = vl_dataset_skipped (a);
+      g_autoptr(GPtrArray) sk1 = vl_dataset_skipped (other[o]);
+      g_assert_cmpint (sk1->len, ==, sk0->len);
       for (int sp = 0; sp < 2; sp++)
         {
           const VlSplit split = sp == 0 ? VL_SPLIT_TRAIN : VL_SPLIT_VAL;
@@ -647,6 +818,9 @@ main (int argc, char **argv)
   g_test_add_func ("/detect/voc", test_voc);
   g_test_add_func ("/detect/coco", test_coco);
   g_test_add_func ("/detect/yolo", test_yolo);
+  g_test_add_func ("/detect/coco-roboflow", test_coco_roboflow);
+  g_test_add_func ("/detect/coco-2017", test_coco_2017);
+  g_test_add_func ("/detect/yolo-roboflow", test_yolo_roboflow);
   g_test_add_func ("/detect/pets-three-layouts", test_pets_three_layouts);
   g_test_add_func ("/detect/scenes-loader", test_scenes_and_loader);
   g_test_add_func ("/detect/train-cache", test_train_cache);

@@ -1248,6 +1248,16 @@ test_box_view (void)
   g_assert_cmpint (count_colour (at20, rgb1[0], rgb1[1], rgb1[2], 10, NULL), >, dog95);
   /* the image is drawn: its grey fills much of the widget */
   g_assert_cmpint (count_colour (at95, 200, 200, 200, 3, NULL), >, 200 * 100);
+  g_assert_cmpstr (vl_box_view_get_truth_tab (v, 1), ==, "dog · missed");
+  /* a dataset's own boxes (the Data panel): named, none missed, no counts under the image, which
+   * takes the room */
+  vl_box_view_set_truth_only (v, TRUE);
+  g_autoptr(Pixels) own = render_widget (w);
+  g_assert_cmpstr (vl_box_view_get_truth_tab (v, 0), ==, "cat");
+  g_assert_cmpstr (vl_box_view_get_truth_tab (v, 1), ==, "dog");
+  g_assert_cmpint (count_colour (own, 200, 200, 200, 3, NULL), >,
+                   count_colour (at95, 200, 200, 200, 3, NULL));
+  vl_box_view_set_truth_only (v, FALSE);
 
   /* three predictions whose tabs would sit on one another (the same top edge, 10 px apart, and
    * one near the right edge): each goes where it covers none, the best over its box's top edge,

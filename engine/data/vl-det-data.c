@@ -11,6 +11,9 @@
 #include "vl-json.h"
 
 static const char *const split_names[2] = { "train", "val" };
+/* The names a split's folder or file goes by: Roboflow's exports call the validation split
+ * "valid". */
+static const char *const split_aliases[2][4] = { { "train", NULL }, { "val", "valid", "validation", NULL } };
 static const char *const det_exts[] = { ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".JPG", ".JPEG",
                                         ".PNG", NULL };
 
@@ -139,6 +142,14 @@ find_image (const char *dir, const char *stem)
       g_free (p);
     }
   return NULL;
+}
+
+/* "NAME (FORMAT boxes, N classes)" */
+static char *
+describe (const char *name, const char *format, guint n_classes)
+{
+  return g_strdup_printf ("%s (%s boxes, %u class%s)", name, format, n_classes,
+                          n_classes == 1 ? "" : "es");
 }
 
 static gboolean
@@ -396,8 +407,7 @@ read_voc (const char *root, GError **error)
   if (!ok || !check_splits (s, root, error))
     return NULL;
   g_autofree char *base = g_path_get_basename (root);
-  s->description = g_strdup_printf ("%s (Pascal VOC boxes, %u classes)", base,
-                                    s->class_names->len - 1);
+  s->description = describe (base, "Pascal VOC", s->class_names->len - 1);
   return g_steal_pointer (&s);
 }
 
@@ -444,8 +454,69 @@ coco_categories (JsonObject *root, const char *path, GTree *cats, GError **error
   return TRUE;
 }
 
+/* Where a COCO split is: annotations/instances_NAME.json (also instances_NAME2017.json, as
+ * COCO's own files are named) with its images in images/NAME/ (or images/NAME2017/, NAME2017/
+ * beside annotations/), or Roboflow's NAME/_annotations.coco.json with the images beside it;
+ * NAME the split's or one of its aliases. FALSE when none is there. */
 static gboolean
-coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char *path,
+coco_find_split (const char *root, int sp, char **json, char **images)
+{
+  for (int a = 0; split_aliases[sp][a] != NULL; a++)
+    {
+      const char *name = split_aliases[sp][a];
+      /* Roboflow */
+      g_autofree char *rf = g_build_filename (root, name, "_annotations.coco.json", NULL);
+      if (g_file_test (rf, G_FILE_TEST_IS_REGULAR))
+        {
+          *json = g_steal_pointer (&rf);
+          *images = g_build_filename (root, name, NULL);
+          return TRUE;
+        }
+      /* annotations/instances_NAME[SUFFIX].json, the shortest such name first */
+      g_autofree char *adir = g_build_filename (root, "annotations", NULL);
+      g_autoptr(GDir) d = g_dir_open (adir, 0, NULL);
+      g_autofree char *prefix = g_strconcat ("instances_", name, NULL);
+      g_autofree char *best = NULL;
+      for (const char *n; d != NULL && (n = g_dir_read_name (d)) != NULL;)
+        if (g_str_has_prefix (n, prefix) && g_str_has_suffix (n, ".json") &&
+            (best == NULL || strlen (n) < strlen (best) ||
+             (strlen (n) == strlen (best) && strcmp (n, best) < 0)))
+          {
+            /* instances_val.json, not instances_validation_extra.json for "val" */
+            const char *suffix = n + strlen (prefix);
+            const size_t n_suffix = strlen (suffix) - strlen (".json");
+            gboolean digits = TRUE;
+            for (size_t c = 0; c < n_suffix; c++)
+              digits = digits && g_ascii_isdigit (suffix[c]);
+            if (digits)
+              {
+                g_free (best);
+                best = g_strdup (n);
+              }
+          }
+      if (best == NULL)
+        continue;
+      g_autofree char *full = g_strndup (best + strlen ("instances_"),
+                                         strlen (best) - strlen ("instances_") - strlen (".json"));
+      *json = g_build_filename (adir, best, NULL);
+      const char *dirs[3][2] = { { "images", full }, { full, NULL }, { "images", name } };
+      for (int k = 0; k < 3; k++)
+        {
+          g_autofree char *dir = g_build_filename (root, dirs[k][0], dirs[k][1], NULL);
+          if (g_file_test (dir, G_FILE_TEST_IS_DIR))
+            {
+              *images = g_steal_pointer (&dir);
+              return TRUE;
+            }
+        }
+      *images = g_build_filename (root, "images", full, NULL);   /* named in the skipped list */
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static gboolean
+coco_split (VlDetSource *s, const char *dir, int sp, JsonObject *o, const char *path,
             GHashTable *label_of, GError **error)
 {
   JsonArray *images = json_array_member (o, "images");
@@ -507,7 +578,6 @@ coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char 
           g_array_append_val ((GArray *) g_ptr_array_index (raws, k - 1), r);
         }
     }
-  g_autofree char *dir = g_build_filename (root, "images", split_names[sp], NULL);
   for (guint i = 0; i < n_img; i++)
     {
       JsonObject *im = vl_json_array_object (images, i);
@@ -520,6 +590,40 @@ coco_split (VlDetSource *s, const char *root, int sp, JsonObject *o, const char 
           continue;
         }
       add_image (s, sp, image, g_ptr_array_index (raws, i));
+    }
+  return TRUE;
+}
+
+/* Whether category id (named name) only groups others: no annotation uses it and another
+ * category names it as its supercategory (Roboflow's exports put the dataset's name there as
+ * category 0). */
+static gboolean
+coco_is_grouping (JsonObject *const objs[2], gint64 id, const char *name)
+{
+  gboolean parent = FALSE;
+  for (int sp = 0; sp < 2; sp++)
+    {
+      JsonArray *cats = json_array_member (objs[sp], "categories");
+      for (guint i = 0; cats != NULL && i < json_array_get_length (cats); i++)
+        {
+          JsonObject *c = vl_json_array_object (cats, i);
+          gint64 cid;
+          const char *super = vl_json_string_member (c, "supercategory", NULL);
+          parent = parent || (json_int_member (c, "id", &cid) && cid != id && super != NULL &&
+                              strcmp (super, name) == 0);
+        }
+    }
+  if (!parent)
+    return FALSE;
+  for (int sp = 0; sp < 2; sp++)
+    {
+      JsonArray *anns = json_array_member (objs[sp], "annotations");
+      for (guint i = 0; anns != NULL && i < json_array_get_length (anns); i++)
+        {
+          gint64 cat;
+          if (json_int_member (vl_json_array_object (anns, i), "category_id", &cat) && cat == id)
+            return FALSE;
+        }
     }
   return TRUE;
 }
@@ -537,13 +641,20 @@ read_coco (const char *root, GError **error)
   g_autoptr(VlDetSource) s = source_new ();
   JsonParser *parsers[2] = { NULL, NULL };
   JsonObject *objs[2];
-  char *paths[2] = { NULL, NULL };
+  char *paths[2] = { NULL, NULL }, *dirs[2] = { NULL, NULL };
   g_autoptr(GTree) cats = g_tree_new_full (compare_int_keys, NULL, NULL, g_free);
   gboolean ok = TRUE;
   for (int sp = 0; sp < 2 && ok; sp++)
     {
-      g_autofree char *base = g_strdup_printf ("instances_%s.json", split_names[sp]);
-      paths[sp] = g_build_filename (root, "annotations", base, NULL);
+      if (!coco_find_split (root, sp, &paths[sp], &dirs[sp]))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no COCO annotations of the %s "
+                       "split (annotations/instances_%s.json or %s/_annotations.coco.json)",
+                       root, sp == 0 ? "training" : "validation", split_names[sp],
+                       split_aliases[sp][sp == 0 ? 0 : 1]);
+          ok = FALSE;
+          break;
+        }
       parsers[sp] = vl_json_load_object_file (paths[sp], &objs[sp], error);
       ok = parsers[sp] != NULL && coco_categories (objs[sp], paths[sp], cats, error);
     }
@@ -554,30 +665,38 @@ read_coco (const char *root, GError **error)
       GTreeNode *n = g_tree_node_first (cats);
       for (; n != NULL; n = g_tree_node_next (n))
         {
+          const int id = GPOINTER_TO_INT (g_tree_node_key (n));
+          if (coco_is_grouping (objs, id, g_tree_node_value (n)))
+            {
+              g_autofree char *where = g_strdup_printf ("%s: category %d", paths[0], id);
+              skip (s, where, "'%s' only groups the other categories (their supercategory, "
+                    "without boxes of its own): not a class", (char *) g_tree_node_value (n));
+              continue;
+            }
           g_ptr_array_add (s->class_names, g_strdup (g_tree_node_value (n)));
           g_hash_table_insert (label_of, g_tree_node_key (n),
                                GINT_TO_POINTER ((int) s->class_names->len - 1));
         }
     }
   for (int sp = 0; sp < 2 && ok; sp++)
-    ok = coco_split (s, root, sp, objs[sp], paths[sp], label_of, error);
+    ok = coco_split (s, dirs[sp], sp, objs[sp], paths[sp], label_of, error);
   for (int sp = 0; sp < 2; sp++)
     {
       g_clear_object (&parsers[sp]);
       g_free (paths[sp]);
+      g_free (dirs[sp]);
     }
   if (!ok || !check_splits (s, root, error))
     return NULL;
   g_autofree char *base = g_path_get_basename (root);
-  s->description = g_strdup_printf ("%s (COCO boxes, %u classes)", base,
-                                    s->class_names->len - 1);
+  s->description = describe (base, "COCO", s->class_names->len - 1);
   return g_steal_pointer (&s);
 }
 
 /* ------------------------------------------------------------------ YOLO */
 
-/* Class names from classes.txt (one a line), else data.yaml's names ([a, b], a block list of
- * "- a", or "0: a" lines). */
+/* Class names from classes.txt (one a line), else data.yaml's names ([a, b], {0: a, 1: b}, a
+ * block list of "- a", or "0: a" lines). */
 static gboolean
 yolo_names (VlDetSource *s, const char *root, GError **error)
 {
@@ -603,15 +722,17 @@ yolo_names (VlDetSource *s, const char *root, GError **error)
             continue;
           in_names = TRUE;
           char *rest = g_strstrip (l + 6);
-          if (*rest == '[')
+          if (*rest == '[' || *rest == '{')
             {
-              char *end = strchr (rest, ']');
+              char *end = strchr (rest, *rest == '[' ? ']' : '}');
               if (end)
                 *end = '\0';
               g_auto(GStrv) items = g_strsplit (rest + 1, ",", -1);
               for (int j = 0; items[j] != NULL; j++)
                 {
                   char *it = g_strstrip (items[j]);
+                  if (*rest == '{' && strchr (it, ':'))   /* "0: a" */
+                    it = strchr (it, ':') + 1;
                   it = g_strstrip (g_strdelimit (it, "'\"", ' '));
                   if (*it)
                     g_ptr_array_add (s->class_names, g_strdup (it));
@@ -643,7 +764,9 @@ yolo_names (VlDetSource *s, const char *root, GError **error)
   return TRUE;
 }
 
-/* One label file: "class cx cy w h" normalised, in pixels of a w x h image. */
+/* One label file: "class cx cy w h" normalised, in pixels of a w x h image; or a segment's
+ * polygon "class x1 y1 x2 y2 x3 y3 …" (YOLO's segmentation labels), whose box is its extent, as
+ * Ultralytics reads such labels for detection. */
 static void
 yolo_read_labels (VlDetSource *s, const char *path, int K, int w, int h, GArray *raw)
 {
@@ -658,19 +781,37 @@ yolo_read_labels (VlDetSource *s, const char *path, int K, int w, int h, GArray 
         continue;
       g_autofree char *where = g_strdup_printf ("%s:%d", path, i + 1);
       g_auto(GStrv) f = g_strsplit_set (l, " \t", -1);
-      double v[5];
-      int nf = 0;
-      for (int j = 0; f[j] != NULL && nf < 6; j++)
+      g_autoptr(GArray) vs = g_array_new (FALSE, FALSE, sizeof (double));
+      gboolean numbers = TRUE;
+      for (int j = 0; f[j] != NULL && numbers; j++)
         {
           if (*f[j] == '\0')
             continue;
           char *end = NULL;
-          v[MIN (nf, 4)] = g_ascii_strtod (f[j], &end);
-          nf = (end == f[j] || *end != '\0') ? 99 : nf + 1;
+          const double x = g_ascii_strtod (f[j], &end);
+          numbers = end != f[j] && *end == '\0' && isfinite (x);
+          g_array_append_val (vs, x);
         }
-      if (nf != 5 || v[0] != floor (v[0]))
+      const int nf = (int) vs->len;
+      double v[5] = { -1, 0, 0, 0, 0 };
+      const double *x = (const double *) (void *) vs->data;
+      if (numbers && nf >= 7 && nf % 2 == 1)
         {
-          skip (s, where, "'%s' is not 'class cx cy w h': dropped", l);
+          /* a polygon: its extent */
+          double x0 = INFINITY, y0 = INFINITY, x1 = -INFINITY, y1 = -INFINITY;
+          for (int j = 1; j < nf; j += 2)
+            {
+              x0 = MIN (x0, x[j]), x1 = MAX (x1, x[j]);
+              y0 = MIN (y0, x[j + 1]), y1 = MAX (y1, x[j + 1]);
+            }
+          v[0] = x[0], v[1] = (x0 + x1) / 2, v[2] = (y0 + y1) / 2, v[3] = x1 - x0, v[4] = y1 - y0;
+        }
+      else if (numbers && nf == 5)
+        memcpy (v, x, sizeof v);
+      if (!numbers || (nf != 5 && (nf < 7 || nf % 2 == 0)) || v[0] != floor (v[0]))
+        {
+          skip (s, where, "'%s' is neither 'class cx cy w h' nor 'class x1 y1 x2 y2 x3 y3 …' "
+                "(a polygon): dropped", l);
           continue;
         }
       if (v[0] < 0 || v[0] + 1 >= K)
@@ -686,11 +827,39 @@ yolo_read_labels (VlDetSource *s, const char *path, int K, int w, int h, GArray 
     }
 }
 
+/* Where a YOLO split is: images/NAME/ with labels/NAME/, or NAME/images/ with NAME/labels/
+ * (Roboflow's and Ultralytics' other layout); NAME the split's or one of its aliases. */
+static gboolean
+yolo_find_split (const char *root, int sp, char **images, char **labels)
+{
+  for (int a = 0; split_aliases[sp][a] != NULL; a++)
+    for (int layout = 0; layout < 2; layout++)
+      {
+        const char *name = split_aliases[sp][a];
+        g_autofree char *i = layout == 0 ? g_build_filename (root, "images", name, NULL)
+                                         : g_build_filename (root, name, "images", NULL);
+        if (!g_file_test (i, G_FILE_TEST_IS_DIR))
+          continue;
+        *labels = layout == 0 ? g_build_filename (root, "labels", name, NULL)
+                              : g_build_filename (root, name, "labels", NULL);
+        *images = g_steal_pointer (&i);
+        return TRUE;
+      }
+  return FALSE;
+}
+
 static gboolean
 yolo_split (VlDetSource *s, const char *root, int sp, GError **error)
 {
-  g_autofree char *idir = g_build_filename (root, "images", split_names[sp], NULL);
-  g_autofree char *ldir = g_build_filename (root, "labels", split_names[sp], NULL);
+  g_autofree char *idir = NULL, *ldir = NULL;
+  if (!yolo_find_split (root, sp, &idir, &ldir))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no %s images for the YOLO labels "
+                   "(images/%s/ with labels/%s/, or %s/images/ with %s/labels/%s)", root,
+                   sp == 0 ? "training" : "validation", split_names[sp], split_names[sp],
+                   split_names[sp], split_names[sp], sp == 0 ? "" : "; valid/ as well");
+      return FALSE;
+    }
   g_autoptr(GDir) d = g_dir_open (idir, 0, error);
   if (d == NULL)
     return FALSE;
@@ -743,8 +912,7 @@ read_yolo (const char *root, GError **error)
       !yolo_split (s, root, 1, error) || !check_splits (s, root, error))
     return NULL;
   g_autofree char *base = g_path_get_basename (root);
-  s->description = g_strdup_printf ("%s (YOLO boxes, %u classes)", base,
-                                    s->class_names->len - 1);
+  s->description = describe (base, "YOLO", s->class_names->len - 1);
   return g_steal_pointer (&s);
 }
 
@@ -752,16 +920,18 @@ VlDetSource *
 vl_det_source_read (const char *root, GError **error)
 {
   g_autofree char *voc = g_build_filename (root, "Annotations", NULL);
-  g_autofree char *coco = g_build_filename (root, "annotations", "instances_train.json", NULL);
   g_autofree char *yolo = g_build_filename (root, "labels", NULL);
+  g_autofree char *yolo_rf = g_build_filename (root, "train", "labels", NULL);
+  g_autofree char *coco_json = NULL, *coco_images = NULL;
   if (g_file_test (voc, G_FILE_TEST_IS_DIR))
     return read_voc (root, error);
-  if (g_file_test (coco, G_FILE_TEST_EXISTS))
+  if (coco_find_split (root, 0, &coco_json, &coco_images))
     return read_coco (root, error);
-  if (g_file_test (yolo, G_FILE_TEST_IS_DIR))
+  if (g_file_test (yolo, G_FILE_TEST_IS_DIR) || g_file_test (yolo_rf, G_FILE_TEST_IS_DIR))
     return read_yolo (root, error);
   g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no boxes to detect (a Pascal VOC folder "
-               "with Annotations/, a COCO folder with annotations/instances_train.json, a YOLO "
-               "folder with labels/, or fashion-mnist-scenes)", root);
+               "with Annotations/; a COCO folder with annotations/instances_train.json or "
+               "train/_annotations.coco.json; a YOLO folder with labels/train/ or train/labels/; "
+               "or fashion-mnist-scenes)", root);
   return NULL;
 }

@@ -7,7 +7,11 @@
  * with the file and line (or the annotation's id): a box with no area, a box outside its image
  * (by more than a pixel; within that it is clipped), a class the set does not name, a crowd
  * annotation (COCO), an annotation or label file without its image, an image that does not
- * decode. A missing split list, annotation file or class list is an error naming the file. */
+ * decode. A missing split list, annotation file or class list is an error naming the file.
+ * Besides the layouts above, Roboflow's exports read too (COCO's SPLIT/_annotations.coco.json,
+ * YOLO's SPLIT/images with SPLIT/labels; "valid" for val, and its dataset-name category that only
+ * groups the others is not a class), COCO's own instances_train2017.json naming, and YOLO
+ * segmentation labels (each polygon's extent, as Ultralytics reads them for detection). */
 #pragma once
 
 #include <glib.h>

@@ -892,9 +892,28 @@ setup (Run *r, GError **error)
       opts.val_fraction = c->val_fraction;
       opts.seed = c->seed;
       opts.detect = c->task == VL_TASK_DETECT;
-      t->ds = vl_dataset_open (c->data, &opts, error);
+      GError *open_error = NULL;
+      t->ds = vl_dataset_open (c->data, &opts, &open_error);
+      if (t->ds == NULL && !opts.detect && g_file_test (c->data, G_FILE_TEST_IS_DIR))
+        {
+          /* a COCO or YOLO folder read as classes fails on its annotations/ or labels/ "class":
+           * say what it is instead */
+          VlDatasetOptions o = opts;
+          o.detect = TRUE;
+          g_autoptr(VlDataset) boxes = vl_dataset_open (c->data, &o, NULL);
+          if (boxes != NULL)
+            {
+              g_clear_error (&open_error);
+              g_set_error (&open_error, VL_ERROR, VL_ERROR_INVALID, "%s: %s, a detection "
+                           "dataset (boxes, no image labels): train it with --task detect",
+                           c->data, vl_dataset_description (boxes));
+            }
+        }
       if (t->ds == NULL)
-        return FALSE;
+        {
+          g_propagate_error (error, open_error);
+          return FALSE;
+        }
     }
   r->ds = t->ds;
   if (!setup_task (r, error))

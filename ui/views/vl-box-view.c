@@ -22,8 +22,10 @@ struct _VlBoxView {
   gboolean   *missed;      /* (n_truth) */
   gboolean   *false_pos;   /* (n_dets) */
   int         n_shown, n_missed, n_false;
+  gboolean    truth_only;  /* a dataset's boxes: their class names, no matching, no counts */
   /* where the last drawing put each prediction's tab (x, y, w, h; w 0: none) */
   double     *det_tabs;    /* (n_dets, 4) */
+  char      **truth_tabs;  /* (n_truth) each true box's tab text, or NULL */
 };
 
 enum { PROP_0, PROP_SCORE_THRESHOLD, N_PROPS };
@@ -92,7 +94,7 @@ update_matches (VlBoxView *self)
 static void
 fit (VlBoxView *self, int width, int height, double *x, double *y, double *scale)
 {
-  const double bottom = 24;
+  const double bottom = self->truth_only ? 0 : 24;   /* the counts' line */
   const double iw = MAX (self->image_w, 1), ih = MAX (self->image_h, 1);
   *scale = MIN (width / iw, (height - bottom) / ih);
   *scale = MAX (*scale, 1e-3);
@@ -124,7 +126,8 @@ stroke_box (cairo_t *cr, const double r[4], const double rgb[3], gboolean dashed
 
 /* A box's tab of text: where it goes and what it says. */
 typedef struct {
-  int    det;        /* the prediction's index, or -1 (a missed truth's) */
+  int    det;        /* the prediction's index, or -1 (a true box's) */
+  int    truth;      /* the true box's index (det -1) */
   char   text[160];
   double rgb[3];
   double x, y, w, h;
@@ -251,13 +254,16 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
       double *r = &rects[4 * k];
       for (int c = 0; c < 4; c++)
         r[c] = (c % 2 ? oy : ox) + b->box[c] * s;
-      if (truth && !self->missed[i])
+      if (truth && !self->missed[i] && !self->truth_only)
         continue;
       Tab *t = &tabs[n_tabs];
       t->det = truth ? -1 : i;
+      t->truth = truth ? i : -1;
       vl_box_view_class_color (b->category, t->rgb);
       const char *name = class_name (self, b->category, nbuf, sizeof nbuf);
-      if (truth)
+      if (truth && self->truth_only)
+        g_strlcpy (t->text, name, sizeof t->text);
+      else if (truth)
         g_snprintf (t->text, sizeof t->text, _("%s · missed"), name);
       else
         g_snprintf (t->text, sizeof t->text, self->false_pos[i] ? _("%s %.2f · false") : "%s %.2f",
@@ -287,13 +293,21 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
     draw_tab (cr, small, &tabs[k]);
   g_free (self->det_tabs);
   self->det_tabs = g_new0 (double, 4 * MAX (self->n_dets, 1));
+  if (self->truth_tabs == NULL)
+    self->truth_tabs = g_new0 (char *, MAX (self->n_truth, 1));
+  for (int g = 0; g < self->n_truth; g++)
+    g_clear_pointer (&self->truth_tabs[g], g_free);
   for (int k = 0; k < n_tabs; k++)
     if (tabs[k].det >= 0)
       {
         double *o = &self->det_tabs[4 * tabs[k].det];
         o[0] = tabs[k].x, o[1] = tabs[k].y, o[2] = tabs[k].w, o[3] = tabs[k].h;
       }
+    else
+      self->truth_tabs[tabs[k].truth] = g_strdup (tabs[k].text);
 
+  if (self->truth_only)
+    return;
   g_autofree char *line = g_strdup_printf (
     _("%d predicted ≥ %.2f (solid) · %d true (dashed) · %d missed · %d false"), self->n_shown,
     self->threshold, self->n_truth, self->n_missed, self->n_false);
@@ -347,6 +361,10 @@ free_boxes (VlBoxView *self)
   g_clear_pointer (&self->missed, g_free);
   g_clear_pointer (&self->false_pos, g_free);
   g_clear_pointer (&self->det_tabs, g_free);
+  if (self->truth_tabs)
+    for (int g = 0; g < self->n_truth; g++)
+      g_free (self->truth_tabs[g]);
+  g_clear_pointer (&self->truth_tabs, g_free);
   self->n_truth = self->n_dets = 0;
   self->n_shown = self->n_missed = self->n_false = 0;
 }
@@ -469,4 +487,21 @@ vl_box_view_get_tab (VlBoxView *view, int det, double rect[4])
     return FALSE;
   memcpy (rect, &view->det_tabs[4 * det], 4 * sizeof *rect);
   return TRUE;
+}
+
+void
+vl_box_view_set_truth_only (VlBoxView *view, gboolean truth_only)
+{
+  g_return_if_fail (VL_IS_BOX_VIEW (view));
+  view->truth_only = truth_only;
+  gtk_widget_queue_draw (GTK_WIDGET (view));
+}
+
+const char *
+vl_box_view_get_truth_tab (VlBoxView *view, int g)
+{
+  g_return_val_if_fail (VL_IS_BOX_VIEW (view), NULL);
+  if (view->truth_tabs == NULL || g < 0 || g >= view->n_truth)
+    return NULL;
+  return view->truth_tabs[g];
 }

@@ -36,6 +36,9 @@ void       vl_box_view_set_boxes           (VlBoxView *view, int image_w, int im
                                             const VlCocoBox *dets, int n_dets,
                                             const char *const *class_names);
 void       vl_box_view_clear               (VlBoxView *view);
+/* A dataset's own boxes (TRUE): each true box tagged with its class name, none "missed", no
+ * line of counts under the image (the Data panel's training images). */
+void       vl_box_view_set_truth_only      (VlBoxView *view, gboolean truth_only);
 void       vl_box_view_set_score_threshold (VlBoxView *view, double threshold);
 double     vl_box_view_get_score_threshold (VlBoxView *view);
 /* What is drawn at the current threshold: predictions shown, missed ground truth, false
@@ -46,6 +49,9 @@ void       vl_box_view_get_counts          (VlBoxView *view, int *shown, int *mi
  * FALSE when it drew none (under the threshold, or not drawn yet). Tabs are placed the best
  * score first, each where it covers no other if it can. */
 gboolean   vl_box_view_get_tab             (VlBoxView *view, int det, double rect[4]);
+/* The text the last drawing put on true box g's tab ("dog · missed"; in truth-only mode the
+ * class name), or NULL when it drew none. */
+const char *vl_box_view_get_truth_tab      (VlBoxView *view, int g);
 /* The RGB colour of class k (0-based), as the view and its legend draw it. */
 void       vl_box_view_class_color         (int k, double rgb[3]);
 

@@ -56,12 +56,15 @@ vl_window_load_thumbnails (VlWindow *self, VlDataRef *data, VlSplit split, const
 /* ------------------------------------------------------------------ opening */
 
 static gboolean
-spec_has_split (const char *spec)
+spec_has_split (const char *spec, VlDataset *ds)
 {
   if (!g_file_test (spec, G_FILE_TEST_IS_DIR))
     return TRUE;   /* fashion-mnist, cifar: their own test split */
+  if (vl_dataset_is_detection (ds))
+    return TRUE;   /* VOC, COCO and YOLO name their splits */
   g_autofree char *val = g_build_filename (spec, "val", NULL);
-  return g_file_test (val, G_FILE_TEST_IS_DIR);
+  g_autofree char *sets = g_build_filename (spec, "ImageSets", NULL);   /* VOC's split lists */
+  return g_file_test (val, G_FILE_TEST_IS_DIR) || g_file_test (sets, G_FILE_TEST_IS_DIR);
 }
 
 /* A run whose events and folder carry no class names: the open dataset's, when it has K classes
@@ -237,12 +240,20 @@ data_opened (GObject *source, GAsyncResult *result, gpointer user_data)
   int n_val = vl_dataset_n_items (ds, VL_SPLIT_VAL);
   g_autofree char *t = vl_format_count (n_train);
   g_autofree char *v = vl_format_count (n_val);
-  g_autofree char *split = g_strdup_printf ("%s\n%d classes · %s training · %s validation images",
-                                            vl_dataset_description (ds),
-                                            vl_dataset_n_classes (ds), t, v);
+  /* what the model tells apart: object classes (not the background), targets, or classes */
+  const int K = vl_dataset_n_classes (ds), n_values = vl_dataset_n_values (ds);
+  g_autofree char *what =
+    vl_dataset_is_detection (ds)
+      ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d object class", "%d object classes",
+                                      K - 1), K - 1)
+    : n_values > 0 ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d target", "%d targets",
+                                                   n_values), n_values)
+                   : g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d class", "%d classes", K), K);
+  g_autofree char *split = g_strdup_printf (_("%s\n%s · %s training · %s validation images"),
+                                            vl_dataset_description (ds), what, t, v);
   vl_data_panel_show_dataset (VL_DATA_PANEL (self->data_panel), d->spec, base, split,
                               g_str_has_prefix (d->spec, "fashion-mnist"));
-  g_object_set (self->data_panel, "show-val-fraction", !spec_has_split (d->spec), NULL);
+  g_object_set (self->data_panel, "show-val-fraction", !spec_has_split (d->spec, ds), NULL);
   show_classes (self);
   show_skipped (self, ds);
 
@@ -286,7 +297,7 @@ rescan_timeout (gpointer user_data)
 {
   VlWindow *self = user_data;
   g_object_set_data (G_OBJECT (self), "rescan-source", NULL);
-  if (self->data && !vl_window_is_running (self) && !spec_has_split (self->data->spec))
+  if (self->data && !vl_window_is_running (self) && !spec_has_split (self->data->spec, self->data->ds))
     {
       g_autofree char *spec = g_strdup (self->data->spec);
       vl_window_open_data (self, spec);
@@ -297,7 +308,7 @@ rescan_timeout (gpointer user_data)
 static void
 schedule_rescan (VlWindow *self)
 {
-  if (self->data == NULL || spec_has_split (self->data->spec))
+  if (self->data == NULL || spec_has_split (self->data->spec, self->data->ds))
     return;
   guint id = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (self), "rescan-source"));
   if (id)

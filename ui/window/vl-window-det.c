@@ -192,6 +192,7 @@ thumbnails (VlWindow *self, VlDataset *ds)
           memcpy (truth[j].box, b + 4 * j, sizeof truth[j].box);
         }
       GtkWidget *view = vl_box_view_new ();
+      vl_box_view_set_truth_only (VL_BOX_VIEW (view), TRUE);
       vl_box_view_set_boxes (VL_BOX_VIEW (view), w, h, truth, nb, NULL, 0, names);
       gtk_widget_set_size_request (view, 112, 112);
       g_autofree char *base = g_path_get_basename (vl_dataset_item_name (ds, VL_SPLIT_TRAIN, i));
