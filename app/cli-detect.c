@@ -9,23 +9,91 @@
 
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <pango/pangocairo.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
 
-/* A w-pixel frame of colour rgb around box b (clipped to the image). */
+/* The image with its detections (the best first): each box a frame in its class's colour with
+ * a tab "class 0.87" on it, the tabs placed so none covers another (vl_det_place_labels), the
+ * best drawn on top; through cairo and Pango, as the app draws them. img: RGB, drawn over. */
 static void
-draw_box (VlImage *img, const float *b, const uint8_t *rgb, int w)
+draw_detections (VlImage *img, const VlDetection *d, int n, const char *const *names, int K,
+                 const uint8_t *palette)
 {
-  int x0 = CLAMP ((int) floorf (b[0]), 0, img->width - 1);
-  int y0 = CLAMP ((int) floorf (b[1]), 0, img->height - 1);
-  int x1 = CLAMP ((int) ceilf (b[2]) - 1, 0, img->width - 1);
-  int y1 = CLAMP ((int) ceilf (b[3]) - 1, 0, img->height - 1);
-  for (int y = y0; y <= y1; y++)
-    for (int x = x0; x <= x1; x++)
-      if (x < x0 + w || x > x1 - w || y < y0 + w || y > y1 - w)
-        memcpy (img->pixels + ((gsize) y * img->width + x) * 3, rgb, 3);
+  const int W = img->width, H = img->height;
+  cairo_surface_t *surf = cairo_image_surface_create (CAIRO_FORMAT_RGB24, W, H);
+  uint8_t *data = cairo_image_surface_get_data (surf);
+  const int stride = cairo_image_surface_get_stride (surf);
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      {
+        const uint8_t *p = img->pixels + ((gsize) y * W + x) * 3;
+        ((uint32_t *) (void *) (data + (gsize) y * stride))[x] =
+          0xff000000u | (uint32_t) p[0] << 16 | (uint32_t) p[1] << 8 | p[2];
+      }
+  cairo_surface_mark_dirty (surf);
+  cairo_t *cr = cairo_create (surf);
+  const double line = MAX (2, MIN (W, H) / 150);
+  PangoLayout *font = pango_cairo_create_layout (cr);
+  PangoFontDescription *desc = pango_font_description_from_string ("Sans");
+  pango_font_description_set_absolute_size (desc, MAX (10, MIN (W, H) / 32.0) * PANGO_SCALE);
+  pango_layout_set_font_description (font, desc);
+  pango_font_description_free (desc);
+
+  g_autofree double *boxes = g_new (double, 4 * MAX (n, 1));
+  g_autofree double *tw = g_new (double, MAX (n, 1)), *th = g_new (double, MAX (n, 1));
+  g_autofree double *xy = g_new (double, 2 * MAX (n, 1));
+  g_autoptr(GPtrArray) texts = g_ptr_array_new_with_free_func (g_free);
+  for (int j = 0; j < n; j++)
+    {
+      for (int c = 0; c < 4; c++)
+        boxes[4 * j + c] = d[j].box[c];
+      char *t = g_strdup_printf ("%s %.2f", names && d[j].label < K ? names[d[j].label] : "?",
+                                 d[j].score);
+      g_ptr_array_add (texts, t);
+      pango_layout_set_text (font, t, -1);
+      int pw, ph;
+      pango_layout_get_pixel_size (font, &pw, &ph);
+      tw[j] = pw + 2 * line;
+      th[j] = ph;
+    }
+  vl_det_place_labels (boxes, tw, th, n, W, 0, H, xy);
+  for (int pass = 0; pass < 2; pass++)   /* the frames, then the tabs over them */
+    for (int j = n - 1; j >= 0; j--)     /* the best last, on top */
+      {
+        const uint8_t *rgb = palette + 3 * (d[j].label % 256);
+        cairo_set_source_rgb (cr, rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0);
+        const double *b = &boxes[4 * j];
+        if (pass == 0)
+          {
+            cairo_set_line_width (cr, line);
+            cairo_rectangle (cr, b[0] + line / 2, b[1] + line / 2, MAX (b[2] - b[0] - line, 1),
+                             MAX (b[3] - b[1] - line, 1));
+            cairo_stroke (cr);
+            continue;
+          }
+        cairo_rectangle (cr, xy[2 * j], xy[2 * j + 1], tw[j], th[j]);
+        cairo_fill (cr);
+        const double lum = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255.0;
+        const double ink = lum > 0.5 ? 0 : 1;   /* black or white, whichever reads */
+        cairo_set_source_rgb (cr, ink, ink, ink);
+        cairo_move_to (cr, xy[2 * j] + line, xy[2 * j + 1]);
+        pango_layout_set_text (font, g_ptr_array_index (texts, j), -1);
+        pango_cairo_show_layout (cr, font);
+      }
+  g_object_unref (font);
+  cairo_destroy (cr);
+  cairo_surface_flush (surf);
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      {
+        const uint32_t v = ((const uint32_t *) (const void *) (data + (gsize) y * stride))[x];
+        uint8_t *p = img->pixels + ((gsize) y * W + x) * 3;
+        p[0] = (uint8_t) (v >> 16), p[1] = (uint8_t) (v >> 8), p[2] = (uint8_t) v;
+      }
+  cairo_surface_destroy (surf);
 }
 
 /* NAME.json: [{"file", "category_id", "category", "bbox": [x, y, w, h], "score"}…] in the
@@ -105,9 +173,7 @@ cli_predict_detect (const char *run, VlModel *m, char **files, int n_files, cons
       g_autofree char *json = detections_json (files[i], dets, n, names, K);
       if (!vl_write_file_atomic (jpath, json, -1, &error))
         return cli_fail (error);
-      const int w = MAX (2, MIN (img->width, img->height) / 150);
-      for (int j = n - 1; j >= 0; j--)   /* the best drawn last, on top */
-        draw_box (img, dets[j].box, palette + 3 * (dets[j].label % 256), w);
+      draw_detections (img, dets, n, names, K, palette);
       if (!vl_image_save_png (bpath, img, &error))
         return cli_fail (error);
       g_print ("%s\t%s\t%d", files[i], jpath, n);

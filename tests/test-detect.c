@@ -8,6 +8,7 @@
 #include "vl-dataset.h"
 #include "vl-detect.h"
 #include "vl-trainer.h"
+#include "vl-seg-head.h"   /* vl_seg_palette: the boxes' colours */
 
 #include <math.h>
 #include <string.h>
@@ -471,6 +472,26 @@ test_cli (void)
   g_assert_true (vl_image_check_file (png, &w, &h, NULL));
   g_assert_cmpint (w, ==, 40);
   g_assert_cmpint (h, ==, 30);
+  /* the image under its boxes and their tabs in the classes' colours */
+  {
+    g_autoptr(VlImage) drawn = vl_image_load (png, 3, NULL);
+    g_autoptr(VlImage) orig = vl_image_load (img, 3, NULL);
+    g_assert_nonnull (drawn);
+    g_assert_nonnull (orig);
+    uint8_t palette[256 * 3];
+    vl_seg_palette (palette);
+    int changed = 0, coloured = 0;
+    for (int p = 0; p < w * h; p++)
+      {
+        const uint8_t *a = drawn->pixels + 3 * p, *b = orig->pixels + 3 * p;
+        changed += memcmp (a, b, 3) != 0;
+        coloured += memcmp (a, palette + 3, 3) == 0 || memcmp (a, palette + 6, 3) == 0;
+      }
+    g_test_message ("predict's boxes: %d of %d pixels drawn over, %d in a class colour", changed,
+                    w * h, coloured);
+    g_assert_cmpint (changed, >, w * h / 10);
+    g_assert_cmpint (coloured, >, 20);
+  }
 
   /* forward: the FCOS outputs as torchvision's head returns them */
   g_autofree char *ipath = g_build_filename (dir, "x.safetensors", NULL);
@@ -811,6 +832,43 @@ test_pets_three_layouts (void)
   g_assert_cmpfloat (worst_yolo, <, 1e-3);
 }
 
+/* Labels of boxes placed so none covers another: two boxes sharing a top edge and one at the
+ * image's top right corner (its label pushed left and inside); the best keeps the spot over its
+ * box's top edge; five on one box take its four spots within the image, then the least
+ * covered. */
+static void
+test_place_labels (void)
+{
+  const double boxes[] = { 10, 30, 80, 95,     /* the best */
+                           20, 30, 90, 95,     /* the same top edge */
+                           180, 0, 199, 60 };  /* at the image's top, by its right edge */
+  const double w[] = { 40, 40, 40 }, h[] = { 12, 12, 12 };
+  double xy[6];
+  vl_det_place_labels (boxes, w, h, 3, 200, 0, 100, xy);
+  for (int i = 0; i < 3; i++)
+    g_test_message ("label %d at %.0f, %.0f", i, xy[2 * i], xy[2 * i + 1]);
+  g_assert_cmpfloat (xy[0], ==, 10);
+  g_assert_cmpfloat (xy[1], ==, 30 - 12);   /* over the top edge */
+  g_assert_cmpfloat (xy[3], ==, 30);        /* inside it: the spot above is taken */
+  g_assert_cmpfloat (xy[4], ==, 160);       /* ends by the image's right edge */
+  g_assert_cmpfloat (xy[5], ==, 0);         /* inside: nothing above the image */
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < i; j++)
+      g_assert_true (xy[2 * i] >= xy[2 * j] + w[j] || xy[2 * j] >= xy[2 * i] + w[i] ||
+                     xy[2 * i + 1] >= xy[2 * j + 1] + h[j] || xy[2 * j + 1] >= xy[2 * i + 1] + h[i]);
+  /* when every spot is taken, the least covered */
+  const double same[] = { 10, 30, 80, 95, 10, 30, 80, 95, 10, 30, 80, 95, 10, 30, 80, 95,
+                          10, 30, 80, 95 };
+  const double w5[] = { 40, 40, 40, 40, 40 }, h5[] = { 12, 12, 12, 12, 12 };
+  double xy5[10];
+  vl_det_place_labels (same, w5, h5, 5, 200, 0, 100, xy5);
+  g_assert_cmpfloat (xy5[1], ==, 18);
+  g_assert_cmpfloat (xy5[3], ==, 30);
+  g_assert_cmpfloat (xy5[5], ==, 83);   /* under the bottom edge (95) would leave the image */
+  g_assert_cmpfloat (xy5[7], ==, 18);   /* each spot covered once: the first */
+  g_assert_cmpfloat (xy5[9], ==, 30);   /* the first now twice: the next */
+}
+
 int
 main (int argc, char **argv)
 {
@@ -822,6 +880,7 @@ main (int argc, char **argv)
   g_test_add_func ("/detect/coco-2017", test_coco_2017);
   g_test_add_func ("/detect/yolo-roboflow", test_yolo_roboflow);
   g_test_add_func ("/detect/pets-three-layouts", test_pets_three_layouts);
+  g_test_add_func ("/detect/place-labels", test_place_labels);
   g_test_add_func ("/detect/scenes-loader", test_scenes_and_loader);
   g_test_add_func ("/detect/train-cache", test_train_cache);
   g_test_add_func ("/detect/train-run-folder", test_train_run_folder);

@@ -135,3 +135,42 @@ vl_detect_load_run_head (const char *run_dir, VlModel *m, GError **error)
   g_autofree char *path = g_build_filename (run_dir, VL_RUN_DET_HEAD, NULL);
   return vl_det_head_load (path, vl_model_geometry (m)->width, error);
 }
+
+static double
+label_overlap (double ax, double ay, double aw, double ah, double bx, double by, double bw,
+               double bh)
+{
+  const double ow = MIN (ax + aw, bx + bw) - MAX (ax, bx);
+  const double oh = MIN (ay + ah, by + bh) - MAX (ay, by);
+  return ow > 0 && oh > 0 ? ow * oh : 0;
+}
+
+void
+vl_det_place_labels (const double *boxes, const double *w, const double *h, int n, double width,
+                     double top, double bottom, double *xy)
+{
+  for (int i = 0; i < n; i++)
+    {
+      const double *r = boxes + 4 * i;
+      const double x = CLAMP (r[0], 0, MAX (width - w[i], 0));
+      const double ys[4] = { r[1] - h[i], r[1], r[3], r[3] - h[i] };
+      double best = INFINITY, best_y = CLAMP (r[1], top, MAX (bottom - h[i], top));
+      for (int c = 0; c < 4; c++)
+        {
+          if (ys[c] < top || ys[c] + h[i] > bottom)
+            continue;
+          double covered = 0;
+          for (int j = 0; j < i; j++)
+            covered += label_overlap (x, ys[c], w[i], h[i], xy[2 * j], xy[2 * j + 1], w[j], h[j]);
+          if (covered < best)
+            {
+              best = covered;
+              best_y = ys[c];
+            }
+          if (covered == 0)
+            break;
+        }
+      xy[2 * i] = x;
+      xy[2 * i + 1] = best_y;
+    }
+}

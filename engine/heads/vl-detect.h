@@ -48,6 +48,14 @@ void     vl_det_result_end    (VlDetResult *r);
 void     vl_det_result_clear  (VlDetResult *r);
 void     vl_det_result_copy   (VlDetResult *dst, const VlDetResult *src);
 
+/* Where the labels of n boxes go so that none covers another (for drawing them): box i (x0, y0,
+ * x1, y1 in boxes[4i..]) gets a w[i] x h[i] tab at (xy[2i], xy[2i+1]), tried over its top edge,
+ * inside it, under its bottom edge, inside that, in that order; the first spot that covers no tab
+ * placed before it, else the least covered; x moved left as needed to end by width, y kept
+ * within [top, bottom]. Boxes in order of priority (the best score first). */
+void     vl_det_place_labels  (const double *boxes, const double *w, const double *h, int n,
+                               double width, double top, double bottom, double *xy);
+
 /* Scales detections at the input size S to an image of width x height. */
 void     vl_detections_to_image (VlDetection *dets, int n, int S, int width, int height);
 

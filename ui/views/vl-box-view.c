@@ -1,6 +1,7 @@
 /* vl-box-view.c: a detector's boxes over their image (see vl-box-view.h). */
 #include "vl-box-view.h"
 #include "vl-colormap.h"
+#include "vl-detect.h"     /* vl_det_place_labels */
 #include "vl-seg-head.h"   /* vl_seg_palette: one colour per class across the app */
 #include "vl-task-view.h"
 
@@ -133,46 +134,6 @@ typedef struct {
   double x, y, w, h;
 } Tab;
 
-static double
-overlap (const Tab *a, const Tab *b)
-{
-  const double w = MIN (a->x + a->w, b->x + b->w) - MAX (a->x, b->x);
-  const double h = MIN (a->y + a->h, b->y + b->h) - MAX (a->y, b->y);
-  return w > 0 && h > 0 ? w * h : 0;
-}
-
-/* Puts a tab on its box (r: x0 y0 x1 y1 in the widget) where it covers no tab placed before
- * it: over the top edge, inside it, under the bottom edge, inside that; the least covered of
- * those when every one covers some; never past the widget's right edge or the image's top or
- * bottom (top, bottom). */
-static void
-place_tab (Tab *t, const double r[4], const Tab *placed, int n_placed, double width, double top,
-           double bottom)
-{
-  const double x = CLAMP (r[0], 0, MAX (width - t->w, 0));
-  const double ys[4] = { r[1] - t->h, r[1], r[3], r[3] - t->h };
-  double best = INFINITY, best_y = r[1];
-  for (int c = 0; c < 4; c++)
-    {
-      if (ys[c] < top || ys[c] + t->h > bottom)
-        continue;
-      t->x = x;
-      t->y = ys[c];
-      double covered = 0;
-      for (int j = 0; j < n_placed; j++)
-        covered += overlap (t, &placed[j]);
-      if (covered < best)
-        {
-          best = covered;
-          best_y = ys[c];
-        }
-      if (covered == 0)
-        break;
-    }
-  t->x = x;
-  t->y = best_y;
-}
-
 static void
 draw_tab (cairo_t *cr, PangoLayout *font, const Tab *t)
 {
@@ -240,10 +201,13 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
       order[n_shown++] = i;
   g_qsort_with_data (order, n_shown, sizeof *order, by_score_desc, self->dets);
 
-  /* the tabs, placed best first so the best sit where they belong: the predictions', then the
-   * missed truths' */
+  /* the tabs, placed best first so the best sit where they belong (vl_det_place_labels): the
+   * predictions', then the missed truths' */
   g_autofree Tab *tabs = g_new0 (Tab, MAX (n_shown + self->n_truth, 1));
-  g_autofree double *rects = g_new (double, 4 * MAX (n_shown + self->n_truth, 1));
+  const int n_max = MAX (n_shown + self->n_truth, 1);
+  g_autofree double *rects = g_new (double, 4 * n_max);
+  g_autofree double *tab_boxes = g_new (double, 4 * n_max), *tab_xy = g_new (double, 2 * n_max);
+  g_autofree double *tab_w = g_new (double, n_max), *tab_h = g_new (double, n_max);
   int n_tabs = 0;
   char nbuf[32];
   for (int k = 0; k < n_shown + self->n_truth; k++)
@@ -272,9 +236,14 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
       vl_draw_text_size (small, t->text, &tw, &th);
       t->w = tw + 6;
       t->h = th + 2;
-      place_tab (t, r, tabs, n_tabs, width, oy, oy + self->image_h * s);
+      memcpy (&tab_boxes[4 * n_tabs], r, 4 * sizeof *r);
+      tab_w[n_tabs] = t->w;
+      tab_h[n_tabs] = t->h;
       n_tabs++;
     }
+  vl_det_place_labels (tab_boxes, tab_w, tab_h, n_tabs, width, oy, oy + self->image_h * s, tab_xy);
+  for (int k = 0; k < n_tabs; k++)
+    tabs[k].x = tab_xy[2 * k], tabs[k].y = tab_xy[2 * k + 1];
 
   /* the truth dashed, then the predictions from the lowest score up, then the tabs the same
    * way: the best on top */
