@@ -63,7 +63,9 @@ draw_detections (VlImage *img, const VlDetection *d, int n, const char *const *n
   for (int pass = 0; pass < 2; pass++)   /* the frames, then the tabs over them */
     for (int j = n - 1; j >= 0; j--)     /* the best last, on top */
       {
-        const uint8_t *rgb = palette + 3 * (d[j].label % 256);
+        /* the app's colour of the class (vl_box_view_class_color): the VOC palette's entry
+         * after the label's */
+        const uint8_t *rgb = palette + 3 * (1 + d[j].label % 255);
         cairo_set_source_rgb (cr, rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0);
         const double *b = &boxes[4 * j];
         if (pass == 0)
