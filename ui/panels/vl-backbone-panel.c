@@ -134,9 +134,10 @@ show_facts (VlBackbonePanel *self, VlModel *m)
   g_autofree char *family = g_strdup_printf ("%s (%s)", g->family, g->architecture);
   gtk_label_set_text (GTK_LABEL (self->info_family), family);
   GString *geo = g_string_new (NULL);
-  g_string_append_printf (geo, "patch %d, width %d, depth %d, %d heads of %d, MLP %d",
+  g_string_append_printf (geo, _("patch %d, width %d, depth %d, %d heads of %d, MLP %d"),
                           g->patch, g->width, g->depth, g->heads, g->head_dim, g->mlp);
-  g_string_append_printf (geo, "\n%d tokens (%s%s%s%d×%d grid)", g->n_tokens,
+  g_string_append_c (geo, '\n');
+  g_string_append_printf (geo, _("%d tokens (%s%s%s%d×%d grid)"), g->n_tokens,
                           g->class_token ? "CLS + " : "", g->dist_token ? "DIST + " : "",
                           g->reg_tokens ? "registers + " : "", g->grid, g->grid);
   if (g->layer_scale || g->fc_norm || g->pre_norm || g->quick_gelu)
@@ -147,25 +148,30 @@ show_facts (VlBackbonePanel *self, VlModel *m)
   g_string_free (geo, TRUE);
   g_autofree char *params = vl_format_count (vl_model_n_params (m));
   gtk_label_set_text (GTK_LABEL (self->info_params), params);
-  g_autofree char *input = g_strdup_printf ("%d×%d px, %d channel%s, crop %.3g, %s",
+  g_autofree char *input = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                                         "%d×%d px, %d channel, crop %.3g, %s",
+                                                         "%d×%d px, %d channels, crop %.3g, %s",
+                                                         g->in_chans),
                                             g->input_size, g->input_size, g->in_chans,
-                                            g->in_chans == 1 ? "" : "s", g->crop_pct,
-                                            interp_name (g->interpolation));
+                                            g->crop_pct, interp_name (g->interpolation));
   gtk_label_set_text (GTK_LABEL (self->info_input), input);
-  GString *norm = g_string_new ("mean");
+  GString *norm = g_string_new (_("mean"));
   for (int c = 0; c < MIN (g->in_chans, 4); c++)
     g_string_append_printf (norm, " %.3f", g->mean[c]);
-  g_string_append (norm, "\nstd ");
+  g_string_append_c (norm, '\n');
+  g_string_append (norm, _("std"));
+  g_string_append_c (norm, ' ');
   for (int c = 0; c < MIN (g->in_chans, 4); c++)
     g_string_append_printf (norm, " %.3f", g->std[c]);
   gtk_label_set_text (GTK_LABEL (self->info_norm), norm->str);
   g_string_free (norm, TRUE);
   const VlHeadKind kind = vl_model_head_kind (m);
-  g_autofree char *head = kind == VL_HEAD_NONE ? g_strdup ("none (features only)")
-                        : g_strdup_printf ("%s, %d classes%s", kind == VL_HEAD_MLP ? "MLP"
-                                                                                   : "linear",
-                                           vl_model_num_classes (m),
-                                           vl_model_class_names (m) ? " (named)" : "");
+  const int K = vl_model_num_classes (m);
+  g_autofree char *head = kind == VL_HEAD_NONE ? g_strdup (_("none (features only)"))
+                        : g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%s, %d class%s",
+                                                        "%s, %d classes%s", K),
+                                           kind == VL_HEAD_MLP ? "MLP" : _("linear"), K,
+                                           vl_model_class_names (m) ? _(" (named)") : "");
   gtk_label_set_text (GTK_LABEL (self->info_head), head);
   self->patch = g->patch;
   self->width = g->width;

@@ -153,7 +153,7 @@ new_row (VlGroupsPanel *self, int g)
   gtk_box_append (GTK_BOX (text), name_label);
   GtkWidget *meta = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 8);
   g_autofree char *count = vl_format_count (vl_model_group_n_params (self->model, g));
-  g_autofree char *params = g_strdup_printf ("%s params", count);
+  g_autofree char *params = g_strdup_printf (_("%s params"), count);
   GtkWidget *params_label = gtk_label_new (params);
   gtk_widget_add_css_class (params_label, "dim-label");
   gtk_widget_add_css_class (params_label, "caption");
@@ -224,7 +224,7 @@ vl_groups_panel_set_model (VlGroupsPanel *panel, VlModel *m)
   gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (GTK_SPIN_BUTTON (panel->unlock_spin)),
                             n);
   panel->syncing = FALSE;
-  g_autofree char *of = g_strdup_printf ("of %d", n);
+  g_autofree char *of = g_strdup_printf (_("of %d"), n);
   gtk_label_set_text (GTK_LABEL (panel->unlock_of_label), of);
   update_sensitivity (panel);
   vl_groups_panel_sync (panel);
@@ -233,7 +233,7 @@ vl_groups_panel_set_model (VlGroupsPanel *panel, VlModel *m)
 static void
 show_row_state (GroupRow *r, gboolean trainable)
 {
-  gtk_label_set_text (GTK_LABEL (r->state_label), trainable ? "trains" : "frozen");
+  gtk_label_set_text (GTK_LABEL (r->state_label), trainable ? _("trains") : _("frozen"));
   gtk_widget_add_css_class (r->row, trainable ? "vl-unlocked" : "vl-frozen");
   gtk_widget_remove_css_class (r->row, trainable ? "vl-frozen" : "vl-unlocked");
 }
@@ -246,7 +246,7 @@ sync_trainable_summary (VlGroupsPanel *self)
   g_autofree char *a = vl_format_count (trainable);
   g_autofree char *b = vl_format_count (total);
   double pct = total ? 100.0 * trainable / total : 0.0;
-  g_autofree char *t = g_strdup_printf ("%s of %s parameters train (%.*f %%)", a, b,
+  g_autofree char *t = g_strdup_printf (_("%s of %s parameters train (%.*f %%)"), a, b,
                                         pct > 0 && pct < 1 ? 2 : 1, pct);
   gtk_label_set_text (GTK_LABEL (self->trainable_label), t);
   gtk_level_bar_set_value (GTK_LEVEL_BAR (self->trainable_bar),

@@ -279,7 +279,7 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (!ok)
     {
       g_autofree char *base = g_path_get_basename (j->data->spec);
-      g_autofree char *t = g_strdup_printf ("k-NN on %s: %s", base, error->message);
+      g_autofree char *t = g_strdup_printf (_("k-NN on %s: %s"), base, error->message);
       set_text (self, t, NULL);
       set_busy (self, FALSE);
       return;
@@ -311,12 +311,13 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
           g_signal_emit (self, signals[SIGNAL_FEATURES_CHANGED], 0);
           return;
         }
-      g_autofree char *t = g_strdup_printf ("k-NN on these features: %.1f%%", 100.0 * j->acc);
-      g_autofree char *d = g_strdup_printf ("%d nearest of %" G_GINT64_FORMAT " training images "
-                                            "vote for each of the %" G_GINT64_FORMAT
-                                            " validation images (pretrained %s after the final "
-                                            "norm)", VL_KNN_K, self->features->n_train,
-                                            self->features->n - self->features->n_train,
+      g_autofree char *t = g_strdup_printf (_("k-NN on these features: %.1f%%"), 100.0 * j->acc);
+      g_autofree char *d = g_strdup_printf (_("%d nearest of %lld training images vote for each "
+                                              "of the %lld validation images (pretrained %s "
+                                              "after the final norm)"), VL_KNN_K,
+                                            (long long) self->features->n_train,
+                                            (long long) (self->features->n -
+                                                         self->features->n_train),
                                             j->pool_name);
       set_text (self, t, d);
       set_busy (self, FALSE);

@@ -159,10 +159,10 @@ draw_footer (cairo_t *cr, const VlDrawColors *cc, PangoLayout *small, const Layo
   const Layout L = *Lp;
   double y = L.footer_y + L.font_h / 2.0;
   g_autofree char *overall = total > 0
-    ? g_strdup_printf ("overall %.1f%% of %" G_GINT64_FORMAT " images",
-                       100.0 * correct / total, total)
-    : g_strdup ("no images");
-  const char *legend = "share of the true class:  0%";
+    ? g_strdup_printf (_("overall %.1f%% of %lld images"), 100.0 * correct / total,
+                       (long long) total)
+    : g_strdup (_("no images"));
+  const char *legend = _("share of the true class:  0%");
   int w1, w2, w3;
   vl_draw_text_size (small, legend, &w1, NULL);
   vl_draw_text_size (small, overall, &w3, NULL);
@@ -429,13 +429,13 @@ query_tooltip_cb (GtkWidget *widget, int x, int y, gboolean keyboard, GtkTooltip
   double f = self->row_sum[t] > 0 ? 100.0 * n / self->row_sum[t] : 0.0;
   g_autofree char *text = NULL;
   if (t == p)
-    text = g_strdup_printf ("%s: %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
-                            " images right (%.1f%%)%s", self->names[t], n, self->row_sum[t], f,
-                            n > 0 ? "\nclick to see them" : "");
+    text = g_strdup_printf (_("%s: %lld of %lld images right (%.1f%%)%s"), self->names[t],
+                            (long long) n, (long long) self->row_sum[t], f,
+                            n > 0 ? _("\nclick to see them") : "");
   else
-    text = g_strdup_printf ("true %s, predicted %s: %" G_GINT64_FORMAT " images "
-                            "(%.1f%% of %s)%s", self->names[t], self->names[p], n, f,
-                            self->names[t], n > 0 ? "\nclick to see them" : "");
+    text = g_strdup_printf (_("true %s, predicted %s: %lld images (%.1f%% of %s)%s"),
+                            self->names[t], self->names[p], (long long) n, f, self->names[t],
+                            n > 0 ? _("\nclick to see them") : "");
   gtk_tooltip_set_text (tooltip, text);
   return TRUE;
 }

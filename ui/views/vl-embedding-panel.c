@@ -352,12 +352,12 @@ job_done (GObject *source, GAsyncResult *result, gpointer user_data)
   if (self->data == NULL)
     self->data = vl_data_ref (j->data);
   const char *pool = pool_name (j->features->pool);
-  g_autofree char *title = g_strdup_printf ("fine-tuned · %s", pool);
+  g_autofree char *title = g_strdup_printf (_("fine-tuned · %s"), pool);
   show_rows (self, VL_EMBEDDING_FINETUNED, j->features, title);
   /* a frozen backbone (a linear probe) leaves the features as they were */
   self->same_features = self->pre_n == j->features->n && self->pre_dim == j->features->dim &&
                         self->pre_hash == hash_features (j->features);
-  g_autofree char *t = g_strdup_printf ("PC1 %.0f%% · PC2 %.0f%% of the variance",
+  g_autofree char *t = g_strdup_printf (_("PC1 %.0f%% · PC2 %.0f%% of the variance"),
                                         100 * vl_embedding_view_get_explained (
                                           VL_EMBEDDING_VIEW (self->views[1]), 0),
                                         100 * vl_embedding_view_get_explained (
@@ -425,9 +425,9 @@ vl_embedding_panel_set_pretrained (VlEmbeddingPanel *self, const VlFeatures *f, 
   self->pre_dim = f->dim;
   self->pre_hash = hash_features (f);
   const char *pool = pool_name (f->pool);
-  g_autofree char *title = g_strdup_printf ("pretrained · %s", pool);
+  g_autofree char *title = g_strdup_printf (_("pretrained · %s"), pool);
   show_rows (self, VL_EMBEDDING_PRETRAINED, f, title);
-  g_autofree char *t = g_strdup_printf ("PC1 %.0f%% · PC2 %.0f%% of the variance",
+  g_autofree char *t = g_strdup_printf (_("PC1 %.0f%% · PC2 %.0f%% of the variance"),
                                         100 * vl_embedding_view_get_explained (
                                           VL_EMBEDDING_VIEW (self->views[0]), 0),
                                         100 * vl_embedding_view_get_explained (

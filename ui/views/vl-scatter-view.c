@@ -166,7 +166,7 @@ draw (VlScatterView *self, cairo_t *cr, int width, int height)
   cairo_restore (cr);
 
   /* the metrics, top left inside the plot */
-  g_autofree char *m = g_strdup_printf ("MAE %.4g · RMSE %.4g · R² %.3f · %d images", self->mae,
+  g_autofree char *m = g_strdup_printf (_("MAE %.4g · RMSE %.4g · R² %.3f · %d images"), self->mae,
                                         self->rmse, self->r2, self->n);
   vl_draw_set_source (cr, fg, 0.85);
   vl_draw_text (cr, small, m, self->px + 8, self->py + 6, 0.0, 0.0);
@@ -177,7 +177,7 @@ draw (VlScatterView *self, cairo_t *cr, int width, int height)
       int i = self->hovered;
       g_autofree char *base = self->names && self->names[i]
                               ? g_path_get_basename (self->names[i]) : g_strdup_printf ("#%d", i);
-      g_autofree char *t = g_strdup_printf ("%s\ntrue %.4g · predicted %.4g\nerror %+.4g", base,
+      g_autofree char *t = g_strdup_printf (_("%s\ntrue %.4g · predicted %.4g\nerror %+.4g"), base,
                                             self->truth[i], self->pred[i],
                                             (double) self->pred[i] - self->truth[i]);
       int tw, th;

@@ -1,6 +1,8 @@
 /* vl-status-bar.c: the window's status bar (see vl-status-bar.h). */
 #include "vl-status-bar.h"
 
+#include <glib/gi18n.h>
+
 #include "vl-format.h"
 
 struct _VlStatusBar {
@@ -69,7 +71,7 @@ void
 vl_status_bar_set_rate (VlStatusBar *bar, double images_per_s, double eta_s)
 {
   g_return_if_fail (VL_IS_STATUS_BAR (bar));
-  g_autofree char *speed = g_strdup_printf ("%.0f img/s", images_per_s);
+  g_autofree char *speed = g_strdup_printf (_("%.0f img/s"), images_per_s);
   gtk_label_set_text (GTK_LABEL (bar->speed_label), speed);
   char eta[32];
   vl_format_duration (eta, sizeof eta, eta_s);

@@ -143,7 +143,7 @@ vl_window_show_probe (VlWindow *self, int i)
   else if (have_run && self->probes->predicted && i < self->probes->n_rollout &&
            self->class_names && self->probes->predicted[i] >= 0 &&
            self->probes->predicted[i] < self->n_classes)
-    title = g_strdup_printf ("%s · true %s · predicted %s", self->probes->names[i], true_name,
+    title = g_strdup_printf (_("%s · true %s · predicted %s"), self->probes->names[i], true_name,
                              self->class_names[self->probes->predicted[i]]);
   else
     title = g_strdup_printf ("%s · %s", self->probes->names[i], true_name);

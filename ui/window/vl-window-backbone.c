@@ -135,11 +135,11 @@ rebuild_group_rows (VlWindow *self)
   if (self->model == NULL)
     return;
   const VlGeometry *g = vl_model_geometry (self->model);
-  g_autofree char *text = g_strdup_printf ("%d: stem, %d blocks, final norm%s%s",
+  g_autofree char *text = g_strdup_printf (_("%d: stem, %d blocks, final norm%s%s"),
                                            vl_model_n_groups (self->model), g->depth,
                                            g->embed_dim ? ", proj" : "",
                                            vl_model_head_kind (self->model) != VL_HEAD_NONE
-                                           ? ", head" : "");
+                                           ? _(", head") : "");
   vl_backbone_panel_set_groups_text (VL_BACKBONE_PANEL (self->backbone_panel), text);
   vl_window_update_layer_scales (self);
 }
@@ -282,12 +282,31 @@ update_head_note (VlWindow *self)
                                        : (int64_t) W * K + K;
   g_autofree char *count = vl_format_count (params);
   const gboolean reg = self->data && self->task == VL_TASK_REGRESS;
-  g_autofree char *t = g_strdup_printf ("%s for %d %s%s: %s parameters, freshly initialised "
-                                        "(seeded) when training starts.",
-                                        kind == VL_HEAD_MLP ? "An MLP head" : "A linear head", K,
-                                        reg ? (K == 1 ? "target" : "targets") : "classes",
-                                        self->data ? "" : " (the pretrained ones until a dataset "
-                                        "is open)", count);
+  const char *pre = self->data ? "" : _(" (the pretrained ones until a dataset is open)");
+  g_autofree char *t =
+    kind == VL_HEAD_MLP && reg
+      ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "An MLP head for %d target%s: %s "
+                                      "parameters, freshly initialised (seeded) when training "
+                                      "starts.", "An MLP head for %d targets%s: %s parameters, "
+                                      "freshly initialised (seeded) when training starts.", K),
+                         K, pre, count)
+    : kind == VL_HEAD_MLP
+      ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "An MLP head for %d class%s: %s "
+                                      "parameters, freshly initialised (seeded) when training "
+                                      "starts.", "An MLP head for %d classes%s: %s parameters, "
+                                      "freshly initialised (seeded) when training starts.", K),
+                         K, pre, count)
+    : reg
+      ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "A linear head for %d target%s: %s "
+                                      "parameters, freshly initialised (seeded) when training "
+                                      "starts.", "A linear head for %d targets%s: %s parameters, "
+                                      "freshly initialised (seeded) when training starts.", K),
+                         K, pre, count)
+      : g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "A linear head for %d class%s: %s "
+                                      "parameters, freshly initialised (seeded) when training "
+                                      "starts.", "A linear head for %d classes%s: %s parameters, "
+                                      "freshly initialised (seeded) when training starts.", K),
+                         K, pre, count);
   vl_head_panel_set_note (VL_HEAD_PANEL (self->head_panel), t);
 }
 

@@ -148,7 +148,7 @@ show_classes (VlWindow *self)
       gtk_widget_set_hexpand (name, TRUE);
       gtk_widget_add_css_class (name, "heading");
       gtk_box_append (GTK_BOX (head), name);
-      g_autofree char *counts = g_strdup_printf ("%d train · %d val",
+      g_autofree char *counts = g_strdup_printf (_("%d train · %d val"),
                                                  vl_dataset_class_count (ds, VL_SPLIT_TRAIN, k),
                                                  vl_dataset_class_count (ds, VL_SPLIT_VAL, k));
       GtkWidget *cl = gtk_label_new (counts);

@@ -383,9 +383,9 @@ clear_predictions (VlWindow *self)
 static char *
 run_label (const VlTrainConfig *cfg, int preset)
 {
-  static const char *names[] = { "linear probe", "last blocks", "full fine-tune", "progressive",
-                                 "custom" };
-  return g_strdup_printf ("%s · lr %.0e · unlock %s", names[CLAMP (preset, 0, 4)], cfg->lr,
+  static const char *names[] = { N_("linear probe"), N_("last blocks"), N_("full fine-tune"),
+                                 N_("progressive"), N_("custom") };
+  return g_strdup_printf (_("%s · lr %.0e · unlock %s"), _(names[CLAMP (preset, 0, 4)]), cfg->lr,
                           cfg->unlock_schedule);
 }
 
