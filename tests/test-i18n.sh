@@ -33,6 +33,7 @@ ok $rc "msgfmt --check: every message translated, none fuzzy"
 
 (cd "$src" && grep -v '^#' po/POTFILES.in | grep . >"$tmp/files" &&
  xgettext --from-code=UTF-8 --keyword=_ --keyword=N_ --keyword=C_:1c,2 --keyword=NC_:1c,2 \
+   --keyword=g_dngettext:2,3 \
    -f "$tmp/files" -o "$tmp/now.pot") >"$tmp/xgettext.log" 2>&1
 rc=$?
 [ $rc = 0 ] || sed 's/^/# /' "$tmp/xgettext.log"

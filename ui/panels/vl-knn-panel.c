@@ -194,9 +194,9 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
   VlFeaturePool pool = j->pool;
   if (pool == VL_FEATURE_POOL_TOKEN && !vl_model_geometry (m)->class_token)
     pool = VL_FEATURE_POOL_AVG;
-  j->pool_name = g_strdup (pool == VL_FEATURE_POOL_TOKEN ? "CLS token"
-                           : pool == VL_FEATURE_POOL_AVG ? "mean of the patches"
-                           : "max over the patches");
+  j->pool_name = g_strdup (pool == VL_FEATURE_POOL_TOKEN ? _("CLS token")
+                           : pool == VL_FEATURE_POOL_AVG ? _("mean of the patches")
+                           : _("max over the patches"));
   if (j->kind == JOB_FINAL)
     {
       VlFeatureOptions o = VL_FEATURE_OPTIONS_DEFAULT;

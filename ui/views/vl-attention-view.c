@@ -343,25 +343,25 @@ static void
 describe_mode (VlAttentionView *self, char *buf, gsize n)
 {
   const Side *s = &self->side[0];
-  char q[64];
+  char q[192];
   int gw = s->gw > 0 ? s->gw : MAX (self->side[1].gw, 1);
   if (self->query >= 0 && (s->attn != NULL || (self->has_reference && self->side[1].attn)))
-    g_snprintf (q, sizeof q, "query: patch (%d, %d)", self->query / gw, self->query % gw);
+    g_snprintf (q, sizeof q, _("query: patch (%d, %d)"), self->query / gw, self->query % gw);
   else if (s->attn != NULL && !s->has_cls)
-    g_snprintf (q, sizeof q, "query: mean of the patches");
+    g_strlcpy (q, _("query: mean of the patches"), sizeof q);
   else
-    g_snprintf (q, sizeof q, "query: CLS");
+    g_strlcpy (q, _("query: CLS"), sizeof q);
   switch (self->mode)
     {
     case VL_ATTN_MODE_HEAD:
-      g_snprintf (buf, n, "block %d · head %d · %s", self->block, self->head, q);
+      g_snprintf (buf, n, _("block %d · head %d · %s"), self->block, self->head, q);
       break;
     case VL_ATTN_MODE_MEAN_HEADS:
-      g_snprintf (buf, n, "block %d · mean of heads · %s", self->block, q);
+      g_snprintf (buf, n, _("block %d · mean of heads · %s"), self->block, q);
       break;
     case VL_ATTN_MODE_ROLLOUT:
     default:
-      g_snprintf (buf, n, "rollout · %s", q);
+      g_snprintf (buf, n, _("rollout · %s"), q);
       break;
     }
 }
@@ -441,8 +441,8 @@ draw_view (VlAttentionView *self, cairo_t *cr, int width, int height, gboolean h
       else
         {
           const char *why = !side_has_data (s)
-                            ? "no attention yet"
-                            : "only the rollout is known\n(per-block attention was not captured)";
+                            ? _("no attention yet")
+                            : _("only the rollout is known\n(per-block attention was not captured)");
           double tw = r->w - 16;
           pango_layout_set_width (small, (int) (tw * PANGO_SCALE));
           pango_layout_set_alignment (small, PANGO_ALIGN_CENTER);
@@ -514,7 +514,7 @@ draw_view (VlAttentionView *self, cairo_t *cr, int width, int height, gboolean h
 
   /* footer: the colour bar and what is shown */
   {
-    char desc[160];
+    char desc[512];
     describe_mode (self, desc, sizeof desc);
     int dw;
     vl_draw_text_size (small, desc, &dw, NULL);
@@ -608,16 +608,16 @@ query_tooltip_cb (GtkWidget *widget, int x, int y, gboolean keyboard, GtkTooltip
   const Side *s = &self->side[L.side_of[panel]];
   int gw = s->gw > 0 ? s->gw : self->side[0].gw;
   GString *t = g_string_new (NULL);
-  g_string_append_printf (t, "patch %d (row %d, column %d)", patch, patch / gw, patch % gw);
+  g_string_append_printf (t, _("patch %d (row %d, column %d)"), patch, patch / gw, patch % gw);
   if (s->map_valid && patch < s->gh * s->gw)
     {
       float v = s->map[patch];
       double norm = s->map_max > s->map_min ? (v - s->map_min) / (s->map_max - s->map_min) : 0;
-      g_string_append_printf (t, "\nattention %.4g (%.0f%% of this map's range)", v, norm * 100);
+      g_string_append_printf (t, _("\nattention %.4g (%.0f%% of this map's range)"), v, norm * 100);
     }
   if (s->attn != NULL)
-    g_string_append (t, patch == self->query ? "\nclick: back to the CLS query"
-                                             : "\nclick: show where this patch looks");
+    g_string_append (t, patch == self->query ? _("\nclick: back to the CLS query")
+                                             : _("\nclick: show where this patch looks"));
   gtk_tooltip_set_text (tooltip, t->str);
   g_string_free (t, TRUE);
   return TRUE;

@@ -60,8 +60,9 @@ vl_embedding_panel_task_view_init (VlTaskViewInterface *iface)
 static const char *
 pool_name (VlFeaturePool pool)
 {
-  return pool == VL_FEATURE_POOL_TOKEN ? "CLS token" : pool == VL_FEATURE_POOL_AVG ? "patch mean"
-                                                                                  : "patch max";
+  return pool == VL_FEATURE_POOL_TOKEN ? _("CLS token")
+       : pool == VL_FEATURE_POOL_AVG   ? _("patch mean")
+                                       : _("patch max");
 }
 
 static guint

@@ -450,9 +450,9 @@ draw_map (VlEmbeddingView *self, cairo_t *cr, int width, int height, gboolean ba
   cairo_rectangle (cr, round (L.plot_x) + 0.5, round (L.plot_y) + 0.5, round (L.plot_w),
                    round (L.plot_h));
   cairo_stroke (cr);
-  char buf[64];
+  char buf[192];
   vl_draw_set_source (cr, &C.fg, 0.6);
-  g_snprintf (buf, sizeof buf, "PC1 (%.0f%% of the variance) →", 100 * self->explained[0]);
+  g_snprintf (buf, sizeof buf, _("PC1 (%.0f%% of the variance) →"), 100 * self->explained[0]);
   vl_draw_text (cr, small, buf, L.plot_x + L.plot_w / 2, L.plot_y + L.plot_h + 4, 0.5, 0.0);
   g_snprintf (buf, sizeof buf, "PC2 (%.0f%%) →", 100 * self->explained[1]);
   cairo_save (cr);

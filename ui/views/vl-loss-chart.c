@@ -858,7 +858,7 @@ paint_legend (const Paint *c)
         else
           {
             const Run *r = g_ptr_array_index (self->history, i - G_N_ELEMENTS (items) - 1);
-            label = r->label != NULL ? r->label : "earlier run";
+            label = r->label != NULL ? r->label : _("earlier run");
             c = &P.muted[(i - G_N_ELEMENTS (items) - 1) % 4];
             alpha = 0.7;
             kind = 1;
@@ -930,14 +930,14 @@ paint_hover (const Paint *c)
     {
       const Point *p = &pts[idx];
       rule_x = sx (&S, (double) p->step);
-      g_string_append_printf (text, "<b>step %" G_GINT64_FORMAT "</b> · epoch %d\n",
-                              p->step, p->epoch + 1);
-      g_string_append_printf (text, "loss %.4f · smoothed %.4f\n", p->loss, p->smooth);
+      g_string_append_printf (text, _("<b>step %lld</b> · epoch %d\n"), (long long) p->step,
+                              p->epoch + 1);
+      g_string_append_printf (text, _("loss %.4f · smoothed %.4f\n"), p->loss, p->smooth);
       g_string_append_printf (text, "lr %.3g · ‖grad‖ %.3g", p->lr, p->grad_norm);
       step = (double) p->step;
     }
   else
-    g_string_append_printf (text, "<b>step %.0f</b>", step);
+    g_string_append_printf (text, _("<b>step %.0f</b>"), step);
   /* the latest epoch ended at or before this step */
   const Epoch *ep = NULL;
   for (guint k = 0; k < cur->epochs->len; k++)
@@ -947,22 +947,22 @@ paint_hover (const Paint *c)
         ep = e;
     }
   if (ep != NULL && self->task == VL_TASK_REGRESS)
-    g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
-                            "<span foreground=\"%s\">R² %.3f</span> · MAE %.4g (epoch %d)",
+    g_string_append_printf (text, _("\n<span foreground=\"%s\">val loss %.4f</span> · "
+                                    "<span foreground=\"%s\">R² %.3f</span> · MAE %.4g (epoch %d)"),
                             P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
                             P.c.dark ? "#57e389" : "#26a269", ep->top1, ep->top5,
                             ep->epoch + 1);
   else if (ep != NULL && (self->task == VL_TASK_SEGMENT || self->task == VL_TASK_DETECT))
-    g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
-                            "<span foreground=\"%s\">%s %.3f</span> · %s %.3f (epoch %d)",
+    g_string_append_printf (text, _("\n<span foreground=\"%s\">val loss %.4f</span> · "
+                                    "<span foreground=\"%s\">%s %.3f</span> · %s %.3f (epoch %d)"),
                             P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
                             P.c.dark ? "#57e389" : "#26a269",
                             self->task == VL_TASK_SEGMENT ? "mIoU" : "AP50", ep->top1,
                             self->task == VL_TASK_SEGMENT ? _("pixel acc") : "AP", ep->top5,
                             ep->epoch + 1);
   else if (ep != NULL)
-    g_string_append_printf (text, "\n<span foreground=\"%s\">val loss %.4f</span> · "
-                            "<span foreground=\"%s\">acc %.1f%%</span> (epoch %d)",
+    g_string_append_printf (text, _("\n<span foreground=\"%s\">val loss %.4f</span> · "
+                                    "<span foreground=\"%s\">acc %.1f%%</span> (epoch %d)"),
                             P.c.dark ? "#ffa348" : "#e66100", ep->val_loss,
                             P.c.dark ? "#57e389" : "#26a269", ep->top1 * 100, ep->epoch + 1);
   if (L.strip.h > 0 && self->hover_y >= L.strip.y && self->hover_y < L.strip.y + L.strip.h)

@@ -1035,7 +1035,7 @@ choose (VlTryPanel *self, gboolean folder)
 {
   GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
   GtkFileChooserNative *d =
-    gtk_file_chooser_native_new (folder ? "Try a Folder of Images" : "Try Images",
+    gtk_file_chooser_native_new (folder ? _("Try a Folder of Images") : _("Try Images"),
                                  GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
                                  folder ? GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER
                                         : GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"), _("_Cancel"));

@@ -83,14 +83,31 @@ vl_window_show_gallery (VlWindow *self, int true_class, int predicted_class)
 
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 8);
   gtk_widget_add_css_class (box, "main-page");
-  g_autofree char *summary = g_strdup_printf (
-    "%u validation image%s of class “%s” %s “%s”%s. Confidence is the trained model's "
-    "probability for its prediction; click an image to see where the model looks on it.",
-    items->len, items->len == 1 ? "" : "s",
-    vl_dataset_class_name (ds, true_class),
-    true_class == predicted_class ? "correctly predicted as" : "mistaken for",
-    vl_dataset_class_name (ds, predicted_class),
-    (int) items->len > max_shown ? " (the first 200 shown)" : "");
+  const char *first = (int) items->len > max_shown ? _(" (the first 200 shown)") : "";
+  g_autofree char *summary =
+    true_class == predicted_class
+      ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                      "%u validation image of class “%s” correctly predicted as "
+                                      "“%s”%s. Confidence is the trained model's probability for "
+                                      "its prediction; click an image to see where the model "
+                                      "looks on it.",
+                                      "%u validation images of class “%s” correctly predicted as "
+                                      "“%s”%s. Confidence is the trained model's probability for "
+                                      "its prediction; click an image to see where the model "
+                                      "looks on it.", items->len),
+                         items->len, vl_dataset_class_name (ds, true_class),
+                         vl_dataset_class_name (ds, predicted_class), first)
+      : g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                      "%u validation image of class “%s” mistaken for “%s”%s. "
+                                      "Confidence is the trained model's probability for its "
+                                      "prediction; click an image to see where the model looks "
+                                      "on it.",
+                                      "%u validation images of class “%s” mistaken for “%s”%s. "
+                                      "Confidence is the trained model's probability for its "
+                                      "prediction; click an image to see where the model looks "
+                                      "on it.", items->len),
+                         items->len, vl_dataset_class_name (ds, true_class),
+                         vl_dataset_class_name (ds, predicted_class), first);
   GtkWidget *sl = gtk_label_new (summary);
   gtk_label_set_wrap (GTK_LABEL (sl), TRUE);
   gtk_label_set_xalign (GTK_LABEL (sl), 0);

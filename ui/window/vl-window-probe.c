@@ -202,16 +202,16 @@ show_title (VlWindow *self)
   g_autofree char *base = g_path_get_basename (pf->path);
   GString *title = g_string_new (base);
   if (pf->ref_attn == NULL)
-    g_string_append (title, " · open a backbone to see its attention");
+    g_string_append (title, _(" · open a backbone to see its attention"));
   if (pf->ref_class)
-    g_string_append_printf (title, " · pretrained: %s", pf->ref_class);
+    g_string_append_printf (title, _(" · pretrained: %s"), pf->ref_class);
   if (pf->now_attn && pf->now_class)
-    g_string_append_printf (title, " · fine-tuned: %s", pf->now_class);
+    g_string_append_printf (title, _(" · fine-tuned: %s"), pf->now_class);
   else if (pf->live_attn && pf->live_class)
-    g_string_append_printf (title, " · step %" G_GINT64_FORMAT ": %s", pf->live_step,
+    g_string_append_printf (title, _(" · step %lld: %s"), (long long) pf->live_step,
                             pf->live_class);
   if (pf->is_sample)
-    g_string_append (title, " · shipped sample (no dataset open)");
+    g_string_append (title, _(" · shipped sample (no dataset open)"));
   vl_attention_view_set_title (view, title->str);
   g_string_free (title, TRUE);
 }
