@@ -765,8 +765,8 @@ vl_attention_view_init (VlAttentionView *self)
   self->query = -1;
   self->opacity = 0.6;
   self->cmap = VL_COLORMAP_INFERNO;
-  self->label = g_strdup ("now");
-  self->ref_label = g_strdup ("pretrained");
+  self->label = g_strdup (_("now"));
+  self->ref_label = g_strdup (_("pretrained"));
   self->hover_patch = -1;
   for (int i = 0; i < 2; i++)
     self->side[i].map_dirty = self->side[i].heat_dirty = TRUE;

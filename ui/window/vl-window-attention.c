@@ -126,14 +126,14 @@ vl_window_show_probe (VlWindow *self, int i)
                                                    self->probes->depth, self->probes->heads,
                                                    self->probes->T, self->probes->prefix,
                                                    self->probes->cls, gh, gw);
-      vl_attention_view_set_labels (view, final ? "fine-tuned" : "now", "pretrained");
+      vl_attention_view_set_labels (view, final ? _("fine-tuned") : _("now"), _("pretrained"));
     }
   else if (self->probes->ref_attn)
     {
       vl_attention_view_set_attention (view, self->probes->ref_attn + per * i, self->probes->depth,
                                        self->probes->heads, self->probes->T, self->probes->prefix,
                                        self->probes->cls, gh, gw);
-      vl_attention_view_set_labels (view, "pretrained", NULL);
+      vl_attention_view_set_labels (view, _("pretrained"), NULL);
     }
   const char *true_name = self->data && self->probes->labels
                         ? vl_dataset_class_name (self->data->ds, self->probes->labels[i]) : "?";
@@ -314,8 +314,8 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
       else
         vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * P, ev->grid_h,
                                        ev->grid_w);
-      g_autofree char *label = g_strdup_printf ("step %" G_GINT64_FORMAT, ev->step);
-      vl_attention_view_set_labels (view, label, "pretrained");
+      g_autofree char *label = g_strdup_printf (_("step %lld"), (long long) ev->step);
+      vl_attention_view_set_labels (view, label, _("pretrained"));
       if (first)
         vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
     }

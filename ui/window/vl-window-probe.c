@@ -236,14 +236,14 @@ vl_window_show_probe_file (VlWindow *self)
                                        pf->has_cls, pf->gh, pf->gw);
       vl_attention_view_set_reference_attention (view, pf->ref_attn, pf->depth, pf->heads, pf->T,
                                                  pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
-      g_autofree char *step = g_strdup_printf ("step %" G_GINT64_FORMAT, pf->live_step);
-      vl_attention_view_set_labels (view, pf->now_attn ? "fine-tuned" : step, "pretrained");
+      g_autofree char *step = g_strdup_printf (_("step %lld"), (long long) pf->live_step);
+      vl_attention_view_set_labels (view, pf->now_attn ? _("fine-tuned") : step, _("pretrained"));
     }
   else if (pf->ref_attn)
     {
       vl_attention_view_set_attention (view, pf->ref_attn, pf->depth, pf->heads, pf->T,
                                        pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
-      vl_attention_view_set_labels (view, "pretrained", NULL);
+      vl_attention_view_set_labels (view, _("pretrained"), NULL);
     }
   show_title (self);
 }
@@ -294,8 +294,8 @@ vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev)
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
   vl_attention_view_set_attention (view, pf->live_attn, pf->depth, pf->heads, pf->T,
                                    pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
-  g_autofree char *step = g_strdup_printf ("step %" G_GINT64_FORMAT, pf->live_step);
-  vl_attention_view_set_labels (view, step, "pretrained");
+  g_autofree char *step = g_strdup_printf (_("step %lld"), (long long) pf->live_step);
+  vl_attention_view_set_labels (view, step, _("pretrained"));
   show_title (self);
 }
 
