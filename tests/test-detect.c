@@ -672,8 +672,12 @@ test_yolo_roboflow (void)
   g_autofree char *y = path_in (root, "data.yaml");
   write_text (y, "train: ../train/images\nval: ../valid/images\n\nnc: 2\nnames: {0: cat, 1: 'dog'}\n");
   g_autofree char *lp = path_in (root, "train/labels/p.txt");
-  write_text (lp, "1 0.1 0.2 0.5 0.2 0.5 0.8 0.3 0.9 0.1 0.8\n0 0.5 0.5 0.2 0.2 0.9\n"
-                  "0 0.5 0.5 0.2 0.4\n");
+  g_autoptr(GString) labels = g_string_new ("1 0.1 0.2 0.5 0.2 0.5 0.8 0.3 0.9 0.1 0.8\n"
+                                            "0 0.5 0.5 0.2 0.2 0.9\n0 0.5 0.5 0.2 0.4\n0");
+  for (int i = 0; i < 1001; i++)   /* 1002 numbers: no polygon, and too long to quote whole */
+    g_string_append (labels, " 0.5");
+  g_string_append (labels, "\n");
+  write_text (lp, labels->str);
   g_autofree char *lr = path_in (root, "valid/labels/r.txt");
   write_text (lr, "0 0.25 0.5 0.5 1.0\n");
   g_autoptr(VlDataset) ds = open_det (root);
@@ -692,6 +696,12 @@ test_yolo_roboflow (void)
   g_assert_cmpfloat (fabsf (bx[3] - 45), <=, 1e-4);
   g_assert_cmpint (l[1], ==, 1);
   g_assert_true (skipped_has (ds, "p.txt:2", "neither 'class cx cy w h'"));
+  g_assert_true (skipped_has (ds, "p.txt:4", "0.5 0.5 0.…' is neither"));
+  {
+    g_autoptr(GPtrArray) sk = vl_dataset_skipped (ds);
+    for (guint i = 0; i < sk->len; i++)
+      g_assert_cmpint (strlen (((const VlSkipped *) g_ptr_array_index (sk, i))->reason), <, 200);
+  }
   /* the list form of names */
   write_text (y, "names: ['cat', 'dog']\n");
   g_autoptr(VlDataset) again = open_det (root);

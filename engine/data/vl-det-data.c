@@ -810,8 +810,14 @@ yolo_read_labels (VlDetSource *s, const char *path, int K, int w, int h, GArray 
         memcpy (v, x, sizeof v);
       if (!numbers || (nf != 5 && (nf < 7 || nf % 2 == 0)) || v[0] != floor (v[0]))
         {
+          /* the line as written, its first 60 characters when longer */
+          const gboolean valid = g_utf8_validate (l, -1, NULL);
+          const gboolean long_line = valid && g_utf8_strlen (l, -1) > 60;
+          g_autofree char *head = long_line ? g_utf8_substring (l, 0, 60) : NULL;
+          g_autofree char *shown = !valid ? g_strdup ("(not UTF-8 text)")
+                                 : long_line ? g_strconcat (head, "…", NULL) : g_strdup (l);
           skip (s, where, "'%s' is neither 'class cx cy w h' nor 'class x1 y1 x2 y2 x3 y3 …' "
-                "(a polygon): dropped", l);
+                "(a polygon): dropped", shown);
           continue;
         }
       if (v[0] < 0 || v[0] + 1 >= K)
