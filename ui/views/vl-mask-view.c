@@ -535,8 +535,9 @@ vl_mask_view_init (VlMaskView *self)
   self->worst_title = gtk_label_new (_("Worst validation images (IoU of each; click one to "
                                        "show it)"));
   gtk_label_set_xalign (GTK_LABEL (self->worst_title), 0);
-  gtk_label_set_ellipsize (GTK_LABEL (self->worst_title), PANGO_ELLIPSIZE_END);
+  gtk_label_set_wrap (GTK_LABEL (self->worst_title), TRUE);   /* whole, as the boxes' strip */
   gtk_widget_add_css_class (self->worst_title, "dim-label");
+  gtk_widget_add_css_class (self->worst_title, "caption");
   gtk_widget_set_parent (self->worst_title, GTK_WIDGET (self));
   self->worst_scroller = gtk_scrolled_window_new ();
   gtk_scrolled_window_set_policy (GTK_SCROLLED_WINDOW (self->worst_scroller),
