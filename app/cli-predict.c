@@ -216,6 +216,50 @@ predict_segment (const char *run, VlModel *m, char **files, int n_files, const c
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
+static gint
+compare_paths (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* The images to predict on: the files as given, each folder replaced by the images in it (by
+ * their names' extensions, in name order, not its subfolders). A folder without any is an
+ * error naming it. */
+static GPtrArray *
+expand_inputs (char **args, int n, GError **error)
+{
+  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 0; i < n; i++)
+    {
+      if (!g_file_test (args[i], G_FILE_TEST_IS_DIR))
+        {
+          g_ptr_array_add (out, g_strdup (args[i]));
+          continue;
+        }
+      g_autoptr(GDir) d = g_dir_open (args[i], 0, error);
+      if (d == NULL)
+        return NULL;
+      g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+      for (const char *name; (name = g_dir_read_name (d)) != NULL;)
+        {
+          g_autofree char *path = g_build_filename (args[i], name, NULL);
+          if (vl_image_has_extension (name, FALSE) && g_file_test (path, G_FILE_TEST_IS_REGULAR))
+            g_ptr_array_add (names, g_steal_pointer (&path));
+        }
+      if (names->len == 0)
+        {
+          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT, _("%s: a folder without images"),
+                       args[i]);
+          return NULL;
+        }
+      g_ptr_array_sort (names, compare_paths);
+      for (guint k = 0; k < names->len; k++)
+        g_ptr_array_add (out, g_strdup (g_ptr_array_index (names, k)));
+    }
+  g_ptr_array_add (out, NULL);
+  return g_steal_pointer (&out);
+}
+
 int
 cmd_predict (int argc, char **argv)
 {
@@ -232,9 +276,11 @@ cmd_predict (int argc, char **argv)
       N_("detection: the lowest score of a box kept (0.3)"), "S" },
     { NULL },
   };
-  g_autoptr(GOptionContext) ctx = g_option_context_new ("RUNDIR IMAGE...");
-  g_option_context_set_summary (ctx, _("Runs a trained model (a run folder) on images: the top "
-                                       "classes, or the predicted values of a regression run."));
+  g_autoptr(GOptionContext) ctx = g_option_context_new ("RUNDIR IMAGE|FOLDER...");
+  g_option_context_set_summary (ctx, _("Runs a trained model (a run folder) on images (a folder "
+                                       "stands for the images in it): the top classes, the "
+                                       "predicted values of a regression run, a segmentation "
+                                       "run's masks or a detection run's boxes."));
   g_option_context_add_main_entries (ctx, entries, GETTEXT_PACKAGE);
   if (!g_option_context_parse (ctx, &argc, &argv, &error))
     {
@@ -248,6 +294,17 @@ cmd_predict (int argc, char **argv)
       return 2;
     }
   const char *run = argv[1];
+  /* folders stand for the images in them */
+  g_autoptr(GPtrArray) inputs = expand_inputs (argv + 2, argc - 2, &error);
+  if (inputs == NULL)
+    return cli_fail (error);
+  g_autofree char **args = g_new (char *, inputs->len + 2);   /* argv[0], argv[1], the images */
+  args[0] = argv[0];
+  args[1] = argv[1];
+  for (guint k = 0; k < inputs->len; k++)
+    args[2 + k] = g_ptr_array_index (inputs, k);
+  argv = args;
+  argc = (int) inputs->len + 1;   /* inputs ends with its NULL */
   VlRunTask task = { 0 };
   if (!vl_run_read_task (run, &task, &error))
     return cli_fail (error);

@@ -494,6 +494,26 @@ test_cli (void)
     g_assert_cmpint (coloured, >, 20);
   }
 
+  /* a folder stands for the images in it (in name order); one without any is refused */
+  {
+    g_autofree char *jdir = g_build_filename (root, "JPEGImages", NULL);
+    g_autofree char *pred_dir = g_build_filename (dir, "pred-folder", NULL);
+    g_autofree char *o = vl_test_cli (&st, "predict", run, jdir, "--out", pred_dir, NULL);
+    g_assert_cmpint (st, ==, 0);
+    g_autoptr(GDir) d = g_dir_open (jdir, 0, NULL);
+    int n_images = 0;
+    for (const char *n; (n = g_dir_read_name (d)) != NULL;)
+      n_images++;
+    g_auto(GStrv) lines = g_strsplit (g_strstrip (o), "\n", -1);
+    g_assert_cmpint (n_images, >=, 2);
+    g_assert_cmpint (g_strv_length (lines), ==, n_images);
+    g_assert_true (strcmp (lines[0], lines[1]) < 0);
+    g_autofree char *empty = g_build_filename (dir, "no-images", NULL);
+    g_assert_cmpint (g_mkdir_with_parents (empty, 0755), ==, 0);
+    g_autofree char *o2 = vl_test_cli (&st, "predict", run, empty, "--out", pred_dir, NULL);
+    g_assert_cmpint (st, ==, 1);
+  }
+
   /* forward: the FCOS outputs as torchvision's head returns them */
   g_autofree char *ipath = g_build_filename (dir, "x.safetensors", NULL);
   g_autofree char *fpath = g_build_filename (dir, "f.safetensors", NULL);
