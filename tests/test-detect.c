@@ -633,7 +633,9 @@ test_coco_roboflow (void)
 }
 
 /* COCO's own naming: annotations/instances_train2017.json and instances_val2017.json, the
- * images in train2017/ and val2017/ beside annotations/. */
+ * images in train2017/ and val2017/ beside annotations/; a file_name written as a path from the
+ * dataset's folder, or as the path where it was labelled (its last part found in the split's
+ * folder), finds its image. */
 static void
 test_coco_2017 (void)
 {
@@ -647,10 +649,12 @@ test_coco_2017 (void)
     }
   const char *cats = "\"categories\": [{\"id\": 18, \"name\": \"dog\", \"supercategory\": \"animal\"}]";
   g_autofree char *tr = g_strdup_printf (
-    "{\"images\": [{\"id\": 9, \"file_name\": \"000000000009.jpg\"}], \"annotations\": "
+    "{\"images\": [{\"id\": 9, \"file_name\": \"/where/it/was/labelled/000000000009.jpg\"}], "
+    "\"annotations\": "
     "[{\"id\": 1, \"image_id\": 9, \"category_id\": 18, \"bbox\": [1, 1, 10, 10]}], %s}", cats);
   g_autofree char *va = g_strdup_printf (
-    "{\"images\": [{\"id\": 139, \"file_name\": \"000000000139.jpg\"}], \"annotations\": "
+    "{\"images\": [{\"id\": 139, \"file_name\": \"val2017/000000000139.jpg\"}], "
+    "\"annotations\": "
     "[{\"id\": 2, \"image_id\": 139, \"category_id\": 18, \"bbox\": [2, 2, 10, 10]}], %s}", cats);
   g_autofree char *ptr = path_in (root, "annotations/instances_train2017.json");
   g_autofree char *pva = path_in (root, "annotations/instances_val2017.json");

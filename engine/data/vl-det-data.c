@@ -516,8 +516,8 @@ coco_find_split (const char *root, int sp, char **json, char **images)
 }
 
 static gboolean
-coco_split (VlDetSource *s, const char *dir, int sp, JsonObject *o, const char *path,
-            GHashTable *label_of, GError **error)
+coco_split (VlDetSource *s, const char *root, const char *dir, int sp, JsonObject *o,
+            const char *path, GHashTable *label_of, GError **error)
 {
   JsonArray *images = json_array_member (o, "images");
   JsonArray *anns = json_array_member (o, "annotations");
@@ -582,7 +582,26 @@ coco_split (VlDetSource *s, const char *dir, int sp, JsonObject *o, const char *
     {
       JsonObject *im = vl_json_array_object (images, i);
       const char *fn = vl_json_string_member (im, "file_name", NULL);
+      /* file_name in the split's image folder; as some exporters write it, a path from the
+       * dataset's folder ("images/train/x.jpg"), or a path whose last part is in the image
+       * folder */
       g_autofree char *image = fn ? g_build_filename (dir, fn, NULL) : NULL;
+      if (image != NULL && !g_file_test (image, G_FILE_TEST_IS_REGULAR))
+        {
+          g_autofree char *base = g_path_get_basename (fn);
+          g_autofree char *from_root = g_build_filename (root, fn, NULL);
+          g_autofree char *by_name = g_build_filename (dir, base, NULL);
+          if (!g_path_is_absolute (fn) && g_file_test (from_root, G_FILE_TEST_IS_REGULAR))
+            {
+              g_free (image);
+              image = g_steal_pointer (&from_root);
+            }
+          else if (g_file_test (by_name, G_FILE_TEST_IS_REGULAR))
+            {
+              g_free (image);
+              image = g_steal_pointer (&by_name);
+            }
+        }
       if (image == NULL || !g_file_test (image, G_FILE_TEST_EXISTS))
         {
           g_autofree char *w = g_strdup_printf ("%s: image %" G_GINT64_FORMAT, path, ids[i]);
@@ -679,7 +698,7 @@ read_coco (const char *root, GError **error)
         }
     }
   for (int sp = 0; sp < 2 && ok; sp++)
-    ok = coco_split (s, dirs[sp], sp, objs[sp], paths[sp], label_of, error);
+    ok = coco_split (s, root, dirs[sp], sp, objs[sp], paths[sp], label_of, error);
   for (int sp = 0; sp < 2; sp++)
     {
       g_clear_object (&parsers[sp]);
