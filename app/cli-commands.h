@@ -28,6 +28,10 @@ gboolean cli_forward_detect (const char *ckpt, VlModel *m, int B, int H, int W,
 /* Parses a subcommand's options (param and summary for --help). */
 gboolean cli_parse_options (const char *param, const char *summary, GOptionEntry *entries,
                             int *argc, char ***argv, GError **error);
+/* The images a command runs on: the files as given, each folder replaced by the images in it
+ * (by their names' extensions, in name order, not its subfolders); NULL-terminated. A folder
+ * without any is an error naming it. */
+GPtrArray *cli_expand_images (char **args, int n, GError **error);
 /* Decodes and preprocesses (the eval transform of pp) the next images of paths[*next ..
  * n_paths), at most batch of them, into pixels, their paths into names; an image that cannot be
  * decoded is reported on stderr and counted in *failures. Returns how many were loaded. */

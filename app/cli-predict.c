@@ -71,6 +71,47 @@ cli_parse_options (const char *param, const char *summary, GOptionEntry *entries
   return g_option_context_parse (ctx, argc, argv, error);
 }
 
+static gint
+compare_paths (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+GPtrArray *
+cli_expand_images (char **args, int n, GError **error)
+{
+  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func (g_free);
+  for (int i = 0; i < n; i++)
+    {
+      if (!g_file_test (args[i], G_FILE_TEST_IS_DIR))
+        {
+          g_ptr_array_add (out, g_strdup (args[i]));
+          continue;
+        }
+      g_autoptr(GDir) d = g_dir_open (args[i], 0, error);
+      if (d == NULL)
+        return NULL;
+      g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+      for (const char *name; (name = g_dir_read_name (d)) != NULL;)
+        {
+          g_autofree char *path = g_build_filename (args[i], name, NULL);
+          if (vl_image_has_extension (name, FALSE) && g_file_test (path, G_FILE_TEST_IS_REGULAR))
+            g_ptr_array_add (names, g_steal_pointer (&path));
+        }
+      if (names->len == 0)
+        {
+          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT, _("%s: a folder without images"),
+                       args[i]);
+          return NULL;
+        }
+      g_ptr_array_sort (names, compare_paths);
+      for (guint k = 0; k < names->len; k++)
+        g_ptr_array_add (out, g_strdup (g_ptr_array_index (names, k)));
+    }
+  g_ptr_array_add (out, NULL);
+  return g_steal_pointer (&out);
+}
+
 int
 cli_load_images (char **paths, int n_paths, int *next, const VlPreprocess *pp, int batch,
                  float *pixels, const char **names, int *failures)
@@ -216,50 +257,6 @@ predict_segment (const char *run, VlModel *m, char **files, int n_files, const c
   return failures ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-static gint
-compare_paths (gconstpointer a, gconstpointer b)
-{
-  return strcmp (*(char *const *) a, *(char *const *) b);
-}
-
-/* The images to predict on: the files as given, each folder replaced by the images in it (by
- * their names' extensions, in name order, not its subfolders). A folder without any is an
- * error naming it. */
-static GPtrArray *
-expand_inputs (char **args, int n, GError **error)
-{
-  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func (g_free);
-  for (int i = 0; i < n; i++)
-    {
-      if (!g_file_test (args[i], G_FILE_TEST_IS_DIR))
-        {
-          g_ptr_array_add (out, g_strdup (args[i]));
-          continue;
-        }
-      g_autoptr(GDir) d = g_dir_open (args[i], 0, error);
-      if (d == NULL)
-        return NULL;
-      g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-      for (const char *name; (name = g_dir_read_name (d)) != NULL;)
-        {
-          g_autofree char *path = g_build_filename (args[i], name, NULL);
-          if (vl_image_has_extension (name, FALSE) && g_file_test (path, G_FILE_TEST_IS_REGULAR))
-            g_ptr_array_add (names, g_steal_pointer (&path));
-        }
-      if (names->len == 0)
-        {
-          g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT, _("%s: a folder without images"),
-                       args[i]);
-          return NULL;
-        }
-      g_ptr_array_sort (names, compare_paths);
-      for (guint k = 0; k < names->len; k++)
-        g_ptr_array_add (out, g_strdup (g_ptr_array_index (names, k)));
-    }
-  g_ptr_array_add (out, NULL);
-  return g_steal_pointer (&out);
-}
-
 int
 cmd_predict (int argc, char **argv)
 {
@@ -295,7 +292,7 @@ cmd_predict (int argc, char **argv)
     }
   const char *run = argv[1];
   /* folders stand for the images in them */
-  g_autoptr(GPtrArray) inputs = expand_inputs (argv + 2, argc - 2, &error);
+  g_autoptr(GPtrArray) inputs = cli_expand_images (argv + 2, argc - 2, &error);
   if (inputs == NULL)
     return cli_fail (error);
   g_autofree char **args = g_new (char *, inputs->len + 2);   /* argv[0], argv[1], the images */

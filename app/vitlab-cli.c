@@ -457,12 +457,19 @@ cmd_classify (int argc, char **argv)
     { "top", 0, 0, G_OPTION_ARG_INT, &top, N_("print the top K classes (1)"), "K" },
     { NULL },
   };
-  if (!parse_options ("classify CHECKPOINT IMAGE...", entries, &argc, &argv, &error))
+  if (!parse_options ("classify CHECKPOINT IMAGE|FOLDER...", entries, &argc, &argv, &error))
     return usage_error ("%s", error->message);
   if (argc < 3)
     return usage_error (_("classify needs a CHECKPOINT and at least one IMAGE"));
   if (top < 1)
     return usage_error (_("--top %d: expected K >= 1"), top);
+
+  /* folders stand for the images in them */
+  g_autoptr(GPtrArray) inputs = cli_expand_images (argv + 2, argc - 2, &error);
+  if (inputs == NULL)
+    return cli_fail (error);
+  char **images = (char **) inputs->pdata;
+  const int n_images = (int) inputs->len - 1;   /* without its NULL */
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
@@ -483,9 +490,9 @@ cmd_classify (int argc, char **argv)
   g_autofree float *pixels = g_new (float, batch * per_image);
   const char *files[8];
   int failures = 0;
-  for (int i = 2; i < argc;)
+  for (int i = 0; i < n_images;)
     {
-      int n = cli_load_images (argv, argc, &i, &pp, batch, pixels, files, &failures);
+      int n = cli_load_images (images, n_images, &i, &pp, batch, pixels, files, &failures);
       if (n == 0)
         continue;
       if (!vl_model_forward (m, pixels, n, pp.size, pp.size, VL_FORWARD_INFER, &error))

@@ -740,6 +740,22 @@ test_classify_top (void)
       sum += p;
     }
   g_assert_cmpfloat_with_epsilon (sum, 1.0, 1e-5);
+
+  /* a folder stands for the images in it, in name order (not labels.tsv); one without images
+   * is refused naming it */
+  g_autofree char *folder = vl_test_shared_path ("datasets", "imagenet-samples", NULL);
+  g_autoptr(CliRun) all = cli_run ("classify", tiny, folder, NULL);
+  expect_success (all);
+  g_auto(GStrv) rows = split_lines (all->out);
+  g_assert_cmpuint (g_strv_length (rows), ==, 9);
+  for (guint k = 0; k < 9; k++)
+    {
+      g_assert_true (g_str_has_suffix (strtok (rows[k], "\t"), ".JPEG"));
+      g_assert_true (k == 0 || strcmp (rows[k - 1], rows[k]) < 0);
+    }
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autoptr(CliRun) none = cli_run ("classify", tiny, tmp, NULL);
+  expect_failure (none, 1, tmp, "without images", NULL);
 }
 
 /* ------------------------------------------------------------------ /cli/errors */
