@@ -5,22 +5,19 @@
 #include "vl-detect.h"
 #include "vl-run.h"
 #include "vl-trainer.h"
-#include "vl-seg-head.h"   /* vl_seg_palette: the boxes' colours */
+#include "vl-draw-boxes.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
-#include <pango/pangocairo.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <glib/gstdio.h>
 
-/* The image with its detections (the best first): each box a frame in its class's colour with
- * a tab "class 0.87" on it, the tabs placed so none covers another (vl_det_place_labels), the
- * best drawn on top; through cairo and Pango, as the app draws them. img: RGB, drawn over. */
+/* The image with its detections drawn over it as the app draws them (vl_draw_detections): lines
+ * and labels sized by the image. img: RGB. */
 static void
-draw_detections (VlImage *img, const VlDetection *d, int n, const char *const *names, int K,
-                 const uint8_t *palette)
+draw_detections (VlImage *img, const VlDetection *d, int n, const char *const *names)
 {
   const int W = img->width, H = img->height;
   cairo_surface_t *surf = cairo_image_surface_create (CAIRO_FORMAT_RGB24, W, H);
@@ -35,57 +32,8 @@ draw_detections (VlImage *img, const VlDetection *d, int n, const char *const *n
       }
   cairo_surface_mark_dirty (surf);
   cairo_t *cr = cairo_create (surf);
-  const double line = MAX (2, MIN (W, H) / 150);
-  PangoLayout *font = pango_cairo_create_layout (cr);
-  PangoFontDescription *desc = pango_font_description_from_string ("Sans");
-  pango_font_description_set_absolute_size (desc, MAX (10, MIN (W, H) / 32.0) * PANGO_SCALE);
-  pango_layout_set_font_description (font, desc);
-  pango_font_description_free (desc);
-
-  g_autofree double *boxes = g_new (double, 4 * MAX (n, 1));
-  g_autofree double *tw = g_new (double, MAX (n, 1)), *th = g_new (double, MAX (n, 1));
-  g_autofree double *xy = g_new (double, 2 * MAX (n, 1));
-  g_autoptr(GPtrArray) texts = g_ptr_array_new_with_free_func (g_free);
-  for (int j = 0; j < n; j++)
-    {
-      for (int c = 0; c < 4; c++)
-        boxes[4 * j + c] = d[j].box[c];
-      char *t = g_strdup_printf ("%s %.2f", names && d[j].label < K ? names[d[j].label] : "?",
-                                 d[j].score);
-      g_ptr_array_add (texts, t);
-      pango_layout_set_text (font, t, -1);
-      int pw, ph;
-      pango_layout_get_pixel_size (font, &pw, &ph);
-      tw[j] = pw + 2 * line;
-      th[j] = ph;
-    }
-  vl_det_place_labels (boxes, tw, th, n, W, 0, H, xy);
-  for (int pass = 0; pass < 2; pass++)   /* the frames, then the tabs over them */
-    for (int j = n - 1; j >= 0; j--)     /* the best last, on top */
-      {
-        /* the app's colour of the class (vl_box_view_class_color): the VOC palette's entry
-         * after the label's */
-        const uint8_t *rgb = palette + 3 * (1 + d[j].label % 255);
-        cairo_set_source_rgb (cr, rgb[0] / 255.0, rgb[1] / 255.0, rgb[2] / 255.0);
-        const double *b = &boxes[4 * j];
-        if (pass == 0)
-          {
-            cairo_set_line_width (cr, line);
-            cairo_rectangle (cr, b[0] + line / 2, b[1] + line / 2, MAX (b[2] - b[0] - line, 1),
-                             MAX (b[3] - b[1] - line, 1));
-            cairo_stroke (cr);
-            continue;
-          }
-        cairo_rectangle (cr, xy[2 * j], xy[2 * j + 1], tw[j], th[j]);
-        cairo_fill (cr);
-        const double lum = (0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]) / 255.0;
-        const double ink = lum > 0.5 ? 0 : 1;   /* black or white, whichever reads */
-        cairo_set_source_rgb (cr, ink, ink, ink);
-        cairo_move_to (cr, xy[2 * j] + line, xy[2 * j + 1]);
-        pango_layout_set_text (font, g_ptr_array_index (texts, j), -1);
-        pango_cairo_show_layout (cr, font);
-      }
-  g_object_unref (font);
+  vl_draw_detections (cr, d, n, 1.0, names, MAX (2, MIN (W, H) / 150), MAX (10, MIN (W, H) / 32.0),
+                      W, H);
   cairo_destroy (cr);
   cairo_surface_flush (surf);
   for (int y = 0; y < H; y++)
@@ -145,8 +93,6 @@ cli_predict_detect (const char *run, VlModel *m, char **files, int n_files, cons
   if (h == NULL)
     return cli_fail (error);
   const int K = vl_det_head_n_classes (h);
-  uint8_t palette[256 * 3];
-  vl_seg_palette (palette);
   VlFcosPostprocess post = VL_FCOS_POSTPROCESS_DEFAULT;
   post.score_thresh = (float) score;
   g_autofree VlDetection *dets = g_new (VlDetection, post.max_dets);
@@ -175,7 +121,7 @@ cli_predict_detect (const char *run, VlModel *m, char **files, int n_files, cons
       g_autofree char *json = detections_json (files[i], dets, n, names, K);
       if (!vl_write_file_atomic (jpath, json, -1, &error))
         return cli_fail (error);
-      draw_detections (img, dets, n, names, K, palette);
+      draw_detections (img, dets, n, names);
       if (!vl_image_save_png (bpath, img, &error))
         return cli_fail (error);
       g_print ("%s\t%s\t%d", files[i], jpath, n);

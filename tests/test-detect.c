@@ -485,7 +485,7 @@ test_cli (void)
       {
         const uint8_t *a = drawn->pixels + 3 * p, *b = orig->pixels + 3 * p;
         changed += memcmp (a, b, 3) != 0;
-        /* classes 1 and 2 in the app's colours (vl_box_view_class_color: entries 2 and 3) */
+        /* classes 1 and 2 in the app's colours (vl_draw_class_color: entries 2 and 3) */
         coloured += memcmp (a, palette + 6, 3) == 0 || memcmp (a, palette + 9, 3) == 0;
       }
     g_test_message ("predict's boxes: %d of %d pixels drawn over, %d in a class colour", changed,

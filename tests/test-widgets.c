@@ -14,6 +14,7 @@
 
 #include "vl-attention-view.h"
 #include "vl-box-view.h"
+#include "vl-draw-boxes.h"
 #include "vl-class-bars.h"
 #include "vl-colormap.h"
 #include "vl-confusion-view.h"
@@ -1124,7 +1125,7 @@ static void
 class_rgb (int k, int rgb[3])
 {
   double c[3];
-  vl_box_view_class_color (k, c);
+  vl_draw_class_color (k, c);
   for (int i = 0; i < 3; i++)
     rgb[i] = (int) lround (c[i] * 255);
 }

@@ -2,7 +2,7 @@
 #include "vl-box-view.h"
 #include "vl-colormap.h"
 #include "vl-detect.h"     /* vl_det_place_labels */
-#include "vl-seg-head.h"   /* vl_seg_palette: one colour per class across the app */
+#include "vl-draw-boxes.h"   /* vl_draw_class_color: one colour per class across the app */
 #include "vl-task-view.h"
 
 #include <glib/gi18n.h>
@@ -48,21 +48,6 @@ static void
 vl_box_view_task_view_init (VlTaskViewInterface *iface)
 {
   iface->applies_to = applies_to;
-}
-
-void
-vl_box_view_class_color (int k, double rgb[3])
-{
-  static uint8_t palette[256 * 3];
-  static gsize once = 0;
-  if (g_once_init_enter (&once))
-    {
-      vl_seg_palette (palette);
-      g_once_init_leave (&once, 1);
-    }
-  const int i = 1 + (k % 255);
-  for (int c = 0; c < 3; c++)
-    rgb[c] = palette[3 * i + c] / 255.0;
 }
 
 /* Which ground truth is missed and which shown prediction is false at the threshold
@@ -223,7 +208,7 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
       Tab *t = &tabs[n_tabs];
       t->det = truth ? -1 : i;
       t->truth = truth ? i : -1;
-      vl_box_view_class_color (b->category, t->rgb);
+      vl_draw_class_color (b->category, t->rgb);
       const char *name = class_name (self, b->category, nbuf, sizeof nbuf);
       if (truth && self->truth_only)
         g_strlcpy (t->text, name, sizeof t->text);
@@ -250,12 +235,12 @@ draw (VlBoxView *self, cairo_t *cr, int width, int height)
   double rgb[3];
   for (int g = 0; g < self->n_truth; g++)
     {
-      vl_box_view_class_color (self->truth[g].category, rgb);
+      vl_draw_class_color (self->truth[g].category, rgb);
       stroke_box (cr, &rects[4 * (n_shown + g)], rgb, TRUE);
     }
   for (int k = n_shown - 1; k >= 0; k--)
     {
-      vl_box_view_class_color (self->dets[order[k]].category, rgb);
+      vl_draw_class_color (self->dets[order[k]].category, rgb);
       stroke_box (cr, &rects[4 * k], rgb, FALSE);
     }
   for (int k = n_tabs - 1; k >= 0; k--)

@@ -52,7 +52,5 @@ gboolean   vl_box_view_get_tab             (VlBoxView *view, int det, double rec
 /* The text the last drawing put on true box g's tab ("dog · missed"; in truth-only mode the
  * class name), or NULL when it drew none. */
 const char *vl_box_view_get_truth_tab      (VlBoxView *view, int g);
-/* The RGB colour of class k (0-based), as the view and its legend draw it. */
-void       vl_box_view_class_color         (int k, double rgb[3]);
 
 G_END_DECLS

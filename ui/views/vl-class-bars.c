@@ -1,6 +1,6 @@
 /* vl-class-bars.c: a score per class as bars (see vl-class-bars.h). */
 #include "vl-class-bars.h"
-#include "vl-box-view.h"
+#include "vl-draw-boxes.h"   /* vl_draw_class_color */
 #include "vl-colormap.h"
 
 #include <glib/gi18n.h>
@@ -82,7 +82,7 @@ draw (VlClassBars *self, cairo_t *cr, int width, int height)
           const int c = i + self->offset;
           double rgb[3] = { 0.6, 0.6, 0.6 };
           if (c >= 0)
-            vl_box_view_class_color (c, rgb);
+            vl_draw_class_color (c, rgb);
           cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
           cairo_rectangle (cr, x0, y + 4, span * CLAMP (v, 0.0, 1.0), ROW - 8);
           cairo_fill (cr);

@@ -10,7 +10,7 @@
 #include "vl-run.h"
 #include "vl-task-view.h"
 #include "vl-threads.h"
-#include "vl-box-view.h"
+#include "vl-draw-boxes.h"
 #include "vl-detect.h"
 #include "vl-jobs.h"
 #include "vl-mask-view.h"
@@ -337,57 +337,10 @@ detect_image (Result *r, VlModel *m, VlDetHead *h, const VlImage *img, int size,
   cairo_surface_t *plain = surface_of (img, &s);
   r->crop = texture_of (plain);
   cairo_t *cr = cairo_create (plain);
-  /* drawn at DENSE_SHOW, shown at SHOW_SIZE: lines and labels sized for what is seen, each label
-   * on a tab in its class's colour where it covers no other (vl_det_place_labels), as the
-   * evaluation page's boxes */
+  /* drawn at DENSE_SHOW, shown at SHOW_SIZE: lines and labels sized for what is seen */
   const double k = (double) DENSE_SHOW / SHOW_SIZE;
-  const int W = cairo_image_surface_get_width (plain), H = cairo_image_surface_get_height (plain);
-  PangoLayout *font = pango_cairo_create_layout (cr);
-  PangoFontDescription *desc = pango_font_description_from_string ("Sans");
-  pango_font_description_set_absolute_size (desc, 8.5 * k * PANGO_SCALE);
-  pango_layout_set_font_description (font, desc);
-  pango_font_description_free (desc);
-  g_autofree double *boxes = g_new (double, 4 * MAX (n, 1));
-  g_autofree double *tw = g_new (double, MAX (n, 1)), *th = g_new (double, MAX (n, 1));
-  g_autofree double *xy = g_new (double, 2 * MAX (n, 1));
-  g_auto(GStrv) tabs = g_new0 (char *, n + 1);
-  for (int i = 0; i < n; i++)
-    {
-      char buf[24];
-      for (int c = 0; c < 4; c++)
-        boxes[4 * i + c] = dets[i].box[c] * s;
-      tabs[i] = g_strdup_printf ("%s %.2f", class_name (names, dets[i].label, buf, sizeof buf),
-                                 dets[i].score);
-      int pw, ph;
-      pango_layout_set_text (font, tabs[i], -1);
-      pango_layout_get_pixel_size (font, &pw, &ph);
-      tw[i] = pw + 4 * k;
-      th[i] = ph;
-    }
-  vl_det_place_labels (boxes, tw, th, n, W, 0, H, xy);
-  cairo_set_line_width (cr, 2 * k);
-  for (int pass = 0; pass < 2; pass++)   /* the frames, then the tabs over them */
-    for (int i = n - 1; i >= 0; i--)     /* the best drawn last, on top */
-      {
-        double rgb[3];
-        vl_box_view_class_color (dets[i].label, rgb);
-        cairo_set_source_rgb (cr, rgb[0], rgb[1], rgb[2]);
-        const double *b = &boxes[4 * i];
-        if (pass == 0)
-          {
-            cairo_rectangle (cr, b[0], b[1], MAX (b[2] - b[0], 1), MAX (b[3] - b[1], 1));
-            cairo_stroke (cr);
-            continue;
-          }
-        cairo_rectangle (cr, xy[2 * i], xy[2 * i + 1], tw[i], th[i]);
-        cairo_fill (cr);
-        const double lum = 0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2];
-        cairo_set_source_rgb (cr, lum > 0.5 ? 0 : 1, lum > 0.5 ? 0 : 1, lum > 0.5 ? 0 : 1);
-        cairo_move_to (cr, xy[2 * i] + 2 * k, xy[2 * i + 1]);
-        pango_layout_set_text (font, tabs[i], -1);
-        pango_cairo_show_layout (cr, font);
-      }
-  g_object_unref (font);
+  vl_draw_detections (cr, dets, n, s, (const char *const *) names, 2 * k, 8.5 * k,
+                      cairo_image_surface_get_width (plain), cairo_image_surface_get_height (plain));
   GString *t = g_string_new (NULL);
   if (n == 1)
     g_string_printf (t, _("1 box at score ≥ %.1f"), DET_SCORE);

@@ -1,12 +1,14 @@
 /* vl-stat-cards.c: the Loss Curves page's statistics (see vl-stat-cards.h). */
 #include "vl-stat-cards.h"
 
+#include <string.h>
+
 struct _VlStatCards {
   GtkBox     parent_instance;
   GtkWidget *stat_epoch, *stat_train_loss, *stat_val_loss, *stat_acc, *stat_unlocked;
-  GtkWidget *detail_epoch, *detail_train_loss, *detail_val_loss, *detail_acc, *detail_unlocked;
-  GtkWidget *card_epoch, *card_train_loss, *card_val_loss, *card_acc, *card_unlocked;
   GtkWidget *stat_acc_title;
+  GtkWidget *value[VL_N_STATS];   /* the stat_* labels by VlStat; each card is the value's parent
+                                   * and holds its title, the value, then the detail line */
 };
 
 G_DEFINE_FINAL_TYPE (VlStatCards, vl_stat_cards, GTK_TYPE_BOX)
@@ -15,52 +17,27 @@ GtkWidget *
 vl_stat_cards_get_label (VlStatCards *cards, VlStat stat)
 {
   g_return_val_if_fail (VL_IS_STAT_CARDS (cards), NULL);
-  switch (stat)
-    {
-    case VL_STAT_EPOCH:      return cards->stat_epoch;
-    case VL_STAT_TRAIN_LOSS: return cards->stat_train_loss;
-    case VL_STAT_VAL_LOSS:   return cards->stat_val_loss;
-    case VL_STAT_SCORE:      return cards->stat_acc;
-    case VL_STAT_TRAINING:   return cards->stat_unlocked;
-    case VL_N_STATS:         break;
-    }
-  g_return_val_if_reached (NULL);
+  g_return_val_if_fail (stat < VL_N_STATS, NULL);
+  return cards->value[stat];
 }
 
 static GtkWidget *
 get_detail_label (VlStatCards *cards, VlStat stat)
 {
-  switch (stat)
-    {
-    case VL_STAT_EPOCH:      return cards->detail_epoch;
-    case VL_STAT_TRAIN_LOSS: return cards->detail_train_loss;
-    case VL_STAT_VAL_LOSS:   return cards->detail_val_loss;
-    case VL_STAT_SCORE:      return cards->detail_acc;
-    case VL_STAT_TRAINING:   return cards->detail_unlocked;
-    case VL_N_STATS:         break;
-    }
-  g_return_val_if_reached (NULL);
+  GtkWidget *value = vl_stat_cards_get_label (cards, stat);
+  return value ? gtk_widget_get_next_sibling (value) : NULL;
 }
 
 static GtkWidget *
 get_card (VlStatCards *cards, VlStat stat)
 {
-  switch (stat)
-    {
-    case VL_STAT_EPOCH:      return cards->card_epoch;
-    case VL_STAT_TRAIN_LOSS: return cards->card_train_loss;
-    case VL_STAT_VAL_LOSS:   return cards->card_val_loss;
-    case VL_STAT_SCORE:      return cards->card_acc;
-    case VL_STAT_TRAINING:   return cards->card_unlocked;
-    case VL_N_STATS:         break;
-    }
-  g_return_val_if_reached (NULL);
+  GtkWidget *value = vl_stat_cards_get_label (cards, stat);
+  return value ? gtk_widget_get_parent (value) : NULL;
 }
 
 void
 vl_stat_cards_set_card_tooltip (VlStatCards *cards, VlStat stat, const char *tooltip)
 {
-  g_return_if_fail (VL_IS_STAT_CARDS (cards));
   GtkWidget *card = get_card (cards, stat);
   g_return_if_fail (card != NULL);
   gtk_widget_set_tooltip_text (card, tooltip);
@@ -69,7 +46,6 @@ vl_stat_cards_set_card_tooltip (VlStatCards *cards, VlStat stat, const char *too
 const char *
 vl_stat_cards_get_card_tooltip (VlStatCards *cards, VlStat stat)
 {
-  g_return_val_if_fail (VL_IS_STAT_CARDS (cards), NULL);
   GtkWidget *card = get_card (cards, stat);
   g_return_val_if_fail (card != NULL, NULL);
   return gtk_widget_get_tooltip_text (card);
@@ -145,16 +121,6 @@ vl_stat_cards_class_init (VlStatCardsClass *klass)
   CHILD (stat_acc);
   CHILD (stat_unlocked);
   CHILD (stat_acc_title);
-  CHILD (detail_epoch);
-  CHILD (detail_train_loss);
-  CHILD (detail_val_loss);
-  CHILD (detail_acc);
-  CHILD (detail_unlocked);
-  CHILD (card_epoch);
-  CHILD (card_train_loss);
-  CHILD (card_val_loss);
-  CHILD (card_acc);
-  CHILD (card_unlocked);
 #undef CHILD
 }
 
@@ -162,6 +128,12 @@ static void
 vl_stat_cards_init (VlStatCards *self)
 {
   gtk_widget_init_template (GTK_WIDGET (self));
+  GtkWidget *by_stat[VL_N_STATS] = {
+    [VL_STAT_EPOCH] = self->stat_epoch, [VL_STAT_TRAIN_LOSS] = self->stat_train_loss,
+    [VL_STAT_VAL_LOSS] = self->stat_val_loss, [VL_STAT_SCORE] = self->stat_acc,
+    [VL_STAT_TRAINING] = self->stat_unlocked,
+  };
+  memcpy (self->value, by_stat, sizeof by_stat);
 }
 
 GtkWidget *

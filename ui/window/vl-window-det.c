@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "vl-box-view.h"
+#include "vl-draw-boxes.h"
 #include "vl-class-bars.h"
 #include "vl-det-panel.h"
 #include "vl-mask-view.h"
@@ -248,7 +249,7 @@ show_classes (VlWindow *self)
   gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
   for (int k = 1; k < K && k < 256; k++)
     {
-      /* the box view's colour of class k (vl_box_view_class_color: the palette's k + 1) */
+      /* the box view's colour of class k (vl_draw_class_color: the palette's k + 1) */
       g_autofree char *markup = vl_mask_class_markup (k + 1, vl_dataset_class_name (ds, k));
       GtkWidget *l = gtk_label_new (NULL);
       gtk_label_set_markup (GTK_LABEL (l), markup);
