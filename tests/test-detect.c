@@ -253,6 +253,113 @@ test_yolo (void)
   g_assert_nonnull (strstr (error->message, "classes.txt or data.yaml"));
 }
 
+/* Photos are read upright (EXIF orientation applied), and so are their boxes: a box of a
+ * VOC file or COCO image that declares the stored, sideways size of a quarter-turned photo is
+ * turned with it; one that declares the upright size, or none (YOLO), is taken as drawn.
+ * tests/data/exif/o6.jpg is stored 37x23, upright 23x37; stored (3, 5, 11, 19) is upright
+ * (4, 3, 18, 11). */
+static void
+test_exif_orientation (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *photo = vl_test_data_path ("exif", "o6.jpg", NULL);
+  g_autofree char *bytes = NULL;
+  gsize len = 0;
+  g_assert_true (g_file_get_contents (photo, &bytes, &len, NULL));
+  static const float upright[4] = { 4, 3, 18, 11 };
+  const int *l;
+  int n, w, h;
+
+  /* VOC: a stored size, an upright size, no size; the validation image has no <size> */
+  g_autofree char *voc = g_build_filename (dir, "voc", NULL);
+  const char *ids[] = { "s", "u", "n", "v" };
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree char *rel = g_strdup_printf ("JPEGImages/%s.jpg", ids[i]);
+      g_autofree char *p = path_in (voc, rel);
+      g_assert_true (g_file_set_contents (p, bytes, (gssize) len, NULL));
+    }
+  g_autofree char *xs = path_in (voc, "Annotations/s.xml");
+  write_text (xs, "<annotation>\n" VOC_OBJ ("cat", 3, 5, 11, 19)
+              "  <size><width>37</width><height>23</height><depth>3</depth></size>\n"
+              "</annotation>\n");
+  g_autofree char *xu = path_in (voc, "Annotations/u.xml");
+  write_text (xu, "<annotation>\n  <size><width>23</width><height>37</height></size>\n"
+              VOC_OBJ ("cat", 4, 3, 18, 11) "</annotation>\n");
+  g_autofree char *xn = path_in (voc, "Annotations/n.xml");
+  write_text (xn, "<annotation>\n" VOC_OBJ ("cat", 4, 3, 18, 11) "</annotation>\n");
+  g_autofree char *xv = path_in (voc, "Annotations/v.xml");
+  write_text (xv, "<annotation>\n" VOC_OBJ ("dog", 4, 3, 18, 11) "</annotation>\n");
+  g_autofree char *tr = path_in (voc, "ImageSets/Main/train.txt");
+  write_text (tr, "s\nu\nn\n");
+  g_autofree char *va = path_in (voc, "ImageSets/Main/val.txt");
+  write_text (va, "v\n");
+  g_autoptr(VlDataset) ds = open_det (voc);
+  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 3);
+  for (int i = 0; i < 3; i++)
+    {
+      const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, i, &l, &n);
+      g_assert_cmpint (n, ==, 1);
+      for (int c = 0; c < 4; c++)
+        g_assert_cmpfloat (bx[c], ==, upright[c]);
+      vl_dataset_boxes_size (ds, VL_SPLIT_TRAIN, i, &w, &h);
+      g_assert_cmpint (w, ==, 23);
+      g_assert_cmpint (h, ==, 37);
+    }
+
+  /* COCO: the same with the images' width and height */
+  g_autofree char *coco = g_build_filename (dir, "coco", NULL);
+  const char *files[] = { "images/train/s.jpg", "images/train/u.jpg", "images/val/v.jpg" };
+  for (int i = 0; i < 3; i++)
+    {
+      g_autofree char *p = path_in (coco, files[i]);
+      g_assert_true (g_file_set_contents (p, bytes, (gssize) len, NULL));
+    }
+  const char *cats = "\"categories\": [{\"id\": 1, \"name\": \"cat\"}]";
+  g_autofree char *ctr = g_strdup_printf (
+    "{\"images\": [{\"id\": 1, \"file_name\": \"s.jpg\", \"width\": 37, \"height\": 23},"
+    " {\"id\": 2, \"file_name\": \"u.jpg\", \"width\": 23, \"height\": 37}],\n"
+    " \"annotations\": [{\"id\": 1, \"image_id\": 1, \"category_id\": 1, \"bbox\": [3, 5, 8, 14]},"
+    " {\"id\": 2, \"image_id\": 2, \"category_id\": 1, \"bbox\": [4, 3, 14, 8]}], %s}", cats);
+  g_autofree char *cva = g_strdup_printf (
+    "{\"images\": [{\"id\": 5, \"file_name\": \"v.jpg\", \"width\": 1e300, \"height\": -2}],"
+    " \"annotations\": [{\"id\": 3, \"image_id\": 5, \"category_id\": 1, \"bbox\": [4, 3, 14, 8]}],"
+    " %s}", cats);
+  g_autofree char *ptr = path_in (coco, "annotations/instances_train.json");
+  g_autofree char *pva = path_in (coco, "annotations/instances_val.json");
+  write_text (ptr, ctr);
+  write_text (pva, cva);
+  g_autoptr(VlDataset) dc = open_det (coco);
+  for (int s = 0; s < 2; s++)
+    for (int i = 0; i < vl_dataset_n_items (dc, (VlSplit) s); i++)
+      {
+        const float *bx = vl_dataset_boxes (dc, (VlSplit) s, i, &l, &n);
+        g_assert_cmpint (n, ==, 1);
+        for (int c = 0; c < 4; c++)
+          g_assert_cmpfloat (bx[c], ==, upright[c]);
+      }
+
+  /* YOLO: centre and size over the upright image's */
+  g_autofree char *yolo = g_build_filename (dir, "yolo", NULL);
+  const char *yfiles[] = { "images/train/a.jpg", "images/val/b.jpg" };
+  for (int i = 0; i < 2; i++)
+    {
+      g_autofree char *p = path_in (yolo, yfiles[i]);
+      g_assert_true (g_file_set_contents (p, bytes, (gssize) len, NULL));
+    }
+  g_autofree char *names = path_in (yolo, "classes.txt");
+  write_text (names, "cat\n");
+  g_autofree char *la = path_in (yolo, "labels/train/a.txt");
+  write_text (la, "0 0.47826087 0.18918919 0.60869565 0.21621622\n");
+  g_autofree char *lb = path_in (yolo, "labels/val/b.txt");
+  write_text (lb, "0 0.5 0.5 0.2 0.2\n");
+  g_autoptr(VlDataset) dy = open_det (yolo);
+  const float *bx = vl_dataset_boxes (dy, VL_SPLIT_TRAIN, 0, &l, &n);
+  g_assert_cmpint (n, ==, 1);
+  for (int c = 0; c < 4; c++)
+    g_assert_cmpfloat (fabsf (bx[c] - upright[c]), <=, 1e-5);
+}
+
 /* The scenes set with boxes: each garment's tight box with its class + 1; through the loader
  * under light augmentation the boxes stay inside the crop and keep their classes. */
 static void
@@ -915,6 +1022,7 @@ main (int argc, char **argv)
   g_test_add_func ("/detect/coco-2017", test_coco_2017);
   g_test_add_func ("/detect/yolo-roboflow", test_yolo_roboflow);
   g_test_add_func ("/detect/pets-three-layouts", test_pets_three_layouts);
+  g_test_add_func ("/detect/exif-orientation", test_exif_orientation);
   g_test_add_func ("/detect/place-labels", test_place_labels);
   g_test_add_func ("/detect/scenes-loader", test_scenes_and_loader);
   g_test_add_func ("/detect/train-cache", test_train_cache);

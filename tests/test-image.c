@@ -1,7 +1,8 @@
 /* test-image.c: image loading, Pillow-exact resizing and timm's eval preprocessing.
  *
  * tests/data/pil-resize.safetensors and tests/data/synth-*.{png,gif} come from
- * tests/data/gen-pil-resize.py (Pillow 9.4); synth_value() below is its formula. */
+ * tests/data/gen-pil-resize.py (Pillow 9.4); synth_value() below is its formula.
+ * tests/data/exif/ comes from tests/data/gen-exif.py (the same image, EXIF-oriented). */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
@@ -135,6 +136,81 @@ test_resize_pillow (void)
 }
 
 /* Upscale then downscale of a flat image stays flat (weights sum to one in fixed point). */
+/* ---- /image/load/exif-orientation ---- */
+
+/* Photos are decoded upright: each file of tests/data/exif (gen-exif.py) gives exactly the
+ * pixels of Pillow's ImageOps.exif_transpose, and the header check gives that size and the
+ * orientation stored. */
+static void
+test_load_exif_orientation (void)
+{
+  g_autofree char *dir = vl_test_data_path ("exif", NULL);
+  g_autofree char *ref_path = g_build_filename (dir, "exif.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_test_open (ref_path);
+  static const struct { const char *file; int orientation; } cases[] = {
+    { "o1.jpg", 1 }, { "o2.jpg", 2 }, { "o3.jpg", 3 }, { "o4.jpg", 4 }, { "o5.jpg", 5 },
+    { "o6.jpg", 6 }, { "o7.jpg", 7 }, { "o8.jpg", 8 }, { "o6-be.jpg", 6 }, { "o6.png", 6 },
+    { "o9.jpg", 1 },   /* not an orientation: as stored */
+  };
+  g_assert_cmpuint (vl_safetensors_n_tensors (st), ==, G_N_ELEMENTS (cases));
+  g_autoptr(VlImage) stored = NULL;
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, cases[i].file, NULL);
+      const VlTensorInfo *t = lookup_u8 (st, cases[i].file);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlImage) img = vl_image_load (path, 3, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (img->height, ==, (int) t->shape[0]);
+      g_assert_cmpint (img->width, ==, (int) t->shape[1]);
+      g_assert_cmpmem (img->pixels, (gsize) img->width * img->height * 3, t->data, t->nbytes);
+      int w = 0, h = 0, o = 0;
+      g_assert_true (vl_image_probe_file (path, &w, &h, &o, &error));
+      g_assert_cmpint (o, ==, cases[i].orientation);
+      g_assert_cmpint (w, ==, img->width);
+      g_assert_cmpint (h, ==, img->height);
+      g_assert_cmpint (w, ==, cases[i].orientation >= 5 ? SYNTH_H : SYNTH_W);
+      if (cases[i].orientation == 1 && stored == NULL)
+        stored = g_steal_pointer (&img);
+    }
+
+  /* A box on the stored pixels lands where vl_orient_pixels puts those pixels: mark a
+   * rectangle, turn the marks, and compare their extent with the turned box. */
+  const int W = 37, H = 23;
+  const float box[4] = { 3, 5, 11, 19 };   /* x0, y0, x1, y1: pixels 3..10 x 5..18 */
+  g_autofree uint8_t *marks = g_new0 (uint8_t, W * H);
+  for (int y = 5; y < 19; y++)
+    for (int x = 3; x < 11; x++)
+      marks[y * W + x] = 1;
+  for (int o = 1; o <= 8; o++)
+    {
+      int ow = 0, oh = 0;
+      g_autofree uint8_t *up = vl_orient_pixels (marks, W, H, 1, o, &ow, &oh);
+      g_assert_cmpint (ow, ==, o >= 5 ? H : W);
+      g_assert_cmpint (oh, ==, o >= 5 ? W : H);
+      int x0 = ow, y0 = oh, x1 = 0, y1 = 0;
+      for (int y = 0; y < oh; y++)
+        for (int x = 0; x < ow; x++)
+          if (up[y * ow + x])
+            {
+              x0 = MIN (x0, x), y0 = MIN (y0, y), x1 = MAX (x1, x + 1), y1 = MAX (y1, y + 1);
+            }
+      float b[4] = { box[0], box[1], box[2], box[3] };
+      vl_orient_box (b, W, H, o);
+      g_assert_cmpfloat (b[0], ==, x0);
+      g_assert_cmpfloat (b[1], ==, y0);
+      g_assert_cmpfloat (b[2], ==, x1);
+      g_assert_cmpfloat (b[3], ==, y1);
+    }
+  /* and the photo's own pixels turn as the decoder turned them (orientation 6) */
+  g_assert_nonnull (stored);
+  int ow = 0, oh = 0;
+  g_autofree uint8_t *turned = vl_orient_pixels (stored->pixels, stored->width, stored->height,
+                                                 3, 6, &ow, &oh);
+  const VlTensorInfo *t6 = lookup_u8 (st, "o6.jpg");
+  g_assert_cmpmem (turned, (gsize) ow * oh * 3, t6->data, t6->nbytes);
+}
+
 static void
 test_resize_flat (void)
 {
@@ -699,6 +775,7 @@ main (int argc, char **argv)
   g_test_add_func ("/image/load/bad-input", test_load_bad);
   g_test_add_func ("/image/load/truncated-jpeg", test_load_truncated_jpeg);
   g_test_add_func ("/image/load/formats", test_load_formats);
+  g_test_add_func ("/image/load/exif-orientation", test_load_exif_orientation);
   g_test_add_func ("/image/preprocess/channels", test_preprocess_channels);
   g_test_add_func ("/image/preprocess/center-crop", test_preprocess_crop);
   g_test_add_func ("/image/preprocess/timm-parity", test_preprocess_timm_parity);

@@ -284,6 +284,72 @@ test_mask_pairs (void)
   g_assert_nonnull (strstr (error->message, "masks/zz.png"));
 }
 
+/* Photos are read upright (EXIF orientation applied): a mask drawn on the upright photo is
+ * taken as it is, one of the stored, sideways size is turned with its photo, and any other size
+ * is refused naming both files. tests/data/exif/o6.jpg is stored 37x23, upright 23x37. */
+static void
+test_mask_pairs_exif (void)
+{
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *root = g_build_filename (dir, "exif", NULL);
+  g_autofree char *id = g_build_filename (root, "images", NULL);
+  g_autofree char *md = g_build_filename (root, "masks", NULL);
+  g_assert_cmpint (g_mkdir_with_parents (id, 0755), ==, 0);
+  g_assert_cmpint (g_mkdir_with_parents (md, 0755), ==, 0);
+  g_autofree char *photo = vl_test_data_path ("exif", "o6.jpg", NULL);
+  g_autofree char *bytes = NULL;
+  gsize n = 0;
+  g_assert_true (g_file_get_contents (photo, &bytes, &n, NULL));
+  g_autofree uint8_t *pal = g_new0 (uint8_t, 256 * 3);
+  memcpy (pal, palette, sizeof palette);
+  for (int i = 0; i < 8; i++)
+    {
+      /* even: drawn on the stored 37x23 pixels, class 1 at stored (3, 5); odd: upright 23x37,
+       * class 1 at upright (17, 3), where stored (3, 5) goes */
+      g_autofree char *ib = g_strdup_printf ("p%d.jpg", i);
+      g_autofree char *mb = g_strdup_printf ("p%d.png", i);
+      g_autofree char *ip = g_build_filename (id, ib, NULL);
+      g_autofree char *mp = g_build_filename (md, mb, NULL);
+      g_assert_true (g_file_set_contents (ip, bytes, (gssize) n, NULL));
+      const int mw = i % 2 == 0 ? 37 : 23, mh = i % 2 == 0 ? 23 : 37;
+      g_autofree uint8_t *m = g_new0 (uint8_t, mw * mh);
+      m[i % 2 == 0 ? 5 * mw + 3 : 3 * mw + 17] = 1;
+      g_autoptr(GError) error = NULL;
+      g_assert_true (vl_mask_save (mp, m, mw, mh, pal, 256, &error));
+    }
+  VlDatasetOptions opt = VL_DATASET_OPTIONS_DEFAULT;
+  opt.val_fraction = 0.25;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlDataset) ds = vl_dataset_open (root, &opt, &error);
+  g_assert_no_error (error);
+  g_assert_true (vl_dataset_is_segmentation (ds));
+  int seen = 0;
+  for (int s = 0; s < 2; s++)
+    for (int i = 0; i < vl_dataset_n_items (ds, (VlSplit) s); i++)
+      {
+        int w = 0, h = 0;
+        g_autofree uint8_t *m = vl_dataset_load_mask (ds, (VlSplit) s, i, &w, &h, &error);
+        g_assert_no_error (error);
+        g_assert_cmpint (w, ==, 23);
+        g_assert_cmpint (h, ==, 37);
+        int ones = 0;
+        for (int p = 0; p < w * h; p++)
+          ones += m[p];
+        g_assert_cmpint (ones, ==, 1);
+        g_assert_cmpint (m[3 * 23 + 17], ==, 1);
+        seen++;
+      }
+  g_assert_cmpint (seen, ==, 8);
+  /* a mask that is neither size */
+  g_autofree char *mp = g_build_filename (md, "p0.png", NULL);
+  g_autofree uint8_t *m = g_new0 (uint8_t, 30 * 30);
+  g_assert_true (vl_mask_save (mp, m, 30, 30, pal, 256, &error));
+  g_autoptr(VlDataset) bad = vl_dataset_open (root, &opt, &error);
+  g_assert_null (bad);
+  g_assert_nonnull (strstr (error->message, "masks/p0.png: the mask is 30x30"));
+  g_assert_nonnull (strstr (error->message, "is 23x37"));
+}
+
 /* The scenes: mask = class + 1 exactly where a garment's pixel is >= 26, so every pixel >= 26
  * is labelled (items' boxes do not meet) and labels 1-10 only under bright pixels; seeded. */
 static void
@@ -782,6 +848,7 @@ main (int argc, char **argv)
   g_test_add_func ("/segment/voc", test_voc);
   g_test_add_func ("/segment/voc-errors", test_voc_errors);
   g_test_add_func ("/segment/mask-pairs", test_mask_pairs);
+  g_test_add_func ("/segment/mask-pairs-exif", test_mask_pairs_exif);
   g_test_add_func ("/segment/scenes", test_scenes);
   g_test_add_func ("/segment/pets-voc", test_pets_voc);
   g_test_add_func ("/segment/batch-loss", test_batch_loss_and_scoring);

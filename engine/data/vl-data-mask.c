@@ -81,8 +81,8 @@ add_mask_pair (VlDataset *ds, VlSplit split, const char *image, const char *mask
       vl_ds_add_skipped (ds, image, reason);
       return TRUE;
     }
-  int w = 0, h = 0;
-  vl_image_check_file (image, &w, &h, NULL);   /* the header was checked just above */
+  int w = 0, h = 0, orientation = 1;
+  vl_image_probe_file (image, &w, &h, &orientation, NULL);   /* the header was checked above */
   int mw = 0, mh = 0;
   g_autoptr(GError) local = NULL;
   if (!vl_mask_size (mask, &mw, &mh, &local))
@@ -91,7 +91,10 @@ add_mask_pair (VlDataset *ds, VlSplit split, const char *image, const char *mask
                    image);
       return FALSE;
     }
-  if (mw != w || mh != h)
+  /* The photo is read upright (its EXIF orientation applied); a mask of its stored, sideways
+   * size was drawn on the stored pixels and is turned with them. */
+  const gboolean stored = orientation >= 5 && w != h && mw == h && mh == w;
+  if ((mw != w || mh != h) && !stored)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: the mask is %dx%d but its image %s "
                    "is %dx%d", mask, mw, mh, image, w, h);
@@ -100,6 +103,7 @@ add_mask_pair (VlDataset *ds, VlSplit split, const char *image, const char *mask
   vl_ds_add_item (ds, split, image, 0);
   Item *it = &g_array_index (ds->splits[split].items, Item, ds->splits[split].items->len - 1);
   it->mask = g_string_chunk_insert (ds->names, mask);
+  it->mask_orientation = stored ? orientation : 1;
   return TRUE;
 }
 

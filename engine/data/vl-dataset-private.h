@@ -31,6 +31,9 @@ typedef struct {
   const float   *values;  /* regression targets (ds->n_values), NULL without them */
   const char    *mask;    /* segmentation, image files: the mask's path (in ds->names) */
   const uint8_t *mask_record;  /* segmentation, records: rec_w x rec_h class indices */
+  int            mask_orientation;  /* segmentation: the EXIF orientation that turns the mask
+                                     * upright with its photo (drawn on the stored pixels); 0/1:
+                                     * none */
   const float   *boxes;   /* detection: (n_boxes, 4) in the image's pixels (in value_store) */
   const int     *box_labels;
   int            n_boxes;

@@ -297,6 +297,15 @@ vl_dataset_load_mask (VlDataset *ds, VlSplit split, int i, int *width, int *heig
                                   "(0-%d, 255 ignored) of the mask of %s", it->mask,
                                   (int) (p % w), (int) (p / w), m[p], ds->n_classes,
                                   ds->n_classes - 1, it->name);
+  if (reason == NULL && it->mask_orientation >= 2)
+    {
+      uint8_t *up = vl_orient_pixels (m, w, h, 1, it->mask_orientation, &w, &h);
+      if (up == NULL)
+        reason = g_strdup_printf ("%s: cannot allocate %dx%d pixels to turn the mask upright",
+                                  it->mask, w, h);
+      g_free (m);
+      m = up;
+    }
   if (reason != NULL)
     {
       gpointer key = GINT_TO_POINTER (i * 2 + (int) split + 1);

@@ -71,6 +71,8 @@ typedef struct {
   float  box[4];
   int    label;     /* in [1, K), or -1: already refused */
   char  *where;     /* "FILE:LINE" or "FILE: annotation N" */
+  int    frame[2];  /* the image size the annotation declares (VOC's <size>, COCO's width and
+                     * height); 0: none */
 } RawBox;
 
 static void
@@ -80,16 +82,27 @@ raw_clear (gpointer p)
 }
 
 /* Adds an image with its boxes, once its header is read: boxes without area or outside the
- * image are dropped and listed; those within a pixel of it are clipped. */
+ * image are dropped and listed; those within a pixel of it are clipped.
+ * Images are read upright (their EXIF orientation applied), and boxes are taken to be drawn
+ * on the upright image, as labelling tools that show photos upright write them (Roboflow,
+ * CVAT, Label Studio, Ultralytics). A box whose annotation declares the stored, sideways size
+ * of a photo turned a quarter (orientation 5 to 8; LabelImg writes such files) was drawn on
+ * the stored pixels: it is turned with them. */
 static void
 add_image (VlDetSource *s, int split, const char *image, GArray *raw)
 {
-  int w = 0, h = 0;
+  int w = 0, h = 0, orientation = 1;
   g_autoptr(GError) e = NULL;
-  if (!vl_image_check_file (image, &w, &h, &e))
+  if (!vl_image_probe_file (image, &w, &h, &orientation, &e))
     {
       skip (s, image, "%s", e->message);
       return;
+    }
+  for (guint i = 0; orientation >= 5 && w != h && i < raw->len; i++)
+    {
+      RawBox *r = &g_array_index (raw, RawBox, i);
+      if (r->frame[0] == h && r->frame[1] == w)   /* the stored size: h x w */
+        vl_orient_box (r->box, h, w, orientation);
     }
   VlDetItem *it = g_new0 (VlDetItem, 1);
   it->image = g_strdup (image);
@@ -184,6 +197,8 @@ typedef struct {
   int         line;         /* of <object> */
   int         depth_object; /* depth of the open <object>, 0: none */
   int         depth;
+  int         depth_size;   /* depth of the open <size>, 0: none */
+  int         frame[2];     /* <size>'s width and height, 0: not given */
 } VocParse;
 
 static void
@@ -204,6 +219,8 @@ voc_start (GMarkupParseContext *ctx, const char *element, const char **an, const
       if (ch <= 1 && v->line > 1)
         v->line--;
     }
+  else if (strcmp (element, "size") == 0 && v->depth_object == 0 && v->depth == 2)
+    v->depth_size = v->depth;
 }
 
 static void
@@ -211,6 +228,19 @@ voc_end (GMarkupParseContext *ctx, const char *element, gpointer data, GError **
 {
   VocParse *v = data;
   static const char *const coords[4] = { "xmin", "ymin", "xmax", "ymax" };
+  if (v->depth_size > 0)
+    {
+      /* the image size the boxes were drawn on; a size that is not a whole number is ignored */
+      const int c = strcmp (element, "width") == 0 ? 0 : strcmp (element, "height") == 0 ? 1 : -1;
+      char *end = NULL;
+      const char *t = g_strstrip (v->text->str);
+      const gint64 x = g_ascii_strtoll (t, &end, 10);
+      if (c >= 0 && v->depth == v->depth_size + 1 && end != t && *end == '\0' && x > 0 &&
+          x <= VL_IMAGE_MAX_SIDE)
+        v->frame[c] = (int) x;
+      if (strcmp (element, "size") == 0 && v->depth == v->depth_size)
+        v->depth_size = 0;
+    }
   if (v->depth_object > 0)
     {
       char *t = g_strstrip (v->text->str);
@@ -246,7 +276,7 @@ voc_end (GMarkupParseContext *ctx, const char *element, gpointer data, GError **
               return;
             }
           RawBox r = { { v->box[0], v->box[1], v->box[2], v->box[3] }, 0,
-                       g_strdup_printf ("%s:%d", v->path, v->line) };
+                       g_strdup_printf ("%s:%d", v->path, v->line), { 0, 0 } };
           g_array_append_val (v->raw, r);
           g_ptr_array_add (v->names, g_steal_pointer (&v->name));
         }
@@ -269,7 +299,8 @@ voc_parse (const char *path, GArray *raw, GPtrArray *names, GError **error)
   if (!g_file_get_contents (path, &xml, &len, error))
     return FALSE;
   static const GMarkupParser parser = { voc_start, voc_end, voc_text, NULL, NULL };
-  VocParse v = { raw, names, path, g_string_new (NULL), NULL, { 0 }, 0, 0, 0, 0 };
+  VocParse v = { raw, names, path, g_string_new (NULL), NULL, { 0 }, 0, 0, 0, 0, 0, { 0, 0 } };
+  const guint first = raw->len;
   GMarkupParseContext *ctx = g_markup_parse_context_new (&parser, 0, &v, NULL);
   g_autoptr(GError) local = NULL;
   gboolean ok = g_markup_parse_context_parse (ctx, xml, (gssize) len, &local) &&
@@ -277,6 +308,8 @@ voc_parse (const char *path, GArray *raw, GPtrArray *names, GError **error)
   g_markup_parse_context_free (ctx);
   g_string_free (v.text, TRUE);
   g_free (v.name);
+  for (guint i = first; ok && i < raw->len; i++)   /* <size> may come after the objects */
+    memcpy (g_array_index (raw, RawBox, i).frame, v.frame, sizeof v.frame);
   if (!ok)
     {
       if (local->domain == VL_ERROR)
@@ -418,7 +451,8 @@ json_int_member (JsonObject *o, const char *key, gint64 *out)
 {
   double d;
   if (o == NULL || !json_object_has_member (o, key) ||
-      !vl_json_number (json_object_get_member (o, key), &d) || d != floor (d))
+      !vl_json_number (json_object_get_member (o, key), &d) || d != floor (d) ||
+      fabs (d) > 9007199254740992.0)   /* 2^53: every integer up to it is a double */
     return FALSE;
   *out = (gint64) d;
   return TRUE;
@@ -574,7 +608,15 @@ coco_split (VlDetSource *s, const char *root, const char *dir, int sp, JsonObjec
       else
         {
           RawBox r = { { (float) v[0], (float) v[1], (float) (v[0] + v[2]),
-                         (float) (v[1] + v[3]) }, label, g_strdup (where) };
+                         (float) (v[1] + v[3]) }, label, g_strdup (where), { 0, 0 } };
+          JsonObject *im = vl_json_array_object (images, k - 1);
+          gint64 fw = 0, fh = 0;
+          if (json_int_member (im, "width", &fw) && json_int_member (im, "height", &fh) &&
+              fw > 0 && fh > 0 && fw <= VL_IMAGE_MAX_SIDE && fh <= VL_IMAGE_MAX_SIDE)
+            {
+              r.frame[0] = (int) fw;
+              r.frame[1] = (int) fh;
+            }
           g_array_append_val ((GArray *) g_ptr_array_index (raws, k - 1), r);
         }
     }

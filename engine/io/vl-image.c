@@ -36,6 +36,7 @@
 
 #include <jpeglib.h>
 #include <jerror.h>
+#include <libexif/exif-data.h>
 #include <png.h>
 #include <glib/gstdio.h>
 #include <unistd.h>
@@ -142,6 +143,7 @@ typedef struct {
   int     channels;     /* what the decoder produces (1 to 4) */
   guint64 cost;         /* bytes decoding allocates, before the conversion to other channels */
   guint64 min_file;     /* smallest file that can hold the pixels declared; 0: no such rule */
+  int     orientation;  /* EXIF orientation, 1 (as stored) to 8 */
 } Header;
 
 static inline guint64
@@ -262,6 +264,101 @@ finish_image (const Input *in, uint8_t *pixels, int width, int height, int from,
   return converted != NULL ? image_take (converted, width, height, channels) : NULL;
 }
 
+/* ---- EXIF orientation (libexif) ---- */
+
+/* The Orientation tag (0x0112) of IFD 0 in an EXIF block ("Exif\0\0" and a TIFF structure: a
+ * JPEG's APP1 segment), as Pillow's ImageOps.exif_transpose reads it; 1 when there is none or
+ * its value is not 1 to 8. */
+static int
+exif_orientation (const uint8_t *data, size_t n)
+{
+  if (n < 6 || n > G_MAXUINT || memcmp (data, "Exif\0\0", 6) != 0)
+    return 1;
+  ExifData *ed = exif_data_new ();
+  if (ed == NULL)
+    return 1;
+  /* read what is there; do not add the tags the specification requires */
+  exif_data_unset_option (ed, EXIF_DATA_OPTION_FOLLOW_SPECIFICATION);
+  exif_data_load_data (ed, data, (unsigned int) n);
+  int o = 1;
+  ExifEntry *e = exif_content_get_entry (ed->ifd[EXIF_IFD_0], EXIF_TAG_ORIENTATION);
+  if (e != NULL && e->format == EXIF_FORMAT_SHORT && e->components >= 1 && e->size >= 2 &&
+      e->data != NULL)
+    {
+      const int v = exif_get_short (e->data, exif_data_get_byte_order (ed));
+      if (v >= 1 && v <= 8)
+        o = v;
+    }
+  exif_data_unref (ed);
+  return o;
+}
+
+/* The geometry of each orientation: the stored pixel (xi, yi) shown at upright (x, y) is
+ * xi = a[0] x + a[1] y + a[2] (W - 1), yi = a[3] x + a[4] y + a[5] (H - 1), W x H stored;
+ * 5 to 8 swap the sides. As Pillow's exif_transpose: 2 FLIP_LEFT_RIGHT, 3 ROTATE_180,
+ * 4 FLIP_TOP_BOTTOM, 5 TRANSPOSE, 6 ROTATE_270, 7 TRANSVERSE, 8 ROTATE_90. */
+static const int orient_map[9][6] = {
+  { 1, 0, 0, 0, 1, 0 },     /* (unused) */
+  { 1, 0, 0, 0, 1, 0 },
+  { -1, 0, 1, 0, 1, 0 },
+  { -1, 0, 1, 0, -1, 1 },
+  { 1, 0, 0, 0, -1, 1 },
+  { 0, 1, 0, 1, 0, 0 },
+  { 0, 1, 0, -1, 0, 1 },
+  { 0, -1, 1, -1, 0, 1 },
+  { 0, -1, 1, 1, 0, 0 },
+};
+
+uint8_t *
+vl_orient_pixels (const uint8_t *src, int width, int height, int channels, int orientation,
+                  int *out_width, int *out_height)
+{
+  g_return_val_if_fail (src != NULL && width > 0 && height > 0 && channels > 0, NULL);
+  if (orientation < 1 || orientation > 8)
+    orientation = 1;
+  const int *a = orient_map[orientation];
+  const gboolean swap = orientation >= 5;
+  const int ow = swap ? height : width, oh = swap ? width : height;
+  uint8_t *dst = g_try_malloc ((gsize) width * height * channels);
+  if (dst == NULL)
+    return NULL;
+  for (int y = 0; y < oh; y++)
+    for (int x = 0; x < ow; x++)
+      {
+        const int xi = a[0] * x + a[1] * y + a[2] * (width - 1);
+        const int yi = a[3] * x + a[4] * y + a[5] * (height - 1);
+        memcpy (dst + ((gsize) y * ow + x) * channels,
+                src + ((gsize) yi * width + xi) * channels, channels);
+      }
+  if (out_width != NULL)
+    *out_width = ow;
+  if (out_height != NULL)
+    *out_height = oh;
+  return dst;
+}
+
+void
+vl_orient_box (float box[4], int width, int height, int orientation)
+{
+  if (orientation < 2 || orientation > 8)
+    return;
+  const int *a = orient_map[orientation];
+  /* the inverse of the map (a signed permutation: its transpose), on edges, not pixel centres:
+   * x = a[0] (xi - c0) + a[3] (yi - c1), y = a[1] (xi - c0) + a[4] (yi - c1) */
+  const float c0 = (float) (a[2] * width), c1 = (float) (a[5] * height);
+  float x[2], y[2];
+  for (int k = 0; k < 2; k++)
+    {
+      const float xi = box[2 * k] - c0, yi = box[2 * k + 1] - c1;
+      x[k] = (float) a[0] * xi + (float) a[3] * yi;
+      y[k] = (float) a[1] * xi + (float) a[4] * yi;
+    }
+  box[0] = MIN (x[0], x[1]);
+  box[1] = MIN (y[0], y[1]);
+  box[2] = MAX (x[0], x[1]);
+  box[3] = MAX (y[0], y[1]);
+}
+
 /* ---- JPEG (libjpeg-turbo) ---- */
 
 typedef struct {
@@ -352,7 +449,15 @@ jpeg_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError
     jpeg_stdio_src (&cinfo, in->f);
   else
     jpeg_mem_src (&cinfo, in->data, (unsigned long) in->size);
+  jpeg_save_markers (&cinfo, JPEG_APP0 + 1, 0xffff);   /* EXIF */
   jpeg_read_header (&cinfo, TRUE);
+  hdr->orientation = 1;
+  for (jpeg_saved_marker_ptr m = cinfo.marker_list; m != NULL; m = m->next)
+    if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 && memcmp (m->data, "Exif\0\0", 6) == 0)
+      {
+        hdr->orientation = exif_orientation (m->data, m->data_length);
+        break;
+      }
 
   int file_channels = cinfo.num_components;
   gboolean cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
@@ -482,6 +587,21 @@ png_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError 
   else
     png_set_read_fn (png, &src, png_read_memory);
   png_read_info (png, info);
+
+  hdr->orientation = 1;
+#ifdef PNG_eXIf_SUPPORTED
+  png_uint_32 n_exif = 0;
+  png_bytep exif = NULL;
+  if (png_get_eXIf_1 (png, info, &n_exif, &exif) != 0 && exif != NULL && n_exif > 0 &&
+      n_exif < (1u << 24))
+    {
+      /* the chunk holds the TIFF structure alone */
+      g_autofree uint8_t *block = g_malloc (n_exif + 6);
+      memcpy (block, "Exif\0\0", 6);
+      memcpy (block + 6, exif, n_exif);
+      hdr->orientation = exif_orientation (block, n_exif + 6);
+    }
+#endif
 
   png_uint_32 w = 0, h = 0;
   int depth = 0, color = 0, interlace = 0;
@@ -848,15 +968,44 @@ vl_image_load_memory (const uint8_t *data, size_t size, const char *name, int ch
       return NULL;
     }
   int out_channels = channels != 0 ? channels : hdr.channels;
-  guint64 cost = hdr.cost + (out_channels != hdr.channels ? n_pixels (&hdr) * out_channels : 0);
+  const gboolean turn = hdr.orientation >= 2 && hdr.orientation <= 8;
+  guint64 cost = hdr.cost + (out_channels != hdr.channels ? n_pixels (&hdr) * out_channels : 0)
+                 + (turn ? n_pixels (&hdr) * out_channels : 0);
   decode_reserve (cost);
   VlImage *img = decode_input (&in, channels, TRUE, &hdr, error);
+  if (img != NULL && turn)
+    {
+      /* upright, as the camera meant it and as image viewers show it */
+      int w = 0, h = 0;
+      uint8_t *up = vl_orient_pixels (img->pixels, img->width, img->height, img->channels,
+                                      hdr.orientation, &w, &h);
+      if (up == NULL)
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot allocate %dx%d pixels to turn "
+                       "the image upright", what, img->width, img->height);
+          g_clear_pointer (&img, vl_image_free);
+        }
+      else
+        {
+          g_free (img->pixels);
+          img->pixels = up;
+          img->width = w;
+          img->height = h;
+        }
+    }
   decode_release (cost);
   return img;
 }
 
 gboolean
 vl_image_check_file (const char *path, int *width, int *height, GError **error)
+{
+  return vl_image_probe_file (path, width, height, NULL, error);
+}
+
+gboolean
+vl_image_probe_file (const char *path, int *width, int *height, int *orientation,
+                     GError **error)
 {
   g_return_val_if_fail (path != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
@@ -895,10 +1044,13 @@ vl_image_check_file (const char *path, int *width, int *height, GError **error)
         g_propagate_error (error, local);
     }
   fclose (f);
+  const int o = hdr.orientation >= 2 && hdr.orientation <= 8 ? hdr.orientation : 1;
   if (ok && width != NULL)
-    *width = hdr.width;
+    *width = o >= 5 ? hdr.height : hdr.width;
   if (ok && height != NULL)
-    *height = hdr.height;
+    *height = o >= 5 ? hdr.width : hdr.height;
+  if (ok && orientation != NULL)
+    *orientation = o;
   return ok;
 }
 

@@ -34,7 +34,10 @@ typedef struct {
 /* Decodes JPEG (libjpeg-turbo), PNG (libpng), BMP, GIF, TGA, PNM, HDR and PSD (stb_image),
  * converting to `channels` (1 to 4; 0 keeps the file's). Errors (VL_ERROR) name the file and the
  * reason; empty, truncated and corrupt files, images above the limits above, and files smaller
- * than the pixels their header declares are refused before any pixel is decoded. */
+ * than the pixels their header declares are refused before any pixel is decoded.
+ * A JPEG's or PNG's EXIF orientation (a phone's portrait photo is stored sideways with tag 6)
+ * is applied: the image comes out upright, as image viewers, browsers and Pillow's
+ * ImageOps.exif_transpose show it (Image.open alone does not turn it). */
 VlImage *vl_image_load        (const char *path, int channels, GError **error);
 VlImage *vl_image_load_memory (const uint8_t *data, size_t size, const char *name,
                                int channels, GError **error);
@@ -42,6 +45,20 @@ VlImage *vl_image_load_memory (const uint8_t *data, size_t size, const char *nam
  * FALSE with an error "PATH: reason" when vl_image_load would refuse it for its header, its
  * size or the limits; else its size. */
 gboolean vl_image_check_file  (const char *path, int *width, int *height, GError **error);
+/* The same, with the upright size (as vl_image_load gives it) and the EXIF orientation the file
+ * stores (1 to 8; 1 when it has none): the stored pixels are width x height when it is 1 to 4,
+ * height x width when 5 to 8. */
+gboolean vl_image_probe_file  (const char *path, int *width, int *height, int *orientation,
+                               GError **error);
+/* Pixels stored width x height (interleaved, `channels` bytes each) turned upright for an EXIF
+ * orientation (1 to 8: 2 mirrored, 3 turned half round, 4 upside down, 5 transposed, 6 turned a
+ * quarter clockwise to be upright, 7 transversed, 8 a quarter anticlockwise), as Pillow's
+ * ImageOps.exif_transpose; NULL when the memory cannot be had. g_free the result. */
+uint8_t *vl_orient_pixels     (const uint8_t *src, int width, int height, int channels,
+                               int orientation, int *out_width, int *out_height);
+/* A box (x0, y0, x1, y1) in the stored width x height frame of an image with that orientation,
+ * moved to the upright frame in place. */
+void     vl_orient_box        (float box[4], int width, int height, int orientation);
 VlImage *vl_image_new         (int width, int height, int channels);
 
 /* A label mask: an 8-bit index PNG (palette or gray, bit depth 1 to 8), one byte per pixel
