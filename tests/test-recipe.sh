@@ -11,7 +11,7 @@
 # squares written here in COCO and YOLO form (the same images), python3 on the COCO copy,
 # torchrun's 2 processes on the YOLO one.
 #
-# What is asserted: the exported folder holds the run's own run.json byte for byte and a backbone
+# What is asserted: train.py reads photos upright as vitlab does; the exported folder holds the run's own run.json byte for byte and a backbone
 # in timm's layout; with vitlab's head initialisation and data order (export-recipe --with-order,
 # train.py --vitlab-order) every epoch's training and validation loss of python3 train.py and of
 # torchrun's two processes is within 2% of vitlab's (augmentation none: random crops come from
@@ -39,7 +39,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..33"
+echo "1..34"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -87,6 +87,29 @@ check "export-recipe writes train.py, run.json, backbone/, README.md" \
          grep -q model_args '$T/recipe/backbone/config.json' &&
          test -s '$T/recipe/backbone/model.safetensors' && test -s '$T/recipe/order.json'"
 check "export-recipe of the regression run" "$CLI" export-recipe "$T/vlr" --out "$T/recipe-r" --with-order
+# photos upright, as vitlab reads them: train.py's helpers against Pillow's exif_transpose on
+# tests/data/exif (gen-exif.py) and the geometry test-image and test-detect expect of the engine
+upright () {
+  "$PY" - "$T/recipe/train.py" "$SRC/data/exif" <<'PYEOF'
+import importlib.util, sys
+from PIL import Image, ImageOps
+spec = importlib.util.spec_from_file_location("recipe", sys.argv[1])
+m = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(m)
+d = sys.argv[2]
+for o in range(1, 9):
+    img, got = m.open_upright(f"{d}/o{o}.jpg", "RGB")
+    want = ImageOps.exif_transpose(Image.open(f"{d}/o{o}.jpg"))
+    assert got == o and img.size == want.size and img.tobytes() == want.tobytes(), o
+assert m.image_info(f"{d}/o6.png") == (23, 37, 6)
+assert m.image_info(f"{d}/o9.jpg") == (37, 23, 1)
+assert m.turn_box((3, 5, 11, 19, 1), 37, 23, 6) == (4, 3, 18, 11, 1)
+assert m.turn_stored_boxes([(3, 5, 11, 19, 1)], (37, 23), 23, 37, 6) == [(4, 3, 18, 11, 1)]
+assert m.turn_stored_boxes([(4, 3, 18, 11, 1)], (23, 37), 23, 37, 6) == [(4, 3, 18, 11, 1)]
+assert m.turn_stored_boxes([(4, 3, 18, 11, 1)], (None, None), 23, 37, 6) == [(4, 3, 18, 11, 1)]
+PYEOF
+}
+check "train.py reads photos upright as vitlab does (EXIF orientation; boxes on stored pixels turned)" upright
 check "export-recipe refuses a run with a new CNN stem, naming it, and writes nothing" \
   sh -c "'$CLI' train --backbone '$BB' --data '$T/colours' --out '$T/vlstem' --epochs 1 --batch 8 \
            --stem conv --unlock-schedule 0:all --seed 7 >/dev/null &&

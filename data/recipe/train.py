@@ -34,6 +34,66 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
+# ----------------------------------------------------------------------------- photos upright
+
+# vitlab decodes photos upright: a JPEG's or PNG's EXIF orientation applied, as
+# PIL.ImageOps.exif_transpose turns it (Image.open alone does not). These do the same here.
+_TURN = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+         4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+         6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+         8: Image.Transpose.ROTATE_90}
+# the stored pixel (xi, yi) shown at upright (x, y): xi = a0 x + a1 y + a2 (W - 1),
+# yi = a3 x + a4 y + a5 (H - 1) (engine/io/vl-image.c's table)
+_ORIENT = {1: (1, 0, 0, 0, 1, 0), 2: (-1, 0, 1, 0, 1, 0), 3: (-1, 0, 1, 0, -1, 1),
+           4: (1, 0, 0, 0, -1, 1), 5: (0, 1, 0, 1, 0, 0), 6: (0, 1, 0, -1, 0, 1),
+           7: (0, -1, 1, -1, 0, 1), 8: (0, -1, 1, 1, 0, 0)}
+
+
+def orientation(im):
+    """The EXIF orientation of an open image, 1 to 8 (1: none, or not a valid value)."""
+    try:
+        o = im.getexif().get(0x0112, 1)
+    except Exception:   # a broken EXIF block: vitlab reads it as none too
+        return 1
+    return o if o in _ORIENT else 1
+
+
+def open_upright(path, mode):
+    """The image at path in mode, upright; and its EXIF orientation."""
+    with Image.open(path) as im:
+        o = orientation(im)
+        img = im.convert(mode)
+    return (img.transpose(_TURN[o]) if o != 1 else img), o
+
+
+def image_info(path):
+    """(width, height, orientation): the upright size, as vitlab reads it."""
+    with Image.open(path) as im:
+        o = orientation(im)
+        w, h = im.size
+    return (h, w, o) if o >= 5 else (w, h, o)
+
+
+def turn_box(box, w, h, o):
+    """A box (x0, y0, x1, y1, ...) on the stored w x h pixels of a photo with orientation o,
+    on the upright photo."""
+    a = _ORIENT[o]
+    c0, c1 = a[2] * w, a[5] * h
+    xs, ys = [], []
+    for xi, yi in ((box[0] - c0, box[1] - c1), (box[2] - c0, box[3] - c1)):
+        xs.append(a[0] * xi + a[3] * yi)
+        ys.append(a[1] * xi + a[4] * yi)
+    return (min(xs), min(ys), max(xs), max(ys)) + tuple(box[4:])
+
+
+def turn_stored_boxes(boxes, declared, w, h, o):
+    """vitlab's rule: boxes are drawn on the upright photo, unless the annotation declares the
+    stored, sideways size (w x h upright) of a quarter-turned one; then they are turned."""
+    if o >= 5 and w != h and declared == (h, w):
+        return [turn_box(b, h, w, o) for b in boxes]
+    return boxes
+
+
 # ----------------------------------------------------------------------------- safetensors
 
 _DT = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64,
@@ -407,11 +467,13 @@ class SegItems(torch.utils.data.Dataset):
     def __getitem__(self, i):
         path, mpath = self.items[i]
         try:
-            with Image.open(path) as im:
-                img = im.convert(self.mode)
+            img, o = open_upright(path, self.mode)
         except OSError as e:
             raise RuntimeError(f"{path}: cannot be decoded ({e})")
         mask = read_mask(mpath, self.K)
+        if o >= 5 and img.width != img.height and mask.shape == (img.width, img.height):
+            # drawn on the stored, sideways pixels: turned with them, as vitlab does
+            mask = np.array(Image.fromarray(mask).transpose(_TURN[o]))
         if mask.shape != (img.height, img.width):
             raise RuntimeError(f"{mpath}: {mask.shape[1]}x{mask.shape[0]}, its image {path} is "
                                f"{img.width}x{img.height}")
@@ -491,11 +553,6 @@ def _clip_boxes(where, boxes, w, h):
     return out
 
 
-def _image_size(path):
-    with Image.open(path) as im:
-        return im.size
-
-
 def det_items_voc(data, classes):
     import xml.etree.ElementTree as ET
     index = {c: k for k, c in enumerate(classes)}
@@ -511,9 +568,14 @@ def det_items_voc(data, classes):
             if img is None:
                 raise SystemExit(f"{path}: {i}: no image in JPEGImages/")
             xml = os.path.join(data, "Annotations", i + ".xml")
-            w, h = _image_size(img)
+            w, h, orient = image_info(img)
+            root = ET.parse(xml).getroot()
+            try:
+                declared = (int(root.findtext("size/width")), int(root.findtext("size/height")))
+            except (TypeError, ValueError):
+                declared = None
             boxes = []
-            for o in ET.parse(xml).getroot().findall("object"):
+            for o in root.findall("object"):
                 name = o.findtext("name", "").strip()
                 if name not in index:
                     print(f"train.py: {xml}: class '{name}' is not the run's: dropped",
@@ -522,6 +584,7 @@ def det_items_voc(data, classes):
                 b = o.find("bndbox")
                 boxes.append(tuple(float(b.findtext(c)) for c in ("xmin", "ymin", "xmax", "ymax"))
                              + (index[name],))
+            boxes = turn_stored_boxes(boxes, declared, w, h, orient)
             items.append((img, _clip_boxes(xml, boxes, w, h)))
         return items
     return split("train"), split("val")
@@ -547,8 +610,10 @@ def det_items_coco(data, classes):
             img = os.path.join(data, "images", name, im["file_name"])
             if not os.path.isfile(img):
                 continue
-            w, h = im.get("width") or _image_size(img)[0], im.get("height") or _image_size(img)[1]
-            items.append((img, _clip_boxes(f"{path}: image {im['id']}", per[im["id"]], w, h)))
+            w, h, orient = image_info(img)
+            boxes = turn_stored_boxes(per[im["id"]], (im.get("width"), im.get("height")), w, h,
+                                      orient)
+            items.append((img, _clip_boxes(f"{path}: image {im['id']}", boxes, w, h)))
         return items
     return split("train"), split("val")
 
@@ -562,7 +627,7 @@ def det_items_yolo(data, classes):
                 continue
             img = os.path.join(d, f)
             lab = os.path.join(data, "labels", name, os.path.splitext(f)[0] + ".txt")
-            w, h = _image_size(img)
+            w, h, _ = image_info(img)
             boxes = []
             if os.path.isfile(lab):
                 with open(lab, encoding="utf-8") as t:
@@ -612,8 +677,7 @@ class DetItems(torch.utils.data.Dataset):
     def __getitem__(self, i):
         path, boxes = self.items[i]
         try:
-            with Image.open(path) as im:
-                img = im.convert(self.mode)
+            img, _ = open_upright(path, self.mode)
         except OSError as e:
             raise RuntimeError(f"{path}: cannot be decoded ({e})")
         W, H = img.size
@@ -954,8 +1018,7 @@ class ImageItems(torch.utils.data.Dataset):
     def __getitem__(self, i):
         path, y = self.items[i]
         try:
-            with Image.open(path) as im:
-                x = self.tf(im.convert(self.mode))
+            x = self.tf(open_upright(path, self.mode)[0])
         except OSError as e:
             raise RuntimeError(f"{path}: cannot be decoded ({e})")
         if isinstance(y, list):
