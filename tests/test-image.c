@@ -2,7 +2,8 @@
  *
  * tests/data/pil-resize.safetensors and tests/data/synth-*.{png,gif} come from
  * tests/data/gen-pil-resize.py (Pillow 9.4); synth_value() below is its formula.
- * tests/data/exif/ comes from tests/data/gen-exif.py (the same image, EXIF-oriented). */
+ * tests/data/exif/ comes from tests/data/gen-exif.py (the same image, EXIF-oriented), and
+ * tests/data/webp/ from tests/data/gen-webp.py. */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
@@ -136,6 +137,60 @@ test_resize_pillow (void)
 }
 
 /* Upscale then downscale of a flat image stays flat (weights sum to one in fixed point). */
+/* ---- /image/load/webp ---- */
+
+/* WebP (libwebp, as Pillow 9.4 decodes it): each file of tests/data/webp (gen-webp.py) gives
+ * exactly Pillow's pixels in Pillow's mode (RGB, RGBA with alpha), the first frame of an
+ * animation, upright by its EXIF chunk; truncated and corrupt files are errors naming them. */
+static void
+test_load_webp (void)
+{
+  g_autofree char *dir = vl_test_data_path ("webp", NULL);
+  g_autofree char *ref_path = g_build_filename (dir, "webp.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_test_open (ref_path);
+  static const char *const files[] = { "alpha-lossy.webp", "alpha.webp", "anim.webp",
+                                       "lossless.webp", "lossy.webp", "o6.webp" };
+  g_assert_cmpuint (vl_safetensors_n_tensors (st), ==, G_N_ELEMENTS (files));
+  g_assert_true (vl_image_has_extension ("photo.WebP", FALSE));
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, files[i], NULL);
+      const VlTensorInfo *t = lookup_u8 (st, files[i]);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlImage) img = vl_image_load (path, 0, &error);
+      g_assert_no_error (error);
+      g_test_message ("%s: %dx%d, %d channels", files[i], img->width, img->height,
+                      img->channels);
+      g_assert_cmpint (img->height, ==, (int) t->shape[0]);
+      g_assert_cmpint (img->width, ==, (int) t->shape[1]);
+      g_assert_cmpint (img->channels, ==, (int) t->shape[2]);
+      g_assert_cmpmem (img->pixels, (gsize) img->width * img->height * img->channels, t->data,
+                       t->nbytes);
+      int w = 0, h = 0, o = 0;
+      g_assert_true (vl_image_probe_file (path, &w, &h, &o, &error));
+      g_assert_cmpint (w, ==, img->width);
+      g_assert_cmpint (h, ==, img->height);
+      g_assert_cmpint (o, ==, g_str_equal (files[i], "o6.webp") ? 6 : 1);
+    }
+
+  /* cut short, and a header that lies */
+  g_autofree char *lossy = g_build_filename (dir, "lossy.webp", NULL);
+  g_autofree char *bytes = NULL;
+  gsize n = 0;
+  g_assert_true (g_file_get_contents (lossy, &bytes, &n, NULL));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) cut = vl_image_load_memory ((const uint8_t *) bytes, n / 2, "cut.webp", 3,
+                                                 &error);
+  g_assert_null (cut);
+  g_assert_nonnull (strstr (error->message, "cut.webp"));
+  g_clear_error (&error);
+  memset (bytes + 12, 'x', 8);   /* the first chunk's tag and size */
+  g_autoptr(VlImage) bad = vl_image_load_memory ((const uint8_t *) bytes, n, "bad.webp", 3,
+                                                 &error);
+  g_assert_null (bad);
+  g_assert_nonnull (strstr (error->message, "bad.webp: cannot decode image"));
+}
+
 /* ---- /image/load/exif-orientation ---- */
 
 /* Photos are decoded upright: each file of tests/data/exif (gen-exif.py) gives exactly the
@@ -776,6 +831,7 @@ main (int argc, char **argv)
   g_test_add_func ("/image/load/truncated-jpeg", test_load_truncated_jpeg);
   g_test_add_func ("/image/load/formats", test_load_formats);
   g_test_add_func ("/image/load/exif-orientation", test_load_exif_orientation);
+  g_test_add_func ("/image/load/webp", test_load_webp);
   g_test_add_func ("/image/preprocess/channels", test_preprocess_channels);
   g_test_add_func ("/image/preprocess/center-crop", test_preprocess_crop);
   g_test_add_func ("/image/preprocess/timm-parity", test_preprocess_timm_parity);

@@ -1,5 +1,5 @@
-/* vl-image.c: decoding (libjpeg-turbo, libpng, stb_image), Pillow-exact resampling and timm's
- * eval preprocessing.
+/* vl-image.c: decoding (libjpeg-turbo, libpng, libwebp, stb_image), Pillow-exact resampling
+ * and timm's eval preprocessing.
  *
  * The resampler follows Pillow's src/libImaging/Resample.c (ImagingResample) step by step,
  * because only the same arithmetic gives the same bytes:
@@ -38,6 +38,8 @@
 #include <jerror.h>
 #include <libexif/exif-data.h>
 #include <png.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
 #include <glib/gstdio.h>
 #include <unistd.h>
 
@@ -98,11 +100,12 @@ typedef enum {
   FORMAT_PNM,
   FORMAT_HDR,
   FORMAT_PSD,
+  FORMAT_WEBP,
   FORMAT_TGA,     /* no signature: what is left */
 } Format;
 
 static const char *const format_names[] = {
-  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "TGA",
+  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "WebP", "TGA",
 };
 
 static Format
@@ -124,6 +127,8 @@ sniff_format (const uint8_t *d, size_t n)
     return FORMAT_HDR;
   if (n >= 4 && memcmp (d, "8BPS", 4) == 0)
     return FORMAT_PSD;
+  if (n >= 12 && memcmp (d, "RIFF", 4) == 0 && memcmp (d + 8, "WEBP", 4) == 0)
+    return FORMAT_WEBP;
   return FORMAT_TGA;
 }
 
@@ -291,6 +296,21 @@ exif_orientation (const uint8_t *data, size_t n)
     }
   exif_data_unref (ed);
   return o;
+}
+
+/* The same for a bare TIFF structure (PNG's eXIf chunk, WebP's EXIF chunk), or one that
+ * already starts with "Exif\0\0" as some WebP writers store it. */
+static int
+exif_orientation_tiff (const uint8_t *data, size_t n)
+{
+  if (n >= 6 && memcmp (data, "Exif\0\0", 6) == 0)
+    return exif_orientation (data, n);
+  if (n == 0 || n >= (1u << 24))
+    return 1;
+  g_autofree uint8_t *block = g_malloc (n + 6);
+  memcpy (block, "Exif\0\0", 6);
+  memcpy (block + 6, data, n);
+  return exif_orientation (block, n + 6);
 }
 
 /* The geometry of each orientation: the stored pixel (xi, yi) shown at upright (x, y) is
@@ -592,15 +612,8 @@ png_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError 
 #ifdef PNG_eXIf_SUPPORTED
   png_uint_32 n_exif = 0;
   png_bytep exif = NULL;
-  if (png_get_eXIf_1 (png, info, &n_exif, &exif) != 0 && exif != NULL && n_exif > 0 &&
-      n_exif < (1u << 24))
-    {
-      /* the chunk holds the TIFF structure alone */
-      g_autofree uint8_t *block = g_malloc (n_exif + 6);
-      memcpy (block, "Exif\0\0", 6);
-      memcpy (block + 6, exif, n_exif);
-      hdr->orientation = exif_orientation (block, n_exif + 6);
-    }
+  if (png_get_eXIf_1 (png, info, &n_exif, &exif) != 0 && exif != NULL)
+    hdr->orientation = exif_orientation_tiff (exif, n_exif);   /* the TIFF structure alone */
 #endif
 
   png_uint_32 w = 0, h = 0;
@@ -659,6 +672,88 @@ png_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError 
   g_free (rows);
   uint8_t *done = pixels;
   return finish_image (in, done, (int) w, (int) h, hdr->channels, channels, error);
+}
+
+/* ---- WebP (libwebp) ---- */
+
+/* Whether a WebP file's extended header (VP8X) says it carries EXIF (a chunk that comes after
+ * the image data, so a header check needs the whole file). */
+static gboolean
+webp_has_exif (const uint8_t *d, size_t n)
+{
+  return n >= 21 && memcmp (d + 12, "VP8X", 4) == 0 && (d[20] & 0x08) != 0;
+}
+
+/* As Pillow 9.4 decodes WebP (its WebPAnimDecoder, straight RGBA, the first frame of an
+ * animation), so that pixels are Pillow's: RGB, or RGBA when the file has alpha. */
+static VlImage *
+webp_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
+{
+  WebPBitstreamFeatures f;
+  if (WebPGetFeatures (in->data, in->size, &f) != VP8_STATUS_OK)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: not a valid WebP "
+                   "header", in->what);
+      return NULL;
+    }
+  hdr->width = f.width;
+  hdr->height = f.height;
+  hdr->channels = f.has_alpha ? 4 : 3;
+  /* the decoder's canvas and its copy of the previous frame (RGBA each), then ours */
+  hdr->cost = n_pixels (hdr) * (8 + (guint64) hdr->channels);
+  hdr->min_file = 0;
+  hdr->orientation = 1;
+  const WebPData data = { in->data, in->size };
+  if (webp_has_exif (in->data, in->size))
+    {
+      WebPDemuxer *demux = WebPDemux (&data);
+      WebPChunkIterator it;
+      if (demux != NULL && WebPDemuxGetChunk (demux, "EXIF", 1, &it))
+        {
+          hdr->orientation = exif_orientation_tiff (it.chunk.bytes, it.chunk.size);
+          WebPDemuxReleaseChunkIterator (&it);
+        }
+      WebPDemuxDelete (demux);
+    }
+  if (!check_header (in, hdr, channels, error) || !decode)
+    return NULL;
+
+  WebPAnimDecoderOptions opt;
+  if (!WebPAnimDecoderOptionsInit (&opt))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: cannot start the WebP decoder", in->what);
+      return NULL;
+    }
+  opt.color_mode = MODE_RGBA;
+  opt.use_threads = 0;
+  WebPAnimDecoder *dec = WebPAnimDecoderNew (&data, &opt);
+  uint8_t *frame = NULL;
+  int timestamp = 0;
+  WebPAnimInfo info;
+  if (dec == NULL || !WebPAnimDecoderGetInfo (dec, &info) ||
+      (int) info.canvas_width != hdr->width || (int) info.canvas_height != hdr->height ||
+      !WebPAnimDecoderGetNext (dec, &frame, &timestamp) || frame == NULL)
+    {
+      WebPAnimDecoderDelete (dec);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: the WebP data is "
+                   "truncated or corrupt", in->what);
+      return NULL;
+    }
+  const int W = hdr->width, H = hdr->height, C = hdr->channels;
+  uint8_t *pixels = try_alloc_pixels (in, W, H, C, error);
+  if (pixels == NULL)
+    {
+      WebPAnimDecoderDelete (dec);
+      return NULL;
+    }
+  const gsize n = (gsize) W * H;
+  if (C == 4)
+    memcpy (pixels, frame, n * 4);
+  else
+    for (gsize p = 0; p < n; p++)
+      memcpy (pixels + p * 3, frame + p * 4, 3);
+  WebPAnimDecoderDelete (dec);
+  return finish_image (in, pixels, W, H, C, channels, error);
 }
 
 /* ---- everything else (stb_image) ---- */
@@ -899,6 +994,8 @@ decode_input (const Input *in, int channels, gboolean decode, Header *hdr, GErro
       return jpeg_decode (in, channels, decode, hdr, error);
     case FORMAT_PNG:
       return png_decode (in, channels, decode, hdr, error);
+    case FORMAT_WEBP:
+      return webp_decode (in, channels, decode, hdr, error);
     default:
       return stb_decode (in, channels, decode, hdr, error);
     }
@@ -1037,6 +1134,18 @@ vl_image_probe_file (const char *path, int *width, int *height, int *orientation
           rewind (f);
           in.f = f;
         }
+      else if (in.format == FORMAT_WEBP && webp_has_exif (prefix, got) && file_size > got)
+        {
+          /* its EXIF chunk follows the image data: the orientation needs the whole file */
+          uint8_t *all = g_try_realloc (prefix, file_size);
+          if (all != NULL)
+            {
+              prefix = all;
+              got += fread (prefix + got, 1, file_size - got, f);
+              in.data = prefix;
+              in.size = got;
+            }
+        }
       GError *local = NULL;
       decode_input (&in, 0, FALSE, &hdr, &local);
       ok = local == NULL;
@@ -1055,12 +1164,12 @@ vl_image_probe_file (const char *path, int *width, int *height, int *orientation
 }
 
 const char *const vl_image_extensions[] = {
-  "jpg", "jpeg", "jpe", "jfif", "png", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "tga", "psd",
-  "hdr", NULL
+  "jpg", "jpeg", "jpe", "jfif", "png", "webp", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "tga",
+  "psd", "hdr", NULL
 };
 
 static const char *const undecodable_extensions[] = {
-  "pbm", "tif", "tiff", "webp", "pic", NULL
+  "pbm", "tif", "tiff", "pic", NULL
 };
 
 static gboolean

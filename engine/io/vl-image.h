@@ -31,12 +31,13 @@ typedef struct {
 /* Largest image file read. */
 #define VL_IMAGE_MAX_FILE   ((guint64) 512 << 20)
 
-/* Decodes JPEG (libjpeg-turbo), PNG (libpng), BMP, GIF, TGA, PNM, HDR and PSD (stb_image),
+/* Decodes JPEG (libjpeg-turbo), PNG (libpng), WebP (libwebp: the first frame of an animation),
+ * BMP, GIF, TGA, PNM, HDR and PSD (stb_image),
  * converting to `channels` (1 to 4; 0 keeps the file's). Errors (VL_ERROR) name the file and the
  * reason; empty, truncated and corrupt files, images above the limits above, and files smaller
  * than the pixels their header declares are refused before any pixel is decoded.
- * A JPEG's or PNG's EXIF orientation (a phone's portrait photo is stored sideways with tag 6)
- * is applied: the image comes out upright, as image viewers, browsers and Pillow's
+ * A JPEG's, PNG's or WebP's EXIF orientation (a phone's portrait photo is stored sideways with
+ * tag 6) is applied: the image comes out upright, as image viewers, browsers and Pillow's
  * ImageOps.exif_transpose show it (Image.open alone does not turn it). */
 VlImage *vl_image_load        (const char *path, int channels, GError **error);
 VlImage *vl_image_load_memory (const uint8_t *data, size_t size, const char *name,
