@@ -347,17 +347,33 @@ test_exif_orientation (void)
       g_autofree char *p = path_in (yolo, yfiles[i]);
       g_assert_true (g_file_set_contents (p, bytes, (gssize) len, NULL));
     }
+  /* and a WebP photo with the same orientation (its EXIF chunk) */
+  g_autofree char *webp = vl_test_data_path ("webp", "o6.webp", NULL);
+  g_autofree char *wbytes = NULL;
+  gsize wlen = 0;
+  g_assert_true (g_file_get_contents (webp, &wbytes, &wlen, NULL));
+  g_autofree char *wp = path_in (yolo, "images/train/w.webp");
+  g_assert_true (g_file_set_contents (wp, wbytes, (gssize) wlen, NULL));
   g_autofree char *names = path_in (yolo, "classes.txt");
   write_text (names, "cat\n");
   g_autofree char *la = path_in (yolo, "labels/train/a.txt");
   write_text (la, "0 0.47826087 0.18918919 0.60869565 0.21621622\n");
+  g_autofree char *lw = path_in (yolo, "labels/train/w.txt");
+  write_text (lw, "0 0.47826087 0.18918919 0.60869565 0.21621622\n");
   g_autofree char *lb = path_in (yolo, "labels/val/b.txt");
   write_text (lb, "0 0.5 0.5 0.2 0.2\n");
   g_autoptr(VlDataset) dy = open_det (yolo);
-  const float *bx = vl_dataset_boxes (dy, VL_SPLIT_TRAIN, 0, &l, &n);
-  g_assert_cmpint (n, ==, 1);
-  for (int c = 0; c < 4; c++)
-    g_assert_cmpfloat (fabsf (bx[c] - upright[c]), <=, 1e-5);
+  g_assert_cmpint (vl_dataset_n_items (dy, VL_SPLIT_TRAIN), ==, 2);
+  for (int i = 0; i < 2; i++)
+    {
+      const float *bx = vl_dataset_boxes (dy, VL_SPLIT_TRAIN, i, &l, &n);
+      g_assert_cmpint (n, ==, 1);
+      for (int c = 0; c < 4; c++)
+        g_assert_cmpfloat (fabsf (bx[c] - upright[c]), <=, 1e-5);
+      vl_dataset_boxes_size (dy, VL_SPLIT_TRAIN, i, &w, &h);
+      g_assert_cmpint (w, ==, 23);
+      g_assert_cmpint (h, ==, 37);
+    }
 }
 
 /* The scenes set with boxes: each garment's tight box with its class + 1; through the loader
