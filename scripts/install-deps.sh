@@ -6,12 +6,12 @@ set -eu
 # clang: make test's UBSan pass and make fuzz (libFuzzer); gettext: po/; fonts-noto-cjk: the
 # Chinese translation's glyphs; dbus-daemon: dbus-run-session, the session bus make run starts when
 # there is none (dconf saves the app's settings through it); Pango and cairo come with GTK, and
-# vitlab-cli links them itself (predict's labelled boxes); libexif: photos' EXIF orientation; libwebp: WebP images
+# vitlab-cli links them itself (predict's labelled boxes); libexif: photos' EXIF orientation; libwebp, libtiff: WebP and TIFF images
 PACKAGES="
   build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev libepoxy-dev
   libpango1.0-dev libcairo2-dev
-  libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev appstream gettext
+  libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev libtiff-dev appstream gettext
   clang libclang-rt-14-dev
   xvfb xauth dataset-fashion-mnist python3-numpy python3-onnx
   python3-torch python3-torchvision python3-pil

@@ -3,7 +3,7 @@
  * tests/data/pil-resize.safetensors and tests/data/synth-*.{png,gif} come from
  * tests/data/gen-pil-resize.py (Pillow 9.4); synth_value() below is its formula.
  * tests/data/exif/ comes from tests/data/gen-exif.py (the same image, EXIF-oriented), and
- * tests/data/webp/ from tests/data/gen-webp.py. */
+ * tests/data/webp/ from tests/data/gen-webp.py, tests/data/tiff/ from tests/data/gen-tiff.py. */
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <math.h>
@@ -189,6 +189,67 @@ test_load_webp (void)
                                                  &error);
   g_assert_null (bad);
   g_assert_nonnull (strstr (error->message, "bad.webp: cannot decode image"));
+}
+
+/* ---- /image/load/tiff ---- */
+
+/* TIFF (libtiff): each file of tests/data/tiff (gen-tiff.py) gives exactly the pixels Pillow's
+ * Image.open + convert gives (gray as 1 channel, the rest RGB; compressions raw, LZW, Deflate,
+ * PackBits, JPEG; 1-bit, palette, tiled; the first page; upright by the Orientation tag, as
+ * Pillow's TIFF loader turns it); alpha and 16-bit files are refused naming the file and why. */
+static void
+test_load_tiff (void)
+{
+  g_autofree char *dir = vl_test_data_path ("tiff", NULL);
+  g_autofree char *ref_path = g_build_filename (dir, "tiff.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_test_open (ref_path);
+  g_assert_cmpuint (vl_safetensors_n_tensors (st), ==, 11);
+  g_assert_true (vl_image_has_extension ("scan.TIF", FALSE));
+  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+    {
+      const VlTensorInfo *t = vl_safetensors_get (st, i);
+      g_autofree char *path = g_build_filename (dir, t->name, NULL);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlImage) img = vl_image_load (path, 0, &error);
+      g_assert_no_error (error);
+      g_test_message ("%s: %dx%d, %d channels", t->name, img->width, img->height, img->channels);
+      g_assert_cmpint (t->dtype, ==, VL_DTYPE_U8);
+      g_assert_cmpint (img->height, ==, (int) t->shape[0]);
+      g_assert_cmpint (img->width, ==, (int) t->shape[1]);
+      g_assert_cmpint (img->channels, ==, (int) t->shape[2]);
+      g_assert_cmpmem (img->pixels, (gsize) img->width * img->height * img->channels, t->data,
+                       t->nbytes);
+      int w = 0, h = 0, o = 0;
+      g_assert_true (vl_image_probe_file (path, &w, &h, &o, &error));
+      g_assert_cmpint (w, ==, img->width);
+      g_assert_cmpint (h, ==, img->height);
+      g_assert_cmpint (o, ==, g_str_equal (t->name, "o6.tif") ? 6 : 1);
+    }
+  static const struct { const char *file, *why; } refused[] = {
+    { "rgba.tif", "alpha" }, { "gray16.tif", "16 bits per sample" },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, refused[i].file, NULL);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(VlImage) img = vl_image_load (path, 3, &error);
+      g_assert_null (img);
+      g_assert_nonnull (strstr (error->message, refused[i].file));
+      g_assert_nonnull (strstr (error->message, refused[i].why));
+      g_clear_error (&error);
+      g_assert_false (vl_image_check_file (path, NULL, NULL, &error));
+      g_assert_nonnull (strstr (error->message, refused[i].why));
+    }
+  /* cut short */
+  g_autofree char *lzw = g_build_filename (dir, "rgb-lzw.tif", NULL);
+  g_autofree char *bytes = NULL;
+  gsize n = 0;
+  g_assert_true (g_file_get_contents (lzw, &bytes, &n, NULL));
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) cut = vl_image_load_memory ((const uint8_t *) bytes, n / 2, "cut.tif", 3,
+                                                 &error);
+  g_assert_null (cut);
+  g_assert_nonnull (strstr (error->message, "cut.tif: cannot decode image"));
 }
 
 /* ---- /image/load/exif-orientation ---- */
@@ -832,6 +893,7 @@ main (int argc, char **argv)
   g_test_add_func ("/image/load/formats", test_load_formats);
   g_test_add_func ("/image/load/exif-orientation", test_load_exif_orientation);
   g_test_add_func ("/image/load/webp", test_load_webp);
+  g_test_add_func ("/image/load/tiff", test_load_tiff);
   g_test_add_func ("/image/preprocess/channels", test_preprocess_channels);
   g_test_add_func ("/image/preprocess/center-crop", test_preprocess_crop);
   g_test_add_func ("/image/preprocess/timm-parity", test_preprocess_timm_parity);

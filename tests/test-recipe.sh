@@ -102,6 +102,10 @@ for o in range(1, 9):
     want = ImageOps.exif_transpose(Image.open(f"{d}/o{o}.jpg"))
     assert got == o and img.size == want.size and img.tobytes() == want.tobytes(), o
 assert m.image_info(f"{d}/o6.png") == (23, 37, 6)
+t = d.replace("/exif", "/tiff") + "/o6.tif"   # turned by Pillow's TIFF loader, once
+img, got = m.open_upright(t, "RGB")
+assert got == 6 and img.size == (23, 37) and m.image_info(t) == (23, 37, 6)
+assert img.tobytes() == Image.open(t).convert("RGB").tobytes()
 assert m.image_info(f"{d}/o9.jpg") == (37, 23, 1)
 assert m.turn_box((3, 5, 11, 19, 1), 37, 23, 6) == (4, 3, 18, 11, 1)
 assert m.turn_stored_boxes([(3, 5, 11, 19, 1)], (37, 23), 23, 37, 6) == [(4, 3, 18, 11, 1)]

@@ -62,8 +62,9 @@ def open_upright(path, mode):
     """The image at path in mode, upright; and its EXIF orientation."""
     with Image.open(path) as im:
         o = orientation(im)
+        tiff = im.format == "TIFF"   # Pillow's TIFF loader turns it by the tag itself
         img = im.convert(mode)
-    return (img.transpose(_TURN[o]) if o != 1 else img), o
+    return (img.transpose(_TURN[o]) if o != 1 and not tiff else img), o
 
 
 def image_info(path):

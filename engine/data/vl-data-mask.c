@@ -7,7 +7,8 @@
 /* Segmentation sources: Pascal VOC layout, mask-pair folders, fashion-mnist-scenes        */
 
 static const char *const image_exts[] = { ".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG",
-                                          ".webp", ".WEBP", ".bmp", ".gif", NULL };
+                                          ".webp", ".WEBP", ".tif", ".tiff", ".TIF", ".bmp",
+                                          ".gif", NULL };
 
 static gboolean
 is_dir (const char *a, const char *b)

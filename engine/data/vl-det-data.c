@@ -14,8 +14,8 @@ static const char *const split_names[2] = { "train", "val" };
 /* The names a split's folder or file goes by: Roboflow's exports call the validation split
  * "valid". */
 static const char *const split_aliases[2][4] = { { "train", NULL }, { "val", "valid", "validation", NULL } };
-static const char *const det_exts[] = { ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".JPG",
-                                        ".JPEG", ".PNG", ".WEBP", NULL };
+static const char *const det_exts[] = { ".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp",
+                                        ".gif", ".JPG", ".JPEG", ".PNG", ".WEBP", ".TIF", NULL };
 
 static void
 item_free (gpointer p)

@@ -1,5 +1,5 @@
-/* vl-image.c: decoding (libjpeg-turbo, libpng, libwebp, stb_image), Pillow-exact resampling
- * and timm's eval preprocessing.
+/* vl-image.c: decoding (libjpeg-turbo, libpng, libwebp, libtiff, stb_image), Pillow-exact
+ * resampling and timm's eval preprocessing.
  *
  * The resampler follows Pillow's src/libImaging/Resample.c (ImagingResample) step by step,
  * because only the same arithmetic gives the same bytes:
@@ -38,6 +38,7 @@
 #include <jerror.h>
 #include <libexif/exif-data.h>
 #include <png.h>
+#include <tiffio.h>
 #include <webp/decode.h>
 #include <webp/demux.h>
 #include <glib/gstdio.h>
@@ -101,11 +102,12 @@ typedef enum {
   FORMAT_HDR,
   FORMAT_PSD,
   FORMAT_WEBP,
+  FORMAT_TIFF,
   FORMAT_TGA,     /* no signature: what is left */
 } Format;
 
 static const char *const format_names[] = {
-  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "WebP", "TGA",
+  "JPEG", "PNG", "GIF", "BMP", "PNM", "HDR", "PSD", "WebP", "TIFF", "TGA",
 };
 
 static Format
@@ -129,6 +131,9 @@ sniff_format (const uint8_t *d, size_t n)
     return FORMAT_PSD;
   if (n >= 12 && memcmp (d, "RIFF", 4) == 0 && memcmp (d + 8, "WEBP", 4) == 0)
     return FORMAT_WEBP;
+  if (n >= 4 && (memcmp (d, "II*\0", 4) == 0 || memcmp (d, "MM\0*", 4) == 0 ||
+                 memcmp (d, "II+\0", 4) == 0 || memcmp (d, "MM\0+", 4) == 0))
+    return FORMAT_TIFF;
   return FORMAT_TGA;
 }
 
@@ -756,6 +761,197 @@ webp_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError
   return finish_image (in, pixels, W, H, C, channels, error);
 }
 
+/* ---- TIFF (libtiff) ---- */
+
+/* libtiff reads through these, from the file (a header check) or the bytes in memory. */
+typedef struct {
+  const Input *in;
+  guint64      pos;
+  char         message[256];   /* libtiff's first error */
+} TiffSource;
+
+static guint64
+tiff_source_size (const TiffSource *s)
+{
+  return s->in->f != NULL ? s->in->file_size : s->in->size;
+}
+
+static tmsize_t
+tiff_read (thandle_t h, void *buf, tmsize_t n)
+{
+  TiffSource *s = h;
+  if (n < 0)
+    return -1;
+  if (s->in->f != NULL)
+    {
+      if (s->pos > (guint64) G_MAXINT64 || fseeko (s->in->f, (off_t) s->pos, SEEK_SET) != 0)
+        return -1;
+      size_t got = fread (buf, 1, (size_t) n, s->in->f);
+      s->pos += got;
+      return (tmsize_t) got;
+    }
+  if (s->pos >= s->in->size)
+    return 0;
+  size_t k = (size_t) MIN ((guint64) n, s->in->size - s->pos);
+  memcpy (buf, s->in->data + s->pos, k);
+  s->pos += k;
+  return (tmsize_t) k;
+}
+
+static tmsize_t
+tiff_write (thandle_t h, void *buf, tmsize_t n)
+{
+  return -1;
+}
+
+static toff_t
+tiff_seek (thandle_t h, toff_t off, int whence)
+{
+  TiffSource *s = h;
+  guint64 base = whence == SEEK_CUR ? s->pos : whence == SEEK_END ? tiff_source_size (s) : 0;
+  s->pos = base + off;
+  return s->pos;
+}
+
+static int
+tiff_close (thandle_t h)
+{
+  return 0;
+}
+
+static toff_t
+tiff_size (thandle_t h)
+{
+  return tiff_source_size (h);
+}
+
+static int
+tiff_map (thandle_t h, void **base, toff_t *size)
+{
+  return 0;
+}
+
+static void
+tiff_unmap (thandle_t h, void *base, toff_t size)
+{
+}
+
+static int tiff_error (TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+  G_GNUC_PRINTF (4, 0);
+
+static int
+tiff_error (TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+  TiffSource *s = user;
+  if (s->message[0] == '\0')
+    g_vsnprintf (s->message, sizeof s->message, fmt, ap);
+  return 1;   /* not to stderr */
+}
+
+static int
+tiff_warning (TIFF *tif, void *user, const char *module, const char *fmt, va_list ap)
+{
+  return 1;
+}
+
+/* The first page of a TIFF with 8 or 1 bits per sample (gray, RGB, palette, YCbCr, CMYK; any
+ * compression libtiff reads), through libtiff's RGBA reader: gray comes out with 1 channel,
+ * everything else RGB, as Pillow gives them, and its Orientation tag is applied afterwards like
+ * an EXIF one. Alpha, 16-bit and float samples are refused with the reason. */
+static VlImage *
+tiff_decode (const Input *in, int channels, gboolean decode, Header *hdr, GError **error)
+{
+  TiffSource src = { in, 0, "" };
+  TIFFOpenOptions *opts = TIFFOpenOptionsAlloc ();
+  TIFFOpenOptionsSetMaxSingleMemAlloc (opts, (tmsize_t) VL_IMAGE_MAX_BYTES);
+  TIFFOpenOptionsSetErrorHandlerExtR (opts, tiff_error, &src);
+  TIFFOpenOptionsSetWarningHandlerExtR (opts, tiff_warning, &src);
+  TIFF *tif = TIFFClientOpenExt (in->what, "rm", &src, tiff_read, tiff_write, tiff_seek,
+                                 tiff_close, tiff_size, tiff_map, tiff_unmap, opts);
+  TIFFOpenOptionsFree (opts);
+  if (tif == NULL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s", in->what,
+                   src.message[0] ? src.message : "not a readable TIFF");
+      return NULL;
+    }
+  uint32_t w = 0, h = 0;
+  uint16_t bps = 1, spp = 1, photometric = PHOTOMETRIC_MINISBLACK, orientation = 1, fmt = 1;
+  uint16_t n_extra = 0, *extra = NULL;
+  TIFFGetField (tif, TIFFTAG_IMAGEWIDTH, &w);
+  TIFFGetField (tif, TIFFTAG_IMAGELENGTH, &h);
+  TIFFGetFieldDefaulted (tif, TIFFTAG_BITSPERSAMPLE, &bps);
+  TIFFGetFieldDefaulted (tif, TIFFTAG_SAMPLESPERPIXEL, &spp);
+  TIFFGetFieldDefaulted (tif, TIFFTAG_SAMPLEFORMAT, &fmt);
+  TIFFGetFieldDefaulted (tif, TIFFTAG_ORIENTATION, &orientation);
+  TIFFGetFieldDefaulted (tif, TIFFTAG_EXTRASAMPLES, &n_extra, &extra);
+  TIFFGetField (tif, TIFFTAG_PHOTOMETRIC, &photometric);
+  char why[1024] = "";
+  if (bps != 8 && bps != 1)
+    g_snprintf (why, sizeof why, "%u bits per sample (vitlab reads 8-bit and 1-bit TIFFs; "
+                "convert it to 8 bits)", bps);
+  else if (fmt != SAMPLEFORMAT_UINT)
+    g_snprintf (why, sizeof why, "samples that are not unsigned integers");
+  else if (n_extra > 0)
+    g_snprintf (why, sizeof why, "an alpha or extra channel (vitlab reads TIFFs without one)");
+  else if (!TIFFRGBAImageOK (tif, why))
+    ;
+  else
+    why[0] = '\0';
+  if (why[0] != '\0' || w > INT_MAX || h > INT_MAX)
+    {
+      TIFFClose (tif);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: TIFF with %s",
+                   in->what, why[0] ? why : "sides beyond the limits");
+      return NULL;
+    }
+  const gboolean gray = spp == 1 && (photometric == PHOTOMETRIC_MINISBLACK ||
+                                     photometric == PHOTOMETRIC_MINISWHITE);
+  hdr->width = (int) w;
+  hdr->height = (int) h;
+  hdr->channels = gray ? 1 : 3;
+  hdr->cost = n_pixels (hdr) * (4 + (guint64) hdr->channels);   /* libtiff's RGBA, then ours */
+  hdr->min_file = 0;
+  hdr->orientation = orientation >= 1 && orientation <= 8 ? orientation : 1;
+  if (!check_header (in, hdr, channels, error) || !decode)
+    {
+      TIFFClose (tif);
+      return NULL;
+    }
+  const gsize n = (gsize) w * h;
+  uint32_t *raster = g_try_malloc (n * 4);
+  uint8_t *pixels = raster != NULL ? try_alloc_pixels (in, (int) w, (int) h, hdr->channels,
+                                                       error) : NULL;
+  /* asked for in the file's own orientation: rows as stored, top to bottom */
+  if (pixels == NULL ||
+      !TIFFReadRGBAImageOriented (tif, w, h, raster, hdr->orientation, 0))
+    {
+      if (error != NULL && *error == NULL)
+        g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: cannot decode image: %s", in->what,
+                     raster == NULL ? "out of memory" : src.message[0] ? src.message
+                     : "the TIFF data is truncated or corrupt");
+      g_free (raster);
+      g_free (pixels);
+      TIFFClose (tif);
+      return NULL;
+    }
+  TIFFClose (tif);
+  for (gsize p = 0; p < n; p++)
+    {
+      const uint32_t v = raster[p];
+      if (hdr->channels == 1)
+        pixels[p] = (uint8_t) TIFFGetR (v);
+      else
+        {
+          pixels[p * 3] = (uint8_t) TIFFGetR (v);
+          pixels[p * 3 + 1] = (uint8_t) TIFFGetG (v);
+          pixels[p * 3 + 2] = (uint8_t) TIFFGetB (v);
+        }
+    }
+  g_free (raster);
+  return finish_image (in, pixels, (int) w, (int) h, hdr->channels, channels, error);
+}
+
 /* ---- everything else (stb_image) ---- */
 
 static inline guint32
@@ -996,6 +1192,8 @@ decode_input (const Input *in, int channels, gboolean decode, Header *hdr, GErro
       return png_decode (in, channels, decode, hdr, error);
     case FORMAT_WEBP:
       return webp_decode (in, channels, decode, hdr, error);
+    case FORMAT_TIFF:
+      return tiff_decode (in, channels, decode, hdr, error);
     default:
       return stb_decode (in, channels, decode, hdr, error);
     }
@@ -1129,7 +1327,7 @@ vl_image_probe_file (const char *path, int *width, int *height, int *orientation
   else
     {
       Input in = { path, prefix, got, NULL, file_size, sniff_format (prefix, got) };
-      if (in.format == FORMAT_JPEG || in.format == FORMAT_PNG)
+      if (in.format == FORMAT_JPEG || in.format == FORMAT_PNG || in.format == FORMAT_TIFF)
         {
           rewind (f);
           in.f = f;
@@ -1164,12 +1362,12 @@ vl_image_probe_file (const char *path, int *width, int *height, int *orientation
 }
 
 const char *const vl_image_extensions[] = {
-  "jpg", "jpeg", "jpe", "jfif", "png", "webp", "bmp", "dib", "gif", "pnm", "ppm", "pgm", "tga",
-  "psd", "hdr", NULL
+  "jpg", "jpeg", "jpe", "jfif", "png", "webp", "tif", "tiff", "bmp", "dib", "gif", "pnm", "ppm",
+  "pgm", "tga", "psd", "hdr", NULL
 };
 
 static const char *const undecodable_extensions[] = {
-  "pbm", "tif", "tiff", "pic", NULL
+  "pbm", "pic", NULL
 };
 
 static gboolean

@@ -32,7 +32,8 @@ typedef struct {
 #define VL_IMAGE_MAX_FILE   ((guint64) 512 << 20)
 
 /* Decodes JPEG (libjpeg-turbo), PNG (libpng), WebP (libwebp: the first frame of an animation),
- * BMP, GIF, TGA, PNM, HDR and PSD (stb_image),
+ * TIFF (libtiff: the first page; 8-bit and 1-bit without alpha), BMP, GIF, TGA, PNM, HDR and PSD
+ * (stb_image),
  * converting to `channels` (1 to 4; 0 keeps the file's). Errors (VL_ERROR) name the file and the
  * reason; empty, truncated and corrupt files, images above the limits above, and files smaller
  * than the pixels their header declares are refused before any pixel is decoded.
