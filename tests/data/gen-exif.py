@@ -20,7 +20,6 @@ exif_transpose show it upright. vitlab applies the orientation when it decodes, 
 must equal exif_transpose's.
 """
 
-import json
 import os
 import struct
 import sys
@@ -28,19 +27,10 @@ import sys
 import PIL
 from PIL import Image, ImageOps
 
-W, H = 37, 23
+from pilref import H, W, synth, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "exif")
-
-
-def v(x, y, c):
-    return ((x * 7 + y * 13 + c * 50) ^ ((x * y * 3) & 63)) & 255
-
-
-def synth():
-    im = Image.new("RGB", (W, H))
-    im.putdata([(v(x, y, 0), v(x, y, 1), v(x, y, 2)) for y in range(H) for x in range(W)])
-    return im
 
 
 def exif_bytes(orientation, big_endian=False):
@@ -60,24 +50,9 @@ def exif_bytes(orientation, big_endian=False):
     return out + make + model
 
 
-def write_safetensors(path, tensors):
-    header = {"__metadata__": {"generator": "gen-exif.py", "pillow": PIL.__version__}}
-    blob = b""
-    for name, (shape, data) in sorted(tensors.items()):
-        header[name] = {"dtype": "U8", "shape": list(shape),
-                        "data_offsets": [len(blob), len(blob) + len(data)]}
-        blob += data
-    hjson = json.dumps(header, separators=(",", ":")).encode()
-    hjson += b" " * (-len(hjson) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        f.write(blob)
-
-
 def main():
     os.makedirs(OUT, exist_ok=True)
-    im = synth()
+    im = synth("RGB")
     files = {}
     for o in range(1, 10):
         if o == 9:
@@ -102,7 +77,8 @@ def main():
         turned = want is not None and want >= 5
         assert up.size == ((H, W) if turned else (W, H)), (name, up.size)
         tensors[name] = ((up.size[1], up.size[0], 3), up.tobytes())
-    write_safetensors(os.path.join(OUT, "exif.safetensors"), tensors)
+    write_safetensors(os.path.join(OUT, "exif.safetensors"), tensors,
+                      {"generator": "gen-exif.py", "pillow": PIL.__version__}, sort=True)
     print("wrote %d files (Pillow %s)" % (len(files), PIL.__version__), file=sys.stderr)
 
 

@@ -22,45 +22,15 @@ The synthetic image, identical to synth_value() in tests/test-image.c (all integ
 The wrap-around at 255 gives hard edges, so bicubic overshoot and clipping are exercised.
 """
 
-import json
 import os
-import struct
 import sys
 
 import PIL
 from PIL import Image
 
-W, H = 37, 23
+from pilref import H, W, synth, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def v(x, y, c):
-    return ((x * 7 + y * 13 + c * 50) ^ ((x * y * 3) & 63)) & 255
-
-
-def alpha(x, y):
-    if x < 4:
-        return 0
-    if x > 30:
-        return 255
-    return (x * y * 5 + 17) & 255
-
-
-def synth(mode):
-    px = []
-    for y in range(H):
-        for x in range(W):
-            if mode == "L":
-                px.append(v(x, y, 1))
-            elif mode == "LA":
-                px.append((v(x, y, 1), alpha(x, y)))
-            elif mode == "RGB":
-                px.append((v(x, y, 0), v(x, y, 1), v(x, y, 2)))
-            else:
-                px.append((v(x, y, 0), v(x, y, 1), v(x, y, 2), alpha(x, y)))
-    im = Image.new(mode, (W, H))
-    im.putdata(px)
-    return im
 
 
 def raw(im):
@@ -95,22 +65,6 @@ for size in [(16, 9), (55, 31)]:
     CASES.append(("RGBA", "nearest") + size)
 
 
-def write_safetensors(path, tensors):
-    header = {"__metadata__": {"generator": "gen-pil-resize.py",
-                               "pillow": PIL.__version__}}
-    blob = b""
-    for name, (shape, data) in tensors.items():
-        header[name] = {"dtype": "U8", "shape": list(shape),
-                        "data_offsets": [len(blob), len(blob) + len(data)]}
-        blob += data
-    hjson = json.dumps(header, separators=(",", ":")).encode()
-    hjson += b" " * (-len(hjson) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        f.write(blob)
-
-
 def main():
     tensors = {}
     inputs = {m: synth(m) for m in ("L", "LA", "RGB", "RGBA")}
@@ -120,7 +74,8 @@ def main():
         out = inputs[mode].resize((w, h), FILTERS[flt])
         assert out.mode == mode and out.size == (w, h)
         tensors["out.%s.%s.%dx%d" % (mode, flt, w, h)] = ((h, w, len(mode)), raw(out))
-    write_safetensors(os.path.join(HERE, "pil-resize.safetensors"), tensors)
+    write_safetensors(os.path.join(HERE, "pil-resize.safetensors"), tensors,
+                      {"generator": "gen-pil-resize.py", "pillow": PIL.__version__})
 
     for mode, im in inputs.items():
         im.save(os.path.join(HERE, "synth-%s.png" % mode.lower()), optimize=True)

@@ -24,48 +24,21 @@ rgba.tif, gray16.tif
                    RGBA and 16-bit gray: vitlab refuses them with the reason (no reference)
 """
 
-import json
 import os
-import struct
 import sys
 
 import PIL
 from PIL import Image, features
 
-W, H = 37, 23
+from pilref import H, W, synth, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "tiff")
 
 
-def v(x, y, c):
-    return ((x * 7 + y * 13 + c * 50) ^ ((x * y * 3) & 63)) & 255
-
-
-def synth():
-    im = Image.new("RGB", (W, H))
-    im.putdata([(v(x, y, 0), v(x, y, 1), v(x, y, 2)) for y in range(H) for x in range(W)])
-    return im
-
-
-def write_safetensors(path, tensors):
-    header = {"__metadata__": {"generator": "gen-tiff.py", "pillow": PIL.__version__,
-                               "libtiff": features.version("libtiff")}}
-    blob = b""
-    for name, (shape, data) in sorted(tensors.items()):
-        header[name] = {"dtype": "U8", "shape": list(shape),
-                        "data_offsets": [len(blob), len(blob) + len(data)]}
-        blob += data
-    hjson = json.dumps(header, separators=(",", ":")).encode()
-    hjson += b" " * (-len(hjson) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        f.write(blob)
-
-
 def main():
     os.makedirs(OUT, exist_ok=True)
-    rgb = synth()
+    rgb = synth("RGB")
     gray = rgb.convert("L")
     out = lambda name: os.path.join(OUT, name)
     rgb.save(out("rgb.tif"))
@@ -82,7 +55,7 @@ def main():
     rgb.save(out("tiled.tif"), tiffinfo={322: 16, 323: 16}, compression="tiff_lzw")
     tensors = {}
     for name in sorted(os.listdir(OUT)):
-        if not name.endswith(".tif"):
+        if not name.endswith(".tif") or name in ("rgba.tif", "gray16.tif"):   # refused
             continue
         im = Image.open(out(name))
         im.seek(0)
@@ -92,7 +65,9 @@ def main():
         if name == "o6.tif":
             assert up.size == (H, W), up.size
         tensors[name] = ((up.size[1], up.size[0], len(up.getbands())), up.tobytes())
-    write_safetensors(out("tiff.safetensors"), tensors)
+    write_safetensors(out("tiff.safetensors"), tensors,
+                      {"generator": "gen-tiff.py", "pillow": PIL.__version__,
+                       "libtiff": features.version("libtiff")}, sort=True)
     # refused ones, written after the references
     rgba = rgb.copy()
     rgba.putalpha(200)

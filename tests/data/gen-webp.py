@@ -19,7 +19,6 @@ webp.safetensors  U8 tensors [height, width, channels]: for each file, the pixel
                   RGBA), its first frame for anim.webp
 """
 
-import json
 import os
 import struct
 import sys
@@ -27,31 +26,10 @@ import sys
 import PIL
 from PIL import Image, ImageOps, features
 
-W, H = 37, 23
+from pilref import H, W, synth, write_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "webp")
-
-
-def v(x, y, c):
-    return ((x * 7 + y * 13 + c * 50) ^ ((x * y * 3) & 63)) & 255
-
-
-def alpha(x, y):
-    if x < 4:
-        return 0
-    if x > 30:
-        return 255
-    return (x * y * 5 + 17) & 255
-
-
-def synth(mode):
-    im = Image.new(mode, (W, H))
-    if mode == "RGB":
-        im.putdata([(v(x, y, 0), v(x, y, 1), v(x, y, 2)) for y in range(H) for x in range(W)])
-    else:
-        im.putdata([(v(x, y, 0), v(x, y, 1), v(x, y, 2), alpha(x, y))
-                    for y in range(H) for x in range(W)])
-    return im
 
 
 def exif_o6():
@@ -59,22 +37,6 @@ def exif_o6():
     out = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 1)
     out += struct.pack("<HHI", 0x0112, 3, 1) + struct.pack("<HH", 6, 0) + struct.pack("<I", 0)
     return b"Exif\0\0" + out
-
-
-def write_safetensors(path, tensors):
-    header = {"__metadata__": {"generator": "gen-webp.py", "pillow": PIL.__version__,
-                               "libwebp": features.version("webp")}}
-    blob = b""
-    for name, (shape, data) in sorted(tensors.items()):
-        header[name] = {"dtype": "U8", "shape": list(shape),
-                        "data_offsets": [len(blob), len(blob) + len(data)]}
-        blob += data
-    hjson = json.dumps(header, separators=(",", ":")).encode()
-    hjson += b" " * (-len(hjson) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hjson)))
-        f.write(hjson)
-        f.write(blob)
 
 
 def main():
@@ -100,7 +62,9 @@ def main():
         if name == "o6.webp":
             assert up.size == (H, W), up.size
         tensors[name] = ((up.size[1], up.size[0], len(up.mode)), up.tobytes())
-    write_safetensors(os.path.join(OUT, "webp.safetensors"), tensors)
+    write_safetensors(os.path.join(OUT, "webp.safetensors"), tensors,
+                      {"generator": "gen-webp.py", "pillow": PIL.__version__,
+                       "libwebp": features.version("webp")}, sort=True)
     print("wrote %d files (Pillow %s, libwebp %s)" % (len(tensors), PIL.__version__,
                                                      features.version("webp")), file=sys.stderr)
 
