@@ -253,6 +253,26 @@ test_yolo (void)
   g_assert_nonnull (strstr (error->message, "classes.txt or data.yaml"));
 }
 
+/* Every image of the split has one box, (4, 3, 18, 11) within tol, on an upright 23x37 image. */
+static void
+assert_upright_boxes (VlDataset *ds, VlSplit split, int n_items, float tol)
+{
+  static const float upright[4] = { 4, 3, 18, 11 };
+  g_assert_cmpint (vl_dataset_n_items (ds, split), ==, n_items);
+  for (int i = 0; i < n_items; i++)
+    {
+      const int *l;
+      int n, w, h;
+      const float *bx = vl_dataset_boxes (ds, split, i, &l, &n);
+      g_assert_cmpint (n, ==, 1);
+      for (int c = 0; c < 4; c++)
+        g_assert_cmpfloat (fabsf (bx[c] - upright[c]), <=, tol);
+      vl_dataset_boxes_size (ds, split, i, &w, &h);
+      g_assert_cmpint (w, ==, 23);
+      g_assert_cmpint (h, ==, 37);
+    }
+}
+
 /* Photos are read upright (EXIF orientation applied), and so are their boxes: a box of a
  * VOC file or COCO image that declares the stored, sideways size of a quarter-turned photo is
  * turned with it; one that declares the upright size, or none (YOLO), is taken as drawn.
@@ -266,9 +286,6 @@ test_exif_orientation (void)
   g_autofree char *bytes = NULL;
   gsize len = 0;
   g_assert_true (g_file_get_contents (photo, &bytes, &len, NULL));
-  static const float upright[4] = { 4, 3, 18, 11 };
-  const int *l;
-  int n, w, h;
 
   /* VOC: a stored size, an upright size, no size; the validation image has no <size> */
   g_autofree char *voc = g_build_filename (dir, "voc", NULL);
@@ -295,17 +312,7 @@ test_exif_orientation (void)
   g_autofree char *va = path_in (voc, "ImageSets/Main/val.txt");
   write_text (va, "v\n");
   g_autoptr(VlDataset) ds = open_det (voc);
-  g_assert_cmpint (vl_dataset_n_items (ds, VL_SPLIT_TRAIN), ==, 3);
-  for (int i = 0; i < 3; i++)
-    {
-      const float *bx = vl_dataset_boxes (ds, VL_SPLIT_TRAIN, i, &l, &n);
-      g_assert_cmpint (n, ==, 1);
-      for (int c = 0; c < 4; c++)
-        g_assert_cmpfloat (bx[c], ==, upright[c]);
-      vl_dataset_boxes_size (ds, VL_SPLIT_TRAIN, i, &w, &h);
-      g_assert_cmpint (w, ==, 23);
-      g_assert_cmpint (h, ==, 37);
-    }
+  assert_upright_boxes (ds, VL_SPLIT_TRAIN, 3, 0);
 
   /* COCO: the same with the images' width and height */
   g_autofree char *coco = g_build_filename (dir, "coco", NULL);
@@ -330,14 +337,8 @@ test_exif_orientation (void)
   write_text (ptr, ctr);
   write_text (pva, cva);
   g_autoptr(VlDataset) dc = open_det (coco);
-  for (int s = 0; s < 2; s++)
-    for (int i = 0; i < vl_dataset_n_items (dc, (VlSplit) s); i++)
-      {
-        const float *bx = vl_dataset_boxes (dc, (VlSplit) s, i, &l, &n);
-        g_assert_cmpint (n, ==, 1);
-        for (int c = 0; c < 4; c++)
-          g_assert_cmpfloat (bx[c], ==, upright[c]);
-      }
+  assert_upright_boxes (dc, VL_SPLIT_TRAIN, 2, 0);
+  assert_upright_boxes (dc, VL_SPLIT_VAL, 1, 0);
 
   /* YOLO: centre and size over the upright image's */
   g_autofree char *yolo = g_build_filename (dir, "yolo", NULL);
@@ -363,17 +364,7 @@ test_exif_orientation (void)
   g_autofree char *lb = path_in (yolo, "labels/val/b.txt");
   write_text (lb, "0 0.5 0.5 0.2 0.2\n");
   g_autoptr(VlDataset) dy = open_det (yolo);
-  g_assert_cmpint (vl_dataset_n_items (dy, VL_SPLIT_TRAIN), ==, 2);
-  for (int i = 0; i < 2; i++)
-    {
-      const float *bx = vl_dataset_boxes (dy, VL_SPLIT_TRAIN, i, &l, &n);
-      g_assert_cmpint (n, ==, 1);
-      for (int c = 0; c < 4; c++)
-        g_assert_cmpfloat (fabsf (bx[c] - upright[c]), <=, 1e-5);
-      vl_dataset_boxes_size (dy, VL_SPLIT_TRAIN, i, &w, &h);
-      g_assert_cmpint (w, ==, 23);
-      g_assert_cmpint (h, ==, 37);
-    }
+  assert_upright_boxes (dy, VL_SPLIT_TRAIN, 2, 1e-5f);
 }
 
 /* The scenes set with boxes: each garment's tight box with its class + 1; through the loader

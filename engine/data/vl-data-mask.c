@@ -6,10 +6,6 @@
 /* ------------------------------------------------------------------------------------- */
 /* Segmentation sources: Pascal VOC layout, mask-pair folders, fashion-mnist-scenes        */
 
-static const char *const image_exts[] = { ".jpg", ".jpeg", ".png", ".JPG", ".JPEG", ".PNG",
-                                          ".webp", ".WEBP", ".tif", ".tiff", ".TIF", ".bmp",
-                                          ".gif", NULL };
-
 static gboolean
 is_dir (const char *a, const char *b)
 {
@@ -164,6 +160,7 @@ vl_ds_open_voc (const char *root, GError **error)
   ds->channels = 3;
   ds->segment = TRUE;
   static const char *const split_files[2] = { "train.txt", "val.txt" };
+  g_autofree char *jdir = g_build_filename (root, "JPEGImages", NULL);
   for (int s = 0; s < 2; s++)
     {
       g_autofree char *list = g_build_filename (root, "ImageSets", "Segmentation",
@@ -189,22 +186,13 @@ vl_ds_open_voc (const char *root, GError **error)
                            "name", list, i + 1, id);
               return NULL;
             }
-          g_autofree char *image = NULL;
-          for (int e = 0; image_exts[e] != NULL && image == NULL; e++)
-            {
-              g_autofree char *base = g_strconcat (id, image_exts[e], NULL);
-              char *p = g_build_filename (root, "JPEGImages", base, NULL);
-              if (g_file_test (p, G_FILE_TEST_EXISTS))
-                image = p;
-              else
-                g_free (p);
-            }
+          g_autofree char *image = vl_image_find_stem (jdir, id);
           g_autofree char *mbase = g_strconcat (id, ".png", NULL);
           g_autofree char *mask = g_build_filename (root, "SegmentationClass", mbase, NULL);
           if (image == NULL)
             {
               g_autofree char *jbase = g_strconcat (id, ".jpg", NULL);
-              g_autofree char *want = g_build_filename (root, "JPEGImages", jbase, NULL);
+              g_autofree char *want = g_build_filename (jdir, jbase, NULL);
               g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s lists %s: no image %s (mask "
                            "%s)", list, id, want, mask);
               return NULL;
@@ -237,10 +225,7 @@ add_mask_pair_folder (VlDataset *ds, VlSplit split, const char *images_dir,
     {
       const char *name = g_ptr_array_index (names, i);
       const char *dot = strrchr (name, '.');
-      gboolean image = FALSE;
-      for (int e = 0; dot != NULL && image_exts[e] != NULL; e++)
-        image = image || g_ascii_strcasecmp (dot, image_exts[e]) == 0;
-      if (!image)
+      if (!vl_image_has_extension (name, FALSE))
         continue;
       g_autofree char *stem = g_strndup (name, dot - name);
       g_autofree char *mbase = g_strconcat (stem, ".png", NULL);

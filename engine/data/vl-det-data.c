@@ -14,8 +14,6 @@ static const char *const split_names[2] = { "train", "val" };
 /* The names a split's folder or file goes by: Roboflow's exports call the validation split
  * "valid". */
 static const char *const split_aliases[2][4] = { { "train", NULL }, { "val", "valid", "validation", NULL } };
-static const char *const det_exts[] = { ".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp",
-                                        ".gif", ".JPG", ".JPEG", ".PNG", ".WEBP", ".TIF", NULL };
 
 static void
 item_free (gpointer p)
@@ -89,15 +87,9 @@ raw_clear (gpointer p)
  * of a photo turned a quarter (orientation 5 to 8; LabelImg writes such files) was drawn on
  * the stored pixels: it is turned with them. */
 static void
-add_image (VlDetSource *s, int split, const char *image, GArray *raw)
+add_probed_image (VlDetSource *s, int split, const char *image, GArray *raw, int w, int h,
+                  int orientation)
 {
-  int w = 0, h = 0, orientation = 1;
-  g_autoptr(GError) e = NULL;
-  if (!vl_image_probe_file (image, &w, &h, &orientation, &e))
-    {
-      skip (s, image, "%s", e->message);
-      return;
-    }
   for (guint i = 0; orientation >= 5 && w != h && i < raw->len; i++)
     {
       RawBox *r = &g_array_index (raw, RawBox, i);
@@ -137,24 +129,30 @@ add_image (VlDetSource *s, int split, const char *image, GArray *raw)
   g_ptr_array_add (s->items[split], it);
 }
 
+/* An image's upright size and its orientation from its header; FALSE, with the image listed
+ * among the skipped files, when it cannot be read. */
+static gboolean
+probe_image (VlDetSource *s, const char *image, int *w, int *h, int *orientation)
+{
+  g_autoptr(GError) e = NULL;
+  if (vl_image_probe_file (image, w, h, orientation, &e))
+    return TRUE;
+  skip (s, image, "%s", e->message);
+  return FALSE;
+}
+
+static void
+add_image (VlDetSource *s, int split, const char *image, GArray *raw)
+{
+  int w = 0, h = 0, orientation = 1;
+  if (probe_image (s, image, &w, &h, &orientation))
+    add_probed_image (s, split, image, raw, w, h, orientation);
+}
+
 static gint
 compare_strings (gconstpointer a, gconstpointer b)
 {
   return strcmp (*(char *const *) a, *(char *const *) b);
-}
-
-static char *
-find_image (const char *dir, const char *stem)
-{
-  for (int e = 0; det_exts[e] != NULL; e++)
-    {
-      g_autofree char *base = g_strconcat (stem, det_exts[e], NULL);
-      char *p = g_build_filename (dir, base, NULL);
-      if (g_file_test (p, G_FILE_TEST_EXISTS))
-        return p;
-      g_free (p);
-    }
-  return NULL;
 }
 
 /* "NAME (FORMAT boxes, N classes)" */
@@ -351,7 +349,7 @@ voc_read_list (VlDetSource *s, const char *root, int sp, VocSplit *v, GError **e
       if (blank)
         *blank = '\0';
       g_autofree char *where = g_strdup_printf ("%s:%d", list, i + 1);
-      g_autofree char *image = strchr (id, '/') ? NULL : find_image (jdir, id);
+      g_autofree char *image = strchr (id, '/') ? NULL : vl_image_find_stem (jdir, id);
       g_autofree char *xbase = g_strconcat (id, ".xml", NULL);
       g_autofree char *xml = g_build_filename (root, "Annotations", xbase, NULL);
       if (image == NULL)
@@ -563,6 +561,7 @@ coco_split (VlDetSource *s, const char *root, const char *dir, int sp, JsonObjec
   g_autoptr(GHashTable) index = g_hash_table_new (g_int64_hash, g_int64_equal);
   const guint n_img = json_array_get_length (images);
   g_autofree gint64 *ids = g_new (gint64, MAX (n_img, 1));
+  g_autofree int *frames = g_new0 (int, 2 * MAX (n_img, 1));   /* declared width, height */
   g_autoptr(GPtrArray) raws = g_ptr_array_new_with_free_func ((GDestroyNotify) g_array_unref);
   for (guint i = 0; i < n_img; i++)
     {
@@ -574,6 +573,13 @@ coco_split (VlDetSource *s, const char *root, const char *dir, int sp, JsonObjec
           return FALSE;
         }
       g_hash_table_insert (index, &ids[i], GUINT_TO_POINTER (i + 1));
+      gint64 fw = 0, fh = 0;
+      if (json_int_member (im, "width", &fw) && json_int_member (im, "height", &fh) &&
+          fw > 0 && fh > 0 && fw <= VL_IMAGE_MAX_SIDE && fh <= VL_IMAGE_MAX_SIDE)
+        {
+          frames[2 * i] = (int) fw;
+          frames[2 * i + 1] = (int) fh;
+        }
       GArray *r = g_array_new (FALSE, TRUE, sizeof (RawBox));
       g_array_set_clear_func (r, raw_clear);
       g_ptr_array_add (raws, r);
@@ -608,15 +614,8 @@ coco_split (VlDetSource *s, const char *root, const char *dir, int sp, JsonObjec
       else
         {
           RawBox r = { { (float) v[0], (float) v[1], (float) (v[0] + v[2]),
-                         (float) (v[1] + v[3]) }, label, g_strdup (where), { 0, 0 } };
-          JsonObject *im = vl_json_array_object (images, k - 1);
-          gint64 fw = 0, fh = 0;
-          if (json_int_member (im, "width", &fw) && json_int_member (im, "height", &fh) &&
-              fw > 0 && fh > 0 && fw <= VL_IMAGE_MAX_SIDE && fh <= VL_IMAGE_MAX_SIDE)
-            {
-              r.frame[0] = (int) fw;
-              r.frame[1] = (int) fh;
-            }
+                         (float) (v[1] + v[3]) }, label, g_strdup (where),
+                       { frames[2 * (k - 1)], frames[2 * (k - 1) + 1] } };
           g_array_append_val ((GArray *) g_ptr_array_index (raws, k - 1), r);
         }
     }
@@ -939,21 +938,20 @@ yolo_split (VlDetSource *s, const char *root, int sp, GError **error)
     {
       const char *n = g_ptr_array_index (names, i);
       const char *dot = strrchr (n, '.');
-      gboolean img = FALSE;
-      for (int e = 0; dot && det_exts[e]; e++)
-        img = img || g_ascii_strcasecmp (dot, det_exts[e]) == 0;
-      if (!img)
+      if (!vl_image_has_extension (n, FALSE))
         continue;
       g_autofree char *stem = g_strndup (n, dot - n);
       g_autofree char *image = g_build_filename (idir, n, NULL);
       g_autofree char *lbase = g_strconcat (stem, ".txt", NULL);
       g_autofree char *label = g_build_filename (ldir, lbase, NULL);
-      int w = 0, h = 0;
-      g_autoptr(GArray) raw = g_array_new (FALSE, TRUE, sizeof (RawBox));
-      g_array_set_clear_func (raw, raw_clear);
-      if (vl_image_check_file (image, &w, &h, NULL))   /* else add_image lists it */
-        yolo_read_labels (s, label, (int) s->class_names->len, w, h, raw);
-      add_image (s, sp, image, raw);
+      int w = 0, h = 0, orientation = 1;
+      if (probe_image (s, image, &w, &h, &orientation))
+        {
+          g_autoptr(GArray) raw = g_array_new (FALSE, TRUE, sizeof (RawBox));
+          g_array_set_clear_func (raw, raw_clear);
+          yolo_read_labels (s, label, (int) s->class_names->len, w, h, raw);
+          add_probed_image (s, sp, image, raw, w, h, orientation);
+        }
       g_hash_table_add (stems, g_steal_pointer (&stem));
     }
   /* label files without an image */

@@ -352,8 +352,10 @@ vl_orient_pixels (const uint8_t *src, int width, int height, int channels, int o
       {
         const int xi = a[0] * x + a[1] * y + a[2] * (width - 1);
         const int yi = a[3] * x + a[4] * y + a[5] * (height - 1);
-        memcpy (dst + ((gsize) y * ow + x) * channels,
-                src + ((gsize) yi * width + xi) * channels, channels);
+        uint8_t *d = dst + ((gsize) y * ow + x) * channels;
+        const uint8_t *s = src + ((gsize) yi * width + xi) * channels;
+        for (int c = 0; c < channels; c++)   /* a few bytes: no call per pixel */
+          d[c] = s[c];
       }
   if (out_width != NULL)
     *out_width = ow;
@@ -1387,6 +1389,23 @@ vl_image_has_extension (const char *name, gboolean also_undecodable)
     return FALSE;
   return extension_in (dot + 1, vl_image_extensions) ||
          (also_undecodable && extension_in (dot + 1, undecodable_extensions));
+}
+
+char *
+vl_image_find_stem (const char *dir, const char *stem)
+{
+  for (int e = 0; vl_image_extensions[e] != NULL; e++)
+    for (int upper = 0; upper < 2; upper++)
+      {
+        g_autofree char *ext = upper ? g_ascii_strup (vl_image_extensions[e], -1)
+                                     : g_strdup (vl_image_extensions[e]);
+        g_autofree char *base = g_strconcat (stem, ".", ext, NULL);
+        char *p = g_build_filename (dir, base, NULL);
+        if (g_file_test (p, G_FILE_TEST_EXISTS))
+          return p;
+        g_free (p);
+      }
+  return NULL;
 }
 
 VlImage *

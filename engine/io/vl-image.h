@@ -110,8 +110,12 @@ void     vl_preprocess_eval   (const VlImage *img, const VlPreprocess *pp, float
  * vl_image_load decodes. */
 extern const char *const vl_image_extensions[];
 /* Whether name ends in one of those extensions (any case) or, with also_undecodable, in one of an
- * image format vitlab cannot read (TIFF, WebP, PBM: a dataset lists those as skipped). */
+ * image format vitlab cannot read (PBM, PIC: a dataset lists those as skipped). */
 gboolean vl_image_has_extension (const char *name, gboolean also_undecodable);
+/* The image dir/stem.EXT for the first of vl_image_extensions (lower, then upper case) that
+ * exists, as a dataset layout names its images by stem (VOC's JPEGImages/); NULL when none does.
+ * g_free the result. */
+char    *vl_image_find_stem     (const char *dir, const char *stem);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (VlImage, vl_image_free)
 
