@@ -11,7 +11,7 @@ PACKAGES="
   build-essential pkg-config meson ninja-build python3
   libglib2.0-dev libjson-glib-dev libopenblas-dev libstb-dev libgtk-4-dev libepoxy-dev
   libpango1.0-dev libcairo2-dev
-  libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev libtiff-dev appstream gettext
+  libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev libtiff-dev libzip-dev appstream gettext
   clang libclang-rt-14-dev
   xvfb xauth dataset-fashion-mnist python3-numpy python3-onnx
   python3-torch python3-torchvision python3-pil

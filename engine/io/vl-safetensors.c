@@ -8,6 +8,7 @@
  * before vl_safetensors_open returns, so a tensor handed out always lies inside the
  * mapping. Tensor data are read in host byte order, which must be little-endian. */
 #include "vl-safetensors.h"
+#include "vl-torch-ckpt.h"
 #include "vl-atomic.h"
 
 #include <errno.h>
@@ -37,6 +38,7 @@ struct _VlSafetensors {
   GStringChunk *names;      /* storage for tensors[i].name */
   GHashTable   *index;      /* name -> GUINT_TO_POINTER (i + 1) */
   GHashTable   *metadata;   /* string -> string, or NULL */
+  GPtrArray    *owned;      /* a PyTorch checkpoint's tensor bytes (then map is NULL), or NULL */
 };
 
 static const struct {
@@ -54,6 +56,19 @@ static const struct {
   [VL_DTYPE_U8]   = { "U8",   1 },
   [VL_DTYPE_BOOL] = { "BOOL", 1 },
 };
+
+gboolean
+vl_checkpoint_has_extension (const char *name)
+{
+  static const char *const exts[] = { ".safetensors", ".pth", ".pt", ".bin" };
+  const char *dot = name ? strrchr (name, '.') : NULL;
+  if (dot == NULL)
+    return FALSE;
+  for (guint k = 0; k < G_N_ELEMENTS (exts); k++)
+    if (g_ascii_strcasecmp (dot, exts[k]) == 0)
+      return TRUE;
+  return FALSE;
+}
 
 const char *
 vl_dtype_name (VlDtype dtype)
@@ -122,6 +137,8 @@ vl_safetensors_free (VlSafetensors *st)
     g_hash_table_unref (st->index);
   if (st->metadata)
     g_hash_table_unref (st->metadata);
+  if (st->owned)
+    g_ptr_array_unref (st->owned);
   g_free (st->path);
   g_free (st);
 }
@@ -418,6 +435,29 @@ parse_header (VlSafetensors *st, const char *json, size_t len, size_t data_size,
   return TRUE;
 }
 
+/* A PyTorch zip checkpoint: its state dict's tensors copied out of the archive (the mapping is
+ * released once they are), listed and indexed as a safetensors header's would be. */
+static VlSafetensors *
+open_torch (VlSafetensors *st_in, GError **error)
+{
+  g_autoptr(VlSafetensors) st = st_in;
+  GArray *tensors = g_array_new (FALSE, TRUE, sizeof (VlTensorInfo));
+  st->names = g_string_chunk_new (4096);
+  st->owned = g_ptr_array_new_with_free_func (g_free);
+  st->index = g_hash_table_new (g_str_hash, g_str_equal);
+  gboolean ok = vl_torch_ckpt_read (st->path, st->map, st->map_size, tensors, st->names,
+                                    st->owned, error);
+  st->n_tensors = tensors->len;
+  st->tensors = (VlTensorInfo *) (void *) g_array_free (tensors, FALSE);
+  munmap (st->map, st->map_size);
+  st->map = NULL;
+  if (!ok)
+    return NULL;
+  for (guint i = 0; i < st->n_tensors; i++)
+    g_hash_table_insert (st->index, (gpointer) st->tensors[i].name, GUINT_TO_POINTER (i + 1));
+  return g_steal_pointer (&st);
+}
+
 VlSafetensors *
 vl_safetensors_open (const char *path, GError **error)
 {
@@ -477,6 +517,17 @@ vl_safetensors_open (const char *path, GError **error)
   st->path = g_strdup (path);
   st->map = map;
   st->map_size = size;
+
+  if (vl_torch_ckpt_is_legacy (st->map, size))
+    {
+      set_error (error, VL_ERROR_FORMAT, path,
+                 "a PyTorch checkpoint in the legacy format (PyTorch before 1.6, or "
+                 "_use_new_zipfile_serialization=False); load and save it again with a current "
+                 "PyTorch (torch.save (torch.load (F), F2)), or convert it to safetensors");
+      return NULL;
+    }
+  if (vl_torch_ckpt_is_zip (st->map, size))
+    return open_torch (g_steal_pointer (&st), error);
 
   guint64 n;
   memcpy (&n, st->map, 8);

@@ -55,6 +55,10 @@ const VlTensorInfo *vl_safetensors_lookup     (VlSafetensors  *st,
 /* The "__metadata__" string map, or NULL. */
 GHashTable         *vl_safetensors_metadata   (VlSafetensors  *st);
 
+/* TRUE for the file names taken as checkpoints: .safetensors, and PyTorch's .pth, .pt and .bin
+ * (torch.save's zip format, read without running its pickle), in any case. */
+gboolean            vl_checkpoint_has_extension (const char   *name);
+
 const char         *vl_dtype_name             (VlDtype         dtype);
 size_t              vl_dtype_size             (VlDtype         dtype);
 

@@ -1285,16 +1285,25 @@ resolve_checkpoint (const char *path, char **st_path, GError **error)
 {
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
     {
-      *st_path = g_build_filename (path, "model.safetensors", NULL);
-      if (!g_file_test (*st_path, G_FILE_TEST_EXISTS))
+      /* safetensors first; PyTorch's pickled format (read without running it) where a folder
+       * has only that, as older Hugging Face and OpenCLIP uploads do */
+      static const char *const names[] = { "model.safetensors", "open_clip_model.safetensors",
+                                           "pytorch_model.bin", "open_clip_pytorch_model.bin" };
+      *st_path = NULL;
+      for (guint k = 0; k < G_N_ELEMENTS (names) && *st_path == NULL; k++)
         {
-          g_free (*st_path);
-          *st_path = g_build_filename (path, "open_clip_model.safetensors", NULL);
+          char *p = g_build_filename (path, names[k], NULL);
+          if (g_file_test (p, G_FILE_TEST_EXISTS))
+            *st_path = p;
+          else
+            g_free (p);
         }
-      if (!g_file_test (*st_path, G_FILE_TEST_EXISTS))
+      if (*st_path == NULL)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                       "%s: checkpoint folder has no model.safetensors", path);
+                       "%s: checkpoint folder has no model.safetensors (nor "
+                       "open_clip_model.safetensors, pytorch_model.bin or "
+                       "open_clip_pytorch_model.bin)", path);
           return FALSE;
         }
       /* config.json (or open_clip_config.json) is read when present; torchvision saves none,

@@ -188,8 +188,8 @@ vl_backbone_panel_show_model (VlBackbonePanel *panel, VlModel *m, const char *pa
    * architecture a config names may be only the base its model_args reshape (an export of a
    * small model names vit_base_patch16_224); the family row shows it */
   g_autofree char *base = g_path_get_basename (path);
-  if (g_str_has_suffix (base, ".safetensors"))
-    base[strlen (base) - strlen (".safetensors")] = '\0';
+  if (vl_checkpoint_has_extension (base))
+    *strrchr (base, '.') = '\0';
   gtk_label_set_text (GTK_LABEL (panel->backbone_name_label), base);
   g_autofree char *loaded = g_strdup_printf (_("%s\nloaded in %.2f s"), path, seconds);
   gtk_label_set_text (GTK_LABEL (panel->backbone_path_label), loaded);

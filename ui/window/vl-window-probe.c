@@ -23,7 +23,7 @@ vl_looks_like_image (const char *path)
 {
   if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_REGULAR))
     return FALSE;
-  if (g_str_has_suffix (path, ".safetensors"))
+  if (vl_checkpoint_has_extension (path))
     return FALSE;
   if (vl_image_has_extension (path, FALSE))
     return TRUE;

@@ -85,8 +85,11 @@ action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
   GtkFileFilter *filter = gtk_file_filter_new ();
-  gtk_file_filter_set_name (filter, "Checkpoints (.safetensors)");
-  gtk_file_filter_add_pattern (filter, "*.safetensors");
+  gtk_file_filter_set_name (filter, _("Checkpoints (.safetensors, PyTorch .pth, .pt, .bin)"));
+  gtk_file_filter_add_suffix (filter, "safetensors");
+  gtk_file_filter_add_suffix (filter, "pth");
+  gtk_file_filter_add_suffix (filter, "pt");
+  gtk_file_filter_add_suffix (filter, "bin");
   vl_window_choose_file (self, _("Open Backbone"), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"),
                          "backbone-folder", filter, backbone_chosen);
   g_object_unref (filter);
@@ -337,12 +340,14 @@ looks_like_checkpoint (GFile *file)
   if (path == NULL)
     return FALSE;
   if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
-    return g_str_has_suffix (path, ".safetensors");
+    return vl_checkpoint_has_extension (path);
   g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
   const char *name;
   while (dir && (name = g_dir_read_name (dir)))
-    if (g_str_has_suffix (name, ".safetensors"))
-      return TRUE;
+    if (g_str_has_suffix (name, ".safetensors") || strcmp (name, "pytorch_model.bin") == 0
+        || strcmp (name, "open_clip_pytorch_model.bin") == 0)
+      return TRUE;   /* the names a checkpoint folder is opened by (not any .bin: CIFAR's
+                      * binary batches are .bin too) */
   return FALSE;
 }
 
@@ -381,7 +386,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
     vl_window_open_data (self, path);
   else
     {
-      vl_window_show_error (self, _("%s: not a checkpoint (.safetensors), an image folder, a run "
+      vl_window_show_error (self, _("%s: not a checkpoint (.safetensors, .pth, .bin), an image folder, a run "
                                     "folder or an image"), path);
       return FALSE;
     }
