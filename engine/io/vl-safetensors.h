@@ -11,33 +11,9 @@
 #include <stdint.h>
 
 #include "vl-error.h"
+#include "vl-tensor.h"
 
 G_BEGIN_DECLS
-
-typedef enum {
-  VL_DTYPE_F32,
-  VL_DTYPE_F16,
-  VL_DTYPE_BF16,
-  VL_DTYPE_F64,
-  VL_DTYPE_I64,
-  VL_DTYPE_I32,
-  VL_DTYPE_I16,
-  VL_DTYPE_I8,
-  VL_DTYPE_U8,
-  VL_DTYPE_BOOL,
-} VlDtype;
-
-#define VL_MAX_DIMS 8
-
-typedef struct {
-  const char    *name;
-  VlDtype        dtype;
-  int            ndim;
-  int64_t        shape[VL_MAX_DIMS];
-  int64_t        numel;    /* product of shape (1 for a scalar) */
-  const void    *data;     /* points into the mapping; may be unaligned */
-  size_t         nbytes;
-} VlTensorInfo;
 
 typedef struct _VlSafetensors VlSafetensors;
 

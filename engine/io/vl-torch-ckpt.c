@@ -10,6 +10,8 @@
  * with argparse.Namespace or numpy scalars beside its state dict still loads here). */
 #include "vl-torch-ckpt.h"
 
+#include "vl-error.h"
+
 #include <limits.h>
 #include <string.h>
 #include <zip.h>
@@ -28,6 +30,8 @@ struct Pv {
   char      *s;          /* STR; GLOBAL: "module.name"; STORAGE: its key */
   GPtrArray *items;      /* TUPLE, LIST: values; DICT: key, value, key, value, … */
   VlDtype    dtype;      /* STORAGE */
+  size_t     es;         /* STORAGE: bytes per element */
+  const char *type;      /* STORAGE: torch.FloatStorage, … */
   Pv        *storage;    /* TENSOR */
   int        ndim;
   int64_t    shape[VL_MAX_DIMS];
@@ -46,12 +50,13 @@ typedef struct {
 static const struct {
   const char *name;
   VlDtype     dtype;
+  size_t      size;
 } storage_types[] = {
-  { "torch.FloatStorage", VL_DTYPE_F32 },   { "torch.HalfStorage", VL_DTYPE_F16 },
-  { "torch.BFloat16Storage", VL_DTYPE_BF16 }, { "torch.DoubleStorage", VL_DTYPE_F64 },
-  { "torch.LongStorage", VL_DTYPE_I64 },    { "torch.IntStorage", VL_DTYPE_I32 },
-  { "torch.ShortStorage", VL_DTYPE_I16 },   { "torch.CharStorage", VL_DTYPE_I8 },
-  { "torch.ByteStorage", VL_DTYPE_U8 },     { "torch.BoolStorage", VL_DTYPE_BOOL },
+  { "torch.FloatStorage", VL_DTYPE_F32, 4 },     { "torch.HalfStorage", VL_DTYPE_F16, 2 },
+  { "torch.BFloat16Storage", VL_DTYPE_BF16, 2 }, { "torch.DoubleStorage", VL_DTYPE_F64, 8 },
+  { "torch.LongStorage", VL_DTYPE_I64, 8 },      { "torch.IntStorage", VL_DTYPE_I32, 4 },
+  { "torch.ShortStorage", VL_DTYPE_I16, 2 },     { "torch.CharStorage", VL_DTYPE_I8, 1 },
+  { "torch.ByteStorage", VL_DTYPE_U8, 1 },       { "torch.BoolStorage", VL_DTYPE_BOOL, 1 },
 };
 
 /* torch.save's legacy stream opens with the pickle of its magic number 0x1950a86a20f9469cfc6c */
@@ -296,6 +301,8 @@ persistent_load (Machine *m, Pv *pid)
     if (strcmp (type->s, storage_types[k].name) == 0)
       {
         st->dtype = storage_types[k].dtype;
+        st->es = storage_types[k].size;
+        st->type = storage_types[k].name;
         st->s = g_strdup (key->s);
         st->i = numel->i;
         return st;
@@ -316,394 +323,381 @@ set_items (Machine *m, Pv *target, GPtrArray *items)
   return TRUE;
 }
 
-#define POP_OR_FAIL(v) Pv *v = pop (m); if (v == NULL) return NULL
+typedef enum { OP_OK, OP_FAIL, OP_OTHER } OpResult;
 
+#define POP_OR_FAIL(v) Pv *v = pop (m); if (v == NULL) return OP_FAIL
+
+/* Reads an n-byte little-endian length (or id) argument. */
+static gboolean
+read_arg (Machine *m, int n, guint64 *out)
+{
+  if (!need (m, (guint64) n))
+    return FALSE;
+  *out = read_le (m, n);
+  return TRUE;
+}
+
+/* None, booleans, integers, floats and strings. */
+static OpResult
+op_scalar (Machine *m, guint8 op)
+{
+  guint64 x, n;
+  switch (op)
+    {
+    case 'N':
+      push (m, pv_new (m, PV_NONE));
+      return OP_OK;
+    case 0x88: case 0x89:                         /* NEWTRUE, NEWFALSE */
+      {
+        Pv *v = pv_new (m, PV_BOOL);
+        v->i = op == 0x88;
+        push (m, v);
+        return OP_OK;
+      }
+    case 'J': case 'K': case 'M':                 /* BININT, BININT1, BININT2 */
+      {
+        if (!read_arg (m, op == 'J' ? 4 : op == 'K' ? 1 : 2, &x))
+          return OP_FAIL;
+        Pv *v = pv_new (m, PV_INT);
+        v->i = op == 'J' ? (gint64) (gint32) (guint32) x : (gint64) x;
+        push (m, v);
+        return OP_OK;
+      }
+    case 0x8a: case 0x8b:                         /* LONG1, LONG4 */
+      {
+        if (!read_arg (m, op == 0x8a ? 1 : 4, &n))
+          return OP_FAIL;
+        if (n > 8)
+          {
+            fail (m, "an integer of %" G_GUINT64_FORMAT " bytes (at most 8 are read)", n);
+            return OP_FAIL;
+          }
+        if (!read_arg (m, (int) n, &x))
+          return OP_FAIL;
+        if (n > 0 && n < 8 && (x >> (8 * n - 1)) & 1)
+          x |= ~(guint64) 0 << (8 * n);           /* sign-extend */
+        Pv *v = pv_new (m, PV_INT);
+        v->i = (gint64) x;
+        push (m, v);
+        return OP_OK;
+      }
+    case 'I': case 'L':                           /* INT, LONG (text) */
+      {
+        g_autofree char *t = read_line (m);
+        if (t == NULL)
+          return OP_FAIL;
+        Pv *v = pv_new (m, PV_INT);
+        if (op == 'I' && (strcmp (t, "00") == 0 || strcmp (t, "01") == 0))
+          v->kind = PV_BOOL;
+        v->i = g_ascii_strtoll (t, NULL, 10);
+        push (m, v);
+        return OP_OK;
+      }
+    case 'G':                                     /* BINFLOAT (its value is never needed) */
+      if (!need (m, 8))
+        return OP_FAIL;
+      m->p += 8;
+      push (m, pv_new (m, PV_FLOAT));
+      return OP_OK;
+    case 'F': case 'S': case 'V':                 /* FLOAT, STRING, UNICODE (text) */
+      {
+        g_autofree char *t = read_line (m);
+        if (t == NULL)
+          return OP_FAIL;
+        push (m, op == 'F' ? pv_new (m, PV_FLOAT)
+                           : new_str (m, (const guint8 *) t, strlen (t)));
+        return OP_OK;
+      }
+    case 'X': case 'T': case 'B':                 /* BINUNICODE, BINSTRING, BINBYTES */
+    case 0x8c: case 'U': case 'C':                /* SHORT_BINUNICODE, _BINSTRING, _BINBYTES */
+    case 0x8d: case 0x8e: case 0x96:              /* BINUNICODE8, BINBYTES8, BYTEARRAY8 */
+      {
+        int w = (op == 'X' || op == 'T' || op == 'B') ? 4
+                : (op == 0x8c || op == 'U' || op == 'C') ? 1 : 8;
+        if (!read_arg (m, w, &n) || !need (m, n))
+          return OP_FAIL;
+        push (m, new_str (m, m->p, n));
+        m->p += n;
+        return OP_OK;
+      }
+    default:
+      return OP_OTHER;
+    }
+}
+
+/* Marks, tuples, lists, dicts, sets and what fills them. */
+static OpResult
+op_container (Machine *m, guint8 op)
+{
+  switch (op)
+    {
+    case '(':
+      push (m, pv_new (m, PV_MARK));
+      return OP_OK;
+    case '0':                                     /* POP */
+      {
+        POP_OR_FAIL (v);
+        (void) v;
+        return OP_OK;
+      }
+    case '2':                                     /* DUP */
+      {
+        Pv *v = top (m);
+        if (v == NULL)
+          return OP_FAIL;
+        push (m, v);
+        return OP_OK;
+      }
+    case ')':
+      push (m, new_seq (m, PV_TUPLE, NULL));
+      return OP_OK;
+    case ']':
+      push (m, new_seq (m, PV_LIST, NULL));
+      return OP_OK;
+    case '}':
+      push (m, new_seq (m, PV_DICT, NULL));
+      return OP_OK;
+    case 0x8f:                                    /* EMPTY_SET */
+      push (m, pv_new (m, PV_OPAQUE));
+      return OP_OK;
+    case 't': case 'l': case 'd':                 /* TUPLE, LIST, DICT from the mark */
+      {
+        GPtrArray *items = pop_mark (m);
+        if (items == NULL)
+          return OP_FAIL;
+        if (op == 'd' && items->len % 2)
+          {
+            g_ptr_array_unref (items);
+            fail (m, "DICT with an odd number of values");
+            return OP_FAIL;
+          }
+        push (m, new_seq (m, op == 't' ? PV_TUPLE : op == 'l' ? PV_LIST : PV_DICT, items));
+        return OP_OK;
+      }
+    case 0x85: case 0x86: case 0x87:              /* TUPLE1, TUPLE2, TUPLE3 */
+      {
+        int n = op - 0x84;
+        GPtrArray *items = g_ptr_array_new ();
+        g_ptr_array_set_size (items, (guint) n);
+        for (int k = n - 1; k >= 0; k--)
+          if ((items->pdata[k] = pop (m)) == NULL)
+            {
+              g_ptr_array_unref (items);
+              return OP_FAIL;
+            }
+        push (m, new_seq (m, PV_TUPLE, items));
+        return OP_OK;
+      }
+    case 'a':                                     /* APPEND */
+      {
+        POP_OR_FAIL (v);
+        Pv *list = top (m);
+        if (list == NULL)
+          return OP_FAIL;
+        if (list->kind == PV_LIST)
+          g_ptr_array_add (list->items, v);
+        return OP_OK;
+      }
+    case 's':                                     /* SETITEM */
+      {
+        POP_OR_FAIL (v);
+        POP_OR_FAIL (k);
+        Pv *d = top (m);
+        if (d == NULL)
+          return OP_FAIL;
+        if (d->kind == PV_DICT)
+          {
+            g_ptr_array_add (d->items, k);
+            g_ptr_array_add (d->items, v);
+          }
+        return OP_OK;
+      }
+    case '1': case 'e': case 0x90: case 'u': case 0x91:
+      {                   /* POP_MARK, APPENDS, ADDITEMS, SETITEMS, FROZENSET: from the mark */
+        GPtrArray *items = pop_mark (m);
+        if (items == NULL)
+          return OP_FAIL;
+        gboolean ok = TRUE;
+        if (op == 0x91)
+          push (m, pv_new (m, PV_OPAQUE));
+        else if (op != '1')
+          {
+            Pv *target = top (m);
+            if (target == NULL)
+              ok = FALSE;
+            else if (op == 'u')
+              ok = set_items (m, target, items);
+            else if (op == 'e' && target->kind == PV_LIST)
+              for (guint k = 0; k < items->len; k++)
+                g_ptr_array_add (target->items, items->pdata[k]);
+          }
+        g_ptr_array_unref (items);
+        return ok ? OP_OK : OP_FAIL;
+      }
+    default:
+      return OP_OTHER;
+    }
+}
+
+/* Globals and what would call them: only the callables of a state dict build anything. */
+static OpResult
+op_object (Machine *m, guint8 op)
+{
+  switch (op)
+    {
+    case 'c': case 0x93:                          /* GLOBAL module\nname\n, STACK_GLOBAL */
+      {
+        g_autofree char *mod = NULL;
+        g_autofree char *name = NULL;
+        if (op == 'c')
+          {
+            if ((mod = read_line (m)) == NULL || (name = read_line (m)) == NULL)
+              return OP_FAIL;
+          }
+        else
+          {
+            POP_OR_FAIL (n);
+            POP_OR_FAIL (md);
+            if (n->kind != PV_STR || md->kind != PV_STR)
+              {
+                fail (m, "STACK_GLOBAL of a non-string");
+                return OP_FAIL;
+              }
+            mod = g_strdup (md->s);
+            name = g_strdup (n->s);
+          }
+        Pv *v = pv_new (m, PV_GLOBAL);
+        v->s = g_strconcat (mod, ".", name, NULL);
+        push (m, v);
+        return OP_OK;
+      }
+    case 'R':                                     /* REDUCE */
+      {
+        POP_OR_FAIL (args);
+        POP_OR_FAIL (fn);
+        Pv *v = reduce (m, fn, args);
+        if (v == NULL)
+          return OP_FAIL;
+        push (m, v);
+        return OP_OK;
+      }
+    case 0x81: case 0x92:                         /* NEWOBJ cls args, NEWOBJ_EX + kwargs */
+      {
+        for (int k = op == 0x81 ? 2 : 3; k > 0; k--)
+          if (pop (m) == NULL)
+            return OP_FAIL;
+        push (m, pv_new (m, PV_OPAQUE));
+        return OP_OK;
+      }
+    case 'i': case 'o':                           /* INST module\nname\n, OBJ: from the mark */
+      {
+        if (op == 'i')
+          {
+            g_autofree char *mod = read_line (m);
+            g_autofree char *name = mod ? read_line (m) : NULL;
+            if (name == NULL)
+              return OP_FAIL;
+          }
+        GPtrArray *items = pop_mark (m);
+        if (items == NULL)
+          return OP_FAIL;
+        g_ptr_array_unref (items);
+        push (m, pv_new (m, PV_OPAQUE));
+        return OP_OK;
+      }
+    case 'b':                                     /* BUILD: state set on an object */
+      {
+        POP_OR_FAIL (state);
+        (void) state;
+        return top (m) ? OP_OK : OP_FAIL;
+      }
+    case 'Q':                                     /* BINPERSID */
+      {
+        POP_OR_FAIL (pid);
+        Pv *v = persistent_load (m, pid);
+        if (v == NULL)
+          return OP_FAIL;
+        push (m, v);
+        return OP_OK;
+      }
+    default:
+      return OP_OTHER;
+    }
+}
+
+/* The memo: PUT stores the top of the stack under an id, GET pushes it again. */
+static OpResult
+op_memo (Machine *m, guint8 op)
+{
+  guint64 id;
+  const gboolean put = op == 'q' || op == 'r' || op == 'p' || op == 0x94;
+  if (!put && op != 'h' && op != 'j' && op != 'g')
+    return OP_OTHER;
+  if (op == 'q' || op == 'h' || op == 'r' || op == 'j')
+    {
+      if (!read_arg (m, (op == 'q' || op == 'h') ? 1 : 4, &id))
+        return OP_FAIL;
+    }
+  else if (op == 'p' || op == 'g')
+    {
+      g_autofree char *t = read_line (m);
+      if (t == NULL)
+        return OP_FAIL;
+      id = g_ascii_strtoull (t, NULL, 10);
+    }
+  else
+    id = g_hash_table_size (m->memo);            /* MEMOIZE */
+  gpointer key = GSIZE_TO_POINTER ((gsize) id + 1);
+  if (put)
+    {
+      Pv *v = top (m);
+      if (v == NULL)
+        return OP_FAIL;
+      g_hash_table_insert (m->memo, key, v);
+      return OP_OK;
+    }
+  Pv *v = g_hash_table_lookup (m->memo, key);
+  if (v == NULL)
+    {
+      fail (m, "reads memo entry %" G_GUINT64_FORMAT ", never stored", id);
+      return OP_FAIL;
+    }
+  push (m, v);
+  return OP_OK;
+}
+
+/* Runs the pickle to its STOP; the value it leaves, or NULL with the error set. */
 static Pv *
 run (Machine *m)
 {
   while (m->p < m->end)
     {
       guint8 op = *m->p++;
-      switch (op)
+      if (op == 0x80 || op == 0x95)               /* PROTO, FRAME */
         {
-        case 0x80:                                    /* PROTO */
-          if (!need (m, 1))
+          if (!need (m, op == 0x80 ? 1 : 8))
             return NULL;
-          if (*m->p > 5)
+          if (op == 0x80 && *m->p > 5)
             {
               fail (m, "pickle protocol %d (0-5 are known)", *m->p);
               return NULL;
             }
-          m->p++;
-          break;
-        case 0x95:                                    /* FRAME */
-          if (!need (m, 8))
-            return NULL;
-          m->p += 8;
-          break;
-        case '.':                                     /* STOP */
-          {
-            POP_OR_FAIL (v);
-            return v;
-          }
-        case '(':
-          push (m, pv_new (m, PV_MARK));
-          break;
-        case '0':                                     /* POP */
-          {
-            POP_OR_FAIL (v);
-            (void) v;
-            break;
-          }
-        case '1':                                     /* POP_MARK */
-          {
-            GPtrArray *items = pop_mark (m);
-            if (items == NULL)
-              return NULL;
-            g_ptr_array_unref (items);
-            break;
-          }
-        case '2':                                     /* DUP */
-          {
-            Pv *v = top (m);
-            if (v == NULL)
-              return NULL;
-            push (m, v);
-            break;
-          }
-        case 'N':
-          push (m, pv_new (m, PV_NONE));
-          break;
-        case 0x88:                                    /* NEWTRUE */
-        case 0x89:                                    /* NEWFALSE */
-          {
-            Pv *v = pv_new (m, PV_BOOL);
-            v->i = op == 0x88;
-            push (m, v);
-            break;
-          }
-        case 'J': case 'K': case 'M':                 /* BININT, BININT1, BININT2 */
-          {
-            int n = op == 'J' ? 4 : op == 'K' ? 1 : 2;
-            if (!need (m, (guint64) n))
-              return NULL;
-            guint64 x = read_le (m, n);
-            Pv *v = pv_new (m, PV_INT);
-            v->i = op == 'J' ? (gint64) (gint32) (guint32) x : (gint64) x;
-            push (m, v);
-            break;
-          }
-        case 0x8a: case 0x8b:                         /* LONG1, LONG4 */
-          {
-            int w = op == 0x8a ? 1 : 4;
-            if (!need (m, (guint64) w))
-              return NULL;
-            guint64 n = read_le (m, w);
-            if (n > 8)
-              {
-                fail (m, "an integer of %" G_GUINT64_FORMAT " bytes (at most 8 are read)", n);
-                return NULL;
-              }
-            if (!need (m, n))
-              return NULL;
-            guint64 x = read_le (m, (int) n);
-            if (n > 0 && n < 8 && (x >> (8 * n - 1)) & 1)
-              x |= ~(guint64) 0 << (8 * n);           /* sign-extend */
-            Pv *v = pv_new (m, PV_INT);
-            v->i = (gint64) x;
-            push (m, v);
-            break;
-          }
-        case 'I': case 'L':                           /* INT, LONG (text) */
-          {
-            g_autofree char *s = read_line (m);
-            if (s == NULL)
-              return NULL;
-            Pv *v = pv_new (m, PV_INT);
-            if (op == 'I' && (strcmp (s, "00") == 0 || strcmp (s, "01") == 0))
-              v->kind = PV_BOOL;
-            v->i = g_ascii_strtoll (s, NULL, 10);
-            push (m, v);
-            break;
-          }
-        case 'G':                                     /* BINFLOAT, big-endian */
-          if (!need (m, 8))
-            return NULL;
-          m->p += 8;
-          push (m, pv_new (m, PV_FLOAT));
-          break;
-        case 'F':                                     /* FLOAT (text) */
-          {
-            g_autofree char *s = read_line (m);
-            if (s == NULL)
-              return NULL;
-            push (m, pv_new (m, PV_FLOAT));
-            break;
-          }
-        case 'X': case 'T': case 'B':                 /* BINUNICODE, BINSTRING, BINBYTES */
-        case 0x8c: case 'U': case 'C':                /* SHORT_BINUNICODE, _BINSTRING, _BINBYTES */
-        case 0x8d: case 0x8e: case 0x96:              /* BINUNICODE8, BINBYTES8, BYTEARRAY8 */
-          {
-            int w = (op == 'X' || op == 'T' || op == 'B') ? 4
-                    : (op == 0x8c || op == 'U' || op == 'C') ? 1 : 8;
-            if (!need (m, (guint64) w))
-              return NULL;
-            guint64 n = read_le (m, w);
-            if (!need (m, n))
-              return NULL;
-            push (m, new_str (m, m->p, n));
-            m->p += n;
-            break;
-          }
-        case 'S': case 'V':                           /* STRING, UNICODE (text) */
-          {
-            g_autofree char *s = read_line (m);
-            if (s == NULL)
-              return NULL;
-            push (m, new_str (m, (const guint8 *) s, strlen (s)));
-            break;
-          }
-        case ')':
-          push (m, new_seq (m, PV_TUPLE, NULL));
-          break;
-        case 't': case 'l': case 'd':                 /* TUPLE, LIST, DICT from the mark */
-          {
-            GPtrArray *items = pop_mark (m);
-            if (items == NULL)
-              return NULL;
-            if (op == 'd' && items->len % 2)
-              {
-                g_ptr_array_unref (items);
-                fail (m, "DICT with an odd number of values");
-                return NULL;
-              }
-            push (m, new_seq (m, op == 't' ? PV_TUPLE : op == 'l' ? PV_LIST : PV_DICT, items));
-            break;
-          }
-        case 0x85: case 0x86: case 0x87:              /* TUPLE1, TUPLE2, TUPLE3 */
-          {
-            int n = op - 0x84;
-            GPtrArray *items = g_ptr_array_new ();
-            g_ptr_array_set_size (items, (guint) n);
-            for (int k = n - 1; k >= 0; k--)
-              {
-                Pv *v = pop (m);
-                if (v == NULL)
-                  {
-                    g_ptr_array_unref (items);
-                    return NULL;
-                  }
-                items->pdata[k] = v;
-              }
-            push (m, new_seq (m, PV_TUPLE, items));
-            break;
-          }
-        case ']':
-          push (m, new_seq (m, PV_LIST, NULL));
-          break;
-        case '}':
-          push (m, new_seq (m, PV_DICT, NULL));
-          break;
-        case 0x8f:                                    /* EMPTY_SET */
-          push (m, pv_new (m, PV_OPAQUE));
-          break;
-        case 'a':                                     /* APPEND */
-          {
-            POP_OR_FAIL (v);
-            Pv *list = top (m);
-            if (list == NULL)
-              return NULL;
-            if (list->kind == PV_LIST)
-              g_ptr_array_add (list->items, v);
-            break;
-          }
-        case 'e': case 0x90:                          /* APPENDS, ADDITEMS */
-          {
-            GPtrArray *items = pop_mark (m);
-            if (items == NULL)
-              return NULL;
-            Pv *list = top (m);
-            if (list != NULL && list->kind == PV_LIST && op == 'e')
-              for (guint k = 0; k < items->len; k++)
-                g_ptr_array_add (list->items, items->pdata[k]);
-            g_ptr_array_unref (items);
-            if (list == NULL)
-              return NULL;
-            break;
-          }
-        case 's':                                     /* SETITEM */
-          {
-            POP_OR_FAIL (v);
-            POP_OR_FAIL (k);
-            Pv *d = top (m);
-            if (d == NULL)
-              return NULL;
-            if (d->kind == PV_DICT)
-              {
-                g_ptr_array_add (d->items, k);
-                g_ptr_array_add (d->items, v);
-              }
-            break;
-          }
-        case 'u':                                     /* SETITEMS */
-          {
-            GPtrArray *items = pop_mark (m);
-            if (items == NULL)
-              return NULL;
-            Pv *d = top (m);
-            gboolean ok = d != NULL && set_items (m, d, items);
-            g_ptr_array_unref (items);
-            if (!ok)
-              return NULL;
-            break;
-          }
-        case 0x91:                                    /* FROZENSET */
-          {
-            GPtrArray *items = pop_mark (m);
-            if (items == NULL)
-              return NULL;
-            g_ptr_array_unref (items);
-            push (m, pv_new (m, PV_OPAQUE));
-            break;
-          }
-        case 'c':                                     /* GLOBAL module\nname\n */
-          {
-            g_autofree char *mod = read_line (m);
-            if (mod == NULL)
-              return NULL;
-            g_autofree char *name = read_line (m);
-            if (name == NULL)
-              return NULL;
-            Pv *v = pv_new (m, PV_GLOBAL);
-            v->s = g_strconcat (mod, ".", name, NULL);
-            push (m, v);
-            break;
-          }
-        case 0x93:                                    /* STACK_GLOBAL */
-          {
-            POP_OR_FAIL (name);
-            POP_OR_FAIL (mod);
-            if (name->kind != PV_STR || mod->kind != PV_STR)
-              {
-                fail (m, "STACK_GLOBAL of a non-string");
-                return NULL;
-              }
-            Pv *v = pv_new (m, PV_GLOBAL);
-            v->s = g_strconcat (mod->s, ".", name->s, NULL);
-            push (m, v);
-            break;
-          }
-        case 'R':                                     /* REDUCE */
-          {
-            POP_OR_FAIL (args);
-            POP_OR_FAIL (fn);
-            Pv *v = reduce (m, fn, args);
-            if (v == NULL)
-              return NULL;
-            push (m, v);
-            break;
-          }
-        case 0x81:                                    /* NEWOBJ cls args */
-          {
-            POP_OR_FAIL (args);
-            POP_OR_FAIL (cls);
-            (void) args, (void) cls;
-            push (m, pv_new (m, PV_OPAQUE));
-            break;
-          }
-        case 0x92:                                    /* NEWOBJ_EX cls args kwargs */
-          {
-            POP_OR_FAIL (kw);
-            POP_OR_FAIL (args);
-            POP_OR_FAIL (cls);
-            (void) kw, (void) args, (void) cls;
-            push (m, pv_new (m, PV_OPAQUE));
-            break;
-          }
-        case 'i':                                     /* INST module\nname\n, args from the mark */
-          {
-            g_autofree char *mod = read_line (m);
-            g_autofree char *name = mod ? read_line (m) : NULL;
-            if (name == NULL)
-              return NULL;
-          }
-          /* fall through */
-        case 'o':                                     /* OBJ: cls and args from the mark */
-          {
-            GPtrArray *items = pop_mark (m);
-            if (items == NULL)
-              return NULL;
-            g_ptr_array_unref (items);
-            push (m, pv_new (m, PV_OPAQUE));
-            break;
-          }
-        case 'b':                                     /* BUILD: state set on an object */
-          {
-            POP_OR_FAIL (state);
-            (void) state;
-            if (top (m) == NULL)
-              return NULL;
-            break;
-          }
-        case 'Q':                                     /* BINPERSID */
-          {
-            POP_OR_FAIL (pid);
-            Pv *v = persistent_load (m, pid);
-            if (v == NULL)
-              return NULL;
-            push (m, v);
-            break;
-          }
-        case 'q': case 'r': case 'p': case 0x94:      /* BINPUT, LONG_BINPUT, PUT, MEMOIZE */
-          {
-            guint64 id;
-            if (op == 'q' || op == 'r')
-              {
-                if (!need (m, op == 'q' ? 1 : 4))
-                  return NULL;
-                id = read_le (m, op == 'q' ? 1 : 4);
-              }
-            else if (op == 'p')
-              {
-                g_autofree char *s = read_line (m);
-                if (s == NULL)
-                  return NULL;
-                id = g_ascii_strtoull (s, NULL, 10);
-              }
-            else
-              id = g_hash_table_size (m->memo);
-            Pv *v = top (m);
-            if (v == NULL)
-              return NULL;
-            g_hash_table_insert (m->memo, GSIZE_TO_POINTER ((gsize) id + 1), v);
-            break;
-          }
-        case 'h': case 'j': case 'g':                 /* BINGET, LONG_BINGET, GET */
-          {
-            guint64 id;
-            if (op != 'g')
-              {
-                if (!need (m, op == 'h' ? 1 : 4))
-                  return NULL;
-                id = read_le (m, op == 'h' ? 1 : 4);
-              }
-            else
-              {
-                g_autofree char *s = read_line (m);
-                if (s == NULL)
-                  return NULL;
-                id = g_ascii_strtoull (s, NULL, 10);
-              }
-            Pv *v = g_hash_table_lookup (m->memo, GSIZE_TO_POINTER ((gsize) id + 1));
-            if (v == NULL)
-              {
-                fail (m, "reads memo entry %" G_GUINT64_FORMAT ", never stored", id);
-                return NULL;
-              }
-            push (m, v);
-            break;
-          }
-        default:
+          m->p += op == 0x80 ? 1 : 8;
+          continue;
+        }
+      if (op == '.')                              /* STOP */
+        return pop (m);
+      OpResult r = op_scalar (m, op);
+      if (r == OP_OTHER)
+        r = op_container (m, op);
+      if (r == OP_OTHER)
+        r = op_object (m, op);
+      if (r == OP_OTHER)
+        r = op_memo (m, op);
+      if (r == OP_FAIL)
+        return NULL;
+      if (r == OP_OTHER)
+        {
           m->p--;
           fail (m, "opcode 0x%02x is not one a state dict is saved with", op);
           return NULL;
@@ -885,6 +879,210 @@ gather (const Pv *t, const guint8 *base, size_t es, guint8 *dst, int64_t numel)
     }
 }
 
+/* One checkpoint being read: the archive, where its records live, and what has been read. */
+typedef struct {
+  const char   *path;
+  zip_t        *za;
+  char         *prefix;   /* "NAME/" */
+  GHashTable   *blobs;    /* storage key -> Blob */
+  GHashTable   *seen;     /* tensor name -> index + 1 in tensors */
+  guint64       budget, spent;
+  GArray       *tensors;
+  GStringChunk *names;
+  GPtrArray    *owned;
+  GError      **error;
+} Reader;
+
+/* NAME/data.pkl (the archive's one top folder), after checking NAME/byteorder. */
+static guint8 *
+read_pickle (Reader *r, guint64 *len)
+{
+  zip_int64_t n_entries = zip_get_num_entries (r->za, 0), pkl = -1;
+  for (zip_int64_t e = 0; e < n_entries && pkl < 0; e++)
+    {
+      const char *name = zip_get_name (r->za, (zip_uint64_t) e, 0);
+      const char *slash = name ? strchr (name, '/') : NULL;
+      if (slash && strcmp (slash + 1, "data.pkl") == 0)
+        {
+          pkl = e;
+          r->prefix = g_strndup (name, (gsize) (slash - name + 1));
+        }
+    }
+  if (pkl < 0)
+    {
+      g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: a zip archive without "
+                   "NAME/data.pkl, so not a PyTorch checkpoint (torch.save writes one)", r->path);
+      return NULL;
+    }
+  g_autofree char *bo_name = g_strconcat (r->prefix, "byteorder", NULL);
+  zip_int64_t bo = zip_name_locate (r->za, bo_name, 0);
+  zip_stat_t bs;
+  if (bo >= 0 && zip_stat_index (r->za, (zip_uint64_t) bo, 0, &bs) == 0 && bs.size == 3)
+    {
+      g_autofree guint8 *b = read_entry (r->za, (zip_uint64_t) bo, 3, r->path, bo_name,
+                                         r->error);
+      if (b == NULL)
+        return NULL;
+      if (memcmp (b, "big", 3) == 0)
+        {
+          g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: a PyTorch checkpoint saved on "
+                       "a big-endian machine (its byteorder says so); re-save it on a "
+                       "little-endian one", r->path);
+          return NULL;
+        }
+    }
+  zip_stat_t ps;
+  if (zip_stat_index (r->za, (zip_uint64_t) pkl, 0, &ps) != 0 || !(ps.valid & ZIP_STAT_SIZE))
+    {
+      zip_fail (r->path, r->error, "data.pkl", zip_strerror (r->za));
+      return NULL;
+    }
+  if (ps.size > PICKLE_MAX)
+    {
+      g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: data.pkl claims %" G_GUINT64_FORMAT
+                   " bytes, more than the %" G_GUINT64_FORMAT " a state dict's pickle needs",
+                   r->path, (guint64) ps.size, PICKLE_MAX);
+      return NULL;
+    }
+  *len = ps.size;
+  return read_entry (r->za, (zip_uint64_t) pkl, ps.size, r->path, "data.pkl", r->error);
+}
+
+/* A storage's bytes, read once however many tensors view it; the bytes read (and copied) in all
+ * are capped against the file's size (torch.save stores them uncompressed). */
+static Blob *
+storage_blob (Reader *r, const Pv *st, const char *tensor)
+{
+  Blob *blob = g_hash_table_lookup (r->blobs, st->s);
+  if (blob != NULL)
+    return blob;
+  g_autofree char *ename = g_strconcat (r->prefix, "data/", st->s, NULL);
+  zip_int64_t e = zip_name_locate (r->za, ename, 0);
+  zip_stat_t s;
+  if (e < 0 || zip_stat_index (r->za, (zip_uint64_t) e, 0, &s) != 0
+      || !(s.valid & ZIP_STAT_SIZE))
+    {
+      g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: its storage %s is "
+                   "missing from the archive (truncated?)", r->path, tensor, ename);
+      return NULL;
+    }
+  if (s.size > r->budget - r->spent)
+    {
+      g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: its storage claims %"
+                   G_GUINT64_FORMAT " bytes, beyond what this checkpoint's size allows", r->path,
+                   tensor, (guint64) s.size);
+      return NULL;
+    }
+  guint8 *data = read_entry (r->za, (zip_uint64_t) e, s.size, r->path, ename, r->error);
+  if (data == NULL)
+    return NULL;
+  r->spent += s.size;
+  blob = g_new0 (Blob, 1);
+  blob->size = s.size;
+  blob->data = data;
+  g_ptr_array_add (r->owned, data);
+  g_hash_table_insert (r->blobs, g_strdup (st->s), blob);
+  return blob;
+}
+
+static char *
+shape_string (const Pv *t)
+{
+  GString *s = g_string_new ("[");
+  for (int d = 0; d < t->ndim; d++)
+    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, d ? "," : "", t->shape[d]);
+  g_string_append_c (s, ']');
+  return g_string_free (s, FALSE);
+}
+
+/* The tensor `t` of the state dict as a VlTensorInfo named `name` (a later one of the same name
+ * replaces it, as a dict's later key does). */
+static gboolean
+add_tensor (Reader *r, const char *name, const Pv *t)
+{
+  const Pv *st = t->storage;
+  const size_t es = st->es;
+  Blob *blob = storage_blob (r, st, name);
+  if (blob == NULL)
+    return FALSE;
+  int64_t numel, extent;
+  if (!view_extent (t, &numel, &extent) || (guint64) extent > blob->size / es)
+    {
+      g_autofree char *shape = shape_string (t);
+      g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: shape %s at offset %"
+                   G_GINT64_FORMAT " reaches beyond its storage of %" G_GUINT64_FORMAT
+                   " values (%s)", r->path, name, shape, t->i, blob->size / es, st->type);
+      return FALSE;
+    }
+  VlTensorInfo info = { 0 };
+  info.dtype = st->dtype;
+  info.ndim = t->ndim;
+  memcpy (info.shape, t->shape, sizeof info.shape);
+  info.numel = numel;
+  info.nbytes = (size_t) numel * es;
+  if (is_contiguous (t) || numel == 0)
+    info.data = blob->data + (size_t) t->i * es;
+  else
+    {
+      /* a strided view is copied out; its copy counts against the same budget, and a view
+       * with more elements than its storage (a stride of 0: expand ()) is refused */
+      if ((guint64) numel > blob->size / es || info.nbytes > r->budget - r->spent)
+        {
+          g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: a view of %"
+                       G_GINT64_FORMAT " values over a storage of %" G_GUINT64_FORMAT
+                       " (an expanded tensor, or a lying stride); save it contiguous",
+                       r->path, name, numel, blob->size / es);
+          return FALSE;
+        }
+      r->spent += info.nbytes;
+      guint8 *copy = g_malloc (MAX (info.nbytes, 1));
+      gather (t, blob->data, es, copy, numel);
+      g_ptr_array_add (r->owned, copy);
+      info.data = copy;
+    }
+  guint at = GPOINTER_TO_UINT (g_hash_table_lookup (r->seen, name));
+  if (at)
+    {
+      info.name = g_array_index (r->tensors, VlTensorInfo, at - 1).name;
+      g_array_index (r->tensors, VlTensorInfo, at - 1) = info;
+    }
+  else
+    {
+      info.name = g_string_chunk_insert (r->names, name);
+      g_array_append_val (r->tensors, info);
+      g_hash_table_insert (r->seen, (gpointer) info.name, GUINT_TO_POINTER (r->tensors->len));
+    }
+  return TRUE;
+}
+
+/* Every tensor of the state dict, DataParallel's "module." prefix dropped when all have it. */
+static gboolean
+add_state_dict (Reader *r, const Pv *sd)
+{
+  gboolean strip = TRUE;
+  for (guint k = 0; k + 1 < sd->items->len; k += 2)
+    {
+      const Pv *key = sd->items->pdata[k], *val = sd->items->pdata[k + 1];
+      if (val->kind == PV_TENSOR && (key->kind != PV_STR || !g_str_has_prefix (key->s, "module.")))
+        strip = FALSE;
+    }
+  for (guint k = 0; k + 1 < sd->items->len; k += 2)
+    {
+      const Pv *key = sd->items->pdata[k], *t = sd->items->pdata[k + 1];
+      if (t->kind != PV_TENSOR)
+        continue;
+      if (key->kind != PV_STR)
+        {
+          g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: a tensor in the state dict "
+                       "under a key that is not a string", r->path);
+          return FALSE;
+        }
+      if (!add_tensor (r, strip ? key->s + strlen ("module.") : key->s, t))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 gboolean
 vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *tensors,
                     GStringChunk *names, GPtrArray *owned, GError **error)
@@ -904,187 +1102,29 @@ vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *te
     }
   zip_error_fini (&ze);
 
-  gboolean ok = FALSE;
-  g_autofree char *prefix = NULL;
-  g_autofree guint8 *pickle = NULL;
-  GHashTable *blobs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  GHashTable *seen = g_hash_table_new (g_str_hash, g_str_equal);
+  Reader r = { .path = path, .za = za, .tensors = tensors, .names = names, .owned = owned,
+               .error = error, .budget = MAX ((guint64) size * 8, (guint64) 64 << 20) };
+  r.blobs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  r.seen = g_hash_table_new (g_str_hash, g_str_equal);
   Machine m = { .path = path, .error = error };
   m.all = g_ptr_array_new_with_free_func (pv_free);
   m.stack = g_ptr_array_new ();
   m.memo = g_hash_table_new (g_direct_hash, g_direct_equal);
 
-  /* NAME/data.pkl: the archive's one top folder */
-  zip_int64_t n_entries = zip_get_num_entries (za, 0);
-  zip_int64_t pkl = -1;
-  for (zip_int64_t e = 0; e < n_entries && pkl < 0; e++)
+  guint64 len = 0;
+  g_autofree guint8 *pickle = read_pickle (&r, &len);
+  gboolean ok = FALSE;
+  if (pickle != NULL)
     {
-      const char *name = zip_get_name (za, (zip_uint64_t) e, 0);
-      const char *slash = name ? strchr (name, '/') : NULL;
-      if (slash && strcmp (slash + 1, "data.pkl") == 0)
-        {
-          pkl = e;
-          prefix = g_strndup (name, (gsize) (slash - name + 1));
-        }
+      m.start = m.p = pickle;
+      m.end = pickle + len;
+      Pv *root = run (&m);
+      Pv *sd = root ? find_state_dict (&m, root) : NULL;
+      ok = sd != NULL && add_state_dict (&r, sd);
     }
-  if (pkl < 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a zip archive without NAME/data.pkl, "
-                   "so not a PyTorch checkpoint (torch.save writes one)", path);
-      goto out;
-    }
-  {
-    g_autofree char *bo_name = g_strconcat (prefix, "byteorder", NULL);
-    zip_int64_t bo = zip_name_locate (za, bo_name, 0);
-    zip_stat_t bs;
-    if (bo >= 0 && zip_stat_index (za, (zip_uint64_t) bo, 0, &bs) == 0 && bs.size == 3)
-      {
-        g_autofree guint8 *b = read_entry (za, (zip_uint64_t) bo, 3, path, bo_name, error);
-        if (b == NULL)
-          goto out;
-        if (memcmp (b, "big", 3) == 0)
-          {
-            g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a PyTorch checkpoint saved on a "
-                         "big-endian machine (its byteorder says so); re-save it on a "
-                         "little-endian one", path);
-            goto out;
-          }
-      }
-  }
-  zip_stat_t ps;
-  if (zip_stat_index (za, (zip_uint64_t) pkl, 0, &ps) != 0 || !(ps.valid & ZIP_STAT_SIZE))
-    {
-      zip_fail (path, error, "data.pkl", zip_strerror (za));
-      goto out;
-    }
-  if (ps.size > PICKLE_MAX)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: data.pkl claims %" G_GUINT64_FORMAT
-                   " bytes, more than the %" G_GUINT64_FORMAT " a state dict's pickle needs",
-                   path, (guint64) ps.size, PICKLE_MAX);
-      goto out;
-    }
-  pickle = read_entry (za, (zip_uint64_t) pkl, ps.size, path, "data.pkl", error);
-  if (pickle == NULL)
-    goto out;
-  m.start = m.p = pickle;
-  m.end = pickle + ps.size;
-  Pv *root = run (&m);
-  if (root == NULL)
-    goto out;
-  Pv *sd = find_state_dict (&m, root);
-  if (sd == NULL)
-    goto out;
-
-  /* DataParallel / DistributedDataParallel save every name under "module." */
-  gboolean strip = TRUE;
-  for (guint k = 0; k + 1 < sd->items->len; k += 2)
-    {
-      const Pv *key = sd->items->pdata[k], *val = sd->items->pdata[k + 1];
-      if (val->kind == PV_TENSOR && (key->kind != PV_STR || !g_str_has_prefix (key->s, "module.")))
-        strip = FALSE;
-    }
-  /* a storage's bytes are read once, however many tensors view it; the bytes read in all are
-   * capped against the file's size (torch.save stores them uncompressed) */
-  guint64 budget = MAX ((guint64) size * 8, (guint64) 64 << 20), spent = 0;
-  for (guint k = 0; k + 1 < sd->items->len; k += 2)
-    {
-      const Pv *key = sd->items->pdata[k], *t = sd->items->pdata[k + 1];
-      if (t->kind != PV_TENSOR)
-        continue;
-      if (key->kind != PV_STR)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a tensor in the state dict under a "
-                       "key that is not a string", path);
-          goto out;
-        }
-      const char *name = strip ? key->s + strlen ("module.") : key->s;
-      const Pv *st = t->storage;
-      const size_t es = vl_dtype_size (st->dtype);
-      Blob *blob = g_hash_table_lookup (blobs, st->s);
-      if (blob == NULL)
-        {
-          g_autofree char *ename = g_strconcat (prefix, "data/", st->s, NULL);
-          zip_int64_t e = zip_name_locate (za, ename, 0);
-          zip_stat_t s;
-          if (e < 0 || zip_stat_index (za, (zip_uint64_t) e, 0, &s) != 0
-              || !(s.valid & ZIP_STAT_SIZE))
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: its storage %s is "
-                           "missing from the archive (truncated?)", path, name, ename);
-              goto out;
-            }
-          if (s.size > budget - spent)
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: its storage claims "
-                           "%" G_GUINT64_FORMAT " bytes, beyond what a checkpoint of %"
-                           G_GSIZE_FORMAT " bytes can hold", path, name, (guint64) s.size, size);
-              goto out;
-            }
-          spent += s.size;
-          blob = g_new0 (Blob, 1);
-          blob->size = s.size;
-          blob->data = read_entry (za, (zip_uint64_t) e, s.size, path, ename, error);
-          if (blob->data == NULL)
-            {
-              g_free (blob);
-              goto out;
-            }
-          g_ptr_array_add (owned, blob->data);
-          g_hash_table_insert (blobs, g_strdup (st->s), blob);
-        }
-      int64_t numel, extent;
-      if (!view_extent (t, &numel, &extent) || (guint64) extent > blob->size / es)
-        {
-          g_autofree char *shape = vl_shape_to_string (t->ndim, t->shape);
-          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: shape %s at offset %"
-                       G_GINT64_FORMAT " reaches beyond its storage of %" G_GUINT64_FORMAT
-                       " %s values", path, name, shape, t->i, blob->size / es,
-                       vl_dtype_name (st->dtype));
-          goto out;
-        }
-      VlTensorInfo info = { 0 };
-      info.dtype = st->dtype;
-      info.ndim = t->ndim;
-      memcpy (info.shape, t->shape, sizeof info.shape);
-      info.numel = numel;
-      info.nbytes = (size_t) numel * es;
-      if (is_contiguous (t) || numel == 0)
-        info.data = blob->data + (size_t) t->i * es;
-      else
-        {
-          /* a strided view is copied out; its copy counts against the same budget, and a view
-           * with more elements than its storage (a stride of 0: expand ()) is refused */
-          if ((guint64) numel > blob->size / es || info.nbytes > budget - spent)
-            {
-              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: a view of %"
-                           G_GINT64_FORMAT " values over a storage of %" G_GUINT64_FORMAT
-                           " (an expanded tensor, or a lying stride); save it contiguous",
-                           path, name, numel, blob->size / es);
-              goto out;
-            }
-          spent += info.nbytes;
-          guint8 *copy = g_malloc (MAX (info.nbytes, 1));
-          gather (t, blob->data, es, copy, numel);
-          g_ptr_array_add (owned, copy);
-          info.data = copy;
-        }
-      guint at = GPOINTER_TO_UINT (g_hash_table_lookup (seen, name));
-      info.name = at ? g_array_index (tensors, VlTensorInfo, at - 1).name
-                     : g_string_chunk_insert (names, name);
-      if (at)   /* a key set twice keeps its last value, as the dict in Python does */
-        g_array_index (tensors, VlTensorInfo, at - 1) = info;
-      else
-        {
-          g_array_append_val (tensors, info);
-          g_hash_table_insert (seen, (gpointer) info.name, GUINT_TO_POINTER (tensors->len));
-        }
-    }
-  ok = TRUE;
-
-out:
-  g_hash_table_unref (seen);
-  g_hash_table_unref (blobs);
+  g_hash_table_unref (r.seen);
+  g_hash_table_unref (r.blobs);
+  g_free (r.prefix);
   g_hash_table_unref (m.memo);
   g_ptr_array_unref (m.stack);
   g_ptr_array_unref (m.all);

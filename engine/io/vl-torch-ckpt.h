@@ -12,7 +12,7 @@
 
 #include <glib.h>
 
-#include "vl-safetensors.h"
+#include "vl-tensor.h"
 
 G_BEGIN_DECLS
 
