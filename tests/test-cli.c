@@ -196,18 +196,6 @@ make_dir (const char *path)
 }
 
 static void
-copy_file (const char *from, const char *to)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *data = NULL;
-  gsize len = 0;
-  g_file_get_contents (from, &data, &len, &error);
-  g_assert_no_error (error);
-  g_file_set_contents (to, data, len, &error);
-  g_assert_no_error (error);
-}
-
-static void
 write_text (const char *path, const char *text)
 {
   g_autoptr(GError) error = NULL;
@@ -805,7 +793,7 @@ copy_tiny (Env *e, const char *name)
     {
       g_autofree char *from = g_build_filename (e->tiny, files[i], NULL);
       g_autofree char *to = g_build_filename (dir, files[i], NULL);
-      copy_file (from, to);
+      vl_test_copy_file (from, to);
     }
   return dir;
 }

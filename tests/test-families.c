@@ -26,17 +26,6 @@ static const FamCase cases[] = {
   { "fam-deit-dist", "timm", FALSE },
 };
 
-static void
-copy_file (const char *from, const char *to)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *data = NULL;
-  gsize len;
-  g_assert_true (g_file_get_contents (from, &data, &len, &error));
-  g_assert_true (g_file_set_contents (to, data, (gssize) len, &error));
-  g_assert_no_error (error);
-}
-
 /* The checkpoint path of a case: torchvision saves no config, and its fixture's 4 heads cannot
  * be read off the tensors (width 32 is not a multiple of 64), so it gets a copy beside a
  * config.json that names them. */
@@ -50,7 +39,7 @@ case_path (const FamCase *c, char **tmpdir)
   g_autofree char *from = vl_test_data_path (c->name, "model.safetensors", NULL);
   g_autofree char *to = g_build_filename (*tmpdir, "model.safetensors", NULL);
   g_autofree char *cfg = g_build_filename (*tmpdir, "config.json", NULL);
-  copy_file (from, to);
+  vl_test_copy_file (from, to);
   g_assert_true (g_file_set_contents (cfg, "{\"num_heads\": 4}", -1, NULL));
   return g_strdup (*tmpdir);
 }
@@ -422,7 +411,7 @@ test_openclip_unknown_tensor (void)
   g_autofree char *path2 = g_build_filename (dir, "with-extra.safetensors", NULL);
   g_autofree char *cfg_from = vl_test_data_path ("fam-openclip", "open_clip_config.json", NULL);
   g_autofree char *cfg_to = g_build_filename (dir, "open_clip_config.json", NULL);
-  copy_file (cfg_from, cfg_to);
+  vl_test_copy_file (cfg_from, cfg_to);
   g_assert_true (vl_safetensors_writer_write (w, path2, &error));
   g_ptr_array_unref (keep);
   g_autoptr(VlModel) bad = vl_model_load (path2, &error);

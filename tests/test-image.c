@@ -162,6 +162,17 @@ check_decode (const char *dir, const char *name, const VlTensorInfo *t, int chan
   g_assert_cmpint (o, ==, orientation);
 }
 
+/* Decoding `n` bytes under the name `name` fails with an error holding `needle`. */
+static void
+assert_refused_memory (const char *bytes, gsize n, const char *name, const char *needle)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlImage) img = vl_image_load_memory ((const uint8_t *) bytes, n, name, 3, &error);
+  g_assert_null (img);
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, needle));
+}
+
 /* ---- /image/load/webp ---- */
 
 /* WebP (libwebp, as Pillow 9.4 decodes it): each file of tests/data/webp (gen-webp.py) gives
@@ -186,17 +197,9 @@ test_load_webp (void)
   g_autofree char *bytes = NULL;
   gsize n = 0;
   g_assert_true (g_file_get_contents (lossy, &bytes, &n, NULL));
-  g_autoptr(GError) error = NULL;
-  g_autoptr(VlImage) cut = vl_image_load_memory ((const uint8_t *) bytes, n / 2, "cut.webp", 3,
-                                                 &error);
-  g_assert_null (cut);
-  g_assert_nonnull (strstr (error->message, "cut.webp"));
-  g_clear_error (&error);
+  assert_refused_memory (bytes, n / 2, "cut.webp", "cut.webp");
   memset (bytes + 12, 'x', 8);   /* the first chunk's tag and size */
-  g_autoptr(VlImage) bad = vl_image_load_memory ((const uint8_t *) bytes, n, "bad.webp", 3,
-                                                 &error);
-  g_assert_null (bad);
-  g_assert_nonnull (strstr (error->message, "bad.webp: cannot decode image"));
+  assert_refused_memory (bytes, n, "bad.webp", "bad.webp: cannot decode image");
 }
 
 /* ---- /image/load/tiff ---- */
@@ -238,11 +241,7 @@ test_load_tiff (void)
   g_autofree char *bytes = NULL;
   gsize n = 0;
   g_assert_true (g_file_get_contents (lzw, &bytes, &n, NULL));
-  g_autoptr(GError) error = NULL;
-  g_autoptr(VlImage) cut = vl_image_load_memory ((const uint8_t *) bytes, n / 2, "cut.tif", 3,
-                                                 &error);
-  g_assert_null (cut);
-  g_assert_nonnull (strstr (error->message, "cut.tif: cannot decode image"));
+  assert_refused_memory (bytes, n / 2, "cut.tif", "cut.tif: cannot decode image");
 }
 
 /* ---- /image/load/exif-orientation ---- */

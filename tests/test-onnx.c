@@ -353,15 +353,6 @@ test_fixture (void)
   export_source ("vit-timm-tiny", src, "max");
 }
 
-static void
-copy_file (const char *from, const char *to)
-{
-  g_autofree char *data = NULL;
-  gsize len = 0;
-  g_assert_true (g_file_get_contents (from, &data, &len, NULL));
-  g_assert_true (g_file_set_contents (to, data, (gssize) len, NULL));
-}
-
 /* A copy of the model folder src under tmpdir/name whose config.json says a preprocessing size of
  * `size` (pretrained_cfg input_size [3, S, S] → [3, size, size]). */
 static char *
@@ -371,7 +362,7 @@ copy_with_input_size (const char *src, const char *name, int size)
   g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
   g_autofree char *from = g_build_filename (src, "model.safetensors", NULL);
   g_autofree char *to = g_build_filename (dir, "model.safetensors", NULL);
-  copy_file (from, to);
+  vl_test_copy_file (from, to);
   g_autofree char *cfg_from = g_build_filename (src, "config.json", NULL);
   g_autofree char *cfg = NULL;
   g_assert_true (g_file_get_contents (cfg_from, &cfg, NULL, NULL));
@@ -433,7 +424,7 @@ test_families (void)
   g_autofree char *from = vl_test_data_path ("fam-torchvision", "model.safetensors", NULL);
   g_autofree char *to = g_build_filename (dir, "model.safetensors", NULL);
   g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
-  copy_file (from, to);
+  vl_test_copy_file (from, to);
   g_assert_true (g_file_set_contents (cfg, "{\"num_heads\": 4}", -1, NULL));
   export_source ("fam-torchvision", dir, NULL);
 }

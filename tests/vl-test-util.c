@@ -121,6 +121,18 @@ vl_test_tmpdir (void)
 }
 
 void
+vl_test_copy_file (const char *from, const char *to)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *data = NULL;
+  gsize len = 0;
+  g_file_get_contents (from, &data, &len, &error);
+  g_assert_no_error (error);
+  g_file_set_contents (to, data, (gssize) len, &error);
+  g_assert_no_error (error);
+}
+
+void
 vl_test_run_to_end (VlTrainer *t, VlTrainEnd *end, GPtrArray *lock_events)
 {
   for (;;)

@@ -24,6 +24,8 @@ void   vl_test_assert_close (const char *what, const float *got, const float *wa
                              double atol, double rtol);
 /* A fresh temporary directory for this test (removed at exit is not needed: under /tmp). */
 char  *vl_test_tmpdir (void);
+/* Copies the file `from` to `to` (replacing it), or fails the test. */
+void   vl_test_copy_file (const char *from, const char *to);
 /* Drains the trainer's events until FINISHED: *end receives how it ended (its error, if any, in
  * the test log), the worker is joined; lock_events (or NULL) receives each LOCK event's
  * n_trainable (int64_t, g_malloc'd). */

@@ -41,22 +41,6 @@ struct _VlSafetensors {
   GPtrArray    *owned;      /* a PyTorch checkpoint's tensor bytes (then map is NULL), or NULL */
 };
 
-static const struct {
-  const char *name;
-  size_t      size;
-} dtypes[] = {
-  [VL_DTYPE_F32]  = { "F32",  4 },
-  [VL_DTYPE_F16]  = { "F16",  2 },
-  [VL_DTYPE_BF16] = { "BF16", 2 },
-  [VL_DTYPE_F64]  = { "F64",  8 },
-  [VL_DTYPE_I64]  = { "I64",  8 },
-  [VL_DTYPE_I32]  = { "I32",  4 },
-  [VL_DTYPE_I16]  = { "I16",  2 },
-  [VL_DTYPE_I8]   = { "I8",   1 },
-  [VL_DTYPE_U8]   = { "U8",   1 },
-  [VL_DTYPE_BOOL] = { "BOOL", 1 },
-};
-
 gboolean
 vl_checkpoint_has_extension (const char *name)
 {
@@ -70,42 +54,16 @@ vl_checkpoint_has_extension (const char *name)
   return FALSE;
 }
 
-const char *
-vl_dtype_name (VlDtype dtype)
-{
-  if ((guint) dtype >= G_N_ELEMENTS (dtypes))
-    return "invalid";
-  return dtypes[dtype].name;
-}
-
-size_t
-vl_dtype_size (VlDtype dtype)
-{
-  if ((guint) dtype >= G_N_ELEMENTS (dtypes))
-    return 0;
-  return dtypes[dtype].size;
-}
-
 static gboolean
 dtype_from_name (const char *name, VlDtype *out)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (dtypes); i++)
-    if (strcmp (name, dtypes[i].name) == 0)
+  for (int i = 0; i <= VL_DTYPE_BOOL; i++)
+    if (strcmp (name, vl_dtype_name ((VlDtype) i)) == 0)
       {
         *out = (VlDtype) i;
         return TRUE;
       }
   return FALSE;
-}
-
-char *
-vl_shape_to_string (int ndim, const int64_t *shape)
-{
-  GString *s = g_string_new ("[");
-  for (int i = 0; i < ndim; i++)
-    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? "," : "", shape[i]);
-  g_string_append_c (s, ']');
-  return g_string_free (s, FALSE);
 }
 
 /* Sets `error` to "PATH: message". Always returns FALSE. */
@@ -264,7 +222,7 @@ parse_entry (const char *path, const char *name, JsonNode *node, size_t data_siz
       overflow |= __builtin_mul_overflow (numel, (uint64_t) t->shape[i], &numel);
     }
   uint64_t nbytes = 0;
-  size_t dsize = dtypes[t->dtype].size;
+  size_t dsize = vl_dtype_size (t->dtype);
   if (overflow || numel > (uint64_t) INT64_MAX)
     {
       g_autofree char *s = vl_shape_to_string (t->ndim, t->shape);
@@ -446,16 +404,12 @@ open_torch (VlSafetensors *st_in, GError **error)
   st->owned = g_ptr_array_new_with_free_func (g_free);
   st->index = g_hash_table_new (g_str_hash, g_str_equal);
   gboolean ok = vl_torch_ckpt_read (st->path, st->map, st->map_size, tensors, st->names,
-                                    st->owned, error);
+                                    st->index, st->owned, error);
   st->n_tensors = tensors->len;
   st->tensors = (VlTensorInfo *) (void *) g_array_free (tensors, FALSE);
   munmap (st->map, st->map_size);
   st->map = NULL;
-  if (!ok)
-    return NULL;
-  for (guint i = 0; i < st->n_tensors; i++)
-    g_hash_table_insert (st->index, (gpointer) st->tensors[i].name, GUINT_TO_POINTER (i + 1));
-  return g_steal_pointer (&st);
+  return ok ? g_steal_pointer (&st) : NULL;
 }
 
 VlSafetensors *

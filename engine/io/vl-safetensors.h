@@ -35,8 +35,6 @@ GHashTable         *vl_safetensors_metadata   (VlSafetensors  *st);
  * (torch.save's zip format, read without running its pickle), in any case. */
 gboolean            vl_checkpoint_has_extension (const char   *name);
 
-const char         *vl_dtype_name             (VlDtype         dtype);
-size_t              vl_dtype_size             (VlDtype         dtype);
 
 /* Converts F32, F16, BF16, F64 and integer tensors to float32 into dst (t->numel floats). */
 void                vl_tensor_to_f32          (const VlTensorInfo *t,
@@ -48,9 +46,6 @@ float              *vl_safetensors_read_f32   (VlSafetensors  *st,
                                                const VlTensorInfo **info_out,
                                                GError        **error);
 
-/* Shape as "[4,3,32,32]" (g_free). */
-char               *vl_shape_to_string        (int             ndim,
-                                               const int64_t  *shape);
 
 /* Writer: collects F32 (and I64) tensors (data referenced, not copied: keep it alive until write),
  * writes header + data to a temporary file beside `path`, fsyncs and renames it over

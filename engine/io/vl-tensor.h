@@ -1,5 +1,6 @@
 /* vl-tensor.h: a tensor as a checkpoint reader hands it out (vl-safetensors.h for safetensors
- * files, vl-torch-ckpt.h for PyTorch's): its dtype, shape and bytes. Types only. */
+ * files, vl-torch-ckpt.h for PyTorch's): its dtype, shape and bytes; the dtypes' names and
+ * sizes. */
 #pragma once
 
 #include <glib.h>
@@ -31,5 +32,13 @@ typedef struct {
   const void    *data;     /* points into the mapping; may be unaligned */
   size_t         nbytes;
 } VlTensorInfo;
+
+/* "F32", "BF16", … (safetensors' names), or "invalid". */
+const char *vl_dtype_name      (VlDtype        dtype);
+/* Bytes per element (0 for an invalid dtype). */
+size_t      vl_dtype_size      (VlDtype        dtype);
+/* Shape as "[4,3,32,32]" (g_free). */
+char       *vl_shape_to_string (int            ndim,
+                                const int64_t *shape);
 
 G_END_DECLS

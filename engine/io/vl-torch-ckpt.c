@@ -30,7 +30,6 @@ struct Pv {
   char      *s;          /* STR; GLOBAL: "module.name"; STORAGE: its key */
   GPtrArray *items;      /* TUPLE, LIST: values; DICT: key, value, key, value, … */
   VlDtype    dtype;      /* STORAGE */
-  size_t     es;         /* STORAGE: bytes per element */
   const char *type;      /* STORAGE: torch.FloatStorage, … */
   Pv        *storage;    /* TENSOR */
   int        ndim;
@@ -50,13 +49,12 @@ typedef struct {
 static const struct {
   const char *name;
   VlDtype     dtype;
-  size_t      size;
 } storage_types[] = {
-  { "torch.FloatStorage", VL_DTYPE_F32, 4 },     { "torch.HalfStorage", VL_DTYPE_F16, 2 },
-  { "torch.BFloat16Storage", VL_DTYPE_BF16, 2 }, { "torch.DoubleStorage", VL_DTYPE_F64, 8 },
-  { "torch.LongStorage", VL_DTYPE_I64, 8 },      { "torch.IntStorage", VL_DTYPE_I32, 4 },
-  { "torch.ShortStorage", VL_DTYPE_I16, 2 },     { "torch.CharStorage", VL_DTYPE_I8, 1 },
-  { "torch.ByteStorage", VL_DTYPE_U8, 1 },       { "torch.BoolStorage", VL_DTYPE_BOOL, 1 },
+  { "torch.FloatStorage", VL_DTYPE_F32 },     { "torch.HalfStorage", VL_DTYPE_F16 },
+  { "torch.BFloat16Storage", VL_DTYPE_BF16 }, { "torch.DoubleStorage", VL_DTYPE_F64 },
+  { "torch.LongStorage", VL_DTYPE_I64 },      { "torch.IntStorage", VL_DTYPE_I32 },
+  { "torch.ShortStorage", VL_DTYPE_I16 },     { "torch.CharStorage", VL_DTYPE_I8 },
+  { "torch.ByteStorage", VL_DTYPE_U8 },       { "torch.BoolStorage", VL_DTYPE_BOOL },
 };
 
 /* torch.save's legacy stream opens with the pickle of its magic number 0x1950a86a20f9469cfc6c */
@@ -301,7 +299,6 @@ persistent_load (Machine *m, Pv *pid)
     if (strcmp (type->s, storage_types[k].name) == 0)
       {
         st->dtype = storage_types[k].dtype;
-        st->es = storage_types[k].size;
         st->type = storage_types[k].name;
         st->s = g_strdup (key->s);
         st->i = numel->i;
@@ -885,7 +882,7 @@ typedef struct {
   zip_t        *za;
   char         *prefix;   /* "NAME/" */
   GHashTable   *blobs;    /* storage key -> Blob */
-  GHashTable   *seen;     /* tensor name -> index + 1 in tensors */
+  GHashTable   *index;    /* tensor name -> its index + 1 in tensors (the caller's) */
   guint64       budget, spent;
   GArray       *tensors;
   GStringChunk *names;
@@ -985,30 +982,20 @@ storage_blob (Reader *r, const Pv *st, const char *tensor)
   return blob;
 }
 
-static char *
-shape_string (const Pv *t)
-{
-  GString *s = g_string_new ("[");
-  for (int d = 0; d < t->ndim; d++)
-    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, d ? "," : "", t->shape[d]);
-  g_string_append_c (s, ']');
-  return g_string_free (s, FALSE);
-}
-
 /* The tensor `t` of the state dict as a VlTensorInfo named `name` (a later one of the same name
  * replaces it, as a dict's later key does). */
 static gboolean
 add_tensor (Reader *r, const char *name, const Pv *t)
 {
   const Pv *st = t->storage;
-  const size_t es = st->es;
+  const size_t es = vl_dtype_size (st->dtype);
   Blob *blob = storage_blob (r, st, name);
   if (blob == NULL)
     return FALSE;
   int64_t numel, extent;
   if (!view_extent (t, &numel, &extent) || (guint64) extent > blob->size / es)
     {
-      g_autofree char *shape = shape_string (t);
+      g_autofree char *shape = vl_shape_to_string (t->ndim, t->shape);
       g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: tensor %s: shape %s at offset %"
                    G_GINT64_FORMAT " reaches beyond its storage of %" G_GUINT64_FORMAT
                    " values (%s)", r->path, name, shape, t->i, blob->size / es, st->type);
@@ -1040,7 +1027,7 @@ add_tensor (Reader *r, const char *name, const Pv *t)
       g_ptr_array_add (r->owned, copy);
       info.data = copy;
     }
-  guint at = GPOINTER_TO_UINT (g_hash_table_lookup (r->seen, name));
+  guint at = GPOINTER_TO_UINT (g_hash_table_lookup (r->index, name));
   if (at)
     {
       info.name = g_array_index (r->tensors, VlTensorInfo, at - 1).name;
@@ -1050,7 +1037,7 @@ add_tensor (Reader *r, const char *name, const Pv *t)
     {
       info.name = g_string_chunk_insert (r->names, name);
       g_array_append_val (r->tensors, info);
-      g_hash_table_insert (r->seen, (gpointer) info.name, GUINT_TO_POINTER (r->tensors->len));
+      g_hash_table_insert (r->index, (gpointer) info.name, GUINT_TO_POINTER (r->tensors->len));
     }
   return TRUE;
 }
@@ -1085,7 +1072,7 @@ add_state_dict (Reader *r, const Pv *sd)
 
 gboolean
 vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *tensors,
-                    GStringChunk *names, GPtrArray *owned, GError **error)
+                    GStringChunk *names, GHashTable *index, GPtrArray *owned, GError **error)
 {
   zip_error_t ze;
   zip_error_init (&ze);
@@ -1102,10 +1089,10 @@ vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *te
     }
   zip_error_fini (&ze);
 
-  Reader r = { .path = path, .za = za, .tensors = tensors, .names = names, .owned = owned,
-               .error = error, .budget = MAX ((guint64) size * 8, (guint64) 64 << 20) };
+  Reader r = { .path = path, .za = za, .tensors = tensors, .names = names, .index = index,
+               .owned = owned, .error = error,
+               .budget = MAX ((guint64) size * 8, (guint64) 64 << 20) };
   r.blobs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
-  r.seen = g_hash_table_new (g_str_hash, g_str_equal);
   Machine m = { .path = path, .error = error };
   m.all = g_ptr_array_new_with_free_func (pv_free);
   m.stack = g_ptr_array_new ();
@@ -1122,7 +1109,6 @@ vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *te
       Pv *sd = root ? find_state_dict (&m, root) : NULL;
       ok = sd != NULL && add_state_dict (&r, sd);
     }
-  g_hash_table_unref (r.seen);
   g_hash_table_unref (r.blobs);
   g_free (r.prefix);
   g_hash_table_unref (m.memo);

@@ -24,12 +24,14 @@ gboolean  vl_torch_ckpt_is_legacy  (const guint8 *map,
 
 /* Reads the state dict of the zip checkpoint mapped at map: appends one VlTensorInfo per tensor
  * to `tensors` (names in `names`, data in buffers appended to `owned`, g_free), in the pickle's
- * order. Errors name `path` and the problem. */
+ * order, and indexes each in `index` (name -> its index + 1). Errors name `path` and the
+ * problem. */
 gboolean  vl_torch_ckpt_read       (const char   *path,
                                     const guint8 *map,
                                     size_t        size,
                                     GArray       *tensors,
                                     GStringChunk *names,
+                                    GHashTable   *index,
                                     GPtrArray    *owned,
                                     GError      **error);
 

@@ -1280,24 +1280,29 @@ file_beside (const char *st_path, const char *name)
   return NULL;
 }
 
+char *
+vl_checkpoint_in_folder (const char *dir)
+{
+  /* safetensors first; PyTorch's pickled format (read without running it) where a folder has
+   * only that, as older Hugging Face and OpenCLIP uploads do */
+  static const char *const names[] = { "model.safetensors", "open_clip_model.safetensors",
+                                       "pytorch_model.bin", "open_clip_pytorch_model.bin" };
+  for (guint k = 0; k < G_N_ELEMENTS (names); k++)
+    {
+      char *p = g_build_filename (dir, names[k], NULL);
+      if (g_file_test (p, G_FILE_TEST_EXISTS))
+        return p;
+      g_free (p);
+    }
+  return NULL;
+}
+
 static gboolean
 resolve_checkpoint (const char *path, char **st_path, GError **error)
 {
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
     {
-      /* safetensors first; PyTorch's pickled format (read without running it) where a folder
-       * has only that, as older Hugging Face and OpenCLIP uploads do */
-      static const char *const names[] = { "model.safetensors", "open_clip_model.safetensors",
-                                           "pytorch_model.bin", "open_clip_pytorch_model.bin" };
-      *st_path = NULL;
-      for (guint k = 0; k < G_N_ELEMENTS (names) && *st_path == NULL; k++)
-        {
-          char *p = g_build_filename (path, names[k], NULL);
-          if (g_file_test (p, G_FILE_TEST_EXISTS))
-            *st_path = p;
-          else
-            g_free (p);
-        }
+      *st_path = vl_checkpoint_in_folder (path);
       if (*st_path == NULL)
         {
           g_set_error (error, VL_ERROR, VL_ERROR_MISSING,

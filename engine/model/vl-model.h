@@ -77,6 +77,10 @@ typedef struct {
  * tensor names. Every tensor is checked against the geometry; errors name the file, the tensor,
  * the shape found and the shape expected. */
 VlModel          *vl_model_load            (const char *path, GError **error);
+/* The file vl_model_load opens in the checkpoint folder `dir` (model.safetensors,
+ * open_clip_model.safetensors, pytorch_model.bin, open_clip_pytorch_model.bin: the first there),
+ * or NULL. g_free. */
+char             *vl_checkpoint_in_folder  (const char *dir);
 /* A randomly initialised timm model of the given geometry (timm's initialisation: trunc-normal
  * std 0.02 for weights, zeros for biases, ones for LayerNorm weights). The structure flags of
  * the geometry (class_token, reg_tokens, pre_norm, layer_scale, …) are honoured; family, names

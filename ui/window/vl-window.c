@@ -341,13 +341,14 @@ looks_like_checkpoint (GFile *file)
     return FALSE;
   if (g_file_test (path, G_FILE_TEST_IS_REGULAR))
     return vl_checkpoint_has_extension (path);
+  g_autofree char *inside = vl_checkpoint_in_folder (path);
+  if (inside != NULL)
+    return TRUE;
   g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
   const char *name;
   while (dir && (name = g_dir_read_name (dir)))
-    if (g_str_has_suffix (name, ".safetensors") || strcmp (name, "pytorch_model.bin") == 0
-        || strcmp (name, "open_clip_pytorch_model.bin") == 0)
-      return TRUE;   /* the names a checkpoint folder is opened by (not any .bin: CIFAR's
-                      * binary batches are .bin too) */
+    if (g_str_has_suffix (name, ".safetensors"))
+      return TRUE;
   return FALSE;
 }
 
