@@ -118,7 +118,7 @@ interop: build
 # its checked-in corpus (tests/fuzz/corpus/NAME, read only) and what it finds
 # ($(FUZZ_BUILD)/corpus/NAME). A crash stops the target and leaves the input in $(FUZZ_BUILD).
 # Not part of `make test`.
-FUZZERS = safetensors config image cifar runjson idx metrics detect mask csv torch
+FUZZERS = safetensors config image cifar runjson idx metrics detect mask csv torch npz
 
 $(FUZZ_BUILD)/build.ninja:
 	@scripts/install-deps.sh

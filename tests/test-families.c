@@ -1,4 +1,4 @@
-/* test-families.c: checkpoints in OpenCLIP, Hugging Face, torchvision and timm-variant naming
+/* test-families.c: checkpoints in OpenCLIP, Hugging Face, torchvision, timm-variant and JAX naming
  * against PyTorch references computed in each family's own semantics (tests/data/fam-*, made by
  * tests/data/gen-families.py); saving back under the family's names; exporting to timm naming and
  * reloading; and finite differences through the structures these families add. */
@@ -24,6 +24,9 @@ static const FamCase cases[] = {
   { "fam-timm-reg-ls", "timm", TRUE },
   { "fam-timm-gap", "timm", FALSE },
   { "fam-deit-dist", "timm", FALSE },
+  { "fam-jax-augreg", "jax", FALSE },
+  { "fam-jax-bv-gap", "jax", FALSE },
+  { "fam-jax-bv-tok", "jax", FALSE },
 };
 
 /* The checkpoint path of a case: torchvision saves no config, and its fixture's 4 heads cannot
@@ -33,6 +36,8 @@ static char *
 case_path (const FamCase *c, char **tmpdir)
 {
   *tmpdir = NULL;
+  if (g_str_has_prefix (c->name, "fam-jax-"))   /* Google publishes a bare .npz, no folder */
+    return vl_test_data_path (c->name, "model.npz", NULL);
   if (strcmp (c->name, "fam-torchvision") != 0)
     return vl_test_data_path (c->name, NULL);
   *tmpdir = vl_test_tmpdir ();

@@ -8,7 +8,9 @@
  * before vl_safetensors_open returns, so a tensor handed out always lies inside the
  * mapping. Tensor data are read in host byte order, which must be little-endian. */
 #include "vl-safetensors.h"
+#include "vl-npz.h"
 #include "vl-torch-ckpt.h"
+#include "vl-zip.h"
 #include "vl-atomic.h"
 
 #include <errno.h>
@@ -44,7 +46,7 @@ struct _VlSafetensors {
 gboolean
 vl_checkpoint_has_extension (const char *name)
 {
-  static const char *const exts[] = { ".safetensors", ".pth", ".pt", ".bin" };
+  static const char *const exts[] = { ".safetensors", ".pth", ".pt", ".bin", ".npz" };
   const char *dot = name ? strrchr (name, '.') : NULL;
   if (dot == NULL)
     return FALSE;
@@ -393,18 +395,37 @@ parse_header (VlSafetensors *st, const char *json, size_t len, size_t data_size,
   return TRUE;
 }
 
-/* A PyTorch zip checkpoint: its state dict's tensors copied out of the archive (the mapping is
- * released once they are), listed and indexed as a safetensors header's would be. */
+/* A zip archive: a PyTorch checkpoint (NAME/data.pkl) or a NumPy .npz (NAME.npy entries); its
+ * tensors are copied out of the archive (the mapping is released once they are), listed and
+ * indexed as a safetensors header's would be. */
 static VlSafetensors *
-open_torch (VlSafetensors *st_in, GError **error)
+open_zip (VlSafetensors *st_in, GError **error)
 {
   g_autoptr(VlSafetensors) st = st_in;
+  zip_t *za = vl_zip_open (st->path, st->map, st->map_size, "a PyTorch checkpoint or a NumPy "
+                           ".npz", error);
+  if (za == NULL)
+    return NULL;
   GArray *tensors = g_array_new (FALSE, TRUE, sizeof (VlTensorInfo));
   st->names = g_string_chunk_new (4096);
   st->owned = g_ptr_array_new_with_free_func (g_free);
   st->index = g_hash_table_new (g_str_hash, g_str_equal);
-  gboolean ok = vl_torch_ckpt_read (st->path, st->map, st->map_size, tensors, st->names,
-                                    st->index, st->owned, error);
+  VlTensorTable table = { tensors, st->names, st->index, st->owned };
+  gboolean ok;
+  if (vl_zip_has_entry (za, "data.pkl"))
+    ok = vl_torch_ckpt_read (st->path, za, st->map_size, &table, error);
+  else if (!vl_zip_has_entry (za, ".npy"))
+    {
+      set_error (error, VL_ERROR_FORMAT, st->path, "a zip archive with neither NAME/data.pkl "
+                 "(a PyTorch checkpoint) nor NAME.npy arrays (a NumPy .npz)");
+      ok = FALSE;
+    }
+  else
+    {
+      st->metadata = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+      ok = vl_npz_read (st->path, za, st->map_size, &table, st->metadata, error);
+    }
+  zip_discard (za);
   st->n_tensors = tensors->len;
   st->tensors = (VlTensorInfo *) (void *) g_array_free (tensors, FALSE);
   munmap (st->map, st->map_size);
@@ -480,8 +501,8 @@ vl_safetensors_open (const char *path, GError **error)
                  "PyTorch (torch.save (torch.load (F), F2)), or convert it to safetensors");
       return NULL;
     }
-  if (vl_torch_ckpt_is_zip (st->map, size))
-    return open_torch (g_steal_pointer (&st), error);
+  if (vl_zip_is_zip (st->map, size))
+    return open_zip (g_steal_pointer (&st), error);
 
   guint64 n;
   memcpy (&n, st->map, 8);
@@ -541,108 +562,6 @@ vl_safetensors_metadata (VlSafetensors *st)
 {
   g_return_val_if_fail (st != NULL, NULL);
   return st->metadata;
-}
-
-/* IEEE 754 binary16 -> binary32, exact for every input. */
-static inline float
-f16_to_f32 (uint16_t h)
-{
-  uint32_t sign = (uint32_t) (h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t mant = h & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0x1f)        /* inf, nan (payload kept, so a nan stays a nan) */
-    bits = sign | 0x7f800000u | (mant << 13);
-  else if (exp != 0)      /* normal: rebias 15 -> 127 */
-    bits = sign | ((exp + 112) << 23) | (mant << 13);
-  else                    /* zero, subnormal: mant * 2^-24, exact in float */
-    {
-      float f = (float) mant * 0x1p-24f;
-      memcpy (&bits, &f, 4);
-      bits |= sign;
-    }
-  float out;
-  memcpy (&out, &bits, 4);
-  return out;
-}
-
-void
-vl_tensor_to_f32 (const VlTensorInfo *t, float *dst)
-{
-  g_return_if_fail (t != NULL);
-  g_return_if_fail (dst != NULL || t->numel == 0);
-  const guint8 *src = t->data;   /* may be unaligned: read through memcpy */
-  size_t n = (size_t) t->numel;
-  switch (t->dtype)
-    {
-    case VL_DTYPE_F32:
-      if (n)
-        memcpy (dst, src, n * 4);
-      break;
-    case VL_DTYPE_F16:
-      for (size_t i = 0; i < n; i++)
-        {
-          uint16_t h;
-          memcpy (&h, src + 2 * i, 2);
-          dst[i] = f16_to_f32 (h);
-        }
-      break;
-    case VL_DTYPE_BF16:
-      for (size_t i = 0; i < n; i++)
-        {
-          uint16_t h;
-          memcpy (&h, src + 2 * i, 2);
-          uint32_t bits = (uint32_t) h << 16;
-          memcpy (&dst[i], &bits, 4);
-        }
-      break;
-    case VL_DTYPE_F64:
-      for (size_t i = 0; i < n; i++)
-        {
-          double v;
-          memcpy (&v, src + 8 * i, 8);
-          dst[i] = (float) v;
-        }
-      break;
-    case VL_DTYPE_I64:
-      for (size_t i = 0; i < n; i++)
-        {
-          int64_t v;
-          memcpy (&v, src + 8 * i, 8);
-          dst[i] = (float) v;
-        }
-      break;
-    case VL_DTYPE_I32:
-      for (size_t i = 0; i < n; i++)
-        {
-          int32_t v;
-          memcpy (&v, src + 4 * i, 4);
-          dst[i] = (float) v;
-        }
-      break;
-    case VL_DTYPE_I16:
-      for (size_t i = 0; i < n; i++)
-        {
-          int16_t v;
-          memcpy (&v, src + 2 * i, 2);
-          dst[i] = (float) v;
-        }
-      break;
-    case VL_DTYPE_I8:
-      for (size_t i = 0; i < n; i++)
-        dst[i] = (float) (int8_t) src[i];
-      break;
-    case VL_DTYPE_U8:
-      for (size_t i = 0; i < n; i++)
-        dst[i] = (float) src[i];
-      break;
-    case VL_DTYPE_BOOL:
-      for (size_t i = 0; i < n; i++)
-        dst[i] = src[i] ? 1.0f : 0.0f;
-      break;
-    default:
-      g_assert_not_reached ();
-    }
 }
 
 float *

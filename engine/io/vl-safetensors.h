@@ -31,14 +31,12 @@ const VlTensorInfo *vl_safetensors_lookup     (VlSafetensors  *st,
 /* The "__metadata__" string map, or NULL. */
 GHashTable         *vl_safetensors_metadata   (VlSafetensors  *st);
 
-/* TRUE for the file names taken as checkpoints: .safetensors, and PyTorch's .pth, .pt and .bin
- * (torch.save's zip format, read without running its pickle), in any case. */
+/* TRUE for the file names taken as checkpoints: .safetensors, PyTorch's .pth, .pt and .bin
+ * (torch.save's zip format, read without running its pickle) and NumPy's .npz (JAX ViTs,
+ * vl-npz.h), in any case. */
 gboolean            vl_checkpoint_has_extension (const char   *name);
 
 
-/* Converts F32, F16, BF16, F64 and integer tensors to float32 into dst (t->numel floats). */
-void                vl_tensor_to_f32          (const VlTensorInfo *t,
-                                               float              *dst);
 /* Looks up `name`, checks it is a floating or integer tensor, returns a newly allocated
  * float32 copy (g_free). Error names the file and the tensor when absent. */
 float              *vl_safetensors_read_f32   (VlSafetensors  *st,

@@ -40,5 +40,29 @@ size_t      vl_dtype_size      (VlDtype        dtype);
 /* Shape as "[4,3,32,32]" (g_free). */
 char       *vl_shape_to_string (int            ndim,
                                 const int64_t *shape);
+/* Converts F32, F16, BF16, F64 and integer tensors to float32 into dst (t->numel floats). */
+void        vl_tensor_to_f32   (const VlTensorInfo *t,
+                                float              *dst);
+
+/* The tensors a reader builds in memory (PyTorch's and NumPy's checkpoints): the list in order,
+ * their names, the name index (name -> its position + 1) and the buffers they own (g_free). */
+typedef struct {
+  GArray       *tensors;   /* VlTensorInfo */
+  GStringChunk *names;
+  GHashTable   *index;
+  GPtrArray    *owned;
+} VlTensorTable;
+
+/* Appends `info` under `name` (a later tensor of the same name replaces the earlier, as a dict's
+ * later key does); info->data must live as long as the table (in `owned`, or the caller's). */
+void        vl_tensor_table_add (VlTensorTable      *table,
+                                 const char         *name,
+                                 const VlTensorInfo *info);
+/* Appends a float32 tensor whose buffer (numel floats, g_malloc'd) the table takes. */
+void        vl_tensor_table_add_f32 (VlTensorTable *table,
+                                     const char    *name,
+                                     int            ndim,
+                                     const int64_t *shape,
+                                     float         *data);
 
 G_END_DECLS

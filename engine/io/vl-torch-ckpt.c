@@ -11,10 +11,10 @@
 #include "vl-torch-ckpt.h"
 
 #include "vl-error.h"
+#include "vl-zip.h"
 
 #include <limits.h>
 #include <string.h>
-#include <zip.h>
 
 #define PICKLE_MAX ((guint64) 64 << 20)   /* a state dict's pickle is kilobytes to a few MB */
 
@@ -60,12 +60,6 @@ static const struct {
 /* torch.save's legacy stream opens with the pickle of its magic number 0x1950a86a20f9469cfc6c */
 static const guint8 legacy_magic[] = { 0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
                                        0x20, 0x6a, 0xa8, 0x50, 0x19 };
-
-gboolean
-vl_torch_ckpt_is_zip (const guint8 *map, size_t size)
-{
-  return size >= 4 && memcmp (map, "PK\x03\x04", 4) == 0;
-}
 
 gboolean
 vl_torch_ckpt_is_legacy (const guint8 *map, size_t size)
@@ -773,51 +767,6 @@ typedef struct {
   guint64 size;
 } Blob;
 
-static gboolean
-zip_fail (const char *path, GError **error, const char *what, const char *msg)
-{
-  g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s: %s", path, what, msg);
-  return FALSE;
-}
-
-/* Reads entry `index` whole into a new buffer of st->size bytes. */
-static guint8 *
-read_entry (zip_t *za, zip_uint64_t index, guint64 size, const char *path, const char *name,
-            GError **error)
-{
-  zip_file_t *f = zip_fopen_index (za, index, 0);
-  if (f == NULL)
-    {
-      zip_fail (path, error, name, zip_strerror (za));
-      return NULL;
-    }
-  guint8 *buf = g_try_malloc (MAX (size, 1));
-  if (buf == NULL)
-    {
-      zip_fclose (f);
-      g_set_error (error, VL_ERROR, VL_ERROR_IO, "%s: %s: cannot allocate %" G_GUINT64_FORMAT
-                   " bytes", path, name, size);
-      return NULL;
-    }
-  guint64 got = 0;
-  while (got < size)
-    {
-      zip_int64_t n = zip_fread (f, buf + got, size - got);
-      if (n <= 0)
-        {
-          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %s: %s after %" G_GUINT64_FORMAT
-                       " of %" G_GUINT64_FORMAT " bytes", path, name,
-                       n < 0 ? zip_file_strerror (f) : "ends early (truncated)", got, size);
-          zip_fclose (f);
-          g_free (buf);
-          return NULL;
-        }
-      got += (guint64) n;
-    }
-  zip_fclose (f);
-  return buf;
-}
-
 /* The elements a view spans in its storage: offset + sum (size - 1) * stride + 1 (0 if empty). */
 static gboolean
 view_extent (const Pv *t, int64_t *numel, int64_t *extent)
@@ -882,11 +831,8 @@ typedef struct {
   zip_t        *za;
   char         *prefix;   /* "NAME/" */
   GHashTable   *blobs;    /* storage key -> Blob */
-  GHashTable   *index;    /* tensor name -> its index + 1 in tensors (the caller's) */
   guint64       budget, spent;
-  GArray       *tensors;
-  GStringChunk *names;
-  GPtrArray    *owned;
+  VlTensorTable *table;  /* the caller's */
   GError      **error;
 } Reader;
 
@@ -916,7 +862,7 @@ read_pickle (Reader *r, guint64 *len)
   zip_stat_t bs;
   if (bo >= 0 && zip_stat_index (r->za, (zip_uint64_t) bo, 0, &bs) == 0 && bs.size == 3)
     {
-      g_autofree guint8 *b = read_entry (r->za, (zip_uint64_t) bo, 3, r->path, bo_name,
+      g_autofree guint8 *b = vl_zip_read_entry (r->za, (zip_uint64_t) bo, 3, r->path, bo_name,
                                          r->error);
       if (b == NULL)
         return NULL;
@@ -931,7 +877,8 @@ read_pickle (Reader *r, guint64 *len)
   zip_stat_t ps;
   if (zip_stat_index (r->za, (zip_uint64_t) pkl, 0, &ps) != 0 || !(ps.valid & ZIP_STAT_SIZE))
     {
-      zip_fail (r->path, r->error, "data.pkl", zip_strerror (r->za));
+      g_set_error (r->error, VL_ERROR, VL_ERROR_FORMAT, "%s: data.pkl: %s", r->path,
+                   zip_strerror (r->za));
       return NULL;
     }
   if (ps.size > PICKLE_MAX)
@@ -942,7 +889,7 @@ read_pickle (Reader *r, guint64 *len)
       return NULL;
     }
   *len = ps.size;
-  return read_entry (r->za, (zip_uint64_t) pkl, ps.size, r->path, "data.pkl", r->error);
+  return vl_zip_read_entry (r->za, (zip_uint64_t) pkl, ps.size, r->path, "data.pkl", r->error);
 }
 
 /* A storage's bytes, read once however many tensors view it; the bytes read (and copied) in all
@@ -970,14 +917,14 @@ storage_blob (Reader *r, const Pv *st, const char *tensor)
                    tensor, (guint64) s.size);
       return NULL;
     }
-  guint8 *data = read_entry (r->za, (zip_uint64_t) e, s.size, r->path, ename, r->error);
+  guint8 *data = vl_zip_read_entry (r->za, (zip_uint64_t) e, s.size, r->path, ename, r->error);
   if (data == NULL)
     return NULL;
   r->spent += s.size;
   blob = g_new0 (Blob, 1);
   blob->size = s.size;
   blob->data = data;
-  g_ptr_array_add (r->owned, data);
+  g_ptr_array_add (r->table->owned, data);
   g_hash_table_insert (r->blobs, g_strdup (st->s), blob);
   return blob;
 }
@@ -1024,21 +971,10 @@ add_tensor (Reader *r, const char *name, const Pv *t)
       r->spent += info.nbytes;
       guint8 *copy = g_malloc (MAX (info.nbytes, 1));
       gather (t, blob->data, es, copy, numel);
-      g_ptr_array_add (r->owned, copy);
+      g_ptr_array_add (r->table->owned, copy);
       info.data = copy;
     }
-  guint at = GPOINTER_TO_UINT (g_hash_table_lookup (r->index, name));
-  if (at)
-    {
-      info.name = g_array_index (r->tensors, VlTensorInfo, at - 1).name;
-      g_array_index (r->tensors, VlTensorInfo, at - 1) = info;
-    }
-  else
-    {
-      info.name = g_string_chunk_insert (r->names, name);
-      g_array_append_val (r->tensors, info);
-      g_hash_table_insert (r->index, (gpointer) info.name, GUINT_TO_POINTER (r->tensors->len));
-    }
+  vl_tensor_table_add (r->table, name, &info);
   return TRUE;
 }
 
@@ -1071,26 +1007,10 @@ add_state_dict (Reader *r, const Pv *sd)
 }
 
 gboolean
-vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *tensors,
-                    GStringChunk *names, GHashTable *index, GPtrArray *owned, GError **error)
+vl_torch_ckpt_read (const char *path, zip_t *za, size_t size, VlTensorTable *table,
+                    GError **error)
 {
-  zip_error_t ze;
-  zip_error_init (&ze);
-  zip_source_t *src = zip_source_buffer_create (map, size, 0, &ze);
-  zip_t *za = src ? zip_open_from_source (src, ZIP_RDONLY, &ze) : NULL;
-  if (za == NULL)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: not a readable zip archive (a PyTorch "
-                   "checkpoint is one; truncated?): %s", path, zip_error_strerror (&ze));
-      zip_error_fini (&ze);
-      if (src)
-        zip_source_free (src);
-      return FALSE;
-    }
-  zip_error_fini (&ze);
-
-  Reader r = { .path = path, .za = za, .tensors = tensors, .names = names, .index = index,
-               .owned = owned, .error = error,
+  Reader r = { .path = path, .za = za, .table = table, .error = error,
                .budget = MAX ((guint64) size * 8, (guint64) 64 << 20) };
   r.blobs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   Machine m = { .path = path, .error = error };
@@ -1114,6 +1034,5 @@ vl_torch_ckpt_read (const char *path, const guint8 *map, size_t size, GArray *te
   g_hash_table_unref (m.memo);
   g_ptr_array_unref (m.stack);
   g_ptr_array_unref (m.all);
-  zip_discard (za);
   return ok;
 }

@@ -14,25 +14,20 @@
 
 #include "vl-tensor.h"
 
+#include <zip.h>
+
 G_BEGIN_DECLS
 
-/* The leading bytes of a zip archive, and of torch.save's legacy (pre-1.6) pickle stream. */
-gboolean  vl_torch_ckpt_is_zip     (const guint8 *map,
-                                    size_t        size);
+/* The leading bytes of torch.save's legacy (pre-1.6) pickle stream. */
 gboolean  vl_torch_ckpt_is_legacy  (const guint8 *map,
                                     size_t        size);
 
-/* Reads the state dict of the zip checkpoint mapped at map: appends one VlTensorInfo per tensor
- * to `tensors` (names in `names`, data in buffers appended to `owned`, g_free), in the pickle's
- * order, and indexes each in `index` (name -> its index + 1). Errors name `path` and the
- * problem. */
-gboolean  vl_torch_ckpt_read       (const char   *path,
-                                    const guint8 *map,
-                                    size_t        size,
-                                    GArray       *tensors,
-                                    GStringChunk *names,
-                                    GHashTable   *index,
-                                    GPtrArray    *owned,
-                                    GError      **error);
+/* Reads the state dict of the zip checkpoint `za` (a file of `size` bytes) into `table`, one
+ * tensor per entry in the pickle's order. Errors name `path` and the problem. */
+gboolean  vl_torch_ckpt_read       (const char    *path,
+                                    zip_t         *za,
+                                    size_t         size,
+                                    VlTensorTable *table,
+                                    GError       **error);
 
 G_END_DECLS

@@ -13,6 +13,8 @@
  *   hf-vit        [vit.]embeddings.*, encoder.layer.N.*, layernorm, classifier (pooler ignored)
  *   torchvision   conv_proj, class_token, encoder.pos_embedding,
  *                 encoder.layers.encoder_layer_N.*, encoder.ln, heads.head
+ *   jax           an .npz of Google's vision_transformer (AugReg) or big_vision, handed out by
+ *                 the reader under timm's names (vl-jax-vit.h) and loaded as timm's
  */
 #include "vl-json.h"
 #include "vl-model-private.h"
@@ -1463,7 +1465,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
         g_string_append (names, ", …");
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
                    "%s: not a ViT checkpoint vitlab knows (tensors: %s); it reads timm, OpenCLIP / "
-                   "OpenAI CLIP visual towers, Hugging Face ViT and torchvision ViT naming",
+                   "OpenAI CLIP visual towers, Hugging Face ViT and torchvision ViT naming, and "
+                   "JAX ViTs (AugReg, big_vision)",
                    s.file, n ? names->str : "none");
       g_string_free (names, TRUE);
       g_hash_table_unref (s.used);
@@ -1478,8 +1481,15 @@ vl_families_load (VlModel *m, const char *path, GError **error)
   gboolean ok = cfg_path == NULL || config_load (&c, cfg_path, error);
   if (ok)
     {
+      /* a JAX ViT read under timm's names (vl-jax-vit.h) keeps the name of where it came from */
+      GHashTable *meta = vl_safetensors_metadata (st);
+      const char *jax = meta ? g_hash_table_lookup (meta, "vitlab.converted_from") : NULL;
+      if (jax && load == load_timm)
+        family = "jax";
       m->geo.family = g_strdup (family);
       const char *arch = config_string (c.root, "architecture");
+      if (!arch && jax)
+        arch = jax;
       JsonObject *mc = vl_json_object_member (c.root, "model_cfg");
       if (!arch && c.root && json_object_has_member (c.root, "architectures"))
         {

@@ -205,14 +205,18 @@ def linear(p, name, x):
 
 
 def expected_of(p, images, s, pool):
-    """The stored quantities.  pool: 'openclip' | 'token' | 'token_avg' | 'gap' | 'distilled'."""
+    """The stored quantities.  pool: 'openclip' | 'token' | 'token_avg' | 'gap' (fc_norm of the
+    mean) | 'gap_norm' (the mean of the normed tokens) | 'distilled'."""
     x, attns, n_prefix = ref_forward(p, images, s)
     R = rollout_matrix(attns)
     e = OrderedDict()
     e["tokens_final"] = x
     for i, a in enumerate(attns):
         e["attn.%d" % i] = a
-    if pool == "gap":
+    if pool == "gap_norm":                                          # big_vision's "gap"
+        feat = x[:, n_prefix:].mean(dim=1)
+        e["rollout"] = R[:, n_prefix:, n_prefix:].mean(dim=1)
+    elif pool == "gap":
         W = x.shape[-1]
         feat = F.layer_norm(x[:, n_prefix:].mean(dim=1), (W,), p["fc_norm.weight"],
                             p["fc_norm.bias"], s["eps"])
@@ -1091,11 +1095,254 @@ def gen_timm(outroot, folder, seed, kind):
 
 
 # ---------------------------------------------------------------------------
+# 5. JAX / Flax ViTs in .npz (Google's vision_transformer "AugReg", big_vision)
+# ---------------------------------------------------------------------------
+
+def jax_from_canonical(p, heads, layout, scan, prefix):
+    """The arrays a Flax ViT holds, in its own names and layouts: Conv kernels HWIO, Dense
+    kernels (in, out), attention kernels (W, heads, W/heads) and out (heads, W/heads, W).
+    layout 'augreg' (vision_transformer: MultiHeadDotProductAttention_1, LayerNorm_2,
+    MlpBlock_3, Transformer/posembed_input/pos_embedding) or 'big_vision'
+    (MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0, pos_embedding); scan: the blocks
+    stacked into one Transformer/encoderblock/ (big_vision's scan_layers)."""
+    import numpy as np
+    n = {k: v.detach().double().numpy() for k, v in p.items()}
+    W = n["patch_embed.proj.weight"].shape[0]
+    D = W // heads
+    mha, mlp, ln2 = (1, 3, 2) if layout == "augreg" else (0, 0, 1)
+    j = OrderedDict()
+    j["embedding/kernel"] = n["patch_embed.proj.weight"].transpose(2, 3, 1, 0)
+    j["embedding/bias"] = n["patch_embed.proj.bias"]
+    if "cls_token" in n:
+        j["cls"] = n["cls_token"]
+    pos = "Transformer/posembed_input/pos_embedding" if layout == "augreg" else "pos_embedding"
+    j[pos] = n["pos_embed"]
+    blocks = []
+    i = 0
+    while "blocks.%d.norm1.weight" % i in n:
+        b = "blocks.%d." % i
+        qkv_w, qkv_b = n[b + "attn.qkv.weight"], n[b + "attn.qkv.bias"]
+        blk = OrderedDict()
+        blk["LayerNorm_0/scale"] = n[b + "norm1.weight"]
+        blk["LayerNorm_0/bias"] = n[b + "norm1.bias"]
+        a = "MultiHeadDotProductAttention_%d/" % mha
+        for k, part in enumerate(("query", "key", "value")):
+            blk[a + part + "/kernel"] = qkv_w[k * W:(k + 1) * W].T.reshape(W, heads, D)
+            blk[a + part + "/bias"] = qkv_b[k * W:(k + 1) * W].reshape(heads, D)
+        blk[a + "out/kernel"] = n[b + "attn.proj.weight"].T.reshape(heads, D, W)
+        blk[a + "out/bias"] = n[b + "attn.proj.bias"]
+        blk["LayerNorm_%d/scale" % ln2] = n[b + "norm2.weight"]
+        blk["LayerNorm_%d/bias" % ln2] = n[b + "norm2.bias"]
+        for r in range(2):
+            blk["MlpBlock_%d/Dense_%d/kernel" % (mlp, r)] = n[b + "mlp.fc%d.weight" % (r + 1)].T
+            blk["MlpBlock_%d/Dense_%d/bias" % (mlp, r)] = n[b + "mlp.fc%d.bias" % (r + 1)]
+        blocks.append(blk)
+        i += 1
+    if scan:
+        for k in blocks[0]:
+            j["Transformer/encoderblock/" + k] = np.stack([blk[k] for blk in blocks])
+    else:
+        for i, blk in enumerate(blocks):
+            for k, v in blk.items():
+                j["Transformer/encoderblock_%d/%s" % (i, k)] = v
+    j["Transformer/encoder_norm/scale"] = n["norm.weight"]
+    j["Transformer/encoder_norm/bias"] = n["norm.bias"]
+    if "head.weight" in n:
+        j["head/kernel"] = n["head.weight"].T
+        j["head/bias"] = n["head.bias"]
+    else:
+        j["head/kernel"] = np.zeros((W, 0))                 # big_vision's num_classes=0
+        j["head/bias"] = np.zeros((0,))
+    return OrderedDict((prefix + k, v) for k, v in j.items())
+
+
+def flax_forward(j, prefix, layout, images, pool, eps=1e-6):
+    """The Flax ViT's forward, in numpy float64 from its own arrays (models_vit.py of
+    vision_transformer, vit.py of big_vision): a VALID stride-P convolution with the HWIO
+    kernel, the class token before the position embedding (AugReg) or after it (big_vision),
+    pre-norm blocks of DenseGeneral attention (query scaled by 1/sqrt(W/heads)) and a GELU MLP,
+    encoder_norm, then the class token or the mean of all tokens.  GELU is the exact one, as
+    timm runs these weights (Flax's nn.gelu would default to the tanh approximation)."""
+    import numpy as np
+    from math import erf, sqrt
+    g = lambda name: j[prefix + name]
+    scan = prefix + "Transformer/encoderblock/LayerNorm_0/scale" in j
+
+    def blk(i, name):
+        return g("Transformer/encoderblock/" + name)[i] if scan \
+            else g("Transformer/encoderblock_%d/%s" % (i, name))
+
+    def ln(x, scale, bias):
+        mu = x.mean(-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(-1, keepdims=True)
+        return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+    verf = np.vectorize(erf)
+    gelu = lambda x: 0.5 * x * (1.0 + verf(x / sqrt(2.0)))
+    k = g("embedding/kernel")
+    P = k.shape[0]
+    x = images.transpose(0, 2, 3, 1)
+    B, H, Wd, C = x.shape
+    patches = x.reshape(B, H // P, P, Wd // P, P, C).transpose(0, 1, 3, 2, 4, 5)
+    x = np.einsum("bhwijc,ijcd->bhwd", patches, k) + g("embedding/bias")
+    x = x.reshape(B, -1, x.shape[-1])
+    cls = j.get(prefix + "cls")
+    tile = lambda c: np.repeat(c, B, axis=0)
+    if layout == "augreg":
+        if cls is not None:
+            x = np.concatenate([tile(cls), x], axis=1)
+        x = x + g("Transformer/posembed_input/pos_embedding")
+    else:
+        x = x + g("pos_embedding")
+        if cls is not None:
+            x = np.concatenate([tile(cls), x], axis=1)
+    mha, mlp, ln2 = (1, 3, 2) if layout == "augreg" else (0, 0, 1)
+    depth = g("Transformer/encoderblock/LayerNorm_0/scale").shape[0] if scan else \
+        sum(1 for name in j if name.endswith("/LayerNorm_0/scale"))
+    attns = []
+    for i in range(depth):
+        y = ln(x, blk(i, "LayerNorm_0/scale"), blk(i, "LayerNorm_0/bias"))
+        a = "MultiHeadDotProductAttention_%d/" % mha
+        q, kk, v = (np.einsum("btd,dhk->bthk", y, blk(i, a + n + "/kernel")) +
+                    blk(i, a + n + "/bias") for n in ("query", "key", "value"))
+        logits = np.einsum("bqhk,bthk->bhqt", q / np.sqrt(q.shape[-1]), kk)
+        logits = logits - logits.max(-1, keepdims=True)
+        w = np.exp(logits)
+        w = w / w.sum(-1, keepdims=True)
+        attns.append(w)
+        o = np.einsum("bhqt,bthk->bqhk", w, v)
+        x = x + np.einsum("bqhk,hkd->bqd", o, blk(i, a + "out/kernel")) + blk(i, a + "out/bias")
+        y = ln(x, blk(i, "LayerNorm_%d/scale" % ln2), blk(i, "LayerNorm_%d/bias" % ln2))
+        m = "MlpBlock_%d/" % mlp
+        y = gelu(y @ blk(i, m + "Dense_0/kernel") + blk(i, m + "Dense_0/bias"))
+        x = x + y @ blk(i, m + "Dense_1/kernel") + blk(i, m + "Dense_1/bias")
+    x = ln(x, g("Transformer/encoder_norm/scale"), g("Transformer/encoder_norm/bias"))
+    feat = x[:, 0] if pool == "token" else x.mean(axis=1)
+    out = {"tokens_final": x, "features": feat}
+    for i, a in enumerate(attns):
+        out["attn.%d" % i] = a
+    if g("head/kernel").shape[1] > 0:
+        out["logits"] = feat @ g("head/kernel") + g("head/bias")
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
+
+
+def write_npz(path, arrays, compressed):
+    """An .npz as np.savez / np.savez_compressed write it (np.lib.format.write_array into a
+    zip entry NAME.npy), with fixed timestamps so the bytes are the same at every run."""
+    import io
+    import zipfile
+    import numpy as np
+    mode = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", mode) as z:
+        for name, a in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, a, allow_pickle=False)
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = mode
+            z.writestr(info, buf.getvalue())
+    back = np.load(path, allow_pickle=False)                # numpy reads back what was written
+    assert sorted(back.files) == sorted(arrays)
+    for name, a in arrays.items():
+        assert back[name].dtype == a.dtype and np.array_equal(back[name], a), name
+
+
+def gen_jax(outroot, folder, seed, kind):
+    import numpy as np
+    P = 8
+    if kind == "augreg":     # vision_transformer's own layout, class token, a 5-class head
+        S, W, L, H, M, K, cls, prefix, scan = 32, 32, 2, 2, 64, 5, True, "", False
+        layout, pool, pos_prefix = "augreg", "token", True
+    elif kind == "bv-gap":   # big_vision, mean pooling, blocks stacked (scan), params/
+        S, W, L, H, M, K, cls, prefix, scan = 24, 32, 3, 4, 96, 3, False, "params/", True
+        layout, pool, pos_prefix = "big_vision", "gap_norm", True
+    else:                    # big_vision image tower of a two-tower model, class token, no head
+        S, W, L, H, M, K, cls, prefix, scan = 24, 24, 2, 3, 48, 0, True, "params/img/", False
+        layout, pool, pos_prefix = "big_vision", "token", False
+    NP = (S // P) ** 2
+    gen = torch.Generator().manual_seed(seed)
+    model = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P, "cls": cls,
+                                 "tokens_pos": NP + (1 if cls and pos_prefix else 0),
+                                 "head": K})
+    if cls:
+        quiet(model, "cls_token", 0 if pos_prefix else None, 0.01)
+    if kind == "bv-gap":     # stored as float16 in the archive: its values are float16's
+        model["patch_embed.proj.weight"] = model["patch_embed.proj.weight"].half().float()
+    images = images_of(gen, 2, S)
+    p64 = to64(model)
+    im64 = images.double()
+    spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": pos_prefix}
+    e = expected_of(p64, im64, spec, pool)
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, pool, e)
+
+    arrays = jax_from_canonical(model, H, layout, scan, prefix)
+    arrays = OrderedDict((k, v.astype(np.float32)) for k, v in arrays.items())
+    mine = flax_forward({k: v.astype(np.float64) for k, v in arrays.items()}, prefix, layout,
+                        im64.numpy(), "token" if pool == "token" else "gap")
+    keys = ["tokens_final", "features"] + ["attn.%d" % i for i in range(L)] + \
+        (["logits"] if K else [])
+    compare(folder, "Flax ViT forward from the .npz arrays (numpy), all outputs", mine, e, keys)
+    if kind == "augreg":
+        # a Fortran-ordered array and a big-endian one, as numpy may save them
+        arrays["head/kernel"] = np.asfortranarray(arrays["head/kernel"])
+        arrays["embedding/bias"] = arrays["embedding/bias"].astype(">f4")
+    elif kind == "bv-gap":
+        arrays["params/embedding/kernel"] = arrays["params/embedding/kernel"].astype(np.float16)
+        arrays["opt/state/mu/embedding/kernel"] = np.zeros((2, 2), np.float32)  # left out
+    else:
+        arrays["params/txt/Embed_0/embedding"] = np.ones((16, W), np.float32)   # left out
+        arrays["params/t"] = np.array([10.0], np.float32)
+    d = os.path.join(outroot, folder)
+    os.makedirs(d, exist_ok=True)
+    write_npz(os.path.join(d, "model.npz"), arrays, compressed=(kind == "bv-gap"))
+    st_write(os.path.join(d, "inputs.safetensors"), {"images": images})
+    meta = {"family": "jax (%s%s)" % (layout, ", scan" if scan else ""),
+            "layer_norm_eps": "1e-06",
+            "features": "encoder_norm(x)[:, 0]" if pool == "token"
+                        else "mean of encoder_norm(x) over all tokens (big_vision's gap)",
+            "rollout": "CLS row of R, patch columns" if pool == "token"
+                       else "mean over the patch query rows of R (no CLS)"}
+    st_write(os.path.join(d, "expected.safetensors"),
+             OrderedDict((k, f32(v)) for k, v in e.items()), meta)
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    assert size < MAX_FOLDER_BYTES, "%s is %d bytes" % (folder, size)
+    return size
+
+
+def fuzz_seeds(outdir):
+    """fuzz-npz's seeds: a ViT of width 4 (2 heads, 1 block, 2 px patches on 4 px) as an AugReg
+    and as a big_vision (stacked blocks, no class token) .npz, each a list of "NAME\n" + the
+    bytes of NAME.npy records separated by "#NPY#" (the harness's input)."""
+    import io
+    import numpy as np
+    os.makedirs(outdir, exist_ok=True)
+    for name, layout, scan, prefix, cls in (("augreg-w4", "augreg", False, "", True),
+                                            ("big-vision-w4", "big_vision", True, "params/",
+                                             False)):
+        gen = torch.Generator().manual_seed(7)
+        model = make_canonical(gen, {"width": 4, "depth": 1, "mlp": 8, "patch": 2, "cls": cls,
+                                     "tokens_pos": 4 + (1 if cls else 0), "head": 2})
+        arrays = jax_from_canonical(model, 2, layout, scan, prefix)
+        records = []
+        for k, v in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, v.astype(np.float32), allow_pickle=False)
+            records.append(k.encode() + b"\n" + buf.getvalue())
+        with open(os.path.join(outdir, name), "wb") as f:
+            f.write(b"#NPY#".join(records))
+
+
+# ---------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=HERE, help="where the fam-* folders go")
+    ap.add_argument("--fuzz-seeds", metavar="DIR",
+                    help="write only the seeds of tests/fuzz/fuzz-npz.c into DIR")
     args = ap.parse_args()
+    if args.fuzz_seeds:
+        fuzz_seeds(args.fuzz_seeds)
+        return
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
 
@@ -1119,6 +1366,10 @@ def main():
                                ("fam-deit-dist", 2008, "deit-dist")):
         print(folder)
         sizes[folder] = gen_timm(args.out, folder, seed, kind)
+    for folder, seed, kind in (("fam-jax-augreg", 2009, "augreg"), ("fam-jax-bv-gap", 2010, "bv-gap"),
+                               ("fam-jax-bv-tok", 2011, "bv-tok")):
+        print(folder)
+        sizes[folder] = gen_jax(args.out, folder, seed, kind)
     print()
     for k, v in sizes.items():
         print("%-20s %8d bytes" % (k, v))

@@ -1,5 +1,6 @@
 /* fuzz-common.h: what the libFuzzer harnesses share: a private scratch folder and writing the
- * input to a file there (the parsers under test read files, as vitlab does). */
+ * input to a file there (the parsers under test read files, as vitlab does); the checks on what
+ * a checkpoint reader hands out. */
 #pragma once
 
 #include <glib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "vl-image.h"
+#include "vl-safetensors.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
@@ -121,4 +123,21 @@ fuzz_write_png (const char *dir, const char *name, int w, int h, int channels)
   g_autoptr(GError) error = NULL;
   g_assert (vl_image_save_png (path, img, &error));
   vl_image_free (img);
+}
+
+/* Every tensor a checkpoint reader handed out: found by its name, its byte size its shape's,
+ * convertible to float32 (the reader must have refused anything whose header lies). */
+static inline void
+fuzz_check_tensors (VlSafetensors *st)
+{
+  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+    {
+      const VlTensorInfo *t = vl_safetensors_get (st, i);
+      g_assert (vl_safetensors_lookup (st, t->name) == t);
+      g_assert (t->nbytes == (size_t) t->numel * vl_dtype_size (t->dtype));
+      if (t->numel > (1 << 20))
+        continue;
+      g_autofree float *f = g_new (float, MAX (t->numel, 1));
+      vl_tensor_to_f32 (t, f);
+    }
 }

@@ -46,15 +46,6 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
       return 0;
     }
   g_assert (vl_safetensors_n_tensors (st) > 0);
-  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
-    {
-      const VlTensorInfo *t = vl_safetensors_get (st, i);
-      g_assert (vl_safetensors_lookup (st, t->name) == t);
-      g_assert (t->nbytes == (size_t) t->numel * vl_dtype_size (t->dtype));
-      if (t->numel > (1 << 20))
-        continue;
-      g_autofree float *f = g_new (float, MAX (t->numel, 1));
-      vl_tensor_to_f32 (t, f);
-    }
+  fuzz_check_tensors (st);
   return 0;
 }
