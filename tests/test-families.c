@@ -13,40 +13,48 @@ typedef struct {
   const char *name;
   const char *family;
   gboolean    avg;        /* also features_avg / logits_avg */
+  const char *file;       /* the checkpoint file in the folder, or NULL: the folder */
+  const char *config;     /* a config.json written beside a copy of the file, or NULL */
 } FamCase;
 
+/* torchvision and Meta's torch.hub files come without a config, and these fixtures' heads cannot
+ * be read off the tensors (width 32 is not a multiple of 64): their copies get a config.json that
+ * names them. Google publishes a bare .npz. */
 static const FamCase cases[] = {
-  { "fam-openclip", "openclip", FALSE },
-  { "fam-openclip-gelu", "openclip", FALSE },
-  { "fam-hf-vit", "hf-vit", FALSE },
-  { "fam-hf-dino", "hf-vit", FALSE },
-  { "fam-torchvision", "torchvision", FALSE },
-  { "fam-timm-reg-ls", "timm", TRUE },
-  { "fam-timm-gap", "timm", FALSE },
-  { "fam-deit-dist", "timm", FALSE },
-  { "fam-jax-augreg", "jax", FALSE },
-  { "fam-jax-bv-gap", "jax", FALSE },
-  { "fam-jax-bv-tok", "jax", FALSE },
+  { "fam-openclip", "openclip", FALSE, NULL, NULL },
+  { "fam-openclip-gelu", "openclip", FALSE, NULL, NULL },
+  { "fam-hf-vit", "hf-vit", FALSE, NULL, NULL },
+  { "fam-hf-dino", "hf-vit", FALSE, NULL, NULL },
+  { "fam-torchvision", "torchvision", FALSE, "model.safetensors", "{\"num_heads\": 4}" },
+  { "fam-timm-reg-ls", "timm", TRUE, NULL, NULL },
+  { "fam-timm-gap", "timm", FALSE, NULL, NULL },
+  { "fam-deit-dist", "timm", FALSE, NULL, NULL },
+  { "fam-jax-augreg", "jax", FALSE, "model.npz", NULL },
+  { "fam-jax-bv-gap", "jax", FALSE, "model.npz", NULL },
+  { "fam-jax-bv-tok", "jax", FALSE, "model.npz", NULL },
+  { "fam-hf-dinov2", "hf-dinov2", FALSE, NULL, NULL },
+  { "fam-dinov2-meta", "dinov2", FALSE, "dinov2_vits8_pretrain.pth",
+    "{\"model_args\": {\"num_heads\": 2}}" },
 };
 
-/* The checkpoint path of a case: torchvision saves no config, and its fixture's 4 heads cannot
- * be read off the tensors (width 32 is not a multiple of 64), so it gets a copy beside a
- * config.json that names them. */
+/* The checkpoint path of a case (a copy beside its config.json in a new folder, *tmpdir, when
+ * the case has one). */
 static char *
 case_path (const FamCase *c, char **tmpdir)
 {
   *tmpdir = NULL;
-  if (g_str_has_prefix (c->name, "fam-jax-"))   /* Google publishes a bare .npz, no folder */
-    return vl_test_data_path (c->name, "model.npz", NULL);
-  if (strcmp (c->name, "fam-torchvision") != 0)
+  if (c->file == NULL)
     return vl_test_data_path (c->name, NULL);
+  if (c->config == NULL)
+    return vl_test_data_path (c->name, c->file, NULL);
   *tmpdir = vl_test_tmpdir ();
-  g_autofree char *from = vl_test_data_path (c->name, "model.safetensors", NULL);
-  g_autofree char *to = g_build_filename (*tmpdir, "model.safetensors", NULL);
+  g_autofree char *from = vl_test_data_path (c->name, c->file, NULL);
+  g_autofree char *to = g_build_filename (*tmpdir, c->file, NULL);
   g_autofree char *cfg = g_build_filename (*tmpdir, "config.json", NULL);
   vl_test_copy_file (from, to);
-  g_assert_true (g_file_set_contents (cfg, "{\"num_heads\": 4}", -1, NULL));
-  return g_strdup (*tmpdir);
+  g_assert_true (g_file_set_contents (cfg, c->config, -1, NULL));
+  /* torchvision's folder is read as a folder (its model.safetensors found there) */
+  return g_strdup (strcmp (c->name, "fam-torchvision") == 0 ? *tmpdir : to);
 }
 
 static void
@@ -384,6 +392,7 @@ test_unknown_family (void)
   g_assert_nonnull (strstr (error->message, "encoder.stem.conv.weight"));
   g_assert_nonnull (strstr (error->message, "OpenCLIP"));
   g_assert_nonnull (strstr (error->message, "torchvision"));
+  g_assert_nonnull (strstr (error->message, "JAX"));
   rm_tree (dir);
 }
 
@@ -426,6 +435,125 @@ test_openclip_unknown_tensor (void)
   rm_tree (dir);
 }
 
+/* Copies the checkpoint `from` to dir/name with one more tensor `extra` (4 zeros), and
+ * config.json (`config`) beside it; returns the new file's path. */
+static char *
+copy_with_extra (const char *from, const char *dir, const char *name, const char *extra,
+                 const char *config)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlSafetensors) st = vl_test_open (from);
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+    {
+      const VlTensorInfo *ti = vl_safetensors_get (st, i);
+      float *d = g_new (float, MAX (ti->numel, 1));
+      vl_tensor_to_f32 (ti, d);
+      g_ptr_array_add (keep, d);
+      vl_safetensors_writer_add_f32 (w, ti->name, ti->ndim, ti->shape, d);
+    }
+  static const float zeros[4] = { 0 };
+  const int64_t shape[1] = { 4 };
+  vl_safetensors_writer_add_f32 (w, extra, 1, shape, zeros);
+  char *path = g_build_filename (dir, name, NULL);
+  g_assert_true (vl_safetensors_writer_write (w, path, &error));
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_assert_true (g_file_set_contents (cfg, config, -1, NULL));
+  return path;
+}
+
+/* DINOv2: the preprocessing of each source (transformers' preprocessor_config.json; timm's
+ * DINOv2 defaults for Meta's bare file), and the variants vitlab does not compute refused by
+ * name (register tokens, the giant model's SwiGLU MLP). */
+static void
+test_dinov2 (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *hf = vl_test_data_path ("fam-hf-dinov2", NULL);
+  g_autoptr(VlModel) m = vl_model_load (hf, &error);
+  g_assert_no_error (error);
+  const VlGeometry *g = vl_model_geometry (m);
+  g_assert_cmpstr (g->architecture, ==, "Dinov2Model");
+  g_assert_true (g->layer_scale);
+  g_assert_cmpint (g->input_size, ==, 24);
+  g_assert_cmpfloat_with_epsilon (g->mean[0], 0.485, 1e-6);
+  g_assert_cmpfloat_with_epsilon (g->std[2], 0.225, 1e-6);
+  g_assert_cmpint (vl_model_num_classes (m), ==, 0);
+
+  /* transformers' own processing: resized to size.shortest_edge, cropped to crop_size; the
+   * position embedding resampled to that grid */
+  g_autofree char *small = vl_test_tmpdir ();
+  static const char *const files[] = { "model.safetensors", "config.json" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *from = vl_test_data_path ("fam-hf-dinov2", files[i], NULL);
+      g_autofree char *to = g_build_filename (small, files[i], NULL);
+      vl_test_copy_file (from, to);
+    }
+  g_autofree char *pre = g_build_filename (small, "preprocessor_config.json", NULL);
+  g_assert_true (g_file_set_contents (pre, "{\"crop_size\": {\"height\": 16, \"width\": 16}, "
+                                      "\"size\": {\"shortest_edge\": 20}, "
+                                      "\"image_mean\": [0.485, 0.456, 0.406], "
+                                      "\"image_std\": [0.229, 0.224, 0.225]}", -1, NULL));
+  g_autoptr(VlModel) cropped = vl_model_load (small, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_geometry (cropped)->input_size, ==, 16);
+  g_assert_cmpint (vl_model_geometry (cropped)->img_size, ==, 24);
+  g_assert_cmpfloat_with_epsilon (vl_model_geometry (cropped)->crop_pct, 0.8, 1e-9);
+  g_assert_true (g_file_set_contents (pre, "{\"crop_size\": {\"height\": 20, \"width\": 20}}",
+                                      -1, NULL));
+  g_autoptr(VlModel) odd = vl_model_load (small, &error);
+  g_assert_null (odd);
+  g_assert_nonnull (strstr (error->message, "crop_size 20x20 is not supported"));
+  g_clear_error (&error);
+  rm_tree (small);
+
+  const FamCase *meta = &cases[G_N_ELEMENTS (cases) - 1];
+  g_autofree char *tmp = NULL;
+  g_autofree char *path = case_path (meta, &tmp);
+  g_autoptr(VlModel) d = vl_model_load (path, &error);
+  g_assert_no_error (error);
+  g = vl_model_geometry (d);
+  g_assert_cmpfloat_with_epsilon (g->mean[1], 0.456, 1e-6);
+  g_assert_cmpfloat_with_epsilon (g->crop_pct, 1.0, 1e-9);
+  g_assert_cmpstr (g->interpolation, ==, "bicubic");
+  g_assert_cmpint (g->input_size, ==, 24);
+
+  static const struct {
+    const char *fixture, *extra, *expect;
+  } refused[] = {
+    { "fam-hf-dinov2", "embeddings.register_tokens", "register tokens" },
+    { "fam-hf-dinov2", "encoder.layer.0.mlp.weights_in.weight", "SwiGLU" },
+    { "fam-dinov2-meta", "register_tokens", "register tokens" },
+    { "fam-dinov2-meta", "blocks.0.mlp.w12.weight", "SwiGLU" },
+  };
+  g_autofree char *dir = vl_test_tmpdir ();
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      const gboolean is_hf = strcmp (refused[i].fixture, "fam-hf-dinov2") == 0;
+      g_autofree char *from = is_hf ? vl_test_data_path (refused[i].fixture, "model.safetensors",
+                                                         NULL)
+                                    : g_strdup (path);
+      g_autofree char *cfg = NULL;
+      if (is_hf)
+        {
+          g_autofree char *cfg_path = vl_test_data_path (refused[i].fixture, "config.json", NULL);
+          g_assert_true (g_file_get_contents (cfg_path, &cfg, NULL, NULL));
+        }
+      g_autofree char *bad = copy_with_extra (from, dir, "model.safetensors", refused[i].extra,
+                                              is_hf ? cfg : meta->config);
+      g_autoptr(GError) e2 = NULL;
+      g_autoptr(VlModel) none = vl_model_load (bad, &e2);
+      g_assert_null (none);
+      g_test_message ("%s", e2->message);
+      g_assert_nonnull (strstr (e2->message, refused[i].extra));
+      g_assert_nonnull (strstr (e2->message, refused[i].expect));
+    }
+  rm_tree (dir);
+  rm_tree (tmp);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -442,6 +570,7 @@ main (int argc, char **argv)
       g_test_add_data_func (p4, &cases[i], test_backward_fd);
     }
   g_test_add_func ("/families/export/openclip-folded-head", test_export_openclip_head);
+  g_test_add_func ("/families/dinov2", test_dinov2);
   g_test_add_func ("/families/errors/unknown-family", test_unknown_family);
   g_test_add_func ("/families/errors/openclip-unknown-tensor", test_openclip_unknown_tensor);
   return g_test_run ();

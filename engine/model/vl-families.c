@@ -11,6 +11,9 @@
  *   openclip      [visual.]conv1, class_embedding, positional_embedding, ln_pre,
  *                 transformer.resblocks.N.*, ln_post, proj (text tower ignored)
  *   hf-vit        [vit.]embeddings.*, encoder.layer.N.*, layernorm, classifier (pooler ignored)
+ *   hf-dinov2     [dinov2.]embeddings.*, encoder.layer.N.{norm1, attention.*, layer_scale1,
+ *                 norm2, mlp.fc1/2, layer_scale2}, layernorm (mask_token, classifier ignored)
+ *   dinov2        Meta's torch.hub files: timm's names with a mask_token (ignored)
  *   torchvision   conv_proj, class_token, encoder.pos_embedding,
  *                 encoder.layers.encoder_layer_N.*, encoder.ln, heads.head
  *   jax           an .npz of Google's vision_transformer (AugReg) or big_vision, handed out by
@@ -519,6 +522,44 @@ read_mean_std (const Config *c, JsonObject *o, const char *mean_key, const char 
   return TRUE;
 }
 
+/* transformers' BitImageProcessor (DINOv2's): an image resized to size.shortest_edge and
+ * center-cropped to crop_size, the position embedding resampled to that grid by the model.
+ * vitlab runs at crop_size (resampling as timm does) with crop_pct = crop / shortest_edge. */
+static gboolean
+hf_crop_size (const Config *pc, VlGeometry *g, GError **error)
+{
+  JsonObject *crop = vl_json_object_member (pc->root, "crop_size");
+  JsonObject *size = vl_json_object_member (pc->root, "size");
+  gboolean ok = TRUE;
+  double h = 0, w = 0, edge = 0;
+  if (!config_number (pc, crop, "height", &h, &ok, error) ||
+      !config_number (pc, crop, "width", &w, &ok, error))
+    return ok;
+  const double grid = floor (h / g->patch);
+  if (h != w || h > VL_MAX_INPUT_SIZE || grid < 1 || grid * g->patch != h ||
+      grid * grid > VL_MAX_PATCHES)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: crop_size %gx%g is not supported: a "
+                   "square whose side is a multiple of the patch size %d, at most %d pixels and "
+                   "%d patches", pc->path, h, w, g->patch, VL_MAX_INPUT_SIZE, VL_MAX_PATCHES);
+      return FALSE;
+    }
+  g->input_size = (int) h;
+  if (config_number (pc, size, "shortest_edge", &edge, &ok, error))
+    {
+      const double pct = h / edge;
+      if (!(pct >= VL_MIN_CROP_PCT && pct <= VL_MAX_CROP_PCT))
+        {
+          g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: crop_size %g of size.shortest_edge "
+                       "%g is a crop_pct of %g; expected %g to %g", pc->path, h, edge, pct,
+                       VL_MIN_CROP_PCT, VL_MAX_CROP_PCT);
+          return FALSE;
+        }
+      g->crop_pct = pct;
+    }
+  return ok;
+}
+
 /* Heads: from the config (0: it has none), the file's own metadata (files vitlab wrote), or
  * width / 64. */
 static gboolean
@@ -921,6 +962,43 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
   return timm_head (m, s, c, error) && timm_preprocess (m, c, args, error);
 }
 
+/* --- DINOv2 in Meta's own names (timm's, with a mask_token) --- */
+
+/* DINOv2's variants vitlab does not compute, refused by name: register tokens (which the position
+ * embedding skips while it covers the class token) and the giant model's SwiGLU MLP. */
+static gboolean
+dinov2_supported (Source *s, const char *registers, const char *swiglu, GError **error)
+{
+  if (src_lookup (s, registers))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a DINOv2 with register tokens (%s%s) "
+                   "in Meta's or Hugging Face's names is not read; timm's conversion of it "
+                   "(vit_*_reg4_dinov2 on the Hugging Face hub) is", s->file, s->prefix,
+                   registers);
+      return FALSE;
+    }
+  if (src_lookup (s, swiglu))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a SwiGLU MLP (%s%s, DINOv2's giant "
+                   "model) is not supported: vitlab's blocks have a GELU MLP", s->file,
+                   s->prefix, swiglu);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+load_dinov2 (VlModel *m, Source *s, Config *c, GError **error)
+{
+  if (!dinov2_supported (s, "register_tokens", "blocks.0.mlp.w12.weight", error) ||
+      !load_timm (m, s, c, error))
+    return FALSE;
+  /* torch.hub's files come without a config: timm's DINOv2 defaults */
+  if (vl_json_object_member (c->root, "pretrained_cfg") == NULL)
+    default_preprocess (&m->geo, 1.0, "bicubic", imagenet_mean, imagenet_std);
+  return TRUE;
+}
+
 /* --- OpenCLIP / OpenAI CLIP visual tower --- */
 
 static gboolean
@@ -1069,14 +1147,22 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   const VlTensorInfo *pos = src_require (s, "embeddings.position_embeddings", 3, 3, error);
   if (!pos || !check_pos (s, pos, 1, 1, g, error))
     return FALSE;
-  g->depth = count_indexed (s, "encoder.layer.", ".layernorm_before.weight");
+  /* transformers' Dinov2Model names its blocks' parts as timm does, with layer scale */
+  const gboolean dino = src_lookup (s, "encoder.layer.0.norm1.weight") != NULL;
+  if (dino && !dinov2_supported (s, "embeddings.register_tokens",
+                                 "encoder.layer.0.mlp.weights_in.weight", error))
+    return FALSE;
+  const char *ln1 = dino ? ".norm1.weight" : ".layernorm_before.weight";
+  g->depth = count_indexed (s, "encoder.layer.", ln1);
   if (g->depth == 0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: no tensor %sencoder.layer.0.layernorm_before.weight", s->file, s->prefix);
+                   "%s: no tensor %sencoder.layer.0%s", s->file, s->prefix, ln1);
       return FALSE;
     }
-  if (!check_mlp (s, "encoder.layer.0.intermediate.dense.weight", g, error))
+  g->layer_scale = dino;
+  if (!check_mlp (s, dino ? "encoder.layer.0.mlp.fc1.weight"
+                          : "encoder.layer.0.intermediate.dense.weight", g, error))
     return FALSE;
   double heads = 0;
   if (!config_number (c, r, "num_attention_heads", &heads, &ok, error) && !ok)
@@ -1103,10 +1189,18 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
                    c->path);
       return FALSE;
     }
+  if (config_number (c, r, "use_swiglu_ffn", &v, &ok, error) && v != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: use_swiglu_ffn (DINOv2's giant "
+                   "model) is not supported: vitlab's blocks have a GELU MLP", c->path);
+      return FALSE;
+    }
   if (!config_agrees (c, r, "hidden_size", g->width,
                       "embeddings.patch_embeddings.projection.weight", &ok, error) ||
       !config_agrees (c, r, "num_hidden_layers", g->depth, "encoder.layer.N.*", &ok, error) ||
       !config_agrees (c, r, "intermediate_size", g->mlp, "intermediate.dense.weight", &ok, error) ||
+      !config_agrees (c, r, "mlp_ratio", (double) g->mlp / g->width, "mlp.fc1.weight", &ok,
+                      error) ||
       !config_agrees (c, r, "patch_size", g->patch, "patch_embeddings.projection.weight", &ok,
                       error) ||
       !config_agrees (c, r, "num_channels", g->in_chans, "patch_embeddings.projection.weight",
@@ -1127,17 +1221,24 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   set_source (m, m->ix.norm_w, n = HF ("layernorm.weight"), FALSE, 0, NULL); g_free (n);
   set_source (m, m->ix.norm_b, n = HF ("layernorm.bias"), FALSE, 0, NULL); g_free (n);
 #undef HF
-  static const char *names[12] = {
+  static const char *vit_names[14] = {
     "layernorm_before.weight", "layernorm_before.bias", NULL, NULL,
     "attention.output.dense.weight", "attention.output.dense.bias",
     "layernorm_after.weight", "layernorm_after.bias",
     "intermediate.dense.weight", "intermediate.dense.bias",
     "output.dense.weight", "output.dense.bias",
   };
+  static const char *dino_names[14] = {
+    "norm1.weight", "norm1.bias", NULL, NULL,
+    "attention.output.dense.weight", "attention.output.dense.bias",
+    "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
+    "mlp.fc2.weight", "mlp.fc2.bias", "layer_scale1.lambda1", "layer_scale2.lambda1",
+  };
+  const char *const *names = dino ? dino_names : vit_names;
   static const char *qkv[3] = { "query", "key", "value" };
   for (int l = 0; l < g->depth; l++)
     {
-      for (int j = 0; j < 12; j++)
+      for (int j = 0; j < (dino ? 14 : 12); j++)
         if (names[j])
           {
             g_autofree char *name = g_strdup_printf ("%sencoder.layer.%d.%s", s->prefix, l,
@@ -1159,8 +1260,10 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   groups_timm (m);
   vl_model_finish_backbone (m);
 
-  /* the classifier sits outside the "vit." prefix */
-  const VlTensorInfo *cw = vl_safetensors_lookup (s->st, "classifier.weight");
+  /* the classifier sits outside the "vit." prefix; Dinov2ForImageClassification's reads the
+   * class token beside the mean of the patches (2W inputs), which vitlab's heads do not: its
+   * backbone loads without it */
+  const VlTensorInfo *cw = dino ? NULL : vl_safetensors_lookup (s->st, "classifier.weight");
   int K = 0;
   if (cw)
     {
@@ -1181,7 +1284,10 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
       set_source (m, m->ix.head_b, "classifier.bias", FALSE, 0, NULL);
     }
   m->pool = VL_POOL_TOKEN;
-  default_preprocess (g, 1.0, "bilinear", half, half);
+  if (dino)   /* timm's DINOv2 defaults: the native size, ImageNet's mean and std */
+    default_preprocess (g, 1.0, "bicubic", imagenet_mean, imagenet_std);
+  else
+    default_preprocess (g, 1.0, "bilinear", half, half);
   return TRUE;
 }
 
@@ -1425,6 +1531,15 @@ ignorable (const char *family, const char *prefix, const char *name)
       g_autofree char *pooler = g_strconcat (prefix, "pooler.", NULL);
       return g_str_has_prefix (name, pooler);
     }
+  /* DINOv2's mask token serves its masked-image training only; a Dinov2ForImageClassification
+   * head reads 2W features (see load_hf) */
+  if (strcmp (family, "dinov2") == 0)
+    return strcmp (name, "mask_token") == 0;
+  if (strcmp (family, "hf-dinov2") == 0)
+    {
+      g_autofree char *mask = g_strconcat (prefix, "embeddings.mask_token", NULL);
+      return strcmp (name, mask) == 0 || g_str_has_prefix (name, "classifier.");
+    }
   return FALSE;
 }
 
@@ -1442,7 +1557,10 @@ vl_families_load (VlModel *m, const char *path, GError **error)
   const char *family = NULL;
   gboolean (*load) (VlModel *, Source *, Config *, GError **) = NULL;
   const char *config_name = "config.json";
-  if (vl_safetensors_lookup (st, "patch_embed.proj.weight"))
+  if (vl_safetensors_lookup (st, "patch_embed.proj.weight") &&
+      vl_safetensors_lookup (st, "mask_token"))
+    family = "dinov2", load = load_dinov2;
+  else if (vl_safetensors_lookup (st, "patch_embed.proj.weight"))
     family = "timm", load = load_timm;
   else if (vl_safetensors_lookup (st, "visual.conv1.weight"))
     family = "openclip", load = load_openclip, s.prefix = "visual.", config_name = "open_clip_config.json";
@@ -1450,8 +1568,11 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     family = "openclip", load = load_openclip, config_name = "open_clip_config.json";
   else if (vl_safetensors_lookup (st, "vit.embeddings.patch_embeddings.projection.weight"))
     family = "hf-vit", load = load_hf, s.prefix = "vit.";
+  else if (vl_safetensors_lookup (st, "dinov2.embeddings.patch_embeddings.projection.weight"))
+    family = "hf-dinov2", load = load_hf, s.prefix = "dinov2.";
   else if (vl_safetensors_lookup (st, "embeddings.patch_embeddings.projection.weight"))
-    family = "hf-vit", load = load_hf;
+    family = vl_safetensors_lookup (st, "encoder.layer.0.norm1.weight") ? "hf-dinov2" : "hf-vit",
+    load = load_hf;
   else if (vl_safetensors_lookup (st, "conv_proj.weight") && vl_safetensors_lookup (st, "class_token"))
     family = "torchvision", load = load_torchvision;
 
@@ -1517,13 +1638,14 @@ vl_families_load (VlModel *m, const char *path, GError **error)
   if (ok)
     load_class_names (m, &c, st_path);
   /* HF keeps preprocessing in preprocessor_config.json */
-  if (ok && strcmp (family, "hf-vit") == 0)
+  if (ok && g_str_has_prefix (family, "hf-"))
     {
       g_autofree char *pp_path = file_beside (st_path, "preprocessor_config.json");
       Config pc = { 0 };
       if (pp_path)
         ok = config_load (&pc, pp_path, error) &&
-             read_mean_std (&pc, pc.root, "image_mean", "image_std", &m->geo, error);
+             read_mean_std (&pc, pc.root, "image_mean", "image_std", &m->geo, error) &&
+             (strcmp (family, "hf-dinov2") != 0 || hf_crop_size (&pc, &m->geo, error));
       config_clear (&pc);
     }
   config_clear (&c);

@@ -1309,6 +1309,198 @@ def gen_jax(outroot, folder, seed, kind):
     return size
 
 
+# ---------------------------------------------------------------------------
+# 6. DINOv2: transformers' Dinov2Model and Meta's own torch.hub files
+# ---------------------------------------------------------------------------
+
+DINO_BLOCK = [("norm1", "norm1"), ("attention.output.dense", "attn.proj"), ("norm2", "norm2"),
+              ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")]
+
+
+def hf_dinov2_from_canonical(p, mask_token):
+    """transformers' Dinov2Model state dict (layer scale as layer_scaleN.lambda1)."""
+    o = OrderedDict()
+    W = p["pos_embed"].shape[-1]
+    o["embeddings.cls_token"] = p["cls_token"]
+    o["embeddings.mask_token"] = mask_token
+    o["embeddings.position_embeddings"] = p["pos_embed"]
+    for s in ("weight", "bias"):
+        o["embeddings.patch_embeddings.projection." + s] = p["patch_embed.proj." + s]
+    for i in range(blocks_of(p)):
+        L, b = "encoder.layer.%d." % i, "blocks.%d." % i
+        for s in ("weight", "bias"):
+            qkv = p[b + "attn.qkv." + s]
+            for j, n in enumerate(("query", "key", "value")):
+                o[L + "attention.attention.%s.%s" % (n, s)] = qkv[j * W:(j + 1) * W].contiguous()
+            for hf, tm in DINO_BLOCK:
+                o[L + hf + "." + s] = p[b + tm + "." + s]
+        o[L + "layer_scale1.lambda1"] = p[b + "ls1.gamma"]
+        o[L + "layer_scale2.lambda1"] = p[b + "ls2.gamma"]
+    for s in ("weight", "bias"):
+        o["layernorm." + s] = p["norm." + s]
+    return o
+
+
+def hf_dinov2_to_canonical(o):
+    p = OrderedDict()
+    p["patch_embed.proj.weight"] = o["embeddings.patch_embeddings.projection.weight"]
+    p["patch_embed.proj.bias"] = o["embeddings.patch_embeddings.projection.bias"]
+    p["cls_token"] = o["embeddings.cls_token"]
+    p["pos_embed"] = o["embeddings.position_embeddings"]
+    i = 0
+    while "encoder.layer.%d.norm1.weight" % i in o:
+        L, b = "encoder.layer.%d." % i, "blocks.%d." % i
+        for s in ("weight", "bias"):
+            p[b + "norm1." + s] = o[L + "norm1." + s]
+            p[b + "attn.qkv." + s] = torch.cat(
+                [o[L + "attention.attention.%s.%s" % (n, s)] for n in ("query", "key", "value")])
+            p[b + "attn.proj." + s] = o[L + "attention.output.dense." + s]
+        p[b + "ls1.gamma"] = o[L + "layer_scale1.lambda1"]
+        for s in ("weight", "bias"):
+            p[b + "norm2." + s] = o[L + "norm2." + s]
+            p[b + "mlp.fc1." + s] = o[L + "mlp.fc1." + s]
+            p[b + "mlp.fc2." + s] = o[L + "mlp.fc2." + s]
+        p[b + "ls2.gamma"] = o[L + "layer_scale2.lambda1"]
+        i += 1
+    for s in ("weight", "bias"):
+        p["norm." + s] = o["layernorm." + s]
+    return p
+
+
+class HFDinov2Layer(nn.Module):
+    """transformers' Dinov2Layer: norm1 -> attention -> layer_scale1 -> +res; norm2 -> MLP
+    (fc1, GELU, fc2) -> layer_scale2 -> +res."""
+
+    def __init__(self, hidden, heads, mlp, eps):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(hidden, eps=eps)
+        self.attention = nn.Module()
+        self.attention.attention = HFSelfAttention(hidden, heads)
+        self.attention.output = nn.Module()
+        self.attention.output.dense = nn.Linear(hidden, hidden)
+        self.layer_scale1 = nn.Module()
+        self.layer_scale1.lambda1 = nn.Parameter(torch.ones(hidden))
+        self.norm2 = nn.LayerNorm(hidden, eps=eps)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(hidden, mlp)
+        self.mlp.fc2 = nn.Linear(mlp, hidden)
+        self.layer_scale2 = nn.Module()
+        self.layer_scale2.lambda1 = nn.Parameter(torch.ones(hidden))
+
+    def forward(self, x):
+        ctx, self.probs = self.attention.attention(self.norm1(x))
+        x = self.attention.output.dense(ctx) * self.layer_scale1.lambda1 + x
+        h = self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
+        return h * self.layer_scale2.lambda1 + x
+
+
+class HFDinov2Model(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        W, P, S = c["hidden_size"], c["patch_size"], c["image_size"]
+        self.embeddings = nn.Module()
+        self.embeddings.cls_token = nn.Parameter(torch.zeros(1, 1, W))
+        self.embeddings.mask_token = nn.Parameter(torch.zeros(1, W))
+        self.embeddings.position_embeddings = nn.Parameter(torch.zeros(1, (S // P) ** 2 + 1, W))
+        self.embeddings.patch_embeddings = nn.Module()
+        self.embeddings.patch_embeddings.projection = nn.Conv2d(c["num_channels"], W, P, stride=P)
+        self.encoder = nn.Module()
+        self.encoder.layer = nn.ModuleList(
+            [HFDinov2Layer(W, c["num_attention_heads"], int(W * c["mlp_ratio"]),
+                           c["layer_norm_eps"]) for _ in range(c["num_hidden_layers"])])
+        self.layernorm = nn.LayerNorm(W, eps=c["layer_norm_eps"])
+
+    def forward(self, pixel_values):
+        e = self.embeddings.patch_embeddings.projection(pixel_values).flatten(2).transpose(1, 2)
+        e = torch.cat((self.embeddings.cls_token.expand(e.shape[0], -1, -1), e), dim=1)
+        x = e + self.embeddings.position_embeddings    # the native size: no interpolation
+        for layer in self.encoder.layer:
+            x = layer(x)
+        x = self.layernorm(x)
+        out = {"tokens_final": x, "features": x[:, 0]}
+        for i, layer in enumerate(self.encoder.layer):
+            out["attn.%d" % i] = layer.probs
+        return out
+
+
+def gen_dinov2(outroot, folder, seed, kind):
+    """kind 'hf': transformers' Dinov2Model (config.json, preprocessor_config.json); 'meta':
+    a torch.hub file of Meta's (timm's names and a mask_token, torch.save'd, no config)."""
+    P, S, W, L, H, M = 8, 24, 32, 2, 2, 128
+    gen = torch.Generator().manual_seed(seed)
+    canon = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P,
+                                 "tokens_pos": (S // P) ** 2 + 1, "layer_scale": True})
+    quiet(canon, "cls_token", 0, 0.01)
+    mask = (torch.randn(1, W, generator=gen) * 0.1).float()
+    images = images_of(gen, 2, S)
+    spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": True}
+    p64 = to64(canon)
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "token")
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, "token", e)
+    no_ls = {k: v for k, v in p64.items() if not k.endswith(("ls1.gamma", "ls2.gamma"))}
+    d = (expected_of(no_ls, im64, spec, "token")["features"] - e["features"]).abs().max().item()
+    note(folder, "layer scale ignored: features off by", d)
+    d = (expected_of(p64, im64, dict(spec, heads=1), "token")["features"] -
+         e["features"]).abs().max().item()
+    note(folder, "1 head instead of %d: features off by" % H, d)
+    d = os.path.join(outroot, folder)
+    os.makedirs(d, exist_ok=True)
+    if kind == "hf":
+        model = hf_dinov2_from_canonical(canon, mask)
+        check_roundtrip(canon, hf_dinov2_to_canonical(model))
+        conf = OrderedDict([
+            ("architectures", ["Dinov2Model"]), ("attention_probs_dropout_prob", 0.0),
+            ("drop_path_rate", 0.0), ("hidden_act", "gelu"), ("hidden_dropout_prob", 0.0),
+            ("hidden_size", W), ("image_size", S), ("initializer_range", 0.02),
+            ("layer_norm_eps", 1e-6), ("layerscale_value", 1.0), ("mlp_ratio", M / W),
+            ("model_type", "dinov2"), ("num_attention_heads", H), ("num_channels", 3),
+            ("num_hidden_layers", L), ("patch_size", P), ("qkv_bias", True),
+            ("torch_dtype", "float32"), ("transformers_version", "4.46.3"),
+            ("use_swiglu_ffn", False)])
+        rep = load_strict(HFDinov2Model(conf), model)
+        with torch.no_grad():
+            mine = rep(im64)
+        mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1:]
+        compare(folder, "transformers Dinov2Model replica (strict load), all outputs", mine, e)
+        pre = OrderedDict([
+            ("crop_size", OrderedDict([("height", S), ("width", S)])), ("do_center_crop", True),
+            ("do_convert_rgb", True), ("do_normalize", True), ("do_rescale", True),
+            ("do_resize", True), ("image_mean", [0.485, 0.456, 0.406]),
+            ("image_processor_type", "BitImageProcessor"),
+            ("image_std", [0.229, 0.224, 0.225]), ("resample", 3),
+            ("rescale_factor", 0.00392156862745098),
+            ("size", OrderedDict([("shortest_edge", S)]))])
+        save(outroot, folder, model, images, e,
+             {"config.json": (conf, True), "preprocessor_config.json": (pre, False)},
+             {"family": "transformers Dinov2Model", "layer_norm_eps": "1e-06",
+              "features": "layernorm(x)[:, 0] (pooler_output)",
+              "rollout": "CLS row of R, patch columns (T-1)"})
+    else:
+        model = OrderedDict(canon)
+        model["mask_token"] = mask
+        rep = load_strict(TimmVisionTransformer(OrderedDict([
+            ("img_size", S), ("patch_size", P), ("embed_dim", W), ("depth", L),
+            ("num_heads", H), ("mlp_ratio", M / W), ("num_classes", 0),
+            ("init_values", 1e-5)])),
+            OrderedDict(list(canon.items()) + [("head.weight", torch.zeros(0, W)),
+                                               ("head.bias", torch.zeros(0))]))
+        with torch.no_grad():
+            mine = rep(im64)
+        mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1:]
+        compare(folder, "timm module replica (strict load, mask_token left out), all outputs",
+                mine, e, [k for k in e if k != "logits"])
+        torch.save(model, os.path.join(d, "dinov2_vits8_pretrain.pth"))
+        st_write(os.path.join(d, "inputs.safetensors"), {"images": images})
+        st_write(os.path.join(d, "expected.safetensors"),
+                 OrderedDict((k, f32(v)) for k, v in e.items()),
+                 {"family": "DINOv2 torch.hub (timm names + mask_token)",
+                  "layer_norm_eps": "1e-06", "features": "norm(x)[:, 0]",
+                  "rollout": "CLS row of R, patch columns (T-1)"})
+    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+
+
 def fuzz_seeds(outdir):
     """fuzz-npz's seeds: a ViT of width 4 (2 heads, 1 block, 2 px patches on 4 px) as an AugReg
     and as a big_vision (stacked blocks, no class token) .npz, each a list of "NAME\n" + the
@@ -1370,6 +1562,9 @@ def main():
                                ("fam-jax-bv-tok", 2011, "bv-tok")):
         print(folder)
         sizes[folder] = gen_jax(args.out, folder, seed, kind)
+    for folder, seed, kind in (("fam-hf-dinov2", 2012, "hf"), ("fam-dinov2-meta", 2013, "meta")):
+        print(folder)
+        sizes[folder] = gen_dinov2(args.out, folder, seed, kind)
     print()
     for k, v in sizes.items():
         print("%-20s %8d bytes" % (k, v))
