@@ -4,7 +4,8 @@
  *
  * preprocessor_config.json is read only beside a Hugging Face ViT's weights: for it the folder is
  * another, holding links to tests/data/fam-hf-vit's config.json and model.safetensors (a 32-wide,
- * 3-block HF ViT of 32 pixels, 186 KB).
+ * 3-block HF ViT of 32 pixels, 186 KB), or (the first byte / 3 odd) to fam-hf-dinov2's, whose
+ * crop_size and size.shortest_edge are read too.
  *
  * The weights beside it are a small timm ViT made once at start-up (TINY_GEOMETRY: the shipped
  * backbone's layout, 1 channel, patch 4, 3 heads, MLP ratio 4, 5 classes, cls token, patch bias,
@@ -44,17 +45,16 @@ make_checkpoint (void)
   return dir;
 }
 
-/* A folder of links to the HF ViT fixture's config.json and model.safetensors. */
+/* A folder of links to an HF fixture's config.json and model.safetensors. */
 static char *
-make_hf_checkpoint (void)
+make_hf_checkpoint (const char *fixture)
 {
-  char *dir = g_build_filename (fuzz_dir (), "hf", NULL);
+  char *dir = g_build_filename (fuzz_dir (), fixture, NULL);
   g_assert (g_mkdir (dir, 0700) == 0);
   static const char *const files[] = { "config.json", "model.safetensors" };
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)
     {
-      g_autofree char *target = g_build_filename (VITLAB_TESTS_DATA_DIR, "fam-hf-vit", files[i],
-                                                  NULL);
+      g_autofree char *target = g_build_filename (VITLAB_TESTS_DATA_DIR, fixture, files[i], NULL);
       g_autofree char *link = g_build_filename (dir, files[i], NULL);
       g_assert (g_file_test (target, G_FILE_TEST_IS_REGULAR));
       g_assert (symlink (target, link) == 0);
@@ -77,11 +77,12 @@ print_counts (void)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  static char *tiny, *hf;
+  static char *tiny, *hf, *hf_dino;
   if (tiny == NULL)
     {
       tiny = make_checkpoint ();
-      hf = make_hf_checkpoint ();
+      hf = make_hf_checkpoint ("fam-hf-vit");
+      hf_dino = make_hf_checkpoint ("fam-hf-dinov2");
       atexit (print_counts);
     }
   /* $VITLAB_FUZZ_CONFIG_FILE (0, 1, 2) pins the file, so that one parser gets a run of its own
@@ -94,7 +95,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     }
   int which = pinned >= 0 ? pinned : size > 0 ? data[0] % 3 : 0;
   counts[which]++;
-  const char *dir = which == 2 ? hf : tiny;
+  const char *dir = which != 2 ? tiny : size > 0 && (data[0] / 3) % 2 ? hf_dino : hf;
   g_autofree char *cfg = g_build_filename (dir, names[which], NULL);
   fuzz_write_file (cfg, data + (size > 0), size - (size > 0));
   g_autoptr(GError) error = NULL;
@@ -105,6 +106,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     {
       const VlGeometry *g = vl_model_geometry (m);
       g_assert (g->input_size >= g->patch && g->input_size <= VL_MAX_INPUT_SIZE);
+      g_assert (g->input_size % g->patch == 0);
       g_assert (g->crop_pct >= VL_MIN_CROP_PCT && g->crop_pct <= VL_MAX_CROP_PCT);
       g_assert (g->heads >= 1 && g->width % g->heads == 0);
       g_assert (g->eps > 0 && g->eps <= 1);
