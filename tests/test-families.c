@@ -33,6 +33,8 @@ static const FamCase cases[] = {
   { "fam-jax-bv-gap", "jax", FALSE, "model.npz", NULL },
   { "fam-jax-bv-tok", "jax", FALSE, "model.npz", NULL },
   { "fam-hf-dinov2", "hf-dinov2", FALSE, NULL, NULL },
+  { "fam-dinov2-meta-reg", "dinov2", FALSE, "dinov2_vits8_reg4_pretrain.pth",
+    "{\"model_args\": {\"num_heads\": 2}}" },
   { "fam-dinov2-meta", "dinov2", FALSE, "dinov2_vits8_pretrain.pth",
     "{\"model_args\": {\"num_heads\": 2}}" },
 };
@@ -157,14 +159,35 @@ test_save_native (gconstpointer data)
   g_assert_true (vl_model_save (m, out, &error));
   g_assert_no_error (error);
 
-  /* same tensor names as the source file (OpenCLIP's text tower aside) */
+  /* same tensor names as the source file (OpenCLIP's text tower aside); Meta's DINOv2 with
+   * registers is saved as timm's conversion of it (the class token with pos_embed's first row,
+   * the rest for the patches, reg_token), which reloads to the same outputs */
   g_autofree char *src_file = g_file_test (path, G_FILE_TEST_IS_DIR)
                               ? g_build_filename (path, "model.safetensors", NULL) : g_strdup (path);
   g_autoptr(VlSafetensors) src = vl_test_open (src_file);
   g_autoptr(VlSafetensors) saved = vl_test_open (out);
+  const gboolean registers = vl_safetensors_lookup (src, "register_tokens") != NULL;
+  if (registers)
+    {
+      g_autofree char *in = vl_test_data_path (c->name, "inputs.safetensors", NULL);
+      g_autoptr(VlSafetensors) inputs = vl_test_open (in);
+      g_autofree float *images = vl_test_read (inputs, "images", NULL);
+      const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
+      g_autoptr(VlModel) again = vl_model_load (out, &error);
+      g_assert_no_error (error);
+      g_assert_cmpint (vl_model_geometry (again)->reg_tokens, ==, vl_model_geometry (m)->reg_tokens);
+      forward (m, images, t, VL_FORWARD_INFER);
+      const int64_t n = t->shape[0] * vl_model_n_tokens_last (m) * vl_model_geometry (m)->width;
+      g_autofree float *want = g_memdup2 (vl_model_tokens_final (m), sizeof (float) * n);
+      forward (again, images, t, VL_FORWARD_INFER);
+      vl_test_assert_close ("tokens after saving", vl_model_tokens_final (again), want, n, 0, 0);
+    }
   for (guint i = 0; i < vl_safetensors_n_tensors (saved); i++)
     {
       const VlTensorInfo *s = vl_safetensors_get (saved, i);
+      if (registers && (strcmp (s->name, "cls_token") == 0 || strcmp (s->name, "pos_embed") == 0 ||
+                        strcmp (s->name, "reg_token") == 0))
+        continue;
       const VlTensorInfo *o = vl_safetensors_lookup (src, s->name);
       if (o == NULL)
         g_error ("saved tensor %s is not in the source checkpoint", s->name);
@@ -464,8 +487,8 @@ copy_with_extra (const char *from, const char *dir, const char *name, const char
 }
 
 /* DINOv2: the preprocessing of each source (transformers' preprocessor_config.json; timm's
- * DINOv2 defaults for Meta's bare file), and the variants vitlab does not compute refused by
- * name (register tokens, the giant model's SwiGLU MLP). */
+ * DINOv2 defaults for Meta's bare file), Meta's register layout, and the variants vitlab does not
+ * compute refused by name (transformers' register tokens, the giant model's SwiGLU MLP). */
 static void
 test_dinov2 (void)
 {
@@ -520,12 +543,22 @@ test_dinov2 (void)
   g_assert_cmpstr (g->interpolation, ==, "bicubic");
   g_assert_cmpint (g->input_size, ==, 24);
 
+  /* Meta's registers: the class token takes pos_embed's first row, the patches the rest */
+  const FamCase *reg = &cases[G_N_ELEMENTS (cases) - 2];
+  g_autofree char *reg_tmp = NULL;
+  g_autofree char *reg_path = case_path (reg, &reg_tmp);
+  g_autoptr(VlModel) r = vl_model_load (reg_path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_geometry (r)->reg_tokens, ==, 4);
+  g_assert_true (vl_model_geometry (r)->no_embed_class);
+  g_assert_cmpint (vl_model_geometry (r)->n_prefix, ==, 5);
+  rm_tree (reg_tmp);
+
   static const struct {
     const char *fixture, *extra, *expect;
   } refused[] = {
     { "fam-hf-dinov2", "embeddings.register_tokens", "register tokens" },
     { "fam-hf-dinov2", "encoder.layer.0.mlp.weights_in.weight", "SwiGLU" },
-    { "fam-dinov2-meta", "register_tokens", "register tokens" },
     { "fam-dinov2-meta", "blocks.0.mlp.w12.weight", "SwiGLU" },
   };
   g_autofree char *dir = vl_test_tmpdir ();

@@ -183,13 +183,23 @@ typedef struct {
   const char    *file;
   const char    *prefix;   /* prepended to every name looked up ("visual.", "vit.", "") */
   GHashTable    *used;     /* names consumed */
+  GHashTable    *made;     /* full name -> VlTensorInfo computed from the file's (DINOv2's
+                            * register layout, see dinov2_registers), looked up first; or NULL */
 } Source;
+
+/* A tensor by its full name: one computed at load, else the file's. */
+static const VlTensorInfo *
+source_tensor (Source *s, const char *full)
+{
+  const VlTensorInfo *t = s->made ? g_hash_table_lookup (s->made, full) : NULL;
+  return t ? t : vl_safetensors_lookup (s->st, full);
+}
 
 static const VlTensorInfo *
 src_lookup (Source *s, const char *name)
 {
   g_autofree char *full = g_strconcat (s->prefix, name, NULL);
-  return vl_safetensors_lookup (s->st, full);
+  return source_tensor (s, full);
 }
 
 static gboolean
@@ -263,7 +273,7 @@ copy_tensors (VlModel *m, Source *s, GError **error)
       for (int k = 0; k < p->n_src; k++)
         {
           const VlSource *src = &p->src[k];
-          const VlTensorInfo *t = vl_safetensors_lookup (s->st, src->name);
+          const VlTensorInfo *t = source_tensor (s, src->name);
           if (t == NULL)
             {
               g_autofree char *want = vl_shape_to_string (src->ndim, src->shape);
@@ -964,17 +974,18 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
 
 /* --- DINOv2 in Meta's own names (timm's, with a mask_token) --- */
 
-/* DINOv2's variants vitlab does not compute, refused by name: register tokens (which the position
- * embedding skips while it covers the class token) and the giant model's SwiGLU MLP. */
+/* DINOv2's variants vitlab does not compute, refused by name: register tokens in transformers'
+ * names (`registers`; Meta's are converted, see dinov2_registers) and the giant model's SwiGLU
+ * MLP. */
 static gboolean
 dinov2_supported (Source *s, const char *registers, const char *swiglu, GError **error)
 {
-  if (src_lookup (s, registers))
+  if (registers && src_lookup (s, registers))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a DINOv2 with register tokens (%s%s) "
-                   "in Meta's or Hugging Face's names is not read; timm's conversion of it "
-                   "(vit_*_reg4_dinov2 on the Hugging Face hub) is", s->file, s->prefix,
-                   registers);
+                   "in Hugging Face's names is not read; Meta's torch.hub file and timm's "
+                   "conversion (vit_*_reg4_dinov2 on the Hugging Face hub) are", s->file,
+                   s->prefix, registers);
       return FALSE;
     }
   if (src_lookup (s, swiglu))
@@ -987,11 +998,79 @@ dinov2_supported (Source *s, const char *registers, const char *swiglu, GError *
   return TRUE;
 }
 
+static void
+made_free (gpointer p)
+{
+  VlTensorInfo *t = p;
+  g_free ((gpointer) t->data);
+  g_free (t);
+}
+
+/* A float32 tensor computed at load, under `name` (timm's). */
+static void
+made_add (Source *s, const char *name, int ndim, const int64_t *shape, float *data)
+{
+  if (s->made == NULL)
+    s->made = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, made_free);
+  VlTensorInfo *t = g_new0 (VlTensorInfo, 1);
+  t->name = g_intern_string (name);
+  t->dtype = VL_DTYPE_F32;
+  t->ndim = ndim;
+  t->numel = 1;
+  for (int d = 0; d < ndim; d++)
+    t->numel *= (t->shape[d] = shape[d]);
+  t->nbytes = (size_t) t->numel * sizeof (float);
+  t->data = data;
+  g_hash_table_replace (s->made, (gpointer) t->name, t);
+}
+
+/* Meta's DINOv2 with registers: x = [cls, patches] + pos_embed, then the registers inserted
+ * after the class token, so the position embedding covers the class token but not the
+ * registers. As timm's _convert_dinov2 does: cls_token + pos_embed[:, 0] becomes the class
+ * token, pos_embed[:, 1:] the patches' (no_embed_class), register_tokens the reg_token. */
+static gboolean
+dinov2_registers (Source *s, GError **error)
+{
+  const VlTensorInfo *reg = src_lookup (s, "register_tokens");
+  if (reg == NULL)
+    return TRUE;
+  const VlTensorInfo *cls = src_require (s, "cls_token", 3, 3, error);
+  const VlTensorInfo *pos = cls ? src_require (s, "pos_embed", 3, 3, error) : NULL;
+  if (pos == NULL || !check_float (s, reg, error))
+    return FALSE;
+  const int64_t W = cls->shape[2];
+  if (cls->shape[0] != 1 || cls->shape[1] != 1 || pos->shape[0] != 1 || pos->shape[1] < 2 ||
+      pos->shape[2] != W || reg->ndim != 3 || reg->shape[0] != 1 || reg->shape[1] < 1 ||
+      reg->shape[2] != W)
+    {
+      g_autofree char *c = vl_shape_to_string (cls->ndim, cls->shape);
+      g_autofree char *p = vl_shape_to_string (pos->ndim, pos->shape);
+      g_autofree char *r = vl_shape_to_string (reg->ndim, reg->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: cls_token %s, pos_embed %s and "
+                   "register_tokens %s do not make a DINOv2 with registers ([1,1,W], [1,1+N,W], "
+                   "[1,R,W])", s->file, c, p, r);
+      return FALSE;
+    }
+  float *c = g_new (float, W), *p = g_new (float, pos->numel), *r = g_new (float, reg->numel);
+  vl_tensor_to_f32 (cls, c);
+  vl_tensor_to_f32 (pos, p);
+  vl_tensor_to_f32 (reg, r);
+  for (int64_t i = 0; i < W; i++)
+    c[i] += p[i];
+  memmove (p, p + W, sizeof (float) * (size_t) (pos->numel - W));
+  const int64_t pos_shape[3] = { 1, pos->shape[1] - 1, W };
+  made_add (s, "cls_token", 3, cls->shape, c);
+  made_add (s, "pos_embed", 3, pos_shape, p);
+  made_add (s, "reg_token", 3, reg->shape, r);
+  g_hash_table_add (s->used, (gpointer) reg->name);
+  return TRUE;
+}
+
 static gboolean
 load_dinov2 (VlModel *m, Source *s, Config *c, GError **error)
 {
-  if (!dinov2_supported (s, "register_tokens", "blocks.0.mlp.w12.weight", error) ||
-      !load_timm (m, s, c, error))
+  if (!dinov2_supported (s, NULL, "blocks.0.mlp.w12.weight", error) ||
+      !dinov2_registers (s, error) || !load_timm (m, s, c, error))
     return FALSE;
   /* torch.hub's files come without a config: timm's DINOv2 defaults */
   if (vl_json_object_member (c->root, "pretrained_cfg") == NULL)
@@ -1553,7 +1632,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
   if (st == NULL)
     return FALSE;
 
-  Source s = { st, vl_safetensors_path (st), "", g_hash_table_new (g_str_hash, g_str_equal) };
+  Source s = { st, vl_safetensors_path (st), "", g_hash_table_new (g_str_hash, g_str_equal),
+               NULL };
   const char *family = NULL;
   gboolean (*load) (VlModel *, Source *, Config *, GError **) = NULL;
   const char *config_name = "config.json";
@@ -1650,6 +1730,7 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     }
   config_clear (&c);
   g_hash_table_unref (s.used);
+  g_clear_pointer (&s.made, g_hash_table_unref);
   return ok;
 }
 

@@ -1423,10 +1423,42 @@ class HFDinov2Model(nn.Module):
         return out
 
 
+def meta_reg_forward(meta, images, heads):
+    """Meta's DINOv2 with registers from its own weights: x = [cls, patches] + pos_embed, then
+    the registers inserted after the class token (prepare_tokens_with_masks); timm's blocks
+    (a strict load of the same weights) and norm."""
+    W = meta["cls_token"].shape[-1]
+    P = meta["patch_embed.proj.weight"].shape[-1]
+    S = images.shape[-1]
+    M = meta["blocks.0.mlp.fc1.weight"].shape[0]
+    depth = blocks_of(meta)
+    rep = load_strict(TimmVisionTransformer(OrderedDict([
+        ("img_size", S), ("patch_size", P), ("embed_dim", W), ("depth", depth),
+        ("num_heads", heads), ("mlp_ratio", M / W), ("num_classes", 0), ("init_values", 1e-5)])),
+        OrderedDict([(k, v) for k, v in meta.items() if k not in ("mask_token", "register_tokens")]
+                    + [("head.weight", torch.zeros(0, W)), ("head.bias", torch.zeros(0))]))
+    with torch.no_grad():
+        x = rep.patch_embed.proj(images).flatten(2).transpose(1, 2)
+        x = torch.cat((rep.cls_token.expand(x.shape[0], -1, -1), x), dim=1) + rep.pos_embed
+        reg = meta["register_tokens"].double().expand(x.shape[0], -1, -1)
+        x = torch.cat((x[:, :1], reg, x[:, 1:]), dim=1)
+        for blk in rep.blocks:
+            x = blk(x)
+        x = rep.norm(x)
+    out = {"tokens_final": x, "features": x[:, 0]}
+    for i, blk in enumerate(rep.blocks):
+        out["attn.%d" % i] = blk.attn.probs
+    return out
+
+
 def gen_dinov2(outroot, folder, seed, kind):
     """kind 'hf': transformers' Dinov2Model (config.json, preprocessor_config.json); 'meta':
-    a torch.hub file of Meta's (timm's names and a mask_token, torch.save'd, no config)."""
+    a torch.hub file of Meta's (timm's names and a mask_token, torch.save'd, no config);
+    'meta-reg': the same with 4 register tokens."""
     P, S, W, L, H, M = 8, 24, 32, 2, 2, 128
+    R = 4 if kind == "meta-reg" else 0
+    if R:
+        S = 32              # 16 patches: 16 - 5 prefix tokens is no square, as in the real 37 x 37
     gen = torch.Generator().manual_seed(seed)
     canon = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P,
                                  "tokens_pos": (S // P) ** 2 + 1, "layer_scale": True})
@@ -1434,6 +1466,17 @@ def gen_dinov2(outroot, folder, seed, kind):
     mask = (torch.randn(1, W, generator=gen) * 0.1).float()
     images = images_of(gen, 2, S)
     spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": True}
+    meta = None
+    if R:
+        # Meta's tensors, and timm's conversion of them (_convert_dinov2) as the reference's
+        meta = OrderedDict(canon)
+        meta["register_tokens"] = (torch.randn(1, R, W, generator=gen) * 0.5).float()
+        meta["mask_token"] = mask
+        canon = OrderedDict((k, v) for k, v in canon.items() if k not in ("cls_token", "pos_embed"))
+        canon["cls_token"] = meta["cls_token"] + meta["pos_embed"][:, :1]
+        canon["reg_token"] = meta["register_tokens"]
+        canon["pos_embed"] = meta["pos_embed"][:, 1:].contiguous()
+        spec["pos_prefix"] = False
     p64 = to64(canon)
     im64 = images.double()
     e = expected_of(p64, im64, spec, "token")
@@ -1477,6 +1520,18 @@ def gen_dinov2(outroot, folder, seed, kind):
              {"family": "transformers Dinov2Model", "layer_norm_eps": "1e-06",
               "features": "layernorm(x)[:, 0] (pooler_output)",
               "rollout": "CLS row of R, patch columns (T-1)"})
+    elif kind == "meta-reg":
+        mine = meta_reg_forward(to64(meta), im64, H)
+        mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1 + R:]
+        compare(folder, "Meta's register layout (cls + pos, registers after), all outputs",
+                mine, e)
+        torch.save(meta, os.path.join(d, "dinov2_vits8_reg4_pretrain.pth"))
+        st_write(os.path.join(d, "inputs.safetensors"), {"images": images})
+        st_write(os.path.join(d, "expected.safetensors"),
+                 OrderedDict((k, f32(v)) for k, v in e.items()),
+                 {"family": "DINOv2 torch.hub with 4 registers", "layer_norm_eps": "1e-06",
+                  "features": "norm(x)[:, 0]",
+                  "rollout": "CLS row of R, patch columns (registers excluded)"})
     else:
         model = OrderedDict(canon)
         model["mask_token"] = mask
@@ -1562,7 +1617,8 @@ def main():
                                ("fam-jax-bv-tok", 2011, "bv-tok")):
         print(folder)
         sizes[folder] = gen_jax(args.out, folder, seed, kind)
-    for folder, seed, kind in (("fam-hf-dinov2", 2012, "hf"), ("fam-dinov2-meta", 2013, "meta")):
+    for folder, seed, kind in (("fam-hf-dinov2", 2012, "hf"), ("fam-dinov2-meta", 2013, "meta"),
+                               ("fam-dinov2-meta-reg", 2014, "meta-reg")):
         print(folder)
         sizes[folder] = gen_dinov2(args.out, folder, seed, kind)
     print()
