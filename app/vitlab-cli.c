@@ -62,7 +62,7 @@ static const char *usage_text = N_(
   "                   --mode infer|unlockN|full|stem-conv|stem-mbconv\n"
   "  vitlab-cli --version\n"
   "\n"
-  "CHECKPOINT is a .safetensors file, a PyTorch .pth/.bin, a JAX .npz (AugReg, big_vision),\n"
+  "CHECKPOINT is a .safetensors file, a PyTorch .pth/.bin/.ckpt, a JAX .npz (AugReg, big_vision),\n"
   "or a folder with model.safetensors (or pytorch_model.bin) and config.json.\n"
   "'vitlab-cli COMMAND --help' lists a command's options.\n"
   "VITLAB_THREADS sets the number of compute threads (default: all cores).\n");

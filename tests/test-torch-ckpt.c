@@ -165,6 +165,75 @@ test_model_parity (void)
   g_rmdir (tmp);
 }
 
+/* A PyTorch Lightning checkpoint of a module holding a timm ViT as self.model: the ViT found under
+ * "model.", the loss module beside it left out, the outputs fam-timm-reg-ls's; saved back under
+ * the same prefixed names. Two ViTs in one checkpoint are refused, naming both prefixes. */
+static void
+test_lightning (void)
+{
+  g_assert_true (vl_checkpoint_has_extension ("epoch=3-step=120.ckpt"));
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *from = vl_test_data_path ("torch-ckpt", "lightning.ckpt", NULL);
+  g_autofree char *file = g_build_filename (tmp, "epoch=3-step=120.ckpt", NULL);
+  g_autofree char *cfg_from = vl_test_data_path ("fam-timm-reg-ls", "config.json", NULL);
+  g_autofree char *cfg = g_build_filename (tmp, "config.json", NULL);
+  vl_test_copy_file (from, file);
+  vl_test_copy_file (cfg_from, cfg);
+  g_autofree char *in = vl_test_data_path ("fam-timm-reg-ls", "inputs.safetensors", NULL);
+  g_autofree char *ex_path = vl_test_data_path ("fam-timm-reg-ls", "expected.safetensors", NULL);
+  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
+  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
+  g_autofree float *images = vl_test_read (inputs, "images", NULL);
+  const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (file, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (vl_model_geometry (m)->family, ==, "timm");
+  g_assert_cmpint (vl_model_geometry (m)->reg_tokens, ==, 4);
+  g_assert_true (vl_model_forward (m, images, (int) t->shape[0], (int) t->shape[2],
+                                   (int) t->shape[3], VL_FORWARD_INFER, &error));
+  int64_t n;
+  g_autofree float *want = vl_test_read (ex, "logits", &n);
+  vl_test_assert_close ("logits", vl_model_logits (m), want, n, 1e-4, 0);
+
+  g_autofree char *saved = g_build_filename (tmp, "saved.safetensors", NULL);
+  g_assert_true (vl_model_save (m, saved, &error));
+  g_autoptr(VlSafetensors) st = vl_test_open (saved);
+  g_assert_nonnull (vl_safetensors_lookup (st, "model.blocks.0.attn.qkv.weight"));
+  g_assert_nonnull (vl_safetensors_lookup (st, "model.reg_token"));
+  g_assert_null (vl_safetensors_lookup (st, "criterion.weight"));
+  g_autoptr(VlModel) again = vl_model_load (saved, &error);
+  g_assert_no_error (error);
+
+  /* a teacher beside the student: which one to open is the user's choice */
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  static const char *const prefixes[] = { "student.", "teacher." };
+  for (guint p = 0; p < G_N_ELEMENTS (prefixes); p++)
+    for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+      {
+        const VlTensorInfo *ti = vl_safetensors_get (st, i);
+        float *d = g_new (float, MAX (ti->numel, 1));
+        vl_tensor_to_f32 (ti, d);
+        g_ptr_array_add (keep, d);
+        g_autofree char *name = g_strconcat (prefixes[p], ti->name, NULL);
+        vl_safetensors_writer_add_f32 (w, name, ti->ndim, ti->shape, d);
+      }
+  g_autofree char *two = g_build_filename (tmp, "distill.safetensors", NULL);
+  g_assert_true (vl_safetensors_writer_write (w, two, &error));
+  g_autoptr(VlModel) none = vl_model_load (two, &error);
+  g_assert_null (none);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "2 ViTs in one checkpoint"));
+  g_assert_nonnull (strstr (error->message, "\"student.model.\""));
+  g_assert_nonnull (strstr (error->message, "\"teacher.model.\""));
+  g_unlink (file);
+  g_unlink (cfg);
+  g_unlink (saved);
+  g_unlink (two);
+  g_rmdir (tmp);
+}
+
 static void
 assert_fails (const char *path, const char *needle)
 {
@@ -234,6 +303,7 @@ main (int argc, char **argv)
   g_test_add_func ("/torch-ckpt/training-checkpoint", test_training_checkpoint);
   g_test_add_func ("/torch-ckpt/views", test_views);
   g_test_add_func ("/torch-ckpt/model-parity", test_model_parity);
+  g_test_add_func ("/torch-ckpt/lightning", test_lightning);
   g_test_add_func ("/torch-ckpt/errors", test_errors);
   return g_test_run ();
 }

@@ -590,7 +590,7 @@ vl_application_init (VlApplication *self)
 {
   static const GOptionEntry entries[] = {
     { "backbone", 0, 0, G_OPTION_ARG_FILENAME, NULL,
-      N_("Checkpoint to open (.safetensors, PyTorch .pth/.bin or JAX .npz file, or folder)"), "PATH" },
+      N_("Checkpoint to open (.safetensors, PyTorch .pth/.bin/.ckpt or JAX .npz file, or folder)"), "PATH" },
     { "data", 0, 0, G_OPTION_ARG_STRING, NULL,
       N_("Dataset: an image folder, or fashion-mnist[:classes=5-9,per-class=100]"), "SPEC" },
     { "run", 0, 0, G_OPTION_ARG_FILENAME, NULL, N_("Run folder to open"), "DIR" },

@@ -46,7 +46,7 @@ struct _VlSafetensors {
 gboolean
 vl_checkpoint_has_extension (const char *name)
 {
-  static const char *const exts[] = { ".safetensors", ".pth", ".pt", ".bin", ".npz" };
+  static const char *const exts[] = { ".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".npz" };
   const char *dot = name ? strrchr (name, '.') : NULL;
   if (dot == NULL)
     return FALSE;

@@ -31,9 +31,9 @@ const VlTensorInfo *vl_safetensors_lookup     (VlSafetensors  *st,
 /* The "__metadata__" string map, or NULL. */
 GHashTable         *vl_safetensors_metadata   (VlSafetensors  *st);
 
-/* TRUE for the file names taken as checkpoints: .safetensors, PyTorch's .pth, .pt and .bin
- * (torch.save's zip format, read without running its pickle) and NumPy's .npz (JAX ViTs,
- * vl-npz.h), in any case. */
+/* TRUE for the file names taken as checkpoints: .safetensors, PyTorch's .pth, .pt and .bin and
+ * PyTorch Lightning's .ckpt (torch.save's zip format, read without running its pickle) and
+ * NumPy's .npz (JAX ViTs, vl-npz.h), in any case. */
 gboolean            vl_checkpoint_has_extension (const char   *name);
 
 

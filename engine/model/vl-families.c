@@ -1006,14 +1006,15 @@ made_free (gpointer p)
   g_free (t);
 }
 
-/* A float32 tensor computed at load, under `name` (timm's). */
+/* A float32 tensor computed at load, under `name` (timm's, after the source's prefix). */
 static void
 made_add (Source *s, const char *name, int ndim, const int64_t *shape, float *data)
 {
   if (s->made == NULL)
     s->made = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, made_free);
   VlTensorInfo *t = g_new0 (VlTensorInfo, 1);
-  t->name = g_intern_string (name);
+  g_autofree char *full = g_strconcat (s->prefix, name, NULL);
+  t->name = g_intern_string (full);
   t->dtype = VL_DTYPE_F32;
   t->ndim = ndim;
   t->numel = 1;
@@ -1603,7 +1604,10 @@ ignorable (const char *family, const char *prefix, const char *name)
   /* PyTorch's BatchNorm counter: the stems use a fixed momentum, which does not read it */
   if (g_str_has_prefix (name, "patch_embed.") && g_str_has_suffix (name, ".num_batches_tracked"))
     return TRUE;
-  if (strcmp (family, "openclip") == 0 && *prefix && !g_str_has_prefix (name, prefix))
+  /* beside a nested ViT or CLIP's visual tower: the rest of the checkpoint (a text tower, a
+   * training framework's loss or teacher modules) */
+  if ((strcmp (family, "openclip") == 0 || strcmp (family, "timm") == 0 ||
+       strcmp (family, "dinov2") == 0) && *prefix && !g_str_has_prefix (name, prefix))
     return TRUE;
   if (strcmp (family, "hf-vit") == 0)
     {
@@ -1613,13 +1617,60 @@ ignorable (const char *family, const char *prefix, const char *name)
   /* DINOv2's mask token serves its masked-image training only; a Dinov2ForImageClassification
    * head reads 2W features (see load_hf) */
   if (strcmp (family, "dinov2") == 0)
-    return strcmp (name, "mask_token") == 0;
+    return g_str_has_prefix (name, prefix) && strcmp (name + strlen (prefix), "mask_token") == 0;
   if (strcmp (family, "hf-dinov2") == 0)
     {
       g_autofree char *mask = g_strconcat (prefix, "embeddings.mask_token", NULL);
       return strcmp (name, mask) == 0 || g_str_has_prefix (name, "classifier.");
     }
   return FALSE;
+}
+
+/* A timm ViT nested in a training framework's checkpoint (PyTorch Lightning's state_dict keeps
+ * the module's attribute name: "model.", "backbone.", "net.encoder."): the one prefix before
+ * patch_embed.proj.weight, or NULL (an error when there are several). */
+static char *
+nested_timm_prefix (VlSafetensors *st, const char *file, GError **error)
+{
+  static const char anchor[] = "patch_embed.proj.weight";
+  const size_t alen = strlen (anchor);
+  g_autoptr(GPtrArray) found = g_ptr_array_new_with_free_func (g_free);
+  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+    {
+      const char *name = vl_safetensors_get (st, i)->name;
+      const size_t len = strlen (name);
+      if (len > alen + 1 && strcmp (name + len - alen, anchor) == 0 && name[len - alen - 1] == '.')
+        g_ptr_array_add (found, g_strndup (name, len - alen));
+    }
+  if (found->len == 1)
+    return g_strdup (found->pdata[0]);
+  if (found->len > 1)
+    {
+      GString *list = g_string_new (NULL);
+      for (guint i = 0; i < MIN (found->len, 4u); i++)
+        g_string_append_printf (list, "%s\"%s\"", i ? ", " : "", (char *) found->pdata[i]);
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: %u ViTs in one checkpoint (under %s%s); "
+                   "save the one to open on its own (its state_dict)", file, found->len,
+                   list->str, found->len > 4 ? ", …" : "");
+      g_string_free (list, TRUE);
+    }
+  return NULL;
+}
+
+/* A nested model's tensors keep their prefix: every source of every parameter gets it. */
+static void
+prefix_sources (VlModel *m, const char *prefix)
+{
+  for (guint i = 0; i < m->params->len; i++)
+    {
+      VlParam *p = vl_param (m, (int) i);
+      for (int k = 0; k < p->n_src; k++)
+        {
+          char *name = g_strconcat (prefix, p->src[k].name, NULL);
+          g_free (p->src[k].name);
+          p->src[k].name = name;
+        }
+    }
 }
 
 gboolean
@@ -1655,6 +1706,18 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     load = load_hf;
   else if (vl_safetensors_lookup (st, "conv_proj.weight") && vl_safetensors_lookup (st, "class_token"))
     family = "torchvision", load = load_torchvision;
+  g_autofree char *nested = family ? NULL : nested_timm_prefix (st, s.file, error);
+  if (nested)
+    {
+      s.prefix = nested;
+      family = src_lookup (&s, "mask_token") ? "dinov2" : "timm";
+      load = src_lookup (&s, "mask_token") ? load_dinov2 : load_timm;
+    }
+  else if (family == NULL && error && *error)
+    {
+      g_hash_table_unref (s.used);
+      return FALSE;
+    }
 
   if (family == NULL)
     {
@@ -1699,8 +1762,10 @@ vl_families_load (VlModel *m, const char *path, GError **error)
             arch = json_array_get_string_element (json_node_get_array (a), 0);
         }
       m->geo.architecture = g_strdup (arch ? arch : mc ? "open_clip" : family);
-      ok = load (m, &s, &c, error) && vl_model_blocks_allocated (m, error) &&
-           copy_tensors (m, &s, error);
+      ok = load (m, &s, &c, error);
+      if (ok && nested)
+        prefix_sources (m, nested);
+      ok = ok && vl_model_blocks_allocated (m, error) && copy_tensors (m, &s, error);
     }
   /* every tensor must have been understood: a tensor we do not know means a model we would
    * compute wrongly */

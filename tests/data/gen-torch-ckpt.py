@@ -19,6 +19,10 @@ its own), so each checkpoint can be compared with that file tensor by tensor:
                     two names on one storage, a bfloat16 and an int64 tensor, an empty one
   legacy.pth        the same dict saved with _use_new_zipfile_serialization=False
   whole-model.pth   torch.save (model): a pickled module, not a state dict
+  lightning.ckpt    a PyTorch Lightning checkpoint of a module holding a timm ViT as self.model
+                    (tests/data/fam-timm-reg-ls's weights under "model.", a loss module's
+                    "criterion.weight" beside them, epoch, global_step, optimizer_states,
+                    hyper_parameters)
   evil.pth          a zip whose data.pkl would call os.system if unpickled (it must not be)
   no-storage.pth    torchvision.pth with one storage removed from the archive
 """
@@ -97,6 +101,17 @@ def main():
     torch.save(views, os.path.join(OUT, "views.pth"))
     torch.save(views, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
     torch.save(tv, os.path.join(OUT, "whole-model.pth"))
+
+    timm_sd = st_read(os.path.join(HERE, "fam-timm-reg-ls", "model.safetensors"))
+    nested = OrderedDict(("model." + k, v) for k, v in timm_sd.items())
+    nested["criterion.weight"] = torch.ones(4)
+    lightning = OrderedDict([
+        ("epoch", 3), ("global_step", 120), ("pytorch-lightning_version", "2.1.0"),
+        ("state_dict", nested), ("loops", {}), ("callbacks", {}),
+        ("optimizer_states", [{"state": {}, "param_groups": [{"lr": 1e-3, "params": [0, 1]}]}]),
+        ("lr_schedulers", []), ("hparams_name", "kwargs"),
+        ("hyper_parameters", {"lr": 1e-3, "backbone": "vit_custom_reg4_ls"})])
+    torch.save(lightning, os.path.join(OUT, "lightning.ckpt"))
 
     with zipfile.ZipFile(os.path.join(OUT, "evil.pth"), "w", zipfile.ZIP_STORED) as z:
         z.writestr("evil/data.pkl", pickle.dumps({"x": Evil()}, protocol=2))

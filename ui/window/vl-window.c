@@ -85,11 +85,12 @@ action_open_backbone (GtkWidget *widget, const char *name, GVariant *param)
 {
   VlWindow *self = VL_WINDOW (widget);
   GtkFileFilter *filter = gtk_file_filter_new ();
-  gtk_file_filter_set_name (filter, _("Checkpoints (.safetensors, PyTorch .pth, .pt, .bin, JAX .npz)"));
+  gtk_file_filter_set_name (filter, _("Checkpoints (.safetensors, PyTorch .pth, .pt, .bin, .ckpt, JAX .npz)"));
   gtk_file_filter_add_suffix (filter, "safetensors");
   gtk_file_filter_add_suffix (filter, "pth");
   gtk_file_filter_add_suffix (filter, "pt");
   gtk_file_filter_add_suffix (filter, "bin");
+  gtk_file_filter_add_suffix (filter, "ckpt");
   gtk_file_filter_add_suffix (filter, "npz");
   vl_window_choose_file (self, _("Open Backbone"), GTK_FILE_CHOOSER_ACTION_OPEN, _("_Open"),
                          "backbone-folder", filter, backbone_chosen);
@@ -388,7 +389,7 @@ vl_window_drop_files (VlWindow *self, GSList *files)
     vl_window_open_data (self, path);
   else
     {
-      vl_window_show_error (self, _("%s: not a checkpoint (.safetensors, .pth, .bin, .npz), an image folder, a run "
+      vl_window_show_error (self, _("%s: not a checkpoint (.safetensors, .pth, .bin, .ckpt, .npz), an image folder, a run "
                                     "folder or an image"), path);
       return FALSE;
     }
