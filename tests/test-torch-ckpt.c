@@ -204,6 +204,17 @@ test_lightning (void)
   g_assert_null (vl_safetensors_lookup (st, "criterion.weight"));
   g_autoptr(VlModel) again = vl_model_load (saved, &error);
   g_assert_no_error (error);
+  /* a new head (another task's classes) is saved under the same prefix, so it comes back */
+  vl_model_set_head (again, VL_HEAD_LINEAR, 3, 0, 1);
+  g_autofree char *sub = g_build_filename (tmp, "new-head", NULL);
+  g_autofree char *headed_path = g_build_filename (sub, "vit.safetensors", NULL);
+  g_assert_cmpint (g_mkdir (sub, 0700), ==, 0);
+  g_assert_true (vl_model_save (again, headed_path, &error));
+  g_autoptr(VlModel) headed = vl_model_load (headed_path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_num_classes (headed), ==, 3);
+  g_unlink (headed_path);
+  g_rmdir (sub);
 
   /* a teacher beside the student: which one to open is the user's choice */
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();

@@ -1657,22 +1657,6 @@ nested_timm_prefix (VlSafetensors *st, const char *file, GError **error)
   return NULL;
 }
 
-/* A nested model's tensors keep their prefix: every source of every parameter gets it. */
-static void
-prefix_sources (VlModel *m, const char *prefix)
-{
-  for (guint i = 0; i < m->params->len; i++)
-    {
-      VlParam *p = vl_param (m, (int) i);
-      for (int k = 0; k < p->n_src; k++)
-        {
-          char *name = g_strconcat (prefix, p->src[k].name, NULL);
-          g_free (p->src[k].name);
-          p->src[k].name = name;
-        }
-    }
-}
-
 gboolean
 vl_families_load (VlModel *m, const char *path, GError **error)
 {
@@ -1762,10 +1746,10 @@ vl_families_load (VlModel *m, const char *path, GError **error)
             arch = json_array_get_string_element (json_node_get_array (a), 0);
         }
       m->geo.architecture = g_strdup (arch ? arch : mc ? "open_clip" : family);
-      ok = load (m, &s, &c, error);
-      if (ok && nested)
-        prefix_sources (m, nested);
-      ok = ok && vl_model_blocks_allocated (m, error) && copy_tensors (m, &s, error);
+      /* a nested ViT's tensors keep their prefix, and so do those of a head built later */
+      m->source_prefix = g_strdup (nested);
+      ok = load (m, &s, &c, error) && vl_model_blocks_allocated (m, error) &&
+           copy_tensors (m, &s, error);
     }
   /* every tensor must have been understood: a tensor we do not know means a model we would
    * compute wrongly */

@@ -65,6 +65,8 @@ typedef struct _VlStem VlStem;
 
 struct _VlModel {
   char        *path;
+  char        *source_prefix;  /* before every tensor name in the file (a ViT nested in a
+                                * training framework's checkpoint: "model."), or NULL */
   VlGeometry   geo;
   char       **class_names;   /* NULL-terminated or NULL */
 

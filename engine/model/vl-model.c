@@ -54,7 +54,8 @@ vl_model_add_param (VlModel *m, const char *name, int group, int comp, int ndim,
             strcmp (name, "dist_token") != 0 && strcmp (name, "reg_token") != 0;
   g_array_append_val (m->params, p);
   int index = (int) m->params->len - 1;
-  vl_model_add_source (m, index, name, ndim, shape, 0, FALSE);
+  g_autofree char *source = g_strconcat (m->source_prefix ? m->source_prefix : "", name, NULL);
+  vl_model_add_source (m, index, source, ndim, shape, 0, FALSE);
   return index;
 }
 
@@ -64,7 +65,8 @@ vl_model_add_source (VlModel *m, int index, const char *name, int ndim, const in
 {
   VlParam *p = vl_param (m, index);
   /* the first source given by a family replaces the default (the internal name itself) */
-  if (p->n_src == 1 && strcmp (p->src[0].name, p->name) == 0 && strcmp (name, p->name) != 0)
+  g_autofree char *dflt = g_strconcat (m->source_prefix ? m->source_prefix : "", p->name, NULL);
+  if (p->n_src == 1 && strcmp (p->src[0].name, dflt) == 0 && strcmp (name, dflt) != 0)
     {
       g_free (p->src[0].name);
       p->n_src = 0;
@@ -214,6 +216,7 @@ vl_model_free (VlModel *m)
   g_free (m->trainable);
   g_strfreev (m->class_names);
   g_clear_object (&m->cancellable);
+  g_free (m->source_prefix);
   g_free (m->geo.family);
   g_free (m->geo.architecture);
   g_free (m->geo.interpolation);
