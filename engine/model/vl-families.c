@@ -1642,6 +1642,15 @@ nested_timm_prefix (VlSafetensors *st, const char *file, GError **error)
       if (len > alen + 1 && strcmp (name + len - alen, anchor) == 0 && name[len - alen - 1] == '.')
         g_ptr_array_add (found, g_strndup (name, len - alen));
     }
+  if (found->len == 1 && g_str_has_suffix (found->pdata[0], "visual.trunk."))
+    {
+      /* its preprocessing and projection are OpenCLIP's, which the timm loader would not read */
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: an OpenCLIP model with a timm trunk "
+                   "(%spatch_embed.proj.weight) is not read; vitlab reads OpenCLIP's own "
+                   "VisionTransformer (visual.conv1, …) and timm's checkpoints", file,
+                   (char *) found->pdata[0]);
+      return NULL;
+    }
   if (found->len == 1)
     return g_strdup (found->pdata[0]);
   if (found->len > 1)
