@@ -486,6 +486,44 @@ copy_with_extra (const char *from, const char *dir, const char *name, const char
   return path;
 }
 
+/* Hugging Face's pretraining models around a ViT: MAE's decoder (ViTMAEForPreTraining), SimMIM's
+ * mask token and decoder (ViTForMaskedImageModeling): the ViT loads, the rest is left out. */
+static void
+test_hf_pretraining (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *from = vl_test_data_path ("fam-hf-vit", "model.safetensors", NULL);
+  g_autofree char *cfg_path = vl_test_data_path ("fam-hf-vit", "config.json", NULL);
+  g_autofree char *cfg = NULL;
+  g_assert_true (g_file_get_contents (cfg_path, &cfg, NULL, NULL));
+  g_autofree char *mae = copy_with_extra (from, dir, "mae.safetensors",
+                                          "decoder.decoder_embed.weight", cfg);
+  g_autofree char *simmim = copy_with_extra (mae, dir, "simmim.safetensors",
+                                             "vit.embeddings.mask_token", cfg);
+  g_autoptr(VlModel) m = vl_model_load (simmim, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (vl_model_geometry (m)->family, ==, "hf-vit");
+  g_autofree char *in = vl_test_data_path ("fam-hf-vit", "inputs.safetensors", NULL);
+  g_autofree char *ex_path = vl_test_data_path ("fam-hf-vit", "expected.safetensors", NULL);
+  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
+  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
+  g_autofree float *images = vl_test_read (inputs, "images", NULL);
+  forward (m, images, vl_safetensors_lookup (inputs, "images"), VL_FORWARD_INFER);
+  expect (ex, "logits", vl_model_logits (m), 1e-4);
+  /* outside a "vit." prefix a decoder is not the ViT's: still refused */
+  g_autofree char *bare_from = vl_test_data_path ("fam-hf-dino", "model.safetensors", NULL);
+  g_autofree char *bare_cfg_path = vl_test_data_path ("fam-hf-dino", "config.json", NULL);
+  g_autofree char *bare_cfg = NULL;
+  g_assert_true (g_file_get_contents (bare_cfg_path, &bare_cfg, NULL, NULL));
+  g_autofree char *bare = copy_with_extra (bare_from, dir, "bare.safetensors", "decoder.weight",
+                                           bare_cfg);
+  g_autoptr(VlModel) none = vl_model_load (bare, &error);
+  g_assert_null (none);
+  g_assert_nonnull (strstr (error->message, "decoder.weight"));
+  rm_tree (dir);
+}
+
 /* DINOv2: the preprocessing of each source (transformers' preprocessor_config.json; timm's
  * DINOv2 defaults for Meta's bare file), Meta's register layout, and the variants vitlab does not
  * compute refused by name (transformers' register tokens, the giant model's SwiGLU MLP). */
@@ -604,6 +642,7 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/families/export/openclip-folded-head", test_export_openclip_head);
   g_test_add_func ("/families/dinov2", test_dinov2);
+  g_test_add_func ("/families/hf-pretraining", test_hf_pretraining);
   g_test_add_func ("/families/errors/unknown-family", test_unknown_family);
   g_test_add_func ("/families/errors/openclip-unknown-tensor", test_openclip_unknown_tensor);
   return g_test_run ();

@@ -1609,10 +1609,14 @@ ignorable (const char *family, const char *prefix, const char *name)
   if ((strcmp (family, "openclip") == 0 || strcmp (family, "timm") == 0 ||
        strcmp (family, "dinov2") == 0) && *prefix && !g_str_has_prefix (name, prefix))
     return TRUE;
+  /* a pretraining model's parts beside the ViT: the pooler, the mask token and the decoder of
+   * ViTMAEForPreTraining (MAE) or ViTForMaskedImageModeling (SimMIM) */
   if (strcmp (family, "hf-vit") == 0)
     {
       g_autofree char *pooler = g_strconcat (prefix, "pooler.", NULL);
-      return g_str_has_prefix (name, pooler);
+      g_autofree char *mask = g_strconcat (prefix, "embeddings.mask_token", NULL);
+      return g_str_has_prefix (name, pooler) || strcmp (name, mask) == 0 ||
+             (*prefix && g_str_has_prefix (name, "decoder."));
     }
   /* DINOv2's mask token serves its masked-image training only; a Dinov2ForImageClassification
    * head reads 2W features (see load_hf) */
