@@ -11,6 +11,8 @@
  *   openclip      [visual.]conv1, class_embedding, positional_embedding, ln_pre,
  *                 transformer.resblocks.N.*, ln_post, proj (text tower ignored)
  *   hf-vit        [vit.]embeddings.*, encoder.layer.N.*, layernorm, classifier (pooler ignored)
+ *   hf-deit       deit.embeddings.* (+ distillation_token), then as hf-vit; classifier or
+ *                 cls_classifier + distillation_classifier
  *   hf-dinov2     [dinov2.]embeddings.*, encoder.layer.N.{norm1, attention.*, layer_scale1,
  *                 norm2, mlp.fc1/2, layer_scale2}, layernorm (mask_token, classifier ignored)
  *   dinov2        Meta's torch.hub files: timm's names with a mask_token (ignored)
@@ -1210,6 +1212,51 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
 
 /* --- Hugging Face transformers ViT --- */
 
+/* The classifier of transformers' models, outside the "vit." / "deit." prefix: `classifier` on
+ * the class token, or DeiT-with-teacher's `cls_classifier` and `distillation_classifier`
+ * (averaged, as timm's distilled head). Dinov2ForImageClassification's reads the class token
+ * beside the mean of the patches (2W inputs), which vitlab's heads do not: its backbone loads
+ * without it. */
+static gboolean
+hf_head (VlModel *m, Source *s, gboolean dino, GError **error)
+{
+  const VlGeometry *g = &m->geo;
+  const gboolean teacher = g->dist_token && vl_safetensors_lookup (s->st, "cls_classifier.weight");
+  const char *head = teacher ? "cls_classifier" : "classifier";
+  g_autofree char *hw = g_strconcat (head, ".weight", NULL);
+  g_autofree char *hb = g_strconcat (head, ".bias", NULL);
+  const VlTensorInfo *cw = dino ? NULL : vl_safetensors_lookup (s->st, hw);
+  const VlTensorInfo *dw = teacher ? vl_safetensors_lookup (s->st, "distillation_classifier.weight")
+                                   : NULL;
+  int K = 0;
+  if (cw)
+    {
+      if (cw->ndim != 2 || cw->shape[1] != g->width || cw->shape[0] <= 0 ||
+          (teacher && (dw == NULL || dw->ndim != 2 || dw->shape[0] != cw->shape[0] ||
+                       dw->shape[1] != g->width)))
+        {
+          g_autofree char *found = vl_shape_to_string (cw->ndim, cw->shape);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
+                       "%s: tensor %s has shape %s, expected [classes,%d]%s", s->file, hw, found,
+                       g->width, teacher ? ", and distillation_classifier.weight the same" : "");
+          return FALSE;
+        }
+      K = (int) cw->shape[0];
+    }
+  vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, teacher);
+  if (K > 0)
+    {
+      set_source (m, m->ix.head_w, hw, FALSE, 0, NULL);
+      set_source (m, m->ix.head_b, hb, FALSE, 0, NULL);
+    }
+  if (K > 0 && teacher)
+    {
+      set_source (m, m->ix.hdist_w, "distillation_classifier.weight", FALSE, 0, NULL);
+      set_source (m, m->ix.hdist_b, "distillation_classifier.bias", FALSE, 0, NULL);
+    }
+  return TRUE;
+}
+
 static gboolean
 load_hf (VlModel *m, Source *s, Config *c, GError **error)
 {
@@ -1223,9 +1270,11 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   if (!pw || !check_patch (s, pw, g, error))
     return FALSE;
   g->class_token = TRUE;
-  g->n_prefix = 1;
+  /* DeiT's distillation token follows the class token; the position embedding covers both */
+  g->dist_token = src_lookup (s, "embeddings.distillation_token") != NULL;
+  g->n_prefix = 1 + g->dist_token;
   const VlTensorInfo *pos = src_require (s, "embeddings.position_embeddings", 3, 3, error);
-  if (!pos || !check_pos (s, pos, 1, 1, g, error))
+  if (!pos || !check_pos (s, pos, 1, g->n_prefix, g, error))
     return FALSE;
   /* transformers' Dinov2Model names its blocks' parts as timm does, with layer scale */
   const gboolean dino = src_lookup (s, "encoder.layer.0.norm1.weight") != NULL;
@@ -1297,6 +1346,11 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   set_source (m, m->ix.patch_w, n = HF ("embeddings.patch_embeddings.projection.weight"), FALSE, 0, NULL); g_free (n);
   set_source (m, m->ix.patch_b, n = HF ("embeddings.patch_embeddings.projection.bias"), FALSE, 0, NULL); g_free (n);
   set_source (m, m->ix.cls, n = HF ("embeddings.cls_token"), FALSE, 0, NULL); g_free (n);
+  if (g->dist_token)
+    {
+      set_source (m, m->ix.dist, n = HF ("embeddings.distillation_token"), FALSE, 0, NULL);
+      g_free (n);
+    }
   set_source (m, m->ix.pos, n = HF ("embeddings.position_embeddings"), FALSE, 0, NULL); g_free (n);
   set_source (m, m->ix.norm_w, n = HF ("layernorm.weight"), FALSE, 0, NULL); g_free (n);
   set_source (m, m->ix.norm_b, n = HF ("layernorm.bias"), FALSE, 0, NULL); g_free (n);
@@ -1340,32 +1394,13 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   groups_timm (m);
   vl_model_finish_backbone (m);
 
-  /* the classifier sits outside the "vit." prefix; Dinov2ForImageClassification's reads the
-   * class token beside the mean of the patches (2W inputs), which vitlab's heads do not: its
-   * backbone loads without it */
-  const VlTensorInfo *cw = dino ? NULL : vl_safetensors_lookup (s->st, "classifier.weight");
-  int K = 0;
-  if (cw)
-    {
-      if (cw->ndim != 2 || cw->shape[1] != g->width || cw->shape[0] <= 0)
-        {
-          g_autofree char *found = vl_shape_to_string (cw->ndim, cw->shape);
-          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH,
-                       "%s: tensor classifier.weight has shape %s, expected [classes,%d]",
-                       s->file, found, g->width);
-          return FALSE;
-        }
-      K = (int) cw->shape[0];
-    }
-  vl_model_build_head (m, VL_HEAD_LINEAR, K, 0, FALSE);
-  if (K > 0)
-    {
-      set_source (m, m->ix.head_w, "classifier.weight", FALSE, 0, NULL);
-      set_source (m, m->ix.head_b, "classifier.bias", FALSE, 0, NULL);
-    }
+  if (!hf_head (m, s, dino, error))
+    return FALSE;
   m->pool = VL_POOL_TOKEN;
   if (dino)   /* timm's DINOv2 defaults: the native size, ImageNet's mean and std */
     default_preprocess (g, 1.0, "bicubic", imagenet_mean, imagenet_std);
+  else if (g->dist_token || g_str_has_prefix (s->prefix, "deit."))   /* timm's DeiT defaults */
+    default_preprocess (g, 0.875, "bicubic", imagenet_mean, imagenet_std);
   else
     default_preprocess (g, 1.0, "bilinear", half, half);
   return TRUE;
@@ -1611,7 +1646,7 @@ ignorable (const char *family, const char *prefix, const char *name)
     return TRUE;
   /* a pretraining model's parts beside the ViT: the pooler, the mask token and the decoder of
    * ViTMAEForPreTraining (MAE) or ViTForMaskedImageModeling (SimMIM) */
-  if (strcmp (family, "hf-vit") == 0)
+  if (strcmp (family, "hf-vit") == 0 || strcmp (family, "hf-deit") == 0)
     {
       g_autofree char *pooler = g_strconcat (prefix, "pooler.", NULL);
       g_autofree char *mask = g_strconcat (prefix, "embeddings.mask_token", NULL);
@@ -1696,6 +1731,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     family = "openclip", load = load_openclip, config_name = "open_clip_config.json";
   else if (vl_safetensors_lookup (st, "vit.embeddings.patch_embeddings.projection.weight"))
     family = "hf-vit", load = load_hf, s.prefix = "vit.";
+  else if (vl_safetensors_lookup (st, "deit.embeddings.patch_embeddings.projection.weight"))
+    family = "hf-deit", load = load_hf, s.prefix = "deit.";
   else if (vl_safetensors_lookup (st, "dinov2.embeddings.patch_embeddings.projection.weight"))
     family = "hf-dinov2", load = load_hf, s.prefix = "dinov2.";
   else if (vl_safetensors_lookup (st, "embeddings.patch_embeddings.projection.weight"))

@@ -1556,6 +1556,94 @@ def gen_dinov2(outroot, folder, seed, kind):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
 
 
+# ---------------------------------------------------------------------------
+# 7. transformers' DeiT with its distillation token (DeiTForImageClassificationWithTeacher)
+# ---------------------------------------------------------------------------
+
+def hf_deit_from_canonical(p):
+    """deit.embeddings.{cls_token, distillation_token, position_embeddings [1, N+2, W], ...},
+    ViT-named blocks, cls_classifier and distillation_classifier outside the prefix."""
+    body = OrderedDict((k, v) for k, v in p.items() if not k.startswith(("head.", "head_dist.")))
+    o = hf_from_canonical(body, "deit.")
+    o["deit.embeddings.distillation_token"] = p["dist_token"]
+    for s in ("weight", "bias"):
+        o["cls_classifier." + s] = p["head." + s]
+        o["distillation_classifier." + s] = p["head_dist." + s]
+    return o
+
+
+class HFDeiTWithTeacher(nn.Module):
+    """transformers' DeiTForImageClassificationWithTeacher: [cls, distillation, patches] +
+    position_embeddings, ViT layers, layernorm; logits = (cls_classifier (x[:, 0]) +
+    distillation_classifier (x[:, 1])) / 2."""
+
+    def __init__(self, c):
+        super().__init__()
+        W, P, S = c["hidden_size"], c["patch_size"], c["image_size"]
+        self.deit = HFViTModel(c, pooler=False)
+        self.deit.embeddings.distillation_token = nn.Parameter(torch.zeros(1, 1, W))
+        self.deit.embeddings.position_embeddings = nn.Parameter(
+            torch.zeros(1, (S // P) ** 2 + 2, W))
+        K = len(c["id2label"])
+        self.cls_classifier = nn.Linear(W, K)
+        self.distillation_classifier = nn.Linear(W, K)
+
+    def forward(self, pixel_values):
+        emb = self.deit.embeddings
+        e = emb.patch_embeddings.projection(pixel_values).flatten(2).transpose(1, 2)
+        B = e.shape[0]
+        x = torch.cat((emb.cls_token.expand(B, -1, -1), emb.distillation_token.expand(B, -1, -1),
+                       e), dim=1) + emb.position_embeddings
+        for layer in self.deit.encoder.layer:
+            x = layer(x)
+        x = self.deit.layernorm(x)
+        out = {"tokens_final": x, "features": x[:, 0], "features_dist": x[:, 1],
+               "logits": (self.cls_classifier(x[:, 0]) + self.distillation_classifier(x[:, 1])) / 2}
+        for i, layer in enumerate(self.deit.encoder.layer):
+            out["attn.%d" % i] = layer.probs
+        return out
+
+
+def gen_hf_deit(outroot, folder, seed):
+    P, S, W, L, H, I, K = 8, 24, 32, 2, 4, 96, 3
+    gen = torch.Generator().manual_seed(seed)
+    canon = make_canonical(gen, {"width": W, "depth": L, "mlp": I, "patch": P,
+                                 "tokens_pos": (S // P) ** 2 + 2, "dist": True, "head": K})
+    quiet(canon, "dist_token", 1, 0.01)
+    model = hf_deit_from_canonical(canon)
+    images = images_of(gen, 2, S)
+    conf = hf_config("DeiTForImageClassificationWithTeacher", S, W, L, H, I, 1e-12, K)
+    conf["model_type"] = "deit"
+    spec = {"patch": P, "heads": H, "eps": 1e-12, "pos_prefix": True}
+    p64 = to64(canon)
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "distilled")
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, "distilled", e)
+    rep = load_strict(HFDeiTWithTeacher(conf), model)
+    with torch.no_grad():
+        mine = rep(im64)
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 2:]
+    compare(folder, "transformers DeiTForImageClassificationWithTeacher replica (strict load), "
+            "all outputs", mine, e)
+    lc = linear(p64, "head", e["tokens_final"][:, 0])
+    note(folder, "cls_classifier alone: logits off by", (lc - e["logits"]).abs().max().item())
+    pre = OrderedDict([
+        ("crop_size", OrderedDict([("height", S), ("width", S)])), ("do_center_crop", True),
+        ("do_normalize", True), ("do_rescale", True), ("do_resize", True),
+        ("image_mean", [0.485, 0.456, 0.406]), ("image_processor_type", "DeiTImageProcessor"),
+        ("image_std", [0.229, 0.224, 0.225]), ("resample", 3),
+        ("rescale_factor", 0.00392156862745098),
+        ("size", OrderedDict([("height", S), ("width", S)]))])
+    meta = {"family": "transformers DeiTForImageClassificationWithTeacher",
+            "layer_norm_eps": "1e-12",
+            "features": "layernorm(x)[:, 0]; features_dist = layernorm(x)[:, 1]; logits = "
+                        "(cls_classifier(x0) + distillation_classifier(x1)) / 2",
+            "rollout": "CLS row of R, patch columns (cls and distillation excluded)"}
+    return save(outroot, folder, model, images, e,
+                {"config.json": (conf, True), "preprocessor_config.json": (pre, False)}, meta)
+
+
 def fuzz_seeds(outdir):
     """fuzz-npz's seeds: a ViT of width 4 (2 heads, 1 block, 2 px patches on 4 px) as an AugReg
     and as a big_vision (stacked blocks, no class token) .npz, each a list of "NAME\n" + the
@@ -1617,6 +1705,8 @@ def main():
                                ("fam-jax-bv-tok", 2011, "bv-tok")):
         print(folder)
         sizes[folder] = gen_jax(args.out, folder, seed, kind)
+    print("fam-hf-deit")
+    sizes["fam-hf-deit"] = gen_hf_deit(args.out, "fam-hf-deit", 2015)
     for folder, seed, kind in (("fam-hf-dinov2", 2012, "hf"), ("fam-dinov2-meta", 2013, "meta"),
                                ("fam-dinov2-meta-reg", 2014, "meta-reg")):
         print(folder)
