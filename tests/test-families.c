@@ -456,6 +456,7 @@ test_openclip_unknown_tensor (void)
   g_assert_null (bad);
   g_test_message ("%s", error->message);
   g_assert_nonnull (strstr (error->message, "visual.attn_pool.query"));
+  g_assert_nonnull (strstr (error->message, "an attention-pooling head"));
   rm_tree (dir);
 }
 

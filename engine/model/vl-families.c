@@ -1808,9 +1808,17 @@ vl_families_load (VlModel *m, const char *path, GError **error)
       const char *name = vl_safetensors_get (st, i)->name;
       if (!g_hash_table_contains (s.used, name) && !ignorable (family, s.prefix, name))
         {
+          /* the parts people meet most, said by name */
+          const char *what = strstr (name, "attn_pool.") ? " (an attention-pooling head: timm's "
+                             "global_pool 'map', as SigLIP's; vitlab pools on the class token "
+                             "or the mean of the tokens)"
+                           : strstr (name, "rope") || strstr (name, "freqs") ? " (rotary "
+                             "position embeddings, as EVA-02's; vitlab's are learnt and added)"
+                           : strstr (name, "relative_position") ? " (relative position biases, "
+                             "as BEiT's)" : "";
           g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                       "%s: tensor %s is not part of the %s ViT layout vitlab reads", s.file, name,
-                       family);
+                       "%s: tensor %s is not part of the %s ViT layout vitlab reads%s", s.file,
+                       name, family, what);
           ok = FALSE;
         }
     }
