@@ -154,7 +154,11 @@ show_facts (VlBackbonePanel *self, VlModel *m)
                                                          g->in_chans),
                                             g->input_size, g->input_size, g->in_chans,
                                             g->crop_pct, interp_name (g->interpolation));
-  gtk_label_set_text (GTK_LABEL (self->info_input), input);
+  /* DINOv2 runs at its processor's 224 px from 518 px; the grid above is the checkpoint's */
+  g_autofree char *resampled = g->input_size != g->img_size
+    ? g_strdup_printf (_("%s\nposition embedding resampled from %d px"), input, g->img_size)
+    : g_strdup (input);
+  gtk_label_set_text (GTK_LABEL (self->info_input), resampled);
   GString *norm = g_string_new (_("mean"));
   for (int c = 0; c < MIN (g->in_chans, 4); c++)
     g_string_append_printf (norm, " %.3f", g->mean[c]);
