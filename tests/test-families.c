@@ -32,6 +32,7 @@ static const FamCase cases[] = {
   { "fam-jax-augreg", "jax", FALSE, "model.npz", NULL },
   { "fam-jax-bv-gap", "jax", FALSE, "model.npz", NULL },
   { "fam-jax-bv-tok", "jax", FALSE, "model.npz", NULL },
+  { "fam-hf-clip", "hf-clip", FALSE, NULL, NULL },
   { "fam-hf-deit", "hf-deit", FALSE, NULL, NULL },
   { "fam-hf-dinov2", "hf-dinov2", FALSE, NULL, NULL },
   { "fam-dinov2-meta-reg", "dinov2", FALSE, "dinov2_vits8_reg4_pretrain.pth",

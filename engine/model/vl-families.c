@@ -11,6 +11,8 @@
  *   openclip      [visual.]conv1, class_embedding, positional_embedding, ln_pre,
  *                 transformer.resblocks.N.*, ln_post, proj (text tower ignored)
  *   hf-vit        [vit.]embeddings.*, encoder.layer.N.*, layernorm, classifier (pooler ignored)
+ *   hf-clip       vision_model.{embeddings.*, pre_layrnorm, encoder.layers.N.*, post_layernorm},
+ *                 visual_projection (text tower ignored)
  *   hf-deit       deit.embeddings.* (+ distillation_token), then as hf-vit; classifier or
  *                 cls_classifier + distillation_classifier
  *   hf-dinov2     [dinov2.]embeddings.*, encoder.layer.N.{norm1, attention.*, layer_scale1,
@@ -1210,6 +1212,140 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
   return TRUE;
 }
 
+/* --- Hugging Face transformers CLIP's vision tower --- */
+
+/* transformers' CLIPModel / CLIPVisionModel(WithProjection) (openai/clip-vit-*): the vision tower
+ * under "vision_model." onto the OpenCLIP-shaped internal model (pre-norm, post_layernorm,
+ * visual_projection, OpenCLIP's groups); the text tower beside it left out. */
+static gboolean
+load_hf_clip (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  JsonObject *vc = vl_json_object_member (c->root, "vision_config");
+  if (vc == NULL)
+    vc = c->root;   /* a CLIPVisionConfig of its own */
+  double v;
+  const VlTensorInfo *pw = src_require (s, "embeddings.patch_embedding.weight", 4, 4, error);
+  if (!pw || !check_patch (s, pw, g, error))
+    return FALSE;
+  const VlTensorInfo *ce = src_require (s, "embeddings.class_embedding", 1, 1, error);
+  if (!ce)
+    return FALSE;
+  g->class_token = TRUE;
+  g->n_prefix = 1;
+  g->pre_norm = TRUE;
+  const VlTensorInfo *pos = src_require (s, "embeddings.position_embedding.weight", 2, 2, error);
+  if (!pos || !check_pos (s, pos, 0, 1, g, error))
+    return FALSE;
+  g->depth = count_indexed (s, "encoder.layers.", ".layer_norm1.weight");
+  if (g->depth == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: no tensor %sencoder.layers.0.layer_norm1.weight", s->file, s->prefix);
+      return FALSE;
+    }
+  if (!check_mlp (s, "encoder.layers.0.mlp.fc1.weight", g, error))
+    return FALSE;
+  const VlTensorInfo *proj = vl_safetensors_lookup (s->st, "visual_projection.weight");
+  if (proj)
+    {
+      if (proj->ndim != 2 || proj->shape[1] != g->width || proj->shape[0] <= 0)
+        {
+          g_autofree char *shape = vl_shape_to_string (proj->ndim, proj->shape);
+          g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: tensor visual_projection.weight "
+                       "has shape %s, expected [projection_dim,%d]", s->file, shape, g->width);
+          return FALSE;
+        }
+      g->embed_dim = (int) proj->shape[0];
+    }
+  double heads = 0;
+  if ((!config_number (c, vc, "num_attention_heads", &heads, &ok, error) && !ok) ||
+      !resolve_heads (m, s, c, heads, error))
+    return FALSE;
+  const char *act = config_string (vc, "hidden_act");
+  if (act && strcmp (act, "gelu") != 0 && strcmp (act, "quick_gelu") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
+                   "%s: hidden_act \"%s\" is not supported (gelu, quick_gelu)", c->path, act);
+      return FALSE;
+    }
+  g->quick_gelu = act == NULL || strcmp (act, "quick_gelu") == 0;   /* CLIP's default */
+  g->eps = 1e-5f;
+  if (config_number (c, vc, "layer_norm_eps", &v, &ok, error) &&
+      !set_eps (g, c->path, "layer_norm_eps", v, error))
+    return FALSE;
+  if (!ok ||
+      !config_agrees (c, vc, "hidden_size", g->width, "embeddings.patch_embedding.weight", &ok,
+                      error) ||
+      !config_agrees (c, vc, "num_hidden_layers", g->depth, "encoder.layers.N.*", &ok, error) ||
+      !config_agrees (c, vc, "intermediate_size", g->mlp, "mlp.fc1.weight", &ok, error) ||
+      !config_agrees (c, vc, "patch_size", g->patch, "embeddings.patch_embedding.weight", &ok,
+                      error) ||
+      !config_agrees (c, vc, "image_size", g->grid * g->patch,
+                      "embeddings.position_embedding.weight", &ok, error) ||
+      !config_agrees (c, c->root, "projection_dim", g->embed_dim, "visual_projection.weight",
+                      &ok, error))
+    return FALSE;
+
+  build_internal (m, FALSE);
+  const int64_t W = g->width;
+  int64_t sh[2];
+  static const struct {
+    const char *name;
+    int         squeeze;   /* 1: the internal tensor's [1,1,W]/[1,T,W] from [W]/[T,W] */
+  } top[] = {
+    { "embeddings.patch_embedding.weight", 0 }, { "embeddings.class_embedding", 1 },
+    { "embeddings.position_embedding.weight", 1 }, { "pre_layrnorm.weight", 0 },
+    { "pre_layrnorm.bias", 0 }, { "post_layernorm.weight", 0 }, { "post_layernorm.bias", 0 },
+  };
+  const int index[G_N_ELEMENTS (top)] = { m->ix.patch_w, m->ix.cls, m->ix.pos, m->ix.pre_w,
+                                          m->ix.pre_b, m->ix.norm_w, m->ix.norm_b };
+  for (guint i = 0; i < G_N_ELEMENTS (top); i++)
+    {
+      g_autofree char *name = g_strconcat (s->prefix, top[i].name, NULL);
+      if (index[i] == m->ix.pos)
+        set_source (m, index[i], name, TRUE, 2, (sh[0] = g->n_tokens, sh[1] = W, sh));
+      else
+        set_source (m, index[i], name, top[i].squeeze != 0, 1, (sh[0] = W, sh));
+    }
+  static const char *names[12] = {
+    "layer_norm1.weight", "layer_norm1.bias", NULL, NULL,
+    "self_attn.out_proj.weight", "self_attn.out_proj.bias", "layer_norm2.weight",
+    "layer_norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+  };
+  static const char *qkv[3] = { "q_proj", "k_proj", "v_proj" };
+  for (int l = 0; l < g->depth; l++)
+    {
+      for (int j = 0; j < 12; j++)
+        if (names[j])
+          {
+            g_autofree char *name = g_strdup_printf ("%sencoder.layers.%d.%s", s->prefix, l,
+                                                     names[j]);
+            set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
+          }
+      for (int k = 0; k < 3; k++)
+        {
+          g_autofree char *wn = g_strdup_printf ("%sencoder.layers.%d.self_attn.%s.weight",
+                                                 s->prefix, l, qkv[k]);
+          g_autofree char *bn = g_strdup_printf ("%sencoder.layers.%d.self_attn.%s.bias",
+                                                 s->prefix, l, qkv[k]);
+          vl_model_add_source (m, vl_block_param (m, l, B_QKV_W), wn, 2,
+                               (sh[0] = W, sh[1] = W, sh), k * W, FALSE);
+          vl_model_add_source (m, vl_block_param (m, l, B_QKV_B), bn, 1, (sh[0] = W, sh), k * W,
+                               FALSE);
+        }
+    }
+  if (g->embed_dim > 0)
+    set_source (m, m->ix.proj, "visual_projection.weight", FALSE, 0, NULL);
+  groups_openclip (m);
+  vl_model_finish_backbone (m);
+  vl_model_build_head (m, VL_HEAD_NONE, 0, 0, FALSE);
+  m->pool = VL_POOL_TOKEN;
+  default_preprocess (g, 1.0, "bicubic", openai_mean, openai_std);
+  return TRUE;
+}
+
 /* --- Hugging Face transformers ViT --- */
 
 /* The classifier of transformers' models, outside the "vit." / "deit." prefix: `classifier` on
@@ -1653,6 +1789,11 @@ ignorable (const char *family, const char *prefix, const char *name)
       return g_str_has_prefix (name, pooler) || strcmp (name, mask) == 0 ||
              (*prefix && g_str_has_prefix (name, "decoder."));
     }
+  /* CLIP's text tower and logit scale beside its vision tower; the position ids older
+   * transformers saved as a buffer */
+  if (strcmp (family, "hf-clip") == 0)
+    return (!g_str_has_prefix (name, prefix) && strcmp (name, "visual_projection.weight") != 0) ||
+           strcmp (name, "vision_model.embeddings.position_ids") == 0;
   /* DINOv2's mask token serves its masked-image training only; a Dinov2ForImageClassification
    * head reads 2W features (see load_hf) */
   if (strcmp (family, "dinov2") == 0)
@@ -1731,6 +1872,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     family = "openclip", load = load_openclip, config_name = "open_clip_config.json";
   else if (vl_safetensors_lookup (st, "vit.embeddings.patch_embeddings.projection.weight"))
     family = "hf-vit", load = load_hf, s.prefix = "vit.";
+  else if (vl_safetensors_lookup (st, "vision_model.embeddings.patch_embedding.weight"))
+    family = "hf-clip", load = load_hf_clip, s.prefix = "vision_model.";
   else if (vl_safetensors_lookup (st, "deit.embeddings.patch_embeddings.projection.weight"))
     family = "hf-deit", load = load_hf, s.prefix = "deit.";
   else if (vl_safetensors_lookup (st, "dinov2.embeddings.patch_embeddings.projection.weight"))

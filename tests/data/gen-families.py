@@ -1644,6 +1644,151 @@ def gen_hf_deit(outroot, folder, seed):
                 {"config.json": (conf, True), "preprocessor_config.json": (pre, False)}, meta)
 
 
+# ---------------------------------------------------------------------------
+# 8. transformers' CLIP (CLIPModel: openai/clip-vit-* in transformers' layout)
+# ---------------------------------------------------------------------------
+
+def hf_clip_from_canonical(p, gen):
+    """CLIPModel's state dict: the vision tower under vision_model. (position_embedding an
+    nn.Embedding [T, W], q/k/v/out projections, layer_norm1/2, mlp.fc1/fc2, pre_layrnorm as
+    transformers spells it, post_layernorm), visual_projection [E, W] without bias, and a text
+    tower's tensors and logit_scale beside it."""
+    o = OrderedDict()
+    W = p["pos_embed"].shape[-1]
+    v = "vision_model."
+    o[v + "embeddings.class_embedding"] = p["cls_token"].reshape(-1)
+    o[v + "embeddings.patch_embedding.weight"] = p["patch_embed.proj.weight"]
+    o[v + "embeddings.position_embedding.weight"] = p["pos_embed"][0]
+    o[v + "embeddings.position_ids"] = torch.arange(p["pos_embed"].shape[1]).reshape(1, -1)
+    for s in ("weight", "bias"):
+        o[v + "pre_layrnorm." + s] = p["norm_pre." + s]
+    for i in range(blocks_of(p)):
+        L, b = v + "encoder.layers.%d." % i, "blocks.%d." % i
+        for s in ("weight", "bias"):
+            qkv = p[b + "attn.qkv." + s]
+            for j, n in enumerate(("q_proj", "k_proj", "v_proj")):
+                o[L + "self_attn.%s.%s" % (n, s)] = qkv[j * W:(j + 1) * W].contiguous()
+            o[L + "self_attn.out_proj." + s] = p[b + "attn.proj." + s]
+            o[L + "layer_norm1." + s] = p[b + "norm1." + s]
+            o[L + "layer_norm2." + s] = p[b + "norm2." + s]
+            o[L + "mlp.fc1." + s] = p[b + "mlp.fc1." + s]
+            o[L + "mlp.fc2." + s] = p[b + "mlp.fc2." + s]
+    for s in ("weight", "bias"):
+        o[v + "post_layernorm." + s] = p["norm." + s]
+    o["visual_projection.weight"] = p["proj"].t().contiguous()
+    o["text_model.embeddings.token_embedding.weight"] = torch.randn(16, 8, generator=gen).float()
+    o["text_projection.weight"] = torch.randn(p["proj"].shape[1], 8, generator=gen).float()
+    o["logit_scale"] = torch.tensor(4.6052)
+    return o
+
+
+class HFCLIPVision(nn.Module):
+    """transformers' CLIPVisionTransformer + visual_projection (CLIPModel.get_image_features):
+    [class_embedding, patches] + position_embedding, pre_layrnorm, CLIPEncoderLayers
+    (layer_norm1 -> self_attn -> +res; layer_norm2 -> fc1 -> quick_gelu -> fc2 -> +res),
+    post_layernorm on the class token, visual_projection."""
+
+    def __init__(self, S, P, W, L, H, M, E, eps):
+        super().__init__()
+        self.vision_model = nn.Module()
+        vm = self.vision_model
+        vm.embeddings = nn.Module()
+        vm.embeddings.class_embedding = nn.Parameter(torch.zeros(W))
+        vm.embeddings.patch_embedding = nn.Conv2d(3, W, P, stride=P, bias=False)
+        vm.embeddings.position_embedding = nn.Embedding((S // P) ** 2 + 1, W)
+        vm.embeddings.register_buffer("position_ids",
+                                      torch.arange((S // P) ** 2 + 1).reshape(1, -1))
+        vm.pre_layrnorm = nn.LayerNorm(W, eps=eps)
+        vm.encoder = nn.Module()
+        vm.encoder.layers = nn.ModuleList()
+        for _ in range(L):
+            layer = nn.Module()
+            layer.self_attn = nn.Module()
+            for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+                setattr(layer.self_attn, n, nn.Linear(W, W))
+            layer.layer_norm1 = nn.LayerNorm(W, eps=eps)
+            layer.layer_norm2 = nn.LayerNorm(W, eps=eps)
+            layer.mlp = nn.Module()
+            layer.mlp.fc1 = nn.Linear(W, M)
+            layer.mlp.fc2 = nn.Linear(M, W)
+            vm.encoder.layers.append(layer)
+        vm.post_layernorm = nn.LayerNorm(W, eps=eps)
+        self.visual_projection = nn.Linear(W, E, bias=False)
+        self.heads = H
+
+    def forward(self, images):
+        vm = self.vision_model
+        e = vm.embeddings.patch_embedding(images).flatten(2).transpose(1, 2)
+        B, T = e.shape[0], e.shape[1] + 1
+        x = torch.cat((vm.embeddings.class_embedding.expand(B, 1, -1), e), dim=1)
+        x = vm.pre_layrnorm(x + vm.embeddings.position_embedding(vm.embeddings.position_ids))
+        out = {}
+        D = x.shape[-1] // self.heads
+        for i, layer in enumerate(vm.encoder.layers):
+            h = layer.layer_norm1(x)
+            sa = layer.self_attn
+            q, k, v = (proj(h).view(B, T, self.heads, D).transpose(1, 2)
+                       for proj in (sa.q_proj, sa.k_proj, sa.v_proj))
+            a = ((q * D ** -0.5) @ k.transpose(-1, -2)).softmax(dim=-1)
+            out["attn.%d" % i] = a
+            x = x + sa.out_proj((a @ v).transpose(1, 2).reshape(B, T, -1))
+            x = x + layer.mlp.fc2(quick_gelu(layer.mlp.fc1(layer.layer_norm2(x))))
+        out["tokens_final"] = vm.post_layernorm(x)       # vitlab's: post_layernorm on every token
+        out["features"] = vm.post_layernorm(x[:, 0])     # pooler_output
+        out["embedding"] = self.visual_projection(out["features"])   # get_image_features
+        return out
+
+
+def gen_hf_clip(outroot, folder, seed):
+    P, S, W, L, H, M, E = 8, 24, 32, 2, 2, 128, 16
+    gen = torch.Generator().manual_seed(seed)
+    canon = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P,
+                                 "tokens_pos": (S // P) ** 2 + 1, "conv_bias": False,
+                                 "norm_pre": True, "proj": E})
+    quiet(canon, "cls_token", 0, 0.01)
+    model = hf_clip_from_canonical(canon, gen)
+    images = images_of(gen, 2, S)
+    spec = {"patch": P, "heads": H, "eps": 1e-5, "pos_prefix": True, "act": "quick_gelu"}
+    p64 = to64(canon)
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "openclip")
+    check_attention(folder, e)
+    f32_noise(folder, p64, im64, spec, "openclip", e)
+    rep = load_strict(HFCLIPVision(S, P, W, L, H, M, E, 1e-5),
+                      OrderedDict((k, v) for k, v in model.items()
+                                  if k.startswith("vision_model.") or k == "visual_projection.weight"))
+    with torch.no_grad():
+        mine = rep(im64)
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1:]
+    compare(folder, "transformers CLIP vision tower replica (strict load), all outputs", mine, e)
+    d = (expected_of(p64, im64, dict(spec, act="gelu"), "openclip")["embedding"] -
+         e["embedding"]).abs().max().item()
+    note(folder, "exact GELU instead of quick_gelu: embedding off by", d)
+    conf = OrderedDict([
+        ("architectures", ["CLIPModel"]), ("model_type", "clip"), ("projection_dim", E),
+        ("logit_scale_init_value", 2.6592),
+        ("text_config", OrderedDict([("hidden_size", 8), ("model_type", "clip_text_model")])),
+        ("vision_config", OrderedDict([
+            ("hidden_act", "quick_gelu"), ("hidden_size", W), ("image_size", S),
+            ("intermediate_size", M), ("layer_norm_eps", 1e-5), ("model_type", "clip_vision_model"),
+            ("num_attention_heads", H), ("num_channels", 3), ("num_hidden_layers", L),
+            ("patch_size", P), ("projection_dim", E)]))])
+    pre = OrderedDict([
+        ("crop_size", OrderedDict([("height", S), ("width", S)])), ("do_center_crop", True),
+        ("do_convert_rgb", True), ("do_normalize", True), ("do_rescale", True),
+        ("do_resize", True), ("image_mean", [0.48145466, 0.4578275, 0.40821073]),
+        ("image_processor_type", "CLIPImageProcessor"),
+        ("image_std", [0.26862954, 0.26130258, 0.27577711]), ("resample", 3),
+        ("rescale_factor", 0.00392156862745098), ("size", OrderedDict([("shortest_edge", S)]))])
+    meta = {"family": "transformers CLIPModel (vision tower)", "layer_norm_eps": "1e-05",
+            "features": "post_layernorm(x[:, 0]) (pooler_output); embedding = "
+                        "visual_projection(features) (get_image_features); tokens_final = "
+                        "post_layernorm over every token",
+            "rollout": "CLS row of R, patch columns (T-1)"}
+    return save(outroot, folder, model, images, e,
+                {"config.json": (conf, False), "preprocessor_config.json": (pre, False)}, meta)
+
+
 def fuzz_seeds(outdir):
     """fuzz-npz's seeds: a ViT of width 4 (2 heads, 1 block, 2 px patches on 4 px) as an AugReg
     and as a big_vision (stacked blocks, no class token) .npz, each a list of "NAME\n" + the
@@ -1705,6 +1850,8 @@ def main():
                                ("fam-jax-bv-tok", 2011, "bv-tok")):
         print(folder)
         sizes[folder] = gen_jax(args.out, folder, seed, kind)
+    print("fam-hf-clip")
+    sizes["fam-hf-clip"] = gen_hf_clip(args.out, "fam-hf-clip", 2016)
     print("fam-hf-deit")
     sizes["fam-hf-deit"] = gen_hf_deit(args.out, "fam-hf-deit", 2015)
     for folder, seed, kind in (("fam-hf-dinov2", 2012, "hf"), ("fam-dinov2-meta", 2013, "meta"),
