@@ -1905,9 +1905,9 @@ vl_families_load (VlModel *m, const char *path, GError **error)
       if (n > 5)
         g_string_append (names, ", …");
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                   "%s: not a ViT checkpoint vitlab knows (tensors: %s); it reads timm, OpenCLIP / "
-                   "OpenAI CLIP visual towers, Hugging Face ViT and torchvision ViT naming, and "
-                   "JAX ViTs (AugReg, big_vision)",
+                   "%s: not a ViT checkpoint vitlab knows (tensors: %s); it reads timm (DINOv2 "
+                   "too), OpenCLIP / OpenAI CLIP visual towers, Hugging Face ViT, DeiT, DINOv2 "
+                   "and CLIP, torchvision ViT naming, and JAX ViTs (AugReg, big_vision)",
                    s.file, n ? names->str : "none");
       g_string_free (names, TRUE);
       g_hash_table_unref (s.used);
