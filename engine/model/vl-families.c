@@ -1212,6 +1212,38 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
   return TRUE;
 }
 
+/* Each block's sources for transformers' layouts: names[j] (NULL: none) at
+ * PREFIX + LAYERS + "N." + names[j], and the qkv weight and bias from the three tensors
+ * PREFIX + LAYERS + "N." + ATTN + parts[k] + ".weight" / ".bias", one after the other. */
+static void
+split_qkv_sources (VlModel *m, Source *s, const char *layers, const char *const *names,
+                   int n_names, const char *attn, const char *const parts[3])
+{
+  const int64_t W = m->geo.width;
+  int64_t sh[2];
+  for (int l = 0; l < m->geo.depth; l++)
+    {
+      for (int j = 0; j < n_names; j++)
+        if (names[j])
+          {
+            g_autofree char *name = g_strdup_printf ("%s%s%d.%s", s->prefix, layers, l,
+                                                     names[j]);
+            set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
+          }
+      for (int k = 0; k < 3; k++)
+        {
+          g_autofree char *wn = g_strdup_printf ("%s%s%d.%s%s.weight", s->prefix, layers, l,
+                                                 attn, parts[k]);
+          g_autofree char *bn = g_strdup_printf ("%s%s%d.%s%s.bias", s->prefix, layers, l, attn,
+                                                 parts[k]);
+          vl_model_add_source (m, vl_block_param (m, l, B_QKV_W), wn, 2,
+                               (sh[0] = W, sh[1] = W, sh), k * W, FALSE);
+          vl_model_add_source (m, vl_block_param (m, l, B_QKV_B), bn, 1, (sh[0] = W, sh), k * W,
+                               FALSE);
+        }
+    }
+}
+
 /* --- Hugging Face transformers CLIP's vision tower --- */
 
 /* transformers' CLIPModel / CLIPVisionModel(WithProjection) (openai/clip-vit-*): the vision tower
@@ -1314,28 +1346,8 @@ load_hf_clip (VlModel *m, Source *s, Config *c, GError **error)
     "self_attn.out_proj.weight", "self_attn.out_proj.bias", "layer_norm2.weight",
     "layer_norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
   };
-  static const char *qkv[3] = { "q_proj", "k_proj", "v_proj" };
-  for (int l = 0; l < g->depth; l++)
-    {
-      for (int j = 0; j < 12; j++)
-        if (names[j])
-          {
-            g_autofree char *name = g_strdup_printf ("%sencoder.layers.%d.%s", s->prefix, l,
-                                                     names[j]);
-            set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
-          }
-      for (int k = 0; k < 3; k++)
-        {
-          g_autofree char *wn = g_strdup_printf ("%sencoder.layers.%d.self_attn.%s.weight",
-                                                 s->prefix, l, qkv[k]);
-          g_autofree char *bn = g_strdup_printf ("%sencoder.layers.%d.self_attn.%s.bias",
-                                                 s->prefix, l, qkv[k]);
-          vl_model_add_source (m, vl_block_param (m, l, B_QKV_W), wn, 2,
-                               (sh[0] = W, sh[1] = W, sh), k * W, FALSE);
-          vl_model_add_source (m, vl_block_param (m, l, B_QKV_B), bn, 1, (sh[0] = W, sh), k * W,
-                               FALSE);
-        }
-    }
+  static const char *const qkv[3] = { "q_proj", "k_proj", "v_proj" };
+  split_qkv_sources (m, s, "encoder.layers.", names, 12, "self_attn.", qkv);
   if (g->embed_dim > 0)
     set_source (m, m->ix.proj, "visual_projection.weight", FALSE, 0, NULL);
   groups_openclip (m);
@@ -1475,8 +1487,6 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
     return FALSE;
 
   build_internal (m, TRUE);
-  const int64_t W = g->width;
-  int64_t sh[2];
 #define HF(name) g_strconcat (s->prefix, name, NULL)
   char *n;
   set_source (m, m->ix.patch_w, n = HF ("embeddings.patch_embeddings.projection.weight"), FALSE, 0, NULL); g_free (n);
@@ -1505,28 +1515,8 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
     "mlp.fc2.weight", "mlp.fc2.bias", "layer_scale1.lambda1", "layer_scale2.lambda1",
   };
   const char *const *names = dino ? dino_names : vit_names;
-  static const char *qkv[3] = { "query", "key", "value" };
-  for (int l = 0; l < g->depth; l++)
-    {
-      for (int j = 0; j < (dino ? 14 : 12); j++)
-        if (names[j])
-          {
-            g_autofree char *name = g_strdup_printf ("%sencoder.layer.%d.%s", s->prefix, l,
-                                                     names[j]);
-            set_source (m, vl_block_param (m, l, j), name, FALSE, 0, NULL);
-          }
-      for (int k = 0; k < 3; k++)
-        {
-          g_autofree char *wn = g_strdup_printf ("%sencoder.layer.%d.attention.attention.%s.weight",
-                                                 s->prefix, l, qkv[k]);
-          g_autofree char *bn = g_strdup_printf ("%sencoder.layer.%d.attention.attention.%s.bias",
-                                                 s->prefix, l, qkv[k]);
-          vl_model_add_source (m, vl_block_param (m, l, B_QKV_W), wn, 2, (sh[0] = W, sh[1] = W, sh),
-                               k * W, FALSE);
-          vl_model_add_source (m, vl_block_param (m, l, B_QKV_B), bn, 1, (sh[0] = W, sh), k * W,
-                               FALSE);
-        }
-    }
+  static const char *const qkv[3] = { "query", "key", "value" };
+  split_qkv_sources (m, s, "encoder.layer.", names, dino ? 14 : 12, "attention.attention.", qkv);
   groups_timm (m);
   vl_model_finish_backbone (m);
 
