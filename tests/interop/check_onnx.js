@@ -65,6 +65,17 @@ function readSafetensors (file) {
   return out;
 }
 
+/* One F32 tensor as a safetensors file. */
+function writeSafetensors (file, name, shape, data) {
+  const bytes = Buffer.alloc(4 * data.length);
+  data.forEach((v, i) => bytes.writeFloatLE(v, 4 * i));
+  let header = JSON.stringify({ [name]: { dtype: 'F32', shape, data_offsets: [0, bytes.length] } });
+  header += ' '.repeat((8 - header.length % 8) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  fs.writeFileSync(file, Buffer.concat([len, Buffer.from(header), bytes]));
+}
+
 function maxAbsDiff (a, b) {
   if (a.length !== b.length) return Infinity;
   let m = 0;
@@ -132,6 +143,29 @@ async function main () {
   cfg48.pretrained_cfg.input_size = [3, 48, 48];
   fs.writeFileSync(path.join(t48, 'config.json'), JSON.stringify(cfg48));
   cases.push(['vit-timm-tiny-48', t48, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
+  /* the families read from other layouts: transformers' DeiT, CLIP and DINOv2, Google's .npz */
+  for (const fam of ['fam-hf-deit', 'fam-hf-clip', 'fam-hf-dinov2'])
+    cases.push([fam, `${D}/${fam}`, `${D}/${fam}/inputs.safetensors`, [null]]);
+  for (const fam of ['fam-jax-augreg', 'fam-jax-bv-gap', 'fam-jax-bv-tok'])
+    cases.push([fam, `${D}/${fam}/model.npz`, `${D}/${fam}/inputs.safetensors`, [null]]);
+  /* Meta's DINOv2 with registers (converted at load), beside a config.json naming its 2 heads;
+   * transformers' DINOv2 at a processor crop of 16 (native 24): layer scale and a resampled
+   * position embedding in one graph */
+  const reg = path.join(tmp, 'fam-dinov2-meta-reg');
+  fs.mkdirSync(reg);
+  fs.copyFileSync(`${D}/fam-dinov2-meta-reg/dinov2_vits8_reg4_pretrain.pth`, path.join(reg, 'dinov2.pth'));
+  fs.writeFileSync(path.join(reg, 'config.json'), '{"model_args": {"num_heads": 2}}');
+  cases.push(['fam-dinov2-meta-reg', path.join(reg, 'dinov2.pth'), `${D}/fam-dinov2-meta-reg/inputs.safetensors`, [null]]);
+  const dino16 = path.join(tmp, 'fam-hf-dinov2-16');
+  fs.mkdirSync(dino16);
+  for (const f of ['model.safetensors', 'config.json'])
+    fs.copyFileSync(`${D}/fam-hf-dinov2/${f}`, path.join(dino16, f));
+  fs.writeFileSync(path.join(dino16, 'preprocessor_config.json'),
+                   '{"crop_size": {"height": 16, "width": 16}, "size": {"shortest_edge": 20}}');
+  const dinoImages = path.join(tmp, 'dino16-images.safetensors');
+  writeSafetensors(dinoImages, 'images', [2, 3, 16, 16],
+                   Array.from({ length: 2 * 3 * 16 * 16 }, (_, i) => Math.sin(0.37 * i) * 1.5));
+  cases.push(['fam-hf-dinov2-16', dino16, dinoImages, [null]]);
   for (const geo of ['geom-bf16', 'geom-f16', 'geom-noheads', 'geom-p4-d2-h4', 'geom-p7-d3-h2-gray'])
     cases.push([geo, `${D}/${geo}`, `${D}/${geo}/inputs.safetensors`, [null]]);
   /* a regression run with an MLP head, trained here for one epoch (a second): the graph's
