@@ -165,6 +165,21 @@ test_model_parity (void)
   g_rmdir (tmp);
 }
 
+/* torch.save (model) and a TorchScript archive (torch.jit.save): the modules' tensors read from
+ * their pickled states (a module's _parameters, _buffers and _modules; TorchScript's attributes)
+ * under their state-dict names, nothing called; the same tensors as the weights they came from. */
+static void
+test_whole_models (void)
+{
+  g_autoptr(VlSafetensors) ref = open_reference ();
+  static const char *const files[] = { "whole-model.pth", "torchscript.pt" };
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autoptr(VlSafetensors) st = open_ckpt (files[i]);
+      assert_same_tensors (st, ref, VL_DTYPE_F32, 0);
+    }
+}
+
 /* A PyTorch Lightning checkpoint of a module holding a timm ViT as self.model: the ViT found under
  * "model.", the loss module beside it left out, the outputs fam-timm-reg-ls's; saved back under
  * the same prefixed names. Two ViTs in one checkpoint are refused, naming both prefixes. */
@@ -281,7 +296,6 @@ test_errors (void)
     const char *file, *needle;
   } cases[] = {
     { "legacy.pth", "legacy format" },
-    { "whole-model.pth", "pickled object, not a state dict" },
     { "evil.pth", "no state dict" },
     { "no-storage.pth", "missing from the archive" },
   };
@@ -331,6 +345,7 @@ main (int argc, char **argv)
   g_test_add_func ("/torch-ckpt/views", test_views);
   g_test_add_func ("/torch-ckpt/model-parity", test_model_parity);
   g_test_add_func ("/torch-ckpt/lightning", test_lightning);
+  g_test_add_func ("/torch-ckpt/whole-models", test_whole_models);
   g_test_add_func ("/torch-ckpt/errors", test_errors);
   return g_test_run ();
 }

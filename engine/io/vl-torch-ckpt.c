@@ -599,8 +599,14 @@ op_object (Machine *m, guint8 op)
     case 'b':                                     /* BUILD: state set on an object */
       {
         POP_OR_FAIL (state);
-        (void) state;
-        return top (m) ? OP_OK : OP_FAIL;
+        Pv *obj = top (m);
+        if (obj == NULL)
+          return OP_FAIL;
+        /* an object's state is kept (never applied): a pickled module's __dict__, or a
+         * TorchScript module's attributes, whose tensors make its state dict */
+        if (obj->kind == PV_OPAQUE && obj->items == NULL && state->kind == PV_DICT)
+          obj->items = g_ptr_array_ref (state->items);
+        return OP_OK;
       }
     case 'Q':                                     /* BINPERSID */
       {
@@ -723,6 +729,69 @@ dict_get (const Pv *d, const char *key)
   return NULL;
 }
 
+#define MODULE_DEPTH_MAX 64
+
+static void flatten_module (Machine *m, const Pv *obj, const char *prefix, Pv *out,
+                            GHashTable *seen, int depth);
+
+/* A module's named tensors: a dict's tensors under prefix + key, its modules flattened in turn. */
+static void
+flatten_named (Machine *m, const Pv *d, const char *prefix, gboolean modules, Pv *out,
+               GHashTable *seen, int depth)
+{
+  if (d->kind != PV_DICT)
+    return;
+  for (guint k = 0; k + 1 < d->items->len; k += 2)
+    {
+      const Pv *key = d->items->pdata[k], *v = d->items->pdata[k + 1];
+      if (key->kind != PV_STR)
+        continue;
+      g_autofree char *name = g_strconcat (prefix, key->s, NULL);
+      if (v->kind == PV_TENSOR && !modules)
+        {
+          g_ptr_array_add (out->items, new_str (m, (const guint8 *) name, strlen (name)));
+          g_ptr_array_add (out->items, (gpointer) v);
+        }
+      else if (v->kind == PV_OPAQUE && v->items && modules)
+        {
+          g_autofree char *sub = g_strconcat (name, ".", NULL);
+          flatten_module (m, v, sub, out, seen, depth + 1);
+        }
+    }
+}
+
+/* The state dict of a pickled module (torch.save (model): its __dict__'s _parameters, _buffers
+ * and _modules) or of a TorchScript module (torch.jit.save: its attributes, tensors and
+ * submodules alike), read from the objects' kept states; nothing is called. */
+static void
+flatten_module (Machine *m, const Pv *obj, const char *prefix, Pv *out, GHashTable *seen,
+                int depth)
+{
+  if (depth > MODULE_DEPTH_MAX || g_hash_table_contains (seen, obj))
+    return;
+  g_hash_table_add (seen, (gpointer) obj);
+  for (guint k = 0; k + 1 < obj->items->len; k += 2)
+    {
+      const Pv *key = obj->items->pdata[k], *v = obj->items->pdata[k + 1];
+      if (key->kind != PV_STR)
+        continue;
+      if (strcmp (key->s, "_parameters") == 0 || strcmp (key->s, "_buffers") == 0)
+        flatten_named (m, v, prefix, FALSE, out, seen, depth);
+      else if (strcmp (key->s, "_modules") == 0)
+        flatten_named (m, v, prefix, TRUE, out, seen, depth);
+      else if (key->s[0] != '_' && (v->kind == PV_TENSOR || (v->kind == PV_OPAQUE && v->items)))
+        {
+          /* TorchScript keeps parameters, buffers and submodules as plain attributes */
+          Pv one = { .kind = PV_DICT };
+          one.items = g_ptr_array_new ();
+          g_ptr_array_add (one.items, (gpointer) key);
+          g_ptr_array_add (one.items, (gpointer) v);
+          flatten_named (m, &one, prefix, v->kind == PV_OPAQUE, out, seen, depth);
+          g_ptr_array_unref (one.items);
+        }
+    }
+}
+
 static Pv *
 find_state_dict (Machine *m, Pv *root)
 {
@@ -753,10 +822,20 @@ find_state_dict (Machine *m, Pv *root)
       g_string_free (names, TRUE);
       return NULL;
     }
+  if (root->kind == PV_OPAQUE && root->items)
+    {
+      Pv *sd = pv_new (m, PV_DICT);
+      sd->items = g_ptr_array_new ();
+      GHashTable *seen = g_hash_table_new (g_direct_hash, g_direct_equal);
+      flatten_module (m, root, "", sd, seen, 0);
+      g_hash_table_unref (seen);
+      if (dict_has_tensor (sd))
+        return sd;
+    }
   g_set_error (m->error, VL_ERROR, VL_ERROR_FORMAT,
-               "%s: this PyTorch checkpoint holds a pickled object, not a state dict (torch.save "
-               "(model) instead of torch.save (model.state_dict ())); save the state dict, whose "
-               "tensors can be read without running the pickle's code", m->path);
+               "%s: this PyTorch checkpoint holds a pickled object with no module's tensors in "
+               "its state; save the model's state dict (torch.save (model.state_dict ()))",
+               m->path);
   return NULL;
 }
 

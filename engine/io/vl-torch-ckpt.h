@@ -6,8 +6,10 @@
  * _rebuild_parameter, the torch.*Storage types); every other global or object is kept as an
  * opaque value and never called, as torch.load (weights_only=True) does. The state dict is the
  * top-level dict of tensors, or the one under "state_dict", "model", "model_state_dict",
- * "module" or "state_dict_ema" of a training checkpoint; DataParallel's "module." prefix is
- * dropped. Used by vl_safetensors_open, so every checkpoint reader takes these files too. */
+ * "module" or "state_dict_ema" of a training checkpoint, or the tensors of a pickled module
+ * (torch.save (model): its _parameters, _buffers and _modules) or of a TorchScript archive (its
+ * modules' attributes), read from the objects' states that are kept, never applied;
+ * DataParallel's "module." prefix is dropped. Used by vl_safetensors_open, so every checkpoint reader takes these files too. */
 #pragma once
 
 #include <glib.h>

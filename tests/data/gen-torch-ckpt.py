@@ -18,7 +18,10 @@ its own), so each checkpoint can be compared with that file tensor by tensor:
   views.pth         tensors that are views: a transpose (not contiguous), a slice at an offset,
                     two names on one storage, a bfloat16 and an int64 tensor, an empty one
   legacy.pth        the same dict saved with _use_new_zipfile_serialization=False
-  whole-model.pth   torch.save (model): a pickled module, not a state dict
+  whole-model.pth   torch.save (model): a pickled module; its state dict is read from the
+                    modules' pickled __dict__ (_parameters, _buffers, _modules), never run
+  torchscript.pt    torch.jit.save (torch.jit.script (model)): a TorchScript archive, its state
+                    dict read from the modules' attributes
   lightning.ckpt    a PyTorch Lightning checkpoint of a module holding a timm ViT as self.model
                     (tests/data/fam-timm-reg-ls's weights under "model.", a loss module's
                     "criterion.weight" beside them, epoch, global_step, optimizer_states,
@@ -100,7 +103,12 @@ def main():
     ])
     torch.save(views, os.path.join(OUT, "views.pth"))
     torch.save(views, os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
-    torch.save(tv, os.path.join(OUT, "whole-model.pth"))
+    # the whole model as loaded (tv above took an optimizer step)
+    whole = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=4,
+                              hidden_dim=32, mlp_dim=128, num_classes=7)
+    whole.load_state_dict(sd, strict=True)
+    torch.save(whole, os.path.join(OUT, "whole-model.pth"))
+    torch.jit.save(torch.jit.script(whole), os.path.join(OUT, "torchscript.pt"))
 
     timm_sd = st_read(os.path.join(HERE, "fam-timm-reg-ls", "model.safetensors"))
     nested = OrderedDict(("model." + k, v) for k, v in timm_sd.items())
