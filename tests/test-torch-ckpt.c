@@ -172,7 +172,7 @@ static void
 test_whole_models (void)
 {
   g_autoptr(VlSafetensors) ref = open_reference ();
-  static const char *const files[] = { "whole-model.pth", "torchscript.pt" };
+  static const char *const files[] = { "whole-model.pth", "torchscript.pt", "model-in-dict.pth" };
   for (guint i = 0; i < G_N_ELEMENTS (files); i++)
     {
       g_autoptr(VlSafetensors) st = open_ckpt (files[i]);

@@ -792,6 +792,20 @@ flatten_module (Machine *m, const Pv *obj, const char *prefix, Pv *out, GHashTab
     }
 }
 
+/* A pickled or TorchScript module's state dict, or NULL when `obj` holds no module tensor. */
+static Pv *
+module_state_dict (Machine *m, const Pv *obj)
+{
+  if (obj->kind != PV_OPAQUE || obj->items == NULL)
+    return NULL;
+  Pv *sd = pv_new (m, PV_DICT);
+  sd->items = g_ptr_array_new ();
+  GHashTable *seen = g_hash_table_new (g_direct_hash, g_direct_equal);
+  flatten_module (m, obj, "", sd, seen, 0);
+  g_hash_table_unref (seen);
+  return dict_has_tensor (sd) ? sd : NULL;
+}
+
 static Pv *
 find_state_dict (Machine *m, Pv *root)
 {
@@ -806,6 +820,9 @@ find_state_dict (Machine *m, Pv *root)
           Pv *v = dict_get (root, keys[k]);
           if (v && dict_has_tensor (v))
             return v;
+          Pv *sd = v ? module_state_dict (m, v) : NULL;   /* {"model": model, …} */
+          if (sd)
+            return sd;
         }
       GString *names = g_string_new (NULL);
       for (guint k = 0; k < root->items->len && names->len < 200; k += 2)
@@ -822,16 +839,9 @@ find_state_dict (Machine *m, Pv *root)
       g_string_free (names, TRUE);
       return NULL;
     }
-  if (root->kind == PV_OPAQUE && root->items)
-    {
-      Pv *sd = pv_new (m, PV_DICT);
-      sd->items = g_ptr_array_new ();
-      GHashTable *seen = g_hash_table_new (g_direct_hash, g_direct_equal);
-      flatten_module (m, root, "", sd, seen, 0);
-      g_hash_table_unref (seen);
-      if (dict_has_tensor (sd))
-        return sd;
-    }
+  Pv *sd = module_state_dict (m, root);
+  if (sd)
+    return sd;
   g_set_error (m->error, VL_ERROR, VL_ERROR_FORMAT,
                "%s: this PyTorch checkpoint holds a pickled object with no module's tensors in "
                "its state; save the model's state dict (torch.save (model.state_dict ()))",

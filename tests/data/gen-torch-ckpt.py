@@ -22,6 +22,7 @@ its own), so each checkpoint can be compared with that file tensor by tensor:
                     modules' pickled __dict__ (_parameters, _buffers, _modules), never run
   torchscript.pt    torch.jit.save (torch.jit.script (model)): a TorchScript archive, its state
                     dict read from the modules' attributes
+  model-in-dict.pth {"epoch": 2, "model": model, "optimizer": …}: a whole model under "model"
   lightning.ckpt    a PyTorch Lightning checkpoint of a module holding a timm ViT as self.model
                     (tests/data/fam-timm-reg-ls's weights under "model.", a loss module's
                     "criterion.weight" beside them, epoch, global_step, optimizer_states,
@@ -109,6 +110,9 @@ def main():
     whole.load_state_dict(sd, strict=True)
     torch.save(whole, os.path.join(OUT, "whole-model.pth"))
     torch.jit.save(torch.jit.script(whole), os.path.join(OUT, "torchscript.pt"))
+    torch.save(OrderedDict([("epoch", 2), ("model", whole),
+                            ("optimizer", torch.optim.SGD(whole.parameters(), lr=0.1).state_dict())]),
+               os.path.join(OUT, "model-in-dict.pth"))
 
     timm_sd = st_read(os.path.join(HERE, "fam-timm-reg-ls", "model.safetensors"))
     nested = OrderedDict(("model." + k, v) for k, v in timm_sd.items())
