@@ -125,6 +125,30 @@ test_views (void)
 
 /* A torchvision .pth loads as a model (as a file with config.json beside it, and as
  * pytorch_model.bin in a folder) and computes what torchvision computes. */
+/* Runs `m` on the family fixture's inputs: its logits (and features) those of the fixture. */
+static void
+assert_fixture_outputs (VlModel *m, const char *fixture, gboolean features)
+{
+  g_autofree char *in = vl_test_data_path (fixture, "inputs.safetensors", NULL);
+  g_autofree char *ex_path = vl_test_data_path (fixture, "expected.safetensors", NULL);
+  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
+  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
+  g_autofree float *images = vl_test_read (inputs, "images", NULL);
+  const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
+  g_autoptr(GError) error = NULL;
+  g_assert_true (vl_model_forward (m, images, (int) t->shape[0], (int) t->shape[2],
+                                   (int) t->shape[3], VL_FORWARD_INFER, &error));
+  g_assert_no_error (error);
+  int64_t n;
+  g_autofree float *want = vl_test_read (ex, "logits", &n);
+  vl_test_assert_close ("logits", vl_model_logits (m), want, n, 1e-4, 0);
+  if (features)
+    {
+      g_autofree float *feat = vl_test_read (ex, "features", &n);
+      vl_test_assert_close ("features", vl_model_features (m), feat, n, 1e-4, 0);
+    }
+}
+
 static void
 test_model_parity (void)
 {
@@ -137,12 +161,6 @@ test_model_parity (void)
   vl_test_copy_file (from, bin);
   /* torchvision saves no config; the fixture's 4 heads of 8 cannot be read off the tensors */
   g_assert_true (g_file_set_contents (cfg, "{\"num_heads\": 4}", -1, NULL));
-  g_autofree char *in = vl_test_data_path ("fam-torchvision", "inputs.safetensors", NULL);
-  g_autofree char *ex_path = vl_test_data_path ("fam-torchvision", "expected.safetensors", NULL);
-  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
-  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
-  g_autofree float *images = vl_test_read (inputs, "images", NULL);
-  const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
   const char *paths[] = { file, tmp };
   for (guint k = 0; k < G_N_ELEMENTS (paths); k++)
     {
@@ -150,14 +168,7 @@ test_model_parity (void)
       g_autoptr(VlModel) m = vl_model_load (paths[k], &error);
       g_assert_no_error (error);
       g_assert_cmpstr (vl_model_geometry (m)->family, ==, "torchvision");
-      g_assert_true (vl_model_forward (m, images, (int) t->shape[0], (int) t->shape[2],
-                                       (int) t->shape[3], VL_FORWARD_INFER, &error));
-      g_assert_no_error (error);
-      int64_t n;
-      g_autofree float *want = vl_test_read (ex, "logits", &n);
-      vl_test_assert_close ("logits", vl_model_logits (m), want, n, 1e-4, 0);
-      g_autofree float *feat = vl_test_read (ex, "features", &n);
-      vl_test_assert_close ("features", vl_model_features (m), feat, n, 1e-4, 0);
+      assert_fixture_outputs (m, "fam-torchvision", TRUE);
     }
   g_unlink (file);
   g_unlink (bin);
@@ -194,22 +205,12 @@ test_lightning (void)
   g_autofree char *cfg = g_build_filename (tmp, "config.json", NULL);
   vl_test_copy_file (from, file);
   vl_test_copy_file (cfg_from, cfg);
-  g_autofree char *in = vl_test_data_path ("fam-timm-reg-ls", "inputs.safetensors", NULL);
-  g_autofree char *ex_path = vl_test_data_path ("fam-timm-reg-ls", "expected.safetensors", NULL);
-  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
-  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
-  g_autofree float *images = vl_test_read (inputs, "images", NULL);
-  const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
   g_autoptr(GError) error = NULL;
   g_autoptr(VlModel) m = vl_model_load (file, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (vl_model_geometry (m)->family, ==, "timm");
   g_assert_cmpint (vl_model_geometry (m)->reg_tokens, ==, 4);
-  g_assert_true (vl_model_forward (m, images, (int) t->shape[0], (int) t->shape[2],
-                                   (int) t->shape[3], VL_FORWARD_INFER, &error));
-  int64_t n;
-  g_autofree float *want = vl_test_read (ex, "logits", &n);
-  vl_test_assert_close ("logits", vl_model_logits (m), want, n, 1e-4, 0);
+  assert_fixture_outputs (m, "fam-timm-reg-ls", FALSE);
 
   g_autofree char *saved = g_build_filename (tmp, "saved.safetensors", NULL);
   g_assert_true (vl_model_save (m, saved, &error));

@@ -80,6 +80,15 @@ emit (Jx *j, const char *name, float *data, int ndim, const int64_t *shape)
   vl_tensor_table_add_f32 (j->out, name, ndim, shape, data);
 }
 
+/* dst (cols, rows) = src (rows, cols) transposed */
+static void
+transpose (float *dst, const float *src, int64_t rows, int64_t cols)
+{
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++)
+      dst[c * rows + r] = src[r * cols + c];
+}
+
 /* rel (R, C) read, emitted transposed as name (C, R). */
 static gboolean
 emit_transposed (Jx *j, const char *rel, int layer, int64_t rows, int64_t cols, const char *name)
@@ -89,9 +98,7 @@ emit_transposed (Jx *j, const char *rel, int layer, int64_t rows, int64_t cols, 
   if (src == NULL)
     return FALSE;
   float *dst = g_new (float, MAX (shape[0] * shape[1], 1));
-  for (int64_t r = 0; r < shape[0]; r++)
-    for (int64_t c = 0; c < shape[1]; c++)
-      dst[c * shape[0] + r] = src[r * shape[1] + c];
+  transpose (dst, src, shape[0], shape[1]);
   int64_t out[2] = { shape[1], shape[0] };
   emit (j, name, dst, 2, out);
   return TRUE;
@@ -155,11 +162,10 @@ emit_attention (Jx *j, const char *mha, int layer, const char *blk)
       g_autofree float *k = p == 0 ? g_steal_pointer (&q) : jx_read (j, kn, layer, 3, kern, s);
       g_autofree float *b = k ? jx_read (j, bn, layer, 2, bias, s) : NULL;
       ok = k != NULL && b != NULL;
-      for (int64_t r = 0; ok && r < W; r++)      /* output feature r = head * W/H + d */
+      if (ok)   /* the kernel (W, H, W/H) viewed as (W, W): output feature head * W/H + d */
         {
-          for (int64_t c = 0; c < W; c++)
-            qkv[(p * W + r) * W + c] = k[c * W + r];
-          qkv_b[p * W + r] = b[r];
+          transpose (qkv + p * W * W, k, W, W);
+          memcpy (qkv_b + p * W, b, sizeof (float) * (size_t) W);
         }
     }
   if (!ok)
@@ -184,9 +190,7 @@ emit_attention (Jx *j, const char *mha, int layer, const char *blk)
   if (o == NULL)
     return FALSE;
   float *proj = g_new (float, W * W);
-  for (int64_t r = 0; r < W; r++)
-    for (int64_t c = 0; c < W; c++)
-      proj[c * W + r] = o[r * W + c];
+  transpose (proj, o, W, W);
   const int64_t proj_shape[2] = { W, W };
   emit (j, proj_name, proj, 2, proj_shape);
   return emit_as (j, ob, layer, 1, w1, proj_b_name, 1, w1);

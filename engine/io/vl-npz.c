@@ -296,7 +296,7 @@ parse_npy (const char *path, const char *entry, guint8 *bytes, guint64 len, VlTe
 static gboolean
 read_arrays (const char *path, zip_t *za, size_t size, VlTensorTable *raw, GError **error)
 {
-  const guint64 budget = MAX ((guint64) size * 8, (guint64) 64 << 20);
+  const guint64 budget = vl_zip_budget (size);
   guint64 spent = 0;
   const zip_int64_t n = zip_get_num_entries (za, 0);
   for (zip_int64_t e = 0; e < n; e++)

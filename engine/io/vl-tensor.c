@@ -165,21 +165,27 @@ vl_tensor_table_add (VlTensorTable *table, const char *name, const VlTensorInfo 
 }
 
 void
+vl_tensor_info_set_f32 (VlTensorInfo *info, int ndim, const int64_t *shape, const float *data)
+{
+  g_return_if_fail (ndim >= 0 && ndim <= VL_MAX_DIMS);
+  info->dtype = VL_DTYPE_F32;
+  info->ndim = ndim;
+  info->numel = 1;
+  for (int d = 0; d < ndim; d++)
+    {
+      info->shape[d] = shape[d];
+      info->numel *= shape[d];
+    }
+  info->nbytes = (size_t) info->numel * sizeof (float);
+  info->data = data;
+}
+
+void
 vl_tensor_table_add_f32 (VlTensorTable *table, const char *name, int ndim, const int64_t *shape,
                          float *data)
 {
-  g_return_if_fail (ndim >= 0 && ndim <= VL_MAX_DIMS);
   VlTensorInfo info = { 0 };
-  info.dtype = VL_DTYPE_F32;
-  info.ndim = ndim;
-  info.numel = 1;
-  for (int d = 0; d < ndim; d++)
-    {
-      info.shape[d] = shape[d];
-      info.numel *= shape[d];
-    }
-  info.nbytes = (size_t) info.numel * sizeof (float);
-  info.data = data;
+  vl_tensor_info_set_f32 (&info, ndim, shape, data);
   g_ptr_array_add (table->owned, data);
   vl_tensor_table_add (table, name, &info);
 }

@@ -44,6 +44,12 @@ char       *vl_shape_to_string (int            ndim,
 void        vl_tensor_to_f32   (const VlTensorInfo *t,
                                 float              *dst);
 
+/* Sets `info` to a float32 tensor of `shape` over `data` (its name left as it is). */
+void        vl_tensor_info_set_f32 (VlTensorInfo  *info,
+                                    int            ndim,
+                                    const int64_t *shape,
+                                    const float   *data);
+
 /* The tensors a reader builds in memory (PyTorch's and NumPy's checkpoints): the list in order,
  * their names, the name index (name -> its position + 1) and the buffers they own (g_free). */
 typedef struct {

@@ -734,29 +734,22 @@ dict_get (const Pv *d, const char *key)
 static void flatten_module (Machine *m, const Pv *obj, const char *prefix, Pv *out,
                             GHashTable *seen, int depth);
 
-/* A module's named tensors: a dict's tensors under prefix + key, its modules flattened in turn. */
+/* One named value of a module: a tensor under prefix + key (when tensors are wanted), a module
+ * with a kept state flattened under prefix + key + "." (when modules are). */
 static void
-flatten_named (Machine *m, const Pv *d, const char *prefix, gboolean modules, Pv *out,
-               GHashTable *seen, int depth)
+flatten_entry (Machine *m, const char *prefix, const char *key, const Pv *v, gboolean modules,
+               Pv *out, GHashTable *seen, int depth)
 {
-  if (d->kind != PV_DICT)
-    return;
-  for (guint k = 0; k + 1 < d->items->len; k += 2)
+  g_autofree char *name = g_strconcat (prefix, key, NULL);
+  if (v->kind == PV_TENSOR && !modules)
     {
-      const Pv *key = d->items->pdata[k], *v = d->items->pdata[k + 1];
-      if (key->kind != PV_STR)
-        continue;
-      g_autofree char *name = g_strconcat (prefix, key->s, NULL);
-      if (v->kind == PV_TENSOR && !modules)
-        {
-          g_ptr_array_add (out->items, new_str (m, (const guint8 *) name, strlen (name)));
-          g_ptr_array_add (out->items, (gpointer) v);
-        }
-      else if (v->kind == PV_OPAQUE && v->items && modules)
-        {
-          g_autofree char *sub = g_strconcat (name, ".", NULL);
-          flatten_module (m, v, sub, out, seen, depth + 1);
-        }
+      g_ptr_array_add (out->items, new_str (m, (const guint8 *) name, strlen (name)));
+      g_ptr_array_add (out->items, (gpointer) v);
+    }
+  else if (v->kind == PV_OPAQUE && v->items && modules)
+    {
+      g_autofree char *sub = g_strconcat (name, ".", NULL);
+      flatten_module (m, v, sub, out, seen, depth + 1);
     }
 }
 
@@ -775,20 +768,20 @@ flatten_module (Machine *m, const Pv *obj, const char *prefix, Pv *out, GHashTab
       const Pv *key = obj->items->pdata[k], *v = obj->items->pdata[k + 1];
       if (key->kind != PV_STR)
         continue;
-      if (strcmp (key->s, "_parameters") == 0 || strcmp (key->s, "_buffers") == 0)
-        flatten_named (m, v, prefix, FALSE, out, seen, depth);
-      else if (strcmp (key->s, "_modules") == 0)
-        flatten_named (m, v, prefix, TRUE, out, seen, depth);
-      else if (key->s[0] != '_' && (v->kind == PV_TENSOR || (v->kind == PV_OPAQUE && v->items)))
+      const gboolean named = strcmp (key->s, "_parameters") == 0 ||
+                             strcmp (key->s, "_buffers") == 0;
+      if (named || strcmp (key->s, "_modules") == 0)
         {
-          /* TorchScript keeps parameters, buffers and submodules as plain attributes */
-          Pv one = { .kind = PV_DICT };
-          one.items = g_ptr_array_new ();
-          g_ptr_array_add (one.items, (gpointer) key);
-          g_ptr_array_add (one.items, (gpointer) v);
-          flatten_named (m, &one, prefix, v->kind == PV_OPAQUE, out, seen, depth);
-          g_ptr_array_unref (one.items);
+          for (guint e = 0; v->kind == PV_DICT && e + 1 < v->items->len; e += 2)
+            {
+              const Pv *ek = v->items->pdata[e];
+              if (ek->kind == PV_STR)
+                flatten_entry (m, prefix, ek->s, v->items->pdata[e + 1], !named, out, seen,
+                               depth);
+            }
         }
+      else if (key->s[0] != '_')   /* TorchScript keeps them all as plain attributes */
+        flatten_entry (m, prefix, key->s, v, v->kind == PV_OPAQUE, out, seen, depth);
     }
 }
 
@@ -1100,7 +1093,7 @@ vl_torch_ckpt_read (const char *path, zip_t *za, size_t size, VlTensorTable *tab
                     GError **error)
 {
   Reader r = { .path = path, .za = za, .table = table, .error = error,
-               .budget = MAX ((guint64) size * 8, (guint64) 64 << 20) };
+               .budget = vl_zip_budget (size) };
   r.blobs = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   Machine m = { .path = path, .error = error };
   m.all = g_ptr_array_new_with_free_func (pv_free);

@@ -46,6 +46,12 @@ vl_zip_has_entry (zip_t *za, const char *name)
   return FALSE;
 }
 
+guint64
+vl_zip_budget (size_t size)
+{
+  return MAX ((guint64) size * 8, (guint64) 64 << 20);
+}
+
 guint8 *
 vl_zip_read_entry (zip_t *za, zip_uint64_t index, guint64 size, const char *path,
                    const char *name, GError **error)

@@ -21,6 +21,9 @@ zip_t    *vl_zip_open        (const char   *path,
  * '.', ends in it (".npy"). */
 gboolean  vl_zip_has_entry   (zip_t        *za,
                               const char   *name);
+/* The bytes a reader may take out of an archive of `size` bytes, stored or deflated: eight times
+ * its size (weights barely compress), at least 64 MiB; beyond it an entry is a zip bomb. */
+guint64   vl_zip_budget      (size_t        size);
 /* Entry `index` whole, `size` bytes (its stated size), in a new buffer (g_free). */
 guint8   *vl_zip_read_entry  (zip_t        *za,
                               zip_uint64_t  index,

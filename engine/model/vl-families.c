@@ -488,6 +488,16 @@ default_preprocess (VlGeometry *g, double crop_pct, const char *interp, const fl
     }
 }
 
+/* An input size vitlab can run: a multiple of the patch, at most VL_MAX_INPUT_SIZE pixels and
+ * VL_MAX_PATCHES patches. */
+static gboolean
+input_size_supported (double side, int patch)
+{
+  const double grid = side / patch;
+  return side <= VL_MAX_INPUT_SIZE && grid >= 1 && grid == floor (grid) &&
+         grid * grid <= VL_MAX_PATCHES;
+}
+
 static const float imagenet_mean[3] = { 0.485f, 0.456f, 0.406f };
 static const float imagenet_std[3] = { 0.229f, 0.224f, 0.225f };
 static const float half[3] = { 0.5f, 0.5f, 0.5f };
@@ -549,9 +559,7 @@ hf_crop_size (const Config *pc, VlGeometry *g, GError **error)
   if (!config_number (pc, crop, "height", &h, &ok, error) ||
       !config_number (pc, crop, "width", &w, &ok, error))
     return ok;
-  const double grid = floor (h / g->patch);
-  if (h != w || h > VL_MAX_INPUT_SIZE || grid < 1 || grid * g->patch != h ||
-      grid * grid > VL_MAX_PATCHES)
+  if (h != w || !input_size_supported (h, g->patch))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: crop_size %gx%g is not supported: a "
                    "square whose side is a multiple of the patch size %d, at most %d pixels and "
@@ -924,8 +932,7 @@ timm_preprocess (VlModel *m, Config *c, JsonObject *args, GError **error)
           return FALSE;
         }
       /* one number of a downloaded file decides every buffer of the forward */
-      double grid = nums[1] / g->patch;
-      if (nums[1] > VL_MAX_INPUT_SIZE || grid != floor (grid) || grid * grid > VL_MAX_PATCHES)
+      if (!input_size_supported (nums[1], g->patch))
         {
           g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
                        "%s: pretrained_cfg.input_size [%g,%g,%g] is not supported: the size must "
@@ -1019,13 +1026,7 @@ made_add (Source *s, const char *name, int ndim, const int64_t *shape, float *da
   VlTensorInfo *t = g_new0 (VlTensorInfo, 1);
   g_autofree char *full = g_strconcat (s->prefix, name, NULL);
   t->name = g_intern_string (full);
-  t->dtype = VL_DTYPE_F32;
-  t->ndim = ndim;
-  t->numel = 1;
-  for (int d = 0; d < ndim; d++)
-    t->numel *= (t->shape[d] = shape[d]);
-  t->nbytes = (size_t) t->numel * sizeof (float);
-  t->data = data;
+  vl_tensor_info_set_f32 (t, ndim, shape, data);
   g_hash_table_replace (s->made, (gpointer) t->name, t);
 }
 
