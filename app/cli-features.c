@@ -1,9 +1,9 @@
 /* cli-features.c: vitlab-cli features and probe, on the engine's vl-features and vl-probe.
  *
  *   vitlab-cli features CKPT|RUN --data SPEC [--split train|val|all] [--layer L|final]
- *                       [--pool token|avg|max|all] [--batch B] --out FILE
+ *                       [--pool token|avg|max|map|all] [--batch B] --out FILE
  *   vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]
- *                    [--temperature 0.07] [--layer L|final|all] [--pool token|avg|max] [--seed S]
+ *                    [--temperature 0.07] [--layer L|final|all] [--pool token|avg|max|map] [--seed S]
  *
  * A RUN is a run folder (run.json: its dataset is the default --data, with its split and seed);
  * a CKPT anything vl_model_load opens. On a terminal, stderr shows the extraction's progress and
@@ -155,7 +155,7 @@ parse_layer_pool (const char *command, VlModel *m, const char *layer, const char
   if (pool && (!vl_feature_pool_from_string (pool, &o->pool) ||
                (!allow_all && o->pool == VL_FEATURE_POOL_ALL)))
     {
-      *status = usage_error (command, _("--pool %s: expected token, avg, max%s"), pool,
+      *status = usage_error (command, _("--pool %s: expected token, avg, max, map%s"), pool,
                              allow_all ? " or all" : "");
       return FALSE;
     }

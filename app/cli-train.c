@@ -517,7 +517,7 @@ apply_choices (VlTrainConfig *cfg, const TrainArgs *a)
   if (a->mlp_hidden >= 0)
     cfg->mlp_hidden = a->mlp_hidden;
   if (a->pool && !vl_pool_from_string (a->pool, &cfg->pool))
-    return usage_error (_("--pool %s: expected token, avg or max"), a->pool), FALSE;
+    return usage_error (_("--pool %s: expected token, avg, max or map"), a->pool), FALSE;
   if (a->augment && !vl_augment_from_string (a->augment, &cfg->augment))
     return usage_error (_("--augment %s: expected none, light or strong"), a->augment), FALSE;
   if (a->stem && (!vl_stem_kind_from_string (a->stem, &cfg->stem) ||

@@ -1,7 +1,7 @@
 /* vitlab-cli: the engine from the command line.
  *
  *   vitlab-cli info CHECKPOINT
- *   vitlab-cli forward CHECKPOINT --images FILE[:TENSOR] [--pool token|avg|max] --out OUT
+ *   vitlab-cli forward CHECKPOINT --images FILE[:TENSOR] [--pool token|avg|max|map] --out OUT
  *   vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N
  *                   --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT
  *   vitlab-cli classify CHECKPOINT IMAGE... [--top K]
@@ -38,12 +38,12 @@
 static const char *usage_text = N_(
   "Usage:\n"
   "  vitlab-cli info CHECKPOINT\n"
-  "  vitlab-cli forward CHECKPOINT --images FILE.safetensors[:TENSOR] [--pool token|avg|max]\n"
+  "  vitlab-cli forward CHECKPOINT --images FILE.safetensors[:TENSOR] [--pool token|avg|max|map]\n"
   "                     --out OUT.safetensors\n"
   "  vitlab-cli step CHECKPOINT --images FILE[:TENSOR] --targets FILE[:TENSOR] --unlock N\n"
   "                  --lr F --wd F [--label-smoothing F] [--clip-grad F] --out OUT.safetensors\n"
   "  vitlab-cli classify CHECKPOINT IMAGE... [--top K]\n"
-  "  vitlab-cli export SOURCE|RUNDIR [--format timm|onnx] [--pool token|avg|max]\n"
+  "  vitlab-cli export SOURCE|RUNDIR [--format timm|onnx] [--pool token|avg|max|map]\n"
   "                    --out DIR|FILE.onnx\n"
   "  vitlab-cli export-recipe RUNDIR --out DIR   (train.py for PyTorch/torchrun, run.json)\n"
   "  vitlab-cli train --backbone CKPT --data DIR|fashion-mnist[:...] --out RUNDIR [options]\n"
@@ -53,9 +53,9 @@ static const char *usage_text = N_(
   "  vitlab-cli eval RUNDIR [--data SPEC]\n"
   "  vitlab-cli predict RUNDIR IMAGE... [--top K]\n"
   "  vitlab-cli features CKPT|RUN --data SPEC [--split train|val|all] [--layer L|final]\n"
-  "                      [--pool token|avg|max|all] --out FILE.safetensors|.npy|.csv\n"
+  "                      [--pool token|avg|max|map|all] --out FILE.safetensors|.npy|.csv\n"
   "  vitlab-cli probe CKPT|RUN --data SPEC [--method knn|logreg|both] [--k 20]\n"
-  "                   [--layer L|final|all] [--pool token|avg|max]\n"
+  "                   [--layer L|final|all] [--pool token|avg|max|map]\n"
   "  vitlab-cli bench --model vit-tiny|vit-small|--backbone CKPT|--geometry SPEC\n"
   "                   [--img N] [--batch 32] [--task segment|detect [--seg-head upconv]\n"
   "                   [--cached]]\n"
@@ -209,10 +209,12 @@ cmd_info (int argc, char **argv)
   g_print ("tokens:       %d (%s%dx%d grid at %dx%d pixels)\n", g->n_tokens, prefix->str, g->grid,
            g->grid, g->img_size, g->img_size);
   g_string_free (prefix, TRUE);
-  g_print ("blocks:       pre-norm, %s%s%s%s%s\n", g->quick_gelu ? "QuickGELU" : "exact GELU",
+  g_print ("blocks:       pre-norm, %s%s%s%s%s%s\n", g->quick_gelu ? "QuickGELU"
+           : g->gelu_tanh ? "GELU (tanh approximation)" : "exact GELU",
            g->layer_scale ? ", layer scale" : "", g->pre_norm ? ", LayerNorm before the blocks" : "",
            g->no_embed_class ? ", position embedding on patches only" : "",
-           g->fc_norm ? ", final norm after pooling (fc_norm)" : "");
+           g->fc_norm ? ", final norm after pooling (fc_norm)" : "",
+           g->attn_pool ? ", attention pool (map) after the final norm" : "");
   if (g->embed_dim > 0)
     g_print ("projection:   %d -> %d (image embedding)\n", g->width, g->embed_dim);
   g_print ("layer norm:   eps %g\n", g->eps);
@@ -260,10 +262,12 @@ cmd_forward (int argc, char **argv)
     return usage_error (_("forward needs CHECKPOINT, --images and --out"));
   VlPoolKind pool_kind = VL_POOL_TOKEN;
   if (pool && !vl_pool_from_string (pool, &pool_kind))
-    return usage_error (_("--pool %s: expected token, avg or max"), pool);
+    return usage_error (_("--pool %s: expected token, avg, max or map"), pool);
 
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
+    return cli_fail (error);
+  if (pool && pool_kind == VL_POOL_MAP && !vl_model_check_pool (m, pool_kind, &error))
     return cli_fail (error);
   if (pool)
     vl_model_set_pool (m, pool_kind);
@@ -519,6 +523,8 @@ export_onnx (const char *source, const char *out, const char *pool, VlPoolKind p
                                 : load_model (source, &error);
   if (m == NULL)
     return cli_fail (error);
+  if (pool && pool_kind == VL_POOL_MAP && !vl_model_check_pool (m, pool_kind, &error))
+    return cli_fail (error);
   if (pool)
     vl_model_set_pool (m, pool_kind);
   const VlGeometry *g = vl_model_geometry (m);
@@ -580,13 +586,15 @@ cmd_export (int argc, char **argv)
     return usage_error (_("export needs a SOURCE (checkpoint or run folder) and --out"));
   VlPoolKind pool_kind = VL_POOL_TOKEN;
   if (pool && !vl_pool_from_string (pool, &pool_kind))
-    return usage_error (_("--pool %s: expected token, avg or max"), pool);
+    return usage_error (_("--pool %s: expected token, avg, max or map"), pool);
   if (format && strcmp (format, "onnx") == 0)
     return export_onnx (argv[1], out, pool, pool_kind);
   if (format && strcmp (format, "timm") != 0)
     return usage_error (_("--format %s: expected timm or onnx"), format);
   g_autoptr(VlModel) m = load_model (argv[1], &error);
   if (!m)
+    return cli_fail (error);
+  if (pool && pool_kind == VL_POOL_MAP && !vl_model_check_pool (m, pool_kind, &error))
     return cli_fail (error);
   if (pool)
     vl_model_set_pool (m, pool_kind);

@@ -35,6 +35,9 @@ static const FamCase cases[] = {
   { "fam-hf-clip", "hf-clip", FALSE, NULL, NULL },
   { "fam-hf-deit", "hf-deit", FALSE, NULL, NULL },
   { "fam-hf-dinov2", "hf-dinov2", FALSE, NULL, NULL },
+  { "fam-timm-siglip", "timm", TRUE, NULL, NULL },
+  { "fam-hf-siglip", "hf-siglip", FALSE, NULL, NULL },
+  { "fam-jax-siglip", "jax", FALSE, "model.npz", NULL },
   { "fam-dinov2-meta-reg", "dinov2", FALSE, "dinov2_vits8_reg4_pretrain.pth",
     "{\"model_args\": {\"num_heads\": 2}}" },
   { "fam-dinov2-meta", "dinov2", FALSE, "dinov2_vits8_pretrain.pth",
@@ -136,6 +139,16 @@ test_parity (gconstpointer data)
     g_assert_null (vl_model_logits (m));
   if (vl_safetensors_lookup (ex, "embedding"))
     expect (ex, "embedding", vl_model_embedding (m), 1e-4);
+  /* the attention pool's probabilities (SigLIP's MAP head) */
+  g_assert_true ((vl_safetensors_lookup (ex, "attn_pool.attn") != NULL) == g->attn_pool);
+  if (g->attn_pool)
+    {
+      g_assert_cmpint (vl_model_pool (m), ==, VL_POOL_MAP);
+      g_assert_true (g->gelu_tanh);
+      expect (ex, "attn_pool.attn", vl_model_pool_attention (m), 1e-5);
+    }
+  else
+    g_assert_null (vl_model_pool_attention (m));
   if (c->avg)
     {
       vl_model_set_pool (m, VL_POOL_AVG);
@@ -252,6 +265,8 @@ test_export_roundtrip (gconstpointer data)
   g_assert_cmpint (g2->n_prefix, ==, g->n_prefix);
   g_assert_cmpfloat (g2->eps, ==, g->eps);
   g_assert_cmpint (g2->quick_gelu, ==, g->quick_gelu);
+  g_assert_cmpint (g2->gelu_tanh, ==, g->gelu_tanh);
+  g_assert_cmpint (g2->attn_pool, ==, g->attn_pool);
   g_assert_cmpint (g2->pre_norm, ==, g->pre_norm);
   g_assert_cmpint (vl_model_pool (again), ==, vl_model_pool (m));
   for (int c2 = 0; c2 < g->in_chans; c2++)
@@ -300,6 +315,73 @@ test_export_openclip_head (void)
   forward (again, images, t, VL_FORWARD_INFER);
   vl_test_assert_close ("folded head", vl_model_logits (again), want, 6, 1e-5, 0);
   rm_tree (dir);
+}
+
+/* SigLIP's attention pool against PyTorch's autograd (fam-timm-siglip: the gradients of
+ * sum (features * dfeatures)); the pool's group trained alone (its own gradients, nothing below),
+ * and from cached tokens (the same gradients). */
+static void
+test_siglip_gradients (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *path = vl_test_data_path ("fam-timm-siglip", NULL);
+  g_autofree char *in = vl_test_data_path ("fam-timm-siglip", "inputs.safetensors", NULL);
+  g_autofree char *ex_path = vl_test_data_path ("fam-timm-siglip", "expected.safetensors", NULL);
+  g_autoptr(VlModel) m = vl_model_load (path, &error);
+  g_assert_no_error (error);
+  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
+  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
+  g_autofree float *images = vl_test_read (inputs, "images", NULL);
+  g_autofree float *dfeat = vl_test_read (ex, "dfeatures", NULL);
+  const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
+  const int B = (int) t->shape[0], H = (int) t->shape[2];
+  vl_model_lock (m, 1000);
+  forward (m, images, t, VL_FORWARD_TRAIN);
+  g_assert_true (vl_model_backward_from (m, VL_GRAD_FEATURES, dfeat, &error));
+  g_assert_no_error (error);
+  int n_checked = 0;
+  for (guint i = 0; i < vl_safetensors_n_tensors (ex); i++)
+    {
+      const char *name = vl_safetensors_get (ex, i)->name;
+      if (!g_str_has_prefix (name, "grad."))
+        continue;
+      const int ix = vl_model_find_tensor (m, name + 5);
+      g_assert_cmpint (ix, >=, 0);
+      expect (ex, name, vl_model_tensor_grad (m, ix), 2e-5);
+      n_checked++;
+    }
+  g_assert_cmpint (n_checked, ==, 16);
+
+  /* the pool's group alone (unlock 2: the head and attn_pool): its gradients as above, the norm
+   * below it untouched; then the same from the tokens entering the final norm, cached */
+  const int group = vl_model_tensor_group (m, vl_model_find_tensor (m, "attn_pool.latent"));
+  g_assert_cmpstr (vl_model_group_name (m, group), ==, "attn_pool");
+  g_assert_cmpint (group, ==, vl_model_n_groups (m) - 2);
+  vl_model_lock (m, 2);
+  const int64_t numel = vl_model_boundary_numel (m, H, H);
+  g_assert_cmpint (numel, ==, (int64_t) vl_model_geometry (m)->n_tokens * vl_model_geometry (m)->width);
+  g_autofree float *cache = g_new (float, numel * B);
+  g_assert_true (vl_model_forward_to_boundary (m, images, B, H, H, cache, &error));
+  for (int pass = 0; pass < 2; pass++)
+    {
+      if (pass == 0)
+        forward (m, images, t, VL_FORWARD_TRAIN);
+      else
+        g_assert_true (vl_model_forward_from_boundary (m, cache, B, H, H, VL_FORWARD_TRAIN, &error));
+      g_assert_no_error (error);
+      g_assert_true (vl_model_backward_from (m, VL_GRAD_FEATURES, dfeat, &error));
+      g_assert_no_error (error);
+      for (guint i = 0; i < vl_safetensors_n_tensors (ex); i++)
+        {
+          const char *name = vl_safetensors_get (ex, i)->name;
+          if (g_str_has_prefix (name, "grad.attn_pool."))
+            expect (ex, name, vl_model_tensor_grad (m, vl_model_find_tensor (m, name + 5)), 2e-5);
+        }
+      g_assert_false (vl_model_group_trainable (m, group - 1));   /* the final norm */
+    }
+  /* only the head: the pooled features are the boundary */
+  vl_model_lock (m, 1);
+  g_assert_cmpint (vl_model_boundary_numel (m, H, H), ==, vl_model_geometry (m)->width);
 }
 
 /* Finite differences of the loss through every structure the families add (ln_pre and
@@ -645,6 +727,7 @@ main (int argc, char **argv)
     }
   g_test_add_func ("/families/export/openclip-folded-head", test_export_openclip_head);
   g_test_add_func ("/families/dinov2", test_dinov2);
+  g_test_add_func ("/families/siglip-gradients", test_siglip_gradients);
   g_test_add_func ("/families/hf-pretraining", test_hf_pretraining);
   g_test_add_func ("/families/errors/unknown-family", test_unknown_family);
   g_test_add_func ("/families/errors/openclip-unknown-tensor", test_openclip_unknown_tensor);

@@ -367,6 +367,59 @@ test_gelu_backward (void)
   every_kernel (gelu_backward_once);
 }
 
+static double
+gelu_tanh_loss (void *data)
+{
+  GeluCase *c = data;
+  vl_gelu_tanh_forward (c->out, c->x, GELU_N);
+  return dot_d (c->out, c->R, GELU_N);
+}
+
+/* GELU's tanh approximation (SigLIP's): forward and derivative against the closed forms in
+ * double, the derivative by finite differences, and the forward that keeps the derivative
+ * against the two to the bit (a block's output must not depend on which is used) */
+static void
+gelu_tanh_once (void)
+{
+  static const float fixed[] = { -10.f, -6.f, -4.f, -3.f, -1.f, -0.5f, -1e-3f, 0.f, 1e-3f, 0.3f,
+                                 1.f, 2.5f, 4.f, 6.f, 10.f };
+  GeluCase c;
+  VlRng r;
+  vl_rng_seed (&r, 23);
+  memcpy (c.x, fixed, sizeof fixed);
+  fill_normal (&r, c.x + G_N_ELEMENTS (fixed), GELU_N - G_N_ELEMENTS (fixed), 0.0, 2.0);
+  fill_normal (&r, c.R, GELU_N, 0.0, 1.0);
+  float out[GELU_N], g[GELU_N], ones[GELU_N], d[GELU_N], kept[GELU_N], want_d[GELU_N];
+  vl_gelu_tanh_forward (out, c.x, GELU_N);
+  vl_gelu_tanh_backward (g, c.x, c.R, GELU_N);
+  const double k = sqrt (2.0 / G_PI);
+  for (int i = 0; i < GELU_N; i++)
+    {
+      const double x = c.x[i], u = k * (x + 0.044715 * x * x * x), t = tanh (u);
+      check_scalar ("gelu_tanh against tanh", out[i], 0.5 * x * (1.0 + t),
+                    3e-7 * MAX (1.0, fabs (x)), 1e-6);
+      const double dd = 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * k * (1.0 + 3 * 0.044715 * x * x);
+      check_scalar ("gelu_tanh' against the closed form", g[i], c.R[i] * dd, 1e-6, 1e-5);
+    }
+  check_scalar ("gelu_tanh'(0)", g[7] / c.R[7], 0.5, 1e-7, 0);
+  check_scalar ("gelu_tanh(-10)", out[0], 0.0, 1e-12, 0);
+  check_grad_fd ("gelu_tanh d inp", c.x, GELU_N, g, gelu_tanh_loss, &c, 1e-3, 1e-3, 1e-4, 1e-3);
+  for (int i = 0; i < GELU_N; i++)
+    ones[i] = 1.0f;
+  memcpy (d, c.x, sizeof d);
+  vl_gelu_tanh_forward_deriv (kept, d, GELU_N);
+  vl_gelu_tanh_backward (want_d, c.x, ones, GELU_N);
+  vl_gelu_tanh_forward (out, c.x, GELU_N);
+  g_assert_cmpmem (kept, sizeof kept, out, sizeof out);
+  g_assert_cmpmem (d, sizeof d, want_d, sizeof want_d);
+}
+
+static void
+test_gelu_tanh (void)
+{
+  every_kernel (gelu_tanh_once);
+}
+
 /* GELU (x) = x Phi (x) against erf in double, over lengths that leave every tail of 16 */
 static void
 gelu_forward_once (void)
@@ -1754,6 +1807,7 @@ main (int argc, char **argv)
   g_test_add_func ("/kernels/gelu/forward", test_gelu_forward);
   g_test_add_func ("/kernels/gelu/backward", test_gelu_backward);
   g_test_add_func ("/kernels/gelu/forward-deriv", test_gelu_forward_deriv);
+  g_test_add_func ("/kernels/gelu/tanh", test_gelu_tanh);
   g_test_add_func ("/kernels/softmax/rows", test_softmax_rows);
   g_test_add_func ("/kernels/softmax/backward", test_softmax_backward);
   g_test_add_func ("/kernels/attention/forward", test_attention_forward);

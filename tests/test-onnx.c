@@ -262,7 +262,8 @@ check_export (const char *name, const char *src, const char *pool, VlModel *m,
   const VlStemKind stem = vl_model_stem_kind (m);
   g_assert_true (has_string (ops, "Sigmoid") == (g->quick_gelu || stem == VL_STEM_MBCONV));
   g_assert_true (has_string (ops, "Erf") ==
-                 (!g->quick_gelu || vl_model_head_kind (m) == VL_HEAD_MLP));
+                 ((!g->quick_gelu && !g->gelu_tanh) || vl_model_head_kind (m) == VL_HEAD_MLP));
+  g_assert_true (has_string (ops, "Tanh") == g->gelu_tanh);
   g_assert_true (has_string (ops, "ReduceMean") ==
                  (pk == VL_POOL_AVG || stem == VL_STEM_RESNETV2));
   g_assert_true (has_string (ops, "BatchNormalization") ==
@@ -305,6 +306,18 @@ check_export (const char *name, const char *src, const char *pool, VlModel *m,
   int64_t want = vl_model_n_params (m) - pos_numel + NP * g->width;
   if (strcmp (task, "regress") == 0)
     want += 2 * K;
+  /* an attention pool's latent, q.weight and q.bias are one query (W) in the graph; the whole
+   * pool is left out when the export pools another way */
+  int64_t pool_numel = 0;
+  for (int i = 0; i < vl_model_n_tensors (m); i++)
+    if (g_str_has_prefix (vl_model_tensor_name (m, i), "attn_pool."))
+      {
+        int64_t numel;
+        vl_model_tensor_data (m, i, NULL, NULL, &numel);
+        pool_numel += numel;
+      }
+  g_assert_true ((pool_numel > 0) == g->attn_pool);
+  want -= pk == VL_POOL_MAP ? (int64_t) g->width * g->width + g->width : pool_numel;
   g_assert_cmpint (json_object_get_int_member (o, "weights"), ==, want);
 
   JsonObject *meta = json_object_get_object_member (o, "meta");
@@ -407,7 +420,8 @@ static void
 test_families (void)
 {
   const char *fams[] = { "fam-deit-dist", "fam-hf-dino", "fam-hf-vit", "fam-openclip",
-                         "fam-openclip-gelu", "fam-timm-gap", "fam-timm-reg-ls" };
+                         "fam-openclip-gelu", "fam-timm-gap", "fam-timm-reg-ls",
+                         "fam-timm-siglip", "fam-hf-siglip" };
   for (guint i = 0; i < G_N_ELEMENTS (fams); i++)
     {
       g_autofree char *src = vl_test_data_path (fams[i], NULL);
@@ -418,6 +432,9 @@ test_families (void)
   export_source ("fam-timm-reg-ls", reg, "max");
   g_autofree char *deit = vl_test_data_path ("fam-deit-dist", NULL);
   export_source ("fam-deit-dist", deit, "avg");
+  /* SigLIP pooled by the mean: its attention pool left out of the graph */
+  g_autofree char *siglip = vl_test_data_path ("fam-timm-siglip", NULL);
+  export_source ("fam-timm-siglip", siglip, "avg");
   /* torchvision saves no config; its fixture's 4 heads are named beside a copy */
   g_autofree char *dir = g_build_filename (tmpdir, "fam-torchvision", NULL);
   g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);

@@ -100,8 +100,8 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
     }
   if (g->layer_scale)
     vl_json_add_num (b, "init_values", 1e-5);   /* any value: the gammas are in the file */
-  if (g->quick_gelu)
-    vl_json_add_str (b, "act_layer", "quick_gelu");
+  if (g->quick_gelu || g->gelu_tanh)
+    vl_json_add_str (b, "act_layer", g->quick_gelu ? "quick_gelu" : "gelu_tanh");
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "pretrained_cfg");

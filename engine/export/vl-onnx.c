@@ -383,6 +383,27 @@ quick_gelu (Ctx *c, const char *x)
   return op2 (g, "Mul", x, s, NULL);
 }
 
+/* GELU's tanh approximation: 0.5 x (1 + tanh (sqrt (2 / pi) (x + 0.044715 x^3))). */
+static const char *
+gelu_tanh (Ctx *c, const char *x)
+{
+  Graph *g = &c->g;
+  const char *x3 = op2 (g, "Mul", op2 (g, "Mul", x, x, NULL), x, NULL);
+  const char *u = op2 (g, "Add", x, op2 (g, "Mul", x3, scalar_f32 (g, "k044715", 0.044715f), NULL),
+                       NULL);
+  u = op2 (g, "Mul", u, scalar_f32 (g, "sqrt_2_pi", 0.7978845608028654f), NULL);
+  const char *s = op2 (g, "Add", op1 (g, "Tanh", u, NULL), scalar_f32 (g, "one", 1.0f), NULL);
+  return op2 (g, "Mul", op2 (g, "Mul", x, s, NULL), scalar_f32 (g, "half", 0.5f), NULL);
+}
+
+/* The model's MLP activation. */
+static const char *
+act (Ctx *c, const char *x)
+{
+  return c->m->geo.quick_gelu ? quick_gelu (c, x) : c->m->geo.gelu_tanh ? gelu_tanh (c, x)
+                                                                        : gelu (c, x);
+}
+
 /* ------------------------------------------------------------------ CNN stems (vl-stem.h) */
 
 /* A stem buffer as an ONNX value, NCHW (N, C, H, W); H and W are fixed by the input side. */
@@ -683,7 +704,7 @@ block (Ctx *c, const char *x, int l)
 
   h = layer_norm (c, x, BI (B_LN2_W), BI (B_LN2_B));
   h = linear (c, h, BI (B_FC1_W), BI (B_FC1_B));
-  h = geo->quick_gelu ? quick_gelu (c, h) : gelu (c, h);
+  h = act (c, h);
   h = linear (c, h, BI (B_FC2_W), BI (B_FC2_B));
   if (geo->layer_scale)
     h = op2 (g, "Mul", h, param (c, BI (B_LS2)), NULL);
@@ -707,8 +728,51 @@ patch_rows (Ctx *c, const char *tokens)
   return node_end (g, &n, NULL);
 }
 
-/* Pools tokens (N, T, W) to (N, W) as the engine's pool_tokens: token 0, or the mean or max
- * over the patch tokens [n_prefix, T). */
+/* The attention pool (vl-map-pool.c) over the patch tokens (N, NP, W): (N, W). The query is
+ * the same for every image, computed here once: q = W_q latent + b_q, as (H, 1, D). */
+static const char *
+map_pool (Ctx *c, const char *patches)
+{
+  Graph *g = &c->g;
+  VlModel *m = c->m;
+  const VlGeometry *geo = &m->geo;
+  const int W = geo->width, H = geo->heads, D = geo->head_dim, NP = c->grid * c->grid;
+#define AI(which) (m->ix.ap + (which))
+  const float *lat = vl_pdata (m, AI (AP_LATENT)), *wq = vl_pdata (m, AI (AP_Q_W));
+  const float *bq = vl_pdata (m, AI (AP_Q_B));
+  g_autofree float *q = g_new (float, W);
+  for (int i = 0; i < W; i++)
+    {
+      double acc = bq[i];
+      for (int k = 0; k < W; k++)
+        acc += (double) wq[(int64_t) i * W + k] * lat[k];
+      q[i] = (float) acc;
+    }
+  const int64_t qdims[3] = { H, 1, D };
+  const char *qv = init_f32 (g, "attn_pool.query", 3, qdims, q);
+  const char *kv = linear (c, patches, AI (AP_KV_W), AI (AP_KV_B));   /* (N, NP, 2W) */
+  int64_t s5[5] = { 0, NP, 2, H, D };
+  int64_t p5[5] = { 2, 0, 3, 1, 4 };
+  const char *kv5 = transpose (g, reshape (g, kv, 5, s5), 5, p5);    /* (2, N, H, NP, D) */
+  const char *k = gather (g, kv5, 0, 0), *v = gather (g, kv5, 1, 0);
+  int64_t pk[4] = { 0, 1, 3, 2 };
+  const char *scores = op2 (g, "MatMul", qv, transpose (g, k, 4, pk), NULL);   /* (N, H, 1, NP) */
+  scores = op2 (g, "Mul", scores, scalar_f32 (g, "scale", 1.0f / sqrtf ((float) D)), NULL);
+  Node sm = node_begin (g, "Softmax");
+  node_in (&sm, scores);
+  attr_int (&sm, "axis", -1);
+  const char *o = op2 (g, "MatMul", node_end (g, &sm, NULL), v, NULL);   /* (N, H, 1, D) */
+  int64_t s2[2] = { 0, W };
+  const char *z = linear (c, reshape (g, o, 2, s2), AI (AP_PROJ_W), AI (AP_PROJ_B));
+  const char *h = layer_norm (c, z, AI (AP_NORM_W), AI (AP_NORM_B));
+  h = linear (c, act (c, linear (c, h, AI (AP_FC1_W), AI (AP_FC1_B))), AI (AP_FC2_W),
+              AI (AP_FC2_B));
+#undef AI
+  return op2 (g, "Add", z, h, NULL);
+}
+
+/* Pools tokens (N, T, W) to (N, W) as the engine's pool_tokens: token 0, the mean or max over
+ * the patch tokens [n_prefix, T), or the attention pool over them. */
 static const char *
 pool (Ctx *c, const char *tokens)
 {
@@ -716,6 +780,8 @@ pool (Ctx *c, const char *tokens)
   VlPoolKind kind = c->m->pool;
   if (kind == VL_POOL_TOKEN)
     return gather (g, tokens, 0, 1);
+  if (kind == VL_POOL_MAP)
+    return map_pool (c, patch_rows (c, tokens));
   const char *patches = patch_rows (c, tokens);
   Node r = node_begin (g, kind == VL_POOL_AVG ? "ReduceMean" : "ReduceMax");
   node_in (&r, patches);

@@ -130,9 +130,10 @@ emit_layernorm (Jx *j, const char *at, int layer, const char *name)
 }
 
 /* Block i's attention: query/key/value kernels (W, H, W/H) -> qkv (3W, W), out (H, W/H, W) ->
- * proj (W, W). */
+ * proj (W, W), under blk + "attn.qkv.*", "attn.proj.*"; for the MAP head (pool), under
+ * blk + "q.*" (the query's rows), "kv.*" (the key's and value's), "proj.*". */
 static gboolean
-emit_attention (Jx *j, const char *mha, int layer, const char *blk)
+emit_attention (Jx *j, const char *mha, int layer, const char *blk, gboolean pool)
 {
   const int64_t W = j->width;
   const int64_t any3[3] = { W, -1, -1 };
@@ -174,17 +175,35 @@ emit_attention (Jx *j, const char *mha, int layer, const char *blk)
       g_free (qkv_b);
       return FALSE;
     }
-  const int64_t qkv_shape[2] = { 3 * W, W }, qkv_b_shape[1] = { 3 * W };
-  g_autofree char *qkv_name = g_strconcat (blk, "attn.qkv.weight", NULL);
-  g_autofree char *qkv_b_name = g_strconcat (blk, "attn.qkv.bias", NULL);
-  emit (j, qkv_name, qkv, 2, qkv_shape);
-  emit (j, qkv_b_name, qkv_b, 1, qkv_b_shape);
+  if (pool)
+    {
+      const int64_t q_shape[2] = { W, W }, q_b_shape[1] = { W };
+      const int64_t kv_shape[2] = { 2 * W, W }, kv_b_shape[1] = { 2 * W };
+      g_autofree char *qn = g_strconcat (blk, "q.weight", NULL);
+      g_autofree char *qbn = g_strconcat (blk, "q.bias", NULL);
+      g_autofree char *kvn = g_strconcat (blk, "kv.weight", NULL);
+      g_autofree char *kvbn = g_strconcat (blk, "kv.bias", NULL);
+      emit (j, qn, g_memdup2 (qkv, sizeof (float) * W * W), 2, q_shape);
+      emit (j, qbn, g_memdup2 (qkv_b, sizeof (float) * W), 1, q_b_shape);
+      emit (j, kvn, g_memdup2 (qkv + W * W, sizeof (float) * 2 * W * W), 2, kv_shape);
+      emit (j, kvbn, g_memdup2 (qkv_b + W, sizeof (float) * 2 * W), 1, kv_b_shape);
+      g_free (qkv);
+      g_free (qkv_b);
+    }
+  else
+    {
+      const int64_t qkv_shape[2] = { 3 * W, W }, qkv_b_shape[1] = { 3 * W };
+      g_autofree char *qkv_name = g_strconcat (blk, "attn.qkv.weight", NULL);
+      g_autofree char *qkv_b_name = g_strconcat (blk, "attn.qkv.bias", NULL);
+      emit (j, qkv_name, qkv, 2, qkv_shape);
+      emit (j, qkv_b_name, qkv_b, 1, qkv_b_shape);
+    }
   /* out (H, W/H, W) viewed as (W, W) [head * W/H + d, o] -> proj (o, head * W/H + d) */
   const int64_t out_shape[3] = { qs[1], qs[2], W }, w1[1] = { W };
   g_autofree char *on = g_strconcat (mha, "out/kernel", NULL);
   g_autofree char *ob = g_strconcat (mha, "out/bias", NULL);
-  g_autofree char *proj_name = g_strconcat (blk, "attn.proj.weight", NULL);
-  g_autofree char *proj_b_name = g_strconcat (blk, "attn.proj.bias", NULL);
+  g_autofree char *proj_name = g_strconcat (blk, pool ? "proj.weight" : "attn.proj.weight", NULL);
+  g_autofree char *proj_b_name = g_strconcat (blk, pool ? "proj.bias" : "attn.proj.bias", NULL);
   int64_t s[3];
   g_autofree float *o = jx_read (j, on, layer, 3, out_shape, s);
   if (o == NULL)
@@ -200,6 +219,8 @@ typedef struct {
   int mha, mlp, ln2;     /* AugReg: MultiHeadDotProductAttention_1, MlpBlock_3, LayerNorm_2 */
 } Subs;
 
+static gboolean emit_mlp (Jx *j, const char *at, int layer, const char *blk);
+
 static gboolean
 emit_block (Jx *j, int i, gboolean scan, const Subs *s)
 {
@@ -212,13 +233,22 @@ emit_block (Jx *j, int i, gboolean scan, const Subs *s)
   g_autofree char *mha = g_strdup_printf ("%sMultiHeadDotProductAttention_%d/", bp, s->mha);
   g_autofree char *norm1 = g_strconcat (blk, "norm1", NULL);
   g_autofree char *norm2 = g_strconcat (blk, "norm2", NULL);
-  if (!emit_layernorm (j, ln1, layer, norm1) || !emit_attention (j, mha, layer, blk) ||
+  if (!emit_layernorm (j, ln1, layer, norm1) || !emit_attention (j, mha, layer, blk, FALSE) ||
       !emit_layernorm (j, ln2, layer, norm2))
     return FALSE;
-  g_autofree char *d0 = g_strdup_printf ("%sMlpBlock_%d/Dense_0/kernel", bp, s->mlp);
-  g_autofree char *d0b = g_strdup_printf ("%sMlpBlock_%d/Dense_0/bias", bp, s->mlp);
-  g_autofree char *d1 = g_strdup_printf ("%sMlpBlock_%d/Dense_1/kernel", bp, s->mlp);
-  g_autofree char *d1b = g_strdup_printf ("%sMlpBlock_%d/Dense_1/bias", bp, s->mlp);
+  g_autofree char *mlp = g_strdup_printf ("%sMlpBlock_%d/", bp, s->mlp);
+  return emit_mlp (j, mlp, layer, blk);
+}
+
+/* An MlpBlock's Dense_0 and Dense_1 under `at` as blk + "mlp.fc1.*", "mlp.fc2.*". */
+static gboolean
+emit_mlp (Jx *j, const char *at, int layer, const char *blk)
+{
+  const int scan = layer >= 0;
+  g_autofree char *d0 = g_strconcat (at, "Dense_0/kernel", NULL);
+  g_autofree char *d0b = g_strconcat (at, "Dense_0/bias", NULL);
+  g_autofree char *d1 = g_strconcat (at, "Dense_1/kernel", NULL);
+  g_autofree char *d1b = g_strconcat (at, "Dense_1/bias", NULL);
   g_autofree char *fc1 = g_strconcat (blk, "mlp.fc1.weight", NULL);
   g_autofree char *fc1b = g_strconcat (blk, "mlp.fc1.bias", NULL);
   g_autofree char *fc2 = g_strconcat (blk, "mlp.fc2.weight", NULL);
@@ -296,17 +326,24 @@ emit_embedding (Jx *j)
          emit_as (j, "head/bias", -1, 1, k1, "head.bias", 1, k1);
 }
 
+/* big_vision's MAPHead (pool_type "map", SigLIP's) as timm's attn_pool, as timm's
+ * _load_weights converts it: probe -> latent, the attention's query -> q, key and value -> kv,
+ * out -> proj, LayerNorm_0 -> norm, MlpBlock_0 -> mlp. Nothing without one. */
+static gboolean
+emit_map_head (Jx *j)
+{
+  if (!jx_find (j, "MAPHead_0/probe"))
+    return TRUE;
+  const int64_t probe[3] = { 1, 1, j->width };
+  return emit_as (j, "MAPHead_0/probe", -1, 3, probe, "attn_pool.latent", 0, NULL) &&
+         emit_attention (j, "MAPHead_0/MultiHeadDotProductAttention_0/", -1, "attn_pool.", TRUE) &&
+         emit_layernorm (j, "MAPHead_0/LayerNorm_0", -1, "attn_pool.norm") &&
+         emit_mlp (j, "MAPHead_0/MlpBlock_0/", -1, "attn_pool.");
+}
+
 static gboolean
 refuse_parts (Jx *j)
 {
-  if (jx_find (j, "MAPHead_0/probe"))
-    {
-      g_set_error (j->error, VL_ERROR, VL_ERROR_FORMAT, "%s: a ViT pooled by an attention head "
-                   "(%sMAPHead_0, big_vision's pool_type \"map\", as SigLIP's); vitlab reads "
-                   "ViTs pooled on the class token or the mean of the tokens", j->path,
-                   j->prefix);
-      return FALSE;
-    }
   if (jx_find (j, "conv_root/kernel"))
     {
       g_set_error (j->error, VL_ERROR, VL_ERROR_FORMAT, "%s: a ResNet + ViT hybrid "
@@ -391,13 +428,19 @@ vl_jax_vit_translate (const char *path, VlTensorTable *raw, VlTensorTable *out,
   if (j.prefix == NULL)
     copy_unconverted (&j, NULL);     /* not a Flax ViT: the arrays under their own names */
   else
-    ok = refuse_parts (&j) && emit_embedding (&j) && emit_blocks (&j, &layout);
+    ok = refuse_parts (&j) && emit_embedding (&j) && emit_blocks (&j, &layout) &&
+         emit_map_head (&j);
   if (ok && j.prefix != NULL)
     {
       /* what lies under the prefix and was not converted stays, so the loader names it */
       copy_unconverted (&j, j.prefix);
       g_hash_table_replace (metadata, g_strdup ("num_heads"), g_strdup_printf ("%d", j.heads));
       g_hash_table_replace (metadata, g_strdup ("vitlab.converted_from"), g_strdup (layout));
+      /* Flax's nn.gelu is the tanh approximation; timm reads the classifiers with the exact GELU,
+       * but SigLIP's towers with the approximation their training used (as transformers'
+       * gelu_pytorch_tanh and timm's later SigLIP definitions) */
+      if (jx_find (&j, "MAPHead_0/probe"))
+        g_hash_table_replace (metadata, g_strdup ("vitlab.act_layer"), g_strdup ("gelu_tanh"));
     }
   g_hash_table_unref (j.used);
   return ok;

@@ -14,8 +14,8 @@
 
 /* ------------------------------------------------------------------ backward */
 
-static float *
-grad_of (VlModel *m, int index)
+float *
+vl_compute_grad_of (VlModel *m, int index)
 {
   if (index < 0)
     return NULL;
@@ -110,7 +110,7 @@ qkv_ln1_params_backward (VlModel *m, VlActs *a, int l)
   vl_compute_linear_backward_params_rows (a, G, s, a->dwide, a->dtmp, BT, W, N);
 
 #define QP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
-#define QG(which) (grad_of (m, vl_block_param (m, l, (which))))
+#define QG(which) (vl_compute_grad_of (m, vl_block_param (m, l, (which))))
   const float *wq = QP (B_QKV_W), *gamma = QP (B_LN1_W), *beta = QP (B_LN1_B);
   float *dwq = QG (B_QKV_W), *dbq = QG (B_QKV_B), *dgamma = QG (B_LN1_W), *dbeta = QG (B_LN1_B);
 #undef QP
@@ -139,7 +139,7 @@ backward_block (VlModel *m, VlActs *a, int l, gboolean need_dinput)
   const int64_t BT = (int64_t) a->B * a->T;
   const BlockActs *k = &a->blk[l];
 #define BP(which) (vl_param (m, vl_block_param (m, l, (which)))->data)
-#define BG(which) (grad_of (m, vl_block_param (m, l, (which))))
+#define BG(which) (vl_compute_grad_of (m, vl_block_param (m, l, (which))))
 
   /* dx holds d out. MLP branch: out = xmid + [ls2 *] fc2 (act (fc1 (ln2 (xmid)))) */
   const float *dy = g->layer_scale ? layer_scale_backward (a, BG (B_LS2), BP (B_LS2), k->ls2b, BT, W)
@@ -201,22 +201,22 @@ backward_stem (VlModel *m, VlActs *a)
   if (g->pre_norm)
     {
       memset (a->dtmp, 0, sizeof (float) * BT * W);
-      vl_compute_layernorm_backward (a, a->dtmp, grad_of (m, m->ix.pre_w), grad_of (m, m->ix.pre_b), a->dx,
+      vl_compute_layernorm_backward (a, a->dtmp, vl_compute_grad_of (m, m->ix.pre_w), vl_compute_grad_of (m, m->ix.pre_b), a->dx,
                           a->xemb, vl_pdata (m, m->ix.pre_w), a->pre_mean, a->pre_rstd, BT, W);
       demb = a->dtmp;
     }
-  float *dpos = grad_of (m, m->ix.pos);
+  float *dpos = vl_compute_grad_of (m, m->ix.pos);
   float *dpos_used = a->resampled ? a->dpos_new : dpos;
   if (a->resampled)
     memset (a->dpos_new, 0, sizeof (float) * (PP + NP) * W);
   float *dprefix[64];
   int np = 0;
   if (g->class_token)
-    dprefix[np++] = grad_of (m, m->ix.cls);
+    dprefix[np++] = vl_compute_grad_of (m, m->ix.cls);
   if (g->dist_token)
-    dprefix[np++] = grad_of (m, m->ix.dist);
+    dprefix[np++] = vl_compute_grad_of (m, m->ix.dist);
   for (int r = 0; r < g->reg_tokens && np < 64; r++)
-    dprefix[np++] = grad_of (m, m->ix.reg) + (int64_t) r * W;
+    dprefix[np++] = vl_compute_grad_of (m, m->ix.reg) + (int64_t) r * W;
   float *dpatch = a->datty;   /* (B*NP, W) */
   for (int b = 0; b < a->B; b++)
     {
@@ -247,7 +247,7 @@ backward_stem (VlModel *m, VlActs *a)
   if (m->stem)
     vl_stem_backward (m->stem, m, dpatch);
   else
-    vl_compute_linear_backward_params (grad_of (m, m->ix.patch_w), grad_of (m, m->ix.patch_b), dpatch,
+    vl_compute_linear_backward_params (vl_compute_grad_of (m, m->ix.patch_w), vl_compute_grad_of (m, m->ix.patch_b), dpatch,
                             a->cols, (int64_t) a->B * NP, CPP, W);
 }
 
@@ -265,13 +265,13 @@ backward_head (VlModel *m, VlActs *a, gboolean below)
           /* logits = (head + head_dist) / 2 */
           for (int64_t i = 0; i < (int64_t) B * K; i++)
             a->dlogits[i] *= 0.5f;
-          vl_compute_linear_backward_params (grad_of (m, m->ix.hdist_w), grad_of (m, m->ix.hdist_b),
+          vl_compute_linear_backward_params (vl_compute_grad_of (m, m->ix.hdist_w), vl_compute_grad_of (m, m->ix.hdist_b),
                                   a->dlogits, a->dist_feat, B, m->geo.width, K);
           if (below)
             vl_compute_linear_backward_input (a->ddist, a->dlogits, vl_pdata (m, m->ix.hdist_w), ACT_NONE,
                                    NULL, B, m->geo.width, K, FALSE, NULL);
         }
-      vl_compute_linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dlogits,
+      vl_compute_linear_backward_params (vl_compute_grad_of (m, m->ix.head_w), vl_compute_grad_of (m, m->ix.head_b), a->dlogits,
                               hin, B, din, K);
       if (below)
         vl_compute_linear_backward_input (a->dhin, a->dlogits, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
@@ -280,11 +280,11 @@ backward_head (VlModel *m, VlActs *a, gboolean below)
   else
     {
       const int Hd = m->head_hidden;
-      vl_compute_linear_backward_params (grad_of (m, m->ix.head2_w), grad_of (m, m->ix.head2_b), a->dlogits,
+      vl_compute_linear_backward_params (vl_compute_grad_of (m, m->ix.head2_w), vl_compute_grad_of (m, m->ix.head2_b), a->dlogits,
                               a->head_g, B, Hd, K);
       vl_compute_linear_backward_input (a->dhead, a->dlogits, vl_pdata (m, m->ix.head2_w), ACT_GELU,
                              a->head_h, B, Hd, K, FALSE, NULL);
-      vl_compute_linear_backward_params (grad_of (m, m->ix.head_w), grad_of (m, m->ix.head_b), a->dhead, hin,
+      vl_compute_linear_backward_params (vl_compute_grad_of (m, m->ix.head_w), vl_compute_grad_of (m, m->ix.head_b), a->dhead, hin,
                               B, din, Hd);
       if (below)
         vl_compute_linear_backward_input (a->dhin, a->dhead, vl_pdata (m, m->ix.head_w), ACT_NONE, NULL, B,
@@ -306,6 +306,8 @@ backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok, gboolean 
       const int *arg = a->argmax + (int64_t) b * W;
       switch (m->pool)
         {
+        case VL_POOL_MAP:   /* the whole batch at once, below */
+          break;
         case VL_POOL_TOKEN:
           memcpy (dt, dp, sizeof (float) * W);
           break;
@@ -379,8 +381,8 @@ backward_from_tokens (VlModel *m, VlActs *a, const float *dtok, GError **error)
       if (below)
         memset (a->dx, 0, sizeof (float) * BTW);
       if (a->c0 <= C_NORM (m))
-        vl_compute_layernorm_backward (a, below ? a->dx : NULL, grad_of (m, m->ix.norm_w),
-                            grad_of (m, m->ix.norm_b), dtok, a->xs[g->depth],
+        vl_compute_layernorm_backward (a, below ? a->dx : NULL, vl_compute_grad_of (m, m->ix.norm_w),
+                            vl_compute_grad_of (m, m->ix.norm_b), dtok, a->xs[g->depth],
                             vl_pdata (m, m->ix.norm_w), a->lnf_mean, a->lnf_rstd,
                             (int64_t) a->B * a->T, g->width);
       if (!below)
@@ -400,7 +402,7 @@ backward_from_features (VlModel *m, VlActs *a, const float *dpooled, gboolean wi
   if (a->c0 > C_NORM (m))
     return TRUE;
   gboolean below = a->c0 < C_NORM (m);
-  float *nw_grad = grad_of (m, m->ix.norm_w), *nb_grad = grad_of (m, m->ix.norm_b);
+  float *nw_grad = vl_compute_grad_of (m, m->ix.norm_w), *nb_grad = vl_compute_grad_of (m, m->ix.norm_b);
   const float *nw = vl_pdata (m, m->ix.norm_w);
   if (g->fc_norm)
     {
@@ -413,7 +415,17 @@ backward_from_features (VlModel *m, VlActs *a, const float *dpooled, gboolean wi
     }
   else
     {
-      backward_pool (m, a, dpooled, a->dtmp, with_dist);
+      if (m->pool == VL_POOL_MAP)
+        {
+          /* the attention pool's own parameters (their group may train alone), then the tokens'
+           * gradient only when the norm or something below it trains */
+          const gboolean need_tokens = below || nw_grad != NULL;
+          vl_map_pool_backward (m, a, dpooled, need_tokens ? a->dtmp : NULL);
+          if (!need_tokens)
+            return TRUE;
+        }
+      else
+        backward_pool (m, a, dpooled, a->dtmp, with_dist);
       if (below)
         memset (a->dx, 0, sizeof (float) * B * T * W);
       vl_compute_layernorm_backward (a, below ? a->dx : NULL, nw_grad, nb_grad, a->dtmp, a->xs[g->depth], nw,
@@ -432,7 +444,7 @@ backward_from_embedding (VlModel *m, VlActs *a, const float *demb, gboolean with
   const VlGeometry *g = &m->geo;
   if (a->c0 > C_PROJ (m))
     return TRUE;
-  vl_compute_linear_backward_params (grad_of (m, m->ix.proj), NULL, demb, a->pooled, a->B, g->width,
+  vl_compute_linear_backward_params (vl_compute_grad_of (m, m->ix.proj), NULL, demb, a->pooled, a->B, g->width,
                           g->embed_dim);
   if (a->c0 >= C_PROJ (m))
     return TRUE;

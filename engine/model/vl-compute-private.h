@@ -86,9 +86,24 @@ struct _VlActs {
   float     *kshared;        /* (4 threads, kpack_numel): keys per (image, head), AttnJob */
   int64_t    kpack_numel;
   float     *dpos_new;       /* (pos_prefix + NP, W) */
+
+  /* the MAP attention pool (vl-map-pool.c), when the model has one; N = T - P patch tokens */
+  float     *mp_q;           /* (W) the query: q (latent) */
+  float     *mp_x;           /* (B,N,W) the patch tokens gathered, when P > 0 */
+  float     *mp_kv;          /* (B,N,2W) keys, then values */
+  float     *mp_att;         /* (B,H,N) softmax probabilities */
+  float     *mp_y, *mp_z;    /* (B,W) attention output; after proj */
+  float     *mp_ln, *mp_mean, *mp_rstd;   /* (B,W), (B), (B) */
+  float     *mp_h, *mp_g;    /* (B,M) fc1 output, its activation */
+  float     *mp_dkv;         /* (B,N,2W) */
+  float     *mp_dz, *mp_dy, *mp_dln;      /* (B,W) */
+  float     *mp_dh;          /* (B,M) */
+  float     *mp_dq;          /* (W) */
+  float     *mp_dx;          /* (B,N,W), when P > 0 */
+  gboolean   mp_valid;       /* the last forward pooled by map */
 };
 
-typedef enum { ACT_NONE, ACT_GELU, ACT_QUICK_GELU, ACT_DERIV } Act;
+typedef enum { ACT_NONE, ACT_GELU, ACT_QUICK_GELU, ACT_GELU_TANH, ACT_DERIV } Act;
 
 typedef void (*RowsFunc) (void *ctx, int64_t r0, int64_t r1, int worker);
 
@@ -105,6 +120,13 @@ typedef struct {
 
 
 void vl_compute_act_forward (Act act, float *out, const float *inp, int64_t n);
+void vl_compute_linear_forward (float *out, Act act, float *act_out, const float *inp, const float *w, const float *b, const float *residual, int64_t M, int K, int N);
+void vl_compute_layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int64_t N, int C, float eps);
+float *vl_compute_grad_of (VlModel *m, int index);
+/* vl-map-pool.c */
+void vl_map_pool_alloc (VlModel *m, VlActs *a);
+void vl_map_pool_forward (VlModel *m, VlActs *a, const float *tokens, float *out);
+void vl_map_pool_backward (VlModel *m, VlActs *a, const float *dout, float *dtok);
 void vl_compute_attn_bwd_task (void *data, int64_t i, int worker);
 gboolean vl_compute_cancelled (VlModel *m, GError **error);
 void vl_compute_colsum (float *db, const float *dout, const float *scale_by, int64_t M, int N);

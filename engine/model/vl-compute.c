@@ -203,6 +203,8 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
                                  vl_packed_numel (MAX (g->mlp, 3 * W), W)));
       a->dpos_new = FALLOC (a, (int64_t) (a->pos_prefix + NP) * W);
     }
+  if (m->ix.ap >= 0)
+    vl_map_pool_alloc (m, a);
   return a;
 }
 
@@ -260,7 +262,7 @@ vl_compute_parallel_rows (int64_t rows, int64_t row_work, int per_thread, RowsFu
 Act
 vl_compute_model_act (VlModel *m)
 {
-  return m->geo.quick_gelu ? ACT_QUICK_GELU : ACT_GELU;
+  return m->geo.quick_gelu ? ACT_QUICK_GELU : m->geo.gelu_tanh ? ACT_GELU_TANH : ACT_GELU;
 }
 
 /* out = act (inp) for n values (nothing for ACT_NONE). */
@@ -271,6 +273,8 @@ vl_compute_act_forward (Act act, float *out, const float *inp, int64_t n)
     vl_gelu_forward (out, inp, n);
   else if (act == ACT_QUICK_GELU)
     vl_quick_gelu_forward (out, inp, n);
+  else if (act == ACT_GELU_TANH)
+    vl_gelu_tanh_forward (out, inp, n);
 }
 
 /* out (M,N) = [residual +] inp (M,K) w^T (N,K) [+ b]; then act_out = act (out).
@@ -296,6 +300,8 @@ linear_fwd_act (const LinearFwd *L, int64_t r0, int64_t r1)
     vl_gelu_forward_deriv (act_out, out, n);
   else if (L->act == ACT_QUICK_GELU)
     vl_quick_gelu_forward_deriv (act_out, out, n);
+  else if (L->act == ACT_GELU_TANH)
+    vl_gelu_tanh_forward_deriv (act_out, out, n);
 }
 
 static void
@@ -342,6 +348,13 @@ linear_forward (float *out, Act act, float *act_out, const float *inp, const flo
   vl_compute_parallel_rows (M, (int64_t) K * N, 1, linear_fwd_rows, &L);
 }
 
+void
+vl_compute_linear_forward (float *out, Act act, float *act_out, const float *inp, const float *w,
+                           const float *b, const float *residual, int64_t M, int K, int N)
+{
+  linear_forward (out, act, act_out, inp, w, b, residual, M, K, N);
+}
+
 /* dinp (M,K) = [dinp +] dout (M,N) w (N,K); then dinp *= act' (pre). */
 typedef struct {
   float *dinp;
@@ -377,6 +390,8 @@ linear_bwd_rows (void *data, int64_t r0, int64_t r1, int worker)
         vl_gelu_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
       else if (L->act == ACT_QUICK_GELU)
         vl_quick_gelu_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
+      else if (L->act == ACT_GELU_TANH)
+        vl_gelu_tanh_backward (dinp, L->pre + s0 * L->K, dinp, (s1 - s0) * L->K);
       else if (L->act == ACT_DERIV)   /* on AVX2: 2% of a small model's step in SSE */
         vl_mul_inplace (dinp, L->pre + s0 * L->K, (s1 - s0) * L->K);
     }
@@ -576,6 +591,13 @@ layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const
 {
   LnFwd L = { out, mean, rstd, inp, w, b, C, eps };
   vl_compute_parallel_rows (N, 8 * C, 2, ln_fwd_rows, &L);
+}
+
+void
+vl_compute_layernorm_forward (float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int64_t N, int C, float eps)
+{
+  layernorm_forward (out, mean, rstd, inp, w, b, N, C, eps);
 }
 
 typedef struct {
@@ -1052,6 +1074,8 @@ pool_tokens (VlModel *m, VlActs *a, const float *tokens, float *out_all)
       int *arg = a->argmax + (int64_t) b * W;
       switch (m->pool)
         {
+        case VL_POOL_MAP:   /* the whole batch at once, below */
+          break;
         case VL_POOL_TOKEN:
           memcpy (out, tok, sizeof (float) * W);
           break;
@@ -1079,6 +1103,9 @@ pool_tokens (VlModel *m, VlActs *a, const float *tokens, float *out_all)
           break;
         }
     }
+  a->mp_valid = m->pool == VL_POOL_MAP;
+  if (m->pool == VL_POOL_MAP)
+    vl_map_pool_forward (m, a, tokens, out_all);
 }
 
 /* Final norm and pooling: the token norm then pooling, or pooling then fc_norm. */

@@ -13,6 +13,8 @@
  *   hf-vit        [vit.]embeddings.*, encoder.layer.N.*, layernorm, classifier (pooler ignored)
  *   hf-clip       vision_model.{embeddings.*, pre_layrnorm, encoder.layers.N.*, post_layernorm},
  *                 visual_projection (text tower ignored)
+ *   hf-siglip     vision_model.{embeddings.*, encoder.layers.N.*, post_layernorm, head.* (the
+ *                 attention pool)}, classifier (text tower ignored)
  *   hf-deit       deit.embeddings.* (+ distillation_token), then as hf-vit; classifier or
  *                 cls_classifier + distillation_classifier
  *   hf-dinov2     [dinov2.]embeddings.*, encoder.layer.N.{norm1, attention.*, layer_scale1,
@@ -300,7 +302,15 @@ copy_tensors (VlModel *m, Source *s, GError **error)
               return FALSE;
             }
           float *dst = p->data + src->row0 * row;
-          if (src->transpose)
+          if (src->sliced)
+            {
+              /* rows [slice0, slice0 + the parameter's rows) of the file's tensor */
+              g_autofree float *tmp = g_new (float, t->numel);
+              vl_tensor_to_f32 (t, tmp);
+              g_assert (src->slice0 * row + p->numel <= t->numel);
+              memcpy (p->data, tmp + src->slice0 * row, sizeof (float) * p->numel);
+            }
+          else if (src->transpose)
             {
               /* source (C, R) -> internal (R, C) */
               g_autofree float *tmp = g_new (float, t->numel);
@@ -313,8 +323,8 @@ copy_tensors (VlModel *m, Source *s, GError **error)
           else
             vl_tensor_to_f32 (t, dst);
           /* a NaN or an infinity in a weight gives NaN everywhere, with exit 0 */
-          const int64_t n = src->transpose ? p->numel : t->numel;
-          const float *first = src->transpose ? p->data : dst;
+          const int64_t n = src->transpose || src->sliced ? p->numel : t->numel;
+          const float *first = src->transpose || src->sliced ? p->data : dst;
           for (int64_t e = 0; e < n; e++)
             if (!isfinite (first[e]))
               {
@@ -397,8 +407,30 @@ build_internal (VlModel *m, gboolean patch_bias)
   g_autofree char *nb = g_strconcat (norm, ".bias", NULL);
   m->ix.norm_w = vl_model_add_param (m, nw, g->depth + 1, C_NORM (m), 1, (s[0] = W, s));
   m->ix.norm_b = vl_model_add_param (m, nb, g->depth + 1, C_NORM (m), 1, s);
+  if (g->attn_pool)
+    {
+      /* timm's AttentionPoolLatent: computed with the final norm, a group of its own after it */
+      static const char *ap_names[AP_N] = {
+        "latent", "q.weight", "q.bias", "kv.weight", "kv.bias", "proj.weight", "proj.bias",
+        "norm.weight", "norm.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
+        "mlp.fc2.bias",
+      };
+      const int64_t shapes[AP_N][3] = {
+        { 1, 1, W }, { W, W }, { W }, { 2 * W, W }, { 2 * W }, { W, W }, { W }, { W }, { W },
+        { g->mlp, W }, { g->mlp }, { W, g->mlp }, { W },
+      };
+      for (int j = 0; j < AP_N; j++)
+        {
+          char name[64];
+          g_snprintf (name, sizeof name, "attn_pool.%s", ap_names[j]);
+          const int ndim = j == AP_LATENT ? 3 : shapes[j][1] ? 2 : 1;
+          const int idx = vl_model_add_param (m, name, g->depth + 2, C_NORM (m), ndim, shapes[j]);
+          if (j == 0)
+            m->ix.ap = idx;
+        }
+    }
   if (g->embed_dim > 0)
-    m->ix.proj = vl_model_add_param (m, "proj.weight", g->depth + 2, C_PROJ (m), 2,
+    m->ix.proj = vl_model_add_param (m, "proj.weight", g->depth + 2 + g->attn_pool, C_PROJ (m), 2,
                                      (s[0] = g->embed_dim, s[1] = W, s));
 }
 
@@ -414,6 +446,8 @@ groups_timm (VlModel *m)
       vl_model_add_group (m, name);
     }
   vl_model_add_group (m, m->geo.fc_norm ? "fc_norm" : "norm");
+  if (m->geo.attn_pool)
+    vl_model_add_group (m, "attn_pool");
   if (m->geo.embed_dim > 0)
     vl_model_add_group (m, "proj");
 }
@@ -747,6 +781,18 @@ timm_tokens (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
       g->embed_dim = (int) proj->shape[0];
     }
   g->fc_norm = src_lookup (s, "fc_norm.weight") != NULL && src_lookup (s, "norm.weight") == NULL;
+  g->attn_pool = src_lookup (s, "attn_pool.latent") != NULL;
+  if (g->attn_pool && (g->fc_norm || g->dist_token || g->embed_dim > 0 ||
+                       src_lookup (s, "attn_pool.pos_embed") || src_lookup (s, "attn_pool.q_norm.weight")))
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: this attention pool (attn_pool.*) comes "
+                   "with %s, which vitlab does not compute: it reads timm's AttentionPoolLatent "
+                   "after the final norm, as SigLIP's", s->file,
+                   g->fc_norm ? "an fc_norm" : g->dist_token ? "a distillation token"
+                   : g->embed_dim > 0 ? "a projection" : src_lookup (s, "attn_pool.pos_embed")
+                   ? "a position embedding of its own" : "query/key norms");
+      return FALSE;
+    }
 
   const VlTensorInfo *pos = src_require (s, "pos_embed", 3, 3, error);
   if (!pos)
@@ -764,6 +810,30 @@ timm_tokens (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
     return FALSE;
 
   return TRUE;
+}
+
+/* The timm architectures whose definition sets act_layer='gelu_tanh' (timm 1.0's
+ * vision_transformer.py: the later SigLIP and SigLIP 2 towers; the first SigLIP ports use the
+ * exact GELU), with or without a pretrained tag after a dot. */
+static gboolean
+timm_arch_gelu_tanh (const char *arch)
+{
+  static const char *const tanh_archs[] = {
+    "vit_base_patch32_siglip_256", "vit_large_patch16_siglip_512",
+    "vit_so400m_patch16_siglip_256", "vit_so400m_patch16_siglip_384",
+    "vit_so400m_patch16_siglip_512", "vit_giantopt_patch16_siglip_256",
+    "vit_giantopt_patch16_siglip_384", "vit_base_patch32_siglip_gap_256",
+    "vit_large_patch16_siglip_gap_512", "vit_so400m_patch16_siglip_gap_256",
+    "vit_so400m_patch16_siglip_gap_384", "vit_so400m_patch16_siglip_gap_512",
+    "vit_giantopt_patch16_siglip_gap_256", "vit_giantopt_patch16_siglip_gap_384",
+  };
+  if (arch == NULL)
+    return FALSE;
+  const size_t len = strcspn (arch, ".");
+  for (guint i = 0; i < G_N_ELEMENTS (tanh_archs); i++)
+    if (strlen (tanh_archs[i]) == len && strncmp (arch, tanh_archs[i], len) == 0)
+      return TRUE;
+  return FALSE;
 }
 
 /* timm: the blocks, heads, activation and eps, and what the config says against the tensors. */
@@ -789,17 +859,24 @@ timm_blocks (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
   if (!resolve_heads (m, s, c, heads, error))
     return FALSE;
   const char *act = config_string (args, "act_layer");
-  if (act && strcmp (act, "quick_gelu") != 0 && strcmp (act, "gelu") != 0)
+  if (act && strcmp (act, "quick_gelu") != 0 && strcmp (act, "gelu") != 0 &&
+      strcmp (act, "gelu_tanh") != 0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                   "%s: model_args.act_layer \"%s\" is not supported (gelu, quick_gelu)",
-                   c->path, act);
+                   "%s: model_args.act_layer \"%s\" is not supported (gelu, gelu_tanh, "
+                   "quick_gelu)", c->path, act);
       return FALSE;
     }
   g->quick_gelu = act && strcmp (act, "quick_gelu") == 0;
+  /* timm's SigLIP architectures that set act_layer='gelu_tanh' themselves: a config.json from
+   * the hub names the architecture without model_args */
+  GHashTable *meta = vl_safetensors_metadata (s->st);
+  const char *meta_act = meta ? g_hash_table_lookup (meta, "vitlab.act_layer") : NULL;
+  g->gelu_tanh = act ? strcmp (act, "gelu_tanh") == 0
+                     : g_strcmp0 (meta_act, "gelu_tanh") == 0 ||
+                       timm_arch_gelu_tanh (config_string (c->root, "architecture"));
 
   g->eps = 1e-6f;
-  GHashTable *meta = vl_safetensors_metadata (s->st);
   const char *meta_eps = meta ? g_hash_table_lookup (meta, "layer_norm_eps") : NULL;
   const char *eps_key = NULL;
   if (config_number (c, c->root, "layer_norm_eps", &v, &ok, error) ||
@@ -905,11 +982,17 @@ timm_preprocess (VlModel *m, Config *c, JsonObject *args, GError **error)
   const char *gp = config_string (c->root, "global_pool");
   if (!gp)
     gp = config_string (args, "global_pool");
-  m->pool = g->class_token ? VL_POOL_TOKEN : VL_POOL_AVG;
+  m->pool = g->attn_pool ? VL_POOL_MAP : g->class_token ? VL_POOL_TOKEN : VL_POOL_AVG;
   if (gp && *gp && !vl_pool_from_string (gp, &m->pool))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT,
-                   "%s: global_pool \"%s\" is not one of token, avg, max", c->path, gp);
+                   "%s: global_pool \"%s\" is not one of token, avg, max, map", c->path, gp);
+      return FALSE;
+    }
+  if (m->pool == VL_POOL_MAP && !g->attn_pool)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: global_pool is \"map\" but the "
+                   "checkpoint has no attention pool (attn_pool.latent)", c->path);
       return FALSE;
     }
   vl_model_set_pool (m, m->pool);
@@ -1359,6 +1442,136 @@ load_hf_clip (VlModel *m, Source *s, Config *c, GError **error)
   return TRUE;
 }
 
+static gboolean hf_head (VlModel *m, Source *s, gboolean dino, GError **error);
+
+/* --- Hugging Face transformers SigLIP's vision tower --- */
+
+/* The attention pool's sources in transformers' SiglipMultiheadAttentionPoolingHead (`head.`):
+ * nn.MultiheadAttention's in_proj holds timm's q (rows 0 … W-1) and kv (W … 3W-1). */
+static void
+hf_siglip_pool_sources (VlModel *m, Source *s)
+{
+  const int64_t W = m->geo.width;
+  int64_t sh[3];
+  static const char *names[AP_N] = {
+    "head.probe", NULL, NULL, NULL, NULL, "head.attention.out_proj.weight",
+    "head.attention.out_proj.bias", "head.layernorm.weight", "head.layernorm.bias",
+    "head.mlp.fc1.weight", "head.mlp.fc1.bias", "head.mlp.fc2.weight", "head.mlp.fc2.bias",
+  };
+  for (int j = 0; j < AP_N; j++)
+    if (names[j])
+      {
+        g_autofree char *name = g_strconcat (s->prefix, names[j], NULL);
+        set_source (m, m->ix.ap + j, name, FALSE, 0, NULL);
+      }
+  g_autofree char *iw = g_strconcat (s->prefix, "head.attention.in_proj_weight", NULL);
+  g_autofree char *ib = g_strconcat (s->prefix, "head.attention.in_proj_bias", NULL);
+  vl_model_add_source_slice (m, m->ix.ap + AP_Q_W, iw, 2, (sh[0] = 3 * W, sh[1] = W, sh), 0);
+  vl_model_add_source_slice (m, m->ix.ap + AP_KV_W, iw, 2, sh, W);
+  vl_model_add_source_slice (m, m->ix.ap + AP_Q_B, ib, 1, (sh[0] = 3 * W, sh), 0);
+  vl_model_add_source_slice (m, m->ix.ap + AP_KV_B, ib, 1, sh, W);
+}
+
+/* The configuration of transformers' SiglipModel / SiglipVisionModel against the tensors. */
+static gboolean
+hf_siglip_config (VlModel *m, Source *s, Config *c, JsonObject *vc, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  gboolean ok = TRUE;
+  double v, heads = 0;
+  if ((!config_number (c, vc, "num_attention_heads", &heads, &ok, error) && !ok) ||
+      !resolve_heads (m, s, c, heads, error))
+    return FALSE;
+  const char *act = config_string (vc, "hidden_act");
+  if (act && strcmp (act, "gelu_pytorch_tanh") != 0 && strcmp (act, "gelu") != 0 &&
+      strcmp (act, "quick_gelu") != 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: hidden_act \"%s\" is not supported "
+                   "(gelu_pytorch_tanh, gelu, quick_gelu)", c->path, act);
+      return FALSE;
+    }
+  g->gelu_tanh = act == NULL || strcmp (act, "gelu_pytorch_tanh") == 0;   /* SigLIP's default */
+  g->quick_gelu = act && strcmp (act, "quick_gelu") == 0;
+  g->eps = 1e-6f;
+  if (config_number (c, vc, "layer_norm_eps", &v, &ok, error) &&
+      !set_eps (g, c->path, "layer_norm_eps", v, error))
+    return FALSE;
+  return ok &&
+         config_agrees (c, vc, "hidden_size", g->width, "embeddings.patch_embedding.weight", &ok,
+                        error) &&
+         config_agrees (c, vc, "num_hidden_layers", g->depth, "encoder.layers.N.*", &ok, error) &&
+         config_agrees (c, vc, "intermediate_size", g->mlp, "mlp.fc1.weight", &ok, error) &&
+         config_agrees (c, vc, "patch_size", g->patch, "embeddings.patch_embedding.weight", &ok,
+                        error) &&
+         config_agrees (c, vc, "image_size", g->grid * g->patch,
+                        "embeddings.position_embedding.weight", &ok, error);
+}
+
+/* transformers' SiglipModel / SiglipVisionModel (google/siglip-*, siglip2-* of fixed
+ * resolution): the vision tower under "vision_model." without class token, pooled by its
+ * attention-pooling head (`head.`, when vision_use_head) or by the mean of the tokens
+ * (SiglipForImageClassification, with its `classifier`); the text tower left out. */
+static gboolean
+load_hf_siglip (VlModel *m, Source *s, Config *c, GError **error)
+{
+  VlGeometry *g = &m->geo;
+  JsonObject *vc = vl_json_object_member (c->root, "vision_config");
+  if (vc == NULL)
+    vc = c->root;   /* a SiglipVisionConfig of its own */
+  const VlTensorInfo *pw = src_require (s, "embeddings.patch_embedding.weight", 4, 4, error);
+  if (!pw || !check_patch (s, pw, g, error))
+    return FALSE;
+  const VlTensorInfo *pos = src_require (s, "embeddings.position_embedding.weight", 2, 2, error);
+  if (!pos || !check_pos (s, pos, 0, 0, g, error))
+    return FALSE;
+  g->depth = count_indexed (s, "encoder.layers.", ".layer_norm1.weight");
+  if (g->depth == 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
+                   "%s: no tensor %sencoder.layers.0.layer_norm1.weight", s->file, s->prefix);
+      return FALSE;
+    }
+  if (!check_mlp (s, "encoder.layers.0.mlp.fc1.weight", g, error) ||
+      !hf_siglip_config (m, s, c, vc, error))
+    return FALSE;
+  g->attn_pool = src_lookup (s, "head.probe") != NULL;
+
+  build_internal (m, TRUE);
+  const int64_t W = g->width;
+  int64_t sh[2];
+  static const char *top[] = {
+    "embeddings.patch_embedding.weight", "embeddings.patch_embedding.bias",
+    "embeddings.position_embedding.weight", "post_layernorm.weight", "post_layernorm.bias",
+  };
+  const int index[G_N_ELEMENTS (top)] = { m->ix.patch_w, m->ix.patch_b, m->ix.pos, m->ix.norm_w,
+                                          m->ix.norm_b };
+  for (guint i = 0; i < G_N_ELEMENTS (top); i++)
+    {
+      g_autofree char *name = g_strconcat (s->prefix, top[i], NULL);
+      if (index[i] == m->ix.pos)
+        set_source (m, index[i], name, TRUE, 2, (sh[0] = g->n_tokens, sh[1] = W, sh));
+      else
+        set_source (m, index[i], name, FALSE, 0, NULL);
+    }
+  static const char *names[12] = {
+    "layer_norm1.weight", "layer_norm1.bias", NULL, NULL,
+    "self_attn.out_proj.weight", "self_attn.out_proj.bias", "layer_norm2.weight",
+    "layer_norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+  };
+  static const char *const qkv[3] = { "q_proj", "k_proj", "v_proj" };
+  split_qkv_sources (m, s, "encoder.layers.", names, 12, "self_attn.", qkv);
+  if (g->attn_pool)
+    hf_siglip_pool_sources (m, s);
+  groups_timm (m);
+  vl_model_finish_backbone (m);
+  if (!hf_head (m, s, FALSE, error))
+    return FALSE;
+  m->pool = g->attn_pool ? VL_POOL_MAP : VL_POOL_AVG;
+  /* SiglipImageProcessor: a bicubic resize to the size, no crop, mean and std 0.5 */
+  default_preprocess (g, 1.0, "bicubic", half, half);
+  return TRUE;
+}
+
 /* --- Hugging Face transformers ViT --- */
 
 /* The classifier of transformers' models, outside the "vit." / "deit." prefix: `classifier` on
@@ -1785,6 +1998,10 @@ ignorable (const char *family, const char *prefix, const char *name)
   if (strcmp (family, "hf-clip") == 0)
     return (!g_str_has_prefix (name, prefix) && strcmp (name, "visual_projection.weight") != 0) ||
            strcmp (name, "vision_model.embeddings.position_ids") == 0;
+  /* SigLIP's text tower, logit scale and bias beside its vision tower */
+  if (strcmp (family, "hf-siglip") == 0)
+    return (!g_str_has_prefix (name, prefix) && !g_str_has_prefix (name, "classifier.")) ||
+           strcmp (name, "vision_model.embeddings.position_ids") == 0;
   /* DINOv2's mask token serves its masked-image training only; a Dinov2ForImageClassification
    * head reads 2W features (see load_hf) */
   if (strcmp (family, "dinov2") == 0)
@@ -1863,6 +2080,9 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     family = "openclip", load = load_openclip, config_name = "open_clip_config.json";
   else if (vl_safetensors_lookup (st, "vit.embeddings.patch_embeddings.projection.weight"))
     family = "hf-vit", load = load_hf, s.prefix = "vit.";
+  else if (vl_safetensors_lookup (st, "vision_model.embeddings.patch_embedding.weight") &&
+           !vl_safetensors_lookup (st, "vision_model.embeddings.class_embedding"))
+    family = "hf-siglip", load = load_hf_siglip, s.prefix = "vision_model.";
   else if (vl_safetensors_lookup (st, "vision_model.embeddings.patch_embedding.weight"))
     family = "hf-clip", load = load_hf_clip, s.prefix = "vision_model.";
   else if (vl_safetensors_lookup (st, "deit.embeddings.patch_embeddings.projection.weight"))
@@ -1943,9 +2163,9 @@ vl_families_load (VlModel *m, const char *path, GError **error)
       if (!g_hash_table_contains (s.used, name) && !ignorable (family, s.prefix, name))
         {
           /* the parts people meet most, said by name */
-          const char *what = strstr (name, "attn_pool.") ? " (an attention-pooling head: timm's "
-                             "global_pool 'map', as SigLIP's; vitlab pools on the class token "
-                             "or the mean of the tokens)"
+          const char *what = strstr (name, "attn_pool.") ? " (an attention-pooling head in a "
+                             "form vitlab does not compute: it reads timm's AttentionPoolLatent "
+                             "as SigLIP's)"
                            : strstr (name, "rope") || strstr (name, "freqs") ? " (rotary "
                              "position embeddings, as EVA-02's; vitlab's are learnt and added)"
                            : strstr (name, "relative_position") ? " (relative position biases, "
@@ -2117,11 +2337,14 @@ vl_model_new_random (const VlGeometry *geometry, int num_classes, uint64_t seed)
           for (int64_t k = 0; k < p->numel; k++)
             p->data[k] = (float) ((2.0 * vl_rng_uniform (&rng) - 1.0) * bound);
         }
+      else if (i == m->ix.ap + AP_LATENT && m->ix.ap >= 0)
+        for (int64_t k = 0; k < p->numel; k++)   /* AttentionPoolLatent: std latent_dim^-0.5 */
+          p->data[k] = (float) vl_rng_trunc_normal (&rng, 1.0 / sqrt ((double) g->width));
       else if (p->ndim >= 2)
         for (int64_t k = 0; k < p->numel; k++)
           p->data[k] = (float) vl_rng_trunc_normal (&rng, 0.02);
     }
-  m->pool = g->class_token ? VL_POOL_TOKEN : VL_POOL_AVG;
+  m->pool = g->attn_pool ? VL_POOL_MAP : g->class_token ? VL_POOL_TOKEN : VL_POOL_AVG;
   vl_model_set_head (m, VL_HEAD_LINEAR, num_classes, 0, seed ^ 0x5eedull);
   return m;
 }

@@ -16,6 +16,10 @@ typedef struct {
   int64_t  shape[4];
   int64_t  row0;
   gboolean transpose;
+  /* the other way round: the internal tensor is rows [slice0, slice0 + its rows) of the file's
+   * (transformers' in_proj_weight holding timm's q and kv); shape is then the file tensor's */
+  gboolean sliced;
+  int64_t  slice0;
 } VlSource;
 
 #define VL_MAX_SOURCES 3
@@ -49,11 +53,16 @@ typedef struct {
 enum { B_LN1_W, B_LN1_B, B_QKV_W, B_QKV_B, B_PROJ_W, B_PROJ_B,
        B_LN2_W, B_LN2_B, B_FC1_W, B_FC1_B, B_FC2_W, B_FC2_B, B_LS1, B_LS2 };
 
+/* The MAP attention pool (attn_pool.*, SigLIP's), in this order from VlIndex.ap. */
+enum { AP_LATENT, AP_Q_W, AP_Q_B, AP_KV_W, AP_KV_B, AP_PROJ_W, AP_PROJ_B, AP_NORM_W, AP_NORM_B,
+       AP_FC1_W, AP_FC1_B, AP_FC2_W, AP_FC2_B, AP_N };
+
 /* Indices into the parameter table; -1 when the model has no such tensor. */
 typedef struct {
   int  patch_w, patch_b, cls, dist, reg, pos, pre_w, pre_b;
   int *block;              /* depth entries: index of B_LN1_W of each block */
   int  norm_w, norm_b;     /* final norm: `norm` over tokens, or `fc_norm` after pooling */
+  int  ap;                 /* the MAP attention pool's first parameter (AP_LATENT) */
   int  proj;               /* OpenCLIP's projection, a Linear weight (E, W) without bias */
   int  head_w, head_b;     /* linear head, or the MLP head's first layer */
   int  head2_w, head2_b;   /* the MLP head's second layer */
@@ -130,6 +139,9 @@ int   vl_model_add_param     (VlModel *m, const char *name, int group, int comp,
                               const int64_t *shape);
 void  vl_model_add_source    (VlModel *m, int index, const char *name, int ndim,
                               const int64_t *shape, int64_t row0, gboolean transpose);
+/* The whole parameter `index` from rows [slice0, …) of the file's tensor `name` of `shape`. */
+void  vl_model_add_source_slice (VlModel *m, int index, const char *name, int ndim,
+                                 const int64_t *shape, int64_t slice0);
 /* After the backbone's parameters are added: lays them out, sets up the groups. */
 void  vl_model_finish_backbone (VlModel *m);
 VlModel *vl_model_alloc      (void);

@@ -78,6 +78,18 @@ vl_model_add_source (VlModel *m, int index, const char *name, int ndim, const in
   memcpy (s->shape, shape, sizeof (int64_t) * ndim);
   s->row0 = row0;
   s->transpose = transpose;
+  s->sliced = FALSE;
+  s->slice0 = 0;
+}
+
+void
+vl_model_add_source_slice (VlModel *m, int index, const char *name, int ndim,
+                           const int64_t *shape, int64_t slice0)
+{
+  vl_model_add_source (m, index, name, ndim, shape, 0, FALSE);
+  VlParam *p = vl_param (m, index);
+  p->src[p->n_src - 1].sliced = TRUE;
+  p->src[p->n_src - 1].slice0 = slice0;
 }
 
 /* Points params[first .. n) into block `which`, allocating it (zeroed). Each tensor starts on a
@@ -271,8 +283,31 @@ vl_model_set_cancellable (VlModel *m, GCancellable *cancellable)
 void
 vl_model_set_pool (VlModel *m, VlPoolKind pool)
 {
-  /* without a CLS token there is no token to pool: timm pools those models by mean */
-  m->pool = pool == VL_POOL_TOKEN && !m->geo.class_token ? VL_POOL_AVG : pool;
+  if (pool == VL_POOL_MAP && m->ix.ap < 0)
+    pool = VL_POOL_TOKEN;
+  /* without a CLS token there is no token to pool: the model's own attention pool (SigLIP), or
+   * the mean as timm pools such models */
+  if (pool == VL_POOL_TOKEN && !m->geo.class_token)
+    pool = m->ix.ap >= 0 ? VL_POOL_MAP : VL_POOL_AVG;
+  m->pool = pool;
+}
+
+gboolean
+vl_model_check_pool (VlModel *m, VlPoolKind pool, GError **error)
+{
+  if (pool == VL_POOL_MAP && m->ix.ap < 0)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s has no attention pool (attn_pool.*, "
+                   "as SigLIP's): pool by token, avg or max", m->path ? m->path : "the model");
+      return FALSE;
+    }
+  if (pool == VL_POOL_TOKEN && !m->geo.class_token)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s has no class token: pool by avg, max%s",
+                   m->path ? m->path : "the model", m->ix.ap >= 0 ? " or map" : "");
+      return FALSE;
+    }
+  return TRUE;
 }
 
 int64_t
@@ -310,7 +345,8 @@ vl_model_find_tensor (VlModel *m, const char *name)
 const char *
 vl_pool_name (VlPoolKind pool)
 {
-  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : "token";
+  return pool == VL_POOL_AVG ? "avg" : pool == VL_POOL_MAX ? "max" : pool == VL_POOL_MAP ? "map"
+                                                                               : "token";
 }
 
 const char *
@@ -341,6 +377,8 @@ vl_pool_from_string (const char *s, VlPoolKind *pool)
     *pool = VL_POOL_AVG;
   else if (g_strcmp0 (s, "max") == 0)
     *pool = VL_POOL_MAX;
+  else if (g_strcmp0 (s, "map") == 0)
+    *pool = VL_POOL_MAP;
   else
     return FALSE;
   return TRUE;
@@ -594,6 +632,8 @@ vl_model_save (VlModel *m, const char *path, GError **error)
 {
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
   GPtrArray *temps = g_ptr_array_new_with_free_func (g_free);
+  /* file tensors that several internal ones are slices of: name -> the whole, filled in parts */
+  g_autoptr(GHashTable) whole = g_hash_table_new (g_str_hash, g_str_equal);
   for (guint i = 0; i < m->params->len; i++)
     {
       VlParam *p = vl_param (m, (int) i);
@@ -604,6 +644,19 @@ vl_model_save (VlModel *m, const char *path, GError **error)
           int64_t n = 1;
           for (int d = 0; d < s->ndim; d++)
             n *= s->shape[d];
+          if (s->sliced)
+            {
+              float *t = g_hash_table_lookup (whole, s->name);
+              if (t == NULL)
+                {
+                  t = g_new0 (float, n);
+                  g_ptr_array_add (temps, t);
+                  g_hash_table_insert (whole, s->name, t);
+                  vl_safetensors_writer_add_f32 (w, s->name, s->ndim, s->shape, t);
+                }
+              memcpy (t + s->slice0 * row, p->data, sizeof (float) * p->numel);
+              continue;
+            }
           const float *data = p->data + s->row0 * row;
           if (s->transpose)
             {

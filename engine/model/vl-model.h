@@ -30,6 +30,8 @@ typedef enum {
   VL_POOL_TOKEN,   /* the CLS token */
   VL_POOL_AVG,     /* mean over the patch tokens (CLS excluded) */
   VL_POOL_MAX,     /* elementwise max over the patch tokens */
+  VL_POOL_MAP,     /* the checkpoint's attention pool over the patch tokens (SigLIP's MAP head:
+                    * a learned query attending to them, then a residual MLP) */
 } VlPoolKind;
 
 typedef enum {
@@ -62,6 +64,8 @@ typedef struct {
   gboolean  layer_scale;   /* per-channel gammas on both residual branches (ls1, ls2) */
   gboolean  fc_norm;       /* the final norm applies after pooling (timm fc_norm) */
   gboolean  quick_gelu;    /* x * sigmoid (1.702 x) instead of the exact GELU */
+  gboolean  gelu_tanh;     /* GELU's tanh approximation (SigLIP, Flax) instead of the exact one */
+  gboolean  attn_pool;     /* an attention-pooling head (attn_pool.*, timm's AttentionPoolLatent) */
   int       embed_dim;     /* output width of OpenCLIP's projection; 0 when there is none */
   /* preprocessing (pretrained_cfg) */
   int       input_size;
@@ -112,7 +116,16 @@ void              vl_model_set_cancellable (VlModel *m, GCancellable *cancellabl
 VlHeadKind        vl_model_head_kind       (VlModel *m);
 int               vl_model_num_classes     (VlModel *m);
 VlPoolKind        vl_model_pool            (VlModel *m);
+/* Sets the pooling; without a CLS token "token" becomes "map" when the checkpoint has an
+ * attention pool, else "avg" (as timm pools such models); "map" without an attention pool
+ * becomes "token" (then that rule). */
 void              vl_model_set_pool        (VlModel *m, VlPoolKind pool);
+/* FALSE with a message naming the model when it cannot pool that way (map without an attention
+ * pool, token without a CLS token). */
+gboolean          vl_model_check_pool      (VlModel *m, VlPoolKind pool, GError **error);
+/* The attention pool's probabilities of the last forward (B, heads, T - n_prefix): where the
+ * pool's query looked; NULL when the last forward did not pool by map. */
+const float      *vl_model_pool_attention  (VlModel *m);
 /* Replaces the head with a new one for num_classes classes, initialised as timm initialises a
  * reset classifier (nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias).
  * hidden is the MLP head's hidden width (ignored for linear). Optimizer state of the head is
@@ -120,8 +133,8 @@ void              vl_model_set_pool        (VlModel *m, VlPoolKind pool);
 void              vl_model_set_head        (VlModel *m, VlHeadKind kind, int num_classes,
                                             int hidden, uint64_t seed);
 gboolean          vl_pool_from_string      (const char *s, VlPoolKind *pool);
-/* The names run.json, config.json and the CLI use: "token", "avg", "max"; "linear", "mlp",
- * "none". */
+/* The names run.json, config.json and the CLI use: "token", "avg", "max", "map"; "linear",
+ * "mlp", "none". */
 const char       *vl_pool_name             (VlPoolKind pool);
 const char       *vl_head_kind_name        (VlHeadKind kind);
 gboolean          vl_head_kind_from_string (const char *s, VlHeadKind *out);

@@ -294,6 +294,57 @@ vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, int64_
     }
 }
 
+/* GELU's tanh approximation (PyTorch's approximate="tanh", Flax's default, SigLIP's
+ * gelu_pytorch_tanh): 0.5 x (1 + tanh (u)), u = sqrt (2 / pi) (x + 0.044715 x^3); tanh (u) as
+ * 1 - 2 / (e^{2u} + 1) with vl_expf (exact at both ends: e^{2u} clamps). */
+#define VL_SQRT_2_PI 0.7978845608028654f
+
+static inline float
+gelu_tanh_t (float x)
+{
+  const float u = VL_SQRT_2_PI * (x + 0.044715f * x * x * x);
+  return 1.0f - 2.0f / (vl_expf (2.0f * u) + 1.0f);
+}
+
+/* d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) u' */
+static inline float
+gelu_tanh_grad (float x, float t)
+{
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * VL_SQRT_2_PI * (1.0f + 0.134145f * x * x);
+}
+
+VL_MULTIVERSION void
+vl_gelu_tanh_forward (float *out, const float *inp, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      const float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + gelu_tanh_t (x));
+    }
+}
+
+VL_MULTIVERSION void
+vl_gelu_tanh_backward (float *dinp, const float *inp, const float *dout, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      const float x = inp[i];
+      dinp[i] = dout[i] * gelu_tanh_grad (x, gelu_tanh_t (x));
+    }
+}
+
+VL_MULTIVERSION void
+vl_gelu_tanh_forward_deriv (float *out, float *x, int64_t n)
+{
+  for (int64_t i = 0; i < n; i++)
+    {
+      /* the same bits as vl_gelu_tanh_forward and vl_gelu_tanh_backward */
+      const float xi = x[i], t = gelu_tanh_t (xi);
+      out[i] = 0.5f * xi * (1.0f + t);
+      x[i] = gelu_tanh_grad (xi, t);
+    }
+}
+
 VL_MULTIVERSION static void
 softmax_rows_generic (float *x, int64_t rows, int cols)
 {

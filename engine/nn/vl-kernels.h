@@ -19,6 +19,10 @@ void vl_layernorm_backward (float *dinp, float *dw, float *db, const float *dout
 void vl_quick_gelu_forward  (float *out, const float *inp, int64_t n);
 void vl_quick_gelu_backward (float *dinp, const float *inp, const float *dout, int64_t n);
 
+/* GELU's tanh approximation (PyTorch's approximate="tanh"), the same conventions. */
+void vl_gelu_tanh_forward  (float *out, const float *inp, int64_t n);
+void vl_gelu_tanh_backward (float *dinp, const float *inp, const float *dout, int64_t n);
+
 /* Exact (erf) GELU. */
 void vl_gelu_forward       (float *out, const float *inp, int64_t n);
 /* dinp = dout * gelu'(inp) (overwrites; dinp may alias dout). */
@@ -32,6 +36,7 @@ void vl_mul_inplace (float *x, const float *y, int64_t n);
  * instead of evaluating erf again. */
 void vl_gelu_forward_deriv       (float *out, float *x, int64_t n);
 void vl_quick_gelu_forward_deriv (float *out, float *x, int64_t n);
+void vl_gelu_tanh_forward_deriv  (float *out, float *x, int64_t n);
 
 /* In place, each of `rows` rows of `cols` (already scaled: attention's GEMM applies 1/sqrt(D)). */
 void vl_softmax_rows       (float *x, int64_t rows, int cols);

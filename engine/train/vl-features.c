@@ -11,7 +11,7 @@
 gboolean
 vl_feature_pool_from_string (const char *s, VlFeaturePool *pool)
 {
-  static const char *const names[] = { "token", "avg", "max", "all" };
+  static const char *const names[] = { "token", "avg", "max", "all", "map" };
   for (guint i = 0; s && i < G_N_ELEMENTS (names); i++)
     if (g_str_equal (s, names[i]))
       {
@@ -30,6 +30,7 @@ vl_feature_pool_name (VlFeaturePool pool)
     case VL_FEATURE_POOL_AVG: return "avg";
     case VL_FEATURE_POOL_MAX: return "max";
     case VL_FEATURE_POOL_ALL: return "all";
+    case VL_FEATURE_POOL_MAP: return "map";
     default: return "invalid";
     }
 }
@@ -100,7 +101,12 @@ pool_image (const float *tok, int T, int P, int W, VlFeaturePool pool, float *ou
     }
 }
 
-static const VlPoolKind model_pool_of[] = { VL_POOL_TOKEN, VL_POOL_AVG, VL_POOL_MAX };
+static VlPoolKind
+model_pool_of (VlFeaturePool pool)
+{
+  return pool == VL_FEATURE_POOL_AVG ? VL_POOL_AVG : pool == VL_FEATURE_POOL_MAX ? VL_POOL_MAX
+         : pool == VL_FEATURE_POOL_MAP ? VL_POOL_MAP : VL_POOL_TOKEN;
+}
 
 static const char *
 model_name (VlModel *m)
@@ -119,17 +125,26 @@ check_options (VlModel *m, const VlFeatureOptions *o, GError **error)
                    g->depth - 1);
       return FALSE;
     }
-  if ((guint) o->pool > VL_FEATURE_POOL_ALL)
+  if ((guint) o->pool > VL_FEATURE_POOL_MAP)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "pooling %d is not one of token, avg, max, "
-                   "all", (int) o->pool);
+                   "map, all", (int) o->pool);
+      return FALSE;
+    }
+  if (o->pool == VL_FEATURE_POOL_MAP && !vl_model_check_pool (m, VL_POOL_MAP, error))
+    return FALSE;
+  if (o->pool == VL_FEATURE_POOL_MAP && o->layer != VL_FEATURE_LAYER_FINAL)
+    {
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "%s: the attention pool (map) pools the "
+                   "final tokens only: pool block %d's by avg, max or all", model_name (m),
+                   o->layer);
       return FALSE;
     }
   if (o->pool == VL_FEATURE_POOL_TOKEN && !g->class_token)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "%s: the model has no class token to pool: use avg, max or all",
-                   model_name (m));
+                   "%s: the model has no class token to pool: use avg, max%s or all",
+                   model_name (m), g->attn_pool ? ", map" : "");
       return FALSE;
     }
   if (o->batch_size < 1 || o->batch_size > 4096)
@@ -268,7 +283,7 @@ extract_layers (VlModel *m, VlDataset *ds, VlFeatureSplit split, const int *laye
 
   const VlPoolKind old_pool = vl_model_pool (m);
   if (pool != VL_FEATURE_POOL_ALL)
-    vl_model_set_pool (m, model_pool_of[pool]);
+    vl_model_set_pool (m, model_pool_of (pool));
   vl_model_set_cancellable (m, cancellable);
   gboolean ok = (!want_train || extract_split (&e, VL_SPLIT_TRAIN, error));
   for (int j = 0; j < n; j++)
@@ -319,10 +334,11 @@ vl_features_extract_all_layers (VlModel *m, VlDataset *ds, VlFeatureSplit split,
                          .batch_size = batch_size };
   if (!check_options (m, &o, error))
     return NULL;
-  if (pool == VL_FEATURE_POOL_ALL)
+  if (pool == VL_FEATURE_POOL_ALL || pool == VL_FEATURE_POOL_MAP)
     {
-      g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "every layer's features need a pooling (token, avg or max), not all tokens");
+      g_set_error (error, VL_ERROR, VL_ERROR_INVALID, "every layer's features need a pooling "
+                   "(token, avg or max), not %s", pool == VL_FEATURE_POOL_ALL ? "all tokens"
+                   : "the attention pool (it pools the final tokens only)");
       return NULL;
     }
   const int depth = vl_model_geometry (m)->depth;

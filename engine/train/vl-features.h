@@ -47,6 +47,7 @@ typedef enum {
   VL_FEATURE_POOL_AVG,      /* mean over the patch tokens */
   VL_FEATURE_POOL_MAX,      /* elementwise max over the patch tokens */
   VL_FEATURE_POOL_ALL,      /* every token, prefix tokens included: (T, W) per image */
+  VL_FEATURE_POOL_MAP,      /* the checkpoint's attention pool (SigLIP's; final layer only) */
 } VlFeaturePool;
 
 #define VL_FEATURE_LAYER_FINAL (-1)

@@ -940,6 +940,8 @@ setup (Run *r, GError **error)
     return FALSE;
   /* a stop interrupts a pass between two blocks */
   vl_model_set_cancellable (r->m, r->t->cancel);
+  if (c->pool == VL_POOL_MAP && !vl_model_check_pool (r->m, c->pool, error))
+    return FALSE;
   vl_model_set_pool (r->m, c->pool);
   r->n_model_groups = r->n_groups = vl_model_n_groups (r->m);
   if (head_outside (r))

@@ -7,8 +7,9 @@ from the project root:
     /usr/bin/python3 tests/data/gen-families.py
 
 Each folder holds a small random ViT in one library's OWN tensor names and file layout
-(OpenCLIP, Hugging Face transformers ViT, torchvision, timm variants), `inputs.safetensors`
-and `expected.safetensors`.  See the "Checkpoint families" section of tests/data/README.md.
+(OpenCLIP, Hugging Face transformers ViT, torchvision, timm variants, JAX .npz, and SigLIP's
+MAP-pooled towers in timm's, transformers' and big_vision's layouts), `inputs.safetensors` and
+`expected.safetensors`.  See the "Checkpoint families" section of tests/data/README.md.
 
 Everything is computed in float64 from the stored float32 weights and inputs and stored as
 float32.  The safetensors writer/reader and the float64 approach are those of gen-fixtures.py
@@ -141,14 +142,22 @@ def quick_gelu(x):
     return x * torch.sigmoid(1.702 * x)
 
 
+def gelu_tanh(x):
+    """timm's 'gelu_tanh', transformers' 'gelu_pytorch_tanh', Flax's nn.gelu (approximate=True)."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTS = {"gelu": F.gelu, "quick_gelu": quick_gelu, "gelu_tanh": gelu_tanh}
+
+
 def ref_forward(p, images, s):
-    """s: patch, heads, eps, act ('gelu'|'quick_gelu'), pos_prefix (pos_embed also covers the
-    prefix tokens: concat, then add) and final ('norm'|'fc_norm').  Prefix tokens are taken in
-    the order cls, dist, reg, whichever exist.  Returns x after the final `norm` (or the raw
-    tokens when the model has fc_norm instead), the attention probabilities and the number of
-    prefix tokens."""
+    """s: patch, heads, eps, act ('gelu'|'quick_gelu'|'gelu_tanh'), pos_prefix (pos_embed also
+    covers the prefix tokens: concat, then add) and final ('norm'|'fc_norm').  Prefix tokens are
+    taken in the order cls, dist, reg, whichever exist.  Returns x after the final `norm` (or the
+    raw tokens when the model has fc_norm instead), the attention probabilities and the number
+    of prefix tokens."""
     eps, heads = s["eps"], s["heads"]
-    act = quick_gelu if s.get("act", "gelu") == "quick_gelu" else F.gelu
+    act = ACTS[s.get("act", "gelu")]
     x = F.conv2d(images, p["patch_embed.proj.weight"], p.get("patch_embed.proj.bias"),
                  stride=s["patch"])
     B, W = x.shape[0], x.shape[1]
@@ -204,9 +213,29 @@ def linear(p, name, x):
     return F.linear(x, p[name + ".weight"], p[name + ".bias"])
 
 
+def map_pool(p, x, s):
+    """timm's AttentionPoolLatent (SigLIP's MAP head: latent_len 1, q projection, no qk_norm, no
+    pos_embed, pool_type 'token') on the tokens x [B,N,W], with the canonical attn_pool.* names.
+    Returns the pooled features [B,W] and the probabilities [B,H,1,N]."""
+    B, N, W = x.shape
+    H = s["heads"]
+    D = W // H
+    q = linear(p, "attn_pool.q", p["attn_pool.latent"]).reshape(1, 1, H, D).transpose(1, 2)
+    kv = linear(p, "attn_pool.kv", x)
+    k = kv[..., :W].reshape(B, N, H, D).transpose(1, 2)
+    v = kv[..., W:].reshape(B, N, H, D).transpose(1, 2)
+    a = ((q * D ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)          # [B,H,1,N]
+    y = linear(p, "attn_pool.proj", (a @ v).transpose(1, 2).reshape(B, 1, W))
+    h = F.layer_norm(y, (W,), p["attn_pool.norm.weight"], p["attn_pool.norm.bias"], s["eps"])
+    act = ACTS[s.get("act", "gelu")]
+    h = linear(p, "attn_pool.mlp.fc2", act(linear(p, "attn_pool.mlp.fc1", h)))
+    return (y + h)[:, 0], a
+
+
 def expected_of(p, images, s, pool):
     """The stored quantities.  pool: 'openclip' | 'token' | 'token_avg' | 'gap' (fc_norm of the
-    mean) | 'gap_norm' (the mean of the normed tokens) | 'distilled'."""
+    mean) | 'gap_norm' (the mean of the normed tokens) | 'distilled' | 'map' (SigLIP's attention
+    pool on the normed patch tokens)."""
     x, attns, n_prefix = ref_forward(p, images, s)
     R = rollout_matrix(attns)
     e = OrderedDict()
@@ -221,6 +250,9 @@ def expected_of(p, images, s, pool):
         feat = F.layer_norm(x[:, n_prefix:].mean(dim=1), (W,), p["fc_norm.weight"],
                             p["fc_norm.bias"], s["eps"])
         e["rollout"] = R[:, n_prefix:, n_prefix:].mean(dim=1)      # mean over the patch query rows
+    elif pool == "map":
+        feat, e["attn_pool.attn"] = map_pool(p, x[:, n_prefix:], s)
+        e["rollout"] = R[:, n_prefix:, n_prefix:].mean(dim=1)
     else:
         feat = x[:, 0]
         e["rollout"] = R[:, 0, n_prefix:]                           # CLS row, patch columns
@@ -612,7 +644,7 @@ class TimmLayerScale(nn.Module):
 
 
 class TimmBlock(nn.Module):
-    def __init__(self, dim, heads, mlp, init_values, eps):
+    def __init__(self, dim, heads, mlp, init_values, eps, act=nn.GELU):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = TimmAttention(dim, heads)
@@ -620,7 +652,7 @@ class TimmBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Module()
         self.mlp.fc1 = nn.Linear(dim, mlp)
-        self.mlp.act = nn.GELU()
+        self.mlp.act = act()
         self.mlp.fc2 = nn.Linear(mlp, dim)
         self.ls2 = TimmLayerScale(dim) if init_values else nn.Identity()
 
@@ -629,9 +661,55 @@ class TimmBlock(nn.Module):
         return x + self.ls2(self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm2(x)))))
 
 
+class TimmGELUTanh(nn.Module):
+    """timm's GELUTanh (act_layer 'gelu_tanh')."""
+
+    def forward(self, x):
+        return F.gelu(x, approximate="tanh")
+
+
+TIMM_ACTS = {"gelu": nn.GELU, "gelu_tanh": TimmGELUTanh}
+
+
+class TimmAttentionPoolLatent(nn.Module):
+    """timm.layers.AttentionPoolLatent as VisionTransformer builds it for global_pool='map'
+    (latent_len 1, q projection, qkv_bias, no qk_norm, no pos_embed, pool_type 'token',
+    norm_layer the model's LayerNorm, Mlp with the model's act_layer), its non-fused path."""
+
+    def __init__(self, dim, heads, mlp_ratio, eps, act):
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.scale = self.head_dim ** -0.5
+        self.latent_len = 1
+        self.latent = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, dim * 2)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(dim, int(dim * mlp_ratio))
+        self.mlp.act = act()
+        self.mlp.fc2 = nn.Linear(int(dim * mlp_ratio), dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q_latent = self.latent.expand(B, -1, -1)
+        q = self.q(q_latent).reshape(B, self.latent_len, self.num_heads, self.head_dim)
+        q = q.transpose(1, 2)
+        kv = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        q = q * self.scale
+        attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+        self.probs = attn
+        x = (attn @ v).transpose(1, 2).reshape(B, self.latent_len, C)
+        x = self.proj(x)
+        x = x + self.mlp.fc2(self.mlp.act(self.mlp.fc1(self.norm(x))))
+        return x[:, 0]
+
+
 class TimmVisionTransformer(nn.Module):
     """timm VisionTransformer / VisionTransformerDistilled, following their _pos_embed,
-    forward_features and forward_head."""
+    forward_features and forward_head (global_pool 'token', 'avg' or 'map')."""
 
     def __init__(self, ma, distilled=False, eps=1e-6):
         super().__init__()
@@ -653,10 +731,13 @@ class TimmVisionTransformer(nn.Module):
             self.dist_token = nn.Parameter(torch.zeros(1, 1, W))
         embed_len = n_patches if self.no_embed_class else n_patches + self.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, W))
+        act = TIMM_ACTS[ma.get("act_layer", "gelu")]
         self.blocks = nn.ModuleList(
-            [TimmBlock(W, ma["num_heads"], int(W * ma["mlp_ratio"]), ma.get("init_values"), eps)
-             for _ in range(ma["depth"])])
+            [TimmBlock(W, ma["num_heads"], int(W * ma["mlp_ratio"]), ma.get("init_values"), eps,
+                       act) for _ in range(ma["depth"])])
         self.norm = nn.LayerNorm(W, eps=eps) if not use_fc_norm else nn.Identity()
+        self.attn_pool = TimmAttentionPoolLatent(W, ma["num_heads"], ma["mlp_ratio"], eps, act) \
+            if self.global_pool == "map" else None
         self.fc_norm = nn.LayerNorm(W, eps=eps) if use_fc_norm else nn.Identity()
         self.head = nn.Linear(W, ma["num_classes"])
         if distilled:
@@ -696,7 +777,10 @@ class TimmVisionTransformer(nn.Module):
             out["features_dist"] = x[:, 1]
             out["logits"] = (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
             return out
-        if self.global_pool == "avg":
+        if self.attn_pool is not None:                   # pool_include_prefix False
+            pooled = self.attn_pool(x[:, self.num_prefix_tokens:])
+            out["attn_pool.attn"] = self.attn_pool.probs
+        elif self.global_pool == "avg":
             pooled = x[:, self.num_prefix_tokens:].mean(dim=1)
         else:
             pooled = x[:, 0]
@@ -1098,13 +1182,16 @@ def gen_timm(outroot, folder, seed, kind):
 # 5. JAX / Flax ViTs in .npz (Google's vision_transformer "AugReg", big_vision)
 # ---------------------------------------------------------------------------
 
-def jax_from_canonical(p, heads, layout, scan, prefix):
+def jax_from_canonical(p, heads, layout, scan, prefix, no_head=False):
     """The arrays a Flax ViT holds, in its own names and layouts: Conv kernels HWIO, Dense
     kernels (in, out), attention kernels (W, heads, W/heads) and out (heads, W/heads, W).
     layout 'augreg' (vision_transformer: MultiHeadDotProductAttention_1, LayerNorm_2,
     MlpBlock_3, Transformer/posembed_input/pos_embedding) or 'big_vision'
     (MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0, pos_embedding); scan: the blocks
-    stacked into one Transformer/encoderblock/ (big_vision's scan_layers)."""
+    stacked into one Transformer/encoderblock/ (big_vision's scan_layers).  With attn_pool.*
+    tensors, big_vision's MAPHead_0/ (probe, MultiHeadDotProductAttention_0, LayerNorm_0,
+    MlpBlock_0), as timm's _load_weights reads it; without head.* no head/ at all when
+    no_head (a SigLIP image tower), else big_vision's num_classes=0 head [W,0]."""
     import numpy as np
     n = {k: v.detach().double().numpy() for k, v in p.items()}
     W = n["patch_embed.proj.weight"].shape[0]
@@ -1147,22 +1234,42 @@ def jax_from_canonical(p, heads, layout, scan, prefix):
                 j["Transformer/encoderblock_%d/%s" % (i, k)] = v
     j["Transformer/encoder_norm/scale"] = n["norm.weight"]
     j["Transformer/encoder_norm/bias"] = n["norm.bias"]
+    if "attn_pool.latent" in n:
+        m = "MAPHead_0/"
+        a = m + "MultiHeadDotProductAttention_0/"
+        j[m + "probe"] = n["attn_pool.latent"]
+        kv_w, kv_b = n["attn_pool.kv.weight"], n["attn_pool.kv.bias"]
+        parts = (("query", n["attn_pool.q.weight"], n["attn_pool.q.bias"]),
+                 ("key", kv_w[:W], kv_b[:W]), ("value", kv_w[W:], kv_b[W:]))
+        for part, w, b in parts:
+            j[a + part + "/kernel"] = w.T.reshape(W, heads, D)
+            j[a + part + "/bias"] = b.reshape(heads, D)
+        j[a + "out/kernel"] = n["attn_pool.proj.weight"].T.reshape(heads, D, W)
+        j[a + "out/bias"] = n["attn_pool.proj.bias"]
+        j[m + "LayerNorm_0/scale"] = n["attn_pool.norm.weight"]
+        j[m + "LayerNorm_0/bias"] = n["attn_pool.norm.bias"]
+        for r in range(2):
+            j[m + "MlpBlock_0/Dense_%d/kernel" % r] = n["attn_pool.mlp.fc%d.weight" % (r + 1)].T
+            j[m + "MlpBlock_0/Dense_%d/bias" % r] = n["attn_pool.mlp.fc%d.bias" % (r + 1)]
     if "head.weight" in n:
         j["head/kernel"] = n["head.weight"].T
         j["head/bias"] = n["head.bias"]
-    else:
+    elif not no_head:
         j["head/kernel"] = np.zeros((W, 0))                 # big_vision's num_classes=0
         j["head/bias"] = np.zeros((0,))
     return OrderedDict((prefix + k, v) for k, v in j.items())
 
 
-def flax_forward(j, prefix, layout, images, pool, eps=1e-6):
+def flax_forward(j, prefix, layout, images, pool, eps=1e-6, act="gelu"):
     """The Flax ViT's forward, in numpy float64 from its own arrays (models_vit.py of
     vision_transformer, vit.py of big_vision): a VALID stride-P convolution with the HWIO
     kernel, the class token before the position embedding (AugReg) or after it (big_vision),
     pre-norm blocks of DenseGeneral attention (query scaled by 1/sqrt(W/heads)) and a GELU MLP,
-    encoder_norm, then the class token or the mean of all tokens.  GELU is the exact one, as
-    timm runs these weights (Flax's nn.gelu would default to the tanh approximation)."""
+    encoder_norm, then the class token, the mean of all tokens or (pool 'map') big_vision's
+    MAPHead (a probe attending to every token with its own DenseGeneral attention, then
+    x + MlpBlock(LayerNorm(x)), token 0).  act 'gelu' is the exact GELU, as timm runs the
+    AugReg weights; 'gelu_tanh' is Flax's nn.gelu default (approximate=True), as big_vision's
+    MlpBlock (and timm's SigLIP models) compute it."""
     import numpy as np
     from math import erf, sqrt
     g = lambda name: j[prefix + name]
@@ -1178,7 +1285,10 @@ def flax_forward(j, prefix, layout, images, pool, eps=1e-6):
         return (x - mu) / np.sqrt(var + eps) * scale + bias
 
     verf = np.vectorize(erf)
-    gelu = lambda x: 0.5 * x * (1.0 + verf(x / sqrt(2.0)))
+    if act == "gelu_tanh":
+        gelu = lambda x: 0.5 * x * (1.0 + np.tanh(sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    else:
+        gelu = lambda x: 0.5 * x * (1.0 + verf(x / sqrt(2.0)))
     k = g("embedding/kernel")
     P = k.shape[0]
     x = images.transpose(0, 2, 3, 1)
@@ -1198,7 +1308,8 @@ def flax_forward(j, prefix, layout, images, pool, eps=1e-6):
             x = np.concatenate([tile(cls), x], axis=1)
     mha, mlp, ln2 = (1, 3, 2) if layout == "augreg" else (0, 0, 1)
     depth = g("Transformer/encoderblock/LayerNorm_0/scale").shape[0] if scan else \
-        sum(1 for name in j if name.endswith("/LayerNorm_0/scale"))
+        sum(1 for name in j if name.startswith(prefix + "Transformer/encoderblock_")
+            and name.endswith("/LayerNorm_0/scale"))
     attns = []
     for i in range(depth):
         y = ln(x, blk(i, "LayerNorm_0/scale"), blk(i, "LayerNorm_0/bias"))
@@ -1217,11 +1328,30 @@ def flax_forward(j, prefix, layout, images, pool, eps=1e-6):
         y = gelu(y @ blk(i, m + "Dense_0/kernel") + blk(i, m + "Dense_0/bias"))
         x = x + y @ blk(i, m + "Dense_1/kernel") + blk(i, m + "Dense_1/bias")
     x = ln(x, g("Transformer/encoder_norm/scale"), g("Transformer/encoder_norm/bias"))
-    feat = x[:, 0] if pool == "token" else x.mean(axis=1)
-    out = {"tokens_final": x, "features": feat}
+    out = {"tokens_final": x}
+    if pool == "map":
+        m = "MAPHead_0/"
+        a = m + "MultiHeadDotProductAttention_0/"
+        probe = tile(g(m + "probe"))                                # [B,1,W]
+        q = np.einsum("bqd,dhk->bqhk", probe, g(a + "query/kernel")) + g(a + "query/bias")
+        kk, v = (np.einsum("btd,dhk->bthk", x, g(a + n + "/kernel")) + g(a + n + "/bias")
+                 for n in ("key", "value"))
+        logits = np.einsum("bqhk,bthk->bhqt", q / np.sqrt(q.shape[-1]), kk)
+        logits = logits - logits.max(-1, keepdims=True)
+        w = np.exp(logits)
+        w = w / w.sum(-1, keepdims=True)
+        out["attn_pool.attn"] = w
+        y = np.einsum("bqhk,hkd->bqd", np.einsum("bhqt,bthk->bqhk", w, v), g(a + "out/kernel")) \
+            + g(a + "out/bias")
+        h = ln(y, g(m + "LayerNorm_0/scale"), g(m + "LayerNorm_0/bias"))
+        h = gelu(h @ g(m + "MlpBlock_0/Dense_0/kernel") + g(m + "MlpBlock_0/Dense_0/bias"))
+        feat = (y + h @ g(m + "MlpBlock_0/Dense_1/kernel") + g(m + "MlpBlock_0/Dense_1/bias"))[:, 0]
+    else:
+        feat = x[:, 0] if pool == "token" else x.mean(axis=1)
+    out["features"] = feat
     for i, a in enumerate(attns):
         out["attn.%d" % i] = a
-    if g("head/kernel").shape[1] > 0:
+    if prefix + "head/kernel" in j and g("head/kernel").shape[1] > 0:
         out["logits"] = feat @ g("head/kernel") + g("head/bias")
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items()}
 
@@ -1789,6 +1919,500 @@ def gen_hf_clip(outroot, folder, seed):
                 {"config.json": (conf, False), "preprocessor_config.json": (pre, False)}, meta)
 
 
+# ---------------------------------------------------------------------------
+# 9. SigLIP vision towers: no class token, tanh GELU, MAP attention pooling
+# ---------------------------------------------------------------------------
+
+def add_map_pool(gen, p, W, M, latent_std):
+    """Append timm's attn_pool.* tensors (AttentionPoolLatent) to p, drawn as make_canonical
+    draws (matrices std clamp(fan_in**-0.5, 0.02, 0.3), biases 0.1, LayerNorm 1 + 0.1); the
+    latent gets latent_std."""
+    def mat(*shape, fan_in):
+        std = min(0.3, max(0.02, fan_in ** -0.5))
+        return torch.randn(*shape, generator=gen) * std
+
+    def bias(n):
+        return torch.randn(n, generator=gen) * 0.1
+
+    a = OrderedDict()
+    a["attn_pool.latent"] = torch.randn(1, 1, W, generator=gen) * latent_std
+    a["attn_pool.q.weight"] = mat(W, W, fan_in=W)
+    a["attn_pool.q.bias"] = bias(W)
+    a["attn_pool.kv.weight"] = mat(2 * W, W, fan_in=W)
+    a["attn_pool.kv.bias"] = bias(2 * W)
+    a["attn_pool.proj.weight"] = mat(W, W, fan_in=W)
+    a["attn_pool.proj.bias"] = bias(W)
+    a["attn_pool.norm.weight"] = 1.0 + 0.1 * torch.randn(W, generator=gen)
+    a["attn_pool.norm.bias"] = bias(W)
+    a["attn_pool.mlp.fc1.weight"] = mat(M, W, fan_in=W)
+    a["attn_pool.mlp.fc1.bias"] = bias(M)
+    a["attn_pool.mlp.fc2.weight"] = mat(W, M, fan_in=M)
+    a["attn_pool.mlp.fc2.bias"] = bias(W)
+    for k, v in a.items():
+        p[k] = v.to(torch.float32).contiguous()
+
+
+SIGLIP_LATENT_STD = 3.0
+
+
+def siglip_canonical(gen, S, W, L, M, K):
+    """A SigLIP image tower in timm's names: no prefix token, pos_embed over the patches, the
+    embedding quieted by 0.05 as fam-timm-gap's (so eps matters), then the MAP pool."""
+    P = 8
+    p = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P,
+                             "tokens_pos": (S // P) ** 2, "cls": False, "head": K})
+    for n in ("patch_embed.proj.weight", "patch_embed.proj.bias", "pos_embed"):
+        p[n] = p[n] * 0.05
+    add_map_pool(gen, p, W, M, SIGLIP_LATENT_STD)
+    return p
+
+
+def siglip_spec(H):
+    return {"patch": 8, "heads": H, "eps": 1e-6, "pos_prefix": True, "act": "gelu_tanh"}
+
+
+def check_map(folder, e):
+    """The pool's softmax is neither uniform nor one-hot, and its MLP branch matters."""
+    a = e["attn_pool.attn"]
+    N = a.shape[-1]
+    peaks = a.max(dim=-1).values
+    lo, hi = peaks.min().item(), peaks.max().item()
+    print("  %-20s attn_pool row peaks %.2f .. %.2f (uniform: %.2f)" % (folder, lo, hi, 1.0 / N))
+    assert lo > 1.5 / N and hi < 0.95, "pool attention is uniform or one-hot"
+
+
+def siglip_notes(folder, p64, im64, spec, e):
+    """What a loader gets wrong if it misses a feature of the family."""
+    key = "logits" if "logits" in e else "features"
+    no_mlp = dict(p64)
+    for n in ("attn_pool.mlp.fc2.weight", "attn_pool.mlp.fc2.bias"):
+        no_mlp[n] = torch.zeros_like(p64[n])
+    d = (expected_of(no_mlp, im64, spec, "map")["features"] - e["features"]).abs().max().item()
+    note(folder, "MAP pool without its MLP branch: features off by", d)
+    d = (e["tokens_final"].mean(dim=1) - e["features"]).abs().max().item()
+    note(folder, "mean of tokens_final instead of the MAP pool: features off by", d)
+    d = (expected_of(p64, im64, dict(spec, act="gelu"), "map")[key] - e[key]).abs().max().item()
+    note(folder, "exact GELU instead of tanh: %s off by" % key, d)
+    d = (expected_of(p64, im64, dict(spec, heads=1), "map")[key] - e[key]).abs().max().item()
+    note(folder, "1 head instead of %d (blocks and pool): %s off by" % (spec["heads"], key), d)
+    eps_sensitivity(folder, p64, im64, spec, "map", e, 1e-5)
+
+
+SIGLIP_META = {"layer_norm_eps": "1e-06",
+               "rollout": "mean over the patch query rows of R (no CLS)",
+               "attn_pool.attn": "the MAP pool's softmax probabilities [B,H,1,N] (its latent "
+                                 "query over the N normed tokens)"}
+
+
+def siglip_grad_names(L):
+    return ["attn_pool.latent"] + ["attn_pool.%s.%s" % (m, s) for m in
+                                   ("q", "kv", "proj", "norm", "mlp.fc1", "mlp.fc2")
+                                   for s in ("weight", "bias")] + \
+        ["norm.weight", "norm.bias", "blocks.%d.mlp.fc2.weight" % (L - 1)]
+
+
+def gen_timm_siglip(outroot, folder, seed):
+    S, P, W, L, H, M, K = 24, 8, 32, 2, 4, 96, 4
+    gen = torch.Generator().manual_seed(seed)
+    model = siglip_canonical(gen, S, W, L, M, K)
+    images = images_of(gen, 2, S)
+    dfeat = torch.randn(2, W, generator=gen).float()
+    extra = OrderedDict([("class_token", False), ("global_pool", "map"),
+                         ("act_layer", "gelu_tanh")])
+    conf = timm_conf("vit_custom_siglip", S, W, L, H, M / W, K, "map", extra,
+                     [0.5] * 3, [0.5] * 3)
+    spec = siglip_spec(H)
+    p64 = to64(model)
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "map")
+    check_attention(folder, e)
+    check_map(folder, e)
+    f32_noise(folder, p64, im64, spec, "map", e)
+    # timm's global_pool='avg' on this model (reset_classifier / forward_head(pool_type='avg')):
+    # the final norm stays, there is no fc_norm; the mean covers every token (no prefix).
+    e["features_avg"] = e["tokens_final"].mean(dim=1)
+    e["logits_avg"] = linear(p64, "head", e["features_avg"])
+
+    # The gradients, by autograd in float64 on the replica: loss = sum(features * dfeatures).
+    gnames = siglip_grad_names(L)
+    d64 = dfeat.double()
+    rep = load_strict(TimmVisionTransformer(conf["model_args"]), model)
+    rep.zero_grad()
+    out = rep(im64)
+    out["tokens_final"].retain_grad()
+    (out["features"] * d64).sum().backward()
+    prm = dict(rep.named_parameters())
+    assert sorted(n for n in prm if n.startswith("attn_pool.")) == sorted(gnames[:13])
+    e["dfeatures"] = d64
+    for n in gnames:
+        e["grad." + n] = prm[n].grad.detach().clone()
+    e["dtokens_final"] = out["tokens_final"].grad.detach().clone()
+
+    mine = {k: v.detach() for k, v in out.items()}
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)]).mean(dim=1)
+    mine["features_avg"] = mine["tokens_final"].mean(dim=1)
+    with torch.no_grad():
+        mine["logits_avg"] = rep.head(mine["features_avg"])
+    compare(folder, "timm module replica (strict load, AttentionPoolLatent), forward", mine, e)
+    # The gradients again, by autograd through the functional reference ...
+    ref = OrderedDict((k, v.clone().requires_grad_(k in gnames)) for k, v in p64.items())
+    x, _, _ = ref_forward(ref, im64, spec)
+    x.retain_grad()
+    feat, _ = map_pool(ref, x, spec)
+    (feat * d64).sum().backward()
+    mine = {"grad." + n: ref[n].grad for n in gnames}
+    mine["dtokens_final"] = x.grad
+    compare(folder, "autograd through the functional reference: grad.*, dtokens_final", mine, e)
+    # ... and by central differences of the pool (dtokens_final, grad.attn_pool.latent).
+    h = 1e-6
+    with torch.no_grad():
+        def loss_at(name, idx, dx):
+            if name == "tokens":
+                t = e["tokens_final"].clone()
+                t.view(-1)[idx] += dx
+                return (map_pool(p64, t, spec)[0] * d64).sum().item()
+            q = dict(p64)
+            q[name] = p64[name].clone()
+            q[name].view(-1)[idx] += dx
+            return (map_pool(q, e["tokens_final"], spec)[0] * d64).sum().item()
+        fd_tok = torch.tensor([(loss_at("tokens", i, h) - loss_at("tokens", i, -h)) / (2 * h)
+                               for i in range(e["tokens_final"].numel())],
+                              dtype=torch.float64).reshape(e["tokens_final"].shape)
+        fd_lat = torch.tensor([(loss_at("attn_pool.latent", i, h) -
+                                loss_at("attn_pool.latent", i, -h)) / (2 * h) for i in range(W)],
+                              dtype=torch.float64).reshape(1, 1, W)
+    compare(folder, "central differences of the pool: dtokens_final, grad.attn_pool.latent",
+            {"dtokens_final": fd_tok, "grad.attn_pool.latent": fd_lat}, e)
+    # What a float32 engine should expect for the gradients.
+    ref = OrderedDict((k, v.float().requires_grad_(k in gnames)) for k, v in p64.items())
+    x, _, _ = ref_forward(ref, im64.float(), spec)
+    x.retain_grad()
+    feat, _ = map_pool(ref, x, spec)
+    (feat * dfeat).sum().backward()
+    g32 = {"grad." + n: ref[n].grad for n in gnames}
+    g32["dtokens_final"] = x.grad
+    worst = max((g32[k].double() - f32(e[k]).double()).abs().max().item() for k in g32)
+    note(folder, "(gradients in float32: max abs over grad.*, dtokens_final)", worst)
+    gmax = max(e[k].abs().max().item() for k in g32)
+    print("  %-20s %-62s %.3g" % ("", "(largest gradient entry)", gmax))
+    siglip_notes(folder, p64, im64, spec, e)
+    d = (e["features_avg"] - e["features"]).abs().max().item()
+    note(folder, "features_avg vs the MAP features: off by", d)
+
+    meta = dict(SIGLIP_META,
+                family="timm vit_custom_siglip (class_token False, global_pool map, gelu_tanh)",
+                features="attn_pool(norm(x)) (AttentionPoolLatent: latent query, q, kv, proj, "
+                         "then + mlp(norm(.)), token 0); logits = head(features); features_avg "
+                         "= mean of norm(x) over all tokens (global_pool avg: no fc_norm), "
+                         "logits_avg = head(features_avg)",
+                gradients="loss = sum(features * dfeatures); grad.NAME = d loss / d NAME (every "
+                          "attn_pool.*, norm.*, blocks.%d.mlp.fc2.weight); dtokens_final = "
+                          "d loss / d tokens_final" % (L - 1))
+    return save(outroot, folder, model, images, e, {"config.json": (conf, False)}, meta)
+
+
+def hf_siglip_from_canonical(p, gen):
+    """SiglipModel's state dict: the vision tower under vision_model. (no class token,
+    position_embedding an nn.Embedding [N, W], q/k/v/out projections, layer_norm1/2, mlp.fc1/2,
+    post_layernorm, head = SiglipMultiheadAttentionPoolingHead: probe, an nn.MultiheadAttention
+    (in_proj_weight rows q, k, v), layernorm, mlp), and text-tower tensors beside it."""
+    o = OrderedDict()
+    W = p["pos_embed"].shape[-1]
+    v = "vision_model."
+    for s in ("weight", "bias"):
+        o[v + "embeddings.patch_embedding." + s] = p["patch_embed.proj." + s]
+    o[v + "embeddings.position_embedding.weight"] = p["pos_embed"][0]
+    for i in range(blocks_of(p)):
+        L, b = v + "encoder.layers.%d." % i, "blocks.%d." % i
+        for s in ("weight", "bias"):
+            qkv = p[b + "attn.qkv." + s]
+            for j, n in enumerate(("q_proj", "k_proj", "v_proj")):
+                o[L + "self_attn.%s.%s" % (n, s)] = qkv[j * W:(j + 1) * W].contiguous()
+            o[L + "self_attn.out_proj." + s] = p[b + "attn.proj." + s]
+            o[L + "layer_norm1." + s] = p[b + "norm1." + s]
+            o[L + "layer_norm2." + s] = p[b + "norm2." + s]
+            o[L + "mlp.fc1." + s] = p[b + "mlp.fc1." + s]
+            o[L + "mlp.fc2." + s] = p[b + "mlp.fc2." + s]
+    h = v + "head."
+    for s in ("weight", "bias"):
+        o[v + "post_layernorm." + s] = p["norm." + s]
+    o[h + "probe"] = p["attn_pool.latent"]
+    o[h + "attention.in_proj_weight"] = torch.cat([p["attn_pool.q.weight"],
+                                                   p["attn_pool.kv.weight"]]).contiguous()
+    o[h + "attention.in_proj_bias"] = torch.cat([p["attn_pool.q.bias"],
+                                                 p["attn_pool.kv.bias"]]).contiguous()
+    for s in ("weight", "bias"):
+        o[h + "attention.out_proj." + s] = p["attn_pool.proj." + s]
+        o[h + "layernorm." + s] = p["attn_pool.norm." + s]
+        o[h + "mlp.fc1." + s] = p["attn_pool.mlp.fc1." + s]
+        o[h + "mlp.fc2." + s] = p["attn_pool.mlp.fc2." + s]
+    o["text_model.embeddings.token_embedding.weight"] = \
+        (torch.randn(16, 8, generator=gen) * 0.02).float()
+    o["logit_scale"] = torch.tensor([2.3026])                # log(10), shape [1] as SigLIP's
+    o["logit_bias"] = torch.tensor([-10.0])
+    return o
+
+
+def hf_siglip_to_canonical(o):
+    p = OrderedDict()
+    v = "vision_model."
+    W = o[v + "post_layernorm.weight"].shape[0]
+    for s in ("weight", "bias"):
+        p["patch_embed.proj." + s] = o[v + "embeddings.patch_embedding." + s]
+    p["pos_embed"] = o[v + "embeddings.position_embedding.weight"].unsqueeze(0)
+    i = 0
+    while v + "encoder.layers.%d.layer_norm1.weight" % i in o:
+        L, b = v + "encoder.layers.%d." % i, "blocks.%d." % i
+        for s in ("weight", "bias"):
+            p[b + "norm1." + s] = o[L + "layer_norm1." + s]
+            p[b + "attn.qkv." + s] = torch.cat(
+                [o[L + "self_attn.%s.%s" % (n, s)] for n in ("q_proj", "k_proj", "v_proj")])
+            p[b + "attn.proj." + s] = o[L + "self_attn.out_proj." + s]
+            p[b + "norm2." + s] = o[L + "layer_norm2." + s]
+            p[b + "mlp.fc1." + s] = o[L + "mlp.fc1." + s]
+            p[b + "mlp.fc2." + s] = o[L + "mlp.fc2." + s]
+        i += 1
+    h = v + "head."
+    for s in ("weight", "bias"):
+        p["norm." + s] = o[v + "post_layernorm." + s]
+    p["attn_pool.latent"] = o[h + "probe"]
+    ipw, ipb = o[h + "attention.in_proj_weight"], o[h + "attention.in_proj_bias"]
+    p["attn_pool.q.weight"], p["attn_pool.kv.weight"] = ipw[:W], ipw[W:]
+    p["attn_pool.q.bias"], p["attn_pool.kv.bias"] = ipb[:W], ipb[W:]
+    for s in ("weight", "bias"):
+        p["attn_pool.proj." + s] = o[h + "attention.out_proj." + s]
+        p["attn_pool.norm." + s] = o[h + "layernorm." + s]
+        p["attn_pool.mlp.fc1." + s] = o[h + "mlp.fc1." + s]
+        p["attn_pool.mlp.fc2." + s] = o[h + "mlp.fc2." + s]
+    return p
+
+
+class HFSiglipVision(nn.Module):
+    """transformers' SiglipVisionModel (SiglipVisionTransformer, vision_use_head True):
+    patch_embedding (Conv2d with bias, padding 'valid') + position_embedding(position_ids) (no
+    class token), SiglipEncoderLayers (layer_norm1 -> self_attn (eager: softmax(q k^T * scale))
+    -> +res; layer_norm2 -> fc1 -> gelu_pytorch_tanh -> fc2 -> +res), post_layernorm on every
+    token (last_hidden_state), then SiglipMultiheadAttentionPoolingHead (pooler_output)."""
+
+    def __init__(self, c):
+        super().__init__()
+        W, P, S = c["hidden_size"], c["patch_size"], c["image_size"]
+        M, eps, N = c["intermediate_size"], c["layer_norm_eps"], (S // P) ** 2
+        self.heads = c["num_attention_heads"]
+        self.vision_model = nn.Module()
+        vm = self.vision_model
+        vm.embeddings = nn.Module()
+        vm.embeddings.patch_embedding = nn.Conv2d(c["num_channels"], W, P, stride=P)
+        vm.embeddings.position_embedding = nn.Embedding(N, W)
+        vm.embeddings.register_buffer("position_ids", torch.arange(N).expand((1, -1)),
+                                      persistent=False)
+        vm.encoder = nn.Module()
+        vm.encoder.layers = nn.ModuleList()
+        for _ in range(c["num_hidden_layers"]):
+            layer = nn.Module()
+            layer.self_attn = nn.Module()
+            for n in ("k_proj", "v_proj", "q_proj", "out_proj"):
+                setattr(layer.self_attn, n, nn.Linear(W, W))
+            layer.layer_norm1 = nn.LayerNorm(W, eps=eps)
+            layer.mlp = nn.Module()
+            layer.mlp.fc1 = nn.Linear(W, M)
+            layer.mlp.fc2 = nn.Linear(M, W)
+            layer.layer_norm2 = nn.LayerNorm(W, eps=eps)
+            vm.encoder.layers.append(layer)
+        vm.post_layernorm = nn.LayerNorm(W, eps=eps)
+        vm.head = nn.Module()
+        vm.head.probe = nn.Parameter(torch.zeros(1, 1, W))
+        vm.head.attention = nn.MultiheadAttention(W, self.heads, batch_first=True)
+        vm.head.layernorm = nn.LayerNorm(W, eps=eps)
+        vm.head.mlp = nn.Module()
+        vm.head.mlp.fc1 = nn.Linear(W, M)
+        vm.head.mlp.fc2 = nn.Linear(M, W)
+
+    def forward(self, pixel_values):
+        vm = self.vision_model
+        emb = vm.embeddings
+        x = emb.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+        x = x + emb.position_embedding(emb.position_ids)
+        B, T, W = x.shape
+        D = W // self.heads
+        out = {}
+        for i, layer in enumerate(vm.encoder.layers):
+            h = layer.layer_norm1(x)
+            sa = layer.self_attn
+            q, k, v = (proj(h).view(B, T, self.heads, D).transpose(1, 2)
+                       for proj in (sa.q_proj, sa.k_proj, sa.v_proj))
+            a = F.softmax(torch.matmul(q, k.transpose(2, 3)) * D ** -0.5, dim=-1)
+            out["attn.%d" % i] = a
+            x = x + sa.out_proj(torch.matmul(a, v).transpose(1, 2).reshape(B, T, W))
+            h = layer.mlp.fc2(F.gelu(layer.mlp.fc1(layer.layer_norm2(x)), approximate="tanh"))
+            x = x + h
+        x = vm.post_layernorm(x)
+        out["tokens_final"] = x
+        hd = vm.head
+        probe = hd.probe.repeat(B, 1, 1)
+        y, out["attn_pool.attn"] = hd.attention(probe, x, x, need_weights=True,
+                                                average_attn_weights=False)
+        residual = y
+        y = hd.layernorm(y)
+        y = residual + hd.mlp.fc2(F.gelu(hd.mlp.fc1(y), approximate="tanh"))
+        out["features"] = y[:, 0]
+        return out
+
+
+def gen_hf_siglip(outroot, folder, seed):
+    S, P, W, L, H, M = 32, 8, 36, 2, 3, 72
+    gen = torch.Generator().manual_seed(seed)
+    canon = siglip_canonical(gen, S, W, L, M, 0)
+    model = hf_siglip_from_canonical(canon, gen)
+    check_roundtrip(canon, hf_siglip_to_canonical(model))
+    images = images_of(gen, 2, S)
+    spec = siglip_spec(H)
+    p64 = to64(hf_siglip_to_canonical(model))
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "map")
+    check_attention(folder, e)
+    check_map(folder, e)
+    f32_noise(folder, p64, im64, spec, "map", e)
+    vc = OrderedDict([
+        ("hidden_act", "gelu_pytorch_tanh"), ("hidden_size", W), ("image_size", S),
+        ("intermediate_size", M), ("layer_norm_eps", 1e-6), ("model_type", "siglip_vision_model"),
+        ("num_attention_heads", H), ("num_channels", 3), ("num_hidden_layers", L),
+        ("patch_size", P)])
+    rep = load_strict(HFSiglipVision(vc), OrderedDict((k, v) for k, v in model.items()
+                                                      if k.startswith("vision_model.")))
+    with torch.no_grad():
+        mine = rep(im64)
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)]).mean(dim=1)
+    compare(folder, "transformers SiglipVisionModel replica (strict load, torch MHA head), all "
+            "outputs", mine, e)
+    siglip_notes(folder, p64, im64, spec, e)
+    conf = OrderedDict([
+        ("architectures", ["SiglipModel"]), ("initializer_factor", 1.0), ("model_type", "siglip"),
+        ("text_config", OrderedDict([("hidden_size", 8), ("model_type", "siglip_text_model"),
+                                     ("vocab_size", 16)])),
+        ("torch_dtype", "float32"), ("transformers_version", "4.46.3"),
+        ("vision_config", vc)])
+    pre = OrderedDict([
+        ("do_normalize", True), ("do_rescale", True), ("do_resize", True),
+        ("image_mean", [0.5, 0.5, 0.5]), ("image_processor_type", "SiglipImageProcessor"),
+        ("image_std", [0.5, 0.5, 0.5]), ("processor_class", "SiglipProcessor"), ("resample", 3),
+        ("rescale_factor", 0.00392156862745098),
+        ("size", OrderedDict([("height", S), ("width", S)]))])
+    meta = dict(SIGLIP_META, family="transformers SiglipModel (vision tower: SiglipVisionModel)",
+                features="head(post_layernorm(x)) (SiglipMultiheadAttentionPoolingHead: "
+                         "MHA(probe, x, x), then + mlp(layernorm(.)), token 0: pooler_output); "
+                         "tokens_final = post_layernorm(x) (last_hidden_state)")
+    return save(outroot, folder, model, images, e,
+                {"config.json": (conf, False), "preprocessor_config.json": (pre, False)}, meta)
+
+
+def timm_load_bv(j, prefix, depth):
+    """timm's _load_weights (vision_transformer.py) on a big_vision image tower with a MAPHead
+    and unstacked blocks, as a state dict of timm's names (its _n2p transposes)."""
+    import numpy as np
+
+    def n2p(name, t=True):
+        w = j[prefix + name]
+        if t:
+            w = w.transpose({4: [3, 2, 0, 1], 3: [2, 0, 1], 2: [1, 0]}[w.ndim]) if w.ndim > 1 else w
+        return torch.from_numpy(np.ascontiguousarray(w))
+
+    sd = OrderedDict()
+    sd["patch_embed.proj.weight"] = n2p("embedding/kernel")
+    sd["patch_embed.proj.bias"] = n2p("embedding/bias")
+    sd["pos_embed"] = n2p("pos_embedding", t=False)
+    sd["norm.weight"] = n2p("Transformer/encoder_norm/scale")
+    sd["norm.bias"] = n2p("Transformer/encoder_norm/bias")
+    m = "MAPHead_0/"
+    a = m + "MultiHeadDotProductAttention_0/"
+    sd["attn_pool.latent"] = n2p(m + "probe", t=False)
+    sd["attn_pool.kv.weight"] = torch.cat([n2p(a + n + "/kernel", t=False).flatten(1).T
+                                           for n in ("key", "value")])
+    sd["attn_pool.kv.bias"] = torch.cat([n2p(a + n + "/bias", t=False).reshape(-1)
+                                         for n in ("key", "value")])
+    sd["attn_pool.q.weight"] = n2p(a + "query/kernel", t=False).flatten(1).T
+    sd["attn_pool.q.bias"] = n2p(a + "query/bias", t=False).reshape(-1)
+    sd["attn_pool.proj.weight"] = n2p(a + "out/kernel").flatten(1)
+    sd["attn_pool.proj.bias"] = n2p(a + "out/bias")
+    sd["attn_pool.norm.weight"] = n2p(m + "LayerNorm_0/scale")
+    sd["attn_pool.norm.bias"] = n2p(m + "LayerNorm_0/bias")
+    for r in range(2):
+        sd["attn_pool.mlp.fc%d.weight" % (r + 1)] = n2p(m + "MlpBlock_0/Dense_%d/kernel" % r)
+        sd["attn_pool.mlp.fc%d.bias" % (r + 1)] = n2p(m + "MlpBlock_0/Dense_%d/bias" % r)
+    for i in range(depth):
+        bp, b = "Transformer/encoderblock_%d/" % i, "blocks.%d." % i
+        mp = bp + "MultiHeadDotProductAttention_0/"
+        sd[b + "norm1.weight"] = n2p(bp + "LayerNorm_0/scale")
+        sd[b + "norm1.bias"] = n2p(bp + "LayerNorm_0/bias")
+        sd[b + "attn.qkv.weight"] = torch.cat([n2p(mp + n + "/kernel", t=False).flatten(1).T
+                                               for n in ("query", "key", "value")])
+        sd[b + "attn.qkv.bias"] = torch.cat([n2p(mp + n + "/bias", t=False).reshape(-1)
+                                             for n in ("query", "key", "value")])
+        sd[b + "attn.proj.weight"] = n2p(mp + "out/kernel").flatten(1)
+        sd[b + "attn.proj.bias"] = n2p(mp + "out/bias")
+        sd[b + "norm2.weight"] = n2p(bp + "LayerNorm_1/scale")
+        sd[b + "norm2.bias"] = n2p(bp + "LayerNorm_1/bias")
+        for r in range(2):
+            sd[b + "mlp.fc%d.weight" % (r + 1)] = n2p(bp + "MlpBlock_0/Dense_%d/kernel" % r)
+            sd[b + "mlp.fc%d.bias" % (r + 1)] = n2p(bp + "MlpBlock_0/Dense_%d/bias" % r)
+    return sd
+
+
+def gen_jax_siglip(outroot, folder, seed):
+    import numpy as np
+    S, P, W, L, H, M = 24, 8, 40, 2, 2, 80
+    prefix = "params/img/"
+    gen = torch.Generator().manual_seed(seed)
+    model = siglip_canonical(gen, S, W, L, M, 0)
+    images = images_of(gen, 2, S)
+    spec = siglip_spec(H)
+    p64 = to64(model)
+    im64 = images.double()
+    e = expected_of(p64, im64, spec, "map")
+    check_attention(folder, e)
+    check_map(folder, e)
+    f32_noise(folder, p64, im64, spec, "map", e)
+
+    arrays = jax_from_canonical(model, H, "big_vision", False, prefix, no_head=True)
+    arrays = OrderedDict((k, v.astype(np.float32)) for k, v in arrays.items())
+    a64 = {k: v.astype(np.float64) for k, v in arrays.items()}
+    mine = flax_forward(a64, prefix, "big_vision", im64.numpy(), "map", act="gelu_tanh")
+    keys = ["tokens_final", "features", "attn_pool.attn"] + ["attn.%d" % i for i in range(L)]
+    compare(folder, "Flax ViT + MAPHead forward from the .npz arrays (numpy), all outputs",
+            mine, e, keys)
+    sd = timm_load_bv(a64, prefix, L)
+    sd["head.weight"], sd["head.bias"] = torch.zeros(0, W), torch.zeros(0)
+    ma = OrderedDict([("img_size", S), ("patch_size", P), ("embed_dim", W), ("depth", L),
+                      ("num_heads", H), ("mlp_ratio", M / W), ("num_classes", 0),
+                      ("class_token", False), ("global_pool", "map"), ("act_layer", "gelu_tanh")])
+    rep = load_strict(TimmVisionTransformer(ma), sd)
+    with torch.no_grad():
+        mine = rep(im64)
+    mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)]).mean(dim=1)
+    compare(folder, "timm's _load_weights on the .npz into the timm replica (strict), all outputs",
+            mine, e, [k for k in e])
+    siglip_notes(folder, p64, im64, spec, e)
+    # the text tower and the two-tower scalars, which a loader leaves out
+    arrays["params/txt/Embed_0/embedding"] = (torch.randn(16, 8, generator=gen) * 0.02).numpy()
+    arrays["params/txt/head/kernel"] = (torch.randn(8, W, generator=gen) * 0.3).numpy()
+    arrays["params/t"] = np.array([2.3026], np.float32)
+    arrays["params/b"] = np.array([-10.0], np.float32)
+    d = os.path.join(outroot, folder)
+    os.makedirs(d, exist_ok=True)
+    write_npz(os.path.join(d, "model.npz"), arrays, compressed=False)
+    st_write(os.path.join(d, "inputs.safetensors"), {"images": images})
+    meta = dict(SIGLIP_META, family="jax (big_vision two-tower SigLIP, image tower params/img/, "
+                                    "MAPHead_0)",
+                features="MAPHead_0(encoder_norm(x)): probe attends to every token "
+                         "(MultiHeadDotProductAttention_0), then + MlpBlock_0(LayerNorm_0(.)), "
+                         "token 0; GELU is Flax's tanh approximation everywhere")
+    st_write(os.path.join(d, "expected.safetensors"),
+             OrderedDict((k, f32(v)) for k, v in e.items()), meta)
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
+    assert size < MAX_FOLDER_BYTES, "%s is %d bytes" % (folder, size)
+    return size
+
+
 def fuzz_seeds(outdir):
     """fuzz-npz's seeds: a ViT of width 4 (2 heads, 1 block, 2 px patches on 4 px) as an AugReg
     and as a big_vision (stacked blocks, no class token) .npz, each a list of "NAME\n" + the
@@ -1858,6 +2482,11 @@ def main():
                                ("fam-dinov2-meta-reg", 2014, "meta-reg")):
         print(folder)
         sizes[folder] = gen_dinov2(args.out, folder, seed, kind)
+    for folder, seed, fn in (("fam-timm-siglip", 2017, gen_timm_siglip),
+                             ("fam-hf-siglip", 2018, gen_hf_siglip),
+                             ("fam-jax-siglip", 2019, gen_jax_siglip)):
+        print(folder)
+        sizes[folder] = fn(args.out, folder, seed)
     print()
     for k, v in sizes.items():
         print("%-20s %8d bytes" % (k, v))

@@ -144,9 +144,11 @@ async function main () {
   fs.writeFileSync(path.join(t48, 'config.json'), JSON.stringify(cfg48));
   cases.push(['vit-timm-tiny-48', t48, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
   /* the families read from other layouts: transformers' DeiT, CLIP and DINOv2, Google's .npz */
-  for (const fam of ['fam-hf-deit', 'fam-hf-clip', 'fam-hf-dinov2'])
+  for (const fam of ['fam-hf-deit', 'fam-hf-clip', 'fam-hf-dinov2', 'fam-hf-siglip'])
     cases.push([fam, `${D}/${fam}`, `${D}/${fam}/inputs.safetensors`, [null]]);
-  for (const fam of ['fam-jax-augreg', 'fam-jax-bv-gap', 'fam-jax-bv-tok'])
+  /* SigLIP's attention pool (map) and tanh GELU, and the same backbone pooled by the mean */
+  cases.push(['fam-timm-siglip', `${D}/fam-timm-siglip`, `${D}/fam-timm-siglip/inputs.safetensors`, [null, 'avg']]);
+  for (const fam of ['fam-jax-augreg', 'fam-jax-bv-gap', 'fam-jax-bv-tok', 'fam-jax-siglip'])
     cases.push([fam, `${D}/${fam}/model.npz`, `${D}/${fam}/inputs.safetensors`, [null]]);
   /* Meta's DINOv2 with registers (converted at load), beside a config.json naming its 2 heads;
    * transformers' DINOv2 at a processor crop of 16 (native 24): layer scale and a resampled
