@@ -39,7 +39,7 @@ check () { # check NAME COMMAND...
   if "$@" > "$T/log" 2>&1; then ok "$name"; else not_ok "$name"; fi
 }
 
-echo "1..34"
+echo "1..38"
 
 # ---- data: 2 colours (train/ + val/), and a regression folder (targets.csv: the red level)
 "$PY" - "$T" <<'EOF' || { echo "Bail out! cannot write the images"; exit 1; }
@@ -177,6 +177,23 @@ check "vitlab-cli eval of the python run agrees with its metrics.jsonl" consiste
 check "the python run's run.json keeps the recipe" \
   "$PY" -c "import json,sys; a=json.load(open('$T/vl/run.json')); b=json.load(open('$T/py/run.json'));
 sys.exit(0 if a['unlock_schedule']==b['unlock_schedule'] and a['hyperparameters']['lr']==b['hyperparameters']['lr'] and b['trained_by']['processes']==1 else 1)"
+
+# ---- SigLIP's attention pool and tanh GELU (tests/data/fam-timm-siglip): the head, then the
+# norm, the pool and the head (the pool a layer group of its own, sharing the head's layer-decay
+# id as timm's matcher leaves it), then all
+SIG="$SRC/data/fam-timm-siglip"
+check "vitlab trains a SigLIP run (attention pool)" \
+  "$CLI" train --backbone "$SIG" --data "$T/colours" --out "$T/vlsig" --epochs 3 --batch 8 \
+  --unlock-schedule 0:1,1:3,2:all --layer-decay 0.75 --seed 7 --lr 3e-3
+check "its run.json pools by map over 6 layer groups; export-recipe writes global_pool map" \
+  sh -c "grep -q '\"pool\" : \"map\"' '$T/vlsig/run.json' && grep -q '\"layer_groups\" : 6' '$T/vlsig/run.json' &&
+         '$CLI' export-recipe '$T/vlsig' --out '$T/recipe-sig' --with-order &&
+         grep -q '\"global_pool\" : \"map\"' '$T/recipe-sig/backbone/config.json' &&
+         grep -q '\"act_layer\" : \"gelu_tanh\"' '$T/recipe-sig/backbone/config.json'"
+check "python3 train.py trains the SigLIP recipe" \
+  "$PY" "$T/recipe-sig/train.py" --data "$T/colours" --out "$T/pysig" --device cpu --workers 0 \
+  --vitlab-order
+check "the SigLIP run's losses, every epoch, within 2% of vitlab's" same_losses "$T/pysig" "$T/vlsig"
 
 # a free port for torchrun's rendezvous (29500, its default, may be another job's)
 port () {

@@ -201,11 +201,16 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+def gelu_of(act):
+    """timm's act_layer names vitlab writes: the exact GELU, or its tanh approximation (SigLIP)."""
+    return nn.GELU(approximate="tanh") if act == "gelu_tanh" else nn.GELU()
+
+
 class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
+    def __init__(self, dim, hidden, act=None):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
+        self.act = gelu_of(act)
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x):
@@ -213,18 +218,42 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, mlp_ratio, qkv_bias, init_values, eps):
+    def __init__(self, dim, heads, mlp_ratio, qkv_bias, init_values, eps, act=None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, heads, qkv_bias)
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
     def forward(self, x):
         x = x + self.ls1(self.attn(self.norm1(x)))
         return x + self.ls2(self.mlp(self.norm2(x)))
+
+
+class AttentionPoolLatent(nn.Module):
+    """timm's AttentionPoolLatent as its VisionTransformer builds it for global_pool='map'
+    (SigLIP's attention pool): one learnt query over the patch tokens, then a residual MLP."""
+
+    def __init__(self, dim, heads, mlp_ratio, eps, act):
+        super().__init__()
+        self.heads = heads
+        self.latent = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        h, d = self.heads, C // self.heads
+        q = self.q(self.latent.expand(B, -1, -1)).reshape(B, 1, h, d).transpose(1, 2)
+        k, v = self.kv(x).reshape(B, N, 2, h, d).permute(2, 0, 3, 1, 4).unbind(0)
+        a = ((q * d ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        y = self.proj((a @ v).transpose(1, 2).reshape(B, 1, C))
+        return (y + self.mlp(self.norm(y)))[:, 0]
 
 
 class PatchEmbed(nn.Module):
@@ -258,7 +287,10 @@ class ViT(nn.Module):
         self.norm_pre = nn.LayerNorm(dim, eps=eps) if a.get("pre_norm") else nn.Identity()
         self.blocks = nn.Sequential(*[
             Block(dim, a["num_heads"], a.get("mlp_ratio", 4.0), a.get("qkv_bias", True),
-                  a.get("init_values"), eps) for _ in range(depth)])
+                  a.get("init_values"), eps, a.get("act_layer")) for _ in range(depth)])
+        if a.get("global_pool") == "map":
+            self.attn_pool = AttentionPoolLatent(dim, a["num_heads"], a.get("mlp_ratio", 4.0), eps,
+                                                 a.get("act_layer"))
         use_fc_norm = a.get("fc_norm", False)
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(dim, eps=eps)
         self.fc_norm = nn.LayerNorm(dim, eps=eps) if use_fc_norm else nn.Identity()
@@ -299,10 +331,11 @@ def timm_backbone(a, eps):
     kw = {k: a[k] for k in ("img_size", "patch_size", "in_chans", "embed_dim", "depth",
                             "num_heads", "mlp_ratio", "qkv_bias", "class_token",
                             "no_embed_class", "reg_tokens", "pre_norm", "fc_norm",
-                            "init_values") if k in a}
+                            "init_values", "act_layer") if k in a}
     from functools import partial
-    m = tv.VisionTransformer(num_classes=0, global_pool="token" if a.get("class_token", True)
-                             else "avg", norm_layer=partial(nn.LayerNorm, eps=eps), **kw)
+    pool = "map" if a.get("global_pool") == "map" else "token" if a.get("class_token", True) else "avg"
+    m = tv.VisionTransformer(num_classes=0, global_pool=pool,
+                             norm_layer=partial(nn.LayerNorm, eps=eps), **kw)
     return m, "timm " + getattr(sys.modules.get("timm"), "__version__", "")
 
 
@@ -325,7 +358,9 @@ class Classifier(nn.Module):
         b = self.backbone
         t = b.forward_features(x)
         npt = b.num_prefix_tokens
-        if self.pool == "token" and getattr(b, "has_class_token", npt > 0):
+        if self.pool == "map":
+            f = b.attn_pool(t[:, npt:])
+        elif self.pool == "token" and getattr(b, "has_class_token", npt > 0):
             f = t[:, 0]
         elif self.pool == "max":
             f = t[:, npt:].amax(dim=1)
@@ -851,11 +886,16 @@ def det_validate(model, x, targets, S, acc, index):
 
 def layer_groups(model, depth):
     """timm's ViT grouping as vitlab uses it: stem, blocks.0 … blocks.{depth-1}, the final norm,
-    the head (the seg head, decode_head.*, for segmentation). Returns a list of (group name, [(param name, param)])."""
-    groups = [("stem", [])] + [(f"blocks.{i}", []) for i in range(depth)] + [("norm", []), ("head", [])]
+    SigLIP's attention pool when there is one, the head (the seg head, decode_head.*, for
+    segmentation). Returns a list of (group name, [(param name, param)])."""
+    pool = any(n.startswith(("attn_pool.", "backbone.attn_pool.")) for n, _ in model.named_parameters())
+    groups = [("stem", [])] + [(f"blocks.{i}", []) for i in range(depth)] + [("norm", [])] + \
+        ([("attn_pool", [])] if pool else []) + [("head", [])]
     for name, p in model.named_parameters():
         n = name[len("backbone."):] if name.startswith("backbone.") else name
         if n.startswith("head.") or n.startswith("decode_head."):
+            g = len(groups) - 1
+        elif n.startswith("attn_pool."):
             g = depth + 2
         elif n.startswith("blocks."):
             g = 1 + int(n.split(".")[1])
@@ -867,11 +907,12 @@ def layer_groups(model, depth):
     return groups
 
 
-def layer_scales(n_groups, decay):
-    """timm's param_groups_layer_decay: the final norm shares the last block's layer id."""
+def layer_scales(names, decay):
+    """timm's param_groups_layer_decay: the final norm shares the last block's layer id, the head
+    an attention pool's (timm's group_matcher leaves both to the last ordinal)."""
     ids, nxt = [], 0
-    for g in range(n_groups):
-        merge = g == n_groups - 2       # the final norm
+    for g, name in enumerate(names):
+        merge = g > 0 and (name == "norm" or (name == "head" and names[g - 1] == "attn_pool"))
         ids.append(ids[-1] if merge else nxt)
         if not merge:
             nxt += 1
@@ -1153,12 +1194,14 @@ def main():
         raise SystemExit(f"{cfg_path}: not in timm's layout (no model_args); export the backbone "
                          f"with 'vitlab-cli export BACKBONE --format timm --out DIR' first")
     a = dict(cfg["model_args"])
-    if a.get("act_layer") not in (None, "gelu") or cfg.get("vitlab", {}).get("embed_dim", 0):
+    if a.get("act_layer") not in (None, "gelu", "gelu_tanh") or cfg.get("vitlab", {}).get("embed_dim", 0):
         raise SystemExit(f"{cfg_path}: a projection or activation {a.get('act_layer')}: this "
                          f"script builds timm's plain ViT")
-    if bb.get("layer_groups") not in (None, a["depth"] + 3):
+    with_pool = a.get("global_pool") == "map"
+    if bb.get("layer_groups") not in (None, a["depth"] + 3 + with_pool):
         raise SystemExit(f"{args.recipe}: {bb['layer_groups']} layer groups: this script groups "
-                         f"timm's way (stem, {a['depth']} blocks, norm, head)")
+                         f"timm's way (stem, {a['depth']} blocks, norm, "
+                         f"{'attn_pool, ' if with_pool else ''}head)")
     eps = cfg.get("layer_norm_eps", 1e-6)
     backbone, impl = timm_backbone(a, eps)
     sd = read_safetensors(os.path.join(bdir, "model.safetensors"))
@@ -1209,7 +1252,7 @@ def main():
     model.to(device)
 
     groups = layer_groups(model, depth)
-    scales = layer_scales(len(groups), h["layer_decay"])
+    scales = layer_scales([name for name, _ in groups], h["layer_decay"])
     named = [(n, p, scales[g]) for g, (_, ps) in enumerate(groups) for n, p in ps]
     opt = AdamW(named, h["weight_decay"], h["beta1"], h["beta2"], h["eps"])
     sched = parse_schedule(run["unlock_schedule"])

@@ -295,12 +295,12 @@ vl_recipe_export (const char *run, const char *out, gboolean with_order, char **
     return FALSE;
   int n_groups = (int) json_object_get_int_member_with_default (bb, "layer_groups", 0);
   const VlGeometry *g = vl_model_geometry (m);
-  if (n_groups != g->depth + 3 || g->embed_dim > 0)
+  if (n_groups != g->depth + 3 + g->attn_pool || g->embed_dim > 0)
     {
       g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                   "%s: %s's %d layer groups are not timm's stem, %d blocks, norm, head: the "
+                   "%s: %s's %d layer groups are not timm's stem, %d blocks, norm, %shead: the "
                    "PyTorch recipe covers that grouping", run_path, g->family, n_groups,
-                   g->depth);
+                   g->depth, g->attn_pool ? "attn_pool, " : "");
       return FALSE;
     }
   /* the head as the trainer initialises it (same seed), so both start from the same model */

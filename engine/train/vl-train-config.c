@@ -249,9 +249,12 @@ vl_train_layer_scales (VlModel *m, double decay, float *scales)
   for (int g = 0; g < n; g++)
     {
       const char *name = vl_model_group_name (m, g);
-      /* timm's group_matcher puts ^norm (the final norm, or fc_norm) in the last block's group */
+      /* timm's group_matcher puts ^norm (the final norm, or fc_norm) in the last block's group,
+       * and leaves an attention pool (attn_pool) unmatched, in the head's last ordinal */
       gboolean merge = g > 0 && (g_str_equal (name, "norm") || g_str_equal (name, "fc_norm") ||
-                                 g_str_equal (name, "ln_post"));
+                                 g_str_equal (name, "ln_post") ||
+                                 (g_str_equal (name, "head") &&
+                                  g_str_equal (vl_model_group_name (m, g - 1), "attn_pool")));
       id[g] = merge ? id[g - 1] : next++;
     }
   int max_id = next - 1;

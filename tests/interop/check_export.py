@@ -388,6 +388,7 @@ def main():
         ("fam-timm-reg-ls", os.path.join(data, "fam-timm-reg-ls")),
         ("fam-timm-gap", os.path.join(data, "fam-timm-gap")),
         ("fam-deit-dist", os.path.join(data, "fam-deit-dist")),
+        ("fam-timm-siglip", os.path.join(data, "fam-timm-siglip")),
         ("vit-timm-tiny", os.path.join(shared, "fixtures", "vit-timm-tiny")),
         ("vit-tiny-augreg-in1k", os.path.join(shared, "weights", "vit-tiny-augreg-in1k")),
     ]

@@ -9,9 +9,10 @@ Hugging Face style config.json to a model (`hf-hub:` / `local-dir:` loading in t
 config.json's `architecture` picks the entry point, `model_args` become keyword arguments,
 `pretrained_cfg` becomes the model's pretrained_cfg, then `load_state_dict(strict=True)`).
 
-Only what a plain ViT uses is implemented. Keywords timm accepts for other variants (attention
-pooling, qk-norm, dynamic image size, dropout, ...) are accepted with their defaults and raise
-NotImplementedError otherwise, so a config that needs them is reported instead of mis-modelled.
+Only what a plain ViT uses is implemented, and SigLIP's attention pooling (global_pool='map',
+AttentionPoolLatent). Keywords timm accepts for other variants (qk-norm, dynamic image size,
+dropout, ...) are accepted with their defaults and raise NotImplementedError otherwise, so a
+config that needs them is reported instead of mis-modelled.
 
 Reads safetensors files without the safetensors package (8-byte little-endian header length,
 JSON header, raw little-endian data).
@@ -251,6 +252,42 @@ class Block(nn.Module):
         return x
 
 
+class AttentionPoolLatent(nn.Module):
+    """timm.layers.AttentionPoolLatent as VisionTransformer builds it for global_pool='map'
+    (latent_len 1, q_proj, qkv_bias, no qk_norm, no pos_embed, pool_type 'token'); keeps the
+    probabilities."""
+
+    def __init__(self, in_features, num_heads=8, mlp_ratio=4.0, norm_layer=None, act_layer=nn.GELU):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = in_features // num_heads
+        self.scale = self.head_dim ** -0.5
+        self.latent_len = 1
+        self.latent = nn.Parameter(torch.zeros(1, 1, in_features))
+        self.q = nn.Linear(in_features, in_features)
+        self.kv = nn.Linear(in_features, in_features * 2)
+        self.q_norm = nn.Identity()
+        self.k_norm = nn.Identity()
+        self.proj = nn.Linear(in_features, in_features)
+        self.proj_drop = nn.Dropout(0.0)
+        self.norm = norm_layer(in_features) if norm_layer is not None else nn.Identity()
+        self.mlp = Mlp(in_features, int(in_features * mlp_ratio), act_layer=act_layer)
+        self.last_attn = None
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q = self.q(self.latent.expand(B, -1, -1)).reshape(B, 1, self.num_heads, self.head_dim).transpose(1, 2)
+        kv = self.kv(x).reshape(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        self.last_attn = attn
+        x = (attn @ v).transpose(1, 2).reshape(B, 1, C)
+        x = self.proj_drop(self.proj(x))
+        x = x + self.mlp(self.norm(x))
+        return x[:, 0]
+
+
 def global_pool_nlc(x, pool_type="token", num_prefix_tokens=1, reduce_include_prefix=False):
     """timm.models.vision_transformer.global_pool_nlc."""
     if not pool_type:
@@ -326,7 +363,7 @@ class VisionTransformer(nn.Module):
         assert class_token or global_pool != "token"
         assert pos_embed in ("", "none", "learn")
         for name, value, default in (
-                ("global_pool", global_pool if global_pool in ("map", "prr") else "", ""),
+                ("global_pool", global_pool if global_pool == "prr" else "", ""),
                 ("dynamic_img_size", dynamic_img_size, False),
                 ("patch_drop_rate", patch_drop_rate, 0.0),
                 ("embed_norm_layer", embed_norm_layer, None),
@@ -376,7 +413,9 @@ class VisionTransformer(nn.Module):
                      norm_layer=norm_layer, act_layer=act_layer, mlp_layer=mlp_layer)
             for _ in range(depth)])
         self.norm = norm_layer(embed_dim) if final_norm and not use_fc_norm else nn.Identity()
-        self.attn_pool = None
+        self.attn_pool = (AttentionPoolLatent(embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                                              norm_layer=norm_layer, act_layer=act_layer)
+                          if global_pool == "map" else None)
         self.fc_norm = norm_layer(embed_dim) if final_norm and use_fc_norm else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
@@ -410,6 +449,10 @@ class VisionTransformer(nn.Module):
         return self.norm(x)
 
     def pool(self, x, pool_type=None):
+        if self.attn_pool is not None:
+            if not self.pool_include_prefix:
+                x = x[:, self.num_prefix_tokens:]
+            return self.attn_pool(x)
         pool_type = self.global_pool if pool_type is None else pool_type
         return global_pool_nlc(x, pool_type=pool_type, num_prefix_tokens=self.num_prefix_tokens,
                                reduce_include_prefix=self.pool_include_prefix)
