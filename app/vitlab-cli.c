@@ -306,6 +306,10 @@ cmd_forward (int argc, char **argv)
       return cli_fail (error);
     }
   vl_safetensors_writer_add_f32 (w, "rollout", 2, s_roll, rollout);
+  /* pooled by an attention pool (SigLIP's): its query's probabilities over the patches */
+  int64_t s_pool[3] = { B, g->heads, T - g->n_prefix };
+  if (vl_model_pool_attention (m))
+    vl_safetensors_writer_add_f32 (w, "attn_pool", 3, s_pool, vl_model_pool_attention (m));
   if (vl_model_embedding (m))
     vl_safetensors_writer_add_f32 (w, "embedding", 2, s_emb, vl_model_embedding (m));
   if (vl_model_logits (m))

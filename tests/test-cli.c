@@ -444,6 +444,46 @@ test_forward_fixture (void)
                  "logits", "logits_token", NULL);
 }
 
+/* SigLIP's tower (tests/data/fam-timm-siglip): the attention pool's probabilities as attn_pool
+ * [B,H,patches] beside the features and logits it pools into; pooled by the mean on request (no
+ * attn_pool then); --pool map on a model without an attention pool is refused naming it. */
+static void
+test_forward_siglip (void)
+{
+  g_autofree char *dir = vl_test_data_path ("fam-timm-siglip", NULL);
+  g_autofree char *in = vl_test_data_path ("fam-timm-siglip", "inputs.safetensors", NULL);
+  g_autofree char *exp = vl_test_data_path ("fam-timm-siglip", "expected.safetensors", NULL);
+  g_autofree char *tmp = vl_test_tmpdir ();
+  g_autofree char *out = g_build_filename (tmp, "out.safetensors", NULL);
+  g_autoptr(VlSafetensors) ref = vl_test_open (exp);
+  for (int avg = 0; avg < 2; avg++)
+    {
+      g_autoptr(CliRun) r = avg ? cli_run ("forward", dir, "--images", in, "--pool", "avg",
+                                           "--out", out, NULL)
+                                : cli_run ("forward", dir, "--images", in, "--out", out, NULL);
+      expect_success (r);
+      g_autoptr(VlSafetensors) o = vl_test_open (out);
+      assert_tensor_close (o, "features", ref, avg ? "features_avg" : "features");
+      assert_tensor_close (o, "logits", ref, avg ? "logits_avg" : "logits");
+      assert_tensor_close (o, "tokens_final", ref, "tokens_final");
+      g_assert_true ((vl_safetensors_lookup (o, "attn_pool") != NULL) == !avg);
+      if (!avg)
+        {
+          assert_tensor_shape (o, "attn_pool", 3, (int64_t[]) { 2, 4, 9 });
+          int64_t n = 0;
+          g_autofree float *got = vl_test_read (o, "attn_pool", &n);
+          g_autofree float *want = vl_test_read (ref, "attn_pool.attn", NULL);   /* [B,H,1,N] */
+          vl_test_assert_close ("attn_pool", got, want, n, FORWARD_ATOL, 0.0);
+        }
+    }
+  g_autofree char *gap = vl_test_data_path ("fam-timm-gap", NULL);
+  g_autofree char *gap_in = vl_test_data_path ("fam-timm-gap", "inputs.safetensors", NULL);
+  g_autoptr(CliRun) bad = cli_run ("forward", gap, "--images", gap_in, "--pool", "map", "--out",
+                                   out, NULL);
+  expect_failure (bad, 1, "fam-timm-gap", "no attention pool", NULL);
+  rm_rf (tmp);
+}
+
 static void
 test_forward_geometries (void)
 {
@@ -1445,6 +1485,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/info", test_info);
   g_test_add_func ("/cli/forward/fixture", test_forward_fixture);
   g_test_add_func ("/cli/forward/geometries", test_forward_geometries);
+  g_test_add_func ("/cli/forward/siglip", test_forward_siglip);
   g_test_add_func ("/cli/step/fixture", test_step_fixture);
   g_test_add_func ("/cli/classify/imagenet", test_classify_imagenet);
   g_test_add_func ("/cli/classify/top", test_classify_top);

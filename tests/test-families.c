@@ -382,6 +382,21 @@ test_siglip_gradients (void)
   /* only the head: the pooled features are the boundary */
   vl_model_lock (m, 1);
   g_assert_cmpint (vl_model_boundary_numel (m, H, H), ==, vl_model_geometry (m)->width);
+
+  /* a run folder's lossless checkpoint keeps timm's grouping with the pool's group */
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *st = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_assert_true (vl_model_save_checkpoint (m, st, cfg, &error));
+  g_assert_no_error (error);
+  g_autoptr(VlModel) again = vl_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (vl_model_n_groups (again), ==, vl_model_n_groups (m));
+  for (int i = 0; i < vl_model_n_groups (m); i++)
+    g_assert_cmpstr (vl_model_group_name (again, i), ==, vl_model_group_name (m, i));
+  g_assert_cmpint (vl_model_pool (again), ==, VL_POOL_MAP);
+  g_assert_true (vl_model_geometry (again)->gelu_tanh);
+  rm_tree (dir);
 }
 
 /* Finite differences of the loss through every structure the families add (ln_pre and

@@ -740,6 +740,49 @@ test_attention_prefix_skipped (void)
   g_test_trap_assert_stderr ("*15 tokens does not fit 2 prefix tokens and a 3x4 grid*");
 }
 
+/* The attention pool's map (SigLIP's MAP head): the mean of its heads over the patches, the
+ * brightest patch where the pool looks; forgotten with the side's attention; and a side without
+ * one says so instead of showing another map. */
+static void
+test_attention_pool_mode (void)
+{
+  const int gh = 3, gw = 4, NP = gh * gw, T = NP;
+  GtkWidget *w = vl_attention_view_new ();
+  VlAttentionView *v = VL_ATTENTION_VIEW (w);
+  GtkWidget *win = show_in_window (w, 400, 360);
+  g_autoptr(VlImage) img = gray_image (80, 60, 128);
+  vl_attention_view_set_image (v, img);
+  g_autofree float *attn = make_attention (1, 2, 0, gh, gw, 0, 2, 0.0f);
+  g_assert_true (vl_attention_view_set_attention (v, attn, 1, 2, T, 0, FALSE, gh, gw));
+  /* head 0 looks at patch (1, 2), head 1 spreads evenly */
+  float pool[2 * 12];
+  for (int c = 0; c < NP; c++)
+    {
+      pool[c] = c == gw + 2 ? 0.78f : 0.02f;
+      pool[NP + c] = 1.0f / NP;
+    }
+  g_assert_true (vl_attention_view_set_pool (v, FALSE, pool, 2, gh, gw));
+  vl_attention_view_set_mode (v, VL_ATTN_MODE_POOL);
+  g_assert_cmpint (vl_attention_view_get_mode (v), ==, VL_ATTN_MODE_POOL);
+  vl_attention_view_set_opacity (v, 1.0);
+  float map[12];
+  g_assert_true (vl_attention_view_get_heatmap (v, FALSE, map));
+  for (int c = 0; c < NP; c++)
+    g_assert_cmpfloat_with_epsilon (map[c], 0.5f * (pool[c] + pool[NP + c]), 1e-6);
+  g_autoptr(Pixels) pix = render_widget (w);
+  int row, col;
+  brightest_patch (w, pix, gh, gw, &row, &col);
+  g_assert_cmpint (row, ==, 1);
+  g_assert_cmpint (col, ==, 2);
+  /* new attention for the side forgets its pool map: no map in this mode */
+  g_assert_true (vl_attention_view_set_attention (v, attn, 1, 2, T, 0, FALSE, gh, gw));
+  g_assert_false (vl_attention_view_get_heatmap (v, FALSE, map));
+  /* the other modes are untouched by it */
+  vl_attention_view_set_mode (v, VL_ATTN_MODE_ROLLOUT);
+  g_assert_true (vl_attention_view_get_heatmap (v, FALSE, map));
+  gtk_window_destroy (GTK_WINDOW (win));
+}
+
 static void
 test_attention_bad_sizes_subprocess (void)
 {
@@ -1747,6 +1790,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/loss-chart/group-norms", test_loss_chart_group_norms);
   g_test_add_func ("/ui/attention/hot-patch", test_attention_hot_patch);
   g_test_add_func ("/ui/attention/prefix-skipped", test_attention_prefix_skipped);
+  g_test_add_func ("/ui/attention/pool", test_attention_pool_mode);
   g_test_add_func ("/ui/attention/prefix-skipped/subprocess",
                    test_attention_bad_sizes_subprocess);
   g_test_add_func ("/ui/attention/query-click", test_attention_query_click);

@@ -72,7 +72,8 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
     {
       vl_json_add_int (b, "embed_dim", g->embed_dim);
       vl_json_add_str (b, "group_layout", strcmp (g->family, "openclip") == 0 ||
-                  m->n_body_groups != g->depth + 2 + (g->embed_dim > 0) ? "openclip" : "timm");
+                  m->n_body_groups != g->depth + 2 + g->attn_pool + (g->embed_dim > 0)
+                  ? "openclip" : "timm");
     }
   json_builder_end_object (b);
 

@@ -34,6 +34,17 @@ vl_model_attention_copy (VlModel *m, int b, float *out)
   return TRUE;
 }
 
+float *
+vl_model_pool_attention_dup (VlModel *m, int b)
+{
+  const float *pool = vl_model_pool_attention (m);
+  if (pool == NULL || b < 0 || b >= vl_model_batch (m))
+    return NULL;
+  const gsize per = (gsize) vl_model_geometry (m)->heads *
+                    (vl_model_n_tokens_last (m) - vl_model_geometry (m)->n_prefix);
+  return g_memdup2 (pool + b * per, sizeof (float) * per);
+}
+
 void
 vl_attention_row (const float *attn, const VlAttnShape *s, int block, int h0, int h1, int query,
                   float *out)

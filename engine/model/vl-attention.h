@@ -36,6 +36,9 @@ int64_t     vl_model_attention_numel (VlModel *m);
 /* Copies image b's attention of every block (depth, heads, T, T) from the last capture forward
  * into out; FALSE (nothing written) when that forward captured none. */
 gboolean    vl_model_attention_copy  (VlModel *m, int b, float *out);
+/* A copy of image b's attention-pool probabilities (heads, T - n_prefix) from the last forward
+ * (vl_model_pool_attention), or NULL when it did not pool by map. g_free. */
+float      *vl_model_pool_attention_dup (VlModel *m, int b);
 
 /* attn: one image's (depth, heads, T, T). out: (T - n_prefix). */
 void        vl_attention_row         (const float *attn, const VlAttnShape *s, int block,

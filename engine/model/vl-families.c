@@ -2250,11 +2250,16 @@ vl_geometry_parse (const char *spec, VlGeometry *g, GError **error)
       else if (strcmp (key, "heads") == 0) g->heads = iv;
       else if (strcmp (key, "mlp") == 0) mlp = iv;
       else if (strcmp (key, "eps") == 0) g->eps = (float) v;
+      /* SigLIP's shape: no class token, an attention pool, the tanh GELU (0 or 1 each) */
+      else if (strcmp (key, "cls") == 0 && (iv == 0 || iv == 1)) g->class_token = iv;
+      else if (strcmp (key, "map") == 0 && (iv == 0 || iv == 1)) g->attn_pool = iv;
+      else if (strcmp (key, "gelu_tanh") == 0 && (iv == 0 || iv == 1)) g->gelu_tanh = iv;
       else
         {
           g_set_error (error, VL_ERROR, VL_ERROR_INVALID,
-                       "geometry \"%s\": unknown key \"%s\" (img, patch, chans, width, depth, "
-                       "heads, mlp, mean, std, eps)", spec, key);
+                       "geometry \"%s\": unknown key \"%s\" or value (img, patch, chans, "
+                       "width, depth, heads, mlp, mean, std, eps; cls, map, gelu_tanh: 0 or 1)",
+                       spec, key);
           return FALSE;
         }
     }

@@ -94,7 +94,8 @@ VlModel          *vl_model_new_random      (const VlGeometry *geometry, int num_
 void              vl_model_free            (VlModel *m);
 /* Parses a geometry for vl_model_new_random: comma-separated key=value with keys img, patch,
  * chans (3), width, depth, heads (width / 64), mlp (4 * width), mean and std (0.5; one value or
- * one per channel), eps (1e-6), e.g. "img=28,patch=4,chans=1,width=96,depth=6,heads=3". */
+ * one per channel), eps (1e-6), and cls (1: a class token), map (0: an attention pool as
+ * SigLIP's), gelu_tanh (0), e.g. "img=28,patch=4,chans=1,width=96,depth=6,heads=3". */
 gboolean          vl_geometry_parse        (const char *spec, VlGeometry *geometry,
                                             GError **error);
 

@@ -2415,18 +2415,25 @@ def gen_jax_siglip(outroot, folder, seed):
 
 def fuzz_seeds(outdir):
     """fuzz-npz's seeds: a ViT of width 4 (2 heads, 1 block, 2 px patches on 4 px) as an AugReg
-    and as a big_vision (stacked blocks, no class token) .npz, each a list of "NAME\n" + the
-    bytes of NAME.npy records separated by "#NPY#" (the harness's input)."""
+    and as a big_vision (stacked blocks, no class token) .npz, and a SigLIP image tower
+    (params/img/, a MAPHead_0), each a list of "NAME\n" + the bytes of NAME.npy records
+    separated by "#NPY#" (the harness's input)."""
     import io
     import numpy as np
     os.makedirs(outdir, exist_ok=True)
     for name, layout, scan, prefix, cls in (("augreg-w4", "augreg", False, "", True),
                                             ("big-vision-w4", "big_vision", True, "params/",
+                                             False),
+                                            ("siglip-w4", "big_vision", False, "params/img/",
                                              False)):
         gen = torch.Generator().manual_seed(7)
+        siglip = name == "siglip-w4"
         model = make_canonical(gen, {"width": 4, "depth": 1, "mlp": 8, "patch": 2, "cls": cls,
-                                     "tokens_pos": 4 + (1 if cls else 0), "head": 2})
-        arrays = jax_from_canonical(model, 2, layout, scan, prefix)
+                                     "tokens_pos": 4 + (1 if cls else 0),
+                                     "head": 0 if siglip else 2})
+        if siglip:      # SigLIP's image tower: a MAPHead, no classifier
+            add_map_pool(gen, model, 4, 8, 1.0)
+        arrays = jax_from_canonical(model, 2, layout, scan, prefix, no_head=siglip)
         records = []
         for k, v in arrays.items():
             buf = io.BytesIO()

@@ -272,6 +272,7 @@ vl_probe_attention_free (VlProbeAttention *r)
   g_strfreev (r->names);
   g_free (r->attn);
   g_free (r->rollout);
+  g_free (r->pool);
   g_free (r);
 }
 
@@ -347,6 +348,9 @@ attn_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *can
   r->attn = g_new (float, per_image * ok);
   for (int b = 0; b < ok; b++)
     vl_model_attention_copy (m, b, r->attn + b * per_image);
+  const float *pool = vl_model_pool_attention (m);
+  if (pool)
+    r->pool = g_memdup2 (pool, sizeof (float) * ok * g->heads * (T - g->n_prefix));
   r->rollout = g_new (float, (gsize) ok * MAX (T, r->gh * r->gw));
   if (!vl_model_rollout (m, r->rollout, &error))
     {
@@ -393,6 +397,8 @@ vl_probe_file_clear (VlProbeFile *pf)
   g_clear_pointer (&pf->image, vl_image_free);
   g_free (pf->ref_attn);
   g_free (pf->now_attn);
+  g_free (pf->ref_pool);
+  g_free (pf->now_pool);
   g_free (pf->ref_class);
   g_free (pf->now_class);
   g_free (pf->px);
@@ -420,10 +426,11 @@ probe_job_free (gpointer p)
 }
 
 /* One forward of img through m with every block's attention kept, copied into *attn as
- * (depth, heads, T, T); the geometry into geo; the top class's name when m names its classes;
- * the model's input into geo->px (when keep_px). */
+ * (depth, heads, T, T), and an attention pool's into *pool (NULL without one); the geometry
+ * into geo; the top class's name when m names its classes; the model's input into geo->px (when
+ * keep_px). */
 static gboolean
-capture_attention (VlModel *m, const VlImage *img, float **attn, VlProbeFile *geo,
+capture_attention (VlModel *m, const VlImage *img, float **attn, float **pool, VlProbeFile *geo,
                    char **top_class, gboolean keep_px, GError **error)
 {
   VlPreprocess pp;
@@ -445,6 +452,7 @@ capture_attention (VlModel *m, const VlImage *img, float **attn, VlProbeFile *ge
   const gsize per_block = (gsize) g->heads * T * T;
   *attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
   vl_model_attention_copy (m, 0, *attn);
+  *pool = vl_model_pool_attention_dup (m, 0);
   geo->depth = g->depth;
   geo->heads = g->heads;
   geo->T = T;
@@ -493,7 +501,7 @@ probe_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
   /* a copy of the backbone of our own: the window's model stays main-thread only */
   g_autoptr(VlModel) m = vl_model_load (j->backbone, &error);
   if (m == NULL ||
-      !capture_attention (m, img, &r->ref_attn, r, &r->ref_class, TRUE, &error))
+      !capture_attention (m, img, &r->ref_attn, &r->ref_pool, r, &r->ref_class, TRUE, &error))
     {
       g_prefix_error (&error, "%s: ", j->path);
       g_task_return_error (task, error);
@@ -510,14 +518,18 @@ probe_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *ca
       g_mutex_lock (&j->trained->lock);
       VlModel *tm = vl_trained_model (j->trained);
       VlProbeFile geo = { 0 };
-      float *now = NULL;
+      float *now = NULL, *now_pool = NULL;
       g_autoptr(GError) e = NULL;
-      if (tm && capture_attention (tm, img, &now, &geo, &r->now_class, FALSE, &e) &&
+      if (tm && capture_attention (tm, img, &now, &now_pool, &geo, &r->now_class, FALSE, &e) &&
           geo.depth == r->depth && geo.heads == r->heads && geo.T == r->T && geo.gh == r->gh)
-        r->now_attn = g_steal_pointer (&now);
+        {
+          r->now_attn = g_steal_pointer (&now);
+          r->now_pool = g_steal_pointer (&now_pool);
+        }
       else if (e)
         g_message ("probe image %s, trained model: %s", j->path, e->message);
       g_free (now);
+      g_free (now_pool);
       g_mutex_unlock (&j->trained->lock);
     }
   g_task_return_boolean (task, TRUE);

@@ -72,6 +72,7 @@ typedef struct {
   char       **names;       /* (n + 1) the files' base names */
   float       *attn;        /* (n, depth, heads, T, T) */
   float       *rollout;     /* (n, gh * gw) */
+  float       *pool;        /* (n, heads, gh * gw) the attention pool's (SigLIP's); NULL without */
   int          depth, heads, T, n_prefix, gh, gw;
   gboolean     has_cls;
 } VlProbeAttention;
@@ -97,6 +98,8 @@ typedef struct {
   VlImage  *image;          /* the crop the model sees, RGB (NULL before the first result) */
   float    *ref_attn;       /* (depth, heads, T, T) the pretrained backbone's; NULL without one */
   float    *now_attn;       /* (depth, heads, T, T) the trained model's; NULL without one */
+  float    *ref_pool;       /* (heads, gh * gw) the attention pool's of each (SigLIP's); NULL */
+  float    *now_pool;       /* without one */
   char     *ref_class;      /* the pretrained head's top class, when it names its classes */
   char     *now_class;      /* the trained model's top class */
   int       depth, heads, T, n_prefix, gh, gw;

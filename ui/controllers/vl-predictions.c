@@ -369,6 +369,7 @@ vl_predict_result_free (VlPredictResult *r)
   g_free (r->pred.predicted);
   g_free (r->pred.confidence);
   g_free (r->final_attn);
+  g_free (r->final_pool);
   vl_seg_predictions_free (r->seg);
   vl_det_predictions_free (r->det);
   g_free (r);
@@ -503,6 +504,10 @@ predict_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *
           r->attn_T = T;
           for (int b = 0; b < got; b++)
             vl_model_attention_copy (m, b, r->final_attn + b * pi);
+          /* where an attention pool (SigLIP's) looks */
+          const float *pool = vl_model_pool_attention (m);
+          if (pool)
+            r->final_pool = g_memdup2 (pool, sizeof (float) * got * g->heads * (T - g->n_prefix));
         }
     }
   g_mutex_unlock (&j->trained->lock);

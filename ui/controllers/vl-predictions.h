@@ -72,6 +72,8 @@ typedef struct {
   VlPredictions     pred;
   VlSegPredictions *seg;
   VlDetPredictions *det;
+  float            *final_pool;    /* (n_probes, heads, gh * gw) its attention pool's; NULL
+                                    * without one */
   float            *final_attn;    /* (n_probes, depth, heads, T, T) the trained model's; NULL
                                     * when a probe did not decode */
   int               attn_T;

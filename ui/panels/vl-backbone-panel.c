@@ -140,10 +140,12 @@ show_facts (VlBackbonePanel *self, VlModel *m)
   g_string_append_printf (geo, _("%d tokens (%s%s%s%d×%d grid)"), g->n_tokens,
                           g->class_token ? "CLS + " : "", g->dist_token ? "DIST + " : "",
                           g->reg_tokens ? "registers + " : "", g->grid, g->grid);
-  if (g->layer_scale || g->fc_norm || g->pre_norm || g->quick_gelu)
+  if (g->layer_scale || g->fc_norm || g->pre_norm || g->quick_gelu || g->gelu_tanh)
     g_string_append_printf (geo, "\n%s%s%s%s", g->layer_scale ? "layer scale " : "",
                             g->fc_norm ? "fc_norm " : "", g->pre_norm ? "pre-norm " : "",
-                            g->quick_gelu ? "QuickGELU" : "");
+                            g->quick_gelu ? "QuickGELU" : g->gelu_tanh ? "GELU (tanh)" : "");
+  if (g->attn_pool)   /* SigLIP's MAP head */
+    g_string_append_printf (geo, "\n%s", _("pooled by an attention pool (a learnt query)"));
   gtk_label_set_text (GTK_LABEL (self->info_geometry), geo->str);
   g_string_free (geo, TRUE);
   g_autofree char *params = vl_format_count (vl_model_n_params (m));

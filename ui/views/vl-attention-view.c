@@ -15,7 +15,8 @@
 G_DEFINE_ENUM_TYPE (VlAttnMode, vl_attn_mode,
                     G_DEFINE_ENUM_VALUE (VL_ATTN_MODE_HEAD, "head"),
                     G_DEFINE_ENUM_VALUE (VL_ATTN_MODE_MEAN_HEADS, "mean-heads"),
-                    G_DEFINE_ENUM_VALUE (VL_ATTN_MODE_ROLLOUT, "rollout"))
+                    G_DEFINE_ENUM_VALUE (VL_ATTN_MODE_ROLLOUT, "rollout"),
+                    G_DEFINE_ENUM_VALUE (VL_ATTN_MODE_POOL, "pool"))
 
 typedef struct {
   /* data: the full attention [depth][heads][T][T], or a rollout map alone */
@@ -24,6 +25,8 @@ typedef struct {
   gboolean has_cls;
   float   *rollout;          /* (gh, gw) when there is no attention */
   int      gh, gw;
+  float   *pool;             /* (pool_heads, gh, gw): the attention pool's; NULL without */
+  int      pool_heads;
   /* scratch for the rollout row (3 * T floats) */
   float   *scratch;
   /* the current map */
@@ -84,6 +87,8 @@ side_clear (Side *s)
 {
   g_clear_pointer (&s->attn, g_free);
   g_clear_pointer (&s->rollout, g_free);
+  g_clear_pointer (&s->pool, g_free);
+  s->pool_heads = 0;
   g_clear_pointer (&s->scratch, g_free);
   g_clear_pointer (&s->map, g_free);
   g_clear_pointer (&s->heat, cairo_surface_destroy);
@@ -143,7 +148,22 @@ side_update_map (Side *s, VlAttnMode mode, int block, int head, int query)
   if (!side_has_data (s))
     return;
   const int NP = s->gh * s->gw;
-  if (s->attn != NULL)
+  if (mode == VL_ATTN_MODE_POOL)
+    {
+      /* the pool's query over the patches: one head, or the mean of the heads */
+      if (s->pool == NULL)
+        return;
+      const int h0 = head < 0 ? 0 : MIN (head, s->pool_heads - 1);
+      const int h1 = head < 0 ? s->pool_heads : h0 + 1;
+      for (int c = 0; c < NP; c++)
+        {
+          double acc = 0;
+          for (int h = h0; h < h1; h++)
+            acc += s->pool[(gsize) h * NP + c];
+          s->map[c] = (float) (acc / (h1 - h0));
+        }
+    }
+  else if (s->attn != NULL)
     {
       if (query >= NP)
         query = -1;
@@ -336,7 +356,8 @@ static void
 update_maps (VlAttentionView *self)
 {
   for (int i = 0; i < 2; i++)
-    side_update_map (&self->side[i], self->mode, self->block, self->head, self->query);
+    side_update_map (&self->side[i], self->mode, self->block,
+                     self->mode == VL_ATTN_MODE_POOL ? -1 : self->head, self->query);
 }
 
 static void
@@ -358,6 +379,9 @@ describe_mode (VlAttentionView *self, char *buf, gsize n)
       break;
     case VL_ATTN_MODE_MEAN_HEADS:
       g_snprintf (buf, n, _("block %d · mean of heads · %s"), self->block, q);
+      break;
+    case VL_ATTN_MODE_POOL:
+      g_strlcpy (buf, _("attention pool · its query · mean of heads"), n);
       break;
     case VL_ATTN_MODE_ROLLOUT:
     default:
@@ -442,6 +466,13 @@ draw_view (VlAttentionView *self, cairo_t *cr, int width, int height, gboolean h
         {
           const char *why = !side_has_data (s)
                             ? _("no attention yet")
+                            : self->mode == VL_ATTN_MODE_POOL &&
+                              (self->side[0].pool != NULL || self->side[1].pool != NULL)
+                            ? _("the attention pool's map comes with the trained model\n(during "
+                                "training only the rollout is sent)")
+                            : self->mode == VL_ATTN_MODE_POOL
+                            ? _("no attention pool here\n(this backbone pools by its class token "
+                                "or the mean; SigLIP's pool by a learnt query)")
                             : _("only the rollout is known\n(per-block attention was not captured)");
           double tw = r->w - 16;
           pango_layout_set_width (small, (int) (tw * PANGO_SCALE));
@@ -989,6 +1020,31 @@ vl_attention_view_set_reference_rollout (VlAttentionView *view, const float *rol
   return TRUE;
 }
 
+gboolean
+vl_attention_view_set_pool (VlAttentionView *view, gboolean reference, const float *pool,
+                            int heads, int gh, int gw)
+{
+  g_return_val_if_fail (VL_IS_ATTENTION_VIEW (view), FALSE);
+  Side *s = &view->side[reference ? 1 : 0];
+  if (pool != NULL && (heads <= 0 || gh != s->gh || gw != s->gw || !side_has_data (s)))
+    {
+      g_critical ("vl_attention_view: a pool map of %d heads over %dx%d patches for a side of "
+                  "%dx%d%s", heads, gh, gw, s->gh, s->gw, side_has_data (s) ? "" : " without "
+                  "attention");
+      return FALSE;
+    }
+  g_clear_pointer (&s->pool, g_free);
+  s->pool_heads = 0;
+  if (pool != NULL)
+    {
+      s->pool = g_memdup2 (pool, sizeof (float) * heads * gh * gw);
+      s->pool_heads = heads;
+    }
+  s->map_dirty = s->heat_dirty = TRUE;
+  invalidate_maps (view);
+  return TRUE;
+}
+
 void
 vl_attention_view_clear_maps (VlAttentionView *view)
 {
@@ -1004,7 +1060,7 @@ void
 vl_attention_view_set_mode (VlAttentionView *view, VlAttnMode mode)
 {
   g_return_if_fail (VL_IS_ATTENTION_VIEW (view));
-  g_return_if_fail (mode <= VL_ATTN_MODE_ROLLOUT);
+  g_return_if_fail (mode <= VL_ATTN_MODE_POOL);
   if (view->mode == mode)
     return;
   view->mode = mode;

@@ -6,7 +6,10 @@
  *   VL_ATTN_MODE_MEAN_HEADS  the same row averaged over the block's heads;
  *   VL_ATTN_MODE_ROLLOUT     attention rollout (Abnar & Zuidema 2020, as vl_model_rollout
  *                            computes it: per block the head mean plus the identity, rows
- *                            renormalised, multiplied from the last block down to the first).
+ *                            renormalised, multiplied from the last block down to the first);
+ *   VL_ATTN_MODE_POOL        where the model's attention pool looks (SigLIP's MAP head: its
+ *                            learnt query's attention over the patches, mean of the heads, or
+ *                            one head), given with vl_attention_view_set_pool.
  * The query is the CLS token (row 0) unless a patch is selected (its own row, so the map shows
  * where that patch looks); a model without a CLS token uses the mean of the patch rows.
  * Prefix tokens (CLS, distillation, registers: the first n_prefix) are never shown: the map is
@@ -43,6 +46,7 @@ typedef enum {
   VL_ATTN_MODE_HEAD,
   VL_ATTN_MODE_MEAN_HEADS,
   VL_ATTN_MODE_ROLLOUT,
+  VL_ATTN_MODE_POOL,
 } VlAttnMode;
 
 #define VL_TYPE_ATTN_MODE (vl_attn_mode_get_type ())
@@ -80,6 +84,12 @@ gboolean   vl_attention_view_set_reference_attention (VlAttentionView *view, con
                                                       int gh, int gw);
 gboolean   vl_attention_view_set_reference_rollout   (VlAttentionView *view,
                                                       const float *rollout, int gh, int gw);
+/* The attention pool's probabilities for this image (heads x gh * gw, copied; the patch
+ * columns of vl_model_pool_attention), on the main side (reference FALSE) or the reference
+ * side, after that side's attention or rollout (which forget it); NULL forgets it (a backbone
+ * without an attention pool: the pool mode then says so). */
+gboolean   vl_attention_view_set_pool         (VlAttentionView *view, gboolean reference,
+                                               const float *pool, int heads, int gh, int gw);
 /* Forgets the maps of both sides (the image stays). */
 void       vl_attention_view_clear_maps       (VlAttentionView *view);
 

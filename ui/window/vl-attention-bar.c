@@ -38,7 +38,8 @@ on_shape (VlAttentionBar *self)
   gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (block), MAX (depth - 1, 0));
   gtk_adjustment_set_upper (gtk_spin_button_get_adjustment (head), MAX (heads - 1, 0));
   VlAttnMode mode = vl_attention_view_get_mode (view);
-  gtk_widget_set_sensitive (self->attn_block_spin, mode != VL_ATTN_MODE_ROLLOUT && depth > 0);
+  gtk_widget_set_sensitive (self->attn_block_spin, (mode == VL_ATTN_MODE_HEAD ||
+                                                    mode == VL_ATTN_MODE_MEAN_HEADS) && depth > 0);
   gtk_widget_set_sensitive (self->attn_head_spin, mode == VL_ATTN_MODE_HEAD && heads > 0);
 }
 

@@ -64,6 +64,7 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
   self->probes->names = g_steal_pointer (&j->names);
   self->probes->ref_attn = g_steal_pointer (&j->attn);
   self->probes->ref_rollout = g_steal_pointer (&j->rollout);
+  self->probes->ref_pool = g_steal_pointer (&j->pool);
   self->probes->depth = j->depth;
   self->probes->heads = j->heads;
   self->probes->T = j->T;
@@ -74,6 +75,11 @@ attn_done (GObject *source, GAsyncResult *result, gpointer user_data)
   j->n = 0;
   vl_window_drop_probe_sample (self);   /* the dataset's own probes replace the sample */
   vl_window_show_probes (self);
+  /* a backbone that pools by attention (SigLIP's): where its query looks is the map that says
+   * what the features are made of; the rollout stays a click away */
+  VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
+  if (self->probes->ref_pool && vl_attention_view_get_mode (view) == VL_ATTN_MODE_ROLLOUT)
+    vl_attention_view_set_mode (view, VL_ATTN_MODE_POOL);
 }
 
 /* When both a backbone and a dataset are there: the pretrained backbone's attention of the
@@ -108,6 +114,7 @@ vl_window_show_probe (VlWindow *self, int i)
   self->probes->selected = i;
   int gh = self->probes->gh, gw = self->probes->gw;
   gsize per = (gsize) self->probes->depth * self->probes->heads * self->probes->T * self->probes->T;
+  gsize per_pool = (gsize) self->probes->heads * gh * gw;
   vl_attention_view_set_image (view, self->probes->images[i]);
   vl_attention_view_clear_maps (view);
   gboolean final = self->probes->final_attn && self->probes->final_T == self->probes->T;
@@ -115,17 +122,27 @@ vl_window_show_probe (VlWindow *self, int i)
   if (have_run)
     {
       if (final)
-        vl_attention_view_set_attention (view, self->probes->final_attn + per * i,
-                                         self->probes->depth, self->probes->heads,
-                                         self->probes->T, self->probes->prefix,
-                                         self->probes->cls, gh, gw);
+        {
+          vl_attention_view_set_attention (view, self->probes->final_attn + per * i,
+                                           self->probes->depth, self->probes->heads,
+                                           self->probes->T, self->probes->prefix,
+                                           self->probes->cls, gh, gw);
+          if (self->probes->final_pool)
+            vl_attention_view_set_pool (view, FALSE, self->probes->final_pool + per_pool * i,
+                                        self->probes->heads, gh, gw);
+        }
       else
         vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * gh * gw, gh, gw);
       if (self->probes->ref_attn)
-        vl_attention_view_set_reference_attention (view, self->probes->ref_attn + per * i,
-                                                   self->probes->depth, self->probes->heads,
-                                                   self->probes->T, self->probes->prefix,
-                                                   self->probes->cls, gh, gw);
+        {
+          vl_attention_view_set_reference_attention (view, self->probes->ref_attn + per * i,
+                                                     self->probes->depth, self->probes->heads,
+                                                     self->probes->T, self->probes->prefix,
+                                                     self->probes->cls, gh, gw);
+          if (self->probes->ref_pool)
+            vl_attention_view_set_pool (view, TRUE, self->probes->ref_pool + per_pool * i,
+                                        self->probes->heads, gh, gw);
+        }
       vl_attention_view_set_labels (view, final ? _("fine-tuned") : _("now"), _("pretrained"));
     }
   else if (self->probes->ref_attn)
@@ -133,6 +150,9 @@ vl_window_show_probe (VlWindow *self, int i)
       vl_attention_view_set_attention (view, self->probes->ref_attn + per * i, self->probes->depth,
                                        self->probes->heads, self->probes->T, self->probes->prefix,
                                        self->probes->cls, gh, gw);
+      if (self->probes->ref_pool)
+        vl_attention_view_set_pool (view, FALSE, self->probes->ref_pool + per_pool * i,
+                                    self->probes->heads, gh, gw);
       vl_attention_view_set_labels (view, _("pretrained"), NULL);
     }
   const char *true_name = self->data && self->probes->labels
@@ -278,6 +298,7 @@ vl_window_probes_clear (VlWindow *self)
   g_clear_pointer (&self->probes->names, g_strfreev);
   g_clear_pointer (&self->probes->ref_attn, g_free);
   g_clear_pointer (&self->probes->ref_rollout, g_free);
+  g_clear_pointer (&self->probes->ref_pool, g_free);
   g_clear_pointer (&self->probes->rollout, g_free);
   g_clear_pointer (&self->probes->predicted, g_free);
   self->probes->n_images = 0;
@@ -303,6 +324,7 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
   self->probes->predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
   self->probes->n_rollout = n;
   g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->final_pool, g_free);
   /* replace only the maps (the view keeps the image) */
   int i = self->probes->selected;
   if (i < n && !self->probes->file_shown)
@@ -329,6 +351,7 @@ on_dataset_changed (VlWindow *self)
 {
   choose_probes (self);
   g_clear_pointer (&self->probes->final_attn, g_free);   /* of the previous probes */
+  g_clear_pointer (&self->probes->final_pool, g_free);
   vl_window_start_pretrained_attention (self);
 }
 
@@ -354,5 +377,6 @@ vl_window_attention_dispose (VlWindow *self)
   g_clear_object (&self->probes->cancel);
   vl_window_probes_clear (self);
   g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->final_pool, g_free);
   g_clear_pointer (&self->probes->index, g_free);
 }

@@ -135,8 +135,9 @@ rebuild_group_rows (VlWindow *self)
   if (self->model == NULL)
     return;
   const VlGeometry *g = vl_model_geometry (self->model);
-  g_autofree char *text = g_strdup_printf (_("%d: stem, %d blocks, final norm%s%s"),
+  g_autofree char *text = g_strdup_printf (_("%d: stem, %d blocks, final norm%s%s%s"),
                                            vl_model_n_groups (self->model), g->depth,
+                                           g->attn_pool ? ", attn_pool" : "",
                                            g->embed_dim ? ", proj" : "",
                                            vl_model_head_kind (self->model) != VL_HEAD_NONE
                                            ? _(", head") : "");

@@ -62,12 +62,14 @@ typedef struct
   char        **names;               /* (n_images + 1) */
   float        *ref_attn;            /* (n_images, depth, heads, T, T) pretrained */
   float        *ref_rollout;         /* (n_images, gh * gw) pretrained */
+  float        *ref_pool;            /* (n_images, heads, gh * gw) its attention pool's; NULL */
   int           depth, heads, T, prefix, gh, gw;
   gboolean      cls;
   float        *rollout;             /* (n_images, gh * gw) latest PROBES event; NULL before */
   int          *predicted;           /* (n_images) */
   int           n_rollout;
   float        *final_attn;          /* (n_images, depth, heads, T, T) the trained model's */
+  float        *final_pool;          /* (n_images, heads, gh * gw) its attention pool's; NULL */
   int           final_T;
   /* the probe file, shown instead of a dataset probe while file_shown */
   VlProbeFile   file;

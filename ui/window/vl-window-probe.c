@@ -234,8 +234,12 @@ vl_window_show_probe_file (VlWindow *self)
     {
       vl_attention_view_set_attention (view, now, pf->depth, pf->heads, pf->T, pf->n_prefix,
                                        pf->has_cls, pf->gh, pf->gw);
+      if (pf->now_attn && pf->now_pool)
+        vl_attention_view_set_pool (view, FALSE, pf->now_pool, pf->heads, pf->gh, pf->gw);
       vl_attention_view_set_reference_attention (view, pf->ref_attn, pf->depth, pf->heads, pf->T,
                                                  pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
+      if (pf->ref_pool)
+        vl_attention_view_set_pool (view, TRUE, pf->ref_pool, pf->heads, pf->gh, pf->gw);
       g_autofree char *step = g_strdup_printf (_("step %lld"), (long long) pf->live_step);
       vl_attention_view_set_labels (view, pf->now_attn ? _("fine-tuned") : step, _("pretrained"));
     }
@@ -243,6 +247,8 @@ vl_window_show_probe_file (VlWindow *self)
     {
       vl_attention_view_set_attention (view, pf->ref_attn, pf->depth, pf->heads, pf->T,
                                        pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
+      if (pf->ref_pool)
+        vl_attention_view_set_pool (view, FALSE, pf->ref_pool, pf->heads, pf->gh, pf->gw);
       vl_attention_view_set_labels (view, _("pretrained"), NULL);
     }
   show_title (self);

@@ -435,6 +435,7 @@ vl_window_start_training (VlWindow *self, gboolean resume)
   self->progress->total_steps = 0;
   self->progress->steps_done = 0;
   g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->final_pool, g_free);
   g_clear_pointer (&self->probes->rollout, g_free);
   self->probes->n_rollout = 0;
   vl_status_bar_set_idle (VL_STATUS_BAR (self->status_bar), NULL);
@@ -493,7 +494,9 @@ vl_window_discard_trained (VlWindow *self)
   clear_predictions (self);
   g_clear_pointer (&self->trained, vl_trained_unref);
   g_clear_pointer (&self->probes->final_attn, g_free);
+  g_clear_pointer (&self->probes->final_pool, g_free);
   g_clear_pointer (&self->probes->file.now_attn, g_free);
+  g_clear_pointer (&self->probes->file.now_pool, g_free);
   g_clear_pointer (&self->probes->file.now_class, g_free);
   if (self->probes->file_shown)
     vl_window_show_probe_file (self);
@@ -533,6 +536,8 @@ predict_done (GObject *source, GAsyncResult *result, gpointer user_data)
     {
       g_free (self->probes->final_attn);
       self->probes->final_attn = g_steal_pointer (&j->final_attn);
+      g_free (self->probes->final_pool);
+      self->probes->final_pool = g_steal_pointer (&j->final_pool);
       self->probes->final_T = j->attn_T;
       if (self->probes->n_images > 0 && !self->probes->file_shown)
         vl_window_show_probe (self, self->probes->selected);
