@@ -3,7 +3,8 @@
  * (libzip, so the CRCs hold and the bytes reach the .npy parser and the JAX ViT conversion),
  * then vl_safetensors_open, as for any checkpoint, every tensor it hands out converted to
  * float32, and vl_model_load on the same file. Seeds: a ViT of width 4 in the AugReg and the
- * big_vision (stacked blocks) layouts (tests/data/gen-families.py --fuzz-seeds). */
+ * big_vision (stacked blocks) layouts, and a SigLIP image tower with a MAPHead
+ * (tests/data/gen-families.py --fuzz-seeds). */
 #include "fuzz-common.h"
 #include "vl-model.h"
 #include "vl-safetensors.h"
