@@ -164,6 +164,12 @@ parse_layer_pool (const char *command, VlModel *m, const char *layer, const char
       *status = usage_error (command, _("--layer %s"), error->message);
       return FALSE;
     }
+  /* no --pool on a model without a class token: its own pooling at the final layer (SigLIP's
+   * attention pool), else the mean */
+  const VlGeometry *g = vl_model_geometry (m);
+  if (pool == NULL && !g->class_token)
+    o->pool = g->attn_pool && o->layer == VL_FEATURE_LAYER_FINAL ? VL_FEATURE_POOL_MAP
+                                                                 : VL_FEATURE_POOL_AVG;
   return TRUE;
 }
 
@@ -409,6 +415,8 @@ cmd_probe (int argc, char **argv)
   const gboolean all_layers = layer && g_str_equal (layer, "all");
   if (!parse_layer_pool ("probe", m, all_layers ? NULL : layer, pool, FALSE, &o, &status))
     return status;
+  if (all_layers && pool == NULL && o.pool == VL_FEATURE_POOL_MAP)
+    o.pool = VL_FEATURE_POOL_AVG;   /* every block's tokens: pooled by their mean */
 
   ProbeArgs pa = { .knn = knn, .logreg = logreg, .k = k, .temperature = temperature,
                    .seed = seed, .verbose = TRUE };

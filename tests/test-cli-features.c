@@ -485,6 +485,51 @@ test_errors (void)
   g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
 }
 
+/* A tower without a class token (SigLIP's, tests/data/fam-timm-siglip): without --pool its
+ * attention pool at the final layer (the features equal the model's own pooled features), the
+ * mean at a block; a model without an attention pool refuses --pool map naming it. */
+static void
+test_siglip_pooling (void)
+{
+  g_autofree char *sig = vl_test_data_path ("fam-timm-siglip", NULL);
+  g_autofree char *a = tmp_path ("sig-default.safetensors");
+  g_autofree char *b = tmp_path ("sig-map.safetensors");
+  g_autofree char *c = tmp_path ("sig-block0.safetensors");
+  g_autoptr(Run) r1 = cli ("features", sig, "--data", env.data, "--out", a, NULL);
+  g_autoptr(Run) r2 = cli ("features", sig, "--data", env.data, "--pool", "map", "--out", b, NULL);
+  g_autoptr(Run) r3 = cli ("features", sig, "--data", env.data, "--layer", "0", "--out", c, NULL);
+  g_assert_cmpint (r1->status, ==, 0);
+  g_assert_cmpint (r2->status, ==, 0);
+  g_assert_cmpint (r3->status, ==, 0);
+  g_autoptr(VlSafetensors) fa = vl_test_open (a);
+  g_autoptr(VlSafetensors) fb = vl_test_open (b);
+  g_autoptr(VlSafetensors) fc = vl_test_open (c);
+  g_assert_cmpstr (g_hash_table_lookup (vl_safetensors_metadata (fa), "pool"), ==, "map");
+  g_assert_cmpstr (g_hash_table_lookup (vl_safetensors_metadata (fc), "pool"), ==, "avg");
+  int64_t n = 0, n2 = 0;
+  g_autofree float *xa = vl_test_read (fa, "features", &n);
+  g_autofree float *xb = vl_test_read (fb, "features", &n2);
+  g_assert_cmpint (n, ==, n2);
+  g_assert_cmpmem (xa, n * sizeof (float), xb, n2 * sizeof (float));
+  /* the model's own pooled features of the first training image */
+  g_autoptr(GError) error = NULL;
+  g_autoptr(VlModel) m = vl_model_load (sig, &error);
+  g_assert_no_error (error);
+  VlDatasetOptions opts = VL_DATASET_OPTIONS_DEFAULT;
+  g_autoptr(VlDataset) ds = vl_dataset_open (env.data, &opts, &error);
+  g_assert_no_error (error);
+  VlPreprocess pp;
+  vl_preprocess_from_model (m, &pp);
+  g_autofree float *px = g_new (float, pp.channels * pp.size * pp.size);
+  g_assert_true (vl_dataset_load (ds, VL_SPLIT_TRAIN, 0, &pp, VL_AUGMENT_NONE, 0, px, &error));
+  g_assert_true (vl_model_forward (m, px, 1, pp.size, pp.size, VL_FORWARD_INFER, &error));
+  vl_test_assert_close ("features of image 0", xa, vl_model_features (m), 32, 1e-5, 0);
+  g_autofree char *gap = vl_test_data_path ("fam-timm-gap", NULL);
+  g_autoptr(Run) bad = cli ("features", gap, "--data", env.data, "--pool", "map", "--out", a,
+                            NULL);
+  expect_failure (bad, 1, "no attention pool");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -496,6 +541,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli-features/probe", test_probe);
   g_test_add_func ("/cli-features/run-folder", test_run_folder);
   g_test_add_func ("/cli-features/errors", test_errors);
+  g_test_add_func ("/cli-features/siglip-pooling", test_siglip_pooling);
   int rc = g_test_run ();
   g_free (env.dir);
   g_free (env.data);

@@ -192,10 +192,16 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
   if (g_task_return_error_if_cancelled (task))
     return;
   VlFeaturePool pool = j->pool;
+  /* without a class token: the model's attention pool (SigLIP's), or the mean; every block's
+   * features need a pooling of the tokens (the attention pool pools the final ones only) */
   if (pool == VL_FEATURE_POOL_TOKEN && !vl_model_geometry (m)->class_token)
+    pool = vl_model_geometry (m)->attn_pool && j->kind == JOB_FINAL ? VL_FEATURE_POOL_MAP
+                                                                   : VL_FEATURE_POOL_AVG;
+  if (pool == VL_FEATURE_POOL_MAP && j->kind != JOB_FINAL)
     pool = VL_FEATURE_POOL_AVG;
   j->pool_name = g_strdup (pool == VL_FEATURE_POOL_TOKEN ? _("CLS token")
                            : pool == VL_FEATURE_POOL_AVG ? _("mean of the patches")
+                           : pool == VL_FEATURE_POOL_MAP ? _("attention pool")
                            : _("max over the patches"));
   if (j->kind == JOB_FINAL)
     {

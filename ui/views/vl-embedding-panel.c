@@ -62,6 +62,7 @@ pool_name (VlFeaturePool pool)
 {
   return pool == VL_FEATURE_POOL_TOKEN ? _("CLS token")
        : pool == VL_FEATURE_POOL_AVG   ? _("patch mean")
+       : pool == VL_FEATURE_POOL_MAP   ? _("attention pool")
                                        : _("patch max");
 }
 
@@ -324,6 +325,7 @@ job_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *canc
   /* the features the trained head sees: its model's own pooling */
   VlPoolKind p = vl_model_pool (m);
   o.pool = p == VL_POOL_AVG ? VL_FEATURE_POOL_AVG : p == VL_POOL_MAX ? VL_FEATURE_POOL_MAX
+         : p == VL_POOL_MAP ? VL_FEATURE_POOL_MAP
          : vl_model_geometry (m)->class_token ? VL_FEATURE_POOL_TOKEN : VL_FEATURE_POOL_AVG;
   j->features = vl_features_extract (m, j->data->ds, VL_FEATURE_SPLIT_ALL, &o, progress_cb,
                                      j->progress, cancel, &error);

@@ -44,7 +44,8 @@ vl_window_features_inputs_changed (VlWindow *self)
       /* pooled as the head pools (an MLP head: as the model's pool) */
       VlPoolKind p = vl_model_pool (self->model);
       VlFeaturePool pool = p == VL_POOL_AVG ? VL_FEATURE_POOL_AVG
-                         : p == VL_POOL_MAX ? VL_FEATURE_POOL_MAX : VL_FEATURE_POOL_TOKEN;
+                         : p == VL_POOL_MAX ? VL_FEATURE_POOL_MAX
+                         : p == VL_POOL_MAP ? VL_FEATURE_POOL_MAP : VL_FEATURE_POOL_TOKEN;
       vl_knn_panel_start (knn, self->backbone_path, self->data, pool);
     }
   else
