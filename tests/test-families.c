@@ -35,6 +35,7 @@ static const FamCase cases[] = {
   { "fam-hf-clip", "hf-clip", FALSE, NULL, NULL },
   { "fam-hf-deit", "hf-deit", FALSE, NULL, NULL },
   { "fam-hf-dinov2", "hf-dinov2", FALSE, NULL, NULL },
+  { "fam-hf-dinov2-reg", "hf-dinov2", FALSE, NULL, NULL },
   { "fam-timm-siglip", "timm", TRUE, NULL, NULL },
   { "fam-hf-siglip", "hf-siglip", FALSE, NULL, NULL },
   { "fam-jax-siglip", "jax", FALSE, "model.npz", NULL },
@@ -181,13 +182,21 @@ test_save_native (gconstpointer data)
                               ? g_build_filename (path, "model.safetensors", NULL) : g_strdup (path);
   g_autoptr(VlSafetensors) src = vl_test_open (src_file);
   g_autoptr(VlSafetensors) saved = vl_test_open (out);
-  const gboolean registers = vl_safetensors_lookup (src, "register_tokens") != NULL;
+  const gboolean registers = vl_safetensors_lookup (src, "register_tokens") != NULL ||
+                             vl_safetensors_lookup (src, "embeddings.register_tokens") != NULL;
   if (registers)
     {
       g_autofree char *in = vl_test_data_path (c->name, "inputs.safetensors", NULL);
       g_autoptr(VlSafetensors) inputs = vl_test_open (in);
       g_autofree float *images = vl_test_read (inputs, "images", NULL);
       const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
+      /* its config beside it (transformers' names the heads) */
+      g_autofree char *src_dir = g_file_test (path, G_FILE_TEST_IS_DIR) ? g_strdup (path)
+                                 : g_path_get_dirname (path);
+      g_autofree char *cfg_from = g_build_filename (src_dir, "config.json", NULL);
+      g_autofree char *cfg_to = g_build_filename (dir, "config.json", NULL);
+      if (g_file_test (cfg_from, G_FILE_TEST_EXISTS))
+        vl_test_copy_file (cfg_from, cfg_to);
       g_autoptr(VlModel) again = vl_model_load (out, &error);
       g_assert_no_error (error);
       g_assert_cmpint (vl_model_geometry (again)->reg_tokens, ==, vl_model_geometry (m)->reg_tokens);
@@ -201,7 +210,9 @@ test_save_native (gconstpointer data)
     {
       const VlTensorInfo *s = vl_safetensors_get (saved, i);
       if (registers && (strcmp (s->name, "cls_token") == 0 || strcmp (s->name, "pos_embed") == 0 ||
-                        strcmp (s->name, "reg_token") == 0))
+                        strcmp (s->name, "reg_token") == 0 ||
+                        strcmp (s->name, "embeddings.cls_token") == 0 ||
+                        strcmp (s->name, "embeddings.position_embeddings") == 0))
         continue;
       const VlTensorInfo *o = vl_safetensors_lookup (src, s->name);
       if (o == NULL)
@@ -625,8 +636,8 @@ test_hf_pretraining (void)
 }
 
 /* DINOv2: the preprocessing of each source (transformers' preprocessor_config.json; timm's
- * DINOv2 defaults for Meta's bare file), Meta's register layout, and the variants vitlab does not
- * compute refused by name (transformers' register tokens, the giant model's SwiGLU MLP). */
+ * DINOv2 defaults for Meta's bare file), Meta's register layout, and the variant vitlab does not
+ * compute refused by name (the giant model's SwiGLU MLP). */
 static void
 test_dinov2 (void)
 {
@@ -691,11 +702,33 @@ test_dinov2 (void)
   g_assert_true (vl_model_geometry (r)->no_embed_class);
   g_assert_cmpint (vl_model_geometry (r)->n_prefix, ==, 5);
   rm_tree (reg_tmp);
+  /* transformers' Dinov2WithRegistersModel: the same layout, from its own names and config */
+  g_autofree char *hf_reg = vl_test_data_path ("fam-hf-dinov2-reg", NULL);
+  g_autoptr(VlModel) hr = vl_model_load (hf_reg, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (vl_model_geometry (hr)->family, ==, "hf-dinov2");
+  g_assert_cmpint (vl_model_geometry (hr)->reg_tokens, ==, 4);
+  g_assert_true (vl_model_geometry (hr)->no_embed_class);
+  g_assert_cmpint (vl_model_geometry (hr)->n_prefix, ==, 5);
+  /* a config that says otherwise than the tensors is refused, naming both */
+  g_autofree char *lie = vl_test_tmpdir ();
+  g_autofree char *lie_st = g_build_filename (lie, "model.safetensors", NULL);
+  g_autofree char *lie_cfg = g_build_filename (lie, "config.json", NULL);
+  g_autofree char *st_from = vl_test_data_path ("fam-hf-dinov2-reg", "model.safetensors", NULL);
+  vl_test_copy_file (st_from, lie_st);
+  g_assert_true (g_file_set_contents (lie_cfg, "{\"model_type\": \"dinov2_with_registers\", "
+                                      "\"num_attention_heads\": 4, \"num_register_tokens\": 2}",
+                                      -1, NULL));
+  g_autoptr(VlModel) liar = vl_model_load (lie, &error);
+  g_assert_null (liar);
+  g_assert_nonnull (strstr (error->message, "num_register_tokens"));
+  g_assert_nonnull (strstr (error->message, "embeddings.register_tokens"));
+  g_clear_error (&error);
+  rm_tree (lie);
 
   static const struct {
     const char *fixture, *extra, *expect;
   } refused[] = {
-    { "fam-hf-dinov2", "embeddings.register_tokens", "register tokens" },
     { "fam-hf-dinov2", "encoder.layer.0.mlp.weights_in.weight", "SwiGLU" },
     { "fam-dinov2-meta", "blocks.0.mlp.w12.weight", "SwiGLU" },
   };

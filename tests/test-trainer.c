@@ -750,8 +750,39 @@ test_probes (void)
   g_assert_cmpint (n_probe_events, >=, 1);
   assert_same_params ("with probes", vl_trainer_get_model (plain), vl_trainer_get_model (probed),
                       1e-6);
+  for (guint i = 0; i < b.events->len; i++)   /* a class token: no attention-pool maps */
+    g_assert_null (((VlTrainEvent *) g_ptr_array_index (b.events, i))->pool);
   run_log_clear (&a);
   run_log_clear (&b);
+
+  /* a SigLIP-shaped model (no class token, an attention pool): each probe's pool map too, the
+   * probabilities of its 2 heads over the 16 patches */
+  VlGeometry g = tiny_geometry (32, 2, 2, 4, 4);
+  g.class_token = FALSE;
+  g.attn_pool = TRUE;
+  g.gelu_tanh = TRUE;
+  RunLog s = { 0 };
+  g_autoptr(VlTrainer) siglip = train (&c, vl_model_new_random (&g, 0, 7), NULL, &s);
+  assert_finished (&s, VL_TRAIN_END_COMPLETED);
+  int n_pool = 0;
+  for (guint i = 0; i < s.events->len; i++)
+    {
+      VlTrainEvent *ev = g_ptr_array_index (s.events, i);
+      if (ev->kind != VL_TRAIN_EVENT_PROBES)
+        continue;
+      g_assert_nonnull (ev->pool);
+      g_assert_cmpint (ev->pool_heads, ==, 2);
+      for (int r = 0; r < ev->n_probes * 2; r++)
+        {
+          double sum = 0;
+          for (int k = 0; k < 16; k++)
+            sum += ev->pool[r * 16 + k];
+          g_assert_cmpfloat_with_epsilon (sum, 1.0, 1e-5);
+        }
+      n_pool++;
+    }
+  g_assert_cmpint (n_pool, >=, 1);
+  run_log_clear (&s);
   vl_train_config_clear (&c);
 }
 

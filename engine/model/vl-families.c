@@ -304,11 +304,11 @@ copy_tensors (VlModel *m, Source *s, GError **error)
           float *dst = p->data + src->row0 * row;
           if (src->sliced)
             {
-              /* rows [slice0, slice0 + the parameter's rows) of the file's tensor */
+              /* the file tensor's elements [slice0, slice0 + the parameter's numel) */
               g_autofree float *tmp = g_new (float, t->numel);
               vl_tensor_to_f32 (t, tmp);
-              g_assert (src->slice0 * row + p->numel <= t->numel);
-              memcpy (p->data, tmp + src->slice0 * row, sizeof (float) * p->numel);
+              g_assert (src->slice0 + p->numel <= t->numel);
+              memcpy (p->data, tmp + src->slice0, sizeof (float) * p->numel);
             }
           else if (src->transpose)
             {
@@ -1068,20 +1068,55 @@ load_timm (VlModel *m, Source *s, Config *c, GError **error)
 
 /* --- DINOv2 in Meta's own names (timm's, with a mask_token) --- */
 
-/* DINOv2's variants vitlab does not compute, refused by name: register tokens in transformers'
- * names (`registers`; Meta's are converted, see dinov2_registers) and the giant model's SwiGLU
- * MLP. */
+static void made_add (Source *s, const char *name, int ndim, const int64_t *shape, float *data);
+
+/* transformers' Dinov2WithRegistersModel (facebook/dinov2-with-registers-*): x = [cls,
+ * patches] + position_embeddings, then embeddings.register_tokens after the class token, as
+ * Meta's (dinov2_registers). The same conversion, kept in transformers' names so that they are
+ * saved back: the class token is read as cls_token + position_embeddings[:, 0], pos_embed as the
+ * patches' rows (a slice of the file's tensor), no_embed_class; saved back, the class token
+ * holds the sum and the class row of position_embeddings zeros, which computes the same. */
 static gboolean
-dinov2_supported (Source *s, const char *registers, const char *swiglu, GError **error)
+hf_dinov2_registers (Source *s, VlGeometry *g, GError **error)
 {
-  if (registers && src_lookup (s, registers))
+  const VlTensorInfo *reg = src_lookup (s, "embeddings.register_tokens");
+  if (reg == NULL)
+    return TRUE;
+  const VlTensorInfo *cls = src_require (s, "embeddings.cls_token", 3, 3, error);
+  const VlTensorInfo *pos = cls ? src_require (s, "embeddings.position_embeddings", 3, 3, error)
+                                : NULL;
+  if (pos == NULL || !check_float (s, reg, error))
+    return FALSE;
+  const int64_t W = cls->shape[2];
+  if (W != g->width || cls->shape[0] != 1 || cls->shape[1] != 1 || pos->shape[0] != 1 ||
+      pos->shape[1] < 2 || pos->shape[2] != W || reg->ndim != 3 || reg->shape[0] != 1 ||
+      reg->shape[1] < 1 || reg->shape[1] > 256 || reg->shape[2] != W || g->dist_token)
     {
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a DINOv2 with register tokens (%s%s) "
-                   "in Hugging Face's names is not read; Meta's torch.hub file and timm's "
-                   "conversion (vit_*_reg4_dinov2 on the Hugging Face hub) are", s->file,
-                   s->prefix, registers);
+      g_autofree char *c = vl_shape_to_string (cls->ndim, cls->shape);
+      g_autofree char *p = vl_shape_to_string (pos->ndim, pos->shape);
+      g_autofree char *r = vl_shape_to_string (reg->ndim, reg->shape);
+      g_set_error (error, VL_ERROR, VL_ERROR_MISMATCH, "%s: %sembeddings.cls_token %s, "
+                   "position_embeddings %s and register_tokens %s do not make a DINOv2 with "
+                   "registers ([1,1,%d], [1,1+N,%d], [1,R,%d])", s->file, s->prefix, c, p, r,
+                   g->width, g->width, g->width);
       return FALSE;
     }
+  float *c = g_new (float, W);
+  g_autofree float *p = g_new (float, W * pos->shape[1]);
+  vl_tensor_to_f32 (cls, c);
+  vl_tensor_to_f32 (pos, p);
+  for (int64_t i = 0; i < W; i++)
+    c[i] += p[i];
+  made_add (s, "embeddings.cls_token", 3, cls->shape, c);
+  g->reg_tokens = (int) reg->shape[1];
+  g->no_embed_class = TRUE;
+  return TRUE;
+}
+
+/* DINOv2's variant vitlab does not compute, refused by name: the giant model's SwiGLU MLP. */
+static gboolean
+dinov2_supported (Source *s, const char *swiglu, GError **error)
+{
   if (src_lookup (s, swiglu))
     {
       g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: a SwiGLU MLP (%s%s, DINOv2's giant "
@@ -1158,7 +1193,7 @@ dinov2_registers (Source *s, GError **error)
 static gboolean
 load_dinov2 (VlModel *m, Source *s, Config *c, GError **error)
 {
-  if (!dinov2_supported (s, NULL, "blocks.0.mlp.w12.weight", error) ||
+  if (!dinov2_supported (s, "blocks.0.mlp.w12.weight", error) ||
       !dinov2_registers (s, error) || !load_timm (m, s, c, error))
     return FALSE;
   /* torch.hub's files come without a config: timm's DINOv2 defaults */
@@ -1467,7 +1502,7 @@ hf_siglip_pool_sources (VlModel *m, Source *s)
   g_autofree char *iw = g_strconcat (s->prefix, "head.attention.in_proj_weight", NULL);
   g_autofree char *ib = g_strconcat (s->prefix, "head.attention.in_proj_bias", NULL);
   vl_model_add_source_slice (m, m->ix.ap + AP_Q_W, iw, 2, (sh[0] = 3 * W, sh[1] = W, sh), 0);
-  vl_model_add_source_slice (m, m->ix.ap + AP_KV_W, iw, 2, sh, W);
+  vl_model_add_source_slice (m, m->ix.ap + AP_KV_W, iw, 2, sh, W * W);
   vl_model_add_source_slice (m, m->ix.ap + AP_Q_B, ib, 1, (sh[0] = 3 * W, sh), 0);
   vl_model_add_source_slice (m, m->ix.ap + AP_KV_B, ib, 1, sh, W);
 }
@@ -1634,14 +1669,17 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   g->class_token = TRUE;
   /* DeiT's distillation token follows the class token; the position embedding covers both */
   g->dist_token = src_lookup (s, "embeddings.distillation_token") != NULL;
-  g->n_prefix = 1 + g->dist_token;
-  const VlTensorInfo *pos = src_require (s, "embeddings.position_embeddings", 3, 3, error);
-  if (!pos || !check_pos (s, pos, 1, g->n_prefix, g, error))
-    return FALSE;
   /* transformers' Dinov2Model names its blocks' parts as timm does, with layer scale */
   const gboolean dino = src_lookup (s, "encoder.layer.0.norm1.weight") != NULL;
-  if (dino && !dinov2_supported (s, "embeddings.register_tokens",
-                                 "encoder.layer.0.mlp.weights_in.weight", error))
+  /* Dinov2WithRegistersModel: the registers follow the class token, outside the position
+   * embedding (see hf_dinov2_registers) */
+  if (dino && !hf_dinov2_registers (s, g, error))
+    return FALSE;
+  g->n_prefix = 1 + g->dist_token + g->reg_tokens;
+  const VlTensorInfo *pos = src_require (s, "embeddings.position_embeddings", 3, 3, error);
+  if (!pos || !check_pos (s, pos, 1, g->reg_tokens ? 1 : g->n_prefix, g, error))
+    return FALSE;
+  if (dino && !dinov2_supported (s, "encoder.layer.0.mlp.weights_in.weight", error))
     return FALSE;
   const char *ln1 = dino ? ".norm1.weight" : ".layernorm_before.weight";
   g->depth = count_indexed (s, "encoder.layer.", ln1);
@@ -1697,6 +1735,8 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
       !config_agrees (c, r, "num_channels", g->in_chans, "patch_embeddings.projection.weight",
                       &ok, error) ||
       !config_agrees (c, r, "image_size", g->grid * g->patch, "embeddings.position_embeddings",
+                      &ok, error) ||
+      !config_agrees (c, r, "num_register_tokens", g->reg_tokens, "embeddings.register_tokens",
                       &ok, error))
     return FALSE;
 
@@ -1711,7 +1751,21 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
       set_source (m, m->ix.dist, n = HF ("embeddings.distillation_token"), FALSE, 0, NULL);
       g_free (n);
     }
-  set_source (m, m->ix.pos, n = HF ("embeddings.position_embeddings"), FALSE, 0, NULL); g_free (n);
+  if (g->reg_tokens)
+    {
+      /* the patches' rows of the position embedding; its class row is in the class token */
+      int64_t sh[3] = { 1, 1 + (int64_t) g->grid * g->grid, g->width };
+      vl_model_add_source_slice (m, m->ix.pos, n = HF ("embeddings.position_embeddings"), 3, sh,
+                                 g->width);
+      g_free (n);
+      set_source (m, m->ix.reg, n = HF ("embeddings.register_tokens"), FALSE, 0, NULL);
+      g_free (n);
+    }
+  else
+    {
+      set_source (m, m->ix.pos, n = HF ("embeddings.position_embeddings"), FALSE, 0, NULL);
+      g_free (n);
+    }
   set_source (m, m->ix.norm_w, n = HF ("layernorm.weight"), FALSE, 0, NULL); g_free (n);
   set_source (m, m->ix.norm_b, n = HF ("layernorm.bias"), FALSE, 0, NULL); g_free (n);
 #undef HF
@@ -2089,6 +2143,9 @@ vl_families_load (VlModel *m, const char *path, GError **error)
     family = "hf-deit", load = load_hf, s.prefix = "deit.";
   else if (vl_safetensors_lookup (st, "dinov2.embeddings.patch_embeddings.projection.weight"))
     family = "hf-dinov2", load = load_hf, s.prefix = "dinov2.";
+  else if (vl_safetensors_lookup (st, "dinov2_with_registers.embeddings.patch_embeddings."
+                                      "projection.weight"))
+    family = "hf-dinov2", load = load_hf, s.prefix = "dinov2_with_registers.";
   else if (vl_safetensors_lookup (st, "embeddings.patch_embeddings.projection.weight"))
     family = vl_safetensors_lookup (st, "encoder.layer.0.norm1.weight") ? "hf-dinov2" : "hf-vit",
     load = load_hf;

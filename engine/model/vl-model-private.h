@@ -16,8 +16,9 @@ typedef struct {
   int64_t  shape[4];
   int64_t  row0;
   gboolean transpose;
-  /* the other way round: the internal tensor is rows [slice0, slice0 + its rows) of the file's
-   * (transformers' in_proj_weight holding timm's q and kv); shape is then the file tensor's */
+  /* the other way round: the internal tensor is the file tensor's elements from slice0 on, as
+   * many as it has (transformers' in_proj_weight holding timm's q and kv, a position embedding
+   * whose first row belongs to another tensor); shape is then the file tensor's */
   gboolean sliced;
   int64_t  slice0;
 } VlSource;
@@ -139,7 +140,8 @@ int   vl_model_add_param     (VlModel *m, const char *name, int group, int comp,
                               const int64_t *shape);
 void  vl_model_add_source    (VlModel *m, int index, const char *name, int ndim,
                               const int64_t *shape, int64_t row0, gboolean transpose);
-/* The whole parameter `index` from rows [slice0, …) of the file's tensor `name` of `shape`. */
+/* The whole parameter `index` from the elements [slice0, slice0 + its numel) of the file's
+ * tensor `name` of `shape` (saved back into it, the elements no parameter covers as zeros). */
 void  vl_model_add_source_slice (VlModel *m, int index, const char *name, int ndim,
                                  const int64_t *shape, int64_t slice0);
 /* After the backbone's parameters are added: lays them out, sets up the groups. */

@@ -654,7 +654,7 @@ vl_model_save (VlModel *m, const char *path, GError **error)
                   g_hash_table_insert (whole, s->name, t);
                   vl_safetensors_writer_add_f32 (w, s->name, s->ndim, s->shape, t);
                 }
-              memcpy (t + s->slice0 * row, p->data, sizeof (float) * p->numel);
+              memcpy (t + s->slice0, p->data, sizeof (float) * p->numel);
               continue;
             }
           const float *data = p->data + s->row0 * row;

@@ -120,6 +120,7 @@ user_probe_into (const VlProbeSet *ps, VlModel *m, int K, VlTrainEvent *ev, int 
   ev->user_attn = g_new (float, per_block * g->depth);   /* (depth, heads, T, T) */
   vl_model_attention_copy (m, b, ev->user_attn);
   ev->user_rollout = g_memdup2 (rollout, sizeof (float) * ev->user_grid_h * ev->user_grid_w);
+  ev->user_pool = vl_model_pool_attention_dup (m, b);
   ev->user_predicted = top_class (m, K, b);
 }
 
@@ -144,6 +145,12 @@ vl_probe_set_run (VlProbeSet *ps, VlModel *m, int K, VlTrainEvent *ev, gboolean 
       ev->n_probes = ps->n;
       ev->grid_h = ev->grid_w = gh;
       ev->rollout = g_memdup2 (roll, sizeof (float) * ps->n * P);
+      if (vl_model_pool_attention (m))
+        {
+          ev->pool_heads = vl_model_geometry (m)->heads;
+          ev->pool = g_memdup2 (vl_model_pool_attention (m),
+                                sizeof (float) * ps->n * ev->pool_heads * P);
+        }
       ev->probe_labels = g_memdup2 (ps->labels, sizeof (int) * ps->n);
       ev->probe_predicted = g_new (int, ps->n);
       ev->probe_names = g_strdupv (ps->names);

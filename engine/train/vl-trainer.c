@@ -113,11 +113,13 @@ vl_train_event_free (VlTrainEvent *ev)
   g_free (ev->group_grad_norms);
   vl_epoch_metrics_free (ev->metrics);
   g_free (ev->rollout);
+  g_free (ev->pool);
   g_free (ev->probe_labels);
   g_free (ev->probe_predicted);
   g_strfreev (ev->probe_names);
   g_free (ev->user_attn);
   g_free (ev->user_rollout);
+  g_free (ev->user_pool);
   g_free (ev->message);
   g_clear_error (&ev->error);
   g_free (ev);

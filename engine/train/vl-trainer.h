@@ -267,6 +267,10 @@ typedef struct {
    * each summing to at most 1 (the CLS token's own share of the rollout row is left out) */
   int          n_probes, grid_h, grid_w;
   float       *rollout;
+  /* and, for a model pooled by an attention pool (SigLIP's), its probabilities (n_probes,
+   * pool_heads, grid_h * grid_w); NULL otherwise */
+  float       *pool;
+  int          pool_heads;
   int         *probe_labels, *probe_predicted;
   char       **probe_names;          /* file names (val split) */
   /* PROBES, the caller's own probe image (vl_trainer_set_user_probe), under the same model:
@@ -279,6 +283,7 @@ typedef struct {
   int          user_depth, user_heads, user_T;
   float       *user_attn;
   float       *user_rollout;
+  float       *user_pool;            /* (user_heads, user_grid_h * user_grid_w) or NULL */
   int          user_predicted;
 
   /* PROGRESS (merged like steps; at most about five a second, and one when a pass ends): images

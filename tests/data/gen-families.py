@@ -1497,6 +1497,24 @@ def hf_dinov2_to_canonical(o):
     return p
 
 
+def hf_dinov2_reg_from_meta(meta):
+    """transformers' Dinov2WithRegistersModel state dict from Meta's tensors (timm's names plus
+    register_tokens and mask_token): Dinov2Model's names plus embeddings.register_tokens [1,R,W];
+    embeddings.position_embeddings [1,1+N,W] is Meta's pos_embed (class token and patches)."""
+    body = OrderedDict((k, v) for k, v in meta.items()
+                       if k not in ("mask_token", "register_tokens"))
+    o = hf_dinov2_from_canonical(body, meta["mask_token"])
+    o["embeddings.register_tokens"] = meta["register_tokens"]
+    return o
+
+
+def hf_dinov2_reg_to_meta(o):
+    meta = hf_dinov2_to_canonical(o)
+    meta["register_tokens"] = o["embeddings.register_tokens"]
+    meta["mask_token"] = o["embeddings.mask_token"]
+    return meta
+
+
 class HFDinov2Layer(nn.Module):
     """transformers' Dinov2Layer: norm1 -> attention -> layer_scale1 -> +res; norm2 -> MLP
     (fc1, GELU, fc2) -> layer_scale2 -> +res."""
@@ -1540,10 +1558,13 @@ class HFDinov2Model(nn.Module):
                            c["layer_norm_eps"]) for _ in range(c["num_hidden_layers"])])
         self.layernorm = nn.LayerNorm(W, eps=c["layer_norm_eps"])
 
-    def forward(self, pixel_values):
+    def embed(self, pixel_values):
         e = self.embeddings.patch_embeddings.projection(pixel_values).flatten(2).transpose(1, 2)
         e = torch.cat((self.embeddings.cls_token.expand(e.shape[0], -1, -1), e), dim=1)
-        x = e + self.embeddings.position_embeddings    # the native size: no interpolation
+        return e + self.embeddings.position_embeddings    # the native size: no interpolation
+
+    def forward(self, pixel_values):
+        x = self.embed(pixel_values)
         for layer in self.encoder.layer:
             x = layer(x)
         x = self.layernorm(x)
@@ -1551,6 +1572,23 @@ class HFDinov2Model(nn.Module):
         for i, layer in enumerate(self.encoder.layer):
             out["attn.%d" % i] = layer.probs
         return out
+
+
+class HFDinov2WithRegistersModel(HFDinov2Model):
+    """transformers' Dinov2WithRegistersModel: Dinov2Model's modules plus
+    embeddings.register_tokens [1,R,W].  Dinov2WithRegistersEmbeddings.forward: [cls, patches] +
+    position_embeddings (class token and patches only), then the registers inserted after the
+    class token: [cls, registers, patches]."""
+
+    def __init__(self, c):
+        super().__init__(c)
+        self.embeddings.register_tokens = nn.Parameter(
+            torch.zeros(1, c["num_register_tokens"], c["hidden_size"]))
+
+    def embed(self, pixel_values):
+        x = super().embed(pixel_values)
+        reg = self.embeddings.register_tokens.expand(x.shape[0], -1, -1)
+        return torch.cat((x[:, :1], reg, x[:, 1:]), dim=1)
 
 
 def meta_reg_forward(meta, images, heads):
@@ -1584,11 +1622,15 @@ def meta_reg_forward(meta, images, heads):
 def gen_dinov2(outroot, folder, seed, kind):
     """kind 'hf': transformers' Dinov2Model (config.json, preprocessor_config.json); 'meta':
     a torch.hub file of Meta's (timm's names and a mask_token, torch.save'd, no config);
-    'meta-reg': the same with 4 register tokens."""
+    'meta-reg': the same with 4 register tokens; 'hf-reg': transformers'
+    Dinov2WithRegistersModel (4 register tokens, 4 heads, its config.json and
+    preprocessor_config.json)."""
     P, S, W, L, H, M = 8, 24, 32, 2, 2, 128
-    R = 4 if kind == "meta-reg" else 0
-    if R:
+    R = 4 if kind in ("meta-reg", "hf-reg") else 0
+    if kind == "meta-reg":
         S = 32              # 16 patches: 16 - 5 prefix tokens is no square, as in the real 37 x 37
+    if kind == "hf-reg":
+        H = 4
     gen = torch.Generator().manual_seed(seed)
     canon = make_canonical(gen, {"width": W, "depth": L, "mlp": M, "patch": P,
                                  "tokens_pos": (S // P) ** 2 + 1, "layer_scale": True})
@@ -1598,7 +1640,8 @@ def gen_dinov2(outroot, folder, seed, kind):
     spec = {"patch": P, "heads": H, "eps": 1e-6, "pos_prefix": True}
     meta = None
     if R:
-        # Meta's tensors, and timm's conversion of them (_convert_dinov2) as the reference's
+        # Meta's tensors (transformers' Dinov2WithRegisters holds the same ones under its own
+        # names), and timm's conversion of them (_convert_dinov2) as the reference's
         meta = OrderedDict(canon)
         meta["register_tokens"] = (torch.randn(1, R, W, generator=gen) * 0.5).float()
         meta["mask_token"] = mask
@@ -1618,6 +1661,10 @@ def gen_dinov2(outroot, folder, seed, kind):
     d = (expected_of(p64, im64, dict(spec, heads=1), "token")["features"] -
          e["features"]).abs().max().item()
     note(folder, "1 head instead of %d: features off by" % H, d)
+    if kind == "hf-reg":
+        no_reg = {k: v for k, v in p64.items() if k != "reg_token"}
+        d = (expected_of(no_reg, im64, spec, "token")["features"] - e["features"]).abs().max().item()
+        note(folder, "registers left out: features off by", d)
     d = os.path.join(outroot, folder)
     os.makedirs(d, exist_ok=True)
     if kind == "hf":
@@ -1650,6 +1697,45 @@ def gen_dinov2(outroot, folder, seed, kind):
              {"family": "transformers Dinov2Model", "layer_norm_eps": "1e-06",
               "features": "layernorm(x)[:, 0] (pooler_output)",
               "rollout": "CLS row of R, patch columns (T-1)"})
+    elif kind == "hf-reg":
+        model = hf_dinov2_reg_from_meta(meta)
+        check_roundtrip(meta, hf_dinov2_reg_to_meta(model))
+        conf = OrderedDict([
+            ("apply_layernorm", True), ("architectures", ["Dinov2WithRegistersModel"]),
+            ("attention_probs_dropout_prob", 0.0), ("drop_path_rate", 0.0),
+            ("hidden_act", "gelu"), ("hidden_dropout_prob", 0.0), ("hidden_size", W),
+            ("image_size", S), ("initializer_range", 0.02), ("layer_norm_eps", 1e-6),
+            ("layerscale_value", 1.0), ("mlp_ratio", M / W),
+            ("model_type", "dinov2_with_registers"), ("num_attention_heads", H),
+            ("num_channels", 3), ("num_hidden_layers", L), ("num_register_tokens", R),
+            ("out_features", ["stage%d" % L]), ("out_indices", [L]), ("patch_size", P),
+            ("qkv_bias", True), ("reshape_hidden_states", True),
+            ("stage_names", ["stem"] + ["stage%d" % (i + 1) for i in range(L)]),
+            ("torch_dtype", "float32"), ("transformers_version", "4.48.0"),
+            ("use_swiglu_ffn", False)])
+        rep = load_strict(HFDinov2WithRegistersModel(conf), model)
+        with torch.no_grad():
+            mine = rep(im64)
+        mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1 + R:]
+        compare(folder, "transformers Dinov2WithRegistersModel replica (strict load), all",
+                mine, e)
+        mine = meta_reg_forward(to64(meta), im64, H)
+        mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1 + R:]
+        compare(folder, "Meta's register layout on the same weights (Meta's names), all",
+                mine, e)
+        pre = OrderedDict([
+            ("crop_size", OrderedDict([("height", S), ("width", S)])), ("do_center_crop", True),
+            ("do_convert_rgb", True), ("do_normalize", True), ("do_rescale", True),
+            ("do_resize", True), ("image_mean", [0.485, 0.456, 0.406]),
+            ("image_processor_type", "BitImageProcessor"),
+            ("image_std", [0.229, 0.224, 0.225]), ("resample", 3),
+            ("rescale_factor", 0.00392156862745098),
+            ("size", OrderedDict([("shortest_edge", S)]))])
+        save(outroot, folder, model, images, e,
+             {"config.json": (conf, True), "preprocessor_config.json": (pre, False)},
+             {"family": "transformers Dinov2WithRegistersModel (4 registers)",
+              "layer_norm_eps": "1e-06", "features": "layernorm(x)[:, 0] (pooler_output)",
+              "rollout": "CLS row of R, patch columns (registers excluded)"})
     elif kind == "meta-reg":
         mine = meta_reg_forward(to64(meta), im64, H)
         mine["rollout"] = rollout_matrix([mine["attn.%d" % i] for i in range(L)])[:, 0, 1 + R:]
@@ -2486,7 +2572,8 @@ def main():
     print("fam-hf-deit")
     sizes["fam-hf-deit"] = gen_hf_deit(args.out, "fam-hf-deit", 2015)
     for folder, seed, kind in (("fam-hf-dinov2", 2012, "hf"), ("fam-dinov2-meta", 2013, "meta"),
-                               ("fam-dinov2-meta-reg", 2014, "meta-reg")):
+                               ("fam-dinov2-meta-reg", 2014, "meta-reg"),
+                               ("fam-hf-dinov2-reg", 2020, "hf-reg")):
         print(folder)
         sizes[folder] = gen_dinov2(args.out, folder, seed, kind)
     for folder, seed, fn in (("fam-timm-siglip", 2017, gen_timm_siglip),

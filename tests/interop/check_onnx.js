@@ -144,7 +144,7 @@ async function main () {
   fs.writeFileSync(path.join(t48, 'config.json'), JSON.stringify(cfg48));
   cases.push(['vit-timm-tiny-48', t48, `${S}/fixtures/vit-timm-tiny/inputs.safetensors:images48`, [null]]);
   /* the families read from other layouts: transformers' DeiT, CLIP and DINOv2, Google's .npz */
-  for (const fam of ['fam-hf-deit', 'fam-hf-clip', 'fam-hf-dinov2', 'fam-hf-siglip'])
+  for (const fam of ['fam-hf-deit', 'fam-hf-clip', 'fam-hf-dinov2', 'fam-hf-dinov2-reg', 'fam-hf-siglip'])
     cases.push([fam, `${D}/${fam}`, `${D}/${fam}/inputs.safetensors`, [null]]);
   /* SigLIP's attention pool (map) and tanh GELU, and the same backbone pooled by the mean */
   cases.push(['fam-timm-siglip', `${D}/fam-timm-siglip`, `${D}/fam-timm-siglip/inputs.safetensors`, [null, 'avg']]);

@@ -403,6 +403,7 @@ vl_probe_file_clear (VlProbeFile *pf)
   g_free (pf->now_class);
   g_free (pf->px);
   g_free (pf->live_attn);
+  g_free (pf->live_pool);
   g_free (pf->live_class);
   memset (pf, 0, sizeof *pf);
 }

@@ -110,6 +110,7 @@ typedef struct {
   /* the running trainer's view of it (PROBES events) */
   guint64   live_serial;    /* what vl_trainer_set_user_probe returned; 0: not given */
   float    *live_attn;      /* (depth, heads, T, T) at live_step; NULL before the first event */
+  float    *live_pool;      /* (heads, gh * gw) its attention pool's, or NULL */
   int64_t   live_step;
   char     *live_class;     /* the run's top class at live_step */
 } VlProbeFile;

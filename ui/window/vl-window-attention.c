@@ -132,7 +132,12 @@ vl_window_show_probe (VlWindow *self, int i)
                                         self->probes->heads, gh, gw);
         }
       else
-        vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * gh * gw, gh, gw);
+        {
+          vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * gh * gw, gh, gw);
+          if (self->probes->live_pool)
+            vl_attention_view_set_pool (view, FALSE, self->probes->live_pool + per_pool * i,
+                                        self->probes->heads, gh, gw);
+        }
       if (self->probes->ref_attn)
         {
           vl_attention_view_set_reference_attention (view, self->probes->ref_attn + per * i,
@@ -300,6 +305,7 @@ vl_window_probes_clear (VlWindow *self)
   g_clear_pointer (&self->probes->ref_rollout, g_free);
   g_clear_pointer (&self->probes->ref_pool, g_free);
   g_clear_pointer (&self->probes->rollout, g_free);
+  g_clear_pointer (&self->probes->live_pool, g_free);
   g_clear_pointer (&self->probes->predicted, g_free);
   self->probes->n_images = 0;
   self->probes->n_rollout = 0;
@@ -320,6 +326,9 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
   int n = MIN (ev->n_probes, self->probes->n_images);
   g_free (self->probes->rollout);
   self->probes->rollout = g_memdup2 (ev->rollout, sizeof (float) * (gsize) n * P);
+  g_clear_pointer (&self->probes->live_pool, g_free);
+  if (ev->pool && ev->pool_heads == self->probes->heads)
+    self->probes->live_pool = g_memdup2 (ev->pool, sizeof (float) * (gsize) n * ev->pool_heads * P);
   g_free (self->probes->predicted);
   self->probes->predicted = g_memdup2 (ev->probe_predicted, sizeof (int) * MAX (n, 1));
   self->probes->n_rollout = n;
@@ -334,8 +343,14 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
       if (first)
         vl_window_show_probe (self, i);
       else
-        vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * P, ev->grid_h,
-                                       ev->grid_w);
+        {
+          vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * P, ev->grid_h,
+                                         ev->grid_w);
+          if (self->probes->live_pool)
+            vl_attention_view_set_pool (view, FALSE, self->probes->live_pool +
+                                        (gsize) i * self->probes->heads * P, self->probes->heads,
+                                        ev->grid_h, ev->grid_w);
+        }
       g_autofree char *label = g_strdup_printf (_("step %lld"), (long long) ev->step);
       vl_attention_view_set_labels (view, label, _("pretrained"));
       if (first)

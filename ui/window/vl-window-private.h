@@ -66,6 +66,7 @@ typedef struct
   int           depth, heads, T, prefix, gh, gw;
   gboolean      cls;
   float        *rollout;             /* (n_images, gh * gw) latest PROBES event; NULL before */
+  float        *live_pool;           /* (n_images, heads, gh * gw) its attention pool's, or NULL */
   int          *predicted;           /* (n_images) */
   int           n_rollout;
   float        *final_attn;          /* (n_images, depth, heads, T, T) the trained model's */

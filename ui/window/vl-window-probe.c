@@ -234,8 +234,9 @@ vl_window_show_probe_file (VlWindow *self)
     {
       vl_attention_view_set_attention (view, now, pf->depth, pf->heads, pf->T, pf->n_prefix,
                                        pf->has_cls, pf->gh, pf->gw);
-      if (pf->now_attn && pf->now_pool)
-        vl_attention_view_set_pool (view, FALSE, pf->now_pool, pf->heads, pf->gh, pf->gw);
+      const float *now_pool = pf->now_attn ? pf->now_pool : pf->live_pool;
+      if (now_pool)
+        vl_attention_view_set_pool (view, FALSE, now_pool, pf->heads, pf->gh, pf->gw);
       vl_attention_view_set_reference_attention (view, pf->ref_attn, pf->depth, pf->heads, pf->T,
                                                  pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
       if (pf->ref_pool)
@@ -284,6 +285,8 @@ vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev)
   gboolean first = pf->live_attn == NULL;
   g_free (pf->live_attn);
   pf->live_attn = g_steal_pointer (&ev->user_attn);
+  g_free (pf->live_pool);
+  pf->live_pool = g_steal_pointer (&ev->user_pool);
   pf->live_step = ev->step;
   g_free (pf->live_class);
   pf->live_class = self->class_names && ev->user_predicted >= 0 &&
@@ -300,6 +303,8 @@ vl_window_probe_file_event (VlWindow *self, VlTrainEvent *ev)
   VlAttentionView *view = VL_ATTENTION_VIEW (self->attention);
   vl_attention_view_set_attention (view, pf->live_attn, pf->depth, pf->heads, pf->T,
                                    pf->n_prefix, pf->has_cls, pf->gh, pf->gw);
+  if (pf->live_pool)
+    vl_attention_view_set_pool (view, FALSE, pf->live_pool, pf->heads, pf->gh, pf->gw);
   g_autofree char *step = g_strdup_printf (_("step %lld"), (long long) pf->live_step);
   vl_attention_view_set_labels (view, step, _("pretrained"));
   show_title (self);
