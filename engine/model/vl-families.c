@@ -618,6 +618,23 @@ hf_crop_size (const Config *pc, VlGeometry *g, GError **error)
 
 /* Heads: from the config (0: it has none), the file's own metadata (files vitlab wrote), or
  * width / 64. */
+/* The heads of the timm architectures whose heads are not 64 wide (timm 1.0's
+ * vision_transformer.py: the huge, giant, gigantic, SigLIP so400m and giantopt models, 16 heads
+ * of 80, 88, 104, 72 and 96; vit_base_patch16_gap_224, 16 of 48), with or without a pretrained
+ * tag: a config.json from the hub names the architecture, not model_args; 0 for another. */
+static int
+timm_arch_heads (const char *arch)
+{
+  static const char *const sixteen[] = {
+    "vit_huge_", "vit_giant_", "vit_gigantic_", "vit_giantopt_", "vit_so400m_",
+    "vit_base_patch16_gap_224",
+  };
+  for (guint i = 0; arch && i < G_N_ELEMENTS (sixteen); i++)
+    if (g_str_has_prefix (arch, sixteen[i]))
+      return 16;
+  return 0;
+}
+
 static gboolean
 resolve_heads (VlModel *m, Source *s, const Config *c, double from_config, GError **error)
 {
@@ -645,6 +662,8 @@ resolve_heads (VlModel *m, Source *s, const Config *c, double from_config, GErro
         }
       g->heads = (int) v;
     }
+  else if (timm_arch_heads (g->architecture) > 0)
+    g->heads = timm_arch_heads (g->architecture);
   else if (g->width % 64 == 0)
     g->heads = g->width / 64;    /* timm's and most ViTs' 64-wide heads */
   else
@@ -812,6 +831,14 @@ timm_tokens (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
   return TRUE;
 }
 
+/* OpenCLIP's model_cfg.vision_cfg (open_clip_config.json beside a TimmModel's trunk), or
+ * NULL. */
+static JsonObject *
+openclip_vision_cfg (Config *c)
+{
+  return vl_json_object_member (vl_json_object_member (c->root, "model_cfg"), "vision_cfg");
+}
+
 /* The timm architectures whose definition sets act_layer='gelu_tanh' (timm 1.0's
  * vision_transformer.py: the later SigLIP and SigLIP 2 towers; the first SigLIP ports use the
  * exact GELU), with or without a pretrained tag after a dot. */
@@ -874,7 +901,9 @@ timm_blocks (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
   const char *meta_act = meta ? g_hash_table_lookup (meta, "vitlab.act_layer") : NULL;
   g->gelu_tanh = act ? strcmp (act, "gelu_tanh") == 0
                      : g_strcmp0 (meta_act, "gelu_tanh") == 0 ||
-                       timm_arch_gelu_tanh (config_string (c->root, "architecture"));
+                       timm_arch_gelu_tanh (config_string (c->root, "architecture")) ||
+                       timm_arch_gelu_tanh (config_string (openclip_vision_cfg (c),
+                                                           "timm_model_name"));
 
   g->eps = 1e-6f;
   const char *meta_eps = meta ? g_hash_table_lookup (meta, "layer_norm_eps") : NULL;
@@ -997,6 +1026,24 @@ timm_preprocess (VlModel *m, Config *c, JsonObject *args, GError **error)
     }
   vl_model_set_pool (m, m->pool);
 
+  /* OpenCLIP's TimmModel: its preprocess_cfg (a resize of the whole image, "squash", or of
+   * the shorter side: no crop either way at the native size), CLIP's mean and std by default */
+  JsonObject *vc = openclip_vision_cfg (c);
+  if (vc != NULL)
+    {
+      default_preprocess (g, 1.0, "bicubic", openai_mean, openai_std);
+      JsonObject *pp = vl_json_object_member (c->root, "preprocess_cfg");
+      if (!config_agrees (c, vc, "image_size", g->img_size, "pos_embed", &ok, error) ||
+          !read_mean_std (c, pp, "mean", "std", g, error))
+        return FALSE;
+      const char *interp = config_string (pp, "interpolation");
+      if (interp)
+        {
+          g_free (g->interpolation);
+          g->interpolation = g_strdup (interp);
+        }
+      return TRUE;
+    }
   /* pretrained_cfg: preprocessing */
   default_preprocess (g, 0.9, "bicubic", half, half);
   JsonObject *pc = vl_json_object_member (c->root, "pretrained_cfg");
@@ -2086,12 +2133,21 @@ nested_timm_prefix (VlSafetensors *st, const char *file, GError **error)
     }
   if (found->len == 1 && g_str_has_suffix (found->pdata[0], "visual.trunk."))
     {
-      /* its preprocessing and projection are OpenCLIP's, which the timm loader would not read */
-      g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: an OpenCLIP model with a timm trunk "
-                   "(%spatch_embed.proj.weight) is not read; vitlab reads OpenCLIP's own "
-                   "VisionTransformer (visual.conv1, …) and timm's checkpoints", file,
-                   (char *) found->pdata[0]);
-      return NULL;
+      /* OpenCLIP's TimmModel: the trunk is read as timm's, its preprocessing from
+       * open_clip_config.json; a head after it (timm_proj linear or mlp) is not */
+      g_autofree char *head = g_strndup (found->pdata[0],
+                                         strlen (found->pdata[0]) - strlen ("trunk."));
+      for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+        {
+          const char *name = vl_safetensors_get (st, i)->name;
+          if (g_str_has_prefix (name, head) && g_str_has_prefix (name + strlen (head), "head."))
+            {
+              g_set_error (error, VL_ERROR, VL_ERROR_FORMAT, "%s: an OpenCLIP model with a timm "
+                           "trunk and a projection head after it (%s) is not read; its trunk "
+                           "alone (timm_proj none, as OpenCLIP's SigLIP models) is", file, name);
+              return NULL;
+            }
+        }
     }
   if (found->len == 1)
     return g_strdup (found->pdata[0]);
@@ -2157,6 +2213,8 @@ vl_families_load (VlModel *m, const char *path, GError **error)
       s.prefix = nested;
       family = src_lookup (&s, "mask_token") ? "dinov2" : "timm";
       load = src_lookup (&s, "mask_token") ? load_dinov2 : load_timm;
+      if (g_str_has_suffix (nested, "visual.trunk."))
+        config_name = "open_clip_config.json";   /* OpenCLIP's TimmModel */
     }
   else if (family == NULL && error && *error)
     {
@@ -2206,6 +2264,9 @@ vl_families_load (VlModel *m, const char *path, GError **error)
           if (JSON_NODE_HOLDS_ARRAY (a) && json_array_get_length (json_node_get_array (a)) > 0)
             arch = json_array_get_string_element (json_node_get_array (a), 0);
         }
+      /* OpenCLIP's TimmModel names its trunk's timm architecture */
+      if (!arch && mc)
+        arch = config_string (vl_json_object_member (mc, "vision_cfg"), "timm_model_name");
       m->geo.architecture = g_strdup (arch ? arch : mc ? "open_clip" : family);
       /* a nested ViT's tensors keep their prefix, and so do those of a head built later */
       m->source_prefix = g_strdup (nested);
