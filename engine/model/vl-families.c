@@ -258,6 +258,19 @@ count_indexed (Source *s, const char *before, const char *after)
     }
 }
 
+/* g->depth: the consecutive blocks "<before>N<after>" from N = 0; FALSE naming the first
+ * block's tensor when there is none. */
+static gboolean
+read_depth (Source *s, const char *before, const char *after, VlGeometry *g, GError **error)
+{
+  g->depth = count_indexed (s, before, after);
+  if (g->depth > 0)
+    return TRUE;
+  g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor %s%s0%s", s->file, s->prefix,
+               before, after);
+  return FALSE;
+}
+
 static gboolean
 is_square (int64_t n, int *side)
 {
@@ -870,13 +883,8 @@ timm_blocks (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
   VlGeometry *g = &m->geo;
   gboolean ok = TRUE;
   double v;
-  g->depth = count_indexed (s, "blocks.", ".norm1.weight");
-  if (g->depth == 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING, "%s: no tensor blocks.0.norm1.weight",
-                   s->file);
-      return FALSE;
-    }
+  if (!read_depth (s, "blocks.", ".norm1.weight", g, error))
+    return FALSE;
   if (!check_mlp (s, "blocks.0.mlp.fc1.weight", g, error))
     return FALSE;
 
@@ -1279,13 +1287,8 @@ load_openclip (VlModel *m, Source *s, Config *c, GError **error)
   const VlTensorInfo *pos = src_require (s, "positional_embedding", 2, 2, error);
   if (!pos || !check_pos (s, pos, 0, 1, g, error))
     return FALSE;
-  g->depth = count_indexed (s, "transformer.resblocks.", ".ln_1.weight");
-  if (g->depth == 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: no tensor %stransformer.resblocks.0.ln_1.weight", s->file, s->prefix);
-      return FALSE;
-    }
+  if (!read_depth (s, "transformer.resblocks.", ".ln_1.weight", g, error))
+    return FALSE;
   if (!check_mlp (s, "transformer.resblocks.0.mlp.c_fc.weight", g, error))
     return FALSE;
   const VlTensorInfo *proj = src_lookup (s, "proj");
@@ -1436,13 +1439,8 @@ load_hf_clip (VlModel *m, Source *s, Config *c, GError **error)
   const VlTensorInfo *pos = src_require (s, "embeddings.position_embedding.weight", 2, 2, error);
   if (!pos || !check_pos (s, pos, 0, 1, g, error))
     return FALSE;
-  g->depth = count_indexed (s, "encoder.layers.", ".layer_norm1.weight");
-  if (g->depth == 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: no tensor %sencoder.layers.0.layer_norm1.weight", s->file, s->prefix);
-      return FALSE;
-    }
+  if (!read_depth (s, "encoder.layers.", ".layer_norm1.weight", g, error))
+    return FALSE;
   if (!check_mlp (s, "encoder.layers.0.mlp.fc1.weight", g, error))
     return FALSE;
   const VlTensorInfo *proj = vl_safetensors_lookup (s->st, "visual_projection.weight");
@@ -1606,13 +1604,8 @@ load_hf_siglip (VlModel *m, Source *s, Config *c, GError **error)
   const VlTensorInfo *pos = src_require (s, "embeddings.position_embedding.weight", 2, 2, error);
   if (!pos || !check_pos (s, pos, 0, 0, g, error))
     return FALSE;
-  g->depth = count_indexed (s, "encoder.layers.", ".layer_norm1.weight");
-  if (g->depth == 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: no tensor %sencoder.layers.0.layer_norm1.weight", s->file, s->prefix);
-      return FALSE;
-    }
+  if (!read_depth (s, "encoder.layers.", ".layer_norm1.weight", g, error))
+    return FALSE;
   if (!check_mlp (s, "encoder.layers.0.mlp.fc1.weight", g, error) ||
       !hf_siglip_config (m, s, c, vc, error))
     return FALSE;
@@ -1729,13 +1722,8 @@ load_hf (VlModel *m, Source *s, Config *c, GError **error)
   if (dino && !dinov2_supported (s, "encoder.layer.0.mlp.weights_in.weight", error))
     return FALSE;
   const char *ln1 = dino ? ".norm1.weight" : ".layernorm_before.weight";
-  g->depth = count_indexed (s, "encoder.layer.", ln1);
-  if (g->depth == 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: no tensor %sencoder.layer.0%s", s->file, s->prefix, ln1);
-      return FALSE;
-    }
+  if (!read_depth (s, "encoder.layer.", ln1, g, error))
+    return FALSE;
   g->layer_scale = dino;
   if (!check_mlp (s, dino ? "encoder.layer.0.mlp.fc1.weight"
                           : "encoder.layer.0.intermediate.dense.weight", g, error))
@@ -1861,13 +1849,8 @@ load_torchvision (VlModel *m, Source *s, Config *c, GError **error)
   const VlTensorInfo *pos = src_require (s, "encoder.pos_embedding", 3, 3, error);
   if (!pos || !check_pos (s, pos, 1, 1, g, error))
     return FALSE;
-  g->depth = count_indexed (s, "encoder.layers.encoder_layer_", ".ln_1.weight");
-  if (g->depth == 0)
-    {
-      g_set_error (error, VL_ERROR, VL_ERROR_MISSING,
-                   "%s: no tensor encoder.layers.encoder_layer_0.ln_1.weight", s->file);
-      return FALSE;
-    }
+  if (!read_depth (s, "encoder.layers.encoder_layer_", ".ln_1.weight", g, error))
+    return FALSE;
   gboolean old_mlp = src_lookup (s, "encoder.layers.encoder_layer_0.mlp.linear_1.weight") != NULL;
   if (!check_mlp (s, old_mlp ? "encoder.layers.encoder_layer_0.mlp.linear_1.weight"
                              : "encoder.layers.encoder_layer_0.mlp.0.weight", g, error))
