@@ -111,7 +111,9 @@ vl_train_run_json (const VlTrainConfig *c, VlModel *m, VlDataset *ds, const VlRu
   json_builder_begin_object (b);
   vl_json_add_str (b, "kind", vl_head_kind_name (c->head));
   vl_json_add_int (b, "mlp_hidden", c->mlp_hidden);
-  vl_json_add_str (b, "pool", vl_pool_name (c->pool));
+  /* the pooling the model does ("token" on a model without a class token pools by its
+   * attention pool or the mean), which the recipe and a resumed run then do too */
+  vl_json_add_str (b, "pool", vl_pool_name (vl_model_pool (m)));
   vl_json_add_int (b, "num_classes", K);
   json_builder_end_object (b);
 

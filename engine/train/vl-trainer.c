@@ -945,9 +945,6 @@ setup (Run *r, GError **error)
   if (c->pool == VL_POOL_MAP && !vl_model_check_pool (r->m, c->pool, error))
     return FALSE;
   vl_model_set_pool (r->m, c->pool);
-  /* run.json records the pooling the model does ("token" on a model without a class token pools
-   * by its attention pool or the mean) */
-  r->t->cfg.pool = vl_model_pool (r->m);
   r->n_model_groups = r->n_groups = vl_model_n_groups (r->m);
   if (head_outside (r))
     r->n_groups++;   /* the head outside the model: the last group */
