@@ -1368,8 +1368,10 @@ test_set_unlock (void)
   g_autoptr(VlTrainer) t = vl_trainer_new (&c, &error);
   vl_trainer_take_model (t, tiny_model ());
   vl_trainer_take_dataset (t, tiny_dataset (3, 8, 4, 16, 11));
+  /* paused before the start, so that it holds epoch 0 (the request lands inside it) however
+   * long this thread waits to run again on a loaded machine */
+  vl_trainer_pause (t);
   g_assert_true (vl_trainer_start (t, &error));
-  vl_trainer_pause (t);   /* holds epoch 0 so the request lands inside it */
   wait_for (t, VL_TRAIN_EVENT_PAUSED, NULL);
   vl_trainer_set_unlock (t, 3);
   vl_trainer_resume (t);
