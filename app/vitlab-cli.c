@@ -634,7 +634,8 @@ median_of (double *v, int n)
 }
 
 /* The model `vitlab-cli bench` times: a named geometry (random weights, 1000 classes), a
- * checkpoint (its own weights and head) or a vl_geometry_parse spec (random, 1000 classes). *img
+ * checkpoint (its own weights and head, or a new linear head of 1000 classes when it has none)
+ * or a vl_geometry_parse spec (random, 1000 classes). *img
  * (0: the model's own size) must be a multiple of the patch. */
 static VlModel *
 bench_model (const char *model, const char *backbone, const char *spec, int *img,
@@ -672,6 +673,9 @@ bench_model (const char *model, const char *backbone, const char *spec, int *img
     }
   if (m == NULL)
     return NULL;
+  /* a backbone without a head (most pretrained ones) trains a new linear one, as a run would */
+  if (vl_model_head_kind (m) == VL_HEAD_NONE)
+    vl_model_set_head (m, VL_HEAD_LINEAR, 1000, 0, 1);
   const VlGeometry *g = vl_model_geometry (m);
   if (*img == 0)
     *img = g->grid * g->patch;

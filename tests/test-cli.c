@@ -1386,6 +1386,32 @@ kv_number (const CliRun *r, const char *key)
  * runs, names its head, ends with the two lines bench/run.py reads, and its step trains (the loss
  * of the same batch falls over 6 steps); --cached gives the same losses as the uncached step; the
  * options that do not fit are usage errors. */
+/* bench on a backbone without a head (transformers' SigLIP tower, tests/data/fam-hf-siglip)
+ * trains a new linear head on its attention pool, as a run would; and a SigLIP-shaped random
+ * geometry (no class token, an attention pool, the tanh GELU) trains all of it: the loss of the
+ * same batch falls. */
+static void
+test_bench_siglip (void)
+{
+  g_autofree char *sig = vl_test_data_path ("fam-hf-siglip", NULL);
+  const char *const cases[][14] = {
+    { "bench", "--backbone", sig, "--batch", "3", "--reps", "5", "--warmup", "1", "--mode",
+      "unlock2", NULL },
+    { "bench", "--geometry", "img=32,patch=8,width=64,depth=2,heads=2,cls=0,map=1,gelu_tanh=1",
+      "--batch", "3", "--reps", "5", "--warmup", "1", "--mode", "full", NULL },
+  };
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autoptr(CliRun) r = cli_runv (cases[i]);
+      expect_success (r);
+      double l0 = kv_number (r, "loss_first"), l1 = kv_number (r, "loss_last");
+      g_assert_true (isfinite (l0) && isfinite (l1) && l0 > 0);
+      if (!(l1 < l0))
+        g_error ("%s: the loss of the same batch did not fall (%g -> %g)", r->cmdline, l0, l1);
+      g_assert_cmpfloat (kv_number (r, "images_per_s"), >, 0);
+    }
+}
+
 static void
 test_bench_dense (void)
 {
@@ -1486,6 +1512,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/forward/fixture", test_forward_fixture);
   g_test_add_func ("/cli/forward/geometries", test_forward_geometries);
   g_test_add_func ("/cli/forward/siglip", test_forward_siglip);
+  g_test_add_func ("/cli/bench/siglip", test_bench_siglip);
   g_test_add_func ("/cli/step/fixture", test_step_fixture);
   g_test_add_func ("/cli/classify/imagenet", test_classify_imagenet);
   g_test_add_func ("/cli/classify/top", test_classify_top);
