@@ -517,6 +517,90 @@ test_openclip_siglip (void)
     }
 }
 
+/* transformers' SiglipForImageClassification: the tower without its attention head
+ * (vision_use_head false) and a classifier on the mean of the final norm's tokens. */
+static void
+test_hf_siglip_classifier (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *from = vl_test_data_path ("fam-hf-siglip", "model.safetensors", NULL);
+  g_autofree char *cfg_from = vl_test_data_path ("fam-hf-siglip", "config.json", NULL);
+  g_autofree char *in = vl_test_data_path ("fam-hf-siglip", "inputs.safetensors", NULL);
+  g_autofree char *ex_path = vl_test_data_path ("fam-hf-siglip", "expected.safetensors", NULL);
+  g_autoptr(VlSafetensors) st = vl_test_open (from);
+  g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
+  g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
+  int64_t W = 0;
+  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+    {
+      const VlTensorInfo *ti = vl_safetensors_get (st, i);
+      if (g_str_has_prefix (ti->name, "vision_model.head.") ||
+          !g_str_has_prefix (ti->name, "vision_model."))
+        continue;
+      if (g_str_equal (ti->name, "vision_model.post_layernorm.weight"))
+        W = ti->shape[0];
+      float *d = g_new (float, MAX (ti->numel, 1));
+      vl_tensor_to_f32 (ti, d);
+      g_ptr_array_add (keep, d);
+      vl_safetensors_writer_add_f32 (w, ti->name, ti->ndim, ti->shape, d);
+    }
+  enum { K = 3 };
+  g_assert_cmpint (W, >, 0);
+  float *cw = g_new (float, K * W), *cb = g_new (float, K);
+  for (int64_t i = 0; i < K * W; i++)
+    cw[i] = (float) sin (0.7 * (double) i);
+  for (int k = 0; k < K; k++)
+    cb[k] = 0.1f * (float) k;
+  g_ptr_array_add (keep, cw);
+  g_ptr_array_add (keep, cb);
+  const int64_t sw[2] = { K, W }, sb[1] = { K };
+  vl_safetensors_writer_add_f32 (w, "classifier.weight", 2, sw, cw);
+  vl_safetensors_writer_add_f32 (w, "classifier.bias", 1, sb, cb);
+  g_autofree char *dir = vl_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "model.safetensors", NULL);
+  g_autofree char *cfg = g_build_filename (dir, "config.json", NULL);
+  g_assert_true (vl_safetensors_writer_write (w, path, &error));
+  vl_test_copy_file (cfg_from, cfg);
+  g_autoptr(VlModel) m = vl_model_load (dir, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (vl_model_geometry (m)->family, ==, "hf-siglip");
+  g_assert_false (vl_model_geometry (m)->attn_pool);
+  g_assert_cmpint (vl_model_pool (m), ==, VL_POOL_AVG);
+  g_assert_cmpint (vl_model_num_classes (m), ==, K);
+  g_autoptr(VlSafetensors) inputs = vl_test_open (in);
+  g_autoptr(VlSafetensors) ex = vl_test_open (ex_path);
+  g_autofree float *images = vl_test_read (inputs, "images", NULL);
+  const VlTensorInfo *t = vl_safetensors_lookup (inputs, "images");
+  forward (m, images, t, VL_FORWARD_INFER);
+  /* the classifier of the mean of the reference's tokens, in double */
+  int64_t n;
+  g_autofree float *tok = vl_test_read (ex, "tokens_final", &n);
+  const int B = (int) t->shape[0];
+  const int64_t T = n / B / W;
+  float want[16 * K];
+  for (int b = 0; b < B; b++)
+    for (int k = 0; k < K; k++)
+      {
+        double acc = cb[k];
+        for (int64_t c = 0; c < W; c++)
+          {
+            double mean = 0;
+            for (int64_t i = 0; i < T; i++)
+              mean += tok[((int64_t) b * T + i) * W + c];
+            acc += cw[k * W + c] * mean / (double) T;
+          }
+        want[b * K + k] = (float) acc;
+      }
+  vl_test_assert_close ("classifier on the mean", vl_model_logits (m), want, B * K, 1e-4, 0);
+  /* saved back under transformers' names, the classifier outside the prefix */
+  g_autofree char *saved = g_build_filename (dir, "saved.safetensors", NULL);
+  g_assert_true (vl_model_save (m, saved, &error));
+  g_autoptr(VlSafetensors) sv = vl_test_open (saved);
+  g_assert_nonnull (vl_safetensors_lookup (sv, "classifier.weight"));
+  g_assert_nonnull (vl_safetensors_lookup (sv, "vision_model.post_layernorm.weight"));
+  rm_tree (dir);
+}
+
 /* Finite differences of the loss through every structure the families add (ln_pre and
  * QuickGELU, the projection, layer scale, registers without pos entries, fc_norm without CLS,
  * the distillation head): a few elements of every tensor. */
@@ -884,6 +968,7 @@ main (int argc, char **argv)
   g_test_add_func ("/families/dinov2", test_dinov2);
   g_test_add_func ("/families/siglip-gradients", test_siglip_gradients);
   g_test_add_func ("/families/openclip-siglip", test_openclip_siglip);
+  g_test_add_func ("/families/hf-siglip-classifier", test_hf_siglip_classifier);
   g_test_add_func ("/families/hf-pretraining", test_hf_pretraining);
   g_test_add_func ("/families/errors/unknown-family", test_unknown_family);
   g_test_add_func ("/families/errors/openclip-unknown-tensor", test_openclip_unknown_tensor);
