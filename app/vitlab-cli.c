@@ -226,8 +226,12 @@ cmd_info (int argc, char **argv)
   if (vl_model_stem_kind (m) != VL_STEM_PATCH)
     g_print ("stem:         %s CNN (total stride %d) in place of the patch embedding\n",
              vl_stem_kind_name (vl_model_stem_kind (m)), g->patch);
-  g_print ("input:        %dx%d, crop_pct %g, %s; mean", g->input_size, g->input_size, g->crop_pct,
-           g->interpolation);
+  if (g->squash)
+    g_print ("input:        %dx%d, the whole image resized (squash), %s; mean", g->input_size,
+             g->input_size, g->interpolation);
+  else
+    g_print ("input:        %dx%d, crop_pct %g, %s; mean", g->input_size, g->input_size,
+             g->crop_pct, g->interpolation);
   for (int c = 0; c < g->in_chans; c++)
     g_print (" %g", g->mean[c]);
   g_print (", std");

@@ -277,6 +277,7 @@ test_export_roundtrip (gconstpointer data)
   g_assert_cmpfloat (g2->eps, ==, g->eps);
   g_assert_cmpint (g2->quick_gelu, ==, g->quick_gelu);
   g_assert_cmpint (g2->gelu_tanh, ==, g->gelu_tanh);
+  g_assert_cmpint (g2->squash, ==, g->squash);
   g_assert_cmpint (g2->attn_pool, ==, g->attn_pool);
   g_assert_cmpint (g2->pre_norm, ==, g->pre_norm);
   g_assert_cmpint (vl_model_pool (again), ==, vl_model_pool (m));
@@ -473,6 +474,7 @@ test_openclip_siglip (void)
       g_assert_cmpint (vl_model_num_classes (m), ==, 0);
       g_assert_cmpfloat_with_epsilon (g->mean[0], 0.5, 1e-6);
       g_assert_cmpfloat_with_epsilon (g->crop_pct, 1.0, 1e-9);
+      g_assert_true (g->squash);   /* resize_mode squash */
       /* the tower's activation is timm's default here (the fixture's is tanh): the features
        * move by the GELU's difference only, which the fixture's note puts at 3.8e-4 */
       g_autoptr(VlSafetensors) inputs = vl_test_open (in);
@@ -493,12 +495,12 @@ test_openclip_siglip (void)
 
   /* hub configs that name a timm SigLIP architecture only */
   static const struct {
-    const char *arch;
+    const char *arch, *crop_mode;
     int heads;
     gboolean tanh;
   } archs[] = {
-    { "vit_so400m_patch16_siglip_256.v2_webli", 16, TRUE },
-    { "vit_so400m_patch14_siglip_224.webli", 16, FALSE },
+    { "vit_so400m_patch16_siglip_256.v2_webli", "squash", 16, TRUE },
+    { "vit_so400m_patch14_siglip_224.webli", "center", 16, FALSE },
   };
   for (guint i = 0; i < G_N_ELEMENTS (archs); i++)
     {
@@ -506,13 +508,16 @@ test_openclip_siglip (void)
       g_autofree char *to = g_build_filename (d, "model.safetensors", NULL);
       g_autofree char *cfg = g_build_filename (d, "config.json", NULL);
       g_autofree char *text = g_strdup_printf ("{\"architecture\": \"%s\", \"num_classes\": 4, "
-                                               "\"global_pool\": \"map\"}", archs[i].arch);
+                                               "\"global_pool\": \"map\", \"pretrained_cfg\": "
+                                               "{\"crop_mode\": \"%s\"}}", archs[i].arch,
+                                               archs[i].crop_mode);
       vl_test_copy_file (from, to);
       g_assert_true (g_file_set_contents (cfg, text, -1, NULL));
       g_autoptr(VlModel) m = vl_model_load (d, &error);
       g_assert_no_error (error);
       g_assert_cmpint (vl_model_geometry (m)->heads, ==, archs[i].heads);
       g_assert_cmpint (vl_model_geometry (m)->gelu_tanh, ==, archs[i].tanh);
+      g_assert_cmpint (vl_model_geometry (m)->squash, ==, i == 0);
       rm_tree (d);
     }
 }
@@ -564,6 +569,7 @@ test_hf_siglip_classifier (void)
   g_autoptr(VlModel) m = vl_model_load (dir, &error);
   g_assert_no_error (error);
   g_assert_cmpstr (vl_model_geometry (m)->family, ==, "hf-siglip");
+  g_assert_true (vl_model_geometry (m)->squash);   /* SiglipImageProcessor: no crop */
   g_assert_false (vl_model_geometry (m)->attn_pool);
   g_assert_cmpint (vl_model_pool (m), ==, VL_POOL_AVG);
   g_assert_cmpint (vl_model_num_classes (m), ==, K);

@@ -754,6 +754,32 @@ level_at (const float *out, int size, int i, int j)
   return (int) lrintf (out[i * size + j] * 255.0f);
 }
 
+/* crop_mode squash (SigLIP's processors): the whole image resized to the square, whatever its
+ * aspect, Pillow's resize to the byte, no padding, no crop; crop_pct has no say. */
+static void
+test_preprocess_squash (void)
+{
+  const int sizes[][2] = { { 23, 9 }, { 5, 17 }, { 8, 8 }, { 40, 3 } };
+  for (guint k = 0; k < G_N_ELEMENTS (sizes); k++)
+    {
+      const int w = sizes[k][0], h = sizes[k][1];
+      g_autoptr(VlImage) img = vl_image_new (w, h, 3);
+      for (int i = 0; i < w * h * 3; i++)
+        img->pixels[i] = (uint8_t) ((i * 37 + k * 11) % 251);
+      VlPreprocess pp = pp_plain;
+      pp.squash = TRUE;
+      pp.crop_pct = 0.875;   /* ignored */
+      float out[3 * 8 * 8];
+      vl_preprocess_eval (img, &pp, out);
+      g_autoptr(VlImage) want = vl_image_resize (img, 8, 8, VL_INTERP_BICUBIC);
+      for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 8; i++)
+          for (int j = 0; j < 8; j++)
+            g_assert_cmpint (level_at (out + c * 64, 8, i, j), ==,
+                             want->pixels[(i * 8 + j) * 3 + c]);
+    }
+}
+
 static void
 test_preprocess_crop (void)
 {
@@ -876,6 +902,7 @@ main (int argc, char **argv)
   g_test_add_func ("/image/load/tiff", test_load_tiff);
   g_test_add_func ("/image/preprocess/channels", test_preprocess_channels);
   g_test_add_func ("/image/preprocess/center-crop", test_preprocess_crop);
+  g_test_add_func ("/image/preprocess/squash", test_preprocess_squash);
   g_test_add_func ("/image/preprocess/timm-parity", test_preprocess_timm_parity);
   return g_test_run ();
 }

@@ -1109,9 +1109,12 @@ def transforms_for(cfg, augment):
               "bilinear": transforms.InterpolationMode.BILINEAR,
               "nearest": transforms.InterpolationMode.NEAREST}[pc.get("interpolation", "bicubic")]
     norm = [transforms.ToTensor(), transforms.Normalize(pc["mean"], pc["std"])]
-    evaltf = transforms.Compose([transforms.Resize(int(math.floor(size / pc.get("crop_pct", 1.0))),
-                                                   interpolation=interp),
-                                 transforms.CenterCrop(size)] + norm)
+    if pc.get("crop_mode") == "squash":   # SigLIP's processors: the whole image, no crop
+        evaltf = transforms.Compose([transforms.Resize((size, size), interpolation=interp)] + norm)
+    else:
+        evaltf = transforms.Compose([transforms.Resize(int(math.floor(size / pc.get("crop_pct", 1.0))),
+                                                       interpolation=interp),
+                                     transforms.CenterCrop(size)] + norm)
     if augment == "none":
         return evaltf, evaltf
     tr = [transforms.RandomResizedCrop(size, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3),

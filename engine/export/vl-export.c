@@ -115,7 +115,7 @@ config_json (VlModel *m, int num_classes, gboolean for_timm)
   json_builder_end_array (b);
   vl_json_add_str (b, "interpolation", g->interpolation);
   vl_json_add_num (b, "crop_pct", g->crop_pct);
-  vl_json_add_str (b, "crop_mode", "center");
+  vl_json_add_str (b, "crop_mode", g->squash ? "squash" : "center");
   vl_json_add_floats (b, "mean", g->mean, g->in_chans);
   vl_json_add_floats (b, "std", g->std, g->in_chans);
   vl_json_add_int (b, "num_classes", num_classes);

@@ -1003,9 +1003,10 @@ add_metadata (GByteArray *model, VlModel *m, const VlOnnxOptions *options, int S
   const VlGeometry *geo = &m->geo;
   const VlTaskSpec *task = options ? options->task : NULL;
   const gboolean regress = strcmp (kind, "regress") == 0;
-  /* segmentation and detection squash the whole image to S (vl_preprocess_squash): no crop */
+  /* segmentation and detection squash the whole image to S (vl_preprocess_squash): no crop; so
+   * does a classifier whose processor squashes (SigLIP's) */
   const gboolean seg = strcmp (kind, "segment") == 0, det = strcmp (kind, "detect") == 0;
-  const gboolean squash = seg || det;
+  const gboolean squash = seg || det || geo->squash;
   const int K = m->num_classes;
   char num[64];
   add_meta (model, "vitlab.task", kind);
@@ -1020,7 +1021,8 @@ add_metadata (GByteArray *model, VlModel *m, const VlOnnxOptions *options, int S
   g_ascii_formatd (num, sizeof num, "%.9g", squash ? 1.0 : geo->crop_pct);
   add_meta (model, "crop_pct", num);
   add_meta (model, "crop_mode", squash ? "squash" : "center");
-  add_meta (model, "interpolation", squash || !geo->interpolation ? "bicubic" : geo->interpolation);
+  add_meta (model, "interpolation", seg || det || !geo->interpolation ? "bicubic"
+                                                                      : geo->interpolation);
   g_autofree char *mean = json_floats (geo->mean, geo->in_chans);
   g_autofree char *std = json_floats (geo->std, geo->in_chans);
   add_meta (model, "mean", mean);

@@ -235,6 +235,7 @@ vl_preprocess_from_model (VlModel *m, VlPreprocess *pp)
   pp->channels = g->in_chans;
   pp->size = g->input_size > 0 ? g->input_size : g->img_size;
   pp->crop_pct = g->crop_pct > 0 ? g->crop_pct : 1.0;
+  pp->squash = g->squash;
   pp->interp = g_strcmp0 (g->interpolation, "bilinear") == 0 ? VL_INTERP_BILINEAR
              : g_strcmp0 (g->interpolation, "nearest") == 0 ? VL_INTERP_NEAREST
              : VL_INTERP_BICUBIC;
@@ -247,6 +248,7 @@ vl_preprocess_dense (VlModel *m, int size, VlPreprocess *pp, GError **error)
 {
   const int patch = vl_model_geometry (m)->patch;
   vl_preprocess_from_model (m, pp);
+  pp->squash = FALSE;   /* the dense tasks' transforms are their own (vl_preprocess_squash) */
   if (size > 0)
     pp->size = size;
   if (pp->size % patch != 0)

@@ -1834,6 +1834,8 @@ vl_preprocess_eval (const VlImage *img, const VlPreprocess *pp, float *out)
   int new_long = new_long_d > limit ? (int) limit : (int) new_long_d;
   int new_w = w <= h ? scale_size : new_long;
   int new_h = w <= h ? new_long : scale_size;
+  if (pp->squash)
+    new_w = new_h = size;   /* timm's crop_mode "squash", transformers' resize to (size, size) */
 
   /* torchvision CenterCrop: pad with zeros to at least size x size (left/top get the
    * smaller half), then crop at round((dim - size) / 2). Crop pixel (i, j) is resized

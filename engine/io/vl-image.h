@@ -95,6 +95,8 @@ typedef struct {
   int      channels;     /* model input channels (1 or 3) */
   int      size;         /* crop size (square), e.g. 224 */
   double   crop_pct;     /* e.g. 0.9 -> shorter side to floor(size / crop_pct) */
+  gboolean squash;       /* the whole image resized to size x size instead (no crop, the aspect
+                          * not kept: SigLIP's processors, timm's crop_mode "squash") */
   VlInterp interp;
   float    mean[4];
   float    std[4];
@@ -102,8 +104,8 @@ typedef struct {
 
 /* timm eval transform: shorter side to floor(size / crop_pct) keeping aspect (torchvision
  * Resize rule: long side int(new_short * long / short)), center crop size x size (top/left =
- * round((dim - size) / 2)), scale to [0,1], (x - mean) / std. Writes CHW floats
- * (channels * size * size) into out. */
+ * round((dim - size) / 2)), scale to [0,1], (x - mean) / std; with pp->squash the whole image
+ * resized to size x size. Writes CHW floats (channels * size * size) into out. */
 void     vl_preprocess_eval   (const VlImage *img, const VlPreprocess *pp, float *out);
 
 /* File-name extensions (lower case, without the dot; NULL-terminated) of the formats

@@ -1050,6 +1050,7 @@ timm_preprocess (VlModel *m, Config *c, JsonObject *args, GError **error)
           g_free (g->interpolation);
           g->interpolation = g_strdup (interp);
         }
+      g->squash = g_strcmp0 (config_string (pp, "resize_mode"), "squash") == 0;
       return TRUE;
     }
   /* pretrained_cfg: preprocessing */
@@ -1100,6 +1101,9 @@ timm_preprocess (VlModel *m, Config *c, JsonObject *args, GError **error)
       g_free (g->interpolation);
       g->interpolation = g_strdup (interp);
     }
+  /* timm's crop_mode "squash" (SigLIP's); "center", the default, otherwise ("border", which
+   * pads instead of cropping, is taken as center) */
+  g->squash = g_strcmp0 (config_string (pc, "crop_mode"), "squash") == 0;
   return TRUE;
 }
 
@@ -1644,6 +1648,7 @@ load_hf_siglip (VlModel *m, Source *s, Config *c, GError **error)
   m->pool = g->attn_pool ? VL_POOL_MAP : VL_POOL_AVG;
   /* SiglipImageProcessor: a bicubic resize to the size, no crop, mean and std 0.5 */
   default_preprocess (g, 1.0, "bicubic", half, half);
+  g->squash = TRUE;
   return TRUE;
 }
 

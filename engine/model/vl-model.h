@@ -70,6 +70,7 @@ typedef struct {
   /* preprocessing (pretrained_cfg) */
   int       input_size;
   double    crop_pct;
+  gboolean  squash;        /* resized whole to the square, no crop (SigLIP's processors) */
   char     *interpolation;
   float     mean[4];
   float     std[4];
