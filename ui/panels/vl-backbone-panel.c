@@ -150,12 +150,15 @@ show_facts (VlBackbonePanel *self, VlModel *m)
   g_string_free (geo, TRUE);
   g_autofree char *params = vl_format_count (vl_model_n_params (m));
   gtk_label_set_text (GTK_LABEL (self->info_params), params);
-  g_autofree char *input = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
-                                                         "%d×%d px, %d channel, crop %.3g, %s",
-                                                         "%d×%d px, %d channels, crop %.3g, %s",
-                                                         g->in_chans),
-                                            g->input_size, g->input_size, g->in_chans,
-                                            g->crop_pct, interp_name (g->interpolation));
+  /* SigLIP's processors resize the whole photo to the square (squash): no crop to show */
+  g_autofree char *input = g->squash
+    ? g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d×%d px, %d channel, whole image, %s",
+                                    "%d×%d px, %d channels, whole image, %s", g->in_chans),
+                       g->input_size, g->input_size, g->in_chans, interp_name (g->interpolation))
+    : g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%d×%d px, %d channel, crop %.3g, %s",
+                                    "%d×%d px, %d channels, crop %.3g, %s", g->in_chans),
+                       g->input_size, g->input_size, g->in_chans, g->crop_pct,
+                       interp_name (g->interpolation));
   /* DINOv2 runs at its processor's 224 px from 518 px; the grid above is the checkpoint's */
   g_autofree char *resampled = g->input_size != g->img_size
     ? g_strdup_printf (_("%s\nposition embedding resampled from %d px"), input, g->img_size)
