@@ -85,6 +85,26 @@ rm_tree (const char *dir)
   g_rmdir (dir);
 }
 
+/* Adds st's tensors (as float32, their data kept alive in keep) to w: those whose names start
+ * with `only` (NULL: all) and not with `skip` (NULL: none), each under prefix + its name. */
+static void
+add_tensors (VlSafetensorsWriter *w, VlSafetensors *st, GPtrArray *keep, const char *only,
+             const char *skip, const char *prefix)
+{
+  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
+    {
+      const VlTensorInfo *ti = vl_safetensors_get (st, i);
+      if ((only && !g_str_has_prefix (ti->name, only)) ||
+          (skip && g_str_has_prefix (ti->name, skip)))
+        continue;
+      float *d = g_new (float, MAX (ti->numel, 1));
+      vl_tensor_to_f32 (ti, d);
+      g_ptr_array_add (keep, d);
+      g_autofree char *name = g_strconcat (prefix, ti->name, NULL);
+      vl_safetensors_writer_add_f32 (w, name, ti->ndim, ti->shape, d);
+    }
+}
+
 static void
 expect (VlSafetensors *ex, const char *name, const float *got, double atol)
 {
@@ -391,9 +411,17 @@ test_siglip_gradients (void)
         }
       g_assert_false (vl_model_group_trainable (m, group - 1));   /* the final norm */
     }
-  /* only the head: the pooled features are the boundary */
+  /* only the head: the pooled features are the boundary; a forward from them runs no pool, so
+   * it has no pool map of its own (not the last batch's) */
   vl_model_lock (m, 1);
   g_assert_cmpint (vl_model_boundary_numel (m, H, H), ==, vl_model_geometry (m)->width);
+  g_autofree float *pooled = g_new (float, (int64_t) B * vl_model_geometry (m)->width);
+  g_assert_true (vl_model_forward_to_boundary (m, images, B, H, H, pooled, &error));
+  forward (m, images, t, VL_FORWARD_INFER);
+  g_assert_nonnull (vl_model_pool_attention (m));
+  g_assert_true (vl_model_forward_from_boundary (m, pooled, B, H, H, VL_FORWARD_TRAIN, &error));
+  g_assert_no_error (error);
+  g_assert_null (vl_model_pool_attention (m));
 
   /* a run folder's lossless checkpoint keeps timm's grouping with the pool's group */
   g_autofree char *dir = vl_test_tmpdir ();
@@ -429,17 +457,8 @@ test_openclip_siglip (void)
     {
       g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
       g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
-      for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
-        {
-          const VlTensorInfo *ti = vl_safetensors_get (st, i);
-          if (g_str_has_prefix (ti->name, "head."))
-            continue;   /* OpenCLIP's trunk has num_classes 0 */
-          float *d = g_new (float, MAX (ti->numel, 1));
-          vl_tensor_to_f32 (ti, d);
-          g_ptr_array_add (keep, d);
-          g_autofree char *name = g_strconcat ("visual.trunk.", ti->name, NULL);
-          vl_safetensors_writer_add_f32 (w, name, ti->ndim, ti->shape, d);
-        }
+      /* OpenCLIP's trunk has num_classes 0: no head.* */
+      add_tensors (w, st, keep, NULL, "head.", "visual.trunk.");
       static const float text[8] = { 0 };
       const int64_t t2[2] = { 2, 4 }, t1[1] = { 1 }, h2[2] = { 2, 4 };
       vl_safetensors_writer_add_f32 (w, "text.token_embedding.weight", 2, t2, text);
@@ -535,22 +554,9 @@ test_hf_siglip_classifier (void)
   g_autoptr(VlSafetensors) st = vl_test_open (from);
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
   g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
-  int64_t W = 0;
-  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
-    {
-      const VlTensorInfo *ti = vl_safetensors_get (st, i);
-      if (g_str_has_prefix (ti->name, "vision_model.head.") ||
-          !g_str_has_prefix (ti->name, "vision_model."))
-        continue;
-      if (g_str_equal (ti->name, "vision_model.post_layernorm.weight"))
-        W = ti->shape[0];
-      float *d = g_new (float, MAX (ti->numel, 1));
-      vl_tensor_to_f32 (ti, d);
-      g_ptr_array_add (keep, d);
-      vl_safetensors_writer_add_f32 (w, ti->name, ti->ndim, ti->shape, d);
-    }
+  add_tensors (w, st, keep, "vision_model.", "vision_model.head.", "");
   enum { K = 3 };
-  g_assert_cmpint (W, >, 0);
+  const int64_t W = vl_safetensors_lookup (st, "vision_model.post_layernorm.weight")->shape[0];
   float *cw = g_new (float, K * W), *cb = g_new (float, K);
   for (int64_t i = 0; i < K * W; i++)
     cw[i] = (float) sin (0.7 * (double) i);
@@ -776,14 +782,7 @@ copy_with_extra (const char *from, const char *dir, const char *name, const char
   g_autoptr(VlSafetensors) st = vl_test_open (from);
   g_autoptr(VlSafetensorsWriter) w = vl_safetensors_writer_new ();
   g_autoptr(GPtrArray) keep = g_ptr_array_new_with_free_func (g_free);
-  for (guint i = 0; i < vl_safetensors_n_tensors (st); i++)
-    {
-      const VlTensorInfo *ti = vl_safetensors_get (st, i);
-      float *d = g_new (float, MAX (ti->numel, 1));
-      vl_tensor_to_f32 (ti, d);
-      g_ptr_array_add (keep, d);
-      vl_safetensors_writer_add_f32 (w, ti->name, ti->ndim, ti->shape, d);
-    }
+  add_tensors (w, st, keep, NULL, NULL, "");
   static const float zeros[4] = { 0 };
   const int64_t shape[1] = { 4 };
   vl_safetensors_writer_add_f32 (w, extra, 1, shape, zeros);

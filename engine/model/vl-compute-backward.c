@@ -306,7 +306,7 @@ backward_pool (VlModel *m, VlActs *a, const float *dpool, float *dtok, gboolean 
       const int *arg = a->argmax + (int64_t) b * W;
       switch (m->pool)
         {
-        case VL_POOL_MAP:   /* the whole batch at once, below */
+        case VL_POOL_MAP:   /* not reached: backward_from_features runs vl_map_pool_backward */
           break;
         case VL_POOL_TOKEN:
           memcpy (dt, dp, sizeof (float) * W);

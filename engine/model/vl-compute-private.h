@@ -99,6 +99,7 @@ struct _VlActs {
   float     *mp_dz, *mp_dy, *mp_dln;      /* (B,W) */
   float     *mp_dh;          /* (B,M) */
   float     *mp_dq;          /* (W) */
+  float     *mp_dq_part;     /* (B,W) each image's share of d q */
   float     *mp_dx;          /* (B,N,W), when P > 0 */
   gboolean   mp_valid;       /* the last forward pooled by map */
 };
@@ -119,6 +120,9 @@ typedef struct {
 } AttnJob;
 
 
+/* n zeroed, 64-byte aligned elements of `size` bytes, freed with the activations */
+void *vl_compute_acts_alloc (VlActs *a, int64_t n, size_t size);
+#define FALLOC(a, n) ((float *) vl_compute_acts_alloc ((a), (n), sizeof (float)))
 void vl_compute_act_forward (Act act, float *out, const float *inp, int64_t n);
 void vl_compute_linear_forward (float *out, Act act, float *act_out, const float *inp, const float *w, const float *b, const float *residual, int64_t M, int K, int N);
 void vl_compute_layernorm_forward (float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int64_t N, int C, float eps);

@@ -31,14 +31,13 @@ vl_acts_free (VlActs *a)
   g_free (a);
 }
 
-static void *
-acts_alloc (VlActs *a, int64_t n, size_t size)
+void *
+vl_compute_acts_alloc (VlActs *a, int64_t n, size_t size)
 {
   void *p = g_aligned_alloc0 ((gsize) MAX (n, 1), size, 64);
   g_ptr_array_add (a->allocs, p);
   return p;
 }
-#define FALLOC(a, n) ((float *) acts_alloc ((a), (n), sizeof (float)))
 
 #define VL_KEEP_GELU_BYTES ((int64_t) 128 << 20)
 
@@ -172,7 +171,7 @@ acts_ensure (VlModel *m, int B, int gh, int gw, VlForwardFlags flags)
   a->fc_mean = FALLOC (a, B);
   a->fc_rstd = FALLOC (a, B);
   a->pooled = FALLOC (a, (int64_t) B * W);
-  a->argmax = acts_alloc (a, (int64_t) B * W, sizeof (int));
+  a->argmax = vl_compute_acts_alloc (a, (int64_t) B * W, sizeof (int));
   a->emb = FALLOC (a, (int64_t) B * E);
   a->dist_feat = FALLOC (a, (int64_t) B * W);
   a->head_h = FALLOC (a, (int64_t) B * Hd);
@@ -1067,6 +1066,12 @@ static void
 pool_tokens (VlModel *m, VlActs *a, const float *tokens, float *out_all)
 {
   const int W = m->geo.width, T = a->T, B = a->B, P = a->P;
+  a->mp_valid = m->pool == VL_POOL_MAP;
+  if (m->pool == VL_POOL_MAP)
+    {
+      vl_map_pool_forward (m, a, tokens, out_all);
+      return;
+    }
   for (int b = 0; b < B; b++)
     {
       const float *tok = tokens + (int64_t) b * T * W;
@@ -1074,7 +1079,7 @@ pool_tokens (VlModel *m, VlActs *a, const float *tokens, float *out_all)
       int *arg = a->argmax + (int64_t) b * W;
       switch (m->pool)
         {
-        case VL_POOL_MAP:   /* the whole batch at once, below */
+        case VL_POOL_MAP:   /* not reached: the whole batch at once, above */
           break;
         case VL_POOL_TOKEN:
           memcpy (out, tok, sizeof (float) * W);
@@ -1103,9 +1108,6 @@ pool_tokens (VlModel *m, VlActs *a, const float *tokens, float *out_all)
           break;
         }
     }
-  a->mp_valid = m->pool == VL_POOL_MAP;
-  if (m->pool == VL_POOL_MAP)
-    vl_map_pool_forward (m, a, tokens, out_all);
 }
 
 /* Final norm and pooling: the token norm then pooling, or pooling then fc_norm. */

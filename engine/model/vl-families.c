@@ -904,14 +904,12 @@ timm_blocks (VlModel *m, Source *s, Config *c, JsonObject *args, GError **error)
     }
   g->quick_gelu = act && strcmp (act, "quick_gelu") == 0;
   /* timm's SigLIP architectures that set act_layer='gelu_tanh' themselves: a config.json from
-   * the hub names the architecture without model_args */
+   * the hub (or OpenCLIP's timm_model_name) names the architecture without model_args */
   GHashTable *meta = vl_safetensors_metadata (s->st);
   const char *meta_act = meta ? g_hash_table_lookup (meta, "vitlab.act_layer") : NULL;
   g->gelu_tanh = act ? strcmp (act, "gelu_tanh") == 0
                      : g_strcmp0 (meta_act, "gelu_tanh") == 0 ||
-                       timm_arch_gelu_tanh (config_string (c->root, "architecture")) ||
-                       timm_arch_gelu_tanh (config_string (openclip_vision_cfg (c),
-                                                           "timm_model_name"));
+                       timm_arch_gelu_tanh (g->architecture);
 
   g->eps = 1e-6f;
   const char *meta_eps = meta ? g_hash_table_lookup (meta, "layer_norm_eps") : NULL;

@@ -20,39 +20,32 @@
 #define AP(which) vl_pdata (m, m->ix.ap + (which))
 #define APG(which) vl_compute_grad_of (m, m->ix.ap + (which))
 
-static float *
-mp_alloc (VlActs *a, int64_t n)
-{
-  float *p = g_aligned_alloc0 (MAX (n, 1), sizeof (float), 64);
-  g_ptr_array_add (a->allocs, p);
-  return p;
-}
-
 void
 vl_map_pool_alloc (VlModel *m, VlActs *a)
 {
   const VlGeometry *g = &m->geo;
   const int64_t W = g->width, B = a->B, N = a->T - a->P, M = g->mlp;
-  a->mp_q = mp_alloc (a, W);
-  a->mp_x = a->P > 0 ? mp_alloc (a, B * N * W) : NULL;
-  a->mp_kv = mp_alloc (a, B * N * 2 * W);
-  a->mp_att = mp_alloc (a, B * g->heads * N);
-  a->mp_y = mp_alloc (a, B * W);
-  a->mp_z = mp_alloc (a, B * W);
-  a->mp_ln = mp_alloc (a, B * W);
-  a->mp_mean = mp_alloc (a, B);
-  a->mp_rstd = mp_alloc (a, B);
-  a->mp_h = mp_alloc (a, B * M);
-  a->mp_g = mp_alloc (a, B * M);
+  a->mp_q = FALLOC (a, W);
+  a->mp_x = a->P > 0 ? FALLOC (a, B * N * W) : NULL;
+  a->mp_kv = FALLOC (a, B * N * 2 * W);
+  a->mp_att = FALLOC (a, B * g->heads * N);
+  a->mp_y = FALLOC (a, B * W);
+  a->mp_z = FALLOC (a, B * W);
+  a->mp_ln = FALLOC (a, B * W);
+  a->mp_mean = FALLOC (a, B);
+  a->mp_rstd = FALLOC (a, B);
+  a->mp_h = FALLOC (a, B * M);
+  a->mp_g = FALLOC (a, B * M);
   if (a->train)
     {
-      a->mp_dkv = mp_alloc (a, B * N * 2 * W);
-      a->mp_dz = mp_alloc (a, B * W);
-      a->mp_dy = mp_alloc (a, B * W);
-      a->mp_dln = mp_alloc (a, B * W);
-      a->mp_dh = mp_alloc (a, B * M);
-      a->mp_dq = mp_alloc (a, W);
-      a->mp_dx = a->P > 0 ? mp_alloc (a, B * N * W) : NULL;
+      a->mp_dkv = FALLOC (a, B * N * 2 * W);
+      a->mp_dz = FALLOC (a, B * W);
+      a->mp_dy = FALLOC (a, B * W);
+      a->mp_dln = FALLOC (a, B * W);
+      a->mp_dh = FALLOC (a, B * M);
+      a->mp_dq = FALLOC (a, W);
+      a->mp_dq_part = FALLOC (a, B * W);
+      a->mp_dx = a->P > 0 ? FALLOC (a, B * N * W) : NULL;
     }
 }
 
@@ -132,23 +125,17 @@ vl_map_pool_forward (VlModel *m, VlActs *a, const float *tokens, float *out)
 }
 
 /* Through the attention of one image: dy (W) -> d kv (N, 2W) and this image's share of d q
- * (into dq_part, W). */
-typedef struct {
-  const VlModel *m;
-  VlActs *a;
-  float *dq_part;   /* (B, W) */
-} MapBwdJob;
-
+ * (mp_dq_part's row b). */
 static void
 attend_image_backward (void *data, int64_t b, int worker)
 {
-  const MapBwdJob *j = data;
+  const MapJob *j = data;
   const VlGeometry *g = &j->m->geo;
   VlActs *a = j->a;
   const int W = g->width, D = g->head_dim, N = a->T - a->P;
   const float scale = 1.0f / sqrtf ((float) D);
   const float *kv = a->mp_kv + b * N * 2 * W, *dy = a->mp_dy + b * W;
-  float *dkv = a->mp_dkv + b * N * 2 * W, *dq = j->dq_part + b * W;
+  float *dkv = a->mp_dkv + b * N * 2 * W, *dq = a->mp_dq_part + b * W;
   for (int h = 0; h < g->heads; h++)
     {
       const float *att = a->mp_att + (b * g->heads + h) * N;
@@ -210,13 +197,10 @@ vl_map_pool_backward (VlModel *m, VlActs *a, const float *dout, float *dtok)
                                     FALSE, NULL);
   /* the attention: d kv per image, d q summed over the images in order (the same rounding on
    * every run) */
-  g_autofree float *dq_part = g_new (float, (int64_t) B * W);
-  MapBwdJob j = { m, a, dq_part };
+  MapJob j = { m, a };
   vl_parallel_for (B, attend_image_backward, &j);
   memset (a->mp_dq, 0, sizeof (float) * W);
-  for (int b = 0; b < B; b++)
-    for (int c = 0; c < W; c++)
-      a->mp_dq[c] += dq_part[(int64_t) b * W + c];
+  vl_compute_colsum (a->mp_dq, a->mp_dq_part, NULL, B, W);
   /* [k v] = x W_kv^T + b_kv, x the final norm's output (gathered into mp_x with prefix tokens) */
   if (APG (AP_KV_W))
     vl_compute_linear_backward_params_rows (a, APG (AP_KV_W), APG (AP_KV_B), a->mp_dkv,
@@ -224,14 +208,9 @@ vl_map_pool_backward (VlModel *m, VlActs *a, const float *dout, float *dtok)
                                             2 * W);
   /* q = W_q latent + b_q: d W_q = d q latent^T, d b_q = d q, d latent = W_q^T d q */
   vl_compute_linear_backward_params (APG (AP_Q_W), APG (AP_Q_B), a->mp_dq, AP (AP_LATENT), 1, W, W);
-  float *dlatent = APG (AP_LATENT);
-  if (dlatent)
-    {
-      const float *wq = AP (AP_Q_W);
-      for (int i = 0; i < W; i++)
-        for (int c = 0; c < W; c++)
-          dlatent[c] += wq[(int64_t) i * W + c] * a->mp_dq[i];
-    }
+  if (APG (AP_LATENT))
+    vl_compute_linear_backward_input (APG (AP_LATENT), a->mp_dq, AP (AP_Q_W), ACT_NONE, NULL, 1, W,
+                                      W, FALSE, NULL);
   if (dtok == NULL)
     return;
   float *dx = a->P > 0 ? a->mp_dx : dtok;
@@ -250,5 +229,6 @@ const float *
 vl_model_pool_attention (VlModel *m)
 {
   VlActs *a = m->acts;
-  return a && a->valid && a->mp_valid && m->pool == VL_POOL_MAP ? a->mp_att : NULL;
+  /* a forward from cached pooled features ran no pool: its maps are an earlier batch's */
+  return a && a->valid && !a->from_features && a->mp_valid ? a->mp_att : NULL;
 }

@@ -101,6 +101,18 @@ vl_window_start_pretrained_attention (VlWindow *self)
 
 /* ------------------------------------------------------------------ probes in the view */
 
+/* Probe i's attention-pool map from pools ((n_images, heads, gh * gw)) on the main or the
+ * reference side of the view; nothing when pools is NULL (no pool in that model). */
+static void
+show_pool (VlWindow *self, gboolean reference, const float *pools, int i)
+{
+  const VlProbeState *p = self->probes;
+  if (pools)
+    vl_attention_view_set_pool (VL_ATTENTION_VIEW (self->attention), reference,
+                                pools + (gsize) i * p->heads * p->gh * p->gw, p->heads, p->gh,
+                                p->gw);
+}
+
 void
 vl_window_show_probe (VlWindow *self, int i)
 {
@@ -114,7 +126,6 @@ vl_window_show_probe (VlWindow *self, int i)
   self->probes->selected = i;
   int gh = self->probes->gh, gw = self->probes->gw;
   gsize per = (gsize) self->probes->depth * self->probes->heads * self->probes->T * self->probes->T;
-  gsize per_pool = (gsize) self->probes->heads * gh * gw;
   vl_attention_view_set_image (view, self->probes->images[i]);
   vl_attention_view_clear_maps (view);
   gboolean final = self->probes->final_attn && self->probes->final_T == self->probes->T;
@@ -127,16 +138,12 @@ vl_window_show_probe (VlWindow *self, int i)
                                            self->probes->depth, self->probes->heads,
                                            self->probes->T, self->probes->prefix,
                                            self->probes->cls, gh, gw);
-          if (self->probes->final_pool)
-            vl_attention_view_set_pool (view, FALSE, self->probes->final_pool + per_pool * i,
-                                        self->probes->heads, gh, gw);
+          show_pool (self, FALSE, self->probes->final_pool, i);
         }
       else
         {
           vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * gh * gw, gh, gw);
-          if (self->probes->live_pool)
-            vl_attention_view_set_pool (view, FALSE, self->probes->live_pool + per_pool * i,
-                                        self->probes->heads, gh, gw);
+          show_pool (self, FALSE, self->probes->live_pool, i);
         }
       if (self->probes->ref_attn)
         {
@@ -144,9 +151,7 @@ vl_window_show_probe (VlWindow *self, int i)
                                                      self->probes->depth, self->probes->heads,
                                                      self->probes->T, self->probes->prefix,
                                                      self->probes->cls, gh, gw);
-          if (self->probes->ref_pool)
-            vl_attention_view_set_pool (view, TRUE, self->probes->ref_pool + per_pool * i,
-                                        self->probes->heads, gh, gw);
+          show_pool (self, TRUE, self->probes->ref_pool, i);
         }
       vl_attention_view_set_labels (view, final ? _("fine-tuned") : _("now"), _("pretrained"));
     }
@@ -155,9 +160,7 @@ vl_window_show_probe (VlWindow *self, int i)
       vl_attention_view_set_attention (view, self->probes->ref_attn + per * i, self->probes->depth,
                                        self->probes->heads, self->probes->T, self->probes->prefix,
                                        self->probes->cls, gh, gw);
-      if (self->probes->ref_pool)
-        vl_attention_view_set_pool (view, FALSE, self->probes->ref_pool + per_pool * i,
-                                    self->probes->heads, gh, gw);
+      show_pool (self, FALSE, self->probes->ref_pool, i);
       vl_attention_view_set_labels (view, _("pretrained"), NULL);
     }
   const char *true_name = self->data && self->probes->labels
@@ -346,15 +349,14 @@ vl_window_attention_probes_event (VlWindow *self, VlTrainEvent *ev)
         {
           vl_attention_view_set_rollout (view, self->probes->rollout + (gsize) i * P, ev->grid_h,
                                          ev->grid_w);
-          if (self->probes->live_pool)
-            vl_attention_view_set_pool (view, FALSE, self->probes->live_pool +
-                                        (gsize) i * self->probes->heads * P, self->probes->heads,
-                                        ev->grid_h, ev->grid_w);
+          show_pool (self, FALSE, self->probes->live_pool, i);
         }
       g_autofree char *label = g_strdup_printf (_("step %lld"), (long long) ev->step);
       vl_attention_view_set_labels (view, label, _("pretrained"));
+      /* the map the run sends for every block: the rollout, or the attention pool's */
       if (first)
-        vl_attention_view_set_mode (view, VL_ATTN_MODE_ROLLOUT);
+        vl_attention_view_set_mode (view, self->probes->live_pool ? VL_ATTN_MODE_POOL
+                                                                  : VL_ATTN_MODE_ROLLOUT);
     }
 }
 
